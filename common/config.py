@@ -1,0 +1,250 @@
+"""The settings file, validated: pydantic models carrying their limits on the fields.
+
+Unknown keys are errors; every error names the key path, the bad value and why. Environment
+variables override the connection (IBKR_HOST, IBKR_PORT, IBKR_CLIENT_ID, IBKR_ACCOUNT).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "settings.yaml"
+
+Pct = Annotated[float, Field(ge=0, le=100)]
+PositiveS = Annotated[float, Field(gt=0, le=86_400)]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class IBKRSettings(Model):
+    host: str = "127.0.0.1"
+    port: int = Field(4002, ge=1, le=65_535)
+    client_id: int = Field(1, ge=0, le=2**31 - 1)
+    account: str = ""  # the account live mode must see; empty = none configured
+    connect_timeout_s: PositiveS = 10.0
+    request_timeout_s: PositiveS = 15.0
+    market_data_type: Literal["live", "frozen", "delayed", "delayed_frozen"] = "live"
+
+
+class UniverseSettings(Model):
+    symbols: list[str] = Field(default_factory=lambda: ["SPY", "QQQ", "AAPL"], min_length=1)
+    max_concurrent_symbols: int = Field(2, ge=1, le=1000)
+
+    @field_validator("symbols")
+    @classmethod
+    def _clean_symbols(cls, symbols: list[str]) -> list[str]:
+        cleaned = [s.strip().upper() for s in symbols]
+        bad = [s for s in cleaned if not s or not s.replace(".", "").replace(" ", "").isalnum()]
+        if bad:
+            raise ValueError(f"not a ticker symbol: {bad}")
+        if len(set(cleaned)) != len(cleaned):
+            raise ValueError("symbols are listed more than once")
+        return cleaned
+
+
+class ScheduleSettings(Model):
+    interval_s: float = Field(60.0, ge=0, le=86_400)
+    cycles: int = Field(0, ge=0)  # 0 = run until stopped
+    cycle_deadline_s: PositiveS = 45.0
+    regular_hours_only: bool = True
+    timezone: str = "America/New_York"
+    open_time: str = Field("09:30", pattern=r"^\d\d:\d\d$")  # used where the broker has no hours
+    close_time: str = Field("16:00", pattern=r"^\d\d:\d\d$")
+
+
+class WorkerSettings(Model):
+    count: int = Field(2, ge=1, le=64)
+    start_timeout_s: PositiveS = 30.0
+    max_respawns_per_minute: int = Field(5, ge=0, le=1000)
+
+
+class ScalpSettings(Model):
+    ema_fast: int = Field(8, ge=1, le=500)
+    ema_slow: int = Field(21, ge=2, le=1000)
+    rsi_period: int = Field(14, ge=2, le=500)
+    rsi_buy_low: Pct = 45.0  # BUY needs RSI inside [rsi_buy_low, rsi_buy_high]
+    rsi_buy_high: Pct = 75.0
+    rsi_sell_floor: Pct = 35.0  # RSI under this is SELL
+    bars_minutes: int = Field(120, ge=10, le=1440)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ScalpSettings:
+        if self.ema_fast >= self.ema_slow:
+            raise ValueError(f"ema_fast ({self.ema_fast}) must be below ema_slow ({self.ema_slow})")
+        if self.rsi_buy_low > self.rsi_buy_high:
+            raise ValueError("rsi_buy_low must not exceed rsi_buy_high")
+        return self
+
+
+class WhaleSettings(Model):
+    enabled: bool = True
+    lookback_bars: int = Field(20, ge=2, le=500)  # 60-minute bars
+    volume_spike: float = Field(1.5, ge=1.0, le=100.0)  # times the average volume
+    debounce_days: float = Field(3.0, ge=0, le=365)
+
+
+class StrategySettings(Model):
+    name: str = "scalp_whale"  # or a dotted path "package.module:Class"
+    scalp: ScalpSettings = ScalpSettings()
+    whale: WhaleSettings = WhaleSettings()
+
+
+class OptionsSettings(Model):
+    expiry_rule: Literal["nearest_weekly", "dte_window"] = "nearest_weekly"
+    min_dte: int = Field(0, ge=0, le=3650)
+    max_dte: int = Field(7, ge=0, le=3650)
+    moneyness: Literal["atm", "itm", "otm"] = "atm"
+    strikes_each_side: int = Field(5, ge=0, le=100)
+    strike_count: int = Field(3, ge=1, le=50)
+    max_spread_pct: Pct = 15.0  # of mid
+    min_volume: int = Field(0, ge=0)
+    entry_price: Literal["mid", "ask", "bid"] = "mid"
+    take_profit_pct: float = Field(50.0, gt=0, le=1000)
+    stop_loss_pct: float = Field(30.0, gt=0, le=100)
+
+    @model_validator(mode="after")
+    def _dte(self) -> OptionsSettings:
+        if self.min_dte > self.max_dte:
+            raise ValueError(f"min_dte ({self.min_dte}) exceeds max_dte ({self.max_dte})")
+        return self
+
+
+PriceSource = Literal["mid", "last", "close"]
+
+
+class QuoteSettings(Model):
+    price_sources: list[PriceSource] = Field(
+        default_factory=lambda: ["mid", "last", "close"], min_length=1
+    )
+    max_spread_pct: Pct = 2.0  # wider underlying markets are flagged "wide"
+
+
+class RiskSettings(Model):
+    risk_per_trade_pct: float = Field(1.0, gt=0, le=100)
+    max_contracts_per_order: int = Field(10, ge=1)
+    max_orders_per_cycle: int = Field(5, ge=0)
+    daily_loss_limit_pct: float = Field(3.0, gt=0, le=100)
+    daily_loss_limit_abs: float = Field(0.0, ge=0)  # 0 = only the % limit applies
+
+
+class ExecutionSettings(Model):
+    mode: Literal["dry_run", "whatif", "live"] = "dry_run"
+
+
+class PacingSettings(Model):
+    max_messages_per_s: float = Field(45.0, gt=0, le=50)  # IBKR's hard limit is 50
+    max_market_data_lines: int = Field(90, ge=1, le=10_000)
+
+
+class MonitoringSettings(Model):
+    interval_s: PositiveS = 30.0
+    metrics_path: str = "var/metrics.jsonl"
+
+
+class LoggingSettings(Model):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    json_path: str = "var/bot.jsonl"
+    console: bool = True
+
+
+class StubSettings(Model):
+    seed: int = 7
+    base_prices: dict[str, float] = Field(default_factory=dict)
+    latency_s: float = Field(0.0, ge=0, le=60)
+    equity: float = Field(100_000.0, gt=0)
+
+
+class Settings(Model):
+    ibkr: IBKRSettings = IBKRSettings()
+    universe: UniverseSettings = UniverseSettings()
+    schedule: ScheduleSettings = ScheduleSettings()
+    workers: WorkerSettings = WorkerSettings()
+    strategy: StrategySettings = StrategySettings()
+    options: OptionsSettings = OptionsSettings()
+    quotes: QuoteSettings = QuoteSettings()
+    risk: RiskSettings = RiskSettings()
+    execution: ExecutionSettings = ExecutionSettings()
+    pacing: PacingSettings = PacingSettings()
+    monitoring: MonitoringSettings = MonitoringSettings()
+    logging: LoggingSettings = LoggingSettings()
+    stub: StubSettings = StubSettings()
+
+
+class ConfigError(Exception):
+    """A user mistake in the settings: ``problems`` are lines of 'key.path: value: reason'."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        super().__init__(f"{source}: " + "; ".join(problems))
+
+
+ENV_OVERRIDES = {
+    "IBKR_HOST": ("host", str),
+    "IBKR_PORT": ("port", int),
+    "IBKR_CLIENT_ID": ("client_id", int),
+    "IBKR_ACCOUNT": ("account", str),
+}
+
+
+def _env_overrides(raw: dict[str, Any], environ: dict[str, str], source: str) -> dict[str, Any]:
+    ibkr = dict(raw.get("ibkr") or {})
+    for var, (key, kind) in ENV_OVERRIDES.items():
+        if var in environ:
+            try:
+                ibkr[key] = kind(environ[var])
+            except ValueError:
+                raise ConfigError(
+                    source, [f"env {var}: {environ[var]!r}: not a valid {kind.__name__}"]
+                ) from None
+    return {**raw, "ibkr": ibkr} if ibkr else raw
+
+
+def _format_errors(exc: ValidationError) -> list[str]:
+    lines = []
+    for err in exc.errors():
+        path = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        value = err.get("input")
+        shown = repr(value) if not isinstance(value, dict) else "{...}"
+        reason = err["msg"]
+        if err["type"] == "extra_forbidden":
+            reason = "unknown key"
+        lines.append(f"{path}: {shown}: {reason}")
+    return lines
+
+
+def parse_settings(
+    raw: Any, source: str = "<settings>", environ: dict[str, str] | None = None
+) -> Settings:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(source, [f"(top level): {type(raw).__name__}: expected a mapping"])
+    raw = _env_overrides(raw, dict(os.environ) if environ is None else environ, source)
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(source, _format_errors(exc)) from None
+
+
+def load_settings(path: str | Path | None = None, environ: dict[str, str] | None = None) -> Settings:
+    """Read and validate a settings file (the embedded default when ``path`` is None)."""
+    path = Path(path) if path is not None else DEFAULT_CONFIG
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(str(path), [f"cannot read the file: {exc.strerror}"]) from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise ConfigError(str(path), [f"{where}not valid YAML ({getattr(exc, 'problem', exc)})"])
+    return parse_settings(raw, str(path), environ)

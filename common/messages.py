@@ -1,0 +1,210 @@
+"""Everything that crosses a process boundary: small frozen dataclasses of plain values.
+
+No ib_insync object ever appears here. Bulk data (bars) travels as columns (``array('d')``),
+one per field, because one object per bar costs more than half the throughput.
+
+    supervisor --inbox[w]--> worker w      SymbolTask, Reply
+    worker w   --outbox----> supervisor    Request (QuoteRequest, BarsRequest, ChainRequest,
+                                           OptionQuotesRequest), SymbolResult
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+from dataclasses import dataclass, field
+from enum import Enum
+
+NAN = math.nan
+
+
+class Signal(str, Enum):
+    BUY = "BUY"  # directional long: buy calls
+    SELL = "SELL"  # directional short: buy puts
+    HOLD = "HOLD"
+
+
+class Right(str, Enum):
+    CALL = "C"
+    PUT = "P"
+
+
+# --- market data -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Quote:
+    """A raw underlying snapshot. Prices may be NaN, -1 or 0 (IBKR's "none"): see common.quotes."""
+
+    symbol: str
+    bid: float = NAN
+    ask: float = NAN
+    last: float = NAN
+    close: float = NAN
+    bid_size: float = NAN
+    ask_size: float = NAN
+    volume: float = NAN
+    ts: float = NAN  # epoch seconds when the snapshot was taken
+
+
+@dataclass(frozen=True)
+class Bars:
+    """1-minute bars as columns; ``ts`` is the bar's start in epoch seconds, oldest first."""
+
+    symbol: str
+    ts: array = field(default_factory=lambda: array("d"))
+    open: array = field(default_factory=lambda: array("d"))
+    high: array = field(default_factory=lambda: array("d"))
+    low: array = field(default_factory=lambda: array("d"))
+    close: array = field(default_factory=lambda: array("d"))
+    volume: array = field(default_factory=lambda: array("d"))
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+
+@dataclass(frozen=True)
+class OptionChain:
+    """Listed expiries (YYYYMMDD) and strikes of one underlying, as reqSecDefOptParams gives."""
+
+    symbol: str
+    expirations: tuple[str, ...]
+    strikes: tuple[float, ...]
+    multiplier: int = 100
+    exchange: str = "SMART"
+    trading_class: str = ""
+
+
+@dataclass(frozen=True)
+class OptionContract:
+    symbol: str
+    expiry: str  # YYYYMMDD
+    strike: float
+    right: Right
+    multiplier: int = 100
+    exchange: str = "SMART"
+    trading_class: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"{self.symbol} {self.expiry} {self.strike:g}{self.right.value}"
+
+
+@dataclass(frozen=True)
+class OptionQuote:
+    """An option snapshot with the model greeks IBKR sent (NaN where it sent none)."""
+
+    contract: OptionContract
+    bid: float = NAN
+    ask: float = NAN
+    last: float = NAN
+    volume: float = NAN
+    iv: float = NAN
+    delta: float = NAN
+    gamma: float = NAN
+    vega: float = NAN
+    theta: float = NAN
+    und_price: float = NAN
+    ts: float = NAN
+
+
+# --- worker -> supervisor requests, supervisor -> worker replies -----------------------------
+
+
+@dataclass(frozen=True)
+class QuoteRequest:
+    request_id: int
+    worker_id: int
+    symbol: str
+
+
+@dataclass(frozen=True)
+class BarsRequest:
+    request_id: int
+    worker_id: int
+    symbol: str
+    minutes: int  # how far back from now
+    bar_minutes: int = 1  # 1 for the scalp rule, 60 for the whale rule
+
+
+@dataclass(frozen=True)
+class ChainRequest:
+    request_id: int
+    worker_id: int
+    symbol: str
+
+
+@dataclass(frozen=True)
+class OptionQuotesRequest:
+    request_id: int
+    worker_id: int
+    symbol: str
+    contracts: tuple[OptionContract, ...]
+
+
+Request = QuoteRequest | BarsRequest | ChainRequest | OptionQuotesRequest
+
+
+@dataclass(frozen=True)
+class Reply:
+    """The answer to one request: a value, or an error crossing the boundary as text."""
+
+    request_id: int
+    value: Quote | Bars | OptionChain | tuple[OptionQuote, ...] | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+# --- tasks and results -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SymbolTask:
+    cycle_id: int
+    symbol: str
+    now_ts: float  # the cycle's clock (epoch seconds); workers never read the wall clock
+    attempt: int = 1
+    whale_last_ts: float | None = None  # last whale signal for this symbol, for debouncing
+
+
+@dataclass(frozen=True)
+class OrderIntent:
+    """A bracket entry the strategy wants; the supervisor's risk step decides the quantity."""
+
+    intent_id: str  # stable for (day, symbol, contract, signal): duplicates are detectable
+    cycle_id: int
+    symbol: str
+    contract: OptionContract
+    signal: Signal
+    entry_limit: float
+    take_profit: float
+    stop_loss: float
+    premium: float  # the option's reference price (mid) the prices derive from
+    confidence: float  # 0..1
+    reasons: tuple[str, ...]
+    bid: float = NAN
+    ask: float = NAN
+    quote_ts: float = NAN
+
+
+@dataclass(frozen=True)
+class SymbolResult:
+    cycle_id: int
+    symbol: str
+    worker_id: int
+    signal: Signal = Signal.HOLD
+    confidence: float = 0.0
+    intents: tuple[OrderIntent, ...] = ()
+    reasons: tuple[str, ...] = ()  # why this signal, or why the symbol was skipped
+    skipped: str | None = None  # a skip reason (no usable price, not enough bars, ...)
+    error: str | None = None  # a failure, with the remote traceback text
+    timings: tuple[tuple[str, float], ...] = ()  # (stage, seconds)
+    whale_fired_ts: float | None = None
+    attempt: int = 1
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
