@@ -1,0 +1,173 @@
+"""Choosing option contracts from a chain: expiry, ATM strike, strike window, candidates.
+
+Pure functions over plain values. Listed chains are messy (unsorted, duplicated, uneven
+increments, gaps), so nothing here assumes a regular grid.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from common.config import OptionsSettings
+from common.messages import OptionChain, OptionContract, Right
+
+EXPIRY_RULES = ("nearest_weekly", "dte_window")
+
+
+class ChainError(ValueError):
+    """The chain cannot give a contract; the message names the symbol and the problem."""
+
+
+def _who(symbol: str) -> str:
+    return symbol or "option chain"
+
+
+def _listed(strikes: Sequence[float]) -> list[float]:
+    """Sorted unique strikes, without the NaN / zero placeholders a feed may send."""
+    return sorted({float(s) for s in strikes if math.isfinite(s) and s > 0})
+
+
+def atm_strike(strikes: Sequence[float], price: float, *, symbol: str = "") -> float:
+    """The listed strike nearest ``price``; a tie goes to the lower strike."""
+    listed = _listed(strikes)
+    if not listed:
+        raise ChainError(f"{_who(symbol)}: no strikes listed")
+    if not (math.isfinite(price) and price > 0):
+        raise ChainError(f"{_who(symbol)}: reference price {price!r} is not usable")
+    return min(listed, key=lambda s: (abs(s - price), s))
+
+
+def strike_window(
+    strikes: Sequence[float], atm: float, each_side: int = 5, *, symbol: str = ""
+) -> tuple[float, ...]:
+    """``min(2*each_side + 1, n)`` consecutive listed strikes around ``atm``, sorted.
+
+    At a chain end the window slides inwards instead of shrinking, so a caller always gets
+    the same number of candidates when the chain has them.
+    """
+    listed = _listed(strikes)
+    if not listed:
+        raise ChainError(f"{_who(symbol)}: no strikes listed")
+    if each_side < 0:
+        raise ValueError(f"each_side must be >= 0, got {each_side}")
+    # ``atm`` normally is listed; if not, centre on the listed strike nearest it.
+    centre = listed.index(min(listed, key=lambda s: (abs(s - atm), s)))
+    size = min(2 * each_side + 1, len(listed))
+    start = min(max(centre - each_side, 0), len(listed) - size)
+    return tuple(listed[start : start + size])
+
+
+def _parse_expiry(text: str) -> date | None:
+    try:
+        return datetime.strptime(text.strip(), "%Y%m%d").date()
+    except (ValueError, AttributeError):
+        return None
+
+
+def pick_expiry(
+    expirations: Sequence[str],
+    today: date,
+    rule: str,
+    min_dte: int,
+    max_dte: int,
+    *,
+    symbol: str = "",
+) -> str:
+    """The nearest listed expiry (YYYYMMDD) whose days-to-expiry fit the rule's range.
+
+    "nearest_weekly" accepts up to ``max(max_dte, 7)`` days so a weekly is always reachable;
+    "dte_window" keeps to ``[min_dte, max_dte]``. Malformed dates are ignored.
+    """
+    if rule not in EXPIRY_RULES:
+        raise ValueError(f"unknown expiry rule {rule!r}; expected one of {EXPIRY_RULES}")
+    parsed = [(d, e.strip()) for e in expirations if (d := _parse_expiry(e)) is not None]
+    if not parsed:
+        shown = list(expirations)[:5]
+        raise ChainError(f"{_who(symbol)}: no valid expiry listed (got {shown})")
+    # A past expiry can never be traded, whatever min_dte says.
+    low = max(min_dte, 0)
+    high = max(max_dte, 7) if rule == "nearest_weekly" else max_dte
+    fitting = [(dte, e) for d, e in parsed if low <= (dte := (d - today).days) <= high]
+    if not fitting:
+        nearest = sorted(e for _, e in parsed)[:5]
+        raise ChainError(
+            f"{_who(symbol)}: no expiry in range {low}..{high} dte ({rule}, today "
+            f"{today.isoformat()}); listed {len(parsed)}, first {nearest}"
+        )
+    return min(fitting)[1]
+
+
+def target_strike(window: Sequence[float], atm: float, right: Right, moneyness: str) -> float:
+    """The strike to aim at: ATM, or one listed strike in / out of the money, within the window."""
+    listed = _listed(window)
+    if not listed:
+        raise ChainError("empty strike window")
+    centre = listed.index(min(listed, key=lambda s: (abs(s - atm), s)))
+    if moneyness == "atm":
+        return listed[centre]
+    if moneyness not in ("itm", "otm"):
+        raise ValueError(f"unknown moneyness {moneyness!r}; expected atm, itm or otm")
+    # A call is in the money below the spot, a put above it.
+    step = -1 if right is Right.CALL else 1
+    if moneyness == "otm":
+        step = -step
+    return listed[min(max(centre + step, 0), len(listed) - 1)]
+
+
+def nearest_strikes(window: Sequence[float], target: float, count: int) -> tuple[float, ...]:
+    """The ``count`` strikes nearest ``target`` (ties to the lower), sorted ascending."""
+    if count <= 0:
+        return ()
+    by_distance = sorted(_listed(window), key=lambda s: (abs(s - target), s))
+    return tuple(sorted(by_distance[:count]))
+
+
+@dataclass(frozen=True)
+class Selection:
+    symbol: str
+    expiry: str
+    atm: float
+    window: tuple[float, ...]
+    target: float
+    candidates: tuple[OptionContract, ...]
+    reasons: tuple[str, ...]
+
+
+def select_contracts(
+    chain: OptionChain, price: float, right: Right, today: date, opts: OptionsSettings
+) -> Selection:
+    """Expiry, ATM, window, target and the candidate contracts to quote, with the reasons."""
+    symbol = chain.symbol
+    expiry = pick_expiry(
+        chain.expirations, today, opts.expiry_rule, opts.min_dte, opts.max_dte, symbol=symbol
+    )
+    atm = atm_strike(chain.strikes, price, symbol=symbol)
+    window = strike_window(chain.strikes, atm, opts.strikes_each_side, symbol=symbol)
+    target = target_strike(window, atm, right, opts.moneyness)
+    strikes = nearest_strikes(window, target, opts.strike_count)
+    candidates = tuple(
+        OptionContract(
+            symbol=symbol,
+            expiry=expiry,
+            strike=strike,
+            right=right,
+            multiplier=chain.multiplier,
+            exchange=chain.exchange,
+            trading_class=chain.trading_class,
+        )
+        for strike in strikes
+    )
+    expiry_date = _parse_expiry(expiry)
+    assert expiry_date is not None  # pick_expiry only returns dates it parsed
+    dte = (expiry_date - today).days
+    reasons = (
+        f"expiry {expiry} ({dte} dte, {opts.expiry_rule})",
+        f"atm {atm:g} for price {price:g}",
+        f"window {window[0]:g}..{window[-1]:g} ({len(window)} strikes)",
+        f"target {target:g} ({opts.moneyness} {right.name.lower()})",
+        "candidates " + ", ".join(f"{s:g}" for s in strikes),
+    )
+    return Selection(symbol, expiry, atm, window, target, candidates, reasons)
