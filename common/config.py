@@ -7,6 +7,7 @@ variables override the connection (IBKR_HOST, IBKR_PORT, IBKR_CLIENT_ID, IBKR_AC
 from __future__ import annotations
 
 import os
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -155,10 +156,20 @@ class LoggingSettings(Model):
 
 
 class StubSettings(Model):
+    """The in-memory broker: a seeded, replayed session on a simulated clock."""
+
     seed: int = 7
-    base_prices: dict[str, float] = Field(default_factory=dict)
+    start: datetime = datetime(2026, 1, 8, 10, 30, tzinfo=timezone(timedelta(hours=-5)))
+    base_prices: dict[str, Annotated[float, Field(gt=0)]] = Field(default_factory=dict)
     latency_s: float = Field(0.0, ge=0, le=60)
     equity: float = Field(100_000.0, gt=0)
+
+    @field_validator("start")
+    @classmethod
+    def _aware(cls, start: datetime) -> datetime:
+        if start.tzinfo is None:
+            raise ValueError("needs a UTC offset, e.g. 2026-01-08T10:30:00-05:00")
+        return start
 
 
 class Settings(Model):

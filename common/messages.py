@@ -208,3 +208,16 @@ class SymbolResult:
     @property
     def ok(self) -> bool:
         return self.error is None
+
+
+@dataclass(frozen=True)
+class WorkerReady:
+    """A worker's first message: it imported everything and waits for tasks."""
+
+    worker_id: int
+    pid: int
+
+
+@dataclass(frozen=True)
+class Stop:
+    """Asks a worker to finish: put on its inbox at shutdown."""

@@ -1,0 +1,235 @@
+"""StubBroker: an in-memory, seeded venue for unit tests, the CLI's stub mode and benchmarks.
+
+Prices are a closed-form function of the minute index (a few sinusoids of different periods
+plus hash noise), so any window of bars is computed in O(bars), deterministically, in any
+order of requests. Trends alternate on the scale of tens of minutes to hours, which is what
+makes the scalp rule say BUY, SELL and HOLD over a session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from array import array
+from collections.abc import Callable, Sequence
+from datetime import date, datetime, timedelta, timezone
+
+from common.config import StubSettings
+from common.greeks import bs_greeks, bs_price
+from common.messages import Bars, OptionChain, OptionContract, OptionQuote, Quote, Right
+from supervisor.broker.base import AccountSnapshot, SymbolDataError
+
+DEFAULT_BASES = {"SPY": 680.0, "QQQ": 600.0, "AAPL": 270.0, "IWM": 240.0, "MSFT": 480.0}
+RATE = 0.04
+VOL = 0.20
+
+
+def _unit_noise(key: int) -> float:
+    """A deterministic pseudo-random number in [-1, 1) for an integer key (splitmix64)."""
+    z = (key + 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
+    z ^= z >> 31
+    return (z / 2**63) - 1.0
+
+
+def _symbol_key(symbol: str) -> int:
+    key = 1469598103934665603
+    for ch in symbol.encode():
+        key = ((key ^ ch) * 1099511628211) & 0xFFFFFFFFFFFFFFFF
+    return key
+
+
+class PricePath:
+    """log(price) = base + trends of ~4 h, ~90 min and ~35 min + per-minute noise."""
+
+    PERIODS_MIN = (240.0, 90.0, 35.0)
+    AMPLITUDES = (0.010, 0.004, 0.0015)
+    NOISE = 0.0003
+
+    def __init__(self, symbol: str, base: float, seed: int) -> None:
+        self.key = _symbol_key(symbol) ^ (seed * 0x5851F42D4C957F2D)
+        self.log_base = math.log(base)
+        self.phases = [math.pi * (1 + _unit_noise(self.key + i)) for i in range(3)]
+
+    def at(self, minute: float) -> float:
+        x = self.log_base
+        for period, amp, phase in zip(self.PERIODS_MIN, self.AMPLITUDES, self.phases, strict=True):
+            x += amp * math.sin(2 * math.pi * minute / period + phase)
+        return math.exp(x + self.NOISE * _unit_noise(self.key ^ int(minute)))
+
+    def volume(self, minute: int) -> float:
+        hour_spike = 3.0 if _unit_noise(self.key + 7 * (minute // 60)) > 0.8 else 1.0
+        return round(1000 * hour_spike * (1.2 + _unit_noise(self.key ^ (minute * 31))))
+
+
+class StubBroker:
+    """Deterministic from ``settings.seed``; time comes from the injected ``now`` function."""
+
+    name = "stub"
+
+    def __init__(self, settings: StubSettings, now: Callable[[], float]) -> None:
+        self.settings = settings
+        self.now = now
+        self._paths: dict[str, PricePath] = {}
+        self._connected = False
+        self.requests = 0
+
+    # --- connection --------------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        self._connected = True
+
+    async def disconnect(self) -> None:
+        self._connected = False
+
+    def is_connected(self) -> bool:
+        return self._connected
+
+    async def _round_trip(self) -> None:
+        self.requests += 1
+        if self.settings.latency_s:
+            await asyncio.sleep(self.settings.latency_s)
+
+    def _path(self, symbol: str) -> PricePath:
+        path = self._paths.get(symbol)
+        if path is None:
+            base = self.settings.base_prices.get(symbol) or DEFAULT_BASES.get(symbol)
+            if base is None:  # any other ticker gets a stable price between 20 and 520
+                base = 20.0 + 500.0 * (0.5 + 0.5 * _unit_noise(_symbol_key(symbol)))
+            path = self._paths[symbol] = PricePath(symbol, base, self.settings.seed)
+        return path
+
+    # --- market data -------------------------------------------------------------------------
+
+    async def quote(self, symbol: str) -> Quote:
+        await self._round_trip()
+        now = self.now()
+        path = self._path(symbol)
+        last = path.at(now / 60.0)
+        half = max(0.01, round(last * 0.0001, 2))
+        day_start = (now // 86_400) * 86_400
+        return Quote(
+            symbol=symbol,
+            bid=round(last - half, 2),
+            ask=round(last + half, 2),
+            last=round(last, 2),
+            close=round(path.at(day_start / 60.0 - 1), 2),
+            bid_size=100.0,
+            ask_size=100.0,
+            volume=float(path.volume(int(now // 60)) * 390),
+            ts=now,
+        )
+
+    async def bars(self, symbol: str, minutes: int, bar_minutes: int = 1) -> Bars:
+        """Completed bars covering the last ``minutes``, oldest first."""
+        await self._round_trip()
+        path = self._path(symbol)
+        end_min = int(self.now() // 60)  # the bar of the current minute is still forming
+        first = (end_min - minutes) // bar_minutes * bar_minutes
+        last_start = end_min - bar_minutes
+        cols = [array("d") for _ in range(6)]
+        for start in range(first, last_start + 1, bar_minutes):
+            prices = [path.at(m) for m in range(start, start + bar_minutes + 1)]
+            o, c = prices[0], prices[-1]
+            for col, value in zip(
+                cols,
+                (
+                    start * 60.0,
+                    o,
+                    max(prices) * 1.0002,
+                    min(prices) * 0.9998,
+                    c,
+                    sum(path.volume(m) for m in range(start, start + bar_minutes)),
+                ),
+                strict=True,
+            ):
+                col.append(value)
+        return Bars(symbol, *cols)
+
+    async def chain(self, symbol: str) -> OptionChain:
+        await self._round_trip()
+        spot = self._path(symbol).at(self.now() / 60.0)
+        return OptionChain(
+            symbol=symbol,
+            expirations=weekly_expiries(_day(self.now()), weeks=8),
+            strikes=stub_strikes(spot),
+            multiplier=100,
+            exchange="SMART",
+            trading_class=symbol,
+        )
+
+    async def option_quotes(self, contracts: Sequence[OptionContract]) -> tuple[OptionQuote, ...]:
+        await self._round_trip()
+        now = self.now()
+        return tuple(self._option_quote(c, now) for c in contracts)
+
+    def _option_quote(self, contract: OptionContract, now: float) -> OptionQuote:
+        if contract.strike <= 0:
+            raise SymbolDataError(f"{contract.key}: no security definition")
+        spot = self._path(contract.symbol).at(now / 60.0)
+        expiry = datetime.strptime(contract.expiry, "%Y%m%d").replace(
+            hour=21, tzinfo=timezone.utc
+        )
+        t_years = max((expiry.timestamp() - now) / (365 * 86_400), 1 / (365 * 24))
+        price = bs_price(spot, contract.strike, t_years, RATE, VOL, contract.right)
+        greeks = bs_greeks(spot, contract.strike, t_years, RATE, VOL, contract.right)
+        half = max(0.01, round(price * 0.02, 2))
+        key = _symbol_key(contract.key) ^ int(now // 60)
+        return OptionQuote(
+            contract=contract,
+            bid=round(max(price - half, 0.0), 2),
+            ask=round(price + half, 2),
+            last=round(price, 2),
+            volume=float(int(2500 * (1 + _unit_noise(key)))),
+            iv=VOL,
+            delta=greeks.delta,
+            gamma=greeks.gamma,
+            vega=greeks.vega,
+            theta=greeks.theta,
+            und_price=spot,
+            ts=now,
+        )
+
+    # --- account and hours -------------------------------------------------------------------
+
+    async def account(self) -> AccountSnapshot:
+        await self._round_trip()
+        equity = self.settings.equity
+        return AccountSnapshot(account="STUB0001", net_liquidation=equity, available_funds=equity)
+
+    async def market_open(self, symbol: str, now_ts: float) -> bool | None:
+        return None  # the stub keeps no calendar: the configured regular hours decide
+
+    def stats(self) -> dict[str, float]:
+        return {"requests": float(self.requests), "live_tickers": 0.0}
+
+
+def _day(ts: float) -> date:
+    return datetime.fromtimestamp(ts, tz=timezone.utc).date()
+
+
+def weekly_expiries(today: date, weeks: int) -> tuple[str, ...]:
+    """Fridays from today on (today included when it is one)."""
+    first = today + timedelta(days=(4 - today.weekday()) % 7)
+    return tuple((first + timedelta(weeks=i)).strftime("%Y%m%d") for i in range(weeks))
+
+
+def stub_strikes(spot: float) -> tuple[float, ...]:
+    """SPY-like: 1 wide within 20 % of spot, 5 wide out to 60 % away (~400 for SPY)."""
+    near_step = 1.0 if spot >= 50 else 0.5
+    strikes: set[float] = set()
+    lo, hi = spot * 0.8, spot * 1.2
+    k = math.floor(lo / near_step) * near_step
+    while k <= hi:
+        strikes.add(round(k, 2))
+        k += near_step
+    far = math.floor(spot * 0.4 / 5) * 5
+    while far <= spot * 1.6:
+        if far > 0 and not lo <= far <= hi:
+            strikes.add(float(far))
+        far += 5
+    return tuple(sorted(strikes))
+
+
+__all__ = ["StubBroker", "PricePath", "weekly_expiries", "stub_strikes", "Right"]

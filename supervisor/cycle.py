@@ -1,0 +1,141 @@
+"""One cycle: symbols handed to workers, at most ``max_concurrent_symbols`` at once.
+
+A symbol whose worker died is retried once on another worker, then reported failed; when the
+deadline passes, whatever has not reported is failed with "deadline". Late results of an
+ended cycle are recognised by their cycle id and dropped, so a cycle never hangs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+from common.messages import Signal, SymbolResult, SymbolTask
+from supervisor.pool import WorkerHandle, WorkerPool
+from supervisor.risk import RiskDecision
+
+log = logging.getLogger("supervisor.cycle")
+
+
+class CycleRun:
+    def __init__(
+        self,
+        cycle_id: int,
+        tasks: Sequence[SymbolTask],
+        pool: WorkerPool,
+        max_concurrent: int,
+        deadline_s: float,
+    ) -> None:
+        self.cycle_id = cycle_id
+        self.order = [t.symbol for t in tasks]
+        self.pool = pool
+        self.max_concurrent = max_concurrent
+        self.deadline = time.monotonic() + deadline_s
+        self.started = time.monotonic()
+        self.pending: deque[SymbolTask] = deque(tasks)
+        self.inflight: dict[str, tuple[int, SymbolTask]] = {}
+        self.results: dict[str, SymbolResult] = {}
+        self.done = asyncio.Event()
+        if not tasks:
+            self.done.set()
+
+    def dispatch(self) -> None:
+        """Hand pending symbols to the least busy ready workers, up to the concurrency cap."""
+        while self.pending and len(self.inflight) < self.max_concurrent:
+            workers = self.pool.ready_workers()
+            if not workers:
+                return  # a respawned worker's WorkerReady calls dispatch again
+            worker = min(workers, key=lambda w: len(w.inflight))
+            task = self.pending.popleft()
+            worker.inflight.add(task.symbol)
+            self.inflight[task.symbol] = (worker.worker_id, task)
+            self.pool.send(worker.worker_id, task)
+
+    def on_result(self, result: SymbolResult) -> None:
+        if result.cycle_id != self.cycle_id or result.symbol not in self.inflight:
+            log.info("late result for %s of cycle %s dropped", result.symbol, result.cycle_id)
+            return
+        worker_id, _ = self.inflight.pop(result.symbol)
+        handle = self.pool.workers.get(worker_id)
+        if handle is not None:
+            handle.inflight.discard(result.symbol)
+        self.results[result.symbol] = result
+        self.dispatch()
+        self._maybe_done()
+
+    def on_worker_death(self, handle: WorkerHandle) -> None:
+        for symbol in sorted(handle.inflight):
+            entry = self.inflight.get(symbol)
+            if entry is None or entry[0] != handle.worker_id:
+                continue
+            del self.inflight[symbol]
+            task = entry[1]
+            if task.attempt == 1:
+                log.warning("retrying %s after worker %s died", symbol, handle.worker_id,
+                            extra={"event": "symbol_retry", "symbol": symbol})
+                self.pending.appendleft(replace(task, attempt=2))
+            else:
+                self._fail(symbol, f"worker {handle.worker_id} died (attempt {task.attempt})")
+        handle.inflight.clear()
+        self.dispatch()
+        self._maybe_done()
+
+    async def wait(self) -> dict[str, SymbolResult]:
+        try:
+            await asyncio.wait_for(self.done.wait(), max(0.0, self.deadline - time.monotonic()))
+        except asyncio.TimeoutError:
+            for symbol in list(self.inflight) + [t.symbol for t in self.pending]:
+                self._fail(symbol, "deadline passed before the symbol reported")
+            self.pending.clear()
+            self._forget_inflight()
+        return self.results
+
+    def _forget_inflight(self) -> None:
+        for worker_id, task in self.inflight.values():
+            handle = self.pool.workers.get(worker_id)
+            if handle is not None:
+                handle.inflight.discard(task.symbol)
+        self.inflight.clear()
+
+    def _fail(self, symbol: str, reason: str) -> None:
+        log.error("%s failed in cycle %s: %s", symbol, self.cycle_id, reason,
+                  extra={"event": "symbol_failed", "symbol": symbol, "cycle": self.cycle_id})
+        self.results[symbol] = SymbolResult(self.cycle_id, symbol, worker_id=0, error=reason)
+
+    def _maybe_done(self) -> None:
+        if not self.pending and not self.inflight:
+            self.done.set()
+
+
+@dataclass(frozen=True)
+class CycleSummary:
+    cycle_id: int
+    results: tuple[SymbolResult, ...]  # in universe order
+    decisions: tuple[RiskDecision, ...]
+    seconds: float
+
+    @property
+    def failed(self) -> tuple[SymbolResult, ...]:
+        return tuple(r for r in self.results if not r.ok)
+
+    def count(self, signal: Signal) -> int:
+        return sum(1 for r in self.results if r.ok and r.signal is signal)
+
+    def line(self) -> str:
+        ok = len(self.results) - len(self.failed)
+        intents = sum(len(r.intents) for r in self.results)
+        accepted = sum(1 for d in self.decisions if d.accepted)
+        per_symbol = " ".join(
+            f"{r.symbol}={r.signal.value if r.ok else 'FAILED'}" for r in self.results
+        )
+        return (
+            f"cycle {self.cycle_id}: symbols ok {ok}/{len(self.results)} failed "
+            f"{len(self.failed)} | signals BUY {self.count(Signal.BUY)} SELL "
+            f"{self.count(Signal.SELL)} HOLD {self.count(Signal.HOLD)} | intents {intents} "
+            f"accepted {accepted} rejected {len(self.decisions) - accepted} | "
+            f"{self.seconds:.2f}s | {per_symbol}"
+        )

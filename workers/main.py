@@ -1,0 +1,131 @@
+"""Worker process main: drives one pipeline generator per symbol task it is given.
+
+    supervisor --inbox------> [ worker_main ] --outbox--> supervisor
+               SymbolTask      TaskDriver         Request, SymbolResult, WorkerReady
+               Reply           (generators by     
+               Stop             request id)       --log queue--> supervisor's listener
+
+The worker never touches the network or ib_insync: every piece of market data is a request
+answered by the supervisor. It exits on Stop, or on its own when the supervisor is gone.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import multiprocessing
+import os
+import signal
+import threading
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from multiprocessing.connection import wait
+from typing import Any
+
+from common.config import Settings
+from common.messages import Reply, Stop, SymbolResult, SymbolTask, WorkerReady
+from workers.pipeline import Pipeline, process_symbol, request_ids
+from workers.strategy import Strategy, load_strategy
+
+log = logging.getLogger("workers.main")
+
+
+@dataclass
+class _Active:
+    task: SymbolTask
+    gen: Pipeline
+    waiting: tuple[int, ...] = ()
+    got: dict[int, Reply] = field(default_factory=dict)
+
+
+class TaskDriver:
+    """Runs pipelines: a task starts one, replies advance it, its return value is sent."""
+
+    def __init__(
+        self, worker_id: int, settings: Settings, strategy: Strategy, send: Callable[[Any], None]
+    ) -> None:
+        self.worker_id = worker_id
+        self.settings = settings
+        self.strategy = strategy
+        self.send = send
+        self.ids = request_ids()
+        self.by_request: dict[int, _Active] = {}
+
+    def start(self, task: SymbolTask) -> None:
+        gen = process_symbol(task, self.worker_id, self.settings, self.strategy, self.ids)
+        self._advance(_Active(task, gen), None)
+
+    def on_reply(self, reply: Reply) -> None:
+        active = self.by_request.pop(reply.request_id, None)
+        if active is None:
+            log.warning("reply to an unknown request %s dropped", reply.request_id)
+            return
+        active.got[reply.request_id] = reply
+        if all(rid in active.got for rid in active.waiting):
+            self._advance(active, tuple(active.got[rid] for rid in active.waiting))
+
+    def _advance(self, active: _Active, replies: tuple[Reply, ...] | None) -> None:
+        try:
+            requests = next(active.gen) if replies is None else active.gen.send(replies)
+        except StopIteration as done:
+            self._finish(done.value)
+            return
+        except Exception:  # a bug in a strategy must cost one symbol, not the worker
+            self._fail(active.task, traceback.format_exc())
+            return
+        active.waiting = tuple(r.request_id for r in requests)
+        active.got = {}
+        for request in requests:
+            self.by_request[request.request_id] = active
+            self.send(request)
+
+    def _finish(self, result: SymbolResult) -> None:
+        self.send(result)
+
+    def _fail(self, task: SymbolTask, text: str) -> None:
+        log.error("symbol %s failed in worker %s", task.symbol, self.worker_id,
+                  extra={"event": "symbol_error", "symbol": task.symbol, "cycle": task.cycle_id})
+        self.send(SymbolResult(task.cycle_id, task.symbol, self.worker_id, error=text,
+                               attempt=task.attempt))
+
+
+def _exit_when_parent_dies() -> None:
+    """The supervisor was killed (even SIGKILL): leave instead of becoming an orphan."""
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        wait([parent.sentinel])
+        os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def _log_to(queue: Any, level: str) -> None:
+    root = logging.getLogger()
+    root.handlers[:] = [logging.handlers.QueueHandler(queue)]
+    root.setLevel(level)
+
+
+def worker_main(
+    worker_id: int, inbox: Any, outbox: Any, log_queue: Any, settings: Settings
+) -> None:
+    """The process target. Queues are arguments, so a test can drive it with plain queues."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides when workers stop
+    _exit_when_parent_dies()
+    if log_queue is not None:
+        _log_to(log_queue, settings.logging.level)
+    driver = TaskDriver(worker_id, settings, load_strategy(settings), outbox.put)
+    outbox.put(WorkerReady(worker_id, os.getpid()))
+    while True:
+        message = inbox.get()
+        if isinstance(message, SymbolTask):
+            driver.start(message)
+        elif isinstance(message, Reply):
+            driver.on_reply(message)
+        elif isinstance(message, Stop) or message is None:
+            break
+        else:
+            log.error("worker %s got an unknown message %r; ignored", worker_id, message)

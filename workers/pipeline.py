@@ -1,0 +1,137 @@
+"""One symbol, one cycle, as a generator: it yields the requests it needs, receives the replies.
+
+    quote + bars (+ hourly bars) -> sanitise -> signal -> chain -> ATM/window -> option
+    snapshots of the candidates -> strategy -> SymbolResult
+
+Written as a generator so the same code runs inside a worker process (driven by queue
+messages) and inside a test (driven by hand), and so one worker can have several symbols
+waiting on the supervisor at once without threads.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Generator, Iterator
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from common.config import Settings
+from common.messages import (
+    Bars,
+    BarsRequest,
+    ChainRequest,
+    OptionChain,
+    OptionQuotesRequest,
+    Quote,
+    QuoteRequest,
+    Reply,
+    Request,
+    Right,
+    Signal,
+    SymbolResult,
+    SymbolTask,
+)
+from common.quotes import check_underlying
+from workers.strategy import MarketView, Strategy
+from workers.strikes import ChainError, select_contracts
+
+Pipeline = Generator[tuple[Request, ...], tuple[Reply, ...], SymbolResult]
+
+
+class RemoteError(Exception):
+    """The supervisor answered a request with an error."""
+
+
+def _value(reply: Reply) -> object:
+    if reply.error is not None:
+        raise RemoteError(reply.error)
+    return reply.value
+
+
+class _Timer:
+    def __init__(self) -> None:
+        self.marks: list[tuple[str, float]] = []
+        self._t = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.marks.append((stage, now - self._t))
+        self._t = now
+
+
+def process_symbol(
+    task: SymbolTask,
+    worker_id: int,
+    settings: Settings,
+    strategy: Strategy,
+    ids: Iterator[int],
+) -> Pipeline:
+    timer = _Timer()
+    result = {"cycle_id": task.cycle_id, "symbol": task.symbol, "worker_id": worker_id,
+              "attempt": task.attempt}
+    scalp = settings.strategy.scalp
+    requests: list[Request] = [
+        QuoteRequest(next(ids), worker_id, task.symbol),
+        BarsRequest(next(ids), worker_id, task.symbol, scalp.bars_minutes, 1),
+    ]
+    if getattr(strategy, "wants_hourly_bars", False):
+        hours = settings.strategy.whale.lookback_bars + 2
+        requests.append(BarsRequest(next(ids), worker_id, task.symbol, hours * 60, 60))
+    replies = yield tuple(requests)
+    timer.lap("market_data")
+    try:
+        quote, bars = _value(replies[0]), _value(replies[1])
+        hourly = _value(replies[2]) if len(replies) > 2 else None
+    except RemoteError as exc:
+        return SymbolResult(**result, skipped=f"market data: {exc}", timings=tuple(timer.marks))
+    assert isinstance(quote, Quote) and isinstance(bars, Bars)
+
+    check, ref = check_underlying(quote, settings.quotes)
+    if ref is None:
+        reason = f"no usable price ({', '.join(check.flags) or 'none'})"
+        return SymbolResult(**result, skipped=reason, timings=tuple(timer.marks))
+    price, source = ref
+    zone = ZoneInfo(settings.schedule.timezone)
+    view = MarketView(task, datetime.fromtimestamp(task.now_ts, zone).date(), quote, check,
+                      price, source, bars, hourly if isinstance(hourly, Bars) else None)
+    decision = strategy.decide(view)
+    timer.lap("signal")
+    result.update(signal=decision.signal, confidence=decision.confidence,
+                  whale_fired_ts=decision.whale_fired_ts)
+    if decision.signal is Signal.HOLD:
+        return SymbolResult(**result, reasons=decision.reasons, timings=tuple(timer.marks))
+
+    (chain_reply,) = yield (ChainRequest(next(ids), worker_id, task.symbol),)
+    timer.lap("chain")
+    right = Right.CALL if decision.signal is Signal.BUY else Right.PUT
+    try:
+        chain = _value(chain_reply)
+        assert isinstance(chain, OptionChain)
+        selection = select_contracts(chain, price, right, view.today, settings.options)
+    except (RemoteError, ChainError) as exc:
+        return SymbolResult(**result, reasons=decision.reasons, skipped=f"chain: {exc}",
+                            timings=tuple(timer.marks))
+    timer.lap("strikes")
+
+    (quotes_reply,) = yield (
+        OptionQuotesRequest(next(ids), worker_id, task.symbol, selection.candidates),
+    )
+    timer.lap("option_quotes")
+    try:
+        quotes = _value(quotes_reply)
+    except RemoteError as exc:
+        return SymbolResult(**result, reasons=decision.reasons, skipped=f"option quotes: {exc}",
+                            timings=tuple(timer.marks))
+    assert isinstance(quotes, tuple)
+    intents, rejected = strategy.choose(view, decision, selection, quotes)
+    timer.lap("intents")
+    reasons = decision.reasons + selection.reasons + rejected
+    skipped = None if intents else "no liquid candidate"
+    return SymbolResult(**result, intents=intents, reasons=reasons, skipped=skipped,
+                        timings=tuple(timer.marks))
+
+
+def request_ids() -> Iterator[int]:
+    """Request ids need only be unique within one worker: replies go to its own inbox."""
+    return itertools.count(1)
