@@ -16,7 +16,7 @@ from typing import Protocol
 from common.config import Settings
 from common.messages import Bars, OptionQuote, OrderIntent, Quote, SymbolTask
 from common.quotes import QuoteCheck
-from workers.intents import best_intent
+from workers.intents import best_intent, fill_greeks
 from workers.signals import SignalDecision, combined_signal
 from workers.strikes import Selection
 
@@ -74,7 +74,7 @@ class ScalpWhaleStrategy:
         quotes: Sequence[OptionQuote],
     ) -> tuple[tuple[OrderIntent, ...], tuple[str, ...]]:
         intent, rejected = best_intent(
-            quotes,
+            [fill_greeks(q, view.today) for q in quotes],
             selection.target,
             cycle_id=view.task.cycle_id,
             day=view.today.isoformat(),

@@ -45,7 +45,7 @@ class PricePath:
 
     PERIODS_MIN = (240.0, 90.0, 35.0)
     AMPLITUDES = (0.010, 0.004, 0.0015)
-    NOISE = 0.0003
+    NOISE = 0.0008
 
     def __init__(self, symbol: str, base: float, seed: int) -> None:
         self.key = _symbol_key(symbol) ^ (seed * 0x5851F42D4C957F2D)

@@ -1,0 +1,28 @@
+"""Shared fixtures: settings that write logs under the test's tmp dir, the repo root."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from common.config import Settings, parse_settings
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def make_settings(tmp_path: Path, **sections: dict[str, Any]) -> Settings:
+    """Default settings, logs under tmp_path, with per-section overrides merged in."""
+    raw: dict[str, Any] = {
+        "logging": {"json_path": str(tmp_path / "bot.jsonl"), "console": False},
+        "monitoring": {"metrics_path": str(tmp_path / "metrics.jsonl")},
+    }
+    for name, values in sections.items():
+        raw[name] = {**raw.get(name, {}), **values}
+    return parse_settings(raw, "test", environ={})
+
+
+@pytest.fixture
+def repo_root() -> Path:
+    return REPO_ROOT

@@ -1,0 +1,63 @@
+"""Strategies for tests, loaded by dotted path inside real worker processes."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from common.config import Settings
+from common.messages import OptionQuote, OrderIntent, Signal
+from workers.signals import SignalDecision
+from workers.strategy import MarketView
+from workers.strikes import Selection
+
+KILL_MARKER_ENV = "TEST_KILL_MARKER"  # a path: the first worker to see it absent dies
+KILL_SYMBOL_ENV = "TEST_KILL_SYMBOL"
+
+
+class _Holds:
+    wants_hourly_bars = False
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def choose(self, view: MarketView, decision: SignalDecision, selection: Selection,
+               quotes: Sequence[OptionQuote]) -> tuple[tuple[OrderIntent, ...], tuple[str, ...]]:
+        return (), ()
+
+
+class ModuleProbe(_Holds):
+    """Reports which broker libraries the worker process has imported."""
+
+    def decide(self, view: MarketView) -> SignalDecision:
+        loaded = sorted(m for m in ("ib_insync", "ib_async", "eventkit") if m in sys.modules)
+        return SignalDecision(Signal.HOLD, 0.0, (f"loaded={','.join(loaded) or 'none'}",))
+
+
+class DieOnce(_Holds):
+    """Kills its worker process the first time it sees TEST_KILL_SYMBOL, then behaves."""
+
+    def decide(self, view: MarketView) -> SignalDecision:
+        marker = Path(os.environ[KILL_MARKER_ENV])
+        if view.task.symbol == os.environ.get(KILL_SYMBOL_ENV) and not marker.exists():
+            marker.write_text(str(os.getpid()))
+            os._exit(17)
+        return SignalDecision(Signal.HOLD, 0.0, (f"attempt {view.task.attempt}",))
+
+
+class AlwaysDie(_Holds):
+    """Kills its worker on TEST_KILL_SYMBOL every time: the symbol must end up failed."""
+
+    def decide(self, view: MarketView) -> SignalDecision:
+        if view.task.symbol == os.environ.get(KILL_SYMBOL_ENV):
+            os._exit(18)
+        return SignalDecision(Signal.HOLD, 0.0, ("fine",))
+
+
+class Raises(_Holds):
+    """A strategy bug: must cost one symbol an error result, not the worker."""
+
+    def decide(self, view: MarketView) -> SignalDecision:
+        raise ZeroDivisionError("strategy bug for the test")

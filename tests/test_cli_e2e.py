@@ -1,0 +1,104 @@
+"""``python -m supervisor`` as a real process: cycles, signals, validation, no orphans."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.conftest import REPO_ROOT
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
+
+
+def supervisor_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "supervisor", *args]
+
+
+def env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+
+
+def run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(supervisor_cmd(*args), cwd=tmp_path, env=env(), text=True,
+                          capture_output=True, timeout=100)
+
+
+def test_run_prints_one_line_per_cycle(tmp_path):
+    done = run(tmp_path, "run", "--broker", "stub", "--cycles", "3")
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in done.stdout.splitlines() if line.startswith("cycle ")]
+    assert [line.split(":")[0] for line in lines] == ["cycle 1", "cycle 2", "cycle 3"]
+    for line in lines:
+        assert "symbols ok 3/3" in line
+        assert all(f"{s}=" in line for s in ("SPY", "QQQ", "AAPL"))
+    assert any(" intents 0 " not in line for line in lines)  # at least one intent in the run
+    assert (tmp_path / "var" / "bot.jsonl").stat().st_size > 0
+    assert "Traceback" not in done.stderr
+
+
+def test_validate_names_the_broken_key(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("universe:\n  symbols: [SPY]\n  max_concurent_symbols: 4\n"
+                   "options:\n  strikes_each_side: -1\n")
+    done = run(tmp_path, "validate", "--config", str(bad))
+    assert done.returncode == 2
+    assert "universe.max_concurent_symbols" in done.stderr and "unknown key" in done.stderr
+    assert "options.strikes_each_side: -1" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_validate_accepts_the_embedded_settings(tmp_path):
+    done = run(tmp_path, "validate")
+    assert done.returncode == 0 and done.stdout.startswith("OK")
+
+
+def test_run_refuses_a_bad_file_and_a_bad_flag_without_traceback(tmp_path):
+    missing = run(tmp_path, "run", "--config", str(tmp_path / "nope.yaml"))
+    assert missing.returncode == 2 and "cannot read the file" in missing.stderr
+    flag = run(tmp_path, "run", "--cycles", "-3")
+    assert flag.returncode == 2 and "--cycles" in flag.stderr
+    strategy = tmp_path / "s.yaml"
+    strategy.write_text("strategy:\n  name: no_such_pkg.mod:Strat\n")
+    bad = run(tmp_path, "run", "--config", str(strategy), "--cycles", "1")
+    assert bad.returncode == 2 and "cannot import no_such_pkg.mod" in bad.stderr
+    for done in (missing, flag, bad):
+        assert "Traceback" not in done.stderr
+
+
+def _start_forever(tmp_path: Path) -> tuple[subprocess.Popen[str], list[int]]:
+    """A run without a cycle limit; returns once the first cycle line is out."""
+    proc = subprocess.Popen(supervisor_cmd("run", "--cycles", "0"), cwd=tmp_path, env=env(),
+                            text=True, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    assert proc.stdout is not None
+    first = proc.stdout.readline()
+    assert first.startswith("cycle 1"), first
+    workers = [c.pid for c in psutil.Process(proc.pid).children(recursive=True)]
+    assert len(workers) >= 2
+    return proc, workers
+
+
+def _gone(pids: list[int]) -> bool:
+    _, alive = psutil.wait_procs([psutil.Process(p) for p in pids if psutil.pid_exists(p)],
+                                 timeout=15)
+    return not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_stops_cleanly_with_no_orphans(tmp_path, signum):
+    proc, workers = _start_forever(tmp_path)
+    proc.send_signal(signum)
+    assert proc.wait(timeout=30) == 0
+    assert _gone(workers)
+
+
+def test_sigkill_of_the_supervisor_leaves_no_workers(tmp_path):
+    proc, workers = _start_forever(tmp_path)
+    proc.kill()
+    proc.wait(timeout=10)
+    assert _gone(workers)

@@ -1,0 +1,125 @@
+"""The per-symbol pipeline generator, driven by hand: no processes, no queues."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+
+from common.messages import (
+    ChainRequest,
+    OptionChain,
+    OptionQuotesRequest,
+    Quote,
+    QuoteRequest,
+    Reply,
+    Signal,
+    SymbolResult,
+    SymbolTask,
+)
+from tests.conftest import make_settings
+from tests.fakes import FakeSupervisor
+from workers.pipeline import process_symbol
+from workers.strategy import load_strategy
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def drive(gen, answer) -> tuple[SymbolResult, list[type]]:
+    """Run a pipeline to its result, answering each yielded batch with ``answer``."""
+    kinds: list[type] = []
+    try:
+        batch = next(gen)
+        while True:
+            kinds.extend(type(r) for r in batch)
+            batch = gen.send(tuple(answer(r) for r in batch))
+    except StopIteration as done:
+        return done.value, kinds
+
+
+@pytest.fixture
+def settings(tmp_path):
+    return make_settings(tmp_path)
+
+
+def pipeline(settings, symbol: str, now: float):
+    task = SymbolTask(cycle_id=1, symbol=symbol, now_ts=now)
+    return process_symbol(task, 1, settings, load_strategy(settings), itertools.count(1))
+
+
+def test_directional_signal_walks_the_whole_chain(settings):
+    # Given the stub session's opening minute, where SPY trends down (SELL)
+    now = settings.stub.start.timestamp()
+    fake = FakeSupervisor(settings, now)
+    # When the pipeline runs to the end
+    result, kinds = drive(pipeline(settings, "SPY", now), fake.answer)
+    # Then it asked for the chain and for the candidates' snapshots only
+    assert result.signal is Signal.SELL
+    assert ChainRequest in kinds and OptionQuotesRequest in kinds
+    (quotes_request,) = [r for r in fake.seen if isinstance(r, OptionQuotesRequest)]
+    assert len(quotes_request.contracts) == settings.options.strike_count
+    assert all(c.right.value == "P" for c in quotes_request.contracts)
+    (intent,) = result.intents
+    assert intent.contract in quotes_request.contracts
+    assert intent.stop_loss < intent.entry_limit < intent.take_profit
+
+
+def test_hold_asks_for_no_chain(settings):
+    now = settings.stub.start.timestamp()
+    fake = FakeSupervisor(settings, now)
+    result, kinds = drive(pipeline(settings, "QQQ", now), fake.answer)
+    assert result.signal is Signal.HOLD
+    assert ChainRequest not in kinds
+    assert result.intents == () and result.reasons
+
+
+def test_no_usable_price_skips_with_the_reason(settings):
+    now = settings.stub.start.timestamp()
+    fake = FakeSupervisor(settings, now)
+
+    def answer(request):
+        if isinstance(request, QuoteRequest):  # IBKR's "no quote": -1, 0 and NaN
+            return Reply(request.request_id, value=Quote("SPY", -1, 0, math.nan, -1))
+        return fake.answer(request)
+
+    result, kinds = drive(pipeline(settings, "SPY", now), answer)
+    assert result.ok and result.skipped is not None
+    assert "no usable price" in result.skipped
+    assert ChainRequest not in kinds
+
+
+def test_remote_error_becomes_a_skip_not_a_crash(settings):
+    now = settings.stub.start.timestamp()
+
+    def answer(request):
+        return Reply(request.request_id, error="SymbolDataError: 354 not subscribed")
+
+    result, _ = drive(pipeline(settings, "SPY", now), answer)
+    assert result.ok
+    assert result.skipped == "market data: SymbolDataError: 354 not subscribed"
+
+
+def test_empty_chain_is_a_clear_skip(settings):
+    now = settings.stub.start.timestamp()
+    fake = FakeSupervisor(settings, now)
+
+    def answer(request):
+        if isinstance(request, ChainRequest):
+            return Reply(request.request_id, value=OptionChain("SPY", ("20260109",), ()))
+        return fake.answer(request)
+
+    result, kinds = drive(pipeline(settings, "SPY", now), answer)
+    assert result.signal is Signal.SELL
+    assert result.skipped is not None and result.skipped.startswith("chain:")
+    assert OptionQuotesRequest not in kinds
+
+
+def test_hourly_bars_requested_only_when_the_whale_rule_is_on(tmp_path):
+    off = make_settings(tmp_path, strategy={"whale": {"enabled": False}})
+    now = off.stub.start.timestamp()
+    first_batch = next(pipeline(off, "SPY", now))
+    assert [getattr(r, "bar_minutes", None) for r in first_batch] == [None, 1]
+    on = make_settings(tmp_path)
+    first_batch = next(pipeline(on, "SPY", now))
+    assert [getattr(r, "bar_minutes", None) for r in first_batch] == [None, 1, 60]

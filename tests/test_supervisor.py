@@ -1,0 +1,117 @@
+"""The supervisor in-process with real spawned workers and the StubBroker."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import multiprocessing
+
+import pytest
+
+from supervisor import exitcodes
+from supervisor.app import Supervisor
+from supervisor.broker.stub import StubBroker
+from supervisor.clock import SimClock
+from supervisor.logs import LogService
+from tests.conftest import make_settings
+from tests.strategies import KILL_MARKER_ENV, KILL_SYMBOL_ENV
+
+pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
+
+
+def run_supervisor(settings, tmp_path) -> Supervisor:
+    clock = SimClock(settings.stub.start.timestamp())
+    log_queue = multiprocessing.get_context("spawn").Queue()
+    logs = LogService(settings.logging, log_queue, None)
+    lines: list[str] = []
+    supervisor = Supervisor(settings, StubBroker(settings.stub, clock.now), clock, log_queue,
+                            echo=lines.append)
+    try:
+        supervisor.exit_code = asyncio.run(supervisor.run())
+    finally:
+        logs.close()
+    supervisor.lines = lines  # type: ignore[attr-defined]
+    return supervisor
+
+
+def events(tmp_path, name: str) -> list[dict]:
+    with open(tmp_path / "bot.jsonl", encoding="utf-8") as f:
+        return [e for e in map(json.loads, f) if e.get("event") == name]
+
+
+def test_three_cycles_over_the_default_universe(tmp_path):
+    settings = make_settings(tmp_path, schedule={"cycles": 3})
+    sup = run_supervisor(settings, tmp_path)
+    assert sup.exit_code == exitcodes.OK
+    assert len(sup.lines) == 3
+    for summary in sup.summaries:
+        assert [r.symbol for r in summary.results] == ["SPY", "QQQ", "AAPL"]
+        assert all(r.ok for r in summary.results)
+    assert sum(len(r.intents) for s in sup.summaries for r in s.results) >= 1
+    # every decision is one structured event in the JSON log, from every worker too
+    results = events(tmp_path, "symbol_result")
+    assert {(e["cycle"], e["symbol"]) for e in results} == {
+        (c, s) for c in (1, 2, 3) for s in ("SPY", "QQQ", "AAPL")}
+    executions = events(tmp_path, "execution")
+    assert executions and all(e["mode"] == "dry_run" for e in executions)
+    assert not sup.pool.workers  # all joined
+
+
+def test_concurrency_cap_is_respected(tmp_path):
+    settings = make_settings(tmp_path, schedule={"cycles": 1},
+                             universe={"symbols": ["SPY", "QQQ", "AAPL", "IWM", "MSFT"],
+                                       "max_concurrent_symbols": 1},
+                             workers={"count": 3})
+    sup = run_supervisor(settings, tmp_path)
+    (summary,) = sup.summaries
+    assert len(summary.results) == 5 and not summary.failed
+
+
+def test_a_worker_killed_mid_cycle_is_replaced_and_its_symbol_retried(tmp_path, monkeypatch):
+    # Given a strategy that kills its worker the first time it sees QQQ
+    monkeypatch.setenv(KILL_MARKER_ENV, str(tmp_path / "killed"))
+    monkeypatch.setenv(KILL_SYMBOL_ENV, "QQQ")
+    settings = make_settings(tmp_path, schedule={"cycles": 2},
+                             strategy={"name": "tests.strategies:DieOnce"})
+    # When the cycle runs
+    sup = run_supervisor(settings, tmp_path)
+    # Then the worker died once, was respawned, and QQQ succeeded on its second attempt
+    assert (tmp_path / "killed").exists()
+    assert sup.pool.respawns == 1
+    first = {r.symbol: r for r in sup.summaries[0].results}
+    assert all(r.ok for r in first.values())
+    assert first["QQQ"].attempt == 2 and first["QQQ"].reasons == ("attempt 2",)
+    assert len(sup.summaries) == 2 and not sup.summaries[1].failed
+    assert events(tmp_path, "worker_died")
+
+
+def test_a_symbol_that_kills_every_worker_is_reported_failed(tmp_path, monkeypatch):
+    monkeypatch.setenv(KILL_SYMBOL_ENV, "AAPL")
+    settings = make_settings(tmp_path, schedule={"cycles": 1},
+                             strategy={"name": "tests.strategies:AlwaysDie"})
+    sup = run_supervisor(settings, tmp_path)
+    (summary,) = sup.summaries
+    by_symbol = {r.symbol: r for r in summary.results}
+    assert by_symbol["SPY"].ok and by_symbol["QQQ"].ok
+    assert not by_symbol["AAPL"].ok and "died" in (by_symbol["AAPL"].error or "")
+    assert sup.exit_code == exitcodes.OK
+
+
+def test_respawn_storm_stops_the_bot(tmp_path, monkeypatch):
+    monkeypatch.setenv(KILL_SYMBOL_ENV, "SPY")
+    settings = make_settings(tmp_path, schedule={"cycles": 0},
+                             strategy={"name": "tests.strategies:AlwaysDie"},
+                             workers={"max_respawns_per_minute": 2})
+    sup = run_supervisor(settings, tmp_path)
+    assert sup.exit_code == exitcodes.HALTED
+    assert events(tmp_path, "boot_failure")
+
+
+def test_closed_market_waits_for_the_open(tmp_path):
+    # Given a simulated start on a Saturday: the first cycle runs at Monday's open
+    settings = make_settings(tmp_path, schedule={"cycles": 1},
+                             stub={"start": "2026-01-10T12:00:00-05:00"})
+    sup = run_supervisor(settings, tmp_path)
+    assert len(sup.summaries) == 1
+    assert sup.risk_state is not None and sup.risk_state.day == "2026-01-12"
+    assert events(tmp_path, "market_closed")

@@ -1,0 +1,165 @@
+"""A real worker process driven through fake supervisor queues: the test answers by hand."""
+
+from __future__ import annotations
+
+import multiprocessing
+import queue
+from typing import Any
+
+import pytest
+
+from common.messages import (
+    Reply,
+    Signal,
+    Stop,
+    SymbolResult,
+    SymbolTask,
+    WorkerReady,
+)
+from tests.conftest import make_settings
+from tests.fakes import FakeSupervisor
+from workers.main import TaskDriver, worker_main
+from workers.strategy import load_strategy
+
+pytestmark = pytest.mark.timeout(60)
+
+CTX = multiprocessing.get_context("spawn")
+
+
+class WorkerUnderTest:
+    def __init__(self, settings: Any) -> None:
+        self.inbox, self.outbox = CTX.Queue(), CTX.Queue()
+        self.process = CTX.Process(target=worker_main,
+                                   args=(7, self.inbox, self.outbox, None, settings))
+        self.process.start()
+        ready = self.outbox.get(timeout=30)
+        assert isinstance(ready, WorkerReady) and ready.worker_id == 7
+
+    def run_task(self, task: SymbolTask, answer: Any) -> SymbolResult:
+        """Put a task, answer every request with ``answer`` until the result comes back."""
+        self.inbox.put(task)
+        while True:
+            message = self.outbox.get(timeout=30)
+            if isinstance(message, SymbolResult):
+                return message
+            assert message.worker_id == 7
+            self.inbox.put(answer(message))
+
+    def stop(self) -> int | None:
+        self.inbox.put(Stop())
+        self.process.join(timeout=10)
+        return self.process.exitcode
+
+
+@pytest.fixture
+def make_worker():
+    started: list[WorkerUnderTest] = []
+
+    def start(settings: Any) -> WorkerUnderTest:
+        worker = WorkerUnderTest(settings)
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        if worker.process.is_alive():
+            worker.process.kill()
+            worker.process.join(5)
+
+
+def test_worker_turns_a_task_into_a_result_with_an_intent(tmp_path, make_worker):
+    settings = make_settings(tmp_path)
+    now = settings.stub.start.timestamp()
+    fake = FakeSupervisor(settings, now)
+    worker = make_worker(settings)
+    result = worker.run_task(SymbolTask(3, "SPY", now), fake.answer)
+    assert (result.cycle_id, result.symbol, result.worker_id) == (3, "SPY", 7)
+    assert result.signal is Signal.SELL and len(result.intents) == 1
+    assert {type(r).__name__ for r in fake.seen} == {
+        "QuoteRequest", "BarsRequest", "ChainRequest", "OptionQuotesRequest"}
+    assert worker.stop() == 0
+
+
+def test_worker_never_imports_the_broker_library(tmp_path, make_worker):
+    settings = make_settings(tmp_path, strategy={"name": "tests.strategies:ModuleProbe"})
+    now = settings.stub.start.timestamp()
+    worker = make_worker(settings)
+    result = worker.run_task(SymbolTask(1, "SPY", now), FakeSupervisor(settings, now).answer)
+    assert result.reasons == ("loaded=none",)
+    worker.stop()
+
+
+def test_strategy_bug_costs_one_symbol_not_the_worker(tmp_path, make_worker):
+    settings = make_settings(tmp_path, strategy={"name": "tests.strategies:Raises"})
+    now = settings.stub.start.timestamp()
+    fake = FakeSupervisor(settings, now)
+    worker = make_worker(settings)
+    first = worker.run_task(SymbolTask(1, "SPY", now), fake.answer)
+    assert not first.ok and "ZeroDivisionError: strategy bug" in (first.error or "")
+    second = worker.run_task(SymbolTask(1, "QQQ", now), fake.answer)
+    assert second.symbol == "QQQ" and not second.ok  # answered again: the worker lives on
+    assert worker.process.is_alive()
+    worker.stop()
+
+
+def test_worker_exits_when_its_supervisor_is_gone(tmp_path):
+    # Given a worker whose parent is an intermediate process that we SIGKILL
+    settings = make_settings(tmp_path)
+    pids: Any = CTX.Queue()
+    parent = CTX.Process(target=_spawn_worker_and_hang, args=(settings, pids))
+    parent.start()
+    worker_pid = pids.get(timeout=30)
+    # When the parent dies without any chance to clean up
+    parent.kill()
+    parent.join(5)
+    # Then the orphaned worker notices and exits by itself
+    import psutil
+
+    try:
+        psutil.Process(worker_pid).wait(timeout=10)
+    except psutil.NoSuchProcess:
+        pass
+    assert not psutil.pid_exists(worker_pid) or psutil.Process(worker_pid).status() == "zombie"
+
+
+def _spawn_worker_and_hang(settings: Any, pids: Any) -> None:
+    inbox, outbox = CTX.Queue(), CTX.Queue()
+    worker = CTX.Process(target=worker_main, args=(1, inbox, outbox, None, settings))
+    worker.start()
+    outbox.get(timeout=30)
+    pids.put(worker.pid)
+    worker.join()  # hangs until killed
+
+
+def test_driver_interleaves_symbols_and_routes_replies_by_id(tmp_path):
+    # Given one driver with two tasks in flight (no process: TaskDriver is plain code)
+    settings = make_settings(tmp_path)
+    now = settings.stub.start.timestamp()
+    fake = FakeSupervisor(settings, now)
+    sent: queue.Queue[Any] = queue.Queue()
+    driver = TaskDriver(1, settings, load_strategy(settings), sent.put)
+    driver.start(SymbolTask(1, "SPY", now))
+    driver.start(SymbolTask(1, "AAPL", now))
+    # When replies come back in reverse order of the requests
+    results: dict[str, SymbolResult] = {}
+    while len(results) < 2:
+        batch = []
+        while not sent.empty():
+            batch.append(sent.get())
+        for message in batch:
+            if isinstance(message, SymbolResult):
+                results[message.symbol] = message
+        for request in reversed([m for m in batch if not isinstance(m, SymbolResult)]):
+            driver.on_reply(fake.answer(request))
+    # Then each symbol got its own data: the SPY result trades SPY options only
+    assert results["SPY"].signal is Signal.SELL
+    assert all(i.contract.symbol == "SPY" for i in results["SPY"].intents)
+    assert results["AAPL"].ok and results["AAPL"].symbol == "AAPL"
+    assert not driver.by_request
+
+
+def test_unknown_reply_is_dropped(tmp_path):
+    settings = make_settings(tmp_path)
+    driver = TaskDriver(1, settings, load_strategy(settings), lambda m: None)
+    driver.on_reply(Reply(999, error="late"))
+    assert driver.by_request == {}
