@@ -1,0 +1,334 @@
+"""The settings file: the embedded default, unknown keys, bad values, YAML errors, env overrides."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from common.config import (
+    DEFAULT_CONFIG,
+    ConfigError,
+    Settings,
+    load_settings,
+    parse_settings,
+)
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def write(tmp_path: Path, text: str, name: str = "settings.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def problems_of(raw: Any, environ: dict[str, str] | None = None) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        parse_settings(raw, "test", environ={} if environ is None else environ)
+    assert info.value.problems, "a ConfigError must say what is wrong"
+    return info.value.problems
+
+
+def only_problem(raw: Any, environ: dict[str, str] | None = None) -> str:
+    problems = problems_of(raw, environ)
+    assert len(problems) == 1, problems
+    return problems[0]
+
+
+# --- the embedded settings file --------------------------------------------------------------
+
+
+def test_embedded_settings_load_and_match_the_documented_values() -> None:
+    # Given the settings.yaml shipped with the bot, and no environment overrides
+    # When it is loaded
+    settings = load_settings(environ={})
+
+    # Then the values it spells out are the ones the file says
+    assert settings.universe.symbols == ["SPY", "QQQ", "AAPL"]
+    assert settings.universe.max_concurrent_symbols == 2
+    assert settings.options.strikes_each_side == 5
+    assert settings.options.strike_count == 3
+    assert settings.options.stop_loss_pct == 30.0
+    assert settings.quotes.price_sources == ["mid", "last", "close"]
+    assert settings.ibkr.port == 4002
+    assert settings.execution.mode == "dry_run"
+    assert settings.strategy.scalp.ema_fast == 8
+    assert settings.strategy.scalp.ema_slow == 21
+    assert settings.stub.start == datetime(2026, 1, 8, 15, 30, tzinfo=UTC)
+
+
+def test_embedded_settings_equal_the_model_defaults() -> None:
+    # The file documents the defaults: a drift between the two would surprise whoever
+    # runs without a config file.
+    assert load_settings(DEFAULT_CONFIG, environ={}) == Settings()
+
+
+def test_an_empty_file_gives_the_defaults(tmp_path: Path) -> None:
+    path = write(tmp_path, "# nothing set\n")
+    assert load_settings(path, environ={}) == Settings()
+
+
+# --- unknown keys ----------------------------------------------------------------------------
+
+
+def test_unknown_top_level_key_is_named() -> None:
+    problem = only_problem({"universe": {"symbols": ["SPY"]}, "optoins": {}})
+    assert problem.startswith("optoins: ")
+    assert "unknown key" in problem
+
+
+def test_unknown_nested_key_names_its_full_path(tmp_path: Path) -> None:
+    # Given a typo inside a section
+    path = write(tmp_path, "options:\n  strike_cnt: 3\n")
+
+    # When the file is loaded
+    with pytest.raises(ConfigError) as info:
+        load_settings(path, environ={})
+
+    # Then the problem names options.strike_cnt, its value and "unknown key"
+    assert info.value.source == str(path)
+    assert info.value.problems == ["options.strike_cnt: 3: unknown key"]
+    assert "options.strike_cnt" in str(info.value)
+
+
+def test_unknown_key_two_levels_down() -> None:
+    problem = only_problem({"strategy": {"scalp": {"ema_fats": 5}}})
+    assert problem.startswith("strategy.scalp.ema_fats: 5: ")
+    assert "unknown key" in problem
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    problems = problems_of({"options": {"strike_cnt": 3}, "ibkr": {"port": 0}})
+    assert len(problems) == 2
+    assert any(p.startswith("options.strike_cnt") for p in problems)
+    assert any(p.startswith("ibkr.port") for p in problems)
+
+
+# --- bad values ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "path", "shown", "reason_word"),
+    [
+        ({"universe": {"max_concurrent_symbols": 0}}, "universe.max_concurrent_symbols", "0",
+         "greater than or equal to 1"),
+        ({"ibkr": {"port": 70000}}, "ibkr.port", "70000", "less than or equal to 65535"),
+        ({"ibkr": {"port": 0}}, "ibkr.port", "0", "greater than or equal to 1"),
+        ({"options": {"moneyness": "sideways"}}, "options.moneyness", "'sideways'", "'atm'"),
+        ({"risk": {"risk_per_trade_pct": 0}}, "risk.risk_per_trade_pct", "0", "greater than 0"),
+        ({"options": {"max_spread_pct": 101}}, "options.max_spread_pct", "101",
+         "less than or equal to 100"),
+        ({"execution": {"mode": "yolo"}}, "execution.mode", "'yolo'", "'dry_run'"),
+        ({"workers": {"count": "two"}}, "workers.count", "'two'", "integer"),
+        ({"pacing": {"max_messages_per_s": 51}}, "pacing.max_messages_per_s", "51",
+         "less than or equal to 50"),
+    ],
+)
+def test_bad_value_names_path_value_and_reason(
+    raw: dict[str, Any], path: str, shown: str, reason_word: str
+) -> None:
+    problem = only_problem(raw)
+    name, value, reason = problem.split(": ", 2)
+    assert name == path
+    assert value == shown
+    assert reason_word in reason
+
+
+def test_accepted_bounds_of_a_limited_field() -> None:
+    # Just inside the limits is fine: 1 and 65535 are valid ports.
+    assert parse_settings({"ibkr": {"port": 1}}, environ={}).ibkr.port == 1
+    assert parse_settings({"ibkr": {"port": 65_535}}, environ={}).ibkr.port == 65_535
+
+
+@pytest.mark.parametrize(("fast", "slow"), [(21, 21), (30, 21)])
+def test_ema_fast_not_below_ema_slow_is_refused(fast: int, slow: int) -> None:
+    problem = only_problem({"strategy": {"scalp": {"ema_fast": fast, "ema_slow": slow}}})
+    assert problem.startswith("strategy.scalp: ")
+    assert f"ema_fast ({fast}) must be below ema_slow ({slow})" in problem
+
+
+def test_ema_fast_just_below_ema_slow_is_accepted() -> None:
+    settings = parse_settings({"strategy": {"scalp": {"ema_fast": 20, "ema_slow": 21}}},
+                              environ={})
+    assert (settings.strategy.scalp.ema_fast, settings.strategy.scalp.ema_slow) == (20, 21)
+
+
+def test_min_dte_above_max_dte_is_refused() -> None:
+    problem = only_problem({"options": {"min_dte": 8, "max_dte": 7}})
+    assert problem.startswith("options: ")
+    assert "min_dte (8) exceeds max_dte (7)" in problem
+
+
+def test_min_dte_equal_to_max_dte_is_accepted() -> None:
+    settings = parse_settings({"options": {"min_dte": 7, "max_dte": 7}}, environ={})
+    assert settings.options.min_dte == settings.options.max_dte == 7
+
+
+def test_rsi_buy_band_upside_down_is_refused() -> None:
+    problem = only_problem({"strategy": {"scalp": {"rsi_buy_low": 80, "rsi_buy_high": 70}}})
+    assert "rsi_buy_low must not exceed rsi_buy_high" in problem
+
+
+def test_unquoted_time_is_refused_not_misread(tmp_path: Path) -> None:
+    # YAML 1.1 reads an unquoted 16:00 as the base-60 integer 960: it must not pass as a time.
+    path = write(tmp_path, "schedule:\n  close_time: 16:00\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings(path, environ={})
+    assert info.value.problems[0].startswith("schedule.close_time: 960: ")
+
+
+# --- the file itself -------------------------------------------------------------------------
+
+
+def test_invalid_yaml_names_the_line(tmp_path: Path) -> None:
+    # Given a second colon on line 3, which YAML does not allow in a plain value
+    path = write(tmp_path, "ibkr:\n  port: 4002\n  host: a: b\n")
+
+    with pytest.raises(ConfigError) as info:
+        load_settings(path, environ={})
+
+    [problem] = info.value.problems
+    assert "line 3" in problem
+    assert "not valid YAML" in problem
+    assert info.value.source == str(path)
+
+
+def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "nowhere.yaml"
+    with pytest.raises(ConfigError) as info:
+        load_settings(path, environ={})
+    assert info.value.source == str(path)
+    assert "cannot read the file" in info.value.problems[0]
+
+
+@pytest.mark.parametrize("text", ["- SPY\n- QQQ\n", "just a string\n", "42\n"])
+def test_top_level_that_is_not_a_mapping_is_refused(tmp_path: Path, text: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_settings(path, environ={})
+    [problem] = info.value.problems
+    assert problem.startswith("(top level): ")
+    assert "expected a mapping" in problem
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="_env_overrides calls dict() on the ibkr section before validation, so a "
+    "non-mapping section raises ValueError/TypeError instead of ConfigError",
+)
+@pytest.mark.parametrize("section", ["localhost", [4002, 4001]])
+def test_a_non_mapping_ibkr_section_is_a_config_error(section: Any) -> None:
+    problem = only_problem({"ibkr": section})
+    assert problem.startswith("ibkr: ")
+
+
+def test_a_non_mapping_section_other_than_ibkr_is_a_config_error() -> None:
+    problem = only_problem({"options": "atm"})
+    assert problem.startswith("options: 'atm': ")
+
+
+# --- environment overrides -------------------------------------------------------------------
+
+
+def test_env_overrides_the_connection(tmp_path: Path) -> None:
+    # Given a file that sets the connection and environment variables that disagree
+    path = write(tmp_path, "ibkr:\n  host: 10.0.0.1\n  port: 4002\n  client_id: 1\n")
+    environ = {
+        "IBKR_HOST": "gateway.local",
+        "IBKR_PORT": "4001",
+        "IBKR_CLIENT_ID": "17",
+        "IBKR_ACCOUNT": "DU123456",
+    }
+
+    # When loaded
+    ibkr = load_settings(path, environ=environ).ibkr
+
+    # Then the environment wins, converted to the field types
+    assert (ibkr.host, ibkr.port, ibkr.client_id, ibkr.account) == (
+        "gateway.local", 4001, 17, "DU123456")
+
+
+def test_env_override_without_an_ibkr_section_keeps_the_other_defaults() -> None:
+    settings = parse_settings({}, environ={"IBKR_PORT": "7497"})
+    assert settings.ibkr.port == 7497
+    assert settings.ibkr.host == "127.0.0.1"
+    assert settings.ibkr.client_id == 1
+
+
+def test_unrelated_env_is_ignored() -> None:
+    settings = parse_settings({"ibkr": {"port": 4002}}, environ={"IBKR_PROT": "1", "PORT": "2"})
+    assert settings.ibkr.port == 4002
+
+
+def test_non_integer_port_in_env_names_the_variable() -> None:
+    problem = only_problem({}, environ={"IBKR_PORT": "4002x"})
+    assert "IBKR_PORT" in problem
+    assert "'4002x'" in problem
+
+
+def test_non_integer_client_id_in_env_names_the_variable() -> None:
+    problem = only_problem({}, environ={"IBKR_CLIENT_ID": "one"})
+    assert "IBKR_CLIENT_ID" in problem
+
+
+def test_env_port_out_of_range_is_validated_like_the_file() -> None:
+    problem = only_problem({}, environ={"IBKR_PORT": "70000"})
+    assert problem.startswith("ibkr.port: 70000: ")
+
+
+# --- individual fields -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "sources", [["mid", "last", "close"], ["last", "close", "mid"], ["close"]]
+)
+def test_price_sources_keep_the_configured_order(sources: list[str]) -> None:
+    settings = parse_settings({"quotes": {"price_sources": sources}}, environ={})
+    assert settings.quotes.price_sources == sources
+
+
+@pytest.mark.parametrize("sources", [[], ["bid"], ["mid", "vwap"]])
+def test_bad_price_sources_are_refused(sources: list[str]) -> None:
+    problems = problems_of({"quotes": {"price_sources": sources}})
+    assert all(p.startswith("quotes.price_sources") for p in problems)
+
+
+def test_symbols_are_upper_cased_and_stripped() -> None:
+    settings = parse_settings({"universe": {"symbols": ["spy", " qqq ", "Brk.B"]}}, environ={})
+    assert settings.universe.symbols == ["SPY", "QQQ", "BRK.B"]
+
+
+@pytest.mark.parametrize("symbols", [["SPY", "QQQ", "SPY"], ["SPY", "spy"]])
+def test_duplicate_symbols_are_refused(symbols: list[str]) -> None:
+    problem = only_problem({"universe": {"symbols": symbols}})
+    assert problem.startswith("universe.symbols: ")
+    assert "more than once" in problem
+
+
+@pytest.mark.parametrize("symbols", [[], ["SPY", ""], ["SP-Y"]])
+def test_empty_or_malformed_symbols_are_refused(symbols: list[str]) -> None:
+    problem = only_problem({"universe": {"symbols": symbols}})
+    assert problem.startswith("universe.symbols: ")
+
+
+def test_stub_start_without_utc_offset_is_refused() -> None:
+    problem = only_problem({"stub": {"start": "2026-01-08T10:30:00"}})
+    assert problem.startswith("stub.start: ")
+    assert "UTC offset" in problem
+
+
+def test_stub_start_with_offset_is_kept() -> None:
+    settings = parse_settings({"stub": {"start": "2026-01-08T09:45:00-05:00"}}, environ={})
+    assert settings.stub.start == datetime(2026, 1, 8, 9, 45,
+                                           tzinfo=timezone(timedelta(hours=-5)))
+    assert settings.stub.start.timestamp() == datetime(
+        2026, 1, 8, 14, 45, tzinfo=UTC).timestamp()
+
+
+def test_settings_are_frozen() -> None:
+    settings = Settings()
+    with pytest.raises(ValueError):
+        settings.ibkr.port = 1  # type: ignore[misc]
