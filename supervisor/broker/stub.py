@@ -72,6 +72,7 @@ class StubBroker:
         self.settings = settings
         self.now = now
         self._paths: dict[str, PricePath] = {}
+        self._bar_cache: dict[tuple[str, int, int], tuple[float, ...]] = {}
         self._connected = False
         self.requests = 0
 
@@ -130,22 +131,23 @@ class StubBroker:
         last_start = end_min - bar_minutes
         cols = [array("d") for _ in range(6)]
         for start in range(first, last_start + 1, bar_minutes):
-            prices = [path.at(m) for m in range(start, start + bar_minutes + 1)]
-            o, c = prices[0], prices[-1]
-            for col, value in zip(
-                cols,
-                (
-                    start * 60.0,
-                    o,
-                    max(prices) * 1.0002,
-                    min(prices) * 0.9998,
-                    c,
-                    sum(path.volume(m) for m in range(start, start + bar_minutes)),
-                ),
-                strict=True,
-            ):
+            for col, value in zip(cols, self._bar(symbol, path, start, bar_minutes), strict=True):
                 col.append(value)
         return Bars(symbol, *cols)
+
+    def _bar(self, symbol: str, path: PricePath, start: int, bar_minutes: int) -> tuple[float, ...]:
+        """One completed bar; cached, because a completed bar never changes."""
+        key = (symbol, start, bar_minutes)
+        bar = self._bar_cache.get(key)
+        if bar is None:
+            if len(self._bar_cache) > 200_000:  # bounded: a soak must not grow without end
+                self._bar_cache.clear()
+            prices = [path.at(m) for m in range(start, start + bar_minutes + 1)]
+            volume = sum(path.volume(m) for m in range(start, start + bar_minutes))
+            bar = (start * 60.0, prices[0], max(prices) * 1.0002, min(prices) * 0.9998,
+                   prices[-1], volume)
+            self._bar_cache[key] = bar
+        return bar
 
     async def chain(self, symbol: str) -> OptionChain:
         await self._round_trip()

@@ -1,0 +1,104 @@
+"""Throughput and memory of the stub pipeline: symbol-cycles per second, peak RSS per process.
+
+    python tools/bench.py --symbols 200 --cycles 20 [--workers 2] [--out var/bench.json]
+
+Runs the real supervisor, real spawned workers and the StubBroker with no pause between
+cycles, samples every process with psutil while it runs, prints the figures and writes them
+as JSON. This is a benchmark, not a test: its numbers depend on the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from common.config import parse_settings  # noqa: E402
+from supervisor.app import Supervisor  # noqa: E402
+from supervisor.broker.stub import StubBroker  # noqa: E402
+from supervisor.clock import SimClock  # noqa: E402
+from supervisor.logs import LogService  # noqa: E402
+
+
+class RssSampler(threading.Thread):
+    """Peak RSS of this process and its children, sampled every ``interval_s``."""
+
+    def __init__(self, interval_s: float = 0.2) -> None:
+        super().__init__(daemon=True)
+        self.interval_s = interval_s
+        self.peaks: dict[str, int] = {}
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        me = psutil.Process()
+        while not self.done.wait(self.interval_s):
+            for proc in [me, *me.children(recursive=True)]:
+                try:
+                    name = "supervisor" if proc.pid == me.pid else f"child-{proc.pid}"
+                    self.peaks[name] = max(self.peaks.get(name, 0), proc.memory_info().rss)
+                except psutil.NoSuchProcess:
+                    continue
+
+
+def bench(symbols: int, cycles: int, workers: int, concurrency: int) -> dict[str, object]:
+    universe = [f"S{i:04d}" for i in range(symbols)]
+    settings = parse_settings({
+        "universe": {"symbols": universe, "max_concurrent_symbols": concurrency},
+        "schedule": {"cycles": cycles, "interval_s": 0, "regular_hours_only": False,
+                     "cycle_deadline_s": 600},
+        "workers": {"count": workers},
+        "logging": {"level": "WARNING", "json_path": "var/bench.jsonl", "console": False},
+    }, "bench", environ={})
+    clock = SimClock(settings.stub.start.timestamp())
+    log_queue = multiprocessing.get_context("spawn").Queue()
+    logs = LogService(settings.logging, log_queue, None)
+    supervisor = Supervisor(settings, StubBroker(settings.stub, clock.now), clock, log_queue,
+                            echo=lambda line: None)
+    sampler = RssSampler()
+    sampler.start()
+    try:
+        code = asyncio.run(supervisor.run())
+    finally:
+        sampler.done.set()
+        sampler.join()
+        logs.close()
+    cycle_s = sorted(s.seconds for s in supervisor.summaries)
+    busy = sum(cycle_s)
+    failed = sum(len(s.failed) for s in supervisor.summaries)
+    return {
+        "symbols": symbols, "cycles": len(cycle_s), "workers": workers,
+        "max_concurrent_symbols": concurrency, "exit_code": code, "failed_symbols": failed,
+        "symbol_cycles_per_s": round(symbols * len(cycle_s) / busy, 1) if busy else None,
+        "cycle_s_p50": round(cycle_s[len(cycle_s) // 2], 4) if cycle_s else None,
+        "cycle_s_max": round(cycle_s[-1], 4) if cycle_s else None,
+        "peak_rss_mb": {k: round(v / 2**20, 1) for k, v in sorted(sampler.peaks.items())},
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--symbols", type=int, default=200)
+    parser.add_argument("--cycles", type=int, default=20)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--concurrency", type=int, default=64, help="max_concurrent_symbols")
+    parser.add_argument("--out", default="var/bench.json")
+    args = parser.parse_args()
+    figures = bench(args.symbols, args.cycles, args.workers, args.concurrency)
+    print(json.dumps(figures, indent=2))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(figures, indent=2) + "\n")
+    return 0 if figures["exit_code"] == 0 and not figures["failed_symbols"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
