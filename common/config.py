@@ -12,7 +12,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "settings.yaml"
 
@@ -147,6 +155,25 @@ class PacingSettings(Model):
 class MonitoringSettings(Model):
     interval_s: PositiveS = 30.0
     metrics_path: str = "var/metrics.jsonl"
+    rotate_bytes: int = Field(50_000_000, ge=10_000)  # the metrics file rolls over past this
+    keep_files: int = Field(5, ge=1, le=100)
+    gateway_log_path: str = ""  # the gateway's own log, to count its buffer warnings
+    memory_growth_alert_mb_per_h: float = Field(50.0, gt=0)
+
+
+class AlertsSettings(Model):
+    """Where alerts go. URLs and tokens are secrets: they never appear in logs."""
+
+    discord_webhook: SecretStr | None = None
+    slack_webhook: SecretStr | None = None
+    telegram_bot_token: SecretStr | None = None
+    telegram_chat_id: str = ""
+    telegram_api: str = "https://api.telegram.org"  # overridable so tests use loopback
+    webhook_url: SecretStr | None = None  # generic JSON POST
+    heartbeat_url: SecretStr | None = None  # pinged (GET) every cycle
+    timeout_s: float = Field(5.0, gt=0, le=60)
+    retries: int = Field(2, ge=0, le=10)
+    queue_size: int = Field(1000, ge=1)  # alerts beyond this are dropped, and counted
 
 
 class LoggingSettings(Model):
@@ -184,6 +211,7 @@ class Settings(Model):
     execution: ExecutionSettings = ExecutionSettings()
     pacing: PacingSettings = PacingSettings()
     monitoring: MonitoringSettings = MonitoringSettings()
+    alerts: AlertsSettings = AlertsSettings()
     logging: LoggingSettings = LoggingSettings()
     stub: StubSettings = StubSettings()
 
@@ -206,7 +234,10 @@ ENV_OVERRIDES = {
 
 
 def _env_overrides(raw: dict[str, Any], environ: dict[str, str], source: str) -> dict[str, Any]:
-    ibkr = dict(raw.get("ibkr") or {})
+    section = raw.get("ibkr") or {}
+    if not isinstance(section, dict):
+        return raw  # not a mapping: validation names the problem
+    ibkr = dict(section)
     for var, (key, kind) in ENV_OVERRIDES.items():
         if var in environ:
             try:

@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def with_overrides(settings: Settings, args: argparse.Namespace) -> Settings:
     """Command-line values applied on top of the file, validated by the same models."""
-    raw: dict[str, Any] = settings.model_dump(mode="json")
+    raw: dict[str, Any] = settings.model_dump()  # python mode keeps secrets intact
     if args.cycles is not None:
         raw["schedule"]["cycles"] = args.cycles
     if args.interval is not None:
