@@ -84,7 +84,8 @@ def evaluate(
         return refuse("duplicate", "the same intent was already sent today")
     if orders_this_cycle >= risk.max_orders_per_cycle:
         return refuse("max_orders_per_cycle", f"{orders_this_cycle} orders already this cycle",
-                      (("limit", risk.max_orders_per_cycle),))
+                      (("orders_this_cycle", orders_this_cycle),
+                       ("limit", risk.max_orders_per_cycle)))
     size = size_contracts(state.equity, risk.risk_per_trade_pct, intent.premium,
                           intent.contract.multiplier, options.stop_loss_pct)
     sizing: Values = (("equity", state.equity), ("risk_pct", risk.risk_per_trade_pct),

@@ -214,11 +214,6 @@ def test_top_level_that_is_not_a_mapping_is_refused(tmp_path: Path, text: str) -
     assert "expected a mapping" in problem
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_env_overrides calls dict() on the ibkr section before validation, so a "
-    "non-mapping section raises ValueError/TypeError instead of ConfigError",
-)
 @pytest.mark.parametrize("section", ["localhost", [4002, 4001]])
 def test_a_non_mapping_ibkr_section_is_a_config_error(section: Any) -> None:
     problem = only_problem({"ibkr": section})

@@ -267,11 +267,6 @@ def test_max_orders_per_cycle_of_zero_refuses_the_first() -> None:
     assert decision.rule == "max_orders_per_cycle"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="max_orders_per_cycle puts only the limit in values; the count it compared "
-    "(orders_this_cycle) is only in the reason text",
-)
 def test_max_orders_per_cycle_carries_both_compared_values() -> None:
     decision = decide(risk=risk_with(max_orders_per_cycle=3), orders_this_cycle=4)
     assert 4 in dict(decision.values).values()
