@@ -48,7 +48,7 @@ def state(equity: float = 48_000.0, start_equity: float | None = None, **kw: obj
 
 RISK = RiskSettings(risk_per_trade_pct=1.0, max_contracts_per_order=1000,
                     max_orders_per_cycle=5, daily_loss_limit_pct=3.0, daily_loss_limit_abs=0.0)
-OPTIONS = OptionsSettings(stop_loss_pct=30.0)
+OPTIONS = OptionsSettings.model_validate({"stop_loss_pct": 30.0})
 
 
 def risk_with(**changes: float) -> RiskSettings:
@@ -287,7 +287,7 @@ def test_max_orders_per_cycle_carries_both_compared_values() -> None:
 )
 def test_sizing_below_one_contract_is_refused(premium: float, expected: int) -> None:
     decision = decide(intent(premium=premium), state(equity=100_000.0),
-                      options=OptionsSettings(stop_loss_pct=50.0))
+                      options=OptionsSettings.model_validate({"stop_loss_pct": 50.0}))
     values = dict(decision.values)
     assert values["size"] == expected
     assert values["premium"] == premium
