@@ -126,12 +126,12 @@ class OptionsSettings(Model):
 
 
 PriceSource = Literal["mid", "last", "close"]
+DEFAULT_SOURCES: tuple[PriceSource, ...] = ("mid", "last", "close")
 
 
 class QuoteSettings(Model):
-    price_sources: list[PriceSource] = Field(
-        default_factory=lambda: ["mid", "last", "close"], min_length=1
-    )
+    price_sources: list[PriceSource] = Field(default_factory=lambda: list(DEFAULT_SOURCES),
+                                             min_length=1)
     max_spread_pct: Pct = 2.0  # wider underlying markets are flagged "wide"
 
 
@@ -276,7 +276,9 @@ def parse_settings(
         raise ConfigError(source, _format_errors(exc)) from None
 
 
-def load_settings(path: str | Path | None = None, environ: dict[str, str] | None = None) -> Settings:
+def load_settings(
+    path: str | Path | None = None, environ: dict[str, str] | None = None
+) -> Settings:
     """Read and validate a settings file (the embedded default when ``path`` is None)."""
     path = Path(path) if path is not None else DEFAULT_CONFIG
     try:
@@ -288,5 +290,6 @@ def load_settings(path: str | Path | None = None, environ: dict[str, str] | None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise ConfigError(str(path), [f"{where}not valid YAML ({getattr(exc, 'problem', exc)})"])
+        problem = getattr(exc, "problem", None) or exc
+        raise ConfigError(str(path), [f"{where}not valid YAML ({problem})"]) from None
     return parse_settings(raw, str(path), environ)

@@ -13,18 +13,18 @@ from __future__ import annotations
 import math
 from array import array
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 NAN = math.nan
 
 
-class Signal(str, Enum):
+class Signal(StrEnum):
     BUY = "BUY"  # directional long: buy calls
     SELL = "SELL"  # directional short: buy puts
     HOLD = "HOLD"
 
 
-class Right(str, Enum):
+class Right(StrEnum):
     CALL = "C"
     PUT = "P"
 
@@ -145,12 +145,15 @@ class OptionQuotesRequest:
 Request = QuoteRequest | BarsRequest | ChainRequest | OptionQuotesRequest
 
 
+ReplyValue = Quote | Bars | OptionChain | tuple[OptionQuote, ...]
+
+
 @dataclass(frozen=True)
 class Reply:
     """The answer to one request: a value, or an error crossing the boundary as text."""
 
     request_id: int
-    value: Quote | Bars | OptionChain | tuple[OptionQuote, ...] | None = None
+    value: ReplyValue | None = None
     error: str | None = None
 
     @property

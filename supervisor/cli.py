@@ -16,7 +16,7 @@ from common.config import ConfigError, Settings, load_settings, parse_settings
 from supervisor import exitcodes
 from supervisor.app import Supervisor
 from supervisor.broker.stub import StubBroker
-from supervisor.clock import Clock, SimClock, WallClock
+from supervisor.clock import Clock, SimClock
 from supervisor.executor import ModeNotAvailable
 from supervisor.logs import LogService
 from workers.strategy import StrategyLoadError, load_strategy

@@ -87,7 +87,7 @@ class CycleRun:
     async def wait(self) -> dict[str, SymbolResult]:
         try:
             await asyncio.wait_for(self.done.wait(), max(0.0, self.deadline - time.monotonic()))
-        except asyncio.TimeoutError:
+        except TimeoutError:
             for symbol in list(self.inflight) + [t.symbol for t in self.pending]:
                 self._fail(symbol, "deadline passed before the symbol reported")
             self.pending.clear()

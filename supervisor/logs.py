@@ -21,7 +21,7 @@ from common.config import LoggingSettings
 try:  # python-json-logger >= 3 moved the formatter
     from pythonjsonlogger.json import JsonFormatter
 except ImportError:  # pragma: no cover - older releases
-    from pythonjsonlogger.jsonlogger import JsonFormatter  # type: ignore[no-redef]
+    from pythonjsonlogger.jsonlogger import JsonFormatter  # type: ignore[no-redef,unused-ignore]
 
 CONSOLE_FORMAT = "%(asctime)s %(levelname)-7s %(processName)s %(name)s: %(message)s"
 JSON_FIELDS = "%(asctime)s %(levelname)s %(name)s %(processName)s %(process)d %(message)s"

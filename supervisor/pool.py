@@ -63,7 +63,10 @@ class WorkerPool:
         self.log_queue = log_queue
         self.on_message = on_message
         self.on_death = on_death
-        self.ctx = multiprocessing.get_context(context)
+        if context not in ("spawn", "forkserver"):
+            # a forked child would inherit the broker socket and the running event loop
+            raise ValueError(f"workers need a spawn or forkserver context, not {context!r}")
+        self.ctx: Any = multiprocessing.get_context(context)
         self.outbox: Any = self.ctx.Queue()
         self.workers: dict[int, WorkerHandle] = {}
         self.respawns = 0
@@ -86,7 +89,7 @@ class WorkerPool:
     async def wait_ready(self, timeout_s: float) -> None:
         try:
             await asyncio.wait_for(self._all_ready.wait(), timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             slow = [w.worker_id for w in self.workers.values() if not w.ready]
             raise BootFailure(f"workers {slow} not ready after {timeout_s:g}s") from None
 

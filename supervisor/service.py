@@ -16,6 +16,7 @@ from common.messages import (
     OptionQuotesRequest,
     QuoteRequest,
     Reply,
+    ReplyValue,
     Request,
 )
 from supervisor.broker.base import Broker, BrokerError
@@ -36,7 +37,7 @@ class DataService:
         try:
             value = await asyncio.wait_for(self._fetch(request), self.timeout_s)
             reply = Reply(request.request_id, value=value)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             reply = self._error(request, f"timed out after {self.timeout_s:g}s")
         except BrokerError as exc:
             reply = self._error(request, f"{type(exc).__name__}: {exc}")
@@ -53,7 +54,7 @@ class DataService:
                     extra={"event": "request_failed", "symbol": request.symbol})
         return Reply(request.request_id, error=text)
 
-    async def _fetch(self, request: Request) -> object:
+    async def _fetch(self, request: Request) -> ReplyValue:
         match request:
             case QuoteRequest(symbol=symbol):
                 return await self.broker.quote(symbol)

@@ -2,7 +2,7 @@
 
     supervisor --inbox------> [ worker_main ] --outbox--> supervisor
                SymbolTask      TaskDriver         Request, SymbolResult, WorkerReady
-               Reply           (generators by     
+               Reply           (generators by
                Stop             request id)       --log queue--> supervisor's listener
 
 The worker never touches the network or ib_insync: every piece of market data is a request

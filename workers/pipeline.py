@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Generator, Iterator
+from dataclasses import replace
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -68,8 +69,7 @@ def process_symbol(
     ids: Iterator[int],
 ) -> Pipeline:
     timer = _Timer()
-    result = {"cycle_id": task.cycle_id, "symbol": task.symbol, "worker_id": worker_id,
-              "attempt": task.attempt}
+    result = SymbolResult(task.cycle_id, task.symbol, worker_id, attempt=task.attempt)
     scalp = settings.strategy.scalp
     requests: list[Request] = [
         QuoteRequest(next(ids), worker_id, task.symbol),
@@ -84,23 +84,23 @@ def process_symbol(
         quote, bars = _value(replies[0]), _value(replies[1])
         hourly = _value(replies[2]) if len(replies) > 2 else None
     except RemoteError as exc:
-        return SymbolResult(**result, skipped=f"market data: {exc}", timings=tuple(timer.marks))
+        return replace(result, skipped=f"market data: {exc}", timings=tuple(timer.marks))
     assert isinstance(quote, Quote) and isinstance(bars, Bars)
 
     check, ref = check_underlying(quote, settings.quotes)
     if ref is None:
         reason = f"no usable price ({', '.join(check.flags) or 'none'})"
-        return SymbolResult(**result, skipped=reason, timings=tuple(timer.marks))
+        return replace(result, skipped=reason, timings=tuple(timer.marks))
     price, source = ref
     zone = ZoneInfo(settings.schedule.timezone)
     view = MarketView(task, datetime.fromtimestamp(task.now_ts, zone).date(), quote, check,
                       price, source, bars, hourly if isinstance(hourly, Bars) else None)
     decision = strategy.decide(view)
     timer.lap("signal")
-    result.update(signal=decision.signal, confidence=decision.confidence,
-                  whale_fired_ts=decision.whale_fired_ts)
+    result = replace(result, signal=decision.signal, confidence=decision.confidence,
+                     whale_fired_ts=decision.whale_fired_ts)
     if decision.signal is Signal.HOLD:
-        return SymbolResult(**result, reasons=decision.reasons, timings=tuple(timer.marks))
+        return replace(result, reasons=decision.reasons, timings=tuple(timer.marks))
 
     (chain_reply,) = yield (ChainRequest(next(ids), worker_id, task.symbol),)
     timer.lap("chain")
@@ -110,7 +110,7 @@ def process_symbol(
         assert isinstance(chain, OptionChain)
         selection = select_contracts(chain, price, right, view.today, settings.options)
     except (RemoteError, ChainError) as exc:
-        return SymbolResult(**result, reasons=decision.reasons, skipped=f"chain: {exc}",
+        return replace(result, reasons=decision.reasons, skipped=f"chain: {exc}",
                             timings=tuple(timer.marks))
     timer.lap("strikes")
 
@@ -121,14 +121,14 @@ def process_symbol(
     try:
         quotes = _value(quotes_reply)
     except RemoteError as exc:
-        return SymbolResult(**result, reasons=decision.reasons, skipped=f"option quotes: {exc}",
+        return replace(result, reasons=decision.reasons, skipped=f"option quotes: {exc}",
                             timings=tuple(timer.marks))
     assert isinstance(quotes, tuple)
     intents, rejected = strategy.choose(view, decision, selection, quotes)
     timer.lap("intents")
     reasons = decision.reasons + selection.reasons + rejected
     skipped = None if intents else "no liquid candidate"
-    return SymbolResult(**result, intents=intents, reasons=reasons, skipped=skipped,
+    return replace(result, intents=intents, reasons=reasons, skipped=skipped,
                         timings=tuple(timer.marks))
 
 

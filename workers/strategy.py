@@ -103,7 +103,9 @@ def load_strategy(settings: Settings) -> Strategy:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise StrategyLoadError(f"strategy.name: {name!r}: cannot import {module_name}: {exc}")
+        raise StrategyLoadError(
+            f"strategy.name: {name!r}: cannot import {module_name}: {exc}"
+        ) from None
     factory = getattr(module, attr, None)
     if factory is None:
         raise StrategyLoadError(f"strategy.name: {name!r}: {module_name} has no {attr!r}")

@@ -12,7 +12,7 @@ import asyncio
 import math
 from array import array
 from collections.abc import Callable, Sequence
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 from common.config import StubSettings
 from common.greeks import bs_greeks, bs_price
@@ -171,7 +171,7 @@ class StubBroker:
             raise SymbolDataError(f"{contract.key}: no security definition")
         spot = self._path(contract.symbol).at(now / 60.0)
         expiry = datetime.strptime(contract.expiry, "%Y%m%d").replace(
-            hour=21, tzinfo=timezone.utc
+            hour=21, tzinfo=UTC
         )
         t_years = max((expiry.timestamp() - now) / (365 * 86_400), 1 / (365 * 24))
         price = bs_price(spot, contract.strike, t_years, RATE, VOL, contract.right)
@@ -208,7 +208,7 @@ class StubBroker:
 
 
 def _day(ts: float) -> date:
-    return datetime.fromtimestamp(ts, tz=timezone.utc).date()
+    return datetime.fromtimestamp(ts, tz=UTC).date()
 
 
 def weekly_expiries(today: date, weeks: int) -> tuple[str, ...]:
