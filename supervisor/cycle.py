@@ -56,8 +56,12 @@ class CycleRun:
             self.pool.send(worker.worker_id, task)
 
     def on_result(self, result: SymbolResult) -> None:
-        if result.cycle_id != self.cycle_id or result.symbol not in self.inflight:
-            log.info("late result for %s of cycle %s dropped", result.symbol, result.cycle_id)
+        entry = self.inflight.get(result.symbol)
+        if result.cycle_id != self.cycle_id or entry is None or entry[0] != result.worker_id:
+            # late (an ended cycle) or stale (sent by a worker that died after sending it,
+            # whose symbol is already being retried elsewhere)
+            log.info("late result for %s of cycle %s from worker %s dropped", result.symbol,
+                     result.cycle_id, result.worker_id)
             return
         worker_id, _ = self.inflight.pop(result.symbol)
         handle = self.pool.workers.get(worker_id)

@@ -254,12 +254,6 @@ def test_the_last_symbol_failing_ends_the_cycle() -> None:
     run_async(scenario)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="on_result ignores result.worker_id: a result the dead worker sent before dying "
-    "is taken for the retry and frees the slot while the retry's worker still computes it, "
-    "so the cap no longer bounds the symbols being worked on",
-)
 def test_a_dead_workers_result_does_not_free_the_retrys_worker() -> None:
     async def scenario() -> None:
         pool = FakePool(2)
