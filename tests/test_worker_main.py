@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import queue
 from typing import Any
@@ -115,10 +116,8 @@ def test_worker_exits_when_its_supervisor_is_gone(tmp_path):
     # Then the orphaned worker notices and exits by itself
     import psutil
 
-    try:
+    with contextlib.suppress(psutil.NoSuchProcess):
         psutil.Process(worker_pid).wait(timeout=10)
-    except psutil.NoSuchProcess:
-        pass
     assert not psutil.pid_exists(worker_pid) or psutil.Process(worker_pid).status() == "zombie"
 
 

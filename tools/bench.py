@@ -15,7 +15,6 @@ import json
 import multiprocessing
 import sys
 import threading
-import time
 from pathlib import Path
 
 import psutil
