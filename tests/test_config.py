@@ -326,4 +326,4 @@ def test_stub_start_with_offset_is_kept() -> None:
 def test_settings_are_frozen() -> None:
     settings = Settings()
     with pytest.raises(ValueError):
-        settings.ibkr.port = 1
+        settings.ibkr.port = 1  # type: ignore[misc]
