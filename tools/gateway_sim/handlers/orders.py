@@ -1,0 +1,146 @@
+"""placeOrder (what-if and paper), cancelOrder, open/completed orders, executions.
+
+Orders of one connection are processed strictly in arrival order (a bracket's parent before
+its children) even with order latency: each order task waits for the previous one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from tools.gateway_sim import outgoing as out
+from tools.gateway_sim.codec import FieldReader
+from tools.gateway_sim.instruments import Instrument
+from tools.gateway_sim.order_codec import decode_place_order, is_flag, number
+from tools.gateway_sim.orders import SimOrder
+from tools.gateway_sim.session import Handler, Session
+
+
+def place_order(s: Session, r: FieldReader) -> None:
+    order_id, contract, fields = decode_place_order(r, s.version)
+    book = s.server.orders
+    found = s.server.market.book.resolve(contract, s.server.market.now())
+    inst = found[0] if len(found) == 1 else None
+    book.record(s.client_id or 0, order_id, inst, fields, contract.describe())
+    previous = s.last_order_task
+
+    async def answer() -> None:
+        if previous is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(previous)
+        await s.delay("order")
+        if inst is None or s.fault_state("no_security_definition", inst):
+            s.error(order_id, 200, f"No security definition has been found for the request "
+                    f"({contract.describe()})")
+            return
+        reason = _reject_reason(s, fields)
+        if reason:
+            s.error(order_id, 201, f"Order rejected - reason:{reason}")
+        elif is_flag(fields, "whatIf"):
+            _what_if(s, order_id, inst, fields)
+        elif book.place(s.client_id or 0, order_id, inst, fields) == "duplicate":
+            s.error(order_id, 103)
+
+    s.last_order_task = s.spawn(answer())
+
+
+def _reject_reason(s: Session, fields: dict[str, str]) -> str:
+    if fields.get("action", "").upper() not in ("BUY", "SELL"):
+        return f"invalid action {fields.get('action')!r}"
+    if (number(fields, "totalQuantity") or 0.0) <= 0:
+        return "order quantity must be positive"
+    kind = fields.get("orderType", "").upper()
+    if kind in ("LMT", "STP LMT") and number(fields, "lmtPrice") is None:
+        return "limit price is missing"
+    if kind in ("STP", "STP LMT") and number(fields, "auxPrice") is None:
+        return "stop price is missing"
+    account = fields.get("account", "")
+    if account and account != s.server.scenario.account.id:
+        return f"The account code {account} is invalid"
+    return ""
+
+
+def _what_if(s: Session, order_id: int, inst: Instrument, fields: dict[str, str]) -> None:
+    book = s.server.orders
+    client_id = s.client_id or 0
+    if (client_id, order_id) in book.what_if_ids or order_id in book.orders:
+        s.error(order_id, 103)
+        return
+    book.what_if_ids.add((client_id, order_id))
+    probe = SimOrder(order_id, client_id, 0, inst, dict(fields), status="PreSubmitted")
+    probe.fields["clientId"] = str(client_id)
+    probe.fields["permId"] = "0"
+    s.send(book.open_order_message(probe, book.what_if_state(inst, fields)))
+
+
+def cancel_order(s: Session, r: FieldReader) -> None:
+    r.skip()
+    order_id = r.integer()
+    result = s.server.orders.cancel(s.client_id or 0, order_id)
+    if result == "unknown":
+        s.error(order_id, 10147, f"OrderId {order_id} that needs to be cancelled is not found.")
+    elif result == "done":
+        s.error(order_id, 10148,
+                f"OrderId {order_id} that needs to be cancelled cannot be cancelled, "
+                "state: Filled.")
+
+
+def _send_open_orders(s: Session, client_id: int | None) -> None:
+    book = s.server.orders
+    for order in book.active_for(client_id):
+        s.send(book.open_order_message(order))
+        s.send(book.status_message(order))
+    s.send([53, 1])
+
+
+def req_open_orders(s: Session, r: FieldReader) -> None:
+    _send_open_orders(s, s.client_id)
+
+
+def req_all_open_orders(s: Session, r: FieldReader) -> None:
+    _send_open_orders(s, None)
+
+
+def req_completed_orders(s: Session, r: FieldReader) -> None:
+    book = s.server.orders
+    for order in book.done_for(None):
+        s.send(book.completed_message(order))
+    s.send([102])
+
+
+def req_executions(s: Session, r: FieldReader) -> None:
+    r.skip()
+    req_id, client_filter = r.integer(), r.integer()
+    r.skip(2)  # account code, time
+    symbol, sec_type = r.text().upper(), r.text().upper()
+    r.skip()  # exchange
+    side = r.text().upper()
+    book = s.server.orders
+    for e in book.executions:
+        o = e.order
+        if client_filter and o.client_id != client_filter:
+            continue
+        if (symbol and o.inst.symbol != symbol) or (sec_type and o.inst.sec_type != sec_type):
+            continue
+        if side and not o.action.startswith(side[:1]):
+            continue
+        s.send(book.exec_message(e, req_id))
+        s.send(out.commission_report(e.exec_id, e.commission,
+                                     s.server.scenario.account.currency))
+    s.send([55, 1, req_id])
+
+
+def req_global_cancel(s: Session, r: FieldReader) -> None:
+    s.server.orders.cancel_all()
+
+
+HANDLERS: dict[int, Handler] = {
+    3: place_order,
+    4: cancel_order,
+    5: req_open_orders,
+    16: req_all_open_orders,
+    99: req_completed_orders,
+    7: req_executions,
+    58: req_global_cancel,
+}

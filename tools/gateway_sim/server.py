@@ -1,0 +1,193 @@
+"""The simulated IB Gateway: an asyncio TCP server on 127.0.0.1 speaking the TWS API.
+
+::
+
+   ib_insync IB / any TWS API client                 SimServer (one asyncio loop)
+   ---------------------------------                 -------------------------------------
+   connect 127.0.0.1:port  -------- TCP -------->    accept -> Session (one per socket)
+   "API\\0" + "v157..176"   ------------------->      handshake: "176", connection time
+                           <-------------------
+   startApi(71, clientId)  ------------------->      client id in use? -> 326, close
+                           <-------------------      managedAccounts 15, nextValidId 9,
+                                                     farm notices 2104/2106/2158
+   requests (framed fields) ------------------>      RateWindow (100) -> handler by msg id
+                                                       |-> Market (prices, chains, bars)
+                                                       |-> LineBook (101), pacing (162)
+                                                       |-> OrderBook (paper fills)
+                           <-------------------      answers, ticks, errors (message 4)
+   close / fault           <------------------>      Session ends: lines released,
+                                                     stats file written
+
+Everything runs on one event loop; ``ThreadedSim`` (threaded.py) hosts it in a thread for
+tests. The server only ever binds 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from tools.gateway_sim import outgoing as out
+from tools.gateway_sim.handlers import all_handlers
+from tools.gateway_sim.hours import SessionClock
+from tools.gateway_sim.instruments import Instrument
+from tools.gateway_sim.market import Market
+from tools.gateway_sim.orders import OrderBook, Position
+from tools.gateway_sim.rules import HistoricalPacing, LineBook
+from tools.gateway_sim.scenario import Scenario
+from tools.gateway_sim.session import Session
+from tools.gateway_sim.stats import Stats, write_stats_file
+
+log = logging.getLogger("gateway_sim")
+HOST = "127.0.0.1"
+
+
+class SimServer:
+    def __init__(self, scenario: Scenario, stats_file: str | Path | None = None) -> None:
+        self.scenario = scenario
+        self.stats_file = Path(stats_file) if stats_file else None
+        self.clock = SessionClock(scenario.session)
+        self.market = Market(scenario, self.clock)
+        self.counters = Stats()
+        self.lines = LineBook(scenario.rules.max_market_data_lines)
+        self.hist_pacing = HistoricalPacing(scenario.rules)
+        self.handlers = all_handlers()
+        self.orders = OrderBook(scenario, self.market, self.counters, self.send_to_client,
+                                self._position_changed)
+        self.clients: dict[int, Session] = {}
+        self.sessions: set[Session] = set()
+        self._next_order_id = scenario.orders.next_order_id
+        self._fault_owners: dict[int, int] = {}
+        self._serial = 0
+        self._server: asyncio.Server | None = None
+        self.port = 0
+        self._load_positions()
+
+    # ---- start / stop -------------------------------------------------------------------------
+    async def start(self, port: int = 0) -> int:
+        self._server = await asyncio.start_server(self._accept, HOST, port)
+        self.port = self._server.sockets[0].getsockname()[1]
+        log.info("gateway_sim listening on %s:%d (scenario %s)", HOST, self.port,
+                 self.scenario.name)
+        return self.port
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for session in list(self.sessions):
+            session.drop()
+        self.orders.close()
+        if self._server is not None:
+            await self._server.wait_closed()
+        self.write_stats()
+
+    async def serve_forever(self) -> None:
+        assert self._server is not None
+        await self._server.serve_forever()
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._serial += 1
+        session = Session(self, reader, writer, self._serial)
+        self.sessions.add(session)
+        self.counters.bump("connections_total")
+        self.counters.bump("connections_open")
+        await session.run()
+
+    # ---- sessions -----------------------------------------------------------------------------
+    def register_client(self, session: Session, client_id: int) -> bool:
+        if client_id in self.clients:
+            return False
+        session.client_id = client_id
+        self.clients[client_id] = session
+        return True
+
+    def session_ended(self, session: Session) -> None:
+        if session not in self.sessions:
+            return
+        self.sessions.discard(session)
+        self.counters.bump("connections_open", -1)
+        if session.client_id is not None and self.clients.get(session.client_id) is session:
+            del self.clients[session.client_id]
+            released = self.lines.release_client(session.client_id)
+            if released:
+                self.counters.lines(len(self.lines))
+        self.write_stats()
+
+    def claim(self, index: int, serial: int) -> bool:
+        """A one-shot fault belongs to the first connection that claims it."""
+        return self._fault_owners.setdefault(index, serial) == serial
+
+    def next_order_id(self) -> int:
+        used = [o.order_id for o in self.orders.orders.values()]
+        used += [oid for _cid, oid in self.orders.what_if_ids]
+        self._next_order_id = max([self._next_order_id, *(u + 1 for u in used)])
+        return self._next_order_id
+
+    # ---- market-data lines --------------------------------------------------------------------
+    def acquire_line(self, session: Session, req_id: int) -> bool:
+        ok = self.lines.acquire((session.client_id or 0, req_id))
+        self.counters.lines(len(self.lines))
+        return ok
+
+    def release_line(self, session: Session, req_id: int) -> None:
+        if self.lines.release((session.client_id or 0, req_id)):
+            self.counters.lines(len(self.lines))
+
+    # ---- orders and positions -----------------------------------------------------------------
+    def send_to_client(self, client_id: int, fields: list[Any]) -> None:
+        session = self.clients.get(client_id)
+        if session is not None:
+            session.send(fields)
+
+    def positions(self) -> list[Position]:
+        return [p for p in self.orders.positions.values() if p.quantity]
+
+    def _position_changed(self, pos: Position) -> None:
+        account = self.scenario.account.id
+        price = self.market.mark(pos.inst, self.market.now())
+        for session in self.clients.values():
+            if session.wants_positions:
+                session.send(out.position(account, pos.inst, pos.quantity, pos.avg_cost))
+            if session.wants_account:
+                session.send(out.portfolio(account, pos.inst, pos.quantity, price, pos.avg_cost))
+
+    def _load_positions(self) -> None:
+        book = self.market.book
+        for spec in self.scenario.account.positions:
+            inst: Instrument | None = book.stocks.get(spec.symbol)
+            if spec.sec_type == "OPT" and spec.symbol in book.chains:
+                day = date(int(spec.expiry[:4]), int(spec.expiry[4:6]), int(spec.expiry[6:]))
+                inst = book.option(spec.symbol, day, spec.strike, spec.right, -1)
+            if inst is None:
+                log.warning("position in %s skipped: no such instrument", spec.symbol)
+                continue
+            self.orders.positions[inst.con_id] = Position(inst, spec.quantity, spec.avg_cost)
+
+    # ---- stats --------------------------------------------------------------------------------
+    def stats(self) -> dict[str, Any]:
+        snap = self.counters.snapshot()
+        snap["port"] = self.port
+        snap["clients_connected"] = sorted(self.clients)
+        return snap
+
+    def received_orders(self) -> list[dict[str, Any]]:
+        return [dict(o) for o in self.orders.received]
+
+    def write_stats(self) -> None:
+        if self.stats_file is None:
+            return
+        try:
+            write_stats_file(self.stats_file, self.stats())
+        except OSError as exc:
+            log.error("cannot write stats file %s: %s", self.stats_file, exc)
+
+
+async def start_server(scenario: Scenario, port: int = 0,
+                       stats_file: str | Path | None = None) -> SimServer:
+    """Create and start a simulator on 127.0.0.1 (port 0 = a free port, see ``.port``)."""
+    server = SimServer(scenario, stats_file)
+    await server.start(port)
+    return server

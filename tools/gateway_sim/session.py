@@ -1,0 +1,222 @@
+"""One client connection: handshake, rate rule, dispatch, per-request tasks, faults.
+
+A session reads framed messages in order and hands each to its handler. Handlers answer at
+once or spawn a task (latency, snapshots, streams); every task is tracked and cancelled when
+the connection ends. ``link`` models the gateway's link to IBKR: error 1100 clears it (data
+requests wait), 1101/1102 set it again (1101 also drops the streaming subscriptions).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from tools.gateway_sim import outgoing as out
+from tools.gateway_sim.codec import (
+    FieldReader,
+    FieldValue,
+    ProtocolError,
+    encode_message,
+    read_handshake,
+    read_message,
+)
+from tools.gateway_sim.faults import FaultPlan
+from tools.gateway_sim.instruments import Instrument
+from tools.gateway_sim.rules import RateWindow
+from tools.gateway_sim.scenario import FaultSpec
+
+if TYPE_CHECKING:
+    from tools.gateway_sim.server import SimServer
+
+log = logging.getLogger("gateway_sim.session")
+MIN_CLIENT_VERSION = 157
+Handler = Callable[["Session", FieldReader], None]
+
+
+@dataclass
+class Subscription:
+    req_id: int
+    inst: Instrument
+    snapshot: bool
+    task: asyncio.Task[None] | None = None
+
+
+class Session:
+    def __init__(self, server: SimServer, reader: asyncio.StreamReader,
+                 writer: asyncio.StreamWriter, serial: int) -> None:
+        self.server = server
+        self.reader = reader
+        self.writer = writer
+        self.serial = serial
+        self.version = 0
+        self.client_id: int | None = None
+        self.md_type = 1
+        self.rate = RateWindow(server.scenario.rules.max_messages_per_s)
+        self.rate_tripped = False
+        self.dropping = False
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.subscriptions: dict[int, Subscription] = {}
+        self.pending_history: dict[int, asyncio.Task[Any]] = {}
+        self.link = asyncio.Event()
+        self.link.set()
+        self.wants_positions = False
+        self.wants_account = False
+        self.faults: FaultPlan | None = None
+        self.last_order_task: asyncio.Task[Any] | None = None
+        self.connected_at = time.monotonic()
+
+    # ---- lifecycle ----------------------------------------------------------------------------
+    async def run(self) -> None:
+        try:
+            if await self._handshake():
+                while not self.dropping:
+                    self.on_message(await read_message(self.reader))
+        except (asyncio.IncompleteReadError, ConnectionError):
+            log.debug("client %s closed the connection", self.client_id)
+        except ProtocolError as exc:
+            log.warning("protocol error from client %s: %s", self.client_id, exc)
+        finally:
+            await self._cleanup()
+
+    async def _handshake(self) -> bool:
+        low, high, options = await read_handshake(self.reader)
+        self.version = min(self.server.scenario.server_version, high)
+        if self.version < max(low, MIN_CLIENT_VERSION):
+            log.warning("client versions v%d..%d not supported", low, high)
+            return False
+        stamp = datetime.now(self.server.clock.zone).strftime("%Y%m%d %H:%M:%S %Z")
+        self.send([self.version, stamp])
+        log.debug("handshake v%d (client v%d..%d %s)", self.version, low, high, options)
+        return True
+
+    async def _cleanup(self) -> None:
+        if self.faults:
+            self.faults.cancel()
+        for task in list(self.tasks):
+            task.cancel()
+        self.server.session_ended(self)
+        with contextlib.suppress(Exception):
+            self.writer.close()
+            await self.writer.wait_closed()
+
+    def drop(self, delay_s: float = 0.0) -> None:
+        """Stop reading and close the socket (after ``delay_s``, letting errors flush)."""
+        self.dropping = True
+        loop = asyncio.get_running_loop()
+        loop.call_later(delay_s, self._abort)
+
+    def _abort(self) -> None:
+        transport = self.writer.transport
+        if not transport.is_closing():
+            transport.close()
+
+    # ---- messages -----------------------------------------------------------------------------
+    def on_message(self, fields: list[str]) -> None:
+        if not fields:
+            return
+        msg_id = int(fields[0]) if fields[0].lstrip("-").isdigit() else -1
+        in_window = self.rate.add()
+        self.server.counters.message_in(msg_id, in_window)
+        if self.rate.exceeded(in_window):
+            self._rate_violation()
+            if self.dropping:
+                return
+        elif in_window <= self.rate.limit // 2:
+            self.rate_tripped = False
+        if self.client_id is None and msg_id != 71:
+            log.debug("message %s before startApi ignored", msg_id)
+            return
+        handler = self.server.handlers.get(msg_id)
+        if handler is None:
+            log.info("unsupported message id %s from client %s", msg_id, self.client_id)
+            return
+        try:
+            handler(self, FieldReader(fields))
+        except ProtocolError as exc:
+            log.warning("bad message %s from client %s: %s", msg_id, self.client_id, exc)
+            self.error(-1, 320, f"Error reading request: {exc}")
+
+    def _rate_violation(self) -> None:
+        if self.rate_tripped:
+            return
+        self.rate_tripped = True
+        self.error(-1, 100)
+        if self.server.scenario.rules.drop_on_rate_violation:
+            log.warning("client %s over %d msg/s: dropping the connection", self.client_id,
+                        self.rate.limit)
+            self.drop(0.05)
+
+    def send(self, fields: list[FieldValue]) -> None:
+        if self.writer.is_closing():
+            return
+        self.writer.write(encode_message(fields))
+        self.server.counters.bump("messages_sent")
+
+    def error(self, req_id: int, code: int, message: str = "") -> None:
+        self.server.counters.error_sent(code)
+        self.send(out.error(req_id, code, message))
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self.tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("request task failed", exc_info=task.exception())
+
+    async def delay(self, kind: str) -> None:
+        seconds = self.server.scenario.latency.of(kind)
+        if seconds > 0:
+            await asyncio.sleep(seconds)
+
+    async def data_ready(self, kind: str) -> None:
+        """Latency, then wait while the gateway's link to IBKR is down (after 1100)."""
+        await self.delay(kind)
+        await self.link.wait()
+
+    # ---- faults -------------------------------------------------------------------------------
+    def start_faults(self) -> None:
+        assert self.client_id is not None
+        self.faults = FaultPlan(self.server.scenario.faults, self.server, self.serial,
+                                self.client_id, self.fire_fault)
+        self.faults.start()
+
+    def fire_fault(self, fault: FaultSpec) -> None:
+        log.info("fault for client %s: %s %s", self.client_id, fault.kind, fault.code or "")
+        if fault.kind == "disconnect":
+            self.drop()
+            return
+        code = fault.code or 0
+        self.error(fault.req_id, code, fault.message)
+        if code == 1100:
+            self.link.clear()
+        elif code in (1101, 1102):
+            if code == 1101:
+                self.drop_streams()
+            self.link.set()
+
+    def fault_state(self, kind: str, inst: Instrument) -> FaultSpec | None:
+        return self.faults.state(kind, inst) if self.faults else None
+
+    def drop_streams(self) -> None:
+        for req_id, sub in list(self.subscriptions.items()):
+            if not sub.snapshot:
+                self.end_subscription(req_id)
+
+    def end_subscription(self, req_id: int) -> Subscription | None:
+        sub = self.subscriptions.pop(req_id, None)
+        if sub is None:
+            return None
+        if sub.task is not None and sub.task is not asyncio.current_task():
+            sub.task.cancel()
+        self.server.release_line(self, req_id)
+        return sub
