@@ -78,7 +78,7 @@ class SimServer:
         if self._server is not None:
             self._server.close()
         for session in list(self.sessions):
-            session.drop()
+            session.drop(graceful=False)
         self.orders.close()
         if self._server is not None:
             await self._server.wait_closed()

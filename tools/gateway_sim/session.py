@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("gateway_sim.session")
 MIN_CLIENT_VERSION = 157
+LINGER_S = 0.5
 Handler = Callable[["Session", FieldReader], None]
 
 
@@ -75,7 +76,7 @@ class Session:
     async def run(self) -> None:
         try:
             if await self._handshake():
-                while not self.dropping:
+                while True:
                     self.on_message(await read_message(self.reader))
         except (asyncio.IncompleteReadError, ConnectionError):
             log.debug("client %s closed the connection", self.client_id)
@@ -105,13 +106,31 @@ class Session:
             self.writer.close()
             await self.writer.wait_closed()
 
-    def drop(self, delay_s: float = 0.0) -> None:
-        """Stop reading and close the socket (after ``delay_s``, letting errors flush)."""
+    def drop(self, delay_s: float = 0.0, graceful: bool = True) -> None:
+        """Stop serving and close the socket after ``delay_s``.
+
+        Graceful: half-close (FIN) first and keep draining what the client still sends, so
+        the answers already written (an error 100 or 326) reach it instead of being lost to
+        a reset; the socket is closed for good ``LINGER_S`` later. Not graceful: close now.
+        """
+        if self.dropping:
+            return
         self.dropping = True
         loop = asyncio.get_running_loop()
-        loop.call_later(delay_s, self._abort)
+        if graceful:
+            loop.call_later(delay_s, self._half_close)
+        else:
+            self._close()
 
-    def _abort(self) -> None:
+    def _half_close(self) -> None:
+        if self.writer.is_closing():
+            return
+        with contextlib.suppress(OSError, RuntimeError):
+            if self.writer.can_write_eof():
+                self.writer.write_eof()
+        asyncio.get_running_loop().call_later(LINGER_S, self._close)
+
+    def _close(self) -> None:
         transport = self.writer.transport
         if not transport.is_closing():
             transport.close()
@@ -123,6 +142,8 @@ class Session:
         msg_id = int(fields[0]) if fields[0].lstrip("-").isdigit() else -1
         in_window = self.rate.add()
         self.server.counters.message_in(msg_id, in_window)
+        if self.dropping:  # closing: counted, drained and discarded (no reset, no answer)
+            return
         if self.rate.exceeded(in_window):
             self._rate_violation()
             if self.dropping:
@@ -150,7 +171,7 @@ class Session:
         if self.server.scenario.rules.drop_on_rate_violation:
             log.warning("client %s over %d msg/s: dropping the connection", self.client_id,
                         self.rate.limit)
-            self.drop(0.05)
+            self.drop()
 
     def send(self, fields: list[FieldValue]) -> None:
         if self.writer.is_closing():
@@ -193,7 +214,7 @@ class Session:
     def fire_fault(self, fault: FaultSpec) -> None:
         log.info("fault for client %s: %s %s", self.client_id, fault.kind, fault.code or "")
         if fault.kind == "disconnect":
-            self.drop()
+            self.drop(graceful=False)
             return
         code = fault.code or 0
         self.error(fault.req_id, code, fault.message)

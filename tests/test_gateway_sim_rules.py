@@ -1,0 +1,240 @@
+"""The gateway's rules, enforced by the simulator and counted in its stats.
+
+100 (message rate, then disconnect), 101 (market-data lines), 322 (reused ticker id),
+103 (reused order id), 326 (client id in use), 162 (historical pacing), 414 (generic ticks
+with a snapshot).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import pytest
+from ib_insync import IB, LimitOrder, Stock
+
+from tests.conftest_sim import ErrorLog, connect, make_scenario, next_client_id, run_client
+from tools.gateway_sim import ThreadedSim
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
+
+
+def test_over_50_messages_in_a_second_gets_100_and_a_drop() -> None:
+    with ThreadedSim(make_scenario()) as sim:
+        async def scenario() -> tuple[tuple[int, int, str], bool]:
+            ib = await connect(sim.port)
+            errors = ErrorLog(ib)
+            ib.client.MaxRequests = 0  # switch off ib_insync's own 45/s throttle
+            for _ in range(60):
+                ib.client.reqCurrentTime()
+            err = await errors.wait_code(100)
+            await asyncio.sleep(0.3)
+            connected = ib.isConnected()
+            ib.disconnect()
+            return err, connected
+
+        (req_id, _code, message), still_connected = run_client(scenario)
+        stats = sim.stats()
+    assert req_id == -1 and message == "Max rate of messages per second has been exceeded."
+    assert not still_connected
+    assert stats["violations"] == {"100": 1}
+    assert stats["peak_messages_per_s"] > 50
+    assert stats["messages_by_type"]["49"] >= 51
+
+
+def test_rate_violation_without_drop_keeps_the_connection() -> None:
+    with ThreadedSim(make_scenario(rules={"drop_on_rate_violation": False})) as sim:
+        async def scenario() -> bool:
+            ib = await connect(sim.port)
+            errors = ErrorLog(ib)
+            ib.client.MaxRequests = 0
+            for _ in range(55):
+                ib.client.reqCurrentTime()
+            await errors.wait_code(100)
+            await asyncio.sleep(0.2)
+            alive = ib.isConnected() and bool(await ib.reqCurrentTimeAsync())
+            ib.disconnect()
+            return alive
+
+        assert run_client(scenario)
+        assert sim.stats()["violations"] == {"100": 1}
+
+
+def test_ib_insync_throttle_stays_under_the_limit() -> None:
+    with ThreadedSim(make_scenario()) as sim:
+        async def scenario() -> None:
+            ib = await connect(sim.port)
+            for _ in range(60):  # throttled by ib_insync to 45 per second
+                ib.client.reqCurrentTime()
+            await asyncio.sleep(1.2)
+            ib.disconnect()
+
+        run_client(scenario)
+        stats = sim.stats()
+    assert stats["violations_total"] == 0 and stats["peak_messages_per_s"] <= 50
+
+
+def test_the_101st_market_data_line_gets_101() -> None:
+    scenario_ = make_scenario(rules={"max_messages_per_s": 10_000})
+    with ThreadedSim(scenario_) as sim:
+        async def scenario() -> tuple[list[int], int, int]:
+            ib = await connect(sim.port)
+            errors = ErrorLog(ib)
+            ib.client.MaxRequests = 0
+            contracts = [Stock(f"SYM{1 + i % 30:02d}", "SMART", "USD") for i in range(101)]
+            tickers = [ib.reqMktData(c) for c in contracts]
+            await errors.wait_code(101)
+            lines = sim.stats()["market_data_lines_open"]
+            req_ids = [ib.wrapper.ticker2ReqId["mktData"][t] for t in tickers]
+            rejected = [i for i, r in enumerate(req_ids) if 101 in errors.for_req(r)]
+            for c in contracts:
+                ib.cancelMktData(c)
+            await asyncio.sleep(0.3)
+            ib.disconnect()
+            return rejected, lines, sim.stats()["market_data_lines_open"]
+
+        rejected, lines_during, lines_after = run_client(scenario)
+        stats = sim.stats()
+    assert rejected == [100]
+    assert lines_during == 100 and lines_after == 0
+    assert stats["violations"].get("101") == 1
+    assert stats["market_data_lines_peak"] == 100
+
+
+def test_pending_snapshots_hold_lines() -> None:
+    scenario_ = make_scenario(rules={"max_messages_per_s": 10_000, "max_market_data_lines": 10},
+                              latency={"snapshot_end_s": 1.0})
+    with ThreadedSim(scenario_) as sim:
+        async def scenario() -> list[int]:
+            ib = await connect(sim.port)
+            errors = ErrorLog(ib)
+            for i in range(11):
+                ib.reqMktData(Stock(f"SYM{i + 1:02d}", "SMART", "USD"), snapshot=True)
+            await errors.wait_code(101)
+            ib.disconnect()
+            return errors.codes()
+
+        codes = run_client(scenario)
+    assert codes.count(101) == 1
+
+
+def test_reused_ticker_id_gets_322() -> None:
+    with ThreadedSim(make_scenario()) as sim:
+        async def scenario() -> tuple[int, int, str]:
+            ib = await connect(sim.port)
+            errors = ErrorLog(ib)
+            spy = Stock("SPY", "SMART", "USD")
+            req_id = ib.client.getReqId()
+            ib.client.reqMktData(req_id, spy, "", False, False, [])
+            ib.client.reqMktData(req_id, spy, "", False, False, [])
+            err = await errors.wait_code(322)
+            ib.client.cancelMktData(req_id)
+            await asyncio.sleep(0.1)
+            ib.disconnect()
+            return err
+
+        req_id, _code, message = run_client(scenario)
+        stats = sim.stats()
+    assert "Duplicate ticker id" in message
+    assert stats["violations"] == {"322": 1} and stats["market_data_lines_open"] == 0
+
+
+def test_reused_order_id_gets_103() -> None:
+    with ThreadedSim(make_scenario()) as sim:
+        async def scenario() -> tuple[int, int, int]:
+            ib = await connect(sim.port)
+            errors = ErrorLog(ib)
+            spy = Stock("SPY", "SMART", "USD")
+            await ib.qualifyContractsAsync(spy)
+            order = LimitOrder("BUY", 1, 10.0)
+            trade = ib.placeOrder(spy, order)
+            await asyncio.sleep(0.1)
+            ib.cancelOrder(order)
+            await asyncio.wait_for(trade.cancelledEvent, 5)
+            ib.client.placeOrder(order.orderId, spy, LimitOrder("BUY", 1, 10.0))  # same id
+            req_id, code, _msg = await errors.wait_code(103)
+            ib.disconnect()
+            return req_id, code, order.orderId
+
+        req_id, code, order_id = run_client(scenario)
+        assert sim.stats()["violations"] == {"103": 1}
+    assert req_id == order_id
+
+
+def test_client_id_in_use_gets_326_and_is_closed() -> None:
+    with ThreadedSim(make_scenario()) as sim:
+        async def scenario() -> tuple[tuple[int, int, str], bool, bool]:
+            client_id = next_client_id()
+            first = await connect(sim.port, client_id)
+            second = IB()
+            errors = ErrorLog(second)
+            attempt = asyncio.ensure_future(
+                second.connectAsync("127.0.0.1", sim.port, clientId=client_id, timeout=5))
+            err = await errors.wait_code(326)
+            await asyncio.sleep(0.3)  # the sim closes the socket 0.1 s later (test scenario)
+            closed = not second.client.conn.isConnected()
+            attempt.cancel()
+            with contextlib.suppress(BaseException):
+                await attempt
+            first_ok = first.isConnected()
+            first.disconnect()
+            return err, closed, first_ok
+
+        (req_id, _code, message), closed, first_ok = run_client(scenario)
+        stats = sim.stats()
+    assert req_id == -1 and "client id is already in use" in message
+    assert closed and first_ok
+    assert stats["violations"] == {"326": 1} and stats["clients_rejected"] == 1
+
+
+def test_historical_pacing_gets_162_when_on() -> None:
+    rules = {"historical_pacing": True, "hist_max_requests": 4}
+    with ThreadedSim(make_scenario(rules=rules)) as sim:
+        async def scenario() -> tuple[int, int, list[int]]:
+            ib = await connect(sim.port)
+            errors = ErrorLog(ib)
+            spy = Stock("SPY", "SMART", "USD")
+            first = await ib.reqHistoricalDataAsync(spy, "", "600 S", "1 min", "TRADES", False)
+            again = await ib.reqHistoricalDataAsync(spy, "", "600 S", "1 min", "TRADES", False)
+            for i in range(4):  # different requests, but more than 4 in the window
+                sym = Stock(f"SYM{i + 1:02d}", "SMART", "USD")
+                await ib.reqHistoricalDataAsync(sym, "", "600 S", "1 min", "TRADES", False)
+            ib.disconnect()
+            return len(first), len(again), errors.codes()
+
+        first, again, codes = run_client(scenario)
+        stats = sim.stats()
+    assert first == 10 and again == 0
+    assert codes.count(162) == 2  # the identical one, then the 5th within the window
+    assert stats["violations"] == {"162": 2}
+
+
+def test_historical_pacing_off_by_default() -> None:
+    with ThreadedSim(make_scenario()) as sim:
+        async def scenario() -> list[int]:
+            ib = await connect(sim.port)
+            spy = Stock("SPY", "SMART", "USD")
+            sizes = []
+            for _ in range(3):
+                bars = await ib.reqHistoricalDataAsync(spy, "", "600 S", "1 min", "TRADES", False)
+                sizes.append(len(bars))
+            ib.disconnect()
+            return sizes
+
+        assert run_client(scenario) == [10, 10, 10]
+        assert sim.stats()["violations_total"] == 0
+
+
+def test_generic_ticks_with_a_snapshot_get_414() -> None:
+    with ThreadedSim(make_scenario()) as sim:
+        async def scenario() -> tuple[int, int, str]:
+            ib = await connect(sim.port)
+            errors = ErrorLog(ib)
+            ib.reqMktData(Stock("SPY", "SMART", "USD"), "236", snapshot=True)
+            err = await errors.wait_code(414)
+            ib.disconnect()
+            return err
+
+        _req_id, _code, message = run_client(scenario)
+        assert "generic ticks" in message
+        assert sim.stats()["violations"] == {"414": 1}
