@@ -1,0 +1,201 @@
+"""The simulated position book of dry-run and what-if modes. Pure: no I/O, no clock.
+
+Each cycle the supervisor passes every active position and its contract's latest snapshot
+through ``step``; the result is the position a bracket order at IBKR would now be in:
+
+    open_from(intent) --> pending --fill--> open --bid >= take_profit--> closed (take_profit)
+                             |                 |--bid <= stop_loss----> closed (stop_loss)
+                             |                 '--expiry passed-------> expired (intrinsic)
+                             '--entry_timeout_s / expiry passed-------> closed (cancelled)
+
+Fill rules (we only BUY options to open, and SELL them to close):
+- entry: a buy limit fills once the ask is at or below the limit, at min(limit, ask). A
+  snapshot only shows the market at one instant; when the offer is already through our limit
+  a marketable limit order trades at the offer (price improvement), so the ask is the price.
+- take-profit: a resting sell limit; it fills when the bid reaches it, at the take-profit
+  price itself (no improvement assumed: the conservative side).
+- stop-loss: a stop becomes a market order when triggered, so it sells at the bid, which may be
+  below the stop price (slippage is part of what dry-run P&L should show).
+A price is used only if ``common.quotes`` says it is usable, and a crossed market is treated as
+no market at all: a NaN / -1 / 0 snapshot moves nothing, the last mark is kept.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from datetime import date, datetime
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+from common.messages import OptionContract, OptionQuote, OrderIntent, Right
+from common.quotes import check_quote, clean
+
+Status = Literal["pending", "open", "closed", "expired"]
+ExitReason = Literal["take_profit", "stop_loss", "expired", "cancelled"]
+
+STATUSES: tuple[Status, ...] = ("pending", "open", "closed", "expired")
+EXIT_REASONS: tuple[ExitReason, ...] = ("take_profit", "stop_loss", "expired", "cancelled")
+ACTIVE: tuple[Status, ...] = ("pending", "open")
+EXCHANGE_TZ = "America/New_York"  # US options: the expiry date is a New York date
+
+
+def _finite(x: float | None) -> bool:
+    return x is not None and math.isfinite(x)
+
+
+@dataclass(frozen=True)
+class Position:
+    """One bracket: the entry order while ``pending``, the holding while ``open``."""
+
+    intent_id: str
+    symbol: str
+    contract: OptionContract
+    quantity: int  # contracts, > 0 (we only buy to open)
+    entry_limit: float
+    take_profit: float
+    stop_loss: float
+    status: Status
+    opened_ts: float  # when the entry order was placed (epoch seconds)
+    entry_price: float | None = None
+    filled_ts: float | None = None
+    mark: float | None = None  # last usable mid (or last trade) while open
+    exit_price: float | None = None
+    closed_ts: float | None = None
+    exit_reason: ExitReason | None = None
+
+    @property
+    def multiplier(self) -> int:
+        return self.contract.multiplier
+
+    @property
+    def active(self) -> bool:
+        return self.status in ACTIVE
+
+    @property
+    def unrealized_pnl(self) -> float:
+        """(mark - entry) x quantity x multiplier while open; 0 when anything is missing."""
+        if self.status != "open" or not (_finite(self.entry_price) and _finite(self.mark)):
+            return 0.0
+        assert self.entry_price is not None and self.mark is not None
+        return (self.mark - self.entry_price) * self.quantity * self.multiplier
+
+    @property
+    def realized_pnl(self) -> float:
+        """(exit - entry) x quantity x multiplier once closed; 0 for a never-filled entry."""
+        if self.active or not (_finite(self.entry_price) and _finite(self.exit_price)):
+            return 0.0
+        assert self.entry_price is not None and self.exit_price is not None
+        return (self.exit_price - self.entry_price) * self.quantity * self.multiplier
+
+
+def open_from(intent: OrderIntent, quantity: int, ts: float) -> Position:
+    """The pending entry order for an accepted intent of ``quantity`` contracts."""
+    if quantity < 1:
+        raise ValueError(f"{intent.intent_id}: quantity must be >= 1, got {quantity}")
+    return Position(intent.intent_id, intent.symbol, intent.contract, quantity,
+                    intent.entry_limit, intent.take_profit, intent.stop_loss, "pending", ts)
+
+
+def expiry_date(contract: OptionContract) -> date:
+    return datetime.strptime(contract.expiry, "%Y%m%d").date()
+
+
+def is_expired(contract: OptionContract, ts: float, tz: str = EXCHANGE_TZ) -> bool:
+    """True from the day after the expiry date, in the exchange's time zone."""
+    return expiry_date(contract) < datetime.fromtimestamp(ts, ZoneInfo(tz)).date()
+
+
+def intrinsic(contract: OptionContract, und_price: float | None) -> float:
+    """What an expired option is worth per share; 0 when the underlying price is unknown."""
+    und = clean(und_price)
+    if und is None:
+        return 0.0
+    if contract.right is Right.CALL:
+        return max(und - contract.strike, 0.0)
+    return max(contract.strike - und, 0.0)
+
+
+@dataclass(frozen=True)
+class _Market:
+    """The usable parts of a snapshot; all None for a missing or crossed one."""
+
+    bid: float | None = None
+    ask: float | None = None
+    mark: float | None = None  # mid, else last
+
+
+def _market(quote: OptionQuote | None) -> _Market:
+    if quote is None:
+        return _Market()
+    # wideness is irrelevant to a fill, so no spread limit
+    check = check_quote(quote.bid, quote.ask, quote.last, max_spread_pct=math.inf)
+    if check.crossed:
+        return _Market(mark=check.last)
+    return _Market(check.bid, check.ask, check.mid if check.mid is not None else check.last)
+
+
+def _close(p: Position, ts: float, reason: ExitReason, price: float | None) -> Position:
+    status: Status = "expired" if reason == "expired" else "closed"
+    mark = price if p.status == "open" and price is not None else p.mark
+    return replace(p, status=status, exit_reason=reason, exit_price=price, closed_ts=ts,
+                   mark=mark)
+
+
+def _step_pending(p: Position, m: _Market, ts: float, entry_timeout_s: float) -> Position:
+    # The order would have been cancelled before a snapshot taken after its deadline.
+    if ts - p.opened_ts > entry_timeout_s:
+        return _close(p, ts, "cancelled", None)
+    if m.ask is None or m.ask > p.entry_limit:
+        return p
+    price = min(p.entry_limit, m.ask)
+    return replace(p, status="open", entry_price=price, filled_ts=ts,
+                   mark=m.mark if m.mark is not None else price)
+
+
+def _step_open(p: Position, m: _Market, ts: float) -> Position:
+    if m.bid is not None and m.bid >= p.take_profit:
+        return _close(p, ts, "take_profit", p.take_profit)
+    if m.bid is not None and m.bid <= p.stop_loss:
+        return _close(p, ts, "stop_loss", m.bid)
+    return replace(p, mark=m.mark) if m.mark is not None else p
+
+
+def step(
+    p: Position,
+    quote: OptionQuote | None,
+    ts: float,
+    entry_timeout_s: float,
+    *,
+    tz: str = EXCHANGE_TZ,
+) -> Position:
+    """The position after one snapshot of its contract (None: no snapshot this cycle).
+
+    Expiry is checked first, so a position whose contract expired is settled even without a
+    quote: an open one at its intrinsic value (from ``quote.und_price`` when usable, else 0),
+    a pending entry is cancelled. Closed and expired positions never change.
+    """
+    if not p.active:
+        return p
+    if quote is not None and quote.contract.key != p.contract.key:
+        raise ValueError(f"{p.intent_id}: quote for {quote.contract.key}, "
+                         f"position in {p.contract.key}")
+    if is_expired(p.contract, ts, tz):
+        if p.status == "pending":
+            return _close(p, ts, "cancelled", None)
+        und = quote.und_price if quote is not None else None
+        return _close(p, ts, "expired", intrinsic(p.contract, und))
+    market = _market(quote)
+    if p.status == "pending":
+        return _step_pending(p, market, ts, entry_timeout_s)
+    return _step_open(p, market, ts)
+
+
+def book_pnl(positions: Iterable[Position]) -> tuple[float, float]:
+    """(realized, unrealized) over the positions, in account currency."""
+    realized = unrealized = 0.0
+    for p in positions:
+        realized += p.realized_pnl
+        unrealized += p.unrealized_pnl
+    return realized, unrealized

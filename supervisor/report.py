@@ -1,0 +1,129 @@
+"""The day report: ``Journal.day_summary(day)`` rendered as text or JSON. Pure, no I/O.
+
+    journal.day_summary(day) --> dict --render_text--> lines for a person
+                                      '--render_json-> one JSON document for a program
+
+The numbers are computed by the journal; this module only lays them out, so the text and the
+JSON always say the same thing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from supervisor.journal import json_ready
+
+NONE = "n/a"
+
+
+def _time(ts: float | None, zone: ZoneInfo) -> str:
+    return NONE if ts is None else datetime.fromtimestamp(ts, zone).strftime("%H:%M:%S")
+
+
+def _price(x: float | None) -> str:
+    return NONE if x is None else f"{x:.2f}"
+
+
+def _money(x: float | None) -> str:
+    # signed, so a loss can never be read as a gain
+    return NONE if x is None else f"{x:+,.2f}"
+
+
+def _amount(x: float | None) -> str:
+    return NONE if x is None else f"{x:,.2f}"
+
+
+def _counts(counts: Mapping[str, int]) -> str:
+    return ", ".join(f"{name} {n}" for name, n in counts.items()) or "none"
+
+
+def _cycles(s: Mapping[str, Any], zone: ZoneInfo) -> list[str]:
+    c = s["cycles"]
+    return [
+        f"cycles: {c['count']}, first {_time(c['first_ts'], zone)}, "
+        f"last {_time(c['last_ts'], zone)}, unfinished {c['unfinished']} | "
+        f"symbols ok {c['symbols_ok']} failed {c['symbols_failed']}",
+        f"failed symbols: {_counts(c['failed_symbols'])}",
+    ]
+
+
+def _decisions(s: Mapping[str, Any]) -> list[str]:
+    sig, d = s["signals"], s["decisions"]
+    return [
+        f"signals: {_counts(sig['by_kind'])} | skipped {sig['skipped']} | "
+        f"errors {sig['errors']}",
+        f"intents: {s['intents']['recorded']} journaled | decisions: accepted {d['accepted']} "
+        f"({d['contracts']} contracts), refused {d['refused']}",
+        f"rejections by rule: {_counts(d['refused_by_rule'])}",
+    ]
+
+
+def _orders(s: Mapping[str, Any], zone: ZoneInfo) -> list[str]:
+    orders = ", ".join(f"{o['mode']} {o['status']} {o['count']} ({o['quantity']} contracts)"
+                       for o in s["orders"]) or "none"
+    fills = s["fills"]
+    lines = [f"orders: {orders}",
+             f"fills: {fills['count']}, commission {_price(fills['commission'])}",
+             f"what-if: {len(s['whatifs'])}"]
+    lines += [f"  {w['contract']}: init margin {_money(w['init_margin_change'])}, "
+              f"maint margin {_money(w['maint_margin_change'])}, "
+              f"commission {_price(w['commission'])} at {_time(w['ts'], zone)}"
+              for w in s["whatifs"]]
+    return lines
+
+
+def _position(p: Mapping[str, Any], label: str) -> str:
+    if label == "closed":
+        how = f"{p['exit_reason']} exit {_price(p['exit_price'])} realized {_money(p['pnl'])}"
+    else:
+        how = f"{p['status']} mark {_price(p['mark'])} unrealized {_money(p['pnl'])}"
+    return (f"  {label:<6} {p['contract']} x{p['quantity']} entry {_price(p['entry_price'])} "
+            f"(limit {_price(p['entry_limit'])}) tp {_price(p['take_profit'])} "
+            f"sl {_price(p['stop_loss'])} {how}")
+
+
+def _positions(s: Mapping[str, Any]) -> list[str]:
+    ps, pnl = s["positions"], s["pnl"]
+    lines = [f"positions: opened {ps['opened']}, open {len(ps['open'])}, "
+             f"closed {len(ps['closed'])}"]
+    lines += [_position(p, "open") for p in ps["open"]]
+    lines += [_position(p, "closed") for p in ps["closed"]]
+    lines.append(f"P&L: realized {_money(pnl['realized'])}, unrealized "
+                 f"{_money(pnl['unrealized'])}, total {_money(pnl['total'])}")
+    return lines
+
+
+def _risk(s: Mapping[str, Any], zone: ZoneInfo) -> list[str]:
+    k = s["kill_switch"]
+    equity = f"start equity {_amount(k['start_equity'])}"
+    if k["halted"]:
+        state = f"HALTED at {_time(k['ts'], zone)}: {k['reason']} ({equity})"
+    else:
+        state = f"off ({equity})"
+    alerts: Sequence[Mapping[str, Any]] = s["alerts"]
+    lines = [f"kill switch: {state}", f"alerts: {len(alerts)}"]
+    lines += [f"  {_time(a['ts'], zone)} {a['kind']}"
+              f"{'' if a['key'] is None else ' [' + a['key'] + ']'}: {a['text']}"
+              for a in alerts]
+    return lines
+
+
+def render_text(summary: Mapping[str, Any], *, tz: str = "UTC") -> str:
+    """The report as lines of text; clock times in ``tz`` (the exchange's zone, usually)."""
+    zone = ZoneInfo(tz)
+    lines = [f"day report {summary['day']} (times {tz})"]
+    lines += _cycles(summary, zone)
+    lines += _decisions(summary)
+    lines += _orders(summary, zone)
+    lines += _positions(summary)
+    lines += _risk(summary, zone)
+    return "\n".join(lines) + "\n"
+
+
+def render_json(summary: Mapping[str, Any]) -> str:
+    """The summary as strict JSON (no NaN: a missing number is null)."""
+    return json.dumps(json_ready(summary), indent=2, allow_nan=False) + "\n"

@@ -1,0 +1,251 @@
+"""The SQLite journal: WAL, schema version, restarts, the duplicate guard, a SIGKILL mid-run."""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+import signal
+import sqlite3
+import time
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+import pytest
+
+from common.messages import OptionContract, OrderIntent, Right, Signal
+from supervisor.journal import SCHEMA_VERSION, DayState, Journal, JournalError
+from supervisor.positions import open_from, step
+from supervisor.risk import RiskDecision
+
+pytestmark = pytest.mark.timeout(30)
+
+DAY = "2026-01-08"
+CALL = OptionContract("SPY", "20260109", 680.0, Right.CALL, 100, "SMART", "SPY")
+
+
+def make_intent(intent_id: str = "abc123", cycle_id: int = 7) -> OrderIntent:
+    return OrderIntent(intent_id, cycle_id, "SPY", CALL, Signal.BUY, entry_limit=2.05,
+                       take_profit=3.10, stop_loss=1.45, premium=2.04, confidence=0.75,
+                       reasons=("ema 8 > 21", "rsi 55 in band"), bid=2.00, ask=2.08,
+                       quote_ts=1767886200.5)
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> Path:
+    return tmp_path / "var" / "nested" / "journal.sqlite3"  # parents do not exist yet
+
+
+def test_creates_parents_wal_and_schema_version(path: Path) -> None:
+    Journal(path).close()
+    raw = sqlite3.connect(path)
+    assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 1
+    tables = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert {"cycles", "signals", "intents", "decisions", "orders", "whatifs", "fills",
+            "positions", "day_state", "alerts"} <= tables
+    raw.close()
+
+
+def test_a_newer_schema_is_refused(path: Path) -> None:
+    Journal(path).close()
+    raw = sqlite3.connect(path)
+    raw.execute("PRAGMA user_version = 2")
+    raw.close()
+    with pytest.raises(JournalError, match="schema version 2 is newer than this code's 1"):
+        Journal(path)
+
+
+def test_a_file_that_is_not_a_database_is_refused(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.sqlite3"
+    junk.write_bytes(b"this is not sqlite, just some bytes long enough to fill a header" * 4)
+    with pytest.raises(JournalError, match="cannot open"):
+        Journal(junk)
+
+
+def test_reopening_keeps_everything(path: Path) -> None:
+    # Given a journal written by one supervisor run
+    with Journal(path) as j:
+        j.start_cycle(1, DAY, 100.0)
+        j.end_cycle(1, 101.5, ok=2, failed=1, seconds=1.5)
+        j.record_signal(1, DAY, "SPY", "BUY", 0.75, ("ema up",))
+        j.record_signal(1, DAY, "AAPL", "HOLD", 0.0, (), error="Traceback: boom")
+        assert j.record_intent(make_intent(), DAY)
+        j.record_decision(RiskDecision("abc123", True, 4, "ok", "4 contracts",
+                                       (("equity", 48000.0), ("size", 4))), DAY, 101.0)
+        row_id = j.record_order("abc123", "dry_run", "logged", 4, 101.0)
+        j.save_position(open_from(make_intent(), 4, 101.0), DAY)
+        j.save_day_state(DayState(DAY, 48000.0))
+        j.record_alert_once(DAY, "kill_switch", "daily_loss", "halted", 102.0)
+    # When the supervisor restarts
+    with Journal(path) as j:
+        # Then the day's state, the sent intents and the book are all back
+        assert j.next_cycle_id() == 2
+        assert j.sent_intents(DAY) == frozenset({"abc123"})
+        assert j.orders_count(DAY) == 1
+        assert j.load_intent("abc123") == make_intent()
+        assert [p.intent_id for p in j.open_positions()] == ["abc123"]
+        assert j.day_state(DAY) == DayState(DAY, 48000.0)
+        assert not j.record_alert_once(DAY, "kill_switch", "daily_loss", "halted", 103.0)
+        assert j.update_order(row_id, "cancelled", 105.0)
+        summary = j.day_summary(DAY)
+    assert summary["cycles"]["count"] == 1
+    assert summary["cycles"]["failed_symbols"] == {"AAPL": 1}
+    assert summary["signals"]["by_kind"] == {"BUY": 1}
+    assert summary["orders"] == [{"mode": "dry_run", "status": "cancelled", "count": 1,
+                                  "quantity": 4}]
+
+
+def test_next_cycle_id_grows_across_reopen(path: Path) -> None:
+    with Journal(path) as j:
+        assert j.next_cycle_id() == 1
+        j.start_cycle(1, DAY, 10.0)
+        j.start_cycle(2, DAY, 20.0)
+        assert j.next_cycle_id() == 3
+    with Journal(path) as j:
+        assert j.next_cycle_id() == 3
+        j.start_cycle(3, "2026-01-09", 30.0)  # a new day does not restart the numbering
+        assert j.next_cycle_id() == 4
+
+
+def test_a_duplicate_intent_is_refused_across_reopen(path: Path) -> None:
+    with Journal(path) as j:
+        assert j.record_intent(make_intent(cycle_id=7), DAY) is True
+        assert j.record_intent(make_intent(cycle_id=8), DAY) is False
+    with Journal(path) as j:
+        assert j.record_intent(make_intent(cycle_id=9), DAY) is False
+        stored = j.load_intent("abc123")
+        assert j.record_intent(make_intent("other"), DAY) is True
+    assert stored is not None and stored.cycle_id == 7  # the first write is never overwritten
+
+
+def test_an_intent_keeps_every_field_and_its_nans(path: Path) -> None:
+    bare = OrderIntent("bare", 1, "QQQ", OptionContract("QQQ", "20260116", 610.5, Right.PUT),
+                       Signal.SELL, 1.0, 1.5, 0.7, 1.0, 0.5, ())
+    with Journal(path) as j:
+        j.record_intent(bare, DAY)
+        back = j.load_intent("bare")
+        assert j.load_intent("missing") is None
+    assert back is not None
+    assert back.contract == bare.contract and back.signal is Signal.SELL
+    assert (back.entry_limit, back.take_profit, back.stop_loss, back.reasons) == (
+        1.0, 1.5, 0.7, ())
+    assert math.isnan(back.bid) and math.isnan(back.ask) and math.isnan(back.quote_ts)
+
+
+def _record_then_hang(path: str, intent: OrderIntent, conn: Connection) -> None:
+    journal = Journal(path)
+    journal.record_intent(intent, DAY)
+    conn.send("written")
+    time.sleep(25)  # killed long before this ends; the journal is never closed
+
+
+def test_an_intent_survives_a_sigkill_right_after_record_intent(path: Path) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    ours, theirs = ctx.Pipe()
+    child = ctx.Process(target=_record_then_hang, args=(str(path), make_intent(), theirs))
+    child.start()
+    try:
+        assert ours.poll(20), "the child never reported its write"
+        assert ours.recv() == "written"
+        os.kill(child.pid, signal.SIGKILL)  # type: ignore[arg-type]
+        child.join(10)
+    finally:
+        if child.is_alive():
+            child.kill()
+            child.join(5)
+    assert child.exitcode == -signal.SIGKILL
+    # the commit sits in the WAL, never checkpointed: reopening must recover it from there
+    assert Path(f"{path}-wal").stat().st_size > 0
+    with Journal(path) as j:
+        assert j.load_intent("abc123") == make_intent()
+        assert j.record_intent(make_intent(), DAY) is False
+
+
+def test_day_state_round_trip(path: Path) -> None:
+    with Journal(path) as j:
+        assert j.day_state(DAY) is None
+        j.save_day_state(DayState(DAY, 50000.0))
+        halted = DayState(DAY, 50000.0, True, "daily loss 3.20% >= limit 3%", 1234.5)
+        j.save_day_state(halted)
+        assert j.day_state(DAY) == halted
+    with Journal(path) as j:
+        assert j.day_state(DAY) == halted
+        assert j.day_state("2026-01-09") is None
+
+
+def test_alerts_once_per_day_kind_and_key(path: Path) -> None:
+    with Journal(path) as j:
+        assert j.record_alert_once(DAY, "kill_switch", "daily_loss", "halted", 1.0) is True
+        assert j.record_alert_once(DAY, "kill_switch", "daily_loss", "again", 2.0) is False
+        assert j.record_alert_once(DAY, "kill_switch", "other", "other key", 3.0) is True
+        assert j.record_alert_once(DAY, "worker", "daily_loss", "other kind", 4.0) is True
+        assert j.record_alert_once("2026-01-09", "kill_switch", "daily_loss", "next", 5.0)
+        # plain alerts are never deduplicated
+        assert j.record_alert(DAY, "info", "one", 6.0) and j.record_alert(DAY, "info", "one", 7.0)
+    with Journal(path) as j:
+        assert j.record_alert_once(DAY, "kill_switch", "daily_loss", "restart", 8.0) is False
+        alerts = j.day_summary(DAY)["alerts"]
+    assert [(a["kind"], a["key"], a["text"]) for a in alerts] == [
+        ("kill_switch", "daily_loss", "halted"), ("kill_switch", "other", "other key"),
+        ("worker", "daily_loss", "other kind"), ("info", None, "one"), ("info", None, "one")]
+
+
+def test_sent_intents_and_orders_count_rebuild_the_risk_state(path: Path) -> None:
+    with Journal(path) as j:
+        j.record_decision(RiskDecision("a", True, 2, "ok", ""), DAY, 1.0)
+        j.record_decision(RiskDecision("b", False, 0, "sizing", "too small"), DAY, 2.0)
+        j.record_decision(RiskDecision("c", True, 1, "ok", ""), DAY, 3.0)
+        j.record_decision(RiskDecision("d", True, 1, "ok", ""), "2026-01-07", 0.5)
+        assert j.sent_intents(DAY) == frozenset({"a", "c"})
+        assert j.orders_count(DAY) == 2
+        assert j.orders_count("2026-01-09") == 0
+
+
+def test_orders_update_by_row_or_broker_id_and_merge_details(path: Path) -> None:
+    with Journal(path) as j:
+        row = j.record_order("abc123", "live", "submitting", 2, 10.0, details={"limit": 2.05})
+        assert j.update_order(row, "submitted", 11.0, {"perm_id": 99}, broker_order_id=42)
+        assert j.update_order_by_broker_id(42, "filled", 12.0, {"avg_price": 2.04})
+        assert not j.update_order(row + 100, "filled", 12.0)
+        assert not j.update_order_by_broker_id(7, "filled", 12.0)
+        stored = sqlite3.connect(path).execute(
+            "SELECT status, broker_order_id, details, created_ts, updated_ts FROM orders"
+        ).fetchall()
+    assert stored == [("filled", 42, '{"limit": 2.05, "perm_id": 99, "avg_price": 2.04}',
+                       10.0, 12.0)]
+
+
+def test_a_replayed_execution_is_recorded_once(path: Path) -> None:
+    with Journal(path) as j:
+        assert j.record_fill("abc123", "BUY", 2, 2.04, 10.0, 1.3, exec_id="0001.01")
+        assert not j.record_fill("abc123", "BUY", 2, 2.04, 11.0, 1.3, exec_id="0001.01")
+        # fills without an exec id (simulated) are never merged
+        assert j.record_fill("abc123", "SELL", 2, 3.10, 12.0)
+        assert j.record_fill("abc123", "SELL", 2, 3.10, 12.0)
+
+
+def test_positions_by_day_and_the_closing_day_is_kept(path: Path) -> None:
+    pending = open_from(make_intent(), 2, 100.0)
+    with Journal(path) as j:
+        j.save_position(pending, DAY)
+        held = step(pending, None, 101.0, 60.0)  # still pending
+        j.save_position(held, DAY)
+        closed = step(held, None, 1000.0, 60.0)  # past the entry timeout: cancelled
+        j.save_position(closed, "2026-01-09")
+        j.save_position(closed, "2026-01-12")  # saved again later: still closed on the 9th
+        assert j.open_positions() == []
+        assert j.positions(DAY) == [closed]
+        assert j.positions("2026-01-09") == [closed]
+        assert j.positions("2026-01-12") == []
+
+
+def test_readonly_reads_while_refusing_writes(path: Path) -> None:
+    with Journal(path) as j:
+        j.start_cycle(1, DAY, 1.0)
+        with Journal(path, readonly=True) as reader:
+            assert reader.next_cycle_id() == 2
+            with pytest.raises(sqlite3.OperationalError, match="readonly"):
+                reader.start_cycle(5, DAY, 2.0)
+    with pytest.raises(JournalError):
+        Journal(path.parent / "missing.sqlite3", readonly=True)

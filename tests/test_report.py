@@ -1,0 +1,156 @@
+"""The day report: a journal with known content, rendered; every number worked out by hand."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from common.messages import OptionContract, OptionQuote, OrderIntent, Right, Signal
+from supervisor.journal import DayState, Journal
+from supervisor.positions import open_from, step
+from supervisor.report import render_json, render_text
+from supervisor.risk import RiskDecision
+
+pytestmark = pytest.mark.timeout(30)
+
+DAY = "2026-01-08"
+T = datetime(2026, 1, 8, 15, 30, tzinfo=UTC).timestamp()  # 10:30 in New York
+SPY_CALL = OptionContract("SPY", "20260109", 680.0, Right.CALL)
+QQQ_PUT = OptionContract("QQQ", "20260109", 610.0, Right.PUT)
+
+
+def intent(intent_id: str, contract: OptionContract, signal: Signal) -> OrderIntent:
+    return OrderIntent(intent_id, 1, contract.symbol, contract, signal, entry_limit=2.00,
+                       take_profit=3.00, stop_loss=1.40, premium=2.00, confidence=0.6,
+                       reasons=("hand-built",))
+
+
+def fill_journal(j: Journal) -> None:
+    # cycles: two finished, one interrupted (no end)
+    j.start_cycle(1, DAY, T)
+    j.end_cycle(1, T + 2, ok=3, failed=0, seconds=2.0)
+    j.start_cycle(2, DAY, T + 60)
+    j.end_cycle(2, T + 61, ok=2, failed=1, seconds=1.0)
+    j.start_cycle(3, DAY, T + 120)
+    j.start_cycle(4, "2026-01-07", T - 86400)  # another day: never counted
+    # signals: BUY 2, SELL 1, HOLD 2 (one of them skipped); AAPL failed once
+    j.record_signal(1, DAY, "SPY", "BUY", 0.6, ("ema up",))
+    j.record_signal(1, DAY, "QQQ", "SELL", 0.5, ("ema down",))
+    j.record_signal(1, DAY, "AAPL", "HOLD", 0.0, ())
+    j.record_signal(2, DAY, "SPY", "BUY", 0.6, ("ema up",))
+    j.record_signal(2, DAY, "QQQ", "HOLD", 0.0, (), skipped="no usable price")
+    j.record_signal(2, DAY, "AAPL", "HOLD", 0.0, (), error="Traceback: worker died")
+    j.record_signal(4, "2026-01-07", "SPY", "SELL", 0.5, ())
+    # intents and decisions: 2 accepted (3 + 2 contracts), 3 refused by 3 rules
+    spy, qqq = intent("i1", SPY_CALL, Signal.BUY), intent("i2", QQQ_PUT, Signal.SELL)
+    assert j.record_intent(spy, DAY) and j.record_intent(qqq, DAY)
+    j.record_decision(RiskDecision("i1", True, 3, "ok", "3 contracts"), DAY, T + 1)
+    j.record_decision(RiskDecision("i2", True, 2, "ok", "2 contracts"), DAY, T + 1)
+    j.record_decision(RiskDecision("i1", False, 0, "duplicate", "sent today"), DAY, T + 61)
+    j.record_decision(RiskDecision("i3", False, 0, "max_orders_per_cycle", "5"), DAY, T + 61)
+    j.record_decision(RiskDecision("i4", False, 0, "sizing", "< 1"), DAY, T + 61)
+    j.record_decision(RiskDecision("i9", False, 0, "sizing", "< 1"), "2026-01-07", T - 86400)
+    # orders and a what-if
+    j.record_order("i1", "dry_run", "logged", 3, T + 1)
+    j.record_order("i2", "whatif", "accepted", 2, T + 1)
+    j.record_whatif("i2", 1234.5, 1000.0, 1.3, T + 1)
+    # the book: SPY filled at 1.98, marked 2.45 (open, +141); QQQ filled at 2.00, stopped at
+    # the 1.20 bid (closed, (1.20 - 2.00) x 2 x 100 = -160)
+    p1 = step(open_from(spy, 3, T), OptionQuote(SPY_CALL, bid=1.90, ask=1.98), T + 5, 60)
+    p1 = step(p1, OptionQuote(SPY_CALL, bid=2.40, ask=2.50), T + 65, 60)
+    p2 = step(open_from(qqq, 2, T + 1), OptionQuote(QQQ_PUT, bid=1.95, ask=2.00), T + 5, 60)
+    p2 = step(p2, OptionQuote(QQQ_PUT, bid=1.20, ask=1.30), T + 65, 60)
+    assert (p1.status, p2.status) == ("open", "closed")
+    for p in (p1, p2):
+        j.save_position(p, DAY)
+    # the kill switch tripped, with its alert, and a plain alert earlier
+    j.save_day_state(DayState(DAY, 48000.0, True, "daily loss 3.10% >= limit 3%", T + 180))
+    j.record_alert(DAY, "worker", "worker 2 respawned", T + 90)
+    j.record_alert_once(DAY, "kill_switch", "daily_loss", "trading halted", T + 180)
+
+
+@pytest.fixture
+def summary(tmp_path: Path) -> dict[str, Any]:
+    with Journal(tmp_path / "journal.sqlite3") as j:
+        fill_journal(j)
+        return j.day_summary(DAY)
+
+
+def test_summary_numbers(summary: dict[str, Any]) -> None:
+    assert summary["cycles"] == {"count": 3, "first_ts": T, "last_ts": T + 120,
+                                 "unfinished": 1, "symbols_ok": 5, "symbols_failed": 1,
+                                 "failed_symbols": {"AAPL": 1}}
+    assert summary["signals"] == {"by_kind": {"BUY": 2, "HOLD": 2, "SELL": 1}, "skipped": 1,
+                                  "errors": 1}
+    assert summary["decisions"] == {"accepted": 2, "refused": 3, "contracts": 5,
+                                    "refused_by_rule": {"duplicate": 1,
+                                                        "max_orders_per_cycle": 1,
+                                                        "sizing": 1}}
+    assert summary["pnl"]["realized"] == pytest.approx(-160.0)
+    assert summary["pnl"]["unrealized"] == pytest.approx(141.0)
+    assert summary["pnl"]["total"] == pytest.approx(-19.0)
+    assert summary["kill_switch"] == {"halted": True, "reason": "daily loss 3.10% >= limit 3%",
+                                      "ts": T + 180, "start_equity": 48000.0}
+
+
+def test_render_text(summary: dict[str, Any]) -> None:
+    text = render_text(summary)
+    assert text.splitlines() == [
+        "day report 2026-01-08 (times UTC)",
+        "cycles: 3, first 15:30:00, last 15:32:00, unfinished 1 | symbols ok 5 failed 1",
+        "failed symbols: AAPL 1",
+        "signals: BUY 2, HOLD 2, SELL 1 | skipped 1 | errors 1",
+        "intents: 2 journaled | decisions: accepted 2 (5 contracts), refused 3",
+        "rejections by rule: duplicate 1, max_orders_per_cycle 1, sizing 1",
+        "orders: dry_run logged 1 (3 contracts), whatif accepted 1 (2 contracts)",
+        "fills: 0, commission 0.00",
+        "what-if: 1",
+        "  QQQ 20260109 610P: init margin +1,234.50, maint margin +1,000.00, "
+        "commission 1.30 at 15:30:01",
+        "positions: opened 2, open 1, closed 1",
+        "  open   SPY 20260109 680C x3 entry 1.98 (limit 2.00) tp 3.00 sl 1.40 "
+        "open mark 2.45 unrealized +141.00",
+        "  closed QQQ 20260109 610P x2 entry 2.00 (limit 2.00) tp 3.00 sl 1.40 "
+        "stop_loss exit 1.20 realized -160.00",
+        "P&L: realized -160.00, unrealized +141.00, total -19.00",
+        "kill switch: HALTED at 15:33:00: daily loss 3.10% >= limit 3% "
+        "(start equity 48,000.00)",
+        "alerts: 2",
+        "  15:31:30 worker: worker 2 respawned",
+        "  15:33:00 kill_switch [daily_loss]: trading halted",
+    ]
+
+
+def test_render_text_in_the_exchange_time_zone(summary: dict[str, Any]) -> None:
+    text = render_text(summary, tz="America/New_York")
+    assert "cycles: 3, first 10:30:00, last 10:32:00" in text
+    assert "kill switch: HALTED at 10:33:00" in text
+
+
+def test_render_json_parses_and_matches(summary: dict[str, Any]) -> None:
+    parsed = json.loads(render_json(summary))
+    assert parsed == summary
+    assert parsed["positions"]["closed"][0]["exit_reason"] == "stop_loss"
+    assert parsed["positions"]["open"][0]["pnl"] == pytest.approx(141.0)
+    assert parsed["whatifs"][0]["init_margin_change"] == 1234.5
+    assert parsed["orders"] == [
+        {"mode": "dry_run", "status": "logged", "count": 1, "quantity": 3},
+        {"mode": "whatif", "status": "accepted", "count": 1, "quantity": 2},
+    ]
+
+
+def test_an_empty_day_renders_and_json_has_no_nan(tmp_path: Path) -> None:
+    with Journal(tmp_path / "journal.sqlite3") as j:
+        empty = j.day_summary("2026-01-10")
+    text = render_text(empty)
+    assert "cycles: 0, first n/a, last n/a, unfinished 0 | symbols ok 0 failed 0" in text
+    assert "signals: none | skipped 0 | errors 0" in text
+    assert "P&L: realized +0.00, unrealized +0.00, total +0.00" in text
+    assert "kill switch: off (start equity n/a)" in text
+    assert json.loads(render_json({"x": math.nan, "y": (1.0, math.inf)})) == {
+        "x": None, "y": [1.0, None]}
