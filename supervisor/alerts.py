@@ -1,0 +1,320 @@
+"""Alerts off the trading path: the caller only enqueues; one daemon thread does the HTTP.
+
+    supervisor loop --send() / send_once() / heartbeat(): never blocks--> bounded queue
+        (full: the alert is dropped and counted)
+    "alerts" thread --urllib, timeout, bounded retries--> Discord | Slack | Telegram
+                                                          | generic webhook | heartbeat GET
+
+Payloads: Discord ``{"content": text}``, Slack ``{"text": text}``, Telegram
+``{"chat_id": …, "text": …}`` POSTed to ``{telegram_api}/bot{token}/sendMessage``, the generic
+webhook ``{"kind", "text", "fields", "ts"}``; the heartbeat is a plain GET. For the chat
+channels, ``fields`` are appended to the text as ``key: value`` lines.
+
+Webhook URLs and the bot token are secrets: a failure is logged with the channel name and a
+reason built from the error's kind (HTTP status, connection refused, timed out), never its
+message text (urllib puts URLs there), and every secret is masked in it all the same.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import logging
+import queue
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from common.config import AlertsSettings
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = "ibkr-options-bot-alerts/0.1"  # Discord's edge refuses urllib's default agent
+MAX_BACKOFF_S = 5.0
+RESPONSE_READ_BYTES = 64 * 1024  # a webhook answer is tiny; never read an unbounded body
+TEXT_LIMITS = {"discord": 2000, "slack": 40_000, "telegram": 4096}  # each service's maximum
+DROP_LOG_EVERY = 100  # a full queue logs its first drop, then every 100th
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One HTTP request for one channel; the URL is secret and kept out of ``repr``."""
+
+    channel: str
+    method: str
+    url: str = field(repr=False)
+    body: bytes | None = field(default=None, repr=False)
+
+
+# (kind, text, fields, ts) -> the channel's JSON payload
+Builder = Callable[[str, str, "dict[str, Any] | None", float], dict[str, Any]]
+
+_STOP = object()  # queued by stop(): everything before it is delivered first
+
+
+class Alerter:
+    """Fire-and-forget alerts: ``send`` returns at once; delivery happens on one thread."""
+
+    def __init__(
+        self,
+        settings: AlertsSettings,
+        *,
+        backoff_s: float = 0.5,
+        today: Callable[[], date] = date.today,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self._backoff_s = backoff_s
+        self._today = today
+        self._wall_clock = wall_clock
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=settings.queue_size)
+        self._lock = threading.Lock()
+        self._stats = {"sent": 0, "failed": 0, "dropped": 0, "retries": 0}
+        self._sent_once: dict[str, date] = {}
+        self._heartbeat_pending = False
+        self._thread: threading.Thread | None = None
+        self._stop_at: float | None = None  # monotonic deadline once stop() was called
+        self._secrets = _secret_values(settings)
+        self._channels = self._configured_channels()
+
+    @property
+    def channels(self) -> list[str]:
+        return [name for name, _ in self._channels]
+
+    # ---- the caller's side: never blocks ------------------------------------------------------
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="alerts", daemon=True)
+            self._thread.start()
+
+    def send(self, kind: str, text: str, fields: dict[str, Any] | None = None) -> int:
+        """Queue the alert for every configured channel; returns how many were queued."""
+        ts = self._wall_clock()
+        queued = 0
+        for name, (url, build) in self._channels:
+            body = _json_body(build(kind, text, fields, ts))
+            queued += self._enqueue(Delivery(name, "POST", url, body))
+        return queued
+
+    def send_once(self, key: str, kind: str, text: str,
+                  fields: dict[str, Any] | None = None) -> bool:
+        """Send ``key`` at most once per day (the kill switch must not alert every cycle)."""
+        today = self._today()
+        with self._lock:
+            if self._sent_once.get(key) == today:
+                return False
+            # Yesterday's keys are done with: keeping them would only grow the dict.
+            self._sent_once = {k: d for k, d in self._sent_once.items() if d == today}
+            self._sent_once[key] = today
+        self.send(kind, text, fields)
+        return True
+
+    def heartbeat(self) -> bool:
+        """Queue a GET of the heartbeat URL, unless one is already waiting (no pile-up)."""
+        url = self.settings.heartbeat_url
+        if url is None:
+            return False
+        with self._lock:
+            if self._heartbeat_pending:
+                return False
+            self._heartbeat_pending = True
+        queued = self._enqueue(Delivery("heartbeat", "GET", url.get_secret_value()))
+        if not queued:
+            with self._lock:
+                self._heartbeat_pending = False
+        return queued
+
+    def stats(self) -> dict[str, int]:
+        with self._lock:
+            return {**self._stats, "queued": self._queue.qsize()}
+
+    def stop(self, timeout_s: float = 2.0) -> None:
+        """Deliver what is queued for up to ``timeout_s``, then stop; the rest is dropped."""
+        self._stop_at = time.monotonic() + timeout_s
+        if self._thread is None or not self._thread.is_alive():
+            self._abandon_queued()  # not running: nothing will deliver these
+            return
+        try:
+            self._queue.put(_STOP, timeout=timeout_s)
+        except queue.Full:
+            # The thread is stuck on a slow endpoint; it sees the deadline after that request.
+            log.warning("alerts queue still full at stop; undelivered alerts are dropped")
+        self._thread.join(max(0.0, self._stop_at - time.monotonic()))
+        if self._thread.is_alive():
+            log.warning("alerts thread still busy after %.1f s; it is a daemon and ends with "
+                        "the process", timeout_s)
+
+    def _enqueue(self, delivery: Delivery) -> bool:
+        if self._stop_at is None:
+            try:
+                self._queue.put_nowait(delivery)
+                return True
+            except queue.Full:
+                reason = "queue full"
+        else:
+            reason = "alerter stopped"
+        with self._lock:
+            self._stats["dropped"] += 1
+            dropped = self._stats["dropped"]
+        if dropped == 1 or dropped % DROP_LOG_EVERY == 0:
+            log.warning("alert via %s dropped (%s); %d dropped so far", delivery.channel,
+                        reason, dropped)
+        return False
+
+    # ---- the alerts thread ---------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is _STOP:
+                return
+            if self._past_stop_deadline():
+                self._count("dropped")
+                self._abandon_queued()
+                return
+            try:
+                self._deliver(item)
+            except Exception as exc:  # the thread must outlive any one alert
+                self._count("failed")
+                log.error("alert via %s failed unexpectedly (%s); the thread carries on",
+                          item.channel, self._redact(type(exc).__name__))
+            finally:
+                if item.channel == "heartbeat":
+                    with self._lock:
+                        self._heartbeat_pending = False
+
+    def _deliver(self, delivery: Delivery) -> None:
+        attempts = 1 + self.settings.retries
+        for attempt in range(1, attempts + 1):
+            try:
+                self._request(delivery)
+            except Exception as exc:  # classified below; unknown kinds re-raised
+                reason, retryable = self._classify(exc)
+            else:
+                self._count("sent")
+                log.debug("alert via %s delivered", delivery.channel)
+                return
+            if not retryable or attempt == attempts or self._past_stop_deadline():
+                break
+            self._count("retries")
+            time.sleep(min(self._backoff_s * 2 ** (attempt - 1), MAX_BACKOFF_S))
+        self._count("failed")
+        log.warning("alert via %s failed after %d attempt(s): %s", delivery.channel, attempt,
+                    reason)
+
+    def _request(self, delivery: Delivery) -> None:
+        request = urllib.request.Request(delivery.url, data=delivery.body, method=delivery.method,
+                                         headers={"User-Agent": USER_AGENT})
+        if delivery.body is not None:
+            request.add_header("Content-Type", "application/json")
+        with urllib.request.urlopen(request, timeout=self.settings.timeout_s) as response:
+            response.read(RESPONSE_READ_BYTES)
+
+    def _classify(self, exc: Exception) -> tuple[str, bool]:
+        """A loggable reason (no URL, no token) and whether another attempt may help."""
+        if isinstance(exc, urllib.error.HTTPError):
+            exc.close()  # it holds the response body open
+            return f"HTTP {exc.code}", exc.code == 429 or exc.code >= 500
+        if isinstance(exc, urllib.error.URLError):
+            inner = exc.reason
+            if isinstance(inner, OSError):
+                return self._redact(_os_reason(inner)), True
+            return self._redact(f"URLError: {inner}"), False  # e.g. an unknown URL scheme
+        if isinstance(exc, ValueError | http.client.InvalidURL):  # urllib quotes the URL
+            return f"{type(exc).__name__} (malformed URL)", False
+        if isinstance(exc, OSError):
+            return self._redact(_os_reason(exc)), True
+        if isinstance(exc, http.client.HTTPException):  # e.g. the server hung up mid-answer
+            return type(exc).__name__, True
+        raise exc
+
+    def _count(self, name: str) -> None:
+        with self._lock:
+            self._stats[name] += 1
+
+    def _past_stop_deadline(self) -> bool:
+        return self._stop_at is not None and time.monotonic() >= self._stop_at
+
+    def _abandon_queued(self) -> None:
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if item is not _STOP:
+                self._count("dropped")
+
+    def _redact(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    # ---- channels ------------------------------------------------------------------------------
+
+    def _configured_channels(self) -> list[tuple[str, tuple[str, Builder]]]:
+        s = self.settings
+        channels: list[tuple[str, tuple[str, Builder]]] = []
+        if s.discord_webhook is not None:
+            channels.append(("discord", (s.discord_webhook.get_secret_value(), _discord)))
+        if s.slack_webhook is not None:
+            channels.append(("slack", (s.slack_webhook.get_secret_value(), _slack)))
+        if s.telegram_bot_token is not None and s.telegram_chat_id:
+            url = (f"{s.telegram_api.rstrip('/')}/bot{s.telegram_bot_token.get_secret_value()}"
+                   "/sendMessage")
+            chat_id = s.telegram_chat_id
+            channels.append(("telegram", (url, lambda k, t, f, ts: _telegram(chat_id, t, f))))
+        elif s.telegram_bot_token is not None:
+            log.warning("alerts: telegram_bot_token is set but telegram_chat_id is empty; "
+                        "Telegram alerts are off")
+        if s.webhook_url is not None:
+            channels.append(("webhook", (s.webhook_url.get_secret_value(), _webhook)))
+        return channels
+
+
+def _discord(kind: str, text: str, fields: dict[str, Any] | None, ts: float) -> dict[str, Any]:
+    return {"content": _chat_text(text, fields, TEXT_LIMITS["discord"])}
+
+
+def _slack(kind: str, text: str, fields: dict[str, Any] | None, ts: float) -> dict[str, Any]:
+    return {"text": _chat_text(text, fields, TEXT_LIMITS["slack"])}
+
+
+def _telegram(chat_id: str, text: str, fields: dict[str, Any] | None) -> dict[str, Any]:
+    return {"chat_id": chat_id, "text": _chat_text(text, fields, TEXT_LIMITS["telegram"])}
+
+
+def _webhook(kind: str, text: str, fields: dict[str, Any] | None, ts: float) -> dict[str, Any]:
+    return {"kind": kind, "text": text, "fields": fields or {}, "ts": ts}
+
+
+def _chat_text(text: str, fields: dict[str, Any] | None, limit: int) -> str:
+    if fields:
+        text = text + "\n" + "\n".join(f"{key}: {value}" for key, value in fields.items())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _json_body(payload: dict[str, Any]) -> bytes:
+    # default=str: an odd field value (a Decimal, a datetime) must not raise in the caller.
+    return json.dumps(payload, default=str).encode("utf-8")
+
+
+def _os_reason(exc: OSError) -> str:
+    detail = exc.strerror or str(exc.args[0] if exc.args else "")
+    return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+
+
+def _secret_values(settings: AlertsSettings) -> list[str]:
+    """Every secret string, longest first so a URL is masked whole before its token."""
+    secrets = [
+        value.get_secret_value()
+        for value in (settings.discord_webhook, settings.slack_webhook,
+                      settings.telegram_bot_token, settings.webhook_url, settings.heartbeat_url)
+        if value is not None and value.get_secret_value()
+    ]
+    return sorted(set(secrets), key=len, reverse=True)
