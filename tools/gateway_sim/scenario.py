@@ -319,8 +319,12 @@ def load_scenario(path: str | Path) -> Scenario:
 def _describe(exc: ValidationError) -> str:
     lines = []
     for err in exc.errors():
-        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        message = err["msg"].removeprefix("Value error, ")
+        if not err["loc"]:  # cross-field checks name their own key
+            lines.append(message)
+            continue
+        key = ".".join(str(p) for p in err["loc"])
         bad = err.get("input")
         shown = "" if isinstance(bad, dict | list) else f" (got {bad!r})"
-        lines.append(f"{key}: {err['msg']}{shown}")
+        lines.append(f"{key}: {message}{shown}")
     return "; ".join(lines)
