@@ -42,9 +42,12 @@ async def serve(scenario: Scenario, args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"gateway_sim: cannot listen on {HOST}:{args.port}: {exc}", file=sys.stderr)
         return EXIT_CANNOT_BIND
+    if args.port_file:  # complete (renamed into place) before the stdout announcement
+        target = Path(args.port_file)
+        tmp = target.with_name(f".{target.name}.tmp")
+        tmp.write_text(f"{server.port}\n")
+        tmp.replace(target)
     print(f"gateway_sim listening on {HOST}:{server.port}", flush=True)
-    if args.port_file:
-        Path(args.port_file).write_text(f"{server.port}\n")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -8,7 +8,6 @@ and offers a small cursor (``FieldReader``) for the request decoders.
 
 from __future__ import annotations
 
-import asyncio
 import math
 import re
 import struct
@@ -62,27 +61,51 @@ def decode_body(body: bytes) -> list[str]:
     return fields
 
 
-async def read_message(reader: asyncio.StreamReader) -> list[str]:
-    """Read one framed message; raises asyncio.IncompleteReadError at EOF."""
-    header = await reader.readexactly(4)
-    (size,) = struct.unpack(">I", header)
-    if size > MAX_MESSAGE_BYTES:
-        raise ProtocolError(f"message of {size} bytes exceeds the limit")
-    return decode_body(await reader.readexactly(size))
+class FrameBuffer:
+    """Reassembles the client's byte stream: the handshake first, then framed messages."""
 
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.handshaken = False
 
-async def read_handshake(reader: asyncio.StreamReader) -> tuple[int, int, str]:
-    """Read ``API\\0`` + the framed version range; return (min, max, connect options)."""
-    prefix = await reader.readexactly(len(API_PREFIX))
-    if prefix != API_PREFIX:
-        raise ProtocolError(f"expected API prefix, got {prefix!r}")
-    fields = await read_message(reader)
-    text = fields[0] if fields else ""
-    match = _VERSION_RANGE.match(text)
-    if not match:
-        raise ProtocolError(f"bad version string {text!r}")
-    options = text[match.end():].strip()
-    return int(match.group(1)), int(match.group(2)), options
+    def feed(self, chunk: bytes) -> None:
+        self.data += chunk
+
+    def handshake(self) -> tuple[int, int, str] | None:
+        """(min version, max version, options) once ``API\0`` + the version frame are in."""
+        if len(self.data) < len(API_PREFIX):
+            return None
+        if bytes(self.data[:len(API_PREFIX)]) != API_PREFIX:
+            raise ProtocolError(f"expected API prefix, got {bytes(self.data[:4])!r}")
+        body = self._frame(len(API_PREFIX))
+        if body is None:
+            return None
+        self.handshaken = True
+        text = decode_body(body)[0] if body else ""
+        match = _VERSION_RANGE.match(text)
+        if not match:
+            raise ProtocolError(f"bad version string {text!r}")
+        return int(match.group(1)), int(match.group(2)), text[match.end():].strip()
+
+    def messages(self) -> list[list[str]]:
+        """All complete messages buffered so far, each as its fields."""
+        out = []
+        while (body := self._frame(0)) is not None:
+            out.append(decode_body(body))
+        return out
+
+    def _frame(self, offset: int) -> bytes | None:
+        if len(self.data) < offset + 4:
+            return None
+        (size,) = struct.unpack(">I", self.data[offset:offset + 4])
+        if size > MAX_MESSAGE_BYTES:
+            raise ProtocolError(f"message of {size} bytes exceeds the limit")
+        end = offset + 4 + size
+        if len(self.data) < end:
+            return None
+        body = bytes(self.data[offset + 4:end])
+        del self.data[:end]
+        return body
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,8 @@
 """IBKR's limits, enforced like the gateway does: message rate, market-data lines, pacing.
 
-- ``RateWindow``: client->server messages in any rolling second (error 100 over the limit).
+- ``RateWindow``: client->server messages in any rolling second (error 100 over the limit),
+  stamped on arrival; the window is shortened by a small tolerance (default 50 ms) because
+  a client throttled to one burst per second (ib_insync) would otherwise trip on jitter.
 - ``LineBook``: simultaneous market-data lines across all clients (error 101 over the limit);
   streaming subscriptions and snapshots still waiting for their end both hold a line.
 - ``HistoricalPacing``: identical request within 15 s, too many for one contract within 2 s,

@@ -91,9 +91,9 @@ class PathSpec(Model):
     """Log-price = envelope x fast waves + slow waves + interpolated minute noise."""
 
     fast_waves: list[WaveSpec] = Field(default_factory=lambda: [
-        WaveSpec(period_min=37, amplitude_pct=0.30), WaveSpec(period_min=113, amplitude_pct=0.55)])
+        WaveSpec(period_min=37, amplitude_pct=0.20), WaveSpec(period_min=113, amplitude_pct=0.40)])
     slow_waves: list[WaveSpec] = Field(default_factory=lambda: [
-        WaveSpec(period_min=467, amplitude_pct=0.8), WaveSpec(period_min=5011, amplitude_pct=2.0)])
+        WaveSpec(period_min=467, amplitude_pct=0.5), WaveSpec(period_min=5011, amplitude_pct=1.0)])
     envelope_period_min: float = Field(300.0, gt=0)
     noise_pct: float = Field(0.03, ge=0, le=10)
     period_jitter: float = Field(0.25, ge=0, le=0.9)  # per-symbol stretch of the periods
@@ -198,6 +198,9 @@ class FaultSpec(Model):
 
 class RulesSpec(Model):
     max_messages_per_s: int = Field(50, ge=1)
+    # the rate window is 1 s minus this: ib_insync sends its next 45-message burst exactly
+    # 1.000 s after the last, so arrival jitter alone must not count as a violation
+    rate_window_tolerance_s: float = Field(0.05, ge=0, lt=0.5)
     drop_on_rate_violation: bool = True
     max_market_data_lines: int = Field(100, ge=1)
     historical_pacing: bool = False

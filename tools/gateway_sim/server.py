@@ -68,7 +68,8 @@ class SimServer:
 
     # ---- start / stop -------------------------------------------------------------------------
     async def start(self, port: int = 0) -> int:
-        self._server = await asyncio.start_server(self._accept, HOST, port)
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(self._new_session, HOST, port)
         self.port = self._server.sockets[0].getsockname()[1]
         log.info("gateway_sim listening on %s:%d (scenario %s)", HOST, self.port,
                  self.scenario.name)
@@ -82,21 +83,23 @@ class SimServer:
         self.orders.close()
         if self._server is not None:
             await self._server.wait_closed()
+        await asyncio.sleep(0.01)  # let the closed sockets report connection_lost
         self.write_stats()
 
     async def serve_forever(self) -> None:
         assert self._server is not None
         await self._server.serve_forever()
 
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def _new_session(self) -> Session:
         self._serial += 1
-        session = Session(self, reader, writer, self._serial)
+        return Session(self, self._serial)
+
+    # ---- sessions -----------------------------------------------------------------------------
+    def session_started(self, session: Session) -> None:
         self.sessions.add(session)
         self.counters.bump("connections_total")
         self.counters.bump("connections_open")
-        await session.run()
 
-    # ---- sessions -----------------------------------------------------------------------------
     def register_client(self, session: Session, client_id: int) -> bool:
         if client_id in self.clients:
             return False

@@ -1,6 +1,8 @@
 """One client connection: handshake, rate rule, dispatch, per-request tasks, faults.
 
-A session reads framed messages in order and hands each to its handler. Handlers answer at
+A session is the socket's asyncio protocol: it reassembles frames, stamps each TCP chunk with
+its arrival time (for the 50 messages/s rule, so the sim's own lag never counts against the
+client), and hands each message to its handler in order. Handlers answer at
 once or spawn a task (latency, snapshots, streams); every task is tracked and cancelled when
 the connection ends. ``link`` models the gateway's link to IBKR: error 1100 clears it (data
 requests wait), 1101/1102 set it again (1101 also drops the streaming subscriptions).
@@ -21,10 +23,9 @@ from tools.gateway_sim import outgoing as out
 from tools.gateway_sim.codec import (
     FieldReader,
     FieldValue,
+    FrameBuffer,
     ProtocolError,
     encode_message,
-    read_handshake,
-    read_message,
 )
 from tools.gateway_sim.faults import FaultPlan
 from tools.gateway_sim.instruments import Instrument
@@ -48,19 +49,22 @@ class Subscription:
     task: asyncio.Task[None] | None = None
 
 
-class Session:
-    def __init__(self, server: SimServer, reader: asyncio.StreamReader,
-                 writer: asyncio.StreamWriter, serial: int) -> None:
+class Session(asyncio.Protocol):
+    """asyncio protocol for one socket; each TCP chunk is stamped on arrival (rate rule)."""
+
+    def __init__(self, server: SimServer, serial: int) -> None:
         self.server = server
-        self.reader = reader
-        self.writer = writer
         self.serial = serial
+        self.transport: asyncio.Transport | None = None
+        self.frames = FrameBuffer()
         self.version = 0
         self.client_id: int | None = None
         self.md_type = 1
-        self.rate = RateWindow(server.scenario.rules.max_messages_per_s)
+        rules = server.scenario.rules
+        self.rate = RateWindow(rules.max_messages_per_s, 1.0 - rules.rate_window_tolerance_s)
         self.rate_tripped = False
         self.dropping = False
+        self.ended = False
         self.tasks: set[asyncio.Task[Any]] = set()
         self.subscriptions: dict[int, Subscription] = {}
         self.pending_history: dict[int, asyncio.Task[Any]] = {}
@@ -70,41 +74,53 @@ class Session:
         self.wants_account = False
         self.faults: FaultPlan | None = None
         self.last_order_task: asyncio.Task[Any] | None = None
-        self.connected_at = time.monotonic()
 
     # ---- lifecycle ----------------------------------------------------------------------------
-    async def run(self) -> None:
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.server.session_started(self)
+
+    def data_received(self, data: bytes) -> None:
+        arrived = time.monotonic()
+        self.frames.feed(data)
         try:
-            if await self._handshake():
-                while True:
-                    self.on_message(await read_message(self.reader))
-        except (asyncio.IncompleteReadError, ConnectionError):
-            log.debug("client %s closed the connection", self.client_id)
+            if not self.frames.handshaken and not self._handshake():
+                return
+            for fields in self.frames.messages():
+                self.on_message(fields, arrived)
         except ProtocolError as exc:
             log.warning("protocol error from client %s: %s", self.client_id, exc)
-        finally:
-            await self._cleanup()
+            self.drop(graceful=False)
 
-    async def _handshake(self) -> bool:
-        low, high, options = await read_handshake(self.reader)
-        self.version = min(self.server.scenario.server_version, high)
-        if self.version < max(low, MIN_CLIENT_VERSION):
-            log.warning("client versions v%d..%d not supported", low, high)
-            return False
-        stamp = datetime.now(self.server.clock.zone).strftime("%Y%m%d %H:%M:%S %Z")
-        self.send([self.version, stamp])
-        log.debug("handshake v%d (client v%d..%d %s)", self.version, low, high, options)
-        return True
+    def eof_received(self) -> bool | None:
+        log.debug("client %s closed its side", self.client_id)
+        return None  # close the transport
 
-    async def _cleanup(self) -> None:
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.ended:
+            return
+        self.ended = True
         if self.faults:
             self.faults.cancel()
         for task in list(self.tasks):
             task.cancel()
         self.server.session_ended(self)
-        with contextlib.suppress(Exception):
-            self.writer.close()
-            await self.writer.wait_closed()
+
+    def _handshake(self) -> bool:
+        offer = self.frames.handshake()
+        if offer is None:
+            return False
+        low, high, options = offer
+        self.version = min(self.server.scenario.server_version, high)
+        if self.version < max(low, MIN_CLIENT_VERSION):
+            log.warning("client versions v%d..%d not supported", low, high)
+            self.drop(graceful=False)
+            return False
+        stamp = datetime.now(self.server.clock.zone).strftime("%Y%m%d %H:%M:%S %Z")
+        self.send([self.version, stamp])
+        log.debug("handshake v%d (client v%d..%d %s)", self.version, low, high, options)
+        return True
 
     def drop(self, delay_s: float = 0.0, graceful: bool = True) -> None:
         """Stop serving and close the socket after ``delay_s``.
@@ -116,31 +132,29 @@ class Session:
         if self.dropping:
             return
         self.dropping = True
-        loop = asyncio.get_running_loop()
         if graceful:
-            loop.call_later(delay_s, self._half_close)
+            asyncio.get_running_loop().call_later(delay_s, self._half_close)
         else:
             self._close()
 
     def _half_close(self) -> None:
-        if self.writer.is_closing():
+        if self.transport is None or self.transport.is_closing():
             return
         with contextlib.suppress(OSError, RuntimeError):
-            if self.writer.can_write_eof():
-                self.writer.write_eof()
+            if self.transport.can_write_eof():
+                self.transport.write_eof()
         asyncio.get_running_loop().call_later(LINGER_S, self._close)
 
     def _close(self) -> None:
-        transport = self.writer.transport
-        if not transport.is_closing():
-            transport.close()
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
 
     # ---- messages -----------------------------------------------------------------------------
-    def on_message(self, fields: list[str]) -> None:
+    def on_message(self, fields: list[str], arrived: float | None = None) -> None:
         if not fields:
             return
         msg_id = int(fields[0]) if fields[0].lstrip("-").isdigit() else -1
-        in_window = self.rate.add()
+        in_window = self.rate.add(arrived)
         self.server.counters.message_in(msg_id, in_window)
         if self.dropping:  # closing: counted, drained and discarded (no reset, no answer)
             return
@@ -174,9 +188,9 @@ class Session:
             self.drop()
 
     def send(self, fields: list[FieldValue]) -> None:
-        if self.writer.is_closing():
+        if self.transport is None or self.transport.is_closing():
             return
-        self.writer.write(encode_message(fields))
+        self.transport.write(encode_message(fields))
         self.server.counters.bump("messages_sent")
 
     def error(self, req_id: int, code: int, message: str = "") -> None:
