@@ -11,7 +11,7 @@ import asyncio
 import copy
 import itertools
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -62,7 +62,7 @@ def make_scenario(**overrides: Any) -> Scenario:
     return scenario_from_dict(deep_merge(deep_merge(base, fast), overrides))
 
 
-def run_client(fn: Callable[[], Awaitable[T]], timeout_s: float = 30.0) -> T:
+def run_client(fn: Callable[[], Coroutine[Any, Any, T]], timeout_s: float = 30.0) -> T:
     """Run an async client function in a fresh event loop on a worker thread."""
     result: dict[str, Any] = {}
 

@@ -11,6 +11,7 @@ import asyncio
 import math
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from ib_insync import IB, LimitOrder, Option, Stock
@@ -63,7 +64,7 @@ def test_current_time_is_now(sim: ThreadedSim) -> None:
 
 
 def test_stock_contract_details_with_hours_and_a_closed_holiday(sim: ThreadedSim) -> None:
-    async def scenario():  # type: ignore[no-untyped-def]
+    async def scenario() -> Any:
         ib = await connect(sim.port)
         try:
             return await ib.reqContractDetailsAsync(Stock("SPY", "SMART", "USD"))
@@ -83,7 +84,7 @@ def test_stock_contract_details_with_hours_and_a_closed_holiday(sim: ThreadedSim
 
 
 def test_option_contract_details_and_missing_strike(sim: ThreadedSim) -> None:
-    async def scenario():  # type: ignore[no-untyped-def]
+    async def scenario() -> Any:
         ib = await connect(sim.port)
         errors = ErrorLog(ib)
         try:
@@ -105,7 +106,7 @@ def test_option_contract_details_and_missing_strike(sim: ThreadedSim) -> None:
 
 
 def test_unknown_symbol_gets_error_200(sim: ThreadedSim) -> None:
-    async def scenario():  # type: ignore[no-untyped-def]
+    async def scenario() -> Any:
         ib = await connect(sim.port)
         errors = ErrorLog(ib)
         try:
@@ -119,7 +120,7 @@ def test_unknown_symbol_gets_error_200(sim: ThreadedSim) -> None:
 
 
 def test_chain_has_about_400_spy_strikes(sim: ThreadedSim) -> None:
-    async def scenario():  # type: ignore[no-untyped-def]
+    async def scenario() -> Any:
         ib = await connect(sim.port)
         try:
             return await ib.reqSecDefOptParamsAsync("SPY", "", "STK", 756733)
@@ -138,7 +139,7 @@ def test_chain_has_about_400_spy_strikes(sim: ThreadedSim) -> None:
 
 
 def test_one_minute_bars_and_newest_bars_only(sim: ThreadedSim) -> None:
-    async def scenario():  # type: ignore[no-untyped-def]
+    async def scenario() -> Any:
         ib = await connect(sim.port)
         spy = Stock("SPY", "SMART", "USD")
         try:
@@ -167,7 +168,7 @@ def test_one_minute_bars_and_newest_bars_only(sim: ThreadedSim) -> None:
 
 
 def test_stock_snapshot_has_prices_sizes_volume(sim: ThreadedSim) -> None:
-    async def scenario():  # type: ignore[no-untyped-def]
+    async def scenario() -> Any:
         ib = await connect(sim.port)
         try:
             return (await ib.reqTickersAsync(Stock("SPY", "SMART", "USD")))[0]
@@ -182,7 +183,7 @@ def test_stock_snapshot_has_prices_sizes_volume(sim: ThreadedSim) -> None:
 
 
 def test_option_snapshots_have_model_greeks_and_quirks(sim: ThreadedSim) -> None:
-    async def scenario():  # type: ignore[no-untyped-def]
+    async def scenario() -> Any:
         ib = await connect(sim.port)
         try:
             expiry = await _nearest_expiry(ib)
@@ -208,7 +209,7 @@ def test_option_snapshots_have_model_greeks_and_quirks(sim: ThreadedSim) -> None
 
 
 def test_stock_quote_quirks_are_visible(sim: ThreadedSim) -> None:
-    async def scenario():  # type: ignore[no-untyped-def]
+    async def scenario() -> Any:
         ib = await connect(sim.port)
         try:
             stocks = [Stock(s, "SMART", "USD") for s in ("SYM05", "SYM06", "SYM08", "SYM09")]
@@ -224,7 +225,7 @@ def test_stock_quote_quirks_are_visible(sim: ThreadedSim) -> None:
 
 
 def test_what_if_order_returns_margin_and_commission(sim: ThreadedSim) -> None:
-    async def scenario():  # type: ignore[no-untyped-def]
+    async def scenario() -> Any:
         ib = await connect(sim.port)
         try:
             expiry = await _nearest_expiry(ib)
@@ -249,7 +250,7 @@ def test_what_if_order_returns_margin_and_commission(sim: ThreadedSim) -> None:
 
 
 def test_paper_limit_order_fills_with_execution(sim: ThreadedSim) -> None:
-    async def scenario():  # type: ignore[no-untyped-def]
+    async def scenario() -> Any:
         ib = await connect(sim.port)
         try:
             spy = Stock("SPY", "SMART", "USD")
@@ -274,7 +275,7 @@ def test_paper_limit_order_fills_with_execution(sim: ThreadedSim) -> None:
 
 
 def test_resting_order_cancels(sim: ThreadedSim) -> None:
-    async def scenario():  # type: ignore[no-untyped-def]
+    async def scenario() -> Any:
         ib = await connect(sim.port)
         try:
             spy = Stock("SPY", "SMART", "USD")
@@ -292,7 +293,7 @@ def test_resting_order_cancels(sim: ThreadedSim) -> None:
 
 
 def test_bracket_children_are_recorded_and_work_after_the_parent_fills(sim: ThreadedSim) -> None:
-    async def scenario():  # type: ignore[no-untyped-def]
+    async def scenario() -> Any:
         ib = await connect(sim.port)
         try:
             spy = Stock("SPY", "SMART", "USD")
@@ -325,7 +326,7 @@ def test_bracket_children_are_recorded_and_work_after_the_parent_fills(sim: Thre
 
 
 def test_bracket_take_profit_fill_cancels_the_stop(sim: ThreadedSim) -> None:
-    async def scenario():  # type: ignore[no-untyped-def]
+    async def scenario() -> Any:
         ib = await connect(sim.port)
         try:
             spy = Stock("SPY", "SMART", "USD")
@@ -346,7 +347,7 @@ def test_bracket_take_profit_fill_cancels_the_stop(sim: ThreadedSim) -> None:
 
 
 def test_account_values_summary_and_pnl(sim: ThreadedSim) -> None:
-    async def scenario():  # type: ignore[no-untyped-def]
+    async def scenario() -> Any:
         ib = await connect(sim.port)
         try:
             summary = await ib.accountSummaryAsync()
@@ -364,7 +365,7 @@ def test_account_values_summary_and_pnl(sim: ThreadedSim) -> None:
 
 
 def test_streaming_market_data_until_cancelled(sim: ThreadedSim) -> None:
-    async def scenario():  # type: ignore[no-untyped-def]
+    async def scenario() -> Any:
         ib = await connect(sim.port)
         try:
             spy = Stock("SPY", "SMART", "USD")
@@ -391,7 +392,7 @@ def test_streaming_market_data_until_cancelled(sim: ThreadedSim) -> None:
 
 
 def test_thirty_symbol_snapshot_round_has_no_violations(sim: ThreadedSim) -> None:
-    async def scenario():  # type: ignore[no-untyped-def]
+    async def scenario() -> Any:
         ib = await connect(sim.port)
         try:
             stocks = [Stock(f"SYM{i:02d}", "SMART", "USD") for i in range(1, 31)]

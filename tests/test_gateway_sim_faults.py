@@ -9,6 +9,7 @@ import asyncio
 import math
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from ib_insync import Stock
@@ -122,7 +123,7 @@ def test_data_lost_drops_streaming_lines(sim: ThreadedSim) -> None:
 
 
 def test_no_market_data_codes_end_the_snapshot(sim: ThreadedSim) -> None:
-    async def scenario():  # type: ignore[no-untyped-def]
+    async def scenario() -> Any:
         ib = await connect(sim.port)
         errors = ErrorLog(ib)
         stocks = [Stock("SYM10", "SMART", "USD"), Stock("SYM11", "SMART", "USD")]
@@ -136,7 +137,7 @@ def test_no_market_data_codes_end_the_snapshot(sim: ThreadedSim) -> None:
 
 
 def test_no_security_definition_fault_gives_200(sim: ThreadedSim) -> None:
-    async def scenario():  # type: ignore[no-untyped-def]
+    async def scenario() -> Any:
         ib = await connect(sim.port)
         errors = ErrorLog(ib)
         details = await ib.reqContractDetailsAsync(Stock("SYM12", "SMART", "USD"))
@@ -182,7 +183,7 @@ def test_historical_data_that_never_answers(sim: ThreadedSim) -> None:
 
 
 def test_delayed_data_without_a_live_subscription(sim: ThreadedSim) -> None:
-    async def scenario():  # type: ignore[no-untyped-def]
+    async def scenario() -> Any:
         ib = await connect(sim.port)
         errors = ErrorLog(ib)
         stock = Stock("DLYD", "SMART", "USD")

@@ -19,7 +19,13 @@ from ib_insync.decoder import Decoder
 from tests.conftest_sim import DEFAULT_SCENARIO, make_scenario
 from tools.gateway_sim import ScenarioError, load_scenario, scenario_from_dict
 from tools.gateway_sim import outgoing as out
-from tools.gateway_sim.codec import FieldReader, decode_body, encode_message, format_field
+from tools.gateway_sim.codec import (
+    FieldReader,
+    FieldValue,
+    decode_body,
+    encode_message,
+    format_field,
+)
 from tools.gateway_sim.hours import SessionClock
 from tools.gateway_sim.market import Market
 from tools.gateway_sim.order_codec import decode_place_order, encode_open_order
@@ -110,6 +116,7 @@ def test_option_quotes_follow_the_model() -> None:
     put = market.book.option("SPY", expiry, 680.0, "P", 1)
     qc, qp = market.quote(call, now), market.quote(put, now)
     assert qc.greeks is not None and qp.greeks is not None
+    assert qc.bid is not None and qc.ask is not None
     assert 0 < qc.greeks.delta < 1 and -1 < qp.greeks.delta < 0
     assert 0 <= qc.bid < qc.ask and qc.greeks.price == pytest.approx((qc.bid + qc.ask) / 2, 0.2)
 
@@ -172,7 +179,7 @@ def _client_fields(send: Any) -> list[str]:
     client.connState = Client.CONNECTED
     client._serverVersion = 176
     captured: list[str] = []
-    client.sendMsg = captured.append  # type: ignore[method-assign]
+    client.sendMsg = captured.append  # type: ignore[method-assign,assignment]
     send(client)
     return captured[0].split("\0")[:-1]
 
@@ -200,7 +207,8 @@ def test_open_order_echo_parses_back_in_ib_insync() -> None:
     raw.update(clientId="3", permId="555")
     market = _market()
     head = out.contract_head(market.book.stocks["SPY"])
-    state = {"initMarginChange": "100.00", "commission": 1.0, "commissionCurrency": "USD"}
+    state: dict[str, FieldValue] = {"initMarginChange": "100.00", "commission": 1.0,
+                                    "commissionCurrency": "USD"}
     message = encode_open_order(10, head, raw, "Submitted", state, 176)
     seen: dict[str, Any] = {}
 
@@ -208,8 +216,8 @@ def test_open_order_echo_parses_back_in_ib_insync() -> None:
         def openOrder(self, order_id: int, c: Any, o: Any, st: Any) -> None:  # noqa: N802
             seen.update(order_id=order_id, contract=c, order=o, state=st)
 
-    Decoder(Wrapper(), 176).interpret([str(f) if f is not None else "" for f in
-                                       decode_body(encode_message(message)[4:])])
+    decoder = Decoder(Wrapper(), 176)  # type: ignore[arg-type]
+    decoder.interpret(decode_body(encode_message(message)[4:]))
     o, st = seen["order"], seen["state"]
     assert seen["order_id"] == 10 and seen["contract"].conId == 756733
     assert (o.action, o.totalQuantity, o.orderType, o.auxPrice) == ("SELL", 5.0, "STP", 600.5)
@@ -227,7 +235,7 @@ def test_fixed_count_messages_parse_in_ib_insync() -> None:
         def __getattr__(self, name: str) -> Any:
             return lambda *args: calls.append((name, args))
 
-    decoder = Decoder(Wrapper(), 176)
+    decoder = Decoder(Wrapper(), 176)  # type: ignore[arg-type]
     greeks = market.greeks(market.book.option("SPY", market.today() + timedelta(days=7), 680.0,
                                               "C", 1), market.now())
     for message in (out.position("DU1", spy, 10.0, 650.0),

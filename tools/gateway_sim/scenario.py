@@ -268,10 +268,11 @@ class Scenario(Model):
         if len(set(names)) != len(names):
             raise ValueError("symbols: a symbol is listed twice (or clashes with extra_symbols)")
         known = set(names)
-        for key, items in (("quirks", self.quirks), ("faults", self.faults)):
-            for i, item in enumerate(items):
-                if item.symbol and item.symbol not in known:
-                    raise ValueError(f"{key}.{i}.symbol: unknown symbol {item.symbol!r}")
+        refs = [("quirks", i, q.symbol) for i, q in enumerate(self.quirks)]
+        refs += [("faults", i, f.symbol) for i, f in enumerate(self.faults)]
+        for key, i, symbol in refs:
+            if symbol and symbol not in known:
+                raise ValueError(f"{key}.{i}.symbol: unknown symbol {symbol!r}")
         return self
 
     def all_symbols(self) -> list[SymbolSpec]:
