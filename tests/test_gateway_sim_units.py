@@ -42,6 +42,14 @@ def test_default_scenario_has_a_30_symbol_universe() -> None:
     assert len(names) == 33 and scenario.account.id.startswith("DU")
 
 
+@pytest.mark.parametrize("path", sorted(DEFAULT_SCENARIO.parent.glob("*.yaml")),
+                         ids=lambda p: p.name)
+def test_every_shipped_scenario_validates(path: Any) -> None:
+    scenario = load_scenario(path)
+    market = Market(scenario, SessionClock(scenario.session))
+    assert market.book.stocks and scenario.account.id.startswith("DU")
+
+
 def test_unknown_key_is_named() -> None:
     with pytest.raises(ScenarioError, match=r"symbols\.0\.prise: Extra inputs"):
         scenario_from_dict({"symbols": [{"symbol": "SPY", "price": 1, "prise": 2}]})

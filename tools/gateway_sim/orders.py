@@ -84,7 +84,7 @@ class OrderBook:
     stats: Stats
     send: Sender
     on_position: Callable[[Position], None]
-    orders: dict[int, SimOrder] = field(default_factory=dict)
+    orders: dict[tuple[int, int], SimOrder] = field(default_factory=dict)  # (client, id)
     received: list[dict[str, Any]] = field(default_factory=list)
     positions: dict[int, Position] = field(default_factory=dict)
     executions: list[Execution] = field(default_factory=list)
@@ -150,9 +150,9 @@ class OrderBook:
         """Accept a (non what-if) order; returns "" or "duplicate" (error 103)."""
         if (client_id, order_id) in self.what_if_ids:
             return "duplicate"
-        existing = self.orders.get(order_id)
+        existing = self.orders.get((client_id, order_id))
         if existing is not None:
-            if existing.client_id != client_id or existing.status in DONE:
+            if existing.status in DONE:
                 return "duplicate"
             existing.fields.update(fields)
             if existing.status != "Held":
@@ -163,7 +163,7 @@ class OrderBook:
         order.fields["clientId"] = str(client_id)
         order.fields["permId"] = str(order.perm_id)
         self.next_perm_id += 1
-        self.orders[order_id] = order
+        self.orders[(client_id, order_id)] = order
         self._after_transmit(order)
         return ""
 
@@ -173,7 +173,7 @@ class OrderBook:
         group = self._bracket(order)
         for member in group:
             if member.status == "Held":
-                parent = self.orders.get(member.parent_id)
+                parent = self.orders.get((member.client_id, member.parent_id))
                 waiting = parent is not None and parent.status != "Filled"
                 member.status = "PreSubmitted" if waiting else "Submitted"
                 self._ack(member)
@@ -208,14 +208,15 @@ class OrderBook:
     # ---- cancelling -------------------------------------------------------------------------
     def cancel(self, client_id: int, order_id: int) -> str:
         """Returns "" or the reason the cancel failed ("unknown" / "done")."""
-        order = self.orders.get(order_id)
-        if order is None or order.client_id != client_id:
+        order = self.orders.get((client_id, order_id))
+        if order is None:
             return "unknown"
         if order.status in DONE:
             return "done"
         self._cancel(order)
         for child in list(self.orders.values()):
-            if child.parent_id == order_id and child.status not in DONE:
+            if (child.client_id == client_id and child.parent_id == order_id
+                    and child.status not in DONE):
                 self._cancel(child)
         return ""
 
@@ -299,7 +300,7 @@ class OrderBook:
         self.send(order.client_id, self.status_message(order))
         self._book_position(order, shares, price)
         for other in self.orders.values():
-            if other.status in DONE or other is order:
+            if other.status in DONE or other is order or other.client_id != order.client_id:
                 continue
             if other.parent_id == order.order_id and other.status == "PreSubmitted":
                 other.status = "Submitted"

@@ -124,7 +124,7 @@ class SimServer:
         return self._fault_owners.setdefault(index, serial) == serial
 
     def next_order_id(self) -> int:
-        used = [o.order_id for o in self.orders.orders.values()]
+        used = [oid for _cid, oid in self.orders.orders]
         used += [oid for _cid, oid in self.orders.what_if_ids]
         self._next_order_id = max([self._next_order_id, *(u + 1 for u in used)])
         return self._next_order_id

@@ -64,7 +64,7 @@ def _reject_reason(s: Session, fields: dict[str, str]) -> str:
 def _what_if(s: Session, order_id: int, inst: Instrument, fields: dict[str, str]) -> None:
     book = s.server.orders
     client_id = s.client_id or 0
-    if (client_id, order_id) in book.what_if_ids or order_id in book.orders:
+    if (client_id, order_id) in book.what_if_ids or (client_id, order_id) in book.orders:
         s.error(order_id, 103)
         return
     book.what_if_ids.add((client_id, order_id))
