@@ -16,7 +16,14 @@ from typing import Any
 import pytest
 from ib_insync import IB, LimitOrder, Option, Stock
 
-from tests.conftest_sim import ErrorLog, connect, make_scenario, run_client, tomorrow_stamp
+from tests.conftest_sim import (
+    ErrorLog,
+    connect,
+    make_scenario,
+    next_client_id,
+    run_client,
+    tomorrow_stamp,
+)
 from tools.gateway_sim import ThreadedSim
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
@@ -290,6 +297,58 @@ def test_resting_order_cancels(sim: ThreadedSim) -> None:
             ib.disconnect()
 
     assert run_client(scenario) == ("Submitted", "Cancelled")
+
+
+def test_modified_order_is_acknowledged_and_fills(sim: ThreadedSim) -> None:
+    async def scenario() -> Any:
+        ib = await connect(sim.port)
+        try:
+            spy = Stock("SPY", "SMART", "USD")
+            await ib.qualifyContractsAsync(spy)
+            order = LimitOrder("BUY", 1, 10.0, orderRef="modify-test")
+            trade = ib.placeOrder(spy, order)
+            await asyncio.sleep(0.2)
+            order.lmtPrice = round((await ib.reqTickersAsync(spy))[0].ask + 1, 2)
+            ib.placeOrder(spy, order)
+            await asyncio.wait_for(trade.filledEvent, 5)
+            return [e.message for e in trade.log], trade.orderStatus.avgFillPrice, order.lmtPrice
+        finally:
+            ib.disconnect()
+
+    messages, price, limit = run_client(scenario)
+    assert "Modify" in messages and 0 < price <= limit
+    assert [o["lmtPrice"] for o in sim.orders() if o["orderRef"] == "modify-test"] == [10.0, limit]
+
+
+def test_reconnect_sees_open_orders_completed_orders_and_executions(sim: ThreadedSim) -> None:
+    client_id = next_client_id()
+
+    async def first() -> Any:
+        ib = await connect(sim.port, client_id)
+        spy = Stock("SPY", "SMART", "USD")
+        await ib.qualifyContractsAsync(spy)
+        resting = ib.placeOrder(spy, LimitOrder("BUY", 1, 11.0, orderRef="resting"))
+        ask = (await ib.reqTickersAsync(spy))[0].ask
+        filled = ib.placeOrder(spy, LimitOrder("BUY", 2, round(ask + 1, 2), orderRef="filled"))
+        await asyncio.wait_for(filled.filledEvent, 5)
+        await asyncio.sleep(0.1)
+        ib.disconnect()
+        return resting.order.orderId, filled.fills[0].execution.execId
+
+    async def second() -> Any:
+        ib = await connect(sim.port, client_id)
+        try:
+            return ([t.order.orderId for t in ib.openTrades()],
+                    [(t.order.orderRef, t.orderStatus.status) for t in ib.trades()],
+                    [f.execution.execId for f in ib.fills()])
+        finally:
+            ib.disconnect()
+
+    resting_id, exec_id = run_client(first)
+    open_ids, trades, exec_ids = run_client(second)
+    assert resting_id in open_ids
+    assert ("filled", "Filled") in trades
+    assert exec_id in exec_ids
 
 
 def test_bracket_children_are_recorded_and_work_after_the_parent_fills(sim: ThreadedSim) -> None:

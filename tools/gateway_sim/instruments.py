@@ -50,11 +50,6 @@ class Instrument:
     def primary_exchange(self) -> str:
         return "" if self.is_option else self.spec.primary_exchange
 
-    def describe(self) -> str:
-        if self.is_option:
-            return f"{self.symbol} {self.expiry} {self.strike:g} {self.right}"
-        return self.symbol
-
 
 class Chain:
     """Strike grid and expiries of one underlying."""

@@ -176,6 +176,9 @@ class Session(asyncio.Protocol):
         except ProtocolError as exc:
             log.warning("bad message %s from client %s: %s", msg_id, self.client_id, exc)
             self.error(-1, 320, f"Error reading request: {exc}")
+        except Exception:  # a sim bug: keep serving the connection, but loudly
+            log.exception("handler for message %s failed; fields=%s", msg_id, fields[:20])
+            self.error(-1, 320, f"Error reading request: message {msg_id} failed in the sim")
 
     def _rate_violation(self) -> None:
         if self.rate_tripped:
