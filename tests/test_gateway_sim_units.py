@@ -144,7 +144,9 @@ def test_always_open_covers_now_and_lists_holidays() -> None:
     clock = SessionClock(SessionSpec(holidays=[today.strftime("%Y%m%d"), later]))
     text = clock.hours_string(time.time(), rth=False)
     assert f"{later}:CLOSED" in text and f"{today:%Y%m%d}:CLOSED" not in text
+    assert f"{today + timedelta(days=3):%Y%m%d}:CLOSED" in text  # the synthetic holiday
     assert clock.is_open(time.time(), rth=True)
+    assert text.count(":CLOSED") == 2 and text.count(";") == 7 and text.count("-") == 6
 
 
 def test_real_hours_close_weekends_and_nights() -> None:

@@ -2,7 +2,8 @@
 
 Format: ``20261125:0930-20261125:1600;20261126:CLOSED;...`` in the contract's time zone.
 Mode ``always_open`` lists every day as one 24-hour session so that "now" is always inside
-(tests run at any hour); holidays are still listed as CLOSED except today. Mode ``real`` uses
+(tests run at any hour); holidays are still listed as CLOSED except today, plus one
+synthetic holiday a few days ahead so the string always carries a CLOSED day. Mode ``real`` uses
 the configured weekday hours, closed on weekends and holidays.
 """
 
@@ -34,7 +35,9 @@ class SessionClock:
 
     def is_trading_day(self, day: date, today: date) -> bool:
         if self.spec.mode == "always_open":
-            return day == today or day not in self.holidays
+            ahead = self.spec.synthetic_holiday_in_days
+            synthetic = ahead is not None and day == today + timedelta(days=ahead)
+            return day == today or (day not in self.holidays and not synthetic)
         return day.weekday() < 5 and day not in self.holidays
 
     def _window(self, day: date, rth: bool) -> tuple[datetime, datetime]:

@@ -244,6 +244,7 @@ class OrderBook:
             return
         if self._matcher is None or self._matcher.done():
             self._matcher = asyncio.get_running_loop().create_task(self._match_loop())
+            self._matcher.add_done_callback(_log_failure)
 
     async def _match_loop(self) -> None:
         interval = self.scenario.orders.match_interval_s
@@ -338,3 +339,9 @@ class OrderBook:
     def close(self) -> None:
         if self._matcher is not None:
             self._matcher.cancel()
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("order matcher stopped; working orders will not fill until the next order",
+                  exc_info=task.exception())

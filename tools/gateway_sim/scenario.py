@@ -71,6 +71,9 @@ class SessionSpec(Model):
     holidays: list[Annotated[str, Field(pattern=r"^\d{8}$")]] = Field(
         default_factory=lambda: ["20261126", "20261225"])
     days_listed: int = Field(7, ge=1, le=60)
+    # always_open: list the day this many days ahead as CLOSED too, so every hours string
+    # carries a holiday for the client's parser (None: only the listed holidays)
+    synthetic_holiday_in_days: int | None = Field(3, ge=1, le=60)
 
     @field_validator("timezone")
     @classmethod
