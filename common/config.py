@@ -138,7 +138,12 @@ class QuoteSettings(Model):
 class RiskSettings(Model):
     risk_per_trade_pct: float = Field(1.0, gt=0, le=100)
     max_contracts_per_order: int = Field(10, ge=1)
+    max_position_per_symbol: int = Field(20, ge=1)  # contracts open or pending, per underlying
+    max_position_total: int = Field(100, ge=1)
     max_orders_per_cycle: int = Field(5, ge=0)
+    max_orders_per_day: int = Field(50, ge=0)
+    max_notional_pct: float = Field(10.0, gt=0, le=100)  # premium outlay of one order vs net liq
+    max_quote_age_s: float = Field(30.0, gt=0)  # an option quote older than this is stale
     daily_loss_limit_pct: float = Field(3.0, gt=0, le=100)
     daily_loss_limit_abs: float = Field(0.0, ge=0)  # 0 = only the % limit applies
 

@@ -40,7 +40,7 @@ from supervisor.cycle import CycleRun, CycleSummary
 from supervisor.executor import Executor
 from supervisor.hours import is_regular_hours, next_open
 from supervisor.pool import BootFailure, WorkerHandle, WorkerPool
-from supervisor.risk import RiskDecision, RiskState, evaluate, record
+from supervisor.risk import RiskContext, RiskDecision, RiskState, evaluate, record
 from supervisor.service import DataService
 
 log = logging.getLogger("supervisor.app")
@@ -179,9 +179,10 @@ class Supervisor:
             if result.whale_fired_ts is not None:
                 self.whale_last[result.symbol] = result.whale_fired_ts
             for intent in result.intents:
+                ctx = RiskContext(orders_this_cycle=sum(1 for d in decisions if d.accepted),
+                                  now_ts=self.clock.now())
                 decision = evaluate(intent, self.risk_state, self.settings.risk,
-                                    self.settings.options,
-                                    sum(1 for d in decisions if d.accepted))
+                                    self.settings.options, ctx=ctx)
                 if decision.rule == "daily_loss_limit" and not self.risk_state.halted:
                     log.error("kill switch: %s; no new entries today", decision.reason,
                               extra={"event": "kill_switch", "reason": decision.reason})

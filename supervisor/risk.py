@@ -1,16 +1,21 @@
 """The central risk check: sizing and the rules every intent passes. Pure, no I/O.
 
-Each decision names the rule that decided it and the values it compared, so a journal line
-or a log event explains itself.
+Rules, in the order they are checked (the first that refuses decides):
+kill switch, daily loss limit, market hours, duplicate, quote sanity (missing, crossed, wide,
+stale), orders per cycle, orders per day, sizing, then the caps that may shrink the size:
+contracts per order, position per symbol, position in total, notional share of net
+liquidation. Each decision names the rule that decided it and the values it compared.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 
 from common.config import OptionsSettings, RiskSettings
 from common.messages import OrderIntent
+from common.quotes import check_quote
 
 Values = tuple[tuple[str, float | str], ...]
 
@@ -25,6 +30,16 @@ class RiskState:
     orders_today: int = 0
     sent_today: frozenset[str] = frozenset()
     halted: bool = False  # the kill switch: no new entries for the rest of the day
+
+
+@dataclass(frozen=True)
+class RiskContext:
+    """Facts of this moment the rules need besides the day's state."""
+
+    orders_this_cycle: int = 0
+    now_ts: float | None = None  # None: quote age is not checked (hand-built tests only)
+    market_open: bool = True
+    open_contracts: Mapping[str, int] = field(default_factory=dict)  # by underlying
 
 
 @dataclass(frozen=True)
@@ -65,39 +80,102 @@ def daily_loss(state: RiskState, risk: RiskSettings) -> tuple[bool, str, Values]
     return False, "", values
 
 
+class _Refusal(Exception):
+    def __init__(self, rule: str, reason: str, values: Values = ()) -> None:
+        super().__init__(reason)
+        self.rule, self.reason, self.values = rule, reason, values
+
+
+def _gates(intent: OrderIntent, state: RiskState, risk: RiskSettings, options: OptionsSettings,
+           ctx: RiskContext) -> None:
+    """The rules that refuse outright, whatever the size."""
+    if state.halted:
+        raise _Refusal("kill_switch", "daily loss limit tripped earlier today")
+    breached, why, values = daily_loss(state, risk)
+    if breached:
+        raise _Refusal("daily_loss_limit", why, values)
+    if not ctx.market_open:
+        raise _Refusal("market_hours", "the market is closed for this contract")
+    if intent.intent_id in state.sent_today:
+        raise _Refusal("duplicate", "the same intent was already sent today")
+    _quote_sanity(intent, risk, options, ctx)
+    if ctx.orders_this_cycle >= risk.max_orders_per_cycle:
+        raise _Refusal("max_orders_per_cycle", f"{ctx.orders_this_cycle} orders already this cycle",
+                       (("orders_this_cycle", ctx.orders_this_cycle),
+                        ("limit", risk.max_orders_per_cycle)))
+    if state.orders_today >= risk.max_orders_per_day:
+        raise _Refusal("max_orders_per_day", f"{state.orders_today} orders already today",
+                       (("orders_today", state.orders_today), ("limit", risk.max_orders_per_day)))
+
+
+def _quote_sanity(intent: OrderIntent, risk: RiskSettings, options: OptionsSettings,
+                  ctx: RiskContext) -> None:
+    check = check_quote(intent.bid, intent.ask, max_spread_pct=options.max_spread_pct)
+    values: Values = (("bid", intent.bid), ("ask", intent.ask),
+                      ("spread_pct", round(check.spread_pct, 3)
+                       if check.spread_pct is not None else "n/a"),
+                      ("max_spread_pct", options.max_spread_pct))
+    if check.bid is None or check.ask is None or check.mid is None:
+        raise _Refusal("quote", f"no two-sided market ({', '.join(check.flags)})", values)
+    if check.wide:
+        raise _Refusal("quote", f"spread {check.spread_pct:.1f}% > {options.max_spread_pct:g}%",
+                       values)
+    if ctx.now_ts is not None:
+        age = ctx.now_ts - intent.quote_ts if math.isfinite(intent.quote_ts) else math.inf
+        if age > risk.max_quote_age_s:
+            raise _Refusal("quote", f"quote is stale ({age:.0f}s old)",
+                           (("age_s", round(age, 1) if math.isfinite(age) else "unknown"),
+                            ("max_quote_age_s", risk.max_quote_age_s)))
+
+
+def _capped(intent: OrderIntent, size: int, state: RiskState, risk: RiskSettings,
+            ctx: RiskContext) -> tuple[int, str, Values]:
+    """The size after every cap, the rule of the tightest cap, and the caps compared."""
+    held = ctx.open_contracts.get(intent.symbol, 0)
+    held_total = sum(ctx.open_contracts.values())
+    outlay = intent.entry_limit * intent.contract.multiplier
+    notional_room = (math.floor(state.equity * risk.max_notional_pct / 100 / outlay + 1e-9)
+                     if outlay > 0 and math.isfinite(outlay) else 0)
+    caps = {
+        "sizing": size,
+        "max_contracts_per_order": risk.max_contracts_per_order,
+        "max_position_per_symbol": risk.max_position_per_symbol - held,
+        "max_position_total": risk.max_position_total - held_total,
+        "max_notional_pct": notional_room,
+    }
+    rule = min(caps, key=lambda name: caps[name])  # dicts keep order: sizing wins ties
+    values: Values = tuple(caps.items()) + (("held_symbol", held), ("held_total", held_total))
+    return max(caps[rule], 0), rule, values
+
+
 def evaluate(
     intent: OrderIntent,
     state: RiskState,
     risk: RiskSettings,
     options: OptionsSettings,
-    orders_this_cycle: int,
+    orders_this_cycle: int = 0,
+    ctx: RiskContext | None = None,
 ) -> RiskDecision:
-    def refuse(rule: str, reason: str, values: Values = ()) -> RiskDecision:
-        return RiskDecision(intent.intent_id, False, 0, rule, reason, values)
-
-    if state.halted:
-        return refuse("kill_switch", "daily loss limit tripped earlier today")
-    breached, why, values = daily_loss(state, risk)
-    if breached:
-        return refuse("daily_loss_limit", why, values)
-    if intent.intent_id in state.sent_today:
-        return refuse("duplicate", "the same intent was already sent today")
-    if orders_this_cycle >= risk.max_orders_per_cycle:
-        return refuse("max_orders_per_cycle", f"{orders_this_cycle} orders already this cycle",
-                      (("orders_this_cycle", orders_this_cycle),
-                       ("limit", risk.max_orders_per_cycle)))
+    ctx = ctx or RiskContext(orders_this_cycle=orders_this_cycle)
+    try:
+        _gates(intent, state, risk, options, ctx)
+    except _Refusal as no:
+        return RiskDecision(intent.intent_id, False, 0, no.rule, no.reason, no.values)
     size = size_contracts(state.equity, risk.risk_per_trade_pct, intent.premium,
                           intent.contract.multiplier, options.stop_loss_pct)
     sizing: Values = (("equity", state.equity), ("risk_pct", risk.risk_per_trade_pct),
                       ("premium", intent.premium), ("multiplier", intent.contract.multiplier),
                       ("stop_loss_pct", options.stop_loss_pct), ("size", size))
     if size < 1:
-        return refuse("sizing", "the risk budget buys less than one contract", sizing)
-    quantity = min(size, risk.max_contracts_per_order)
-    capped = " (capped by max_contracts_per_order)" if quantity < size else ""
-    return RiskDecision(intent.intent_id, True, quantity, "ok",
-                        f"{quantity} contracts{capped}",
-                        sizing + (("max_contracts_per_order", risk.max_contracts_per_order),))
+        return RiskDecision(intent.intent_id, False, 0, "sizing",
+                            "the risk budget buys less than one contract", sizing)
+    quantity, rule, caps = _capped(intent, size, state, risk, ctx)
+    if quantity < 1:
+        return RiskDecision(intent.intent_id, False, 0, rule, f"{rule} leaves no room",
+                            sizing + caps)
+    capped = f" (capped by {rule})" if rule != "sizing" and quantity < size else ""
+    return RiskDecision(intent.intent_id, True, quantity, "ok", f"{quantity} contracts{capped}",
+                        sizing + caps)
 
 
 def record(state: RiskState, decision: RiskDecision) -> RiskState:

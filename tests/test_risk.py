@@ -38,6 +38,9 @@ def intent(
         premium=premium,
         confidence=0.8,
         reasons=("hand-built",),
+        bid=round(premium * 0.98, 4),  # a 4 % spread: inside the 15 % quote-sanity limit
+        ask=round(premium * 1.02, 4),
+        quote_ts=0.0,
     )
 
 
@@ -47,7 +50,10 @@ def state(equity: float = 48_000.0, start_equity: float | None = None, **kw: obj
 
 
 RISK = RiskSettings(risk_per_trade_pct=1.0, max_contracts_per_order=1000,
-                    max_orders_per_cycle=5, daily_loss_limit_pct=3.0, daily_loss_limit_abs=0.0)
+                    max_orders_per_cycle=5, daily_loss_limit_pct=3.0, daily_loss_limit_abs=0.0,
+                    # caps out of the way here: tests/test_risk_rules.py covers them
+                    max_position_per_symbol=10**6, max_position_total=10**6,
+                    max_orders_per_day=10**6, max_notional_pct=100.0)
 OPTIONS = OptionsSettings.model_validate({"stop_loss_pct": 30.0})
 
 
