@@ -40,6 +40,14 @@ class IBKRSettings(Model):
     connect_timeout_s: PositiveS = 10.0
     request_timeout_s: PositiveS = 15.0
     market_data_type: Literal["live", "frozen", "delayed", "delayed_frozen"] = "live"
+    snapshot_timeout_s: float = Field(11.0, gt=0, le=120)  # real gateways end one in <= ~11 s
+    historical_timeout_s: float = Field(12.0, gt=0, le=300)
+    client_id_attempts: int = Field(3, ge=1, le=32)  # 326 "in use": client_id, +1, +2 ...
+    reconnect_initial_s: float = Field(2.0, gt=0, le=600)  # backoff: doubles per failure
+    reconnect_max_s: float = Field(60.0, gt=0, le=3600)
+    reconnect_jitter: float = Field(0.25, ge=0, le=1)  # +- this fraction of each delay
+    circuit_failures: int = Field(5, ge=1, le=1000)  # failed connects in a row -> cool down
+    circuit_cooldown_s: float = Field(300.0, gt=0, le=86_400)
 
 
 class UniverseSettings(Model):
@@ -150,6 +158,8 @@ class RiskSettings(Model):
 
 class ExecutionSettings(Model):
     mode: Literal["dry_run", "whatif", "live"] = "dry_run"
+    entry_timeout_s: PositiveS = 300.0  # an unfilled entry is cancelled after this
+    journal_path: str = "var/journal.sqlite"
 
 
 class PacingSettings(Model):

@@ -4,7 +4,8 @@
                     |                                        ^
                     +--> Reply ---------------- inbox[w] ----+
     scheduler --> CycleRun --> SymbolTask ----- inbox[w] ----+
-    SymbolResult --> risk.evaluate --> Executor (dry run) --> log events
+    SymbolResult --> Desk: risk.evaluate --> Executor (mode) --> Journal (SQLite), log events
+    Monitor (psutil + buffers -> metrics JSONL) every monitoring.interval_s; Alerter thread
 
 The main loop reads top to bottom: start workers, connect, then per cycle wait for the
 market, run the cycle, act on its results, sleep; signal handlers only set the stop event.
@@ -13,14 +14,13 @@ market, run the cycle, act on its results, sleep; signal handlers only set the s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import replace
-from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from common.config import Settings
 from common.messages import (
@@ -34,13 +34,16 @@ from common.messages import (
     WorkerReady,
 )
 from supervisor import exitcodes
+from supervisor.alerts import Alerter
 from supervisor.broker.base import Broker, BrokerError
 from supervisor.clock import Clock
 from supervisor.cycle import CycleRun, CycleSummary
-from supervisor.executor import Executor
+from supervisor.desk import Desk
+from supervisor.executor import Executor, ModeNotAvailable, live_refusal
 from supervisor.hours import is_regular_hours, next_open
+from supervisor.journal import Journal, JournalError
+from supervisor.monitor import Monitor
 from supervisor.pool import BootFailure, WorkerHandle, WorkerPool
-from supervisor.risk import RiskContext, RiskDecision, RiskState, evaluate, record
 from supervisor.service import DataService
 
 log = logging.getLogger("supervisor.app")
@@ -57,12 +60,17 @@ class Supervisor:
         log_queue: Any,
         echo: Callable[[str], None] = print,
         mp_context: str = "spawn",
+        cli_live: bool = False,
     ) -> None:
         self.settings = settings
         self.broker = broker
         self.clock = clock
         self.echo = echo
-        self.executor = Executor(settings.execution.mode)
+        self.cli_live = cli_live
+        self.journal: Journal | None = None
+        self.desk: Desk | None = None
+        self.alerter = Alerter(settings.alerts)
+        self.monitor = Monitor(settings.monitoring)
         self.service = DataService(broker, settings.ibkr.request_timeout_s)
         self.pool = WorkerPool(settings, log_queue, self._on_message, self._on_death, mp_context)
         self.stop = asyncio.Event()
@@ -70,7 +78,6 @@ class Supervisor:
         self.cycle: CycleRun | None = None
         self.cycles_run = 0
         self.summaries: list[CycleSummary] = []
-        self.risk_state: RiskState | None = None
         self.whale_last: dict[str, float] = {}
         self._serving: set[asyncio.Task[None]] = set()
 
@@ -94,20 +101,43 @@ class Supervisor:
         except BrokerError as exc:
             log.error("broker %s: %s", self.broker.name, exc)
             self.exit_code = exitcodes.CANNOT_CONNECT
+        except (ModeNotAvailable, JournalError) as exc:
+            log.error("cannot start: %s", exc)
+            self.exit_code = exitcodes.USAGE
         finally:
             await self._shutdown()
         return self.exit_code
 
     async def _start(self) -> None:
+        self.journal = Journal(self.settings.execution.journal_path)
         self.pool.start(asyncio.get_running_loop())
         await self.pool.wait_ready(self.settings.workers.start_timeout_s)
         await self.broker.connect()
-        log.info("supervisor ready: %d workers, broker %s, mode %s",
-                 len(self.pool.workers), self.broker.name, self.executor.mode)
+        accounts = await self._accounts()
+        refusal = live_refusal(self.settings, self.cli_live, self.broker.name, accounts)
+        if refusal is not None:
+            raise ModeNotAvailable(f"live trading refused: {refusal}")
+        executor = Executor(self.settings.execution.mode, self.broker, self.journal,
+                            self.settings.ibkr.account)
+        self.desk = Desk(self.settings, self.broker, self.journal, executor, self.alerter)
+        self.alerter.start()
+        self._monitor_task = asyncio.ensure_future(self._monitor_loop())
+        self.cycles_run = self.journal.next_cycle_id() - 1
+        self.cycles_wanted = self.settings.schedule.cycles
+        log.info("supervisor ready: %d workers, broker %s, mode %s, journal %s",
+                 len(self.pool.workers), self.broker.name, executor.mode,
+                 self.settings.execution.journal_path,
+                 extra={"event": "ready", "mode": executor.mode, "broker": self.broker.name})
+
+    async def _accounts(self) -> list[str]:
+        managed = getattr(self.broker, "managed_accounts", None)
+        if managed is not None:
+            return list(managed())
+        return [(await self.broker.account()).account]
 
     def _more_cycles(self) -> bool:
         wanted = self.settings.schedule.cycles
-        return not self.stop.is_set() and (wanted == 0 or self.cycles_run < wanted)
+        return not self.stop.is_set() and (wanted == 0 or len(self.summaries) < wanted)
 
     async def _wait_for_market(self) -> bool:
         schedule = self.settings.schedule
@@ -125,11 +155,13 @@ class Supervisor:
         return not self.stop.is_set()
 
     async def _run_cycle(self) -> CycleSummary:
+        assert self.desk is not None and self.journal is not None
         self.cycles_run += 1
         cycle_id = self.cycles_run
         started = time.monotonic()
-        await self._refresh_risk_state()
         now = self.clock.now()
+        state = await self.desk.begin_cycle(now)
+        self.journal.start_cycle(cycle_id, state.day, now)
         tasks = [SymbolTask(cycle_id, s, now, whale_last_ts=self.whale_last.get(s))
                  for s in self.settings.universe.symbols]
         self.cycle = CycleRun(cycle_id, tasks, self.pool,
@@ -139,9 +171,15 @@ class Supervisor:
         results = await self._wait_cycle(self.cycle)
         self.cycle = None
         ordered = tuple(results[t.symbol] for t in tasks if t.symbol in results)
-        decisions = self._act_on(ordered)
-        summary = CycleSummary(cycle_id, ordered, decisions, time.monotonic() - started)
+        for result in ordered:
+            self._record_result(result, state.day)
+        executions = await self.desk.act_on(ordered, self.clock.now())
+        summary = CycleSummary(cycle_id, ordered, tuple(e.decision for e in executions),
+                               time.monotonic() - started)
+        self.journal.end_cycle(cycle_id, self.clock.now(), len(ordered) - len(summary.failed),
+                               len(summary.failed), summary.seconds)
         self.summaries.append(summary)
+        self.alerter.heartbeat()
         return summary
 
     async def _wait_cycle(self, cycle: CycleRun) -> dict[str, SymbolResult]:
@@ -157,40 +195,16 @@ class Supervisor:
                                                  error="abandoned at shutdown")
         return cycle.results
 
-    # --- results: risk, then the executor ------------------------------------------------------
+    # --- results ---------------------------------------------------------------------------------
 
-    async def _refresh_risk_state(self) -> None:
-        account = await self.broker.account()
-        day = datetime.fromtimestamp(self.clock.now(), ZoneInfo(self.settings.schedule.timezone))
-        today = day.date().isoformat()
-        state = self.risk_state
-        if state is None or state.day != today:
-            state = RiskState(today, account.net_liquidation, account.net_liquidation)
-            log.info("new trading day %s, start equity %.2f", today, account.net_liquidation,
-                     extra={"event": "day_start", "day": today,
-                            "equity": account.net_liquidation})
-        self.risk_state = replace(state, equity=account.net_liquidation)
-
-    def _act_on(self, results: tuple[SymbolResult, ...]) -> tuple[RiskDecision, ...]:
-        assert self.risk_state is not None
-        decisions: list[RiskDecision] = []
-        for result in results:
-            self._log_result(result)
-            if result.whale_fired_ts is not None:
-                self.whale_last[result.symbol] = result.whale_fired_ts
-            for intent in result.intents:
-                ctx = RiskContext(orders_this_cycle=sum(1 for d in decisions if d.accepted),
-                                  now_ts=self.clock.now())
-                decision = evaluate(intent, self.risk_state, self.settings.risk,
-                                    self.settings.options, ctx=ctx)
-                if decision.rule == "daily_loss_limit" and not self.risk_state.halted:
-                    log.error("kill switch: %s; no new entries today", decision.reason,
-                              extra={"event": "kill_switch", "reason": decision.reason})
-                    self.risk_state = replace(self.risk_state, halted=True)
-                self.executor.execute(intent, decision)
-                self.risk_state = record(self.risk_state, decision)
-                decisions.append(decision)
-        return tuple(decisions)
+    def _record_result(self, result: SymbolResult, day: str) -> None:
+        assert self.journal is not None
+        self._log_result(result)
+        if result.whale_fired_ts is not None:
+            self.whale_last[result.symbol] = result.whale_fired_ts
+        self.journal.record_signal(result.cycle_id, day, result.symbol, result.signal.value,
+                                   result.confidence, result.reasons, result.skipped,
+                                   result.error)
 
     def _log_result(self, result: SymbolResult) -> None:
         fields = {"event": "symbol_result", "cycle": result.cycle_id, "symbol": result.symbol,
@@ -250,11 +264,53 @@ class Supervisor:
                     extra={"event": "signal", "signal": signal.Signals(signum).name})
         self.stop.set()
 
+    # --- soak monitor ----------------------------------------------------------------------------
+
+    async def _monitor_loop(self) -> None:
+        """Sample every process and buffer each interval; psutil and the file write run off
+        the event loop so a slow disk never delays serving workers."""
+        loop = asyncio.get_running_loop()
+        reported = 0
+        while not self.stop.is_set():
+            await self.clock_free_sleep(self.settings.monitoring.interval_s)
+            cycle = None
+            if self.summaries and self.summaries[-1].cycle_id != reported:
+                last = self.summaries[-1]
+                reported = last.cycle_id
+                cycle = {"cycle_id": last.cycle_id, "seconds": round(last.seconds, 4),
+                         "ok": len(last.results) - len(last.failed), "failed": len(last.failed)}
+            await loop.run_in_executor(None, self._sample, cycle)
+
+    async def clock_free_sleep(self, seconds: float) -> None:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self.stop.wait(), seconds)
+
+    def _sample(self, cycle: dict[str, Any] | None) -> None:
+        processes = {"supervisor": os.getpid()}
+        for handle in list(self.pool.workers.values()):
+            if handle.pid is not None:
+                processes[f"worker-{handle.worker_id}"] = handle.pid
+        buffers: dict[str, float] = {f"broker.{k}": v for k, v in self.broker.stats().items()}
+        buffers.update({"pending_requests": len(self._serving),
+                        "requests_served_total": self.service.served,
+                        "requests_failed_total": self.service.failed,
+                        "worker_respawns_total": self.pool.respawns,
+                        "alerts_dropped_total": self.alerter.stats()["dropped"]})
+        self.monitor.record(processes=processes, buffers=buffers, cycle=cycle)
+        for name, slope in self.monitor.memory_alerts().items():
+            self.alerter.send_once(f"memory-{name}", "memory",
+                                   f"{name} memory grows {slope / 1024:.1f} MB/h")
+
     async def _shutdown(self) -> None:
-        """Stop scheduling, drop pending serving, stop workers, disconnect; logs flush last."""
+        """Stop scheduling, drop pending serving, stop workers, disconnect, close the journal;
+        logs flush last (the CLI closes them)."""
         self.stop.set()
         for task in list(self._serving):
             task.cancel()
+        monitor_task = getattr(self, "_monitor_task", None)
+        if monitor_task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await monitor_task
         await self.pool.stop()
         try:
             await self.broker.disconnect()
@@ -263,4 +319,8 @@ class Supervisor:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
-        log.info("supervisor stopped after %d cycles", self.cycles_run)
+        self.alerter.stop()
+        self.monitor.close()
+        if self.journal is not None:
+            self.journal.close()
+        log.info("supervisor stopped after %d cycles", len(self.summaries))

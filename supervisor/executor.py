@@ -1,57 +1,127 @@
 """The one execution gate: every risk decision passes here, in the configured mode.
 
-Only ``dry_run`` exists so far: it logs (and later journals) every intent with its verdict and
-sends nothing. ``whatif`` and ``live`` are refused until they are built, so no setting can
-route an order to a path that does not exist.
+    decision --refused--> journal (decision) --> log
+             --accepted-> journal (intent, before anything is sent) --> mode:
+                 dry_run  journal an order marked "simulated"; the position book plays it
+                 whatif   IBKR's what-if margin check, journaled; nothing is sent
+                 live     a native bracket (limit entry, take-profit, stop; one OCA group)
+
+Live is possible only when the settings say live AND the command line says --live AND the
+connected account equals the configured one (``live_refusal``); anything else refuses.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
 
+from common.config import Settings
 from common.messages import OrderIntent
+from supervisor.broker.base import BrokerError
+from supervisor.journal import Journal
 from supervisor.risk import RiskDecision
 
 log = logging.getLogger("supervisor.executor")
 
-BUILT_MODES = ("dry_run",)
+MODES = ("dry_run", "whatif", "live")
 
 
 class ModeNotAvailable(ValueError):
-    """The configured execution mode cannot be used (not built, or its safeguards refuse)."""
+    """The configured execution mode cannot be used: the message says which guard refused."""
+
+
+def live_refusal(settings: Settings, cli_live: bool, broker_name: str,
+                 accounts: Sequence[str]) -> str | None:
+    """Why live trading is not allowed, or None when every guard agrees."""
+    if settings.execution.mode != "live":
+        return None if not cli_live else (
+            f"--live given but execution.mode is {settings.execution.mode!r}: set it to live")
+    if not cli_live:
+        return "execution.mode is live but the command line lacks --live"
+    if broker_name != "ibkr":
+        return f"live trading needs the IBKR broker, not {broker_name!r}"
+    wanted = settings.ibkr.account
+    if not wanted:
+        return "execution.mode is live but ibkr.account is empty: name the account to trade"
+    if wanted not in accounts:
+        return (f"ibkr.account {wanted!r} is not the connected account "
+                f"({', '.join(accounts) or 'none reported'})")
+    return None
 
 
 @dataclass(frozen=True)
 class Execution:
     intent_id: str
     mode: str
-    status: str  # "logged" (dry run) | "refused"
+    status: str  # simulated | checked | submitted | refused | duplicate | error
     quantity: int
+    decision: RiskDecision
 
 
 class Executor:
-    def __init__(self, mode: str) -> None:
-        if mode not in BUILT_MODES:
-            raise ModeNotAvailable(
-                f"execution.mode {mode!r} is not available yet; only {', '.join(BUILT_MODES)}"
-            )
+    def __init__(self, mode: str, broker: Any, journal: Journal, account: str = "") -> None:
+        if mode not in MODES:
+            raise ModeNotAvailable(f"execution.mode {mode!r} is not one of {MODES}")
         self.mode = mode
+        self.broker = broker
+        self.journal = journal
+        self.account = account
 
-    def execute(self, intent: OrderIntent, decision: RiskDecision) -> Execution:
-        fields = {
-            "event": "execution", "mode": self.mode, "intent_id": intent.intent_id,
-            "symbol": intent.symbol, "contract": intent.contract.key,
-            "signal": intent.signal.value, "accepted": decision.accepted,
-            "quantity": decision.quantity, "rule": decision.rule, "reason": decision.reason,
-            "entry_limit": intent.entry_limit, "take_profit": intent.take_profit,
-            "stop_loss": intent.stop_loss, "confidence": round(intent.confidence, 3),
-        }
+    async def execute(self, intent: OrderIntent, decision: RiskDecision, day: str,
+                      ts: float) -> Execution:
+        if decision.accepted and not self.journal.record_intent(intent, day):
+            decision = replace(decision, accepted=False, quantity=0, rule="duplicate",
+                               reason="already in the journal (sent before a restart)")
+        self.journal.record_decision(decision, day, ts)
+        fields = _fields(intent, decision, self.mode)
         if not decision.accepted:
             log.info("refused %s %s: %s (%s)", intent.signal.value, intent.contract.key,
                      decision.rule, decision.reason, extra=fields)
-            return Execution(intent.intent_id, self.mode, "refused", 0)
-        log.info("DRY RUN %s %d x %s @ %.2f tp %.2f sl %.2f", intent.signal.value,
-                 decision.quantity, intent.contract.key, intent.entry_limit,
-                 intent.take_profit, intent.stop_loss, extra=fields)
-        return Execution(intent.intent_id, self.mode, "logged", decision.quantity)
+            return Execution(intent.intent_id, self.mode, "refused", 0, decision)
+        try:
+            status = await self._send(intent, decision, ts)
+        except BrokerError as exc:
+            self.journal.record_order(intent.intent_id, self.mode, "error", decision.quantity,
+                                      ts, details={"error": str(exc)})
+            log.error("%s %s failed: %s", self.mode, intent.contract.key, exc,
+                      extra={**fields, "event": "execution_error"})
+            return Execution(intent.intent_id, self.mode, "error", 0, decision)
+        log.info("%s %s %d x %s @ %.2f tp %.2f sl %.2f", self.mode.upper(), intent.signal.value,
+                 decision.quantity, intent.contract.key, intent.entry_limit, intent.take_profit,
+                 intent.stop_loss, extra={**fields, "status": status})
+        return Execution(intent.intent_id, self.mode, status, decision.quantity, decision)
+
+    async def _send(self, intent: OrderIntent, decision: RiskDecision, ts: float) -> str:
+        prices = {"entry_limit": intent.entry_limit, "take_profit": intent.take_profit,
+                  "stop_loss": intent.stop_loss}
+        if self.mode == "dry_run":
+            self.journal.record_order(intent.intent_id, "dry_run", "simulated",
+                                      decision.quantity, ts, details=prices)
+            return "simulated"
+        if self.mode == "whatif":
+            result = await self.broker.what_if(intent.contract, "BUY", decision.quantity,
+                                               intent.entry_limit)
+            self.journal.record_whatif(intent.intent_id, result["init_margin_change"],
+                                       result["maint_margin_change"], result["commission"], ts)
+            self.journal.record_order(intent.intent_id, "whatif", "checked", decision.quantity,
+                                      ts, details={**prices, **result})
+            return "checked"
+        order_ids = await self.broker.place_bracket(intent, decision.quantity, self.account)
+        self.journal.record_order(intent.intent_id, "live", "submitted", decision.quantity, ts,
+                                  broker_order_id=order_ids[0],
+                                  details={**prices, "order_ids": list(order_ids)})
+        return "submitted"
+
+
+def _fields(intent: OrderIntent, decision: RiskDecision, mode: str) -> dict[str, Any]:
+    return {
+        "event": "execution", "mode": mode, "intent_id": intent.intent_id,
+        "symbol": intent.symbol, "contract": intent.contract.key,
+        "signal": intent.signal.value, "accepted": decision.accepted,
+        "quantity": decision.quantity, "rule": decision.rule, "reason": decision.reason,
+        "values": dict(decision.values), "entry_limit": intent.entry_limit,
+        "take_profit": intent.take_profit, "stop_loss": intent.stop_loss,
+        "confidence": round(intent.confidence, 3),
+    }

@@ -422,6 +422,11 @@ class Journal:
 
     # --- the day report's numbers --------------------------------------------------------------
 
+    def latest_day(self) -> str | None:
+        """The most recent day with a cycle, or None for an empty journal."""
+        day = self._one("SELECT MAX(day) FROM cycles")
+        return str(day) if day is not None else None
+
     def day_summary(self, day: str) -> dict[str, Any]:
         """Everything supervisor.report renders for ``day``: plain JSON-ready values only."""
         q = self._db.execute

@@ -113,5 +113,6 @@ def test_closed_market_waits_for_the_open(tmp_path):
                              stub={"start": "2026-01-10T12:00:00-05:00"})
     sup = run_supervisor(settings, tmp_path)
     assert len(sup.summaries) == 1
-    assert sup.risk_state is not None and sup.risk_state.day == "2026-01-12"
+    assert sup.desk is not None and sup.desk.state is not None
+    assert sup.desk.state.day == "2026-01-12"
     assert events(tmp_path, "market_closed")

@@ -200,6 +200,14 @@ class StubBroker:
         equity = self.settings.equity
         return AccountSnapshot(account="STUB0001", net_liquidation=equity, available_funds=equity)
 
+    async def what_if(self, contract: OptionContract, action: str, quantity: int,
+                      limit: float) -> dict[str, float]:
+        """A margin check the IBKR way: a long option's margin is its premium."""
+        await self._round_trip()
+        outlay = limit * contract.multiplier * quantity
+        return {"init_margin_change": outlay, "maint_margin_change": outlay,
+                "commission": 0.65 * quantity}
+
     async def market_open(self, symbol: str, now_ts: float) -> bool | None:
         return None  # the stub keeps no calendar: the configured regular hours decide
 

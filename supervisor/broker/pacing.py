@@ -1,0 +1,180 @@
+"""Pacing: how fast the broker may talk to the gateway, and how often it may try to connect.
+
+    IBKRBroker request --> PacingGovernor.acquire(n) --> ib_insync client --> gateway
+                           |  sliding 1 s window: at most floor(max_messages_per_s) messages
+                           |  in any second, and spaced out evenly (one every 1/rate s), so
+                           |  the gateway never sees a burst
+                           +- line(): at most max_lines market-data requests in flight
+
+    reconnect loop --> Backoff.delay(attempt) --> CircuitBreaker.allow(now)?
+
+IBKR disconnects a client that sends more than 50 messages in a second and refuses market
+data beyond the account's lines (100 by default). Both are bugs on our side, never conditions
+to retry, so every outgoing message passes ``acquire`` first and every market-data request
+holds a line until the gateway is done with it. ib_insync's own throttle (45 requests per
+rolling second, released in one burst exactly a second later) is switched off by the broker:
+one governor, not two stacked.
+
+Everything takes an injectable clock and sleep, so tests drive it on a fake clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import random
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
+WINDOW_S = 1.0
+
+
+class PacingGovernor:
+    """A sliding one-second message window with even spacing, plus a market-data line cap."""
+
+    def __init__(self, max_messages_per_s: float, max_lines: int, *,
+                 clock: Clock = time.monotonic, sleep: Sleep = asyncio.sleep) -> None:
+        if max_messages_per_s <= 0:
+            raise ValueError(f"max_messages_per_s must be > 0, got {max_messages_per_s}")
+        if max_lines < 1:
+            raise ValueError(f"max_lines must be >= 1, got {max_lines}")
+        self.rate = float(max_messages_per_s)
+        self.limit = max(1, math.floor(max_messages_per_s))  # messages in any 1 s window
+        self.interval_s = 1.0 / self.rate
+        self.max_lines = max_lines
+        self._clock = clock
+        self._sleep = sleep
+        self._sent: deque[float] = deque()
+        self._next_at = -math.inf
+        self._lock = asyncio.Lock()  # FIFO: waiters are served in arrival order
+        self._lines = asyncio.Semaphore(max_lines)
+        self.lines_in_use = 0
+        self.messages_total = 0
+        self.waits_total = 0
+        self.wait_s_total = 0.0
+        self.line_waits_total = 0
+
+    # --- messages ------------------------------------------------------------------------
+
+    async def acquire(self, n: int = 1) -> None:
+        """Wait until ``n`` messages may be sent now, and count them as sent now.
+
+        Call it right before sending: the window is only as true as the timestamps in it.
+        """
+        if n < 1:
+            return
+        if n > self.limit:
+            raise ValueError(f"{n} messages never fit a window of {self.limit}")
+        async with self._lock:
+            waited = False
+            while True:
+                now = self._clock()
+                wait_s = self._wait_s(now, n)
+                if wait_s <= 0:
+                    break
+                if not waited:
+                    waited = True
+                    self.waits_total += 1
+                self.wait_s_total += wait_s
+                await self._sleep(wait_s)
+            self._sent.extend([now] * n)
+            self._next_at = now + n * self.interval_s
+            self.messages_total += n
+
+    def _wait_s(self, now: float, n: int) -> float:
+        while self._sent and now - self._sent[0] >= WINDOW_S:
+            self._sent.popleft()
+        spacing = self._next_at - now
+        over = len(self._sent) + n - self.limit
+        window = self._sent[over - 1] + WINDOW_S - now if over > 0 else 0.0
+        return max(spacing, window)
+
+    def in_window(self, now: float | None = None) -> int:
+        """Messages sent within the last second (for tests and stats)."""
+        t = self._clock() if now is None else now
+        return sum(1 for s in self._sent if t - s < WINDOW_S)
+
+    # --- market-data lines ---------------------------------------------------------------
+
+    async def acquire_line(self) -> None:
+        if self._lines.locked():
+            self.line_waits_total += 1
+        await self._lines.acquire()
+        self.lines_in_use += 1
+
+    def release_line(self) -> None:
+        if self.lines_in_use <= 0:
+            raise RuntimeError("release_line without a line held")
+        self.lines_in_use -= 1
+        self._lines.release()
+
+    @contextlib.asynccontextmanager
+    async def line(self) -> AsyncIterator[None]:
+        """Hold one market-data line for the body."""
+        await self.acquire_line()
+        try:
+            yield
+        finally:
+            self.release_line()
+
+
+class Backoff:
+    """Exponential delays with jitter: initial * 2**attempt, capped, times (1 +- jitter)."""
+
+    def __init__(self, initial_s: float, max_s: float, jitter: float,
+                 rng: random.Random | None = None) -> None:
+        self.initial_s = initial_s
+        self.max_s = max(max_s, initial_s)
+        self.jitter = jitter
+        self._rng = rng or random.Random()
+
+    def delay(self, attempt: int) -> float:
+        base = min(self.max_s, self.initial_s * 2.0 ** min(max(attempt, 0), 30))
+        return max(0.0, base * (1.0 + self.jitter * self._rng.uniform(-1.0, 1.0)))
+
+
+class CircuitBreaker:
+    """After ``failures`` connects in a row fail, stop trying for ``cooldown_s``, then let
+    one probe through: its success closes the circuit, its failure opens it again."""
+
+    CLOSED, OPEN, HALF_OPEN = 0, 1, 2
+    NAMES = {CLOSED: "closed", OPEN: "open", HALF_OPEN: "half_open"}
+
+    def __init__(self, failures: int, cooldown_s: float, clock: Clock = time.monotonic) -> None:
+        self.threshold = max(1, failures)
+        self.cooldown_s = cooldown_s
+        self._clock = clock
+        self.failures = 0
+        self._state = self.CLOSED
+        self._opened_at = 0.0
+        self.opened_total = 0
+
+    @property
+    def state(self) -> int:
+        if self._state == self.OPEN and self._clock() - self._opened_at >= self.cooldown_s:
+            self._state = self.HALF_OPEN
+        return self._state
+
+    def allow(self) -> bool:
+        return self.state != self.OPEN
+
+    def remaining_s(self) -> float:
+        if self.state != self.OPEN:
+            return 0.0
+        return max(0.0, self._opened_at + self.cooldown_s - self._clock())
+
+    def success(self) -> None:
+        self.failures = 0
+        self._state = self.CLOSED
+
+    def failure(self) -> None:
+        self.failures += 1
+        if self.state == self.HALF_OPEN or self.failures >= self.threshold:
+            if self._state != self.OPEN:
+                self.opened_total += 1
+            self._state = self.OPEN
+            self._opened_at = self._clock()
