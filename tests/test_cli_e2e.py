@@ -102,3 +102,44 @@ def test_sigkill_of_the_supervisor_leaves_no_workers(tmp_path):
     proc.kill()
     proc.wait(timeout=10)
     assert _gone(workers)
+
+
+def test_sigkill_mid_run_then_restart_sends_no_intent_twice(tmp_path):
+    # Given a run killed outright after its first cycle (the same simulated session replays)
+    proc, workers = _start_forever(tmp_path)
+    proc.kill()
+    proc.wait(timeout=10)
+    assert _gone(workers)
+    # When the bot is started again over the same journal
+    done = run(tmp_path, "run", "--cycles", "3")
+    assert done.returncode == 0, done.stderr
+    # Then every intent id has at most one order, and the replayed ones were refused
+    import sqlite3
+
+    db = sqlite3.connect(tmp_path / "var" / "journal.sqlite")
+    per_intent = db.execute("SELECT intent_id, COUNT(*) FROM orders GROUP BY intent_id").fetchall()
+    assert per_intent and all(n == 1 for _, n in per_intent)
+    rules = {r for (r,) in db.execute("SELECT rule FROM decisions WHERE accepted = 0")}
+    assert "duplicate" in rules
+    report = run(tmp_path, "report")
+    assert report.returncode == 0 and "rejections by rule: duplicate" in report.stdout
+
+
+def test_live_without_its_guards_refuses_with_the_reason(tmp_path):
+    config = tmp_path / "live.yaml"
+    config.write_text("execution:\n  mode: live\n")
+    no_flag = run(tmp_path, "run", "--config", str(config), "--cycles", "1")
+    assert no_flag.returncode == 2 and "lacks --live" in no_flag.stderr
+    on_stub = run(tmp_path, "run", "--config", str(config), "--cycles", "1", "--live")
+    assert on_stub.returncode == 2 and "needs the IBKR broker" in on_stub.stderr
+    assert "cycle" not in no_flag.stdout + on_stub.stdout  # refused before any cycle ran
+
+
+def test_whatif_mode_on_the_stub_is_reported(tmp_path):
+    done = run(tmp_path, "run", "--mode", "whatif", "--cycles", "3")
+    assert done.returncode == 0, done.stderr
+    report = run(tmp_path, "report", "--json")
+    import json
+
+    summary = json.loads(report.stdout)
+    assert summary["whatifs"] and all(w["init_margin_change"] > 0 for w in summary["whatifs"])
