@@ -69,6 +69,7 @@ class UniverseSettings(Model):
 class ScheduleSettings(Model):
     interval_s: float = Field(60.0, ge=0, le=86_400)
     cycles: int = Field(0, ge=0)  # 0 = run until stopped
+    max_runtime_s: float = Field(0.0, ge=0)  # 0 = no limit; else stop after this long
     cycle_deadline_s: PositiveS = 45.0
     regular_hours_only: bool = True
     timezone: str = "America/New_York"
@@ -205,6 +206,9 @@ class StubSettings(Model):
     base_prices: dict[str, Annotated[float, Field(gt=0)]] = Field(default_factory=dict)
     latency_s: float = Field(0.0, ge=0, le=60)
     equity: float = Field(100_000.0, gt=0)
+    # TEST ONLY: keep this many bytes per request forever, a deliberate leak the soak report
+    # must catch. Never set it in a real settings file.
+    leak_bytes_per_request: int = Field(0, ge=0, le=10_000_000)
 
     @field_validator("start")
     @classmethod

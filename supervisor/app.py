@@ -19,6 +19,7 @@ import logging
 import os
 import signal
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -61,6 +62,7 @@ class Supervisor:
         echo: Callable[[str], None] = print,
         mp_context: str = "spawn",
         cli_live: bool = False,
+        keep_summaries: int = 100,
     ) -> None:
         self.settings = settings
         self.broker = broker
@@ -77,9 +79,13 @@ class Supervisor:
         self.exit_code = exitcodes.OK
         self.cycle: CycleRun | None = None
         self.cycles_run = 0
-        self.summaries: list[CycleSummary] = []
+        # the latest cycles only: a bot running for days must not keep every cycle in memory
+        self.summaries: deque[CycleSummary] = deque(maxlen=keep_summaries)
+        self.cycles_done = 0
+        self.failed_symbols_total = 0
         self.whale_last: dict[str, float] = {}
         self._serving: set[asyncio.Task[None]] = set()
+        self._started = time.monotonic()
 
     # --- the main loop -------------------------------------------------------------------------
 
@@ -136,8 +142,12 @@ class Supervisor:
         return [(await self.broker.account()).account]
 
     def _more_cycles(self) -> bool:
-        wanted = self.settings.schedule.cycles
-        return not self.stop.is_set() and (wanted == 0 or len(self.summaries) < wanted)
+        schedule = self.settings.schedule
+        if schedule.max_runtime_s and time.monotonic() - self._started > schedule.max_runtime_s:
+            log.info("max_runtime_s %.0f reached", schedule.max_runtime_s)
+            return False
+        wanted = schedule.cycles
+        return not self.stop.is_set() and (wanted == 0 or self.cycles_done < wanted)
 
     async def _wait_for_market(self) -> bool:
         schedule = self.settings.schedule
@@ -179,6 +189,8 @@ class Supervisor:
         self.journal.end_cycle(cycle_id, self.clock.now(), len(ordered) - len(summary.failed),
                                len(summary.failed), summary.seconds)
         self.summaries.append(summary)
+        self.cycles_done += 1
+        self.failed_symbols_total += len(summary.failed)
         self.alerter.heartbeat()
         return summary
 
@@ -323,4 +335,4 @@ class Supervisor:
         self.monitor.close()
         if self.journal is not None:
             self.journal.close()
-        log.info("supervisor stopped after %d cycles", len(self.summaries))
+        log.info("supervisor stopped after %d cycles", self.cycles_done)

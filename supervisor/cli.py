@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import multiprocessing
 import re
 import sys
 from pathlib import Path
@@ -16,12 +15,11 @@ from typing import Any
 
 from common.config import ConfigError, Settings, load_settings, parse_settings
 from supervisor import exitcodes
-from supervisor.app import Supervisor
-from supervisor.broker.stub import StubBroker
-from supervisor.clock import Clock, SimClock
+from supervisor.check import run_check
 from supervisor.journal import Journal, JournalError
-from supervisor.logs import LogService
+from supervisor.phases import add_phase_arguments, cmd_phases
 from supervisor.report import render_json, render_text
+from supervisor.sessions import SimStartError, broker_session, run_supervisor
 from workers.strategy import StrategyLoadError, load_strategy
 
 
@@ -39,13 +37,23 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
+def _market_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="settings file (default: the embedded one)")
+    parser.add_argument("--broker", choices=["stub", "ibkr"], default="stub",
+                        help="stub: an in-memory market; ibkr: IB Gateway/TWS at --host/--port")
+    parser.add_argument("--sim", action="store_true",
+                        help="start the simulated IB Gateway on a free loopback port and use it")
+    parser.add_argument("--scenario", help="the simulator's scenario file (with --sim)")
+    parser.add_argument("--host", help="gateway host (ibkr.host)")
+    parser.add_argument("--port", type=_non_negative_int, help="gateway port (ibkr.port)")
+    parser.add_argument("--client-id", type=_non_negative_int, help="ibkr.client_id")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m supervisor", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run trading cycles (dry run unless told otherwise)")
-    run.add_argument("--config", help="settings file (default: the embedded configs/settings.yaml)")
-    run.add_argument("--broker", choices=["stub"], default="stub",
-                     help="where market data comes from (default: stub, an in-memory market)")
+    _market_options(run)
     run.add_argument("--cycles", type=_non_negative_int, help="cycles to run (0 = until stopped)")
     run.add_argument("--interval", type=_non_negative_float, help="seconds between cycles")
     run.add_argument("--symbols", help="comma-separated universe, e.g. SPY,QQQ")
@@ -55,6 +63,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--live", action="store_true",
                      help="allow live orders; also needs execution.mode live and ibkr.account "
                           "equal to the connected account")
+    check = commands.add_parser("check", help="phase 1: one symbol's price, chain, ATM, window")
+    _market_options(check)
+    check.add_argument("--symbol", help="default: the first symbol of the universe")
+    phases = commands.add_parser("phases", help="phase 1 check, phase 2 cycles, phase 3 soak, "
+                                                "then the soak report")
+    _market_options(phases)
+    add_phase_arguments(phases)
     report = commands.add_parser("report", help="print a day from the journal")
     report.add_argument("--config", help="settings file (for the journal path and time zone)")
     report.add_argument("--day", help="YYYY-MM-DD (default: the latest day in the journal)")
@@ -67,16 +82,19 @@ def build_parser() -> argparse.ArgumentParser:
 def with_overrides(settings: Settings, args: argparse.Namespace) -> Settings:
     """Command-line values applied on top of the file, validated by the same models."""
     raw: dict[str, Any] = settings.model_dump()  # python mode keeps secrets intact
-    if args.cycles is not None:
+    if getattr(args, "cycles", None) is not None:
         raw["schedule"]["cycles"] = args.cycles
-    if args.interval is not None:
+    if getattr(args, "interval", None) is not None:
         raw["schedule"]["interval_s"] = args.interval
-    if args.symbols:
+    if getattr(args, "symbols", None):
         raw["universe"]["symbols"] = [s for s in args.symbols.split(",") if s.strip()]
-    if args.workers is not None:
+    if getattr(args, "workers", None) is not None:
         raw["workers"]["count"] = args.workers
-    if args.mode is not None:
+    if getattr(args, "mode", None) is not None:
         raw["execution"]["mode"] = args.mode
+    for flag in ("host", "port", "client_id"):
+        if getattr(args, flag, None) is not None:
+            raw["ibkr"][flag] = getattr(args, flag)
     return parse_settings(raw, "command line", environ={})
 
 
@@ -101,12 +119,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return exitcodes.OK
 
 
-def make_broker(settings: Settings, name: str) -> tuple[StubBroker, Clock]:
-    """The stub replays a seeded session on a simulated clock: cycles run back to back."""
-    if name == "stub":
-        clock = SimClock(settings.stub.start.timestamp())
-        return StubBroker(settings.stub, clock.now), clock
-    raise AssertionError(f"unknown broker {name}")  # argparse's choices keep this unreachable
+def _broker_name(args: argparse.Namespace) -> str:
+    return "sim" if getattr(args, "sim", False) else str(args.broker)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -119,15 +133,31 @@ def cmd_run(args: argparse.Namespace) -> int:
     except StrategyLoadError as exc:
         print(f"invalid settings: {exc}", file=sys.stderr)
         return exitcodes.USAGE
-    broker, clock = make_broker(settings, args.broker)
-    log_queue = multiprocessing.get_context("spawn").Queue()
-    logs = LogService(settings.logging, log_queue, sys.stderr)
-    supervisor = Supervisor(settings, broker, clock, log_queue, cli_live=args.live,
-                            echo=lambda line: print(line, flush=True))
     try:
-        return asyncio.run(supervisor.run())
-    finally:
-        logs.close()
+        with broker_session(settings, _broker_name(args), args.scenario) as (broker, clock, used):
+            code, _ = run_supervisor(used, broker, clock, cli_live=args.live,
+                                     echo=lambda line: print(line, flush=True))
+            return code
+    except SimStartError as exc:
+        print(f"cannot start the gateway simulator: {exc}", file=sys.stderr)
+        return exitcodes.CANNOT_CONNECT
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    try:
+        settings = with_overrides(load_settings(args.config), args)
+    except ConfigError as exc:
+        _print_config_error(exc)
+        return exitcodes.USAGE
+    symbol = (args.symbol or settings.universe.symbols[0]).upper()
+    try:
+        with broker_session(settings, _broker_name(args), args.scenario) as (broker, clock, used):
+            report = asyncio.run(run_check(broker, used, symbol, clock.now()))
+    except SimStartError as exc:
+        print(f"cannot start the gateway simulator: {exc}", file=sys.stderr)
+        return exitcodes.CANNOT_CONNECT
+    print("\n".join(report.lines()))
+    return exitcodes.OK if report.ok else exitcodes.CANNOT_CONNECT
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -166,4 +196,8 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_validate(args)
     if args.command == "report":
         return cmd_report(args)
+    if args.command == "check":
+        return cmd_check(args)
+    if args.command == "phases":
+        return cmd_phases(args, with_overrides)
     return cmd_run(args)

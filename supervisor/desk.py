@@ -55,6 +55,8 @@ class Desk:
         day = self.day_of(now_ts)
         account = await self.broker.account()
         if self.state is None or self.state.day != day:
+            # positions closed on earlier days live on in the journal only
+            self.book = {p.intent_id: p for p in self._today(day)}
             self.state = self._restore_day(day, account.net_liquidation)
         await self._drive_book(now_ts, day)
         equity = account.net_liquidation

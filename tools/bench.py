@@ -61,7 +61,7 @@ def bench(symbols: int, cycles: int, workers: int, concurrency: int) -> dict[str
     log_queue = multiprocessing.get_context("spawn").Queue()
     logs = LogService(settings.logging, log_queue, None)
     supervisor = Supervisor(settings, StubBroker(settings.stub, clock.now), clock, log_queue,
-                            echo=lambda line: None)
+                            echo=lambda line: None, keep_summaries=cycles)
     sampler = RssSampler()
     sampler.start()
     try:

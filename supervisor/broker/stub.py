@@ -75,6 +75,7 @@ class StubBroker:
         self._bar_cache: dict[tuple[str, int, int], tuple[float, ...]] = {}
         self._connected = False
         self.requests = 0
+        self._leak: list[bytes] = []  # stays empty unless the test-only leak is switched on
 
     # --- connection --------------------------------------------------------------------------
 
@@ -89,6 +90,8 @@ class StubBroker:
 
     async def _round_trip(self) -> None:
         self.requests += 1
+        if self.settings.leak_bytes_per_request:
+            self._leak.append(bytes(self.settings.leak_bytes_per_request))
         if self.settings.latency_s:
             await asyncio.sleep(self.settings.latency_s)
 
@@ -140,7 +143,7 @@ class StubBroker:
         key = (symbol, start, bar_minutes)
         bar = self._bar_cache.get(key)
         if bar is None:
-            if len(self._bar_cache) > 200_000:  # bounded: a soak must not grow without end
+            if len(self._bar_cache) > 20_000:  # bounded: a soak must not grow without end
                 self._bar_cache.clear()
             prices = [path.at(m) for m in range(start, start + bar_minutes + 1)]
             volume = sum(path.volume(m) for m in range(start, start + bar_minutes))
@@ -212,7 +215,8 @@ class StubBroker:
         return None  # the stub keeps no calendar: the configured regular hours decide
 
     def stats(self) -> dict[str, float]:
-        return {"requests": float(self.requests), "live_tickers": 0.0}
+        return {"requests_total": float(self.requests), "live_tickers": 0.0,
+                "leaked_bytes": float(len(self._leak) * self.settings.leak_bytes_per_request)}
 
 
 def _day(ts: float) -> date:

@@ -1,0 +1,148 @@
+"""The original report's pipeline as one command: Phase 1, Phase 2, Phase 3, the verdict.
+
+    phase 1  check: one symbol's price, chain, ATM and strike window (supervisor.check)
+    phase 2  multi-symbol: --phase2-cycles cycles over the universe, back to back
+    phase 3  soak: --soak-s seconds (or --soak-cycles cycles), the monitor sampling every
+             --metrics-interval-s into OUT/metrics.jsonl
+    report   tools/soak_report.py's analysis of those metrics: PASS (exit 0) or FAIL (exit 1)
+
+Against the simulator with --sim, the stub by default, a real gateway with --broker ibkr.
+A soak under an hour is "compressed": warm-up, minimum span and the memory slope limit are
+scaled to the run (a fixed memory budget over the steady state instead of KB per hour), since
+a slope per hour measured over a minute would magnify noise sixty-fold.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from common.config import ConfigError, Settings, load_settings
+from supervisor import exitcodes
+from supervisor.check import run_check
+from supervisor.sessions import SimStartError, broker_session, run_supervisor, with_values
+from tools.soak_report import Thresholds, analyse, format_report, load_records, plot
+
+COMPRESSED_BELOW_S = 3600.0
+
+
+def add_phase_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--phase2-cycles", type=int, default=3)
+    parser.add_argument("--soak-s", type=float, default=0.0,
+                        help="phase 3 length in seconds (e.g. 14400 for the 4-hour soak)")
+    parser.add_argument("--soak-cycles", type=int, default=0,
+                        help="phase 3 length in cycles instead (e.g. 2000, compressed)")
+    parser.add_argument("--interval", type=float, default=None,
+                        help="seconds between cycles in phases 2 and 3 (default: back to back; "
+                             "the stub's simulated clock still moves 60 s a cycle)")
+    parser.add_argument("--metrics-interval-s", type=float, default=0.0,
+                        help="monitor sampling (default: 30 s, 0.5 s for compressed soaks)")
+    parser.add_argument("--memory-budget-kb", type=float, default=8192.0,
+                        help="compressed soaks: RSS growth allowed over the steady state")
+    parser.add_argument("--out", default="var/phases", help="journal, logs, metrics, report")
+    parser.add_argument("--plot", help="write the soak plot PNG here (needs matplotlib)")
+
+
+def _phase_settings(settings: Settings, args: argparse.Namespace, out: Path,
+                    phase: str) -> Settings:
+    compressed = not args.soak_s or args.soak_s < COMPRESSED_BELOW_S
+    metrics_s = args.metrics_interval_s or (0.5 if compressed else 30.0)
+    interval = args.interval
+    if interval is None:  # the stub sleeps on a simulated clock: its market moves, we don't wait
+        interval = 60.0 if args.broker == "stub" and not args.sim else 0.0
+    schedule: dict[str, Any] = {"interval_s": interval}
+    if phase == "phase2":
+        schedule.update(cycles=args.phase2_cycles, max_runtime_s=0.0)
+    else:
+        schedule.update(cycles=args.soak_cycles, max_runtime_s=args.soak_s)
+    return with_values(settings, {
+        "schedule": schedule,
+        "monitoring": {"interval_s": metrics_s,
+                       "metrics_path": str(out / f"{phase}.metrics.jsonl")},
+        "logging": {"json_path": str(out / "bot.jsonl"), "console": False},
+        "execution": {"journal_path": str(out / "journal.sqlite")},
+    })
+
+
+def soak_thresholds(records: list[dict[str, Any]], soak_s: float, budget_kb: float) -> Thresholds:
+    """The report's defaults for a real soak; scaled to the run for a compressed one."""
+    if soak_s >= COMPRESSED_BELOW_S:
+        return Thresholds()
+    monos = [r["mono"] for r in records if isinstance(r.get("mono"), (int, float))]
+    span = (max(monos) - min(monos)) if monos else 0.0
+    warmup = 0.2 * span
+    steady_h = max(span - warmup, 1.0) / 3600
+    return Thresholds(warmup_s=warmup, min_span_s=0.5 * span,
+                      max_rss_slope_kb_per_h=budget_kb / steady_h)
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
+def cmd_phases(args: argparse.Namespace,
+               overrides: Callable[[Settings, argparse.Namespace], Settings]) -> int:
+    if not args.soak_s and not args.soak_cycles:
+        print("phases: give phase 3 a length: --soak-s SECONDS or --soak-cycles N",
+              file=sys.stderr)
+        return exitcodes.USAGE
+    try:
+        settings = overrides(load_settings(args.config), args)
+    except ConfigError as exc:
+        print(f"invalid settings in {exc.source}:\n  " + "\n  ".join(exc.problems),
+              file=sys.stderr)
+        return exitcodes.USAGE
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    broker_name = "sim" if args.sim else args.broker
+    try:
+        return _run_phases(settings, args, out, broker_name)
+    except SimStartError as exc:
+        print(f"cannot start the gateway simulator: {exc}", file=sys.stderr)
+        return exitcodes.CANNOT_CONNECT
+
+
+def _run_phases(settings: Settings, args: argparse.Namespace, out: Path, broker_name: str) -> int:
+    symbol = settings.universe.symbols[0]
+    _say(f"== phase 1: check {symbol} ({broker_name})")
+    with broker_session(settings, broker_name, args.scenario, out) as (broker, clock, used):
+        report = asyncio.run(run_check(broker, used, symbol, clock.now()))
+    for line in report.lines():
+        _say(line)
+    if not report.ok:
+        _say("phase 1 FAILED: stopping")
+        return exitcodes.CANNOT_CONNECT
+    for phase in ("phase2", "phase3"):
+        _say(f"== {phase}: {'multi-symbol cycles' if phase == 'phase2' else 'soak'}")
+        phase_settings = _phase_settings(settings, args, out, phase)
+        for old in out.glob(f"{phase}.metrics.jsonl*"):  # a verdict speaks of this run only
+            old.unlink()
+        with broker_session(phase_settings, broker_name, args.scenario, out) as (b, c, used):
+            code, sup = run_supervisor(used, b, c, echo=_say, console=False)
+        _say(f"{phase}: exit {code}, {sup.cycles_done} cycles, "
+             f"{sup.failed_symbols_total} failed symbols")
+        if code != exitcodes.OK:
+            return code
+    return _verdict(args, out)
+
+
+def _verdict(args: argparse.Namespace, out: Path) -> int:
+    files = [out / "phase3.metrics.jsonl"]
+    records, problems = load_records(files)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    thresholds = soak_thresholds(records, args.soak_s, args.memory_budget_kb)
+    verdict = analyse(records, thresholds, files=[str(f) for f in files],
+                      malformed_lines=len(problems))
+    _say("== soak report")
+    text = format_report(verdict)
+    _say(text)
+    (out / "soak_report.txt").write_text(text + "\n")
+    if args.plot:
+        plot(records, Path(args.plot), thresholds.warmup_s)
+        _say(f"plot written to {args.plot}")
+    return 0 if verdict.passed else 1

@@ -1,0 +1,52 @@
+"""The Phase 1-2-3 pipeline end to end on the stub: a compressed soak passes, a leak fails."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO_ROOT
+
+pytestmark = [pytest.mark.slow, pytest.mark.e2e, pytest.mark.timeout(300)]
+
+
+def phases(tmp_path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "supervisor", "phases", *args], cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, text=True,
+                          capture_output=True, timeout=280)
+
+
+def test_compressed_soak_of_2000_cycles_passes(tmp_path):
+    done = phases(tmp_path, "--soak-cycles", "2000")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    out = done.stdout
+    assert "check SPY via stub: OK" in out
+    assert "phase2: exit 0, 3 cycles, 0 failed symbols" in out
+    assert "phase3: exit 0, 2000 cycles, 0 failed symbols" in out
+    assert out.rstrip().endswith("verdict: PASS")
+    assert (tmp_path / "var" / "phases" / "soak_report.txt").exists()
+
+
+def test_a_leaking_run_fails_the_report(tmp_path):
+    # Given the stub's test-only leak: 50 KB kept forever on every request
+    config = tmp_path / "leak.yaml"
+    config.write_text("stub:\n  leak_bytes_per_request: 50000\n")
+    done = phases(tmp_path, "--config", str(config), "--soak-cycles", "400")
+    assert done.returncode == 1, done.stdout[-3000:]
+    assert "FAIL memory: supervisor" in done.stdout
+    assert "verdict: FAIL" in done.stdout
+
+
+def test_phases_needs_a_soak_length(tmp_path):
+    done = phases(tmp_path)
+    assert done.returncode == 2 and "--soak-s" in done.stderr
+
+
+def test_plot_is_written(tmp_path):
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "soak.png"
+    done = phases(tmp_path, "--soak-cycles", "300", "--plot", str(png))
+    assert png.exists() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", done.stdout[-2000:]
