@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import http.server
 import json
 import multiprocessing
+import threading
 
 import pytest
 
@@ -116,3 +118,59 @@ def test_closed_market_waits_for_the_open(tmp_path):
     assert sup.desk is not None and sup.desk.state is not None
     assert sup.desk.state.day == "2026-01-12"
     assert events(tmp_path, "market_closed")
+
+
+def test_the_monitor_follows_a_respawned_worker(tmp_path, monkeypatch):
+    monkeypatch.setenv(KILL_MARKER_ENV, str(tmp_path / "killed"))
+    monkeypatch.setenv(KILL_SYMBOL_ENV, "QQQ")
+    settings = make_settings(tmp_path, schedule={"cycles": 0, "max_runtime_s": 3.0,
+                                                 "interval_s": 60},
+                             strategy={"name": "tests.strategies:DieOnce"},
+                             monitoring={"interval_s": 0.2})
+    sup = run_supervisor(settings, tmp_path)
+    assert sup.pool.respawns == 1
+    with open(tmp_path / "metrics.jsonl", encoding="utf-8") as f:
+        records = [json.loads(line) for line in f]
+    names = set().union(*(r["processes"] for r in records))
+    # workers 1 and 2 started; one died on QQQ and worker 3 replaced it
+    assert {"supervisor", "worker-3"} <= names
+    last = records[-1]["processes"]
+    assert "worker-3" in last and len([n for n in last if n.startswith("worker-")]) == 2
+    assert all(r["processes"]["supervisor"]["rss_kb"] > 0 for r in records)
+
+
+class _Recorder(http.server.BaseHTTPRequestHandler):
+    received: list[tuple[str, str, bytes]] = []
+
+    def _record(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        self.received.append((self.command, self.path, self.rfile.read(length)))
+        self.send_response(204)
+        self.end_headers()
+
+    do_GET = do_POST = _record
+
+    def log_message(self, *args: object) -> None:  # keep test output quiet
+        return
+
+
+def test_trades_and_heartbeats_reach_a_webhook_and_a_dead_one_costs_nothing(tmp_path):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    _Recorder.received = []
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        settings = make_settings(tmp_path, schedule={"cycles": 3}, alerts={
+            "webhook_url": f"{base}/hook", "heartbeat_url": f"{base}/beat",
+            "slack_webhook": "http://127.0.0.1:9/dead-secret-token", "timeout_s": 1,
+            "retries": 0})
+        sup = run_supervisor(settings, tmp_path)
+    finally:
+        server.shutdown()
+    assert sup.exit_code == exitcodes.OK and sup.cycles_done == 3
+    beats = [r for r in _Recorder.received if r[:2] == ("GET", "/beat")]
+    hooks = [json.loads(r[2]) for r in _Recorder.received if r[:2] == ("POST", "/hook")]
+    assert len(beats) >= 1
+    assert any(h["kind"] == "trade" for h in hooks)
+    with open(tmp_path / "bot.jsonl", encoding="utf-8") as f:
+        assert "dead-secret-token" not in f.read()
