@@ -1,0 +1,364 @@
+"""IBKRBroker end to end: the real ib_insync client against the simulated gateway (loopback).
+
+Each test runs its own broker in a fresh event loop on a worker thread (``run_client``); the
+simulators run in their own threads. Faulted symbols live on ``fault_sim``; the pacing round
+runs on ``round_sim`` with a small line limit so the line semaphore has to work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from common.config import OptionsSettings, Settings, parse_settings
+from common.messages import OptionContract, OrderIntent, Right, Signal
+from supervisor.broker.base import SymbolDataError
+from supervisor.broker.ibkr import IBKRBroker
+from tests.conftest_sim import make_scenario, next_client_id, run_client
+from tools.gateway_sim import ThreadedSim
+from workers.strikes import select_contracts
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
+T = TypeVar("T")
+ZONE = ZoneInfo("US/Eastern")
+ACCOUNT = "DU1234567"
+
+FAULTS = [
+    {"kind": "no_market_data", "symbol": "SYM03", "code": 354, "every_connection": True},
+    {"kind": "no_market_data", "symbol": "SYM04", "code": 10197, "every_connection": True},
+    {"kind": "no_market_data", "symbol": "SYM10", "code": 10168, "every_connection": True},
+    {"kind": "no_market_data", "symbol": "SYM13", "code": 10167, "every_connection": True},
+    {"kind": "snapshot_never_ends", "symbol": "SYM11", "every_connection": True},
+    {"kind": "historical_never_answers", "symbol": "SYM12", "every_connection": True},
+]
+
+
+@pytest.fixture(scope="module")
+def sim() -> Iterator[ThreadedSim]:
+    with ThreadedSim(make_scenario(faults=FAULTS)) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def round_sim() -> Iterator[ThreadedSim]:
+    scenario = make_scenario(rules={"max_market_data_lines": 22},
+                             latency={"snapshot_end_s": 0.5, "historical_s": 0.05})
+    with ThreadedSim(scenario) as server:
+        yield server
+
+
+def settings(port: int, ibkr: dict[str, Any] | None = None,
+             pacing: dict[str, Any] | None = None) -> Settings:
+    raw: dict[str, Any] = {
+        "ibkr": {"port": port, "client_id": next_client_id(), "connect_timeout_s": 3,
+                 "snapshot_timeout_s": 1.0, "historical_timeout_s": 1.0,
+                 "request_timeout_s": 3, "reconnect_initial_s": 0.3,
+                 "reconnect_max_s": 0.5, **(ibkr or {})},
+        "pacing": pacing or {},
+    }
+    return parse_settings(raw, "test", environ={})
+
+
+def with_broker(port: int, body: Callable[[IBKRBroker], Awaitable[T]], *,
+                now: Callable[[], float] = time.time, timeout_s: float = 30,
+                **sections: dict[str, Any]) -> T:
+    """Connect a broker, run ``body`` with it, disconnect; in a fresh loop."""
+    async def main() -> T:
+        broker = IBKRBroker(settings(port, **sections), now=now)
+        await broker.connect()
+        try:
+            return await body(broker)
+        finally:
+            await broker.disconnect()
+
+    return run_client(main, timeout_s)
+
+
+def assert_nothing_left(broker: IBKRBroker, lines: bool = True) -> None:
+    stats = broker.stats()
+    assert stats["live_tickers"] == 0, stats
+    assert stats["pending_requests"] == 0, stats
+    if lines:
+        assert stats["lines_in_use"] == 0, stats
+
+
+async def wait_until(predicate: Callable[[], bool], timeout_s: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.02)
+
+
+def today() -> datetime:
+    return datetime.now(ZONE)
+
+
+# --- connect, account, quotes ---------------------------------------------------------------
+
+
+def test_connect_sees_the_account(sim: ThreadedSim) -> None:
+    async def body(broker: IBKRBroker) -> Any:
+        return broker.is_connected(), broker.managed_accounts(), await broker.account()
+
+    connected, accounts, account = with_broker(sim.port, body)
+    assert connected and accounts == [ACCOUNT]
+    assert account.account == ACCOUNT and account.currency == "USD"
+    assert account.net_liquidation == 100_000 and account.available_funds == 95_000
+
+
+def test_quote_has_finite_prices_and_leaves_nothing_behind(sim: ThreadedSim) -> None:
+    async def body(broker: IBKRBroker) -> Any:
+        quote = await broker.quote("SPY")
+        assert_nothing_left(broker)
+        return quote
+
+    q = with_broker(sim.port, body)
+    assert q.symbol == "SPY"
+    for price in (q.bid, q.ask, q.last, q.close):
+        assert math.isfinite(price) and 500 < price < 900
+    assert q.bid < q.ask and q.volume > 0 and abs(q.ts - time.time()) < 10
+
+
+def test_quote_quirks_come_through_unsanitised(sim: ThreadedSim) -> None:
+    async def body(broker: IBKRBroker) -> Any:
+        return [await broker.quote(s) for s in ("SYM05", "SYM06", "SYM09")]
+
+    minus_one, missing, zero = with_broker(sim.port, body)
+    assert minus_one.bid == -1 and minus_one.ask == -1 and minus_one.last > 0
+    assert math.isnan(missing.bid) and math.isnan(missing.ask)
+    assert zero.bid == 0 or zero.ask == 0
+
+
+def test_delayed_only_data_is_refused_when_live_is_configured(sim: ThreadedSim) -> None:
+    async def body(broker: IBKRBroker) -> Any:
+        with pytest.raises(SymbolDataError, match="10167"):
+            await broker.quote("SYM13")
+        assert_nothing_left(broker)
+        return broker.stats()
+
+    stats = with_broker(sim.port, body)
+    assert stats["warnings.10167"] == 1
+
+
+# --- chain, bars, options -------------------------------------------------------------------
+
+
+def test_chain_of_spy_is_cached(sim: ThreadedSim) -> None:
+    async def body(broker: IBKRBroker) -> Any:
+        first = await broker.chain("SPY")
+        second = await broker.chain("SPY")
+        return first, second, broker.stats()
+
+    before = sim.stats()["messages_by_type"].get("78", 0)
+    chain, again, stats = with_broker(sim.port, body)
+    assert again is chain and stats["chain_requests_total"] == 1
+    assert sim.stats()["messages_by_type"]["78"] == before + 1
+    assert chain.symbol == "SPY" and chain.exchange == "SMART" and chain.multiplier == 100
+    assert 350 <= len(chain.strikes) <= 450 and list(chain.strikes) == sorted(chain.strikes)
+    assert len(chain.expirations) >= 10 and list(chain.expirations) == sorted(chain.expirations)
+    assert chain.expirations[0] >= today().strftime("%Y%m%d")
+
+
+def test_bars_are_completed_ascending_and_fetched_incrementally(sim: ThreadedSim) -> None:
+    # The broker's clock runs behind the sim's, so "completed" is decided by the broker and
+    # a later call can be made to look a few minutes later without waiting.
+    lag = {"s": 240.0}
+
+    def now() -> float:
+        return time.time() - lag["s"]
+
+    async def body(broker: IBKRBroker) -> Any:
+        sent0 = sim.stats()["bars_sent"]
+        first = await broker.bars("SPY", 120)
+        sent1 = sim.stats()["bars_sent"]
+        lag["s"] = 120.0  # two minutes "later"
+        second = await broker.bars("SPY", 120)
+        sent2 = sim.stats()["bars_sent"]
+        third = await broker.bars("SPY", 120)  # same minute: from the cache alone
+        hourly = await broker.bars("SPY", 20 * 60, 60)
+        return first, second, third, hourly, (sent1 - sent0, sent2 - sent1), broker.stats()
+
+    first, second, third, hourly, sent, stats = with_broker(sim.port, body, now=now)
+    for bars in (first, second):
+        assert len(bars) == 120
+        assert all(b - a == 60 for a, b in zip(bars.ts, bars.ts[1:], strict=False))
+        assert all(math.isfinite(c) and c > 0 for c in bars.close)
+        assert all(lo <= hi for lo, hi in zip(bars.low, bars.high, strict=True))
+    assert first.ts[-1] + 60 <= time.time() - 240 + 1  # completed as of the broker's clock
+    assert second.ts[-1] == first.ts[-1] + 120 and second.ts[0] == first.ts[0] + 120
+    assert list(third.ts) == list(second.ts)
+    # the first request sent ~122 bars, the incremental one only the few new ones
+    assert sent[0] >= 120 and sent[1] <= 6
+    assert stats["bars_requests_total"] == 3 and stats["bars_cache_hits_total"] == 1
+    assert 19 <= len(hourly) <= 20 and all(
+        b - a == 3600 for a, b in zip(hourly.ts, hourly.ts[1:], strict=False))
+
+
+def spy_options(chain_strikes: tuple[float, ...], expiry: str, price: float, n: int,
+                right: Right = Right.CALL) -> list[OptionContract]:
+    near = sorted(chain_strikes, key=lambda k: abs(k - price))[:n]
+    return [OptionContract("SPY", expiry, k, right, 100, "SMART", "SPY") for k in sorted(near)]
+
+
+def test_option_quotes_with_greeks_and_an_unlisted_strike(sim: ThreadedSim) -> None:
+    async def body(broker: IBKRBroker) -> Any:
+        chain = await broker.chain("SPY")
+        spot = (await broker.quote("SPY")).last
+        calls = spy_options(chain.strikes, chain.expirations[0], spot, 4)
+        puts = spy_options(chain.strikes, chain.expirations[0], spot, 2, Right.PUT)
+        bogus = OptionContract("SPY", chain.expirations[0], 12345.0, Right.CALL)
+        quotes = await broker.option_quotes((*calls, *puts, bogus))
+        assert_nothing_left(broker)
+        return spot, quotes
+
+    spot, quotes = with_broker(sim.port, body)
+    *listed, unlisted = quotes
+    assert unlisted.contract.strike == 12345.0 and math.isnan(unlisted.bid)
+    assert math.isnan(unlisted.delta)
+    for q in listed:
+        assert q.ask > 0 or q.ask == -1  # every 17th SPY strike quotes -1 (scenario quirk)
+        assert 0 < q.iv < 2 and q.gamma > 0 and q.vega > 0 and q.theta < 0
+        assert abs(q.und_price - spot) / spot < 0.01
+        assert (0 < q.delta < 1) if q.contract.right is Right.CALL else (-1 < q.delta < 0)
+
+
+def test_atm_window_end_to_end(sim: ThreadedSim) -> None:
+    opts = OptionsSettings()
+
+    async def body(broker: IBKRBroker) -> Any:
+        chain = await broker.chain("QQQ")
+        quote = await broker.quote("QQQ")
+        price = (quote.bid + quote.ask) / 2
+        selection = select_contracts(chain, price, Right.CALL, today().date(), opts)
+        return price, chain, selection, await broker.option_quotes(selection.candidates)
+
+    price, chain, selection, quotes = with_broker(sim.port, body)
+    assert selection.atm == min(chain.strikes, key=lambda k: (abs(k - price), k))
+    assert len(selection.window) == 2 * opts.strikes_each_side + 1
+    assert len(quotes) == opts.strike_count
+    assert [q.contract for q in quotes] == list(selection.candidates)
+    assert all(q.bid > 0 and q.ask > q.bid and math.isfinite(q.delta) for q in quotes)
+
+
+def test_market_open_from_the_contract_hours(sim: ThreadedSim) -> None:
+    tomorrow_noon = (today() + timedelta(days=1)).replace(hour=12, minute=0)
+
+    async def body(broker: IBKRBroker) -> Any:
+        return (await broker.market_open("SPY", time.time()),
+                await broker.market_open("SPY", tomorrow_noon.timestamp()),
+                await broker.market_open("SPY", time.time() + 60 * 86_400),
+                await broker.market_open("NOSUCH", time.time()))
+
+    now_open, holiday, far, unknown = with_broker(sim.port, body)
+    assert now_open is True  # always_open scenario
+    assert holiday is False  # make_scenario lists tomorrow as a holiday (CLOSED)
+    assert far is None and unknown is None
+
+
+# --- orders ---------------------------------------------------------------------------------
+
+
+def test_what_if_reports_margin_and_commission(sim: ThreadedSim) -> None:
+    async def body(broker: IBKRBroker) -> Any:
+        chain = await broker.chain("SPY")
+        (contract,) = spy_options(chain.strikes, chain.expirations[1], 680.0, 1)
+        return await broker.what_if(contract, "BUY", 2, 1.25)
+
+    result = with_broker(sim.port, body)
+    assert result["init_margin_change"] == pytest.approx(1.25 * 2 * 100)
+    assert result["maint_margin_change"] > 0
+    assert result["commission"] == pytest.approx(1.30)
+
+
+def test_bracket_arrives_field_by_field(sim: ThreadedSim) -> None:
+    intent_id = f"bracket-{next_client_id()}"
+
+    async def body(broker: IBKRBroker) -> Any:
+        chain = await broker.chain("SPY")
+        (contract,) = spy_options(chain.strikes, chain.expirations[2], 680.0, 1)
+        intent = OrderIntent(intent_id, 1, "SPY", contract, Signal.BUY, entry_limit=2.5,
+                             take_profit=3.75, stop_loss=1.75, premium=2.5, confidence=0.7,
+                             reasons=("test",))
+        ids = await broker.place_bracket(intent, 2, ACCOUNT)
+        await wait_until(lambda: len(broker.open_orders()) >= 2, 3.0)
+        return ids, broker.open_orders()
+
+    ids, open_orders = with_broker(sim.port, body)
+    received = {o["order_id"]: o for o in sim.orders() if o["orderRef"] == intent_id}
+    parent, tp, sl = (received[i] for i in ids)
+    assert (parent["orderType"], parent["action"], parent["lmtPrice"]) == ("LMT", "BUY", 2.5)
+    assert (tp["orderType"], tp["action"], tp["lmtPrice"]) == ("LMT", "SELL", 3.75)
+    assert (sl["orderType"], sl["action"], sl["auxPrice"]) == ("STP", "SELL", 1.75)
+    assert [parent["transmit"], tp["transmit"], sl["transmit"]] == [False, False, True]
+    assert parent["parentId"] == 0 and tp["parentId"] == sl["parentId"] == ids[0]
+    assert tp["ocaGroup"] == sl["ocaGroup"] == f"oca-{intent_id}" and tp["ocaGroup"]
+    assert parent["ocaGroup"] == ""
+    assert all(o["totalQuantity"] == 2 and o["account"] == ACCOUNT and not o["whatIf"]
+               for o in (parent, tp, sl))
+    assert all(o["sec_type"] == "OPT" and o["strike"] == 680.0 for o in (parent, tp, sl))
+    assert {o["order_ref"] for o in open_orders} == {intent_id}
+
+
+# --- error paths ----------------------------------------------------------------------------
+
+
+def test_symbol_errors_become_symbol_data_errors(sim: ThreadedSim) -> None:
+    async def body(broker: IBKRBroker) -> Any:
+        messages = {}
+        for symbol in ("ZZZZ", "SYM03", "SYM04", "SYM10"):
+            with pytest.raises(SymbolDataError) as info:
+                await broker.quote(symbol)
+            messages[symbol] = str(info.value)
+        requests = sim.stats()["messages_by_type"].get("9", 0)
+        with pytest.raises(SymbolDataError, match="200"):
+            await broker.bars("ZZZZ", 60)  # the unknown symbol is remembered for the day
+        assert sim.stats()["messages_by_type"].get("9", 0) == requests
+        assert_nothing_left(broker)
+        return messages, broker.stats()
+
+    messages, stats = with_broker(sim.port, body)
+    assert "error 200" in messages["ZZZZ"]
+    assert "error 354" in messages["SYM03"]
+    assert "error 10197" in messages["SYM04"]
+    assert "error 10168" in messages["SYM10"]
+    assert stats["errors.200"] == 1 and stats["errors.354"] == 1
+
+
+def test_a_snapshot_that_never_ends_times_out_and_is_cancelled(sim: ThreadedSim) -> None:
+    async def body(broker: IBKRBroker) -> Any:
+        started = time.monotonic()
+        with pytest.raises(SymbolDataError, match="did not end within 1s"):
+            await broker.quote("SYM11")
+        elapsed = time.monotonic() - started
+        # no ticker or future left; the line is held until the cancel has gone out
+        assert_nothing_left(broker, lines=False)
+        await wait_until(lambda: broker.stats()["lines_in_use"] == 0)
+        await wait_until(lambda: sim.stats()["market_data_lines_open"] == 0)
+        quote = await broker.quote("SPY")  # and the broker goes on
+        return elapsed, quote, broker.stats()
+
+    elapsed, quote, stats = with_broker(sim.port, body)
+    assert 1.0 <= elapsed < 2.0
+    assert math.isfinite(quote.bid)
+    assert stats["snapshot_timeouts_total"] == 1 and stats["snapshot_cancels_total"] == 1
+    assert stats.get("errors.300", 0) == 0  # the cancel named a ticker the gateway still had
+
+
+def test_historical_timeout(sim: ThreadedSim) -> None:
+    async def body(broker: IBKRBroker) -> Any:
+        started = time.monotonic()
+        with pytest.raises(SymbolDataError, match="no answer within 1s"):
+            await broker.bars("SYM12", 60)
+        elapsed = time.monotonic() - started
+        assert_nothing_left(broker)
+        return elapsed
+
+    assert 1.0 <= with_broker(sim.port, body) < 2.0

@@ -1,0 +1,180 @@
+"""IBKRBroker's connection handling against the simulated gateway: refused connects, client id
+in use, a dropped socket and the automatic reconnect, the gateway losing its link to IBKR
+(1100/1101), and the circuit breaker when the gateway stays away."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import socket
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from supervisor.broker.base import BrokerError, ConnectionLost, SymbolDataError
+from supervisor.broker.ibkr import IBKRBroker
+from tests.conftest_sim import connect, make_scenario, next_client_id, run_client
+from tests.test_ibkr_broker import settings, wait_until, with_broker
+from tools.gateway_sim import ThreadedSim
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
+
+
+@pytest.fixture(scope="module")
+def sim() -> Iterator[ThreadedSim]:
+    with ThreadedSim(make_scenario()) as server:
+        yield server
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_nothing_listening_is_a_clear_broker_error() -> None:
+    port = free_port()
+
+    async def main() -> Any:
+        broker = IBKRBroker(settings(port))
+        started = time.monotonic()
+        with pytest.raises(BrokerError) as info:
+            await broker.connect()
+        assert not broker.is_connected()
+        with pytest.raises(ConnectionLost):
+            await broker.quote("SPY")
+        return time.monotonic() - started, info.value
+
+    elapsed, error = run_client(main)
+    assert elapsed < 2.0
+    assert f"127.0.0.1:{port}" in str(error) and "nothing listening" in str(error)
+    assert error.__cause__ is None and error.__suppress_context__
+
+
+def test_client_id_in_use_connects_with_the_next_id(sim: ThreadedSim) -> None:
+    taken = next_client_id()
+    next_client_id()  # keep taken + 1 free for the broker
+
+    async def main() -> Any:
+        holder = await connect(sim.port, taken)
+        broker = IBKRBroker(settings(sim.port, {"client_id": taken}))
+        try:
+            started = time.monotonic()
+            await broker.connect()
+            elapsed = time.monotonic() - started
+            quote = await broker.quote("AAPL")
+            return broker.client_id, elapsed, quote
+        finally:
+            await broker.disconnect()
+            holder.disconnect()
+
+    rejected_before = sim.stats()["clients_rejected"]
+    client_id, elapsed, quote = run_client(main)
+    assert client_id == taken + 1 and elapsed < 2.0  # not the 3 s connect timeout
+    assert math.isfinite(quote.last)
+    assert sim.stats()["clients_rejected"] == rejected_before + 1
+
+
+def test_dropped_connection_fails_fast_then_reconnects() -> None:
+    # Given a gateway that drops the first connection 1 s after it connected, while a
+    # snapshot that never ends is in flight
+    scenario = make_scenario(faults=[
+        {"kind": "disconnect", "at_s": 1.0},
+        {"kind": "snapshot_never_ends", "symbol": "SYM11", "every_connection": True},
+    ])
+
+    async def body(broker: IBKRBroker) -> Any:
+        assert (await broker.quote("SPY")).bid > 0
+        started = time.monotonic()
+        # When the socket drops: the request in flight fails with ConnectionLost
+        with pytest.raises(ConnectionLost):
+            await broker.quote("SYM11")
+        in_flight_s = time.monotonic() - started
+        assert not broker.is_connected()
+        # and every call during the outage fails at once, without a round trip
+        started = time.monotonic()
+        for call in (broker.quote("SPY"), broker.bars("SPY", 30), broker.chain("SPY"),
+                     broker.account()):
+            with pytest.raises(ConnectionLost):
+                await call
+        outage_s = time.monotonic() - started
+        # Then the broker reconnects by itself and serves again, with nothing left behind
+        await wait_until(broker.is_connected, 5.0)
+        quote = await broker.quote("SPY")
+        return in_flight_s, outage_s, quote, broker.stats()
+
+    with ThreadedSim(scenario) as sim:
+        in_flight_s, outage_s, quote, stats = with_broker(
+            sim.port, body, ibkr={"snapshot_timeout_s": 5.0, "reconnect_initial_s": 0.4})
+        md_type_requests = sim.stats()["messages_by_type"]["59"]
+    assert in_flight_s < 1.8 and outage_s < 0.05
+    assert math.isfinite(quote.last)
+    assert stats["disconnects_total"] == 1 and stats["reconnects_total"] == 1
+    assert stats["live_tickers"] == 0 and stats["lines_in_use"] == 0
+    assert stats["pending_requests"] == 0
+    assert md_type_requests == 2  # the market data type was applied again
+
+
+def test_gateway_link_lost_1100_then_restored_1101() -> None:
+    scenario = make_scenario(faults=[{"kind": "error", "code": 1100, "at_s": 0.5},
+                                     {"kind": "error", "code": 1101, "at_s": 1.2}])
+
+    async def body(broker: IBKRBroker) -> Any:
+        await wait_until(lambda: not broker.is_connected(), 3.0)
+        with pytest.raises(ConnectionLost, match="1100"):
+            await broker.quote("SPY")
+        await wait_until(broker.is_connected, 3.0)
+        quote = await broker.quote("SPY")
+        await asyncio.sleep(0.1)
+        return quote, broker.stats()
+
+    with ThreadedSim(scenario) as sim:
+        quote, stats = with_broker(sim.port, body)
+        md_type_requests = sim.stats()["messages_by_type"]["59"]
+    assert math.isfinite(quote.bid)
+    assert stats["errors.1100"] == 1 and stats["errors.1101"] == 1
+    assert stats.get("disconnects_total", 0) == 0  # the socket stayed up throughout
+    assert md_type_requests == 2  # 1101: "data lost", so the data type is sent again
+
+
+def test_circuit_opens_while_the_gateway_is_away_and_closes_on_its_return() -> None:
+    first = ThreadedSim(make_scenario())
+    port = first.port
+    second: list[ThreadedSim] = []
+    ibkr = {"circuit_failures": 2, "circuit_cooldown_s": 1.0, "reconnect_initial_s": 0.05,
+            "reconnect_max_s": 0.1, "reconnect_jitter": 0.0}
+
+    async def body(broker: IBKRBroker) -> Any:
+        # Given the gateway goes away (a daily restart)
+        await asyncio.to_thread(first.close)
+        # When the reconnects keep failing, the circuit opens
+        await wait_until(lambda: broker.stats()["circuit_state"] == 1, 5.0)
+        opened = broker.stats()
+        with pytest.raises(ConnectionLost, match="reconnecting"):
+            await broker.quote("SPY")
+        # Then, with the gateway back, the probe after the cool-down reconnects
+        second.append(await asyncio.to_thread(ThreadedSim, make_scenario(), port))
+        await wait_until(broker.is_connected, 5.0)
+        return opened, await broker.quote("SPY"), broker.stats()
+
+    try:
+        opened, quote, stats = with_broker(port, body, ibkr=ibkr)
+    finally:
+        first.close()
+        for sim in second:
+            sim.close()
+    assert opened["connect_failures_total"] >= 2 and opened["circuit_opened_total"] == 1
+    assert math.isfinite(quote.last)
+    assert stats["circuit_state"] == 0 and stats["reconnects_total"] == 1
+
+
+def test_a_symbol_error_is_not_a_connection_problem(sim: ThreadedSim) -> None:
+    async def body(broker: IBKRBroker) -> Any:
+        with pytest.raises(SymbolDataError):
+            await broker.quote("NOPE")
+        return broker.is_connected(), broker.stats()
+
+    connected, stats = with_broker(sim.port, body)
+    assert connected and stats.get("disconnects_total", 0) == 0
