@@ -104,15 +104,24 @@ def _print_config_error(exc: ConfigError) -> None:
         print(f"  {problem}", file=sys.stderr)
 
 
-def cmd_validate(args: argparse.Namespace) -> int:
+def _load(args: argparse.Namespace, overrides: bool = True) -> Settings | None:
+    """The settings with the command line applied, or None after saying what is wrong."""
     try:
         settings = load_settings(args.config)
+        if overrides:
+            settings = with_overrides(settings, args)
         load_strategy(settings)
+        return settings
     except ConfigError as exc:
         _print_config_error(exc)
-        return exitcodes.USAGE
     except StrategyLoadError as exc:
         print(f"invalid settings: {exc}", file=sys.stderr)
+    return None
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    settings = _load(args, overrides=False)
+    if settings is None:
         return exitcodes.USAGE
     print(f"OK: {args.config or 'embedded configs/settings.yaml'} "
           f"({len(settings.universe.symbols)} symbols, mode {settings.execution.mode})")
@@ -124,14 +133,8 @@ def _broker_name(args: argparse.Namespace) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    try:
-        settings = with_overrides(load_settings(args.config), args)
-        load_strategy(settings)
-    except ConfigError as exc:
-        _print_config_error(exc)
-        return exitcodes.USAGE
-    except StrategyLoadError as exc:
-        print(f"invalid settings: {exc}", file=sys.stderr)
+    settings = _load(args)
+    if settings is None:
         return exitcodes.USAGE
     try:
         with broker_session(settings, _broker_name(args), args.scenario) as (broker, clock, used):
@@ -144,10 +147,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    try:
-        settings = with_overrides(load_settings(args.config), args)
-    except ConfigError as exc:
-        _print_config_error(exc)
+    settings = _load(args)
+    if settings is None:
         return exitcodes.USAGE
     symbol = (args.symbol or settings.universe.symbols[0]).upper()
     try:
@@ -161,10 +162,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    try:
-        settings = load_settings(args.config)
-    except ConfigError as exc:
-        _print_config_error(exc)
+    settings = _load(args, overrides=False)
+    if settings is None:
         return exitcodes.USAGE
     path = Path(settings.execution.journal_path)
     if not path.exists():
@@ -199,5 +198,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "check":
         return cmd_check(args)
     if args.command == "phases":
-        return cmd_phases(args, with_overrides)
+        settings = _load(args)
+        return exitcodes.USAGE if settings is None else cmd_phases(args, settings)
     return cmd_run(args)

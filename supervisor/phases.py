@@ -17,11 +17,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from common.config import ConfigError, Settings, load_settings
+from common.config import Settings
 from supervisor import exitcodes
 from supervisor.check import run_check
 from supervisor.sessions import SimStartError, broker_session, run_supervisor, with_values
@@ -84,16 +83,9 @@ def _say(line: str) -> None:
     print(line, flush=True)
 
 
-def cmd_phases(args: argparse.Namespace,
-               overrides: Callable[[Settings, argparse.Namespace], Settings]) -> int:
+def cmd_phases(args: argparse.Namespace, settings: Settings) -> int:
     if not args.soak_s and not args.soak_cycles:
         print("phases: give phase 3 a length: --soak-s SECONDS or --soak-cycles N",
-              file=sys.stderr)
-        return exitcodes.USAGE
-    try:
-        settings = overrides(load_settings(args.config), args)
-    except ConfigError as exc:
-        print(f"invalid settings in {exc.source}:\n  " + "\n  ".join(exc.problems),
               file=sys.stderr)
         return exitcodes.USAGE
     out = Path(args.out)
