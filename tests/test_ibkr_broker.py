@@ -82,9 +82,15 @@ def with_broker(port: int, body: Callable[[IBKRBroker], Awaitable[T]], *,
 
 
 def assert_nothing_left(broker: IBKRBroker, lines: bool = True) -> None:
+    """No ticker, future, result or contract of a finished request left in ib_insync."""
     stats = broker.stats()
     assert stats["live_tickers"] == 0, stats
     assert stats["pending_requests"] == 0, stats
+    wrapper = broker.ib.wrapper
+    maps = {"reqId2Ticker": wrapper.reqId2Ticker, "_results": wrapper._results,
+            "_reqId2Contract": wrapper._reqId2Contract,
+            "snapshot tickers": wrapper.ticker2ReqId.get("snapshot", {})}
+    assert {name: len(m) for name, m in maps.items() if m} == {}
     if lines:
         assert stats["lines_in_use"] == 0, stats
 

@@ -100,6 +100,8 @@ def test_dropped_connection_fails_fast_then_reconnects() -> None:
             with pytest.raises(ConnectionLost):
                 await call
         outage_s = time.monotonic() - started
+        with pytest.raises(ConnectionLost, match="reconnecting"):
+            await broker.connect()  # the reconnect loop owns the connection meanwhile
         # Then the broker reconnects by itself and serves again, with nothing left behind
         await wait_until(broker.is_connected, 5.0)
         quote = await broker.quote("SPY")
@@ -178,3 +180,17 @@ def test_a_symbol_error_is_not_a_connection_problem(sim: ThreadedSim) -> None:
 
     connected, stats = with_broker(sim.port, body)
     assert connected and stats.get("disconnects_total", 0) == 0
+
+
+def test_concurrent_connects_make_one_connection(sim: ThreadedSim) -> None:
+    async def main() -> Any:
+        broker = IBKRBroker(settings(sim.port))
+        before = sim.stats()["connections_total"]
+        await asyncio.gather(broker.connect(), broker.connect(), broker.connect())
+        try:
+            return sim.stats()["connections_total"] - before, broker.is_connected()
+        finally:
+            await broker.disconnect()
+
+    opened, connected = run_client(main)
+    assert opened == 1 and connected

@@ -187,6 +187,7 @@ class IBKRBroker:
         self._state = "new"  # new | connecting | connected | reconnecting | closed
         self._link_up = True  # False between error 1100 and 1101/1102
         self._id_rejected = asyncio.Event()
+        self._connect_lock = asyncio.Lock()
         self._watched: dict[int, list[int]] = {}  # our reqIds -> codes seen on them
         self._tasks: set[asyncio.Task[Any]] = set()
         self._locks: weakref.WeakValueDictionary[Hashable, asyncio.Lock] = (
@@ -210,16 +211,19 @@ class IBKRBroker:
         return list(self._accounts)
 
     async def connect(self) -> None:
-        if self.is_connected():
-            return
-        self._state = "connecting"
-        try:
-            await self._connect_any_client_id()
-        except BrokerError:
-            self._state = "new"
-            self._counts["connect_failures_total"] += 1
-            raise
-        self._state = "connected"
+        async with self._connect_lock:  # a second caller waits, then finds it connected
+            if self.is_connected():
+                return
+            if self._state == "reconnecting":  # the reconnect loop owns the connection
+                raise ConnectionLost(f"reconnecting to {self._where()}; wait for it")
+            self._state = "connecting"
+            try:
+                await self._connect_any_client_id()
+            except BrokerError:
+                self._state = "new"
+                self._counts["connect_failures_total"] += 1
+                raise
+            self._state = "connected"
 
     async def disconnect(self) -> None:
         self._state = "closed"
