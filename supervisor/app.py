@@ -36,7 +36,7 @@ from common.messages import (
 )
 from supervisor import exitcodes
 from supervisor.alerts import Alerter
-from supervisor.broker.base import Broker, BrokerError
+from supervisor.broker.base import Broker, BrokerError, ConnectionLost
 from supervisor.clock import Clock
 from supervisor.cycle import CycleRun, CycleSummary
 from supervisor.desk import Desk
@@ -86,6 +86,7 @@ class Supervisor:
         self.whale_last: dict[str, float] = {}
         self._serving: set[asyncio.Task[None]] = set()
         self._started = time.monotonic()
+        self._disconnects: list[float] = []
 
     # --- the main loop -------------------------------------------------------------------------
 
@@ -95,7 +96,11 @@ class Supervisor:
             await self._start()
             while self._more_cycles() and await self._wait_for_market():
                 started = time.monotonic()
-                summary = await self._run_cycle()
+                try:
+                    summary = await self._run_cycle()
+                except ConnectionLost as exc:
+                    await self._wait_for_reconnect(exc)
+                    continue
                 self.echo(summary.line())
                 if self.stop.is_set():
                     break
@@ -135,6 +140,22 @@ class Supervisor:
                  self.settings.execution.journal_path,
                  extra={"event": "ready", "mode": executor.mode, "broker": self.broker.name})
 
+    async def _wait_for_reconnect(self, exc: ConnectionLost) -> None:
+        """The broker reconnects by itself (gateways restart daily): skip cycles until it has."""
+        now = time.monotonic()
+        self._disconnects = [t for t in self._disconnects if now - t < 3600] + [now]
+        log.warning("connection lost (%s): cycles paused until the broker reconnects", exc,
+                    extra={"event": "connection_lost", "disconnects_last_hour":
+                           len(self._disconnects)})
+        if len(self._disconnects) >= 3:
+            self.alerter.send_once("disconnects", "connection",
+                                   f"{len(self._disconnects)} disconnects within an hour")
+        while not self.stop.is_set() and not self.broker.is_connected():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.stop.wait(), 1.0)
+        if self.broker.is_connected():
+            log.info("connection back: cycles resume", extra={"event": "connection_back"})
+
     async def _accounts(self) -> list[str]:
         managed = getattr(self.broker, "managed_accounts", None)
         if managed is not None:
@@ -166,11 +187,11 @@ class Supervisor:
 
     async def _run_cycle(self) -> CycleSummary:
         assert self.desk is not None and self.journal is not None
-        self.cycles_run += 1
-        cycle_id = self.cycles_run
         started = time.monotonic()
         now = self.clock.now()
-        state = await self.desk.begin_cycle(now)
+        state = await self.desk.begin_cycle(now)  # ConnectionLost here skips the cycle
+        self.cycles_run += 1
+        cycle_id = self.cycles_run
         self.journal.start_cycle(cycle_id, state.day, now)
         tasks = [SymbolTask(cycle_id, s, now, whale_last_ts=self.whale_last.get(s))
                  for s in self.settings.universe.symbols]

@@ -19,8 +19,10 @@ from supervisor.check import run_check
 from supervisor.journal import Journal, JournalError
 from supervisor.phases import add_phase_arguments, cmd_phases
 from supervisor.report import render_json, render_text
-from supervisor.sessions import SimStartError, broker_session, run_supervisor
+from supervisor.sessions import SimStartError, broker_session, run_supervisor, with_values
 from workers.strategy import StrategyLoadError, load_strategy
+
+SIM_INTERVAL_S = 5.0  # --sim without --interval
 
 
 def _non_negative_int(text: str) -> int:
@@ -136,6 +138,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = _load(args)
     if settings is None:
         return exitcodes.USAGE
+    if _broker_name(args) == "sim" and args.interval is None:
+        # the simulator is a demonstration: do not make its user wait a minute per cycle
+        interval = min(settings.schedule.interval_s, SIM_INTERVAL_S)
+        settings = with_values(settings, {"schedule": {"interval_s": interval}})
     try:
         with broker_session(settings, _broker_name(args), args.scenario) as (broker, clock, used):
             code, _ = run_supervisor(used, broker, clock, cli_live=args.live,

@@ -21,12 +21,20 @@ from supervisor.broker.base import Broker
 from supervisor.broker.stub import StubBroker
 from supervisor.clock import Clock, SimClock, WallClock
 from supervisor.logs import LogService
+from supervisor.simproc import SimStartError
+
+__all__ = ["SimStartError", "broker_session", "run_supervisor", "sim_summary", "with_values"]
 
 DEFAULT_SCENARIO = Path(__file__).resolve().parent.parent / "configs" / "scenarios" / "default.yaml"
 
 
-class SimStartError(RuntimeError):
-    """The gateway simulator child process did not come up."""
+def sim_summary(stats: dict[str, Any]) -> str:
+    """One line of what the simulated gateway saw: the rules' violations above all."""
+    violations = stats.get("violations") or {}
+    return (f"gateway_sim: {stats.get('messages_total', 0)} messages, peak "
+            f"{stats.get('peak_messages_per_s', 0)}/s, peak market-data lines "
+            f"{stats.get('market_data_lines_peak', 0)}, violations "
+            f"{stats.get('violations_total', 0)} {violations or ''}".rstrip())
 
 
 def with_values(settings: Settings, changes: dict[str, dict[str, Any]]) -> Settings:
@@ -48,20 +56,17 @@ def broker_session(settings: Settings, broker: str, scenario: str | None = None,
     from supervisor.broker.ibkr import IBKRBroker  # ib_insync is loaded only when needed
 
     if broker == "sim":
-        from supervisor.simproc import SimProcess
+        from supervisor.simproc import SimProcess  # noqa: I001
 
-        stats = (sim_dir or Path("var")) / "gateway_sim_stats.json"
-        stats.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            sim_cm = SimProcess(scenario or str(DEFAULT_SCENARIO), stats)
-            sim = sim_cm.__enter__()
-        except (OSError, RuntimeError, TimeoutError) as exc:
-            raise SimStartError(str(exc)) from None
-        try:
+        # absolute: the child runs from the project root, not from our working directory
+        stats = ((sim_dir or Path("var")) / "gateway_sim_stats.json").resolve()
+        scenario_path = Path(scenario).resolve() if scenario else DEFAULT_SCENARIO
+        if not scenario_path.is_file():
+            raise SimStartError(f"no scenario file at {scenario_path}")
+        with SimProcess(scenario_path, stats) as sim:
             settings = with_values(settings, {"ibkr": {"host": "127.0.0.1", "port": sim.port}})
             yield IBKRBroker(settings), WallClock(), settings
-        finally:
-            sim_cm.__exit__(None, None, None)
+        print(sim_summary(sim.stats()), file=sys.stderr, flush=True)
         return
     yield IBKRBroker(settings), WallClock(), settings
 

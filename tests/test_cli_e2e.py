@@ -143,3 +143,31 @@ def test_whatif_mode_on_the_stub_is_reported(tmp_path):
 
     summary = json.loads(report.stdout)
     assert summary["whatifs"] and all(w["init_margin_change"] > 0 for w in summary["whatifs"])
+
+
+@pytest.mark.integration
+def test_run_against_the_simulated_gateway_through_ib_insync(tmp_path):
+    done = run(tmp_path, "run", "--sim", "--cycles", "3", "--interval", "0.5")
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = [line for line in done.stdout.splitlines() if line.startswith("cycle ")]
+    assert len(lines) == 3 and all("symbols ok 3/3" in line for line in lines)
+    import json
+
+    stats = json.loads((tmp_path / "var" / "gateway_sim_stats.json").read_text())
+    assert stats["messages_total"] > 20  # the cycles really went over TCP to the simulator
+    assert stats["violations_total"] == 0 and stats["market_data_lines_open"] == 0
+    assert "gateway_sim: " in done.stderr and "violations 0" in done.stderr
+
+
+@pytest.mark.integration
+def test_check_against_the_simulated_gateway(tmp_path):
+    done = run(tmp_path, "check", "--sim", "--symbol", "QQQ")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "check QQQ via ibkr: OK" in done.stdout
+    assert "window (11)" in done.stdout
+
+
+def test_check_against_nothing_listening_fails_clearly(tmp_path):
+    done = run(tmp_path, "check", "--broker", "ibkr", "--port", "1")
+    assert done.returncode == 3
+    assert "FAILED" in done.stdout and "Traceback" not in done.stderr + done.stdout
