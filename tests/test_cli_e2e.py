@@ -171,3 +171,21 @@ def test_check_against_nothing_listening_fails_clearly(tmp_path):
     done = run(tmp_path, "check", "--broker", "ibkr", "--port", "1")
     assert done.returncode == 3
     assert "FAILED" in done.stdout and "Traceback" not in done.stderr + done.stdout
+
+
+@pytest.mark.integration
+def test_live_with_all_three_keys_sends_brackets_to_the_simulator(tmp_path):
+    config = tmp_path / "live.yaml"
+    config.write_text("execution:\n  mode: live\nibkr:\n  account: DU1234567\n")
+    done = run(tmp_path, "run", "--sim", "--config", str(config), "--live", "--cycles", "2",
+               "--interval", "0.5")
+    assert done.returncode == 0, done.stderr[-3000:]
+    import json
+
+    stats = json.loads((tmp_path / "var" / "gateway_sim_stats.json").read_text())
+    report = run(tmp_path, "report", "--config", str(config), "--json")
+    orders = json.loads(report.stdout)["orders"]
+    submitted = sum(o["count"] for o in orders if o["mode"] == "live")
+    assert submitted >= 1
+    assert stats["orders_received"] == 3 * submitted  # parent, take-profit, stop each
+    assert stats["violations_total"] == 0
