@@ -1,7 +1,9 @@
 """Serves worker requests from the broker: one request in, exactly one Reply out.
 
 Every answer is bounded by a timeout and every failure becomes an error Reply, so a worker
-never waits on a request that will not be answered.
+never waits on a request that will not be answered. A symbol whose data keeps failing
+(timeouts, no permissions) is left alone for a while — doubling from ``base_s`` up to
+``max_s`` — instead of spending pacing budget and market-data lines on it every cycle.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 
 from common.messages import (
     BarsRequest,
@@ -19,28 +22,67 @@ from common.messages import (
     ReplyValue,
     Request,
 )
-from supervisor.broker.base import Broker, BrokerError
+from supervisor.broker.base import Broker, BrokerError, ConnectionLost
 
 log = logging.getLogger("supervisor.service")
 
 
+class SymbolBackoff:
+    """Consecutive failures per symbol; after ``after`` of them the symbol rests a while."""
+
+    def __init__(self, after: int = 3, base_s: float = 60.0, max_s: float = 1800.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.after, self.base_s, self.max_s, self.clock = after, base_s, max_s, clock
+        self.failures: dict[str, int] = {}
+        self.until: dict[str, float] = {}
+
+    def resting(self, symbol: str) -> float:
+        """Seconds the symbol still rests (0: ask the broker)."""
+        return max(0.0, self.until.get(symbol, 0.0) - self.clock())
+
+    def failed(self, symbol: str) -> None:
+        n = self.failures.get(symbol, 0) + 1
+        self.failures[symbol] = n
+        if n >= self.after:
+            rest = min(self.base_s * 2 ** (n - self.after), self.max_s)
+            self.until[symbol] = self.clock() + rest
+            log.warning("%s failed %d times in a row: resting %.0fs", symbol, n, rest,
+                        extra={"event": "symbol_backoff", "symbol": symbol, "rest_s": rest})
+
+    def succeeded(self, symbol: str) -> None:
+        self.failures.pop(symbol, None)
+        self.until.pop(symbol, None)
+
+
 class DataService:
-    def __init__(self, broker: Broker, timeout_s: float) -> None:
+    def __init__(self, broker: Broker, timeout_s: float,
+                 backoff: SymbolBackoff | None = None) -> None:
         self.broker = broker
         self.timeout_s = timeout_s
+        self.backoff = backoff or SymbolBackoff()
         self.served = 0
         self.failed = 0
         self.busy_s = 0.0
 
     async def answer(self, request: Request) -> Reply:
+        resting = self.backoff.resting(request.symbol)
+        if resting:
+            self.served += 1
+            return Reply(request.request_id,
+                         error=f"{request.symbol} rests {resting:.0f}s after repeated failures")
         started = time.monotonic()
         try:
             value = await asyncio.wait_for(self._fetch(request), self.timeout_s)
             reply = Reply(request.request_id, value=value)
+            self.backoff.succeeded(request.symbol)
         except TimeoutError:
             reply = self._error(request, f"timed out after {self.timeout_s:g}s")
+            self.backoff.failed(request.symbol)
+        except ConnectionLost as exc:  # the connection's fault, not the symbol's
+            reply = self._error(request, f"ConnectionLost: {exc}")
         except BrokerError as exc:
             reply = self._error(request, f"{type(exc).__name__}: {exc}")
+            self.backoff.failed(request.symbol)
         except Exception as exc:  # a broker bug must not hang the worker waiting on it
             log.exception("serving %s failed", type(request).__name__)
             reply = self._error(request, f"internal error: {type(exc).__name__}: {exc}")

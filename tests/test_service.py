@@ -1,0 +1,88 @@
+"""DataService: every request answered once, errors as values, failing symbols rest."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from common.messages import QuoteRequest
+from supervisor.broker.base import ConnectionLost, SymbolDataError
+from supervisor.service import DataService, SymbolBackoff
+
+pytestmark = pytest.mark.timeout(30)
+
+
+class FlakyBroker:
+    name = "flaky"
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.fail_with: Exception | None = SymbolDataError("354 not subscribed")
+        self.hang = False
+
+    async def quote(self, symbol: str):
+        self.calls += 1
+        if self.hang:
+            await asyncio.sleep(10)
+        if self.fail_with is not None:
+            raise self.fail_with
+        return f"quote of {symbol}"
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def ask(service: DataService, symbol: str = "XYZ", rid: int = 1):
+    return asyncio.run(service.answer(QuoteRequest(rid, 1, symbol)))
+
+
+def make(after: int = 3):
+    broker, clock = FlakyBroker(), FakeClock()
+    backoff = SymbolBackoff(after=after, base_s=60, max_s=300, clock=clock)
+    return broker, clock, DataService(broker, timeout_s=0.2, backoff=backoff)  # type: ignore[arg-type]
+
+
+def test_a_symbol_rests_after_repeated_failures_then_is_asked_again():
+    broker, clock, service = make(after=3)
+    for rid in range(3):
+        assert "SymbolDataError: 354" in (ask(service, rid=rid).error or "")
+    assert broker.calls == 3
+    # the 4th request does not reach the broker: the symbol rests 60 s
+    rested = ask(service, rid=4)
+    assert broker.calls == 3 and "rests 60s" in (rested.error or "")
+    assert ask(service, "OTHER").error is not None and broker.calls == 4  # others unaffected
+    clock.t += 61
+    broker.fail_with = None
+    assert ask(service, rid=5).value == "quote of XYZ"
+    assert service.backoff.failures == {"OTHER": 1}
+
+
+def test_rest_doubles_and_is_capped():
+    broker, clock, service = make(after=1)
+    waits = []
+    for _ in range(5):
+        ask(service)
+        waits.append(round(service.backoff.resting("XYZ")))
+        clock.t += waits[-1] + 1
+    assert waits == [60, 120, 240, 300, 300]
+
+
+def test_a_timeout_is_an_error_reply_and_counts_as_a_failure():
+    broker, _, service = make(after=1)
+    broker.hang = True
+    reply = ask(service)
+    assert reply.error == "timed out after 0.2s"
+    assert service.backoff.resting("XYZ") > 0
+
+
+def test_connection_loss_does_not_punish_the_symbol():
+    broker, _, service = make(after=1)
+    broker.fail_with = ConnectionLost("gateway restarting")
+    assert "ConnectionLost" in (ask(service).error or "")
+    assert service.backoff.resting("XYZ") == 0
