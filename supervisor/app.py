@@ -87,6 +87,7 @@ class Supervisor:
         self._serving: set[asyncio.Task[None]] = set()
         self._started = time.monotonic()
         self._disconnects: list[float] = []
+        self._gateway_warnings = 0
 
     # --- the main loop -------------------------------------------------------------------------
 
@@ -325,11 +326,18 @@ class Supervisor:
                 processes[f"worker-{handle.worker_id}"] = handle.pid
         buffers: dict[str, float] = {f"broker.{k}": v for k, v in self.broker.stats().items()}
         buffers.update({"pending_requests": len(self._serving),
+                        "outbox_depth": _depth(self.pool.outbox),
+                        "inbox_depth": sum(_depth(w.inbox) for w in self.pool.workers.values()),
                         "requests_served_total": self.service.served,
                         "requests_failed_total": self.service.failed,
                         "worker_respawns_total": self.pool.respawns,
                         "alerts_dropped_total": self.alerter.stats()["dropped"]})
-        self.monitor.record(processes=processes, buffers=buffers, cycle=cycle)
+        record = self.monitor.record(processes=processes, buffers=buffers, cycle=cycle)
+        warnings = sum((record.get("gateway_log") or {}).values())
+        if warnings > self._gateway_warnings:
+            self.alerter.send("buffer_warning", f"the gateway logged {warnings} buffer warnings "
+                              f"({warnings - self._gateway_warnings} new)")
+            self._gateway_warnings = warnings
         for name, slope in self.monitor.memory_alerts().items():
             self.alerter.send_once(f"memory-{name}", "memory",
                                    f"{name} memory grows {slope / 1024:.1f} MB/h")
@@ -357,3 +365,11 @@ class Supervisor:
         if self.journal is not None:
             self.journal.close()
         log.info("supervisor stopped after %d cycles", self.cycles_done)
+
+
+def _depth(queue: Any) -> int:
+    """A multiprocessing queue's depth, or -1 where the platform cannot tell (macOS)."""
+    try:
+        return int(queue.qsize())
+    except NotImplementedError:
+        return -1

@@ -39,10 +39,11 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
-def _market_options(parser: argparse.ArgumentParser) -> None:
+def _market_options(parser: argparse.ArgumentParser, default_broker: str = "stub") -> None:
     parser.add_argument("--config", help="settings file (default: the embedded one)")
-    parser.add_argument("--broker", choices=["stub", "ibkr"], default="stub",
-                        help="stub: an in-memory market; ibkr: IB Gateway/TWS at --host/--port")
+    parser.add_argument("--broker", choices=["stub", "sim", "ibkr"], default=default_broker,
+                        help="stub: an in-memory market; sim: the simulated gateway (as --sim); "
+                             f"ibkr: IB Gateway/TWS at --host/--port (default: {default_broker})")
     parser.add_argument("--sim", action="store_true",
                         help="start the simulated IB Gateway on a free loopback port and use it")
     parser.add_argument("--scenario", help="the simulator's scenario file (with --sim)")
@@ -70,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--symbol", help="default: the first symbol of the universe")
     phases = commands.add_parser("phases", help="phase 1 check, phase 2 cycles, phase 3 soak, "
                                                 "then the soak report")
-    _market_options(phases)
+    _market_options(phases, default_broker="sim")
     add_phase_arguments(phases)
     report = commands.add_parser("report", help="print a day from the journal")
     report.add_argument("--config", help="settings file (for the journal path and time zone)")

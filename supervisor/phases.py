@@ -6,7 +6,8 @@
              --metrics-interval-s into OUT/metrics.jsonl
     report   tools/soak_report.py's analysis of those metrics: PASS (exit 0) or FAIL (exit 1)
 
-Against the simulator with --sim, the stub by default, a real gateway with --broker ibkr.
+Against the simulated gateway by default (a child process, as with --sim), the in-memory
+stub with --broker stub, a real gateway with --broker ibkr --host H --port P.
 A soak under an hour is "compressed": warm-up, minimum span and the memory slope limit are
 scaled to the run (a fixed memory budget over the steady state instead of KB per hour), since
 a slope per hour measured over a minute would magnify noise sixty-fold.

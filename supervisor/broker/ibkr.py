@@ -889,6 +889,9 @@ class IBKRBroker:
             "background_tasks": float(len(self._tasks)),
             "circuit_state": float(self.breaker.state),
             "bars_cached": float(sum(len(c.rows) for c in self._bars.values())),
+            # bytes received but not yet a whole message: the client side of "buffer growth"
+            "recv_buffer_bytes": float(len(getattr(self.ib.client, "_data", b""))),
+            "wrapper_results": float(len(getattr(wrapper, "_results", {}))),
             "messages_sent_total": float(self._sent_base + self.ib.client.conn.numMsgSent),
             "bytes_received_total": float(self._bytes_in),
             "paced_messages_total": float(self.pacer.messages_total),
