@@ -132,6 +132,8 @@ class Supervisor:
         executor = Executor(self.settings.execution.mode, self.broker, self.journal,
                             self.settings.ibkr.account)
         self.desk = Desk(self.settings, self.broker, self.journal, executor, self.alerter)
+        if self.desk.live is not None:
+            self.desk.live.reconcile(self.clock.now())
         self.alerter.start()
         self._monitor_task = asyncio.ensure_future(self._monitor_loop())
         self.cycles_run = self.journal.next_cycle_id() - 1

@@ -24,6 +24,7 @@ from supervisor.alerts import Alerter
 from supervisor.broker.base import Broker, BrokerError
 from supervisor.executor import Execution, Executor
 from supervisor.journal import DayState, Journal
+from supervisor.live import LiveBook
 from supervisor.positions import Position, book_pnl, open_from, step
 from supervisor.risk import RiskContext, RiskState, daily_loss, evaluate, record
 
@@ -41,6 +42,8 @@ class Desk:
         self.zone = ZoneInfo(settings.schedule.timezone)
         self.state: RiskState | None = None
         self.book: dict[str, Position] = {p.intent_id: p for p in journal.open_positions()}
+        self.live = (LiveBook(broker, journal, settings.execution.entry_timeout_s)
+                     if executor.mode == "live" else None)
 
     @property
     def simulated(self) -> bool:
@@ -67,6 +70,8 @@ class Desk:
         breached, why, _ = daily_loss(self.state, self.settings.risk)
         if breached and not self.state.halted:
             self._trip(why, now_ts)
+        if self.live is not None:
+            await self.live.step(now_ts, self.state.halted)
         return self.state
 
     def _restore_day(self, day: str, equity: float) -> RiskState:

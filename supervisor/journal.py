@@ -328,6 +328,15 @@ class Journal:
                         row["id"]))
             return True
 
+    def live_orders(self, statuses: Sequence[str] = ("submitted", "working")
+                    ) -> list[dict[str, Any]]:
+        """Live orders still in one of ``statuses``: what the live lifecycle watches."""
+        marks = ", ".join("?" for _ in statuses)
+        rows = self._db.execute(
+            f"SELECT id, intent_id, status, quantity, broker_order_id, created_ts FROM orders "
+            f"WHERE mode = 'live' AND status IN ({marks}) ORDER BY id", tuple(statuses))
+        return [dict(row) for row in rows]
+
     def record_whatif(self, intent_id: str, init_margin_change: float,
                       maint_margin_change: float, commission: float, ts: float) -> None:
         with self._tx(True) as db:

@@ -48,6 +48,8 @@ class LogService:
         self._saved = (root.handlers[:], root.level)
         root.handlers[:] = self.handlers
         root.setLevel(settings.level)
+        if settings.level != "DEBUG":  # ib_insync narrates every order and status at INFO
+            logging.getLogger("ib_insync").setLevel(logging.WARNING)
         self.listener = logging.handlers.QueueListener(
             log_queue, *self.handlers, respect_handler_level=True
         )

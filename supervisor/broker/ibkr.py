@@ -863,6 +863,16 @@ class IBKRBroker:
                  "oca_group": t.order.ocaGroup, "account": t.order.account}
                 for t in self.ib.openTrades()]
 
+    def fills(self) -> list[dict[str, Any]]:
+        """This session's executions (IBKR replays the day's on reconnect)."""
+        return [{"exec_id": f.execution.execId, "order_id": f.execution.orderId,
+                 "order_ref": f.execution.orderRef, "side": f.execution.side,
+                 "shares": float(f.execution.shares), "price": float(f.execution.price),
+                 "ts": f.time.timestamp() if f.time else time.time(),
+                 "commission": _num(f.commissionReport.commission)
+                 if f.commissionReport else None}
+                for f in self.ib.fills()]
+
     def positions(self) -> list[dict[str, Any]]:
         return [{"account": p.account, "symbol": p.contract.symbol,
                  "sec_type": p.contract.secType, "con_id": p.contract.conId,
