@@ -189,3 +189,19 @@ def test_live_with_all_three_keys_sends_brackets_to_the_simulator(tmp_path):
     assert submitted >= 1
     assert stats["orders_received"] == 3 * submitted  # parent, take-profit, stop each
     assert stats["violations_total"] == 0
+
+
+def test_falling_prices_trip_the_kill_switch_which_survives_a_restart(tmp_path):
+    # Given a 1 % daily loss limit: the stub session's stop-losses lose more than that
+    config = tmp_path / "tight.yaml"
+    config.write_text("risk:\n  daily_loss_limit_pct: 1.0\n")
+    first = run(tmp_path, "run", "--config", str(config), "--cycles", "30")
+    assert first.returncode == 0 and "KILL SWITCH" in first.stderr
+    # When the bot restarts the same (simulated) day
+    second = run(tmp_path, "run", "--config", str(config), "--cycles", "3")
+    # Then it is still halted: entries refused by the kill switch, one alert for the day
+    assert second.returncode == 0 and "halted True" in second.stderr
+    assert "KILL SWITCH" not in second.stderr  # logged and alerted once, not again
+    report = run(tmp_path, "report", "--config", str(config))
+    assert "kill switch: HALTED" in report.stdout
+    assert report.stdout.count("kill_switch [daily_loss]") == 1
