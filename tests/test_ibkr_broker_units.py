@@ -97,7 +97,8 @@ def test_a_fresh_broker_is_disconnected_and_reports_stats() -> None:
     stats = run_client(main)
     assert stats["connected"] == 0 and stats["live_tickers"] == 0
     assert all(k.endswith("_total") or k in {"connected", "live_tickers", "pending_requests",
-               "lines_in_use", "background_tasks", "circuit_state", "bars_cached"}
+               "lines_in_use", "background_tasks", "circuit_state", "bars_cached",
+                   "recv_buffer_bytes", "wrapper_results"}
                for k in stats)
 
 
