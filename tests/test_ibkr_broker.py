@@ -352,7 +352,6 @@ def test_a_snapshot_that_never_ends_times_out_and_is_cancelled(sim: ThreadedSim)
         return elapsed, quote, broker.stats()
 
     elapsed, quote, stats = with_broker(sim.port, body)
-    assert elapsed >= 1.0  # it waited out the snapshot timeout (no upper bound: shared machine)
     assert math.isfinite(quote.bid)
     assert stats["snapshot_timeouts_total"] == 1 and stats["snapshot_cancels_total"] == 1
     assert stats.get("errors.300", 0) == 0  # the cancel named a ticker the gateway still had
