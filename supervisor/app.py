@@ -137,7 +137,6 @@ class Supervisor:
         self.alerter.start()
         self._monitor_task = asyncio.ensure_future(self._monitor_loop())
         self.cycles_run = self.journal.next_cycle_id() - 1
-        self.cycles_wanted = self.settings.schedule.cycles
         log.info("supervisor ready: %d workers, broker %s, mode %s, journal %s",
                  len(self.pool.workers), self.broker.name, executor.mode,
                  self.settings.execution.journal_path,
@@ -154,8 +153,7 @@ class Supervisor:
             self.alerter.send_once("disconnects", "connection",
                                    f"{len(self._disconnects)} disconnects within an hour")
         while not self.stop.is_set() and not self.broker.is_connected():
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self.stop.wait(), 1.0)
+            await self._pause(1.0)
         if self.broker.is_connected():
             log.info("connection back: cycles resume", extra={"event": "connection_back"})
 
@@ -308,7 +306,7 @@ class Supervisor:
         loop = asyncio.get_running_loop()
         reported = 0
         while not self.stop.is_set():
-            await self.clock_free_sleep(self.settings.monitoring.interval_s)
+            await self._pause(self.settings.monitoring.interval_s)
             cycle = None
             if self.summaries and self.summaries[-1].cycle_id != reported:
                 last = self.summaries[-1]
@@ -317,7 +315,8 @@ class Supervisor:
                          "ok": len(last.results) - len(last.failed), "failed": len(last.failed)}
             await loop.run_in_executor(None, self._sample, cycle)
 
-    async def clock_free_sleep(self, seconds: float) -> None:
+    async def _pause(self, seconds: float) -> None:
+        """Wall-clock wait that a stop cuts short (the market clock may be simulated)."""
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self.stop.wait(), seconds)
 
@@ -332,6 +331,7 @@ class Supervisor:
                         "inbox_depth": sum(_depth(w.inbox) for w in self.pool.workers.values()),
                         "requests_served_total": self.service.served,
                         "requests_failed_total": self.service.failed,
+                        "serving_busy_s_total": round(self.service.busy_s, 3),
                         "worker_respawns_total": self.pool.respawns,
                         "alerts_dropped_total": self.alerter.stats()["dropped"]})
         record = self.monitor.record(processes=processes, buffers=buffers, cycle=cycle)

@@ -16,7 +16,7 @@ from datetime import UTC, date, datetime, timedelta
 
 from common.config import StubSettings
 from common.greeks import bs_greeks, bs_price
-from common.messages import Bars, OptionChain, OptionContract, OptionQuote, Quote, Right
+from common.messages import Bars, OptionChain, OptionContract, OptionQuote, Quote
 from supervisor.broker.base import AccountSnapshot, SymbolDataError
 
 DEFAULT_BASES = {"SPY": 680.0, "QQQ": 600.0, "AAPL": 270.0, "IWM": 240.0, "MSFT": 480.0}
@@ -246,4 +246,4 @@ def stub_strikes(spot: float) -> tuple[float, ...]:
     return tuple(sorted(strikes))
 
 
-__all__ = ["StubBroker", "PricePath", "weekly_expiries", "stub_strikes", "Right"]
+__all__ = ["StubBroker", "PricePath", "weekly_expiries", "stub_strikes"]
