@@ -21,7 +21,9 @@ import signal
 import time
 from collections import deque
 from collections.abc import Callable
+from datetime import date, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from common.config import Settings
 from common.messages import (
@@ -71,7 +73,8 @@ class Supervisor:
         self.cli_live = cli_live
         self.journal: Journal | None = None
         self.desk: Desk | None = None
-        self.alerter = Alerter(settings.alerts)
+        # "once a day" is the market's day, which a pinned session keeps apart from the wall's
+        self.alerter = Alerter(settings.alerts, today=self._market_day)
         self.monitor = Monitor(settings.monitoring)
         self.service = DataService(broker, settings.ibkr.request_timeout_s)
         self.pool = WorkerPool(settings, log_queue, self._on_message, self._on_death, mp_context)
@@ -89,6 +92,10 @@ class Supervisor:
         self._disconnects: list[float] = []
         self._gateway_warnings = 0
 
+    def _market_day(self) -> date:
+        zone = ZoneInfo(self.settings.schedule.timezone)
+        return datetime.fromtimestamp(self.clock.now(), zone).date()
+
     # --- the main loop -------------------------------------------------------------------------
 
     async def run(self) -> int:
@@ -105,8 +112,9 @@ class Supervisor:
                 self.echo(summary.line())
                 if self.stop.is_set():
                     break
-                interval = self.settings.schedule.interval_s
-                await self.clock.sleep(interval - (time.monotonic() - started), self.stop)
+                interval = self.settings.schedule.interval_s  # market seconds
+                elapsed = (time.monotonic() - started) * self.clock.rate
+                await self.clock.sleep(interval - elapsed, self.stop)
         except BootFailure as exc:
             log.error("workers failed to start: %s", exc)
             self.exit_code = exitcodes.HALTED

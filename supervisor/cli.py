@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import re
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,13 @@ from supervisor.check import run_check
 from supervisor.journal import Journal, JournalError
 from supervisor.phases import add_phase_arguments, cmd_phases
 from supervisor.report import render_json, render_text
-from supervisor.sessions import SimStartError, broker_session, run_supervisor, with_values
+from supervisor.sessions import (
+    SessionStartError,
+    SimStartError,
+    broker_session,
+    run_supervisor,
+    with_values,
+)
 from workers.strategy import StrategyLoadError, load_strategy
 
 SIM_INTERVAL_S = 5.0  # --sim without --interval
@@ -39,6 +46,16 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
+def _instant(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO instant: {text!r}") from None
+    if moment.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} needs a UTC offset, e.g. -05:00")
+    return moment
+
+
 def _market_options(parser: argparse.ArgumentParser, default_broker: str = "stub") -> None:
     parser.add_argument("--config", help="settings file (default: the embedded one)")
     parser.add_argument("--broker", choices=["stub", "sim", "ibkr"], default=default_broker,
@@ -47,6 +64,10 @@ def _market_options(parser: argparse.ArgumentParser, default_broker: str = "stub
     parser.add_argument("--sim", action="store_true",
                         help="start the simulated IB Gateway on a free loopback port and use it")
     parser.add_argument("--scenario", help="the simulator's scenario file (with --sim)")
+    parser.add_argument("--start", type=_instant, metavar="ISO",
+                        help="pin the simulated session (stub or --sim) at this instant, e.g. "
+                             "2026-12-04T15:45:00-05:00 (default: stub.start, or the "
+                             "scenario's clock.start)")
     parser.add_argument("--host", help="gateway host (ibkr.host)")
     parser.add_argument("--port", type=_non_negative_int, help="gateway port (ibkr.port)")
     parser.add_argument("--client-id", type=_non_negative_int, help="ibkr.client_id")
@@ -144,10 +165,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         interval = min(settings.schedule.interval_s, SIM_INTERVAL_S)
         settings = with_values(settings, {"schedule": {"interval_s": interval}})
     try:
-        with broker_session(settings, _broker_name(args), args.scenario) as (broker, clock, used):
+        with broker_session(settings, _broker_name(args), args.scenario,
+                            start=args.start) as (broker, clock, used):
             code, _ = run_supervisor(used, broker, clock, cli_live=args.live,
                                      echo=lambda line: print(line, flush=True))
             return code
+    except SessionStartError as exc:
+        print(f"--start: {exc}", file=sys.stderr)
+        return exitcodes.USAGE
     except SimStartError as exc:
         print(f"cannot start the gateway simulator: {exc}", file=sys.stderr)
         return exitcodes.CANNOT_CONNECT
@@ -159,8 +184,12 @@ def cmd_check(args: argparse.Namespace) -> int:
         return exitcodes.USAGE
     symbol = (args.symbol or settings.universe.symbols[0]).upper()
     try:
-        with broker_session(settings, _broker_name(args), args.scenario) as (broker, clock, used):
+        with broker_session(settings, _broker_name(args), args.scenario,
+                            start=args.start) as (broker, clock, used):
             report = asyncio.run(run_check(broker, used, symbol, clock.now()))
+    except SessionStartError as exc:
+        print(f"--start: {exc}", file=sys.stderr)
+        return exitcodes.USAGE
     except SimStartError as exc:
         print(f"cannot start the gateway simulator: {exc}", file=sys.stderr)
         return exitcodes.CANNOT_CONNECT

@@ -24,7 +24,13 @@ from typing import Any
 from common.config import Settings
 from supervisor import exitcodes
 from supervisor.check import run_check
-from supervisor.sessions import SimStartError, broker_session, run_supervisor, with_values
+from supervisor.sessions import (
+    SessionStartError,
+    SimStartError,
+    broker_session,
+    run_supervisor,
+    with_values,
+)
 from tools.soak_report import Thresholds, analyse, format_report, load_records, plot
 
 COMPRESSED_BELOW_S = 3600.0
@@ -94,6 +100,9 @@ def cmd_phases(args: argparse.Namespace, settings: Settings) -> int:
     broker_name = "sim" if args.sim else args.broker
     try:
         return _run_phases(settings, args, out, broker_name)
+    except SessionStartError as exc:
+        print(f"--start: {exc}", file=sys.stderr)
+        return exitcodes.USAGE
     except SimStartError as exc:
         print(f"cannot start the gateway simulator: {exc}", file=sys.stderr)
         return exitcodes.CANNOT_CONNECT
@@ -102,7 +111,8 @@ def cmd_phases(args: argparse.Namespace, settings: Settings) -> int:
 def _run_phases(settings: Settings, args: argparse.Namespace, out: Path, broker_name: str) -> int:
     symbol = settings.universe.symbols[0]
     _say(f"== phase 1: check {symbol} ({broker_name})")
-    with broker_session(settings, broker_name, args.scenario, out) as (broker, clock, used):
+    with broker_session(settings, broker_name, args.scenario, out,
+                        args.start) as (broker, clock, used):
         report = asyncio.run(run_check(broker, used, symbol, clock.now()))
     for line in report.lines():
         _say(line)
@@ -114,7 +124,8 @@ def _run_phases(settings: Settings, args: argparse.Namespace, out: Path, broker_
         phase_settings = _phase_settings(settings, args, out, phase)
         for old in out.glob(f"{phase}.metrics.jsonl*"):  # a verdict speaks of this run only
             old.unlink()
-        with broker_session(phase_settings, broker_name, args.scenario, out) as (b, c, used):
+        with broker_session(phase_settings, broker_name, args.scenario, out,
+                            args.start) as (b, c, used):
             code, sup = run_supervisor(used, b, c, echo=_say, console=False)
         _say(f"{phase}: exit {code}, {sup.cycles_done} cycles, "
              f"{sup.failed_symbols_total} failed symbols")

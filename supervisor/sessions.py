@@ -1,8 +1,9 @@
 """Where the market comes from, and one supervisor run with its logging around it.
 
     stub  -> StubBroker on a SimClock (a seeded session replayed without waiting)
-    --sim -> the gateway simulator as a child process on a free loopback port, IBKRBroker
-    ibkr  -> IBKRBroker against ibkr.host:ibkr.port (a real IB Gateway / TWS)
+    --sim -> the gateway simulator as a child process on a free loopback port, IBKRBroker,
+             both on the simulator's session clock (its scenario pins the session)
+    ibkr  -> IBKRBroker against ibkr.host:ibkr.port (a real IB Gateway / TWS), wall clock
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import contextlib
 import multiprocessing
 import sys
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +25,8 @@ from supervisor.clock import Clock, SimClock, WallClock
 from supervisor.logs import LogService
 from supervisor.simproc import SimStartError
 
-__all__ = ["SimStartError", "broker_session", "run_supervisor", "sim_summary", "with_values"]
+__all__ = ["SessionStartError", "SimStartError", "broker_session", "run_supervisor",
+           "sim_summary", "with_values"]
 
 DEFAULT_SCENARIO = Path(__file__).resolve().parent.parent / "configs" / "scenarios" / "default.yaml"
 
@@ -45,14 +48,26 @@ def with_values(settings: Settings, changes: dict[str, dict[str, Any]]) -> Setti
     return parse_settings(raw, "command line", environ={})
 
 
+class SessionStartError(ValueError):
+    """``--start`` given for a market whose clock it cannot move (a real gateway)."""
+
+
 @contextlib.contextmanager
 def broker_session(settings: Settings, broker: str, scenario: str | None = None,
-                   sim_dir: Path | None = None) -> Iterator[tuple[Broker, Clock, Settings]]:
-    """The broker, its clock and the settings it runs with (the sim's port filled in)."""
+                   sim_dir: Path | None = None, start: datetime | None = None,
+                   ) -> Iterator[tuple[Broker, Clock, Settings]]:
+    """The broker, its clock and the settings it runs with (the sim's port filled in).
+
+    ``start`` pins a simulated session (the stub's or the simulator's) at that instant."""
     if broker == "stub":
+        if start is not None:
+            settings = with_values(settings, {"stub": {"start": start}})
         clock = SimClock(settings.stub.start.timestamp())
         yield StubBroker(settings.stub, clock.now), clock, settings
         return
+    if broker != "sim" and start is not None:
+        raise SessionStartError("it pins a simulated session (the stub or --sim); a real "
+                                "gateway's clock is the exchange's")
     from supervisor.broker.ibkr import IBKRBroker  # ib_insync is loaded only when needed
 
     if broker == "sim":
@@ -63,9 +78,11 @@ def broker_session(settings: Settings, broker: str, scenario: str | None = None,
         scenario_path = Path(scenario).resolve() if scenario else DEFAULT_SCENARIO
         if not scenario_path.is_file():
             raise SimStartError(f"no scenario file at {scenario_path}")
-        with SimProcess(scenario_path, stats) as sim:
+        with SimProcess(scenario_path, stats, start=start) as sim:
             settings = with_values(settings, {"ibkr": {"host": "127.0.0.1", "port": sim.port}})
-            yield IBKRBroker(settings), WallClock(), settings
+            # the bot's "now" is its gateway's: a pinned scenario replays the same session
+            sim_clock = sim.clock()
+            yield IBKRBroker(settings, now=sim_clock.now), sim_clock, settings
         print(sim_summary(sim.stats()), file=sys.stderr, flush=True)
         return
     yield IBKRBroker(settings), WallClock(), settings

@@ -5,7 +5,9 @@
     supervisor process                         child: python -m tools.gateway_sim
     ------------------                         -----------------------------------
     SimProcess.start()  -- spawn ------------>  --scenario F --port 0
+                        <-- clock file ------   --clock-file TMP/sim.clock (session clock)
                         <-- port file -------   --port-file TMP/sim.port (renamed into place)
+    SimProcess.clock()  the sim's session clock, followed exactly (supervisor/clock.py)
     IBKRBroker connects to 127.0.0.1:port  <-->  the TWS API socket
     SimProcess.stats()  <-- stats file ------   --stats-file S (on each disconnect and exit)
     SimProcess.stop()   -- SIGTERM, wait, SIGKILL if it hangs
@@ -30,8 +32,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+from supervisor.clock import Clock, PinnedClock
 
 log = logging.getLogger("supervisor.simproc")
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,14 +74,16 @@ class SimProcess:
 
     def __init__(self, scenario_path: str | Path, stats_path: Path, *,
                  start_timeout_s: float = 15.0, log_path: Path | None = None,
-                 log_level: str = "WARNING") -> None:
+                 log_level: str = "WARNING", start: datetime | None = None) -> None:
         self.scenario_path = str(scenario_path)
+        self.session_start = start  # None: the scenario's clock.start
         self.stats_path = Path(stats_path)
         self.start_timeout_s = start_timeout_s
         self.log_path = log_path or self.stats_path.with_name("gateway_sim.log")
         self.log_level = log_level
         self.proc: subprocess.Popen[bytes] | None = None
         self._port: int | None = None
+        self._clock: dict[str, Any] | None = None
         self._tmp: Path | None = None
 
     # --- start -----------------------------------------------------------------------------
@@ -86,11 +93,14 @@ class SimProcess:
             raise RuntimeError("the simulator was already started")
         self._tmp = Path(tempfile.mkdtemp(prefix="gateway_sim."))
         port_file = self._tmp / "sim.port"
+        clock_file = self._tmp / "sim.clock"
         self.stats_path.parent.mkdir(parents=True, exist_ok=True)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "tools.gateway_sim", "--scenario", self.scenario_path,
-               "--port", "0", "--port-file", str(port_file),
+               "--port", "0", "--port-file", str(port_file), "--clock-file", str(clock_file),
                "--stats-file", str(self.stats_path), "--log-level", self.log_level]
+        if self.session_start is not None:
+            cmd += ["--start", self.session_start.isoformat()]
         with open(self.log_path, "ab") as log_file:
             self.proc = subprocess.Popen(
                 cmd, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -103,8 +113,9 @@ class SimProcess:
     def _check_port(self, port_file: Path) -> bool:
         """True once the port is known; raises if the child exited."""
         assert self.proc is not None
-        if port_file.exists():
+        if port_file.exists():  # written after the clock file
             self._port = int(port_file.read_text().strip())
+            self._clock = json.loads((port_file.parent / "sim.clock").read_text())
             return True
         code = self.proc.poll()
         if code is not None:
@@ -145,6 +156,12 @@ class SimProcess:
         if self._port is None:
             raise RuntimeError("the simulator has not started")
         return self._port
+
+    def clock(self) -> Clock:
+        """The sim's session clock: pinned scenarios replay the same session on any day."""
+        if self._clock is None:
+            raise RuntimeError("the simulator has not started")
+        return PinnedClock.follow(self._clock)
 
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None

@@ -15,7 +15,6 @@ from collections.abc import Callable, Coroutine
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
-from zoneinfo import ZoneInfo
 
 import yaml
 from ib_insync import IB
@@ -32,8 +31,9 @@ def next_client_id() -> int:
     return next(_client_ids)
 
 
-def tomorrow_stamp() -> str:
-    return (datetime.now(ZoneInfo("US/Eastern")).date() + timedelta(days=1)).strftime("%Y%m%d")
+def day_after(at: datetime) -> str:
+    """YYYYMMDD of the day after ``at`` (make_scenario lists it as a holiday)."""
+    return (at.date() + timedelta(days=1)).strftime("%Y%m%d")
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -46,12 +46,15 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
     return out
 
 
-def make_scenario(**overrides: Any) -> Scenario:
-    """default.yaml with test speed (tiny latency), tomorrow as a holiday, and overrides."""
+def make_scenario(at: datetime, **overrides: Any) -> Scenario:
+    """default.yaml pinned at ``at`` (a moment from tests/sessions.py), with test speed (tiny
+    latency), prices moving continuously, the day after ``at`` listed as a holiday, and
+    overrides."""
     base = yaml.safe_load(DEFAULT_SCENARIO.read_text())
     fast = {
         "name": "test",
-        "session": {"holidays": [tomorrow_stamp()]},
+        "clock": {"start": at.isoformat(), "rate": 1.0, "market_step_s": 0},
+        "session": {"holidays": [day_after(at)]},
         "latency": {"default_s": 0.0, "contract_details_s": 0.0, "sec_def_s": 0.0,
                     "historical_s": 0.01, "market_data_s": 0.0, "snapshot_end_s": 0.05,
                     "order_s": 0.0},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -157,6 +158,52 @@ def test_run_against_the_simulated_gateway_through_ib_insync(tmp_path):
     assert stats["messages_total"] > 20  # the cycles really went over TCP to the simulator
     assert stats["violations_total"] == 0 and stats["market_data_lines_open"] == 0
     assert "gateway_sim: " in done.stderr and "violations 0" in done.stderr
+
+
+def _decisions(journal: Path) -> dict[str, list[tuple[object, ...]]]:
+    """What a run decided, without the timestamps and timings that differ between runs."""
+    import sqlite3
+
+    db = sqlite3.connect(journal)
+    intent_columns = [row[1] for row in db.execute("PRAGMA table_info(intents)")
+                      if row[1] != "quote_ts"]
+    try:
+        return {
+            "signals": db.execute("SELECT cycle_id, day, symbol, signal, confidence, reasons, "
+                                  "skipped, error FROM signals ORDER BY id").fetchall(),
+            "intents": db.execute(f"SELECT {', '.join(intent_columns)} FROM intents "
+                                  "ORDER BY intent_id").fetchall(),
+            "decisions": db.execute("SELECT intent_id, day, accepted, quantity, rule, reason "
+                                    "FROM decisions ORDER BY id").fetchall(),
+        }
+    finally:
+        db.close()
+
+
+def _cycle_lines(stdout: str) -> list[str]:
+    """The cycle lines without their duration (``| 0.87s |``)."""
+    lines = [line for line in stdout.splitlines() if line.startswith("cycle ")]
+    return [re.sub(r"\| [0-9.]+s \|", "|", line) for line in lines]
+
+
+@pytest.mark.integration
+def test_two_sim_runs_of_the_pinned_scenario_decide_the_same(tmp_path):
+    # Given the default scenario (pinned at Tuesday 10:30 ET, prices moving once a minute),
+    # run twice, each with a journal of its own
+    runs = []
+    for name in ("first", "second"):
+        where = tmp_path / name
+        where.mkdir()
+        done = run(where, "run", "--sim", "--cycles", "3", "--interval", "0.5")
+        assert done.returncode == 0, done.stderr[-3000:]
+        runs.append((done, _decisions(where / "var" / "journal.sqlite")))
+    (first, first_journal), (second, second_journal) = runs
+    # Then both print the same cycles and journal the same signals, intents and decisions
+    assert _cycle_lines(first.stdout) == _cycle_lines(second.stdout)
+    assert len(_cycle_lines(first.stdout)) == 3
+    assert first_journal == second_journal
+    assert first_journal["intents"], "the pinned session should produce an intent"
+    assert {row[1] for row in first_journal["signals"]} == {"2026-12-01"}  # the sim's day
 
 
 @pytest.mark.integration

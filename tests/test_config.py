@@ -15,6 +15,7 @@ from common.config import (
     load_settings,
     parse_settings,
 )
+from tests.sessions import STUB_SESSION
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -58,6 +59,8 @@ def test_embedded_settings_load_and_match_the_documented_values() -> None:
     assert settings.strategy.scalp.ema_fast == 8
     assert settings.strategy.scalp.ema_slow == 21
     assert settings.stub.start == datetime(2026, 1, 8, 15, 30, tzinfo=UTC)
+    # the end-to-end stub runs replay this session: it is the one tests/sessions.py names
+    assert settings.stub.start == STUB_SESSION
 
 
 def test_embedded_settings_equal_the_model_defaults() -> None:

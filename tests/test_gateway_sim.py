@@ -19,11 +19,12 @@ from ib_insync import IB, LimitOrder, Option, Stock
 from tests.conftest_sim import (
     ErrorLog,
     connect,
+    day_after,
     make_scenario,
     next_client_id,
     run_client,
-    tomorrow_stamp,
 )
+from tests.sessions import TUESDAY_MORNING
 from tools.gateway_sim import ThreadedSim
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
@@ -31,7 +32,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
 @pytest.fixture(scope="module")
 def sim() -> Iterator[ThreadedSim]:
-    with ThreadedSim(make_scenario()) as server:
+    with ThreadedSim(make_scenario(TUESDAY_MORNING)) as server:
         yield server
 
 
@@ -59,7 +60,7 @@ def test_connect_gives_account_next_id_and_farm_notices(sim: ThreadedSim) -> Non
     assert took < 1.0  # every connect-time request got its End
 
 
-def test_current_time_is_now(sim: ThreadedSim) -> None:
+def test_current_time_is_the_pinned_session_not_the_wall_clock(sim: ThreadedSim) -> None:
     async def scenario() -> float:
         ib = await connect(sim.port)
         try:
@@ -67,7 +68,10 @@ def test_current_time_is_now(sim: ThreadedSim) -> None:
         finally:
             ib.disconnect()
 
-    assert abs(run_client(scenario) - time.time()) < 2.0
+    answered = run_client(scenario)
+    assert abs(answered - sim.now()) < 2.0
+    # the session started at the pinned instant; the test has run for seconds, not days
+    assert 0 <= answered - TUESDAY_MORNING.timestamp() < 600
 
 
 def test_stock_contract_details_with_hours_and_a_closed_holiday(sim: ThreadedSim) -> None:
@@ -83,8 +87,8 @@ def test_stock_contract_details_with_hours_and_a_closed_holiday(sim: ThreadedSim
     cd = details[0]
     assert cd.contract.conId == 756733 and cd.contract.primaryExchange == "ARCA"
     assert cd.minTick == 0.01 and cd.timeZoneId == "US/Eastern"
-    assert f"{tomorrow_stamp()}:CLOSED" in cd.tradingHours
-    now = time.time()
+    assert f"{day_after(TUESDAY_MORNING)}:CLOSED" in cd.tradingHours
+    now = sim.now()
     sessions = cd.tradingSessions()
     assert any(s.start.timestamp() <= now < s.end.timestamp() for s in sessions)
     assert cd.liquidSessions()
@@ -164,7 +168,7 @@ def test_one_minute_bars_and_newest_bars_only(sim: ThreadedSim) -> None:
     assert len(full) == 120
     stamps = [b.date.timestamp() for b in full]
     assert all(b - a == 60 for a, b in zip(stamps, stamps[1:], strict=False))
-    assert abs(stamps[-1] - time.time()) < 120  # the last bar is the current minute
+    assert abs(stamps[-1] - sim.now()) < 120  # the last bar is the current minute
     assert all(b.low <= min(b.open, b.close) <= max(b.open, b.close) <= b.high for b in full)
     assert all(b.volume > 0 for b in full[:-1])
     assert len(newest) == 3 and newest[-1].date >= full[-1].date
@@ -189,30 +193,49 @@ def test_stock_snapshot_has_prices_sizes_volume(sim: ThreadedSim) -> None:
     assert t.marketDataType == 1 and t.minTick == 0.01
 
 
-def test_option_snapshots_have_model_greeks_and_quirks(sim: ThreadedSim) -> None:
-    async def scenario() -> Any:
-        ib = await connect(sim.port)
+def test_option_snapshots_have_model_greeks_and_quirks() -> None:
+    # Given the 20 listed strikes nearest the money on the same-day expiry (20 consecutive
+    # 1-wide strikes always hold one of the every-17th strikes that quote -1), priced at one
+    # market instant (a minute-step session: every snapshot of its first minute sees it)
+    minute_steps = make_scenario(TUESDAY_MORNING, clock={"market_step_s": 60})
+
+    async def scenario(port: int) -> Any:
+        ib = await connect(port)
         try:
-            expiry = await _nearest_expiry(ib)
-            strikes = [680.0, 681.0, 682.0, 683.0, 684.0, 685.0, 686.0, 687.0, 688.0, 689.0]
-            opts = [Option("SPY", expiry, k, r, "SMART") for k in strikes for r in ("C", "P")]
+            chains = await ib.reqSecDefOptParamsAsync("SPY", "", "STK", 756733)
+            spot = (await ib.reqTickersAsync(Stock("SPY", "SMART", "USD")))[0].last
+            near = sorted(sorted(chains[0].strikes, key=lambda k: abs(k - spot))[:20])
+            expiry = chains[0].expirations[0]
+            opts = [Option("SPY", expiry, k, r, "SMART") for k in near for r in ("C", "P")]
             await ib.qualifyContractsAsync(*opts)
-            return await asyncio.wait_for(ib.reqTickersAsync(*opts), 10)
+            return spot, await asyncio.wait_for(ib.reqTickersAsync(*opts), 10)
         finally:
             ib.disconnect()
 
-    tickers = run_client(scenario)
-    assert len(tickers) == 20
+    with ThreadedSim(minute_steps) as sim:
+        spot, tickers = run_client(lambda: scenario(sim.port))
+    assert len(tickers) == 40
     quoted = [t for t in tickers if t.bid > 0]
     no_quote = [t for t in tickers if t.bid == -1]
-    assert quoted and no_quote  # every 17th SPY strike quotes -1 (scenario quirk)
+    assert quoted and no_quote
     assert all(t.askSize == 0 and t.bidSize == 0 for t in no_quote)
     assert all(math.isnan(t.midpoint()) for t in no_quote)
-    for t in quoted:
+    assert all(t.ask >= t.bid and t.close >= 0 and t.last > 0 for t in quoted)
+    # Then every contract carries model greeks, the quirk strikes too (only the quote is -1):
+    # a call's delta in [0, 1], a put's in [-1, 0] (deep in the money on a 0-DTE it *is* -1),
+    # both falling with the strike, and call minus put delta is 1 (no dividends in the model)
+    delta: dict[tuple[str, float], float] = {}
+    for t in tickers:
         g = t.modelGreeks
-        assert g is not None and g.undPrice > 0 and g.impliedVol > 0
-        assert (0 < g.delta < 1) if t.contract.right == "C" else (-1 < g.delta < 0)
-        assert t.ask >= t.bid and t.close >= 0 and t.last > 0
+        assert g is not None and abs(g.undPrice - spot) / spot < 0.01 and g.impliedVol > 0
+        assert (0 <= g.delta <= 1) if t.contract.right == "C" else (-1 <= g.delta <= 0)
+        delta[(t.contract.right, t.contract.strike)] = g.delta
+    strikes = sorted({k for _right, k in delta})
+    for right in ("C", "P"):
+        by_strike = [delta[(right, k)] for k in strikes]
+        assert by_strike == sorted(by_strike, reverse=True)
+    assert all(delta[("C", k)] - delta[("P", k)] == pytest.approx(1.0, abs=2e-6)
+               for k in strikes)
 
 
 def test_stock_quote_quirks_are_visible(sim: ThreadedSim) -> None:

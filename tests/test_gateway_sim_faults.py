@@ -15,6 +15,7 @@ import pytest
 from ib_insync import Stock
 
 from tests.conftest_sim import ErrorLog, connect, make_scenario, run_client
+from tests.sessions import TUESDAY_MORNING
 from tools.gateway_sim import ThreadedSim
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
@@ -39,6 +40,7 @@ FAULTS = [
 @pytest.fixture(scope="module")
 def sim() -> Iterator[ThreadedSim]:
     scenario = make_scenario(
+        TUESDAY_MORNING,
         faults=FAULTS,
         quirks=[],
         symbols=[{"symbol": "SPY", "price": 680, "con_id": 756733},

@@ -14,13 +14,14 @@ import pytest
 from ib_insync import IB, LimitOrder, Stock
 
 from tests.conftest_sim import ErrorLog, connect, make_scenario, next_client_id, run_client
+from tests.sessions import TUESDAY_MORNING
 from tools.gateway_sim import ThreadedSim
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
 
 def test_over_50_messages_in_a_second_gets_100_and_a_drop() -> None:
-    with ThreadedSim(make_scenario()) as sim:
+    with ThreadedSim(make_scenario(TUESDAY_MORNING)) as sim:
         async def scenario() -> tuple[tuple[int, int, str], bool]:
             ib = await connect(sim.port)
             errors = ErrorLog(ib)
@@ -43,7 +44,8 @@ def test_over_50_messages_in_a_second_gets_100_and_a_drop() -> None:
 
 
 def test_rate_violation_without_drop_keeps_the_connection() -> None:
-    with ThreadedSim(make_scenario(rules={"drop_on_rate_violation": False})) as sim:
+    scenario_ = make_scenario(TUESDAY_MORNING, rules={"drop_on_rate_violation": False})
+    with ThreadedSim(scenario_) as sim:
         async def scenario() -> bool:
             ib = await connect(sim.port)
             errors = ErrorLog(ib)
@@ -61,7 +63,7 @@ def test_rate_violation_without_drop_keeps_the_connection() -> None:
 
 
 def test_ib_insync_throttle_stays_under_the_limit() -> None:
-    with ThreadedSim(make_scenario()) as sim:
+    with ThreadedSim(make_scenario(TUESDAY_MORNING)) as sim:
         async def scenario() -> None:
             ib = await connect(sim.port)
             for _ in range(60):  # throttled by ib_insync to 45 per second
@@ -75,7 +77,7 @@ def test_ib_insync_throttle_stays_under_the_limit() -> None:
 
 
 def test_the_101st_market_data_line_gets_101() -> None:
-    scenario_ = make_scenario(rules={"max_messages_per_s": 10_000})
+    scenario_ = make_scenario(TUESDAY_MORNING, rules={"max_messages_per_s": 10_000})
     with ThreadedSim(scenario_) as sim:
         async def scenario() -> tuple[list[int], int, int]:
             ib = await connect(sim.port)
@@ -102,7 +104,8 @@ def test_the_101st_market_data_line_gets_101() -> None:
 
 
 def test_pending_snapshots_hold_lines() -> None:
-    scenario_ = make_scenario(rules={"max_messages_per_s": 10_000, "max_market_data_lines": 10},
+    scenario_ = make_scenario(TUESDAY_MORNING,
+                              rules={"max_messages_per_s": 10_000, "max_market_data_lines": 10},
                               latency={"snapshot_end_s": 1.0})
     with ThreadedSim(scenario_) as sim:
         async def scenario() -> list[int]:
@@ -119,7 +122,7 @@ def test_pending_snapshots_hold_lines() -> None:
 
 
 def test_reused_ticker_id_gets_322() -> None:
-    with ThreadedSim(make_scenario()) as sim:
+    with ThreadedSim(make_scenario(TUESDAY_MORNING)) as sim:
         async def scenario() -> tuple[int, int, str]:
             ib = await connect(sim.port)
             errors = ErrorLog(ib)
@@ -140,7 +143,7 @@ def test_reused_ticker_id_gets_322() -> None:
 
 
 def test_reused_order_id_gets_103() -> None:
-    with ThreadedSim(make_scenario()) as sim:
+    with ThreadedSim(make_scenario(TUESDAY_MORNING)) as sim:
         async def scenario() -> tuple[int, int, int]:
             ib = await connect(sim.port)
             errors = ErrorLog(ib)
@@ -162,7 +165,7 @@ def test_reused_order_id_gets_103() -> None:
 
 
 def test_client_id_in_use_gets_326_and_is_closed() -> None:
-    with ThreadedSim(make_scenario()) as sim:
+    with ThreadedSim(make_scenario(TUESDAY_MORNING)) as sim:
         async def scenario() -> tuple[tuple[int, int, str], bool, bool]:
             client_id = next_client_id()
             first = await connect(sim.port, client_id)
@@ -189,7 +192,7 @@ def test_client_id_in_use_gets_326_and_is_closed() -> None:
 
 def test_historical_pacing_gets_162_when_on() -> None:
     rules = {"historical_pacing": True, "hist_max_requests": 4}
-    with ThreadedSim(make_scenario(rules=rules)) as sim:
+    with ThreadedSim(make_scenario(TUESDAY_MORNING, rules=rules)) as sim:
         async def scenario() -> tuple[int, int, list[int]]:
             ib = await connect(sim.port)
             errors = ErrorLog(ib)
@@ -210,7 +213,7 @@ def test_historical_pacing_gets_162_when_on() -> None:
 
 
 def test_historical_pacing_off_by_default() -> None:
-    with ThreadedSim(make_scenario()) as sim:
+    with ThreadedSim(make_scenario(TUESDAY_MORNING)) as sim:
         async def scenario() -> list[int]:
             ib = await connect(sim.port)
             spy = Stock("SPY", "SMART", "USD")
@@ -226,7 +229,7 @@ def test_historical_pacing_off_by_default() -> None:
 
 
 def test_generic_ticks_with_a_snapshot_get_414() -> None:
-    with ThreadedSim(make_scenario()) as sim:
+    with ThreadedSim(make_scenario(TUESDAY_MORNING)) as sim:
         async def scenario() -> tuple[int, int, str]:
             ib = await connect(sim.port)
             errors = ErrorLog(ib)

@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import math
-import time
 from datetime import date, datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import pytest
 from ib_insync import LimitOrder, Option, Stock, StopOrder
@@ -17,6 +15,7 @@ from ib_insync.client import Client
 from ib_insync.decoder import Decoder
 
 from tests.conftest_sim import DEFAULT_SCENARIO, make_scenario
+from tests.sessions import TUESDAY_MORNING
 from tools.gateway_sim import ScenarioError, load_scenario, scenario_from_dict
 from tools.gateway_sim import outgoing as out
 from tools.gateway_sim.codec import (
@@ -78,7 +77,7 @@ def test_bad_file_is_a_scenario_error(tmp_path: Any) -> None:
 
 # ---- market -----------------------------------------------------------------------------------
 def _market(**overrides: Any) -> Market:
-    scenario = make_scenario(**overrides)
+    scenario = make_scenario(TUESDAY_MORNING, **overrides)
     return Market(scenario, SessionClock(scenario.session))
 
 
@@ -138,14 +137,14 @@ def test_strike_grid_and_sparse_expiries() -> None:
 
 # ---- hours ------------------------------------------------------------------------------------
 def test_always_open_covers_now_and_lists_holidays() -> None:
-    zone = ZoneInfo("US/Eastern")
-    today = datetime.now(zone).date()
+    now = TUESDAY_MORNING.timestamp()
+    today = TUESDAY_MORNING.date()
     later = (today + timedelta(days=2)).strftime("%Y%m%d")
     clock = SessionClock(SessionSpec(holidays=[today.strftime("%Y%m%d"), later]))
-    text = clock.hours_string(time.time(), rth=False)
+    text = clock.hours_string(now, rth=False)
     assert f"{later}:CLOSED" in text and f"{today:%Y%m%d}:CLOSED" not in text
     assert f"{today + timedelta(days=3):%Y%m%d}:CLOSED" in text  # the synthetic holiday
-    assert clock.is_open(time.time(), rth=True)
+    assert clock.is_open(now, rth=True)
     assert text.count(":CLOSED") == 2 and text.count(";") == 7 and text.count("-") == 6
 
 
@@ -267,6 +266,6 @@ def test_fixed_count_messages_parse_in_ib_insync() -> None:
 def test_threaded_sim_call_runs_on_the_sim_loop() -> None:
     from tools.gateway_sim import ThreadedSim
 
-    with ThreadedSim(make_scenario()) as sim:
+    with ThreadedSim(make_scenario(TUESDAY_MORNING)) as sim:
         loop = sim.call(asyncio.get_running_loop)
         assert loop is sim.loop and sim.port > 0

@@ -22,7 +22,9 @@ from common.messages import OptionContract, OrderIntent, Right, Signal
 from supervisor.broker.base import SymbolDataError
 from supervisor.broker.ibkr import IBKRBroker
 from tests.conftest_sim import make_scenario, next_client_id, run_client
+from tests.sessions import TUESDAY_1000, TUESDAY_MORNING
 from tools.gateway_sim import ThreadedSim
+from workers.intents import fill_greeks
 from workers.strikes import select_contracts
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
@@ -42,13 +44,13 @@ FAULTS = [
 
 @pytest.fixture(scope="module")
 def sim() -> Iterator[ThreadedSim]:
-    with ThreadedSim(make_scenario(faults=FAULTS)) as server:
+    with ThreadedSim(make_scenario(TUESDAY_MORNING, faults=FAULTS)) as server:
         yield server
 
 
 @pytest.fixture(scope="module")
 def round_sim() -> Iterator[ThreadedSim]:
-    scenario = make_scenario(rules={"max_market_data_lines": 22},
+    scenario = make_scenario(TUESDAY_MORNING, rules={"max_market_data_lines": 22},
                              latency={"snapshot_end_s": 0.5, "historical_s": 0.05})
     with ThreadedSim(scenario) as server:
         yield server
@@ -66,12 +68,13 @@ def settings(port: int, ibkr: dict[str, Any] | None = None,
     return parse_settings(raw, "test", environ={})
 
 
-def with_broker(port: int, body: Callable[[IBKRBroker], Awaitable[T]], *,
-                now: Callable[[], float] = time.time, timeout_s: float = 30,
+def with_broker(sim: ThreadedSim, body: Callable[[IBKRBroker], Awaitable[T]], *,
+                now: Callable[[], float] | None = None, timeout_s: float = 30,
                 **sections: dict[str, Any]) -> T:
-    """Connect a broker, run ``body`` with it, disconnect; in a fresh loop."""
+    """Connect a broker on the sim's clock (or ``now``), run ``body``, disconnect; in a
+    fresh loop."""
     async def main() -> T:
-        broker = IBKRBroker(settings(port, **sections), now=now)
+        broker = IBKRBroker(settings(sim.port, **sections), now=now or sim.now)
         await broker.connect()
         try:
             return await body(broker)
@@ -103,8 +106,9 @@ async def wait_until(predicate: Callable[[], bool], timeout_s: float = 5.0) -> N
         await asyncio.sleep(0.02)
 
 
-def today() -> datetime:
-    return datetime.now(ZONE)
+def today(sim: ThreadedSim) -> datetime:
+    """The sim's session day: the pinned moment, never the wall clock's."""
+    return datetime.fromtimestamp(sim.now(), ZONE)
 
 
 # --- connect, account, quotes ---------------------------------------------------------------
@@ -114,7 +118,7 @@ def test_connect_sees_the_account(sim: ThreadedSim) -> None:
     async def body(broker: IBKRBroker) -> Any:
         return broker.is_connected(), broker.managed_accounts(), await broker.account()
 
-    connected, accounts, account = with_broker(sim.port, body)
+    connected, accounts, account = with_broker(sim, body)
     assert connected and accounts == [ACCOUNT]
     assert account.account == ACCOUNT and account.currency == "USD"
     assert account.net_liquidation == 100_000 and account.available_funds == 95_000
@@ -126,18 +130,18 @@ def test_quote_has_finite_prices_and_leaves_nothing_behind(sim: ThreadedSim) -> 
         assert_nothing_left(broker)
         return quote
 
-    q = with_broker(sim.port, body)
+    q = with_broker(sim, body)
     assert q.symbol == "SPY"
     for price in (q.bid, q.ask, q.last, q.close):
         assert math.isfinite(price) and 500 < price < 900
-    assert q.bid < q.ask and q.volume > 0 and abs(q.ts - time.time()) < 10
+    assert q.bid < q.ask and q.volume > 0 and abs(q.ts - sim.now()) < 10
 
 
 def test_quote_quirks_come_through_unsanitised(sim: ThreadedSim) -> None:
     async def body(broker: IBKRBroker) -> Any:
         return [await broker.quote(s) for s in ("SYM05", "SYM06", "SYM09")]
 
-    minus_one, missing, zero = with_broker(sim.port, body)
+    minus_one, missing, zero = with_broker(sim, body)
     assert minus_one.bid == -1 and minus_one.ask == -1 and minus_one.last > 0
     assert math.isnan(missing.bid) and math.isnan(missing.ask)
     assert zero.bid == 0 or zero.ask == 0
@@ -150,7 +154,7 @@ def test_delayed_only_data_is_refused_when_live_is_configured(sim: ThreadedSim) 
         assert_nothing_left(broker)
         return broker.stats()
 
-    stats = with_broker(sim.port, body)
+    stats = with_broker(sim, body)
     assert stats["warnings.10167"] == 1
 
 
@@ -164,13 +168,13 @@ def test_chain_of_spy_is_cached(sim: ThreadedSim) -> None:
         return first, second, broker.stats()
 
     before = sim.stats()["messages_by_type"].get("78", 0)
-    chain, again, stats = with_broker(sim.port, body)
+    chain, again, stats = with_broker(sim, body)
     assert again is chain and stats["chain_requests_total"] == 1
     assert sim.stats()["messages_by_type"]["78"] == before + 1
     assert chain.symbol == "SPY" and chain.exchange == "SMART" and chain.multiplier == 100
     assert 350 <= len(chain.strikes) <= 450 and list(chain.strikes) == sorted(chain.strikes)
     assert len(chain.expirations) >= 10 and list(chain.expirations) == sorted(chain.expirations)
-    assert chain.expirations[0] >= today().strftime("%Y%m%d")
+    assert chain.expirations[0] >= today(sim).strftime("%Y%m%d")
 
 
 def test_bars_are_completed_ascending_and_fetched_incrementally(sim: ThreadedSim) -> None:
@@ -179,7 +183,7 @@ def test_bars_are_completed_ascending_and_fetched_incrementally(sim: ThreadedSim
     lag = {"s": 240.0}
 
     def now() -> float:
-        return time.time() - lag["s"]
+        return sim.now() - lag["s"]
 
     async def body(broker: IBKRBroker) -> Any:
         sent0 = sim.stats()["bars_sent"]
@@ -192,13 +196,13 @@ def test_bars_are_completed_ascending_and_fetched_incrementally(sim: ThreadedSim
         hourly = await broker.bars("SPY", 20 * 60, 60)
         return first, second, third, hourly, (sent1 - sent0, sent2 - sent1), broker.stats()
 
-    first, second, third, hourly, sent, stats = with_broker(sim.port, body, now=now)
+    first, second, third, hourly, sent, stats = with_broker(sim, body, now=now)
     for bars in (first, second):
         assert len(bars) == 120
         assert all(b - a == 60 for a, b in zip(bars.ts, bars.ts[1:], strict=False))
         assert all(math.isfinite(c) and c > 0 for c in bars.close)
         assert all(lo <= hi for lo, hi in zip(bars.low, bars.high, strict=True))
-    assert first.ts[-1] + 60 <= time.time() - 240 + 1  # completed as of the broker's clock
+    assert first.ts[-1] + 60 <= sim.now() - 240 + 1  # completed as of the broker's clock
     assert second.ts[-1] == first.ts[-1] + 120 and second.ts[0] == first.ts[0] + 120
     assert list(third.ts) == list(second.ts)
     # the first request sent ~122 bars, the incremental one only the few new ones
@@ -225,7 +229,7 @@ def test_option_quotes_with_greeks_and_an_unlisted_strike(sim: ThreadedSim) -> N
         assert_nothing_left(broker)
         return spot, quotes
 
-    spot, quotes = with_broker(sim.port, body)
+    spot, quotes = with_broker(sim, body)
     *listed, unlisted = quotes
     assert unlisted.contract.strike == 12345.0 and math.isnan(unlisted.bid)
     assert math.isnan(unlisted.delta)
@@ -236,34 +240,56 @@ def test_option_quotes_with_greeks_and_an_unlisted_strike(sim: ThreadedSim) -> N
         assert (0 < q.delta < 1) if q.contract.right is Right.CALL else (-1 < q.delta < 0)
 
 
-def test_atm_window_end_to_end(sim: ThreadedSim) -> None:
+def test_atm_window_end_to_end_with_fallback_greeks_for_a_no_greeks_strike() -> None:
+    # Given QQQ at 10:00 on the pinned Tuesday, priced at one instant for the first minute:
+    # its ATM call is on a strike the default scenario quotes without model greeks
+    # (every 23rd strike of the grid), so the candidates hold both kinds
     opts = OptionsSettings()
+    scenario = make_scenario(TUESDAY_1000, clock={"market_step_s": 60})
+    quirk = next(q for q in scenario.quirks if q.kind == "no_greeks")
+    assert quirk.symbol == "QQQ" and quirk.every_nth_strike == 23
 
     async def body(broker: IBKRBroker) -> Any:
         chain = await broker.chain("QQQ")
         quote = await broker.quote("QQQ")
         price = (quote.bid + quote.ask) / 2
-        selection = select_contracts(chain, price, Right.CALL, today().date(), opts)
-        return price, chain, selection, await broker.option_quotes(selection.candidates)
+        day = datetime.fromtimestamp(broker.now(), ZONE).date()
+        selection = select_contracts(chain, price, Right.CALL, day, opts)
+        return price, day, chain, selection, await broker.option_quotes(selection.candidates)
 
-    price, chain, selection, quotes = with_broker(sim.port, body)
+    with ThreadedSim(scenario) as sim:
+        price, day, chain, selection, quotes = with_broker(sim, body)
+        grid = sim.server.market.book.chains["QQQ"].index
+
+    # When the window and candidates are chosen: the ATM is the strike nearest the mid
     assert selection.atm == min(chain.strikes, key=lambda k: (abs(k - price), k))
     assert len(selection.window) == 2 * opts.strikes_each_side + 1
-    assert len(quotes) == opts.strike_count
     assert [q.contract for q in quotes] == list(selection.candidates)
-    assert all(q.bid > 0 and q.ask > q.bid and math.isfinite(q.delta) for q in quotes)
+    assert len(quotes) == opts.strike_count
+    assert all(q.bid > 0 and q.ask > q.bid for q in quotes)
+    # Then IBKR's model greeks (and with them the underlying's price) come for every strike
+    # but the quirk's, and the Black-Scholes fallback the strategy applies, priced from the
+    # worker's own reference price, fills those in: every candidate ends with a call's delta
+    without = [q for q in quotes if grid[q.contract.strike] % quirk.every_nth_strike == 0]
+    assert len(without) == 1 and without[0].contract.strike == selection.atm
+    assert math.isnan(without[0].delta) and math.isnan(without[0].gamma)
+    assert all(math.isfinite(q.delta) for q in quotes if q not in without)
+    assert math.isnan(without[0].und_price)
+    filled = [fill_greeks(q, day, spot=price) for q in quotes]
+    assert all(0 < q.delta < 1 and q.gamma > 0 for q in filled)
+    assert abs(filled[0].delta - 0.5) < 0.2  # the ATM call: about half
 
 
 def test_market_open_from_the_contract_hours(sim: ThreadedSim) -> None:
-    tomorrow_noon = (today() + timedelta(days=1)).replace(hour=12, minute=0)
+    tomorrow_noon = (today(sim) + timedelta(days=1)).replace(hour=12, minute=0)
 
     async def body(broker: IBKRBroker) -> Any:
-        return (await broker.market_open("SPY", time.time()),
+        return (await broker.market_open("SPY", sim.now()),
                 await broker.market_open("SPY", tomorrow_noon.timestamp()),
-                await broker.market_open("SPY", time.time() + 60 * 86_400),
-                await broker.market_open("NOSUCH", time.time()))
+                await broker.market_open("SPY", sim.now() + 60 * 86_400),
+                await broker.market_open("NOSUCH", sim.now()))
 
-    now_open, holiday, far, unknown = with_broker(sim.port, body)
+    now_open, holiday, far, unknown = with_broker(sim, body)
     assert now_open is True  # always_open scenario
     assert holiday is False  # make_scenario lists tomorrow as a holiday (CLOSED)
     assert far is None and unknown is None
@@ -278,7 +304,7 @@ def test_what_if_reports_margin_and_commission(sim: ThreadedSim) -> None:
         (contract,) = spy_options(chain.strikes, chain.expirations[1], 680.0, 1)
         return await broker.what_if(contract, "BUY", 2, 1.25)
 
-    result = with_broker(sim.port, body)
+    result = with_broker(sim, body)
     assert result["init_margin_change"] == pytest.approx(1.25 * 2 * 100)
     assert result["maint_margin_change"] > 0
     assert result["commission"] == pytest.approx(1.30)
@@ -297,7 +323,7 @@ def test_bracket_arrives_field_by_field(sim: ThreadedSim) -> None:
         await wait_until(lambda: len(broker.open_orders()) >= 2, 3.0)
         return ids, broker.open_orders()
 
-    ids, open_orders = with_broker(sim.port, body)
+    ids, open_orders = with_broker(sim, body)
     received = {o["order_id"]: o for o in sim.orders() if o["orderRef"] == intent_id}
     parent, tp, sl = (received[i] for i in ids)
     assert (parent["orderType"], parent["action"], parent["lmtPrice"]) == ("LMT", "BUY", 2.5)
@@ -330,7 +356,7 @@ def test_symbol_errors_become_symbol_data_errors(sim: ThreadedSim) -> None:
         assert_nothing_left(broker)
         return messages, broker.stats()
 
-    messages, stats = with_broker(sim.port, body)
+    messages, stats = with_broker(sim, body)
     assert "error 200" in messages["ZZZZ"]
     assert "error 354" in messages["SYM03"]
     assert "error 10197" in messages["SYM04"]
@@ -351,7 +377,7 @@ def test_a_snapshot_that_never_ends_times_out_and_is_cancelled(sim: ThreadedSim)
         quote = await broker.quote("SPY")  # and the broker goes on
         return elapsed, quote, broker.stats()
 
-    elapsed, quote, stats = with_broker(sim.port, body)
+    elapsed, quote, stats = with_broker(sim, body)
     assert math.isfinite(quote.bid)
     assert stats["snapshot_timeouts_total"] == 1 and stats["snapshot_cancels_total"] == 1
     assert stats.get("errors.300", 0) == 0  # the cancel named a ticker the gateway still had
@@ -366,4 +392,4 @@ def test_historical_timeout(sim: ThreadedSim) -> None:
         assert_nothing_left(broker)
         return elapsed
 
-    assert with_broker(sim.port, body) >= 1.0  # waited out the timeout, then gave up
+    assert with_broker(sim, body) >= 1.0  # waited out the timeout, then gave up

@@ -16,6 +16,7 @@ import pytest
 from supervisor.broker.base import BrokerError, ConnectionLost, SymbolDataError
 from supervisor.broker.ibkr import IBKRBroker
 from tests.conftest_sim import connect, make_scenario, next_client_id, run_client
+from tests.sessions import TUESDAY_MORNING
 from tests.test_ibkr_broker import settings, wait_until, with_broker
 from tools.gateway_sim import ThreadedSim
 
@@ -24,7 +25,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
 @pytest.fixture(scope="module")
 def sim() -> Iterator[ThreadedSim]:
-    with ThreadedSim(make_scenario()) as server:
+    with ThreadedSim(make_scenario(TUESDAY_MORNING)) as server:
         yield server
 
 
@@ -58,7 +59,7 @@ def test_client_id_in_use_connects_with_the_next_id(sim: ThreadedSim) -> None:
 
     async def main() -> Any:
         holder = await connect(sim.port, taken)
-        broker = IBKRBroker(settings(sim.port, {"client_id": taken}))
+        broker = IBKRBroker(settings(sim.port, {"client_id": taken}), now=sim.now)
         try:
             started = time.monotonic()
             await broker.connect()
@@ -79,7 +80,7 @@ def test_client_id_in_use_connects_with_the_next_id(sim: ThreadedSim) -> None:
 def test_dropped_connection_fails_fast_then_reconnects() -> None:
     # Given a gateway that drops the first connection 1 s after it connected, while a
     # snapshot that never ends is in flight
-    scenario = make_scenario(faults=[
+    scenario = make_scenario(TUESDAY_MORNING, faults=[
         {"kind": "disconnect", "at_s": 1.0},
         {"kind": "snapshot_never_ends", "symbol": "SYM11", "every_connection": True},
     ])
@@ -108,7 +109,7 @@ def test_dropped_connection_fails_fast_then_reconnects() -> None:
 
     with ThreadedSim(scenario) as sim:
         in_flight_s, outage_s, quote, stats = with_broker(
-            sim.port, body, ibkr={"snapshot_timeout_s": 5.0, "reconnect_initial_s": 0.4})
+            sim, body, ibkr={"snapshot_timeout_s": 5.0, "reconnect_initial_s": 0.4})
         md_type_requests = sim.stats()["messages_by_type"]["59"]
     assert in_flight_s < 1.8 and outage_s < 0.05
     assert math.isfinite(quote.last)
@@ -119,7 +120,8 @@ def test_dropped_connection_fails_fast_then_reconnects() -> None:
 
 
 def test_gateway_link_lost_1100_then_restored_1101() -> None:
-    scenario = make_scenario(faults=[{"kind": "error", "code": 1100, "at_s": 0.5},
+    scenario = make_scenario(TUESDAY_MORNING,
+                             faults=[{"kind": "error", "code": 1100, "at_s": 0.5},
                                      {"kind": "error", "code": 1101, "at_s": 1.2}])
 
     async def body(broker: IBKRBroker) -> Any:
@@ -132,7 +134,7 @@ def test_gateway_link_lost_1100_then_restored_1101() -> None:
         return quote, broker.stats()
 
     with ThreadedSim(scenario) as sim:
-        quote, stats = with_broker(sim.port, body)
+        quote, stats = with_broker(sim, body)
         md_type_requests = sim.stats()["messages_by_type"]["59"]
     assert math.isfinite(quote.bid)
     assert stats["errors.1100"] == 1 and stats["errors.1101"] == 1
@@ -141,7 +143,7 @@ def test_gateway_link_lost_1100_then_restored_1101() -> None:
 
 
 def test_circuit_opens_while_the_gateway_is_away_and_closes_on_its_return() -> None:
-    first = ThreadedSim(make_scenario())
+    first = ThreadedSim(make_scenario(TUESDAY_MORNING))
     port = first.port
     second: list[ThreadedSim] = []
     ibkr = {"circuit_failures": 2, "circuit_cooldown_s": 1.0, "reconnect_initial_s": 0.05,
@@ -156,12 +158,12 @@ def test_circuit_opens_while_the_gateway_is_away_and_closes_on_its_return() -> N
         with pytest.raises(ConnectionLost, match="reconnecting"):
             await broker.quote("SPY")
         # Then, with the gateway back, the probe after the cool-down reconnects
-        second.append(await asyncio.to_thread(ThreadedSim, make_scenario(), port))
+        second.append(await asyncio.to_thread(ThreadedSim, make_scenario(TUESDAY_MORNING), port))
         await wait_until(broker.is_connected, 5.0)
         return opened, await broker.quote("SPY"), broker.stats()
 
     try:
-        opened, quote, stats = with_broker(port, body, ibkr=ibkr)
+        opened, quote, stats = with_broker(first, body, ibkr=ibkr)
     finally:
         first.close()
         for sim in second:
@@ -177,13 +179,13 @@ def test_a_symbol_error_is_not_a_connection_problem(sim: ThreadedSim) -> None:
             await broker.quote("NOPE")
         return broker.is_connected(), broker.stats()
 
-    connected, stats = with_broker(sim.port, body)
+    connected, stats = with_broker(sim, body)
     assert connected and stats.get("disconnects_total", 0) == 0
 
 
 def test_concurrent_connects_make_one_connection(sim: ThreadedSim) -> None:
     async def main() -> Any:
-        broker = IBKRBroker(settings(sim.port))
+        broker = IBKRBroker(settings(sim.port), now=sim.now)
         before = sim.stats()["connections_total"]
         await asyncio.gather(broker.connect(), broker.connect(), broker.connect())
         try:

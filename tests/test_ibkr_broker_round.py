@@ -14,6 +14,7 @@ import pytest
 from common.messages import Bars, Quote, Right
 from supervisor.broker.ibkr import IBKRBroker
 from tests.conftest_sim import make_scenario
+from tests.sessions import TUESDAY_MORNING
 from tests.test_ibkr_broker import assert_nothing_left, spy_options, with_broker
 from tools.gateway_sim import ThreadedSim
 
@@ -23,7 +24,7 @@ SYMBOLS = [f"SYM{i:02d}" for i in range(1, 31)] + ["SPY", "QQQ", "AAPL"]
 
 @pytest.fixture(scope="module")
 def round_sim() -> Iterator[ThreadedSim]:
-    scenario = make_scenario(rules={"max_market_data_lines": 22},
+    scenario = make_scenario(TUESDAY_MORNING, rules={"max_market_data_lines": 22},
                              latency={"snapshot_end_s": 0.5, "historical_s": 0.05})
     with ThreadedSim(scenario) as server:
         yield server
@@ -45,7 +46,7 @@ def test_thirty_symbol_round_has_no_pacing_or_line_violations(round_sim: Threade
         return results, round_stats, options, broker.stats()
 
     results, round_stats, options, stats = with_broker(
-        round_sim.port, body, timeout_s=60, pacing={"max_market_data_lines": 20})
+        round_sim, body, timeout_s=60, pacing={"max_market_data_lines": 20})
     quotes = [r for r in results if isinstance(r, Quote)]
     bars = [r for r in results if isinstance(r, Bars)]
     assert len(quotes) == len(bars) == len(SYMBOLS)

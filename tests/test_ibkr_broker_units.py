@@ -16,9 +16,11 @@ import pytest
 
 from supervisor.broker import errors
 from supervisor.broker.ibkr import IBKRBroker, ib_duration, parse_hours
+from supervisor.clock import PinnedClock
 from supervisor.simproc import SimProcess, SimStartError
 from tests.conftest import REPO_ROOT
 from tests.conftest_sim import run_client
+from tests.sessions import TUESDAY_MORNING
 from tests.test_ibkr_broker import settings
 
 NY = ZoneInfo("America/New_York")
@@ -47,7 +49,7 @@ def test_hours_in_the_old_format_and_overnight_sessions() -> None:
     overnight = parse_hours("20260108:2000-20260109:0350;20260109:0400-20260109:2000", NY)
     assert overnight.is_open(ts("20260109 01:00")) is True
     assert overnight.is_open(ts("20260109 03:55")) is False
-    assert parse_hours("", NY).is_open(time.time()) is None
+    assert parse_hours("", NY).is_open(TUESDAY_MORNING.timestamp()) is None
     with pytest.raises(ValueError):
         parse_hours("garbage:0930-1600", NY)
 
@@ -90,7 +92,7 @@ def test_a_fresh_broker_is_disconnected_and_reports_stats() -> None:
         assert broker.ib.client.MaxRequests == 0  # one governor: ib_insync's throttle is off
         with pytest.raises(Exception, match="not connected"):
             await broker.quote("SPY")
-        assert await broker.market_open("SPY", time.time()) is None
+        assert await broker.market_open("SPY", TUESDAY_MORNING.timestamp()) is None
         await broker.disconnect()
         return stats
 
@@ -112,17 +114,24 @@ def test_sim_process_serves_a_broker_and_stops_cleanly(tmp_path: Path) -> None:
     stats_path = tmp_path / "sim-stats.json"
     with SimProcess(scenario, stats_path) as sim:
         assert sim.running() and sim.port > 0
+        clock = sim.clock()  # the child's session clock, followed from its clock file
 
         async def main() -> Any:
-            broker = IBKRBroker(settings(sim.port))
+            broker = IBKRBroker(settings(sim.port), now=clock.now)
             await broker.connect()
             try:
-                return await broker.quote("SPY")
+                gateway_now = (await broker.ib.reqCurrentTimeAsync()).timestamp()
+                return gateway_now, clock.now(), await broker.quote("SPY")
             finally:
                 await broker.disconnect()
 
-        quote = run_client(main)
+        gateway_now, bot_now, quote = run_client(main)
         assert math.isfinite(quote.last)
+    # the default scenario is pinned: both sides are in its session, not at the wall's "now"
+    assert isinstance(clock, PinnedClock) and clock.start_ts == TUESDAY_MORNING.timestamp()
+    assert 0 <= bot_now - TUESDAY_MORNING.timestamp() < 60
+    assert abs(gateway_now - bot_now) < 2  # reqCurrentTime has whole seconds
+    assert abs(quote.ts - bot_now) < 5
     assert sim.proc is not None and sim.proc.returncode == 0  # SIGTERM: stats, exit 0
     stats = sim.stats()
     assert stats["connections_total"] >= 1 and stats["snapshots"] >= 1

@@ -372,6 +372,24 @@ def test_fill_greeks_leaves_unusable_quotes(quote: OptionQuote) -> None:
     assert fill_greeks(quote, TODAY) is quote
 
 
+def test_fill_greeks_without_model_greeks_uses_the_workers_spot() -> None:
+    # IBKR sent no model greeks at all, so no underlying price either: the worker's own
+    # reference price of the underlying stands in (and is recorded on the quote)
+    contract = OptionContract("XYZ", "20250603", 100.0, Right.CALL)
+    q = OptionQuote(contract, bid=10.0, ask=11.0, iv=0.2)
+    assert fill_greeks(q, TODAY, rate=0.05) is q  # nothing to price it from
+    filled = fill_greeks(q, TODAY, rate=0.05, spot=100.0)
+    assert filled.delta == pytest.approx(0.6368, abs=1e-4) and filled.und_price == 100.0
+    assert fill_greeks(q, TODAY, rate=0.05, spot=math.nan) is q
+
+
+def test_fill_greeks_keeps_the_brokers_underlying_over_the_spot() -> None:
+    contract = OptionContract("XYZ", "20250603", 100.0, Right.CALL)
+    q = OptionQuote(contract, bid=10.0, ask=11.0, iv=0.2, und_price=100.0)
+    filled = fill_greeks(q, TODAY, rate=0.05, spot=120.0)
+    assert filled.und_price == 100.0 and filled.delta == pytest.approx(0.6368, abs=1e-4)
+
+
 def test_fill_greeks_same_day_expiry() -> None:
     contract = replace(CALL, expiry="20240603")
     filled = fill_greeks(OptionQuote(contract, iv=0.2, und_price=450.0), TODAY)

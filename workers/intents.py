@@ -55,10 +55,19 @@ def _dte(expiry: str, today: date) -> int | None:
         return None
 
 
-def fill_greeks(oq: OptionQuote, today: date, rate: float = 0.04) -> OptionQuote:
-    """Black–Scholes greeks where IBKR sent none; the quote unchanged when they can't be had."""
-    if math.isfinite(oq.delta) or not usable(oq.und_price):
+def fill_greeks(oq: OptionQuote, today: date, rate: float = 0.04,
+                spot: float | None = None) -> OptionQuote:
+    """Black–Scholes greeks where IBKR sent none; the quote unchanged when they can't be had.
+
+    The underlying's price comes with IBKR's model greeks, so a quote without them usually
+    lacks it too: ``spot`` (the worker's own reference price of the underlying) stands in.
+    """
+    if math.isfinite(oq.delta):
         return oq
+    if not usable(oq.und_price):
+        if spot is None or not usable(spot):
+            return oq
+        oq = dataclasses.replace(oq, und_price=spot)
     dte = _dte(oq.contract.expiry, today)
     if dte is None or dte < 0:
         return oq

@@ -74,7 +74,7 @@ class ScalpWhaleStrategy:
         quotes: Sequence[OptionQuote],
     ) -> tuple[tuple[OrderIntent, ...], tuple[str, ...]]:
         intent, rejected = best_intent(
-            [fill_greeks(q, view.today) for q in quotes],
+            [fill_greeks(q, view.today, spot=view.price) for q in quotes],
             selection.target,
             cycle_id=view.task.cycle_id,
             day=view.today.isoformat(),

@@ -8,7 +8,6 @@ ticks, crossed, wide) are applied last, so one place decides what the client see
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, replace
 from datetime import date
 
@@ -17,6 +16,7 @@ from tools.gateway_sim.instruments import Instrument, InstrumentBook
 from tools.gateway_sim.optionmath import SECONDS_PER_YEAR, Greeks, black_scholes, smile_vol
 from tools.gateway_sim.pricepath import Bar, PricePath, aggregate, symbol_key, unit
 from tools.gateway_sim.scenario import QuirkSpec, Scenario
+from tools.gateway_sim.simclock import ScenarioClock
 
 
 @dataclass(frozen=True)
@@ -37,9 +37,11 @@ class Quote:
 
 
 class Market:
-    def __init__(self, scenario: Scenario, clock: SessionClock) -> None:
+    def __init__(self, scenario: Scenario, clock: SessionClock,
+                 time_source: ScenarioClock | None = None) -> None:
         self.scenario = scenario
         self.clock = clock
+        self.time = time_source or ScenarioClock(scenario.clock)
         self.book = InstrumentBook(scenario, clock)
         self.paths: dict[str, PricePath] = {}
         for spec in scenario.all_symbols():
@@ -48,16 +50,17 @@ class Market:
                 spec.volume_per_min)
 
     def now(self) -> float:
-        return time.time() + self.scenario.clock_offset_s
+        return self.time.now()
 
     def today(self) -> date:
         return self.clock.local(self.now()).date()
 
     # ---- prices -------------------------------------------------------------------------
     def underlying(self, symbol: str, ts: float) -> float:
-        return self.paths[symbol].price(ts)
+        return self.paths[symbol].price(self.time.market_instant(ts))
 
     def greeks(self, inst: Instrument, ts: float, spot: float | None = None) -> Greeks:
+        ts = self.time.market_instant(ts)
         s = self.underlying(inst.symbol, ts) if spot is None else spot
         expiry = date(int(inst.expiry[:4]), int(inst.expiry[4:6]), int(inst.expiry[6:]))
         years = (self.clock.expiry_close(expiry) - ts) / SECONDS_PER_YEAR
@@ -71,6 +74,7 @@ class Market:
         return self.underlying(inst.symbol, ts)
 
     def quote(self, inst: Instrument, ts: float) -> Quote:
+        ts = self.time.market_instant(ts)
         base = self._option_quote(inst, ts) if inst.is_option else self._stock_quote(inst, ts)
         for quirk in self.quirks_for(inst):
             base = _apply_quirk(base, quirk, inst.min_tick)
@@ -117,6 +121,7 @@ class Market:
         Bars of an hour or more align to local time (a daily bar starts at local midnight);
         bars longer than an hour sample every 15th minute (volumes scaled), to stay cheap.
         """
+        now_ts = self.time.market_instant(now_ts)
         offset = 0
         if bar_s >= 3600:
             delta = self.clock.local(end_ts).utcoffset()

@@ -9,6 +9,7 @@ file, ``scenario_from_dict`` builds one in code (tests), ``Scenario.all_symbols`
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -27,6 +28,29 @@ class ScenarioError(ValueError):
 
 class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ClockSpec(Model):
+    """The session the sim replays: sim time = start + elapsed x rate (see simclock.py)."""
+
+    start: datetime | None = None  # with a UTC offset; None: follow the wall clock
+    rate: float = Field(1.0, gt=0, le=100_000)  # sim seconds per real second
+    # > 0: prices move in whole steps of this many sim seconds (60: once a minute, a bar
+    # replay) while time itself flows; every request inside one step sees the same market
+    market_step_s: float = Field(0.0, ge=0, le=86_400)
+
+    @field_validator("start")
+    @classmethod
+    def _aware(cls, start: datetime | None) -> datetime | None:
+        if start is not None and start.tzinfo is None:
+            raise ValueError("needs a UTC offset, e.g. 2026-12-01T10:30:00-05:00")
+        return start
+
+    @model_validator(mode="after")
+    def _rate_needs_start(self) -> ClockSpec:
+        if self.start is None and self.rate != 1.0:
+            raise ValueError("rate needs a pinned start (the wall clock runs at 1x)")
+        return self
 
 
 class PositionSpec(Model):
@@ -250,7 +274,7 @@ class Scenario(Model):
     name: str = "default"
     seed: int = 7
     server_version: int = Field(176, ge=157, le=178)
-    clock_offset_s: float = 0.0  # sim time = wall clock + offset
+    clock: ClockSpec = Field(default_factory=ClockSpec)
     farm_notices: list[int] = Field(default_factory=lambda: [2104, 2106, 2158])
     account: AccountSpec = Field(default_factory=AccountSpec)
     session: SessionSpec = Field(default_factory=SessionSpec)
@@ -304,7 +328,7 @@ def scenario_from_dict(data: dict[str, Any]) -> Scenario:
     try:
         return Scenario.model_validate(data)
     except ValidationError as exc:
-        raise ScenarioError(_describe(exc)) from None
+        raise ScenarioError(describe_errors(exc)) from None
 
 
 def load_scenario(path: str | Path) -> Scenario:
@@ -323,7 +347,7 @@ def load_scenario(path: str | Path) -> Scenario:
         raise ScenarioError(f"scenario {file}: {exc}") from None
 
 
-def _describe(exc: ValidationError) -> str:
+def describe_errors(exc: ValidationError) -> str:
     lines = []
     for err in exc.errors():
         message = err["msg"].removeprefix("Value error, ")

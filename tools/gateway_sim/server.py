@@ -39,6 +39,7 @@ from tools.gateway_sim.orders import OrderBook, Position
 from tools.gateway_sim.rules import HistoricalPacing, LineBook
 from tools.gateway_sim.scenario import Scenario
 from tools.gateway_sim.session import Session
+from tools.gateway_sim.simclock import ScenarioClock
 from tools.gateway_sim.stats import Stats, write_stats_file
 
 log = logging.getLogger("gateway_sim")
@@ -50,7 +51,8 @@ class SimServer:
         self.scenario = scenario
         self.stats_file = Path(stats_file) if stats_file else None
         self.clock = SessionClock(scenario.session)
-        self.market = Market(scenario, self.clock)
+        self.time = ScenarioClock(scenario.clock)  # the session starts when the server does
+        self.market = Market(scenario, self.clock, self.time)
         self.counters = Stats()
         self.lines = LineBook(scenario.rules.max_market_data_lines)
         self.hist_pacing = HistoricalPacing(scenario.rules)
@@ -71,9 +73,20 @@ class SimServer:
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(self._new_session, HOST, port)
         self.port = self._server.sockets[0].getsockname()[1]
-        log.info("gateway_sim listening on %s:%d (scenario %s)", HOST, self.port,
-                 self.scenario.name)
+        log.info("gateway_sim listening on %s:%d (scenario %s, %s)", HOST, self.port,
+                 self.scenario.name, self._clock_text())
         return self.port
+
+    def _clock_text(self) -> str:
+        spec = self.scenario.clock
+        if spec.start is None:
+            return "wall clock"
+        step = f", market steps of {spec.market_step_s:g}s" if spec.market_step_s else ""
+        return f"session pinned at {spec.start.isoformat()}, rate {spec.rate:g}x{step}"
+
+    def now(self) -> float:
+        """Sim time (epoch seconds): what every quote, bar and expiry is computed for."""
+        return self.time.now()
 
     async def close(self) -> None:
         if self._server is not None:

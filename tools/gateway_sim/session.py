@@ -117,7 +117,8 @@ class Session(asyncio.Protocol):
             log.warning("client versions v%d..%d not supported", low, high)
             self.drop(graceful=False)
             return False
-        stamp = datetime.now(self.server.clock.zone).strftime("%Y%m%d %H:%M:%S %Z")
+        moment = datetime.fromtimestamp(self.server.market.now(), self.server.clock.zone)
+        stamp = moment.strftime("%Y%m%d %H:%M:%S %Z")
         self.send([self.version, stamp])
         log.debug("handshake v%d (client v%d..%d %s)", self.version, low, high, options)
         return True

@@ -20,7 +20,7 @@ VIOLATION_CODES = frozenset({100, 101, 102, 103, 162, 322, 326, 414})
 class Stats:
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self.started = time.time()
+        self.started = time.monotonic()
         self.messages_by_type: Counter[int] = Counter()
         self.messages_total = 0
         self.peak_messages_per_s = 0
@@ -64,7 +64,7 @@ class Stats:
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
             return {
-                "uptime_s": round(time.time() - self.started, 3),
+                "uptime_s": round(time.monotonic() - self.started, 3),
                 "connections_total": self.connections_total,
                 "connections_open": self.connections_open,
                 "clients_rejected": self.clients_rejected,

@@ -6,6 +6,7 @@ test can drive the real client in the main thread while the gateway runs here::
     with ThreadedSim(scenario) as sim:
         ib.connect("127.0.0.1", sim.port, clientId=1)
         assert sim.stats()["violations_total"] == 0
+        sim.now()   # the session's time: follow it, not the wall clock
 """
 
 from __future__ import annotations
@@ -54,6 +55,10 @@ class ThreadedSim:
     @property
     def port(self) -> int:
         return self.server.port
+
+    def now(self) -> float:
+        """The sim's session time (thread-safe: a pure function of the monotonic clock)."""
+        return self.server.now()
 
     def call(self, fn: Callable[[], T], timeout_s: float = 5.0) -> T:
         """Run ``fn`` on the sim's loop and return its result (thread-safe state access)."""
