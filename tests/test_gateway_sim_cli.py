@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from supervisor.clock import PinnedClock
 from tests.conftest_sim import DEFAULT_SCENARIO, ROOT, connect, run_client
+from tests.sessions import FRIDAY_1555
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -53,6 +55,37 @@ def test_cli_announces_port_writes_stats_and_stops_on_sigterm(tmp_path: Path) ->
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_cli_clock_file_lets_another_process_follow_the_session(tmp_path: Path) -> None:
+    # Given the sim started at a moment of our choosing, at 60x, with a clock file
+    port_file, clock_file = tmp_path / "port", tmp_path / "clock.json"
+    proc = _start("--scenario", str(DEFAULT_SCENARIO), "--port", "0", "--port-file",
+                  str(port_file), "--clock-file", str(clock_file), "--log-level", "WARNING",
+                  "--start", FRIDAY_1555.isoformat(), "--rate", "60")
+    try:
+        assert proc.stdout is not None
+        port = int(proc.stdout.readline().strip().rsplit(":", 1)[1])
+        # When this process follows the clock the file describes
+        clock = PinnedClock.follow(json.loads(clock_file.read_text()))
+
+        async def session() -> tuple[float, float, float]:
+            ib = await connect(port)
+            try:
+                before = clock.now()
+                answer = (await ib.reqCurrentTimeAsync()).timestamp()
+                return before, answer, clock.now()
+            finally:
+                ib.disconnect()
+
+        before, gateway_now, after = run_client(session)
+        # Then the gateway's answer falls between our readings before and after the request
+        # (whole seconds on the wire), in the Friday session, running at 60x
+        assert before - 1 <= gateway_now <= after
+        assert FRIDAY_1555.timestamp() <= gateway_now < FRIDAY_1555.timestamp() + 3600
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(10)
 
 
 def test_cli_rejects_a_bad_scenario(tmp_path: Path) -> None:

@@ -22,7 +22,16 @@ from common.messages import OptionContract, OrderIntent, Right, Signal
 from supervisor.broker.base import SymbolDataError
 from supervisor.broker.ibkr import IBKRBroker
 from tests.conftest_sim import make_scenario, next_client_id, run_client
-from tests.sessions import TUESDAY_1000, TUESDAY_MORNING
+from tests.sessions import (
+    AFTER_FALL_BACK,
+    CHRISTMAS,
+    DAY_BEFORE_THANKSGIVING,
+    FRIDAY_1555,
+    SATURDAY_NOON,
+    TUESDAY_1000,
+    TUESDAY_MORNING,
+    TUESDAY_NIGHT,
+)
 from tools.gateway_sim import ThreadedSim
 from workers.intents import fill_greeks
 from workers.strikes import select_contracts
@@ -293,6 +302,42 @@ def test_market_open_from_the_contract_hours(sim: ThreadedSim) -> None:
     assert now_open is True  # always_open scenario
     assert holiday is False  # make_scenario lists tomorrow as a holiday (CLOSED)
     assert far is None and unknown is None
+
+
+@pytest.mark.parametrize(("moment", "is_open"), [
+    (TUESDAY_MORNING, True),
+    (TUESDAY_NIGHT, False),  # before the pre-market: liquid hours are 09:30-16:00
+    (SATURDAY_NOON, False),
+    (CHRISTMAS, False),  # a holiday the contract hours list as CLOSED
+    (AFTER_FALL_BACK, True),  # 09:45 EST, the first session after the clocks fell back
+], ids=["tuesday-morning", "tuesday-night", "saturday-noon", "christmas", "after-fall-back"])
+def test_market_open_at_named_moments_of_a_real_hours_session(moment: datetime,
+                                                             is_open: bool) -> None:
+    scenario = make_scenario(moment, session={"mode": "real", "holidays": ["20261225"]})
+
+    async def body(broker: IBKRBroker) -> Any:
+        return await broker.market_open("SPY", broker.now())
+
+    with ThreadedSim(scenario) as sim:
+        assert with_broker(sim, body) is is_open
+
+
+@pytest.mark.parametrize(("moment", "first_expiry", "not_listed"), [
+    # minutes before Friday's close the nearest listed expiry is today's; none on Saturday
+    (FRIDAY_1555, "20261204", "20261205"),
+    (SATURDAY_NOON, "20261207", "20261205"),  # a weekend: Monday's daily comes first
+    # the day before Thanksgiving lists itself, then skips the holiday
+    (DAY_BEFORE_THANKSGIVING, "20261125", "20261126"),
+], ids=["friday-close", "saturday", "before-thanksgiving"])
+def test_the_chain_lists_the_sessions_own_expiries(moment: datetime, first_expiry: str,
+                                                   not_listed: str) -> None:
+    async def body(broker: IBKRBroker) -> Any:
+        return (await broker.chain("SPY")).expirations
+
+    with ThreadedSim(make_scenario(moment)) as sim:
+        expirations = with_broker(sim, body)
+    assert expirations[0] == first_expiry
+    assert not_listed not in expirations and len(expirations) >= 10
 
 
 # --- orders ---------------------------------------------------------------------------------
