@@ -17,7 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from common.config import AlertsSettings
-from supervisor.alerts import Alerter
+from supervisor.observe.alerts import Alerter
 
 pytestmark = pytest.mark.timeout(60)
 

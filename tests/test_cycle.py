@@ -17,9 +17,9 @@ from common.messages import (
     SymbolResult,
     SymbolTask,
 )
-from supervisor.cycle import CycleRun, CycleSummary
-from supervisor.pool import WorkerHandle, WorkerPool
-from supervisor.risk import RiskDecision
+from supervisor.runtime.cycle import CycleRun, CycleSummary
+from supervisor.runtime.pool import WorkerHandle, WorkerPool
+from supervisor.trading.risk import RiskDecision
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -22,9 +22,9 @@ from common.messages import (
 )
 from supervisor.broker.base import AccountSnapshot
 from supervisor.broker.stub import StubBroker
-from supervisor.desk import Desk
-from supervisor.executor import Executor, live_refusal
-from supervisor.journal import Journal
+from supervisor.journal.store import Journal
+from supervisor.trading.desk import Desk
+from supervisor.trading.execution import Executor, live_refusal
 from tests.conftest import make_settings
 
 pytestmark = pytest.mark.timeout(30)

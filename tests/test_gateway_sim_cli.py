@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from supervisor.clock import PinnedClock
+from supervisor.runtime.clock import PinnedClock
 from tests.conftest_sim import DEFAULT_SCENARIO, ROOT, connect, run_client
 from tests.sessions import FRIDAY_1555
 

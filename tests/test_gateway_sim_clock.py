@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from ib_insync import Option, Stock
 
-from supervisor.clock import PinnedClock, WallClock
+from supervisor.runtime.clock import PinnedClock, WallClock
 from tests.conftest_sim import connect, make_scenario, run_client
 from tests.sessions import CHRISTMAS, FRIDAY_1555, TUESDAY_MORNING
 from tools.gateway_sim import ScenarioError, ThreadedSim, scenario_from_dict

@@ -20,7 +20,7 @@ import pytest
 from common.config import OptionsSettings, Settings, parse_settings
 from common.messages import OptionContract, OrderIntent, Right, Signal
 from supervisor.broker.base import SymbolDataError
-from supervisor.broker.ibkr import IBKRBroker
+from supervisor.broker.ibkr.broker import IBKRBroker
 from tests.conftest_sim import make_scenario, next_client_id, run_client
 from tests.sessions import (
     AFTER_FALL_BACK,

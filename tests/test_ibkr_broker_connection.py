@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from supervisor.broker.base import BrokerError, ConnectionLost, SymbolDataError
-from supervisor.broker.ibkr import IBKRBroker
+from supervisor.broker.ibkr.broker import IBKRBroker
 from tests.conftest_sim import connect, make_scenario, next_client_id, run_client
 from tests.sessions import TUESDAY_MORNING
 from tests.test_ibkr_broker import settings, wait_until, with_broker

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from common.messages import Bars, Quote, Right
-from supervisor.broker.ibkr import IBKRBroker
+from supervisor.broker.ibkr.broker import IBKRBroker
 from tests.conftest_sim import make_scenario
 from tests.sessions import TUESDAY_MORNING
 from tests.test_ibkr_broker import assert_nothing_left, spy_options, with_broker

@@ -14,10 +14,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from supervisor.broker import errors
-from supervisor.broker.ibkr import IBKRBroker, ib_duration, parse_hours
-from supervisor.clock import PinnedClock
-from supervisor.simproc import SimProcess, SimStartError
+from supervisor.broker.ibkr import errors
+from supervisor.broker.ibkr.broker import IBKRBroker, ib_duration, parse_hours
+from supervisor.runtime.clock import PinnedClock
+from supervisor.runtime.simproc import SimProcess, SimStartError
 from tests.conftest import REPO_ROOT
 from tests.conftest_sim import run_client
 from tests.sessions import TUESDAY_MORNING

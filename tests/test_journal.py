@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from common.messages import OptionContract, OrderIntent, Right, Signal
-from supervisor.journal import SCHEMA_VERSION, DayState, Journal, JournalError
-from supervisor.positions import open_from, step
-from supervisor.risk import RiskDecision
+from supervisor.journal.store import SCHEMA_VERSION, DayState, Journal, JournalError
+from supervisor.trading.paper import open_from, step
+from supervisor.trading.risk import RiskDecision
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from common.messages import OptionContract, OrderIntent, Right, Signal
-from supervisor.journal import Journal
-from supervisor.live import LiveBook
+from supervisor.journal.store import Journal
+from supervisor.trading.live import LiveBook
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -9,7 +9,7 @@ from bisect import bisect_left
 
 import pytest
 
-from supervisor.broker.pacing import Backoff, CircuitBreaker, PacingGovernor
+from supervisor.broker.ibkr.pacing import Backoff, CircuitBreaker, PacingGovernor
 
 
 class FakeClock:

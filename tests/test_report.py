@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 
 from common.messages import OptionContract, OptionQuote, OrderIntent, Right, Signal
-from supervisor.journal import DayState, Journal
-from supervisor.positions import open_from, step
-from supervisor.report import render_json, render_text
-from supervisor.risk import RiskDecision
+from supervisor.commands.report import render_json, render_text
+from supervisor.journal.store import DayState, Journal
+from supervisor.trading.paper import open_from, step
+from supervisor.trading.risk import RiskDecision
 
 pytestmark = pytest.mark.timeout(30)
 

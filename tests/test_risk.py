@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from common.config import OptionsSettings, RiskSettings
 from common.messages import OptionContract, OrderIntent, Right, Signal
-from supervisor.risk import RiskDecision, RiskState, evaluate, record, size_contracts
+from supervisor.trading.risk import RiskDecision, RiskState, evaluate, record, size_contracts
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -9,7 +9,7 @@ import pytest
 
 from common.config import OptionsSettings, RiskSettings
 from common.messages import OptionContract, OrderIntent, Right, Signal
-from supervisor.risk import RiskContext, RiskState, evaluate
+from supervisor.trading.risk import RiskContext, RiskState, evaluate
 
 pytestmark = pytest.mark.timeout(30)
 

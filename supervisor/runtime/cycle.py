@@ -15,10 +15,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from common.messages import Signal, SymbolResult, SymbolTask
-from supervisor.pool import WorkerHandle, WorkerPool
-from supervisor.risk import RiskDecision
+from supervisor.runtime.pool import WorkerHandle, WorkerPool
+from supervisor.trading.risk import RiskDecision
 
-log = logging.getLogger("supervisor.cycle")
+log = logging.getLogger("supervisor.runtime.cycle")
 
 
 class CycleRun:

@@ -18,17 +18,17 @@ from pathlib import Path
 from typing import Any
 
 from common.config import Settings, parse_settings
-from supervisor.app import Supervisor
 from supervisor.broker.base import Broker
 from supervisor.broker.stub import StubBroker
-from supervisor.clock import Clock, SimClock, WallClock
-from supervisor.logs import LogService
-from supervisor.simproc import SimStartError
+from supervisor.observe.logs import LogService
+from supervisor.runtime.clock import Clock, SimClock, WallClock
+from supervisor.runtime.loop import Supervisor
+from supervisor.runtime.simproc import SimStartError
 
 __all__ = ["SessionStartError", "SimStartError", "broker_session", "run_supervisor",
            "sim_summary", "with_values"]
 
-DEFAULT_SCENARIO = Path(__file__).resolve().parent.parent / "configs" / "scenarios" / "default.yaml"
+DEFAULT_SCENARIO = Path(__file__).resolve().parents[2] / "configs" / "scenarios" / "default.yaml"
 
 
 def sim_summary(stats: dict[str, Any]) -> str:
@@ -68,10 +68,10 @@ def broker_session(settings: Settings, broker: str, scenario: str | None = None,
     if broker != "sim" and start is not None:
         raise SessionStartError("it pins a simulated session (the stub or --sim); a real "
                                 "gateway's clock is the exchange's")
-    from supervisor.broker.ibkr import IBKRBroker  # ib_insync is loaded only when needed
+    from supervisor.broker.ibkr.broker import IBKRBroker  # ib_insync is loaded only when needed
 
     if broker == "sim":
-        from supervisor.simproc import SimProcess  # noqa: I001
+        from supervisor.runtime.simproc import SimProcess  # noqa: I001
 
         # absolute: the child runs from the project root, not from our working directory
         stats = ((sim_dir or Path("var")) / "gateway_sim_stats.json").resolve()

@@ -25,6 +25,7 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from common.calendar import is_regular_hours, next_open
 from common.config import Settings
 from common.messages import (
     BarsRequest,
@@ -37,19 +38,18 @@ from common.messages import (
     WorkerReady,
 )
 from supervisor import exitcodes
-from supervisor.alerts import Alerter
 from supervisor.broker.base import Broker, BrokerError, ConnectionLost
-from supervisor.clock import Clock
-from supervisor.cycle import CycleRun, CycleSummary
-from supervisor.desk import Desk
-from supervisor.executor import Executor, ModeNotAvailable, live_refusal
-from supervisor.hours import is_regular_hours, next_open
-from supervisor.journal import Journal, JournalError
-from supervisor.monitor import Monitor
-from supervisor.pool import BootFailure, WorkerHandle, WorkerPool
-from supervisor.service import DataService
+from supervisor.journal.store import Journal, JournalError
+from supervisor.observe.alerts import Alerter
+from supervisor.observe.metrics import Monitor
+from supervisor.runtime.clock import Clock
+from supervisor.runtime.cycle import CycleRun, CycleSummary
+from supervisor.runtime.pool import BootFailure, WorkerHandle, WorkerPool
+from supervisor.runtime.serving import DataService
+from supervisor.trading.desk import Desk
+from supervisor.trading.execution import Executor, ModeNotAvailable, live_refusal
 
-log = logging.getLogger("supervisor.app")
+log = logging.getLogger("supervisor.runtime.loop")
 
 REQUESTS = (QuoteRequest, BarsRequest, ChainRequest, OptionQuotesRequest)
 

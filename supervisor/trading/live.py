@@ -16,9 +16,9 @@ import logging
 from typing import Any
 
 from supervisor.broker.base import BrokerError
-from supervisor.journal import Journal
+from supervisor.journal.store import Journal
 
-log = logging.getLogger("supervisor.live")
+log = logging.getLogger("supervisor.trading.live")
 
 WORKING = ("Submitted", "PreSubmitted", "PendingSubmit", "ApiPending")
 

@@ -16,11 +16,11 @@ from typing import Any
 
 from common.config import ConfigError, Settings, load_settings, parse_settings
 from supervisor import exitcodes
-from supervisor.check import run_check
-from supervisor.journal import Journal, JournalError
-from supervisor.phases import add_phase_arguments, cmd_phases
-from supervisor.report import render_json, render_text
-from supervisor.sessions import (
+from supervisor.commands.check import run_check
+from supervisor.commands.phases import add_phase_arguments, cmd_phases
+from supervisor.commands.report import render_json, render_text
+from supervisor.journal.store import Journal, JournalError
+from supervisor.runtime.sessions import (
     SessionStartError,
     SimStartError,
     broker_session,

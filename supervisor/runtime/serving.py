@@ -24,7 +24,7 @@ from common.messages import (
 )
 from supervisor.broker.base import Broker, BrokerError, ConnectionLost
 
-log = logging.getLogger("supervisor.service")
+log = logging.getLogger("supervisor.runtime.serving")
 
 
 class SymbolBackoff:

@@ -1,6 +1,6 @@
 """The original report's pipeline as one command: Phase 1, Phase 2, Phase 3, the verdict.
 
-    phase 1  check: one symbol's price, chain, ATM and strike window (supervisor.check)
+    phase 1  check: one symbol's price, chain, ATM and strike window (supervisor.commands.check)
     phase 2  multi-symbol: --phase2-cycles cycles over the universe, back to back
     phase 3  soak: --soak-s seconds (or --soak-cycles cycles), the monitor sampling every
              --metrics-interval-s into OUT/metrics.jsonl
@@ -23,8 +23,8 @@ from typing import Any
 
 from common.config import Settings
 from supervisor import exitcodes
-from supervisor.check import run_check
-from supervisor.sessions import (
+from supervisor.commands.check import run_check
+from supervisor.runtime.sessions import (
     SessionStartError,
     SimStartError,
     broker_session,

@@ -20,15 +20,15 @@ from zoneinfo import ZoneInfo
 
 from common.config import Settings
 from common.messages import SymbolResult
-from supervisor.alerts import Alerter
 from supervisor.broker.base import Broker, BrokerError
-from supervisor.executor import Execution, Executor
-from supervisor.journal import DayState, Journal
-from supervisor.live import LiveBook
-from supervisor.positions import Position, book_pnl, open_from, step
-from supervisor.risk import RiskContext, RiskState, daily_loss, evaluate, record
+from supervisor.journal.store import DayState, Journal
+from supervisor.observe.alerts import Alerter
+from supervisor.trading.execution import Execution, Executor
+from supervisor.trading.live import LiveBook
+from supervisor.trading.paper import Position, book_pnl, open_from, step
+from supervisor.trading.risk import RiskContext, RiskState, daily_loss, evaluate, record
 
-log = logging.getLogger("supervisor.desk")
+log = logging.getLogger("supervisor.trading.desk")
 
 
 class Desk:

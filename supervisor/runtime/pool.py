@@ -28,7 +28,7 @@ from common.config import Settings
 from common.messages import Stop
 from workers.main import worker_main
 
-log = logging.getLogger("supervisor.pool")
+log = logging.getLogger("supervisor.runtime.pool")
 
 _END = None  # put on the outbox to stop the reader thread
 

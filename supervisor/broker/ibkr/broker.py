@@ -49,11 +49,11 @@ except ImportError:  # pragma: no cover - ib_async is a drop-in replacement wher
 from common.bars import resample, tail
 from common.config import Settings
 from common.messages import Bars, OptionChain, OptionContract, OptionQuote, OrderIntent, Quote
-from supervisor.broker import errors
 from supervisor.broker.base import AccountSnapshot, BrokerError, ConnectionLost, SymbolDataError
-from supervisor.broker.pacing import Backoff, CircuitBreaker, PacingGovernor
+from supervisor.broker.ibkr import errors
+from supervisor.broker.ibkr.pacing import Backoff, CircuitBreaker, PacingGovernor
 
-log = logging.getLogger("supervisor.broker.ibkr")
+log = logging.getLogger("supervisor.broker.ibkr.broker")
 
 MARKET_DATA_TYPES = {"live": 1, "frozen": 2, "delayed": 3, "delayed_frozen": 4}
 # startApi + positions, open orders, completed orders, account updates (single and multi),

@@ -8,7 +8,7 @@ import pytest
 
 from common.messages import QuoteRequest
 from supervisor.broker.base import ConnectionLost, SymbolDataError
-from supervisor.service import DataService, SymbolBackoff
+from supervisor.runtime.serving import DataService, SymbolBackoff
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -13,7 +13,7 @@ import psutil
 import pytest
 
 from common.config import MonitoringSettings
-from supervisor.monitor import (
+from supervisor.observe.metrics import (
     GatewayLogWatcher,
     MetricsWriter,
     Monitor,

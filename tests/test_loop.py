@@ -11,10 +11,10 @@ import threading
 import pytest
 
 from supervisor import exitcodes
-from supervisor.app import Supervisor
 from supervisor.broker.stub import StubBroker
-from supervisor.clock import SimClock
-from supervisor.logs import LogService
+from supervisor.observe.logs import LogService
+from supervisor.runtime.clock import SimClock
+from supervisor.runtime.loop import Supervisor
 from tests.conftest import make_settings
 from tests.strategies import KILL_MARKER_ENV, KILL_SYMBOL_ENV
 

@@ -18,7 +18,7 @@ from common.quotes import check_underlying
 from supervisor.broker.base import Broker, BrokerError
 from workers.strikes import ChainError, select_contracts
 
-log = logging.getLogger("supervisor.check")
+log = logging.getLogger("supervisor.commands.check")
 
 
 @dataclass

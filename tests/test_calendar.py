@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
+from common.calendar import is_regular_hours, next_open
 from common.config import ScheduleSettings
-from supervisor.clock import SimClock, WallClock
-from supervisor.hours import is_regular_hours, next_open
+from supervisor.runtime.clock import SimClock, WallClock
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -36,10 +36,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from supervisor.clock import Clock, PinnedClock
+from supervisor.runtime.clock import Clock, PinnedClock
 
-log = logging.getLogger("supervisor.simproc")
-ROOT = Path(__file__).resolve().parent.parent
+log = logging.getLogger("supervisor.runtime.simproc")
+ROOT = Path(__file__).resolve().parents[2]
 PR_SET_PDEATHSIG = 1
 
 

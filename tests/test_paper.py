@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 import pytest
 
 from common.messages import OptionContract, OptionQuote, OrderIntent, Right, Signal
-from supervisor.positions import Position, book_pnl, intrinsic, is_expired, open_from, step
+from supervisor.trading.paper import Position, book_pnl, intrinsic, is_expired, open_from, step
 
 pytestmark = pytest.mark.timeout(30)
 

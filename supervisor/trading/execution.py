@@ -20,10 +20,10 @@ from typing import Any
 from common.config import Settings
 from common.messages import OrderIntent
 from supervisor.broker.base import BrokerError
-from supervisor.journal import Journal
-from supervisor.risk import RiskDecision
+from supervisor.journal.store import Journal
+from supervisor.trading.risk import RiskDecision
 
-log = logging.getLogger("supervisor.executor")
+log = logging.getLogger("supervisor.trading.execution")
 
 MODES = ("dry_run", "whatif", "live")
 

@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from common.messages import OptionContract, OrderIntent, Right, Signal
-from supervisor.positions import ACTIVE, EXIT_REASONS, STATUSES, Position
-from supervisor.risk import RiskDecision
+from supervisor.trading.paper import ACTIVE, EXIT_REASONS, STATUSES, Position
+from supervisor.trading.risk import RiskDecision
 
 _CONTRACT = "contract_symbol, expiry, strike, option_right, multiplier, exchange, trading_class"
 _CONTRACT_DDL = """contract_symbol TEXT NOT NULL, expiry TEXT NOT NULL, strike REAL NOT NULL,
@@ -437,7 +437,7 @@ class Journal:
         return str(day) if day is not None else None
 
     def day_summary(self, day: str) -> dict[str, Any]:
-        """Everything supervisor.report renders for ``day``: plain JSON-ready values only."""
+        """Everything supervisor.commands.report renders for ``day``: plain JSON-ready values only."""
         q = self._db.execute
         c = q("SELECT COUNT(*) n, MIN(started_ts) first, MAX(started_ts) last, "
               "SUM(ended_ts IS NULL) unfinished, SUM(ok) ok, SUM(failed) failed "

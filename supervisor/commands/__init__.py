@@ -1,0 +1,1 @@
+"""The command line: one module per verb (run, check, phases, report, validate)."""

@@ -1,0 +1,1 @@
+"""The SQLite journal: what the bot decided and did, surviving restarts."""

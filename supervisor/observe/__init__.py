@@ -1,0 +1,1 @@
+"""Watching the bot: metrics, alerts, logging and the soak analysis."""

@@ -1,0 +1,1 @@
+"""The running bot: the supervisor loop, the worker pool, cycles, request serving, clocks."""
