@@ -1,15 +1,25 @@
-"""Regular trading hours and the next open (supervisor/hours.py); the simulated clock."""
+"""Exchange time (common/calendar.py): trading days, IBKR's hours strings, the configured
+regular hours and the next open, expiry dates."""
 
 from __future__ import annotations
 
-import asyncio
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 import pytest
 
-from common.calendar import is_regular_hours, next_open
+from common.calendar import (
+    days_to_expiry,
+    expiry_close,
+    is_expired,
+    is_regular_hours,
+    next_open,
+    parse_expiry,
+    parse_hours,
+    trading_day,
+)
 from common.config import ScheduleSettings
-from supervisor.runtime.clock import SimClock, WallClock
+from tests.sessions import AFTER_FALL_BACK, AFTER_SPRING_FORWARD, FRIDAY_1558, TUESDAY_MORNING
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -95,78 +105,75 @@ def test_next_open_is_always_in_regular_hours_and_after_now() -> None:
         assert opening - now <= 3 * 86_400  # never more than a weekend away (no holidays)
 
 
-# --- SimClock ----------------------------------------------------------------------------------
+# --- trading day, expiries ---------------------------------------------------------------------
+
+NY = ZoneInfo("America/New_York")
 
 
-def test_sim_clock_starts_at_the_given_time() -> None:
-    start = ts(2026, 1, 8, 10, 30)
-    clock = SimClock(start)
-    assert start <= clock.now() < start + 5  # only real time elapsed since, a tiny amount
+def test_the_trading_day_is_the_exchanges_not_utcs() -> None:
+    # 21:30 in New York on Tuesday is already Wednesday in UTC
+    evening = datetime(2026, 12, 1, 21, 30, tzinfo=NY).timestamp()
+    assert trading_day(evening) == date(2026, 12, 1)
+    assert trading_day(evening, "UTC") == date(2026, 12, 2)
+    assert trading_day(TUESDAY_MORNING.timestamp()) == date(2026, 12, 1)
 
 
-def test_sim_clock_sleep_moves_now_forward_without_waiting() -> None:
-    async def scenario() -> None:
-        # Given a simulated clock and a wake event nobody sets
-        clock = SimClock(ts(2026, 1, 8, 10, 30))
-        wake = asyncio.Event()
-        before = clock.now()
-
-        # When it sleeps ten hours (the test's 30 s timeout proves it did not really wait)
-        await clock.sleep(36_000, wake)
-
-        # Then now() moved by those ten hours (plus the microseconds the call took)
-        moved = clock.now() - before
-        assert 36_000 <= moved < 36_000 + 5
-
-    asyncio.run(scenario())
+def test_expiry_dates_and_days_to_expiry() -> None:
+    assert parse_expiry("20261204") == date(2026, 12, 4)
+    assert parse_expiry(" 20261204 ") == date(2026, 12, 4)
+    assert parse_expiry("2026-12-04") is None and parse_expiry("") is None
+    assert days_to_expiry("20261204", date(2026, 12, 1)) == 3
+    assert days_to_expiry("20261204", date(2026, 12, 4)) == 0
+    assert days_to_expiry("bad", date(2026, 12, 4)) is None
 
 
-def test_sim_clock_sleeps_add_up() -> None:
-    async def scenario() -> None:
-        clock = SimClock(ts(2026, 1, 8, 9, 45))
-        wake = asyncio.Event()
-        before = clock.now()
-        for _ in range(75):
-            await clock.sleep(300, wake)
-        assert 75 * 300 <= clock.now() - before < 75 * 300 + 5
-
-    asyncio.run(scenario())
+def test_an_option_expires_after_its_expiry_day_in_new_york() -> None:
+    friday = FRIDAY_1558.timestamp()
+    assert not is_expired("20261204", friday)  # 15:58 on the expiry day: still listed
+    assert is_expired("20261204", datetime(2026, 12, 5, 0, 1, tzinfo=NY).timestamp())
+    # 20:00 New York is Saturday in UTC, but the exchange's day is still Friday
+    assert not is_expired("20261204", datetime(2026, 12, 4, 20, 0, tzinfo=NY).timestamp())
+    assert not is_expired("garbage", friday)
 
 
-def test_sim_clock_does_not_advance_when_woken() -> None:
-    async def scenario() -> None:
-        # Given a wake event already set (a stop was asked for)
-        clock = SimClock(ts(2026, 1, 8, 10, 30))
-        wake = asyncio.Event()
-        wake.set()
-        before = clock.now()
-
-        # When it is asked to sleep an hour
-        await clock.sleep(3600, wake)
-
-        # Then the simulated time did not jump
-        assert clock.now() - before < 5
-
-    asyncio.run(scenario())
+def test_the_expiry_close_follows_daylight_saving() -> None:
+    assert expiry_close("20261204") == datetime(2026, 12, 4, 21, 0, tzinfo=UTC).timestamp()
+    assert expiry_close("20270716") == datetime(2027, 7, 16, 20, 0, tzinfo=UTC).timestamp()
+    assert expiry_close("soon") is None
+    # the first sessions after each clock change close at 16:00 local
+    assert expiry_close("20261102") == AFTER_FALL_BACK.replace(hour=16, minute=0).timestamp()
+    spring = AFTER_SPRING_FORWARD.replace(hour=16, minute=0).timestamp()
+    assert expiry_close("20270315") == spring
 
 
-@pytest.mark.parametrize("seconds", [0.0, -60.0])
-def test_sim_clock_does_not_move_for_non_positive_sleeps(seconds: float) -> None:
-    async def scenario() -> None:
-        clock = SimClock(ts(2026, 1, 8, 10, 30))
-        before = clock.now()
-        await clock.sleep(seconds, asyncio.Event())
-        after = clock.now()
-        assert 0 <= after - before < 5  # never backwards
-
-    asyncio.run(scenario())
+# --- IBKR's hours strings --------------------------------------------------------------------
 
 
-def test_wall_clock_returns_at_once_when_woken() -> None:
-    async def scenario() -> None:
-        # A set wake event ends an hour-long wall-clock sleep at once (else the 30 s timeout)
-        wake = asyncio.Event()
-        wake.set()
-        await WallClock().sleep(3600, wake)
+def ny(text: str) -> float:
+    return datetime.strptime(text, "%Y%m%d %H:%M").replace(tzinfo=NY).timestamp()
 
-    asyncio.run(scenario())
+
+def test_hours_in_the_current_format_with_a_closed_day() -> None:
+    hours = parse_hours("20260108:0930-20260108:1600;20260109:CLOSED;"
+                        "20260112:0930-20260112:1600", NY)
+    assert hours.is_open(ny("20260108 09:30")) is True
+    assert hours.is_open(ny("20260108 15:59")) is True
+    assert hours.is_open(ny("20260108 16:00")) is False  # the end is exclusive
+    assert hours.is_open(ny("20260108 08:00")) is False
+    assert hours.is_open(ny("20260109 12:00")) is False  # CLOSED (a holiday)
+    assert hours.is_open(ny("20260110 12:00")) is None  # not listed: unknown
+    assert hours.is_open(ny("20260112 10:00")) is True
+
+
+def test_hours_in_the_old_format_and_overnight_sessions() -> None:
+    old = parse_hours("20090507:0700-1830,1830-2330;20090508:CLOSED", NY)
+    assert old.is_open(ny("20090507 07:00")) and old.is_open(ny("20090507 20:00"))
+    assert old.is_open(ny("20090507 23:45")) is False
+    overnight = parse_hours("20260108:2000-20260109:0350;20260109:0400-20260109:2000", NY)
+    assert overnight.is_open(ny("20260109 01:00")) is True
+    assert overnight.is_open(ny("20260109 03:55")) is False
+    assert parse_hours("", NY).is_open(TUESDAY_MORNING.timestamp()) is None
+    with pytest.raises(ValueError):
+        parse_hours("garbage:0930-1600", NY)
+
+

@@ -7,51 +7,19 @@ import asyncio
 import logging
 import math
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import pytest
 
 from supervisor.broker.ibkr import errors
-from supervisor.broker.ibkr.broker import IBKRBroker, ib_duration, parse_hours
+from supervisor.broker.ibkr.broker import IBKRBroker, ib_duration
 from supervisor.runtime.clock import PinnedClock
 from supervisor.runtime.simproc import SimProcess, SimStartError
 from tests.conftest import REPO_ROOT
 from tests.conftest_sim import run_client
 from tests.sessions import TUESDAY_MORNING
 from tests.test_ibkr_broker import settings
-
-NY = ZoneInfo("America/New_York")
-
-
-def ts(text: str) -> float:
-    return datetime.strptime(text, "%Y%m%d %H:%M").replace(tzinfo=NY).timestamp()
-
-
-def test_hours_in_the_current_format_with_a_closed_day() -> None:
-    hours = parse_hours("20260108:0930-20260108:1600;20260109:CLOSED;"
-                        "20260112:0930-20260112:1600", NY)
-    assert hours.is_open(ts("20260108 09:30")) is True
-    assert hours.is_open(ts("20260108 15:59")) is True
-    assert hours.is_open(ts("20260108 16:00")) is False  # the end is exclusive
-    assert hours.is_open(ts("20260108 08:00")) is False
-    assert hours.is_open(ts("20260109 12:00")) is False  # CLOSED (a holiday)
-    assert hours.is_open(ts("20260110 12:00")) is None  # not listed: unknown
-    assert hours.is_open(ts("20260112 10:00")) is True
-
-
-def test_hours_in_the_old_format_and_overnight_sessions() -> None:
-    old = parse_hours("20090507:0700-1830,1830-2330;20090508:CLOSED", NY)
-    assert old.is_open(ts("20090507 07:00")) and old.is_open(ts("20090507 20:00"))
-    assert old.is_open(ts("20090507 23:45")) is False
-    overnight = parse_hours("20260108:2000-20260109:0350;20260109:0400-20260109:2000", NY)
-    assert overnight.is_open(ts("20260109 01:00")) is True
-    assert overnight.is_open(ts("20260109 03:55")) is False
-    assert parse_hours("", NY).is_open(TUESDAY_MORNING.timestamp()) is None
-    with pytest.raises(ValueError):
-        parse_hours("garbage:0930-1600", NY)
 
 
 def test_durations_in_seconds_up_to_a_day_then_days() -> None:

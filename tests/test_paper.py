@@ -11,8 +11,9 @@ from datetime import UTC, datetime
 
 import pytest
 
+from common.calendar import is_expired
 from common.messages import OptionContract, OptionQuote, OrderIntent, Right, Signal
-from supervisor.trading.paper import Position, book_pnl, intrinsic, is_expired, open_from, step
+from supervisor.trading.paper import Position, book_pnl, intrinsic, open_from, step
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -158,11 +159,11 @@ def test_expiry_settles_at_intrinsic_value() -> None:
 def test_expiry_uses_the_new_york_date() -> None:
     # 2026-01-10 00:30 UTC is still the expiry day (Jan 9, 19:30) in New York
     late_on_expiry_day = datetime(2026, 1, 10, 0, 30, tzinfo=UTC).timestamp()
-    assert not is_expired(CALL, late_on_expiry_day)
-    assert is_expired(CALL, late_on_expiry_day, tz="UTC")
+    assert not is_expired(CALL.expiry, late_on_expiry_day)
+    assert is_expired(CALL.expiry, late_on_expiry_day, tz="UTC")
     assert step(filled(), quote(2.0, 2.1), late_on_expiry_day, TIMEOUT).status == "open"
     next_morning = datetime(2026, 1, 10, 5, 0, tzinfo=UTC).timestamp()  # 00:00 in New York
-    assert is_expired(CALL, next_morning)
+    assert is_expired(CALL.expiry, next_morning)
 
 
 def test_intrinsic_by_hand() -> None:

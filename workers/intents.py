@@ -10,9 +10,10 @@ import dataclasses
 import hashlib
 import math
 from collections.abc import Sequence
-from datetime import date, datetime
+from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 
+from common.calendar import days_to_expiry
 from common.config import OptionsSettings
 from common.greeks import bs_greeks, implied_vol
 from common.messages import OptionContract, OptionQuote, OrderIntent, Right, Signal
@@ -22,9 +23,9 @@ from common.quotes import check_quote, usable
 SIGNAL_RIGHT = {Signal.BUY: Right.CALL, Signal.SELL: Right.PUT}
 
 
-def _spread_pct(bid: float, ask: float) -> float:
-    mid = (bid + ask) / 2.0
-    return (ask - bid) / mid * 100.0
+def _spread_pct(oq: OptionQuote) -> float:
+    spread = check_quote(oq.bid, oq.ask, max_spread_pct=math.inf).spread_pct
+    return math.inf if spread is None else spread
 
 
 def liquidity(oq: OptionQuote, opts: OptionsSettings) -> str | None:
@@ -36,23 +37,13 @@ def liquidity(oq: OptionQuote, opts: OptionsSettings) -> str | None:
         return "no ask"
     if check.crossed:
         return "crossed"
-    spread = check.spread_pct
-    # Quotes are whole cents: float noise (0.2 / 1.0 -> 20.000000000000004 %) must not reject
-    # a spread sitting exactly on the limit, so check_quote's ``wide`` is not used here.
-    if spread is not None and spread > opts.max_spread_pct + 1e-9:
-        return f"spread {spread:.1f}% > {opts.max_spread_pct:.1f}%"
+    if check.wide:  # a spread exactly on the limit is inside it (common.quotes)
+        return f"spread {check.spread_pct:.1f}% > {opts.max_spread_pct:.1f}%"
     if opts.min_volume > 0:
         volume = oq.volume if math.isfinite(oq.volume) else 0.0
         if volume < opts.min_volume:
             return f"volume {volume:g} < {opts.min_volume}"
     return None
-
-
-def _dte(expiry: str, today: date) -> int | None:
-    try:
-        return (datetime.strptime(expiry, "%Y%m%d").date() - today).days
-    except ValueError:
-        return None
 
 
 def fill_greeks(oq: OptionQuote, today: date, rate: float = 0.04,
@@ -68,7 +59,7 @@ def fill_greeks(oq: OptionQuote, today: date, rate: float = 0.04,
         if spot is None or not usable(spot):
             return oq
         oq = dataclasses.replace(oq, und_price=spot)
-    dte = _dte(oq.contract.expiry, today)
+    dte = days_to_expiry(oq.contract.expiry, today)
     if dte is None or dte < 0:
         return oq
     # A same-day expiry still has hours to run; half a day keeps the model off t = 0.
@@ -186,7 +177,7 @@ def best_intent(
         liquid,
         key=lambda q: (
             abs(q.contract.strike - target),
-            _spread_pct(q.bid, q.ask),
+            _spread_pct(q),
             q.contract.strike,
         ),
     )

@@ -14,9 +14,8 @@ import itertools
 import time
 from collections.abc import Generator, Iterator
 from dataclasses import replace
-from datetime import datetime
-from zoneinfo import ZoneInfo
 
+from common.calendar import trading_day
 from common.config import Settings
 from common.messages import (
     Bars,
@@ -92,8 +91,7 @@ def process_symbol(
         reason = f"no usable price ({', '.join(check.flags) or 'none'})"
         return replace(result, skipped=reason, timings=tuple(timer.marks))
     price, source = ref
-    zone = ZoneInfo(settings.schedule.timezone)
-    view = MarketView(task, datetime.fromtimestamp(task.now_ts, zone).date(), quote, check,
+    view = MarketView(task, trading_day(task.now_ts, settings.schedule.timezone), quote, check,
                       price, source, bars, hourly if isinstance(hourly, Bars) else None)
     decision = strategy.decide(view)
     timer.lap("signal")

@@ -9,8 +9,9 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date
 
+from common.calendar import days_to_expiry, parse_expiry
 from common.config import OptionsSettings
 from common.messages import OptionChain, OptionContract, Right
 
@@ -60,13 +61,6 @@ def strike_window(
     return tuple(listed[start : start + size])
 
 
-def _parse_expiry(text: str) -> date | None:
-    try:
-        return datetime.strptime(text.strip(), "%Y%m%d").date()
-    except (ValueError, AttributeError):
-        return None
-
-
 def pick_expiry(
     expirations: Sequence[str],
     today: date,
@@ -83,7 +77,7 @@ def pick_expiry(
     """
     if rule not in EXPIRY_RULES:
         raise ValueError(f"unknown expiry rule {rule!r}; expected one of {EXPIRY_RULES}")
-    parsed = [(d, e.strip()) for e in expirations if (d := _parse_expiry(e)) is not None]
+    parsed = [(d, e.strip()) for e in expirations if (d := parse_expiry(e)) is not None]
     if not parsed:
         shown = list(expirations)[:5]
         raise ChainError(f"{_who(symbol)}: no valid expiry listed (got {shown})")
@@ -160,9 +154,8 @@ def select_contracts(
         )
         for strike in strikes
     )
-    expiry_date = _parse_expiry(expiry)
-    assert expiry_date is not None  # pick_expiry only returns dates it parsed
-    dte = (expiry_date - today).days
+    dte = days_to_expiry(expiry, today)
+    assert dte is not None  # pick_expiry only returns dates it parsed
     reasons = (
         f"expiry {expiry} ({dte} dte, {opts.expiry_rule})",
         f"atm {atm:g} for price {price:g}",

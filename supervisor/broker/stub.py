@@ -12,8 +12,9 @@ import asyncio
 import math
 from array import array
 from collections.abc import Callable, Sequence
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 
+from common.calendar import expiry_close, trading_day
 from common.config import StubSettings
 from common.greeks import bs_greeks, bs_price
 from common.messages import Bars, OptionChain, OptionContract, OptionQuote, Quote
@@ -157,7 +158,7 @@ class StubBroker:
         spot = self._path(symbol).at(self.now() / 60.0)
         return OptionChain(
             symbol=symbol,
-            expirations=weekly_expiries(_day(self.now()), weeks=8),
+            expirations=weekly_expiries(trading_day(self.now()), weeks=8),
             strikes=stub_strikes(spot),
             multiplier=100,
             exchange="SMART",
@@ -173,10 +174,10 @@ class StubBroker:
         if contract.strike <= 0:
             raise SymbolDataError(f"{contract.key}: no security definition")
         spot = self._path(contract.symbol).at(now / 60.0)
-        expiry = datetime.strptime(contract.expiry, "%Y%m%d").replace(
-            hour=21, tzinfo=UTC
-        )
-        t_years = max((expiry.timestamp() - now) / (365 * 86_400), 1 / (365 * 24))
+        close = expiry_close(contract.expiry)
+        if close is None:
+            raise SymbolDataError(f"{contract.key}: no such expiry")
+        t_years = max((close - now) / (365 * 86_400), 1 / (365 * 24))
         price = bs_price(spot, contract.strike, t_years, RATE, VOL, contract.right)
         greeks = bs_greeks(spot, contract.strike, t_years, RATE, VOL, contract.right)
         half = max(0.01, round(price * 0.02, 2))
@@ -217,10 +218,6 @@ class StubBroker:
     def stats(self) -> dict[str, float]:
         return {"requests_total": float(self.requests), "live_tickers": 0.0,
                 "leaked_bytes": float(len(self._leak) * self.settings.leak_bytes_per_request)}
-
-
-def _day(ts: float) -> date:
-    return datetime.fromtimestamp(ts, tz=UTC).date()
 
 
 def weekly_expiries(today: date, weeks: int) -> tuple[str, ...]:

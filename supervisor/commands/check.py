@@ -9,9 +9,8 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
-from zoneinfo import ZoneInfo
 
+from common.calendar import trading_day
 from common.config import Settings
 from common.messages import Right
 from common.quotes import check_underlying
@@ -67,7 +66,7 @@ async def run_check(broker: Broker, settings: Settings, symbol: str, now_ts: flo
         report.price, report.price_source = ref
         chain = await broker.chain(symbol)
         report.strikes, report.expirations = len(chain.strikes), len(chain.expirations)
-        today = datetime.fromtimestamp(now_ts, ZoneInfo(settings.schedule.timezone)).date()
+        today = trading_day(now_ts, settings.schedule.timezone)
         selection = select_contracts(chain, report.price, Right.CALL, today, settings.options)
         report.expiry, report.atm, report.window = selection.expiry, selection.atm, selection.window
         quotes = await broker.option_quotes(selection.candidates)

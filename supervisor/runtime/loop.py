@@ -21,11 +21,10 @@ import signal
 import time
 from collections import deque
 from collections.abc import Callable
-from datetime import date, datetime
+from datetime import date
 from typing import Any
-from zoneinfo import ZoneInfo
 
-from common.calendar import is_regular_hours, next_open
+from common.calendar import is_regular_hours, next_open, trading_day
 from common.config import Settings
 from common.messages import (
     BarsRequest,
@@ -93,8 +92,7 @@ class Supervisor:
         self._gateway_warnings = 0
 
     def _market_day(self) -> date:
-        zone = ZoneInfo(self.settings.schedule.timezone)
-        return datetime.fromtimestamp(self.clock.now(), zone).date()
+        return trading_day(self.clock.now(), self.settings.schedule.timezone)
 
     # --- the main loop -------------------------------------------------------------------------
 

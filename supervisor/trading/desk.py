@@ -15,9 +15,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import datetime
-from zoneinfo import ZoneInfo
 
+from common.calendar import trading_day
 from common.config import Settings
 from common.messages import SymbolResult
 from supervisor.broker.base import Broker, BrokerError
@@ -39,7 +38,6 @@ class Desk:
         self.journal = journal
         self.executor = executor
         self.alerter = alerter
-        self.zone = ZoneInfo(settings.schedule.timezone)
         self.state: RiskState | None = None
         self.book: dict[str, Position] = {p.intent_id: p for p in journal.open_positions()}
         self.live = (LiveBook(broker, journal, settings.execution.entry_timeout_s)
@@ -50,7 +48,7 @@ class Desk:
         return self.executor.mode != "live"
 
     def day_of(self, ts: float) -> str:
-        return datetime.fromtimestamp(ts, self.zone).date().isoformat()
+        return trading_day(ts, self.settings.schedule.timezone).isoformat()
 
     # --- before the cycle -------------------------------------------------------------------
 

@@ -25,10 +25,9 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from datetime import date, datetime
 from typing import Literal
-from zoneinfo import ZoneInfo
 
+from common.calendar import EXCHANGE_TZ, is_expired
 from common.messages import OptionContract, OptionQuote, OrderIntent, Right
 from common.quotes import check_quote, clean
 
@@ -38,7 +37,6 @@ ExitReason = Literal["take_profit", "stop_loss", "expired", "cancelled"]
 STATUSES: tuple[Status, ...] = ("pending", "open", "closed", "expired")
 EXIT_REASONS: tuple[ExitReason, ...] = ("take_profit", "stop_loss", "expired", "cancelled")
 ACTIVE: tuple[Status, ...] = ("pending", "open")
-EXCHANGE_TZ = "America/New_York"  # US options: the expiry date is a New York date
 
 
 def _finite(x: float | None) -> bool:
@@ -96,15 +94,6 @@ def open_from(intent: OrderIntent, quantity: int, ts: float) -> Position:
         raise ValueError(f"{intent.intent_id}: quantity must be >= 1, got {quantity}")
     return Position(intent.intent_id, intent.symbol, intent.contract, quantity,
                     intent.entry_limit, intent.take_profit, intent.stop_loss, "pending", ts)
-
-
-def expiry_date(contract: OptionContract) -> date:
-    return datetime.strptime(contract.expiry, "%Y%m%d").date()
-
-
-def is_expired(contract: OptionContract, ts: float, tz: str = EXCHANGE_TZ) -> bool:
-    """True from the day after the expiry date, in the exchange's time zone."""
-    return expiry_date(contract) < datetime.fromtimestamp(ts, ZoneInfo(tz)).date()
 
 
 def intrinsic(contract: OptionContract, und_price: float | None) -> float:
@@ -181,7 +170,7 @@ def step(
     if quote is not None and quote.contract.key != p.contract.key:
         raise ValueError(f"{p.intent_id}: quote for {quote.contract.key}, "
                          f"position in {p.contract.key}")
-    if is_expired(p.contract, ts, tz):
+    if is_expired(p.contract.expiry, ts, tz):
         if p.status == "pending":
             return _close(p, ts, "cancelled", None)
         und = quote.und_price if quote is not None else None

@@ -47,6 +47,7 @@ except ImportError:  # pragma: no cover - ib_async is a drop-in replacement wher
     import ib_async as ibi  # type: ignore[no-redef]
 
 from common.bars import resample, tail
+from common.calendar import TradingHours, parse_hours, trading_day
 from common.config import Settings
 from common.messages import Bars, OptionChain, OptionContract, OptionQuote, OrderIntent, Quote
 from supervisor.broker.base import AccountSnapshot, BrokerError, ConnectionLost, SymbolDataError
@@ -81,49 +82,6 @@ class IBKRRequestError(SymbolDataError):
 
 class _ClientIdInUse(BrokerError):
     pass
-
-
-@dataclass(frozen=True)
-class TradingHours:
-    """Sessions parsed from IBKR's ``20260108:0930-20260108:1600;20260109:CLOSED``."""
-
-    sessions: tuple[tuple[float, float], ...]  # epoch seconds [start, end)
-    days: frozenset[date]  # every day the string lists, open or CLOSED
-    zone: ZoneInfo
-
-    def is_open(self, ts: float) -> bool | None:
-        if any(start <= ts < end for start, end in self.sessions):
-            return True
-        day = datetime.fromtimestamp(ts, self.zone).date()
-        return False if day in self.days else None
-
-
-def parse_hours(text: str, zone: ZoneInfo) -> TradingHours:
-    """Both formats IBKR has used: ``D:HHMM-D:HHMM`` and ``D:HHMM-HHMM[,HHMM-HHMM]``."""
-    sessions: list[tuple[float, float]] = []
-    days: set[date] = set()
-    for part in filter(None, (p.strip() for p in text.split(";"))):
-        day_text, _, rest = part.partition(":")
-        day = datetime.strptime(day_text, "%Y%m%d").date()
-        days.add(day)
-        if rest.strip().upper() == "CLOSED":
-            continue
-        for span in filter(None, rest.split(",")):
-            start_text, _, end_text = span.partition("-")
-            start, end = (_hours_stamp(t, day, zone) for t in (start_text, end_text))
-            if end <= start:  # "2000-0350" without dates: ends the next day
-                end += 86_400
-            sessions.append((start, end))
-    return TradingHours(tuple(sessions), frozenset(days), zone)
-
-
-def _hours_stamp(text: str, day: date, zone: ZoneInfo) -> float:
-    text = text.strip()
-    if ":" in text:
-        moment = datetime.strptime(text, "%Y%m%d:%H%M")
-    else:
-        moment = datetime.combine(day, datetime.strptime(text, "%H%M").time())
-    return moment.replace(tzinfo=zone).timestamp()
 
 
 def ib_duration(seconds: float) -> str:
@@ -167,7 +125,8 @@ class IBKRBroker:
 
     def __init__(self, settings: Settings, now: Callable[[], float] = time.time) -> None:
         self.cfg = settings.ibkr
-        self.zone = ZoneInfo(settings.schedule.timezone)
+        self.tz = settings.schedule.timezone
+        self.zone = ZoneInfo(self.tz)
         self.now = now
         self.pacer = PacingGovernor(settings.pacing.max_messages_per_s,
                                     settings.pacing.max_market_data_lines)
@@ -511,7 +470,7 @@ class IBKRBroker:
 
     def _today(self) -> date:
         """The trading day (schedule.timezone); a new day drops the per-day caches."""
-        day = datetime.fromtimestamp(self.now(), self.zone).date()
+        day = trading_day(self.now(), self.tz)
         if day != self._day:
             self._day = day
             self._options.clear()
@@ -770,7 +729,7 @@ class IBKRBroker:
 
     async def market_open(self, symbol: str, now_ts: float) -> bool | None:
         """From the contract's liquid hours (refreshed daily); None if unknown or unreachable."""
-        day = datetime.fromtimestamp(now_ts, self.zone).date()
+        day = trading_day(now_ts, self.tz)
         try:
             stock = await self._stock(symbol)
             if stock.hours_day != day or stock.hours is None:
@@ -914,4 +873,4 @@ class IBKRBroker:
         return out
 
 
-__all__ = ["IBKRBroker", "IBKRRequestError", "TradingHours", "ib_duration", "parse_hours"]
+__all__ = ["IBKRBroker", "IBKRRequestError", "ib_duration"]

@@ -1,0 +1,98 @@
+"""The bot's clocks (supervisor/runtime/clock.py): the stub's simulated clock, the wall clock.
+
+The pinned clock that follows the simulated gateway is tested in test_gateway_sim_clock.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from supervisor.runtime.clock import SimClock, WallClock
+
+pytestmark = pytest.mark.timeout(30)
+
+EST = timezone(timedelta(hours=-5))
+
+
+def ts(year: int, month: int, day: int, hour: int, minute: int) -> float:
+    return datetime(year, month, day, hour, minute, tzinfo=EST).timestamp()
+
+
+# --- SimClock ----------------------------------------------------------------------------------
+
+
+def test_sim_clock_starts_at_the_given_time() -> None:
+    start = ts(2026, 1, 8, 10, 30)
+    clock = SimClock(start)
+    assert start <= clock.now() < start + 5  # only real time elapsed since, a tiny amount
+
+
+def test_sim_clock_sleep_moves_now_forward_without_waiting() -> None:
+    async def scenario() -> None:
+        # Given a simulated clock and a wake event nobody sets
+        clock = SimClock(ts(2026, 1, 8, 10, 30))
+        wake = asyncio.Event()
+        before = clock.now()
+
+        # When it sleeps ten hours (the test's 30 s timeout proves it did not really wait)
+        await clock.sleep(36_000, wake)
+
+        # Then now() moved by those ten hours (plus the microseconds the call took)
+        moved = clock.now() - before
+        assert 36_000 <= moved < 36_000 + 5
+
+    asyncio.run(scenario())
+
+
+def test_sim_clock_sleeps_add_up() -> None:
+    async def scenario() -> None:
+        clock = SimClock(ts(2026, 1, 8, 9, 45))
+        wake = asyncio.Event()
+        before = clock.now()
+        for _ in range(75):
+            await clock.sleep(300, wake)
+        assert 75 * 300 <= clock.now() - before < 75 * 300 + 5
+
+    asyncio.run(scenario())
+
+
+def test_sim_clock_does_not_advance_when_woken() -> None:
+    async def scenario() -> None:
+        # Given a wake event already set (a stop was asked for)
+        clock = SimClock(ts(2026, 1, 8, 10, 30))
+        wake = asyncio.Event()
+        wake.set()
+        before = clock.now()
+
+        # When it is asked to sleep an hour
+        await clock.sleep(3600, wake)
+
+        # Then the simulated time did not jump
+        assert clock.now() - before < 5
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("seconds", [0.0, -60.0])
+def test_sim_clock_does_not_move_for_non_positive_sleeps(seconds: float) -> None:
+    async def scenario() -> None:
+        clock = SimClock(ts(2026, 1, 8, 10, 30))
+        before = clock.now()
+        await clock.sleep(seconds, asyncio.Event())
+        after = clock.now()
+        assert 0 <= after - before < 5  # never backwards
+
+    asyncio.run(scenario())
+
+
+def test_wall_clock_returns_at_once_when_woken() -> None:
+    async def scenario() -> None:
+        # A set wake event ends an hour-long wall-clock sleep at once (else the 30 s timeout)
+        wake = asyncio.Event()
+        wake.set()
+        await WallClock().sleep(3600, wake)
+
+    asyncio.run(scenario())
