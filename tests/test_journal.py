@@ -14,7 +14,10 @@ from pathlib import Path
 import pytest
 
 from common.messages import OptionContract, OrderIntent, Right, Signal
-from supervisor.journal.store import SCHEMA_VERSION, DayState, Journal, JournalError
+from supervisor.journal.records import DayState
+from supervisor.journal.rows import JournalError
+from supervisor.journal.schema import SCHEMA_VERSION
+from supervisor.journal.store import Journal
 from supervisor.trading.paper import open_from, step
 from supervisor.trading.risk import RiskDecision
 

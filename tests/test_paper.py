@@ -13,7 +13,8 @@ import pytest
 
 from common.calendar import is_expired
 from common.messages import OptionContract, OptionQuote, OrderIntent, Right, Signal
-from supervisor.trading.paper import Position, book_pnl, intrinsic, open_from, step
+from supervisor.journal.records import Position
+from supervisor.trading.paper import book_pnl, intrinsic, open_from, step
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -12,7 +12,8 @@ import pytest
 
 from common.messages import OptionContract, OptionQuote, OrderIntent, Right, Signal
 from supervisor.commands.report import render_json, render_text
-from supervisor.journal.store import DayState, Journal
+from supervisor.journal.records import DayState
+from supervisor.journal.store import Journal
 from supervisor.trading.paper import open_from, step
 from supervisor.trading.risk import RiskDecision
 

@@ -19,7 +19,8 @@ from supervisor import exitcodes
 from supervisor.commands.check import run_check
 from supervisor.commands.phases import add_phase_arguments, cmd_phases
 from supervisor.commands.report import render_json, render_text
-from supervisor.journal.store import Journal, JournalError
+from supervisor.journal.rows import JournalError
+from supervisor.journal.store import Journal
 from supervisor.runtime.sessions import (
     SessionStartError,
     SimStartError,

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from supervisor.journal.store import json_ready
+from supervisor.journal.rows import json_ready
 
 NONE = "n/a"
 

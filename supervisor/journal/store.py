@@ -20,124 +20,25 @@ many were applied, and a file written by newer code is refused instead of misrea
 from __future__ import annotations
 
 import json
-import math
 import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from common.messages import OptionContract, OrderIntent, Right, Signal
-from supervisor.trading.paper import ACTIVE, EXIT_REASONS, STATUSES, Position
-from supervisor.trading.risk import RiskDecision
-
-_CONTRACT = "contract_symbol, expiry, strike, option_right, multiplier, exchange, trading_class"
-_CONTRACT_DDL = """contract_symbol TEXT NOT NULL, expiry TEXT NOT NULL, strike REAL NOT NULL,
-    option_right TEXT NOT NULL, multiplier INTEGER NOT NULL, exchange TEXT NOT NULL,
-    trading_class TEXT NOT NULL"""
-
-MIGRATIONS: tuple[str, ...] = (
-    f"""
-CREATE TABLE cycles (cycle_id INTEGER PRIMARY KEY, day TEXT NOT NULL, started_ts REAL NOT NULL,
-    ended_ts REAL, ok INTEGER, failed INTEGER, seconds REAL);
-CREATE INDEX cycles_day ON cycles (day);
-CREATE TABLE signals (id INTEGER PRIMARY KEY, cycle_id INTEGER NOT NULL, day TEXT NOT NULL,
-    symbol TEXT NOT NULL, signal TEXT NOT NULL, confidence REAL, reasons TEXT NOT NULL,
-    skipped TEXT, error TEXT);
-CREATE INDEX signals_day ON signals (day);
-CREATE TABLE intents (intent_id TEXT PRIMARY KEY, day TEXT NOT NULL, cycle_id INTEGER NOT NULL,
-    symbol TEXT NOT NULL, {_CONTRACT_DDL}, signal TEXT NOT NULL, entry_limit REAL,
-    take_profit REAL, stop_loss REAL, premium REAL, confidence REAL, reasons TEXT NOT NULL,
-    bid REAL, ask REAL, quote_ts REAL);
-CREATE INDEX intents_day ON intents (day);
-CREATE TABLE decisions (id INTEGER PRIMARY KEY, intent_id TEXT NOT NULL, day TEXT NOT NULL,
-    ts REAL NOT NULL, accepted INTEGER NOT NULL, quantity INTEGER NOT NULL, rule TEXT NOT NULL,
-    reason TEXT NOT NULL, values_json TEXT NOT NULL);
-CREATE INDEX decisions_day ON decisions (day, accepted);
-CREATE TABLE orders (id INTEGER PRIMARY KEY, intent_id TEXT NOT NULL, mode TEXT NOT NULL,
-    status TEXT NOT NULL, quantity INTEGER NOT NULL, broker_order_id INTEGER,
-    details TEXT NOT NULL, created_ts REAL NOT NULL, updated_ts REAL NOT NULL);
-CREATE INDEX orders_intent ON orders (intent_id);
-CREATE INDEX orders_broker ON orders (broker_order_id);
-CREATE TABLE whatifs (id INTEGER PRIMARY KEY, intent_id TEXT NOT NULL,
-    init_margin_change REAL, maint_margin_change REAL, commission REAL, ts REAL NOT NULL);
-CREATE TABLE fills (id INTEGER PRIMARY KEY, intent_id TEXT NOT NULL, side TEXT NOT NULL,
-    quantity INTEGER NOT NULL, price REAL NOT NULL, commission REAL, exec_id TEXT UNIQUE,
-    ts REAL NOT NULL);
-CREATE TABLE positions (intent_id TEXT PRIMARY KEY, symbol TEXT NOT NULL, {_CONTRACT_DDL},
-    quantity INTEGER NOT NULL, entry_limit REAL, take_profit REAL, stop_loss REAL,
-    status TEXT NOT NULL, opened_ts REAL NOT NULL, entry_price REAL, filled_ts REAL, mark REAL,
-    exit_price REAL, closed_ts REAL, exit_reason TEXT, opened_day TEXT NOT NULL,
-    closed_day TEXT);
-CREATE INDEX positions_status ON positions (status);
-CREATE TABLE day_state (day TEXT PRIMARY KEY, start_equity REAL NOT NULL,
-    halted INTEGER NOT NULL, halted_reason TEXT NOT NULL, halted_ts REAL);
-CREATE TABLE alerts (id INTEGER PRIMARY KEY, day TEXT NOT NULL, kind TEXT NOT NULL, key TEXT,
-    text TEXT NOT NULL, ts REAL NOT NULL, UNIQUE (day, kind, key));
-""",
+from common.messages import OrderIntent, Signal
+from supervisor.journal.records import ACTIVE, DayState, DecisionRecord, Position
+from supervisor.journal.rows import (
+    JournalError,
+    contract_from,
+    contract_values,
+    json_ready,
+    nan_if_null,
+    position_from,
+    to_json,
 )
-SCHEMA_VERSION = len(MIGRATIONS)  # 1
-
-_POSITION_COLS = (f"intent_id, symbol, {_CONTRACT}, quantity, entry_limit, take_profit, "
-                  "stop_loss, status, opened_ts, entry_price, filled_ts, mark, exit_price, "
-                  "closed_ts, exit_reason")
-
-
-class JournalError(Exception):
-    """The journal file cannot be used: not a database, or written by a newer schema."""
-
-
-@dataclass(frozen=True)
-class DayState:
-    """What must survive a restart within a trading day: start equity and the kill switch."""
-
-    day: str
-    start_equity: float
-    halted: bool = False
-    halted_reason: str = ""
-    halted_ts: float | None = None
-
-
-def json_ready(x: Any) -> Any:
-    """JSON-ready: tuples to lists, non-finite floats to None (JSON has no NaN)."""
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    if isinstance(x, Mapping):
-        return {str(k): json_ready(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [json_ready(v) for v in x]
-    return x
-
-
-def _json(x: Any) -> str:
-    return json.dumps(json_ready(x), allow_nan=False)
-
-
-def _nan(x: float | None) -> float:
-    # SQLite stores NaN as NULL; fields that are plain floats get their NaN back
-    return math.nan if x is None else float(x)
-
-
-def _contract_values(c: OptionContract) -> tuple[Any, ...]:
-    return (c.symbol, c.expiry, c.strike, c.right.value, c.multiplier, c.exchange,
-            c.trading_class)
-
-
-def _contract(row: sqlite3.Row) -> OptionContract:
-    return OptionContract(row["contract_symbol"], row["expiry"], row["strike"],
-                          Right(row["option_right"]), row["multiplier"], row["exchange"],
-                          row["trading_class"])
-
-
-def _position(row: sqlite3.Row) -> Position:
-    status, reason = row["status"], row["exit_reason"]
-    if status not in STATUSES or (reason is not None and reason not in EXIT_REASONS):
-        raise JournalError(f"position {row['intent_id']}: unknown status {status!r}/{reason!r}")
-    return Position(row["intent_id"], row["symbol"], _contract(row), row["quantity"],
-                    _nan(row["entry_limit"]), _nan(row["take_profit"]), _nan(row["stop_loss"]),
-                    status, row["opened_ts"], row["entry_price"], row["filled_ts"], row["mark"],
-                    row["exit_price"], row["closed_ts"], reason)
+from supervisor.journal.schema import CONTRACT_COLUMNS, MIGRATIONS, POSITION_COLUMNS, SCHEMA_VERSION
+from supervisor.journal.summary import day_summary
 
 
 class Journal:
@@ -238,7 +139,7 @@ class Journal:
         with self._tx(False) as db:
             db.execute("INSERT INTO signals (cycle_id, day, symbol, signal, confidence, reasons,"
                        " skipped, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                       (cycle_id, day, symbol, str(signal), confidence, _json(list(reasons)),
+                       (cycle_id, day, symbol, str(signal), confidence, to_json(list(reasons)),
                         skipped, error))
 
     # --- intents, decisions, orders ------------------------------------------------------------
@@ -248,13 +149,12 @@ class Journal:
         i = intent
         with self._tx(True) as db:
             cur = db.execute(
-                f"INSERT INTO intents (intent_id, day, cycle_id, symbol, {_CONTRACT}, signal, "
-                "entry_limit, take_profit, stop_loss, premium, confidence, reasons, bid, ask, "
-                "quote_ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (intent_id) DO NOTHING",
-                (i.intent_id, day, i.cycle_id, i.symbol, *_contract_values(i.contract),
+                f"INSERT INTO intents (intent_id, day, cycle_id, symbol, {CONTRACT_COLUMNS}, "
+                "signal, entry_limit, take_profit, stop_loss, premium, confidence, reasons, bid, "
+                f"ask, quote_ts) VALUES ({', '.join('?' * 21)}) ON CONFLICT (intent_id) DO NOTHING",
+                (i.intent_id, day, i.cycle_id, i.symbol, *contract_values(i.contract),
                  i.signal.value, i.entry_limit, i.take_profit, i.stop_loss, i.premium,
-                 i.confidence, _json(list(i.reasons)), i.bid, i.ask, i.quote_ts))
+                 i.confidence, to_json(list(i.reasons)), i.bid, i.ask, i.quote_ts))
             return cur.rowcount == 1
 
     def load_intent(self, intent_id: str) -> OrderIntent | None:
@@ -262,20 +162,20 @@ class Journal:
                                (intent_id,)).fetchone()
         if row is None:
             return None
-        return OrderIntent(row["intent_id"], row["cycle_id"], row["symbol"], _contract(row),
-                           Signal(row["signal"]), _nan(row["entry_limit"]),
-                           _nan(row["take_profit"]), _nan(row["stop_loss"]),
-                           _nan(row["premium"]), _nan(row["confidence"]),
-                           tuple(json.loads(row["reasons"])), _nan(row["bid"]),
-                           _nan(row["ask"]), _nan(row["quote_ts"]))
+        return OrderIntent(row["intent_id"], row["cycle_id"], row["symbol"], contract_from(row),
+                           Signal(row["signal"]), nan_if_null(row["entry_limit"]),
+                           nan_if_null(row["take_profit"]), nan_if_null(row["stop_loss"]),
+                           nan_if_null(row["premium"]), nan_if_null(row["confidence"]),
+                           tuple(json.loads(row["reasons"])), nan_if_null(row["bid"]),
+                           nan_if_null(row["ask"]), nan_if_null(row["quote_ts"]))
 
-    def record_decision(self, decision: RiskDecision, day: str, ts: float) -> None:
+    def record_decision(self, decision: DecisionRecord, day: str, ts: float) -> None:
         d = decision
         with self._tx(True) as db:
             db.execute("INSERT INTO decisions (intent_id, day, ts, accepted, quantity, rule, "
                        "reason, values_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                        (d.intent_id, day, ts, int(d.accepted), d.quantity, d.rule, d.reason,
-                        _json(dict(d.values))))
+                        to_json(dict(d.values))))
 
     def sent_intents(self, day: str) -> frozenset[str]:
         """Intent ids of ``day`` with an accepted decision: RiskState.sent_today."""
@@ -297,7 +197,7 @@ class Journal:
                              "broker_order_id, details, created_ts, updated_ts) "
                              "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                              (intent_id, mode, status, quantity, broker_order_id,
-                              _json(details or {}), ts, ts))
+                              to_json(details or {}), ts, ts))
             assert cur.lastrowid is not None
             return cur.lastrowid
 
@@ -323,7 +223,7 @@ class Journal:
             merged = {**json.loads(row["details"]), **json_ready(details or {})}
             db.execute("UPDATE orders SET status = ?, updated_ts = ?, details = ?, "
                        "broker_order_id = ? WHERE id = ?",
-                       (status, ts, _json(merged),
+                       (status, ts, to_json(merged),
                         row["broker_order_id"] if broker_order_id is None else broker_order_id,
                         row["id"]))
             return True
@@ -361,7 +261,7 @@ class Journal:
         closed_day = None if p.active else day
         with self._tx(True) as db:
             db.execute(
-                f"INSERT INTO positions ({_POSITION_COLS}, opened_day, closed_day) VALUES "
+                f"INSERT INTO positions ({POSITION_COLUMNS}, opened_day, closed_day) VALUES "
                 "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (intent_id) DO UPDATE SET status = excluded.status, "
                 "quantity = excluded.quantity, entry_price = excluded.entry_price, "
@@ -371,7 +271,7 @@ class Journal:
                 # the first save that saw it closed dates the closing; re-saves keep that day
                 "closed_day = CASE WHEN excluded.closed_day IS NULL THEN NULL "
                 "ELSE COALESCE(positions.closed_day, excluded.closed_day) END",
-                (p.intent_id, p.symbol, *_contract_values(p.contract), p.quantity,
+                (p.intent_id, p.symbol, *contract_values(p.contract), p.quantity,
                  p.entry_limit, p.take_profit, p.stop_loss, p.status, p.opened_ts,
                  p.entry_price, p.filled_ts, p.mark, p.exit_price, p.closed_ts, p.exit_reason,
                  day, closed_day))
@@ -381,7 +281,7 @@ class Journal:
         marks = ", ".join("?" * len(ACTIVE))
         rows = self._db.execute(f"SELECT * FROM positions WHERE status IN ({marks}) "
                                 "ORDER BY opened_ts, intent_id", ACTIVE)
-        return [_position(r) for r in rows]
+        return [position_from(r) for r in rows]
 
     def positions(self, day: str) -> list[Position]:
         """Positions opened or closed on ``day``, and those opened by then and still open."""
@@ -394,7 +294,7 @@ class Journal:
             "SELECT * FROM positions WHERE opened_day = ? OR closed_day = ? "
             f"OR (status IN ({marks}) AND opened_day <= ?) ORDER BY opened_ts, intent_id",
             (day, day, *ACTIVE, day))
-        return [(_position(r), r["opened_day"], r["closed_day"]) for r in rows]
+        return [(position_from(r), r["opened_day"], r["closed_day"]) for r in rows]
 
     def day_state(self, day: str) -> DayState | None:
         row = self._db.execute("SELECT * FROM day_state WHERE day = ?", (day,)).fetchone()
@@ -437,74 +337,5 @@ class Journal:
         return str(day) if day is not None else None
 
     def day_summary(self, day: str) -> dict[str, Any]:
-        """Everything supervisor.commands.report renders for ``day``: plain JSON-ready values only."""
-        q = self._db.execute
-        c = q("SELECT COUNT(*) n, MIN(started_ts) first, MAX(started_ts) last, "
-              "SUM(ended_ts IS NULL) unfinished, SUM(ok) ok, SUM(failed) failed "
-              "FROM cycles WHERE day = ?", (day,)).fetchone()
-        failed = q("SELECT symbol, COUNT(*) FROM signals WHERE day = ? AND error IS NOT NULL "
-                   "GROUP BY symbol ORDER BY symbol", (day,)).fetchall()
-        kinds = q("SELECT signal, COUNT(*) FROM signals WHERE day = ? AND error IS NULL "
-                  "GROUP BY signal ORDER BY signal", (day,)).fetchall()
-        skipped = self._one("SELECT COUNT(*) FROM signals WHERE day = ? AND skipped IS NOT NULL "
-                            "AND error IS NULL", (day,))
-        decided = q("SELECT accepted, rule, COUNT(*) n, SUM(quantity) qty FROM decisions "
-                    "WHERE day = ? GROUP BY accepted, rule ORDER BY rule", (day,)).fetchall()
-        orders = q("SELECT o.mode, o.status, COUNT(*) n, SUM(o.quantity) qty FROM orders o "
-                   "JOIN intents i USING (intent_id) WHERE i.day = ? GROUP BY o.mode, o.status "
-                   "ORDER BY o.mode, o.status", (day,)).fetchall()
-        whatifs = q(f"SELECT w.*, i.symbol, {_CONTRACT} FROM whatifs w JOIN intents i "
-                    "USING (intent_id) WHERE i.day = ? ORDER BY w.ts, w.id", (day,)).fetchall()
-        fills = q("SELECT COUNT(*) n, SUM(f.commission) commission FROM fills f "
-                  "JOIN intents i USING (intent_id) WHERE i.day = ?", (day,)).fetchone()
-        alerts = q("SELECT kind, key, text, ts FROM alerts WHERE day = ? ORDER BY ts, id",
-                   (day,)).fetchall()
-        held = self._day_positions(day)
-        open_ = [p for p, _, _ in held if p.active]
-        # one closed on a later day counts there: its P&L is that day's, not this one's
-        closed = [p for p, _, closed_day in held if not p.active and closed_day == day]
-        state = self.day_state(day)
-        realized = sum(p.realized_pnl for p in closed)
-        unrealized = sum(p.unrealized_pnl for p in open_)
-        return json_ready({
-            "day": day,
-            "cycles": {"count": c["n"], "first_ts": c["first"], "last_ts": c["last"],
-                       "unfinished": c["unfinished"] or 0, "symbols_ok": c["ok"] or 0,
-                       "symbols_failed": c["failed"] or 0,
-                       "failed_symbols": {s: n for s, n in failed}},
-            "signals": {"by_kind": {k: n for k, n in kinds}, "skipped": skipped,
-                        "errors": sum(n for _, n in failed)},
-            "intents": {"recorded": self._one("SELECT COUNT(*) FROM intents WHERE day = ?",
-                                              (day,))},
-            "decisions": {"accepted": sum(r["n"] for r in decided if r["accepted"]),
-                          "refused": sum(r["n"] for r in decided if not r["accepted"]),
-                          "contracts": sum(r["qty"] for r in decided if r["accepted"]),
-                          "refused_by_rule": {r["rule"]: r["n"] for r in decided
-                                              if not r["accepted"]}},
-            "orders": [{"mode": r["mode"], "status": r["status"], "count": r["n"],
-                        "quantity": r["qty"]} for r in orders],
-            "whatifs": [{"intent_id": r["intent_id"], "contract": _contract(r).key,
-                         "init_margin_change": r["init_margin_change"],
-                         "maint_margin_change": r["maint_margin_change"],
-                         "commission": r["commission"], "ts": r["ts"]} for r in whatifs],
-            "fills": {"count": fills["n"], "commission": fills["commission"] or 0.0},
-            "positions": {"opened": sum(1 for _, opened_day, _ in held if opened_day == day),
-                          "open": [_position_summary(p, p.unrealized_pnl) for p in open_],
-                          "closed": [_position_summary(p, p.realized_pnl) for p in closed]},
-            "pnl": {"realized": realized, "unrealized": unrealized,
-                    "total": realized + unrealized},
-            "kill_switch": {"halted": bool(state and state.halted),
-                            "reason": state.halted_reason if state else "",
-                            "ts": state.halted_ts if state else None,
-                            "start_equity": state.start_equity if state else None},
-            "alerts": [{"kind": r["kind"], "key": r["key"], "text": r["text"], "ts": r["ts"]}
-                       for r in alerts],
-        })
-
-
-def _position_summary(p: Position, pnl: float) -> dict[str, Any]:
-    return {"intent_id": p.intent_id, "symbol": p.symbol, "contract": p.contract.key,
-            "quantity": p.quantity, "status": p.status, "exit_reason": p.exit_reason,
-            "entry_limit": p.entry_limit, "entry_price": p.entry_price, "mark": p.mark,
-            "exit_price": p.exit_price, "take_profit": p.take_profit, "stop_loss": p.stop_loss,
-            "opened_ts": p.opened_ts, "closed_ts": p.closed_ts, "pnl": pnl}
+        """Everything the report renders for ``day`` (supervisor/journal/summary.py)."""
+        return day_summary(self._db, day, self._day_positions(day), self.day_state(day))

@@ -38,7 +38,8 @@ from common.messages import (
 )
 from supervisor import exitcodes
 from supervisor.broker.base import Broker, BrokerError, ConnectionLost
-from supervisor.journal.store import Journal, JournalError
+from supervisor.journal.rows import JournalError
+from supervisor.journal.store import Journal
 from supervisor.observe.alerts import Alerter
 from supervisor.observe.metrics import Monitor
 from supervisor.runtime.clock import Clock

@@ -20,11 +20,12 @@ from common.calendar import trading_day
 from common.config import Settings
 from common.messages import SymbolResult
 from supervisor.broker.base import Broker, BrokerError
-from supervisor.journal.store import DayState, Journal
+from supervisor.journal.records import DayState, Position
+from supervisor.journal.store import Journal
 from supervisor.observe.alerts import Alerter
 from supervisor.trading.execution import Execution, Executor
 from supervisor.trading.live import LiveBook
-from supervisor.trading.paper import Position, book_pnl, open_from, step
+from supervisor.trading.paper import book_pnl, open_from, step
 from supervisor.trading.risk import RiskContext, RiskState, daily_loss, evaluate, record
 
 log = logging.getLogger("supervisor.trading.desk")

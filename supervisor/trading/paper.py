@@ -25,67 +25,11 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from typing import Literal
 
 from common.calendar import EXCHANGE_TZ, is_expired
 from common.messages import OptionContract, OptionQuote, OrderIntent, Right
 from common.quotes import check_quote, clean
-
-Status = Literal["pending", "open", "closed", "expired"]
-ExitReason = Literal["take_profit", "stop_loss", "expired", "cancelled"]
-
-STATUSES: tuple[Status, ...] = ("pending", "open", "closed", "expired")
-EXIT_REASONS: tuple[ExitReason, ...] = ("take_profit", "stop_loss", "expired", "cancelled")
-ACTIVE: tuple[Status, ...] = ("pending", "open")
-
-
-def _finite(x: float | None) -> bool:
-    return x is not None and math.isfinite(x)
-
-
-@dataclass(frozen=True)
-class Position:
-    """One bracket: the entry order while ``pending``, the holding while ``open``."""
-
-    intent_id: str
-    symbol: str
-    contract: OptionContract
-    quantity: int  # contracts, > 0 (we only buy to open)
-    entry_limit: float
-    take_profit: float
-    stop_loss: float
-    status: Status
-    opened_ts: float  # when the entry order was placed (epoch seconds)
-    entry_price: float | None = None
-    filled_ts: float | None = None
-    mark: float | None = None  # last usable mid (or last trade) while open
-    exit_price: float | None = None
-    closed_ts: float | None = None
-    exit_reason: ExitReason | None = None
-
-    @property
-    def multiplier(self) -> int:
-        return self.contract.multiplier
-
-    @property
-    def active(self) -> bool:
-        return self.status in ACTIVE
-
-    @property
-    def unrealized_pnl(self) -> float:
-        """(mark - entry) x quantity x multiplier while open; 0 when anything is missing."""
-        if self.status != "open" or not (_finite(self.entry_price) and _finite(self.mark)):
-            return 0.0
-        assert self.entry_price is not None and self.mark is not None
-        return (self.mark - self.entry_price) * self.quantity * self.multiplier
-
-    @property
-    def realized_pnl(self) -> float:
-        """(exit - entry) x quantity x multiplier once closed; 0 for a never-filled entry."""
-        if self.active or not (_finite(self.entry_price) and _finite(self.exit_price)):
-            return 0.0
-        assert self.entry_price is not None and self.exit_price is not None
-        return (self.exit_price - self.entry_price) * self.quantity * self.multiplier
+from supervisor.journal.records import ExitReason, Position, Status
 
 
 def open_from(intent: OrderIntent, quantity: int, ts: float) -> Position:

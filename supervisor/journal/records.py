@@ -1,0 +1,99 @@
+"""What the journal stores, as the frozen records the rest of the bot passes around.
+
+Position is one bracket of the simulated (paper) book; the book's rules live in
+``supervisor/trading/paper.py``, the journal only keeps its state. A risk decision is journaled
+from anything shaped like one (``DecisionRecord``), so the journal knows no trading code.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from common.messages import OptionContract
+
+Status = Literal["pending", "open", "closed", "expired"]
+ExitReason = Literal["take_profit", "stop_loss", "expired", "cancelled"]
+
+STATUSES: tuple[Status, ...] = ("pending", "open", "closed", "expired")
+EXIT_REASONS: tuple[ExitReason, ...] = ("take_profit", "stop_loss", "expired", "cancelled")
+ACTIVE: tuple[Status, ...] = ("pending", "open")
+
+
+def _finite(x: float | None) -> bool:
+    return x is not None and math.isfinite(x)
+
+
+@dataclass(frozen=True)
+class Position:
+    """One bracket: the entry order while ``pending``, the holding while ``open``."""
+
+    intent_id: str
+    symbol: str
+    contract: OptionContract
+    quantity: int  # contracts, > 0 (we only buy to open)
+    entry_limit: float
+    take_profit: float
+    stop_loss: float
+    status: Status
+    opened_ts: float  # when the entry order was placed (epoch seconds)
+    entry_price: float | None = None
+    filled_ts: float | None = None
+    mark: float | None = None  # last usable mid (or last trade) while open
+    exit_price: float | None = None
+    closed_ts: float | None = None
+    exit_reason: ExitReason | None = None
+
+    @property
+    def multiplier(self) -> int:
+        return self.contract.multiplier
+
+    @property
+    def active(self) -> bool:
+        return self.status in ACTIVE
+
+    @property
+    def unrealized_pnl(self) -> float:
+        """(mark - entry) x quantity x multiplier while open; 0 when anything is missing."""
+        if self.status != "open" or not (_finite(self.entry_price) and _finite(self.mark)):
+            return 0.0
+        assert self.entry_price is not None and self.mark is not None
+        return (self.mark - self.entry_price) * self.quantity * self.multiplier
+
+    @property
+    def realized_pnl(self) -> float:
+        """(exit - entry) x quantity x multiplier once closed; 0 for a never-filled entry."""
+        if self.active or not (_finite(self.entry_price) and _finite(self.exit_price)):
+            return 0.0
+        assert self.entry_price is not None and self.exit_price is not None
+        return (self.exit_price - self.entry_price) * self.quantity * self.multiplier
+
+
+@dataclass(frozen=True)
+class DayState:
+    """What must survive a restart within a trading day: start equity and the kill switch."""
+
+    day: str
+    start_equity: float
+    halted: bool = False
+    halted_reason: str = ""
+    halted_ts: float | None = None
+
+
+class DecisionRecord(Protocol):
+    """A risk decision as the journal stores it (supervisor.trading.risk.RiskDecision)."""
+
+    @property
+    def intent_id(self) -> str: ...
+    @property
+    def accepted(self) -> bool: ...
+    @property
+    def quantity(self) -> int: ...
+    @property
+    def rule(self) -> str: ...
+    @property
+    def reason(self) -> str: ...
+    @property
+    def values(self) -> Sequence[tuple[str, float | str]]: ...

@@ -1,0 +1,56 @@
+"""The journal's tables. Changes are appended to ``MIGRATIONS``, never edited: ``PRAGMA
+user_version`` counts those applied, and a file written by newer code is refused."""
+
+from __future__ import annotations
+
+CONTRACT_COLUMNS = ("contract_symbol, expiry, strike, option_right, multiplier, exchange, "
+                    "trading_class")
+CONTRACT_DDL = """contract_symbol TEXT NOT NULL, expiry TEXT NOT NULL, strike REAL NOT NULL,
+    option_right TEXT NOT NULL, multiplier INTEGER NOT NULL, exchange TEXT NOT NULL,
+    trading_class TEXT NOT NULL"""
+
+MIGRATIONS: tuple[str, ...] = (
+    f"""
+CREATE TABLE cycles (cycle_id INTEGER PRIMARY KEY, day TEXT NOT NULL, started_ts REAL NOT NULL,
+    ended_ts REAL, ok INTEGER, failed INTEGER, seconds REAL);
+CREATE INDEX cycles_day ON cycles (day);
+CREATE TABLE signals (id INTEGER PRIMARY KEY, cycle_id INTEGER NOT NULL, day TEXT NOT NULL,
+    symbol TEXT NOT NULL, signal TEXT NOT NULL, confidence REAL, reasons TEXT NOT NULL,
+    skipped TEXT, error TEXT);
+CREATE INDEX signals_day ON signals (day);
+CREATE TABLE intents (intent_id TEXT PRIMARY KEY, day TEXT NOT NULL, cycle_id INTEGER NOT NULL,
+    symbol TEXT NOT NULL, {CONTRACT_DDL}, signal TEXT NOT NULL, entry_limit REAL,
+    take_profit REAL, stop_loss REAL, premium REAL, confidence REAL, reasons TEXT NOT NULL,
+    bid REAL, ask REAL, quote_ts REAL);
+CREATE INDEX intents_day ON intents (day);
+CREATE TABLE decisions (id INTEGER PRIMARY KEY, intent_id TEXT NOT NULL, day TEXT NOT NULL,
+    ts REAL NOT NULL, accepted INTEGER NOT NULL, quantity INTEGER NOT NULL, rule TEXT NOT NULL,
+    reason TEXT NOT NULL, values_json TEXT NOT NULL);
+CREATE INDEX decisions_day ON decisions (day, accepted);
+CREATE TABLE orders (id INTEGER PRIMARY KEY, intent_id TEXT NOT NULL, mode TEXT NOT NULL,
+    status TEXT NOT NULL, quantity INTEGER NOT NULL, broker_order_id INTEGER,
+    details TEXT NOT NULL, created_ts REAL NOT NULL, updated_ts REAL NOT NULL);
+CREATE INDEX orders_intent ON orders (intent_id);
+CREATE INDEX orders_broker ON orders (broker_order_id);
+CREATE TABLE whatifs (id INTEGER PRIMARY KEY, intent_id TEXT NOT NULL,
+    init_margin_change REAL, maint_margin_change REAL, commission REAL, ts REAL NOT NULL);
+CREATE TABLE fills (id INTEGER PRIMARY KEY, intent_id TEXT NOT NULL, side TEXT NOT NULL,
+    quantity INTEGER NOT NULL, price REAL NOT NULL, commission REAL, exec_id TEXT UNIQUE,
+    ts REAL NOT NULL);
+CREATE TABLE positions (intent_id TEXT PRIMARY KEY, symbol TEXT NOT NULL, {CONTRACT_DDL},
+    quantity INTEGER NOT NULL, entry_limit REAL, take_profit REAL, stop_loss REAL,
+    status TEXT NOT NULL, opened_ts REAL NOT NULL, entry_price REAL, filled_ts REAL, mark REAL,
+    exit_price REAL, closed_ts REAL, exit_reason TEXT, opened_day TEXT NOT NULL,
+    closed_day TEXT);
+CREATE INDEX positions_status ON positions (status);
+CREATE TABLE day_state (day TEXT PRIMARY KEY, start_equity REAL NOT NULL,
+    halted INTEGER NOT NULL, halted_reason TEXT NOT NULL, halted_ts REAL);
+CREATE TABLE alerts (id INTEGER PRIMARY KEY, day TEXT NOT NULL, kind TEXT NOT NULL, key TEXT,
+    text TEXT NOT NULL, ts REAL NOT NULL, UNIQUE (day, kind, key));
+""",
+)
+SCHEMA_VERSION = len(MIGRATIONS)  # 1
+
+POSITION_COLUMNS = (f"intent_id, symbol, {CONTRACT_COLUMNS}, quantity, entry_limit, take_profit, "
+                  "stop_loss, status, opened_ts, entry_price, filled_ts, mark, exit_price, "
+                  "closed_ts, exit_reason")
