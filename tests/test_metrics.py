@@ -18,9 +18,9 @@ from supervisor.observe.metrics import (
     MetricsWriter,
     Monitor,
     ProcessSampler,
-    least_squares_slope,
     sample_process,
 )
+from supervisor.observe.soak import least_squares_slope
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -4,7 +4,8 @@
     phase 2  multi-symbol: --phase2-cycles cycles over the universe, back to back
     phase 3  soak: --soak-s seconds (or --soak-cycles cycles), the monitor sampling every
              --metrics-interval-s into OUT/metrics.jsonl
-    report   tools/soak_report.py's analysis of those metrics: PASS (exit 0) or FAIL (exit 1)
+    report   the soak analysis (supervisor/observe/soak.py) of those metrics: PASS (exit 0)
+             or FAIL (exit 1)
 
 Against the simulated gateway by default (a child process, as with --sim), the in-memory
 stub with --broker stub, a real gateway with --broker ibkr --host H --port P.
@@ -24,6 +25,8 @@ from typing import Any
 from common.config import Settings
 from supervisor import exitcodes
 from supervisor.commands.check import run_check
+from supervisor.observe.soak import COMPRESSED_BELOW_S, analyse, load_records, soak_thresholds
+from supervisor.observe.soak_render import format_report, plot
 from supervisor.runtime.sessions import (
     SessionStartError,
     SimStartError,
@@ -31,9 +34,6 @@ from supervisor.runtime.sessions import (
     run_supervisor,
     with_values,
 )
-from tools.soak_report import Thresholds, analyse, format_report, load_records, plot
-
-COMPRESSED_BELOW_S = 3600.0
 
 
 def add_phase_arguments(parser: argparse.ArgumentParser) -> None:
@@ -72,18 +72,6 @@ def _phase_settings(settings: Settings, args: argparse.Namespace, out: Path,
         "logging": {"json_path": str(out / "bot.jsonl"), "console": False},
         "execution": {"journal_path": str(out / "journal.sqlite")},
     })
-
-
-def soak_thresholds(records: list[dict[str, Any]], soak_s: float, budget_kb: float) -> Thresholds:
-    """The report's defaults for a real soak; scaled to the run for a compressed one."""
-    if soak_s >= COMPRESSED_BELOW_S:
-        return Thresholds()
-    monos = [r["mono"] for r in records if isinstance(r.get("mono"), (int, float))]
-    span = (max(monos) - min(monos)) if monos else 0.0
-    warmup = 0.2 * span
-    steady_h = max(span - warmup, 1.0) / 3600
-    return Thresholds(warmup_s=warmup, min_span_s=0.5 * span,
-                      max_rss_slope_kb_per_h=budget_kb / steady_h)
 
 
 def _say(line: str) -> None:

@@ -48,6 +48,7 @@ from typing import IO, Any
 import psutil
 
 from common.config import MonitoringSettings
+from supervisor.observe.soak import least_squares_slope
 
 log = logging.getLogger(__name__)
 
@@ -353,19 +354,6 @@ class Monitor:
             if history and history[-1][2] != figures["pid"]:
                 history.clear()  # same name, new process: its own slope starts here
             history.append((mono, float(figures["rss_kb"]), int(figures["pid"])))
-
-
-def least_squares_slope(points: list[tuple[float, ...]]) -> float | None:
-    """Slope of y over x for (x, y, ...) points; None with fewer than 2 distinct x values."""
-    n = len(points)
-    if n < 2:
-        return None
-    mean_x = sum(p[0] for p in points) / n
-    mean_y = sum(p[1] for p in points) / n
-    sxx = sum((p[0] - mean_x) ** 2 for p in points)
-    if sxx == 0:
-        return None
-    return sum((p[0] - mean_x) * (p[1] - mean_y) for p in points) / sxx
 
 
 def _finite(value: Any) -> Any:
