@@ -350,9 +350,9 @@ def test_what_if_reports_margin_and_commission(sim: ThreadedSim) -> None:
         return await broker.what_if(contract, "BUY", 2, 1.25)
 
     result = with_broker(sim, body)
-    assert result["init_margin_change"] == pytest.approx(1.25 * 2 * 100)
-    assert result["maint_margin_change"] > 0
-    assert result["commission"] == pytest.approx(1.30)
+    assert result.init_margin_change == pytest.approx(1.25 * 2 * 100)
+    assert result.maint_margin_change > 0
+    assert result.commission == pytest.approx(1.30)
 
 
 def test_bracket_arrives_field_by_field(sim: ThreadedSim) -> None:
@@ -381,7 +381,7 @@ def test_bracket_arrives_field_by_field(sim: ThreadedSim) -> None:
     assert all(o["totalQuantity"] == 2 and o["account"] == ACCOUNT and not o["whatIf"]
                for o in (parent, tp, sl))
     assert all(o["sec_type"] == "OPT" and o["strike"] == 680.0 for o in (parent, tp, sl))
-    assert {o["order_ref"] for o in open_orders} == {intent_id}
+    assert {o.order_ref for o in open_orders} == {intent_id}
 
 
 # --- error paths ----------------------------------------------------------------------------

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from dataclasses import replace
 
 import pytest
 
 from common.messages import OptionContract, OrderIntent, Right, Signal
+from supervisor.broker.base import BrokerPosition, Fill, OpenOrder
 from supervisor.journal.store import Journal
 from supervisor.trading.live import LiveBook
 
@@ -18,28 +19,31 @@ DAY = "2026-01-08"
 
 
 class FakeLiveBroker:
-    def __init__(self) -> None:
-        self.open: list[dict[str, Any]] = []
-        self.executions: list[dict[str, Any]] = []
-        self.cancelled: list[int] = []
-        self.held: list[dict[str, Any]] = []
+    """The order side of the Broker boundary, answered from lists a test fills in."""
 
-    def open_orders(self) -> list[dict[str, Any]]:
+    def __init__(self) -> None:
+        self.open: list[OpenOrder] = []
+        self.executions: list[Fill] = []
+        self.cancelled: list[int] = []
+        self.held: list[BrokerPosition] = []
+
+    def open_orders(self) -> list[OpenOrder]:
         return list(self.open)
 
-    def fills(self) -> list[dict[str, Any]]:
+    def fills(self) -> list[Fill]:
         return list(self.executions)
 
-    def positions(self) -> list[dict[str, Any]]:
+    def positions(self) -> list[BrokerPosition]:
         return list(self.held)
 
     async def cancel_order(self, order_id: int) -> None:
         self.cancelled.append(order_id)
-        self.open = [o for o in self.open if o["order_id"] != order_id]
+        self.open = [o for o in self.open if o.order_id != order_id]
 
 
-def order(order_id: int, ref: str, status: str = "Submitted", parent_id: int = 0):
-    return {"order_id": order_id, "order_ref": ref, "status": status, "parent_id": parent_id}
+def order(order_id: int, ref: str, status: str = "Submitted", parent_id: int = 0) -> OpenOrder:
+    return OpenOrder(order_id, ref, status, "BUY" if not parent_id else "SELL", 5.0, "LMT",
+                     parent_id=parent_id)
 
 
 @pytest.fixture
@@ -91,9 +95,8 @@ def test_the_kill_switch_cancels_open_entries_at_once(setup):
 
 def test_fills_are_journaled_once_and_foreign_ones_ignored(setup):
     book, broker, journal, _ = setup
-    fill = {"exec_id": "e1", "order_id": 11, "order_ref": "ours", "side": "BOT", "shares": 5.0,
-            "price": 1.98, "ts": T0 + 3, "commission": 3.25}
-    foreign = {**fill, "exec_id": "e2", "order_ref": "manual"}
+    fill = Fill("e1", 11, "ours", "BOT", 5.0, 1.98, T0 + 3, 3.25)
+    foreign = replace(fill, exec_id="e2", order_ref="manual")
     broker.executions = [fill, foreign]
     step(book, T0 + 5)
     step(book, T0 + 6)  # IBKR replays executions: still one row

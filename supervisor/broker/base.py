@@ -1,16 +1,20 @@
 """The broker boundary: what the supervisor asks of a market-data and order venue.
 
 Implementations: ``StubBroker`` (in memory, seeded) and ``IBKRBroker`` (ib_insync). Nothing
-outside ``supervisor/broker/`` imports ib_insync.
+outside ``supervisor/broker/`` imports ib_insync; everything that crosses this boundary is a
+frozen dataclass of plain values, so the trading code never sees a library's objects.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from common.messages import Bars, OptionChain, OptionContract, OptionQuote, Quote
+from common.messages import Bars, OptionChain, OptionContract, OptionQuote, OrderIntent, Quote
+
+NAN = math.nan
 
 
 class BrokerError(Exception):
@@ -33,6 +37,70 @@ class AccountSnapshot:
     currency: str = "USD"
 
 
+@dataclass(frozen=True)
+class WhatIf:
+    """IBKR's what-if margin check of one limit order (NaN where the venue gave nothing)."""
+
+    init_margin_change: float
+    maint_margin_change: float
+    commission: float
+    equity_with_loan_change: float = NAN
+    init_margin_after: float = NAN
+    maint_margin_after: float = NAN
+
+
+@dataclass(frozen=True)
+class OpenOrder:
+    """An order working at the venue, as the account's open orders list it."""
+
+    order_id: int
+    order_ref: str  # our intent id, for orders this bot placed
+    status: str  # the venue's: PreSubmitted, Submitted, ...
+    action: str  # BUY | SELL
+    quantity: float
+    order_type: str  # LMT | STP ...
+    symbol: str = ""
+    sec_type: str = ""
+    expiry: str = ""
+    strike: float = 0.0
+    right: str = ""
+    limit: float = NAN
+    aux: float = NAN
+    perm_id: int = 0
+    parent_id: int = 0
+    oca_group: str = ""
+    account: str = ""
+
+
+@dataclass(frozen=True)
+class Fill:
+    """One execution (exec id unique; IBKR replays the day's on reconnect)."""
+
+    exec_id: str
+    order_id: int
+    order_ref: str
+    side: str  # BOT | SLD
+    shares: float
+    price: float
+    ts: float
+    commission: float | None = None
+
+
+@dataclass(frozen=True)
+class BrokerPosition:
+    """A position the venue holds for an account (any contract, not only ours)."""
+
+    account: str
+    symbol: str
+    sec_type: str
+    quantity: float
+    avg_cost: float
+    con_id: int = 0
+    expiry: str = ""
+    strike: float = 0.0
+    right: str = ""
+
+
 class Broker(Protocol):
     name: str
 
@@ -41,6 +109,12 @@ class Broker(Protocol):
     async def disconnect(self) -> None: ...
 
     def is_connected(self) -> bool: ...
+
+    def managed_accounts(self) -> list[str]:
+        """The accounts the login manages (live trading needs ibkr.account among them)."""
+        ...
+
+    # --- market data ---------------------------------------------------------------------------
 
     async def quote(self, symbol: str) -> Quote: ...
 
@@ -57,6 +131,24 @@ class Broker(Protocol):
     async def market_open(self, symbol: str, now_ts: float) -> bool | None:
         """True/False from the venue's trading hours; None when the venue does not say."""
         ...
+
+    # --- orders --------------------------------------------------------------------------------
+
+    async def what_if(self, contract: OptionContract, action: str, quantity: int,
+                      limit: float) -> WhatIf: ...
+
+    async def place_bracket(self, intent: OrderIntent, quantity: int,
+                            account: str) -> tuple[int, int, int]:
+        """Entry, take-profit and stop order ids of a bracket (one OCA group)."""
+        ...
+
+    async def cancel_order(self, order_id: int) -> None: ...
+
+    def open_orders(self) -> list[OpenOrder]: ...
+
+    def fills(self) -> list[Fill]: ...
+
+    def positions(self) -> list[BrokerPosition]: ...
 
     def stats(self) -> dict[str, float]:
         """Buffer measures for the monitor (live tickers, pending requests, pacing waits ...)."""

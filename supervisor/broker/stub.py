@@ -17,9 +17,18 @@ from datetime import date, timedelta
 from common.calendar import expiry_close, trading_day
 from common.config import StubSettings
 from common.greeks import bs_greeks, bs_price
-from common.messages import Bars, OptionChain, OptionContract, OptionQuote, Quote
-from supervisor.broker.base import AccountSnapshot, SymbolDataError
+from common.messages import Bars, OptionChain, OptionContract, OptionQuote, OrderIntent, Quote
+from supervisor.broker.base import (
+    AccountSnapshot,
+    BrokerError,
+    BrokerPosition,
+    Fill,
+    OpenOrder,
+    SymbolDataError,
+    WhatIf,
+)
 
+STUB_ACCOUNT = "STUB0001"
 DEFAULT_BASES = {"SPY": 680.0, "QQQ": 600.0, "AAPL": 270.0, "IWM": 240.0, "MSFT": 480.0}
 RATE = 0.04
 VOL = 0.20
@@ -202,15 +211,37 @@ class StubBroker:
     async def account(self) -> AccountSnapshot:
         await self._round_trip()
         equity = self.settings.equity
-        return AccountSnapshot(account="STUB0001", net_liquidation=equity, available_funds=equity)
+        return AccountSnapshot(account=STUB_ACCOUNT, net_liquidation=equity,
+                               available_funds=equity)
+
+    def managed_accounts(self) -> list[str]:
+        return [STUB_ACCOUNT]
 
     async def what_if(self, contract: OptionContract, action: str, quantity: int,
-                      limit: float) -> dict[str, float]:
+                      limit: float) -> WhatIf:
         """A margin check the IBKR way: a long option's margin is its premium."""
         await self._round_trip()
         outlay = limit * contract.multiplier * quantity
-        return {"init_margin_change": outlay, "maint_margin_change": outlay,
-                "commission": 0.65 * quantity}
+        return WhatIf(init_margin_change=outlay, maint_margin_change=outlay,
+                      commission=0.65 * quantity)
+
+    # The stub is a market for dry-run and what-if only: it places no orders and holds none.
+
+    async def place_bracket(self, intent: OrderIntent, quantity: int,
+                            account: str) -> tuple[int, int, int]:
+        raise BrokerError("the stub places no orders (live trading needs the IBKR broker)")
+
+    async def cancel_order(self, order_id: int) -> None:
+        raise BrokerError("the stub holds no orders to cancel")
+
+    def open_orders(self) -> list[OpenOrder]:
+        return []
+
+    def fills(self) -> list[Fill]:
+        return []
+
+    def positions(self) -> list[BrokerPosition]:
+        return []
 
     async def market_open(self, symbol: str, now_ts: float) -> bool | None:
         return None  # the stub keeps no calendar: the configured regular hours decide

@@ -132,7 +132,7 @@ class Supervisor:
         self.pool.start(asyncio.get_running_loop())
         await self.pool.wait_ready(self.settings.workers.start_timeout_s)
         await self.broker.connect()
-        accounts = await self._accounts()
+        accounts = self.broker.managed_accounts()
         refusal = live_refusal(self.settings, self.cli_live, self.broker.name, accounts)
         if refusal is not None:
             raise ModeNotAvailable(f"live trading refused: {refusal}")
@@ -164,11 +164,6 @@ class Supervisor:
         if self.broker.is_connected():
             log.info("connection back: cycles resume", extra={"event": "connection_back"})
 
-    async def _accounts(self) -> list[str]:
-        managed = getattr(self.broker, "managed_accounts", None)
-        if managed is not None:
-            return list(managed())
-        return [(await self.broker.account()).account]
 
     def _more_cycles(self) -> bool:
         schedule = self.settings.schedule

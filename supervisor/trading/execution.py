@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from common.config import Settings
 from common.messages import OrderIntent
-from supervisor.broker.base import BrokerError
+from supervisor.broker.base import Broker, BrokerError
 from supervisor.journal.store import Journal
 from supervisor.trading.risk import RiskDecision
 
@@ -61,7 +61,7 @@ class Execution:
 
 
 class Executor:
-    def __init__(self, mode: str, broker: Any, journal: Journal, account: str = "") -> None:
+    def __init__(self, mode: str, broker: Broker, journal: Journal, account: str = "") -> None:
         if mode not in MODES:
             raise ModeNotAvailable(f"execution.mode {mode!r} is not one of {MODES}")
         self.mode = mode
@@ -103,10 +103,10 @@ class Executor:
         if self.mode == "whatif":
             result = await self.broker.what_if(intent.contract, "BUY", decision.quantity,
                                                intent.entry_limit)
-            self.journal.record_whatif(intent.intent_id, result["init_margin_change"],
-                                       result["maint_margin_change"], result["commission"], ts)
+            self.journal.record_whatif(intent.intent_id, result.init_margin_change,
+                                       result.maint_margin_change, result.commission, ts)
             self.journal.record_order(intent.intent_id, "whatif", "checked", decision.quantity,
-                                      ts, details={**prices, **result})
+                                      ts, details={**prices, **asdict(result)})
             return "checked"
         order_ids = await self.broker.place_bracket(intent, decision.quantity, self.account)
         self.journal.record_order(intent.intent_id, "live", "submitted", decision.quantity, ts,

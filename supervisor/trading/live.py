@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from supervisor.broker.base import BrokerError
+from supervisor.broker.base import Broker, BrokerError
 from supervisor.journal.store import Journal
 
 log = logging.getLogger("supervisor.trading.live")
@@ -24,23 +24,23 @@ WORKING = ("Submitted", "PreSubmitted", "PendingSubmit", "ApiPending")
 
 
 class LiveBook:
-    def __init__(self, broker: Any, journal: Journal, entry_timeout_s: float) -> None:
+    def __init__(self, broker: Broker, journal: Journal, entry_timeout_s: float) -> None:
         self.broker = broker
         self.journal = journal
         self.entry_timeout_s = entry_timeout_s
 
     async def step(self, now_ts: float, halted: bool) -> None:
         """Follow statuses, journal fills, cancel stale entries (all entries when halted)."""
-        open_by_id = {o["order_id"]: o for o in self.broker.open_orders()}
+        open_by_id = {o.order_id: o for o in self.broker.open_orders()}
         self._journal_fills(now_ts)
         for row in self.journal.live_orders():
             parent = open_by_id.get(row["broker_order_id"])
             if parent is None:
                 self.journal.update_order(row["id"], "done", now_ts)
                 continue
-            if parent["status"] in WORKING and row["status"] != "working":
+            if parent.status in WORKING and row["status"] != "working":
                 self.journal.update_order(row["id"], "working", now_ts,
-                                          details={"broker_status": parent["status"]})
+                                          details={"broker_status": parent.status})
             stale = now_ts - row["created_ts"] > self.entry_timeout_s
             if halted or stale:
                 await self._cancel(row, now_ts, "kill switch" if halted else "entry timeout")
@@ -58,27 +58,26 @@ class LiveBook:
 
     def _journal_fills(self, now_ts: float) -> None:
         for fill in self.broker.fills():
-            ref = fill.get("order_ref") or ""
+            ref = fill.order_ref
             if self.journal.load_intent(ref) is None:
                 continue  # not ours: another client or a manual trade
-            if self.journal.record_fill(ref, fill["side"], int(fill["shares"]), fill["price"],
-                                        fill["ts"], fill["commission"], fill["exec_id"]):
-                log.info("fill %s %s %d @ %.2f", ref, fill["side"], fill["shares"],
-                         fill["price"], extra={"event": "fill", "intent_id": ref})
+            if self.journal.record_fill(ref, fill.side, int(fill.shares), fill.price, fill.ts,
+                                        fill.commission, fill.exec_id):
+                log.info("fill %s %s %d @ %.2f", ref, fill.side, fill.shares, fill.price,
+                         extra={"event": "fill", "intent_id": ref})
 
     def reconcile(self, now_ts: float) -> list[str]:
         """At start: the broker's open orders and positions against the journal. Returns the
         discrepancies it logged (orders of ours the journal lacks, journal orders gone)."""
         problems: list[str] = []
         for order in self.broker.open_orders():
-            ref = order.get("order_ref") or ""
-            if self.journal.load_intent(ref) is None:
-                problems.append(f"open order {order['order_id']} (ref {ref!r}) is not in the "
-                                "journal: left alone")
+            if self.journal.load_intent(order.order_ref) is None:
+                problems.append(f"open order {order.order_id} (ref {order.order_ref!r}) is not "
+                                "in the journal: left alone")
         for position in self.broker.positions():
-            log.info("broker position %s %s %s%s x %g", position["symbol"],
-                     position["expiry"], position["strike"], position["right"],
-                     position["quantity"], extra={"event": "broker_position"})
+            log.info("broker position %s %s %s%s x %g", position.symbol, position.expiry,
+                     position.strike, position.right, position.quantity,
+                     extra={"event": "broker_position"})
         self._journal_fills(now_ts)
         for problem in problems:
             log.warning("reconcile: %s", problem, extra={"event": "reconcile"})

@@ -50,7 +50,16 @@ from common.bars import resample, tail
 from common.calendar import TradingHours, parse_hours, trading_day
 from common.config import Settings
 from common.messages import Bars, OptionChain, OptionContract, OptionQuote, OrderIntent, Quote
-from supervisor.broker.base import AccountSnapshot, BrokerError, ConnectionLost, SymbolDataError
+from supervisor.broker.base import (
+    AccountSnapshot,
+    BrokerError,
+    BrokerPosition,
+    ConnectionLost,
+    Fill,
+    OpenOrder,
+    SymbolDataError,
+    WhatIf,
+)
 from supervisor.broker.ibkr import errors
 from supervisor.broker.ibkr.pacing import Backoff, CircuitBreaker, PacingGovernor
 
@@ -764,8 +773,8 @@ class IBKRBroker:
         return contract
 
     async def what_if(self, contract: OptionContract, action: str, quantity: int,
-                      limit: float) -> dict[str, float]:
-        """IBKR's margin check for a limit order: margin changes and commission as floats."""
+                      limit: float) -> WhatIf:
+        """IBKR's margin check for a limit order: margin changes and commission."""
         qualified = await self._tradable(contract)
         order = ibi.LimitOrder(action, quantity, limit, whatIf=True, tif="DAY",
                                account=self._order_account("", strict=False))
@@ -776,17 +785,15 @@ class IBKRBroker:
 
         state = await self._request(f"what-if {action} {quantity} {contract.key}", send,
                                     self.cfg.request_timeout_s, contract=qualified)
-        return {
-            "init_margin_change": _num(state.initMarginChange),
-            "maint_margin_change": _num(state.maintMarginChange),
-            "equity_with_loan_change": _num(state.equityWithLoanChange),
-            "init_margin_after": _num(state.initMarginAfter),
-            "maint_margin_after": _num(state.maintMarginAfter),
-            "commission": _num(state.commission),
-        }
+        return WhatIf(init_margin_change=_num(state.initMarginChange),
+                      maint_margin_change=_num(state.maintMarginChange),
+                      commission=_num(state.commission),
+                      equity_with_loan_change=_num(state.equityWithLoanChange),
+                      init_margin_after=_num(state.initMarginAfter),
+                      maint_margin_after=_num(state.maintMarginAfter))
 
     async def place_bracket(self, intent: OrderIntent, quantity: int, account: str
-                            ) -> list[int]:
+                            ) -> tuple[int, int, int]:
         """Parent BUY limit (not transmitted), take-profit SELL limit and stop SELL, one OCA
         group, orderRef = intent id; the stop's transmit sends all three. Returns the ids."""
         if quantity < 1:
@@ -808,36 +815,36 @@ class IBKRBroker:
         for order in orders:
             self.ib.placeOrder(contract, order)
         log.info("bracket %s placed: %s", intent.intent_id, [parent_id, tp_id, sl_id])
-        return [parent_id, tp_id, sl_id]
+        return parent_id, tp_id, sl_id
 
-    def open_orders(self) -> list[dict[str, Any]]:
-        return [{"order_id": t.order.orderId, "perm_id": t.order.permId,
-                 "symbol": t.contract.symbol, "sec_type": t.contract.secType,
-                 "expiry": t.contract.lastTradeDateOrContractMonth,
-                 "strike": t.contract.strike, "right": t.contract.right,
-                 "action": t.order.action, "quantity": float(t.order.totalQuantity),
-                 "order_type": t.order.orderType, "limit": _num(t.order.lmtPrice),
-                 "aux": _num(t.order.auxPrice), "status": t.orderStatus.status,
-                 "order_ref": t.order.orderRef, "parent_id": t.order.parentId,
-                 "oca_group": t.order.ocaGroup, "account": t.order.account}
+    def open_orders(self) -> list[OpenOrder]:
+        return [OpenOrder(order_id=t.order.orderId, order_ref=t.order.orderRef,
+                          status=t.orderStatus.status, action=t.order.action,
+                          quantity=float(t.order.totalQuantity), order_type=t.order.orderType,
+                          symbol=t.contract.symbol, sec_type=t.contract.secType,
+                          expiry=t.contract.lastTradeDateOrContractMonth,
+                          strike=float(t.contract.strike), right=t.contract.right,
+                          limit=_num(t.order.lmtPrice), aux=_num(t.order.auxPrice),
+                          perm_id=t.order.permId, parent_id=t.order.parentId,
+                          oca_group=t.order.ocaGroup, account=t.order.account)
                 for t in self.ib.openTrades()]
 
-    def fills(self) -> list[dict[str, Any]]:
+    def fills(self) -> list[Fill]:
         """This session's executions (IBKR replays the day's on reconnect)."""
-        return [{"exec_id": f.execution.execId, "order_id": f.execution.orderId,
-                 "order_ref": f.execution.orderRef, "side": f.execution.side,
-                 "shares": float(f.execution.shares), "price": float(f.execution.price),
-                 "ts": f.time.timestamp() if f.time else time.time(),
-                 "commission": _num(f.commissionReport.commission)
-                 if f.commissionReport else None}
+        return [Fill(exec_id=f.execution.execId, order_id=f.execution.orderId,
+                     order_ref=f.execution.orderRef, side=f.execution.side,
+                     shares=float(f.execution.shares), price=float(f.execution.price),
+                     ts=f.time.timestamp() if f.time else self.now(),
+                     commission=(_num(f.commissionReport.commission)
+                                 if f.commissionReport else None))
                 for f in self.ib.fills()]
 
-    def positions(self) -> list[dict[str, Any]]:
-        return [{"account": p.account, "symbol": p.contract.symbol,
-                 "sec_type": p.contract.secType, "con_id": p.contract.conId,
-                 "expiry": p.contract.lastTradeDateOrContractMonth,
-                 "strike": p.contract.strike, "right": p.contract.right,
-                 "quantity": float(p.position), "avg_cost": float(p.avgCost)}
+    def positions(self) -> list[BrokerPosition]:
+        return [BrokerPosition(account=p.account, symbol=p.contract.symbol,
+                               sec_type=p.contract.secType, quantity=float(p.position),
+                               avg_cost=float(p.avgCost), con_id=p.contract.conId,
+                               expiry=p.contract.lastTradeDateOrContractMonth,
+                               strike=float(p.contract.strike), right=p.contract.right)
                 for p in self.ib.positions()]
 
     async def cancel_order(self, order_id: int) -> None:
