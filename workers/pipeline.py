@@ -33,6 +33,7 @@ from common.messages import (
     SymbolTask,
 )
 from common.quotes import check_underlying
+from workers.signals import SignalDecision
 from workers.strategy import MarketView, Strategy
 from workers.strikes import ChainError, select_contracts
 
@@ -69,6 +70,22 @@ def process_symbol(
 ) -> Pipeline:
     timer = _Timer()
     result = SymbolResult(task.cycle_id, task.symbol, worker_id, attempt=task.attempt)
+    view = yield from _market_view(task, worker_id, settings, strategy, ids, timer)
+    if isinstance(view, str):
+        return replace(result, skipped=view, timings=tuple(timer.marks))
+    decision = strategy.decide(view)
+    timer.lap("signal")
+    result = replace(result, signal=decision.signal, confidence=decision.confidence,
+                     whale_fired_ts=decision.whale_fired_ts)
+    if decision.signal is Signal.HOLD:
+        return replace(result, reasons=decision.reasons, timings=tuple(timer.marks))
+    return (yield from _option_side(view, decision, result, settings, strategy, ids, timer))
+
+
+def _market_view(task: SymbolTask, worker_id: int, settings: Settings, strategy: Strategy,
+                 ids: Iterator[int], timer: _Timer
+                 ) -> Generator[tuple[Request, ...], tuple[Reply, ...], MarketView | str]:
+    """Quote and bars (hourly too, for the whale rule), sanitised: the view, or why not."""
     scalp = settings.strategy.scalp
     requests: list[Request] = [
         QuoteRequest(next(ids), worker_id, task.symbol),
@@ -83,51 +100,48 @@ def process_symbol(
         quote, bars = _value(replies[0]), _value(replies[1])
         hourly = _value(replies[2]) if len(replies) > 2 else None
     except RemoteError as exc:
-        return replace(result, skipped=f"market data: {exc}", timings=tuple(timer.marks))
+        return f"market data: {exc}"
     assert isinstance(quote, Quote) and isinstance(bars, Bars)
-
     check, ref = check_underlying(quote, settings.quotes)
     if ref is None:
-        reason = f"no usable price ({', '.join(check.flags) or 'none'})"
-        return replace(result, skipped=reason, timings=tuple(timer.marks))
+        return f"no usable price ({', '.join(check.flags) or 'none'})"
     price, source = ref
-    view = MarketView(task, trading_day(task.now_ts, settings.schedule.timezone), quote, check,
+    return MarketView(task, trading_day(task.now_ts, settings.schedule.timezone), quote, check,
                       price, source, bars, hourly if isinstance(hourly, Bars) else None)
-    decision = strategy.decide(view)
-    timer.lap("signal")
-    result = replace(result, signal=decision.signal, confidence=decision.confidence,
-                     whale_fired_ts=decision.whale_fired_ts)
-    if decision.signal is Signal.HOLD:
-        return replace(result, reasons=decision.reasons, timings=tuple(timer.marks))
 
-    (chain_reply,) = yield (ChainRequest(next(ids), worker_id, task.symbol),)
+
+def _option_side(view: MarketView, decision: SignalDecision, result: SymbolResult,
+                 settings: Settings, strategy: Strategy, ids: Iterator[int], timer: _Timer
+                 ) -> Pipeline:
+    """Chain, ATM and window, the candidates' snapshots, then the strategy's intents."""
+    symbol, worker_id = view.task.symbol, result.worker_id
+    (chain_reply,) = yield (ChainRequest(next(ids), worker_id, symbol),)
     timer.lap("chain")
     right = Right.CALL if decision.signal is Signal.BUY else Right.PUT
     try:
         chain = _value(chain_reply)
         assert isinstance(chain, OptionChain)
-        selection = select_contracts(chain, price, right, view.today, settings.options)
+        selection = select_contracts(chain, view.price, right, view.today, settings.options)
     except (RemoteError, ChainError) as exc:
         return replace(result, reasons=decision.reasons, skipped=f"chain: {exc}",
-                            timings=tuple(timer.marks))
+                       timings=tuple(timer.marks))
     timer.lap("strikes")
-
     (quotes_reply,) = yield (
-        OptionQuotesRequest(next(ids), worker_id, task.symbol, selection.candidates),
+        OptionQuotesRequest(next(ids), worker_id, symbol, selection.candidates),
     )
     timer.lap("option_quotes")
     try:
         quotes = _value(quotes_reply)
     except RemoteError as exc:
         return replace(result, reasons=decision.reasons, skipped=f"option quotes: {exc}",
-                            timings=tuple(timer.marks))
+                       timings=tuple(timer.marks))
     assert isinstance(quotes, tuple)
     intents, rejected = strategy.choose(view, decision, selection, quotes)
     timer.lap("intents")
     reasons = decision.reasons + selection.reasons + rejected
     skipped = None if intents else "no liquid candidate"
     return replace(result, intents=intents, reasons=reasons, skipped=skipped,
-                        timings=tuple(timer.marks))
+                   timings=tuple(timer.marks))
 
 
 def request_ids() -> Iterator[int]:

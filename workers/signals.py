@@ -166,21 +166,27 @@ def scalp_signal(bars: Bars, s: ScalpSettings) -> SignalDecision:
     ]
     if r < s.rsi_sell_floor:
         reasons.append(f"rsi {r:.1f} < sell floor {s.rsi_sell_floor:g}")
-    gap_score = _clamp01(abs(fast - slow) / last / EMA_GAP_FULL)
+    return _scalp_verdict(fast, slow, r, last, vw, s, tuple(reasons))
 
-    if fast > slow and last > vw and in_band:
+
+def _scalp_verdict(fast: float, slow: float, r: float, last: float, vw: float,
+                   s: ScalpSettings, reasons: tuple[str, ...]) -> SignalDecision:
+    """BUY on an up-cross above VWAP with RSI in the band, SELL on a down-cross or RSI under
+    the floor, else HOLD; confidence from the EMA gap and the RSI's place."""
+    gap_score = _clamp01(abs(fast - slow) / last / EMA_GAP_FULL)
+    if fast > slow and last > vw and s.rsi_buy_low <= r <= s.rsi_buy_high:
         # the middle of the band is the safest momentum: the edges are about to leave it
         half = (s.rsi_buy_high - s.rsi_buy_low) / 2
         centre = s.rsi_buy_low + half
         band_score = 1.0 if half == 0 else _clamp01(1 - abs(r - centre) / half)
         confidence = 0.5 * gap_score + 0.5 * band_score
-        return SignalDecision(Signal.BUY, _clamp01(confidence), tuple(reasons))
+        return SignalDecision(Signal.BUY, _clamp01(confidence), reasons)
     if fast < slow or r < s.rsi_sell_floor:
         ema_part = gap_score if fast < slow else 0.0
         rsi_part = (s.rsi_sell_floor - r) / s.rsi_sell_floor if r < s.rsi_sell_floor else 0.0
         confidence = 0.5 * ema_part + 0.5 * _clamp01(rsi_part)
-        return SignalDecision(Signal.SELL, _clamp01(confidence), tuple(reasons))
-    return SignalDecision(Signal.HOLD, 0.0, tuple(reasons))
+        return SignalDecision(Signal.SELL, _clamp01(confidence), reasons)
+    return SignalDecision(Signal.HOLD, 0.0, reasons)
 
 
 # --- whale -----------------------------------------------------------------------------------

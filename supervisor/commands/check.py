@@ -1,21 +1,45 @@
-"""Phase 1, the single-symbol check: connect, price, chain, ATM and strike window, warnings.
+"""``check`` (Phase 1): one symbol through the real pipeline, and what it found.
 
-The original report's Phase 1 as one function over the Broker boundary, so the same check
-runs against the stub, the simulated gateway or a real one.
+    broker --DataService--> Reply <--- Request --- workers.pipeline.process_symbol
+                                                     (run here, in process, with a probe
+                                                      strategy that always wants calls)
+    report: price and its source, chain size, expiry, ATM, window, usable option quotes
+
+The worker pipeline itself runs (quote and bars, sanitising, chain, ATM and window, candidate
+snapshots), answered the way the supervisor answers its workers, so the check proves the path a
+cycle takes, against the stub, the simulated gateway or a real one. Only the signal is forced:
+a check wants the option side exercised whatever the market says.
 """
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from common.calendar import trading_day
 from common.config import Settings
-from common.messages import Right
-from common.quotes import check_underlying
+from common.messages import (
+    OptionChain,
+    OptionQuote,
+    OrderIntent,
+    Reply,
+    ReplyValue,
+    Signal,
+    SymbolResult,
+    SymbolTask,
+)
+from supervisor import exitcodes
 from supervisor.broker.base import Broker, BrokerError
-from workers.strikes import ChainError, select_contracts
+from supervisor.commands.options import MARKET_ERRORS, broker_name, load, market_error
+from supervisor.runtime.serving import DataService
+from supervisor.runtime.sessions import broker_session
+from workers.pipeline import Pipeline, process_symbol, request_ids
+from workers.signals import SignalDecision
+from workers.strategy import MarketView
+from workers.strikes import Selection
 
 log = logging.getLogger("supervisor.commands.check")
 
@@ -52,27 +76,70 @@ class CheckReport:
         ]
 
 
+class ProbeStrategy:
+    """Always wants calls, and keeps what the pipeline showed it."""
+
+    wants_hourly_bars = False
+
+    def __init__(self) -> None:
+        self.view: MarketView | None = None
+        self.selection: Selection | None = None
+        self.quotes: tuple[OptionQuote, ...] = ()
+
+    def decide(self, view: MarketView) -> SignalDecision:
+        self.view = view
+        return SignalDecision(Signal.BUY, 1.0, ("check: the option side is probed",))
+
+    def choose(self, view: MarketView, decision: SignalDecision, selection: Selection,
+               quotes: Sequence[OptionQuote]) -> tuple[tuple[OrderIntent, ...], tuple[str, ...]]:
+        self.selection, self.quotes = selection, tuple(quotes)
+        return (), ()
+
+
+async def _drive(pipeline: Pipeline, service: DataService,
+                 served: list[ReplyValue]) -> SymbolResult:
+    """Answer the pipeline's requests as the supervisor answers a worker's, to its end."""
+    replies: tuple[Reply, ...] | None = None
+    while True:
+        try:
+            requests = next(pipeline) if replies is None else pipeline.send(replies)
+        except StopIteration as done:
+            result: SymbolResult = done.value
+            return result
+        replies = tuple(await asyncio.gather(*(service.answer(r) for r in requests)))
+        served += [r.value for r in replies if r.value is not None]
+
+
+def _fill(report: CheckReport, result: SymbolResult, probe: ProbeStrategy,
+          served: list[ReplyValue]) -> None:
+    if probe.view is not None:
+        report.price, report.price_source = probe.view.price, probe.view.price_source
+        report.warnings += [f"quote flag {f}" for f in probe.view.check.flags]
+    chain = next((v for v in served if isinstance(v, OptionChain)), None)
+    if chain is not None:
+        report.strikes, report.expirations = len(chain.strikes), len(chain.expirations)
+    selection = probe.selection
+    if selection is not None:
+        report.expiry, report.atm, report.window = selection.expiry, selection.atm, selection.window
+        report.option_quotes_usable = sum(1 for q in probe.quotes if q.bid > 0 and q.ask > 0)
+    report.ok = selection is not None and bool(probe.quotes)
+    if not report.ok and result.skipped:  # where the pipeline stopped, and why
+        report.warnings.append(result.skipped)
+
+
 async def run_check(broker: Broker, settings: Settings, symbol: str, now_ts: float) -> CheckReport:
     report = CheckReport(symbol, broker.name)
     started = time.monotonic()
     try:
         await broker.connect()
-        quote = await broker.quote(symbol)
-        check, ref = check_underlying(quote, settings.quotes)
-        report.warnings += [f"quote flag {f}" for f in check.flags]
-        if ref is None:
-            report.warnings.append("no usable price: the symbol would be skipped")
-            return report
-        report.price, report.price_source = ref
-        chain = await broker.chain(symbol)
-        report.strikes, report.expirations = len(chain.strikes), len(chain.expirations)
-        today = trading_day(now_ts, settings.schedule.timezone)
-        selection = select_contracts(chain, report.price, Right.CALL, today, settings.options)
-        report.expiry, report.atm, report.window = selection.expiry, selection.atm, selection.window
-        quotes = await broker.option_quotes(selection.candidates)
-        report.option_quotes_usable = sum(1 for q in quotes if q.bid > 0 and q.ask > 0)
-        report.ok = True
-    except (BrokerError, ChainError) as exc:
+        probe = ProbeStrategy()
+        served: list[ReplyValue] = []
+        pipeline = process_symbol(SymbolTask(0, symbol, now_ts), 0, settings, probe,
+                                  request_ids())
+        result = await _drive(pipeline, DataService(broker, settings.ibkr.request_timeout_s),
+                              served)
+        _fill(report, result, probe, served)
+    except BrokerError as exc:
         report.warnings.append(f"{type(exc).__name__}: {exc}")
     finally:
         report.seconds = time.monotonic() - started
@@ -81,3 +148,18 @@ async def run_check(broker: Broker, settings: Settings, symbol: str, now_ts: flo
         except BrokerError as exc:
             log.warning("disconnect after the check failed: %s", exc)
     return report
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    settings = load(args)
+    if settings is None:
+        return exitcodes.USAGE
+    symbol = (args.symbol or settings.universe.symbols[0]).upper()
+    try:
+        with broker_session(settings, broker_name(args), args.scenario,
+                            start=args.start) as (broker, clock, used):
+            report = asyncio.run(run_check(broker, used, symbol, clock.now()))
+    except MARKET_ERRORS as exc:
+        return market_error(exc)
+    print("\n".join(report.lines()))
+    return exitcodes.OK if report.ok else exitcodes.CANNOT_CONNECT

@@ -25,18 +25,14 @@ from typing import Any
 from common.config import Settings
 from supervisor import exitcodes
 from supervisor.commands.check import run_check
+from supervisor.commands.options import MARKET_ERRORS, add_market_options, market_error
 from supervisor.observe.soak import COMPRESSED_BELOW_S, analyse, load_records, soak_thresholds
 from supervisor.observe.soak_render import format_report, plot
-from supervisor.runtime.sessions import (
-    SessionStartError,
-    SimStartError,
-    broker_session,
-    run_supervisor,
-    with_values,
-)
+from supervisor.runtime.sessions import broker_session, run_supervisor, with_values
 
 
 def add_phase_arguments(parser: argparse.ArgumentParser) -> None:
+    add_market_options(parser, default_broker="sim")
     parser.add_argument("--phase2-cycles", type=int, default=3)
     parser.add_argument("--soak-s", type=float, default=0.0,
                         help="phase 3 length in seconds (e.g. 14400 for the 4-hour soak)")
@@ -88,12 +84,8 @@ def cmd_phases(args: argparse.Namespace, settings: Settings) -> int:
     broker_name = "sim" if args.sim else args.broker
     try:
         return _run_phases(settings, args, out, broker_name)
-    except SessionStartError as exc:
-        print(f"--start: {exc}", file=sys.stderr)
-        return exitcodes.USAGE
-    except SimStartError as exc:
-        print(f"cannot start the gateway simulator: {exc}", file=sys.stderr)
-        return exitcodes.CANNOT_CONNECT
+    except MARKET_ERRORS as exc:
+        return market_error(exc)
 
 
 def _run_phases(settings: Settings, args: argparse.Namespace, out: Path, broker_name: str) -> int:

@@ -1,21 +1,28 @@
-"""The day report: ``Journal.day_summary(day)`` rendered as text or JSON. Pure, no I/O.
+"""``report``: a day of the journal (``Journal.day_summary(day)``) rendered as text or JSON.
 
     journal.day_summary(day) --> dict --render_text--> lines for a person
                                       '--render_json-> one JSON document for a program
 
-The numbers are computed by the journal; this module only lays them out, so the text and the
-JSON always say the same thing.
+The numbers are computed by the journal (supervisor/journal/summary.py); this module only
+lays them out, so the text and the JSON always say the same thing.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import re
+import sys
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from supervisor.journal.rows import json_ready
+from supervisor import exitcodes
+from supervisor.commands.options import load
+from supervisor.journal.rows import JournalError, json_ready
+from supervisor.journal.store import Journal
 
 NONE = "n/a"
 
@@ -127,3 +134,31 @@ def render_text(summary: Mapping[str, Any], *, tz: str = "UTC") -> str:
 def render_json(summary: Mapping[str, Any]) -> str:
     """The summary as strict JSON (no NaN: a missing number is null)."""
     return json.dumps(json_ready(summary), indent=2, allow_nan=False) + "\n"
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    settings = load(args, overrides=False)
+    if settings is None:
+        return exitcodes.USAGE
+    path = Path(settings.execution.journal_path)
+    if not path.exists():
+        print(f"no journal at {path}: run the bot first", file=sys.stderr)
+        return exitcodes.USAGE
+    if args.day is not None and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", args.day):
+        print(f"--day {args.day!r}: expected YYYY-MM-DD", file=sys.stderr)
+        return exitcodes.USAGE
+    try:
+        with Journal(path, readonly=True) as journal:
+            day = args.day or journal.latest_day()
+            if day is None:
+                print(f"the journal at {path} has no cycles yet", file=sys.stderr)
+                return exitcodes.USAGE
+            summary = journal.day_summary(day)
+    except JournalError as exc:
+        print(f"cannot read the journal: {exc}", file=sys.stderr)
+        return exitcodes.USAGE
+    if args.json:
+        print(render_json(summary))
+    else:
+        print(render_text(summary, tz=settings.schedule.timezone))
+    return exitcodes.OK

@@ -20,6 +20,24 @@ def day_summary(db: sqlite3.Connection, day: str, held: DayPositions,
                 state: DayState | None) -> dict[str, Any]:
     """Everything the report renders for ``day``; ``held`` are the day's positions with their
     opening and closing days, ``state`` its kill-switch state."""
+    alerts = db.execute("SELECT kind, key, text, ts FROM alerts WHERE day = ? ORDER BY ts, id",
+                        (day,)).fetchall()
+    return json_ready({
+        "day": day,
+        **_cycles_and_signals(db, day),
+        **_decisions(db, day),
+        **_orders(db, day),
+        **_positions(held, day),
+        "kill_switch": {"halted": bool(state and state.halted),
+                        "reason": state.halted_reason if state else "",
+                        "ts": state.halted_ts if state else None,
+                        "start_equity": state.start_equity if state else None},
+        "alerts": [{"kind": r["kind"], "key": r["key"], "text": r["text"], "ts": r["ts"]}
+                   for r in alerts],
+    })
+
+
+def _cycles_and_signals(db: sqlite3.Connection, day: str) -> dict[str, Any]:
     q = db.execute
     c = q("SELECT COUNT(*) n, MIN(started_ts) first, MAX(started_ts) last, "
           "SUM(ended_ts IS NULL) unfinished, SUM(ok) ok, SUM(failed) failed "
@@ -29,31 +47,21 @@ def day_summary(db: sqlite3.Connection, day: str, held: DayPositions,
     kinds = q("SELECT signal, COUNT(*) FROM signals WHERE day = ? AND error IS NULL "
               "GROUP BY signal ORDER BY signal", (day,)).fetchall()
     skipped = _one(db, "SELECT COUNT(*) FROM signals WHERE day = ? AND skipped IS NOT NULL "
-                        "AND error IS NULL", (day,))
-    decided = q("SELECT accepted, rule, COUNT(*) n, SUM(quantity) qty FROM decisions "
-                "WHERE day = ? GROUP BY accepted, rule ORDER BY rule", (day,)).fetchall()
-    orders = q("SELECT o.mode, o.status, COUNT(*) n, SUM(o.quantity) qty FROM orders o "
-               "JOIN intents i USING (intent_id) WHERE i.day = ? GROUP BY o.mode, o.status "
-               "ORDER BY o.mode, o.status", (day,)).fetchall()
-    whatifs = q(f"SELECT w.*, i.symbol, {CONTRACT_COLUMNS} FROM whatifs w JOIN intents i "
-                "USING (intent_id) WHERE i.day = ? ORDER BY w.ts, w.id", (day,)).fetchall()
-    fills = q("SELECT COUNT(*) n, SUM(f.commission) commission FROM fills f "
-              "JOIN intents i USING (intent_id) WHERE i.day = ?", (day,)).fetchone()
-    alerts = q("SELECT kind, key, text, ts FROM alerts WHERE day = ? ORDER BY ts, id",
-               (day,)).fetchall()
-    open_ = [p for p, _, _ in held if p.active]
-    # one closed on a later day counts there: its P&L is that day's, not this one's
-    closed = [p for p, _, closed_day in held if not p.active and closed_day == day]
-    realized = sum(p.realized_pnl for p in closed)
-    unrealized = sum(p.unrealized_pnl for p in open_)
-    return json_ready({
-        "day": day,
+                       "AND error IS NULL", (day,))
+    return {
         "cycles": {"count": c["n"], "first_ts": c["first"], "last_ts": c["last"],
                    "unfinished": c["unfinished"] or 0, "symbols_ok": c["ok"] or 0,
                    "symbols_failed": c["failed"] or 0,
                    "failed_symbols": {s: n for s, n in failed}},
         "signals": {"by_kind": {k: n for k, n in kinds}, "skipped": skipped,
                     "errors": sum(n for _, n in failed)},
+    }
+
+
+def _decisions(db: sqlite3.Connection, day: str) -> dict[str, Any]:
+    decided = db.execute("SELECT accepted, rule, COUNT(*) n, SUM(quantity) qty FROM decisions "
+                         "WHERE day = ? GROUP BY accepted, rule ORDER BY rule", (day,)).fetchall()
+    return {
         "intents": {"recorded": _one(db, "SELECT COUNT(*) FROM intents WHERE day = ?",
                                      (day,))},
         "decisions": {"accepted": sum(r["n"] for r in decided if r["accepted"]),
@@ -61,6 +69,19 @@ def day_summary(db: sqlite3.Connection, day: str, held: DayPositions,
                       "contracts": sum(r["qty"] for r in decided if r["accepted"]),
                       "refused_by_rule": {r["rule"]: r["n"] for r in decided
                                           if not r["accepted"]}},
+    }
+
+
+def _orders(db: sqlite3.Connection, day: str) -> dict[str, Any]:
+    q = db.execute
+    orders = q("SELECT o.mode, o.status, COUNT(*) n, SUM(o.quantity) qty FROM orders o "
+               "JOIN intents i USING (intent_id) WHERE i.day = ? GROUP BY o.mode, o.status "
+               "ORDER BY o.mode, o.status", (day,)).fetchall()
+    whatifs = q(f"SELECT w.*, i.symbol, {CONTRACT_COLUMNS} FROM whatifs w JOIN intents i "
+                "USING (intent_id) WHERE i.day = ? ORDER BY w.ts, w.id", (day,)).fetchall()
+    fills = q("SELECT COUNT(*) n, SUM(f.commission) commission FROM fills f "
+              "JOIN intents i USING (intent_id) WHERE i.day = ?", (day,)).fetchone()
+    return {
         "orders": [{"mode": r["mode"], "status": r["status"], "count": r["n"],
                     "quantity": r["qty"]} for r in orders],
         "whatifs": [{"intent_id": r["intent_id"], "contract": contract_from(r).key,
@@ -68,18 +89,22 @@ def day_summary(db: sqlite3.Connection, day: str, held: DayPositions,
                      "maint_margin_change": r["maint_margin_change"],
                      "commission": r["commission"], "ts": r["ts"]} for r in whatifs],
         "fills": {"count": fills["n"], "commission": fills["commission"] or 0.0},
+    }
+
+
+def _positions(held: DayPositions, day: str) -> dict[str, Any]:
+    open_ = [p for p, _, _ in held if p.active]
+    # one closed on a later day counts there: its P&L is that day's, not this one's
+    closed = [p for p, _, closed_day in held if not p.active and closed_day == day]
+    realized = sum(p.realized_pnl for p in closed)
+    unrealized = sum(p.unrealized_pnl for p in open_)
+    return {
         "positions": {"opened": sum(1 for _, opened_day, _ in held if opened_day == day),
                       "open": [_position_summary(p, p.unrealized_pnl) for p in open_],
                       "closed": [_position_summary(p, p.realized_pnl) for p in closed]},
         "pnl": {"realized": realized, "unrealized": unrealized,
                 "total": realized + unrealized},
-        "kill_switch": {"halted": bool(state and state.halted),
-                        "reason": state.halted_reason if state else "",
-                        "ts": state.halted_ts if state else None,
-                        "start_equity": state.start_equity if state else None},
-        "alerts": [{"kind": r["kind"], "key": r["key"], "text": r["text"], "ts": r["ts"]}
-                   for r in alerts],
-    })
+    }
 
 
 def _position_summary(p: Position, pnl: float) -> dict[str, Any]:

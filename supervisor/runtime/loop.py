@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 import time
 from collections import deque
@@ -44,6 +43,7 @@ from supervisor.observe.alerts import Alerter
 from supervisor.observe.metrics import Monitor
 from supervisor.runtime.clock import Clock
 from supervisor.runtime.cycle import CycleRun, CycleSummary
+from supervisor.runtime.monitoring import MonitorLoop, pause
 from supervisor.runtime.pool import BootFailure, WorkerHandle, WorkerPool
 from supervisor.runtime.serving import DataService
 from supervisor.trading.desk import Desk
@@ -90,7 +90,6 @@ class Supervisor:
         self._serving: set[asyncio.Task[None]] = set()
         self._started = time.monotonic()
         self._disconnects: list[float] = []
-        self._gateway_warnings = 0
 
     def _market_day(self) -> date:
         return trading_day(self.clock.now(), self.settings.schedule.timezone)
@@ -142,7 +141,10 @@ class Supervisor:
         if self.desk.live is not None:
             self.desk.live.reconcile(self.clock.now())
         self.alerter.start()
-        self._monitor_task = asyncio.ensure_future(self._monitor_loop())
+        watcher = MonitorLoop(self.settings.monitoring, self.monitor, self.alerter, self.pool,
+                              self.broker, self.service, lambda: len(self._serving),
+                              lambda: self.summaries[-1] if self.summaries else None)
+        self._monitor_task = asyncio.ensure_future(watcher.run(self.stop))
         self.cycles_run = self.journal.next_cycle_id() - 1
         log.info("supervisor ready: %d workers, broker %s, mode %s, journal %s",
                  len(self.pool.workers), self.broker.name, executor.mode,
@@ -300,51 +302,8 @@ class Supervisor:
                     extra={"event": "signal", "signal": signal.Signals(signum).name})
         self.stop.set()
 
-    # --- soak monitor ----------------------------------------------------------------------------
-
-    async def _monitor_loop(self) -> None:
-        """Sample every process and buffer each interval; psutil and the file write run off
-        the event loop so a slow disk never delays serving workers."""
-        loop = asyncio.get_running_loop()
-        reported = 0
-        while not self.stop.is_set():
-            await self._pause(self.settings.monitoring.interval_s)
-            cycle = None
-            if self.summaries and self.summaries[-1].cycle_id != reported:
-                last = self.summaries[-1]
-                reported = last.cycle_id
-                cycle = {"cycle_id": last.cycle_id, "seconds": round(last.seconds, 4),
-                         "ok": len(last.results) - len(last.failed), "failed": len(last.failed)}
-            await loop.run_in_executor(None, self._sample, cycle)
-
     async def _pause(self, seconds: float) -> None:
-        """Wall-clock wait that a stop cuts short (the market clock may be simulated)."""
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self.stop.wait(), seconds)
-
-    def _sample(self, cycle: dict[str, Any] | None) -> None:
-        processes = {"supervisor": os.getpid()}
-        for handle in list(self.pool.workers.values()):
-            if handle.pid is not None:
-                processes[f"worker-{handle.worker_id}"] = handle.pid
-        buffers: dict[str, float] = {f"broker.{k}": v for k, v in self.broker.stats().items()}
-        buffers.update({"pending_requests": len(self._serving),
-                        "outbox_depth": _depth(self.pool.outbox),
-                        "inbox_depth": sum(_depth(w.inbox) for w in self.pool.workers.values()),
-                        "requests_served_total": self.service.served,
-                        "requests_failed_total": self.service.failed,
-                        "serving_busy_s_total": round(self.service.busy_s, 3),
-                        "worker_respawns_total": self.pool.respawns,
-                        "alerts_dropped_total": self.alerter.stats()["dropped"]})
-        record = self.monitor.record(processes=processes, buffers=buffers, cycle=cycle)
-        warnings = sum((record.get("gateway_log") or {}).values())
-        if warnings > self._gateway_warnings:
-            self.alerter.send("buffer_warning", f"the gateway logged {warnings} buffer warnings "
-                              f"({warnings - self._gateway_warnings} new)")
-            self._gateway_warnings = warnings
-        for name, slope in self.monitor.memory_alerts().items():
-            self.alerter.send_once(f"memory-{name}", "memory",
-                                   f"{name} memory grows {slope / 1024:.1f} MB/h")
+        await pause(self.stop, seconds)
 
     async def _shutdown(self) -> None:
         """Stop scheduling, drop pending serving, stop workers, disconnect, close the journal;
@@ -370,10 +329,3 @@ class Supervisor:
             self.journal.close()
         log.info("supervisor stopped after %d cycles", self.cycles_done)
 
-
-def _depth(queue: Any) -> int:
-    """A multiprocessing queue's depth, or -1 where the platform cannot tell (macOS)."""
-    try:
-        return int(queue.qsize())
-    except NotImplementedError:
-        return -1

@@ -1,0 +1,110 @@
+"""What the commands share: the market options, and loading the settings they run with.
+
+User mistakes (a bad file, a bad flag, a bad ``--start``) print what is wrong and where and
+return exit 2 with no traceback; exit codes live in ``supervisor/exitcodes.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import datetime
+from typing import Any
+
+from common.config import ConfigError, Settings, load_settings, parse_settings
+from supervisor import exitcodes
+from supervisor.runtime.sessions import SessionStartError, SimStartError
+from workers.strategy import StrategyLoadError, load_strategy
+
+
+def non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {text}")
+    return value
+
+
+def instant(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO instant: {text!r}") from None
+    if moment.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} needs a UTC offset, e.g. -05:00")
+    return moment
+
+
+def add_market_options(parser: argparse.ArgumentParser, default_broker: str = "stub") -> None:
+    parser.add_argument("--config", help="settings file (default: the embedded one)")
+    parser.add_argument("--broker", choices=["stub", "sim", "ibkr"], default=default_broker,
+                        help="stub: an in-memory market; sim: the simulated gateway (as --sim); "
+                             f"ibkr: IB Gateway/TWS at --host/--port (default: {default_broker})")
+    parser.add_argument("--sim", action="store_true",
+                        help="start the simulated IB Gateway on a free loopback port and use it")
+    parser.add_argument("--scenario", help="the simulator's scenario file (with --sim)")
+    parser.add_argument("--start", type=instant, metavar="ISO",
+                        help="pin the simulated session (stub or --sim) at this instant, e.g. "
+                             "2026-12-04T15:45:00-05:00 (default: stub.start, or the "
+                             "scenario's clock.start)")
+    parser.add_argument("--host", help="gateway host (ibkr.host)")
+    parser.add_argument("--port", type=non_negative_int, help="gateway port (ibkr.port)")
+    parser.add_argument("--client-id", type=non_negative_int, help="ibkr.client_id")
+
+
+def broker_name(args: argparse.Namespace) -> str:
+    return "sim" if getattr(args, "sim", False) else str(args.broker)
+
+
+def with_overrides(settings: Settings, args: argparse.Namespace) -> Settings:
+    """Command-line values applied on top of the file, validated by the same models."""
+    raw: dict[str, Any] = settings.model_dump()  # python mode keeps secrets intact
+    if getattr(args, "cycles", None) is not None:
+        raw["schedule"]["cycles"] = args.cycles
+    if getattr(args, "interval", None) is not None:
+        raw["schedule"]["interval_s"] = args.interval
+    if getattr(args, "symbols", None):
+        raw["universe"]["symbols"] = [s for s in args.symbols.split(",") if s.strip()]
+    if getattr(args, "workers", None) is not None:
+        raw["workers"]["count"] = args.workers
+    if getattr(args, "mode", None) is not None:
+        raw["execution"]["mode"] = args.mode
+    for flag in ("host", "port", "client_id"):
+        if getattr(args, flag, None) is not None:
+            raw["ibkr"][flag] = getattr(args, flag)
+    return parse_settings(raw, "command line", environ={})
+
+
+def load(args: argparse.Namespace, overrides: bool = True) -> Settings | None:
+    """The settings with the command line applied, or None after saying what is wrong."""
+    try:
+        settings = load_settings(args.config)
+        if overrides:
+            settings = with_overrides(settings, args)
+        load_strategy(settings)
+        return settings
+    except ConfigError as exc:
+        print(f"invalid settings in {exc.source}:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+    except StrategyLoadError as exc:
+        print(f"invalid settings: {exc}", file=sys.stderr)
+    return None
+
+
+MARKET_ERRORS = (SessionStartError, SimStartError)
+
+
+def market_error(exc: Exception) -> int:
+    """Say why the market could not be had; the exit code that fits."""
+    if isinstance(exc, SessionStartError):
+        print(f"--start: {exc}", file=sys.stderr)
+        return exitcodes.USAGE
+    print(f"cannot start the gateway simulator: {exc}", file=sys.stderr)
+    return exitcodes.CANNOT_CONNECT

@@ -1,0 +1,52 @@
+"""``run``: trading cycles against the chosen market until ``--cycles`` or a signal."""
+
+from __future__ import annotations
+
+import argparse
+
+from supervisor import exitcodes
+from supervisor.commands.options import (
+    MARKET_ERRORS,
+    add_market_options,
+    broker_name,
+    load,
+    market_error,
+    non_negative_float,
+    non_negative_int,
+)
+from supervisor.runtime.sessions import broker_session, run_supervisor, with_values
+
+SIM_INTERVAL_S = 5.0  # --sim without --interval
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    add_market_options(parser)
+    parser.add_argument("--cycles", type=non_negative_int,
+                        help="cycles to run (0 = until stopped)")
+    parser.add_argument("--interval", type=non_negative_float, help="seconds between cycles")
+    parser.add_argument("--symbols", help="comma-separated universe, e.g. SPY,QQQ")
+    parser.add_argument("--workers", type=non_negative_int, help="worker processes")
+    parser.add_argument("--mode", choices=["dry_run", "whatif", "live"],
+                        help="execution mode (default: the file's execution.mode, dry_run)")
+    parser.add_argument("--live", action="store_true",
+                        help="allow live orders; also needs execution.mode live and "
+                             "ibkr.account equal to the connected account")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    settings = load(args)
+    if settings is None:
+        return exitcodes.USAGE
+    market = broker_name(args)
+    if market == "sim" and args.interval is None:
+        # the simulator is a demonstration: do not make its user wait a minute per cycle
+        interval = min(settings.schedule.interval_s, SIM_INTERVAL_S)
+        settings = with_values(settings, {"schedule": {"interval_s": interval}})
+    try:
+        with broker_session(settings, market, args.scenario,
+                            start=args.start) as (broker, clock, used):
+            code, _ = run_supervisor(used, broker, clock, cli_live=args.live,
+                                     echo=lambda line: print(line, flush=True))
+            return code
+    except MARKET_ERRORS as exc:
+        return market_error(exc)

@@ -1,0 +1,17 @@
+"""``validate``: read and check a settings file, print OK or every problem (exit 2)."""
+
+from __future__ import annotations
+
+import argparse
+
+from supervisor import exitcodes
+from supervisor.commands.options import load
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    settings = load(args, overrides=False)
+    if settings is None:
+        return exitcodes.USAGE
+    print(f"OK: {args.config or 'embedded configs/settings.yaml'} "
+          f"({len(settings.universe.symbols)} symbols, mode {settings.execution.mode})")
+    return exitcodes.OK

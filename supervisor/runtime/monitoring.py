@@ -1,0 +1,93 @@
+"""The soak monitor's loop inside the supervisor: one metrics record per monitoring interval.
+
+    Supervisor parts (pool, broker, request serving, the latest cycle summary)
+        --> MonitorLoop.sample (off the event loop: psutil and the file write may be slow)
+        --> Monitor.record: psutil figures + buffer measures --> metrics JSONL
+        --> alerts: new gateway buffer warnings, memory growing too fast
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import Callable
+from typing import Any
+
+from common.config import MonitoringSettings
+from supervisor.broker.base import Broker
+from supervisor.observe.alerts import Alerter
+from supervisor.observe.metrics import Monitor
+from supervisor.runtime.cycle import CycleSummary
+from supervisor.runtime.pool import WorkerPool
+from supervisor.runtime.serving import DataService
+
+
+async def pause(stop: asyncio.Event, seconds: float) -> None:
+    """Wall-clock wait that a stop cuts short (the market clock may be simulated)."""
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
+
+
+class MonitorLoop:
+    def __init__(self, settings: MonitoringSettings, monitor: Monitor, alerter: Alerter,
+                 pool: WorkerPool, broker: Broker, service: DataService,
+                 serving: Callable[[], int], last_cycle: Callable[[], CycleSummary | None]
+                 ) -> None:
+        self.settings = settings
+        self.monitor = monitor
+        self.alerter = alerter
+        self.pool = pool
+        self.broker = broker
+        self.service = service
+        self.serving = serving  # requests being served right now
+        self.last_cycle = last_cycle
+        self._gateway_warnings = 0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        loop = asyncio.get_running_loop()
+        reported = 0
+        while not stop.is_set():
+            await pause(stop, self.settings.interval_s)
+            cycle = None
+            last = self.last_cycle()
+            if last is not None and last.cycle_id != reported:
+                reported = last.cycle_id
+                cycle = {"cycle_id": last.cycle_id, "seconds": round(last.seconds, 4),
+                         "ok": len(last.results) - len(last.failed), "failed": len(last.failed)}
+            await loop.run_in_executor(None, self.sample, cycle)
+
+    def sample(self, cycle: dict[str, Any] | None) -> None:
+        processes = {"supervisor": os.getpid()}
+        for handle in list(self.pool.workers.values()):
+            if handle.pid is not None:
+                processes[f"worker-{handle.worker_id}"] = handle.pid
+        buffers: dict[str, float] = {f"broker.{k}": v for k, v in self.broker.stats().items()}
+        buffers.update({"pending_requests": self.serving(),
+                        "outbox_depth": _depth(self.pool.outbox),
+                        "inbox_depth": sum(_depth(w.inbox) for w in self.pool.workers.values()),
+                        "requests_served_total": self.service.served,
+                        "requests_failed_total": self.service.failed,
+                        "serving_busy_s_total": round(self.service.busy_s, 3),
+                        "worker_respawns_total": self.pool.respawns,
+                        "alerts_dropped_total": self.alerter.stats()["dropped"]})
+        record = self.monitor.record(processes=processes, buffers=buffers, cycle=cycle)
+        self._alert(record)
+
+    def _alert(self, record: dict[str, Any]) -> None:
+        warnings = sum((record.get("gateway_log") or {}).values())
+        if warnings > self._gateway_warnings:
+            self.alerter.send("buffer_warning", f"the gateway logged {warnings} buffer warnings "
+                              f"({warnings - self._gateway_warnings} new)")
+            self._gateway_warnings = warnings
+        for name, slope in self.monitor.memory_alerts().items():
+            self.alerter.send_once(f"memory-{name}", "memory",
+                                   f"{name} memory grows {slope / 1024:.1f} MB/h")
+
+
+def _depth(queue: Any) -> int:
+    """A multiprocessing queue's depth, or -1 where the platform cannot tell (macOS)."""
+    try:
+        return int(queue.qsize())
+    except NotImplementedError:
+        return -1

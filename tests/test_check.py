@@ -1,0 +1,52 @@
+"""``check`` (supervisor/commands/check.py): the worker pipeline run once, in process, against
+a broker, and the report of what it found."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from common.messages import OptionChain
+from supervisor.broker.base import SymbolDataError
+from supervisor.broker.stub import StubBroker
+from supervisor.commands.check import run_check
+from tests.conftest import make_settings
+from tests.sessions import STUB_SESSION
+
+pytestmark = pytest.mark.timeout(30)
+
+
+class NoChainStub(StubBroker):
+    async def chain(self, symbol: str) -> OptionChain:
+        raise SymbolDataError(f"chain {symbol}: IBKR lists no options")
+
+
+def check(tmp_path: Path, broker_class: type[StubBroker] = StubBroker, symbol: str = "SPY"):
+    settings = make_settings(tmp_path)
+    now = STUB_SESSION.timestamp()
+    broker = broker_class(settings.stub, lambda: now)
+    return asyncio.run(run_check(broker, settings, symbol, now)), broker
+
+
+def test_check_runs_the_pipeline_through_to_the_option_snapshots(tmp_path: Path) -> None:
+    report, broker = check(tmp_path)
+    assert report.ok and report.broker == "stub"
+    assert report.price is not None and 600 < report.price < 760 and report.price_source == "mid"
+    assert report.strikes > 300 and report.expirations == 8
+    assert report.expiry == "20260109"  # the Friday of the stub's Thursday session
+    assert report.atm == min(range(600, 760), key=lambda k: (abs(k - report.price), k))
+    assert len(report.window) == 11 and report.option_quotes_usable == 3
+    assert report.warnings == []
+    # quote, bars, chain and the candidates' snapshots: the requests a cycle makes
+    assert broker.requests == 4 and not broker.is_connected()
+    lines = report.lines()
+    assert lines[0].startswith("check SPY via stub: OK") and "window (11)" in lines[3]
+
+
+def test_a_failing_step_is_named_and_fails_the_check(tmp_path: Path) -> None:
+    report, _ = check(tmp_path, NoChainStub)
+    assert not report.ok and report.price is not None and report.window == ()
+    assert report.warnings == ["chain: SymbolDataError: chain SPY: IBKR lists no options"]
+    assert "FAILED" in report.lines()[0]
