@@ -1,0 +1,195 @@
+"""The contract layer: symbols and options qualified once, chains, and trading hours.
+
+A stock is qualified once per session (its conId does not change); an option, an unknown
+symbol and a chain are remembered for the trading day (schedule.timezone), because listings
+change overnight: the first call of a new day clears those caches. Each lookup runs under a
+per-key lock, so callers asking for the same contract at once send one request.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from common.calendar import TradingHours, parse_hours, trading_day
+from common.config import IBKRSettings
+from common.messages import OptionChain, OptionContract
+from supervisor.broker.base import BrokerError, SymbolDataError
+from supervisor.broker.ibkr.client import ibi, num
+from supervisor.broker.ibkr.link import Link
+from supervisor.broker.ibkr.requests import IBKRRequestError, Requests
+
+# The adapter's one logger, as before it was split into layers: log filters keep working.
+log = logging.getLogger("supervisor.broker.ibkr.broker")
+
+# Abbreviations some gateways send as timeZoneId ("EST (Eastern Standard Time)"): the zone
+# with daylight saving, not the fixed-offset zone of the same name.
+TZ_ALIASES = {"EST": "America/New_York", "EDT": "America/New_York", "CST": "America/Chicago",
+              "CDT": "America/Chicago", "MST": "America/Denver", "PST": "America/Los_Angeles"}
+
+
+@dataclass
+class Stock:
+    contract: Any  # qualified ibi.Contract (conId set)
+    hours: TradingHours | None
+    hours_day: date
+
+
+class Contracts:
+    """Qualified contracts, chains and hours, cached; see the module docstring."""
+
+    def __init__(self, link: Link, requests: Requests, cfg: IBKRSettings, *, tz: str,
+                 now: Callable[[], float]) -> None:
+        self._link = link
+        self._requests = requests
+        self._cfg = cfg
+        self._tz = tz
+        self._zone = ZoneInfo(tz)
+        self._now = now
+        self._stocks: dict[str, Stock] = {}
+        self._options: dict[OptionContract, Any] = {}  # qualified contract, None = unknown
+        self._unknown: dict[str, str] = {}  # symbol -> why, for today
+        self._chains: dict[str, OptionChain] = {}
+        self._day: date | None = None
+
+    def _today(self) -> date:
+        """The trading day (schedule.timezone); a new day drops the per-day caches."""
+        day = trading_day(self._now(), self._tz)
+        if day != self._day:
+            self._day = day
+            self._options.clear()
+            self._unknown.clear()
+            self._chains.clear()
+        return day
+
+    async def _details(self, contract: Any, what: str) -> list[Any]:
+        return list(await self._requests.request(
+            what, lambda rid: self._link.ib.client.reqContractDetails(rid, contract),
+            self._cfg.request_timeout_s, contract=contract))
+
+    # --- stocks and their hours --------------------------------------------------------------
+
+    async def stock(self, symbol: str) -> Stock:
+        info = self._stocks.get(symbol)
+        if info is not None:
+            return info
+        async with self._requests.lock_for(("stock", symbol)):
+            info = self._stocks.get(symbol)
+            if info is not None:
+                return info
+            day = self._today()
+            if symbol in self._unknown:
+                raise SymbolDataError(self._unknown[symbol])
+            try:
+                found = await self._details(ibi.Stock(symbol, "SMART", "USD"), f"{symbol}")
+            except IBKRRequestError as exc:
+                if exc.code == 200:
+                    self._unknown[symbol] = str(exc)
+                raise
+            if not found:
+                self._unknown[symbol] = f"{symbol}: no such stock at IBKR (SMART, USD)"
+                raise SymbolDataError(self._unknown[symbol])
+            if len(found) > 1:
+                log.warning("%s: %d contracts match; using conId %s", symbol, len(found),
+                            found[0].contract.conId)
+            contract = found[0].contract
+            contract.exchange = "SMART"  # a primary exchange here would bypass smart routing
+            info = self._stocks[symbol] = Stock(contract, self._hours(found[0]), day)
+            return info
+
+    def _hours(self, details: Any) -> TradingHours | None:
+        tz_id = (details.timeZoneId or "").split(" ")[0]
+        tz_id = TZ_ALIASES.get(tz_id, tz_id)
+        try:
+            zone = ZoneInfo(tz_id) if tz_id else self._zone
+        except (ZoneInfoNotFoundError, ValueError):
+            log.debug("unknown time zone %r: using %s", details.timeZoneId, self._zone)
+            zone = self._zone
+        try:
+            return parse_hours(details.liquidHours or "", zone)
+        except ValueError as exc:
+            log.warning("cannot parse liquid hours %r: %s", details.liquidHours, exc)
+            return None
+
+    async def market_open(self, symbol: str, now_ts: float) -> bool | None:
+        """From the contract's liquid hours (refreshed daily); None if unknown or unreachable."""
+        day = trading_day(now_ts, self._tz)
+        try:
+            stock = await self.stock(symbol)
+            if stock.hours_day != day or stock.hours is None:
+                found = await self._details(stock.contract, f"hours {symbol}")
+                if found:
+                    stock.hours, stock.hours_day = self._hours(found[0]), day
+        except BrokerError as exc:  # yesterday's listing still covers the coming days
+            log.info("market hours of %s not refreshed: %s", symbol, exc)
+        known = self._stocks.get(symbol)
+        return known.hours.is_open(now_ts) if known and known.hours else None
+
+    # --- options -----------------------------------------------------------------------------
+
+    async def option(self, oc: OptionContract) -> Any:
+        """The qualified contract, or None when IBKR does not list it (cached for the day)."""
+        self._today()
+        if oc in self._options:
+            return self._options[oc]
+        async with self._requests.lock_for(("option", oc)):
+            if oc in self._options:
+                return self._options[oc]
+            wanted = ibi.Option(oc.symbol, oc.expiry, oc.strike, oc.right.value, oc.exchange,
+                                str(oc.multiplier), "USD", tradingClass=oc.trading_class)
+            try:
+                found = await self._details(wanted, f"option {oc.key}")
+            except IBKRRequestError as exc:
+                if exc.code != 200:
+                    raise
+                found = []
+            contract = found[0].contract if len(found) == 1 else None
+            if contract is not None:
+                contract.exchange = oc.exchange
+            self._options[oc] = contract
+            return contract
+
+    async def tradable(self, oc: OptionContract) -> Any:
+        """The qualified contract; SymbolDataError when IBKR does not list it."""
+        contract = await self.option(oc)
+        if contract is None:
+            raise SymbolDataError(f"option {oc.key}: not listed at IBKR")
+        return contract
+
+    async def chain(self, symbol: str) -> OptionChain:
+        self._today()
+        cached = self._chains.get(symbol)
+        counts = self._link.counts
+        if cached is not None:
+            counts["chain_cache_hits_total"] += 1
+            return cached
+        async with self._requests.lock_for(("chain", symbol)):
+            if symbol in self._chains:
+                counts["chain_cache_hits_total"] += 1
+                return self._chains[symbol]
+            stock = await self.stock(symbol)
+            con_id = stock.contract.conId
+            counts["chain_requests_total"] += 1
+            params = await self._requests.request(
+                f"chain {symbol}",
+                lambda rid: self._link.ib.client.reqSecDefOptParams(rid, symbol, "", "STK",
+                                                                    con_id),
+                self._cfg.request_timeout_s)
+            if not params:
+                raise SymbolDataError(f"chain {symbol}: IBKR lists no options")
+            smart = [p for p in params if p.exchange == "SMART"] or list(params)
+            best = max(smart, key=lambda p: (len(p.strikes), len(p.expirations),
+                                             p.tradingClass == symbol))
+            multiplier = num(best.multiplier)
+            chain = OptionChain(
+                symbol=symbol, expirations=tuple(sorted(best.expirations)),
+                strikes=tuple(sorted({float(k) for k in best.strikes})),
+                multiplier=int(multiplier) if math.isfinite(multiplier) else 100,
+                exchange=best.exchange, trading_class=best.tradingClass)
+            self._chains[symbol] = chain
+            return chain

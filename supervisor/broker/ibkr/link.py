@@ -1,0 +1,291 @@
+"""The connection layer: one ``ibi.IB`` and its socket, from connect to disconnect.
+
+It owns what every request depends on: the client id (326 "in use" -> the next one), the
+reconnect loop (Backoff, then the CircuitBreaker), the gateway's error and disconnect events,
+the link state of 1100/1101/1102, the pacing of every send, request ids, background tasks and
+the counters all layers add to. The layers above ask ``pace`` before they send and ``spawn``
+what must outlive a call, so ``disconnect`` can cancel it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Coroutine
+from typing import Any
+
+from common.config import IBKRSettings
+from supervisor.broker.base import BrokerError, ConnectionLost
+from supervisor.broker.ibkr import errors
+from supervisor.broker.ibkr.client import ibi
+from supervisor.broker.ibkr.pacing import Backoff, CircuitBreaker, PacingGovernor
+
+# The adapter's one logger, as before it was split into layers: log filters keep working.
+log = logging.getLogger("supervisor.broker.ibkr.broker")
+
+MARKET_DATA_TYPES = {"live": 1, "frozen": 2, "delayed": 3, "delayed_frozen": 4}
+# startApi + positions, open orders, completed orders, account updates (single and multi),
+# executions (+ auto-open-orders for client id 0): sent by ib_insync's connectAsync itself.
+CONNECT_MESSAGES = 8
+
+
+class _ClientIdInUse(BrokerError):
+    pass
+
+
+class Link:
+    """The connection to one gateway; see the module docstring."""
+
+    def __init__(self, cfg: IBKRSettings, pacer: PacingGovernor) -> None:
+        self.cfg = cfg
+        self.pacer = pacer
+        self.backoff = Backoff(cfg.reconnect_initial_s, cfg.reconnect_max_s,
+                               cfg.reconnect_jitter)
+        self.breaker = CircuitBreaker(cfg.circuit_failures, cfg.circuit_cooldown_s)
+        self.ib = ibi.IB()
+        # One governor, not two stacked: ib_insync's own throttle would release queued
+        # requests in a burst exactly a second later, which the gateway counts against us.
+        self.ib.client.MaxRequests = 0
+        self.ib.RaiseRequestErrors = True  # errors on a reqId end its future with the code
+        self.ib.errorEvent += self._on_error
+        self.ib.disconnectedEvent += self._on_disconnected
+        self.ib.client.conn.hasData += self._on_bytes
+        self.client_id: int | None = None
+        self.accounts: list[str] = []
+        self.counts: Counter[str] = Counter()  # every layer's *_total counters, for stats
+        self._state = "new"  # new | connecting | connected | reconnecting | closed
+        self._link_up = True  # False between error 1100 and 1101/1102
+        self._id_rejected = asyncio.Event()
+        self._connect_lock = asyncio.Lock()
+        self._watched: dict[int, list[int]] = {}  # our reqIds -> codes seen on them
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._sent_base = 0
+        self._bytes_in = 0
+
+    # --- connect and disconnect --------------------------------------------------------------
+
+    def is_connected(self) -> bool:
+        return self._state == "connected" and self._link_up and self.ib.isConnected()
+
+    async def connect(self) -> None:
+        async with self._connect_lock:  # a second caller waits, then finds it connected
+            if self.is_connected():
+                return
+            if self._state == "reconnecting":  # the reconnect loop owns the connection
+                raise ConnectionLost(f"reconnecting to {self.where()}; wait for it")
+            self._state = "connecting"
+            try:
+                await self._connect_any_client_id()
+            except BrokerError:
+                self._state = "new"
+                self.counts["connect_failures_total"] += 1
+                raise
+            self._state = "connected"
+
+    async def disconnect(self) -> None:
+        self._state = "closed"
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self.ib.isConnected():
+            self.ib.disconnect()
+        else:
+            self.ib.client.disconnect()
+
+    async def _connect_any_client_id(self) -> None:
+        first = self.cfg.client_id
+        last = first + self.cfg.client_id_attempts - 1
+        for client_id in range(first, last + 1):
+            try:
+                await self._connect_once(client_id)
+                return
+            except _ClientIdInUse:
+                log.warning("client id %d is in use at %s (error 326)%s", client_id,
+                            self.where(), "; trying the next" if client_id < last else "")
+        raise BrokerError(f"client ids {first}..{last} are all in use at {self.where()} "
+                          "(error 326): another session holds them")
+
+    async def _connect_once(self, client_id: int) -> None:
+        self._id_rejected.clear()
+        self._link_up = True
+        conn = self.ib.client.conn
+        self._sent_base += conn.numMsgSent
+        conn.numMsgSent = 0
+        await self.pacer.acquire(CONNECT_MESSAGES)
+        connecting = asyncio.ensure_future(self.ib.connectAsync(
+            self.cfg.host, self.cfg.port, clientId=client_id, timeout=self.cfg.connect_timeout_s))
+        rejected = asyncio.ensure_future(self._id_rejected.wait())
+        try:
+            await asyncio.wait({connecting, rejected}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (connecting, rejected):
+                task.cancel()
+            # ib_insync's cleanup may itself raise (disconnect before "ready"): collected here
+            outcome = (await asyncio.gather(connecting, rejected, return_exceptions=True))[0]
+        if self._id_rejected.is_set() or isinstance(outcome, BaseException):
+            self.ib.client.disconnect()
+            if self._id_rejected.is_set():
+                raise _ClientIdInUse(f"client id {client_id} in use")
+            raise self._connect_error(outcome) from None
+        self.client_id = client_id
+        self.accounts = list(self.ib.managedAccounts())
+        await self._apply_market_data_type()
+        if not self.ib.isConnected():  # dropped while we were finishing: no event will come
+            raise BrokerError(f"the connection to {self.where()} dropped right after connecting")
+        self.breaker.success()
+        log.info("connected to %s as client id %d; accounts %s; market data %s",
+                 self.where(), client_id, ",".join(self.accounts), self.cfg.market_data_type,
+                 extra={"event": "broker_connected", "client_id": client_id})
+
+    def _connect_error(self, exc: BaseException) -> BrokerError:
+        where = self.where()
+        if isinstance(exc, ConnectionRefusedError):
+            return BrokerError(
+                f"cannot connect to IB Gateway/TWS at {where}: nothing listening there "
+                "(connection refused); start the gateway with the API enabled or fix "
+                "ibkr.host / ibkr.port (paper gateway 4002, live 4001)")
+        if isinstance(exc, TimeoutError):
+            return BrokerError(
+                f"IB Gateway/TWS at {where} did not finish the API handshake within "
+                f"{self.cfg.connect_timeout_s:g}s (not logged in yet, or 127.0.0.1 not a "
+                "trusted API client?)")
+        if isinstance(exc, asyncio.CancelledError):
+            return BrokerError(f"connecting to {where} was cancelled")
+        if isinstance(exc, OSError):
+            return BrokerError(f"cannot connect to {where}: {exc.strerror or exc}")
+        return BrokerError(f"connecting to {where} failed: {type(exc).__name__}: {exc}")
+
+    def where(self) -> str:
+        return f"{self.cfg.host}:{self.cfg.port}"
+
+    async def _apply_market_data_type(self) -> None:
+        await self.pacer.acquire(1)
+        if self.ib.isConnected():
+            self.ib.reqMarketDataType(MARKET_DATA_TYPES[self.cfg.market_data_type])
+
+    # --- reconnect ---------------------------------------------------------------------------
+
+    def _on_disconnected(self) -> None:
+        if self._state != "connected":
+            return  # a failed connect attempt, or our own disconnect()
+        self._state = "reconnecting"
+        self.counts["disconnects_total"] += 1
+        log.warning("lost the connection to %s (client id %s); reconnecting", self.where(),
+                    self.client_id, extra={"event": "broker_disconnected"})
+        self.spawn(self._reconnect_loop())
+
+    async def _reconnect_loop(self) -> None:
+        attempt = 0
+        while self._state == "reconnecting":
+            if not self.breaker.allow():
+                log.error("circuit open after %d failed connects: next try in %.0fs",
+                          self.breaker.failures, self.breaker.remaining_s(),
+                          extra={"event": "broker_circuit_open"})
+                await asyncio.sleep(self.breaker.remaining_s())
+                continue
+            if self.breaker.state != CircuitBreaker.HALF_OPEN:
+                await asyncio.sleep(self.backoff.delay(attempt))
+            if self._state != "reconnecting":
+                return
+            try:
+                await self._connect_any_client_id()
+            except Exception as exc:  # every failure counts; the loop is the retry
+                attempt += 1
+                self.breaker.failure()
+                self.counts["connect_failures_total"] += 1
+                log.warning("reconnect attempt %d failed: %s", attempt, exc,
+                            exc_info=not isinstance(exc, BrokerError))
+                continue
+            if self._state != "reconnecting":  # disconnect() was called meanwhile
+                self.ib.disconnect()
+                return
+            self._state = "connected"
+            self.counts["reconnects_total"] += 1
+            log.warning("reconnected to %s after %d failed attempts", self.where(), attempt,
+                        extra={"event": "broker_reconnected"})
+            return
+
+    # --- events ------------------------------------------------------------------------------
+
+    def _on_error(self, req_id: int, code: int, message: str, _contract: Any) -> None:
+        self.counts[errors.stats_key(code)] += 1
+        watched = self._watched.get(req_id)
+        if watched is not None:
+            watched.append(code)
+        log.log(errors.log_level(code, ours=watched is not None), "IBKR %s (reqId %s)",
+                errors.describe(code, message), req_id,
+                extra={"event": "ibkr_error", "code": code, "req_id": req_id})
+        if code == errors.CLIENT_ID_IN_USE:
+            self._id_rejected.set()
+        elif code == errors.LINK_LOST:
+            self._link_up = False
+        elif code in (errors.LINK_RESTORED, errors.LINK_RESTORED_DATA_LOST):
+            self._link_up = True
+            if code == errors.LINK_RESTORED_DATA_LOST:  # the gateway forgot our data type
+                self.spawn(self._apply_market_data_type())
+        elif code == errors.RATE_EXCEEDED:
+            log.error("the gateway says we sent over 50 messages/s: a pacing bug")
+
+    def _on_bytes(self, data: bytes) -> None:
+        self._bytes_in += len(data)
+
+    # --- what the layers above send with -----------------------------------------------------
+
+    def require_connected(self) -> None:
+        if self.is_connected():
+            return
+        if self._state == "connected" and not self._link_up:
+            raise ConnectionLost("IB Gateway lost its link to IBKR (error 1100); waiting "
+                                 "for 1101/1102")
+        if self._state in ("reconnecting", "connecting"):
+            raise ConnectionLost(f"disconnected from {self.where()}; reconnecting")
+        raise ConnectionLost(f"not connected to {self.where()}")
+
+    async def pace(self, n: int = 1) -> None:
+        """Pass the governor, and only then check that there is still a link to send on."""
+        self.require_connected()
+        await self.pacer.acquire(n)
+        self.require_connected()
+
+    def new_req_id(self) -> int:
+        try:
+            return self.ib.client.getReqId()
+        except ConnectionError:
+            raise ConnectionLost(f"not connected to {self.where()}") from None
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def watch(self, req_id: int) -> None:
+        """Collect the error codes the gateway sends on ``req_id`` (warnings end nothing)."""
+        self._watched[req_id] = []
+
+    def codes(self, req_id: int) -> list[int]:
+        return self._watched.get(req_id, [])
+
+    def unwatch(self, req_id: int) -> None:
+        self._watched.pop(req_id, None)
+
+    def stats(self) -> dict[str, float]:
+        """The connection's and the governor's measures (the facade orders all the keys)."""
+        client = self.ib.client
+        return {
+            "connected": 1.0 if self.is_connected() else 0.0,
+            "lines_in_use": float(self.pacer.lines_in_use),
+            "background_tasks": float(len(self._tasks)),
+            "circuit_state": float(self.breaker.state),
+            # bytes received but not yet a whole message: the client side of "buffer growth"
+            "recv_buffer_bytes": float(len(getattr(client, "_data", b""))),
+            "messages_sent_total": float(self._sent_base + client.conn.numMsgSent),
+            "bytes_received_total": float(self._bytes_in),
+            "paced_messages_total": float(self.pacer.messages_total),
+            "pacing_waits_total": float(self.pacer.waits_total),
+            "pacing_wait_s_total": round(self.pacer.wait_s_total, 3),
+            "line_waits_total": float(self.pacer.line_waits_total),
+            "circuit_opened_total": float(self.breaker.opened_total),
+        }

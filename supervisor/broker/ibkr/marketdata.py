@@ -1,0 +1,159 @@
+"""The market-data layer: snapshots of stocks and options, each on its own line and reqId.
+
+A snapshot holds one of the account's market-data lines (the governor's semaphore) until the
+gateway has let go of it: when it ends, or, after a timeout, until its cancel is sent. It
+runs on a copy of the contract, because ib_insync files tickers by ``id(contract)``, and its
+ticker is removed afterwards. Delayed data is refused when live or frozen data was asked for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from common.config import IBKRSettings
+from common.messages import OptionContract, OptionQuote, Quote
+from supervisor.broker.base import ConnectionLost, SymbolDataError
+from supervisor.broker.ibkr import errors
+from supervisor.broker.ibkr.client import NAN, ibi, or_nan
+from supervisor.broker.ibkr.contracts import Contracts
+from supervisor.broker.ibkr.link import MARKET_DATA_TYPES, Link
+from supervisor.broker.ibkr.pacing import PacingGovernor
+from supervisor.broker.ibkr.requests import IBKRRequestError, Requests, request_error
+
+# The adapter's one logger, as before it was split into layers: log filters keep working.
+log = logging.getLogger("supervisor.broker.ibkr.broker")
+
+
+class MarketData:
+    """Quotes from snapshots; see the module docstring."""
+
+    def __init__(self, link: Link, requests: Requests, contracts: Contracts,
+                 pacer: PacingGovernor, cfg: IBKRSettings, *,
+                 now: Callable[[], float]) -> None:
+        self._link = link
+        self._requests = requests
+        self._contracts = contracts
+        self._pacer = pacer
+        self._cfg = cfg
+        self._now = now
+
+    async def quote(self, symbol: str) -> Quote:
+        stock = await self._contracts.stock(symbol)
+        t = await self._snapshot(stock.contract, f"quote {symbol}")
+        return Quote(symbol=symbol, bid=float(t.bid), ask=float(t.ask), last=float(t.last),
+                     close=float(t.close), bid_size=float(t.bidSize),
+                     ask_size=float(t.askSize), volume=float(t.volume), ts=self._now())
+
+    async def option_quotes(self, contracts: Sequence[OptionContract]
+                            ) -> tuple[OptionQuote, ...]:
+        """Snapshots with model greeks. A contract IBKR does not list, or whose snapshot
+        fails, comes back as an all-NaN OptionQuote; only when none succeeds does the call
+        fail (SymbolDataError naming the first reason)."""
+        if not contracts:
+            return ()
+        outcomes = await asyncio.gather(*(self._option_quote(oc) for oc in contracts),
+                                        return_exceptions=True)
+        quotes: list[OptionQuote] = []
+        reasons: list[str] = []
+        for oc, outcome in zip(contracts, outcomes, strict=True):
+            if isinstance(outcome, OptionQuote):
+                quotes.append(outcome)
+            elif isinstance(outcome, SymbolDataError):
+                reasons.append(str(outcome))
+                quotes.append(OptionQuote(oc, ts=self._now()))
+            else:
+                raise outcome
+        if len(reasons) == len(contracts):
+            raise SymbolDataError(f"no option of {len(contracts)} quoted; first: {reasons[0]}")
+        return tuple(quotes)
+
+    async def _option_quote(self, oc: OptionContract) -> OptionQuote:
+        contract = await self._contracts.tradable(oc)
+        t = await self._snapshot(contract, f"option {oc.key}")
+        g = t.modelGreeks
+        iv = delta = gamma = vega = theta = und = NAN
+        if g is not None:
+            # ib_insync keeps vega/theta -2 ("not computed") where it makes the rest None
+            computed = g.delta is not None or g.gamma is not None
+            iv, delta, gamma, und = (or_nan(g.impliedVol), or_nan(g.delta), or_nan(g.gamma),
+                                     or_nan(g.undPrice))
+            vega = or_nan(g.vega) if computed else NAN
+            theta = or_nan(g.theta) if computed else NAN
+        return OptionQuote(contract=oc, bid=float(t.bid), ask=float(t.ask), last=float(t.last),
+                           volume=float(t.volume), iv=iv, delta=delta, gamma=gamma, vega=vega,
+                           theta=theta, und_price=und, ts=self._now())
+
+    # --- snapshots ---------------------------------------------------------------------------
+
+    async def _snapshot(self, contract: Any, what: str) -> Any:
+        """One snapshot; its market-data line is held until the gateway has let go of it."""
+        link = self._link
+        await self._pacer.acquire_line()
+        contract = copy.copy(contract)  # ib_insync files tickers by id(contract): one each
+        req_id: int | None = None
+        ended = line_passed = False
+        try:
+            await link.pace(1)
+            req_id = link.new_req_id()
+            future = link.ib.wrapper.startReq(req_id, contract)
+            ticker = link.ib.wrapper.startTicker(req_id, contract, "snapshot")
+            link.watch(req_id)
+            link.ib.client.reqMktData(req_id, contract, "", True, False, [])
+            link.counts["snapshots_total"] += 1
+            try:
+                await asyncio.wait_for(future, self._cfg.snapshot_timeout_s)
+            except TimeoutError:
+                link.counts["snapshot_timeouts_total"] += 1
+                raise SymbolDataError(f"{what}: snapshot did not end within "
+                                      f"{self._cfg.snapshot_timeout_s:g}s; cancelled") from None
+            except ibi.RequestError as exc:
+                ended = True
+                raise request_error(what, exc) from None
+            except ConnectionError:
+                ended = True
+                raise ConnectionLost(f"{what}: connection lost") from None
+            ended = True
+            self._refuse_delayed(req_id, what)
+            return ticker
+        finally:
+            if req_id is not None:
+                self._drop_ticker(req_id, contract)
+                if not ended and link.ib.isConnected():
+                    line_passed = True
+                    link.spawn(self._cancel_snapshot(req_id))
+            if not line_passed:
+                self._pacer.release_line()
+
+    def _refuse_delayed(self, req_id: int, what: str) -> None:
+        codes = self._link.codes(req_id)
+        wanted = MARKET_DATA_TYPES[self._cfg.market_data_type]
+        if errors.DELAYED_DATA_SHOWN in codes and wanted in (1, 2):
+            raise IBKRRequestError(f"{what}: error 10167: only delayed data, but "
+                                   f"market_data_type is {self._cfg.market_data_type}",
+                                   errors.DELAYED_DATA_SHOWN)
+
+    def _drop_ticker(self, req_id: int, contract: Any) -> None:
+        wrapper = self._link.ib.wrapper
+        ticker = wrapper.reqId2Ticker.pop(req_id, None)
+        wrapper.tickers.pop(id(contract), None)
+        if ticker is not None:
+            wrapper.ticker2ReqId["snapshot"].pop(ticker, None)
+            wrapper.pendingTickers.discard(ticker)
+        self._requests.forget(req_id)
+
+    async def _cancel_snapshot(self, req_id: int) -> None:
+        # IB.cancelMktData(contract) looks under 'mktData', not 'snapshot': cancel by reqId.
+        try:
+            await self._requests.paced_send(lambda: self._link.ib.client.cancelMktData(req_id))
+            self._link.counts["snapshot_cancels_total"] += 1
+        except ConnectionError:
+            log.debug("snapshot %d not cancelled: disconnected (the gateway drops it)", req_id)
+        finally:
+            self._pacer.release_line()
+
+    def stats(self) -> dict[str, float]:
+        return {"live_tickers": float(len(self._link.ib.wrapper.tickers))}

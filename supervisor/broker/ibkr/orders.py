@@ -1,0 +1,158 @@
+"""The order layer: the account, what-if checks, brackets, and what the account holds.
+
+Account values, open orders, fills and positions are read from the state ib_insync keeps
+current from its subscriptions since connect: no request is sent for them. What-if and
+bracket orders go to the account this login trades for (named, configured, or the only one).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from common.config import IBKRSettings
+from common.messages import OptionContract, OrderIntent
+from supervisor.broker.base import (
+    AccountSnapshot,
+    BrokerError,
+    BrokerPosition,
+    Fill,
+    OpenOrder,
+    SymbolDataError,
+    WhatIf,
+)
+from supervisor.broker.ibkr.client import NAN, ibi, num
+from supervisor.broker.ibkr.contracts import Contracts
+from supervisor.broker.ibkr.link import Link
+from supervisor.broker.ibkr.requests import Requests
+
+# The adapter's one logger, as before it was split into layers: log filters keep working.
+log = logging.getLogger("supervisor.broker.ibkr.broker")
+
+
+class Orders:
+    """Orders and account state over one link; see the module docstring."""
+
+    def __init__(self, link: Link, requests: Requests, contracts: Contracts,
+                 cfg: IBKRSettings, *, now: Callable[[], float]) -> None:
+        self._link = link
+        self._requests = requests
+        self._contracts = contracts
+        self._cfg = cfg
+        self._now = now
+
+    async def account(self) -> AccountSnapshot:
+        """From the account updates ib_insync keeps current since connect (no request)."""
+        self._link.require_connected()
+        account = self._order_account("", strict=False) or self._cfg.account
+        values = {(v.tag, v.account): v for v in self._link.ib.accountValues()}
+        wanted = [a for a in (account, *self._link.accounts) if a]
+        for acct in wanted:
+            net = values.get(("NetLiquidation", acct))
+            funds = values.get(("AvailableFunds", acct))
+            if net is not None:
+                return AccountSnapshot(acct, num(net.value),
+                                       num(funds.value) if funds else NAN,
+                                       net.currency or "USD")
+        raise SymbolDataError(f"no account values received for {wanted or 'any account'}")
+
+    def _order_account(self, account: str, strict: bool = True) -> str:
+        accounts = self._link.accounts
+        if account:
+            if accounts and account not in accounts:
+                raise BrokerError(f"account {account} is not one of this login's "
+                                  f"{accounts}")
+            return account
+        if self._cfg.account and self._cfg.account in accounts:
+            return self._cfg.account
+        if len(accounts) == 1:
+            return accounts[0]
+        if strict and accounts:
+            raise BrokerError(f"several accounts {accounts}: name the one to use")
+        return ""
+
+    # --- orders ------------------------------------------------------------------------------
+
+    async def what_if(self, contract: OptionContract, action: str, quantity: int,
+                      limit: float) -> WhatIf:
+        """IBKR's margin check for a limit order: margin changes and commission."""
+        qualified = await self._contracts.tradable(contract)
+        order = ibi.LimitOrder(action, quantity, limit, whatIf=True, tif="DAY",
+                               account=self._order_account("", strict=False))
+
+        def send(req_id: int) -> None:
+            order.orderId = req_id
+            self._link.ib.client.placeOrder(req_id, qualified, order)
+
+        state = await self._requests.request(f"what-if {action} {quantity} {contract.key}",
+                                             send, self._cfg.request_timeout_s,
+                                             contract=qualified)
+        return WhatIf(init_margin_change=num(state.initMarginChange),
+                      maint_margin_change=num(state.maintMarginChange),
+                      commission=num(state.commission),
+                      equity_with_loan_change=num(state.equityWithLoanChange),
+                      init_margin_after=num(state.initMarginAfter),
+                      maint_margin_after=num(state.maintMarginAfter))
+
+    async def place_bracket(self, intent: OrderIntent, quantity: int, account: str
+                            ) -> tuple[int, int, int]:
+        """Parent BUY limit (not transmitted), take-profit SELL limit and stop SELL, one OCA
+        group, orderRef = intent id; the stop's transmit sends all three. Returns the ids."""
+        if quantity < 1:
+            raise BrokerError(f"bracket {intent.intent_id}: quantity {quantity} < 1")
+        acct = self._order_account(account)
+        contract = await self._contracts.tradable(intent.contract)
+        await self._link.pace(3)
+        parent_id, tp_id, sl_id = (self._link.new_req_id() for _ in range(3))
+        common = {"orderRef": intent.intent_id, "account": acct, "tif": "DAY"}
+        oca = {"ocaGroup": f"oca-{intent.intent_id}", "ocaType": 1, "parentId": parent_id}
+        orders = [
+            ibi.LimitOrder("BUY", quantity, intent.entry_limit, orderId=parent_id,
+                           transmit=False, **common),
+            ibi.LimitOrder("SELL", quantity, intent.take_profit, orderId=tp_id,
+                           transmit=False, **common, **oca),
+            ibi.StopOrder("SELL", quantity, intent.stop_loss, orderId=sl_id, transmit=True,
+                          **common, **oca),
+        ]
+        for order in orders:
+            self._link.ib.placeOrder(contract, order)
+        log.info("bracket %s placed: %s", intent.intent_id, [parent_id, tp_id, sl_id])
+        return parent_id, tp_id, sl_id
+
+    async def cancel_order(self, order_id: int) -> None:
+        trades = [t for t in self._link.ib.openTrades() if t.order.orderId == order_id]
+        order = trades[0].order if trades else ibi.Order(orderId=order_id)
+        await self._link.pace(1)
+        self._link.ib.cancelOrder(order)
+
+    # --- what the account holds --------------------------------------------------------------
+
+    def open_orders(self) -> list[OpenOrder]:
+        return [OpenOrder(order_id=t.order.orderId, order_ref=t.order.orderRef,
+                          status=t.orderStatus.status, action=t.order.action,
+                          quantity=float(t.order.totalQuantity), order_type=t.order.orderType,
+                          symbol=t.contract.symbol, sec_type=t.contract.secType,
+                          expiry=t.contract.lastTradeDateOrContractMonth,
+                          strike=float(t.contract.strike), right=t.contract.right,
+                          limit=num(t.order.lmtPrice), aux=num(t.order.auxPrice),
+                          perm_id=t.order.permId, parent_id=t.order.parentId,
+                          oca_group=t.order.ocaGroup, account=t.order.account)
+                for t in self._link.ib.openTrades()]
+
+    def fills(self) -> list[Fill]:
+        """This session's executions (IBKR replays the day's on reconnect)."""
+        return [Fill(exec_id=f.execution.execId, order_id=f.execution.orderId,
+                     order_ref=f.execution.orderRef, side=f.execution.side,
+                     shares=float(f.execution.shares), price=float(f.execution.price),
+                     ts=f.time.timestamp() if f.time else self._now(),
+                     commission=(num(f.commissionReport.commission)
+                                 if f.commissionReport else None))
+                for f in self._link.ib.fills()]
+
+    def positions(self) -> list[BrokerPosition]:
+        return [BrokerPosition(account=p.account, symbol=p.contract.symbol,
+                               sec_type=p.contract.secType, quantity=float(p.position),
+                               avg_cost=float(p.avgCost), con_id=p.contract.conId,
+                               expiry=p.contract.lastTradeDateOrContractMonth,
+                               strike=float(p.contract.strike), right=p.contract.right)
+                for p in self._link.ib.positions()]
