@@ -24,7 +24,7 @@ from supervisor.broker.base import AccountSnapshot
 from supervisor.broker.stub import StubBroker
 from supervisor.journal.store import Journal
 from supervisor.trading.desk import Desk
-from supervisor.trading.execution import Executor, live_refusal
+from supervisor.trading.execution import Executor
 from tests.conftest import make_settings
 
 pytestmark = pytest.mark.timeout(30)
@@ -148,43 +148,3 @@ def test_whatif_records_margin_and_commission_without_an_order(tmp_path):
     # a long option's margin is its premium: 2.00 x 100 x 10 contracts
     assert whatif["init_margin_change"] == pytest.approx(2000.0)
     assert whatif["commission"] == pytest.approx(6.5)
-
-
-# --- live guards: each refuses on its own ----------------------------------------------------
-
-
-def live_settings(tmp_path, account: str = "DU111", mode: str = "live"):
-    return make_settings(tmp_path, execution={"mode": mode}, ibkr={"account": account})
-
-
-def test_all_three_guards_agreeing_allows_live(tmp_path):
-    assert live_refusal(live_settings(tmp_path), True, "ibkr", ["DU111"]) is None
-
-
-def test_live_refused_without_the_flag(tmp_path):
-    why = live_refusal(live_settings(tmp_path), False, "ibkr", ["DU111"])
-    assert why is not None and "--live" in why
-
-
-def test_live_refused_when_the_config_is_not_live(tmp_path):
-    why = live_refusal(live_settings(tmp_path, mode="dry_run"), True, "ibkr", ["DU111"])
-    assert why is not None and "execution.mode" in why
-
-
-def test_live_refused_for_another_account(tmp_path):
-    why = live_refusal(live_settings(tmp_path), True, "ibkr", ["DU999"])
-    assert why is not None and "DU111" in why and "DU999" in why
-
-
-def test_live_refused_without_a_configured_account(tmp_path):
-    why = live_refusal(live_settings(tmp_path, account=""), True, "ibkr", ["DU111"])
-    assert why is not None and "ibkr.account" in why
-
-
-def test_live_refused_on_the_stub(tmp_path):
-    why = live_refusal(live_settings(tmp_path), True, "stub", ["DU111"])
-    assert why is not None and "IBKR" in why
-
-
-def test_dry_run_without_the_flag_needs_no_guard(tmp_path):
-    assert live_refusal(make_settings(tmp_path), False, "stub", ["STUB0001"]) is None
