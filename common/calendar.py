@@ -1,20 +1,27 @@
-"""Exchange time, in one place: trading days, session hours, expiries and days to expiry.
+"""Exchange time, in one place: trading days, regular sessions, expiries and days to expiry.
 
-    trading_day(ts, tz)        the exchange's calendar day of an instant
-    parse_hours(text, zone)    IBKR's tradingHours / liquidHours strings -> TradingHours
-    is_regular_hours, next_open  the configured weekday hours, where a venue publishes none
+    trading_day(ts, tz)          the exchange's calendar day of an instant
+    Session                      one regular session: its open and close (early closes too)
+    exchange_calendar(schedule)  the sessions where a venue publishes none: NYSE's (holidays
+                                 and early closes, from exchange_calendars), or plain weekdays
+    parse_hours(text, zone)      IBKR's tradingHours / liquidHours strings -> TradingHours,
+                                 whose ``session(day)`` a symbol's own session comes from
     parse_expiry, days_to_expiry, is_expired, expiry_close   an option's expiry date
 
-Every trading-day decision goes through here, in the exchange's zone (``schedule.timezone``,
-America/New_York by default), never the machine's: 21:30 in New York is already tomorrow in
-UTC. Pure functions of their arguments; no clock is read here.
+Every trading-day decision goes through here, in the exchange's zone (America/New_York for
+US options), never the machine's or the user's display zone: 21:30 in New York is already
+tomorrow in UTC. No clock is read here. exchange_calendars (and pandas with it) is imported
+only when NYSE's calendar is first asked for, in the supervisor: workers stay small.
 """
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from functools import lru_cache
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from common.config import ScheduleSettings
@@ -33,7 +40,19 @@ def trading_day(ts: float, tz: str = EXCHANGE_TZ) -> date:
     return datetime.fromtimestamp(ts, zone(tz)).date()
 
 
-# --- session hours ------------------------------------------------------------------------------
+# --- sessions -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Session:
+    """One regular session of one trading day, in epoch seconds [open, close)."""
+
+    day: date
+    open_ts: float
+    close_ts: float
+
+    def contains(self, ts: float) -> bool:
+        return self.open_ts <= ts < self.close_ts
 
 
 @dataclass(frozen=True)
@@ -50,6 +69,17 @@ class TradingHours:
             return True
         day = datetime.fromtimestamp(ts, self.zone).date()
         return False if day in self.days else None
+
+    def lists(self, day: date) -> bool:
+        return day in self.days
+
+    def session(self, day: date) -> Session | None:
+        """The day's session (first open to last close) if listed and not CLOSED, else None."""
+        spans = [(a, b) for a, b in self.sessions
+                 if datetime.fromtimestamp(a, self.zone).date() == day]
+        if not spans:
+            return None
+        return Session(day, min(a for a, _ in spans), max(b for _, b in spans))
 
 
 def parse_hours(text: str, tz: ZoneInfo) -> TradingHours:
@@ -85,25 +115,126 @@ def _hm(text: str) -> time:
     return time(int(hours), int(minutes))
 
 
-def is_regular_hours(now_ts: float, schedule: ScheduleSettings) -> bool:
-    """Monday to Friday between open and close, in the exchange's time zone."""
-    local = datetime.fromtimestamp(now_ts, zone(schedule.timezone))
-    if local.weekday() >= 5:
-        return False
-    return _hm(schedule.open_time) <= local.time() < _hm(schedule.close_time)
+class ExchangeCalendar(Protocol):
+    """Regular sessions where a venue publishes none (and for days it no longer lists)."""
+
+    tz: str
+
+    def session(self, day: date) -> Session | None:
+        """The regular session of ``day``; None on a weekend or holiday."""
+        ...
 
 
-def next_open(now_ts: float, schedule: ScheduleSettings) -> float:
-    """Epoch seconds of the next regular open after ``now_ts`` (holidays unknown here)."""
-    tz = zone(schedule.timezone)
-    opening = _hm(schedule.open_time)
-    day = datetime.fromtimestamp(now_ts, tz).date()
-    for _ in range(8):
-        candidate = datetime.combine(day, opening, tzinfo=tz)
-        if candidate.weekday() < 5 and candidate.timestamp() > now_ts:
-            return candidate.timestamp()
-        day += timedelta(days=1)
-    raise AssertionError("a weekday opens within eight days")
+class WeekdayCalendar:
+    """``schedule.open_time``-``close_time`` Monday to Friday in ``schedule.timezone``; no
+    holidays (``schedule.calendar: weekdays``, for venues NYSE's calendar does not fit)."""
+
+    def __init__(self, schedule: ScheduleSettings) -> None:
+        self.tz = schedule.timezone
+        self.opening, self.closing = _hm(schedule.open_time), _hm(schedule.close_time)
+
+    def session(self, day: date) -> Session | None:
+        if day.weekday() >= 5:
+            return None
+        tz = zone(self.tz)
+        return Session(day, datetime.combine(day, self.opening, tz).timestamp(),
+                       datetime.combine(day, self.closing, tz).timestamp())
+
+
+class NyseCalendar:
+    """NYSE's sessions from exchange_calendars (XNYS: holidays, early closes, special
+    closures), loaded once for a fixed range so no answer depends on today's date."""
+
+    FIRST, LAST = "2015-01-01", "2035-12-31"
+    tz = EXCHANGE_TZ
+
+    def __init__(self) -> None:
+        with warnings.catch_warnings():  # the library's own pandas deprecations, not ours
+            warnings.simplefilter("ignore")
+            import exchange_calendars  # pandas comes with it: the supervisor only
+
+            table = exchange_calendars.get_calendar("XNYS", start=self.FIRST,
+                                                    end=self.LAST).schedule
+            rows = zip(table.index.date, table["open"].tolist(), table["close"].tolist(),
+                       strict=True)
+            self._sessions = {day: Session(day, opens.timestamp(), closes.timestamp())
+                              for day, opens, closes in rows}
+        self.first = date.fromisoformat(self.FIRST)
+        self.last = date.fromisoformat(self.LAST)
+
+    def session(self, day: date) -> Session | None:
+        if not self.first <= day <= self.last:
+            raise ValueError(f"{day}: outside the NYSE calendar's {self.FIRST}..{self.LAST}")
+        return self._sessions.get(day)
+
+
+@lru_cache(maxsize=1)
+def nyse() -> NyseCalendar:
+    return NyseCalendar()
+
+
+def calendar_tz(schedule: ScheduleSettings) -> str:
+    """The zone trading days are counted in, without loading a calendar."""
+    return NyseCalendar.tz if schedule.calendar == "XNYS" else schedule.timezone
+
+
+def exchange_calendar(schedule: ScheduleSettings) -> ExchangeCalendar:
+    """The calendar ``schedule.calendar`` names."""
+    return nyse() if schedule.calendar == "XNYS" else WeekdayCalendar(schedule)
+
+
+def sessions_before(calendar: ExchangeCalendar, day: date, count: int) -> Iterator[Session]:
+    """Up to ``count`` sessions from ``day`` backwards (``day`` itself included)."""
+    found = 0
+    for back in range(count * 3 + 14):  # weekends and holidays: never more than this
+        session = calendar.session(day - timedelta(days=back))
+        if session is not None:
+            yield session
+            found += 1
+            if found == count:
+                return
+
+
+PRE_MARKET_S = 5.5 * 3600  # 04:00 to the 09:30 open
+POST_MARKET_S = 4 * 3600  # the 16:00 close to 20:00
+
+
+def bars_start(calendar: ExchangeCalendar, now_ts: float, count: int, bar_s: int,
+               rth: bool = True) -> float:
+    """How far back a bar request must reach for ``count`` completed bars of ``bar_s`` seconds
+    inside sessions (regular ones, or with pre- and post-market): over a weekend or a holiday
+    the same count means more clock time. Bars are aligned to multiples of ``bar_s``, so an
+    hourly bar that holds 09:30-10:00 counts as one."""
+    day = trading_day(now_ts, calendar.tz)
+    start = now_ts
+    for session in sessions_before(calendar, day, count + 1):
+        opens, closes = session.open_ts, session.close_ts
+        if not rth:
+            opens, closes = opens - PRE_MARKET_S, closes + POST_MARKET_S
+        end = min(closes, now_ts)
+        if end <= opens:
+            continue  # today's session has not begun
+        first = (opens // bar_s) * bar_s
+        count -= int((end // bar_s) * bar_s - first) // bar_s
+        start = first
+        if count <= 0:
+            break
+    return start
+
+
+def is_open(calendar: ExchangeCalendar, ts: float) -> bool:
+    session = calendar.session(trading_day(ts, calendar.tz))
+    return session is not None and session.contains(ts)
+
+
+def next_open(calendar: ExchangeCalendar, ts: float) -> float:
+    """Epoch seconds of the next regular open after ``ts``."""
+    day = trading_day(ts, calendar.tz)
+    for ahead in range(15):
+        session = calendar.session(day + timedelta(days=ahead))
+        if session is not None and session.open_ts > ts:
+            return session.open_ts
+    raise ValueError(f"no session opens within 15 days of {day}")
 
 
 # --- expiries -----------------------------------------------------------------------------------

@@ -72,8 +72,11 @@ class ScheduleSettings(Model):
     max_runtime_s: float = Field(0.0, ge=0)  # 0 = no limit; else stop after this long
     cycle_deadline_s: PositiveS = 45.0
     regular_hours_only: bool = True
-    timezone: str = "America/New_York"
-    open_time: str = Field("09:30", pattern=r"^\d\d:\d\d$")  # used where the broker has no hours
+    # the sessions where the broker publishes none: NYSE's (holidays and early closes), or
+    # open_time-close_time on weekdays in ``timezone``
+    calendar: Literal["XNYS", "weekdays"] = "XNYS"
+    timezone: str = "America/New_York"  # for calendar: weekdays, and how reports show times
+    open_time: str = Field("09:30", pattern=r"^\d\d:\d\d$")  # calendar: weekdays only
     close_time: str = Field("16:00", pattern=r"^\d\d:\d\d$")
 
 
@@ -110,14 +113,23 @@ class WhaleSettings(Model):
 
 class StrategySettings(Model):
     name: str = "scalp_whale"  # or a dotted path "package.module:Class"
+    extended_hours: bool = False  # True: signals also see pre- and post-market bars
     scalp: ScalpSettings = ScalpSettings()
     whale: WhaleSettings = WhaleSettings()
 
 
+EXPIRY_RULES = ("nearest", "weekly", "dte_window")
+
+
 class OptionsSettings(Model):
-    expiry_rule: Literal["nearest_weekly", "dte_window"] = "nearest_weekly"
-    min_dte: int = Field(0, ge=0, le=3650)
-    max_dte: int = Field(7, ge=0, le=3650)
+    # nearest: the first listed expiry at least min_dte away; weekly: the last listed expiry
+    # of the first week that has one (Friday, or Thursday before a holiday); dte_window: the
+    # nearest listed expiry inside [min_dte, max_dte]
+    expiry_rule: Literal["nearest", "weekly", "dte_window"] = "weekly"
+    min_dte: int = Field(1, ge=0, le=3650)  # 0 allows same-day expiries (0-DTE)
+    max_dte: int = Field(7, ge=0, le=3650)  # dte_window only
+    # a same-day expiry (min_dte 0) is chosen only with at least this long to its close
+    min_minutes_to_expiry: float = Field(60.0, ge=0, le=1440)
     moneyness: Literal["atm", "itm", "otm"] = "atm"
     strikes_each_side: int = Field(5, ge=0, le=100)
     strike_count: int = Field(3, ge=1, le=50)
@@ -126,6 +138,15 @@ class OptionsSettings(Model):
     entry_price: Literal["mid", "ask", "bid"] = "mid"
     take_profit_pct: float = Field(50.0, gt=0, le=1000)
     stop_loss_pct: float = Field(30.0, gt=0, le=100)
+
+    @field_validator("expiry_rule", mode="before")
+    @classmethod
+    def _renamed(cls, rule: object) -> object:
+        if rule == "nearest_weekly":
+            raise ValueError("'nearest_weekly' was renamed: use 'nearest' (the first listed "
+                             "expiry, a same-day one only with min_dte 0) or 'weekly' (the "
+                             "week's last listed expiry)")
+        return rule
 
     @model_validator(mode="after")
     def _dte(self) -> OptionsSettings:
@@ -155,6 +176,16 @@ class RiskSettings(Model):
     max_quote_age_s: float = Field(30.0, gt=0)  # an option quote older than this is stale
     daily_loss_limit_pct: float = Field(3.0, gt=0, le=100)
     daily_loss_limit_abs: float = Field(0.0, ge=0)  # 0 = only the % limit applies
+    # the entry window: no entries in the first / last minutes of each symbol's session
+    no_entries_after_open_min: float = Field(5.0, ge=0, le=390)
+    no_entries_before_close_min: float = Field(15.0, ge=0, le=390)
+    # every position is closed this long before its expiry's close (paper at the bid, live
+    # with a closing limit order); entries closer to their expiry than this are refused
+    exit_before_expiry_min: float = Field(15.0, ge=1, le=390)
+    # re-entry: one open position (or working entry) per symbol and direction; the same
+    # contract may be entered again once its position has closed
+    one_position_per_direction: bool = True
+    reenter_after_close: bool = True
 
 
 class ExecutionSettings(Model):

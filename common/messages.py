@@ -123,8 +123,9 @@ class BarsRequest:
     request_id: int
     worker_id: int
     symbol: str
-    minutes: int  # how far back from now
+    count: int  # the newest completed bars wanted, over as many trading days as that takes
     bar_minutes: int = 1  # 1 for the scalp rule, 60 for the whale rule
+    rth: bool = True  # regular-session bars only (no pre- or post-market)
 
 
 @dataclass(frozen=True)
@@ -171,6 +172,10 @@ class SymbolTask:
     now_ts: float  # the cycle's clock (epoch seconds); workers never read the wall clock
     attempt: int = 1
     whale_last_ts: float | None = None  # last whale signal for this symbol, for debouncing
+    # the symbol's regular session today (None: closed or unknown): VWAP is anchored to its
+    # open, and a same-day expiry's time left is counted to its close
+    session_open_ts: float | None = None
+    session_close_ts: float | None = None
 
 
 @dataclass(frozen=True)
@@ -191,6 +196,9 @@ class OrderIntent:
     bid: float = NAN
     ask: float = NAN
     quote_ts: float = NAN
+    # the order's side: always BUY to open (calls for a BUY signal, puts for a SELL signal);
+    # exits SELL what was bought
+    action: str = "BUY"
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from common.calendar import nyse
 from common.config import Settings
 from common.messages import (
     BarsRequest,
@@ -14,6 +15,7 @@ from common.messages import (
     Reply,
 )
 from supervisor.broker.stub import StubBroker
+from supervisor.runtime.serving import fetch_bars
 
 
 class FakeSupervisor:
@@ -30,7 +32,8 @@ class FakeSupervisor:
         if isinstance(request, QuoteRequest):
             return await self.broker.quote(request.symbol)
         if isinstance(request, BarsRequest):
-            return await self.broker.bars(request.symbol, request.minutes, request.bar_minutes)
+            return await fetch_bars(self.broker, nyse(), self.now, request.symbol,
+                                    request.count, request.bar_minutes, request.rth)
         if isinstance(request, ChainRequest):
             return await self.broker.chain(request.symbol)
         if isinstance(request, OptionQuotesRequest):

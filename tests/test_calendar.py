@@ -9,31 +9,46 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from common.calendar import (
+    NyseCalendar,
+    WeekdayCalendar,
     days_to_expiry,
+    exchange_calendar,
     expiry_close,
     is_expired,
-    is_regular_hours,
+    is_open,
     next_open,
+    nyse,
     parse_expiry,
     parse_hours,
+    sessions_before,
     trading_day,
 )
 from common.config import ScheduleSettings
-from tests.sessions import AFTER_FALL_BACK, AFTER_SPRING_FORWARD, FRIDAY_1558, TUESDAY_MORNING
+from tests.sessions import (
+    AFTER_FALL_BACK,
+    AFTER_SPRING_FORWARD,
+    CHRISTMAS,
+    EARLY_CLOSE_DAY,
+    FRIDAY_1558,
+    MONDAY_0931,
+    SATURDAY_NOON,
+    TUESDAY_MORNING,
+)
 
 pytestmark = pytest.mark.timeout(30)
 
 # Offsets written by hand, so the module's own time-zone handling is what is tested
 EST = timezone(timedelta(hours=-5))  # winter
 EDT = timezone(timedelta(hours=-4))  # summer (from 2026-03-08)
-SCHEDULE = ScheduleSettings()  # America/New_York, 09:30 - 16:00
+SCHEDULE = ScheduleSettings(calendar="weekdays")  # America/New_York, 09:30 - 16:00
+WEEKDAYS = WeekdayCalendar(SCHEDULE)
 
 
 def ts(year: int, month: int, day: int, hour: int, minute: int, tz: timezone = EST) -> float:
     return datetime(year, month, day, hour, minute, tzinfo=tz).timestamp()
 
 
-# --- is_regular_hours --------------------------------------------------------------------------
+# --- the weekday calendar (schedule.calendar: weekdays) -------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -50,24 +65,24 @@ def ts(year: int, month: int, day: int, hour: int, minute: int, tz: timezone = E
     ],
 )
 def test_regular_hours_in_winter(when: float, expected: bool) -> None:
-    assert is_regular_hours(when, SCHEDULE) is expected
+    assert is_open(WEEKDAYS, when) is expected
 
 
 def test_regular_hours_follow_daylight_saving_time() -> None:
     # Thursday 2026-07-09: New York is UTC-4, so 09:30 local is 13:30 UTC
-    assert is_regular_hours(ts(2026, 7, 9, 10, 0, EDT), SCHEDULE)
-    assert not is_regular_hours(ts(2026, 7, 9, 9, 29, EDT), SCHEDULE)
-    assert is_regular_hours(datetime(2026, 7, 9, 13, 30, tzinfo=UTC).timestamp(), SCHEDULE)
+    assert is_open(WEEKDAYS, ts(2026, 7, 9, 10, 0, EDT))
+    assert not is_open(WEEKDAYS, ts(2026, 7, 9, 9, 29, EDT))
+    assert is_open(WEEKDAYS, datetime(2026, 7, 9, 13, 30, tzinfo=UTC).timestamp())
     # 19:59 UTC is 15:59 EDT (open) in July; 21:00 UTC is 16:00 EST (closed) in January
-    assert is_regular_hours(datetime(2026, 7, 9, 19, 59, tzinfo=UTC).timestamp(), SCHEDULE)
-    assert not is_regular_hours(datetime(2026, 1, 8, 21, 0, tzinfo=UTC).timestamp(), SCHEDULE)
+    assert is_open(WEEKDAYS, datetime(2026, 7, 9, 19, 59, tzinfo=UTC).timestamp())
+    assert not is_open(WEEKDAYS, datetime(2026, 1, 8, 21, 0, tzinfo=UTC).timestamp())
 
 
 def test_configured_open_and_close_are_used() -> None:
     schedule = ScheduleSettings(open_time="10:00", close_time="12:00")
-    assert not is_regular_hours(ts(2026, 1, 8, 9, 45), schedule)
-    assert is_regular_hours(ts(2026, 1, 8, 11, 59), schedule)
-    assert not is_regular_hours(ts(2026, 1, 8, 12, 0), schedule)
+    assert not is_open(WeekdayCalendar(schedule), ts(2026, 1, 8, 9, 45))
+    assert is_open(WeekdayCalendar(schedule), ts(2026, 1, 8, 11, 59))
+    assert not is_open(WeekdayCalendar(schedule), ts(2026, 1, 8, 12, 0))
 
 
 # --- next_open ---------------------------------------------------------------------------------
@@ -85,13 +100,13 @@ def test_configured_open_and_close_are_used() -> None:
     ],
 )
 def test_next_open(now: float, expected: float) -> None:
-    assert next_open(now, SCHEDULE) == expected
+    assert next_open(WEEKDAYS, now) == expected
 
 
 def test_next_open_across_the_spring_clock_change() -> None:
     # Friday 2026-03-06 evening (EST); clocks go forward on Sunday 03-08, so Monday's
     # 09:30 is EDT: 13:30 UTC, not 14:30
-    opening = next_open(ts(2026, 3, 6, 18, 0, EST), SCHEDULE)
+    opening = next_open(WEEKDAYS, ts(2026, 3, 6, 18, 0, EST))
     assert opening == datetime(2026, 3, 9, 13, 30, tzinfo=UTC).timestamp()
 
 
@@ -99,10 +114,63 @@ def test_next_open_is_always_in_regular_hours_and_after_now() -> None:
     start = ts(2026, 1, 5, 0, 0)  # a Monday midnight
     for hour in range(0, 7 * 24, 5):
         now = start + hour * 3600
-        opening = next_open(now, SCHEDULE)
+        opening = next_open(WEEKDAYS, now)
         assert opening > now
-        assert is_regular_hours(opening, SCHEDULE)
+        assert is_open(WEEKDAYS, opening)
         assert opening - now <= 3 * 86_400  # never more than a weekend away (no holidays)
+
+
+# --- NYSE's calendar (the default) ----------------------------------------------------------
+
+
+def _ny(moment: datetime) -> str:
+    return datetime.fromtimestamp(moment.timestamp(), ZoneInfo("America/New_York")).strftime(
+        "%Y-%m-%d %H:%M")
+
+
+def test_nyse_knows_holidays_weekends_and_early_closes() -> None:
+    calendar = nyse()
+    assert calendar.session(CHRISTMAS.date()) is None  # a holiday
+    assert calendar.session(SATURDAY_NOON.date()) is None
+    early = calendar.session(EARLY_CLOSE_DAY.date())  # the day after Thanksgiving
+    assert early is not None
+    assert _ny(datetime.fromtimestamp(early.close_ts, UTC)) == "2026-11-27 13:00"
+    friday = calendar.session(FRIDAY_1558.date())
+    assert friday is not None and friday.contains(FRIDAY_1558.timestamp())
+    assert _ny(datetime.fromtimestamp(friday.open_ts, UTC)) == "2026-12-04 09:30"
+
+
+def test_nyse_sessions_follow_the_clock_changes() -> None:
+    calendar = nyse()
+    after_fall = calendar.session(AFTER_FALL_BACK.date())
+    after_spring = calendar.session(AFTER_SPRING_FORWARD.date())
+    assert after_fall is not None and after_spring is not None
+    # 09:30 New York: 14:30 UTC in winter, 13:30 UTC in summer
+    assert datetime.fromtimestamp(after_fall.open_ts, UTC).hour == 14
+    assert datetime.fromtimestamp(after_spring.open_ts, UTC).hour == 13
+    assert is_open(calendar, AFTER_FALL_BACK.timestamp())
+
+
+def test_the_next_open_skips_weekends_and_holidays() -> None:
+    calendar = nyse()
+    assert next_open(calendar, FRIDAY_1558.timestamp()) == MONDAY_0931.replace(
+        minute=30).timestamp()
+    christmas_eve_evening = datetime(2026, 12, 24, 18, 0, tzinfo=EST).timestamp()
+    monday = datetime(2026, 12, 28, 9, 30, tzinfo=EST).timestamp()  # Friday 25th: closed
+    assert next_open(calendar, christmas_eve_evening) == monday
+    assert not is_open(calendar, CHRISTMAS.timestamp())
+
+
+def test_sessions_before_walks_back_over_the_weekend() -> None:
+    days = [s.day for s in sessions_before(nyse(), MONDAY_0931.date(), 3)]
+    assert days == [date(2026, 12, 7), date(2026, 12, 4), date(2026, 12, 3)]
+    with pytest.raises(ValueError, match="outside the NYSE calendar"):
+        nyse().session(date(2040, 1, 3))
+
+
+def test_the_schedule_names_the_calendar() -> None:
+    assert isinstance(exchange_calendar(ScheduleSettings()), NyseCalendar)
+    assert isinstance(exchange_calendar(SCHEDULE), WeekdayCalendar)
 
 
 # --- trading day, expiries ---------------------------------------------------------------------

@@ -34,7 +34,8 @@ def test_check_runs_the_pipeline_through_to_the_option_snapshots(tmp_path: Path)
     report, broker = check(tmp_path)
     assert report.ok and report.broker == "stub"
     assert report.price is not None and 600 < report.price < 760 and report.price_source == "mid"
-    assert report.strikes > 300 and report.expirations == 8
+    # eight weekly Fridays and the dailies of the next two weeks (Monday 01-19 is MLK Day)
+    assert report.strikes > 300 and report.expirations == 15
     assert report.expiry == "20260109"  # the Friday of the stub's Thursday session
     assert report.atm == min(range(600, 760), key=lambda k: (abs(k - report.price), k))
     assert len(report.window) == 11 and report.option_quotes_usable == 3

@@ -9,9 +9,12 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Sequence
+from dataclasses import replace
+from datetime import date
 
 import pytest
 
+from common.calendar import nyse
 from common.messages import (
     OptionContract,
     OptionQuote,
@@ -25,7 +28,15 @@ from supervisor.broker.stub import StubBroker
 from supervisor.journal.store import Journal
 from supervisor.trading.desk import Desk
 from supervisor.trading.execution import Executor
+from supervisor.trading.sessions import SessionBook
 from tests.conftest import make_settings
+from tests.sessions import (
+    CHRISTMAS,
+    FRIDAY_1550,
+    MONDAY_0931,
+    SATURDAY_NOON,
+    TUESDAY_MORNING,
+)
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -35,19 +46,25 @@ PUT = OptionContract("SPY", "20260109", 675.0, Right.PUT)
 
 
 class ControlledBroker(StubBroker):
-    """Account equity and option quotes set by the test."""
+    """Account equity, option quotes and closing prices set by the test."""
 
     def __init__(self, settings, equity: float = 100_000.0) -> None:
         super().__init__(settings.stub, lambda: NOW)
         self.equity = equity
         self.marks: dict[str, tuple[float, float]] = {}
+        self.closes: dict[tuple[str, str], float] = {}  # (symbol, YYYY-MM-DD) -> close
+        self.quoted: list[str] = []
 
     async def account(self) -> AccountSnapshot:
         return AccountSnapshot("DU111", self.equity, self.equity)
 
     async def option_quotes(self, contracts: Sequence[OptionContract]):
+        self.quoted += [c.key for c in contracts]
         return tuple(OptionQuote(c, *self.marks.get(c.key, (math.nan, math.nan)), ts=NOW)
                      for c in contracts)
+
+    async def closing_price(self, symbol: str, day: date) -> float | None:
+        return self.closes.get((symbol, day.isoformat()))
 
 
 def intent(contract: OptionContract = CALL, intent_id: str = "i-call") -> OrderIntent:
@@ -66,7 +83,8 @@ def desk_for(tmp_path, mode: str = "dry_run", **risk) -> tuple[Desk, ControlledB
     broker = ControlledBroker(settings)
     journal = Journal(settings.execution.journal_path)
     executor = Executor(mode, broker, journal)
-    return Desk(settings, broker, journal, executor), broker, journal
+    sessions = SessionBook(broker, nyse())
+    return Desk(settings, broker, journal, executor, sessions), broker, journal
 
 
 def run(coro):
@@ -80,7 +98,7 @@ def test_accepted_intent_is_journaled_and_opens_a_pending_position(tmp_path):
     # 100,000 x 1 % / (2.00 x 100 x 30 %) = 16, capped by max_contracts_per_order 10
     assert (done.status, done.quantity) == ("simulated", 10)
     assert journal.load_intent("i-call") is not None
-    assert desk.book["i-call"].status == "pending"
+    assert desk.book.positions["i-call"].status == "pending"
     assert journal.sent_intents("2026-01-08") == frozenset({"i-call"})
 
 
@@ -91,11 +109,11 @@ def test_one_position_reaches_take_profit_and_another_stop_loss(tmp_path):
     # the next cycle: both entries fill (ask at or below the 2.00 limit)
     broker.marks = {CALL.key: (1.90, 2.00), PUT.key: (1.90, 2.00)}
     run(desk.begin_cycle(NOW + 60))
-    assert {p.status for p in desk.book.values()} == {"open"}
+    assert {p.status for p in desk.book.positions.values()} == {"open"}
     # then the call's bid reaches 3.00 (take-profit), the put's bid falls to 1.30 (stop)
     broker.marks = {CALL.key: (3.00, 3.10), PUT.key: (1.30, 1.40)}
     state = run(desk.begin_cycle(NOW + 120))
-    tp, sl = desk.book["tp"], desk.book["sl"]
+    tp, sl = desk.book.positions["tp"], desk.book.positions["sl"]
     assert (tp.exit_reason, tp.exit_price) == ("take_profit", 3.00)
     assert (sl.exit_reason, sl.exit_price) == ("stop_loss", 1.30)
     # 10 x 100 x (+1.00) and 10 x 100 x (-0.70): the book's P&L moves the risk equity
@@ -148,3 +166,114 @@ def test_whatif_records_margin_and_commission_without_an_order(tmp_path):
     # a long option's margin is its premium: 2.00 x 100 x 10 contracts
     assert whatif["init_margin_change"] == pytest.approx(2000.0)
     assert whatif["commission"] == pytest.approx(6.5)
+
+
+# --- the trading day: entry window, exits before expiry, settlement, re-entry ----------------
+
+FRIDAY_CALL = OptionContract("SPY", "20261204", 680.0, Right.CALL)
+FRIDAY_PUT = OptionContract("SPY", "20261204", 690.0, Right.PUT)
+DAY = "2026-12-01"
+
+
+def friday_intent(contract: OptionContract = FRIDAY_CALL, ts: float | None = None,
+                  intent_id: str = "i-fri") -> OrderIntent:
+    return replace(intent(contract, intent_id), quote_ts=ts or TUESDAY_MORNING.timestamp())
+
+
+def held(tmp_path, *contracts: OptionContract):
+    """A desk holding one filled position per contract, entered Tuesday morning."""
+    desk, broker, journal = desk_for(tmp_path)
+    t0 = TUESDAY_MORNING.timestamp()
+    run(desk.begin_cycle(t0))
+    intents = [friday_intent(c, t0, f"i-{i}") for i, c in enumerate(contracts)]
+    done = run(desk.act_on([result(*intents)], t0))
+    assert [d.status for d in done] == ["simulated"] * len(contracts)
+    broker.marks = {c.key: (1.90, 2.00) for c in contracts}
+    run(desk.begin_cycle(t0 + 60))
+    assert {p.status for p in desk.book.positions.values()} == {"open"}
+    return desk, broker, journal
+
+
+def test_entries_are_refused_outside_each_symbols_entry_window(tmp_path):
+    desk, _, journal = desk_for(tmp_path)
+    for moment, rule in ((SATURDAY_NOON, "market_hours"), (CHRISTMAS, "market_hours"),
+                         (FRIDAY_1550, "entry_window"), (MONDAY_0931, "entry_window")):
+        run(desk.begin_cycle(moment.timestamp()))
+        (done,) = run(desk.act_on([result(friday_intent(ts=moment.timestamp()))],
+                                  moment.timestamp()))
+        assert (done.status, done.decision.rule) == ("refused", rule), moment
+    refused = journal.day_summary("2026-12-04")["decisions"]["refused_by_rule"]
+    assert refused == {"entry_window": 1}
+
+
+def test_nothing_is_held_into_friday_s_close(tmp_path):
+    # Given a call and a put expiring Friday, both filled on Tuesday
+    desk, broker, journal = held(tmp_path, FRIDAY_CALL, FRIDAY_PUT)
+    # When Friday 15:44 comes (before the exit time 15:45), they are held
+    broker.marks = {FRIDAY_CALL.key: (2.40, 2.50), FRIDAY_PUT.key: (1.60, 1.70)}
+    run(desk.begin_cycle(FRIDAY_1550.timestamp() - 6 * 60))
+    assert {p.status for p in desk.book.positions.values()} == {"open"}
+    # Then at 15:50 both sell at the bid, exit reason "expiry", well before 16:00
+    run(desk.begin_cycle(FRIDAY_1550.timestamp()))
+    exits = {p.contract.key: (p.exit_reason, p.exit_price) for p in desk.book.positions.values()}
+    assert exits == {FRIDAY_CALL.key: ("expiry", 2.40), FRIDAY_PUT.key: ("expiry", 1.60)}
+    closed = journal.day_summary("2026-12-04")["positions"]["closed"]
+    assert {c["exit_reason"] for c in closed} == {"expiry"}
+
+
+def test_held_over_expiry_settles_at_intrinsic_value_from_the_close(tmp_path):
+    # Given positions the exit never reached (no cycle ran on Friday afternoon)
+    desk, broker, journal = held(tmp_path, FRIDAY_CALL, FRIDAY_PUT)
+    broker.quoted.clear()
+    # When Monday's first cycle runs before the close is known, nothing is booked at 0
+    run(desk.begin_cycle(MONDAY_0931.timestamp()))
+    assert {p.status for p in desk.book.positions.values()} == {"open"}
+    assert broker.quoted == []  # a delisted contract's NaN quote is never asked for
+    # Then, with Friday's close at 684.50: the 680 call is worth 4.50, the 690 put 5.50
+    broker.closes[("SPY", "2026-12-04")] = 684.50
+    run(desk.begin_cycle(MONDAY_0931.timestamp() + 60))
+    settled = {p.contract.key: (p.exit_reason, p.exit_price, p.realized_pnl)
+               for p in desk.book.positions.values()}
+    assert settled == {FRIDAY_CALL.key: ("expired", 4.50, pytest.approx(2500.0)),
+                       FRIDAY_PUT.key: ("expired", 5.50, pytest.approx(3500.0))}
+    assert journal.open_positions() == []
+
+
+def test_an_out_of_the_money_position_settles_worthless(tmp_path):
+    desk, broker, _ = held(tmp_path, FRIDAY_CALL)
+    broker.closes[("SPY", "2026-12-04")] = 670.0
+    run(desk.begin_cycle(SATURDAY_NOON.timestamp()))
+    (p,) = desk.book.positions.values()
+    assert (p.exit_reason, p.exit_price, p.realized_pnl) == ("expired", 0.0, -2000.0)
+
+
+def test_one_position_per_direction_and_re_entry_after_a_close(tmp_path):
+    desk, broker, journal = held(tmp_path, FRIDAY_CALL)
+    t1 = TUESDAY_MORNING.timestamp() + 120
+    # a second call on the next strike while the first is held: refused
+    next_strike = replace(FRIDAY_CALL, strike=681.0)
+    (second,) = run(desk.act_on([result(friday_intent(next_strike, t1, "i-next"))], t1))
+    assert second.decision.rule == "already_positioned"
+    # the same contract again while held: a duplicate
+    (again,) = run(desk.act_on([result(friday_intent(FRIDAY_CALL, t1, "i-0"))], t1))
+    assert again.decision.rule == "duplicate"
+    # once the position stopped out, the same contract is entered again under a new id
+    broker.marks = {FRIDAY_CALL.key: (1.30, 1.40)}
+    run(desk.begin_cycle(t1 + 60))
+    (reentry,) = run(desk.act_on([result(friday_intent(FRIDAY_CALL, t1 + 60, "i-0"))], t1 + 60))
+    assert (reentry.status, reentry.intent_id) == ("simulated", "i-0.2")
+    assert journal.load_intent("i-0.2") is not None
+    assert journal.sent_intents(DAY) == frozenset({"i-0", "i-0.2"})
+
+
+def test_an_order_says_its_side_not_the_signal(tmp_path, caplog):
+    desk, _, journal = desk_for(tmp_path)
+    t0 = TUESDAY_MORNING.timestamp()
+    run(desk.begin_cycle(t0))
+    put = friday_intent(FRIDAY_PUT, t0)
+    with caplog.at_level("INFO"):
+        run(desk.act_on([result(put)], t0))
+    line = next(r.getMessage() for r in caplog.records if "DRY_RUN" in r.getMessage())
+    assert line.startswith("DRY_RUN BUY 10 x SPY 20261204 690P @ 2.00")
+    assert "(signal SELL, confidence 0.70)" in line
+    assert journal.load_intent("i-fri").action == "BUY"

@@ -289,19 +289,18 @@ def test_atm_window_end_to_end_with_fallback_greeks_for_a_no_greeks_strike() -> 
     assert abs(filled[0].delta - 0.5) < 0.2  # the ATM call: about half
 
 
-def test_market_open_from_the_contract_hours(sim: ThreadedSim) -> None:
+def test_regular_hours_come_from_the_contract_hours(sim: ThreadedSim) -> None:
     tomorrow_noon = (today(sim) + timedelta(days=1)).replace(hour=12, minute=0)
 
     async def body(broker: IBKRBroker) -> Any:
-        return (await broker.market_open("SPY", sim.now()),
-                await broker.market_open("SPY", tomorrow_noon.timestamp()),
-                await broker.market_open("SPY", sim.now() + 60 * 86_400),
-                await broker.market_open("NOSUCH", sim.now()))
+        return await broker.regular_hours("SPY"), await broker.regular_hours("NOSUCH")
 
-    now_open, holiday, far, unknown = with_broker(sim, body)
-    assert now_open is True  # always_open scenario
-    assert holiday is False  # make_scenario lists tomorrow as a holiday (CLOSED)
-    assert far is None and unknown is None
+    hours, unknown = with_broker(sim, body)
+    assert hours is not None and unknown is None
+    assert hours.is_open(sim.now()) is True  # always_open scenario
+    assert hours.is_open(tomorrow_noon.timestamp()) is False  # make_scenario: a holiday
+    assert hours.is_open(sim.now() + 60 * 86_400) is None  # not listed that far ahead
+    assert hours.session(tomorrow_noon.date()) is None and hours.lists(tomorrow_noon.date())
 
 
 @pytest.mark.parametrize(("moment", "is_open"), [
@@ -311,12 +310,13 @@ def test_market_open_from_the_contract_hours(sim: ThreadedSim) -> None:
     (CHRISTMAS, False),  # a holiday the contract hours list as CLOSED
     (AFTER_FALL_BACK, True),  # 09:45 EST, the first session after the clocks fell back
 ], ids=["tuesday-morning", "tuesday-night", "saturday-noon", "christmas", "after-fall-back"])
-def test_market_open_at_named_moments_of_a_real_hours_session(moment: datetime,
+def test_regular_hours_at_named_moments_of_a_real_hours_session(moment: datetime,
                                                              is_open: bool) -> None:
     scenario = make_scenario(moment, session={"mode": "real", "holidays": ["20261225"]})
 
     async def body(broker: IBKRBroker) -> Any:
-        return await broker.market_open("SPY", broker.now())
+        hours = await broker.regular_hours("SPY")
+        return hours.is_open(broker.now()) if hours is not None else None
 
     with ThreadedSim(scenario) as sim:
         assert with_broker(sim, body) is is_open

@@ -60,7 +60,7 @@ def test_a_fresh_broker_is_disconnected_and_reports_stats() -> None:
         assert broker.ib.client.MaxRequests == 0  # one governor: ib_insync's throttle is off
         with pytest.raises(Exception, match="not connected"):
             await broker.quote("SPY")
-        assert await broker.market_open("SPY", TUESDAY_MORNING.timestamp()) is None
+        assert await broker.regular_hours("SPY") is None  # not connected: no hours known
         await broker.disconnect()
         return stats
 

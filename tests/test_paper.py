@@ -14,7 +14,7 @@ import pytest
 from common.calendar import is_expired
 from common.messages import OptionContract, OptionQuote, OrderIntent, Right, Signal
 from supervisor.journal.records import Position
-from supervisor.trading.paper import book_pnl, intrinsic, open_from, step
+from supervisor.trading.paper import book_pnl, intrinsic, open_from, settle, step
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -138,23 +138,39 @@ def test_one_sided_quote_marks_at_last_and_a_lone_bid_can_still_stop() -> None:
     assert step(held, quote(1.30, -1.0), T0 + 5, TIMEOUT).exit_price == 1.30
 
 
-def test_expiry_settles_at_intrinsic_value() -> None:
+def test_settlement_is_intrinsic_value_from_the_underlyings_close() -> None:
     saturday = datetime(2026, 1, 10, 15, 0, tzinfo=UTC).timestamp()
-    # Call 680 with the underlying at 683.50: worth 3.50; (3.50 - 2.00) x 100 = 150
-    call = step(filled(), quote(und=683.50), saturday, TIMEOUT)
+    # Call 680 with the underlying closing at 683.50: worth 3.50; (3.50 - 2.00) x 100 = 150
+    call = settle(filled(), 683.50, saturday)
     assert (call.status, call.exit_reason, call.exit_price) == ("expired", "expired", 3.50)
     assert call.realized_pnl == pytest.approx(150.0)
     # the put is worthless there: (0 - 2.00) x 2 x 100 = -400
-    put = step(filled(quantity=2, contract=PUT), quote(und=683.50, contract=PUT), saturday,
-               TIMEOUT)
+    put = settle(filled(quantity=2, contract=PUT), 683.50, saturday)
     assert (put.status, put.exit_price) == ("expired", 0.0)
     assert put.realized_pnl == pytest.approx(-400.0)
-    # no snapshot at all: settled at 0
-    assert step(filled(), None, saturday, TIMEOUT).exit_price == 0.0
-    # a pending entry on an expired contract is cancelled, never filled
-    pending = step(open_from(intent(), 1, T0), quote(1.0, 1.1), saturday, 10**9)
+    # a pending entry the expiry caught was never filled: cancelled
+    pending = settle(open_from(intent(), 1, T0), 683.50, saturday)
     assert (pending.status, pending.exit_reason) == ("closed", "cancelled")
     assert book_pnl([call, put, pending]) == (pytest.approx(-250.0), 0.0)
+    assert settle(call, 700.0, saturday) == call  # settled once, for good
+
+
+def test_from_the_exit_time_nothing_is_held_into_the_expiry() -> None:
+    exit_at = T0 + 600
+    # before the exit time the bracket works as usual
+    assert step(filled(), quote(1.95, 2.05), exit_at - 1, TIMEOUT, exit_at_ts=exit_at) == (
+        replace(filled(), mark=2.0))
+    # from it: sold at the bid (a loss or a gain, whatever the market gives)
+    sold = step(filled(), quote(1.70, 1.80), exit_at, TIMEOUT, exit_at_ts=exit_at)
+    assert (sold.status, sold.exit_reason, sold.exit_price) == ("closed", "expiry", 1.70)
+    assert sold.realized_pnl == pytest.approx(-30.0)
+    # no bid yet: still held (marked), tried again next cycle
+    kept = step(filled(), quote(NAN, 1.80, last=1.75), exit_at, TIMEOUT, exit_at_ts=exit_at)
+    assert (kept.status, kept.mark) == ("open", 1.75)
+    # a pending entry is cancelled rather than filled into the last minutes
+    pending = step(open_from(intent(), 1, T0), quote(1.0, 1.1), exit_at, 10**9,
+                   exit_at_ts=exit_at)
+    assert (pending.status, pending.exit_reason) == ("closed", "cancelled")
 
 
 def test_expiry_uses_the_new_york_date() -> None:
@@ -162,7 +178,6 @@ def test_expiry_uses_the_new_york_date() -> None:
     late_on_expiry_day = datetime(2026, 1, 10, 0, 30, tzinfo=UTC).timestamp()
     assert not is_expired(CALL.expiry, late_on_expiry_day)
     assert is_expired(CALL.expiry, late_on_expiry_day, tz="UTC")
-    assert step(filled(), quote(2.0, 2.1), late_on_expiry_day, TIMEOUT).status == "open"
     next_morning = datetime(2026, 1, 10, 5, 0, tzinfo=UTC).timestamp()  # 00:00 in New York
     assert is_expired(CALL.expiry, next_morning)
 

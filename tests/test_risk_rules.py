@@ -4,12 +4,15 @@ caps. Each at, just below and just above its limit; expected sizes worked out by
 from __future__ import annotations
 
 import math
+from datetime import date
 
 import pytest
 
+from common.calendar import Session
 from common.config import OptionsSettings, RiskSettings
 from common.messages import OptionContract, OrderIntent, Right, Signal
 from supervisor.trading.risk import RiskContext, RiskState, evaluate
+from tests.sessions import EARLY_CLOSE_DAY
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -45,9 +48,62 @@ def test_baseline_accepts_eight_contracts():
     assert (decision.accepted, decision.quantity, decision.rule) == (True, 8, "ok")
 
 
-def test_closed_market_refuses():
-    decision = decide(market_open=False)
+# --- hours: each symbol's own session, the entry window, the expiry ---------------------------
+
+THURSDAY = NOW  # 2026-01-08 10:30 New York
+SESSION = Session(date(2026, 1, 8), THURSDAY - 3600, THURSDAY + 5.5 * 3600)  # 09:30-16:00
+
+
+def at(when: float, session: Session | None = SESSION, expiry_close: float | None = None,
+       risk: RiskSettings = RISK, **changes: object):
+    the_intent = intent(quote_ts=when)
+    context = RiskContext(now_ts=when, check_hours=True, session=session,
+                          expiry_close_ts=expiry_close, **changes)  # type: ignore[arg-type]
+    return evaluate(the_intent, STATE, risk, OPTIONS, ctx=context)
+
+
+def test_no_session_today_is_a_closed_market():
+    decision = at(THURSDAY, session=None)
     assert (decision.accepted, decision.rule) == (False, "market_hours")
+    assert "no regular session today" in decision.reason
+
+
+@pytest.mark.parametrize("minutes, rule", [
+    (-1, "market_hours"),  # 09:29: before the open
+    (0, "entry_window"), (4.9, "entry_window"),  # the first five minutes
+    (5, "ok"), (374.9, "ok"),  # 09:35 .. 15:44:54
+    (375, "entry_window"), (389, "entry_window"),  # the last fifteen minutes
+    (390, "market_hours"),  # 16:00: closed
+])
+def test_the_entry_window_is_measured_from_the_symbols_open_and_close(minutes, rule):
+    decision = at(SESSION.open_ts + minutes * 60)
+    assert decision.rule == rule
+    if rule == "entry_window":
+        values = dict(decision.values)
+        assert (values["from"], values["to"], values["open"]) == ("09:35", "15:45", "09:30")
+
+
+def test_an_early_close_moves_the_window_with_it():
+    early = Session(date(2026, 11, 27), EARLY_CLOSE_DAY.timestamp() - 3 * 3600,
+                    EARLY_CLOSE_DAY.timestamp() + 1800)  # 09:30-13:00
+    decision = at(EARLY_CLOSE_DAY.timestamp() + 16 * 60, session=early)  # 12:46
+    assert (decision.rule, dict(decision.values)["to"]) == ("entry_window", "12:45")
+    assert at(EARLY_CLOSE_DAY.timestamp(), session=early).rule == "ok"  # 12:30
+
+
+def test_an_entry_too_close_to_its_expiry_is_refused():
+    # 60 minutes before the expiry's close: min_minutes_to_expiry (60) still allows it
+    assert at(THURSDAY, expiry_close=THURSDAY + 3600).rule == "ok"
+    decision = at(THURSDAY, expiry_close=THURSDAY + 3599)
+    assert (decision.rule, dict(decision.values)["minutes_needed"]) == ("expiry", 60.0)
+
+
+def test_one_position_per_symbol_and_direction():
+    decision = at(THURSDAY, positioned=frozenset({("SPY", "C")}))
+    assert (decision.accepted, decision.rule) == (False, "already_positioned")
+    assert at(THURSDAY, positioned=frozenset({("SPY", "P"), ("QQQ", "C")})).rule == "ok"
+    lenient = with_risk(one_position_per_direction=False)
+    assert at(THURSDAY, positioned=frozenset({("SPY", "C")}), risk=lenient).rule == "ok"
 
 
 @pytest.mark.parametrize("bid, ask, flag", [(math.nan, 2.05, "no_bid"), (1.95, -1.0, "no_ask"),
@@ -126,5 +182,5 @@ def test_notional_share_of_net_liquidation(pct, quantity):
 
 def test_kill_switch_beats_every_other_rule():
     state = RiskState("2026-01-08", 48_000.0, 48_000.0, halted=True)
-    decision = decide(intent(bid=math.nan), state=state, market_open=False)
+    decision = decide(intent(bid=math.nan), state=state, check_hours=True, session=None)
     assert decision.rule == "kill_switch"

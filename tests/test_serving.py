@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from common.calendar import nyse
 from common.messages import QuoteRequest
 from supervisor.broker.base import ConnectionLost, SymbolDataError
 from supervisor.runtime.serving import DataService, SymbolBackoff
@@ -45,7 +46,9 @@ def ask(service: DataService, symbol: str = "XYZ", rid: int = 1):
 def make(after: int = 3):
     broker, clock = FlakyBroker(), FakeClock()
     backoff = SymbolBackoff(after=after, base_s=60, max_s=300, clock=clock)
-    return broker, clock, DataService(broker, timeout_s=0.2, backoff=backoff)  # type: ignore[arg-type]
+    service = DataService(broker, timeout_s=0.2, calendar=nyse(), now=clock,  # type: ignore[arg-type]
+                          backoff=backoff)
+    return broker, clock, service
 
 
 def test_a_symbol_rests_after_repeated_failures_then_is_asked_again():

@@ -147,56 +147,85 @@ def test_window_empty_chain() -> None:
 # --- pick_expiry -----------------------------------------------------------------------------
 
 TODAY = date(2024, 6, 3)  # a Monday
+# SPY-like: a daily expiry every weekday, the Friday weekly, then Fridays and a monthly
+DAILIES = ["20240603", "20240604", "20240605", "20240606", "20240607", "20240610",
+           "20240614", "20240621", "20240719"]
 
 
-def test_nearest_weekly_takes_nearest_in_range() -> None:
-    exps = ["20240614", "20240605", "20240607", "20240621"]
-    assert pick_expiry(exps, TODAY, "nearest_weekly", 0, 7) == "20240605"
-    assert pick_expiry(exps, TODAY, "nearest_weekly", 3, 7) == "20240607"
+def opts(rule: str = "weekly", min_dte: int = 1, max_dte: int = 7,
+         min_minutes: float = 60.0) -> OptionsSettings:
+    return OptionsSettings(expiry_rule=rule, min_dte=min_dte, max_dte=max_dte,
+                           min_minutes_to_expiry=min_minutes)
 
 
-def test_nearest_weekly_reaches_at_least_seven_days() -> None:
-    # max_dte 0 alone would find nothing on a Monday; the weekly rule still looks 7 days out.
-    exps = ["20240607", "20240614"]
-    assert pick_expiry(exps, TODAY, "nearest_weekly", 0, 0) == "20240607"
-    with pytest.raises(ChainError, match="no expiry in range"):
-        pick_expiry(["20240611"], TODAY, "nearest_weekly", 0, 0)  # 8 dte
+def test_the_defaults_never_pick_a_same_day_expiry() -> None:
+    defaults = OptionsSettings()
+    assert (defaults.expiry_rule, defaults.min_dte) == ("weekly", 1)
+    assert pick_expiry(DAILIES, TODAY, defaults, minutes_left_today=390) == "20240607"
+
+
+def test_weekly_is_the_last_listed_expiry_of_the_first_eligible_week() -> None:
+    assert pick_expiry(DAILIES, TODAY, opts()) == "20240607"  # Friday of this week
+    friday = date(2024, 6, 7)  # on Friday itself (min_dte 1): next week's last listed
+    assert pick_expiry(DAILIES, friday, opts()) == "20240614"
+    # a week whose Friday is a holiday ends on the Thursday (Good Friday 2024-03-29)
+    holiday_week = ["20240325", "20240326", "20240327", "20240328", "20240405"]
+    assert pick_expiry(holiday_week, date(2024, 3, 25), opts()) == "20240328"
+
+
+def test_nearest_is_the_first_listed_expiry_far_enough_away() -> None:
+    assert pick_expiry(DAILIES, TODAY, opts("nearest")) == "20240604"  # tomorrow's daily
+    assert pick_expiry(DAILIES, TODAY, opts("nearest", min_dte=3)) == "20240606"
+    assert pick_expiry(["20240719"], TODAY, opts("nearest")) == "20240719"  # no upper bound
+
+
+def test_a_same_day_expiry_needs_min_dte_0_and_time_left() -> None:
+    zero = opts("nearest", min_dte=0, min_minutes=60)
+    assert pick_expiry(DAILIES, TODAY, zero, minutes_left_today=61) == "20240603"
+    # 15:58 on the expiry day: two minutes left is not a trade that can be managed
+    assert pick_expiry(DAILIES, TODAY, zero, minutes_left_today=2) == "20240604"
+    assert pick_expiry(DAILIES, TODAY, zero) == "20240604"  # no session known: not today
+    with pytest.raises(ChainError, match="today's only with 60"):
+        pick_expiry(["20240603"], TODAY, zero, minutes_left_today=30)
 
 
 def test_dte_window_keeps_to_bounds() -> None:
     exps = ["20240603", "20240607", "20240614", "20240621", "20240719"]
-    assert pick_expiry(exps, TODAY, "dte_window", 10, 30) == "20240614"
-    assert pick_expiry(exps, TODAY, "dte_window", 0, 0) == "20240603"
-    assert pick_expiry(exps, TODAY, "dte_window", 18, 18) == "20240621"
-    with pytest.raises(ChainError, match="no expiry in range 5..6"):
-        pick_expiry(exps, TODAY, "dte_window", 5, 6)
+    assert pick_expiry(exps, TODAY, opts("dte_window", 10, 30)) == "20240614"
+    assert pick_expiry(exps, TODAY, opts("dte_window", 0, 0), minutes_left_today=300) == (
+        "20240603")
+    assert pick_expiry(exps, TODAY, opts("dte_window", 18, 18)) == "20240621"
+    with pytest.raises(ChainError, match="no expiry 5..6 dte"):
+        pick_expiry(exps, TODAY, opts("dte_window", 5, 6))
 
 
 def test_past_expiries_never_chosen() -> None:
-    with pytest.raises(ChainError, match="no expiry in range"):
-        pick_expiry(["20240531", "20240601"], TODAY, "dte_window", -10, 10)
+    with pytest.raises(ChainError, match="no expiry"):
+        pick_expiry(["20240531", "20240601"], TODAY, opts("nearest", min_dte=0),
+                    minutes_left_today=300)
 
 
 def test_no_expiry_in_range_names_symbol() -> None:
-    with pytest.raises(ChainError, match="IWM: no expiry in range"):
-        pick_expiry(["20250117"], TODAY, "nearest_weekly", 0, 7, symbol="IWM")
+    with pytest.raises(ChainError, match="IWM: no expiry 1..7 dte"):
+        pick_expiry(["20250117"], TODAY, opts("dte_window"), symbol="IWM")
 
 
 def test_malformed_expiries_ignored() -> None:
     exps = ["garbage", "2024-06-05", "20241399", "", "20240607"]
-    assert pick_expiry(exps, TODAY, "nearest_weekly", 0, 7) == "20240607"
+    assert pick_expiry(exps, TODAY, opts()) == "20240607"
 
 
 def test_all_malformed_expiries() -> None:
     with pytest.raises(ChainError, match="SPY: no valid expiry"):
-        pick_expiry(["x", "2024-06-07"], TODAY, "nearest_weekly", 0, 7, symbol="SPY")
+        pick_expiry(["x", "2024-06-07"], TODAY, opts(), symbol="SPY")
     with pytest.raises(ChainError):
-        pick_expiry([], TODAY, "nearest_weekly", 0, 7)
+        pick_expiry([], TODAY, opts())
 
 
-def test_unknown_rule() -> None:
-    with pytest.raises(ValueError, match="monthly"):
-        pick_expiry(["20240607"], TODAY, "monthly", 0, 7)
+def test_the_old_rule_name_is_refused_with_the_new_ones() -> None:
+    with pytest.raises(ValueError, match="renamed: use 'nearest'.*'weekly'"):
+        OptionsSettings(expiry_rule="nearest_weekly")
+
 
 
 # --- target_strike / nearest_strikes ---------------------------------------------------------
@@ -276,7 +305,7 @@ def test_select_contracts_end_to_end() -> None:
 
 
 def test_select_contracts_carries_chain_fields() -> None:
-    chain = OptionChain("SPX", ("20240603",), (5000.0, 5005.0, 5010.0), 10, "CBOE", "SPXW")
+    chain = OptionChain("SPX", ("20240604",), (5000.0, 5005.0, 5010.0), 10, "CBOE", "SPXW")
     sel = select_contracts(chain, 5004.0, Right.CALL, TODAY, OptionsSettings(strike_count=1))
     assert len(sel.candidates) == 1
     c = sel.candidates[0]
@@ -291,8 +320,8 @@ def test_select_contracts_empty_chain() -> None:
 
 def test_select_contracts_no_expiry() -> None:
     chain = OptionChain("TSLA", ("20250117",), (170.0, 180.0))
-    with pytest.raises(ChainError, match="TSLA: no expiry in range"):
-        select_contracts(chain, 180.0, Right.CALL, TODAY, OptionsSettings())
+    with pytest.raises(ChainError, match="TSLA: no expiry >= 1 dte"):
+        select_contracts(chain, 180.0, Right.CALL, date(2025, 1, 18), OptionsSettings())
 
 
 # --- properties ------------------------------------------------------------------------------

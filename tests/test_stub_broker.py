@@ -180,12 +180,28 @@ def test_spy_chain_has_about_400_strikes() -> None:
 
 
 def test_chain_expirations_are_weekly_fridays_from_today() -> None:
-    chain = run(broker().chain("SPY"))
+    chain = run(broker().chain("AAPL"))
     # Thursday 2026-01-08: the first Friday is tomorrow, then every week
     assert chain.expirations[:4] == ("20260109", "20260116", "20260123", "20260130")
     days = [datetime.strptime(e, "%Y%m%d").replace(tzinfo=UTC) for e in chain.expirations]
     assert all(d.weekday() == 4 for d in days)
     assert all((b - a).days == 7 for a, b in zip(days, days[1:], strict=False))
+
+
+def test_spy_and_qqq_list_a_daily_expiry_every_session_as_ibkr_does() -> None:
+    for symbol in ("SPY", "QQQ"):
+        chain = run(broker().chain(symbol))
+        # today (0-DTE), then every session of two weeks; Monday 01-19 is MLK Day (closed)
+        assert chain.expirations[:7] == ("20260108", "20260109", "20260112", "20260113",
+                                         "20260114", "20260115", "20260116")
+        assert "20260119" not in chain.expirations and "20260120" in chain.expirations
+
+
+def test_a_holiday_friday_moves_the_weekly_to_thursday() -> None:
+    # Good Friday 2026-04-03: NYSE is closed, the weekly expires Thursday 04-02
+    monday = datetime(2026, 3, 30, 14, 0, tzinfo=UTC).timestamp()  # 10:00 New York
+    chain = run(broker(now=monday).chain("AAPL"))
+    assert chain.expirations[0] == "20260402" and "20260403" not in chain.expirations
 
 
 def test_a_friday_expires_the_same_day() -> None:

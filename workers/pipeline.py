@@ -86,14 +86,15 @@ def _market_view(task: SymbolTask, worker_id: int, settings: Settings, strategy:
                  ids: Iterator[int], timer: _Timer
                  ) -> Generator[tuple[Request, ...], tuple[Reply, ...], MarketView | str]:
     """Quote and bars (hourly too, for the whale rule), sanitised: the view, or why not."""
-    scalp = settings.strategy.scalp
+    rth = not settings.strategy.extended_hours
     requests: list[Request] = [
         QuoteRequest(next(ids), worker_id, task.symbol),
-        BarsRequest(next(ids), worker_id, task.symbol, scalp.bars_minutes, 1),
+        BarsRequest(next(ids), worker_id, task.symbol, settings.strategy.scalp.bars_minutes, 1,
+                    rth),
     ]
     if getattr(strategy, "wants_hourly_bars", False):
         hours = settings.strategy.whale.lookback_bars + 2
-        requests.append(BarsRequest(next(ids), worker_id, task.symbol, hours * 60, 60))
+        requests.append(BarsRequest(next(ids), worker_id, task.symbol, hours, 60, rth))
     replies = yield tuple(requests)
     timer.lap("market_data")
     try:
@@ -121,7 +122,10 @@ def _option_side(view: MarketView, decision: SignalDecision, result: SymbolResul
     try:
         chain = _value(chain_reply)
         assert isinstance(chain, OptionChain)
-        selection = select_contracts(chain, view.price, right, view.today, settings.options)
+        close = view.task.session_close_ts
+        left = None if close is None else (close - view.task.now_ts) / 60.0
+        selection = select_contracts(chain, view.price, right, view.today, settings.options,
+                                     minutes_left_today=left)
     except (RemoteError, ChainError) as exc:
         return replace(result, reasons=decision.reasons, skipped=f"chain: {exc}",
                        timings=tuple(timer.marks))

@@ -129,11 +129,14 @@ def _dropped_reason(what: str, dropped: list[int]) -> tuple[str, ...]:
 # --- scalp -----------------------------------------------------------------------------------
 
 
-def scalp_signal(bars: Bars, s: ScalpSettings) -> SignalDecision:
+def scalp_signal(bars: Bars, s: ScalpSettings,
+                 session_open_ts: float | None = None) -> SignalDecision:
     """EMA cross + VWAP + RSI band on 1-minute bars.
 
     Bars whose close is not a usable price (NaN, inf, <= 0) are dropped, not fatal: IBKR leaves
-    such holes in otherwise good history, and a reason records how many went.
+    such holes in otherwise good history, and a reason records how many went. The EMAs and RSI
+    run over the whole lookback (yesterday's session included, early in the day); VWAP is the
+    session's, anchored to ``session_open_ts`` (all bars when no session is known).
     """
     kept = [i for i in range(len(bars)) if usable(bars.close[i])]
     dropped = [i for i in range(len(bars)) if not usable(bars.close[i])]
@@ -143,11 +146,14 @@ def scalp_signal(bars: Bars, s: ScalpSettings) -> SignalDecision:
     if len(closes) < need:
         return _hold(*pre, f"not enough bars (have {len(closes)}, need {need})")
 
+    today = [i for i in kept if session_open_ts is None or bars.ts[i] >= session_open_ts]
+    if not today:
+        return _hold(*pre, "no bar of today's session yet (vwap undefined)")
     vw = vwap(
-        [bars.high[i] for i in kept],
-        [bars.low[i] for i in kept],
-        closes,
-        [bars.volume[i] for i in kept],
+        [bars.high[i] for i in today],
+        [bars.low[i] for i in today],
+        [bars.close[i] for i in today],
+        [bars.volume[i] for i in today],
     )[-1]
     if math.isnan(vw):
         return _hold(*pre, "no volume (vwap undefined)")
@@ -258,9 +264,10 @@ def combined_signal(
     s: StrategySettings,
     now_ts: float,
     whale_last_ts: float | None,
+    session_open_ts: float | None = None,
 ) -> SignalDecision:
     """The scalp decision, overridden by the whale one when it fires; both keep their reasons."""
-    scalp = scalp_signal(minute_bars, s.scalp)
+    scalp = scalp_signal(minute_bars, s.scalp, session_open_ts)
     whale = whale_signal(hourly_bars, s.whale, now_ts, whale_last_ts)
     if whale.whale:
         return SignalDecision(

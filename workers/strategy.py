@@ -62,9 +62,8 @@ class ScalpWhaleStrategy:
 
     def decide(self, view: MarketView) -> SignalDecision:
         hourly = view.hourly if view.hourly is not None else Bars(view.task.symbol)
-        return combined_signal(
-            view.bars, hourly, self.settings.strategy, view.task.now_ts, view.task.whale_last_ts
-        )
+        return combined_signal(view.bars, hourly, self.settings.strategy, view.task.now_ts,
+                               view.task.whale_last_ts, view.task.session_open_ts)
 
     def choose(
         self,

@@ -12,10 +12,9 @@ from dataclasses import dataclass
 from datetime import date
 
 from common.calendar import days_to_expiry, parse_expiry
-from common.config import OptionsSettings
+from common.config import EXPIRY_RULES, OptionsSettings
 from common.messages import OptionChain, OptionContract, Right
 
-EXPIRY_RULES = ("nearest_weekly", "dte_window")
 
 
 class ChainError(ValueError):
@@ -64,34 +63,51 @@ def strike_window(
 def pick_expiry(
     expirations: Sequence[str],
     today: date,
-    rule: str,
-    min_dte: int,
-    max_dte: int,
+    opts: OptionsSettings,
     *,
+    minutes_left_today: float | None = None,
     symbol: str = "",
 ) -> str:
-    """The nearest listed expiry (YYYYMMDD) whose days-to-expiry fit the rule's range.
+    """The listed expiry (YYYYMMDD) the rule picks, never one already past.
 
-    "nearest_weekly" accepts up to ``max(max_dte, 7)`` days so a weekly is always reachable;
-    "dte_window" keeps to ``[min_dte, max_dte]``. Malformed dates are ignored.
+    nearest     the first listed expiry at least ``min_dte`` days away
+    weekly      the last listed expiry of the first week holding one ``min_dte`` days away
+                (Friday, or the Thursday before a Friday holiday)
+    dte_window  the nearest listed expiry inside ``[min_dte, max_dte]``
+    A same-day expiry (``min_dte`` 0) qualifies only with ``minutes_left_today`` (to the
+    session's close) of at least ``min_minutes_to_expiry``; unknown minutes: it does not.
+    Malformed dates are ignored.
     """
-    if rule not in EXPIRY_RULES:
-        raise ValueError(f"unknown expiry rule {rule!r}; expected one of {EXPIRY_RULES}")
-    parsed = [(d, e.strip()) for e in expirations if (d := parse_expiry(e)) is not None]
+    if opts.expiry_rule not in EXPIRY_RULES:
+        raise ValueError(f"unknown expiry rule {opts.expiry_rule!r}; expected {EXPIRY_RULES}")
+    parsed = sorted((d, e.strip()) for e in expirations if (d := parse_expiry(e)) is not None)
     if not parsed:
         shown = list(expirations)[:5]
         raise ChainError(f"{_who(symbol)}: no valid expiry listed (got {shown})")
-    # A past expiry can never be traded, whatever min_dte says.
-    low = max(min_dte, 0)
-    high = max(max_dte, 7) if rule == "nearest_weekly" else max_dte
-    fitting = [(dte, e) for d, e in parsed if low <= (dte := (d - today).days) <= high]
-    if not fitting:
-        nearest = sorted(e for _, e in parsed)[:5]
-        raise ChainError(
-            f"{_who(symbol)}: no expiry in range {low}..{high} dte ({rule}, today "
-            f"{today.isoformat()}); listed {len(parsed)}, first {nearest}"
-        )
-    return min(fitting)[1]
+    same_day_ok = (minutes_left_today is not None
+                   and minutes_left_today >= opts.min_minutes_to_expiry)
+    eligible = [(d, e) for d, e in parsed if (d - today).days >= max(opts.min_dte, 0)
+                and (d != today or same_day_ok)]
+    if opts.expiry_rule == "dte_window":
+        eligible = [(d, e) for d, e in eligible if (d - today).days <= opts.max_dte]
+    if not eligible:
+        raise ChainError(_no_expiry(symbol, today, opts, parsed, same_day_ok))
+    first_day, first = eligible[0]
+    if opts.expiry_rule != "weekly":
+        return first
+    week = first_day.isocalendar()[:2]
+    return [e for d, e in eligible if d.isocalendar()[:2] == week][-1]
+
+
+def _no_expiry(symbol: str, today: date, opts: OptionsSettings,
+               parsed: Sequence[tuple[date, str]], same_day_ok: bool) -> str:
+    window = (f"{opts.min_dte}..{opts.max_dte}" if opts.expiry_rule == "dte_window"
+              else f">= {opts.min_dte}")
+    same_day = "" if opts.min_dte > 0 or same_day_ok else (
+        f"; today's only with {opts.min_minutes_to_expiry:g}+ min to the close")
+    nearest = [e for _, e in parsed][:5]
+    return (f"{_who(symbol)}: no expiry {window} dte ({opts.expiry_rule}, today "
+            f"{today.isoformat()}{same_day}); listed {len(parsed)}, first {nearest}")
 
 
 def target_strike(window: Sequence[float], atm: float, right: Right, moneyness: str) -> float:
@@ -131,13 +147,13 @@ class Selection:
 
 
 def select_contracts(
-    chain: OptionChain, price: float, right: Right, today: date, opts: OptionsSettings
+    chain: OptionChain, price: float, right: Right, today: date, opts: OptionsSettings,
+    minutes_left_today: float | None = None,
 ) -> Selection:
     """Expiry, ATM, window, target and the candidate contracts to quote, with the reasons."""
     symbol = chain.symbol
-    expiry = pick_expiry(
-        chain.expirations, today, opts.expiry_rule, opts.min_dte, opts.max_dte, symbol=symbol
-    )
+    expiry = pick_expiry(chain.expirations, today, opts, minutes_left_today=minutes_left_today,
+                         symbol=symbol)
     atm = atm_strike(chain.strikes, price, symbol=symbol)
     window = strike_window(chain.strikes, atm, opts.strikes_each_side, symbol=symbol)
     target = target_strike(window, atm, right, opts.moneyness)

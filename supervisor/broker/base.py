@@ -10,8 +10,10 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import date
 from typing import Protocol
 
+from common.calendar import TradingHours
 from common.messages import Bars, OptionChain, OptionContract, OptionQuote, OrderIntent, Quote
 
 NAN = math.nan
@@ -118,7 +120,11 @@ class Broker(Protocol):
 
     async def quote(self, symbol: str) -> Quote: ...
 
-    async def bars(self, symbol: str, minutes: int, bar_minutes: int = 1) -> Bars: ...
+    async def bars(self, symbol: str, minutes: int, bar_minutes: int = 1,
+                   rth: bool = False) -> Bars:
+        """Completed bars starting within the last ``minutes``, oldest first; ``rth``: the
+        regular session's only (what IBKR calls useRTH)."""
+        ...
 
     async def chain(self, symbol: str) -> OptionChain: ...
 
@@ -128,8 +134,14 @@ class Broker(Protocol):
 
     async def account(self) -> AccountSnapshot: ...
 
-    async def market_open(self, symbol: str, now_ts: float) -> bool | None:
-        """True/False from the venue's trading hours; None when the venue does not say."""
+    async def regular_hours(self, symbol: str) -> TradingHours | None:
+        """The symbol's regular sessions as the venue lists them (IBKR: liquidHours, days
+        ahead, holidays and early closes included); None when the venue does not say."""
+        ...
+
+    async def closing_price(self, symbol: str, day: date) -> float | None:
+        """The symbol's regular-session close of ``day`` (what expiring options settle on);
+        None until the venue has it."""
         ...
 
     # --- orders --------------------------------------------------------------------------------
@@ -140,6 +152,11 @@ class Broker(Protocol):
     async def place_bracket(self, intent: OrderIntent, quantity: int,
                             account: str) -> tuple[int, int, int]:
         """Entry, take-profit and stop order ids of a bracket (one OCA group)."""
+        ...
+
+    async def place_order(self, contract: OptionContract, action: str, quantity: int,
+                          limit: float, account: str, order_ref: str) -> int:
+        """One DAY limit order (an exit before expiry); returns its id."""
         ...
 
     async def cancel_order(self, order_id: int) -> None: ...

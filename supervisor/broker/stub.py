@@ -14,7 +14,7 @@ from array import array
 from collections.abc import Callable, Sequence
 from datetime import date, timedelta
 
-from common.calendar import expiry_close, trading_day
+from common.calendar import ExchangeCalendar, TradingHours, expiry_close, nyse, trading_day
 from common.config import StubSettings
 from common.greeks import bs_greeks, bs_price
 from common.messages import Bars, OptionChain, OptionContract, OptionQuote, OrderIntent, Quote
@@ -78,11 +78,13 @@ class StubBroker:
 
     name = "stub"
 
-    def __init__(self, settings: StubSettings, now: Callable[[], float]) -> None:
+    def __init__(self, settings: StubSettings, now: Callable[[], float],
+                 calendar: ExchangeCalendar | None = None) -> None:
         self.settings = settings
         self.now = now
+        self._calendar = calendar  # NYSE's unless told otherwise (loaded when first needed)
         self._paths: dict[str, PricePath] = {}
-        self._bar_cache: dict[tuple[str, int, int], tuple[float, ...]] = {}
+        self._bar_cache: dict[tuple[str, int, int, bool], tuple[float, ...] | None] = {}
         self._connected = False
         self.requests = 0
         self._leak: list[bytes] = []  # stays empty unless the test-only leak is switched on
@@ -135,8 +137,16 @@ class StubBroker:
             ts=now,
         )
 
-    async def bars(self, symbol: str, minutes: int, bar_minutes: int = 1) -> Bars:
-        """Completed bars covering the last ``minutes``, oldest first."""
+    @property
+    def calendar(self) -> ExchangeCalendar:
+        if self._calendar is None:
+            self._calendar = nyse()
+        return self._calendar
+
+    async def bars(self, symbol: str, minutes: int, bar_minutes: int = 1,
+                   rth: bool = False) -> Bars:
+        """Completed bars starting within the last ``minutes``, oldest first; ``rth``: only
+        the minutes of NYSE's regular sessions count (a bar of none is not sent)."""
         await self._round_trip()
         path = self._path(symbol)
         end_min = int(self.now() // 60)  # the bar of the current minute is still forming
@@ -144,30 +154,42 @@ class StubBroker:
         last_start = end_min - bar_minutes
         cols = [array("d") for _ in range(6)]
         for start in range(first, last_start + 1, bar_minutes):
-            for col, value in zip(cols, self._bar(symbol, path, start, bar_minutes), strict=True):
-                col.append(value)
+            bar = self._bar(symbol, path, start, bar_minutes, rth)
+            if bar is not None:
+                for col, value in zip(cols, bar, strict=True):
+                    col.append(value)
         return Bars(symbol, *cols)
 
-    def _bar(self, symbol: str, path: PricePath, start: int, bar_minutes: int) -> tuple[float, ...]:
-        """One completed bar; cached, because a completed bar never changes."""
-        key = (symbol, start, bar_minutes)
-        bar = self._bar_cache.get(key)
-        if bar is None:
-            if len(self._bar_cache) > 20_000:  # bounded: a soak must not grow without end
-                self._bar_cache.clear()
-            prices = [path.at(m) for m in range(start, start + bar_minutes + 1)]
-            volume = sum(path.volume(m) for m in range(start, start + bar_minutes))
+    def _bar(self, symbol: str, path: PricePath, start: int, bar_minutes: int,
+             rth: bool) -> tuple[float, ...] | None:
+        """One completed bar (None: no regular minute in it); cached, a completed bar never
+        changes."""
+        key = (symbol, start, bar_minutes, rth)
+        if key in self._bar_cache:
+            return self._bar_cache[key]
+        if len(self._bar_cache) > 20_000:  # bounded: a soak must not grow without end
+            self._bar_cache.clear()
+        minutes = [m for m in range(start, start + bar_minutes)
+                   if not rth or self._regular(m * 60.0)]
+        bar = None
+        if minutes:
+            prices = [path.at(m) for m in (*minutes, minutes[-1] + 1)]
+            volume = sum(path.volume(m) for m in minutes)
             bar = (start * 60.0, prices[0], max(prices) * 1.0002, min(prices) * 0.9998,
                    prices[-1], volume)
-            self._bar_cache[key] = bar
+        self._bar_cache[key] = bar
         return bar
+
+    def _regular(self, ts: float) -> bool:
+        session = self.calendar.session(trading_day(ts, self.calendar.tz))
+        return session is not None and session.contains(ts)
 
     async def chain(self, symbol: str) -> OptionChain:
         await self._round_trip()
         spot = self._path(symbol).at(self.now() / 60.0)
         return OptionChain(
             symbol=symbol,
-            expirations=weekly_expiries(trading_day(self.now()), weeks=8),
+            expirations=stub_expiries(symbol, trading_day(self.now()), self.calendar),
             strikes=stub_strikes(spot),
             multiplier=100,
             exchange="SMART",
@@ -231,6 +253,10 @@ class StubBroker:
                             account: str) -> tuple[int, int, int]:
         raise BrokerError("the stub places no orders (live trading needs the IBKR broker)")
 
+    async def place_order(self, contract: OptionContract, action: str, quantity: int,
+                          limit: float, account: str, order_ref: str) -> int:
+        raise BrokerError("the stub places no orders (live trading needs the IBKR broker)")
+
     async def cancel_order(self, order_id: int) -> None:
         raise BrokerError("the stub holds no orders to cancel")
 
@@ -243,18 +269,43 @@ class StubBroker:
     def positions(self) -> list[BrokerPosition]:
         return []
 
-    async def market_open(self, symbol: str, now_ts: float) -> bool | None:
-        return None  # the stub keeps no calendar: the configured regular hours decide
+    async def regular_hours(self, symbol: str) -> TradingHours | None:
+        return None  # the stub publishes no hours: the exchange calendar decides
+
+    async def closing_price(self, symbol: str, day: date) -> float | None:
+        """The path's price at the regular close of ``day`` (None before it, or no session)."""
+        session = self.calendar.session(day)
+        if session is None or self.now() < session.close_ts:
+            return None
+        return round(self._path(symbol).at(session.close_ts / 60.0), 2)
 
     def stats(self) -> dict[str, float]:
         return {"requests_total": float(self.requests), "live_tickers": 0.0,
                 "leaked_bytes": float(len(self._leak) * self.settings.leak_bytes_per_request)}
 
 
+DAILY_EXPIRIES = frozenset({"SPY", "QQQ", "IWM"})  # IBKR lists an expiry every weekday
+
+
 def weekly_expiries(today: date, weeks: int) -> tuple[str, ...]:
     """Fridays from today on (today included when it is one)."""
     first = today + timedelta(days=(4 - today.weekday()) % 7)
     return tuple((first + timedelta(weeks=i)).strftime("%Y%m%d") for i in range(weeks))
+
+
+def stub_expiries(symbol: str, today: date, calendar: ExchangeCalendar) -> tuple[str, ...]:
+    """Eight weekly Fridays (a holiday Friday moves to its Thursday), plus, for SPY, QQQ and
+    IWM, every session of the next two weeks (the dailies): 0-DTE on any weekday."""
+    days = set()
+    for stamp in weekly_expiries(today, weeks=8):
+        friday = date(int(stamp[:4]), int(stamp[4:6]), int(stamp[6:]))
+        while calendar.session(friday) is None and friday > today:
+            friday -= timedelta(days=1)
+        days.add(friday)
+    if symbol in DAILY_EXPIRIES:
+        days |= {today + timedelta(days=n) for n in range(14)
+                 if calendar.session(today + timedelta(days=n)) is not None}
+    return tuple(sorted(d.strftime("%Y%m%d") for d in days if d >= today))
 
 
 def stub_strikes(spot: float) -> tuple[float, ...]:
@@ -274,4 +325,4 @@ def stub_strikes(spot: float) -> tuple[float, ...]:
     return tuple(sorted(strikes))
 
 
-__all__ = ["StubBroker", "PricePath", "weekly_expiries", "stub_strikes"]
+__all__ = ["StubBroker", "PricePath", "stub_expiries", "stub_strikes", "weekly_expiries"]

@@ -20,6 +20,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from common.calendar import exchange_calendar
 from common.config import Settings
 from common.messages import (
     OptionChain,
@@ -36,6 +37,7 @@ from supervisor.broker.base import Broker, BrokerError
 from supervisor.commands.options import MARKET_ERRORS, broker_name, load, market_error
 from supervisor.runtime.serving import DataService
 from supervisor.runtime.sessions import broker_session
+from supervisor.trading.sessions import SessionBook
 from workers.pipeline import Pipeline, process_symbol, request_ids
 from workers.signals import SignalDecision
 from workers.strategy import MarketView
@@ -134,10 +136,15 @@ async def run_check(broker: Broker, settings: Settings, symbol: str, now_ts: flo
         await broker.connect()
         probe = ProbeStrategy()
         served: list[ReplyValue] = []
-        pipeline = process_symbol(SymbolTask(0, symbol, now_ts), 0, settings, probe,
-                                  request_ids())
-        result = await _drive(pipeline, DataService(broker, settings.ibkr.request_timeout_s),
-                              served)
+        calendar = exchange_calendar(settings.schedule)
+        session = await SessionBook(broker, calendar).today(symbol, now_ts)
+        task = SymbolTask(0, symbol, now_ts,
+                          session_open_ts=session.open_ts if session else None,
+                          session_close_ts=session.close_ts if session else None)
+        pipeline = process_symbol(task, 0, settings, probe, request_ids())
+        service = DataService(broker, settings.ibkr.request_timeout_s, calendar,
+                              lambda: now_ts)
+        result = await _drive(pipeline, service, served)
         _fill(report, result, probe, served)
     except BrokerError as exc:
         report.warnings.append(f"{type(exc).__name__}: {exc}")

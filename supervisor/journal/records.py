@@ -15,10 +15,12 @@ from typing import Literal, Protocol
 from common.messages import OptionContract
 
 Status = Literal["pending", "open", "closed", "expired"]
-ExitReason = Literal["take_profit", "stop_loss", "expired", "cancelled"]
+# expiry: closed at the bid before the expiry's close; expired: settled at intrinsic value
+ExitReason = Literal["take_profit", "stop_loss", "expiry", "expired", "cancelled"]
 
 STATUSES: tuple[Status, ...] = ("pending", "open", "closed", "expired")
-EXIT_REASONS: tuple[ExitReason, ...] = ("take_profit", "stop_loss", "expired", "cancelled")
+EXIT_REASONS: tuple[ExitReason, ...] = ("take_profit", "stop_loss", "expiry", "expired",
+                                        "cancelled")
 ACTIVE: tuple[Status, ...] = ("pending", "open")
 
 

@@ -48,9 +48,13 @@ CREATE TABLE day_state (day TEXT PRIMARY KEY, start_equity REAL NOT NULL,
 CREATE TABLE alerts (id INTEGER PRIMARY KEY, day TEXT NOT NULL, kind TEXT NOT NULL, key TEXT,
     text TEXT NOT NULL, ts REAL NOT NULL, UNIQUE (day, kind, key));
 """,
+    # 2: the order's side beside the signal (a SELL signal buys puts)
+    """
+ALTER TABLE intents ADD COLUMN action TEXT NOT NULL DEFAULT 'BUY';
+""",
 )
-SCHEMA_VERSION = len(MIGRATIONS)  # 1
+SCHEMA_VERSION = len(MIGRATIONS)  # 2
 
-POSITION_COLUMNS = (f"intent_id, symbol, {CONTRACT_COLUMNS}, quantity, entry_limit, take_profit, "
-                  "stop_loss, status, opened_ts, entry_price, filled_ts, mark, exit_price, "
-                  "closed_ts, exit_reason")
+POSITION_COLUMNS = (f"intent_id, symbol, {CONTRACT_COLUMNS}, quantity, entry_limit, "
+                    "take_profit, stop_loss, status, opened_ts, entry_price, filled_ts, mark, "
+                    "exit_price, closed_ts, exit_reason")

@@ -151,10 +151,11 @@ class Journal:
             cur = db.execute(
                 f"INSERT INTO intents (intent_id, day, cycle_id, symbol, {CONTRACT_COLUMNS}, "
                 "signal, entry_limit, take_profit, stop_loss, premium, confidence, reasons, bid, "
-                f"ask, quote_ts) VALUES ({', '.join('?' * 21)}) ON CONFLICT (intent_id) DO NOTHING",
+                f"ask, quote_ts, action) VALUES ({', '.join('?' * 22)}) "
+                "ON CONFLICT (intent_id) DO NOTHING",
                 (i.intent_id, day, i.cycle_id, i.symbol, *contract_values(i.contract),
                  i.signal.value, i.entry_limit, i.take_profit, i.stop_loss, i.premium,
-                 i.confidence, to_json(list(i.reasons)), i.bid, i.ask, i.quote_ts))
+                 i.confidence, to_json(list(i.reasons)), i.bid, i.ask, i.quote_ts, i.action))
             return cur.rowcount == 1
 
     def load_intent(self, intent_id: str) -> OrderIntent | None:
@@ -167,7 +168,19 @@ class Journal:
                            nan_if_null(row["take_profit"]), nan_if_null(row["stop_loss"]),
                            nan_if_null(row["premium"]), nan_if_null(row["confidence"]),
                            tuple(json.loads(row["reasons"])), nan_if_null(row["bid"]),
-                           nan_if_null(row["ask"]), nan_if_null(row["quote_ts"]))
+                           nan_if_null(row["ask"]), nan_if_null(row["quote_ts"]), row["action"])
+
+    def bought_contracts(self) -> dict[str, str]:
+        """Contract key -> intent id of every intent with a journaled BOT fill (ours to exit)."""
+        rows = self._db.execute(
+            f"SELECT DISTINCT i.intent_id, {CONTRACT_COLUMNS} FROM intents i JOIN fills f "
+            "USING (intent_id) WHERE f.side = 'BOT' ORDER BY i.intent_id")
+        return {contract_from(r).key: r["intent_id"] for r in rows}
+
+    def working_intents(self) -> list[OrderIntent]:
+        """Intents whose live order is still submitted or working at the broker."""
+        loaded = (self.load_intent(row["intent_id"]) for row in self.live_orders())
+        return [intent for intent in loaded if intent is not None]
 
     def record_decision(self, decision: DecisionRecord, day: str, ts: float) -> None:
         d = decision

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from datetime import date
 from typing import Any
 
-from common.calendar import is_regular_hours, next_open, trading_day
+from common.calendar import calendar_tz, exchange_calendar, next_open, trading_day
 from common.config import Settings
 from common.messages import (
     BarsRequest,
@@ -48,6 +48,7 @@ from supervisor.runtime.pool import BootFailure, WorkerHandle, WorkerPool
 from supervisor.runtime.serving import DataService
 from supervisor.trading.desk import Desk
 from supervisor.trading.execution import Executor, ModeNotAvailable, live_refusal
+from supervisor.trading.sessions import SessionBook
 
 log = logging.getLogger("supervisor.runtime.loop")
 
@@ -76,7 +77,10 @@ class Supervisor:
         # "once a day" is the market's day, which a pinned session keeps apart from the wall's
         self.alerter = Alerter(settings.alerts, today=self._market_day)
         self.monitor = Monitor(settings.monitoring)
-        self.service = DataService(broker, settings.ibkr.request_timeout_s)
+        self.calendar = exchange_calendar(settings.schedule)
+        self.sessions = SessionBook(broker, self.calendar)
+        self.service = DataService(broker, settings.ibkr.request_timeout_s, self.calendar,
+                                   clock.now)
         self.pool = WorkerPool(settings, log_queue, self._on_message, self._on_death, mp_context)
         self.stop = asyncio.Event()
         self.exit_code = exitcodes.OK
@@ -92,7 +96,7 @@ class Supervisor:
         self._disconnects: list[float] = []
 
     def _market_day(self) -> date:
-        return trading_day(self.clock.now(), self.settings.schedule.timezone)
+        return trading_day(self.clock.now(), calendar_tz(self.settings.schedule))
 
     # --- the main loop -------------------------------------------------------------------------
 
@@ -137,7 +141,8 @@ class Supervisor:
             raise ModeNotAvailable(f"live trading refused: {refusal}")
         executor = Executor(self.settings.execution.mode, self.broker, self.journal,
                             self.settings.ibkr.account)
-        self.desk = Desk(self.settings, self.broker, self.journal, executor, self.alerter)
+        self.desk = Desk(self.settings, self.broker, self.journal, executor, self.sessions,
+                         self.alerter)
         if self.desk.live is not None:
             self.desk.live.reconcile(self.clock.now())
         self.alerter.start()
@@ -176,19 +181,31 @@ class Supervisor:
         return not self.stop.is_set() and (wanted == 0 or self.cycles_done < wanted)
 
     async def _wait_for_market(self) -> bool:
-        schedule = self.settings.schedule
-        while schedule.regular_hours_only and not self.stop.is_set():
+        """With ``regular_hours_only``, cycles run inside the first symbol's regular session
+        (the broker's hours, else the exchange calendar); each intent's own symbol's session
+        is judged again by the risk step."""
+        while self.settings.schedule.regular_hours_only and not self.stop.is_set():
             now = self.clock.now()
-            is_open = await self.broker.market_open(self.settings.universe.symbols[0], now)
-            if is_open is None:
-                is_open = is_regular_hours(now, schedule)
-            if is_open:
+            session = await self.sessions.today(self.settings.universe.symbols[0], now)
+            if session is not None and session.contains(now):
                 return True
-            wait_s = next_open(now, schedule) - now
+            opens = (session.open_ts if session is not None and now < session.open_ts
+                     else next_open(self.calendar, now))
+            wait_s = opens - now
             log.info("market closed; next regular open in %.0f min", wait_s / 60,
                      extra={"event": "market_closed"})
             await self.clock.sleep(min(wait_s, 300.0), self.stop)
         return not self.stop.is_set()
+
+    async def _tasks(self, cycle_id: int, now: float) -> list[SymbolTask]:
+        tasks = []
+        for symbol in self.settings.universe.symbols:
+            session = await self.sessions.today(symbol, now)
+            tasks.append(SymbolTask(
+                cycle_id, symbol, now, whale_last_ts=self.whale_last.get(symbol),
+                session_open_ts=session.open_ts if session else None,
+                session_close_ts=session.close_ts if session else None))
+        return tasks
 
     async def _run_cycle(self) -> CycleSummary:
         assert self.desk is not None and self.journal is not None
@@ -198,8 +215,7 @@ class Supervisor:
         self.cycles_run += 1
         cycle_id = self.cycles_run
         self.journal.start_cycle(cycle_id, state.day, now)
-        tasks = [SymbolTask(cycle_id, s, now, whale_last_ts=self.whale_last.get(s))
-                 for s in self.settings.universe.symbols]
+        tasks = await self._tasks(cycle_id, now)
         self.cycle = CycleRun(cycle_id, tasks, self.pool,
                               self.settings.universe.max_concurrent_symbols,
                               self.settings.schedule.cycle_deadline_s)

@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Callable
 
+from common.bars import tail
+from common.calendar import ExchangeCalendar, bars_start
 from common.messages import (
+    Bars,
     BarsRequest,
     ChainRequest,
     OptionQuotesRequest,
@@ -55,10 +59,12 @@ class SymbolBackoff:
 
 
 class DataService:
-    def __init__(self, broker: Broker, timeout_s: float,
-                 backoff: SymbolBackoff | None = None) -> None:
+    def __init__(self, broker: Broker, timeout_s: float, calendar: ExchangeCalendar,
+                 now: Callable[[], float], backoff: SymbolBackoff | None = None) -> None:
         self.broker = broker
         self.timeout_s = timeout_s
+        self.calendar = calendar  # counts bars over trading days, not clock hours
+        self.now = now
         self.backoff = backoff or SymbolBackoff()
         self.served = 0
         self.failed = 0
@@ -100,10 +106,19 @@ class DataService:
         match request:
             case QuoteRequest(symbol=symbol):
                 return await self.broker.quote(symbol)
-            case BarsRequest(symbol=symbol, minutes=minutes, bar_minutes=bar_minutes):
-                return await self.broker.bars(symbol, minutes, bar_minutes)
+            case BarsRequest(symbol=symbol, count=count, bar_minutes=bar_minutes, rth=rth):
+                return await fetch_bars(self.broker, self.calendar, self.now(), symbol, count,
+                                        bar_minutes, rth)
             case ChainRequest(symbol=symbol):
                 return await self.broker.chain(symbol)
             case OptionQuotesRequest(contracts=contracts):
                 return await self.broker.option_quotes(contracts)
         raise TypeError(f"not a request: {request!r}")
+
+
+async def fetch_bars(broker: Broker, calendar: ExchangeCalendar, now_ts: float, symbol: str,
+                     count: int, bar_minutes: int, rth: bool) -> Bars:
+    """The newest ``count`` completed bars, however many trading days they span."""
+    start = bars_start(calendar, now_ts, count, bar_minutes * 60, rth)
+    minutes = max(bar_minutes, math.ceil((now_ts - start) / 60))
+    return tail(await broker.bars(symbol, minutes, bar_minutes, rth), count)

@@ -1,10 +1,12 @@
 """The trading desk: from a cycle's symbol results to journaled risk decisions and executions.
 
-    begin_cycle: account equity (+ the simulated book's P&L outside live mode) -> RiskState;
+    begin_cycle: account equity (+ the paper book's P&L outside live mode) -> RiskState;
                  a new day restores start equity, kill switch, sent intents from the journal;
-                 the position book is marked and driven to its exits first (exits always run)
-    act_on:      each intent -> risk.evaluate -> Executor -> journal; accepted entries open
-                 a simulated position outside live mode
+                 the paper book is settled, marked and driven to its exits first (exits always
+                 run, kill switch or not); in live mode the live book follows the broker
+    act_on:      each intent -> its entry id (a re-entry after a close gets a new one) ->
+                 risk.evaluate with the symbol's own session -> Executor -> journal; accepted
+                 entries open a paper position outside live mode
 
 The kill switch trips when the daily loss limit is breached: no new entries for the rest of
 the trading day (also after a restart, through the journal), one ERROR log and one alert.
@@ -16,40 +18,47 @@ import logging
 from collections.abc import Sequence
 from dataclasses import replace
 
-from common.calendar import trading_day
 from common.config import Settings
-from common.messages import SymbolResult
-from supervisor.broker.base import Broker, BrokerError
+from common.messages import OrderIntent, SymbolResult
+from supervisor.broker.base import Broker
 from supervisor.journal.records import DayState, Position
 from supervisor.journal.store import Journal
 from supervisor.observe.alerts import Alerter
-from supervisor.trading.execution import Execution, Executor
+from supervisor.trading.book import PaperBook
+from supervisor.trading.execution import Execution, Executor, describe
 from supervisor.trading.live import LiveBook
-from supervisor.trading.paper import book_pnl, open_from, step
+from supervisor.trading.live_exits import ExpiryExits
+from supervisor.trading.paper import book_pnl
 from supervisor.trading.risk import RiskContext, RiskState, daily_loss, evaluate, record
+from supervisor.trading.sessions import SessionBook
 
 log = logging.getLogger("supervisor.trading.desk")
 
 
 class Desk:
     def __init__(self, settings: Settings, broker: Broker, journal: Journal, executor: Executor,
-                 alerter: Alerter | None = None) -> None:
+                 sessions: SessionBook, alerter: Alerter | None = None) -> None:
         self.settings = settings
         self.broker = broker
         self.journal = journal
         self.executor = executor
+        self.sessions = sessions
         self.alerter = alerter
         self.state: RiskState | None = None
-        self.book: dict[str, Position] = {p.intent_id: p for p in journal.open_positions()}
+        risk = settings.risk
+        self.book = PaperBook(broker, journal, sessions, settings.execution.entry_timeout_s,
+                              risk.exit_before_expiry_min, self._log_transition)
         self.live = (LiveBook(broker, journal, settings.execution.entry_timeout_s)
                      if executor.mode == "live" else None)
+        self.live_exits = ExpiryExits(broker, journal, sessions, risk.exit_before_expiry_min,
+                                      settings.ibkr.account)
 
     @property
     def simulated(self) -> bool:
         return self.executor.mode != "live"
 
     def day_of(self, ts: float) -> str:
-        return trading_day(ts, self.settings.schedule.timezone).isoformat()
+        return self.sessions.day_of(ts).isoformat()
 
     # --- before the cycle -------------------------------------------------------------------
 
@@ -58,9 +67,10 @@ class Desk:
         account = await self.broker.account()
         if self.state is None or self.state.day != day:
             # positions closed on earlier days live on in the journal only
-            self.book = {p.intent_id: p for p in self._today(day)}
+            self.book.keep(self._today(day))
             self.state = self._restore_day(day, account.net_liquidation)
-        await self._drive_book(now_ts, day)
+        if self.simulated:
+            await self.book.drive(now_ts, day)
         equity = account.net_liquidation
         if self.simulated:
             realized, unrealized = book_pnl(self._today(day))
@@ -71,6 +81,7 @@ class Desk:
             self._trip(why, now_ts)
         if self.live is not None:
             await self.live.step(now_ts, self.state.halted)
+            await self.live_exits.step(now_ts)
         return self.state
 
     def _restore_day(self, day: str, equity: float) -> RiskState:
@@ -85,42 +96,21 @@ class Desk:
                      day, saved.start_equity, saved.halted,
                      extra={"event": "day_restored", "day": day, "halted": saved.halted})
         for p in self.journal.positions(day):
-            self.book.setdefault(p.intent_id, p)
+            self.book.positions.setdefault(p.intent_id, p)
         return RiskState(day, saved.start_equity, equity, self.journal.orders_count(day),
                          self.journal.sent_intents(day), saved.halted)
-
-    async def _drive_book(self, now_ts: float, day: str) -> None:
-        """Mark active simulated positions and close those at take-profit or stop-loss."""
-        active = [p for p in self.book.values() if p.active]
-        if not active or not self.simulated:
-            return
-        try:
-            quotes = await self.broker.option_quotes(tuple({p.contract for p in active}))
-        except BrokerError as exc:
-            log.warning("could not mark %d positions: %s", len(active), exc)
-            return
-        by_key = {q.contract.key: q for q in quotes}
-        for p in active:
-            moved = step(p, by_key.get(p.contract.key), now_ts,
-                         self.settings.execution.entry_timeout_s,
-                         tz=self.settings.schedule.timezone)
-            if moved != p:
-                self.book[p.intent_id] = moved
-                self.journal.save_position(moved, day)
-                if moved.status != p.status:
-                    self._log_transition(moved)
 
     def _log_transition(self, p: Position) -> None:
         log.info("position %s %s: %s%s", p.contract.key, p.status, p.exit_reason or "filled",
                  f" P&L {p.realized_pnl:.2f}" if not p.active else "",
                  extra={"event": "position", "intent_id": p.intent_id, "status": p.status,
                         "exit_reason": p.exit_reason, "realized_pnl": p.realized_pnl})
-        if p.exit_reason in ("take_profit", "stop_loss") and self.alerter is not None:
-            self.alerter.send("trade", f"{p.contract.key} closed at {p.exit_reason}: "
-                              f"P&L {p.realized_pnl:.2f}")
+        if p.exit_reason in ("take_profit", "stop_loss", "expiry", "expired") and self.alerter:
+            self.alerter.send("trade", f"SELL {p.quantity} x {p.contract.key} closed "
+                              f"({p.exit_reason}) at {p.exit_price}: P&L {p.realized_pnl:.2f}")
 
     def _today(self, day: str) -> list[Position]:
-        return [p for p in self.book.values()
+        return [p for p in self.book.positions.values()
                 if p.active or (p.closed_ts is not None and self.day_of(p.closed_ts) == day)]
 
     def _trip(self, why: str, ts: float) -> None:
@@ -141,10 +131,9 @@ class Desk:
         assert self.state is not None
         executions: list[Execution] = []
         for result in results:
-            for intent in result.intents:
-                ctx = RiskContext(orders_this_cycle=sum(1 for e in executions
-                                                        if e.decision.accepted),
-                                  now_ts=now_ts, open_contracts=self._open_contracts())
+            for proposed in result.intents:
+                intent = self._entry_id(proposed)
+                ctx = await self._context(intent, now_ts, executions)
                 decision = evaluate(intent, self.state, self.settings.risk,
                                     self.settings.options, ctx=ctx)
                 if decision.rule == "daily_loss_limit":
@@ -152,19 +141,56 @@ class Desk:
                 done = await self.executor.execute(intent, decision, self.state.day, now_ts)
                 self.state = record(self.state, done.decision)
                 executions.append(done)
-                if done.status in ("simulated", "checked"):
-                    position = open_from(intent, done.quantity, now_ts)
-                    self.book[intent.intent_id] = position
-                    self.journal.save_position(position, self.state.day)
-                if done.status in ("simulated", "checked", "submitted") and self.alerter:
-                    self.alerter.send("trade", f"{self.executor.mode} {intent.signal.value} "
-                                      f"{done.quantity} x {intent.contract.key} "
-                                      f"@ {intent.entry_limit:.2f}")
+                self._after(intent, done, now_ts)
         return executions
+
+    def _after(self, intent: OrderIntent, done: Execution, now_ts: float) -> None:
+        assert self.state is not None
+        if done.status in ("simulated", "checked"):
+            self.book.open(intent, done.quantity, now_ts, self.state.day)
+        if done.status in ("simulated", "checked", "submitted") and self.alerter:
+            self.alerter.send("trade", f"{self.executor.mode} "
+                              f"{describe(intent, done.quantity)}")
+
+    async def _context(self, intent: OrderIntent, now_ts: float,
+                       executions: Sequence[Execution]) -> RiskContext:
+        return RiskContext(
+            orders_this_cycle=sum(1 for e in executions if e.decision.accepted),
+            now_ts=now_ts, open_contracts=self._open_contracts(), check_hours=True,
+            session=await self.sessions.today(intent.symbol, now_ts),
+            expiry_close_ts=await self.sessions.expiry_close(intent.symbol,
+                                                             intent.contract.expiry, now_ts),
+            positioned=self._positioned(), tz=self.sessions.calendar.tz)
+
+    def _entry_id(self, intent: OrderIntent) -> OrderIntent:
+        """The id the intent is journaled and sent under. The same contract the same day has
+        the same id (a duplicate is refused); once its paper position has closed, a re-entry
+        gets the next id, ``<id>.2``, ``<id>.3`` ... (live re-entries wait for fills to be
+        followed into positions)."""
+        assert self.state is not None
+        sent = self.state.sent_today
+        if not (self.settings.risk.reenter_after_close and self.simulated):
+            return intent
+        base, n, entry_id = intent.intent_id, 1, intent.intent_id
+        while entry_id in sent:
+            held = self.book.positions.get(entry_id)
+            if held is None or held.active:
+                break  # still working (or not ours to judge): the duplicate rule refuses it
+            n += 1
+            entry_id = f"{base}.{n}"
+        return intent if entry_id == base else replace(intent, intent_id=entry_id)
+
+    def _positioned(self) -> frozenset[tuple[str, str]]:
+        """(symbol, right) of every position held or entry working, for the re-entry rule."""
+        held = {(p.symbol, p.contract.right.value) for p in self.book.active()}
+        if not self.simulated:
+            held |= {(p.symbol, p.right) for p in self.broker.positions()
+                     if p.sec_type == "OPT" and p.quantity > 0}
+            held |= {(i.symbol, i.contract.right.value) for i in self.journal.working_intents()}
+        return frozenset(held)
 
     def _open_contracts(self) -> dict[str, int]:
         held: dict[str, int] = {}
-        for p in self.book.values():
-            if p.active:
-                held[p.symbol] = held.get(p.symbol, 0) + p.quantity
+        for p in self.book.active():
+            held[p.symbol] = held.get(p.symbol, 0) + p.quantity
         return held

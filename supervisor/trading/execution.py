@@ -77,8 +77,8 @@ class Executor:
         self.journal.record_decision(decision, day, ts)
         fields = _fields(intent, decision, self.mode)
         if not decision.accepted:
-            log.info("refused %s %s: %s (%s)", intent.signal.value, intent.contract.key,
-                     decision.rule, decision.reason, extra=fields)
+            log.info("refused %s %s (signal %s): %s (%s)", intent.action, intent.contract.key,
+                     intent.signal.value, decision.rule, decision.reason, extra=fields)
             return Execution(intent.intent_id, self.mode, "refused", 0, decision)
         try:
             status = await self._send(intent, decision, ts)
@@ -88,9 +88,8 @@ class Executor:
             log.error("%s %s failed: %s", self.mode, intent.contract.key, exc,
                       extra={**fields, "event": "execution_error"})
             return Execution(intent.intent_id, self.mode, "error", 0, decision)
-        log.info("%s %s %d x %s @ %.2f tp %.2f sl %.2f", self.mode.upper(), intent.signal.value,
-                 decision.quantity, intent.contract.key, intent.entry_limit, intent.take_profit,
-                 intent.stop_loss, extra={**fields, "status": status})
+        log.info("%s %s tp %.2f sl %.2f", self.mode.upper(), describe(intent, decision.quantity),
+                 intent.take_profit, intent.stop_loss, extra={**fields, "status": status})
         return Execution(intent.intent_id, self.mode, status, decision.quantity, decision)
 
     async def _send(self, intent: OrderIntent, decision: RiskDecision, ts: float) -> str:
@@ -115,10 +114,17 @@ class Executor:
         return "submitted"
 
 
+def describe(intent: OrderIntent, quantity: int) -> str:
+    """The order as a trader reads it: ``BUY 10 x QQQ 20261204 606P @ 0.50 (signal SELL,
+    confidence 0.04)`` -- the side of the order, not the direction of the signal."""
+    return (f"{intent.action} {quantity} x {intent.contract.key} @ {intent.entry_limit:.2f} "
+            f"(signal {intent.signal.value}, confidence {intent.confidence:.2f})")
+
+
 def _fields(intent: OrderIntent, decision: RiskDecision, mode: str) -> dict[str, Any]:
     return {
         "event": "execution", "mode": mode, "intent_id": intent.intent_id,
-        "symbol": intent.symbol, "contract": intent.contract.key,
+        "symbol": intent.symbol, "contract": intent.contract.key, "action": intent.action,
         "signal": intent.signal.value, "accepted": decision.accepted,
         "quantity": decision.quantity, "rule": decision.rule, "reason": decision.reason,
         "values": dict(decision.values), "entry_limit": intent.entry_limit,

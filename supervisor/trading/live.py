@@ -17,6 +17,7 @@ from typing import Any
 
 from supervisor.broker.base import Broker, BrokerError
 from supervisor.journal.store import Journal
+from supervisor.trading.live_exits import EXIT_SUFFIX
 
 log = logging.getLogger("supervisor.trading.live")
 
@@ -41,6 +42,8 @@ class LiveBook:
             if parent.status in WORKING and row["status"] != "working":
                 self.journal.update_order(row["id"], "working", now_ts,
                                           details={"broker_status": parent.status})
+            if row["intent_id"].endswith(EXIT_SUFFIX):
+                continue  # a closing order before expiry is an exit: never cancelled here
             stale = now_ts - row["created_ts"] > self.entry_timeout_s
             if halted or stale:
                 await self._cancel(row, now_ts, "kill switch" if halted else "entry timeout")

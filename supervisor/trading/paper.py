@@ -5,8 +5,14 @@ through ``step``; the result is the position a bracket order at IBKR would now b
 
     open_from(intent) --> pending --fill--> open --bid >= take_profit--> closed (take_profit)
                              |                 |--bid <= stop_loss----> closed (stop_loss)
-                             |                 '--expiry passed-------> expired (intrinsic)
-                             '--entry_timeout_s / expiry passed-------> closed (cancelled)
+                             |                 |--exit time, a bid----> closed (expiry)
+                             |                 '--settle after close--> expired (intrinsic)
+                             '--entry_timeout_s / exit time-----------> closed (cancelled)
+
+The exit time is the expiry's close less ``risk.exit_before_expiry_min``: nothing is held into
+an expiry on purpose. ``settle`` is the fallback for a position the exit missed (no bid, the
+bot was down): intrinsic value from the underlying's regular-session close on the expiry day,
+never from the quote of a contract that is no longer listed.
 
 Fill rules (we only BUY options to open, and SELL them to close):
 - entry: a buy limit fills once the ask is at or below the limit, at min(limit, ask). A
@@ -26,7 +32,6 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
-from common.calendar import EXCHANGE_TZ, is_expired
 from common.messages import OptionContract, OptionQuote, OrderIntent, Right
 from common.quotes import check_quote, clean
 from supervisor.journal.records import ExitReason, Position, Status
@@ -101,28 +106,41 @@ def step(
     ts: float,
     entry_timeout_s: float,
     *,
-    tz: str = EXCHANGE_TZ,
+    exit_at_ts: float | None = None,
 ) -> Position:
     """The position after one snapshot of its contract (None: no snapshot this cycle).
 
-    Expiry is checked first, so a position whose contract expired is settled even without a
-    quote: an open one at its intrinsic value (from ``quote.und_price`` when usable, else 0),
-    a pending entry is cancelled. Closed and expired positions never change.
+    From ``exit_at_ts`` on (the expiry's close less ``risk.exit_before_expiry_min``) nothing
+    may be held into the expiry: a pending entry is cancelled and an open position sells at
+    the bid (exit reason ``expiry``), as soon as a bid is there. Closed and expired positions
+    never change; settling one the expiry caught is ``settle``'s job.
     """
     if not p.active:
         return p
     if quote is not None and quote.contract.key != p.contract.key:
         raise ValueError(f"{p.intent_id}: quote for {quote.contract.key}, "
                          f"position in {p.contract.key}")
-    if is_expired(p.contract.expiry, ts, tz):
+    market = _market(quote)
+    if exit_at_ts is not None and ts >= exit_at_ts:
         if p.status == "pending":
             return _close(p, ts, "cancelled", None)
-        und = quote.und_price if quote is not None else None
-        return _close(p, ts, "expired", intrinsic(p.contract, und))
-    market = _market(quote)
+        if market.bid is not None:
+            return _close(p, ts, "expiry", market.bid)
+        return replace(p, mark=market.mark) if market.mark is not None else p
     if p.status == "pending":
         return _step_pending(p, market, ts, entry_timeout_s)
     return _step_open(p, market, ts)
+
+
+def settle(p: Position, underlying_close: float, ts: float) -> Position:
+    """A position still active after its expiry's close: an open one settles at its intrinsic
+    value from the underlying's regular-session close that day (exercised if in the money,
+    worthless if not); a pending entry was never filled and is cancelled."""
+    if not p.active:
+        return p
+    if p.status == "pending":
+        return _close(p, ts, "cancelled", None)
+    return _close(p, ts, "expired", intrinsic(p.contract, underlying_close))
 
 
 def book_pnl(positions: Iterable[Position]) -> tuple[float, float]:

@@ -1,10 +1,13 @@
 """The central risk check: sizing and the rules every intent passes. Pure, no I/O.
 
 Rules, in the order they are checked (the first that refuses decides):
-kill switch, daily loss limit, market hours, duplicate, quote sanity (missing, crossed, wide,
-stale), orders per cycle, orders per day, sizing, then the caps that may shrink the size:
-contracts per order, position per symbol, position in total, notional share of net
-liquidation. Each decision names the rule that decided it and the values it compared.
+kill switch, daily loss limit, market hours (the symbol's own regular session), entry window
+(not in the first minutes after the open nor the last before the close), expiry (too little
+left before the contract's expiry close), duplicate, already positioned (one position per
+symbol and direction), quote sanity (missing, crossed, wide, stale), orders per cycle, orders
+per day, sizing, then the caps that may shrink the size: contracts per order, position per
+symbol, position in total, notional share of net liquidation. Each decision names the rule
+that decided it and the values it compared (times as exchange-zone clock times).
 """
 
 from __future__ import annotations
@@ -12,7 +15,9 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 
+from common.calendar import EXCHANGE_TZ, Session, zone
 from common.config import OptionsSettings, RiskSettings
 from common.messages import OrderIntent
 from common.quotes import check_quote
@@ -38,8 +43,13 @@ class RiskContext:
 
     orders_this_cycle: int = 0
     now_ts: float | None = None  # None: quote age is not checked (hand-built tests only)
-    market_open: bool = True
     open_contracts: Mapping[str, int] = field(default_factory=dict)  # by underlying
+    # the desk always checks hours; hand-built tests that are about other rules need not
+    check_hours: bool = False
+    session: Session | None = None  # the intent's symbol's regular session today; None: closed
+    expiry_close_ts: float | None = None  # when the contract's last session closes
+    positioned: frozenset[tuple[str, str]] = frozenset()  # (symbol, right) held or pending
+    tz: str = EXCHANGE_TZ  # how times in reasons are shown
 
 
 @dataclass(frozen=True)
@@ -94,10 +104,15 @@ def _gates(intent: OrderIntent, state: RiskState, risk: RiskSettings, options: O
     breached, why, values = daily_loss(state, risk)
     if breached:
         raise _Refusal("daily_loss_limit", why, values)
-    if not ctx.market_open:
-        raise _Refusal("market_hours", "the market is closed for this contract")
+    if ctx.check_hours:
+        _hours(intent, risk, options, ctx)
     if intent.intent_id in state.sent_today:
         raise _Refusal("duplicate", "the same intent was already sent today")
+    if risk.one_position_per_direction and (intent.symbol, intent.contract.right.value) in \
+            ctx.positioned:
+        raise _Refusal("already_positioned", f"{intent.symbol} already has a "
+                       f"{'call' if intent.contract.right.value == 'C' else 'put'} position or "
+                       "entry working (risk.one_position_per_direction)")
     _quote_sanity(intent, risk, options, ctx)
     if ctx.orders_this_cycle >= risk.max_orders_per_cycle:
         raise _Refusal("max_orders_per_cycle", f"{ctx.orders_this_cycle} orders already this cycle",
@@ -106,6 +121,39 @@ def _gates(intent: OrderIntent, state: RiskState, risk: RiskSettings, options: O
     if state.orders_today >= risk.max_orders_per_day:
         raise _Refusal("max_orders_per_day", f"{state.orders_today} orders already today",
                        (("orders_today", state.orders_today), ("limit", risk.max_orders_per_day)))
+
+
+def _clock(ts: float, tz: str) -> str:
+    return datetime.fromtimestamp(ts, zone(tz)).strftime("%H:%M")
+
+
+def _hours(intent: OrderIntent, risk: RiskSettings, options: OptionsSettings,
+           ctx: RiskContext) -> None:
+    """Entries only inside the symbol's session, away from its open and its close, and never
+    in a contract too close to its expiry to be managed."""
+    now, session, tz = ctx.now_ts, ctx.session, ctx.tz
+    assert now is not None, "hours are checked at a moment"
+    if session is None:
+        raise _Refusal("market_hours", f"{intent.symbol} has no regular session today",
+                       (("now", _clock(now, tz)),))
+    hours = (("now", _clock(now, tz)), ("open", _clock(session.open_ts, tz)),
+             ("close", _clock(session.close_ts, tz)))
+    if not session.contains(now):
+        raise _Refusal("market_hours", f"{intent.symbol}'s regular session is "
+                       f"{_clock(session.open_ts, tz)}-{_clock(session.close_ts, tz)}", hours)
+    earliest = session.open_ts + risk.no_entries_after_open_min * 60
+    latest = session.close_ts - risk.no_entries_before_close_min * 60
+    window = (("from", _clock(earliest, tz)), ("to", _clock(latest, tz)))
+    if now < earliest or now >= latest:
+        raise _Refusal("entry_window", f"entries {_clock(earliest, tz)}-{_clock(latest, tz)} "
+                       f"only, it is {_clock(now, tz)}", hours + window)
+    if ctx.expiry_close_ts is not None:
+        left_min = (ctx.expiry_close_ts - now) / 60
+        need_min = max(options.min_minutes_to_expiry, risk.exit_before_expiry_min)
+        if left_min < need_min:
+            raise _Refusal("expiry", f"{intent.contract.key} expires in {left_min:.0f} min, "
+                           f"less than {need_min:g}", (("minutes_left", round(left_min, 1)),
+                                                       ("minutes_needed", need_min)))
 
 
 def _quote_sanity(intent: OrderIntent, risk: RiskSettings, options: OptionsSettings,

@@ -1,9 +1,9 @@
 """The bar layer: completed TRADES bars from historical requests, cached incrementally.
 
-Per (symbol, bar size) the cache keeps the rows of the longest window asked for and the span
-of time they cover completely (IBKR sends no bar for a closed period, so an empty stretch is
-still covered). A call asks only for what lies past the cache, one bar of overlap included;
-bar sizes IBKR does not offer are resampled from 1-minute bars.
+Per (symbol, bar size, regular hours only) the cache keeps the rows of the longest window asked
+for and the span of time they cover completely (IBKR sends no bar for a closed period, so an
+empty stretch is still covered). A call asks only for what lies past the cache, one bar of
+overlap included; bar sizes IBKR does not offer are resampled from 1-minute bars.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import math
 from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -55,10 +55,12 @@ class BarHistory:
         self._cfg = cfg
         self._zone = ZoneInfo(tz)
         self._now = now
-        self._bars: dict[tuple[str, int], BarCache] = {}
+        self._bars: dict[tuple[str, int, bool], BarCache] = {}
 
-    async def bars(self, symbol: str, minutes: int, bar_minutes: int = 1) -> Bars:
-        """Completed TRADES bars covering the last ``minutes``, oldest first.
+    async def bars(self, symbol: str, minutes: int, bar_minutes: int = 1,
+                   rth: bool = False) -> Bars:
+        """Completed TRADES bars covering the last ``minutes``, oldest first (``rth``: the
+        regular session's only, IBKR's useRTH).
 
         Cached per (symbol, bar size): a call asks IBKR only for the bars since the last
         cached one (plus one bar of overlap), or for nothing when the cache already reaches
@@ -67,10 +69,10 @@ class BarHistory:
         if minutes < 1 or bar_minutes < 1:
             raise SymbolDataError(f"bars {symbol}: minutes and bar_minutes must be >= 1")
         if bar_minutes not in BAR_SIZES:
-            return await self._resampled(symbol, minutes, bar_minutes)
+            return await self._resampled(symbol, minutes, bar_minutes, rth)
         bar_s = bar_minutes * 60
         count = max(1, minutes // bar_minutes)
-        key = (symbol, bar_s)
+        key = (symbol, bar_s, rth)
         async with self._requests.lock_for(("bars", *key)):
             end = math.floor(self._now() / bar_s) * bar_s  # the forming bar starts here
             need_from = end - count * bar_s
@@ -78,15 +80,15 @@ class BarHistory:
             if cache.covered_from <= need_from and cache.covered_to >= end:
                 self._link.counts["bars_cache_hits_total"] += 1
             else:
-                cache = await self._fetch_bars(symbol, bar_s, need_from, end, cache)
+                cache = await self._fetch_bars(symbol, bar_s, rth, need_from, end, cache)
                 self._bars[key] = cache
             cache.span_s = max(cache.span_s, count * bar_s)
             rows = sorted(r for ts, r in cache.rows.items() if need_from <= ts < end)
         cols = [array("d", col) for col in zip(*rows, strict=True)] if rows else []
         return Bars(symbol, *cols) if cols else Bars(symbol)
 
-    async def _fetch_bars(self, symbol: str, bar_s: int, need_from: float, end: float,
-                          cache: BarCache) -> BarCache:
+    async def _fetch_bars(self, symbol: str, bar_s: int, rth: bool, need_from: float,
+                          end: float, cache: BarCache) -> BarCache:
         contiguous = cache.covered_from <= need_from and cache.covered_to >= need_from
         start = max(need_from, cache.covered_to - bar_s) if contiguous else need_from
         # An explicit end (UTC) rather than "now": the window is the broker's, whatever the
@@ -100,7 +102,7 @@ class BarHistory:
         got = await self._requests.request(
             f"bars {symbol} {BAR_SIZES[bar_s // 60]} {duration} to {end_text}",
             lambda rid: ib.client.reqHistoricalData(
-                rid, contract, end_text, duration, BAR_SIZES[bar_s // 60], "TRADES", False, 2,
+                rid, contract, end_text, duration, BAR_SIZES[bar_s // 60], "TRADES", rth, 2,
                 False, []),
             self._cfg.historical_timeout_s, contract=contract,
             on_timeout=lambda rid: self._link.spawn(self._requests.paced_send(
@@ -121,9 +123,9 @@ class BarHistory:
         return (ts, float(bar.open), float(bar.high), float(bar.low), float(bar.close),
                 float(bar.volume))
 
-    async def _resampled(self, symbol: str, minutes: int, bar_minutes: int) -> Bars:
+    async def _resampled(self, symbol: str, minutes: int, bar_minutes: int, rth: bool) -> Bars:
         width = bar_minutes * 60
-        ones = await self.bars(symbol, minutes + bar_minutes, 1)
+        ones = await self.bars(symbol, minutes + bar_minutes, 1, rth)
         if not len(ones):
             return ones
         done = math.floor(self._now() / 60) * 60  # every minute before this is complete
@@ -135,6 +137,24 @@ class BarHistory:
         sliced = Bars(symbol, *(col[keep[0]:keep[-1] + 1] for col in
                                 (out.ts, out.open, out.high, out.low, out.close, out.volume)))
         return tail(sliced, max(1, minutes // bar_minutes))
+
+    async def closing_price(self, symbol: str, day: date) -> float | None:
+        """The regular session's close of ``day``: the close of its last 1-minute RTH bar
+        (None when IBKR has no bar for that day, or the day is not over)."""
+        ends = datetime.combine(day + timedelta(days=1), time(0, 0), self._zone)
+        if ends.timestamp() > self._now():
+            return None
+        end_text = datetime.fromtimestamp(ends.timestamp(), UTC).strftime("%Y%m%d-%H:%M:%S")
+        contract = (await self._contracts.stock(symbol)).contract
+        ib = self._link.ib
+        got = await self._requests.request(
+            f"closing price {symbol} {day}",
+            lambda rid: ib.client.reqHistoricalData(rid, contract, end_text, "1 D", "1 min",
+                                                    "TRADES", True, 2, False, []),
+            self._cfg.historical_timeout_s, contract=contract)
+        rows = [row for row in map(self._bar_row, got)
+                if datetime.fromtimestamp(row[0], self._zone).date() == day]
+        return rows[-1][4] if rows else None
 
     def stats(self) -> dict[str, float]:
         return {"bars_cached": float(sum(len(c.rows) for c in self._bars.values()))}

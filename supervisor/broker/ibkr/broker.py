@@ -8,7 +8,7 @@ A thin facade over one module per layer; each layer only calls the ones below it
     bars  --------------------------->  bars.py        incremental bar cache, resampling
     account, what_if, place_bracket,    orders.py      account values, what-if, brackets,
     open_orders, fills, positions --->    |            open orders, fills, positions
-    chain, market_open  ------------->  contracts.py   conIds, chains, hours, per-day negatives
+    chain, regular_hours ------------>  contracts.py   conIds, chains, hours, per-day negatives
                                           |
                                           v
                                         requests.py    wrapper futures by reqId, bounded,
@@ -37,7 +37,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from datetime import date
 
+from common.calendar import TradingHours, calendar_tz
 from common.config import Settings
 from common.messages import Bars, OptionChain, OptionContract, OptionQuote, OrderIntent, Quote
 from supervisor.broker.base import AccountSnapshot, BrokerPosition, Fill, OpenOrder, WhatIf
@@ -66,7 +68,7 @@ class IBKRBroker:
 
     def __init__(self, settings: Settings, now: Callable[[], float] = time.time) -> None:
         cfg = settings.ibkr
-        tz = settings.schedule.timezone
+        tz = calendar_tz(settings.schedule)  # the exchange's trading day, not a display zone
         self.now = now
         self.pacer = PacingGovernor(settings.pacing.max_messages_per_s,
                                     settings.pacing.max_market_data_lines)
@@ -110,14 +112,18 @@ class IBKRBroker:
                             ) -> tuple[OptionQuote, ...]:
         return await self._market.option_quotes(contracts)
 
-    async def bars(self, symbol: str, minutes: int, bar_minutes: int = 1) -> Bars:
-        return await self._bars.bars(symbol, minutes, bar_minutes)
+    async def bars(self, symbol: str, minutes: int, bar_minutes: int = 1,
+                   rth: bool = False) -> Bars:
+        return await self._bars.bars(symbol, minutes, bar_minutes, rth)
+
+    async def closing_price(self, symbol: str, day: date) -> float | None:
+        return await self._bars.closing_price(symbol, day)
 
     async def chain(self, symbol: str) -> OptionChain:
         return await self._contracts.chain(symbol)
 
-    async def market_open(self, symbol: str, now_ts: float) -> bool | None:
-        return await self._contracts.market_open(symbol, now_ts)
+    async def regular_hours(self, symbol: str) -> TradingHours | None:
+        return await self._contracts.regular_hours(symbol)
 
     # --- account and orders ------------------------------------------------------------------
 
@@ -131,6 +137,11 @@ class IBKRBroker:
     async def place_bracket(self, intent: OrderIntent, quantity: int, account: str
                             ) -> tuple[int, int, int]:
         return await self._orders.place_bracket(intent, quantity, account)
+
+    async def place_order(self, contract: OptionContract, action: str, quantity: int,
+                          limit: float, account: str, order_ref: str) -> int:
+        return await self._orders.place_order(contract, action, quantity, limit, account,
+                                              order_ref)
 
     async def cancel_order(self, order_id: int) -> None:
         await self._orders.cancel_order(order_id)

@@ -116,9 +116,9 @@ class Contracts:
             log.warning("cannot parse liquid hours %r: %s", details.liquidHours, exc)
             return None
 
-    async def market_open(self, symbol: str, now_ts: float) -> bool | None:
-        """From the contract's liquid hours (refreshed daily); None if unknown or unreachable."""
-        day = trading_day(now_ts, self._tz)
+    async def regular_hours(self, symbol: str) -> TradingHours | None:
+        """The contract's liquid hours (refreshed daily); None if unknown or unreachable."""
+        day = trading_day(self._now(), self._tz)
         try:
             stock = await self.stock(symbol)
             if stock.hours_day != day or stock.hours is None:
@@ -128,7 +128,7 @@ class Contracts:
         except BrokerError as exc:  # yesterday's listing still covers the coming days
             log.info("market hours of %s not refreshed: %s", symbol, exc)
         known = self._stocks.get(symbol)
-        return known.hours.is_open(now_ts) if known and known.hours else None
+        return known.hours if known else None
 
     # --- options -----------------------------------------------------------------------------
 

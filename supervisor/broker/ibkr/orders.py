@@ -28,6 +28,8 @@ from supervisor.broker.ibkr.requests import Requests
 
 # The adapter's one logger, as before it was split into layers: log filters keep working.
 log = logging.getLogger("supervisor.broker.ibkr.broker")
+# IBKR ocaType: 1 cancel the rest, 2 reduce the rest by the fill (with block), 3 reduce, no block
+OCA_REDUCE_WITH_BLOCK = 2
 
 
 class Orders:
@@ -96,19 +98,25 @@ class Orders:
 
     async def place_bracket(self, intent: OrderIntent, quantity: int, account: str
                             ) -> tuple[int, int, int]:
-        """Parent BUY limit (not transmitted), take-profit SELL limit and stop SELL, one OCA
-        group, orderRef = intent id; the stop's transmit sends all three. Returns the ids."""
+        """Parent BUY limit (DAY, not transmitted), take-profit SELL limit and stop SELL (both
+        GTC: a multi-day hold keeps its exits), one OCA group of type 2, orderRef = intent id;
+        the stop's transmit sends all three. Returns the ids.
+
+        OCA type 2 reduces the other exit by what one exit filled (type 1 would cancel it on
+        the first partial fill and leave the rest unprotected): the stop always covers exactly
+        what is still held."""
         if quantity < 1:
             raise BrokerError(f"bracket {intent.intent_id}: quantity {quantity} < 1")
         acct = self._order_account(account)
         contract = await self._contracts.tradable(intent.contract)
         await self._link.pace(3)
         parent_id, tp_id, sl_id = (self._link.new_req_id() for _ in range(3))
-        common = {"orderRef": intent.intent_id, "account": acct, "tif": "DAY"}
-        oca = {"ocaGroup": f"oca-{intent.intent_id}", "ocaType": 1, "parentId": parent_id}
+        common = {"orderRef": intent.intent_id, "account": acct}
+        oca = {"ocaGroup": f"oca-{intent.intent_id}", "ocaType": OCA_REDUCE_WITH_BLOCK,
+               "parentId": parent_id, "tif": "GTC"}
         orders = [
             ibi.LimitOrder("BUY", quantity, intent.entry_limit, orderId=parent_id,
-                           transmit=False, **common),
+                           transmit=False, tif="DAY", **common),
             ibi.LimitOrder("SELL", quantity, intent.take_profit, orderId=tp_id,
                            transmit=False, **common, **oca),
             ibi.StopOrder("SELL", quantity, intent.stop_loss, orderId=sl_id, transmit=True,
@@ -118,6 +126,22 @@ class Orders:
             self._link.ib.placeOrder(contract, order)
         log.info("bracket %s placed: %s", intent.intent_id, [parent_id, tp_id, sl_id])
         return parent_id, tp_id, sl_id
+
+    async def place_order(self, contract: OptionContract, action: str, quantity: int,
+                          limit: float, account: str, order_ref: str) -> int:
+        """One DAY limit order (an exit before expiry); returns its id."""
+        if quantity < 1:
+            raise BrokerError(f"order {order_ref}: quantity {quantity} < 1")
+        acct = self._order_account(account)
+        qualified = await self._contracts.tradable(contract)
+        await self._link.pace(1)
+        order_id = self._link.new_req_id()
+        self._link.ib.placeOrder(qualified, ibi.LimitOrder(
+            action, quantity, limit, orderId=order_id, tif="DAY", orderRef=order_ref,
+            account=acct))
+        log.info("order %s placed: %s %d x %s @ %.2f", order_ref, action, quantity,
+                 contract.key, limit)
+        return order_id
 
     async def cancel_order(self, order_id: int) -> None:
         trades = [t for t in self._link.ib.openTrades() if t.order.orderId == order_id]
