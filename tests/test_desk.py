@@ -25,6 +25,7 @@ from common.messages import (
 )
 from supervisor.broker.base import AccountSnapshot
 from supervisor.broker.stub import StubBroker
+from supervisor.commands.report import render_text
 from supervisor.journal.store import Journal
 from supervisor.trading.desk import Desk
 from supervisor.trading.execution import Executor
@@ -237,6 +238,10 @@ def test_held_over_expiry_settles_at_intrinsic_value_from_the_close(tmp_path):
     assert settled == {FRIDAY_CALL.key: ("expired", 4.50, pytest.approx(2500.0)),
                        FRIDAY_PUT.key: ("expired", 5.50, pytest.approx(3500.0))}
     assert journal.open_positions() == []
+    # and the day report (of the day it settled) shows it at intrinsic value
+    report = render_text(journal.day_summary("2026-12-07"), tz="America/New_York")
+    assert ("closed BUY 10 x SPY 20261204 680C (signal BUY, confidence 0.70) entry 2.00 "
+            "(limit 2.00) tp 3.00 sl 1.40 expired exit 4.50 realized +2,500.00") in report
 
 
 def test_an_out_of_the_money_position_settles_worthless(tmp_path):

@@ -114,10 +114,11 @@ def test_render_text(summary: dict[str, Any]) -> None:
         "  QQQ 20260109 610P: init margin +1,234.50, maint margin +1,000.00, "
         "commission 1.30 at 15:30:01",
         "positions: opened 2, open 1, closed 1",
-        "  open   SPY 20260109 680C x3 entry 1.98 (limit 2.00) tp 3.00 sl 1.40 "
-        "open mark 2.45 unrealized +141.00",
-        "  closed QQQ 20260109 610P x2 entry 2.00 (limit 2.00) tp 3.00 sl 1.40 "
-        "stop_loss exit 1.20 realized -160.00",
+        # the order's side first, then the signal that asked for it
+        "  open   BUY 3 x SPY 20260109 680C (signal BUY, confidence 0.60) entry 1.98 "
+        "(limit 2.00) tp 3.00 sl 1.40 open mark 2.45 unrealized +141.00",
+        "  closed BUY 2 x QQQ 20260109 610P (signal SELL, confidence 0.60) entry 2.00 "
+        "(limit 2.00) tp 3.00 sl 1.40 stop_loss exit 1.20 realized -160.00",
         "P&L: realized -160.00, unrealized +141.00, total -19.00",
         "kill switch: HALTED at 15:33:00: daily loss 3.10% >= limit 3% "
         "(start equity 48,000.00)",

@@ -88,9 +88,11 @@ def _position(p: Mapping[str, Any], label: str) -> str:
         how = f"{p['exit_reason']} exit {_price(p['exit_price'])} realized {_money(p['pnl'])}"
     else:
         how = f"{p['status']} mark {_price(p['mark'])} unrealized {_money(p['pnl'])}"
-    return (f"  {label:<6} {p['contract']} x{p['quantity']} entry {_price(p['entry_price'])} "
-            f"(limit {_price(p['entry_limit'])}) tp {_price(p['take_profit'])} "
-            f"sl {_price(p['stop_loss'])} {how}")
+    why = (f" (signal {p['signal']}, confidence {p['confidence']:.2f})"
+           if p.get("signal") and p.get("confidence") is not None else "")
+    return (f"  {label:<6} {p.get('action', 'BUY')} {p['quantity']} x {p['contract']}{why} "
+            f"entry {_price(p['entry_price'])} (limit {_price(p['entry_limit'])}) "
+            f"tp {_price(p['take_profit'])} sl {_price(p['stop_loss'])} {how}")
 
 
 def _positions(s: Mapping[str, Any]) -> list[str]:

@@ -27,7 +27,7 @@ def day_summary(db: sqlite3.Connection, day: str, held: DayPositions,
         **_cycles_and_signals(db, day),
         **_decisions(db, day),
         **_orders(db, day),
-        **_positions(held, day),
+        **_positions(held, day, _sides(db, held)),
         "kill_switch": {"halted": bool(state and state.halted),
                         "reason": state.halted_reason if state else "",
                         "ts": state.halted_ts if state else None,
@@ -92,7 +92,18 @@ def _orders(db: sqlite3.Connection, day: str) -> dict[str, Any]:
     }
 
 
-def _positions(held: DayPositions, day: str) -> dict[str, Any]:
+def _sides(db: sqlite3.Connection, held: DayPositions) -> dict[str, tuple[str, str, float]]:
+    """Intent id -> (action, signal, confidence): the order's side beside the signal's."""
+    ids = [p.intent_id for p, _, _ in held]
+    if not ids:
+        return {}
+    rows = db.execute(f"SELECT intent_id, action, signal, confidence FROM intents WHERE "
+                      f"intent_id IN ({', '.join('?' * len(ids))})", ids).fetchall()
+    return {r["intent_id"]: (r["action"], r["signal"], r["confidence"]) for r in rows}
+
+
+def _positions(held: DayPositions, day: str,
+               sides: dict[str, tuple[str, str, float]]) -> dict[str, Any]:
     open_ = [p for p, _, _ in held if p.active]
     # one closed on a later day counts there: its P&L is that day's, not this one's
     closed = [p for p, _, closed_day in held if not p.active and closed_day == day]
@@ -100,15 +111,20 @@ def _positions(held: DayPositions, day: str) -> dict[str, Any]:
     unrealized = sum(p.unrealized_pnl for p in open_)
     return {
         "positions": {"opened": sum(1 for _, opened_day, _ in held if opened_day == day),
-                      "open": [_position_summary(p, p.unrealized_pnl) for p in open_],
-                      "closed": [_position_summary(p, p.realized_pnl) for p in closed]},
+                      "open": [_position_summary(p, p.unrealized_pnl, sides)
+                               for p in open_],
+                      "closed": [_position_summary(p, p.realized_pnl, sides)
+                                 for p in closed]},
         "pnl": {"realized": realized, "unrealized": unrealized,
                 "total": realized + unrealized},
     }
 
 
-def _position_summary(p: Position, pnl: float) -> dict[str, Any]:
+def _position_summary(p: Position, pnl: float,
+                      sides: dict[str, tuple[str, str, float]]) -> dict[str, Any]:
+    action, signal, confidence = sides.get(p.intent_id, ("BUY", "", float("nan")))
     return {"intent_id": p.intent_id, "symbol": p.symbol, "contract": p.contract.key,
+            "action": action, "signal": signal, "confidence": confidence,
             "quantity": p.quantity, "status": p.status, "exit_reason": p.exit_reason,
             "entry_limit": p.entry_limit, "entry_price": p.entry_price, "mark": p.mark,
             "exit_price": p.exit_price, "take_profit": p.take_profit, "stop_loss": p.stop_loss,
