@@ -54,7 +54,7 @@ def make_scenario(at: datetime, **overrides: Any) -> Scenario:
     fast = {
         "name": "test",
         "clock": {"start": at.isoformat(), "rate": 1.0, "market_step_s": 0},
-        "session": {"holidays": [day_after(at)]},
+        "session": {"holidays": [*base["session"]["holidays"], day_after(at)]},
         "latency": {"default_s": 0.0, "contract_details_s": 0.0, "sec_def_s": 0.0,
                     "historical_s": 0.01, "market_data_s": 0.0, "snapshot_end_s": 0.05,
                     "order_s": 0.0},

@@ -176,7 +176,9 @@ def test_one_minute_bars_and_newest_bars_only(sim: ThreadedSim) -> None:
     by_date = {b.date: b for b in full}
     overlap = [b for b in newest[:-1] if b.date in by_date]
     assert overlap and all(by_date[b.date].open == b.open for b in overlap)  # deterministic
-    assert len(hourly) == 48 and hourly[0].date.tzinfo is not None
+    # two trading days of hourly bars, extended hours (04:00-20:00): all of Monday, and Tuesday
+    # to the forming 10:00 bar
+    assert len(hourly) == 16 + 7 and hourly[0].date.tzinfo is not None
 
 
 def test_stock_snapshot_has_prices_sizes_volume(sim: ThreadedSim) -> None:

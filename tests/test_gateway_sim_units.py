@@ -101,7 +101,7 @@ def test_bars_are_deterministic_and_seeded() -> None:
 
 
 def test_trends_alternate_up_down_and_flat() -> None:
-    market = _market()
+    market = _market(session={"mode": "always_open"})  # every minute of the path
     end = 1_790_000_000.0
     for symbol in ("SPY", "QQQ", "SYM03"):
         bars = market.bars(market.book.stocks[symbol], end, 2 * 86_400, 60, False, end)
@@ -131,8 +131,10 @@ def test_option_quotes_follow_the_model() -> None:
 def test_strike_grid_and_sparse_expiries() -> None:
     chain = _market().book.chains["SPY"]
     assert 350 <= len(chain.grid) <= 450
-    assert len(chain.strikes_for(3)) < len(chain.strikes_for(0)) == len(chain.grid)
-    assert chain.has_strike(0, 681.0) and not chain.has_strike(3, 681.0)
+    # the dailies and the first weeklies keep every strike; later expiries thin out
+    assert chain.cfg.sparse_from_expiry == 6
+    assert len(chain.strikes_for(6)) < len(chain.strikes_for(5)) == len(chain.grid)
+    assert chain.has_strike(5, 681.0) and not chain.has_strike(6, 681.0)
 
 
 # ---- hours ------------------------------------------------------------------------------------

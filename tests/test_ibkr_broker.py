@@ -17,10 +17,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from common.calendar import nyse
 from common.config import OptionsSettings, Settings, parse_settings
 from common.messages import OptionContract, OrderIntent, Right, Signal
 from supervisor.broker.base import SymbolDataError
 from supervisor.broker.ibkr.broker import IBKRBroker
+from supervisor.runtime.serving import fetch_bars
 from tests.conftest_sim import make_scenario, next_client_id, run_client
 from tests.sessions import (
     AFTER_FALL_BACK,
@@ -202,7 +204,8 @@ def test_bars_are_completed_ascending_and_fetched_incrementally(sim: ThreadedSim
         second = await broker.bars("SPY", 120)
         sent2 = sim.stats()["bars_sent"]
         third = await broker.bars("SPY", 120)  # same minute: from the cache alone
-        hourly = await broker.bars("SPY", 20 * 60, 60)
+        # the whale rule's request: 22 hourly bars of regular sessions, over trading days
+        hourly = await fetch_bars(broker, nyse(), broker.now(), "SPY", 22, 60, rth=True)
         return first, second, third, hourly, (sent1 - sent0, sent2 - sent1), broker.stats()
 
     first, second, third, hourly, sent, stats = with_broker(sim, body, now=now)
@@ -217,8 +220,13 @@ def test_bars_are_completed_ascending_and_fetched_incrementally(sim: ThreadedSim
     # the first request sent ~122 bars, the incremental one only the few new ones
     assert sent[0] >= 120 and sent[1] <= 6
     assert stats["bars_requests_total"] == 3 and stats["bars_cache_hits_total"] == 1
-    assert 19 <= len(hourly) <= 20 and all(
-        b - a == 3600 for a, b in zip(hourly.ts, hourly.ts[1:], strict=False))
+    assert len(hourly) == 22 and list(hourly.ts) == sorted(hourly.ts)
+    # every one of them inside a regular session (the 09:30 bar is stamped 09:00)
+    for ts in hourly.ts:
+        session = nyse().session(datetime.fromtimestamp(ts, ZONE).date())
+        assert session is not None and session.open_ts - 1800 <= ts < session.close_ts
+    days = {datetime.fromtimestamp(ts, ZONE).date() for ts in hourly.ts}
+    assert len(days) >= 4  # a Tuesday morning reaches back over the weekend and Thanksgiving
 
 
 def spy_options(chain_strikes: tuple[float, ...], expiry: str, price: float, n: int,

@@ -16,7 +16,6 @@ from common.config import EXPIRY_RULES, OptionsSettings
 from common.messages import OptionChain, OptionContract, Right
 
 
-
 class ChainError(ValueError):
     """The chain cannot give a contract; the message names the symbol and the problem."""
 

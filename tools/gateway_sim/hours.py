@@ -4,7 +4,13 @@ Format: ``20261125:0930-20261125:1600;20261126:CLOSED;...`` in the contract's ti
 Mode ``always_open`` lists every day as one 24-hour session so that "now" is always inside
 (tests run at any hour); holidays are still listed as CLOSED except today, plus one
 synthetic holiday a few days ahead so the string always carries a CLOSED day. Mode ``real`` uses
-the configured weekday hours, closed on weekends and holidays.
+the configured weekday hours, closed on weekends and holidays; on the listed early-close days
+the liquid hours end at ``early_close_time`` (13:00) and the trading hours at
+``early_close_trading_time`` (17:00), as IBKR lists them (``20261127:0930-20261127:1300``).
+Early closes are real-mode only: an always-open day is 24 hours whatever the list says.
+
+Closes drive the order book: ``session_end_after`` is when a DAY order dies, ``expiry_close``
+when an option stops trading and is settled.
 """
 
 from __future__ import annotations
@@ -26,9 +32,12 @@ class SessionClock:
     def __init__(self, spec: SessionSpec) -> None:
         self.spec = spec
         self.zone = ZoneInfo(spec.timezone)
-        self.holidays = {date(int(h[:4]), int(h[4:6]), int(h[6:])) for h in spec.holidays}
+        self.holidays = {_day(h) for h in spec.holidays}
+        self.early_closes = {_day(h) for h in spec.early_closes}
         self.liquid = _parse_range(spec.liquid_hours)
         self.trading = _parse_range(spec.trading_hours)
+        self.early_liquid_end = time.fromisoformat(spec.early_close_time)
+        self.early_trading_end = time.fromisoformat(spec.early_close_trading_time)
 
     def local(self, ts: float) -> datetime:
         return datetime.fromtimestamp(ts, self.zone)
@@ -45,6 +54,8 @@ class SessionClock:
             start = datetime.combine(day, time(0, 0), self.zone)
             return start, start + timedelta(days=1)
         begin, end = self.liquid if rth else self.trading
+        if day in self.early_closes:  # the session starts as usual and ends early
+            end = self.early_liquid_end if rth else self.early_trading_end
         return (datetime.combine(day, begin, self.zone), datetime.combine(day, end, self.zone))
 
     def hours_string(self, now_ts: float, rth: bool) -> str:
@@ -94,5 +105,30 @@ class SessionClock:
         return start - 3600.0
 
     def expiry_close(self, day: date) -> float:
-        """Epoch seconds of 16:00 local on an expiry date."""
-        return datetime.combine(day, time(16, 0), self.zone).timestamp()
+        """Epoch seconds when an option expiring on ``day`` stops trading (and is settled):
+        the regular close of that day, 13:00 on an early-close day in real mode. Always-open
+        mode keeps the regular close time (16:00), the instant its option model always used."""
+        if self.spec.mode == "real" and self.is_trading_day(day, day):
+            return self._window(day, rth=True)[1].timestamp()
+        return datetime.combine(day, self.liquid[1], self.zone).timestamp()
+
+    def session_end_after(self, ts: float, rth: bool) -> float:
+        """The end of the first session (regular if ``rth``, else extended) that ends after
+        ``ts``: when a DAY order placed at ``ts`` is cancelled. An order placed after the close
+        belongs to the next session, as IBKR queues it. Always-open: the local midnight that
+        ends the current 24-hour day."""
+        local = self.local(ts)
+        if self.spec.mode == "always_open":
+            return self._window(local.date(), rth)[1].timestamp()
+        day = local.date()
+        for _ in range(30):  # a month of closed days would be a broken scenario
+            if self.is_trading_day(day, day):
+                end = self._window(day, rth)[1].timestamp()
+                if end > ts:
+                    return end
+            day += timedelta(days=1)
+        return ts + 86_400.0
+
+
+def _day(stamp: str) -> date:
+    return date(int(stamp[:4]), int(stamp[4:6]), int(stamp[6:]))

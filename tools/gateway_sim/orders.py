@@ -1,36 +1,54 @@
 """Paper order book: records every order, acknowledges, fills against the simulated market.
 
+::
+
+    placeOrder -> place() -> Held (transmit=0) | PreSubmitted (child waiting) | Submitted
+    matcher task, every match_interval_s while orders work:
+        match_pass(now): closes.sweep(now)            DAY expiry, option settlement
+                         plan_pass() (matching.py)    which orders execute, how many
+                         _execute() each              execDetails, commission, status,
+                                                      position / portfolio
+                         _after_execution() each      children start, OCA / bracket
+                                                      siblings cancelled or reduced (oca.py)
+    CloseKeeper task (closes.py): sweeps at every session close even with no matcher running
+
 Orders with ``transmit=0`` are held silently (as TWS does) until an order of the same bracket
-is transmitted; bracket children wait (PreSubmitted) until their parent fills, then work;
-the first child to fill cancels its siblings (and any order sharing its OCA group). A small
-matcher task runs only while orders are working. What-if orders are answered with an
-OrderState (margin and commission) and never work.
+is transmitted; bracket children wait (PreSubmitted) until their parent has filled
+completely, then work. What-if orders are answered with an OrderState (costs.py) and never
+work. An execution may be a part of the order (``orders.max_fill_per_match``): each part has
+its own execDetails + commissionReport, and orderStatus shows filled / remaining / average.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from tools.gateway_sim import costs
 from tools.gateway_sim import outgoing as out
+from tools.gateway_sim.closes import CloseKeeper
 from tools.gateway_sim.codec import FieldValue
 from tools.gateway_sim.instruments import Instrument
 from tools.gateway_sim.market import Market
+from tools.gateway_sim.matching import Planned, plan_pass
+from tools.gateway_sim.oca import OcaBook
 from tools.gateway_sim.order_codec import (
     encode_completed_order,
     encode_open_order,
     is_flag,
     number,
 )
+from tools.gateway_sim.positions import Position, apply_trade
 from tools.gateway_sim.scenario import Scenario
 from tools.gateway_sim.stats import Stats
 
 log = logging.getLogger("gateway_sim.orders")
 DONE = frozenset({"Filled", "Cancelled"})
+WORKING = frozenset({"Submitted", "PreSubmitted"})
+DAY_TIFS = frozenset({"DAY", ""})  # IBKR: "unless otherwise specified, every order is a Day order"
 Sender = Callable[[int, list[FieldValue]], None]
 
 
@@ -44,11 +62,20 @@ class SimOrder:
     status: str = "Held"  # Held (not transmitted) -> PreSubmitted/Submitted -> Filled/Cancelled
     filled: float = 0.0
     avg_price: float = 0.0
+    last_price: float = 0.0
     completed_time: str = ""
+    base_qty: float = 0.0  # the size as placed: OCA reductions are shares of it
+    commission_paid: float = 0.0
+    placed_ts: float = 0.0  # sim time it was transmitted
+    day_deadline: float | None = None  # DAY orders: the session end that cancels them
 
     @property
     def quantity(self) -> float:
         return number(self.fields, "totalQuantity") or 0.0
+
+    @property
+    def remaining(self) -> float:
+        return max(0.0, self.quantity - self.filled)
 
     @property
     def parent_id(self) -> int:
@@ -59,12 +86,21 @@ class SimOrder:
     def action(self) -> str:
         return self.fields.get("action", "").upper()
 
+    @property
+    def oca_group(self) -> str:
+        return self.fields.get("ocaGroup", "")
 
-@dataclass
-class Position:
-    inst: Instrument
-    quantity: float = 0.0
-    avg_cost: float = 0.0  # per contract/share including the multiplier, like IB
+    @property
+    def oca_type(self) -> int:
+        return int(self.fields.get("ocaType") or 0)
+
+    @property
+    def tif(self) -> str:
+        return self.fields.get("tif", "").upper()
+
+    @property
+    def outside_rth(self) -> bool:
+        return is_flag(self.fields, "outsideRth")
 
 
 @dataclass
@@ -75,6 +111,8 @@ class Execution:
     price: float
     when: str
     commission: float
+    cum_qty: float  # the order's filled quantity and average price after this part
+    avg_price: float
 
 
 @dataclass
@@ -84,13 +122,19 @@ class OrderBook:
     stats: Stats
     send: Sender
     on_position: Callable[[Position], None]
+    run_tasks: bool = True  # False: a test drives match_pass / closes.sweep itself
     orders: dict[tuple[int, int], SimOrder] = field(default_factory=dict)  # (client, id)
     received: list[dict[str, Any]] = field(default_factory=list)
     positions: dict[int, Position] = field(default_factory=dict)
     executions: list[Execution] = field(default_factory=list)
     what_if_ids: set[tuple[int, int]] = field(default_factory=set)
     next_perm_id: int = 1_000_001
+    oca: OcaBook = field(default_factory=OcaBook)
     _matcher: asyncio.Task[None] | None = None
+    _closer: asyncio.Task[None] | None = None
+
+    def __post_init__(self) -> None:
+        self.closes = CloseKeeper(self)
 
     # ---- recording --------------------------------------------------------------------------
     def record(self, client_id: int, order_id: int, inst: Instrument | None,
@@ -113,36 +157,8 @@ class OrderBook:
         self.received.append(entry)
         self.stats.bump("what_if_orders" if entry["whatIf"] else "orders_received")
 
-    # ---- what-if ----------------------------------------------------------------------------
     def what_if_state(self, inst: Instrument, fields: dict[str, str]) -> dict[str, FieldValue]:
-        qty = number(fields, "totalQuantity") or 0.0
-        price = number(fields, "lmtPrice") or self.market.mark(inst, self.market.now())
-        spec = self.scenario.orders
-        if inst.is_option and fields.get("action", "").upper() == "BUY":
-            change = price * qty * inst.multiplier
-        elif inst.is_option:
-            spot = self.market.underlying(inst.symbol, self.market.now())
-            change = spec.short_option_margin_pct / 100 * spot * qty * inst.multiplier
-        else:
-            change = spec.stock_margin_pct / 100 * price * qty
-        values = self.scenario.account.values
-        commission = self.commission(inst, qty)
-        before = (values.get("InitMarginReq", 0.0), values.get("MaintMarginReq", 0.0),
-                  values.get("EquityWithLoanValue", values.get("NetLiquidation", 0.0)))
-        changes = (change, change * 0.8, -commission)
-        state: dict[str, FieldValue] = {"commission": commission, "minCommission": commission,
-                                        "maxCommission": commission,
-                                        "commissionCurrency": self.scenario.account.currency}
-        for i, part in enumerate(("initMargin", "maintMargin", "equityWithLoan")):
-            state[f"{part}Before"] = f"{before[i]:.2f}"
-            state[f"{part}Change"] = f"{changes[i]:.2f}"
-            state[f"{part}After"] = f"{before[i] + changes[i]:.2f}"
-        return state
-
-    def commission(self, inst: Instrument, qty: float) -> float:
-        spec = self.scenario.orders
-        rate = spec.commission_per_contract if inst.is_option else spec.commission_per_share
-        return round(max(spec.min_commission, rate * abs(qty)), 4)
+        return costs.what_if_state(self.scenario, self.market, inst, fields)
 
     # ---- placing ----------------------------------------------------------------------------
     def place(self, client_id: int, order_id: int, inst: Instrument,
@@ -154,14 +170,19 @@ class OrderBook:
         if existing is not None:
             if existing.status in DONE:
                 return "duplicate"
+            before = existing.quantity
             existing.fields.update(fields)
-            if existing.status != "Held":
+            if existing.quantity != before:  # the client resized it: a new base for OCA
+                existing.base_qty = existing.quantity
+            if existing.status != "Held":  # a tif change (DAY <-> GTC) moves the deadline
+                existing.day_deadline = self._day_deadline(existing, existing.placed_ts)
                 self._ack(existing)
             self._after_transmit(existing)
             return ""
         order = SimOrder(order_id, client_id, self.next_perm_id, inst, dict(fields))
         order.fields["clientId"] = str(client_id)
         order.fields["permId"] = str(order.perm_id)
+        order.base_qty = order.quantity
         self.next_perm_id += 1
         self.orders[(client_id, order_id)] = order
         self._after_transmit(order)
@@ -170,14 +191,24 @@ class OrderBook:
     def _after_transmit(self, order: SimOrder) -> None:
         if not is_flag(order.fields, "transmit"):
             return
-        group = self._bracket(order)
-        for member in group:
+        now = self.market.now()
+        for member in self._bracket(order):
             if member.status == "Held":
                 parent = self.orders.get((member.client_id, member.parent_id))
                 waiting = parent is not None and parent.status != "Filled"
                 member.status = "PreSubmitted" if waiting else "Submitted"
+                member.placed_ts = now
+                member.day_deadline = self._day_deadline(member, now)
                 self._ack(member)
         self._ensure_matcher()
+
+    def _day_deadline(self, order: SimOrder, now: float) -> float | None:
+        """DAY: the end of the session it was placed in (or the next, placed after the
+        close); options and regular-hours stock orders die at the regular close."""
+        if order.tif not in DAY_TIFS:
+            return None  # GTC works across days; other TIFs are not expired by the sim
+        rth = order.inst.is_option or not order.outside_rth
+        return self.market.clock.session_end_after(now, rth)
 
     def _bracket(self, order: SimOrder) -> list[SimOrder]:
         root_id = order.parent_id or order.order_id
@@ -200,12 +231,11 @@ class OrderBook:
                                       order.completed_time, self.scenario.server_version)
 
     def status_message(self, order: SimOrder) -> list[FieldValue]:
-        remaining = max(0.0, order.quantity - order.filled)
-        return out.order_status(order.order_id, order.status, order.filled, remaining,
+        return out.order_status(order.order_id, order.status, order.filled, order.remaining,
                                 order.avg_price, order.perm_id, order.parent_id,
-                                order.avg_price, order.client_id)
+                                order.last_price, order.client_id)
 
-    # ---- cancelling -------------------------------------------------------------------------
+    # ---- cancelling and resizing ------------------------------------------------------------
     def cancel(self, client_id: int, order_id: int) -> str:
         """Returns "" or the reason the cancel failed ("unknown" / "done")."""
         order = self.orders.get((client_id, order_id))
@@ -213,34 +243,50 @@ class OrderBook:
             return "unknown"
         if order.status in DONE:
             return "done"
-        self._cancel(order)
-        for child in list(self.orders.values()):
-            if (child.client_id == client_id and child.parent_id == order_id
-                    and child.status not in DONE):
-                self._cancel(child)
+        self.cancel_at(order, self.market.now(), with_children=True)
         return ""
 
     def cancel_all(self) -> None:
+        now = self.market.now()
         for order in list(self.orders.values()):
             if order.status not in DONE:
-                self._cancel(order)
+                self.cancel_at(order, now)
 
-    def _cancel(self, order: SimOrder) -> None:
+    def cancel_at(self, order: SimOrder, ts: float, with_children: bool = False) -> None:
+        """Cancel ``order`` as of sim time ``ts`` (its completedTime); a parent's cancel
+        takes its unfinished children with it, as IBKR's does."""
         order.status = "Cancelled"
-        order.completed_time = self._stamp()
+        order.completed_time = self._stamp(ts)
         self.send(order.client_id, self.status_message(order))
+        if not with_children:
+            return
+        for child in list(self.orders.values()):
+            if (child.client_id == order.client_id and child.parent_id == order.order_id
+                    and child.status not in DONE):
+                self.cancel_at(child, ts)
+
+    def set_quantity(self, order: SimOrder, total: float) -> None:
+        """Shrink a working order (an OCA reduction): openOrder with the new size, status."""
+        order.fields["totalQuantity"] = _quantity_text(total)
+        self._ack(order)
 
     def active_for(self, client_id: int | None) -> list[SimOrder]:
-        return [o for o in self.orders.values() if o.status not in DONE and o.status != "Held"
+        return [o for o in self.orders.values() if o.status in WORKING
                 and (client_id is None or o.client_id == client_id)]
 
     def done_for(self, client_id: int | None) -> list[SimOrder]:
         return [o for o in self.orders.values() if o.status in DONE
                 and (client_id is None or o.client_id == client_id)]
 
-    # ---- matching ---------------------------------------------------------------------------
+    # ---- tasks ------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the close timer (needs the running loop: call from the server's start)."""
+        if self.run_tasks and self._closer is None:
+            self._closer = asyncio.get_running_loop().create_task(self.closes.run())
+            self._closer.add_done_callback(_log_failure)
+
     def _ensure_matcher(self) -> None:
-        if self.scenario.orders.fill_mode == "never":
+        if self.scenario.orders.fill_mode == "never" or not self.run_tasks:
             return
         if self._matcher is None or self._matcher.done():
             self._matcher = asyncio.get_running_loop().create_task(self._match_loop())
@@ -248,100 +294,93 @@ class OrderBook:
 
     async def _match_loop(self) -> None:
         interval = self.scenario.orders.match_interval_s
-        while True:
-            working = [o for o in self.orders.values() if o.status in ("Submitted", "PreSubmitted")]
-            if not working:
-                return
-            for order in working:
-                if order.status == "Submitted":
-                    price = self._fill_price(order)
-                    if price is not None:
-                        self._fill(order, price)
+        while any(o.status in WORKING for o in self.orders.values()):
+            self.match_pass(self.market.now())
             await asyncio.sleep(interval)
 
-    def _fill_price(self, order: SimOrder) -> float | None:
-        now = self.market.now()
-        quote = self.market.quote(order.inst, now)
-        buy = order.action == "BUY"
-        limit = number(order.fields, "lmtPrice")
-        kind = order.fields.get("orderType", "").upper()
-        if self.scenario.orders.fill_mode == "immediate":
-            return limit if limit is not None else round(self.market.mark(order.inst, now), 4)
-        touch = quote.ask if buy else quote.bid
-        if touch is None or touch <= 0 or math.isnan(touch):
-            return None
-        if kind in ("STP", "STP LMT"):
-            stop = number(order.fields, "auxPrice")
-            last = self.market.mark(order.inst, now)
-            if stop is None or (last < stop if buy else last > stop):
-                return None
-            if kind == "STP":
-                return touch
-        if kind == "MKT":
-            return touch
-        if limit is None:
-            return None
-        if buy and touch <= limit:
-            return min(limit, touch)
-        if not buy and touch >= limit:
-            return max(limit, touch)
-        return None
+    def close(self) -> None:
+        for task in (self._matcher, self._closer):
+            if task is not None:
+                task.cancel()
 
-    def _fill(self, order: SimOrder, price: float) -> None:
-        shares = order.quantity - order.filled
-        order.filled, order.avg_price, order.status = order.quantity, price, "Filled"
-        order.completed_time = self._stamp()
-        execution = Execution(f"{order.perm_id:08x}.{len(self.executions) + 1:04d}.01.01", order,
-                              shares, price, self._stamp(), self.commission(order.inst, shares))
+    # ---- matching ---------------------------------------------------------------------------
+    def match_pass(self, ts: float) -> None:
+        """One pass at sim time ``ts``: closes first (nothing fills after its session ended),
+        then every planned execution, then what the executions do to other orders."""
+        self.closes.sweep(ts)
+        working = [o for o in self.orders.values() if o.status in WORKING]
+        # IOC: what did not execute in its first pass is cancelled (not a child that only
+        # starts working during this pass: its first pass is the next one)
+        ioc = [o for o in working if o.tif == "IOC" and o.status == "Submitted"]
+        spec = self.scenario.orders
+        plan = plan_pass(working, self.market, spec.fill_mode, spec.max_fill_per_match, ts)
+        for step in plan:
+            self._execute(step, ts)
+        for step in plan:
+            self._after_execution(step.order, step.qty, ts)
+        for order in ioc:
+            if order.status == "Submitted":
+                self.cancel_at(order, ts, with_children=True)
+
+    def _execute(self, step: Planned, ts: float) -> None:
+        order, qty, price = step.order, step.qty, step.price
+        before = order.filled
+        order.filled = before + qty
+        order.avg_price = round((order.avg_price * before + price * qty) / order.filled, 6)
+        order.last_price = price
+        if order.remaining <= 1e-9:
+            order.status, order.completed_time = "Filled", self._stamp(ts)
+        fee = costs.part_commission(self.scenario.orders, order.inst, order.filled,
+                                    order.commission_paid)
+        order.commission_paid += fee
+        serial = len(self.executions) + 1
+        execution = Execution(f"{order.perm_id:08x}.{serial:04d}.01.01", order, qty, price,
+                              self._stamp(ts), fee, order.filled, order.avg_price)
         self.executions.append(execution)
         self.stats.bump("fills")
         self.send(order.client_id, self.exec_message(execution, -1))
         self.send(order.client_id, out.commission_report(
             execution.exec_id, execution.commission, self.scenario.account.currency))
         self.send(order.client_id, self.status_message(order))
-        self._book_position(order, shares, price)
-        for other in self.orders.values():
-            if other.status in DONE or other is order or other.client_id != order.client_id:
-                continue
-            if other.parent_id == order.order_id and other.status == "PreSubmitted":
-                other.status = "Submitted"
-                self.send(other.client_id, self.status_message(other))
-            elif (order.parent_id and other.parent_id == order.parent_id) or (
-                    order.fields.get("ocaGroup") and
-                    other.fields.get("ocaGroup") == order.fields.get("ocaGroup")):
-                self._cancel(other)
+        self.book_position(order.inst, qty if order.action == "BUY" else -qty, price)
+
+    def _after_execution(self, order: SimOrder, qty: float, ts: float) -> None:
+        if order.status == "Filled":  # attached children start working
+            for child in self.orders.values():
+                if (child.client_id == order.client_id and child.parent_id == order.order_id
+                        and child.status == "PreSubmitted"):
+                    child.status = "Submitted"
+                    self.send(child.client_id, self.status_message(child))
+        for consequence in self.oca.after_execution(order, qty, self.orders.values()):
+            if consequence.new_total is None:
+                self.cancel_at(consequence.order, ts)
+            else:
+                self.set_quantity(consequence.order, consequence.new_total)
 
     def exec_message(self, e: Execution, req_id: int) -> list[FieldValue]:
         o = e.order
         return out.exec_details(req_id, o.order_id, o.inst, e.exec_id, e.when,
                                 self.scenario.account.id, o.action, e.shares, e.price,
-                                o.perm_id, o.client_id, o.fields.get("orderRef", ""))
+                                o.perm_id, o.client_id, o.fields.get("orderRef", ""),
+                                e.cum_qty, e.avg_price)
 
-    def _book_position(self, order: SimOrder, shares: float, price: float) -> None:
-        pos = self.positions.setdefault(order.inst.con_id, Position(order.inst))
-        signed = shares if order.action == "BUY" else -shares
-        cost = price * order.inst.multiplier
-        new_qty = pos.quantity + signed
-        if pos.quantity == 0 or (pos.quantity > 0) == (signed > 0):
-            total = pos.avg_cost * abs(pos.quantity) + cost * abs(signed)
-            pos.avg_cost = total / abs(new_qty) if new_qty else 0.0
-        elif new_qty == 0:
-            pos.avg_cost = 0.0
-        elif (new_qty > 0) != (pos.quantity > 0):
-            pos.avg_cost = cost
-        pos.quantity = new_qty
+    def book_position(self, inst: Instrument, signed_qty: float, price: float) -> None:
+        """Book a trade (a fill, an exercise) and tell the clients (position, portfolio)."""
+        pos = self.positions.setdefault(inst.con_id, Position(inst))
+        apply_trade(pos, signed_qty, price)
         self.on_position(pos)
 
-    def _stamp(self) -> str:
-        local = self.market.clock.local(self.market.now())
+    def _stamp(self, ts: float) -> str:
+        local = self.market.clock.local(ts)
         return f"{local:%Y%m%d %H:%M:%S} {self.scenario.session.timezone}"
 
-    def close(self) -> None:
-        if self._matcher is not None:
-            self._matcher.cancel()
+
+def _quantity_text(qty: float) -> str:
+    """As a client writes it: whole units without a decimal point."""
+    return str(int(qty)) if float(qty).is_integer() else repr(float(qty))
 
 
 def _log_failure(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
-        log.error("order matcher stopped; working orders will not fill until the next order",
-                  exc_info=task.exception())
+        log.error("order task stopped; working orders will not fill or expire until the "
+                  "next order", exc_info=task.exception())

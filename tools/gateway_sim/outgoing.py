@@ -132,10 +132,12 @@ def order_status(order_id: int, status: str, filled: float, remaining: float, av
 
 def exec_details(req_id: int, order_id: int, inst: Instrument, exec_id: str, when: str,
                  account: str, side: str, shares: float, price: float, perm_id: int,
-                 client_id: int, order_ref: str) -> Fields:
+                 client_id: int, order_ref: str, cum_qty: float, avg_price: float) -> Fields:
+    """One execution: ``shares`` at ``price`` in this part; cumQty / avgPrice are the
+    order's totals so far (they differ from the part once an order fills in parts)."""
     return [11, req_id, order_id, *contract_head(inst), exec_id, when, account, "SMART",
-            "BOT" if side == "BUY" else "SLD", shares, price, perm_id, client_id, 0, shares,
-            price, order_ref, "", "", "", 1]
+            "BOT" if side == "BUY" else "SLD", shares, price, perm_id, client_id, 0, cum_qty,
+            avg_price, order_ref, "", "", "", 1]
 
 
 def commission_report(exec_id: str, commission: float, currency: str) -> Fields:

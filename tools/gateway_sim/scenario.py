@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 Seconds = Annotated[float, Field(ge=0, le=86_400)]
 Pct = Annotated[float, Field(ge=0, le=100)]
 HHMM_RANGE = re.compile(r"^\d\d:\d\d-\d\d:\d\d$")
+HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 
 
 class ScenarioError(ValueError):
@@ -98,6 +99,11 @@ class SessionSpec(Model):
     # always_open: list the day this many days ahead as CLOSED too, so every hours string
     # carries a holiday for the client's parser (None: only the listed holidays)
     synthetic_holiday_in_days: int | None = Field(3, ge=1, le=60)
+    # real mode only (always_open days stay 24 h): these days the regular session ends at
+    # early_close_time and the extended one at early_close_trading_time (NYSE: 13:00 / 17:00)
+    early_closes: list[Annotated[str, Field(pattern=r"^\d{8}$")]] = Field(default_factory=list)
+    early_close_time: str = Field("13:00", pattern=HHMM.pattern)
+    early_close_trading_time: str = Field("17:00", pattern=HHMM.pattern)
 
     @field_validator("timezone")
     @classmethod
@@ -107,6 +113,18 @@ class SessionSpec(Model):
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown time zone {name!r}") from exc
         return name
+
+    @model_validator(mode="after")
+    def _early_close_inside_the_day(self) -> SessionSpec:
+        # "HH:MM" strings of one width compare in time order
+        opens, closes = self.liquid_hours.split("-")
+        if not opens < self.early_close_time <= closes:
+            raise ValueError(f"early_close_time {self.early_close_time} must fall in "
+                             f"the liquid hours {self.liquid_hours}")
+        if not self.early_close_time <= self.early_close_trading_time:
+            raise ValueError("early_close_trading_time must not be before "
+                             "early_close_time")
+        return self
 
 
 class WaveSpec(Model):
@@ -268,6 +286,9 @@ class OrdersSpec(Model):
     stock_margin_pct: Pct = 25.0
     short_option_margin_pct: Pct = 20.0
     next_order_id: int = Field(1, ge=1)
+    # > 0: a marketable order fills at most this many contracts/shares per matcher pass, each
+    # part its own execution (partial fills); 0: the whole remaining quantity at once
+    max_fill_per_match: int = Field(0, ge=0)
 
 
 class Scenario(Model):

@@ -35,7 +35,8 @@ from tools.gateway_sim.handlers import all_handlers
 from tools.gateway_sim.hours import SessionClock
 from tools.gateway_sim.instruments import Instrument
 from tools.gateway_sim.market import Market
-from tools.gateway_sim.orders import OrderBook, Position
+from tools.gateway_sim.orders import OrderBook
+from tools.gateway_sim.positions import Position
 from tools.gateway_sim.rules import HistoricalPacing, LineBook
 from tools.gateway_sim.scenario import Scenario
 from tools.gateway_sim.session import Session
@@ -73,6 +74,7 @@ class SimServer:
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(self._new_session, HOST, port)
         self.port = self._server.sockets[0].getsockname()[1]
+        self.orders.start()  # the close timer: DAY orders expire, options settle
         log.info("gateway_sim listening on %s:%d (scenario %s, %s)", HOST, self.port,
                  self.scenario.name, self._clock_text())
         return self.port

@@ -31,6 +31,9 @@ class Stats:
         self.orders_received = 0
         self.what_if_orders = 0
         self.fills = 0
+        self.orders_expired = 0  # DAY orders cancelled at their session's close
+        self.options_exercised = 0  # option positions exercised or assigned at expiry
+        self.options_expired = 0  # ... and expired worthless
         self.connections_total = 0
         self.connections_open = 0
         self.clients_rejected = 0
@@ -84,6 +87,9 @@ class Stats:
                 "orders_received": self.orders_received,
                 "what_if_orders": self.what_if_orders,
                 "fills": self.fills,
+                "orders_expired": self.orders_expired,
+                "options_exercised": self.options_exercised,
+                "options_expired": self.options_expired,
             }
 
 
