@@ -21,6 +21,7 @@ TUESDAY_1000 = datetime(2026, 12, 1, 10, 0, tzinfo=EST)
 # The same Tuesday before the pre-market opens
 TUESDAY_NIGHT = datetime(2026, 12, 1, 3, 30, tzinfo=EST)
 # Friday 2026-12-04: a weekly expiry, minutes before the close
+FRIDAY_1545 = datetime(2026, 12, 4, 15, 45, tzinfo=EST)
 FRIDAY_1550 = datetime(2026, 12, 4, 15, 50, tzinfo=EST)
 FRIDAY_1555 = datetime(2026, 12, 4, 15, 55, tzinfo=EST)
 FRIDAY_1558 = datetime(2026, 12, 4, 15, 58, tzinfo=EST)

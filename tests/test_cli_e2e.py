@@ -13,6 +13,7 @@ import psutil
 import pytest
 
 from tests.conftest import REPO_ROOT
+from tests.sessions import FRIDAY_1545
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -254,3 +255,64 @@ def test_falling_prices_trip_the_kill_switch_which_survives_a_restart(tmp_path):
     report = run(tmp_path, "report", "--config", str(config))
     assert "kill switch: HALTED" in report.stdout
     assert report.stdout.count("kill_switch [daily_loss]") == 1
+
+
+def _expiring(journal: Path, expiry: str) -> tuple[list[tuple[object, ...]], int]:
+    """Positions in contracts of ``expiry`` (status, reason, closed_ts), and accepted entries."""
+    import sqlite3
+
+    db = sqlite3.connect(journal)
+    try:
+        positions = db.execute("SELECT status, exit_reason, closed_ts FROM positions "
+                               "WHERE expiry = ?", (expiry,)).fetchall()
+        accepted = db.execute("SELECT COUNT(*) FROM decisions d JOIN intents i USING "
+                              "(intent_id) WHERE i.expiry = ? AND d.accepted = 1",
+                              (expiry,)).fetchone()[0]
+        return positions, accepted
+    finally:
+        db.close()
+
+
+def test_a_friday_1545_stub_session_enters_nothing_expiring_that_day(tmp_path):
+    # Given the default settings and the stub pinned at Friday 15:45 (an expiry day)
+    done = run(tmp_path, "run", "--start", FRIDAY_1545.isoformat(), "--cycles", "15")
+    assert done.returncode == 0, done.stderr[-3000:]
+    # Then no entry in a contract expiring today was accepted (the entry window has closed)
+    _positions, accepted = _expiring(tmp_path / "var" / "journal.sqlite", "20261204")
+    assert accepted == 0
+    assert "entry_window" in done.stderr
+
+
+def test_nothing_is_held_into_friday_s_close(tmp_path):
+    # Given settings that allow 0-DTE entries (at least 30 min to the close) with brackets too
+    # wide to be hit, on the stub from Friday 14:55 to the close
+    config = tmp_path / "zero_dte.yaml"
+    config.write_text("options:\n  expiry_rule: nearest\n  min_dte: 0\n"
+                      "  min_minutes_to_expiry: 30\n  take_profit_pct: 1000\n"
+                      "  stop_loss_pct: 95\n")
+    start = FRIDAY_1545.replace(hour=14, minute=55)
+    done = run(tmp_path, "run", "--config", str(config), "--start", start.isoformat(),
+               "--cycles", "65")
+    assert done.returncode == 0, done.stderr[-3000:]
+    # Then every position in today's expiry was closed before 16:00, those held to the end
+    # sold with exit reason "expiry" from 15:45 on; none was left to expire
+    positions, accepted = _expiring(tmp_path / "var" / "journal.sqlite", "20261204")
+    close = FRIDAY_1545.replace(hour=16, minute=0).timestamp()
+    assert accepted >= 1 and positions
+    assert all(status == "closed" and ts < close for status, _reason, ts in positions)
+    reasons = {reason for _status, reason, _ts in positions}
+    assert "expiry" in reasons and "expired" not in reasons
+    assert all(ts >= FRIDAY_1545.timestamp() for _s, reason, ts in positions
+               if reason == "expiry")
+    report = run(tmp_path, "report", "--day", "2026-12-04")
+    assert "expiry exit" in report.stdout
+
+
+@pytest.mark.integration
+def test_a_friday_1545_sim_session_enters_nothing_expiring_that_day(tmp_path):
+    done = run(tmp_path, "run", "--sim", "--start", FRIDAY_1545.isoformat(), "--cycles", "3",
+               "--interval", "0.5")
+    assert done.returncode == 0, done.stderr[-3000:]
+    _positions, accepted = _expiring(tmp_path / "var" / "journal.sqlite", "20261204")
+    assert accepted == 0
+    assert len([line for line in done.stdout.splitlines() if line.startswith("cycle ")]) == 3

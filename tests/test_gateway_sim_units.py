@@ -271,3 +271,22 @@ def test_threaded_sim_call_runs_on_the_sim_loop() -> None:
     with ThreadedSim(make_scenario(TUESDAY_MORNING)) as sim:
         loop = sim.call(asyncio.get_running_loop)
         assert loop is sim.loop and sim.port > 0
+
+
+def test_a_news_event_moves_the_price_for_good_and_lifts_the_volume() -> None:
+    at = TUESDAY_MORNING.timestamp()
+    news = _market(quirks=[], symbols=[{"symbol": "SPY", "price": 680, "con_id": 756733,
+                                        "volume_per_min": 150000, "events": [
+        {"at": TUESDAY_MORNING.isoformat(), "move_pct": 2.0, "volume_x": 5,
+         "duration_min": 30}]}])
+    calm = _market(quirks=[], symbols=[{"symbol": "SPY", "price": 680, "con_id": 756733,
+                                        "volume_per_min": 150000}])
+    before, after = at - 120, at + 600
+    assert news.underlying("SPY", before) == calm.underlying("SPY", before)
+    assert news.underlying("SPY", after) == pytest.approx(calm.underlying("SPY", after) * 1.02)
+    minute = int(at // 60) + 1
+    loud, quiet = news.paths["SPY"].minute_bar(minute), calm.paths["SPY"].minute_bar(minute)
+    assert loud.volume > 3 * quiet.volume
+    with pytest.raises(ScenarioError, match="events.0.at"):
+        scenario_from_dict({"symbols": [{"symbol": "SPY", "price": 1, "events": [
+            {"at": "2026-12-07T10:05:00", "move_pct": 1}]}]})

@@ -16,26 +16,33 @@ from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import pytest
+import yaml
 
 from common.calendar import nyse
 from common.config import OptionsSettings, Settings, parse_settings
-from common.messages import OptionContract, OrderIntent, Right, Signal
+from common.messages import OptionContract, OrderIntent, Right, Signal, SymbolTask
 from supervisor.broker.base import SymbolDataError
 from supervisor.broker.ibkr.broker import IBKRBroker
-from supervisor.runtime.serving import fetch_bars
+from supervisor.commands.check import drive
+from supervisor.runtime.serving import DataService, fetch_bars
+from supervisor.trading.sessions import SessionBook
+from tests.conftest import REPO_ROOT
 from tests.conftest_sim import make_scenario, next_client_id, run_client
 from tests.sessions import (
     AFTER_FALL_BACK,
     CHRISTMAS,
     DAY_BEFORE_THANKSGIVING,
     FRIDAY_1555,
+    MONDAY_0931,
     SATURDAY_NOON,
     TUESDAY_1000,
     TUESDAY_MORNING,
     TUESDAY_NIGHT,
 )
-from tools.gateway_sim import ThreadedSim
+from tools.gateway_sim import ThreadedSim, scenario_from_dict
 from workers.intents import fill_greeks
+from workers.pipeline import process_symbol, request_ids
+from workers.strategy import ScalpWhaleStrategy
 from workers.strikes import select_contracts
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
@@ -446,3 +453,33 @@ def test_historical_timeout(sim: ThreadedSim) -> None:
         return elapsed
 
     assert with_broker(sim, body) >= 1.0  # waited out the timeout, then gave up
+
+
+# --- signals on regular-session bars --------------------------------------------------------
+
+
+def test_the_whale_rule_fires_on_a_monday_morning_against_real_hours() -> None:
+    # Given the real-hours scenario at Monday 11:01 after a weekend, where QQQ broke out at
+    # 10:05 on heavy volume (a scenario event), and the whale rule's 22 hourly bars must come
+    # from four trading days of regular sessions (Monday has only one complete bar yet)
+    raw = yaml.safe_load((REPO_ROOT / "configs" / "scenarios" / "real_hours.yaml").read_text())
+    raw["clock"] = {"start": MONDAY_0931.replace(hour=11, minute=1).isoformat()}
+    settings_ = parse_settings({}, "test", environ={})
+
+    async def body(broker: IBKRBroker) -> Any:
+        now = broker.now()
+        session = await SessionBook(broker, nyse()).today("QQQ", now)
+        assert session is not None
+        task = SymbolTask(1, "QQQ", now, session_open_ts=session.open_ts,
+                          session_close_ts=session.close_ts)
+        service = DataService(broker, 10.0, nyse(), broker.now)
+        pipeline = process_symbol(task, 1, settings_, ScalpWhaleStrategy(settings_),
+                                  request_ids())
+        return await drive(pipeline, service, [])
+
+    with ThreadedSim(scenario_from_dict(raw)) as sim:
+        result = with_broker(sim, body, timeout_s=60)
+    # Then the whale fired: BUY calls on the break of the 20-hour high
+    assert result.whale_fired_ts is not None and result.signal is Signal.BUY
+    assert any(r.startswith("whale: close") and "> 20h high" in r for r in result.reasons)
+    assert not any("not enough hourly bars" in r for r in result.reasons)

@@ -98,7 +98,7 @@ class ProbeStrategy:
         return (), ()
 
 
-async def _drive(pipeline: Pipeline, service: DataService,
+async def drive(pipeline: Pipeline, service: DataService,
                  served: list[ReplyValue]) -> SymbolResult:
     """Answer the pipeline's requests as the supervisor answers a worker's, to its end."""
     replies: tuple[Reply, ...] | None = None
@@ -144,7 +144,7 @@ async def run_check(broker: Broker, settings: Settings, symbol: str, now_ts: flo
         pipeline = process_symbol(task, 0, settings, probe, request_ids())
         service = DataService(broker, settings.ibkr.request_timeout_s, calendar,
                               lambda: now_ts)
-        result = await _drive(pipeline, service, served)
+        result = await drive(pipeline, service, served)
         _fill(report, result, probe, served)
     except BrokerError as exc:
         report.warnings.append(f"{type(exc).__name__}: {exc}")

@@ -47,7 +47,7 @@ class Market:
         for spec in scenario.all_symbols():
             self.paths[spec.symbol] = PricePath(
                 spec.price, symbol_key(scenario.seed, spec.symbol), spec.path or scenario.path,
-                spec.volume_per_min)
+                spec.volume_per_min, events=spec.events)
 
     def now(self) -> float:
         return self.time.now()

@@ -11,9 +11,10 @@ price is continuous and any window of bars can be served without walking from a 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from tools.gateway_sim.scenario import PathSpec
+from tools.gateway_sim.scenario import EventSpec, PathSpec
 
 _MASK = (1 << 64) - 1
 TWO_PI = 2.0 * math.pi
@@ -65,8 +66,12 @@ class PricePath:
     """One symbol's path; ``price(t)`` for any epoch second, ``minute_bar(i)`` per minute."""
 
     def __init__(self, base: float, key: int, spec: PathSpec, volume_per_min: int,
-                 tick: float = 0.01) -> None:
+                 tick: float = 0.01, events: Sequence[EventSpec] = ()) -> None:
         self.base = base
+        # news: (from epoch s, log move, volume factor until epoch s), ramped over a minute
+        # so the price stays continuous
+        self.events = [(e.at.timestamp(), math.log1p(e.move_pct / 100.0), e.volume_x,
+                        e.at.timestamp() + e.duration_min * 60.0) for e in events]
         self.key = key
         self.tick = tick
         self.noise = spec.noise_pct / 100.0
@@ -97,7 +102,9 @@ class PricePath:
         noise = (1.0 - frac) * self._noise_knot(minute) + frac * self._noise_knot(minute + 1)
         fast = sum(w.at(t) for w in self.fast)
         slow = sum(w.at(t) for w in self.slow)
-        return self.envelope(t) * fast + slow + noise
+        news = sum(move * min(1.0, (t - at) / 60.0) for at, move, _x, _until in self.events
+                   if t > at)
+        return self.envelope(t) * fast + slow + noise + news
 
     def price(self, t: float) -> float:
         return self.base * math.exp(self.log_level(t))
@@ -125,7 +132,11 @@ class PricePath:
         move = abs(c - o) / (o * max(self.noise, 1e-6) * 2.0)
         hour_spike = 3.0 if unit(self.key, minute // 60 + 7_000_000) < 0.06 else 1.0
         jitter = 0.5 + unit(self.key, minute * 4 + 4)
-        return self.volume_per_min * jitter * (1.0 + min(3.0, move)) * hour_spike
+        news = 1.0
+        for at, _move, factor, until in self.events:
+            if at <= minute * 60 < until:
+                news *= factor
+        return self.volume_per_min * jitter * (1.0 + min(3.0, move)) * hour_spike * news
 
     def day_volume(self, since: float, now: float) -> int:
         """Cumulative volume since ``since``: an O(1) estimate, not a sum of bars."""

@@ -160,6 +160,23 @@ class ChainSpec(Model):
     min_tick: float = Field(0.01, gt=0)
 
 
+class EventSpec(Model):
+    """News: from ``at`` the price is ``move_pct`` away from its path (for good), and the
+    volume runs ``volume_x`` times its usual for ``duration_min`` minutes."""
+
+    at: datetime
+    move_pct: float = Field(ge=-50, le=100)
+    volume_x: float = Field(1.0, ge=0, le=100)
+    duration_min: int = Field(60, ge=1, le=1440)
+
+    @field_validator("at")
+    @classmethod
+    def _aware(cls, at: datetime) -> datetime:
+        if at.tzinfo is None:
+            raise ValueError("needs a UTC offset, e.g. 2026-12-07T10:05:00-05:00")
+        return at
+
+
 class SymbolSpec(Model):
     symbol: str = Field(pattern=r"^[A-Z][A-Z0-9.]{0,9}$")
     price: float = Field(gt=0)
@@ -175,6 +192,7 @@ class SymbolSpec(Model):
     options: bool = True
     chain: ChainSpec | None = None
     path: PathSpec | None = None
+    events: list[EventSpec] = Field(default_factory=list)
 
 
 class ExtraSymbols(Model):
