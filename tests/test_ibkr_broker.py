@@ -483,3 +483,48 @@ def test_the_whale_rule_fires_on_a_monday_morning_against_real_hours() -> None:
     assert result.whale_fired_ts is not None and result.signal is Signal.BUY
     assert any(r.startswith("whale: close") and "> 20h high" in r for r in result.reasons)
     assert not any("not enough hourly bars" in r for r in result.reasons)
+
+
+def test_a_partly_filled_take_profit_shrinks_the_stop_by_as_much() -> None:
+    # Given a gateway that fills at most 2 contracts per pass, and our bracket of 5 whose
+    # entry and take-profit are both marketable (the stop far below, never triggered)
+    scenario = make_scenario(TUESDAY_MORNING, orders={"max_fill_per_match": 2,
+                                                      "match_interval_s": 0.05})
+    intent_id = f"oca-{next_client_id()}"
+
+    async def body(broker: IBKRBroker) -> Any:
+        chain = await broker.chain("SPY")
+        spot = (await broker.quote("SPY")).last
+        (contract,) = spy_options(chain.strikes, chain.expirations[1], spot, 1)
+        (q,) = await broker.option_quotes((contract,))
+        intent = OrderIntent(intent_id, 1, "SPY", contract, Signal.BUY,
+                             entry_limit=round(q.ask + 0.5, 2), take_profit=round(q.bid * 0.5, 2),
+                             stop_loss=0.05, premium=q.ask, confidence=0.5, reasons=())
+        _entry, tp_id, sl_id = await broker.place_bracket(intent, 5, ACCOUNT)
+        seen: list[tuple[float, float]] = []  # (take-profit filled, stop quantity)
+
+        def sold() -> float:
+            return sum(f.shares for f in broker.fills()
+                       if f.order_ref == intent_id and f.side == "SLD")
+
+        async def watch() -> None:
+            while sold() < 5:
+                stops = [o.quantity for o in broker.open_orders() if o.order_id == sl_id]
+                if stops:
+                    seen.append((sold(), stops[0]))
+                await asyncio.sleep(0.01)
+
+        await asyncio.wait_for(watch(), 10)
+        await wait_until(lambda: not any(o.order_id == sl_id for o in broker.open_orders()))
+        return seen, broker.fills(), tp_id
+
+    with ThreadedSim(scenario) as sim:
+        seen, fills, _tp_id = with_broker(sim, body, timeout_s=40)
+    ours = [f for f in fills if f.order_ref == intent_id]
+    assert sum(f.shares for f in ours if f.side == "BOT") == 5
+    assert sum(f.shares for f in ours if f.side == "SLD") == 5
+    assert len([f for f in ours if f.side == "SLD"]) >= 2  # the take-profit filled in parts
+    # Then the stop always covered exactly what was still held (OCA type 2: reduce), and it
+    # saw at least one partial state in between
+    assert all(stop == 5 - filled for filled, stop in seen if filled < 5)
+    assert any(0 < filled < 5 for filled, _stop in seen)
