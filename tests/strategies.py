@@ -61,3 +61,16 @@ class Raises(_Holds):
 
     def decide(self, view: MarketView) -> SignalDecision:
         raise ZeroDivisionError("strategy bug for the test")
+
+
+class Chatty(_Holds):
+    """Writes a lot to its channel before every decision: log lines bigger than a pipe's
+    buffer, so a worker killed while it talks dies in the middle of a message."""
+
+    def decide(self, view: MarketView) -> SignalDecision:
+        import logging
+
+        chatter = logging.getLogger("tests.chatty")
+        for i in range(8):
+            chatter.warning("chatter %d %s", i, "x" * 200_000)
+        return SignalDecision(Signal.HOLD, 0.0, ("said a lot",))

@@ -17,7 +17,7 @@ from common.messages import (
     SymbolResult,
     SymbolTask,
 )
-from supervisor.runtime.cycle import CycleRun, CycleSummary
+from supervisor.runtime.cycle import ABANDONED, CycleRun, CycleSummary
 from supervisor.runtime.pool import WorkerHandle, WorkerPool
 from supervisor.trading.risk import RiskDecision
 
@@ -387,3 +387,10 @@ def test_summary_of_an_empty_cycle() -> None:
         "cycle 9: symbols ok 0/0 failed 0 | signals BUY 0 SELL 0 HOLD 0 | intents 0 "
         "accepted 0 rejected 0 | 0.00s"
     )
+
+
+def test_a_stop_that_was_asked_for_is_abandoned_not_failed() -> None:
+    results = (SymbolResult(CYCLE, "SPY", 1, Signal.HOLD),
+               SymbolResult(CYCLE, "QQQ", 0, skipped=ABANDONED))
+    line = CycleSummary(CYCLE, results, (), seconds=0.2).line()
+    assert "symbols ok 2/2 failed 0" in line and line.endswith("SPY=HOLD QQQ=abandoned")

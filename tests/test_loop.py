@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import http.server
 import json
-import multiprocessing
 import threading
 
 import pytest
@@ -23,10 +22,9 @@ pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
 
 def run_supervisor(settings, tmp_path) -> Supervisor:
     clock = SimClock(settings.stub.start.timestamp())
-    log_queue = multiprocessing.get_context("spawn").Queue()
-    logs = LogService(settings.logging, log_queue, None)
+    logs = LogService(settings.logging, None)
     lines: list[str] = []
-    supervisor = Supervisor(settings, StubBroker(settings.stub, clock.now), clock, log_queue,
+    supervisor = Supervisor(settings, StubBroker(settings.stub, clock.now), clock, logs.handle,
                             echo=lines.append)
     try:
         supervisor.exit_code = asyncio.run(supervisor.run())

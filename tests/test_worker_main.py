@@ -31,7 +31,7 @@ class WorkerUnderTest:
     def __init__(self, settings: Any) -> None:
         self.inbox, self.outbox = CTX.Queue(), CTX.Queue()
         self.process = CTX.Process(target=worker_main,
-                                   args=(7, self.inbox, self.outbox, None, settings))
+                                   args=(7, self.inbox, self.outbox, settings))
         self.process.start()
         ready = self.outbox.get(timeout=30)
         assert isinstance(ready, WorkerReady) and ready.worker_id == 7
@@ -123,7 +123,7 @@ def test_worker_exits_when_its_supervisor_is_gone(tmp_path):
 
 def _spawn_worker_and_hang(settings: Any, pids: Any) -> None:
     inbox, outbox = CTX.Queue(), CTX.Queue()
-    worker = CTX.Process(target=worker_main, args=(1, inbox, outbox, None, settings))
+    worker = CTX.Process(target=worker_main, args=(1, inbox, outbox, settings))
     worker.start()
     outbox.get(timeout=30)
     pids.put(worker.pid)

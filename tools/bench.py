@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import multiprocessing
 import sys
 import threading
 from pathlib import Path
@@ -58,9 +57,8 @@ def bench(symbols: int, cycles: int, workers: int, concurrency: int) -> dict[str
         "logging": {"level": "WARNING", "json_path": "var/bench.jsonl", "console": False},
     }, "bench", environ={})
     clock = SimClock(settings.stub.start.timestamp())
-    log_queue = multiprocessing.get_context("spawn").Queue()
-    logs = LogService(settings.logging, log_queue, None)
-    supervisor = Supervisor(settings, StubBroker(settings.stub, clock.now), clock, log_queue,
+    logs = LogService(settings.logging, None)
+    supervisor = Supervisor(settings, StubBroker(settings.stub, clock.now), clock, logs.handle,
                             echo=lambda line: None, keep_summaries=cycles)
     sampler = RssSampler()
     sampler.start()

@@ -1,12 +1,16 @@
 """Worker process main: drives one pipeline generator per symbol task it is given.
 
     supervisor --inbox------> [ worker_main ] --outbox--> supervisor
-               SymbolTask      TaskDriver         Request, SymbolResult, WorkerReady
-               Reply           (generators by
-               Stop             request id)       --log queue--> supervisor's listener
+               SymbolTask      TaskDriver         Request, SymbolResult, WorkerReady,
+               Reply           (generators by     and (forward_logs) its log records
+               Stop             request id)
 
-The worker never touches the network or ib_insync: every piece of market data is a request
-answered by the supervisor. It exits on Stop, or on its own when the supervisor is gone.
+The outbox is this worker's own channel (a pipe end in the pool; any object with ``put`` or
+``send`` in a test): no other process writes to it, so a worker killed in the middle of a
+write can cost only its own messages, never another's. The worker never touches the network
+or ib_insync: every piece of market data is a request answered by the supervisor. It ignores
+SIGINT and SIGTERM (the supervisor stops it, in order) and exits on Stop, or on its own when
+the supervisor is gone.
 """
 
 from __future__ import annotations
@@ -103,22 +107,46 @@ def _exit_when_parent_dies() -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
-def _log_to(queue: Any, level: str) -> None:
-    root = logging.getLogger()
-    root.handlers[:] = [logging.handlers.QueueHandler(queue)]
-    root.setLevel(level)
+class _Forward(logging.handlers.QueueHandler):
+    """Log records out through the worker's own channel, ready for the supervisor's handlers."""
+
+    def __init__(self, send: Callable[[Any], None]) -> None:
+        super().__init__(None)  # type: ignore[arg-type]  # enqueue below uses ``send``
+        self._send = send
+
+    def enqueue(self, record: logging.LogRecord) -> None:
+        self._send(record)
+
+
+def sender(outbox: Any) -> Callable[[Any], None]:
+    """One way to write to the outbox, safe from any thread of this process: a pipe end's
+    ``send`` (under a lock, so two threads never interleave a message) or a queue's ``put``."""
+    if not hasattr(outbox, "send"):
+        put: Callable[[Any], None] = outbox.put
+        return put
+    lock = threading.Lock()
+
+    def send(message: Any) -> None:
+        with lock:
+            outbox.send(message)
+
+    return send
 
 
 def worker_main(
-    worker_id: int, inbox: Any, outbox: Any, log_queue: Any, settings: Settings
+    worker_id: int, inbox: Any, outbox: Any, settings: Settings, forward_logs: bool = False
 ) -> None:
-    """The process target. Queues are arguments, so a test can drive it with plain queues."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides when workers stop
+    """The process target. Channels are arguments, so a test can drive it with plain queues."""
+    for signum in (signal.SIGINT, signal.SIGTERM):  # the supervisor decides when we stop
+        signal.signal(signum, signal.SIG_IGN)
     _exit_when_parent_dies()
-    if log_queue is not None:
-        _log_to(log_queue, settings.logging.level)
-    driver = TaskDriver(worker_id, settings, load_strategy(settings), outbox.put)
-    outbox.put(WorkerReady(worker_id, os.getpid()))
+    send = sender(outbox)
+    if forward_logs:
+        root = logging.getLogger()
+        root.handlers[:] = [_Forward(send)]
+        root.setLevel(settings.logging.level)
+    driver = TaskDriver(worker_id, settings, load_strategy(settings), send)
+    send(WorkerReady(worker_id, os.getpid()))
     while True:
         message = inbox.get()
         if isinstance(message, SymbolTask):

@@ -1,8 +1,8 @@
 """Logging for every process, written by the supervisor alone.
 
-    worker processes --QueueHandler--> log queue --QueueListener--+
-    supervisor loggers ---------------------------------------------+--> JSON lines file
-                                                                    +--> readable console text
+    worker processes --their own channel (the pool)--> LogService.handle --+
+    supervisor loggers ------------------------------------------------------+--> JSON lines
+                                                                             +--> console text
 
 Every decision (signal, skip reason, intent, risk verdict) is one record whose ``event``
 attribute names it; its other ``extra`` fields become JSON keys.
@@ -14,7 +14,7 @@ import logging
 import logging.handlers
 import sys
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 from common.config import LoggingSettings
 
@@ -30,7 +30,7 @@ JSON_FIELDS = "%(asctime)s %(levelname)s %(name)s %(processName)s %(process)d %(
 class LogService:
     """Owns the handlers and the listener that drains the workers' log queue."""
 
-    def __init__(self, settings: LoggingSettings, log_queue: Any, console: TextIO | None) -> None:
+    def __init__(self, settings: LoggingSettings, console: TextIO | None) -> None:
         self.handlers: list[logging.Handler] = []
         if settings.json_path:
             path = Path(settings.json_path)
@@ -50,14 +50,15 @@ class LogService:
         root.setLevel(settings.level)
         if settings.level != "DEBUG":  # ib_insync narrates every order and status at INFO
             logging.getLogger("ib_insync").setLevel(logging.WARNING)
-        self.listener = logging.handlers.QueueListener(
-            log_queue, *self.handlers, respect_handler_level=True
-        )
-        self.listener.start()
+
+    def handle(self, record: logging.LogRecord) -> None:
+        """A worker's record, as if it had been logged here (each handler's level applies)."""
+        for handler in self.handlers:
+            if record.levelno >= handler.level:
+                handler.handle(record)
 
     def close(self) -> None:
-        """Drain what the workers sent, then restore the root logger."""
-        self.listener.stop()
+        """Restore the root logger and close the files."""
         root = logging.getLogger()
         root.handlers[:], level = self._saved
         root.setLevel(level)

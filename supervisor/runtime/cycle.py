@@ -20,6 +20,8 @@ from supervisor.trading.risk import RiskDecision
 
 log = logging.getLogger("supervisor.runtime.cycle")
 
+ABANDONED = "abandoned: a stop was asked for"  # a skip, not a failure: the user stopped us
+
 
 class CycleRun:
     def __init__(
@@ -133,9 +135,7 @@ class CycleSummary:
         ok = len(self.results) - len(self.failed)
         intents = sum(len(r.intents) for r in self.results)
         accepted = sum(1 for d in self.decisions if d.accepted)
-        per_symbol = " ".join(
-            f"{r.symbol}={r.signal.value if r.ok else 'FAILED'}" for r in self.results
-        )
+        per_symbol = " ".join(f"{r.symbol}={_state(r)}" for r in self.results)
         return (
             f"cycle {self.cycle_id}: symbols ok {ok}/{len(self.results)} failed "
             f"{len(self.failed)} | signals BUY {self.count(Signal.BUY)} SELL "
@@ -143,3 +143,9 @@ class CycleSummary:
             f"accepted {accepted} rejected {len(self.decisions) - accepted} | "
             f"{self.seconds:.2f}s | {per_symbol}"
         )
+
+
+def _state(result: SymbolResult) -> str:
+    if not result.ok:
+        return "FAILED"
+    return "abandoned" if result.skipped == ABANDONED else result.signal.value

@@ -42,7 +42,7 @@ from supervisor.journal.store import Journal
 from supervisor.observe.alerts import Alerter
 from supervisor.observe.metrics import Monitor
 from supervisor.runtime.clock import Clock
-from supervisor.runtime.cycle import CycleRun, CycleSummary
+from supervisor.runtime.cycle import ABANDONED, CycleRun, CycleSummary
 from supervisor.runtime.monitoring import MonitorLoop, pause
 from supervisor.runtime.pool import BootFailure, WorkerHandle, WorkerPool
 from supervisor.runtime.serving import DataService
@@ -61,7 +61,7 @@ class Supervisor:
         settings: Settings,
         broker: Broker,
         clock: Clock,
-        log_queue: Any,
+        on_log: Callable[[logging.LogRecord], None],
         echo: Callable[[str], None] = print,
         mp_context: str = "spawn",
         cli_live: bool = False,
@@ -81,7 +81,7 @@ class Supervisor:
         self.sessions = SessionBook(broker, self.calendar)
         self.service = DataService(broker, settings.ibkr.request_timeout_s, self.calendar,
                                    clock.now)
-        self.pool = WorkerPool(settings, log_queue, self._on_message, self._on_death, mp_context)
+        self.pool = WorkerPool(settings, self._on_message, self._on_death, on_log, mp_context)
         self.stop = asyncio.Event()
         self.exit_code = exitcodes.OK
         self.cycle: CycleRun | None = None
@@ -245,8 +245,7 @@ class Supervisor:
             return waiter.result()
         waiter.cancel()
         for symbol in [*cycle.inflight, *(t.symbol for t in cycle.pending)]:
-            cycle.results[symbol] = SymbolResult(cycle.cycle_id, symbol, 0,
-                                                 error="abandoned at shutdown")
+            cycle.results[symbol] = SymbolResult(cycle.cycle_id, symbol, 0, skipped=ABANDONED)
         return cycle.results
 
     # --- results ---------------------------------------------------------------------------------
@@ -314,8 +313,9 @@ class Supervisor:
             loop.add_signal_handler(signum, self._on_signal, signum)
 
     def _on_signal(self, signum: int) -> None:
-        log.warning("%s received: stopping after the current step", signal.Signals(signum).name,
-                    extra={"event": "signal", "signal": signal.Signals(signum).name})
+        log.info("%s received: stopping after the current step", signal.Signals(signum).name,
+                 extra={"event": "signal", "signal": signal.Signals(signum).name})
+        self.pool.stopping = True  # a worker that dies now is not replaced
         self.stop.set()
 
     async def _pause(self, seconds: float) -> None:

@@ -64,7 +64,7 @@ class MonitorLoop:
                 processes[f"worker-{handle.worker_id}"] = handle.pid
         buffers: dict[str, float] = {f"broker.{k}": v for k, v in self.broker.stats().items()}
         buffers.update({"pending_requests": self.serving(),
-                        "outbox_depth": _depth(self.pool.outbox),
+                        "torn_messages_total": self.pool.torn_messages,
                         "inbox_depth": sum(_depth(w.inbox) for w in self.pool.workers.values()),
                         "requests_served_total": self.service.served,
                         "requests_failed_total": self.service.failed,

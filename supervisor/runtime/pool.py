@@ -1,13 +1,17 @@
-"""The worker pool: spawned processes, an inbox each, one shared outbox, their sentinels.
+"""The worker pool: spawned processes, each with its own inbox and its own result channel.
 
-    supervisor event loop                                     worker processes (spawn)
-    pool.send(wid, msg) ----------- inbox[wid] -------------> worker_main(wid, ...)
-    on_message(msg) <- call_soon_threadsafe <- reader thread <- outbox <- every worker
+    supervisor event loop                                      worker processes (spawn)
+    pool.send(wid, msg) ------------ inbox[wid] (queue) -------> worker_main(wid, ...)
+    on_message(msg)  <- loop.add_reader <- channel[wid] (pipe) <- that worker only:
+    on_log(record)   <-                                          results, requests, logs
     on_death(handle, failure) <- loop.add_reader(process.sentinel)  (readable once it ends)
 
-Workers are started with an explicit ``spawn`` context, so none inherits the broker's socket
-or the event loop. A worker id is never reused: a respawned worker gets a new one, so a late
-reply meant for a dead worker can be recognised and dropped.
+No channel is shared between workers: a worker killed while it writes (even mid-message)
+cannot hold a lock another worker needs, so it costs at most its own in-flight symbols; its
+torn message is dropped with the channel. Workers are started with an explicit ``spawn``
+context, so none inherits the broker's socket or the event loop. A worker id is never
+reused: a respawned worker gets a new one, so a late reply meant for a dead worker can be
+recognised and dropped.
 """
 
 from __future__ import annotations
@@ -16,7 +20,6 @@ import asyncio
 import itertools
 import logging
 import multiprocessing
-import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -26,11 +29,10 @@ from typing import Any
 
 from common.config import Settings
 from common.messages import Stop
+from supervisor.runtime.channels import ChannelBroken, FrameReader
 from workers.main import worker_main
 
 log = logging.getLogger("supervisor.runtime.pool")
-
-_END = None  # put on the outbox to stop the reader thread
 
 
 class BootFailure(RuntimeError):
@@ -42,6 +44,8 @@ class WorkerHandle:
     worker_id: int
     process: BaseProcess
     inbox: Any
+    channel: Any  # the read end of this worker's own pipe
+    reader: FrameReader
     ready: bool = False
     inflight: set[str] = field(default_factory=set)  # symbols of the current cycle
 
@@ -54,35 +58,32 @@ class WorkerPool:
     def __init__(
         self,
         settings: Settings,
-        log_queue: Any,
         on_message: Callable[[Any], None],
         on_death: Callable[[WorkerHandle, str | None], None],
+        on_log: Callable[[logging.LogRecord], None],
         context: str = "spawn",
     ) -> None:
         self.settings = settings
-        self.log_queue = log_queue
         self.on_message = on_message
         self.on_death = on_death
+        self.on_log = on_log
         if context not in ("spawn", "forkserver"):
             # a forked child would inherit the broker socket and the running event loop
             raise ValueError(f"workers need a spawn or forkserver context, not {context!r}")
         self.ctx: Any = multiprocessing.get_context(context)
-        self.outbox: Any = self.ctx.Queue()
         self.workers: dict[int, WorkerHandle] = {}
         self.respawns = 0
+        self.torn_messages = 0  # channels that ended mid-message (a worker killed writing)
+        self.stopping = False
         self._ids = itertools.count(1)
         self._deaths: deque[float] = deque()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._reader: threading.Thread | None = None
-        self._stopping = False
         self._all_ready = asyncio.Event()
 
     # --- start ---------------------------------------------------------------------------------
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        self._reader = threading.Thread(target=self._read_outbox, name="outbox-reader", daemon=True)
-        self._reader.start()
         for _ in range(self.settings.workers.count):
             self._spawn()
 
@@ -94,33 +95,59 @@ class WorkerPool:
             raise BootFailure(f"workers {slow} not ready after {timeout_s:g}s") from None
 
     def _spawn(self) -> WorkerHandle:
+        assert self._loop is not None
         worker_id = next(self._ids)
         inbox = self.ctx.Queue()
+        channel, writer = self.ctx.Pipe(duplex=False)
         process = self.ctx.Process(
             target=worker_main,
-            args=(worker_id, inbox, self.outbox, self.log_queue, self.settings),
+            args=(worker_id, inbox, writer, self.settings, True),
             name=f"worker-{worker_id}",
             daemon=True,
         )
         process.start()
-        handle = WorkerHandle(worker_id, process, inbox)
+        writer.close()  # the worker holds the only write end: its death is our EOF
+        handle = WorkerHandle(worker_id, process, inbox, channel, FrameReader(channel.fileno()))
         self.workers[worker_id] = handle
-        assert self._loop is not None
+        self._loop.add_reader(channel.fileno(), self._drain, handle)
         self._loop.add_reader(process.sentinel, self._reap, worker_id)
         log.info("worker %s started (pid %s)", worker_id, process.pid,
                  extra={"event": "worker_started", "worker": worker_id, "pid": process.pid})
         return handle
 
-    def _read_outbox(self) -> None:
-        assert self._loop is not None
-        while True:
-            message = self.outbox.get()
-            if message is _END:
-                return
-            try:
-                self._loop.call_soon_threadsafe(self.on_message, message)
-            except RuntimeError:  # the loop closed under us: nobody is left to read
-                return
+    # --- what workers say ----------------------------------------------------------------------
+
+    def _drain(self, handle: WorkerHandle) -> None:
+        """Every whole message waiting on one worker's channel, never blocking; at end of file
+        (or on garbage) the channel closes, and a torn last message is counted and dropped
+        (the sentinel reports the death itself)."""
+        if handle.channel.closed:
+            return
+        try:
+            messages = handle.reader.read()
+        except ChannelBroken as exc:
+            self.torn_messages += 1
+            log.warning("worker %s's channel is broken (%s): closed", handle.worker_id, exc)
+            self._close_channel(handle)
+            return
+        for message in messages:
+            if isinstance(message, logging.LogRecord):
+                self.on_log(message)
+            else:
+                self.on_message(message)
+        if handle.reader.eof:
+            if handle.reader.torn:
+                self.torn_messages += 1
+                log.warning("worker %s's channel ended mid-message: %d bytes dropped",
+                            handle.worker_id, len(handle.reader.buffer))
+            self._close_channel(handle)
+
+    def _close_channel(self, handle: WorkerHandle) -> None:
+        if handle.channel.closed:
+            return
+        if self._loop is not None:
+            self._loop.remove_reader(handle.channel.fileno())
+        handle.channel.close()
 
     # --- use -----------------------------------------------------------------------------------
 
@@ -148,8 +175,11 @@ class WorkerPool:
         if handle is None:
             return
         self._loop.remove_reader(handle.process.sentinel)
+        self._drain(handle)  # what it wrote before it died still counts
+        self._close_channel(handle)
+        handle.inbox.cancel_join_thread()  # nobody will read what is still queued for it
         handle.process.join(timeout=1)
-        if self._stopping:
+        if self.stopping:
             return
         log.error("worker %s (pid %s) died with exit code %s", worker_id, handle.pid,
                   handle.process.exitcode,
@@ -176,21 +206,20 @@ class WorkerPool:
     # --- stop ----------------------------------------------------------------------------------
 
     async def stop(self, timeout_s: float = 5.0) -> None:
-        """Ask every worker to stop, wait, then terminate stragglers; stop the reader."""
-        self._stopping = True
+        """Ask every worker to stop, wait, then terminate stragglers; close every channel."""
+        self.stopping = True
         for handle in self.workers.values():
             handle.inbox.put(Stop())
         deadline = time.monotonic() + timeout_s
         for handle in list(self.workers.values()):
             while handle.process.is_alive() and time.monotonic() < deadline:
                 await asyncio.sleep(0.02)
-            if handle.process.is_alive():
-                log.warning("worker %s did not stop in time; terminating", handle.worker_id)
-                handle.process.terminate()
+            if handle.process.is_alive():  # workers ignore SIGTERM: a straggler is killed
+                log.warning("worker %s did not stop in time; killing it", handle.worker_id)
+                handle.process.kill()
             handle.process.join(timeout=2)
             if self._loop is not None:
                 self._loop.remove_reader(handle.process.sentinel)
+            self._drain(handle)
+            self._close_channel(handle)
         self.workers.clear()
-        self.outbox.put(_END)
-        if self._reader is not None:
-            await asyncio.get_running_loop().run_in_executor(None, self._reader.join, 2)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import multiprocessing
 import sys
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -92,9 +91,8 @@ def run_supervisor(settings: Settings, broker: Broker, clock: Clock, *,
                    echo: Callable[[str], None], cli_live: bool = False,
                    console: bool = True) -> tuple[int, Supervisor]:
     """One supervisor run with its log listener; returns the exit code and the supervisor."""
-    log_queue = multiprocessing.get_context("spawn").Queue()
-    logs = LogService(settings.logging, log_queue, sys.stderr if console else None)
-    supervisor = Supervisor(settings, broker, clock, log_queue, cli_live=cli_live, echo=echo)
+    logs = LogService(settings.logging, sys.stderr if console else None)
+    supervisor = Supervisor(settings, broker, clock, logs.handle, cli_live=cli_live, echo=echo)
     try:
         code = asyncio.run(supervisor.run())
     finally:

@@ -9,13 +9,14 @@ file, ``scenario_from_dict`` builds one in code (tests), ``Scenario.all_symbols`
 from __future__ import annotations
 
 import re
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from tools.gateway_sim.timing import ClockSpec, EventSpec, Model
 
 Seconds = Annotated[float, Field(ge=0, le=86_400)]
 Pct = Annotated[float, Field(ge=0, le=100)]
@@ -25,33 +26,6 @@ HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 
 class ScenarioError(ValueError):
     """The scenario file is missing, not YAML, or does not validate."""
-
-
-class Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ClockSpec(Model):
-    """The session the sim replays: sim time = start + elapsed x rate (see simclock.py)."""
-
-    start: datetime | None = None  # with a UTC offset; None: follow the wall clock
-    rate: float = Field(1.0, gt=0, le=100_000)  # sim seconds per real second
-    # > 0: prices move in whole steps of this many sim seconds (60: once a minute, a bar
-    # replay) while time itself flows; every request inside one step sees the same market
-    market_step_s: float = Field(0.0, ge=0, le=86_400)
-
-    @field_validator("start")
-    @classmethod
-    def _aware(cls, start: datetime | None) -> datetime | None:
-        if start is not None and start.tzinfo is None:
-            raise ValueError("needs a UTC offset, e.g. 2026-12-01T10:30:00-05:00")
-        return start
-
-    @model_validator(mode="after")
-    def _rate_needs_start(self) -> ClockSpec:
-        if self.start is None and self.rate != 1.0:
-            raise ValueError("rate needs a pinned start (the wall clock runs at 1x)")
-        return self
 
 
 class PositionSpec(Model):
@@ -158,23 +132,6 @@ class ChainSpec(Model):
     missing_pct: Pct = 3.0  # ... and a hash-chosen share of the rest
     multiplier: int = Field(100, ge=1)
     min_tick: float = Field(0.01, gt=0)
-
-
-class EventSpec(Model):
-    """News: from ``at`` the price is ``move_pct`` away from its path (for good), and the
-    volume runs ``volume_x`` times its usual for ``duration_min`` minutes."""
-
-    at: datetime
-    move_pct: float = Field(ge=-50, le=100)
-    volume_x: float = Field(1.0, ge=0, le=100)
-    duration_min: int = Field(60, ge=1, le=1440)
-
-    @field_validator("at")
-    @classmethod
-    def _aware(cls, at: datetime) -> datetime:
-        if at.tzinfo is None:
-            raise ValueError("needs a UTC offset, e.g. 2026-12-07T10:05:00-05:00")
-        return at
 
 
 class SymbolSpec(Model):
