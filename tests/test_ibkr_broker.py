@@ -379,11 +379,13 @@ def test_bracket_arrives_field_by_field(sim: ThreadedSim) -> None:
         intent = OrderIntent(intent_id, 1, "SPY", contract, Signal.BUY, entry_limit=2.5,
                              take_profit=3.75, stop_loss=1.75, premium=2.5, confidence=0.7,
                              reasons=("test",))
-        ids = await broker.place_bracket(intent, 2, ACCOUNT)
+        placed = await broker.place_bracket(intent, 2, ACCOUNT)
         await wait_until(lambda: len(broker.open_orders()) >= 2, 3.0)
-        return ids, broker.open_orders()
+        return placed, broker.open_orders()
 
-    ids, open_orders = with_broker(sim, body)
+    placed, open_orders = with_broker(sim, body)
+    ids = placed.order_ids
+    assert all(placed.perm_ids) and len(set(placed.perm_ids)) == 3  # the gateway accepted all
     received = {o["order_id"]: o for o in sim.orders() if o["orderRef"] == intent_id}
     parent, tp, sl = (received[i] for i in ids)
     assert (parent["orderType"], parent["action"], parent["lmtPrice"]) == ("LMT", "BUY", 2.5)
@@ -500,7 +502,7 @@ def test_a_partly_filled_take_profit_shrinks_the_stop_by_as_much() -> None:
         intent = OrderIntent(intent_id, 1, "SPY", contract, Signal.BUY,
                              entry_limit=round(q.ask + 0.5, 2), take_profit=round(q.bid * 0.5, 2),
                              stop_loss=0.05, premium=q.ask, confidence=0.5, reasons=())
-        _entry, tp_id, sl_id = await broker.place_bracket(intent, 5, ACCOUNT)
+        _entry, tp_id, sl_id = (await broker.place_bracket(intent, 5, ACCOUNT)).order_ids
         seen: list[tuple[float, float]] = []  # (take-profit filled, stop quantity)
 
         def sold() -> float:

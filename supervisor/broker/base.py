@@ -31,6 +31,24 @@ class ConnectionLost(BrokerError):
     """The connection to the gateway is down; the supervisor waits for the reconnect."""
 
 
+class OrderRejected(BrokerError):
+    """The gateway refused an order: its error code and text (201 and the reason, say)."""
+
+    def __init__(self, message: str, code: int, order_ids: Sequence[int] = ()) -> None:
+        super().__init__(message)
+        self.code = code
+        self.order_ids = tuple(order_ids)
+
+
+@dataclass(frozen=True)
+class PlacedBracket:
+    """A bracket the gateway accepted: entry, take-profit and stop, by order id and by permId
+    (IBKR's id for an order across client ids and reconnects)."""
+
+    order_ids: tuple[int, int, int]
+    perm_ids: tuple[int, int, int]
+
+
 @dataclass(frozen=True)
 class AccountSnapshot:
     account: str
@@ -150,8 +168,9 @@ class Broker(Protocol):
                       limit: float) -> WhatIf: ...
 
     async def place_bracket(self, intent: OrderIntent, quantity: int,
-                            account: str) -> tuple[int, int, int]:
-        """Entry, take-profit and stop order ids of a bracket (one OCA group)."""
+                            account: str) -> PlacedBracket:
+        """A bracket (one OCA group), once the gateway accepted it; OrderRejected with the
+        code if it refused; BrokerError if its fate is not known in time."""
         ...
 
     async def place_order(self, contract: OptionContract, action: str, quantity: int,

@@ -24,6 +24,7 @@ from supervisor.broker.base import (
     BrokerPosition,
     Fill,
     OpenOrder,
+    PlacedBracket,
     SymbolDataError,
     WhatIf,
 )
@@ -250,7 +251,7 @@ class StubBroker:
     # The stub is a market for dry-run and what-if only: it places no orders and holds none.
 
     async def place_bracket(self, intent: OrderIntent, quantity: int,
-                            account: str) -> tuple[int, int, int]:
+                            account: str) -> PlacedBracket:
         raise BrokerError("the stub places no orders (live trading needs the IBKR broker)")
 
     async def place_order(self, contract: OptionContract, action: str, quantity: int,

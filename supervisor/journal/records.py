@@ -16,11 +16,11 @@ from common.messages import OptionContract
 
 Status = Literal["pending", "open", "closed", "expired"]
 # expiry: closed at the bid before the expiry's close; expired: settled at intrinsic value
-ExitReason = Literal["take_profit", "stop_loss", "expiry", "expired", "cancelled"]
+ExitReason = Literal["take_profit", "stop_loss", "expiry", "expired", "cancelled", "closed"]
 
 STATUSES: tuple[Status, ...] = ("pending", "open", "closed", "expired")
 EXIT_REASONS: tuple[ExitReason, ...] = ("take_profit", "stop_loss", "expiry", "expired",
-                                        "cancelled")
+                                        "cancelled", "closed")  # closed: sold otherwise
 ACTIVE: tuple[Status, ...] = ("pending", "open")
 
 
@@ -47,6 +47,7 @@ class Position:
     exit_price: float | None = None
     closed_ts: float | None = None
     exit_reason: ExitReason | None = None
+    commission: float = 0.0  # paid on the fills so far (live); realized P&L is net of it
 
     @property
     def multiplier(self) -> int:
@@ -70,7 +71,8 @@ class Position:
         if self.active or not (_finite(self.entry_price) and _finite(self.exit_price)):
             return 0.0
         assert self.entry_price is not None and self.exit_price is not None
-        return (self.exit_price - self.entry_price) * self.quantity * self.multiplier
+        gross = (self.exit_price - self.entry_price) * self.quantity * self.multiplier
+        return gross - self.commission
 
 
 @dataclass(frozen=True)

@@ -52,9 +52,19 @@ CREATE TABLE alerts (id INTEGER PRIMARY KEY, day TEXT NOT NULL, kind TEXT NOT NU
     """
 ALTER TABLE intents ADD COLUMN action TEXT NOT NULL DEFAULT 'BUY';
 """,
+    # 3: orders followed by IBKR's permId (stable across client ids and reconnects); the
+    # broker and account a journal belongs to
+    """
+ALTER TABLE orders ADD COLUMN perm_id INTEGER;
+CREATE INDEX orders_perm ON orders (perm_id);
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+ALTER TABLE positions ADD COLUMN commission REAL NOT NULL DEFAULT 0;
+CREATE TABLE broker_pnl (day TEXT PRIMARY KEY, ts REAL NOT NULL, daily REAL, realized REAL,
+    unrealized REAL, net_liquidation REAL);
+""",
 )
-SCHEMA_VERSION = len(MIGRATIONS)  # 2
+SCHEMA_VERSION = len(MIGRATIONS)  # 3
 
 POSITION_COLUMNS = (f"intent_id, symbol, {CONTRACT_COLUMNS}, quantity, entry_limit, "
                     "take_profit, stop_loss, status, opened_ts, entry_price, filled_ts, mark, "
-                    "exit_price, closed_ts, exit_reason")
+                    "exit_price, closed_ts, exit_reason, commission")

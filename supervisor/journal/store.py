@@ -216,9 +216,20 @@ class Journal:
 
     def update_order(self, row_id: int, status: str, ts: float,
                      details: Mapping[str, Any] | None = None,
-                     broker_order_id: int | None = None) -> bool:
+                     broker_order_id: int | None = None, perm_id: int | None = None) -> bool:
         """New status; ``details`` merged into the stored ones; False if no such row."""
-        return self._update_order("id = ?", row_id, status, ts, details, broker_order_id)
+        updated = self._update_order("id = ?", row_id, status, ts, details, broker_order_id)
+        if updated and perm_id:
+            with self._tx(True) as db:
+                db.execute("UPDATE orders SET perm_id = ? WHERE id = ?", (perm_id, row_id))
+        return updated
+
+    def reject_decision(self, intent_id: str, day: str, reason: str) -> None:
+        """The gateway refused what risk accepted: the decision is a rejection after all."""
+        with self._tx(True) as db:
+            db.execute("UPDATE decisions SET accepted = 0, quantity = 0, rule = 'rejected', "
+                       "reason = ? WHERE id = (SELECT MAX(id) FROM decisions WHERE "
+                       "intent_id = ? AND day = ?)", (reason, intent_id, day))
 
     def update_order_by_broker_id(self, broker_order_id: int, status: str, ts: float,
                                   details: Mapping[str, Any] | None = None) -> bool:
@@ -246,7 +257,8 @@ class Journal:
         """Live orders still in one of ``statuses``: what the live lifecycle watches."""
         marks = ", ".join("?" for _ in statuses)
         rows = self._db.execute(
-            f"SELECT id, intent_id, status, quantity, broker_order_id, created_ts FROM orders "
+            f"SELECT id, intent_id, status, quantity, broker_order_id, perm_id, created_ts, "
+            "details FROM orders "
             f"WHERE mode = 'live' AND status IN ({marks}) ORDER BY id", tuple(statuses))
         return [dict(row) for row in rows]
 
@@ -275,19 +287,19 @@ class Journal:
         with self._tx(True) as db:
             db.execute(
                 f"INSERT INTO positions ({POSITION_COLUMNS}, opened_day, closed_day) VALUES "
-                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                f"({', '.join('?' * 24)}) "
                 "ON CONFLICT (intent_id) DO UPDATE SET status = excluded.status, "
                 "quantity = excluded.quantity, entry_price = excluded.entry_price, "
                 "filled_ts = excluded.filled_ts, mark = excluded.mark, "
                 "exit_price = excluded.exit_price, closed_ts = excluded.closed_ts, "
-                "exit_reason = excluded.exit_reason, "
+                "exit_reason = excluded.exit_reason, commission = excluded.commission, "
                 # the first save that saw it closed dates the closing; re-saves keep that day
                 "closed_day = CASE WHEN excluded.closed_day IS NULL THEN NULL "
                 "ELSE COALESCE(positions.closed_day, excluded.closed_day) END",
                 (p.intent_id, p.symbol, *contract_values(p.contract), p.quantity,
                  p.entry_limit, p.take_profit, p.stop_loss, p.status, p.opened_ts,
                  p.entry_price, p.filled_ts, p.mark, p.exit_price, p.closed_ts, p.exit_reason,
-                 day, closed_day))
+                 p.commission, day, closed_day))
 
     def open_positions(self) -> list[Position]:
         """Every position not yet closed (pending entries included), oldest first."""

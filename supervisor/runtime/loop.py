@@ -225,7 +225,7 @@ class Supervisor:
         ordered = tuple(results[t.symbol] for t in tasks if t.symbol in results)
         for result in ordered:
             self._record_result(result, state.day)
-        executions = await self.desk.act_on(ordered, self.clock.now())
+        executions = await self.desk.act_on(ordered, self.clock.now(), self.stop.is_set())
         summary = CycleSummary(cycle_id, ordered, tuple(e.decision for e in executions),
                                time.monotonic() - started)
         self.journal.end_cycle(cycle_id, self.clock.now(), len(ordered) - len(summary.failed),

@@ -127,7 +127,10 @@ class Desk:
 
     # --- after the cycle --------------------------------------------------------------------
 
-    async def act_on(self, results: Sequence[SymbolResult], now_ts: float) -> list[Execution]:
+    async def act_on(self, results: Sequence[SymbolResult], now_ts: float,
+                     stopping: bool = False) -> list[Execution]:
+        """``stopping``: a stop was asked for during the cycle; decisions are journaled, no
+        new order is sent."""
         assert self.state is not None
         executions: list[Execution] = []
         for result in results:
@@ -138,7 +141,8 @@ class Desk:
                                     self.settings.options, ctx=ctx)
                 if decision.rule == "daily_loss_limit":
                     self._trip(decision.reason, now_ts)
-                done = await self.executor.execute(intent, decision, self.state.day, now_ts)
+                done = await self.executor.execute(intent, decision, self.state.day, now_ts,
+                                                   stopping)
                 self.state = record(self.state, done.decision)
                 executions.append(done)
                 self._after(intent, done, now_ts)

@@ -19,7 +19,7 @@ from typing import Any
 
 from common.config import Settings
 from common.messages import OrderIntent
-from supervisor.broker.base import Broker, BrokerError
+from supervisor.broker.base import Broker, BrokerError, OrderRejected
 from supervisor.journal.store import Journal
 from supervisor.trading.risk import RiskDecision
 
@@ -70,7 +70,10 @@ class Executor:
         self.account = account
 
     async def execute(self, intent: OrderIntent, decision: RiskDecision, day: str,
-                      ts: float) -> Execution:
+                      ts: float, stopping: bool = False) -> Execution:
+        if decision.accepted and stopping:
+            decision = replace(decision, accepted=False, quantity=0, rule="stopping",
+                               reason="a stop was asked for: no new order is sent")
         if decision.accepted and not self.journal.record_intent(intent, day):
             decision = replace(decision, accepted=False, quantity=0, rule="duplicate",
                                reason="already in the journal (sent before a restart)")
@@ -82,9 +85,12 @@ class Executor:
             return Execution(intent.intent_id, self.mode, "refused", 0, decision)
         try:
             status = await self._send(intent, decision, ts)
+        except OrderRejected as exc:
+            return self._rejected(intent, decision, day, ts, exc, fields)
         except BrokerError as exc:
-            self.journal.record_order(intent.intent_id, self.mode, "error", decision.quantity,
-                                      ts, details={"error": str(exc)})
+            if self.mode != "live":  # live orders have their row already ("unconfirmed")
+                self.journal.record_order(intent.intent_id, self.mode, "error",
+                                          decision.quantity, ts, details={"error": str(exc)})
             log.error("%s %s failed: %s", self.mode, intent.contract.key, exc,
                       extra={**fields, "event": "execution_error"})
             return Execution(intent.intent_id, self.mode, "error", 0, decision)
@@ -107,11 +113,35 @@ class Executor:
             self.journal.record_order(intent.intent_id, "whatif", "checked", decision.quantity,
                                       ts, details={**prices, **asdict(result)})
             return "checked"
-        order_ids = await self.broker.place_bracket(intent, decision.quantity, self.account)
-        self.journal.record_order(intent.intent_id, "live", "submitted", decision.quantity, ts,
-                                  broker_order_id=order_ids[0],
-                                  details={**prices, "order_ids": list(order_ids)})
+        # journal, then send: a crash in between leaves a "sending" row whose orderRef the
+        # start-up reconcile finds at the broker and adopts
+        row = self.journal.record_order(intent.intent_id, "live", "sending", decision.quantity,
+                                        ts, details=prices)
+        try:
+            placed = await self.broker.place_bracket(intent, decision.quantity, self.account)
+        except OrderRejected as exc:
+            self.journal.update_order(row, "rejected", ts, details={
+                "error_code": exc.code, "error": str(exc), "order_ids": list(exc.order_ids)})
+            raise
+        except BrokerError as exc:  # its fate is unknown: followed by orderRef from now on
+            self.journal.update_order(row, "unconfirmed", ts, details={"error": str(exc)})
+            raise
+        self.journal.update_order(row, "submitted", ts, broker_order_id=placed.order_ids[0],
+                                  perm_id=placed.perm_ids[0],
+                                  details={"order_ids": list(placed.order_ids),
+                                           "perm_ids": list(placed.perm_ids)})
         return "submitted"
+
+    def _rejected(self, intent: OrderIntent, decision: RiskDecision, day: str, ts: float,
+                  exc: OrderRejected, fields: dict[str, Any]) -> Execution:
+        """The gateway refused the bracket: the decision says so, with its code."""
+        rejected = replace(decision, accepted=False, quantity=0, rule="rejected",
+                           reason=f"error {exc.code}: {exc}")
+        self.journal.reject_decision(intent.intent_id, day, rejected.reason)
+        log.error("%s %s rejected by the gateway: %s", self.mode.upper(),
+                  describe(intent, decision.quantity), rejected.reason,
+                  extra={**fields, "event": "order_rejected", "code": exc.code})
+        return Execution(intent.intent_id, self.mode, "rejected", 0, rejected)
 
 
 def describe(intent: OrderIntent, quantity: int) -> str:

@@ -252,6 +252,17 @@ class MarketDataSpec(Model):
     stream_interval_s: float = Field(1.0, gt=0, le=3600)
 
 
+class RejectSpec(Model):
+    """Orders the gateway refuses (error 201 with the reason), as IBKR does for margin, a
+    trading permission or a closed-only contract."""
+
+    symbol: str = ""  # "" = every symbol
+    sec_type: Literal["ANY", "STK", "OPT"] = "ANY"
+    action: Literal["", "BUY", "SELL"] = ""
+    reason: str = "YOUR ORDER IS NOT ACCEPTED. IN ORDER TO OBTAIN THE DESIRED POSITION YOUR " \
+                  "EQUITY WITH LOAN VALUE [0 USD] MUST EXCEED THE INITIAL MARGIN"
+
+
 class OrdersSpec(Model):
     fill_mode: Literal["market", "immediate", "never"] = "market"
     match_interval_s: float = Field(0.25, gt=0, le=60)
@@ -264,6 +275,7 @@ class OrdersSpec(Model):
     # > 0: a marketable order fills at most this many contracts/shares per matcher pass, each
     # part its own execution (partial fills); 0: the whole remaining quantity at once
     max_fill_per_match: int = Field(0, ge=0)
+    rejects: list[RejectSpec] = Field(default_factory=list)
 
 
 class Scenario(Model):

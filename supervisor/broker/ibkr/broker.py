@@ -42,7 +42,14 @@ from datetime import date
 from common.calendar import TradingHours, calendar_tz
 from common.config import Settings
 from common.messages import Bars, OptionChain, OptionContract, OptionQuote, OrderIntent, Quote
-from supervisor.broker.base import AccountSnapshot, BrokerPosition, Fill, OpenOrder, WhatIf
+from supervisor.broker.base import (
+    AccountSnapshot,
+    BrokerPosition,
+    Fill,
+    OpenOrder,
+    PlacedBracket,
+    WhatIf,
+)
 from supervisor.broker.ibkr.bars import BarHistory, ib_duration
 from supervisor.broker.ibkr.client import ibi
 from supervisor.broker.ibkr.contracts import Contracts
@@ -135,7 +142,7 @@ class IBKRBroker:
         return await self._orders.what_if(contract, action, quantity, limit)
 
     async def place_bracket(self, intent: OrderIntent, quantity: int, account: str
-                            ) -> tuple[int, int, int]:
+                            ) -> PlacedBracket:
         return await self._orders.place_bracket(intent, quantity, account)
 
     async def place_order(self, contract: OptionContract, action: str, quantity: int,

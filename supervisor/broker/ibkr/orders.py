@@ -7,8 +7,10 @@ bracket orders go to the account this login trades for (named, configured, or th
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from common.config import IBKRSettings
 from common.messages import OptionContract, OrderIntent
@@ -18,6 +20,8 @@ from supervisor.broker.base import (
     BrokerPosition,
     Fill,
     OpenOrder,
+    OrderRejected,
+    PlacedBracket,
     SymbolDataError,
     WhatIf,
 )
@@ -30,6 +34,7 @@ from supervisor.broker.ibkr.requests import Requests
 log = logging.getLogger("supervisor.broker.ibkr.broker")
 # IBKR ocaType: 1 cancel the rest, 2 reduce the rest by the fill (with block), 3 reduce, no block
 OCA_REDUCE_WITH_BLOCK = 2
+ACCEPTED = frozenset({"PreSubmitted", "Submitted", "Filled"})
 
 
 class Orders:
@@ -97,7 +102,7 @@ class Orders:
                       maint_margin_after=num(state.maintMarginAfter))
 
     async def place_bracket(self, intent: OrderIntent, quantity: int, account: str
-                            ) -> tuple[int, int, int]:
+                            ) -> PlacedBracket:
         """Parent BUY limit (DAY, not transmitted), take-profit SELL limit and stop SELL (both
         GTC: a multi-day hold keeps its exits), one OCA group of type 2, orderRef = intent id;
         the stop's transmit sends all three. Returns the ids.
@@ -122,10 +127,40 @@ class Orders:
             ibi.StopOrder("SELL", quantity, intent.stop_loss, orderId=sl_id, transmit=True,
                           **common, **oca),
         ]
-        for order in orders:
-            self._link.ib.placeOrder(contract, order)
-        log.info("bracket %s placed: %s", intent.intent_id, [parent_id, tp_id, sl_id])
-        return parent_id, tp_id, sl_id
+        trades = [self._link.ib.placeOrder(contract, order) for order in orders]
+        await self._fate(intent.intent_id, trades)
+        placed = PlacedBracket((parent_id, tp_id, sl_id),
+                               tuple(int(t.order.permId) for t in trades))  # type: ignore[arg-type]
+        log.info("bracket %s accepted: %s (permIds %s)", intent.intent_id,
+                 list(placed.order_ids), list(placed.perm_ids))
+        return placed
+
+    async def _fate(self, ref: str, trades: list[Any]) -> None:
+        """Wait (bounded) until the gateway accepted every order of the bracket or refused one.
+        An order that once worked (PreSubmitted/Submitted/Filled in its log) was accepted,
+        whatever happened next (an OCA sibling's fill cancels it); one Cancelled or Inactive
+        without ever working was refused, with the error in its log. A refused part takes the
+        accepted ones down with it: an entry never works without both its exits."""
+        deadline = asyncio.get_running_loop().time() + self._cfg.request_timeout_s
+        while True:
+            refused = [t for t in trades if t.orderStatus.status in ("Cancelled", "Inactive")
+                       and not _worked(t)]
+            if refused:
+                errors = [e for t in refused for e in t.log if e.errorCode]
+                code = errors[0].errorCode if errors else 0
+                text = errors[0].message if errors else refused[0].orderStatus.status
+                for trade in trades:
+                    if trade not in refused and not trade.isDone():
+                        self._link.ib.cancelOrder(trade.order)
+                raise OrderRejected(f"bracket {ref} refused: {text}", code,
+                                    [t.order.orderId for t in trades])
+            if all(_worked(t) and t.order.permId for t in trades):
+                return
+            if asyncio.get_running_loop().time() > deadline:
+                raise BrokerError(f"bracket {ref}: no answer from the gateway within "
+                                  f"{self._cfg.request_timeout_s:g}s; its fate is unknown "
+                                  "(it is followed by orderRef)")
+            await asyncio.sleep(0.02)
 
     async def place_order(self, contract: OptionContract, action: str, quantity: int,
                           limit: float, account: str, order_ref: str) -> int:
@@ -180,3 +215,8 @@ class Orders:
                                expiry=p.contract.lastTradeDateOrContractMonth,
                                strike=float(p.contract.strike), right=p.contract.right)
                 for p in self._link.ib.positions()]
+
+
+def _worked(trade: Any) -> bool:
+    """The gateway accepted this order at some point (its status log says so)."""
+    return trade.orderStatus.status in ACCEPTED or any(e.status in ACCEPTED for e in trade.log)

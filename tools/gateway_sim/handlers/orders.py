@@ -34,7 +34,7 @@ def place_order(s: Session, r: FieldReader) -> None:
             s.error(order_id, 200, f"No security definition has been found for the request "
                     f"({contract.describe()})")
             return
-        reason = _reject_reason(s, fields)
+        reason = _reject_reason(s, fields) or _scenario_reject(s, inst, fields)
         if reason:
             s.error(order_id, 201, f"Order rejected - reason:{reason}")
         elif is_flag(fields, "whatIf"):
@@ -58,6 +58,19 @@ def _reject_reason(s: Session, fields: dict[str, str]) -> str:
     account = fields.get("account", "")
     if account and account != s.server.scenario.account.id:
         return f"The account code {account} is invalid"
+    return ""
+
+
+def _scenario_reject(s: Session, inst: Instrument, fields: dict[str, str]) -> str:
+    """A scenario rule refusing this order, or a child whose parent was refused."""
+    parent = int(fields.get("parentId") or 0)
+    if parent and (s.client_id or 0, parent) not in s.server.orders.orders:
+        return "the parent order was not accepted"
+    action = fields.get("action", "").upper()
+    for rule in s.server.scenario.orders.rejects:
+        if (rule.symbol in ("", inst.symbol) and rule.sec_type in ("ANY", inst.sec_type)
+                and rule.action in ("", action) and not is_flag(fields, "whatIf")):
+            return rule.reason
     return ""
 
 
