@@ -73,6 +73,11 @@ def with_overrides(settings: Settings, args: argparse.Namespace) -> Settings:
         raw["universe"]["symbols"] = [s for s in args.symbols.split(",") if s.strip()]
     if getattr(args, "workers", None) is not None:
         raw["workers"]["count"] = args.workers
+    if getattr(args, "mode", None) == "live":
+        # live is one of three keys and the settings file holds it; a flag cannot stand in
+        raise ConfigError("command line", [
+            "--mode live: refused; live trading needs execution.mode: live in the settings "
+            "file, --live on the command line and ibkr.account equal to the connected account"])
     if getattr(args, "mode", None) is not None:
         raw["execution"]["mode"] = args.mode
     for flag in ("host", "port", "client_id"):

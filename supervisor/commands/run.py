@@ -27,7 +27,8 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--symbols", help="comma-separated universe, e.g. SPY,QQQ")
     parser.add_argument("--workers", type=non_negative_int, help="worker processes")
     parser.add_argument("--mode", choices=["dry_run", "whatif", "live"],
-                        help="execution mode (default: the file's execution.mode, dry_run)")
+                        help="execution mode (default: the file's execution.mode, dry_run); "
+                             "live is refused here: it is set in the settings file only")
     parser.add_argument("--live", action="store_true",
                         help="allow live orders; also needs execution.mode live and "
                              "ibkr.account equal to the connected account")

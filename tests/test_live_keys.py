@@ -1,0 +1,94 @@
+"""The three keys of live trading: execution.mode live in the settings file, --live on the
+command line, ibkr.account equal to an account the gateway manages. Every combination is
+judged by ``live_refusal``; the refusals are then proven end to end against the simulator,
+which must see no order at all."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from supervisor.trading.execution import live_refusal
+from tests.conftest import REPO_ROOT, make_settings
+
+pytestmark = pytest.mark.timeout(120)
+
+MANAGED = ["DU1234567"]
+
+
+@pytest.mark.parametrize(("file_mode", "cli_live", "account"), list(itertools.product(
+    ["dry_run", "whatif", "live"], [False, True], ["DU1234567", "DU7654321", ""])))
+def test_every_combination_of_the_keys(tmp_path, file_mode, cli_live, account):
+    settings = make_settings(tmp_path, execution={"mode": file_mode}, ibkr={"account": account})
+    why = live_refusal(settings, cli_live, "ibkr", MANAGED)
+    if file_mode == "live" and cli_live and account == "DU1234567":
+        assert why is None  # all three agree: the only way live
+    elif file_mode != "live" and not cli_live:
+        assert why is None  # not asking for live: dry-run or what-if, no guard needed
+    elif file_mode != "live":
+        assert why is not None and "execution.mode" in why
+    elif not cli_live:
+        assert why is not None and "--live" in why
+    elif not account:
+        assert why is not None and "ibkr.account" in why
+    else:
+        assert why is not None and "DU7654321" in why and "DU1234567" in why
+
+
+def run_on_sim(tmp_path: Path, settings: str, *args: str,
+               account_env: str | None = None) -> tuple[subprocess.CompletedProcess[str], int]:
+    config = tmp_path / "live.yaml"
+    config.write_text(settings)
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("IBKR_")}
+    environ["PYTHONPATH"] = str(REPO_ROOT)
+    if account_env is not None:
+        environ["IBKR_ACCOUNT"] = account_env
+    done = subprocess.run([sys.executable, "-m", "supervisor", "run", "--sim", "--config",
+                           str(config), "--cycles", "2", "--interval", "0.2", *args],
+                          cwd=tmp_path, env=environ, text=True, capture_output=True,
+                          timeout=100)
+    stats_file = tmp_path / "var" / "gateway_sim_stats.json"
+    if "--mode" in args:  # refused while reading the command line: no gateway was started
+        return done, 0 if not stats_file.exists() else json.loads(
+            stats_file.read_text())["orders_received"]
+    return done, json.loads(stats_file.read_text())["orders_received"]
+
+
+REFUSALS = {
+    "a flag standing in for the settings key": (
+        "execution:\n  mode: dry_run\n", ("--mode", "live", "--live"), "DU1234567",
+        "execution.mode: live in the settings file"),
+    "no --live": ("execution:\n  mode: live\nibkr:\n  account: DU1234567\n", (), None,
+                  "lacks --live"),
+    "--live on a dry-run file": ("execution:\n  mode: dry_run\nibkr:\n  account: DU1234567\n",
+                                 ("--live",), None, "execution.mode is 'dry_run'"),
+    "another account": ("execution:\n  mode: live\nibkr:\n  account: DU7654321\n",
+                        ("--live",), None, "DU7654321"),
+    "no account": ("execution:\n  mode: live\n", ("--live",), None, "ibkr.account"),
+}
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("case", list(REFUSALS))
+def test_a_refusal_names_the_missing_key_and_the_gateway_sees_no_order(tmp_path, case):
+    settings, args, account_env, named = REFUSALS[case]
+    done, received = run_on_sim(tmp_path, settings, *args, account_env=account_env)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert named in done.stderr and "Traceback" not in done.stderr
+    assert received == 0
+    assert "cycle 1" not in done.stdout
+
+
+@pytest.mark.e2e
+def test_all_three_keys_reach_the_gateway(tmp_path):
+    # the same harness, every key given: orders do arrive (the refusals above are not vacuous)
+    done, received = run_on_sim(tmp_path, "execution:\n  mode: live\nibkr:\n  account: "
+                                "DU1234567\n", "--live")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert received > 0 and received % 3 == 0  # whole brackets only
