@@ -3,20 +3,18 @@
     trading_day(ts, tz)          the exchange's calendar day of an instant
     Session                      one regular session: its open and close (early closes too)
     exchange_calendar(schedule)  the sessions where a venue publishes none: NYSE's (holidays
-                                 and early closes, from exchange_calendars), or plain weekdays
+                                 and early closes, by rule: common/nyse.py), or plain weekdays
     parse_hours(text, zone)      IBKR's tradingHours / liquidHours strings -> TradingHours,
                                  whose ``session(day)`` a symbol's own session comes from
     parse_expiry, days_to_expiry, is_expired, expiry_close   an option's expiry date
 
 Every trading-day decision goes through here, in the exchange's zone (America/New_York for
 US options), never the machine's or the user's display zone: 21:30 in New York is already
-tomorrow in UTC. No clock is read here. exchange_calendars (and pandas with it) is imported
-only when NYSE's calendar is first asked for, in the supervisor: workers stay small.
+tomorrow in UTC. No clock is read here.
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -24,6 +22,7 @@ from functools import lru_cache
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
+from common import nyse as rules
 from common.config import ScheduleSettings
 
 EXCHANGE_TZ = "America/New_York"  # US equities and options
@@ -142,30 +141,20 @@ class WeekdayCalendar:
 
 
 class NyseCalendar:
-    """NYSE's sessions from exchange_calendars (XNYS: holidays, early closes, special
-    closures), loaded once for a fixed range so no answer depends on today's date."""
+    """NYSE's sessions by its rules (common/nyse.py: holidays, early closes, days of mourning),
+    in the exchange's zone; any year from 2015."""
 
-    FIRST, LAST = "2015-01-01", "2035-12-31"
     tz = EXCHANGE_TZ
 
-    def __init__(self) -> None:
-        with warnings.catch_warnings():  # the library's own pandas deprecations, not ours
-            warnings.simplefilter("ignore")
-            import exchange_calendars  # pandas comes with it: the supervisor only
-
-            table = exchange_calendars.get_calendar("XNYS", start=self.FIRST,
-                                                    end=self.LAST).schedule
-            rows = zip(table.index.date, table["open"].tolist(), table["close"].tolist(),
-                       strict=True)
-            self._sessions = {day: Session(day, opens.timestamp(), closes.timestamp())
-                              for day, opens, closes in rows}
-        self.first = date.fromisoformat(self.FIRST)
-        self.last = date.fromisoformat(self.LAST)
-
     def session(self, day: date) -> Session | None:
-        if not self.first <= day <= self.last:
-            raise ValueError(f"{day}: outside the NYSE calendar's {self.FIRST}..{self.LAST}")
-        return self._sessions.get(day)
+        if day.year < rules.FIRST_YEAR:
+            raise ValueError(f"{day}: outside the NYSE calendar (from {rules.FIRST_YEAR})")
+        times = rules.hours(day)
+        if times is None:
+            return None
+        tz = zone(self.tz)
+        return Session(day, datetime.combine(day, times[0], tz).timestamp(),
+                       datetime.combine(day, times[1], tz).timestamp())
 
 
 @lru_cache(maxsize=1)

@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from common import nyse as nyse_rules
 from common.calendar import (
     NyseCalendar,
     WeekdayCalendar,
@@ -24,6 +25,7 @@ from common.calendar import (
     trading_day,
 )
 from common.config import ScheduleSettings
+from tests.conftest import REPO_ROOT
 from tests.sessions import (
     AFTER_FALL_BACK,
     AFTER_SPRING_FORWARD,
@@ -165,7 +167,8 @@ def test_sessions_before_walks_back_over_the_weekend() -> None:
     days = [s.day for s in sessions_before(nyse(), MONDAY_0931.date(), 3)]
     assert days == [date(2026, 12, 7), date(2026, 12, 4), date(2026, 12, 3)]
     with pytest.raises(ValueError, match="outside the NYSE calendar"):
-        nyse().session(date(2040, 1, 3))
+        nyse().session(date(2014, 1, 3))
+    assert nyse().session(date(2040, 1, 3)) is not None  # rules, not a table: no end date
 
 
 def test_the_schedule_names_the_calendar() -> None:
@@ -245,3 +248,33 @@ def test_hours_in_the_old_format_and_overnight_sessions() -> None:
         parse_hours("garbage:0930-1600", NY)
 
 
+
+
+def test_the_nyse_rules_agree_with_exchange_calendars_on_every_weekday_2015_to_2035() -> None:
+    # Given the XNYS sessions that are not 09:30-16:00, written once from exchange_calendars
+    golden: dict[date, str] = {}
+    for line in (REPO_ROOT / "tests" / "data" / "xnys_2015_2035.txt").read_text().splitlines():
+        if line and not line.startswith("#"):
+            day, hours = line.split()
+            golden[date.fromisoformat(day)] = hours
+    assert len(golden) > 200 and "2025-01-09" in {d.isoformat() for d in golden}
+    # Then every weekday of the range gets the same hours from our rules
+    day, wrong = date(2015, 1, 1), []
+    while day <= date(2035, 12, 31):
+        got = nyse_rules.hours(day)
+        mine = "closed" if got is None else f"{got[0]:%H:%M}-{got[1]:%H:%M}"
+        expected = golden.get(day, "09:30-16:00") if day.weekday() < 5 else "closed"
+        if mine != expected:
+            wrong.append((day, mine, expected))
+        day += timedelta(days=1)
+    assert wrong == []
+
+
+@pytest.mark.parametrize(("day", "name"), [
+    (date(2027, 12, 31), None),  # New Year's 2028 is a Saturday: not kept on the Friday
+    (date(2026, 7, 3), "Independence Day"),  # the 4th is a Saturday
+    (date(2027, 6, 18), "Juneteenth"),  # the 19th is a Saturday
+    (date(2026, 4, 3), "Good Friday"),
+])
+def test_observed_holidays(day: date, name: str | None) -> None:
+    assert nyse_rules.holidays(day.year).get(day) == name
