@@ -2,6 +2,11 @@
 
 Unknown keys are errors; every error names the key path, the bad value and why. Environment
 variables override the connection (IBKR_HOST, IBKR_PORT, IBKR_CLIENT_ID, IBKR_ACCOUNT).
+
+Relative file paths (journal, metrics, logs) are anchored where the settings live, never at
+the working directory, so cron or systemd starting elsewhere finds the same journal: a
+settings file's own directory, or for the embedded default SUPERVISOR_HOME (default: the
+project root).
 """
 
 from __future__ import annotations
@@ -22,7 +27,9 @@ from pydantic import (
     model_validator,
 )
 
-DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "settings.yaml"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = PROJECT_ROOT / "configs" / "settings.yaml"
+HOME_ENV = "SUPERVISOR_HOME"  # where the embedded default keeps its files
 
 Pct = Annotated[float, Field(ge=0, le=100)]
 PositiveS = Annotated[float, Field(gt=0, le=86_400)]
@@ -191,7 +198,18 @@ class RiskSettings(Model):
 class ExecutionSettings(Model):
     mode: Literal["dry_run", "whatif", "live"] = "dry_run"
     entry_timeout_s: PositiveS = 300.0  # an unfilled entry is cancelled after this
-    journal_path: str = "var/journal.sqlite"
+    # one journal per broker ({broker}: stub | sim | ibkr): the stub's simulated days can never
+    # mix with a real account's; the journal also remembers its account and refuses another
+    journal_path: str = "var/journal-{broker}.sqlite"
+
+    @field_validator("journal_path")
+    @classmethod
+    def _only_known_fields(cls, value: str) -> str:
+        try:
+            value.format(broker="stub")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"only {{broker}} may be filled in ({exc!r})") from None
+        return value
 
 
 class PacingSettings(Model):
@@ -326,10 +344,43 @@ def parse_settings(
         raise ConfigError(source, _format_errors(exc)) from None
 
 
+def settings_home(path: Path, environ: dict[str, str] | None = None) -> Path:
+    """Where relative paths in the settings at ``path`` point from."""
+    if path.resolve() == DEFAULT_CONFIG:
+        env = dict(os.environ) if environ is None else environ
+        return Path(env.get(HOME_ENV) or PROJECT_ROOT).resolve()
+    return path.resolve().parent
+
+
+def anchored(settings: Settings, home: Path) -> Settings:
+    """The settings with every relative file path made absolute under ``home``."""
+    def at(value: str) -> str:
+        return value if not value or Path(value).is_absolute() else str(home / value)
+
+    monitoring = settings.monitoring
+    return settings.model_copy(update={
+        "execution": settings.execution.model_copy(
+            update={"journal_path": at(settings.execution.journal_path)}),
+        "monitoring": monitoring.model_copy(update={
+            "metrics_path": at(monitoring.metrics_path),
+            "gateway_log_path": at(monitoring.gateway_log_path)}),
+        "logging": settings.logging.model_copy(
+            update={"json_path": at(settings.logging.json_path)}),
+    })
+
+
+def journal_for(settings: Settings, broker: str) -> Settings:
+    """The settings with the journal path filled in for this broker (stub | sim | ibkr)."""
+    path = settings.execution.journal_path.format(broker=broker)
+    return settings.model_copy(update={
+        "execution": settings.execution.model_copy(update={"journal_path": path})})
+
+
 def load_settings(
     path: str | Path | None = None, environ: dict[str, str] | None = None
 ) -> Settings:
-    """Read and validate a settings file (the embedded default when ``path`` is None)."""
+    """Read and validate a settings file (the embedded default when ``path`` is None), its
+    relative paths anchored (see ``settings_home``)."""
     path = Path(path) if path is not None else DEFAULT_CONFIG
     try:
         text = path.read_text(encoding="utf-8")
@@ -342,4 +393,4 @@ def load_settings(
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = getattr(exc, "problem", None) or exc
         raise ConfigError(str(path), [f"{where}not valid YAML ({problem})"]) from None
-    return parse_settings(raw, str(path), environ)
+    return anchored(parse_settings(raw, str(path), environ), settings_home(path, environ))

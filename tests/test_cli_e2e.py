@@ -22,12 +22,13 @@ def supervisor_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "supervisor", *args]
 
 
-def env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+def env(home: Path) -> dict[str, str]:
+    """The embedded default keeps its files in SUPERVISOR_HOME: each test in its own."""
+    return {**os.environ, "PYTHONPATH": str(REPO_ROOT), "SUPERVISOR_HOME": str(home)}
 
 
 def run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(supervisor_cmd(*args), cwd=tmp_path, env=env(), text=True,
+    return subprocess.run(supervisor_cmd(*args), cwd=tmp_path, env=env(tmp_path), text=True,
                           capture_output=True, timeout=100)
 
 
@@ -75,7 +76,7 @@ def test_run_refuses_a_bad_file_and_a_bad_flag_without_traceback(tmp_path):
 
 def _start_forever(tmp_path: Path) -> tuple[subprocess.Popen[str], list[int]]:
     """A run without a cycle limit; returns once the first cycle line is out."""
-    proc = subprocess.Popen(supervisor_cmd("run", "--cycles", "0"), cwd=tmp_path, env=env(),
+    proc = subprocess.Popen(supervisor_cmd("run", "--cycles", "0"), cwd=tmp_path, env=env(tmp_path),
                             text=True, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     assert proc.stdout is not None
     first = proc.stdout.readline()
@@ -118,7 +119,7 @@ def test_sigkill_mid_run_then_restart_sends_no_intent_twice(tmp_path):
     # Then every intent id has at most one order, and the replayed ones were refused
     import sqlite3
 
-    db = sqlite3.connect(tmp_path / "var" / "journal.sqlite")
+    db = sqlite3.connect(tmp_path / "var" / "journal-stub.sqlite")
     per_intent = db.execute("SELECT intent_id, COUNT(*) FROM orders GROUP BY intent_id").fetchall()
     assert per_intent and all(n == 1 for _, n in per_intent)
     rules = {r for (r,) in db.execute("SELECT rule FROM decisions WHERE accepted = 0")}
@@ -199,7 +200,7 @@ def test_two_sim_runs_of_the_pinned_scenario_decide_the_same(tmp_path):
         where.mkdir()
         done = run(where, "run", "--sim", "--cycles", "3", "--interval", "0.5")
         assert done.returncode == 0, done.stderr[-3000:]
-        runs.append((done, _decisions(where / "var" / "journal.sqlite")))
+        runs.append((done, _decisions(where / "var" / "journal-sim.sqlite")))
     (first, first_journal), (second, second_journal) = runs
     # Then both print the same cycles and journal the same signals, intents and decisions
     assert _cycle_lines(first.stdout) == _cycle_lines(second.stdout)
@@ -278,7 +279,7 @@ def test_a_friday_1545_stub_session_enters_nothing_expiring_that_day(tmp_path):
     done = run(tmp_path, "run", "--start", FRIDAY_1545.isoformat(), "--cycles", "15")
     assert done.returncode == 0, done.stderr[-3000:]
     # Then no entry in a contract expiring today was accepted (the entry window has closed)
-    _positions, accepted = _expiring(tmp_path / "var" / "journal.sqlite", "20261204")
+    _positions, accepted = _expiring(tmp_path / "var" / "journal-stub.sqlite", "20261204")
     assert accepted == 0
     assert "entry_window" in done.stderr
 
@@ -296,7 +297,7 @@ def test_nothing_is_held_into_friday_s_close(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     # Then every position in today's expiry was closed before 16:00, those held to the end
     # sold with exit reason "expiry" from 15:45 on; none was left to expire
-    positions, accepted = _expiring(tmp_path / "var" / "journal.sqlite", "20261204")
+    positions, accepted = _expiring(tmp_path / "var" / "journal-stub.sqlite", "20261204")
     close = FRIDAY_1545.replace(hour=16, minute=0).timestamp()
     assert accepted >= 1 and positions
     assert all(status == "closed" and ts < close for status, _reason, ts in positions)
@@ -313,6 +314,6 @@ def test_a_friday_1545_sim_session_enters_nothing_expiring_that_day(tmp_path):
     done = run(tmp_path, "run", "--sim", "--start", FRIDAY_1545.isoformat(), "--cycles", "3",
                "--interval", "0.5")
     assert done.returncode == 0, done.stderr[-3000:]
-    _positions, accepted = _expiring(tmp_path / "var" / "journal.sqlite", "20261204")
+    _positions, accepted = _expiring(tmp_path / "var" / "journal-sim.sqlite", "20261204")
     assert accepted == 0
     assert len([line for line in done.stdout.splitlines() if line.startswith("cycle ")]) == 3

@@ -10,8 +10,11 @@ import pytest
 
 from common.config import (
     DEFAULT_CONFIG,
+    PROJECT_ROOT,
     ConfigError,
     Settings,
+    anchored,
+    journal_for,
     load_settings,
     parse_settings,
 )
@@ -66,12 +69,12 @@ def test_embedded_settings_load_and_match_the_documented_values() -> None:
 def test_embedded_settings_equal_the_model_defaults() -> None:
     # The file documents the defaults: a drift between the two would surprise whoever
     # runs without a config file.
-    assert load_settings(DEFAULT_CONFIG, environ={}) == Settings()
+    assert load_settings(DEFAULT_CONFIG, environ={}) == anchored(Settings(), PROJECT_ROOT)
 
 
 def test_an_empty_file_gives_the_defaults(tmp_path: Path) -> None:
     path = write(tmp_path, "# nothing set\n")
-    assert load_settings(path, environ={}) == Settings()
+    assert load_settings(path, environ={}) == anchored(Settings(), tmp_path.resolve())
 
 
 # --- unknown keys ----------------------------------------------------------------------------
@@ -330,3 +333,38 @@ def test_settings_are_frozen() -> None:
     settings = Settings()
     with pytest.raises(ValueError):
         settings.ibkr.port = 1  # type: ignore[misc]
+
+
+# --- where the files go: anchored at the settings, never at the working directory ---------
+
+
+def test_relative_paths_are_anchored_at_the_settings_files_directory(tmp_path, monkeypatch):
+    folder = tmp_path / "bot"
+    folder.mkdir()
+    (folder / "live.yaml").write_text("logging:\n  json_path: logs/bot.jsonl\n"
+                                      "monitoring:\n  metrics_path: /abs/metrics.jsonl\n")
+    monkeypatch.chdir(tmp_path)  # started from elsewhere, as cron would
+    settings = load_settings("bot/live.yaml", environ={})
+    assert settings.execution.journal_path == str(folder.resolve() / "var/journal-{broker}.sqlite")
+    assert settings.logging.json_path == str(folder.resolve() / "logs/bot.jsonl")
+    assert settings.monitoring.metrics_path == "/abs/metrics.jsonl"  # absolute stays
+    assert settings.monitoring.gateway_log_path == ""  # unset stays unset
+
+
+def test_the_embedded_default_lives_in_supervisor_home_or_the_project(tmp_path):
+    assert load_settings(environ={}).execution.journal_path.startswith(str(PROJECT_ROOT))
+    homed = load_settings(environ={"SUPERVISOR_HOME": str(tmp_path)})
+    assert homed.logging.json_path == str(tmp_path.resolve() / "var/bot.jsonl")
+
+
+def test_each_broker_gets_its_own_journal(tmp_path):
+    settings = load_settings(environ={"SUPERVISOR_HOME": str(tmp_path)})
+    paths = {b: journal_for(settings, b).execution.journal_path for b in ("stub", "sim", "ibkr")}
+    assert len(set(paths.values())) == 3 and paths["stub"].endswith("journal-stub.sqlite")
+
+
+def test_an_unknown_journal_path_field_is_refused() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_settings({"execution": {"journal_path": "var/{account}.sqlite"}}, environ={})
+    assert any(p.startswith("execution.journal_path") and "{broker}" in p
+               for p in info.value.problems)

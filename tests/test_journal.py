@@ -7,6 +7,8 @@ import multiprocessing
 import os
 import signal
 import sqlite3
+import subprocess
+import sys
 import time
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -20,6 +22,7 @@ from supervisor.journal.schema import SCHEMA_VERSION
 from supervisor.journal.store import Journal
 from supervisor.trading.paper import open_from, step
 from supervisor.trading.risk import RiskDecision
+from tests.conftest import REPO_ROOT
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -252,3 +255,38 @@ def test_readonly_reads_while_refusing_writes(path: Path) -> None:
                 reader.start_cycle(5, DAY, 2.0)
     with pytest.raises(JournalError):
         Journal(path.parent / "missing.sqlite3", readonly=True)
+
+
+# --- one bot per journal, one account per journal --------------------------------------------
+
+
+def test_a_second_writer_is_refused_naming_the_holder_and_a_reader_is_not(path: Path) -> None:
+    first = Journal(path)
+    with pytest.raises(JournalError, match=rf"in use by another bot \(pid {os.getpid()} "):
+        Journal(path)
+    Journal(path, readonly=True).close()  # report reads while the bot writes
+    first.close()
+    Journal(path).close()  # released with the first: the next start takes it
+
+
+def test_a_killed_holder_leaves_no_stale_lock(path: Path) -> None:
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; sys.path.insert(0, sys.argv[1]);"
+        "from supervisor.journal.store import Journal; j = Journal(sys.argv[2]);"
+        "print('held', flush=True); time.sleep(60)"), str(REPO_ROOT), str(path)],
+        stdout=subprocess.PIPE, text=True)
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    with pytest.raises(JournalError, match=f"pid {holder.pid}"):
+        Journal(path)
+    holder.kill()
+    holder.wait(10)
+    Journal(path).close()
+
+
+def test_a_journal_belongs_to_one_broker_and_account(path: Path) -> None:
+    with Journal(path) as journal:
+        journal.claim("ibkr", "DU111")
+        journal.claim("ibkr", "DU111")  # the same owner again: fine
+    with Journal(path) as journal, pytest.raises(JournalError, match="belongs to broker 'ibkr'"
+                                                  " account 'DU111', not 'stub'"):
+        journal.claim("stub", "STUB0001")

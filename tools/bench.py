@@ -55,6 +55,7 @@ def bench(symbols: int, cycles: int, workers: int, concurrency: int) -> dict[str
                      "cycle_deadline_s": 600},
         "workers": {"count": workers},
         "logging": {"level": "WARNING", "json_path": "var/bench.jsonl", "console": False},
+        "execution": {"journal_path": "var/bench-journal.sqlite"},
     }, "bench", environ={})
     clock = SimClock(settings.stub.start.timestamp())
     logs = LogService(settings.logging, None)

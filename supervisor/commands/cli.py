@@ -36,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_phase_arguments(phases)
     report = commands.add_parser("report", help="print a day from the journal")
     report.add_argument("--config", help="settings file (for the journal path and time zone)")
+    report.add_argument("--broker", choices=["stub", "sim", "ibkr"],
+                        help="whose journal (default: the only one there is)")
     report.add_argument("--day", help="YYYY-MM-DD (default: the latest day in the journal)")
     report.add_argument("--json", action="store_true", help="machine-readable output")
     validate = commands.add_parser("validate", help="check a settings file and exit")

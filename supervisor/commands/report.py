@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from common.config import Settings
 from supervisor import exitcodes
 from supervisor.commands.options import load
 from supervisor.journal.rows import JournalError, json_ready
@@ -138,13 +139,30 @@ def render_json(summary: Mapping[str, Any]) -> str:
     return json.dumps(json_ready(summary), indent=2, allow_nan=False) + "\n"
 
 
+def journal_to_read(settings: Settings, broker: str | None) -> Path | None:
+    """The journal ``--broker`` names; without it, the only one there is (the path's
+    ``{broker}`` filled in with each market). None after saying why there is none."""
+    template = settings.execution.journal_path
+    markets = [broker] if broker else ["stub", "sim", "ibkr"]
+    found = [Path(template.format(broker=m)) for m in markets
+             if Path(template.format(broker=m)).exists()]
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        print(f"no journal at {template.format(broker=broker or '<broker>')}: run the bot "
+              "first", file=sys.stderr)
+    else:
+        print("several journals (" + ", ".join(map(str, found)) + "): name one with "
+              "--broker stub|sim|ibkr", file=sys.stderr)
+    return None
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     settings = load(args, overrides=False)
     if settings is None:
         return exitcodes.USAGE
-    path = Path(settings.execution.journal_path)
-    if not path.exists():
-        print(f"no journal at {path}: run the bot first", file=sys.stderr)
+    path = journal_to_read(settings, args.broker)
+    if path is None:
         return exitcodes.USAGE
     if args.day is not None and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", args.day):
         print(f"--day {args.day!r}: expected YYYY-MM-DD", file=sys.stderr)

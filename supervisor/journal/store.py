@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from common.messages import OrderIntent, Signal
+from supervisor.journal.lock import JournalLock
 from supervisor.journal.records import ACTIVE, DayState, DecisionRecord, Position
 from supervisor.journal.rows import (
     JournalError,
@@ -46,6 +47,9 @@ class Journal:
 
     def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
         self.path = Path(path)
+        self._lock = None if readonly else JournalLock(self.path)
+        if self._lock is not None:
+            self._lock.acquire()  # before anything is read or written
         try:
             if readonly:
                 # a report may read while the bot writes: WAL lets it, without a second writer
@@ -55,15 +59,16 @@ class Journal:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 self._db = sqlite3.connect(self.path, isolation_level=None, timeout=5.0)
         except sqlite3.DatabaseError as exc:
+            self._release()
             raise JournalError(f"{self.path}: cannot open the journal: {exc}") from exc
         self._db.row_factory = sqlite3.Row
         try:
             self._open(readonly)
         except sqlite3.DatabaseError as exc:
-            self._db.close()
+            self.close()
             raise JournalError(f"{self.path}: cannot open the journal: {exc}") from exc
         except JournalError:
-            self._db.close()
+            self.close()
             raise
 
     def _open(self, readonly: bool) -> None:
@@ -90,6 +95,26 @@ class Journal:
 
     def close(self) -> None:
         self._db.close()
+        self._release()
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+
+    def claim(self, broker: str, account: str) -> None:
+        """This journal belongs to one broker and account: the first run writes them down,
+        a later run with others is refused (the stub's days never mix with an account's)."""
+        owner = dict(self._db.execute("SELECT key, value FROM meta WHERE key IN "
+                                      "('broker', 'account')").fetchall())
+        if owner and (owner.get("broker"), owner.get("account")) != (broker, account):
+            raise JournalError(
+                f"{self.path} belongs to broker {owner.get('broker')!r} account "
+                f"{owner.get('account')!r}, not {broker!r} account {account!r}: give this run "
+                "its own execution.journal_path")
+        if not owner:
+            with self._tx(True) as db:
+                db.executemany("INSERT INTO meta (key, value) VALUES (?, ?)",
+                               [("broker", broker), ("account", account)])
 
     def __enter__(self) -> Journal:
         return self

@@ -24,7 +24,7 @@ from datetime import date
 from typing import Any
 
 from common.calendar import calendar_tz, exchange_calendar, next_open, trading_day
-from common.config import Settings
+from common.config import Settings, journal_for
 from common.messages import (
     BarsRequest,
     ChainRequest,
@@ -67,7 +67,7 @@ class Supervisor:
         cli_live: bool = False,
         keep_summaries: int = 100,
     ) -> None:
-        self.settings = settings
+        self.settings = journal_for(settings, broker.name)  # a no-op once the session did it
         self.broker = broker
         self.clock = clock
         self.echo = echo
@@ -139,6 +139,8 @@ class Supervisor:
         refusal = live_refusal(self.settings, self.cli_live, self.broker.name, accounts)
         if refusal is not None:
             raise ModeNotAvailable(f"live trading refused: {refusal}")
+        self.journal.claim(self.broker.name,
+                           self.settings.ibkr.account or (accounts[0] if accounts else ""))
         executor = Executor(self.settings.execution.mode, self.broker, self.journal,
                             self.settings.ibkr.account)
         self.desk = Desk(self.settings, self.broker, self.journal, executor, self.sessions,
@@ -153,7 +155,7 @@ class Supervisor:
         self.cycles_run = self.journal.next_cycle_id() - 1
         log.info("supervisor ready: %d workers, broker %s, mode %s, journal %s",
                  len(self.pool.workers), self.broker.name, executor.mode,
-                 self.settings.execution.journal_path,
+                 self.journal.path.resolve(),
                  extra={"event": "ready", "mode": executor.mode, "broker": self.broker.name})
 
     async def _wait_for_reconnect(self, exc: ConnectionLost) -> None:

@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from common.config import Settings, parse_settings
+from common.config import Settings, journal_for, parse_settings
 from supervisor.broker.base import Broker
 from supervisor.broker.stub import StubBroker
 from supervisor.observe.logs import LogService
@@ -57,7 +57,9 @@ def broker_session(settings: Settings, broker: str, scenario: str | None = None,
                    ) -> Iterator[tuple[Broker, Clock, Settings]]:
     """The broker, its clock and the settings it runs with (the sim's port filled in).
 
-    ``start`` pins a simulated session (the stub's or the simulator's) at that instant."""
+    ``start`` pins a simulated session (the stub's or the simulator's) at that instant; the
+    journal path is this market's (``{broker}`` filled in)."""
+    settings = journal_for(settings, broker)
     if broker == "stub":
         if start is not None:
             settings = with_values(settings, {"stub": {"start": start}})
@@ -73,7 +75,8 @@ def broker_session(settings: Settings, broker: str, scenario: str | None = None,
         from supervisor.runtime.simproc import SimProcess  # noqa: I001
 
         # absolute: the child runs from the project root, not from our working directory
-        stats = ((sim_dir or Path("var")) / "gateway_sim_stats.json").resolve()
+        home = sim_dir or Path(settings.execution.journal_path).parent
+        stats = (home / "gateway_sim_stats.json").resolve()
         scenario_path = Path(scenario).resolve() if scenario else DEFAULT_SCENARIO
         if not scenario_path.is_file():
             raise SimStartError(f"no scenario file at {scenario_path}")
