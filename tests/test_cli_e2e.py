@@ -76,8 +76,9 @@ def test_run_refuses_a_bad_file_and_a_bad_flag_without_traceback(tmp_path):
 
 def _start_forever(tmp_path: Path) -> tuple[subprocess.Popen[str], list[int]]:
     """A run without a cycle limit; returns once the first cycle line is out."""
-    proc = subprocess.Popen(supervisor_cmd("run", "--cycles", "0"), cwd=tmp_path, env=env(tmp_path),
-                            text=True, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(supervisor_cmd("run", "--cycles", "0"), cwd=tmp_path,
+                            env=env(tmp_path), text=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL)
     assert proc.stdout is not None
     first = proc.stdout.readline()
     assert first.startswith("cycle 1"), first
@@ -98,6 +99,21 @@ def test_a_signal_stops_cleanly_with_no_orphans(tmp_path, signum):
     proc.send_signal(signum)
     assert proc.wait(timeout=30) == 0
     assert _gone(workers)
+
+
+def test_a_second_bot_on_the_same_journal_exits_2_and_the_first_keeps_running(tmp_path):
+    first, _workers = _start_forever(tmp_path)
+    try:
+        second = run(tmp_path, "run", "--cycles", "1")
+        assert second.returncode == 2
+        assert f"in use by another bot (pid {first.pid} " in second.stderr
+        assert "journal-stub.sqlite" in second.stderr and "Traceback" not in second.stderr
+        assert "cycle" not in second.stdout
+        assert first.poll() is None  # untouched: still cycling
+        assert first.stdout is not None and first.stdout.readline().startswith("cycle ")
+    finally:
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(timeout=30) == 0
 
 
 def test_sigkill_of_the_supervisor_leaves_no_workers(tmp_path):
