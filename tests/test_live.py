@@ -1,4 +1,5 @@
-"""The live order lifecycle against a fake broker: statuses, fills, timeouts, kill switch."""
+"""The live order lifecycle against a fake broker: statuses by permId, fills into positions,
+timeouts, the kill switch, net short, and the start-up reconcile."""
 
 from __future__ import annotations
 
@@ -8,9 +9,12 @@ from dataclasses import replace
 import pytest
 
 from common.messages import OptionContract, OrderIntent, Right, Signal
-from supervisor.broker.base import BrokerPosition, Fill, OpenOrder
+from supervisor.broker.base import BrokerError, BrokerPosition, Fill, OpenOrder
+from supervisor.journal.records import Position
 from supervisor.journal.store import Journal
 from supervisor.trading.live import LiveBook
+from supervisor.trading.live_positions import COMMISSION_WAIT_S, LivePositions
+from supervisor.trading.live_reconcile import reconcile
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -26,6 +30,11 @@ class FakeLiveBroker:
         self.executions: list[Fill] = []
         self.cancelled: list[int] = []
         self.held: list[BrokerPosition] = []
+        self.refresh_fails = False
+
+    async def refresh_orders(self) -> None:
+        if self.refresh_fails:
+            raise BrokerError("timeout")
 
     def open_orders(self) -> list[OpenOrder]:
         return list(self.open)
@@ -41,20 +50,38 @@ class FakeLiveBroker:
         self.open = [o for o in self.open if o.order_id != order_id]
 
 
-def order(order_id: int, ref: str, status: str = "Submitted", parent_id: int = 0) -> OpenOrder:
-    return OpenOrder(order_id, ref, status, "BUY" if not parent_id else "SELL", 5.0, "LMT",
-                     parent_id=parent_id)
+def order(order_id: int, ref: str, status: str = "Submitted", parent_id: int = 0,
+          perm_id: int = 0, order_type: str = "LMT", client_id: int = 1) -> OpenOrder:
+    return OpenOrder(order_id, ref, status, "BUY" if not parent_id else "SELL", 5.0,
+                     order_type, symbol="SPY", sec_type="OPT", expiry="20260109", strike=680.0,
+                     right="C", perm_id=perm_id, parent_id=parent_id, client_id=client_id)
+
+
+class Events:
+    def __init__(self) -> None:
+        self.changes: list[Position] = []
+        self.short: list[tuple[str, int]] = []
 
 
 @pytest.fixture
-def setup(tmp_path):
+def events() -> Events:
+    return Events()
+
+
+@pytest.fixture
+def setup(tmp_path, events):
     journal = Journal(tmp_path / "j.sqlite")
     contract = OptionContract("SPY", "20260109", 680.0, Right.CALL)
     intent = OrderIntent("ours", 1, "SPY", contract, Signal.BUY, 2.0, 3.0, 1.4, 2.0, 0.5, ())
     journal.record_intent(intent, DAY)
     row = journal.record_order("ours", "live", "submitted", 5, T0, broker_order_id=11)
+    journal.update_order(row, "submitted", T0, details={"order_ids": [11, 12, 13],
+                                                        "perm_ids": [911, 912, 913]})
     broker = FakeLiveBroker()
-    return LiveBook(broker, journal, entry_timeout_s=300), broker, journal, row
+    positions = LivePositions(broker, journal, lambda ts: DAY, events.changes.append,
+                              lambda p, n: events.short.append((p.intent_id, n)))
+    positions.opened(intent, 5, T0)
+    return LiveBook(broker, journal, 300, positions), broker, journal, row
 
 
 def step(book: LiveBook, ts: float, halted: bool = False) -> None:
@@ -105,8 +132,150 @@ def test_fills_are_journaled_once_and_foreign_ones_ignored(setup):
 
 
 def test_reconcile_reports_orders_the_journal_does_not_know_and_leaves_them(setup):
-    book, broker, _, _ = setup
+    book, broker, journal, _ = setup
     broker.open = [order(11, "ours"), order(40, "someone-else")]
-    problems = book.reconcile(T0)
-    assert len(problems) == 1 and "40" in problems[0] and "left alone" in problems[0]
+    found = reconcile(broker, journal, T0)
+    assert len(found.problems) == 1 and "40" in found.problems[0]
+    assert "left alone" in found.problems[0]
     assert broker.cancelled == []
+
+
+# --- orders followed by permId, across client ids --------------------------------------------
+
+
+def test_an_order_is_followed_by_perm_id_after_a_reconnect_under_another_client_id(setup):
+    book, broker, journal, row = setup
+    journal.update_order(row, "submitted", T0, perm_id=911)
+    # the same order, now listed with the id another client id would see
+    broker.open = [order(7, "ours", perm_id=911, client_id=2)]
+    step(book, T0 + 10)
+    assert statuses(journal) == ["working"]  # not mistaken for gone
+    broker.open = [order(11, "someone", perm_id=4242)]  # an order id clash is no match
+    step(book, T0 + 20)
+    assert statuses(journal) == ["done"]
+
+
+def test_nothing_is_marked_done_after_a_refresh_that_failed(setup):
+    book, broker, journal, _ = setup
+    broker.open = [order(11, "ours")]
+    step(book, T0 + 10)
+    broker.refresh_fails, broker.open = True, []
+    step(book, T0 + 20)
+    assert statuses(journal) == ["working"]
+
+
+# --- fills drive positions -------------------------------------------------------------------
+
+
+def fill(exec_id: str, side: str, shares: float, price: float, ts: float,
+         commission: float | None = 1.0, order_id: int = 11, perm_id: int = 0) -> Fill:
+    return Fill(exec_id, order_id, "ours", side, shares, price, ts, commission, perm_id)
+
+
+def position(journal: Journal) -> Position:
+    held = journal.position("ours")
+    assert held is not None
+    return held
+
+
+def test_entry_and_exit_fills_open_reduce_and_close_the_position_net_of_commissions(setup,
+                                                                                   events):
+    book, broker, journal, _ = setup
+    broker.executions = [fill("e1", "BOT", 3, 2.00, T0 + 1), fill("e2", "BOT", 2, 2.10, T0 + 2)]
+    step(book, T0 + 5)
+    p = position(journal)
+    assert (p.status, p.quantity, p.held) == ("open", 5, 5)
+    assert p.entry_price == pytest.approx(2.04) and p.commission == 2.0
+    # the take-profit (perm 912) fills in two parts
+    broker.executions += [fill("e3", "SLD", 2, 3.00, T0 + 60, order_id=12, perm_id=912)]
+    step(book, T0 + 61)
+    p = position(journal)
+    assert (p.status, p.held, p.exited) == ("open", 3, 2)
+    # IBKR's way: the sale's commission, and the entry's 2.00 pro rata (2 of 5)
+    assert p.realized_pnl == pytest.approx((3.00 - 2.04) * 2 * 100 - 1.0 - 2.0 * 2 / 5)
+    broker.executions += [fill("e4", "SLD", 3, 3.00, T0 + 70, order_id=12, perm_id=912)]
+    step(book, T0 + 71)
+    p = position(journal)
+    assert (p.status, p.exit_reason, p.held) == ("closed", "take_profit", 0)
+    assert p.realized_pnl == pytest.approx((3.00 - 2.04) * 5 * 100 - 4.0)
+    assert [c.status for c in events.changes] == ["open", "closed"]
+
+
+def test_the_stop_is_told_apart_from_the_take_profit_by_its_order(setup):
+    book, broker, journal, _ = setup
+    broker.executions = [fill("e1", "BOT", 5, 2.00, T0 + 1),
+                         fill("e2", "SLD", 5, 1.40, T0 + 9, order_id=13)]
+    step(book, T0 + 10)
+    assert position(journal).exit_reason == "stop_loss"
+
+
+def test_selling_more_than_was_bought_is_reported_as_net_short(setup, events):
+    book, broker, journal, _ = setup
+    broker.executions = [fill("e1", "BOT", 5, 2.00, T0 + 1),
+                         fill("e2", "SLD", 5, 3.00, T0 + 9, order_id=12),
+                         fill("e3", "SLD", 5, 1.40, T0 + 9.5, order_id=13)]  # both exits
+    step(book, T0 + 10)
+    assert events.short == [("ours", 5)]
+
+
+def test_a_fill_waits_for_its_commission_report_then_is_booked_once(setup):
+    book, broker, journal, _ = setup
+    broker.executions = [fill("e1", "BOT", 5, 2.00, T0 + 1, commission=None)]
+    step(book, T0 + 2)
+    assert position(journal).status == "pending"  # the report is on its way
+    broker.executions = [fill("e1", "BOT", 5, 2.00, T0 + 1, commission=1.3)]
+    step(book, T0 + 3)
+    p = position(journal)
+    assert (p.status, p.commission) == ("open", 1.3)
+    broker.executions = [fill("e1", "BOT", 5, 2.00, T0 + 1, commission=1.3)]
+    step(book, T0 + 4)
+    assert position(journal).quantity == 5  # replayed, not booked twice
+
+
+def test_without_a_commission_report_a_fill_is_booked_after_the_wait(setup):
+    book, broker, journal, _ = setup
+    broker.executions = [fill("e1", "BOT", 5, 2.00, T0 + 1, commission=None)]
+    step(book, T0 + 1 + COMMISSION_WAIT_S + 1)
+    assert (position(journal).status, position(journal).commission) == ("open", 0.0)
+
+
+def test_an_entry_gone_without_a_fill_cancels_its_position(setup):
+    book, broker, journal, _ = setup
+    broker.open = [order(11, "ours")]
+    step(book, T0 + 5)
+    broker.open = []  # cancelled at IBKR (a DAY order at the close, say)
+    step(book, T0 + 10)
+    p = position(journal)
+    assert (p.status, p.exit_reason) == ("closed", "cancelled")
+
+
+# --- the start-up reconcile adopts what a crash left behind ----------------------------------
+
+
+def test_a_row_left_sending_by_a_crash_is_adopted_from_the_open_orders(setup):
+    _book, broker, journal, row = setup
+    journal.update_order(row, "sending", T0)  # journaled, then killed before the answer
+    broker.open = [order(21, "ours", perm_id=921),
+                   order(22, "ours", parent_id=21, perm_id=922),
+                   order(23, "ours", parent_id=21, perm_id=923, order_type="STP")]
+    found = reconcile(broker, journal, T0 + 30)
+    (adopted,) = journal.live_orders(("working",))
+    assert (adopted["broker_order_id"], adopted["perm_id"]) == (21, 921)
+    assert len(found.adopted) == 1 and found.problems == []
+    (details,) = [r["details"] for r in journal.orders_for("ours")]
+    assert details["order_ids"] == [21, 22, 23] and details["perm_ids"] == [921, 922, 923]
+
+
+def test_a_row_left_sending_with_nothing_at_ibkr_is_marked_not_sent(setup):
+    _book, broker, journal, row = setup
+    journal.update_order(row, "unconfirmed", T0)
+    found = reconcile(broker, journal, T0 + 30)
+    assert statuses(journal) == ["not_sent"]
+    assert any("never sent" in p for p in found.problems)
+
+
+def test_a_position_the_journal_does_not_know_is_reported(setup):
+    _book, broker, journal, _ = setup
+    broker.held = [BrokerPosition("DU111", "QQQ", "OPT", 2, 150.0, 1, "20260109", 600.0, "P")]
+    found = reconcile(broker, journal, T0)
+    assert any("QQQ" in p and "not in the journal" in p for p in found.problems)

@@ -55,6 +55,10 @@ class AccountSnapshot:
     net_liquidation: float
     available_funds: float
     currency: str = "USD"
+    # the venue's own P&L of the account today (IBKR reqPnL); NaN when it gives none
+    daily_pnl: float = NAN
+    realized_pnl: float = NAN
+    unrealized_pnl: float = NAN
 
 
 @dataclass(frozen=True)
@@ -87,9 +91,16 @@ class OpenOrder:
     limit: float = NAN
     aux: float = NAN
     perm_id: int = 0
+    filled: float = 0.0  # of quantity, so far
+    client_id: int = 0  # only the client id that placed an order may cancel it (IBKR)
+    multiplier: int = 100
     parent_id: int = 0
     oca_group: str = ""
     account: str = ""
+
+    @property
+    def remaining(self) -> float:
+        return max(self.quantity - self.filled, 0.0)
 
 
 @dataclass(frozen=True)
@@ -103,7 +114,8 @@ class Fill:
     shares: float
     price: float
     ts: float
-    commission: float | None = None
+    commission: float | None = None  # None until the venue's commission report arrives
+    perm_id: int = 0
 
 
 @dataclass(frozen=True)
@@ -179,6 +191,12 @@ class Broker(Protocol):
         ...
 
     async def cancel_order(self, order_id: int) -> None: ...
+
+    async def refresh_orders(self) -> None:
+        """Ask the venue for every open order of the account whichever client id placed it
+        (IBKR reqAllOpenOrders) and for today's executions: after a reconnect under another
+        client id, orders placed before are only seen this way."""
+        ...
 
     def open_orders(self) -> list[OpenOrder]: ...
 

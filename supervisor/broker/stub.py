@@ -261,6 +261,9 @@ class StubBroker:
     async def cancel_order(self, order_id: int) -> None:
         raise BrokerError("the stub holds no orders to cancel")
 
+    async def refresh_orders(self) -> None:
+        return None  # the stub holds no orders
+
     def open_orders(self) -> list[OpenOrder]:
         return []
 

@@ -107,6 +107,16 @@ def _positions(s: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def _broker(s: Mapping[str, Any], zone: ZoneInfo) -> list[str]:
+    """The broker's own figures beside the journal's (live runs journal them every cycle)."""
+    b = s.get("broker")
+    if not b:
+        return []
+    return [f"broker P&L (IBKR, as of {_time(b['ts'], zone)}): daily {_money(b['daily'])}, "
+            f"realized {_money(b['realized'])}, unrealized {_money(b['unrealized'])}, "
+            f"net liquidation {_amount(b['net_liquidation'])}"]
+
+
 def _risk(s: Mapping[str, Any], zone: ZoneInfo) -> list[str]:
     k = s["kill_switch"]
     equity = f"start equity {_amount(k['start_equity'])}"
@@ -130,6 +140,7 @@ def render_text(summary: Mapping[str, Any], *, tz: str = "UTC") -> str:
     lines += _decisions(summary)
     lines += _orders(summary, zone)
     lines += _positions(summary)
+    lines += _broker(summary, zone)
     lines += _risk(summary, zone)
     return "\n".join(lines) + "\n"
 

@@ -1,7 +1,8 @@
 """What the journal stores, as the frozen records the rest of the bot passes around.
 
-Position is one bracket of the simulated (paper) book; the book's rules live in
-``supervisor/trading/paper.py``, the journal only keeps its state. A risk decision is journaled
+Position is one bracket, of the simulated (paper) book or followed live from the broker's
+fills; the paper rules live in ``supervisor/trading/paper.py``, the live ones in
+``supervisor/trading/live_fills.py``; the journal only keeps the state. A risk decision is journaled
 from anything shaped like one (``DecisionRecord``), so the journal knows no trading code.
 """
 
@@ -30,7 +31,10 @@ def _finite(x: float | None) -> bool:
 
 @dataclass(frozen=True)
 class Position:
-    """One bracket: the entry order while ``pending``, the holding while ``open``."""
+    """One bracket: the entry order while ``pending``, the holding while ``open``.
+
+    Live positions also count what was sold so far (``exited``, at the average
+    ``exit_price``): a take-profit may fill in parts. Paper positions exit whole (None)."""
 
     intent_id: str
     symbol: str
@@ -48,6 +52,8 @@ class Position:
     closed_ts: float | None = None
     exit_reason: ExitReason | None = None
     commission: float = 0.0  # paid on the fills so far (live); realized P&L is net of it
+    exited: int | None = None  # live: contracts sold so far
+    exit_commission: float = 0.0  # live: the part of ``commission`` paid on the sales
 
     @property
     def multiplier(self) -> int:
@@ -58,19 +64,36 @@ class Position:
         return self.status in ACTIVE
 
     @property
+    def held(self) -> int:
+        """Contracts held now."""
+        if self.status != "open":
+            return 0
+        return self.quantity - (self.exited or 0)
+
+    @property
     def unrealized_pnl(self) -> float:
-        """(mark - entry) x quantity x multiplier while open; 0 when anything is missing."""
+        """(mark - entry) x held x multiplier while open; 0 when anything is missing."""
         if self.status != "open" or not (_finite(self.entry_price) and _finite(self.mark)):
             return 0.0
         assert self.entry_price is not None and self.mark is not None
-        return (self.mark - self.entry_price) * self.quantity * self.multiplier
+        return (self.mark - self.entry_price) * self.held * self.multiplier
 
     @property
     def realized_pnl(self) -> float:
-        """(exit - entry) x quantity x multiplier once closed; 0 for a never-filled entry."""
-        if self.active or not (_finite(self.entry_price) and _finite(self.exit_price)):
+        """(exit - entry) x quantity x multiplier - commissions once closed; 0 for a
+        never-filled entry. Live, as IBKR counts it: what was sold so far, less the sales'
+        commissions and the entry's commission pro rata (IBKR folds it into avgCost)."""
+        if not (_finite(self.entry_price) and _finite(self.exit_price)):
             return 0.0
         assert self.entry_price is not None and self.exit_price is not None
+        if self.exited is not None:
+            if not self.quantity:
+                return 0.0
+            entry_commission = self.commission - self.exit_commission
+            gross = (self.exit_price - self.entry_price) * self.exited * self.multiplier
+            return gross - self.exit_commission - entry_commission * self.exited / self.quantity
+        if self.active:
+            return 0.0
         gross = (self.exit_price - self.entry_price) * self.quantity * self.multiplier
         return gross - self.commission
 

@@ -56,4 +56,5 @@ def position_from(row: sqlite3.Row) -> Position:
                     nan_if_null(row["entry_limit"]), nan_if_null(row["take_profit"]),
                     nan_if_null(row["stop_loss"]),
                     status, row["opened_ts"], row["entry_price"], row["filled_ts"], row["mark"],
-                    row["exit_price"], row["closed_ts"], reason, row["commission"])
+                    row["exit_price"], row["closed_ts"], reason, row["commission"],
+                    row["exited"], row["exit_commission"])

@@ -62,9 +62,14 @@ ALTER TABLE positions ADD COLUMN commission REAL NOT NULL DEFAULT 0;
 CREATE TABLE broker_pnl (day TEXT PRIMARY KEY, ts REAL NOT NULL, daily REAL, realized REAL,
     unrealized REAL, net_liquidation REAL);
 """,
+    # 4: live positions followed from fills: sold so far, and the sales' commissions
+    """
+ALTER TABLE positions ADD COLUMN exited INTEGER;
+ALTER TABLE positions ADD COLUMN exit_commission REAL NOT NULL DEFAULT 0;
+""",
 )
-SCHEMA_VERSION = len(MIGRATIONS)  # 3
+SCHEMA_VERSION = len(MIGRATIONS)  # 4
 
 POSITION_COLUMNS = (f"intent_id, symbol, {CONTRACT_COLUMNS}, quantity, entry_limit, "
                     "take_profit, stop_loss, status, opened_ts, entry_price, filled_ts, mark, "
-                    "exit_price, closed_ts, exit_reason, commission")
+                    "exit_price, closed_ts, exit_reason, commission, exited, exit_commission")

@@ -20,20 +20,21 @@ many were applied, and a file written by newer code is refused instead of misrea
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from common.messages import OrderIntent, Signal
 from supervisor.journal.lock import JournalLock
+from supervisor.journal.order_rows import OrderRows
 from supervisor.journal.records import ACTIVE, DayState, DecisionRecord, Position
 from supervisor.journal.rows import (
     JournalError,
     contract_from,
     contract_values,
-    json_ready,
     nan_if_null,
     position_from,
     to_json,
@@ -42,7 +43,7 @@ from supervisor.journal.schema import CONTRACT_COLUMNS, MIGRATIONS, POSITION_COL
 from supervisor.journal.summary import day_summary
 
 
-class Journal:
+class Journal(OrderRows):
     """The supervisor's journal. Not thread-safe: one writer, on the thread that opened it."""
 
     def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
@@ -226,84 +227,6 @@ class Journal:
         return int(self._one("SELECT COUNT(*) FROM decisions WHERE day = ? AND accepted = 1",
                              (day,)))
 
-    def record_order(self, intent_id: str, mode: str, status: str, quantity: int, ts: float,
-                     broker_order_id: int | None = None,
-                     details: Mapping[str, Any] | None = None) -> int:
-        """A new order row (dry-run, what-if or live); returns its row id for update_order."""
-        with self._tx(True) as db:
-            cur = db.execute("INSERT INTO orders (intent_id, mode, status, quantity, "
-                             "broker_order_id, details, created_ts, updated_ts) "
-                             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                             (intent_id, mode, status, quantity, broker_order_id,
-                              to_json(details or {}), ts, ts))
-            assert cur.lastrowid is not None
-            return cur.lastrowid
-
-    def update_order(self, row_id: int, status: str, ts: float,
-                     details: Mapping[str, Any] | None = None,
-                     broker_order_id: int | None = None, perm_id: int | None = None) -> bool:
-        """New status; ``details`` merged into the stored ones; False if no such row."""
-        updated = self._update_order("id = ?", row_id, status, ts, details, broker_order_id)
-        if updated and perm_id:
-            with self._tx(True) as db:
-                db.execute("UPDATE orders SET perm_id = ? WHERE id = ?", (perm_id, row_id))
-        return updated
-
-    def reject_decision(self, intent_id: str, day: str, reason: str) -> None:
-        """The gateway refused what risk accepted: the decision is a rejection after all."""
-        with self._tx(True) as db:
-            db.execute("UPDATE decisions SET accepted = 0, quantity = 0, rule = 'rejected', "
-                       "reason = ? WHERE id = (SELECT MAX(id) FROM decisions WHERE "
-                       "intent_id = ? AND day = ?)", (reason, intent_id, day))
-
-    def update_order_by_broker_id(self, broker_order_id: int, status: str, ts: float,
-                                  details: Mapping[str, Any] | None = None) -> bool:
-        """As update_order, for the order IBKR knows as ``broker_order_id`` (latest row)."""
-        return self._update_order("broker_order_id = ?", broker_order_id, status, ts, details,
-                                  None)
-
-    def _update_order(self, where: str, key: int, status: str, ts: float,
-                      details: Mapping[str, Any] | None, broker_order_id: int | None) -> bool:
-        with self._tx(True) as db:
-            row = db.execute(f"SELECT id, details, broker_order_id FROM orders WHERE {where} "
-                             "ORDER BY id DESC LIMIT 1", (key,)).fetchone()
-            if row is None:
-                return False
-            merged = {**json.loads(row["details"]), **json_ready(details or {})}
-            db.execute("UPDATE orders SET status = ?, updated_ts = ?, details = ?, "
-                       "broker_order_id = ? WHERE id = ?",
-                       (status, ts, to_json(merged),
-                        row["broker_order_id"] if broker_order_id is None else broker_order_id,
-                        row["id"]))
-            return True
-
-    def live_orders(self, statuses: Sequence[str] = ("submitted", "working")
-                    ) -> list[dict[str, Any]]:
-        """Live orders still in one of ``statuses``: what the live lifecycle watches."""
-        marks = ", ".join("?" for _ in statuses)
-        rows = self._db.execute(
-            f"SELECT id, intent_id, status, quantity, broker_order_id, perm_id, created_ts, "
-            "details FROM orders "
-            f"WHERE mode = 'live' AND status IN ({marks}) ORDER BY id", tuple(statuses))
-        return [dict(row) for row in rows]
-
-    def record_whatif(self, intent_id: str, init_margin_change: float,
-                      maint_margin_change: float, commission: float, ts: float) -> None:
-        with self._tx(True) as db:
-            db.execute("INSERT INTO whatifs (intent_id, init_margin_change, maint_margin_change,"
-                       " commission, ts) VALUES (?, ?, ?, ?, ?)",
-                       (intent_id, init_margin_change, maint_margin_change, commission, ts))
-
-    def record_fill(self, intent_id: str, side: str, quantity: int, price: float, ts: float,
-                    commission: float | None = None, exec_id: str | None = None) -> bool:
-        """False when ``exec_id`` is already journaled (IBKR replays executions on reconnect)."""
-        with self._tx(True) as db:
-            cur = db.execute("INSERT INTO fills (intent_id, side, quantity, price, commission, "
-                             "exec_id, ts) VALUES (?, ?, ?, ?, ?, ?, ?) "
-                             "ON CONFLICT (exec_id) DO NOTHING",
-                             (intent_id, side, quantity, price, commission, exec_id, ts))
-            return cur.rowcount == 1
-
     # --- positions and the day's state ---------------------------------------------------------
 
     def save_position(self, p: Position, day: str) -> None:
@@ -312,19 +235,25 @@ class Journal:
         with self._tx(True) as db:
             db.execute(
                 f"INSERT INTO positions ({POSITION_COLUMNS}, opened_day, closed_day) VALUES "
-                f"({', '.join('?' * 24)}) "
+                f"({', '.join('?' * 26)}) "
                 "ON CONFLICT (intent_id) DO UPDATE SET status = excluded.status, "
                 "quantity = excluded.quantity, entry_price = excluded.entry_price, "
                 "filled_ts = excluded.filled_ts, mark = excluded.mark, "
                 "exit_price = excluded.exit_price, closed_ts = excluded.closed_ts, "
                 "exit_reason = excluded.exit_reason, commission = excluded.commission, "
+                "exited = excluded.exited, exit_commission = excluded.exit_commission, "
                 # the first save that saw it closed dates the closing; re-saves keep that day
                 "closed_day = CASE WHEN excluded.closed_day IS NULL THEN NULL "
                 "ELSE COALESCE(positions.closed_day, excluded.closed_day) END",
                 (p.intent_id, p.symbol, *contract_values(p.contract), p.quantity,
                  p.entry_limit, p.take_profit, p.stop_loss, p.status, p.opened_ts,
                  p.entry_price, p.filled_ts, p.mark, p.exit_price, p.closed_ts, p.exit_reason,
-                 p.commission, day, closed_day))
+                 p.commission, p.exited, p.exit_commission, day, closed_day))
+
+    def position(self, intent_id: str) -> Position | None:
+        row = self._db.execute("SELECT * FROM positions WHERE intent_id = ?",
+                               (intent_id,)).fetchone()
+        return None if row is None else position_from(row)
 
     def open_positions(self) -> list[Position]:
         """Every position not yet closed (pending entries included), oldest first."""
@@ -345,6 +274,22 @@ class Journal:
             f"OR (status IN ({marks}) AND opened_day <= ?) ORDER BY opened_ts, intent_id",
             (day, day, *ACTIVE, day))
         return [(position_from(r), r["opened_day"], r["closed_day"]) for r in rows]
+
+    def record_broker_pnl(self, day: str, ts: float, daily: float, realized: float,
+                          unrealized: float, net_liquidation: float) -> None:
+        """The broker's own figures for the account (live), the latest of the day kept; a
+        missing one (NaN) is stored as NULL."""
+        def value(x: float) -> float | None:
+            return x if math.isfinite(x) else None
+
+        with self._tx(False) as db:
+            db.execute("INSERT INTO broker_pnl (day, ts, daily, realized, unrealized, "
+                       "net_liquidation) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (day) DO UPDATE "
+                       "SET ts = excluded.ts, daily = excluded.daily, realized = "
+                       "excluded.realized, unrealized = excluded.unrealized, net_liquidation = "
+                       "excluded.net_liquidation",
+                       (day, ts, value(daily), value(realized), value(unrealized),
+                        value(net_liquidation)))
 
     def day_state(self, day: str) -> DayState | None:
         row = self._db.execute("SELECT * FROM day_state WHERE day = ?", (day,)).fetchone()

@@ -34,7 +34,15 @@ def day_summary(db: sqlite3.Connection, day: str, held: DayPositions,
                         "start_equity": state.start_equity if state else None},
         "alerts": [{"kind": r["kind"], "key": r["key"], "text": r["text"], "ts": r["ts"]}
                    for r in alerts],
+        "broker": _broker(db, day),
     })
+
+
+def _broker(db: sqlite3.Connection, day: str) -> dict[str, Any] | None:
+    """The broker's own figures for the account that day (live runs), the latest seen."""
+    row = db.execute("SELECT ts, daily, realized, unrealized, net_liquidation FROM broker_pnl "
+                     "WHERE day = ?", (day,)).fetchone()
+    return None if row is None else dict(row)
 
 
 def _cycles_and_signals(db: sqlite3.Connection, day: str) -> dict[str, Any]:
@@ -107,7 +115,9 @@ def _positions(held: DayPositions, day: str,
     open_ = [p for p, _, _ in held if p.active]
     # one closed on a later day counts there: its P&L is that day's, not this one's
     closed = [p for p, _, closed_day in held if not p.active and closed_day == day]
-    realized = sum(p.realized_pnl for p in closed)
+    # live positions sold in part have realized that part already (as IBKR counts it)
+    realized = (sum(p.realized_pnl for p in closed)
+                + sum(p.realized_pnl for p in open_ if p.exited))
     unrealized = sum(p.unrealized_pnl for p in open_)
     return {
         "positions": {"opened": sum(1 for _, opened_day, _ in held if opened_day == day),

@@ -145,8 +145,7 @@ class Supervisor:
                             self.settings.ibkr.account)
         self.desk = Desk(self.settings, self.broker, self.journal, executor, self.sessions,
                          self.alerter)
-        if self.desk.live is not None:
-            self.desk.live.reconcile(self.clock.now())
+        await self.desk.start_live(self.clock.now())
         self.alerter.start()
         watcher = MonitorLoop(self.settings.monitoring, self.monitor, self.alerter, self.pool,
                               self.broker, self.service, lambda: len(self._serving),
@@ -320,6 +319,25 @@ class Supervisor:
         self.pool.stopping = True  # a worker that dies now is not replaced
         self.stop.set()
 
+    def _left_working(self) -> None:
+        """Live: what stays working at IBKR after we are gone, in the log and the journal (a
+        bracket's exits are meant to; an entry is worth a look)."""
+        if self.desk is None or self.desk.live is None or not self.broker.is_connected():
+            return
+        left = self.desk.live.ours_working()
+        now = self.clock.now()
+        for order in left:
+            text = (f"left working at IBKR: {order.action} {order.remaining:g} x "
+                    f"{order.symbol} {order.expiry} {order.strike:g}{order.right} "
+                    f"{order.order_type} (order {order.order_id}, ref {order.order_ref})")
+            log.warning(text, extra={"event": "left_working", "order_ref": order.order_ref})
+            if self.journal is not None:
+                self.journal.record_alert(self.desk.day_of(now), "left_working", text, now)
+        if left:
+            log.warning("%d order(s) of ours left working at IBKR (exits protect what is "
+                        "held; entries may still fill)", len(left),
+                        extra={"event": "left_working_total", "count": len(left)})
+
     async def _pause(self, seconds: float) -> None:
         await pause(self.stop, seconds)
 
@@ -334,6 +352,7 @@ class Supervisor:
             with contextlib.suppress(asyncio.CancelledError):
                 await monitor_task
         await self.pool.stop()
+        self._left_working()
         try:
             await self.broker.disconnect()
         except BrokerError as exc:

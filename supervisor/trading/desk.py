@@ -15,12 +15,13 @@ the trading day (also after a restart, through the journal), one ERROR log and o
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import math
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
 
 from common.config import Settings
-from common.messages import OrderIntent, SymbolResult
-from supervisor.broker.base import Broker
+from common.messages import OptionContract, OrderIntent, Right, SymbolResult
+from supervisor.broker.base import AccountSnapshot, Broker, BrokerPosition
 from supervisor.journal.records import DayState, Position
 from supervisor.journal.store import Journal
 from supervisor.observe.alerts import Alerter
@@ -28,6 +29,8 @@ from supervisor.trading.book import PaperBook
 from supervisor.trading.execution import Execution, Executor, describe
 from supervisor.trading.live import LiveBook
 from supervisor.trading.live_exits import ExpiryExits
+from supervisor.trading.live_positions import LivePositions
+from supervisor.trading.live_reconcile import Reconciliation, reconcile
 from supervisor.trading.paper import book_pnl
 from supervisor.trading.risk import RiskContext, RiskState, daily_loss, evaluate, record
 from supervisor.trading.sessions import SessionBook
@@ -48,8 +51,12 @@ class Desk:
         risk = settings.risk
         self.book = PaperBook(broker, journal, sessions, settings.execution.entry_timeout_s,
                               risk.exit_before_expiry_min, self._log_transition)
-        self.live = (LiveBook(broker, journal, settings.execution.entry_timeout_s)
-                     if executor.mode == "live" else None)
+        self.live_positions = (LivePositions(broker, journal, self.day_of,
+                                             self._log_transition, self._net_short)
+                               if executor.mode == "live" else None)
+        self.live = (LiveBook(broker, journal, settings.execution.entry_timeout_s,
+                              self.live_positions)
+                     if self.live_positions is not None else None)
         self.live_exits = ExpiryExits(broker, journal, sessions, risk.exit_before_expiry_min,
                                       settings.ibkr.account)
 
@@ -59,6 +66,20 @@ class Desk:
 
     def day_of(self, ts: float) -> str:
         return self.sessions.day_of(ts).isoformat()
+
+    # --- at start ---------------------------------------------------------------------------
+
+    async def start_live(self, now_ts: float) -> Reconciliation | None:
+        """Live: the journal reconciled with the broker before the first cycle."""
+        if self.live is None or self.live_positions is None:
+            return None
+        await self.live.refresh()
+        self.live_positions.follow(now_ts)
+        found = reconcile(self.broker, self.journal, now_ts)
+        for problem in found.problems:
+            self.journal.record_alert_once(self.day_of(now_ts), "reconcile", problem[:120],
+                                           problem, now_ts)
+        return found
 
     # --- before the cycle -------------------------------------------------------------------
 
@@ -75,7 +96,8 @@ class Desk:
         if self.simulated:
             realized, unrealized = book_pnl(self._today(day))
             equity += realized + unrealized
-        self.state = replace(self.state, equity=equity)
+        self.state = replace(self.state, equity=equity, daily_pnl=self._broker_pnl(
+            account, day, now_ts))
         breached, why, _ = daily_loss(self.state, self.settings.risk)
         if breached and not self.state.halted:
             self._trip(why, now_ts)
@@ -100,6 +122,19 @@ class Desk:
         return RiskState(day, saved.start_equity, equity, self.journal.orders_count(day),
                          self.journal.sent_intents(day), saved.halted)
 
+    def _broker_pnl(self, account: AccountSnapshot, day: str, now_ts: float) -> float | None:
+        """Live: the account's P&L today as the broker reports it (journaled beside ours)."""
+        if self.simulated:
+            return None
+        self.journal.record_broker_pnl(day, now_ts, account.daily_pnl, account.realized_pnl,
+                                       account.unrealized_pnl, account.net_liquidation)
+        return account.daily_pnl if math.isfinite(account.daily_pnl) else None
+
+    def _net_short(self, p: Position, short: int) -> None:
+        why = (f"net short {short} x {p.contract.key} ({p.intent_id}): the bracket's exits "
+               "sold more than was bought")
+        self._trip(why, p.closed_ts or p.filled_ts or p.opened_ts, key=f"net_short {p.intent_id}")
+
     def _log_transition(self, p: Position) -> None:
         log.info("position %s %s: %s%s", p.contract.key, p.status, p.exit_reason or "filled",
                  f" P&L {p.realized_pnl:.2f}" if not p.active else "",
@@ -113,13 +148,13 @@ class Desk:
         return [p for p in self.book.positions.values()
                 if p.active or (p.closed_ts is not None and self.day_of(p.closed_ts) == day)]
 
-    def _trip(self, why: str, ts: float) -> None:
+    def _trip(self, why: str, ts: float, key: str = "daily_loss") -> None:
         assert self.state is not None
         self.state = replace(self.state, halted=True)
         saved = self.journal.day_state(self.state.day) or DayState(self.state.day,
                                                                    self.state.start_equity)
         self.journal.save_day_state(replace(saved, halted=True, halted_reason=why, halted_ts=ts))
-        if self.journal.record_alert_once(self.state.day, "kill_switch", "daily_loss", why, ts):
+        if self.journal.record_alert_once(self.state.day, "kill_switch", key, why, ts):
             log.error("KILL SWITCH: %s; no new entries for the rest of %s", why, self.state.day,
                       extra={"event": "kill_switch", "reason": why, "day": self.state.day})
             if self.alerter is not None:
@@ -152,15 +187,18 @@ class Desk:
         assert self.state is not None
         if done.status in ("simulated", "checked"):
             self.book.open(intent, done.quantity, now_ts, self.state.day)
+        if done.status == "submitted" and self.live_positions is not None:
+            self.live_positions.opened(intent, done.quantity, now_ts)
         if done.status in ("simulated", "checked", "submitted") and self.alerter:
             self.alerter.send("trade", f"{self.executor.mode} "
                               f"{describe(intent, done.quantity)}")
 
     async def _context(self, intent: OrderIntent, now_ts: float,
                        executions: Sequence[Execution]) -> RiskContext:
+        held, notional = self._held(now_ts)
         return RiskContext(
             orders_this_cycle=sum(1 for e in executions if e.decision.accepted),
-            now_ts=now_ts, open_contracts=self._open_contracts(), check_hours=True,
+            now_ts=now_ts, open_contracts=held, held_notional=notional, check_hours=True,
             session=await self.sessions.today(intent.symbol, now_ts),
             expiry_close_ts=await self.sessions.expiry_close(intent.symbol,
                                                              intent.contract.expiry, now_ts),
@@ -193,8 +231,60 @@ class Desk:
             held |= {(i.symbol, i.contract.right.value) for i in self.journal.working_intents()}
         return frozenset(held)
 
-    def _open_contracts(self) -> dict[str, int]:
-        held: dict[str, int] = {}
-        for p in self.book.active():
-            held[p.symbol] = held.get(p.symbol, 0) + p.quantity
-        return held
+    def _held(self, now_ts: float) -> tuple[dict[str, int], float]:
+        """Contracts held or working in entries, by underlying, and their premium: the paper
+        book's; live, the broker's for the account (not only this run's) or the journal's,
+        whichever is more per symbol (a fill can leave the open orders before the position
+        update arrives)."""
+        journal_held, journal_notional = _count(
+            (p.symbol, p.held if p.status == "open" else p.quantity,
+             (p.entry_price if p.status == "open" and p.entry_price else p.entry_limit)
+             * p.multiplier) for p in self.book.active())
+        if self.simulated:
+            return journal_held, journal_notional
+        live = [p for p in self.journal.open_positions() if p.exited is not None
+                or p.status == "pending"]
+        journal_held, journal_notional = _count(
+            (p.symbol, p.held if p.status == "open" else p.quantity,
+             (p.entry_price or p.entry_limit) * p.multiplier) for p in live)
+        broker_held, broker_notional = _count(self._at_broker(now_ts))
+        symbols = set(journal_held) | set(broker_held)
+        held = {s: max(journal_held.get(s, 0), broker_held.get(s, 0)) for s in symbols}
+        return held, max(journal_notional, broker_notional)
+
+    def _at_broker(self, now_ts: float) -> Iterator[tuple[str, int, float]]:
+        """(symbol, contracts, premium per contract) of the account's option positions and
+        working option BUYs, ours or not; a position the journal does not know is reported."""
+        account = self.settings.ibkr.account
+        known = set(self.journal.bought_contracts())
+        for p in self.broker.positions():
+            if p.sec_type == "OPT" and p.quantity > 0 and p.account in ("", account):
+                key = f"{p.symbol} {p.expiry} {p.strike:g}{p.right}"
+                if self._contract_key(p) not in known and self.state is not None:
+                    self._report_unknown(key, p.quantity, now_ts)
+                yield p.symbol, int(p.quantity), p.avg_cost  # IBKR's avgCost has the multiplier
+        for o in self.broker.open_orders():
+            if o.sec_type == "OPT" and o.action == "BUY" and o.account in ("", account):
+                limit = o.limit if math.isfinite(o.limit) else 0.0
+                yield o.symbol, int(o.remaining), limit * o.multiplier
+
+    @staticmethod
+    def _contract_key(p: BrokerPosition) -> str:
+        return OptionContract(p.symbol, p.expiry, p.strike, Right(p.right)).key
+
+    def _report_unknown(self, key: str, quantity: float, now_ts: float) -> None:
+        assert self.state is not None
+        text = (f"the account holds {quantity:g} x {key}, which this bot did not buy: "
+                "counted in the caps, never traded")
+        if self.journal.record_alert_once(self.state.day, "unknown_position", key, text, now_ts):
+            log.warning(text, extra={"event": "unknown_position", "contract": key})
+
+
+def _count(items: Iterable[tuple[str, int, float]]) -> tuple[dict[str, int], float]:
+    held: dict[str, int] = {}
+    notional = 0.0
+    for symbol, contracts, premium in items:
+        held[symbol] = held.get(symbol, 0) + contracts
+        if math.isfinite(premium):
+            notional += premium * contracts
+    return held, notional

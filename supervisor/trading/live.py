@@ -1,13 +1,16 @@
-"""The live order lifecycle, run once per cycle in live mode (and at start, to reconcile).
+"""The live order lifecycle, run once per cycle in live mode.
 
-    journal (live orders submitted/working) <-> broker (open orders, fills)
+    broker.refresh_orders()   every open order of the account (any client id) and today's
+                              executions: what a reconnect under another client id still sees
+    journal (live orders sending/submitted/working) <-> broker open orders, by permId (IBKR's
+                              id across client ids and reconnects), else by order id
       - statuses follow the broker's (Submitted, PreSubmitted -> working; gone -> done)
-      - fills are journaled once each (exec id), with side, price and commission
+      - executions become journal fills and positions (live_positions.py)
       - an entry still unfilled after execution.entry_timeout_s is cancelled
       - the kill switch cancels every open entry of ours; exits (bracket children) stay
-      - orders carrying an orderRef the journal does not know are reported, never touched
 
-Only orders whose orderRef is one of our intent ids are ever cancelled.
+Only orders whose orderRef is one of our intent ids are ever cancelled. An order is marked
+done only after a refresh that succeeded: an incomplete list must not look like a fill.
 """
 
 from __future__ import annotations
@@ -15,73 +18,78 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from supervisor.broker.base import Broker, BrokerError
+from supervisor.broker.base import Broker, BrokerError, OpenOrder
 from supervisor.journal.store import Journal
 from supervisor.trading.live_exits import EXIT_SUFFIX
+from supervisor.trading.live_positions import LivePositions
 
 log = logging.getLogger("supervisor.trading.live")
 
 WORKING = ("Submitted", "PreSubmitted", "PendingSubmit", "ApiPending")
+FOLLOWED = ("submitted", "working")
+
+
+def find(orders: list[OpenOrder], row: dict[str, Any]) -> OpenOrder | None:
+    """The broker's order behind a journal row: by permId, else (no permId known) by id."""
+    if row.get("perm_id"):
+        return next((o for o in orders if o.perm_id == row["perm_id"]), None)
+    return next((o for o in orders if o.order_id == row["broker_order_id"]), None)
 
 
 class LiveBook:
-    def __init__(self, broker: Broker, journal: Journal, entry_timeout_s: float) -> None:
+    def __init__(self, broker: Broker, journal: Journal, entry_timeout_s: float,
+                 positions: LivePositions) -> None:
         self.broker = broker
         self.journal = journal
         self.entry_timeout_s = entry_timeout_s
+        self.positions = positions
+
+    async def refresh(self) -> bool:
+        try:
+            await self.broker.refresh_orders()
+            return True
+        except (BrokerError, TimeoutError) as exc:
+            log.warning("could not refresh the account's orders: %s (statuses kept as they "
+                        "were this cycle)", exc)
+            return False
 
     async def step(self, now_ts: float, halted: bool) -> None:
-        """Follow statuses, journal fills, cancel stale entries (all entries when halted)."""
-        open_by_id = {o.order_id: o for o in self.broker.open_orders()}
-        self._journal_fills(now_ts)
-        for row in self.journal.live_orders():
-            parent = open_by_id.get(row["broker_order_id"])
-            if parent is None:
-                self.journal.update_order(row["id"], "done", now_ts)
+        """Follow statuses and fills, cancel stale entries (all entries when halted)."""
+        complete = await self.refresh()
+        orders = self.broker.open_orders()
+        self.positions.follow(now_ts)
+        for row in self.journal.live_orders(FOLLOWED):
+            order = find(orders, row)
+            if order is None:
+                if complete:
+                    self.journal.update_order(row["id"], "done", now_ts)
+                    self.positions.entry_gone(row["intent_id"], now_ts)
                 continue
-            if parent.status in WORKING and row["status"] != "working":
+            if order.status in WORKING and row["status"] != "working":
                 self.journal.update_order(row["id"], "working", now_ts,
-                                          details={"broker_status": parent.status})
+                                          details={"broker_status": order.status})
             if row["intent_id"].endswith(EXIT_SUFFIX):
                 continue  # a closing order before expiry is an exit: never cancelled here
             stale = now_ts - row["created_ts"] > self.entry_timeout_s
             if halted or stale:
-                await self._cancel(row, now_ts, "kill switch" if halted else "entry timeout")
+                await self._cancel(row, order, now_ts, "kill switch" if halted else
+                                   "entry timeout")
+        self.positions.settle_expired(now_ts)
 
-    async def _cancel(self, row: dict[str, Any], now_ts: float, why: str) -> None:
+    async def _cancel(self, row: dict[str, Any], order: OpenOrder, now_ts: float,
+                      why: str) -> None:
         try:
-            await self.broker.cancel_order(row["broker_order_id"])
+            await self.broker.cancel_order(order.order_id)
         except BrokerError as exc:
-            log.error("cancelling entry %s failed: %s", row["broker_order_id"], exc)
+            log.error("cancelling entry %s (%s) failed: %s", order.order_id, row["intent_id"],
+                      exc, extra={"event": "cancel_failed", "intent_id": row["intent_id"]})
             return
         self.journal.update_order(row["id"], "cancelled", now_ts, details={"cancel": why})
-        log.warning("entry %s (%s) cancelled: %s", row["broker_order_id"], row["intent_id"],
+        log.warning("entry %s (%s) cancelled: %s", order.order_id, row["intent_id"],
                     why, extra={"event": "order_cancelled", "intent_id": row["intent_id"],
                                 "reason": why})
 
-    def _journal_fills(self, now_ts: float) -> None:
-        for fill in self.broker.fills():
-            ref = fill.order_ref
-            if self.journal.load_intent(ref) is None:
-                continue  # not ours: another client or a manual trade
-            if self.journal.record_fill(ref, fill.side, int(fill.shares), fill.price, fill.ts,
-                                        fill.commission, fill.exec_id):
-                log.info("fill %s %s %d @ %.2f", ref, fill.side, fill.shares, fill.price,
-                         extra={"event": "fill", "intent_id": ref})
-
-    def reconcile(self, now_ts: float) -> list[str]:
-        """At start: the broker's open orders and positions against the journal. Returns the
-        discrepancies it logged (orders of ours the journal lacks, journal orders gone)."""
-        problems: list[str] = []
-        for order in self.broker.open_orders():
-            if self.journal.load_intent(order.order_ref) is None:
-                problems.append(f"open order {order.order_id} (ref {order.order_ref!r}) is not "
-                                "in the journal: left alone")
-        for position in self.broker.positions():
-            log.info("broker position %s %s %s%s x %g", position.symbol, position.expiry,
-                     position.strike, position.right, position.quantity,
-                     extra={"event": "broker_position"})
-        self._journal_fills(now_ts)
-        for problem in problems:
-            log.warning("reconcile: %s", problem, extra={"event": "reconcile"})
-        return problems
+    def ours_working(self) -> list[OpenOrder]:
+        """The open orders at the broker that carry one of our intent ids."""
+        return [o for o in self.broker.open_orders()
+                if self.journal.load_intent(o.order_ref.removesuffix(EXIT_SUFFIX))]

@@ -35,6 +35,9 @@ class RiskState:
     orders_today: int = 0
     sent_today: frozenset[str] = frozenset()
     halted: bool = False  # the kill switch: no new entries for the rest of the day
+    # live: the broker's own P&L of the account today (IBKR reqPnL), when it gives one; the
+    # daily loss is then read from it rather than from equity's change since the first cycle
+    daily_pnl: float | None = None
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,7 @@ class RiskContext:
     orders_this_cycle: int = 0
     now_ts: float | None = None  # None: quote age is not checked (hand-built tests only)
     open_contracts: Mapping[str, int] = field(default_factory=dict)  # by underlying
+    held_notional: float = 0.0  # premium held and working in entries, in account currency
     # the desk always checks hours; hand-built tests that are about other rules need not
     check_hours: bool = False
     session: Session | None = None  # the intent's symbol's regular session today; None: closed
@@ -78,8 +82,10 @@ def size_contracts(
 
 
 def daily_loss(state: RiskState, risk: RiskSettings) -> tuple[bool, str, Values]:
-    """Whether today's loss (start-of-day equity minus equity now) breaches a limit."""
-    loss = state.start_equity - state.equity
+    """Whether today's loss breaches a limit: the broker's daily P&L when known, else
+    start-of-day equity minus equity now."""
+    loss = (-state.daily_pnl if state.daily_pnl is not None
+            else state.start_equity - state.equity)
     pct = 100 * loss / state.start_equity if state.start_equity > 0 else 0.0
     values: Values = (("start_equity", state.start_equity), ("equity", state.equity),
                       ("loss", round(loss, 2)), ("loss_pct", round(pct, 3)))
@@ -182,7 +188,8 @@ def _capped(intent: OrderIntent, size: int, state: RiskState, risk: RiskSettings
     held = ctx.open_contracts.get(intent.symbol, 0)
     held_total = sum(ctx.open_contracts.values())
     outlay = intent.entry_limit * intent.contract.multiplier
-    notional_room = (math.floor(state.equity * risk.max_notional_pct / 100 / outlay + 1e-9)
+    budget = state.equity * risk.max_notional_pct / 100 - ctx.held_notional
+    notional_room = (math.floor(budget / outlay + 1e-9)
                      if outlay > 0 and math.isfinite(outlay) else 0)
     caps = {
         "sizing": size,
@@ -192,7 +199,8 @@ def _capped(intent: OrderIntent, size: int, state: RiskState, risk: RiskSettings
         "max_notional_pct": notional_room,
     }
     rule = min(caps, key=lambda name: caps[name])  # dicts keep order: sizing wins ties
-    values: Values = tuple(caps.items()) + (("held_symbol", held), ("held_total", held_total))
+    values: Values = tuple(caps.items()) + (("held_symbol", held), ("held_total", held_total),
+                                            ("held_notional", round(ctx.held_notional, 2)))
     return max(caps[rule], 0), rule, values
 
 

@@ -153,6 +153,9 @@ class IBKRBroker:
     async def cancel_order(self, order_id: int) -> None:
         await self._orders.cancel_order(order_id)
 
+    async def refresh_orders(self) -> None:
+        await self._orders.refresh_orders()
+
     def open_orders(self) -> list[OpenOrder]:
         return self._orders.open_orders()
 

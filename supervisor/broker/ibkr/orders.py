@@ -49,7 +49,8 @@ class Orders:
         self._now = now
 
     async def account(self) -> AccountSnapshot:
-        """From the account updates ib_insync keeps current since connect (no request)."""
+        """From the account updates ib_insync keeps current since connect (no request), with
+        the account's P&L today from a reqPnL subscription (made again after a reconnect)."""
         self._link.require_connected()
         account = self._order_account("", strict=False) or self._cfg.account
         values = {(v.tag, v.account): v for v in self._link.ib.accountValues()}
@@ -58,10 +59,21 @@ class Orders:
             net = values.get(("NetLiquidation", acct))
             funds = values.get(("AvailableFunds", acct))
             if net is not None:
+                daily, realized, unrealized = await self._pnl(acct)
                 return AccountSnapshot(acct, num(net.value),
                                        num(funds.value) if funds else NAN,
-                                       net.currency or "USD")
+                                       net.currency or "USD", daily, realized, unrealized)
         raise SymbolDataError(f"no account values received for {wanted or 'any account'}")
+
+    async def _pnl(self, account: str) -> tuple[float, float, float]:
+        """(daily, realized, unrealized) of the account; NaN until IBKR has sent them."""
+        subscribed = [p for p in self._link.ib.pnl(account) if not p.modelCode]
+        if not subscribed:
+            await self._link.pace(1)
+            self._link.ib.reqPnL(account)
+            return NAN, NAN, NAN
+        pnl = subscribed[0]
+        return num(pnl.dailyPnL), num(pnl.realizedPnL), num(pnl.unrealizedPnL)
 
     def _order_account(self, account: str, strict: bool = True) -> str:
         accounts = self._link.accounts
@@ -179,10 +191,27 @@ class Orders:
         return order_id
 
     async def cancel_order(self, order_id: int) -> None:
-        trades = [t for t in self._link.ib.openTrades() if t.order.orderId == order_id]
+        trades = [t for t in self._link.ib.openTrades() if t.order.orderId == order_id
+                  and t.order.clientId in (0, self._link.client_id)]
         order = trades[0].order if trades else ibi.Order(orderId=order_id)
+        foreign = [t for t in self._link.ib.openTrades() if t.order.orderId == order_id
+                   and t.order.clientId not in (0, self._link.client_id)]
+        if foreign and not trades:
+            raise BrokerError(
+                f"order {order_id} was placed by client id {foreign[0].order.clientId}, this "
+                f"connection is client id {self._link.client_id}: IBKR lets only the placing "
+                "client id cancel it; reconnect with that ibkr.client_id or cancel it in TWS")
         await self._link.pace(1)
         self._link.ib.cancelOrder(order)
+
+    async def refresh_orders(self) -> None:
+        """Every open order of the account (all client ids) and today's executions."""
+        self._link.require_connected()
+        await self._link.pace(2)
+        await asyncio.wait_for(self._link.ib.reqAllOpenOrdersAsync(),
+                               self._cfg.request_timeout_s)
+        await asyncio.wait_for(self._link.ib.reqExecutionsAsync(),
+                               self._cfg.request_timeout_s)
 
     # --- what the account holds --------------------------------------------------------------
 
@@ -195,7 +224,10 @@ class Orders:
                           strike=float(t.contract.strike), right=t.contract.right,
                           limit=num(t.order.lmtPrice), aux=num(t.order.auxPrice),
                           perm_id=t.order.permId, parent_id=t.order.parentId,
-                          oca_group=t.order.ocaGroup, account=t.order.account)
+                          oca_group=t.order.ocaGroup, account=t.order.account,
+                          filled=float(t.orderStatus.filled), client_id=t.order.clientId,
+                          multiplier=int(t.contract.multiplier or 1) if t.contract.secType
+                          != "STK" else 1)
                 for t in self._link.ib.openTrades()]
 
     def fills(self) -> list[Fill]:
@@ -204,8 +236,10 @@ class Orders:
                      order_ref=f.execution.orderRef, side=f.execution.side,
                      shares=float(f.execution.shares), price=float(f.execution.price),
                      ts=f.time.timestamp() if f.time else self._now(),
+                     # ib_insync keeps an empty report until IBKR's arrives (after the fill)
                      commission=(num(f.commissionReport.commission)
-                                 if f.commissionReport else None))
+                                 if f.commissionReport.execId else None),
+                     perm_id=f.execution.permId)
                 for f in self._link.ib.fills()]
 
     def positions(self) -> list[BrokerPosition]:

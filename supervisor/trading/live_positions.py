@@ -1,0 +1,138 @@
+"""The broker's executions, followed into the journal's live positions.
+
+    broker.fills() --once per exec id, with its commission--> journal fills
+                   --apply_fill (live_fills.py)-------------> journal positions (open, reduce,
+                                                              close, realized P&L net of
+                                                              commissions, exit reason)
+    net short (more sold than bought) -> ``on_net_short``: the desk trips the kill switch
+
+An execution is taken once IBKR's commission report for it has arrived (it follows the
+execution within moments), or after ``COMMISSION_WAIT_S`` without one (then booked with no
+commission and a warning): a fill is never booked twice, so it waits for the full figures.
+Only executions whose orderRef names one of our intents are followed; the rest are the
+user's own and left alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from common.calendar import is_expired
+from common.messages import OrderIntent
+from supervisor.broker.base import Broker, Fill
+from supervisor.journal.records import Position
+from supervisor.journal.store import Journal
+from supervisor.trading.live_exits import EXIT_SUFFIX
+from supervisor.trading.live_fills import apply_fill, exit_reason_of, net_short
+
+log = logging.getLogger("supervisor.trading.live_positions")
+
+COMMISSION_WAIT_S = 30.0
+
+
+def intent_of(order_ref: str) -> str:
+    """The intent id an orderRef belongs to (an expiry exit is ``<intent>:expiry``)."""
+    return order_ref.removesuffix(EXIT_SUFFIX)
+
+
+class LivePositions:
+    def __init__(self, broker: Broker, journal: Journal, day_of: Callable[[float], str],
+                 on_change: Callable[[Position], None],
+                 on_net_short: Callable[[Position, int], None]) -> None:
+        self.broker = broker
+        self.journal = journal
+        self.day_of = day_of
+        self.on_change = on_change
+        self.on_net_short = on_net_short
+
+    def opened(self, intent: OrderIntent, quantity: int, ts: float) -> None:
+        """A bracket was accepted: its position waits (pending) for the entry's fills."""
+        if self.journal.position(intent.intent_id) is None:
+            self.journal.save_position(Position(
+                intent.intent_id, intent.symbol, intent.contract, quantity, intent.entry_limit,
+                intent.take_profit, intent.stop_loss, "pending", ts), self.day_of(ts))
+
+    def follow(self, now_ts: float) -> int:
+        """Book every new execution of ours; returns how many were booked."""
+        booked = 0
+        for fill in sorted(self.broker.fills(), key=lambda f: (f.ts, f.exec_id)):
+            intent = self.journal.load_intent(intent_of(fill.order_ref))
+            if intent is None:
+                continue  # not ours: another client's or a manual trade
+            if fill.commission is None and now_ts - fill.ts < COMMISSION_WAIT_S:
+                continue  # its commission report is on the way: book it whole next cycle
+            commission = fill.commission if fill.commission is not None else 0.0
+            if not math.isfinite(commission):
+                commission = 0.0
+            if not self.journal.record_fill(fill.order_ref, fill.side, int(fill.shares),
+                                            fill.price, fill.ts, commission, fill.exec_id):
+                continue  # booked before (IBKR replays the day's executions on reconnect)
+            if fill.commission is None:
+                log.warning("fill %s of %s booked without its commission report",
+                            fill.exec_id, fill.order_ref)
+            self._book(intent, fill, commission)
+            booked += 1
+        return booked
+
+    def _book(self, intent: OrderIntent, fill: Fill, commission: float) -> None:
+        held = self.journal.position(intent.intent_id) or Position(
+            intent.intent_id, intent.symbol, intent.contract, int(fill.shares),
+            intent.entry_limit, intent.take_profit, intent.stop_loss, "pending", fill.ts)
+        rows = self.journal.orders_for(intent.intent_id)
+        bracket: dict[str, Any] = next((r["details"] for r in rows
+                                        if r["details"].get("order_ids")), {})
+        reason = exit_reason_of(fill.order_ref, fill.order_id, fill.perm_id, bracket)
+        after = apply_fill(held, fill.side, int(fill.shares), fill.price, commission, fill.ts,
+                           reason)
+        self.journal.save_position(after, self.day_of(fill.ts))
+        log.info("fill %s %s %d @ %.2f: %s", fill.order_ref, fill.side, fill.shares,
+                 fill.price, _state(after),
+                 extra={"event": "fill", "intent_id": intent.intent_id, "side": fill.side,
+                        "quantity": fill.shares, "price": fill.price,
+                        "commission": commission, "exec_id": fill.exec_id})
+        if after.status != held.status:
+            self.on_change(after)
+        short = net_short(after)
+        if short:
+            self.on_net_short(after, short)
+
+    def entry_gone(self, intent_id: str, now_ts: float) -> None:
+        """The entry no longer works at the broker: never filled, its position is cancelled
+        (filled, its executions have already opened it)."""
+        bought = any(f.order_ref == intent_id and f.side == "BOT" for f in self.broker.fills())
+        p = self.journal.position(intent_id)
+        if p is not None and p.status == "pending" and not bought:
+            after = replace(p, status="closed", closed_ts=now_ts, exit_reason="cancelled")
+            self.journal.save_position(after, self.day_of(now_ts))
+            self.on_change(after)
+
+    def settle_expired(self, now_ts: float) -> None:
+        """A live position whose option expired and that the broker no longer holds expired
+        worthless (the expiry exit should have sold it; no bid, say)."""
+        held = {(p.symbol, p.expiry, p.strike, p.right) for p in self.broker.positions()
+                if p.sec_type == "OPT" and p.quantity}
+        for p in self.journal.open_positions():
+            c = p.contract
+            if (p.exited is None or p.status != "open"
+                    or not is_expired(c.expiry, now_ts)
+                    or (c.symbol, c.expiry, c.strike, c.right.value) in held):
+                continue
+            left = p.held
+            after = apply_fill(p, "SLD", left, 0.0, 0.0, now_ts, "expired")
+            self.journal.save_position(after, self.day_of(now_ts))
+            log.warning("%s expired with %d held: booked at 0", c.key, left,
+                        extra={"event": "position", "intent_id": p.intent_id,
+                               "status": after.status, "exit_reason": "expired"})
+            self.on_change(after)
+
+
+def _state(p: Position) -> str:
+    bought = 0 if p.filled_ts is None else p.quantity
+    text = f"bought {bought} sold {p.exited or 0}"
+    if p.status == "closed":
+        text += f", closed ({p.exit_reason}) P&L {p.realized_pnl:.2f}"
+    return text

@@ -1,0 +1,155 @@
+"""The desk in live mode: the broker's view (positions, working orders, its own P&L) counts.
+
+No processes, no gateway: a StubBroker whose order side the test plays (brackets placed are
+listed as working BUYs; positions and the account's P&L are set by the test).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+import pytest
+
+from common.calendar import nyse
+from common.messages import OrderIntent, SymbolResult
+from supervisor.broker.base import (
+    AccountSnapshot,
+    BrokerPosition,
+    Fill,
+    OpenOrder,
+    PlacedBracket,
+)
+from supervisor.broker.stub import StubBroker
+from supervisor.commands.report import render_text
+from supervisor.journal.store import Journal
+from supervisor.trading.desk import Desk
+from supervisor.trading.execution import Executor
+from supervisor.trading.sessions import SessionBook
+from tests.conftest import make_settings
+from tests.test_desk import CALL, NOW, PUT, intent, result
+
+pytestmark = pytest.mark.timeout(30)
+
+DAY = "2026-01-08"
+
+
+class LiveFakeBroker(StubBroker):
+    """Brackets placed become working BUY entries; the account is what the test says."""
+
+    def __init__(self, settings) -> None:
+        super().__init__(settings.stub, lambda: NOW)
+        self.net_liquidation = 100_000.0
+        self.daily_pnl = math.nan
+        self.held: list[BrokerPosition] = []
+        self.working: list[OpenOrder] = []
+        self.executions: list[Fill] = []
+        self.placed: list[tuple[str, int]] = []
+
+    async def account(self) -> AccountSnapshot:
+        return AccountSnapshot("DU111", self.net_liquidation, self.net_liquidation,
+                               daily_pnl=self.daily_pnl, realized_pnl=0.0, unrealized_pnl=0.0)
+
+    async def place_bracket(self, intent: OrderIntent, quantity: int,
+                            account: str) -> PlacedBracket:
+        n = len(self.placed) * 3 + 1
+        self.placed.append((intent.intent_id, quantity))
+        c = intent.contract
+        self.working.append(OpenOrder(n, intent.intent_id, "Submitted", "BUY", quantity, "LMT",
+                                      c.symbol, "OPT", c.expiry, c.strike, c.right.value,
+                                      intent.entry_limit, perm_id=900 + n, account="DU111"))
+        return PlacedBracket((n, n + 1, n + 2), (900 + n, 901 + n, 902 + n))
+
+    async def refresh_orders(self) -> None:
+        return None
+
+    def open_orders(self) -> list[OpenOrder]:
+        return list(self.working)
+
+    def positions(self) -> list[BrokerPosition]:
+        return list(self.held)
+
+    def fills(self) -> list[Fill]:
+        return list(self.executions)
+
+
+def live_desk(tmp_path, **risk) -> tuple[Desk, LiveFakeBroker, Journal]:
+    settings = make_settings(tmp_path, execution={"mode": "live"},
+                             ibkr={"account": "DU111"}, risk=risk)
+    broker = LiveFakeBroker(settings)
+    journal = Journal(settings.execution.journal_path)
+    desk = Desk(settings, broker, journal, Executor("live", broker, journal, "DU111"),
+                SessionBook(broker, nyse()))
+    return desk, broker, journal
+
+
+def cycle(desk: Desk, ts: float, *results: SymbolResult) -> list[int]:
+    asyncio.run(desk.begin_cycle(ts))
+    return [e.quantity for e in asyncio.run(desk.act_on(list(results), ts))]
+
+
+def spy_intent(n: int) -> OrderIntent:
+    contract = CALL if n % 2 else PUT
+    return intent(contract, f"i-{n}")
+
+
+def test_working_entries_fill_the_cap_cycle_after_cycle(tmp_path):
+    # Given caps of 5 contracts per symbol, one position per direction off (to see the cap)
+    desk, broker, _journal = live_desk(tmp_path, max_position_per_symbol=5,
+                                       one_position_per_direction=False)
+    # Then live places 5, then nothing: the working entry counts like a position
+    placed = [cycle(desk, NOW + 60 * n, result(spy_intent(n))) for n in range(3)]
+    assert placed == [[5], [0], [0]]
+    assert broker.placed == [("i-0", 5)]
+
+
+def test_a_position_the_bot_never_bought_counts_and_is_reported_once(tmp_path):
+    desk, broker, journal = live_desk(tmp_path, max_position_per_symbol=5)
+    broker.held = [BrokerPosition("DU111", "SPY", "OPT", 4, 210.0, 1, "20260116", 690.0, "C")]
+    # (a put: the held call blocks a second call entry, by the one-per-direction rule)
+    assert cycle(desk, NOW, result(spy_intent(2))) == [1]  # 5 - 4 held by hand
+    cycle(desk, NOW + 60, result(spy_intent(4)))
+    alerts = journal._db.execute("SELECT kind, text FROM alerts").fetchall()
+    assert [a[0] for a in alerts].count("unknown_position") == 1
+    assert "did not buy" in alerts[0][1]
+
+
+def test_held_premium_counts_against_the_notional_limit(tmp_path):
+    # Given a 10 % notional limit (10,000 of 100,000) and 45 contracts held at 2.00 (9,000)
+    desk, broker, _journal = live_desk(tmp_path, max_notional_pct=10.0,
+                                       max_position_per_symbol=100, max_position_total=100,
+                                       max_contracts_per_order=100)
+    broker.held = [BrokerPosition("DU111", "QQQ", "OPT", 45, 200.0, 1, "20260116", 600.0, "P")]
+    # Then one more 2.00 contract costs 200: 5 fit in the 1,000 left
+    assert cycle(desk, NOW, result(spy_intent(1))) == [5]
+
+
+def test_the_daily_loss_is_read_from_the_brokers_pnl(tmp_path):
+    # Given equity that has not moved since the first cycle, but IBKR reporting -2,500 today
+    desk, broker, journal = live_desk(tmp_path, daily_loss_limit_pct=2.0)
+    broker.daily_pnl = -2_500.0
+    assert cycle(desk, NOW, result(spy_intent(1))) == [0]
+    assert desk.state is not None and desk.state.halted
+    state = journal.day_state(DAY)
+    assert state is not None and "2.50%" in state.halted_reason
+
+
+def test_a_net_short_position_trips_the_kill_switch(tmp_path):
+    desk, broker, journal = live_desk(tmp_path)
+    assert cycle(desk, NOW, result(spy_intent(1))) == [10]
+    broker.working = []  # 5 bought, then the take-profit and the stop both sold 5
+    broker.executions = [Fill("e1", 1, "i-1", "BOT", 5, 2.0, NOW + 1, 1.0, 901),
+                         Fill("e2", 2, "i-1", "SLD", 5, 3.0, NOW + 5, 1.0, 902),
+                         Fill("e3", 3, "i-1", "SLD", 5, 1.4, NOW + 6, 1.0, 903)]
+    cycle(desk, NOW + 60)
+    assert desk.state is not None and desk.state.halted
+    (reason,) = journal._db.execute("SELECT halted_reason FROM day_state").fetchone()
+    assert "net short 5" in reason
+
+
+def test_the_report_shows_the_brokers_figures_beside_the_journals(tmp_path):
+    desk, broker, journal = live_desk(tmp_path)
+    broker.daily_pnl = 123.45
+    cycle(desk, NOW)
+    text = render_text(journal.day_summary(DAY), tz="America/New_York")
+    assert "broker P&L (IBKR, as of 10:30:00): daily +123.45" in text
