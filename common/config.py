@@ -50,6 +50,9 @@ class IBKRSettings(Model):
     snapshot_timeout_s: float = Field(11.0, gt=0, le=120)  # real gateways end one in <= ~11 s
     historical_timeout_s: float = Field(12.0, gt=0, le=300)
     client_id_attempts: int = Field(3, ge=1, le=32)  # 326 "in use": client_id, +1, +2 ...
+    # a reconnect keeps its client id this long (326 while the gateway still holds the dead
+    # socket) before trying the next: only the placing client id may cancel an order
+    reconnect_same_client_id_s: float = Field(120.0, ge=0, le=3600)
     reconnect_initial_s: float = Field(2.0, gt=0, le=600)  # backoff: doubles per failure
     reconnect_max_s: float = Field(60.0, gt=0, le=3600)
     reconnect_jitter: float = Field(0.25, ge=0, le=1)  # +- this fraction of each delay

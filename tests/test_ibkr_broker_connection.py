@@ -120,6 +120,36 @@ def test_dropped_connection_fails_fast_then_reconnects() -> None:
     assert md_type_requests == 2  # the market data type was applied again
 
 
+def test_a_reconnect_waits_for_its_own_client_id_rather_than_take_the_next() -> None:
+    # Given a gateway that drops the broker 1 s after it connected, and whose client id is then
+    # held for a while by another session (as IBKR holds a dead socket's id until it notices)
+    scenario = make_scenario(TUESDAY_MORNING, faults=[{"kind": "disconnect", "at_s": 1.0}])
+    own = next_client_id()
+    next_client_id()  # the next id is free: a broker that gave up its own would take it
+
+    async def main_for(sim: ThreadedSim) -> Any:
+        broker = IBKRBroker(settings(sim.port, {"client_id": own, "reconnect_initial_s": 0.3,
+                                                "reconnect_max_s": 0.3}), now=sim.now)
+        await broker.connect()
+        try:
+            await wait_until(lambda: not broker.is_connected(), 5.0)
+            holder = await connect(sim.port, own)
+            await asyncio.sleep(1.5)  # the broker's retries meet 326 meanwhile
+            holder.disconnect()
+            await wait_until(broker.is_connected, 10.0)
+            return broker.client_id
+        finally:
+            await broker.disconnect()
+
+    with ThreadedSim(scenario) as sim:
+        rejected_before = sim.stats()["clients_rejected"]
+        client_id = run_client(lambda: main_for(sim), 40)
+        rejected = sim.stats()["clients_rejected"] - rejected_before
+    # Then it came back as itself (its orders stay cancellable), after meeting 326 at least once
+    assert client_id == own
+    assert rejected >= 1
+
+
 def test_gateway_link_lost_1100_then_restored_1101() -> None:
     scenario = make_scenario(TUESDAY_MORNING,
                              faults=[{"kind": "error", "code": 1100, "at_s": 0.5},

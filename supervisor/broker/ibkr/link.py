@@ -52,6 +52,7 @@ class Link:
         self.ib.disconnectedEvent += self._on_disconnected
         self.ib.client.conn.hasData += self._on_bytes
         self.client_id: int | None = None
+        self._placed_under: int | None = None  # the client id of the first connection
         self.accounts: list[str] = []
         self.counts: Counter[str] = Counter()  # every layer's *_total counters, for stats
         self._state = "new"  # new | connecting | connected | reconnecting | closed
@@ -94,17 +95,26 @@ class Link:
         else:
             self.ib.client.disconnect()
 
-    async def _connect_any_client_id(self) -> None:
+    async def _connect_any_client_id(self, only: int | None = None) -> None:
+        """The configured client id, else the next ones (326 "in use"); ``only``: that one
+        (a reconnect keeps the id its orders were placed under)."""
         first = self.cfg.client_id
         last = first + self.cfg.client_id_attempts - 1
-        for client_id in range(first, last + 1):
+        ids = [only] if only is not None else list(range(first, last + 1))
+        for client_id in ids:
             try:
                 await self._connect_once(client_id)
+                if self._placed_under not in (None, client_id):
+                    log.error("reconnected as client id %d, not %d: IBKR lets only the "
+                              "placing client id cancel an order, so entries placed before "
+                              "cannot be cancelled from here (their exits still work)",
+                              client_id, self._placed_under,
+                              extra={"event": "client_id_changed", "client_id": client_id})
                 return
             except _ClientIdInUse:
                 log.warning("client id %d is in use at %s (error 326)%s", client_id,
-                            self.where(), "; trying the next" if client_id < last else "")
-        raise BrokerError(f"client ids {first}..{last} are all in use at {self.where()} "
+                            self.where(), "; trying the next" if client_id != ids[-1] else "")
+        raise BrokerError(f"client ids {ids[0]}..{ids[-1]} are all in use at {self.where()} "
                           "(error 326): another session holds them")
 
     async def _connect_once(self, client_id: int) -> None:
@@ -130,6 +140,8 @@ class Link:
                 raise _ClientIdInUse(f"client id {client_id} in use")
             raise self._connect_error(outcome) from None
         self.client_id = client_id
+        if self._placed_under is None:
+            self._placed_under = client_id
         self.accounts = list(self.ib.managedAccounts())
         await self._apply_market_data_type()
         if not self.ib.isConnected():  # dropped while we were finishing: no event will come
@@ -178,6 +190,7 @@ class Link:
 
     async def _reconnect_loop(self) -> None:
         attempt = 0
+        lost_at = asyncio.get_running_loop().time()
         while self._state == "reconnecting":
             if not self.breaker.allow():
                 log.error("circuit open after %d failed connects: next try in %.0fs",
@@ -189,8 +202,10 @@ class Link:
                 await asyncio.sleep(self.backoff.delay(attempt))
             if self._state != "reconnecting":
                 return
+            keep = (asyncio.get_running_loop().time() - lost_at
+                    < self.cfg.reconnect_same_client_id_s)
             try:
-                await self._connect_any_client_id()
+                await self._connect_any_client_id(self.client_id if keep else None)
             except Exception as exc:  # every failure counts; the loop is the retry
                 attempt += 1
                 self.breaker.failure()
