@@ -163,8 +163,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         return exitcodes.USAGE
     symbol = (args.symbol or settings.universe.symbols[0]).upper()
     try:
-        with broker_session(settings, broker_name(args), args.scenario,
-                            start=args.start) as (broker, clock, used):
+        with broker_session(settings, broker_name(args), args.scenario, start=args.start,
+                            sim_clock=args.sim_clock) as (broker, clock, used):
             report = asyncio.run(run_check(broker, used, symbol, clock.now()))
     except MARKET_ERRORS as exc:
         return market_error(exc)

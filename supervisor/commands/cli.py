@@ -4,6 +4,7 @@
     check     supervisor/commands/check.py     phase 1: one symbol's price, chain, ATM, window
     phases    supervisor/commands/phases.py    phase 1, phase 2 cycles, phase 3 soak, verdict
     report    supervisor/commands/report.py    a day from the journal
+    reconcile supervisor/commands/reconcile.py the journal against the broker, changing nothing
     validate  supervisor/commands/validate.py  a settings file, checked
 
 User mistakes (a bad file, a bad flag) print what is wrong and where, and exit 2 with no
@@ -18,6 +19,7 @@ from supervisor import exitcodes
 from supervisor.commands.check import cmd_check
 from supervisor.commands.options import add_market_options, load
 from supervisor.commands.phases import add_phase_arguments, cmd_phases
+from supervisor.commands.reconcile import cmd_reconcile
 from supervisor.commands.report import cmd_report
 from supervisor.commands.run import add_run_arguments, cmd_run
 from supervisor.commands.validate import cmd_validate
@@ -40,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="whose journal (default: the only one there is)")
     report.add_argument("--day", help="YYYY-MM-DD (default: the latest day in the journal)")
     report.add_argument("--json", action="store_true", help="machine-readable output")
+    reconcile = commands.add_parser("reconcile", help="the journal against the broker's open "
+                                                      "orders, executions and positions")
+    add_market_options(reconcile)
     validate = commands.add_parser("validate", help="check a settings file and exit")
     validate.add_argument("--config", help="settings file (default: the embedded one)")
     return parser
@@ -51,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_validate(args)
     if args.command == "report":
         return cmd_report(args)
+    if args.command == "reconcile":
+        return cmd_reconcile(args)
     if args.command == "check":
         return cmd_check(args)
     if args.command == "phases":

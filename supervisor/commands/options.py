@@ -49,6 +49,9 @@ def add_market_options(parser: argparse.ArgumentParser, default_broker: str = "s
     parser.add_argument("--sim", action="store_true",
                         help="start the simulated IB Gateway on a free loopback port and use it")
     parser.add_argument("--scenario", help="the simulator's scenario file (with --sim)")
+    parser.add_argument("--sim-clock", metavar="FILE",
+                        help="with --broker sim --port P: use a simulator already running "
+                             "there, on the session clock it writes (its --clock-file)")
     parser.add_argument("--start", type=instant, metavar="ISO",
                         help="pin the simulated session (stub or --sim) at this instant, e.g. "
                              "2026-12-04T15:45:00-05:00 (default: stub.start, or the "
@@ -59,7 +62,8 @@ def add_market_options(parser: argparse.ArgumentParser, default_broker: str = "s
 
 
 def broker_name(args: argparse.Namespace) -> str:
-    return "sim" if getattr(args, "sim", False) else str(args.broker)
+    attached = getattr(args, "sim_clock", None)
+    return "sim" if getattr(args, "sim", False) or attached else str(args.broker)
 
 
 def with_overrides(settings: Settings, args: argparse.Namespace) -> Settings:

@@ -44,8 +44,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         interval = min(settings.schedule.interval_s, SIM_INTERVAL_S)
         settings = with_values(settings, {"schedule": {"interval_s": interval}})
     try:
-        with broker_session(settings, market, args.scenario,
-                            start=args.start) as (broker, clock, used):
+        with broker_session(settings, market, args.scenario, start=args.start,
+                            sim_clock=args.sim_clock) as (broker, clock, used):
             code, _ = run_supervisor(used, broker, clock, cli_live=args.live,
                                      echo=lambda line: print(line, flush=True))
             return code

@@ -100,6 +100,11 @@ class OrderRows:
                        " commission, ts) VALUES (?, ?, ?, ?, ?)",
                        (intent_id, init_margin_change, maint_margin_change, commission, ts))
 
+    def fill_ids(self) -> frozenset[str]:
+        """Exec ids of every journaled fill."""
+        rows = self._db.execute("SELECT exec_id FROM fills WHERE exec_id IS NOT NULL")
+        return frozenset(r[0] for r in rows)
+
     def record_fill(self, intent_id: str, side: str, quantity: int, price: float, ts: float,
                     commission: float | None = None, exec_id: str | None = None) -> bool:
         """False when ``exec_id`` is already journaled (IBKR replays executions on reconnect)."""

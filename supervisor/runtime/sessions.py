@@ -3,6 +3,9 @@
     stub  -> StubBroker on a SimClock (a seeded session replayed without waiting)
     --sim -> the gateway simulator as a child process on a free loopback port, IBKRBroker,
              both on the simulator's session clock (its scenario pins the session)
+    --broker sim --sim-clock F --port P -> a simulator already running (started with
+             ``--clock-file F``): IBKRBroker on 127.0.0.1:P, on that simulator's clock; it
+             outlives the bot, so a killed bot can be restarted against the same account
     ibkr  -> IBKRBroker against ibkr.host:ibkr.port (a real IB Gateway / TWS), wall clock
 """
 
@@ -10,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import sys
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -20,7 +24,7 @@ from common.config import Settings, journal_for, parse_settings
 from supervisor.broker.base import Broker
 from supervisor.broker.stub import StubBroker
 from supervisor.observe.logs import LogService
-from supervisor.runtime.clock import Clock, SimClock, WallClock
+from supervisor.runtime.clock import Clock, PinnedClock, SimClock, WallClock
 from supervisor.runtime.loop import Supervisor
 from supervisor.runtime.simproc import SimStartError
 
@@ -54,6 +58,7 @@ class SessionStartError(ValueError):
 @contextlib.contextmanager
 def broker_session(settings: Settings, broker: str, scenario: str | None = None,
                    sim_dir: Path | None = None, start: datetime | None = None,
+                   sim_clock: str | None = None,
                    ) -> Iterator[tuple[Broker, Clock, Settings]]:
     """The broker, its clock and the settings it runs with (the sim's port filled in).
 
@@ -71,6 +76,13 @@ def broker_session(settings: Settings, broker: str, scenario: str | None = None,
                                 "gateway's clock is the exchange's")
     from supervisor.broker.ibkr.broker import IBKRBroker  # ib_insync is loaded only when needed
 
+    if broker == "sim" and sim_clock is not None:
+        if start is not None:
+            raise SessionStartError("a running simulator keeps its own clock")
+        settings = with_values(settings, {"ibkr": {"host": "127.0.0.1"}})
+        attached = attached_clock(Path(sim_clock))
+        yield IBKRBroker(settings, now=attached.now), attached, settings
+        return
     if broker == "sim":
         from supervisor.runtime.simproc import SimProcess  # noqa: I001
 
@@ -83,11 +95,20 @@ def broker_session(settings: Settings, broker: str, scenario: str | None = None,
         with SimProcess(scenario_path, stats, start=start) as sim:
             settings = with_values(settings, {"ibkr": {"host": "127.0.0.1", "port": sim.port}})
             # the bot's "now" is its gateway's: a pinned scenario replays the same session
-            sim_clock = sim.clock()
-            yield IBKRBroker(settings, now=sim_clock.now), sim_clock, settings
+            followed = sim.clock()
+            yield IBKRBroker(settings, now=followed.now), followed, settings
         print(sim_summary(sim.stats()), file=sys.stderr, flush=True)
         return
     yield IBKRBroker(settings), WallClock(), settings
+
+
+def attached_clock(path: Path) -> Clock:
+    """The session clock a running simulator wrote (``--clock-file``)."""
+    try:
+        description = json.loads(path.read_text())
+        return PinnedClock.follow(description)
+    except (OSError, ValueError, KeyError) as exc:
+        raise SimStartError(f"cannot read the simulator's clock file {path}: {exc}") from None
 
 
 def run_supervisor(settings: Settings, broker: Broker, clock: Clock, *,

@@ -4,7 +4,8 @@
                   (a crash or a lost answer between journal and send) -> adopted: the row
                   gets the broker's ids and is followed from now on; foreign -> reported,
                   never touched
-    executions    today's, booked into fills and positions (live_positions.py), once each
+    executions    today's, of ours, against the journal's fills (the desk books them into
+                  fills and positions just before: live_positions.py)
     positions     every option the broker holds against the journal's open live positions:
                   one the journal does not know is reported (and counted by the caps)
     rows          "sending"/"unconfirmed" with nothing at the broker (no order, no fill) ->
@@ -58,6 +59,7 @@ def reconcile(broker: Broker, journal: Journal, now_ts: float,
     orders = broker.open_orders()
     _orders(orders, journal, now_ts, adopt, found)
     _unsure_rows(broker, journal, orders, now_ts, adopt, found)
+    _executions(broker, journal, found)
     _positions(broker, journal, found)
     for line in found.adopted:
         log.warning("reconcile adopted %s", line, extra={"event": "reconcile_adopted"})
@@ -113,6 +115,21 @@ def _unsure_rows(broker: Broker, journal: Journal, orders: list[OpenOrder], now_
         found.problems.append(f"{row['intent_id']}: journaled as {row['status']} but IBKR has "
                               "no order or execution with its orderRef: never sent (and never "
                               "sent again)")
+
+
+def _executions(broker: Broker, journal: Journal, found: Reconciliation) -> None:
+    """Today's executions of ours the journal has not booked (the bot books them as soon
+    as it runs: at start, before this, so these show only when it is not running)."""
+    booked = journal.fill_ids()
+    for fill in broker.fills():
+        if journal.load_intent(intent_of(fill.order_ref)) is None:
+            continue
+        what = (f"execution {fill.exec_id} {fill.side} {fill.shares:g} @ {fill.price:g} "
+                f"(ref {fill.order_ref})")
+        if fill.exec_id in booked:
+            found.ours.append(what)
+        else:
+            found.adopted.append(f"{what}: not booked yet")
 
 
 def _positions(broker: Broker, journal: Journal, found: Reconciliation) -> None:

@@ -1,0 +1,65 @@
+"""``python -m supervisor reconcile``: the journal against the broker, on demand.
+
+Connects (another client id if the bot holds its own: 326 -> the next), asks for every open
+order of the account and today's executions, reads the journal without locking it (the bot
+may be running) and prints what matches, what the bot would adopt at its next start, and
+what does not belong (orders and positions the bot did not make, journal positions the broker
+does not hold). It changes nothing, at the broker or in the journal. Exit 0 when everything
+matches, 1 when there are problems, 2/3 when it could not look.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from common.config import Settings
+from supervisor import exitcodes
+from supervisor.broker.base import Broker, BrokerError
+from supervisor.commands.options import MARKET_ERRORS, broker_name, load, market_error
+from supervisor.journal.rows import JournalError
+from supervisor.journal.store import Journal
+from supervisor.runtime.clock import Clock
+from supervisor.runtime.sessions import broker_session
+from supervisor.trading.live_reconcile import reconcile
+
+
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    settings = load(args)
+    if settings is None:
+        return exitcodes.USAGE
+    try:
+        with broker_session(settings, broker_name(args), args.scenario, start=args.start,
+                            sim_clock=args.sim_clock) as (broker, clock, used):
+            return asyncio.run(compare(broker, used, clock))
+    except MARKET_ERRORS as exc:
+        return market_error(exc)
+
+
+async def compare(broker: Broker, settings: Settings, clock: Clock) -> int:
+    path = Path(settings.execution.journal_path)
+    if not path.exists():
+        print(f"no journal at {path}: nothing to reconcile", file=sys.stderr)
+        return exitcodes.USAGE
+    try:
+        await broker.connect()
+    except BrokerError as exc:
+        print(f"cannot connect: {exc}", file=sys.stderr)
+        return exitcodes.CANNOT_CONNECT
+    try:
+        await broker.refresh_orders()
+        with Journal(path, readonly=True) as journal:
+            found = reconcile(broker, journal, clock.now(), adopt=False)
+    except (BrokerError, JournalError, TimeoutError) as exc:
+        print(f"reconcile failed: {exc}", file=sys.stderr)
+        return exitcodes.CANNOT_CONNECT
+    finally:
+        await broker.disconnect()
+    print(f"reconcile {path.resolve()} against {broker.name} "
+          f"{','.join(broker.managed_accounts())}: {len(found.ours)} matching, "
+          f"{len(found.adopted)} to adopt at the next start, {len(found.problems)} problems")
+    for line in found.lines():
+        print(f"  {line}")
+    return exitcodes.OK if not found.problems else exitcodes.FAILED
