@@ -431,8 +431,10 @@ def test_bracket_take_profit_fill_cancels_the_stop(sim: ThreadedSim) -> None:
     assert tp_fills and tp_fills[0].execution.side == "SLD"
 
 
-def test_account_values_summary_and_pnl(sim: ThreadedSim) -> None:
-    async def scenario() -> Any:
+def test_account_values_summary_and_pnl() -> None:
+    # a fresh account: the module's sim has traded, and its values now follow the fills
+    # (tests/test_gateway_sim_account.py); untouched, they are the scenario's
+    async def scenario(sim: ThreadedSim) -> Any:
         ib = await connect(sim.port)
         try:
             summary = await ib.accountSummaryAsync()
@@ -442,7 +444,8 @@ def test_account_values_summary_and_pnl(sim: ThreadedSim) -> None:
         finally:
             ib.disconnect()
 
-    values, summary, pnl = run_client(scenario)
+    with ThreadedSim(make_scenario(TUESDAY_MORNING)) as fresh:
+        values, summary, pnl = run_client(lambda: scenario(fresh))
     by_tag = {v.tag: v.value for v in values if v.currency in ("USD", "")}
     assert by_tag["NetLiquidation"] == "100000" and by_tag["AvailableFunds"] == "95000"
     assert {v.tag for v in summary} >= {"NetLiquidation", "AvailableFunds", "BuyingPower"}

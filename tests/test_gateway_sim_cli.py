@@ -16,6 +16,7 @@ import pytest
 from supervisor.runtime.clock import PinnedClock
 from tests.conftest_sim import DEFAULT_SCENARIO, ROOT, connect, run_client
 from tests.sessions import FRIDAY_1555
+from tools.gateway_sim import load_scenario
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -51,6 +52,9 @@ def test_cli_announces_port_writes_stats_and_stops_on_sigterm(tmp_path: Path) ->
         assert proc.wait(10) == 0
         final = json.loads(stats_file.read_text())
         assert final["messages_by_type"]["49"] == 1 and final["connections_open"] == 0
+        # the simulated broker's account, for an end-to-end test to compare with the bot's
+        opening = load_scenario(DEFAULT_SCENARIO).account.values["TotalCashValue"]
+        assert final["account"]["cash"] == opening and final["account"]["positions"] == []
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -129,7 +129,8 @@ def test_a_reconnect_waits_for_its_own_client_id_rather_than_take_the_next() -> 
 
     async def main_for(sim: ThreadedSim) -> Any:
         broker = IBKRBroker(settings(sim.port, {"client_id": own, "reconnect_initial_s": 0.3,
-                                                "reconnect_max_s": 0.3}), now=sim.now)
+                                                "reconnect_max_s": 0.3,
+                                                "circuit_failures": 50}), now=sim.now)
         await broker.connect()
         try:
             await wait_until(lambda: not broker.is_connected(), 5.0)

@@ -17,9 +17,11 @@ Settlement (OCC exercise by exception, which IBKR follows): at the close of the 
 long option at least $0.01 in the money against the underlying's price at that close is
 exercised, a short one assigned: the option position goes to 0 and the account gets
 multiplier x quantity shares at the strike (long call +, long put -, short call -, short put
-+); out of the money it expires worthless (0). Clients see position / portfolio messages, no
-execDetails (exercises are not API executions). Every cancel and settlement is stamped with
-the close instant itself, so a completedTime reads "16:00:00" whatever the timer's lag.
++); out of the money it expires worthless (0). The ledger books both (ledger.py): expiring
+worthless realizes -avgCost x qty; an exercise moves no premium, only strike x shares of cash.
+Clients see position / portfolio / account messages, no execDetails (exercises are not API
+executions). Every cancel and settlement is stamped with the close instant itself, so a
+completedTime reads "16:00:00" whatever the timer's lag.
 """
 
 from __future__ import annotations
@@ -67,18 +69,19 @@ class CloseKeeper:
 
     def settle(self, inst: Instrument, close_ts: float) -> None:
         """Exercise / assign / expire one option position at its expiry close."""
-        pos = self.book.positions[inst.con_id]
-        qty = pos.quantity
+        qty = self.book.positions[inst.con_id].quantity
         spot = round(self.book.market.underlying(inst.symbol, close_ts), 2)
         intrinsic = spot - inst.strike if inst.right == "C" else inst.strike - spot
-        self.book.book_position(inst, -qty, pos.avg_cost / inst.multiplier)
+        ledger = self.book.ledger
         if intrinsic + 1e-9 < ITM_MIN:
+            self.book.on_position(ledger.expire(inst, close_ts))
             self.book.stats.bump("options_expired")
             log.info("%s x%g expired worthless (underlying %.2f)", inst.local_symbol, qty, spot)
             return
         shares = qty * inst.multiplier * (1 if inst.right == "C" else -1)
         stock = self.book.market.book.stocks[inst.symbol]
-        self.book.book_position(stock, shares, inst.strike)
+        for pos in ledger.exercise(inst, stock, shares, close_ts):  # both moved, then told
+            self.book.on_position(pos)
         self.book.stats.bump("options_exercised")
         log.info("%s x%g %s at %.2f (underlying %.2f): %+g %s", inst.local_symbol, qty,
                  "exercised" if qty > 0 else "assigned", inst.strike, spot, shares, inst.symbol)

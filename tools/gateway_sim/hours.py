@@ -10,7 +10,8 @@ the liquid hours end at ``early_close_time`` (13:00) and the trading hours at
 Early closes are real-mode only: an always-open day is 24 hours whatever the list says.
 
 Closes drive the order book: ``session_end_after`` is when a DAY order dies, ``expiry_close``
-when an option stops trading and is settled.
+when an option stops trading and is settled; ``trading_day_start`` is where the account's
+daily figures (ledger.py) and today's executions begin.
 """
 
 from __future__ import annotations
@@ -88,6 +89,21 @@ class SessionClock:
                 start, _end = self._window(day, rth=True)
                 if start.timestamp() <= ts:
                     return start.timestamp()
+            day -= timedelta(days=1)
+        return ts - 86_400.0
+
+    def trading_day_start(self, ts: float) -> float:
+        """When the trading day ``ts`` belongs to began: the extended-hours open (04:00) of the
+        last trading day that has opened by ``ts`` (always_open: the local midnight). A
+        weekend, a holiday or the night before the open still belong to the last trading day.
+        The account's daily figures (dailyPnL, realized today, today's executions) count from
+        here."""
+        day = self.local(ts).date()
+        for _ in range(15):
+            if self.is_trading_day(day, day):
+                start = self._window(day, rth=False)[0].timestamp()
+                if start <= ts:
+                    return start
             day -= timedelta(days=1)
         return ts - 86_400.0
 

@@ -6,8 +6,9 @@
     matcher task, every match_interval_s while orders work:
         match_pass(now): closes.sweep(now)            DAY expiry, option settlement
                          plan_pass() (matching.py)    which orders execute, how many
-                         _execute() each              execDetails, commission, status,
-                                                      position / portfolio
+                         _execute() each              the ledger books it (cash, avgCost,
+                                                      realized P&L); execDetails, commission
+                                                      report, status, position / portfolio
                          _after_execution() each      children start, OCA / bracket
                                                       siblings cancelled or reduced (oca.py)
     CloseKeeper task (closes.py): sweeps at every session close even with no matcher running
@@ -32,6 +33,7 @@ from tools.gateway_sim import outgoing as out
 from tools.gateway_sim.closes import CloseKeeper
 from tools.gateway_sim.codec import FieldValue
 from tools.gateway_sim.instruments import Instrument
+from tools.gateway_sim.ledger import Ledger
 from tools.gateway_sim.market import Market
 from tools.gateway_sim.matching import Planned, plan_pass
 from tools.gateway_sim.oca import OcaBook
@@ -41,7 +43,7 @@ from tools.gateway_sim.order_codec import (
     is_flag,
     number,
 )
-from tools.gateway_sim.positions import Position, apply_trade
+from tools.gateway_sim.positions import Position
 from tools.gateway_sim.scenario import Scenario
 from tools.gateway_sim.stats import Stats
 
@@ -113,6 +115,8 @@ class Execution:
     commission: float
     cum_qty: float  # the order's filled quantity and average price after this part
     avg_price: float
+    ts: float = 0.0  # sim time of the execution
+    realized: float | None = None  # its realized P&L (None: it only opened or added)
 
 
 @dataclass
@@ -135,6 +139,7 @@ class OrderBook:
 
     def __post_init__(self) -> None:
         self.closes = CloseKeeper(self)
+        self.ledger = Ledger(self.scenario, self.market, self.positions)
 
     # ---- recording --------------------------------------------------------------------------
     def record(self, client_id: int, order_id: int, inst: Instrument | None,
@@ -333,16 +338,17 @@ class OrderBook:
         fee = costs.part_commission(self.scenario.orders, order.inst, order.filled,
                                     order.commission_paid)
         order.commission_paid += fee
+        pos, realized = self.ledger.trade(order.inst, qty if order.action == "BUY" else -qty,
+                                          price, fee, ts)
         serial = len(self.executions) + 1
         execution = Execution(f"{order.perm_id:08x}.{serial:04d}.01.01", order, qty, price,
-                              self._stamp(ts), fee, order.filled, order.avg_price)
+                              self._stamp(ts), fee, order.filled, order.avg_price, ts, realized)
         self.executions.append(execution)
         self.stats.bump("fills")
         self.send(order.client_id, self.exec_message(execution, -1))
-        self.send(order.client_id, out.commission_report(
-            execution.exec_id, execution.commission, self.scenario.account.currency))
+        self.send(order.client_id, self.commission_message(execution))
         self.send(order.client_id, self.status_message(order))
-        self.book_position(order.inst, qty if order.action == "BUY" else -qty, price)
+        self.on_position(pos)  # position / portfolio / account rows to the subscribers
 
     def _after_execution(self, order: SimOrder, qty: float, ts: float) -> None:
         if order.status == "Filled":  # attached children start working
@@ -364,11 +370,10 @@ class OrderBook:
                                 o.perm_id, o.client_id, o.fields.get("orderRef", ""),
                                 e.cum_qty, e.avg_price)
 
-    def book_position(self, inst: Instrument, signed_qty: float, price: float) -> None:
-        """Book a trade (a fill, an exercise) and tell the clients (position, portfolio)."""
-        pos = self.positions.setdefault(inst.con_id, Position(inst))
-        apply_trade(pos, signed_qty, price)
-        self.on_position(pos)
+    def commission_message(self, e: Execution) -> list[FieldValue]:
+        """IBKR's commissionReport carries the realized P&L of a closing execution."""
+        return out.commission_report(e.exec_id, e.commission, self.scenario.account.currency,
+                                     e.realized)
 
     def _stamp(self, ts: float) -> str:
         local = self.market.clock.local(ts)

@@ -116,12 +116,16 @@ def position(account: str, inst: Instrument, qty: float, avg_cost: float) -> Fie
             inst.symbol, qty, avg_cost]
 
 
-def portfolio(account: str, inst: Instrument, qty: float, price: float, avg_cost: float) -> Fields:
+def portfolio(account: str, inst: Instrument, qty: float, price: float, avg_cost: float,
+              realized: float = 0.0) -> Fields:
+    """updatePortfolio: unrealized = market value - qty x avgCost (the ledger's formula);
+    ``realized`` is the position's realized P&L today. Sent unrounded, as IBKR sends doubles,
+    so a client reads exactly the sim's figures."""
     value = qty * price * inst.multiplier
     unrealized = value - qty * avg_cost
     head = contract_head(inst)
     return [7, 8, *head[:7], inst.primary_exchange, "USD", inst.local_symbol, inst.symbol,
-            qty, round(price, 4), round(value, 2), avg_cost, round(unrealized, 2), 0.0, account]
+            qty, price, value, avg_cost, unrealized, realized, account]
 
 
 def order_status(order_id: int, status: str, filled: float, remaining: float, avg_price: float,
@@ -140,5 +144,9 @@ def exec_details(req_id: int, order_id: int, inst: Instrument, exec_id: str, whe
             avg_price, order_ref, "", "", "", 1]
 
 
-def commission_report(exec_id: str, commission: float, currency: str) -> Fields:
-    return [59, 1, exec_id, round(commission, 4), currency, UNSET_DOUBLE, UNSET_DOUBLE, ""]
+def commission_report(exec_id: str, commission: float, currency: str,
+                      realized: float | None = None) -> Fields:
+    """``realized``: the execution's realized P&L (IBKR sends it for closing executions and
+    the unset double for opening ones, which ib_insync turns into 0.0)."""
+    pnl = UNSET_DOUBLE if realized is None else realized
+    return [59, 1, exec_id, round(commission, 4), currency, pnl, UNSET_DOUBLE, ""]

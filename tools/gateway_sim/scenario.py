@@ -38,12 +38,6 @@ class PositionSpec(Model):
     right: Literal["", "C", "P"] = ""
 
 
-class PnlSpec(Model):
-    daily: float = 0.0
-    unrealized: float = 0.0
-    realized: float = 0.0
-
-
 def _default_account_values() -> dict[str, float]:
     return {
         "NetLiquidation": 100_000.0, "TotalCashValue": 100_000.0, "SettledCash": 100_000.0,
@@ -59,7 +53,11 @@ class AccountSpec(Model):
     currency: str = Field("USD", pattern=r"^[A-Z]{3}$")
     values: dict[str, float] = Field(default_factory=_default_account_values)
     positions: list[PositionSpec] = Field(default_factory=list)
-    pnl: PnlSpec = Field(default_factory=PnlSpec)
+    # wall seconds of the sim process (like stream_interval_s): IBKR refreshes the account
+    # window's values about every 3 minutes, and pushes PnL (reqPnL) about once a second;
+    # both are also pushed after every execution. P&L itself is computed (ledger.py).
+    update_interval_s: float = Field(180.0, gt=0, le=86_400)
+    pnl_interval_s: float = Field(1.0, gt=0, le=86_400)
 
 
 class SessionSpec(Model):

@@ -14,6 +14,8 @@
                                                        |-> Market (prices, chains, bars)
                                                        |-> LineBook (101), pacing (162)
                                                        |-> OrderBook (paper fills)
+                                                       |     `-> Ledger (cash, P&L)
+                                                       |-> Feeds (account, PnL pushes)
                            <-------------------      answers, ticks, errors (message 4)
    close / fault           <------------------>      Session ends: lines released,
                                                      stats file written
@@ -30,7 +32,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from tools.gateway_sim import outgoing as out
+from tools.gateway_sim.feeds import Feeds
 from tools.gateway_sim.handlers import all_handlers
 from tools.gateway_sim.hours import SessionClock
 from tools.gateway_sim.instruments import Instrument
@@ -60,6 +62,7 @@ class SimServer:
         self.handlers = all_handlers()
         self.orders = OrderBook(scenario, self.market, self.counters, self.send_to_client,
                                 self._position_changed)
+        self.feeds = Feeds(self)
         self.clients: dict[int, Session] = {}
         self.sessions: set[Session] = set()
         self._next_order_id = scenario.orders.next_order_id
@@ -126,6 +129,7 @@ class SimServer:
         if session not in self.sessions:
             return
         self.sessions.discard(session)
+        self.feeds.forget(session)
         self.counters.bump("connections_open", -1)
         if session.client_id is not None and self.clients.get(session.client_id) is session:
             del self.clients[session.client_id]
@@ -164,13 +168,12 @@ class SimServer:
         return [p for p in self.orders.positions.values() if p.quantity]
 
     def _position_changed(self, pos: Position) -> None:
-        account = self.scenario.account.id
-        price = self.market.mark(pos.inst, self.market.now())
-        for session in self.clients.values():
-            if session.wants_positions:
-                session.send(out.position(account, pos.inst, pos.quantity, pos.avg_cost))
-            if session.wants_account:
-                session.send(out.portfolio(account, pos.inst, pos.quantity, price, pos.avg_cost))
+        self.feeds.changed(pos)  # position, portfolio, account values and PnL pushes
+
+    def account(self) -> dict[str, Any]:
+        """The ledger now: cash, net_liquidation, realized_pnl_today, daily_pnl, ..., and
+        every position ever held (ledger.AccountFigures.as_dict)."""
+        return self.orders.ledger.figures(self.now()).as_dict()
 
     def _load_positions(self) -> None:
         book = self.market.book
@@ -189,6 +192,7 @@ class SimServer:
         snap = self.counters.snapshot()
         snap["port"] = self.port
         snap["clients_connected"] = sorted(self.clients)
+        snap["account"] = self.account()
         return snap
 
     def received_orders(self) -> list[dict[str, Any]]:

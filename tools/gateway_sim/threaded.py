@@ -6,6 +6,7 @@ test can drive the real client in the main thread while the gateway runs here::
     with ThreadedSim(scenario) as sim:
         ib.connect("127.0.0.1", sim.port, clientId=1)
         assert sim.stats()["violations_total"] == 0
+        assert sim.account()["realized_pnl_today"] == 0.0
         sim.now()   # the session's time: follow it, not the wall clock
 """
 
@@ -72,6 +73,14 @@ class ThreadedSim:
 
     def orders(self) -> list[dict[str, Any]]:
         return self.call(self.server.received_orders)
+
+    def account(self) -> dict[str, Any]:
+        """The simulated broker's account now, read on the sim's loop: cash, net_liquidation,
+        available_funds, unrealized_pnl, realized_pnl_today, realized_pnl (since start),
+        daily_pnl, day_start_ts, and positions (symbol, sec_type, expiry, strike, right,
+        con_id, quantity, avg_cost, mark, market_value, unrealized_pnl, realized_pnl_today,
+        realized_pnl, daily_pnl), every one ever held, closed ones with quantity 0."""
+        return self.call(self.server.account)
 
     def close(self, timeout_s: float = 5.0) -> None:
         if not self._thread.is_alive():

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from tools.gateway_sim import outgoing as out
 from tools.gateway_sim.codec import FieldReader
 from tools.gateway_sim.instruments import Instrument
 from tools.gateway_sim.order_codec import decode_place_order, is_flag, number
@@ -123,24 +122,27 @@ def req_completed_orders(s: Session, r: FieldReader) -> None:
 
 
 def req_executions(s: Session, r: FieldReader) -> None:
+    """Today's executions of every client of the account (IBKR: the current day's, whoever
+    placed them, also a client that has disconnected since), each with its commission report;
+    the filter's client id (0 = all), symbol, secType and side narrow them."""
     r.skip()
     req_id, client_filter = r.integer(), r.integer()
-    r.skip(2)  # account code, time
+    r.skip(2)  # account code (one account), time (not applied: today's executions are sent)
     symbol, sec_type = r.text().upper(), r.text().upper()
     r.skip()  # exchange
     side = r.text().upper()
     book = s.server.orders
+    today = s.server.clock.trading_day_start(s.server.market.now())
     for e in book.executions:
         o = e.order
-        if client_filter and o.client_id != client_filter:
+        if e.ts < today or (client_filter and o.client_id != client_filter):
             continue
         if (symbol and o.inst.symbol != symbol) or (sec_type and o.inst.sec_type != sec_type):
             continue
         if side and not o.action.startswith(side[:1]):
             continue
         s.send(book.exec_message(e, req_id))
-        s.send(out.commission_report(e.exec_id, e.commission,
-                                     s.server.scenario.account.currency))
+        s.send(book.commission_message(e))
     s.send([55, 1, req_id])
 
 
