@@ -50,6 +50,16 @@ def make_scenario(at: datetime, **overrides: Any) -> Scenario:
     """default.yaml pinned at ``at`` (a moment from tests/sessions.py), with test speed (tiny
     latency), prices moving continuously, the day after ``at`` listed as a holiday, and
     overrides."""
+    return scenario_from_dict(scenario_dict(at, **overrides))
+
+
+def write_scenario(path: Path, at: datetime, **overrides: Any) -> Path:
+    """``make_scenario``'s scenario as a file, for a simulator in its own process."""
+    path.write_text(yaml.safe_dump(scenario_dict(at, **overrides), sort_keys=False))
+    return path
+
+
+def scenario_dict(at: datetime, **overrides: Any) -> dict[str, Any]:
     base = yaml.safe_load(DEFAULT_SCENARIO.read_text())
     fast = {
         "name": "test",
@@ -62,7 +72,7 @@ def make_scenario(at: datetime, **overrides: Any) -> Scenario:
         "orders": {"match_interval_s": 0.05},
         "market_data": {"stream_interval_s": 0.2},
     }
-    return scenario_from_dict(deep_merge(deep_merge(base, fast), overrides))
+    return deep_merge(deep_merge(base, fast), overrides)
 
 
 def run_client(fn: Callable[[], Coroutine[Any, Any, T]], timeout_s: float = 30.0) -> T:

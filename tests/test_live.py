@@ -279,3 +279,22 @@ def test_a_position_the_journal_does_not_know_is_reported(setup):
     broker.held = [BrokerPosition("DU111", "QQQ", "OPT", 2, 150.0, 1, "20260109", 600.0, "P")]
     found = reconcile(broker, journal, T0)
     assert any("QQQ" in p and "not in the journal" in p for p in found.problems)
+
+
+def test_an_entry_cancelled_for_its_timeout_closes_its_position_once_gone(setup):
+    book, broker, journal, _ = setup
+    broker.open = [order(11, "ours")]
+    step(book, T0 + 301)  # cancelled: the fake broker drops it from the open orders
+    step(book, T0 + 302)
+    p = position(journal)
+    assert (broker.cancelled, p.status, p.exit_reason) == ([11], "closed", "cancelled")
+
+
+def test_open_live_positions_are_marked_at_the_brokers_price(setup):
+    book, broker, journal, _ = setup
+    broker.executions = [fill("e1", "BOT", 5, 2.00, T0 + 1)]
+    broker.held = [BrokerPosition("DU111", "SPY", "OPT", 5, 200.2, 1, "20260109", 680.0, "C",
+                                  market_price=2.30)]
+    step(book, T0 + 5)
+    p = position(journal)
+    assert p.mark == 2.30 and p.unrealized_pnl == pytest.approx(0.30 * 5 * 100)

@@ -131,6 +131,7 @@ class BrokerPosition:
     expiry: str = ""
     strike: float = 0.0
     right: str = ""
+    market_price: float = NAN  # per share/contract unit, as the venue marks it
 
 
 class Broker(Protocol):

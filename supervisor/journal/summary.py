@@ -135,7 +135,8 @@ def _position_summary(p: Position, pnl: float,
     action, signal, confidence = sides.get(p.intent_id, ("BUY", "", float("nan")))
     return {"intent_id": p.intent_id, "symbol": p.symbol, "contract": p.contract.key,
             "action": action, "signal": signal, "confidence": confidence,
-            "quantity": p.quantity, "status": p.status, "exit_reason": p.exit_reason,
+            "quantity": p.quantity, "held": p.held, "exited": p.exited, "status": p.status,
+            "exit_reason": p.exit_reason,
             "entry_limit": p.entry_limit, "entry_price": p.entry_price, "mark": p.mark,
             "exit_price": p.exit_price, "take_profit": p.take_profit, "stop_loss": p.stop_loss,
             "opened_ts": p.opened_ts, "closed_ts": p.closed_ts, "pnl": pnl}

@@ -204,9 +204,9 @@ class Alerter:
                 break
             self._count("retries")
             time.sleep(min(self._backoff_s * 2 ** (attempt - 1), MAX_BACKOFF_S))
-        self._count("failed")
         log.warning("alert via %s failed after %d attempt(s): %s", delivery.channel, attempt,
                     reason)
+        self._count("failed")  # after the log: whoever sees the count can read why
 
     def _request(self, delivery: Delivery) -> None:
         request = urllib.request.Request(delivery.url, data=delivery.body, method=delivery.method,

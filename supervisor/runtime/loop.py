@@ -319,6 +319,13 @@ class Supervisor:
         self.pool.stopping = True  # a worker that dies now is not replaced
         self.stop.set()
 
+    async def _book_last_fills(self) -> None:
+        """Live: executions that came in since the last cycle reach the journal before exit."""
+        if self.desk is None or self.desk.live is None or not self.broker.is_connected():
+            return
+        if await self.desk.live.refresh() and self.desk.live_positions is not None:
+            self.desk.live_positions.follow(self.clock.now())
+
     def _left_working(self) -> None:
         """Live: what stays working at IBKR after we are gone, in the log and the journal (a
         bracket's exits are meant to; an entry is worth a look)."""
@@ -352,6 +359,7 @@ class Supervisor:
             with contextlib.suppress(asyncio.CancelledError):
                 await monitor_task
         await self.pool.stop()
+        await self._book_last_fills()
         self._left_working()
         try:
             await self.broker.disconnect()

@@ -192,6 +192,10 @@ class Desk:
         if done.status in ("simulated", "checked", "submitted") and self.alerter:
             self.alerter.send("trade", f"{self.executor.mode} "
                               f"{describe(intent, done.quantity)}")
+        if done.status == "rejected" and self.alerter:
+            self.alerter.send("order_rejected", f"IBKR refused the {intent.action} bracket "
+                              f"for {intent.contract.key} ({intent.intent_id}): "
+                              f"{done.decision.reason}")
 
     async def _context(self, intent: OrderIntent, now_ts: float,
                        executions: Sequence[Execution]) -> RiskContext:
@@ -256,7 +260,9 @@ class Desk:
         """(symbol, contracts, premium per contract) of the account's option positions and
         working option BUYs, ours or not; a position the journal does not know is reported."""
         account = self.settings.ibkr.account
-        known = set(self.journal.bought_contracts())
+        # ours: bought (a booked fill) or still followed (a fill not booked yet)
+        known = set(self.journal.bought_contracts()) | {
+            p.contract.key for p in self.journal.open_positions()}
         for p in self.broker.positions():
             if p.sec_type == "OPT" and p.quantity > 0 and p.account in ("", account):
                 key = f"{p.symbol} {p.expiry} {p.strike:g}{p.right}"

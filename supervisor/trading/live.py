@@ -74,6 +74,10 @@ class LiveBook:
             if halted or stale:
                 await self._cancel(row, order, now_ts, "kill switch" if halted else
                                    "entry timeout")
+        for row in self.journal.live_orders(("cancelled",)):
+            if not any(o.order_ref == row["intent_id"] for o in orders):
+                self.positions.entry_gone(row["intent_id"], now_ts)
+        self.positions.mark(now_ts)
         self.positions.settle_expired(now_ts)
 
     async def _cancel(self, row: dict[str, Any], order: OpenOrder, now_ts: float,

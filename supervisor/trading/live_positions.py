@@ -110,6 +110,17 @@ class LivePositions:
             self.journal.save_position(after, self.day_of(now_ts))
             self.on_change(after)
 
+    def mark(self, now_ts: float) -> None:
+        """Open live positions marked at the broker's price for them (unrealized P&L)."""
+        prices = {(p.symbol, p.expiry, p.strike, p.right): p.market_price
+                  for p in self.broker.positions() if p.sec_type == "OPT"}
+        for p in self.journal.open_positions():
+            c = p.contract
+            price = prices.get((c.symbol, c.expiry, c.strike, c.right.value))
+            if p.exited is not None and p.status == "open" and price is not None \
+                    and math.isfinite(price) and price != p.mark:
+                self.journal.save_position(replace(p, mark=price), self.day_of(now_ts))
+
     def settle_expired(self, now_ts: float) -> None:
         """A live position whose option expired and that the broker no longer holds expired
         worthless (the expiry exit should have sold it; no bid, say)."""

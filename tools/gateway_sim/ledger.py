@@ -95,6 +95,9 @@ class Ledger:
     realized_total: float = 0.0
     day_start_ts: float | None = None  # None until the first event or read
     day_net_liquidation: float = 0.0
+    # the most long option contracts held at once per underlying: what a client's position
+    # caps must never let past their limit
+    peak_long_options: dict[str, float] = field(default_factory=dict)
     _days: dict[int, _Day] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -111,6 +114,11 @@ class Ledger:
         pos = self.positions.setdefault(inst.con_id, Position(inst))
         realized = apply_trade(pos, signed_qty, price, commission)
         self._book(inst, -signed_qty * price * inst.multiplier - commission, realized)
+        if inst.sec_type == "OPT":
+            held = sum(p.quantity for p in self.positions.values() if p.inst.sec_type == "OPT"
+                       and p.inst.symbol == inst.symbol and p.quantity > 0)
+            self.peak_long_options[inst.symbol] = max(
+                self.peak_long_options.get(inst.symbol, 0.0), held)
         return pos, realized
 
     def expire(self, inst: Instrument, ts: float) -> Position:

@@ -193,6 +193,12 @@ class SimServer:
         snap["port"] = self.port
         snap["clients_connected"] = sorted(self.clients)
         snap["account"] = self.account()
+        snap["peak_long_options"] = dict(self.orders.ledger.peak_long_options)
+        refs: dict[str, int] = {}
+        for order in self.orders.received:
+            if not order["whatIf"]:
+                refs[order["orderRef"]] = refs.get(order["orderRef"], 0) + 1
+        snap["orders_by_ref"] = refs
         return snap
 
     def received_orders(self) -> list[dict[str, Any]]:

@@ -243,11 +243,15 @@ class Orders:
                 for f in self._link.ib.fills()]
 
     def positions(self) -> list[BrokerPosition]:
+        """The account's positions; the price each is marked at, from the portfolio updates
+        (NaN until IBKR has sent one)."""
+        marks = {(i.account, i.contract.conId): i.marketPrice for i in self._link.ib.portfolio()}
         return [BrokerPosition(account=p.account, symbol=p.contract.symbol,
                                sec_type=p.contract.secType, quantity=float(p.position),
                                avg_cost=float(p.avgCost), con_id=p.contract.conId,
                                expiry=p.contract.lastTradeDateOrContractMonth,
-                               strike=float(p.contract.strike), right=p.contract.right)
+                               strike=float(p.contract.strike), right=p.contract.right,
+                               market_price=num(marks.get((p.account, p.contract.conId))))
                 for p in self._link.ib.positions()]
 
 
