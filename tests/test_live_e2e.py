@@ -11,6 +11,7 @@ import subprocess
 import sys
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -40,23 +41,33 @@ def journal_rows(journal: Path, sql: str) -> list[tuple[object, ...]]:
         db.close()
 
 
-def test_a_live_session_keeps_the_caps_at_the_broker_and_reports_what_the_account_holds(
-        tmp_path: Path) -> None:
-    # Given caps of 5 contracts per symbol (one position per direction off, so the caps
-    # alone hold the line), exits tight enough to fill within the session
+def twenty_live_cycles(tmp_path: Path, settings: str, start: datetime, rate: float,
+                       entry_timeout_s: float = 300) -> tuple[
+                           Path, subprocess.CompletedProcess[str], dict[str, Any]]:
+    """A 20-cycle live run on a simulator of its own, pinned at ``start`` and ``rate``
+    (prices move once a sim minute), regular hours off (cycles go on after the close); the
+    settings file, the run and the simulator's final stats."""
     config = tmp_path / "live.yaml"
-    config.write_text(LIVE + "risk:\n  max_position_per_symbol: 5\n"
-                      "  one_position_per_direction: false\n"
-                      "options:\n  take_profit_pct: 10\n  stop_loss_pct: 10\n"
-                      "schedule:\n  regular_hours_only: false\n")
-    scenario = write_scenario(tmp_path / "scenario.yaml", LATE_TUESDAY,
-                              clock={"rate": 200, "market_step_s": 60},
+    live = LIVE.replace("mode: live\n", f"mode: live\n  entry_timeout_s: {entry_timeout_s}\n")
+    config.write_text(live + settings + "schedule:\n  regular_hours_only: false\n")
+    scenario = write_scenario(tmp_path / "scenario.yaml", start,
+                              clock={"rate": rate, "market_step_s": 60},
                               market_data={"stream_interval_s": 1.0})
     with ExternalSim(tmp_path, scenario) as sim:
         done = bot(tmp_path, "run", *sim.args, "--config", str(config), "--live",
                    "--cycles", "20", "--interval", "0.3")
         stats = sim.stop()
     assert done.returncode == 0, done.stderr[-3000:]
+    return config, done, stats
+
+
+def test_a_live_session_keeps_the_caps_at_the_broker_and_reports_what_the_account_holds(
+        tmp_path: Path) -> None:
+    # Given caps of 5 contracts per symbol (one position per direction off, so the caps
+    # alone hold the line), exits tight enough to fill within the session
+    config, _done, stats = twenty_live_cycles(
+        tmp_path, "risk:\n  max_position_per_symbol: 5\n  one_position_per_direction: false\n"
+        "options:\n  take_profit_pct: 10\n  stop_loss_pct: 10\n", LATE_TUESDAY, 200)
     # Then the broker never held more than 5 of any underlying, and orders did go out
     assert stats["peak_long_options"] and max(stats["peak_long_options"].values()) <= 5
     assert sum(stats["orders_by_ref"].values()) >= 6
@@ -77,22 +88,11 @@ def test_a_live_session_keeps_the_caps_at_the_broker_and_reports_what_the_accoun
 def test_twenty_live_cycles_never_hold_more_than_the_cap_at_the_broker(tmp_path: Path) -> None:
     # Given caps of 5 per symbol and entries that fill at once and are held (exits far away,
     # sizes of 4 or 5): without counting what the broker holds the simulator reached 14
-    config = tmp_path / "live.yaml"
-    config.write_text(LIVE.replace("mode: live\n", "mode: live\n  entry_timeout_s: 3600\n") +
-                      "risk:\n  max_position_per_symbol: 5\n  risk_per_trade_pct: 2\n"
-                      "  one_position_per_direction: false\n"
-                      "options:\n  entry_price: ask\n  take_profit_pct: 1000\n"
-                      "  stop_loss_pct: 95\n"
-                      "schedule:\n  regular_hours_only: false\n")
-    start = LATE_TUESDAY.replace(minute=20)
-    scenario = write_scenario(tmp_path / "scenario.yaml", start,
-                              clock={"rate": 100, "market_step_s": 60},
-                              market_data={"stream_interval_s": 1.0})
-    with ExternalSim(tmp_path, scenario) as sim:
-        done = bot(tmp_path, "run", *sim.args, "--config", str(config), "--live",
-                   "--cycles", "20", "--interval", "0.3")
-        stats = sim.stop()
-    assert done.returncode == 0, done.stderr[-3000:]
+    _config, done, stats = twenty_live_cycles(
+        tmp_path, "risk:\n  max_position_per_symbol: 5\n  risk_per_trade_pct: 2\n"
+        "  one_position_per_direction: false\n"
+        "options:\n  entry_price: ask\n  take_profit_pct: 1000\n  stop_loss_pct: 95\n",
+        LATE_TUESDAY.replace(minute=20), 100, entry_timeout_s=3600)
     peaks = stats["peak_long_options"]
     assert len(stats["orders_by_ref"]) >= 4  # several brackets, on several symbols
     assert peaks and max(peaks.values()) <= 5, peaks
