@@ -28,8 +28,7 @@ LIVE = """execution:
 ibkr:
   account: DU1234567
 """
-# Tuesday 15:30 ET: 15 minutes of entries, then the close; 200 sim seconds per real second
-# carry a 20-cycle run past 16:00, after which nothing fills and the account holds still
+# Tuesday afternoon ET: entries until 15:45, then the close, after which nothing fills
 LATE_TUESDAY = datetime(2026, 12, 1, 15, 30, tzinfo=ZoneInfo("America/New_York"))
 
 
@@ -41,10 +40,10 @@ def journal_rows(journal: Path, sql: str) -> list[tuple[object, ...]]:
         db.close()
 
 
-def twenty_live_cycles(tmp_path: Path, settings: str, start: datetime, rate: float,
-                       entry_timeout_s: float = 300) -> tuple[
+def live_cycles(tmp_path: Path, settings: str, start: datetime, rate: float, cycles: int = 20,
+                interval_s: float = 0.3, entry_timeout_s: float = 300) -> tuple[
                            Path, subprocess.CompletedProcess[str], dict[str, Any]]:
-    """A 20-cycle live run on a simulator of its own, pinned at ``start`` and ``rate``
+    """A live run of ``cycles`` on a simulator of its own, pinned at ``start`` and ``rate``
     (prices move once a sim minute), regular hours off (cycles go on after the close); the
     settings file, the run and the simulator's final stats."""
     config = tmp_path / "live.yaml"
@@ -55,7 +54,7 @@ def twenty_live_cycles(tmp_path: Path, settings: str, start: datetime, rate: flo
                               market_data={"stream_interval_s": 1.0})
     with ExternalSim(tmp_path, scenario) as sim:
         done = bot(tmp_path, "run", *sim.args, "--config", str(config), "--live",
-                   "--cycles", "20", "--interval", "0.3")
+                   "--cycles", str(cycles), "--interval", str(interval_s))
         stats = sim.stop()
     assert done.returncode == 0, done.stderr[-3000:]
     return config, done, stats
@@ -65,9 +64,12 @@ def test_a_live_session_keeps_the_caps_at_the_broker_and_reports_what_the_accoun
         tmp_path: Path) -> None:
     # Given caps of 5 contracts per symbol (one position per direction off, so the caps
     # alone hold the line), exits tight enough to fill within the session
-    config, _done, stats = twenty_live_cycles(
+    # (30 cycles from 15:00 at 200x: the entry window, then past the close, where nothing
+    # fills and the account holds still for the comparison)
+    config, _done, stats = live_cycles(
         tmp_path, "risk:\n  max_position_per_symbol: 5\n  one_position_per_direction: false\n"
-        "options:\n  take_profit_pct: 10\n  stop_loss_pct: 10\n", LATE_TUESDAY, 200)
+        "options:\n  take_profit_pct: 10\n  stop_loss_pct: 10\n",
+        LATE_TUESDAY.replace(minute=0), 200, cycles=30, interval_s=0.5)
     # Then the broker never held more than 5 of any underlying, and orders did go out
     assert stats["peak_long_options"] and max(stats["peak_long_options"].values()) <= 5
     assert sum(stats["orders_by_ref"].values()) >= 6
@@ -88,7 +90,7 @@ def test_a_live_session_keeps_the_caps_at_the_broker_and_reports_what_the_accoun
 def test_twenty_live_cycles_never_hold_more_than_the_cap_at_the_broker(tmp_path: Path) -> None:
     # Given caps of 5 per symbol and entries that fill at once and are held (exits far away,
     # sizes of 4 or 5): without counting what the broker holds the simulator reached 14
-    _config, done, stats = twenty_live_cycles(
+    _config, done, stats = live_cycles(
         tmp_path, "risk:\n  max_position_per_symbol: 5\n  risk_per_trade_pct: 2\n"
         "  one_position_per_direction: false\n"
         "options:\n  entry_price: ask\n  take_profit_pct: 1000\n  stop_loss_pct: 95\n",
