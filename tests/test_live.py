@@ -298,3 +298,57 @@ def test_open_live_positions_are_marked_at_the_brokers_price(setup):
     step(book, T0 + 5)
     p = position(journal)
     assert p.mark == 2.30 and p.unrealized_pnl == pytest.approx(0.30 * 5 * 100)
+
+
+# --- what the review found: IBKR's view wins over the journal's and ib_insync's ------------
+
+
+def test_a_bracket_of_unknown_fate_is_followed_as_soon_as_ibkr_lists_it(setup):
+    book, broker, journal, row = setup
+    journal.update_order(row, "unconfirmed", T0)  # the answer was lost
+    broker.open = [order(31, "ours", perm_id=931)]
+    step(book, T0 + 5, halted=True)  # the kill switch, at runtime (not only at the next start)
+    assert broker.cancelled == [31]
+    assert statuses(journal) == ["cancelled"]
+
+
+def test_a_refused_bracket_that_ibkr_works_after_all_is_followed_again(setup):
+    book, broker, journal, row = setup
+    journal.update_order(row, "rejected", T0, details={"error_code": 10349})
+    broker.open = [order(31, "ours", perm_id=931)]
+    step(book, T0 + 5)
+    (followed,) = journal.live_orders(("working",))
+    assert (followed["id"], followed["perm_id"]) == (row, 931)
+
+
+def test_a_sale_waits_behind_its_entry_until_the_entry_is_booked(setup, events):
+    book, broker, journal, _ = setup
+    broker.executions = [fill("e1", "BOT", 5, 2.00, T0 + 1, commission=None),
+                         fill("e2", "SLD", 5, 3.00, T0 + 2, order_id=12)]
+    step(book, T0 + 3)
+    assert position(journal).status == "pending" and events.short == []
+    broker.executions[0] = fill("e1", "BOT", 5, 2.00, T0 + 1, commission=1.0)
+    step(book, T0 + 4)
+    assert (position(journal).status, events.short) == ("closed", [])
+
+
+def test_an_entry_filled_unseen_opens_from_the_accounts_position(setup):
+    # Given an entry that filled while the bot was down, restarted the next day: IBKR
+    # replays only today's executions, so there is no fill, but the account holds it
+    book, broker, journal, _ = setup
+    broker.open = [order(11, "ours")]
+    step(book, T0 + 5)
+    broker.open = []
+    broker.held = [BrokerPosition("DU111", "SPY", "OPT", 5, 201.3, 1, "20260109", 680.0, "C")]
+    step(book, T0 + 86_400)
+    p = position(journal)
+    assert (p.status, p.held, p.entry_price) == ("open", 5, pytest.approx(2.013))
+    assert journal.bought_contracts() == {"SPY 20260109 680C": "ours"}  # the expiry exit's
+
+
+def test_an_incomplete_refresh_concludes_nothing_from_an_order_missing(setup):
+    _book, broker, journal, row = setup
+    journal.update_order(row, "unconfirmed", T0)
+    found = reconcile(broker, journal, T0 + 30, complete=False)
+    assert statuses(journal) == ["unconfirmed"]  # not concluded "never sent"
+    assert len(found.problems) == 1 and "looked for again" in found.problems[0]

@@ -153,3 +153,42 @@ def test_the_report_shows_the_brokers_figures_beside_the_journals(tmp_path):
     cycle(desk, NOW)
     text = render_text(journal.day_summary(DAY), tz="America/New_York")
     assert "broker P&L (IBKR, as of 10:30:00): daily +123.45" in text
+
+
+def test_a_net_short_found_at_start_trips_the_kill_switch_without_crashing(tmp_path):
+    # Given a journal that sent a bracket, and executions IBKR replays at the next start:
+    # bought 5, then both exits sold 5 (the bot was down meanwhile)
+    desk, broker, journal = live_desk(tmp_path)
+    assert cycle(desk, NOW, result(spy_intent(1))) == [10]
+    journal.close()
+    desk, broker, journal = live_desk(tmp_path)
+    broker.executions = [Fill("e1", 1, "i-1", "BOT", 5, 2.0, NOW + 1, 1.0, 901),
+                         Fill("e2", 2, "i-1", "SLD", 5, 3.0, NOW + 5, 1.0, 902),
+                         Fill("e3", 3, "i-1", "SLD", 5, 1.4, NOW + 6, 1.0, 903)]
+    asyncio.run(desk.start_live(NOW + 60))
+    assert desk.state is not None and desk.state.halted
+    state = journal.day_state(DAY)
+    assert state is not None and state.halted and "net short 5" in state.halted_reason
+
+
+def test_an_option_of_ours_held_short_at_ibkr_trips_the_kill_switch(tmp_path):
+    desk, broker, journal = live_desk(tmp_path)
+    assert cycle(desk, NOW, result(spy_intent(1))) == [10]  # a call of ours: journaled
+    broker.held = [BrokerPosition("DU111", "SPY", "OPT", -3, 150.0, 1, CALL.expiry,
+                                  CALL.strike, "C")]
+    cycle(desk, NOW + 60)
+    assert desk.state is not None and desk.state.halted
+    (reason,) = journal._db.execute("SELECT halted_reason FROM day_state").fetchone()
+    assert "IBKR holds -3 x SPY" in reason
+
+
+def test_a_stop_asked_for_while_a_bracket_waits_stops_the_rest_of_the_cycle(tmp_path):
+    desk, broker, _journal = live_desk(tmp_path, max_position_per_symbol=100,
+                                       one_position_per_direction=False)
+    asked = iter([False, True, True])  # SIGTERM arrives while the first bracket is placed
+    asyncio.run(desk.begin_cycle(NOW))
+    done = asyncio.run(desk.act_on([result(spy_intent(1), spy_intent(2), spy_intent(3))], NOW,
+                                   stopping=lambda: next(asked)))
+    assert [d.status for d in done] == ["submitted", "refused", "refused"]
+    assert [d.decision.rule for d in done[1:]] == ["stopping", "stopping"]
+    assert len(broker.placed) == 1

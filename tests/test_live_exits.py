@@ -96,6 +96,8 @@ def test_at_the_exit_time_the_brackets_exits_give_way_to_a_sale_at_the_bid(setup
                       order(9, "manual-order")]  # not ours: stays
     step(exits, FRIDAY_1550.timestamp())
     assert broker.cancelled == [2, 3]
+    assert broker.placed == []  # not while they may still fill: both would sell
+    step(exits, FRIDAY_1550.timestamp() + 30)  # they are gone now
     assert broker.placed == [(CALL.key, "SELL", 10, 2.40, "ours:expiry")]
     row = journal._db.execute("SELECT intent_id, status, broker_order_id, details FROM orders"
                               ).fetchone()
@@ -113,7 +115,9 @@ def test_a_falling_bid_reprices_the_exit(setup):
     broker.bid = 2.10
     step(exits, FRIDAY_1550.timestamp() + 60)
     assert broker.cancelled == [101]
-    assert [p[3] for p in broker.placed] == [2.40, 2.10]
+    assert [p[3] for p in broker.placed] == [2.40]  # the cancel first ...
+    step(exits, FRIDAY_1550.timestamp() + 90)
+    assert [p[3] for p in broker.placed] == [2.40, 2.10]  # ... then the new price
 
 
 def test_positions_not_bought_by_the_bot_are_never_touched(setup):

@@ -34,10 +34,12 @@ class ConnectionLost(BrokerError):
 class OrderRejected(BrokerError):
     """The gateway refused an order: its error code and text (201 and the reason, say)."""
 
-    def __init__(self, message: str, code: int, order_ids: Sequence[int] = ()) -> None:
+    def __init__(self, message: str, code: int, order_ids: Sequence[int] = (),
+                 filled: bool = False) -> None:
         super().__init__(message)
         self.code = code
         self.order_ids = tuple(order_ids)
+        self.filled = filled  # a part had filled before the refusal: something is held
 
 
 @dataclass(frozen=True)

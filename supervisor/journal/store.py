@@ -231,24 +231,22 @@ class Journal(OrderRows):
 
     def save_position(self, p: Position, day: str) -> None:
         """Insert or update by intent id; ``day`` (today) dates the opening and the closing."""
-        closed_day = None if p.active else day
         with self._tx(True) as db:
-            db.execute(
-                f"INSERT INTO positions ({POSITION_COLUMNS}, opened_day, closed_day) VALUES "
-                f"({', '.join('?' * 26)}) "
-                "ON CONFLICT (intent_id) DO UPDATE SET status = excluded.status, "
-                "quantity = excluded.quantity, entry_price = excluded.entry_price, "
-                "filled_ts = excluded.filled_ts, mark = excluded.mark, "
-                "exit_price = excluded.exit_price, closed_ts = excluded.closed_ts, "
-                "exit_reason = excluded.exit_reason, commission = excluded.commission, "
-                "exited = excluded.exited, exit_commission = excluded.exit_commission, "
-                # the first save that saw it closed dates the closing; re-saves keep that day
-                "closed_day = CASE WHEN excluded.closed_day IS NULL THEN NULL "
-                "ELSE COALESCE(positions.closed_day, excluded.closed_day) END",
-                (p.intent_id, p.symbol, *contract_values(p.contract), p.quantity,
-                 p.entry_limit, p.take_profit, p.stop_loss, p.status, p.opened_ts,
-                 p.entry_price, p.filled_ts, p.mark, p.exit_price, p.closed_ts, p.exit_reason,
-                 p.commission, p.exited, p.exit_commission, day, closed_day))
+            _save_position(db, p, day)
+
+    def book_fill(self, order_ref: str, side: str, quantity: int, price: float, ts: float,
+                  commission: float, exec_id: str, after: Position, day: str) -> bool:
+        """A live execution and the position it leaves, in one transaction: a crash cannot
+        journal the one without the other. False (nothing written) if booked before."""
+        with self._tx(True) as db:
+            cur = db.execute("INSERT INTO fills (intent_id, side, quantity, price, commission, "
+                             "exec_id, ts) VALUES (?, ?, ?, ?, ?, ?, ?) "
+                             "ON CONFLICT (exec_id) DO NOTHING",
+                             (order_ref, side, quantity, price, commission, exec_id, ts))
+            if cur.rowcount != 1:
+                return False
+            _save_position(db, after, day)
+            return True
 
     def position(self, intent_id: str) -> Position | None:
         row = self._db.execute("SELECT * FROM positions WHERE intent_id = ?",
@@ -334,3 +332,23 @@ class Journal(OrderRows):
     def day_summary(self, day: str) -> dict[str, Any]:
         """Everything the report renders for ``day`` (supervisor/journal/summary.py)."""
         return day_summary(self._db, day, self._day_positions(day), self.day_state(day))
+
+
+def _save_position(db: sqlite3.Connection, p: Position, day: str) -> None:
+    closed_day = None if p.active else day
+    db.execute(
+        f"INSERT INTO positions ({POSITION_COLUMNS}, opened_day, closed_day) VALUES "
+        f"({', '.join('?' * 26)}) "
+        "ON CONFLICT (intent_id) DO UPDATE SET status = excluded.status, "
+        "quantity = excluded.quantity, entry_price = excluded.entry_price, "
+        "filled_ts = excluded.filled_ts, mark = excluded.mark, "
+        "exit_price = excluded.exit_price, closed_ts = excluded.closed_ts, "
+        "exit_reason = excluded.exit_reason, commission = excluded.commission, "
+        "exited = excluded.exited, exit_commission = excluded.exit_commission, "
+        # the first save that saw it closed dates the closing; re-saves keep that day
+        "closed_day = CASE WHEN excluded.closed_day IS NULL THEN NULL "
+        "ELSE COALESCE(positions.closed_day, excluded.closed_day) END",
+        (p.intent_id, p.symbol, *contract_values(p.contract), p.quantity,
+         p.entry_limit, p.take_profit, p.stop_loss, p.status, p.opened_ts,
+         p.entry_price, p.filled_ts, p.mark, p.exit_price, p.closed_ts, p.exit_reason,
+         p.commission, p.exited, p.exit_commission, day, closed_day))

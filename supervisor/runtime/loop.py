@@ -226,7 +226,7 @@ class Supervisor:
         ordered = tuple(results[t.symbol] for t in tasks if t.symbol in results)
         for result in ordered:
             self._record_result(result, state.day)
-        executions = await self.desk.act_on(ordered, self.clock.now(), self.stop.is_set())
+        executions = await self.desk.act_on(ordered, self.clock.now(), self.stop.is_set)
         summary = CycleSummary(cycle_id, ordered, tuple(e.decision for e in executions),
                                time.monotonic() - started)
         self.journal.end_cycle(cycle_id, self.clock.now(), len(ordered) - len(summary.failed),
@@ -320,11 +320,19 @@ class Supervisor:
         self.stop.set()
 
     async def _book_last_fills(self) -> None:
-        """Live: executions that came in since the last cycle reach the journal before exit."""
-        if self.desk is None or self.desk.live is None or not self.broker.is_connected():
+        """Live: executions that came in since the last cycle reach the journal before exit,
+        with their commission reports (waited for, briefly; then booked without)."""
+        live, positions = (self.desk.live, self.desk.live_positions) if self.desk else (None,
+                                                                                       None)
+        if live is None or positions is None or not self.broker.is_connected():
             return
-        if await self.desk.live.refresh() and self.desk.live_positions is not None:
-            self.desk.live_positions.follow(self.clock.now())
+        if not await live.refresh():
+            return
+        for _ in range(25):
+            if not positions.waiting():
+                break
+            await asyncio.sleep(0.2)
+        positions.follow(self.clock.now(), wait_s=0.0)
 
     def _left_working(self) -> None:
         """Live: what stays working at IBKR after we are gone, in the log and the journal (a

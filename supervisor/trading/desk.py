@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
 
 from common.config import Settings
@@ -73,9 +73,12 @@ class Desk:
         """Live: the journal reconciled with the broker before the first cycle."""
         if self.live is None or self.live_positions is None:
             return None
-        await self.live.refresh()
+        account = await self.broker.account()
+        day = self.day_of(now_ts)
+        self.state = self._restore_day(day, account.net_liquidation)  # a trip needs the day
+        complete = await self.live.refresh()
         self.live_positions.follow(now_ts)
-        found = reconcile(self.broker, self.journal, now_ts)
+        found = reconcile(self.broker, self.journal, now_ts, complete=complete)
         for problem in found.problems:
             self.journal.record_alert_once(self.day_of(now_ts), "reconcile", problem[:120],
                                            problem, now_ts)
@@ -101,8 +104,10 @@ class Desk:
         breached, why, _ = daily_loss(self.state, self.settings.risk)
         if breached and not self.state.halted:
             self._trip(why, now_ts)
-        if self.live is not None:
+        if self.live is not None and self.live_positions is not None:
             await self.live.step(now_ts, self.state.halted)
+            for short in self.live_positions.shorts():
+                self._trip(f"net short at IBKR: {short}", now_ts, key=f"short {short}")
             await self.live_exits.step(now_ts)
         return self.state
 
@@ -163,9 +168,10 @@ class Desk:
     # --- after the cycle --------------------------------------------------------------------
 
     async def act_on(self, results: Sequence[SymbolResult], now_ts: float,
-                     stopping: bool = False) -> list[Execution]:
-        """``stopping``: a stop was asked for during the cycle; decisions are journaled, no
-        new order is sent."""
+                     stopping: Callable[[], bool] = lambda: False) -> list[Execution]:
+        """``stopping``: whether a stop has been asked for, asked before each intent (a
+        bracket may wait seconds for IBKR's answer); from then on decisions are journaled,
+        no new order is sent."""
         assert self.state is not None
         executions: list[Execution] = []
         for result in results:
@@ -177,7 +183,7 @@ class Desk:
                 if decision.rule == "daily_loss_limit":
                     self._trip(decision.reason, now_ts)
                 done = await self.executor.execute(intent, decision, self.state.day, now_ts,
-                                                   stopping)
+                                                   stopping())
                 self.state = record(self.state, done.decision)
                 executions.append(done)
                 self._after(intent, done, now_ts)

@@ -135,8 +135,10 @@ class Executor:
     def _rejected(self, intent: OrderIntent, decision: RiskDecision, day: str, ts: float,
                   exc: OrderRejected, fields: dict[str, Any]) -> Execution:
         """The gateway refused the bracket: the decision says so, with its code."""
+        held = (" (a part had filled: what was bought is held without its exits; the live "
+                "book follows it and the expiry exit closes it)" if exc.filled else "")
         rejected = replace(decision, accepted=False, quantity=0, rule="rejected",
-                           reason=f"error {exc.code}: {exc}")
+                           reason=f"error {exc.code}: {exc}{held}")
         self.journal.reject_decision(intent.intent_id, day, rejected.reason)
         log.error("%s %s rejected by the gateway: %s", self.mode.upper(),
                   describe(intent, decision.quantity), rejected.reason,

@@ -21,12 +21,12 @@ from typing import Any
 from supervisor.broker.base import Broker, BrokerError, OpenOrder
 from supervisor.journal.store import Journal
 from supervisor.trading.live_exits import EXIT_SUFFIX
-from supervisor.trading.live_positions import LivePositions
+from supervisor.trading.live_positions import LivePositions, intent_of
+from supervisor.trading.live_reconcile import FOLLOWED, follow_order
 
 log = logging.getLogger("supervisor.trading.live")
 
 WORKING = ("Submitted", "PreSubmitted", "PendingSubmit", "ApiPending")
-FOLLOWED = ("submitted", "working")
 
 
 def find(orders: list[OpenOrder], row: dict[str, Any]) -> OpenOrder | None:
@@ -57,6 +57,8 @@ class LiveBook:
         """Follow statuses and fills, cancel stale entries (all entries when halted)."""
         complete = await self.refresh()
         orders = self.broker.open_orders()
+        if complete:
+            self._adopt(orders, now_ts)
         self.positions.follow(now_ts)
         for row in self.journal.live_orders(FOLLOWED):
             order = find(orders, row)
@@ -79,6 +81,14 @@ class LiveBook:
                 self.positions.entry_gone(row["intent_id"], now_ts)
         self.positions.mark(now_ts)
         self.positions.settle_expired(now_ts)
+
+    def _adopt(self, orders: list[OpenOrder], now_ts: float) -> None:
+        """Every entry of ours working at IBKR gets a followed row, even one whose row says
+        refused, cancelled or of unknown fate: what works at the broker is what counts."""
+        for order in orders:
+            if (order.order_ref and not order.parent_id
+                    and self.journal.load_intent(intent_of(order.order_ref)) is not None):
+                follow_order(orders, order, self.journal, now_ts, adopt=True)
 
     async def _cancel(self, row: dict[str, Any], order: OpenOrder, now_ts: float,
                       why: str) -> None:

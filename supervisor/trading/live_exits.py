@@ -4,9 +4,10 @@
     BOT fill of one of our intents), once the expiry's close less risk.exit_before_expiry_min
     has come:
       1. cancel its bracket's exits (take-profit and stop, by our orderRef)
-      2. sell what is held with a DAY limit at the bid, orderRef "<intent id>:expiry",
-         journaled before it is sent; repriced (cancelled, placed again) while the bid
-         falls below it
+      2. once they are gone (a later cycle: a cancel is not a fill's guarantee, and both
+         working could sell twice), sell what is held with a DAY limit at the bid, orderRef
+         "<intent id>:expiry", journaled before it is sent; repriced while the bid falls
+         below it (cancelled, then placed again once the cancel has taken)
 
 A position the user holds by hand is never touched. An in-the-money option left at the close
 is exercised by IBKR: 10 calls become 1,000 shares, which is what this module exists to stop.
@@ -59,9 +60,12 @@ class ExpiryExits:
                     now_ts: float) -> None:
         working = [o for o in self.broker.open_orders() if _same(o, position)]
         exits = [o for o in working if o.order_ref.endswith(EXIT_SUFFIX)]
-        for order in working:
-            if order not in exits and order.action == "SELL" and order.order_ref == intent_id:
-                await self._cancel(order, "expiry exit replaces the bracket's exits")
+        bracket = [o for o in working if o not in exits and o.action == "SELL"
+                   and o.order_ref == intent_id]
+        for order in bracket:
+            await self._cancel(order, "expiry exit replaces the bracket's exits")
+        if bracket:
+            return  # sell once they are gone (next cycle): both working could oversell
         bid = await self._bid(contract)
         if bid is None:
             log.warning("%s: no bid to close %g before expiry; tried again next cycle",
@@ -69,9 +73,9 @@ class ExpiryExits:
             return
         stale = [o for o in exits if o.limit > bid]
         for order in stale:
-            await self._cancel(order, f"the bid fell to {bid:.2f}: repriced")
-        if exits and not stale:
-            return  # our closing order is working at the bid
+            await self._cancel(order, f"the bid fell to {bid:.2f}: repriced next cycle")
+        if exits:
+            return  # working at the bid, or cancelled to be placed again once it is gone
         ref = f"{intent_id}{EXIT_SUFFIX}"
         quantity = int(position.quantity)
         row = self.journal.record_order(ref, "live", "submitted", quantity, now_ts,

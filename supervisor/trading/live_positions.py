@@ -22,7 +22,7 @@ from dataclasses import replace
 from typing import Any
 
 from common.calendar import is_expired
-from common.messages import OrderIntent
+from common.messages import OptionContract, OrderIntent, Right
 from supervisor.broker.base import Broker, Fill
 from supervisor.journal.records import Position
 from supervisor.journal.store import Journal
@@ -56,29 +56,36 @@ class LivePositions:
                 intent.intent_id, intent.symbol, intent.contract, quantity, intent.entry_limit,
                 intent.take_profit, intent.stop_loss, "pending", ts), self.day_of(ts))
 
-    def follow(self, now_ts: float) -> int:
-        """Book every new execution of ours; returns how many were booked."""
-        booked = 0
+    def follow(self, now_ts: float, wait_s: float = COMMISSION_WAIT_S) -> int:
+        """Book every new execution of ours, in time order per intent; returns how many.
+        An intent whose next execution still waits for its commission waits whole: a sale
+        booked before the purchase it closes would look like a net short."""
+        booked, waiting = 0, set()
+        seen = self.journal.fill_ids()
         for fill in sorted(self.broker.fills(), key=lambda f: (f.ts, f.exec_id)):
             intent = self.journal.load_intent(intent_of(fill.order_ref))
-            if intent is None:
-                continue  # not ours: another client's or a manual trade
-            if fill.commission is None and now_ts - fill.ts < COMMISSION_WAIT_S:
-                continue  # its commission report is on the way: book it whole next cycle
-            commission = fill.commission if fill.commission is not None else 0.0
-            if not math.isfinite(commission):
-                commission = 0.0
-            if not self.journal.record_fill(fill.order_ref, fill.side, int(fill.shares),
-                                            fill.price, fill.ts, commission, fill.exec_id):
-                continue  # booked before (IBKR replays the day's executions on reconnect)
-            if fill.commission is None:
-                log.warning("fill %s of %s booked without its commission report",
-                            fill.exec_id, fill.order_ref)
-            self._book(intent, fill, commission)
-            booked += 1
+            if intent is None or fill.exec_id in seen:
+                continue  # not ours (another client's, a manual trade), or booked before
+            if intent.intent_id in waiting:
+                continue
+            if fill.commission is None and now_ts - fill.ts < wait_s:
+                waiting.add(intent.intent_id)  # the report is on its way: next cycle
+                continue
+            if self._book(intent, fill):
+                booked += 1
         return booked
 
-    def _book(self, intent: OrderIntent, fill: Fill, commission: float) -> None:
+    def waiting(self) -> int:
+        """Executions of ours still without their commission report."""
+        seen = self.journal.fill_ids()
+        return sum(1 for f in self.broker.fills() if f.commission is None
+                   and f.exec_id not in seen
+                   and self.journal.load_intent(intent_of(f.order_ref)) is not None)
+
+    def _book(self, intent: OrderIntent, fill: Fill) -> bool:
+        commission = fill.commission if fill.commission is not None else 0.0
+        if not math.isfinite(commission):
+            commission = 0.0
         held = self.journal.position(intent.intent_id) or Position(
             intent.intent_id, intent.symbol, intent.contract, int(fill.shares),
             intent.entry_limit, intent.take_profit, intent.stop_loss, "pending", fill.ts)
@@ -88,7 +95,13 @@ class LivePositions:
         reason = exit_reason_of(fill.order_ref, fill.order_id, fill.perm_id, bracket)
         after = apply_fill(held, fill.side, int(fill.shares), fill.price, commission, fill.ts,
                            reason)
-        self.journal.save_position(after, self.day_of(fill.ts))
+        if not self.journal.book_fill(fill.order_ref, fill.side, int(fill.shares), fill.price,
+                                      fill.ts, commission, fill.exec_id, after,
+                                      self.day_of(fill.ts)):
+            return False  # booked meanwhile
+        if fill.commission is None:
+            log.warning("fill %s of %s booked without its commission report",
+                        fill.exec_id, fill.order_ref)
         log.info("fill %s %s %d @ %.2f: %s", fill.order_ref, fill.side, fill.shares,
                  fill.price, _state(after),
                  extra={"event": "fill", "intent_id": intent.intent_id, "side": fill.side,
@@ -99,16 +112,47 @@ class LivePositions:
         short = net_short(after)
         if short:
             self.on_net_short(after, short)
+        return True
 
     def entry_gone(self, intent_id: str, now_ts: float) -> None:
-        """The entry no longer works at the broker: never filled, its position is cancelled
-        (filled, its executions have already opened it)."""
+        """The entry no longer works at the broker. Never filled: its position is cancelled.
+        Filled with its executions in sight: they have opened it. Filled while nobody watched
+        (today's executions are all IBKR replays; a restart the next day sees none): the
+        account's position in the contract says so, and the position opens at its avgCost."""
         bought = any(f.order_ref == intent_id and f.side == "BOT" for f in self.broker.fills())
         p = self.journal.position(intent_id)
-        if p is not None and p.status == "pending" and not bought:
+        if p is None or p.status != "pending" or bought:
+            return
+        c = p.contract
+        held = next((b for b in self.broker.positions() if b.sec_type == "OPT"
+                     and (b.symbol, b.expiry, b.strike, b.right)
+                     == (c.symbol, c.expiry, c.strike, c.right.value) and b.quantity > 0), None)
+        if held is not None:
+            quantity = min(int(held.quantity), p.quantity)
+            price = held.avg_cost / p.multiplier  # IBKR's avgCost, commission included
+            after = apply_fill(p, "BOT", quantity, price, 0.0, now_ts, "closed")
+            self.journal.book_fill(intent_id, "BOT", quantity, price, now_ts, 0.0,
+                                   f"position:{intent_id}", after, self.day_of(now_ts))
+            log.warning("%s: its entry filled unseen; IBKR holds %g x %s at %.2f: opened from "
+                        "the account's position", intent_id, held.quantity, c.key, price,
+                        extra={"event": "position_adopted", "intent_id": intent_id})
+        else:
             after = replace(p, status="closed", closed_ts=now_ts, exit_reason="cancelled")
             self.journal.save_position(after, self.day_of(now_ts))
-            self.on_change(after)
+        self.on_change(after)
+
+    def shorts(self) -> list[str]:
+        """Options this bot bought that the account now holds short (both exits filled, or a
+        sale by hand on top of an exit): the bot never sells to open."""
+        ours = set(self.journal.bought_contracts()) | {
+            p.contract.key for p in self.journal.open_positions()}
+        found = []
+        for b in self.broker.positions():
+            if b.sec_type == "OPT" and b.quantity < 0:
+                key = OptionContract(b.symbol, b.expiry, b.strike, Right(b.right)).key
+                if key in ours:
+                    found.append(f"IBKR holds {b.quantity:g} x {key}")
+        return found
 
     def mark(self, now_ts: float) -> None:
         """Open live positions marked at the broker's price for them (unrealized P&L)."""

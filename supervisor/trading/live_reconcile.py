@@ -26,7 +26,9 @@ from supervisor.trading.live_positions import intent_of
 
 log = logging.getLogger("supervisor.trading.live_reconcile")
 
-UNSURE = ("sending", "unconfirmed")
+UNSURE = ("sending", "unconfirmed")  # journaled, fate unknown
+ADOPTABLE = (*UNSURE, "rejected")  # ib_insync may call an order refused that IBKR works
+FOLLOWED = ("submitted", "working")
 
 
 @dataclass
@@ -53,12 +55,14 @@ def bracket_ids(orders: list[OpenOrder], parent: OpenOrder) -> dict[str, Any]:
             "perm_ids": [parent.perm_id, tp.perm_id, sl.perm_id]}
 
 
-def reconcile(broker: Broker, journal: Journal, now_ts: float,
-              adopt: bool = True) -> Reconciliation:
+def reconcile(broker: Broker, journal: Journal, now_ts: float, adopt: bool = True,
+              complete: bool = True) -> Reconciliation:
+    """``complete``: the broker's lists were refreshed; without that, nothing is concluded
+    from an order's absence (no row becomes not_sent)."""
     found = Reconciliation()
     orders = broker.open_orders()
     _orders(orders, journal, now_ts, adopt, found)
-    _unsure_rows(broker, journal, orders, now_ts, adopt, found)
+    _unsure_rows(broker, journal, orders, now_ts, adopt, complete, found)
     _executions(broker, journal, found)
     _positions(broker, journal, found)
     for line in found.adopted:
@@ -71,36 +75,53 @@ def reconcile(broker: Broker, journal: Journal, now_ts: float,
 def _orders(orders: list[OpenOrder], journal: Journal, now_ts: float, adopt: bool,
             found: Reconciliation) -> None:
     for order in orders:
-        intent_id = intent_of(order.order_ref)
-        what = (f"{order.action} {order.remaining:g} {order.symbol} {order.expiry} "
-                f"{order.strike:g}{order.right} {order.order_type} (order {order.order_id}, "
-                f"permId {order.perm_id}, client {order.client_id}, ref {order.order_ref!r})")
-        if not order.order_ref or journal.load_intent(intent_id) is None:
+        what = describe(order)
+        if not order.order_ref or journal.load_intent(intent_of(order.order_ref)) is None:
             found.problems.append(f"open order not placed by this bot, left alone: {what}")
-            continue
-        if order.parent_id:
-            continue  # a bracket's exit: followed with its entry
-        rows = journal.orders_for(order.order_ref)
-        if any(r["perm_id"] == order.perm_id or r["broker_order_id"] == order.order_id
-               for r in rows if r["status"] not in UNSURE):
-            found.ours.append(what)
-            continue
-        unsure = [r for r in rows if r["status"] in UNSURE]
-        if adopt:
-            details = {**bracket_ids(orders, order), "adopted_ts": now_ts}
-            if unsure:
-                journal.update_order(unsure[0]["id"], "working", now_ts, details=details,
-                                     broker_order_id=order.order_id, perm_id=order.perm_id)
-            else:
-                row = journal.record_order(order.order_ref, "live", "working",
-                                           int(order.quantity), now_ts,
-                                           broker_order_id=order.order_id, details=details)
-                journal.update_order(row, "working", now_ts, perm_id=order.perm_id)
-        found.adopted.append(what)
+        elif not order.parent_id:  # a bracket's exits are followed with their entry
+            outcome = follow_order(orders, order, journal, now_ts, adopt)
+            (found.ours if outcome == "followed" else found.adopted).append(
+                what if outcome == "followed" else f"{what} ({outcome})")
+
+
+def describe(order: OpenOrder) -> str:
+    return (f"{order.action} {order.remaining:g} {order.symbol} {order.expiry} "
+            f"{order.strike:g}{order.right} {order.order_type} (order {order.order_id}, "
+            f"permId {order.perm_id}, client {order.client_id}, ref {order.order_ref!r})")
+
+
+def follow_order(orders: list[OpenOrder], order: OpenOrder, journal: Journal, now_ts: float,
+                 adopt: bool) -> str:
+    """Make sure an entry of ours that works at IBKR has a followed journal row: "followed"
+    (it had one), "revived" (its row said it was over: a cancel that did not take, a refusal
+    ib_insync misread), "adopted" (a row without the broker's ids: sending, unconfirmed,
+    refused) or "recorded" (no row at all)."""
+    rows = journal.orders_for(order.order_ref)
+    same = [r for r in rows if r["perm_id"] == order.perm_id
+            or (not r["perm_id"] and r["broker_order_id"] == order.order_id)]
+    if any(r["status"] in FOLLOWED for r in same):
+        return "followed"
+    details = {**bracket_ids(orders, order), "adopted_ts": now_ts}
+    if same:
+        outcome, row_id = "revived", same[0]["id"]
+    elif unsure := [r for r in rows if r["status"] in ADOPTABLE and not r["perm_id"]]:
+        outcome, row_id = "adopted", unsure[0]["id"]
+    else:
+        outcome, row_id = "recorded", 0
+    if adopt:
+        if not row_id:
+            row_id = journal.record_order(order.order_ref, "live", "working",
+                                          int(order.quantity), now_ts, details=details)
+        journal.update_order(row_id, "working", now_ts, details=details,
+                             broker_order_id=order.order_id, perm_id=order.perm_id)
+        log.warning("%s at IBKR and %s: followed from now on", describe(order), outcome,
+                    extra={"event": "order_adopted", "intent_id": order.order_ref,
+                           "outcome": outcome})
+    return outcome
 
 
 def _unsure_rows(broker: Broker, journal: Journal, orders: list[OpenOrder], now_ts: float,
-                 adopt: bool, found: Reconciliation) -> None:
+                 adopt: bool, complete: bool, found: Reconciliation) -> None:
     refs = {o.order_ref for o in orders} | {f.order_ref for f in broker.fills()}
     for row in journal.live_orders(UNSURE):
         if row["intent_id"] in refs:
@@ -108,6 +129,10 @@ def _unsure_rows(broker: Broker, journal: Journal, orders: list[OpenOrder], now_
                 journal.update_order(row["id"], "done", now_ts, details={"adopted_ts": now_ts})
             found.adopted.append(f"{row['intent_id']}: {row['status']} row, found at IBKR "
                                  "(an open order or an execution carries its orderRef)")
+            continue
+        if not complete:
+            found.problems.append(f"{row['intent_id']}: journaled as {row['status']}; IBKR's "
+                                  "orders could not be listed, so it is looked for again")
             continue
         if adopt:
             journal.update_order(row["id"], "not_sent", now_ts,

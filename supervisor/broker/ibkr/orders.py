@@ -47,6 +47,10 @@ class Orders:
         self._contracts = contracts
         self._cfg = cfg
         self._now = now
+        # permIds the last reqAllOpenOrders listed: ib_insync keeps other client ids' orders
+        # only as last seen (their later fills and cancels never reach us), so those count as
+        # open only while IBKR still lists them
+        self._listed: frozenset[int] | None = None
 
     async def account(self) -> AccountSnapshot:
         """From the account updates ib_insync keeps current since connect (no request), with
@@ -54,7 +58,9 @@ class Orders:
         self._link.require_connected()
         account = self._order_account("", strict=False) or self._cfg.account
         values = {(v.tag, v.account): v for v in self._link.ib.accountValues()}
-        wanted = [a for a in (account, *self._link.accounts) if a]
+        # the configured account only: another one's equity would size and guard this one
+        wanted = ([self._cfg.account] if self._cfg.account
+                  else [a for a in (account, *self._link.accounts) if a])
         for acct in wanted:
             net = values.get(("NetLiquidation", acct))
             funds = values.get(("AvailableFunds", acct))
@@ -151,8 +157,10 @@ class Orders:
         """Wait (bounded) until the gateway accepted every order of the bracket or refused one.
         An order that once worked (PreSubmitted/Submitted/Filled in its log) was accepted,
         whatever happened next (an OCA sibling's fill cancels it); one Cancelled or Inactive
-        without ever working was refused, with the error in its log. A refused part takes the
-        accepted ones down with it: an entry never works without both its exits."""
+        without ever working was refused, with the error in its log. A refusal takes the
+        whole bracket down: every part is cancelled at IBKR, whatever ib_insync believes of
+        it (it marks an order Cancelled on any error code it does not know as a warning, while
+        IBKR may still work it); the live book keeps looking for the orderRef after that."""
         deadline = asyncio.get_running_loop().time() + self._cfg.request_timeout_s
         while True:
             refused = [t for t in trades if t.orderStatus.status in ("Cancelled", "Inactive")
@@ -162,10 +170,11 @@ class Orders:
                 code = errors[0].errorCode if errors else 0
                 text = errors[0].message if errors else refused[0].orderStatus.status
                 for trade in trades:
-                    if trade not in refused and not trade.isDone():
-                        self._link.ib.cancelOrder(trade.order)
+                    if trade.orderStatus.status != "Filled":
+                        self._link.ib.client.cancelOrder(trade.order.orderId, "")
                 raise OrderRejected(f"bracket {ref} refused: {text}", code,
-                                    [t.order.orderId for t in trades])
+                                    [t.order.orderId for t in trades],
+                                    filled=any(t.orderStatus.filled for t in trades))
             if all(_worked(t) and t.order.permId for t in trades):
                 return
             if asyncio.get_running_loop().time() > deadline:
@@ -208,8 +217,9 @@ class Orders:
         """Every open order of the account (all client ids) and today's executions."""
         self._link.require_connected()
         await self._link.pace(2)
-        await asyncio.wait_for(self._link.ib.reqAllOpenOrdersAsync(),
-                               self._cfg.request_timeout_s)
+        listed = await asyncio.wait_for(self._link.ib.reqAllOpenOrdersAsync(),
+                                        self._cfg.request_timeout_s)
+        self._listed = frozenset(t.order.permId for t in listed if t.order.permId)
         await asyncio.wait_for(self._link.ib.reqExecutionsAsync(),
                                self._cfg.request_timeout_s)
 
@@ -228,7 +238,14 @@ class Orders:
                           filled=float(t.orderStatus.filled), client_id=t.order.clientId,
                           multiplier=int(t.contract.multiplier or 1) if t.contract.secType
                           != "STK" else 1)
-                for t in self._link.ib.openTrades()]
+                for t in self._open_trades()]
+
+    def _open_trades(self) -> list[Any]:
+        """ib_insync's open trades, less other client ids' that IBKR no longer lists."""
+        own = (0, self._link.client_id)
+        return [t for t in self._link.ib.openTrades()
+                if t.order.clientId in own or self._listed is None
+                or t.order.permId in self._listed]
 
     def fills(self) -> list[Fill]:
         """This session's executions (IBKR replays the day's on reconnect)."""
