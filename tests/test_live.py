@@ -235,7 +235,9 @@ def test_a_fill_waits_for_its_commission_report_then_is_booked_once(setup):
 def test_without_a_commission_report_a_fill_is_booked_after_the_wait(setup):
     book, broker, journal, _ = setup
     broker.executions = [fill("e1", "BOT", 5, 2.00, T0 + 1, commission=None)]
-    step(book, T0 + 1 + COMMISSION_WAIT_S + 1)
+    step(book, T0 + 2)  # first seen: the wait is timed on our clock, not the fill's stamp
+    assert position(journal).status == "pending"
+    step(book, T0 + 2 + COMMISSION_WAIT_S + 1)
     assert (position(journal).status, position(journal).commission) == ("open", 0.0)
 
 

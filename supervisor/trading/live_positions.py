@@ -48,6 +48,9 @@ class LivePositions:
         self.day_of = day_of
         self.on_change = on_change
         self.on_net_short = on_net_short
+        # when each execution was first seen: its own time is TWS's clock, maybe in another
+        # zone than ours; the wait for its commission report is timed on ours
+        self._first_seen: dict[str, float] = {}
 
     def opened(self, intent: OrderIntent, quantity: int, ts: float) -> None:
         """A bracket was accepted: its position waits (pending) for the entry's fills."""
@@ -68,11 +71,13 @@ class LivePositions:
                 continue  # not ours (another client's, a manual trade), or booked before
             if intent.intent_id in waiting:
                 continue
-            if fill.commission is None and now_ts - fill.ts < wait_s:
+            seen_at = self._first_seen.setdefault(fill.exec_id, now_ts)
+            if fill.commission is None and now_ts - seen_at < wait_s:
                 waiting.add(intent.intent_id)  # the report is on its way: next cycle
                 continue
             if self._book(intent, fill):
                 booked += 1
+            self._first_seen.pop(fill.exec_id, None)
         return booked
 
     def waiting(self) -> int:
