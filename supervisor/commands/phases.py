@@ -91,8 +91,8 @@ def cmd_phases(args: argparse.Namespace, settings: Settings) -> int:
 def _run_phases(settings: Settings, args: argparse.Namespace, out: Path, broker_name: str) -> int:
     symbol = settings.universe.symbols[0]
     _say(f"== phase 1: check {symbol} ({broker_name})")
-    with broker_session(settings, broker_name, args.scenario, out,
-                        args.start) as (broker, clock, used):
+    with broker_session(settings, broker_name, args.scenario, out, args.start,
+                        args.sim_clock) as (broker, clock, used):
         report = asyncio.run(run_check(broker, used, symbol, clock.now()))
     for line in report.lines():
         _say(line)
@@ -104,8 +104,8 @@ def _run_phases(settings: Settings, args: argparse.Namespace, out: Path, broker_
         phase_settings = _phase_settings(settings, args, out, phase)
         for old in out.glob(f"{phase}.metrics.jsonl*"):  # a verdict speaks of this run only
             old.unlink()
-        with broker_session(phase_settings, broker_name, args.scenario, out,
-                            args.start) as (b, c, used):
+        with broker_session(phase_settings, broker_name, args.scenario, out, args.start,
+                            args.sim_clock) as (b, c, used):
             code, sup = run_supervisor(used, b, c, echo=_say, console=False)
         _say(f"{phase}: exit {code}, {sup.cycles_done} cycles, "
              f"{sup.failed_symbols_total} failed symbols")
