@@ -14,7 +14,6 @@ market, run the cycle, act on its results, sleep; signal handlers only set the s
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
 import time
@@ -364,8 +363,12 @@ class Supervisor:
             task.cancel()
         monitor_task = getattr(self, "_monitor_task", None)
         if monitor_task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
+            try:
                 await monitor_task
+            except asyncio.CancelledError:
+                pass
+            except Exception:  # noqa: BLE001 - whatever it was, the shutdown goes on
+                log.exception("the monitor ended with an error")
         await self.pool.stop()
         await self._book_last_fills()
         self._left_working()

@@ -1,15 +1,21 @@
 """The soak monitor's loop inside the supervisor: one metrics record per monitoring interval.
 
     Supervisor parts (pool, broker, request serving, the latest cycle summary)
-        --> MonitorLoop.sample (off the event loop: psutil and the file write may be slow)
+        --> MonitorLoop.snapshot, on the event loop: plain copies of what the loop changes
+            (a thread iterating the loop's dicts sees them change size under it)
+        --> MonitorLoop.write, off the loop: psutil and the file write may be slow
         --> Monitor.record: psutil figures + buffer measures --> metrics JSONL
         --> alerts: new gateway buffer warnings, memory growing too fast
+
+Monitoring cannot hurt the bot: a sample that fails is logged and counted
+(``monitor_errors_total`` in the next record), never raised into the loop or the shutdown.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 from collections.abc import Callable
 from typing import Any
@@ -21,6 +27,8 @@ from supervisor.observe.metrics import Monitor
 from supervisor.runtime.cycle import CycleSummary
 from supervisor.runtime.pool import WorkerPool
 from supervisor.runtime.serving import DataService
+
+log = logging.getLogger("supervisor.runtime.monitoring")
 
 
 async def pause(stop: asyncio.Event, seconds: float) -> None:
@@ -43,6 +51,7 @@ class MonitorLoop:
         self.serving = serving  # requests being served right now
         self.last_cycle = last_cycle
         self._gateway_warnings = 0
+        self.errors = 0
 
     async def run(self, stop: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
@@ -55,9 +64,16 @@ class MonitorLoop:
                 reported = last.cycle_id
                 cycle = {"cycle_id": last.cycle_id, "seconds": round(last.seconds, 4),
                          "ok": len(last.results) - len(last.failed), "failed": len(last.failed)}
-            await loop.run_in_executor(None, self.sample, cycle)
+            try:
+                processes, buffers = self.snapshot()
+                await loop.run_in_executor(None, self.write, processes, buffers, cycle)
+            except Exception:  # noqa: BLE001 - monitoring must never take the bot down
+                self.errors += 1
+                log.exception("a monitoring sample failed (%d so far); trading goes on",
+                              self.errors, extra={"event": "monitor_error"})
 
-    def sample(self, cycle: dict[str, Any] | None) -> None:
+    def snapshot(self) -> tuple[dict[str, int], dict[str, float]]:
+        """What the loop owns, copied on the loop: worker pids and buffer measures."""
         processes = {"supervisor": os.getpid()}
         for handle in list(self.pool.workers.values()):
             if handle.pid is not None:
@@ -70,7 +86,12 @@ class MonitorLoop:
                         "requests_failed_total": self.service.failed,
                         "serving_busy_s_total": round(self.service.busy_s, 3),
                         "worker_respawns_total": self.pool.respawns,
-                        "alerts_dropped_total": self.alerter.stats()["dropped"]})
+                        "alerts_dropped_total": self.alerter.stats()["dropped"],
+                        "monitor_errors_total": self.errors})
+        return processes, buffers
+
+    def write(self, processes: dict[str, int], buffers: dict[str, float],
+              cycle: dict[str, Any] | None) -> None:
         record = self.monitor.record(processes=processes, buffers=buffers, cycle=cycle)
         self._alert(record)
 
