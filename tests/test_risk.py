@@ -147,6 +147,12 @@ def test_unusable_input_sizes_zero(position: int, bad: float) -> None:
     assert size_contracts(*args) == 0
 
 
+@pytest.mark.parametrize("args", [(1e308, 100.0, 1e-308, 100.0, 30.0),
+                                  (1e300, 100.0, 1e-300, 100.0, 1e-10)])
+def test_inputs_that_size_to_infinity_size_zero_instead_of_crashing(args) -> None:
+    assert size_contracts(*args) == 0
+
+
 @given(
     equity=st.floats(1_000, 10_000_000),
     risk_pct=st.floats(0.01, 100),

@@ -78,7 +78,10 @@ def size_contracts(
         return 0
     risk_budget = equity * risk_pct / 100
     loss_per_contract = premium * multiplier * stop_loss_pct / 100
-    return math.floor(risk_budget / loss_per_contract + 1e-9)
+    contracts = risk_budget / loss_per_contract + 1e-9
+    # a premium of 1e-300 sizes to infinity: no size at all, never a crash (the caps would
+    # not see it either)
+    return math.floor(contracts) if math.isfinite(contracts) else 0
 
 
 def daily_loss(state: RiskState, risk: RiskSettings) -> tuple[bool, str, Values]:
