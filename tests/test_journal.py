@@ -290,3 +290,19 @@ def test_a_journal_belongs_to_one_broker_and_account(path: Path) -> None:
     with Journal(path) as journal, pytest.raises(JournalError, match="belongs to broker 'ibkr'"
                                                   " account 'DU111', not 'stub'"):
         journal.claim("stub", "STUB0001")
+
+
+def test_a_damaged_journal_is_refused_and_left_untouched(path: Path) -> None:
+    with Journal(path) as journal:
+        for n in range(300):  # enough rows for pages beyond the schema's
+            journal.record_alert("2026-12-01", "test", f"alert {n} " + "x" * 200, float(n))
+    raw = bytearray(path.read_bytes())
+    page = 4096
+    raw[3 * page:3 * page + 512] = b"\xff" * 512  # a torn page; the header stays valid
+    path.write_bytes(bytes(raw))
+    before = path.read_bytes()
+    with pytest.raises(JournalError, match="damaged"):
+        Journal(path)
+    with pytest.raises(JournalError, match="damaged"):
+        Journal(path, readonly=True)
+    assert path.read_bytes() == before

@@ -74,6 +74,13 @@ class Journal(OrderRows):
 
     def _open(self, readonly: bool) -> None:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version:
+            # a damaged file with a valid header would be read, and written into, as if whole
+            problems = [r[0] for r in self._db.execute("PRAGMA quick_check(5)")]
+            if problems != ["ok"]:
+                raise JournalError(f"{self.path}: the journal is damaged ({'; '.join(problems)})"
+                                   "; it is left as it is: restore a copy, or move it aside "
+                                   "and start a new one")
         if version > SCHEMA_VERSION:
             raise JournalError(f"{self.path}: schema version {version} is newer than this "
                                f"code's {SCHEMA_VERSION}; upgrade the bot or use another path")
