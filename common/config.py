@@ -1,28 +1,22 @@
-"""The settings file, validated: pydantic models carrying their limits on the fields.
+"""The settings, as pydantic models carrying their limits on the fields.
 
-Unknown keys are errors; every error names the key path, the bad value and why. Environment
-variables override the connection (IBKR_HOST, IBKR_PORT, IBKR_CLIENT_ID, IBKR_ACCOUNT).
-
-Relative file paths (journal, metrics, logs) are anchored where the settings live, never at
-the working directory, so cron or systemd starting elsewhere finds the same journal: a
-settings file's own directory, or for the embedded default SUPERVISOR_HOME (default: the
-project root).
+Unknown keys are errors; every value is checked where it is declared (a real time zone, real
+times, limits the code needs), so ``validate`` passing means ``run`` will not trip on it.
+Reading the file and turning errors into lines lives in ``common.settings_file``.
 """
 
 from __future__ import annotations
 
-import os
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
     SecretStr,
-    ValidationError,
     field_validator,
     model_validator,
 )
@@ -86,8 +80,33 @@ class ScheduleSettings(Model):
     # open_time-close_time on weekdays in ``timezone``
     calendar: Literal["XNYS", "weekdays"] = "XNYS"
     timezone: str = "America/New_York"  # for calendar: weekdays, and how reports show times
-    open_time: str = Field("09:30", pattern=r"^\d\d:\d\d$")  # calendar: weekdays only
-    close_time: str = Field("16:00", pattern=r"^\d\d:\d\d$")
+    open_time: str = "09:30"  # calendar: weekdays only
+    close_time: str = "16:00"
+
+    @field_validator("timezone")
+    @classmethod
+    def _real_zone(cls, name: str) -> str:
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("not an IANA time zone (e.g. America/New_York)") from None
+        return name
+
+    @field_validator("open_time", "close_time")
+    @classmethod
+    def _real_time(cls, value: str) -> str:
+        hours, sep, minutes = value.partition(":")
+        if not (sep and len(hours) == len(minutes) == 2 and hours.isdigit()
+                and minutes.isdigit() and int(hours) < 24 and int(minutes) < 60):
+            raise ValueError("not a time of day as HH:MM (00:00-23:59)")
+        return value
+
+    @model_validator(mode="after")
+    def _open_before_close(self) -> ScheduleSettings:
+        if self.open_time >= self.close_time:
+            raise ValueError(f"open_time ({self.open_time}) must be before close_time "
+                             f"({self.close_time})")
+        return self
 
 
 class WorkerSettings(Model):
@@ -216,7 +235,8 @@ class ExecutionSettings(Model):
 
 
 class PacingSettings(Model):
-    max_messages_per_s: float = Field(45.0, gt=0, le=50)  # IBKR's hard limit is 50
+    # IBKR's hard limit is 50; the connect handshake alone sends 8 messages in one burst
+    max_messages_per_s: float = Field(45.0, ge=10, le=50)
     max_market_data_lines: int = Field(90, ge=1, le=10_000)
 
 
@@ -285,115 +305,3 @@ class Settings(Model):
     alerts: AlertsSettings = AlertsSettings()
     logging: LoggingSettings = LoggingSettings()
     stub: StubSettings = StubSettings()
-
-
-class ConfigError(Exception):
-    """A user mistake in the settings: ``problems`` are lines of 'key.path: value: reason'."""
-
-    def __init__(self, source: str, problems: list[str]) -> None:
-        self.source = source
-        self.problems = problems
-        super().__init__(f"{source}: " + "; ".join(problems))
-
-
-ENV_OVERRIDES = {
-    "IBKR_HOST": ("host", str),
-    "IBKR_PORT": ("port", int),
-    "IBKR_CLIENT_ID": ("client_id", int),
-    "IBKR_ACCOUNT": ("account", str),
-}
-
-
-def _env_overrides(raw: dict[str, Any], environ: dict[str, str], source: str) -> dict[str, Any]:
-    section = raw.get("ibkr") or {}
-    if not isinstance(section, dict):
-        return raw  # not a mapping: validation names the problem
-    ibkr = dict(section)
-    for var, (key, kind) in ENV_OVERRIDES.items():
-        if var in environ:
-            try:
-                ibkr[key] = kind(environ[var])
-            except ValueError:
-                raise ConfigError(
-                    source, [f"env {var}: {environ[var]!r}: not a valid {kind.__name__}"]
-                ) from None
-    return {**raw, "ibkr": ibkr} if ibkr else raw
-
-
-def _format_errors(exc: ValidationError) -> list[str]:
-    lines = []
-    for err in exc.errors():
-        path = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        value = err.get("input")
-        shown = repr(value) if not isinstance(value, dict) else "{...}"
-        reason = err["msg"]
-        if err["type"] == "extra_forbidden":
-            reason = "unknown key"
-        lines.append(f"{path}: {shown}: {reason}")
-    return lines
-
-
-def parse_settings(
-    raw: Any, source: str = "<settings>", environ: dict[str, str] | None = None
-) -> Settings:
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise ConfigError(source, [f"(top level): {type(raw).__name__}: expected a mapping"])
-    raw = _env_overrides(raw, dict(os.environ) if environ is None else environ, source)
-    try:
-        return Settings.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(source, _format_errors(exc)) from None
-
-
-def settings_home(path: Path, environ: dict[str, str] | None = None) -> Path:
-    """Where relative paths in the settings at ``path`` point from."""
-    if path.resolve() == DEFAULT_CONFIG:
-        env = dict(os.environ) if environ is None else environ
-        return Path(env.get(HOME_ENV) or PROJECT_ROOT).resolve()
-    return path.resolve().parent
-
-
-def anchored(settings: Settings, home: Path) -> Settings:
-    """The settings with every relative file path made absolute under ``home``."""
-    def at(value: str) -> str:
-        return value if not value or Path(value).is_absolute() else str(home / value)
-
-    monitoring = settings.monitoring
-    return settings.model_copy(update={
-        "execution": settings.execution.model_copy(
-            update={"journal_path": at(settings.execution.journal_path)}),
-        "monitoring": monitoring.model_copy(update={
-            "metrics_path": at(monitoring.metrics_path),
-            "gateway_log_path": at(monitoring.gateway_log_path)}),
-        "logging": settings.logging.model_copy(
-            update={"json_path": at(settings.logging.json_path)}),
-    })
-
-
-def journal_for(settings: Settings, broker: str) -> Settings:
-    """The settings with the journal path filled in for this broker (stub | sim | ibkr)."""
-    path = settings.execution.journal_path.format(broker=broker)
-    return settings.model_copy(update={
-        "execution": settings.execution.model_copy(update={"journal_path": path})})
-
-
-def load_settings(
-    path: str | Path | None = None, environ: dict[str, str] | None = None
-) -> Settings:
-    """Read and validate a settings file (the embedded default when ``path`` is None), its
-    relative paths anchored (see ``settings_home``)."""
-    path = Path(path) if path is not None else DEFAULT_CONFIG
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(str(path), [f"cannot read the file: {exc.strerror}"]) from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(exc, "problem", None) or exc
-        raise ConfigError(str(path), [f"{where}not valid YAML ({problem})"]) from None
-    return anchored(parse_settings(raw, str(path), environ), settings_home(path, environ))

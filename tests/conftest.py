@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from common.config import Settings, parse_settings
+from common.config import Settings
+from common.settings_file import parse_settings
 from tests.sessions import STUB_SESSION
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -74,3 +74,8 @@ class Chatty(_Holds):
         for i in range(8):
             chatter.warning("chatter %d %s", i, "x" * 200_000)
         return SignalDecision(Signal.HOLD, 0.0, ("said a lot",))
+
+
+def refuses_to_build(settings: Settings) -> _Holds:
+    """A strategy factory that raises, as a user's buggy one would."""
+    raise RuntimeError("this strategy needs a license key")

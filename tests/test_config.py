@@ -8,11 +8,9 @@ from typing import Any
 
 import pytest
 
-from common.config import (
-    DEFAULT_CONFIG,
-    PROJECT_ROOT,
+from common.config import DEFAULT_CONFIG, PROJECT_ROOT, Settings
+from common.settings_file import (
     ConfigError,
-    Settings,
     anchored,
     journal_for,
     load_settings,

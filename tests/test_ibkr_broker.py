@@ -19,8 +19,9 @@ import pytest
 import yaml
 
 from common.calendar import nyse
-from common.config import OptionsSettings, Settings, parse_settings
+from common.config import OptionsSettings, Settings
 from common.messages import OptionContract, OrderIntent, Right, Signal, SymbolTask
+from common.settings_file import parse_settings
 from supervisor.broker.base import SymbolDataError
 from supervisor.broker.ibkr.broker import IBKRBroker
 from supervisor.commands.check import drive

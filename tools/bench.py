@@ -20,7 +20,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from common.config import parse_settings  # noqa: E402
+from common.settings_file import parse_settings  # noqa: E402
 from supervisor.broker.stub import StubBroker  # noqa: E402
 from supervisor.observe.logs import LogService  # noqa: E402
 from supervisor.runtime.clock import SimClock  # noqa: E402

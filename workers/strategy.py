@@ -101,14 +101,19 @@ def load_strategy(settings: Settings) -> Strategy:
         )
     try:
         module = importlib.import_module(module_name)
-    except ImportError as exc:
+    except Exception as exc:  # the user's module: a SyntaxError or its own raise is theirs
         raise StrategyLoadError(
-            f"strategy.name: {name!r}: cannot import {module_name}: {exc}"
+            f"strategy.name: {name!r}: cannot import {module_name}: {type(exc).__name__}: {exc}"
         ) from None
     factory = getattr(module, attr, None)
     if factory is None:
         raise StrategyLoadError(f"strategy.name: {name!r}: {module_name} has no {attr!r}")
-    strategy = factory(settings)
+    try:
+        strategy = factory(settings)
+    except Exception as exc:
+        raise StrategyLoadError(
+            f"strategy.name: {name!r}: {attr}(settings) raised {type(exc).__name__}: {exc}"
+        ) from None
     missing = [m for m in ("decide", "choose") if not callable(getattr(strategy, m, None))]
     if missing:
         raise StrategyLoadError(f"strategy.name: {name!r}: lacks {', '.join(missing)}()")

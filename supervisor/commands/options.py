@@ -11,7 +11,8 @@ import sys
 from datetime import datetime
 from typing import Any
 
-from common.config import ConfigError, Settings, load_settings, parse_settings
+from common.config import Settings
+from common.settings_file import ConfigError, load_settings, parse_settings
 from supervisor import exitcodes
 from supervisor.runtime.sessions import SessionStartError, SimStartError
 from workers.strategy import StrategyLoadError, load_strategy
@@ -93,7 +94,10 @@ def with_overrides(settings: Settings, args: argparse.Namespace) -> Settings:
 def load(args: argparse.Namespace, overrides: bool = True) -> Settings | None:
     """The settings with the command line applied, or None after saying what is wrong."""
     try:
-        settings = load_settings(args.config)
+        notes: list[str] = []
+        settings = load_settings(args.config, notes=notes)
+        for note in notes:
+            print(f"note: {note}", file=sys.stderr)
         if overrides:
             settings = with_overrides(settings, args)
         load_strategy(settings)

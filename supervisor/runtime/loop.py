@@ -23,7 +23,7 @@ from datetime import date
 from typing import Any
 
 from common.calendar import calendar_tz, exchange_calendar, next_open, trading_day
-from common.config import Settings, journal_for
+from common.config import Settings
 from common.messages import (
     BarsRequest,
     ChainRequest,
@@ -34,6 +34,7 @@ from common.messages import (
     SymbolTask,
     WorkerReady,
 )
+from common.settings_file import journal_for
 from supervisor import exitcodes
 from supervisor.broker.base import Broker, BrokerError, ConnectionLost
 from supervisor.journal.rows import JournalError

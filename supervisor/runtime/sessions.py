@@ -20,7 +20,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from common.config import Settings, journal_for, parse_settings
+from common.config import Settings
+from common.settings_file import journal_for, parse_settings
 from supervisor.broker.base import Broker
 from supervisor.broker.stub import StubBroker
 from supervisor.observe.logs import LogService

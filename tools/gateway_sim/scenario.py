@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
+from common.yaml_file import YamlFileError, read_yaml_file
 from tools.gateway_sim.timing import ClockSpec, EventSpec, Model
 
 Seconds = Annotated[float, Field(ge=0, le=86_400)]
@@ -340,11 +340,10 @@ def scenario_from_dict(data: dict[str, Any]) -> Scenario:
 def load_scenario(path: str | Path) -> Scenario:
     file = Path(path)
     try:
-        data = yaml.safe_load(file.read_text()) or {}
-    except OSError as exc:
-        raise ScenarioError(f"cannot read scenario {file}: {exc}") from None
-    except yaml.YAMLError as exc:
-        raise ScenarioError(f"scenario {file} is not valid YAML: {exc}") from None
+        data = read_yaml_file(file)
+    except YamlFileError as exc:
+        raise ScenarioError(f"scenario {file}: {exc.problem}") from None
+    data = {} if data is None else data
     if not isinstance(data, dict):
         raise ScenarioError(f"scenario {file}: top level must be a mapping")
     try:

@@ -1,0 +1,142 @@
+"""The settings file read and validated: untrusted text in, frozen Settings out, or a
+ConfigError whose lines each name the key (or the line) that is wrong.
+
+Environment variables override the connection (IBKR_HOST, IBKR_PORT, IBKR_CLIENT_ID,
+IBKR_ACCOUNT). Relative file paths (journal, metrics, logs) are anchored where the settings
+live, never at the working directory, so cron or systemd starting elsewhere finds the same
+journal: a settings file's own directory, or for the embedded default SUPERVISOR_HOME
+(default: the project root).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from common.config import DEFAULT_CONFIG, HOME_ENV, PROJECT_ROOT, Settings
+from common.yaml_file import YamlFileError, read_yaml_file
+
+SHOWN_CHARS = 80  # an error shows at most this much of the bad value
+
+
+class ConfigError(Exception):
+    """A user mistake in the settings: ``problems`` are lines of 'key.path: value: reason'."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        super().__init__(f"{source}: " + "; ".join(problems))
+
+
+ENV_OVERRIDES = {
+    "IBKR_HOST": ("host", str),
+    "IBKR_PORT": ("port", int),
+    "IBKR_CLIENT_ID": ("client_id", int),
+    "IBKR_ACCOUNT": ("account", str),
+}
+
+
+def _env_overrides(raw: dict[str, Any], environ: dict[str, str], source: str) -> dict[str, Any]:
+    section = raw.get("ibkr") or {}
+    if not isinstance(section, dict):
+        return raw  # not a mapping: validation names the problem
+    ibkr = dict(section)
+    for var, (key, kind) in ENV_OVERRIDES.items():
+        if var in environ:
+            try:
+                ibkr[key] = kind(environ[var])
+            except ValueError:
+                raise ConfigError(
+                    source, [f"env {var}: {environ[var]!r}: not a valid {kind.__name__}"]
+                ) from None
+    return {**raw, "ibkr": ibkr} if ibkr else raw
+
+
+def _format_errors(exc: ValidationError) -> list[str]:
+    lines = []
+    for err in exc.errors():
+        path = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        shown = _shown(err.get("input"))
+        reason = _capped(err["msg"], 3 * SHOWN_CHARS)  # a validator may quote the value
+        if err["type"] == "extra_forbidden":
+            reason = "unknown key"
+        lines.append(f"{path}: {shown}: {reason}")
+    return lines
+
+
+def _shown(value: object) -> str:
+    if isinstance(value, dict):
+        return "{...}"
+    if isinstance(value, (list, tuple)) and len(value) > SHOWN_CHARS:
+        return f"[{len(value)} items]"  # repr of a huge list is itself the hazard
+    return _capped(repr(value), SHOWN_CHARS)
+
+
+def _capped(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def parse_settings(
+    raw: Any, source: str = "<settings>", environ: dict[str, str] | None = None
+) -> Settings:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(source, [f"(top level): {type(raw).__name__}: expected a mapping"])
+    raw = _env_overrides(raw, dict(os.environ) if environ is None else environ, source)
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(source, _format_errors(exc)) from None
+
+
+def settings_home(path: Path, environ: dict[str, str] | None = None) -> Path:
+    """Where relative paths in the settings at ``path`` point from."""
+    if path.resolve() == DEFAULT_CONFIG:
+        env = dict(os.environ) if environ is None else environ
+        return Path(env.get(HOME_ENV) or PROJECT_ROOT).resolve()
+    return path.resolve().parent
+
+
+def anchored(settings: Settings, home: Path) -> Settings:
+    """The settings with every relative file path made absolute under ``home``."""
+    def at(value: str) -> str:
+        return value if not value or Path(value).is_absolute() else str(home / value)
+
+    monitoring = settings.monitoring
+    return settings.model_copy(update={
+        "execution": settings.execution.model_copy(
+            update={"journal_path": at(settings.execution.journal_path)}),
+        "monitoring": monitoring.model_copy(update={
+            "metrics_path": at(monitoring.metrics_path),
+            "gateway_log_path": at(monitoring.gateway_log_path)}),
+        "logging": settings.logging.model_copy(
+            update={"json_path": at(settings.logging.json_path)}),
+    })
+
+
+def journal_for(settings: Settings, broker: str) -> Settings:
+    """The settings with the journal path filled in for this broker (stub | sim | ibkr)."""
+    path = settings.execution.journal_path.format(broker=broker)
+    return settings.model_copy(update={
+        "execution": settings.execution.model_copy(update={"journal_path": path})})
+
+
+def load_settings(
+    path: str | Path | None = None, environ: dict[str, str] | None = None,
+    notes: list[str] | None = None,
+) -> Settings:
+    """Read and validate a settings file (the embedded default when ``path`` is None), its
+    relative paths anchored (see ``settings_home``); what the user should know but is not
+    wrong (an empty file) is appended to ``notes``."""
+    path = Path(path) if path is not None else DEFAULT_CONFIG
+    try:
+        raw = read_yaml_file(path)
+    except YamlFileError as exc:
+        raise ConfigError(str(path), [exc.problem]) from None
+    if raw is None and notes is not None:
+        notes.append(f"{path} is empty: every setting takes its default")
+    return anchored(parse_settings(raw, str(path), environ), settings_home(path, environ))
