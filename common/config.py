@@ -47,11 +47,15 @@ class IBKRSettings(Model):
     # a reconnect keeps its client id this long (326 while the gateway still holds the dead
     # socket) before trying the next: only the placing client id may cancel an order
     reconnect_same_client_id_s: float = Field(120.0, ge=0, le=3600)
-    reconnect_initial_s: float = Field(2.0, gt=0, le=600)  # backoff: doubles per failure
-    reconnect_max_s: float = Field(60.0, gt=0, le=3600)
+    # a gateway's daily restart takes 1-3 minutes: probe often enough that cycles resume
+    # within seconds of it answering again (a refused loopback connect costs nothing)
+    reconnect_initial_s: float = Field(1.0, gt=0, le=60)  # backoff: doubles per failure
+    reconnect_max_s: float = Field(5.0, gt=0, le=60)
     reconnect_jitter: float = Field(0.25, ge=0, le=1)  # +- this fraction of each delay
-    circuit_failures: int = Field(5, ge=1, le=1000)  # failed connects in a row -> cool down
-    circuit_cooldown_s: float = Field(300.0, gt=0, le=86_400)
+    # after this many failed connects in a row, probe only every circuit_cooldown_s: it
+    # slows the probing, it never holds a reachable gateway off for minutes
+    circuit_failures: int = Field(5, ge=1, le=1000)
+    circuit_cooldown_s: float = Field(10.0, gt=0, le=60)
 
 
 class UniverseSettings(Model):
@@ -258,7 +262,9 @@ class AlertsSettings(Model):
     telegram_chat_id: str = ""
     telegram_api: str = "https://api.telegram.org"  # overridable so tests use loopback
     webhook_url: SecretStr | None = None  # generic JSON POST
-    heartbeat_url: SecretStr | None = None  # pinged (GET) every cycle
+    heartbeat_url: SecretStr | None = None  # pinged (GET) every heartbeat_interval_s
+    # also while the market is closed, so a dead-man monitor fires only when something is wrong
+    heartbeat_interval_s: float = Field(60.0, ge=1, le=3600)
     timeout_s: float = Field(5.0, gt=0, le=60)
     retries: int = Field(2, ge=0, le=10)
     queue_size: int = Field(1000, ge=1)  # alerts beyond this are dropped, and counted

@@ -176,3 +176,18 @@ def test_an_empty_file_is_valid_and_says_so(tmp_path: Path) -> None:
                           timeout=30)
     assert done.returncode == 0, done.stderr
     assert "is empty: every setting takes its default" in done.stderr
+
+
+@pytest.mark.parametrize("where", ["directory", "under_a_file"])
+def test_a_log_path_that_cannot_be_written_is_exit_2_not_a_traceback(
+        tmp_path: Path, where: str) -> None:
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    json_path = tmp_path if where == "directory" else blocker / "bot.jsonl"
+    path = tmp_path / "settings.yaml"
+    path.write_text(f"logging:\n  json_path: {json_path}\nschedule:\n  cycles: 1\n")
+    done = subprocess.run([sys.executable, "-m", "supervisor", "run", "--config", str(path)],
+                          cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert f"logging.json_path: cannot write the log file {json_path}" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -14,6 +14,7 @@ from typing import Any
 from common.config import Settings
 from common.settings_file import ConfigError, load_settings, parse_settings
 from supervisor import exitcodes
+from supervisor.observe.logs import LogPathError
 from supervisor.runtime.sessions import SessionStartError, SimStartError
 from workers.strategy import StrategyLoadError, load_strategy
 
@@ -111,13 +112,16 @@ def load(args: argparse.Namespace, overrides: bool = True) -> Settings | None:
     return None
 
 
-MARKET_ERRORS = (SessionStartError, SimStartError)
+MARKET_ERRORS = (SessionStartError, SimStartError, LogPathError)
 
 
 def market_error(exc: Exception) -> int:
-    """Say why the market could not be had; the exit code that fits."""
+    """Say why the market (or the log beside it) could not be had; the exit code that fits."""
     if isinstance(exc, SessionStartError):
         print(f"--start: {exc}", file=sys.stderr)
+        return exitcodes.USAGE
+    if isinstance(exc, LogPathError):
+        print(f"invalid settings: {exc}", file=sys.stderr)
         return exitcodes.USAGE
     print(f"cannot start the gateway simulator: {exc}", file=sys.stderr)
     return exitcodes.CANNOT_CONNECT

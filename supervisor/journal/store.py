@@ -19,6 +19,7 @@ many were applied, and a file written by newer code is refused instead of misrea
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sqlite3
@@ -139,10 +140,14 @@ class Journal(OrderRows):
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
+                self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                # SQLite may have rolled back already (a full disk does): the first error is
+                # the one worth saying, never "cannot rollback"
+                if self._db.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        self._db.execute("ROLLBACK")
                 raise
-            self._db.execute("COMMIT")
         finally:
             if durable:
                 self._db.execute("PRAGMA synchronous=NORMAL")

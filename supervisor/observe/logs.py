@@ -27,6 +27,35 @@ CONSOLE_FORMAT = "%(asctime)s %(levelname)-7s %(processName)s %(name)s: %(messag
 JSON_FIELDS = "%(asctime)s %(levelname)s %(name)s %(processName)s %(process)d %(message)s"
 
 
+class LogPathError(Exception):
+    """The JSON log file cannot be opened: a user mistake in logging.json_path."""
+
+
+class _LogFile(logging.handlers.RotatingFileHandler):
+    """A log file whose write errors (a full disk) are said once on stderr, then counted:
+    logging's default prints a traceback for every record."""
+
+    failures = 0
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's API
+        self.failures += 1
+        if self.failures == 1:
+            sys.stderr.write(f"cannot write the log file {self.baseFilename}: "
+                             f"{sys.exc_info()[1]}; its later lines are lost\n")
+
+    def flush(self) -> None:
+        try:
+            super().flush()
+        except (OSError, ValueError):
+            self.handleError(None)  # type: ignore[arg-type]  # no record: a flush
+
+    def close(self) -> None:
+        try:
+            super().close()
+        except (OSError, ValueError):
+            self.handleError(None)  # type: ignore[arg-type]
+
+
 class LogService:
     """Owns the handlers and the listener that drains the workers' log queue."""
 
@@ -34,10 +63,13 @@ class LogService:
         self.handlers: list[logging.Handler] = []
         if settings.json_path:
             path = Path(settings.json_path)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            file_handler = logging.handlers.RotatingFileHandler(
-                path, maxBytes=50_000_000, backupCount=5, encoding="utf-8"
-            )
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                file_handler: logging.Handler = _LogFile(
+                    path, maxBytes=50_000_000, backupCount=5, encoding="utf-8")
+            except OSError as exc:
+                raise LogPathError(f"logging.json_path: cannot write the log file {path}: "
+                                   f"{exc.strerror or exc}") from None
             file_handler.setFormatter(JsonFormatter(JSON_FIELDS))
             self.handlers.append(file_handler)
         if settings.console:

@@ -149,3 +149,20 @@ def _state(result: SymbolResult) -> str:
     if not result.ok:
         return "FAILED"
     return "abandoned" if result.skipped == ABANDONED else result.signal.value
+
+
+def log_result(log: logging.Logger, result: SymbolResult) -> None:
+    """One structured event per symbol result: ERROR failed, INFO otherwise."""
+    fields = {"event": "symbol_result", "cycle": result.cycle_id, "symbol": result.symbol,
+              "signal": result.signal.value, "confidence": round(result.confidence, 3),
+              "intents": len(result.intents), "skipped": result.skipped,
+              "reasons": list(result.reasons), "worker": result.worker_id,
+              "attempt": result.attempt, "timings": dict(result.timings)}
+    if not result.ok:
+        log.error("%s failed: %s", result.symbol, result.error, extra=fields)
+    elif result.skipped:
+        log.info("%s %s skipped: %s", result.symbol, result.signal.value, result.skipped,
+                 extra=fields)
+    else:
+        log.info("%s %s (%.2f) %s", result.symbol, result.signal.value, result.confidence,
+                 "; ".join(result.reasons[:3]), extra=fields)

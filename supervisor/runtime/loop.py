@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sqlite3
 import time
 from collections import deque
 from collections.abc import Callable
@@ -42,10 +43,12 @@ from supervisor.journal.store import Journal
 from supervisor.observe.alerts import Alerter
 from supervisor.observe.metrics import Monitor
 from supervisor.runtime.clock import Clock
-from supervisor.runtime.cycle import ABANDONED, CycleRun, CycleSummary
-from supervisor.runtime.monitoring import MonitorLoop, pause
+from supervisor.runtime.cycle import ABANDONED, CycleRun, CycleSummary, log_result
+from supervisor.runtime.monitoring import MonitorLoop
 from supervisor.runtime.pool import BootFailure, WorkerHandle, WorkerPool
 from supervisor.runtime.serving import DataService
+from supervisor.runtime.status import heartbeats, progress, stopped_text
+from supervisor.runtime.waits import pause, unless_stopped
 from supervisor.trading.desk import Desk
 from supervisor.trading.execution import Executor, ModeNotAvailable, live_refusal
 from supervisor.trading.sessions import SessionBook
@@ -102,21 +105,10 @@ class Supervisor:
 
     async def run(self) -> int:
         self._install_signal_handlers()
+        self.alerter.start()  # before the connect: "cannot connect" is worth an alert too
         try:
-            await self._start()
-            while self._more_cycles() and await self._wait_for_market():
-                started = time.monotonic()
-                try:
-                    summary = await self._run_cycle()
-                except ConnectionLost as exc:
-                    await self._wait_for_reconnect(exc)
-                    continue
-                self.echo(summary.line())
-                if self.stop.is_set():
-                    break
-                interval = self.settings.schedule.interval_s  # market seconds
-                elapsed = (time.monotonic() - started) * self.clock.rate
-                await self.clock.sleep(interval - elapsed, self.stop)
+            if await self._start():
+                await self._cycles()
         except BootFailure as exc:
             log.error("workers failed to start: %s", exc)
             self.exit_code = exitcodes.HALTED
@@ -126,15 +118,46 @@ class Supervisor:
         except (ModeNotAvailable, JournalError) as exc:
             log.error("cannot start: %s", exc)
             self.exit_code = exitcodes.USAGE
+        except sqlite3.Error as exc:  # disk full, I/O: what was committed stays committed
+            log.error("the journal %s cannot be written (%s): stopping before any new order; "
+                      "everything committed is kept and the next start resumes from it",
+                      self.settings.execution.journal_path, exc,
+                      extra={"event": "journal_failed"})
+            self.exit_code = exitcodes.STORAGE
+        except Exception as exc:  # noqa: BLE001 - a bug: said once, then a clean shutdown
+            log.exception("unhandled error, stopping: %r", exc, extra={"event": "crash"})
+            self.exit_code = exitcodes.FAILED
         finally:
             await self._shutdown()
         return self.exit_code
 
-    async def _start(self) -> None:
+    async def _cycles(self) -> None:
+        while self._more_cycles() and await self._wait_for_market():
+            started = time.monotonic()
+            try:
+                summary = await self._run_cycle()
+            except ConnectionLost as exc:
+                await self._wait_for_reconnect(exc)
+                continue
+            self.echo(summary.line() + progress(
+                self.cycles_done, self.settings.schedule.cycles,
+                time.monotonic() - self._started))
+            if self.stop.is_set():
+                break
+            interval = self.settings.schedule.interval_s  # market seconds
+            elapsed = (time.monotonic() - started) * self.clock.rate
+            await self.clock.sleep(interval - elapsed, self.stop)
+
+    async def _start(self) -> bool:
+        """Workers, connection, journal and desk; False if a stop came first (honoured at
+        once: a connect to a gateway that does not answer is not waited out)."""
         self.journal = Journal(self.settings.execution.journal_path)
         self.pool.start(asyncio.get_running_loop())
-        await self.pool.wait_ready(self.settings.workers.start_timeout_s)
-        await self.broker.connect()
+        if not await unless_stopped(
+                self.stop, self.pool.wait_ready(self.settings.workers.start_timeout_s)):
+            return False
+        if not await unless_stopped(self.stop, self.broker.connect()):
+            return False
         accounts = self.broker.managed_accounts()
         refusal = live_refusal(self.settings, self.cli_live, self.broker.name, accounts)
         if refusal is not None:
@@ -146,16 +169,28 @@ class Supervisor:
         self.desk = Desk(self.settings, self.broker, self.journal, executor, self.sessions,
                          self.alerter)
         await self.desk.start_live(self.clock.now())
-        self.alerter.start()
         watcher = MonitorLoop(self.settings.monitoring, self.monitor, self.alerter, self.pool,
                               self.broker, self.service, lambda: len(self._serving),
                               lambda: self.summaries[-1] if self.summaries else None)
         self._monitor_task = asyncio.ensure_future(watcher.run(self.stop))
+        self._heartbeat_task = asyncio.ensure_future(heartbeats(
+            self.stop, self.alerter, self._healthy, self.settings.alerts.heartbeat_interval_s))
         self.cycles_run = self.journal.next_cycle_id() - 1
+        where = self.journal.path.resolve()
         log.info("supervisor ready: %d workers, broker %s, mode %s, journal %s",
-                 len(self.pool.workers), self.broker.name, executor.mode,
-                 self.journal.path.resolve(),
+                 len(self.pool.workers), self.broker.name, executor.mode, where,
                  extra={"event": "ready", "mode": executor.mode, "broker": self.broker.name})
+        self.alerter.send("start", f"bot started: broker {self.broker.name}, mode "
+                          f"{executor.mode}, {len(self.settings.universe.symbols)} symbols, "
+                          f"journal {where}")
+        return True
+
+    def _healthy(self) -> bool:
+        """Worth a heartbeat: connected, and the last cycle did not fail every symbol."""
+        last = self.summaries[-1] if self.summaries else None
+        failing = last is not None and bool(last.results) and len(last.failed) == len(
+            last.results)
+        return self.broker.is_connected() and not failing
 
     async def _wait_for_reconnect(self, exc: ConnectionLost) -> None:
         """The broker reconnects by itself (gateways restart daily): skip cycles until it has."""
@@ -234,7 +269,6 @@ class Supervisor:
         self.summaries.append(summary)
         self.cycles_done += 1
         self.failed_symbols_total += len(summary.failed)
-        self.alerter.heartbeat()
         return summary
 
     async def _wait_cycle(self, cycle: CycleRun) -> dict[str, SymbolResult]:
@@ -253,27 +287,12 @@ class Supervisor:
 
     def _record_result(self, result: SymbolResult, day: str) -> None:
         assert self.journal is not None
-        self._log_result(result)
+        log_result(log, result)
         if result.whale_fired_ts is not None:
             self.whale_last[result.symbol] = result.whale_fired_ts
         self.journal.record_signal(result.cycle_id, day, result.symbol, result.signal.value,
                                    result.confidence, result.reasons, result.skipped,
                                    result.error)
-
-    def _log_result(self, result: SymbolResult) -> None:
-        fields = {"event": "symbol_result", "cycle": result.cycle_id, "symbol": result.symbol,
-                  "signal": result.signal.value, "confidence": round(result.confidence, 3),
-                  "intents": len(result.intents), "skipped": result.skipped,
-                  "reasons": list(result.reasons), "worker": result.worker_id,
-                  "attempt": result.attempt, "timings": dict(result.timings)}
-        if not result.ok:
-            log.error("%s failed: %s", result.symbol, result.error, extra=fields)
-        elif result.skipped:
-            log.info("%s %s skipped: %s", result.symbol, result.signal.value, result.skipped,
-                     extra=fields)
-        else:
-            log.info("%s %s (%.2f) %s", result.symbol, result.signal.value, result.confidence,
-                     "; ".join(result.reasons[:3]), extra=fields)
 
     # --- messages from workers -----------------------------------------------------------------
 
@@ -319,60 +338,30 @@ class Supervisor:
         self.pool.stopping = True  # a worker that dies now is not replaced
         self.stop.set()
 
-    async def _book_last_fills(self) -> None:
-        """Live: executions that came in since the last cycle reach the journal before exit,
-        with their commission reports (waited for, briefly; then booked without)."""
-        live, positions = (self.desk.live, self.desk.live_positions) if self.desk else (None,
-                                                                                       None)
-        if live is None or positions is None or not self.broker.is_connected():
-            return
-        if not await live.refresh():
-            return
-        for _ in range(25):
-            if not positions.waiting():
-                break
-            await asyncio.sleep(0.2)
-        positions.follow(self.clock.now(), wait_s=0.0)
-
-    def _left_working(self) -> None:
-        """Live: what stays working at IBKR after we are gone, in the log and the journal (a
-        bracket's exits are meant to; an entry is worth a look)."""
-        if self.desk is None or self.desk.live is None or not self.broker.is_connected():
-            return
-        left = self.desk.live.ours_working()
-        now = self.clock.now()
-        for order in left:
-            text = (f"left working at IBKR: {order.action} {order.remaining:g} x "
-                    f"{order.symbol} {order.expiry} {order.strike:g}{order.right} "
-                    f"{order.order_type} (order {order.order_id}, ref {order.order_ref})")
-            log.warning(text, extra={"event": "left_working", "order_ref": order.order_ref})
-            if self.journal is not None:
-                self.journal.record_alert(self.desk.day_of(now), "left_working", text, now)
-        if left:
-            log.warning("%d order(s) of ours left working at IBKR (exits protect what is "
-                        "held; entries may still fill)", len(left),
-                        extra={"event": "left_working_total", "count": len(left)})
-
     async def _pause(self, seconds: float) -> None:
         await pause(self.stop, seconds)
 
     async def _shutdown(self) -> None:
         """Stop scheduling, drop pending serving, stop workers, disconnect, close the journal;
-        logs flush last (the CLI closes them)."""
+        logs flush last (the CLI closes them). Each step runs whatever the one before did."""
         self.stop.set()
         for task in list(self._serving):
             task.cancel()
-        monitor_task = getattr(self, "_monitor_task", None)
-        if monitor_task is not None:
-            try:
-                await monitor_task
-            except asyncio.CancelledError:
-                pass
-            except Exception:  # noqa: BLE001 - whatever it was, the shutdown goes on
-                log.exception("the monitor ended with an error")
+        for name in ("_monitor_task", "_heartbeat_task"):
+            running: asyncio.Task[None] | None = getattr(self, name, None)
+            if running is not None:
+                try:
+                    await running
+                except asyncio.CancelledError:
+                    pass
+                except Exception:  # noqa: BLE001 - whatever it was, the shutdown goes on
+                    log.exception("%s ended with an error", name.strip("_"))
         await self.pool.stop()
-        await self._book_last_fills()
-        self._left_working()
+        if self.desk is not None and self.exit_code != exitcodes.STORAGE:
+            try:
+                await self.desk.close_out(self.clock.now())
+            except (BrokerError, sqlite3.Error) as exc:
+                log.error("closing out the live book failed: %s", exc)
         try:
             await self.broker.disconnect()
         except BrokerError as exc:
@@ -380,9 +369,23 @@ class Supervisor:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
+        self._close_journal()
+        self._say_stopped()
         self.alerter.stop()
         self.monitor.close()
-        if self.journal is not None:
-            self.journal.close()
-        log.info("supervisor stopped after %d cycles", self.cycles_done)
 
+    def _close_journal(self) -> None:
+        if self.journal is None:
+            return
+        try:
+            self.journal.close()
+        except sqlite3.Error as exc:
+            log.error("closing the journal failed: %s (committed rows are kept)", exc)
+
+    def _say_stopped(self) -> None:
+        code = self.exit_code
+        log.info("supervisor stopped after %d cycles", self.cycles_done,
+                 extra={"event": "stopped", "exit_code": code})
+        self.alerter.send("stop" if code == exitcodes.OK else "exit",
+                          stopped_text(code, self.cycles_done),
+                          {"exit_code": code, "cycles": self.cycles_done})

@@ -14,7 +14,6 @@ Monitoring cannot hurt the bot: a sample that fails is logged and counted
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 from collections.abc import Callable
@@ -27,14 +26,9 @@ from supervisor.observe.metrics import Monitor
 from supervisor.runtime.cycle import CycleSummary
 from supervisor.runtime.pool import WorkerPool
 from supervisor.runtime.serving import DataService
+from supervisor.runtime.waits import pause
 
 log = logging.getLogger("supervisor.runtime.monitoring")
-
-
-async def pause(stop: asyncio.Event, seconds: float) -> None:
-    """Wall-clock wait that a stop cuts short (the market clock may be simulated)."""
-    with contextlib.suppress(asyncio.TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)
 
 
 class MonitorLoop:

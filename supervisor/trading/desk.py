@@ -14,6 +14,7 @@ the trading day (also after a restart, through the journal), one ERROR log and o
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -290,6 +291,43 @@ class Desk:
                 "counted in the caps, never traded")
         if self.journal.record_alert_once(self.state.day, "unknown_position", key, text, now_ts):
             log.warning(text, extra={"event": "unknown_position", "contract": key})
+
+    # --- at exit ----------------------------------------------------------------------------
+
+    async def close_out(self, now_ts: float) -> None:
+        """Live, at exit: the last fills booked, and what stays working at IBKR said."""
+        if self.live is None or self.live_positions is None or not self.broker.is_connected():
+            return
+        await self._book_last_fills(now_ts)
+        self._left_working(now_ts)
+
+    async def _book_last_fills(self, now_ts: float) -> None:
+        """Executions that came in since the last cycle reach the journal before exit, with
+        their commission reports (waited for, briefly; then booked without)."""
+        assert self.live is not None and self.live_positions is not None
+        if not await self.live.refresh():
+            return
+        for _ in range(25):
+            if not self.live_positions.waiting():
+                break
+            await asyncio.sleep(0.2)
+        self.live_positions.follow(now_ts, wait_s=0.0)
+
+    def _left_working(self, now_ts: float) -> None:
+        """What stays working after we are gone, in the log and the journal (a bracket's
+        exits are meant to; an entry is worth a look)."""
+        assert self.live is not None
+        left = self.live.ours_working()
+        for order in left:
+            text = (f"left working at IBKR: {order.action} {order.remaining:g} x "
+                    f"{order.symbol} {order.expiry} {order.strike:g}{order.right} "
+                    f"{order.order_type} (order {order.order_id}, ref {order.order_ref})")
+            log.warning(text, extra={"event": "left_working", "order_ref": order.order_ref})
+            self.journal.record_alert(self.day_of(now_ts), "left_working", text, now_ts)
+        if left:
+            log.warning("%d order(s) of ours left working at IBKR (exits protect what is "
+                        "held; entries may still fill)", len(left),
+                        extra={"event": "left_working_total", "count": len(left)})
 
 
 def _count(items: Iterable[tuple[str, int, float]]) -> tuple[dict[str, int], float]:

@@ -6,6 +6,7 @@ module of this package takes ``ibi`` from here, so swapping libraries touches on
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any
 
@@ -13,6 +14,18 @@ try:
     import ib_insync as ibi
 except ImportError:  # pragma: no cover - ib_async is a drop-in replacement where installed
     import ib_async as ibi  # type: ignore[no-redef]
+
+
+
+class _NotAFailure(logging.Filter):
+    """The library logs ERROR "API connection failed: CancelledError()" when a connect is
+    cancelled: that is our stop during a connect, asked for, not a failure."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "CancelledError" not in record.getMessage()
+
+
+logging.getLogger(f"{ibi.__name__}.client").addFilter(_NotAFailure())
 
 # IBKR's "no value" for a double field: the largest float, sent as a number.
 UNSET_DOUBLE = 1.7976931348623157e308

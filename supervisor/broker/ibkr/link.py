@@ -191,11 +191,14 @@ class Link:
     async def _reconnect_loop(self) -> None:
         attempt = 0
         lost_at = asyncio.get_running_loop().time()
+        announced = False  # the open circuit is said once per outage, not every probe
         while self._state == "reconnecting":
             if not self.breaker.allow():
-                log.error("circuit open after %d failed connects: next try in %.0fs",
-                          self.breaker.failures, self.breaker.remaining_s(),
-                          extra={"event": "broker_circuit_open"})
+                if not announced:
+                    log.error("%s unreachable after %d failed connects: probing every %.0f s",
+                              self.where(), self.breaker.failures, self.cfg.circuit_cooldown_s,
+                              extra={"event": "broker_circuit_open"})
+                    announced = True
                 await asyncio.sleep(self.breaker.remaining_s())
                 continue
             if self.breaker.state != CircuitBreaker.HALF_OPEN:
@@ -210,8 +213,9 @@ class Link:
                 attempt += 1
                 self.breaker.failure()
                 self.counts["connect_failures_total"] += 1
-                log.warning("reconnect attempt %d failed: %s", attempt, exc,
-                            exc_info=not isinstance(exc, BrokerError))
+                log.log(logging.DEBUG if announced else logging.WARNING,
+                        "reconnect attempt %d failed: %s", attempt, exc,
+                        exc_info=not isinstance(exc, BrokerError))
                 continue
             if self._state != "reconnecting":  # disconnect() was called meanwhile
                 self.ib.disconnect()
