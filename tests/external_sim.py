@@ -66,6 +66,18 @@ class ExternalSim:
     def stats(self) -> dict[str, Any]:
         return dict(json.loads(self.stats_file.read_text()))
 
+    def stats_once_alone(self, timeout_s: float = 15.0) -> dict[str, Any]:
+        """The stats the sim writes once it has seen its last client go (a killed bot's
+        socket closes a moment after the kill: reading at once races the sim)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.stats_file.exists():
+                stats = self.stats()
+                if not stats["clients_connected"]:
+                    return stats
+            time.sleep(0.05)
+        raise AssertionError(f"the simulator still lists clients after {timeout_s:g} s")
+
     def stop(self) -> dict[str, Any]:
         """SIGTERM, wait (the sim writes its final stats), and those stats."""
         if self.proc is not None and self.proc.poll() is None:

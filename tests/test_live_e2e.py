@@ -143,7 +143,7 @@ def test_a_bot_killed_mid_session_restarts_without_sending_anything_twice(
         finally:
             first.send_signal(signal.SIGKILL)
             first.wait(timeout=10)
-        sent_before = dict(sim.stats()["orders_by_ref"])
+        sent_before = dict(sim.stats_once_alone()["orders_by_ref"])
         # When it is started again on the same journal and gateway
         second = bot(tmp_path, "run", *sim.args, "--config", str(config), "--live",
                      "--cycles", "4", "--interval", "0.3")
