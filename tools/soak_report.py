@@ -2,7 +2,7 @@
 
     python tools/soak_report.py var/metrics.jsonl [MORE...] [--warmup-s 300]
         [--max-buffer-growth-kb 50] [--max-rss-slope-kb-per-h 1024] [--max-buffer-warnings 0]
-        [--min-span-s 600] [--plot soak.png] [--json]
+        [--min-span-s 600] [--max-rss-growth-kb 16384] [--plot soak.png] [--json]
 
 Each file's rotated siblings (``metrics.jsonl.1`` … ``.N``) are read too; records are put in
 time order by ``ts``. Malformed lines are skipped, counted and named (file:line) on stderr.
@@ -22,7 +22,11 @@ Checks (the original report's Phase 3 criteria, every threshold a flag):
   skipped (said so) when the gateway log was not watched.
 No steady-state data at all is a FAIL: a soak that measured nothing proved nothing.
 
-Exit codes: 0 PASS, 1 FAIL, 2 bad usage (missing file, matplotlib missing for --plot).
+A soak stopped before its planned length (or killed: its end never recorded) is INCOMPLETE;
+a threshold not given on the command line is the one written into the file by ``phases``
+(so both give the same verdict on the same file), else the default.
+
+Exit codes: 0 PASS, 1 FAIL or INCOMPLETE, 2 bad usage (missing file, matplotlib missing for --plot).
 Only the standard library is needed (matplotlib for --plot), so the report runs wherever the
 metrics files are copied to.
 """
@@ -32,13 +36,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 if __package__ in (None, ""):  # run as a script: the project root holds the supervisor package
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from supervisor.observe.soak import Thresholds, analyse, expand_rotated, load_records  # noqa: E402
 from supervisor.observe.soak_render import format_report, plot  # noqa: E402
+from supervisor.observe.soak_run import recorded_thresholds  # noqa: E402
 
 EXIT_PASS, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 MAX_NAMED_PROBLEMS = 20  # malformed lines named on stderr; the rest are only counted
@@ -49,18 +56,40 @@ MAX_NAMED_PROBLEMS = 20  # malformed lines named on stderr; the rest are only co
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("metrics", nargs="+", type=Path, help="metrics JSONL file(s)")
-    defaults = Thresholds()
-    parser.add_argument("--warmup-s", type=float, default=defaults.warmup_s)
+    d = Thresholds()
+    # default None: the thresholds written into the metrics file (by phases), else d's
+    parser.add_argument("--warmup-s", type=float, help=f"default {d.warmup_s:g}")
     parser.add_argument("--max-buffer-growth-kb", type=float,
-                        default=defaults.max_buffer_growth_kb)
+                        help=f"default {d.max_buffer_growth_kb:g}")
     parser.add_argument("--max-rss-slope-kb-per-h", type=float,
-                        default=defaults.max_rss_slope_kb_per_h)
-    parser.add_argument("--max-buffer-warnings", type=int, default=defaults.max_buffer_warnings)
-    parser.add_argument("--min-span-s", type=float, default=defaults.min_span_s,
-                        help="steady-state seconds a process needs before its slope is judged")
+                        help=f"default {d.max_rss_slope_kb_per_h:g}")
+    parser.add_argument("--max-rss-growth-kb", type=float,
+                        help=f"RSS growth allowed after warm-up (default {d.max_rss_growth_kb:g})")
+    parser.add_argument("--max-buffer-warnings", type=int,
+                        help=f"default {d.max_buffer_warnings}")
+    parser.add_argument("--min-span-s", type=float,
+                        help="steady-state seconds a process needs before its slope is judged "
+                             f"(default {d.min_span_s:g})")
     parser.add_argument("--plot", type=Path, help="write RSS and buffer levels to this PNG")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     return parser.parse_args(argv)
+
+
+FLAGS = ("warmup_s", "max_buffer_growth_kb", "max_rss_slope_kb_per_h", "max_rss_growth_kb",
+         "max_buffer_warnings", "min_span_s")
+
+
+def _thresholds(args: argparse.Namespace,
+                records: list[dict[str, Any]]) -> tuple[Thresholds, str]:
+    """The file's recorded thresholds (a verdict already given), else the defaults; any flag
+    given overrides either."""
+    recorded = recorded_thresholds(records)
+    known = {k: v for k, v in (recorded or {}).items() if k in FLAGS}
+    given = {k: getattr(args, k) for k in FLAGS if getattr(args, k) is not None}
+    source = "the metrics file (as judged by phases)" if known else "defaults"
+    if given:
+        source += " + command line"
+    return Thresholds(**{**asdict(Thresholds()), **known, **given}), source
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -87,10 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     if len(problems) > MAX_NAMED_PROBLEMS:
         print(f"skipped {len(problems) - MAX_NAMED_PROBLEMS} more malformed line(s)",
               file=sys.stderr)
-    thresholds = Thresholds(args.warmup_s, args.max_buffer_growth_kb,
-                            args.max_rss_slope_kb_per_h, args.max_buffer_warnings,
-                            args.min_span_s)
+    thresholds, source = _thresholds(args, records)
     report = analyse(records, thresholds, [str(p) for p in paths], len(problems))
+    report.thresholds_from = source
     print(json.dumps(report.to_dict(), indent=2) if args.json else format_report(report))
     if args.plot is not None:
         try:

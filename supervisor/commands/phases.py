@@ -4,8 +4,9 @@
     phase 2  multi-symbol: --phase2-cycles cycles over the universe, back to back
     phase 3  soak: --soak-s seconds (or --soak-cycles cycles), the monitor sampling every
              --metrics-interval-s into OUT/metrics.jsonl
-    report   the soak analysis (supervisor/observe/soak.py) of those metrics: PASS (exit 0)
-             or FAIL (exit 1)
+    report   the soak analysis (supervisor/observe/soak.py) of those metrics: PASS (exit 0),
+             FAIL or INCOMPLETE (stopped before its planned length; exit 1); the thresholds
+             used are appended to the metrics file, so soak_report.py agrees later
 
 Against the simulated gateway by default (a child process, as with --sim), the in-memory
 stub with --broker stub, a real gateway with --broker ibkr --host H --port P.
@@ -18,7 +19,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +125,10 @@ def _verdict(args: argparse.Namespace, out: Path) -> int:
     thresholds = soak_thresholds(records, args.soak_s, args.memory_budget_kb)
     verdict = analyse(records, thresholds, files=[str(f) for f in files],
                       malformed_lines=len(problems))
+    verdict.thresholds_from = "phases (written into the metrics file)"
+    with open(files[0], "a", encoding="utf-8") as metrics:  # any later soak_report agrees
+        last_ts = records[-1]["ts"] if records else 0.0
+        metrics.write(json.dumps({"ts": last_ts, "thresholds": asdict(thresholds)}) + "\n")
     _say("== soak report")
     text = format_report(verdict)
     _say(text)
@@ -129,4 +136,4 @@ def _verdict(args: argparse.Namespace, out: Path) -> int:
     if args.plot:
         plot(records, Path(args.plot), thresholds.warmup_s)
         _say(f"plot written to {args.plot}")
-    return 0 if verdict.passed else 1
+    return 0 if verdict.passed else 1  # FAIL and INCOMPLETE alike

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import sqlite3
 from collections.abc import Iterator, Sequence
@@ -103,7 +104,13 @@ class Journal(OrderRows):
                 raise
 
     def close(self) -> None:
-        self._db.close()
+        """Close and let go of the lock; a failing close (a full disk) loses nothing
+        committed, so it is said, not raised into the shutdown."""
+        try:
+            self._db.close()
+        except sqlite3.Error as exc:
+            logging.getLogger(__name__).error("closing the journal %s failed: %s (committed "
+                                              "rows are kept)", self.path, exc)
         self._release()
 
     def _release(self) -> None:

@@ -18,7 +18,10 @@ One metrics line (the schema ``tools/soak_report.py`` reads)::
      "buffers": {"live_tickers": 0, "pending_requests": 0, "recv_buffer_bytes": 0,
                  "bytes_in_total": 81920, "errors.2104": 3, ...},
      "gateway_log": {"output_exceeded": 0, "ebuffer_grown": 0} | null,  # null: not watched
-     "cycle": {"cycle_id": 12, "seconds": 0.41, "ok": 3, "failed": 0} | null}
+     "cycle": {"cycle_id": 12, "seconds": 0.41, "ok": 3, "failed": 0} | null,
+     "run": {"pid": 100, "cycles_done": 12, "planned_cycles": 2000, "planned_s": 0}}
+                                    # + "ended", "exit_code", "by_signal" in the last
+                                    # record of a run (supervisor/observe/soak_run.py)
 
 Buffer names follow one convention, so the report knows what to judge:
 - ``errors.<code>`` / ``warnings.<code>``: cumulative counts of IBKR messages by code;
@@ -298,6 +301,7 @@ class Monitor:
         processes: dict[str, int],
         buffers: dict[str, float],
         cycle: dict[str, Any] | None = None,
+        run: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Sample ``processes`` (name -> pid; gone pids skipped), write one line, return it."""
         mono = self._clock()
@@ -316,6 +320,8 @@ class Monitor:
             "gateway_log": self.gateway.counts() if self.gateway is not None else None,
             "cycle": cycle,
         }
+        if run is not None:
+            record["run"] = run
         self.writer.write(record)
         return record
 

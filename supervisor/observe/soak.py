@@ -7,14 +7,17 @@ a level, and a level ending ``_bytes`` is a buffer size judged against the growt
 
 Checks (the original report's Phase 3 criteria, every threshold a parameter):
 - memory: each process's RSS slope after its warm-up (least squares, KB/hour) at most
-  ``max_rss_slope_kb_per_h``. Warm-up counts from each process's first sample (a respawned
+  ``max_rss_slope_kb_per_h``, and its growth after the warm-up (mean of the last three
+  samples minus the first three) at most ``max_rss_growth_kb``. Warm-up counts from each process's first sample (a respawned
   worker or a restarted supervisor warms up again: processes are told apart by name and pid);
   a process seen for less than ``min_span_s`` after warm-up is reported but not judged;
 - buffer growth: each ``_bytes`` level's last minus first value after the run's warm-up, in
   KB; other levels (live tickers, pending requests, queue depths) are reported, not judged;
 - buffer warnings: the gateway log's "Output exceeded limit" and "EBuffer … has grown" lines;
   skipped (said so) when the gateway log was not watched.
-No steady-state data at all is a FAIL: a soak that measured nothing proved nothing.
+No steady-state data at all is a FAIL: a soak that measured nothing proved nothing. A run
+stopped before its planned length, or whose end was never recorded, is INCOMPLETE (see
+``soak_run``), never a PASS.
 ``tools/soak_report.py`` is the command over this module; ``phases`` uses it directly.
 """
 
@@ -27,6 +30,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from supervisor.observe.soak_run import run_length
+
 COUNTER_PREFIXES = ("errors.", "warnings.")
 COMPRESSED_BELOW_S = 3600.0  # a soak shorter than this gets thresholds scaled to its length
 
@@ -38,6 +43,9 @@ class Thresholds:
     max_rss_slope_kb_per_h: float = 1024.0
     max_buffer_warnings: int = 0
     min_span_s: float = 600.0
+    # an absolute budget as well as a slope: a slope per hour over a short steady state
+    # magnifies noise, a budget in KB means the same at any length
+    max_rss_growth_kb: float = 16_384.0
 
 
 @dataclass
@@ -50,6 +58,7 @@ class ProcessStats:
     rss_max_kb: float
     steady_span_s: float
     slope_kb_per_h: float | None  # None: too little steady-state data to judge
+    growth_kb: float | None = None  # steady state: mean of the last 3 minus the first 3
 
 
 @dataclass
@@ -87,10 +96,18 @@ class Report:
     buffers: list[BufferStats] = field(default_factory=list)
     gateway_warnings: dict[str, float] | None = None
     checks: list[Check] = field(default_factory=list)
+    incomplete: str | None = None  # why the soak is not whole (stopped early, killed)
+    thresholds_from: str = "defaults"  # or "the metrics file", "command line"
+
+    @property
+    def verdict(self) -> str:
+        if any(c.status == "FAIL" for c in self.checks):
+            return "FAIL"
+        return "INCOMPLETE" if self.incomplete else "PASS"
 
     @property
     def passed(self) -> bool:
-        return all(c.status != "FAIL" for c in self.checks)
+        return self.verdict == "PASS"
 
     @property
     def failed_checks(self) -> list[str]:
@@ -98,7 +115,7 @@ class Report:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        data["verdict"] = "PASS" if self.passed else "FAIL"
+        data["verdict"] = self.verdict
         data["failed_checks"] = self.failed_checks
         return data
 
@@ -198,6 +215,10 @@ def analyse(records: list[dict[str, Any]], thresholds: Thresholds | None = None,
     report = Report(files=files or [], records=len(records), malformed_lines=malformed_lines,
                     duration_s=duration_s, thresholds=thresholds)
     _cycles(report, records)
+    length = run_length(records)
+    if length is not None:  # the runs' own count: samples miss cycles between them
+        report.cycles = length.cycles
+        report.incomplete = length.incomplete
     _counters(report, records)
     report.processes = _processes(records, thresholds)
     report.buffers = _buffer_levels(records, thresholds)
@@ -250,12 +271,20 @@ def _processes(records: list[dict[str, Any]], thresholds: Thresholds) -> list[Pr
     for (name, pid), points in _rss_lines(records).items():
         steady = [p for p in points if p[0] - points[0][0] >= thresholds.warmup_s]
         span_s = steady[-1][0] - steady[0][0] if steady else 0.0
-        slope = least_squares_slope(steady) if span_s >= thresholds.min_span_s else None
+        judged = span_s >= thresholds.min_span_s
+        slope = least_squares_slope(steady) if judged else None
+        growth = _growth([v for _, v in steady]) if judged else None
         stats.append(ProcessStats(
             name=name, pid=pid, samples=len(points), rss_start_kb=points[0][1],
             rss_end_kb=points[-1][1], rss_max_kb=max(v for _, v in points),
-            steady_span_s=span_s, slope_kb_per_h=None if slope is None else slope * 3600.0))
+            steady_span_s=span_s, slope_kb_per_h=None if slope is None else slope * 3600.0,
+            growth_kb=growth))
     return stats
+
+
+def _growth(values: list[float]) -> float:
+    ends = min(3, len(values))
+    return sum(values[-ends:]) / ends - sum(values[:ends]) / ends
 
 
 def _rss_lines(records: list[dict[str, Any]]) -> dict[tuple[str, int], list[tuple[float, float]]]:
@@ -299,14 +328,12 @@ def _checks(report: Report, thresholds: Thresholds) -> list[Check]:
                             f"no process has {thresholds.min_span_s:.0f} s of samples after "
                             f"the {thresholds.warmup_s:.0f} s warm-up"))
     else:
-        leaking = [p for p in judged
-                   if (p.slope_kb_per_h or 0.0) > thresholds.max_rss_slope_kb_per_h]
-        limit = f"{thresholds.max_rss_slope_kb_per_h:g} KB/h"
-        checks.append(Check(
-            "memory", "FAIL" if leaking else "PASS",
-            "; ".join(f"{p.name} (pid {p.pid}) RSS grows {p.slope_kb_per_h:.0f} KB/h > {limit}"
-                      for p in leaking)
-            or f"{len(judged)} process(es) within {limit}"))
+        limit = (f"{thresholds.max_rss_slope_kb_per_h:g} KB/h and "
+                 f"{thresholds.max_rss_growth_kb:g} KB")
+        problems = [_memory_problem(p, thresholds) for p in judged]
+        leaking = [p for p in problems if p]
+        checks.append(Check("memory", "FAIL" if leaking else "PASS",
+                            "; ".join(leaking) or f"{len(judged)} process(es) within {limit}"))
     bytes_levels = [b for b in report.buffers if b.unit == "KB"]
     if not bytes_levels:
         checks.append(Check("buffer growth", "SKIP", "no *_bytes buffer measures recorded"))
@@ -329,6 +356,17 @@ def _checks(report: Report, thresholds: Thresholds) -> list[Check]:
     return checks
 
 
+def _memory_problem(p: ProcessStats, thresholds: Thresholds) -> str:
+    slope, growth = p.slope_kb_per_h or 0.0, p.growth_kb or 0.0
+    if slope > thresholds.max_rss_slope_kb_per_h:
+        return (f"{p.name} (pid {p.pid}) RSS grows {slope:.0f} KB/h > "
+                f"{thresholds.max_rss_slope_kb_per_h:g} KB/h")
+    if growth > thresholds.max_rss_growth_kb:
+        return (f"{p.name} (pid {p.pid}) RSS grew {growth:.0f} KB after warm-up > "
+                f"{thresholds.max_rss_growth_kb:g} KB")
+    return ""
+
+
 def _is_number(value: Any) -> bool:
     return (isinstance(value, int | float) and not isinstance(value, bool)
             and math.isfinite(value))
@@ -343,4 +381,4 @@ def soak_thresholds(records: list[dict[str, Any]], soak_s: float, budget_kb: flo
     warmup = 0.2 * span
     steady_h = max(span - warmup, 1.0) / 3600
     return Thresholds(warmup_s=warmup, min_span_s=0.5 * span,
-                      max_rss_slope_kb_per_h=budget_kb / steady_h)
+                      max_rss_slope_kb_per_h=budget_kb / steady_h, max_rss_growth_kb=budget_kb)

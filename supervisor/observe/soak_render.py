@@ -36,7 +36,12 @@ def format_report(report: Report) -> str:
                          f"{b.unit}".rstrip())
     lines.append("checks:")
     lines += [f"  {c.status:<4} {c.name}: {c.detail}" for c in report.checks]
-    verdict = "PASS" if report.passed else "FAIL (" + ", ".join(report.failed_checks) + ")"
+    if report.incomplete:
+        lines.append(f"  INCOMPLETE run length: {report.incomplete}")
+    lines.append(f"thresholds: {report.thresholds_from}")
+    verdict = report.verdict
+    if verdict == "FAIL":
+        verdict += " (" + ", ".join(report.failed_checks) + ")"
     lines.append(f"verdict: {verdict}")
     return "\n".join(lines)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sqlite3
 import time
@@ -96,6 +97,8 @@ class Supervisor:
         self.whale_last: dict[str, float] = {}
         self._serving: set[asyncio.Task[None]] = set()
         self._started = time.monotonic()
+        self.watcher: MonitorLoop | None = None
+        self.by_signal = False
         self._disconnects: list[float] = []
 
     def _market_day(self) -> date:
@@ -169,10 +172,12 @@ class Supervisor:
         self.desk = Desk(self.settings, self.broker, self.journal, executor, self.sessions,
                          self.alerter)
         await self.desk.start_live(self.clock.now())
-        watcher = MonitorLoop(self.settings.monitoring, self.monitor, self.alerter, self.pool,
-                              self.broker, self.service, lambda: len(self._serving),
-                              lambda: self.summaries[-1] if self.summaries else None)
-        self._monitor_task = asyncio.ensure_future(watcher.run(self.stop))
+        self.watcher = MonitorLoop(self.settings.monitoring, self.monitor, self.alerter,
+                                   self.pool, self.broker, self.service,
+                                   lambda: len(self._serving),
+                                   lambda: self.summaries[-1] if self.summaries else None,
+                                   self._run_info)
+        self._monitor_task = asyncio.ensure_future(self.watcher.run(self.stop))
         self._heartbeat_task = asyncio.ensure_future(heartbeats(
             self.stop, self.alerter, self._healthy, self.settings.alerts.heartbeat_interval_s))
         self.cycles_run = self.journal.next_cycle_id() - 1
@@ -184,6 +189,11 @@ class Supervisor:
                           f"{executor.mode}, {len(self.settings.universe.symbols)} symbols, "
                           f"journal {where}")
         return True
+
+    def _run_info(self) -> dict[str, Any]:
+        schedule = self.settings.schedule
+        return {"pid": os.getpid(), "cycles_done": self.cycles_done,
+                "planned_cycles": schedule.cycles, "planned_s": schedule.max_runtime_s}
 
     def _healthy(self) -> bool:
         """Worth a heartbeat: connected, and the last cycle did not fail every symbol."""
@@ -336,6 +346,7 @@ class Supervisor:
         log.info("%s received: stopping after the current step", signal.Signals(signum).name,
                  extra={"event": "signal", "signal": signal.Signals(signum).name})
         self.pool.stopping = True  # a worker that dies now is not replaced
+        self.by_signal = True
         self.stop.set()
 
     async def _pause(self, seconds: float) -> None:
@@ -369,18 +380,13 @@ class Supervisor:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
-        self._close_journal()
+        if self.journal is not None:
+            self.journal.close()
+        if self.watcher is not None:
+            self.watcher.final(self.exit_code, self.by_signal)
         self._say_stopped()
         self.alerter.stop()
         self.monitor.close()
-
-    def _close_journal(self) -> None:
-        if self.journal is None:
-            return
-        try:
-            self.journal.close()
-        except sqlite3.Error as exc:
-            log.error("closing the journal failed: %s (committed rows are kept)", exc)
 
     def _say_stopped(self) -> None:
         code = self.exit_code

@@ -34,8 +34,8 @@ log = logging.getLogger("supervisor.runtime.monitoring")
 class MonitorLoop:
     def __init__(self, settings: MonitoringSettings, monitor: Monitor, alerter: Alerter,
                  pool: WorkerPool, broker: Broker, service: DataService,
-                 serving: Callable[[], int], last_cycle: Callable[[], CycleSummary | None]
-                 ) -> None:
+                 serving: Callable[[], int], last_cycle: Callable[[], CycleSummary | None],
+                 run_info: Callable[[], dict[str, Any]] = dict) -> None:
         self.settings = settings
         self.monitor = monitor
         self.alerter = alerter
@@ -44,6 +44,7 @@ class MonitorLoop:
         self.service = service
         self.serving = serving  # requests being served right now
         self.last_cycle = last_cycle
+        self.run_info = run_info  # the run's own account: cycles done of planned (soak_run)
         self._gateway_warnings = 0
         self.errors = 0
 
@@ -60,7 +61,8 @@ class MonitorLoop:
                          "ok": len(last.results) - len(last.failed), "failed": len(last.failed)}
             try:
                 processes, buffers = self.snapshot()
-                await loop.run_in_executor(None, self.write, processes, buffers, cycle)
+                run = self.run_info()
+                await loop.run_in_executor(None, self.write, processes, buffers, cycle, run)
             except Exception:  # noqa: BLE001 - monitoring must never take the bot down
                 self.errors += 1
                 log.exception("a monitoring sample failed (%d so far); trading goes on",
@@ -85,9 +87,21 @@ class MonitorLoop:
         return processes, buffers
 
     def write(self, processes: dict[str, int], buffers: dict[str, float],
-              cycle: dict[str, Any] | None) -> None:
-        record = self.monitor.record(processes=processes, buffers=buffers, cycle=cycle)
+              cycle: dict[str, Any] | None, run: dict[str, Any] | None = None) -> None:
+        record = self.monitor.record(processes=processes, buffers=buffers, cycle=cycle,
+                                     run=run)
         self._alert(record)
+
+    def final(self, exit_code: int, by_signal: bool) -> None:
+        """The run's last word in the metrics: how it ended (a soak stopped early, or one
+        whose end is missing because it was killed, is INCOMPLETE, never a PASS)."""
+        try:
+            run = {**self.run_info(), "ended": True, "exit_code": exit_code,
+                   "by_signal": by_signal}
+            self.monitor.record(processes={"supervisor": os.getpid()}, buffers={}, run=run)
+        except Exception:  # noqa: BLE001 - monitoring must never take the bot down
+            self.errors += 1
+            log.exception("the final metrics record failed", extra={"event": "monitor_error"})
 
     def _alert(self, record: dict[str, Any]) -> None:
         warnings = sum((record.get("gateway_log") or {}).values())
