@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -79,3 +80,20 @@ class Chatty(_Holds):
 def refuses_to_build(settings: Settings) -> _Holds:
     """A strategy factory that raises, as a user's buggy one would."""
     raise RuntimeError("this strategy needs a license key")
+
+
+class DieTogether(_Holds):
+    """On its first attempt at any of TEST_KILL_SYMBOLS, marks it, waits until every one of
+    them is marked (each on its own worker), then dies: two workers dying at once."""
+
+    def decide(self, view: MarketView) -> SignalDecision:
+        symbols = os.environ.get(KILL_SYMBOL_ENV, "").split(",")
+        if view.task.symbol in symbols and view.task.attempt == 1:
+            marker_dir = Path(os.environ[KILL_MARKER_ENV])
+            (marker_dir / view.task.symbol).write_text(str(os.getpid()))
+            for _ in range(1000):
+                if all((marker_dir / s).exists() for s in symbols):
+                    break
+                time.sleep(0.01)
+            os._exit(19)
+        return SignalDecision(Signal.HOLD, 0.0, (f"attempt {view.task.attempt}",))

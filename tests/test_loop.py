@@ -172,3 +172,22 @@ def test_trades_and_heartbeats_reach_a_webhook_and_a_dead_one_costs_nothing(tmp_
     assert any(h["kind"] == "trade" for h in hooks)
     with open(tmp_path / "bot.jsonl", encoding="utf-8") as f:
         assert "dead-secret-token" not in f.read()
+
+
+def test_two_workers_dying_together_retry_on_live_workers_only(tmp_path, monkeypatch):
+    # Given two workers that die at the same moment, each holding one symbol
+    (tmp_path / "marks").mkdir()
+    monkeypatch.setenv(KILL_MARKER_ENV, str(tmp_path / "marks"))
+    monkeypatch.setenv(KILL_SYMBOL_ENV, "SPY,QQQ")
+    settings = make_settings(tmp_path, schedule={"cycles": 1},
+                             universe={"symbols": ["SPY", "QQQ"], "max_concurrent_symbols": 2},
+                             workers={"count": 2, "max_respawns_per_minute": 10},
+                             strategy={"name": "tests.strategies:DieTogether"})
+    # When the cycle runs
+    sup = run_supervisor(settings, tmp_path)
+    # Then neither symbol was "retried" on the other dead worker: both ran again on a
+    # respawned one, and succeeded
+    (summary,) = sup.summaries
+    assert sup.pool.respawns == 2
+    assert [(r.symbol, r.ok, r.attempt) for r in summary.results] == [
+        ("SPY", True, 2), ("QQQ", True, 2)]

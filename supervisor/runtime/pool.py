@@ -152,7 +152,9 @@ class WorkerPool:
     # --- use -----------------------------------------------------------------------------------
 
     def ready_workers(self) -> list[WorkerHandle]:
-        return [w for w in self.workers.values() if w.ready]
+        """Ready and alive: when two workers die together, the first one's symbols must not
+        be "retried" on the second before its death has been noticed."""
+        return [w for w in self.workers.values() if w.ready and w.process.is_alive()]
 
     def mark_ready(self, worker_id: int) -> None:
         if worker_id in self.workers:
