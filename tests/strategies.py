@@ -82,18 +82,13 @@ def refuses_to_build(settings: Settings) -> _Holds:
     raise RuntimeError("this strategy needs a license key")
 
 
-class DieTogether(_Holds):
-    """On its first attempt at any of TEST_KILL_SYMBOLS, marks it, waits until every one of
-    them is marked (each on its own worker), then dies: two workers dying at once."""
+class HangFirst(_Holds):
+    """On its first attempt at any of TEST_KILL_SYMBOLS, writes its pid to a marker named
+    for the symbol and hangs: the test then kills those workers at one instant."""
 
     def decide(self, view: MarketView) -> SignalDecision:
         symbols = os.environ.get(KILL_SYMBOL_ENV, "").split(",")
         if view.task.symbol in symbols and view.task.attempt == 1:
-            marker_dir = Path(os.environ[KILL_MARKER_ENV])
-            (marker_dir / view.task.symbol).write_text(str(os.getpid()))
-            for _ in range(1000):
-                if all((marker_dir / s).exists() for s in symbols):
-                    break
-                time.sleep(0.01)
-            os._exit(19)
+            (Path(os.environ[KILL_MARKER_ENV]) / view.task.symbol).write_text(str(os.getpid()))
+            time.sleep(60)
         return SignalDecision(Signal.HOLD, 0.0, (f"attempt {view.task.attempt}",))

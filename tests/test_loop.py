@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import http.server
 import json
+import subprocess
 import threading
+import time
 
 import pytest
 
@@ -175,14 +177,24 @@ def test_trades_and_heartbeats_reach_a_webhook_and_a_dead_one_costs_nothing(tmp_
 
 
 def test_two_workers_dying_together_retry_on_live_workers_only(tmp_path, monkeypatch):
-    # Given two workers that die at the same moment, each holding one symbol
-    (tmp_path / "marks").mkdir()
-    monkeypatch.setenv(KILL_MARKER_ENV, str(tmp_path / "marks"))
+    # Given two workers, each holding one symbol, killed at the same instant
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    monkeypatch.setenv(KILL_MARKER_ENV, str(marks))
     monkeypatch.setenv(KILL_SYMBOL_ENV, "SPY,QQQ")
     settings = make_settings(tmp_path, schedule={"cycles": 1},
                              universe={"symbols": ["SPY", "QQQ"], "max_concurrent_symbols": 2},
                              workers={"count": 2, "max_respawns_per_minute": 10},
-                             strategy={"name": "tests.strategies:DieTogether"})
+                             strategy={"name": "tests.strategies:HangFirst"})
+
+    def kill_both() -> None:
+        while not all((marks / s).exists() and (marks / s).read_text() for s in ("SPY", "QQQ")):
+            time.sleep(0.01)
+        # one kill(1) for both: microseconds apart, never split by a thread switch here
+        subprocess.run(["kill", "-KILL", *((marks / s).read_text() for s in ("SPY", "QQQ"))],
+                       check=True)
+
+    threading.Thread(target=kill_both, daemon=True).start()
     # When the cycle runs
     sup = run_supervisor(settings, tmp_path)
     # Then neither symbol was "retried" on the other dead worker: both ran again on a
@@ -190,4 +202,4 @@ def test_two_workers_dying_together_retry_on_live_workers_only(tmp_path, monkeyp
     (summary,) = sup.summaries
     assert sup.pool.respawns == 2
     assert [(r.symbol, r.ok, r.attempt) for r in summary.results] == [
-        ("SPY", True, 2), ("QQQ", True, 2)]
+        ("SPY", True, 2), ("QQQ", True, 2)], [r.error for r in summary.results]

@@ -8,8 +8,9 @@ a level, and a level ending ``_bytes`` is a buffer size judged against the growt
 Checks (the original report's Phase 3 criteria, every threshold a parameter):
 - memory: each process's RSS slope after its warm-up (least squares, KB/hour) at most
   ``max_rss_slope_kb_per_h``, and its growth after the warm-up (mean of the last three
-  samples minus the first three) at most ``max_rss_growth_kb``. Warm-up counts from each process's first sample (a respawned
-  worker or a restarted supervisor warms up again: processes are told apart by name and pid);
+  samples minus the first three) at most ``max_rss_growth_kb``. Warm-up counts from each
+  process's first sample (a respawned worker or a restarted supervisor warms up again:
+  processes are told apart by name and pid);
   a process seen for less than ``min_span_s`` after warm-up is reported but not judged;
 - buffer growth: each ``_bytes`` level's last minus first value after the run's warm-up, in
   KB; other levels (live tickers, pending requests, queue depths) are reported, not judged;
