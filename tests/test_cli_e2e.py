@@ -333,3 +333,26 @@ def test_a_friday_1545_sim_session_enters_nothing_expiring_that_day(tmp_path):
     _positions, accepted = _expiring(tmp_path / "var" / "journal-sim.sqlite", "20261204")
     assert accepted == 0
     assert len([line for line in done.stdout.splitlines() if line.startswith("cycle ")]) == 3
+
+
+@pytest.mark.parametrize("workers", [2, 8])
+def test_sigterm_to_the_whole_process_group_is_a_quiet_clean_stop(tmp_path, workers):
+    # Given a bot started the way systemd starts one: its own process group
+    log = tmp_path / "stderr.txt"
+    with open(log, "w") as stderr:
+        proc = subprocess.Popen(supervisor_cmd("run", "--cycles", "0", "--workers",
+                                               str(workers)),
+                                cwd=tmp_path, env=env(tmp_path), text=True,
+                                stdout=subprocess.PIPE, stderr=stderr, start_new_session=True)
+        assert proc.stdout is not None
+        assert proc.stdout.readline().startswith("cycle 1")
+        children = [c.pid for c in psutil.Process(proc.pid).children(recursive=True)]
+        # When systemd stops it: SIGTERM to every process of the group at once
+        os.killpg(proc.pid, signal.SIGTERM)
+        # Then it exits 0 within 10 s, says nothing alarming, respawns nothing
+        assert proc.wait(timeout=10) == 0
+    text = log.read_text()
+    after = text[text.index("SIGTERM received"):]
+    assert " ERROR " not in text and "Traceback" not in text, text[-3000:]
+    assert "started (pid" not in after, after  # no worker respawned during the stop
+    assert _gone(children)
