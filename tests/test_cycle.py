@@ -384,7 +384,7 @@ def test_summary_line_counts_by_hand() -> None:
 def test_summary_of_an_empty_cycle() -> None:
     summary = CycleSummary(9, (), (), seconds=0.0)
     assert summary.line().startswith(
-        "cycle 9: symbols ok 0/0 failed 0 | signals BUY 0 SELL 0 HOLD 0 | intents 0 "
+        "cycle 9: symbols ok 0/0 failed 0 skipped 0 | signals BUY 0 SELL 0 HOLD 0 | intents 0 "
         "accepted 0 rejected 0 | 0.00s"
     )
 
@@ -393,4 +393,5 @@ def test_a_stop_that_was_asked_for_is_abandoned_not_failed() -> None:
     results = (SymbolResult(CYCLE, "SPY", 1, Signal.HOLD),
                SymbolResult(CYCLE, "QQQ", 0, skipped=ABANDONED))
     line = CycleSummary(CYCLE, results, (), seconds=0.2).line()
-    assert "symbols ok 2/2 failed 0" in line and line.endswith("SPY=HOLD QQQ=abandoned")
+    assert "symbols ok 2/2 failed 0 skipped 1" in line
+    assert line.endswith("SPY=HOLD QQQ=abandoned")

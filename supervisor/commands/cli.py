@@ -6,6 +6,7 @@
     report    supervisor/commands/report.py    a day from the journal
     reconcile supervisor/commands/reconcile.py the journal against the broker, changing nothing
     validate  supervisor/commands/validate.py  a settings file, checked
+    chaos     supervisor/commands/chaos.py     N cycles against the simulator under faults
 
 User mistakes (a bad file, a bad flag) print what is wrong and where, and exit 2 with no
 traceback; exit codes live in supervisor.exitcodes.
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 
 from supervisor import exitcodes
+from supervisor.commands.chaos import add_chaos_arguments, cmd_chaos
 from supervisor.commands.check import cmd_check
 from supervisor.commands.options import add_market_options, load
 from supervisor.commands.phases import add_phase_arguments, cmd_phases
@@ -47,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_market_options(reconcile)
     validate = commands.add_parser("validate", help="check a settings file and exit")
     validate.add_argument("--config", help="settings file (default: the embedded one)")
+    chaos = commands.add_parser("chaos", help="the bot against the simulator under injected "
+                                              "faults, then the checks (exit 0: all hold)")
+    add_chaos_arguments(chaos)
     return parser
 
 
@@ -60,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_reconcile(args)
     if args.command == "check":
         return cmd_check(args)
+    if args.command == "chaos":
+        return cmd_chaos(args)
     if args.command == "phases":
         settings = load(args)
         return exitcodes.USAGE if settings is None else cmd_phases(args, settings)

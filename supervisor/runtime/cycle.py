@@ -136,9 +136,12 @@ class CycleSummary:
         intents = sum(len(r.intents) for r in self.results)
         accepted = sum(1 for d in self.decisions if d.accepted)
         per_symbol = " ".join(f"{r.symbol}={_state(r)}" for r in self.results)
+        # skipped: ok but without a decision (no market data, lost connection, a stop): a
+        # cycle of skips must not read as a healthy one
+        skipped = sum(1 for r in self.results if r.ok and r.skipped)
         return (
             f"cycle {self.cycle_id}: symbols ok {ok}/{len(self.results)} failed "
-            f"{len(self.failed)} | signals BUY {self.count(Signal.BUY)} SELL "
+            f"{len(self.failed)} skipped {skipped} | signals BUY {self.count(Signal.BUY)} SELL "
             f"{self.count(Signal.SELL)} HOLD {self.count(Signal.HOLD)} | intents {intents} "
             f"accepted {accepted} rejected {len(self.decisions) - accepted} | "
             f"{self.seconds:.2f}s | {per_symbol}"

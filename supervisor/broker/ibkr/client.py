@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from typing import Any
 
 try:
@@ -17,15 +18,32 @@ except ImportError:  # pragma: no cover - ib_async is a drop-in replacement wher
 
 
 
-class _NotAFailure(logging.Filter):
-    """The library logs ERROR "API connection failed: CancelledError()" when a connect is
-    cancelled: that is our stop during a connect, asked for, not a failure."""
+class _SaidByTheLink(logging.Filter):
+    """The library logs ERROR for every failed connect ("API connection failed: …", "Make
+    sure API port …") and for a reset socket; the link layer says each of these itself, once
+    and clearer (a probe every 10 s through a gateway restart is not 18 errors a minute). A
+    cancelled connect is our stop during a connect, asked for, not a failure."""
+
+    SAID = ("API connection failed", "Make sure API port", "Connection reset by peer",
+            "Peer closed connection")
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return "CancelledError" not in record.getMessage()
+        message = record.getMessage()
+        return not any(said in message for said in self.SAID)
 
 
-logging.getLogger(f"{ibi.__name__}.client").addFilter(_NotAFailure())
+class _EchoedErrors(logging.Filter):
+    """The library echoes every error event as ERROR ("Error 1102, reqId -1: … restored"):
+    the link layer logs each code once, at the level it deserves (supervisor/broker/ibkr/
+    errors.py: a notice, a symbol's problem, the connection)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not ECHOED_ERROR.match(record.getMessage())
+
+
+ECHOED_ERROR = re.compile(r"Error -?\d+, reqId -?\d+")
+logging.getLogger(f"{ibi.__name__}.client").addFilter(_SaidByTheLink())
+logging.getLogger(f"{ibi.__name__}.wrapper").addFilter(_EchoedErrors())
 
 # IBKR's "no value" for a double field: the largest float, sent as a number.
 UNSET_DOUBLE = 1.7976931348623157e308
