@@ -184,3 +184,30 @@ def test_circuit_breaker_opens_cools_down_and_probes() -> None:
     assert breaker.state == CircuitBreaker.HALF_OPEN
     breaker.success()
     assert breaker.state == CircuitBreaker.CLOSED and breaker.failures == 0
+
+
+def test_the_default_reconnect_policy_finds_a_gateway_back_within_seconds() -> None:
+    """The reconnect loop's probes (backoff, then the breaker's cooldown) with the shipped
+    settings, through outages up to IB Gateway's 5-minute daily restart: the first probe
+    after the gateway answers again is never more than ~10 s later."""
+    from common.config import IBKRSettings
+
+    cfg = IBKRSettings()
+    for outage_s in (20.0, 75.0, 180.0, 300.0):
+        now = [0.0]
+        backoff = Backoff(cfg.reconnect_initial_s, cfg.reconnect_max_s, 0.0)
+        breaker = CircuitBreaker(cfg.circuit_failures, cfg.circuit_cooldown_s,
+                                 clock=lambda now=now: now[0])  # type: ignore[misc]
+        attempt = 0
+        while True:  # the loop of Link._reconnect_loop, time advanced instead of slept
+            if not breaker.allow():
+                now[0] += breaker.remaining_s()
+                continue
+            if breaker.state != CircuitBreaker.HALF_OPEN:
+                now[0] += backoff.delay(attempt)
+            if now[0] >= outage_s:
+                break  # this probe connects
+            attempt += 1
+            breaker.failure()
+        late_by = now[0] - outage_s
+        assert late_by <= 10.0, (outage_s, late_by)  # old defaults: up to 300 s late
