@@ -277,3 +277,12 @@ def test_sigterm_while_connecting_to_a_silent_gateway_exits_0_at_once(tmp_path) 
     assert bot.returncode == exitcodes.OK, err
     assert "stopped while starting" in err
     assert " ERROR " not in err and "Traceback" not in err
+
+
+def test_no_sleep_after_the_last_of_cycles_n(tmp_path) -> None:
+    # Given an hour between cycles on a clock that really waits
+    settings = make_settings(tmp_path, schedule={"cycles": 1, "interval_s": 3600})
+    clock = PinnedClock(settings.stub.start.timestamp())
+    # When one cycle is asked for, then it returns (an hour's sleep would hit the timeout)
+    sup = _run(settings, _stub(settings, clock), clock)
+    assert sup.exit_code == exitcodes.OK and sup.cycles_done == 1

@@ -22,6 +22,7 @@ SOAK_SCENARIO = PROJECT_ROOT / "configs" / "scenarios" / "soak.yaml"
 WORKER_KILL, GATEWAY_RESTART, SUPERVISOR_TERM, SUPERVISOR_KILL = (
     "worker_kill", "gateway_restart", "supervisor_term", "supervisor_kill")
 BOT_CLIENT_ID = 1
+CLOCK_RATE = 20.0
 
 # The simulator's own faults, in seconds after every connection from the bot: the link lost
 # and restored with and without data, a snapshot that never ends, then the socket dropped
@@ -65,6 +66,9 @@ def plan(cycles: int, seed: int) -> list[Fault]:
 def write_scenario(out: Path) -> Path:
     scenario = yaml.safe_load(SOAK_SCENARIO.read_text(encoding="utf-8"))
     scenario.update(name="chaos", faults=SIM_FAULTS, quirks=SIM_QUIRKS)
+    # 20 market seconds per second: a 1,000-cycle run sees hours of prices, so signals
+    # change and intents are journaled (and must survive the kills) all along
+    scenario["clock"]["rate"] = CLOCK_RATE
     path = out / "chaos-scenario.yaml"
     path.write_text(yaml.safe_dump(scenario, sort_keys=False), encoding="utf-8")
     return path

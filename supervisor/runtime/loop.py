@@ -145,8 +145,8 @@ class Supervisor:
             self.echo(summary.line() + progress(
                 self.cycles_done, self.settings.schedule.cycles,
                 time.monotonic() - self._started))
-            if self.stop.is_set():
-                break
+            if self.stop.is_set() or not self._more_cycles():
+                break  # no sleep after the last of --cycles N
             interval = self.settings.schedule.interval_s  # market seconds
             elapsed = (time.monotonic() - started) * self.clock.rate
             await self.clock.sleep(interval - elapsed, self.stop)
