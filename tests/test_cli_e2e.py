@@ -356,3 +356,19 @@ def test_sigterm_to_the_whole_process_group_is_a_quiet_clean_stop(tmp_path, work
     assert " ERROR " not in text and "Traceback" not in text, text[-3000:]
     assert "started (pid" not in after, after  # no worker respawned during the stop
     assert _gone(children)
+
+
+def test_the_console_command_is_the_same_command_line(tmp_path):
+    console = Path(sys.executable).parent / "ibkr-bot"
+    assert console.exists(), "pip install -e . makes the ibkr-bot console command"
+    version = subprocess.run([str(console), "--version"], capture_output=True, text=True,
+                             timeout=60)
+    assert version.returncode == 0 and version.stdout.startswith("ibkr-options-bot 0.")
+    done = subprocess.run([str(console), "run", "--cycles", "1"], cwd=tmp_path,
+                          env=env(tmp_path), capture_output=True, text=True, timeout=100)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith("cycle 1: symbols ok 3/3")
+    helped = subprocess.run([str(console), "--help"], capture_output=True, text=True,
+                            timeout=60)
+    for verb in ("run", "check", "phases", "report", "reconcile", "validate", "chaos"):
+        assert f"\n    {verb}" in helped.stdout

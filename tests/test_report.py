@@ -156,3 +156,72 @@ def test_an_empty_day_renders_and_json_has_no_nan(tmp_path: Path) -> None:
     assert "kill switch: off (start equity n/a)" in text
     assert json.loads(render_json({"x": math.nan, "y": (1.0, math.inf)})) == {
         "x": None, "y": [1.0, None]}
+
+
+def _report_cli(tmp_path: Path, *args: str) -> Any:
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO_ROOT
+
+    config = tmp_path / "settings.yaml"
+    config.write_text(f"execution:\n  journal_path: {tmp_path / 'journal-{broker}.sqlite'}\n")
+    return subprocess.run([sys.executable, "-m", "supervisor", "report", "--config",
+                           str(config), *args], cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=60, env={**os.environ})
+
+
+@pytest.fixture
+def journal_file(tmp_path: Path) -> Path:
+    path = tmp_path / "journal-stub.sqlite"
+    with Journal(path) as j:
+        fill_journal(j)
+    return path
+
+
+@pytest.mark.parametrize("flags, said", [
+    (("--day", "2025-13-01"), "--day '2025-13-01': not a date as YYYY-MM-DD"),
+    (("--day", "yesterday"), "--day 'yesterday': not a date"),
+    (("--from", "2026-02-30"), "--from '2026-02-30': not a date"),
+    (("--from", "2026-01-09", "--to", "2026-01-07"), "--from 2026-01-09 is after --to"),
+    (("--day", "2026-01-08", "--to", "2026-01-09"), "give one or the other"),
+])
+def test_bad_dates_are_exit_2_naming_the_flag(tmp_path: Path, journal_file: Path,
+                                              flags: tuple[str, ...], said: str) -> None:
+    done = _report_cli(tmp_path, *flags)
+    assert done.returncode == 2 and said in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_range_reports_each_journaled_day_and_an_empty_day_says_so(
+        tmp_path: Path, journal_file: Path) -> None:
+    done = _report_cli(tmp_path, "--from", "2026-01-01", "--to", "2026-01-31", "--json")
+    assert done.returncode == 0, done.stderr
+    assert [d["day"] for d in json.loads(done.stdout)] == ["2026-01-07", DAY]
+    empty = _report_cli(tmp_path, "--day", "2026-01-20")
+    assert empty.returncode == 0
+    assert empty.stdout.strip() == "day report 2026-01-20: nothing journaled that day"
+    none = _report_cli(tmp_path, "--from", "2027-01-01")
+    assert none.returncode == 0 and "nothing journaled" in none.stderr
+
+
+def test_a_reader_that_goes_away_is_not_a_traceback(tmp_path: Path, journal_file: Path) -> None:
+    import subprocess
+    import sys
+    from datetime import date, timedelta
+
+    from tests.conftest import REPO_ROOT
+
+    with Journal(journal_file) as j:  # far more report than a pipe holds
+        for n in range(300):
+            day = str(date(2025, 1, 1) + timedelta(days=n))
+            j.start_cycle(100 + n, day, T - 86400 * (400 - n))
+            j.end_cycle(100 + n, T - 86400 * (400 - n) + 1, ok=3, failed=0, seconds=1.0)
+
+    config = tmp_path / "settings.yaml"
+    config.write_text(f"execution:\n  journal_path: {tmp_path / 'journal-{broker}.sqlite'}\n")
+    pipeline = subprocess.run(
+        f"{sys.executable} -m supervisor report --config {config} --from 2025-01-01 | head -1",
+        shell=True, cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    assert pipeline.stdout.startswith("day report 2025-01-01")
+    assert "Traceback" not in pipeline.stderr and "BrokenPipe" not in pipeline.stderr

@@ -9,12 +9,15 @@
     chaos     supervisor/commands/chaos.py     N cycles against the simulator under faults
 
 User mistakes (a bad file, a bad flag) print what is wrong and where, and exit 2 with no
-traceback; exit codes live in supervisor.exitcodes.
+traceback; exit codes live in supervisor.exitcodes. ``ibkr-bot`` (installed with the package)
+is the same command line.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
+from importlib import metadata
 
 from supervisor import exitcodes
 from supervisor.commands.chaos import add_chaos_arguments, cmd_chaos
@@ -27,9 +30,22 @@ from supervisor.commands.run import add_run_arguments, cmd_run
 from supervisor.commands.validate import cmd_validate
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m supervisor", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
+PACKAGE = "ibkr-options-bot"
+CONSOLE = "ibkr-bot"  # the console command (setup.cfg), the same as python -m supervisor
+
+
+def version() -> str:
+    try:
+        return metadata.version(PACKAGE)
+    except metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed: pip install -e .)"
+
+
+def build_parser(prog: str = "python -m supervisor") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"{PACKAGE} {version()}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run = commands.add_parser("run", help="run trading cycles (dry run unless told otherwise)")
     add_run_arguments(run)
     check = commands.add_parser("check", help="phase 1: one symbol's price, chain, ATM, window")
@@ -43,6 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--broker", choices=["stub", "sim", "ibkr"],
                         help="whose journal (default: the only one there is)")
     report.add_argument("--day", help="YYYY-MM-DD (default: the latest day in the journal)")
+    report.add_argument("--from", dest="from_day", help="first day YYYY-MM-DD of a range "
+                                                        "(default: the journal's first)")
+    report.add_argument("--to", dest="to_day", help="last day YYYY-MM-DD of a range "
+                                                    "(default: the journal's last)")
     report.add_argument("--json", action="store_true", help="machine-readable output")
     reconcile = commands.add_parser("reconcile", help="the journal against the broker's open "
                                                       "orders, executions and positions")
@@ -55,8 +75,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def console() -> None:
+    """The ``ibkr-bot`` console command."""
+    sys.exit(main(prog=CONSOLE))
+
+
+def main(argv: list[str] | None = None, prog: str = "python -m supervisor") -> int:
+    args = build_parser(prog).parse_args(argv)
     if args.command == "validate":
         return cmd_validate(args)
     if args.command == "report":

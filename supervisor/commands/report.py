@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -145,8 +146,8 @@ def render_text(summary: Mapping[str, Any], *, tz: str = "UTC") -> str:
     return "\n".join(lines) + "\n"
 
 
-def render_json(summary: Mapping[str, Any]) -> str:
-    """The summary as strict JSON (no NaN: a missing number is null)."""
+def render_json(summary: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> str:
+    """The summary (or a list of them) as strict JSON (no NaN: a missing number is null)."""
     return json.dumps(json_ready(summary), indent=2, allow_nan=False) + "\n"
 
 
@@ -168,6 +169,35 @@ def journal_to_read(settings: Settings, broker: str | None) -> Path | None:
     return None
 
 
+def _date(flag: str, value: str | None) -> date | None:
+    """``value`` as a date; ValueError naming the flag when it is not a real one."""
+    if value is None:
+        return None
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        try:
+            return date.fromisoformat(value)
+        except ValueError:  # 2025-13-01, 2026-02-30
+            pass
+    raise ValueError(f"{flag} {value!r}: not a date as YYYY-MM-DD")
+
+
+def _days(args: argparse.Namespace, journal: Journal) -> list[str]:
+    """The days asked for: --day, --from/--to (each day of the range the journal knows),
+    else the latest."""
+    day, first, last = (_date("--day", args.day), _date("--from", args.from_day),
+                        _date("--to", args.to_day))
+    if day is not None and (first or last):
+        raise ValueError("--day and --from/--to: give one or the other")
+    if first or last:
+        if first and last and first > last:
+            raise ValueError(f"--from {first} is after --to {last}")
+        return journal.days_between(str(first or date.min), str(last or date.max))
+    if day is not None:
+        return [str(day)]
+    latest = journal.latest_day()
+    return [latest] if latest is not None else []
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     settings = load(args, overrides=False)
     if settings is None:
@@ -175,21 +205,33 @@ def cmd_report(args: argparse.Namespace) -> int:
     path = journal_to_read(settings, args.broker)
     if path is None:
         return exitcodes.USAGE
-    if args.day is not None and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", args.day):
-        print(f"--day {args.day!r}: expected YYYY-MM-DD", file=sys.stderr)
-        return exitcodes.USAGE
     try:
         with Journal(path, readonly=True) as journal:
-            day = args.day or journal.latest_day()
-            if day is None:
-                print(f"the journal at {path} has no cycles yet", file=sys.stderr)
-                return exitcodes.USAGE
-            summary = journal.day_summary(day)
+            days = _days(args, journal)
+            summaries = [journal.day_summary(d) for d in days]
+    except ValueError as exc:  # a bad date on the command line
+        print(f"report: {exc}", file=sys.stderr)
+        return exitcodes.USAGE
     except JournalError as exc:
         print(f"cannot read the journal: {exc}", file=sys.stderr)
         return exitcodes.USAGE
-    if args.json:
-        print(render_json(summary))
+    if not days:
+        print(f"nothing journaled in {path} for the days asked", file=sys.stderr)
+        return exitcodes.OK
+    return _write(summaries, args.json, settings.schedule.timezone)
+
+
+def _write(summaries: list[dict[str, Any]], as_json: bool, tz: str) -> int:
+    """Print the reports; a reader that goes away (``report | head``) is not an error."""
+    if as_json:
+        text = render_json(summaries[0] if len(summaries) == 1 else summaries)
     else:
-        print(render_text(summary, tz=settings.schedule.timezone))
+        text = "\n".join(render_text(s, tz=tz) if s["cycles"]["count"] else
+                         f"day report {s['day']}: nothing journaled that day\n"
+                         for s in summaries)
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no flush error at exit
     return exitcodes.OK

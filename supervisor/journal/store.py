@@ -348,6 +348,12 @@ class Journal(OrderRows):
         day = self._one("SELECT MAX(day) FROM cycles")
         return str(day) if day is not None else None
 
+    def days_between(self, first: str, last: str) -> list[str]:
+        """The days with a cycle from ``first`` to ``last`` (YYYY-MM-DD, both included)."""
+        return [str(r[0]) for r in self._db.execute(
+            "SELECT DISTINCT day FROM cycles WHERE day BETWEEN ? AND ? ORDER BY day",
+            (first, last))]
+
     def day_summary(self, day: str) -> dict[str, Any]:
         """Everything the report renders for ``day`` (supervisor/journal/summary.py)."""
         return day_summary(self._db, day, self._day_positions(day), self.day_state(day))
