@@ -297,6 +297,9 @@ class StubSettings(Model):
 
 
 class Settings(Model):
+    # the market the commands use unless --broker / --sim says otherwise: stub (in memory),
+    # sim (the simulated gateway, started on a free port) or ibkr (the gateway in ibkr:)
+    broker: Literal["stub", "sim", "ibkr"] = "stub"
     ibkr: IBKRSettings = IBKRSettings()
     universe: UniverseSettings = UniverseSettings()
     schedule: ScheduleSettings = ScheduleSettings()

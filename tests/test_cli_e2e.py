@@ -372,3 +372,30 @@ def test_the_console_command_is_the_same_command_line(tmp_path):
                             timeout=60)
     for verb in ("run", "check", "phases", "report", "reconcile", "validate", "chaos"):
         assert f"\n    {verb}" in helped.stdout
+
+
+@pytest.mark.parametrize("args, extra_env, said", [
+    (("run", "--cycles", "1", "--port", "4002"), {}, "--port: for a gateway, but the broker "
+                                                     "is stub"),
+    (("check", "--host", "127.0.0.1", "--client-id", "7"), {},
+     "--host, --client-id: for a gateway"),
+    (("run", "--cycles", "1"), {"IBKR_PORT": "4002"}, "IBKR_PORT (environment): for a gateway"),
+    (("run", "--sim", "--cycles", "1", "--port", "4002"), {}, "but the broker is sim"),
+])
+def test_connection_options_without_a_gateway_broker_are_an_error(tmp_path, args, extra_env,
+                                                                  said):
+    done = subprocess.run(supervisor_cmd(*args), cwd=tmp_path,
+                          env={**env(tmp_path), **extra_env}, text=True, capture_output=True,
+                          timeout=60)
+    assert done.returncode == 2 and said in done.stderr, done.stderr
+    assert not done.stdout  # nothing ran
+
+
+def test_the_broker_comes_from_the_settings_and_the_flag_overrides_it(tmp_path):
+    config = tmp_path / "settings.yaml"
+    config.write_text("broker: ibkr\nibkr:\n  port: 9\n  connect_timeout_s: 2\n")
+    refused = run(tmp_path, "check", "--config", str(config))
+    assert refused.returncode == 3 and "127.0.0.1:9" in refused.stdout + refused.stderr
+    assert "TWS paper 7497" in refused.stdout + refused.stderr
+    stub = run(tmp_path, "run", "--config", str(config), "--broker", "stub", "--cycles", "1")
+    assert stub.returncode == 0 and stub.stdout.startswith("cycle 1")

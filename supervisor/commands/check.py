@@ -34,7 +34,7 @@ from common.messages import (
 )
 from supervisor import exitcodes
 from supervisor.broker.base import Broker, BrokerError
-from supervisor.commands.options import MARKET_ERRORS, broker_name, load, market_error
+from supervisor.commands.options import MARKET_ERRORS, load, market_error, market_for
 from supervisor.runtime.serving import DataService
 from supervisor.runtime.sessions import broker_session
 from supervisor.trading.sessions import SessionBook
@@ -162,8 +162,11 @@ def cmd_check(args: argparse.Namespace) -> int:
     if settings is None:
         return exitcodes.USAGE
     symbol = (args.symbol or settings.universe.symbols[0]).upper()
+    market = market_for(args, settings)
+    if market is None:
+        return exitcodes.USAGE
     try:
-        with broker_session(settings, broker_name(args), args.scenario, start=args.start,
+        with broker_session(settings, market, args.scenario, start=args.start,
                             sim_clock=args.sim_clock) as (broker, clock, used):
             report = asyncio.run(run_check(broker, used, symbol, clock.now()))
     except MARKET_ERRORS as exc:

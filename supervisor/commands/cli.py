@@ -29,7 +29,6 @@ from supervisor.commands.report import cmd_report
 from supervisor.commands.run import add_run_arguments, cmd_run
 from supervisor.commands.validate import cmd_validate
 
-
 PACKAGE = "ibkr-options-bot"
 CONSOLE = "ibkr-bot"  # the console command (setup.cfg), the same as python -m supervisor
 

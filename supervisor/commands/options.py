@@ -7,6 +7,7 @@ return exit 2 with no traceback; exit codes live in ``supervisor/exitcodes.py``.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from datetime import datetime
 from typing import Any
@@ -43,11 +44,15 @@ def instant(text: str) -> datetime:
     return moment
 
 
-def add_market_options(parser: argparse.ArgumentParser, default_broker: str = "stub") -> None:
+def add_market_options(parser: argparse.ArgumentParser,
+                       default_broker: str = "settings") -> None:
     parser.add_argument("--config", help="settings file (default: the embedded one)")
-    parser.add_argument("--broker", choices=["stub", "sim", "ibkr"], default=default_broker,
+    parser.add_argument("--broker", choices=["stub", "sim", "ibkr"],
+                        default=None if default_broker == "settings" else default_broker,
                         help="stub: an in-memory market; sim: the simulated gateway (as --sim); "
-                             f"ibkr: IB Gateway/TWS at --host/--port (default: {default_broker})")
+                             "ibkr: IB Gateway/TWS at --host/--port (default: "
+                             + ("the settings' broker key, stub" if default_broker == "settings"
+                                else default_broker) + ")")
     parser.add_argument("--sim", action="store_true",
                         help="start the simulated IB Gateway on a free loopback port and use it")
     parser.add_argument("--scenario", help="the simulator's scenario file (with --sim)")
@@ -63,9 +68,38 @@ def add_market_options(parser: argparse.ArgumentParser, default_broker: str = "s
     parser.add_argument("--client-id", type=non_negative_int, help="ibkr.client_id")
 
 
-def broker_name(args: argparse.Namespace) -> str:
+CONNECTION_FLAGS = ("host", "port", "client_id")
+CONNECTION_ENV = ("IBKR_HOST", "IBKR_PORT", "IBKR_CLIENT_ID")
+
+
+def broker_name(args: argparse.Namespace, settings: Settings | None = None) -> str:
+    """--sim / --sim-clock, else --broker, else the settings' ``broker`` key."""
     attached = getattr(args, "sim_clock", None)
-    return "sim" if getattr(args, "sim", False) or attached else str(args.broker)
+    if getattr(args, "sim", False) or attached:
+        return "sim"
+    if args.broker is not None:
+        return str(args.broker)
+    return settings.broker if settings is not None else "stub"
+
+
+def market_for(args: argparse.Namespace, settings: Settings,
+               environ: dict[str, str] | None = None) -> str | None:
+    """The market to use, or None after saying why the command line contradicts itself:
+    connection options are for a gateway, and silently running the stub instead hides it."""
+    market = broker_name(args, settings)
+    attached = market == "sim" and getattr(args, "sim_clock", None)
+    if market == "ibkr" or attached:
+        return market
+    given = [f"--{f.replace('_', '-')}" for f in CONNECTION_FLAGS
+             if getattr(args, f, None) is not None]
+    env = os.environ if environ is None else environ
+    given += [f"{v} (environment)" for v in CONNECTION_ENV if v in env]
+    if given:
+        print(f"{', '.join(given)}: for a gateway, but the broker is {market}; add --broker "
+              "ibkr (or broker: ibkr in the settings), or --broker sim --sim-clock F for a "
+              "running simulator", file=sys.stderr)
+        return None
+    return market
 
 
 def with_overrides(settings: Settings, args: argparse.Namespace) -> Settings:

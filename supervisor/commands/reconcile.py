@@ -18,7 +18,7 @@ from pathlib import Path
 from common.config import Settings
 from supervisor import exitcodes
 from supervisor.broker.base import Broker, BrokerError
-from supervisor.commands.options import MARKET_ERRORS, broker_name, load, market_error
+from supervisor.commands.options import MARKET_ERRORS, load, market_error, market_for
 from supervisor.journal.rows import JournalError
 from supervisor.journal.store import Journal
 from supervisor.runtime.clock import Clock
@@ -30,8 +30,11 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     settings = load(args)
     if settings is None:
         return exitcodes.USAGE
+    market = market_for(args, settings)
+    if market is None:
+        return exitcodes.USAGE
     try:
-        with broker_session(settings, broker_name(args), args.scenario, start=args.start,
+        with broker_session(settings, market, args.scenario, start=args.start,
                             sim_clock=args.sim_clock) as (broker, clock, used):
             return asyncio.run(compare(broker, used, clock))
     except MARKET_ERRORS as exc:

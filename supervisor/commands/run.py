@@ -8,9 +8,9 @@ from supervisor import exitcodes
 from supervisor.commands.options import (
     MARKET_ERRORS,
     add_market_options,
-    broker_name,
     load,
     market_error,
+    market_for,
     non_negative_float,
     non_negative_int,
 )
@@ -38,7 +38,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = load(args)
     if settings is None:
         return exitcodes.USAGE
-    market = broker_name(args)
+    market = market_for(args, settings)
+    if market is None:
+        return exitcodes.USAGE
     if market == "sim" and args.interval is None:
         # the simulator is a demonstration: do not make its user wait a minute per cycle
         interval = min(settings.schedule.interval_s, SIM_INTERVAL_S)

@@ -157,7 +157,8 @@ class Link:
             return BrokerError(
                 f"cannot connect to IB Gateway/TWS at {where}: nothing listening there "
                 "(connection refused); start the gateway with the API enabled or fix "
-                "ibkr.host / ibkr.port (paper gateway 4002, live 4001)")
+                "ibkr.host / ibkr.port (IB Gateway paper 4002, live 4001; TWS paper 7497, "
+                "live 7496)")
         if isinstance(exc, TimeoutError):
             return BrokerError(
                 f"IB Gateway/TWS at {where} did not finish the API handshake within "
