@@ -11,6 +11,7 @@ journal: a settings file's own directory, or for the embedded default SUPERVISOR
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +94,26 @@ def parse_settings(
         raise ConfigError(source, _format_errors(exc)) from None
 
 
+ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def expand_env(raw: Any, environ: dict[str, str], source: str, where: str = "") -> Any:
+    """``${NAME}`` in any string value replaced by the environment's NAME, so secrets (alert
+    URLs, tokens) live in the environment, not the file; an unset NAME is an error naming the
+    key. The values never reach a log: the secret fields are SecretStr."""
+    if isinstance(raw, dict):
+        return {k: expand_env(v, environ, source, f"{where}.{k}" if where else str(k))
+                for k, v in raw.items()}
+    if isinstance(raw, list):
+        return [expand_env(v, environ, source, f"{where}.{i}") for i, v in enumerate(raw)]
+    if not isinstance(raw, str) or "${" not in raw:
+        return raw
+    missing = [name for name in ENV_REFERENCE.findall(raw) if name not in environ]
+    if missing:
+        raise ConfigError(source, [f"{where}: ${{{missing[0]}}} is not set in the environment"])
+    return ENV_REFERENCE.sub(lambda m: environ[m.group(1)], raw)
+
+
 def settings_home(path: Path, environ: dict[str, str] | None = None) -> Path:
     """Where relative paths in the settings at ``path`` point from."""
     if path.resolve() == DEFAULT_CONFIG:
@@ -139,4 +160,5 @@ def load_settings(
         raise ConfigError(str(path), [exc.problem]) from None
     if raw is None and notes is not None:
         notes.append(f"{path} is empty: every setting takes its default")
+    raw = expand_env(raw, dict(os.environ) if environ is None else environ, str(path))
     return anchored(parse_settings(raw, str(path), environ), settings_home(path, environ))

@@ -366,3 +366,18 @@ def test_an_unknown_journal_path_field_is_refused() -> None:
         parse_settings({"execution": {"journal_path": "var/{account}.sqlite"}}, environ={})
     assert any(p.startswith("execution.journal_path") and "{broker}" in p
                for p in info.value.problems)
+
+
+def test_secrets_come_from_the_environment_and_an_unset_one_is_named(tmp_path: Path) -> None:
+    path = write(tmp_path, "alerts:\n  slack_webhook: https://hooks.slack.com/${SLACK_PATH}\n"
+                           "  telegram_chat_id: '${CHAT}'\n")
+    settings = load_settings(path, environ={"SLACK_PATH": "T0/B0/secret", "CHAT": "42"})
+    assert settings.alerts.slack_webhook is not None
+    assert settings.alerts.slack_webhook.get_secret_value() == (
+        "https://hooks.slack.com/T0/B0/secret")
+    assert "secret" not in repr(settings.alerts)
+    assert settings.alerts.telegram_chat_id == "42"
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, environ={"CHAT": "42"})
+    assert caught.value.problems == [
+        "alerts.slack_webhook: ${SLACK_PATH} is not set in the environment"]
