@@ -55,7 +55,8 @@ def add_market_options(parser: argparse.ArgumentParser,
                                 else default_broker) + ")")
     parser.add_argument("--sim", action="store_true",
                         help="start the simulated IB Gateway on a free loopback port and use it")
-    parser.add_argument("--scenario", help="the simulator's scenario file (with --sim)")
+    parser.add_argument("--scenario", help="the simulator's scenario file (with --sim; "
+                                           "default: configs/scenarios/default.yaml)")
     parser.add_argument("--sim-clock", metavar="FILE",
                         help="with --broker sim --port P: use a simulator already running "
                              "there, on the session clock it writes (its --clock-file)")
@@ -63,9 +64,11 @@ def add_market_options(parser: argparse.ArgumentParser,
                         help="pin the simulated session (stub or --sim) at this instant, e.g. "
                              "2026-12-04T15:45:00-05:00 (default: stub.start, or the "
                              "scenario's clock.start)")
-    parser.add_argument("--host", help="gateway host (ibkr.host)")
-    parser.add_argument("--port", type=non_negative_int, help="gateway port (ibkr.port)")
-    parser.add_argument("--client-id", type=non_negative_int, help="ibkr.client_id")
+    parser.add_argument("--host", help="gateway host (default: ibkr.host, 127.0.0.1)")
+    parser.add_argument("--port", type=non_negative_int,
+                        help="gateway port (default: ibkr.port, 4002: IB Gateway paper)")
+    parser.add_argument("--client-id", type=non_negative_int,
+                        help="API client id (default: ibkr.client_id, 1)")
 
 
 CONNECTION_FLAGS = ("host", "port", "client_id")

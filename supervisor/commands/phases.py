@@ -36,7 +36,8 @@ from supervisor.runtime.sessions import broker_session, run_supervisor, with_val
 
 def add_phase_arguments(parser: argparse.ArgumentParser) -> None:
     add_market_options(parser, default_broker="sim")
-    parser.add_argument("--phase2-cycles", type=int, default=3)
+    parser.add_argument("--phase2-cycles", type=int, default=3,
+                        help="phase 2 length in cycles (default: 3)")
     parser.add_argument("--soak-s", type=float, default=0.0,
                         help="phase 3 length in seconds (e.g. 14400 for the 4-hour soak)")
     parser.add_argument("--soak-cycles", type=int, default=0,
@@ -47,8 +48,10 @@ def add_phase_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--metrics-interval-s", type=float, default=0.0,
                         help="monitor sampling (default: 30 s, 0.5 s for compressed soaks)")
     parser.add_argument("--memory-budget-kb", type=float, default=8192.0,
-                        help="compressed soaks: RSS growth allowed over the steady state")
-    parser.add_argument("--out", default="var/phases", help="journal, logs, metrics, report")
+                        help="compressed soaks: RSS growth allowed over the steady state "
+                             "(default: 8192)")
+    parser.add_argument("--out", default="var/phases",
+                        help="journal, logs, metrics, report (default: var/phases)")
     parser.add_argument("--plot", help="write the soak plot PNG here (needs matplotlib)")
 
 

@@ -22,10 +22,14 @@ SIM_INTERVAL_S = 5.0  # --sim without --interval
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     add_market_options(parser)
     parser.add_argument("--cycles", type=non_negative_int,
-                        help="cycles to run (0 = until stopped)")
-    parser.add_argument("--interval", type=non_negative_float, help="seconds between cycles")
-    parser.add_argument("--symbols", help="comma-separated universe, e.g. SPY,QQQ")
-    parser.add_argument("--workers", type=non_negative_int, help="worker processes")
+                        help="cycles to run, 0 = until stopped (default: schedule.cycles, 0)")
+    parser.add_argument("--interval", type=non_negative_float,
+                        help="seconds between cycles (default: schedule.interval_s, 60; "
+                             f"{SIM_INTERVAL_S:g} with the simulator)")
+    parser.add_argument("--symbols", help="comma-separated universe, e.g. SPY,QQQ (default: "
+                                          "universe.symbols, SPY,QQQ,AAPL)")
+    parser.add_argument("--workers", type=non_negative_int,
+                        help="worker processes (default: workers.count, 2)")
     parser.add_argument("--mode", choices=["dry_run", "whatif", "live"],
                         help="execution mode (default: the file's execution.mode, dry_run); "
                              "live is refused here: it is set in the settings file only")
