@@ -251,6 +251,8 @@ class MonitoringSettings(Model):
     keep_files: int = Field(5, ge=1, le=100)
     gateway_log_path: str = ""  # the gateway's own log, to count its buffer warnings
     memory_growth_alert_mb_per_h: float = Field(50.0, gt=0)
+    # the status endpoint on 127.0.0.1: /healthz and /metrics (Prometheus); 0 = off
+    http_port: int = Field(0, ge=0, le=65_535)
 
 
 class AlertsSettings(Model):

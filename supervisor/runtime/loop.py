@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
 import sqlite3
 import time
@@ -42,14 +41,21 @@ from supervisor.broker.base import Broker, BrokerError, ConnectionLost
 from supervisor.journal.rows import JournalError
 from supervisor.journal.store import Journal
 from supervisor.observe.alerts import Alerter
+from supervisor.observe.http_status import StatusPortError, StatusServer
 from supervisor.observe.metrics import Monitor
 from supervisor.runtime.clock import Clock
 from supervisor.runtime.cycle import ABANDONED, CycleRun, CycleSummary, log_result
 from supervisor.runtime.monitoring import MonitorLoop
 from supervisor.runtime.pool import BootFailure, WorkerHandle, WorkerPool
 from supervisor.runtime.serving import DataService
-from supervisor.runtime.status import heartbeats, progress, stopped_text
-from supervisor.runtime.waits import pause, unless_stopped
+from supervisor.runtime.status import (
+    StatusFeed,
+    heartbeats,
+    progress,
+    publish_status,
+    stopped_text,
+)
+from supervisor.runtime.waits import pause, unless_stopped, wait_for_reconnect
 from supervisor.trading.desk import Desk
 from supervisor.trading.execution import Executor, ModeNotAvailable, live_refusal
 from supervisor.trading.sessions import SessionBook
@@ -98,6 +104,9 @@ class Supervisor:
         self._serving: set[asyncio.Task[None]] = set()
         self._started = time.monotonic()
         self.watcher: MonitorLoop | None = None
+        self.http: StatusServer | None = None
+        self.feed = StatusFeed(settings, broker, self.summaries, lambda: self.cycles_done,
+                               lambda: self.desk)
         self.by_signal = False
         self._disconnects: list[float] = []
 
@@ -118,7 +127,7 @@ class Supervisor:
         except BrokerError as exc:
             log.error("broker %s: %s", self.broker.name, exc)
             self.exit_code = exitcodes.CANNOT_CONNECT
-        except (ModeNotAvailable, JournalError) as exc:
+        except (ModeNotAvailable, JournalError, StatusPortError) as exc:
             log.error("cannot start: %s", exc)
             self.exit_code = exitcodes.USAGE
         except sqlite3.Error as exc:  # disk full, I/O: what was committed stays committed
@@ -140,7 +149,8 @@ class Supervisor:
             try:
                 summary = await self._run_cycle()
             except ConnectionLost as exc:
-                await self._wait_for_reconnect(exc)
+                self._disconnects = await wait_for_reconnect(
+                    self.stop, self.broker, self.alerter, self._disconnects, exc)
                 continue
             self.echo(summary.line() + progress(
                 self.cycles_done, self.settings.schedule.cycles,
@@ -176,10 +186,16 @@ class Supervisor:
                                    self.pool, self.broker, self.service,
                                    lambda: len(self._serving),
                                    lambda: self.summaries[-1] if self.summaries else None,
-                                   self._run_info)
+                                   self.feed.run_info)
         self._monitor_task = asyncio.ensure_future(self.watcher.run(self.stop))
         self._heartbeat_task = asyncio.ensure_future(heartbeats(
-            self.stop, self.alerter, self._healthy, self.settings.alerts.heartbeat_interval_s))
+            self.stop, self.alerter, self.feed.healthy, self.settings.alerts.heartbeat_interval_s))
+        if self.settings.monitoring.http_port:
+            self.http = StatusServer(self.settings.monitoring.http_port)
+            log.info("status endpoint on http://127.0.0.1:%d (/healthz, /metrics)",
+                     self.http.start(), extra={"event": "http_status"})
+            self._status_task = asyncio.ensure_future(publish_status(self.stop, self.http,
+                                                                     self.feed))
         self.cycles_run = self.journal.next_cycle_id() - 1
         where = self.journal.path.resolve()
         log.info("supervisor ready: %d workers, broker %s, mode %s, journal %s",
@@ -189,34 +205,6 @@ class Supervisor:
                           f"{executor.mode}, {len(self.settings.universe.symbols)} symbols, "
                           f"journal {where}")
         return True
-
-    def _run_info(self) -> dict[str, Any]:
-        schedule = self.settings.schedule
-        return {"pid": os.getpid(), "cycles_done": self.cycles_done,
-                "planned_cycles": schedule.cycles, "planned_s": schedule.max_runtime_s}
-
-    def _healthy(self) -> bool:
-        """Worth a heartbeat: connected, and the last cycle did not fail every symbol."""
-        last = self.summaries[-1] if self.summaries else None
-        failing = last is not None and bool(last.results) and len(last.failed) == len(
-            last.results)
-        return self.broker.is_connected() and not failing
-
-    async def _wait_for_reconnect(self, exc: ConnectionLost) -> None:
-        """The broker reconnects by itself (gateways restart daily): skip cycles until it has."""
-        now = time.monotonic()
-        self._disconnects = [t for t in self._disconnects if now - t < 3600] + [now]
-        log.warning("connection lost (%s): cycles paused until the broker reconnects", exc,
-                    extra={"event": "connection_lost", "disconnects_last_hour":
-                           len(self._disconnects)})
-        if len(self._disconnects) >= 3:
-            self.alerter.send_once("disconnects", "connection",
-                                   f"{len(self._disconnects)} disconnects within an hour")
-        while not self.stop.is_set() and not self.broker.is_connected():
-            await self._pause(1.0)
-        if self.broker.is_connected():
-            log.info("connection back: cycles resume", extra={"event": "connection_back"})
-
 
     def _more_cycles(self) -> bool:
         schedule = self.settings.schedule
@@ -233,7 +221,8 @@ class Supervisor:
         while self.settings.schedule.regular_hours_only and not self.stop.is_set():
             now = self.clock.now()
             session = await self.sessions.today(self.settings.universe.symbols[0], now)
-            if session is not None and session.contains(now):
+            self.feed.market_open = session is not None and session.contains(now)
+            if self.feed.market_open:
                 return True
             opens = (session.open_ts if session is not None and now < session.open_ts
                      else next_open(self.calendar, now))
@@ -277,6 +266,7 @@ class Supervisor:
         self.journal.end_cycle(cycle_id, self.clock.now(), len(ordered) - len(summary.failed),
                                len(summary.failed), summary.seconds)
         self.summaries.append(summary)
+        self.feed.last_cycle_mono = time.monotonic()
         self.cycles_done += 1
         self.failed_symbols_total += len(summary.failed)
         return summary
@@ -358,7 +348,7 @@ class Supervisor:
         self.stop.set()
         for task in list(self._serving):
             task.cancel()
-        for name in ("_monitor_task", "_heartbeat_task"):
+        for name in ("_monitor_task", "_heartbeat_task", "_status_task"):
             running: asyncio.Task[None] | None = getattr(self, name, None)
             if running is not None:
                 try:
@@ -387,6 +377,8 @@ class Supervisor:
         self._say_stopped()
         self.alerter.stop()
         self.monitor.close()
+        if self.http is not None:
+            self.http.stop()
 
     def _say_stopped(self) -> None:
         code = self.exit_code

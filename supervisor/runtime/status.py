@@ -3,16 +3,27 @@
     cycle line + progress(" · 1823/2000, ETA 1m12s")  --> console
     heartbeats(healthy?) every alerts.heartbeat_interval_s --> Alerter.heartbeat (GET)
     stopped_text(exit code, cycles)                    --> the "stop"/"exit" alert
+    StatusFeed: healthy() / run_info() / status()      --> heartbeats, metrics, /healthz
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import logging
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
 
+from common.config import Settings
 from supervisor import exitcodes
+from supervisor.broker.base import Broker
 from supervisor.observe.alerts import Alerter
+from supervisor.observe.http_status import Status, StatusServer
+from supervisor.runtime.cycle import CycleSummary
 from supervisor.runtime.waits import pause
+from supervisor.trading.desk import Desk
+
+log = logging.getLogger("supervisor.runtime.status")
 
 
 def progress(done: int, planned: int, elapsed_s: float) -> str:
@@ -44,3 +55,59 @@ async def heartbeats(stop: asyncio.Event, alerter: Alerter, healthy: Callable[[]
         if healthy():
             alerter.heartbeat()
         await pause(stop, interval_s)
+
+
+class StatusFeed:
+    """What the loop owns, read on the loop: for the heartbeat, the metrics' run record and
+    the status endpoint (each gets plain values, never the loop's own objects)."""
+
+    def __init__(self, settings: Settings, broker: Broker, summaries: Sequence[CycleSummary],
+                 cycles_done: Callable[[], int], desk: Callable[[], Desk | None]) -> None:
+        self.settings = settings
+        self.broker = broker
+        self.summaries = summaries
+        self.cycles_done = cycles_done
+        self.desk = desk
+        self.market_open = False  # set by the loop as it waits for the market or runs
+        self.last_cycle_mono: float | None = None
+
+    def healthy(self) -> bool:
+        """Worth a heartbeat: connected, and the last cycle did not fail every symbol."""
+        last = self.summaries[-1] if self.summaries else None
+        failing = last is not None and bool(last.results) and len(last.failed) == len(
+            last.results)
+        return self.broker.is_connected() and not failing
+
+    def run_info(self) -> dict[str, Any]:
+        schedule = self.settings.schedule
+        return {"pid": os.getpid(), "cycles_done": self.cycles_done(),
+                "planned_cycles": schedule.cycles, "planned_s": schedule.max_runtime_s}
+
+    def status(self) -> Status:
+        desk = self.desk()
+        state = desk.state if desk is not None else None
+        last = self.summaries[-1] if self.summaries else None
+        pnl = None
+        if state is not None:
+            pnl = state.daily_pnl if state.daily_pnl is not None else (
+                state.equity - state.start_equity)
+        return Status(
+            connected=self.broker.is_connected(), market_open=self.market_open,
+            halted=bool(state and state.halted), cycles=self.cycles_done(),
+            last_cycle_mono=self.last_cycle_mono,
+            cycle_seconds=last.seconds if last else None,
+            symbols_ok=len(last.results) - len(last.failed) if last else 0,
+            symbols_failed=len(last.failed) if last else 0,
+            symbols_skipped=sum(1 for r in last.results if r.ok and r.skipped) if last else 0,
+            open_positions=len(desk.journal.open_positions()) if desk is not None else 0,
+            day_pnl=pnl, broker=dict(self.broker.stats()))
+
+
+async def publish_status(stop: asyncio.Event, server: StatusServer, feed: StatusFeed) -> None:
+    """A fresh Status for the endpoint every second, built on the loop."""
+    while not stop.is_set():
+        try:
+            server.publish(feed.status())
+        except Exception:  # noqa: BLE001 - the endpoint must never take the bot down
+            log.exception("building the status for the endpoint failed")
+        await pause(stop, 1.0)

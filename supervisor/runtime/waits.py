@@ -5,8 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable
 from typing import Any
+
+from supervisor.broker.base import Broker
+from supervisor.observe.alerts import Alerter
 
 log = logging.getLogger("supervisor.runtime.loop")
 
@@ -36,3 +40,21 @@ async def unless_stopped(stop: asyncio.Event, step: Awaitable[Any]) -> bool:
         task.result()
     log.info("stopped while starting", extra={"event": "stopped_starting"})
     return False
+
+
+async def wait_for_reconnect(stop: asyncio.Event, broker: Broker, alerter: Alerter,
+                             disconnects: list[float], exc: Exception) -> list[float]:
+    """The broker reconnects by itself (gateways restart daily): cycles wait until it has.
+    Returns the disconnects of the last hour, this one included (three alert once)."""
+    now = time.monotonic()
+    disconnects = [t for t in disconnects if now - t < 3600] + [now]
+    log.warning("connection lost (%s): cycles paused until the broker reconnects", exc,
+                extra={"event": "connection_lost", "disconnects_last_hour": len(disconnects)})
+    if len(disconnects) >= 3:
+        alerter.send_once("disconnects", "connection",
+                          f"{len(disconnects)} disconnects within an hour")
+    while not stop.is_set() and not broker.is_connected():
+        await pause(stop, 1.0)
+    if broker.is_connected():
+        log.info("connection back: cycles resume", extra={"event": "connection_back"})
+    return disconnects
