@@ -43,6 +43,7 @@ from supervisor.journal.store import Journal
 from supervisor.observe.alerts import Alerter
 from supervisor.observe.http_status import StatusPortError, StatusServer
 from supervisor.observe.metrics import Monitor
+from supervisor.observe.systemd import notify
 from supervisor.runtime.clock import Clock
 from supervisor.runtime.cycle import ABANDONED, CycleRun, CycleSummary, log_result
 from supervisor.runtime.monitoring import MonitorLoop
@@ -54,6 +55,7 @@ from supervisor.runtime.status import (
     progress,
     publish_status,
     stopped_text,
+    systemd_watchdog,
 )
 from supervisor.runtime.waits import pause, unless_stopped, wait_for_reconnect
 from supervisor.trading.desk import Desk
@@ -201,6 +203,8 @@ class Supervisor:
         log.info("supervisor ready: %d workers, broker %s, mode %s, journal %s",
                  len(self.pool.workers), self.broker.name, executor.mode, where,
                  extra={"event": "ready", "mode": executor.mode, "broker": self.broker.name})
+        notify(f"READY=1\nSTATUS=trading ({executor.mode}) on {self.broker.name}")
+        self._watchdog_task = asyncio.ensure_future(systemd_watchdog(self.stop))
         self.alerter.send("start", f"bot started: broker {self.broker.name}, mode "
                           f"{executor.mode}, {len(self.settings.universe.symbols)} symbols, "
                           f"journal {where}")
@@ -346,9 +350,10 @@ class Supervisor:
         """Stop scheduling, drop pending serving, stop workers, disconnect, close the journal;
         logs flush last (the CLI closes them). Each step runs whatever the one before did."""
         self.stop.set()
+        notify("STOPPING=1")
         for task in list(self._serving):
             task.cancel()
-        for name in ("_monitor_task", "_heartbeat_task", "_status_task"):
+        for name in ("_monitor_task", "_heartbeat_task", "_status_task", "_watchdog_task"):
             running: asyncio.Task[None] | None = getattr(self, name, None)
             if running is not None:
                 try:

@@ -19,6 +19,7 @@ from supervisor import exitcodes
 from supervisor.broker.base import Broker
 from supervisor.observe.alerts import Alerter
 from supervisor.observe.http_status import Status, StatusServer
+from supervisor.observe.systemd import notify, watchdog_interval_s
 from supervisor.runtime.cycle import CycleSummary
 from supervisor.runtime.waits import pause
 from supervisor.trading.desk import Desk
@@ -111,3 +112,12 @@ async def publish_status(stop: asyncio.Event, server: StatusServer, feed: Status
         except Exception:  # noqa: BLE001 - the endpoint must never take the bot down
             log.exception("building the status for the endpoint failed")
         await pause(stop, 1.0)
+
+
+async def systemd_watchdog(stop: asyncio.Event) -> None:
+    """WATCHDOG=1 every half WatchdogSec while the loop runs, market open or not (a gateway
+    outage is waited out by the bot; only a wedged loop misses these)."""
+    interval = watchdog_interval_s()
+    while interval is not None and not stop.is_set():
+        notify("WATCHDOG=1")
+        await pause(stop, interval)
