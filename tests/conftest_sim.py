@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from ib_insync import IB
 
+from tests.ibclient import IB
 from tools.gateway_sim import Scenario, scenario_from_dict
 
 T = TypeVar("T")

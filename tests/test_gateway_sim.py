@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from ib_insync import IB, LimitOrder, Option, Stock
 
 from tests.conftest_sim import (
     ErrorLog,
@@ -24,6 +23,7 @@ from tests.conftest_sim import (
     next_client_id,
     run_client,
 )
+from tests.ibclient import IB, LimitOrder, Option, Stock
 from tests.sessions import TUESDAY_MORNING
 from tools.gateway_sim import ThreadedSim
 

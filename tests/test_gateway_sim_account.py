@@ -14,7 +14,9 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from ib_insync import (
+
+from tests.conftest_sim import connect, deep_merge, make_scenario, run_client
+from tests.ibclient import (
     IB,
     AccountValue,
     Contract,
@@ -25,8 +27,6 @@ from ib_insync import (
     Stock,
     Trade,
 )
-
-from tests.conftest_sim import connect, deep_merge, make_scenario, run_client
 from tests.sessions import FRIDAY_1558, TUESDAY_MORNING
 from tests.test_gateway_sim_orders import until
 from tools.gateway_sim import Scenario, ThreadedSim

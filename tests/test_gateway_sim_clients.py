@@ -12,9 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from ib_insync import LimitOrder, Option, Stock, Trade
 
 from tests.conftest_sim import connect, make_scenario, next_client_id, run_client
+from tests.ibclient import LimitOrder, Option, Stock, Trade
 from tests.sessions import TUESDAY_MORNING
 from tests.test_gateway_sim_orders import until
 from tools.gateway_sim import ThreadedSim

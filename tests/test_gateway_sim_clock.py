@@ -13,10 +13,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from ib_insync import Option, Stock
 
 from supervisor.runtime.clock import PinnedClock, WallClock
 from tests.conftest_sim import connect, make_scenario, run_client
+from tests.ibclient import Option, Stock
 from tests.sessions import CHRISTMAS, FRIDAY_1555, TUESDAY_MORNING
 from tools.gateway_sim import ScenarioError, ThreadedSim, scenario_from_dict
 from tools.gateway_sim.__main__ import parse_args, with_clock

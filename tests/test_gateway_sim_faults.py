@@ -12,9 +12,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from ib_insync import Stock
 
 from tests.conftest_sim import ErrorLog, connect, make_scenario, run_client
+from tests.ibclient import Stock
 from tests.sessions import TUESDAY_MORNING
 from tools.gateway_sim import ThreadedSim
 

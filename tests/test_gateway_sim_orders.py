@@ -14,9 +14,9 @@ from datetime import date, datetime
 from typing import Any
 
 import pytest
-from ib_insync import LimitOrder, Stock, Trade
 
 from tests.conftest_sim import connect, make_scenario, run_client
+from tests.ibclient import LimitOrder, Stock, Trade
 from tests.sessions import TUESDAY_MORNING
 from tools.gateway_sim import ScenarioError, ThreadedSim
 from tools.gateway_sim.codec import FieldValue

@@ -11,9 +11,9 @@ import asyncio
 import contextlib
 
 import pytest
-from ib_insync import IB, LimitOrder, Stock
 
 from tests.conftest_sim import ErrorLog, connect, make_scenario, next_client_id, run_client
+from tests.ibclient import IB, LimitOrder, Stock
 from tests.sessions import TUESDAY_MORNING
 from tools.gateway_sim import ThreadedSim
 

@@ -11,9 +11,9 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 import pytest
-from ib_insync import IB, LimitOrder, Option, Stock, Trade
 
 from tests.conftest_sim import DEFAULT_SCENARIO, connect, make_scenario, run_client
+from tests.ibclient import IB, LimitOrder, Option, Stock, Trade
 from tests.sessions import (
     EARLY_CLOSE_DAY,
     FRIDAY_1558,

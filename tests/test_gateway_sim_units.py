@@ -10,11 +10,9 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 import pytest
-from ib_insync import LimitOrder, Option, Stock, StopOrder
-from ib_insync.client import Client
-from ib_insync.decoder import Decoder
 
 from tests.conftest_sim import DEFAULT_SCENARIO, make_scenario
+from tests.ibclient import Client, Decoder, LimitOrder, Option, Stock, StopOrder
 from tests.sessions import TUESDAY_MORNING
 from tools.gateway_sim import ScenarioError, load_scenario, scenario_from_dict
 from tools.gateway_sim import outgoing as out

@@ -80,8 +80,9 @@ class LogService:
         self._saved = (root.handlers[:], root.level)
         root.handlers[:] = self.handlers
         root.setLevel(settings.level)
-        if settings.level != "DEBUG":  # ib_insync narrates every order and status at INFO
-            logging.getLogger("ib_insync").setLevel(logging.WARNING)
+        if settings.level != "DEBUG":  # both IB libraries narrate every order at INFO
+            for library in ("ib_insync", "ib_async"):
+                logging.getLogger(library).setLevel(logging.WARNING)
 
     def handle(self, record: logging.LogRecord) -> None:
         """A worker's record, as if it had been logged here (each handler's level applies)."""

@@ -1,20 +1,37 @@
 """The library layer: the one import of the IB client library, and how its numbers read.
 
-ib_insync where it is installed, ib_async (a drop-in replacement) otherwise. Every other
-module of this package takes ``ibi`` from here, so swapping libraries touches one file.
+ib_insync where it is installed, ib_async (its maintained fork, a drop-in replacement)
+otherwise or where ``IBKR_CLIENT_LIB=ib_async`` says so. Every other module of this package,
+and the tests (tests/ibclient.py), take ``ibi`` from here: swapping libraries touches one file.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 import math
+import os
 import re
+from types import ModuleType
 from typing import Any
 
-try:
-    import ib_insync as ibi
-except ImportError:  # pragma: no cover - ib_async is a drop-in replacement where installed
-    import ib_async as ibi  # type: ignore[no-redef]
+LIBRARIES = ("ib_insync", "ib_async")
+CHOICE_ENV = "IBKR_CLIENT_LIB"  # ib_insync | ib_async: which one, when both are installed
+
+
+def _import_library() -> ModuleType:
+    wanted = os.environ.get(CHOICE_ENV, "")
+    if wanted and wanted not in LIBRARIES:
+        raise ImportError(f"{CHOICE_ENV}={wanted!r}: expected one of {', '.join(LIBRARIES)}")
+    for name in (wanted,) if wanted else LIBRARIES:
+        try:
+            return importlib.import_module(name)
+        except ImportError:
+            continue
+    raise ImportError("no IB client library: pip install ib_insync (or ib_async)")
+
+
+ibi: Any = _import_library()
 
 
 

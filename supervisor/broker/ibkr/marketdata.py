@@ -2,8 +2,9 @@
 
 A snapshot holds one of the account's market-data lines (the governor's semaphore) until the
 gateway has let go of it: when it ends, or, after a timeout, until its cancel is sent. It
-runs on a copy of the contract, because ib_insync files tickers by ``id(contract)``, and its
-ticker is removed afterwards. Delayed data is refused when live or frozen data was asked for.
+runs on a copy of the contract, because ib_insync files tickers by ``id(contract)`` (ib_async
+by its hash), and its ticker is removed afterwards, under whichever key the library used.
+Delayed data is refused when live or frozen data was asked for.
 """
 
 from __future__ import annotations
@@ -139,7 +140,10 @@ class MarketData:
     def _drop_ticker(self, req_id: int, contract: Any) -> None:
         wrapper = self._link.ib.wrapper
         ticker = wrapper.reqId2Ticker.pop(req_id, None)
-        wrapper.tickers.pop(id(contract), None)
+        # ib_insync files tickers by id(contract), ib_async by hash(contract): remove the
+        # entry that holds this ticker, whatever its key (else ib_async leaks one a request)
+        for key in [k for k, t in wrapper.tickers.items() if t is ticker or k == id(contract)]:
+            del wrapper.tickers[key]
         if ticker is not None:
             wrapper.ticker2ReqId["snapshot"].pop(ticker, None)
             wrapper.pendingTickers.discard(ticker)
