@@ -371,10 +371,10 @@ def test_summary_line_counts_by_hand() -> None:
     )
     summary = CycleSummary(CYCLE, results, decisions, seconds=1.5)
 
-    # Then: ok 4 of 5, failed 1; BUY 1 (IWM does not count), SELL 1, HOLD 2 (AAPL, MSFT);
-    # intents 2 + 1 = 3; accepted 2, rejected 1
+    # Then: ok 4 of 5, failed 1, skipped 1 (MSFT); BUY 1 (IWM does not count), SELL 1,
+    # HOLD 2 (AAPL, MSFT); intents 2 + 1 = 3; accepted 2, rejected 1
     assert summary.line() == (
-        "cycle 3: symbols ok 4/5 failed 1 | signals BUY 1 SELL 1 HOLD 2 | intents 3 "
+        "cycle 3: symbols ok 4/5 failed 1 skipped 1 | signals BUY 1 SELL 1 HOLD 2 | intents 3 "
         "accepted 2 rejected 1 | 1.50s | SPY=BUY QQQ=SELL AAPL=HOLD IWM=FAILED MSFT=HOLD"
     )
     assert [r.symbol for r in summary.failed] == ["IWM"]

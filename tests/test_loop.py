@@ -134,7 +134,9 @@ def test_the_monitor_follows_a_respawned_worker(tmp_path, monkeypatch):
     names = set().union(*(r["processes"] for r in records))
     # workers 1 and 2 started; one died on QQQ and worker 3 replaced it
     assert {"supervisor", "worker-3"} <= names
-    last = records[-1]["processes"]
+    # the last sample while running (the run's final record, at exit, has no workers left)
+    assert records[-1]["run"]["ended"] and "worker-3" not in records[-1]["processes"]
+    last = records[-2]["processes"]
     assert "worker-3" in last and len([n for n in last if n.startswith("worker-")]) == 2
     assert all(r["processes"]["supervisor"]["rss_kb"] > 0 for r in records)
 

@@ -47,10 +47,22 @@ def test_phases_needs_a_soak_length(tmp_path):
 
 
 def test_plot_is_written(tmp_path):
-    pytest.importorskip("matplotlib")
     png = tmp_path / "soak.png"
     done = phases(tmp_path, "--broker", "stub", "--soak-cycles", "300", "--plot", str(png))
     assert png.exists() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", done.stdout[-2000:]
+
+
+def test_phases_plot_without_matplotlib_stops_before_the_soak(tmp_path):
+    broken = tmp_path / "broken" / "matplotlib"
+    broken.mkdir(parents=True)
+    (broken / "__init__.py").write_text("raise ImportError('matplotlib is broken here')\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "supervisor", "phases", "--broker", "stub", "--soak-cycles",
+         "2000", "--plot", str(tmp_path / "s.png")], cwd=tmp_path, text=True,
+        capture_output=True, timeout=60,
+        env={**os.environ, "PYTHONPATH": f"{broken.parent}{os.pathsep}{REPO_ROOT}"})
+    assert done.returncode == 2 and "matplotlib cannot be imported" in done.stderr
+    assert "phase 1" not in done.stdout  # nothing ran
 
 
 @pytest.mark.integration

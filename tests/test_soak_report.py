@@ -50,7 +50,6 @@ def test_cli_as_a_subprocess(tmp_path, repo_root):
 
 
 def test_plot_writes_a_png(tmp_path):
-    pytest.importorskip("matplotlib")
     metrics = write_jsonl(tmp_path / "m.jsonl", synthetic())
     out = tmp_path / "soak.png"
 
@@ -63,4 +62,12 @@ def test_plot_without_matplotlib_is_bad_usage(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import now raises ImportError
 
     assert main([str(metrics), "--plot", str(tmp_path / "x.png")]) == EXIT_USAGE
-    assert "matplotlib is not installed: pip install -e '.[plot]'" in capsys.readouterr().err
+    assert "matplotlib is not installed: pip install -e ." in capsys.readouterr().err
+
+
+def test_the_plot_axis_fits_the_run_length():
+    from supervisor.observe.soak_render import time_unit
+
+    assert time_unit(90) == ("seconds", 1.0)
+    assert time_unit(1800) == ("minutes", 60.0)
+    assert time_unit(4 * 3600) == ("hours", 3600.0)

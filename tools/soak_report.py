@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             import matplotlib  # noqa: F401
         except ImportError:
-            print("matplotlib is not installed: pip install -e '.[plot]'", file=sys.stderr)
+            print("matplotlib is not installed: pip install -e .", file=sys.stderr)
             return EXIT_USAGE
     paths = expand_rotated(args.metrics)
     try:
@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(report.to_dict(), indent=2) if args.json else format_report(report))
     if args.plot is not None:
         try:
-            plot(records, args.plot, thresholds.warmup_s)
+            plot(records, args.plot, thresholds.warmup_s, report.verdict)
         except OSError as exc:
             print(f"soak_report: cannot write the plot {args.plot}: {exc.strerror}",
                   file=sys.stderr)

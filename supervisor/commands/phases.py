@@ -76,6 +76,14 @@ def _phase_settings(settings: Settings, args: argparse.Namespace, out: Path,
     })
 
 
+def _can_plot() -> bool:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def _say(line: str) -> None:
     print(line, flush=True)
 
@@ -84,6 +92,9 @@ def cmd_phases(args: argparse.Namespace, settings: Settings) -> int:
     if not args.soak_s and not args.soak_cycles:
         print("phases: give phase 3 a length: --soak-s SECONDS or --soak-cycles N",
               file=sys.stderr)
+        return exitcodes.USAGE
+    if args.plot and not _can_plot():  # said before the soak, not after an hour of it
+        print("phases --plot: matplotlib cannot be imported (pip install -e .)", file=sys.stderr)
         return exitcodes.USAGE
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -137,6 +148,6 @@ def _verdict(args: argparse.Namespace, out: Path) -> int:
     _say(text)
     (out / "soak_report.txt").write_text(text + "\n")
     if args.plot:
-        plot(records, Path(args.plot), thresholds.warmup_s)
+        plot(records, Path(args.plot), thresholds.warmup_s, verdict.verdict)
         _say(f"plot written to {args.plot}")
     return 0 if verdict.passed else 1  # FAIL and INCOMPLETE alike

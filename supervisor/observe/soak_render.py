@@ -55,40 +55,58 @@ def _s(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f} s"
 
 
-def plot(records: list[dict[str, Any]], out: Path, warmup_s: float = 0.0) -> None:
-    """RSS per process (top); buffer levels (bottom: _bytes in KB left, counts right)."""
+MAX_COUNT_LINES = 8  # level series drawn beside the buffers; more would be an unreadable key
+
+
+def time_unit(span_s: float) -> tuple[str, float]:
+    """The x axis unit that fits the run: seconds, minutes or hours (name, seconds each)."""
+    if span_s < 180:
+        return "seconds", 1.0
+    return ("minutes", 60.0) if span_s < 3 * 3600 else ("hours", 3600.0)
+
+
+def plot(records: list[dict[str, Any]], out: Path, warmup_s: float = 0.0,
+         verdict: str = "") -> None:
+    """RSS per process (top); buffer levels (bottom: _bytes in KB left, the levels that
+    moved on the right); the verdict in the title, the warm-up marked."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only: no display needed on a server
     import matplotlib.pyplot as plt
 
     start = records[0]["ts"] if records else 0.0
+    span_s = records[-1]["ts"] - start if records else 0.0
+    unit, per = time_unit(span_s)
 
-    def hours(points: list[tuple[float, float]]) -> list[float]:
-        return [(ts - start) / 3600 for ts, _ in points]
+    def at(points: list[tuple[float, float]]) -> list[float]:
+        return [(ts - start) / per for ts, _ in points]
 
-    fig, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(11, 7))
+    fig, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(12, 8))
     counts = bottom.twinx()  # counts (tickers, requests) would vanish beside byte sizes
     palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     counts.set_prop_cycle(color=palette[3:] + palette[:3])  # not the byte lines' colours
     for (name, pid), points in _rss_lines(records).items():
-        top.plot(hours(points), [v / 1024 for _, v in points], label=f"{name} ({pid})")
+        top.plot(at(points), [v / 1024 for _, v in points], label=f"{name} (pid {pid})")
+    levels = []
     for name, points in sorted(_series(records, "buffers").items()):
         if name.endswith("_bytes") and not is_counter(name):
-            bottom.plot(hours(points), [v / 1024 for _, v in points], label=f"{name} (KB)")
-        elif not is_counter(name):
-            counts.plot(hours(points), [v for _, v in points], "--", label=name)
+            bottom.plot(at(points), [v / 1024 for _, v in points], label=f"{name} (KB)")
+        elif not is_counter(name) and len({v for _, v in points}) > 1:
+            levels.append((name, points))  # a level that never moved says nothing here
+    for name, points in levels[:MAX_COUNT_LINES]:
+        counts.plot(at(points), [v for _, v in points], "--", label=name)
+    title = f"soak over {_hms(span_s)}, {len(records)} samples"
+    fig.suptitle(title + (f" · verdict: {verdict}" if verdict else ""), fontsize="large")
     top.set_ylabel("RSS (MB)")
     bottom.set_ylabel("buffer size (KB)")
-    counts.set_ylabel("count")
-    bottom.set_xlabel("hours since start")
+    counts.set_ylabel("count (levels that moved)")
+    bottom.set_xlabel(f"{unit} since the first sample (dotted: end of warm-up)")
     for axes in (top, bottom):
-        axes.axvline(warmup_s / 3600, color="grey", linewidth=0.8, linestyle=":")
+        axes.axvline(warmup_s / per, color="grey", linewidth=0.8, linestyle=":")
+        axes.grid(alpha=0.3)
     for axes, where in ((top, "upper left"), (bottom, "upper left"), (counts, "upper right")):
         if axes.get_legend_handles_labels()[0]:
-            axes.legend(fontsize="small", loc=where)
+            axes.legend(fontsize="small", loc=where, framealpha=0.8)
     fig.tight_layout()
-    fig.savefig(out)
+    fig.savefig(out, dpi=110)
     plt.close(fig)
-
-
