@@ -1,6 +1,7 @@
 """One cycle: symbols handed to workers, at most ``max_concurrent_symbols`` at once.
 
-A symbol whose worker died is retried once on another worker, then reported failed; when the
+A symbol whose worker died is retried once on another live worker (after a short grace, so
+two workers dying together are both noticed first), then reported failed; when the
 deadline passes, whatever has not reported is failed with "deadline". Late results of an
 ended cycle are recognised by their cycle id and dropped, so a cycle never hangs.
 """
@@ -31,6 +32,7 @@ class CycleRun:
         pool: WorkerPool,
         max_concurrent: int,
         deadline_s: float,
+        retry_grace_s: float = 0.0,
     ) -> None:
         self.cycle_id = cycle_id
         self.order = [t.symbol for t in tasks]
@@ -42,11 +44,17 @@ class CycleRun:
         self.inflight: dict[str, tuple[int, SymbolTask]] = {}
         self.results: dict[str, SymbolResult] = {}
         self.done = asyncio.Event()
+        # after a worker death nothing is dispatched for this long, so a second worker that
+        # died at the same moment is noticed before a retry could land on it
+        self.retry_grace_s = retry_grace_s
+        self._holding = 0  # the latest death's token: only its timer ends the hold
         if not tasks:
             self.done.set()
 
     def dispatch(self) -> None:
         """Hand pending symbols to the least busy ready workers, up to the concurrency cap."""
+        if self._holding:
+            return  # the grace after a death: its timer dispatches
         while self.pending and len(self.inflight) < self.max_concurrent:
             workers = self.pool.ready_workers()
             if not workers:
@@ -87,8 +95,17 @@ class CycleRun:
             else:
                 self._fail(symbol, f"worker {handle.worker_id} died (attempt {task.attempt})")
         handle.inflight.clear()
-        self.dispatch()
+        if self.retry_grace_s > 0:
+            token = self._holding = self._holding + 1
+            asyncio.get_running_loop().call_later(self.retry_grace_s, self._release, token)
+        else:
+            self.dispatch()
         self._maybe_done()
+
+    def _release(self, token: int) -> None:
+        if token == self._holding:  # a later death holds on with its own timer
+            self._holding = 0
+            self.dispatch()
 
     async def wait(self) -> dict[str, SymbolResult]:
         try:

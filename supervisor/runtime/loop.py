@@ -64,6 +64,7 @@ from supervisor.trading.sessions import SessionBook
 
 log = logging.getLogger("supervisor.runtime.loop")
 
+RETRY_GRACE_S = 0.25  # see CycleRun: deaths at one moment are all seen before a retry
 REQUESTS = (QuoteRequest, BarsRequest, ChainRequest, OptionQuotesRequest)
 
 
@@ -257,7 +258,7 @@ class Supervisor:
         tasks = await self._tasks(cycle_id, now)
         self.cycle = CycleRun(cycle_id, tasks, self.pool,
                               self.settings.universe.max_concurrent_symbols,
-                              self.settings.schedule.cycle_deadline_s)
+                              self.settings.schedule.cycle_deadline_s, RETRY_GRACE_S)
         self.cycle.dispatch()
         results = await self._wait_cycle(self.cycle)
         self.cycle = None
