@@ -7,9 +7,9 @@ import asyncio
 import pytest
 
 from common.calendar import nyse
-from common.messages import QuoteRequest
+from common.messages import BarsRequest, ChainRequest, OptionQuotesRequest, QuoteRequest
 from supervisor.broker.base import ConnectionLost, SymbolDataError
-from supervisor.runtime.serving import DataService, SymbolBackoff
+from supervisor.runtime.serving import DataService, SymbolBackoff, step_of
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -21,6 +21,13 @@ class FlakyBroker:
         self.calls = 0
         self.fail_with: Exception | None = SymbolDataError("354 not subscribed")
         self.hang = False
+        self.chain_fails = True
+
+    async def chain(self, symbol: str):
+        self.calls += 1
+        if self.chain_fails:
+            raise SymbolDataError(f"chain {symbol}: error 321")
+        return f"chain of {symbol}"
 
     async def quote(self, symbol: str):
         self.calls += 1
@@ -63,7 +70,7 @@ def test_a_symbol_rests_after_repeated_failures_then_is_asked_again():
     clock.t += 61
     broker.fail_with = None
     assert ask(service, rid=5).value == "quote of XYZ"
-    assert service.backoff.failures == {"OTHER": 1}
+    assert service.backoff.failures == {"OTHER": {"quote": 1}}
 
 
 def test_rest_doubles_and_is_capped():
@@ -89,3 +96,40 @@ def test_connection_loss_does_not_punish_the_symbol():
     broker.fail_with = ConnectionLost("gateway restarting")
     assert "ConnectionLost" in (ask(service).error or "")
     assert service.backoff.resting("XYZ") == 0
+
+
+def chain(service: DataService, symbol: str = "XYZ", rid: int = 1):
+    return asyncio.run(service.answer(ChainRequest(rid, 1, symbol)))
+
+
+def test_a_step_failing_every_cycle_rests_the_symbol_though_others_succeed():
+    # Given a symbol whose quote succeeds every cycle but whose chain fails every cycle
+    broker, clock, service = make(after=3)
+    broker.fail_with = None
+    for cycle in range(3):
+        assert ask(service, rid=2 * cycle).value == "quote of XYZ"
+        assert "error 321" in (chain(service, rid=2 * cycle + 1).error or "")
+    # Then after the third failed chain the symbol rests, the quote's successes
+    # notwithstanding, and the reply names the step that failed
+    calls = broker.calls
+    rested = ask(service, rid=10)
+    assert broker.calls == calls and rested.error == "XYZ rests 60s after repeated failures (chain)"
+    # When the rest is over, the quote succeeds and the chain fails again: the rest doubles
+    clock.t += 61
+    assert ask(service, rid=11).value == "quote of XYZ"
+    assert service.backoff.resting("XYZ") == 0
+    chain(service, rid=12)
+    assert round(service.backoff.resting("XYZ")) == 120
+    # And once the chain succeeds too, nothing of the symbol is remembered
+    clock.t += 121
+    broker.chain_fails = False
+    assert chain(service, rid=13).value == "chain of XYZ"
+    assert service.backoff.failures == {} and service.backoff.resting("XYZ") == 0
+
+
+def test_each_bar_size_is_its_own_step():
+    assert step_of(QuoteRequest(1, 1, "SPY")) == "quote"
+    assert step_of(BarsRequest(1, 1, "SPY", 30, 1)) == "bars 1m"
+    assert step_of(BarsRequest(1, 1, "SPY", 24, 60)) == "bars 60m"
+    assert step_of(ChainRequest(1, 1, "SPY")) == "chain"
+    assert step_of(OptionQuotesRequest(1, 1, "SPY", ())) == "option quotes"

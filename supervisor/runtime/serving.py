@@ -4,6 +4,8 @@ Every answer is bounded by a timeout and every failure becomes an error Reply, s
 never waits on a request that will not be answered. A symbol whose data keeps failing
 (timeouts, no permissions) is left alone for a while — doubling from ``base_s`` up to
 ``max_s`` — instead of spending pacing budget and market-data lines on it every cycle.
+Failures are counted per step (quote, bars of each size, chain, option quotes), so a step
+that fails every cycle makes the symbol rest even while its other steps succeed.
 """
 
 from __future__ import annotations
@@ -32,30 +34,53 @@ log = logging.getLogger("supervisor.runtime.serving")
 
 
 class SymbolBackoff:
-    """Consecutive failures per symbol; after ``after`` of them the symbol rests a while."""
+    """Consecutive failures per (symbol, step); after ``after`` of one step the symbol rests.
+
+    A success clears only its own step's count: the quote succeeding every cycle must not
+    hide bars that fail every cycle (the symbol would then never rest).
+    """
 
     def __init__(self, after: int = 3, base_s: float = 60.0, max_s: float = 1800.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.after, self.base_s, self.max_s, self.clock = after, base_s, max_s, clock
-        self.failures: dict[str, int] = {}
+        self.failures: dict[str, dict[str, int]] = {}  # symbol -> step -> failures in a row
         self.until: dict[str, float] = {}
+        self.why: dict[str, str] = {}  # symbol -> the step that made it rest
 
     def resting(self, symbol: str) -> float:
         """Seconds the symbol still rests (0: ask the broker)."""
         return max(0.0, self.until.get(symbol, 0.0) - self.clock())
 
-    def failed(self, symbol: str) -> None:
-        n = self.failures.get(symbol, 0) + 1
-        self.failures[symbol] = n
+    def failed(self, symbol: str, step: str) -> None:
+        steps = self.failures.setdefault(symbol, {})
+        n = steps[step] = steps.get(step, 0) + 1
         if n >= self.after:
             rest = min(self.base_s * 2 ** (n - self.after), self.max_s)
             self.until[symbol] = self.clock() + rest
-            log.warning("%s failed %d times in a row: resting %.0fs", symbol, n, rest,
-                        extra={"event": "symbol_backoff", "symbol": symbol, "rest_s": rest})
+            self.why[symbol] = step
+            log.warning("%s: %s failed %d times in a row: resting %.0fs", symbol, step, n,
+                        rest, extra={"event": "symbol_backoff", "symbol": symbol,
+                                     "step": step, "rest_s": rest})
 
-    def succeeded(self, symbol: str) -> None:
-        self.failures.pop(symbol, None)
-        self.until.pop(symbol, None)
+    def succeeded(self, symbol: str, step: str) -> None:
+        steps = self.failures.get(symbol, {})
+        steps.pop(step, None)
+        if not steps:  # nothing of the symbol is failing any more
+            self.failures.pop(symbol, None)
+            self.until.pop(symbol, None)
+            self.why.pop(symbol, None)
+
+
+def step_of(request: Request) -> str:
+    """The step a request serves, as the back-off counts it (each bar size on its own)."""
+    match request:
+        case BarsRequest(bar_minutes=bar_minutes):
+            return f"bars {bar_minutes}m"
+        case ChainRequest():
+            return "chain"
+        case OptionQuotesRequest():
+            return "option quotes"
+    return "quote"
 
 
 class DataService:
@@ -71,24 +96,25 @@ class DataService:
         self.busy_s = 0.0
 
     async def answer(self, request: Request) -> Reply:
-        resting = self.backoff.resting(request.symbol)
+        symbol, step = request.symbol, step_of(request)
+        resting = self.backoff.resting(symbol)
         if resting:
             self.served += 1
-            return Reply(request.request_id,
-                         error=f"{request.symbol} rests {resting:.0f}s after repeated failures")
+            return Reply(request.request_id, error=f"{symbol} rests {resting:.0f}s after "
+                         f"repeated failures ({self.backoff.why.get(symbol, step)})")
         started = time.monotonic()
         try:
             value = await asyncio.wait_for(self._fetch(request), self.timeout_s)
             reply = Reply(request.request_id, value=value)
-            self.backoff.succeeded(request.symbol)
+            self.backoff.succeeded(symbol, step)
         except TimeoutError:
             reply = self._error(request, f"timed out after {self.timeout_s:g}s")
-            self.backoff.failed(request.symbol)
+            self.backoff.failed(symbol, step)
         except ConnectionLost as exc:  # the connection's fault, not the symbol's
             reply = self._error(request, f"ConnectionLost: {exc}")
         except BrokerError as exc:
             reply = self._error(request, f"{type(exc).__name__}: {exc}")
-            self.backoff.failed(request.symbol)
+            self.backoff.failed(symbol, step)
         except Exception as exc:  # a broker bug must not hang the worker waiting on it
             log.exception("serving %s failed", type(request).__name__)
             reply = self._error(request, f"internal error: {type(exc).__name__}: {exc}")
