@@ -424,6 +424,9 @@ def test_symbol_errors_become_symbol_data_errors(sim: ThreadedSim) -> None:
     assert "error 354" in messages["SYM03"]
     assert "error 10197" in messages["SYM04"]
     assert "error 10168" in messages["SYM10"]
+    for symbol in ("SYM03", "SYM10"):  # the setting that would get data is named
+        assert "set `ibkr.market_data_type: delayed`" in messages[symbol]
+    assert "market_data_type" not in messages["ZZZZ"]
     assert stats["errors.200"] == 1 and stats["errors.354"] == 1
 
 

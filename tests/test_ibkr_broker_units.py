@@ -14,6 +14,8 @@ import pytest
 
 from supervisor.broker.ibkr import errors
 from supervisor.broker.ibkr.broker import IBKRBroker, ib_duration
+from supervisor.broker.ibkr.client import ibi
+from supervisor.broker.ibkr.requests import request_error
 from supervisor.runtime.clock import PinnedClock
 from supervisor.runtime.simproc import SimProcess, SimStartError
 from tests.conftest import REPO_ROOT
@@ -51,6 +53,22 @@ def test_error_log_levels() -> None:
     assert errors.log_level(100, ours=False) == logging.ERROR
     text = errors.describe(200, "  No security\n definition ")
     assert text == "error 200: No security definition"
+
+
+@pytest.mark.parametrize("code", [354, 10168])
+def test_a_missing_subscription_names_the_setting_to_change(code: int) -> None:
+    # Given the gateway refusing a snapshot for want of a market-data subscription
+    exc = ibi.RequestError(7, code, "Requested market data is not subscribed.")
+    # Then the error says which setting to change, after the gateway's own words
+    error = request_error("quote SPY", exc)
+    assert error.code == code
+    assert str(error).startswith(f"quote SPY: error {code}: Requested market data is not")
+    assert "set `ibkr.market_data_type: delayed`" in str(error)
+
+
+def test_errors_no_setting_would_fix_carry_no_hint() -> None:
+    error = request_error("quote ZZZZ", ibi.RequestError(7, 200, "No security definition"))
+    assert str(error) == "quote ZZZZ: error 200: No security definition"
 
 
 def test_a_fresh_broker_is_disconnected_and_reports_stats() -> None:

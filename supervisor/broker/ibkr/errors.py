@@ -14,6 +14,9 @@ scattered through the adapter:
               and the reconnect logic reacts.
 - OTHER       anything else: logged at WARNING with its code so it gets noticed.
 
+A code the settings or the account can cure (354/10168: no subscription, so
+``ibkr.market_data_type: delayed``) carries a ``hint`` the request's error text ends with.
+
 Stats keep running totals per code as ``errors.<code>`` (failures) and ``warnings.<code>``
 (notices and warnings), the soak report's convention.
 """
@@ -106,6 +109,26 @@ def log_level(code: int, *, ours: bool) -> int:
     if kind is Kind.CONNECTION:
         return logging.ERROR if code in (RATE_EXCEEDED, 502) else logging.WARNING
     return logging.WARNING
+
+
+# What to change when a code is the settings' or the account's doing, appended to the
+# request's error text. Without a market-data subscription IBKR answers 354, or 10168
+# ("delayed market data is not enabled": live data was asked for), where with the delayed
+# data type it would have sent its free delayed data.
+NO_SUBSCRIPTION_HINT = ("no market-data subscription for it: set `ibkr.market_data_type: "
+                        "delayed` to use IBKR's delayed data, or subscribe to this market "
+                        "in the IBKR account")
+HINTS = {
+    354: NO_SUBSCRIPTION_HINT,
+    10168: NO_SUBSCRIPTION_HINT,
+    10197: "another session of this IBKR login (TWS, mobile, web) holds the market data: "
+           "log it out, or give the bot a login of its own",
+}
+
+
+def hint(code: int) -> str:
+    """The setting to change for ``code`` ("" when none would help)."""
+    return HINTS.get(code, "")
 
 
 def describe(code: int, message: str) -> str:

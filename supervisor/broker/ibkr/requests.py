@@ -29,8 +29,11 @@ class IBKRRequestError(SymbolDataError):
 
 
 def request_error(what: str, exc: ibi.RequestError) -> IBKRRequestError:
-    """The gateway's error on a request of ours, named by what was asked."""
-    return IBKRRequestError(f"{what}: {errors.describe(exc.code, exc.message)}", exc.code)
+    """The gateway's error on a request of ours, named by what was asked, with the setting
+    to change when one would help (errors.hint)."""
+    text = f"{what}: {errors.describe(exc.code, exc.message)}"
+    hint = errors.hint(exc.code)
+    return IBKRRequestError(f"{text} ({hint})" if hint else text, exc.code)
 
 
 class Requests:
