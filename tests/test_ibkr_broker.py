@@ -430,6 +430,33 @@ def test_symbol_errors_become_symbol_data_errors(sim: ThreadedSim) -> None:
     assert stats["errors.200"] == 1 and stats["errors.354"] == 1
 
 
+def test_a_pacing_refusal_is_not_resent_while_it_cools_down() -> None:
+    # Given a gateway enforcing historical pacing, one request per 10 minutes
+    rules = {"historical_pacing": True, "hist_max_requests": 1}
+    with ThreadedSim(make_scenario(TUESDAY_MORNING, rules=rules)) as paced:
+        def sent() -> int:
+            return int(paced.stats()["messages_by_type"].get("20", 0))  # reqHistoricalData
+
+        async def body(broker: IBKRBroker) -> Any:
+            await broker.bars("SPY", 60)  # the one request allowed
+            # When the next bar size is refused with 162
+            with pytest.raises(SymbolDataError,
+                               match=r"error 162: .*pacing.*; not asked again for 60s"):
+                await broker.bars("SPY", 600, 60)
+            refused_at = sent()
+            # Then asking again fails at once, naming the cooldown, and nothing is sent
+            with pytest.raises(SymbolDataError, match=r"bars SPY 1 hour: not sent, cooling "
+                               r"down \d+s more after IBKR's pacing refusal"):
+                await broker.bars("SPY", 600, 60)
+            assert sent() == refused_at == 2
+            await broker.bars("SPY", 60)  # the other bar size is not held up
+            assert_nothing_left(broker)
+            return broker.stats()
+
+        stats = with_broker(paced, body)
+    assert stats["errors.162"] == 1 and stats["bars_pacing_cooldowns_total"] == 1
+
+
 def test_a_snapshot_that_never_ends_times_out_and_is_cancelled(sim: ThreadedSim) -> None:
     async def body(broker: IBKRBroker) -> Any:
         started = time.monotonic()

@@ -13,9 +13,10 @@ from typing import Any
 import pytest
 
 from supervisor.broker.ibkr import errors
+from supervisor.broker.ibkr.bars import PacingCooldown
 from supervisor.broker.ibkr.broker import IBKRBroker, ib_duration
 from supervisor.broker.ibkr.client import ibi
-from supervisor.broker.ibkr.requests import request_error
+from supervisor.broker.ibkr.requests import IBKRRequestError, request_error
 from supervisor.runtime.clock import PinnedClock
 from supervisor.runtime.simproc import SimProcess, SimStartError
 from tests.conftest import REPO_ROOT
@@ -69,6 +70,33 @@ def test_a_missing_subscription_names_the_setting_to_change(code: int) -> None:
 def test_errors_no_setting_would_fix_carry_no_hint() -> None:
     error = request_error("quote ZZZZ", ibi.RequestError(7, 200, "No security definition"))
     assert str(error) == "quote ZZZZ: error 200: No security definition"
+
+
+def test_a_pacing_refusal_cools_down_doubling_to_ten_minutes_until_a_success() -> None:
+    # Given a bars request IBKR refused for pacing, on a clock the test moves
+    now = [100.0]
+    cooldown = PacingCooldown(mono=lambda: now[0])
+    key = ("SPY", 3600, True)
+    refusal = IBKRRequestError("bars SPY 1 hour: error 162: pacing violation", 162)
+    rests = []
+    for _ in range(6):
+        error = cooldown.refused(key, refusal)
+        assert error.code == 162 and str(error).startswith(str(refusal))
+        rest = float(str(error).rsplit("for ", 1)[1].rstrip("s"))
+        rests.append(rest)
+        # Then while it cools down it fails at once, saying why and for how long
+        now[0] += rest - 1
+        with pytest.raises(IBKRRequestError, match=r"bars SPY 1 hour: not sent, cooling "
+                           r"down 1s more after IBKR's pacing refusal \(bars SPY"):
+            cooldown.check(key, "bars SPY 1 hour")
+        cooldown.check(("SPY", 60, True), "bars SPY 1 min")  # another bar size is asked
+        now[0] += 1
+        cooldown.check(key, "bars SPY 1 hour")  # over: the request may go out again
+    # And each refusal in a row doubles the wait, up to IBKR's 10-minute window
+    assert rests == [60, 120, 240, 480, 600, 600]
+    # When one goes through, the next refusal starts from a minute again
+    cooldown.passed(key)
+    assert str(cooldown.refused(key, refusal)).endswith("not asked again for 60s")
 
 
 def test_a_fresh_broker_is_disconnected_and_reports_stats() -> None:

@@ -4,11 +4,18 @@ Per (symbol, bar size, regular hours only) the cache keeps the rows of the longe
 for and the span of time they cover completely (IBKR sends no bar for a closed period, so an
 empty stretch is still covered). A call asks only for what lies past the cache, one bar of
 overlap included; bar sizes IBKR does not offer are resampled from 1-minute bars.
+
+A request IBKR refuses for pacing (error 162) cools down: that (symbol, bar size) is not
+asked for again for ``PACING_COOLDOWN_S``, doubling with each refusal in a row up to
+``PACING_COOLDOWN_MAX_S``, and fails meanwhile with the code and the time left, no request
+sent. Resending at once would only be refused again and spend the 60 requests of IBKR's
+10-minute window.
 """
 
 from __future__ import annotations
 
 import math
+import time as clock
 from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,12 +29,17 @@ from common.messages import Bars
 from supervisor.broker.base import SymbolDataError
 from supervisor.broker.ibkr.contracts import Contracts
 from supervisor.broker.ibkr.link import Link
-from supervisor.broker.ibkr.requests import Requests
+from supervisor.broker.ibkr.requests import IBKRRequestError, Requests
 
 BAR_SIZES = {1: "1 min", 2: "2 mins", 3: "3 mins", 5: "5 mins", 10: "10 mins", 15: "15 mins",
              20: "20 mins", 30: "30 mins", 60: "1 hour", 120: "2 hours", 180: "3 hours",
              240: "4 hours", 480: "8 hours"}
 Row = tuple[float, float, float, float, float, float]
+PACING_VIOLATION = 162
+# 60 s clears IBKR's 15 s identical-request and 2 s same-contract rules with room to spare;
+# refusals in a row double it up to 600 s, the whole 60-requests-in-10-minutes window.
+PACING_COOLDOWN_S = 60.0
+PACING_COOLDOWN_MAX_S = 600.0
 
 
 def ib_duration(seconds: float) -> str:
@@ -44,11 +56,42 @@ class BarCache:
     span_s: float = 0.0  # the longest window asked for: what the cache keeps
 
 
+class PacingCooldown:
+    """Requests IBKR refused with error 162, each resting until its cooldown is over."""
+
+    def __init__(self, base_s: float = PACING_COOLDOWN_S, max_s: float = PACING_COOLDOWN_MAX_S,
+                 mono: Callable[[], float] = clock.monotonic) -> None:
+        self.base_s, self.max_s, self.mono = base_s, max_s, mono  # wall seconds: IBKR's
+        self._refusals: dict[tuple[str, int, bool], tuple[int, float, str]] = {}
+
+    def check(self, key: tuple[str, int, bool], what: str) -> None:
+        """IBKRRequestError (162) while ``key`` cools down; nothing is sent for it."""
+        refused = self._refusals.get(key)
+        if refused is None:
+            return
+        _n, until, reason = refused
+        left = until - self.mono()
+        if left > 0:
+            raise IBKRRequestError(f"{what}: not sent, cooling down {left:.0f}s more after "
+                                   f"IBKR's pacing refusal ({reason})", PACING_VIOLATION)
+
+    def refused(self, key: tuple[str, int, bool], exc: IBKRRequestError) -> IBKRRequestError:
+        """Start (or double) the cooldown of ``key``; the error, saying how long it rests."""
+        n = self._refusals.get(key, (0, 0.0, ""))[0] + 1
+        rest = min(self.base_s * 2 ** (n - 1), self.max_s)
+        self._refusals[key] = (n, self.mono() + rest, str(exc))
+        return IBKRRequestError(f"{exc}; not asked again for {rest:.0f}s", exc.code)
+
+    def passed(self, key: tuple[str, int, bool]) -> None:
+        self._refusals.pop(key, None)
+
+
 class BarHistory:
     """Bars per (symbol, bar size), fetched incrementally; see the module docstring."""
 
     def __init__(self, link: Link, requests: Requests, contracts: Contracts,
-                 cfg: IBKRSettings, *, tz: str, now: Callable[[], float]) -> None:
+                 cfg: IBKRSettings, *, tz: str, now: Callable[[], float],
+                 cooldown: PacingCooldown | None = None) -> None:
         self._link = link
         self._requests = requests
         self._contracts = contracts
@@ -56,6 +99,7 @@ class BarHistory:
         self._zone = ZoneInfo(tz)
         self._now = now
         self._bars: dict[tuple[str, int, bool], BarCache] = {}
+        self.cooldown = cooldown or PacingCooldown()
 
     async def bars(self, symbol: str, minutes: int, bar_minutes: int = 1,
                    rth: bool = False) -> Bars:
@@ -95,18 +139,27 @@ class BarHistory:
         # gateway's clock says; one bar of margin before the start.
         end_text = datetime.fromtimestamp(end, UTC).strftime("%Y%m%d-%H:%M:%S")
         duration = ib_duration(end - start + bar_s)
+        key, size = (symbol, bar_s, rth), BAR_SIZES[bar_s // 60]
+        self.cooldown.check(key, f"bars {symbol} {size}")
         stock = await self._contracts.stock(symbol)
         contract = stock.contract
         ib = self._link.ib
         self._link.counts["bars_requests_total"] += 1
-        got = await self._requests.request(
-            f"bars {symbol} {BAR_SIZES[bar_s // 60]} {duration} to {end_text}",
-            lambda rid: ib.client.reqHistoricalData(
-                rid, contract, end_text, duration, BAR_SIZES[bar_s // 60], "TRADES", rth, 2,
-                False, []),
-            self._cfg.historical_timeout_s, contract=contract,
-            on_timeout=lambda rid: self._link.spawn(self._requests.paced_send(
-                lambda: ib.client.cancelHistoricalData(rid))))
+        try:
+            got = await self._requests.request(
+                f"bars {symbol} {size} {duration} to {end_text}",
+                lambda rid: ib.client.reqHistoricalData(
+                    rid, contract, end_text, duration, size, "TRADES", rth, 2, False, []),
+                self._cfg.historical_timeout_s, contract=contract,
+                on_timeout=lambda rid: self._link.spawn(self._requests.paced_send(
+                    lambda: ib.client.cancelHistoricalData(rid))))
+        except IBKRRequestError as exc:
+            # 162 also says "HMDS query returned no data": an answer, not a pacing refusal
+            if exc.code == PACING_VIOLATION and "no data" not in str(exc):
+                self._link.counts["bars_pacing_cooldowns_total"] += 1
+                raise self.cooldown.refused(key, exc) from None
+            raise
+        self.cooldown.passed(key)
         fresh = {row[0]: row for row in map(self._bar_row, got) if row[0] < end}
         merged = {**cache.rows, **fresh} if contiguous else fresh
         keep_from = end - max(cache.span_s, end - need_from)
