@@ -430,6 +430,28 @@ def test_symbol_errors_become_symbol_data_errors(sim: ThreadedSim) -> None:
     assert stats["errors.200"] == 1 and stats["errors.354"] == 1
 
 
+def test_unknown_symbols_are_asked_for_at_once_and_remembered(sim: ThreadedSim) -> None:
+    def details_sent() -> int:
+        return int(sim.stats()["messages_by_type"].get("9", 0))  # reqContractDetails
+
+    async def body(broker: IBKRBroker) -> Any:
+        before = details_sent()
+        # When the universe is checked, two symbols IBKR does not list among known ones
+        unknown = await broker.unknown_symbols(["SPY", "ZZZZ", "QQQ", "YYYY"])
+        assert details_sent() == before + 4  # one request a symbol
+        # Then checking again, or asking for their data, sends nothing more
+        assert await broker.unknown_symbols(["SPY", "ZZZZ", "QQQ", "YYYY"]) == unknown
+        with pytest.raises(SymbolDataError, match="ZZZZ: error 200"):
+            await broker.quote("ZZZZ")
+        assert details_sent() == before + 4
+        assert_nothing_left(broker)
+        return unknown
+
+    unknown = with_broker(sim, body)
+    assert list(unknown) == ["ZZZZ", "YYYY"]
+    assert all(why.startswith(f"{s}: error 200: ") for s, why in unknown.items())
+
+
 def test_a_pacing_refusal_is_not_resent_while_it_cools_down() -> None:
     # Given a gateway enforcing historical pacing, one request per 10 minutes
     rules = {"historical_pacing": True, "hist_max_requests": 1}

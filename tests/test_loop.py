@@ -22,12 +22,26 @@ from tests.strategies import KILL_MARKER_ENV, KILL_SYMBOL_ENV
 pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
 
 
-def run_supervisor(settings, tmp_path) -> Supervisor:
+class ListingStub(StubBroker):
+    """The stub, with symbols it does not list (as IBKR answers 200 for them)."""
+
+    def __init__(self, *args, unknown=(), **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.unknown = set(unknown)
+        self.listing_checks = 0
+
+    async def unknown_symbols(self, symbols):
+        self.listing_checks += 1
+        return {s: f"{s}: error 200: No security definition" for s in symbols
+                if s in self.unknown}
+
+
+def run_supervisor(settings, tmp_path, unknown=()) -> Supervisor:
     clock = SimClock(settings.stub.start.timestamp())
     logs = LogService(settings.logging, None)
     lines: list[str] = []
-    supervisor = Supervisor(settings, StubBroker(settings.stub, clock.now), clock, logs.handle,
-                            echo=lines.append)
+    supervisor = Supervisor(settings, ListingStub(settings.stub, clock.now, unknown=unknown),
+                            clock, logs.handle, echo=lines.append)
     try:
         supervisor.exit_code = asyncio.run(supervisor.run())
     finally:
@@ -57,6 +71,28 @@ def test_three_cycles_over_the_default_universe(tmp_path):
     executions = events(tmp_path, "execution")
     assert executions and all(e["mode"] == "dry_run" for e in executions)
     assert not sup.pool.workers  # all joined
+
+
+def test_symbols_the_venue_does_not_know_are_dropped_once_for_the_run(tmp_path):
+    # Given a universe with a symbol the venue does not list
+    settings = make_settings(tmp_path, schedule={"cycles": 2},
+                             universe={"symbols": ["SPY", "ZZZZ", "QQQ"]})
+    # When two cycles run
+    sup = run_supervisor(settings, tmp_path, unknown=["ZZZZ"])
+    # Then the venue was asked once, one event named the symbol, and no cycle ran it
+    assert sup.exit_code == exitcodes.OK and sup.broker.listing_checks == 1  # type: ignore[attr-defined]
+    (event,) = events(tmp_path, "unknown_symbols")
+    assert event["symbols"] == ["ZZZZ"] and event["levelname"] == "WARNING"
+    assert "ZZZZ: error 200" in event["message"]
+    assert [[r.symbol for r in s.results] for s in sup.summaries] == [["SPY", "QQQ"]] * 2
+    assert all("symbols ok 2/2 failed 0" in line for line in sup.lines)
+
+
+def test_a_universe_the_venue_does_not_know_at_all_refuses_to_run(tmp_path):
+    settings = make_settings(tmp_path, schedule={"cycles": 1},
+                             universe={"symbols": ["ZZZZ"]})
+    sup = run_supervisor(settings, tmp_path, unknown=["ZZZZ"])
+    assert sup.exit_code == exitcodes.USAGE and not sup.summaries
 
 
 def test_concurrency_cap_is_respected(tmp_path):

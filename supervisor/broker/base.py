@@ -177,6 +177,11 @@ class Broker(Protocol):
         None until the venue has it."""
         ...
 
+    async def unknown_symbols(self, symbols: Sequence[str]) -> dict[str, str]:
+        """Those of ``symbols`` the venue lists no contract for (IBKR: error 200), each with
+        the venue's words; a symbol that could not be checked is not among them."""
+        ...
+
     # --- orders --------------------------------------------------------------------------------
 
     async def what_if(self, contract: OptionContract, action: str, quantity: int,

@@ -276,6 +276,9 @@ class StubBroker:
     async def regular_hours(self, symbol: str) -> TradingHours | None:
         return None  # the stub publishes no hours: the exchange calendar decides
 
+    async def unknown_symbols(self, symbols: Sequence[str]) -> dict[str, str]:
+        return {}  # the stub prices any ticker
+
     async def closing_price(self, symbol: str, day: date) -> float | None:
         """The path's price at the regular close of ``day`` (None before it, or no session)."""
         session = self.calendar.session(day)

@@ -57,7 +57,8 @@ from supervisor.runtime.status import (
     stopped_text,
     systemd_watchdog,
 )
-from supervisor.runtime.waits import pause, unless_stopped, wait_for_reconnect
+from supervisor.runtime.universe import NoKnownSymbols, Universe
+from supervisor.runtime.waits import unless_stopped, wait_for_reconnect
 from supervisor.trading.desk import Desk
 from supervisor.trading.execution import Executor, ModeNotAvailable, live_refusal
 from supervisor.trading.sessions import SessionBook
@@ -92,6 +93,7 @@ class Supervisor:
         self.monitor = Monitor(settings.monitoring)
         self.calendar = exchange_calendar(settings.schedule)
         self.sessions = SessionBook(broker, self.calendar)
+        self.universe = Universe(settings.universe.symbols)  # checked at the first cycle
         self.service = DataService(broker, settings.ibkr.request_timeout_s, self.calendar,
                                    clock.now)
         self.pool = WorkerPool(settings, self._on_message, self._on_death, on_log, mp_context)
@@ -130,7 +132,7 @@ class Supervisor:
         except BrokerError as exc:
             log.error("broker %s: %s", self.broker.name, exc)
             self.exit_code = exitcodes.CANNOT_CONNECT
-        except (ModeNotAvailable, JournalError, StatusPortError) as exc:
+        except (ModeNotAvailable, JournalError, StatusPortError, NoKnownSymbols) as exc:
             log.error("cannot start: %s", exc)
             self.exit_code = exitcodes.USAGE
         except sqlite3.Error as exc:  # disk full, I/O: what was committed stays committed
@@ -237,9 +239,10 @@ class Supervisor:
             await self.clock.sleep(min(wait_s, 300.0), self.stop)
         return not self.stop.is_set()
 
-    async def _tasks(self, cycle_id: int, now: float) -> list[SymbolTask]:
+    async def _tasks(self, cycle_id: int, now: float, symbols: tuple[str, ...]
+                     ) -> list[SymbolTask]:
         tasks = []
-        for symbol in self.settings.universe.symbols:
+        for symbol in symbols:
             session = await self.sessions.today(symbol, now)
             tasks.append(SymbolTask(
                 cycle_id, symbol, now, whale_last_ts=self.whale_last.get(symbol),
@@ -251,11 +254,12 @@ class Supervisor:
         assert self.desk is not None and self.journal is not None
         started = time.monotonic()
         now = self.clock.now()
+        symbols = await self.universe.symbols(self.broker)  # the venue asked once, here
         state = await self.desk.begin_cycle(now)  # ConnectionLost here skips the cycle
         self.cycles_run += 1
         cycle_id = self.cycles_run
         self.journal.start_cycle(cycle_id, state.day, now)
-        tasks = await self._tasks(cycle_id, now)
+        tasks = await self._tasks(cycle_id, now, symbols)
         self.cycle = CycleRun(cycle_id, tasks, self.pool,
                               self.settings.universe.max_concurrent_symbols,
                               self.settings.schedule.cycle_deadline_s, RETRY_GRACE_S)
@@ -343,9 +347,6 @@ class Supervisor:
         self.pool.stopping = True  # a worker that dies now is not replaced
         self.by_signal = True
         self.stop.set()
-
-    async def _pause(self, seconds: float) -> None:
-        await pause(self.stop, seconds)
 
     async def _shutdown(self) -> None:
         """Stop scheduling, drop pending serving, stop workers, disconnect, close the journal;

@@ -5,11 +5,12 @@ A thin facade over one module per layer; each layer only calls the ones below it
     DataService / executor            IBKRBroker (broker.py: builds the layers, delegates)
     ----------------------              |
     quote, option_quotes  ----------->  marketdata.py  snapshots: a line each, cancel by reqId
-    bars  --------------------------->  bars.py        incremental bar cache, resampling
+    bars  --------------------------->  bars.py        incremental bar cache, resampling,
+                                                       pacing (162) cooldowns
     account, what_if, place_bracket,    orders.py      account values, what-if, brackets,
     open_orders, fills, positions --->    |            open orders, fills, positions
-    chain, regular_hours ------------>  contracts.py   conIds, chains, hours, per-day negatives
-                                          |
+    chain, regular_hours, ----------->  contracts.py   conIds, chains, hours, per-day negatives
+    unknown_symbols                       |
                                           v
                                         requests.py    wrapper futures by reqId, bounded,
                                           |            cleaned up; per-key locks; cancels
@@ -131,6 +132,9 @@ class IBKRBroker:
 
     async def regular_hours(self, symbol: str) -> TradingHours | None:
         return await self._contracts.regular_hours(symbol)
+
+    async def unknown_symbols(self, symbols: Sequence[str]) -> dict[str, str]:
+        return await self._contracts.unknown(symbols)
 
     # --- account and orders ------------------------------------------------------------------
 

@@ -4,13 +4,16 @@ A stock is qualified once per session (its conId does not change); an option, an
 symbol and a chain are remembered for the trading day (schedule.timezone), because listings
 change overnight: the first call of a new day clears those caches. Each lookup runs under a
 per-key lock, so callers asking for the same contract at once send one request.
+``unknown(symbols)`` qualifies a whole universe at once, for the supervisor's check at the
+first cycle.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -19,7 +22,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from common.calendar import TradingHours, parse_hours, trading_day
 from common.config import IBKRSettings
 from common.messages import OptionChain, OptionContract
-from supervisor.broker.base import BrokerError, SymbolDataError
+from supervisor.broker.base import BrokerError, ConnectionLost, SymbolDataError
 from supervisor.broker.ibkr.client import ibi, num
 from supervisor.broker.ibkr.link import Link
 from supervisor.broker.ibkr.requests import IBKRRequestError, Requests
@@ -101,6 +104,23 @@ class Contracts:
             contract.exchange = "SMART"  # a primary exchange here would bypass smart routing
             info = self._stocks[symbol] = Stock(contract, self._hours(found[0]), day)
             return info
+
+    async def unknown(self, symbols: Sequence[str]) -> dict[str, str]:
+        """The symbols IBKR has no stock for (error 200, or no match), each with why; all
+        asked at once. One that could not be checked (a timeout) is not among them: its own
+        requests will say what is wrong. ConnectionLost if the link went down meanwhile."""
+        outcomes = await asyncio.gather(*(self.stock(s) for s in symbols),
+                                        return_exceptions=True)
+        for symbol, outcome in zip(symbols, outcomes, strict=True):
+            if isinstance(outcome, ConnectionLost):
+                raise outcome
+            if isinstance(outcome, BrokerError):
+                if symbol not in self._unknown:
+                    log.info("%s not checked at IBKR (%s): kept in the universe", symbol,
+                             outcome)
+            elif isinstance(outcome, BaseException):  # a bug, or a cancel: not swallowed
+                raise outcome
+        return {s: self._unknown[s] for s in symbols if s in self._unknown}
 
     def _hours(self, details: Any) -> TradingHours | None:
         tz_id = (details.timeZoneId or "").split(" ")[0]
