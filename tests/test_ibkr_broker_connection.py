@@ -79,11 +79,11 @@ def test_client_id_in_use_connects_with_the_next_id(sim: ThreadedSim) -> None:
 
 def test_dropped_connection_fails_fast_then_reconnects() -> None:
     # Given a gateway that drops the first connection 1 s after it connected, while a
-    # snapshot that never ends is in flight
+    # snapshot that never ends, and never gets its bid and ask, is in flight
     scenario = make_scenario(TUESDAY_MORNING, faults=[
         {"kind": "disconnect", "at_s": 1.0},
         {"kind": "snapshot_never_ends", "symbol": "SYM11", "every_connection": True},
-    ])
+    ], quirks=[{"symbol": "SYM11", "kind": "missing"}])
 
     async def body(broker: IBKRBroker) -> Any:
         assert (await broker.quote("SPY")).bid > 0
@@ -105,6 +105,7 @@ def test_dropped_connection_fails_fast_then_reconnects() -> None:
         # Then the broker reconnects by itself and serves again, with nothing left behind
         await wait_until(broker.is_connected, 5.0)
         quote = await broker.quote("SPY")
+        await wait_until(lambda: broker.stats()["lines_in_use"] == 0)  # its cancel went out
         return in_flight_s, outage_sent, quote, broker.stats()
 
     with ThreadedSim(scenario) as sim:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Generator, Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from common.calendar import trading_day
 from common.config import Settings
@@ -44,6 +44,13 @@ class RemoteError(Exception):
     """The supervisor answered a request with an error."""
 
 
+@dataclass(frozen=True)
+class DataFailure:
+    """The supervisor could not get the symbol's market data."""
+
+    reason: str
+
+
 def _value(reply: Reply) -> object:
     if reply.error is not None:
         raise RemoteError(reply.error)
@@ -71,6 +78,9 @@ def process_symbol(
     timer = _Timer()
     result = SymbolResult(task.cycle_id, task.symbol, worker_id, attempt=task.attempt)
     view = yield from _market_view(task, worker_id, settings, strategy, ids, timer)
+    if isinstance(view, DataFailure):
+        # no data is a failure, not a HOLD: the cycle line must not count it as a decision
+        return replace(result, error=view.reason, timings=tuple(timer.marks))
     if isinstance(view, str):
         return replace(result, skipped=view, timings=tuple(timer.marks))
     decision = strategy.decide(view)
@@ -84,8 +94,10 @@ def process_symbol(
 
 def _market_view(task: SymbolTask, worker_id: int, settings: Settings, strategy: Strategy,
                  ids: Iterator[int], timer: _Timer
-                 ) -> Generator[tuple[Request, ...], tuple[Reply, ...], MarketView | str]:
-    """Quote and bars (hourly too, for the whale rule), sanitised: the view, or why not."""
+                 ) -> Generator[tuple[Request, ...], tuple[Reply, ...],
+                                MarketView | DataFailure | str]:
+    """Quote and bars (hourly too, for the whale rule), sanitised: the view, why the data
+    is unusable (a skip), or why there is none (a failure)."""
     rth = not settings.strategy.extended_hours
     requests: list[Request] = [
         QuoteRequest(next(ids), worker_id, task.symbol),
@@ -101,7 +113,7 @@ def _market_view(task: SymbolTask, worker_id: int, settings: Settings, strategy:
         quote, bars = _value(replies[0]), _value(replies[1])
         hourly = _value(replies[2]) if len(replies) > 2 else None
     except RemoteError as exc:
-        return f"market data: {exc}"
+        return DataFailure(f"market data: {exc}")
     assert isinstance(quote, Quote) and isinstance(bars, Bars)
     check, ref = check_underlying(quote, settings.quotes)
     if ref is None:

@@ -1,8 +1,9 @@
 """One client connection: handshake, rate rule, dispatch, per-request tasks, faults.
 
-A session is the socket's asyncio protocol: it reassembles frames, stamps each TCP chunk with
-its arrival time (for the 50 messages/s rule, so the sim's own lag never counts against the
-client), and hands each message to its handler in order. Handlers answer at
+A session is the socket's asyncio protocol, but its reading is done by an ``ArrivalReader``
+thread that stamps each TCP chunk when it arrives (for the 50 messages/s rule: a stall of
+the sim's own loop must not bunch the client's messages, see arrivals.py). The session
+reassembles frames and hands each message to its handler in order. Handlers answer at
 once or spawn a task (latency, snapshots, streams); every task is tracked and cancelled when
 the connection ends. ``link`` models the gateway's link to IBKR: error 1100 clears it (data
 requests wait), 1101/1102 set it again (1101 also drops the streaming subscriptions).
@@ -20,6 +21,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from tools.gateway_sim import outgoing as out
+from tools.gateway_sim.arrivals import ArrivalReader
 from tools.gateway_sim.codec import (
     FieldReader,
     FieldValue,
@@ -50,7 +52,7 @@ class Subscription:
 
 
 class Session(asyncio.Protocol):
-    """asyncio protocol for one socket; each TCP chunk is stamped on arrival (rate rule)."""
+    """asyncio protocol for one socket; a reader thread stamps each chunk on arrival."""
 
     def __init__(self, server: SimServer, serial: int) -> None:
         self.server = server
@@ -74,15 +76,26 @@ class Session(asyncio.Protocol):
         self.wants_account = False
         self.faults: FaultPlan | None = None
         self.last_order_task: asyncio.Task[Any] | None = None
+        self.reader: ArrivalReader | None = None
 
     # ---- lifecycle ----------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         self.server.session_started(self)
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            transport.pause_reading()  # the reader thread reads and stamps instead
+            self.reader = ArrivalReader(sock, asyncio.get_running_loop(), self.chunk_arrived,
+                                        self._close)
+            self.reader.start()
 
     def data_received(self, data: bytes) -> None:
-        arrived = time.monotonic()
+        self.chunk_arrived(data, time.monotonic())  # only without a reader thread
+
+    def chunk_arrived(self, data: bytes, arrived: float) -> None:
+        if self.ended:
+            return
         self.frames.feed(data)
         try:
             if not self.frames.handshaken and not self._handshake():
@@ -101,6 +114,8 @@ class Session(asyncio.Protocol):
         if self.ended:
             return
         self.ended = True
+        if self.reader is not None:
+            self.reader.stop()
         if self.faults:
             self.faults.cancel()
         for task in list(self.tasks):

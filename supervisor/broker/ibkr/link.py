@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Coroutine
 from typing import Any
 
@@ -60,6 +60,8 @@ class Link:
         self._id_rejected = asyncio.Event()
         self._connect_lock = asyncio.Lock()
         self._watched: dict[int, list[int]] = {}  # our reqIds -> codes seen on them
+        # snapshots we cancelled: a 300 on one means its end crossed our cancel (harmless)
+        self._cancelled: deque[int] = deque(maxlen=1024)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._sent_base = 0
         self._bytes_in = 0
@@ -234,7 +236,8 @@ class Link:
         watched = self._watched.get(req_id)
         if watched is not None:
             watched.append(code)
-        log.log(errors.log_level(code, ours=watched is not None), "IBKR %s (reqId %s)",
+        ours = watched is not None or (code == errors.NO_SUCH_TICKER and req_id in self._cancelled)
+        log.log(errors.log_level(code, ours=ours), "IBKR %s (reqId %s)",
                 errors.describe(code, message), req_id,
                 extra={"event": "ibkr_error", "code": code, "req_id": req_id})
         if code == errors.CLIENT_ID_IN_USE:
@@ -284,6 +287,10 @@ class Link:
     def watch(self, req_id: int) -> None:
         """Collect the error codes the gateway sends on ``req_id`` (warnings end nothing)."""
         self._watched[req_id] = []
+
+    def cancelled(self, req_id: int) -> None:
+        """``req_id``'s cancel is being sent: a 300 for it is expected, not a problem."""
+        self._cancelled.append(req_id)
 
     def codes(self, req_id: int) -> list[int]:
         return self._watched.get(req_id, [])

@@ -1,17 +1,26 @@
 """The market-data layer: snapshots of stocks and options, each on its own line and reqId.
 
-A snapshot holds one of the account's market-data lines (the governor's semaphore) until the
-gateway has let go of it: when it ends, or, after a timeout, until its cancel is sent. It
-runs on a copy of the contract, because ib_insync files tickers by ``id(contract)`` (ib_async
-by its hash), and its ticker is removed afterwards, under whichever key the library used.
-Delayed data is refused when live or frozen data was asked for.
+IBKR sends a snapshot's data within tens of milliseconds but its ``tickSnapshotEnd`` only
+about 11 s after the request. So a quote is complete as soon as the fields the decision
+needs are in (bid/ask/last/close for a stock; bid/ask and model greeks for an option), and
+the snapshot is then cancelled, which gives its market-data line back at once; waiting for
+the end would hold 100 lines for 11 s each (9 snapshots a second). If the end or the timeout
+comes first, the data received so far is used; with none, the request fails and says which
+fields never came. A line (the governor's semaphore) is held until the gateway has let go
+of it: at the end, or until the cancel is sent. Each snapshot runs on a copy of the
+contract, because ib_insync files tickers by ``id(contract)`` (ib_async by its hash), and
+its ticker is removed afterwards, under whichever key the library used. Delayed data is
+refused when live or frozen data was asked for, and a delayed quote is stamped with its
+true age.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import logging
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -24,6 +33,11 @@ from supervisor.broker.ibkr.contracts import Contracts
 from supervisor.broker.ibkr.link import MARKET_DATA_TYPES, Link
 from supervisor.broker.ibkr.pacing import PacingGovernor
 from supervisor.broker.ibkr.requests import IBKRRequestError, Requests, request_error
+
+STOCK_FIELDS = ("bid", "ask", "last", "close")
+OPTION_FIELDS = ("bid", "ask", "modelGreeks")
+DELAYED_TYPES = (3, 4)
+DELAYED_AGE_S = 15 * 60.0  # IBKR's delayed US quotes are 15 minutes old
 
 # The adapter's one logger, as before it was split into layers: log filters keep working.
 log = logging.getLogger("supervisor.broker.ibkr.broker")
@@ -44,10 +58,10 @@ class MarketData:
 
     async def quote(self, symbol: str) -> Quote:
         stock = await self._contracts.stock(symbol)
-        t = await self._snapshot(stock.contract, f"quote {symbol}")
+        t = await self._snapshot(stock.contract, f"quote {symbol}", STOCK_FIELDS)
         return Quote(symbol=symbol, bid=float(t.bid), ask=float(t.ask), last=float(t.last),
                      close=float(t.close), bid_size=float(t.bidSize),
-                     ask_size=float(t.askSize), volume=float(t.volume), ts=self._now())
+                     ask_size=float(t.askSize), volume=float(t.volume), ts=self._stamp(t))
 
     async def option_quotes(self, contracts: Sequence[OptionContract]
                             ) -> tuple[OptionQuote, ...]:
@@ -74,7 +88,7 @@ class MarketData:
 
     async def _option_quote(self, oc: OptionContract) -> OptionQuote:
         contract = await self._contracts.tradable(oc)
-        t = await self._snapshot(contract, f"option {oc.key}")
+        t = await self._snapshot(contract, f"option {oc.key}", OPTION_FIELDS)
         g = t.modelGreeks
         iv = delta = gamma = vega = theta = und = NAN
         if g is not None:
@@ -86,12 +100,12 @@ class MarketData:
             theta = or_nan(g.theta) if computed else NAN
         return OptionQuote(contract=oc, bid=float(t.bid), ask=float(t.ask), last=float(t.last),
                            volume=float(t.volume), iv=iv, delta=delta, gamma=gamma, vega=vega,
-                           theta=theta, und_price=und, ts=self._now())
+                           theta=theta, und_price=und, ts=self._stamp(t))
 
     # --- snapshots ---------------------------------------------------------------------------
 
-    async def _snapshot(self, contract: Any, what: str) -> Any:
-        """One snapshot; its market-data line is held until the gateway has let go of it."""
+    async def _snapshot(self, contract: Any, what: str, needs: Sequence[str]) -> Any:
+        """One snapshot, complete when ``needs`` are in; see the module docstring."""
         link = self._link
         await self._pacer.acquire_line()
         contract = copy.copy(contract)  # ib_insync files tickers by id(contract): one each
@@ -106,20 +120,15 @@ class MarketData:
             link.ib.client.reqMktData(req_id, contract, "", True, False, [])
             link.counts["snapshots_total"] += 1
             try:
-                await asyncio.wait_for(future, self._cfg.snapshot_timeout_s)
-            except TimeoutError:
-                link.counts["snapshot_timeouts_total"] += 1
-                raise SymbolDataError(f"{what}: snapshot did not end within "
-                                      f"{self._cfg.snapshot_timeout_s:g}s; cancelled") from None
+                ended = await self._until_complete(future, ticker, needs)
             except ibi.RequestError as exc:
                 ended = True
                 raise request_error(what, exc) from None
             except ConnectionError:
                 ended = True
                 raise ConnectionLost(f"{what}: connection lost") from None
-            ended = True
             self._refuse_delayed(req_id, what)
-            return ticker
+            return self._outcome(ticker, needs, what, ended)
         finally:
             if req_id is not None:
                 self._drop_ticker(req_id, contract)
@@ -128,6 +137,56 @@ class MarketData:
                     link.spawn(self._cancel_snapshot(req_id))
             if not line_passed:
                 self._pacer.release_line()
+
+    async def _until_complete(self, future: asyncio.Future[Any], ticker: Any,
+                              needs: Sequence[str]) -> bool:
+        """Wait for the needed fields, the snapshot's end or the timeout, whichever is
+        first; True when the gateway ended the snapshot (an error raises from here)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._cfg.snapshot_timeout_s
+        changed = asyncio.Event()
+
+        def wake(*_args: Any) -> None:
+            changed.set()
+
+        ticker.updateEvent += wake
+        future.add_done_callback(wake)
+        try:
+            while not future.done():
+                remaining = deadline - loop.time()
+                if not missing(ticker, needs) or remaining <= 0:
+                    return False
+                changed.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(changed.wait(), remaining)
+            future.result()  # the gateway's error for this request, if any
+            return True
+        finally:
+            ticker.updateEvent -= wake
+
+    def _outcome(self, ticker: Any, needs: Sequence[str], what: str, ended: bool) -> Any:
+        """The ticker to quote from, or the reason there is nothing to quote."""
+        counts = self._link.counts
+        lacking = missing(ticker, needs)
+        if not lacking:
+            counts["snapshots_complete_total"] += 1
+            return ticker
+        if ended:
+            counts["snapshots_partial_total"] += 1
+            return ticker  # the gateway says this is all there is: the checks judge it
+        counts["snapshot_timeouts_total"] += 1
+        if any(_present(getattr(ticker, f, None)) for f in ("bid", "ask", "last", "close")):
+            counts["snapshots_partial_total"] += 1
+            log.debug("%s: no %s within %gs; using what came", what, ", ".join(lacking),
+                      self._cfg.snapshot_timeout_s)
+            return ticker
+        raise SymbolDataError(f"{what}: no data within {self._cfg.snapshot_timeout_s:g}s "
+                              f"(missing {', '.join(lacking)}); cancelled")
+
+    def _stamp(self, ticker: Any) -> float:
+        """When the quote was true: a delayed quote is ``DELAYED_AGE_S`` old on arrival."""
+        delayed = getattr(ticker, "marketDataType", 1) in DELAYED_TYPES
+        return self._now() - (DELAYED_AGE_S if delayed else 0.0)
 
     def _refuse_delayed(self, req_id: int, what: str) -> None:
         codes = self._link.codes(req_id)
@@ -151,6 +210,7 @@ class MarketData:
 
     async def _cancel_snapshot(self, req_id: int) -> None:
         # IB.cancelMktData(contract) looks under 'mktData', not 'snapshot': cancel by reqId.
+        self._link.cancelled(req_id)
         try:
             await self._requests.paced_send(lambda: self._link.ib.client.cancelMktData(req_id))
             self._link.counts["snapshot_cancels_total"] += 1
@@ -161,3 +221,12 @@ class MarketData:
 
     def stats(self) -> dict[str, float]:
         return {"live_tickers": float(len(self._link.ib.wrapper.tickers))}
+
+
+def missing(ticker: Any, needs: Sequence[str]) -> list[str]:
+    """The needed ticker fields that have not arrived (NaN or None)."""
+    return [f for f in needs if not _present(getattr(ticker, f, None))]
+
+
+def _present(value: Any) -> bool:
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
