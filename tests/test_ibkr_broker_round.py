@@ -35,14 +35,14 @@ def test_thirty_symbol_round_has_no_pacing_or_line_violations(round_sim: Threade
         # When: quotes and 2 hours of bars for every symbol, all at once
         results = await asyncio.gather(*(broker.quote(s) for s in SYMBOLS),
                                        *(broker.bars(s, 120) for s in SYMBOLS))
-        assert_nothing_left(broker)
+        await assert_nothing_left(broker)
         round_stats = broker.stats()
         # and then 60 option snapshots at once (more than the 20 lines allowed)
         chain = await broker.chain("SPY")
         contracts = [c for expiry in chain.expirations[:2] for right in Right
                      for c in spy_options(chain.strikes, expiry, 680.0, 15, right)]
         options = await broker.option_quotes(contracts)
-        assert_nothing_left(broker)
+        await assert_nothing_left(broker)
         return results, round_stats, options, broker.stats()
 
     results, round_stats, options, stats = with_broker(

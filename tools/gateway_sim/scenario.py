@@ -8,6 +8,7 @@ file, ``scenario_from_dict`` builds one in code (tests), ``Scenario.all_symbols`
 
 from __future__ import annotations
 
+import random
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -230,20 +231,31 @@ class RulesSpec(Model):
     client_id_in_use_close_s: Seconds = 0.7
 
 
+LatencyKind = Literal["current_time", "contract_details", "sec_def", "historical",
+                      "market_data", "snapshot_end", "order", "account"]
+
+
 class LatencySpec(Model):
+    """How long the gateway takes, per kind of request. IBKR: snapshot data in tens of ms,
+    ``tickSnapshotEnd`` ~11 s after the request, historical bars in ~0.2-1 s."""
+
     default_s: Seconds = 0.0
     current_time_s: Seconds | None = None
     contract_details_s: Seconds | None = None
     sec_def_s: Seconds | None = None
     historical_s: Seconds | None = None
     market_data_s: Seconds | None = None  # request -> first ticks
-    snapshot_end_s: Seconds | None = None  # first ticks -> tickSnapshotEnd (real: up to ~11 s)
+    snapshot_end_s: Seconds | None = None  # first ticks -> tickSnapshotEnd (IBKR: ~11 s)
     order_s: Seconds | None = None
     account_s: Seconds | None = None
+    # each request of a kind takes its latency plus a uniform draw from [0, spread] (seeded)
+    spread_s: dict[LatencyKind, Seconds] = Field(default_factory=dict)
 
-    def of(self, kind: str) -> float:
+    def of(self, kind: str, rng: random.Random | None = None) -> float:
         value = getattr(self, f"{kind}_s")
-        return self.default_s if value is None else float(value)
+        base = self.default_s if value is None else float(value)
+        spread = self.spread_s.get(kind, 0.0)  # type: ignore[call-overload]
+        return base + (rng.uniform(0.0, spread) if spread and rng is not None else 0.0)
 
 
 class MarketDataSpec(Model):

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,7 @@ class SimServer:
         self.time = ScenarioClock(scenario.clock)  # the session starts when the server does
         self.market = Market(scenario, self.clock, self.time)
         self.counters = Stats()
+        self.latency_rng = random.Random(scenario.seed)  # the latencies' spreads
         self.lines = LineBook(scenario.rules.max_market_data_lines)
         self.hist_pacing = HistoricalPacing(scenario.rules)
         self.handlers = all_handlers()

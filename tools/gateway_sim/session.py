@@ -228,7 +228,7 @@ class Session(asyncio.Protocol):
             log.error("request task failed", exc_info=task.exception())
 
     async def delay(self, kind: str) -> None:
-        seconds = self.server.scenario.latency.of(kind)
+        seconds = self.server.scenario.latency.of(kind, self.server.latency_rng)
         if seconds > 0:
             await asyncio.sleep(seconds)
 
