@@ -79,6 +79,32 @@ def test_messages_are_spaced_evenly_not_in_bursts() -> None:
     assert max_in_any_window(stamps, 0.2) <= 10
 
 
+class LateClock(FakeClock):
+    """Every sleep ends late, by 0-8 ms (a busy event loop), and now and then by 150 ms."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rng = random.Random(3)
+
+    async def sleep(self, seconds: float) -> None:
+        late = 0.15 if self.rng.random() < 0.01 else self.rng.uniform(0.0, 0.008)
+        await super().sleep(max(seconds, 0.0) + late)
+
+
+@pytest.mark.parametrize("rate", [45.0, 48.0, 49.0])
+def test_late_wake_ups_cost_no_pace_and_never_break_the_window(rate: float) -> None:
+    # Given sleeps that always end late, as on a loaded machine
+    clock = LateClock()
+    gov = PacingGovernor(rate, 90, clock=clock, sleep=clock.sleep)
+    # When 40 senders keep 2,000 messages queued
+    stamps = run_senders(gov, clock, [1] * 2000)
+    # Then the pace is the one set: slots (1.5 % under the limit), not wake-ups, set it
+    achieved = len(stamps) / (max(stamps) - min(stamps))
+    assert achieved >= 0.975 * rate
+    # and no second ever held more than the limit, catching up included
+    assert max_in_any_window(stamps) <= int(rate)
+
+
 @pytest.mark.parametrize("rate", [45.0, 50.0, 12.5, 1.0])
 def test_mixed_batch_sizes_respect_the_window(rate: float) -> None:
     # Given batches of 1..8 messages (a snapshot of n contracts is n messages)
