@@ -483,23 +483,58 @@ def test_a_pacing_refusal_is_not_resent_while_it_cools_down() -> None:
 
 
 def test_a_complete_quote_does_not_wait_for_the_snapshot_end(sim: ThreadedSim) -> None:
-    # Given a snapshot whose data comes at once but whose end never does (IBKR: ~11 s)
+    # Given a snapshot whose data comes at once but whose end never does (IBKR: ~11 s), and
+    # one market-data line: none to spare
     async def body(broker: IBKRBroker) -> Any:
         started = time.monotonic()
         quote = await broker.quote("SYM11")
         elapsed = time.monotonic() - started
-        # Then the snapshot was cancelled, and its line is given back at both ends
+        # Then the snapshot is cancelled at once, and its line is given back at both ends
+        await wait_until(lambda: broker.stats()["lines_in_use"] == 0, 0.5)
+        await wait_until(lambda: sim.stats()["market_data_lines_open"] == 0, 0.5)
         await assert_nothing_left(broker)
-        await wait_until(lambda: sim.stats()["market_data_lines_open"] == 0)
         return elapsed, quote, broker.stats()
 
-    elapsed, quote, stats = with_broker(sim, body)
+    elapsed, quote, stats = with_broker(sim, body, pacing={"max_market_data_lines": 1})
     # When the quote has bid, ask, last and close it is complete, well before the 1 s timeout
     assert elapsed < 0.9
     assert all(math.isfinite(v) for v in (quote.bid, quote.ask, quote.last, quote.close))
     assert stats["snapshots_complete_total"] == 1 and stats["snapshot_cancels_total"] == 1
     assert stats.get("snapshot_timeouts_total", 0) == 0
+    assert stats.get("snapshots_left_to_end_total", 0) == 0
     assert stats.get("errors.300", 0) == 0  # the cancel named a ticker the gateway still had
+
+
+def test_while_lines_are_plentiful_a_complete_snapshot_ends_by_itself(sim: ThreadedSim) -> None:
+    # Given the default 90 lines and SPY, whose snapshot ends soon after its data
+    async def body(broker: IBKRBroker) -> Any:
+        quote = await broker.quote("SPY")
+        await assert_nothing_left(broker)
+        await wait_until(lambda: sim.stats()["market_data_lines_open"] == 0)
+        return quote, broker.stats()
+
+    quote, stats = with_broker(sim, body)
+    # Then no cancel was spent on it: the line came back with its end
+    assert math.isfinite(quote.bid)
+    assert stats["snapshots_left_to_end_total"] == 1
+    assert stats.get("snapshot_cancels_total", 0) == 0
+
+
+def test_a_snapshot_left_to_end_that_never_ends_is_cancelled_after_the_timeout(
+        sim: ThreadedSim) -> None:
+    # Given a complete quote whose end never comes, with lines to spare
+    async def body(broker: IBKRBroker) -> Any:
+        await broker.quote("SYM11")
+        held = broker.stats()["lines_in_use"]
+        await assert_nothing_left(broker)  # waits for the line (timeout 1 s + grace 2 s)
+        await wait_until(lambda: sim.stats()["market_data_lines_open"] == 0)
+        return held, broker.stats()
+
+    held, stats = with_broker(sim, body)
+    # Then it held its line while waiting, and a cancel gave the line back in the end
+    assert held == 1
+    assert stats["snapshot_cancels_total"] == 1
+    assert stats.get("snapshots_left_to_end_total", 0) == 0
 
 
 def test_a_quote_missing_fields_is_what_the_gateway_sent_when_the_end_comes(

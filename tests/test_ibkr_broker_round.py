@@ -56,7 +56,7 @@ def test_thirty_symbol_round_has_no_pacing_or_line_violations(round_sim: Threade
     sim = round_sim.stats()
     # Then: the gateway saw no violation (100 pacing, 101 lines, 322 duplicate id ...)
     assert sim["violations"] == {} and sim["violations_total"] == 0
-    assert sim["peak_messages_per_s"] <= 45
+    assert sim["peak_messages_per_s"] <= 49  # the default: 49 in any second
     assert sim["market_data_lines_peak"] <= 20
     # the governor did the work: it made requests wait, and lines too
     assert round_stats["pacing_waits_total"] > 0

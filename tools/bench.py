@@ -1,10 +1,14 @@
-"""Throughput and memory of the stub pipeline: symbol-cycles per second, peak RSS per process.
+"""Benchmarks: what a cycle costs, against the simulated gateway or the stub.
 
-    python tools/bench.py --symbols 200 --cycles 20 [--workers 2] [--out var/bench.json]
+    python tools/bench.py --sim --symbols 1000 --cycles 2 [--json]   (tools/bench_sim.py)
+    python tools/bench.py --stub --symbols 200 --cycles 20 [--workers 2]
 
-Runs the real supervisor, real spawned workers and the StubBroker with no pause between
-cycles, samples every process with psutil while it runs, prints the figures and writes them
-as JSON. This is a benchmark, not a test: its numbers depend on the machine.
+``--sim``: the real IB client against the simulator with IBKR's timing: seconds per cycle,
+symbols per 180 s, messages per symbol-cycle, sustained and peak msg/s and lines at the
+gateway, violations, CPU and RSS per process. ``--stub`` (the default): the real supervisor,
+real spawned workers and the StubBroker with no pause between cycles, and peak RSS per
+process. Both print the figures and write them as JSON (``--out``, default var/bench.json).
+This is a benchmark, not a test: its numbers depend on the machine.
 """
 
 from __future__ import annotations
@@ -84,18 +88,31 @@ def bench(symbols: int, cycles: int, workers: int, concurrency: int) -> dict[str
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--symbols", type=int, default=200)
-    parser.add_argument("--cycles", type=int, default=20)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--concurrency", type=int, default=64, help="max_concurrent_symbols")
-    parser.add_argument("--out", default="var/bench.json")
+    market = parser.add_mutually_exclusive_group()
+    market.add_argument("--sim", action="store_true", help="the simulated gateway")
+    market.add_argument("--stub", action="store_true", help="the StubBroker (the default)")
+    parser.add_argument("--symbols", type=int, default=200, help="universe size (default 200)")
+    parser.add_argument("--cycles", type=int, default=20, help="cycles (default 20)")
+    parser.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+    parser.add_argument("--concurrency", type=int, default=None,
+                        help="max_concurrent_symbols (default: the settings' default)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--out", default="var/bench.json", help="default var/bench.json")
     args = parser.parse_args()
-    figures = bench(args.symbols, args.cycles, args.workers, args.concurrency)
-    print(json.dumps(figures, indent=2))
+    if args.sim:
+        from tools.bench_sim import bench_sim  # ib_insync and the simulator only here
+
+        figures = bench_sim(args.symbols, args.cycles, args.workers, args.concurrency)
+        ok = figures["exit_code"] == 0 and not figures["violations"]
+    else:
+        figures = bench(args.symbols, args.cycles, args.workers, args.concurrency or 64)
+        ok = figures["exit_code"] == 0 and not figures["failed_symbols"]
+    text = json.dumps(figures, indent=None if args.json else 2)
+    print(text)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(figures, indent=2) + "\n")
-    return 0 if figures["exit_code"] == 0 and not figures["failed_symbols"] else 1
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -171,7 +171,8 @@ class Session(asyncio.Protocol):
             return
         msg_id = int(fields[0]) if fields[0].lstrip("-").isdigit() else -1
         in_window = self.rate.add(arrived)
-        self.server.counters.message_in(msg_id, in_window)
+        wall = None if arrived is None else time.time() - (time.monotonic() - arrived)
+        self.server.counters.message_in(msg_id, in_window, wall)
         if self.dropping:  # closing: counted, drained and discarded (no reset, no answer)
             return
         if self.rate.exceeded(in_window):

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 VIOLATION_CODES = frozenset({100, 101, 102, 103, 162, 322, 326, 414})
+BY_SECOND_KEPT = 4 * 3600
 
 
 class Stats:
@@ -24,6 +25,7 @@ class Stats:
         self.messages_by_type: Counter[int] = Counter()
         self.messages_total = 0
         self.peak_messages_per_s = 0
+        self.by_second: Counter[int] = Counter()
         self.violations: Counter[int] = Counter()
         self.errors_sent: Counter[int] = Counter()
         self.lines_open = 0
@@ -43,11 +45,16 @@ class Stats:
         self.bars_sent = 0
         self.messages_sent = 0
 
-    def message_in(self, msg_id: int, window_count: int) -> None:
+    def message_in(self, msg_id: int, window_count: int, wall_s: float | None = None) -> None:
+        """One message from a client; ``wall_s``: when it arrived (epoch seconds)."""
+        second = int(time.time() if wall_s is None else wall_s)
         with self._lock:
             self.messages_by_type[msg_id] += 1
             self.messages_total += 1
             self.peak_messages_per_s = max(self.peak_messages_per_s, window_count)
+            self.by_second[second] += 1
+            if len(self.by_second) > BY_SECOND_KEPT:  # the oldest second goes
+                del self.by_second[min(self.by_second)]
 
     def error_sent(self, code: int) -> None:
         with self._lock:
@@ -74,6 +81,8 @@ class Stats:
                 "messages_total": self.messages_total,
                 "messages_by_type": {str(k): v for k, v in sorted(self.messages_by_type.items())},
                 "peak_messages_per_s": self.peak_messages_per_s,
+                # messages received in each epoch second (the last BY_SECOND_KEPT): rates
+                "messages_by_second": {str(k): v for k, v in sorted(self.by_second.items())},
                 "messages_sent": self.messages_sent,
                 "violations": {str(k): v for k, v in sorted(self.violations.items())},
                 "violations_total": sum(self.violations.values()),

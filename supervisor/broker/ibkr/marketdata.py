@@ -2,12 +2,14 @@
 
 IBKR sends a snapshot's data within tens of milliseconds but its ``tickSnapshotEnd`` only
 about 11 s after the request. So a quote is complete as soon as the fields the decision
-needs are in (bid/ask/last/close for a stock; bid/ask and model greeks for an option), and
-the snapshot is then cancelled, which gives its market-data line back at once; waiting for
-the end would hold 100 lines for 11 s each (9 snapshots a second). If the end or the timeout
-comes first, the data received so far is used; with none, the request fails and says which
-fields never came. A line (the governor's semaphore) is held until the gateway has let go
-of it: at the end, or until the cancel is sent. Each snapshot runs on a copy of the
+needs are in (bid/ask/last/close for a stock; bid/ask and model greeks for an option). Its
+line then goes back as early as the budgets allow: while a third of the lines are free, the
+snapshot is left to end by itself (no message spent; the pace, 50 msg/s, is the scarcer
+budget); when lines run short it is cancelled at once (one message, the line back now). A
+snapshot that completes and still never ends is cancelled after the timeout. If the end or
+the timeout comes before the fields, the data received so far is used; with none, the
+request fails and says which fields never came. A line (the governor's semaphore) is held
+until the gateway has let go of it: at the end, or until the cancel is sent. Each snapshot runs on a copy of the
 contract, because ib_insync files tickers by ``id(contract)`` (ib_async by its hash), and
 its ticker is removed afterwards, under whichever key the library used. Delayed data is
 refused when live or frozen data was asked for, and a delayed quote is stamped with its
@@ -38,6 +40,7 @@ STOCK_FIELDS = ("bid", "ask", "last", "close")
 OPTION_FIELDS = ("bid", "ask", "modelGreeks")
 DELAYED_TYPES = (3, 4)
 DELAYED_AGE_S = 15 * 60.0  # IBKR's delayed US quotes are 15 minutes old
+END_GRACE_S = 2.0  # a snapshot left to end is cancelled if its end is this much overdue
 
 # The adapter's one logger, as before it was split into layers: log filters keep working.
 log = logging.getLogger("supervisor.broker.ibkr.broker")
@@ -131,12 +134,39 @@ class MarketData:
             return self._outcome(ticker, needs, what, ended)
         finally:
             if req_id is not None:
-                self._drop_ticker(req_id, contract)
-                if not ended and link.ib.isConnected():
+                if ended or not link.ib.isConnected():
+                    self._drop_ticker(req_id, contract)
+                else:
                     line_passed = True
-                    link.spawn(self._cancel_snapshot(req_id))
+                    complete = not missing(ticker, needs)
+                    link.spawn(self._let_go(req_id, contract, future, complete))
             if not line_passed:
                 self._pacer.release_line()
+
+    async def _let_go(self, req_id: int, contract: Any, future: asyncio.Future[Any],
+                      complete: bool) -> None:
+        """Give a snapshot's line back: while lines are plentiful a complete one is left to
+        end by itself (IBKR ends it within ~11 s; no message spent), else it is cancelled
+        now (one message, the line back at once)."""
+        try:
+            if complete and self._pacer.lines_free() >= self._line_reserve():
+                try:
+                    await asyncio.wait_for(asyncio.shield(future),
+                                           self._cfg.snapshot_timeout_s + END_GRACE_S)
+                    self._link.counts["snapshots_left_to_end_total"] += 1
+                    return
+                except TimeoutError:
+                    pass  # it did not end after all: cancel it
+                except (ibi.RequestError, ConnectionError):
+                    return  # ended by an error or the drop: the gateway let go of it
+            await self._cancel_snapshot(req_id)
+        finally:
+            self._drop_ticker(req_id, contract)
+            self._pacer.release_line()
+
+    def _line_reserve(self) -> int:
+        """Free lines kept for new requests: snapshots waiting for their end use no more."""
+        return max(1, self._pacer.max_lines // 3)
 
     async def _until_complete(self, future: asyncio.Future[Any], ticker: Any,
                               needs: Sequence[str]) -> bool:
@@ -216,8 +246,6 @@ class MarketData:
             self._link.counts["snapshot_cancels_total"] += 1
         except ConnectionError:
             log.debug("snapshot %d not cancelled: disconnected (the gateway drops it)", req_id)
-        finally:
-            self._pacer.release_line()
 
     def stats(self) -> dict[str, float]:
         return {"live_tickers": float(len(self._link.ib.wrapper.tickers))}

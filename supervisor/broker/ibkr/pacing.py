@@ -130,6 +130,9 @@ class PacingGovernor:
         await self._lines.acquire()
         self.lines_in_use += 1
 
+    def lines_free(self) -> int:
+        return self.max_lines - self.lines_in_use
+
     def release_line(self) -> None:
         if self.lines_in_use <= 0:
             raise RuntimeError("release_line without a line held")

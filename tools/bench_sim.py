@@ -1,0 +1,167 @@
+"""The real bot against the simulated gateway with IBKR's timing: what a cycle costs.
+
+    python tools/bench.py --sim --symbols 1000 --cycles 2 [--json] [--out var/bench.json]
+
+One supervisor (real workers, the real IB client) runs ``--cycles`` cycles back to back
+against a simulator in its own process, whose scenario is configs/scenarios/default.yaml
+(snapshot data in tens of ms, its end after ~11 s, bars in 0.2-1 s) widened to ``--symbols``
+symbols. The gateway counts every message on arrival; from its per-second counts and the
+cycles' wall times come the rates. psutil samples each process's CPU and memory.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+import yaml
+
+from common.settings_file import parse_settings
+from supervisor.runtime.sessions import DEFAULT_SCENARIO, broker_session, run_supervisor
+from tools.gateway_sim.scenario import load_scenario
+
+BENCH_DIR = Path("var/bench-sim")
+
+
+class ProcessSampler(threading.Thread):
+    """CPU seconds and peak RSS of this process and its children, by role."""
+
+    def __init__(self, interval_s: float = 0.5) -> None:
+        super().__init__(daemon=True)
+        self.interval_s = interval_s
+        self.cpu_s: dict[int, float] = {}
+        self.rss: dict[int, int] = {}
+        self.role: dict[int, str] = {}
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        me = psutil.Process()
+        while True:
+            for proc in [me, *me.children(recursive=True)]:
+                self._sample(proc, me.pid)
+            if self.done.wait(self.interval_s):
+                return
+
+    def _sample(self, proc: psutil.Process, me: int) -> None:
+        try:
+            with proc.oneshot():
+                times, rss = proc.cpu_times(), proc.memory_info().rss
+                if proc.pid not in self.role:
+                    cmd = " ".join(proc.cmdline())
+                    self.role[proc.pid] = ("supervisor" if proc.pid == me else
+                                           "gateway_sim" if "gateway_sim" in cmd else "worker")
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            return
+        self.cpu_s[proc.pid] = times.user + times.system
+        self.rss[proc.pid] = max(self.rss.get(proc.pid, 0), rss)
+
+    def by_role(self, wall_s: float) -> dict[str, dict[str, float]]:
+        out: dict[str, dict[str, float]] = {}
+        for pid, role in self.role.items():
+            entry = out.setdefault(role, {"cpu_pct": 0.0, "peak_rss_mb": 0.0})
+            entry["cpu_pct"] += 100.0 * self.cpu_s.get(pid, 0.0) / wall_s
+            entry["peak_rss_mb"] = max(entry["peak_rss_mb"], self.rss.get(pid, 0) / 2**20)
+        return {r: {k: round(v, 1) for k, v in e.items()} for r, e in sorted(out.items())}
+
+
+def write_scenario(directory: Path, symbols: int) -> tuple[Path, list[str]]:
+    """The default scenario with enough generated symbols; its first ``symbols`` names."""
+    raw = yaml.safe_load(DEFAULT_SCENARIO.read_text())
+    listed = len(raw.get("symbols", []))
+    raw["name"] = f"bench-{symbols}"
+    extra = raw["extra_symbols"]
+    extra["count"] = max(extra["count"], symbols - listed)
+    width = max(2, len(str(extra["count"])))  # SYM05 becomes SYM005 past 99 symbols
+    for quirk in raw.get("quirks", []):
+        number = quirk["symbol"].removeprefix(extra["prefix"])
+        if number != quirk["symbol"] and number.isdigit():
+            quirk["symbol"] = f"{extra['prefix']}{int(number):0{width}d}"
+    path = directory / "scenario.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    names = [s.symbol for s in load_scenario(path).all_symbols()][:symbols]
+    return path, names
+
+
+def bench_sim(symbols: int, cycles: int, workers: int, concurrency: int | None) -> dict[str, Any]:
+    BENCH_DIR.mkdir(parents=True, exist_ok=True)
+    journal = BENCH_DIR / "journal-{broker}.sqlite"
+    for old in BENCH_DIR.glob("journal-*"):
+        old.unlink()
+    with tempfile.TemporaryDirectory(prefix="bench-sim.") as tmp:
+        scenario, universe = write_scenario(Path(tmp), symbols)
+        universe_cfg: dict[str, Any] = {"symbols": universe}
+        if concurrency is not None:
+            universe_cfg["max_concurrent_symbols"] = concurrency
+        settings = parse_settings({
+            "universe": universe_cfg,
+            "schedule": {"cycles": cycles, "interval_s": 0, "regular_hours_only": False},
+            "workers": {"count": workers},
+            "logging": {"level": "INFO", "json_path": str(BENCH_DIR / "bot.jsonl"),
+                        "console": False},
+            "execution": {"journal_path": str(journal)},
+            "monitoring": {"metrics_path": str(BENCH_DIR / "metrics.jsonl")},
+        }, "bench", environ={})
+        ends: list[float] = []
+        sampler = ProcessSampler()
+        started = time.time()
+        sampler.start()
+        try:
+            with broker_session(settings, "sim", str(scenario), sim_dir=BENCH_DIR) as session:
+                broker, clock, run_settings = session
+                code, supervisor = run_supervisor(run_settings, broker, clock, console=False,
+                                                  echo=lambda _line: ends.append(time.time()))
+        finally:
+            sampler.done.set()
+            sampler.join()
+        wall_s = time.time() - started
+        gateway = json.loads((BENCH_DIR / "gateway_sim_stats.json").read_text())
+    summaries = list(supervisor.summaries)
+    return figures(symbols, summaries, ends, gateway, code, sampler.by_role(wall_s),
+                   run_settings)
+
+
+def figures(symbols: int, summaries: list[Any], ends: list[float], gateway: dict[str, Any],
+            code: int, processes: dict[str, Any], settings: Any) -> dict[str, Any]:
+    seconds = [s.seconds for s in summaries]
+    windows = [(end - s, end) for s, end in zip(seconds, ends, strict=False)]
+    by_second = {int(k): v for k, v in gateway.get("messages_by_second", {}).items()}
+    steady = windows[1:] or windows
+    steady_s = sum(b - a for a, b in steady) / len(steady) if steady else 0.0
+    steady_msgs = sum(_messages(by_second, a, b) for a, b in steady) / max(1, len(steady))
+    failed = [len(s.failed) for s in summaries]
+    return {
+        "symbols": symbols, "cycles": len(summaries), "exit_code": code,
+        "max_concurrent_symbols": settings.universe.max_concurrent_symbols,
+        "cycle_deadline_s": settings.schedule.cycle_deadline_s,
+        "max_messages_per_s": settings.pacing.max_messages_per_s,
+        "cycle_s": [round(s, 2) for s in seconds],
+        "first_cycle_s": round(seconds[0], 2) if seconds else None,
+        "steady_cycle_s": round(steady_s, 2),
+        "symbols_per_180s": round(symbols * 180 / steady_s) if steady_s else None,
+        "msg_per_symbol_cycle": round(steady_msgs / symbols, 2),
+        "first_msg_per_symbol_cycle": round(_messages(by_second, *windows[0]) / symbols, 2)
+        if windows else None,
+        "sustained_msg_per_s": round(steady_msgs / steady_s, 2) if steady_s else None,
+        "peak_msg_per_s": gateway.get("peak_messages_per_s"),
+        "peak_lines": gateway.get("market_data_lines_peak"),
+        "violations": gateway.get("violations_total"),
+        "failed_symbols_per_cycle": failed,
+        "skipped_symbols_per_cycle": [sum(1 for r in s.results if r.ok and r.skipped)
+                                      for s in summaries],
+        "processes": processes,
+    }
+
+
+def _messages(by_second: dict[int, int], start: float, end: float) -> float:
+    """Messages the gateway received in [start, end), partial seconds pro rata."""
+    total = 0.0
+    for second in range(int(start), int(end) + 1):
+        overlap = min(end, second + 1) - max(start, second)
+        if overlap > 0:
+            total += by_second.get(second, 0) * overlap
+    return total
