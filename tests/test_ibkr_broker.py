@@ -252,12 +252,20 @@ def test_option_quotes_with_greeks_and_an_unlisted_strike(sim: ThreadedSim) -> N
         spot = (await broker.quote("SPY")).last
         calls = spy_options(chain.strikes, chain.expirations[0], spot, 4)
         puts = spy_options(chain.strikes, chain.expirations[0], spot, 2, Right.PUT)
-        bogus = OptionContract("SPY", chain.expirations[0], 12345.0, Right.CALL)
+        bogus = OptionContract("SPY", chain.expirations[0], 12345.0, Right.CALL, 100, "SMART",
+                               "SPY")  # an expiry and right asked for, a strike not listed
+        details_before = sim.stats()["messages_by_type"].get("9", 0)
         quotes = await broker.option_quotes((*calls, *puts, bogus))
+        # the next strikes of the same expiry (a price that moved) need no qualifying
+        more = spy_options(chain.strikes, chain.expirations[0], spot, 8)[4:]
+        await broker.option_quotes(tuple(more))
+        details = sim.stats()["messages_by_type"].get("9", 0) - details_before
         await assert_nothing_left(broker)
-        return spot, quotes
+        return spot, quotes, details
 
-    spot, quotes = with_broker(sim, body)
+    spot, quotes, details = with_broker(sim, body)
+    # one contract-details request per expiry and right, not one per contract
+    assert details == 2
     *listed, unlisted = quotes
     assert unlisted.contract.strike == 12345.0 and math.isnan(unlisted.bid)
     assert math.isnan(unlisted.delta)

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -56,6 +56,7 @@ class Contracts:
         self._now = now
         self._stocks: dict[str, Stock] = {}
         self._options: dict[OptionContract, Any] = {}  # qualified contract, None = unknown
+        self._option_groups: set[tuple[Any, ...]] = set()  # expiries and rights asked today
         self._unknown: dict[str, str] = {}  # symbol -> why, for today
         self._chains: dict[str, OptionChain] = {}
         self._day: date | None = None
@@ -66,6 +67,7 @@ class Contracts:
         if day != self._day:
             self._day = day
             self._options.clear()
+            self._option_groups.clear()
             self._unknown.clear()
             self._chains.clear()
         return day
@@ -153,26 +155,38 @@ class Contracts:
     # --- options -----------------------------------------------------------------------------
 
     async def option(self, oc: OptionContract) -> Any:
-        """The qualified contract, or None when IBKR does not list it (cached for the day)."""
+        """The qualified contract, or None when IBKR does not list it (cached for the day).
+
+        One request qualifies a whole expiry and right (the strike left out: IBKR answers
+        with every strike listed), so the strikes a moving price brings into the window later
+        cost no message: one per contract made option qualification most of the first cycle.
+        """
         self._today()
         if oc in self._options:
             return self._options[oc]
-        async with self._requests.lock_for(("option", oc)):
-            if oc in self._options:
-                return self._options[oc]
-            wanted = ibi.Option(oc.symbol, oc.expiry, oc.strike, oc.right.value, oc.exchange,
-                                str(oc.multiplier), "USD", tradingClass=oc.trading_class)
-            try:
-                found = await self._details(wanted, f"option {oc.key}")
-            except IBKRRequestError as exc:
-                if exc.code != 200:
-                    raise
-                found = []
-            contract = found[0].contract if len(found) == 1 else None
-            if contract is not None:
-                contract.exchange = oc.exchange
-            self._options[oc] = contract
-            return contract
+        group = (oc.symbol, oc.expiry, oc.right, oc.exchange, oc.multiplier, oc.trading_class)
+        async with self._requests.lock_for(("options", group)):
+            if oc not in self._options and group not in self._option_groups:
+                await self._qualify_expiry(oc)
+                self._option_groups.add(group)
+            return self._options.setdefault(oc, None)  # not among those listed: unknown
+
+    async def _qualify_expiry(self, oc: OptionContract) -> None:
+        wanted = ibi.Option(oc.symbol, oc.expiry, 0.0, oc.right.value, oc.exchange,
+                            str(oc.multiplier), "USD", tradingClass=oc.trading_class)
+        what = f"options {oc.symbol} {oc.expiry} {oc.right.value}"
+        try:
+            found = await self._details(wanted, what)
+        except IBKRRequestError as exc:
+            if exc.code != 200:
+                raise
+            found = []
+        self._link.counts["option_expiries_qualified_total"] += 1
+        for details in found:
+            contract = details.contract
+            contract.exchange = oc.exchange
+            listed = replace(oc, strike=float(contract.strike))
+            self._options[listed] = contract
 
     async def tradable(self, oc: OptionContract) -> Any:
         """The qualified contract; SymbolDataError when IBKR does not list it."""
