@@ -7,6 +7,7 @@ Reading the file and turning errors into lines lives in ``common.settings_file``
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Annotated, Literal
@@ -16,6 +17,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PlainValidator,
     SecretStr,
     field_validator,
     model_validator,
@@ -26,6 +28,22 @@ DEFAULT_CONFIG = PROJECT_ROOT / "configs" / "settings.yaml"
 HOME_ENV = "SUPERVISOR_HOME"  # where the embedded default keeps its files
 
 Pct = Annotated[float, Field(ge=0, le=100)]
+
+
+def auto_or(kind: type[int] | type[float], low: float, high: float
+            ) -> Callable[[object], object]:
+    """A value that is "auto" or a number of ``kind`` in [low, high], with one clear error."""
+    word = "a whole number" if kind is int else "a number"
+
+    def check(value: object) -> object:
+        if value == "auto":
+            return value
+        if (isinstance(value, bool) or not isinstance(value, int | float)
+                or not low <= value <= high or (kind is int and value != int(value))):
+            raise ValueError(f"should be auto or {word} from {low:g} to {high:g}")
+        return kind(value)
+
+    return check
 PositiveS = Annotated[float, Field(gt=0, le=86_400)]
 
 
@@ -60,7 +78,9 @@ class IBKRSettings(Model):
 
 class UniverseSettings(Model):
     symbols: list[str] = Field(default_factory=lambda: ["SPY", "QQQ", "AAPL"], min_length=1)
-    max_concurrent_symbols: int = Field(2, ge=1, le=1000)
+    # auto: sized from the pace and the market-data lines (supervisor/runtime/budget.py)
+    max_concurrent_symbols: Annotated[int | Literal["auto"],
+                                      PlainValidator(auto_or(int, 1, 1000))] = "auto"
 
     @field_validator("symbols")
     @classmethod
@@ -78,7 +98,9 @@ class ScheduleSettings(Model):
     interval_s: float = Field(60.0, ge=0, le=86_400)
     cycles: int = Field(0, ge=0)  # 0 = run until stopped
     max_runtime_s: float = Field(0.0, ge=0)  # 0 = no limit; else stop after this long
-    cycle_deadline_s: PositiveS = 45.0
+    # auto: grows with the universe, the first cycle of the day included (budget.py)
+    cycle_deadline_s: Annotated[float | Literal["auto"],
+                                PlainValidator(auto_or(float, 1, 86_400))] = "auto"
     regular_hours_only: bool = True
     # the sessions where the broker publishes none: NYSE's (holidays and early closes), or
     # open_time-close_time on weekdays in ``timezone``
@@ -236,6 +258,10 @@ class ExecutionSettings(Model):
         except (KeyError, IndexError, ValueError) as exc:
             raise ValueError(f"only {{broker}} may be filled in ({exc!r})") from None
         return value
+
+
+# the pacing governor's slots per second, as a share of max_messages_per_s (see pacing.py)
+PACING_SLOT_SHARE = 0.985
 
 
 class PacingSettings(Model):

@@ -50,7 +50,8 @@ def test_embedded_settings_load_and_match_the_documented_values() -> None:
 
     # Then the values it spells out are the ones the file says
     assert settings.universe.symbols == ["SPY", "QQQ", "AAPL"]
-    assert settings.universe.max_concurrent_symbols == 2
+    assert settings.universe.max_concurrent_symbols == "auto"
+    assert settings.schedule.cycle_deadline_s == "auto"
     assert settings.options.strikes_each_side == 5
     assert settings.options.strike_count == 3
     assert settings.options.stop_loss_pct == 30.0
@@ -118,7 +119,9 @@ def test_every_problem_is_reported_at_once() -> None:
     ("raw", "path", "shown", "reason_word"),
     [
         ({"universe": {"max_concurrent_symbols": 0}}, "universe.max_concurrent_symbols", "0",
-         "greater than or equal to 1"),
+         "auto or a whole number from 1 to 1000"),
+        ({"schedule": {"cycle_deadline_s": "soon"}}, "schedule.cycle_deadline_s", "'soon'",
+         "auto or a number from 1 to 86400"),
         ({"ibkr": {"port": 70000}}, "ibkr.port", "70000", "less than or equal to 65535"),
         ({"ibkr": {"port": 0}}, "ibkr.port", "0", "greater than or equal to 1"),
         ({"options": {"moneyness": "sideways"}}, "options.moneyness", "'sideways'", "'atm'"),

@@ -22,6 +22,7 @@ import psutil
 import yaml
 
 from common.settings_file import parse_settings
+from supervisor.runtime.budget import cycle_budget
 from supervisor.runtime.sessions import DEFAULT_SCENARIO, broker_session, run_supervisor
 from tools.gateway_sim.scenario import load_scenario
 
@@ -128,6 +129,7 @@ def bench_sim(symbols: int, cycles: int, workers: int, concurrency: int | None) 
 def figures(symbols: int, summaries: list[Any], ends: list[float], gateway: dict[str, Any],
             code: int, processes: dict[str, Any], settings: Any) -> dict[str, Any]:
     seconds = [s.seconds for s in summaries]
+    budget = cycle_budget(settings, symbols)
     windows = [(end - s, end) for s, end in zip(seconds, ends, strict=False)]
     by_second = {int(k): v for k, v in gateway.get("messages_by_second", {}).items()}
     steady = windows[1:] or windows
@@ -136,8 +138,9 @@ def figures(symbols: int, summaries: list[Any], ends: list[float], gateway: dict
     failed = [len(s.failed) for s in summaries]
     return {
         "symbols": symbols, "cycles": len(summaries), "exit_code": code,
-        "max_concurrent_symbols": settings.universe.max_concurrent_symbols,
-        "cycle_deadline_s": settings.schedule.cycle_deadline_s,
+        # as the cycles used them (auto: from the pace and the lines, budget.py)
+        "max_concurrent_symbols": budget.in_flight,
+        "cycle_deadline_s": round(budget.deadline_s, 1),
         "max_messages_per_s": settings.pacing.max_messages_per_s,
         "cycle_s": [round(s, 2) for s in seconds],
         "first_cycle_s": round(seconds[0], 2) if seconds else None,

@@ -44,6 +44,7 @@ from supervisor.observe.alerts import Alerter
 from supervisor.observe.http_status import StatusPortError, StatusServer
 from supervisor.observe.metrics import Monitor
 from supervisor.observe.systemd import notify
+from supervisor.runtime.budget import cycle_budget
 from supervisor.runtime.clock import Clock
 from supervisor.runtime.cycle import ABANDONED, CycleRun, CycleSummary, log_result
 from supervisor.runtime.monitoring import MonitorLoop
@@ -261,8 +262,7 @@ class Supervisor:
         self.journal.start_cycle(cycle_id, state.day, now)
         tasks = await self._tasks(cycle_id, now, symbols)
         self.cycle = CycleRun(cycle_id, tasks, self.pool,
-                              self.settings.universe.max_concurrent_symbols,
-                              self.settings.schedule.cycle_deadline_s, RETRY_GRACE_S)
+                              *cycle_budget(self.settings, len(tasks)), RETRY_GRACE_S)
         self.cycle.dispatch()
         results = await self._wait_cycle(self.cycle)
         self.cycle = None

@@ -9,11 +9,11 @@ budget); when lines run short it is cancelled at once (one message, the line bac
 snapshot that completes and still never ends is cancelled after the timeout. If the end or
 the timeout comes before the fields, the data received so far is used; with none, the
 request fails and says which fields never came. A line (the governor's semaphore) is held
-until the gateway has let go of it: at the end, or until the cancel is sent. Each snapshot runs on a copy of the
-contract, because ib_insync files tickers by ``id(contract)`` (ib_async by its hash), and
-its ticker is removed afterwards, under whichever key the library used. Delayed data is
-refused when live or frozen data was asked for, and a delayed quote is stamped with its
-true age.
+until the gateway has let go of it: at the end, or until the cancel is sent. Each snapshot
+runs on a copy of the contract, because ib_insync files tickers by ``id(contract)`` (ib_async
+by its hash), and its ticker is removed afterwards, under whichever key the library used.
+Delayed data is refused when live or frozen data was asked for, and a delayed quote is
+stamped with its true age.
 """
 
 from __future__ import annotations

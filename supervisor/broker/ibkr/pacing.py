@@ -36,11 +36,13 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+from common.config import PACING_SLOT_SHARE
+
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
 WINDOW_S = 1.0
 CATCH_UP_S = 0.25  # how far back a late waiter may claim a missed slot
-SPACING = 0.985  # slots per second, as a share of the window's limit
+SPACING = PACING_SLOT_SHARE  # slots per second, as a share of the window's limit
 
 
 class PacingGovernor:
