@@ -306,3 +306,31 @@ def test_a_damaged_journal_is_refused_and_left_untouched(path: Path) -> None:
     with pytest.raises(JournalError, match="damaged"):
         Journal(path, readonly=True)
     assert path.read_bytes() == before
+
+
+def test_only_what_sent_something_pays_an_fsync_and_the_cycle_end_covers_the_rest(
+        path: Path) -> None:
+    # Given a journal whose statements are traced
+    with Journal(path) as j:
+        statements: list[str] = []
+        j._db.set_trace_callback(statements.append)
+
+        def full_commits() -> int:
+            return sum("synchronous=FULL" in s for s in statements)
+
+        # When a cycle journals a signal and a refusal
+        j.start_cycle(1, DAY, 1.0)
+        statements.clear()
+        j.record_signal(1, DAY, "SPY", "BUY", 0.5, ["r"])
+        j.record_decision(RiskDecision("b", False, 0, "duplicate", "sent before"), DAY, 2.0)
+        # Then neither waits for the disk
+        assert full_commits() == 0
+        # but an accepted decision does, and so does the cycle's end (covering the rest)
+        j.record_decision(RiskDecision("a", True, 2, "ok", ""), DAY, 3.0)
+        assert full_commits() == 1
+        j.end_cycle(1, 4.0, 1, 0, 3.0)
+        assert full_commits() == 2
+    # and everything is there after a reopen
+    with Journal(path) as j:
+        assert j.sent_intents(DAY) == frozenset({"a"})
+        assert j.next_cycle_id() == 2

@@ -7,10 +7,11 @@ Every call is its own transaction and has committed when it returns: a SIGKILL r
 ``record_intent`` leaves the intent in the file. Durability against power loss is paid for
 only where money is at stake: the connection runs ``synchronous=NORMAL`` (a commit is safe
 from a process crash; the WAL is fsynced at checkpoints), and the writes that must survive an
-OS crash too — intents, risk decisions, orders, what-if results, fills, positions, day state,
-alerts — switch to ``synchronous=FULL`` for their commit (one WAL fsync, which also covers every
-NORMAL commit before it). Signals and cycles, hundreds per cycle and rebuilt by the next cycle,
-skip the fsync so the event loop is not blocked on the disk for each symbol.
+OS crash too — intents, accepted risk decisions, orders, what-if results, fills, positions,
+day state, alerts — switch to ``synchronous=FULL`` for their commit (one WAL fsync, which also
+covers every NORMAL commit before it). Signals, refusals and cycles, up to thousands per cycle
+(nothing was sent for them), skip the fsync so the event loop is not blocked on the disk for
+each symbol; the cycle's end is durable, so a cycle's writes reach the disk by one fsync.
 
 Times are epoch seconds (REAL); days are the exchange's 'YYYY-MM-DD', given by the caller.
 Schema changes are appended to ``MIGRATIONS``, never edited; ``PRAGMA user_version`` says how
@@ -174,7 +175,7 @@ class Journal(OrderRows):
                        (cycle_id, day, ts))
 
     def end_cycle(self, cycle_id: int, ts: float, ok: int, failed: int, seconds: float) -> None:
-        with self._tx(False) as db:
+        with self._tx(True) as db:  # the fsync of the cycle's signals and refusals too
             db.execute("UPDATE cycles SET ended_ts = ?, ok = ?, failed = ?, seconds = ? "
                        "WHERE cycle_id = ?", (ts, ok, failed, seconds, cycle_id))
 
@@ -229,7 +230,7 @@ class Journal(OrderRows):
 
     def record_decision(self, decision: DecisionRecord, day: str, ts: float) -> None:
         d = decision
-        with self._tx(True) as db:
+        with self._tx(d.accepted) as db:  # a refusal sent nothing: the cycle's end fsyncs it
             db.execute("INSERT INTO decisions (intent_id, day, ts, accepted, quantity, rule, "
                        "reason, values_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                        (d.intent_id, day, ts, int(d.accepted), d.quantity, d.rule, d.reason,
