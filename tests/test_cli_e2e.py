@@ -181,7 +181,8 @@ def test_run_against_the_simulated_gateway_through_ib_insync(tmp_path):
 
 
 def _decisions(journal: Path) -> dict[str, list[tuple[object, ...]]]:
-    """What a run decided, without the timestamps and timings that differ between runs."""
+    """What a run decided, without the timestamps and timings that differ between runs; in
+    each cycle by symbol, not by id: results are acted on in the order they arrive."""
     import sqlite3
 
     db = sqlite3.connect(journal)
@@ -190,11 +191,11 @@ def _decisions(journal: Path) -> dict[str, list[tuple[object, ...]]]:
     try:
         return {
             "signals": db.execute("SELECT cycle_id, day, symbol, signal, confidence, reasons, "
-                                  "skipped, error FROM signals ORDER BY id").fetchall(),
+                                  "skipped, error FROM signals ORDER BY cycle_id, symbol").fetchall(),
             "intents": db.execute(f"SELECT {', '.join(intent_columns)} FROM intents "
                                   "ORDER BY intent_id").fetchall(),
             "decisions": db.execute("SELECT intent_id, day, accepted, quantity, rule, reason "
-                                    "FROM decisions ORDER BY id").fetchall(),
+                                    "FROM decisions ORDER BY intent_id, id").fetchall(),
         }
     finally:
         db.close()

@@ -17,7 +17,7 @@ from common.messages import (
     SymbolResult,
     SymbolTask,
 )
-from supervisor.runtime.cycle import ABANDONED, CycleRun, CycleSummary
+from supervisor.runtime.cycle import ABANDONED, ActOnArrival, CycleRun, CycleSummary
 from supervisor.runtime.pool import WorkerHandle, WorkerPool
 from supervisor.trading.risk import RiskDecision
 
@@ -329,6 +329,52 @@ def test_the_deadline_fails_what_is_left_and_wait_returns() -> None:
         # A result that straggles in afterwards does not overwrite the failure
         run.on_result(result("QQQ", 1, signal=Signal.BUY))
         assert not run.results["QQQ"].ok
+
+    run_async(scenario)
+
+
+def test_each_result_is_acted_on_as_it_arrives_not_at_the_cycle_end() -> None:
+    async def scenario() -> None:
+        # Given a cycle of three symbols, one at a time, and a desk that notes what it saw
+        pool = FakePool(1)
+        run = new_run(pool, tasks("SPY", "QQQ", "AAPL"), max_concurrent=1, deadline_s=0.5)
+        seen: list[tuple[str, list[str]]] = []
+
+        async def act(r: SymbolResult) -> None:
+            seen.append((r.symbol, sorted(run.results)))  # what had arrived by then
+            await asyncio.sleep(0)
+
+        acting = ActOnArrival(run, act)
+        run.dispatch()
+        # When SPY reports, then (later) QQQ, and AAPL never does
+        run.on_result(result("SPY", 1, signal=Signal.BUY))
+        await asyncio.sleep(0.01)
+        assert seen == [("SPY", ["SPY"])]  # SPY acted on before QQQ was even sent for
+        run.on_result(result("QQQ", 1))
+        await run.wait()
+        await acting.finish()
+        # Then each was acted on in arrival order, the deadline's failure too
+        assert [symbol for symbol, _ in seen] == ["SPY", "QQQ", "AAPL"]
+        assert seen[1] == ("QQQ", ["QQQ", "SPY"])
+        assert acting.seen == {"SPY", "QQQ", "AAPL"}
+
+    run_async(scenario)
+
+
+def test_an_error_while_acting_reaches_the_cycle() -> None:
+    async def scenario() -> None:
+        pool = FakePool(1)
+        run = new_run(pool, tasks("SPY"), max_concurrent=1)
+
+        async def act(r: SymbolResult) -> None:
+            raise OSError("disk full")
+
+        acting = ActOnArrival(run, act)
+        run.dispatch()
+        run.on_result(result("SPY", 1))
+        await run.wait()
+        with pytest.raises(OSError, match="disk full"):
+            await acting.finish()
 
     run_async(scenario)
 

@@ -12,12 +12,13 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 
 from common.messages import Signal, SymbolResult, SymbolTask
 from supervisor.runtime.pool import WorkerHandle, WorkerPool
 from supervisor.trading.risk import RiskDecision
+from supervisor.trading.sessions import SessionBook
 
 log = logging.getLogger("supervisor.runtime.cycle")
 
@@ -43,6 +44,8 @@ class CycleRun:
         self.pending: deque[SymbolTask] = deque(tasks)
         self.inflight: dict[str, tuple[int, SymbolTask]] = {}
         self.results: dict[str, SymbolResult] = {}
+        # every result as it comes (a deadline's failures too), for acting on it at once
+        self.arrivals: asyncio.Queue[SymbolResult | None] = asyncio.Queue()
         self.done = asyncio.Event()
         # after a worker death nothing is dispatched for this long, so a second worker that
         # died at the same moment is noticed before a retry could land on it
@@ -78,6 +81,7 @@ class CycleRun:
         if handle is not None:
             handle.inflight.discard(result.symbol)
         self.results[result.symbol] = result
+        self.arrivals.put_nowait(result)
         self.dispatch()
         self._maybe_done()
 
@@ -128,10 +132,46 @@ class CycleRun:
         log.error("%s failed in cycle %s: %s", symbol, self.cycle_id, reason,
                   extra={"event": "symbol_failed", "symbol": symbol, "cycle": self.cycle_id})
         self.results[symbol] = SymbolResult(self.cycle_id, symbol, worker_id=0, error=reason)
+        self.arrivals.put_nowait(self.results[symbol])
 
     def _maybe_done(self) -> None:
         if not self.pending and not self.inflight:
             self.done.set()
+
+
+async def symbol_tasks(cycle_id: int, now: float, symbols: Sequence[str],
+                       sessions: SessionBook, whale_last: dict[str, float]
+                       ) -> list[SymbolTask]:
+    """The cycle's tasks, each with its symbol's session today and its last whale signal."""
+    tasks = []
+    for symbol in symbols:
+        session = await sessions.today(symbol, now)
+        tasks.append(SymbolTask(
+            cycle_id, symbol, now, whale_last_ts=whale_last.get(symbol),
+            session_open_ts=session.open_ts if session else None,
+            session_close_ts=session.close_ts if session else None))
+    return tasks
+
+
+class ActOnArrival:
+    """Hands each result to ``act`` as it arrives, one at a time: a symbol's intents are
+    judged seconds after its quotes, not when the last of a thousand symbols is in."""
+
+    def __init__(self, cycle: CycleRun,
+                 act: Callable[[SymbolResult], Awaitable[None]]) -> None:
+        self.cycle, self.act = cycle, act
+        self.seen: set[str] = set()
+        self._task = asyncio.ensure_future(self._run())
+
+    async def _run(self) -> None:
+        while (result := await self.cycle.arrivals.get()) is not None:
+            self.seen.add(result.symbol)
+            await self.act(result)
+
+    async def finish(self) -> None:
+        """Wait until every result that arrived has been acted on (``act``'s error raises)."""
+        self.cycle.arrivals.put_nowait(None)
+        await self._task
 
 
 @dataclass(frozen=True)

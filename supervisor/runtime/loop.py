@@ -32,7 +32,6 @@ from common.messages import (
     QuoteRequest,
     Request,
     SymbolResult,
-    SymbolTask,
     WorkerReady,
 )
 from common.settings_file import journal_for
@@ -46,7 +45,14 @@ from supervisor.observe.metrics import Monitor
 from supervisor.observe.systemd import notify
 from supervisor.runtime.budget import cycle_budget
 from supervisor.runtime.clock import Clock
-from supervisor.runtime.cycle import ABANDONED, CycleRun, CycleSummary, log_result
+from supervisor.runtime.cycle import (
+    ABANDONED,
+    ActOnArrival,
+    CycleRun,
+    CycleSummary,
+    log_result,
+    symbol_tasks,
+)
 from supervisor.runtime.monitoring import MonitorLoop
 from supervisor.runtime.pool import BootFailure, WorkerHandle, WorkerPool
 from supervisor.runtime.serving import DataService
@@ -61,7 +67,7 @@ from supervisor.runtime.status import (
 from supervisor.runtime.universe import NoKnownSymbols, Universe
 from supervisor.runtime.waits import unless_stopped, wait_for_reconnect
 from supervisor.trading.desk import Desk
-from supervisor.trading.execution import Executor, ModeNotAvailable, live_refusal
+from supervisor.trading.execution import Execution, Executor, ModeNotAvailable, live_refusal
 from supervisor.trading.sessions import SessionBook
 
 log = logging.getLogger("supervisor.runtime.loop")
@@ -219,8 +225,7 @@ class Supervisor:
         if schedule.max_runtime_s and time.monotonic() - self._started > schedule.max_runtime_s:
             log.info("max_runtime_s %.0f reached", schedule.max_runtime_s)
             return False
-        wanted = schedule.cycles
-        return not self.stop.is_set() and (wanted == 0 or self.cycles_done < wanted)
+        return not self.stop.is_set() and not 0 < schedule.cycles <= self.cycles_done
 
     async def _wait_for_market(self) -> bool:
         """With ``regular_hours_only``, cycles run inside the first symbol's regular session
@@ -240,40 +245,38 @@ class Supervisor:
             await self.clock.sleep(min(wait_s, 300.0), self.stop)
         return not self.stop.is_set()
 
-    async def _tasks(self, cycle_id: int, now: float, symbols: tuple[str, ...]
-                     ) -> list[SymbolTask]:
-        tasks = []
-        for symbol in symbols:
-            session = await self.sessions.today(symbol, now)
-            tasks.append(SymbolTask(
-                cycle_id, symbol, now, whale_last_ts=self.whale_last.get(symbol),
-                session_open_ts=session.open_ts if session else None,
-                session_close_ts=session.close_ts if session else None))
-        return tasks
-
     async def _run_cycle(self) -> CycleSummary:
-        assert self.desk is not None and self.journal is not None
+        desk, journal = self.desk, self.journal
+        assert desk is not None and journal is not None
         started = time.monotonic()
         now = self.clock.now()
         symbols = await self.universe.symbols(self.broker)  # the venue asked once, here
-        state = await self.desk.begin_cycle(now)  # ConnectionLost here skips the cycle
+        state = await desk.begin_cycle(now)  # ConnectionLost here skips the cycle
         self.cycles_run += 1
         cycle_id = self.cycles_run
-        self.journal.start_cycle(cycle_id, state.day, now)
-        tasks = await self._tasks(cycle_id, now, symbols)
+        journal.start_cycle(cycle_id, state.day, now)
+        tasks = await symbol_tasks(cycle_id, now, symbols, self.sessions, self.whale_last)
         self.cycle = CycleRun(cycle_id, tasks, self.pool,
                               *cycle_budget(self.settings, len(tasks)), RETRY_GRACE_S)
+        executions: list[Execution] = []
+
+        async def act(result: SymbolResult) -> None:
+            self._record_result(result, state.day)
+            executions.extend(await desk.act_on((result,), self.clock.now(), self.stop.is_set,
+                                                executions))
+
+        acting = ActOnArrival(self.cycle, act)
         self.cycle.dispatch()
         results = await self._wait_cycle(self.cycle)
         self.cycle = None
+        await acting.finish()
         ordered = tuple(results[t.symbol] for t in tasks if t.symbol in results)
-        for result in ordered:
-            self._record_result(result, state.day)
-        executions = await self.desk.act_on(ordered, self.clock.now(), self.stop.is_set)
+        for result in (r for r in ordered if r.symbol not in acting.seen):
+            self._record_result(result, state.day)  # abandoned by a stop: never arrived
         summary = CycleSummary(cycle_id, ordered, tuple(e.decision for e in executions),
                                time.monotonic() - started)
-        self.journal.end_cycle(cycle_id, self.clock.now(), len(ordered) - len(summary.failed),
-                               len(summary.failed), summary.seconds)
+        journal.end_cycle(cycle_id, self.clock.now(), len(ordered) - len(summary.failed),
+                          len(summary.failed), summary.seconds)
         self.summaries.append(summary)
         self.feed.last_cycle_mono = time.monotonic()
         self.cycles_done += 1

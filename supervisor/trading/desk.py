@@ -169,16 +169,18 @@ class Desk:
     # --- after the cycle --------------------------------------------------------------------
 
     async def act_on(self, results: Sequence[SymbolResult], now_ts: float,
-                     stopping: Callable[[], bool] = lambda: False) -> list[Execution]:
+                     stopping: Callable[[], bool] = lambda: False,
+                     prior: Sequence[Execution] = ()) -> list[Execution]:
         """``stopping``: whether a stop has been asked for, asked before each intent (a
         bracket may wait seconds for IBKR's answer); from then on decisions are journaled,
-        no new order is sent."""
+        no new order is sent. ``prior``: this cycle's executions so far (results are acted
+        on as they arrive, so the per-cycle caps count across calls)."""
         assert self.state is not None
         executions: list[Execution] = []
         for result in results:
             for proposed in result.intents:
                 intent = self._entry_id(proposed)
-                ctx = await self._context(intent, now_ts, executions)
+                ctx = await self._context(intent, now_ts, [*prior, *executions])
                 decision = evaluate(intent, self.state, self.settings.risk,
                                     self.settings.options, ctx=ctx)
                 if decision.rule == "daily_loss_limit":
