@@ -60,6 +60,10 @@ class IBKRSettings(Model):
     request_timeout_s: PositiveS = 15.0
     market_data_type: Literal["live", "frozen", "delayed", "delayed_frozen"] = "live"
     snapshot_timeout_s: float = Field(11.0, gt=0, le=120)  # real gateways end one in <= ~11 s
+    # how a quote is taken: a snapshot (left to end, or cancelled once complete when lines
+    # run short) or a stream cancelled once complete; measured alike (README), snapshot is
+    # the safer: a cancel lost to a drop still ends by itself
+    quote_mode: Literal["snapshot", "stream"] = "snapshot"
     historical_timeout_s: float = Field(12.0, gt=0, le=300)
     client_id_attempts: int = Field(3, ge=1, le=32)  # 326 "in use": client_id, +1, +2 ...
     # a reconnect keeps its client id this long (326 while the gateway still holds the dead

@@ -528,6 +528,24 @@ def test_while_lines_are_plentiful_a_complete_snapshot_ends_by_itself(sim: Threa
     assert stats.get("snapshot_cancels_total", 0) == 0
 
 
+def test_in_stream_mode_a_quote_is_a_stream_cancelled_once_complete(sim: ThreadedSim) -> None:
+    async def body(broker: IBKRBroker) -> Any:
+        streams_before = sim.stats()["streams"]
+        quote = await broker.quote("SPY")
+        (option,) = await broker.option_quotes(spy_options(
+            (await broker.chain("SPY")).strikes, (await broker.chain("SPY")).expirations[0],
+            quote.last, 1))
+        await assert_nothing_left(broker)
+        await wait_until(lambda: sim.stats()["market_data_lines_open"] == 0)
+        return quote, option, sim.stats()["streams"] - streams_before, broker.stats()
+
+    quote, option, streams, stats = with_broker(sim, body, ibkr={"quote_mode": "stream"})
+    # Then both were streams, each cancelled as soon as its fields were in
+    assert streams == 2 and stats["snapshot_cancels_total"] == 2
+    assert math.isfinite(quote.bid) and math.isfinite(option.delta)
+    assert stats.get("snapshots_left_to_end_total", 0) == 0
+
+
 def test_a_snapshot_left_to_end_that_never_ends_is_cancelled_after_the_timeout(
         sim: ThreadedSim) -> None:
     # Given a complete quote whose end never comes, with lines to spare

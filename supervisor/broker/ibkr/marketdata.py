@@ -114,13 +114,14 @@ class MarketData:
         contract = copy.copy(contract)  # ib_insync files tickers by id(contract): one each
         req_id: int | None = None
         ended = line_passed = False
+        snapshot = self._cfg.quote_mode == "snapshot"
         try:
             await link.pace(1)
             req_id = link.new_req_id()
             future = link.ib.wrapper.startReq(req_id, contract)
-            ticker = link.ib.wrapper.startTicker(req_id, contract, "snapshot")
+            ticker = link.ib.wrapper.startTicker(req_id, contract, _kind(snapshot))
             link.watch(req_id)
-            link.ib.client.reqMktData(req_id, contract, "", True, False, [])
+            link.ib.client.reqMktData(req_id, contract, "", snapshot, False, [])
             link.counts["snapshots_total"] += 1
             try:
                 ended = await self._until_complete(future, ticker, needs)
@@ -138,18 +139,18 @@ class MarketData:
                     self._drop_ticker(req_id, contract)
                 else:
                     line_passed = True
-                    complete = not missing(ticker, needs)
-                    link.spawn(self._let_go(req_id, contract, future, complete))
+                    to_end = snapshot and not missing(ticker, needs)
+                    link.spawn(self._let_go(req_id, contract, future, to_end))
             if not line_passed:
                 self._pacer.release_line()
 
     async def _let_go(self, req_id: int, contract: Any, future: asyncio.Future[Any],
-                      complete: bool) -> None:
-        """Give a snapshot's line back: while lines are plentiful a complete one is left to
-        end by itself (IBKR ends it within ~11 s; no message spent), else it is cancelled
-        now (one message, the line back at once)."""
+                      to_end: bool) -> None:
+        """Give a request's line back: while lines are plentiful a complete snapshot is left
+        to end by itself (IBKR ends it within ~11 s; no message spent), else it is
+        cancelled now (one message, the line back at once); a stream is always cancelled."""
         try:
-            if complete and self._pacer.lines_free() >= self._line_reserve():
+            if to_end and self._pacer.lines_free() >= self._line_reserve():
                 try:
                     await asyncio.wait_for(asyncio.shield(future),
                                            self._cfg.snapshot_timeout_s + END_GRACE_S)
@@ -234,7 +235,8 @@ class MarketData:
         for key in [k for k, t in wrapper.tickers.items() if t is ticker or k == id(contract)]:
             del wrapper.tickers[key]
         if ticker is not None:
-            wrapper.ticker2ReqId["snapshot"].pop(ticker, None)
+            for kind in ("snapshot", "mktData"):
+                wrapper.ticker2ReqId[kind].pop(ticker, None)
             wrapper.pendingTickers.discard(ticker)
         self._requests.forget(req_id)
 
@@ -249,6 +251,11 @@ class MarketData:
 
     def stats(self) -> dict[str, float]:
         return {"live_tickers": float(len(self._link.ib.wrapper.tickers))}
+
+
+def _kind(snapshot: bool) -> str:
+    """ib_insync's name for the request: it files tickers by it."""
+    return "snapshot" if snapshot else "mktData"
 
 
 def missing(ticker: Any, needs: Sequence[str]) -> list[str]:
