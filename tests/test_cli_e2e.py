@@ -11,6 +11,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+import yaml
 
 from tests.conftest import REPO_ROOT
 from tests.sessions import FRIDAY_1545
@@ -168,10 +169,20 @@ def test_whatif_mode_on_the_stub_is_reported(tmp_path):
 
 @pytest.mark.integration
 def test_run_against_the_simulated_gateway_through_ib_insync(tmp_path):
+    # Given the default scenario, which times like IBKR: a snapshot's data within ~0.2 s,
+    # its end only ~11 s after the request
+    scenario = yaml.safe_load((REPO_ROOT / "configs" / "scenarios" / "default.yaml").read_text())
+    assert scenario["latency"]["snapshot_end_s"] >= 11
     done = run(tmp_path, "run", "--sim", "--cycles", "3", "--interval", "0.5")
     assert done.returncode == 0, done.stderr[-3000:]
+    # Then every symbol is ok in every cycle: quotes complete on their fields, not the end
     lines = [line for line in done.stdout.splitlines() if line.startswith("cycle ")]
-    assert len(lines) == 3 and all("symbols ok 3/3" in line for line in lines)
+    assert len(lines) == 3
+    assert all("symbols ok 3/3 failed 0 skipped 0" in line for line in lines), lines
+    assert all("HOLD 3" not in line for line in lines)  # a decision, not a silent HOLD
+    # each with a real reference price in its decision
+    assert re.search(r"SPY (HOLD|BUY|SELL) \(\d\.\d\d\) .*close \d+\.\d\d", done.stderr)
+    assert "no data within" not in done.stderr and "WARNING" not in done.stderr
     import json
 
     stats = json.loads((tmp_path / "var" / "gateway_sim_stats.json").read_text())
@@ -191,7 +202,8 @@ def _decisions(journal: Path) -> dict[str, list[tuple[object, ...]]]:
     try:
         return {
             "signals": db.execute("SELECT cycle_id, day, symbol, signal, confidence, reasons, "
-                                  "skipped, error FROM signals ORDER BY cycle_id, symbol").fetchall(),
+                                  "skipped, error FROM signals ORDER BY cycle_id, symbol"
+                                  ).fetchall(),
             "intents": db.execute(f"SELECT {', '.join(intent_columns)} FROM intents "
                                   "ORDER BY intent_id").fetchall(),
             "decisions": db.execute("SELECT intent_id, day, accepted, quantity, rule, reason "
