@@ -104,6 +104,40 @@ def test_overlapping_windows_agree() -> None:
                 later.open[j], later.high[j], later.low[j], later.close[j])
 
 
+def test_a_large_universe_computes_each_bar_once_and_stays_bounded(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given 1,200 symbols asking for 20 one-minute bars every cycle (24,000 bars a cycle: a
+    # cache capped at 20,000 would clear itself and compute everything again each time)
+    clock = MovingClock(NOW)
+    stub = StubBroker(StubSettings(), now=clock)
+    computed = 0
+    bar = stub._bar
+
+    def counting(*args: Any) -> Any:
+        nonlocal computed
+        computed += 1
+        return bar(*args)
+
+    monkeypatch.setattr(stub, "_bar", counting)
+    symbols = [f"S{i:04d}" for i in range(1200)]
+
+    async def cycle() -> None:
+        for symbol in symbols:
+            await stub.bars(symbol, 20)
+
+    run(cycle())
+    assert computed == 1200 * 20
+    # When the next cycles come a minute apart, for an hour
+    for _ in range(60):
+        clock.t += 60
+        computed = 0
+        run(cycle())
+        # Then each cycle computes only the bar each symbol completed since
+        assert computed == 1200
+    # and the cache holds no more than the window and a margin, per symbol
+    assert all(len(series) <= 2 * 21 + 16 for series in stub._bar_cache.values())
+
+
 def test_base_prices_place_the_path() -> None:
     stub = StubBroker(StubSettings(base_prices={"SPY": 100.0}), now=lambda: NOW)
     last = run(stub.quote("SPY")).last

@@ -85,7 +85,7 @@ class StubBroker:
         self.now = now
         self._calendar = calendar  # NYSE's unless told otherwise (loaded when first needed)
         self._paths: dict[str, PricePath] = {}
-        self._bar_cache: dict[tuple[str, int, int, bool], tuple[float, ...] | None] = {}
+        self._bar_cache: dict[tuple[str, int, bool], dict[int, tuple[float, ...] | None]] = {}
         self._connected = False
         self.requests = 0
         self._leak: list[bytes] = []  # stays empty unless the test-only leak is switched on
@@ -154,22 +154,26 @@ class StubBroker:
         first = (end_min - minutes) // bar_minutes * bar_minutes
         last_start = end_min - bar_minutes
         cols = [array("d") for _ in range(6)]
+        # a completed bar never changes: each series keeps the bars of its latest window
+        # (bounded by the universe and the window, however long the run), not a global cap
+        # that a large universe thrashes
+        series = self._bar_cache.setdefault((symbol, bar_minutes, rth), {})
+        window = (last_start - first) // bar_minutes + 1
+        if len(series) > 2 * window + 16:
+            for old in [start for start in series if start < first]:
+                del series[old]
         for start in range(first, last_start + 1, bar_minutes):
-            bar = self._bar(symbol, path, start, bar_minutes, rth)
+            if start not in series:
+                series[start] = self._bar(path, start, bar_minutes, rth)
+            bar = series[start]
             if bar is not None:
                 for col, value in zip(cols, bar, strict=True):
                     col.append(value)
         return Bars(symbol, *cols)
 
-    def _bar(self, symbol: str, path: PricePath, start: int, bar_minutes: int,
+    def _bar(self, path: PricePath, start: int, bar_minutes: int,
              rth: bool) -> tuple[float, ...] | None:
-        """One completed bar (None: no regular minute in it); cached, a completed bar never
-        changes."""
-        key = (symbol, start, bar_minutes, rth)
-        if key in self._bar_cache:
-            return self._bar_cache[key]
-        if len(self._bar_cache) > 20_000:  # bounded: a soak must not grow without end
-            self._bar_cache.clear()
+        """One completed bar (None: no regular minute in it)."""
         minutes = [m for m in range(start, start + bar_minutes)
                    if not rth or self._regular(m * 60.0)]
         bar = None
@@ -178,7 +182,6 @@ class StubBroker:
             volume = sum(path.volume(m) for m in minutes)
             bar = (start * 60.0, prices[0], max(prices) * 1.0002, min(prices) * 0.9998,
                    prices[-1], volume)
-        self._bar_cache[key] = bar
         return bar
 
     def _regular(self, ts: float) -> bool:
