@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 
 import pytest
 
@@ -74,6 +75,30 @@ def test_ib_insync_throttle_stays_under_the_limit() -> None:
         run_client(scenario)
         stats = sim.stats()
     assert stats["violations_total"] == 0 and stats["peak_messages_per_s"] <= 50
+
+
+def test_a_stall_of_the_gateways_own_loop_does_not_bunch_a_paced_client() -> None:
+    # Given a client sending 48 messages a second, evenly, for 2.5 s
+    with ThreadedSim(make_scenario(TUESDAY_MORNING)) as sim:
+        async def scenario() -> None:
+            ib = await connect(sim.port)
+            ib.client.MaxRequests = 0  # our spacing only
+            loop = asyncio.get_running_loop()
+            start = loop.time()
+            for i in range(120):
+                await asyncio.sleep(max(0.0, start + i / 48 - loop.time()))
+                if i == 40:  # When the gateway's loop is busy for 0.4 s (a big bar history)
+                    sim.loop.call_soon_threadsafe(time.sleep, 0.4)
+                ib.client.reqCurrentTime()
+            await asyncio.sleep(0.6)
+            ib.disconnect()
+
+        run_client(scenario)
+        stats = sim.stats()
+    # Then the messages that arrived during the stall count when they arrived, not all at
+    # once when the loop got to them: no second ever held more than 50
+    assert stats["messages_by_type"]["49"] == 120
+    assert stats["violations_total"] == 0 and stats["peak_messages_per_s"] <= 49
 
 
 def test_the_101st_market_data_line_gets_101() -> None:

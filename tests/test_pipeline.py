@@ -89,15 +89,16 @@ def test_no_usable_price_skips_with_the_reason(settings):
     assert ChainRequest not in kinds
 
 
-def test_remote_error_becomes_a_skip_not_a_crash(settings):
+def test_no_market_data_is_a_failure_with_its_reason_not_a_hold(settings):
     now = settings.stub.start.timestamp()
 
     def answer(request):
         return Reply(request.request_id, error="SymbolDataError: 354 not subscribed")
 
     result, _ = drive(pipeline(settings, "SPY", now), answer)
-    assert result.ok
-    assert result.skipped == "market data: SymbolDataError: 354 not subscribed"
+    # the cycle line counts it failed, not ok with a HOLD
+    assert not result.ok and result.skipped is None
+    assert result.error == "market data: SymbolDataError: 354 not subscribed"
 
 
 def test_empty_chain_is_a_clear_skip(settings):

@@ -19,16 +19,19 @@ import json
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from common.config import Settings  # noqa: E402
 from common.settings_file import parse_settings  # noqa: E402
 from supervisor.broker.stub import StubBroker  # noqa: E402
 from supervisor.observe.logs import LogService  # noqa: E402
 from supervisor.runtime.clock import SimClock  # noqa: E402
 from supervisor.runtime.loop import Supervisor  # noqa: E402
+from tools.bench_stub import sequential  # noqa: E402
 
 
 class RssSampler(threading.Thread):
@@ -51,9 +54,9 @@ class RssSampler(threading.Thread):
                     continue
 
 
-def bench(symbols: int, cycles: int, workers: int, concurrency: int) -> dict[str, object]:
+def stub_settings(symbols: int, cycles: int, workers: int, concurrency: int) -> Settings:
     universe = [f"S{i:04d}" for i in range(symbols)]
-    settings = parse_settings({
+    return parse_settings({
         "universe": {"symbols": universe, "max_concurrent_symbols": concurrency},
         "schedule": {"cycles": cycles, "interval_s": 0, "regular_hours_only": False,
                      "cycle_deadline_s": 600},
@@ -61,6 +64,10 @@ def bench(symbols: int, cycles: int, workers: int, concurrency: int) -> dict[str
         "logging": {"level": "WARNING", "json_path": "var/bench.jsonl", "console": False},
         "execution": {"journal_path": "var/bench-journal.sqlite"},
     }, "bench", environ={})
+
+
+def bench(symbols: int, cycles: int, workers: int, concurrency: int) -> dict[str, Any]:
+    settings = stub_settings(symbols, cycles, workers, concurrency)
     clock = SimClock(settings.stub.start.timestamp())
     logs = LogService(settings.logging, None)
     supervisor = Supervisor(settings, StubBroker(settings.stub, clock.now), clock, logs.handle,
@@ -96,17 +103,26 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
     parser.add_argument("--concurrency", type=int, default=None,
                         help="max_concurrent_symbols (default: the settings' default)")
+    parser.add_argument("--quote-mode", choices=("snapshot", "stream"), default="snapshot",
+                        help="--sim: ibkr.quote_mode (default snapshot)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--out", default="var/bench.json", help="default var/bench.json")
     args = parser.parse_args()
     if args.sim:
         from tools.bench_sim import bench_sim  # ib_insync and the simulator only here
 
-        figures = bench_sim(args.symbols, args.cycles, args.workers, args.concurrency)
+        figures = bench_sim(args.symbols, args.cycles, args.workers, args.concurrency,
+                            args.quote_mode)
         ok = figures["exit_code"] == 0 and not figures["violations"]
     else:
         figures = bench(args.symbols, args.cycles, args.workers, args.concurrency or 64)
         ok = figures["exit_code"] == 0 and not figures["failed_symbols"]
+        baseline = sequential(stub_settings(args.symbols, args.cycles, args.workers, 64),
+                              args.cycles)
+        figures["sequential"] = baseline
+        if figures["symbol_cycles_per_s"] and baseline["symbol_cycles_per_s"]:
+            figures["pool_vs_sequential"] = round(
+                figures["symbol_cycles_per_s"] / baseline["symbol_cycles_per_s"], 2)
     text = json.dumps(figures, indent=None if args.json else 2)
     print(text)
     out = Path(args.out)

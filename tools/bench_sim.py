@@ -88,7 +88,8 @@ def write_scenario(directory: Path, symbols: int) -> tuple[Path, list[str]]:
     return path, names
 
 
-def bench_sim(symbols: int, cycles: int, workers: int, concurrency: int | None) -> dict[str, Any]:
+def bench_sim(symbols: int, cycles: int, workers: int, concurrency: int | None,
+              quote_mode: str = "snapshot") -> dict[str, Any]:
     BENCH_DIR.mkdir(parents=True, exist_ok=True)
     journal = BENCH_DIR / "journal-{broker}.sqlite"
     for old in BENCH_DIR.glob("journal-*"):
@@ -102,6 +103,7 @@ def bench_sim(symbols: int, cycles: int, workers: int, concurrency: int | None) 
             "universe": universe_cfg,
             "schedule": {"cycles": cycles, "interval_s": 0, "regular_hours_only": False},
             "workers": {"count": workers},
+            "ibkr": {"quote_mode": quote_mode},
             "logging": {"level": "INFO", "json_path": str(BENCH_DIR / "bot.jsonl"),
                         "console": False},
             "execution": {"journal_path": str(journal)},
@@ -142,6 +144,7 @@ def figures(symbols: int, summaries: list[Any], ends: list[float], gateway: dict
         "max_concurrent_symbols": budget.in_flight,
         "cycle_deadline_s": round(budget.deadline_s, 1),
         "max_messages_per_s": settings.pacing.max_messages_per_s,
+        "quote_mode": settings.ibkr.quote_mode,
         "cycle_s": [round(s, 2) for s in seconds],
         "first_cycle_s": round(seconds[0], 2) if seconds else None,
         "steady_cycle_s": round(steady_s, 2),

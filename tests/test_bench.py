@@ -1,0 +1,35 @@
+"""tools/bench.py as a process: it runs and reports every figure it promises (not their size:
+figures depend on the machine; the benchmark is for reading, the test for working)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO_ROOT
+
+pytestmark = [pytest.mark.slow, pytest.mark.integration, pytest.mark.timeout(180)]
+
+PROMISED = ("steady_cycle_s", "first_cycle_s", "symbols_per_180s", "msg_per_symbol_cycle",
+            "sustained_msg_per_s", "peak_msg_per_s", "peak_lines", "violations")
+
+
+def test_bench_sim_prints_and_writes_one_json_object(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    done = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "tools" / "bench.py"), "--sim", "--symbols", "6",
+         "--cycles", "2", "--json", "--out", str(out)], cwd=tmp_path, capture_output=True,
+        text=True, timeout=170)
+    assert done.returncode == 0, done.stderr[-3000:]
+    printed = json.loads(done.stdout.strip().splitlines()[-1])
+    assert printed == json.loads(out.read_text())
+    assert all(printed[key] is not None for key in PROMISED), printed
+    assert printed["cycles"] == 2 and printed["violations"] == 0
+    assert printed["failed_symbols_per_cycle"] == [0, 0]
+    # the gateway's own count: every symbol-cycle sent something, and so did each process
+    assert printed["msg_per_symbol_cycle"] > 1
+    assert {"supervisor", "worker", "gateway_sim"} <= set(printed["processes"])

@@ -1,0 +1,59 @@
+"""The pool's baseline: the same symbols' work done by one process, one symbol at a time.
+
+Each symbol's pipeline (workers/pipeline.py) is driven in this process, its requests answered
+by the same DataService over the same seeded StubBroker, cycle after cycle on the same
+session clock. Only what the pool adds is missing: the processes, the queues, the pickling
+(and the risk step and journal, which both runs would do alike in the supervisor). So
+``pool / sequential`` says what the worker processes buy on this machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from common.config import Settings
+from common.messages import SymbolResult, SymbolTask
+from supervisor.broker.stub import StubBroker
+from supervisor.runtime.clock import SimClock
+from supervisor.runtime.serving import DataService
+from workers.pipeline import process_symbol, request_ids
+from workers.strategy import load_strategy
+
+
+def sequential(settings: Settings, cycles: int) -> dict[str, Any]:
+    """Symbol-cycles per second of the in-process run."""
+    clock = SimClock(settings.stub.start.timestamp())
+    broker = StubBroker(settings.stub, clock.now)
+    service = DataService(broker, settings.ibkr.request_timeout_s, broker.calendar, clock.now)
+    strategy = load_strategy(settings)
+    symbols = settings.universe.symbols
+
+    async def run() -> tuple[float, int]:
+        busy, failed = 0.0, 0
+        for cycle_id in range(1, cycles + 1):
+            started = time.perf_counter()
+            for symbol in symbols:
+                task = SymbolTask(cycle_id, symbol, clock.now())
+                result = await _drive(process_symbol(task, 1, settings, strategy,
+                                                     request_ids()), service)
+                failed += not result.ok
+            busy += time.perf_counter() - started
+        return busy, failed
+
+    busy, failed = asyncio.run(run())
+    return {"symbol_cycles_per_s": round(len(symbols) * cycles / busy, 1) if busy else None,
+            "cycle_s": round(busy / cycles, 4), "failed_symbols": failed}
+
+
+async def _drive(pipeline: Any, service: DataService) -> SymbolResult:
+    """Answer the pipeline's requests until it returns its result."""
+    try:
+        requests = next(pipeline)
+        while True:
+            replies = await asyncio.gather(*(service.answer(r) for r in requests))
+            requests = pipeline.send(tuple(replies))
+    except StopIteration as done:
+        result: SymbolResult = done.value
+        return result
