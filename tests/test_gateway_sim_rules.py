@@ -83,10 +83,8 @@ def test_a_stall_of_the_gateways_own_loop_does_not_bunch_a_paced_client() -> Non
         async def scenario() -> None:
             ib = await connect(sim.port)
             ib.client.MaxRequests = 0  # our spacing only
-            loop = asyncio.get_running_loop()
-            start = loop.time()
             for i in range(120):
-                await asyncio.sleep(max(0.0, start + i / 48 - loop.time()))
+                await asyncio.sleep(1 / 48)  # never catching up: the client itself never bunches
                 if i == 40:  # When the gateway's loop is busy for 0.4 s (a big bar history)
                     sim.loop.call_soon_threadsafe(time.sleep, 0.4)
                 ib.client.reqCurrentTime()
@@ -98,7 +96,7 @@ def test_a_stall_of_the_gateways_own_loop_does_not_bunch_a_paced_client() -> Non
     # Then the messages that arrived during the stall count when they arrived, not all at
     # once when the loop got to them: no second ever held more than 50
     assert stats["messages_by_type"]["49"] == 120
-    assert stats["violations_total"] == 0 and stats["peak_messages_per_s"] <= 49
+    assert stats["violations_total"] == 0 and stats["peak_messages_per_s"] <= 50
 
 
 def test_the_101st_market_data_line_gets_101() -> None:
