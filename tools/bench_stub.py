@@ -30,8 +30,8 @@ def sequential(settings: Settings, cycles: int) -> dict[str, Any]:
     strategy = load_strategy(settings)
     symbols = settings.universe.symbols
 
-    async def run() -> tuple[float, int]:
-        busy, failed = 0.0, 0
+    async def run() -> tuple[list[float], int]:
+        seconds, failed = [], 0
         for cycle_id in range(1, cycles + 1):
             started = time.perf_counter()
             for symbol in symbols:
@@ -39,12 +39,15 @@ def sequential(settings: Settings, cycles: int) -> dict[str, Any]:
                 result = await _drive(process_symbol(task, 1, settings, strategy,
                                                      request_ids()), service)
                 failed += not result.ok
-            busy += time.perf_counter() - started
-        return busy, failed
+            seconds.append(time.perf_counter() - started)
+        return seconds, failed
 
-    busy, failed = asyncio.run(run())
+    seconds, failed = asyncio.run(run())
+    busy = sum(seconds)
+    ordered = sorted(seconds)
     return {"symbol_cycles_per_s": round(len(symbols) * cycles / busy, 1) if busy else None,
-            "cycle_s": round(busy / cycles, 4), "failed_symbols": failed}
+            "cycle_s_first": round(seconds[0], 4),
+            "cycle_s_p50": round(ordered[len(ordered) // 2], 4), "failed_symbols": failed}
 
 
 async def _drive(pipeline: Any, service: DataService) -> SymbolResult:
