@@ -64,6 +64,10 @@ class IBKRSettings(Model):
     # run short) or a stream cancelled once complete; measured alike (README), snapshot is
     # the safer: a cancel lost to a drop still ends by itself
     quote_mode: Literal["snapshot", "stream"] = "snapshot"
+    # true: the first symbol without a live subscription (354/10168) switches the connection
+    # to delayed data (IBKR still sends live data where it is subscribed) and is asked again;
+    # its quotes then carry their 15-minute age. false: such a symbol fails, saying so
+    delayed_fallback: bool = False
     historical_timeout_s: float = Field(12.0, gt=0, le=300)
     client_id_attempts: int = Field(3, ge=1, le=32)  # 326 "in use": client_id, +1, +2 ...
     # a reconnect keeps its client id this long (326 while the gateway still holds the dead

@@ -28,7 +28,7 @@ from supervisor.commands.check import drive
 from supervisor.runtime.serving import DataService, fetch_bars
 from supervisor.trading.sessions import SessionBook
 from tests.conftest import REPO_ROOT
-from tests.conftest_sim import make_scenario, next_client_id, run_client
+from tests.conftest_sim import DEFAULT_SCENARIO, make_scenario, next_client_id, run_client
 from tests.sessions import (
     AFTER_FALL_BACK,
     CHRISTMAS,
@@ -526,6 +526,41 @@ def test_while_lines_are_plentiful_a_complete_snapshot_ends_by_itself(sim: Threa
     assert math.isfinite(quote.bid)
     assert stats["snapshots_left_to_end_total"] == 1
     assert stats.get("snapshot_cancels_total", 0) == 0
+
+
+def test_delayed_fallback_takes_delayed_data_where_live_is_not_subscribed() -> None:
+    # Given AAPL without a live subscription (354 on live data, delayed data on type 3)
+    raw = yaml.safe_load(DEFAULT_SCENARIO.read_text())["symbols"]
+    symbols = [{**spec, "live_data": spec["symbol"] != "AAPL"} for spec in raw]
+    with ThreadedSim(make_scenario(TUESDAY_MORNING, symbols=symbols)) as gateway:
+        def data_type_requests() -> int:
+            return int(gateway.stats()["messages_by_type"].get("59", 0))
+
+        async def body(broker: IBKRBroker) -> Any:
+            at_connect = data_type_requests()
+            aapl = await broker.quote("AAPL")  # When it is asked for, fallback allowed
+            spy = await broker.quote("SPY")
+            await assert_nothing_left(broker)
+            return at_connect, data_type_requests(), aapl, spy
+
+        at_connect, after, aapl, spy = with_broker(gateway, body, ibkr={"delayed_fallback": True})
+        # Then the connection switched to delayed data once and AAPL was asked again
+        assert after == at_connect + 1
+        assert math.isfinite(aapl.bid)
+        # its quote carries its true age; SPY, subscribed, is still live
+        now = gateway.now()
+        assert aapl.ts == pytest.approx(now - 900, abs=5)
+        assert spy.ts == pytest.approx(now, abs=5)
+
+        # and without the fallback, AAPL fails naming both ways out
+        async def refused(broker: IBKRBroker) -> str:
+            with pytest.raises(SymbolDataError) as info:
+                await broker.quote("AAPL")
+            return str(info.value)
+
+        text = with_broker(gateway, refused)
+    assert "354" in text and "ibkr.market_data_type: delayed" in text
+    assert "ibkr.delayed_fallback: true" in text
 
 
 def test_in_stream_mode_a_quote_is_a_stream_cancelled_once_complete(sim: ThreadedSim) -> None:

@@ -74,6 +74,7 @@ CLIENT_ID_IN_USE = 326
 RATE_EXCEEDED = 100
 DELAYED_DATA_SHOWN = 10167
 NO_SUCH_TICKER = 300
+NO_SUBSCRIPTION = frozenset({354, 10168})  # no live market-data subscription
 
 
 def classify(code: int) -> Kind:
@@ -117,8 +118,8 @@ def log_level(code: int, *, ours: bool) -> int:
 # ("delayed market data is not enabled": live data was asked for), where with the delayed
 # data type it would have sent its free delayed data.
 NO_SUBSCRIPTION_HINT = ("no market-data subscription for it: set `ibkr.market_data_type: "
-                        "delayed` to use IBKR's delayed data, or subscribe to this market "
-                        "in the IBKR account")
+                        "delayed` (or `ibkr.delayed_fallback: true`) to use IBKR's delayed "
+                        "data, or subscribe to this market in the IBKR account")
 HINTS = {
     354: NO_SUBSCRIPTION_HINT,
     10168: NO_SUBSCRIPTION_HINT,

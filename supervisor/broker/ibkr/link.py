@@ -60,6 +60,7 @@ class Link:
         self._id_rejected = asyncio.Event()
         self._connect_lock = asyncio.Lock()
         self._watched: dict[int, list[int]] = {}  # our reqIds -> codes seen on them
+        self.data_type = cfg.market_data_type  # what is asked for (delayed after a fallback)
         # snapshots we cancelled: a 300 on one means its end crossed our cancel (harmless)
         self._cancelled: deque[int] = deque(maxlen=1024)
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -178,7 +179,17 @@ class Link:
     async def _apply_market_data_type(self) -> None:
         await self.pacer.acquire(1)
         if self.ib.isConnected():
-            self.ib.reqMarketDataType(MARKET_DATA_TYPES[self.cfg.market_data_type])
+            self.ib.reqMarketDataType(MARKET_DATA_TYPES[self.data_type])
+
+    async def fall_back_to_delayed(self, why: str) -> None:
+        """From now on delayed data where live is not subscribed (``ibkr.delayed_fallback``)."""
+        if self.data_type in ("delayed", "delayed_frozen"):
+            return
+        self.data_type = "delayed_frozen" if self.data_type == "frozen" else "delayed"
+        log.warning("%s: switching to IBKR's delayed market data (ibkr.delayed_fallback); "
+                    "symbols with a live subscription still get live data", why,
+                    extra={"event": "delayed_fallback"})
+        await self._apply_market_data_type()
 
     # --- reconnect ---------------------------------------------------------------------------
 

@@ -61,7 +61,7 @@ class MarketData:
 
     async def quote(self, symbol: str) -> Quote:
         stock = await self._contracts.stock(symbol)
-        t = await self._snapshot(stock.contract, f"quote {symbol}", STOCK_FIELDS)
+        t = await self._quote(stock.contract, f"quote {symbol}", STOCK_FIELDS)
         return Quote(symbol=symbol, bid=float(t.bid), ask=float(t.ask), last=float(t.last),
                      close=float(t.close), bid_size=float(t.bidSize),
                      ask_size=float(t.askSize), volume=float(t.volume), ts=self._stamp(t))
@@ -91,7 +91,7 @@ class MarketData:
 
     async def _option_quote(self, oc: OptionContract) -> OptionQuote:
         contract = await self._contracts.tradable(oc)
-        t = await self._snapshot(contract, f"option {oc.key}", OPTION_FIELDS)
+        t = await self._quote(contract, f"option {oc.key}", OPTION_FIELDS)
         g = t.modelGreeks
         iv = delta = gamma = vega = theta = und = NAN
         if g is not None:
@@ -106,6 +106,16 @@ class MarketData:
                            theta=theta, und_price=und, ts=self._stamp(t))
 
     # --- snapshots ---------------------------------------------------------------------------
+
+    async def _quote(self, contract: Any, what: str, needs: Sequence[str]) -> Any:
+        """A snapshot; without a live subscription, once more on delayed data if allowed."""
+        try:
+            return await self._snapshot(contract, what, needs)
+        except IBKRRequestError as exc:
+            if exc.code not in errors.NO_SUBSCRIPTION or not self._cfg.delayed_fallback:
+                raise
+            await self._link.fall_back_to_delayed(str(exc))
+            return await self._snapshot(contract, what, needs)
 
     async def _snapshot(self, contract: Any, what: str, needs: Sequence[str]) -> Any:
         """One snapshot, complete when ``needs`` are in; see the module docstring."""
@@ -221,10 +231,10 @@ class MarketData:
 
     def _refuse_delayed(self, req_id: int, what: str) -> None:
         codes = self._link.codes(req_id)
-        wanted = MARKET_DATA_TYPES[self._cfg.market_data_type]
+        wanted = MARKET_DATA_TYPES[self._link.data_type]
         if errors.DELAYED_DATA_SHOWN in codes and wanted in (1, 2):
             raise IBKRRequestError(f"{what}: error 10167: only delayed data, but "
-                                   f"market_data_type is {self._cfg.market_data_type}",
+                                   f"market_data_type is {self._link.data_type}",
                                    errors.DELAYED_DATA_SHOWN)
 
     def _drop_ticker(self, req_id: int, contract: Any) -> None:
