@@ -119,7 +119,7 @@ def main() -> int:
         figures = bench(args.symbols, args.cycles, args.workers, args.concurrency or 64)
         ok = figures["exit_code"] == 0 and not figures["failed_symbols"]
         baseline = sequential(stub_settings(args.symbols, args.cycles, args.workers, 64),
-                              args.cycles)
+                              args.cycles, Path("var/bench-sequential.sqlite"))
         figures["sequential"] = baseline
         if figures["symbol_cycles_per_s"] and baseline["symbol_cycles_per_s"]:
             figures["pool_vs_sequential"] = round(

@@ -14,7 +14,14 @@ from array import array
 from collections.abc import Callable, Sequence
 from datetime import date, timedelta
 
-from common.calendar import ExchangeCalendar, TradingHours, expiry_close, nyse, trading_day
+from common.calendar import (
+    ExchangeCalendar,
+    Session,
+    TradingHours,
+    expiry_close,
+    nyse,
+    trading_day,
+)
 from common.config import StubSettings
 from common.greeks import bs_greeks, bs_price
 from common.messages import Bars, OptionChain, OptionContract, OptionQuote, OrderIntent, Quote
@@ -86,6 +93,8 @@ class StubBroker:
         self._calendar = calendar  # NYSE's unless told otherwise (loaded when first needed)
         self._paths: dict[str, PricePath] = {}
         self._bar_cache: dict[tuple[str, int, bool], dict[int, tuple[float, ...] | None]] = {}
+        self._day_sessions: dict[date, Session | None] = {}
+        self._built: dict[tuple[str, int, bool], tuple[tuple[int, int], Bars]] = {}
         self._connected = False
         self.requests = 0
         self._leak: list[bytes] = []  # stays empty unless the test-only leak is switched on
@@ -153,29 +162,37 @@ class StubBroker:
         end_min = int(self.now() // 60)  # the bar of the current minute is still forming
         first = (end_min - minutes) // bar_minutes * bar_minutes
         last_start = end_min - bar_minutes
+        key = (symbol, bar_minutes, rth)
+        built = self._built.get(key)
+        if built is not None and built[0] == (first, last_start):
+            return built[1]  # the same window again (nobody changes a Bars' columns)
         cols = [array("d") for _ in range(6)]
         # a completed bar never changes: each series keeps the bars of its latest window
         # (bounded by the universe and the window, however long the run), not a global cap
         # that a large universe thrashes
-        series = self._bar_cache.setdefault((symbol, bar_minutes, rth), {})
+        series = self._bar_cache.setdefault(key, {})
         window = (last_start - first) // bar_minutes + 1
+        sessions = self._sessions(first * 60.0, end_min * 60.0) if rth else None
         if len(series) > 2 * window + 16:
             for old in [start for start in series if start < first]:
                 del series[old]
         for start in range(first, last_start + 1, bar_minutes):
             if start not in series:
-                series[start] = self._bar(path, start, bar_minutes, rth)
+                series[start] = self._bar(path, start, bar_minutes, sessions)
             bar = series[start]
             if bar is not None:
                 for col, value in zip(cols, bar, strict=True):
                     col.append(value)
-        return Bars(symbol, *cols)
+        bars = Bars(symbol, *cols)
+        self._built[key] = ((first, last_start), bars)
+        return bars
 
     def _bar(self, path: PricePath, start: int, bar_minutes: int,
-             rth: bool) -> tuple[float, ...] | None:
-        """One completed bar (None: no regular minute in it)."""
+             sessions: list[Session] | None) -> tuple[float, ...] | None:
+        """One completed bar (None: no regular minute in it); ``sessions``: the regular
+        sessions its minutes must fall in (None: every minute counts)."""
         minutes = [m for m in range(start, start + bar_minutes)
-                   if not rth or self._regular(m * 60.0)]
+                   if sessions is None or any(s.contains(m * 60.0) for s in sessions)]
         bar = None
         if minutes:
             prices = [path.at(m) for m in (*minutes, minutes[-1] + 1)]
@@ -184,9 +201,20 @@ class StubBroker:
                    prices[-1], volume)
         return bar
 
-    def _regular(self, ts: float) -> bool:
-        session = self.calendar.session(trading_day(ts, self.calendar.tz))
-        return session is not None and session.contains(ts)
+    def _sessions(self, start_ts: float, end_ts: float) -> list[Session]:
+        """The regular sessions of the trading days from ``start_ts`` to ``end_ts`` (each
+        day's looked up once: a minute-by-minute lookup was most of a cycle's cost)."""
+        tz = self.calendar.tz
+        day, last = trading_day(start_ts, tz), trading_day(end_ts, tz)
+        found = []
+        while day <= last:
+            if day not in self._day_sessions:
+                self._day_sessions[day] = self.calendar.session(day)
+            session = self._day_sessions[day]
+            if session is not None:
+                found.append(session)
+            day += timedelta(days=1)
+        return found
 
     async def chain(self, symbol: str) -> OptionChain:
         await self._round_trip()
