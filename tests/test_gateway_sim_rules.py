@@ -17,6 +17,8 @@ from tests.conftest_sim import ErrorLog, connect, make_scenario, next_client_id,
 from tests.ibclient import IB, LimitOrder, Stock
 from tests.sessions import TUESDAY_MORNING
 from tools.gateway_sim import ThreadedSim
+from tools.gateway_sim.server import SimServer
+from tools.gateway_sim.session import Session
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -264,3 +266,37 @@ def test_generic_ticks_with_a_snapshot_get_414() -> None:
         _req_id, _code, message = run_client(scenario)
         assert "generic ticks" in message
         assert sim.stats()["violations"] == {"414": 1}
+
+
+class _ClosedPeer:
+    """A reader whose client's FIN is in but not yet delivered to the loop."""
+
+    def __init__(self, closed: bool) -> None:
+        self.closed = closed
+        self.stopped = False
+
+    def peer_closed(self) -> bool:
+        return self.closed
+
+    def stop(self) -> None:
+        self.stopped = True
+
+
+@pytest.mark.parametrize("closed", [True, False])
+def test_a_client_id_whose_socket_is_closed_is_free_before_the_loop_hears_of_it(
+        closed: bool) -> None:
+    # Given a session holding client id 7 whose client has (or has not) closed its socket
+    async def scenario() -> tuple[bool, bool]:
+        server = SimServer(make_scenario(TUESDAY_MORNING))
+        old, new = Session(server, 1), Session(server, 2)
+        server.session_started(old)
+        server.session_started(new)
+        assert server.register_client(old, 7)
+        old.reader = _ClosedPeer(closed)  # type: ignore[assignment]
+        # When another connection asks for client id 7
+        return server.register_client(new, 7), old.ended
+
+    taken, old_ended = asyncio.run(scenario())
+    # Then a closed one gives its id up at once (as IBKR, once the FIN is in); an open one
+    # keeps it (326 for the newcomer)
+    assert taken is closed and old_ended is closed

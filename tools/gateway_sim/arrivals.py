@@ -48,6 +48,16 @@ class ArrivalReader:
         with contextlib.suppress(OSError):
             self._sock.shutdown(socket.SHUT_RDWR)
 
+    def peer_closed(self) -> bool:
+        """Whether the client's FIN is in (data still unread means not yet: it is read
+        first). Safe beside the thread: a peek takes nothing."""
+        try:
+            return self._sock.recv(1, socket.MSG_PEEK) == b""
+        except (BlockingIOError, InterruptedError):
+            return False  # open, nothing to read
+        except OSError:
+            return True  # reset, or the thread already closed it at the end
+
     def _run(self) -> None:
         poller = select.poll()
         poller.register(self._sock, select.POLLIN)

@@ -121,6 +121,12 @@ class SimServer:
         self.counters.bump("connections_open")
 
     def register_client(self, session: Session, client_id: int) -> bool:
+        holder = self.clients.get(client_id)
+        if holder is not None and holder.peer_gone():
+            # its client closed before this one connected; our reader thread has just not
+            # said so yet: the id is free, as IBKR sees it once the FIN is in
+            holder.drop(graceful=False)
+            holder.connection_lost(None)
         if client_id in self.clients:
             return False
         session.client_id = client_id

@@ -106,6 +106,10 @@ class Session(asyncio.Protocol):
             log.warning("protocol error from client %s: %s", self.client_id, exc)
             self.drop(graceful=False)
 
+    def peer_gone(self) -> bool:
+        """The client has closed its socket (the kernel holds its FIN), seen or not."""
+        return self.reader.peer_closed() if self.reader is not None else False
+
     def eof_received(self) -> bool | None:
         log.debug("client %s closed its side", self.client_id)
         return None  # close the transport
