@@ -339,42 +339,76 @@ def test_each_result_is_acted_on_as_it_arrives_not_at_the_cycle_end() -> None:
         pool = FakePool(1)
         run = new_run(pool, tasks("SPY", "QQQ", "AAPL"), max_concurrent=1, deadline_s=0.5)
         seen: list[tuple[str, list[str]]] = []
+        recorded: list[str] = []
 
         async def act(r: SymbolResult) -> None:
             seen.append((r.symbol, sorted(run.results)))  # what had arrived by then
             await asyncio.sleep(0)
 
-        acting = ActOnArrival(run, act)
+        acting = ActOnArrival(run, act, lambda r: recorded.append(r.symbol))
         run.dispatch()
         # When SPY reports, then (later) QQQ, and AAPL never does
         run.on_result(result("SPY", 1, signal=Signal.BUY))
         await asyncio.sleep(0.01)
         assert seen == [("SPY", ["SPY"])]  # SPY acted on before QQQ was even sent for
         run.on_result(result("QQQ", 1))
-        await run.wait()
-        await acting.finish()
-        # Then each was acted on in arrival order, the deadline's failure too
+        results = await acting.during(run.wait())
+        await acting.finish(list(results.values()))
+        # Then each was acted on in arrival order, the deadline's failure too, and none
+        # needed recording apart
         assert [symbol for symbol, _ in seen] == ["SPY", "QQQ", "AAPL"]
         assert seen[1] == ("QQQ", ["QQQ", "SPY"])
-        assert acting.seen == {"SPY", "QQQ", "AAPL"}
+        assert acting.seen == {"SPY", "QQQ", "AAPL"} and recorded == []
 
     run_async(scenario)
 
 
-def test_an_error_while_acting_reaches_the_cycle() -> None:
+def test_a_failure_while_acting_stops_the_cycle_and_loses_no_signal() -> None:
+    async def scenario() -> None:
+        # Given three symbols in flight one at a time, and a desk whose first call fails
+        pool = FakePool(1)
+        run = new_run(pool, tasks("SPY", "QQQ", "AAPL"), max_concurrent=1)
+        recorded: list[str] = []
+
+        async def act(r: SymbolResult) -> None:
+            raise OSError("disk full")
+
+        acting = ActOnArrival(run, act, lambda r: recorded.append(r.symbol))
+        run.dispatch()
+        # When SPY's result fails to be acted on
+        run.on_result(result("SPY", 1))
+        await asyncio.sleep(0.01)
+        # Then nothing more is sent out (QQQ had gone with SPY's slot): the cycle ends with
+        # what is in flight
+        assert pool.tasks_sent() == [(1, "SPY", 1), (1, "QQQ", 1)] and not run.pending
+        run.on_result(result("QQQ", 1))
+        results = await acting.during(run.wait())
+        assert run.done.is_set() and sorted(results) == ["QQQ", "SPY"]
+        # and finishing raises the error, QQQ (never acted on) journaled first; SPY was
+        # handed to act, which journals first, so not twice
+        with pytest.raises(OSError, match="disk full"):
+            await acting.finish(list(results.values()))
+        assert recorded == ["QQQ"]
+
+    run_async(scenario)
+
+
+def test_a_cancelled_cycle_leaves_nothing_acting() -> None:
     async def scenario() -> None:
         pool = FakePool(1)
         run = new_run(pool, tasks("SPY"), max_concurrent=1)
 
         async def act(r: SymbolResult) -> None:
-            raise OSError("disk full")
+            await asyncio.sleep(0)
 
-        acting = ActOnArrival(run, act)
-        run.dispatch()
-        run.on_result(result("SPY", 1))
-        await run.wait()
-        with pytest.raises(OSError, match="disk full"):
-            await acting.finish()
+        acting = ActOnArrival(run, act, lambda r: None)
+        waiting = asyncio.ensure_future(acting.during(run.wait()))
+        await asyncio.sleep(0.01)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        await asyncio.sleep(0)
+        assert acting._task.cancelled()
 
     run_async(scenario)
 

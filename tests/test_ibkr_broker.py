@@ -513,6 +513,26 @@ def test_a_complete_quote_does_not_wait_for_the_snapshot_end(sim: ThreadedSim) -
     assert stats.get("errors.300", 0) == 0  # the cancel named a ticker the gateway still had
 
 
+def test_a_cancel_queued_across_a_reconnect_is_not_sent_on_the_new_connection(
+        sim: ThreadedSim) -> None:
+    # Given one line, so a complete snapshot's cancel is queued at once
+    async def body(broker: IBKRBroker) -> Any:
+        def cancels() -> int:
+            return int(sim.stats()["messages_by_type"].get("2", 0))
+
+        before = cancels()
+        await broker.quote("SYM11")
+        # When the link has come back as a new connection before the cancel went out
+        broker._link.generation += 1
+        await wait_until(lambda: broker.stats()["lines_in_use"] == 0)
+        await asyncio.sleep(0.1)
+        return cancels() - before, broker.stats()
+
+    sent, stats = with_broker(sim, body, pacing={"max_market_data_lines": 1})
+    # Then no cancel names a reqId the new connection may have reused; the line is ours again
+    assert sent == 0 and stats.get("snapshot_cancels_total", 0) == 0
+
+
 def test_while_lines_are_plentiful_a_complete_snapshot_ends_by_itself(sim: ThreadedSim) -> None:
     # Given the default 90 lines and SPY, whose snapshot ends soon after its data
     async def body(broker: IBKRBroker) -> Any:

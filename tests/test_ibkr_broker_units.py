@@ -172,3 +172,45 @@ def test_sim_process_async_start_and_a_bad_scenario(tmp_path: Path) -> None:
     with pytest.raises(SimStartError, match="exited with code 2"):
         SimProcess(bad, tmp_path / "bad-stats.json").start()
     assert time.monotonic() - started < 15
+
+
+def test_a_strike_listed_twice_in_one_expiry_is_not_guessed() -> None:
+    # Given IBKR's answer for an expiry and right: 5000 listed once, 5100 under two trading
+    # classes (SPX and SPXW on a monthly expiry)
+    from collections import Counter
+    from types import SimpleNamespace
+
+    from common.config import IBKRSettings
+    from common.messages import OptionContract, Right
+    from supervisor.broker.ibkr.contracts import Contracts
+
+    def listed(strike: float, trading_class: str) -> Any:
+        return SimpleNamespace(contract=ibi.Option("SPX", "20261218", strike, "C", "SMART",
+                                                   "100", "USD", tradingClass=trading_class))
+
+    asked: list[Any] = []
+
+    class Requests:
+        def lock_for(self, _key: Any) -> asyncio.Lock:
+            return asyncio.Lock()
+
+        async def request(self, _what: str, send: Any, _timeout: float, **_kw: Any) -> Any:
+            asked.append(1)
+            return [listed(5000, "SPX"), listed(5100, "SPX"), listed(5100, "SPXW")]
+
+    link = SimpleNamespace(counts=Counter(), ib=SimpleNamespace(client=None))
+    contracts = Contracts(link, Requests(), IBKRSettings(), tz="America/New_York",  # type: ignore[arg-type]
+                          now=lambda: TUESDAY_MORNING.timestamp())
+    # an exit's contract: no trading class, so every class of the expiry comes back
+    wanted = OptionContract("SPX", "20261218", 5100.0, Right.CALL)
+
+    async def both() -> tuple[Any, Any]:
+        return (await contracts.option(wanted),
+                await contracts.option(OptionContract("SPX", "20261218", 5000.0, Right.CALL)))
+
+    ambiguous, single = asyncio.run(both())
+    # Then the ambiguous strike is not traded (never the other class's contract), the single
+    # one is, and one request answered both
+    assert ambiguous is None
+    assert single is not None and single.strike == 5000 and single.exchange == "SMART"
+    assert len(asked) == 1

@@ -14,6 +14,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
 from common.messages import Signal, SymbolResult, SymbolTask
 from supervisor.runtime.pool import WorkerHandle, WorkerPool
@@ -21,6 +22,7 @@ from supervisor.trading.risk import RiskDecision
 from supervisor.trading.sessions import SessionBook
 
 log = logging.getLogger("supervisor.runtime.cycle")
+T = TypeVar("T")
 
 ABANDONED = "abandoned: a stop was asked for"  # a skip, not a failure: the user stopped us
 
@@ -134,6 +136,11 @@ class CycleRun:
         self.results[symbol] = SymbolResult(self.cycle_id, symbol, worker_id=0, error=reason)
         self.arrivals.put_nowait(self.results[symbol])
 
+    def stop_dispatching(self) -> None:
+        """Send nothing more out: what is pending is dropped, what is in flight still ends."""
+        self.pending.clear()
+        self._maybe_done()
+
     def _maybe_done(self) -> None:
         if not self.pending and not self.inflight:
             self.done.set()
@@ -155,23 +162,52 @@ async def symbol_tasks(cycle_id: int, now: float, symbols: Sequence[str],
 
 class ActOnArrival:
     """Hands each result to ``act`` as it arrives, one at a time: a symbol's intents are
-    judged seconds after its quotes, not when the last of a thousand symbols is in."""
+    judged seconds after its quotes, not when the last of a thousand symbols is in.
 
-    def __init__(self, cycle: CycleRun,
-                 act: Callable[[SymbolResult], Awaitable[None]]) -> None:
-        self.cycle, self.act = cycle, act
+    If ``act`` fails (a lost connection, a journal that cannot be written), that is said at
+    once, the cycle stops sending symbols out, and ``finish`` raises it; every result not
+    acted on is still handed to ``record`` (journaled), in universe order."""
+
+    def __init__(self, cycle: CycleRun, act: Callable[[SymbolResult], Awaitable[None]],
+                 record: Callable[[SymbolResult], None]) -> None:
+        self.cycle, self.act, self.record = cycle, act, record
         self.seen: set[str] = set()
+        self.error: BaseException | None = None
         self._task = asyncio.ensure_future(self._run())
 
     async def _run(self) -> None:
         while (result := await self.cycle.arrivals.get()) is not None:
+            if self.error is not None:
+                continue  # left for finish() to record
             self.seen.add(result.symbol)
-            await self.act(result)
+            try:
+                await self.act(result)
+            except Exception as exc:  # noqa: BLE001 - raised again by finish()
+                log.error("acting on %s failed, cycle %s stops here: %r", result.symbol,
+                          self.cycle.cycle_id, exc, extra={"event": "act_failed"})
+                self.error = exc
+                self.cycle.stop_dispatching()
 
-    async def finish(self) -> None:
-        """Wait until every result that arrived has been acted on (``act``'s error raises)."""
+    async def finish(self, results: Sequence[SymbolResult]) -> None:
+        """Wait until every result that arrived was acted on, record the rest of
+        ``results``, then raise ``act``'s error if there was one."""
         self.cycle.arrivals.put_nowait(None)
-        await self._task
+        try:
+            await self._task
+        finally:
+            for result in results:
+                if result.symbol not in self.seen:
+                    self.record(result)  # abandoned by a stop, or after a failure
+        if self.error is not None:
+            raise self.error
+
+    async def during(self, waiting: Awaitable[T]) -> T:
+        """``waiting``'s result; if it is cancelled or fails, nothing is left acting."""
+        try:
+            return await waiting
+        except BaseException:
+            self._task.cancel()
+            raise
 
 
 @dataclass(frozen=True)

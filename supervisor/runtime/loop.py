@@ -265,14 +265,12 @@ class Supervisor:
             executions.extend(await desk.act_on((result,), self.clock.now(), self.stop.is_set,
                                                 executions))
 
-        acting = ActOnArrival(self.cycle, act)
+        acting = ActOnArrival(self.cycle, act, lambda r: self._record_result(r, state.day))
         self.cycle.dispatch()
-        results = await self._wait_cycle(self.cycle)
+        results = await acting.during(self._wait_cycle(self.cycle))
         self.cycle = None
-        await acting.finish()
         ordered = tuple(results[t.symbol] for t in tasks if t.symbol in results)
-        for result in (r for r in ordered if r.symbol not in acting.seen):
-            self._record_result(result, state.day)  # abandoned by a stop: never arrived
+        await acting.finish(ordered)
         summary = CycleSummary(cycle_id, ordered, tuple(e.decision for e in executions),
                                time.monotonic() - started)
         journal.end_cycle(cycle_id, self.clock.now(), len(ordered) - len(summary.failed),

@@ -182,11 +182,16 @@ class Contracts:
                 raise
             found = []
         self._link.counts["option_expiries_qualified_total"] += 1
+        by_strike: dict[float, list[Any]] = {}
         for details in found:
-            contract = details.contract
-            contract.exchange = oc.exchange
-            listed = replace(oc, strike=float(contract.strike))
-            self._options[listed] = contract
+            by_strike.setdefault(float(details.contract.strike), []).append(details.contract)
+        for strike, contracts in by_strike.items():
+            # two contracts on one strike (SPX and SPXW, an adjusted deliverable): which one
+            # is meant is not known, so neither is used (an exit must never sell the other)
+            contract = contracts[0] if len(contracts) == 1 else None
+            if contract is not None:
+                contract.exchange = oc.exchange
+            self._options[replace(oc, strike=strike)] = contract
 
     async def tradable(self, oc: OptionContract) -> Any:
         """The qualified contract; SymbolDataError when IBKR does not list it."""

@@ -61,6 +61,7 @@ class Link:
         self._connect_lock = asyncio.Lock()
         self._watched: dict[int, list[int]] = {}  # our reqIds -> codes seen on them
         self.data_type = cfg.market_data_type  # what is asked for (delayed after a fallback)
+        self.generation = 0  # connections made so far
         # snapshots we cancelled: a 300 on one means its end crossed our cancel (harmless)
         self._cancelled: deque[int] = deque(maxlen=1024)
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -150,6 +151,7 @@ class Link:
         if not self.ib.isConnected():  # dropped while we were finishing: no event will come
             raise BrokerError(f"the connection to {self.where()} dropped right after connecting")
         self.breaker.success()
+        self.generation += 1  # reqIds start over: what names an older one must not send
         log.info("connected to %s as client id %d; accounts %s; market data %s",
                  self.where(), client_id, ",".join(self.accounts), self.cfg.market_data_type,
                  extra={"event": "broker_connected", "client_id": client_id})

@@ -109,10 +109,12 @@ class MarketData:
 
     async def _quote(self, contract: Any, what: str, needs: Sequence[str]) -> Any:
         """A snapshot; without a live subscription, once more on delayed data if allowed."""
+        asked = self._link.data_type
         try:
             return await self._snapshot(contract, what, needs)
         except IBKRRequestError as exc:
-            if exc.code not in errors.NO_SUBSCRIPTION or not self._cfg.delayed_fallback:
+            if (exc.code not in errors.NO_SUBSCRIPTION or not self._cfg.delayed_fallback
+                    or asked in ("delayed", "delayed_frozen")):  # delayed already: no cure
                 raise
             await self._link.fall_back_to_delayed(str(exc))
             return await self._snapshot(contract, what, needs)
@@ -150,12 +152,13 @@ class MarketData:
                 else:
                     line_passed = True
                     to_end = snapshot and not missing(ticker, needs)
-                    link.spawn(self._let_go(req_id, contract, future, to_end))
+                    link.spawn(self._let_go(req_id, contract, future, to_end,
+                                            link.generation))
             if not line_passed:
                 self._pacer.release_line()
 
     async def _let_go(self, req_id: int, contract: Any, future: asyncio.Future[Any],
-                      to_end: bool) -> None:
+                      to_end: bool, generation: int) -> None:
         """Give a request's line back: while lines are plentiful a complete snapshot is left
         to end by itself (IBKR ends it within ~11 s; no message spent), else it is
         cancelled now (one message, the line back at once); a stream is always cancelled."""
@@ -170,9 +173,10 @@ class MarketData:
                     pass  # it did not end after all: cancel it
                 except (ibi.RequestError, ConnectionError):
                     return  # ended by an error or the drop: the gateway let go of it
-            await self._cancel_snapshot(req_id)
+            await self._cancel_snapshot(req_id, generation)
         finally:
-            self._drop_ticker(req_id, contract)
+            if self._link.generation == generation:  # else a new connection owns the reqId
+                self._drop_ticker(req_id, contract)
             self._pacer.release_line()
 
     def _line_reserve(self) -> int:
@@ -250,12 +254,19 @@ class MarketData:
             wrapper.pendingTickers.discard(ticker)
         self._requests.forget(req_id)
 
-    async def _cancel_snapshot(self, req_id: int) -> None:
+    async def _cancel_snapshot(self, req_id: int, generation: int) -> None:
         # IB.cancelMktData(contract) looks under 'mktData', not 'snapshot': cancel by reqId.
-        self._link.cancelled(req_id)
+        link = self._link
+        link.cancelled(req_id)
+
+        def cancel() -> None:
+            # after a reconnect the gateway forgot the request, and the reqId may be reused
+            if link.generation == generation:
+                link.ib.client.cancelMktData(req_id)
+                link.counts["snapshot_cancels_total"] += 1
+
         try:
-            await self._requests.paced_send(lambda: self._link.ib.client.cancelMktData(req_id))
-            self._link.counts["snapshot_cancels_total"] += 1
+            await self._requests.paced_send(cancel)
         except ConnectionError:
             log.debug("snapshot %d not cancelled: disconnected (the gateway drops it)", req_id)
 
