@@ -494,18 +494,16 @@ def test_a_complete_quote_does_not_wait_for_the_snapshot_end(sim: ThreadedSim) -
     # Given a snapshot whose data comes at once but whose end never does (IBKR: ~11 s), and
     # one market-data line: none to spare
     async def body(broker: IBKRBroker) -> Any:
-        started = time.monotonic()
         quote = await broker.quote("SYM11")
-        elapsed = time.monotonic() - started
-        # Then the snapshot is cancelled at once, and its line is given back at both ends
-        await wait_until(lambda: broker.stats()["lines_in_use"] == 0, 0.5)
-        await wait_until(lambda: sim.stats()["market_data_lines_open"] == 0, 0.5)
+        # Then the snapshot is cancelled, and its line is given back at both ends
+        await wait_until(lambda: broker.stats()["lines_in_use"] == 0)
+        await wait_until(lambda: sim.stats()["market_data_lines_open"] == 0)
         await assert_nothing_left(broker)
-        return elapsed, quote, broker.stats()
+        return quote, broker.stats()
 
-    elapsed, quote, stats = with_broker(sim, body, pacing={"max_market_data_lines": 1})
-    # When the quote has bid, ask, last and close it is complete, well before the 1 s timeout
-    assert elapsed < 0.9
+    quote, stats = with_broker(sim, body, pacing={"max_market_data_lines": 1})
+    # When the quote has bid, ask, last and close it is complete, not timed out (1 s), and
+    # its line came back by a cancel, not by waiting for an end that never comes
     assert all(math.isfinite(v) for v in (quote.bid, quote.ask, quote.last, quote.close))
     assert stats["snapshots_complete_total"] == 1 and stats["snapshot_cancels_total"] == 1
     assert stats.get("snapshot_timeouts_total", 0) == 0
