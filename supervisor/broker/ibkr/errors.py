@@ -121,8 +121,7 @@ NO_SUBSCRIPTION_HINT = ("no market-data subscription for it: set `ibkr.market_da
                         "delayed` (or `ibkr.delayed_fallback: true`) to use IBKR's delayed "
                         "data, or subscribe to this market in the IBKR account")
 HINTS = {
-    354: NO_SUBSCRIPTION_HINT,
-    10168: NO_SUBSCRIPTION_HINT,
+    **dict.fromkeys(NO_SUBSCRIPTION, NO_SUBSCRIPTION_HINT),
     10197: "another session of this IBKR login (TWS, mobile, web) holds the market data: "
            "log it out, or give the bot a login of its own",
 }
