@@ -147,14 +147,19 @@ class NyseCalendar:
     tz = EXCHANGE_TZ
 
     def session(self, day: date) -> Session | None:
-        if day.year < rules.FIRST_YEAR:
-            raise ValueError(f"{day}: outside the NYSE calendar (from {rules.FIRST_YEAR})")
-        times = rules.hours(day)
-        if times is None:
-            return None
-        tz = zone(self.tz)
-        return Session(day, datetime.combine(day, times[0], tz).timestamp(),
-                       datetime.combine(day, times[1], tz).timestamp())
+        return _nyse_session(day)
+
+
+@lru_cache(maxsize=4096)  # asked a dozen times a symbol-cycle (bars, sessions, expiries)
+def _nyse_session(day: date) -> Session | None:
+    if day.year < rules.FIRST_YEAR:
+        raise ValueError(f"{day}: outside the NYSE calendar (from {rules.FIRST_YEAR})")
+    times = rules.hours(day)
+    if times is None:
+        return None
+    tz = zone(NyseCalendar.tz)
+    return Session(day, datetime.combine(day, times[0], tz).timestamp(),
+                   datetime.combine(day, times[1], tz).timestamp())
 
 
 @lru_cache(maxsize=1)
@@ -231,9 +236,14 @@ def next_open(calendar: ExchangeCalendar, ts: float) -> float:
 
 def parse_expiry(text: str) -> date | None:
     """An expiry as IBKR writes it (YYYYMMDD), or None when it is not one."""
+    return _parse_expiry(text) if isinstance(text, str) else None
+
+
+@lru_cache(maxsize=4096)  # a few dozen expiries, parsed for every contract of every cycle
+def _parse_expiry(text: str) -> date | None:
     try:
         return datetime.strptime(text.strip(), "%Y%m%d").date()
-    except (ValueError, AttributeError):
+    except ValueError:
         return None
 
 
@@ -249,6 +259,7 @@ def is_expired(expiry: str, ts: float, tz: str = EXCHANGE_TZ) -> bool:
     return day is not None and day < trading_day(ts, tz)
 
 
+@lru_cache(maxsize=4096)
 def expiry_close(expiry: str, tz: str = EXCHANGE_TZ) -> float | None:
     """Epoch seconds of the regular close on the expiry date; None if malformed."""
     day = parse_expiry(expiry)

@@ -14,6 +14,7 @@ import math
 from array import array
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 NAN = math.nan
 
@@ -146,6 +147,15 @@ class OptionQuotesRequest:
 Request = QuoteRequest | BarsRequest | ChainRequest | OptionQuotesRequest
 
 
+@dataclass(frozen=True)
+class Requests:
+    """One pipeline step's requests as one message: the step goes on only once every one
+    is answered, so sending them apart would only cost a pickle and a queue trip each."""
+
+    worker_id: int
+    requests: tuple[Request, ...]
+
+
 ReplyValue = Quote | Bars | OptionChain | tuple[OptionQuote, ...]
 
 
@@ -160,6 +170,13 @@ class Reply:
     @property
     def ok(self) -> bool:
         return self.error is None
+
+
+@dataclass(frozen=True)
+class Replies:
+    """The answers to one ``Requests``, in its order, as one message."""
+
+    replies: tuple[Reply, ...]
 
 
 # --- tasks and results -----------------------------------------------------------------------
@@ -219,6 +236,24 @@ class SymbolResult:
     @property
     def ok(self) -> bool:
         return self.error is None
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """Messages for one process that became due together, sent as one: a pickle and a pipe
+    trip each cost more than most of the messages carry."""
+
+    messages: tuple[Any, ...]
+
+
+def unbundled(message: Any) -> tuple[Any, ...]:
+    """The messages a received one stands for."""
+    return message.messages if isinstance(message, Bundle) else (message,)
+
+
+def bundled(messages: list[Any]) -> Any:
+    """What to send for ``messages`` (not empty): the one itself, or a Bundle of them."""
+    return messages[0] if len(messages) == 1 else Bundle(tuple(messages))
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from common.calendar import nyse
-from common.messages import SymbolResult, SymbolTask, WorkerReady
+from common.messages import Requests, SymbolResult, SymbolTask, WorkerReady
 from supervisor.broker.stub import StubBroker
 from supervisor.runtime.pool import WorkerHandle, WorkerPool
 from supervisor.runtime.serving import DataService
@@ -55,13 +55,13 @@ class Harness:
         elif isinstance(message, SymbolResult):
             self.results.append(message)
             self.got.set()
-        else:  # a request: answered the way the supervisor answers one
+        else:  # a step's requests: answered the way the supervisor answers them
             task = asyncio.ensure_future(self.serve(message))
             self.serving.add(task)
             task.add_done_callback(self.serving.discard)
 
-    async def serve(self, request: Any) -> None:
-        self.pool.send(request.worker_id, await self.service.answer(request))
+    async def serve(self, batch: Requests) -> None:
+        self.pool.send(batch.worker_id, await self.service.answer_all(batch.requests))
 
     def on_log(self, record: logging.LogRecord) -> None:
         self.logs += 1

@@ -133,3 +133,15 @@ def test_each_bar_size_is_its_own_step():
     assert step_of(BarsRequest(1, 1, "SPY", 24, 60)) == "bars 60m"
     assert step_of(ChainRequest(1, 1, "SPY")) == "chain"
     assert step_of(OptionQuotesRequest(1, 1, "SPY", ())) == "option quotes"
+
+
+def test_a_steps_requests_are_answered_together_each_in_its_place():
+    # Given a quote that hangs past the timeout and a chain that succeeds, asked as one step
+    broker, _, service = make()
+    broker.hang, broker.fail_with, broker.chain_fails = True, None, False
+    replies = asyncio.run(service.answer_all((QuoteRequest(5, 1, "XYZ"),
+                                              ChainRequest(6, 1, "XYZ"))))
+    # Then each has its own answer, in the step's order: the timeout costs only the quote
+    assert [r.request_id for r in replies.replies] == [5, 6]
+    assert "timed out after 0.2s" in (replies.replies[0].error or "")
+    assert replies.replies[1].value == "chain of XYZ" and replies.replies[1].ok

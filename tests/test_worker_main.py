@@ -10,7 +10,10 @@ from typing import Any
 import pytest
 
 from common.messages import (
+    Bundle,
+    Replies,
     Reply,
+    Requests,
     Signal,
     Stop,
     SymbolResult,
@@ -19,6 +22,7 @@ from common.messages import (
 )
 from tests.conftest import make_settings
 from tests.fakes import FakeSupervisor
+from tests.strategies import KILL_SYMBOL_ENV
 from workers.main import TaskDriver, worker_main
 from workers.strategy import load_strategy
 
@@ -43,8 +47,9 @@ class WorkerUnderTest:
             message = self.outbox.get(timeout=30)
             if isinstance(message, SymbolResult):
                 return message
-            assert message.worker_id == 7
-            self.inbox.put(answer(message))
+            assert isinstance(message, Requests) and message.worker_id == 7
+            assert all(r.worker_id == 7 for r in message.requests)
+            self.inbox.put(Replies(tuple(answer(r) for r in message.requests)))
 
     def stop(self) -> int | None:
         self.inbox.put(Stop())
@@ -148,7 +153,8 @@ def test_driver_interleaves_symbols_and_routes_replies_by_id(tmp_path):
         for message in batch:
             if isinstance(message, SymbolResult):
                 results[message.symbol] = message
-        for request in reversed([m for m in batch if not isinstance(m, SymbolResult)]):
+        requests = [r for m in batch if isinstance(m, Requests) for r in m.requests]
+        for request in reversed(requests):
             driver.on_reply(fake.answer(request))
     # Then each symbol got its own data: the SPY result trades SPY options only
     assert results["SPY"].signal is Signal.SELL
@@ -162,3 +168,59 @@ def test_unknown_reply_is_dropped(tmp_path):
     driver = TaskDriver(1, settings, load_strategy(settings), lambda m: None)
     driver.on_reply(Reply(999, error="late"))
     assert driver.by_request == {}
+
+
+def test_a_steps_requests_go_out_as_one_message_and_its_replies_come_back_as_one(tmp_path):
+    # Given a driver whose strategy wants hourly bars too (quote, minute and hourly bars)
+    settings = make_settings(tmp_path)
+    now = settings.stub.start.timestamp()
+    fake = FakeSupervisor(settings, now)
+    sent: list[Any] = []
+    driver = TaskDriver(1, settings, load_strategy(settings), sent.append)
+    # When a task starts
+    driver.start(SymbolTask(1, "SPY", now))
+    # Then its first step is one message with all three requests
+    (first,) = sent
+    assert isinstance(first, Requests)
+    assert [type(r).__name__ for r in first.requests] == [
+        "QuoteRequest", "BarsRequest", "BarsRequest"]
+    # And one Replies message moves it to its next step, again one message
+    driver.on_replies(Replies(tuple(fake.answer(r) for r in first.requests)))
+    assert len(sent) == 2 and isinstance(sent[1], Requests)
+    assert [type(r).__name__ for r in sent[1].requests] == ["ChainRequest"]
+    assert set(driver.by_request) == {sent[1].requests[0].request_id}
+
+
+def test_a_finished_symbol_is_sent_before_the_next_message_can_kill_its_worker(
+        tmp_path, monkeypatch):
+    # Given a worker whose strategy kills it on AAPL, writing to a pipe as in the pool
+    monkeypatch.setenv(KILL_SYMBOL_ENV, "AAPL")
+    settings = make_settings(tmp_path, strategy={"name": "tests.strategies:AlwaysDie"})
+    now = settings.stub.start.timestamp()
+    fake = FakeSupervisor(settings, now)
+    inbox, (channel, writer) = CTX.Queue(), CTX.Pipe(duplex=False)
+    process = CTX.Process(target=worker_main, args=(7, inbox, writer, settings))
+    process.start()
+    writer.close()
+    try:
+        assert isinstance(channel.recv(), WorkerReady)
+        # When SPY and AAPL are given as one bundle
+        inbox.put(Bundle((SymbolTask(1, "SPY", now), SymbolTask(1, "AAPL", now))))
+        # Then both first steps come back as one message
+        assert channel.poll(30)
+        steps = channel.recv()
+        assert isinstance(steps, Bundle)
+        assert [m.requests[0].symbol for m in steps.messages] == ["SPY", "AAPL"]
+        # When both are answered in one bundle, SPY's replies first
+        inbox.put(Bundle(tuple(Replies(tuple(fake.answer(r) for r in m.requests))
+                               for m in steps.messages)))
+        # Then SPY's result was sent before AAPL's replies killed the worker
+        assert channel.poll(30)
+        result = channel.recv()
+        assert isinstance(result, SymbolResult) and result.symbol == "SPY" and result.ok
+        process.join(10)
+        assert process.exitcode == 18
+    finally:
+        if process.is_alive():
+            process.kill()
+        process.join(5)

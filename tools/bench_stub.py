@@ -1,11 +1,12 @@
-"""The pool's baseline: the same symbols' work done by one process, one symbol at a time.
+"""The pool's baseline: the same cycles' work done by one process, one symbol at a time.
 
-Each symbol's pipeline (workers/pipeline.py) is driven in this process, its requests answered
-by the same DataService over the same seeded StubBroker, cycle after cycle on the same
-session clock, and each result journaled as the supervisor does (cycle rows, one signal row
-a symbol). Only what the pool adds is missing: the processes, the queues, the pickling; and
-the risk step, which judges the few intents of a cycle. So ``pool / sequential`` says what
-the worker processes buy on this machine.
+Each cycle is what the supervisor's is: the desk's start of cycle (the paper book driven,
+the day's risk state), the tasks with each symbol's session, then per symbol its pipeline
+(workers/pipeline.py) driven in this process, its requests answered by the same DataService
+over the same seeded StubBroker on the same session clock, its signal journaled and its
+intents put through the same risk step and dry-run executor; then the cycle's durable end.
+Only what the pool adds is missing: the processes, the queues, the pickling. So
+``pool / sequential`` says what the worker processes buy on this machine.
 """
 
 from __future__ import annotations
@@ -15,13 +16,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common.calendar import trading_day
+from common.calendar import exchange_calendar
 from common.config import Settings
-from common.messages import SymbolResult, SymbolTask
+from common.messages import SymbolResult
 from supervisor.broker.stub import StubBroker
 from supervisor.journal.store import Journal
 from supervisor.runtime.clock import SimClock
+from supervisor.runtime.cycle import symbol_tasks
 from supervisor.runtime.serving import DataService
+from supervisor.trading.desk import Desk
+from supervisor.trading.execution import Execution, Executor
+from supervisor.trading.sessions import SessionBook
 from workers.pipeline import process_symbol, request_ids
 from workers.strategy import load_strategy
 
@@ -32,25 +37,36 @@ def sequential(settings: Settings, cycles: int, journal_path: Path) -> dict[str,
     journal = Journal(journal_path)
     clock = SimClock(settings.stub.start.timestamp())
     broker = StubBroker(settings.stub, clock.now)
-    service = DataService(broker, settings.ibkr.request_timeout_s, broker.calendar, clock.now)
+    calendar = exchange_calendar(settings.schedule)
+    service = DataService(broker, settings.ibkr.request_timeout_s, calendar, clock.now)
+    sessions = SessionBook(broker, calendar)
+    desk = Desk(settings, broker, journal, Executor("dry_run", broker, journal), sessions)
     strategy = load_strategy(settings)
     symbols = settings.universe.symbols
 
+    async def cycle(cycle_id: int) -> int:
+        now = clock.now()
+        state = await desk.begin_cycle(now)
+        journal.start_cycle(cycle_id, state.day, now)
+        executions: list[Execution] = []
+        failed = 0
+        for task in await symbol_tasks(cycle_id, now, symbols, sessions, {}):
+            result = await _drive(process_symbol(task, 1, settings, strategy, request_ids()),
+                                  service)
+            journal.record_signal(cycle_id, state.day, task.symbol, result.signal.value,
+                                  result.confidence, result.reasons, result.skipped,
+                                  result.error)
+            executions.extend(await desk.act_on((result,), clock.now(), prior=executions))
+            failed += not result.ok
+        journal.end_cycle(cycle_id, clock.now(), len(symbols) - failed, failed, 0.0)
+        return failed
+
     async def run() -> tuple[list[float], int]:
+        await broker.connect()
         seconds, failed = [], 0
         for cycle_id in range(1, cycles + 1):
             started = time.perf_counter()
-            day = trading_day(clock.now()).isoformat()
-            journal.start_cycle(cycle_id, day, clock.now())
-            for symbol in symbols:
-                task = SymbolTask(cycle_id, symbol, clock.now())
-                result = await _drive(process_symbol(task, 1, settings, strategy,
-                                                     request_ids()), service)
-                journal.record_signal(cycle_id, day, symbol, result.signal.value,
-                                      result.confidence, result.reasons, result.skipped,
-                                      result.error)
-                failed += not result.ok
-            journal.end_cycle(cycle_id, clock.now(), len(symbols), 0, 0.0)
+            failed += await cycle(cycle_id)
             seconds.append(time.perf_counter() - started)
         return seconds, failed
 
@@ -70,8 +86,7 @@ async def _drive(pipeline: Any, service: DataService) -> SymbolResult:
     try:
         requests = next(pipeline)
         while True:
-            replies = await asyncio.gather(*(service.answer(r) for r in requests))
-            requests = pipeline.send(tuple(replies))
+            requests = pipeline.send((await service.answer_all(requests)).replies)
     except StopIteration as done:
         result: SymbolResult = done.value
         return result

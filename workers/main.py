@@ -1,9 +1,15 @@
 """Worker process main: drives one pipeline generator per symbol task it is given.
 
     supervisor --inbox------> [ worker_main ] --outbox--> supervisor
-               SymbolTask      TaskDriver         Request, SymbolResult, WorkerReady,
-               Reply           (generators by     and (forward_logs) its log records
+               SymbolTask      TaskDriver         Requests, SymbolResult, WorkerReady,
+               Replies         (generators by     and (forward_logs) its log records
                Stop             request id)
+
+A pipeline step's requests travel as one ``Requests`` and come back as one ``Replies``: the
+step needs them all before it goes on, and a message costs more than the work it carries
+(about a millisecond of worker work a symbol against a pickle and a queue trip a message).
+For the same reason what one inbox message makes due (a Bundle of replies can advance
+several symbols) is sent back as one Bundle.
 
 The outbox is this worker's own channel (a pipe end in the pool; any object with ``put`` or
 ``send`` in a test): no other process writes to it, so a worker killed in the middle of a
@@ -28,7 +34,17 @@ from multiprocessing.connection import wait
 from typing import Any
 
 from common.config import Settings
-from common.messages import Reply, Stop, SymbolResult, SymbolTask, WorkerReady
+from common.messages import (
+    Replies,
+    Reply,
+    Requests,
+    Stop,
+    SymbolResult,
+    SymbolTask,
+    WorkerReady,
+    bundled,
+    unbundled,
+)
 from workers.pipeline import Pipeline, process_symbol, request_ids
 from workers.strategy import Strategy, load_strategy
 
@@ -60,6 +76,10 @@ class TaskDriver:
         gen = process_symbol(task, self.worker_id, self.settings, self.strategy, self.ids)
         self._advance(_Active(task, gen), None)
 
+    def on_replies(self, replies: Replies) -> None:
+        for reply in replies.replies:
+            self.on_reply(reply)
+
     def on_reply(self, reply: Reply) -> None:
         active = self.by_request.pop(reply.request_id, None)
         if active is None:
@@ -80,9 +100,9 @@ class TaskDriver:
             return
         active.waiting = tuple(r.request_id for r in requests)
         active.got = {}
-        for request in requests:
-            self.by_request[request.request_id] = active
-            self.send(request)
+        for request_id in active.waiting:
+            self.by_request[request_id] = active
+        self.send(Requests(self.worker_id, tuple(requests)))
 
     def _finish(self, result: SymbolResult) -> None:
         self.send(result)
@@ -145,15 +165,26 @@ def worker_main(
         root = logging.getLogger()
         root.handlers[:] = [_Forward(send)]
         root.setLevel(settings.logging.level)
-    driver = TaskDriver(worker_id, settings, load_strategy(settings), send)
+    due: list[Any] = []
+    driver = TaskDriver(worker_id, settings, load_strategy(settings), due.append)
     send(WorkerReady(worker_id, os.getpid()))
     while True:
-        message = inbox.get()
-        if isinstance(message, SymbolTask):
-            driver.start(message)
-        elif isinstance(message, Reply):
-            driver.on_reply(message)
-        elif isinstance(message, Stop) or message is None:
-            break
-        else:
-            log.error("worker %s got an unknown message %r; ignored", worker_id, message)
+        for message in unbundled(inbox.get()):
+            if isinstance(message, SymbolTask):
+                driver.start(message)
+            elif isinstance(message, Replies):
+                driver.on_replies(message)
+            elif isinstance(message, Stop) or message is None:
+                return
+            else:
+                log.error("worker %s got an unknown message %r; ignored", worker_id, message)
+            if due and isinstance(due[-1], SymbolResult):
+                _send_due(send, due)  # a finished symbol is not held back: if the next
+                # message kills this worker, only the symbols still in flight are retried
+        _send_due(send, due)
+
+
+def _send_due(send: Callable[[Any], None], due: list[Any]) -> None:
+    if due:
+        send(bundled(due))
+        due.clear()

@@ -95,6 +95,8 @@ class StubBroker:
         self._bar_cache: dict[tuple[str, int, bool], dict[int, tuple[float, ...] | None]] = {}
         self._day_sessions: dict[date, Session | None] = {}
         self._built: dict[tuple[str, int, bool], tuple[tuple[int, int], Bars]] = {}
+        self._expiries_day: date | None = None
+        self._expiries: dict[str, tuple[str, ...]] = {}
         self._connected = False
         self.requests = 0
         self._leak: list[bytes] = []  # stays empty unless the test-only leak is switched on
@@ -219,9 +221,14 @@ class StubBroker:
     async def chain(self, symbol: str) -> OptionChain:
         await self._round_trip()
         spot = self._path(symbol).at(self.now() / 60.0)
+        today = trading_day(self.now())
+        if self._expiries_day != today:  # a day's listings, worked out once a symbol
+            self._expiries_day, self._expiries = today, {}
+        if symbol not in self._expiries:
+            self._expiries[symbol] = stub_expiries(symbol, today, self.calendar)
         return OptionChain(
             symbol=symbol,
-            expirations=stub_expiries(symbol, trading_day(self.now()), self.calendar),
+            expirations=self._expiries[symbol],
             strikes=stub_strikes(spot),
             multiplier=100,
             exchange="SMART",
@@ -348,19 +355,12 @@ def stub_expiries(symbol: str, today: date, calendar: ExchangeCalendar) -> tuple
 
 def stub_strikes(spot: float) -> tuple[float, ...]:
     """SPY-like: 1 wide within 20 % of spot, 5 wide out to 60 % away (~400 for SPY)."""
-    near_step = 1.0 if spot >= 50 else 0.5
-    strikes: set[float] = set()
+    step = 1.0 if spot >= 50 else 0.5
     lo, hi = spot * 0.8, spot * 1.2
-    k = math.floor(lo / near_step) * near_step
-    while k <= hi:
-        strikes.add(round(k, 2))
-        k += near_step
-    far = math.floor(spot * 0.4 / 5) * 5
-    while far <= spot * 1.6:
-        if far > 0 and not lo <= far <= hi:
-            strikes.add(float(far))
-        far += 5
-    return tuple(sorted(strikes))
+    near = {round(i * step, 2) for i in range(math.floor(lo / step), math.floor(hi / step) + 1)}
+    far = {float(k) for k in range(max(5, math.floor(spot * 0.4 / 5) * 5),
+                                   math.floor(spot * 1.6) + 1, 5) if not lo <= k <= hi}
+    return tuple(sorted(near | far))
 
 
 __all__ = ["StubBroker", "PricePath", "stub_expiries", "stub_strikes", "weekly_expiries"]

@@ -3,15 +3,19 @@
     supervisor --record_*/save_*--> Journal --autocommit--> var/journal.sqlite3 (+ -wal)
     restart    <--next_cycle_id, day_state, sent_intents, orders_count, open_positions--
 
-Every call is its own transaction and has committed when it returns: a SIGKILL right after
-``record_intent`` leaves the intent in the file. Durability against power loss is paid for
-only where money is at stake: the connection runs ``synchronous=NORMAL`` (a commit is safe
-from a process crash; the WAL is fsynced at checkpoints), and the writes that must survive an
-OS crash too — intents, accepted risk decisions, orders, what-if results, fills, positions,
-day state, alerts — switch to ``synchronous=FULL`` for their commit (one WAL fsync, which also
-covers every NORMAL commit before it). Signals, refusals and cycles, up to thousands per cycle
-(nothing was sent for them), skip the fsync so the event loop is not blocked on the disk for
-each symbol; the cycle's end is durable, so a cycle's writes reach the disk by one fsync.
+Every call that matters is its own transaction and has committed when it returns: a SIGKILL
+right after ``record_intent`` leaves the intent in the file. Durability against power loss
+is paid for only where money is at stake: the connection runs ``synchronous=NORMAL`` (a
+commit is safe from a process crash; the WAL is fsynced at checkpoints), and the writes that
+must survive an OS crash too — intents, accepted risk decisions, orders, what-if results,
+fills, positions, day state, alerts — switch to ``synchronous=FULL`` for their commit (one
+WAL fsync, which also covers every NORMAL commit before it). Signals, refusals and cycles,
+up to thousands per cycle (nothing was sent for them), skip the fsync so the event loop is
+not blocked on the disk for each symbol; the cycle's end is durable, so a cycle's writes
+reach the disk by one fsync. Signals and refusals are not even a transaction each: they
+wait a moment and are committed together (supervisor/journal/commits.py), so a SIGKILL can
+lose the last second of them, which the JSON log also holds; never an intent, an order or a
+fill.
 
 Times are epoch seconds (REAL); days are the exchange's 'YYYY-MM-DD', given by the caller.
 Schema changes are appended to ``MIGRATIONS``, never edited; ``PRAGMA user_version`` says how
@@ -25,12 +29,12 @@ import json
 import logging
 import math
 import sqlite3
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from common.messages import OrderIntent, Signal
+from supervisor.journal.commits import Commits
 from supervisor.journal.lock import JournalLock
 from supervisor.journal.order_rows import OrderRows
 from supervisor.journal.records import ACTIVE, DayState, DecisionRecord, Position
@@ -45,12 +49,16 @@ from supervisor.journal.rows import (
 from supervisor.journal.schema import CONTRACT_COLUMNS, MIGRATIONS, POSITION_COLUMNS, SCHEMA_VERSION
 from supervisor.journal.summary import day_summary
 
+log = logging.getLogger(__name__)
 
-class Journal(OrderRows):
+
+class Journal(Commits, OrderRows):
     """The supervisor's journal. Not thread-safe: one writer, on the thread that opened it."""
 
     def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
         self.path = Path(path)
+        self._pending: list[tuple[str, tuple[Any, ...]]] = []  # rows for the next commit
+        self._pending_since = 0.0
         self._lock = None if readonly else JournalLock(self.path)
         if self._lock is not None:
             self._lock.acquire()  # before anything is read or written
@@ -105,13 +113,15 @@ class Journal(OrderRows):
                 raise
 
     def close(self) -> None:
-        """Close and let go of the lock; a failing close (a full disk) loses nothing
-        committed, so it is said, not raised into the shutdown."""
+        """Write what waits, close and let go of the lock; a failing close (a full disk)
+        loses nothing committed, so it is said, not raised into the shutdown."""
+        with contextlib.suppress(sqlite3.Error):  # flush says what it lost
+            self.flush()
         try:
             self._db.close()
         except sqlite3.Error as exc:
-            logging.getLogger(__name__).error("closing the journal %s failed: %s (committed "
-                                              "rows are kept)", self.path, exc)
+            log.error("closing the journal %s failed: %s (committed rows are kept)",
+                      self.path, exc)
         self._release()
 
     def _release(self) -> None:
@@ -139,27 +149,6 @@ class Journal(OrderRows):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    @contextmanager
-    def _tx(self, durable: bool) -> Iterator[sqlite3.Connection]:
-        """One transaction, committed on exit; ``durable`` fsyncs it (synchronous=FULL)."""
-        if durable:
-            self._db.execute("PRAGMA synchronous=FULL")
-        try:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-                self._db.execute("COMMIT")
-            except BaseException:
-                # SQLite may have rolled back already (a full disk does): the first error is
-                # the one worth saying, never "cannot rollback"
-                if self._db.in_transaction:
-                    with contextlib.suppress(sqlite3.Error):
-                        self._db.execute("ROLLBACK")
-                raise
-        finally:
-            if durable:
-                self._db.execute("PRAGMA synchronous=NORMAL")
-
     def _one(self, sql: str, params: Sequence[Any] = ()) -> Any:
         return self._db.execute(sql, params).fetchone()[0]
 
@@ -182,11 +171,10 @@ class Journal(OrderRows):
     def record_signal(self, cycle_id: int, day: str, symbol: str, signal: str,
                       confidence: float, reasons: Sequence[str], skipped: str | None = None,
                       error: str | None = None) -> None:
-        with self._tx(False) as db:
-            db.execute("INSERT INTO signals (cycle_id, day, symbol, signal, confidence, reasons,"
-                       " skipped, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                       (cycle_id, day, symbol, str(signal), confidence, to_json(list(reasons)),
-                        skipped, error))
+        self._later("INSERT INTO signals (cycle_id, day, symbol, signal, confidence, reasons,"
+                    " skipped, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (cycle_id, day, symbol, str(signal), confidence, to_json(list(reasons)),
+                     skipped, error))
 
     # --- intents, decisions, orders ------------------------------------------------------------
 
@@ -230,11 +218,15 @@ class Journal(OrderRows):
 
     def record_decision(self, decision: DecisionRecord, day: str, ts: float) -> None:
         d = decision
-        with self._tx(d.accepted) as db:  # a refusal sent nothing: the cycle's end fsyncs it
-            db.execute("INSERT INTO decisions (intent_id, day, ts, accepted, quantity, rule, "
-                       "reason, values_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                       (d.intent_id, day, ts, int(d.accepted), d.quantity, d.rule, d.reason,
-                        to_json(dict(d.values))))
+        sql = ("INSERT INTO decisions (intent_id, day, ts, accepted, quantity, rule, reason, "
+               "values_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+        params = (d.intent_id, day, ts, int(d.accepted), d.quantity, d.rule, d.reason,
+                  to_json(dict(d.values)))
+        if not d.accepted:  # a refusal sent nothing: it waits, and the cycle's end fsyncs it
+            self._later(sql, params)
+            return
+        with self._tx(True) as db:
+            db.execute(sql, params)
 
     def sent_intents(self, day: str) -> frozenset[str]:
         """Intent ids of ``day`` with an accepted decision: RiskState.sent_today."""
@@ -357,6 +349,7 @@ class Journal(OrderRows):
 
     def day_summary(self, day: str) -> dict[str, Any]:
         """Everything the report renders for ``day`` (supervisor/journal/summary.py)."""
+        self.flush()
         return day_summary(self._db, day, self._day_positions(day), self.day_state(day))
 
 

@@ -1,8 +1,8 @@
 """The supervisor: owns the broker connection, the worker pool, the risk step and the executor.
 
-    broker <-- DataService <-- Request ------- outbox <-- workers (spawned pool)
+    broker <-- DataService <-- Requests ------ outbox <-- workers (spawned pool)
                     |                                        ^
-                    +--> Reply ---------------- inbox[w] ----+
+                    +--> Replies -------------- inbox[w] ----+
     scheduler --> CycleRun --> SymbolTask ----- inbox[w] ----+
     SymbolResult --> Desk: risk.evaluate --> Executor (mode) --> Journal (SQLite), log events
     Monitor (psutil + buffers -> metrics JSONL) every monitoring.interval_s; Alerter thread
@@ -25,15 +25,7 @@ from typing import Any
 
 from common.calendar import calendar_tz, exchange_calendar, next_open, trading_day
 from common.config import Settings
-from common.messages import (
-    BarsRequest,
-    ChainRequest,
-    OptionQuotesRequest,
-    QuoteRequest,
-    Request,
-    SymbolResult,
-    WorkerReady,
-)
+from common.messages import Requests, SymbolResult, WorkerReady
 from common.settings_file import journal_for
 from supervisor import exitcodes
 from supervisor.broker.base import Broker, BrokerError, ConnectionLost
@@ -73,7 +65,6 @@ from supervisor.trading.sessions import SessionBook
 log = logging.getLogger("supervisor.runtime.loop")
 
 RETRY_GRACE_S = 0.25  # see CycleRun: deaths at one moment are all seen before a retry
-REQUESTS = (QuoteRequest, BarsRequest, ChainRequest, OptionQuotesRequest)
 
 
 class Supervisor:
@@ -310,7 +301,7 @@ class Supervisor:
         if isinstance(message, SymbolResult):
             if self.cycle is not None:
                 self.cycle.on_result(message)
-        elif isinstance(message, REQUESTS):
+        elif isinstance(message, Requests):
             task = asyncio.ensure_future(self._serve(message))
             self._serving.add(task)
             task.add_done_callback(self._serving.discard)
@@ -321,11 +312,10 @@ class Supervisor:
         else:
             log.error("unknown message from a worker: %r", message)
 
-    async def _serve(self, request: Request) -> None:
-        reply = await self.service.answer(request)
-        if not self.pool.send(request.worker_id, reply):
-            log.debug("reply %s for gone worker %s dropped", request.request_id,
-                      request.worker_id)
+    async def _serve(self, batch: Requests) -> None:
+        replies = await self.service.answer_all(batch.requests)
+        if not self.pool.send(batch.worker_id, replies):
+            log.debug("replies for gone worker %s dropped", batch.worker_id)
 
     def _on_death(self, handle: WorkerHandle, failure: str | None) -> None:
         if self.cycle is not None:

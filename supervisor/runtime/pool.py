@@ -2,6 +2,7 @@
 
     supervisor event loop                                      worker processes (spawn)
     pool.send(wid, msg) ------------ inbox[wid] (queue) -------> worker_main(wid, ...)
+      (what is due in one pass of the loop goes as one Bundle)
     on_message(msg)  <- loop.add_reader <- channel[wid] (pipe) <- that worker only:
     on_log(record)   <-                                          results, requests, logs
     on_death(handle, failure) <- loop.add_reader(process.sentinel)  (readable once it ends)
@@ -28,7 +29,7 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from common.config import Settings
-from common.messages import Stop
+from common.messages import Stop, bundled, unbundled
 from supervisor.runtime.channels import ChannelBroken, FrameReader
 from workers.main import worker_main
 
@@ -48,6 +49,7 @@ class WorkerHandle:
     reader: FrameReader
     ready: bool = False
     inflight: set[str] = field(default_factory=set)  # symbols of the current cycle
+    outgoing: list[Any] = field(default_factory=list)  # due this pass of the loop, in order
 
     @property
     def pid(self) -> int | None:
@@ -130,7 +132,7 @@ class WorkerPool:
             log.warning("worker %s's channel is broken (%s): closed", handle.worker_id, exc)
             self._close_channel(handle)
             return
-        for message in messages:
+        for message in (m for frame in messages for m in unbundled(frame)):
             if isinstance(message, logging.LogRecord):
                 self.on_log(message)
             else:
@@ -163,11 +165,23 @@ class WorkerPool:
             self._all_ready.set()
 
     def send(self, worker_id: int, message: Any) -> bool:
+        """Queue ``message`` for the worker; what is sent in one pass of the event loop
+        (the replies that became ready together, the tasks of one dispatch) goes as one."""
         handle = self.workers.get(worker_id)
         if handle is None:
             return False
-        handle.inbox.put(message)
+        if self._loop is None:
+            handle.inbox.put(message)
+            return True
+        if not handle.outgoing:
+            self._loop.call_soon(self._flush, handle)
+        handle.outgoing.append(message)
         return True
+
+    def _flush(self, handle: WorkerHandle) -> None:
+        messages, handle.outgoing = handle.outgoing, []
+        if messages:
+            handle.inbox.put(bundled(messages))
 
     # --- death and respawn -------------------------------------------------------------------
 

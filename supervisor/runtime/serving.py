@@ -24,6 +24,7 @@ from common.messages import (
     ChainRequest,
     OptionQuotesRequest,
     QuoteRequest,
+    Replies,
     Reply,
     ReplyValue,
     Request,
@@ -95,6 +96,12 @@ class DataService:
         self.failed = 0
         self.busy_s = 0.0
 
+    async def answer_all(self, requests: tuple[Request, ...]) -> Replies:
+        """One step's requests, asked together, answered in their order."""
+        if len(requests) == 1:  # most steps: no task to gather
+            return Replies((await self.answer(requests[0]),))
+        return Replies(tuple(await asyncio.gather(*(self.answer(r) for r in requests))))
+
     async def answer(self, request: Request) -> Reply:
         symbol, step = request.symbol, step_of(request)
         resting = self.backoff.resting(symbol)
@@ -104,7 +111,8 @@ class DataService:
                          f"repeated failures ({self.backoff.why.get(symbol, step)})")
         started = time.monotonic()
         try:
-            value = await asyncio.wait_for(self._fetch(request), self.timeout_s)
+            async with asyncio.timeout(self.timeout_s):  # no task of its own, as wait_for has
+                value = await self._fetch(request)
             reply = Reply(request.request_id, value=value)
             self.backoff.succeeded(symbol, step)
         except TimeoutError:
