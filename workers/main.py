@@ -11,8 +11,9 @@ step needs them all before it goes on, and a message costs more than the work it
 For the same reason what one inbox message makes due (a Bundle of replies can advance
 several symbols) is sent back as one Bundle.
 
-The outbox is this worker's own channel (a pipe end in the pool; any object with ``put`` or
-``send`` in a test): no other process writes to it, so a worker killed in the middle of a
+The inbox is a pipe end in the pool (a queue in a test); the outbox is this worker's own
+channel (a pipe end in the pool; any object with ``put`` or ``send`` in a test): no other
+process writes to it, so a worker killed in the middle of a
 write can cost only its own messages, never another's. The worker never touches the network
 or ib_insync: every piece of market data is a request answered by the supervisor. It ignores
 SIGINT and SIGTERM (the supervisor stops it, in order) and exits on Stop, or on its own when
@@ -153,6 +154,13 @@ def sender(outbox: Any) -> Callable[[Any], None]:
     return send
 
 
+def receiver(inbox: Any) -> Callable[[], Any]:
+    """The next message, waiting for it: a pipe end's ``recv`` (the pool's) or a queue's
+    ``get`` (a test's)."""
+    receive: Callable[[], Any] = inbox.recv if hasattr(inbox, "recv") else inbox.get
+    return receive
+
+
 def worker_main(
     worker_id: int, inbox: Any, outbox: Any, settings: Settings, forward_logs: bool = False
 ) -> None:
@@ -168,8 +176,13 @@ def worker_main(
     due: list[Any] = []
     driver = TaskDriver(worker_id, settings, load_strategy(settings), due.append)
     send(WorkerReady(worker_id, os.getpid()))
+    receive = receiver(inbox)
     while True:
-        for message in unbundled(inbox.get()):
+        try:
+            received = receive()
+        except EOFError:  # the supervisor is gone
+            return
+        for message in unbundled(received):
             if isinstance(message, SymbolTask):
                 driver.start(message)
             elif isinstance(message, Replies):

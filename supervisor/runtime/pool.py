@@ -1,8 +1,8 @@
 """The worker pool: spawned processes, each with its own inbox and its own result channel.
 
     supervisor event loop                                      worker processes (spawn)
-    pool.send(wid, msg) ------------ inbox[wid] (queue) -------> worker_main(wid, ...)
-      (what is due in one pass of the loop goes as one Bundle)
+    pool.send(wid, msg) ------------ inbox[wid] (pipe) --------> worker_main(wid, ...)
+      (what is due in one pass of the loop goes as one Bundle, written by a FrameWriter)
     on_message(msg)  <- loop.add_reader <- channel[wid] (pipe) <- that worker only:
     on_log(record)   <-                                          results, requests, logs
     on_death(handle, failure) <- loop.add_reader(process.sentinel)  (readable once it ends)
@@ -21,6 +21,7 @@ import asyncio
 import itertools
 import logging
 import multiprocessing
+import os
 import time
 from collections import deque
 from collections.abc import Callable
@@ -30,7 +31,7 @@ from typing import Any
 
 from common.config import Settings
 from common.messages import Stop, bundled, unbundled
-from supervisor.runtime.channels import ChannelBroken, FrameReader
+from supervisor.runtime.channels import ChannelBroken, FrameReader, FrameWriter
 from workers.main import worker_main
 
 log = logging.getLogger("supervisor.runtime.pool")
@@ -44,7 +45,7 @@ class BootFailure(RuntimeError):
 class WorkerHandle:
     worker_id: int
     process: BaseProcess
-    inbox: Any
+    inbox: Any  # a FrameWriter on the write end of the worker's inbox pipe (put, qsize)
     channel: Any  # the read end of this worker's own pipe
     reader: FrameReader
     ready: bool = False
@@ -99,16 +100,19 @@ class WorkerPool:
     def _spawn(self) -> WorkerHandle:
         assert self._loop is not None
         worker_id = next(self._ids)
-        inbox = self.ctx.Queue()
+        inbox_end, inbox_writer = self.ctx.Pipe(duplex=False)
         channel, writer = self.ctx.Pipe(duplex=False)
         process = self.ctx.Process(
             target=worker_main,
-            args=(worker_id, inbox, writer, self.settings, True),
+            args=(worker_id, inbox_end, writer, self.settings, True),
             name=f"worker-{worker_id}",
             daemon=True,
         )
         process.start()
         writer.close()  # the worker holds the only write end: its death is our EOF
+        inbox_end.close()  # and the only read end of its inbox: its death breaks our writes
+        inbox = FrameWriter(os.dup(inbox_writer.fileno()), self._loop)  # the fd is its own
+        inbox_writer.close()
         handle = WorkerHandle(worker_id, process, inbox, channel, FrameReader(channel.fileno()))
         self.workers[worker_id] = handle
         self._loop.add_reader(channel.fileno(), self._drain, handle)
@@ -193,7 +197,7 @@ class WorkerPool:
         self._loop.remove_reader(handle.process.sentinel)
         self._drain(handle)  # what it wrote before it died still counts
         self._close_channel(handle)
-        handle.inbox.cancel_join_thread()  # nobody will read what is still queued for it
+        handle.inbox.close()  # nobody will read what is still waiting for it
         handle.process.join(timeout=1)
         if self.stopping:
             return
@@ -238,4 +242,5 @@ class WorkerPool:
                 self._loop.remove_reader(handle.process.sentinel)
             self._drain(handle)
             self._close_channel(handle)
+            handle.inbox.close()
         self.workers.clear()
