@@ -39,13 +39,17 @@ def test_bench_stub_measures_the_pool_and_its_sequential_baseline(tmp_path: Path
     out = tmp_path / "bench.json"
     done = subprocess.run(
         [sys.executable, str(REPO_ROOT / "tools" / "bench.py"), "--stub", "--symbols", "5",
-         "--cycles", "3", "--json", "--out", str(out)], cwd=tmp_path, capture_output=True,
-        text=True, timeout=170)
+         "--cycles", "3", "--repeat", "2", "--json", "--out", str(out)], cwd=tmp_path,
+        capture_output=True, text=True, timeout=170)
     assert done.returncode == 0, done.stderr[-3000:]
     printed = json.loads(done.stdout.strip().splitlines()[-1])
     assert printed == json.loads(out.read_text())
     assert printed["cycles"] == 3 and printed["failed_symbols"] == 0
     baseline = printed["sequential"]
     assert baseline["failed_symbols"] == 0 and baseline["symbol_cycles_per_s"] > 0
+    # two of each, alternated; the figures are the median runs'
+    assert printed["repeat"] == 2 and len(baseline["runs_symbol_cycles_per_s"]) == 2
+    assert printed["symbol_cycles_per_s"] in printed["runs_symbol_cycles_per_s"]
     assert printed["pool_vs_sequential"] == round(
         printed["symbol_cycles_per_s"] / baseline["symbol_cycles_per_s"], 2)
+    assert printed["pool_vs_sequential_p50"] > 0

@@ -1,14 +1,17 @@
-"""FrameReader (supervisor/runtime/channels.py): whole messages, never a blocked read."""
+"""FrameReader and FrameWriter (supervisor/runtime/channels.py): whole messages, in order,
+never a blocked read or write."""
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing
 import os
 import struct
+from multiprocessing.connection import Connection
 
 import pytest
 
-from supervisor.runtime.channels import ChannelBroken, FrameReader
+from supervisor.runtime.channels import ChannelBroken, FrameReader, FrameWriter, frame
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -50,3 +53,56 @@ def test_an_absurd_frame_size_breaks_the_channel() -> None:
     os.write(writer.fileno(), struct.pack("!i", -1) + struct.pack("!Q", 1 << 40))  # type: ignore[attr-defined]
     with pytest.raises(ChannelBroken, match="bytes"):
         frames.read()
+
+
+# --- FrameWriter: a worker's inbox, written by the loop itself ---------------------------------
+
+
+def writer_pair(loop: asyncio.AbstractEventLoop) -> tuple[FrameWriter, Connection]:
+    reader, writer = multiprocessing.Pipe(duplex=False)
+    inbox = FrameWriter(os.dup(writer.fileno()), loop)
+    writer.close()
+    return inbox, reader
+
+
+def test_what_the_pipe_cannot_take_waits_and_goes_out_in_order_once_it_drains() -> None:
+    async def scenario() -> tuple[list[object], bool, int]:
+        loop = asyncio.get_running_loop()
+        inbox, reader = writer_pair(loop)
+        # Given a worker that reads nothing while 200 messages of 2 KB are put (the pipe
+        # holds 64 KB): put returns at once every time
+        for n in range(200):
+            inbox.put((n, "x" * 2000))
+        waiting = inbox.qsize()
+        # When the worker reads again (a thread: Connection.recv blocks), the loop writes
+        # the rest whenever the pipe has room
+        got = await asyncio.to_thread(lambda: [reader.recv() for _ in range(200)])
+        await asyncio.sleep(0)
+        inbox.close()
+        reader.close()
+        return got, waiting > 0, inbox.qsize()
+
+    got, waited, left = asyncio.run(scenario())
+    # Then some had to wait, all arrived whole, in order, and none is left
+    assert waited
+    assert [n for n, _ in got] == list(range(200))  # type: ignore[misc]
+    assert left == 0
+
+
+def test_a_worker_that_is_gone_breaks_the_inbox_without_an_error() -> None:
+    async def scenario() -> tuple[bool, int]:
+        inbox, reader = writer_pair(asyncio.get_running_loop())
+        reader.close()  # the worker died: its end is closed
+        inbox.put("task")
+        inbox.put("replies")
+        broken, left = inbox.broken, inbox.qsize()
+        inbox.close()
+        return broken, left
+
+    assert asyncio.run(scenario()) == (True, 0)
+
+
+def test_frames_are_connection_frames() -> None:
+    reader, writer = multiprocessing.Pipe(duplex=False)
+    os.write(writer.fileno(), frame({"n": 1}) + frame("y" * 30_000))  # fits the pipe
+    assert reader.recv() == {"n": 1} and reader.recv() == "y" * 30_000
