@@ -95,8 +95,8 @@ class StubBroker:
         self._bar_cache: dict[tuple[str, int, bool], dict[int, tuple[float, ...] | None]] = {}
         self._day_sessions: dict[date, Session | None] = {}
         self._built: dict[tuple[str, int, bool], tuple[tuple[int, int], Bars]] = {}
-        self._expiries_day: date | None = None
-        self._expiries: dict[str, tuple[str, ...]] = {}
+        self._chains_day: date | None = None
+        self._chains: dict[str, OptionChain] = {}  # the day's, by symbol
         self._connected = False
         self.requests = 0
         self._leak: list[bytes] = []  # stays empty unless the test-only leak is switched on
@@ -220,20 +220,20 @@ class StubBroker:
 
     async def chain(self, symbol: str) -> OptionChain:
         await self._round_trip()
-        spot = self._path(symbol).at(self.now() / 60.0)
         today = trading_day(self.now())
-        if self._expiries_day != today:  # a day's listings, worked out once a symbol
-            self._expiries_day, self._expiries = today, {}
-        if symbol not in self._expiries:
-            self._expiries[symbol] = stub_expiries(symbol, today, self.calendar)
-        return OptionChain(
-            symbol=symbol,
-            expirations=self._expiries[symbol],
-            strikes=stub_strikes(spot),
-            multiplier=100,
-            exchange="SMART",
-            trading_class=symbol,
-        )
+        if self._chains_day != today:  # listed for the day, as IBKR's chains are cached
+            self._chains_day, self._chains = today, {}
+        if symbol not in self._chains:
+            spot = self._path(symbol).at(self.now() / 60.0)
+            self._chains[symbol] = OptionChain(
+                symbol=symbol,
+                expirations=stub_expiries(symbol, today, self.calendar),
+                strikes=stub_strikes(spot),
+                multiplier=100,
+                exchange="SMART",
+                trading_class=symbol,
+            )
+        return self._chains[symbol]
 
     async def option_quotes(self, contracts: Sequence[OptionContract]) -> tuple[OptionQuote, ...]:
         await self._round_trip()
