@@ -23,12 +23,20 @@ whatever catching up there is. Slots run 1.5 % slower than the window's limit, s
 steady flow the window does not bind: were it to, every late wake-up on its edge would push
 the next second back by as much, and the lag would add up again.
 
+Catching up is bounded once more, by a shorter window: at most ``ceil(0.95 x limit)``
+messages in any 0.95 s (47 of 49), which steady flow (45.9 in 0.95 s) never reaches. Without
+it a burst after a stall could fill a whole second's 49 into its last 0.95 s, one message
+short of the gateway's 50: then any jitter between our send and the gateway's count (its
+own pauses, the network) is a violation, and the connection is dropped. With it the gateway
+would have to see three more messages than we sent in a 0.95 s window (~60 ms of jitter).
+
 Everything takes an injectable clock and sleep, so tests drive it on a fake clock.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import math
 import random
@@ -42,6 +50,7 @@ Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
 WINDOW_S = 1.0
 CATCH_UP_S = 0.25  # how far back a late waiter may claim a missed slot
+BURST_WINDOW_S = 0.95  # ... and no catching up beyond ceil(0.95 x limit) in this long
 SPACING = PACING_SLOT_SHARE  # slots per second, as a share of the window's limit
 
 
@@ -56,6 +65,7 @@ class PacingGovernor:
             raise ValueError(f"max_lines must be >= 1, got {max_lines}")
         self.rate = float(max_messages_per_s)
         self.limit = max(1, math.floor(max_messages_per_s))  # messages in any 1 s window
+        self.burst_limit = max(1, math.ceil(BURST_WINDOW_S * self.limit))  # in any 0.95 s
         self.interval_s = 1.0 / (self.limit * SPACING)
         self.max_lines = max_lines
         self._clock = clock
@@ -117,7 +127,12 @@ class PacingGovernor:
         spacing = self._next_at - now
         over = len(self._sent) + n - self.limit
         window = self._sent[over - 1] + WINDOW_S - now if over > 0 else 0.0
-        return max(spacing, window)
+        recent = len(self._sent) - bisect.bisect_right(self._sent, now - BURST_WINDOW_S)
+        over_burst = recent + n - max(self.burst_limit, n)  # a bigger n waits for room
+        first_recent = len(self._sent) - recent
+        burst = (self._sent[first_recent + over_burst - 1] + BURST_WINDOW_S - now
+                 if over_burst > 0 else 0.0)
+        return max(spacing, window, burst)
 
     def in_window(self, now: float | None = None) -> int:
         """Messages sent within the last second (for tests and stats)."""
