@@ -105,8 +105,8 @@ def test_late_wake_ups_cost_no_pace_and_never_break_the_window(rate: float) -> N
     # and no second ever held more than the limit, catching up included
     assert max_in_any_window(stamps) <= int(rate)
     # nor a catch-up after a stall a whole second's worth in 0.95 s: the gateway counts on
-    # arrival, and that would leave no room for any jitter on the way (47 of 49, not 49)
-    assert max_in_any_window(stamps, 0.95) <= math.ceil(0.95 * int(rate))
+    # arrival, and that would leave little room for jitter on the way (48 of 49, not 49)
+    assert max_in_any_window(stamps, 0.95) <= math.ceil(0.95 * int(rate)) + 1 < int(rate)
 
 
 @pytest.mark.parametrize("rate", [45.0, 50.0, 12.5, 1.0])
