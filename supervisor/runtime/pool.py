@@ -174,9 +174,7 @@ class WorkerPool:
         handle = self.workers.get(worker_id)
         if handle is None:
             return False
-        if self._loop is None:
-            handle.inbox.put(message)
-            return True
+        assert self._loop is not None  # a worker exists only once the pool has started
         if not handle.outgoing:
             self._loop.call_soon(self._flush, handle)
         handle.outgoing.append(message)
