@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from array import array
 from dataclasses import dataclass, field
+from datetime import date
 from enum import StrEnum
 from typing import Any
 
@@ -184,15 +185,34 @@ class Replies:
 
 @dataclass(frozen=True)
 class SymbolTask:
+    """One symbol for one cycle, with everything exchange time decides already decided.
+
+    The supervisor computes the exchange's trading day and the symbol's session once
+    (common/calendar.py, in the exchange's zone); a worker never reads a time zone, so a
+    display setting can never change which contracts are traded."""
+
     cycle_id: int
     symbol: str
     now_ts: float  # the cycle's clock (epoch seconds); workers never read the wall clock
+    day: date  # the exchange's trading day of now_ts: expiries and intent ids count from it
     attempt: int = 1
     whale_last_ts: float | None = None  # last whale signal for this symbol, for debouncing
     # the symbol's regular session today (None: closed or unknown): VWAP is anchored to its
     # open, and a same-day expiry's time left is counted to its close
     session_open_ts: float | None = None
     session_close_ts: float | None = None
+
+    @property
+    def minutes_left(self) -> float | None:
+        """Minutes from the cycle's clock to today's close; None when no session today."""
+        close = self.session_close_ts
+        return None if close is None else (close - self.now_ts) / 60.0
+
+    @property
+    def minutes_since_open(self) -> float | None:
+        """Minutes from today's open to the cycle's clock; None when no session today."""
+        opened = self.session_open_ts
+        return None if opened is None else (self.now_ts - opened) / 60.0
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,8 @@ TUESDAY_MORNING = datetime(2026, 12, 1, 10, 30, tzinfo=EST)
 TUESDAY_1000 = datetime(2026, 12, 1, 10, 0, tzinfo=EST)
 # The same Tuesday before the pre-market opens
 TUESDAY_NIGHT = datetime(2026, 12, 1, 3, 30, tzinfo=EST)
+# Thursday 2026-12-03 at 11:00, the day before a weekly expiry: already Friday in Tokyo
+THURSDAY_1100 = datetime(2026, 12, 3, 11, 0, tzinfo=EST)
 # Friday 2026-12-04: a weekly expiry, minutes before the close
 FRIDAY_1545 = datetime(2026, 12, 4, 15, 45, tzinfo=EST)
 FRIDAY_1550 = datetime(2026, 12, 4, 15, 50, tzinfo=EST)

@@ -9,6 +9,7 @@ from typing import Any, cast
 
 import pytest
 
+from common.calendar import trading_day
 from common.messages import (
     OptionContract,
     OrderIntent,
@@ -71,7 +72,7 @@ class FakePool:
 
 
 def tasks(*symbols: str, cycle_id: int = CYCLE) -> list[SymbolTask]:
-    return [SymbolTask(cycle_id, s, NOW) for s in symbols]
+    return [SymbolTask(cycle_id, s, NOW, trading_day(NOW)) for s in symbols]
 
 
 def new_run(pool: FakePool, symbols: list[SymbolTask], max_concurrent: int,

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import yaml
 
-from common.calendar import nyse
+from common.calendar import nyse, trading_day
 from common.config import OptionsSettings, Settings
 from common.messages import OptionContract, OrderIntent, Right, Signal, SymbolTask
 from common.settings_file import parse_settings
@@ -676,7 +676,7 @@ def test_the_whale_rule_fires_on_a_monday_morning_against_real_hours() -> None:
         now = broker.now()
         session = await SessionBook(broker, nyse()).today("QQQ", now)
         assert session is not None
-        task = SymbolTask(1, "QQQ", now, session_open_ts=session.open_ts,
+        task = SymbolTask(1, "QQQ", now, trading_day(now), session_open_ts=session.open_ts,
                           session_close_ts=session.close_ts)
         service = DataService(broker, 10.0, nyse(), broker.now)
         pipeline = process_symbol(task, 1, settings_, ScalpWhaleStrategy(settings_),

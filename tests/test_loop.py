@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import http.server
 import json
+import sqlite3
 import subprocess
 import threading
 import time
@@ -17,6 +18,7 @@ from supervisor.observe.logs import LogService
 from supervisor.runtime.clock import SimClock
 from supervisor.runtime.loop import Supervisor
 from tests.conftest import make_settings
+from tests.sessions import THURSDAY_1100
 from tests.strategies import KILL_MARKER_ENV, KILL_SYMBOL_ENV
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
@@ -241,3 +243,25 @@ def test_two_workers_dying_together_retry_on_live_workers_only(tmp_path, monkeyp
     assert sup.pool.respawns == 2
     assert [(r.symbol, r.ok, r.attempt) for r in summary.results] == [
         ("SPY", True, 2), ("QQQ", True, 2)], [r.error for r in summary.results]
+
+
+def test_the_display_zone_never_changes_what_is_traded(tmp_path):
+    # Given the stub pinned to Thursday 11:00 New York time: already Friday in Tokyo and
+    # Sydney, and the day before a weekly expiry
+    def intents(zone: str) -> list[tuple]:
+        folder = tmp_path / zone.replace("/", "-")
+        folder.mkdir()
+        settings = make_settings(folder, schedule={"cycles": 2, "timezone": zone},
+                                 stub={"start": THURSDAY_1100.isoformat()})
+        # When two cycles run with that display zone
+        assert run_supervisor(settings, folder).exit_code == exitcodes.OK
+        with sqlite3.connect(folder / "journal.sqlite") as db:
+            return db.execute("SELECT intent_id, day, symbol, expiry, strike, option_right "
+                              "FROM intents ORDER BY intent_id").fetchall()
+
+    new_york = intents("America/New_York")
+    # Then the same intents on the same contracts, counted from the exchange's Thursday
+    assert new_york, "the pinned session decides nothing: pick a moment that trades"
+    assert {row[1] for row in new_york} == {"2026-12-03"}
+    assert intents("Asia/Tokyo") == new_york
+    assert intents("Australia/Sydney") == new_york

@@ -7,7 +7,9 @@ import math
 
 import pytest
 
+from common.calendar import trading_day
 from common.messages import (
+    BarsRequest,
     ChainRequest,
     OptionChain,
     OptionQuotesRequest,
@@ -20,6 +22,7 @@ from common.messages import (
 )
 from tests.conftest import make_settings
 from tests.fakes import FakeSupervisor
+from tests.sessions import STUB_SESSION
 from workers.pipeline import process_symbol
 from workers.strategy import load_strategy
 
@@ -44,7 +47,7 @@ def settings(tmp_path):
 
 
 def pipeline(settings, symbol: str, now: float):
-    task = SymbolTask(cycle_id=1, symbol=symbol, now_ts=now)
+    task = SymbolTask(cycle_id=1, symbol=symbol, now_ts=now, day=trading_day(now))
     return process_symbol(task, 1, settings, load_strategy(settings), itertools.count(1))
 
 
@@ -124,3 +127,33 @@ def test_hourly_bars_requested_only_when_the_whale_rule_is_on(tmp_path):
     on = make_settings(tmp_path)
     first_batch = next(pipeline(on, "SPY", now))
     assert [getattr(r, "bar_minutes", None) for r in first_batch] == [None, 1, 60]
+
+
+def test_vwap_is_anchored_to_the_open_however_old_the_session(settings):
+    # Given SPY at 14:00, four and a half hours (270 bars) into the stub's session
+    opens = STUB_SESSION.replace(hour=9, minute=30).timestamp()
+    now = STUB_SESSION.replace(hour=14, minute=0).timestamp()
+    fake = FakeSupervisor(settings, now)
+    task = SymbolTask(1, "SPY", now, trading_day(now), session_open_ts=opens,
+                      session_close_ts=STUB_SESSION.replace(hour=16, minute=0).timestamp())
+    # When the pipeline runs
+    result, _ = drive(process_symbol(task, 1, settings, load_strategy(settings),
+                                     itertools.count(1)), fake.answer)
+    # Then it asked for every bar since the open, not only the 120 of the signal's lookback
+    (bars_request,) = [r for r in fake.seen
+                       if isinstance(r, BarsRequest) and r.bar_minutes == 1]
+    assert bars_request.count == 270
+    # and its VWAP is the one computed by hand from the session's bars, open to 14:00
+    bars = fake.answer(BarsRequest(0, 1, "SPY", 400)).value
+    session = [i for i in range(len(bars)) if opens <= bars.ts[i] < now]
+    assert len(session) == 270
+
+    def by_hand(rows: list[int]) -> float:
+        typical = [(bars.high[i] + bars.low[i] + bars.close[i]) / 3 for i in rows]
+        return (sum(t * bars.volume[i] for t, i in zip(typical, rows, strict=True))
+                / sum(bars.volume[i] for i in rows))
+
+    (said,) = [r for r in result.reasons if " vwap " in r]
+    assert said.endswith(f"vwap {by_hand(session):.2f}")
+    # (a rolling VWAP of the last 120 bars would say something else)
+    assert f"{by_hand(session[-120:]):.2f}" != f"{by_hand(session):.2f}"

@@ -37,6 +37,10 @@ async def until(condition: Any, timeout_s: float = 30.0) -> None:
         await asyncio.sleep(0.001)
 
 
+def stub_task(cycle: int, symbol: str) -> SymbolTask:
+    return SymbolTask(cycle, symbol, STUB_SESSION.timestamp(), STUB_SESSION.date())
+
+
 class Harness:
     """A pool answered by a fake supervisor: requests are served, results and logs counted."""
 
@@ -77,7 +81,7 @@ class Harness:
     async def result_from(self, handle: WorkerHandle, cycle: int, timeout_s: float = 30) -> None:
         self.got.clear()
         before = len(self.results)
-        self.pool.send(handle.worker_id, SymbolTask(cycle, "SPY", STUB_SESSION.timestamp()))
+        self.pool.send(handle.worker_id, stub_task(cycle, "SPY"))
         while not any(r.cycle_id == cycle for r in self.results[before:]):
             self.got.clear()
             await asyncio.wait_for(self.got.wait(), timeout_s)
@@ -96,7 +100,7 @@ def test_a_worker_killed_while_writing_never_leaves_the_supervisor_deaf(tmp_path
                 # Given the victim in the middle of writing its chatter
                 logs = harness.logs
                 harness.pool.send(victim.worker_id,
-                                  SymbolTask(cycle, "QQQ", STUB_SESSION.timestamp()))
+                                  stub_task(cycle, "QQQ"))
                 await until(lambda logs=logs: harness.logs > logs)  # type: ignore[misc]
                 # When it is killed outright, from outside, a moment later
                 await asyncio.to_thread(kill_soon, victim.pid or 0, random.uniform(0, 0.004))

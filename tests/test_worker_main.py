@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from common.calendar import trading_day
 from common.messages import (
     Bundle,
     Replies,
@@ -78,7 +79,7 @@ def test_worker_turns_a_task_into_a_result_with_an_intent(tmp_path, make_worker)
     now = settings.stub.start.timestamp()
     fake = FakeSupervisor(settings, now)
     worker = make_worker(settings)
-    result = worker.run_task(SymbolTask(3, "SPY", now), fake.answer)
+    result = worker.run_task(SymbolTask(3, "SPY", now, trading_day(now)), fake.answer)
     assert (result.cycle_id, result.symbol, result.worker_id) == (3, "SPY", 7)
     assert result.signal is Signal.SELL and len(result.intents) == 1
     assert {type(r).__name__ for r in fake.seen} == {
@@ -90,7 +91,8 @@ def test_worker_never_imports_the_broker_library(tmp_path, make_worker):
     settings = make_settings(tmp_path, strategy={"name": "tests.strategies:ModuleProbe"})
     now = settings.stub.start.timestamp()
     worker = make_worker(settings)
-    result = worker.run_task(SymbolTask(1, "SPY", now), FakeSupervisor(settings, now).answer)
+    task = SymbolTask(1, "SPY", now, trading_day(now))
+    result = worker.run_task(task, FakeSupervisor(settings, now).answer)
     assert result.reasons == ("loaded=none",)
     worker.stop()
 
@@ -100,9 +102,9 @@ def test_strategy_bug_costs_one_symbol_not_the_worker(tmp_path, make_worker):
     now = settings.stub.start.timestamp()
     fake = FakeSupervisor(settings, now)
     worker = make_worker(settings)
-    first = worker.run_task(SymbolTask(1, "SPY", now), fake.answer)
+    first = worker.run_task(SymbolTask(1, "SPY", now, trading_day(now)), fake.answer)
     assert not first.ok and "ZeroDivisionError: strategy bug" in (first.error or "")
-    second = worker.run_task(SymbolTask(1, "QQQ", now), fake.answer)
+    second = worker.run_task(SymbolTask(1, "QQQ", now, trading_day(now)), fake.answer)
     assert second.symbol == "QQQ" and not second.ok  # answered again: the worker lives on
     assert worker.process.is_alive()
     worker.stop()
@@ -142,8 +144,8 @@ def test_driver_interleaves_symbols_and_routes_replies_by_id(tmp_path):
     fake = FakeSupervisor(settings, now)
     sent: queue.Queue[Any] = queue.Queue()
     driver = TaskDriver(1, settings, load_strategy(settings), sent.put)
-    driver.start(SymbolTask(1, "SPY", now))
-    driver.start(SymbolTask(1, "AAPL", now))
+    driver.start(SymbolTask(1, "SPY", now, trading_day(now)))
+    driver.start(SymbolTask(1, "AAPL", now, trading_day(now)))
     # When replies come back in reverse order of the requests
     results: dict[str, SymbolResult] = {}
     while len(results) < 2:
@@ -178,7 +180,7 @@ def test_a_steps_requests_go_out_as_one_message_and_its_replies_come_back_as_one
     sent: list[Any] = []
     driver = TaskDriver(1, settings, load_strategy(settings), sent.append)
     # When a task starts
-    driver.start(SymbolTask(1, "SPY", now))
+    driver.start(SymbolTask(1, "SPY", now, trading_day(now)))
     # Then its first step is one message with all three requests
     (first,) = sent
     assert isinstance(first, Requests)
@@ -205,7 +207,8 @@ def test_a_finished_symbol_is_sent_before_the_next_message_can_kill_its_worker(
     try:
         assert isinstance(channel.recv(), WorkerReady)
         # When SPY and AAPL are given as one bundle
-        inbox.put(Bundle((SymbolTask(1, "SPY", now), SymbolTask(1, "AAPL", now))))
+        day = trading_day(now)
+        inbox.put(Bundle((SymbolTask(1, "SPY", now, day), SymbolTask(1, "AAPL", now, day))))
         # Then both first steps come back as one message
         assert channel.poll(30)
         steps = channel.recv()

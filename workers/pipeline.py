@@ -15,7 +15,6 @@ import time
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, replace
 
-from common.calendar import trading_day
 from common.config import Settings
 from common.messages import (
     Bars,
@@ -101,8 +100,8 @@ def _market_view(task: SymbolTask, worker_id: int, settings: Settings, strategy:
     rth = not settings.strategy.extended_hours
     requests: list[Request] = [
         QuoteRequest(next(ids), worker_id, task.symbol),
-        BarsRequest(next(ids), worker_id, task.symbol, settings.strategy.scalp.bars_minutes, 1,
-                    rth),
+        BarsRequest(next(ids), worker_id, task.symbol,
+                    minute_bars_wanted(task, settings.strategy.scalp.bars_minutes), 1, rth),
     ]
     if getattr(strategy, "wants_hourly_bars", False):
         hours = settings.strategy.whale.lookback_bars + 2
@@ -119,8 +118,21 @@ def _market_view(task: SymbolTask, worker_id: int, settings: Settings, strategy:
     if ref is None:
         return f"no usable price ({', '.join(check.flags) or 'none'})"
     price, source = ref
-    return MarketView(task, trading_day(task.now_ts, settings.schedule.timezone), quote, check,
-                      price, source, bars, hourly if isinstance(hourly, Bars) else None)
+    return MarketView(task, task.day, quote, check, price, source, bars,
+                      hourly if isinstance(hourly, Bars) else None)
+
+
+MAX_MINUTE_BARS = 24 * 60
+
+
+def minute_bars_wanted(task: SymbolTask, lookback: int) -> int:
+    """The signal's lookback, or every completed bar since today's open if there are more:
+    the session VWAP starts at the open however old the session is (the supervisor's bar
+    cache asks the gateway only for what is new)."""
+    since_open = task.minutes_since_open
+    if since_open is None or since_open <= lookback:
+        return lookback
+    return min(MAX_MINUTE_BARS, int(since_open))
 
 
 def _option_side(view: MarketView, decision: SignalDecision, result: SymbolResult,
@@ -134,10 +146,8 @@ def _option_side(view: MarketView, decision: SignalDecision, result: SymbolResul
     try:
         chain = _value(chain_reply)
         assert isinstance(chain, OptionChain)
-        close = view.task.session_close_ts
-        left = None if close is None else (close - view.task.now_ts) / 60.0
         selection = select_contracts(chain, view.price, right, view.today, settings.options,
-                                     minutes_left_today=left)
+                                     minutes_left_today=view.task.minutes_left)
     except (RemoteError, ChainError) as exc:
         return replace(result, reasons=decision.reasons, skipped=f"chain: {exc}",
                        timings=tuple(timer.marks))

@@ -135,18 +135,23 @@ def scalp_signal(bars: Bars, s: ScalpSettings,
 
     Bars whose close is not a usable price (NaN, inf, <= 0) are dropped, not fatal: IBKR leaves
     such holes in otherwise good history, and a reason records how many went. The EMAs and RSI
-    run over the whole lookback (yesterday's session included, early in the day); VWAP is the
-    session's, anchored to ``session_open_ts`` (all bars when no session is known).
+    run over the newest ``s.bars_minutes`` bars (yesterday's session included, early in the
+    day); VWAP is the session's, anchored to ``session_open_ts`` over every bar since the open
+    however old the session is (the pipeline asks for them all), or over the lookback when no
+    session is known.
     """
-    kept = [i for i in range(len(bars)) if usable(bars.close[i])]
-    dropped = [i for i in range(len(bars)) if not usable(bars.close[i])]
+    lookback = range(max(0, len(bars) - s.bars_minutes), len(bars))
+    kept = [i for i in lookback if usable(bars.close[i])]
+    dropped = [i for i in lookback if not usable(bars.close[i])]
     pre = _dropped_reason("scalp", dropped)
     closes = [bars.close[i] for i in kept]
     need = max(s.ema_slow, s.rsi_period + 1)
     if len(closes) < need:
         return _hold(*pre, f"not enough bars (have {len(closes)}, need {need})")
 
-    today = [i for i in kept if session_open_ts is None or bars.ts[i] >= session_open_ts]
+    session = lookback if session_open_ts is None else range(len(bars))
+    today = [i for i in session if usable(bars.close[i])
+             and (session_open_ts is None or bars.ts[i] >= session_open_ts)]
     if not today:
         return _hold(*pre, "no bar of today's session yet (vwap undefined)")
     vw = vwap(

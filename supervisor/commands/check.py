@@ -30,11 +30,11 @@ from common.messages import (
     ReplyValue,
     Signal,
     SymbolResult,
-    SymbolTask,
 )
 from supervisor import exitcodes
 from supervisor.broker.base import Broker, BrokerError
 from supervisor.commands.options import MARKET_ERRORS, load, market_error, market_for
+from supervisor.runtime.cycle import symbol_task
 from supervisor.runtime.serving import DataService
 from supervisor.runtime.sessions import broker_session
 from supervisor.trading.sessions import SessionBook
@@ -137,10 +137,7 @@ async def run_check(broker: Broker, settings: Settings, symbol: str, now_ts: flo
         probe = ProbeStrategy()
         served: list[ReplyValue] = []
         calendar = exchange_calendar(settings.schedule)
-        session = await SessionBook(broker, calendar).today(symbol, now_ts)
-        task = SymbolTask(0, symbol, now_ts,
-                          session_open_ts=session.open_ts if session else None,
-                          session_close_ts=session.close_ts if session else None)
+        task = await symbol_task(0, symbol, now_ts, SessionBook(broker, calendar))
         pipeline = process_symbol(task, 0, settings, probe, request_ids())
         service = DataService(broker, settings.ibkr.request_timeout_s, calendar,
                               lambda: now_ts)

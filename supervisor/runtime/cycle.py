@@ -146,18 +146,22 @@ class CycleRun:
             self.done.set()
 
 
+async def symbol_task(cycle_id: int, symbol: str, now: float, sessions: SessionBook,
+                      whale_last_ts: float | None = None) -> SymbolTask:
+    """One symbol's task: the exchange's trading day and the symbol's session today, computed
+    here in the exchange's zone so that no worker ever needs a zone of its own."""
+    session = await sessions.today(symbol, now)
+    return SymbolTask(cycle_id, symbol, now, sessions.day_of(now), whale_last_ts=whale_last_ts,
+                      session_open_ts=session.open_ts if session else None,
+                      session_close_ts=session.close_ts if session else None)
+
+
 async def symbol_tasks(cycle_id: int, now: float, symbols: Sequence[str],
                        sessions: SessionBook, whale_last: dict[str, float]
                        ) -> list[SymbolTask]:
     """The cycle's tasks, each with its symbol's session today and its last whale signal."""
-    tasks = []
-    for symbol in symbols:
-        session = await sessions.today(symbol, now)
-        tasks.append(SymbolTask(
-            cycle_id, symbol, now, whale_last_ts=whale_last.get(symbol),
-            session_open_ts=session.open_ts if session else None,
-            session_close_ts=session.close_ts if session else None))
-    return tasks
+    return [await symbol_task(cycle_id, symbol, now, sessions, whale_last.get(symbol))
+            for symbol in symbols]
 
 
 class ActOnArrival:
