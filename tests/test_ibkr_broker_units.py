@@ -1,5 +1,6 @@
-"""Pure pieces of the IBKR broker: trading-hours parsing, durations, error classes; and
-SimProcess, which runs the simulated gateway as a child process for ``run --sim``."""
+"""Pure pieces of the IBKR broker: trading-hours parsing, durations, error classes, the time
+a fill is stamped with; and SimProcess, which runs the simulated gateway as a child process
+for ``run --sim``."""
 
 from __future__ import annotations
 
@@ -7,22 +8,30 @@ import asyncio
 import logging
 import math
 import time
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from common.calendar import trading_day
+from common.config import IBKRSettings
 from supervisor.broker.ibkr import errors
 from supervisor.broker.ibkr.bars import PacingCooldown
 from supervisor.broker.ibkr.broker import IBKRBroker, ib_duration
 from supervisor.broker.ibkr.client import ibi
+from supervisor.broker.ibkr.orders import Orders
 from supervisor.broker.ibkr.requests import IBKRRequestError, request_error
 from supervisor.runtime.clock import PinnedClock
 from supervisor.runtime.simproc import SimProcess, SimStartError
 from tests.conftest import REPO_ROOT
 from tests.conftest_sim import run_client
 from tests.sessions import TUESDAY_MORNING
+from tests.test_gateway_sim_orders import NEXT_WEEK, make_desk
 from tests.test_ibkr_broker import settings
+from tools.gateway_sim.codec import format_field
+from tools.gateway_sim.outgoing import exec_details
 
 
 def test_durations_in_seconds_up_to_a_day_then_days() -> None:
@@ -178,9 +187,7 @@ def test_a_strike_listed_twice_in_one_expiry_is_not_guessed() -> None:
     # Given IBKR's answer for an expiry and right: 5000 listed once, 5100 under two trading
     # classes (SPX and SPXW on a monthly expiry)
     from collections import Counter
-    from types import SimpleNamespace
 
-    from common.config import IBKRSettings
     from common.messages import OptionContract, Right
     from supervisor.broker.ibkr.contracts import Contracts
 
@@ -214,3 +221,67 @@ def test_a_strike_listed_twice_in_one_expiry_is_not_guessed() -> None:
     assert ambiguous is None
     assert single is not None and single.strike == 5000 and single.exchange == "SMART"
     assert len(asked) == 1
+
+
+# --- fills on the session clock -------------------------------------------------------------
+
+
+def _orders_over(ib: Any, now: float) -> Orders:
+    """The order layer over a bare client: fills() reads only the library's state."""
+    return Orders(SimpleNamespace(ib=ib), None, None, IBKRSettings(),  # type: ignore[arg-type]
+                  now=lambda: now)
+
+
+def test_a_live_fill_is_stamped_with_its_execution_time_not_its_receipt() -> None:
+    # Given the simulator executing a BUY on Tuesday 2026-12-01 at 10:31:01 (its session
+    # clock), and the client library receiving that execution on another day of the
+    # machine's wall clock (a pinned session run a week later)
+    desk = make_desk(TUESDAY_MORNING)
+    call = desk.option(NEXT_WEEK, 680.0)
+    desk.place(1, call, "BUY", 5, desk.marketable(call, "BUY", 61))
+    desk.passes(1, start_s=61)
+    sent = [f for _c, f in desk.sent if f[0] in (11, 59)]  # the execution, its commission
+    assert [f[0] for f in sent] == [11, 59]
+    ib = ibi.IB()
+    received = (TUESDAY_MORNING + timedelta(days=6, hours=1)).astimezone(UTC)
+    ib.wrapper.lastTime = received  # what tcpDataArrived() sets: the wall clock at receipt
+    # When the library decodes the very messages the simulator wrote (a live execution:
+    # reqId -1, no reqExecutions pending)
+    for fields in sent:
+        ib.client.decoder.interpret([format_field(v) for v in fields])
+    (raw,) = ib.fills()
+    assert raw.time == received  # the library's own stamp of a live fill: its receipt
+    (fill,) = _orders_over(ib, TUESDAY_MORNING.timestamp() + 3600).fills()
+    # Then the fill carries the execution's own time, on the session's day
+    assert fill.ts == TUESDAY_MORNING.timestamp() + 61
+    assert trading_day(fill.ts) == date(2026, 12, 1)
+    assert fill.side == "BOT" and fill.shares == 5 and fill.commission == pytest.approx(3.25)
+
+
+@pytest.mark.parametrize(("text", "tws_zone"), [
+    ("20261201 10:31:01 US/Eastern", ""),  # the time with its zone named (as the sim sends)
+    ("20261201  10:31:01", "US/Eastern"),  # a zoneless time, in the TWS zone
+])
+def test_an_execution_time_reads_as_the_instant_ibkr_meant(text: str, tws_zone: str) -> None:
+    desk = make_desk(TUESDAY_MORNING)
+    ib = ibi.IB()
+    ib.TimezoneTWS = tws_zone
+    fields = exec_details(-1, 7, desk.option(NEXT_WEEK, 680.0), "0001.01", text, "DU1",
+                          "BUY", 1.0, 2.5, 99, 1, "ref", 1.0, 2.5)
+    ib.client.decoder.interpret([format_field(v) for v in fields])
+    (fill,) = _orders_over(ib, 0.0).fills()
+    assert fill.ts == TUESDAY_MORNING.timestamp() + 61
+
+
+def test_an_execution_without_a_time_is_stamped_on_the_broker_session_clock() -> None:
+    # Given an execution the library holds with no time of its own (its default, the epoch)
+    # and received on another day
+    contract = ibi.Option("SPY", "20261211", 680.0, "C", "SMART")
+    execution = ibi.Execution(execId="0001.01", orderId=7, side="BOT", shares=1.0,
+                              price=2.5, permId=99, orderRef="ref")
+    received = datetime(2027, 1, 1, tzinfo=UTC)
+    ib = SimpleNamespace(fills=lambda: [ibi.Fill(contract, execution, ibi.CommissionReport(),
+                                                 received)])
+    # Then it is stamped now on the session clock the broker was given, not at its receipt
+    (fill,) = _orders_over(ib, TUESDAY_MORNING.timestamp()).fills()
+    assert fill.ts == TUESDAY_MORNING.timestamp() and fill.commission is None

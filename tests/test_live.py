@@ -218,6 +218,19 @@ def test_selling_more_than_was_bought_is_reported_as_net_short(setup, events):
     assert events.short == [("ours", 5)]
 
 
+def test_an_entry_and_its_exit_in_the_same_second_are_booked_entry_first(setup, events):
+    # Given IBKR's execution times, whole seconds: the entry and its take-profit in one
+    # second, the sale's exec id sorting first and, as a replay may list them, listed first
+    book, broker, journal, _ = setup
+    broker.executions = [fill("a-2", "SLD", 5, 3.00, T0 + 9, order_id=12, perm_id=912),
+                         fill("b-1", "BOT", 5, 2.00, T0 + 9)]
+    step(book, T0 + 10)
+    # Then the purchase is booked before the sale it closes: closed, never net short
+    p = position(journal)
+    assert (p.status, p.exit_reason, p.held) == ("closed", "take_profit", 0)
+    assert events.short == []
+
+
 def test_a_fill_waits_for_its_commission_report_then_is_booked_once(setup):
     book, broker, journal, _ = setup
     broker.executions = [fill("e1", "BOT", 5, 2.00, T0 + 1, commission=None)]

@@ -65,7 +65,9 @@ class LivePositions:
         booked before the purchase it closes would look like a net short."""
         booked, waiting = 0, set()
         seen = self.journal.fill_ids()
-        for fill in sorted(self.broker.fills(), key=lambda f: (f.ts, f.exec_id)):
+        # IBKR stamps an execution to the second: within one, a purchase goes before the
+        # sales (an exit cannot fill before its entry), else the broker's order (arrival)
+        for fill in sorted(self.broker.fills(), key=lambda f: (f.ts, f.side != "BOT")):
             intent = self.journal.load_intent(intent_of(fill.order_ref))
             if intent is None or fill.exec_id in seen:
                 continue  # not ours (another client's, a manual trade), or booked before

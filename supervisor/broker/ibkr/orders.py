@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from common.config import IBKRSettings
@@ -248,16 +249,27 @@ class Orders:
                 or t.order.permId in self._listed]
 
     def fills(self) -> list[Fill]:
-        """This session's executions (IBKR replays the day's on reconnect)."""
+        """This session's executions (IBKR replays the day's on reconnect), each at its own
+        time as IBKR stamped it: ib_insync's ``Fill.time`` of a live execution is when the
+        library received it, on this machine's wall clock (only a reqExecutions reply carries
+        the execution's time there), and a trade's day is the session's, not the machine's."""
         return [Fill(exec_id=f.execution.execId, order_id=f.execution.orderId,
                      order_ref=f.execution.orderRef, side=f.execution.side,
                      shares=float(f.execution.shares), price=float(f.execution.price),
-                     ts=f.time.timestamp() if f.time else self._now(),
+                     ts=self._executed_at(f.execution),
                      # ib_insync keeps an empty report until IBKR's arrives (after the fill)
                      commission=(num(f.commissionReport.commission)
                                  if f.commissionReport.execId else None),
                      perm_id=f.execution.permId)
                 for f in self._link.ib.fills()]
+
+    def _executed_at(self, execution: Any) -> float:
+        """The execution's time (the decoder parses IBKR's "20261204 15:40:12 US/Eastern",
+        or a zoneless time in the TWS zone, into an aware UTC datetime); the session clock
+        the broker was given when it carries none (the library's default is the epoch)."""
+        when = getattr(execution, "time", None)
+        ts = when.timestamp() if isinstance(when, datetime) else 0.0
+        return ts if ts > 0 else self._now()
 
     def positions(self) -> list[BrokerPosition]:
         """The account's positions; the price each is marked at, from the portfolio updates
