@@ -82,6 +82,10 @@ class IBKRSettings(Model):
     # slows the probing, it never holds a reachable gateway off for minutes
     circuit_failures: int = Field(5, ge=1, le=1000)
     circuit_cooldown_s: float = Field(10.0, gt=0, le=60)
+    # `run` started before the gateway answers waits for it on the reconnect policy this
+    # long, then exits 3 (0: until it answers; at most a week); check, reconcile and phases
+    # fail at once
+    connect_wait_s: float = Field(0.0, ge=0, le=604_800)
 
 
 class UniverseSettings(Model):
@@ -147,6 +151,12 @@ class WorkerSettings(Model):
     count: int = Field(2, ge=1, le=64)
     start_timeout_s: PositiveS = 30.0
     max_respawns_per_minute: int = Field(5, ge=0, le=1000)
+    # a pipeline step (the strategy's code on one symbol) running longer than this: the
+    # worker is stuck, killed and replaced; that symbol fails, its others are retried once
+    step_timeout_s: float = Field(20.0, gt=0, le=3600)
+    # a worker is replaced after this many symbol tasks (0: never), as CPython's
+    # max_tasks_per_child: whatever a strategy leaks is given back
+    max_tasks_per_worker: int = Field(0, ge=0)
 
 
 class ScalpSettings(Model):

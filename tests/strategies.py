@@ -48,6 +48,19 @@ class DieOnce(_Holds):
         return SignalDecision(Signal.HOLD, 0.0, (f"attempt {view.task.attempt}",))
 
 
+HANG_SYMBOL_ENV = "TEST_HANG_SYMBOL"
+
+
+class HangOn(_Holds):
+    """Never returns on TEST_HANG_SYMBOL (as a strategy's endless loop or a stuck C call);
+    every other symbol is a HOLD. Sleeps rather than spins, to spare a shared CI machine."""
+
+    def decide(self, view: MarketView) -> SignalDecision:
+        while view.task.symbol == os.environ.get(HANG_SYMBOL_ENV):
+            time.sleep(0.5)
+        return SignalDecision(Signal.HOLD, 0.0, ("fine",))
+
+
 class AlwaysDie(_Holds):
     """Kills its worker on TEST_KILL_SYMBOL every time: the symbol must end up failed."""
 

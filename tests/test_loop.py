@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import threading
 import time
+from collections import Counter
 
 import pytest
 
@@ -19,7 +20,7 @@ from supervisor.runtime.clock import SimClock
 from supervisor.runtime.loop import Supervisor
 from tests.conftest import make_settings
 from tests.sessions import THURSDAY_1100
-from tests.strategies import KILL_MARKER_ENV, KILL_SYMBOL_ENV
+from tests.strategies import HANG_SYMBOL_ENV, KILL_MARKER_ENV, KILL_SYMBOL_ENV
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
 
@@ -265,3 +266,55 @@ def test_the_display_zone_never_changes_what_is_traded(tmp_path):
     assert {row[1] for row in new_york} == {"2026-12-03"}
     assert intents("Asia/Tokyo") == new_york
     assert intents("Australia/Sydney") == new_york
+
+
+def test_a_worker_stuck_on_one_symbol_costs_only_that_symbol(tmp_path, monkeypatch):
+    # Given a strategy that never returns on AAPL, six symbols and two workers
+    monkeypatch.setenv(HANG_SYMBOL_ENV, "AAPL")
+    symbols = ["SPY", "QQQ", "AAPL", "IWM", "MSFT", "NVDA"]
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    _Recorder.received = []
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        settings = make_settings(
+            tmp_path, schedule={"cycles": 3}, universe={"symbols": symbols},
+            strategy={"name": "tests.strategies:HangOn"},
+            workers={"count": 2, "step_timeout_s": 2.0},
+            alerts={"webhook_url": f"http://127.0.0.1:{server.server_address[1]}/hook"})
+        # When three cycles run
+        sup = run_supervisor(settings, tmp_path)
+    finally:
+        server.shutdown()
+    # Then every cycle decided every other symbol, and failed AAPL as stuck, not retried
+    assert sup.exit_code == exitcodes.OK
+    assert len(sup.summaries) == 3
+    for summary in sup.summaries:
+        by_symbol = {r.symbol: r for r in summary.results}
+        assert [s for s, r in by_symbol.items() if not r.ok] == ["AAPL"]
+        assert "stuck for over 2s on AAPL" in (by_symbol["AAPL"].error or "")
+        assert all(r.reasons == ("fine",) for s, r in by_symbol.items() if s != "AAPL")
+    # and the stuck worker was killed and replaced each time, said once each in the log,
+    # alerted once when it happened again
+    assert sup.pool.hangs == 3 and sup.pool.respawns == 3
+    stuck = events(tmp_path, "worker_stuck")
+    assert [e["symbol"] for e in stuck] == ["AAPL"] * 3
+    assert not events(tmp_path, "boot_failure")
+    hooks = [json.loads(r[2]) for r in _Recorder.received if r[:2] == ("POST", "/hook")]
+    assert [h["kind"] for h in hooks].count("worker_stuck") == 1
+
+
+def test_a_worker_is_replaced_after_its_share_of_tasks(tmp_path):
+    # Given workers retired after 2 symbol tasks each
+    settings = make_settings(tmp_path, schedule={"cycles": 3},
+                             workers={"count": 2, "max_tasks_per_worker": 2})
+    # When three cycles of three symbols run (9 tasks)
+    sup = run_supervisor(settings, tmp_path)
+    # Then every symbol decided in every cycle, on workers that were replaced on the way:
+    # none was given more than its two tasks
+    assert sup.exit_code == exitcodes.OK
+    assert all(not s.failed for s in sup.summaries) and len(sup.summaries) == 3
+    by_worker = Counter(r.worker_id for s in sup.summaries for r in s.results)
+    assert max(by_worker.values()) <= 2 and len(by_worker) >= 5
+    assert sup.pool.retired >= 4
+    assert not events(tmp_path, "worker_died")
+    assert sup.pool.respawns == 0  # a retirement is not a death

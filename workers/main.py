@@ -46,6 +46,7 @@ from common.messages import (
     bundled,
     unbundled,
 )
+from workers.beat import Beat
 from workers.pipeline import Pipeline, process_symbol, request_ids
 from workers.strategy import Strategy, load_strategy
 
@@ -64,12 +65,14 @@ class TaskDriver:
     """Runs pipelines: a task starts one, replies advance it, its return value is sent."""
 
     def __init__(
-        self, worker_id: int, settings: Settings, strategy: Strategy, send: Callable[[Any], None]
+        self, worker_id: int, settings: Settings, strategy: Strategy, send: Callable[[Any], None],
+        beat: Beat | None = None,
     ) -> None:
         self.worker_id = worker_id
         self.settings = settings
         self.strategy = strategy
         self.send = send
+        self.beat = beat  # the supervisor's view of which step runs (None in a test)
         self.ids = request_ids()
         self.by_request: dict[int, _Active] = {}
 
@@ -90,9 +93,21 @@ class TaskDriver:
         if all(rid in active.got for rid in active.waiting):
             self._advance(active, tuple(active.got[rid] for rid in active.waiting))
 
+    def _step(self, active: _Active, replies: tuple[Reply, ...] | None) -> tuple[Any, ...]:
+        """One step of a pipeline (the strategy's code runs here), marked in the beat so a
+        step that never returns is seen from outside."""
+        beat = self.beat
+        if beat is not None:
+            beat.begin(active.task.symbol)
+        try:
+            return next(active.gen) if replies is None else active.gen.send(replies)
+        finally:
+            if beat is not None:
+                beat.end()
+
     def _advance(self, active: _Active, replies: tuple[Reply, ...] | None) -> None:
         try:
-            requests = next(active.gen) if replies is None else active.gen.send(replies)
+            requests = self._step(active, replies)
         except StopIteration as done:
             self._finish(done.value)
             return
@@ -162,7 +177,8 @@ def receiver(inbox: Any) -> Callable[[], Any]:
 
 
 def worker_main(
-    worker_id: int, inbox: Any, outbox: Any, settings: Settings, forward_logs: bool = False
+    worker_id: int, inbox: Any, outbox: Any, settings: Settings, forward_logs: bool = False,
+    beat: Beat | None = None,
 ) -> None:
     """The process target. Channels are arguments, so a test can drive it with plain queues."""
     for signum in (signal.SIGINT, signal.SIGTERM):  # the supervisor decides when we stop
@@ -174,7 +190,7 @@ def worker_main(
         root.handlers[:] = [_Forward(send)]
         root.setLevel(settings.logging.level)
     due: list[Any] = []
-    driver = TaskDriver(worker_id, settings, load_strategy(settings), due.append)
+    driver = TaskDriver(worker_id, settings, load_strategy(settings), due.append, beat)
     send(WorkerReady(worker_id, os.getpid()))
     receive = receiver(inbox)
     while True:

@@ -1,7 +1,8 @@
 """One cycle: symbols handed to workers, at most ``max_concurrent_symbols`` at once.
 
 A symbol whose worker died is retried once on another live worker (after a short grace, so
-two workers dying together are both noticed first), then reported failed; when the
+two workers dying together are both noticed first), then reported failed; the symbol a worker
+was killed for being stuck on fails at once (a retry would only get another stuck); when the
 deadline passes, whatever has not reported is failed with "deadline". Late results of an
 ended cycle are recognised by their cycle id and dropped, so a cycle never hangs.
 """
@@ -94,7 +95,9 @@ class CycleRun:
                 continue
             del self.inflight[symbol]
             task = entry[1]
-            if task.attempt == 1:
+            if symbol == handle.stuck_symbol:  # a retry would only get another worker stuck
+                self._fail(symbol, f"worker {handle.worker_id} {handle.killed_for}: killed")
+            elif task.attempt == 1:
                 log.warning("retrying %s after worker %s died", symbol, handle.worker_id,
                             extra={"event": "symbol_retry", "symbol": symbol})
                 self.pending.appendleft(replace(task, attempt=2))

@@ -320,6 +320,10 @@ class Supervisor:
     def _on_death(self, handle: WorkerHandle, failure: str | None) -> None:
         if self.cycle is not None:
             self.cycle.on_worker_death(handle)
+        if handle.killed_for is not None and self.pool.hangs > 1:  # once is logged; again
+            self.alerter.send_once("worker_stuck", "worker_stuck",  # is worth a look
+                                   f"{self.pool.hangs} workers killed for being stuck in this "
+                                   f"run; the latest {handle.killed_for}")
         if failure is not None:
             log.error("stopping: %s", failure, extra={"event": "boot_failure"})
             self.exit_code = exitcodes.HALTED

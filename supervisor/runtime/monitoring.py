@@ -82,6 +82,8 @@ class MonitorLoop:
                         "requests_failed_total": self.service.failed,
                         "serving_busy_s_total": round(self.service.busy_s, 3),
                         "worker_respawns_total": self.pool.respawns,
+                        "worker_hangs_total": self.pool.hangs,
+                        "worker_retired_total": self.pool.retired,
                         "alerts_dropped_total": self.alerter.stats()["dropped"],
                         "monitor_errors_total": self.errors})
         return processes, buffers

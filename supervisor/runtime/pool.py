@@ -6,6 +6,8 @@
     on_message(msg)  <- loop.add_reader <- channel[wid] (pipe) <- that worker only:
     on_log(record)   <-                                          results, requests, logs
     on_death(handle, failure) <- loop.add_reader(process.sentinel)  (readable once it ends)
+    _watch (a timer)  <- each worker's Beat (shared memory): stuck on a step -> killed;
+                         past workers.max_tasks_per_worker -> retired (liveness.py)
 
 No channel is shared between workers: a worker killed while it writes (even mid-message)
 cannot hold a lock another worker needs, so it costs at most its own in-flight symbols; its
@@ -13,6 +15,11 @@ torn message is dropped with the channel. Workers are started with an explicit `
 context, so none inherits the broker's socket or the event loop. A worker id is never
 reused: a respawned worker gets a new one, so a late reply meant for a dead worker can be
 recognised and dropped.
+
+A worker that is alive but stuck (a strategy's endless loop on one symbol) is killed by the
+watchdog and goes down the same death path: the symbol it was stuck on fails, its other
+symbols are retried once. Such kills, and workers retired after their share of tasks, are not
+counted against ``max_respawns_per_minute``: their cause is known and costs one symbol.
 """
 
 from __future__ import annotations
@@ -30,8 +37,16 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from common.config import Settings
-from common.messages import Stop, bundled, unbundled
+from common.messages import Stop, SymbolTask, bundled, unbundled
 from supervisor.runtime.channels import ChannelBroken, FrameReader, FrameWriter
+from supervisor.runtime.liveness import (
+    StepWatch,
+    due_for_retirement,
+    overfull,
+    stuck_on,
+    watch_interval,
+)
+from workers.beat import Beat
 from workers.main import worker_main
 
 log = logging.getLogger("supervisor.runtime.pool")
@@ -48,9 +63,16 @@ class WorkerHandle:
     inbox: Any  # a FrameWriter on the write end of the worker's inbox pipe (put, qsize)
     channel: Any  # the read end of this worker's own pipe
     reader: FrameReader
+    beat: Beat
     ready: bool = False
     inflight: set[str] = field(default_factory=set)  # symbols of the current cycle
     outgoing: list[Any] = field(default_factory=list)  # due this pass of the loop, in order
+    tasks: int = 0  # symbol tasks sent to it
+    retiring: bool = False  # no new symbols: stopped once its own are done
+    stop_sent: bool = False
+    killed_for: str | None = None  # why the watchdog killed it
+    stuck_symbol: str | None = None  # the symbol it was stuck on: failed, never retried
+    watch: StepWatch = field(default_factory=StepWatch)
 
     @property
     def pid(self) -> int | None:
@@ -76,6 +98,8 @@ class WorkerPool:
         self.ctx: Any = multiprocessing.get_context(context)
         self.workers: dict[int, WorkerHandle] = {}
         self.respawns = 0
+        self.hangs = 0  # workers killed for a stuck step or an inbox they did not read
+        self.retired = 0  # workers replaced after workers.max_tasks_per_worker tasks
         self.torn_messages = 0  # channels that ended mid-message (a worker killed writing)
         self.stopping = False
         self._ids = itertools.count(1)
@@ -89,6 +113,7 @@ class WorkerPool:
         self._loop = loop
         for _ in range(self.settings.workers.count):
             self._spawn()
+        loop.call_later(watch_interval(self.settings.workers.step_timeout_s), self._watch)
 
     async def wait_ready(self, timeout_s: float) -> None:
         try:
@@ -102,9 +127,10 @@ class WorkerPool:
         worker_id = next(self._ids)
         inbox_end, inbox_writer = self.ctx.Pipe(duplex=False)
         channel, writer = self.ctx.Pipe(duplex=False)
+        beat = Beat(self.ctx)
         process = self.ctx.Process(
             target=worker_main,
-            args=(worker_id, inbox_end, writer, self.settings, True),
+            args=(worker_id, inbox_end, writer, self.settings, True, beat),
             name=f"worker-{worker_id}",
             daemon=True,
         )
@@ -113,7 +139,8 @@ class WorkerPool:
         inbox_end.close()  # and the only read end of its inbox: its death breaks our writes
         inbox = FrameWriter(os.dup(inbox_writer.fileno()), self._loop)  # the fd is its own
         inbox_writer.close()
-        handle = WorkerHandle(worker_id, process, inbox, channel, FrameReader(channel.fileno()))
+        handle = WorkerHandle(worker_id, process, inbox, channel, FrameReader(channel.fileno()),
+                              beat)
         self.workers[worker_id] = handle
         self._loop.add_reader(channel.fileno(), self._drain, handle)
         self._loop.add_reader(process.sentinel, self._reap, worker_id)
@@ -141,6 +168,7 @@ class WorkerPool:
                 self.on_log(message)
             else:
                 self.on_message(message)
+        self._release_if_done(handle)  # a retiring worker's last result: stop it now
         if handle.reader.eof:
             if handle.reader.torn:
                 self.torn_messages += 1
@@ -160,7 +188,8 @@ class WorkerPool:
     def ready_workers(self) -> list[WorkerHandle]:
         """Ready and alive: when two workers die together, the first one's symbols must not
         be "retried" on the second before its death has been noticed."""
-        return [w for w in self.workers.values() if w.ready and w.process.is_alive()]
+        return [w for w in self.workers.values()
+                if w.ready and not w.retiring and w.process.is_alive()]
 
     def mark_ready(self, worker_id: int) -> None:
         if worker_id in self.workers:
@@ -178,12 +207,60 @@ class WorkerPool:
         if not handle.outgoing:
             self._loop.call_soon(self._flush, handle)
         handle.outgoing.append(message)
+        if isinstance(message, SymbolTask):
+            handle.tasks += 1
+            if not handle.retiring and due_for_retirement(
+                    handle.tasks, self.settings.workers.max_tasks_per_worker):
+                self._retire(handle)
         return True
 
     def _flush(self, handle: WorkerHandle) -> None:
         messages, handle.outgoing = handle.outgoing, []
         if messages:
             handle.inbox.put(bundled(messages))
+
+    # --- the watchdog: stuck workers killed, retired ones stopped -----------------------------
+
+    def _watch(self) -> None:
+        if self.stopping or self._loop is None:
+            return
+        timeout_s = self.settings.workers.step_timeout_s
+        now = time.monotonic()
+        for handle in list(self.workers.values()):
+            if handle.killed_for is not None:
+                continue  # its death is on its way
+            seq, symbol = handle.beat.read()
+            stuck = stuck_on(handle.watch, seq, symbol, now, timeout_s)
+            if stuck is not None:
+                self._kill(handle, f"stuck for over {timeout_s:g}s on {stuck} "
+                           "(workers.step_timeout_s)", stuck)
+            elif overfull(handle.inbox.qsize()):
+                self._kill(handle, f"not reading its inbox ({handle.inbox.qsize()} messages "
+                           "waiting)", symbol)
+            else:
+                self._release_if_done(handle)  # its symbols ended with a cycle's deadline
+        self._loop.call_later(watch_interval(timeout_s), self._watch)
+
+    def _release_if_done(self, handle: WorkerHandle) -> None:
+        if handle.retiring and not handle.inflight and not handle.stop_sent:
+            handle.stop_sent = True
+            self.send(handle.worker_id, Stop())
+
+    def _kill(self, handle: WorkerHandle, reason: str, symbol: str | None) -> None:
+        handle.killed_for, handle.stuck_symbol = reason, symbol
+        log.error("worker %s (pid %s) %s: killed and replaced", handle.worker_id, handle.pid,
+                  reason, extra={"event": "worker_stuck", "worker": handle.worker_id,
+                                 "symbol": symbol, "reason": reason})
+        handle.process.kill()
+
+    def _retire(self, handle: WorkerHandle) -> None:
+        """No new symbol for it; a fresh worker beside it; stopped once its own are done."""
+        handle.retiring = True
+        self.retired += 1
+        log.info("worker %s retires after %d tasks (workers.max_tasks_per_worker)",
+                 handle.worker_id, handle.tasks,
+                 extra={"event": "worker_retiring", "worker": handle.worker_id})
+        self._spawn()
 
     # --- death and respawn -------------------------------------------------------------------
 
@@ -199,12 +276,23 @@ class WorkerPool:
         handle.process.join(timeout=1)
         if self.stopping:
             return
+        if handle.retiring and handle.stop_sent and handle.killed_for is None:
+            log.info("worker %s retired (pid %s)", worker_id, handle.pid,
+                     extra={"event": "worker_retired", "worker": worker_id})
+            return  # its replacement is running already, and it held no symbol
+        if handle.killed_for is not None:
+            self.hangs += 1  # said when it was killed; a known cause, not a crash
+            if not handle.retiring:
+                self.respawns += 1
+                self._spawn()
+            self.on_death(handle, None)
+            return
         log.error("worker %s (pid %s) died with exit code %s", worker_id, handle.pid,
                   handle.process.exitcode,
                   extra={"event": "worker_died", "worker": worker_id,
                          "exitcode": handle.process.exitcode})
         failure = self._respawn_refused()
-        if failure is None:
+        if failure is None and not handle.retiring:  # a retiring one's successor runs
             self.respawns += 1
             self._spawn()
         self.on_death(handle, failure)
