@@ -9,16 +9,15 @@ import signal
 import sqlite3
 import subprocess
 import sys
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import pytest
 
 from tests.conftest_sim import write_scenario
 from tests.external_sim import ExternalSim, bot, bot_env, wait_for
-from tests.sessions import TUESDAY_MORNING
+from tests.sessions import TUESDAY_1500, TUESDAY_CLOSE, TUESDAY_MORNING
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.slow,
               pytest.mark.timeout(240)]
@@ -29,7 +28,7 @@ ibkr:
   account: DU1234567
 """
 # Tuesday afternoon ET: entries until 15:45, then the close, after which nothing fills
-LATE_TUESDAY = datetime(2026, 12, 1, 15, 30, tzinfo=ZoneInfo("America/New_York"))
+LATE_TUESDAY = TUESDAY_1500.replace(minute=30)
 
 
 def journal_rows(journal: Path, sql: str) -> list[tuple[object, ...]]:
@@ -41,11 +40,14 @@ def journal_rows(journal: Path, sql: str) -> list[tuple[object, ...]]:
 
 
 def live_cycles(tmp_path: Path, settings: str, start: datetime, rate: float, cycles: int = 20,
-                interval_s: float = 0.3, entry_timeout_s: float = 300) -> tuple[
+                interval_s: float = 0.3, entry_timeout_s: float = 300,
+                until: datetime | None = None) -> tuple[
                            Path, subprocess.CompletedProcess[str], dict[str, Any]]:
     """A live run of ``cycles`` on a simulator of its own, pinned at ``start`` and ``rate``
     (prices move once a sim minute), regular hours off (cycles go on after the close); the
-    settings file, the run and the simulator's final stats."""
+    settings file, the run and the simulator's final stats. With ``until``, the run goes on
+    until a cycle has ended at that session instant (whatever the machine's speed), then is
+    stopped with SIGTERM."""
     config = tmp_path / "live.yaml"
     live = LIVE.replace("mode: live\n", f"mode: live\n  entry_timeout_s: {entry_timeout_s}\n")
     config.write_text(live + settings + "schedule:\n  regular_hours_only: false\n")
@@ -53,23 +55,46 @@ def live_cycles(tmp_path: Path, settings: str, start: datetime, rate: float, cyc
                               clock={"rate": rate, "market_step_s": 60},
                               market_data={"stream_interval_s": 1.0})
     with ExternalSim(tmp_path, scenario) as sim:
-        done = bot(tmp_path, "run", *sim.args, "--config", str(config), "--live",
-                   "--cycles", str(cycles), "--interval", str(interval_s))
+        args = ["run", *sim.args, "--config", str(config), "--live", "--interval",
+                str(interval_s)]
+        if until is None:
+            done = bot(tmp_path, *args, "--cycles", str(cycles))
+        else:
+            done = bot_until(tmp_path, [*args, "--cycles", "0"], until)
         stats = sim.stop()
     assert done.returncode == 0, done.stderr[-3000:]
     return config, done, stats
 
 
+def bot_until(home: Path, args: list[str], until: datetime) -> subprocess.CompletedProcess[str]:
+    """``run`` until its journal holds a cycle that ended at ``until`` on the session clock,
+    then SIGTERM (a stop: the last fills are booked) and the finished run."""
+    journal = home / "var" / "journal-sim.sqlite"
+    err = home / "bot.stderr"
+    with err.open("w") as stderr:
+        proc = subprocess.Popen([sys.executable, "-m", "supervisor", *args], cwd=home,
+                                env=bot_env(home), stdout=subprocess.DEVNULL, stderr=stderr,
+                                text=True)
+        try:
+            wait_for(lambda: proc.poll() is not None or journal.exists() and journal_rows(
+                journal, f"SELECT 1 FROM cycles WHERE ended_ts >= {until.timestamp()}"),
+                150, f"a cycle ended at {until:%H:%M} session time")
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            code = proc.wait(timeout=60)
+    return subprocess.CompletedProcess(args, code, "", err.read_text())
+
+
 def test_a_live_session_keeps_the_caps_at_the_broker_and_reports_what_the_account_holds(
         tmp_path: Path) -> None:
     # Given caps of 5 contracts per symbol (one position per direction off, so the caps
-    # alone hold the line), exits tight enough to fill within the session
-    # (30 cycles from 15:00 at 200x: the entry window, then past the close, where nothing
-    # fills and the account holds still for the comparison)
+    # alone hold the line), exits tight enough to fill within the session, a session from
+    # 15:00 at 200x: the entry window, then the close, after which nothing fills and the
+    # account holds still for the comparison; the bot stopped once a cycle ended past it
     config, _done, stats = live_cycles(
         tmp_path, "risk:\n  max_position_per_symbol: 5\n  one_position_per_direction: false\n"
         "options:\n  take_profit_pct: 10\n  stop_loss_pct: 10\n",
-        LATE_TUESDAY.replace(minute=0), 200, cycles=30, interval_s=0.5)
+        TUESDAY_1500, 200, interval_s=0.5, until=TUESDAY_CLOSE + timedelta(minutes=5))
     # Then the broker never held more than 5 of any underlying, and orders did go out
     assert stats["peak_long_options"] and max(stats["peak_long_options"].values()) <= 5
     assert sum(stats["orders_by_ref"].values()) >= 6
