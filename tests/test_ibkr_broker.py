@@ -156,7 +156,10 @@ def test_quote_has_finite_prices_and_leaves_nothing_behind(sim: ThreadedSim) -> 
     assert q.symbol == "SPY"
     for price in (q.bid, q.ask, q.last, q.close):
         assert math.isfinite(price) and 500 < price < 900
-    assert q.bid < q.ask and q.volume > 0 and abs(q.ts - sim.now()) < 10
+    assert q.bid < q.ask and abs(q.ts - sim.now()) < 10
+    # a stock's volume is not waited for (no decision reads it): its tick may come in a read
+    # after the prices' (the sim's thread preempted between the two, on a busy machine)
+    assert math.isnan(q.volume) or q.volume > 0
 
 
 def test_quote_quirks_come_through_unsanitised(sim: ThreadedSim) -> None:
@@ -706,22 +709,25 @@ def test_a_partly_filled_take_profit_shrinks_the_stop_by_as_much() -> None:
         intent = OrderIntent(intent_id, 1, "SPY", contract, Signal.BUY,
                              entry_limit=round(q.ask + 0.5, 2), take_profit=round(q.bid * 0.5, 2),
                              stop_loss=0.05, premium=q.ask, confidence=0.5, reasons=())
-        _entry, tp_id, sl_id = (await broker.place_bracket(intent, 5, ACCOUNT)).order_ids
         seen: list[tuple[float, float]] = []  # (take-profit filled, stop quantity)
 
         def sold() -> float:
             return sum(f.shares for f in broker.fills()
                        if f.order_ref == intent_id and f.side == "SLD")
 
-        async def watch() -> None:
-            while sold() < 5:
-                stops = [o.quantity for o in broker.open_orders() if o.order_id == sl_id]
-                if stops:
-                    seen.append((sold(), stops[0]))
-                await asyncio.sleep(0.01)
+        def stop_sent(trade: Any) -> None:
+            """At each of the stop's openOrder messages, what the broker shows: the fills
+            whose messages came before it, and the stop's size (a poll between an execution
+            and the resize that follows it would see the one without the other)."""
+            if trade.order.orderRef == intent_id and trade.order.orderType == "STP":
+                seen.extend((sold(), o.quantity) for o in broker.open_orders()
+                            if o.order_id == trade.order.orderId)
 
-        await asyncio.wait_for(watch(), 10)
+        broker.ib.openOrderEvent += stop_sent
+        _entry, tp_id, sl_id = (await broker.place_bracket(intent, 5, ACCOUNT)).order_ids
+        await wait_until(lambda: sold() >= 5, 10)
         await wait_until(lambda: not any(o.order_id == sl_id for o in broker.open_orders()))
+        broker.ib.openOrderEvent -= stop_sent
         return seen, broker.fills(), tp_id
 
     with ThreadedSim(scenario) as sim:
@@ -730,7 +736,8 @@ def test_a_partly_filled_take_profit_shrinks_the_stop_by_as_much() -> None:
     assert sum(f.shares for f in ours if f.side == "BOT") == 5
     assert sum(f.shares for f in ours if f.side == "SLD") == 5
     assert len([f for f in ours if f.side == "SLD"]) >= 2  # the take-profit filled in parts
-    # Then the stop always covered exactly what was still held (OCA type 2: reduce), and it
-    # saw at least one partial state in between
-    assert all(stop == 5 - filled for filled, stop in seen if filled < 5)
+    # Then every size the gateway gave the stop covered exactly what was still held (OCA
+    # type 2: reduce), from the whole 5 at placement through the partial fills
+    assert seen[0] == (0, 5)
+    assert all(stop == 5 - filled for filled, stop in seen)
     assert any(0 < filled < 5 for filled, _stop in seen)

@@ -17,10 +17,12 @@ import pytest
 
 from common.calendar import trading_day
 from common.config import IBKRSettings
+from common.settings_file import parse_settings
 from supervisor.broker.ibkr import errors
 from supervisor.broker.ibkr.bars import PacingCooldown
 from supervisor.broker.ibkr.broker import IBKRBroker, ib_duration
 from supervisor.broker.ibkr.client import ibi
+from supervisor.broker.ibkr.marketdata import missing, option_fields
 from supervisor.broker.ibkr.orders import Orders
 from supervisor.broker.ibkr.requests import IBKRRequestError, request_error
 from supervisor.runtime.clock import PinnedClock
@@ -285,3 +287,31 @@ def test_an_execution_without_a_time_is_stamped_on_the_broker_session_clock() ->
     # Then it is stamped now on the session clock the broker was given, not at its receipt
     (fill,) = _orders_over(ib, TUESDAY_MORNING.timestamp()).fills()
     assert fill.ts == TUESDAY_MORNING.timestamp() and fill.commission is None
+
+
+# --- when an option quote is complete ---------------------------------------------------------
+
+
+def test_an_option_quote_waits_for_its_volume_only_when_the_intent_step_reads_it() -> None:
+    # Given an option snapshot whose bid, ask and greeks are in, its volume tick not yet
+    ticker = ibi.Ticker(bid=1.00, ask=1.10, modelGreeks=object())
+    reads_volume = IBKRBroker(parse_settings(
+        {"ibkr": {"port": 1}, "options": {"min_volume": 10}}, "test", environ={}))
+    needs = reads_volume._market._option_needs
+    # Then without options.min_volume it is complete; with it, the volume is still to come
+    assert missing(ticker, option_fields(0)) == []
+    assert missing(ticker, needs) == ["volume"]
+
+    async def wait() -> tuple[bool, bool]:
+        future = asyncio.get_running_loop().create_future()
+        waiting = asyncio.create_task(
+            reads_volume._market._until_complete(future, ticker, needs))
+        await asyncio.sleep(0)
+        still_waiting = not waiting.done()
+        # When the volume tick arrives in a later read
+        ticker.volume = 25.0
+        ticker.updateEvent.emit(ticker)
+        return still_waiting, await asyncio.wait_for(waiting, 5)
+
+    # Then the quote waited for it, and is complete (not ended) once it is in
+    assert asyncio.run(wait()) == (True, False)

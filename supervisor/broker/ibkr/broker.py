@@ -55,7 +55,7 @@ from supervisor.broker.ibkr.bars import BarHistory, ib_duration
 from supervisor.broker.ibkr.client import ibi
 from supervisor.broker.ibkr.contracts import Contracts
 from supervisor.broker.ibkr.link import Link
-from supervisor.broker.ibkr.marketdata import MarketData
+from supervisor.broker.ibkr.marketdata import MarketData, option_fields
 from supervisor.broker.ibkr.orders import Orders
 from supervisor.broker.ibkr.pacing import PacingGovernor
 from supervisor.broker.ibkr.requests import IBKRRequestError, Requests
@@ -84,7 +84,8 @@ class IBKRBroker:
         self._requests = Requests(self._link)
         self._contracts = Contracts(self._link, self._requests, cfg, tz=tz, now=now)
         self._market = MarketData(self._link, self._requests, self._contracts, self.pacer,
-                                  cfg, now=now)
+                                  cfg, now=now,
+                                  option_needs=option_fields(settings.options.min_volume))
         self._bars = BarHistory(self._link, self._requests, self._contracts, cfg, tz=tz,
                                 now=now)
         self._orders = Orders(self._link, self._requests, self._contracts, cfg, now=now)

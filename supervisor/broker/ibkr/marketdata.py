@@ -2,7 +2,9 @@
 
 IBKR sends a snapshot's data within tens of milliseconds but its ``tickSnapshotEnd`` only
 about 11 s after the request. So a quote is complete as soon as the fields the decision
-needs are in (bid/ask/last/close for a stock; bid/ask and model greeks for an option). Its
+needs are in (bid/ask/last/close for a stock; bid/ask and model greeks for an option, and
+its volume when ``options.min_volume`` has the intent step read it); the rest is what came
+with them (the ticks of one snapshot can arrive in several reads: a stock's volume may). Its
 line then goes back as early as the budgets allow: while a third of the lines are free, the
 snapshot is left to end by itself (no message spent; the pace, 50 msg/s, is the scarcer
 budget); when lines run short it is cancelled at once (one message, the line back now). A
@@ -50,14 +52,15 @@ class MarketData:
     """Quotes from snapshots; see the module docstring."""
 
     def __init__(self, link: Link, requests: Requests, contracts: Contracts,
-                 pacer: PacingGovernor, cfg: IBKRSettings, *,
-                 now: Callable[[], float]) -> None:
+                 pacer: PacingGovernor, cfg: IBKRSettings, *, now: Callable[[], float],
+                 option_needs: Sequence[str] = OPTION_FIELDS) -> None:
         self._link = link
         self._requests = requests
         self._contracts = contracts
         self._pacer = pacer
         self._cfg = cfg
         self._now = now
+        self._option_needs = tuple(option_needs)
 
     async def quote(self, symbol: str) -> Quote:
         stock = await self._contracts.stock(symbol)
@@ -91,7 +94,7 @@ class MarketData:
 
     async def _option_quote(self, oc: OptionContract) -> OptionQuote:
         contract = await self._contracts.tradable(oc)
-        t = await self._quote(contract, f"option {oc.key}", OPTION_FIELDS)
+        t = await self._quote(contract, f"option {oc.key}", self._option_needs)
         g = t.modelGreeks
         iv = delta = gamma = vega = theta = und = NAN
         if g is not None:
@@ -272,6 +275,13 @@ class MarketData:
 
     def stats(self) -> dict[str, float]:
         return {"live_tickers": float(len(self._link.ib.wrapper.tickers))}
+
+
+def option_fields(min_volume: int) -> tuple[str, ...]:
+    """What an option quote waits for: bid, ask and model greeks, and its volume when the
+    intent step reads it (``options.min_volume`` > 0): a quote taken before its volume
+    tick would refuse the option for a volume that was on its way."""
+    return (*OPTION_FIELDS, "volume") if min_volume > 0 else OPTION_FIELDS
 
 
 def _kind(snapshot: bool) -> str:
