@@ -31,6 +31,17 @@ class ConnectionLost(BrokerError):
     """The connection to the gateway is down; the supervisor waits for the reconnect."""
 
 
+class GatewayUnavailable(BrokerError):
+    """A connect found no gateway ready to talk: nothing listening, no answer, the connection
+    closed unanswered, or an answer but not ready (not logged in yet). Waiting can fix it:
+    ``run`` probes again on the reconnect policy; other commands fail at once."""
+
+
+class NotAGateway(BrokerError):
+    """The port answered with something that is not the TWS API (an HTTP server, another
+    program): waiting cannot fix it, so even ``run`` stops at once."""
+
+
 class OrderRejected(BrokerError):
     """The gateway refused an order: its error code and text (201 and the reason, say)."""
 

@@ -5,6 +5,11 @@ reconnect loop (Backoff, then the CircuitBreaker), the gateway's error and disco
 the link state of 1100/1101/1102, the pacing of every send, request ids, background tasks and
 the counters all layers add to. The layers above ask ``pace`` before they send and ``spawn``
 what must outlive a call, so ``disconnect`` can cancel it.
+
+A failed connect says whether waiting can fix it (``GatewayUnavailable``) or not
+(``NotAGateway``, client ids all in use): see handshake.py; ``run`` waits only for the first.
+A close by the gateway or a foreign answer ends the attempt at once, not at
+``connect_timeout_s``.
 """
 
 from __future__ import annotations
@@ -16,9 +21,10 @@ from collections.abc import Coroutine
 from typing import Any
 
 from common.config import IBKRSettings
-from supervisor.broker.base import BrokerError, ConnectionLost
+from supervisor.broker.base import BrokerError, ConnectionLost, GatewayUnavailable
 from supervisor.broker.ibkr import errors
 from supervisor.broker.ibkr.client import ibi
+from supervisor.broker.ibkr.handshake import ANSWER_BYTES, NOT_API, connect_error, handshake_answer
 from supervisor.broker.ibkr.pacing import Backoff, CircuitBreaker, PacingGovernor
 
 # The adapter's one logger, as before it was split into layers: log filters keep working.
@@ -51,6 +57,7 @@ class Link:
         self.ib.errorEvent += self._on_error
         self.ib.disconnectedEvent += self._on_disconnected
         self.ib.client.conn.hasData += self._on_bytes
+        self.ib.client.conn.disconnected += self._on_socket_closed
         self.client_id: int | None = None
         self._placed_under: int | None = None  # the client id of the first connection
         self.accounts: list[str] = []
@@ -58,6 +65,9 @@ class Link:
         self._state = "new"  # new | connecting | connected | reconnecting | closed
         self._link_up = True  # False between error 1100 and 1101/1102
         self._id_rejected = asyncio.Event()
+        self._attempt_over = asyncio.Event()  # closed, or a foreign answer, mid-handshake
+        self._answer = bytearray()  # the first bytes the current connect received
+        self._connecting: asyncio.Future[Any] | None = None  # the library's connect, running
         self._connect_lock = asyncio.Lock()
         self._watched: dict[int, list[int]] = {}  # our reqIds -> codes seen on them
         self.data_type = cfg.market_data_type  # what is asked for (delayed after a fallback)
@@ -123,6 +133,8 @@ class Link:
 
     async def _connect_once(self, client_id: int) -> None:
         self._id_rejected.clear()
+        self._attempt_over.clear()
+        self._answer = bytearray()
         self._link_up = True
         conn = self.ib.client.conn
         self._sent_base += conn.numMsgSent
@@ -130,50 +142,37 @@ class Link:
         await self.pacer.acquire(CONNECT_MESSAGES)
         connecting = asyncio.ensure_future(self.ib.connectAsync(
             self.cfg.host, self.cfg.port, clientId=client_id, timeout=self.cfg.connect_timeout_s))
+        self._connecting = connecting
         rejected = asyncio.ensure_future(self._id_rejected.wait())
+        over = asyncio.ensure_future(self._attempt_over.wait())
         try:
-            await asyncio.wait({connecting, rejected}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({connecting, rejected, over}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in (connecting, rejected):
+            for task in (connecting, rejected, over):
                 task.cancel()
             # ib_insync's cleanup may itself raise (disconnect before "ready"): collected here
-            outcome = (await asyncio.gather(connecting, rejected, return_exceptions=True))[0]
+            outcome = (await asyncio.gather(connecting, rejected, over,
+                                            return_exceptions=True))[0]
+            self._connecting = None
         if self._id_rejected.is_set() or isinstance(outcome, BaseException):
             self.ib.client.disconnect()
             if self._id_rejected.is_set():
                 raise _ClientIdInUse(f"client id {client_id} in use")
-            raise self._connect_error(outcome) from None
+            raise connect_error(outcome, self.where(), self.cfg.connect_timeout_s,
+                                bytes(self._answer), self._attempt_over.is_set()) from None
         self.client_id = client_id
         if self._placed_under is None:
             self._placed_under = client_id
         self.accounts = list(self.ib.managedAccounts())
         await self._apply_market_data_type()
         if not self.ib.isConnected():  # dropped while we were finishing: no event will come
-            raise BrokerError(f"the connection to {self.where()} dropped right after connecting")
+            raise GatewayUnavailable(
+                f"the connection to {self.where()} dropped right after connecting")
         self.breaker.success()
         self.generation += 1  # reqIds start over: what names an older one must not send
         log.info("connected to %s as client id %d; accounts %s; market data %s",
                  self.where(), client_id, ",".join(self.accounts), self.cfg.market_data_type,
                  extra={"event": "broker_connected", "client_id": client_id})
-
-    def _connect_error(self, exc: BaseException) -> BrokerError:
-        where = self.where()
-        if isinstance(exc, ConnectionRefusedError):
-            return BrokerError(
-                f"cannot connect to IB Gateway/TWS at {where}: nothing listening there "
-                "(connection refused); start the gateway with the API enabled or fix "
-                "ibkr.host / ibkr.port (IB Gateway paper 4002, live 4001; TWS paper 7497, "
-                "live 7496)")
-        if isinstance(exc, TimeoutError):
-            return BrokerError(
-                f"IB Gateway/TWS at {where} did not finish the API handshake within "
-                f"{self.cfg.connect_timeout_s:g}s (not logged in yet, or 127.0.0.1 not a "
-                "trusted API client?)")
-        if isinstance(exc, asyncio.CancelledError):
-            return BrokerError(f"connecting to {where} was cancelled")
-        if isinstance(exc, OSError):
-            return BrokerError(f"cannot connect to {where}: {exc.strerror or exc}")
-        return BrokerError(f"connecting to {where} failed: {type(exc).__name__}: {exc}")
 
     def where(self) -> str:
         return f"{self.cfg.host}:{self.cfg.port}"
@@ -266,6 +265,19 @@ class Link:
 
     def _on_bytes(self, data: bytes) -> None:
         self._bytes_in += len(data)
+        if len(self._answer) < ANSWER_BYTES:  # a connect's first bytes: is it the TWS API?
+            self._answer += data[:ANSWER_BYTES - len(self._answer)]
+            if handshake_answer(bytes(self._answer)) == NOT_API:
+                self._attempt_over.set()
+
+    def _on_socket_closed(self, _message: str) -> None:
+        """The gateway closing the socket while the library connects ends the attempt at once.
+        Not so our own closes: the library's after its timeout comes once its connect is over,
+        and the previous socket's, which it awaits before opening the next, comes before
+        anything is sent on the new one (``numMsgSent`` is 0 then)."""
+        running = self._connecting is not None and not self._connecting.done()
+        if running and self.ib.client.conn.numMsgSent:
+            self._attempt_over.set()
 
     # --- what the layers above send with -----------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""Pacing: how fast the broker may talk to the gateway, and how often it may try to connect.
+"""Pacing: how fast the broker may talk to the gateway.
 
     IBKRBroker request --> PacingGovernor.acquire(n) --> ib_insync client --> gateway
                            |  sliding 1 s window: at most floor(max_messages_per_s) messages
@@ -7,6 +7,7 @@
                            +- line(): at most max_lines market-data requests in flight
 
     reconnect loop --> Backoff.delay(attempt) --> CircuitBreaker.allow(now)?
+                       (supervisor/broker/retry.py, imported here for the link)
 
 IBKR disconnects a client that sends more than 50 messages in a second and refuses market
 data beyond the account's lines (100 by default). Both are bugs on our side, never conditions
@@ -39,12 +40,12 @@ import asyncio
 import bisect
 import contextlib
 import math
-import random
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from common.config import PACING_SLOT_SHARE
+from supervisor.broker.retry import Backoff, CircuitBreaker
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
@@ -52,6 +53,7 @@ WINDOW_S = 1.0
 CATCH_UP_S = 0.25  # how far back a late waiter may claim a missed slot
 BURST_WINDOW_S = 0.95  # ... and no catching up beyond ceil(0.95 x limit) + 1 in this long
 SPACING = PACING_SLOT_SHARE  # slots per second, as a share of the window's limit
+__all__ = ["Backoff", "CircuitBreaker", "PacingGovernor"]
 
 
 class PacingGovernor:
@@ -167,60 +169,3 @@ class PacingGovernor:
         finally:
             self.release_line()
 
-
-class Backoff:
-    """Exponential delays with jitter: initial * 2**attempt, capped, times (1 +- jitter)."""
-
-    def __init__(self, initial_s: float, max_s: float, jitter: float,
-                 rng: random.Random | None = None) -> None:
-        self.initial_s = initial_s
-        self.max_s = max(max_s, initial_s)
-        self.jitter = jitter
-        self._rng = rng or random.Random()
-
-    def delay(self, attempt: int) -> float:
-        base = min(self.max_s, self.initial_s * 2.0 ** min(max(attempt, 0), 30))
-        return max(0.0, base * (1.0 + self.jitter * self._rng.uniform(-1.0, 1.0)))
-
-
-class CircuitBreaker:
-    """After ``failures`` connects in a row fail, stop trying for ``cooldown_s``, then let
-    one probe through: its success closes the circuit, its failure opens it again."""
-
-    CLOSED, OPEN, HALF_OPEN = 0, 1, 2
-    NAMES = {CLOSED: "closed", OPEN: "open", HALF_OPEN: "half_open"}
-
-    def __init__(self, failures: int, cooldown_s: float, clock: Clock = time.monotonic) -> None:
-        self.threshold = max(1, failures)
-        self.cooldown_s = cooldown_s
-        self._clock = clock
-        self.failures = 0
-        self._state = self.CLOSED
-        self._opened_at = 0.0
-        self.opened_total = 0
-
-    @property
-    def state(self) -> int:
-        if self._state == self.OPEN and self._clock() - self._opened_at >= self.cooldown_s:
-            self._state = self.HALF_OPEN
-        return self._state
-
-    def allow(self) -> bool:
-        return self.state != self.OPEN
-
-    def remaining_s(self) -> float:
-        if self.state != self.OPEN:
-            return 0.0
-        return max(0.0, self._opened_at + self.cooldown_s - self._clock())
-
-    def success(self) -> None:
-        self.failures = 0
-        self._state = self.CLOSED
-
-    def failure(self) -> None:
-        self.failures += 1
-        if self.state == self.HALF_OPEN or self.failures >= self.threshold:
-            if self._state != self.OPEN:
-                self.opened_total += 1
-            self._state = self.OPEN
-            self._opened_at = self._clock()
