@@ -1,4 +1,5 @@
-"""The bot's clocks (supervisor/runtime/clock.py): the stub's simulated clock, the wall clock.
+"""The bot's clocks (supervisor/runtime/clock.py): the stub's simulated clock, the wall clock,
+the clock file of a simulator started after the bot.
 
 The pinned clock that follows the simulated gateway is tested in test_gateway_sim_clock.py.
 """
@@ -6,11 +7,13 @@ The pinned clock that follows the simulated gateway is tested in test_gateway_si
 from __future__ import annotations
 
 import asyncio
+import json
+import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from supervisor.runtime.clock import SimClock, WallClock
+from supervisor.runtime.clock import ClockFile, SimClock, WallClock
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -96,3 +99,21 @@ def test_wall_clock_returns_at_once_when_woken() -> None:
         await WallClock().sleep(3600, wake)
 
     asyncio.run(scenario())
+
+
+# --- ClockFile ---------------------------------------------------------------------------------
+
+
+def test_a_clock_file_not_written_yet_is_followed_once_it_is(tmp_path) -> None:
+    # Given a bot started before its simulator: the clock file is not there yet
+    path = tmp_path / "sim.clock.json"
+    clock = ClockFile(path)
+    assert abs(clock.now() - time.time()) < 5 and clock.rate == 1.0  # the wall, meanwhile
+    # When the simulator writes its session clock (start, rate, monotonic origin)
+    start = ts(2026, 12, 1, 10, 30)
+    path.write_text(json.dumps({"start_ts": start, "rate": 60.0,
+                                "origin_monotonic": time.monotonic() - 1.0}))
+    # Then the bot's clock is the simulator's from then on
+    assert start + 55 < clock.now() < start + 60 * 5 and clock.rate == 60.0
+    path.unlink()
+    assert clock.now() > start  # read once: the session does not vanish with the file

@@ -53,7 +53,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         with broker_session(settings, market, args.scenario, start=args.start,
                             sim_clock=args.sim_clock) as (broker, clock, used):
             code, _ = run_supervisor(used, broker, clock, cli_live=args.live,
-                                     echo=lambda line: print(line, flush=True))
+                                     echo=lambda line: print(line, flush=True),
+                                     wait_for_gateway=True)
             return code
     except MARKET_ERRORS as exc:
         return market_error(exc)

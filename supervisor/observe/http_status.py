@@ -1,7 +1,8 @@
 """The status endpoint on 127.0.0.1 (``monitoring.http_port``; 0 = off, the default).
 
     supervisor loop --publish(Status) after every cycle and every second--> StatusServer
-        GET /healthz  JSON: connected, last cycle age, kill switch (HTTP 503 when unhealthy)
+        GET /healthz  JSON: state, connected, last cycle age, kill switch (HTTP 503 when
+                      unhealthy: also while waiting for the gateway)
         GET /metrics  Prometheus text (prometheus_client): cycles, symbols, the broker's
                       pacing / lines / errors, open positions, day P&L, RSS
 
@@ -33,6 +34,7 @@ class StatusPortError(Exception):
 
 @dataclass(frozen=True)
 class Status:
+    state: str = "starting"  # starting | waiting for gateway | trading
     connected: bool = False
     market_open: bool = False
     halted: bool = False
@@ -51,7 +53,7 @@ class Status:
         age = None if self.last_cycle_mono is None else round(now_mono - self.last_cycle_mono, 1)
         stale = self.market_open and (age is None or age > STALE_AFTER_S)
         healthy = self.connected and not stale
-        return {"healthy": healthy, "connected": self.connected,
+        return {"healthy": healthy, "state": self.state, "connected": self.connected,
                 "market_open": self.market_open, "last_cycle_age_s": age,
                 "cycles": self.cycles, "kill_switch": self.halted,
                 "kill_switch_reason": self.halted_reason}

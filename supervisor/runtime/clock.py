@@ -3,6 +3,7 @@
     WallClock    real runs against a real gateway: the wall clock
     PinnedClock  --sim runs: the simulated gateway's own session clock, followed exactly, so
                  the bot's "now" (trading day, expiries, bar ends) is its gateway's "now"
+    ClockFile    --sim-clock F before that simulator has written F: its clock once it has
     SimClock     the stub: a seeded session replayed without waiting (sleeping jumps ahead)
 
 Deadlines and durations always use ``time.monotonic()``; ``rate`` is market seconds per real
@@ -13,8 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Protocol
 
 
@@ -73,6 +76,39 @@ class PinnedClock:
 
     async def sleep(self, seconds: float, wake: asyncio.Event) -> None:
         await _wait(seconds / self.rate, wake)
+
+
+class ClockFile:
+    """The session clock a simulator writes to ``path`` (its ``--clock-file``), read once the
+    file is there: a bot started before its simulator waits for it like for any gateway, and
+    follows its clock from the first reading on. Until then it is the wall clock, which nothing
+    trades on (no connection yet, no cycle)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.rate = 1.0
+        self._followed: Clock | None = None
+
+    def _clock(self) -> Clock:
+        if self._followed is None:
+            try:
+                description = json.loads(self.path.read_text())
+            except FileNotFoundError:
+                return _WALL
+            except (OSError, ValueError) as exc:
+                raise ValueError(f"the simulator's clock file {self.path}: {exc}") from None
+            self._followed = PinnedClock.follow(description)
+            self.rate = self._followed.rate
+        return self._followed
+
+    def now(self) -> float:
+        return self._clock().now()
+
+    async def sleep(self, seconds: float, wake: asyncio.Event) -> None:
+        await self._clock().sleep(seconds, wake)
+
+
+_WALL = WallClock()
 
 
 class SimClock:

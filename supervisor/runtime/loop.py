@@ -45,6 +45,7 @@ from supervisor.runtime.cycle import (
     log_result,
     symbol_tasks,
 )
+from supervisor.runtime.gateway_wait import connect
 from supervisor.runtime.monitoring import MonitorLoop
 from supervisor.runtime.pool import BootFailure, WorkerHandle, WorkerPool
 from supervisor.runtime.serving import DataService
@@ -52,7 +53,7 @@ from supervisor.runtime.status import (
     StatusFeed,
     heartbeats,
     progress,
-    publish_status,
+    serve_status,
     stopped_text,
     systemd_watchdog,
 )
@@ -78,12 +79,14 @@ class Supervisor:
         mp_context: str = "spawn",
         cli_live: bool = False,
         keep_summaries: int = 100,
+        wait_for_gateway: bool = False,  # `run`: a gateway not there yet is waited for
     ) -> None:
         self.settings = journal_for(settings, broker.name)  # a no-op once the session did it
         self.broker = broker
         self.clock = clock
         self.echo = echo
         self.cli_live = cli_live
+        self.wait_for_gateway = wait_for_gateway
         self.journal: Journal | None = None
         self.desk: Desk | None = None
         # "once a day" is the market's day, which a pinned session keeps apart from the wall's
@@ -168,11 +171,17 @@ class Supervisor:
         """Workers, connection, journal and desk; False if a stop came first (honoured at
         once: a connect to a gateway that does not answer is not waited out)."""
         self.journal = Journal(self.settings.execution.journal_path)
+        # from the start: a wait for the gateway is said on /healthz and to systemd
+        self.http, self._status_task = serve_status(self.settings.monitoring.http_port,
+                                                    self.stop, self.feed)
+        self._watchdog_task = asyncio.ensure_future(systemd_watchdog(self.stop,
+                                                                     self.feed.announced))
         self.pool.start(asyncio.get_running_loop())
         if not await unless_stopped(
                 self.stop, self.pool.wait_ready(self.settings.workers.start_timeout_s)):
             return False
-        if not await unless_stopped(self.stop, self.broker.connect()):
+        if not await connect(self.stop, self.broker, self.settings.ibkr, self.alerter,
+                             self.feed.waiting if self.wait_for_gateway else None):
             return False
         accounts = self.broker.managed_accounts()
         refusal = live_refusal(self.settings, self.cli_live, self.broker.name, accounts)
@@ -193,19 +202,12 @@ class Supervisor:
         self._monitor_task = asyncio.ensure_future(self.watcher.run(self.stop))
         self._heartbeat_task = asyncio.ensure_future(heartbeats(
             self.stop, self.alerter, self.feed.healthy, self.settings.alerts.heartbeat_interval_s))
-        if self.settings.monitoring.http_port:
-            self.http = StatusServer(self.settings.monitoring.http_port)
-            log.info("status endpoint on http://127.0.0.1:%d (/healthz, /metrics)",
-                     self.http.start(), extra={"event": "http_status"})
-            self._status_task = asyncio.ensure_future(publish_status(self.stop, self.http,
-                                                                     self.feed))
         self.cycles_run = self.journal.next_cycle_id() - 1
         where = self.journal.path.resolve()
         log.info("supervisor ready: %d workers, broker %s, mode %s, journal %s",
                  len(self.pool.workers), self.broker.name, executor.mode, where,
                  extra={"event": "ready", "mode": executor.mode, "broker": self.broker.name})
-        notify(f"READY=1\nSTATUS=trading ({executor.mode}) on {self.broker.name}")
-        self._watchdog_task = asyncio.ensure_future(systemd_watchdog(self.stop))
+        self.feed.say("trading", f"trading ({executor.mode}) on {self.broker.name}")
         self.alerter.send("start", f"bot started: broker {self.broker.name}, mode "
                           f"{executor.mode}, {len(self.settings.universe.symbols)} symbols, "
                           f"journal {where}")

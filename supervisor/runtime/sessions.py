@@ -6,6 +6,7 @@
     --broker sim --sim-clock F --port P -> a simulator already running (started with
              ``--clock-file F``): IBKRBroker on 127.0.0.1:P, on that simulator's clock; it
              outlives the bot, so a killed bot can be restarted against the same account
+             (or one started later: ``run`` waits for it, then follows F once written)
     ibkr  -> IBKRBroker against ibkr.host:ibkr.port (a real IB Gateway / TWS), wall clock
 """
 
@@ -25,7 +26,7 @@ from common.settings_file import journal_for, parse_settings
 from supervisor.broker.base import Broker
 from supervisor.broker.stub import StubBroker
 from supervisor.observe.logs import LogService
-from supervisor.runtime.clock import Clock, PinnedClock, SimClock, WallClock
+from supervisor.runtime.clock import Clock, ClockFile, PinnedClock, SimClock, WallClock
 from supervisor.runtime.loop import Supervisor
 from supervisor.runtime.simproc import SimStartError
 
@@ -104,7 +105,10 @@ def broker_session(settings: Settings, broker: str, scenario: str | None = None,
 
 
 def attached_clock(path: Path) -> Clock:
-    """The session clock a running simulator wrote (``--clock-file``)."""
+    """The session clock a running simulator wrote (``--clock-file``); a file not there yet
+    is followed once it is (a simulator started after the bot, which waits for it)."""
+    if not path.exists():
+        return ClockFile(path)
     try:
         description = json.loads(path.read_text())
         return PinnedClock.follow(description)
@@ -114,10 +118,13 @@ def attached_clock(path: Path) -> Clock:
 
 def run_supervisor(settings: Settings, broker: Broker, clock: Clock, *,
                    echo: Callable[[str], None], cli_live: bool = False,
-                   console: bool = True) -> tuple[int, Supervisor]:
-    """One supervisor run with its log listener; returns the exit code and the supervisor."""
+                   console: bool = True, wait_for_gateway: bool = False,
+                   ) -> tuple[int, Supervisor]:
+    """One supervisor run with its log listener; returns the exit code and the supervisor.
+    ``wait_for_gateway``: a gateway not there yet is waited for (``run``), not exit 3."""
     logs = LogService(settings.logging, sys.stderr if console else None)
-    supervisor = Supervisor(settings, broker, clock, logs.handle, cli_live=cli_live, echo=echo)
+    supervisor = Supervisor(settings, broker, clock, logs.handle, cli_live=cli_live, echo=echo,
+                            wait_for_gateway=wait_for_gateway)
     try:
         code = asyncio.run(supervisor.run())
     finally:

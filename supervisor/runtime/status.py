@@ -4,6 +4,8 @@
     heartbeats(healthy?) every alerts.heartbeat_interval_s --> Alerter.heartbeat (GET)
     stopped_text(exit code, cycles)                    --> the "stop"/"exit" alert
     StatusFeed: healthy() / run_info() / status()      --> heartbeats, metrics, /healthz
+    StatusFeed.say(phase): READY=1 + STATUS=           --> systemd (trading, or waiting for
+                                                           the gateway), then its watchdog
 """
 
 from __future__ import annotations
@@ -70,7 +72,21 @@ class StatusFeed:
         self.cycles_done = cycles_done
         self.desk = desk
         self.market_open = False  # set by the loop as it waits for the market or runs
+        self.phase = "starting"  # starting | waiting for gateway | trading: see say()
+        self.announced = asyncio.Event()  # READY=1 said: systemd's watchdog runs from then on
         self.last_cycle_mono: float | None = None
+
+    def say(self, phase: str, status: str) -> None:
+        """The phase for /healthz, and systemd's READY=1 with STATUS=: the bot is up and doing
+        its job, trading or waiting for its gateway (a unit's start timeout must not end a
+        wait through a weekend)."""
+        self.phase = phase
+        notify(f"READY=1\nSTATUS={status}")
+        self.announced.set()
+
+    def waiting(self, status: str) -> None:
+        """Told once by the start's wait for a gateway that is not there yet."""
+        self.say("waiting for gateway", status)
 
     def healthy(self) -> bool:
         """Worth a heartbeat: connected, and the last cycle did not fail every symbol."""
@@ -78,6 +94,12 @@ class StatusFeed:
         failing = last is not None and bool(last.results) and len(last.failed) == len(
             last.results)
         return self.broker.is_connected() and not failing
+
+    def state(self) -> str:
+        """What the bot is doing, in words: a lost connection mid-run is waited for too."""
+        if self.phase == "trading" and not self.broker.is_connected():
+            return "waiting for gateway"
+        return self.phase
 
     def run_info(self) -> dict[str, Any]:
         schedule = self.settings.schedule
@@ -93,7 +115,8 @@ class StatusFeed:
             pnl = state.daily_pnl if state.daily_pnl is not None else (
                 state.equity - state.start_equity)
         return Status(
-            connected=self.broker.is_connected(), market_open=self.market_open,
+            state=self.state(), connected=self.broker.is_connected(),
+            market_open=self.market_open,
             halted=bool(state and state.halted), cycles=self.cycles_done(),
             last_cycle_mono=self.last_cycle_mono,
             cycle_seconds=last.seconds if last else None,
@@ -114,10 +137,29 @@ async def publish_status(stop: asyncio.Event, server: StatusServer, feed: Status
         await pause(stop, 1.0)
 
 
-async def systemd_watchdog(stop: asyncio.Event) -> None:
-    """WATCHDOG=1 every half WatchdogSec while the loop runs, market open or not (a gateway
-    outage is waited out by the bot; only a wedged loop misses these)."""
+def serve_status(port: int, stop: asyncio.Event, feed: StatusFeed,
+                 ) -> tuple[StatusServer | None, asyncio.Task[None] | None]:
+    """The status endpoint on ``port`` (monitoring.http_port; 0: none) and the task feeding
+    it, from the start: it says "starting", "waiting for gateway", then "trading"."""
+    if not port:
+        return None, None
+    server = StatusServer(port)
+    log.info("status endpoint on http://127.0.0.1:%d (/healthz, /metrics)", server.start(),
+             extra={"event": "http_status"})
+    return server, asyncio.ensure_future(publish_status(stop, server, feed))
+
+
+async def systemd_watchdog(stop: asyncio.Event, announced: asyncio.Event) -> None:
+    """WATCHDOG=1 every half WatchdogSec while the loop runs, from READY=1 on (``announced``),
+    market open or not (a gateway outage is waited out by the bot, at start as mid-run;
+    only a wedged loop misses these)."""
     interval = watchdog_interval_s()
-    while interval is not None and not stop.is_set():
+    if interval is None:
+        return
+    either = [asyncio.ensure_future(e.wait()) for e in (stop, announced)]
+    await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+    for waiter in either:
+        waiter.cancel()
+    while not stop.is_set():
         notify("WATCHDOG=1")
         await pause(stop, interval)
