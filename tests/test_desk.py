@@ -34,6 +34,7 @@ from tests.conftest import make_settings
 from tests.sessions import (
     CHRISTMAS,
     FRIDAY_1550,
+    FRIDAY_1558,
     MONDAY_0931,
     SATURDAY_NOON,
     TUESDAY_MORNING,
@@ -181,9 +182,9 @@ def friday_intent(contract: OptionContract = FRIDAY_CALL, ts: float | None = Non
     return replace(intent(contract, intent_id), quote_ts=ts or TUESDAY_MORNING.timestamp())
 
 
-def held(tmp_path, *contracts: OptionContract):
+def held(tmp_path, *contracts: OptionContract, **risk: float):
     """A desk holding one filled position per contract, entered Tuesday morning."""
-    desk, broker, journal = desk_for(tmp_path)
+    desk, broker, journal = desk_for(tmp_path, **risk)
     t0 = TUESDAY_MORNING.timestamp()
     run(desk.begin_cycle(t0))
     intents = [friday_intent(c, t0, f"i-{i}") for i, c in enumerate(contracts)]
@@ -238,10 +239,32 @@ def test_held_over_expiry_settles_at_intrinsic_value_from_the_close(tmp_path):
     assert settled == {FRIDAY_CALL.key: ("expired", 4.50, pytest.approx(2500.0)),
                        FRIDAY_PUT.key: ("expired", 5.50, pytest.approx(3500.0))}
     assert journal.open_positions() == []
-    # and the day report (of the day it settled) shows it at intrinsic value
-    report = render_text(journal.day_summary("2026-12-07"), tz="America/New_York")
+    # and it is booked on the expiry's own day, at its close: Friday's report shows it at
+    # intrinsic value, Monday's (the day it was booked) holds none of it
+    friday = render_text(journal.day_summary("2026-12-04"), tz="America/New_York")
     assert ("closed BUY 10 x SPY 20261204 680C (signal BUY, confidence 0.70) entry 2.00 "
-            "(limit 2.00) tp 3.00 sl 1.40 expired exit 4.50 realized +2,500.00") in report
+            "(limit 2.00) tp 3.00 sl 1.40 expired exit 4.50 realized +2,500.00") in friday
+    assert "P&L: realized +6,000.00" in friday
+    monday = journal.day_summary("2026-12-07")
+    assert monday["pnl"]["realized"] == 0 and not monday["positions"]["closed"]
+    assert {p.closed_ts for p in desk.book.positions.values()} == {
+        FRIDAY_1558.replace(hour=16, minute=0).timestamp()}
+
+
+def test_a_missed_exit_never_trips_the_next_days_kill_switch(tmp_path):
+    # Given a call held over Friday's close, which ends below its strike: the whole premium
+    # lost (2.00 x 10 x 100 = 2,000 on a 100,000 account, past a 1.5 % daily loss limit)
+    desk, broker, journal = held(tmp_path, FRIDAY_CALL, daily_loss_limit_pct=1.5)
+    broker.closes[("SPY", "2026-12-04")] = 675.00
+    # When Monday's first cycles settle it
+    run(desk.begin_cycle(MONDAY_0931.timestamp()))
+    state = run(desk.begin_cycle(MONDAY_0931.timestamp() + 60))
+    # Then Friday carries the loss, and Monday starts clean: no kill switch tripped
+    (p,) = desk.book.positions.values()
+    assert (p.exit_reason, p.exit_price) == ("expired", 0.0)
+    assert journal.day_summary("2026-12-04")["pnl"]["realized"] == pytest.approx(-2000.0)
+    assert journal.day_summary("2026-12-07")["pnl"]["realized"] == 0
+    assert not state.halted and journal.day_state("2026-12-07").halted is False
 
 
 def test_an_out_of_the_money_position_settles_worthless(tmp_path):

@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from multiprocessing.connection import Connection
 from pathlib import Path
 
@@ -244,6 +245,26 @@ def test_positions_by_day_and_the_closing_day_is_kept(path: Path) -> None:
         assert j.positions(DAY) == [closed]
         assert j.positions("2026-01-09") == [closed]
         assert j.positions("2026-01-12") == []
+
+
+def test_a_past_days_report_lists_what_was_held_at_its_end(path: Path) -> None:
+    # Given a position opened on DAY (the 8th) and closed on the 12th, a Monday
+    held = replace(open_from(make_intent(), 2, 100.0), status="open", entry_price=2.0,
+                   filled_ts=101.0)
+    closed = replace(held, status="closed", exit_reason="take_profit", exit_price=3.0,
+                     closed_ts=5000.0)
+    with Journal(path) as j:
+        j.save_position(held, DAY)
+        j.save_position(closed, "2026-01-12")
+        # Then the 9th, a day it neither opened nor closed on, still shows it held at its end
+        assert j.positions("2026-01-09") == [closed]
+        summary = j.day_summary("2026-01-09")
+        (shown,) = summary["positions"]["open"]
+        assert shown["closed_day"] == "2026-01-12" and summary["positions"]["closed"] == []
+        assert summary["pnl"]["realized"] == 0  # its P&L is the 12th's
+        assert j.day_summary("2026-01-12")["pnl"]["realized"] == pytest.approx(200.0)
+        # and the day after it closed it is gone
+        assert j.positions("2026-01-13") == []
 
 
 def test_readonly_reads_while_refusing_writes(path: Path) -> None:

@@ -88,6 +88,8 @@ def _orders(s: Mapping[str, Any], zone: ZoneInfo) -> list[str]:
 def _position(p: Mapping[str, Any], label: str) -> str:
     if label == "closed":
         how = f"{p['exit_reason']} exit {_price(p['exit_price'])} realized {_money(p['pnl'])}"
+    elif p.get("closed_day"):  # a past day's report: held at that day's end
+        how = f"held at the day's end, closed {p['closed_day']} ({p['exit_reason']})"
     else:
         how = f"{p['status']} mark {_price(p['mark'])} unrealized {_money(p['pnl'])}"
     why = (f" (signal {p['signal']}, confidence {p['confidence']:.2f})"

@@ -273,7 +273,8 @@ class Journal(Commits, OrderRows):
         return [position_from(r) for r in rows]
 
     def positions(self, day: str) -> list[Position]:
-        """Positions opened or closed on ``day``, and those opened by then and still open."""
+        """Positions opened or closed on ``day``, and those open at its end: opened by then
+        and still open, or closed on a later day (a past day's report lists what it held)."""
         return [p for p, _, _ in self._day_positions(day)]
 
     def _day_positions(self, day: str) -> list[tuple[Position, str, str | None]]:
@@ -281,8 +282,9 @@ class Journal(Commits, OrderRows):
         marks = ", ".join("?" * len(ACTIVE))
         rows = self._db.execute(
             "SELECT * FROM positions WHERE opened_day = ? OR closed_day = ? "
-            f"OR (status IN ({marks}) AND opened_day <= ?) ORDER BY opened_ts, intent_id",
-            (day, day, *ACTIVE, day))
+            f"OR (opened_day <= ? AND (status IN ({marks}) OR closed_day > ?)) "
+            "ORDER BY opened_ts, intent_id",
+            (day, day, day, *ACTIVE, day))
         return [(position_from(r), r["opened_day"], r["closed_day"]) for r in rows]
 
     def record_broker_pnl(self, day: str, ts: float, daily: float, realized: float,

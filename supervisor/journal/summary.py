@@ -113,7 +113,10 @@ def _sides(db: sqlite3.Connection, held: DayPositions) -> dict[str, tuple[str, s
 def _positions(held: DayPositions, day: str,
                sides: dict[str, tuple[str, str, float]]) -> dict[str, Any]:
     open_ = [p for p, _, _ in held if p.active]
-    # one closed on a later day counts there: its P&L is that day's, not this one's
+    # one closed on a later day counts there: its P&L is that day's, not this one's; it was
+    # open at this day's end all the same (its mark then is not kept: no unrealized figure)
+    overnight = [(p, closed_day) for p, _, closed_day in held
+                 if not p.active and closed_day is not None and closed_day > day]
     closed = [p for p, _, closed_day in held if not p.active and closed_day == day]
     # live positions sold in part have realized that part already (as IBKR counts it)
     realized = (sum(p.realized_pnl for p in closed)
@@ -122,7 +125,9 @@ def _positions(held: DayPositions, day: str,
     return {
         "positions": {"opened": sum(1 for _, opened_day, _ in held if opened_day == day),
                       "open": [_position_summary(p, p.unrealized_pnl, sides)
-                               for p in open_],
+                               for p in open_]
+                      + [{**_position_summary(p, float("nan"), sides), "closed_day": later}
+                         for p, later in overnight],
                       "closed": [_position_summary(p, p.realized_pnl, sides)
                                  for p in closed]},
         "pnl": {"realized": realized, "unrealized": unrealized,

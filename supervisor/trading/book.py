@@ -1,7 +1,9 @@
 """The paper book of dry-run and what-if modes: positions driven to their exits each cycle.
 
     drive(now):  positions past their expiry's close -> settle at intrinsic value from the
-                 underlying's regular-session close (broker.closing_price), once it is known
+                 underlying's regular-session close (broker.closing_price), once it is known,
+                 booked at that close on the expiry's own day (a bot that was not running
+                 then never books yesterday's settlement as today's loss)
                  the others -> one option snapshot each -> paper.step: fills, take-profit,
                  stop-loss, and from the exit time (expiry close - risk.exit_before_expiry_min)
                  a sale at the bid
@@ -60,7 +62,7 @@ class PaperBook:
         closes = {p.intent_id: await self._close_of(p, now_ts) for p in active}
         for p in active:
             if now_ts >= closes[p.intent_id]:
-                await self._settle(p, now_ts, day)
+                await self._settle(p, closes[p.intent_id])
         marked = [p for p in active if now_ts < closes[p.intent_id]]
         if marked:
             await self._step(marked, closes, now_ts, day)
@@ -83,7 +85,8 @@ class PaperBook:
             self._save(p, step(p, by_key.get(p.contract.key), now_ts, self.entry_timeout_s,
                                exit_at_ts=exit_at), day)
 
-    async def _settle(self, p: Position, now_ts: float, day: str) -> None:
+    async def _settle(self, p: Position, close_ts: float) -> None:
+        """At intrinsic value, as of the expiry's close and on its day, whenever it runs."""
         expiry_day = parse_expiry(p.contract.expiry)
         price = None
         if expiry_day is not None:
@@ -102,7 +105,8 @@ class PaperBook:
         log.info("%s settles at intrinsic value from %s's close %.2f", p.contract.key,
                  p.symbol, price, extra={"event": "settlement", "intent_id": p.intent_id,
                                          "underlying_close": price})
-        self._save(p, settle(p, price, now_ts), day)
+        day = self.sessions.day_of(close_ts).isoformat()
+        self._save(p, settle(p, price, close_ts), day)
 
     def _save(self, before: Position, after: Position, day: str) -> None:
         if after == before:
