@@ -23,10 +23,11 @@ from collections.abc import Callable
 from datetime import date
 from typing import Any
 
-from common.calendar import calendar_tz, exchange_calendar, next_open, trading_day
+from common.calendar import calendar_tz, exchange_calendar, trading_day
 from common.config import Settings
 from common.messages import Requests, SymbolResult, WorkerReady
 from common.settings_file import journal_for
+from common.settings_warnings import settings_warnings
 from supervisor import exitcodes
 from supervisor.broker.base import Broker, BrokerError, ConnectionLost
 from supervisor.journal.rows import JournalError
@@ -45,6 +46,11 @@ from supervisor.runtime.cycle import (
     log_result,
     symbol_tasks,
 )
+from supervisor.runtime.expiry_timer import (
+    close_before_stop,
+    during_cycle,
+    sleep_between_cycles,
+)
 from supervisor.runtime.gateway_wait import connect
 from supervisor.runtime.monitoring import MonitorLoop
 from supervisor.runtime.pool import BootFailure, WorkerHandle, WorkerPool
@@ -58,9 +64,10 @@ from supervisor.runtime.status import (
     systemd_watchdog,
 )
 from supervisor.runtime.universe import NoKnownSymbols, Universe
-from supervisor.runtime.waits import unless_stopped, wait_for_reconnect
+from supervisor.runtime.waits import unless_stopped, wait_for_market, wait_for_reconnect
 from supervisor.trading.desk import Desk
 from supervisor.trading.execution import Execution, Executor, ModeNotAvailable, live_refusal
+from supervisor.trading.expiry_guard import ExpiryGuard
 from supervisor.trading.sessions import SessionBook
 
 log = logging.getLogger("supervisor.runtime.loop")
@@ -89,6 +96,7 @@ class Supervisor:
         self.wait_for_gateway = wait_for_gateway
         self.journal: Journal | None = None
         self.desk: Desk | None = None
+        self.guard: ExpiryGuard | None = None  # exits before expiry, on a timer of their own
         # "once a day" is the market's day, which a pinned session keeps apart from the wall's
         self.alerter = Alerter(settings.alerts, today=self._market_day)
         self.monitor = Monitor(settings.monitoring)
@@ -123,6 +131,8 @@ class Supervisor:
 
     async def run(self) -> int:
         self._install_signal_handlers()
+        for text in settings_warnings(self.settings):
+            log.warning(text, extra={"event": "settings_warning"})
         self.alerter.start()  # before the connect: "cannot connect" is worth an alert too
         try:
             if await self._start():
@@ -150,7 +160,8 @@ class Supervisor:
         return self.exit_code
 
     async def _cycles(self) -> None:
-        while self._more_cycles() and await self._wait_for_market():
+        while self._more_cycles() and await wait_for_market(
+                self.stop, self.clock, self.sessions, self.settings, self.feed):
             started = time.monotonic()
             try:
                 summary = await self._run_cycle()
@@ -165,7 +176,8 @@ class Supervisor:
                 break  # no sleep after the last of --cycles N
             interval = self.settings.schedule.interval_s  # market seconds
             elapsed = (time.monotonic() - started) * self.clock.rate
-            await self.clock.sleep(interval - elapsed, self.stop)
+            await sleep_between_cycles(self.clock, interval - elapsed, self.stop, self.guard,
+                                       self.desk.lock if self.desk else asyncio.Lock())
 
     async def _start(self) -> bool:
         """Workers, connection, journal and desk; False if a stop came first (honoured at
@@ -194,6 +206,7 @@ class Supervisor:
         self.desk = Desk(self.settings, self.broker, self.journal, executor, self.sessions,
                          self.alerter)
         await self.desk.start_live(self.clock.now())
+        self.guard = ExpiryGuard(self.desk)
         self.watcher = MonitorLoop(self.settings.monitoring, self.monitor, self.alerter,
                                    self.pool, self.broker, self.service,
                                    lambda: len(self._serving),
@@ -220,24 +233,6 @@ class Supervisor:
             return False
         return not self.stop.is_set() and not 0 < schedule.cycles <= self.cycles_done
 
-    async def _wait_for_market(self) -> bool:
-        """With ``regular_hours_only``, cycles run inside the first symbol's regular session
-        (the broker's hours, else the exchange calendar); each intent's own symbol's session
-        is judged again by the risk step."""
-        while self.settings.schedule.regular_hours_only and not self.stop.is_set():
-            now = self.clock.now()
-            session = await self.sessions.today(self.settings.universe.symbols[0], now)
-            self.feed.market_open = session is not None and session.contains(now)
-            if self.feed.market_open:
-                return True
-            opens = (session.open_ts if session is not None and now < session.open_ts
-                     else next_open(self.calendar, now))
-            wait_s = opens - now
-            log.info("market closed; next regular open in %.0f min", wait_s / 60,
-                     extra={"event": "market_closed"})
-            await self.clock.sleep(min(wait_s, 300.0), self.stop)
-        return not self.stop.is_set()
-
     async def _run_cycle(self) -> CycleSummary:
         desk, journal = self.desk, self.journal
         assert desk is not None and journal is not None
@@ -255,15 +250,17 @@ class Supervisor:
 
         async def act(result: SymbolResult) -> None:
             self._record_result(result, state.day)
-            executions.extend(await desk.act_on((result,), self.clock.now(), self.stop.is_set,
-                                                executions))
+            async with desk.lock:  # one step at a time with the expiry guard's runs
+                executions.extend(await desk.act_on((result,), self.clock.now(),
+                                                    self.stop.is_set, executions))
 
         acting = ActOnArrival(self.cycle, act, lambda r: self._record_result(r, state.day))
-        self.cycle.dispatch()
-        results = await acting.during(self._wait_cycle(self.cycle))
-        self.cycle = None
-        ordered = tuple(results[t.symbol] for t in tasks if t.symbol in results)
-        await acting.finish(ordered)
+        async with during_cycle(self.clock, self.guard, desk.lock):
+            self.cycle.dispatch()
+            results = await acting.during(self._wait_cycle(self.cycle))
+            self.cycle = None
+            ordered = tuple(results[t.symbol] for t in tasks if t.symbol in results)
+            await acting.finish(ordered)
         summary = CycleSummary(cycle_id, ordered, tuple(e.decision for e in executions),
                                time.monotonic() - started)
         journal.end_cycle(cycle_id, self.clock.now(), len(ordered) - len(summary.failed),
@@ -364,6 +361,9 @@ class Supervisor:
         await self.pool.stop()
         if self.desk is not None and self.exit_code != exitcodes.STORAGE:
             try:
+                if self.guard is not None and self.settings.execution.close_expiring_on_stop:
+                    await close_before_stop(self.clock, self.guard, self.desk.lock,
+                                            self.alerter)
                 await self.desk.close_out(self.clock.now())
             except (BrokerError, sqlite3.Error) as exc:
                 log.error("closing out the live book failed: %s", exc)

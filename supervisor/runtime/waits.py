@@ -7,10 +7,17 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from common.calendar import next_open
+from common.config import Settings
 from supervisor.broker.base import Broker
 from supervisor.observe.alerts import Alerter
+from supervisor.runtime.clock import Clock
+from supervisor.trading.sessions import SessionBook
+
+if TYPE_CHECKING:  # status.py waits with ``pause`` from here
+    from supervisor.runtime.status import StatusFeed
 
 log = logging.getLogger("supervisor.runtime.loop")
 
@@ -58,3 +65,23 @@ async def wait_for_reconnect(stop: asyncio.Event, broker: Broker, alerter: Alert
     if broker.is_connected():
         log.info("connection back: cycles resume", extra={"event": "connection_back"})
     return disconnects
+
+
+async def wait_for_market(stop: asyncio.Event, clock: Clock, sessions: SessionBook,
+                          settings: Settings, feed: StatusFeed) -> bool:
+    """With ``regular_hours_only``, cycles run inside the first symbol's regular session
+    (the broker's hours, else the exchange calendar); each intent's own symbol's session
+    is judged again by the risk step. False if a stop came first."""
+    while settings.schedule.regular_hours_only and not stop.is_set():
+        now = clock.now()
+        session = await sessions.today(settings.universe.symbols[0], now)
+        feed.market_open = session is not None and session.contains(now)
+        if feed.market_open:
+            return True
+        opens = (session.open_ts if session is not None and now < session.open_ts
+                 else next_open(sessions.calendar, now))
+        wait_s = opens - now
+        log.info("market closed; next regular open in %.0f min", wait_s / 60,
+                 extra={"event": "market_closed"})
+        await clock.sleep(min(wait_s, 300.0), stop)
+    return not stop.is_set()

@@ -54,12 +54,15 @@ class PaperBook:
         """A new day: the book holds the given positions only (older closed ones are done)."""
         self.positions = {p.intent_id: p for p in positions}
 
-    async def drive(self, now_ts: float, day: str) -> None:
-        """Settle what the expiry caught, then mark and step everything else."""
+    async def drive(self, now_ts: float, day: str, only_due: bool = False) -> None:
+        """Settle what the expiry caught, then mark and step everything else; ``only_due``:
+        only positions whose exit time (or close) has come (the expiry guard's run)."""
         active = self.active()
         if not active:
             return
         closes = {p.intent_id: await self._close_of(p, now_ts) for p in active}
+        if only_due:
+            active = [p for p in active if now_ts >= closes[p.intent_id] - self.exit_before_s]
         for p in active:
             if now_ts >= closes[p.intent_id]:
                 await self._settle(p, closes[p.intent_id])

@@ -49,6 +49,7 @@ class Desk:
         self.sessions = sessions
         self.alerter = alerter
         self.state: RiskState | None = None
+        self.lock = asyncio.Lock()  # acting on a result and the expiry guard: one at a time
         risk = settings.risk
         self.book = PaperBook(broker, journal, sessions, settings.execution.entry_timeout_s,
                               risk.exit_before_expiry_min, self._log_transition)
@@ -275,7 +276,7 @@ class Desk:
         for p in self.broker.positions():
             if p.sec_type == "OPT" and p.quantity > 0 and p.account in ("", account):
                 key = f"{p.symbol} {p.expiry} {p.strike:g}{p.right}"
-                if self._contract_key(p) not in known and self.state is not None:
+                if self.contract_key(p) not in known and self.state is not None:
                     self._report_unknown(key, p.quantity, now_ts)
                 yield p.symbol, int(p.quantity), p.avg_cost  # IBKR's avgCost has the multiplier
         for o in self.broker.open_orders():
@@ -284,7 +285,7 @@ class Desk:
                 yield o.symbol, int(o.remaining), limit * o.multiplier
 
     @staticmethod
-    def _contract_key(p: BrokerPosition) -> str:
+    def contract_key(p: BrokerPosition) -> str:
         return OptionContract(p.symbol, p.expiry, p.strike, Right(p.right)).key
 
     def _report_unknown(self, key: str, quantity: float, now_ts: float) -> None:

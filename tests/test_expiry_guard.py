@@ -1,0 +1,130 @@
+"""The expiry guard on its own timer (supervisor/trading/expiry_guard.py and
+supervisor/runtime/expiry_timer.py): paper positions closed at their exit time between cycles,
+during a cycle and at a stop, whatever ``schedule.interval_s`` is."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from common.settings_warnings import settings_warnings
+from supervisor.runtime.clock import PinnedClock, SimClock
+from supervisor.runtime.expiry_timer import close_before_stop, during_cycle, sleep_between_cycles
+from supervisor.trading.expiry_guard import ExpiryGuard
+from tests.conftest import make_settings
+from tests.sessions import FRIDAY_1545, FRIDAY_1550
+from tests.test_desk import FRIDAY_CALL, FRIDAY_PUT, held, run
+
+pytestmark = pytest.mark.timeout(30)
+
+FRIDAY_1540 = FRIDAY_1545.replace(minute=40)
+EXIT_AT = FRIDAY_1545.timestamp()  # 16:00 less risk.exit_before_expiry_min (15)
+
+
+class Alerts:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str]] = []
+
+    def send(self, kind: str, text: str, fields: Any = None) -> int:
+        self.sent.append((kind, text))
+        return 1
+
+
+def test_the_guard_knows_each_positions_exit_time(tmp_path):
+    desk, _, _ = held(tmp_path, FRIDAY_CALL, FRIDAY_PUT)
+    guard = ExpiryGuard(desk)
+    assert run(guard.next_exit_at(FRIDAY_1540.timestamp())) == EXIT_AT
+    assert run(guard.expiring(FRIDAY_1540.timestamp())) == []
+    inside = run(guard.expiring(FRIDAY_1550.timestamp()))
+    assert sorted(h.key for h in inside) == sorted([FRIDAY_CALL.key, FRIDAY_PUT.key])
+
+
+def test_a_long_interval_still_closes_at_the_exit_time(tmp_path):
+    # Given two positions expiring Friday at 16:00, a cycle just ended at 15:40, and
+    # schedule.interval_s 1200: the next cycle would start at 16:00, after the close
+    desk, broker, journal = held(tmp_path, FRIDAY_CALL, FRIDAY_PUT)
+    broker.marks = {FRIDAY_CALL.key: (2.40, 2.50), FRIDAY_PUT.key: (0.80, 0.90)}
+    clock = SimClock(FRIDAY_1540.timestamp())
+    # When the loop sleeps until the next cycle
+    run(sleep_between_cycles(clock, 1200, asyncio.Event(), ExpiryGuard(desk), asyncio.Lock()))
+    # Then both were sold at their bids at 15:45, exit reason expiry, and the sleep went on
+    closed = {p.contract.key: (p.exit_reason, p.exit_price, p.closed_ts)
+              for p in desk.book.positions.values()}
+    at = pytest.approx(EXIT_AT, abs=1.0)  # the stub's clock also flows while it runs
+    assert closed == {FRIDAY_CALL.key: ("expiry", 2.40, at),
+                      FRIDAY_PUT.key: ("expiry", 0.80, at)}
+    assert journal.open_positions() == []
+    assert clock.now() >= FRIDAY_1540.timestamp() + 1200
+
+
+def test_no_bid_is_tried_again_inside_the_window(tmp_path):
+    desk, broker, _ = held(tmp_path, FRIDAY_CALL)
+    broker.marks = {}  # no bid at 15:45
+    clock = SimClock(FRIDAY_1540.timestamp())
+    guard, lock, stop = ExpiryGuard(desk), asyncio.Lock(), asyncio.Event()
+    run(sleep_between_cycles(clock, 5 * 60 + 10, stop, guard, lock))
+    (p,) = desk.book.positions.values()
+    assert p.active  # nothing to sell to yet
+    broker.marks = {FRIDAY_CALL.key: (1.10, 1.20)}
+    run(sleep_between_cycles(clock, 60, stop, guard, lock))
+    (p,) = desk.book.positions.values()
+    assert (p.exit_reason, p.exit_price) == ("expiry", 1.10)
+    assert EXIT_AT < p.closed_ts <= EXIT_AT + 60 + 10 + 30
+
+
+def test_a_cycle_running_through_the_exit_time_does_not_hold_the_guard_up(tmp_path):
+    # Given a position and a clock half a second before its exit time, a cycle running
+    desk, broker, _ = held(tmp_path, FRIDAY_CALL)
+    broker.marks = {FRIDAY_CALL.key: (2.40, 2.50)}
+    clock = PinnedClock(EXIT_AT - 0.5)
+
+    async def cycle() -> None:
+        async with during_cycle(clock, ExpiryGuard(desk), desk.lock):
+            while any(p.active for p in desk.book.positions.values()):
+                await asyncio.sleep(0.02)  # the cycle goes on meanwhile
+
+    # Then the guard closes it during the cycle, at (or just past) its exit time
+    asyncio.run(asyncio.wait_for(cycle(), 20))
+    (p,) = desk.book.positions.values()
+    assert p.exit_reason == "expiry" and EXIT_AT <= p.closed_ts < EXIT_AT + 10
+
+
+def test_a_stop_inside_the_window_closes_first(tmp_path):
+    desk, broker, _ = held(tmp_path, FRIDAY_CALL, FRIDAY_PUT)
+    broker.marks = {FRIDAY_CALL.key: (2.40, 2.50), FRIDAY_PUT.key: (0.80, 0.90)}
+    alerts = Alerts()
+    run(close_before_stop(SimClock(FRIDAY_1550.timestamp()), ExpiryGuard(desk), desk.lock,
+                          alerts))  # type: ignore[arg-type]
+    assert {p.exit_reason for p in desk.book.positions.values()} == {"expiry"}
+    assert alerts.sent == []
+
+
+def test_a_stop_that_cannot_close_says_what_is_left(tmp_path, monkeypatch):
+    monkeypatch.setattr("supervisor.runtime.expiry_timer.STOP_CLOSE_S", 0.3)
+    monkeypatch.setattr("supervisor.runtime.expiry_timer.STOP_RETRY_S", 0.05)
+    desk, broker, _ = held(tmp_path, FRIDAY_CALL)
+    broker.marks = {}  # no bid: nothing to sell to
+    alerts = Alerts()
+    run(close_before_stop(SimClock(FRIDAY_1550.timestamp()), ExpiryGuard(desk), desk.lock,
+                          alerts))  # type: ignore[arg-type]
+    ((kind, text),) = alerts.sent
+    assert kind == "expiring_left_open" and FRIDAY_CALL.key in text
+
+
+def test_a_stop_outside_any_window_closes_nothing(tmp_path):
+    desk, broker, _ = held(tmp_path, FRIDAY_CALL)
+    broker.marks = {FRIDAY_CALL.key: (2.40, 2.50)}
+    run(close_before_stop(SimClock(FRIDAY_1540.timestamp()), ExpiryGuard(desk), desk.lock,
+                          Alerts()))  # type: ignore[arg-type]
+    assert all(p.active for p in desk.book.positions.values())
+
+
+def test_settings_that_leave_the_guard_alone_are_warned(tmp_path):
+    assert settings_warnings(make_settings(tmp_path)) == []
+    (text,) = settings_warnings(make_settings(tmp_path, schedule={"interval_s": 1200}))
+    assert "schedule.interval_s (1200 s)" in text and "exit_before_expiry_min (15 min)" in text
+    (text,) = settings_warnings(make_settings(tmp_path,
+                                              execution={"close_expiring_on_stop": False}))
+    assert "may be exercised" in text
