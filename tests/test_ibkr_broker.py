@@ -687,7 +687,9 @@ def test_the_whale_rule_fires_on_a_monday_morning_against_real_hours() -> None:
         return await drive(pipeline, service, [])
 
     with ThreadedSim(scenario_from_dict(raw)) as sim:
-        result = with_broker(sim, body, timeout_s=60)
+        # IBKR's own historical timeout (the module's 1 s is for the timeout tests): four
+        # days of hourly bars cost the simulator CPU, over 1 s beside a busy machine's load
+        result = with_broker(sim, body, timeout_s=60, ibkr={"historical_timeout_s": 12.0})
     # Then the whale fired: BUY calls on the break of the 20-hour high
     assert result.whale_fired_ts is not None and result.signal is Signal.BUY
     assert any(r.startswith("whale: close") and "> 20h high" in r for r in result.reasons)
