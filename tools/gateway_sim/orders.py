@@ -259,10 +259,15 @@ class OrderBook:
 
     def cancel_at(self, order: SimOrder, ts: float, with_children: bool = False) -> None:
         """Cancel ``order`` as of sim time ``ts`` (its completedTime); a parent's cancel
-        takes its unfinished children with it, as IBKR's does."""
+        takes its unfinished children with it, as IBKR's does. The client gets orderStatus
+        Cancelled, then error 202 "Order Canceled - reason:" on the order id, as IBKR sends
+        after a client's cancel; the sim sends the same whatever cancelled it (the close, IOC,
+        an OCA sibling: [unverified] that IBKR always adds the 202 there)."""
         order.status = "Cancelled"
         order.completed_time = self._stamp(ts)
         self.send(order.client_id, self.status_message(order))
+        self.stats.error_sent(202)
+        self.send(order.client_id, out.error(order.order_id, 202))
         if not with_children:
             return
         for child in list(self.orders.values()):

@@ -21,6 +21,7 @@ ERROR_TEXT = {
     103: "Duplicate order id",
     162: "Historical Market Data Service error message:Historical data request pacing violation",
     200: "No security definition has been found for the request",
+    202: "Order Canceled - reason:",
     300: "Can't find EId with tickerId:",
     322: "Error processing request.-'bW' : cause - Duplicate ticker id",
     326: "Unable to connect as the client id is already in use. Retry with a unique client id.",

@@ -18,7 +18,9 @@
                                                        |-> Feeds (account, PnL pushes)
                            <-------------------      answers, ticks, errors (message 4)
    close / fault           <------------------>      Session ends: lines released,
-                                                     stats file written
+                                                     stats file written; its order steps
+                                                     still queued (Session.in_order) are
+                                                     carried out: orders outlive a client
 
 Everything runs on one event loop; ``ThreadedSim`` (threaded.py) hosts it in a thread for
 tests. The server only ever binds 127.0.0.1.
@@ -29,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections.abc import Coroutine
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -70,6 +73,7 @@ class SimServer:
         self._next_order_id = scenario.orders.next_order_id
         self._fault_owners: dict[int, int] = {}
         self._serial = 0
+        self._kept: set[asyncio.Task[Any]] = set()  # order steps that outlive their session
         self._server: asyncio.Server | None = None
         self.port = 0
         self._load_positions()
@@ -100,6 +104,8 @@ class SimServer:
             self._server.close()
         for session in list(self.sessions):
             session.drop(graceful=False)
+        for task in list(self._kept):
+            task.cancel()
         self.orders.close()
         if self._server is not None:
             await self._server.wait_closed()
@@ -146,6 +152,19 @@ class SimServer:
                 self.counters.lines(len(self.lines))
         self.write_stats()
 
+    def keep(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """A task that outlives the session that started it (an order step the gateway has
+        read: Session.in_order); only close() cancels it."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._kept.add(task)
+        task.add_done_callback(self._kept_done)
+        return task
+
+    def _kept_done(self, task: asyncio.Task[None]) -> None:
+        self._kept.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("order step failed", exc_info=task.exception())
+
     def claim(self, index: int, serial: int) -> bool:
         """A one-shot fault belongs to the first connection that claims it."""
         return self._fault_owners.setdefault(index, serial) == serial
@@ -168,6 +187,8 @@ class SimServer:
 
     # ---- orders and positions -----------------------------------------------------------------
     def send_to_client(self, client_id: int, fields: list[Any]) -> None:
+        """To the connection holding ``client_id`` now (none: the client is gone and the
+        message with it, as IBKR's; a later connection with that id gets the later ones)."""
         session = self.clients.get(client_id)
         if session is not None:
             session.send(fields)

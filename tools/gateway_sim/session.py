@@ -5,8 +5,12 @@ thread that stamps each TCP chunk when it arrives (for the 50 messages/s rule: a
 the sim's own loop must not bunch the client's messages, see arrivals.py). The session
 reassembles frames and hands each message to its handler in order. Handlers answer at
 once or spawn a task (latency, snapshots, streams); every task is tracked and cancelled when
-the connection ends. ``link`` models the gateway's link to IBKR: error 1100 clears it (data
-requests wait), 1101/1102 set it again (1101 also drops the streaming subscriptions).
+the connection ends. Order-book messages (place, cancel, open / completed orders,
+executions, global cancel) go through ``in_order`` instead: one queue per connection, carried
+out in arrival order by tasks of the server, so an order the gateway has read is placed (or
+rejected) even if its client has gone by then, as IBKR keeps it. ``link`` models the
+gateway's link to IBKR: error 1100 clears it (data requests wait), 1101/1102 set it again
+(1101 also drops the streaming subscriptions).
 """
 
 from __future__ import annotations
@@ -75,7 +79,7 @@ class Session(asyncio.Protocol):
         self.wants_positions = False
         self.wants_account = False
         self.faults: FaultPlan | None = None
-        self.last_order_task: asyncio.Task[Any] | None = None
+        self.order_queue_tail: asyncio.Task[None] | None = None  # the last in_order step
         self.reader: ArrivalReader | None = None
 
     # ---- lifecycle ----------------------------------------------------------------------------
@@ -220,6 +224,28 @@ class Session(asyncio.Protocol):
     def error(self, req_id: int, code: int, message: str = "") -> None:
         self.server.counters.error_sent(code)
         self.send(out.error(req_id, code, message))
+
+    def in_order(self, step: Callable[[], None], latency: str | None = None) -> None:
+        """Carry out ``step`` once every order-book message this connection sent before it has
+        been carried out, then ``latency`` (a latency kind) later. IBKR handles one
+        connection's messages in order: a cancel sent after a place finds the order, a
+        bracket's parent is placed before its children. The steps are tasks of the server,
+        not of this session: what the gateway has read it carries out even if the client is
+        gone by then (answers to a gone client go nowhere; the orders stay, under its client
+        id). With nothing queued and no latency the step runs at once."""
+        previous = self.order_queue_tail
+        if latency is None and (previous is None or previous.done()):
+            step()
+            return
+
+        async def turn() -> None:
+            if previous is not None:
+                await asyncio.wait([previous])  # never raises: a failed step was logged
+            if latency is not None:
+                await self.delay(latency)
+            step()
+
+        self.order_queue_tail = self.server.keep(turn())
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)

@@ -1,15 +1,16 @@
 """placeOrder (what-if and paper), cancelOrder, open/completed orders, executions.
 
-Orders of one connection are processed strictly in arrival order (a bracket's parent before
-its children) even with order latency: each order task waits for the previous one.
+One connection's order messages are carried out strictly in arrival order, each after the
+ones before it (``Session.in_order``): a bracket's parent before its children, a cancel
+after the place it follows (it finds the order even while the place waits out its latency),
+and a query after both. A place waits ``latency.order_s`` for its turn; the steps belong to
+the server, so an order read before its client disconnected is still placed (or rejected)
+and stays under that client id for later connections to see.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-
-from tools.gateway_sim.codec import FieldReader
+from tools.gateway_sim.codec import ContractFields, FieldReader
 from tools.gateway_sim.instruments import Instrument
 from tools.gateway_sim.order_codec import decode_place_order, is_flag, number
 from tools.gateway_sim.orders import SimOrder
@@ -18,30 +19,25 @@ from tools.gateway_sim.session import Handler, Session
 
 def place_order(s: Session, r: FieldReader) -> None:
     order_id, contract, fields = decode_place_order(r, s.version)
-    book = s.server.orders
     found = s.server.market.book.resolve(contract, s.server.market.now())
     inst = found[0] if len(found) == 1 else None
-    book.record(s.client_id or 0, order_id, inst, fields, contract.describe())
-    previous = s.last_order_task
+    s.server.orders.record(s.client_id or 0, order_id, inst, fields, contract.describe())
+    s.in_order(lambda: _place(s, order_id, contract, inst, fields), latency="order")
 
-    async def answer() -> None:
-        if previous is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.shield(previous)
-        await s.delay("order")
-        if inst is None or s.fault_state("no_security_definition", inst):
-            s.error(order_id, 200, f"No security definition has been found for the request "
-                    f"({contract.describe()})")
-            return
-        reason = _reject_reason(s, fields) or _scenario_reject(s, inst, fields)
-        if reason:
-            s.error(order_id, 201, f"Order rejected - reason:{reason}")
-        elif is_flag(fields, "whatIf"):
-            _what_if(s, order_id, inst, fields)
-        elif book.place(s.client_id or 0, order_id, inst, fields) == "duplicate":
-            s.error(order_id, 103)
 
-    s.last_order_task = s.spawn(answer())
+def _place(s: Session, order_id: int, contract: ContractFields, inst: Instrument | None,
+           fields: dict[str, str]) -> None:
+    if inst is None or s.fault_state("no_security_definition", inst):
+        s.error(order_id, 200, f"No security definition has been found for the request "
+                f"({contract.describe()})")
+        return
+    reason = _reject_reason(s, fields) or _scenario_reject(s, inst, fields)
+    if reason:
+        s.error(order_id, 201, f"Order rejected - reason:{reason}")
+    elif is_flag(fields, "whatIf"):
+        _what_if(s, order_id, inst, fields)
+    elif s.server.orders.place(s.client_id or 0, order_id, inst, fields) == "duplicate":
+        s.error(order_id, 103)
 
 
 def _reject_reason(s: Session, fields: dict[str, str]) -> str:
@@ -89,6 +85,10 @@ def _what_if(s: Session, order_id: int, inst: Instrument, fields: dict[str, str]
 def cancel_order(s: Session, r: FieldReader) -> None:
     r.skip()
     order_id = r.integer()
+    s.in_order(lambda: _cancel(s, order_id))
+
+
+def _cancel(s: Session, order_id: int) -> None:
     result = s.server.orders.cancel(s.client_id or 0, order_id)
     if result == "unknown":
         s.error(order_id, 10147, f"OrderId {order_id} that needs to be cancelled is not found.")
@@ -107,14 +107,18 @@ def _send_open_orders(s: Session, client_id: int | None) -> None:
 
 
 def req_open_orders(s: Session, r: FieldReader) -> None:
-    _send_open_orders(s, s.client_id)
+    s.in_order(lambda: _send_open_orders(s, s.client_id))
 
 
 def req_all_open_orders(s: Session, r: FieldReader) -> None:
-    _send_open_orders(s, None)
+    s.in_order(lambda: _send_open_orders(s, None))
 
 
 def req_completed_orders(s: Session, r: FieldReader) -> None:
+    s.in_order(lambda: _send_completed_orders(s))
+
+
+def _send_completed_orders(s: Session) -> None:
     book = s.server.orders
     for order in book.done_for(None):
         s.send(book.completed_message(order))
@@ -131,6 +135,11 @@ def req_executions(s: Session, r: FieldReader) -> None:
     symbol, sec_type = r.text().upper(), r.text().upper()
     r.skip()  # exchange
     side = r.text().upper()
+    s.in_order(lambda: _send_executions(s, req_id, client_filter, symbol, sec_type, side))
+
+
+def _send_executions(s: Session, req_id: int, client_filter: int, symbol: str, sec_type: str,
+                     side: str) -> None:
     book = s.server.orders
     today = s.server.clock.trading_day_start(s.server.market.now())
     for e in book.executions:
@@ -147,7 +156,7 @@ def req_executions(s: Session, r: FieldReader) -> None:
 
 
 def req_global_cancel(s: Session, r: FieldReader) -> None:
-    s.server.orders.cancel_all()
+    s.in_order(s.server.orders.cancel_all)
 
 
 HANDLERS: dict[int, Handler] = {
