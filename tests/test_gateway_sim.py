@@ -447,7 +447,7 @@ def test_account_values_summary_and_pnl() -> None:
     with ThreadedSim(make_scenario(TUESDAY_MORNING)) as fresh:
         values, summary, pnl = run_client(lambda: scenario(fresh))
     by_tag = {v.tag: v.value for v in values if v.currency in ("USD", "")}
-    assert by_tag["NetLiquidation"] == "100000" and by_tag["AvailableFunds"] == "95000"
+    assert by_tag["NetLiquidation"] == "100000.00" and by_tag["AvailableFunds"] == "95000.00"
     assert {v.tag for v in summary} >= {"NetLiquidation", "AvailableFunds", "BuyingPower"}
     assert pnl.dailyPnL == 0.0 and pnl.account == "DU1234567"
 

@@ -36,7 +36,8 @@ KEY_VALUES = ("NetLiquidation", "TotalCashValue", "AvailableFunds", "RealizedPnL
 
 
 def value_text(value: float) -> str:
-    return f"{value:.2f}" if not float(value).is_integer() else f"{value:.0f}"
+    """An account value as IBKR writes it: two decimals (NetLiquidation "100000.00")."""
+    return f"{value:.2f}"
 
 
 def account_values(values: dict[str, float], fig: AccountFigures) -> dict[str, float]:

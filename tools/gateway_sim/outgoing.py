@@ -94,7 +94,8 @@ def contract_details(req_id: int, inst: Instrument, under_con_id: int, tz: str,
     ]
     fields += [
         1 if opt else 2, inst.symbol if opt else "", "STK" if opt else "",
-        "32,109" if opt else "26,26,26", inst.expiry, "" if opt else "COMMON", "1", "1", "1",
+        "32,109" if opt else "26,26,26", inst.expiry, "" if opt else spec.listed_stock_type,
+        "1", "1", "1",
     ]
     return fields
 

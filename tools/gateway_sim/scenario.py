@@ -133,6 +133,15 @@ class ChainSpec(Model):
     min_tick: float = Field(0.01, gt=0)
 
 
+# Exchange-traded funds with listed options that IBKR's contract details call stockType "ETF"
+# (a symbol's own ``stock_type`` wins; any other symbol is "COMMON" unless it says otherwise)
+KNOWN_ETFS = frozenset({
+    "SPY", "QQQ", "IWM", "DIA", "VOO", "IVV", "VTI", "EEM", "EFA", "GLD", "SLV", "TLT", "HYG",
+    "LQD", "XLF", "XLE", "XLK", "XLV", "XLI", "XLY", "XLP", "XLU", "XLB", "SMH", "XBI", "KRE",
+    "GDX", "USO", "ARKK",
+})
+
+
 class SymbolSpec(Model):
     symbol: str = Field(pattern=r"^[A-Z][A-Z0-9.]{0,9}$")
     price: float = Field(gt=0)
@@ -140,6 +149,9 @@ class SymbolSpec(Model):
     primary_exchange: str = "NASDAQ"
     long_name: str = ""
     industry: str = "Technology"
+    # contractDetails stockType as IBKR spells it (COMMON, ETF, ADR, REIT, ...); None: ETF
+    # for the funds in KNOWN_ETFS, COMMON otherwise
+    stock_type: str | None = Field(None, pattern=r"^[A-Z][A-Z .-]{1,29}$")
     volatility: float = Field(0.25, gt=0, le=5)  # implied vol for option pricing
     spread_bps: float = Field(2.0, ge=0, le=10_000)
     option_spread_pct: float = Field(3.0, ge=0, le=200)
@@ -149,6 +161,13 @@ class SymbolSpec(Model):
     chain: ChainSpec | None = None
     path: PathSpec | None = None
     events: list[EventSpec] = Field(default_factory=list)
+
+    @property
+    def listed_stock_type(self) -> str:
+        """What contract details show as the stock's stockType."""
+        if self.stock_type is not None:
+            return self.stock_type
+        return "ETF" if self.symbol in KNOWN_ETFS else "COMMON"
 
 
 class ExtraSymbols(Model):

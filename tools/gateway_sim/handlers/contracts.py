@@ -1,7 +1,10 @@
 """Contract details (stocks and options) and option chain parameters (reqSecDefOptParams).
 
-Unknown contracts get error 200 on the request id and no End, as the gateway does. The chain
-answer is one message 75 per exchange (expiries and the union of strikes), then 76.
+Unknown contracts get error 200 on the request id and no End, as the gateway does. A stock's
+tradingHours are the extended session (04:00-20:00), its liquidHours the regular one; an
+option trades only in the regular session (09:30-16:00, early closes included), so both its
+strings list that, as IBKR's do for US equity options. The chain answer is one message 75
+per exchange (expiries and the union of strikes), then 76.
 """
 
 from __future__ import annotations
@@ -25,10 +28,11 @@ def req_contract_details(s: Session, r: FieldReader) -> None:
             s.error(req_id, 200, f"{out.ERROR_TEXT[200]} ({contract.describe()})")
             return
         tz = server.scenario.session.timezone
-        trading = server.clock.hours_string(now, rth=False)
+        extended = server.clock.hours_string(now, rth=False)
         liquid = server.clock.hours_string(now, rth=True)
         for inst in found:
             under = server.market.book.stocks[inst.symbol].con_id
+            trading = liquid if inst.is_option else extended
             s.send(out.contract_details(req_id, inst, under, tz, trading, liquid))
         s.send([52, 1, req_id])
 
