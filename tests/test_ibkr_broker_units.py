@@ -294,7 +294,8 @@ def test_an_execution_without_a_time_is_stamped_on_the_broker_session_clock() ->
 
 def test_an_option_quote_waits_for_its_volume_only_when_the_intent_step_reads_it() -> None:
     # Given an option snapshot whose bid, ask and greeks are in, its volume tick not yet
-    ticker = ibi.Ticker(bid=1.00, ask=1.10, modelGreeks=object())
+    ticker = ibi.Ticker()  # (ib_async's takes no field values at construction)
+    ticker.bid, ticker.ask, ticker.modelGreeks = 1.00, 1.10, object()
     reads_volume = IBKRBroker(parse_settings(
         {"ibkr": {"port": 1}, "options": {"min_volume": 10}}, "test", environ={}))
     needs = reads_volume._market._option_needs
