@@ -27,6 +27,7 @@ from tests.ibclient import IB, LimitOrder, Option, Stock, Trade
 from tests.sessions import EARLY_CLOSE_DAY, TUESDAY_MORNING
 from tests.test_gateway_sim_orders import NEXT_WEEK, make_desk, until
 from tools.gateway_sim import ThreadedSim, scenario_from_dict
+from tools.gateway_sim.feeds import value_text
 from tools.gateway_sim.scenario import SymbolSpec
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
@@ -254,3 +255,10 @@ def test_account_values_and_summary_carry_two_decimals() -> None:
     told = {v.tag: v.value for v in summary if v.currency == "USD"}
     assert told["NetLiquidation"] == "100000.00"
     assert all(TWO_DECIMALS.match(text) for text in told.values()), told
+
+
+def test_an_account_value_is_money_with_two_decimals_or_a_count() -> None:
+    assert value_text("NetLiquidation", 100_000.0) == "100000.00"
+    assert value_text("UnrealizedPnL", -12.5) == "-12.50"
+    assert value_text("Cushion", 0.96) == "0.96"
+    assert value_text("DayTradesRemaining", -1.0) == "-1"

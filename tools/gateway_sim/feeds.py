@@ -35,8 +35,11 @@ KEY_VALUES = ("NetLiquidation", "TotalCashValue", "AvailableFunds", "RealizedPnL
               "UnrealizedPnL")
 
 
-def value_text(value: float) -> str:
-    """An account value as IBKR writes it: two decimals (NetLiquidation "100000.00")."""
+def value_text(key: str, value: float) -> str:
+    """An account value as IBKR writes it: two decimals (NetLiquidation "100000.00"), a count
+    of day trades as a whole number (DayTradesRemaining "-1")."""
+    if key.startswith("DayTradesRemaining"):
+        return f"{value:.0f}"
     return f"{value:.2f}"
 
 
@@ -136,7 +139,7 @@ class Feeds:
     def _send_values(self, s: Session, fig: AccountFigures, keys: tuple[str, ...] | None) -> None:
         """Account values (6): ``keys`` only, or (None) the whole dump with the header rows."""
         values = account_values(self.server.scenario.account.values, fig)
-        rows = [(k, value_text(v), self.currency) for k, v in values.items()
+        rows = [(k, value_text(k, v), self.currency) for k, v in values.items()
                 if keys is None or k in keys]
         if keys is None:
             rows = [("AccountCode", self.account_id, ""), ("AccountType", "INDIVIDUAL", ""),

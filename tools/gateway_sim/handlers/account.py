@@ -50,7 +50,7 @@ def req_account_updates_multi(s: Session, r: FieldReader) -> None:
         await s.delay("account")
         rows = [("AccountCode", account, ""), ("AccountType", "INDIVIDUAL", ""),
                 ("Currency", currency, currency)]
-        rows += [(k, value_text(v), currency) for k, v in _values(s).items()]
+        rows += [(k, value_text(k, v), currency) for k, v in _values(s).items()]
         for key, value, ccy in rows:
             s.send([73, 1, req_id, account, model_code, key, value, ccy])
         s.send([74, 1, req_id])
@@ -69,7 +69,7 @@ def req_account_summary(s: Session, r: FieldReader) -> None:
         await s.delay("account")
         for key, value in _values(s).items():
             if not tags or key in tags:
-                s.send([63, 1, req_id, acct.id, key, value_text(value), acct.currency])
+                s.send([63, 1, req_id, acct.id, key, value_text(key, value), acct.currency])
         if not tags or "AccountType" in tags:
             s.send([63, 1, req_id, acct.id, "AccountType", "INDIVIDUAL", ""])
         s.send([64, 1, req_id])
