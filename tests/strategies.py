@@ -105,3 +105,23 @@ class HangFirst(_Holds):
             (Path(os.environ[KILL_MARKER_ENV]) / view.task.symbol).write_text(str(os.getpid()))
             time.sleep(60)
         return SignalDecision(Signal.HOLD, 0.0, (f"attempt {view.task.attempt}",))
+
+
+class BuysEverySymbol:
+    """A directional signal on every symbol (calls, puts for QQQ), the seed strategy's own
+    choice of contracts: positions to hold into an expiry's last minutes."""
+
+    wants_hourly_bars = False
+
+    def __init__(self, settings: Settings) -> None:
+        from workers.strategy import ScalpWhaleStrategy
+
+        self.inner = ScalpWhaleStrategy(settings)
+
+    def decide(self, view: MarketView) -> SignalDecision:
+        signal = Signal.SELL if view.task.symbol == "QQQ" else Signal.BUY
+        return SignalDecision(signal, 0.9, ("always",))
+
+    def choose(self, view: MarketView, decision: SignalDecision, selection: Selection,
+               quotes: Sequence[OptionQuote]) -> tuple[tuple[OrderIntent, ...], tuple[str, ...]]:
+        return self.inner.choose(view, decision, selection, quotes)

@@ -54,6 +54,15 @@ def test_open_from_is_a_pending_entry_with_the_intents_bracket() -> None:
         open_from(intent(), 0, T0)
 
 
+def test_a_marketable_entry_fills_at_once_at_the_ask_it_was_decided_on() -> None:
+    # an entry priced at (or over) the ask fills on arrival, as at a broker
+    at_ask = open_from(replace(intent(), bid=1.90, ask=2.00), 3, T0)
+    assert (at_ask.status, at_ask.entry_price, at_ask.filled_ts) == ("open", 2.00, T0)
+    below = open_from(replace(intent(), bid=1.90, ask=2.05), 3, T0)  # mid-priced: waits
+    assert (below.status, below.entry_price) == ("pending", None)
+    assert open_from(replace(intent(), ask=-1.0), 3, T0).status == "pending"  # no ask known
+
+
 def test_a_position_reaching_its_take_profit() -> None:
     p = open_from(intent(), 3, T0)
     # Given an offer above the limit, the buy limit rests

@@ -77,3 +77,8 @@ class ExpiryGuard:
             halted = desk.state.halted if desk.state is not None else False
             await desk.live.step(now_ts, halted)  # fills first: sell only what is held
             await desk.live_exits.step(now_ts)
+        left = [h.key for h in await self.expiring(now_ts)]
+        if left and desk.simulated:  # (live: an exit order may be working; live_exits says)
+            log.warning("expiry guard: still held after its exit time (no bid to sell to "
+                        "yet): %s; tried again until the close", ", ".join(left),
+                        extra={"event": "expiry_guard_held", "contracts": left})

@@ -38,11 +38,18 @@ from supervisor.journal.records import ExitReason, Position, Status
 
 
 def open_from(intent: OrderIntent, quantity: int, ts: float) -> Position:
-    """The pending entry order for an accepted intent of ``quantity`` contracts."""
+    """The entry order for an accepted intent of ``quantity`` contracts: pending, or filled
+    at once at the ask it was decided on when its limit reaches that ask (a marketable limit
+    fills on arrival at a broker; waiting for the next cycle's snapshot would hold it open
+    for a whole interval, past an expiry's exit time with a long one)."""
     if quantity < 1:
         raise ValueError(f"{intent.intent_id}: quantity must be >= 1, got {quantity}")
-    return Position(intent.intent_id, intent.symbol, intent.contract, quantity,
-                    intent.entry_limit, intent.take_profit, intent.stop_loss, "pending", ts)
+    pending = Position(intent.intent_id, intent.symbol, intent.contract, quantity,
+                       intent.entry_limit, intent.take_profit, intent.stop_loss, "pending", ts)
+    ask = clean(intent.ask)
+    if ask is None or ask > intent.entry_limit:
+        return pending
+    return replace(pending, status="open", entry_price=ask, filled_ts=ts, mark=ask)
 
 
 def intrinsic(contract: OptionContract, und_price: float | None) -> float:
