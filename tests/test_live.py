@@ -215,7 +215,38 @@ def test_selling_more_than_was_bought_is_reported_as_net_short(setup, events):
                          fill("e2", "SLD", 5, 3.00, T0 + 9, order_id=12),
                          fill("e3", "SLD", 5, 1.40, T0 + 9.5, order_id=13)]  # both exits
     step(book, T0 + 10)
-    assert events.short == [("ours", 5)]
+    assert events.short == [("ours:short", 5)]
+    # the position closed on the 5 it held, its P&L theirs alone: (3.00 - 2.00) x 5 x 100
+    # less the two fills' commissions (the stop's counts toward the short)
+    p = position(journal)
+    assert (p.status, p.exited, p.exit_price) == ("closed", 5, 3.00)
+    assert p.realized_pnl == pytest.approx(500.0 - 2 * 1.0)
+    # and the 5 sold beyond it are a short row of their own, open at the stop's price
+    short = journal.position("ours:short")
+    assert short is not None
+    assert (short.status, short.quantity, short.entry_price) == ("short", 5, 1.40)
+    assert short in journal.open_positions()
+
+
+def test_a_short_row_closes_once_the_account_lists_the_contract_no_longer_short(setup):
+    book, broker, journal, _ = setup
+    broker.executions = [fill("e1", "BOT", 5, 2.00, T0 + 1),
+                         fill("e2", "SLD", 5, 3.00, T0 + 9, order_id=12),
+                         fill("e3", "SLD", 5, 1.40, T0 + 9.5, order_id=13)]
+    step(book, T0 + 10)
+    c = position(journal).contract
+    held = BrokerPosition("DU111", c.symbol, "OPT", -5, 140.0, 1, c.expiry, c.strike,
+                          c.right.value)
+    # while the account lists it short (or has not listed it yet), the row stays short
+    broker.held = [held]
+    step(book, T0 + 20)
+    assert journal.position("ours:short").status == "short"
+    # bought back by hand: the account lists 0 of it, and the row closes
+    broker.held = [replace(held, quantity=0)]
+    step(book, T0 + 30)
+    closed = journal.position("ours:short")
+    assert (closed.status, closed.closed_ts) == ("closed", T0 + 30)
+    assert closed not in journal.open_positions()
 
 
 def test_an_entry_and_its_exit_in_the_same_second_are_booked_entry_first(setup, events):

@@ -15,14 +15,16 @@ from typing import Literal, Protocol
 
 from common.messages import OptionContract
 
-Status = Literal["pending", "open", "closed", "expired"]
+# short: contracts of ours the account holds short because a bracket's exits sold more than
+# was bought (the bot never sells to open); its row is "<intent id>:short"
+Status = Literal["pending", "open", "closed", "expired", "short"]
 # expiry: closed at the bid before the expiry's close; expired: settled at intrinsic value
 ExitReason = Literal["take_profit", "stop_loss", "expiry", "expired", "cancelled", "closed"]
 
-STATUSES: tuple[Status, ...] = ("pending", "open", "closed", "expired")
+STATUSES: tuple[Status, ...] = ("pending", "open", "closed", "expired", "short")
 EXIT_REASONS: tuple[ExitReason, ...] = ("take_profit", "stop_loss", "expiry", "expired",
                                         "cancelled", "closed")  # closed: sold otherwise
-ACTIVE: tuple[Status, ...] = ("pending", "open")
+ACTIVE: tuple[Status, ...] = ("pending", "open", "short")
 
 
 def _finite(x: float | None) -> bool:

@@ -247,9 +247,11 @@ class Journal(Commits, OrderRows):
             _save_position(db, p, day)
 
     def book_fill(self, order_ref: str, side: str, quantity: int, price: float, ts: float,
-                  commission: float, exec_id: str, after: Position, day: str) -> bool:
-        """A live execution and the position it leaves, in one transaction: a crash cannot
-        journal the one without the other. False (nothing written) if booked before."""
+                  commission: float, exec_id: str, after: Position, day: str,
+                  also: Sequence[Position] = ()) -> bool:
+        """A live execution and the position(s) it leaves (``also``: a short row it opened),
+        in one transaction: a crash cannot journal the one without the other. False (nothing
+        written) if booked before."""
         with self._tx(True) as db:
             cur = db.execute("INSERT INTO fills (intent_id, side, quantity, price, commission, "
                              "exec_id, ts) VALUES (?, ?, ?, ?, ?, ?, ?) "
@@ -258,6 +260,8 @@ class Journal(Commits, OrderRows):
             if cur.rowcount != 1:
                 return False
             _save_position(db, after, day)
+            for other in also:
+                _save_position(db, other, day)
             return True
 
     def position(self, intent_id: str) -> Position | None:

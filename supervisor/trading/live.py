@@ -81,6 +81,7 @@ class LiveBook:
                 self.positions.entry_gone(row["intent_id"], now_ts)
         self.positions.mark(now_ts)
         self.positions.settle_expired(now_ts)
+        self.positions.settle_shorts(now_ts)
 
     def _adopt(self, orders: list[OpenOrder], now_ts: float) -> None:
         """Every entry of ours working at IBKR gets a followed row, even one whose row says

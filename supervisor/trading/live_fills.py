@@ -3,8 +3,9 @@
     BOT  -> contracts bought grow, entry price is their average; pending becomes open
     SLD  -> contracts sold grow, exit price is their average; all sold: closed, with the
             reason of the order that sold the last of them
-    more sold than bought: the position is net short (both exits of a bracket filled, say);
-    ``net_short`` says so, and the desk trips the kill switch
+    more sold than bought: the position closes on what was held (its realized P&L counts
+    only that), and ``sold_beyond`` is net short (both exits of a bracket filled, say): it
+    opens (or grows) a short row of its own (``short_row``) and the desk trips the kill switch
 
 Which order sold is told by ``exit_reason_of``: the bracket's take-profit or stop (by order id
 or permId, so a reconnect under another client id does not lose it), the expiry exit
@@ -20,6 +21,8 @@ from typing import Any
 from supervisor.journal.records import ExitReason, Position
 from supervisor.trading.live_exits import EXIT_SUFFIX
 
+SHORT_SUFFIX = ":short"
+
 
 def apply_fill(p: Position, side: str, quantity: int, price: float, commission: float,
                ts: float, reason: ExitReason) -> Position:
@@ -31,8 +34,13 @@ def apply_fill(p: Position, side: str, quantity: int, price: float, commission: 
                        filled_ts=p.filled_ts if p.filled_ts is not None else ts,
                        commission=p.commission + commission, exited=p.exited or 0,
                        closed_ts=None, exit_reason=None)
-    sold = (p.exited or 0) + quantity
-    exit_price = ((p.exit_price or 0.0) * (p.exited or 0) + price * quantity) / sold
+    beyond = sold_beyond(p, side, quantity)
+    closing = quantity - beyond
+    if closing <= 0:
+        return p  # nothing held to sell: the whole sale is short (short_row)
+    commission = commission * closing / quantity  # the rest is the short's
+    sold = (p.exited or 0) + closing
+    exit_price = ((p.exit_price or 0.0) * (p.exited or 0) + price * closing) / sold
     done = p.filled_ts is not None and sold >= p.quantity
     return replace(p, exited=sold, exit_price=exit_price,
                    commission=p.commission + commission,
@@ -41,10 +49,32 @@ def apply_fill(p: Position, side: str, quantity: int, price: float, commission: 
                    closed_ts=ts if done else None, exit_reason=reason if done else None)
 
 
-def net_short(p: Position) -> int:
-    """Contracts sold beyond those bought (0 when not short)."""
+def sold_beyond(p: Position, side: str, quantity: int) -> int:
+    """Of a sale of ``quantity``, the contracts beyond what ``p`` still holds (0 for a
+    purchase, or a sale within what is held)."""
+    if side == "BOT":
+        return 0
     bought = 0 if p.filled_ts is None else p.quantity
-    return max((p.exited or 0) - bought, 0)
+    return max(quantity - max(bought - (p.exited or 0), 0), 0)
+
+
+def short_id(intent_id: str) -> str:
+    return f"{intent_id}{SHORT_SUFFIX}"
+
+
+def short_row(short: Position | None, long: Position, quantity: int, price: float,
+              commission: float, ts: float) -> Position:
+    """The short row after ``quantity`` more contracts were sold beyond what ``long`` held:
+    opened at the sale's price, growing at the average."""
+    if short is None:
+        return replace(long, intent_id=short_id(long.intent_id), quantity=quantity,
+                       status="short", opened_ts=ts, entry_price=price, filled_ts=ts,
+                       mark=None, exit_price=None, closed_ts=None, exit_reason=None,
+                       commission=commission, exited=None, exit_commission=0.0)
+    total = short.quantity + quantity
+    entry = ((short.entry_price or 0.0) * short.quantity + price * quantity) / total
+    return replace(short, quantity=total, entry_price=entry,
+                   commission=short.commission + commission)
 
 
 def exit_reason_of(order_ref: str, order_id: int, perm_id: int,

@@ -27,7 +27,13 @@ from supervisor.broker.base import Broker, Fill
 from supervisor.journal.records import Position
 from supervisor.journal.store import Journal
 from supervisor.trading.live_exits import EXIT_SUFFIX
-from supervisor.trading.live_fills import apply_fill, exit_reason_of, net_short
+from supervisor.trading.live_fills import (
+    apply_fill,
+    exit_reason_of,
+    short_id,
+    short_row,
+    sold_beyond,
+)
 
 log = logging.getLogger("supervisor.trading.live_positions")
 
@@ -102,9 +108,11 @@ class LivePositions:
         reason = exit_reason_of(fill.order_ref, fill.order_id, fill.perm_id, bracket)
         after = apply_fill(held, fill.side, int(fill.shares), fill.price, commission, fill.ts,
                            reason)
+        short = self._short_after(held, fill, commission)
         if not self.journal.book_fill(fill.order_ref, fill.side, int(fill.shares), fill.price,
                                       fill.ts, commission, fill.exec_id, after,
-                                      self.day_of(fill.ts)):
+                                      self.day_of(fill.ts),
+                                      also=() if short is None else (short,)):
             return False  # booked meanwhile
         if fill.commission is None:
             log.warning("fill %s of %s booked without its commission report",
@@ -116,10 +124,34 @@ class LivePositions:
                         "commission": commission, "exec_id": fill.exec_id})
         if after.status != held.status:
             self.on_change(after)
-        short = net_short(after)
-        if short:
-            self.on_net_short(after, short)
+        if short is not None:
+            self.on_net_short(short, short.quantity)
         return True
+
+    def _short_after(self, held: Position, fill: Fill, commission: float) -> Position | None:
+        """The short row a sale beyond what is held opens or grows (None: no such sale)."""
+        beyond = sold_beyond(held, fill.side, int(fill.shares))
+        if not beyond:
+            return None
+        log.error("fill %s sells %d x %s beyond what was held: net short", fill.exec_id,
+                  beyond, held.contract.key,
+                  extra={"event": "net_short", "intent_id": held.intent_id, "short": beyond})
+        return short_row(self.journal.position(short_id(held.intent_id)), held, beyond,
+                         fill.price, commission * beyond / fill.shares, fill.ts)
+
+    def settle_shorts(self, now_ts: float) -> None:
+        """A short row whose contract the account lists as no longer short was bought back
+        (by hand: the bot never does): closed, the buy-back price not known to it. Not listed
+        at all is not known yet (a position update comes after the executions)."""
+        listed = {OptionContract(b.symbol, b.expiry, b.strike, Right(b.right)).key: b.quantity
+                  for b in self.broker.positions() if b.sec_type == "OPT"}
+        for p in self.journal.open_positions():
+            if p.status == "short" and listed.get(p.contract.key, -1) >= 0:
+                after = replace(p, status="closed", exit_reason="closed", closed_ts=now_ts)
+                self.journal.save_position(after, self.day_of(now_ts))
+                log.warning("%s is no longer held short at IBKR: its short row closed",
+                            p.contract.key, extra={"event": "position", "status": "closed",
+                                                   "intent_id": p.intent_id})
 
     def entry_gone(self, intent_id: str, now_ts: float) -> None:
         """The entry no longer works at the broker. Never filled: its position is cancelled.
