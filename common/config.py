@@ -266,6 +266,8 @@ class ExecutionSettings(Model):
     entry_timeout_s: PositiveS = 300.0  # an unfilled entry is cancelled after this
     # a stop inside an expiry's exit window closes the positions held in it before exit
     close_expiring_on_stop: bool = True
+    # live: a stop cancels our entries still working at IBKR (exits of held positions stay)
+    cancel_entries_on_stop: bool = True
     # one journal per broker ({broker}: stub | sim | ibkr): the stub's simulated days can never
     # mix with a real account's; the journal also remembers its account and refuses another
     journal_path: str = "var/journal-{broker}.sqlite"

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from common.messages import OptionContract, OrderIntent, Right, Signal
-from supervisor.broker.base import BrokerError, OrderRejected, PlacedBracket
+from supervisor.broker.base import BrokerError, EntriesStopped, OrderRejected, PlacedBracket
 from supervisor.journal.store import Journal
 from supervisor.trading.execution import Executor, live_refusal
 from supervisor.trading.risk import RiskDecision
@@ -127,3 +127,14 @@ def test_once_a_stop_is_asked_for_nothing_new_is_sent(tmp_path):
                                       stopping=True)
     assert broker.rows_when_sent == [] and done.status == "refused"
     assert done.decision.rule == "stopping" and order_statuses(journal) == []
+
+
+def test_a_bracket_a_stop_caught_before_it_left_is_refused_not_lost(tmp_path):
+    # Given a stop that came while the bracket waited for its pacing slot
+    done, _broker, journal = live_send(
+        tmp_path, EntriesStopped("bracket SPY-1 not sent: a stop was asked for"))
+    # Then nothing is in doubt: refused (rule stopping), its row not_sent, the decision too
+    assert (done.status, done.quantity, done.decision.rule) == ("refused", 0, "stopping")
+    assert order_statuses(journal) == ["not_sent"]
+    (rule,) = journal._db.execute("SELECT rule FROM decisions").fetchone()
+    assert rule == "stopping"

@@ -17,7 +17,9 @@ import pytest
 
 from common.calendar import trading_day
 from common.config import IBKRSettings
+from common.messages import OptionContract, OrderIntent, Right, Signal
 from common.settings_file import parse_settings
+from supervisor.broker.base import EntriesStopped
 from supervisor.broker.ibkr import errors
 from supervisor.broker.ibkr.bars import PacingCooldown
 from supervisor.broker.ibkr.broker import IBKRBroker, ib_duration
@@ -316,3 +318,39 @@ def test_an_option_quote_waits_for_its_volume_only_when_the_intent_step_reads_it
 
     # Then the quote waited for it, and is complete (not ended) once it is in
     assert asyncio.run(wait()) == (True, False)
+
+
+# --- a stop: no bracket leaves after it ------------------------------------------------------
+
+
+def test_a_bracket_waiting_for_its_pacing_slot_is_not_sent_after_a_stop() -> None:
+    # Given a bracket that waits for its pacing slot (the governor is full), and a stop
+    # asked for meanwhile
+    slot = asyncio.Event()
+    placed: list[Any] = []
+
+    async def pace(n: int) -> None:
+        await slot.wait()
+
+    link = SimpleNamespace(pace=pace, new_req_id=iter(range(1, 100)).__next__, accounts=["DU1"],
+                           ib=SimpleNamespace(placeOrder=lambda c, o: placed.append(o)))
+
+    async def tradable(contract: Any) -> Any:
+        return contract
+
+    orders = Orders(link, None, SimpleNamespace(tradable=tradable),  # type: ignore[arg-type]
+                    IBKRSettings(account="DU1"), now=time.time)
+    contract = OptionContract("SPY", "20261204", 680.0, Right.CALL)
+    intent = OrderIntent("SPY-1", 1, "SPY", contract, Signal.BUY, 2.0, 3.0, 1.4, 2.0, 0.5, ())
+
+    async def scenario() -> None:
+        sending = asyncio.ensure_future(orders.place_bracket(intent, 3, "DU1"))
+        await asyncio.sleep(0)  # it waits for its slot now
+        orders.entries_stopped = True  # what IBKRBroker.stop_entries sets, from the signal
+        slot.set()
+        with pytest.raises(EntriesStopped, match="not sent"):
+            await sending
+
+    asyncio.run(scenario())
+    # Then no message of it reached the socket
+    assert placed == []

@@ -192,3 +192,68 @@ def test_a_stop_asked_for_while_a_bracket_waits_stops_the_rest_of_the_cycle(tmp_
     assert [d.status for d in done] == ["submitted", "refused", "refused"]
     assert [d.decision.rule for d in done[1:]] == ["stopping", "stopping"]
     assert len(broker.placed) == 1
+
+
+class Alerts:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str]] = []
+
+    def send(self, kind: str, text: str, fields: object = None) -> int:
+        self.sent.append((kind, text))
+        return 1
+
+    def send_once(self, key: str, kind: str, text: str, fields: object = None) -> bool:
+        self.sent.append((kind, text))
+        return True
+
+
+class CancellingBroker(LiveFakeBroker):
+    """A cancel takes the order off the working list, as IBKR confirms it."""
+
+    def __init__(self, settings) -> None:
+        super().__init__(settings)
+        self.cancelled: list[int] = []
+
+    def is_connected(self) -> bool:
+        return True
+
+    async def cancel_order(self, order_id: int) -> None:
+        self.cancelled.append(order_id)
+        self.working = [o for o in self.working if o.order_id != order_id]
+
+
+def test_a_stop_cancels_working_entries_and_keeps_the_exits_of_what_is_held(tmp_path):
+    # Given a live desk with one entry still working, and the exits of a held position
+    settings = make_settings(tmp_path, execution={"mode": "live"}, ibkr={"account": "DU111"})
+    broker = CancellingBroker(settings)
+    journal = Journal(settings.execution.journal_path)
+    alerts = Alerts()
+    desk = Desk(settings, broker, journal, Executor("live", broker, journal, "DU111"),
+                SessionBook(broker, nyse()), alerts)  # type: ignore[arg-type]
+    assert cycle(desk, NOW, result(spy_intent(1))) == [10]
+    (entry,) = broker.working
+    held_exit = OpenOrder(50, "i-1", "Submitted", "SELL", 10, "STP", PUT.symbol, "OPT",
+                          PUT.expiry, PUT.strike, "P", 1.0, perm_id=950, parent_id=49,
+                          account="DU111")
+    broker.working.append(held_exit)
+    # When the bot stops
+    asyncio.run(desk.close_out(NOW + 30))
+    # Then the entry was cancelled, the exit stays, and what stays is said: log, alert
+    assert broker.cancelled == [entry.order_id]
+    assert broker.working == [held_exit]
+    ((kind, text),) = [a for a in alerts.sent if a[0] == "left_working"]
+    assert "SELL 10 x SPY" in text and "STP" in text
+
+
+def test_a_stop_can_leave_entries_working_by_choice(tmp_path):
+    settings = make_settings(tmp_path, execution={"mode": "live", "cancel_entries_on_stop":
+                                                  False}, ibkr={"account": "DU111"})
+    broker = CancellingBroker(settings)
+    journal = Journal(settings.execution.journal_path)
+    desk = Desk(settings, broker, journal, Executor("live", broker, journal, "DU111"),
+                SessionBook(broker, nyse()), Alerts())  # type: ignore[arg-type]
+    assert cycle(desk, NOW, result(spy_intent(1))) == [10]
+    asyncio.run(desk.close_out(NOW + 30))
+    assert broker.cancelled == [] and len(broker.working) == 1
+    alerts = journal._db.execute("SELECT kind FROM alerts WHERE kind = 'left_working'")
+    assert len(alerts.fetchall()) == 1

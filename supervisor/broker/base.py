@@ -42,6 +42,11 @@ class NotAGateway(BrokerError):
     program): waiting cannot fix it, so even ``run`` stops at once."""
 
 
+class EntriesStopped(BrokerError):
+    """Not sent: a stop was asked for before the bracket's first message left (checked after
+    the pacing slot, right before the write). Nothing of it reached the gateway."""
+
+
 class OrderRejected(BrokerError):
     """The gateway refused an order: its error code and text (201 and the reason, say)."""
 
@@ -201,7 +206,13 @@ class Broker(Protocol):
     async def place_bracket(self, intent: OrderIntent, quantity: int,
                             account: str) -> PlacedBracket:
         """A bracket (one OCA group), once the gateway accepted it; OrderRejected with the
-        code if it refused; BrokerError if its fate is not known in time."""
+        code if it refused; BrokerError if its fate is not known in time; EntriesStopped if
+        ``stop_entries`` came first."""
+        ...
+
+    def stop_entries(self) -> None:
+        """From now on no bracket (a new entry) is sent, whatever is already on its way to
+        the socket; exits (``place_order``) and cancels still are. Called from a signal."""
         ...
 
     async def place_order(self, contract: OptionContract, action: str, quantity: int,

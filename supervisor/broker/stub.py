@@ -292,6 +292,9 @@ class StubBroker:
                             account: str) -> PlacedBracket:
         raise BrokerError("the stub places no orders (live trading needs the IBKR broker)")
 
+    def stop_entries(self) -> None:
+        return None  # it sends none anyway
+
     async def place_order(self, contract: OptionContract, action: str, quantity: int,
                           limit: float, account: str, order_ref: str) -> int:
         raise BrokerError("the stub places no orders (live trading needs the IBKR broker)")

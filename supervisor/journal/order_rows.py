@@ -46,12 +46,14 @@ class OrderRows:
                 db.execute("UPDATE orders SET perm_id = ? WHERE id = ?", (perm_id, row_id))
         return updated
 
-    def reject_decision(self, intent_id: str, day: str, reason: str) -> None:
-        """The gateway refused what risk accepted: the decision is a rejection after all."""
+    def reject_decision(self, intent_id: str, day: str, reason: str,
+                        rule: str = "rejected") -> None:
+        """What risk accepted was not sent after all: the gateway refused it (``rejected``),
+        or a stop came before it left (``stopping``)."""
         with self._tx(True) as db:
-            db.execute("UPDATE decisions SET accepted = 0, quantity = 0, rule = 'rejected', "
+            db.execute("UPDATE decisions SET accepted = 0, quantity = 0, rule = ?, "
                        "reason = ? WHERE id = (SELECT MAX(id) FROM decisions WHERE "
-                       "intent_id = ? AND day = ?)", (reason, intent_id, day))
+                       "intent_id = ? AND day = ?)", (rule, reason, intent_id, day))
 
     def update_order_by_broker_id(self, broker_order_id: int, status: str, ts: float,
                                   details: Mapping[str, Any] | None = None) -> bool:

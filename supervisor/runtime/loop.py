@@ -339,6 +339,7 @@ class Supervisor:
         log.info("%s received: stopping after the current step", signal.Signals(signum).name,
                  extra={"event": "signal", "signal": signal.Signals(signum).name})
         self.pool.stopping = True  # a worker that dies now is not replaced
+        self.broker.stop_entries()  # even a bracket already waiting for its pacing slot
         self.by_signal = True
         self.stop.set()
 

@@ -298,9 +298,13 @@ class Desk:
     # --- at exit ----------------------------------------------------------------------------
 
     async def close_out(self, now_ts: float) -> None:
-        """Live, at exit: the last fills booked, and what stays working at IBKR said."""
+        """Live, at exit: working entries cancelled (``execution.cancel_entries_on_stop``;
+        exits protecting what is held stay), the last fills booked, and what stays working
+        at IBKR said."""
         if self.live is None or self.live_positions is None or not self.broker.is_connected():
             return
+        if self.settings.execution.cancel_entries_on_stop:
+            await self.live.step(now_ts, halted=True, why="stop")
         await self._book_last_fills(now_ts)
         self._left_working(now_ts)
 
@@ -331,6 +335,11 @@ class Desk:
             log.warning("%d order(s) of ours left working at IBKR (exits protect what is "
                         "held; entries may still fill)", len(left),
                         extra={"event": "left_working_total", "count": len(left)})
+            if self.alerter is not None:
+                self.alerter.send("left_working", f"stopped with {len(left)} order(s) of ours "
+                                  "working at IBKR: " + "; ".join(
+                                      f"{o.action} {o.remaining:g} x {o.symbol} {o.expiry} "
+                                      f"{o.strike:g}{o.right} {o.order_type}" for o in left))
 
 
 def _count(items: Iterable[tuple[str, int, float]]) -> tuple[dict[str, int], float]:

@@ -19,7 +19,7 @@ from typing import Any
 
 from common.config import Settings
 from common.messages import OrderIntent
-from supervisor.broker.base import Broker, BrokerError, OrderRejected
+from supervisor.broker.base import Broker, BrokerError, EntriesStopped, OrderRejected
 from supervisor.journal.store import Journal
 from supervisor.trading.risk import RiskDecision
 
@@ -87,6 +87,13 @@ class Executor:
             status = await self._send(intent, decision, ts)
         except OrderRejected as exc:
             return self._rejected(intent, decision, day, ts, exc, fields)
+        except EntriesStopped as exc:  # nothing left: the stop came while it waited its turn
+            stopped = replace(decision, accepted=False, quantity=0, rule="stopping",
+                              reason=str(exc))
+            self.journal.reject_decision(intent.intent_id, day, stopped.reason, "stopping")
+            log.info("refused %s %s: stopping (%s)", intent.action, intent.contract.key, exc,
+                     extra={**fields, "rule": "stopping"})
+            return Execution(intent.intent_id, self.mode, "refused", 0, stopped)
         except BrokerError as exc:
             if self.mode != "live":  # live orders have their row already ("unconfirmed")
                 self.journal.record_order(intent.intent_id, self.mode, "error",
@@ -119,6 +126,9 @@ class Executor:
                                         ts, details=prices)
         try:
             placed = await self.broker.place_bracket(intent, decision.quantity, self.account)
+        except EntriesStopped as exc:
+            self.journal.update_order(row, "not_sent", ts, details={"error": str(exc)})
+            raise
         except OrderRejected as exc:
             self.journal.update_order(row, "rejected", ts, details={
                 "error_code": exc.code, "error": str(exc), "order_ids": list(exc.order_ids)})

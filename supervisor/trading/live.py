@@ -53,8 +53,9 @@ class LiveBook:
                         "were this cycle)", exc)
             return False
 
-    async def step(self, now_ts: float, halted: bool) -> None:
-        """Follow statuses and fills, cancel stale entries (all entries when halted)."""
+    async def step(self, now_ts: float, halted: bool, why: str = "kill switch") -> None:
+        """Follow statuses and fills, cancel stale entries (all entries when halted, for
+        ``why``: the kill switch, or a stop)."""
         complete = await self.refresh()
         orders = self.broker.open_orders()
         if complete:
@@ -74,8 +75,7 @@ class LiveBook:
                 continue  # a closing order before expiry is an exit: never cancelled here
             stale = now_ts - row["created_ts"] > self.entry_timeout_s
             if halted or stale:
-                await self._cancel(row, order, now_ts, "kill switch" if halted else
-                                   "entry timeout")
+                await self._cancel(row, order, now_ts, why if halted else "entry timeout")
         for row in self.journal.live_orders(("cancelled",)):
             if not any(o.order_ref == row["intent_id"] for o in orders):
                 self.positions.entry_gone(row["intent_id"], now_ts)

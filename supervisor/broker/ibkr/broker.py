@@ -150,6 +150,9 @@ class IBKRBroker:
                             ) -> PlacedBracket:
         return await self._orders.place_bracket(intent, quantity, account)
 
+    def stop_entries(self) -> None:
+        self._orders.entries_stopped = True
+
     async def place_order(self, contract: OptionContract, action: str, quantity: int,
                           limit: float, account: str, order_ref: str) -> int:
         return await self._orders.place_order(contract, action, quantity, limit, account,

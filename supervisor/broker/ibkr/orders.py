@@ -19,6 +19,7 @@ from supervisor.broker.base import (
     AccountSnapshot,
     BrokerError,
     BrokerPosition,
+    EntriesStopped,
     Fill,
     OpenOrder,
     OrderRejected,
@@ -52,6 +53,7 @@ class Orders:
         # only as last seen (their later fills and cancels never reach us), so those count as
         # open only while IBKR still lists them
         self._listed: frozenset[int] | None = None
+        self.entries_stopped = False  # set by a stop: no bracket leaves after it
 
     async def account(self) -> AccountSnapshot:
         """From the account updates ib_insync keeps current since connect (no request), with
@@ -134,6 +136,8 @@ class Orders:
         acct = self._order_account(account)
         contract = await self._contracts.tradable(intent.contract)
         await self._link.pace(3)
+        if self.entries_stopped:  # the last moment: from here to the write nothing awaits
+            raise EntriesStopped(f"bracket {intent.intent_id} not sent: a stop was asked for")
         parent_id, tp_id, sl_id = (self._link.new_req_id() for _ in range(3))
         common = {"orderRef": intent.intent_id, "account": acct}
         oca = {"ocaGroup": f"oca-{intent.intent_id}", "ocaType": OCA_REDUCE_WITH_BLOCK,
