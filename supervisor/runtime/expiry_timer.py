@@ -34,8 +34,14 @@ STOP_RETRY_S = 2.0
 
 async def _due(guard: ExpiryGuard, now: float) -> float | None:
     """When the guard must run next: an exit time to come, or now inside a window (past
-    the close the cycles' settlement takes over), or None when nothing is held."""
-    held = await guard.held(now)
+    the close the cycles' settlement takes over), or None when nothing is held (or what is
+    held cannot be known this moment: a broker error, said, and looked at again later)."""
+    try:
+        held = await guard.held(now)
+    except (BrokerError, TimeoutError) as exc:
+        log.warning("expiry guard: what is held is not known now (%s)", exc,
+                    extra={"event": "expiry_guard_failed"})
+        return None
     times = [h.exit_at if now < h.exit_at else now for h in held if now < h.close]
     return min(times, default=None)
 
@@ -80,6 +86,15 @@ async def during_cycle(clock: Clock, guard: ExpiryGuard | None,
 
 
 async def _guard_until_cancelled(clock: Clock, guard: ExpiryGuard, lock: asyncio.Lock) -> None:
+    try:
+        await _guard_loop(clock, guard, lock)
+    except Exception:  # noqa: BLE001 - a bug here must not end the cycle; the loop's next
+        # sleep between cycles runs the guard again
+        log.exception("the expiry guard's timer failed during a cycle",
+                      extra={"event": "expiry_guard_failed"})
+
+
+async def _guard_loop(clock: Clock, guard: ExpiryGuard, lock: asyncio.Lock) -> None:
     while True:
         now = clock.now()
         due = await _due(guard, now)
