@@ -266,6 +266,9 @@ class ExecutionSettings(Model):
     entry_timeout_s: PositiveS = 300.0  # an unfilled entry is cancelled after this
     # a stop inside an expiry's exit window closes the positions held in it before exit
     close_expiring_on_stop: bool = True
+    # live, at start: a held position whose bracket lacks its take-profit or its stop at
+    # IBKR gets the missing exit placed again (replace) or is sold at the bid (close)
+    incomplete_bracket: Literal["replace", "close"] = "replace"
     # live: a stop cancels our entries still working at IBKR (exits of held positions stay)
     cancel_entries_on_stop: bool = True
     # one journal per broker ({broker}: stub | sim | ibkr): the stub's simulated days can never

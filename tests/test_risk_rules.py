@@ -184,3 +184,24 @@ def test_kill_switch_beats_every_other_rule():
     state = RiskState("2026-01-08", 48_000.0, 48_000.0, halted=True)
     decision = decide(intent(bid=math.nan), state=state, check_hours=True, session=None)
     assert decision.rule == "kill_switch"
+
+
+# --- what the broker remembers, and a journal gone under the bot ------------------------------
+
+
+def test_an_intent_the_broker_lists_is_a_duplicate_whatever_the_journal_holds():
+    # Given a journal that remembers nothing today (deleted, replaced, fresh) and IBKR
+    # listing an order whose orderRef is this intent's id
+    state = RiskState("2026-01-08", 48_000.0, 48_000.0, at_broker=frozenset({"id-1"}))
+    decision = decide(state=state)
+    # Then it is refused as a duplicate, saying where the record came from
+    assert (decision.accepted, decision.rule) == (False, "duplicate")
+    assert "IBKR lists" in decision.reason
+
+
+def test_a_journal_lost_under_the_bot_refuses_every_entry_first():
+    state = RiskState("2026-01-08", 48_000.0, 48_000.0, halted=True,
+                      journal_lost="var/j.sqlite is gone")
+    decision = decide(state=state)
+    assert (decision.accepted, decision.rule) == (False, "journal_lost")
+    assert "var/j.sqlite is gone" in decision.reason and "restart" in decision.reason

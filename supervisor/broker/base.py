@@ -220,6 +220,15 @@ class Broker(Protocol):
         """One DAY limit order (an exit before expiry); returns its id."""
         ...
 
+    async def place_exit(self, contract: OptionContract, order_type: str, quantity: int,
+                         price: float, account: str, order_ref: str,
+                         oca_group: str) -> tuple[int, int]:
+        """One exit of a bracket placed again: SELL ``LMT`` at ``price`` or ``STP`` triggered
+        at ``price``, GTC, in the OCA group ``oca_group`` (a fill reduces the other exits);
+        (order id, permId) once the gateway accepted it; OrderRejected if it refused;
+        BrokerError if its fate is not known in time."""
+        ...
+
     async def cancel_order(self, order_id: int) -> None: ...
 
     async def refresh_orders(self) -> None:

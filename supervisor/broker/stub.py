@@ -299,6 +299,11 @@ class StubBroker:
                           limit: float, account: str, order_ref: str) -> int:
         raise BrokerError("the stub places no orders (live trading needs the IBKR broker)")
 
+    async def place_exit(self, contract: OptionContract, order_type: str, quantity: int,
+                         price: float, account: str, order_ref: str,
+                         oca_group: str) -> tuple[int, int]:
+        raise BrokerError("the stub places no orders (live trading needs the IBKR broker)")
+
     async def cancel_order(self, order_id: int) -> None:
         raise BrokerError("the stub holds no orders to cancel")
 

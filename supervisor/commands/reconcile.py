@@ -4,8 +4,10 @@ Connects (another client id if the bot holds its own: 326 -> the next), asks for
 order of the account and today's executions, reads the journal without locking it (the bot
 may be running) and prints what matches, what the bot would adopt at its next start, and
 what does not belong (orders and positions the bot did not make, journal positions the broker
-does not hold). It changes nothing, at the broker or in the journal. Exit 0 when everything
-matches, 1 when there are problems, 2/3 when it could not look.
+does not hold, rows the journal still follows that IBKR no longer lists, a gateway whose
+account is not the journal's or the settings' ibkr.account, which ``run`` would refuse). It
+changes nothing, at the broker or in the journal. Exit 0 when everything matches, 1 when
+there are problems, 2/3 when it could not look.
 """
 
 from __future__ import annotations
@@ -55,6 +57,9 @@ async def compare(broker: Broker, settings: Settings, clock: Clock) -> int:
         await broker.refresh_orders()
         with Journal(path, readonly=True) as journal:
             found = reconcile(broker, journal, clock.now(), adopt=False)
+            owner = journal.owner()
+        found.problems[:0] = account_problems(broker.managed_accounts(),
+                                              owner[1] if owner else "", settings.ibkr.account)
     except (BrokerError, JournalError, TimeoutError) as exc:
         print(f"reconcile failed: {exc}", file=sys.stderr)
         return exitcodes.CANNOT_CONNECT
@@ -66,3 +71,20 @@ async def compare(broker: Broker, settings: Settings, clock: Clock) -> int:
     for line in found.lines():
         print(f"  {line}")
     return exitcodes.OK if not found.problems else exitcodes.FAILED
+
+
+def account_problems(accounts: list[str], journal_account: str, wanted: str) -> list[str]:
+    """The gateway's accounts against the journal's and the settings' (``run`` refuses a
+    journal of another account, and live trading an ibkr.account the login lacks)."""
+    problems = []
+    shown = ", ".join(accounts) or "none reported"
+    if journal_account and journal_account not in accounts:
+        problems.append(f"the gateway manages {shown}, not the journal's account "
+                        f"{journal_account}: run would refuse this journal")
+    if wanted and wanted not in accounts:
+        problems.append(f"the gateway manages {shown}, not ibkr.account {wanted}: run would "
+                        "refuse live trading")
+    if journal_account and wanted and journal_account != wanted:
+        problems.append(f"the journal belongs to account {journal_account}, the settings name "
+                        f"ibkr.account {wanted}: run would refuse this journal")
+    return problems

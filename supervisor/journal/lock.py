@@ -3,18 +3,23 @@
 Two bots on one journal would both pass the duplicate guard for the same intent and race each
 other's cancels. The lock is an OS file lock (flock), so it goes with the process: a SIGKILL
 or a crash releases it and the next start takes it over; nothing stale to clean by hand.
-Readers (``report``) take no lock: WAL lets them read while the bot writes.
+Readers (``report``) take no lock: WAL lets them read while the bot writes. A lock file
+deleted or replaced under the running bot would let a second bot take a new one: ``check``
+(each cycle) takes the lock at the path again, or says who holds it now.
 """
 
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import time
 from pathlib import Path
 from typing import IO
 
 from supervisor.journal.rows import JournalError
+
+log = logging.getLogger(__name__)
 
 
 class JournalLock:
@@ -40,7 +45,31 @@ class JournalLock:
         handle.truncate()
         handle.write(f"pid {os.getpid()} since {time.strftime('%Y-%m-%dT%H:%M:%S%z')}\n")
         handle.flush()
+        self.release()  # the lock file held before, if this takes it again
         self._file = handle
+
+    def check(self) -> str | None:
+        """None while the lock file at the path is the one held (or was taken again just
+        now: it had been deleted or replaced); else who holds the one there now."""
+        if self._file is None:
+            return None
+        held = os.fstat(self._file.fileno())
+        try:
+            st = os.stat(self.path)
+            if (st.st_dev, st.st_ino) == (held.st_dev, held.st_ino):
+                return None
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            log.warning("cannot look at %s: %s (looked at again next cycle)", self.path, exc)
+            return None
+        try:
+            self.acquire()
+        except (JournalError, OSError) as exc:
+            return f"the lock file {self.path} was deleted or replaced, and {exc}"
+        log.warning("the lock file %s was deleted or replaced under the running bot: taken "
+                    "again", self.path, extra={"event": "journal_lock_retaken"})
+        return None
 
     def release(self) -> None:
         if self._file is not None:

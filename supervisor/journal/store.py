@@ -35,6 +35,7 @@ from typing import Any
 
 from common.messages import OrderIntent, Signal
 from supervisor.journal.commits import Commits
+from supervisor.journal.identity import FileIdentity
 from supervisor.journal.lock import JournalLock
 from supervisor.journal.order_rows import OrderRows
 from supervisor.journal.records import ACTIVE, DayState, DecisionRecord, Position
@@ -59,6 +60,7 @@ class Journal(Commits, OrderRows):
         self.path = Path(path)
         self._pending: list[tuple[str, tuple[Any, ...]]] = []  # rows for the next commit
         self._pending_since = 0.0
+        self._identity: FileIdentity | None = None
         self._lock = None if readonly else JournalLock(self.path)
         if self._lock is not None:
             self._lock.acquire()  # before anything is read or written
@@ -82,6 +84,8 @@ class Journal(Commits, OrderRows):
         except JournalError:
             self.close()
             raise
+        if not readonly:
+            self._identity = FileIdentity(self.path)  # created by now: what lost() compares
 
     def _open(self, readonly: bool) -> None:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
@@ -128,16 +132,28 @@ class Journal(Commits, OrderRows):
         if self._lock is not None:
             self._lock.release()
 
+    def lost(self) -> str | None:
+        """What became of this journal's file (deleted, moved away, replaced) or its lock
+        file under the running bot; None while both are the ones opened. SQLite goes on
+        writing into a file unlinked under it, so only this tells."""
+        if self._identity is None:
+            return None
+        return self._identity.changed() or (self._lock.check() if self._lock else None)
+
+    def owner(self) -> tuple[str, str] | None:
+        """(broker, account) the journal belongs to (its first run's), None before one."""
+        owner = dict(self._db.execute("SELECT key, value FROM meta WHERE key IN "
+                                      "('broker', 'account')").fetchall())
+        return (owner["broker"], owner.get("account", "")) if "broker" in owner else None
+
     def claim(self, broker: str, account: str) -> None:
         """This journal belongs to one broker and account: the first run writes them down,
         a later run with others is refused (the stub's days never mix with an account's)."""
-        owner = dict(self._db.execute("SELECT key, value FROM meta WHERE key IN "
-                                      "('broker', 'account')").fetchall())
-        if owner and (owner.get("broker"), owner.get("account")) != (broker, account):
+        owner = self.owner()
+        if owner and owner != (broker, account):
             raise JournalError(
-                f"{self.path} belongs to broker {owner.get('broker')!r} account "
-                f"{owner.get('account')!r}, not {broker!r} account {account!r}: give this run "
-                "its own execution.journal_path")
+                f"{self.path} belongs to broker {owner[0]!r} account {owner[1]!r}, not "
+                f"{broker!r} account {account!r}: give this run its own execution.journal_path")
         if not owner:
             with self._tx(True) as db:
                 db.executemany("INSERT INTO meta (key, value) VALUES (?, ?)",

@@ -1,9 +1,13 @@
 """The trading desk: from a cycle's symbol results to journaled risk decisions and executions.
 
-    begin_cycle: account equity (+ the paper book's P&L outside live mode) -> RiskState;
+    begin_cycle: the journal file still the one opened (deleted or replaced: no new entry,
+                 rule journal_lost, until a restart; one ERROR, one alert); account equity
+                 (+ the paper book's P&L outside live mode) -> RiskState;
                  a new day restores start equity, kill switch, sent intents from the journal;
                  the paper book is settled, marked and driven to its exits first (exits always
-                 run, kill switch or not); in live mode the live book follows the broker
+                 run, kill switch or not); in live mode the live book follows the broker, and
+                 the intent ids its open orders and today's executions carry are duplicates
+                 whatever the journal holds
     act_on:      each intent -> its entry id (a re-entry after a close gets a new one) ->
                  risk.evaluate with the symbol's own session -> Executor -> journal; accepted
                  entries open a paper position outside live mode
@@ -27,8 +31,11 @@ from supervisor.journal.records import DayState, Position
 from supervisor.journal.store import Journal
 from supervisor.observe.alerts import Alerter
 from supervisor.trading.book import PaperBook
+from supervisor.trading.broker_refs import sent_at
 from supervisor.trading.execution import Execution, Executor, describe
+from supervisor.trading.journal_watch import JournalWatch
 from supervisor.trading.live import LiveBook
+from supervisor.trading.live_brackets import BracketCheck
 from supervisor.trading.live_exits import ExpiryExits
 from supervisor.trading.live_positions import LivePositions
 from supervisor.trading.live_reconcile import Reconciliation, reconcile
@@ -61,6 +68,11 @@ class Desk:
                      if self.live_positions is not None else None)
         self.live_exits = ExpiryExits(broker, journal, sessions, risk.exit_before_expiry_min,
                                       settings.ibkr.account)
+        self.brackets = (BracketCheck(broker, journal, self.live_positions, self.live_exits,
+                                      settings.execution.incomplete_bracket,
+                                      settings.ibkr.account)
+                         if self.live_positions is not None else None)
+        self.journal_watch = JournalWatch(journal, alerter)
 
     @property
     def simulated(self) -> bool:
@@ -73,22 +85,30 @@ class Desk:
 
     async def start_live(self, now_ts: float) -> Reconciliation | None:
         """Live: the journal reconciled with the broker before the first cycle."""
-        if self.live is None or self.live_positions is None:
+        if self.live is None or self.live_positions is None or self.brackets is None:
             return None
         account = await self.broker.account()
         day = self.day_of(now_ts)
         self.state = self._restore_day(day, account.net_liquidation)  # a trip needs the day
-        complete = await self.live.refresh()
+        complete = await self.live.refresh_acknowledged()
         self.live_positions.follow(now_ts)
-        found = reconcile(self.broker, self.journal, now_ts, complete=complete)
+        found = reconcile(self.broker, self.journal, now_ts, complete=complete, day=day)
+        self.live_positions.follow(now_ts)  # the fills of what was adopted just now
+        repaired: list[str] = []
+        if complete:  # whole brackets or none (an incomplete list proves nothing missing)
+            checked = await self.brackets.run(now_ts)
+            repaired, found.problems = checked.repaired, found.problems + checked.problems
+            found.adopted += [f"repaired: {line}" for line in repaired]
         for problem in found.problems:
-            self.journal.record_alert_once(self.day_of(now_ts), "reconcile", problem[:120],
-                                           problem, now_ts)
+            self.journal.record_alert_once(day, "reconcile", problem[:120], problem, now_ts)
+        if self.alerter is not None and (found.problems or repaired):
+            self.alerter.send("reconcile", "; ".join([*found.problems, *repaired])[:1500])
         return found
 
     # --- before the cycle -------------------------------------------------------------------
 
     async def begin_cycle(self, now_ts: float) -> RiskState:
+        lost = self.journal_watch.check()  # deleted or replaced: no entry until a restart
         day = self.day_of(now_ts)
         account = await self.broker.account()
         if self.state is None or self.state.day != day:
@@ -101,8 +121,8 @@ class Desk:
         if self.simulated:
             realized, unrealized = book_pnl(self._today(day))
             equity += realized + unrealized
-        self.state = replace(self.state, equity=equity, daily_pnl=self._broker_pnl(
-            account, day, now_ts))
+        self.state = replace(self.state, equity=equity, journal_lost=lost,
+                             daily_pnl=self._broker_pnl(account, day, now_ts))
         breached, why, _ = daily_loss(self.state, self.settings.risk)
         if breached and not self.state.halted:
             self._trip(why, now_ts)
@@ -111,6 +131,9 @@ class Desk:
             for short in self.live_positions.shorts():
                 self._trip(f"net short at IBKR: {short}", now_ts, key=f"short {short}")
             await self.live_exits.step(now_ts)
+            at_broker = sent_at(self.broker.open_orders(), self.broker.fills(),
+                                self.settings.ibkr.account)
+            self.state = replace(self.state, at_broker=self.state.at_broker | at_broker)
         return self.state
 
     def _restore_day(self, day: str, equity: float) -> RiskState:

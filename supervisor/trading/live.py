@@ -10,30 +10,26 @@
       - the kill switch cancels every open entry of ours; exits (bracket children) stay
 
 Only orders whose orderRef is one of our intent ids are ever cancelled. An order is marked
-done only after a refresh that succeeded: an incomplete list must not look like a fill.
+done only after a refresh that succeeded: an incomplete list must not look like a fill. A
+cancel IBKR refuses (an order placed under another client id: only that one may cancel it)
+is an ERROR once per order, then said at INFO each time it is tried again.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
 from supervisor.broker.base import Broker, BrokerError, OpenOrder
 from supervisor.journal.store import Journal
+from supervisor.trading.live_adopt import FOLLOWED, adopt_bracket, find, is_ours
 from supervisor.trading.live_exits import EXIT_SUFFIX
-from supervisor.trading.live_positions import LivePositions, intent_of
-from supervisor.trading.live_reconcile import FOLLOWED, follow_order
+from supervisor.trading.live_positions import LivePositions
 
 log = logging.getLogger("supervisor.trading.live")
 
 WORKING = ("Submitted", "PreSubmitted", "PendingSubmit", "ApiPending")
-
-
-def find(orders: list[OpenOrder], row: dict[str, Any]) -> OpenOrder | None:
-    """The broker's order behind a journal row: by permId, else (no permId known) by id."""
-    if row.get("perm_id"):
-        return next((o for o in orders if o.perm_id == row["perm_id"]), None)
-    return next((o for o in orders if o.order_id == row["broker_order_id"]), None)
 
 
 class LiveBook:
@@ -43,6 +39,7 @@ class LiveBook:
         self.journal = journal
         self.entry_timeout_s = entry_timeout_s
         self.positions = positions
+        self._cancel_refused: set[int] = set()  # permIds (else order ids) said at ERROR
 
     async def refresh(self) -> bool:
         try:
@@ -52,6 +49,18 @@ class LiveBook:
             log.warning("could not refresh the account's orders: %s (statuses kept as they "
                         "were this cycle)", exc)
             return False
+
+    async def refresh_acknowledged(self, attempts: int = 3, pause_s: float = 0.5) -> bool:
+        """Refresh, then again while an order of ours has no permId (IBKR has not
+        acknowledged it yet), a few times; whether the last refresh succeeded."""
+        complete = await self.refresh()
+        for _ in range(attempts):
+            if all(o.perm_id or not is_ours(o.order_ref, self.journal)
+                   for o in self.broker.open_orders()):
+                break
+            await asyncio.sleep(pause_s)
+            complete = await self.refresh()
+        return complete
 
     async def step(self, now_ts: float, halted: bool, why: str = "kill switch") -> None:
         """Follow statuses and fills, cancel stale entries (all entries when halted, for
@@ -84,20 +93,27 @@ class LiveBook:
         self.positions.settle_shorts(now_ts)
 
     def _adopt(self, orders: list[OpenOrder], now_ts: float) -> None:
-        """Every entry of ours working at IBKR gets a followed row, even one whose row says
-        refused, cancelled or of unknown fate: what works at the broker is what counts."""
-        for order in orders:
-            if (order.order_ref and not order.parent_id
-                    and self.journal.load_intent(intent_of(order.order_ref)) is not None):
-                follow_order(orders, order, self.journal, now_ts, adopt=True)
+        """Every bracket of ours working at IBKR gets a followed row, even one whose row says
+        refused, cancelled or of unknown fate, or whose intent the journal does not have
+        (lost, replaced): what works at the broker is what counts (live_adopt.py)."""
+        day = self.positions.day_of(now_ts)
+        for ref in dict.fromkeys(o.order_ref for o in orders):
+            if not is_ours(ref, self.journal):
+                continue
+            if adopt_bracket(orders, ref, self.journal, now_ts, day) == "recorded exits":
+                self.positions.entry_gone(ref, now_ts)  # what it bought opens its position
 
     async def _cancel(self, row: dict[str, Any], order: OpenOrder, now_ts: float,
                       why: str) -> None:
         try:
             await self.broker.cancel_order(order.order_id)
         except BrokerError as exc:
-            log.error("cancelling entry %s (%s) failed: %s", order.order_id, row["intent_id"],
-                      exc, extra={"event": "cancel_failed", "intent_id": row["intent_id"]})
+            key = order.perm_id or order.order_id
+            level = logging.INFO if key in self._cancel_refused else logging.ERROR
+            self._cancel_refused.add(key)
+            log.log(level, "cancelling entry %s (%s) for its %s failed: %s", order.order_id,
+                    row["intent_id"], why, exc,
+                    extra={"event": "cancel_failed", "intent_id": row["intent_id"]})
             return
         self.journal.update_order(row["id"], "cancelled", now_ts, details={"cancel": why})
         log.warning("entry %s (%s) cancelled: %s", order.order_id, row["intent_id"],

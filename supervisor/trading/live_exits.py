@@ -9,6 +9,11 @@
          "<intent id>:expiry", journaled before it is sent; repriced while the bid falls
          below it (cancelled, then placed again once the cancel has taken)
 
+The same sale closes, at any time, a position whose bracket lost an exit when
+``execution.incomplete_bracket: close`` (``close_now``, set by live_brackets.py at start; the
+sale's orderRef is ``<intent id>:expiry`` too, so its fill is booked with exit reason
+"expiry"). A cancel IBKR refuses (another client id's order) is an ERROR once per order.
+
 A position the user holds by hand is never touched. An in-the-money option left at the close
 is exercised by IBKR: 10 calls become 1,000 shares, which is what this module exists to stop.
 """
@@ -41,6 +46,8 @@ class ExpiryExits:
         self.sessions = sessions
         self.exit_before_s = exit_before_expiry_min * 60
         self.account = account
+        self.close_now: set[str] = set()  # intent ids sold at the bid whatever the time
+        self._cancel_refused: set[int] = set()
 
     async def step(self, now_ts: float) -> None:
         ours = self.journal.bought_contracts()  # contract key -> intent id
@@ -52,9 +59,14 @@ class ExpiryExits:
             intent_id = ours.get(contract.key)
             if intent_id is None:
                 continue  # not bought by this bot: the user's own
-            close = await self.sessions.expiry_close(position.symbol, position.expiry, now_ts)
-            if close is not None and now_ts >= close - self.exit_before_s:
+            if intent_id in self.close_now or await self.due(position.symbol,
+                                                              position.expiry, now_ts):
                 await self._exit(position, contract, intent_id, now_ts)
+
+    async def due(self, symbol: str, expiry: str, now_ts: float) -> bool:
+        """Whether a position in this expiry is inside its exit window (or past it)."""
+        close = await self.sessions.expiry_close(symbol, expiry, now_ts)
+        return close is not None and now_ts >= close - self.exit_before_s
 
     async def _exit(self, position: BrokerPosition, contract: OptionContract, intent_id: str,
                     now_ts: float) -> None:
@@ -98,6 +110,10 @@ class ExpiryExits:
         try:
             await self.broker.cancel_order(order.order_id)
         except BrokerError as exc:
-            log.error("cancelling %s (%s) failed: %s", order.order_id, order.order_ref, exc)
+            key = order.perm_id or order.order_id
+            level = logging.INFO if key in self._cancel_refused else logging.ERROR
+            self._cancel_refused.add(key)
+            log.log(level, "cancelling %s (%s) failed: %s", order.order_id, order.order_ref,
+                    exc)
             return
         log.info("order %s (%s) cancelled: %s", order.order_id, order.order_ref, why)

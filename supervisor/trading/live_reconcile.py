@@ -1,15 +1,20 @@
 """The journal against the broker, at start (and on demand: ``python -m supervisor reconcile``).
 
-    open orders   ours (orderRef = a journaled intent) whose row is "sending"/"unconfirmed"
-                  (a crash or a lost answer between journal and send) -> adopted: the row
-                  gets the broker's ids and is followed from now on; foreign -> reported,
-                  never touched
+    open orders   ours (orderRef = a journaled intent, or shaped like our intent ids: the
+                  journal may be lost, replaced or fresh, the broker still remembers) ->
+                  followed, or adopted: the row gets the broker's ids, the intent is
+                  journaled from the broker's orders when the journal had none
+                  (live_adopt.py); a part without a permId is not adopted until IBKR lists
+                  it; foreign -> reported, never touched
     executions    today's, of ours, against the journal's fills (the desk books them into
-                  fills and positions just before: live_positions.py)
+                  fills and positions just before: live_positions.py); one of an intent
+                  the journal does not know is reported (it still blocks that intent)
     positions     every option the broker holds against the journal's open live positions:
                   one the journal does not know is reported (and counted by the caps)
     rows          "sending"/"unconfirmed" with nothing at the broker (no order, no fill) ->
-                  "not_sent": the intent stays journaled, so it is never sent again
+                  "not_sent": the intent stays journaled, so it is never sent again;
+                  "submitted"/"working" that IBKR no longer lists and never executed ->
+                  reported (cancelled or expired unseen; the next cycle marks it done)
 
 ``adopt=False`` only compares (the reconcile command reads the journal, it does not own it).
 """
@@ -18,17 +23,21 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any
 
 from supervisor.broker.base import Broker, OpenOrder
 from supervisor.journal.store import Journal
+from supervisor.trading.broker_refs import intent_ref
+from supervisor.trading.live_adopt import (
+    FOLLOWED,
+    UNSURE,
+    adopt_bracket,
+    describe,
+    find,
+    is_ours,
+)
 from supervisor.trading.live_positions import intent_of
 
 log = logging.getLogger("supervisor.trading.live_reconcile")
-
-UNSURE = ("sending", "unconfirmed")  # journaled, fate unknown
-ADOPTABLE = (*UNSURE, "rejected")  # ib_insync may call an order refused that IBKR works
-FOLLOWED = ("submitted", "working")
 
 
 @dataclass
@@ -43,26 +52,17 @@ class Reconciliation:
                 + [f"PROBLEM: {line}" for line in self.problems])
 
 
-def bracket_ids(orders: list[OpenOrder], parent: OpenOrder) -> dict[str, Any]:
-    """(entry, take-profit, stop) ids of a bracket found at the broker."""
-    children = [o for o in orders if o.parent_id == parent.order_id and o.perm_id
-                and o.client_id == parent.client_id]
-    tp = next((o for o in children if o.order_type == "LMT"), None)
-    sl = next((o for o in children if o.order_type.startswith("STP")), None)
-    if tp is None or sl is None:
-        return {"order_ids": [parent.order_id], "perm_ids": [parent.perm_id]}
-    return {"order_ids": [parent.order_id, tp.order_id, sl.order_id],
-            "perm_ids": [parent.perm_id, tp.perm_id, sl.perm_id]}
-
-
 def reconcile(broker: Broker, journal: Journal, now_ts: float, adopt: bool = True,
-              complete: bool = True) -> Reconciliation:
+              complete: bool = True, day: str = "") -> Reconciliation:
     """``complete``: the broker's lists were refreshed; without that, nothing is concluded
-    from an order's absence (no row becomes not_sent)."""
+    from an order's absence (no row becomes not_sent). ``day``: today, for what is adopted
+    into the journal."""
     found = Reconciliation()
     orders = broker.open_orders()
-    _orders(orders, journal, now_ts, adopt, found)
+    _orders(orders, journal, now_ts, adopt, day, found)
     _unsure_rows(broker, journal, orders, now_ts, adopt, complete, found)
+    if complete:
+        _gone_rows(broker, journal, orders, found)
     _executions(broker, journal, found)
     _positions(broker, journal, found)
     for line in found.adopted:
@@ -72,52 +72,28 @@ def reconcile(broker: Broker, journal: Journal, now_ts: float, adopt: bool = Tru
     return found
 
 
-def _orders(orders: list[OpenOrder], journal: Journal, now_ts: float, adopt: bool,
+def _orders(orders: list[OpenOrder], journal: Journal, now_ts: float, adopt: bool, day: str,
             found: Reconciliation) -> None:
+    refs: dict[str, OpenOrder] = {}  # a bracket at a time, by its first listed part
     for order in orders:
-        what = describe(order)
-        if not order.order_ref or journal.load_intent(intent_of(order.order_ref)) is None:
+        if is_ours(order.order_ref, journal):
+            refs.setdefault(order.order_ref, order)
+        else:
+            found.problems.append(f"open order not placed by this bot, left alone: "
+                                  f"{describe(order)}")
+    for ref, first in refs.items():
+        outcome = adopt_bracket(orders, ref, journal, now_ts, day, adopt)
+        what = describe(first) if first.action == "BUY" or ref != intent_ref(ref) else (
+            f"exits of {ref} ({describe(first)})")
+        if outcome == "followed":
+            found.ours.append(what)
+        elif outcome == "unacknowledged":
+            found.problems.append(f"{what}: a part has no permId yet (IBKR has not "
+                                  "acknowledged it): not adopted, looked for again")
+        elif outcome == "foreign":
             found.problems.append(f"open order not placed by this bot, left alone: {what}")
-        elif not order.parent_id:  # a bracket's exits are followed with their entry
-            outcome = follow_order(orders, order, journal, now_ts, adopt)
-            (found.ours if outcome == "followed" else found.adopted).append(
-                what if outcome == "followed" else f"{what} ({outcome})")
-
-
-def describe(order: OpenOrder) -> str:
-    return (f"{order.action} {order.remaining:g} {order.symbol} {order.expiry} "
-            f"{order.strike:g}{order.right} {order.order_type} (order {order.order_id}, "
-            f"permId {order.perm_id}, client {order.client_id}, ref {order.order_ref!r})")
-
-
-def follow_order(orders: list[OpenOrder], order: OpenOrder, journal: Journal, now_ts: float,
-                 adopt: bool) -> str:
-    """Make sure an entry of ours that works at IBKR has a followed journal row: "followed"
-    (it had one), "revived" (its row said it was over: a cancel that did not take, a refusal
-    ib_insync misread), "adopted" (a row without the broker's ids: sending, unconfirmed,
-    refused) or "recorded" (no row at all)."""
-    rows = journal.orders_for(order.order_ref)
-    same = [r for r in rows if r["perm_id"] == order.perm_id
-            or (not r["perm_id"] and r["broker_order_id"] == order.order_id)]
-    if any(r["status"] in FOLLOWED for r in same):
-        return "followed"
-    details = {**bracket_ids(orders, order), "adopted_ts": now_ts}
-    if same:
-        outcome, row_id = "revived", same[0]["id"]
-    elif unsure := [r for r in rows if r["status"] in ADOPTABLE and not r["perm_id"]]:
-        outcome, row_id = "adopted", unsure[0]["id"]
-    else:
-        outcome, row_id = "recorded", 0
-    if adopt:
-        if not row_id:
-            row_id = journal.record_order(order.order_ref, "live", "working",
-                                          int(order.quantity), now_ts, details=details)
-        journal.update_order(row_id, "working", now_ts, details=details,
-                             broker_order_id=order.order_id, perm_id=order.perm_id)
-        log.warning("%s at IBKR and %s: followed from now on", describe(order), outcome,
-                    extra={"event": "order_adopted", "intent_id": order.order_ref,
-                           "outcome": outcome})
-    return outcome
+        else:
+            found.adopted.append(f"{what} ({outcome})")
 
 
 def _unsure_rows(broker: Broker, journal: Journal, orders: list[OpenOrder], now_ts: float,
@@ -142,15 +118,38 @@ def _unsure_rows(broker: Broker, journal: Journal, orders: list[OpenOrder], now_
                               "sent again)")
 
 
+def _gone_rows(broker: Broker, journal: Journal, orders: list[OpenOrder],
+               found: Reconciliation) -> None:
+    """Rows the journal still follows that IBKR no longer lists: filled (an execution
+    says so) is fine; otherwise it was cancelled or expired while nobody watched."""
+    executed = {f.order_ref for f in broker.fills()}
+    for row in journal.live_orders(FOLLOWED):
+        if find(orders, row) is not None:
+            continue
+        what = (f"{row['intent_id']}: journaled as {row['status']} (order "
+                f"{row['broker_order_id']}, permId {row['perm_id'] or 0})")
+        if row["intent_id"] in executed:
+            found.ours.append(f"{what}, executed and no longer working (marked done at the "
+                              "next cycle)")
+        else:
+            found.problems.append(f"{what} but IBKR no longer lists it and has no execution "
+                                  "of it today: cancelled or expired unseen (the next cycle "
+                                  "marks it done)")
+
+
 def _executions(broker: Broker, journal: Journal, found: Reconciliation) -> None:
     """Today's executions of ours the journal has not booked (the bot books them as soon
     as it runs: at start, before this, so these show only when it is not running)."""
     booked = journal.fill_ids()
     for fill in broker.fills():
-        if journal.load_intent(intent_of(fill.order_ref)) is None:
-            continue
         what = (f"execution {fill.exec_id} {fill.side} {fill.shares:g} @ {fill.price:g} "
                 f"(ref {fill.order_ref})")
+        if journal.load_intent(intent_of(fill.order_ref)) is None:
+            if intent_ref(fill.order_ref) is not None:
+                found.problems.append(f"{what}: an intent of ours the journal does not "
+                                      "know (lost?): refused as a duplicate today, its "
+                                      "position not followed")
+            continue
         if fill.exec_id in booked:
             found.ours.append(what)
         else:

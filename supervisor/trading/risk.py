@@ -1,9 +1,11 @@
 """The central risk check: sizing and the rules every intent passes. Pure, no I/O.
 
 Rules, in the order they are checked (the first that refuses decides):
-kill switch, daily loss limit, market hours (the symbol's own regular session), entry window
+journal lost (the journal file was deleted or replaced under the running bot), kill switch,
+daily loss limit, market hours (the symbol's own regular session), entry window
 (not in the first minutes after the open nor the last before the close), expiry (too little
-left before the contract's expiry close), duplicate, already positioned (one position per
+left before the contract's expiry close), duplicate (sent today by the journal's record, or
+live: named by an order or execution at the broker), already positioned (one position per
 symbol and direction), quote sanity (missing, crossed, wide, stale), orders per cycle, orders
 per day, sizing, then the caps that may shrink the size: contracts per order, position per
 symbol, position in total, notional share of net liquidation. Each decision names the rule
@@ -38,6 +40,11 @@ class RiskState:
     # live: the broker's own P&L of the account today (IBKR reqPnL), when it gives one; the
     # daily loss is then read from it rather than from equity's change since the first cycle
     daily_pnl: float | None = None
+    # live: intent ids the broker's open orders and today's executions carry as orderRef;
+    # duplicates whatever the journal holds (a journal lost or replaced forgets them)
+    at_broker: frozenset[str] = frozenset()
+    # what became of the journal file this run writes to ("" while it is still at its path)
+    journal_lost: str = ""
 
 
 @dataclass(frozen=True)
@@ -108,6 +115,9 @@ class _Refusal(Exception):
 def _gates(intent: OrderIntent, state: RiskState, risk: RiskSettings, options: OptionsSettings,
            ctx: RiskContext) -> None:
     """The rules that refuse outright, whatever the size."""
+    if state.journal_lost:
+        raise _Refusal("journal_lost", f"{state.journal_lost}: no new entry until the bot is "
+                       "restarted on a journal")
     if state.halted:
         raise _Refusal("kill_switch", "daily loss limit tripped earlier today")
     breached, why, values = daily_loss(state, risk)
@@ -117,6 +127,9 @@ def _gates(intent: OrderIntent, state: RiskState, risk: RiskSettings, options: O
         _hours(intent, risk, options, ctx)
     if intent.intent_id in state.sent_today:
         raise _Refusal("duplicate", "the same intent was already sent today")
+    if intent.intent_id in state.at_broker:
+        raise _Refusal("duplicate", "IBKR lists an order or an execution of today with this "
+                       "intent id as its orderRef: it was sent (the journal does not say so)")
     if risk.one_position_per_direction and (intent.symbol, intent.contract.right.value) in \
             ctx.positioned:
         raise _Refusal("already_positioned", f"{intent.symbol} already has a "

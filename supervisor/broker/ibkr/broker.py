@@ -9,6 +9,7 @@ A thin facade over one module per layer; each layer only calls the ones below it
                                                        pacing (162) cooldowns
     account, what_if, place_bracket,    orders.py      account values, what-if, brackets,
     open_orders, fills, positions --->    |            open orders, fills, positions
+    place_exit  --------------------->  exits.py       one exit of a bracket placed again
     chain, regular_hours, ----------->  contracts.py   conIds, chains, hours, per-day negatives
     unknown_symbols                       |
                                           v
@@ -54,6 +55,7 @@ from supervisor.broker.base import (
 from supervisor.broker.ibkr.bars import BarHistory, ib_duration
 from supervisor.broker.ibkr.client import ibi
 from supervisor.broker.ibkr.contracts import Contracts
+from supervisor.broker.ibkr.exits import place_exit
 from supervisor.broker.ibkr.link import Link
 from supervisor.broker.ibkr.marketdata import MarketData, option_fields
 from supervisor.broker.ibkr.orders import Orders
@@ -78,6 +80,7 @@ class IBKRBroker:
         cfg = settings.ibkr
         tz = calendar_tz(settings.schedule)  # the exchange's trading day, not a display zone
         self.now = now
+        self._cfg = cfg
         self.pacer = PacingGovernor(settings.pacing.max_messages_per_s,
                                     settings.pacing.max_market_data_lines)
         self._link = Link(cfg, self.pacer)
@@ -157,6 +160,12 @@ class IBKRBroker:
                           limit: float, account: str, order_ref: str) -> int:
         return await self._orders.place_order(contract, action, quantity, limit, account,
                                               order_ref)
+
+    async def place_exit(self, contract: OptionContract, order_type: str, quantity: int,
+                         price: float, account: str, order_ref: str,
+                         oca_group: str) -> tuple[int, int]:
+        return await place_exit(self._link, self._contracts, self._cfg, contract, order_type,
+                                quantity, price, account, order_ref, oca_group)
 
     async def cancel_order(self, order_id: int) -> None:
         await self._orders.cancel_order(order_id)
