@@ -103,3 +103,17 @@ def test_a_journal_deleted_under_the_bot_stops_new_entries_within_a_cycle(tmp_pa
     errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     assert len(errors) == 1 and str(desk.journal.path) in errors[0] and "gone" in errors[0]
     assert [kind for kind, _ in alerts.sent if kind != "trade"] == ["journal_lost"]
+
+
+def test_an_entry_cancelled_unfilled_before_a_lost_journal_is_not_sent_again(tmp_path):
+    # Given a fresh journal and an entry of this intent cancelled unfilled earlier today: no
+    # open order, no execution; only IBKR's completed orders still carry its orderRef
+    desk, broker, _alerts = desk_for(tmp_path)
+
+    async def completed() -> list[str]:
+        return [ID, "not-ours"]
+
+    broker.completed_refs = completed  # type: ignore[method-assign]
+    asyncio.run(desk.start_live(NOW))
+    assert cycle(desk, NOW, intent(CALL, ID)) == [("refused", "duplicate")]
+    assert broker.placed == []

@@ -1,5 +1,6 @@
-"""An exit of a bracket placed again on its own (supervisor/broker/ibkr/exits.py), through the
-real IB client against the simulated gateway: what IBKR receives and acknowledges."""
+"""Orders the start's checks need, through the real IB client against the simulated gateway:
+an exit of a bracket placed again on its own (supervisor/broker/ibkr/exits.py), and the
+completed orders that still name an entry cancelled unfilled (completed.py)."""
 
 from __future__ import annotations
 
@@ -49,3 +50,18 @@ def test_a_lost_take_profit_is_placed_again_in_the_brackets_oca_group() -> None:
         ("SELL", "LMT", "GTC", f"oca-{ref}", 2, 0, ACCOUNT),
         ("SELL", "STP", "GTC", f"oca-{ref}", 2, 0, ACCOUNT)]
     assert received[0]["lmtPrice"] == 9.0 and received[1]["auxPrice"] == 0.02
+
+
+def test_a_cancelled_entry_stays_known_by_its_completed_order() -> None:
+    scenario = make_scenario(TUESDAY_MORNING, orders={"fill_mode": "never"})
+    ref = f"{next_client_id():016x}"
+
+    async def body(broker: IBKRBroker) -> Any:
+        placed = await broker.place_bracket(await spy_intent(broker, ref), 1, ACCOUNT)
+        await broker.cancel_order(placed.order_ids[0])  # takes its exits with it
+        await wait_until(lambda: not [o for o in broker.open_orders() if o.order_ref == ref])
+        return await broker.completed_refs()
+
+    with ThreadedSim(scenario) as sim:
+        completed = with_broker(sim, body)
+    assert completed.count(ref) == 3  # the entry and both exits, all cancelled

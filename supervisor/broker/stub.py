@@ -310,6 +310,9 @@ class StubBroker:
     async def refresh_orders(self) -> None:
         return None  # the stub holds no orders
 
+    async def completed_refs(self) -> list[str]:
+        return []  # the stub holds no orders
+
     def open_orders(self) -> list[OpenOrder]:
         return []
 

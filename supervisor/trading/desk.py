@@ -31,7 +31,6 @@ from supervisor.journal.records import DayState, Position
 from supervisor.journal.store import Journal
 from supervisor.observe.alerts import Alerter
 from supervisor.trading.book import PaperBook
-from supervisor.trading.broker_refs import sent_at
 from supervisor.trading.execution import Execution, Executor, describe
 from supervisor.trading.journal_watch import JournalWatch
 from supervisor.trading.live import LiveBook
@@ -93,6 +92,8 @@ class Desk:
         complete = await self.live.refresh_acknowledged()
         self.live_positions.follow(now_ts)
         found = reconcile(self.broker, self.journal, now_ts, complete=complete, day=day)
+        self.state = replace(self.state,
+                             at_broker=await self.live.sent_before(self.settings.ibkr.account))
         self.live_positions.follow(now_ts)  # the fills of what was adopted just now
         repaired: list[str] = []
         if complete:  # whole brackets or none (an incomplete list proves nothing missing)
@@ -131,9 +132,8 @@ class Desk:
             for short in self.live_positions.shorts():
                 self._trip(f"net short at IBKR: {short}", now_ts, key=f"short {short}")
             await self.live_exits.step(now_ts)
-            at_broker = sent_at(self.broker.open_orders(), self.broker.fills(),
-                                self.settings.ibkr.account)
-            self.state = replace(self.state, at_broker=self.state.at_broker | at_broker)
+            self.state = replace(self.state, at_broker=self.state.at_broker
+                                 | self.live.sent(self.settings.ibkr.account))
         return self.state
 
     def _restore_day(self, day: str, equity: float) -> RiskState:

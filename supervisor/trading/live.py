@@ -23,6 +23,7 @@ from typing import Any
 
 from supervisor.broker.base import Broker, BrokerError, OpenOrder
 from supervisor.journal.store import Journal
+from supervisor.trading.broker_refs import intent_ref, sent_at
 from supervisor.trading.live_adopt import FOLLOWED, adopt_bracket, find, is_ours
 from supervisor.trading.live_exits import EXIT_SUFFIX
 from supervisor.trading.live_positions import LivePositions
@@ -61,6 +62,21 @@ class LiveBook:
             await asyncio.sleep(pause_s)
             complete = await self.refresh()
         return complete
+
+    def sent(self, account: str) -> frozenset[str]:
+        """Intent ids the account's open orders and today's executions carry."""
+        return sent_at(self.broker.open_orders(), self.broker.fills(), account)
+
+    async def sent_before(self, account: str) -> frozenset[str]:
+        """``sent``, and the completed orders' (filled or cancelled: an entry cancelled
+        unfilled is in no other list), asked once at start: what a lost journal forgot."""
+        try:
+            completed = await self.broker.completed_refs()
+        except (BrokerError, TimeoutError) as exc:
+            log.warning("IBKR's completed orders could not be listed: %s (an entry cancelled "
+                        "unfilled today is not known as sent unless the journal says so)", exc)
+            completed = []
+        return self.sent(account) | {i for r in completed if (i := intent_ref(r)) is not None}
 
     async def step(self, now_ts: float, halted: bool, why: str = "kill switch") -> None:
         """Follow statuses and fills, cancel stale entries (all entries when halted, for

@@ -10,6 +10,7 @@ A thin facade over one module per layer; each layer only calls the ones below it
     account, what_if, place_bracket,    orders.py      account values, what-if, brackets,
     open_orders, fills, positions --->    |            open orders, fills, positions
     place_exit  --------------------->  exits.py       one exit of a bracket placed again
+    completed_refs  ----------------->  completed.py   completed orders' orderRefs
     chain, regular_hours, ----------->  contracts.py   conIds, chains, hours, per-day negatives
     unknown_symbols                       |
                                           v
@@ -54,6 +55,7 @@ from supervisor.broker.base import (
 )
 from supervisor.broker.ibkr.bars import BarHistory, ib_duration
 from supervisor.broker.ibkr.client import ibi
+from supervisor.broker.ibkr.completed import completed_refs
 from supervisor.broker.ibkr.contracts import Contracts
 from supervisor.broker.ibkr.exits import place_exit
 from supervisor.broker.ibkr.link import Link
@@ -172,6 +174,9 @@ class IBKRBroker:
 
     async def refresh_orders(self) -> None:
         await self._orders.refresh_orders()
+
+    async def completed_refs(self) -> list[str]:
+        return await completed_refs(self._link, self._cfg)
 
     def open_orders(self) -> list[OpenOrder]:
         return self._orders.open_orders()
