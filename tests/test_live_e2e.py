@@ -27,8 +27,6 @@ LIVE = """execution:
 ibkr:
   account: DU1234567
 """
-# Tuesday afternoon ET: entries until 15:45, then the close, after which nothing fills
-LATE_TUESDAY = TUESDAY_1500.replace(minute=30)
 
 
 def journal_rows(journal: Path, sql: str) -> list[tuple[object, ...]]:
@@ -37,6 +35,19 @@ def journal_rows(journal: Path, sql: str) -> list[tuple[object, ...]]:
         return db.execute(sql).fetchall()
     finally:
         db.close()
+
+
+def journaled(journal: Path, sql: str) -> bool:
+    """Whether a running bot's journal has rows for ``sql`` yet: the file appears a moment
+    before its tables do, and that moment is not an error."""
+    if not journal.exists():
+        return False
+    try:
+        return bool(journal_rows(journal, sql))
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return False
+        raise
 
 
 def live_cycles(tmp_path: Path, settings: str, start: datetime, rate: float, cycles: int = 20,
@@ -76,7 +87,7 @@ def bot_until(home: Path, args: list[str], until: datetime) -> subprocess.Comple
                                 env=bot_env(home), stdout=subprocess.DEVNULL, stderr=stderr,
                                 text=True)
         try:
-            wait_for(lambda: proc.poll() is not None or journal.exists() and journal_rows(
+            wait_for(lambda: proc.poll() is not None or journaled(
                 journal, f"SELECT 1 FROM cycles WHERE ended_ts >= {until.timestamp()}"),
                 150, f"a cycle ended at {until:%H:%M} session time")
         finally:
@@ -114,12 +125,14 @@ def test_a_live_session_keeps_the_caps_at_the_broker_and_reports_what_the_accoun
 
 def test_twenty_live_cycles_never_hold_more_than_the_cap_at_the_broker(tmp_path: Path) -> None:
     # Given caps of 5 per symbol and entries that fill at once and are held (exits far away,
-    # sizes of 4 or 5): without counting what the broker holds the simulator reached 14
+    # sizes of 4 or 5): without counting what the broker holds the simulator reached 14. From
+    # 15:00 at 100x: the bot's start-up (10-20 session minutes on a busy machine) leaves
+    # cycles enough in the entry window, which ends at 15:45
     _config, done, stats = live_cycles(
         tmp_path, "risk:\n  max_position_per_symbol: 5\n  risk_per_trade_pct: 2\n"
         "  one_position_per_direction: false\n"
         "options:\n  entry_price: ask\n  take_profit_pct: 1000\n  stop_loss_pct: 95\n",
-        LATE_TUESDAY.replace(minute=20), 100, entry_timeout_s=3600)
+        TUESDAY_1500, 100, entry_timeout_s=3600)
     peaks = stats["peak_long_options"]
     assert len(stats["orders_by_ref"]) >= 4  # several brackets, on several symbols
     assert peaks and max(peaks.values()) <= 5, peaks
@@ -162,7 +175,7 @@ def test_a_bot_killed_mid_session_restarts_without_sending_anything_twice(
              "--live", "--cycles", "0", "--interval", "0.3"], cwd=tmp_path,
             env=bot_env(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            wait_for(lambda: journal.exists() and journal_rows(
+            wait_for(lambda: journaled(
                 journal, "SELECT 1 FROM orders WHERE status IN ('submitted', 'working')"),
                 90, "a live bracket")
         finally:
