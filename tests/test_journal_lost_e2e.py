@@ -37,8 +37,6 @@ schedule:
 CLOCK = {"rate": 0.5, "market_step_s": 60}
 
 
-@pytest.mark.parametrize("cancel_on_stop", [False, True],
-                         ids=["left-working", "cancelled-at-stop"])
 def working(journal: Path) -> bool:
     """A live bracket journaled as submitted or working (False while the file is created
     but its tables not yet)."""
@@ -49,6 +47,8 @@ def working(journal: Path) -> bool:
         return False
 
 
+@pytest.mark.parametrize("cancel_on_stop", [False, True],
+                         ids=["left-working", "cancelled-at-stop"])
 def test_a_journal_deleted_mid_session_stops_entries_and_nothing_is_sent_twice(
         tmp_path: Path, cancel_on_stop: bool) -> None:
     # (left working: the restart finds the brackets open and adopts them; cancelled at the
