@@ -36,6 +36,9 @@ class FakeWorker:
     worker_id: int
     inflight: set[str] = field(default_factory=set)
     ready: bool = True
+    killed_for: str | None = None  # set as the pool's watchdog does for a stuck worker
+    stuck_symbol: str | None = None
+    stuck_cycle: int = 0
 
 
 class FakePool:
@@ -188,6 +191,38 @@ def test_an_empty_task_list_is_done_at_once() -> None:
 
 
 # --- worker deaths -----------------------------------------------------------------------------
+
+
+def test_the_symbol_a_worker_was_stuck_on_fails_and_its_others_are_retried() -> None:
+    async def scenario() -> None:
+        # Given SPY and AAPL on worker 1, QQQ on worker 2
+        pool = FakePool(2)
+        run = new_run(pool, tasks("SPY", "QQQ", "AAPL"), max_concurrent=3)
+        run.dispatch()
+        assert pool.workers[1].inflight == {"SPY", "AAPL"}
+        # When the watchdog kills worker 1 for being stuck on this cycle's SPY
+        worker = pool.workers[1]
+        worker.killed_for, worker.stuck_symbol, worker.stuck_cycle = "stuck", "SPY", CYCLE
+        die(run, pool, 1)
+        # Then SPY fails at once, never retried; AAPL goes to worker 2 as attempt 2
+        spy = run.results["SPY"]
+        assert not spy.ok and spy.error is not None and "stuck" in spy.error
+        assert pool.tasks_sent()[3:] == [(2, "AAPL", 2)]
+
+    run_async(scenario)
+
+
+def test_a_later_cycles_same_symbol_is_not_the_one_a_worker_was_stuck_on() -> None:
+    async def scenario() -> None:
+        pool = FakePool(2)
+        run = new_run(pool, tasks("SPY"), max_concurrent=1)
+        run.dispatch()
+        worker = pool.workers[1]  # stuck on SPY of an earlier cycle (its deadline passed)
+        worker.killed_for, worker.stuck_symbol, worker.stuck_cycle = "stuck", "SPY", CYCLE - 1
+        die(run, pool, 1)
+        assert "SPY" not in run.results and pool.tasks_sent()[1:] == [(2, "SPY", 2)]
+
+    run_async(scenario)
 
 
 def test_a_dead_workers_symbol_is_retried_once_then_failed() -> None:

@@ -114,7 +114,7 @@ def test_live_positions_held_into_the_last_minutes_are_closed_by_the_guard(tmp_p
 
 
 def test_paper_positions_held_into_the_last_minutes_are_closed_by_the_guard(tmp_path: Path):
-    # Given the same in dry run: entries at 15:20 filled at the 15:40 cycle
+    # Given the same in dry run: entries at the ask, filled when accepted at 15:20
     run_past_the_close(tmp_path, "", live=False)
     # Then every position still held at 15:45 was sold before the close, exit reason expiry
     assert_closed_by_the_guard(tmp_path)

@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 
 from common.settings_warnings import settings_warnings
+from supervisor.broker.base import BrokerError
 from supervisor.runtime.clock import PinnedClock, SimClock
 from supervisor.runtime.expiry_timer import close_before_stop, during_cycle, sleep_between_cycles
-from supervisor.trading.expiry_guard import ExpiryGuard
+from supervisor.trading.expiry_guard import ExpiryGuard, Held
 from tests.conftest import make_settings
 from tests.sessions import FRIDAY_1545, FRIDAY_1550
 from tests.test_desk import FRIDAY_CALL, FRIDAY_PUT, held, run
@@ -96,7 +97,7 @@ def test_a_stop_inside_the_window_closes_first(tmp_path):
     broker.marks = {FRIDAY_CALL.key: (2.40, 2.50), FRIDAY_PUT.key: (0.80, 0.90)}
     alerts = Alerts()
     run(close_before_stop(SimClock(FRIDAY_1550.timestamp()), ExpiryGuard(desk), desk.lock,
-                          alerts))  # type: ignore[arg-type]
+                          alerts, lambda: True))  # type: ignore[arg-type]
     assert {p.exit_reason for p in desk.book.positions.values()} == {"expiry"}
     assert alerts.sent == []
 
@@ -108,7 +109,7 @@ def test_a_stop_that_cannot_close_says_what_is_left(tmp_path, monkeypatch):
     broker.marks = {}  # no bid: nothing to sell to
     alerts = Alerts()
     run(close_before_stop(SimClock(FRIDAY_1550.timestamp()), ExpiryGuard(desk), desk.lock,
-                          alerts))  # type: ignore[arg-type]
+                          alerts, lambda: True))  # type: ignore[arg-type]
     ((kind, text),) = alerts.sent
     assert kind == "expiring_left_open" and FRIDAY_CALL.key in text
 
@@ -117,7 +118,7 @@ def test_a_stop_outside_any_window_closes_nothing(tmp_path):
     desk, broker, _ = held(tmp_path, FRIDAY_CALL)
     broker.marks = {FRIDAY_CALL.key: (2.40, 2.50)}
     run(close_before_stop(SimClock(FRIDAY_1540.timestamp()), ExpiryGuard(desk), desk.lock,
-                          Alerts()))  # type: ignore[arg-type]
+                          Alerts(), lambda: True))  # type: ignore[arg-type]
     assert all(p.active for p in desk.book.positions.values())
 
 
@@ -128,3 +129,85 @@ def test_settings_that_leave_the_guard_alone_are_warned(tmp_path):
     (text,) = settings_warnings(make_settings(tmp_path,
                                               execution={"close_expiring_on_stop": False}))
     assert "may be exercised" in text
+
+
+class SlowGuard:
+    """A guard whose runs take a while and whose first look at what is held fails."""
+
+    def __init__(self) -> None:
+        self.looks = 0
+        self.runs: list[str] = []
+
+    async def held(self, now: float) -> list[Held]:
+        self.looks += 1
+        if self.looks == 1:
+            raise BrokerError("connection lost")
+        return [Held("SPY 20261204 680C", now - 1, now + 600)]  # inside its window
+
+    async def run(self, now: float) -> None:
+        self.runs.append("begun")
+        await asyncio.sleep(0.3)
+        self.runs.append("ended")
+
+
+def test_a_cycles_end_lets_a_guard_run_finish_and_a_broker_error_is_survived():
+    guard = SlowGuard()
+
+    async def cycle() -> None:
+        guarded = during_cycle(PinnedClock(EXIT_AT), guard, asyncio.Lock())  # type: ignore[arg-type]
+        async with guarded:
+            while not guard.runs:  # the first look failed; the timer looked again and ran
+                await asyncio.sleep(0.01)
+        # the block ended in the middle of a run: that run ended whole, and no other began
+        assert guard.runs == ["begun", "ended"]
+
+    asyncio.run(asyncio.wait_for(cycle(), 20))
+
+
+def test_a_stop_without_a_connection_does_not_wait_and_says_what_is_left(tmp_path):
+    desk, broker, _ = held(tmp_path, FRIDAY_CALL)
+    broker.marks = {FRIDAY_CALL.key: (2.40, 2.50)}
+    alerts = Alerts()
+    run(close_before_stop(SimClock(FRIDAY_1550.timestamp()), ExpiryGuard(desk), desk.lock,
+                          alerts, lambda: False))  # type: ignore[arg-type]
+    ((kind, text),) = alerts.sent
+    assert kind == "expiring_left_open" and FRIDAY_CALL.key in text
+
+
+def test_live_exits_wait_for_a_complete_view_of_the_accounts_orders(tmp_path):
+    # Given a live desk holding a contract it bought, inside its exit window
+    from types import SimpleNamespace
+
+    from common.calendar import nyse
+    from supervisor.broker.base import BrokerPosition
+    from supervisor.trading.sessions import SessionBook
+
+    calls: list[str] = []
+    refreshed = {"ok": False}
+
+    async def live_step(now: float, halted: bool) -> bool:
+        calls.append("live.step")
+        return refreshed["ok"]
+
+    async def exits_step(now: float) -> None:
+        calls.append("live_exits.step")
+
+    position = BrokerPosition("DU1", "SPY", "OPT", 10, 200.0, 1, FRIDAY_CALL.expiry,
+                              FRIDAY_CALL.strike, "C")
+    async def no_hours(symbol: str) -> None:
+        return None
+
+    broker = SimpleNamespace(positions=lambda: [position], regular_hours=no_hours)
+    desk = SimpleNamespace(
+        settings=make_settings(tmp_path), simulated=False, state=None, broker=broker,
+        journal=SimpleNamespace(bought_contracts=lambda: {FRIDAY_CALL.key: "i-1"}),
+        sessions=SessionBook(broker, nyse()),  # type: ignore[arg-type]
+        live=SimpleNamespace(step=live_step), live_exits=SimpleNamespace(step=exits_step))
+    guard = ExpiryGuard(desk)  # type: ignore[arg-type]
+    # When the account's orders cannot be refreshed, nothing is sold (an exit of another
+    # client id could be working unseen); once they are, the exit goes
+    run(guard.run(FRIDAY_1550.timestamp()))
+    assert calls == ["live.step"]
+    refreshed["ok"] = True
+    run(guard.run(FRIDAY_1550.timestamp()))
+    assert calls == ["live.step", "live.step", "live_exits.step"]

@@ -22,11 +22,13 @@ class Beat:
     def __init__(self, ctx: Any) -> None:
         """``ctx``: the multiprocessing context the worker is spawned with."""
         self._seq = ctx.RawValue("q", 0)
+        self._cycle = ctx.RawValue("q", 0)
         self._symbol = ctx.RawArray("c", SYMBOL_BYTES)
 
-    def begin(self, symbol: str) -> None:
+    def begin(self, symbol: str, cycle_id: int = 0) -> None:
         self._symbol.value = symbol.encode("utf-8", "replace")[:SYMBOL_BYTES - 1]
-        self._seq.value += 1  # odd: inside a step (the symbol is written first)
+        self._cycle.value = cycle_id
+        self._seq.value += 1  # odd: inside a step (symbol and cycle are written first)
 
     def end(self) -> None:
         self._seq.value += 1  # even: between steps
@@ -37,3 +39,7 @@ class Beat:
         if seq % 2 == 0:
             return seq, None
         return seq, self._symbol.value.decode("utf-8", "replace")
+
+    def cycle(self) -> int:
+        """The cycle of the step last begun (read once a step is known stuck: it is still)."""
+        return int(self._cycle.value)

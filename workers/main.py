@@ -98,7 +98,7 @@ class TaskDriver:
         step that never returns is seen from outside."""
         beat = self.beat
         if beat is not None:
-            beat.begin(active.task.symbol)
+            beat.begin(active.task.symbol, active.task.cycle_id)
         try:
             return next(active.gen) if replies is None else active.gen.send(replies)
         finally:

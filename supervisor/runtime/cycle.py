@@ -95,7 +95,8 @@ class CycleRun:
                 continue
             del self.inflight[symbol]
             task = entry[1]
-            if symbol == handle.stuck_symbol:  # a retry would only get another worker stuck
+            if (symbol, task.cycle_id) == (handle.stuck_symbol, handle.stuck_cycle):
+                # a retry would only get another worker stuck
                 self._fail(symbol, f"worker {handle.worker_id} {handle.killed_for}: killed")
             elif task.attempt == 1:
                 log.warning("retrying %s after worker %s died", symbol, handle.worker_id,

@@ -16,12 +16,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from supervisor.broker.base import BrokerError
 from supervisor.observe.alerts import Alerter
 from supervisor.runtime.clock import Clock
+from supervisor.trading.desk import Desk
 from supervisor.trading.expiry_guard import ExpiryGuard
 
 log = logging.getLogger("supervisor.runtime.expiry_timer")
@@ -30,6 +32,7 @@ RERUN_S = 30.0  # market seconds between runs inside an exit window
 WAKE_S = 5.0  # real seconds: how soon a position opened during a cycle is looked at
 STOP_CLOSE_S = 60.0  # real seconds a stop waits for expiring positions to close
 STOP_RETRY_S = 2.0
+END_WAIT_S = 30.0  # real seconds a cycle's end waits for a guard run in progress
 
 
 async def _due(guard: ExpiryGuard, now: float) -> float | None:
@@ -39,9 +42,9 @@ async def _due(guard: ExpiryGuard, now: float) -> float | None:
     try:
         held = await guard.held(now)
     except (BrokerError, TimeoutError) as exc:
-        log.warning("expiry guard: what is held is not known now (%s)", exc,
-                    extra={"event": "expiry_guard_failed"})
-        return None
+        log.warning("expiry guard: what is held is not known now (%s); looked at again in "
+                    "%.0fs", exc, RERUN_S, extra={"event": "expiry_guard_failed"})
+        return now + RERUN_S
     times = [h.exit_at if now < h.exit_at else now for h in held if now < h.close]
     return min(times, default=None)
 
@@ -73,43 +76,56 @@ async def sleep_between_cycles(clock: Clock, seconds: float, stop: asyncio.Event
 @contextlib.asynccontextmanager
 async def during_cycle(clock: Clock, guard: ExpiryGuard | None,
                        lock: asyncio.Lock) -> AsyncIterator[None]:
-    """While the block runs (a cycle), the guard runs at each exit time."""
-    task = None if guard is None else asyncio.ensure_future(_guard_until_cancelled(
-        clock, guard, lock))
+    """While the block runs (a cycle), the guard runs at each exit time. At the block's end
+    the timer is asked to stop (an event, not a cancel: a run in progress ends whole, never
+    between an exit's journal row and its order) and waited for, at most ``END_WAIT_S``."""
+    if guard is None:
+        yield
+        return
+    done = asyncio.Event()
+    task = asyncio.ensure_future(_guard_until(done, clock, guard, lock))
     try:
         yield
     finally:
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        done.set()
+        await _end(task)
 
 
-async def _guard_until_cancelled(clock: Clock, guard: ExpiryGuard, lock: asyncio.Lock) -> None:
+async def _end(task: asyncio.Task[None]) -> None:
+    """The timer's task over: finished by itself, or cancelled (again and again: Python
+    3.11's wait_for may swallow one) once it overran ``END_WAIT_S``."""
+    finished, _ = await asyncio.wait({task}, timeout=END_WAIT_S)
+    while not finished:
+        log.error("the expiry guard's run overran the cycle's end by %.0fs: cancelled",
+                  END_WAIT_S, extra={"event": "expiry_guard_failed"})
+        task.cancel()
+        finished, _ = await asyncio.wait({task}, timeout=0.1)
+
+
+async def _guard_until(done: asyncio.Event, clock: Clock, guard: ExpiryGuard,
+                       lock: asyncio.Lock) -> None:
     try:
-        await _guard_loop(clock, guard, lock)
+        while not done.is_set():
+            now = clock.now()
+            due = await _due(guard, now)
+            if due is not None and due <= now:
+                await _run(guard, lock, now)
+                wait_s = RERUN_S / clock.rate
+            else:
+                wait_s = WAKE_S if due is None else min(WAKE_S, (due - now) / clock.rate)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done.wait(), max(wait_s, 0.05))
     except Exception:  # noqa: BLE001 - a bug here must not end the cycle; the loop's next
         # sleep between cycles runs the guard again
         log.exception("the expiry guard's timer failed during a cycle",
                       extra={"event": "expiry_guard_failed"})
 
 
-async def _guard_loop(clock: Clock, guard: ExpiryGuard, lock: asyncio.Lock) -> None:
-    while True:
-        now = clock.now()
-        due = await _due(guard, now)
-        if due is not None and due <= now:
-            await _run(guard, lock, now)
-            wait_s = RERUN_S / clock.rate
-        else:
-            wait_s = WAKE_S if due is None else min(WAKE_S, (due - now) / clock.rate)
-        await asyncio.sleep(max(wait_s, 0.05))
-
-
 async def close_before_stop(clock: Clock, guard: ExpiryGuard, lock: asyncio.Lock,
-                            alerter: Alerter) -> None:
+                            alerter: Alerter, connected: Callable[[], bool]) -> None:
     """A stop inside an expiry's exit window closes what is held in it first; what could not
-    be closed within ``STOP_CLOSE_S`` is logged and alerted by name."""
+    be closed within ``STOP_CLOSE_S`` (or at all: no connection) is logged and alerted by
+    name. (The systemd unit and compose file give a stop 120 s before a SIGKILL.)"""
     expiring = await guard.expiring(clock.now())
     if not expiring:
         return
@@ -117,7 +133,7 @@ async def close_before_stop(clock: Clock, guard: ExpiryGuard, lock: asyncio.Lock
                 "exit (execution.close_expiring_on_stop): %s", len(expiring),
                 ", ".join(h.key for h in expiring), extra={"event": "close_before_stop"})
     deadline = time.monotonic() + STOP_CLOSE_S
-    while expiring and time.monotonic() < deadline:
+    while expiring and connected() and time.monotonic() < deadline:
         await _run(guard, lock, clock.now())
         await asyncio.sleep(STOP_RETRY_S)
         expiring = await guard.expiring(clock.now())
@@ -131,3 +147,23 @@ async def close_before_stop(clock: Clock, guard: ExpiryGuard, lock: asyncio.Lock
     else:
         log.info("every expiring position closed before exit",
                  extra={"event": "close_before_stop_done"})
+
+
+async def close_desk(desk: Desk, guard: ExpiryGuard | None, clock: Clock,
+                     alerter: Alerter) -> None:
+    """At exit, each step whatever became of the one before: what is held in an expiry's
+    exit window closed (``execution.close_expiring_on_stop``), then the live book's close-out
+    (entries cancelled, the last fills booked, what stays working said)."""
+    connected = desk.broker.is_connected
+    if guard is not None and desk.settings.execution.close_expiring_on_stop:
+        try:
+            await close_before_stop(clock, guard, desk.lock, alerter, connected)
+        except (BrokerError, TimeoutError, sqlite3.Error) as exc:
+            log.error("closing expiring positions at the stop failed: %s", exc,
+                      extra={"event": "expiring_left_open"})
+            alerter.send("expiring_left_open", f"closing expiring positions at the stop "
+                         f"failed ({exc}): check what is held before the close")
+    try:
+        await desk.close_out(clock.now())
+    except (BrokerError, TimeoutError, sqlite3.Error) as exc:
+        log.error("closing out the live book failed: %s", exc)

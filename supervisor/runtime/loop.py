@@ -46,11 +46,7 @@ from supervisor.runtime.cycle import (
     log_result,
     symbol_tasks,
 )
-from supervisor.runtime.expiry_timer import (
-    close_before_stop,
-    during_cycle,
-    sleep_between_cycles,
-)
+from supervisor.runtime.expiry_timer import close_desk, during_cycle, sleep_between_cycles
 from supervisor.runtime.gateway_wait import connect
 from supervisor.runtime.monitoring import MonitorLoop
 from supervisor.runtime.pool import BootFailure, WorkerHandle, WorkerPool
@@ -324,6 +320,7 @@ class Supervisor:
                                    f"{self.pool.hangs} workers killed for being stuck in this "
                                    f"run; the latest {handle.killed_for}")
         if failure is not None:
+            self.broker.stop_entries()  # as a signal does: nothing more leaves
             log.error("stopping: %s", failure, extra={"event": "boot_failure"})
             self.exit_code = exitcodes.HALTED
             self.stop.set()
@@ -361,13 +358,7 @@ class Supervisor:
                     log.exception("%s ended with an error", name.strip("_"))
         await self.pool.stop()
         if self.desk is not None and self.exit_code != exitcodes.STORAGE:
-            try:
-                if self.guard is not None and self.settings.execution.close_expiring_on_stop:
-                    await close_before_stop(self.clock, self.guard, self.desk.lock,
-                                            self.alerter)
-                await self.desk.close_out(self.clock.now())
-            except (BrokerError, sqlite3.Error) as exc:
-                log.error("closing out the live book failed: %s", exc)
+            await close_desk(self.desk, self.guard, self.clock, self.alerter)
         try:
             await self.broker.disconnect()
         except BrokerError as exc:

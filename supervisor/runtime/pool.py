@@ -72,6 +72,7 @@ class WorkerHandle:
     stop_sent: bool = False
     killed_for: str | None = None  # why the watchdog killed it
     stuck_symbol: str | None = None  # the symbol it was stuck on: failed, never retried
+    stuck_cycle: int = 0  # and that symbol's cycle (a later cycle's same symbol is not it)
     watch: StepWatch = field(default_factory=StepWatch)
 
     @property
@@ -225,6 +226,12 @@ class WorkerPool:
         if self.stopping or self._loop is None:
             return
         timeout_s = self.settings.workers.step_timeout_s
+        try:
+            self._look(timeout_s)
+        finally:  # whatever one look raised, the watch goes on
+            self._loop.call_later(watch_interval(timeout_s), self._watch)
+
+    def _look(self, timeout_s: float) -> None:
         now = time.monotonic()
         for handle in list(self.workers.values()):
             if handle.killed_for is not None:
@@ -239,7 +246,6 @@ class WorkerPool:
                            "waiting)", symbol)
             else:
                 self._release_if_done(handle)  # its symbols ended with a cycle's deadline
-        self._loop.call_later(watch_interval(timeout_s), self._watch)
 
     def _release_if_done(self, handle: WorkerHandle) -> None:
         if handle.retiring and not handle.inflight and not handle.stop_sent:
@@ -248,6 +254,7 @@ class WorkerPool:
 
     def _kill(self, handle: WorkerHandle, reason: str, symbol: str | None) -> None:
         handle.killed_for, handle.stuck_symbol = reason, symbol
+        handle.stuck_cycle = handle.beat.cycle()
         log.error("worker %s (pid %s) %s: killed and replaced", handle.worker_id, handle.pid,
                   reason, extra={"event": "worker_stuck", "worker": handle.worker_id,
                                  "symbol": symbol, "reason": reason})

@@ -75,8 +75,14 @@ class ExpiryGuard:
             await desk.book.drive(now_ts, desk.day_of(now_ts), only_due=True)
         elif desk.live is not None:
             halted = desk.state.halted if desk.state is not None else False
-            await desk.live.step(now_ts, halted)  # fills first: sell only what is held
-            await desk.live_exits.step(now_ts)
+            # fills first: sell only what is held; and only with every open order in sight
+            # (an exit placed under another client id must not be sold over a second time)
+            if await desk.live.step(now_ts, halted):
+                await desk.live_exits.step(now_ts)
+            else:
+                log.warning("expiry guard: the account's orders could not be refreshed: no "
+                            "exit sent this time, tried again in 30 s",
+                            extra={"event": "expiry_guard_failed"})
         left = [h.key for h in await self.expiring(now_ts)]
         if left and desk.simulated:  # (live: an exit order may be working; live_exits says)
             log.warning("expiry guard: still held after its exit time (no bid to sell to "

@@ -78,9 +78,10 @@ class LiveBook:
             completed = []
         return self.sent(account) | {i for r in completed if (i := intent_ref(r)) is not None}
 
-    async def step(self, now_ts: float, halted: bool, why: str = "kill switch") -> None:
+    async def step(self, now_ts: float, halted: bool, why: str = "kill switch") -> bool:
         """Follow statuses and fills, cancel stale entries (all entries when halted, for
-        ``why``: the kill switch, or a stop)."""
+        ``why``: the kill switch, or a stop). True if the account's orders were refreshed
+        (else what another client id left working is not in sight)."""
         complete = await self.refresh()
         orders = self.broker.open_orders()
         if complete:
@@ -107,6 +108,7 @@ class LiveBook:
         self.positions.mark(now_ts)
         self.positions.settle_expired(now_ts)
         self.positions.settle_shorts(now_ts)
+        return complete
 
     def _adopt(self, orders: list[OpenOrder], now_ts: float) -> None:
         """Every bracket of ours working at IBKR gets a followed row, even one whose row says

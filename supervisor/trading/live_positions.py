@@ -38,6 +38,7 @@ from supervisor.trading.live_fills import (
 log = logging.getLogger("supervisor.trading.live_positions")
 
 COMMISSION_WAIT_S = 30.0
+SHORT_GRACE_S = 60.0  # a short row's contract may be unlisted this long after its fill
 
 
 def intent_of(order_ref: str) -> str:
@@ -140,13 +141,15 @@ class LivePositions:
                          fill.price, commission * beyond / fill.shares, fill.ts)
 
     def settle_shorts(self, now_ts: float) -> None:
-        """A short row whose contract the account lists as no longer short was bought back
-        (by hand: the bot never does): closed, the buy-back price not known to it. Not listed
-        at all is not known yet (a position update comes after the executions)."""
+        """A short row whose contract the account no longer holds short was bought back (by
+        hand: the bot never does): closed, the buy-back price not known to it. The client
+        library drops a position that went to 0, so not listed counts too, once the row is
+        older than ``SHORT_GRACE_S`` (a position update comes after the executions)."""
         listed = {OptionContract(b.symbol, b.expiry, b.strike, Right(b.right)).key: b.quantity
                   for b in self.broker.positions() if b.sec_type == "OPT"}
         for p in self.journal.open_positions():
-            if p.status == "short" and listed.get(p.contract.key, -1) >= 0:
+            settled = now_ts - p.opened_ts > SHORT_GRACE_S
+            if p.status == "short" and listed.get(p.contract.key, 0 if settled else -1) >= 0:
                 after = replace(p, status="closed", exit_reason="closed", closed_ts=now_ts)
                 self.journal.save_position(after, self.day_of(now_ts))
                 log.warning("%s is no longer held short at IBKR: its short row closed",
