@@ -17,7 +17,7 @@ import pytest
 from supervisor.runtime.clock import PinnedClock, WallClock
 from tests.conftest_sim import connect, make_scenario, run_client
 from tests.ibclient import Option, Stock
-from tests.sessions import CHRISTMAS, FRIDAY_1555, TUESDAY_MORNING
+from tests.sessions import CHRISTMAS, FRIDAY_1555, MONDAY_0931, TUESDAY_MORNING
 from tools.gateway_sim import ScenarioError, ThreadedSim, scenario_from_dict
 from tools.gateway_sim.__main__ import parse_args, with_clock
 from tools.gateway_sim.scenario import ClockSpec
@@ -158,3 +158,29 @@ def test_two_sims_of_one_pinned_session_answer_identically() -> None:
     other = _session_of(FRIDAY_1555)()
     assert other["bars"] != first["bars"] and other["expiry"] != first["expiry"]
     assert other["bars"][-1].date - first["bars"][-1].date > timedelta(days=3)
+
+
+def test_a_jump_leaps_the_weekend_and_the_bot_follows_it() -> None:
+    # Given a session from Friday 15:55 at 60x that leaps from 16:05 to Monday 09:31
+    friday_1605 = FRIDAY_1555 + timedelta(minutes=10)
+    spec = ClockSpec(start=FRIDAY_1555, rate=60.0,
+                     jumps=({"at": friday_1605, "to": MONDAY_0931},))  # type: ignore[arg-type]
+    # When 9 real seconds have passed (16:04), then 11 (16:06 before the leap)
+    for elapsed, expected in ((9.0, FRIDAY_1555.timestamp() + 540),
+                              (11.0, MONDAY_0931.timestamp() + 60)):
+        clock = ScenarioClock(spec, origin_monotonic=time.monotonic() - elapsed)
+        # Then the sim reads Friday before the jump and Monday after it, and a bot following
+        # its clock file reads the same instant
+        assert clock.now() == pytest.approx(expected, abs=1.0)
+        assert PinnedClock.follow(clock.describe()).now() == pytest.approx(clock.now(), abs=1.0)
+
+
+@pytest.mark.parametrize("jumps, why", [
+    ([{"at": "2026-12-04T16:05:00-05:00", "to": "2026-12-04T16:00:00-05:00"}], "forward"),
+    ([{"at": "2026-12-04T15:00:00-05:00", "to": "2026-12-07T09:30:00-05:00"}], "after the"),
+    ([{"at": "2026-12-04T16:05:00", "to": "2026-12-07T09:30:00-05:00"}], "UTC offset"),
+])
+def test_a_jump_must_leap_forward_after_the_start(jumps: list[dict[str, str]],
+                                                  why: str) -> None:
+    with pytest.raises(ValueError, match=why):
+        ClockSpec.model_validate({"start": FRIDAY_1555.isoformat(), "jumps": jumps})

@@ -52,15 +52,18 @@ class WallClock:
 
 class PinnedClock:
     """now = start + elapsed x rate, elapsed on the system-wide monotonic clock since
-    ``origin_monotonic``: the same function the simulator computes for its session."""
+    ``origin_monotonic``, then each of ``jumps`` (at, to): from ``at`` on it reads ``to``
+    (a simulator's weekend in a moment): the same function the simulator computes."""
 
     def __init__(self, start_ts: float, rate: float = 1.0,
-                 origin_monotonic: float | None = None) -> None:
+                 origin_monotonic: float | None = None,
+                 jumps: tuple[tuple[float, float], ...] = ()) -> None:
         if rate <= 0:
             raise ValueError(f"clock rate must be > 0, got {rate}")
         self.start_ts = start_ts
         self.rate = rate
         self.origin = time.monotonic() if origin_monotonic is None else origin_monotonic
+        self.jumps = jumps
 
     @classmethod
     def follow(cls, description: Mapping[str, Any]) -> Clock:
@@ -68,11 +71,16 @@ class PinnedClock:
         start = description.get("start_ts")
         if start is None:
             return WallClock()
+        jumps = tuple((float(at), float(to)) for at, to in description.get("jumps", ()))
         return cls(float(start), float(description.get("rate", 1.0)),
-                   float(description["origin_monotonic"]))
+                   float(description["origin_monotonic"]), jumps)
 
     def now(self) -> float:
-        return self.start_ts + max(0.0, time.monotonic() - self.origin) * self.rate
+        ts = self.start_ts + max(0.0, time.monotonic() - self.origin) * self.rate
+        for at, to in self.jumps:  # in order: each leap moves the time the next one sees
+            if ts >= at:
+                ts += to - at
+        return ts
 
     async def sleep(self, seconds: float, wake: asyncio.Event) -> None:
         await _wait(seconds / self.rate, wake)

@@ -1,6 +1,7 @@
 """The simulator's clock: a pinned session replays the same market on any day it runs.
 
     pinned: sim time = start + elapsed x rate     (elapsed on the monotonic clock since origin)
+            then each of ``clock.jumps`` (at, to): from ``at`` on it reads ``to`` and flows on
     wall:   sim time = the wall clock             (no ``start``: manual runs against "now")
     market steps (``market_step_s``): prices, greeks and bars are computed for the sim time
             floored to whole steps after ``start`` (a bar replay), while time itself flows:
@@ -26,6 +27,7 @@ class ScenarioClock:
     def __init__(self, spec: ClockSpec, origin_monotonic: float | None = None) -> None:
         self.spec = spec
         self.start_ts = spec.start.timestamp() if spec.start is not None else None
+        self.jumps = spec.jump_times()
         self.origin = time.monotonic() if origin_monotonic is None else origin_monotonic
 
     @property
@@ -36,7 +38,11 @@ class ScenarioClock:
         """Epoch seconds of the simulated session."""
         if self.start_ts is None:
             return time.time()
-        return self.start_ts + max(0.0, time.monotonic() - self.origin) * self.spec.rate
+        ts = self.start_ts + max(0.0, time.monotonic() - self.origin) * self.spec.rate
+        for at, to in self.jumps:  # in order: each leap moves the time the next one sees
+            if ts >= at:
+                ts += to - at
+        return ts
 
     def market_instant(self, ts: float) -> float:
         """The instant the market is priced at for ``ts``: ``ts`` floored to a market step."""
@@ -49,4 +55,4 @@ class ScenarioClock:
     def describe(self) -> dict[str, Any]:
         """What another process needs to follow this clock exactly."""
         return {"start_ts": self.start_ts, "rate": self.spec.rate,
-                "origin_monotonic": self.origin}
+                "origin_monotonic": self.origin, "jumps": [list(j) for j in self.jumps]}

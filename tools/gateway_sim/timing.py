@@ -13,14 +13,31 @@ class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class JumpSpec(Model):
+    """The clock leaps forward: once sim time reaches ``at`` it reads ``to`` (a weekend in a
+    moment, for a test that stops a bot on Friday and starts it again on Monday)."""
+
+    at: datetime
+    to: datetime
+
+    @field_validator("at", "to")
+    @classmethod
+    def _aware(cls, ts: datetime) -> datetime:
+        if ts.tzinfo is None:
+            raise ValueError("needs a UTC offset, e.g. 2026-12-07T09:25:00-05:00")
+        return ts
+
+
 class ClockSpec(Model):
-    """The session the sim replays: sim time = start + elapsed x rate (see simclock.py)."""
+    """The session the sim replays: sim time = start + elapsed x rate (see simclock.py),
+    leaping forward at each of ``jumps``."""
 
     start: datetime | None = None  # with a UTC offset; None: follow the wall clock
     rate: float = Field(1.0, gt=0, le=100_000)  # sim seconds per real second
     # > 0: prices move in whole steps of this many sim seconds (60: once a minute, a bar
     # replay) while time itself flows; every request inside one step sees the same market
     market_step_s: float = Field(0.0, ge=0, le=86_400)
+    jumps: tuple[JumpSpec, ...] = ()  # in time order, each after the one before has landed
 
     @field_validator("start")
     @classmethod
@@ -33,7 +50,19 @@ class ClockSpec(Model):
     def _rate_needs_start(self) -> ClockSpec:
         if self.start is None and self.rate != 1.0:
             raise ValueError("rate needs a pinned start (the wall clock runs at 1x)")
+        if self.jumps and self.start is None:
+            raise ValueError("jumps need a pinned start (the wall clock does not leap)")
+        after = self.start
+        for jump in self.jumps:
+            if jump.to <= jump.at or (after is not None and jump.at <= after):
+                raise ValueError(f"jump {jump.at.isoformat()} -> {jump.to.isoformat()}: each "
+                                 "leaps forward, after the start and the jump before it")
+            after = jump.to
         return self
+
+    def jump_times(self) -> tuple[tuple[float, float], ...]:
+        """(at, to) of each jump in epoch seconds."""
+        return tuple((j.at.timestamp(), j.to.timestamp()) for j in self.jumps)
 
 
 class EventSpec(Model):
