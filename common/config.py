@@ -271,6 +271,9 @@ class ExecutionSettings(Model):
     incomplete_bracket: Literal["replace", "close"] = "replace"
     # live: a stop cancels our entries still working at IBKR (exits of held positions stay)
     cancel_entries_on_stop: bool = True
+    # live: shares an exercise of one of our options delivered are closed at the next regular
+    # session (DAY limit at the bid, or the ask for a buy-back); false: held, counted, reported
+    close_exercised_shares: bool = True
     # one journal per broker ({broker}: stub | sim | ibkr): the stub's simulated days can never
     # mix with a real account's; the journal also remembers its account and refuses another
     journal_path: str = "var/journal-{broker}.sqlite"

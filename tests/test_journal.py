@@ -47,19 +47,19 @@ def test_creates_parents_wal_and_schema_version(path: Path) -> None:
     Journal(path).close()
     raw = sqlite3.connect(path)
     assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
     tables = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {"cycles", "signals", "intents", "decisions", "orders", "whatifs", "fills",
-            "positions", "day_state", "alerts"} <= tables
+            "positions", "day_state", "alerts", "shares", "stock_seen"} <= tables
     raw.close()
 
 
 def test_a_newer_schema_is_refused(path: Path) -> None:
     Journal(path).close()
     raw = sqlite3.connect(path)
-    raw.execute("PRAGMA user_version = 5")
+    raw.execute("PRAGMA user_version = 6")
     raw.close()
-    with pytest.raises(JournalError, match="schema version 5 is newer than this code's 4"):
+    with pytest.raises(JournalError, match="schema version 6 is newer than this code's 5"):
         Journal(path)
 
 

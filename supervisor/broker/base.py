@@ -220,6 +220,12 @@ class Broker(Protocol):
         """One DAY limit order (an exit before expiry); returns its id."""
         ...
 
+    async def place_stock_order(self, symbol: str, action: str, quantity: int, limit: float,
+                                account: str, order_ref: str) -> int:
+        """One DAY limit order for shares, regular hours only (shares an exercise delivered,
+        closed); returns its id."""
+        ...
+
     async def place_exit(self, contract: OptionContract, order_type: str, quantity: int,
                          price: float, account: str, order_ref: str,
                          oca_group: str) -> tuple[int, int]:

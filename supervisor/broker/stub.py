@@ -299,6 +299,10 @@ class StubBroker:
                           limit: float, account: str, order_ref: str) -> int:
         raise BrokerError("the stub places no orders (live trading needs the IBKR broker)")
 
+    async def place_stock_order(self, symbol: str, action: str, quantity: int, limit: float,
+                                account: str, order_ref: str) -> int:
+        raise BrokerError("the stub places no orders (live trading needs the IBKR broker)")
+
     async def place_exit(self, contract: OptionContract, order_type: str, quantity: int,
                          price: float, account: str, order_ref: str,
                          oca_group: str) -> tuple[int, int]:

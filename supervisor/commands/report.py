@@ -105,8 +105,24 @@ def _positions(s: Mapping[str, Any]) -> list[str]:
              f"closed {len(ps['closed'])}"]
     lines += [_position(p, "open") for p in ps["open"]]
     lines += [_position(p, "closed") for p in ps["closed"]]
+    lines += _shares(s.get("shares", ()))
     lines.append(f"P&L: realized {_money(pnl['realized'])}, unrealized "
                  f"{_money(pnl['unrealized'])}, total {_money(pnl['total'])}")
+    return lines
+
+
+def _shares(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Shares an exercise of one of our options delivered (live), while held and the day
+    they were closed."""
+    lines = [f"exercised shares: {len(rows)}"] if rows else []
+    for r in rows:
+        what = f"{r['quantity']:+d} {r['symbol']} from {r['intent_id']} at {_price(r['cost'])}"
+        if r["status"] == "closed":
+            lines.append(f"  closed {what}: {r['exit_reason']} at {_price(r['exit_price'])} "
+                         f"realized {_money(r['pnl'])}")
+        else:
+            lines.append(f"  held   {what}: {r['held']:+d} held, last {_price(r['mark'])} "
+                         f"unrealized {_money(r['pnl'])}")
     return lines
 
 

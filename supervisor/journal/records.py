@@ -19,11 +19,15 @@ from common.messages import OptionContract
 # was bought (the bot never sells to open); its row is "<intent id>:short"
 Status = Literal["pending", "open", "closed", "expired", "short"]
 # expiry: closed at the bid before the expiry's close; expired: settled at intrinsic value
-ExitReason = Literal["take_profit", "stop_loss", "expiry", "expired", "cancelled", "closed"]
+# (live: worthless, the broker no longer holds it); exercised: live, the account got its
+# shares at the expiry's close, booked at intrinsic value (the shares: journal/shares.py)
+ExitReason = Literal["take_profit", "stop_loss", "expiry", "expired", "exercised", "cancelled",
+                     "closed"]
 
 STATUSES: tuple[Status, ...] = ("pending", "open", "closed", "expired", "short")
 EXIT_REASONS: tuple[ExitReason, ...] = ("take_profit", "stop_loss", "expiry", "expired",
-                                        "cancelled", "closed")  # closed: sold otherwise
+                                        "exercised", "cancelled",
+                                        "closed")  # closed: sold otherwise
 ACTIVE: tuple[Status, ...] = ("pending", "open", "short")
 
 

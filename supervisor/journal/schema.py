@@ -67,8 +67,19 @@ CREATE TABLE broker_pnl (day TEXT PRIMARY KEY, ts REAL NOT NULL, daily REAL, rea
 ALTER TABLE positions ADD COLUMN exited INTEGER;
 ALTER TABLE positions ADD COLUMN exit_commission REAL NOT NULL DEFAULT 0;
 """,
+    # 5: live, the shares an exercise of one of our options delivered, followed until closed
+    # ("<intent id>:shares"), and the account's stock position in each underlying as last seen
+    # while an option of ours in it was held (what an exercise changes)
+    """
+CREATE TABLE shares (share_id TEXT PRIMARY KEY, intent_id TEXT NOT NULL, symbol TEXT NOT NULL,
+    quantity INTEGER NOT NULL, cost REAL NOT NULL, status TEXT NOT NULL, opened_ts REAL NOT NULL,
+    opened_day TEXT NOT NULL, mark REAL, closed INTEGER NOT NULL DEFAULT 0, exit_price REAL,
+    commission REAL NOT NULL DEFAULT 0, exit_reason TEXT, closed_ts REAL, closed_day TEXT);
+CREATE INDEX shares_status ON shares (status);
+CREATE TABLE stock_seen (symbol TEXT PRIMARY KEY, quantity REAL NOT NULL, ts REAL NOT NULL);
+""",
 )
-SCHEMA_VERSION = len(MIGRATIONS)  # 4
+SCHEMA_VERSION = len(MIGRATIONS)  # 5
 
 POSITION_COLUMNS = (f"intent_id, symbol, {CONTRACT_COLUMNS}, quantity, entry_limit, "
                     "take_profit, stop_loss, status, opened_ts, entry_price, filled_ts, mark, "

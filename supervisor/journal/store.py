@@ -48,12 +48,13 @@ from supervisor.journal.rows import (
     to_json,
 )
 from supervisor.journal.schema import CONTRACT_COLUMNS, MIGRATIONS, POSITION_COLUMNS, SCHEMA_VERSION
+from supervisor.journal.shares import ShareRows
 from supervisor.journal.summary import day_summary
 
 log = logging.getLogger(__name__)
 
 
-class Journal(Commits, OrderRows):
+class Journal(Commits, OrderRows, ShareRows):
     """The supervisor's journal. Not thread-safe: one writer, on the thread that opened it."""
 
     def __init__(self, path: str | Path, *, readonly: bool = False) -> None:

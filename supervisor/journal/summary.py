@@ -5,9 +5,11 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
+from common.calendar import trading_day
 from supervisor.journal.records import DayState, Position
 from supervisor.journal.rows import contract_from, json_ready
 from supervisor.journal.schema import CONTRACT_COLUMNS
+from supervisor.journal.shares import Shares, shares_from
 
 DayPositions = list[tuple[Position, str, "str | None"]]
 
@@ -27,7 +29,7 @@ def day_summary(db: sqlite3.Connection, day: str, held: DayPositions,
         **_cycles_and_signals(db, day),
         **_decisions(db, day),
         **_orders(db, day),
-        **_positions(held, day, _sides(db, held)),
+        **_positions(held, day, _sides(db, held), _shares(db, day)),
         "kill_switch": {"halted": bool(state and state.halted),
                         "reason": state.halted_reason if state else "",
                         "ts": state.halted_ts if state else None,
@@ -110,19 +112,31 @@ def _sides(db: sqlite3.Connection, held: DayPositions) -> dict[str, tuple[str, s
     return {r["intent_id"]: (r["action"], r["signal"], r["confidence"]) for r in rows}
 
 
-def _positions(held: DayPositions, day: str,
-               sides: dict[str, tuple[str, str, float]]) -> dict[str, Any]:
+def _shares(db: sqlite3.Connection, day: str) -> list[tuple[Shares, str | None]]:
+    """Exercised shares (live) opened by the day's end and not closed before it."""
+    rows = db.execute("SELECT * FROM shares WHERE opened_day <= ? AND (closed_day IS NULL OR "
+                      "closed_day >= ?) ORDER BY opened_ts, share_id", (day, day)).fetchall()
+    return [(shares_from(r), r["closed_day"]) for r in rows]
+
+
+def _positions(held: DayPositions, day: str, sides: dict[str, tuple[str, str, float]],
+               shares: list[tuple[Shares, str | None]]) -> dict[str, Any]:
     open_ = [p for p, _, _ in held if p.active]
     # one closed on a later day counts there: its P&L is that day's, not this one's; it was
     # open at this day's end all the same (its mark then is not kept: no unrealized figure)
     overnight = [(p, closed_day) for p, _, closed_day in held
-                 if not p.active and closed_day is not None and closed_day > day]
+                 if not p.active and closed_day is not None and closed_day > day
+                 and p.filled_ts is not None and trading_day(p.filled_ts).isoformat() <= day]
     closed = [p for p, _, closed_day in held if not p.active and closed_day == day]
     # live positions sold in part have realized that part already (as IBKR counts it)
     realized = (sum(p.realized_pnl for p in closed)
                 + sum(p.realized_pnl for p in open_ if p.exited))
     unrealized = sum(p.unrealized_pnl for p in open_)
+    # exercised shares: realized the day they were closed, unrealized while held
+    realized += sum(s.realized_pnl for s, closed_day in shares if closed_day == day)
+    unrealized += sum(s.unrealized_pnl for s, closed_day in shares if closed_day is None)
     return {
+        "shares": [_share_summary(s, closed_day, day) for s, closed_day in shares],
         "positions": {"opened": sum(1 for _, opened_day, _ in held if opened_day == day),
                       "open": [_position_summary(p, p.unrealized_pnl, sides)
                                for p in open_]
@@ -145,3 +159,16 @@ def _position_summary(p: Position, pnl: float,
             "entry_limit": p.entry_limit, "entry_price": p.entry_price, "mark": p.mark,
             "exit_price": p.exit_price, "take_profit": p.take_profit, "stop_loss": p.stop_loss,
             "opened_ts": p.opened_ts, "closed_ts": p.closed_ts, "pnl": pnl}
+
+
+def _share_summary(s: Shares, closed_day: str | None, day: str) -> dict[str, Any]:
+    """One row of exercised shares as of ``day``'s end (closed on a later day: held then,
+    its P&L that later day's)."""
+    later = closed_day is not None and closed_day > day
+    return {"share_id": s.share_id, "intent_id": s.intent_id, "symbol": s.symbol,
+            "quantity": s.quantity, "cost": s.cost,
+            "held": s.quantity if later else s.side * s.remaining,
+            "status": "held" if later else s.status, "mark": None if later else s.mark,
+            "exit_price": s.exit_price, "exit_reason": s.exit_reason,
+            "pnl": float("nan") if later else (s.realized_pnl if closed_day == day
+                                               else s.unrealized_pnl)}

@@ -35,6 +35,7 @@ from supervisor.trading.execution import Execution, Executor, describe
 from supervisor.trading.journal_watch import JournalWatch
 from supervisor.trading.live import LiveBook
 from supervisor.trading.live_brackets import BracketCheck
+from supervisor.trading.live_exercise import Exercises, with_shares
 from supervisor.trading.live_exits import ExpiryExits
 from supervisor.trading.live_positions import LivePositions
 from supervisor.trading.live_reconcile import Reconciliation, reconcile
@@ -60,7 +61,9 @@ class Desk:
         self.book = PaperBook(broker, journal, sessions, settings.execution.entry_timeout_s,
                               risk.exit_before_expiry_min, self._log_transition)
         self.live_positions = (LivePositions(broker, journal, self.day_of,
-                                             self._log_transition, self._net_short)
+                                             self._log_transition, self._net_short,
+                                             Exercises(broker, journal, sessions, settings,
+                                                       alerter))
                                if executor.mode == "live" else None)
         self.live = (LiveBook(broker, journal, settings.execution.entry_timeout_s,
                               self.live_positions)
@@ -170,7 +173,8 @@ class Desk:
                  f" P&L {p.realized_pnl:.2f}" if not p.active else "",
                  extra={"event": "position", "intent_id": p.intent_id, "status": p.status,
                         "exit_reason": p.exit_reason, "realized_pnl": p.realized_pnl})
-        if p.exit_reason in ("take_profit", "stop_loss", "expiry", "expired") and self.alerter:
+        if p.exit_reason in ("take_profit", "stop_loss", "expiry", "expired",
+                             "exercised") and self.alerter:
             self.alerter.send("trade", f"SELL {p.quantity} x {p.contract.key} closed "
                               f"({p.exit_reason}) at {p.exit_price}: P&L {p.realized_pnl:.2f}")
 
@@ -287,7 +291,9 @@ class Desk:
         broker_held, broker_notional = _count(self._at_broker(now_ts))
         symbols = set(journal_held) | set(broker_held)
         held = {s: max(journal_held.get(s, 0), broker_held.get(s, 0)) for s in symbols}
-        return held, max(journal_notional, broker_notional)
+        # exercised shares of ours: 100 a contract (rounded up), shares x price (live_shares)
+        return with_shares(held, max(journal_notional, broker_notional),
+                           self.journal.held_shares())
 
     def _at_broker(self, now_ts: float) -> Iterator[tuple[str, int, float]]:
         """(symbol, contracts, premium per contract) of the account's option positions and

@@ -106,7 +106,7 @@ class LiveBook:
             if not any(o.order_ref == row["intent_id"] for o in orders):
                 self.positions.entry_gone(row["intent_id"], now_ts)
         self.positions.mark(now_ts)
-        self.positions.settle_expired(now_ts)
+        await self.positions.settle_expired(now_ts)
         self.positions.settle_shorts(now_ts)
         return complete
 

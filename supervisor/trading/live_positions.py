@@ -26,6 +26,7 @@ from common.messages import OptionContract, OrderIntent, Right
 from supervisor.broker.base import Broker, Fill
 from supervisor.journal.records import Position
 from supervisor.journal.store import Journal
+from supervisor.trading.live_exercise import Exercises, Settled
 from supervisor.trading.live_exits import EXIT_SUFFIX
 from supervisor.trading.live_fills import (
     apply_fill,
@@ -49,12 +50,14 @@ def intent_of(order_ref: str) -> str:
 class LivePositions:
     def __init__(self, broker: Broker, journal: Journal, day_of: Callable[[float], str],
                  on_change: Callable[[Position], None],
-                 on_net_short: Callable[[Position, int], None]) -> None:
+                 on_net_short: Callable[[Position, int], None],
+                 exercises: Exercises | None = None) -> None:
         self.broker = broker
         self.journal = journal
         self.day_of = day_of
         self.on_change = on_change
         self.on_net_short = on_net_short
+        self.exercises = exercises  # None: an expired option gone is booked at 0, now
         # when each execution was first seen: its own time is TWS's clock, maybe in another
         # zone than ours; the wait for its commission report is timed on ours
         self._first_seen: dict[str, float] = {}
@@ -207,24 +210,37 @@ class LivePositions:
                     and math.isfinite(price) and price != p.mark:
                 self.journal.save_position(replace(p, mark=price), self.day_of(now_ts))
 
-    def settle_expired(self, now_ts: float) -> None:
-        """A live position whose option expired and that the broker no longer holds expired
-        worthless (the expiry exit should have sold it; no bid, say)."""
+    async def settle_expired(self, now_ts: float) -> None:
+        """A live position whose option expired and that the broker no longer holds (the
+        expiry exit should have sold it; no bid, say, or the bot was down): exercised into
+        shares, booked at intrinsic value, or expired worthless, at 0, as of the expiry's
+        close (live_exercise.py); then the shares exercises left are followed."""
         held = {(p.symbol, p.expiry, p.strike, p.right) for p in self.broker.positions()
                 if p.sec_type == "OPT" and p.quantity}
-        for p in self.journal.open_positions():
-            c = p.contract
-            if (p.exited is None or p.status != "open"
-                    or not is_expired(c.expiry, now_ts)
-                    or (c.symbol, c.expiry, c.strike, c.right.value) in held):
-                continue
-            left = p.held
-            after = apply_fill(p, "SLD", left, 0.0, 0.0, now_ts, "expired")
-            self.journal.save_position(after, self.day_of(now_ts))
-            log.warning("%s expired with %d held: booked at 0", c.key, left,
-                        extra={"event": "position", "intent_id": p.intent_id,
-                               "status": after.status, "exit_reason": "expired"})
-            self.on_change(after)
+        live = [p for p in self.journal.open_positions()
+                if p.exited is not None and p.status == "open"]
+        gone = [p for p in live if is_expired(p.contract.expiry, now_ts)
+                and (p.symbol, p.contract.expiry, p.contract.strike,
+                     p.contract.right.value) not in held]
+        if self.exercises is None:
+            settled = [Settled(p, "expired", 0.0, now_ts) for p in gone]
+        else:
+            settled = await self.exercises.settle(gone, now_ts)
+        for s in settled:
+            self._settle(s)
+        if self.exercises is not None:
+            await self.exercises.follow([p for p in live if p not in gone], now_ts)
+
+    def _settle(self, s: Settled) -> None:
+        p, left = s.position, s.position.held
+        after = apply_fill(p, "SLD", left, s.price, 0.0, s.ts, s.reason)
+        self.journal.save_position(after, self.day_of(s.ts))
+        log.warning("%s %s with %d held: booked at %.2f%s", p.contract.key, s.reason, left,
+                    s.price, f" ({p.symbol} closed at {s.close:.2f})" if s.close else "",
+                    extra={"event": "position", "intent_id": p.intent_id,
+                           "status": after.status, "exit_reason": s.reason,
+                           "realized_pnl": after.realized_pnl})
+        self.on_change(after)
 
 
 def _state(p: Position) -> str:

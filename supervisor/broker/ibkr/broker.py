@@ -10,6 +10,7 @@ A thin facade over one module per layer; each layer only calls the ones below it
     account, what_if, place_bracket,    orders.py      account values, what-if, brackets,
     open_orders, fills, positions --->    |            open orders, fills, positions
     place_exit  --------------------->  exits.py       one exit of a bracket placed again
+    place_stock_order  -------------->  stock_orders.py  shares an exercise delivered, closed
     completed_refs  ----------------->  completed.py   completed orders' orderRefs
     chain, regular_hours, ----------->  contracts.py   conIds, chains, hours, per-day negatives
     unknown_symbols                       |
@@ -63,6 +64,7 @@ from supervisor.broker.ibkr.marketdata import MarketData, option_fields
 from supervisor.broker.ibkr.orders import Orders
 from supervisor.broker.ibkr.pacing import PacingGovernor
 from supervisor.broker.ibkr.requests import IBKRRequestError, Requests
+from supervisor.broker.ibkr.stock_orders import place_stock_order
 
 # The order the monitor has always recorded the measures in; the *_total counters follow.
 STATS_ORDER = (
@@ -162,6 +164,11 @@ class IBKRBroker:
                           limit: float, account: str, order_ref: str) -> int:
         return await self._orders.place_order(contract, action, quantity, limit, account,
                                               order_ref)
+
+    async def place_stock_order(self, symbol: str, action: str, quantity: int, limit: float,
+                                account: str, order_ref: str) -> int:
+        return await place_stock_order(self._link, self._contracts, symbol, action, quantity,
+                                       limit, account, order_ref)
 
     async def place_exit(self, contract: OptionContract, order_type: str, quantity: int,
                          price: float, account: str, order_ref: str,
