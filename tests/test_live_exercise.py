@@ -278,6 +278,8 @@ def test_an_order_gone_unseen_is_not_sent_again_the_same_day(tmp_path):
     assert len(broker.stock_orders) == 1
     cycle(desk, at(13, 9, 31))
     assert len(broker.stock_orders) == 2
+    statuses = [r["status"] for r in journal.share_orders(journal.held_shares()[0].share_id)]
+    assert statuses == ["expired", "submitted"]
 
 
 def test_shares_sold_by_hand_close_their_row_without_a_price(tmp_path):

@@ -192,7 +192,8 @@ class ExercisedShares:
     def _unresolved(self, s: Shares, now_ts: float) -> bool:
         """An order of ours sent today that IBKR no longer lists: done when its executions
         cover it, cancelled when we cancelled it; otherwise its fate is not known (a fill not
-        seen yet, a refusal): no second order today (sold twice would be short)."""
+        seen yet, a refusal): no second order today (sold twice would be short). One of an
+        earlier day is over (DAY)."""
         day = self.day_of(now_ts)
         executed: dict[int, float] = {}
         for f in self.broker.fills():
@@ -210,6 +211,8 @@ class ExercisedShares:
                 blocked = True
                 self._once(s, now_ts, f"{s.share_id}: order {row['broker_order_id']} is no "
                            "longer listed and has not filled whole: no new order today")
+            else:  # a DAY order of an earlier session: over (its fills were booked then)
+                self.journal.update_order(row["id"], "expired", now_ts)
         return blocked
 
     async def _cancel(self, s: Shares, order: OpenOrder, why: str, now_ts: float) -> None:
