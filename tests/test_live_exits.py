@@ -135,3 +135,21 @@ def test_no_bid_waits_for_the_next_cycle(setup):
     broker.bid = math.nan
     step(exits, FRIDAY_1550.timestamp())
     assert broker.placed == []
+
+
+def test_a_cancel_only_another_client_id_may_make_is_an_error_once(setup, caplog):
+    # Given the bracket's exits placed under another client id (a restart that landed there)
+    exits, broker, _ = setup
+    broker.held = [position()]
+    broker.working = [order(2, "ours")]
+
+    async def refuse(order_id: int) -> None:
+        from supervisor.broker.base import BrokerError
+        raise BrokerError(f"order {order_id} was placed by client id 1")
+
+    broker.cancel_order = refuse  # type: ignore[method-assign]
+    with caplog.at_level("INFO", logger="supervisor.trading.live_exits"):
+        for n in range(3):  # the guard tries every 30 s inside the window
+            step(exits, FRIDAY_1550.timestamp() + 30 * n)
+    failed = [r.levelname for r in caplog.records if "failed" in r.getMessage()]
+    assert failed == ["ERROR", "INFO", "INFO"]

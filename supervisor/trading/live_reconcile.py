@@ -74,10 +74,11 @@ def reconcile(broker: Broker, journal: Journal, now_ts: float, adopt: bool = Tru
 
 def _orders(orders: list[OpenOrder], journal: Journal, now_ts: float, adopt: bool, day: str,
             found: Reconciliation) -> None:
-    refs: dict[str, OpenOrder] = {}  # a bracket at a time, by its first listed part
+    refs: dict[str, OpenOrder] = {}  # a bracket at a time, by its entry if listed
     for order in orders:
         if is_ours(order.order_ref, journal):
-            refs.setdefault(order.order_ref, order)
+            if order.action == "BUY" or order.order_ref not in refs:
+                refs[order.order_ref] = order
         else:
             found.problems.append(f"open order not placed by this bot, left alone: "
                                   f"{describe(order)}")
