@@ -164,3 +164,16 @@ def test_a_position_held_by_hand_stays_unknown(book):
     broker.held = [BrokerPosition("DU1", "SPY", "OPT", 3, 200.0, 1, "20260109", 680.0, "C")]
     found = reconcile(broker, journal, T0, day=DAY)
     assert any("not in the journal" in p for p in found.problems)
+
+
+def test_an_order_closing_exercised_shares_is_ours_and_never_adopted_as_a_bracket(book):
+    # Given the sale of shares an exercise of intent ID delivered (the shares book's order)
+    lb, broker, journal = book
+    journal.record_intent(OrderIntent(ID, 1, "SPY", CALL, Signal.BUY, 2.0, 3.0, 1.4, 2.0,
+                                      0.5, ()), DAY)
+    broker.open = [OpenOrder(50, f"{ID}:shares", "Submitted", "SELL", 500, "LMT", "SPY", "STK",
+                             perm_id=950)]
+    found = reconcile(broker, journal, T0, day=DAY)
+    assert found.problems == [] and "shares" in found.ours[0]
+    asyncio.run(lb.step(T0 + 400, False))  # past the entry timeout: nothing cancels it
+    assert journal.orders_for(f"{ID}:shares") == [] and broker.cancelled == []

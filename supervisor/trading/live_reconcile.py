@@ -25,6 +25,7 @@ import logging
 from dataclasses import dataclass, field
 
 from supervisor.broker.base import Broker, OpenOrder
+from supervisor.journal.shares import SHARES_SUFFIX
 from supervisor.journal.store import Journal
 from supervisor.trading.broker_refs import intent_ref
 from supervisor.trading.live_adopt import (
@@ -76,7 +77,11 @@ def _orders(orders: list[OpenOrder], journal: Journal, now_ts: float, adopt: boo
             found: Reconciliation) -> None:
     refs: dict[str, OpenOrder] = {}  # a bracket at a time, by its entry if listed
     for order in orders:
-        if is_ours(order.order_ref, journal):
+        if order.order_ref.endswith(SHARES_SUFFIX) and is_ours(
+                order.order_ref.removesuffix(SHARES_SUFFIX), journal):
+            found.ours.append(f"{describe(order)}: closes shares an exercise delivered "
+                              "(followed by the shares book, live_shares.py)")
+        elif is_ours(order.order_ref, journal):
             if order.action == "BUY" or order.order_ref not in refs:
                 refs[order.order_ref] = order
         else:
