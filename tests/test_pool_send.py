@@ -24,7 +24,7 @@ def test_messages_due_together_go_as_one_bundle_in_order_and_a_lone_one_as_itsel
     async def scenario() -> None:
         # Given a worker's handle (no process: only its inbox is used here)
         pool._loop = asyncio.get_running_loop()
-        pool.workers[1] = WorkerHandle(1, None, inbox, None, None)  # type: ignore[arg-type]
+        pool.workers[1] = WorkerHandle(1, None, inbox, None, None, None)  # type: ignore[arg-type]
         # When three messages are sent in one pass of the loop, then one in the next
         assert all(pool.send(1, m) for m in ("task SPY", "task QQQ", "replies 7"))
         seen_before_the_pass_ended.append(inbox.empty())
