@@ -30,6 +30,7 @@ from supervisor.runtime.clock import PinnedClock
 from tests.conftest_sim import write_scenario
 from tests.external_sim import ExternalSim, bot_env, wait_for
 from tests.sessions import FRIDAY_1545, MONDAY_0931
+from tests.test_expiry_e2e import SETTINGS as ZERO_DTE_ITM
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.slow,
               pytest.mark.timeout(300)]
@@ -39,17 +40,8 @@ FRIDAY_1540 = FRIDAY_1545.replace(minute=40)
 FRIDAY_1559 = FRIDAY_1545.replace(minute=59)
 FRIDAY_1605 = FRIDAY_1545.replace(hour=16, minute=5)
 MONDAY_0925 = MONDAY_0931.replace(minute=25)
-SETTINGS = """strategy:
-  name: tests.strategies:BuysEverySymbol
-options:
-  expiry_rule: nearest
-  min_dte: 0
-  min_minutes_to_expiry: 10
-  moneyness: itm
-  entry_price: ask
-  take_profit_pct: 400
-  stop_loss_pct: 90
-risk:
+# the expiry test's 0-DTE in-the-money entries, live, held into the close this time
+SETTINGS = ZERO_DTE_ITM + """risk:
   exit_before_expiry_min: 1
 execution:
   mode: live
