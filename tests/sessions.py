@@ -18,7 +18,9 @@ STUB_SESSION = datetime(2026, 1, 8, 10, 30, tzinfo=EST)
 TUESDAY_MORNING = datetime(2026, 12, 1, 10, 30, tzinfo=EST)
 # The same Tuesday half an hour into the session (QQQ then sits on a no-greeks quirk strike)
 TUESDAY_1000 = datetime(2026, 12, 1, 10, 0, tzinfo=EST)
-# The same Tuesday an hour before the close: entries until 15:45, then the close at 16:00
+# The same Tuesday two hours, then one hour before the close: entries until 15:45, then the
+# close at 16:00
+TUESDAY_1400 = datetime(2026, 12, 1, 14, 0, tzinfo=EST)
 TUESDAY_1500 = datetime(2026, 12, 1, 15, 0, tzinfo=EST)
 TUESDAY_CLOSE = datetime(2026, 12, 1, 16, 0, tzinfo=EST)
 # The same Tuesday before the pre-market opens
