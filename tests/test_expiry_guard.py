@@ -200,6 +200,7 @@ def test_live_exits_wait_for_a_complete_view_of_the_accounts_orders(tmp_path):
     broker = SimpleNamespace(positions=lambda: [position], regular_hours=no_hours)
     desk = SimpleNamespace(
         settings=make_settings(tmp_path), simulated=False, state=None, broker=broker,
+        live_positions=None,
         journal=SimpleNamespace(bought_contracts=lambda: {FRIDAY_CALL.key: "i-1"}),
         sessions=SessionBook(broker, nyse()),  # type: ignore[arg-type]
         live=SimpleNamespace(step=live_step), live_exits=SimpleNamespace(step=exits_step))
@@ -211,3 +212,20 @@ def test_live_exits_wait_for_a_complete_view_of_the_accounts_orders(tmp_path):
     refreshed["ok"] = True
     run(guard.run(FRIDAY_1550.timestamp()))
     assert calls == ["live.step", "live.step", "live_exits.step"]
+
+
+def test_a_live_entry_filled_during_a_cycle_is_seen_by_the_guard_at_once(tmp_path):
+    # Given a live desk whose bracket for a call expiring the next day was just sent, and
+    # filled at IBKR before the next cycle could book the fill
+    from supervisor.broker.base import BrokerPosition, Fill
+    from tests.test_desk import CALL, NOW
+    from tests.test_live_desk import cycle, live_desk, result, spy_intent
+
+    desk, broker, _ = live_desk(tmp_path)
+    assert cycle(desk, NOW, result(spy_intent(1))) == [10]
+    broker.executions = [Fill("e1", 1, "i-1", "BOT", 10, 2.0, NOW + 1, 1.0, 901)]
+    broker.held = [BrokerPosition("DU111", "SPY", "OPT", 10, 200.0, 1, CALL.expiry,
+                                  CALL.strike, "C")]
+    # When the guard looks (no cycle in between): the position is ours, with its exit time
+    (h,) = run(ExpiryGuard(desk).held(NOW + 60))
+    assert h.key == CALL.key and h.exit_at < h.close

@@ -42,6 +42,10 @@ class ExpiryGuard:
         if desk.simulated:
             contracts = [(p.symbol, p.contract.expiry, p.contract.key) for p in desk.book.active()]
         else:
+            if desk.live_positions is not None:
+                # fills since the cycle began booked first: an entry filled during a cycle
+                # is held, and ours to close, before the next cycle would book it
+                desk.live_positions.follow(now_ts)
             ours = desk.journal.bought_contracts()
             contracts = [(p.symbol, p.expiry, key) for p in desk.broker.positions()
                          if p.sec_type == "OPT" and p.quantity > 0
