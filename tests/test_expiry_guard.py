@@ -9,11 +9,16 @@ from typing import Any
 
 import pytest
 
+from common.calendar import expiry_close, nyse
 from common.settings_warnings import settings_warnings
 from supervisor.broker.base import BrokerError
+from supervisor.journal.store import Journal
 from supervisor.runtime.clock import PinnedClock, SimClock
 from supervisor.runtime.expiry_timer import close_before_stop, during_cycle, sleep_between_cycles
+from supervisor.trading.desk import Desk
+from supervisor.trading.execution import Executor
 from supervisor.trading.expiry_guard import ExpiryGuard, Held
+from supervisor.trading.sessions import SessionBook
 from tests.conftest import make_settings
 from tests.sessions import FRIDAY_1545, FRIDAY_1550
 from tests.test_desk import FRIDAY_CALL, FRIDAY_PUT, held, run
@@ -192,18 +197,23 @@ def test_live_exits_wait_for_a_complete_view_of_the_accounts_orders(tmp_path):
     async def exits_step(now: float) -> None:
         calls.append("live_exits.step")
 
+    async def cancel_entries_in(keys: set[str], now: float) -> None:
+        calls.append("cancel_entries_in")
+
     position = BrokerPosition("DU1", "SPY", "OPT", 10, 200.0, 1, FRIDAY_CALL.expiry,
                               FRIDAY_CALL.strike, "C")
     async def no_hours(symbol: str) -> None:
         return None
 
-    broker = SimpleNamespace(positions=lambda: [position], regular_hours=no_hours)
+    broker = SimpleNamespace(positions=lambda: [position], open_orders=lambda: [],
+                             regular_hours=no_hours)
     desk = SimpleNamespace(
         settings=make_settings(tmp_path), simulated=False, state=None, broker=broker,
         live_positions=None,
         journal=SimpleNamespace(bought_contracts=lambda: {FRIDAY_CALL.key: "i-1"}),
         sessions=SessionBook(broker, nyse()),  # type: ignore[arg-type]
-        live=SimpleNamespace(step=live_step), live_exits=SimpleNamespace(step=exits_step))
+        live=SimpleNamespace(step=live_step, cancel_entries_in=cancel_entries_in),
+        live_exits=SimpleNamespace(step=exits_step))
     guard = ExpiryGuard(desk)  # type: ignore[arg-type]
     # When the account's orders cannot be refreshed, nothing is sold (an exit of another
     # client id could be working unseen); once they are, the exit goes
@@ -211,7 +221,7 @@ def test_live_exits_wait_for_a_complete_view_of_the_accounts_orders(tmp_path):
     assert calls == ["live.step"]
     refreshed["ok"] = True
     run(guard.run(FRIDAY_1550.timestamp()))
-    assert calls == ["live.step", "live.step", "live_exits.step"]
+    assert calls == ["live.step", "live.step", "cancel_entries_in", "live_exits.step"]
 
 
 def test_a_live_entry_filled_during_a_cycle_is_seen_by_the_guard_at_once(tmp_path):
@@ -229,3 +239,24 @@ def test_a_live_entry_filled_during_a_cycle_is_seen_by_the_guard_at_once(tmp_pat
     # When the guard looks (no cycle in between): the position is ours, with its exit time
     (h,) = run(ExpiryGuard(desk).held(NOW + 60))
     assert h.key == CALL.key and h.exit_at < h.close
+
+
+def test_a_live_entry_still_working_in_the_exit_window_is_cancelled(tmp_path):
+    # Given a live entry resting unfilled at IBKR in a contract expiring at 16:00: a limit
+    # that fills at 15:59 would be held into the expiry (seen in a run under a busy clock)
+    from tests.test_desk import CALL, NOW, intent
+    from tests.test_live_desk import CancellingBroker, cycle, result
+
+    settings = make_settings(tmp_path, execution={"mode": "live"}, ibkr={"account": "DU111"})
+    broker = CancellingBroker(settings)
+    journal = Journal(settings.execution.journal_path)
+    desk = Desk(settings, broker, journal, Executor("live", broker, journal, "DU111"),
+                SessionBook(broker, nyse()))
+    assert cycle(desk, NOW, result(intent(CALL, "i-1"))) == [10]
+    (entry,) = broker.working
+    guard = ExpiryGuard(desk)
+    # Then it counts as held for the guard, and inside its window the guard cancels it
+    exit_at = expiry_close(CALL.expiry) - 15 * 60
+    assert run(guard.next_exit_at(NOW)) == exit_at
+    run(guard.run(exit_at + 1))
+    assert broker.cancelled == [entry.order_id] and broker.working == []

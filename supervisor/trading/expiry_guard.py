@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from common.calendar import expiry_close
 from supervisor.trading.desk import Desk
+from supervisor.trading.live import entry_key
 
 log = logging.getLogger("supervisor.trading.expiry_guard")
 
@@ -50,8 +51,14 @@ class ExpiryGuard:
             contracts = [(p.symbol, p.expiry, key) for p in desk.broker.positions()
                          if p.sec_type == "OPT" and p.quantity > 0
                          and (key := Desk.contract_key(p)) in ours]
+            # and our entries still working: one filling in the window would be held into
+            # the expiry (the guard cancels them)
+            contracts += [(o.symbol, o.expiry, entry_key(o)) for o in desk.broker.open_orders()
+                          if o.sec_type == "OPT" and o.action == "BUY" and o.order_ref
+                          and ":" not in o.order_ref
+                          and desk.journal.load_intent(o.order_ref) is not None]
         found = []
-        for symbol, expiry, key in contracts:
+        for symbol, expiry, key in dict.fromkeys(contracts):  # held and working: once
             close = await desk.sessions.expiry_close(symbol, expiry, now_ts)
             close = close if close is not None else expiry_close(expiry)
             if close is not None:
@@ -82,6 +89,7 @@ class ExpiryGuard:
             # fills first: sell only what is held; and only with every open order in sight
             # (an exit placed under another client id must not be sold over a second time)
             if await desk.live.step(now_ts, halted):
+                await desk.live.cancel_entries_in({h.key for h in due}, now_ts)
                 await desk.live_exits.step(now_ts)
             else:
                 log.warning("expiry guard: the account's orders could not be refreshed: no "

@@ -138,7 +138,22 @@ class LiveBook:
                     why, extra={"event": "order_cancelled", "intent_id": row["intent_id"],
                                 "reason": why})
 
+    async def cancel_entries_in(self, keys: set[str], now_ts: float) -> None:
+        """Our entries still working in these contracts, whose expiry's exit time has come:
+        cancelled (a resting limit filling at 15:59 would be held into the expiry)."""
+        orders = self.broker.open_orders()
+        for row in self.journal.live_orders(FOLLOWED):
+            order = find(orders, row)
+            if (order is not None and order.action == "BUY" and ":" not in row["intent_id"]
+                    and entry_key(order) in keys):
+                await self._cancel(row, order, now_ts, "its expiry's exit time")
+
     def ours_working(self) -> list[OpenOrder]:
         """The open orders at the broker that carry one of our intent ids."""
         return [o for o in self.broker.open_orders()
                 if self.journal.load_intent(o.order_ref.removesuffix(EXIT_SUFFIX))]
+
+
+def entry_key(order: OpenOrder) -> str:
+    """The contract of an option order, as OptionContract.key writes it."""
+    return f"{order.symbol} {order.expiry} {order.strike:g}{order.right}"
