@@ -324,7 +324,7 @@ class AlertsSettings(Model):
     heartbeat_interval_s: float = Field(60.0, ge=1, le=3600)
     timeout_s: float = Field(5.0, gt=0, le=60)
     retries: int = Field(2, ge=0, le=10)
-    queue_size: int = Field(1000, ge=1)  # alerts beyond this are dropped, and counted
+    queue_size: int = Field(1000, ge=1)  # per channel; beyond it alerts are dropped, and counted
 
 
 class LoggingSettings(Model):

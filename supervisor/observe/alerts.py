@@ -1,9 +1,11 @@
-"""Alerts off the trading path: the caller only enqueues; one daemon thread does the HTTP.
+"""Alerts off the trading path: the caller only enqueues; one daemon thread per channel does
+the HTTP, so a channel that hangs (timeout x attempts per alert) delays only itself.
 
-    supervisor loop --send() / send_once() / heartbeat(): never blocks--> bounded queue
-        (full: the alert is dropped and counted)
-    "alerts" thread --urllib, timeout, bounded retries--> Discord | Slack | Telegram
-                                                          | generic webhook | heartbeat GET
+    supervisor loop --send() / send_once() / heartbeat(): never blocks--> one bounded queue
+        per channel (full: the alert is dropped and counted; logged once per run of drops)
+    "alerts-discord" | "alerts-slack" | "alerts-telegram" | "alerts-webhook" threads
+        --urllib, timeout, bounded retries--> that channel's endpoint
+    "alerts-heartbeat" thread --GET--> heartbeat URL (its own lane: never behind trade alerts)
 
 Payloads: Discord ``{"content": text}``, Slack ``{"text": text}``, Telegram
 ``{"chat_id": …, "text": …}`` POSTed to ``{telegram_api}/bot{token}/sendMessage``, the generic
@@ -17,6 +19,7 @@ message text (urllib puts URLs there), and every secret is masked in it all the 
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import logging
@@ -38,7 +41,6 @@ USER_AGENT = "ibkr-options-bot-alerts/0.1"  # Discord's edge refuses urllib's de
 MAX_BACKOFF_S = 5.0
 RESPONSE_READ_BYTES = 64 * 1024  # a webhook answer is tiny; never read an unbounded body
 TEXT_LIMITS = {"discord": 2000, "slack": 40_000, "telegram": 4096}  # each service's maximum
-DROP_LOG_EVERY = 100  # a full queue logs its first drop, then every 100th
 
 
 @dataclass(frozen=True)
@@ -53,12 +55,26 @@ class Delivery:
 
 # (kind, text, fields, ts) -> the channel's JSON payload
 Builder = Callable[[str, str, "dict[str, Any] | None", float], dict[str, Any]]
+# (delivery, timeout_s) -> None, or raises what urllib raises; tests pass a fake
+Transport = Callable[[Delivery, float], None]
 
 _STOP = object()  # queued by stop(): everything before it is delivered first
 
 
+class _Lane:
+    """One channel's bounded queue and its delivery thread."""
+
+    def __init__(self, channel: str, size: int) -> None:
+        self.channel = channel
+        self.queue: queue.Queue[Any] = queue.Queue(maxsize=size)
+        self.thread: threading.Thread | None = None
+        self.dropped = 0  # this lane's total
+        self.streak = 0  # dropped since the last one that got in: logged once, when it ends
+
+
 class Alerter:
-    """Fire-and-forget alerts: ``send`` returns at once; delivery happens on one thread."""
+    """Fire-and-forget alerts: ``send`` returns at once; each channel delivers on its own
+    thread."""
 
     def __init__(
         self,
@@ -67,20 +83,24 @@ class Alerter:
         backoff_s: float = 0.5,
         today: Callable[[], date] = date.today,
         wall_clock: Callable[[], float] = time.time,
+        transport: Transport | None = None,
     ) -> None:
         self.settings = settings
         self._backoff_s = backoff_s
         self._today = today
         self._wall_clock = wall_clock
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=settings.queue_size)
+        self._transport = transport or _urlopen
         self._lock = threading.Lock()
         self._stats = {"sent": 0, "failed": 0, "dropped": 0, "retries": 0}
         self._sent_once: dict[str, date] = {}
         self._heartbeat_pending = False
-        self._thread: threading.Thread | None = None
         self._stop_at: float | None = None  # monotonic deadline once stop() was called
+        self._stopping = threading.Event()  # cuts a retry's back-off short at stop()
         self._secrets = _secret_values(settings)
         self._channels = self._configured_channels()
+        self._lanes = {name: _Lane(name, settings.queue_size) for name, _ in self._channels}
+        if settings.heartbeat_url is not None:
+            self._lanes["heartbeat"] = _Lane("heartbeat", 1)  # one ping waits at most
 
     @property
     def channels(self) -> list[str]:
@@ -89,9 +109,11 @@ class Alerter:
     # ---- the caller's side: never blocks ------------------------------------------------------
 
     def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="alerts", daemon=True)
-            self._thread.start()
+        for lane in self._lanes.values():
+            if lane.thread is None:
+                lane.thread = threading.Thread(target=self._run, args=(lane,),
+                                               name=f"alerts-{lane.channel}", daemon=True)
+                lane.thread.start()
 
     def send(self, kind: str, text: str, fields: dict[str, Any] | None = None) -> int:
         """Queue the alert for every configured channel; returns how many were queued."""
@@ -132,51 +154,68 @@ class Alerter:
 
     def stats(self) -> dict[str, int]:
         with self._lock:
-            return {**self._stats, "queued": self._queue.qsize()}
+            return {**self._stats,
+                    "queued": sum(lane.queue.qsize() for lane in self._lanes.values())}
+
+    def dropped_by_channel(self) -> dict[str, int]:
+        with self._lock:
+            return {name: lane.dropped for name, lane in self._lanes.items()}
 
     def stop(self, timeout_s: float = 2.0) -> None:
-        """Deliver what is queued for up to ``timeout_s``, then stop; the rest is dropped."""
+        """Deliver what is queued for up to ``timeout_s`` (all channels at once), then stop;
+        the rest is dropped."""
         self._stop_at = time.monotonic() + timeout_s
-        if self._thread is None or not self._thread.is_alive():
-            self._abandon_queued()  # not running: nothing will deliver these
-            return
-        try:
-            self._queue.put(_STOP, timeout=timeout_s)
-        except queue.Full:
-            # The thread is stuck on a slow endpoint; it sees the deadline after that request.
-            log.warning("alerts queue still full at stop; undelivered alerts are dropped")
-        self._thread.join(max(0.0, self._stop_at - time.monotonic()))
-        if self._thread.is_alive():
-            log.warning("alerts thread still busy after %.1f s; it is a daemon and ends with "
-                        "the process", timeout_s)
+        self._stopping.set()
+        for lane in self._lanes.values():
+            if lane.thread is None or not lane.thread.is_alive():
+                self._abandon_queued(lane)  # not running: nothing will deliver these
+                continue
+            with contextlib.suppress(queue.Full):  # full: the thread ends once it is empty
+                lane.queue.put_nowait(_STOP)
+        for lane in self._lanes.values():
+            if lane.thread is not None:
+                lane.thread.join(max(0.0, self._stop_at - time.monotonic()))
+        busy = [lane.channel for lane in self._lanes.values()
+                if lane.thread is not None and lane.thread.is_alive()]
+        if busy:
+            log.warning("alerts via %s still busy after %.1f s; undelivered alerts are dropped "
+                        "(daemon threads, they end with the process)", ", ".join(busy),
+                        timeout_s)
 
     def _enqueue(self, delivery: Delivery) -> bool:
+        lane = self._lanes[delivery.channel]
         if self._stop_at is None:
             try:
-                self._queue.put_nowait(delivery)
+                lane.queue.put_nowait(delivery)
                 return True
             except queue.Full:
-                reason = "queue full"
+                reason = f"its queue of {lane.queue.maxsize} is full"
         else:
-            reason = "alerter stopped"
+            reason = "the alerter is stopping"
         with self._lock:
             self._stats["dropped"] += 1
-            dropped = self._stats["dropped"]
-        if dropped == 1 or dropped % DROP_LOG_EVERY == 0:
-            log.warning("alert via %s dropped (%s); %d dropped so far", delivery.channel,
-                        reason, dropped)
+            lane.dropped += 1
+            lane.streak += 1
+            first = lane.streak == 1
+        if first:  # one line per run of drops, its count when it ends (_log_streak_end)
+            log.warning("alerts via %s are being dropped (%s); counted in alerts_dropped_total",
+                        delivery.channel, reason)
         return False
 
-    # ---- the alerts thread ---------------------------------------------------------------------
+    # ---- the delivery threads, one per lane --------------------------------------------------
 
-    def _run(self) -> None:
+    def _run(self, lane: _Lane) -> None:
         while True:
-            item = self._queue.get()
+            try:  # once stopping, an empty queue is the end even without a _STOP in it
+                item = lane.queue.get_nowait() if self._stopping.is_set() else lane.queue.get()
+            except queue.Empty:
+                return
+            self._log_streak_end(lane)
             if item is _STOP:
                 return
             if self._past_stop_deadline():
-                self._count("dropped")
-                self._abandon_queued()
+                self._count_drop(lane)
+                self._abandon_queued(lane)
                 return
             try:
                 self._deliver(item)
@@ -189,11 +228,19 @@ class Alerter:
                     with self._lock:
                         self._heartbeat_pending = False
 
+    def _log_streak_end(self, lane: _Lane) -> None:
+        """Room again in the queue: say how many were dropped while it was full."""
+        with self._lock:
+            streak, lane.streak = lane.streak, 0
+        if streak:
+            log.warning("alerts via %s: %d dropped while the queue was full (%d in all)",
+                        lane.channel, streak, lane.dropped)
+
     def _deliver(self, delivery: Delivery) -> None:
         attempts = 1 + self.settings.retries
         for attempt in range(1, attempts + 1):
             try:
-                self._request(delivery)
+                self._transport(delivery, self.settings.timeout_s)
             except Exception as exc:  # classified below; unknown kinds re-raised
                 reason, retryable = self._classify(exc)
             else:
@@ -203,18 +250,10 @@ class Alerter:
             if not retryable or attempt == attempts or self._past_stop_deadline():
                 break
             self._count("retries")
-            time.sleep(min(self._backoff_s * 2 ** (attempt - 1), MAX_BACKOFF_S))
+            self._stopping.wait(min(self._backoff_s * 2 ** (attempt - 1), MAX_BACKOFF_S))
         log.warning("alert via %s failed after %d attempt(s): %s", delivery.channel, attempt,
                     reason)
         self._count("failed")  # after the log: whoever sees the count can read why
-
-    def _request(self, delivery: Delivery) -> None:
-        request = urllib.request.Request(delivery.url, data=delivery.body, method=delivery.method,
-                                         headers={"User-Agent": USER_AGENT})
-        if delivery.body is not None:
-            request.add_header("Content-Type", "application/json")
-        with urllib.request.urlopen(request, timeout=self.settings.timeout_s) as response:
-            response.read(RESPONSE_READ_BYTES)
 
     def _classify(self, exc: Exception) -> tuple[str, bool]:
         """A loggable reason (no URL, no token) and whether another attempt may help."""
@@ -241,14 +280,19 @@ class Alerter:
     def _past_stop_deadline(self) -> bool:
         return self._stop_at is not None and time.monotonic() >= self._stop_at
 
-    def _abandon_queued(self) -> None:
+    def _abandon_queued(self, lane: _Lane) -> None:
         while True:
             try:
-                item = self._queue.get_nowait()
+                item = lane.queue.get_nowait()
             except queue.Empty:
                 return
             if item is not _STOP:
-                self._count("dropped")
+                self._count_drop(lane)
+
+    def _count_drop(self, lane: _Lane) -> None:
+        with self._lock:
+            self._stats["dropped"] += 1
+            lane.dropped += 1
 
     def _redact(self, text: str) -> str:
         for secret in self._secrets:
@@ -275,6 +319,15 @@ class Alerter:
         if s.webhook_url is not None:
             channels.append(("webhook", (s.webhook_url.get_secret_value(), _webhook)))
         return channels
+
+
+def _urlopen(delivery: Delivery, timeout_s: float) -> None:
+    request = urllib.request.Request(delivery.url, data=delivery.body, method=delivery.method,
+                                     headers={"User-Agent": USER_AGENT})
+    if delivery.body is not None:
+        request.add_header("Content-Type", "application/json")
+    with urllib.request.urlopen(request, timeout=timeout_s) as response:
+        response.read(RESPONSE_READ_BYTES)
 
 
 def _discord(kind: str, text: str, fields: dict[str, Any] | None, ts: float) -> dict[str, Any]:
