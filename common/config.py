@@ -18,6 +18,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainValidator,
+    PrivateAttr,
     SecretStr,
     field_validator,
     model_validator,
@@ -371,3 +372,15 @@ class Settings(Model):
     alerts: AlertsSettings = AlertsSettings()
     logging: LoggingSettings = LoggingSettings()
     stub: StubSettings = StubSettings()
+    # Where a key's value came from when it was not written in the file itself, e.g.
+    # {"ibkr.account": "$IBKR_ACCOUNT", "execution.mode": "--mode whatif"}: the start line and
+    # the live guard's refusals name it. Set by common/settings_file, never read from a file.
+    _origins: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    def origins(self) -> dict[str, str]:
+        return dict(self._origins)
+
+    def with_origins(self, origins: dict[str, str]) -> Settings:
+        copy = self.model_copy()
+        copy._origins = dict(origins)
+        return copy

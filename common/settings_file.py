@@ -81,36 +81,86 @@ def _capped(text: str, limit: int) -> str:
 
 
 def parse_settings(
-    raw: Any, source: str = "<settings>", environ: dict[str, str] | None = None
+    raw: Any, source: str = "<settings>", environ: dict[str, str] | None = None,
+    origins: dict[str, str] | None = None,
 ) -> Settings:
+    """``raw`` validated, the environment's overrides applied; ``origins`` names the keys
+    whose values ``${VAR}`` supplied (see ``Settings.origins``)."""
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError(source, [f"(top level): {type(raw).__name__}: expected a mapping"])
-    raw = _env_overrides(raw, dict(os.environ) if environ is None else environ, source)
+    env = dict(os.environ) if environ is None else environ
+    overridden = _env_overrides(raw, env, source)
     try:
-        return Settings.model_validate(raw)
+        settings = Settings.model_validate(overridden)
     except ValidationError as exc:
         raise ConfigError(source, _format_errors(exc)) from None
+    found = {key: var for key, var in (origins or {}).items() if key in ORIGIN_KEYS}
+    named = _file_account(raw)
+    if "IBKR_ACCOUNT" in env and env["IBKR_ACCOUNT"] != named:
+        if settings.execution.mode == "live" and named:
+            raise ConfigError(source, [_account_conflict(named, env["IBKR_ACCOUNT"], found)])
+        found["ibkr.account"] = "$IBKR_ACCOUNT"
+    return settings.with_origins(found)
+
+
+ORIGIN_KEYS = ("execution.mode", "ibkr.account")  # whose source the start line names
+
+
+def _file_account(raw: dict[str, Any]) -> str:
+    section = raw.get("ibkr")
+    account = section.get("account") if isinstance(section, dict) else None
+    return str(account) if account else ""
+
+
+def _account_conflict(named: str, env: str, found: dict[str, str]) -> str:
+    # Live is three keys that must agree; a variable quietly replacing the account the file
+    # names would make the environment a fourth key nobody sees.
+    where = f"the settings file (via {found['ibkr.account']})" if "ibkr.account" in found \
+        else "the settings file"
+    return (f"ibkr.account: {where} names {named!r} but IBKR_ACCOUNT={env!r} in the "
+            f"environment names another, and execution.mode is live: refused; unset "
+            f"IBKR_ACCOUNT (or set it to {named!r}), or to trade {env!r} name it in the file")
+
+
+def reparsed(settings: Settings, raw: dict[str, Any], changed: dict[str, str] | None = None,
+             source: str = "command line") -> Settings:
+    """``raw`` (a dump of ``settings``, some values changed) validated again; where the keys
+    came from is kept, with ``changed`` on top (e.g. {"execution.mode": "--mode whatif"})."""
+    fresh = parse_settings(raw, source, environ={})
+    return fresh.with_origins({**settings.origins(), **(changed or {})})
+
+
+def origins_text(settings: Settings) -> str:
+    """'execution.mode live from $BOT_MODE, ibkr.account DU1 from $IBKR_ACCOUNT', or ''."""
+    values = {"execution.mode": settings.execution.mode, "ibkr.account": settings.ibkr.account}
+    return ", ".join(f"{key} {values[key] or repr('')} from {origin}"
+                     for key, origin in sorted(settings.origins().items()) if key in values)
 
 
 ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
-def expand_env(raw: Any, environ: dict[str, str], source: str, where: str = "") -> Any:
+def expand_env(raw: Any, environ: dict[str, str], source: str, where: str = "",
+               found: dict[str, str] | None = None) -> Any:
     """``${NAME}`` in any string value replaced by the environment's NAME, so secrets (alert
     URLs, tokens) live in the environment, not the file; an unset NAME is an error naming the
-    key. The values never reach a log: the secret fields are SecretStr."""
+    key. The values never reach a log: the secret fields are SecretStr. ``found`` collects
+    which variables each key's value came from ({"execution.mode": "$BOT_MODE"})."""
     if isinstance(raw, dict):
-        return {k: expand_env(v, environ, source, f"{where}.{k}" if where else str(k))
+        return {k: expand_env(v, environ, source, f"{where}.{k}" if where else str(k), found)
                 for k, v in raw.items()}
     if isinstance(raw, list):
-        return [expand_env(v, environ, source, f"{where}.{i}") for i, v in enumerate(raw)]
+        return [expand_env(v, environ, source, f"{where}.{i}", found) for i, v in enumerate(raw)]
     if not isinstance(raw, str) or "${" not in raw:
         return raw
-    missing = [name for name in ENV_REFERENCE.findall(raw) if name not in environ]
+    names = ENV_REFERENCE.findall(raw)
+    missing = [name for name in names if name not in environ]
     if missing:
         raise ConfigError(source, [f"{where}: ${{{missing[0]}}} is not set in the environment"])
+    if found is not None and names:
+        found[where] = ", ".join(f"${name}" for name in dict.fromkeys(names))
     return ENV_REFERENCE.sub(lambda m: environ[m.group(1)], raw)
 
 
@@ -160,5 +210,6 @@ def load_settings(
         raise ConfigError(str(path), [exc.problem]) from None
     if raw is None and notes is not None:
         notes.append(f"{path} is empty: every setting takes its default")
-    raw = expand_env(raw, dict(os.environ) if environ is None else environ, str(path))
-    return anchored(parse_settings(raw, str(path), environ), settings_home(path, environ))
+    found: dict[str, str] = {}
+    raw = expand_env(raw, dict(os.environ) if environ is None else environ, str(path), "", found)
+    return anchored(parse_settings(raw, str(path), environ, found), settings_home(path, environ))

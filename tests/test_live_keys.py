@@ -5,6 +5,7 @@ which must see no order at all."""
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import json
 import os
@@ -14,6 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from common.config import Settings
+from common.settings_file import ConfigError, journal_for, load_settings, origins_text
+from supervisor.commands.options import with_overrides
+from supervisor.commands.run import add_run_arguments
+from supervisor.runtime.sessions import with_values
 from supervisor.trading.execution import live_refusal
 from tests.conftest import REPO_ROOT, make_settings
 
@@ -54,7 +60,8 @@ def run_on_sim(tmp_path: Path, settings: str, *args: str,
                           cwd=tmp_path, env=environ, text=True, capture_output=True,
                           timeout=100)
     stats_file = tmp_path / "var" / "gateway_sim_stats.json"
-    if "--mode" in args:  # refused while reading the command line: no gateway was started
+    if "--mode" in args or "invalid settings" in done.stderr:
+        # refused while reading the command line or the settings: no gateway was started
         return done, 0 if not stats_file.exists() else json.loads(
             stats_file.read_text())["orders_received"]
     return done, json.loads(stats_file.read_text())["orders_received"]
@@ -92,3 +99,84 @@ def test_all_three_keys_reach_the_gateway(tmp_path):
                                 "DU1234567\n", "--live")
     assert done.returncode == 0, done.stderr[-3000:]
     assert received > 0 and received % 3 == 0  # whole brackets only
+
+
+# --- the environment, a fourth key: refused where it changes the account, said where it supplies
+
+LIVE_DU999 = "execution:\n  mode: live\nibkr:\n  account: DU9999999\n"
+
+
+@pytest.mark.e2e
+def test_the_environment_naming_another_account_than_a_live_file_is_refused(tmp_path):
+    done, received = run_on_sim(tmp_path, LIVE_DU999, "--live", account_env="DU1234567")
+
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "DU9999999" in done.stderr and "IBKR_ACCOUNT='DU1234567'" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert received == 0
+
+
+def settings_from(tmp_path: Path, text: str, **environ: str) -> Settings:
+    path = tmp_path / "settings.yaml"
+    path.write_text(text)
+    return load_settings(path, environ=environ)
+
+
+def test_refused_where_the_file_is_read_naming_both_accounts_and_the_fix(tmp_path):
+    with pytest.raises(ConfigError) as raised:
+        settings_from(tmp_path, LIVE_DU999, IBKR_ACCOUNT="DU1234567")
+    [problem] = raised.value.problems
+    assert problem.startswith("ibkr.account: the settings file names 'DU9999999' but "
+                              "IBKR_ACCOUNT='DU1234567'")
+    assert "unset IBKR_ACCOUNT" in problem
+
+
+@pytest.mark.parametrize(("text", "environ", "account", "origins"), [
+    # outside live the variable overrides the connection as documented, and says so
+    ("ibkr:\n  account: DU9999999\n", {"IBKR_ACCOUNT": "DU1234567"}, "DU1234567",
+     {"ibkr.account": "$IBKR_ACCOUNT"}),
+    # a live file naming no account: the variable supplies it, and says so
+    ("execution:\n  mode: live\n", {"IBKR_ACCOUNT": "DU1234567"}, "DU1234567",
+     {"ibkr.account": "$IBKR_ACCOUNT"}),
+    # the same account in both: the file named it
+    (LIVE_DU999, {"IBKR_ACCOUNT": "DU9999999"}, "DU9999999", {}),
+    ('execution:\n  mode: "${BOT_MODE}"\n', {"BOT_MODE": "live"}, "",
+     {"execution.mode": "$BOT_MODE"}),
+])
+def test_keys_the_environment_supplies_are_named(tmp_path, text, environ, account, origins):
+    settings = settings_from(tmp_path, text, **environ)
+    assert settings.ibkr.account == account
+    assert settings.origins() == origins
+    # the journal path filled in, a flag applied: still known where they came from
+    assert with_values(journal_for(settings, "ibkr"), {"schedule": {"cycles": 1}}
+                       ).origins() == origins
+
+
+def test_the_start_text_names_the_variables(tmp_path):
+    settings = settings_from(tmp_path, 'execution:\n  mode: "${BOT_MODE}"\n',
+                             BOT_MODE="live", IBKR_ACCOUNT="DU1234567")
+    assert origins_text(settings) == ("execution.mode live from $BOT_MODE, "
+                                      "ibkr.account DU1234567 from $IBKR_ACCOUNT")
+
+
+def run_args(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_run_arguments(parser)
+    return parser.parse_args(list(argv))
+
+
+@pytest.mark.parametrize(("text", "environ", "argv", "fix"), [
+    (LIVE_DU999, {}, ("--mode", "whatif", "--live"), "drop --mode whatif to trade live"),
+    ('execution:\n  mode: "${BOT_MODE}"\nibkr:\n  account: DU9999999\n', {"BOT_MODE": "whatif"},
+     ("--live",), "set BOT_MODE=live, or drop --live"),
+    ("ibkr:\n  account: DU9999999\n", {}, ("--live",),
+     "set execution.mode: live in the settings file, or drop --live"),
+    ("execution:\n  mode: live\n", {"IBKR_ACCOUNT": "DU7654321"}, ("--live",),
+     "'DU7654321' (from $IBKR_ACCOUNT) is not the connected account"),
+])
+def test_each_refusal_names_the_fix_for_where_the_value_came_from(tmp_path, text, environ,
+                                                                   argv, fix):
+    settings = with_overrides(settings_from(tmp_path, text, **environ), run_args(*argv))
+    why = live_refusal(settings, True, "ibkr", MANAGED)
+    assert why is not None and fix in why, why
+    assert "set it to live" not in why

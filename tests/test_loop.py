@@ -204,7 +204,10 @@ def test_trades_and_heartbeats_reach_a_webhook_and_a_dead_one_costs_nothing(tmp_
         settings = make_settings(tmp_path, schedule={"cycles": 3}, alerts={
             "webhook_url": f"{base}/hook", "heartbeat_url": f"{base}/beat",
             "slack_webhook": "http://127.0.0.1:9/dead-secret-token", "timeout_s": 1,
-            "retries": 0})
+            "retries": 0}, ibkr={"account": "DU1234567"})
+        # as load_settings leaves them when BOT_MODE and IBKR_ACCOUNT supplied the two keys
+        settings = settings.with_origins({"execution.mode": "$BOT_MODE",
+                                          "ibkr.account": "$IBKR_ACCOUNT"})
         sup = run_supervisor(settings, tmp_path)
     finally:
         server.shutdown()
@@ -215,6 +218,10 @@ def test_trades_and_heartbeats_reach_a_webhook_and_a_dead_one_costs_nothing(tmp_
     assert any(h["kind"] == "trade" for h in hooks)
     with open(tmp_path / "bot.jsonl", encoding="utf-8") as f:
         assert "dead-secret-token" not in f.read()
+    said = "execution.mode dry_run from $BOT_MODE, ibkr.account DU1234567 from $IBKR_ACCOUNT"
+    [start] = [h for h in hooks if h["kind"] == "start"]
+    assert said in start["text"]  # the start alert and the start line say who supplied them
+    assert said in events(tmp_path, "ready")[0]["message"]
 
 
 def test_two_workers_dying_together_retry_on_live_workers_only(tmp_path, monkeypatch):

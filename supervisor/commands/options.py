@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from common.config import Settings
-from common.settings_file import ConfigError, load_settings, parse_settings
+from common.settings_file import ConfigError, load_settings, reparsed
 from supervisor import exitcodes
 from supervisor.observe.logs import LogPathError
 from supervisor.runtime.sessions import SessionStartError, SimStartError
@@ -121,12 +121,14 @@ def with_overrides(settings: Settings, args: argparse.Namespace) -> Settings:
         raise ConfigError("command line", [
             "--mode live: refused; live trading needs execution.mode: live in the settings "
             "file, --live on the command line and ibkr.account equal to the connected account"])
+    changed = {}
     if getattr(args, "mode", None) is not None:
         raw["execution"]["mode"] = args.mode
+        changed["execution.mode"] = f"--mode {args.mode}"  # so a refusal names the flag
     for flag in ("host", "port", "client_id"):
         if getattr(args, flag, None) is not None:
             raw["ibkr"][flag] = getattr(args, flag)
-    return parse_settings(raw, "command line", environ={})
+    return reparsed(settings, raw, changed)
 
 
 def load(args: argparse.Namespace, overrides: bool = True) -> Settings | None:

@@ -26,7 +26,7 @@ from typing import Any
 from common.calendar import calendar_tz, exchange_calendar, trading_day
 from common.config import Settings
 from common.messages import Requests, SymbolResult, WorkerReady
-from common.settings_file import journal_for
+from common.settings_file import journal_for, origins_text
 from common.settings_warnings import settings_warnings
 from supervisor import exitcodes
 from supervisor.broker.base import Broker, BrokerError, ConnectionLost
@@ -213,13 +213,16 @@ class Supervisor:
             self.stop, self.alerter, self.feed.healthy, self.settings.alerts.heartbeat_interval_s))
         self.cycles_run = self.journal.next_cycle_id() - 1
         where = self.journal.path.resolve()
-        log.info("supervisor ready: %d workers, broker %s, mode %s, journal %s",
-                 len(self.pool.workers), self.broker.name, executor.mode, where,
-                 extra={"event": "ready", "mode": executor.mode, "broker": self.broker.name})
+        keys = origins_text(self.settings)  # what the environment or a flag supplied
+        said = f"; {keys}" if keys else ""
+        log.info("supervisor ready: %d workers, broker %s, mode %s, journal %s%s",
+                 len(self.pool.workers), self.broker.name, executor.mode, where, said,
+                 extra={"event": "ready", "mode": executor.mode, "broker": self.broker.name,
+                        "origins": self.settings.origins()})
         self.feed.say("trading", f"trading ({executor.mode}) on {self.broker.name}")
         self.alerter.send("start", f"bot started: broker {self.broker.name}, mode "
                           f"{executor.mode}, {len(self.settings.universe.symbols)} symbols, "
-                          f"journal {where}")
+                          f"journal {where}{said}")
         return True
 
     def _more_cycles(self) -> bool:

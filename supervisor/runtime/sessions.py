@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from common.config import Settings
-from common.settings_file import journal_for, parse_settings
+from common.settings_file import journal_for, reparsed
 from supervisor.broker.base import Broker
 from supervisor.broker.stub import StubBroker
 from supervisor.observe.logs import LogService
@@ -50,7 +50,7 @@ def with_values(settings: Settings, changes: dict[str, dict[str, Any]]) -> Setti
     raw: dict[str, Any] = settings.model_dump()  # python mode keeps secrets intact
     for section, values in changes.items():
         raw[section] = {**raw[section], **values}
-    return parse_settings(raw, "command line", environ={})
+    return reparsed(settings, raw)
 
 
 class SessionStartError(ValueError):

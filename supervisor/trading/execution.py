@@ -34,21 +34,43 @@ class ModeNotAvailable(ValueError):
 
 def live_refusal(settings: Settings, cli_live: bool, broker_name: str,
                  accounts: Sequence[str]) -> str | None:
-    """Why live trading is not allowed, or None when every guard agrees."""
-    if settings.execution.mode != "live":
-        return None if not cli_live else (
-            f"--live given but execution.mode is {settings.execution.mode!r}: set it to live")
+    """Why live trading is not allowed, or None when every guard agrees; each reason names
+    the fix for where the refused value came from (the file, a flag, the environment)."""
+    mode = settings.execution.mode
+    origins = settings.origins()
+    mode_from = origins.get("execution.mode", "")
+    if mode != "live":
+        return None if not cli_live else _mode_refusal(mode, mode_from)
     if not cli_live:
-        return "execution.mode is live but the command line lacks --live"
+        came = f" (from {mode_from})" if mode_from else ""
+        return (f"execution.mode is live{came} but the command line lacks --live: add --live "
+                "to trade live, or set execution.mode to dry_run or whatif")
     if broker_name != "ibkr":
-        return f"live trading needs the IBKR broker, not {broker_name!r}"
+        return (f"live trading needs the IBKR broker, not {broker_name!r}: use --broker ibkr "
+                "(or broker: ibkr in the settings file)")
     wanted = settings.ibkr.account
     if not wanted:
-        return "execution.mode is live but ibkr.account is empty: name the account to trade"
+        return ("execution.mode is live but ibkr.account is empty: name the account to trade "
+                "in the settings file (ibkr.account)")
     if wanted not in accounts:
-        return (f"ibkr.account {wanted!r} is not the connected account "
-                f"({', '.join(accounts) or 'none reported'})")
+        came = f" (from {origins['ibkr.account']})" if "ibkr.account" in origins else ""
+        return (f"ibkr.account {wanted!r}{came} is not the connected account "
+                f"({', '.join(accounts) or 'none reported'}): log the gateway in to {wanted!r}, "
+                "or name the connected account in ibkr.account")
     return None
+
+
+def _mode_refusal(mode: str, mode_from: str) -> str:
+    """--live given while the mode is not live: the fix depends on who set the mode."""
+    if mode_from.startswith("--mode"):
+        return (f"--live given with {mode_from}: drop {mode_from} to trade live (the settings "
+                f"file's execution.mode must say live), or drop --live to run {mode}")
+    if mode_from:
+        variable = mode_from.split(",")[0].lstrip("$")
+        return (f"--live given but execution.mode is {mode!r} from {mode_from} in the "
+                f"environment: set {variable}=live, or drop --live")
+    return (f"--live given but execution.mode is {mode!r}: set execution.mode: live in the "
+            "settings file, or drop --live")
 
 
 @dataclass(frozen=True)
