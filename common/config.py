@@ -294,9 +294,10 @@ PACING_SLOT_SHARE = 0.985
 
 
 class PacingSettings(Model):
-    # IBKR's hard limit is 50 in any second (49: one to spare); the governor's slots run
-    # 1.5 % under it (48.3/s). The connect handshake alone sends 8 messages in one burst
-    max_messages_per_s: float = Field(49.0, ge=10, le=50)
+    # IBKR's hard limit is 50 in any second; 45 leaves five of margin for what the gateway's
+    # count adds (jitter, stalls; see pacing.py); the governor's slots run 1.5 % under it
+    # (44.3/s). The connect handshake alone sends 8 messages in one burst
+    max_messages_per_s: float = Field(45.0, ge=10, le=50)
     max_market_data_lines: int = Field(90, ge=1, le=10_000)
 
 

@@ -17,10 +17,10 @@ def settings(**sections: dict[str, Any]) -> Any:
 
 
 def test_auto_keeps_the_governor_busy_within_the_lines() -> None:
-    # Given the defaults: 49 msg/s (48.3 slots), 90 lines, 3 option snapshots per symbol
+    # Given the defaults: 45 msg/s (44.3 slots), 90 lines, 3 option snapshots per symbol
     budget = cycle_budget(settings(), 1000)
-    # Then enough symbols are in flight to keep ~2 s of messages queued (48.3 x 2 / 7)
-    assert budget.in_flight == 14
+    # Then enough symbols are in flight to keep ~2 s of messages queued (44.3 x 2 / 7)
+    assert budget.in_flight == 13
     # and a universe smaller than that has every symbol in flight, but never fewer than 2
     assert cycle_budget(settings(), 5).in_flight == 5
     assert cycle_budget(settings(), 1).in_flight == 2
@@ -39,10 +39,10 @@ def test_auto_deadline_grows_with_the_universe_first_cycle_included() -> None:
     defaults = settings()
     # a small universe keeps the 45 s floor
     assert cycle_budget(defaults, 3).deadline_s == 45.0
-    # 1,000 symbols at ~12 messages each on the first cycle of the day take ~250 s at
-    # 48.3 msg/s: the deadline leaves half as much again, plus 30 s
+    # 1,000 symbols at ~12 messages each on the first cycle of the day take ~270 s at
+    # 44.3 msg/s: the deadline leaves half as much again, plus 30 s
     deadline = cycle_budget(defaults, 1000).deadline_s
-    assert 1000 * 12 / 48.3 * 1.5 < deadline < 1000 * 12 / 48.3 * 1.5 + 31
+    assert 1000 * 12 / 44.3 * 1.5 < deadline < 1000 * 12 / 44.3 * 1.5 + 31
     # and it scales with the universe
     assert cycle_budget(defaults, 200).deadline_s < deadline / 3
 

@@ -65,6 +65,46 @@ def test_rate_violation_without_drop_keeps_the_connection() -> None:
         assert sim.stats()["violations"] == {"100": 1}
 
 
+def test_a_client_that_asks_for_paceapi_is_paced_not_dropped() -> None:
+    # Given a client that connected with +PACEAPI, as the bot's link does
+    with ThreadedSim(make_scenario(TUESDAY_MORNING)) as sim:
+        async def scenario() -> tuple[list[float], list[int], bool]:
+            ib = IB()
+            ib.client.setConnectOptions("+PACEAPI")
+            await ib.connectAsync("127.0.0.1", sim.port, clientId=next_client_id(), timeout=5)
+            errors = ErrorLog(ib)
+            ib.client.MaxRequests = 0  # no throttle of the client's own
+            loop = asyncio.get_running_loop()
+            answered: list[float] = []
+            all_in = asyncio.Event()
+
+            def on_time(_when: int) -> None:
+                answered.append(loop.time())
+                if len(answered) == 60:
+                    all_in.set()
+
+            ib.wrapper.currentTime = on_time  # type: ignore[method-assign]
+            # When it sends 60 messages back to back (8 more went out at connect)
+            sent = loop.time()
+            for _ in range(60):
+                ib.client.reqCurrentTime()
+            await asyncio.wait_for(all_in.wait(), 10)
+            await asyncio.sleep(0.2)
+            alive = ib.isConnected()
+            ib.disconnect()
+            return [t - sent for t in answered], errors.codes(), alive
+
+        delays, codes, alive = run_client(scenario)
+        stats = sim.stats()
+    # Then every one is answered, none refused, and the connection stays up
+    assert len(delays) == 60 and 100 not in codes and alive
+    assert stats["violations_total"] == 0
+    # but the gateway held back what was over 50 in its window, until the window had room
+    assert stats["messages_paced"] >= 10 and stats["paced_delay_max_s"] > 0.5
+    assert delays[-1] > 0.5 and delays[0] < 0.5
+    assert stats["peak_messages_per_s"] > 50  # what the client sent, counted as it came
+
+
 def test_ib_insync_throttle_stays_under_the_limit() -> None:
     with ThreadedSim(make_scenario(TUESDAY_MORNING)) as sim:
         async def scenario() -> None:

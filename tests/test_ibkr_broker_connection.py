@@ -65,6 +65,10 @@ def test_client_id_in_use_connects_with_the_next_id(sim: ThreadedSim) -> None:
             await broker.connect()
             elapsed = time.monotonic() - started
             quote = await broker.quote("AAPL")
+            # the broker asked the gateway to pace it (+PACEAPI), the plain client did not
+            paced = sim.call(lambda: {s.client_id: s.pacer is not None
+                                      for s in sim.server.sessions})
+            assert paced == {taken: False, broker.client_id: True}
             return broker.client_id, elapsed, quote
         finally:
             await broker.disconnect()

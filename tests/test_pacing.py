@@ -100,13 +100,45 @@ def test_late_wake_ups_cost_no_pace_and_never_break_the_window(rate: float) -> N
     # When 40 senders keep 2,000 messages queued
     stamps = run_senders(gov, clock, [1] * 2000)
     # Then the pace is the one set: slots (1.5 % under the limit), not wake-ups, set it
+    # (0.968-0.972 x: making missed slots up at most 3 in 50 ms, not at once, costs ~1 %
+    # here, where the loop stalls 7 % of the time)
     achieved = len(stamps) / (max(stamps) - min(stamps))
-    assert achieved >= 0.975 * rate
+    assert achieved >= 0.965 * rate
     # and no second ever held more than the limit, catching up included
     assert max_in_any_window(stamps) <= int(rate)
     # nor a catch-up after a stall a whole second's worth in 0.95 s: the gateway counts on
     # arrival, and that would leave little room for jitter on the way (48 of 49, not 49)
     assert max_in_any_window(stamps, 0.95) <= math.ceil(0.95 * int(rate)) + 1 < int(rate)
+
+
+class StallingClock(FakeClock):
+    """Sleeps end late by 0-8 ms, and one in 100 by a loop stall of 60-300 ms."""
+
+    def __init__(self, seed: int) -> None:
+        super().__init__()
+        self.rng = random.Random(seed)
+
+    async def sleep(self, seconds: float) -> None:
+        stalled = self.rng.random() < 0.01
+        late = self.rng.uniform(0.06, 0.3) if stalled else self.rng.uniform(0.0, 0.008)
+        await super().sleep(max(seconds, 0.0) + late)
+
+
+@pytest.mark.parametrize(("rate", "seed"), [(45.0, 1), (45.0, 2), (49.0, 3), (50.0, 4)])
+def test_catching_up_after_a_stall_never_bunches(rate: float, seed: int) -> None:
+    # Given sleeps that end late, often by a whole stall of the loop
+    clock = StallingClock(seed)
+    gov = PacingGovernor(rate, 90, clock=clock, sleep=clock.sleep)
+    # When 40 senders keep 1,500 messages queued
+    stamps = run_senders(gov, clock, [1] * 1500)
+    # Then the missed slots are made up, but never more than 3 in any 50 ms (the old
+    # catch-up let a stall's missed slots out at once: 14 within 50 ms here)
+    assert max_in_any_window(stamps, 0.05) <= 3
+    # and the pace stays close to the one set (0.96 x; 0.97 x made up at once), the windows
+    # holding
+    achieved = len(stamps) / (max(stamps) - min(stamps))
+    assert achieved >= 0.95 * rate
+    assert max_in_any_window(stamps) <= int(rate)
 
 
 @pytest.mark.parametrize("rate", [45.0, 50.0, 12.5, 1.0])

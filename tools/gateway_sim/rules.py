@@ -3,6 +3,9 @@
 - ``RateWindow``: client->server messages in any rolling second (error 100 over the limit),
   stamped on arrival; the window is shortened by a small tolerance (default 50 ms) because
   a client throttled to one burst per second (ib_insync) would otherwise trip on jitter.
+- ``ApiPacer``: for a client that connected with ``+PACEAPI``, the gateway delays what is
+  over the same limit instead of error 100 and a drop: each message is handled once the
+  window has room for it, in the order sent.
 - ``LineBook``: simultaneous market-data lines across all clients (error 101 over the limit);
   streaming subscriptions and snapshots still waiting for their end both hold a line.
 - ``HistoricalPacing``: identical request within 15 s, too many for one contract within 2 s,
@@ -34,6 +37,38 @@ class RateWindow:
 
     def exceeded(self, count: int) -> bool:
         return count > self.limit
+
+
+class ApiPacer:
+    """IBKR's own pacing, which a client asks for with the connect option ``+PACEAPI``.
+
+    What is written of it: ib_insync's and ib_async's ``Client.setConnectOptions`` ('Use
+    "+PACEAPI" to use request-pacing built into TWS/gateway 974+'; ib_insync 0.9.86 adds
+    "obsolete"), C# code on IBKR's client (``SetConnectOptions("+PACEAPI"); // Option to
+    pace msgs to 50/second``), the TWS API users' group (groups.io twsapi, message 53772:
+    "the built-in pacer IBKR provides", one budget for all messages), and IBKR's own pages
+    for clients without it (tws-api rtd_fqa_errors.html: over 50 messages a second "TWS will
+    eventually close the connection"). No page gives its algorithm, so the model is the
+    plainest one: the window that counts a violation for other clients (``limit`` in any
+    ``window_s``) admits this one's messages; the rest wait their turn, in the order sent,
+    never refused. ``admit`` says when a message that arrived at ``arrived`` is handled.
+    """
+
+    def __init__(self, limit: int, window_s: float) -> None:
+        self.limit = limit
+        self.window_s = window_s
+        self.admitted: deque[float] = deque()
+
+    def admit(self, arrived: float) -> float:
+        t = max(arrived, self.admitted[-1]) if self.admitted else arrived  # in order
+        while True:
+            while self.admitted and t - self.admitted[0] >= self.window_s:
+                self.admitted.popleft()
+            if len(self.admitted) < self.limit:
+                break
+            t = self.admitted[0] + self.window_s  # when the oldest leaves the window
+        self.admitted.append(t)
+        return t
 
 
 class LineBook:

@@ -10,7 +10,8 @@ executions, global cancel) go through ``in_order`` instead: one queue per connec
 out in arrival order by tasks of the server, so an order the gateway has read is placed (or
 rejected) even if its client has gone by then, as IBKR keeps it. ``link`` models the
 gateway's link to IBKR: error 1100 clears it (data requests wait), 1101/1102 set it again
-(1101 also drops the streaming subscriptions).
+(1101 also drops the streaming subscriptions). A client that connected with ``+PACEAPI`` is
+paced instead of dropped: what is over the rate is handled late (``ApiPacer``), in order.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime
@@ -35,7 +37,7 @@ from tools.gateway_sim.codec import (
 )
 from tools.gateway_sim.faults import FaultPlan
 from tools.gateway_sim.instruments import Instrument
-from tools.gateway_sim.rules import RateWindow
+from tools.gateway_sim.rules import ApiPacer, RateWindow
 from tools.gateway_sim.scenario import FaultSpec
 
 if TYPE_CHECKING:
@@ -44,6 +46,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("gateway_sim.session")
 MIN_CLIENT_VERSION = 157
 LINGER_S = 0.5
+PACE_API = "+PACEAPI"  # the connect option asking the gateway to pace, not drop (rules.py)
 Handler = Callable[["Session", FieldReader], None]
 
 
@@ -69,6 +72,9 @@ class Session(asyncio.Protocol):
         rules = server.scenario.rules
         self.rate = RateWindow(rules.max_messages_per_s, 1.0 - rules.rate_window_tolerance_s)
         self.rate_tripped = False
+        self.pacer: ApiPacer | None = None  # set by the handshake for a +PACEAPI client
+        self.paced: deque[tuple[float, int, list[str]]] = deque()  # (when, msg id, fields)
+        self.pace_timer: asyncio.TimerHandle | None = None
         self.dropping = False
         self.ended = False
         self.tasks: set[asyncio.Task[Any]] = set()
@@ -126,6 +132,9 @@ class Session(asyncio.Protocol):
             self.reader.stop()
         if self.faults:
             self.faults.cancel()
+        if self.pace_timer is not None:
+            self.pace_timer.cancel()
+        self.paced.clear()
         for task in list(self.tasks):
             task.cancel()
         self.server.session_ended(self)
@@ -135,6 +144,8 @@ class Session(asyncio.Protocol):
         if offer is None:
             return False
         low, high, options = offer
+        if PACE_API in options.split():
+            self.pacer = ApiPacer(self.rate.limit, self.rate.window_s)
         self.version = min(self.server.scenario.server_version, high)
         if self.version < max(low, MIN_CLIENT_VERSION):
             log.warning("client versions v%d..%d not supported", low, high)
@@ -178,10 +189,14 @@ class Session(asyncio.Protocol):
         if not fields:
             return
         msg_id = int(fields[0]) if fields[0].lstrip("-").isdigit() else -1
-        in_window = self.rate.add(arrived)
-        wall = None if arrived is None else time.time() - (time.monotonic() - arrived)
+        at = time.monotonic() if arrived is None else arrived
+        in_window = self.rate.add(at)  # what the client sent, paced or not
+        wall = time.time() - (time.monotonic() - at)
         self.server.counters.message_in(msg_id, in_window, wall)
         if self.dropping:  # closing: counted, drained and discarded (no reset, no answer)
+            return
+        if self.pacer is not None:
+            self._pace(msg_id, fields, at)
             return
         if self.rate.exceeded(in_window):
             self._rate_violation()
@@ -189,6 +204,31 @@ class Session(asyncio.Protocol):
                 return
         elif in_window <= self.rate.limit // 2:
             self.rate_tripped = False
+        self._dispatch(msg_id, fields)
+
+    def _pace(self, msg_id: int, fields: list[str], arrived: float) -> None:
+        """+PACEAPI: handle the message when the gateway's window has room for it."""
+        assert self.pacer is not None
+        when = self.pacer.admit(arrived)
+        if not self.paced and when <= arrived:
+            self._dispatch(msg_id, fields)
+            return
+        self.paced.append((when, msg_id, fields))
+        self.server.counters.paced(when - arrived)
+        if self.pace_timer is None:
+            self._handle_paced()
+
+    def _handle_paced(self) -> None:
+        self.pace_timer = None
+        now = time.monotonic()
+        while self.paced and self.paced[0][0] <= now and not self.dropping:
+            _when, msg_id, fields = self.paced.popleft()
+            self._dispatch(msg_id, fields)
+        if self.paced and not self.dropping:
+            self.pace_timer = asyncio.get_running_loop().call_later(
+                self.paced[0][0] - now, self._handle_paced)
+
+    def _dispatch(self, msg_id: int, fields: list[str]) -> None:
         if self.client_id is None and msg_id != 71:
             log.debug("message %s before startApi ignored", msg_id)
             return

@@ -44,6 +44,8 @@ class Stats:
         self.historical_requests = 0
         self.bars_sent = 0
         self.messages_sent = 0
+        self.messages_paced = 0  # +PACEAPI: handled late instead of a violation
+        self.paced_delay_max_s = 0.0
 
     def message_in(self, msg_id: int, window_count: int, wall_s: float | None = None) -> None:
         """One message from a client; ``wall_s``: when it arrived (epoch seconds)."""
@@ -55,6 +57,11 @@ class Stats:
             self.by_second[second] += 1
             if len(self.by_second) > BY_SECOND_KEPT:  # the oldest second goes
                 del self.by_second[min(self.by_second)]
+
+    def paced(self, delay_s: float) -> None:
+        with self._lock:
+            self.messages_paced += 1
+            self.paced_delay_max_s = max(self.paced_delay_max_s, delay_s)
 
     def error_sent(self, code: int) -> None:
         with self._lock:
@@ -86,6 +93,9 @@ class Stats:
                 "messages_sent": self.messages_sent,
                 "violations": {str(k): v for k, v in sorted(self.violations.items())},
                 "violations_total": sum(self.violations.values()),
+                # over the rate from a +PACEAPI client: handled late, not refused
+                "messages_paced": self.messages_paced,
+                "paced_delay_max_s": round(self.paced_delay_max_s, 3),
                 "errors_sent": {str(k): v for k, v in sorted(self.errors_sent.items())},
                 "market_data_lines_open": self.lines_open,
                 "market_data_lines_peak": self.lines_peak,

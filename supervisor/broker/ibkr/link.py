@@ -34,6 +34,9 @@ MARKET_DATA_TYPES = {"live": 1, "frozen": 2, "delayed": 3, "delayed_frozen": 4}
 # startApi + positions, open orders, completed orders, account updates (single and multi),
 # executions (+ auto-open-orders for client id 0): sent by ib_insync's connectAsync itself.
 CONNECT_MESSAGES = 8
+# IBKR's own pacing (gateway 974+), in the handshake ("v157..176 +PACEAPI"): over 50 msg/s
+# is delayed, not error 100 and a drop. A backstop; the governor is the budget.
+PACE_API = "+PACEAPI"
 
 
 class _ClientIdInUse(BrokerError):
@@ -140,6 +143,7 @@ class Link:
         self._sent_base += conn.numMsgSent
         conn.numMsgSent = 0
         await self.pacer.acquire(CONNECT_MESSAGES)
+        self.ib.client.setConnectOptions(PACE_API)  # ib_insync and ib_async alike
         connecting = asyncio.ensure_future(self.ib.connectAsync(
             self.cfg.host, self.cfg.port, clientId=client_id, timeout=self.cfg.connect_timeout_s))
         self._connecting = connecting

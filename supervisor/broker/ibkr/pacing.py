@@ -3,7 +3,8 @@
     IBKRBroker request --> PacingGovernor.acquire(n) --> ib_insync client --> gateway
                            |  sliding 1 s window: at most floor(max_messages_per_s) messages
                            |  in any second, and spaced out evenly (a slot every 1/(0.985 x
-                           |  limit) s), so the gateway never sees a burst
+                           |  limit) s; catching up never more than 3 in 50 ms), so the
+                           |  gateway never sees a burst
                            +- line(): at most max_lines market-data requests in flight
 
     reconnect loop --> Backoff.delay(attempt) --> CircuitBreaker.allow(now)?
@@ -14,7 +15,23 @@ data beyond the account's lines (100 by default). Both are bugs on our side, nev
 to retry, so every outgoing message passes ``acquire`` first and every market-data request
 holds a line until the gateway is done with it. ib_insync's own throttle (45 requests per
 rolling second, released in one burst exactly a second later) is switched off by the broker:
-one governor, not two stacked.
+one governor, not two stacked. The connection also asks for IBKR's own pacing (``+PACEAPI``,
+link.py): a gateway that honours it delays what is over the limit instead of dropping us,
+a backstop, not the budget.
+
+The arithmetic of the limit (``pacing.max_messages_per_s``, 45 by default):
+
+- IBKR: at most 50 messages in any second, counted where they arrive (error 100, then the
+  connection drops, and every symbol of the cycle in flight fails with it).
+- We send at most ``floor(max_messages_per_s)`` (45) in any second we stamp, in slots 1.5 %
+  slower (44.3/s: 42 in 0.95 s of steady flow), catching up to at most 44 in any 0.95 s.
+- What the gateway counts is not what we stamp: our loop's and its reader's stalls and
+  jitter shift messages by tens of ms and its window may be shorter than a second (the
+  simulator judges 50 in 0.95 s). At 49 (the old default) three of six 1,000-symbol runs
+  beside CPU hogs tripped the simulator (peaks 51, 52, 56) though by our own stamps we never
+  sent more than 50 in a second; at 45 two CPU hogs peaked at 46: five messages of margin
+  (~110 ms of jitter at this pace) for ~5 % more cycle time. A violation costs a reconnect
+  and a cycle, so a real deployment keeps the margin; 49 is for a quiet machine (max 50).
 
 Slots are counted from the previous slot, not from when a waiter woke up: a sleep always
 ends a little late, and spacing each message from its late wake-up loses that lag on every
@@ -24,12 +41,14 @@ whatever catching up there is. Slots run 1.5 % slower than the window's limit, s
 steady flow the window does not bind: were it to, every late wake-up on its edge would push
 the next second back by as much, and the lag would add up again.
 
-Catching up is bounded once more, by a shorter window: at most ``ceil(0.95 x limit) + 1``
-messages in any 0.95 s (48 of 49), which steady flow (45.9 in 0.95 s) does not reach.
-Without it a burst after a stall could fill a whole second's 49 into its last 0.95 s, where
-the gateway (50 in 0.95 s, judged on arrival) then needs only two messages of jitter on the
-way (~40 ms of its own pauses: the simulator's garbage collections take that long) to count
-a violation and drop the connection. With it, it needs three (~60 ms).
+Catching up is bounded twice more. By a shorter window: at most ``ceil(0.95 x limit) + 1``
+messages in any 0.95 s (44 of 45), which steady flow (42.1 in 0.95 s) does not reach, so a
+stall cannot squeeze a whole second's worth into the gateway's shorter window. And by the
+shortest: at most ``SHORT_LIMIT`` (3) in any ``SHORT_WINDOW_S`` (50 ms), however late the
+waiters woke: missed slots are made up at most 60/s, never as a bunch (before it, a loop
+stall of 0.25 s let 9-13 messages out within 10 ms, which a gateway whose count lags by
+~40 ms at the wrong moment sees as one more than it allows). Steady slots, >= 20 ms apart
+at any pace <= 50/s, put at most 3 in 50 ms, so it binds only on catch-up.
 
 Everything takes an injectable clock and sleep, so tests drive it on a fake clock.
 """
@@ -52,6 +71,8 @@ Sleep = Callable[[float], Awaitable[None]]
 WINDOW_S = 1.0
 CATCH_UP_S = 0.25  # how far back a late waiter may claim a missed slot
 BURST_WINDOW_S = 0.95  # ... and no catching up beyond ceil(0.95 x limit) + 1 in this long
+SHORT_WINDOW_S = 0.05  # ... nor more than SHORT_LIMIT in this long, however late it woke
+SHORT_LIMIT = 3  # slots are >= 20 ms apart (<= 50/s): steady flow puts 3 in 50 ms at most
 SPACING = PACING_SLOT_SHARE  # slots per second, as a share of the window's limit
 __all__ = ["Backoff", "CircuitBreaker", "PacingGovernor"]
 
@@ -128,15 +149,17 @@ class PacingGovernor:
     def _wait_s(self, now: float, n: int) -> float:
         while self._sent and now - self._sent[0] >= WINDOW_S:
             self._sent.popleft()
-        spacing = self._next_at - now
-        over = len(self._sent) + n - self.limit
-        window = self._sent[over - 1] + WINDOW_S - now if over > 0 else 0.0
-        recent = len(self._sent) - bisect.bisect_right(self._sent, now - BURST_WINDOW_S)
-        over_burst = recent + n - max(self.burst_limit, n)  # a bigger n waits for room
-        first_recent = len(self._sent) - recent
-        burst = (self._sent[first_recent + over_burst - 1] + BURST_WINDOW_S - now
-                 if over_burst > 0 else 0.0)
-        return max(spacing, window, burst)
+        return max(self._next_at - now,  # the slot
+                   self._window_wait(now, n, WINDOW_S, self.limit),
+                   self._window_wait(now, n, BURST_WINDOW_S, self.burst_limit),
+                   self._window_wait(now, n, SHORT_WINDOW_S, SHORT_LIMIT))
+
+    def _window_wait(self, now: float, n: int, span_s: float, cap: int) -> float:
+        """How long until ``n`` more fit ``cap`` messages in any ``span_s`` (a batch bigger
+        than ``cap`` waits for the span to be empty, then goes at once)."""
+        first = bisect.bisect_right(self._sent, now - span_s)  # the oldest still inside
+        over = len(self._sent) - first + n - max(cap, n)
+        return self._sent[first + over - 1] + span_s - now if over > 0 else 0.0
 
     def in_window(self, now: float | None = None) -> int:
         """Messages sent within the last second (for tests and stats)."""
