@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from common.config import DEFAULT_CONFIG, HOME_ENV, PROJECT_ROOT, Settings
+from common.masking import redacted, scrubbed, secret_name, secret_strings
 from common.yaml_file import YamlFileError, read_yaml_file
 
 SHOWN_CHARS = 80  # an error shows at most this much of the bad value
@@ -50,18 +51,22 @@ def _env_overrides(raw: dict[str, Any], environ: dict[str, str], source: str) ->
             try:
                 ibkr[key] = kind(environ[var])
             except ValueError:
-                raise ConfigError(
-                    source, [f"env {var}: {environ[var]!r}: not a valid {kind.__name__}"]
-                ) from None
+                raise ConfigError(source, [f"env {var}: {_shown(redacted(environ[var]))}: "
+                                           f"not a valid {kind.__name__}"]) from None
     return {**raw, "ibkr": ibkr} if ibkr else raw
 
 
 def _format_errors(exc: ValidationError) -> list[str]:
     lines = []
     for err in exc.errors():
-        path = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        shown = _shown(err.get("input"))
-        reason = _capped(err["msg"], 3 * SHOWN_CHARS)  # a validator may quote the value
+        names = [str(p) for p in err["loc"]]
+        # a key that names a secret, or a value that looks like one, is never echoed
+        secret = bool(names) and secret_name(names[-1])
+        path = ".".join(redacted(name) for name in names) or "(top level)"
+        value = err.get("input")
+        shown = _shown(redacted(value, secret))
+        # a validator may quote the value
+        reason = _capped(scrubbed(err["msg"], secret_strings(value, secret)), 3 * SHOWN_CHARS)
         if err["type"] == "extra_forbidden":
             reason = "unknown key"
         lines.append(f"{path}: {shown}: {reason}")

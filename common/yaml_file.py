@@ -14,6 +14,8 @@ from typing import Any
 import yaml
 from yaml.nodes import MappingNode, Node, SequenceNode
 
+from common.masking import redacted
+
 MAX_BYTES = 1_000_000  # settings files are a few kB; scenario files a few tens
 MAX_DEPTH = 50  # nesting levels
 MAX_NODES = 200_000  # scalars and collections after expanding every alias
@@ -103,7 +105,7 @@ class _StrictLoader(yaml.SafeLoader):
             line = key_node.start_mark.line + 1
             if isinstance(key, (str, int, float, bool)) and key in seen:
                 raise YamlFileError(
-                    f"line {line}: key {str(key)[:40]!r} is given twice (first on line "
+                    f"line {line}: key {redacted(str(key))[:40]!r} is given twice (first on line "
                     f"{seen[key]}); YAML would silently keep only the last one")
             if isinstance(key, (str, int, float, bool)):
                 seen[key] = line
