@@ -47,7 +47,7 @@ def _env_overrides(raw: dict[str, Any], environ: dict[str, str], source: str) ->
         return raw  # not a mapping: validation names the problem
     ibkr = dict(section)
     for var, (key, kind) in ENV_OVERRIDES.items():
-        if var in environ:
+        if environ.get(var):  # empty is unset: compose passes ${IBKR_ACCOUNT:-} as ""
             try:
                 ibkr[key] = kind(environ[var])
             except ValueError:
@@ -103,7 +103,7 @@ def parse_settings(
         raise ConfigError(source, _format_errors(exc)) from None
     found = {key: var for key, var in (origins or {}).items() if key in ORIGIN_KEYS}
     named = _file_account(raw)
-    if "IBKR_ACCOUNT" in env and env["IBKR_ACCOUNT"] != named:
+    if env.get("IBKR_ACCOUNT") and env["IBKR_ACCOUNT"] != named:
         if settings.execution.mode == "live" and named:
             raise ConfigError(source, [_account_conflict(named, env["IBKR_ACCOUNT"], found)])
         found["ibkr.account"] = "$IBKR_ACCOUNT"

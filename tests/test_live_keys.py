@@ -140,6 +140,8 @@ def test_refused_where_the_file_is_read_naming_both_accounts_and_the_fix(tmp_pat
      {"ibkr.account": "$IBKR_ACCOUNT"}),
     # the same account in both: the file named it
     (LIVE_DU999, {"IBKR_ACCOUNT": "DU9999999"}, "DU9999999", {}),
+    # empty is unset (docker compose passes ${IBKR_ACCOUNT:-}): the file's account stands
+    (LIVE_DU999, {"IBKR_ACCOUNT": ""}, "DU9999999", {}),
     ('execution:\n  mode: "${BOT_MODE}"\n', {"BOT_MODE": "live"}, "",
      {"execution.mode": "$BOT_MODE"}),
 ])

@@ -96,7 +96,7 @@ def market_for(args: argparse.Namespace, settings: Settings,
     given = [f"--{f.replace('_', '-')}" for f in CONNECTION_FLAGS
              if getattr(args, f, None) is not None]
     env = os.environ if environ is None else environ
-    given += [f"{v} (environment)" for v in CONNECTION_ENV if v in env]
+    given += [f"{v} (environment)" for v in CONNECTION_ENV if env.get(v)]
     if given:
         print(f"{', '.join(given)}: for a gateway, but the broker is {market}; add --broker "
               "ibkr (or broker: ibkr in the settings), or --broker sim --sim-clock F for a "
