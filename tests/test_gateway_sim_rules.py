@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import select
+import threading
 import time
+from typing import Any
 
 import pytest
 
 from tests.conftest_sim import ErrorLog, connect, make_scenario, next_client_id, run_client
 from tests.ibclient import IB, LimitOrder, Stock
 from tests.sessions import TUESDAY_MORNING
-from tools.gateway_sim import ThreadedSim
+from tools.gateway_sim import ThreadedSim, arrivals
 from tools.gateway_sim.server import SimServer
 from tools.gateway_sim.session import Session
 
@@ -138,6 +141,63 @@ def test_a_stall_of_the_gateways_own_loop_does_not_bunch_a_paced_client() -> Non
     # Then the messages that arrived during the stall count when they arrived, not all at
     # once when the loop got to them: no second ever held more than 50
     assert stats["messages_by_type"]["49"] == 120
+    assert stats["violations_total"] == 0 and stats["peak_messages_per_s"] <= 50
+
+
+class StallingSelect:
+    """``select`` for arrivals.py whose poll, once woken ``after`` times, stalls 0.3 s before
+    it returns: the reader thread late, as on a loaded machine, while data keeps coming."""
+
+    POLLIN = select.POLLIN
+
+    def __init__(self, after: int, stall_s: float = 0.3) -> None:
+        self.after = after
+        self.stall_s = stall_s
+        self.wakes = 0
+        self.stalled = threading.Event()
+
+    def poll(self) -> Any:
+        real = select.poll()
+        outer = self
+
+        class Poller:
+            def register(self, fd: Any, mask: int) -> None:
+                real.register(fd, mask)
+
+            def poll(self, timeout_ms: float) -> list[tuple[int, int]]:
+                events = real.poll(timeout_ms)
+                if events:
+                    outer.wakes += 1
+                    if outer.wakes == outer.after:
+                        time.sleep(outer.stall_s)
+                        outer.stalled.set()
+                return events
+
+        return Poller()
+
+
+def test_a_stalled_reader_thread_does_not_bunch_a_paced_client(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a client sending evenly, ~45 messages a second, and a gateway whose reader thread
+    # stalls for 0.3 s in the middle of it
+    stalling = StallingSelect(after=30)
+    monkeypatch.setattr(arrivals, "select", stalling)
+    with ThreadedSim(make_scenario(TUESDAY_MORNING)) as sim:
+        async def scenario() -> None:
+            ib = await connect(sim.port)
+            ib.client.MaxRequests = 0  # our spacing only
+            for _ in range(100):
+                await asyncio.sleep(1 / 48)  # never catching up: the client never bunches
+                ib.client.reqCurrentTime()
+            await asyncio.sleep(0.6)
+            ib.disconnect()
+
+        run_client(scenario)
+        stats = sim.stats()
+    # Then the messages sent during the stall count when they arrived, not when the thread
+    # read them (all at once: 60 in 0.95 s, a violation and a dropped connection)
+    assert stalling.stalled.is_set()
+    assert stats["messages_by_type"]["49"] == 100
     assert stats["violations_total"] == 0 and stats["peak_messages_per_s"] <= 50
 
 

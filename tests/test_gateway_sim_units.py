@@ -16,6 +16,7 @@ from tests.ibclient import Client, Decoder, LimitOrder, Option, Stock, StopOrder
 from tests.sessions import TUESDAY_MORNING
 from tools.gateway_sim import ScenarioError, load_scenario, scenario_from_dict
 from tools.gateway_sim import outgoing as out
+from tools.gateway_sim.arrivals import SPREAD_MAX_S, FrameCutter, Spreader
 from tools.gateway_sim.codec import (
     FieldReader,
     FieldValue,
@@ -168,6 +169,41 @@ def test_framing_round_trip() -> None:
     assert decode_body(message[4:]) == ["1", "6", "42", "1", "680.25", "10.0", "1", "", ""]
     assert format_field(1.7976931348623157e308) == "1.7976931348623157E308"
     assert format_field(False) == "0" and format_field(5.0) == "5.0"
+
+
+def test_frames_are_cut_one_at_a_time_handshake_first() -> None:
+    cutter = FrameCutter()
+    version = b"v157..176 +PACEAPI"  # what ib_insync sends, no NUL
+    hello = b"API\0" + len(version).to_bytes(4, "big") + version
+    stream = hello + encode_message([49, 1]) + encode_message([61, 1])
+    frames, pos = [], 0
+    while pos < len(stream):  # read as the reader does: never past the frame under way
+        take = cutter.missing()
+        frames += cutter.feed(stream[pos:pos + take])
+        pos += take
+    assert frames == [hello, encode_message([49, 1]), encode_message([61, 1])]
+    assert FrameCutter().feed(b"GET / HTTP/1.1") == [b"GET / HTTP/1.1"]  # not ours: passed on
+
+
+def test_frames_sharing_a_kernel_stamp_are_spread_since_the_stamp_before() -> None:
+    spread = Spreader()
+    # a frame read alone keeps its stamp
+    assert spread.add(b"a", 10.0) == [] and spread.flush() == [(b"a", 10.0)]
+    # five sent 20 ms apart while the reader stalled: the kernel merged them under the
+    # newest one's stamp; they arrived after 10.0 and by 10.1, evenly as far as is known
+    for frame in (b"b", b"c", b"d", b"e"):
+        assert spread.add(frame, 10.1) == []
+    out = spread.add(b"f", 10.1) + spread.add(b"g", 10.12)  # a new stamp ends the group
+    assert [f for f, _t in out] == [b"b", b"c", b"d", b"e", b"f"]
+    assert [round(t, 3) for _f, t in out] == [10.02, 10.04, 10.06, 10.08, 10.1]
+    # a burst after a long quiet spell is spread over at most SPREAD_MAX_S: it stays a burst
+    # for the gateway's 0.95 s window
+    spread.flush()
+    burst = [item for i in range(17) for item in spread.add(b"x", 30.0)] + spread.flush()
+    assert len(burst) == 17 and min(t for _f, t in burst) >= 30.0 - SPREAD_MAX_S
+    # and times never go back, whatever the stamps say
+    late = spread.add(b"y", 29.0) + spread.flush()
+    assert late == [(b"y", 30.0)]
 
 
 def test_field_reader_contract() -> None:

@@ -1,17 +1,18 @@
 """One client connection: handshake, rate rule, dispatch, per-request tasks, faults.
 
 A session is the socket's asyncio protocol, but its reading is done by an ``ArrivalReader``
-thread that stamps each TCP chunk when it arrives (for the 50 messages/s rule: a stall of
-the sim's own loop must not bunch the client's messages, see arrivals.py). The session
-reassembles frames and hands each message to its handler in order. Handlers answer at
-once or spawn a task (latency, snapshots, streams); every task is tracked and cancelled when
-the connection ends. Order-book messages (place, cancel, open / completed orders,
-executions, global cancel) go through ``in_order`` instead: one queue per connection, carried
-out in arrival order by tasks of the server, so an order the gateway has read is placed (or
-rejected) even if its client has gone by then, as IBKR keeps it. ``link`` models the
-gateway's link to IBKR: error 1100 clears it (data requests wait), 1101/1102 set it again
-(1101 also drops the streaming subscriptions). A client that connected with ``+PACEAPI`` is
-paced instead of dropped: what is over the rate is handled late (``ApiPacer``), in order.
+thread that hands on each frame with the time it reached the socket (for the 50 messages/s
+rule: a stall of the sim's own loop or of that thread must not bunch the client's messages,
+see arrivals.py). The session reassembles frames and hands each message to its handler in
+order. Handlers answer at once or spawn a task (latency, snapshots, streams); every task is
+tracked and cancelled when the connection ends. Order-book messages (place, cancel, open /
+completed orders, executions, global cancel) go through ``in_order`` instead: one queue per
+connection, carried out in arrival order by tasks of the server, so an order the gateway has
+read is placed (or rejected) even if its client has gone by then, as IBKR keeps it. ``link``
+models the gateway's link to IBKR: error 1100 clears it (data requests wait), 1101/1102 set
+it again (1101 also drops the streaming subscriptions). A client that connected with
+``+PACEAPI`` is paced instead of dropped: what is over the rate is handled late
+(``ApiPacer``), in order.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ class Subscription:
 
 
 class Session(asyncio.Protocol):
-    """asyncio protocol for one socket; a reader thread stamps each chunk on arrival."""
+    """asyncio protocol for one socket; a reader thread stamps each frame on arrival."""
 
     def __init__(self, server: SimServer, serial: int) -> None:
         self.server = server
