@@ -15,7 +15,8 @@ from tests.conftest import REPO_ROOT
 pytestmark = [pytest.mark.slow, pytest.mark.integration, pytest.mark.timeout(180)]
 
 PROMISED = ("steady_cycle_s", "first_cycle_s", "symbols_per_180s", "msg_per_symbol_cycle",
-            "sustained_msg_per_s", "peak_msg_per_s", "peak_lines", "violations")
+            "sustained_msg_per_s", "peak_msg_per_s", "peak_lines", "violations",
+            "msg_per_symbol_cycle_by_kind", "client_msg_per_symbol_cycle")
 
 
 def test_bench_sim_prints_and_writes_one_json_object(tmp_path: Path) -> None:
@@ -32,6 +33,14 @@ def test_bench_sim_prints_and_writes_one_json_object(tmp_path: Path) -> None:
     assert printed["failed_symbols_per_cycle"] == [0, 0]
     # the gateway's own count: every symbol-cycle sent something, and so did each process
     assert printed["msg_per_symbol_cycle"] > 1
+    # the client's own count of the steady cycle, by kind, adds up; each decided
+    # symbol-cycle is a HOLD or a trade
+    by_kind = printed["msg_per_symbol_cycle_by_kind"]
+    assert set(by_kind) == {"stock_snapshot", "stock_cancel", "option_snapshot",
+                            "option_cancel", "bars", "chain", "contract_details", "other"}
+    assert printed["client_msg_per_symbol_cycle"] == pytest.approx(sum(by_kind.values()),
+                                                                   abs=0.01)
+    assert printed["hold_symbol_cycles"] + printed["directional_symbol_cycles"] == 6
     assert {"supervisor", "worker", "gateway_sim"} <= set(printed["processes"])
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import http.server
 import json
 import sqlite3
@@ -13,11 +14,14 @@ from collections import Counter
 
 import pytest
 
+from common.messages import SymbolResult
 from supervisor import exitcodes
 from supervisor.broker.stub import StubBroker
 from supervisor.observe.logs import LogService
 from supervisor.runtime.clock import SimClock
+from supervisor.runtime.cycle import CycleSummary
 from supervisor.runtime.loop import Supervisor
+from supervisor.trading.risk import RiskDecision
 from tests.conftest import make_settings
 from tests.sessions import THURSDAY_1100
 from tests.strategies import HANG_SYMBOL_ENV, KILL_MARKER_ENV, KILL_SYMBOL_ENV
@@ -43,13 +47,15 @@ def run_supervisor(settings, tmp_path, unknown=()) -> Supervisor:
     clock = SimClock(settings.stub.start.timestamp())
     logs = LogService(settings.logging, None)
     lines: list[str] = []
+    summaries: list[CycleSummary] = []  # the supervisor keeps none: the test does
     supervisor = Supervisor(settings, ListingStub(settings.stub, clock.now, unknown=unknown),
-                            clock, logs.handle, echo=lines.append)
+                            clock, logs.handle, echo=lines.append, on_cycle=summaries.append)
     try:
         supervisor.exit_code = asyncio.run(supervisor.run())
     finally:
         logs.close()
     supervisor.lines = lines  # type: ignore[attr-defined]
+    supervisor.summaries = summaries  # type: ignore[attr-defined]
     return supervisor
 
 
@@ -74,6 +80,38 @@ def test_three_cycles_over_the_default_universe(tmp_path):
     executions = events(tmp_path, "execution")
     assert executions and all(e["mode"] == "dry_run" for e in executions)
     assert not sup.pool.workers  # all joined
+
+
+def live(kind: type) -> int:
+    gc.collect()
+    return sum(1 for o in gc.get_objects() if type(o) is kind)
+
+
+def test_past_cycles_results_and_decisions_are_released_once_journaled(tmp_path):
+    # Given a bot as `run` builds it (no summaries asked for) over six cycles, with a
+    # directional signal (SPY) so that each cycle has an intent and a risk decision
+    settings = make_settings(tmp_path, schedule={"cycles": 6})
+    clock = SimClock(settings.stub.start.timestamp())
+    logs = LogService(settings.logging, None)
+    before = {kind: live(kind) for kind in (SymbolResult, RiskDecision, CycleSummary)}
+    seen: list[dict[type, int]] = []
+
+    def count(_summary: CycleSummary) -> None:  # while the cycle's own summary is alive
+        seen.append({kind: live(kind) - n for kind, n in before.items()})
+
+    sup = Supervisor(settings, StubBroker(settings.stub, clock.now), clock, logs.handle,
+                     echo=lambda line: None, on_cycle=count)
+    try:
+        assert asyncio.run(sup.run()) == exitcodes.OK
+    finally:
+        logs.close()
+    # Then at each cycle's end only that cycle is held, and nothing once the run is over
+    assert len(seen) == 6 and seen[0][SymbolResult] == 3 and seen[0][RiskDecision] >= 1
+    assert seen[-1] == seen[0]
+    assert [live(kind) - n for kind, n in before.items()] == [0, 0, 0]
+    # what is read of the last cycle is there: its figures
+    assert sup.last_cycle is not None and (sup.last_cycle.cycle_id, sup.last_cycle.symbols,
+                                           sup.last_cycle.failed) == (6, 3, 0)
 
 
 def test_symbols_the_venue_does_not_know_are_dropped_once_for_the_run(tmp_path):

@@ -71,8 +71,18 @@ def bench(symbols: int, cycles: int, workers: int, concurrency: int) -> dict[str
     settings = stub_settings(symbols, cycles, workers, concurrency)
     clock = SimClock(settings.stub.start.timestamp())
     logs = LogService(settings.logging, None)
+    seconds: list[float] = []
+    failed: list[int] = []
+    rss_mb: list[float] = []  # the supervisor's after each cycle: flat once warmed up
+    me = psutil.Process()
+
+    def on_cycle(summary: Any) -> None:  # figures only: the bench keeps no summary either
+        seconds.append(summary.seconds)
+        failed.append(len(summary.failed))
+        rss_mb.append(round(me.memory_info().rss / 2**20, 1))
+
     supervisor = Supervisor(settings, StubBroker(settings.stub, clock.now), clock, logs.handle,
-                            echo=lambda line: None, keep_summaries=cycles)
+                            echo=lambda line: None, on_cycle=on_cycle)
     sampler = RssSampler()
     sampler.start()
     try:
@@ -81,18 +91,29 @@ def bench(symbols: int, cycles: int, workers: int, concurrency: int) -> dict[str
         sampler.done.set()
         sampler.join()
         logs.close()
-    cycle_s = sorted(s.seconds for s in supervisor.summaries)
+    cycle_s = sorted(seconds)
     busy = sum(cycle_s)
-    failed = sum(len(s.failed) for s in supervisor.summaries)
     return {
         "symbols": symbols, "cycles": len(cycle_s), "workers": workers,
-        "max_concurrent_symbols": concurrency, "exit_code": code, "failed_symbols": failed,
+        "max_concurrent_symbols": concurrency, "exit_code": code, "failed_symbols": sum(failed),
         "symbol_cycles_per_s": round(symbols * len(cycle_s) / busy, 1) if busy else None,
-        "cycle_s_first": round(supervisor.summaries[0].seconds, 4) if cycle_s else None,
+        "cycle_s_first": round(seconds[0], 4) if cycle_s else None,
         "cycle_s_p50": round(cycle_s[len(cycle_s) // 2], 4) if cycle_s else None,
         "cycle_s_max": round(cycle_s[-1], 4) if cycle_s else None,
         "peak_rss_mb": {k: round(v / 2**20, 1) for k, v in sorted(sampler.peaks.items())},
+        "supervisor_rss_mb_by_cycle": rss_mb,
+        **rss_growth(rss_mb),
     }
+
+
+def rss_growth(rss_mb: list[float]) -> dict[str, Any]:
+    """The supervisor's RSS growth per cycle over the second half of the run (the first
+    half warms the caches up): about 0 when memory is flat."""
+    half = rss_mb[len(rss_mb) // 2:]
+    if len(half) < 2:
+        return {"supervisor_rss_mb_per_cycle_late": None}
+    return {"supervisor_rss_mb_per_cycle_late": round((half[-1] - half[0]) / (len(half) - 1),
+                                                      3)}
 
 
 def bench_stub(symbols: int, cycles: int, workers: int, concurrency: int,

@@ -24,6 +24,7 @@ import yaml
 from common.settings_file import parse_settings
 from supervisor.runtime.budget import cycle_budget
 from supervisor.runtime.sessions import DEFAULT_SCENARIO, broker_session, run_supervisor
+from tools.bench_messages import MessageTally, per_symbol_cycle
 from tools.gateway_sim.scenario import load_scenario
 
 BENCH_DIR = Path("var/bench-sim")
@@ -110,36 +111,46 @@ def bench_sim(symbols: int, cycles: int, workers: int, concurrency: int | None,
             "monitoring": {"metrics_path": str(BENCH_DIR / "metrics.jsonl")},
         }, "bench", environ={})
         ends: list[float] = []
+        tally = MessageTally()
+        seen: list[dict[str, Any]] = []  # per cycle: seconds, failed, skipped (no summary)
+
+        def on_cycle(summary: Any) -> None:
+            tally.end_cycle(summary.results)
+            seen.append({"seconds": summary.seconds, "failed": len(summary.failed),
+                         "skipped": sum(1 for r in summary.results if r.ok and r.skipped),
+                         "rss_mb": round(psutil.Process().memory_info().rss / 2**20, 1)})
+
         sampler = ProcessSampler()
         started = time.time()
         sampler.start()
         try:
             with broker_session(settings, "sim", str(scenario), sim_dir=BENCH_DIR) as session:
                 broker, clock, run_settings = session
-                code, supervisor = run_supervisor(run_settings, broker, clock, console=False,
-                                                  echo=lambda _line: ends.append(time.time()))
+                tally.install(broker.ib.client)  # type: ignore[attr-defined]
+                code, _ = run_supervisor(run_settings, broker, clock, console=False,
+                                         echo=lambda _line: ends.append(time.time()),
+                                         on_cycle=on_cycle)
         finally:
             sampler.done.set()
             sampler.join()
         wall_s = time.time() - started
         gateway = json.loads((BENCH_DIR / "gateway_sim_stats.json").read_text())
-    summaries = list(supervisor.summaries)
-    return figures(symbols, summaries, ends, gateway, code, sampler.by_role(wall_s),
-                   run_settings)
+    return {**figures(symbols, seen, ends, gateway, code, sampler.by_role(wall_s),
+                      run_settings), **per_symbol_cycle(tally.cycles, symbols)}
 
 
-def figures(symbols: int, summaries: list[Any], ends: list[float], gateway: dict[str, Any],
-            code: int, processes: dict[str, Any], settings: Any) -> dict[str, Any]:
-    seconds = [s.seconds for s in summaries]
+def figures(symbols: int, cycles: list[dict[str, Any]], ends: list[float],
+            gateway: dict[str, Any], code: int, processes: dict[str, Any], settings: Any
+            ) -> dict[str, Any]:
+    seconds = [c["seconds"] for c in cycles]
     budget = cycle_budget(settings, symbols)
     windows = [(end - s, end) for s, end in zip(seconds, ends, strict=False)]
     by_second = {int(k): v for k, v in gateway.get("messages_by_second", {}).items()}
     steady = windows[1:] or windows
     steady_s = sum(b - a for a, b in steady) / len(steady) if steady else 0.0
     steady_msgs = sum(_messages(by_second, a, b) for a, b in steady) / max(1, len(steady))
-    failed = [len(s.failed) for s in summaries]
     return {
-        "symbols": symbols, "cycles": len(summaries), "exit_code": code,
+        "symbols": symbols, "cycles": len(cycles), "exit_code": code,
         # as the cycles used them (auto: from the pace and the lines, budget.py)
         "max_concurrent_symbols": budget.in_flight,
         "cycle_deadline_s": round(budget.deadline_s, 1),
@@ -156,9 +167,9 @@ def figures(symbols: int, summaries: list[Any], ends: list[float], gateway: dict
         "peak_msg_per_s": gateway.get("peak_messages_per_s"),
         "peak_lines": gateway.get("market_data_lines_peak"),
         "violations": gateway.get("violations_total"),
-        "failed_symbols_per_cycle": failed,
-        "skipped_symbols_per_cycle": [sum(1 for r in s.results if r.ok and r.skipped)
-                                      for s in summaries],
+        "failed_symbols_per_cycle": [c["failed"] for c in cycles],
+        "skipped_symbols_per_cycle": [c["skipped"] for c in cycles],
+        "supervisor_rss_mb_by_cycle": [c["rss_mb"] for c in cycles],
         "processes": processes,
     }
 

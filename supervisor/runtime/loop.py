@@ -18,7 +18,6 @@ import logging
 import signal
 import sqlite3
 import time
-from collections import deque
 from collections.abc import Callable
 from datetime import date
 from typing import Any
@@ -52,6 +51,7 @@ from supervisor.runtime.monitoring import MonitorLoop
 from supervisor.runtime.pool import BootFailure, WorkerHandle, WorkerPool
 from supervisor.runtime.serving import DataService
 from supervisor.runtime.status import (
+    CycleFigures,
     StatusFeed,
     heartbeats,
     progress,
@@ -81,8 +81,8 @@ class Supervisor:
         echo: Callable[[str], None] = print,
         mp_context: str = "spawn",
         cli_live: bool = False,
-        keep_summaries: int = 100,
         wait_for_gateway: bool = False,  # `run`: a gateway not there yet is waited for
+        on_cycle: Callable[[CycleSummary], None] | None = None,
     ) -> None:
         self.settings = journal_for(settings, broker.name)  # a no-op once the session did it
         self.broker = broker
@@ -106,8 +106,9 @@ class Supervisor:
         self.exit_code = exitcodes.OK
         self.cycle: CycleRun | None = None
         self.cycles_run = 0
-        # the latest cycles only: a bot running for days must not keep every cycle in memory
-        self.summaries: deque[CycleSummary] = deque(maxlen=keep_summaries)
+        # only the last cycle's figures are read: its results go once journaled (status.py)
+        self.last_cycle: CycleFigures | None = None
+        self.on_cycle = on_cycle  # a test's or a benchmark's look at each summary
         self.cycles_done = 0
         self.failed_symbols_total = 0
         self.whale_last: dict[str, float] = {}
@@ -115,8 +116,8 @@ class Supervisor:
         self._started = time.monotonic()
         self.watcher: MonitorLoop | None = None
         self.http: StatusServer | None = None
-        self.feed = StatusFeed(settings, broker, self.summaries, lambda: self.cycles_done,
-                               lambda: self.desk)
+        self.feed = StatusFeed(settings, broker, lambda: self.last_cycle,
+                               lambda: self.cycles_done, lambda: self.desk)
         self.by_signal = False
         self._disconnects: list[float] = []
 
@@ -168,6 +169,9 @@ class Supervisor:
             self.echo(summary.line() + progress(
                 self.cycles_done, self.settings.schedule.cycles,
                 time.monotonic() - self._started))
+            if self.on_cycle is not None:
+                self.on_cycle(summary)
+            del summary  # nothing holds the cycle's results through the sleep
             if self.stop.is_set() or not self._more_cycles():
                 break  # no sleep after the last of --cycles N
             interval = self.settings.schedule.interval_s  # market seconds
@@ -206,7 +210,7 @@ class Supervisor:
         self.watcher = MonitorLoop(self.settings.monitoring, self.monitor, self.alerter,
                                    self.pool, self.broker, self.service,
                                    lambda: len(self._serving),
-                                   lambda: self.summaries[-1] if self.summaries else None,
+                                   lambda: self.last_cycle,
                                    self.feed.run_info)
         self._monitor_task = asyncio.ensure_future(self.watcher.run(self.stop))
         self._heartbeat_task = asyncio.ensure_future(heartbeats(
@@ -264,7 +268,7 @@ class Supervisor:
                                time.monotonic() - started)
         journal.end_cycle(cycle_id, self.clock.now(), len(ordered) - len(summary.failed),
                           len(summary.failed), summary.seconds)
-        self.summaries.append(summary)
+        self.last_cycle = CycleFigures.of(summary)
         self.feed.last_cycle_mono = time.monotonic()
         self.cycles_done += 1
         self.failed_symbols_total += len(summary.failed)

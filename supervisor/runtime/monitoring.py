@@ -1,6 +1,6 @@
 """The soak monitor's loop inside the supervisor: one metrics record per monitoring interval.
 
-    Supervisor parts (pool, broker, request serving, the latest cycle summary)
+    Supervisor parts (pool, broker, request serving, the latest cycle's figures)
         --> MonitorLoop.snapshot, on the event loop: plain copies of what the loop changes
             (a thread iterating the loop's dicts sees them change size under it)
         --> MonitorLoop.write, off the loop: psutil and the file write may be slow
@@ -23,9 +23,9 @@ from common.config import MonitoringSettings
 from supervisor.broker.base import Broker
 from supervisor.observe.alerts import Alerter
 from supervisor.observe.metrics import Monitor
-from supervisor.runtime.cycle import CycleSummary
 from supervisor.runtime.pool import WorkerPool
 from supervisor.runtime.serving import DataService
+from supervisor.runtime.status import CycleFigures
 from supervisor.runtime.waits import pause
 
 log = logging.getLogger("supervisor.runtime.monitoring")
@@ -34,7 +34,7 @@ log = logging.getLogger("supervisor.runtime.monitoring")
 class MonitorLoop:
     def __init__(self, settings: MonitoringSettings, monitor: Monitor, alerter: Alerter,
                  pool: WorkerPool, broker: Broker, service: DataService,
-                 serving: Callable[[], int], last_cycle: Callable[[], CycleSummary | None],
+                 serving: Callable[[], int], last_cycle: Callable[[], CycleFigures | None],
                  run_info: Callable[[], dict[str, Any]] = dict) -> None:
         self.settings = settings
         self.monitor = monitor
@@ -58,7 +58,7 @@ class MonitorLoop:
             if last is not None and last.cycle_id != reported:
                 reported = last.cycle_id
                 cycle = {"cycle_id": last.cycle_id, "seconds": round(last.seconds, 4),
-                         "ok": len(last.results) - len(last.failed), "failed": len(last.failed)}
+                         "ok": last.symbols - last.failed, "failed": last.failed}
             try:
                 processes, buffers = self.snapshot()
                 run = self.run_info()

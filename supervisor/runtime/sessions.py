@@ -27,6 +27,7 @@ from supervisor.broker.base import Broker
 from supervisor.broker.stub import StubBroker
 from supervisor.observe.logs import LogService
 from supervisor.runtime.clock import Clock, ClockFile, PinnedClock, SimClock, WallClock
+from supervisor.runtime.cycle import CycleSummary
 from supervisor.runtime.loop import Supervisor
 from supervisor.runtime.simproc import SimStartError
 
@@ -119,12 +120,13 @@ def attached_clock(path: Path) -> Clock:
 def run_supervisor(settings: Settings, broker: Broker, clock: Clock, *,
                    echo: Callable[[str], None], cli_live: bool = False,
                    console: bool = True, wait_for_gateway: bool = False,
+                   on_cycle: Callable[[CycleSummary], None] | None = None,
                    ) -> tuple[int, Supervisor]:
     """One supervisor run with its log listener; returns the exit code and the supervisor.
     ``wait_for_gateway``: a gateway not there yet is waited for (``run``), not exit 3."""
     logs = LogService(settings.logging, sys.stderr if console else None)
     supervisor = Supervisor(settings, broker, clock, logs.handle, cli_live=cli_live, echo=echo,
-                            wait_for_gateway=wait_for_gateway)
+                            wait_for_gateway=wait_for_gateway, on_cycle=on_cycle)
     try:
         code = asyncio.run(supervisor.run())
     finally:

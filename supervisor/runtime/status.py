@@ -13,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from common.config import Settings
@@ -27,6 +28,26 @@ from supervisor.runtime.waits import pause
 from supervisor.trading.desk import Desk
 
 log = logging.getLogger("supervisor.runtime.status")
+
+
+@dataclass(frozen=True)
+class CycleFigures:
+    """What is read of the last cycle once it is journaled (the status endpoint, the
+    heartbeat, the metrics): its counts, not its results. A summary holds every symbol's
+    reasons, timings and intents and every risk decision (~0.7 MB at 200 symbols); keeping
+    only these lets them go as soon as the cycle's line is printed."""
+
+    cycle_id: int
+    seconds: float
+    symbols: int
+    failed: int
+    skipped: int  # ok but without a decision
+
+    @classmethod
+    def of(cls, summary: CycleSummary) -> CycleFigures:
+        return cls(summary.cycle_id, summary.seconds, len(summary.results),
+                   len(summary.failed),
+                   sum(1 for r in summary.results if r.ok and r.skipped))
 
 
 def progress(done: int, planned: int, elapsed_s: float) -> str:
@@ -64,11 +85,12 @@ class StatusFeed:
     """What the loop owns, read on the loop: for the heartbeat, the metrics' run record and
     the status endpoint (each gets plain values, never the loop's own objects)."""
 
-    def __init__(self, settings: Settings, broker: Broker, summaries: Sequence[CycleSummary],
+    def __init__(self, settings: Settings, broker: Broker,
+                 last_cycle: Callable[[], CycleFigures | None],
                  cycles_done: Callable[[], int], desk: Callable[[], Desk | None]) -> None:
         self.settings = settings
         self.broker = broker
-        self.summaries = summaries
+        self.last_cycle = last_cycle
         self.cycles_done = cycles_done
         self.desk = desk
         self.market_open = False  # set by the loop as it waits for the market or runs
@@ -90,9 +112,8 @@ class StatusFeed:
 
     def healthy(self) -> bool:
         """Worth a heartbeat: connected, and the last cycle did not fail every symbol."""
-        last = self.summaries[-1] if self.summaries else None
-        failing = last is not None and bool(last.results) and len(last.failed) == len(
-            last.results)
+        last = self.last_cycle()
+        failing = last is not None and last.symbols > 0 and last.failed == last.symbols
         return self.broker.is_connected() and not failing
 
     def state(self) -> str:
@@ -109,7 +130,7 @@ class StatusFeed:
     def status(self) -> Status:
         desk = self.desk()
         state = desk.state if desk is not None else None
-        last = self.summaries[-1] if self.summaries else None
+        last = self.last_cycle()
         pnl = None
         if state is not None:
             pnl = state.daily_pnl if state.daily_pnl is not None else (
@@ -120,9 +141,9 @@ class StatusFeed:
             halted=bool(state and state.halted), cycles=self.cycles_done(),
             last_cycle_mono=self.last_cycle_mono,
             cycle_seconds=last.seconds if last else None,
-            symbols_ok=len(last.results) - len(last.failed) if last else 0,
-            symbols_failed=len(last.failed) if last else 0,
-            symbols_skipped=sum(1 for r in last.results if r.ok and r.skipped) if last else 0,
+            symbols_ok=last.symbols - last.failed if last else 0,
+            symbols_failed=last.failed if last else 0,
+            symbols_skipped=last.skipped if last else 0,
             open_positions=len(desk.journal.open_positions()) if desk is not None else 0,
             day_pnl=pnl, broker=dict(self.broker.stats()))
 
