@@ -329,6 +329,30 @@ def test_a_damaged_journal_is_refused_and_left_untouched(path: Path) -> None:
     assert path.read_bytes() == before
 
 
+def test_an_index_out_of_step_with_its_table_is_found_at_open(path: Path) -> None:
+    # quick_check passes such a file; the journal would then answer from a wrong index
+    with Journal(path) as journal:
+        for n in range(1, 50):
+            journal.start_cycle(n, "2026-12-01", float(n))
+    db = sqlite3.connect(path)
+    index = db.execute("SELECT type, name, tbl_name, rootpage, sql FROM sqlite_master "
+                       "WHERE name = 'cycles_day'").fetchone()
+    db.execute("PRAGMA writable_schema = ON")
+    db.execute("DELETE FROM sqlite_master WHERE name = 'cycles_day'")  # the index hidden...
+    db.commit()
+    db.close()
+    db = sqlite3.connect(path)
+    db.execute("UPDATE cycles SET day = '2099-01-01'")  # ...while its table changes
+    db.execute("PRAGMA writable_schema = ON")
+    db.execute("INSERT INTO sqlite_master VALUES (?, ?, ?, ?, ?)", index)
+    db.commit()
+    db.close()
+    assert sqlite3.connect(path).execute("PRAGMA quick_check").fetchall() == [("ok",)]
+
+    with pytest.raises(JournalError, match="damaged .*missing from index cycles_day"):
+        Journal(path)
+
+
 def test_only_what_sent_something_pays_an_fsync_and_the_cycle_end_covers_the_rest(
         path: Path) -> None:
     # Given a journal whose statements are traced
