@@ -56,6 +56,15 @@ def test_the_compose_file_runs_the_bot_beside_the_gateway_on_loopback() -> None:
     assert context == REPO_ROOT.resolve() and (context / bot["build"]["dockerfile"]).exists()
 
 
+def test_the_unit_and_the_compose_file_raise_the_descriptor_limit() -> None:
+    # systemd's and many hosts' default soft limit, 1,024, is what a flood of status
+    # connections ran the supervisor out of (a worker then could not be respawned)
+    assert int(_unit()["Service"]["LimitNOFILE"]) >= 4096
+    compose = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
+    nofile = compose["services"]["bot"]["ulimits"]["nofile"]
+    assert nofile["soft"] >= 4096 and nofile["hard"] >= nofile["soft"]
+
+
 def test_the_container_runs_the_console_command_the_tests_run() -> None:
     lines = (DEPLOY / "Dockerfile").read_text().splitlines()
     entry = next(line for line in lines if line.startswith("ENTRYPOINT"))

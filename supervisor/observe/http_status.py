@@ -8,13 +8,25 @@
 
 The server runs on its own thread and only reads the last published Status (a frozen
 dataclass replaced whole), so a slow or hostile scraper never touches the loop's state.
+
+Nor can a flood of connections take the supervisor's file descriptors (its workers' pipes
+need them): at most MAX_CONNECTIONS are served at once (one thread each), the next ones get
+a 503 and are closed at once; a client silent for READ_TIMEOUT_S is dropped; a client that
+went away is not an error (no traceback). Should accept() still fail for want of descriptors
+(EMFILE: the process is at its limit for another reason), a reserve descriptor is freed to
+accept and close the waiting connection, so the server thread never spins on it.
 """
 
 from __future__ import annotations
 
+import errno
 import http.server
 import json
+import logging
 import math
+import os
+import socket
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -26,6 +38,14 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 HOST = "127.0.0.1"  # never another address: the endpoint says what the account is doing
 STALE_AFTER_S = 600.0  # /healthz: a cycle older than this (market open) is unhealthy
+MAX_CONNECTIONS = 16  # served at once: a scraper or two and a person with curl
+READ_TIMEOUT_S = 5.0  # a request not sent (or an answer not read) within this: dropped
+ACCEPT_BACKOFF_S = 0.1  # accept() out of descriptors and no reserve left: waited, not spun
+BUSY = (b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
+        b"Content-Length: 5\r\nConnection: close\r\n\r\nbusy\n")
+GONE = (ConnectionError, TimeoutError)  # a client that went away or stalled: no error
+
+log = logging.getLogger(__name__)
 
 
 class StatusPortError(Exception):
@@ -59,13 +79,47 @@ class Status:
                 "kill_switch_reason": self.halted_reason}
 
 
+class ConnectionGate:
+    """Connections being served, at most ``limit``; what was refused or dropped, counted."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.active = 0
+        self.refused = 0  # over the limit (or shed for want of descriptors): 503, closed
+        self.dropped = 0  # went away or stalled mid-request
+        self._lock = threading.Lock()
+
+    def enter(self) -> bool:
+        with self._lock:
+            if self.active >= self.limit:
+                self.refused += 1
+                return False
+            self.active += 1
+            return True
+
+    def leave(self) -> None:
+        with self._lock:
+            self.active = max(0, self.active - 1)
+
+    def shed(self) -> None:
+        with self._lock:
+            self.refused += 1
+
+    def drop(self) -> None:
+        with self._lock:
+            self.dropped += 1
+
+
 class StatusServer:
     """Serves the last published Status; ``start()`` binds, ``stop()`` closes."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, max_connections: int = MAX_CONNECTIONS,
+                 read_timeout_s: float = READ_TIMEOUT_S) -> None:
         self.port = port
+        self.gate = ConnectionGate(max_connections)
+        self.read_timeout_s = read_timeout_s
         self._status = Status()
-        self._server: http.server.ThreadingHTTPServer | None = None
+        self._server: _Server | None = None
         self._process = psutil.Process()
 
     def publish(self, status: Status) -> None:
@@ -74,11 +128,10 @@ class StatusServer:
     def start(self) -> int:
         handler = _handler(self)
         try:
-            self._server = http.server.ThreadingHTTPServer((HOST, self.port), handler)
+            self._server = _Server((HOST, self.port), handler, self.gate)
         except OSError as exc:
             raise StatusPortError(f"monitoring.http_port {self.port}: cannot listen on "
                                   f"{HOST}: {exc.strerror or exc}") from None
-        self._server.daemon_threads = True
         self.port = self._server.server_address[1]
         threading.Thread(target=self._server.serve_forever, name="http-status",
                          daemon=True).start()
@@ -120,6 +173,8 @@ class StatusServer:
         gauge("day_pnl", "today's P&L in the account currency", status.day_pnl)
         gauge("rss_bytes", "the supervisor's resident memory",
               float(self._process.memory_info().rss))
+        gauge("http_refused_total", "status connections refused: over the cap, or shed for "
+              "want of file descriptors", float(self.gate.refused))
         broker = Gauge("ibkr_bot_broker", "the broker adapter's own measures (pacing, "
                        "market-data lines, IBKR error codes, reconnects)", ["stat"],
                        registry=registry)
@@ -129,8 +184,114 @@ class StatusServer:
         return bytes(generate_latest(registry))
 
 
+class _Server(http.server.ThreadingHTTPServer):
+    """A thread per connection, at most ``gate.limit`` at once; quiet about clients that
+    went away; never spinning on an accept() that fails for want of descriptors."""
+
+    daemon_threads = True
+    request_queue_size = 64  # a burst waits in the kernel, not in SYN retries
+
+    def __init__(self, address: tuple[str, int],
+                 handler: type[http.server.BaseHTTPRequestHandler], gate: ConnectionGate,
+                 ) -> None:
+        self.gate = gate
+        self._reserve: int | None = _reserve()
+        self._starved = False
+        try:
+            super().__init__(address, handler)
+        except OSError:
+            self._release()
+            raise
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        try:
+            request = self.socket.accept()
+        except OSError as exc:  # socketserver drops it and selects again: at once
+            if exc.errno in (errno.EMFILE, errno.ENFILE):
+                self._shed(exc)
+            raise
+        self._starved = False
+        return request
+
+    def _shed(self, exc: OSError) -> None:
+        """Out of descriptors: the reserve is freed to accept the waiting connection and
+        refuse it (it would be readable again at once, a spin); without a reserve, a pause."""
+        if not self._starved:
+            self._starved = True
+            log.warning("status endpoint: %s; connections refused until descriptors are "
+                        "free", exc.strerror, extra={"event": "http_status_starved"})
+        if self._reserve is None:
+            self._reserve = _reserve()
+        accepted = False
+        if self._reserve is not None:
+            os.close(self._reserve)
+            try:
+                conn, _ = self.socket.accept()
+                self.gate.shed()
+                _refuse(conn)
+                accepted = True
+            except OSError:
+                pass
+            self._reserve = _reserve()
+        if not accepted:
+            time.sleep(ACCEPT_BACKOFF_S)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self.gate.enter():
+            _refuse(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:  # no thread started: it never leaves by itself
+            self.gate.leave()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.gate.leave()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        error = sys.exc_info()[1]
+        if isinstance(error, GONE):  # the client went away or stalled: its loss only
+            self.gate.drop()
+            return
+        log.exception("status endpoint: a request failed", extra={"event": "http_status_error"})
+
+    def server_close(self) -> None:
+        super().server_close()
+        self._release()
+
+    def _release(self) -> None:
+        if self._reserve is not None:
+            os.close(self._reserve)
+            self._reserve = None
+
+
+def _reserve() -> int | None:
+    """A spare descriptor, given up when accept() finds none; None when none is left."""
+    try:
+        return os.open(os.devnull, os.O_RDONLY)
+    except OSError:
+        return None
+
+
+def _refuse(conn: socket.socket) -> None:
+    """503 if the socket takes it at once (never waited for), then closed."""
+    try:
+        conn.setblocking(False)
+        conn.send(BUSY)
+    except OSError:
+        pass
+    finally:
+        conn.close()
+
+
 def _handler(server: StatusServer) -> type[http.server.BaseHTTPRequestHandler]:
     class Handler(http.server.BaseHTTPRequestHandler):
+        timeout = server.read_timeout_s  # a slow or silent client holds a slot this long
+
         def do_GET(self) -> None:  # noqa: N802 - the http.server API
             if self.path.split("?")[0] == "/healthz":
                 health = server.health()
