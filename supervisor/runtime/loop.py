@@ -101,7 +101,8 @@ class Supervisor:
         self.universe = Universe(settings.universe.symbols)  # checked at the first cycle
         self.service = DataService(broker, settings.ibkr.request_timeout_s, self.calendar,
                                    clock.now)
-        self.pool = WorkerPool(settings, self._on_message, self._on_death, on_log, mp_context)
+        self.pool = WorkerPool(settings, self._on_message, self._on_death, on_log, mp_context,
+                               alert=self.alerter.send)  # a worker it cannot start
         self.stop = asyncio.Event()
         self.exit_code = exitcodes.OK
         self.cycle: CycleRun | None = None

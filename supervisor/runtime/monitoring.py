@@ -84,6 +84,7 @@ class MonitorLoop:
                         "worker_respawns_total": self.pool.respawns,
                         "worker_hangs_total": self.pool.hangs,
                         "worker_retired_total": self.pool.retired,
+                        "worker_spawn_failures_total": self.pool.owed.failures,
                         "alerts_dropped_total": self.alerter.stats()["dropped"],
                         "monitor_errors_total": self.errors})
         return processes, buffers

@@ -20,6 +20,11 @@ A worker that is alive but stuck (a strategy's endless loop on one symbol) is ki
 watchdog and goes down the same death path: the symbol it was stuck on fails, its other
 symbols are retried once. Such kills, and workers retired after their share of tasks, are not
 counted against ``max_respawns_per_minute``: their cause is known and costs one symbol.
+
+A worker that cannot be started (no file descriptor, no memory) is owed, never forgotten:
+the error is caught here (not left to asyncio's handler, which would only print it), logged,
+counted (``spawn_failures``), alerted once per streak, and the start tried again with back-off
+(spawning.py) until it succeeds; the watchdog and the death path run on meanwhile.
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ from supervisor.runtime.liveness import (
     stuck_on,
     watch_interval,
 )
+from supervisor.runtime.spawning import Owed
 from workers.beat import Beat
 from workers.main import worker_main
 
@@ -88,11 +94,13 @@ class WorkerPool:
         on_death: Callable[[WorkerHandle, str | None], None],
         on_log: Callable[[logging.LogRecord], None],
         context: str = "spawn",
+        alert: Callable[[str, str], object] = lambda kind, text: None,
     ) -> None:
         self.settings = settings
         self.on_message = on_message
         self.on_death = on_death
         self.on_log = on_log
+        self.alert = alert  # (kind, text): the Alerter's send, never blocking
         if context not in ("spawn", "forkserver"):
             # a forked child would inherit the broker socket and the running event loop
             raise ValueError(f"workers need a spawn or forkserver context, not {context!r}")
@@ -102,6 +110,8 @@ class WorkerPool:
         self.hangs = 0  # workers killed for a stuck step or an inbox they did not read
         self.retired = 0  # workers replaced after workers.max_tasks_per_worker tasks
         self.torn_messages = 0  # channels that ended mid-message (a worker killed writing)
+        self.owed = Owed()  # workers that could not be started yet: tried with back-off
+        self._retry: asyncio.TimerHandle | None = None
         self.stopping = False
         self._ids = itertools.count(1)
         self._deaths: deque[float] = deque()
@@ -121,25 +131,73 @@ class WorkerPool:
             await asyncio.wait_for(self._all_ready.wait(), timeout_s)
         except TimeoutError:
             slow = [w.worker_id for w in self.workers.values() if not w.ready]
-            raise BootFailure(f"workers {slow} not ready after {timeout_s:g}s") from None
+            missing = f"; {self.owed.count} could not be started" if self.owed.count else ""
+            raise BootFailure(f"workers {slow} not ready after {timeout_s:g}s{missing}"
+                              ) from None
 
-    def _spawn(self) -> WorkerHandle:
+    def _spawn(self) -> WorkerHandle | None:
+        """A new worker; or None when it cannot be started now: then it is owed, and
+        started later (``_retry_owed``), so the pool never silently shrinks."""
+        try:
+            handle = self._start_worker()
+        except Exception as exc:  # noqa: BLE001 - OSError mostly (EMFILE): owed, not lost
+            self._spawn_failed(exc)
+            return None
+        recovered = self.owed.started(handle.worker_id)
+        if recovered is not None:
+            log.warning(recovered, extra={"event": "worker_spawn_recovered"})
+            self.alert("worker_spawn", recovered)
+        return handle
+
+    def _spawn_failed(self, exc: Exception) -> None:
+        assert self._loop is not None
+        text, retry_in, first = self.owed.failed(exc)
+        log.error(text, exc_info=not isinstance(exc, OSError),  # else a bug: its traceback
+                  extra={"event": "worker_spawn_failed", "owed": self.owed.count})
+        if first:  # once per streak; each attempt is logged
+            self.alert("worker_spawn", text)
+        if self._retry is None:
+            self._retry = self._loop.call_later(retry_in, self._retry_owed)
+
+    def _retry_owed(self) -> None:
+        self._retry = None
+        while self.owed.count and not self.stopping:
+            self.owed.count -= 1
+            if self._spawn() is None:
+                return  # owed again, and the next attempt is scheduled
+
+    def _start_worker(self) -> WorkerHandle:
         assert self._loop is not None
         worker_id = next(self._ids)
-        inbox_end, inbox_writer = self.ctx.Pipe(duplex=False)
-        channel, writer = self.ctx.Pipe(duplex=False)
-        beat = Beat(self.ctx)
-        process = self.ctx.Process(
-            target=worker_main,
-            args=(worker_id, inbox_end, writer, self.settings, True, beat),
-            name=f"worker-{worker_id}",
-            daemon=True,
-        )
-        process.start()
+        opened: list[Any] = []  # closed again if the start fails half way
+        try:
+            opened += self.ctx.Pipe(duplex=False)
+            inbox_end, inbox_writer = opened
+            opened += self.ctx.Pipe(duplex=False)
+            channel, writer = opened[2:]
+            beat = Beat(self.ctx)
+            process = self.ctx.Process(
+                target=worker_main,
+                args=(worker_id, inbox_end, writer, self.settings, True, beat),
+                name=f"worker-{worker_id}",
+                daemon=True,
+            )
+            process.start()
+        except BaseException:
+            for end in opened:
+                end.close()
+            raise
         writer.close()  # the worker holds the only write end: its death is our EOF
         inbox_end.close()  # and the only read end of its inbox: its death breaks our writes
-        inbox = FrameWriter(os.dup(inbox_writer.fileno()), self._loop)  # the fd is its own
-        inbox_writer.close()
+        try:
+            inbox = FrameWriter(os.dup(inbox_writer.fileno()), self._loop)  # its own fd
+        except BaseException:
+            process.kill()  # started, but we could never write to it
+            process.join(timeout=1)
+            channel.close()
+            raise
+        finally:
+            inbox_writer.close()
         handle = WorkerHandle(worker_id, process, inbox, channel, FrameReader(channel.fileno()),
                               beat)
         self.workers[worker_id] = handle
@@ -195,7 +253,7 @@ class WorkerPool:
     def mark_ready(self, worker_id: int) -> None:
         if worker_id in self.workers:
             self.workers[worker_id].ready = True
-        if all(w.ready for w in self.workers.values()):
+        if not self.owed.count and all(w.ready for w in self.workers.values()):
             self._all_ready.set()
 
     def send(self, worker_id: int, message: Any) -> bool:
@@ -321,6 +379,8 @@ class WorkerPool:
     async def stop(self, timeout_s: float = 5.0) -> None:
         """Ask every worker to stop, wait, then terminate stragglers; close every channel."""
         self.stopping = True
+        if self._retry is not None:
+            self._retry.cancel()
         for handle in self.workers.values():
             handle.inbox.put(Stop())
         deadline = time.monotonic() + timeout_s
