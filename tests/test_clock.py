@@ -13,7 +13,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from supervisor.runtime.clock import ClockFile, SimClock, WallClock
+from supervisor.runtime.clock import ClockFile, SimClock, WallClock, clock_jump
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -117,3 +117,50 @@ def test_a_clock_file_not_written_yet_is_followed_once_it_is(tmp_path) -> None:
     assert start + 55 < clock.now() < start + 60 * 5 and clock.rate == 60.0
     path.unlink()
     assert clock.now() > start  # read once: the session does not vanish with the file
+
+
+# --- wall-clock jumps are said -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("before", "after", "step"), [
+    ((1000.0, 50.0), (1010.0, 60.0), None),  # both moved 10 s: no jump
+    ((1000.0, 50.0), (1011.5, 60.0), None),  # 1.5 s: within the tolerance
+    ((1000.0, 50.0), (1070.0, 60.0), 60.0),  # NTP stepped a minute forward
+    ((1000.0, 50.0), (940.0, 60.0), -70.0),  # set back by hand
+    ((1000.0, 50.0), (4603.0, 3650.0), None),  # 3 s over an hour: slewing, not a jump
+])
+def test_a_clock_jump_is_the_wall_clock_moving_apart_from_the_monotonic_one(before, after, step):
+    assert clock_jump(before, after) == step
+
+
+class FakeTime:
+    def __init__(self) -> None:
+        self.wall, self.mono = 1_767_886_200.0, 100.0
+
+    def time(self) -> float:
+        return self.wall
+
+    def monotonic(self) -> float:
+        return self.mono
+
+
+def test_the_wall_clock_logs_a_jump_once(monkeypatch, caplog) -> None:
+    fake = FakeTime()
+    monkeypatch.setattr("supervisor.runtime.clock.time", fake)
+    clock = WallClock()
+    clock.now()
+    fake.wall += 5
+    fake.mono += 5
+    clock.now()
+    assert clock.jumps == 0 and not caplog.records
+
+    fake.wall -= 3600  # the clock set back an hour
+    fake.mono += 1
+    assert clock.now() == fake.wall
+    fake.wall += 1
+    fake.mono += 1
+    clock.now()  # steady again: said once
+
+    assert clock.jumps == 1
+    [record] = caplog.records
+    assert record.getMessage().startswith("the wall clock jumped -3601.0 s")

@@ -51,6 +51,7 @@ from typing import IO, Any
 import psutil
 
 from common.config import MonitoringSettings
+from supervisor.observe.repeats import Repeated, os_reason
 from supervisor.observe.soak import least_squares_slope
 
 log = logging.getLogger(__name__)
@@ -153,6 +154,10 @@ class MetricsWriter:
         self.keep_files = keep_files
         self.write_errors = 0
         self._file: IO[str] | None = None
+        # a read-only or full disk fails every sample: said once with a count, not each time
+        self._unwritable = Repeated(log, f"metrics lines not written to {self.path}")
+        self._not_json = Repeated(log, "metrics line not written: not plain JSON")
+        self._unclosable = Repeated(log, "closing the metrics file failed")
 
     def write(self, record: dict[str, Any]) -> bool:
         """Write one line; False (logged) when the disk refuses: metrics never stop trading."""
@@ -160,8 +165,8 @@ class MetricsWriter:
             line = json.dumps(record, separators=(",", ":"), allow_nan=False) + "\n"
         except (TypeError, ValueError) as exc:
             self.write_errors += 1
-            log.warning("metrics line not written: not plain JSON (%s); the caller's measure "
-                        "needs fixing, the next sample is unaffected", exc)
+            self._not_json.failed(str(exc), "the caller's measure needs fixing, the next "
+                                  "sample is unaffected")
             return False
         try:
             handle = self._open()
@@ -171,9 +176,10 @@ class MetricsWriter:
             handle.flush()
         except OSError as exc:
             self.write_errors += 1
-            log.warning("metrics line not written (%s); the next sample tries again", exc)
+            self._unwritable.failed(os_reason(exc), "the next sample tries again")
             self.close()
             return False
+        self._unwritable.succeeded()
         return True
 
     def close(self) -> None:
@@ -181,7 +187,9 @@ class MetricsWriter:
             try:
                 self._file.close()
             except OSError as exc:
-                log.warning("closing the metrics file failed (%s); lines were flushed", exc)
+                self._unclosable.failed(os_reason(exc), "lines were flushed")
+            else:
+                self._unclosable.succeeded()
             self._file = None
 
     def _open(self) -> IO[str]:
@@ -222,6 +230,7 @@ class GatewayLogWatcher:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._counts = {"output_exceeded": 0, "ebuffer_grown": 0}
+        self._unreadable = Repeated(log, f"gateway log {self.path} unreadable")
         self._inode: int | None = None
         self._offset = 0
         stat = self._stat()
@@ -239,8 +248,9 @@ class GatewayLogWatcher:
             try:
                 self._read_new()
             except OSError as exc:
-                log.warning("gateway log %s unreadable (%s); counts resume next poll",
-                            self.path, exc)
+                self._unreadable.failed(os_reason(exc), "counts resume once it is readable")
+            else:
+                self._unreadable.succeeded()
         return dict(self._counts)
 
     def _stat(self) -> os.stat_result | None:

@@ -15,10 +15,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
+
+log = logging.getLogger(__name__)
 
 
 class Clock(Protocol):
@@ -40,11 +43,38 @@ async def _wait(seconds: float, wake: asyncio.Event) -> None:
         await asyncio.wait_for(wake.wait(), timeout=seconds)
 
 
+CLOCK_JUMP_S = 2.0  # a step of the wall clock against the monotonic one worth a WARNING
+SLEW_PER_S = 0.001  # NTP slews at most 500 ppm: drift between distant readings is no jump
+
+
+def clock_jump(before: tuple[float, float], after: tuple[float, float]) -> float | None:
+    """How far the wall clock stepped between two (wall, monotonic) readings, or None: set by
+    hand, stepped by NTP, or the machine slept (the monotonic clock stops in a suspend)."""
+    step = (after[0] - before[0]) - (after[1] - before[1])
+    allowed = max(CLOCK_JUMP_S, SLEW_PER_S * abs(after[1] - before[1]))
+    return step if abs(step) > allowed else None
+
+
 class WallClock:
+    """The wall clock, saying when it jumps: a journal's timestamps, the trading day and the
+    expiry timer all read it, so a step of it is worth knowing about."""
+
     rate = 1.0
 
+    def __init__(self) -> None:
+        self._last: tuple[float, float] | None = None
+        self.jumps = 0
+
     def now(self) -> float:
-        return time.time()
+        reading = (time.time(), time.monotonic())
+        step = None if self._last is None else clock_jump(self._last, reading)
+        if step is not None:
+            self.jumps += 1
+            log.warning("the wall clock jumped %+.1f s (set by hand, stepped by NTP, or the "
+                        "machine slept); timestamps and the trading day follow it",
+                        step, extra={"event": "clock_jump", "step_s": round(step, 3)})
+        self._last = reading
+        return reading[0]
 
     async def sleep(self, seconds: float, wake: asyncio.Event) -> None:
         await _wait(seconds, wake)
