@@ -17,6 +17,7 @@ import pytest
 
 from common.config import Settings
 from common.settings_file import ConfigError, journal_for, load_settings, origins_text
+from supervisor.commands.cli import main
 from supervisor.commands.options import with_overrides
 from supervisor.commands.run import add_run_arguments
 from supervisor.runtime.sessions import with_values
@@ -182,3 +183,15 @@ def test_each_refusal_names_the_fix_for_where_the_value_came_from(tmp_path, text
     why = live_refusal(settings, True, "ibkr", MANAGED)
     assert why is not None and fix in why, why
     assert "set it to live" not in why
+
+
+def test_validate_says_what_the_environment_supplies(tmp_path, capsys, monkeypatch):
+    path = tmp_path / "settings.yaml"
+    path.write_text('execution:\n  mode: "${BOT_MODE}"\n')
+    monkeypatch.setenv("BOT_MODE", "live")
+    monkeypatch.setenv("IBKR_ACCOUNT", "DU1234567")
+
+    assert main(["validate", "--config", str(path)]) == 0
+
+    assert ("note: execution.mode live from $BOT_MODE, ibkr.account DU1234567 from "
+            "$IBKR_ACCOUNT") in capsys.readouterr().out
