@@ -90,6 +90,17 @@ class Chatty(_Holds):
         return SignalDecision(Signal.HOLD, 0.0, ("said a lot",))
 
 
+class ReadsTheQuote(_Holds):
+    """Decides on the underlying's snapshot: it asks for it with the bars."""
+
+    decides_on_quote = True
+
+    def decide(self, view: MarketView) -> SignalDecision:
+        assert view.quote is not None and view.check is not None
+        return SignalDecision(Signal.HOLD, 0.0, (f"quote mid {view.check.mid}",
+                                                 f"price {view.price} {view.price_source}"))
+
+
 def refuses_to_build(settings: Settings) -> _Holds:
     """A strategy factory that raises, as a user's buggy one would."""
     raise RuntimeError("this strategy needs a license key")

@@ -68,13 +68,62 @@ def test_directional_signal_walks_the_whole_chain(settings):
     assert intent.stop_loss < intent.entry_limit < intent.take_profit
 
 
-def test_hold_asks_for_no_chain(settings):
+def test_hold_asks_for_no_chain_and_no_snapshot(settings):
+    # Given QQQ at the stub's opening minute, a HOLD by its bars
+    now = settings.stub.start.timestamp()
+    fake = FakeSupervisor(settings, now)
+    # When the pipeline runs
+    result, kinds = drive(pipeline(settings, "QQQ", now), fake.answer)
+    # Then it decided from the bars alone: no underlying snapshot, no chain
+    assert result.signal is Signal.HOLD and result.ok and result.skipped is None
+    assert QuoteRequest not in kinds and ChainRequest not in kinds
+    assert set(kinds) == {BarsRequest}
+    assert result.intents == () and result.reasons
+
+
+def test_a_directional_signal_asks_for_the_snapshot_with_the_chain_after_the_bars(settings):
+    now = settings.stub.start.timestamp()
+    fake = FakeSupervisor(settings, now)
+    batches: list[list[type]] = []
+    gen = pipeline(settings, "SPY", now)
+    batch = next(gen)
+    try:
+        while True:
+            batches.append([type(r) for r in batch])
+            batch = gen.send(tuple(fake.answer(r) for r in batch))
+    except StopIteration as done:
+        result = done.value
+    # bars first (the signal), then the snapshot and the chain in one step, then the options
+    assert result.signal is Signal.SELL and result.intents
+    assert batches == [[BarsRequest, BarsRequest], [ChainRequest, QuoteRequest],
+                       [OptionQuotesRequest]]
+    # and the ATM is read from the snapshot's price, not from a bar
+    quote = next(fake.answer(r) for r in fake.seen if isinstance(r, QuoteRequest)).value
+    assert any(f"for price {(quote.bid + quote.ask) / 2:g}" in r for r in result.reasons)
+
+
+def test_a_strategy_that_decides_on_the_quote_gets_it_with_the_bars(tmp_path):
+    settings = make_settings(tmp_path, strategy={"name": "tests.strategies:ReadsTheQuote"})
     now = settings.stub.start.timestamp()
     fake = FakeSupervisor(settings, now)
     result, kinds = drive(pipeline(settings, "QQQ", now), fake.answer)
-    assert result.signal is Signal.HOLD
-    assert ChainRequest not in kinds
-    assert result.intents == () and result.reasons
+    assert result.signal is Signal.HOLD and result.reasons[0].startswith("quote mid ")
+    assert kinds.count(QuoteRequest) == 1
+
+
+def test_the_snapshot_failing_after_a_signal_is_a_failure(settings):
+    now = settings.stub.start.timestamp()
+    fake = FakeSupervisor(settings, now)
+
+    def answer(request):
+        if isinstance(request, QuoteRequest):
+            return Reply(request.request_id, error="timed out after 15s")
+        return fake.answer(request)
+
+    result, kinds = drive(pipeline(settings, "SPY", now), answer)
+    assert result.signal is Signal.SELL and not result.ok
+    assert result.error == "market data: timed out after 15s"
+    assert OptionQuotesRequest not in kinds
 
 
 def test_no_usable_price_skips_with_the_reason(settings):
@@ -89,7 +138,7 @@ def test_no_usable_price_skips_with_the_reason(settings):
     result, kinds = drive(pipeline(settings, "SPY", now), answer)
     assert result.ok and result.skipped is not None
     assert "no usable price" in result.skipped
-    assert ChainRequest not in kinds
+    assert OptionQuotesRequest not in kinds
 
 
 def test_no_market_data_is_a_failure_with_its_reason_not_a_hold(settings):
@@ -123,10 +172,10 @@ def test_hourly_bars_requested_only_when_the_whale_rule_is_on(tmp_path):
     off = make_settings(tmp_path, strategy={"whale": {"enabled": False}})
     now = off.stub.start.timestamp()
     first_batch = next(pipeline(off, "SPY", now))
-    assert [getattr(r, "bar_minutes", None) for r in first_batch] == [None, 1]
+    assert [getattr(r, "bar_minutes", None) for r in first_batch] == [1]
     on = make_settings(tmp_path)
     first_batch = next(pipeline(on, "SPY", now))
-    assert [getattr(r, "bar_minutes", None) for r in first_batch] == [None, 1, 60]
+    assert [getattr(r, "bar_minutes", None) for r in first_batch] == [1, 60]
 
 
 def test_vwap_is_anchored_to_the_open_however_old_the_session(settings):

@@ -87,6 +87,23 @@ def test_worker_turns_a_task_into_a_result_with_an_intent(tmp_path, make_worker)
     assert worker.stop() == 0
 
 
+def test_a_hold_sends_no_snapshot_request_and_a_sell_does(tmp_path, make_worker):
+    # Given a worker and two symbols at the stub's opening minute: QQQ holds, SPY sells
+    settings = make_settings(tmp_path)
+    now = settings.stub.start.timestamp()
+    worker = make_worker(settings)
+    hold, sell = FakeSupervisor(settings, now), FakeSupervisor(settings, now)
+    # When each runs through the worker, answered by hand
+    held = worker.run_task(SymbolTask(1, "QQQ", now, trading_day(now)), hold.answer)
+    sold = worker.run_task(SymbolTask(1, "SPY", now, trading_day(now)), sell.answer)
+    # Then the HOLD asked for bars only; the SELL asked for the underlying's snapshot once
+    assert held.signal is Signal.HOLD and held.ok
+    assert {type(r).__name__ for r in hold.seen} == {"BarsRequest"}
+    assert sold.signal is Signal.SELL and sold.intents
+    assert [type(r).__name__ for r in sell.seen].count("QuoteRequest") == 1
+    assert worker.stop() == 0
+
+
 def test_worker_never_imports_the_broker_library(tmp_path, make_worker):
     settings = make_settings(tmp_path, strategy={"name": "tests.strategies:ModuleProbe"})
     now = settings.stub.start.timestamp()
@@ -181,16 +198,16 @@ def test_a_steps_requests_go_out_as_one_message_and_its_replies_come_back_as_one
     driver = TaskDriver(1, settings, load_strategy(settings), sent.append)
     # When a task starts
     driver.start(SymbolTask(1, "SPY", now, trading_day(now)))
-    # Then its first step is one message with all three requests
+    # Then its first step is one message with both bar requests (no snapshot before a signal)
     (first,) = sent
     assert isinstance(first, Requests)
-    assert [type(r).__name__ for r in first.requests] == [
-        "QuoteRequest", "BarsRequest", "BarsRequest"]
-    # And one Replies message moves it to its next step, again one message
+    assert [type(r).__name__ for r in first.requests] == ["BarsRequest", "BarsRequest"]
+    # And one Replies message moves it to its next step (SELL: the chain and the snapshot),
+    # again one message
     driver.on_replies(Replies(tuple(fake.answer(r) for r in first.requests)))
     assert len(sent) == 2 and isinstance(sent[1], Requests)
-    assert [type(r).__name__ for r in sent[1].requests] == ["ChainRequest"]
-    assert set(driver.by_request) == {sent[1].requests[0].request_id}
+    assert [type(r).__name__ for r in sent[1].requests] == ["ChainRequest", "QuoteRequest"]
+    assert set(driver.by_request) == {r.request_id for r in sent[1].requests}
 
 
 def test_a_finished_symbol_is_sent_before_the_next_message_can_kill_its_worker(

@@ -1,7 +1,16 @@
 """One symbol, one cycle, as a generator: it yields the requests it needs, receives the replies.
 
-    quote + bars (+ hourly bars) -> sanitise -> signal -> chain -> ATM/window -> option
-    snapshots of the candidates -> strategy -> SymbolResult
+    bars (+ hourly bars) -> signal -> HOLD: done (no snapshot: a HOLD reads none)
+                                   -> BUY/SELL: underlying snapshot + chain -> sanitise ->
+                                      ATM/window -> option snapshots of the candidates ->
+                                      strategy -> SymbolResult
+
+The signal is computed from bars alone, so the underlying's snapshot (two messages at the
+gateway: the request, and its cancel when lines are short) is spent only on a decision that
+reads it: the ATM strike and the entry's reference price. Until then the view's price is the
+last completed bar's close (``price_source`` "bar close"). A strategy whose ``decide`` reads
+the quote says so with ``decides_on_quote = True``: it then gets the snapshot with the bars,
+as before.
 
 Written as a generator so the same code runs inside a worker process (driven by queue
 messages) and inside a test (driven by hand), and so one worker can have several symbols
@@ -11,6 +20,7 @@ waiting on the supervisor at once without threads.
 from __future__ import annotations
 
 import itertools
+import math
 import time
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, replace
@@ -31,12 +41,14 @@ from common.messages import (
     SymbolResult,
     SymbolTask,
 )
-from common.quotes import check_underlying
+from common.quotes import check_underlying, usable
 from workers.signals import SignalDecision
 from workers.strategy import MarketView, Strategy
 from workers.strikes import ChainError, select_contracts
 
 Pipeline = Generator[tuple[Request, ...], tuple[Reply, ...], SymbolResult]
+
+BAR_CLOSE = "bar close"  # a view's price_source before (or without) the snapshot
 
 
 class RemoteError(Exception):
@@ -48,6 +60,10 @@ class DataFailure:
     """The supervisor could not get the symbol's market data."""
 
     reason: str
+
+
+# a step that ends with the view, why the data is unusable (a skip), or why there is none
+Step = Generator[tuple[Request, ...], tuple[Reply, ...], MarketView | DataFailure | str]
 
 
 def _value(reply: Reply) -> object:
@@ -91,35 +107,60 @@ def process_symbol(
     return (yield from _option_side(view, decision, result, settings, strategy, ids, timer))
 
 
+def decides_on_quote(strategy: Strategy) -> bool:
+    """Whether the strategy's ``decide`` reads the underlying's snapshot (default: no)."""
+    return bool(getattr(strategy, "decides_on_quote", False))
+
+
 def _market_view(task: SymbolTask, worker_id: int, settings: Settings, strategy: Strategy,
-                 ids: Iterator[int], timer: _Timer
-                 ) -> Generator[tuple[Request, ...], tuple[Reply, ...],
-                                MarketView | DataFailure | str]:
-    """Quote and bars (hourly too, for the whale rule), sanitised: the view, why the data
-    is unusable (a skip), or why there is none (a failure)."""
+                 ids: Iterator[int], timer: _Timer) -> Step:
+    """Bars (hourly too, for the whale rule) and, only for a strategy that decides on it,
+    the quote: the view, why the data is unusable (a skip), or why there is none (a
+    failure)."""
     rth = not settings.strategy.extended_hours
     requests: list[Request] = [
-        QuoteRequest(next(ids), worker_id, task.symbol),
         BarsRequest(next(ids), worker_id, task.symbol,
                     minute_bars_wanted(task, settings.strategy.scalp.bars_minutes), 1, rth),
     ]
-    if getattr(strategy, "wants_hourly_bars", False):
+    hourly_too = bool(getattr(strategy, "wants_hourly_bars", False))
+    if hourly_too:
         hours = settings.strategy.whale.lookback_bars + 2
         requests.append(BarsRequest(next(ids), worker_id, task.symbol, hours, 60, rth))
+    with_quote = decides_on_quote(strategy)
+    if with_quote:
+        requests.append(QuoteRequest(next(ids), worker_id, task.symbol))
     replies = yield tuple(requests)
     timer.lap("market_data")
     try:
-        quote, bars = _value(replies[0]), _value(replies[1])
-        hourly = _value(replies[2]) if len(replies) > 2 else None
+        bars = _value(replies[0])
+        hourly = _value(replies[1]) if hourly_too else None
+        quote = _value(replies[-1]) if with_quote else None
     except RemoteError as exc:
         return DataFailure(f"market data: {exc}")
-    assert isinstance(quote, Quote) and isinstance(bars, Bars)
+    assert isinstance(bars, Bars)
+    view = MarketView(task, task.day, None, None, last_close(bars), BAR_CLOSE, bars,
+                      hourly if isinstance(hourly, Bars) else None)
+    if quote is None:
+        return view
+    assert isinstance(quote, Quote)
+    return priced(view, quote, settings)
+
+
+def last_close(bars: Bars) -> float:
+    """The newest usable close (NaN with none): a HOLD's price, read from no snapshot."""
+    for close in reversed(bars.close):
+        if usable(close):
+            return float(close)
+    return math.nan
+
+
+def priced(view: MarketView, quote: Quote, settings: Settings) -> MarketView | str:
+    """The view with the underlying's snapshot and its reference price, or why it has none."""
     check, ref = check_underlying(quote, settings.quotes)
     if ref is None:
         return f"no usable price ({', '.join(check.flags) or 'none'})"
     price, source = ref
-    return MarketView(task, task.day, quote, check, price, source, bars,
-                      hourly if isinstance(hourly, Bars) else None)
+    return replace(view, quote=quote, check=check, price=price, price_source=source)
 
 
 MAX_MINUTE_BARS = 24 * 60
@@ -135,16 +176,51 @@ def minute_bars_wanted(task: SymbolTask, lookback: int) -> int:
     return min(MAX_MINUTE_BARS, int(since_open))
 
 
+def _chain_and_price(view: MarketView, worker_id: int, settings: Settings,
+                     ids: Iterator[int], timer: _Timer
+                     ) -> Generator[tuple[Request, ...], tuple[Reply, ...],
+                                    tuple[MarketView | DataFailure | str, object]]:
+    """The chain, and the underlying's snapshot unless the view already has it: asked in one
+    step (the option side needs both). The priced view (or why there is no price, or no
+    snapshot), and the chain (or the RemoteError that stands for it)."""
+    symbol = view.task.symbol
+    requests: list[Request] = [ChainRequest(next(ids), worker_id, symbol)]
+    if view.quote is None:
+        requests.append(QuoteRequest(next(ids), worker_id, symbol))
+    replies = yield tuple(requests)
+    timer.lap("chain")
+    try:
+        chain = _value(replies[0])
+    except RemoteError as exc:
+        chain = exc
+    if view.quote is not None:
+        return view, chain
+    try:
+        quote = _value(replies[1])
+    except RemoteError as exc:  # as before the reorder: no snapshot is a failure
+        return DataFailure(f"market data: {exc}"), chain
+    assert isinstance(quote, Quote)
+    return priced(view, quote, settings), chain
+
+
 def _option_side(view: MarketView, decision: SignalDecision, result: SymbolResult,
                  settings: Settings, strategy: Strategy, ids: Iterator[int], timer: _Timer
                  ) -> Pipeline:
-    """Chain, ATM and window, the candidates' snapshots, then the strategy's intents."""
+    """Chain and the snapshot, ATM and window, the candidates' snapshots, then the
+    strategy's intents."""
     symbol, worker_id = view.task.symbol, result.worker_id
-    (chain_reply,) = yield (ChainRequest(next(ids), worker_id, symbol),)
-    timer.lap("chain")
+    with_price, chain = yield from _chain_and_price(view, worker_id, settings, ids, timer)
+    if isinstance(with_price, DataFailure):
+        return replace(result, reasons=decision.reasons, error=with_price.reason,
+                       timings=tuple(timer.marks))
+    if isinstance(with_price, str):
+        return replace(result, reasons=decision.reasons, skipped=with_price,
+                       timings=tuple(timer.marks))
+    view = with_price
     right = Right.CALL if decision.signal is Signal.BUY else Right.PUT
     try:
-        chain = _value(chain_reply)
+        if isinstance(chain, RemoteError):
+            raise chain
         assert isinstance(chain, OptionChain)
         selection = select_contracts(chain, view.price, right, view.today, settings.options,
                                      minutes_left_today=view.task.minutes_left)

@@ -25,12 +25,18 @@ BUILTIN = "scalp_whale"
 
 @dataclass(frozen=True)
 class MarketView:
-    """What a strategy knows of one symbol in one cycle."""
+    """What a strategy knows of one symbol in one cycle.
+
+    ``decide`` sees the bars only: ``quote`` and ``check`` are None and ``price`` is the last
+    completed bar's close (``price_source`` "bar close"), unless the strategy sets
+    ``decides_on_quote = True`` (then the snapshot comes with the bars). ``choose`` always
+    sees the underlying's snapshot and its reference price (``price_source`` mid, last or
+    close, as ``quotes.price_sources`` orders them)."""
 
     task: SymbolTask
     today: date
-    quote: Quote
-    check: QuoteCheck
+    quote: Quote | None  # the underlying's snapshot: asked only when a decision reads it
+    check: QuoteCheck | None
     price: float
     price_source: str
     bars: Bars  # 1-minute
@@ -39,6 +45,9 @@ class MarketView:
 
 class Strategy(Protocol):
     wants_hourly_bars: bool
+    # optional (default False): True makes ``decide`` see the underlying's snapshot, at the
+    # cost of one snapshot (and often its cancel) for every symbol, HOLDs included
+
 
     def decide(self, view: MarketView) -> SignalDecision: ...
 

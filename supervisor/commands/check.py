@@ -82,6 +82,7 @@ class ProbeStrategy:
     """Always wants calls, and keeps what the pipeline showed it."""
 
     wants_hourly_bars = False
+    decides_on_quote = True  # the report shows the snapshot's price and flags
 
     def __init__(self) -> None:
         self.view: MarketView | None = None
@@ -116,7 +117,8 @@ def _fill(report: CheckReport, result: SymbolResult, probe: ProbeStrategy,
           served: list[ReplyValue]) -> None:
     if probe.view is not None:
         report.price, report.price_source = probe.view.price, probe.view.price_source
-        report.warnings += [f"quote flag {f}" for f in probe.view.check.flags]
+        check = probe.view.check
+        report.warnings += [f"quote flag {f}" for f in (check.flags if check else ())]
     chain = next((v for v in served if isinstance(v, OptionChain)), None)
     if chain is not None:
         report.strikes, report.expirations = len(chain.strikes), len(chain.expirations)
