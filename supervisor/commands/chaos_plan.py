@@ -1,10 +1,15 @@
 """What ``chaos`` does to the bot: a seeded schedule of process faults, and the market the
 simulator plays (its own timed faults and bad quotes), written as files the children read.
 
-    plan(cycles, seed) -> [Fault(at_cycle, kind)]   worker / gateway / supervisor kills
+    plan(cycles, seed) -> [Fault(at_cycle, kind)]   worker / gateway / supervisor kills, a
+                            hung worker, a frozen gateway, the journal deleted or replaced,
+                            a descriptor flood on the status port
     write_scenario(out)  -> the soak scenario + 1100/1101/1102, a disconnect, snapshots that
                             never end, NaN / -1 / crossed option quotes
-    write_settings(out)  -> the bot's settings: back-to-back cycles, files under ``out``
+    write_settings(out)  -> the bot's settings: back-to-back cycles, files under ``out``,
+                            the strategy that hangs on cue, the status port, a hanging
+                            webhook and a counted heartbeat; live: the simulator's paper
+                            account
 """
 
 from __future__ import annotations
@@ -17,10 +22,17 @@ from typing import Any
 import yaml
 
 from common.config import PROJECT_ROOT
+from supervisor.commands.chaos_hang import STRATEGY
 
 SOAK_SCENARIO = PROJECT_ROOT / "configs" / "scenarios" / "soak.yaml"
 WORKER_KILL, GATEWAY_RESTART, SUPERVISOR_TERM, SUPERVISOR_KILL = (
     "worker_kill", "gateway_restart", "supervisor_term", "supervisor_kill")
+WORKER_HANG, GATEWAY_FREEZE, JOURNAL_DELETE, JOURNAL_REPLACE, FD_FLOOD = (
+    "worker_hang", "gateway_freeze", "journal_delete", "journal_replace", "fd_flood")
+KINDS = (WORKER_KILL, GATEWAY_RESTART, SUPERVISOR_TERM, SUPERVISOR_KILL, WORKER_HANG,
+         GATEWAY_FREEZE, JOURNAL_DELETE, JOURNAL_REPLACE, FD_FLOOD)
+ALERT_HANG = "alert_hang"  # not scheduled: the webhook hangs for the whole run
+SIM_ACCOUNT = "DU1234567"  # the soak scenario's paper account (live runs trade it)
 BOT_CLIENT_ID = 1
 CLOCK_RATE = 20.0
 
@@ -56,7 +68,10 @@ def plan(cycles: int, seed: int) -> list[Fault]:
     rng = random.Random(seed)
     kinds = ([WORKER_KILL] * max(3, cycles // 40) + [GATEWAY_RESTART] * max(1, cycles // 250)
              + [SUPERVISOR_TERM] * max(1, cycles // 500)
-             + [SUPERVISOR_KILL] * max(1, cycles // 500))
+             + [SUPERVISOR_KILL] * max(1, cycles // 500)
+             + [WORKER_HANG] * max(1, cycles // 100) + [GATEWAY_FREEZE] * max(1, cycles // 150)
+             + [JOURNAL_DELETE, JOURNAL_REPLACE] * max(1, cycles // 500)
+             + [FD_FLOOD] * max(1, cycles // 300))
     rng.shuffle(kinds)
     first, last = 3, max(4, int(cycles * 0.9))  # a quiet start and end to judge against
     spots = sorted(rng.sample(range(first, last), min(len(kinds), last - first)))
@@ -74,15 +89,31 @@ def write_scenario(out: Path) -> Path:
     return path
 
 
-def write_settings(out: Path, workers: int) -> Path:
-    settings = {
+@dataclass(frozen=True)
+class Wiring:
+    """Where the bot's side channels point: its status port, the alert endpoints."""
+
+    status_port: int
+    webhook_url: str  # the hanging one
+    heartbeat_url: str  # the counted one
+
+
+def write_settings(out: Path, workers: int, wiring: Wiring, live: bool = False) -> Path:
+    settings: dict[str, Any] = {
         "ibkr": {"client_id": BOT_CLIENT_ID},
         "schedule": {"interval_s": 0, "regular_hours_only": False, "cycle_deadline_s": 30},
-        "workers": {"count": workers, "max_respawns_per_minute": 60},
+        "workers": {"count": workers, "max_respawns_per_minute": 60, "step_timeout_s": 5},
+        "strategy": {"name": STRATEGY},
         "execution": {"journal_path": str(out / "journal.sqlite")},
-        "monitoring": {"metrics_path": str(out / "metrics.jsonl"), "interval_s": 2},
+        "monitoring": {"metrics_path": str(out / "metrics.jsonl"), "interval_s": 2,
+                       "http_port": wiring.status_port},
+        "alerts": {"webhook_url": wiring.webhook_url, "heartbeat_url": wiring.heartbeat_url,
+                   "heartbeat_interval_s": 2},
         "logging": {"json_path": str(out / "bot.jsonl"), "console": True},
     }
+    if live:  # the file, the command line (--live) and the connected account agree
+        settings["execution"]["mode"] = "live"
+        settings["ibkr"]["account"] = SIM_ACCOUNT
     path = out / "chaos-settings.yaml"
     path.write_text(yaml.safe_dump(settings, sort_keys=False), encoding="utf-8")
     return path

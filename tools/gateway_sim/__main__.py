@@ -43,6 +43,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--port", type=int, default=4002, help="TCP port; 0 picks a free one")
     p.add_argument("--port-file", help="write the bound port to this file")
     p.add_argument("--stats-file", help="JSON stats, written on exit and on every disconnect")
+    p.add_argument("--order-log", help="append one JSON line per order received (what-ifs "
+                   "aside) to this file, as it arrives")
     p.add_argument("--clock-file", help="write the session clock (JSON) to this file")
     p.add_argument("--start", help="pin the session at this ISO instant with a UTC offset "
                    "(or 'wall' to follow the wall clock); default: the scenario's clock.start")
@@ -82,7 +84,7 @@ def with_clock(scenario: Scenario, args: argparse.Namespace) -> Scenario:
 
 async def serve(scenario: Scenario, args: argparse.Namespace) -> int:
     try:
-        server = await start_server(scenario, args.port, args.stats_file)
+        server = await start_server(scenario, args.port, args.stats_file, args.order_log)
     except OSError as exc:
         print(f"gateway_sim: cannot listen on {HOST}:{args.port}: {exc}", file=sys.stderr)
         return EXIT_CANNOT_BIND

@@ -22,6 +22,7 @@ def place_order(s: Session, r: FieldReader) -> None:
     found = s.server.market.book.resolve(contract, s.server.market.now())
     inst = found[0] if len(found) == 1 else None
     s.server.orders.record(s.client_id or 0, order_id, inst, fields, contract.describe())
+    s.server.log_order(s.server.orders.received[-1])
     s.in_order(lambda: _place(s, order_id, contract, inst, fields), latency="order")
 
 
