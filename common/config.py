@@ -87,6 +87,12 @@ class IBKRSettings(Model):
     # long, then exits 3 (0: until it answers; at most a week); check, reconcile and phases
     # fail at once
     connect_wait_s: float = Field(0.0, ge=0, le=604_800)
+    # a gateway that stops answering with its socket open (hung, stopped) is a lost
+    # connection: waiting probe_after_s with nothing heard, the link holds its writes and
+    # asks for the time (reqCurrentTime); no answer within probe_timeout_s and the socket is
+    # reset and reconnected (supervisor/broker/ibkr/liveness.py)
+    probe_after_s: float = Field(2.0, gt=0, le=60)
+    probe_timeout_s: float = Field(5.0, gt=0, le=60)
 
 
 class UniverseSettings(Model):

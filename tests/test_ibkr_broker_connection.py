@@ -232,3 +232,23 @@ def test_concurrent_connects_make_one_connection(sim: ThreadedSim) -> None:
 
     opened, connected = run_client(main)
     assert opened == 1 and connected
+
+
+def test_a_request_left_unanswered_by_a_live_gateway_is_probed_not_given_up() -> None:
+    # Given a gateway that never answers SYM11's historical request but answers everything else
+    scenario = make_scenario(TUESDAY_MORNING, faults=[
+        {"kind": "historical_never_answers", "symbol": "SYM11", "every_connection": True}])
+
+    async def body(broker: IBKRBroker) -> dict[str, float]:
+        # When the request waits past the probe's quiet time and the probe's timeout
+        with pytest.raises(SymbolDataError):
+            await broker.bars("SYM11", 30)
+        # Then the gateway was asked whether it is there, answered, and stays connected
+        return broker.stats()
+
+    with ThreadedSim(scenario) as sim:
+        stats = with_broker(sim, body, ibkr={"historical_timeout_s": 3.0, "probe_after_s": 0.5,
+                                             "probe_timeout_s": 1.0})
+    assert stats["liveness_probes_total"] >= 1
+    assert stats.get("gateway_silent_total", 0) == 0 and stats.get("disconnects_total", 0) == 0
+    assert stats["connected"] == 1.0

@@ -59,3 +59,28 @@ def test_a_failing_sample_is_counted_and_the_monitor_goes_on(tmp_path, caplog):
     with open(settings.monitoring.metrics_path) as metrics:
         records = [json.loads(line) for line in metrics]
     assert records and records[-1]["buffers"]["monitor_errors_total"] == 1
+
+
+def test_a_gateway_gone_silent_is_alerted_once_per_silence(tmp_path):
+    # Given a broker whose link has given up a silent gateway once
+    class Silent:
+        silences = 0.0
+
+        def stats(self) -> dict[str, float]:
+            return {"gateway_silent_total": self.silences}
+
+    broker = Silent()
+    loop, _ = watcher(tmp_path, broker)
+    sent: list[tuple[Any, ...]] = []
+    loop.alerter.send = lambda *a: sent.append(a)  # type: ignore[method-assign]
+    loop.snapshot()
+    assert sent == []
+    # When the count goes up, one alert; samples after it, none; a second silence, one more
+    broker.silences = 1.0
+    loop.snapshot()
+    loop.snapshot()
+    assert [a[0] for a in sent] == ["gateway_silent"]
+    assert "stopped answering" in sent[0][1]
+    broker.silences = 2.0
+    loop.snapshot()
+    assert len(sent) == 2

@@ -261,7 +261,7 @@ def test_the_default_reconnect_policy_finds_a_gateway_back_within_seconds() -> N
         breaker = CircuitBreaker(cfg.circuit_failures, cfg.circuit_cooldown_s,
                                  clock=lambda now=now: now[0])  # type: ignore[misc]
         attempt = 0
-        while True:  # the loop of Link._reconnect_loop, time advanced instead of slept
+        while True:  # the loop of upkeep.reconnect_loop, time advanced instead of slept
             if not breaker.allow():
                 now[0] += breaker.remaining_s()
                 continue

@@ -23,6 +23,9 @@ class FlakyBroker:
         self.hang = False
         self.chain_fails = True
 
+    def is_connected(self) -> bool:
+        return True
+
     async def chain(self, symbol: str):
         self.calls += 1
         if self.chain_fails:

@@ -4,6 +4,10 @@
                     --> CircuitBreaker.failure()    after circuit_failures in a row: one probe
                                                     every circuit_cooldown_s until one succeeds
 
+Both count from when the failed attempt *began*: an attempt against a gateway that accepts the
+socket and never answers (hung, stopped) takes connect_timeout_s itself, and that is waiting
+enough; the next attempt then follows at once, so a gateway that wakes up finds one waiting.
+
 Used by the IBKR link's reconnect loop (a mid-run outage) and by the supervisor's wait for a
 gateway that is not there yet at start (supervisor/runtime/gateway_wait.py); nothing here
 imports a broker library. Both take an injectable clock and random source for tests.
@@ -67,10 +71,14 @@ class CircuitBreaker:
         self.failures = 0
         self._state = self.CLOSED
 
-    def failure(self) -> None:
+    def failure(self, started_at: float | None = None) -> None:
+        """A connect failed. ``started_at`` (this clock): when it began; the cooldown counts
+        from there, so an attempt that itself waited out a silent gateway's connect timeout
+        has served that much of it."""
         self.failures += 1
         if self.state == self.HALF_OPEN or self.failures >= self.threshold:
             if self._state != self.OPEN:
                 self.opened_total += 1
             self._state = self.OPEN
-            self._opened_at = self._clock()
+            now = self._clock()
+            self._opened_at = now if started_at is None else min(started_at, now)

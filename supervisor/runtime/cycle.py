@@ -1,5 +1,9 @@
 """One cycle: symbols handed to workers, at most ``max_concurrent_symbols`` at once.
 
+While the broker's connection is down nothing is handed out (its requests could only fail),
+and a symbol that failed because the connection was lost (a ConnectionLost reply: the
+gateway dropped or went silent) goes back to the front of the queue and runs again once the
+connection is back, while the deadline allows: a lost connection costs time, not symbols.
 A symbol whose worker died is retried once on another live worker (after a short grace, so
 two workers dying together are both noticed first), then reported failed; the symbol a worker
 was killed for being stuck on fails at once (a retry would only get another stuck); when the
@@ -19,6 +23,7 @@ from typing import TypeVar
 
 from common.messages import Signal, SymbolResult, SymbolTask
 from supervisor.runtime.pool import WorkerHandle, WorkerPool
+from supervisor.runtime.serving import connection_lost
 from supervisor.trading.risk import RiskDecision
 from supervisor.trading.sessions import SessionBook
 
@@ -26,6 +31,8 @@ log = logging.getLogger("supervisor.runtime.cycle")
 T = TypeVar("T")
 
 ABANDONED = "abandoned: a stop was asked for"  # a skip, not a failure: the user stopped us
+LINK_POLL_S = 0.2  # how often a cycle held for the connection looks whether it is back
+MAX_LOST_RUNS = 4  # a symbol runs at most this often in one cycle for lost connections
 
 
 class CycleRun:
@@ -37,6 +44,7 @@ class CycleRun:
         max_concurrent: int,
         deadline_s: float,
         retry_grace_s: float = 0.0,
+        link_up: Callable[[], bool] = lambda: True,
     ) -> None:
         self.cycle_id = cycle_id
         self.order = [t.symbol for t in tasks]
@@ -54,6 +62,10 @@ class CycleRun:
         # died at the same moment is noticed before a retry could land on it
         self.retry_grace_s = retry_grace_s
         self._holding = 0  # the latest death's token: only its timer ends the hold
+        self.link_up = link_up  # the broker's connection: nothing is handed out while down
+        self._link_poll: asyncio.TimerHandle | None = None
+        self._dispatching = True  # False once stop_dispatching was asked for
+        self.lost_runs: dict[str, int] = {}  # symbol -> runs lost to the connection
         if not tasks:
             self.done.set()
 
@@ -61,6 +73,9 @@ class CycleRun:
         """Hand pending symbols to the least busy ready workers, up to the concurrency cap."""
         if self._holding:
             return  # the grace after a death: its timer dispatches
+        if self.pending and not self.link_up():
+            self._wait_for_link()
+            return
         while self.pending and len(self.inflight) < self.max_concurrent:
             workers = self.pool.ready_workers()
             if not workers:
@@ -79,10 +94,13 @@ class CycleRun:
             log.info("late result for %s of cycle %s from worker %s dropped", result.symbol,
                      result.cycle_id, result.worker_id)
             return
-        worker_id, _ = self.inflight.pop(result.symbol)
+        worker_id, task = self.inflight.pop(result.symbol)
         handle = self.pool.workers.get(worker_id)
         if handle is not None:
             handle.inflight.discard(result.symbol)
+        if self._run_again(result, task):
+            self.dispatch()
+            return
         self.results[result.symbol] = result
         self.arrivals.put_nowait(result)
         self.dispatch()
@@ -112,6 +130,32 @@ class CycleRun:
             self.dispatch()
         self._maybe_done()
 
+    def _run_again(self, result: SymbolResult, task: SymbolTask) -> bool:
+        """Whether a symbol the connection failed goes back to the queue (the front: it
+        was first in line), for another run once the connection is back."""
+        why = result.error if result.error is not None else result.skipped
+        if not connection_lost(why) or not self._dispatching:
+            return False
+        runs = self.lost_runs[result.symbol] = self.lost_runs.get(result.symbol, 0) + 1
+        if runs >= MAX_LOST_RUNS or time.monotonic() >= self.deadline:
+            return False
+        log.warning("%s lost to the connection in cycle %s: run again once it is back",
+                    result.symbol, self.cycle_id,
+                    extra={"event": "symbol_retry", "symbol": result.symbol,
+                           "cause": "connection"})
+        self.pending.appendleft(task)
+        return True
+
+    def _wait_for_link(self) -> None:
+        if self._link_poll is None:
+            self._link_poll = asyncio.get_running_loop().call_later(LINK_POLL_S,
+                                                                    self._link_looked)
+
+    def _link_looked(self) -> None:
+        self._link_poll = None
+        if self._dispatching:
+            self.dispatch()
+
     def _release(self, token: int) -> None:
         if token == self._holding:  # a later death holds on with its own timer
             self._holding = 0
@@ -125,6 +169,11 @@ class CycleRun:
                 self._fail(symbol, "deadline passed before the symbol reported")
             self.pending.clear()
             self._forget_inflight()
+        finally:  # ended, or cancelled by a stop: a cycle no longer waited on sends nothing
+            self._dispatching = False
+            if self._link_poll is not None:
+                self._link_poll.cancel()
+                self._link_poll = None
         return self.results
 
     def _forget_inflight(self) -> None:
@@ -142,6 +191,7 @@ class CycleRun:
 
     def stop_dispatching(self) -> None:
         """Send nothing more out: what is pending is dropped, what is in flight still ends."""
+        self._dispatching = False
         self.pending.clear()
         self._maybe_done()
 

@@ -249,7 +249,8 @@ class Supervisor:
         journal.start_cycle(cycle_id, state.day, now)
         tasks = await symbol_tasks(cycle_id, now, symbols, self.sessions, self.whale_last)
         self.cycle = CycleRun(cycle_id, tasks, self.pool,
-                              *cycle_budget(self.settings, len(tasks)), RETRY_GRACE_S)
+                              *cycle_budget(self.settings, len(tasks)), RETRY_GRACE_S,
+                              link_up=self.broker.is_connected)
         executions: list[Execution] = []
 
         async def act(result: SymbolResult) -> None:

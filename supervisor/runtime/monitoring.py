@@ -46,6 +46,7 @@ class MonitorLoop:
         self.last_cycle = last_cycle
         self.run_info = run_info  # the run's own account: cycles done of planned (soak_run)
         self._gateway_warnings = 0
+        self._silences = 0.0  # gateway_silent_total already alerted
         self.errors = 0
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -87,7 +88,16 @@ class MonitorLoop:
                         "worker_spawn_failures_total": self.pool.owed.failures,
                         "alerts_dropped_total": self.alerter.stats()["dropped"],
                         "monitor_errors_total": self.errors})
+        self._alert_silence(buffers.get("broker.gateway_silent_total", 0.0))
         return processes, buffers
+
+    def _alert_silence(self, silences: float) -> None:
+        """One alert per gateway that went silent (the link logged it and reconnects)."""
+        if silences > self._silences:
+            self.alerter.send("gateway_silent", "IB Gateway stopped answering with its socket "
+                              "open: the connection was reset and reconnects "
+                              f"({silences:.0f} time(s) in this run)")
+            self._silences = silences
 
     def write(self, processes: dict[str, int], buffers: dict[str, float],
               cycle: dict[str, Any] | None, run: dict[str, Any] | None = None) -> None:

@@ -32,6 +32,12 @@ from common.messages import (
 from supervisor.broker.base import Broker, BrokerError, ConnectionLost
 
 log = logging.getLogger("supervisor.runtime.serving")
+LOST = "ConnectionLost: "  # how a reply says the connection failed, not the symbol
+
+
+def connection_lost(text: str | None) -> bool:
+    """Whether a failure (a symbol's error or skip reason) came from a lost connection."""
+    return text is not None and LOST in text
 
 
 class SymbolBackoff:
@@ -116,19 +122,26 @@ class DataService:
             reply = Reply(request.request_id, value=value)
             self.backoff.succeeded(symbol, step)
         except TimeoutError:
-            reply = self._error(request, f"timed out after {self.timeout_s:g}s")
-            self.backoff.failed(symbol, step)
+            reply = self._failed(request, f"timed out after {self.timeout_s:g}s")
         except ConnectionLost as exc:  # the connection's fault, not the symbol's
-            reply = self._error(request, f"ConnectionLost: {exc}")
+            reply = self._error(request, f"{LOST}{exc}")
         except BrokerError as exc:
-            reply = self._error(request, f"{type(exc).__name__}: {exc}")
-            self.backoff.failed(symbol, step)
+            reply = self._failed(request, f"{type(exc).__name__}: {exc}")
         except Exception as exc:  # a broker bug must not hang the worker waiting on it
             log.exception("serving %s failed", type(request).__name__)
             reply = self._error(request, f"internal error: {type(exc).__name__}: {exc}")
         self.served += 1
         self.busy_s += time.monotonic() - started
         return reply
+
+    def _failed(self, request: Request, text: str) -> Reply:
+        """A timeout or an error: the symbol's, charged to its back-off, unless the
+        connection is down by now (a gateway that went silent timed it out: its probe
+        gives the link up within seconds, and what it held fails as ConnectionLost)."""
+        if not self.broker.is_connected():
+            return self._error(request, f"{LOST}{text} (the connection is down)")
+        self.backoff.failed(request.symbol, step_of(request))
+        return self._error(request, text)
 
     def _error(self, request: Request, text: str) -> Reply:
         self.failed += 1

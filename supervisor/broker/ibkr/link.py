@@ -25,7 +25,9 @@ from supervisor.broker.base import BrokerError, ConnectionLost, GatewayUnavailab
 from supervisor.broker.ibkr import errors
 from supervisor.broker.ibkr.client import ibi
 from supervisor.broker.ibkr.handshake import ANSWER_BYTES, NOT_API, connect_error, handshake_answer
+from supervisor.broker.ibkr.liveness import LinkWatch, LivenessPolicy
 from supervisor.broker.ibkr.pacing import Backoff, CircuitBreaker, PacingGovernor
+from supervisor.broker.ibkr.upkeep import ClientIdsInUse, abort_socket, reconnect_loop, watch_link
 
 # The adapter's one logger, as before it was split into layers: log filters keep working.
 log = logging.getLogger("supervisor.broker.ibkr.broker")
@@ -66,7 +68,7 @@ class Link:
         self.accounts: list[str] = []
         self.counts: Counter[str] = Counter()  # every layer's *_total counters, for stats
         self._state = "new"  # new | connecting | connected | reconnecting | closed
-        self._link_up = True  # False between error 1100 and 1101/1102
+        self.link_up = True  # False between error 1100 and 1101/1102
         self._id_rejected = asyncio.Event()
         self._attempt_over = asyncio.Event()  # closed, or a foreign answer, mid-handshake
         self._answer = bytearray()  # the first bytes the current connect received
@@ -80,11 +82,14 @@ class Link:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._sent_base = 0
         self._bytes_in = 0
+        self.policy = LivenessPolicy(cfg.probe_after_s, cfg.probe_timeout_s)
+        self.liveness: LinkWatch | None = None  # this connection's (liveness.py); None: down
+        self._heard = asyncio.Event()  # a byte came in, or the link was given up: look again
 
     # --- connect and disconnect --------------------------------------------------------------
 
     def is_connected(self) -> bool:
-        return self._state == "connected" and self._link_up and self.ib.isConnected()
+        return self._state == "connected" and self.link_up and self.ib.isConnected()
 
     async def connect(self) -> None:
         async with self._connect_lock:  # a second caller waits, then finds it connected
@@ -94,7 +99,7 @@ class Link:
                 raise ConnectionLost(f"reconnecting to {self.where()}; wait for it")
             self._state = "connecting"
             try:
-                await self._connect_any_client_id()
+                await self.connect_any_client_id()
             except BrokerError:
                 self._state = "new"
                 self.counts["connect_failures_total"] += 1
@@ -103,6 +108,8 @@ class Link:
 
     async def disconnect(self) -> None:
         self._state = "closed"
+        self.liveness = None
+        self._heard.set()
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
@@ -112,7 +119,7 @@ class Link:
         else:
             self.ib.client.disconnect()
 
-    async def _connect_any_client_id(self, only: int | None = None) -> None:
+    async def connect_any_client_id(self, only: int | None = None) -> None:
         """The configured client id, else the next ones (326 "in use"); ``only``: that one
         (a reconnect keeps the id its orders were placed under)."""
         first = self.cfg.client_id
@@ -131,14 +138,14 @@ class Link:
             except _ClientIdInUse:
                 log.warning("client id %d is in use at %s (error 326)%s", client_id,
                             self.where(), "; trying the next" if client_id != ids[-1] else "")
-        raise BrokerError(f"client ids {ids[0]}..{ids[-1]} are all in use at {self.where()} "
+        raise ClientIdsInUse(f"client ids {ids[0]}..{ids[-1]} are all in use at {self.where()} "
                           "(error 326): another session holds them")
 
     async def _connect_once(self, client_id: int) -> None:
         self._id_rejected.clear()
         self._attempt_over.clear()
         self._answer = bytearray()
-        self._link_up = True
+        self.link_up = True
         conn = self.ib.client.conn
         self._sent_base += conn.numMsgSent
         conn.numMsgSent = 0
@@ -174,6 +181,9 @@ class Link:
                 f"the connection to {self.where()} dropped right after connecting")
         self.breaker.success()
         self.generation += 1  # reqIds start over: what names an older one must not send
+        self.liveness = LinkWatch(self.policy, asyncio.get_running_loop().time(),
+                                conn.numMsgSent)
+        self.spawn(watch_link(self, self.generation))
         log.info("connected to %s as client id %d; accounts %s; market data %s",
                  self.where(), client_id, ",".join(self.accounts), self.cfg.market_data_type,
                  extra={"event": "broker_connected", "client_id": client_id})
@@ -196,54 +206,78 @@ class Link:
                     extra={"event": "delayed_fallback"})
         await self._apply_market_data_type()
 
-    # --- reconnect ---------------------------------------------------------------------------
+    # --- reconnect (upkeep.py runs the loop) ----------------------------------------------------
+
+    @property
+    def reconnecting(self) -> bool:
+        return self._state == "reconnecting"
+
+    def is_up(self) -> bool:
+        """Connected as far as the socket goes (a 1100 from the gateway aside)."""
+        return self._state == "connected"
+
+    def reconnected(self, failed_attempts: int) -> None:
+        self._state = "connected"
+        self.counts["reconnects_total"] += 1
+        log.warning("reconnected to %s after %d failed attempts", self.where(),
+                    failed_attempts, extra={"event": "broker_reconnected"})
 
     def _on_disconnected(self) -> None:
         if self._state != "connected":
-            return  # a failed connect attempt, or our own disconnect()
+            return  # a failed connect attempt, our own disconnect(), or a silent gateway's
         self._state = "reconnecting"
+        self.liveness = None
+        self._heard.set()
         self.counts["disconnects_total"] += 1
         log.warning("lost the connection to %s (client id %s); reconnecting", self.where(),
                     self.client_id, extra={"event": "broker_disconnected"})
-        self.spawn(self._reconnect_loop())
+        self.spawn(reconnect_loop(self))
 
-    async def _reconnect_loop(self) -> None:
-        attempt = 0
-        lost_at = asyncio.get_running_loop().time()
-        announced = False  # the open circuit is said once per outage, not every probe
-        while self._state == "reconnecting":
-            if not self.breaker.allow():
-                if not announced:
-                    log.error("%s unreachable after %d failed connects: probing every %.0f s",
-                              self.where(), self.breaker.failures, self.cfg.circuit_cooldown_s,
-                              extra={"event": "broker_circuit_open"})
-                    announced = True
-                await asyncio.sleep(self.breaker.remaining_s())
-                continue
-            if self.breaker.state != CircuitBreaker.HALF_OPEN:
-                await asyncio.sleep(self.backoff.delay(attempt))
-            if self._state != "reconnecting":
-                return
-            keep = (asyncio.get_running_loop().time() - lost_at
-                    < self.cfg.reconnect_same_client_id_s)
-            try:
-                await self._connect_any_client_id(self.client_id if keep else None)
-            except Exception as exc:  # every failure counts; the loop is the retry
-                attempt += 1
-                self.breaker.failure()
-                self.counts["connect_failures_total"] += 1
-                log.log(logging.DEBUG if announced else logging.WARNING,
-                        "reconnect attempt %d failed: %s", attempt, exc,
-                        exc_info=not isinstance(exc, BrokerError))
-                continue
-            if self._state != "reconnecting":  # disconnect() was called meanwhile
-                self.ib.disconnect()
-                return
-            self._state = "connected"
-            self.counts["reconnects_total"] += 1
-            log.warning("reconnected to %s after %d failed attempts", self.where(), attempt,
-                        extra={"event": "broker_reconnected"})
+    # --- liveness: a gateway that stops answering is a lost connection (liveness.py) ---------
+
+    def _holding(self) -> bool:
+        watch = self.liveness
+        if watch is None or not self.link_up:  # after 1100 the gateway said it is alive
+            return False
+        now = asyncio.get_running_loop().time()
+        watch.counted(now, self.ib.client.conn.numMsgSent)
+        return watch.holding(now)
+
+    async def _until_answering(self) -> None:
+        while self._holding():
+            self._heard.clear()
+            await self._heard.wait()
+            self.require_connected()
+
+    def probe(self) -> None:
+        """Ask the gateway for its time, in a slot the governor has just given: any answer
+        (or any other byte) says it is alive."""
+        watch = self.liveness
+        if watch is None or not self.ib.isConnected():
             return
+        now = asyncio.get_running_loop().time()
+        watch.counted(now, self.ib.client.conn.numMsgSent)
+        if watch.probe_due(now) is None:
+            return  # heard meanwhile, or one is out already
+        self.ib.client.reqCurrentTime()
+        watch.probe_sent(now)
+        self.counts["liveness_probes_total"] += 1
+
+    def give_up_silent(self, watch: LinkWatch, now: float) -> None:
+        """Close a socket the gateway stopped answering on and reconnect, as for a drop."""
+        self._state = "reconnecting"
+        self.liveness = None
+        self.counts["gateway_silent_total"] += 1
+        self.counts["disconnects_total"] += 1
+        log.warning("gateway silent for %.0f s: reconnecting to %s (a probe got no answer "
+                    "within %g s; %d messages unanswered, none sent since)",
+                    watch.silent_s(now), self.where(), self.policy.timeout_s,
+                    watch.unanswered(),
+                    extra={"event": "gateway_silent", "silent_s": round(watch.silent_s(now), 1),
+                           "client_id": self.client_id})
+        self._heard.set()  # writes held for the probe now fail with ConnectionLost
+        abort_socket(self.ib.client.conn)
+        self.spawn(reconnect_loop(self))
 
     # --- events ------------------------------------------------------------------------------
 
@@ -259,9 +293,9 @@ class Link:
         if code == errors.CLIENT_ID_IN_USE:
             self._id_rejected.set()
         elif code == errors.LINK_LOST:
-            self._link_up = False
+            self.link_up = False
         elif code in (errors.LINK_RESTORED, errors.LINK_RESTORED_DATA_LOST):
-            self._link_up = True
+            self.link_up = True
             if code == errors.LINK_RESTORED_DATA_LOST:  # the gateway forgot our data type
                 self.spawn(self._apply_market_data_type())
         elif code == errors.RATE_EXCEEDED:
@@ -269,6 +303,9 @@ class Link:
 
     def _on_bytes(self, data: bytes) -> None:
         self._bytes_in += len(data)
+        if self.liveness is not None:
+            self.liveness.heard(asyncio.get_running_loop().time())
+            self._heard.set()
         if len(self._answer) < ANSWER_BYTES:  # a connect's first bytes: is it the TWS API?
             self._answer += data[:ANSWER_BYTES - len(self._answer)]
             if handshake_answer(bytes(self._answer)) == NOT_API:
@@ -288,7 +325,7 @@ class Link:
     def require_connected(self) -> None:
         if self.is_connected():
             return
-        if self._state == "connected" and not self._link_up:
+        if self._state == "connected" and not self.link_up:
             raise ConnectionLost("IB Gateway lost its link to IBKR (error 1100); waiting "
                                  "for 1101/1102")
         if self._state in ("reconnecting", "connecting"):
@@ -296,10 +333,17 @@ class Link:
         raise ConnectionLost(f"not connected to {self.where()}")
 
     async def pace(self, n: int = 1) -> None:
-        """Pass the governor, and only then check that there is still a link to send on."""
-        self.require_connected()
-        await self.pacer.acquire(n)
-        self.require_connected()
+        """Pass the governor, and only then check that there is still a link to send on.
+        Nothing is written while the gateway is being asked whether it still answers: a slot
+        that came meanwhile carries the probe, if none is out yet, or goes unused."""
+        while True:
+            self.require_connected()
+            await self._until_answering()
+            await self.pacer.acquire(n)
+            self.require_connected()
+            if not self._holding():
+                return
+            self.probe()
 
     def new_req_id(self) -> int:
         try:

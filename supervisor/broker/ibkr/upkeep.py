@@ -1,0 +1,113 @@
+"""Keeping the link up: the reconnect loop after a drop, and the liveness watch while up.
+
+    drop, or a silent gateway --> reconnect_loop: Backoff between attempt starts, then the
+                                  CircuitBreaker (retry.py); the same client id for a while
+    connected -----------------> watch_link: LinkWatch (liveness.py) says when to probe and
+                                 when the gateway is silent; the link then gives the socket up
+
+Both run as the link's background tasks (``Link.spawn``), so ``disconnect`` cancels them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import struct
+import time
+from typing import TYPE_CHECKING, Any
+
+from supervisor.broker.base import BrokerError
+from supervisor.broker.retry import CircuitBreaker
+
+if TYPE_CHECKING:
+    from supervisor.broker.ibkr.link import Link
+
+log = logging.getLogger("supervisor.broker.ibkr.broker")  # the adapter's one logger
+WATCH_TICK_S = 0.25  # the watch reads the library's counts at least this often
+
+
+class ClientIdsInUse(BrokerError):
+    """Every client id tried is in use (326): the gateway answered; it still holds them."""
+
+
+async def reconnect_loop(link: Link) -> None:
+    """Connect again until it works or the link is closed. The backoff spaces attempt
+    *starts*: an attempt that itself waited ``connect_timeout_s`` on a gateway that accepts
+    the socket but does not answer (hung, stopped) has waited, so the next one follows at
+    once, and a gateway that wakes up finds an attempt waiting for it. A 326 is an answer:
+    the gateway still holds the dead socket's client id, so it is asked again soon."""
+    attempt = 0
+    spent = 0.0  # the last attempt's own duration
+    lost_at = time.monotonic()
+    announced = False  # the open circuit is said once per outage, not every probe
+    breaker = link.breaker
+    while link.reconnecting:
+        if not breaker.allow():
+            if not announced:
+                log.error("%s unreachable after %d failed connects: probing every %.0f s",
+                          link.where(), breaker.failures, link.cfg.circuit_cooldown_s,
+                          extra={"event": "broker_circuit_open"})
+                announced = True
+            await asyncio.sleep(breaker.remaining_s())
+            continue
+        if breaker.state != CircuitBreaker.HALF_OPEN:
+            await asyncio.sleep(max(0.0, link.backoff.delay(attempt) - spent))
+        if not link.reconnecting:
+            return
+        started = time.monotonic()
+        keep = started - lost_at < link.cfg.reconnect_same_client_id_s
+        try:
+            await link.connect_any_client_id(link.client_id if keep else None)
+        except Exception as exc:  # every failure counts; the loop is the retry
+            spent = time.monotonic() - started
+            attempt = 0 if isinstance(exc, ClientIdsInUse) else attempt + 1
+            breaker.failure(started_at=started)
+            link.counts["connect_failures_total"] += 1
+            log.log(logging.DEBUG if announced else logging.WARNING,
+                    "reconnect attempt %d failed: %s", attempt, exc,
+                    exc_info=not isinstance(exc, BrokerError))
+            continue
+        if not link.reconnecting:  # disconnect() was called meanwhile
+            link.ib.disconnect()
+            return
+        link.reconnected(attempt)
+        return
+
+
+async def watch_link(link: Link, generation: int) -> None:
+    """Probe when the link's ``LinkWatch`` says so; give the connection up when silent."""
+    loop = asyncio.get_running_loop()
+    while link.generation == generation and link.is_up():
+        watch = link.liveness
+        if watch is None:
+            return
+        now = loop.time()
+        watch.counted(now, link.ib.client.conn.numMsgSent)
+        if not link.link_up:
+            watch.heard(now)  # its 1100 came from it: waiting for 1101/1102, not silence
+        elif watch.silent(now):
+            link.give_up_silent(watch, now)
+            return
+        elif watch.probe_due(now) is not None and watch.probe_at is None:
+            await link.pacer.acquire(1)  # the governor owns every byte, probes too
+            if link.generation == generation and link.is_up():
+                link.probe()
+            continue
+        await asyncio.sleep(min(max(watch.wake_in(now), 0.01), WATCH_TICK_S))
+
+
+def abort_socket(conn: Any) -> None:
+    """Reset, not close: what the kernel still holds for a gateway that does not read is
+    discarded (SO_LINGER 0), not delivered in a burst when it wakes up. The library then
+    fails every pending request as for a drop (ConnectionError)."""
+    transport = getattr(conn, "transport", None)
+    if transport is None:
+        conn.disconnect()
+        return
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):  # already gone: nothing left to discard
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
