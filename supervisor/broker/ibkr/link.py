@@ -1,10 +1,11 @@
 """The connection layer: one ``ibi.IB`` and its socket, from connect to disconnect.
 
 It owns what every request depends on: the client id (326 "in use" -> the next one), the
-reconnect loop (Backoff, then the CircuitBreaker), the gateway's error and disconnect events,
-the link state of 1100/1101/1102, the pacing of every send, request ids, background tasks and
-the counters all layers add to. The layers above ask ``pace`` before they send and ``spawn``
-what must outlive a call, so ``disconnect`` can cancel it.
+reconnect (upkeep.py: Backoff, then the CircuitBreaker), the gateway's error and disconnect
+events, the link state of 1100/1101/1102, whether the gateway still answers (liveness.py: a
+silent one is given up like a drop), the pacing of every send, request ids, background tasks
+and the counters all layers add to. The layers above ask ``pace`` before they send and
+``spawn`` what must outlive a call, so ``disconnect`` can cancel it.
 
 A failed connect says whether waiting can fix it (``GatewayUnavailable``) or not
 (``NotAGateway``, client ids all in use): see handshake.py; ``run`` waits only for the first.
