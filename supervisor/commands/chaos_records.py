@@ -66,7 +66,7 @@ def rss_growth_mb(samples: dict[tuple[str, int], list[tuple[float, float]]],
         steady = [mb for t, mb in series if t >= warmup_s]
         if len(steady) >= 6:
             growth[role] += _median(steady[-3:]) - _median(steady[:3])
-    return {role: round(mb, 1) for role, mb in sorted(growth.items())}
+    return {role: round(mb, 1) + 0.0 for role, mb in sorted(growth.items())}  # never -0.0
 
 
 def _median(values: list[float]) -> float:
