@@ -1,13 +1,19 @@
 """The gateway's liveness, decided on a fake clock (supervisor/broker/ibkr/liveness.py), and
 the reconnect policy's timing for a gateway that accepts sockets but does not answer
-(supervisor/broker/retry.py)."""
+(supervisor/broker/retry.py, supervisor/broker/ibkr/upkeep.py)."""
 
 from __future__ import annotations
 
+import asyncio
+from collections import Counter
+from types import SimpleNamespace
+
 import pytest
 
+from supervisor.broker.base import GatewayUnavailable
 from supervisor.broker.ibkr.liveness import LinkWatch, LivenessPolicy
-from supervisor.broker.retry import CircuitBreaker
+from supervisor.broker.ibkr.upkeep import ClientIdsInUse, reconnect_loop
+from supervisor.broker.retry import Backoff, CircuitBreaker
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -119,3 +125,82 @@ def test_the_circuit_cooldown_counts_from_the_failed_attempts_start() -> None:
     clock.t = 11.0
     breaker.failure()  # no start given: from now
     assert breaker.remaining_s() == pytest.approx(10.0)
+
+
+# --- the reconnect loop against a silent gateway, on a fake clock --------------------------------
+
+
+class SilentGatewayLink:
+    """What reconnect_loop uses of a Link. Each connect waits out the connect timeout (the
+    gateway accepts the socket, never answers) until the gateway wakes up at ``wakes_at``;
+    ``in_use`` attempts after that first answer 326 (it still holds the dead socket's id)."""
+
+    def __init__(self, clock: FakeClock, wakes_at: float, in_use: int = 0) -> None:
+        self.clock, self.wakes_at, self.in_use = clock, wakes_at, in_use
+        self.cfg = SimpleNamespace(reconnect_same_client_id_s=120.0, circuit_cooldown_s=10.0)
+        self.breaker = CircuitBreaker(failures=5, cooldown_s=10.0, clock=clock)
+        self.backoff = Backoff(1.0, 5.0, 0.0)
+        self.reconnecting = True
+        self.client_id = 1
+        self.counts: Counter[str] = Counter()
+        self.attempts: list[float] = []
+        self.connected_at: float | None = None
+
+    def where(self) -> str:
+        return "127.0.0.1:4002"
+
+    async def connect_any_client_id(self, only: int | None) -> None:
+        start = self.clock.t
+        self.attempts.append(start)
+        if start + CONNECT_TIMEOUT_S < self.wakes_at:
+            self.clock.t += CONNECT_TIMEOUT_S
+            raise GatewayUnavailable("did not finish the API handshake within 10s")
+        self.clock.t = max(start, self.wakes_at)  # an attempt waiting is answered at once
+        if self.in_use:
+            self.in_use -= 1
+            self.clock.t += 0.1
+            raise ClientIdsInUse("client ids 1..1 are all in use (error 326)")
+
+    def reconnected(self, failed_attempts: int) -> None:
+        self.reconnecting = False
+        self.connected_at = self.clock.t
+
+
+CONNECT_TIMEOUT_S = 10.0
+
+
+def run_reconnect(link: SilentGatewayLink) -> list[float]:
+    sleeps: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        sleeps.append(round(seconds, 6))
+        link.clock.t += seconds
+
+    asyncio.run(reconnect_loop(link, clock=link.clock, sleep=sleep))  # type: ignore[arg-type]
+    return sleeps
+
+
+@pytest.mark.parametrize("wakes_at", [37.0, 90.0, 93.3, 300.0])
+def test_a_gateway_waking_up_finds_a_reconnect_attempt_waiting(wakes_at: float) -> None:
+    # Given a gateway silent since 0 that accepts sockets and never answers until it wakes
+    clock = FakeClock()
+    link = SilentGatewayLink(clock, wakes_at)
+    sleeps = run_reconnect(link)
+    # Then after the first backoff no attempt waits more: each one served its wait itself
+    # (the circuit opens after 5 but its cooldown counts from the attempt's start) ...
+    assert sleeps[0] == 1.0 and all(s == 0.0 for s in sleeps[1:]), sleeps
+    # ... so the reconnect lands the moment the gateway answers
+    assert link.connected_at == pytest.approx(wakes_at)
+    assert link.breaker.opened_total >= (1 if wakes_at > 60 else 0)
+
+
+def test_a_326_after_the_wake_up_is_asked_again_without_the_circuits_cooldown() -> None:
+    # Given a gateway that wakes up at 55 still holding the dead socket's client id twice
+    clock = FakeClock()
+    link = SilentGatewayLink(clock, wakes_at=55.0, in_use=2)
+    sleeps = run_reconnect(link)
+    # Then a 326 is an answer, not an unreachable gateway: the circuit (open after five
+    # silent attempts) closes, the backoff starts over: the attempt after the 326 that
+    # waited for the wake-up goes at once, the next 1 s after the quick one began
+    assert sleeps[-2:] == [0.0, 0.9] and link.breaker.state == CircuitBreaker.CLOSED
+    assert link.connected_at == pytest.approx(56.1)

@@ -16,6 +16,7 @@ import logging
 import socket
 import struct
 import time
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from supervisor.broker.base import BrokerError
@@ -32,15 +33,17 @@ class ClientIdsInUse(BrokerError):
     """Every client id tried is in use (326): the gateway answered; it still holds them."""
 
 
-async def reconnect_loop(link: Link) -> None:
+async def reconnect_loop(link: Link, *, clock: Callable[[], float] = time.monotonic,
+                         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
     """Connect again until it works or the link is closed. The backoff spaces attempt
     *starts*: an attempt that itself waited ``connect_timeout_s`` on a gateway that accepts
     the socket but does not answer (hung, stopped) has waited, so the next one follows at
     once, and a gateway that wakes up finds an attempt waiting for it. A 326 is an answer:
-    the gateway still holds the dead socket's client id, so it is asked again soon."""
-    attempt = 0
+    the gateway still holds the dead socket's client id, so it is asked again soon. (``clock``
+    and ``sleep``: for tests; the breaker's clock must be the same.)"""
+    attempt = failed = 0  # attempt: the backoff's step (a 326 starts it over)
     spent = 0.0  # the last attempt's own duration
-    lost_at = time.monotonic()
+    lost_at = clock()
     announced = False  # the open circuit is said once per outage, not every probe
     breaker = link.breaker
     while link.reconnecting:
@@ -50,29 +53,34 @@ async def reconnect_loop(link: Link) -> None:
                           link.where(), breaker.failures, link.cfg.circuit_cooldown_s,
                           extra={"event": "broker_circuit_open"})
                 announced = True
-            await asyncio.sleep(breaker.remaining_s())
+            await sleep(breaker.remaining_s())
             continue
         if breaker.state != CircuitBreaker.HALF_OPEN:
-            await asyncio.sleep(max(0.0, link.backoff.delay(attempt) - spent))
+            await sleep(max(0.0, link.backoff.delay(attempt) - spent))
         if not link.reconnecting:
             return
-        started = time.monotonic()
+        started = clock()
         keep = started - lost_at < link.cfg.reconnect_same_client_id_s
         try:
             await link.connect_any_client_id(link.client_id if keep else None)
         except Exception as exc:  # every failure counts; the loop is the retry
-            spent = time.monotonic() - started
-            attempt = 0 if isinstance(exc, ClientIdsInUse) else attempt + 1
-            breaker.failure(started_at=started)
+            spent = clock() - started
+            failed += 1
+            if isinstance(exc, ClientIdsInUse):  # an answer: the gateway is there
+                attempt = 0
+                breaker.success()
+            else:
+                attempt += 1
+                breaker.failure(started_at=started)
             link.counts["connect_failures_total"] += 1
             log.log(logging.DEBUG if announced else logging.WARNING,
-                    "reconnect attempt %d failed: %s", attempt, exc,
+                    "reconnect attempt %d failed: %s", failed, exc,
                     exc_info=not isinstance(exc, BrokerError))
             continue
         if not link.reconnecting:  # disconnect() was called meanwhile
             link.ib.disconnect()
             return
-        link.reconnected(attempt)
+        link.reconnected(failed)
         return
 
 
