@@ -10,6 +10,8 @@ import json
 import signal
 import sqlite3
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -69,15 +71,27 @@ def _events(tmp_path: Path) -> list[dict[str, Any]]:
         return [json.loads(line) for line in f]
 
 
-def _run(settings, broker, clock: Clock, stop_after_s: float | None = None) -> Supervisor:
+def _run(settings, broker, clock: Clock, stop_when: Callable[[], bool] | None = None,
+         deadline_s: float = 30.0) -> Supervisor:
     logs = LogService(settings.logging, None)
     lines: list[str] = []
     sup = Supervisor(settings, broker, clock, logs.handle, echo=lines.append)
 
+    async def stop_once_seen() -> None:  # as the signal handler would, SIGTERM
+        assert stop_when is not None
+        end = time.monotonic() + deadline_s
+        while not stop_when() and time.monotonic() < end:
+            await asyncio.sleep(0.05)
+        sup._on_signal(signal.SIGTERM)
+
     async def main() -> int:
-        if stop_after_s is not None:  # as the signal handler would, SIGTERM
-            asyncio.get_running_loop().call_later(stop_after_s, sup._on_signal, signal.SIGTERM)
-        return await sup.run()
+        if stop_when is not None:
+            watcher = asyncio.create_task(stop_once_seen())
+        try:
+            return await sup.run()
+        finally:
+            if stop_when is not None:
+                watcher.cancel()
 
     try:
         sup.exit_code = asyncio.run(main())
@@ -120,8 +134,9 @@ def test_heartbeats_keep_coming_while_the_market_is_closed(tmp_path, endpoint) -
         "heartbeat_url": f"{endpoint}/beat", "heartbeat_interval_s": 1,
         "webhook_url": f"{endpoint}/hook", "retries": 0})
     clock = PinnedClock(SATURDAY_NOON.timestamp())
-    # When the bot waits for Monday's open and is stopped after 3.5 s
-    sup = _run(settings, _stub(settings, clock), clock, stop_after_s=3.5)
+    # When the bot waits for Monday's open and is stopped once 3 beats arrived (a busy
+    # machine may take longer than 3 s; the deadline fails the test if they never come)
+    sup = _run(settings, _stub(settings, clock), clock, stop_when=lambda: _beats() >= 3)
     # Then no cycle ran, yet the dead-man monitor heard from it every second, and the stop
     # was said
     assert sup.exit_code == exitcodes.OK and sup.cycles_done == 0
@@ -133,14 +148,18 @@ def test_heartbeats_keep_coming_while_the_market_is_closed(tmp_path, endpoint) -
 class _HangingConnect(StubBroker):
     """A gateway that accepts the socket and never answers the handshake."""
 
+    connecting = False
+
     async def connect(self) -> None:
+        self.connecting = True
         await asyncio.sleep(3600)
 
 
 def test_a_stop_during_the_connect_is_honoured_at_once(tmp_path) -> None:
     settings = make_settings(tmp_path, schedule={"cycles": 1})
     clock = SimClock(settings.stub.start.timestamp())
-    sup = _run(settings, _HangingConnect(settings.stub, clock.now), clock, stop_after_s=1.0)
+    broker = _HangingConnect(settings.stub, clock.now)
+    sup = _run(settings, broker, clock, stop_when=lambda: broker.connecting)
     assert sup.exit_code == exitcodes.OK and sup.cycles_done == 0
     events = _events(tmp_path)
     assert any(e.get("event") == "stopped_starting" for e in events)
