@@ -361,10 +361,12 @@ class Driver:
     # --- the end -----------------------------------------------------------------------------
 
     def finish(self) -> None:
-        if self.active is not None:
-            self.active.until = 0.0
-            if self.bot is not None:
+        if self.active is not None and self.bot is not None:
+            self.active.until = 0.0  # thaw, release, restart: nothing left half done
+            try:
                 self._go_on(self.active, self.bot, time.monotonic())
+            except CannotStart as exc:
+                self._crash(str(exc))
         if self.bot is not None:
             self._finish_bot(self.bot, signal.SIGTERM)
         self.gateway.stop()
