@@ -173,7 +173,7 @@ def main(freeze_s: float, ibkr_timing: bool) -> None:
             print("  ", line[:220])
     start = run.cycles[0][0]
     for at, line in run.cycles:
-        took = line.split(" | ")[4] if line.count(" | ") >= 4 else ""
+        took = line.split(" | ")[3] if line.count(" | ") >= 3 else ""
         print(f"  +{at - start:6.1f}s {line[:60].rstrip()} ... took {took}")
 
 
