@@ -549,6 +549,23 @@ def test_while_lines_are_plentiful_a_complete_snapshot_ends_by_itself(sim: Threa
     assert stats.get("snapshot_cancels_total", 0) == 0
 
 
+def test_a_complete_snapshot_is_cancelled_when_the_line_reserve_is_not_free(
+        sim: ThreadedSim) -> None:
+    # Given SPY again, but a reserve of every line (pacing.line_reserve 90 of 90): with its
+    # own line held, 89 are free, one short of the reserve
+    async def body(broker: IBKRBroker) -> Any:
+        quote = await broker.quote("SPY")
+        await assert_nothing_left(broker)
+        await wait_until(lambda: sim.stats()["market_data_lines_open"] == 0)
+        return quote, broker.stats()
+
+    quote, stats = with_broker(sim, body, pacing={"line_reserve": 90})
+    # Then it was cancelled at once rather than left to end
+    assert math.isfinite(quote.bid)
+    assert stats["snapshot_cancels_total"] == 1
+    assert stats.get("snapshots_left_to_end_total", 0) == 0
+
+
 def test_delayed_fallback_takes_delayed_data_where_live_is_not_subscribed() -> None:
     # Given AAPL without a live subscription (354 on live data, delayed data on type 3)
     raw = yaml.safe_load(DEFAULT_SCENARIO.read_text())["symbols"]

@@ -169,6 +169,8 @@ def main() -> int:
                         help="max_concurrent_symbols (default: the settings' default)")
     parser.add_argument("--quote-mode", choices=("snapshot", "stream"), default="snapshot",
                         help="--sim: ibkr.quote_mode (default snapshot)")
+    parser.add_argument("--line-reserve", type=int, default=None,
+                        help="--sim: pacing.line_reserve (default: the settings' default)")
     parser.add_argument("--repeat", type=int, default=3,
                         help="--stub: pool and sequential runs, alternated (default 3)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -178,7 +180,7 @@ def main() -> int:
         from tools.bench_sim import bench_sim  # ib_insync and the simulator only here
 
         figures = bench_sim(args.symbols, args.cycles, args.workers, args.concurrency,
-                            args.quote_mode)
+                            args.quote_mode, args.line_reserve)
         ok = figures["exit_code"] == 0 and not figures["violations"]
     else:
         figures = bench_stub(args.symbols, args.cycles, args.workers, args.concurrency or 64,

@@ -90,7 +90,8 @@ def write_scenario(directory: Path, symbols: int) -> tuple[Path, list[str]]:
 
 
 def bench_sim(symbols: int, cycles: int, workers: int, concurrency: int | None,
-              quote_mode: str = "snapshot") -> dict[str, Any]:
+              quote_mode: str = "snapshot", line_reserve: int | None = None
+              ) -> dict[str, Any]:
     BENCH_DIR.mkdir(parents=True, exist_ok=True)
     journal = BENCH_DIR / "journal-{broker}.sqlite"
     for old in BENCH_DIR.glob("journal-*"):
@@ -105,6 +106,7 @@ def bench_sim(symbols: int, cycles: int, workers: int, concurrency: int | None,
             "schedule": {"cycles": cycles, "interval_s": 0, "regular_hours_only": False},
             "workers": {"count": workers},
             "ibkr": {"quote_mode": quote_mode},
+            "pacing": {} if line_reserve is None else {"line_reserve": line_reserve},
             "logging": {"level": "INFO", "json_path": str(BENCH_DIR / "bot.jsonl"),
                         "console": False},
             "execution": {"journal_path": str(journal)},
@@ -113,13 +115,6 @@ def bench_sim(symbols: int, cycles: int, workers: int, concurrency: int | None,
         ends: list[float] = []
         tally = MessageTally()
         seen: list[dict[str, Any]] = []  # per cycle: seconds, failed, skipped (no summary)
-
-        def on_cycle(summary: Any) -> None:
-            tally.end_cycle(summary.results)
-            seen.append({"seconds": summary.seconds, "failed": len(summary.failed),
-                         "skipped": sum(1 for r in summary.results if r.ok and r.skipped),
-                         "rss_mb": round(psutil.Process().memory_info().rss / 2**20, 1)})
-
         sampler = ProcessSampler()
         started = time.time()
         sampler.start()
@@ -129,7 +124,8 @@ def bench_sim(symbols: int, cycles: int, workers: int, concurrency: int | None,
                 tally.install(broker.ib.client)  # type: ignore[attr-defined]
                 code, _ = run_supervisor(run_settings, broker, clock, console=False,
                                          echo=lambda _line: ends.append(time.time()),
-                                         on_cycle=on_cycle)
+                                         on_cycle=lambda s: seen.append(cycle_figures(s,
+                                                                                      tally)))
         finally:
             sampler.done.set()
             sampler.join()
@@ -137,6 +133,14 @@ def bench_sim(symbols: int, cycles: int, workers: int, concurrency: int | None,
         gateway = json.loads((BENCH_DIR / "gateway_sim_stats.json").read_text())
     return {**figures(symbols, seen, ends, gateway, code, sampler.by_role(wall_s),
                       run_settings), **per_symbol_cycle(tally.cycles, symbols)}
+
+
+def cycle_figures(summary: Any, tally: MessageTally) -> dict[str, Any]:
+    """A cycle's figures as it ends (its summary is not kept), its messages closed."""
+    tally.end_cycle(summary.results)
+    return {"seconds": summary.seconds, "failed": len(summary.failed),
+            "skipped": sum(1 for r in summary.results if r.ok and r.skipped),
+            "rss_mb": round(psutil.Process().memory_info().rss / 2**20, 1)}
 
 
 def figures(symbols: int, cycles: list[dict[str, Any]], ends: list[float],
@@ -156,6 +160,7 @@ def figures(symbols: int, cycles: list[dict[str, Any]], ends: list[float],
         "cycle_deadline_s": round(budget.deadline_s, 1),
         "max_messages_per_s": settings.pacing.max_messages_per_s,
         "quote_mode": settings.ibkr.quote_mode,
+        "line_reserve": settings.pacing.line_reserve,
         "cycle_s": [round(s, 2) for s in seconds],
         "first_cycle_s": round(seconds[0], 2) if seconds else None,
         "steady_cycle_s": round(steady_s, 2),

@@ -92,7 +92,8 @@ class IBKRBroker:
         self._contracts = Contracts(self._link, self._requests, cfg, tz=tz, now=now)
         self._market = MarketData(self._link, self._requests, self._contracts, self.pacer,
                                   cfg, now=now,
-                                  option_needs=option_fields(settings.options.min_volume))
+                                  option_needs=option_fields(settings.options.min_volume),
+                                  line_reserve=settings.pacing.line_reserve)
         self._bars = BarHistory(self._link, self._requests, self._contracts, cfg, tz=tz,
                                 now=now)
         self._orders = Orders(self._link, self._requests, self._contracts, cfg, now=now)

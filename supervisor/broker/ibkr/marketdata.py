@@ -5,8 +5,8 @@ about 11 s after the request. So a quote is complete as soon as the fields the d
 needs are in (bid/ask/last/close for a stock; bid/ask and model greeks for an option, and
 its volume when ``options.min_volume`` has the intent step read it); the rest is what came
 with them (the ticks of one snapshot can arrive in several reads: a stock's volume may). Its
-line then goes back as early as the budgets allow: while a third of the lines are free, the
-snapshot is left to end by itself (no message spent; the pace, 50 msg/s, is the scarcer
+line then goes back as early as the budgets allow: while ``pacing.line_reserve`` lines are
+free, the snapshot is left to end by itself (no message spent; the pace is the scarcer
 budget); when lines run short it is cancelled at once (one message, the line back now). A
 snapshot that completes and still never ends is cancelled after the timeout. If the end or
 the timeout comes before the fields, the data received so far is used; with none, the
@@ -43,6 +43,7 @@ OPTION_FIELDS = ("bid", "ask", "modelGreeks")
 DELAYED_TYPES = (3, 4)
 DELAYED_AGE_S = 15 * 60.0  # IBKR's delayed US quotes are 15 minutes old
 END_GRACE_S = 2.0  # a snapshot left to end is cancelled if its end is this much overdue
+LINE_RESERVE = 8  # pacing.line_reserve's default: see common/config.py
 
 # The adapter's one logger, as before it was split into layers: log filters keep working.
 log = logging.getLogger("supervisor.broker.ibkr.broker")
@@ -53,7 +54,8 @@ class MarketData:
 
     def __init__(self, link: Link, requests: Requests, contracts: Contracts,
                  pacer: PacingGovernor, cfg: IBKRSettings, *, now: Callable[[], float],
-                 option_needs: Sequence[str] = OPTION_FIELDS) -> None:
+                 option_needs: Sequence[str] = OPTION_FIELDS,
+                 line_reserve: int = LINE_RESERVE) -> None:
         self._link = link
         self._requests = requests
         self._contracts = contracts
@@ -61,6 +63,7 @@ class MarketData:
         self._cfg = cfg
         self._now = now
         self._option_needs = tuple(option_needs)
+        self._reserve = max(1, line_reserve)
 
     async def quote(self, symbol: str) -> Quote:
         stock = await self._contracts.stock(symbol)
@@ -184,7 +187,7 @@ class MarketData:
 
     def _line_reserve(self) -> int:
         """Free lines kept for new requests: snapshots waiting for their end use no more."""
-        return max(1, self._pacer.max_lines // 3)
+        return self._reserve
 
     async def _until_complete(self, future: asyncio.Future[Any], ticker: Any,
                               needs: Sequence[str]) -> bool:
