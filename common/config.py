@@ -242,6 +242,8 @@ DEFAULT_SOURCES: tuple[PriceSource, ...] = ("mid", "last", "close")
 class QuoteSettings(Model):
     price_sources: list[PriceSource] = Field(default_factory=lambda: list(DEFAULT_SOURCES),
                                              min_length=1)
+    # the ATM's price on BUY/SELL: the snapshot, or the last bar's close (no snapshot; README)
+    underlying_price: Literal["snapshot", "last_bar"] = "snapshot"
     max_spread_pct: Pct = 2.0  # wider underlying markets are flagged "wide"
 
 
@@ -305,10 +307,8 @@ class PacingSettings(Model):
     # (44.3/s). The connect handshake alone sends 8 messages in one burst
     max_messages_per_s: float = Field(45.0, ge=10, le=50)
     max_market_data_lines: int = Field(90, ge=1, le=10_000)
-    # free lines kept for new requests: a complete snapshot is left to end by itself (no
-    # message) while at least this many lines are free, else cancelled at once (one message,
-    # its line back now). Measured at 200 symbols (README, capacity): 8 spends fewer cancels
-    # than a third of the lines (30) and never runs out of lines
+    # a complete snapshot is left to end by itself (no message) while this many lines are
+    # free, else cancelled (one message, the line back now); measured in the README
     line_reserve: int = Field(8, ge=1, le=10_000)
 
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import itertools
 import math
+from array import array
 
 import pytest
 
 from common.calendar import trading_day
 from common.messages import (
+    Bars,
     BarsRequest,
     ChainRequest,
     OptionChain,
@@ -23,7 +25,7 @@ from common.messages import (
 from tests.conftest import make_settings
 from tests.fakes import FakeSupervisor
 from tests.sessions import STUB_SESSION
-from workers.pipeline import process_symbol
+from workers.pipeline import last_close, process_symbol
 from workers.strategy import load_strategy
 
 pytestmark = pytest.mark.timeout(30)
@@ -109,6 +111,42 @@ def test_a_strategy_that_decides_on_the_quote_gets_it_with_the_bars(tmp_path):
     result, kinds = drive(pipeline(settings, "QQQ", now), fake.answer)
     assert result.signal is Signal.HOLD and result.reasons[0].startswith("quote mid ")
     assert kinds.count(QuoteRequest) == 1
+
+
+def test_with_the_price_from_the_last_bar_no_snapshot_is_asked_at_all(tmp_path):
+    # Given quotes.underlying_price: last_bar, and SPY selling at the stub's opening minute
+    settings = make_settings(tmp_path, quotes={"underlying_price": "last_bar"})
+    now = settings.stub.start.timestamp()
+    fake = FakeSupervisor(settings, now)
+    # When the pipeline runs to its intent
+    result, kinds = drive(pipeline(settings, "SPY", now), fake.answer)
+    # Then no underlying snapshot was asked for, and the ATM is read from the last bar's close
+    assert result.signal is Signal.SELL and result.intents
+    assert QuoteRequest not in kinds and OptionQuotesRequest in kinds
+    (bars_request,) = [r for r in fake.seen if isinstance(r, BarsRequest) and r.bar_minutes == 1]
+    bars = fake.answer(bars_request).value
+    assert any(f"for price {bars.close[-1]:g}" in r for r in result.reasons)
+
+
+def test_with_the_price_from_the_last_bar_a_symbol_without_a_usable_close_is_skipped(
+        tmp_path):
+    # Given a strategy that buys whatever the bars say, and bars without one usable close
+    settings = make_settings(tmp_path, quotes={"underlying_price": "last_bar"},
+                             strategy={"name": "tests.strategies:BuysEverySymbol"})
+    now = settings.stub.start.timestamp()
+    fake = FakeSupervisor(settings, now)
+
+    def answer(request):
+        if isinstance(request, BarsRequest):
+            return Reply(request.request_id, value=Bars("SPY", ts=array("d", [now - 60]),
+                                                        close=array("d", [math.nan])))
+        return fake.answer(request)
+
+    result, kinds = drive(pipeline(settings, "SPY", now), answer)
+    # Then it is skipped for want of a price, having asked for no snapshot
+    assert result.signal is Signal.BUY and result.skipped == "no usable price (no bar close)"
+    assert QuoteRequest not in kinds and OptionQuotesRequest not in kinds
+    assert math.isnan(last_close(Bars("X", close=array("d", [math.nan, -1.0]))))
 
 
 def test_the_snapshot_failing_after_a_signal_is_a_failure(settings):

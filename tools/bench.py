@@ -171,6 +171,8 @@ def main() -> int:
                         help="--sim: ibkr.quote_mode (default snapshot)")
     parser.add_argument("--line-reserve", type=int, default=None,
                         help="--sim: pacing.line_reserve (default: the settings' default)")
+    parser.add_argument("--underlying-price", choices=("snapshot", "last_bar"), default=None,
+                        help="--sim: quotes.underlying_price (default: the settings' default)")
     parser.add_argument("--repeat", type=int, default=3,
                         help="--stub: pool and sequential runs, alternated (default 3)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -179,8 +181,13 @@ def main() -> int:
     if args.sim:
         from tools.bench_sim import bench_sim  # ib_insync and the simulator only here
 
+        extra: dict[str, dict[str, Any]] = {}
+        if args.line_reserve is not None:
+            extra["pacing"] = {"line_reserve": args.line_reserve}
+        if args.underlying_price is not None:
+            extra["quotes"] = {"underlying_price": args.underlying_price}
         figures = bench_sim(args.symbols, args.cycles, args.workers, args.concurrency,
-                            args.quote_mode, args.line_reserve)
+                            args.quote_mode, extra)
         ok = figures["exit_code"] == 0 and not figures["violations"]
     else:
         figures = bench_stub(args.symbols, args.cycles, args.workers, args.concurrency or 64,

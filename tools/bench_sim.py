@@ -90,8 +90,9 @@ def write_scenario(directory: Path, symbols: int) -> tuple[Path, list[str]]:
 
 
 def bench_sim(symbols: int, cycles: int, workers: int, concurrency: int | None,
-              quote_mode: str = "snapshot", line_reserve: int | None = None
+              quote_mode: str = "snapshot", extra: dict[str, dict[str, Any]] | None = None
               ) -> dict[str, Any]:
+    """``extra``: more settings by section (``{"pacing": {"line_reserve": 8}}``)."""
     BENCH_DIR.mkdir(parents=True, exist_ok=True)
     journal = BENCH_DIR / "journal-{broker}.sqlite"
     for old in BENCH_DIR.glob("journal-*"):
@@ -106,7 +107,7 @@ def bench_sim(symbols: int, cycles: int, workers: int, concurrency: int | None,
             "schedule": {"cycles": cycles, "interval_s": 0, "regular_hours_only": False},
             "workers": {"count": workers},
             "ibkr": {"quote_mode": quote_mode},
-            "pacing": {} if line_reserve is None else {"line_reserve": line_reserve},
+            **(extra or {}),
             "logging": {"level": "INFO", "json_path": str(BENCH_DIR / "bot.jsonl"),
                         "console": False},
             "execution": {"journal_path": str(journal)},
@@ -161,6 +162,7 @@ def figures(symbols: int, cycles: list[dict[str, Any]], ends: list[float],
         "max_messages_per_s": settings.pacing.max_messages_per_s,
         "quote_mode": settings.ibkr.quote_mode,
         "line_reserve": settings.pacing.line_reserve,
+        "underlying_price": settings.quotes.underlying_price,
         "cycle_s": [round(s, 2) for s in seconds],
         "first_cycle_s": round(seconds[0], 2) if seconds else None,
         "steady_cycle_s": round(steady_s, 2),

@@ -10,7 +10,9 @@ gateway: the request, and its cancel when lines are short) is spent only on a de
 reads it: the ATM strike and the entry's reference price. Until then the view's price is the
 last completed bar's close (``price_source`` "bar close"). A strategy whose ``decide`` reads
 the quote says so with ``decides_on_quote = True``: it then gets the snapshot with the bars,
-as before.
+as before. With ``quotes.underlying_price: last_bar`` no snapshot is asked at all: the ATM
+comes from the last bar's close, and fallback greeks take the option quotes' own underlying
+price where they carry one.
 
 Written as a generator so the same code runs inside a worker process (driven by queue
 messages) and inside a test (driven by hand), and so one worker can have several symbols
@@ -184,8 +186,9 @@ def _chain_and_price(view: MarketView, worker_id: int, settings: Settings,
     step (the option side needs both). The priced view (or why there is no price, or no
     snapshot), and the chain (or the RemoteError that stands for it)."""
     symbol = view.task.symbol
+    from_bar = settings.quotes.underlying_price == "last_bar"
     requests: list[Request] = [ChainRequest(next(ids), worker_id, symbol)]
-    if view.quote is None:
+    if view.quote is None and not from_bar:
         requests.append(QuoteRequest(next(ids), worker_id, symbol))
     replies = yield tuple(requests)
     timer.lap("chain")
@@ -195,6 +198,8 @@ def _chain_and_price(view: MarketView, worker_id: int, settings: Settings,
         chain = exc
     if view.quote is not None:
         return view, chain
+    if from_bar:  # quotes.underlying_price: last_bar: no snapshot at all
+        return (view if usable(view.price) else "no usable price (no bar close)"), chain
     try:
         quote = _value(replies[1])
     except RemoteError as exc:  # as before the reorder: no snapshot is a failure
