@@ -174,6 +174,8 @@ def figures(symbols: int, cycles: list[dict[str, Any]], ends: list[float],
         "peak_msg_per_s": gateway.get("peak_messages_per_s"),
         "peak_lines": gateway.get("market_data_lines_peak"),
         "violations": gateway.get("violations_total"),
+        # +PACEAPI: what a gateway held back instead of counting a violation (0: never over)
+        "messages_paced": gateway.get("messages_paced"),
         "failed_symbols_per_cycle": [c["failed"] for c in cycles],
         "skipped_symbols_per_cycle": [c["skipped"] for c in cycles],
         "supervisor_rss_mb_by_cycle": [c["rss_mb"] for c in cycles],
