@@ -5,7 +5,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from common.messages import Signal, SymbolResult
-from tools.bench_messages import MessageTally, per_symbol_cycle
+from tools.bench_messages import REMEMBERED_REQUESTS, MessageTally, per_symbol_cycle
 
 
 def stock(symbol: str) -> SimpleNamespace:
@@ -60,3 +60,12 @@ def test_failed_and_skipped_symbols_are_neither_holds_nor_trades() -> None:
     figures = per_symbol_cycle(tally.cycles, symbols=2)
     assert figures["msg_per_hold_symbol_cycle"] is None
     assert figures["hold_symbol_cycles"] == figures["directional_symbol_cycles"] == 0
+
+
+def test_requests_never_cancelled_are_forgotten_oldest_first() -> None:
+    tally = MessageTally()
+    for req_id in range(REMEMBERED_REQUESTS + 10):
+        tally.count((1, 11, req_id, stock("SPY"), False))
+    assert len(tally._market) == REMEMBERED_REQUESTS
+    tally.count((2, 2, REMEMBERED_REQUESTS + 9))  # the newest is still known: SPY's
+    assert tally.current[("SPY", "stock_cancel")] == 1

@@ -31,6 +31,9 @@ REQ_SEC_DEF_OPT_PARAMS = 78
 KINDS = ("stock_snapshot", "stock_cancel", "option_snapshot", "option_cancel", "bars",
          "chain", "contract_details", "other")
 NO_SYMBOL = ""
+# snapshots left to end are never cancelled: their reqIds are forgotten, oldest first, past
+# this many (far more than the lines a client may hold), so the tally itself stays flat
+REMEMBERED_REQUESTS = 4096
 
 
 @dataclass
@@ -72,6 +75,8 @@ class MessageTally:
             kind = "option_snapshot" if contract is not None and (
                 contract.secType in ("OPT", "FOP")) else "stock_snapshot"
             self._market[int(fields[2])] = (symbol, kind)
+            if len(self._market) > REMEMBERED_REQUESTS:
+                del self._market[next(iter(self._market))]
         elif msg_id == CANCEL_MKT_DATA and len(fields) > 2:
             symbol, asked = self._market.pop(int(fields[2]), (NO_SYMBOL, "stock_snapshot"))
             kind = asked.replace("_snapshot", "_cancel")
