@@ -102,6 +102,10 @@ def test_the_journal_checks_find_a_decision_taken_twice(tmp_path: Path) -> None:
     found = journal_findings(path)
     assert found["integrity"] == "ok" and found["duplicates"] == 1
     assert journaled_intents(tmp_path / "absent.sqlite") == set()
+    damaged = tmp_path / "damaged.sqlite"  # past what integrity_check can read: a verdict
+    damaged.write_bytes(b"SQLite format 3\x00" + b"\xff" * 4000)
+    assert journal_findings(damaged)["integrity"].startswith("cannot be read: ")
+    assert journaled_intents(damaged) == set() == journal_intents([damaged])
 
 
 def test_a_decision_logged_but_in_no_journal_fails_and_so_does_the_other_way() -> None:

@@ -20,7 +20,7 @@ def journaled_intents(journal: Path) -> set[str]:
     db = sqlite3.connect(f"{journal.resolve().as_uri()}?mode=ro", uri=True, timeout=10)
     try:
         return {row[0] for row in db.execute("SELECT intent_id FROM intents")}
-    except sqlite3.OperationalError:  # the very first run has not made its tables yet
+    except sqlite3.DatabaseError:  # no tables yet (the very first run), or a damaged file
         return set()
     finally:
         db.close()
@@ -30,7 +30,11 @@ def journal_findings(journal: Path) -> dict[str, Any]:
     """Integrity, and intents decided or ordered more than once."""
     db = sqlite3.connect(f"{journal.resolve().as_uri()}?mode=ro", uri=True, timeout=10)
     try:
-        integrity = db.execute("PRAGMA integrity_check").fetchone()[0]
+        try:
+            integrity = db.execute("PRAGMA integrity_check").fetchone()[0]
+        except sqlite3.DatabaseError as exc:  # damaged past what the check can read
+            return {"integrity": f"cannot be read: {exc}", "duplicates": 0, "intents": 0,
+                    "journal_cycles": 0}
         if not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'decisions'").fetchone():
             return {"integrity": integrity, "duplicates": 0, "intents": 0,
                     "journal_cycles": 0}  # taken away before its tables were made

@@ -126,7 +126,7 @@ def _query(path: Path, sql: str, args: tuple[Any, ...]) -> list[tuple[Any, ...]]
     db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=10)
     try:
         return db.execute(sql, args).fetchall()
-    except sqlite3.OperationalError:  # a journal whose tables were never made
+    except sqlite3.DatabaseError:  # a journal whose tables were never made, or damaged
         return []
     finally:
         db.close()
