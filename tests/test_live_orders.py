@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from common.messages import OrderIntent, Signal
-from supervisor.broker.base import OrderRejected
+from supervisor.broker.base import ConnectionLost, OrderRejected
 from supervisor.broker.ibkr.broker import IBKRBroker
 from tests.conftest_sim import make_scenario, next_client_id
 from tests.sessions import TUESDAY_MORNING
@@ -86,3 +86,27 @@ def test_an_entry_whose_exits_are_refused_is_cancelled_never_left_working_alone(
                                  if o.fields.get("orderRef") == intent_id])
     assert rejected.code == 201 and "CLOSING ONLY" in str(rejected)
     assert all(status not in ("PreSubmitted", "Submitted") for status in live), live
+
+
+def test_a_socket_dropped_while_the_account_is_listed_is_a_lost_connection() -> None:
+    # Given a connected broker whose library loses the socket under each listing (what
+    # ib_insync raises when the gateway drops mid-request: a bare ConnectionError)
+    async def dropped(*_args: Any, **_kwargs: Any) -> Any:
+        raise ConnectionError("Socket disconnect")
+
+    async def body(broker: IBKRBroker) -> Any:
+        ib = broker._link.ib
+        seen = []
+        for name, listing in (("reqAllOpenOrdersAsync", broker.refresh_orders),
+                              ("reqCompletedOrdersAsync", broker.completed_refs)):
+            setattr(ib, name, dropped)
+            with pytest.raises(ConnectionLost) as info:
+                await listing()
+            seen.append(str(info.value))
+        return seen
+
+    with ThreadedSim(make_scenario(TUESDAY_MORNING)) as sim:
+        seen = with_broker(sim, body)
+    # Then each is the bot's own lost connection (a cycle skips it; a bare ConnectionError
+    # escaped the loop and stopped a live bot in a chaos run)
+    assert seen == ["open orders: connection lost", "completed orders: connection lost"]

@@ -8,16 +8,15 @@ knows what it sent since; a start on a lost or fresh journal does not.
 
 from __future__ import annotations
 
-import asyncio
-
 from common.config import IBKRSettings
 from supervisor.broker.ibkr.link import Link
+from supervisor.broker.ibkr.requests import listed
 
 
 async def completed_refs(link: Link, cfg: IBKRSettings) -> list[str]:
     """orderRefs of the account's completed API orders (empty ones left out)."""
     link.require_connected()
     await link.pace(1)
-    trades = await asyncio.wait_for(link.ib.reqCompletedOrdersAsync(apiOnly=True),
-                                    cfg.request_timeout_s)
+    trades = await listed("completed orders", link.ib.reqCompletedOrdersAsync(apiOnly=True),
+                          cfg.request_timeout_s)
     return [t.order.orderRef for t in trades if t.order.orderRef]

@@ -30,7 +30,7 @@ from supervisor.broker.base import (
 from supervisor.broker.ibkr.client import NAN, ibi, num
 from supervisor.broker.ibkr.contracts import Contracts
 from supervisor.broker.ibkr.link import Link
-from supervisor.broker.ibkr.requests import Requests
+from supervisor.broker.ibkr.requests import Requests, listed
 
 # The adapter's one logger, as before it was split into layers: log filters keep working.
 log = logging.getLogger("supervisor.broker.ibkr.broker")
@@ -222,11 +222,10 @@ class Orders:
         """Every open order of the account (all client ids) and today's executions."""
         self._link.require_connected()
         await self._link.pace(2)
-        listed = await asyncio.wait_for(self._link.ib.reqAllOpenOrdersAsync(),
-                                        self._cfg.request_timeout_s)
-        self._listed = frozenset(t.order.permId for t in listed if t.order.permId)
-        await asyncio.wait_for(self._link.ib.reqExecutionsAsync(),
-                               self._cfg.request_timeout_s)
+        timeout_s = self._cfg.request_timeout_s
+        trades = await listed("open orders", self._link.ib.reqAllOpenOrdersAsync(), timeout_s)
+        self._listed = frozenset(t.order.permId for t in trades if t.order.permId)
+        await listed("executions", self._link.ib.reqExecutionsAsync(), timeout_s)
 
     # --- what the account holds --------------------------------------------------------------
 

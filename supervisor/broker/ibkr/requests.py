@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import Callable, Hashable
-from typing import Any
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Any, TypeVar
 
 from supervisor.broker.base import ConnectionLost, SymbolDataError
 from supervisor.broker.ibkr import errors
 from supervisor.broker.ibkr.client import ibi
 from supervisor.broker.ibkr.link import Link
+
+T = TypeVar("T")
 
 
 class IBKRRequestError(SymbolDataError):
@@ -90,3 +92,13 @@ class Requests:
         wrapper = self._link.ib.wrapper
         return {"pending_requests": float(len(wrapper._futures)),
                 "wrapper_results": float(len(getattr(wrapper, "_results", {})))}
+
+
+async def listed(what: str, listing: Awaitable[T], timeout_s: float) -> T:
+    """A library call that lists account state (open orders, executions, completed orders),
+    bounded; a socket dropped under it is ``ConnectionLost`` like any request's (a bare
+    ConnectionError escaped the cycle's handling and stopped a live bot)."""
+    try:
+        return await asyncio.wait_for(listing, timeout_s)
+    except ConnectionError:
+        raise ConnectionLost(f"{what}: connection lost") from None
