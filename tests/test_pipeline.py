@@ -26,6 +26,7 @@ from tests.conftest import make_settings
 from tests.fakes import FakeSupervisor
 from tests.sessions import STUB_SESSION
 from workers.pipeline import last_close, process_symbol
+from workers.signals import SignalDecision
 from workers.strategy import load_strategy
 
 pytestmark = pytest.mark.timeout(30)
@@ -244,3 +245,49 @@ def test_vwap_is_anchored_to_the_open_however_old_the_session(settings):
     assert said.endswith(f"vwap {by_hand(session):.2f}")
     # (a rolling VWAP of the last 120 bars would say something else)
     assert f"{by_hand(session[-120:]):.2f}" != f"{by_hand(session):.2f}"
+
+
+class _WhaleBuys:
+    """A whale break on every call (what the built-in's hourly rule returns when it fires)."""
+
+    wants_hourly_bars = False
+
+    def decide(self, view):  # type: ignore[no-untyped-def]
+        return SignalDecision(Signal.BUY, 0.9, ("whale break",), whale=True,
+                              whale_fired_ts=view.task.now_ts)
+
+    def choose(self, view, decision, selection, quotes):  # type: ignore[no-untyped-def]
+        return (), ()
+
+
+def _drive(gen, answer):  # type: ignore[no-untyped-def]
+    try:
+        batch = next(gen)
+        while True:
+            batch = gen.send(tuple(answer(r) for r in batch))
+    except StopIteration as done:
+        return done.value
+
+
+@pytest.mark.parametrize("snapshot", ["unusable", "timed out"])
+def test_a_whale_whose_snapshot_fails_is_not_spent(tmp_path, snapshot):
+    # Given a whale break (BUY from bars) whose underlying snapshot is unusable or times out.
+    # (the decision now comes before the snapshot; the loop stores a result's
+    # whale_fired_ts whatever its outcome, debouncing the whale for 3 days without a trade)
+    settings = make_settings(tmp_path)
+    now = settings.stub.start.timestamp()
+    fake = FakeSupervisor(settings, now)
+
+    def answer(request):  # type: ignore[no-untyped-def]
+        if isinstance(request, QuoteRequest):
+            if snapshot == "unusable":
+                return Reply(request.request_id, value=Quote("SPY", -1, 0, math.nan, -1))
+            return Reply(request.request_id, error="timed out after 15s")
+        return fake.answer(request)
+
+    task = SymbolTask(cycle_id=1, symbol="SPY", now_ts=now, day=trading_day(now))
+    result = _drive(process_symbol(task, 1, settings, _WhaleBuys(), itertools.count(1)),
+                    answer)
+    assert result.intents == ()  # no order could be made
+    # Then the whale is not spent on a symbol that could not be traded
+    assert result.whale_fired_ts is None

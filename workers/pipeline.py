@@ -215,12 +215,14 @@ def _option_side(view: MarketView, decision: SignalDecision, result: SymbolResul
     strategy's intents."""
     symbol, worker_id = view.task.symbol, result.worker_id
     with_price, chain = yield from _chain_and_price(view, worker_id, settings, ids, timer)
+    # no price is no decision (as when the snapshot came first): a whale break is not spent
+    # on a symbol that could not be traded, it may fire again next cycle
     if isinstance(with_price, DataFailure):
         return replace(result, reasons=decision.reasons, error=with_price.reason,
-                       timings=tuple(timer.marks))
+                       whale_fired_ts=None, timings=tuple(timer.marks))
     if isinstance(with_price, str):
         return replace(result, reasons=decision.reasons, skipped=with_price,
-                       timings=tuple(timer.marks))
+                       whale_fired_ts=None, timings=tuple(timer.marks))
     view = with_price
     right = Right.CALL if decision.signal is Signal.BUY else Right.PUT
     try:
