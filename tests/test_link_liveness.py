@@ -5,13 +5,18 @@ the reconnect policy's timing for a gateway that accepts sockets but does not an
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import Counter
 from types import SimpleNamespace
 
 import pytest
 
+from common.config import IBKRSettings
 from supervisor.broker.base import GatewayUnavailable
+from supervisor.broker.ibkr.link import Link
 from supervisor.broker.ibkr.liveness import LinkWatch, LivenessPolicy
+from supervisor.broker.ibkr.pacing import PacingGovernor
+from supervisor.broker.ibkr.requests import Requests
 from supervisor.broker.ibkr.upkeep import ClientIdsInUse, reconnect_loop
 from supervisor.broker.retry import Backoff, CircuitBreaker
 
@@ -204,3 +209,26 @@ def test_a_326_after_the_wake_up_is_asked_again_without_the_circuits_cooldown() 
     # waited for the wake-up goes at once, the next 1 s after the quick one began
     assert sleeps[-2:] == [0.0, 0.9] and link.breaker.state == CircuitBreaker.CLOSED
     assert link.connected_at == pytest.approx(56.1)
+
+
+def test_a_cancel_waits_like_every_other_write_while_the_link_holds():
+    # Given a link whose gateway has left 20 messages unanswered: writes hold for a probe
+    # (liveness.py: "a silent gateway is sent at most MAX_UNANSWERED messages and a probe")
+    async def scenario() -> list[str]:
+        link = Link(IBKRSettings(), PacingGovernor(45, 90))
+        link._state = "connected"
+        link.ib.isConnected = lambda: True  # type: ignore[method-assign]
+        link.ib.client.conn.numMsgSent = 28
+        now = asyncio.get_running_loop().time()
+        link.liveness = LinkWatch(LivenessPolicy(), now, sent_total=8)
+        link.liveness.counted(now, 28)
+        assert link._holding()
+        sent: list[str] = []
+        # When a cancel (a timed-out bars request, a snapshot given back) is sent meanwhile
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(Requests(link).paced_send(lambda: sent.append("cancel")),
+                                   0.5)
+        return sent
+
+    # Then it is held too (it took only the governor's slot, and went into a silent socket)
+    assert asyncio.run(scenario()) == []

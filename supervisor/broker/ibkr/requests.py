@@ -83,8 +83,14 @@ class Requests:
             self.forget(req_id)
 
     async def paced_send(self, send: Callable[[], None]) -> None:
-        """Fire-and-forget messages (cancels) still pass the governor."""
-        await self._link.pacer.acquire(1)
+        """Fire-and-forget messages (cancels) pass the governor and wait while the link holds
+        writes for a probe, like every other write: a silent gateway must not find them
+        queued in its socket. On a lost link there is nothing to cancel (the gateway drops a
+        connection's market-data requests with it)."""
+        try:
+            await self._link.pace(1)
+        except ConnectionLost:
+            return
         if self._link.ib.isConnected():
             send()
 
