@@ -5,7 +5,9 @@ other's cancels. The lock is an OS file lock (flock), so it goes with the proces
 or a crash releases it and the next start takes it over; nothing stale to clean by hand.
 Readers (``report``) take no lock: WAL lets them read while the bot writes. A lock file
 deleted or replaced under the running bot would let a second bot take a new one: ``check``
-(each cycle) takes the lock at the path again, or says who holds it now.
+(each cycle) takes the lock at the path again, or says who holds it now. Below the pid line
+the bot keeps which journal file and WAL it opened (``note``; supervisor/journal/wal.py):
+``previous`` is what the last holder left there, read before it is overwritten.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ class JournalLock:
     def __init__(self, journal: Path) -> None:
         self.path = journal.with_name(journal.name + ".lock")
         self._file: IO[str] | None = None
+        self.previous = ""  # the lock file's text before this bot took it
+        self._note = ""
+        self._since = ""
 
     def acquire(self) -> None:
         """Take the lock or raise JournalError naming who holds it."""
@@ -35,18 +40,32 @@ class JournalLock:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             handle.seek(0)
-            holder = handle.read().strip() or "unknown"
+            holder = handle.readline().strip() or "unknown"
             handle.close()
             raise JournalError(
                 f"{self.path.with_suffix('')} is in use by another bot ({holder}): one bot per "
                 "journal; stop it first, or give this one another execution.journal_path"
             ) from None
         handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()} since {time.strftime('%Y-%m-%dT%H:%M:%S%z')}\n")
-        handle.flush()
+        if self._file is None:
+            self.previous = handle.read()
         self.release()  # the lock file held before, if this takes it again
         self._file = handle
+        self._since = time.strftime('%Y-%m-%dT%H:%M:%S%z')
+        self._write()
+
+    def note(self, text: str) -> None:
+        """Kept below the pid line (written again if the lock is taken again)."""
+        self._note = text
+        self._write()
+
+    def _write(self) -> None:
+        if self._file is not None:
+            self._file.seek(0)
+            self._file.truncate()
+            self._file.write(f"pid {os.getpid()} since {self._since}\n"
+                             + (f"{self._note}\n" if self._note else ""))
+            self._file.flush()
 
     def check(self) -> str | None:
         """None while the lock file at the path is the one held (or was taken again just

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from common.messages import OrderIntent, Signal
-from supervisor.journal.commits import Commits
+from supervisor.journal.follow import Follow, connect
 from supervisor.journal.identity import FileIdentity
 from supervisor.journal.lock import JournalLock
 from supervisor.journal.order_rows import OrderRows
@@ -50,11 +50,12 @@ from supervisor.journal.rows import (
 from supervisor.journal.schema import CONTRACT_COLUMNS, MIGRATIONS, POSITION_COLUMNS, SCHEMA_VERSION
 from supervisor.journal.shares import ShareRows
 from supervisor.journal.summary import day_summary
+from supervisor.journal.wal import file_id, set_aside, wal_of
 
 log = logging.getLogger(__name__)
 
 
-class Journal(Commits, OrderRows, ShareRows):
+class Journal(Follow, OrderRows, ShareRows):
     """The supervisor's journal. Not thread-safe: one writer, on the thread that opened it."""
 
     def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
@@ -62,6 +63,7 @@ class Journal(Commits, OrderRows, ShareRows):
         self._pending: list[tuple[str, tuple[Any, ...]]] = []  # rows for the next commit
         self._pending_since = 0.0
         self._identity: FileIdentity | None = None
+        self._at_id = None  # the file the connection writes, followed (follow.py)
         self._lock = None if readonly else JournalLock(self.path)
         if self._lock is not None:
             self._lock.acquire()  # before anything is read or written
@@ -70,13 +72,15 @@ class Journal(Commits, OrderRows, ShareRows):
                 # a report may read while the bot writes: WAL lets it, without a second writer
                 self._db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True,
                                            isolation_level=None, timeout=5.0)
+                self._db.row_factory = sqlite3.Row
             else:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                self._db = sqlite3.connect(self.path, isolation_level=None, timeout=5.0)
-        except sqlite3.DatabaseError as exc:
+                assert self._lock is not None
+                set_aside(self.path, self._lock.previous)  # another file's WAL: never applied
+                self._db = connect(self.path)
+        except (sqlite3.DatabaseError, OSError) as exc:
             self._release()
             raise JournalError(f"{self.path}: cannot open the journal: {exc}") from exc
-        self._db.row_factory = sqlite3.Row
         try:
             self._open(readonly)
         except sqlite3.DatabaseError as exc:
@@ -87,6 +91,7 @@ class Journal(Commits, OrderRows, ShareRows):
             raise
         if not readonly:
             self._identity = FileIdentity(self.path)  # created by now: what lost() compares
+            self._opened(self.path)
 
     def _open(self, readonly: bool) -> None:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
@@ -123,6 +128,7 @@ class Journal(Commits, OrderRows, ShareRows):
     def close(self) -> None:
         """Write what waits, close and let go of the lock; a failing close (a full disk)
         loses nothing committed, so it is said, not raised into the shutdown."""
+        self._follow()  # moved away since the last look: not left in the path's WAL
         with contextlib.suppress(sqlite3.Error):  # flush says what it lost
             self.flush()
         try:
@@ -130,19 +136,13 @@ class Journal(Commits, OrderRows, ShareRows):
         except sqlite3.Error as exc:
             log.error("closing the journal %s failed: %s (committed rows are kept)",
                       self.path, exc)
+        if self._lock is not None and file_id(wal_of(self.path)) is None:
+            self._lock.note("")  # checkpointed and deleted: no WAL left to tell apart
         self._release()
 
     def _release(self) -> None:
         if self._lock is not None:
             self._lock.release()
-
-    def lost(self) -> str | None:
-        """What became of this journal's file (deleted, moved away, replaced) or its lock
-        file under the running bot; None while both are the ones opened. SQLite goes on
-        writing into a file unlinked under it, so only this tells."""
-        if self._identity is None:
-            return None
-        return self._identity.changed() or (self._lock.check() if self._lock else None)
 
     def owner(self) -> tuple[str, str] | None:
         """(broker, account) the journal belongs to (its first run's), None before one."""
