@@ -85,7 +85,10 @@ def test_the_heartbeat_never_waits_behind_a_full_trade_lane(fake):
     assert alerter.heartbeat() is True
     assert fake.next().channel == "heartbeat"
     assert alerter.dropped_by_channel() == {"slack": 3, "heartbeat": 0}
-    alerter.stop(timeout_s=0.1)
+    # drained here, not by the fixture after the test: a thread left hanging would log its
+    # end of drops into the next test's captured log
+    fake.release.set()
+    alerter.stop(timeout_s=WAIT_S)
 
 
 def test_a_full_lane_counts_its_drops_and_logs_them_once(fake, caplog):
@@ -123,3 +126,18 @@ def test_stop_does_not_wait_on_a_full_lane_after_it_drains(fake):
 
     assert not stopper.is_alive()
     assert alerter.stats()["sent"] == 3
+
+
+def test_the_final_alert_waits_out_a_slow_delivery_under_way_at_a_stop(fake):
+    # Given a channel busy with a slow delivery (answered after ~3 s: slow, not down)
+    alerter = make(fake, slack_webhook="http://127.0.0.1:9/s", timeout_s=5, retries=0)
+    alerter.start()
+    alerter.send("trade", "bought")
+    assert fake.entered.wait(WAIT_S)
+    threading.Timer(3.0, fake.release.set).start()
+    # When the bot stops and says so, with the stop's own default wait
+    alerter.send("stop", "bot stopped after 7 cycles (exit 0)")
+    alerter.stop()
+    # Then the 'stopped' alert got through behind it (a 2 s wait dropped it)
+    bodies = [fake.next().body or b"" for _ in range(2)]
+    assert b"bought" in bodies[0] and b"bot stopped after 7 cycles" in bodies[1]

@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 USER_AGENT = "ibkr-options-bot-alerts/0.1"  # Discord's edge refuses urllib's default agent
 MAX_BACKOFF_S = 5.0
+STOP_WAIT_MAX_S = 15.0  # what a stop waits for queued alerts, at most (systemd allows 120 s)
 RESPONSE_READ_BYTES = 64 * 1024  # a webhook answer is tiny; never read an unbounded body
 TEXT_LIMITS = {"discord": 2000, "slack": 40_000, "telegram": 4096}  # each service's maximum
 
@@ -161,9 +162,13 @@ class Alerter:
         with self._lock:
             return {name: lane.dropped for name, lane in self._lanes.items()}
 
-    def stop(self, timeout_s: float = 2.0) -> None:
+    def stop(self, timeout_s: float | None = None) -> None:
         """Deliver what is queued for up to ``timeout_s`` (all channels at once), then stop;
-        the rest is dropped."""
+        the rest is dropped. By default long enough for a delivery already under way and
+        one more (the final 'stopped' alert, queued last: for an unattended bot the one that
+        matters) at the channel's own timeout, at most STOP_WAIT_MAX_S."""
+        if timeout_s is None:
+            timeout_s = min(2 * self.settings.timeout_s + 1.0, STOP_WAIT_MAX_S)
         self._stop_at = time.monotonic() + timeout_s
         self._stopping.set()
         for lane in self._lanes.values():
