@@ -127,7 +127,7 @@ def test_a_fresh_broker_is_disconnected_and_reports_stats() -> None:
     assert stats["connected"] == 0 and stats["live_tickers"] == 0
     assert all(k.endswith("_total") or k in {"connected", "live_tickers", "pending_requests",
                "lines_in_use", "background_tasks", "circuit_state", "bars_cached",
-                   "recv_buffer_bytes", "wrapper_results"}
+                   "options_cached", "recv_buffer_bytes", "wrapper_results"}
                for k in stats)
 
 

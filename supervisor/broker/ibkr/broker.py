@@ -199,7 +199,7 @@ class IBKRBroker:
 
     def stats(self) -> dict[str, float]:
         parts = {**self._link.stats(), **self._requests.stats(), **self._market.stats(),
-                 **self._bars.stats()}
+                 **self._bars.stats(), **self._contracts.stats()}
         out = {key: parts.pop(key) for key in STATS_ORDER}
         out.update(parts)  # a measure a layer adds later, after the known ones
         out.update({k: float(v) for k, v in self._link.counts.items()})

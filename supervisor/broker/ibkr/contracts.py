@@ -2,10 +2,14 @@
 
 A stock is qualified once per session (its conId does not change); an option, an unknown
 symbol and a chain are remembered for the trading day (schedule.timezone), because listings
-change overnight: the first call of a new day clears those caches. Each lookup runs under a
-per-key lock, so callers asking for the same contract at once send one request.
-``unknown(symbols)`` qualifies a whole universe at once, for the supervisor's check at the
-first cycle.
+change overnight: the first call of a new day clears those caches. The options are also
+capped at ``MAX_CACHED_OPTIONS`` contracts, the expiries least recently used dropped first:
+each expiry asked brings every strike listed, and the day's set keeps growing as signals
+reach more symbols and expiries (200 symbols against the simulator: 5,180 contracts after
+the first cycle, 6,107 after the tenth); a dropped expiry costs one request when it is asked
+again. Each lookup runs under a per-key lock, so callers asking for the same contract at
+once send one request. ``unknown(symbols)`` qualifies a whole universe at once, for the
+supervisor's check at the first cycle.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import date
@@ -34,6 +39,11 @@ log = logging.getLogger("supervisor.broker.ibkr.broker")
 # with daylight saving, not the fixed-offset zone of the same name.
 TZ_ALIASES = {"EST": "America/New_York", "EDT": "America/New_York", "CST": "America/Chicago",
               "CDT": "America/Chicago", "MST": "America/Denver", "PST": "America/Los_Angeles"}
+# A bound, not a working size: the simulator's 1,000-symbol day (~31 strikes an expiry, ~1
+# expiry and right a symbol) is ~30,000-50,000; below a day's set, every expiry is evicted
+# before it is used again (symbols come in the same order each cycle): one request each.
+MAX_CACHED_OPTIONS = 100_000  # ~600 bytes each: ~60 MB at most
+Group = tuple[Any, ...]  # (symbol, expiry, right, exchange, multiplier, trading class)
 
 
 @dataclass
@@ -47,7 +57,7 @@ class Contracts:
     """Qualified contracts, chains and hours, cached; see the module docstring."""
 
     def __init__(self, link: Link, requests: Requests, cfg: IBKRSettings, *, tz: str,
-                 now: Callable[[], float]) -> None:
+                 now: Callable[[], float], max_options: int = MAX_CACHED_OPTIONS) -> None:
         self._link = link
         self._requests = requests
         self._cfg = cfg
@@ -56,7 +66,9 @@ class Contracts:
         self._now = now
         self._stocks: dict[str, Stock] = {}
         self._options: dict[OptionContract, Any] = {}  # qualified contract, None = unknown
-        self._option_groups: set[tuple[Any, ...]] = set()  # expiries and rights asked today
+        # expiries and rights asked today, least recently used first, with their contracts
+        self._groups: OrderedDict[Group, list[OptionContract]] = OrderedDict()
+        self._max_options = max(1, max_options)
         self._unknown: dict[str, str] = {}  # symbol -> why, for today
         self._chains: dict[str, OptionChain] = {}
         self._day: date | None = None
@@ -67,7 +79,7 @@ class Contracts:
         if day != self._day:
             self._day = day
             self._options.clear()
-            self._option_groups.clear()
+            self._groups.clear()
             self._unknown.clear()
             self._chains.clear()
         return day
@@ -162,16 +174,29 @@ class Contracts:
         cost no message: one per contract made option qualification most of the first cycle.
         """
         self._today()
-        if oc in self._options:
-            return self._options[oc]
         group = (oc.symbol, oc.expiry, oc.right, oc.exchange, oc.multiplier, oc.trading_class)
+        if oc in self._options:
+            if group in self._groups:  # always, but a KeyError here would fail a quote
+                self._groups.move_to_end(group)
+            return self._options[oc]
         async with self._requests.lock_for(("options", group)):
-            if oc not in self._options and group not in self._option_groups:
-                await self._qualify_expiry(oc)
-                self._option_groups.add(group)
-            return self._options.setdefault(oc, None)  # not among those listed: unknown
+            if oc not in self._options and group not in self._groups:
+                await self._qualify_expiry(oc, group)
+            if oc not in self._options:  # not among those listed: unknown, for the day
+                self._options[oc] = None
+                self._groups.setdefault(group, []).append(oc)
+                self._evict()
+            return self._options[oc]
 
-    async def _qualify_expiry(self, oc: OptionContract) -> None:
+    def _evict(self) -> None:
+        """Drop the least recently used expiries while over the cap (never the last one)."""
+        while len(self._options) > self._max_options and len(self._groups) > 1:
+            _group, keys = self._groups.popitem(last=False)
+            for key in keys:
+                self._options.pop(key, None)
+            self._link.counts["option_expiries_evicted_total"] += 1
+
+    async def _qualify_expiry(self, oc: OptionContract, group: Group) -> None:
         wanted = ibi.Option(oc.symbol, oc.expiry, 0.0, oc.right.value, oc.exchange,
                             str(oc.multiplier), "USD", tradingClass=oc.trading_class)
         what = f"options {oc.symbol} {oc.expiry} {oc.right.value}"
@@ -183,6 +208,7 @@ class Contracts:
             found = []
         self._link.counts["option_expiries_qualified_total"] += 1
         by_strike: dict[float, list[Any]] = {}
+        keys: list[OptionContract] = []
         for details in found:
             by_strike.setdefault(float(details.contract.strike), []).append(details.contract)
         for strike, contracts in by_strike.items():
@@ -191,7 +217,12 @@ class Contracts:
             contract = contracts[0] if len(contracts) == 1 else None
             if contract is not None:
                 contract.exchange = oc.exchange
-            self._options[replace(oc, strike=strike)] = contract
+            key = replace(oc, strike=strike)
+            self._options[key] = contract
+            keys.append(key)
+        self._groups[group] = keys
+        self._groups.move_to_end(group)
+        self._evict()
 
     async def tradable(self, oc: OptionContract) -> Any:
         """The qualified contract; SymbolDataError when IBKR does not list it."""
@@ -232,3 +263,6 @@ class Contracts:
                 exchange=best.exchange, trading_class=best.tradingClass)
             self._chains[symbol] = chain
             return chain
+
+    def stats(self) -> dict[str, float]:
+        return {"options_cached": float(len(self._options))}
