@@ -1,7 +1,7 @@
 """The processes ``chaos`` runs and hurts: the simulated gateway (killed and restarted on its
-port, its session clock carried over; frozen with SIGSTOP and thawed), the bot (``python -m
-supervisor run``, read line by line, its workers watched) and the memory of every process by
-role over the whole run (RssWatch).
+port, its session clock and its account (``--state-file``) carried over; frozen with SIGSTOP
+and thawed), the bot (``python -m supervisor run``, read line by line, its workers watched)
+and the memory of every process by role over the whole run (RssWatch).
 """
 
 from __future__ import annotations
@@ -51,7 +51,9 @@ class Gateway:
         cmd = [sys.executable, "-m", "tools.gateway_sim", "--scenario", str(self.scenario),
                "--port", str(self.port), "--port-file", str(port_file), "--clock-file",
                str(self.clock_file), "--stats-file", str(self.out / "sim.stats.json"),
-               "--order-log", str(self.out / ORDER_LOG), "--log-level", "WARNING"]
+               "--order-log", str(self.out / ORDER_LOG), "--log-level", "WARNING",
+               # the account outlives a restart, as IBKR's server-side orders do
+               "--state-file", str(self.out / "sim.state.json")]
         if session_start is not None:
             cmd += ["--start", session_start.isoformat()]
         with open(self.out / "gateway_sim.log", "ab") as log:

@@ -45,6 +45,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--stats-file", help="JSON stats, written on exit and on every disconnect")
     p.add_argument("--order-log", help="append one JSON line per order received (what-ifs "
                    "aside) to this file, as it arrives")
+    p.add_argument("--state-file", help="keep the account's orders, today's executions, "
+                   "positions and cash in this JSON file across restarts (written on every "
+                   "order event, loaded at start)")
     p.add_argument("--clock-file", help="write the session clock (JSON) to this file")
     p.add_argument("--start", help="pin the session at this ISO instant with a UTC offset "
                    "(or 'wall' to follow the wall clock); default: the scenario's clock.start")
@@ -84,7 +87,8 @@ def with_clock(scenario: Scenario, args: argparse.Namespace) -> Scenario:
 
 async def serve(scenario: Scenario, args: argparse.Namespace) -> int:
     try:
-        server = await start_server(scenario, args.port, args.stats_file, args.order_log)
+        server = await start_server(scenario, args.port, args.stats_file, args.order_log,
+                                    args.state_file)
     except OSError as exc:
         print(f"gateway_sim: cannot listen on {HOST}:{args.port}: {exc}", file=sys.stderr)
         return EXIT_CANNOT_BIND

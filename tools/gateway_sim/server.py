@@ -44,6 +44,7 @@ from tools.gateway_sim.hours import SessionClock
 from tools.gateway_sim.instruments import Instrument
 from tools.gateway_sim.market import Market
 from tools.gateway_sim.orders import OrderBook
+from tools.gateway_sim.persist import StateFile
 from tools.gateway_sim.positions import Position
 from tools.gateway_sim.rules import HistoricalPacing, LineBook
 from tools.gateway_sim.scenario import Scenario
@@ -57,7 +58,8 @@ HOST = "127.0.0.1"
 
 class SimServer:
     def __init__(self, scenario: Scenario, stats_file: str | Path | None = None,
-                 order_log: str | Path | None = None) -> None:
+                 order_log: str | Path | None = None,
+                 state_file: str | Path | None = None) -> None:
         self.scenario = scenario
         self.stats_file = Path(stats_file) if stats_file else None
         self.order_log = Path(order_log) if order_log else None
@@ -69,7 +71,7 @@ class SimServer:
         self.lines = LineBook(scenario.rules.max_market_data_lines)
         self.hist_pacing = HistoricalPacing(scenario.rules)
         self.handlers = all_handlers()
-        self.orders = OrderBook(scenario, self.market, self.counters, self.send_to_client,
+        self.orders = OrderBook(scenario, self.market, self.counters, self._order_event,
                                 self._position_changed)
         self.feeds = Feeds(self)
         self.clients: dict[int, Session] = {}
@@ -81,6 +83,9 @@ class SimServer:
         self._server: asyncio.Server | None = None
         self.port = 0
         self._load_positions()
+        self.state = StateFile(Path(state_file)) if state_file else None
+        if self.state is not None:
+            self.state.load(self.orders, self.now())
 
     # ---- start / stop -------------------------------------------------------------------------
     async def start(self, port: int = 0) -> int:
@@ -88,6 +93,8 @@ class SimServer:
         self._server = await loop.create_server(self._new_session, HOST, port)
         self.port = self._server.sockets[0].getsockname()[1]
         self.orders.start()  # the close timer: DAY orders expire, options settle
+        if self.orders.active_for(None):  # restored working orders go on matching
+            self.orders._ensure_matcher()
         log.info("gateway_sim listening on %s:%d (scenario %s, %s)", HOST, self.port,
                  self.scenario.name, self._clock_text())
         return self.port
@@ -114,6 +121,7 @@ class SimServer:
         if self._server is not None:
             await self._server.wait_closed()
         await asyncio.sleep(0.01)  # let the closed sockets report connection_lost
+        self.save_state()
         self.write_stats()
 
     async def serve_forever(self) -> None:
@@ -197,10 +205,20 @@ class SimServer:
         if session is not None:
             session.send(fields)
 
+    def _order_event(self, client_id: int, fields: list[Any]) -> None:
+        """An order message: the state file first holds what it tells (--state-file)."""
+        self.save_state()
+        self.send_to_client(client_id, fields)
+
+    def save_state(self) -> None:
+        if self.state is not None:
+            self.state.save(self.orders)
+
     def positions(self) -> list[Position]:
         return [p for p in self.orders.positions.values() if p.quantity]
 
     def _position_changed(self, pos: Position) -> None:
+        self.save_state()
         self.feeds.changed(pos)  # position, portfolio, account values and PnL pushes
 
     def account(self) -> dict[str, Any]:
@@ -263,8 +281,9 @@ class SimServer:
 
 async def start_server(scenario: Scenario, port: int = 0,
                        stats_file: str | Path | None = None,
-                       order_log: str | Path | None = None) -> SimServer:
+                       order_log: str | Path | None = None,
+                       state_file: str | Path | None = None) -> SimServer:
     """Create and start a simulator on 127.0.0.1 (port 0 = a free port, see ``.port``)."""
-    server = SimServer(scenario, stats_file, order_log)
+    server = SimServer(scenario, stats_file, order_log, state_file)
     await server.start(port)
     return server

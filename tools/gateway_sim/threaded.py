@@ -26,9 +26,10 @@ T = TypeVar("T")
 
 class ThreadedSim:
     def __init__(self, scenario: Scenario, port: int = 0,
-                 stats_file: str | Path | None = None, start_timeout_s: float = 10.0) -> None:
+                 stats_file: str | Path | None = None, start_timeout_s: float = 10.0,
+                 state_file: str | Path | None = None) -> None:
         self.scenario = scenario
-        self.server = SimServer(scenario, stats_file)
+        self.server = SimServer(scenario, stats_file, state_file=state_file)
         self.loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._error: BaseException | None = None

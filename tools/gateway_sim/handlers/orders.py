@@ -39,6 +39,7 @@ def _place(s: Session, order_id: int, contract: ContractFields, inst: Instrument
         _what_if(s, order_id, inst, fields)
     elif s.server.orders.place(s.client_id or 0, order_id, inst, fields) == "duplicate":
         s.error(order_id, 103)
+    s.server.save_state()  # a held (untransmitted) order or a what-if sends no order event
 
 
 def _reject_reason(s: Session, fields: dict[str, str]) -> str:
