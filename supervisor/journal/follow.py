@@ -115,14 +115,16 @@ class Follow(Commits):
         if target == self.path:
             log.warning("the journal file opened is back at %s: the bot writes there again%s",
                         target, also, extra={"event": "journal_followed", "to": str(target)})
+        # WARNING: the loss itself is the one ERROR (and alert) of journal_watch; this says
+        # where the rows are
         elif found is not None:
-            log.error("journal %s: the file the bot opened was moved or replaced under it; "
+            log.warning("journal %s: the file the bot opened was moved or replaced under it; "
                       "everything it journaled is in %s (WAL checkpointed into it), and what "
                       "it journals until it stops goes there too, never to the file at the "
                       "path%s", self.path, target, also,
                       extra={"event": "journal_followed", "to": str(target)})
         else:
-            log.error("journal %s: the file the bot opened was deleted (or moved out of %s) "
+            log.warning("journal %s: the file the bot opened was deleted (or moved out of %s) "
                       "under it; everything it journaled is copied to %s, and what it "
                       "journals until it stops goes there too%s", self.path, self.path.parent,
                       target, also, extra={"event": "journal_followed", "to": str(target)})
