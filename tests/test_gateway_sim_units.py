@@ -206,6 +206,17 @@ def test_frames_sharing_a_kernel_stamp_are_spread_since_the_stamp_before() -> No
     assert late == [(b"y", 30.0)]
 
 
+def test_the_first_frames_merged_under_one_stamp_are_spread_not_bunched() -> None:
+    # Given a reader that started late: the handshake and 16 messages sent 20 ms apart were
+    # merged by the kernel under the newest one's stamp (measured: 17 sends, one stamp)
+    spread = Spreader()
+    first = [item for _ in range(17) for item in spread.add(b"m", 20.34)] + spread.flush()
+    # Then they are spread over SPREAD_MAX_S ending at the stamp, not put at one instant
+    times = [t for _f, t in first]
+    assert times[-1] == 20.34 and times[0] > 20.34 - SPREAD_MAX_S
+    assert len(set(times)) == 17 and times == sorted(times)
+
+
 def test_field_reader_contract() -> None:
     fields = ["9", "8", "7", "0", "spy", "OPT", "20261127", "680.0", "CALL", "100", "SMART", "",
               "USD", "", ""]
