@@ -111,6 +111,14 @@ class Spreader:
         return [(frame, low + (i + 1) * step) for i, frame in enumerate(frames)]
 
 
+def realtime() -> float:
+    """The clock the kernel stamps with (CLOCK_REALTIME), read directly: ``time.time`` may be
+    shifted in-process (tests pin the session with ../shared/tools/at), and a shifted wall
+    clock put every kernel-stamped arrival days away from the loop's monotonic time."""
+    clock_gettime = getattr(time, "clock_gettime", None)
+    return clock_gettime(time.CLOCK_REALTIME) if clock_gettime else time.time()
+
+
 def kernel_stamp(ancillary: list[tuple[int, int, bytes]]) -> float | None:
     """The receive timestamp (epoch seconds) in a recvmsg's ancillary data, if any."""
     for level, kind, data in ancillary:
@@ -133,7 +141,7 @@ class ArrivalReader:
         self._on_end = on_end
         self._cutter = FrameCutter()
         self._spreader = Spreader()
-        self._wall_offset = time.time() - time.monotonic()
+        self._wall_offset = realtime() - time.monotonic()
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, name="gateway_sim-reader",
                                         daemon=True)
@@ -180,7 +188,7 @@ class ArrivalReader:
                                                                      ANCILLARY_BYTES)
             except (BlockingIOError, InterruptedError):
                 self._hand_on(self._spreader.flush())  # all read: the last stamp is whole
-                self._wall_offset = time.time() - time.monotonic()
+                self._wall_offset = realtime() - time.monotonic()
                 return True
             if not data:
                 self._hand_on(self._spreader.flush())
