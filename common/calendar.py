@@ -74,8 +74,9 @@ class TradingHours:
 
     def session(self, day: date) -> Session | None:
         """The day's session (first open to last close) if listed and not CLOSED, else None."""
-        spans = [(a, b) for a, b in self.sessions
-                 if datetime.fromtimestamp(a, self.zone).date() == day]
+        spans = [
+            (a, b) for a, b in self.sessions if datetime.fromtimestamp(a, self.zone).date() == day
+        ]
         if not spans:
             return None
         return Session(day, min(a for a, _ in spans), max(b for _, b in spans))
@@ -136,8 +137,11 @@ class WeekdayCalendar:
         if day.weekday() >= 5:
             return None
         tz = zone(self.tz)
-        return Session(day, datetime.combine(day, self.opening, tz).timestamp(),
-                       datetime.combine(day, self.closing, tz).timestamp())
+        return Session(
+            day,
+            datetime.combine(day, self.opening, tz).timestamp(),
+            datetime.combine(day, self.closing, tz).timestamp(),
+        )
 
 
 class NyseCalendar:
@@ -158,8 +162,11 @@ def _nyse_session(day: date) -> Session | None:
     if times is None:
         return None
     tz = zone(NyseCalendar.tz)
-    return Session(day, datetime.combine(day, times[0], tz).timestamp(),
-                   datetime.combine(day, times[1], tz).timestamp())
+    return Session(
+        day,
+        datetime.combine(day, times[0], tz).timestamp(),
+        datetime.combine(day, times[1], tz).timestamp(),
+    )
 
 
 @lru_cache(maxsize=1)
@@ -193,8 +200,9 @@ PRE_MARKET_S = 5.5 * 3600  # 04:00 to the 09:30 open
 POST_MARKET_S = 4 * 3600  # the 16:00 close to 20:00
 
 
-def bars_start(calendar: ExchangeCalendar, now_ts: float, count: int, bar_s: int,
-               rth: bool = True) -> float:
+def bars_start(
+    calendar: ExchangeCalendar, now_ts: float, count: int, bar_s: int, rth: bool = True
+) -> float:
     """How far back a bar request must reach for ``count`` completed bars of ``bar_s`` seconds
     inside sessions (regular ones, or with pre- and post-market): over a weekend or a holiday
     the same count means more clock time. Bars are aligned to multiples of ``bar_s``, so an

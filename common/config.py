@@ -31,20 +31,25 @@ HOME_ENV = "SUPERVISOR_HOME"  # where the embedded default keeps its files
 Pct = Annotated[float, Field(ge=0, le=100)]
 
 
-def auto_or(kind: type[int] | type[float], low: float, high: float
-            ) -> Callable[[object], object]:
+def auto_or(kind: type[int] | type[float], low: float, high: float) -> Callable[[object], object]:
     """A value that is "auto" or a number of ``kind`` in [low, high], with one clear error."""
     word = "a whole number" if kind is int else "a number"
 
     def check(value: object) -> object:
         if value == "auto":
             return value
-        if (isinstance(value, bool) or not isinstance(value, int | float)
-                or not low <= value <= high or (kind is int and value != int(value))):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not low <= value <= high
+            or (kind is int and value != int(value))
+        ):
             raise ValueError(f"should be auto or {word} from {low:g} to {high:g}")
         return kind(value)
 
     return check
+
+
 PositiveS = Annotated[float, Field(gt=0, le=86_400)]
 
 
@@ -98,8 +103,9 @@ class IBKRSettings(Model):
 class UniverseSettings(Model):
     symbols: list[str] = Field(default_factory=lambda: ["SPY", "QQQ", "AAPL"], min_length=1)
     # auto: sized from the pace and the market-data lines (supervisor/runtime/budget.py)
-    max_concurrent_symbols: Annotated[int | Literal["auto"],
-                                      PlainValidator(auto_or(int, 1, 1000))] = "auto"
+    max_concurrent_symbols: Annotated[
+        int | Literal["auto"], PlainValidator(auto_or(int, 1, 1000))
+    ] = "auto"
 
     @field_validator("symbols")
     @classmethod
@@ -118,8 +124,9 @@ class ScheduleSettings(Model):
     cycles: int = Field(0, ge=0)  # 0 = run until stopped
     max_runtime_s: float = Field(0.0, ge=0)  # 0 = no limit; else stop after this long
     # auto: grows with the universe, the first cycle of the day included (budget.py)
-    cycle_deadline_s: Annotated[float | Literal["auto"],
-                                PlainValidator(auto_or(float, 1, 86_400))] = "auto"
+    cycle_deadline_s: Annotated[
+        float | Literal["auto"], PlainValidator(auto_or(float, 1, 86_400))
+    ] = "auto"
     regular_hours_only: bool = True
     # the sessions where the broker publishes none: NYSE's (holidays and early closes), or
     # open_time-close_time on weekdays in ``timezone``
@@ -141,16 +148,23 @@ class ScheduleSettings(Model):
     @classmethod
     def _real_time(cls, value: str) -> str:
         hours, sep, minutes = value.partition(":")
-        if not (sep and len(hours) == len(minutes) == 2 and hours.isdigit()
-                and minutes.isdigit() and int(hours) < 24 and int(minutes) < 60):
+        if not (
+            sep
+            and len(hours) == len(minutes) == 2
+            and hours.isdigit()
+            and minutes.isdigit()
+            and int(hours) < 24
+            and int(minutes) < 60
+        ):
             raise ValueError("not a time of day as HH:MM (00:00-23:59)")
         return value
 
     @model_validator(mode="after")
     def _open_before_close(self) -> ScheduleSettings:
         if self.open_time >= self.close_time:
-            raise ValueError(f"open_time ({self.open_time}) must be before close_time "
-                             f"({self.close_time})")
+            raise ValueError(
+                f"open_time ({self.open_time}) must be before close_time ({self.close_time})"
+            )
         return self
 
 
@@ -223,9 +237,11 @@ class OptionsSettings(Model):
     @classmethod
     def _renamed(cls, rule: object) -> object:
         if rule == "nearest_weekly":
-            raise ValueError("'nearest_weekly' was renamed: use 'nearest' (the first listed "
-                             "expiry, a same-day one only with min_dte 0) or 'weekly' (the "
-                             "week's last listed expiry)")
+            raise ValueError(
+                "'nearest_weekly' was renamed: use 'nearest' (the first listed "
+                "expiry, a same-day one only with min_dte 0) or 'weekly' (the "
+                "week's last listed expiry)"
+            )
         return rule
 
     @model_validator(mode="after")
@@ -240,8 +256,9 @@ DEFAULT_SOURCES: tuple[PriceSource, ...] = ("mid", "last", "close")
 
 
 class QuoteSettings(Model):
-    price_sources: list[PriceSource] = Field(default_factory=lambda: list(DEFAULT_SOURCES),
-                                             min_length=1)
+    price_sources: list[PriceSource] = Field(
+        default_factory=lambda: list(DEFAULT_SOURCES), min_length=1
+    )
     # the ATM's price on BUY/SELL: the snapshot, or the last bar's close (no snapshot; README)
     underlying_price: Literal["snapshot", "last_bar"] = "snapshot"
     max_spread_pct: Pct = 2.0  # wider underlying markets are flagged "wide"

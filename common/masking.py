@@ -17,8 +17,19 @@ from urllib.parse import urlsplit
 
 MASK = "***"
 # The start of a word of a key's name: "slack_webhok" and "bot_tokn" are secrets too.
-SECRET_WORD_STARTS = ("webh", "hook", "tok", "pass", "pwd", "secr", "key", "apikey", "auth",
-                      "cred", "priv")
+SECRET_WORD_STARTS = (
+    "webh",
+    "hook",
+    "tok",
+    "pass",
+    "pwd",
+    "secr",
+    "key",
+    "apikey",
+    "auth",
+    "cred",
+    "priv",
+)
 TOKEN_MIN_CHARS = 20  # shorter strings (an account id, a symbol, a time) are shown
 # a URL without its scheme: host.tld[:port]/path
 BARE_URL = re.compile(r"^[\w-]+(\.[\w-]+)*\.[A-Za-z]{2,}(:\d+)?/\S+$")
@@ -33,13 +44,22 @@ def secret_text(text: str) -> bool:
     text = text.strip()
     if _url(text) is not None:
         parts = urlsplit(text)
-        return bool(parts.path.strip("/") or parts.query or parts.fragment
-                    or parts.username or parts.password)
+        return bool(
+            parts.path.strip("/")
+            or parts.query
+            or parts.fragment
+            or parts.username
+            or parts.password
+        )
     if BARE_URL.match(text):
         return True
-    return (len(text) >= TOKEN_MIN_CHARS and not re.search(r"\s|/", text)
-            and bool(re.search(r"[a-z]", text)) and bool(re.search(r"[A-Z]", text))
-            and bool(re.search(r"[0-9]", text)))
+    return (
+        len(text) >= TOKEN_MIN_CHARS
+        and not re.search(r"\s|/", text)
+        and bool(re.search(r"[a-z]", text))
+        and bool(re.search(r"[A-Z]", text))
+        and bool(re.search(r"[0-9]", text))
+    )
 
 
 def masked_text(text: str) -> str:
@@ -58,8 +78,10 @@ def redacted(value: Any, secret_key: bool = False) -> Any:
     if secret_key and isinstance(value, int | float) and not isinstance(value, bool):
         return MASK  # a PIN or a numeric token is a secret too
     if isinstance(value, dict):
-        return {redacted(k): redacted(v, secret_key or (isinstance(k, str) and secret_name(k)))
-                for k, v in value.items()}
+        return {
+            redacted(k): redacted(v, secret_key or (isinstance(k, str) and secret_name(k)))
+            for k, v in value.items()
+        }
     if isinstance(value, (list, tuple)):
         return type(value)(redacted(v, secret_key) for v in value)
     return value
@@ -70,9 +92,14 @@ def secret_strings(value: Any, secret_key: bool = False) -> list[str]:
     if isinstance(value, str):
         return [value] if value and (secret_key or secret_text(value)) else []
     if isinstance(value, dict):
-        return [s for k, v in value.items() for s in [
-            *secret_strings(k), *secret_strings(v, secret_key or (
-                isinstance(k, str) and secret_name(k)))]]
+        return [
+            s
+            for k, v in value.items()
+            for s in [
+                *secret_strings(k),
+                *secret_strings(v, secret_key or (isinstance(k, str) and secret_name(k))),
+            ]
+        ]
     if isinstance(value, (list, tuple)):
         return [s for v in value for s in secret_strings(v, secret_key)]
     return []

@@ -51,8 +51,10 @@ def _env_overrides(raw: dict[str, Any], environ: dict[str, str], source: str) ->
             try:
                 ibkr[key] = kind(environ[var])
             except ValueError:
-                raise ConfigError(source, [f"env {var}: {_shown(redacted(environ[var]))}: "
-                                           f"not a valid {kind.__name__}"]) from None
+                raise ConfigError(
+                    source,
+                    [f"env {var}: {_shown(redacted(environ[var]))}: not a valid {kind.__name__}"],
+                ) from None
     return {**raw, "ibkr": ibkr} if ibkr else raw
 
 
@@ -86,7 +88,9 @@ def _capped(text: str, limit: int) -> str:
 
 
 def parse_settings(
-    raw: Any, source: str = "<settings>", environ: dict[str, str] | None = None,
+    raw: Any,
+    source: str = "<settings>",
+    environ: dict[str, str] | None = None,
     origins: dict[str, str] | None = None,
 ) -> Settings:
     """``raw`` validated, the environment's overrides applied; ``origins`` names the keys
@@ -122,15 +126,24 @@ def _file_account(raw: dict[str, Any]) -> str:
 def _account_conflict(named: str, env: str, found: dict[str, str]) -> str:
     # Live is three keys that must agree; a variable quietly replacing the account the file
     # names would make the environment a fourth key nobody sees.
-    where = f"the settings file (via {found['ibkr.account']})" if "ibkr.account" in found \
+    where = (
+        f"the settings file (via {found['ibkr.account']})"
+        if "ibkr.account" in found
         else "the settings file"
-    return (f"ibkr.account: {where} names {named!r} but IBKR_ACCOUNT={env!r} in the "
-            f"environment names another, and execution.mode is live: refused; unset "
-            f"IBKR_ACCOUNT (or set it to {named!r}), or to trade {env!r} name it in the file")
+    )
+    return (
+        f"ibkr.account: {where} names {named!r} but IBKR_ACCOUNT={env!r} in the "
+        f"environment names another, and execution.mode is live: refused; unset "
+        f"IBKR_ACCOUNT (or set it to {named!r}), or to trade {env!r} name it in the file"
+    )
 
 
-def reparsed(settings: Settings, raw: dict[str, Any], changed: dict[str, str] | None = None,
-             source: str = "command line") -> Settings:
+def reparsed(
+    settings: Settings,
+    raw: dict[str, Any],
+    changed: dict[str, str] | None = None,
+    source: str = "command line",
+) -> Settings:
     """``raw`` (a dump of ``settings``, some values changed) validated again; where the keys
     came from is kept, with ``changed`` on top (e.g. {"execution.mode": "--mode whatif"})."""
     fresh = parse_settings(raw, source, environ={})
@@ -140,22 +153,32 @@ def reparsed(settings: Settings, raw: dict[str, Any], changed: dict[str, str] | 
 def origins_text(settings: Settings) -> str:
     """'execution.mode live from $BOT_MODE, ibkr.account DU1 from $IBKR_ACCOUNT', or ''."""
     values = {"execution.mode": settings.execution.mode, "ibkr.account": settings.ibkr.account}
-    return ", ".join(f"{key} {values[key] or repr('')} from {origin}"
-                     for key, origin in sorted(settings.origins().items()) if key in values)
+    return ", ".join(
+        f"{key} {values[key] or repr('')} from {origin}"
+        for key, origin in sorted(settings.origins().items())
+        if key in values
+    )
 
 
 ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
-def expand_env(raw: Any, environ: dict[str, str], source: str, where: str = "",
-               found: dict[str, str] | None = None) -> Any:
+def expand_env(
+    raw: Any,
+    environ: dict[str, str],
+    source: str,
+    where: str = "",
+    found: dict[str, str] | None = None,
+) -> Any:
     """``${NAME}`` in any string value replaced by the environment's NAME, so secrets (alert
     URLs, tokens) live in the environment, not the file; an unset NAME is an error naming the
     key. The values never reach a log: the secret fields are SecretStr. ``found`` collects
     which variables each key's value came from ({"execution.mode": "$BOT_MODE"})."""
     if isinstance(raw, dict):
-        return {k: expand_env(v, environ, source, f"{where}.{k}" if where else str(k), found)
-                for k, v in raw.items()}
+        return {
+            k: expand_env(v, environ, source, f"{where}.{k}" if where else str(k), found)
+            for k, v in raw.items()
+        }
     if isinstance(raw, list):
         return [expand_env(v, environ, source, f"{where}.{i}", found) for i, v in enumerate(raw)]
     if not isinstance(raw, str) or "${" not in raw:
@@ -179,30 +202,40 @@ def settings_home(path: Path, environ: dict[str, str] | None = None) -> Path:
 
 def anchored(settings: Settings, home: Path) -> Settings:
     """The settings with every relative file path made absolute under ``home``."""
+
     def at(value: str) -> str:
         return value if not value or Path(value).is_absolute() else str(home / value)
 
     monitoring = settings.monitoring
-    return settings.model_copy(update={
-        "execution": settings.execution.model_copy(
-            update={"journal_path": at(settings.execution.journal_path)}),
-        "monitoring": monitoring.model_copy(update={
-            "metrics_path": at(monitoring.metrics_path),
-            "gateway_log_path": at(monitoring.gateway_log_path)}),
-        "logging": settings.logging.model_copy(
-            update={"json_path": at(settings.logging.json_path)}),
-    })
+    return settings.model_copy(
+        update={
+            "execution": settings.execution.model_copy(
+                update={"journal_path": at(settings.execution.journal_path)}
+            ),
+            "monitoring": monitoring.model_copy(
+                update={
+                    "metrics_path": at(monitoring.metrics_path),
+                    "gateway_log_path": at(monitoring.gateway_log_path),
+                }
+            ),
+            "logging": settings.logging.model_copy(
+                update={"json_path": at(settings.logging.json_path)}
+            ),
+        }
+    )
 
 
 def journal_for(settings: Settings, broker: str) -> Settings:
     """The settings with the journal path filled in for this broker (stub | sim | ibkr)."""
     path = settings.execution.journal_path.format(broker=broker)
-    return settings.model_copy(update={
-        "execution": settings.execution.model_copy(update={"journal_path": path})})
+    return settings.model_copy(
+        update={"execution": settings.execution.model_copy(update={"journal_path": path})}
+    )
 
 
 def load_settings(
-    path: str | Path | None = None, environ: dict[str, str] | None = None,
+    path: str | Path | None = None,
+    environ: dict[str, str] | None = None,
     notes: list[str] | None = None,
 ) -> Settings:
     """Read and validate a settings file (the embedded default when ``path`` is None), its

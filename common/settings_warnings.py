@@ -21,17 +21,20 @@ def settings_warnings(settings: Settings) -> list[str]:
             f"schedule.interval_s ({interval_s:g} s) is longer than "
             f"risk.exit_before_expiry_min ({window_min:g} min): no cycle is sure to start "
             "inside an expiry's exit window, so the expiry guard's own timer is the only "
-            "thing that closes expiring positions; keep the bot running through the close")
+            "thing that closes expiring positions; keep the bot running through the close"
+        )
     if not settings.execution.close_expiring_on_stop:
         warnings.append(
             "execution.close_expiring_on_stop is false: a stop inside an expiry's exit "
-            "window leaves the expiring positions held, and they may be exercised")
+            "window leaves the expiring positions held, and they may be exercised"
+        )
     host = settings.ibkr.host
     if not loopback(host):
         warnings.append(
             f"ibkr.host {host} is not a loopback address: the TWS API socket is not "
             "encrypted, so orders, positions and account data cross the network in clear "
-            "text; run the gateway on this machine, or reach it through an SSH tunnel or VPN")
+            "text; run the gateway on this machine, or reach it through an SSH tunnel or VPN"
+        )
     return warnings
 
 

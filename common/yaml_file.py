@@ -48,7 +48,8 @@ def parse_yaml(text: str) -> Any:
     except yaml.reader.ReaderError as exc:
         line = text[: exc.position].count("\n") + 1
         raise YamlFileError(
-            f"line {line}: character #x{exc.character:04x} is not allowed in YAML") from None
+            f"line {line}: character #x{exc.character:04x} is not allowed in YAML"
+        ) from None
     try:
         node = loader.get_single_node()
         if node is None:
@@ -90,8 +91,7 @@ class _StrictLoader(yaml.SafeLoader):
         try:
             if self._depth > MAX_DEPTH:
                 mark = self.peek_event().start_mark
-                raise YamlFileError(
-                    f"line {mark.line + 1}: nested deeper than {MAX_DEPTH} levels")
+                raise YamlFileError(f"line {mark.line + 1}: nested deeper than {MAX_DEPTH} levels")
             return super().compose_node(parent, index)
         finally:
             self._depth -= 1
@@ -106,7 +106,8 @@ class _StrictLoader(yaml.SafeLoader):
             if isinstance(key, (str, int, float, bool)) and key in seen:
                 raise YamlFileError(
                     f"line {line}: key {redacted(str(key))[:40]!r} is given twice (first on line "
-                    f"{seen[key]}); YAML would silently keep only the last one")
+                    f"{seen[key]}); YAML would silently keep only the last one"
+                )
             if isinstance(key, (str, int, float, bool)):
                 seen[key] = line
         return super().construct_mapping(node, deep=deep)
@@ -125,7 +126,8 @@ def _check_expansion(root: Node) -> None:
         if not children_done:
             if id(node) in open_nodes:
                 raise YamlFileError(
-                    f"line {node.start_mark.line + 1}: an alias refers to its own anchor")
+                    f"line {node.start_mark.line + 1}: an alias refers to its own anchor"
+                )
             open_nodes.add(id(node))
             stack.append((node, True))
             stack.extend((child, False) for child in children if id(child) not in sizes)
@@ -133,8 +135,8 @@ def _check_expansion(root: Node) -> None:
         size = 1 + sum(sizes.get(id(child), 1) for child in children)
         if size > MAX_NODES:
             raise YamlFileError(
-                f"line {node.start_mark.line + 1}: aliases expand to more than "
-                f"{MAX_NODES:,} values")
+                f"line {node.start_mark.line + 1}: aliases expand to more than {MAX_NODES:,} values"
+            )
         sizes[id(node)] = size
 
 

@@ -8,5 +8,11 @@ HALTED = 4  # stopped by the risk engine (kill switch) or repeated worker boot f
 STORAGE = 5  # the journal could not be written (disk full, I/O error): stopped before any
 # new order; everything committed is kept, and the next start resumes from it
 
-NAMES = {OK: "stopped", FAILED: "crashed", USAGE: "refused to start",
-         CANNOT_CONNECT: "cannot connect", HALTED: "halted", STORAGE: "journal failed"}
+NAMES = {
+    OK: "stopped",
+    FAILED: "crashed",
+    USAGE: "refused to start",
+    CANNOT_CONNECT: "cannot connect",
+    HALTED: "halted",
+    STORAGE: "journal failed",
+}

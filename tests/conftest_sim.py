@@ -65,9 +65,15 @@ def scenario_dict(at: datetime, **overrides: Any) -> dict[str, Any]:
         "name": "test",
         "clock": {"start": at.isoformat(), "rate": 1.0, "market_step_s": 0},
         "session": {"holidays": [*base["session"]["holidays"], day_after(at)]},
-        "latency": {"default_s": 0.0, "contract_details_s": 0.0, "sec_def_s": 0.0,
-                    "historical_s": 0.01, "market_data_s": 0.0, "snapshot_end_s": 0.05,
-                    "order_s": 0.0},
+        "latency": {
+            "default_s": 0.0,
+            "contract_details_s": 0.0,
+            "sec_def_s": 0.0,
+            "historical_s": 0.01,
+            "market_data_s": 0.0,
+            "snapshot_end_s": 0.05,
+            "order_s": 0.0,
+        },
         "rules": {"client_id_in_use_close_s": 0.1},
         "orders": {"match_interval_s": 0.05},
         "market_data": {"stream_interval_s": 0.2},
@@ -127,6 +133,7 @@ class ErrorLog:
 
 async def connect(port: int, client_id: int | None = None, timeout_s: float = 5.0) -> IB:
     ib = IB()
-    await ib.connectAsync("127.0.0.1", port, clientId=client_id or next_client_id(),
-                          timeout=timeout_s)
+    await ib.connectAsync(
+        "127.0.0.1", port, clientId=client_id or next_client_id(), timeout=timeout_s
+    )
     return ib

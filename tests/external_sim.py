@@ -26,8 +26,14 @@ def bot_env(home: Path) -> dict[str, str]:
 
 
 def bot(home: Path, *args: str, timeout_s: float = 150) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "supervisor", *args], cwd=home,
-                          env=bot_env(home), text=True, capture_output=True, timeout=timeout_s)
+    return subprocess.run(
+        [sys.executable, "-m", "supervisor", *args],
+        cwd=home,
+        env=bot_env(home),
+        text=True,
+        capture_output=True,
+        timeout=timeout_s,
+    )
 
 
 class ExternalSim:
@@ -41,14 +47,33 @@ class ExternalSim:
         self.proc: subprocess.Popen[str] | None = None
 
     def __enter__(self) -> ExternalSim:
-        cmd = [sys.executable, "-m", "tools.gateway_sim", "--scenario", str(self.scenario),
-               "--port", "0", "--port-file", str(self.port_file), "--clock-file",
-               str(self.clock_file), "--stats-file", str(self.stats_file),
-               "--log-level", "WARNING"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "tools.gateway_sim",
+            "--scenario",
+            str(self.scenario),
+            "--port",
+            "0",
+            "--port-file",
+            str(self.port_file),
+            "--clock-file",
+            str(self.clock_file),
+            "--stats-file",
+            str(self.stats_file),
+            "--log-level",
+            "WARNING",
+        ]
         if self.rate is not None:
             cmd += ["--rate", str(self.rate)]
-        self.proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=bot_env(self.where), text=True,
-                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            cmd,
+            cwd=REPO_ROOT,
+            env=bot_env(self.where),
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
         assert "listening on 127.0.0.1:" in line, line
@@ -60,8 +85,7 @@ class ExternalSim:
 
     @property
     def args(self) -> list[str]:
-        return ["--broker", "sim", "--sim-clock", str(self.clock_file), "--port",
-                str(self.port)]
+        return ["--broker", "sim", "--sim-clock", str(self.clock_file), "--port", str(self.port)]
 
     def stats(self) -> dict[str, Any]:
         return dict(json.loads(self.stats_file.read_text()))

@@ -32,8 +32,15 @@ class FakeSupervisor:
         if isinstance(request, QuoteRequest):
             return await self.broker.quote(request.symbol)
         if isinstance(request, BarsRequest):
-            return await fetch_bars(self.broker, nyse(), self.now, request.symbol,
-                                    request.count, request.bar_minutes, request.rth)
+            return await fetch_bars(
+                self.broker,
+                nyse(),
+                self.now,
+                request.symbol,
+                request.count,
+                request.bar_minutes,
+                request.rth,
+            )
         if isinstance(request, ChainRequest):
             return await self.broker.chain(request.symbol)
         if isinstance(request, OptionQuotesRequest):

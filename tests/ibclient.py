@@ -32,5 +32,6 @@ if LIBRARY == "ib_async":
         def __hash__(self) -> int:
             return id(self)
 
+
 Client = importlib.import_module(f"{LIBRARY}.client").Client
 Decoder = importlib.import_module(f"{LIBRARY}.decoder").Decoder

@@ -24,8 +24,13 @@ class _Holds:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
-    def choose(self, view: MarketView, decision: SignalDecision, selection: Selection,
-               quotes: Sequence[OptionQuote]) -> tuple[tuple[OrderIntent, ...], tuple[str, ...]]:
+    def choose(
+        self,
+        view: MarketView,
+        decision: SignalDecision,
+        selection: Selection,
+        quotes: Sequence[OptionQuote],
+    ) -> tuple[tuple[OrderIntent, ...], tuple[str, ...]]:
         return (), ()
 
 
@@ -97,8 +102,11 @@ class ReadsTheQuote(_Holds):
 
     def decide(self, view: MarketView) -> SignalDecision:
         assert view.quote is not None and view.check is not None
-        return SignalDecision(Signal.HOLD, 0.0, (f"quote mid {view.check.mid}",
-                                                 f"price {view.price} {view.price_source}"))
+        return SignalDecision(
+            Signal.HOLD,
+            0.0,
+            (f"quote mid {view.check.mid}", f"price {view.price} {view.price_source}"),
+        )
 
 
 def refuses_to_build(settings: Settings) -> _Holds:
@@ -133,6 +141,11 @@ class BuysEverySymbol:
         signal = Signal.SELL if view.task.symbol == "QQQ" else Signal.BUY
         return SignalDecision(signal, 0.9, ("always",))
 
-    def choose(self, view: MarketView, decision: SignalDecision, selection: Selection,
-               quotes: Sequence[OptionQuote]) -> tuple[tuple[OrderIntent, ...], tuple[str, ...]]:
+    def choose(
+        self,
+        view: MarketView,
+        decision: SignalDecision,
+        selection: Selection,
+        quotes: Sequence[OptionQuote],
+    ) -> tuple[tuple[OrderIntent, ...], tuple[str, ...]]:
         return self.inner.choose(view, decision, selection, quotes)

@@ -54,8 +54,14 @@ def make(fake: FakeChannels, **settings: object) -> Alerter:
 
 
 def test_a_hanging_channel_delays_only_itself(fake):
-    alerter = make(fake, discord_webhook="http://127.0.0.1:9/d", slack_webhook="http://127.0.0.1:9/s",
-                   heartbeat_url="http://127.0.0.1:9/beat", timeout_s=5, retries=2)
+    alerter = make(
+        fake,
+        discord_webhook="http://127.0.0.1:9/d",
+        slack_webhook="http://127.0.0.1:9/s",
+        heartbeat_url="http://127.0.0.1:9/beat",
+        timeout_s=5,
+        retries=2,
+    )
     alerter.start()
 
     for i in range(3):
@@ -74,8 +80,12 @@ def test_a_hanging_channel_delays_only_itself(fake):
 
 
 def test_the_heartbeat_never_waits_behind_a_full_trade_lane(fake):
-    alerter = make(fake, slack_webhook="http://127.0.0.1:9/s",
-                   heartbeat_url="http://127.0.0.1:9/beat", queue_size=2)
+    alerter = make(
+        fake,
+        slack_webhook="http://127.0.0.1:9/s",
+        heartbeat_url="http://127.0.0.1:9/beat",
+        queue_size=2,
+    )
     alerter.start()
     alerter.send("trade", "first")
     assert fake.entered.wait(WAIT_S)
@@ -107,8 +117,7 @@ def test_a_full_lane_counts_its_drops_and_logs_them_once(fake, caplog):
     fake.release.set()
     assert [fake.next().channel for _ in range(3)] == ["slack"] * 3
     alerter.stop(timeout_s=WAIT_S)
-    ended = [r.getMessage() for r in caplog.records if "while the queue was full" in
-             r.getMessage()]
+    ended = [r.getMessage() for r in caplog.records if "while the queue was full" in r.getMessage()]
     assert ended == ["alerts via slack: 7 dropped while the queue was full (7 in all)"]
     assert alerter.stats() == {"sent": 3, "failed": 0, "dropped": 7, "retries": 0, "queued": 0}
 

@@ -55,9 +55,14 @@ def server() -> Iterator[LoopbackServer]:
             state.entered.set()
             if state.hold is not None:
                 state.hold.wait(WAIT_S)
-            state.received.put(Received(self.command, self.path,
-                                        json.loads(raw) if raw else None,
-                                        self.headers.get("User-Agent", "")))
+            state.received.put(
+                Received(
+                    self.command,
+                    self.path,
+                    json.loads(raw) if raw else None,
+                    self.headers.get("User-Agent", ""),
+                )
+            )
             status = state.statuses.pop(0) if state.statuses else 200
             self.send_response(status)
             self.send_header("Content-Length", "2")
@@ -95,8 +100,9 @@ def alerters() -> Iterator[Callable[..., Alerter]]:
     made: list[Alerter] = []
 
     def make(**settings) -> Alerter:
-        alerter = Alerter(AlertsSettings(**settings), backoff_s=0.01,
-                          wall_clock=lambda: 1_767_886_200.5)
+        alerter = Alerter(
+            AlertsSettings(**settings), backoff_s=0.01, wall_clock=lambda: 1_767_886_200.5
+        )
         made.append(alerter)
         return alerter
 
@@ -113,9 +119,14 @@ def wait_until(condition: Callable[[], bool]) -> None:
 
 
 def test_each_channel_format_arrives_as_specified(server, alerters):
-    alerter = alerters(discord_webhook=f"{server.url}/discord/T1", slack_webhook=f"{server.url}"
-                       "/slack/T2", telegram_bot_token="123:T3", telegram_chat_id="-42",
-                       telegram_api=server.url, webhook_url=f"{server.url}/hook/T4")
+    alerter = alerters(
+        discord_webhook=f"{server.url}/discord/T1",
+        slack_webhook=f"{server.url}/slack/T2",
+        telegram_bot_token="123:T3",
+        telegram_chat_id="-42",
+        telegram_api=server.url,
+        webhook_url=f"{server.url}/hook/T4",
+    )
     alerter.start()
 
     assert alerter.send("kill_switch", "trading halted") == 4
@@ -126,8 +137,12 @@ def test_each_channel_format_arrives_as_specified(server, alerters):
     assert got["/discord/T1"].body == {"content": "trading halted"}
     assert got["/slack/T2"].body == {"text": "trading halted"}
     assert got["/bot123:T3/sendMessage"].body == {"chat_id": "-42", "text": "trading halted"}
-    assert got["/hook/T4"].body == {"kind": "kill_switch", "text": "trading halted",
-                                    "fields": {}, "ts": 1_767_886_200.5}
+    assert got["/hook/T4"].body == {
+        "kind": "kill_switch",
+        "text": "trading halted",
+        "fields": {},
+        "ts": 1_767_886_200.5,
+    }
     assert "Python-urllib" not in got["/discord/T1"].user_agent
     wait_until(lambda: alerter.stats()["sent"] == 4)
 
@@ -270,7 +285,9 @@ def test_secrets_never_reach_the_log(server, dead_url, alerters, caplog):
     tokens = ["TOK-DISCORD-1", "TOK-TELEGRAM-2", "TOK-SLACK-3", "TOK-HOOK-4", "TOK-BEAT-5"]
     alerter = alerters(
         discord_webhook=f"{dead_url}/api/webhooks/9/{tokens[0]}",  # connection refused
-        telegram_bot_token=f"777:{tokens[1]}", telegram_chat_id="1", telegram_api=dead_url,
+        telegram_bot_token=f"777:{tokens[1]}",
+        telegram_chat_id="1",
+        telegram_api=dead_url,
         slack_webhook=f"notascheme://{tokens[2]}",  # urllib quotes the URL in its error
         webhook_url=f"{server.url}/hook/{tokens[3]}",  # HTTP 500, retried
         heartbeat_url=f"{server.url}/beat/{tokens[4]} with spaces",  # an invalid URL

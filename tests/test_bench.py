@@ -14,17 +14,41 @@ from tests.conftest import REPO_ROOT
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration, pytest.mark.timeout(180)]
 
-PROMISED = ("steady_cycle_s", "first_cycle_s", "symbols_per_180s", "msg_per_symbol_cycle",
-            "sustained_msg_per_s", "peak_msg_per_s", "peak_lines", "violations",
-            "msg_per_symbol_cycle_by_kind", "client_msg_per_symbol_cycle", "messages_paced")
+PROMISED = (
+    "steady_cycle_s",
+    "first_cycle_s",
+    "symbols_per_180s",
+    "msg_per_symbol_cycle",
+    "sustained_msg_per_s",
+    "peak_msg_per_s",
+    "peak_lines",
+    "violations",
+    "msg_per_symbol_cycle_by_kind",
+    "client_msg_per_symbol_cycle",
+    "messages_paced",
+)
 
 
 def test_bench_sim_prints_and_writes_one_json_object(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     done = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "tools" / "bench.py"), "--sim", "--symbols", "6",
-         "--cycles", "2", "--json", "--out", str(out)], cwd=tmp_path, capture_output=True,
-        text=True, timeout=170)
+        [
+            sys.executable,
+            str(REPO_ROOT / "tools" / "bench.py"),
+            "--sim",
+            "--symbols",
+            "6",
+            "--cycles",
+            "2",
+            "--json",
+            "--out",
+            str(out),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=170,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     printed = json.loads(done.stdout.strip().splitlines()[-1])
     assert printed == json.loads(out.read_text())
@@ -39,10 +63,17 @@ def test_bench_sim_prints_and_writes_one_json_object(tmp_path: Path) -> None:
     # the client's own count of the steady cycle, by kind, adds up; each decided
     # symbol-cycle is a HOLD or a trade
     by_kind = printed["msg_per_symbol_cycle_by_kind"]
-    assert set(by_kind) == {"stock_snapshot", "stock_cancel", "option_snapshot",
-                            "option_cancel", "bars", "chain", "contract_details", "other"}
-    assert printed["client_msg_per_symbol_cycle"] == pytest.approx(sum(by_kind.values()),
-                                                                   abs=0.01)
+    assert set(by_kind) == {
+        "stock_snapshot",
+        "stock_cancel",
+        "option_snapshot",
+        "option_cancel",
+        "bars",
+        "chain",
+        "contract_details",
+        "other",
+    }
+    assert printed["client_msg_per_symbol_cycle"] == pytest.approx(sum(by_kind.values()), abs=0.01)
     assert printed["hold_symbol_cycles"] + printed["directional_symbol_cycles"] == 6
     assert {"supervisor", "worker", "gateway_sim"} <= set(printed["processes"])
 
@@ -50,9 +81,25 @@ def test_bench_sim_prints_and_writes_one_json_object(tmp_path: Path) -> None:
 def test_bench_stub_measures_the_pool_and_its_sequential_baseline(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     done = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "tools" / "bench.py"), "--stub", "--symbols", "5",
-         "--cycles", "3", "--repeat", "2", "--json", "--out", str(out)], cwd=tmp_path,
-        capture_output=True, text=True, timeout=170)
+        [
+            sys.executable,
+            str(REPO_ROOT / "tools" / "bench.py"),
+            "--stub",
+            "--symbols",
+            "5",
+            "--cycles",
+            "3",
+            "--repeat",
+            "2",
+            "--json",
+            "--out",
+            str(out),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=170,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     printed = json.loads(done.stdout.strip().splitlines()[-1])
     assert printed == json.loads(out.read_text())
@@ -63,5 +110,6 @@ def test_bench_stub_measures_the_pool_and_its_sequential_baseline(tmp_path: Path
     assert printed["repeat"] == 2 and len(baseline["runs_symbol_cycles_per_s"]) == 2
     assert printed["symbol_cycles_per_s"] in printed["runs_symbol_cycles_per_s"]
     assert printed["pool_vs_sequential"] == round(
-        printed["symbol_cycles_per_s"] / baseline["symbol_cycles_per_s"], 2)
+        printed["symbol_cycles_per_s"] / baseline["symbol_cycles_per_s"], 2
+    )
     assert printed["pool_vs_sequential_p50"] > 0

@@ -38,14 +38,19 @@ def test_messages_are_counted_by_kind_and_charged_to_their_symbols_signal() -> N
         client.send(2, 2, 5)  # its cancel
         client.send(2, 2, 3)
         client.send(49)  # reqCurrentTime: nobody's
-        tally.end_cycle([SymbolResult(1, "QQQ", 1), SymbolResult(1, "SPY", 1,
-                                                                 signal=Signal.SELL)])
+        tally.end_cycle([SymbolResult(1, "QQQ", 1), SymbolResult(1, "SPY", 1, signal=Signal.SELL)])
     # Then the steady cycle's figures say what each kind and each signal cost
     figures = per_symbol_cycle(tally.cycles, symbols=2)
     assert figures["msg_per_symbol_cycle_by_kind"] == {
-        "stock_snapshot": 0.5, "stock_cancel": 0.5, "option_snapshot": 0.5,
-        "option_cancel": 0.5, "bars": 1.0, "chain": 0.5, "contract_details": 0.0,
-        "other": 0.5}
+        "stock_snapshot": 0.5,
+        "stock_cancel": 0.5,
+        "option_snapshot": 0.5,
+        "option_cancel": 0.5,
+        "bars": 1.0,
+        "chain": 0.5,
+        "contract_details": 0.0,
+        "other": 0.5,
+    }
     assert figures["msg_per_hold_symbol_cycle"] == 1.0
     assert figures["msg_per_directional_symbol_cycle"] == 6.0
     assert (figures["hold_symbol_cycles"], figures["directional_symbol_cycles"]) == (1, 1)
@@ -55,8 +60,12 @@ def test_messages_are_counted_by_kind_and_charged_to_their_symbols_signal() -> N
 def test_failed_and_skipped_symbols_are_neither_holds_nor_trades() -> None:
     tally = MessageTally()
     tally.count((20, 1, stock("AAA"), False))
-    tally.end_cycle([SymbolResult(1, "AAA", 1, error="timed out"),
-                     SymbolResult(1, "BBB", 1, skipped="no usable price")])
+    tally.end_cycle(
+        [
+            SymbolResult(1, "AAA", 1, error="timed out"),
+            SymbolResult(1, "BBB", 1, skipped="no usable price"),
+        ]
+    )
     figures = per_symbol_cycle(tally.cycles, symbols=2)
     assert figures["msg_per_hold_symbol_cycle"] is None
     assert figures["hold_symbol_cycles"] == figures["directional_symbol_cycles"] == 0

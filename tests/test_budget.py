@@ -48,8 +48,7 @@ def test_auto_deadline_grows_with_the_universe_first_cycle_included() -> None:
 
 
 def test_numbers_in_the_settings_are_used_as_they_are() -> None:
-    fixed = settings(universe={"max_concurrent_symbols": 40},
-                     schedule={"cycle_deadline_s": 30})
+    fixed = settings(universe={"max_concurrent_symbols": 40}, schedule={"cycle_deadline_s": 30})
     assert cycle_budget(fixed, 1000) == (40, 30.0)
 
 

@@ -127,7 +127,8 @@ def test_next_open_is_always_in_regular_hours_and_after_now() -> None:
 
 def _ny(moment: datetime) -> str:
     return datetime.fromtimestamp(moment.timestamp(), ZoneInfo("America/New_York")).strftime(
-        "%Y-%m-%d %H:%M")
+        "%Y-%m-%d %H:%M"
+    )
 
 
 def test_nyse_knows_holidays_weekends_and_early_closes() -> None:
@@ -155,8 +156,9 @@ def test_nyse_sessions_follow_the_clock_changes() -> None:
 
 def test_the_next_open_skips_weekends_and_holidays() -> None:
     calendar = nyse()
-    assert next_open(calendar, FRIDAY_1558.timestamp()) == MONDAY_0931.replace(
-        minute=30).timestamp()
+    assert (
+        next_open(calendar, FRIDAY_1558.timestamp()) == MONDAY_0931.replace(minute=30).timestamp()
+    )
     christmas_eve_evening = datetime(2026, 12, 24, 18, 0, tzinfo=EST).timestamp()
     monday = datetime(2026, 12, 28, 9, 30, tzinfo=EST).timestamp()  # Friday 25th: closed
     assert next_open(calendar, christmas_eve_evening) == monday
@@ -225,8 +227,9 @@ def ny(text: str) -> float:
 
 
 def test_hours_in_the_current_format_with_a_closed_day() -> None:
-    hours = parse_hours("20260108:0930-20260108:1600;20260109:CLOSED;"
-                        "20260112:0930-20260112:1600", NY)
+    hours = parse_hours(
+        "20260108:0930-20260108:1600;20260109:CLOSED;20260112:0930-20260112:1600", NY
+    )
     assert hours.is_open(ny("20260108 09:30")) is True
     assert hours.is_open(ny("20260108 15:59")) is True
     assert hours.is_open(ny("20260108 16:00")) is False  # the end is exclusive
@@ -246,8 +249,6 @@ def test_hours_in_the_old_format_and_overnight_sessions() -> None:
     assert parse_hours("", NY).is_open(TUESDAY_MORNING.timestamp()) is None
     with pytest.raises(ValueError):
         parse_hours("garbage:0930-1600", NY)
-
-
 
 
 def test_the_nyse_rules_agree_with_exchange_calendars_on_every_weekday_2015_to_2035() -> None:
@@ -270,11 +271,14 @@ def test_the_nyse_rules_agree_with_exchange_calendars_on_every_weekday_2015_to_2
     assert wrong == []
 
 
-@pytest.mark.parametrize(("day", "name"), [
-    (date(2027, 12, 31), None),  # New Year's 2028 is a Saturday: not kept on the Friday
-    (date(2026, 7, 3), "Independence Day"),  # the 4th is a Saturday
-    (date(2027, 6, 18), "Juneteenth"),  # the 19th is a Saturday
-    (date(2026, 4, 3), "Good Friday"),
-])
+@pytest.mark.parametrize(
+    ("day", "name"),
+    [
+        (date(2027, 12, 31), None),  # New Year's 2028 is a Saturday: not kept on the Friday
+        (date(2026, 7, 3), "Independence Day"),  # the 4th is a Saturday
+        (date(2027, 6, 18), "Juneteenth"),  # the 19th is a Saturday
+        (date(2026, 4, 3), "Good Friday"),
+    ],
+)
 def test_observed_holidays(day: date, name: str | None) -> None:
     assert nyse_rules.holidays(day.year).get(day) == name

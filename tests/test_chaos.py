@@ -63,8 +63,16 @@ def test_the_schedule_is_seeded_spread_and_has_every_kind() -> None:
     assert kinds.count(JOURNAL_DELETE) == kinds.count(JOURNAL_REPLACE) == 2
     assert kinds.count(FD_FLOOD) == 3
     assert {f.kind for f in plan(40, seed=1)} == {
-        WORKER_KILL, GATEWAY_RESTART, SUPERVISOR_TERM, SUPERVISOR_KILL, WORKER_HANG,
-        GATEWAY_FREEZE, JOURNAL_DELETE, JOURNAL_REPLACE, FD_FLOOD}
+        WORKER_KILL,
+        GATEWAY_RESTART,
+        SUPERVISOR_TERM,
+        SUPERVISOR_KILL,
+        WORKER_HANG,
+        GATEWAY_FREEZE,
+        JOURNAL_DELETE,
+        JOURNAL_REPLACE,
+        FD_FLOOD,
+    }
 
 
 def test_every_check_can_fail() -> None:
@@ -94,9 +102,11 @@ def test_the_journal_checks_find_a_decision_taken_twice(tmp_path: Path) -> None:
     Journal(path).close()
     db = sqlite3.connect(path)
     for n in (1, 2):
-        db.execute("INSERT INTO decisions (intent_id, day, ts, accepted, quantity, rule, "
-                   "reason, values_json) VALUES ('i1', '2026-12-01', ?, 1, 1, 'ok', '', '{}')",
-                   (n,))
+        db.execute(
+            "INSERT INTO decisions (intent_id, day, ts, accepted, quantity, rule, "
+            "reason, values_json) VALUES ('i1', '2026-12-01', ?, 1, 1, 'ok', '', '{}')",
+            (n,),
+        )
     db.commit()
     db.close()
     found = journal_findings(path)
@@ -121,23 +131,46 @@ def test_a_decision_logged_but_in_no_journal_fails_and_so_does_the_other_way() -
 
 def test_an_order_ref_sent_to_the_gateway_as_two_brackets_is_a_broker_duplicate() -> None:
     def bracket(ref: str, entry_id: int, pid: int = 1) -> list[dict[str, object]]:
-        return [{"pid": pid, "client_id": 1, "order_id": entry_id, "parentId": 0,
-                 "orderRef": ref, "action": "BUY"},
-                *({"pid": pid, "client_id": 1, "order_id": entry_id + n,
-                   "parentId": entry_id, "orderRef": ref, "action": "SELL"} for n in (1, 2))]
+        return [
+            {
+                "pid": pid,
+                "client_id": 1,
+                "order_id": entry_id,
+                "parentId": 0,
+                "orderRef": ref,
+                "action": "BUY",
+            },
+            *(
+                {
+                    "pid": pid,
+                    "client_id": 1,
+                    "order_id": entry_id + n,
+                    "parentId": entry_id,
+                    "orderRef": ref,
+                    "action": "SELL",
+                }
+                for n in (1, 2)
+            ),
+        ]
+
     once = bracket("r1", 10) + bracket("r2", 13)
     assert broker_duplicates(once) == {}
     assert broker_duplicates(once + bracket("r1", 10)) == {}  # the same ids: a modification
     assert broker_duplicates(once + bracket("r1", 20)) == {"r1": 2}
     assert broker_duplicates(once + bracket("r1", 10, pid=2)) == {"r1": 2}  # a new gateway
-    sale = {"pid": 1, "client_id": 1, "order_id": 30, "parentId": 0, "orderRef": "r1",
-            "action": "SELL"}  # a lone exit placed again for a held position: not a bracket
+    sale = {
+        "pid": 1,
+        "client_id": 1,
+        "order_id": 30,
+        "parentId": 0,
+        "orderRef": "r1",
+        "action": "SELL",
+    }  # a lone exit placed again for a held position: not a bracket
     assert broker_duplicates([*once, sale]) == {}
     report = ChaosReport(planned_cycles=1, seed=1, cycles=1, integrity="ok")
     report.duplicate_refs = broker_duplicates(once + bracket("r1", 20))
     report.broker_duplicates = len(report.duplicate_refs)
-    assert report.problems() == [
-        "1 orderRef(s) reached the gateway as more than one bracket: r1"]
+    assert report.problems() == ["1 orderRef(s) reached the gateway as more than one bracket: r1"]
 
 
 def test_a_cycle_in_which_one_symbol_failed_is_not_healthy() -> None:
@@ -153,9 +186,14 @@ def test_rss_growth_is_summed_over_the_processes_of_each_role() -> None:
     # and one seen too briefly to judge
     def series(before: float, after: float) -> list[tuple[float, float]]:
         return [(t, before if t < 50 else after) for t in range(0, 100, 5)]
+
     grows = series(100.0, 110.0)  # a sample every 5 s: 100 MB, then 110 MB from 50 s on
-    samples = {("supervisor", 1): grows, ("supervisor", 2): grows,
-               ("workers", 3): series(50.0, 50.0), ("workers", 4): [(30.0, 80.0)]}
+    samples = {
+        ("supervisor", 1): grows,
+        ("supervisor", 2): grows,
+        ("workers", 3): series(50.0, 50.0),
+        ("workers", 4): [(30.0, 80.0)],
+    }
     growth = rss_growth_mb(samples)
     assert growth["supervisor"] == 20.0
     assert growth["workers"] == 0.0
@@ -163,25 +201,33 @@ def test_rss_growth_is_summed_over_the_processes_of_each_role() -> None:
 
 def test_the_log_and_the_journals_are_read_as_independent_records(tmp_path: Path) -> None:
     log = tmp_path / "bot.jsonl"
-    lines = [{"event": "execution", "intent_id": "a", "accepted": True},
-             {"event": "execution", "intent_id": "b", "accepted": False},
-             {"event": "order_rejected", "intent_id": "c", "accepted": True},
-             {"event": "cycle", "cycle_id": 3}]
+    lines = [
+        {"event": "execution", "intent_id": "a", "accepted": True},
+        {"event": "execution", "intent_id": "b", "accepted": False},
+        {"event": "order_rejected", "intent_id": "c", "accepted": True},
+        {"event": "cycle", "cycle_id": 3},
+    ]
     log.write_text("\n".join(json.dumps(x) for x in lines) + "\n{cut by a kil")
-    (tmp_path / "bot.jsonl.1").write_text(json.dumps(
-        {"event": "execution", "intent_id": "d", "accepted": True}) + "\n")
+    (tmp_path / "bot.jsonl.1").write_text(
+        json.dumps({"event": "execution", "intent_id": "d", "accepted": True}) + "\n"
+    )
     assert logged_accepted(log) == {"a", "c", "d"}
     path = tmp_path / "journal.sqlite"
     Journal(path).close()
     db = sqlite3.connect(path)
     for intent, rule in (("a", "ok"), ("z", "adopted")):
-        db.execute("INSERT INTO intents (intent_id, day, cycle_id, symbol, contract_symbol, "
-                   "expiry, strike, option_right, multiplier, exchange, trading_class, "
-                   "signal, reasons) VALUES (?, '2026-12-01', 1, 'SPY', 'SPY', '20261204', "
-                   "600, 'C', 100, 'SMART', 'SPY', 'BUY', '[]')", (intent,))
-        db.execute("INSERT INTO decisions (intent_id, day, ts, accepted, quantity, rule, "
-                   "reason, values_json) VALUES (?, '2026-12-01', 1, 1, 1, ?, '', '{}')",
-                   (intent, rule))
+        db.execute(
+            "INSERT INTO intents (intent_id, day, cycle_id, symbol, contract_symbol, "
+            "expiry, strike, option_right, multiplier, exchange, trading_class, "
+            "signal, reasons) VALUES (?, '2026-12-01', 1, 'SPY', 'SPY', '20261204', "
+            "600, 'C', 100, 'SMART', 'SPY', 'BUY', '[]')",
+            (intent,),
+        )
+        db.execute(
+            "INSERT INTO decisions (intent_id, day, ts, accepted, quantity, rule, "
+            "reason, values_json) VALUES (?, '2026-12-01', 1, 1, 1, ?, '', '{}')",
+            (intent, rule),
+        )
     db.commit()
     db.close()
     # an adopted intent was rebuilt from the broker's orders: not a decision of this journal
@@ -190,15 +236,26 @@ def test_the_log_and_the_journals_are_read_as_independent_records(tmp_path: Path
 
 def test_the_simulator_logs_every_order_it_receives_as_it_arrives(tmp_path: Path) -> None:
     server = SimServer(load_scenario(DEFAULT_SCENARIO), order_log=tmp_path / "orders.jsonl")
-    entry = {"order_id": 7, "client_id": 1, "parentId": 0, "orderRef": "r1", "action": "BUY",
-             "sec_type": "OPT", "symbol": "SPY", "totalQuantity": 2.0, "transmit": False,
-             "whatIf": False}
+    entry = {
+        "order_id": 7,
+        "client_id": 1,
+        "parentId": 0,
+        "orderRef": "r1",
+        "action": "BUY",
+        "sec_type": "OPT",
+        "symbol": "SPY",
+        "totalQuantity": 2.0,
+        "transmit": False,
+        "whatIf": False,
+    }
     server.log_order(entry)
     server.log_order({**entry, "order_id": 8, "whatIf": True})  # a what-if places nothing
     server.log_order({**entry, "order_id": 9, "parentId": 7, "action": "SELL"})
     logged = gateway_orders(tmp_path / "orders.jsonl")
     assert [(o["order_id"], o["parentId"], o["orderRef"]) for o in logged] == [
-        (7, 0, "r1"), (9, 7, "r1")]
+        (7, 0, "r1"),
+        (9, 7, "r1"),
+    ]
     assert {o["pid"] for o in logged} == {os.getpid()}
 
 
@@ -217,15 +274,41 @@ def test_a_compressed_live_chaos_run_survives_every_fault(tmp_path: Path) -> Non
     # journal_replace is left out: a journal replaced under the running bot leaves the old
     # file's WAL at the path, which the next start replays into the replacement (damaged)
     done = subprocess.run(
-        [sys.executable, "-m", "supervisor", "chaos", "--cycles", "30", "--seed", "3",
-         "--live", "--without", JOURNAL_REPLACE, "--json", "--out", str(tmp_path / "chaos")],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=280)
+        [
+            sys.executable,
+            "-m",
+            "supervisor",
+            "chaos",
+            "--cycles",
+            "30",
+            "--seed",
+            "3",
+            "--live",
+            "--without",
+            JOURNAL_REPLACE,
+            "--json",
+            "--out",
+            str(tmp_path / "chaos"),
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )
     report = json.loads(done.stdout)
     assert done.returncode == 0, (report["problems"], done.stderr[-2000:])
     assert report["verdict"] == "PASS" and report["cycles"] >= 30 and report["live"]
     assert set(report["faults"]) == {
-        WORKER_KILL, GATEWAY_RESTART, SUPERVISOR_TERM, SUPERVISOR_KILL, WORKER_HANG,
-        GATEWAY_FREEZE, JOURNAL_DELETE, FD_FLOOD, "alert_hang"}
+        WORKER_KILL,
+        GATEWAY_RESTART,
+        SUPERVISOR_TERM,
+        SUPERVISOR_KILL,
+        WORKER_HANG,
+        GATEWAY_FREEZE,
+        JOURNAL_DELETE,
+        FD_FLOOD,
+        "alert_hang",
+    }
     assert all(r["seconds"] is not None for r in report["recoveries"])
     assert report["bot_runs"] >= 4 and report["gateway_restarts"] >= 1
     assert report["integrity"] == "ok" and report["rows_lost"] == 0

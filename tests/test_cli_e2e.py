@@ -29,8 +29,14 @@ def env(home: Path) -> dict[str, str]:
 
 
 def run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(supervisor_cmd(*args), cwd=tmp_path, env=env(tmp_path), text=True,
-                          capture_output=True, timeout=100)
+    return subprocess.run(
+        supervisor_cmd(*args),
+        cwd=tmp_path,
+        env=env(tmp_path),
+        text=True,
+        capture_output=True,
+        timeout=100,
+    )
 
 
 def test_run_prints_one_line_per_cycle(tmp_path):
@@ -48,8 +54,10 @@ def test_run_prints_one_line_per_cycle(tmp_path):
 
 def test_validate_names_the_broken_key(tmp_path):
     bad = tmp_path / "bad.yaml"
-    bad.write_text("universe:\n  symbols: [SPY]\n  max_concurent_symbols: 4\n"
-                   "options:\n  strikes_each_side: -1\n")
+    bad.write_text(
+        "universe:\n  symbols: [SPY]\n  max_concurent_symbols: 4\n"
+        "options:\n  strikes_each_side: -1\n"
+    )
     done = run(tmp_path, "validate", "--config", str(bad))
     assert done.returncode == 2
     assert "universe.max_concurent_symbols" in done.stderr and "unknown key" in done.stderr
@@ -77,9 +85,14 @@ def test_run_refuses_a_bad_file_and_a_bad_flag_without_traceback(tmp_path):
 
 def _start_forever(tmp_path: Path) -> tuple[subprocess.Popen[str], list[int]]:
     """A run without a cycle limit; returns once the first cycle line is out."""
-    proc = subprocess.Popen(supervisor_cmd("run", "--cycles", "0"), cwd=tmp_path,
-                            env=env(tmp_path), text=True, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        supervisor_cmd("run", "--cycles", "0"),
+        cwd=tmp_path,
+        env=env(tmp_path),
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
     assert proc.stdout is not None
     first = proc.stdout.readline()
     assert first.startswith("cycle 1"), first
@@ -89,8 +102,9 @@ def _start_forever(tmp_path: Path) -> tuple[subprocess.Popen[str], list[int]]:
 
 
 def _gone(pids: list[int]) -> bool:
-    _, alive = psutil.wait_procs([psutil.Process(p) for p in pids if psutil.pid_exists(p)],
-                                 timeout=15)
+    _, alive = psutil.wait_procs(
+        [psutil.Process(p) for p in pids if psutil.pid_exists(p)], timeout=15
+    )
     return not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE]
 
 
@@ -142,8 +156,9 @@ def test_sigkill_mid_run_then_restart_sends_no_intent_twice(tmp_path):
     rules = {r for (r,) in db.execute("SELECT rule FROM decisions WHERE accepted = 0")}
     assert "duplicate" in rules
     report = run(tmp_path, "report")
-    rejections = next(line for line in report.stdout.splitlines()
-                      if line.startswith("rejections by rule:"))
+    rejections = next(
+        line for line in report.stdout.splitlines() if line.startswith("rejections by rule:")
+    )
     assert report.returncode == 0 and "duplicate 1" in rejections
 
 
@@ -197,17 +212,22 @@ def _decisions(journal: Path) -> dict[str, list[tuple[object, ...]]]:
     import sqlite3
 
     db = sqlite3.connect(journal)
-    intent_columns = [row[1] for row in db.execute("PRAGMA table_info(intents)")
-                      if row[1] != "quote_ts"]
+    intent_columns = [
+        row[1] for row in db.execute("PRAGMA table_info(intents)") if row[1] != "quote_ts"
+    ]
     try:
         return {
-            "signals": db.execute("SELECT cycle_id, day, symbol, signal, confidence, reasons, "
-                                  "skipped, error FROM signals ORDER BY cycle_id, symbol"
-                                  ).fetchall(),
-            "intents": db.execute(f"SELECT {', '.join(intent_columns)} FROM intents "
-                                  "ORDER BY intent_id").fetchall(),
-            "decisions": db.execute("SELECT intent_id, day, accepted, quantity, rule, reason "
-                                    "FROM decisions ORDER BY intent_id, id").fetchall(),
+            "signals": db.execute(
+                "SELECT cycle_id, day, symbol, signal, confidence, reasons, "
+                "skipped, error FROM signals ORDER BY cycle_id, symbol"
+            ).fetchall(),
+            "intents": db.execute(
+                f"SELECT {', '.join(intent_columns)} FROM intents ORDER BY intent_id"
+            ).fetchall(),
+            "decisions": db.execute(
+                "SELECT intent_id, day, accepted, quantity, rule, reason "
+                "FROM decisions ORDER BY intent_id, id"
+            ).fetchall(),
         }
     finally:
         db.close()
@@ -258,8 +278,18 @@ def test_check_against_nothing_listening_fails_clearly(tmp_path):
 def test_live_with_all_three_keys_sends_brackets_to_the_simulator(tmp_path):
     config = tmp_path / "live.yaml"
     config.write_text("execution:\n  mode: live\nibkr:\n  account: DU1234567\n")
-    done = run(tmp_path, "run", "--sim", "--config", str(config), "--live", "--cycles", "2",
-               "--interval", "0.5")
+    done = run(
+        tmp_path,
+        "run",
+        "--sim",
+        "--config",
+        str(config),
+        "--live",
+        "--cycles",
+        "2",
+        "--interval",
+        "0.5",
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     import json
 
@@ -294,11 +324,14 @@ def _expiring(journal: Path, expiry: str) -> tuple[list[tuple[object, ...]], int
 
     db = sqlite3.connect(journal)
     try:
-        positions = db.execute("SELECT status, exit_reason, closed_ts FROM positions "
-                               "WHERE expiry = ?", (expiry,)).fetchall()
-        accepted = db.execute("SELECT COUNT(*) FROM decisions d JOIN intents i USING "
-                              "(intent_id) WHERE i.expiry = ? AND d.accepted = 1",
-                              (expiry,)).fetchone()[0]
+        positions = db.execute(
+            "SELECT status, exit_reason, closed_ts FROM positions WHERE expiry = ?", (expiry,)
+        ).fetchall()
+        accepted = db.execute(
+            "SELECT COUNT(*) FROM decisions d JOIN intents i USING "
+            "(intent_id) WHERE i.expiry = ? AND d.accepted = 1",
+            (expiry,),
+        ).fetchone()[0]
         return positions, accepted
     finally:
         db.close()
@@ -318,12 +351,15 @@ def test_nothing_is_held_into_friday_s_close(tmp_path):
     # Given settings that allow 0-DTE entries (at least 30 min to the close) with brackets too
     # wide to be hit, on the stub from Friday 14:55 to the close
     config = tmp_path / "zero_dte.yaml"
-    config.write_text("options:\n  expiry_rule: nearest\n  min_dte: 0\n"
-                      "  min_minutes_to_expiry: 30\n  take_profit_pct: 1000\n"
-                      "  stop_loss_pct: 95\n")
+    config.write_text(
+        "options:\n  expiry_rule: nearest\n  min_dte: 0\n"
+        "  min_minutes_to_expiry: 30\n  take_profit_pct: 1000\n"
+        "  stop_loss_pct: 95\n"
+    )
     start = FRIDAY_1545.replace(hour=14, minute=55)
-    done = run(tmp_path, "run", "--config", str(config), "--start", start.isoformat(),
-               "--cycles", "65")
+    done = run(
+        tmp_path, "run", "--config", str(config), "--start", start.isoformat(), "--cycles", "65"
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     # Then every position in today's expiry was closed before 16:00, those held to the end
     # sold with exit reason "expiry" from 15:45 on; none was left to expire
@@ -333,16 +369,24 @@ def test_nothing_is_held_into_friday_s_close(tmp_path):
     assert all(status == "closed" and ts < close for status, _reason, ts in positions)
     reasons = {reason for _status, reason, _ts in positions}
     assert "expiry" in reasons and "expired" not in reasons
-    assert all(ts >= FRIDAY_1545.timestamp() for _s, reason, ts in positions
-               if reason == "expiry")
+    assert all(ts >= FRIDAY_1545.timestamp() for _s, reason, ts in positions if reason == "expiry")
     report = run(tmp_path, "report", "--day", "2026-12-04")
     assert "expiry exit" in report.stdout
 
 
 @pytest.mark.integration
 def test_a_friday_1545_sim_session_enters_nothing_expiring_that_day(tmp_path):
-    done = run(tmp_path, "run", "--sim", "--start", FRIDAY_1545.isoformat(), "--cycles", "3",
-               "--interval", "0.5")
+    done = run(
+        tmp_path,
+        "run",
+        "--sim",
+        "--start",
+        FRIDAY_1545.isoformat(),
+        "--cycles",
+        "3",
+        "--interval",
+        "0.5",
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     _positions, accepted = _expiring(tmp_path / "var" / "journal-sim.sqlite", "20261204")
     assert accepted == 0
@@ -354,10 +398,15 @@ def test_sigterm_to_the_whole_process_group_is_a_quiet_clean_stop(tmp_path, work
     # Given a bot started the way systemd starts one: its own process group
     log = tmp_path / "stderr.txt"
     with open(log, "w") as stderr:
-        proc = subprocess.Popen(supervisor_cmd("run", "--cycles", "0", "--workers",
-                                               str(workers)),
-                                cwd=tmp_path, env=env(tmp_path), text=True,
-                                stdout=subprocess.PIPE, stderr=stderr, start_new_session=True)
+        proc = subprocess.Popen(
+            supervisor_cmd("run", "--cycles", "0", "--workers", str(workers)),
+            cwd=tmp_path,
+            env=env(tmp_path),
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            start_new_session=True,
+        )
         assert proc.stdout is not None
         assert proc.stdout.readline().startswith("cycle 1")
         children = [c.pid for c in psutil.Process(proc.pid).children(recursive=True)]
@@ -366,7 +415,7 @@ def test_sigterm_to_the_whole_process_group_is_a_quiet_clean_stop(tmp_path, work
         # Then it exits 0 within 10 s, says nothing alarming, respawns nothing
         assert proc.wait(timeout=10) == 0
     text = log.read_text()
-    after = text[text.index("SIGTERM received"):]
+    after = text[text.index("SIGTERM received") :]
     assert " ERROR " not in text and "Traceback" not in text, text[-3000:]
     assert "started (pid" not in after, after  # no worker respawned during the stop
     assert _gone(children)
@@ -375,32 +424,51 @@ def test_sigterm_to_the_whole_process_group_is_a_quiet_clean_stop(tmp_path, work
 def test_the_console_command_is_the_same_command_line(tmp_path):
     console = Path(sys.executable).parent / "ibkr-bot"
     assert console.exists(), "pip install -e . makes the ibkr-bot console command"
-    version = subprocess.run([str(console), "--version"], capture_output=True, text=True,
-                             timeout=60)
+    version = subprocess.run(
+        [str(console), "--version"], capture_output=True, text=True, timeout=60
+    )
     assert version.returncode == 0 and version.stdout.startswith("ibkr-options-bot 0.")
-    done = subprocess.run([str(console), "run", "--cycles", "1"], cwd=tmp_path,
-                          env=env(tmp_path), capture_output=True, text=True, timeout=100)
+    done = subprocess.run(
+        [str(console), "run", "--cycles", "1"],
+        cwd=tmp_path,
+        env=env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=100,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.startswith("cycle 1: symbols ok 3/3")
-    helped = subprocess.run([str(console), "--help"], capture_output=True, text=True,
-                            timeout=60)
+    helped = subprocess.run([str(console), "--help"], capture_output=True, text=True, timeout=60)
     for verb in ("run", "check", "phases", "report", "reconcile", "validate", "chaos"):
         assert f"\n    {verb}" in helped.stdout
 
 
-@pytest.mark.parametrize("args, extra_env, said", [
-    (("run", "--cycles", "1", "--port", "4002"), {}, "--port: for a gateway, but the broker "
-                                                     "is stub"),
-    (("check", "--host", "127.0.0.1", "--client-id", "7"), {},
-     "--host, --client-id: for a gateway"),
-    (("run", "--cycles", "1"), {"IBKR_PORT": "4002"}, "IBKR_PORT (environment): for a gateway"),
-    (("run", "--sim", "--cycles", "1", "--port", "4002"), {}, "but the broker is sim"),
-])
-def test_connection_options_without_a_gateway_broker_are_an_error(tmp_path, args, extra_env,
-                                                                  said):
-    done = subprocess.run(supervisor_cmd(*args), cwd=tmp_path,
-                          env={**env(tmp_path), **extra_env}, text=True, capture_output=True,
-                          timeout=60)
+@pytest.mark.parametrize(
+    "args, extra_env, said",
+    [
+        (
+            ("run", "--cycles", "1", "--port", "4002"),
+            {},
+            "--port: for a gateway, but the broker is stub",
+        ),
+        (
+            ("check", "--host", "127.0.0.1", "--client-id", "7"),
+            {},
+            "--host, --client-id: for a gateway",
+        ),
+        (("run", "--cycles", "1"), {"IBKR_PORT": "4002"}, "IBKR_PORT (environment): for a gateway"),
+        (("run", "--sim", "--cycles", "1", "--port", "4002"), {}, "but the broker is sim"),
+    ],
+)
+def test_connection_options_without_a_gateway_broker_are_an_error(tmp_path, args, extra_env, said):
+    done = subprocess.run(
+        supervisor_cmd(*args),
+        cwd=tmp_path,
+        env={**env(tmp_path), **extra_env},
+        text=True,
+        capture_output=True,
+        timeout=60,
+    )
     assert done.returncode == 2 and said in done.stderr, done.stderr
     assert not done.stdout  # nothing ran
 

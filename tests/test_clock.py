@@ -111,8 +111,9 @@ def test_a_clock_file_not_written_yet_is_followed_once_it_is(tmp_path) -> None:
     assert abs(clock.now() - time.time()) < 5 and clock.rate == 1.0  # the wall, meanwhile
     # When the simulator writes its session clock (start, rate, monotonic origin)
     start = ts(2026, 12, 1, 10, 30)
-    path.write_text(json.dumps({"start_ts": start, "rate": 60.0,
-                                "origin_monotonic": time.monotonic() - 1.0}))
+    path.write_text(
+        json.dumps({"start_ts": start, "rate": 60.0, "origin_monotonic": time.monotonic() - 1.0})
+    )
     # Then the bot's clock is the simulator's from then on
     assert start + 55 < clock.now() < start + 60 * 5 and clock.rate == 60.0
     path.unlink()
@@ -122,13 +123,16 @@ def test_a_clock_file_not_written_yet_is_followed_once_it_is(tmp_path) -> None:
 # --- wall-clock jumps are said -------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("before", "after", "step"), [
-    ((1000.0, 50.0), (1010.0, 60.0), None),  # both moved 10 s: no jump
-    ((1000.0, 50.0), (1011.5, 60.0), None),  # 1.5 s: within the tolerance
-    ((1000.0, 50.0), (1070.0, 60.0), 60.0),  # NTP stepped a minute forward
-    ((1000.0, 50.0), (940.0, 60.0), -70.0),  # set back by hand
-    ((1000.0, 50.0), (4603.0, 3650.0), None),  # 3 s over an hour: slewing, not a jump
-])
+@pytest.mark.parametrize(
+    ("before", "after", "step"),
+    [
+        ((1000.0, 50.0), (1010.0, 60.0), None),  # both moved 10 s: no jump
+        ((1000.0, 50.0), (1011.5, 60.0), None),  # 1.5 s: within the tolerance
+        ((1000.0, 50.0), (1070.0, 60.0), 60.0),  # NTP stepped a minute forward
+        ((1000.0, 50.0), (940.0, 60.0), -70.0),  # set back by hand
+        ((1000.0, 50.0), (4603.0, 3650.0), None),  # 3 s over an hour: slewing, not a jump
+    ],
+)
 def test_a_clock_jump_is_the_wall_clock_moving_apart_from_the_monotonic_one(before, after, step):
     assert clock_jump(before, after) == step
 

@@ -118,20 +118,36 @@ def test_every_problem_is_reported_at_once() -> None:
 @pytest.mark.parametrize(
     ("raw", "path", "shown", "reason_word"),
     [
-        ({"universe": {"max_concurrent_symbols": 0}}, "universe.max_concurrent_symbols", "0",
-         "auto or a whole number from 1 to 1000"),
-        ({"schedule": {"cycle_deadline_s": "soon"}}, "schedule.cycle_deadline_s", "'soon'",
-         "auto or a number from 1 to 86400"),
+        (
+            {"universe": {"max_concurrent_symbols": 0}},
+            "universe.max_concurrent_symbols",
+            "0",
+            "auto or a whole number from 1 to 1000",
+        ),
+        (
+            {"schedule": {"cycle_deadline_s": "soon"}},
+            "schedule.cycle_deadline_s",
+            "'soon'",
+            "auto or a number from 1 to 86400",
+        ),
         ({"ibkr": {"port": 70000}}, "ibkr.port", "70000", "less than or equal to 65535"),
         ({"ibkr": {"port": 0}}, "ibkr.port", "0", "greater than or equal to 1"),
         ({"options": {"moneyness": "sideways"}}, "options.moneyness", "'sideways'", "'atm'"),
         ({"risk": {"risk_per_trade_pct": 0}}, "risk.risk_per_trade_pct", "0", "greater than 0"),
-        ({"options": {"max_spread_pct": 101}}, "options.max_spread_pct", "101",
-         "less than or equal to 100"),
+        (
+            {"options": {"max_spread_pct": 101}},
+            "options.max_spread_pct",
+            "101",
+            "less than or equal to 100",
+        ),
         ({"execution": {"mode": "yolo"}}, "execution.mode", "'yolo'", "'dry_run'"),
         ({"workers": {"count": "two"}}, "workers.count", "'two'", "integer"),
-        ({"pacing": {"max_messages_per_s": 51}}, "pacing.max_messages_per_s", "51",
-         "less than or equal to 50"),
+        (
+            {"pacing": {"max_messages_per_s": 51}},
+            "pacing.max_messages_per_s",
+            "51",
+            "less than or equal to 50",
+        ),
     ],
 )
 def test_bad_value_names_path_value_and_reason(
@@ -158,8 +174,7 @@ def test_ema_fast_not_below_ema_slow_is_refused(fast: int, slow: int) -> None:
 
 
 def test_ema_fast_just_below_ema_slow_is_accepted() -> None:
-    settings = parse_settings({"strategy": {"scalp": {"ema_fast": 20, "ema_slow": 21}}},
-                              environ={})
+    settings = parse_settings({"strategy": {"scalp": {"ema_fast": 20, "ema_slow": 21}}}, environ={})
     assert (settings.strategy.scalp.ema_fast, settings.strategy.scalp.ema_slow) == (20, 21)
 
 
@@ -250,7 +265,11 @@ def test_env_overrides_the_connection(tmp_path: Path) -> None:
 
     # Then the environment wins, converted to the field types
     assert (ibkr.host, ibkr.port, ibkr.client_id, ibkr.account) == (
-        "gateway.local", 4001, 17, "DU123456")
+        "gateway.local",
+        4001,
+        17,
+        "DU123456",
+    )
 
 
 def test_env_override_without_an_ibkr_section_keeps_the_other_defaults() -> None:
@@ -284,9 +303,7 @@ def test_env_port_out_of_range_is_validated_like_the_file() -> None:
 # --- individual fields -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "sources", [["mid", "last", "close"], ["last", "close", "mid"], ["close"]]
-)
+@pytest.mark.parametrize("sources", [["mid", "last", "close"], ["last", "close", "mid"], ["close"]])
 def test_price_sources_keep_the_configured_order(sources: list[str]) -> None:
     settings = parse_settings({"quotes": {"price_sources": sources}}, environ={})
     assert settings.quotes.price_sources == sources
@@ -324,10 +341,8 @@ def test_stub_start_without_utc_offset_is_refused() -> None:
 
 def test_stub_start_with_offset_is_kept() -> None:
     settings = parse_settings({"stub": {"start": "2026-01-08T09:45:00-05:00"}}, environ={})
-    assert settings.stub.start == datetime(2026, 1, 8, 9, 45,
-                                           tzinfo=timezone(timedelta(hours=-5)))
-    assert settings.stub.start.timestamp() == datetime(
-        2026, 1, 8, 14, 45, tzinfo=UTC).timestamp()
+    assert settings.stub.start == datetime(2026, 1, 8, 9, 45, tzinfo=timezone(timedelta(hours=-5)))
+    assert settings.stub.start.timestamp() == datetime(2026, 1, 8, 14, 45, tzinfo=UTC).timestamp()
 
 
 def test_settings_are_frozen() -> None:
@@ -342,8 +357,9 @@ def test_settings_are_frozen() -> None:
 def test_relative_paths_are_anchored_at_the_settings_files_directory(tmp_path, monkeypatch):
     folder = tmp_path / "bot"
     folder.mkdir()
-    (folder / "live.yaml").write_text("logging:\n  json_path: logs/bot.jsonl\n"
-                                      "monitoring:\n  metrics_path: /abs/metrics.jsonl\n")
+    (folder / "live.yaml").write_text(
+        "logging:\n  json_path: logs/bot.jsonl\nmonitoring:\n  metrics_path: /abs/metrics.jsonl\n"
+    )
     monkeypatch.chdir(tmp_path)  # started from elsewhere, as cron would
     settings = load_settings("bot/live.yaml", environ={})
     assert settings.execution.journal_path == str(folder.resolve() / "var/journal-{broker}.sqlite")
@@ -367,20 +383,26 @@ def test_each_broker_gets_its_own_journal(tmp_path):
 def test_an_unknown_journal_path_field_is_refused() -> None:
     with pytest.raises(ConfigError) as info:
         parse_settings({"execution": {"journal_path": "var/{account}.sqlite"}}, environ={})
-    assert any(p.startswith("execution.journal_path") and "{broker}" in p
-               for p in info.value.problems)
+    assert any(
+        p.startswith("execution.journal_path") and "{broker}" in p for p in info.value.problems
+    )
 
 
 def test_secrets_come_from_the_environment_and_an_unset_one_is_named(tmp_path: Path) -> None:
-    path = write(tmp_path, "alerts:\n  slack_webhook: https://hooks.slack.com/${SLACK_PATH}\n"
-                           "  telegram_chat_id: '${CHAT}'\n")
+    path = write(
+        tmp_path,
+        "alerts:\n  slack_webhook: https://hooks.slack.com/${SLACK_PATH}\n"
+        "  telegram_chat_id: '${CHAT}'\n",
+    )
     settings = load_settings(path, environ={"SLACK_PATH": "T0/B0/secret", "CHAT": "42"})
     assert settings.alerts.slack_webhook is not None
     assert settings.alerts.slack_webhook.get_secret_value() == (
-        "https://hooks.slack.com/T0/B0/secret")
+        "https://hooks.slack.com/T0/B0/secret"
+    )
     assert "secret" not in repr(settings.alerts)
     assert settings.alerts.telegram_chat_id == "42"
     with pytest.raises(ConfigError) as caught:
         load_settings(path, environ={"CHAT": "42"})
     assert caught.value.problems == [
-        "alerts.slack_webhook: ${SLACK_PATH} is not set in the environment"]
+        "alerts.slack_webhook: ${SLACK_PATH} is not set in the environment"
+    ]

@@ -78,13 +78,15 @@ def tasks(*symbols: str, cycle_id: int = CYCLE) -> list[SymbolTask]:
     return [SymbolTask(cycle_id, s, NOW, trading_day(NOW)) for s in symbols]
 
 
-def new_run(pool: FakePool, symbols: list[SymbolTask], max_concurrent: int,
-            deadline_s: float = 30.0) -> CycleRun:
+def new_run(
+    pool: FakePool, symbols: list[SymbolTask], max_concurrent: int, deadline_s: float = 30.0
+) -> CycleRun:
     return CycleRun(CYCLE, symbols, cast(WorkerPool, pool), max_concurrent, deadline_s)
 
 
-def result(symbol: str, worker_id: int, cycle_id: int = CYCLE,
-           signal: Signal = Signal.HOLD) -> SymbolResult:
+def result(
+    symbol: str, worker_id: int, cycle_id: int = CYCLE, signal: Signal = Signal.HOLD
+) -> SymbolResult:
     return SymbolResult(cycle_id, symbol, worker_id, signal=signal)
 
 
@@ -466,8 +468,9 @@ def test_the_deadline_with_no_ready_worker_fails_everything() -> None:
 
 def _intent(symbol: str, n: int) -> OrderIntent:
     contract = OptionContract(symbol, "20260109", 100.0 + n, Right.CALL)
-    return OrderIntent(f"{symbol}-{n}", CYCLE, symbol, contract, Signal.BUY, 1.0, 1.5, 0.7,
-                       1.0, 0.5, ())
+    return OrderIntent(
+        f"{symbol}-{n}", CYCLE, symbol, contract, Signal.BUY, 1.0, 1.5, 0.7, 1.0, 0.5, ()
+    )
 
 
 def test_summary_line_counts_by_hand() -> None:
@@ -506,8 +509,10 @@ def test_summary_of_an_empty_cycle() -> None:
 
 
 def test_a_stop_that_was_asked_for_is_abandoned_not_failed() -> None:
-    results = (SymbolResult(CYCLE, "SPY", 1, Signal.HOLD),
-               SymbolResult(CYCLE, "QQQ", 0, skipped=ABANDONED))
+    results = (
+        SymbolResult(CYCLE, "SPY", 1, Signal.HOLD),
+        SymbolResult(CYCLE, "QQQ", 0, skipped=ABANDONED),
+    )
     line = CycleSummary(CYCLE, results, (), seconds=0.2).line()
     assert "symbols ok 2/2 failed 0 skipped 1" in line
     assert line.endswith("SPY=HOLD QQQ=abandoned")

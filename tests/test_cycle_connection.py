@@ -30,10 +30,16 @@ class Link:
         return self.up
 
 
-def new_run(pool: FakePool, symbols: list[str], link: Link, max_concurrent: int = 2,
-            deadline_s: float = 30.0) -> CycleRun:
-    return CycleRun(CYCLE, tasks(*symbols), cast(WorkerPool, pool), max_concurrent,
-                    deadline_s, link_up=link)
+def new_run(
+    pool: FakePool,
+    symbols: list[str],
+    link: Link,
+    max_concurrent: int = 2,
+    deadline_s: float = 30.0,
+) -> CycleRun:
+    return CycleRun(
+        CYCLE, tasks(*symbols), cast(WorkerPool, pool), max_concurrent, deadline_s, link_up=link
+    )
 
 
 def lost(symbol: str, worker_id: int, skipped: bool = False) -> SymbolResult:
@@ -159,14 +165,17 @@ class DownBroker:
         raise self.fail_with
 
 
-@pytest.mark.parametrize("failure", [SymbolDataError("quote SPY: no answer within 15s"),
-                                     None])
-def test_a_timeout_while_the_connection_went_down_is_not_charged(
-        failure: Exception | None) -> None:
+@pytest.mark.parametrize("failure", [SymbolDataError("quote SPY: no answer within 15s"), None])
+def test_a_timeout_while_the_connection_went_down_is_not_charged(failure: Exception | None) -> None:
     async def scenario() -> None:
         broker = DownBroker(failure or TimeoutError())
-        service = DataService(broker, 5.0, nyse(), lambda: 0.0,  # type: ignore[arg-type]
-                              backoff=SymbolBackoff(after=1))
+        service = DataService(
+            broker,
+            5.0,
+            nyse(),
+            lambda: 0.0,  # type: ignore[arg-type]
+            backoff=SymbolBackoff(after=1),
+        )
         reply = await service.answer(QuoteRequest(1, 1, "SPY"))
         # Then the reply says the connection failed, the symbol does not rest, and the
         # cycle will run it again
@@ -183,8 +192,13 @@ def test_a_timeout_on_a_live_connection_is_still_the_symbols() -> None:
 
     async def scenario() -> None:
         broker = UpBroker(SymbolDataError("quote SPY: no answer within 15s"))
-        service = DataService(broker, 5.0, nyse(), lambda: 0.0,  # type: ignore[arg-type]
-                              backoff=SymbolBackoff(after=1))
+        service = DataService(
+            broker,
+            5.0,
+            nyse(),
+            lambda: 0.0,  # type: ignore[arg-type]
+            backoff=SymbolBackoff(after=1),
+        )
         reply = await service.answer(QuoteRequest(1, 1, "SPY"))
         assert not connection_lost(reply.error) and service.backoff.resting("SPY") > 0
 

@@ -77,9 +77,20 @@ def test_the_container_runs_the_console_command_the_tests_run() -> None:
 
 
 def test_the_example_settings_validate(tmp_path: Path) -> None:
-    done = subprocess.run([sys.executable, "-m", "supervisor", "validate", "--config",
-                           str(DEPLOY / "settings.example.yaml")], cwd=REPO_ROOT,
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "supervisor",
+            "validate",
+            "--config",
+            str(DEPLOY / "settings.example.yaml"),
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
 
 
@@ -98,16 +109,26 @@ def test_notify_speaks_to_the_socket_and_is_silent_without_one(tmp_path: Path) -
 
 @pytest.mark.e2e
 def test_a_run_under_systemd_says_ready_pings_the_watchdog_and_says_stopping(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     path = tmp_path / "notify.sock"
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as server:
         server.bind(str(path))
         server.settimeout(60)
         done = subprocess.run(
-            [sys.executable, "-m", "supervisor", "run", "--cycles", "3"], cwd=tmp_path,
-            capture_output=True, text=True, timeout=100,
-            env={**os.environ, "PYTHONPATH": str(REPO_ROOT), "SUPERVISOR_HOME": str(tmp_path),
-                 "NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "2000000"})
+            [sys.executable, "-m", "supervisor", "run", "--cycles", "3"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=100,
+            env={
+                **os.environ,
+                "PYTHONPATH": str(REPO_ROOT),
+                "SUPERVISOR_HOME": str(tmp_path),
+                "NOTIFY_SOCKET": str(path),
+                "WATCHDOG_USEC": "2000000",
+            },
+        )
         assert done.returncode == 0, done.stderr[-2000:]
         server.settimeout(0.5)
         said = []

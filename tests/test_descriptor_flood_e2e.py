@@ -29,8 +29,7 @@ from supervisor import exitcodes
 from tests.external_sim import bot_env
 from tests.sessions import TUESDAY_MORNING
 
-pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.slow,
-              pytest.mark.timeout(150)]
+pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(150)]
 
 LIMIT = 256  # the supervisor's descriptors: ~25 of them in use before the flood
 FLOOD = 300  # idle connections, more than it could ever hold
@@ -82,15 +81,30 @@ def lower_descriptor_limit() -> None:
 def test_a_worker_killed_under_a_descriptor_flood_is_replaced(tmp_path: Path) -> None:
     status_port = free_port()
     config = tmp_path / "settings.yaml"
-    config.write_text(f"monitoring:\n  http_port: {status_port}\nworkers:\n  count: 2\n"
-                      "stub:\n  latency_s: 0.02\n")  # cycles of ~0.1 s, not thousands a second
+    config.write_text(
+        f"monitoring:\n  http_port: {status_port}\nworkers:\n  count: 2\nstub:\n  latency_s: 0.02\n"
+    )  # cycles of ~0.1 s, not thousands a second
     stdout, stderr = tmp_path / "bot.stdout", tmp_path / "bot.stderr"
     with open(stdout, "w") as out, open(stderr, "w") as err:
         bot = subprocess.Popen(
-            [sys.executable, "-m", "supervisor", "run", "--broker", "stub", "--start",
-             TUESDAY_MORNING.isoformat(), "--config", str(config)],
-            cwd=tmp_path, env=bot_env(tmp_path), stdout=out, stderr=err,
-            preexec_fn=lower_descriptor_limit)
+            [
+                sys.executable,
+                "-m",
+                "supervisor",
+                "run",
+                "--broker",
+                "stub",
+                "--start",
+                TUESDAY_MORNING.isoformat(),
+                "--config",
+                str(config),
+            ],
+            cwd=tmp_path,
+            env=bot_env(tmp_path),
+            stdout=out,
+            stderr=err,
+            preexec_fn=lower_descriptor_limit,
+        )
     flood: list[socket.socket] = []
 
     def cycles() -> int:
@@ -107,14 +121,20 @@ def test_a_worker_killed_under_a_descriptor_flood_is_replaced(tmp_path: Path) ->
                 flood.append(socket.create_connection(("127.0.0.1", status_port), timeout=5))
             except OSError:  # it accepts no more (before: every descriptor taken)
                 break
-        until(lambda: supervisor.num_fds() < LIMIT - 64,  # the endpoint holds its cap
-              "the supervisor's descriptors back below its limit", timeout_s=20)
+        until(
+            lambda: supervisor.num_fds() < LIMIT - 64,  # the endpoint holds its cap
+            "the supervisor's descriptors back below its limit",
+            timeout_s=20,
+        )
         # and one of its workers is killed meanwhile
         victim = min(before)
         psutil.Process(victim).kill()
         # Then the worker is replaced, and cycles go on
-        after = until(lambda: len(found := workers(supervisor)) == 2 and victim not in found
-                      and found, "the killed worker replaced", timeout_s=30)
+        after = until(
+            lambda: len(found := workers(supervisor)) == 2 and victim not in found and found,
+            "the killed worker replaced",
+            timeout_s=30,
+        )
         assert len(after - before) == 1
         assert len(flood) == FLOOD  # every connection accepted (and the surplus refused)
         done = cycles()

@@ -62,8 +62,9 @@ class ControlledBroker(StubBroker):
 
     async def option_quotes(self, contracts: Sequence[OptionContract]):
         self.quoted += [c.key for c in contracts]
-        return tuple(OptionQuote(c, *self.marks.get(c.key, (math.nan, math.nan)), ts=NOW)
-                     for c in contracts)
+        return tuple(
+            OptionQuote(c, *self.marks.get(c.key, (math.nan, math.nan)), ts=NOW) for c in contracts
+        )
 
     async def closing_price(self, symbol: str, day: date) -> float | None:
         return self.closes.get((symbol, day.isoformat()))
@@ -71,9 +72,22 @@ class ControlledBroker(StubBroker):
 
 def intent(contract: OptionContract = CALL, intent_id: str = "i-call") -> OrderIntent:
     signal = Signal.BUY if contract.right is Right.CALL else Signal.SELL
-    return OrderIntent(intent_id, 1, "SPY", contract, signal, entry_limit=2.00, take_profit=3.00,
-                       stop_loss=1.40, premium=2.00, confidence=0.7, reasons=("test",),
-                       bid=1.95, ask=2.05, quote_ts=NOW)
+    return OrderIntent(
+        intent_id,
+        1,
+        "SPY",
+        contract,
+        signal,
+        entry_limit=2.00,
+        take_profit=3.00,
+        stop_loss=1.40,
+        premium=2.00,
+        confidence=0.7,
+        reasons=("test",),
+        bid=1.95,
+        ask=2.05,
+        quote_ts=NOW,
+    )
 
 
 def result(*intents: OrderIntent) -> SymbolResult:
@@ -177,8 +191,9 @@ FRIDAY_PUT = OptionContract("SPY", "20261204", 690.0, Right.PUT)
 DAY = "2026-12-01"
 
 
-def friday_intent(contract: OptionContract = FRIDAY_CALL, ts: float | None = None,
-                  intent_id: str = "i-fri") -> OrderIntent:
+def friday_intent(
+    contract: OptionContract = FRIDAY_CALL, ts: float | None = None, intent_id: str = "i-fri"
+) -> OrderIntent:
     return replace(intent(contract, intent_id), quote_ts=ts or TUESDAY_MORNING.timestamp())
 
 
@@ -198,11 +213,16 @@ def held(tmp_path, *contracts: OptionContract, **risk: float):
 
 def test_entries_are_refused_outside_each_symbols_entry_window(tmp_path):
     desk, _, journal = desk_for(tmp_path)
-    for moment, rule in ((SATURDAY_NOON, "market_hours"), (CHRISTMAS, "market_hours"),
-                         (FRIDAY_1550, "entry_window"), (MONDAY_0931, "entry_window")):
+    for moment, rule in (
+        (SATURDAY_NOON, "market_hours"),
+        (CHRISTMAS, "market_hours"),
+        (FRIDAY_1550, "entry_window"),
+        (MONDAY_0931, "entry_window"),
+    ):
         run(desk.begin_cycle(moment.timestamp()))
-        (done,) = run(desk.act_on([result(friday_intent(ts=moment.timestamp()))],
-                                  moment.timestamp()))
+        (done,) = run(
+            desk.act_on([result(friday_intent(ts=moment.timestamp()))], moment.timestamp())
+        )
         assert (done.status, done.decision.rule) == ("refused", rule), moment
     refused = journal.day_summary("2026-12-04")["decisions"]["refused_by_rule"]
     assert refused == {"entry_window": 1}
@@ -234,21 +254,28 @@ def test_held_over_expiry_settles_at_intrinsic_value_from_the_close(tmp_path):
     # Then, with Friday's close at 684.50: the 680 call is worth 4.50, the 690 put 5.50
     broker.closes[("SPY", "2026-12-04")] = 684.50
     run(desk.begin_cycle(MONDAY_0931.timestamp() + 60))
-    settled = {p.contract.key: (p.exit_reason, p.exit_price, p.realized_pnl)
-               for p in desk.book.positions.values()}
-    assert settled == {FRIDAY_CALL.key: ("expired", 4.50, pytest.approx(2500.0)),
-                       FRIDAY_PUT.key: ("expired", 5.50, pytest.approx(3500.0))}
+    settled = {
+        p.contract.key: (p.exit_reason, p.exit_price, p.realized_pnl)
+        for p in desk.book.positions.values()
+    }
+    assert settled == {
+        FRIDAY_CALL.key: ("expired", 4.50, pytest.approx(2500.0)),
+        FRIDAY_PUT.key: ("expired", 5.50, pytest.approx(3500.0)),
+    }
     assert journal.open_positions() == []
     # and it is booked on the expiry's own day, at its close: Friday's report shows it at
     # intrinsic value, Monday's (the day it was booked) holds none of it
     friday = render_text(journal.day_summary("2026-12-04"), tz="America/New_York")
-    assert ("closed BUY 10 x SPY 20261204 680C (signal BUY, confidence 0.70) entry 2.00 "
-            "(limit 2.00) tp 3.00 sl 1.40 expired exit 4.50 realized +2,500.00") in friday
+    assert (
+        "closed BUY 10 x SPY 20261204 680C (signal BUY, confidence 0.70) entry 2.00 "
+        "(limit 2.00) tp 3.00 sl 1.40 expired exit 4.50 realized +2,500.00"
+    ) in friday
     assert "P&L: realized +6,000.00" in friday
     monday = journal.day_summary("2026-12-07")
     assert monday["pnl"]["realized"] == 0 and not monday["positions"]["closed"]
     assert {p.closed_ts for p in desk.book.positions.values()} == {
-        FRIDAY_1558.replace(hour=16, minute=0).timestamp()}
+        FRIDAY_1558.replace(hour=16, minute=0).timestamp()
+    }
 
 
 def test_a_missed_exit_never_trips_the_next_days_kill_switch(tmp_path):

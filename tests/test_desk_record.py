@@ -41,13 +41,23 @@ class Alerts:
 
 
 def desk_for(tmp_path: Path, mode: str = "live") -> tuple[Desk, LiveFakeBroker, Alerts]:
-    settings = make_settings(tmp_path, execution={"mode": mode}, ibkr={"account": "DU111"},
-                             risk={"one_position_per_direction": False})
+    settings = make_settings(
+        tmp_path,
+        execution={"mode": mode},
+        ibkr={"account": "DU111"},
+        risk={"one_position_per_direction": False},
+    )
     broker = LiveFakeBroker(settings)
     journal = Journal(settings.execution.journal_path)
     alerts = Alerts()
-    desk = Desk(settings, broker, journal, Executor(mode, broker, journal, "DU111"),
-                SessionBook(broker, nyse()), alerts)  # type: ignore[arg-type]
+    desk = Desk(
+        settings,
+        broker,
+        journal,
+        Executor(mode, broker, journal, "DU111"),
+        SessionBook(broker, nyse()),
+        alerts,
+    )  # type: ignore[arg-type]
     return desk, broker, alerts
 
 
@@ -63,13 +73,60 @@ def test_an_intent_working_at_ibkr_is_not_sent_again_on_a_fresh_journal(tmp_path
     desk, broker, _alerts = desk_for(tmp_path)
     c = CALL
     broker.working = [
-        OpenOrder(1, ID, "Submitted", "BUY", 5, "LMT", c.symbol, "OPT", c.expiry, c.strike,
-                  "C", 2.0, perm_id=901, account="DU111", client_id=3),
-        OpenOrder(2, ID, "PreSubmitted", "SELL", 5, "LMT", c.symbol, "OPT", c.expiry,
-                  c.strike, "C", 3.0, perm_id=902, parent_id=1, account="DU111", client_id=3),
-        OpenOrder(3, ID, "PreSubmitted", "SELL", 5, "STP", c.symbol, "OPT", c.expiry,
-                  c.strike, "C", aux=1.4, perm_id=903, parent_id=1, account="DU111",
-                  client_id=3)]
+        OpenOrder(
+            1,
+            ID,
+            "Submitted",
+            "BUY",
+            5,
+            "LMT",
+            c.symbol,
+            "OPT",
+            c.expiry,
+            c.strike,
+            "C",
+            2.0,
+            perm_id=901,
+            account="DU111",
+            client_id=3,
+        ),
+        OpenOrder(
+            2,
+            ID,
+            "PreSubmitted",
+            "SELL",
+            5,
+            "LMT",
+            c.symbol,
+            "OPT",
+            c.expiry,
+            c.strike,
+            "C",
+            3.0,
+            perm_id=902,
+            parent_id=1,
+            account="DU111",
+            client_id=3,
+        ),
+        OpenOrder(
+            3,
+            ID,
+            "PreSubmitted",
+            "SELL",
+            5,
+            "STP",
+            c.symbol,
+            "OPT",
+            c.expiry,
+            c.strike,
+            "C",
+            aux=1.4,
+            perm_id=903,
+            parent_id=1,
+            account="DU111",
+            client_id=3,
+        ),
+    ]
     # When the same intent is decided again
     outcome = cycle(desk, NOW, intent(CALL, ID))
     # Then it is refused as a duplicate and nothing reaches the broker
@@ -81,6 +138,7 @@ def test_an_intent_working_at_ibkr_is_not_sent_again_on_a_fresh_journal(tmp_path
 
 def test_an_execution_today_blocks_its_intent_too(tmp_path):
     from supervisor.broker.base import Fill
+
     desk, broker, _alerts = desk_for(tmp_path)
     broker.executions = [Fill("e1", 1, ID, "BOT", 5, 2.0, NOW - 60, 1.0, 901)]
     assert cycle(desk, NOW, intent(CALL, ID)) == [("refused", "duplicate")]
@@ -88,8 +146,7 @@ def test_an_execution_today_blocks_its_intent_too(tmp_path):
 
 
 @pytest.mark.parametrize("mode", ["live", "dry_run"])
-def test_a_journal_deleted_under_the_bot_stops_new_entries_within_a_cycle(tmp_path, caplog,
-                                                                          mode):
+def test_a_journal_deleted_under_the_bot_stops_new_entries_within_a_cycle(tmp_path, caplog, mode):
     desk, broker, alerts = desk_for(tmp_path, mode)
     assert cycle(desk, NOW, intent(CALL, "i-1"))[0][1] == "ok"
     # When the journal file is deleted under the running bot

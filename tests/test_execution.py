@@ -70,8 +70,9 @@ class AnsweringBroker:
         self.rows_when_sent: list[list[str]] = []
         self.journal: Journal | None = None
 
-    async def place_bracket(self, intent: OrderIntent, quantity: int,
-                            account: str) -> PlacedBracket:
+    async def place_bracket(
+        self, intent: OrderIntent, quantity: int, account: str
+    ) -> PlacedBracket:
         assert self.journal is not None
         self.rows_when_sent.append(order_statuses(self.journal))
         if isinstance(self.answer, BrokerError):
@@ -104,13 +105,15 @@ def test_a_live_bracket_is_journaled_as_sending_before_it_goes_out(tmp_path):
 
 
 def test_a_refused_bracket_turns_the_decision_into_a_rejection_with_the_code(tmp_path):
-    done, _broker, journal = live_send(tmp_path, OrderRejected("bracket refused: margin", 201,
-                                                               (7, 8, 9)))
+    done, _broker, journal = live_send(
+        tmp_path, OrderRejected("bracket refused: margin", 201, (7, 8, 9))
+    )
     assert done.status == "rejected" and done.quantity == 0
     assert done.decision.rule == "rejected" and "201" in done.decision.reason
     assert order_statuses(journal) == ["rejected"]
-    (accepted, rule, reason), = journal._db.execute(
-        "SELECT accepted, rule, reason FROM decisions").fetchall()
+    ((accepted, rule, reason),) = journal._db.execute(
+        "SELECT accepted, rule, reason FROM decisions"
+    ).fetchall()
     assert (accepted, rule) == (0, "rejected") and "margin" in reason
     (details,) = journal._db.execute("SELECT details FROM orders").fetchone()
     assert json.loads(details)["error_code"] == 201
@@ -123,8 +126,9 @@ def test_a_bracket_of_unknown_fate_stays_unconfirmed_for_the_reconcile(tmp_path)
 
 
 def test_once_a_stop_is_asked_for_nothing_new_is_sent(tmp_path):
-    done, broker, journal = live_send(tmp_path, PlacedBracket((7, 8, 9), (71, 72, 73)),
-                                      stopping=True)
+    done, broker, journal = live_send(
+        tmp_path, PlacedBracket((7, 8, 9), (71, 72, 73)), stopping=True
+    )
     assert broker.rows_when_sent == [] and done.status == "refused"
     assert done.decision.rule == "stopping" and order_statuses(journal) == []
 
@@ -132,7 +136,8 @@ def test_once_a_stop_is_asked_for_nothing_new_is_sent(tmp_path):
 def test_a_bracket_a_stop_caught_before_it_left_is_refused_not_lost(tmp_path):
     # Given a stop that came while the bracket waited for its pacing slot
     done, _broker, journal = live_send(
-        tmp_path, EntriesStopped("bracket SPY-1 not sent: a stop was asked for"))
+        tmp_path, EntriesStopped("bracket SPY-1 not sent: a stop was asked for")
+    )
     # Then nothing is in doubt: refused (rule stopping), its row not_sent, the decision too
     assert (done.status, done.quantity, done.decision.rule) == ("refused", 0, "stopping")
     assert order_statuses(journal) == ["not_sent"]

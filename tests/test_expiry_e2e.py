@@ -19,8 +19,7 @@ from tests.conftest_sim import write_scenario
 from tests.external_sim import ExternalSim, bot_env, wait_for
 from tests.sessions import FRIDAY_1545
 
-pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.slow,
-              pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300)]
 
 FRIDAY_1520 = FRIDAY_1545.replace(minute=20, second=30)
 SETTINGS = """strategy:
@@ -52,9 +51,11 @@ def _events(home: Path, name: str) -> list[dict[str, Any]]:
 def _positions(journal: Path) -> list[tuple[Any, ...]]:
     db = sqlite3.connect(f"{journal.resolve().as_uri()}?mode=ro", uri=True)
     try:
-        rows = db.execute("SELECT intent_id, status, exit_reason, closed_ts, contract_symbol, "
-                          "expiry, strike, option_right FROM positions "
-                          "WHERE exit_reason IS NOT 'cancelled'").fetchall()
+        rows = db.execute(
+            "SELECT intent_id, status, exit_reason, closed_ts, contract_symbol, "
+            "expiry, strike, option_right FROM positions "
+            "WHERE exit_reason IS NOT 'cancelled'"
+        ).fetchall()
     finally:
         db.close()
     return [(*r[:4], f"{r[4]} {r[5]} {r[6]:g}{r[7]}") for r in rows]
@@ -82,17 +83,35 @@ def run_past_the_close(home: Path, settings: str, live: bool) -> dict[str, Any]:
     closed after 16:00; the simulator's final stats."""
     config = home / "settings.yaml"
     config.write_text(settings + SETTINGS)
-    scenario = write_scenario(home / "scenario.yaml", FRIDAY_1520,
-                              clock={"rate": 60, "market_step_s": 60})
+    scenario = write_scenario(
+        home / "scenario.yaml", FRIDAY_1520, clock={"rate": 60, "market_step_s": 60}
+    )
     err = home / "bot.stderr"
     with ExternalSim(home, scenario) as sim, err.open("w") as stderr:
-        args = ["run", *sim.args, "--config", str(config), "--interval", "1200", "--cycles",
-                "0", *(["--live"] if live else [])]
-        proc = subprocess.Popen([sys.executable, "-m", "supervisor", *args], cwd=home,
-                                env=bot_env(home), stdout=subprocess.DEVNULL, stderr=stderr)
+        args = [
+            "run",
+            *sim.args,
+            "--config",
+            str(config),
+            "--interval",
+            "1200",
+            "--cycles",
+            "0",
+            *(["--live"] if live else []),
+        ]
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "supervisor", *args],
+            cwd=home,
+            env=bot_env(home),
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
         try:
-            wait_for(lambda: proc.poll() is not None or bool(_events(home, "market_closed")),
-                     200, "the bot finding the market closed after 16:00")
+            wait_for(
+                lambda: proc.poll() is not None or bool(_events(home, "market_closed")),
+                200,
+                "the bot finding the market closed after 16:00",
+            )
         finally:
             proc.send_signal(signal.SIGTERM)
             code = proc.wait(timeout=90)

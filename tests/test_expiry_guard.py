@@ -56,11 +56,12 @@ def test_a_long_interval_still_closes_at_the_exit_time(tmp_path):
     # When the loop sleeps until the next cycle
     run(sleep_between_cycles(clock, 1200, asyncio.Event(), ExpiryGuard(desk), asyncio.Lock()))
     # Then both were sold at their bids at 15:45, exit reason expiry, and the sleep went on
-    closed = {p.contract.key: (p.exit_reason, p.exit_price, p.closed_ts)
-              for p in desk.book.positions.values()}
+    closed = {
+        p.contract.key: (p.exit_reason, p.exit_price, p.closed_ts)
+        for p in desk.book.positions.values()
+    }
     at = pytest.approx(EXIT_AT, abs=1.0)  # the stub's clock also flows while it runs
-    assert closed == {FRIDAY_CALL.key: ("expiry", 2.40, at),
-                      FRIDAY_PUT.key: ("expiry", 0.80, at)}
+    assert closed == {FRIDAY_CALL.key: ("expiry", 2.40, at), FRIDAY_PUT.key: ("expiry", 0.80, at)}
     assert journal.open_positions() == []
     assert clock.now() >= FRIDAY_1540.timestamp() + 1200
 
@@ -101,8 +102,11 @@ def test_a_stop_inside_the_window_closes_first(tmp_path):
     desk, broker, _ = held(tmp_path, FRIDAY_CALL, FRIDAY_PUT)
     broker.marks = {FRIDAY_CALL.key: (2.40, 2.50), FRIDAY_PUT.key: (0.80, 0.90)}
     alerts = Alerts()
-    run(close_before_stop(SimClock(FRIDAY_1550.timestamp()), ExpiryGuard(desk), desk.lock,
-                          alerts, lambda: True))  # type: ignore[arg-type]
+    run(
+        close_before_stop(
+            SimClock(FRIDAY_1550.timestamp()), ExpiryGuard(desk), desk.lock, alerts, lambda: True
+        )
+    )  # type: ignore[arg-type]
     assert {p.exit_reason for p in desk.book.positions.values()} == {"expiry"}
     assert alerts.sent == []
 
@@ -113,8 +117,11 @@ def test_a_stop_that_cannot_close_says_what_is_left(tmp_path, monkeypatch):
     desk, broker, _ = held(tmp_path, FRIDAY_CALL)
     broker.marks = {}  # no bid: nothing to sell to
     alerts = Alerts()
-    run(close_before_stop(SimClock(FRIDAY_1550.timestamp()), ExpiryGuard(desk), desk.lock,
-                          alerts, lambda: True))  # type: ignore[arg-type]
+    run(
+        close_before_stop(
+            SimClock(FRIDAY_1550.timestamp()), ExpiryGuard(desk), desk.lock, alerts, lambda: True
+        )
+    )  # type: ignore[arg-type]
     ((kind, text),) = alerts.sent
     assert kind == "expiring_left_open" and FRIDAY_CALL.key in text
 
@@ -122,8 +129,11 @@ def test_a_stop_that_cannot_close_says_what_is_left(tmp_path, monkeypatch):
 def test_a_stop_outside_any_window_closes_nothing(tmp_path):
     desk, broker, _ = held(tmp_path, FRIDAY_CALL)
     broker.marks = {FRIDAY_CALL.key: (2.40, 2.50)}
-    run(close_before_stop(SimClock(FRIDAY_1540.timestamp()), ExpiryGuard(desk), desk.lock,
-                          Alerts(), lambda: True))  # type: ignore[arg-type]
+    run(
+        close_before_stop(
+            SimClock(FRIDAY_1540.timestamp()), ExpiryGuard(desk), desk.lock, Alerts(), lambda: True
+        )
+    )  # type: ignore[arg-type]
     assert all(p.active for p in desk.book.positions.values())
 
 
@@ -131,8 +141,9 @@ def test_settings_that_leave_the_guard_alone_are_warned(tmp_path):
     assert settings_warnings(make_settings(tmp_path)) == []
     (text,) = settings_warnings(make_settings(tmp_path, schedule={"interval_s": 1200}))
     assert "schedule.interval_s (1200 s)" in text and "exit_before_expiry_min (15 min)" in text
-    (text,) = settings_warnings(make_settings(tmp_path,
-                                              execution={"close_expiring_on_stop": False}))
+    (text,) = settings_warnings(
+        make_settings(tmp_path, execution={"close_expiring_on_stop": False})
+    )
     assert "may be exercised" in text
 
 
@@ -173,8 +184,11 @@ def test_a_stop_without_a_connection_does_not_wait_and_says_what_is_left(tmp_pat
     desk, broker, _ = held(tmp_path, FRIDAY_CALL)
     broker.marks = {FRIDAY_CALL.key: (2.40, 2.50)}
     alerts = Alerts()
-    run(close_before_stop(SimClock(FRIDAY_1550.timestamp()), ExpiryGuard(desk), desk.lock,
-                          alerts, lambda: False))  # type: ignore[arg-type]
+    run(
+        close_before_stop(
+            SimClock(FRIDAY_1550.timestamp()), ExpiryGuard(desk), desk.lock, alerts, lambda: False
+        )
+    )  # type: ignore[arg-type]
     ((kind, text),) = alerts.sent
     assert kind == "expiring_left_open" and FRIDAY_CALL.key in text
 
@@ -200,20 +214,27 @@ def test_live_exits_wait_for_a_complete_view_of_the_accounts_orders(tmp_path):
     async def cancel_entries_in(keys: set[str], now: float) -> None:
         calls.append("cancel_entries_in")
 
-    position = BrokerPosition("DU1", "SPY", "OPT", 10, 200.0, 1, FRIDAY_CALL.expiry,
-                              FRIDAY_CALL.strike, "C")
+    position = BrokerPosition(
+        "DU1", "SPY", "OPT", 10, 200.0, 1, FRIDAY_CALL.expiry, FRIDAY_CALL.strike, "C"
+    )
+
     async def no_hours(symbol: str) -> None:
         return None
 
-    broker = SimpleNamespace(positions=lambda: [position], open_orders=lambda: [],
-                             regular_hours=no_hours)
+    broker = SimpleNamespace(
+        positions=lambda: [position], open_orders=lambda: [], regular_hours=no_hours
+    )
     desk = SimpleNamespace(
-        settings=make_settings(tmp_path), simulated=False, state=None, broker=broker,
+        settings=make_settings(tmp_path),
+        simulated=False,
+        state=None,
+        broker=broker,
         live_positions=None,
         journal=SimpleNamespace(bought_contracts=lambda: {FRIDAY_CALL.key: "i-1"}),
         sessions=SessionBook(broker, nyse()),  # type: ignore[arg-type]
         live=SimpleNamespace(step=live_step, cancel_entries_in=cancel_entries_in),
-        live_exits=SimpleNamespace(step=exits_step))
+        live_exits=SimpleNamespace(step=exits_step),
+    )
     guard = ExpiryGuard(desk)  # type: ignore[arg-type]
     # When the account's orders cannot be refreshed, nothing is sold (an exit of another
     # client id could be working unseen); once they are, the exit goes
@@ -234,8 +255,9 @@ def test_a_live_entry_filled_during_a_cycle_is_seen_by_the_guard_at_once(tmp_pat
     desk, broker, _ = live_desk(tmp_path)
     assert cycle(desk, NOW, result(spy_intent(1))) == [10]
     broker.executions = [Fill("e1", 1, "i-1", "BOT", 10, 2.0, NOW + 1, 1.0, 901)]
-    broker.held = [BrokerPosition("DU111", "SPY", "OPT", 10, 200.0, 1, CALL.expiry,
-                                  CALL.strike, "C")]
+    broker.held = [
+        BrokerPosition("DU111", "SPY", "OPT", 10, 200.0, 1, CALL.expiry, CALL.strike, "C")
+    ]
     # When the guard looks (no cycle in between): the position is ours, with its exit time
     (h,) = run(ExpiryGuard(desk).held(NOW + 60))
     assert h.key == CALL.key and h.exit_at < h.close
@@ -250,8 +272,13 @@ def test_a_live_entry_still_working_in_the_exit_window_is_cancelled(tmp_path):
     settings = make_settings(tmp_path, execution={"mode": "live"}, ibkr={"account": "DU111"})
     broker = CancellingBroker(settings)
     journal = Journal(settings.execution.journal_path)
-    desk = Desk(settings, broker, journal, Executor("live", broker, journal, "DU111"),
-                SessionBook(broker, nyse()))
+    desk = Desk(
+        settings,
+        broker,
+        journal,
+        Executor("live", broker, journal, "DU111"),
+        SessionBook(broker, nyse()),
+    )
     assert cycle(desk, NOW, result(intent(CALL, "i-1"))) == [10]
     (entry,) = broker.working
     guard = ExpiryGuard(desk)

@@ -80,8 +80,10 @@ class Lines:
                         return at, line
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise AssertionError(f"not within {timeout_s:g} s; last lines:\n"
-                                         + "".join(x for _, x in self.lines[-30:]))
+                    raise AssertionError(
+                        f"not within {timeout_s:g} s; last lines:\n"
+                        + "".join(x for _, x in self.lines[-30:])
+                    )
                 self._new.wait(min(left, 0.5))
 
     def text(self) -> str:
@@ -91,12 +93,16 @@ class Lines:
 
 def healthy(line: str) -> bool:
     """A cycle line in which every symbol decided (a skip for no liquid option is one)."""
-    return (line.startswith("cycle ") and f" ok {len(SYMBOLS)}/{len(SYMBOLS)} failed 0 " in line
-            and "abandoned" not in line)
+    return (
+        line.startswith("cycle ")
+        and f" ok {len(SYMBOLS)}/{len(SYMBOLS)} failed 0 " in line
+        and "abandoned" not in line
+    )
 
 
-def freeze_run(home: Path, freeze_s: float, settings: str = SETTINGS,
-               **scenario_overrides: Any) -> Freeze:
+def freeze_run(
+    home: Path, freeze_s: float, settings: str = SETTINGS, **scenario_overrides: Any
+) -> Freeze:
     """Two healthy cycles, the simulator stopped ``freeze_s``, continued, the next healthy
     cycle; the bot stopped by SIGTERM, the simulator's counts read at its end."""
     config = home / "settings.yaml"
@@ -105,9 +111,25 @@ def freeze_run(home: Path, freeze_s: float, settings: str = SETTINGS,
     with ExternalSim(home, scenario) as sim:
         assert sim.proc is not None
         bot = subprocess.Popen(
-            [sys.executable, "-m", "supervisor", "run", *sim.args, "--config", str(config),
-             "--cycles", "0", "--interval", "1"], cwd=home, env=bot_env(home), text=True,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            [
+                sys.executable,
+                "-m",
+                "supervisor",
+                "run",
+                *sim.args,
+                "--config",
+                str(config),
+                "--cycles",
+                "0",
+                "--interval",
+                "1",
+            ],
+            cwd=home,
+            env=bot_env(home),
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         out, err = Lines(bot.stdout), Lines(bot.stderr)
         try:
             first, _ = out.wait(healthy, 60)
@@ -129,9 +151,13 @@ def freeze_run(home: Path, freeze_s: float, settings: str = SETTINGS,
                 bot.wait()
         stats = sim.stop()
     stderr = err.text()
-    return Freeze(back - resumed, int(stats["violations_total"]),
-                  stderr.count(" resting "), stderr,
-                  [(t, line) for t, line in out.lines if line.startswith("cycle ")])
+    return Freeze(
+        back - resumed,
+        int(stats["violations_total"]),
+        stderr.count(" resting "),
+        stderr,
+        [(t, line) for t, line in out.lines if line.startswith("cycle ")],
+    )
 
 
 @pytest.mark.e2e
@@ -163,11 +189,14 @@ def main(freeze_s: float, ibkr_timing: bool) -> None:
     real = yaml.safe_load(DEFAULT_SCENARIO.read_text())
     timing = {"latency": real["latency"], "rules": real["rules"]} if ibkr_timing else {}
     with tempfile.TemporaryDirectory() as home:
-        run = freeze_run(Path(home), freeze_s,
-                         f"universe:\n  symbols: [{', '.join(SYMBOLS)}]\n", **timing)
+        run = freeze_run(
+            Path(home), freeze_s, f"universe:\n  symbols: [{', '.join(SYMBOLS)}]\n", **timing
+        )
     silent = next((line for line in run.stderr.splitlines() if "gateway silent" in line), "")
-    print(f"freeze {freeze_s:g} s: first healthy cycle {run.healthy_after_s:.1f} s after "
-          f"SIGCONT; violations {run.violations}; resting lines {run.rested}\n{silent}")
+    print(
+        f"freeze {freeze_s:g} s: first healthy cycle {run.healthy_after_s:.1f} s after "
+        f"SIGCONT; violations {run.violations}; resting lines {run.rested}\n{silent}"
+    )
     for line in run.stderr.splitlines():
         if any(k in line for k in ("reconnect", "silent", "lost", "retry", "rest", "ERROR")):
             print("  ", line[:220])

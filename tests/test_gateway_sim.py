@@ -155,12 +155,15 @@ def test_one_minute_bars_and_newest_bars_only(sim: ThreadedSim) -> None:
         ib = await connect(sim.port)
         spy = Stock("SPY", "SMART", "USD")
         try:
-            full = await ib.reqHistoricalDataAsync(spy, "", "7200 S", "1 min", "TRADES", False,
-                                                   formatDate=2)
-            newest = await ib.reqHistoricalDataAsync(spy, "", "180 S", "1 min", "TRADES", False,
-                                                     formatDate=2)
-            hourly = await ib.reqHistoricalDataAsync(spy, "", "2 D", "1 hour", "TRADES", False,
-                                                     formatDate=1)
+            full = await ib.reqHistoricalDataAsync(
+                spy, "", "7200 S", "1 min", "TRADES", False, formatDate=2
+            )
+            newest = await ib.reqHistoricalDataAsync(
+                spy, "", "180 S", "1 min", "TRADES", False, formatDate=2
+            )
+            hourly = await ib.reqHistoricalDataAsync(
+                spy, "", "2 D", "1 hour", "TRADES", False, formatDate=1
+            )
             return list(full), list(newest), list(hourly)
         finally:
             ib.disconnect()
@@ -237,8 +240,7 @@ def test_option_snapshots_have_model_greeks_and_quirks() -> None:
     for right in ("C", "P"):
         by_strike = [delta[(right, k)] for k in strikes]
         assert by_strike == sorted(by_strike, reverse=True)
-    assert all(delta[("C", k)] - delta[("P", k)] == pytest.approx(1.0, abs=2e-6)
-               for k in strikes)
+    assert all(delta[("C", k)] - delta[("P", k)] == pytest.approx(1.0, abs=2e-6) for k in strikes)
 
 
 def test_stock_quote_quirks_are_visible(sim: ThreadedSim) -> None:
@@ -289,8 +291,9 @@ def test_paper_limit_order_fills_with_execution(sim: ThreadedSim) -> None:
             spy = Stock("SPY", "SMART", "USD")
             await ib.qualifyContractsAsync(spy)
             ticker = (await ib.reqTickersAsync(spy))[0]
-            trade = ib.placeOrder(spy, LimitOrder("BUY", 10, round(ticker.ask + 1, 2),
-                                                  orderRef="fill-test"))
+            trade = ib.placeOrder(
+                spy, LimitOrder("BUY", 10, round(ticker.ask + 1, 2), orderRef="fill-test")
+            )
             await asyncio.wait_for(trade.filledEvent, 5)
             await asyncio.sleep(0.1)  # the commission report follows the fill
             return trade, ib.positions()
@@ -364,9 +367,11 @@ def test_reconnect_sees_open_orders_completed_orders_and_executions(sim: Threade
     async def second() -> Any:
         ib = await connect(sim.port, client_id)
         try:
-            return ([t.order.orderId for t in ib.openTrades()],
-                    [(t.order.orderRef, t.orderStatus.status) for t in ib.trades()],
-                    [f.execution.execId for f in ib.fills()])
+            return (
+                [t.order.orderId for t in ib.openTrades()],
+                [(t.order.orderRef, t.orderStatus.status) for t in ib.trades()],
+                [f.execution.execId for f in ib.fills()],
+            )
         finally:
             ib.disconnect()
 
@@ -384,8 +389,14 @@ def test_bracket_children_are_recorded_and_work_after_the_parent_fills(sim: Thre
             spy = Stock("SPY", "SMART", "USD")
             await ib.qualifyContractsAsync(spy)
             ask = (await ib.reqTickersAsync(spy))[0].ask
-            bracket = ib.bracketOrder("BUY", 5, round(ask + 1, 2), round(ask * 1.5, 2),
-                                      round(ask * 0.5, 2), orderRef="bracket-test")
+            bracket = ib.bracketOrder(
+                "BUY",
+                5,
+                round(ask + 1, 2),
+                round(ask * 1.5, 2),
+                round(ask * 0.5, 2),
+                orderRef="bracket-test",
+            )
             bracket.takeProfit.ocaGroup = bracket.stopLoss.ocaGroup = "oca-bracket-test"
             trades = [ib.placeOrder(spy, o) for o in bracket]
             await asyncio.wait_for(trades[0].filledEvent, 5)
@@ -418,8 +429,9 @@ def test_bracket_take_profit_fill_cancels_the_stop(sim: ThreadedSim) -> None:
             await ib.qualifyContractsAsync(spy)
             ask = (await ib.reqTickersAsync(spy))[0].ask
             # take-profit below the market: it fills as soon as it works
-            bracket = ib.bracketOrder("BUY", 1, round(ask + 1, 2), round(ask * 0.9, 2),
-                                      round(ask * 0.5, 2))
+            bracket = ib.bracketOrder(
+                "BUY", 1, round(ask + 1, 2), round(ask * 0.9, 2), round(ask * 0.5, 2)
+            )
             trades = [ib.placeOrder(spy, o) for o in bracket]
             await asyncio.wait_for(trades[2].cancelledEvent, 5)
             return [t.orderStatus.status for t in trades], trades[1].fills

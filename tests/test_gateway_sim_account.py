@@ -39,8 +39,11 @@ MIDNIGHT_TS = (TUESDAY_MORNING + timedelta(days=1)).replace(hour=0, minute=0).ti
 
 
 def _scenario(at: Any, **overrides: Any) -> Scenario:
-    still = {"clock": {"market_step_s": 3600}, "orders": {"fill_mode": "immediate"},
-             "account": {"pnl_interval_s": 0.2}}
+    still = {
+        "clock": {"market_step_s": 3600},
+        "orders": {"fill_mode": "immediate"},
+        "account": {"pnl_interval_s": 0.2},
+    }
     return make_scenario(at, **deep_merge(still, overrides))
 
 
@@ -52,15 +55,26 @@ async def _qualified(ib: IB, contract: Contract) -> Contract:
 async def _fill(ib: IB, contract: Contract, action: str, qty: float, price: float) -> Trade:
     """Place a limit order and wait until it filled and every commission report is in."""
     trade = ib.placeOrder(contract, LimitOrder(action, qty, price))
-    await until(lambda: trade.orderStatus.status == "Filled" and bool(trade.fills)
-                and all(f.commissionReport.execId for f in trade.fills))
+    await until(
+        lambda: (
+            trade.orderStatus.status == "Filled"
+            and bool(trade.fills)
+            and all(f.commissionReport.execId for f in trade.fills)
+        )
+    )
     return trade
 
 
 def _cash_flow(trade: Trade, multiplier: float) -> float:
     """What the trade's executions paid (-) or brought (+), commissions included."""
-    return sum((1 if f.execution.side == "SLD" else -1) * f.execution.shares * f.execution.price
-               * multiplier - f.commissionReport.commission for f in trade.fills)
+    return sum(
+        (1 if f.execution.side == "SLD" else -1)
+        * f.execution.shares
+        * f.execution.price
+        * multiplier
+        - f.commissionReport.commission
+        for f in trade.fills
+    )
 
 
 def _value(ib: IB, tag: str) -> float:
@@ -91,15 +105,26 @@ def test_a_round_trip_realizes_proceeds_minus_both_commissions_minus_cost() -> N
             # When 3 are bought at 5.00 and sold at 6.25
             buy = await _fill(ib, call, "BUY", 3, 5.0)
             sell = await _fill(ib, call, "SELL", 3, 6.25)
-            await until(lambda: _settled(pnl.realizedPnL) and any(
-                r.contract.conId == call.conId and r.position == 0 for r in rows))
-            summary = {v.tag: float(v.value) for v in await ib.accountSummaryAsync()
-                       if v.currency == "USD"}
-            return {"call": call, "buy": buy, "sell": sell, "pnl": pnl, "summary": summary,
-                    "closed": [r for r in rows if r.contract.conId == call.conId][-1],
-                    "net": (net_before, _value(ib, "NetLiquidation")),
-                    "funds": (funds_before, _value(ib, "AvailableFunds")),
-                    "ledger": (ledger_before, sim.account())}
+            await until(
+                lambda: (
+                    _settled(pnl.realizedPnL)
+                    and any(r.contract.conId == call.conId and r.position == 0 for r in rows)
+                )
+            )
+            summary = {
+                v.tag: float(v.value) for v in await ib.accountSummaryAsync() if v.currency == "USD"
+            }
+            return {
+                "call": call,
+                "buy": buy,
+                "sell": sell,
+                "pnl": pnl,
+                "summary": summary,
+                "closed": [r for r in rows if r.contract.conId == call.conId][-1],
+                "net": (net_before, _value(ib, "NetLiquidation")),
+                "funds": (funds_before, _value(ib, "AvailableFunds")),
+                "ledger": (ledger_before, sim.account()),
+            }
         finally:
             ib.disconnect()
 
@@ -121,8 +146,9 @@ def test_a_round_trip_realizes_proceeds_minus_both_commissions_minus_cost() -> N
     assert pnl.dailyPnL == pytest.approx(expected) and pnl.unrealizedPnL == pytest.approx(0.0)
     assert seen["summary"]["NetLiquidation"] == pytest.approx(after["net_liquidation"], abs=0.005)
     assert seen["summary"]["TotalCashValue"] == pytest.approx(after["cash"], abs=0.005)
-    assert seen["funds"][1] - seen["funds"][0] == pytest.approx(after["cash"] - before["cash"],
-                                                                abs=0.011)
+    assert seen["funds"][1] - seen["funds"][0] == pytest.approx(
+        after["cash"] - before["cash"], abs=0.011
+    )
 
 
 def test_a_partial_close_keeps_avg_cost_and_realizes_the_closed_part() -> None:
@@ -140,12 +166,25 @@ def test_a_partial_close_keeps_avg_cost_and_realizes_the_closed_part() -> None:
             sell = await _fill(ib, call, "SELL", 1, 6.0)
             single = ib.reqPnLSingle(ACCOUNT, "", call.conId)
             pnl = ib.reqPnL(ACCOUNT)
-            await until(lambda: _settled(single.realizedPnL) and _settled(pnl.realizedPnL)
-                        and any(r.position == 2 and r.realizedPNL for r in rows))
+            await until(
+                lambda: (
+                    _settled(single.realizedPnL)
+                    and _settled(pnl.realizedPnL)
+                    and any(r.position == 2 and r.realizedPNL for r in rows)
+                )
+            )
             held = next(p for p in ib.positions() if p.contract.conId == call.conId)
-            return {"call": call, "buy": buy, "sell": sell, "opened": opened, "held": held,
-                    "row": [r for r in rows if r.position == 2][-1], "single": single,
-                    "pnl": pnl, "ledger": sim.account()}
+            return {
+                "call": call,
+                "buy": buy,
+                "sell": sell,
+                "opened": opened,
+                "held": held,
+                "row": [r for r in rows if r.position == 2][-1],
+                "single": single,
+                "pnl": pnl,
+                "ledger": sim.account(),
+            }
         finally:
             ib.disconnect()
 
@@ -175,8 +214,12 @@ def test_a_partial_close_keeps_avg_cost_and_realizes_the_closed_part() -> None:
 # ---- the trading day ----------------------------------------------------------------------------
 def test_daily_figures_reset_on_the_next_trading_day_and_so_do_todays_executions() -> None:
     # Given a round trip two sim minutes before midnight of a 24-hour day, at 30x
-    scenario = _scenario(BEFORE_MIDNIGHT, clock={"rate": 30}, session={"mode": "always_open"},
-                         account={"update_interval_s": 0.2})
+    scenario = _scenario(
+        BEFORE_MIDNIGHT,
+        clock={"rate": 30},
+        session={"mode": "always_open"},
+        account={"update_interval_s": 0.2},
+    )
 
     async def run(sim: ThreadedSim) -> dict[str, Any]:
         ib = await connect(sim.port)
@@ -200,11 +243,20 @@ def test_daily_figures_reset_on_the_next_trading_day_and_so_do_todays_executions
             await until(lambda: bool(pnl_seen) and _settled(pnl_seen[-1][3]))
             before = (pnl_seen[-1], realized_values[-1], len(await ib.reqExecutionsAsync()))
             # When the sim's clock passes midnight
-            await until(lambda: pnl_seen[-1][0] > MIDNIGHT_TS + 10
-                        and realized_values[-1][0] > MIDNIGHT_TS + 10, 20)
+            await until(
+                lambda: (
+                    pnl_seen[-1][0] > MIDNIGHT_TS + 10 and realized_values[-1][0] > MIDNIGHT_TS + 10
+                ),
+                20,
+            )
             after = (pnl_seen[-1], realized_values[-1], await ib.reqExecutionsAsync())
-            return {"buy": buy, "sell": sell, "before": before, "after": after,
-                    "ledger": sim.account()}
+            return {
+                "buy": buy,
+                "sell": sell,
+                "before": before,
+                "after": after,
+                "ledger": sim.account(),
+            }
         finally:
             ib.disconnect()
 
@@ -239,12 +291,23 @@ def test_an_option_expiring_worthless_realizes_minus_avg_cost_times_quantity() -
             avg_cost = next(p.avgCost for p in ib.positions() if p.contract.conId == call.conId)
             cash_before = sim.account()["cash"]
             # When the 16:00 close passes
-            await until(lambda: not any(p.contract.conId == call.conId for p in ib.positions())
-                        and any(r.contract.conId == call.conId and r.position == 0
-                                for r in rows) and _settled(pnl.realizedPnL), 30)
-            return {"call": call, "buy": buy, "avg_cost": avg_cost, "pnl": pnl,
-                    "cash_before": cash_before, "ledger": sim.account(),
-                    "closed": [r for r in rows if r.position == 0][-1]}
+            await until(
+                lambda: (
+                    not any(p.contract.conId == call.conId for p in ib.positions())
+                    and any(r.contract.conId == call.conId and r.position == 0 for r in rows)
+                    and _settled(pnl.realizedPnL)
+                ),
+                30,
+            )
+            return {
+                "call": call,
+                "buy": buy,
+                "avg_cost": avg_cost,
+                "pnl": pnl,
+                "cash_before": cash_before,
+                "ledger": sim.account(),
+                "closed": [r for r in rows if r.position == 0][-1],
+            }
         finally:
             ib.disconnect()
 

@@ -22,14 +22,29 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
 
 def _start(*args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "tools.gateway_sim", *args], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "tools.gateway_sim", *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def test_cli_announces_port_writes_stats_and_stops_on_sigterm(tmp_path: Path) -> None:
     port_file, stats_file = tmp_path / "port", tmp_path / "stats.json"
-    proc = _start("--scenario", str(DEFAULT_SCENARIO), "--port", "0", "--port-file",
-                  str(port_file), "--stats-file", str(stats_file), "--log-level", "WARNING")
+    proc = _start(
+        "--scenario",
+        str(DEFAULT_SCENARIO),
+        "--port",
+        "0",
+        "--port-file",
+        str(port_file),
+        "--stats-file",
+        str(stats_file),
+        "--log-level",
+        "WARNING",
+    )
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline().strip()
@@ -64,9 +79,22 @@ def test_cli_announces_port_writes_stats_and_stops_on_sigterm(tmp_path: Path) ->
 def test_cli_clock_file_lets_another_process_follow_the_session(tmp_path: Path) -> None:
     # Given the sim started at a moment of our choosing, at 60x, with a clock file
     port_file, clock_file = tmp_path / "port", tmp_path / "clock.json"
-    proc = _start("--scenario", str(DEFAULT_SCENARIO), "--port", "0", "--port-file",
-                  str(port_file), "--clock-file", str(clock_file), "--log-level", "WARNING",
-                  "--start", FRIDAY_1555.isoformat(), "--rate", "60")
+    proc = _start(
+        "--scenario",
+        str(DEFAULT_SCENARIO),
+        "--port",
+        "0",
+        "--port-file",
+        str(port_file),
+        "--clock-file",
+        str(clock_file),
+        "--log-level",
+        "WARNING",
+        "--start",
+        FRIDAY_1555.isoformat(),
+        "--rate",
+        "60",
+    )
     try:
         assert proc.stdout is not None
         port = int(proc.stdout.readline().strip().rsplit(":", 1)[1])

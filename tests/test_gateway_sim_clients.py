@@ -25,8 +25,9 @@ OPEN_TS = TUESDAY_MORNING.replace(hour=9, minute=30).timestamp()
 
 
 def _filled_perm_ids(sim: ThreadedSim) -> set[int]:
-    return sim.call(lambda: {o.perm_id for o in sim.server.orders.done_for(None)
-                             if o.status == "Filled"})
+    return sim.call(
+        lambda: {o.perm_id for o in sim.server.orders.done_for(None) if o.status == "Filled"}
+    )
 
 
 def test_orders_of_a_disconnected_client_keep_working_and_every_client_sees_them() -> None:
@@ -43,8 +44,7 @@ def test_orders_of_a_disconnected_client_keep_working_and_every_client_sees_them
         ask = (await ib.reqTickersAsync(call))[0].ask
         resting = ib.placeOrder(spy, LimitOrder("BUY", 1, 1.0))
         working = ib.placeOrder(call, LimitOrder("BUY", 2, round(ask * 2, 2)))
-        await until(lambda: resting.orderStatus.status == working.orderStatus.status
-                    == "Submitted")
+        await until(lambda: resting.orderStatus.status == working.orderStatus.status == "Submitted")
         left = sim.now()
         ib.disconnect()
         return resting.order.permId, working.order.permId, left
@@ -63,8 +63,9 @@ def test_orders_of_a_disconnected_client_keep_working_and_every_client_sees_them
         # When the open comes with A gone
         run_client(lambda: until(lambda: working_id in _filled_perm_ids(sim), 20))
         seen = run_client(lambda: look(sim))
-        book = sim.call(lambda: [(e.order.perm_id, e.commission, e.ts)
-                                 for e in sim.server.orders.executions])
+        book = sim.call(
+            lambda: [(e.order.perm_id, e.commission, e.ts) for e in sim.server.orders.executions]
+        )
     assert left < OPEN_TS, "client A must leave before the open (slow machine?)"
     # Then A's option order filled after A left, and client B sees it all
     ((perm_id, commission, when),) = book
@@ -86,8 +87,7 @@ def test_order_status_goes_pending_submit_submitted_filled_with_the_perm_id() ->
             await ib.qualifyContractsAsync(spy)
             trade = ib.placeOrder(spy, LimitOrder("BUY", 5, 600.0))
             seen: list[tuple[str, int]] = []
-            trade.statusEvent += lambda t: seen.append((t.orderStatus.status,
-                                                        t.orderStatus.permId))
+            trade.statusEvent += lambda t: seen.append((t.orderStatus.status, t.orderStatus.permId))
             await until(trade.isDone)
             return trade, seen
         finally:

@@ -54,8 +54,9 @@ def test_the_wall_clock_mode_follows_the_wall() -> None:
 
 def test_market_steps_floor_prices_to_whole_steps_while_time_flows() -> None:
     start = TUESDAY_MORNING.timestamp()
-    clock = ScenarioClock(ClockSpec(start=TUESDAY_MORNING, market_step_s=60),
-                          origin_monotonic=time.monotonic() - 75.0)
+    clock = ScenarioClock(
+        ClockSpec(start=TUESDAY_MORNING, market_step_s=60), origin_monotonic=time.monotonic() - 75.0
+    )
     assert clock.now() == pytest.approx(start + 75.0, abs=0.5)  # time is not stepped
     assert clock.market_instant(start + 59.9) == start
     assert clock.market_instant(start + 60.0) == start + 60.0
@@ -63,8 +64,9 @@ def test_market_steps_floor_prices_to_whole_steps_while_time_flows() -> None:
 
 
 def test_the_bot_follows_the_described_clock_exactly() -> None:
-    sim_clock = ScenarioClock(ClockSpec(start=FRIDAY_1555, rate=2.0),
-                              origin_monotonic=time.monotonic() - 3.0)
+    sim_clock = ScenarioClock(
+        ClockSpec(start=FRIDAY_1555, rate=2.0), origin_monotonic=time.monotonic() - 3.0
+    )
     bot_clock = PinnedClock.follow(sim_clock.describe())
     assert isinstance(bot_clock, PinnedClock) and bot_clock.rate == 2.0
     assert abs(bot_clock.now() - sim_clock.now()) < 0.01
@@ -85,13 +87,16 @@ def test_the_bot_clock_sleeps_market_seconds() -> None:
         PinnedClock(0.0, rate=0.0)
 
 
-@pytest.mark.parametrize(("clock", "message"), [
-    ({"start": "2026-12-01T10:30:00"}, "needs a UTC offset"),
-    ({"rate": 60}, "rate needs a pinned start"),
-    ({"start": "2026-12-01T10:30:00-05:00", "rate": 0}, "clock.rate"),
-    ({"start": "2026-12-01T10:30:00-05:00", "market_step_s": -1}, "clock.market_step_s"),
-    ({"start": "yesterday"}, "clock.start"),
-])
+@pytest.mark.parametrize(
+    ("clock", "message"),
+    [
+        ({"start": "2026-12-01T10:30:00"}, "needs a UTC offset"),
+        ({"rate": 60}, "rate needs a pinned start"),
+        ({"start": "2026-12-01T10:30:00-05:00", "rate": 0}, "clock.rate"),
+        ({"start": "2026-12-01T10:30:00-05:00", "market_step_s": -1}, "clock.market_step_s"),
+        ({"start": "yesterday"}, "clock.start"),
+    ],
+)
 def test_bad_clocks_are_named(clock: dict[str, Any], message: str) -> None:
     with pytest.raises(ScenarioError, match=message):
         scenario_from_dict({"clock": clock})
@@ -118,20 +123,28 @@ async def _observe(port: int) -> dict[str, Any]:
         spy = Stock("SPY", "SMART", "USD")
         (details,) = await ib.reqContractDetailsAsync(spy)
         chains = await ib.reqSecDefOptParamsAsync("SPY", "", "STK", 756733)
-        bars = await ib.reqHistoricalDataAsync(spy, "", "3600 S", "1 min", "TRADES", False,
-                                               formatDate=2)
-        hourly = await ib.reqHistoricalDataAsync(spy, "", "2 D", "1 hour", "TRADES", False,
-                                                 formatDate=2)
+        bars = await ib.reqHistoricalDataAsync(
+            spy, "", "3600 S", "1 min", "TRADES", False, formatDate=2
+        )
+        hourly = await ib.reqHistoricalDataAsync(
+            spy, "", "2 D", "1 hour", "TRADES", False, formatDate=2
+        )
         expiry = chains[0].expirations[1]
         options = [Option("SPY", expiry, k, r, "SMART") for k in (670, 672, 675) for r in "CP"]
         await ib.qualifyContractsAsync(*options)
         tickers = await asyncio.wait_for(ib.reqTickersAsync(spy, *options), 10)
-        quotes = [(t.contract.conId, t.bid, t.ask, t.last, t.close, t.volume, t.bidSize,
-                   t.modelGreeks) for t in tickers]
-        return {"hours": (details.tradingHours, details.liquidHours),
-                "chain": [(c.exchange, c.expirations, c.strikes) for c in chains],
-                "bars": list(bars), "hourly": list(hourly), "quotes": quotes,
-                "expiry": expiry}
+        quotes = [
+            (t.contract.conId, t.bid, t.ask, t.last, t.close, t.volume, t.bidSize, t.modelGreeks)
+            for t in tickers
+        ]
+        return {
+            "hours": (details.tradingHours, details.liquidHours),
+            "chain": [(c.exchange, c.expirations, c.strikes) for c in chains],
+            "bars": list(bars),
+            "hourly": list(hourly),
+            "quotes": quotes,
+            "expiry": expiry,
+        }
     finally:
         ib.disconnect()
 
@@ -141,6 +154,7 @@ def _session_of(start: datetime) -> Callable[[], dict[str, Any]]:
         scenario = make_scenario(start, clock={"market_step_s": 60})
         with ThreadedSim(scenario) as sim:
             return run_client(lambda: _observe(sim.port))
+
     return observe
 
 
@@ -163,11 +177,12 @@ def test_two_sims_of_one_pinned_session_answer_identically() -> None:
 def test_a_jump_leaps_the_weekend_and_the_bot_follows_it() -> None:
     # Given a session from Friday 15:55 at 60x that leaps from 16:05 to Monday 09:31
     friday_1605 = FRIDAY_1555 + timedelta(minutes=10)
-    spec = ClockSpec(start=FRIDAY_1555, rate=60.0,
-                     jumps=({"at": friday_1605, "to": MONDAY_0931},))  # type: ignore[arg-type]
+    spec = ClockSpec(start=FRIDAY_1555, rate=60.0, jumps=({"at": friday_1605, "to": MONDAY_0931},))  # type: ignore[arg-type]
     # When 9 real seconds have passed (16:04), then 11 (16:06 before the leap)
-    for elapsed, expected in ((9.0, FRIDAY_1555.timestamp() + 540),
-                              (11.0, MONDAY_0931.timestamp() + 60)):
+    for elapsed, expected in (
+        (9.0, FRIDAY_1555.timestamp() + 540),
+        (11.0, MONDAY_0931.timestamp() + 60),
+    ):
         clock = ScenarioClock(spec, origin_monotonic=time.monotonic() - elapsed)
         # Then the sim reads Friday before the jump and Monday after it, and a bot following
         # its clock file reads the same instant
@@ -175,12 +190,14 @@ def test_a_jump_leaps_the_weekend_and_the_bot_follows_it() -> None:
         assert PinnedClock.follow(clock.describe()).now() == pytest.approx(clock.now(), abs=1.0)
 
 
-@pytest.mark.parametrize("jumps, why", [
-    ([{"at": "2026-12-04T16:05:00-05:00", "to": "2026-12-04T16:00:00-05:00"}], "forward"),
-    ([{"at": "2026-12-04T15:00:00-05:00", "to": "2026-12-07T09:30:00-05:00"}], "after the"),
-    ([{"at": "2026-12-04T16:05:00", "to": "2026-12-07T09:30:00-05:00"}], "UTC offset"),
-])
-def test_a_jump_must_leap_forward_after_the_start(jumps: list[dict[str, str]],
-                                                  why: str) -> None:
+@pytest.mark.parametrize(
+    "jumps, why",
+    [
+        ([{"at": "2026-12-04T16:05:00-05:00", "to": "2026-12-04T16:00:00-05:00"}], "forward"),
+        ([{"at": "2026-12-04T15:00:00-05:00", "to": "2026-12-07T09:30:00-05:00"}], "after the"),
+        ([{"at": "2026-12-04T16:05:00", "to": "2026-12-07T09:30:00-05:00"}], "UTC offset"),
+    ],
+)
+def test_a_jump_must_leap_forward_after_the_start(jumps: list[dict[str, str]], why: str) -> None:
     with pytest.raises(ValueError, match=why):
         ClockSpec.model_validate({"start": FRIDAY_1555.isoformat(), "jumps": jumps})

@@ -43,8 +43,11 @@ def sim() -> Iterator[ThreadedSim]:
         TUESDAY_MORNING,
         faults=FAULTS,
         quirks=[],
-        symbols=[{"symbol": "SPY", "price": 680, "con_id": 756733},
-                 {"symbol": "DLYD", "price": 50, "live_data": False}])
+        symbols=[
+            {"symbol": "SPY", "price": 680, "con_id": 756733},
+            {"symbol": "DLYD", "price": 50, "live_data": False},
+        ],
+    )
     with ThreadedSim(scenario) as server:
         yield server
 
@@ -174,8 +177,9 @@ def test_snapshot_that_never_ends_holds_its_line_until_cancelled(sim: ThreadedSi
 def test_historical_data_that_never_answers(sim: ThreadedSim) -> None:
     async def scenario() -> int:
         ib = await connect(sim.port)
-        bars = await ib.reqHistoricalDataAsync(Stock("SYM14", "SMART", "USD"), "", "600 S",
-                                               "1 min", "TRADES", False, timeout=0.5)
+        bars = await ib.reqHistoricalDataAsync(
+            Stock("SYM14", "SMART", "USD"), "", "600 S", "1 min", "TRADES", False, timeout=0.5
+        )
         await asyncio.sleep(0.1)
         ib.disconnect()
         return len(bars)
@@ -192,8 +196,7 @@ def test_delayed_data_without_a_live_subscription(sim: ThreadedSim) -> None:
         live = (await asyncio.wait_for(ib.reqTickersAsync(stock), 5))[0]
         live_codes = errors.codes()
         ib.reqMarketDataType(3)
-        delayed = (await asyncio.wait_for(ib.reqTickersAsync(Stock("DLYD", "SMART", "USD")),
-                                          5))[0]
+        delayed = (await asyncio.wait_for(ib.reqTickersAsync(Stock("DLYD", "SMART", "USD")), 5))[0]
         ib.disconnect()
         return live, live_codes, delayed, errors.codes()
 

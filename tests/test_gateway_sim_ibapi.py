@@ -100,8 +100,9 @@ class OfficialClient(EWrapper, EClient):
                     raise AssertionError("ibapi's message loop failed") from self.failure
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise TimeoutError(f"no such callback in {timeout_s} s; the last ones: "
-                                       f"{self.heard[-8:]}")
+                    raise TimeoutError(
+                        f"no such callback in {timeout_s} s; the last ones: {self.heard[-8:]}"
+                    )
                 self._changed.wait(left)
 
     def of(self, name: str) -> list[Event]:
@@ -117,8 +118,14 @@ class OfficialClient(EWrapper, EClient):
     def nextValidId(self, orderId: int) -> None:
         self._hear("nextValidId", orderId)
 
-    def error(self, reqId: int, errorTime: int, errorCode: int, errorString: str,
-              advancedOrderRejectJson: str = "") -> None:
+    def error(
+        self,
+        reqId: int,
+        errorTime: int,
+        errorCode: int,
+        errorString: str,
+        advancedOrderRejectJson: str = "",
+    ) -> None:
         self._hear("error", reqId, errorCode, errorString)
 
     def updateAccountValue(self, key: str, val: str, currency: str, accountName: str) -> None:
@@ -127,8 +134,7 @@ class OfficialClient(EWrapper, EClient):
     def accountDownloadEnd(self, accountName: str) -> None:
         self._hear("accountDownloadEnd", accountName)
 
-    def accountSummary(self, reqId: int, account: str, tag: str, value: str,
-                       currency: str) -> None:
+    def accountSummary(self, reqId: int, account: str, tag: str, value: str, currency: str) -> None:
         self._hear("accountSummary", reqId, tag, value, currency)
 
     def accountSummaryEnd(self, reqId: int) -> None:
@@ -143,10 +149,12 @@ class OfficialClient(EWrapper, EClient):
     def orderStatus(self, orderId: int, status: str, *rest: Any) -> None:
         self._hear("orderStatus", orderId, status)
 
-    def openOrder(self, orderId: int, contract: Contract, order: Order,
-                  orderState: OrderState) -> None:
-        self._hear("openOrder", orderId, order.clientId, order.permId, orderState.status,
-                   order.parentId)
+    def openOrder(
+        self, orderId: int, contract: Contract, order: Order, orderState: OrderState
+    ) -> None:
+        self._hear(
+            "openOrder", orderId, order.clientId, order.permId, orderState.status, order.parentId
+        )
 
     def openOrderEnd(self) -> None:
         self._hear("openOrderEnd")
@@ -200,8 +208,9 @@ def spy_call() -> Contract:
     return c
 
 
-def limit(action: str, qty: float, price: float, *, parent_id: int = 0,
-          transmit: bool = True) -> Order:
+def limit(
+    action: str, qty: float, price: float, *, parent_id: int = 0, transmit: bool = True
+) -> Order:
     o = Order()
     o.action, o.totalQuantity, o.orderType, o.lmtPrice = action, qty, "LMT", price
     o.parentId, o.transmit, o.tif = parent_id, transmit, "DAY"
@@ -209,8 +218,12 @@ def limit(action: str, qty: float, price: float, *, parent_id: int = 0,
 
 
 def _book(sim: ThreadedSim) -> dict[int, tuple[int, str, int]]:
-    return sim.call(lambda: {o.order_id: (o.client_id, o.status, o.perm_id)
-                             for o in sim.server.orders.orders.values()})
+    return sim.call(
+        lambda: {
+            o.order_id: (o.client_id, o.status, o.perm_id)
+            for o in sim.server.orders.orders.values()
+        }
+    )
 
 
 def _details_end(req_id: int) -> Callable[[Event], bool]:
@@ -227,28 +240,32 @@ def _until(done: Callable[[], bool], timeout_s: float = 10.0) -> None:
 
 # ---- the tests ----------------------------------------------------------------------------------
 def test_ibapi_decodes_account_values_with_two_decimals(
-        decoder_errors: list[logging.LogRecord]) -> None:
-    with ThreadedSim(make_scenario(TUESDAY_MORNING)) as sim, \
-            official_client(sim.port) as app:
+    decoder_errors: list[logging.LogRecord],
+) -> None:
+    with ThreadedSim(make_scenario(TUESDAY_MORNING)) as sim, official_client(sim.port) as app:
         app.reqAccountUpdates(True, ACCOUNT)
         app.wait(lambda e: e[0] == "accountDownloadEnd")
         app.reqAccountSummary(9001, "All", "NetLiquidation,TotalCashValue,AvailableFunds")
         app.wait(lambda e: e[:2] == ("accountSummaryEnd", 9001))
-        values = {e[1]: e[2] for e in app.of("updateAccountValue")
-                  if e[3] == "USD" and e[1] != "Currency"}
+        values = {
+            e[1]: e[2] for e in app.of("updateAccountValue") if e[3] == "USD" and e[1] != "Currency"
+        }
         summary = {e[2]: e[3] for e in app.of("accountSummary") if e[1] == 9001}
     assert values["NetLiquidation"] == "100000.00" and values["AvailableFunds"] == "95000.00"
     assert all(TWO_DECIMALS.match(v) for v in values.values()), values
-    assert summary == {"NetLiquidation": "100000.00", "TotalCashValue": "100000.00",
-                       "AvailableFunds": "95000.00"}
+    assert summary == {
+        "NetLiquidation": "100000.00",
+        "TotalCashValue": "100000.00",
+        "AvailableFunds": "95000.00",
+    }
     assert not decoder_errors
 
 
 def test_ibapi_decodes_etfs_and_an_options_regular_session(
-        decoder_errors: list[logging.LogRecord]) -> None:
+    decoder_errors: list[logging.LogRecord],
+) -> None:
     asked = {1: stock("SPY"), 2: stock("QQQ"), 3: stock("AAPL"), 4: spy_call()}
-    with ThreadedSim(make_scenario(TUESDAY_MORNING)) as sim, \
-            official_client(sim.port) as app:
+    with ThreadedSim(make_scenario(TUESDAY_MORNING)) as sim, official_client(sim.port) as app:
         for req_id, contract in asked.items():
             app.reqContractDetails(req_id, contract)
         for req_id in asked:
@@ -265,10 +282,12 @@ def test_ibapi_decodes_etfs_and_an_options_regular_session(
 
 
 def test_ibapi_reads_202_after_the_cancelled_status(
-        decoder_errors: list[logging.LogRecord]) -> None:
+    decoder_errors: list[logging.LogRecord],
+) -> None:
     # Given an order latency of 200 ms: the cancel reaches the sim while its order waits
-    scenario = make_scenario(TUESDAY_MORNING, latency={"order_s": 0.2},
-                             orders={"fill_mode": "never"})
+    scenario = make_scenario(
+        TUESDAY_MORNING, latency={"order_s": 0.2}, orders={"fill_mode": "never"}
+    )
     with ThreadedSim(scenario) as sim, official_client(sim.port) as app:
         order_id = int(app.wait(lambda e: e[0] == "nextValidId")[1])
         app.placeOrder(order_id, stock("SPY"), limit("BUY", 1, 1.00))
@@ -285,11 +304,13 @@ def test_ibapi_reads_202_after_the_cancelled_status(
 
 
 def test_ibapi_sees_orders_sent_just_before_a_disconnect_on_a_new_connection(
-        decoder_errors: list[logging.LogRecord]) -> None:
+    decoder_errors: list[logging.LogRecord],
+) -> None:
     # Given a 50 ms order latency and client A sending a bracket (parent and take-profit
     # held, the stop transmitting all three), then an order and its cancel, and leaving
-    scenario = make_scenario(TUESDAY_MORNING, latency={"order_s": 0.05},
-                             orders={"fill_mode": "never"})
+    scenario = make_scenario(
+        TUESDAY_MORNING, latency={"order_s": 0.05}, orders={"fill_mode": "never"}
+    )
     owner = next_client_id()
     with ThreadedSim(scenario) as sim:
         with official_client(sim.port, owner) as a:
@@ -297,8 +318,7 @@ def test_ibapi_sees_orders_sent_just_before_a_disconnect_on_a_new_connection(
             parent, take_profit, stop, single = first, first + 1, first + 2, first + 3
             spy = stock("SPY")
             a.placeOrder(parent, spy, limit("BUY", 1, 1.00, transmit=False))
-            a.placeOrder(take_profit, spy, limit("SELL", 1, 2.00, parent_id=parent,
-                                                 transmit=False))
+            a.placeOrder(take_profit, spy, limit("SELL", 1, 2.00, parent_id=parent, transmit=False))
             a.placeOrder(stop, spy, limit("SELL", 1, 0.50, parent_id=parent))
             a.placeOrder(single, spy, limit("BUY", 1, 1.00))
             a.cancelOrder(single, OrderCancel())

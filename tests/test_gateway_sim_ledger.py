@@ -25,8 +25,9 @@ def at(moment: datetime, hh: int, mm: int, days: int = 0) -> float:
     return (moment + timedelta(days=days)).replace(hour=hh, minute=mm, second=0).timestamp()
 
 
-def fill(desk: Desk, order_id: int, inst: Instrument, action: str, qty: float, price: float,
-         ts: float) -> float:
+def fill(
+    desk: Desk, order_id: int, inst: Instrument, action: str, qty: float, price: float, ts: float
+) -> float:
     """Place an order that fills at ``price`` on the pass at ``ts``; returns its commission."""
     order = desk.place(order_id, inst, action, qty, price)
     desk.book.match_pass(ts)
@@ -96,8 +97,11 @@ def test_realized_today_and_daily_pnl_reset_only_when_the_next_trading_day_start
     fill(desk, 3, spy, "BUY", 10, 600.0, desk.ts(3))
     round_trip = 2 * 50.0 - fees
     # Then Tuesday evening and the Wednesday holiday still count Tuesday's figures
-    for ts in (at(TUESDAY_MORNING, 19, 0), at(TUESDAY_MORNING, 12, 0, 1),
-               at(TUESDAY_MORNING, 3, 59, 2)):
+    for ts in (
+        at(TUESDAY_MORNING, 19, 0),
+        at(TUESDAY_MORNING, 12, 0, 1),
+        at(TUESDAY_MORNING, 3, 59, 2),
+    ):
         assert ledger.figures(ts).realized_pnl_today == pytest.approx(round_trip)
     # When Thursday's session opens at 04:00, the day starts over from the marks then
     thursday = at(TUESDAY_MORNING, 4, 0, 2)
@@ -138,5 +142,6 @@ def test_an_exercise_pays_the_strike_and_realizes_nothing_on_the_option() -> Non
     assert stock is not None and (stock.quantity, stock.avg_cost) == (200, 600.0)
     assert after.cash == pytest.approx(before.cash - 200 * 600.0)
     assert after.realized_pnl_today == 0.0  # IBKR at delivery: the premium is not realized
-    assert after.net_liquidation == pytest.approx(after.cash + 200 * desk.market.mark(
-        desk.spy(), close + 60))
+    assert after.net_liquidation == pytest.approx(
+        after.cash + 200 * desk.market.mark(desk.spy(), close + 60)
+    )

@@ -52,11 +52,23 @@ class Desk:
     def option(self, expiry: date, strike: float, right: str = "C") -> Instrument:
         return self.market.book.option("SPY", expiry, strike, right, 0)
 
-    def place(self, order_id: int, inst: Instrument, action: str, qty: float, limit: float,
-              **extra: str) -> SimOrder:
-        fields = {"action": action, "totalQuantity": f"{qty:g}", "orderType": "LMT",
-                  "lmtPrice": f"{limit:g}", "auxPrice": "", "tif": "DAY", "ocaGroup": "",
-                  "ocaType": "0", "parentId": "", "transmit": "1", "outsideRth": "0", **extra}
+    def place(
+        self, order_id: int, inst: Instrument, action: str, qty: float, limit: float, **extra: str
+    ) -> SimOrder:
+        fields = {
+            "action": action,
+            "totalQuantity": f"{qty:g}",
+            "orderType": "LMT",
+            "lmtPrice": f"{limit:g}",
+            "auxPrice": "",
+            "tif": "DAY",
+            "ocaGroup": "",
+            "ocaType": "0",
+            "parentId": "",
+            "transmit": "1",
+            "outsideRth": "0",
+            **extra,
+        }
         assert self.book.place(1, order_id, inst, fields) == ""
         return self.book.orders[(1, order_id)]
 
@@ -70,8 +82,9 @@ class Desk:
             self.book.match_pass(self.ts(start_s + i))
 
     def messages(self, msg_id: int, order_id: int) -> list[list[FieldValue]]:
-        return [f for _c, f in self.sent if f[0] == msg_id and f[1 if msg_id != 11 else 2]
-                == order_id]
+        return [
+            f for _c, f in self.sent if f[0] == msg_id and f[1 if msg_id != 11 else 2] == order_id
+        ]
 
     def statuses(self, order_id: int) -> list[tuple[Any, ...]]:
         return [(f[2], f[3], f[4]) for f in self.messages(3, order_id)]
@@ -92,8 +105,14 @@ def make_desk(at: datetime, **overrides: Any) -> Desk:
     market = Market(scenario, SessionClock(scenario.session))
     sent: list[tuple[int, list[FieldValue]]] = []
     seen: list[tuple[str, float]] = []
-    book = OrderBook(scenario, market, Stats(), lambda c, f: sent.append((c, list(f))),
-                     lambda p: seen.append((p.inst.local_symbol, p.quantity)), run_tasks=False)
+    book = OrderBook(
+        scenario,
+        market,
+        Stats(),
+        lambda c, f: sent.append((c, list(f))),
+        lambda p: seen.append((p.inst.local_symbol, p.quantity)),
+        run_tasks=False,
+    )
     return Desk(book, at, sent, seen)
 
 
@@ -103,6 +122,7 @@ NEXT_WEEK = date(2026, 12, 11)  # a Friday expiry listed from TUESDAY_MORNING
 async def until(done: Callable[[], bool], timeout_s: float = 10.0) -> None:
     """Wait for a state, not an event: several events can arrive in one read, before an
     ``await`` on the second of them is even set up."""
+
     async def poll() -> None:
         while not done():
             await asyncio.sleep(0.02)
@@ -127,8 +147,11 @@ def test_a_partial_fill_reports_every_part_with_its_commission() -> None:
     assert order.avg_price == pytest.approx(weighted) and parts[-1][EXEC_AVG] == order.avg_price
     # the minimum is per order: the parts add up to one order's 5 x 0.65
     assert desk.commissions(1) == pytest.approx([1.30, 1.30, 0.65])
-    assert desk.positions[-3:] == [(call.local_symbol, 2), (call.local_symbol, 4),
-                                   (call.local_symbol, 5)]
+    assert desk.positions[-3:] == [
+        (call.local_symbol, 2),
+        (call.local_symbol, 4),
+        (call.local_symbol, 5),
+    ]
 
 
 def test_by_default_an_order_fills_whole_in_one_execution() -> None:
@@ -208,8 +231,14 @@ def test_an_oca_group_spans_every_client_of_the_account() -> None:
     desk = make_desk(TUESDAY_MORNING)
     spy = desk.spy()
     desk.place(1, spy, "BUY", 2, desk.marketable(spy, "BUY", 1), **_oca(1))
-    other = {"action": "BUY", "totalQuantity": "2", "orderType": "LMT", "lmtPrice": "1",
-             "transmit": "1", **_oca(1)}
+    other = {
+        "action": "BUY",
+        "totalQuantity": "2",
+        "orderType": "LMT",
+        "lmtPrice": "1",
+        "transmit": "1",
+        **_oca(1),
+    }
     desk.book.place(7, 1, spy, other)  # client 7, the same order id
     desk.passes(1)
     assert desk.book.orders[(7, 1)].status == "Cancelled"
@@ -221,8 +250,7 @@ def test_a_bracket_child_cancels_its_sibling_at_its_first_partial_fill() -> None
     desk = make_desk(TUESDAY_MORNING, orders={"max_fill_per_match": 1})
     spy = desk.spy()
     desk.place(1, spy, "BUY", 3, desk.marketable(spy, "BUY", 6), transmit="0")
-    desk.place(2, spy, "SELL", 3, desk.marketable(spy, "SELL", 6), parentId="1",
-               transmit="0")
+    desk.place(2, spy, "SELL", 3, desk.marketable(spy, "SELL", 6), parentId="1", transmit="0")
     desk.place(3, spy, "SELL", 3, 1.0, parentId="1", orderType="STP", auxPrice="1.0")
     # When the parent fills in three parts, then the take-profit once
     desk.passes(4)
@@ -251,8 +279,9 @@ def test_the_client_sees_each_part_of_a_partial_fill(sim: ThreadedSim) -> None:
             ask = (await ib.reqTickersAsync(spy))[0].ask
             trade = ib.placeOrder(spy, LimitOrder("BUY", 5, round(ask + 1, 2)))
             seen: list[tuple[float, float]] = []
-            trade.statusEvent += lambda t: seen.append((t.orderStatus.filled,
-                                                        t.orderStatus.remaining))
+            trade.statusEvent += lambda t: seen.append(
+                (t.orderStatus.filled, t.orderStatus.remaining)
+            )
             await asyncio.wait_for(trade.filledEvent, 10)
             await asyncio.sleep(0.1)  # the last commission report
             return trade, seen

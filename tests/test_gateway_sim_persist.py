@@ -31,6 +31,7 @@ Listing = dict[str, Any]
 
 async def until(done: Callable[[], bool], timeout_s: float = 10.0) -> None:
     """A state, not an event: the children's cancels can arrive in one read."""
+
     async def poll() -> None:
         while not done():
             await asyncio.sleep(0.02)
@@ -66,10 +67,12 @@ async def _listing(port: int, place_one: bool = False) -> Listing:
         fills = await ib.reqExecutionsAsync()
         listing: Listing = {
             "open": sorted((t.order.permId, t.order.orderRef, t.order.orderId) for t in opened),
-            "completed": sorted((t.order.permId, t.order.orderRef, t.orderStatus.status)
-                                for t in done),
-            "executions": sorted((f.execution.permId, f.execution.orderRef, f.execution.shares)
-                                 for f in fills),
+            "completed": sorted(
+                (t.order.permId, t.order.orderRef, t.orderStatus.status) for t in done
+            ),
+            "executions": sorted(
+                (f.execution.permId, f.execution.orderRef, f.execution.shares) for f in fills
+            ),
         }
         if place_one:
             spy = Stock("SPY", "SMART", "USD")
@@ -100,8 +103,10 @@ def test_a_restarted_simulator_lists_the_same_orders_executions_and_cash(tmp_pat
     assert len(before["completed"]) == 4 and [r for _p, r, _i in before["open"]] == ["resting"]
     assert [r for _p, r, _s in before["executions"]] == ["filled"]
     assert {k: after[k] for k in before} == before
-    assert cash_after == pytest.approx(cash_before) and cash_before != scenario.account.values[
-        "TotalCashValue"]
+    assert (
+        cash_after == pytest.approx(cash_before)
+        and cash_before != scenario.account.values["TotalCashValue"]
+    )
     used_perms = {p for key in before for p, _r, _x in before[key]}
     used_ids = {i for _p, _r, i in before["open"]}
     order_id, perm_id = after["fresh"]
@@ -110,7 +115,8 @@ def test_a_restarted_simulator_lists_the_same_orders_executions_and_cash(tmp_pat
 
 
 def test_without_a_state_file_nothing_is_written_and_a_missing_file_is_a_first_start(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     scenario = make_scenario(TUESDAY_MORNING)
     with ThreadedSim(scenario) as sim:
         assert sim.server.state is None
@@ -120,10 +126,12 @@ def test_without_a_state_file_nothing_is_written_and_a_missing_file_is_a_first_s
         assert not StateFile(tmp_path / "none.json").load(sim.server.orders, sim.now())
 
 
-@pytest.mark.parametrize(("later", "executions_kept"),
-                         [(TUESDAY_MORNING + timedelta(hours=2), 1), (THURSDAY_1100, 0)])
+@pytest.mark.parametrize(
+    ("later", "executions_kept"), [(TUESDAY_MORNING + timedelta(hours=2), 1), (THURSDAY_1100, 0)]
+)
 def test_a_restore_keeps_orders_and_positions_and_only_todays_executions(
-        later: datetime, executions_kept: int) -> None:
+    later: datetime, executions_kept: int
+) -> None:
     # Given a book with a filled call, a resting GTC order and a what-if id
     desk = make_desk(TUESDAY_MORNING)
     call = desk.option(NEXT_WEEK, 680.0)
@@ -138,7 +146,8 @@ def test_a_restore_keeps_orders_and_positions_and_only_todays_executions(
     # Then orders, positions, cash and counters are back; executions only of that day
     assert snapshot(fresh)["orders"] == saved["orders"]
     assert {k: (o.status, o.perm_id) for k, o in fresh.orders.items()} == {
-        k: (o.status, o.perm_id) for k, o in desk.book.orders.items()}
+        k: (o.status, o.perm_id) for k, o in desk.book.orders.items()
+    }
     assert fresh.positions[call.con_id].quantity == 2
     assert fresh.ledger.cash == desk.book.ledger.cash != fresh.ledger.opening_cash
     assert fresh.next_perm_id == desk.book.next_perm_id and (1, 7) in fresh.what_if_ids

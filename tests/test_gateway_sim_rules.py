@@ -28,6 +28,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
 def test_over_50_messages_in_a_second_gets_100_and_a_drop() -> None:
     with ThreadedSim(make_scenario(TUESDAY_MORNING)) as sim:
+
         async def scenario() -> tuple[tuple[int, int, str], bool]:
             ib = await connect(sim.port)
             errors = ErrorLog(ib)
@@ -52,6 +53,7 @@ def test_over_50_messages_in_a_second_gets_100_and_a_drop() -> None:
 def test_rate_violation_without_drop_keeps_the_connection() -> None:
     scenario_ = make_scenario(TUESDAY_MORNING, rules={"drop_on_rate_violation": False})
     with ThreadedSim(scenario_) as sim:
+
         async def scenario() -> bool:
             ib = await connect(sim.port)
             errors = ErrorLog(ib)
@@ -71,6 +73,7 @@ def test_rate_violation_without_drop_keeps_the_connection() -> None:
 def test_a_client_that_asks_for_paceapi_is_paced_not_dropped() -> None:
     # Given a client that connected with +PACEAPI, as the bot's link does
     with ThreadedSim(make_scenario(TUESDAY_MORNING)) as sim:
+
         async def scenario() -> tuple[list[float], list[int], bool]:
             ib = IB()
             ib.client.setConnectOptions("+PACEAPI")
@@ -110,6 +113,7 @@ def test_a_client_that_asks_for_paceapi_is_paced_not_dropped() -> None:
 
 def test_ib_insync_throttle_stays_under_the_limit() -> None:
     with ThreadedSim(make_scenario(TUESDAY_MORNING)) as sim:
+
         async def scenario() -> None:
             ib = await connect(sim.port)
             for _ in range(60):  # throttled by ib_insync to 45 per second
@@ -125,6 +129,7 @@ def test_ib_insync_throttle_stays_under_the_limit() -> None:
 def test_a_stall_of_the_gateways_own_loop_does_not_bunch_a_paced_client() -> None:
     # Given a client sending 48 messages a second, evenly, for 2.5 s
     with ThreadedSim(make_scenario(TUESDAY_MORNING)) as sim:
+
         async def scenario() -> None:
             ib = await connect(sim.port)
             ib.client.MaxRequests = 0  # our spacing only
@@ -177,12 +182,14 @@ class StallingSelect:
 
 
 def test_a_stalled_reader_thread_does_not_bunch_a_paced_client(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     # Given a client sending evenly, ~45 messages a second, and a gateway whose reader thread
     # stalls for 0.3 s in the middle of it
     stalling = StallingSelect(after=30)
     monkeypatch.setattr(arrivals, "select", stalling)
     with ThreadedSim(make_scenario(TUESDAY_MORNING)) as sim:
+
         async def scenario() -> None:
             ib = await connect(sim.port)
             ib.client.MaxRequests = 0  # our spacing only
@@ -204,6 +211,7 @@ def test_a_stalled_reader_thread_does_not_bunch_a_paced_client(
 def test_the_101st_market_data_line_gets_101() -> None:
     scenario_ = make_scenario(TUESDAY_MORNING, rules={"max_messages_per_s": 10_000})
     with ThreadedSim(scenario_) as sim:
+
         async def scenario() -> tuple[list[int], int, int]:
             ib = await connect(sim.port)
             errors = ErrorLog(ib)
@@ -229,10 +237,13 @@ def test_the_101st_market_data_line_gets_101() -> None:
 
 
 def test_pending_snapshots_hold_lines() -> None:
-    scenario_ = make_scenario(TUESDAY_MORNING,
-                              rules={"max_messages_per_s": 10_000, "max_market_data_lines": 10},
-                              latency={"snapshot_end_s": 1.0})
+    scenario_ = make_scenario(
+        TUESDAY_MORNING,
+        rules={"max_messages_per_s": 10_000, "max_market_data_lines": 10},
+        latency={"snapshot_end_s": 1.0},
+    )
     with ThreadedSim(scenario_) as sim:
+
         async def scenario() -> list[int]:
             ib = await connect(sim.port)
             errors = ErrorLog(ib)
@@ -248,6 +259,7 @@ def test_pending_snapshots_hold_lines() -> None:
 
 def test_reused_ticker_id_gets_322() -> None:
     with ThreadedSim(make_scenario(TUESDAY_MORNING)) as sim:
+
         async def scenario() -> tuple[int, int, str]:
             ib = await connect(sim.port)
             errors = ErrorLog(ib)
@@ -269,6 +281,7 @@ def test_reused_ticker_id_gets_322() -> None:
 
 def test_reused_order_id_gets_103() -> None:
     with ThreadedSim(make_scenario(TUESDAY_MORNING)) as sim:
+
         async def scenario() -> tuple[int, int, int]:
             ib = await connect(sim.port)
             errors = ErrorLog(ib)
@@ -291,13 +304,15 @@ def test_reused_order_id_gets_103() -> None:
 
 def test_client_id_in_use_gets_326_and_is_closed() -> None:
     with ThreadedSim(make_scenario(TUESDAY_MORNING)) as sim:
+
         async def scenario() -> tuple[tuple[int, int, str], bool, bool]:
             client_id = next_client_id()
             first = await connect(sim.port, client_id)
             second = IB()
             errors = ErrorLog(second)
             attempt = asyncio.ensure_future(
-                second.connectAsync("127.0.0.1", sim.port, clientId=client_id, timeout=5))
+                second.connectAsync("127.0.0.1", sim.port, clientId=client_id, timeout=5)
+            )
             err = await errors.wait_code(326)
             await asyncio.sleep(0.3)  # the sim closes the socket 0.1 s later (test scenario)
             closed = not second.client.conn.isConnected()
@@ -318,6 +333,7 @@ def test_client_id_in_use_gets_326_and_is_closed() -> None:
 def test_historical_pacing_gets_162_when_on() -> None:
     rules = {"historical_pacing": True, "hist_max_requests": 4}
     with ThreadedSim(make_scenario(TUESDAY_MORNING, rules=rules)) as sim:
+
         async def scenario() -> tuple[int, int, list[int]]:
             ib = await connect(sim.port)
             errors = ErrorLog(ib)
@@ -339,6 +355,7 @@ def test_historical_pacing_gets_162_when_on() -> None:
 
 def test_historical_pacing_off_by_default() -> None:
     with ThreadedSim(make_scenario(TUESDAY_MORNING)) as sim:
+
         async def scenario() -> list[int]:
             ib = await connect(sim.port)
             spy = Stock("SPY", "SMART", "USD")
@@ -355,6 +372,7 @@ def test_historical_pacing_off_by_default() -> None:
 
 def test_generic_ticks_with_a_snapshot_get_414() -> None:
     with ThreadedSim(make_scenario(TUESDAY_MORNING)) as sim:
+
         async def scenario() -> tuple[int, int, str]:
             ib = await connect(sim.port)
             errors = ErrorLog(ib)
@@ -384,7 +402,8 @@ class _ClosedPeer:
 
 @pytest.mark.parametrize("closed", [True, False])
 def test_a_client_id_whose_socket_is_closed_is_free_before_the_loop_hears_of_it(
-        closed: bool) -> None:
+    closed: bool,
+) -> None:
     # Given a session holding client id 7 whose client has (or has not) closed its socket
     async def scenario() -> tuple[bool, bool]:
         server = SimServer(make_scenario(TUESDAY_MORNING))

@@ -67,8 +67,10 @@ def test_an_option_expiring_on_a_half_day_has_no_time_left_after_13_00() -> None
         scenario = make_scenario(EARLY_CLOSE_DAY, session=session)
         market = Market(scenario, SessionClock(scenario.session))
         call = market.book.option("SPY", HALF_DAY, 680.0, "C", 0)
-        return [market.greeks(call, at(EARLY_CLOSE_DAY, hh, mm), spot=681.0).price
-                for hh, mm in ((12, 0), (13, 0), (14, 0))]
+        return [
+            market.greeks(call, at(EARLY_CLOSE_DAY, hh, mm), spot=681.0).price
+            for hh, mm in ((12, 0), (13, 0), (14, 0))
+        ]
 
     noon, one, two = prices(REAL)
     assert noon > one == two  # after 13:00 the model sits at its expiry floor
@@ -87,12 +89,15 @@ def test_bars_with_use_rth_stop_at_the_early_close() -> None:
     assert extended[-1].start == at(EARLY_CLOSE_DAY, 14, 29)
 
 
-@pytest.mark.parametrize(("session", "message"), [
-    ({"early_closes": ["2026-11-27"]}, r"session\.early_closes\.0"),
-    ({"early_close_time": "25:00"}, r"session\.early_close_time"),
-    ({"early_close_time": "17:30"}, r"early_close_time 17:30 must fall in the liquid hours"),
-    ({"early_close_trading_time": "12:00"}, r"early_close_trading_time must not be before"),
-])
+@pytest.mark.parametrize(
+    ("session", "message"),
+    [
+        ({"early_closes": ["2026-11-27"]}, r"session\.early_closes\.0"),
+        ({"early_close_time": "25:00"}, r"session\.early_close_time"),
+        ({"early_close_time": "17:30"}, r"early_close_time 17:30 must fall in the liquid hours"),
+        ({"early_close_trading_time": "12:00"}, r"early_close_trading_time must not be before"),
+    ],
+)
 def test_bad_early_close_keys_are_named(session: dict[str, Any], message: str) -> None:
     with pytest.raises(ScenarioError, match=message):
         make_scenario(TUESDAY_MORNING, session=session)
@@ -142,8 +147,7 @@ def test_on_a_half_day_day_orders_die_at_13_00_and_extended_ones_at_17_00() -> N
     desk.book.match_pass(at(EARLY_CLOSE_DAY, 12, 59, 59))
     assert desk.book.orders[(1, 1)].status == "Submitted"
     desk.book.match_pass(at(EARLY_CLOSE_DAY, 17, 0))
-    assert [o.completed_time[9:17] for o in desk.book.orders.values()] == ["13:00:00",
-                                                                          "17:00:00"]
+    assert [o.completed_time[9:17] for o in desk.book.orders.values()] == ["13:00:00", "17:00:00"]
 
 
 def test_always_open_day_orders_die_at_the_local_midnight() -> None:
@@ -197,7 +201,8 @@ def test_at_the_close_itm_options_are_exercised_or_assigned_and_otm_ones_expire(
     # long 600 calls: +1,000 at 600; short 760 puts assigned: +200 at 760; the rest lapse
     stock = desk.book.positions[desk.spy().con_id]
     assert stock.quantity == 1200 and stock.avg_cost == pytest.approx(
-        (1000 * 600 + 200 * 760) / 1200)
+        (1000 * 600 + 200 * 760) / 1200
+    )
     assert all(p.quantity == 0 for p in desk.book.positions.values() if p.inst.is_option)
     assert [q for name, q in desk.positions if name == "SPY"] == [1000, 1200]
     stats = desk.book.stats.snapshot()
@@ -208,8 +213,7 @@ def test_one_cent_in_the_money_is_exercised_less_is_not() -> None:
     desk = make_desk(FRIDAY_1558, session=REAL)
     close = at(FRIDAY_1558, 16, 0)
     spot = round(desk.market.underlying("SPY", close), 2)
-    for strike, right in ((spot - 0.01, "C"), (spot, "C"), (spot + 0.01, "P"),
-                          (spot + 0.005, "P")):
+    for strike, right in ((spot - 0.01, "C"), (spot, "C"), (spot + 0.01, "P"), (spot + 0.005, "P")):
         inst = desk.option(FRIDAY, round(strike, 3), right)
         desk.book.positions[inst.con_id] = Position(inst, 1, 1.0)
     desk.book.closes.sweep(close)
@@ -230,10 +234,26 @@ def test_an_option_stops_trading_at_its_expiry_close_even_on_an_always_open_day(
 
 # ---- on the wire --------------------------------------------------------------------------------
 def _held_into_the_close() -> dict[str, Any]:
-    positions = [{"symbol": "SPY", "sec_type": "OPT", "expiry": "20261204", "strike": 600,
-                  "right": "C", "quantity": 10, "avg_cost": 8000},
-                 {"symbol": "SPY", "sec_type": "OPT", "expiry": "20261204", "strike": 760,
-                  "right": "C", "quantity": 5, "avg_cost": 10}]
+    positions = [
+        {
+            "symbol": "SPY",
+            "sec_type": "OPT",
+            "expiry": "20261204",
+            "strike": 600,
+            "right": "C",
+            "quantity": 10,
+            "avg_cost": 8000,
+        },
+        {
+            "symbol": "SPY",
+            "sec_type": "OPT",
+            "expiry": "20261204",
+            "strike": 760,
+            "right": "C",
+            "quantity": 5,
+            "avg_cost": 10,
+        },
+    ]
     return {"account": {"positions": positions}}
 
 
@@ -245,15 +265,19 @@ async def _completed(ib: IB, trade: Trade) -> str:
 
 
 def _stamp(sim: ThreadedSim, perm_id: int) -> str:
-    return sim.call(lambda: next(o.completed_time for o in sim.server.orders.done_for(None)
-                                 if o.perm_id == perm_id))
+    return sim.call(
+        lambda: next(
+            o.completed_time for o in sim.server.orders.done_for(None) if o.perm_id == perm_id
+        )
+    )
 
 
 @pytest.mark.integration
 def test_ten_itm_calls_held_into_the_close_become_1000_shares() -> None:
     # Given 10 ITM and 5 OTM SPY calls expiring today, two minutes before the close at 30x
-    scenario = make_scenario(FRIDAY_1558, clock={"rate": 30}, session=REAL,
-                             **_held_into_the_close())
+    scenario = make_scenario(
+        FRIDAY_1558, clock={"rate": 30}, session=REAL, **_held_into_the_close()
+    )
 
     async def scenario_run(sim: ThreadedSim) -> dict[str, Any]:
         ib = await connect(sim.port)
@@ -265,13 +289,23 @@ def test_ten_itm_calls_held_into_the_close_become_1000_shares() -> None:
             bid = ib.placeOrder(call, LimitOrder("BUY", 1, 0.05))
             gtc = ib.placeOrder(spy, LimitOrder("BUY", 1, 1.0, tif="GTC"))
             # When the close passes: wait for the account, not the clock
-            await until(lambda: bid.isDone() and not any(
-                p.contract.secType == "OPT" for p in ib.positions()), 30)
+            await until(
+                lambda: (
+                    bid.isDone() and not any(p.contract.secType == "OPT" for p in ib.positions())
+                ),
+                30,
+            )
             stock = next(p for p in ib.positions() if p.contract.secType == "STK")
-            return {"before": held, "shares": stock.position, "cost": stock.avgCost,
-                    "gtc": gtc.orderStatus.status, "bid": bid.orderStatus.status,
-                    "completed": await _completed(ib, bid), "when": _stamp(sim, bid.order.permId),
-                    "portfolio": {i.contract.secType: i.position for i in ib.portfolio()}}
+            return {
+                "before": held,
+                "shares": stock.position,
+                "cost": stock.avgCost,
+                "gtc": gtc.orderStatus.status,
+                "bid": bid.orderStatus.status,
+                "completed": await _completed(ib, bid),
+                "when": _stamp(sim, bid.order.permId),
+                "portfolio": {i.contract.secType: i.position for i in ib.portfolio()},
+            }
         finally:
             ib.disconnect()
 
@@ -299,9 +333,13 @@ def test_a_half_day_lists_its_hours_and_cancels_day_orders_at_13_00() -> None:
             day = ib.placeOrder(call, LimitOrder("BUY", 1, 0.05))
             gtc = ib.placeOrder(call, LimitOrder("BUY", 1, 0.05, tif="GTC"))
             await until(day.isDone, 30)
-            return {"liquid": details.liquidHours, "trading": details.tradingHours,
-                    "gtc": gtc.orderStatus.status, "completed": await _completed(ib, day),
-                    "when": _stamp(sim, day.order.permId)}
+            return {
+                "liquid": details.liquidHours,
+                "trading": details.tradingHours,
+                "gtc": gtc.orderStatus.status,
+                "completed": await _completed(ib, day),
+                "when": _stamp(sim, day.order.permId),
+            }
         finally:
             ib.disconnect()
 

@@ -37,8 +37,12 @@ SPY_CALL = ("SPY", "20261211", 680.0, "C")  # listed from TUESDAY_MORNING and EA
 
 def _book(sim: ThreadedSim) -> dict[int, tuple[int, str, int]]:
     """order id -> (client id, status, permId), read on the sim's loop."""
-    return sim.call(lambda: {o.order_id: (o.client_id, o.status, o.perm_id)
-                             for o in sim.server.orders.orders.values()})
+    return sim.call(
+        lambda: {
+            o.order_id: (o.client_id, o.status, o.perm_id)
+            for o in sim.server.orders.orders.values()
+        }
+    )
 
 
 # ---- 1. what the gateway has read, it keeps ------------------------------------------------------
@@ -46,8 +50,9 @@ def _book(sim: ThreadedSim) -> dict[int, tuple[int, str, int]]:
 def test_a_bracket_sent_just_before_a_disconnect_is_placed_whole(close_after_s: float) -> None:
     # Given an order latency of 50 ms per order (three legs: 150 ms in the queue) and a
     # client that sends a bracket and closes its socket right after (0 or 30 ms later)
-    scenario = make_scenario(TUESDAY_MORNING, latency={"order_s": 0.05},
-                             orders={"fill_mode": "never"})
+    scenario = make_scenario(
+        TUESDAY_MORNING, latency={"order_s": 0.05}, orders={"fill_mode": "never"}
+    )
     owner = next_client_id()
 
     async def send_and_leave(sim: ThreadedSim) -> list[int]:
@@ -65,8 +70,7 @@ def test_a_bracket_sent_just_before_a_disconnect_is_placed_whole(close_after_s: 
         other = await connect(sim.port)  # another client id: every client's working orders
         try:
             every = await other.reqAllOpenOrdersAsync()
-            seen_all = {(t.order.orderId, t.order.clientId, t.orderStatus.status)
-                        for t in every}
+            seen_all = {(t.order.orderId, t.order.clientId, t.orderStatus.status) for t in every}
         finally:
             other.disconnect()
         again = await connect(sim.port, owner)  # the owner back: its own, through connect
@@ -85,19 +89,28 @@ def test_a_bracket_sent_just_before_a_disconnect_is_placed_whole(close_after_s: 
     # Then all three legs are placed under the owner's client id: the parent working, its
     # children waiting for it, and a later connection sees them
     parent, take_profit, stop = ids
-    assert {i: book[i][:2] for i in ids} == {parent: (owner, "Submitted"),
-                                            take_profit: (owner, "PreSubmitted"),
-                                            stop: (owner, "PreSubmitted")}
-    assert {(parent, owner, "Submitted"), (take_profit, owner, "PreSubmitted"),
-            (stop, owner, "PreSubmitted")} <= seen["all"]
-    assert seen["own"] == {(parent, "Submitted"), (take_profit, "PreSubmitted"),
-                           (stop, "PreSubmitted")}
+    assert {i: book[i][:2] for i in ids} == {
+        parent: (owner, "Submitted"),
+        take_profit: (owner, "PreSubmitted"),
+        stop: (owner, "PreSubmitted"),
+    }
+    assert {
+        (parent, owner, "Submitted"),
+        (take_profit, owner, "PreSubmitted"),
+        (stop, owner, "PreSubmitted"),
+    } <= seen["all"]
+    assert seen["own"] == {
+        (parent, "Submitted"),
+        (take_profit, "PreSubmitted"),
+        (stop, "PreSubmitted"),
+    }
 
 
 def test_a_place_and_its_cancel_sent_before_a_disconnect_both_happen() -> None:
     # Given a client that places an order, cancels it and leaves, all inside the order latency
-    scenario = make_scenario(TUESDAY_MORNING, latency={"order_s": 0.1},
-                             orders={"fill_mode": "never"})
+    scenario = make_scenario(
+        TUESDAY_MORNING, latency={"order_s": 0.1}, orders={"fill_mode": "never"}
+    )
     owner = next_client_id()
 
     async def send_and_leave(sim: ThreadedSim) -> int:
@@ -119,8 +132,7 @@ def test_a_place_and_its_cancel_sent_before_a_disconnect_both_happen() -> None:
 
     with ThreadedSim(scenario) as sim:
         order_id = run_client(lambda: send_and_leave(sim))
-        run_client(lambda: until(lambda: _book(sim).get(order_id, (0, ""))[1] == "Cancelled",
-                                 10))
+        run_client(lambda: until(lambda: _book(sim).get(order_id, (0, ""))[1] == "Cancelled", 10))
         client_id, _status, perm_id = _book(sim)[order_id]
         seen = run_client(lambda: completed(sim))
     # Then the order was placed under the owner's client id, then cancelled (the cancel
@@ -131,8 +143,9 @@ def test_a_place_and_its_cancel_sent_before_a_disconnect_both_happen() -> None:
 # ---- 2 and 3. one connection's messages in order; 202 after the Cancelled status ---------------
 def test_a_cancel_sent_while_its_order_waits_out_the_latency_cancels_it_then_202() -> None:
     # Given an order latency of 300 ms and a cancel sent right after the place
-    scenario = make_scenario(TUESDAY_MORNING, latency={"order_s": 0.3},
-                             orders={"fill_mode": "never"})
+    scenario = make_scenario(
+        TUESDAY_MORNING, latency={"order_s": 0.3}, orders={"fill_mode": "never"}
+    )
 
     async def place_and_cancel(sim: ThreadedSim) -> dict[str, Any]:
         ib = await connect(sim.port)
@@ -140,7 +153,8 @@ def test_a_cancel_sent_while_its_order_waits_out_the_latency_cancels_it_then_202
             errors = ErrorLog(ib)
             heard: list[tuple[str, int, Any]] = []
             ib.orderStatusEvent += lambda t: heard.append(
-                ("status", t.order.orderId, t.orderStatus.status))
+                ("status", t.order.orderId, t.orderStatus.status)
+            )
             ib.errorEvent += lambda req_id, code, *_: heard.append(("error", req_id, code))
             spy = Stock("SPY", "SMART", "USD")
             await ib.qualifyContractsAsync(spy)
@@ -181,10 +195,15 @@ def test_every_cancel_reports_202_after_its_cancelled_status() -> None:
     desk.passes(1)
     # Then each cancelled order's status Cancelled is followed by its 202
     for order_id in (1, 2, 3):
-        about = [f for _c, f in desk.sent
-                 if (f[0] == 3 and f[1] == order_id) or (f[0] == 4 and f[2] == order_id)]
-        assert [(f[0], f[2] if f[0] == 3 else f[3]) for f in about][-2:] == \
-            [(3, "Cancelled"), (4, 202)], order_id
+        about = [
+            f
+            for _c, f in desk.sent
+            if (f[0] == 3 and f[1] == order_id) or (f[0] == 4 and f[2] == order_id)
+        ]
+        assert [(f[0], f[2] if f[0] == 3 else f[3]) for f in about][-2:] == [
+            (3, "Cancelled"),
+            (4, 202),
+        ], order_id
 
 
 # ---- 4, 5, 6. contract details and account values ----------------------------------------------
@@ -193,10 +212,12 @@ def _details(at: Any) -> dict[str, Any]:
         ib = await connect(sim.port)
         try:
             found = {}
-            for name, contract in (("SPY", Stock("SPY", "SMART", "USD")),
-                                   ("QQQ", Stock("QQQ", "SMART", "USD")),
-                                   ("AAPL", Stock("AAPL", "SMART", "USD")),
-                                   ("call", Option(*SPY_CALL, "SMART"))):
+            for name, contract in (
+                ("SPY", Stock("SPY", "SMART", "USD")),
+                ("QQQ", Stock("QQQ", "SMART", "USD")),
+                ("AAPL", Stock("AAPL", "SMART", "USD")),
+                ("call", Option(*SPY_CALL, "SMART")),
+            ):
                 (details,) = await ib.reqContractDetailsAsync(contract)
                 found[name] = details
             return found
@@ -217,8 +238,11 @@ def test_options_trade_in_the_regular_session_and_etfs_are_etfs() -> None:
     assert call.tradingHours == call.liquidHours == spy.liquidHours
     assert "0400" not in call.tradingHours and "2000" not in call.tradingHours
     # ETFs are ETFs, a company is COMMON
-    assert (spy.stockType, found["QQQ"].stockType, found["AAPL"].stockType) == \
-        ("ETF", "ETF", "COMMON")
+    assert (spy.stockType, found["QQQ"].stockType, found["AAPL"].stockType) == (
+        "ETF",
+        "ETF",
+        "COMMON",
+    )
 
 
 def test_an_option_on_a_half_day_trades_until_13_00() -> None:

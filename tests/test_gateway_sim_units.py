@@ -40,8 +40,9 @@ def test_default_scenario_has_a_30_symbol_universe() -> None:
     assert len(names) == 33 and scenario.account.id.startswith("DU")
 
 
-@pytest.mark.parametrize("path", sorted(DEFAULT_SCENARIO.parent.glob("*.yaml")),
-                         ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path", sorted(DEFAULT_SCENARIO.parent.glob("*.yaml")), ids=lambda p: p.name
+)
 def test_every_shipped_scenario_validates(path: Any) -> None:
     scenario = load_scenario(path)
     market = Market(scenario, SessionClock(scenario.session))
@@ -59,8 +60,9 @@ def test_cross_references_are_checked() -> None:
     with pytest.raises(ScenarioError, match=r"quirks\.0\.symbol: unknown symbol 'NOPE'"):
         scenario_from_dict({"quirks": [{"symbol": "NOPE", "kind": "zero"}]})
     with pytest.raises(ScenarioError, match="not both"):
-        scenario_from_dict({"faults": [{"kind": "disconnect", "at_s": 1,
-                                        "after_mktdata_requests": 2}]})
+        scenario_from_dict(
+            {"faults": [{"kind": "disconnect", "at_s": 1, "after_mktdata_requests": 2}]}
+        )
     with pytest.raises(ScenarioError, match="needs a code"):
         scenario_from_dict({"faults": [{"kind": "error"}]})
 
@@ -179,7 +181,7 @@ def test_frames_are_cut_one_at_a_time_handshake_first() -> None:
     frames, pos = [], 0
     while pos < len(stream):  # read as the reader does: never past the frame under way
         take = cutter.missing()
-        frames += cutter.feed(stream[pos:pos + take])
+        frames += cutter.feed(stream[pos : pos + take])
         pos += take
     assert frames == [hello, encode_message([49, 1]), encode_message([61, 1])]
     assert FrameCutter().feed(b"GET / HTTP/1.1") == [b"GET / HTTP/1.1"]  # not ours: passed on
@@ -218,13 +220,33 @@ def test_the_first_frames_merged_under_one_stamp_are_spread_not_bunched() -> Non
 
 
 def test_field_reader_contract() -> None:
-    fields = ["9", "8", "7", "0", "spy", "OPT", "20261127", "680.0", "CALL", "100", "SMART", "",
-              "USD", "", ""]
+    fields = [
+        "9",
+        "8",
+        "7",
+        "0",
+        "spy",
+        "OPT",
+        "20261127",
+        "680.0",
+        "CALL",
+        "100",
+        "SMART",
+        "",
+        "USD",
+        "",
+        "",
+    ]
     r = FieldReader(fields, start=2)
     assert r.integer() == 7
     c = r.contract()
-    assert (c.symbol, c.sec_type, c.strike, c.right, c.multiplier) == ("SPY", "OPT", 680.0, "C",
-                                                                       "100")
+    assert (c.symbol, c.sec_type, c.strike, c.right, c.multiplier) == (
+        "SPY",
+        "OPT",
+        680.0,
+        "C",
+        "100",
+    )
     assert r.text() == "" and r.remaining() == 0
 
 
@@ -242,14 +264,28 @@ def _client_fields(send: Any) -> list[str]:
 
 def test_place_order_decodes_every_field_that_matters() -> None:
     contract = Option("SPY", "20261127", 680, "C", "SMART", conId=123)
-    order = LimitOrder("BUY", 3, 2.15, tif="DAY", ocaGroup="g1", orderRef="ref-1", parentId=77,
-                       transmit=False, account="DU1234567", whatIf=True)
+    order = LimitOrder(
+        "BUY",
+        3,
+        2.15,
+        tif="DAY",
+        ocaGroup="g1",
+        orderRef="ref-1",
+        parentId=77,
+        transmit=False,
+        account="DU1234567",
+        whatIf=True,
+    )
     fields = _client_fields(lambda c: c.placeOrder(55, contract, order))
     assert len(fields) == 115
     order_id, c, o = decode_place_order(FieldReader(fields), 176)
     assert order_id == 55 and c.con_id == 123 and c.strike == 680.0
     assert (o["action"], o["totalQuantity"], o["orderType"], o["lmtPrice"]) == (
-        "BUY", "3", "LMT", "2.15")
+        "BUY",
+        "3",
+        "LMT",
+        "2.15",
+    )
     assert (o["tif"], o["ocaGroup"], o["orderRef"], o["parentId"]) == ("DAY", "g1", "ref-1", "77")
     assert (o["transmit"], o["whatIf"], o["account"]) == ("0", "1", "DU1234567")
     assert o["auxPrice"] == "" and o["manualOrderTime"] == ""
@@ -263,8 +299,11 @@ def test_open_order_echo_parses_back_in_ib_insync() -> None:
     raw.update(clientId="3", permId="555")
     market = _market()
     head = out.contract_head(market.book.stocks["SPY"])
-    state: dict[str, FieldValue] = {"initMarginChange": "100.00", "commission": 1.0,
-                                    "commissionCurrency": "USD"}
+    state: dict[str, FieldValue] = {
+        "initMarginChange": "100.00",
+        "commission": 1.0,
+        "commissionCurrency": "USD",
+    }
     message = encode_open_order(10, head, raw, "Submitted", state, 176)
     seen: dict[str, Any] = {}
 
@@ -277,8 +316,7 @@ def test_open_order_echo_parses_back_in_ib_insync() -> None:
     o, st = seen["order"], seen["state"]
     assert seen["order_id"] == 10 and seen["contract"].conId == 756733
     assert (o.action, o.totalQuantity, o.orderType, o.auxPrice) == ("SELL", 5.0, "STP", 600.5)
-    assert (o.orderRef, o.ocaGroup, o.parentId, o.clientId, o.permId) == ("stop", "oca", 9, 3,
-                                                                          555)
+    assert (o.orderRef, o.ocaGroup, o.parentId, o.clientId, o.permId) == ("stop", "oca", 9, 3, 555)
     assert st.status == "Submitted" and st.initMarginChange == "100.00" and st.commission == 1.0
 
 
@@ -292,19 +330,28 @@ def test_fixed_count_messages_parse_in_ib_insync() -> None:
             return lambda *args: calls.append((name, args))
 
     decoder = Decoder(Wrapper(), 176)  # type: ignore[arg-type]
-    greeks = market.greeks(market.book.option("SPY", market.today() + timedelta(days=7), 680.0,
-                                              "C", 1), market.now())
-    for message in (out.position("DU1", spy, 10.0, 650.0),
-                    out.portfolio("DU1", spy, 10.0, 680.0, 650.0),
-                    out.tick_price(1, out.BID, 680.0, 3.0, False),
-                    out.tick_option(1, out.MODEL_OPTION, greeks, False),
-                    out.tick_option(1, out.MODEL_OPTION, None, True),
-                    out.commission_report("e1", 1.0, "USD"),
-                    out.error(5, 200)):
+    greeks = market.greeks(
+        market.book.option("SPY", market.today() + timedelta(days=7), 680.0, "C", 1), market.now()
+    )
+    for message in (
+        out.position("DU1", spy, 10.0, 650.0),
+        out.portfolio("DU1", spy, 10.0, 680.0, 650.0),
+        out.tick_price(1, out.BID, 680.0, 3.0, False),
+        out.tick_option(1, out.MODEL_OPTION, greeks, False),
+        out.tick_option(1, out.MODEL_OPTION, None, True),
+        out.commission_report("e1", 1.0, "USD"),
+        out.error(5, 200),
+    ):
         decoder.interpret(decode_body(encode_message(message)[4:]))
     assert [name for name, _ in calls] == [
-        "position", "updatePortfolio", "priceSizeTick", "tickOptionComputation",
-        "tickOptionComputation", "commissionReport", "error"]
+        "position",
+        "updatePortfolio",
+        "priceSizeTick",
+        "tickOptionComputation",
+        "tickOptionComputation",
+        "commissionReport",
+        "error",
+    ]
     assert calls[3][1][4] == pytest.approx(greeks.delta, abs=1e-6)
     assert calls[4][1][1] == 83 and calls[4][1][4] == -2.0  # delayed, "not computed"
     assert math.isclose(calls[2][1][2], 680.0)
@@ -320,12 +367,29 @@ def test_threaded_sim_call_runs_on_the_sim_loop() -> None:
 
 def test_a_news_event_moves_the_price_for_good_and_lifts_the_volume() -> None:
     at = TUESDAY_MORNING.timestamp()
-    news = _market(quirks=[], symbols=[{"symbol": "SPY", "price": 680, "con_id": 756733,
-                                        "volume_per_min": 150000, "events": [
-        {"at": TUESDAY_MORNING.isoformat(), "move_pct": 2.0, "volume_x": 5,
-         "duration_min": 30}]}])
-    calm = _market(quirks=[], symbols=[{"symbol": "SPY", "price": 680, "con_id": 756733,
-                                        "volume_per_min": 150000}])
+    news = _market(
+        quirks=[],
+        symbols=[
+            {
+                "symbol": "SPY",
+                "price": 680,
+                "con_id": 756733,
+                "volume_per_min": 150000,
+                "events": [
+                    {
+                        "at": TUESDAY_MORNING.isoformat(),
+                        "move_pct": 2.0,
+                        "volume_x": 5,
+                        "duration_min": 30,
+                    }
+                ],
+            }
+        ],
+    )
+    calm = _market(
+        quirks=[],
+        symbols=[{"symbol": "SPY", "price": 680, "con_id": 756733, "volume_per_min": 150000}],
+    )
     before, after = at - 120, at + 600
     assert news.underlying("SPY", before) == calm.underlying("SPY", before)
     assert news.underlying("SPY", after) == pytest.approx(calm.underlying("SPY", after) * 1.02)
@@ -333,5 +397,14 @@ def test_a_news_event_moves_the_price_for_good_and_lifts_the_volume() -> None:
     loud, quiet = news.paths["SPY"].minute_bar(minute), calm.paths["SPY"].minute_bar(minute)
     assert loud.volume > 3 * quiet.volume
     with pytest.raises(ScenarioError, match="events.0.at"):
-        scenario_from_dict({"symbols": [{"symbol": "SPY", "price": 1, "events": [
-            {"at": "2026-12-07T10:05:00", "move_pct": 1}]}]})
+        scenario_from_dict(
+            {
+                "symbols": [
+                    {
+                        "symbol": "SPY",
+                        "price": 1,
+                        "events": [{"at": "2026-12-07T10:05:00", "move_pct": 1}],
+                    }
+                ]
+            }
+        )

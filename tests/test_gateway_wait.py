@@ -89,17 +89,24 @@ def ibkr(**values: Any) -> IBKRSettings:
     return IBKRSettings(**{"reconnect_jitter": 0, **values})
 
 
-def wait_with(script: list[Any], cfg: IBKRSettings | None = None,
-              time: FakeTime | None = None) -> tuple[Any, ScriptedBroker, Alerts, FakeTime,
-                                                     list[str]]:
+def wait_with(
+    script: list[Any], cfg: IBKRSettings | None = None, time: FakeTime | None = None
+) -> tuple[Any, ScriptedBroker, Alerts, FakeTime, list[str]]:
     """Run one GatewayWait; the outcome (True/False or the exception) and its witnesses."""
     broker, alerts, time = ScriptedBroker(script), Alerts(), time or FakeTime()
     statuses: list[str] = []
 
     async def main() -> Any:
-        waiter = GatewayWait(asyncio.Event(), broker, cfg or ibkr(), alerts,  # type: ignore[arg-type]
-                             statuses.append, clock=time.clock, sleep=time.sleep,
-                             rng=random.Random(1))
+        waiter = GatewayWait(
+            asyncio.Event(),
+            broker,
+            cfg or ibkr(),
+            alerts,  # type: ignore[arg-type]
+            statuses.append,
+            clock=time.clock,
+            sleep=time.sleep,
+            rng=random.Random(1),
+        )
         try:
             return await waiter.connect()
         except BrokerError as exc:
@@ -164,10 +171,13 @@ def test_connect_wait_s_ends_the_wait_with_exit_3_naming_the_address_and_the_set
     assert "ibkr.connect_wait_s: 2" in str(outcome) and "connection refused" in str(outcome)
 
 
-@pytest.mark.parametrize("fatal", [
-    NotAGateway("127.0.0.1:4002 does not speak the TWS API (it answered b'HTTP/1.1 400')"),
-    BrokerError("client ids 1..3 are all in use at 127.0.0.1:4002 (error 326)"),
-])
+@pytest.mark.parametrize(
+    "fatal",
+    [
+        NotAGateway("127.0.0.1:4002 does not speak the TWS API (it answered b'HTTP/1.1 400')"),
+        BrokerError("client ids 1..3 are all in use at 127.0.0.1:4002 (error 326)"),
+    ],
+)
 def test_what_waiting_cannot_fix_fails_at_once(fatal: BrokerError) -> None:
     outcome, broker, _, time, _ = wait_with([fatal])
     assert outcome is fatal and broker.attempts == 1 and not time.pauses
@@ -188,8 +198,15 @@ def test_a_stop_during_a_probe_cancels_it() -> None:
     stop = asyncio.Event()
 
     async def main() -> bool:
-        waiter = GatewayWait(stop, broker, ibkr(), alerts,  # type: ignore[arg-type]
-                             lambda _: None, clock=time.clock, sleep=time.sleep)
+        waiter = GatewayWait(
+            stop,
+            broker,
+            ibkr(),
+            alerts,  # type: ignore[arg-type]
+            lambda _: None,
+            clock=time.clock,
+            sleep=time.sleep,
+        )
         waiting = asyncio.ensure_future(waiter.connect())
         await broker.hanging.wait()  # the second probe hangs, as on a silent gateway
         stop.set()
@@ -243,13 +260,17 @@ def said(server: socket.socket) -> list[str]:
 
 
 def run_supervisor(tmp_path: Path, refusals: int, wait: bool) -> tuple[Supervisor, LateGateway]:
-    settings = make_settings(tmp_path, schedule={"cycles": 1}, ibkr={
-        "reconnect_initial_s": 0.01, "reconnect_max_s": 0.01, "reconnect_jitter": 0})
+    settings = make_settings(
+        tmp_path,
+        schedule={"cycles": 1},
+        ibkr={"reconnect_initial_s": 0.01, "reconnect_max_s": 0.01, "reconnect_jitter": 0},
+    )
     clock = SimClock(settings.stub.start.timestamp())
     broker = LateGateway(settings, clock, refusals)
     logs = LogService(settings.logging, None)
-    sup = Supervisor(settings, broker, clock, logs.handle, echo=lambda _: None,
-                     wait_for_gateway=wait)
+    sup = Supervisor(
+        settings, broker, clock, logs.handle, echo=lambda _: None, wait_for_gateway=wait
+    )
     broker.supervisor = sup
     try:
         sup.exit_code = asyncio.run(sup.run())

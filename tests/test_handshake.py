@@ -21,22 +21,25 @@ from supervisor.broker.ibkr.handshake import API, NOT_API, NOTHING, PARTIAL, han
 FIRST = struct.pack(">I", 25) + b"176\x0020261201 10:30:00 EST\x00"  # IB Gateway's first message
 
 
-@pytest.mark.parametrize("data, verdict", [
-    (b"", NOTHING),
-    (FIRST, API),
-    (FIRST + b"\x00\x00\x00\x0515\x001\x00", API),  # and what follows it
-    (FIRST[:2], PARTIAL),
-    (FIRST[:4], PARTIAL),
-    (FIRST[:6], PARTIAL),  # cut off mid-version: a gateway dying mid-handshake
-    (b"HTTP/1.1 400 Bad Request\r\n", NOT_API),
-    (b"\x15\x03\x01\x00\x02\x02\x50", NOT_API),  # a TLS alert
-    (b"SSH-2.0-OpenSSH_9.6\r\n", NOT_API),
-    (b"\x00\x00\x00\x05hello", NOT_API),  # framed, but no version
-    (b"\x00\x00\x00\x00", NOT_API),  # an empty first message
-    (b"\x00\x00\x00\x03\x00ab", NOT_API),
-    (b"\x00\x00\x10\x01" + b"1" * 60, NOT_API),  # longer than any first message
-    (b"\x01", NOT_API),
-])
+@pytest.mark.parametrize(
+    "data, verdict",
+    [
+        (b"", NOTHING),
+        (FIRST, API),
+        (FIRST + b"\x00\x00\x00\x0515\x001\x00", API),  # and what follows it
+        (FIRST[:2], PARTIAL),
+        (FIRST[:4], PARTIAL),
+        (FIRST[:6], PARTIAL),  # cut off mid-version: a gateway dying mid-handshake
+        (b"HTTP/1.1 400 Bad Request\r\n", NOT_API),
+        (b"\x15\x03\x01\x00\x02\x02\x50", NOT_API),  # a TLS alert
+        (b"SSH-2.0-OpenSSH_9.6\r\n", NOT_API),
+        (b"\x00\x00\x00\x05hello", NOT_API),  # framed, but no version
+        (b"\x00\x00\x00\x00", NOT_API),  # an empty first message
+        (b"\x00\x00\x00\x03\x00ab", NOT_API),
+        (b"\x00\x00\x10\x01" + b"1" * 60, NOT_API),  # longer than any first message
+        (b"\x01", NOT_API),
+    ],
+)
 def test_the_first_bytes_say_whether_the_tws_api_answered(data: bytes, verdict: str) -> None:
     assert handshake_answer(data) == verdict
 
@@ -81,8 +84,9 @@ def connect_to(handler: Handler | None, timeout_s: float) -> tuple[BrokerError, 
         else:
             server = await asyncio.start_server(handler, "127.0.0.1", 0)
             port = server.sockets[0].getsockname()[1]
-        broker = IBKRBroker(Settings.model_validate(
-            {"ibkr": {"port": port, "connect_timeout_s": timeout_s}}))
+        broker = IBKRBroker(
+            Settings.model_validate({"ibkr": {"port": port, "connect_timeout_s": timeout_s}})
+        )
         started = time.monotonic()
         try:
             await broker.connect()

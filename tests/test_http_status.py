@@ -31,8 +31,11 @@ def _get(port: int, path: str) -> tuple[int, str]:
 
 
 def _samples(text: str) -> dict[str, float]:
-    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
-            for line in text.splitlines() if line and not line.startswith("#")}
+    return {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line and not line.startswith("#")
+    }
 
 
 def test_health_says_why_and_metrics_carry_every_figure() -> None:
@@ -41,11 +44,20 @@ def test_health_says_why_and_metrics_carry_every_figure() -> None:
     try:
         code, body = _get(port, "/healthz")
         assert code == 503 and json.loads(body)["connected"] is False  # nothing published
-        server.publish(Status(connected=True, market_open=True, cycles=7,
-                              last_cycle_mono=time.monotonic(), cycle_seconds=0.42,
-                              symbols_ok=3, symbols_failed=1, open_positions=2, day_pnl=-12.5,
-                              broker={"pacing_waits_total": 4.0, "lines_in_use": 6.0,
-                                      "errors.100": 0.0}))
+        server.publish(
+            Status(
+                connected=True,
+                market_open=True,
+                cycles=7,
+                last_cycle_mono=time.monotonic(),
+                cycle_seconds=0.42,
+                symbols_ok=3,
+                symbols_failed=1,
+                open_positions=2,
+                day_pnl=-12.5,
+                broker={"pacing_waits_total": 4.0, "lines_in_use": 6.0, "errors.100": 0.0},
+            )
+        )
         code, body = _get(port, "/healthz")
         assert code == 200 and json.loads(body)["cycles"] == 7
         code, text = _get(port, "/metrics")
@@ -77,9 +89,24 @@ def test_metrics_during_a_sim_run(tmp_path: Path) -> None:
     config = tmp_path / "settings.yaml"
     config.write_text(f"monitoring:\n  http_port: {port}\n")
     bot = subprocess.Popen(
-        [sys.executable, "-m", "supervisor", "run", "--sim", "--cycles", "0", "--interval",
-         "0.2", "--config", str(config)], cwd=tmp_path, stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+        [
+            sys.executable,
+            "-m",
+            "supervisor",
+            "run",
+            "--sim",
+            "--cycles",
+            "0",
+            "--interval",
+            "0.2",
+            "--config",
+            str(config),
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+    )
     try:
         deadline = time.monotonic() + 60
         health: dict = {}

@@ -69,29 +69,46 @@ def sim() -> Iterator[ThreadedSim]:
 
 @pytest.fixture(scope="module")
 def round_sim() -> Iterator[ThreadedSim]:
-    scenario = make_scenario(TUESDAY_MORNING, rules={"max_market_data_lines": 22},
-                             latency={"snapshot_end_s": 0.5, "historical_s": 0.05})
+    scenario = make_scenario(
+        TUESDAY_MORNING,
+        rules={"max_market_data_lines": 22},
+        latency={"snapshot_end_s": 0.5, "historical_s": 0.05},
+    )
     with ThreadedSim(scenario) as server:
         yield server
 
 
-def settings(port: int, ibkr: dict[str, Any] | None = None,
-             pacing: dict[str, Any] | None = None) -> Settings:
+def settings(
+    port: int, ibkr: dict[str, Any] | None = None, pacing: dict[str, Any] | None = None
+) -> Settings:
     raw: dict[str, Any] = {
-        "ibkr": {"port": port, "client_id": next_client_id(), "connect_timeout_s": 3,
-                 "snapshot_timeout_s": 1.0, "historical_timeout_s": 1.0,
-                 "request_timeout_s": 3, "reconnect_initial_s": 0.3,
-                 "reconnect_max_s": 0.5, **(ibkr or {})},
+        "ibkr": {
+            "port": port,
+            "client_id": next_client_id(),
+            "connect_timeout_s": 3,
+            "snapshot_timeout_s": 1.0,
+            "historical_timeout_s": 1.0,
+            "request_timeout_s": 3,
+            "reconnect_initial_s": 0.3,
+            "reconnect_max_s": 0.5,
+            **(ibkr or {}),
+        },
         "pacing": pacing or {},
     }
     return parse_settings(raw, "test", environ={})
 
 
-def with_broker(sim: ThreadedSim, body: Callable[[IBKRBroker], Awaitable[T]], *,
-                now: Callable[[], float] | None = None, timeout_s: float = 30,
-                **sections: dict[str, Any]) -> T:
+def with_broker(
+    sim: ThreadedSim,
+    body: Callable[[IBKRBroker], Awaitable[T]],
+    *,
+    now: Callable[[], float] | None = None,
+    timeout_s: float = 30,
+    **sections: dict[str, Any],
+) -> T:
     """Connect a broker on the sim's clock (or ``now``), run ``body``, disconnect; in a
     fresh loop."""
+
     async def main() -> T:
         broker = IBKRBroker(settings(sim.port, **sections), now=now or sim.now)
         await broker.connect()
@@ -112,9 +129,12 @@ async def assert_nothing_left(broker: IBKRBroker, lines: bool = True) -> None:
     assert stats["live_tickers"] == 0, stats
     assert stats["pending_requests"] == 0, stats
     wrapper = broker.ib.wrapper
-    maps = {"reqId2Ticker": wrapper.reqId2Ticker, "_results": wrapper._results,
-            "_reqId2Contract": wrapper._reqId2Contract,
-            "snapshot tickers": wrapper.ticker2ReqId.get("snapshot", {})}
+    maps = {
+        "reqId2Ticker": wrapper.reqId2Ticker,
+        "_results": wrapper._results,
+        "_reqId2Contract": wrapper._reqId2Contract,
+        "snapshot tickers": wrapper.ticker2ReqId.get("snapshot", {}),
+    }
     assert {name: len(m) for name, m in maps.items() if m} == {}
     if lines:
         assert stats["lines_in_use"] == 0, stats
@@ -243,8 +263,9 @@ def test_bars_are_completed_ascending_and_fetched_incrementally(sim: ThreadedSim
     assert len(days) >= 4  # a Tuesday morning reaches back over the weekend and Thanksgiving
 
 
-def spy_options(chain_strikes: tuple[float, ...], expiry: str, price: float, n: int,
-                right: Right = Right.CALL) -> list[OptionContract]:
+def spy_options(
+    chain_strikes: tuple[float, ...], expiry: str, price: float, n: int, right: Right = Right.CALL
+) -> list[OptionContract]:
     near = sorted(chain_strikes, key=lambda k: abs(k - price))[:n]
     return [OptionContract("SPY", expiry, k, right, 100, "SMART", "SPY") for k in sorted(near)]
 
@@ -255,8 +276,9 @@ def test_option_quotes_with_greeks_and_an_unlisted_strike(sim: ThreadedSim) -> N
         spot = (await broker.quote("SPY")).last
         calls = spy_options(chain.strikes, chain.expirations[0], spot, 4)
         puts = spy_options(chain.strikes, chain.expirations[0], spot, 2, Right.PUT)
-        bogus = OptionContract("SPY", chain.expirations[0], 12345.0, Right.CALL, 100, "SMART",
-                               "SPY")  # an expiry and right asked for, a strike not listed
+        bogus = OptionContract(
+            "SPY", chain.expirations[0], 12345.0, Right.CALL, 100, "SMART", "SPY"
+        )  # an expiry and right asked for, a strike not listed
         details_before = sim.stats()["messages_by_type"].get("9", 0)
         quotes = await broker.option_quotes((*calls, *puts, bogus))
         # the next strikes of the same expiry (a price that moved) need no qualifying
@@ -333,15 +355,20 @@ def test_regular_hours_come_from_the_contract_hours(sim: ThreadedSim) -> None:
     assert hours.session(tomorrow_noon.date()) is None and hours.lists(tomorrow_noon.date())
 
 
-@pytest.mark.parametrize(("moment", "is_open"), [
-    (TUESDAY_MORNING, True),
-    (TUESDAY_NIGHT, False),  # before the pre-market: liquid hours are 09:30-16:00
-    (SATURDAY_NOON, False),
-    (CHRISTMAS, False),  # a holiday the contract hours list as CLOSED
-    (AFTER_FALL_BACK, True),  # 09:45 EST, the first session after the clocks fell back
-], ids=["tuesday-morning", "tuesday-night", "saturday-noon", "christmas", "after-fall-back"])
-def test_regular_hours_at_named_moments_of_a_real_hours_session(moment: datetime,
-                                                             is_open: bool) -> None:
+@pytest.mark.parametrize(
+    ("moment", "is_open"),
+    [
+        (TUESDAY_MORNING, True),
+        (TUESDAY_NIGHT, False),  # before the pre-market: liquid hours are 09:30-16:00
+        (SATURDAY_NOON, False),
+        (CHRISTMAS, False),  # a holiday the contract hours list as CLOSED
+        (AFTER_FALL_BACK, True),  # 09:45 EST, the first session after the clocks fell back
+    ],
+    ids=["tuesday-morning", "tuesday-night", "saturday-noon", "christmas", "after-fall-back"],
+)
+def test_regular_hours_at_named_moments_of_a_real_hours_session(
+    moment: datetime, is_open: bool
+) -> None:
     scenario = make_scenario(moment, session={"mode": "real", "holidays": ["20261225"]})
 
     async def body(broker: IBKRBroker) -> Any:
@@ -352,15 +379,20 @@ def test_regular_hours_at_named_moments_of_a_real_hours_session(moment: datetime
         assert with_broker(sim, body) is is_open
 
 
-@pytest.mark.parametrize(("moment", "first_expiry", "not_listed"), [
-    # minutes before Friday's close the nearest listed expiry is today's; none on Saturday
-    (FRIDAY_1555, "20261204", "20261205"),
-    (SATURDAY_NOON, "20261207", "20261205"),  # a weekend: Monday's daily comes first
-    # the day before Thanksgiving lists itself, then skips the holiday
-    (DAY_BEFORE_THANKSGIVING, "20261125", "20261126"),
-], ids=["friday-close", "saturday", "before-thanksgiving"])
-def test_the_chain_lists_the_sessions_own_expiries(moment: datetime, first_expiry: str,
-                                                   not_listed: str) -> None:
+@pytest.mark.parametrize(
+    ("moment", "first_expiry", "not_listed"),
+    [
+        # minutes before Friday's close the nearest listed expiry is today's; none on Saturday
+        (FRIDAY_1555, "20261204", "20261205"),
+        (SATURDAY_NOON, "20261207", "20261205"),  # a weekend: Monday's daily comes first
+        # the day before Thanksgiving lists itself, then skips the holiday
+        (DAY_BEFORE_THANKSGIVING, "20261125", "20261126"),
+    ],
+    ids=["friday-close", "saturday", "before-thanksgiving"],
+)
+def test_the_chain_lists_the_sessions_own_expiries(
+    moment: datetime, first_expiry: str, not_listed: str
+) -> None:
     async def body(broker: IBKRBroker) -> Any:
         return (await broker.chain("SPY")).expirations
 
@@ -391,9 +423,19 @@ def test_bracket_arrives_field_by_field(sim: ThreadedSim) -> None:
     async def body(broker: IBKRBroker) -> Any:
         chain = await broker.chain("SPY")
         (contract,) = spy_options(chain.strikes, chain.expirations[2], 680.0, 1)
-        intent = OrderIntent(intent_id, 1, "SPY", contract, Signal.BUY, entry_limit=2.5,
-                             take_profit=3.75, stop_loss=1.75, premium=2.5, confidence=0.7,
-                             reasons=("test",))
+        intent = OrderIntent(
+            intent_id,
+            1,
+            "SPY",
+            contract,
+            Signal.BUY,
+            entry_limit=2.5,
+            take_profit=3.75,
+            stop_loss=1.75,
+            premium=2.5,
+            confidence=0.7,
+            reasons=("test",),
+        )
         placed = await broker.place_bracket(intent, 2, ACCOUNT)
         await wait_until(lambda: len(broker.open_orders()) >= 2, 3.0)
         return placed, broker.open_orders()
@@ -410,8 +452,10 @@ def test_bracket_arrives_field_by_field(sim: ThreadedSim) -> None:
     assert parent["parentId"] == 0 and tp["parentId"] == sl["parentId"] == ids[0]
     assert tp["ocaGroup"] == sl["ocaGroup"] == f"oca-{intent_id}" and tp["ocaGroup"]
     assert parent["ocaGroup"] == ""
-    assert all(o["totalQuantity"] == 2 and o["account"] == ACCOUNT and not o["whatIf"]
-               for o in (parent, tp, sl))
+    assert all(
+        o["totalQuantity"] == 2 and o["account"] == ACCOUNT and not o["whatIf"]
+        for o in (parent, tp, sl)
+    )
     assert all(o["sec_type"] == "OPT" and o["strike"] == 680.0 for o in (parent, tp, sl))
     assert {o.order_ref for o in open_orders} == {intent_id}
 
@@ -470,19 +514,24 @@ def test_a_pacing_refusal_is_not_resent_while_it_cools_down() -> None:
     # Given a gateway enforcing historical pacing, one request per 10 minutes
     rules = {"historical_pacing": True, "hist_max_requests": 1}
     with ThreadedSim(make_scenario(TUESDAY_MORNING, rules=rules)) as paced:
+
         def sent() -> int:
             return int(paced.stats()["messages_by_type"].get("20", 0))  # reqHistoricalData
 
         async def body(broker: IBKRBroker) -> Any:
             await broker.bars("SPY", 60)  # the one request allowed
             # When the next bar size is refused with 162
-            with pytest.raises(SymbolDataError,
-                               match=r"error 162: .*pacing.*; not asked again for 60s"):
+            with pytest.raises(
+                SymbolDataError, match=r"error 162: .*pacing.*; not asked again for 60s"
+            ):
                 await broker.bars("SPY", 600, 60)
             refused_at = sent()
             # Then asking again fails at once, naming the cooldown, and nothing is sent
-            with pytest.raises(SymbolDataError, match=r"bars SPY 1 hour: not sent, cooling "
-                               r"down \d+s more after IBKR's pacing refusal"):
+            with pytest.raises(
+                SymbolDataError,
+                match=r"bars SPY 1 hour: not sent, cooling "
+                r"down \d+s more after IBKR's pacing refusal",
+            ):
                 await broker.bars("SPY", 600, 60)
             assert sent() == refused_at == 2
             await broker.bars("SPY", 60)  # the other bar size is not held up
@@ -515,7 +564,8 @@ def test_a_complete_quote_does_not_wait_for_the_snapshot_end(sim: ThreadedSim) -
 
 
 def test_a_cancel_queued_across_a_reconnect_is_not_sent_on_the_new_connection(
-        sim: ThreadedSim) -> None:
+    sim: ThreadedSim,
+) -> None:
     # Given one line, so a complete snapshot's cancel is queued at once
     async def body(broker: IBKRBroker) -> Any:
         def cancels() -> int:
@@ -550,7 +600,8 @@ def test_while_lines_are_plentiful_a_complete_snapshot_ends_by_itself(sim: Threa
 
 
 def test_a_complete_snapshot_is_cancelled_when_the_line_reserve_is_not_free(
-        sim: ThreadedSim) -> None:
+    sim: ThreadedSim,
+) -> None:
     # Given SPY again, but a reserve of every line (pacing.line_reserve 90 of 90): with its
     # own line held, 89 are free, one short of the reserve
     async def body(broker: IBKRBroker) -> Any:
@@ -571,6 +622,7 @@ def test_delayed_fallback_takes_delayed_data_where_live_is_not_subscribed() -> N
     raw = yaml.safe_load(DEFAULT_SCENARIO.read_text())["symbols"]
     symbols = [{**spec, "live_data": spec["symbol"] != "AAPL"} for spec in raw]
     with ThreadedSim(make_scenario(TUESDAY_MORNING, symbols=symbols)) as gateway:
+
         def data_type_requests() -> int:
             return int(gateway.stats()["messages_by_type"].get("59", 0))
 
@@ -606,9 +658,14 @@ def test_in_stream_mode_a_quote_is_a_stream_cancelled_once_complete(sim: Threade
     async def body(broker: IBKRBroker) -> Any:
         streams_before = sim.stats()["streams"]
         quote = await broker.quote("SPY")
-        (option,) = await broker.option_quotes(spy_options(
-            (await broker.chain("SPY")).strikes, (await broker.chain("SPY")).expirations[0],
-            quote.last, 1))
+        (option,) = await broker.option_quotes(
+            spy_options(
+                (await broker.chain("SPY")).strikes,
+                (await broker.chain("SPY")).expirations[0],
+                quote.last,
+                1,
+            )
+        )
         await assert_nothing_left(broker)
         await wait_until(lambda: sim.stats()["market_data_lines_open"] == 0)
         return quote, option, sim.stats()["streams"] - streams_before, broker.stats()
@@ -621,7 +678,8 @@ def test_in_stream_mode_a_quote_is_a_stream_cancelled_once_complete(sim: Threade
 
 
 def test_a_snapshot_left_to_end_that_never_ends_is_cancelled_after_the_timeout(
-        sim: ThreadedSim) -> None:
+    sim: ThreadedSim,
+) -> None:
     # Given a complete quote whose end never comes, with lines to spare
     async def body(broker: IBKRBroker) -> Any:
         await broker.quote("SYM11")
@@ -638,7 +696,8 @@ def test_a_snapshot_left_to_end_that_never_ends_is_cancelled_after_the_timeout(
 
 
 def test_a_quote_missing_fields_is_what_the_gateway_sent_when_the_end_comes(
-        sim: ThreadedSim) -> None:
+    sim: ThreadedSim,
+) -> None:
     # Given SYM06, whose bid, ask and last never come (the default scenario's quirk)
     async def body(broker: IBKRBroker) -> Any:
         quote = await broker.quote("SYM06")
@@ -656,10 +715,13 @@ def test_a_snapshot_with_no_data_before_the_timeout_fails_naming_what_is_missing
     # Given a gateway whose data comes after the broker's 1 s timeout
     slow = make_scenario(TUESDAY_MORNING, latency={"market_data_s": 3.0})
     with ThreadedSim(slow) as gateway:
+
         async def body(broker: IBKRBroker) -> Any:
-            with pytest.raises(SymbolDataError,
-                               match=r"quote SPY: no data within 1s \(missing bid, ask, last, "
-                                     r"close\); cancelled"):
+            with pytest.raises(
+                SymbolDataError,
+                match=r"quote SPY: no data within 1s \(missing bid, ask, last, "
+                r"close\); cancelled",
+            ):
                 await broker.quote("SPY")
             await assert_nothing_left(broker)
             await wait_until(lambda: gateway.stats()["market_data_lines_open"] == 0)
@@ -696,11 +758,16 @@ def test_the_whale_rule_fires_on_a_monday_morning_against_real_hours() -> None:
         now = broker.now()
         session = await SessionBook(broker, nyse()).today("QQQ", now)
         assert session is not None
-        task = SymbolTask(1, "QQQ", now, trading_day(now), session_open_ts=session.open_ts,
-                          session_close_ts=session.close_ts)
+        task = SymbolTask(
+            1,
+            "QQQ",
+            now,
+            trading_day(now),
+            session_open_ts=session.open_ts,
+            session_close_ts=session.close_ts,
+        )
         service = DataService(broker, 10.0, nyse(), broker.now)
-        pipeline = process_symbol(task, 1, settings_, ScalpWhaleStrategy(settings_),
-                                  request_ids())
+        pipeline = process_symbol(task, 1, settings_, ScalpWhaleStrategy(settings_), request_ids())
         return await drive(pipeline, service, [])
 
     with ThreadedSim(scenario_from_dict(raw)) as sim:
@@ -716,8 +783,9 @@ def test_the_whale_rule_fires_on_a_monday_morning_against_real_hours() -> None:
 def test_a_partly_filled_take_profit_shrinks_the_stop_by_as_much() -> None:
     # Given a gateway that fills at most 2 contracts per pass, and our bracket of 5 whose
     # entry and take-profit are both marketable (the stop far below, never triggered)
-    scenario = make_scenario(TUESDAY_MORNING, orders={"max_fill_per_match": 2,
-                                                      "match_interval_s": 0.05})
+    scenario = make_scenario(
+        TUESDAY_MORNING, orders={"max_fill_per_match": 2, "match_interval_s": 0.05}
+    )
     intent_id = f"oca-{next_client_id()}"
 
     async def body(broker: IBKRBroker) -> Any:
@@ -725,22 +793,36 @@ def test_a_partly_filled_take_profit_shrinks_the_stop_by_as_much() -> None:
         spot = (await broker.quote("SPY")).last
         (contract,) = spy_options(chain.strikes, chain.expirations[1], spot, 1)
         (q,) = await broker.option_quotes((contract,))
-        intent = OrderIntent(intent_id, 1, "SPY", contract, Signal.BUY,
-                             entry_limit=round(q.ask + 0.5, 2), take_profit=round(q.bid * 0.5, 2),
-                             stop_loss=0.05, premium=q.ask, confidence=0.5, reasons=())
+        intent = OrderIntent(
+            intent_id,
+            1,
+            "SPY",
+            contract,
+            Signal.BUY,
+            entry_limit=round(q.ask + 0.5, 2),
+            take_profit=round(q.bid * 0.5, 2),
+            stop_loss=0.05,
+            premium=q.ask,
+            confidence=0.5,
+            reasons=(),
+        )
         seen: list[tuple[float, float]] = []  # (take-profit filled, stop quantity)
 
         def sold() -> float:
-            return sum(f.shares for f in broker.fills()
-                       if f.order_ref == intent_id and f.side == "SLD")
+            return sum(
+                f.shares for f in broker.fills() if f.order_ref == intent_id and f.side == "SLD"
+            )
 
         def stop_sent(trade: Any) -> None:
             """At each of the stop's openOrder messages, what the broker shows: the fills
             whose messages came before it, and the stop's size (a poll between an execution
             and the resize that follows it would see the one without the other)."""
             if trade.order.orderRef == intent_id and trade.order.orderType == "STP":
-                seen.extend((sold(), o.quantity) for o in broker.open_orders()
-                            if o.order_id == trade.order.orderId)
+                seen.extend(
+                    (sold(), o.quantity)
+                    for o in broker.open_orders()
+                    if o.order_id == trade.order.orderId
+                )
 
         broker.ib.openOrderEvent += stop_sent
         _entry, tp_id, sl_id = (await broker.place_bracket(intent, 5, ACCOUNT)).order_ids

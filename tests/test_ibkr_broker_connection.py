@@ -66,8 +66,9 @@ def test_client_id_in_use_connects_with_the_next_id(sim: ThreadedSim) -> None:
             elapsed = time.monotonic() - started
             quote = await broker.quote("AAPL")
             # the broker asked the gateway to pace it (+PACEAPI), the plain client did not
-            paced = sim.call(lambda: {s.client_id: s.pacer is not None
-                                      for s in sim.server.sessions})
+            paced = sim.call(
+                lambda: {s.client_id: s.pacer is not None for s in sim.server.sessions}
+            )
             assert paced == {taken: False, broker.client_id: True}
             return broker.client_id, elapsed, quote
         finally:
@@ -84,10 +85,14 @@ def test_client_id_in_use_connects_with_the_next_id(sim: ThreadedSim) -> None:
 def test_dropped_connection_fails_fast_then_reconnects() -> None:
     # Given a gateway that drops the first connection 1 s after it connected, while a
     # snapshot that never ends, and never gets its bid and ask, is in flight
-    scenario = make_scenario(TUESDAY_MORNING, faults=[
-        {"kind": "disconnect", "at_s": 1.0},
-        {"kind": "snapshot_never_ends", "symbol": "SYM11", "every_connection": True},
-    ], quirks=[{"symbol": "SYM11", "kind": "missing"}])
+    scenario = make_scenario(
+        TUESDAY_MORNING,
+        faults=[
+            {"kind": "disconnect", "at_s": 1.0},
+            {"kind": "snapshot_never_ends", "symbol": "SYM11", "every_connection": True},
+        ],
+        quirks=[{"symbol": "SYM11", "kind": "missing"}],
+    )
 
     async def body(broker: IBKRBroker) -> Any:
         assert (await broker.quote("SPY")).bid > 0
@@ -99,8 +104,12 @@ def test_dropped_connection_fails_fast_then_reconnects() -> None:
         assert not broker.is_connected()
         # and every call during the outage fails at once, without sending anything
         sent_before = broker.stats()["paced_messages_total"]
-        for call in (broker.quote("SPY"), broker.bars("SPY", 30), broker.chain("SPY"),
-                     broker.account()):
+        for call in (
+            broker.quote("SPY"),
+            broker.bars("SPY", 30),
+            broker.chain("SPY"),
+            broker.account(),
+        ):
             with pytest.raises(ConnectionLost):
                 await call
         outage_sent = broker.stats()["paced_messages_total"] - sent_before
@@ -114,7 +123,8 @@ def test_dropped_connection_fails_fast_then_reconnects() -> None:
 
     with ThreadedSim(scenario) as sim:
         in_flight_s, outage_sent, quote, stats = with_broker(
-            sim, body, ibkr={"snapshot_timeout_s": 5.0, "reconnect_initial_s": 0.4})
+            sim, body, ibkr={"snapshot_timeout_s": 5.0, "reconnect_initial_s": 0.4}
+        )
         md_type_requests = sim.stats()["messages_by_type"]["59"]
     # the request in flight ended with the drop, not with its 5 s snapshot timeout
     assert in_flight_s < 5.0 and outage_sent == 0
@@ -133,9 +143,18 @@ def test_a_reconnect_waits_for_its_own_client_id_rather_than_take_the_next() -> 
     next_client_id()  # the next id is free: a broker that gave up its own would take it
 
     async def main_for(sim: ThreadedSim) -> Any:
-        broker = IBKRBroker(settings(sim.port, {"client_id": own, "reconnect_initial_s": 0.3,
-                                                "reconnect_max_s": 0.3,
-                                                "circuit_failures": 50}), now=sim.now)
+        broker = IBKRBroker(
+            settings(
+                sim.port,
+                {
+                    "client_id": own,
+                    "reconnect_initial_s": 0.3,
+                    "reconnect_max_s": 0.3,
+                    "circuit_failures": 50,
+                },
+            ),
+            now=sim.now,
+        )
         await broker.connect()
         try:
             await wait_until(lambda: not broker.is_connected(), 5.0)
@@ -157,9 +176,13 @@ def test_a_reconnect_waits_for_its_own_client_id_rather_than_take_the_next() -> 
 
 
 def test_gateway_link_lost_1100_then_restored_1101() -> None:
-    scenario = make_scenario(TUESDAY_MORNING,
-                             faults=[{"kind": "error", "code": 1100, "at_s": 0.5},
-                                     {"kind": "error", "code": 1101, "at_s": 1.2}])
+    scenario = make_scenario(
+        TUESDAY_MORNING,
+        faults=[
+            {"kind": "error", "code": 1100, "at_s": 0.5},
+            {"kind": "error", "code": 1101, "at_s": 1.2},
+        ],
+    )
 
     async def body(broker: IBKRBroker) -> Any:
         await wait_until(lambda: not broker.is_connected(), 3.0)
@@ -183,8 +206,13 @@ def test_circuit_opens_while_the_gateway_is_away_and_closes_on_its_return() -> N
     first = ThreadedSim(make_scenario(TUESDAY_MORNING))
     port = first.port
     second: list[ThreadedSim] = []
-    ibkr = {"circuit_failures": 2, "circuit_cooldown_s": 1.0, "reconnect_initial_s": 0.05,
-            "reconnect_max_s": 0.1, "reconnect_jitter": 0.0}
+    ibkr = {
+        "circuit_failures": 2,
+        "circuit_cooldown_s": 1.0,
+        "reconnect_initial_s": 0.05,
+        "reconnect_max_s": 0.1,
+        "reconnect_jitter": 0.0,
+    }
 
     async def body(broker: IBKRBroker) -> Any:
         # Given the gateway goes away (a daily restart)
@@ -236,8 +264,10 @@ def test_concurrent_connects_make_one_connection(sim: ThreadedSim) -> None:
 
 def test_a_request_left_unanswered_by_a_live_gateway_is_probed_not_given_up() -> None:
     # Given a gateway that never answers SYM11's historical request but answers everything else
-    scenario = make_scenario(TUESDAY_MORNING, faults=[
-        {"kind": "historical_never_answers", "symbol": "SYM11", "every_connection": True}])
+    scenario = make_scenario(
+        TUESDAY_MORNING,
+        faults=[{"kind": "historical_never_answers", "symbol": "SYM11", "every_connection": True}],
+    )
 
     async def body(broker: IBKRBroker) -> dict[str, float]:
         # When the request waits past the probe's quiet time and the probe's timeout
@@ -247,8 +277,11 @@ def test_a_request_left_unanswered_by_a_live_gateway_is_probed_not_given_up() ->
         return broker.stats()
 
     with ThreadedSim(scenario) as sim:
-        stats = with_broker(sim, body, ibkr={"historical_timeout_s": 3.0, "probe_after_s": 0.5,
-                                             "probe_timeout_s": 1.0})
+        stats = with_broker(
+            sim,
+            body,
+            ibkr={"historical_timeout_s": 3.0, "probe_after_s": 0.5, "probe_timeout_s": 1.0},
+        )
     assert stats["liveness_probes_total"] >= 1
     assert stats.get("gateway_silent_total", 0) == 0 and stats.get("disconnects_total", 0) == 0
     assert stats["connected"] == 1.0

@@ -24,8 +24,11 @@ SYMBOLS = [f"SYM{i:02d}" for i in range(1, 31)] + ["SPY", "QQQ", "AAPL"]
 
 @pytest.fixture(scope="module")
 def round_sim() -> Iterator[ThreadedSim]:
-    scenario = make_scenario(TUESDAY_MORNING, rules={"max_market_data_lines": 22},
-                             latency={"snapshot_end_s": 0.5, "historical_s": 0.05})
+    scenario = make_scenario(
+        TUESDAY_MORNING,
+        rules={"max_market_data_lines": 22},
+        latency={"snapshot_end_s": 0.5, "historical_s": 0.05},
+    )
     with ThreadedSim(scenario) as server:
         yield server
 
@@ -33,20 +36,26 @@ def round_sim() -> Iterator[ThreadedSim]:
 def test_thirty_symbol_round_has_no_pacing_or_line_violations(round_sim: ThreadedSim) -> None:
     async def body(broker: IBKRBroker) -> Any:
         # When: quotes and 2 hours of bars for every symbol, all at once
-        results = await asyncio.gather(*(broker.quote(s) for s in SYMBOLS),
-                                       *(broker.bars(s, 120) for s in SYMBOLS))
+        results = await asyncio.gather(
+            *(broker.quote(s) for s in SYMBOLS), *(broker.bars(s, 120) for s in SYMBOLS)
+        )
         await assert_nothing_left(broker)
         round_stats = broker.stats()
         # and then 60 option snapshots at once (more than the 20 lines allowed)
         chain = await broker.chain("SPY")
-        contracts = [c for expiry in chain.expirations[:2] for right in Right
-                     for c in spy_options(chain.strikes, expiry, 680.0, 15, right)]
+        contracts = [
+            c
+            for expiry in chain.expirations[:2]
+            for right in Right
+            for c in spy_options(chain.strikes, expiry, 680.0, 15, right)
+        ]
         options = await broker.option_quotes(contracts)
         await assert_nothing_left(broker)
         return results, round_stats, options, broker.stats()
 
     results, round_stats, options, stats = with_broker(
-        round_sim, body, timeout_s=60, pacing={"max_market_data_lines": 20})
+        round_sim, body, timeout_s=60, pacing={"max_market_data_lines": 20}
+    )
     quotes = [r for r in results if isinstance(r, Quote)]
     bars = [r for r in results if isinstance(r, Bars)]
     assert len(quotes) == len(bars) == len(SYMBOLS)

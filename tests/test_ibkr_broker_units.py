@@ -45,17 +45,20 @@ def test_durations_in_seconds_up_to_a_day_then_days() -> None:
     assert ib_duration(86_401) == "2 D"
 
 
-@pytest.mark.parametrize(("code", "kind", "key"), [
-    (2104, errors.Kind.NOTICE, "warnings.2104"),
-    (10167, errors.Kind.WARNING, "warnings.10167"),
-    (354, errors.Kind.SYMBOL, "errors.354"),
-    (200, errors.Kind.SYMBOL, "errors.200"),
-    (162, errors.Kind.SYMBOL, "errors.162"),
-    (1100, errors.Kind.CONNECTION, "errors.1100"),
-    (326, errors.Kind.CONNECTION, "errors.326"),
-    (201, errors.Kind.ORDER, "errors.201"),
-    (9999, errors.Kind.OTHER, "errors.9999"),
-])
+@pytest.mark.parametrize(
+    ("code", "kind", "key"),
+    [
+        (2104, errors.Kind.NOTICE, "warnings.2104"),
+        (10167, errors.Kind.WARNING, "warnings.10167"),
+        (354, errors.Kind.SYMBOL, "errors.354"),
+        (200, errors.Kind.SYMBOL, "errors.200"),
+        (162, errors.Kind.SYMBOL, "errors.162"),
+        (1100, errors.Kind.CONNECTION, "errors.1100"),
+        (326, errors.Kind.CONNECTION, "errors.326"),
+        (201, errors.Kind.ORDER, "errors.201"),
+        (9999, errors.Kind.OTHER, "errors.9999"),
+    ],
+)
 def test_error_codes_are_sorted_into_kinds(code: int, kind: errors.Kind, key: str) -> None:
     assert errors.classify(code) is kind and errors.stats_key(code) == key
 
@@ -99,8 +102,11 @@ def test_a_pacing_refusal_cools_down_doubling_to_ten_minutes_until_a_success() -
         rests.append(rest)
         # Then while it cools down it fails at once, saying why and for how long
         now[0] += rest - 1
-        with pytest.raises(IBKRRequestError, match=r"bars SPY 1 hour: not sent, cooling "
-                           r"down 1s more after IBKR's pacing refusal \(bars SPY"):
+        with pytest.raises(
+            IBKRRequestError,
+            match=r"bars SPY 1 hour: not sent, cooling "
+            r"down 1s more after IBKR's pacing refusal \(bars SPY",
+        ):
             cooldown.check(key, "bars SPY 1 hour")
         cooldown.check(("SPY", 60, True), "bars SPY 1 min")  # another bar size is asked
         now[0] += 1
@@ -125,10 +131,23 @@ def test_a_fresh_broker_is_disconnected_and_reports_stats() -> None:
 
     stats = run_client(main)
     assert stats["connected"] == 0 and stats["live_tickers"] == 0
-    assert all(k.endswith("_total") or k in {"connected", "live_tickers", "pending_requests",
-               "lines_in_use", "background_tasks", "circuit_state", "bars_cached",
-                   "options_cached", "recv_buffer_bytes", "wrapper_results"}
-               for k in stats)
+    assert all(
+        k.endswith("_total")
+        or k
+        in {
+            "connected",
+            "live_tickers",
+            "pending_requests",
+            "lines_in_use",
+            "background_tasks",
+            "circuit_state",
+            "bars_cached",
+            "options_cached",
+            "recv_buffer_bytes",
+            "wrapper_results",
+        }
+        for k in stats
+    )
 
 
 # --- SimProcess -----------------------------------------------------------------------------
@@ -169,8 +188,9 @@ def test_sim_process_serves_a_broker_and_stops_cleanly(tmp_path: Path) -> None:
 @pytest.mark.timeout(60)
 def test_sim_process_async_start_and_a_bad_scenario(tmp_path: Path) -> None:
     async def main() -> Any:
-        async with SimProcess(REPO_ROOT / "configs" / "scenarios" / "default.yaml",
-                              tmp_path / "stats.json") as sim:
+        async with SimProcess(
+            REPO_ROOT / "configs" / "scenarios" / "default.yaml", tmp_path / "stats.json"
+        ) as sim:
             port = sim.port
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
             writer.close()
@@ -196,8 +216,11 @@ def test_a_strike_listed_twice_in_one_expiry_is_not_guessed() -> None:
     from supervisor.broker.ibkr.contracts import Contracts
 
     def listed(strike: float, trading_class: str) -> Any:
-        return SimpleNamespace(contract=ibi.Option("SPX", "20261218", strike, "C", "SMART",
-                                                   "100", "USD", tradingClass=trading_class))
+        return SimpleNamespace(
+            contract=ibi.Option(
+                "SPX", "20261218", strike, "C", "SMART", "100", "USD", tradingClass=trading_class
+            )
+        )
 
     asked: list[Any] = []
 
@@ -210,14 +233,21 @@ def test_a_strike_listed_twice_in_one_expiry_is_not_guessed() -> None:
             return [listed(5000, "SPX"), listed(5100, "SPX"), listed(5100, "SPXW")]
 
     link = SimpleNamespace(counts=Counter(), ib=SimpleNamespace(client=None))
-    contracts = Contracts(link, Requests(), IBKRSettings(), tz="America/New_York",  # type: ignore[arg-type]
-                          now=lambda: TUESDAY_MORNING.timestamp())
+    contracts = Contracts(
+        link,
+        Requests(),
+        IBKRSettings(),
+        tz="America/New_York",  # type: ignore[arg-type]
+        now=lambda: TUESDAY_MORNING.timestamp(),
+    )
     # an exit's contract: no trading class, so every class of the expiry comes back
     wanted = OptionContract("SPX", "20261218", 5100.0, Right.CALL)
 
     async def both() -> tuple[Any, Any]:
-        return (await contracts.option(wanted),
-                await contracts.option(OptionContract("SPX", "20261218", 5000.0, Right.CALL)))
+        return (
+            await contracts.option(wanted),
+            await contracts.option(OptionContract("SPX", "20261218", 5000.0, Right.CALL)),
+        )
 
     ambiguous, single = asyncio.run(both())
     # Then the ambiguous strike is not traded (never the other class's contract), the single
@@ -232,8 +262,13 @@ def test_a_strike_listed_twice_in_one_expiry_is_not_guessed() -> None:
 
 def _orders_over(ib: Any, now: float) -> Orders:
     """The order layer over a bare client: fills() reads only the library's state."""
-    return Orders(SimpleNamespace(ib=ib), None, None, IBKRSettings(),  # type: ignore[arg-type]
-                  now=lambda: now)
+    return Orders(
+        SimpleNamespace(ib=ib),
+        None,
+        None,
+        IBKRSettings(),  # type: ignore[arg-type]
+        now=lambda: now,
+    )
 
 
 def test_a_live_fill_is_stamped_with_its_execution_time_not_its_receipt() -> None:
@@ -262,16 +297,33 @@ def test_a_live_fill_is_stamped_with_its_execution_time_not_its_receipt() -> Non
     assert fill.side == "BOT" and fill.shares == 5 and fill.commission == pytest.approx(3.25)
 
 
-@pytest.mark.parametrize(("text", "tws_zone"), [
-    ("20261201 10:31:01 US/Eastern", ""),  # the time with its zone named (as the sim sends)
-    ("20261201  10:31:01", "US/Eastern"),  # a zoneless time, in the TWS zone
-])
+@pytest.mark.parametrize(
+    ("text", "tws_zone"),
+    [
+        ("20261201 10:31:01 US/Eastern", ""),  # the time with its zone named (as the sim sends)
+        ("20261201  10:31:01", "US/Eastern"),  # a zoneless time, in the TWS zone
+    ],
+)
 def test_an_execution_time_reads_as_the_instant_ibkr_meant(text: str, tws_zone: str) -> None:
     desk = make_desk(TUESDAY_MORNING)
     ib = ibi.IB()
     ib.TimezoneTWS = tws_zone
-    fields = exec_details(-1, 7, desk.option(NEXT_WEEK, 680.0), "0001.01", text, "DU1",
-                          "BUY", 1.0, 2.5, 99, 1, "ref", 1.0, 2.5)
+    fields = exec_details(
+        -1,
+        7,
+        desk.option(NEXT_WEEK, 680.0),
+        "0001.01",
+        text,
+        "DU1",
+        "BUY",
+        1.0,
+        2.5,
+        99,
+        1,
+        "ref",
+        1.0,
+        2.5,
+    )
     ib.client.decoder.interpret([format_field(v) for v in fields])
     (fill,) = _orders_over(ib, 0.0).fills()
     assert fill.ts == TUESDAY_MORNING.timestamp() + 61
@@ -281,11 +333,13 @@ def test_an_execution_without_a_time_is_stamped_on_the_broker_session_clock() ->
     # Given an execution the library holds with no time of its own (its default, the epoch)
     # and received on another day
     contract = ibi.Option("SPY", "20261211", 680.0, "C", "SMART")
-    execution = ibi.Execution(execId="0001.01", orderId=7, side="BOT", shares=1.0,
-                              price=2.5, permId=99, orderRef="ref")
+    execution = ibi.Execution(
+        execId="0001.01", orderId=7, side="BOT", shares=1.0, price=2.5, permId=99, orderRef="ref"
+    )
     received = datetime(2027, 1, 1, tzinfo=UTC)
-    ib = SimpleNamespace(fills=lambda: [ibi.Fill(contract, execution, ibi.CommissionReport(),
-                                                 received)])
+    ib = SimpleNamespace(
+        fills=lambda: [ibi.Fill(contract, execution, ibi.CommissionReport(), received)]
+    )
     # Then it is stamped now on the session clock the broker was given, not at its receipt
     (fill,) = _orders_over(ib, TUESDAY_MORNING.timestamp()).fills()
     assert fill.ts == TUESDAY_MORNING.timestamp() and fill.commission is None
@@ -298,8 +352,9 @@ def test_an_option_quote_waits_for_its_volume_only_when_the_intent_step_reads_it
     # Given an option snapshot whose bid, ask and greeks are in, its volume tick not yet
     ticker = ibi.Ticker()  # (ib_async's takes no field values at construction)
     ticker.bid, ticker.ask, ticker.modelGreeks = 1.00, 1.10, object()
-    reads_volume = IBKRBroker(parse_settings(
-        {"ibkr": {"port": 1}, "options": {"min_volume": 10}}, "test", environ={}))
+    reads_volume = IBKRBroker(
+        parse_settings({"ibkr": {"port": 1}, "options": {"min_volume": 10}}, "test", environ={})
+    )
     needs = reads_volume._market._option_needs
     # Then without options.min_volume it is complete; with it, the volume is still to come
     assert missing(ticker, option_fields(0)) == []
@@ -307,8 +362,7 @@ def test_an_option_quote_waits_for_its_volume_only_when_the_intent_step_reads_it
 
     async def wait() -> tuple[bool, bool]:
         future = asyncio.get_running_loop().create_future()
-        waiting = asyncio.create_task(
-            reads_volume._market._until_complete(future, ticker, needs))
+        waiting = asyncio.create_task(reads_volume._market._until_complete(future, ticker, needs))
         await asyncio.sleep(0)
         still_waiting = not waiting.done()
         # When the volume tick arrives in a later read
@@ -332,14 +386,23 @@ def test_a_bracket_waiting_for_its_pacing_slot_is_not_sent_after_a_stop() -> Non
     async def pace(n: int) -> None:
         await slot.wait()
 
-    link = SimpleNamespace(pace=pace, new_req_id=iter(range(1, 100)).__next__, accounts=["DU1"],
-                           ib=SimpleNamespace(placeOrder=lambda c, o: placed.append(o)))
+    link = SimpleNamespace(
+        pace=pace,
+        new_req_id=iter(range(1, 100)).__next__,
+        accounts=["DU1"],
+        ib=SimpleNamespace(placeOrder=lambda c, o: placed.append(o)),
+    )
 
     async def tradable(contract: Any) -> Any:
         return contract
 
-    orders = Orders(link, None, SimpleNamespace(tradable=tradable),  # type: ignore[arg-type]
-                    IBKRSettings(account="DU1"), now=time.time)
+    orders = Orders(
+        link,
+        None,
+        SimpleNamespace(tradable=tradable),  # type: ignore[arg-type]
+        IBKRSettings(account="DU1"),
+        now=time.time,
+    )
     contract = OptionContract("SPY", "20261204", 680.0, Right.CALL)
     intent = OrderIntent("SPY-1", 1, "SPY", contract, Signal.BUY, 2.0, 3.0, 1.4, 2.0, 0.5, ())
 

@@ -30,12 +30,31 @@ class FakeRequests:
     def lock_for(self, key: Hashable) -> asyncio.Lock:
         return self._locks.setdefault(key, asyncio.Lock())
 
-    async def request(self, what: str, send: Any, timeout_s: float, *, contract: Any = None,
-                      on_timeout: Any = None) -> list[Any]:
+    async def request(
+        self,
+        what: str,
+        send: Any,
+        timeout_s: float,
+        *,
+        contract: Any = None,
+        on_timeout: Any = None,
+    ) -> list[Any]:
         self.asked.append(what)
-        return [SimpleNamespace(contract=ibi.Option(
-            contract.symbol, contract.lastTradeDateOrContractMonth, strike, contract.right,
-            "SMART", "100", "USD", conId=1000 + int(strike))) for strike in STRIKES]
+        return [
+            SimpleNamespace(
+                contract=ibi.Option(
+                    contract.symbol,
+                    contract.lastTradeDateOrContractMonth,
+                    strike,
+                    contract.right,
+                    "SMART",
+                    "100",
+                    "USD",
+                    conId=1000 + int(strike),
+                )
+            )
+            for strike in STRIKES
+        ]
 
 
 class Clock:
@@ -49,8 +68,14 @@ class Clock:
 def contracts(max_options: int) -> tuple[Contracts, FakeRequests, Clock]:
     requests, clock = FakeRequests(), Clock()
     link = SimpleNamespace(counts=Counter())
-    layer = Contracts(link, requests, IBKRSettings(), tz="America/New_York",  # type: ignore[arg-type]
-                      now=clock, max_options=max_options)
+    layer = Contracts(
+        link,
+        requests,
+        IBKRSettings(),
+        tz="America/New_York",  # type: ignore[arg-type]
+        now=clock,
+        max_options=max_options,
+    )
     return layer, requests, clock
 
 

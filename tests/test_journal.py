@@ -32,10 +32,22 @@ CALL = OptionContract("SPY", "20260109", 680.0, Right.CALL, 100, "SMART", "SPY")
 
 
 def make_intent(intent_id: str = "abc123", cycle_id: int = 7) -> OrderIntent:
-    return OrderIntent(intent_id, cycle_id, "SPY", CALL, Signal.BUY, entry_limit=2.05,
-                       take_profit=3.10, stop_loss=1.45, premium=2.04, confidence=0.75,
-                       reasons=("ema 8 > 21", "rsi 55 in band"), bid=2.00, ask=2.08,
-                       quote_ts=1767886200.5)
+    return OrderIntent(
+        intent_id,
+        cycle_id,
+        "SPY",
+        CALL,
+        Signal.BUY,
+        entry_limit=2.05,
+        take_profit=3.10,
+        stop_loss=1.45,
+        premium=2.04,
+        confidence=0.75,
+        reasons=("ema 8 > 21", "rsi 55 in band"),
+        bid=2.00,
+        ask=2.08,
+        quote_ts=1767886200.5,
+    )
 
 
 @pytest.fixture
@@ -49,8 +61,20 @@ def test_creates_parents_wal_and_schema_version(path: Path) -> None:
     assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
     tables = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    assert {"cycles", "signals", "intents", "decisions", "orders", "whatifs", "fills",
-            "positions", "day_state", "alerts", "shares", "stock_seen"} <= tables
+    assert {
+        "cycles",
+        "signals",
+        "intents",
+        "decisions",
+        "orders",
+        "whatifs",
+        "fills",
+        "positions",
+        "day_state",
+        "alerts",
+        "shares",
+        "stock_seen",
+    } <= tables
     raw.close()
 
 
@@ -78,8 +102,13 @@ def test_reopening_keeps_everything(path: Path) -> None:
         j.record_signal(1, DAY, "SPY", "BUY", 0.75, ("ema up",))
         j.record_signal(1, DAY, "AAPL", "HOLD", 0.0, (), error="Traceback: boom")
         assert j.record_intent(make_intent(), DAY)
-        j.record_decision(RiskDecision("abc123", True, 4, "ok", "4 contracts",
-                                       (("equity", 48000.0), ("size", 4))), DAY, 101.0)
+        j.record_decision(
+            RiskDecision(
+                "abc123", True, 4, "ok", "4 contracts", (("equity", 48000.0), ("size", 4))
+            ),
+            DAY,
+            101.0,
+        )
         row_id = j.record_order("abc123", "dry_run", "logged", 4, 101.0)
         j.save_position(open_from(make_intent(), 4, 101.0), DAY)
         j.save_day_state(DayState(DAY, 48000.0))
@@ -99,8 +128,9 @@ def test_reopening_keeps_everything(path: Path) -> None:
     assert summary["cycles"]["count"] == 1
     assert summary["cycles"]["failed_symbols"] == {"AAPL": 1}
     assert summary["signals"]["by_kind"] == {"BUY": 1}
-    assert summary["orders"] == [{"mode": "dry_run", "status": "cancelled", "count": 1,
-                                  "quantity": 4}]
+    assert summary["orders"] == [
+        {"mode": "dry_run", "status": "cancelled", "count": 1, "quantity": 4}
+    ]
 
 
 def test_next_cycle_id_grows_across_reopen(path: Path) -> None:
@@ -127,16 +157,26 @@ def test_a_duplicate_intent_is_refused_across_reopen(path: Path) -> None:
 
 
 def test_an_intent_keeps_every_field_and_its_nans(path: Path) -> None:
-    bare = OrderIntent("bare", 1, "QQQ", OptionContract("QQQ", "20260116", 610.5, Right.PUT),
-                       Signal.SELL, 1.0, 1.5, 0.7, 1.0, 0.5, ())
+    bare = OrderIntent(
+        "bare",
+        1,
+        "QQQ",
+        OptionContract("QQQ", "20260116", 610.5, Right.PUT),
+        Signal.SELL,
+        1.0,
+        1.5,
+        0.7,
+        1.0,
+        0.5,
+        (),
+    )
     with Journal(path) as j:
         j.record_intent(bare, DAY)
         back = j.load_intent("bare")
         assert j.load_intent("missing") is None
     assert back is not None
     assert back.contract == bare.contract and back.signal is Signal.SELL
-    assert (back.entry_limit, back.take_profit, back.stop_loss, back.reasons) == (
-        1.0, 1.5, 0.7, ())
+    assert (back.entry_limit, back.take_profit, back.stop_loss, back.reasons) == (1.0, 1.5, 0.7, ())
     assert math.isnan(back.bid) and math.isnan(back.ask) and math.isnan(back.quote_ts)
 
 
@@ -194,8 +234,12 @@ def test_alerts_once_per_day_kind_and_key(path: Path) -> None:
         assert j.record_alert_once(DAY, "kill_switch", "daily_loss", "restart", 8.0) is False
         alerts = j.day_summary(DAY)["alerts"]
     assert [(a["kind"], a["key"], a["text"]) for a in alerts] == [
-        ("kill_switch", "daily_loss", "halted"), ("kill_switch", "other", "other key"),
-        ("worker", "daily_loss", "other kind"), ("info", None, "one"), ("info", None, "one")]
+        ("kill_switch", "daily_loss", "halted"),
+        ("kill_switch", "other", "other key"),
+        ("worker", "daily_loss", "other kind"),
+        ("info", None, "one"),
+        ("info", None, "one"),
+    ]
 
 
 def test_sent_intents_and_orders_count_rebuild_the_risk_state(path: Path) -> None:
@@ -216,11 +260,14 @@ def test_orders_update_by_row_or_broker_id_and_merge_details(path: Path) -> None
         assert j.update_order_by_broker_id(42, "filled", 12.0, {"avg_price": 2.04})
         assert not j.update_order(row + 100, "filled", 12.0)
         assert not j.update_order_by_broker_id(7, "filled", 12.0)
-        stored = sqlite3.connect(path).execute(
-            "SELECT status, broker_order_id, details, created_ts, updated_ts FROM orders"
-        ).fetchall()
-    assert stored == [("filled", 42, '{"limit": 2.05, "perm_id": 99, "avg_price": 2.04}',
-                       10.0, 12.0)]
+        stored = (
+            sqlite3.connect(path)
+            .execute("SELECT status, broker_order_id, details, created_ts, updated_ts FROM orders")
+            .fetchall()
+        )
+    assert stored == [
+        ("filled", 42, '{"limit": 2.05, "perm_id": 99, "avg_price": 2.04}', 10.0, 12.0)
+    ]
 
 
 def test_a_replayed_execution_is_recorded_once(path: Path) -> None:
@@ -249,10 +296,12 @@ def test_positions_by_day_and_the_closing_day_is_kept(path: Path) -> None:
 
 def test_a_past_days_report_lists_what_was_held_at_its_end(path: Path) -> None:
     # Given a position opened on DAY (the 8th) and closed on the 12th, a Monday
-    held = replace(open_from(make_intent(), 2, 100.0), status="open", entry_price=2.0,
-                   filled_ts=101.0)
-    closed = replace(held, status="closed", exit_reason="take_profit", exit_price=3.0,
-                     closed_ts=5000.0)
+    held = replace(
+        open_from(make_intent(), 2, 100.0), status="open", entry_price=2.0, filled_ts=101.0
+    )
+    closed = replace(
+        held, status="closed", exit_reason="take_profit", exit_price=3.0, closed_ts=5000.0
+    )
     with Journal(path) as j:
         j.save_position(held, DAY)
         j.save_position(closed, "2026-01-12")
@@ -291,11 +340,21 @@ def test_a_second_writer_is_refused_naming_the_holder_and_a_reader_is_not(path: 
 
 
 def test_a_killed_holder_leaves_no_stale_lock(path: Path) -> None:
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; sys.path.insert(0, sys.argv[1]);"
-        "from supervisor.journal.store import Journal; j = Journal(sys.argv[2]);"
-        "print('held', flush=True); time.sleep(60)"), str(REPO_ROOT), str(path)],
-        stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import sys, time; sys.path.insert(0, sys.argv[1]);"
+                "from supervisor.journal.store import Journal; j = Journal(sys.argv[2]);"
+                "print('held', flush=True); time.sleep(60)"
+            ),
+            str(REPO_ROOT),
+            str(path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
     with pytest.raises(JournalError, match=f"pid {holder.pid}"):
         Journal(path)
@@ -308,8 +367,10 @@ def test_a_journal_belongs_to_one_broker_and_account(path: Path) -> None:
     with Journal(path) as journal:
         journal.claim("ibkr", "DU111")
         journal.claim("ibkr", "DU111")  # the same owner again: fine
-    with Journal(path) as journal, pytest.raises(JournalError, match="belongs to broker 'ibkr'"
-                                                  " account 'DU111', not 'stub'"):
+    with (
+        Journal(path) as journal,
+        pytest.raises(JournalError, match="belongs to broker 'ibkr' account 'DU111', not 'stub'"),
+    ):
         journal.claim("stub", "STUB0001")
 
 
@@ -319,7 +380,7 @@ def test_a_damaged_journal_is_refused_and_left_untouched(path: Path) -> None:
             journal.record_alert("2026-12-01", "test", f"alert {n} " + "x" * 200, float(n))
     raw = bytearray(path.read_bytes())
     page = 4096
-    raw[3 * page:3 * page + 512] = b"\xff" * 512  # a torn page; the header stays valid
+    raw[3 * page : 3 * page + 512] = b"\xff" * 512  # a torn page; the header stays valid
     path.write_bytes(bytes(raw))
     before = path.read_bytes()
     with pytest.raises(JournalError, match="damaged"):
@@ -335,8 +396,9 @@ def test_an_index_out_of_step_with_its_table_is_found_at_open(path: Path) -> Non
         for n in range(1, 50):
             journal.start_cycle(n, "2026-12-01", float(n))
     db = sqlite3.connect(path)
-    index = db.execute("SELECT type, name, tbl_name, rootpage, sql FROM sqlite_master "
-                       "WHERE name = 'cycles_day'").fetchone()
+    index = db.execute(
+        "SELECT type, name, tbl_name, rootpage, sql FROM sqlite_master WHERE name = 'cycles_day'"
+    ).fetchone()
     db.execute("PRAGMA writable_schema = ON")
     db.execute("DELETE FROM sqlite_master WHERE name = 'cycles_day'")  # the index hidden...
     db.commit()
@@ -354,7 +416,8 @@ def test_an_index_out_of_step_with_its_table_is_found_at_open(path: Path) -> Non
 
 
 def test_only_what_sent_something_pays_an_fsync_and_the_cycle_end_covers_the_rest(
-        path: Path) -> None:
+    path: Path,
+) -> None:
     # Given a journal whose statements are traced
     with Journal(path) as j:
         statements: list[str] = []

@@ -82,8 +82,7 @@ def test_an_accepted_decision_never_waits_and_writes_the_refusals_before_it(tmp_
         # When an accepted decision is journaled
         j.record_decision(RiskDecision("a1", True, 2, "ok", ""), DAY, 2.0)
         # Then both are on disk, the refusal first
-        assert [(row[1], row[4]) for row in on_disk(path, "decisions")] == [("r1", 0),
-                                                                            ("a1", 1)]
+        assert [(row[1], row[4]) for row in on_disk(path, "decisions")] == [("r1", 0), ("a1", 1)]
 
 
 def test_the_cycle_end_close_and_a_summary_write_what_waits(tmp_path, clock):
@@ -100,7 +99,8 @@ def test_the_cycle_end_close_and_a_summary_write_what_waits(tmp_path, clock):
 
 
 def test_rows_that_cannot_be_written_are_said_lost_and_do_not_block_later_writes(
-        tmp_path, clock, caplog):
+    tmp_path, clock, caplog
+):
     path = tmp_path / "j.sqlite3"
     with Journal(path) as j:
         # Given a waiting row that the database refuses (its table is gone)

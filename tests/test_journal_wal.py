@@ -52,8 +52,11 @@ os._exit(0)
 
 
 def crash_bot(path: Path, fault: str, notice: bool) -> None:
-    subprocess.run([sys.executable, "-c", BOT, str(REPO_ROOT), str(path), fault,
-                    "1" if notice else "0"], check=True, timeout=50)
+    subprocess.run(
+        [sys.executable, "-c", BOT, str(REPO_ROOT), str(path), fault, "1" if notice else "0"],
+        check=True,
+        timeout=50,
+    )
 
 
 def tags(path: Path) -> dict[str, int]:
@@ -88,7 +91,8 @@ ALL = {"a": 200, "b": 200, "c": 200, "d": 50}
 
 @pytest.mark.integration
 def test_a_crash_after_the_journal_was_replaced_leaves_the_replacement_intact(
-        path: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     # Given a bot killed after its journal was replaced by an older copy (before any look)
     crash_bot(path, "replace", notice=False)
     # When the next start opens the path: the replacement, whole, without the old WAL
@@ -103,7 +107,8 @@ def test_a_crash_after_the_journal_was_replaced_leaves_the_replacement_intact(
 
 @pytest.mark.integration
 def test_a_crash_after_the_journal_was_deleted_keeps_its_wal_aside(
-        path: Path, tmp_path: Path) -> None:
+    path: Path, tmp_path: Path
+) -> None:
     crash_bot(path, "delete", notice=False)
     with Journal(path):
         pass
@@ -114,7 +119,8 @@ def test_a_crash_after_the_journal_was_deleted_keeps_its_wal_aside(
 
 @pytest.mark.integration
 def test_a_replaced_journal_noticed_is_followed_and_nothing_reaches_the_replacement(
-        path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     # Given a bot that looked (lost()) after the replacement, wrote on, then was killed
     crash_bot(path, "replace", notice=True)
     with Journal(path):
@@ -141,11 +147,21 @@ def test_a_deleted_journal_noticed_is_copied_and_written_on(path: Path) -> None:
 @pytest.mark.integration
 def test_a_crash_without_a_fault_keeps_its_wal_applied(path: Path) -> None:
     # SIGKILL alone: the WAL is the file's own, and SQLite applies it as always
-    subprocess.run([sys.executable, "-c", (
-        "import os, sys; sys.path.insert(0, sys.argv[1]);"
-        "from supervisor.journal.store import Journal; j = Journal(sys.argv[2]);"
-        "[j.record_alert('2026-12-01', 'k', str(i), 0.0) for i in range(20)]; os._exit(0)"),
-        str(REPO_ROOT), str(path)], check=True, timeout=50)
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import os, sys; sys.path.insert(0, sys.argv[1]);"
+                "from supervisor.journal.store import Journal; j = Journal(sys.argv[2]);"
+                "[j.record_alert('2026-12-01', 'k', str(i), 0.0) for i in range(20)]; os._exit(0)"
+            ),
+            str(REPO_ROOT),
+            str(path),
+        ],
+        check=True,
+        timeout=50,
+    )
     assert wal_of(path).stat().st_size > 0
     with Journal(path):
         pass

@@ -1,9 +1,9 @@
 """The house rules, checked on the source: rooms import downwards only, sizes stay small.
 
-    commands -> runtime -> trading -> (journal | broker | observe) -> common
-    workers import only common and workers; supervisor imports nothing from tools
-    (``--sim`` starts tools/gateway_sim as a child process, by module name, not by import);
-    only supervisor/broker/ibkr imports the IB client library.
+commands -> runtime -> trading -> (journal | broker | observe) -> common
+workers import only common and workers; supervisor imports nothing from tools
+(``--sim`` starts tools/gateway_sim as a child process, by module name, not by import);
+only supervisor/broker/ibkr imports the IB client library.
 """
 
 from __future__ import annotations
@@ -98,26 +98,33 @@ def test_imports_point_down_only() -> None:
 
 def test_workers_and_common_import_only_below_themselves() -> None:
     allowed = {"workers": ("workers", "common"), "common": ("common",)}
-    wrong = [f"{path.relative_to(REPO_ROOT)}:{line} imports {name}"
-             for folder, ok in allowed.items() for _module, path in _modules(folder)
-             for name, line in _imports(path)
-             if _project(name) and name.split(".")[0] not in ok]
+    wrong = [
+        f"{path.relative_to(REPO_ROOT)}:{line} imports {name}"
+        for folder, ok in allowed.items()
+        for _module, path in _modules(folder)
+        for name, line in _imports(path)
+        if _project(name) and name.split(".")[0] not in ok
+    ]
     assert wrong == []
 
 
 def test_supervisor_imports_nothing_from_tools() -> None:
-    wrong = [f"{path.relative_to(REPO_ROOT)}:{line} imports {name}"
-             for _module, path in _modules("supervisor") for name, line in _imports(path)
-             if name.split(".")[0] == "tools"]
+    wrong = [
+        f"{path.relative_to(REPO_ROOT)}:{line} imports {name}"
+        for _module, path in _modules("supervisor")
+        for name, line in _imports(path)
+        if name.split(".")[0] == "tools"
+    ]
     assert wrong == []
 
 
 def test_only_the_ibkr_adapter_imports_the_ib_library() -> None:
-    wrong = [f"{path.relative_to(REPO_ROOT)}:{line} imports {name}"
-             for module, path in _modules("supervisor", "common", "workers")
-             for name, line in _imports(path)
-             if name.split(".")[0] in IB_LIBRARIES
-             and not module.startswith("supervisor.broker.ibkr")]
+    wrong = [
+        f"{path.relative_to(REPO_ROOT)}:{line} imports {name}"
+        for module, path in _modules("supervisor", "common", "workers")
+        for name, line in _imports(path)
+        if name.split(".")[0] in IB_LIBRARIES and not module.startswith("supervisor.broker.ibkr")
+    ]
     assert wrong == []
 
 
@@ -133,15 +140,19 @@ def test_modules_and_functions_stay_small() -> None:
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
                 length = (node.end_lineno or node.lineno) - node.lineno + 1
                 if length >= MAX_FUNCTION_LINES:
-                    big[f"{name}:{node.name}"] = f"{name}:{node.lineno} {node.name}(): {length} lines"
+                    big[f"{name}:{node.name}"] = (
+                        f"{name}:{node.lineno} {node.name}(): {length} lines"
+                    )
     assert sorted(v for k, v in big.items() if k not in TO_SPLIT) == []
 
 
 def test_the_import_rule_sees_a_violation(tmp_path: Path) -> None:
     # Given a journal module that reaches up into trading, absolutely and relatively
     bad = tmp_path / "bad.py"
-    bad.write_text("from supervisor.trading.risk import evaluate\n"
-                   "def later():\n    from ..observe import alerts\n")
+    bad.write_text(
+        "from supervisor.trading.risk import evaluate\n"
+        "def later():\n    from ..observe import alerts\n"
+    )
     # Then both imports are named, and a downward one is not
     assert _upward("supervisor.journal.bad", bad) == [
         "supervisor.journal.bad:1 (journal) imports supervisor.trading.risk",

@@ -71,8 +71,13 @@ def _events(tmp_path: Path) -> list[dict[str, Any]]:
         return [json.loads(line) for line in f]
 
 
-def _run(settings, broker, clock: Clock, stop_when: Callable[[], bool] | None = None,
-         deadline_s: float = 30.0) -> Supervisor:
+def _run(
+    settings,
+    broker,
+    clock: Clock,
+    stop_when: Callable[[], bool] | None = None,
+    deadline_s: float = 30.0,
+) -> Supervisor:
     logs = LogService(settings.logging, None)
     lines: list[str] = []
     sup = Supervisor(settings, broker, clock, logs.handle, echo=lines.append)
@@ -114,8 +119,9 @@ def test_progress_and_durations_read_as_a_person_would() -> None:
 
 
 def test_start_stop_alerts_and_progress_of_a_planned_run(tmp_path, endpoint) -> None:
-    settings = make_settings(tmp_path, schedule={"cycles": 2},
-                             alerts={"webhook_url": f"{endpoint}/hook", "retries": 0})
+    settings = make_settings(
+        tmp_path, schedule={"cycles": 2}, alerts={"webhook_url": f"{endpoint}/hook", "retries": 0}
+    )
     clock = SimClock(settings.stub.start.timestamp())
     sup = _run(settings, _stub(settings, clock), clock)
     assert sup.exit_code == exitcodes.OK
@@ -129,10 +135,17 @@ def test_start_stop_alerts_and_progress_of_a_planned_run(tmp_path, endpoint) -> 
 
 def test_heartbeats_keep_coming_while_the_market_is_closed(tmp_path, endpoint) -> None:
     # Given a Saturday, a clock at wall rate and a heartbeat every second
-    settings = make_settings(tmp_path, schedule={"cycles": 1}, stub={
-        "start": SATURDAY_NOON.isoformat()}, alerts={
-        "heartbeat_url": f"{endpoint}/beat", "heartbeat_interval_s": 1,
-        "webhook_url": f"{endpoint}/hook", "retries": 0})
+    settings = make_settings(
+        tmp_path,
+        schedule={"cycles": 1},
+        stub={"start": SATURDAY_NOON.isoformat()},
+        alerts={
+            "heartbeat_url": f"{endpoint}/beat",
+            "heartbeat_interval_s": 1,
+            "webhook_url": f"{endpoint}/hook",
+            "retries": 0,
+        },
+    )
     clock = PinnedClock(SATURDAY_NOON.timestamp())
     # When the bot waits for Monday's open and is stopped once 3 beats arrived (a busy
     # machine may take longer than 3 s; the deadline fails the test if they never come)
@@ -183,10 +196,10 @@ class _FillsTheDisk(StubBroker):
         return await super().account()
 
 
-def test_a_full_disk_stops_cleanly_keeps_what_was_committed_and_resumes(
-        tmp_path, endpoint) -> None:
-    settings = make_settings(tmp_path, schedule={"cycles": 200},
-                             alerts={"webhook_url": f"{endpoint}/hook", "retries": 0})
+def test_a_full_disk_stops_cleanly_keeps_what_was_committed_and_resumes(tmp_path, endpoint) -> None:
+    settings = make_settings(
+        tmp_path, schedule={"cycles": 200}, alerts={"webhook_url": f"{endpoint}/hook", "retries": 0}
+    )
     clock = SimClock(settings.stub.start.timestamp())
     broker = _FillsTheDisk(settings.stub, clock.now)
     original_start = Journal.claim
@@ -232,10 +245,10 @@ class _Buggy(StubBroker):
         return await super().account()
 
 
-def test_an_unhandled_error_is_said_once_alerted_and_shuts_down_cleanly(
-        tmp_path, endpoint) -> None:
-    settings = make_settings(tmp_path, schedule={"cycles": 5},
-                             alerts={"webhook_url": f"{endpoint}/hook", "retries": 0})
+def test_an_unhandled_error_is_said_once_alerted_and_shuts_down_cleanly(tmp_path, endpoint) -> None:
+    settings = make_settings(
+        tmp_path, schedule={"cycles": 5}, alerts={"webhook_url": f"{endpoint}/hook", "retries": 0}
+    )
     clock = SimClock(settings.stub.start.timestamp())
     sup = _run(settings, _Buggy(settings.stub, clock.now), clock)
     assert sup.exit_code == exitcodes.FAILED and sup.cycles_done == 1
@@ -250,8 +263,7 @@ def test_a_log_file_that_stops_taking_writes_is_said_once(tmp_path, capsys) -> N
 
     from common.config import LoggingSettings
 
-    logs = LogService(LoggingSettings(json_path=str(tmp_path / "bot.jsonl"), console=False),
-                      None)
+    logs = LogService(LoggingSettings(json_path=str(tmp_path / "bot.jsonl"), console=False), None)
     (handler,) = logs.handlers
     handler.stream.close()  # as a full disk would make every write fail
     try:
@@ -277,13 +289,28 @@ def test_sigterm_while_connecting_to_a_silent_gateway_exits_0_at_once(tmp_path) 
     silent.bind(("127.0.0.1", 0))
     silent.listen(4)
     config = tmp_path / "settings.yaml"
-    config.write_text("ibkr:\n  connect_timeout_s: 120\nschedule:\n  cycles: 1\n"
-                      "logging:\n  console: true\n")
+    config.write_text(
+        "ibkr:\n  connect_timeout_s: 120\nschedule:\n  cycles: 1\nlogging:\n  console: true\n"
+    )
     bot = subprocess.Popen(
-        [sys.executable, "-m", "supervisor", "run", "--broker", "ibkr", "--port",
-         str(silent.getsockname()[1]), "--config", str(config)],
-        cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "SUPERVISOR_HOME": str(tmp_path)})
+        [
+            sys.executable,
+            "-m",
+            "supervisor",
+            "run",
+            "--broker",
+            "ibkr",
+            "--port",
+            str(silent.getsockname()[1]),
+            "--config",
+            str(config),
+        ],
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "SUPERVISOR_HOME": str(tmp_path)},
+    )
     try:
         readable, _, _ = select.select([silent], [], [], 60)  # the bot's connect arrived
         assert readable, "the bot never connected"

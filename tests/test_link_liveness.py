@@ -226,8 +226,7 @@ def test_a_cancel_waits_like_every_other_write_while_the_link_holds():
         sent: list[str] = []
         # When a cancel (a timed-out bars request, a snapshot given back) is sent meanwhile
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(Requests(link).paced_send(lambda: sent.append("cancel")),
-                                   0.5)
+            await asyncio.wait_for(Requests(link).paced_send(lambda: sent.append("cancel")), 0.5)
         return sent
 
     # Then it is held too (it took only the governor's slot, and went into a silent socket)

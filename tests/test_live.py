@@ -50,11 +50,31 @@ class FakeLiveBroker:
         self.open = [o for o in self.open if o.order_id != order_id]
 
 
-def order(order_id: int, ref: str, status: str = "Submitted", parent_id: int = 0,
-          perm_id: int = 0, order_type: str = "LMT", client_id: int = 1) -> OpenOrder:
-    return OpenOrder(order_id, ref, status, "BUY" if not parent_id else "SELL", 5.0,
-                     order_type, symbol="SPY", sec_type="OPT", expiry="20260109", strike=680.0,
-                     right="C", perm_id=perm_id, parent_id=parent_id, client_id=client_id)
+def order(
+    order_id: int,
+    ref: str,
+    status: str = "Submitted",
+    parent_id: int = 0,
+    perm_id: int = 0,
+    order_type: str = "LMT",
+    client_id: int = 1,
+) -> OpenOrder:
+    return OpenOrder(
+        order_id,
+        ref,
+        status,
+        "BUY" if not parent_id else "SELL",
+        5.0,
+        order_type,
+        symbol="SPY",
+        sec_type="OPT",
+        expiry="20260109",
+        strike=680.0,
+        right="C",
+        perm_id=perm_id,
+        parent_id=parent_id,
+        client_id=client_id,
+    )
 
 
 class Events:
@@ -75,11 +95,17 @@ def setup(tmp_path, events):
     intent = OrderIntent("ours", 1, "SPY", contract, Signal.BUY, 2.0, 3.0, 1.4, 2.0, 0.5, ())
     journal.record_intent(intent, DAY)
     row = journal.record_order("ours", "live", "submitted", 5, T0, broker_order_id=11)
-    journal.update_order(row, "submitted", T0, details={"order_ids": [11, 12, 13],
-                                                        "perm_ids": [911, 912, 913]})
+    journal.update_order(
+        row, "submitted", T0, details={"order_ids": [11, 12, 13], "perm_ids": [911, 912, 913]}
+    )
     broker = FakeLiveBroker()
-    positions = LivePositions(broker, journal, lambda ts: DAY, events.changes.append,
-                              lambda p, n: events.short.append((p.intent_id, n)))
+    positions = LivePositions(
+        broker,
+        journal,
+        lambda ts: DAY,
+        events.changes.append,
+        lambda p, n: events.short.append((p.intent_id, n)),
+    )
     positions.opened(intent, 5, T0)
     return LiveBook(broker, journal, 300, positions), broker, journal, row
 
@@ -167,8 +193,16 @@ def test_nothing_is_marked_done_after_a_refresh_that_failed(setup):
 # --- fills drive positions -------------------------------------------------------------------
 
 
-def fill(exec_id: str, side: str, shares: float, price: float, ts: float,
-         commission: float | None = 1.0, order_id: int = 11, perm_id: int = 0) -> Fill:
+def fill(
+    exec_id: str,
+    side: str,
+    shares: float,
+    price: float,
+    ts: float,
+    commission: float | None = 1.0,
+    order_id: int = 11,
+    perm_id: int = 0,
+) -> Fill:
     return Fill(exec_id, order_id, "ours", side, shares, price, ts, commission, perm_id)
 
 
@@ -178,8 +212,7 @@ def position(journal: Journal) -> Position:
     return held
 
 
-def test_entry_and_exit_fills_open_reduce_and_close_the_position_net_of_commissions(setup,
-                                                                                   events):
+def test_entry_and_exit_fills_open_reduce_and_close_the_position_net_of_commissions(setup, events):
     book, broker, journal, _ = setup
     broker.executions = [fill("e1", "BOT", 3, 2.00, T0 + 1), fill("e2", "BOT", 2, 2.10, T0 + 2)]
     step(book, T0 + 5)
@@ -203,17 +236,21 @@ def test_entry_and_exit_fills_open_reduce_and_close_the_position_net_of_commissi
 
 def test_the_stop_is_told_apart_from_the_take_profit_by_its_order(setup):
     book, broker, journal, _ = setup
-    broker.executions = [fill("e1", "BOT", 5, 2.00, T0 + 1),
-                         fill("e2", "SLD", 5, 1.40, T0 + 9, order_id=13)]
+    broker.executions = [
+        fill("e1", "BOT", 5, 2.00, T0 + 1),
+        fill("e2", "SLD", 5, 1.40, T0 + 9, order_id=13),
+    ]
     step(book, T0 + 10)
     assert position(journal).exit_reason == "stop_loss"
 
 
 def test_selling_more_than_was_bought_is_reported_as_net_short(setup, events):
     book, broker, journal, _ = setup
-    broker.executions = [fill("e1", "BOT", 5, 2.00, T0 + 1),
-                         fill("e2", "SLD", 5, 3.00, T0 + 9, order_id=12),
-                         fill("e3", "SLD", 5, 1.40, T0 + 9.5, order_id=13)]  # both exits
+    broker.executions = [
+        fill("e1", "BOT", 5, 2.00, T0 + 1),
+        fill("e2", "SLD", 5, 3.00, T0 + 9, order_id=12),
+        fill("e3", "SLD", 5, 1.40, T0 + 9.5, order_id=13),
+    ]  # both exits
     step(book, T0 + 10)
     assert events.short == [("ours:short", 5)]
     # the position closed on the 5 it held, its P&L theirs alone: (3.00 - 2.00) x 5 x 100
@@ -230,13 +267,14 @@ def test_selling_more_than_was_bought_is_reported_as_net_short(setup, events):
 
 def test_a_short_row_closes_once_the_account_lists_the_contract_no_longer_short(setup):
     book, broker, journal, _ = setup
-    broker.executions = [fill("e1", "BOT", 5, 2.00, T0 + 1),
-                         fill("e2", "SLD", 5, 3.00, T0 + 9, order_id=12),
-                         fill("e3", "SLD", 5, 1.40, T0 + 9.5, order_id=13)]
+    broker.executions = [
+        fill("e1", "BOT", 5, 2.00, T0 + 1),
+        fill("e2", "SLD", 5, 3.00, T0 + 9, order_id=12),
+        fill("e3", "SLD", 5, 1.40, T0 + 9.5, order_id=13),
+    ]
     step(book, T0 + 10)
     c = position(journal).contract
-    held = BrokerPosition("DU111", c.symbol, "OPT", -5, 140.0, 1, c.expiry, c.strike,
-                          c.right.value)
+    held = BrokerPosition("DU111", c.symbol, "OPT", -5, 140.0, 1, c.expiry, c.strike, c.right.value)
     # while the account lists it short (or has not listed it yet), the row stays short
     broker.held = [held]
     step(book, T0 + 20)
@@ -256,8 +294,10 @@ def test_an_entry_and_its_exit_in_the_same_second_are_booked_entry_first(setup, 
     # Given IBKR's execution times, whole seconds: the entry and its take-profit in one
     # second, the sale's exec id sorting first and, as a replay may list them, listed first
     book, broker, journal, _ = setup
-    broker.executions = [fill("a-2", "SLD", 5, 3.00, T0 + 9, order_id=12, perm_id=912),
-                         fill("b-1", "BOT", 5, 2.00, T0 + 9)]
+    broker.executions = [
+        fill("a-2", "SLD", 5, 3.00, T0 + 9, order_id=12, perm_id=912),
+        fill("b-1", "BOT", 5, 2.00, T0 + 9),
+    ]
     step(book, T0 + 10)
     # Then the purchase is booked before the sale it closes: closed, never net short
     p = position(journal)
@@ -304,9 +344,11 @@ def test_an_entry_gone_without_a_fill_cancels_its_position(setup):
 def test_a_row_left_sending_by_a_crash_is_adopted_from_the_open_orders(setup):
     _book, broker, journal, row = setup
     journal.update_order(row, "sending", T0)  # journaled, then killed before the answer
-    broker.open = [order(21, "ours", perm_id=921),
-                   order(22, "ours", parent_id=21, perm_id=922),
-                   order(23, "ours", parent_id=21, perm_id=923, order_type="STP")]
+    broker.open = [
+        order(21, "ours", perm_id=921),
+        order(22, "ours", parent_id=21, perm_id=922),
+        order(23, "ours", parent_id=21, perm_id=923, order_type="STP"),
+    ]
     found = reconcile(broker, journal, T0 + 30)
     (adopted,) = journal.live_orders(("working",))
     assert (adopted["broker_order_id"], adopted["perm_id"]) == (21, 921)
@@ -342,8 +384,11 @@ def test_an_entry_cancelled_for_its_timeout_closes_its_position_once_gone(setup)
 def test_open_live_positions_are_marked_at_the_brokers_price(setup):
     book, broker, journal, _ = setup
     broker.executions = [fill("e1", "BOT", 5, 2.00, T0 + 1)]
-    broker.held = [BrokerPosition("DU111", "SPY", "OPT", 5, 200.2, 1, "20260109", 680.0, "C",
-                                  market_price=2.30)]
+    broker.held = [
+        BrokerPosition(
+            "DU111", "SPY", "OPT", 5, 200.2, 1, "20260109", 680.0, "C", market_price=2.30
+        )
+    ]
     step(book, T0 + 5)
     p = position(journal)
     assert p.mark == 2.30 and p.unrealized_pnl == pytest.approx(0.30 * 5 * 100)
@@ -372,8 +417,10 @@ def test_a_refused_bracket_that_ibkr_works_after_all_is_followed_again(setup):
 
 def test_a_sale_waits_behind_its_entry_until_the_entry_is_booked(setup, events):
     book, broker, journal, _ = setup
-    broker.executions = [fill("e1", "BOT", 5, 2.00, T0 + 1, commission=None),
-                         fill("e2", "SLD", 5, 3.00, T0 + 2, order_id=12)]
+    broker.executions = [
+        fill("e1", "BOT", 5, 2.00, T0 + 1, commission=None),
+        fill("e2", "SLD", 5, 3.00, T0 + 2, order_id=12),
+    ]
     step(book, T0 + 3)
     assert position(journal).status == "pending" and events.short == []
     broker.executions[0] = fill("e1", "BOT", 5, 2.00, T0 + 1, commission=1.0)

@@ -27,25 +27,56 @@ ID = "0123456789abcdef"
 CALL = OptionContract("SPY", "20260109", 680.0, Right.CALL)
 
 
-def part(order_id: int, action: str, order_type: str, perm_id: int | None = None,
-         parent_id: int = 0, limit: float = 2.0, aux: float = 0.0, ref: str = ID,
-         client_id: int = 1) -> OpenOrder:
-    return OpenOrder(order_id, ref, "Submitted", action, 5.0, order_type, "SPY", "OPT",
-                     "20260109", 680.0, "C", limit, aux,
-                     900 + order_id if perm_id is None else perm_id, parent_id=parent_id,
-                     oca_group=f"oca-{ref}", client_id=client_id)
+def part(
+    order_id: int,
+    action: str,
+    order_type: str,
+    perm_id: int | None = None,
+    parent_id: int = 0,
+    limit: float = 2.0,
+    aux: float = 0.0,
+    ref: str = ID,
+    client_id: int = 1,
+) -> OpenOrder:
+    return OpenOrder(
+        order_id,
+        ref,
+        "Submitted",
+        action,
+        5.0,
+        order_type,
+        "SPY",
+        "OPT",
+        "20260109",
+        680.0,
+        "C",
+        limit,
+        aux,
+        900 + order_id if perm_id is None else perm_id,
+        parent_id=parent_id,
+        oca_group=f"oca-{ref}",
+        client_id=client_id,
+    )
 
 
-BRACKET = [part(21, "BUY", "LMT", limit=2.0), part(22, "SELL", "LMT", parent_id=21, limit=3.0),
-           part(23, "SELL", "STP", parent_id=21, aux=1.4)]
+BRACKET = [
+    part(21, "BUY", "LMT", limit=2.0),
+    part(22, "SELL", "LMT", parent_id=21, limit=3.0),
+    part(23, "SELL", "STP", parent_id=21, aux=1.4),
+]
 
 
 @pytest.fixture
 def book(tmp_path: Path):
     journal = Journal(tmp_path / "j.sqlite")
     broker = FakeLiveBroker()
-    positions = LivePositions(broker, journal, lambda ts: DAY, lambda p: None,  # type: ignore
-                              lambda p, n: None)
+    positions = LivePositions(
+        broker,
+        journal,
+        lambda ts: DAY,
+        lambda p: None,  # type: ignore
+        lambda p, n: None,
+    )
     return LiveBook(broker, journal, 300, positions), broker, journal
 
 
@@ -60,7 +91,11 @@ def test_a_bracket_of_ours_the_journal_does_not_know_is_adopted_not_left_alone(b
     intent = journal.load_intent(ID)
     assert intent is not None and intent.reasons == (ADOPTED,)
     assert (intent.contract.key, intent.entry_limit, intent.take_profit, intent.stop_loss) == (
-        "SPY 20260109 680C", 2.0, 3.0, 1.4)
+        "SPY 20260109 680C",
+        2.0,
+        3.0,
+        1.4,
+    )
     assert journal.sent_intents(DAY) == {ID}
     rule = journal._db.execute("SELECT rule FROM decisions").fetchone()[0]
     assert rule == "adopted"
@@ -113,12 +148,15 @@ def test_a_row_left_sending_whose_entry_filled_gets_all_three_ids(book):
     # Given a row left "sending" by a crash, the entry filled meanwhile: only its exits are
     # listed (the trial that booked a stop-out as "closed": the row had no order ids)
     lb, broker, journal = book
-    journal.record_intent(OrderIntent(ID, 1, "SPY", CALL, Signal.BUY, 2.0, 3.0, 1.4, 2.0,
-                                      0.5, ()), DAY)
+    journal.record_intent(
+        OrderIntent(ID, 1, "SPY", CALL, Signal.BUY, 2.0, 3.0, 1.4, 2.0, 0.5, ()), DAY
+    )
     journal.record_order(ID, "live", "sending", 5, T0)
     broker.open = list(BRACKET[1:])
-    broker.executions = [Fill("e1", 21, ID, "BOT", 5, 2.0, T0 + 1, 1.0, 921),
-                         Fill("e2", 23, ID, "SLD", 5, 1.4, T0 + 9, 1.0, 923)]
+    broker.executions = [
+        Fill("e1", 21, ID, "BOT", 5, 2.0, T0 + 1, 1.0, 921),
+        Fill("e2", 23, ID, "SLD", 5, 1.4, T0 + 9, 1.0, 923),
+    ]
     reconcile(broker, journal, T0 + 10, day=DAY)
     lb.positions.follow(T0 + 11)
     (row,) = journal.orders_for(ID)
@@ -128,8 +166,9 @@ def test_a_row_left_sending_whose_entry_filled_gets_all_three_ids(book):
 
 def test_a_followed_row_no_longer_listed_and_never_executed_is_a_problem(book):
     _lb, broker, journal = book
-    journal.record_intent(OrderIntent(ID, 1, "SPY", CALL, Signal.BUY, 2.0, 3.0, 1.4, 2.0,
-                                      0.5, ()), DAY)
+    journal.record_intent(
+        OrderIntent(ID, 1, "SPY", CALL, Signal.BUY, 2.0, 3.0, 1.4, 2.0, 0.5, ()), DAY
+    )
     row = journal.record_order(ID, "live", "submitted", 5, T0, broker_order_id=21)
     journal.update_order(row, "working", T0, perm_id=921)
     found = reconcile(broker, journal, T0 + 60, adopt=False, day=DAY)
@@ -142,8 +181,9 @@ def test_a_followed_row_no_longer_listed_and_never_executed_is_a_problem(book):
 def test_an_entry_another_client_id_placed_is_said_once_at_error(book, caplog):
     # Given an entry past its timeout that IBKR lets only its placing client id cancel
     lb, broker, journal = book
-    journal.record_intent(OrderIntent(ID, 1, "SPY", CALL, Signal.BUY, 2.0, 3.0, 1.4, 2.0,
-                                      0.5, ()), DAY)
+    journal.record_intent(
+        OrderIntent(ID, 1, "SPY", CALL, Signal.BUY, 2.0, 3.0, 1.4, 2.0, 0.5, ()), DAY
+    )
     row = journal.record_order(ID, "live", "submitted", 5, T0, broker_order_id=21)
     journal.update_order(row, "submitted", T0, perm_id=921)
     broker.open = list(BRACKET)
@@ -169,10 +209,12 @@ def test_a_position_held_by_hand_stays_unknown(book):
 def test_an_order_closing_exercised_shares_is_ours_and_never_adopted_as_a_bracket(book):
     # Given the sale of shares an exercise of intent ID delivered (the shares book's order)
     lb, broker, journal = book
-    journal.record_intent(OrderIntent(ID, 1, "SPY", CALL, Signal.BUY, 2.0, 3.0, 1.4, 2.0,
-                                      0.5, ()), DAY)
-    broker.open = [OpenOrder(50, f"{ID}:shares", "Submitted", "SELL", 500, "LMT", "SPY", "STK",
-                             perm_id=950)]
+    journal.record_intent(
+        OrderIntent(ID, 1, "SPY", CALL, Signal.BUY, 2.0, 3.0, 1.4, 2.0, 0.5, ()), DAY
+    )
+    broker.open = [
+        OpenOrder(50, f"{ID}:shares", "Submitted", "SELL", 500, "LMT", "SPY", "STK", perm_id=950)
+    ]
     found = reconcile(broker, journal, T0, day=DAY)
     assert found.problems == [] and "shares" in found.ours[0]
     asyncio.run(lb.step(T0 + 400, False))  # past the entry timeout: nothing cancels it

@@ -29,14 +29,37 @@ DAY = "2026-12-01"
 PUT = OptionContract("QQQ", "20261204", 606.0, Right.PUT)
 
 
-def part(order_id: int, action: str, order_type: str, limit: float = math.nan,
-         aux: float = math.nan, perm_id: int | None = None, filled: float = 0.0,
-         ref: str = ID) -> OpenOrder:
-    return OpenOrder(order_id, ref, "Submitted", action, 4.0, order_type, "QQQ", "OPT",
-                     PUT.expiry, PUT.strike, "P", limit, aux,
-                     900 + order_id if perm_id is None else perm_id, filled=filled,
-                     parent_id=0 if action == "BUY" else 1, oca_group=f"oca-{ID}",
-                     account="DU1", client_id=7)
+def part(
+    order_id: int,
+    action: str,
+    order_type: str,
+    limit: float = math.nan,
+    aux: float = math.nan,
+    perm_id: int | None = None,
+    filled: float = 0.0,
+    ref: str = ID,
+) -> OpenOrder:
+    return OpenOrder(
+        order_id,
+        ref,
+        "Submitted",
+        action,
+        4.0,
+        order_type,
+        "QQQ",
+        "OPT",
+        PUT.expiry,
+        PUT.strike,
+        "P",
+        limit,
+        aux,
+        900 + order_id if perm_id is None else perm_id,
+        filled=filled,
+        parent_id=0 if action == "BUY" else 1,
+        oca_group=f"oca-{ID}",
+        account="DU1",
+        client_id=7,
+    )
 
 
 ENTRY = part(1, "BUY", "LMT", limit=0.50)
@@ -69,14 +92,28 @@ class FakeBroker:
         self.cancelled.append(order_id)
         self.working = [o for o in self.working if o.order_id != order_id]
 
-    async def place_exit(self, contract: OptionContract, order_type: str, quantity: int,
-                         price: float, account: str, order_ref: str,
-                         oca_group: str) -> tuple[int, int]:
+    async def place_exit(
+        self,
+        contract: OptionContract,
+        order_type: str,
+        quantity: int,
+        price: float,
+        account: str,
+        order_ref: str,
+        oca_group: str,
+    ) -> tuple[int, int]:
         self.exits.append((contract.key, order_type, quantity, price, order_ref, oca_group))
         return 50, 950
 
-    async def place_order(self, contract: OptionContract, action: str, quantity: int,
-                          limit: float, account: str, order_ref: str) -> int:
+    async def place_order(
+        self,
+        contract: OptionContract,
+        action: str,
+        quantity: int,
+        limit: float,
+        account: str,
+        order_ref: str,
+    ) -> int:
         self.sold.append((action, quantity, limit, order_ref))
         return 60
 
@@ -91,17 +128,33 @@ class FakeBroker:
 def desk(tmp_path: Path):
     """A journal that sent ID's bracket (4 puts, take-profit 0.75, stop 0.35), a broker."""
     journal = Journal(tmp_path / "j.sqlite")
-    journal.record_intent(OrderIntent(ID, 1, "QQQ", PUT, Signal.SELL, 0.50, 0.75, 0.35, 0.50,
-                                      0.5, ()), DAY)
+    journal.record_intent(
+        OrderIntent(ID, 1, "QQQ", PUT, Signal.SELL, 0.50, 0.75, 0.35, 0.50, 0.5, ()), DAY
+    )
     row = journal.record_order(ID, "live", "submitted", 4, T0, broker_order_id=1)
-    journal.update_order(row, "submitted", T0, perm_id=901, details={
-        "order_ids": [1, 2, 3], "perm_ids": [901, 902, 903]})
+    journal.update_order(
+        row,
+        "submitted",
+        T0,
+        perm_id=901,
+        details={"order_ids": [1, 2, 3], "perm_ids": [901, 902, 903]},
+    )
     broker = FakeBroker()
-    positions = LivePositions(broker, journal, lambda ts: DAY, lambda p: None,  # type: ignore
-                              lambda p, n: None)
+    positions = LivePositions(
+        broker,
+        journal,
+        lambda ts: DAY,
+        lambda p: None,  # type: ignore
+        lambda p, n: None,
+    )
     positions.opened(journal.load_intent(ID), 4, T0)  # type: ignore[arg-type]
-    exits = ExpiryExits(broker, journal, SessionBook(broker, nyse()),  # type: ignore[arg-type]
-                        exit_before_expiry_min=15, account="DU1")
+    exits = ExpiryExits(
+        broker,
+        journal,
+        SessionBook(broker, nyse()),  # type: ignore[arg-type]
+        exit_before_expiry_min=15,
+        account="DU1",
+    )
     return journal, broker, positions, exits
 
 
@@ -114,8 +167,16 @@ def bought(broker: FakeBroker, positions: LivePositions) -> None:
 
 def check(desk, how: str = "replace"):
     journal, broker, positions, exits = desk
-    found = asyncio.run(BracketCheck(broker, journal, positions, exits, how,  # type: ignore
-                                     "DU1").run(T0 + 60))
+    found = asyncio.run(
+        BracketCheck(
+            broker,
+            journal,
+            positions,
+            exits,
+            how,  # type: ignore
+            "DU1",
+        ).run(T0 + 60)
+    )
     return found
 
 
@@ -161,13 +222,15 @@ def test_an_unfilled_entry_without_both_exits_is_cancelled(desk):
     assert [r["status"] for r in journal.orders_for(ID)] == ["cancelled"]
 
 
-@pytest.mark.parametrize("working, refuse, words", [
-    ([replace(ENTRY, filled=2.0), STOP], False, "2 of 4 filled"),  # a human decides
-    ([ENTRY, STOP], True, "cannot be cancelled"),  # another client id's entry
-    ([ENTRY, replace(TP, perm_id=0), STOP], False, "no permId"),  # not acknowledged yet
-])
-def test_what_cannot_be_made_whole_is_a_problem_and_nothing_is_sent(desk, working, refuse,
-                                                                     words):
+@pytest.mark.parametrize(
+    "working, refuse, words",
+    [
+        ([replace(ENTRY, filled=2.0), STOP], False, "2 of 4 filled"),  # a human decides
+        ([ENTRY, STOP], True, "cannot be cancelled"),  # another client id's entry
+        ([ENTRY, replace(TP, perm_id=0), STOP], False, "no permId"),  # not acknowledged yet
+    ],
+)
+def test_what_cannot_be_made_whole_is_a_problem_and_nothing_is_sent(desk, working, refuse, words):
     _journal, broker, _positions, _exits = desk
     broker.working, broker.refuse_cancel = working, refuse
     found = check(desk)

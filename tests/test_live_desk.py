@@ -47,17 +47,39 @@ class LiveFakeBroker(StubBroker):
         self.placed: list[tuple[str, int]] = []
 
     async def account(self) -> AccountSnapshot:
-        return AccountSnapshot("DU111", self.net_liquidation, self.net_liquidation,
-                               daily_pnl=self.daily_pnl, realized_pnl=0.0, unrealized_pnl=0.0)
+        return AccountSnapshot(
+            "DU111",
+            self.net_liquidation,
+            self.net_liquidation,
+            daily_pnl=self.daily_pnl,
+            realized_pnl=0.0,
+            unrealized_pnl=0.0,
+        )
 
-    async def place_bracket(self, intent: OrderIntent, quantity: int,
-                            account: str) -> PlacedBracket:
+    async def place_bracket(
+        self, intent: OrderIntent, quantity: int, account: str
+    ) -> PlacedBracket:
         n = len(self.placed) * 3 + 1
         self.placed.append((intent.intent_id, quantity))
         c = intent.contract
-        self.working.append(OpenOrder(n, intent.intent_id, "Submitted", "BUY", quantity, "LMT",
-                                      c.symbol, "OPT", c.expiry, c.strike, c.right.value,
-                                      intent.entry_limit, perm_id=900 + n, account="DU111"))
+        self.working.append(
+            OpenOrder(
+                n,
+                intent.intent_id,
+                "Submitted",
+                "BUY",
+                quantity,
+                "LMT",
+                c.symbol,
+                "OPT",
+                c.expiry,
+                c.strike,
+                c.right.value,
+                intent.entry_limit,
+                perm_id=900 + n,
+                account="DU111",
+            )
+        )
         return PlacedBracket((n, n + 1, n + 2), (900 + n, 901 + n, 902 + n))
 
     async def refresh_orders(self) -> None:
@@ -74,12 +96,18 @@ class LiveFakeBroker(StubBroker):
 
 
 def live_desk(tmp_path, **risk) -> tuple[Desk, LiveFakeBroker, Journal]:
-    settings = make_settings(tmp_path, execution={"mode": "live"},
-                             ibkr={"account": "DU111"}, risk=risk)
+    settings = make_settings(
+        tmp_path, execution={"mode": "live"}, ibkr={"account": "DU111"}, risk=risk
+    )
     broker = LiveFakeBroker(settings)
     journal = Journal(settings.execution.journal_path)
-    desk = Desk(settings, broker, journal, Executor("live", broker, journal, "DU111"),
-                SessionBook(broker, nyse()))
+    desk = Desk(
+        settings,
+        broker,
+        journal,
+        Executor("live", broker, journal, "DU111"),
+        SessionBook(broker, nyse()),
+    )
     return desk, broker, journal
 
 
@@ -95,8 +123,9 @@ def spy_intent(n: int) -> OrderIntent:
 
 def test_working_entries_fill_the_cap_cycle_after_cycle(tmp_path):
     # Given caps of 5 contracts per symbol, one position per direction off (to see the cap)
-    desk, broker, _journal = live_desk(tmp_path, max_position_per_symbol=5,
-                                       one_position_per_direction=False)
+    desk, broker, _journal = live_desk(
+        tmp_path, max_position_per_symbol=5, one_position_per_direction=False
+    )
     # Then live places 5, then nothing: the working entry counts like a position
     placed = [cycle(desk, NOW + 60 * n, result(spy_intent(n))) for n in range(3)]
     assert placed == [[5], [0], [0]]
@@ -116,9 +145,13 @@ def test_a_position_the_bot_never_bought_counts_and_is_reported_once(tmp_path):
 
 def test_held_premium_counts_against_the_notional_limit(tmp_path):
     # Given a 10 % notional limit (10,000 of 100,000) and 45 contracts held at 2.00 (9,000)
-    desk, broker, _journal = live_desk(tmp_path, max_notional_pct=10.0,
-                                       max_position_per_symbol=100, max_position_total=100,
-                                       max_contracts_per_order=100)
+    desk, broker, _journal = live_desk(
+        tmp_path,
+        max_notional_pct=10.0,
+        max_position_per_symbol=100,
+        max_position_total=100,
+        max_contracts_per_order=100,
+    )
     broker.held = [BrokerPosition("DU111", "QQQ", "OPT", 45, 200.0, 1, "20260116", 600.0, "P")]
     # Then one more 2.00 contract costs 200: 5 fit in the 1,000 left
     assert cycle(desk, NOW, result(spy_intent(1))) == [5]
@@ -138,9 +171,11 @@ def test_a_net_short_position_trips_the_kill_switch(tmp_path):
     desk, broker, journal = live_desk(tmp_path)
     assert cycle(desk, NOW, result(spy_intent(1))) == [10]
     broker.working = []  # 5 bought, then the take-profit and the stop both sold 5
-    broker.executions = [Fill("e1", 1, "i-1", "BOT", 5, 2.0, NOW + 1, 1.0, 901),
-                         Fill("e2", 2, "i-1", "SLD", 5, 3.0, NOW + 5, 1.0, 902),
-                         Fill("e3", 3, "i-1", "SLD", 5, 1.4, NOW + 6, 1.0, 903)]
+    broker.executions = [
+        Fill("e1", 1, "i-1", "BOT", 5, 2.0, NOW + 1, 1.0, 901),
+        Fill("e2", 2, "i-1", "SLD", 5, 3.0, NOW + 5, 1.0, 902),
+        Fill("e3", 3, "i-1", "SLD", 5, 1.4, NOW + 6, 1.0, 903),
+    ]
     cycle(desk, NOW + 60)
     assert desk.state is not None and desk.state.halted
     (reason,) = journal._db.execute("SELECT halted_reason FROM day_state").fetchone()
@@ -162,9 +197,11 @@ def test_a_net_short_found_at_start_trips_the_kill_switch_without_crashing(tmp_p
     assert cycle(desk, NOW, result(spy_intent(1))) == [10]
     journal.close()
     desk, broker, journal = live_desk(tmp_path)
-    broker.executions = [Fill("e1", 1, "i-1", "BOT", 5, 2.0, NOW + 1, 1.0, 901),
-                         Fill("e2", 2, "i-1", "SLD", 5, 3.0, NOW + 5, 1.0, 902),
-                         Fill("e3", 3, "i-1", "SLD", 5, 1.4, NOW + 6, 1.0, 903)]
+    broker.executions = [
+        Fill("e1", 1, "i-1", "BOT", 5, 2.0, NOW + 1, 1.0, 901),
+        Fill("e2", 2, "i-1", "SLD", 5, 3.0, NOW + 5, 1.0, 902),
+        Fill("e3", 3, "i-1", "SLD", 5, 1.4, NOW + 6, 1.0, 903),
+    ]
     asyncio.run(desk.start_live(NOW + 60))
     assert desk.state is not None and desk.state.halted
     state = journal.day_state(DAY)
@@ -174,8 +211,9 @@ def test_a_net_short_found_at_start_trips_the_kill_switch_without_crashing(tmp_p
 def test_an_option_of_ours_held_short_at_ibkr_trips_the_kill_switch(tmp_path):
     desk, broker, journal = live_desk(tmp_path)
     assert cycle(desk, NOW, result(spy_intent(1))) == [10]  # a call of ours: journaled
-    broker.held = [BrokerPosition("DU111", "SPY", "OPT", -3, 150.0, 1, CALL.expiry,
-                                  CALL.strike, "C")]
+    broker.held = [
+        BrokerPosition("DU111", "SPY", "OPT", -3, 150.0, 1, CALL.expiry, CALL.strike, "C")
+    ]
     cycle(desk, NOW + 60)
     assert desk.state is not None and desk.state.halted
     (reason,) = journal._db.execute("SELECT halted_reason FROM day_state").fetchone()
@@ -183,12 +221,16 @@ def test_an_option_of_ours_held_short_at_ibkr_trips_the_kill_switch(tmp_path):
 
 
 def test_a_stop_asked_for_while_a_bracket_waits_stops_the_rest_of_the_cycle(tmp_path):
-    desk, broker, _journal = live_desk(tmp_path, max_position_per_symbol=100,
-                                       one_position_per_direction=False)
+    desk, broker, _journal = live_desk(
+        tmp_path, max_position_per_symbol=100, one_position_per_direction=False
+    )
     asked = iter([False, True, True])  # SIGTERM arrives while the first bracket is placed
     asyncio.run(desk.begin_cycle(NOW))
-    done = asyncio.run(desk.act_on([result(spy_intent(1), spy_intent(2), spy_intent(3))], NOW,
-                                   stopping=lambda: next(asked)))
+    done = asyncio.run(
+        desk.act_on(
+            [result(spy_intent(1), spy_intent(2), spy_intent(3))], NOW, stopping=lambda: next(asked)
+        )
+    )
     assert [d.status for d in done] == ["submitted", "refused", "refused"]
     assert [d.decision.rule for d in done[1:]] == ["stopping", "stopping"]
     assert len(broker.placed) == 1
@@ -228,13 +270,33 @@ def test_a_stop_cancels_working_entries_and_keeps_the_exits_of_what_is_held(tmp_
     broker = CancellingBroker(settings)
     journal = Journal(settings.execution.journal_path)
     alerts = Alerts()
-    desk = Desk(settings, broker, journal, Executor("live", broker, journal, "DU111"),
-                SessionBook(broker, nyse()), alerts)  # type: ignore[arg-type]
+    desk = Desk(
+        settings,
+        broker,
+        journal,
+        Executor("live", broker, journal, "DU111"),
+        SessionBook(broker, nyse()),
+        alerts,
+    )  # type: ignore[arg-type]
     assert cycle(desk, NOW, result(spy_intent(1))) == [10]
     (entry,) = broker.working
-    held_exit = OpenOrder(50, "i-1", "Submitted", "SELL", 10, "STP", PUT.symbol, "OPT",
-                          PUT.expiry, PUT.strike, "P", 1.0, perm_id=950, parent_id=49,
-                          account="DU111")
+    held_exit = OpenOrder(
+        50,
+        "i-1",
+        "Submitted",
+        "SELL",
+        10,
+        "STP",
+        PUT.symbol,
+        "OPT",
+        PUT.expiry,
+        PUT.strike,
+        "P",
+        1.0,
+        perm_id=950,
+        parent_id=49,
+        account="DU111",
+    )
     broker.working.append(held_exit)
     # When the bot stops
     asyncio.run(desk.close_out(NOW + 30))
@@ -246,12 +308,21 @@ def test_a_stop_cancels_working_entries_and_keeps_the_exits_of_what_is_held(tmp_
 
 
 def test_a_stop_can_leave_entries_working_by_choice(tmp_path):
-    settings = make_settings(tmp_path, execution={"mode": "live", "cancel_entries_on_stop":
-                                                  False}, ibkr={"account": "DU111"})
+    settings = make_settings(
+        tmp_path,
+        execution={"mode": "live", "cancel_entries_on_stop": False},
+        ibkr={"account": "DU111"},
+    )
     broker = CancellingBroker(settings)
     journal = Journal(settings.execution.journal_path)
-    desk = Desk(settings, broker, journal, Executor("live", broker, journal, "DU111"),
-                SessionBook(broker, nyse()), Alerts())  # type: ignore[arg-type]
+    desk = Desk(
+        settings,
+        broker,
+        journal,
+        Executor("live", broker, journal, "DU111"),
+        SessionBook(broker, nyse()),
+        Alerts(),
+    )  # type: ignore[arg-type]
     assert cycle(desk, NOW, result(spy_intent(1))) == [10]
     asyncio.run(desk.close_out(NOW + 30))
     assert broker.cancelled == [] and len(broker.working) == 1

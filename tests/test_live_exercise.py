@@ -57,13 +57,26 @@ class ExerciseBroker(LiveFakeBroker):
     async def quote(self, symbol: str) -> Quote:
         return Quote(symbol, bid=self.bid, ask=self.ask, last=self.bid, close=self.bid)
 
-    async def place_stock_order(self, symbol: str, action: str, quantity: int, limit: float,
-                                account: str, order_ref: str) -> int:
+    async def place_stock_order(
+        self, symbol: str, action: str, quantity: int, limit: float, account: str, order_ref: str
+    ) -> int:
         order_id = 100 + len(self.stock_orders)
         self.stock_orders.append((symbol, action, quantity, limit, order_ref))
-        self.working.append(OpenOrder(order_id, order_ref, "Submitted", action, quantity,
-                                      "LMT", symbol, "STK", limit=limit, account="DU111",
-                                      multiplier=1))
+        self.working.append(
+            OpenOrder(
+                order_id,
+                order_ref,
+                "Submitted",
+                action,
+                quantity,
+                "LMT",
+                symbol,
+                "STK",
+                limit=limit,
+                account="DU111",
+                multiplier=1,
+            )
+        )
         return order_id
 
     async def cancel_order(self, order_id: int) -> None:
@@ -73,21 +86,37 @@ class ExerciseBroker(LiveFakeBroker):
     def stock(self, quantity: float, symbol: str = "SPY") -> None:
         self.held = [p for p in self.held if p.sec_type != "STK"]
         if quantity:
-            self.held.append(BrokerPosition("DU111", symbol, "STK", quantity, 680.0, 756733,
-                                            market_price=self.bid))
+            self.held.append(
+                BrokerPosition(
+                    "DU111", symbol, "STK", quantity, 680.0, 756733, market_price=self.bid
+                )
+            )
 
 
-def exercise_desk(tmp_path, cap: int = 20,
-                  **execution) -> tuple[Desk, ExerciseBroker, Journal, Alerts]:
-    settings = make_settings(tmp_path, execution={"mode": "live", **execution},
-                             ibkr={"account": "DU111"},
-                             risk={"max_position_per_symbol": cap, "max_position_total": 20,
-                                   "one_position_per_direction": False})
+def exercise_desk(
+    tmp_path, cap: int = 20, **execution
+) -> tuple[Desk, ExerciseBroker, Journal, Alerts]:
+    settings = make_settings(
+        tmp_path,
+        execution={"mode": "live", **execution},
+        ibkr={"account": "DU111"},
+        risk={
+            "max_position_per_symbol": cap,
+            "max_position_total": 20,
+            "one_position_per_direction": False,
+        },
+    )
     broker = ExerciseBroker(settings)
     journal = Journal(settings.execution.journal_path)
     alerts = Alerts()
-    desk = Desk(settings, broker, journal, Executor("live", broker, journal, "DU111"),
-                SessionBook(broker, nyse()), alerts)  # type: ignore[arg-type]
+    desk = Desk(
+        settings,
+        broker,
+        journal,
+        Executor("live", broker, journal, "DU111"),
+        SessionBook(broker, nyse()),
+        alerts,
+    )  # type: ignore[arg-type]
     return desk, broker, journal, alerts
 
 
@@ -98,10 +127,12 @@ def bought(desk: Desk, broker: ExerciseBroker, n: int = 1, quantity: int = 5) ->
     assert cycle(desk, NOW, result(intent)) != [0]
     broker.working = []
     c = intent.contract
-    broker.executions.append(Fill(f"e{n}", 1, intent.intent_id, "BOT", quantity, 2.0, NOW + 1,
-                                  1.0, 901))
-    broker.held.append(BrokerPosition("DU111", "SPY", "OPT", quantity, 201.0, n, c.expiry,
-                                      c.strike, c.right.value))
+    broker.executions.append(
+        Fill(f"e{n}", 1, intent.intent_id, "BOT", quantity, 2.0, NOW + 1, 1.0, 901)
+    )
+    broker.held.append(
+        BrokerPosition("DU111", "SPY", "OPT", quantity, 201.0, n, c.expiry, c.strike, c.right.value)
+    )
     cycle(desk, NOW + 60)
     return intent.intent_id
 
@@ -124,8 +155,7 @@ def position(journal: Journal, intent_id: str) -> Position:
     return p
 
 
-def test_a_call_held_over_its_close_is_booked_exercised_and_its_shares_sold_at_the_open(
-        tmp_path):
+def test_a_call_held_over_its_close_is_booked_exercised_and_its_shares_sold_at_the_open(tmp_path):
     # Given 5 calls (680) of ours bought at 2.00 and held over Friday's close
     desk, broker, journal, alerts = exercise_desk(tmp_path)
     intent_id = bought(desk, broker)
@@ -135,7 +165,11 @@ def test_a_call_held_over_its_close_is_booked_exercised_and_its_shares_sold_at_t
     # Then the option is booked at its intrinsic value 5.00, as of Friday's close
     p = position(journal, intent_id)
     assert (p.status, p.exit_reason, p.exit_price, p.closed_ts) == (
-        "closed", "exercised", 5.0, FRIDAY_CLOSE)
+        "closed",
+        "exercised",
+        5.0,
+        FRIDAY_CLOSE,
+    )
     assert p.realized_pnl == pytest.approx((5.0 - 2.0) * 500 - 1.0)
     # and the shares have a row of their own, at the close, alerted once
     (s,) = journal.held_shares()
@@ -145,8 +179,9 @@ def test_a_call_held_over_its_close_is_booked_exercised_and_its_shares_sold_at_t
     assert broker.stock_orders == [("SPY", "SELL", 500, 690.0, f"{intent_id}:shares")]
     # When the sale fills
     broker.working = []
-    broker.executions = [Fill("x1", 100, f"{intent_id}:shares", "SLD", 500, 690.0,
-                              MONDAY_0931 + 5, 2.5)]
+    broker.executions = [
+        Fill("x1", 100, f"{intent_id}:shares", "SLD", 500, 690.0, MONDAY_0931 + 5, 2.5)
+    ]
     broker.stock(0)
     cycle(desk, MONDAY_0931 + 60)
     # Then the row is closed with its P&L (690 - 685) x 500 less the commission, once
@@ -159,8 +194,9 @@ def test_a_call_held_over_its_close_is_booked_exercised_and_its_shares_sold_at_t
     friday = render_text(journal.day_summary("2026-01-09"), tz="America/New_York")
     assert "exercised exit 5.00 realized +1,499.00" in friday
     monday = render_text(journal.day_summary("2026-01-12"), tz="America/New_York")
-    assert (f"closed +500 SPY from {intent_id} at 685.00: closed at 690.00 realized "
-            "+2,497.50") in monday
+    assert (
+        f"closed +500 SPY from {intent_id} at 685.00: closed at 690.00 realized +2,497.50"
+    ) in monday
     assert "P&L: realized +2,497.50" in monday
 
 
@@ -179,8 +215,7 @@ def test_exercised_shares_count_in_the_caps_and_the_notional_limit(tmp_path):
 
 def test_with_the_setting_off_the_shares_are_held_counted_and_said_every_day(tmp_path):
     # Given at most 7 contracts of SPY, and exercised shares kept by choice
-    desk, broker, journal, alerts = exercise_desk(tmp_path, cap=7,
-                                                  close_exercised_shares=False)
+    desk, broker, journal, alerts = exercise_desk(tmp_path, cap=7, close_exercised_shares=False)
     bought(desk, broker)
     expired_over_the_weekend(broker, close=685.0, shares=500)
     for ts in (MONDAY_0931, MONDAY_0931 + 60, at(13, 10)):  # Monday twice, then Tuesday
@@ -299,19 +334,23 @@ def test_shares_sold_by_hand_close_their_row_without_a_price(tmp_path):
 HELD = Position("i", "SPY", CALL, 2, 2.0, 3.0, 1.4, "open", NOW, 2.0, NOW, exited=0)
 
 
-@pytest.mark.parametrize("p, close, moved, later, expected", [
-    (HELD, 685.0, 200, False, "exercised"),
-    (HELD, 685.0, 150, False, "wait"),  # fewer shares than 2 contracts deliver
-    (HELD, 685.0, 0, True, "expired"),  # in the money, nothing delivered by the next open
-    (HELD, 679.0, 0, False, "expired"),
-    (HELD, 679.97, 200, False, "exercised"),  # our close may differ from OCC's by cents
-    (HELD, 679.0, 200, False, "expired"),  # out of the money: shares of someone else's
-    (HELD, None, 200, False, "wait"),  # the close not known yet
-    (replace(HELD, contract=PUT), 670.0, -200, False, "exercised"),
-    (replace(HELD, contract=PUT), 670.0, 200, True, "expired"),
-])
-def test_the_verdict(p: Position, close: float | None, moved: float, later: bool,
-                     expected: str) -> None:
+@pytest.mark.parametrize(
+    "p, close, moved, later, expected",
+    [
+        (HELD, 685.0, 200, False, "exercised"),
+        (HELD, 685.0, 150, False, "wait"),  # fewer shares than 2 contracts deliver
+        (HELD, 685.0, 0, True, "expired"),  # in the money, nothing delivered by the next open
+        (HELD, 679.0, 0, False, "expired"),
+        (HELD, 679.97, 200, False, "exercised"),  # our close may differ from OCC's by cents
+        (HELD, 679.0, 200, False, "expired"),  # out of the money: shares of someone else's
+        (HELD, None, 200, False, "wait"),  # the close not known yet
+        (replace(HELD, contract=PUT), 670.0, -200, False, "exercised"),
+        (replace(HELD, contract=PUT), 670.0, 200, True, "expired"),
+    ],
+)
+def test_the_verdict(
+    p: Position, close: float | None, moved: float, later: bool, expected: str
+) -> None:
     assert verdict(p, close, moved, later) == expected
 
 

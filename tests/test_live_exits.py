@@ -23,14 +23,40 @@ CALL = OptionContract("SPY", "20261204", 680.0, Right.CALL)
 
 
 def position(contract: OptionContract = CALL, quantity: float = 10) -> BrokerPosition:
-    return BrokerPosition("DU1", contract.symbol, "OPT", quantity, 250.0, 1, contract.expiry,
-                          contract.strike, contract.right.value)
+    return BrokerPosition(
+        "DU1",
+        contract.symbol,
+        "OPT",
+        quantity,
+        250.0,
+        1,
+        contract.expiry,
+        contract.strike,
+        contract.right.value,
+    )
 
 
-def order(order_id: int, ref: str, action: str = "SELL", limit: float = 3.0,
-          contract: OptionContract = CALL) -> OpenOrder:
-    return OpenOrder(order_id, ref, "Submitted", action, 10, "LMT", contract.symbol, "OPT",
-                     contract.expiry, contract.strike, contract.right.value, limit=limit)
+def order(
+    order_id: int,
+    ref: str,
+    action: str = "SELL",
+    limit: float = 3.0,
+    contract: OptionContract = CALL,
+) -> OpenOrder:
+    return OpenOrder(
+        order_id,
+        ref,
+        "Submitted",
+        action,
+        10,
+        "LMT",
+        contract.symbol,
+        "OPT",
+        contract.expiry,
+        contract.strike,
+        contract.right.value,
+        limit=limit,
+    )
 
 
 class FakeBroker:
@@ -54,8 +80,15 @@ class FakeBroker:
         self.cancelled.append(order_id)
         self.working = [o for o in self.working if o.order_id != order_id]
 
-    async def place_order(self, contract: OptionContract, action: str, quantity: int,
-                          limit: float, account: str, order_ref: str) -> int:
+    async def place_order(
+        self,
+        contract: OptionContract,
+        action: str,
+        quantity: int,
+        limit: float,
+        account: str,
+        order_ref: str,
+    ) -> int:
         self.placed.append((contract.key, action, quantity, limit, order_ref))
         new = order(100 + len(self.placed), order_ref, limit=limit)
         self.working.append(new)
@@ -72,8 +105,13 @@ def setup(tmp_path: Path):
     journal.record_intent(intent, "2026-12-01")
     journal.record_fill("ours", "BOT", 10, 2.0, TUESDAY_MORNING.timestamp(), 6.5, "e1")
     broker = FakeBroker()
-    exits = ExpiryExits(broker, journal, SessionBook(broker, nyse()),  # type: ignore[arg-type]
-                        exit_before_expiry_min=15, account="DU1")
+    exits = ExpiryExits(
+        broker,
+        journal,
+        SessionBook(broker, nyse()),  # type: ignore[arg-type]
+        exit_before_expiry_min=15,
+        account="DU1",
+    )
     return exits, broker, journal
 
 
@@ -92,17 +130,24 @@ def test_before_the_exit_time_nothing_happens(setup):
 def test_at_the_exit_time_the_brackets_exits_give_way_to_a_sale_at_the_bid(setup):
     exits, broker, journal = setup
     broker.held = [position()]
-    broker.working = [order(2, "ours"), order(3, "ours", limit=1.4),
-                      order(9, "manual-order")]  # not ours: stays
+    broker.working = [
+        order(2, "ours"),
+        order(3, "ours", limit=1.4),
+        order(9, "manual-order"),
+    ]  # not ours: stays
     step(exits, FRIDAY_1550.timestamp())
     assert broker.cancelled == [2, 3]
     assert broker.placed == []  # not while they may still fill: both would sell
     step(exits, FRIDAY_1550.timestamp() + 30)  # they are gone now
     assert broker.placed == [(CALL.key, "SELL", 10, 2.40, "ours:expiry")]
-    row = journal._db.execute("SELECT intent_id, status, broker_order_id, details FROM orders"
-                              ).fetchone()
+    row = journal._db.execute(
+        "SELECT intent_id, status, broker_order_id, details FROM orders"
+    ).fetchone()
     assert (row["intent_id"], row["status"], row["broker_order_id"]) == (
-        "ours:expiry", "submitted", 101)
+        "ours:expiry",
+        "submitted",
+        101,
+    )
     # a second cycle while it works places nothing more
     step(exits, FRIDAY_1550.timestamp() + 60)
     assert len(broker.placed) == 1
@@ -145,6 +190,7 @@ def test_a_cancel_only_another_client_id_may_make_is_an_error_once(setup, caplog
 
     async def refuse(order_id: int) -> None:
         from supervisor.broker.base import BrokerError
+
         raise BrokerError(f"order {order_id} was placed by client id 1")
 
     broker.cancel_order = refuse  # type: ignore[method-assign]

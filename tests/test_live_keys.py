@@ -29,8 +29,14 @@ pytestmark = pytest.mark.timeout(120)
 MANAGED = ["DU1234567"]
 
 
-@pytest.mark.parametrize(("file_mode", "cli_live", "account"), list(itertools.product(
-    ["dry_run", "whatif", "live"], [False, True], ["DU1234567", "DU7654321", ""])))
+@pytest.mark.parametrize(
+    ("file_mode", "cli_live", "account"),
+    list(
+        itertools.product(
+            ["dry_run", "whatif", "live"], [False, True], ["DU1234567", "DU7654321", ""]
+        )
+    ),
+)
 def test_every_combination_of_the_keys(tmp_path, file_mode, cli_live, account):
     settings = make_settings(tmp_path, execution={"mode": file_mode}, ibkr={"account": account})
     why = live_refusal(settings, cli_live, "ibkr", MANAGED)
@@ -48,36 +54,70 @@ def test_every_combination_of_the_keys(tmp_path, file_mode, cli_live, account):
         assert why is not None and "DU7654321" in why and "DU1234567" in why
 
 
-def run_on_sim(tmp_path: Path, settings: str, *args: str,
-               account_env: str | None = None) -> tuple[subprocess.CompletedProcess[str], int]:
+def run_on_sim(
+    tmp_path: Path, settings: str, *args: str, account_env: str | None = None
+) -> tuple[subprocess.CompletedProcess[str], int]:
     config = tmp_path / "live.yaml"
     config.write_text(settings)
     environ = {k: v for k, v in os.environ.items() if not k.startswith("IBKR_")}
     environ["PYTHONPATH"] = str(REPO_ROOT)
     if account_env is not None:
         environ["IBKR_ACCOUNT"] = account_env
-    done = subprocess.run([sys.executable, "-m", "supervisor", "run", "--sim", "--config",
-                           str(config), "--cycles", "2", "--interval", "0.2", *args],
-                          cwd=tmp_path, env=environ, text=True, capture_output=True,
-                          timeout=100)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "supervisor",
+            "run",
+            "--sim",
+            "--config",
+            str(config),
+            "--cycles",
+            "2",
+            "--interval",
+            "0.2",
+            *args,
+        ],
+        cwd=tmp_path,
+        env=environ,
+        text=True,
+        capture_output=True,
+        timeout=100,
+    )
     stats_file = tmp_path / "var" / "gateway_sim_stats.json"
     if "--mode" in args or "invalid settings" in done.stderr:
         # refused while reading the command line or the settings: no gateway was started
-        return done, 0 if not stats_file.exists() else json.loads(
-            stats_file.read_text())["orders_received"]
+        return done, 0 if not stats_file.exists() else json.loads(stats_file.read_text())[
+            "orders_received"
+        ]
     return done, json.loads(stats_file.read_text())["orders_received"]
 
 
 REFUSALS = {
     "a flag standing in for the settings key": (
-        "execution:\n  mode: dry_run\n", ("--mode", "live", "--live"), "DU1234567",
-        "execution.mode: live in the settings file"),
-    "no --live": ("execution:\n  mode: live\nibkr:\n  account: DU1234567\n", (), None,
-                  "lacks --live"),
-    "--live on a dry-run file": ("execution:\n  mode: dry_run\nibkr:\n  account: DU1234567\n",
-                                 ("--live",), None, "execution.mode is 'dry_run'"),
-    "another account": ("execution:\n  mode: live\nibkr:\n  account: DU7654321\n",
-                        ("--live",), None, "DU7654321"),
+        "execution:\n  mode: dry_run\n",
+        ("--mode", "live", "--live"),
+        "DU1234567",
+        "execution.mode: live in the settings file",
+    ),
+    "no --live": (
+        "execution:\n  mode: live\nibkr:\n  account: DU1234567\n",
+        (),
+        None,
+        "lacks --live",
+    ),
+    "--live on a dry-run file": (
+        "execution:\n  mode: dry_run\nibkr:\n  account: DU1234567\n",
+        ("--live",),
+        None,
+        "execution.mode is 'dry_run'",
+    ),
+    "another account": (
+        "execution:\n  mode: live\nibkr:\n  account: DU7654321\n",
+        ("--live",),
+        None,
+        "DU7654321",
+    ),
     "no account": ("execution:\n  mode: live\n", ("--live",), None, "ibkr.account"),
 }
 
@@ -96,8 +136,9 @@ def test_a_refusal_names_the_missing_key_and_the_gateway_sees_no_order(tmp_path,
 @pytest.mark.e2e
 def test_all_three_keys_reach_the_gateway(tmp_path):
     # the same harness, every key given: orders do arrive (the refusals above are not vacuous)
-    done, received = run_on_sim(tmp_path, "execution:\n  mode: live\nibkr:\n  account: "
-                                "DU1234567\n", "--live")
+    done, received = run_on_sim(
+        tmp_path, "execution:\n  mode: live\nibkr:\n  account: DU1234567\n", "--live"
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert received > 0 and received % 3 == 0  # whole brackets only
 
@@ -127,39 +168,58 @@ def test_refused_where_the_file_is_read_naming_both_accounts_and_the_fix(tmp_pat
     with pytest.raises(ConfigError) as raised:
         settings_from(tmp_path, LIVE_DU999, IBKR_ACCOUNT="DU1234567")
     [problem] = raised.value.problems
-    assert problem.startswith("ibkr.account: the settings file names 'DU9999999' but "
-                              "IBKR_ACCOUNT='DU1234567'")
+    assert problem.startswith(
+        "ibkr.account: the settings file names 'DU9999999' but IBKR_ACCOUNT='DU1234567'"
+    )
     assert "unset IBKR_ACCOUNT" in problem
 
 
-@pytest.mark.parametrize(("text", "environ", "account", "origins"), [
-    # outside live the variable overrides the connection as documented, and says so
-    ("ibkr:\n  account: DU9999999\n", {"IBKR_ACCOUNT": "DU1234567"}, "DU1234567",
-     {"ibkr.account": "$IBKR_ACCOUNT"}),
-    # a live file naming no account: the variable supplies it, and says so
-    ("execution:\n  mode: live\n", {"IBKR_ACCOUNT": "DU1234567"}, "DU1234567",
-     {"ibkr.account": "$IBKR_ACCOUNT"}),
-    # the same account in both: the file named it
-    (LIVE_DU999, {"IBKR_ACCOUNT": "DU9999999"}, "DU9999999", {}),
-    # empty is unset (docker compose passes ${IBKR_ACCOUNT:-}): the file's account stands
-    (LIVE_DU999, {"IBKR_ACCOUNT": ""}, "DU9999999", {}),
-    ('execution:\n  mode: "${BOT_MODE}"\n', {"BOT_MODE": "live"}, "",
-     {"execution.mode": "$BOT_MODE"}),
-])
+@pytest.mark.parametrize(
+    ("text", "environ", "account", "origins"),
+    [
+        # outside live the variable overrides the connection as documented, and says so
+        (
+            "ibkr:\n  account: DU9999999\n",
+            {"IBKR_ACCOUNT": "DU1234567"},
+            "DU1234567",
+            {"ibkr.account": "$IBKR_ACCOUNT"},
+        ),
+        # a live file naming no account: the variable supplies it, and says so
+        (
+            "execution:\n  mode: live\n",
+            {"IBKR_ACCOUNT": "DU1234567"},
+            "DU1234567",
+            {"ibkr.account": "$IBKR_ACCOUNT"},
+        ),
+        # the same account in both: the file named it
+        (LIVE_DU999, {"IBKR_ACCOUNT": "DU9999999"}, "DU9999999", {}),
+        # empty is unset (docker compose passes ${IBKR_ACCOUNT:-}): the file's account stands
+        (LIVE_DU999, {"IBKR_ACCOUNT": ""}, "DU9999999", {}),
+        (
+            'execution:\n  mode: "${BOT_MODE}"\n',
+            {"BOT_MODE": "live"},
+            "",
+            {"execution.mode": "$BOT_MODE"},
+        ),
+    ],
+)
 def test_keys_the_environment_supplies_are_named(tmp_path, text, environ, account, origins):
     settings = settings_from(tmp_path, text, **environ)
     assert settings.ibkr.account == account
     assert settings.origins() == origins
     # the journal path filled in, a flag applied: still known where they came from
-    assert with_values(journal_for(settings, "ibkr"), {"schedule": {"cycles": 1}}
-                       ).origins() == origins
+    assert (
+        with_values(journal_for(settings, "ibkr"), {"schedule": {"cycles": 1}}).origins() == origins
+    )
 
 
 def test_the_start_text_names_the_variables(tmp_path):
-    settings = settings_from(tmp_path, 'execution:\n  mode: "${BOT_MODE}"\n',
-                             BOT_MODE="live", IBKR_ACCOUNT="DU1234567")
-    assert origins_text(settings) == ("execution.mode live from $BOT_MODE, "
-                                      "ibkr.account DU1234567 from $IBKR_ACCOUNT")
+    settings = settings_from(
+        tmp_path, 'execution:\n  mode: "${BOT_MODE}"\n', BOT_MODE="live", IBKR_ACCOUNT="DU1234567"
+    )
+    assert origins_text(settings) == (
+        "execution.mode live from $BOT_MODE, ibkr.account DU1234567 from $IBKR_ACCOUNT"
+    )
 
 
 def run_args(*argv: str) -> argparse.Namespace:
@@ -168,17 +228,33 @@ def run_args(*argv: str) -> argparse.Namespace:
     return parser.parse_args(list(argv))
 
 
-@pytest.mark.parametrize(("text", "environ", "argv", "fix"), [
-    (LIVE_DU999, {}, ("--mode", "whatif", "--live"), "drop --mode whatif to trade live"),
-    ('execution:\n  mode: "${BOT_MODE}"\nibkr:\n  account: DU9999999\n', {"BOT_MODE": "whatif"},
-     ("--live",), "set BOT_MODE=live, or drop --live"),
-    ("ibkr:\n  account: DU9999999\n", {}, ("--live",),
-     "set execution.mode: live in the settings file, or drop --live"),
-    ("execution:\n  mode: live\n", {"IBKR_ACCOUNT": "DU7654321"}, ("--live",),
-     "'DU7654321' (from $IBKR_ACCOUNT) is not the connected account"),
-])
-def test_each_refusal_names_the_fix_for_where_the_value_came_from(tmp_path, text, environ,
-                                                                   argv, fix):
+@pytest.mark.parametrize(
+    ("text", "environ", "argv", "fix"),
+    [
+        (LIVE_DU999, {}, ("--mode", "whatif", "--live"), "drop --mode whatif to trade live"),
+        (
+            'execution:\n  mode: "${BOT_MODE}"\nibkr:\n  account: DU9999999\n',
+            {"BOT_MODE": "whatif"},
+            ("--live",),
+            "set BOT_MODE=live, or drop --live",
+        ),
+        (
+            "ibkr:\n  account: DU9999999\n",
+            {},
+            ("--live",),
+            "set execution.mode: live in the settings file, or drop --live",
+        ),
+        (
+            "execution:\n  mode: live\n",
+            {"IBKR_ACCOUNT": "DU7654321"},
+            ("--live",),
+            "'DU7654321' (from $IBKR_ACCOUNT) is not the connected account",
+        ),
+    ],
+)
+def test_each_refusal_names_the_fix_for_where_the_value_came_from(
+    tmp_path, text, environ, argv, fix
+):
     settings = with_overrides(settings_from(tmp_path, text, **environ), run_args(*argv))
     why = live_refusal(settings, True, "ibkr", MANAGED)
     assert why is not None and fix in why, why
@@ -193,5 +269,6 @@ def test_validate_says_what_the_environment_supplies(tmp_path, capsys, monkeypat
 
     assert main(["validate", "--config", str(path)]) == 0
 
-    assert ("note: execution.mode live from $BOT_MODE, ibkr.account DU1234567 from "
-            "$IBKR_ACCOUNT") in capsys.readouterr().out
+    assert (
+        "note: execution.mode live from $BOT_MODE, ibkr.account DU1234567 from $IBKR_ACCOUNT"
+    ) in capsys.readouterr().out

@@ -39,8 +39,7 @@ class ListingStub(StubBroker):
 
     async def unknown_symbols(self, symbols):
         self.listing_checks += 1
-        return {s: f"{s}: error 200: No security definition" for s in symbols
-                if s in self.unknown}
+        return {s: f"{s}: error 200: No security definition" for s in symbols if s in self.unknown}
 
 
 def run_supervisor(settings, tmp_path, unknown=()) -> Supervisor:
@@ -48,8 +47,14 @@ def run_supervisor(settings, tmp_path, unknown=()) -> Supervisor:
     logs = LogService(settings.logging, None)
     lines: list[str] = []
     summaries: list[CycleSummary] = []  # the supervisor keeps none: the test does
-    supervisor = Supervisor(settings, ListingStub(settings.stub, clock.now, unknown=unknown),
-                            clock, logs.handle, echo=lines.append, on_cycle=summaries.append)
+    supervisor = Supervisor(
+        settings,
+        ListingStub(settings.stub, clock.now, unknown=unknown),
+        clock,
+        logs.handle,
+        echo=lines.append,
+        on_cycle=summaries.append,
+    )
     try:
         supervisor.exit_code = asyncio.run(supervisor.run())
     finally:
@@ -76,7 +81,8 @@ def test_three_cycles_over_the_default_universe(tmp_path):
     # every decision is one structured event in the JSON log, from every worker too
     results = events(tmp_path, "symbol_result")
     assert {(e["cycle"], e["symbol"]) for e in results} == {
-        (c, s) for c in (1, 2, 3) for s in ("SPY", "QQQ", "AAPL")}
+        (c, s) for c in (1, 2, 3) for s in ("SPY", "QQQ", "AAPL")
+    }
     executions = events(tmp_path, "execution")
     assert executions and all(e["mode"] == "dry_run" for e in executions)
     assert not sup.pool.workers  # all joined
@@ -99,8 +105,14 @@ def test_past_cycles_results_and_decisions_are_released_once_journaled(tmp_path)
     def count(_summary: CycleSummary) -> None:  # while the cycle's own summary is alive
         seen.append({kind: live(kind) - n for kind, n in before.items()})
 
-    sup = Supervisor(settings, StubBroker(settings.stub, clock.now), clock, logs.handle,
-                     echo=lambda line: None, on_cycle=count)
+    sup = Supervisor(
+        settings,
+        StubBroker(settings.stub, clock.now),
+        clock,
+        logs.handle,
+        echo=lambda line: None,
+        on_cycle=count,
+    )
     try:
         assert asyncio.run(sup.run()) == exitcodes.OK
     finally:
@@ -110,14 +122,18 @@ def test_past_cycles_results_and_decisions_are_released_once_journaled(tmp_path)
     assert seen[-1] == seen[0]
     assert [live(kind) - n for kind, n in before.items()] == [0, 0, 0]
     # what is read of the last cycle is there: its figures
-    assert sup.last_cycle is not None and (sup.last_cycle.cycle_id, sup.last_cycle.symbols,
-                                           sup.last_cycle.failed) == (6, 3, 0)
+    assert sup.last_cycle is not None and (
+        sup.last_cycle.cycle_id,
+        sup.last_cycle.symbols,
+        sup.last_cycle.failed,
+    ) == (6, 3, 0)
 
 
 def test_symbols_the_venue_does_not_know_are_dropped_once_for_the_run(tmp_path):
     # Given a universe with a symbol the venue does not list
-    settings = make_settings(tmp_path, schedule={"cycles": 2},
-                             universe={"symbols": ["SPY", "ZZZZ", "QQQ"]})
+    settings = make_settings(
+        tmp_path, schedule={"cycles": 2}, universe={"symbols": ["SPY", "ZZZZ", "QQQ"]}
+    )
     # When two cycles run
     sup = run_supervisor(settings, tmp_path, unknown=["ZZZZ"])
     # Then the venue was asked once, one event named the symbol, and no cycle ran it
@@ -130,17 +146,18 @@ def test_symbols_the_venue_does_not_know_are_dropped_once_for_the_run(tmp_path):
 
 
 def test_a_universe_the_venue_does_not_know_at_all_refuses_to_run(tmp_path):
-    settings = make_settings(tmp_path, schedule={"cycles": 1},
-                             universe={"symbols": ["ZZZZ"]})
+    settings = make_settings(tmp_path, schedule={"cycles": 1}, universe={"symbols": ["ZZZZ"]})
     sup = run_supervisor(settings, tmp_path, unknown=["ZZZZ"])
     assert sup.exit_code == exitcodes.USAGE and not sup.summaries
 
 
 def test_concurrency_cap_is_respected(tmp_path):
-    settings = make_settings(tmp_path, schedule={"cycles": 1},
-                             universe={"symbols": ["SPY", "QQQ", "AAPL", "IWM", "MSFT"],
-                                       "max_concurrent_symbols": 1},
-                             workers={"count": 3})
+    settings = make_settings(
+        tmp_path,
+        schedule={"cycles": 1},
+        universe={"symbols": ["SPY", "QQQ", "AAPL", "IWM", "MSFT"], "max_concurrent_symbols": 1},
+        workers={"count": 3},
+    )
     sup = run_supervisor(settings, tmp_path)
     (summary,) = sup.summaries
     assert len(summary.results) == 5 and not summary.failed
@@ -150,8 +167,9 @@ def test_a_worker_killed_mid_cycle_is_replaced_and_its_symbol_retried(tmp_path, 
     # Given a strategy that kills its worker the first time it sees QQQ
     monkeypatch.setenv(KILL_MARKER_ENV, str(tmp_path / "killed"))
     monkeypatch.setenv(KILL_SYMBOL_ENV, "QQQ")
-    settings = make_settings(tmp_path, schedule={"cycles": 2},
-                             strategy={"name": "tests.strategies:DieOnce"})
+    settings = make_settings(
+        tmp_path, schedule={"cycles": 2}, strategy={"name": "tests.strategies:DieOnce"}
+    )
     # When the cycle runs
     sup = run_supervisor(settings, tmp_path)
     # Then the worker died once, was respawned, and QQQ succeeded on its second attempt
@@ -166,8 +184,9 @@ def test_a_worker_killed_mid_cycle_is_replaced_and_its_symbol_retried(tmp_path, 
 
 def test_a_symbol_that_kills_every_worker_is_reported_failed(tmp_path, monkeypatch):
     monkeypatch.setenv(KILL_SYMBOL_ENV, "AAPL")
-    settings = make_settings(tmp_path, schedule={"cycles": 1},
-                             strategy={"name": "tests.strategies:AlwaysDie"})
+    settings = make_settings(
+        tmp_path, schedule={"cycles": 1}, strategy={"name": "tests.strategies:AlwaysDie"}
+    )
     sup = run_supervisor(settings, tmp_path)
     (summary,) = sup.summaries
     by_symbol = {r.symbol: r for r in summary.results}
@@ -178,9 +197,12 @@ def test_a_symbol_that_kills_every_worker_is_reported_failed(tmp_path, monkeypat
 
 def test_respawn_storm_stops_the_bot(tmp_path, monkeypatch):
     monkeypatch.setenv(KILL_SYMBOL_ENV, "SPY")
-    settings = make_settings(tmp_path, schedule={"cycles": 0},
-                             strategy={"name": "tests.strategies:AlwaysDie"},
-                             workers={"max_respawns_per_minute": 2})
+    settings = make_settings(
+        tmp_path,
+        schedule={"cycles": 0},
+        strategy={"name": "tests.strategies:AlwaysDie"},
+        workers={"max_respawns_per_minute": 2},
+    )
     sup = run_supervisor(settings, tmp_path)
     assert sup.exit_code == exitcodes.HALTED
     assert events(tmp_path, "boot_failure")
@@ -188,8 +210,9 @@ def test_respawn_storm_stops_the_bot(tmp_path, monkeypatch):
 
 def test_closed_market_waits_for_the_open(tmp_path):
     # Given a simulated start on a Saturday: the first cycle runs at Monday's open
-    settings = make_settings(tmp_path, schedule={"cycles": 1},
-                             stub={"start": "2026-01-10T12:00:00-05:00"})
+    settings = make_settings(
+        tmp_path, schedule={"cycles": 1}, stub={"start": "2026-01-10T12:00:00-05:00"}
+    )
     sup = run_supervisor(settings, tmp_path)
     assert len(sup.summaries) == 1
     assert sup.desk is not None and sup.desk.state is not None
@@ -200,10 +223,12 @@ def test_closed_market_waits_for_the_open(tmp_path):
 def test_the_monitor_follows_a_respawned_worker(tmp_path, monkeypatch):
     monkeypatch.setenv(KILL_MARKER_ENV, str(tmp_path / "killed"))
     monkeypatch.setenv(KILL_SYMBOL_ENV, "QQQ")
-    settings = make_settings(tmp_path, schedule={"cycles": 0, "max_runtime_s": 3.0,
-                                                 "interval_s": 60},
-                             strategy={"name": "tests.strategies:DieOnce"},
-                             monitoring={"interval_s": 0.2})
+    settings = make_settings(
+        tmp_path,
+        schedule={"cycles": 0, "max_runtime_s": 3.0, "interval_s": 60},
+        strategy={"name": "tests.strategies:DieOnce"},
+        monitoring={"interval_s": 0.2},
+    )
     sup = run_supervisor(settings, tmp_path)
     assert sup.pool.respawns == 1
     with open(tmp_path / "metrics.jsonl", encoding="utf-8") as f:
@@ -239,13 +264,22 @@ def test_trades_and_heartbeats_reach_a_webhook_and_a_dead_one_costs_nothing(tmp_
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_address[1]}"
     try:
-        settings = make_settings(tmp_path, schedule={"cycles": 3}, alerts={
-            "webhook_url": f"{base}/hook", "heartbeat_url": f"{base}/beat",
-            "slack_webhook": "http://127.0.0.1:9/dead-secret-token", "timeout_s": 1,
-            "retries": 0}, ibkr={"account": "DU1234567"})
+        settings = make_settings(
+            tmp_path,
+            schedule={"cycles": 3},
+            alerts={
+                "webhook_url": f"{base}/hook",
+                "heartbeat_url": f"{base}/beat",
+                "slack_webhook": "http://127.0.0.1:9/dead-secret-token",
+                "timeout_s": 1,
+                "retries": 0,
+            },
+            ibkr={"account": "DU1234567"},
+        )
         # as load_settings leaves them when BOT_MODE and IBKR_ACCOUNT supplied the two keys
-        settings = settings.with_origins({"execution.mode": "$BOT_MODE",
-                                          "ibkr.account": "$IBKR_ACCOUNT"})
+        settings = settings.with_origins(
+            {"execution.mode": "$BOT_MODE", "ibkr.account": "$IBKR_ACCOUNT"}
+        )
         sup = run_supervisor(settings, tmp_path)
     finally:
         server.shutdown()
@@ -268,17 +302,21 @@ def test_two_workers_dying_together_retry_on_live_workers_only(tmp_path, monkeyp
     marks.mkdir()
     monkeypatch.setenv(KILL_MARKER_ENV, str(marks))
     monkeypatch.setenv(KILL_SYMBOL_ENV, "SPY,QQQ")
-    settings = make_settings(tmp_path, schedule={"cycles": 1},
-                             universe={"symbols": ["SPY", "QQQ"], "max_concurrent_symbols": 2},
-                             workers={"count": 2, "max_respawns_per_minute": 10},
-                             strategy={"name": "tests.strategies:HangFirst"})
+    settings = make_settings(
+        tmp_path,
+        schedule={"cycles": 1},
+        universe={"symbols": ["SPY", "QQQ"], "max_concurrent_symbols": 2},
+        workers={"count": 2, "max_respawns_per_minute": 10},
+        strategy={"name": "tests.strategies:HangFirst"},
+    )
 
     def kill_both() -> None:
         while not all((marks / s).exists() and (marks / s).read_text() for s in ("SPY", "QQQ")):
             time.sleep(0.01)
         # one kill(1) for both: microseconds apart, never split by a thread switch here
-        subprocess.run(["kill", "-KILL", *((marks / s).read_text() for s in ("SPY", "QQQ"))],
-                       check=True)
+        subprocess.run(
+            ["kill", "-KILL", *((marks / s).read_text() for s in ("SPY", "QQQ"))], check=True
+        )
 
     threading.Thread(target=kill_both, daemon=True).start()
     # When the cycle runs
@@ -288,7 +326,9 @@ def test_two_workers_dying_together_retry_on_live_workers_only(tmp_path, monkeyp
     (summary,) = sup.summaries
     assert sup.pool.respawns == 2
     assert [(r.symbol, r.ok, r.attempt) for r in summary.results] == [
-        ("SPY", True, 2), ("QQQ", True, 2)], [r.error for r in summary.results]
+        ("SPY", True, 2),
+        ("QQQ", True, 2),
+    ], [r.error for r in summary.results]
 
 
 def test_the_display_zone_never_changes_what_is_traded(tmp_path):
@@ -297,13 +337,18 @@ def test_the_display_zone_never_changes_what_is_traded(tmp_path):
     def intents(zone: str) -> list[tuple]:
         folder = tmp_path / zone.replace("/", "-")
         folder.mkdir()
-        settings = make_settings(folder, schedule={"cycles": 2, "timezone": zone},
-                                 stub={"start": THURSDAY_1100.isoformat()})
+        settings = make_settings(
+            folder,
+            schedule={"cycles": 2, "timezone": zone},
+            stub={"start": THURSDAY_1100.isoformat()},
+        )
         # When two cycles run with that display zone
         assert run_supervisor(settings, folder).exit_code == exitcodes.OK
         with sqlite3.connect(folder / "journal.sqlite") as db:
-            return db.execute("SELECT intent_id, day, symbol, expiry, strike, option_right "
-                              "FROM intents ORDER BY intent_id").fetchall()
+            return db.execute(
+                "SELECT intent_id, day, symbol, expiry, strike, option_right "
+                "FROM intents ORDER BY intent_id"
+            ).fetchall()
 
     new_york = intents("America/New_York")
     # Then the same intents on the same contracts, counted from the exchange's Thursday
@@ -322,10 +367,13 @@ def test_a_worker_stuck_on_one_symbol_costs_only_that_symbol(tmp_path, monkeypat
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         settings = make_settings(
-            tmp_path, schedule={"cycles": 3}, universe={"symbols": symbols},
+            tmp_path,
+            schedule={"cycles": 3},
+            universe={"symbols": symbols},
             strategy={"name": "tests.strategies:HangOn"},
             workers={"count": 2, "step_timeout_s": 2.0},
-            alerts={"webhook_url": f"http://127.0.0.1:{server.server_address[1]}/hook"})
+            alerts={"webhook_url": f"http://127.0.0.1:{server.server_address[1]}/hook"},
+        )
         # When three cycles run
         sup = run_supervisor(settings, tmp_path)
     finally:
@@ -350,8 +398,9 @@ def test_a_worker_stuck_on_one_symbol_costs_only_that_symbol(tmp_path, monkeypat
 
 def test_a_worker_is_replaced_after_its_share_of_tasks(tmp_path):
     # Given workers retired after 2 symbol tasks each
-    settings = make_settings(tmp_path, schedule={"cycles": 3},
-                             workers={"count": 2, "max_tasks_per_worker": 2})
+    settings = make_settings(
+        tmp_path, schedule={"cycles": 3}, workers={"count": 2, "max_tasks_per_worker": 2}
+    )
     # When three cycles of three symbols run (9 tasks)
     sup = run_supervisor(settings, tmp_path)
     # Then every symbol decided in every cycle, on workers that were replaced on the way:

@@ -17,31 +17,56 @@ TOKEN = "T0123/B0456/XyZsEcReT789tok"
 SLACK = f"https://hooks.slack.com/services/{TOKEN}"
 
 
-@pytest.mark.parametrize("name", ["slack_webhook", "slack_webhok", "telegram_bot_tokn",
-                                  "api_key", "password", "db-passwd", "client_secret", "AUTH"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "slack_webhook",
+        "slack_webhok",
+        "telegram_bot_tokn",
+        "api_key",
+        "password",
+        "db-passwd",
+        "client_secret",
+        "AUTH",
+    ],
+)
 def test_secret_key_names_misspelt_or_not(name):
     assert secret_name(name)
 
 
-@pytest.mark.parametrize("name", ["host", "port", "account", "symbols", "keep_days",
-                                  "heartbeat_interval_s", "telegram_chat_id", "monkey"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "host",
+        "port",
+        "account",
+        "symbols",
+        "keep_days",
+        "heartbeat_interval_s",
+        "telegram_chat_id",
+        "monkey",
+    ],
+)
 def test_ordinary_key_names(name):
     assert not secret_name(name)
 
 
-@pytest.mark.parametrize(("text", "secret"), [
-    (SLACK, True),
-    ("https://hc-ping.com/5f2b1c9e", True),
-    ("http://example.com/?token=abc", True),
-    ("https://user:pw@example.com", True),
-    ("hooks.slack.com/services/T0/B0/X", True),  # no scheme: still a URL with a path
-    ("123456789:AAEhBOweik6ad9r_HVPRt5V2Jv2Bq", True),  # a Telegram bot token
-    ("https://api.telegram.org", False),  # scheme and host only: no secret in it
-    ("DU1234567", False),
-    ("2026-01-08T10:30:00-05:00", False),
-    ("var/journal-{broker}.sqlite", False),
-    ("America/New_York", False),
-])
+@pytest.mark.parametrize(
+    ("text", "secret"),
+    [
+        (SLACK, True),
+        ("https://hc-ping.com/5f2b1c9e", True),
+        ("http://example.com/?token=abc", True),
+        ("https://user:pw@example.com", True),
+        ("hooks.slack.com/services/T0/B0/X", True),  # no scheme: still a URL with a path
+        ("123456789:AAEhBOweik6ad9r_HVPRt5V2Jv2Bq", True),  # a Telegram bot token
+        ("https://api.telegram.org", False),  # scheme and host only: no secret in it
+        ("DU1234567", False),
+        ("2026-01-08T10:30:00-05:00", False),
+        ("var/journal-{broker}.sqlite", False),
+        ("America/New_York", False),
+    ],
+)
 def test_secret_content(text, secret):
     assert secret_text(text) is secret
 
@@ -51,7 +76,10 @@ def test_a_masked_url_keeps_its_scheme_and_host_only():
     assert masked_text("https://u:p@example.com:8443/x?y=1") == "https://example.com:8443/***"
     assert masked_text("123:abc") == "***"
     assert redacted({"a": [SLACK, "SPY"], "password": 1234, "flag": True}) == {
-        "a": ["https://hooks.slack.com/***", "SPY"], "password": "***", "flag": True}
+        "a": ["https://hooks.slack.com/***", "SPY"],
+        "password": "***",
+        "flag": True,
+    }
 
 
 def problems(tmp_path: Path, text: str, **environ: str) -> str:
@@ -62,14 +90,17 @@ def problems(tmp_path: Path, text: str, **environ: str) -> str:
     return "\n".join(raised.value.problems)
 
 
-@pytest.mark.parametrize("text", [
-    f"alerts:\n  slack_webhok: {SLACK}\n",  # the misspelt key of the issue
-    f"alerts:\n  discord_webhook: [{SLACK}]\n",  # a wrong type under a secret field
-    f"alerts:\n  telegram_bot_tokn: '{TOKEN}'\n",  # a misspelt secret key, not a URL
-    f"universe:\n  symbols: [SPY, '{SLACK}']\n",  # a validator quoting the bad value
-    f"{SLACK}: 1\n",  # a URL pasted as a key
-    f"alerts:\n  x: 1\n  '{SLACK}': 1\n  '{SLACK}': 2\n",  # a key given twice
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"alerts:\n  slack_webhok: {SLACK}\n",  # the misspelt key of the issue
+        f"alerts:\n  discord_webhook: [{SLACK}]\n",  # a wrong type under a secret field
+        f"alerts:\n  telegram_bot_tokn: '{TOKEN}'\n",  # a misspelt secret key, not a URL
+        f"universe:\n  symbols: [SPY, '{SLACK}']\n",  # a validator quoting the bad value
+        f"{SLACK}: 1\n",  # a URL pasted as a key
+        f"alerts:\n  x: 1\n  '{SLACK}': 1\n  '{SLACK}': 2\n",  # a key given twice
+    ],
+)
 def test_no_settings_error_echoes_a_secret(tmp_path, text):
     said = problems(tmp_path, text)
     assert "xyzsecret789tok" not in said.lower(), said
@@ -98,14 +129,25 @@ def test_validate_and_run_never_print_it(tmp_path, capsys, command):
     assert "xyzsecret789tok" not in (out + err).lower()
 
 
-@pytest.mark.parametrize(("host", "warned"), [
-    ("192.0.2.10", True), ("gateway.example.net", True), ("10.0.0.5", True),
-    ("127.0.0.1", False), ("127.0.1.1", False), ("localhost", False), ("::1", False),
-])
+@pytest.mark.parametrize(
+    ("host", "warned"),
+    [
+        ("192.0.2.10", True),
+        ("gateway.example.net", True),
+        ("10.0.0.5", True),
+        ("127.0.0.1", False),
+        ("127.0.1.1", False),
+        ("localhost", False),
+        ("::1", False),
+    ],
+)
 def test_a_gateway_off_this_machine_is_warned(tmp_path, host, warned):
     assert loopback(host) is not warned
-    said = [w for w in settings_warnings(make_settings(tmp_path, ibkr={"host": host}))
-            if "not encrypted" in w]
+    said = [
+        w
+        for w in settings_warnings(make_settings(tmp_path, ibkr={"host": host}))
+        if "not encrypted" in w
+    ]
     assert len(said) == warned
     if warned:
         assert said[0].startswith(f"ibkr.host {host} is not a loopback address")

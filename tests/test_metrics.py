@@ -97,8 +97,9 @@ def test_monitor_skips_a_gone_pid_and_records_the_live_ones(tmp_path, spawn_chil
     monitor = Monitor(settings(tmp_path))
     gone = dead_pid(spawn_child())
 
-    record = monitor.record(processes={"supervisor": os.getpid(), "worker-1": gone},
-                            buffers={"live_tickers": 0})
+    record = monitor.record(
+        processes={"supervisor": os.getpid(), "worker-1": gone}, buffers={"live_tickers": 0}
+    )
     monitor.close()
 
     assert list(record["processes"]) == ["supervisor"]
@@ -109,8 +110,7 @@ def test_monitor_skips_a_gone_pid_and_records_the_live_ones(tmp_path, spawn_chil
 def test_a_respawned_worker_appears_under_its_new_name(tmp_path, spawn_child):
     monitor = Monitor(settings(tmp_path))
     old = spawn_child()
-    first = monitor.record(processes={"supervisor": os.getpid(), "worker-1": old.pid},
-                           buffers={})
+    first = monitor.record(processes={"supervisor": os.getpid(), "worker-1": old.pid}, buffers={})
 
     old_pid = dead_pid(old)
     new = spawn_child()
@@ -130,10 +130,11 @@ def test_record_schema_with_buffers_cycle_and_gateway_log(tmp_path):
     monitor = Monitor(settings(tmp_path, gateway_log_path=str(gateway_log)))
     cycle = {"cycle_id": 3, "seconds": 0.4, "ok": 3, "failed": 0}
 
-    record = monitor.record(processes={"supervisor": os.getpid()},
-                            buffers={"pending_requests": 2, "errors.2104": 1,
-                                     "bad": float("nan")},
-                            cycle=cycle)
+    record = monitor.record(
+        processes={"supervisor": os.getpid()},
+        buffers={"pending_requests": 2, "errors.2104": 1, "bad": float("nan")},
+        cycle=cycle,
+    )
     monitor.close()
 
     assert set(record) == {"ts", "mono", "processes", "buffers", "gateway_log", "cycle"}
@@ -161,8 +162,9 @@ def test_rotation_keeps_at_most_keep_files(tmp_path):
     assert names == ["metrics.jsonl", "metrics.jsonl.1", "metrics.jsonl.2"]
     assert all(p.stat().st_size <= 300 for p in path.parent.iterdir())
     newest = [json.loads(line)["i"] for line in path.read_text().splitlines()]
-    older = [json.loads(line)["i"] for line in (path.parent / "metrics.jsonl.1").read_text()
-             .splitlines()]
+    older = [
+        json.loads(line)["i"] for line in (path.parent / "metrics.jsonl.1").read_text().splitlines()
+    ]
     assert newest[-1] == 39
     assert older[-1] + 1 == newest[0]  # .1 holds the lines just before the current file
 
@@ -220,11 +222,18 @@ def test_gateway_watcher_waits_for_the_file_and_survives_truncation_and_rotation
 def fake_growth_monitor(tmp_path: Path, alert_mb_per_h: float, hours: float) -> Monitor:
     """A monitor fed a process growing 2 MB/h, sampled every minute on a fake clock."""
     now = [0.0]
-    monitor = Monitor(settings(tmp_path, memory_growth_alert_mb_per_h=alert_mb_per_h),
-                      clock=lambda: now[0])
+    monitor = Monitor(
+        settings(tmp_path, memory_growth_alert_mb_per_h=alert_mb_per_h), clock=lambda: now[0]
+    )
     monitor._sampler.sample = lambda pid: {  # type: ignore[method-assign]
-        "pid": pid, "rss_kb": 100_000 + int(now[0] / 3600 * 2048), "uss_kb": None,
-        "cpu_pct": None, "threads": 1, "open_files": 0, "fds": 0}
+        "pid": pid,
+        "rss_kb": 100_000 + int(now[0] / 3600 * 2048),
+        "uss_kb": None,
+        "cpu_pct": None,
+        "threads": 1,
+        "open_files": 0,
+        "fds": 0,
+    }
     for _ in range(int(hours * 60) + 1):
         monitor.record(processes={"worker-1": 4242}, buffers={})
         now[0] += 60

@@ -32,13 +32,28 @@ class FlakyBroker:
 
 def watcher(tmp_path, broker: Any) -> tuple[MonitorLoop, Any]:
     settings = make_settings(tmp_path, monitoring={"interval_s": 0.05})
-    pool = SimpleNamespace(workers={}, torn_messages=0, respawns=0, hangs=0, retired=0,
-                           owed=SimpleNamespace(failures=0))
+    pool = SimpleNamespace(
+        workers={},
+        torn_messages=0,
+        respawns=0,
+        hangs=0,
+        retired=0,
+        owed=SimpleNamespace(failures=0),
+    )
     service = SimpleNamespace(served=0, failed=0, busy_s=0.0)
-    alerter = SimpleNamespace(stats=lambda: {"dropped": 0}, send=lambda *a: None,
-                              send_once=lambda *a: None)
-    loop = MonitorLoop(settings.monitoring, Monitor(settings.monitoring), alerter,  # type: ignore[arg-type]
-                       pool, broker, service, lambda: 0, lambda: None)  # type: ignore[arg-type]
+    alerter = SimpleNamespace(
+        stats=lambda: {"dropped": 0}, send=lambda *a: None, send_once=lambda *a: None
+    )
+    loop = MonitorLoop(
+        settings.monitoring,
+        Monitor(settings.monitoring),
+        alerter,  # type: ignore[arg-type]
+        pool,
+        broker,
+        service,
+        lambda: 0,
+        lambda: None,
+    )  # type: ignore[arg-type]
     return loop, settings
 
 

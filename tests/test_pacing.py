@@ -36,8 +36,9 @@ def max_in_any_window(stamps: list[float], window_s: float = 1.0) -> int:
     return best
 
 
-def run_senders(gov: PacingGovernor, clock: FakeClock, sizes: list[int],
-                workers: int = 40) -> list[float]:
+def run_senders(
+    gov: PacingGovernor, clock: FakeClock, sizes: list[int], workers: int = 40
+) -> list[float]:
     """``workers`` tasks share the queue of message batches; returns one stamp per message."""
     stamps: list[float] = []
     queue = list(sizes)
@@ -218,7 +219,7 @@ def test_backoff_doubles_caps_and_jitters() -> None:
     plain = Backoff(1.0, 30.0, 0.0)
     assert [plain.delay(a) for a in range(7)] == [1, 2, 4, 8, 16, 30, 30]
     for attempt in range(10):
-        base = min(30.0, 2.0 ** attempt)
+        base = min(30.0, 2.0**attempt)
         assert 0.75 * base <= backoff.delay(attempt) <= 1.25 * base
     assert plain.delay(10_000) == 30.0
 
@@ -258,8 +259,9 @@ def test_the_default_reconnect_policy_finds_a_gateway_back_within_seconds() -> N
     for outage_s in (20.0, 75.0, 180.0, 300.0):
         now = [0.0]
         backoff = Backoff(cfg.reconnect_initial_s, cfg.reconnect_max_s, 0.0)
-        breaker = CircuitBreaker(cfg.circuit_failures, cfg.circuit_cooldown_s,
-                                 clock=lambda now=now: now[0])  # type: ignore[misc]
+        breaker = CircuitBreaker(
+            cfg.circuit_failures, cfg.circuit_cooldown_s, clock=lambda now=now: now[0]
+        )  # type: ignore[misc]
         attempt = 0
         while True:  # the loop of upkeep.reconnect_loop, time advanced instead of slept
             if not breaker.allow():

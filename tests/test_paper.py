@@ -27,19 +27,38 @@ TIMEOUT = 60.0
 
 
 def intent(contract: OptionContract = CALL) -> OrderIntent:
-    return OrderIntent("id-" + contract.key, 1, "SPY", contract, Signal.BUY, entry_limit=2.00,
-                       take_profit=3.00, stop_loss=1.40, premium=2.00, confidence=0.7,
-                       reasons=("hand-built",))
+    return OrderIntent(
+        "id-" + contract.key,
+        1,
+        "SPY",
+        contract,
+        Signal.BUY,
+        entry_limit=2.00,
+        take_profit=3.00,
+        stop_loss=1.40,
+        premium=2.00,
+        confidence=0.7,
+        reasons=("hand-built",),
+    )
 
 
-def quote(bid: float = NAN, ask: float = NAN, last: float = NAN, und: float = NAN,
-          contract: OptionContract = CALL) -> OptionQuote:
+def quote(
+    bid: float = NAN,
+    ask: float = NAN,
+    last: float = NAN,
+    und: float = NAN,
+    contract: OptionContract = CALL,
+) -> OptionQuote:
     return OptionQuote(contract, bid=bid, ask=ask, last=last, und_price=und)
 
 
 def filled(quantity: int = 1, ask: float = 2.00, contract: OptionContract = CALL) -> Position:
-    p = step(open_from(intent(contract), quantity, T0), quote(ask - 0.10, ask, contract=contract),
-             T0 + 1, TIMEOUT)
+    p = step(
+        open_from(intent(contract), quantity, T0),
+        quote(ask - 0.10, ask, contract=contract),
+        T0 + 1,
+        TIMEOUT,
+    )
     assert p.status == "open"
     return p
 
@@ -80,7 +99,11 @@ def test_a_position_reaching_its_take_profit() -> None:
     # Then a bid through the take-profit sells at the take-profit: (3.00 - 1.98) x 300 = 306
     p = step(p, quote(3.10, 3.20), T0 + 40, TIMEOUT)
     assert (p.status, p.exit_reason, p.exit_price, p.closed_ts) == (
-        "closed", "take_profit", 3.00, T0 + 40)
+        "closed",
+        "take_profit",
+        3.00,
+        T0 + 40,
+    )
     assert p.realized_pnl == pytest.approx(306.0)
     assert p.unrealized_pnl == 0.0
     assert book_pnl([p]) == (pytest.approx(306.0), 0.0)
@@ -120,14 +143,17 @@ def test_pending_never_filled_is_cancelled_after_the_timeout() -> None:
     assert (p.realized_pnl, p.unrealized_pnl) == (0.0, 0.0)
 
 
-@pytest.mark.parametrize("bad", [
-    quote(),  # all NaN
-    quote(-1.0, -1.0, -1.0),
-    quote(0.0, 0.0, 0.0),
-    quote(3.50, 1.00),  # crossed: its bid would otherwise take profit and its ask fill
-    quote(math.inf, math.inf),
-    None,
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        quote(),  # all NaN
+        quote(-1.0, -1.0, -1.0),
+        quote(0.0, 0.0, 0.0),
+        quote(3.50, 1.00),  # crossed: its bid would otherwise take profit and its ask fill
+        quote(math.inf, math.inf),
+        None,
+    ],
+)
 def test_nan_and_sentinel_quotes_move_nothing(bad: OptionQuote | None) -> None:
     pending = open_from(intent(), 1, T0)
     assert step(pending, bad, T0 + 5, TIMEOUT) == pending
@@ -168,7 +194,8 @@ def test_from_the_exit_time_nothing_is_held_into_the_expiry() -> None:
     exit_at = T0 + 600
     # before the exit time the bracket works as usual
     assert step(filled(), quote(1.95, 2.05), exit_at - 1, TIMEOUT, exit_at_ts=exit_at) == (
-        replace(filled(), mark=2.0))
+        replace(filled(), mark=2.0)
+    )
     # from it: sold at the bid (a loss or a gain, whatever the market gives)
     sold = step(filled(), quote(1.70, 1.80), exit_at, TIMEOUT, exit_at_ts=exit_at)
     assert (sold.status, sold.exit_reason, sold.exit_price) == ("closed", "expiry", 1.70)
@@ -177,8 +204,7 @@ def test_from_the_exit_time_nothing_is_held_into_the_expiry() -> None:
     kept = step(filled(), quote(NAN, 1.80, last=1.75), exit_at, TIMEOUT, exit_at_ts=exit_at)
     assert (kept.status, kept.mark) == ("open", 1.75)
     # a pending entry is cancelled rather than filled into the last minutes
-    pending = step(open_from(intent(), 1, T0), quote(1.0, 1.1), exit_at, 10**9,
-                   exit_at_ts=exit_at)
+    pending = step(open_from(intent(), 1, T0), quote(1.0, 1.1), exit_at, 10**9, exit_at_ts=exit_at)
     assert (pending.status, pending.exit_reason) == ("closed", "cancelled")
 
 

@@ -15,9 +15,14 @@ pytestmark = [pytest.mark.slow, pytest.mark.e2e, pytest.mark.timeout(300)]
 
 
 def phases(tmp_path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "supervisor", "phases", *args], cwd=tmp_path,
-                          env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, text=True,
-                          capture_output=True, timeout=280)
+    return subprocess.run(
+        [sys.executable, "-m", "supervisor", "phases", *args],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        text=True,
+        capture_output=True,
+        timeout=280,
+    )
 
 
 def test_compressed_soak_of_2000_cycles_passes(tmp_path):
@@ -57,10 +62,24 @@ def test_phases_plot_without_matplotlib_stops_before_the_soak(tmp_path):
     broken.mkdir(parents=True)
     (broken / "__init__.py").write_text("raise ImportError('matplotlib is broken here')\n")
     done = subprocess.run(
-        [sys.executable, "-m", "supervisor", "phases", "--broker", "stub", "--soak-cycles",
-         "2000", "--plot", str(tmp_path / "s.png")], cwd=tmp_path, text=True,
-        capture_output=True, timeout=60,
-        env={**os.environ, "PYTHONPATH": f"{broken.parent}{os.pathsep}{REPO_ROOT}"})
+        [
+            sys.executable,
+            "-m",
+            "supervisor",
+            "phases",
+            "--broker",
+            "stub",
+            "--soak-cycles",
+            "2000",
+            "--plot",
+            str(tmp_path / "s.png"),
+        ],
+        cwd=tmp_path,
+        text=True,
+        capture_output=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": f"{broken.parent}{os.pathsep}{REPO_ROOT}"},
+    )
     assert done.returncode == 2 and "matplotlib cannot be imported" in done.stderr
     assert "phase 1" not in done.stdout  # nothing ran
 

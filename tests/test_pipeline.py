@@ -98,8 +98,11 @@ def test_a_directional_signal_asks_for_the_snapshot_with_the_chain_after_the_bar
         result = done.value
     # bars first (the signal), then the snapshot and the chain in one step, then the options
     assert result.signal is Signal.SELL and result.intents
-    assert batches == [[BarsRequest, BarsRequest], [ChainRequest, QuoteRequest],
-                       [OptionQuotesRequest]]
+    assert batches == [
+        [BarsRequest, BarsRequest],
+        [ChainRequest, QuoteRequest],
+        [OptionQuotesRequest],
+    ]
     # and the ATM is read from the snapshot's price, not from a bar
     quote = next(fake.answer(r) for r in fake.seen if isinstance(r, QuoteRequest)).value
     assert any(f"for price {(quote.bid + quote.ask) / 2:g}" in r for r in result.reasons)
@@ -129,18 +132,22 @@ def test_with_the_price_from_the_last_bar_no_snapshot_is_asked_at_all(tmp_path):
     assert any(f"for price {bars.close[-1]:g}" in r for r in result.reasons)
 
 
-def test_with_the_price_from_the_last_bar_a_symbol_without_a_usable_close_is_skipped(
-        tmp_path):
+def test_with_the_price_from_the_last_bar_a_symbol_without_a_usable_close_is_skipped(tmp_path):
     # Given a strategy that buys whatever the bars say, and bars without one usable close
-    settings = make_settings(tmp_path, quotes={"underlying_price": "last_bar"},
-                             strategy={"name": "tests.strategies:BuysEverySymbol"})
+    settings = make_settings(
+        tmp_path,
+        quotes={"underlying_price": "last_bar"},
+        strategy={"name": "tests.strategies:BuysEverySymbol"},
+    )
     now = settings.stub.start.timestamp()
     fake = FakeSupervisor(settings, now)
 
     def answer(request):
         if isinstance(request, BarsRequest):
-            return Reply(request.request_id, value=Bars("SPY", ts=array("d", [now - 60]),
-                                                        close=array("d", [math.nan])))
+            return Reply(
+                request.request_id,
+                value=Bars("SPY", ts=array("d", [now - 60]), close=array("d", [math.nan])),
+            )
         return fake.answer(request)
 
     result, kinds = drive(pipeline(settings, "SPY", now), answer)
@@ -222,14 +229,20 @@ def test_vwap_is_anchored_to_the_open_however_old_the_session(settings):
     opens = STUB_SESSION.replace(hour=9, minute=30).timestamp()
     now = STUB_SESSION.replace(hour=14, minute=0).timestamp()
     fake = FakeSupervisor(settings, now)
-    task = SymbolTask(1, "SPY", now, trading_day(now), session_open_ts=opens,
-                      session_close_ts=STUB_SESSION.replace(hour=16, minute=0).timestamp())
+    task = SymbolTask(
+        1,
+        "SPY",
+        now,
+        trading_day(now),
+        session_open_ts=opens,
+        session_close_ts=STUB_SESSION.replace(hour=16, minute=0).timestamp(),
+    )
     # When the pipeline runs
-    result, _ = drive(process_symbol(task, 1, settings, load_strategy(settings),
-                                     itertools.count(1)), fake.answer)
+    result, _ = drive(
+        process_symbol(task, 1, settings, load_strategy(settings), itertools.count(1)), fake.answer
+    )
     # Then it asked for every bar since the open, not only the 120 of the signal's lookback
-    (bars_request,) = [r for r in fake.seen
-                       if isinstance(r, BarsRequest) and r.bar_minutes == 1]
+    (bars_request,) = [r for r in fake.seen if isinstance(r, BarsRequest) and r.bar_minutes == 1]
     assert bars_request.count == 270
     # and its VWAP is the one computed by hand from the session's bars, open to 14:00
     bars = fake.answer(BarsRequest(0, 1, "SPY", 400)).value
@@ -238,8 +251,9 @@ def test_vwap_is_anchored_to_the_open_however_old_the_session(settings):
 
     def by_hand(rows: list[int]) -> float:
         typical = [(bars.high[i] + bars.low[i] + bars.close[i]) / 3 for i in rows]
-        return (sum(t * bars.volume[i] for t, i in zip(typical, rows, strict=True))
-                / sum(bars.volume[i] for i in rows))
+        return sum(t * bars.volume[i] for t, i in zip(typical, rows, strict=True)) / sum(
+            bars.volume[i] for i in rows
+        )
 
     (said,) = [r for r in result.reasons if " vwap " in r]
     assert said.endswith(f"vwap {by_hand(session):.2f}")
@@ -253,8 +267,9 @@ class _WhaleBuys:
     wants_hourly_bars = False
 
     def decide(self, view):  # type: ignore[no-untyped-def]
-        return SignalDecision(Signal.BUY, 0.9, ("whale break",), whale=True,
-                              whale_fired_ts=view.task.now_ts)
+        return SignalDecision(
+            Signal.BUY, 0.9, ("whale break",), whale=True, whale_fired_ts=view.task.now_ts
+        )
 
     def choose(self, view, decision, selection, quotes):  # type: ignore[no-untyped-def]
         return (), ()
@@ -286,8 +301,7 @@ def test_a_whale_whose_snapshot_fails_is_not_spent(tmp_path, snapshot):
         return fake.answer(request)
 
     task = SymbolTask(cycle_id=1, symbol="SPY", now_ts=now, day=trading_day(now))
-    result = _drive(process_symbol(task, 1, settings, _WhaleBuys(), itertools.count(1)),
-                    answer)
+    result = _drive(process_symbol(task, 1, settings, _WhaleBuys(), itertools.count(1)), answer)
     assert result.intents == ()  # no order could be made
     # Then the whale is not spent on a symbol that could not be traded
     assert result.whale_fired_ts is None

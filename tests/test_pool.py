@@ -88,8 +88,11 @@ class Harness:
 
 
 def test_a_worker_killed_while_writing_never_leaves_the_supervisor_deaf(tmp_path):
-    settings = make_settings(tmp_path, strategy={"name": "tests.strategies:Chatty"},
-                             workers={"count": 2, "max_respawns_per_minute": 1000})
+    settings = make_settings(
+        tmp_path,
+        strategy={"name": "tests.strategies:Chatty"},
+        workers={"count": 2, "max_respawns_per_minute": 1000},
+    )
 
     async def scenario() -> tuple[int, int, int]:
         harness = Harness(settings)
@@ -99,8 +102,7 @@ def test_a_worker_killed_while_writing_never_leaves_the_supervisor_deaf(tmp_path
                 victim, witness = await harness.ready()
                 # Given the victim in the middle of writing its chatter
                 logs = harness.logs
-                harness.pool.send(victim.worker_id,
-                                  stub_task(cycle, "QQQ"))
+                harness.pool.send(victim.worker_id, stub_task(cycle, "QQQ"))
                 await until(lambda logs=logs: harness.logs > logs)  # type: ignore[misc]
                 # When it is killed outright, from outside, a moment later
                 await asyncio.to_thread(kill_soon, victim.pid or 0, random.uniform(0, 0.004))

@@ -16,8 +16,7 @@ pytestmark = pytest.mark.timeout(30)
 
 
 def test_messages_due_together_go_as_one_bundle_in_order_and_a_lone_one_as_itself(tmp_path):
-    pool = WorkerPool(make_settings(tmp_path), lambda m: None, lambda h, f: None,
-                      lambda r: None)
+    pool = WorkerPool(make_settings(tmp_path), lambda m: None, lambda h, f: None, lambda r: None)
     inbox: queue.Queue[Any] = queue.Queue()
     seen_before_the_pass_ended: list[bool] = []
 

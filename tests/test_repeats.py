@@ -21,12 +21,16 @@ def test_the_first_failure_is_said_then_counted_with_rarer_reminders(caplog):
     logged = [failing.failed("PermissionError: Permission denied") for _ in range(250)]
 
     assert [n + 1 for n, said in enumerate(logged) if said] == [1, 10, 100]
-    assert messages(caplog)[0] == ("metrics lines not written: PermissionError: Permission "
-                                   "denied; repeats are counted, not logged")
+    assert messages(caplog)[0] == (
+        "metrics lines not written: PermissionError: Permission "
+        "denied; repeats are counted, not logged"
+    )
     failing.succeeded()
     failing.succeeded()  # said once
-    assert messages(caplog)[-1] == ("metrics lines not written: works again after 250 "
-                                    "failure(s) (PermissionError: Permission denied)")
+    assert messages(caplog)[-1] == (
+        "metrics lines not written: works again after 250 "
+        "failure(s) (PermissionError: Permission denied)"
+    )
     assert len(messages(caplog)) == 4
 
 
@@ -37,8 +41,10 @@ def test_another_kind_of_failure_is_said_at_once(caplog):
         failing.failed("PermissionError: Permission denied")
 
     assert failing.failed("OSError: No space left on device") is True
-    assert "the previous failure, PermissionError: Permission denied, happened 3 time(s)" in \
-        messages(caplog)[-1]
+    assert (
+        "the previous failure, PermissionError: Permission denied, happened 3 time(s)"
+        in messages(caplog)[-1]
+    )
     assert failing.total == 4
 
 

@@ -26,9 +26,19 @@ QQQ_PUT = OptionContract("QQQ", "20260109", 610.0, Right.PUT)
 
 
 def intent(intent_id: str, contract: OptionContract, signal: Signal) -> OrderIntent:
-    return OrderIntent(intent_id, 1, contract.symbol, contract, signal, entry_limit=2.00,
-                       take_profit=3.00, stop_loss=1.40, premium=2.00, confidence=0.6,
-                       reasons=("hand-built",))
+    return OrderIntent(
+        intent_id,
+        1,
+        contract.symbol,
+        contract,
+        signal,
+        entry_limit=2.00,
+        take_profit=3.00,
+        stop_loss=1.40,
+        premium=2.00,
+        confidence=0.6,
+        reasons=("hand-built",),
+    )
 
 
 def fill_journal(j: Journal) -> None:
@@ -83,20 +93,35 @@ def summary(tmp_path: Path) -> dict[str, Any]:
 
 
 def test_summary_numbers(summary: dict[str, Any]) -> None:
-    assert summary["cycles"] == {"count": 3, "first_ts": T, "last_ts": T + 120,
-                                 "unfinished": 1, "symbols_ok": 5, "symbols_failed": 1,
-                                 "failed_symbols": {"AAPL": 1}}
-    assert summary["signals"] == {"by_kind": {"BUY": 2, "HOLD": 2, "SELL": 1}, "skipped": 1,
-                                  "errors": 1}
-    assert summary["decisions"] == {"accepted": 2, "refused": 3, "contracts": 5,
-                                    "refused_by_rule": {"duplicate": 1,
-                                                        "max_orders_per_cycle": 1,
-                                                        "sizing": 1}}
+    assert summary["cycles"] == {
+        "count": 3,
+        "first_ts": T,
+        "last_ts": T + 120,
+        "unfinished": 1,
+        "symbols_ok": 5,
+        "symbols_failed": 1,
+        "failed_symbols": {"AAPL": 1},
+    }
+    assert summary["signals"] == {
+        "by_kind": {"BUY": 2, "HOLD": 2, "SELL": 1},
+        "skipped": 1,
+        "errors": 1,
+    }
+    assert summary["decisions"] == {
+        "accepted": 2,
+        "refused": 3,
+        "contracts": 5,
+        "refused_by_rule": {"duplicate": 1, "max_orders_per_cycle": 1, "sizing": 1},
+    }
     assert summary["pnl"]["realized"] == pytest.approx(-160.0)
     assert summary["pnl"]["unrealized"] == pytest.approx(141.0)
     assert summary["pnl"]["total"] == pytest.approx(-19.0)
-    assert summary["kill_switch"] == {"halted": True, "reason": "daily loss 3.10% >= limit 3%",
-                                      "ts": T + 180, "start_equity": 48000.0}
+    assert summary["kill_switch"] == {
+        "halted": True,
+        "reason": "daily loss 3.10% >= limit 3%",
+        "ts": T + 180,
+        "start_equity": 48000.0,
+    }
 
 
 def test_render_text(summary: dict[str, Any]) -> None:
@@ -120,8 +145,7 @@ def test_render_text(summary: dict[str, Any]) -> None:
         "  closed BUY 2 x QQQ 20260109 610P (signal SELL, confidence 0.60) entry 2.00 "
         "(limit 2.00) tp 3.00 sl 1.40 stop_loss exit 1.20 realized -160.00",
         "P&L: realized -160.00, unrealized +141.00, total -19.00",
-        "kill switch: HALTED at 15:33:00: daily loss 3.10% >= limit 3% "
-        "(start equity 48,000.00)",
+        "kill switch: HALTED at 15:33:00: daily loss 3.10% >= limit 3% (start equity 48,000.00)",
         "alerts: 2",
         "  15:31:30 worker: worker 2 respawned",
         "  15:33:00 kill_switch [daily_loss]: trading halted",
@@ -155,7 +179,9 @@ def test_an_empty_day_renders_and_json_has_no_nan(tmp_path: Path) -> None:
     assert "P&L: realized +0.00, unrealized +0.00, total +0.00" in text
     assert "kill switch: off (start equity n/a)" in text
     assert json.loads(render_json({"x": math.nan, "y": (1.0, math.inf)})) == {
-        "x": None, "y": [1.0, None]}
+        "x": None,
+        "y": [1.0, None],
+    }
 
 
 def _report_cli(tmp_path: Path, *args: str) -> Any:
@@ -167,9 +193,14 @@ def _report_cli(tmp_path: Path, *args: str) -> Any:
 
     config = tmp_path / "settings.yaml"
     config.write_text(f"execution:\n  journal_path: {tmp_path / 'journal-{broker}.sqlite'}\n")
-    return subprocess.run([sys.executable, "-m", "supervisor", "report", "--config",
-                           str(config), *args], cwd=REPO_ROOT, capture_output=True,
-                          text=True, timeout=60, env={**os.environ})
+    return subprocess.run(
+        [sys.executable, "-m", "supervisor", "report", "--config", str(config), *args],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ},
+    )
 
 
 @pytest.fixture
@@ -180,21 +211,26 @@ def journal_file(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("flags, said", [
-    (("--day", "2025-13-01"), "--day '2025-13-01': not a date as YYYY-MM-DD"),
-    (("--day", "yesterday"), "--day 'yesterday': not a date"),
-    (("--from", "2026-02-30"), "--from '2026-02-30': not a date"),
-    (("--from", "2026-01-09", "--to", "2026-01-07"), "--from 2026-01-09 is after --to"),
-    (("--day", "2026-01-08", "--to", "2026-01-09"), "give one or the other"),
-])
-def test_bad_dates_are_exit_2_naming_the_flag(tmp_path: Path, journal_file: Path,
-                                              flags: tuple[str, ...], said: str) -> None:
+@pytest.mark.parametrize(
+    "flags, said",
+    [
+        (("--day", "2025-13-01"), "--day '2025-13-01': not a date as YYYY-MM-DD"),
+        (("--day", "yesterday"), "--day 'yesterday': not a date"),
+        (("--from", "2026-02-30"), "--from '2026-02-30': not a date"),
+        (("--from", "2026-01-09", "--to", "2026-01-07"), "--from 2026-01-09 is after --to"),
+        (("--day", "2026-01-08", "--to", "2026-01-09"), "give one or the other"),
+    ],
+)
+def test_bad_dates_are_exit_2_naming_the_flag(
+    tmp_path: Path, journal_file: Path, flags: tuple[str, ...], said: str
+) -> None:
     done = _report_cli(tmp_path, *flags)
     assert done.returncode == 2 and said in done.stderr and "Traceback" not in done.stderr
 
 
 def test_a_range_reports_each_journaled_day_and_an_empty_day_says_so(
-        tmp_path: Path, journal_file: Path) -> None:
+    tmp_path: Path, journal_file: Path
+) -> None:
     done = _report_cli(tmp_path, "--from", "2026-01-01", "--to", "2026-01-31", "--json")
     assert done.returncode == 0, done.stderr
     assert [d["day"] for d in json.loads(done.stdout)] == ["2026-01-07", DAY]
@@ -222,6 +258,11 @@ def test_a_reader_that_goes_away_is_not_a_traceback(tmp_path: Path, journal_file
     config.write_text(f"execution:\n  journal_path: {tmp_path / 'journal-{broker}.sqlite'}\n")
     pipeline = subprocess.run(
         f"{sys.executable} -m supervisor report --config {config} --from 2025-01-01 | head -1",
-        shell=True, cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+        shell=True,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert pipeline.stdout.startswith("day report 2025-01-01")
     assert "Traceback" not in pipeline.stderr and "BrokenPipe" not in pipeline.stderr

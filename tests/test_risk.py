@@ -45,15 +45,26 @@ def intent(
 
 
 def state(equity: float = 48_000.0, start_equity: float | None = None, **kw: object) -> RiskState:
-    return RiskState(day="2026-01-08", start_equity=equity if start_equity is None
-                     else start_equity, equity=equity, **kw)  # type: ignore[arg-type]
+    return RiskState(
+        day="2026-01-08",
+        start_equity=equity if start_equity is None else start_equity,
+        equity=equity,
+        **kw,
+    )  # type: ignore[arg-type]
 
 
-RISK = RiskSettings(risk_per_trade_pct=1.0, max_contracts_per_order=1000,
-                    max_orders_per_cycle=5, daily_loss_limit_pct=3.0, daily_loss_limit_abs=0.0,
-                    # caps out of the way here: tests/test_risk_rules.py covers them
-                    max_position_per_symbol=10**6, max_position_total=10**6,
-                    max_orders_per_day=10**6, max_notional_pct=100.0)
+RISK = RiskSettings(
+    risk_per_trade_pct=1.0,
+    max_contracts_per_order=1000,
+    max_orders_per_cycle=5,
+    daily_loss_limit_pct=3.0,
+    daily_loss_limit_abs=0.0,
+    # caps out of the way here: tests/test_risk_rules.py covers them
+    max_position_per_symbol=10**6,
+    max_position_total=10**6,
+    max_orders_per_day=10**6,
+    max_notional_pct=100.0,
+)
 OPTIONS = OptionsSettings.model_validate({"stop_loss_pct": 30.0})
 
 
@@ -68,8 +79,7 @@ def decide(
     options: OptionsSettings = OPTIONS,
     orders_this_cycle: int = 0,
 ) -> RiskDecision:
-    return evaluate(the_intent or intent(), the_state or state(), risk, options,
-                    orders_this_cycle)
+    return evaluate(the_intent or intent(), the_state or state(), risk, options, orders_this_cycle)
 
 
 # --- size_contracts --------------------------------------------------------------------------
@@ -86,7 +96,8 @@ def test_forgetting_the_multiplier_would_size_a_hundred_times_more() -> None:
     # must give exactly that, which proves the 100 above really is multiplied in.
     assert size_contracts(48_000, 1.0, 2.00, 1, 30.0) == 800
     assert size_contracts(48_000, 1.0, 2.00, 1, 30.0) == 100 * size_contracts(
-        48_000, 1.0, 2.00, 100, 30.0)
+        48_000, 1.0, 2.00, 100, 30.0
+    )
 
 
 @pytest.mark.parametrize(
@@ -105,7 +116,11 @@ def test_forgetting_the_multiplier_would_size_a_hundred_times_more() -> None:
     ],
 )
 def test_size_contracts_hand_computed(
-    equity: float, risk_pct: float, premium: float, multiplier: float, stop_pct: float,
+    equity: float,
+    risk_pct: float,
+    premium: float,
+    multiplier: float,
+    stop_pct: float,
     expected: int,
 ) -> None:
     assert size_contracts(equity, risk_pct, premium, multiplier, stop_pct) == expected
@@ -147,8 +162,9 @@ def test_unusable_input_sizes_zero(position: int, bad: float) -> None:
     assert size_contracts(*args) == 0
 
 
-@pytest.mark.parametrize("args", [(1e308, 100.0, 1e-308, 100.0, 30.0),
-                                  (1e300, 100.0, 1e-300, 100.0, 1e-10)])
+@pytest.mark.parametrize(
+    "args", [(1e308, 100.0, 1e-308, 100.0, 30.0), (1e300, 100.0, 1e-300, 100.0, 1e-10)]
+)
 def test_inputs_that_size_to_infinity_size_zero_instead_of_crashing(args) -> None:
     assert size_contracts(*args) == 0
 
@@ -245,15 +261,15 @@ def test_halted_state_refuses_everything() -> None:
 def test_kill_switch_is_checked_before_the_other_rules() -> None:
     # Given an intent that would also be a duplicate and over the per-cycle cap
     the_intent = intent("dup")
-    decision = decide(the_intent, state(halted=True, sent_today=frozenset({"dup"})),
-                      orders_this_cycle=99)
+    decision = decide(
+        the_intent, state(halted=True, sent_today=frozenset({"dup"})), orders_this_cycle=99
+    )
     assert decision.rule == "kill_switch"
 
 
 def test_duplicate_intent_is_refused() -> None:
     the_intent = intent("2026-01-08 SPY 20260109 680C BUY")
-    decision = decide(the_intent,
-                      state(sent_today=frozenset({"2026-01-08 SPY 20260109 680C BUY"})))
+    decision = decide(the_intent, state(sent_today=frozenset({"2026-01-08 SPY 20260109 680C BUY"})))
     assert not decision.accepted
     assert decision.rule == "duplicate"
     assert decision.intent_id == "2026-01-08 SPY 20260109 680C BUY"
@@ -298,8 +314,11 @@ def test_max_orders_per_cycle_carries_both_compared_values() -> None:
     ],
 )
 def test_sizing_below_one_contract_is_refused(premium: float, expected: int) -> None:
-    decision = decide(intent(premium=premium), state(equity=100_000.0),
-                      options=OptionsSettings.model_validate({"stop_loss_pct": 50.0}))
+    decision = decide(
+        intent(premium=premium),
+        state(equity=100_000.0),
+        options=OptionsSettings.model_validate({"stop_loss_pct": 50.0}),
+    )
     values = dict(decision.values)
     assert values["size"] == expected
     assert values["premium"] == premium
@@ -349,8 +368,11 @@ def test_sizing_uses_equity_now_not_start_of_day() -> None:
     # Given a day that started at 50,000 and is at 48,600 (a 2.8 % loss, under the limit)
     # 2 % of 48,600 = 972; per contract 0.50 x 100 x 30 % = 15 -> 64.8 -> 64 contracts,
     # where the start-of-day equity would give 1,000 / 15 = 66.7 -> 66.
-    decision = decide(intent(premium=0.50), state(equity=48_600.0, start_equity=50_000.0),
-                      risk=risk_with(risk_per_trade_pct=2.0))
+    decision = decide(
+        intent(premium=0.50),
+        state(equity=48_600.0, start_equity=50_000.0),
+        risk=risk_with(risk_per_trade_pct=2.0),
+    )
     assert decision.accepted
     assert decision.quantity == 64
 
@@ -368,7 +390,11 @@ def test_record_of_an_accepted_decision_counts_it_and_remembers_the_id() -> None
     assert after.orders_today == 3
     assert after.sent_today == frozenset({"A", "B"})
     assert (after.day, after.start_equity, after.equity, after.halted) == (
-        before.day, before.start_equity, before.equity, before.halted)
+        before.day,
+        before.start_equity,
+        before.equity,
+        before.halted,
+    )
     # the state is immutable: the old one is untouched
     assert before.orders_today == 2 and before.sent_today == frozenset({"A"})
 

@@ -19,22 +19,46 @@ pytestmark = pytest.mark.timeout(30)
 NOW = 1_767_886_200.0
 OPTIONS = OptionsSettings.model_validate({"stop_loss_pct": 30.0, "max_spread_pct": 10.0})
 # 48,000 x 1 % = 480 budget; a 2.00 premium x 100 x 30 % = 60 risked per contract -> 8
-RISK = RiskSettings(risk_per_trade_pct=1.0, max_contracts_per_order=100,
-                    max_position_per_symbol=100, max_position_total=1000,
-                    max_orders_per_cycle=100, max_orders_per_day=100, max_notional_pct=100,
-                    max_quote_age_s=30)
+RISK = RiskSettings(
+    risk_per_trade_pct=1.0,
+    max_contracts_per_order=100,
+    max_position_per_symbol=100,
+    max_position_total=1000,
+    max_orders_per_cycle=100,
+    max_orders_per_day=100,
+    max_notional_pct=100,
+    max_quote_age_s=30,
+)
 STATE = RiskState("2026-01-08", 48_000.0, 48_000.0)
 
 
-def intent(bid: float = 1.95, ask: float = 2.05, quote_ts: float = NOW,
-           symbol: str = "SPY") -> OrderIntent:
-    return OrderIntent("id-1", 1, symbol, OptionContract(symbol, "20260109", 680.0, Right.CALL),
-                       Signal.BUY, entry_limit=2.0, take_profit=3.0, stop_loss=1.4, premium=2.0,
-                       confidence=0.5, reasons=(), bid=bid, ask=ask, quote_ts=quote_ts)
+def intent(
+    bid: float = 1.95, ask: float = 2.05, quote_ts: float = NOW, symbol: str = "SPY"
+) -> OrderIntent:
+    return OrderIntent(
+        "id-1",
+        1,
+        symbol,
+        OptionContract(symbol, "20260109", 680.0, Right.CALL),
+        Signal.BUY,
+        entry_limit=2.0,
+        take_profit=3.0,
+        stop_loss=1.4,
+        premium=2.0,
+        confidence=0.5,
+        reasons=(),
+        bid=bid,
+        ask=ask,
+        quote_ts=quote_ts,
+    )
 
 
-def decide(the_intent: OrderIntent | None = None, risk: RiskSettings = RISK,
-           state: RiskState = STATE, **ctx: object):
+def decide(
+    the_intent: OrderIntent | None = None,
+    risk: RiskSettings = RISK,
+    state: RiskState = STATE,
+    **ctx: object,
+):
     context = RiskContext(**{"now_ts": NOW, **ctx})  # type: ignore[arg-type]
     return evaluate(the_intent or intent(), state, risk, OPTIONS, ctx=context)
 
@@ -54,11 +78,17 @@ THURSDAY = NOW  # 2026-01-08 10:30 New York
 SESSION = Session(date(2026, 1, 8), THURSDAY - 3600, THURSDAY + 5.5 * 3600)  # 09:30-16:00
 
 
-def at(when: float, session: Session | None = SESSION, expiry_close: float | None = None,
-       risk: RiskSettings = RISK, **changes: object):
+def at(
+    when: float,
+    session: Session | None = SESSION,
+    expiry_close: float | None = None,
+    risk: RiskSettings = RISK,
+    **changes: object,
+):
     the_intent = intent(quote_ts=when)
-    context = RiskContext(now_ts=when, check_hours=True, session=session,
-                          expiry_close_ts=expiry_close, **changes)  # type: ignore[arg-type]
+    context = RiskContext(
+        now_ts=when, check_hours=True, session=session, expiry_close_ts=expiry_close, **changes
+    )  # type: ignore[arg-type]
     return evaluate(the_intent, STATE, risk, OPTIONS, ctx=context)
 
 
@@ -68,13 +98,19 @@ def test_no_session_today_is_a_closed_market():
     assert "no regular session today" in decision.reason
 
 
-@pytest.mark.parametrize("minutes, rule", [
-    (-1, "market_hours"),  # 09:29: before the open
-    (0, "entry_window"), (4.9, "entry_window"),  # the first five minutes
-    (5, "ok"), (374.9, "ok"),  # 09:35 .. 15:44:54
-    (375, "entry_window"), (389, "entry_window"),  # the last fifteen minutes
-    (390, "market_hours"),  # 16:00: closed
-])
+@pytest.mark.parametrize(
+    "minutes, rule",
+    [
+        (-1, "market_hours"),  # 09:29: before the open
+        (0, "entry_window"),
+        (4.9, "entry_window"),  # the first five minutes
+        (5, "ok"),
+        (374.9, "ok"),  # 09:35 .. 15:44:54
+        (375, "entry_window"),
+        (389, "entry_window"),  # the last fifteen minutes
+        (390, "market_hours"),  # 16:00: closed
+    ],
+)
 def test_the_entry_window_is_measured_from_the_symbols_open_and_close(minutes, rule):
     decision = at(SESSION.open_ts + minutes * 60)
     assert decision.rule == rule
@@ -84,8 +120,11 @@ def test_the_entry_window_is_measured_from_the_symbols_open_and_close(minutes, r
 
 
 def test_an_early_close_moves_the_window_with_it():
-    early = Session(date(2026, 11, 27), EARLY_CLOSE_DAY.timestamp() - 3 * 3600,
-                    EARLY_CLOSE_DAY.timestamp() + 1800)  # 09:30-13:00
+    early = Session(
+        date(2026, 11, 27),
+        EARLY_CLOSE_DAY.timestamp() - 3 * 3600,
+        EARLY_CLOSE_DAY.timestamp() + 1800,
+    )  # 09:30-13:00
     decision = at(EARLY_CLOSE_DAY.timestamp() + 16 * 60, session=early)  # 12:46
     assert (decision.rule, dict(decision.values)["to"]) == ("entry_window", "12:45")
     assert at(EARLY_CLOSE_DAY.timestamp(), session=early).rule == "ok"  # 12:30
@@ -106,8 +145,15 @@ def test_one_position_per_symbol_and_direction():
     assert at(THURSDAY, positioned=frozenset({("SPY", "C")}), risk=lenient).rule == "ok"
 
 
-@pytest.mark.parametrize("bid, ask, flag", [(math.nan, 2.05, "no_bid"), (1.95, -1.0, "no_ask"),
-                                            (0.0, 2.05, "no_bid"), (2.10, 2.00, "crossed")])
+@pytest.mark.parametrize(
+    "bid, ask, flag",
+    [
+        (math.nan, 2.05, "no_bid"),
+        (1.95, -1.0, "no_ask"),
+        (0.0, 2.05, "no_bid"),
+        (2.10, 2.00, "crossed"),
+    ],
+)
 def test_one_sided_or_crossed_market_refuses(bid, ask, flag):
     decision = decide(intent(bid=bid, ask=ask))
     assert (decision.accepted, decision.rule) == (False, "quote")
@@ -146,8 +192,9 @@ def test_max_orders_per_day(orders_today, accepted):
         assert dict(decision.values) == {"orders_today": orders_today, "limit": 3}
 
 
-@pytest.mark.parametrize("held, quantity, rule", [(2, 8, "ok"), (7, 3, "ok"), (10, 0,
-                                                  "max_position_per_symbol")])
+@pytest.mark.parametrize(
+    "held, quantity, rule", [(2, 8, "ok"), (7, 3, "ok"), (10, 0, "max_position_per_symbol")]
+)
 def test_position_per_symbol_leaves_only_the_room_there_is(held, quantity, rule):
     # limit 10 per symbol: holding 2 leaves 8 (size 8 fits), 7 leaves 3, 10 leaves none
     decision = decide(risk=with_risk(max_position_per_symbol=10), open_contracts={"SPY": held})
@@ -200,8 +247,9 @@ def test_an_intent_the_broker_lists_is_a_duplicate_whatever_the_journal_holds():
 
 
 def test_a_journal_lost_under_the_bot_refuses_every_entry_first():
-    state = RiskState("2026-01-08", 48_000.0, 48_000.0, halted=True,
-                      journal_lost="var/j.sqlite is gone")
+    state = RiskState(
+        "2026-01-08", 48_000.0, 48_000.0, halted=True, journal_lost="var/j.sqlite is gone"
+    )
     decision = decide(state=state)
     assert (decision.accepted, decision.rule) == (False, "journal_lost")
     assert "var/j.sqlite is gone" in decision.reason and "restart" in decision.reason

@@ -56,8 +56,13 @@ def ask(service: DataService, symbol: str = "XYZ", rid: int = 1):
 def make(after: int = 3):
     broker, clock = FlakyBroker(), FakeClock()
     backoff = SymbolBackoff(after=after, base_s=60, max_s=300, clock=clock)
-    service = DataService(broker, timeout_s=0.2, calendar=nyse(), now=clock,  # type: ignore[arg-type]
-                          backoff=backoff)
+    service = DataService(
+        broker,
+        timeout_s=0.2,
+        calendar=nyse(),
+        now=clock,  # type: ignore[arg-type]
+        backoff=backoff,
+    )
     return broker, clock, service
 
 
@@ -142,8 +147,9 @@ def test_a_steps_requests_are_answered_together_each_in_its_place():
     # Given a quote that hangs past the timeout and a chain that succeeds, asked as one step
     broker, _, service = make()
     broker.hang, broker.fail_with, broker.chain_fails = True, None, False
-    replies = asyncio.run(service.answer_all((QuoteRequest(5, 1, "XYZ"),
-                                              ChainRequest(6, 1, "XYZ"))))
+    replies = asyncio.run(
+        service.answer_all((QuoteRequest(5, 1, "XYZ"), ChainRequest(6, 1, "XYZ")))
+    )
     # Then each has its own answer, in the step's order: the timeout costs only the quote
     assert [r.request_id for r in replies.replies] == [5, 6]
     assert "timed out after 0.2s" in (replies.replies[0].error or "")

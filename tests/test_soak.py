@@ -48,20 +48,33 @@ def synthetic(
         startup = warmup_rise_kb * min(t / 240.0, 1.0)
         procs: dict[str, dict[str, float | None]] = {
             "supervisor": {"pid": 100, "rss_kb": 90_000 + startup + rng.uniform(-1, 1) * noise_kb},
-            "worker-1": {"pid": 101, "rss_kb": 60_000 + startup + leak_kb_per_h * t / 3600
-                         + rng.uniform(-1, 1) * noise_kb},
+            "worker-1": {
+                "pid": 101,
+                "rss_kb": 60_000
+                + startup
+                + leak_kb_per_h * t / 3600
+                + rng.uniform(-1, 1) * noise_kb,
+            },
         }
         for figures in procs.values():
             figures.update(uss_kb=None, cpu_pct=0.1, threads=3, open_files=1, fds=12)
         warnings = 1 if warnings_at is not None and i >= warnings_at else 0
-        records.append({
-            "ts": START_TS + t, "mono": 1000.0 + t, "processes": procs,
-            "buffers": {"live_tickers": 0, "pending_requests": rng.choice([0, 0, 1]),
-                        "recv_buffer_bytes": 4096 + buffer_growth_bytes * t / (HOURS * 3600),
-                        "bytes_in_total": 1000 * i, "errors.2104": i // 100},
-            "gateway_log": {"output_exceeded": warnings, "ebuffer_grown": 0},
-            "cycle": {"cycle_id": i, "seconds": 0.3 + (i % 10) / 100, "ok": 3, "failed": 0},
-        })
+        records.append(
+            {
+                "ts": START_TS + t,
+                "mono": 1000.0 + t,
+                "processes": procs,
+                "buffers": {
+                    "live_tickers": 0,
+                    "pending_requests": rng.choice([0, 0, 1]),
+                    "recv_buffer_bytes": 4096 + buffer_growth_bytes * t / (HOURS * 3600),
+                    "bytes_in_total": 1000 * i,
+                    "errors.2104": i // 100,
+                },
+                "gateway_log": {"output_exceeded": warnings, "ebuffer_grown": 0},
+                "cycle": {"cycle_id": i, "seconds": 0.3 + (i % 10) / 100, "ok": 3, "failed": 0},
+            }
+        )
     return records
 
 
@@ -156,8 +169,12 @@ def test_counts_cycles_errors_and_counters():
 
 def test_a_repeated_cycle_summary_is_counted_once():
     records = synthetic()[:3]
-    records[1]["cycle"] = records[2]["cycle"] = {"cycle_id": 7, "seconds": 1.0, "ok": 1,
-                                                 "failed": 1}
+    records[1]["cycle"] = records[2]["cycle"] = {
+        "cycle_id": 7,
+        "seconds": 1.0,
+        "ok": 1,
+        "failed": 1,
+    }
     assert analyse(records).cycles == 2
 
 
@@ -176,14 +193,20 @@ def test_counter_total_survives_restarts():
 
 
 def test_malformed_lines_are_skipped_and_named(tmp_path):
-    path = write_jsonl(tmp_path / "m.jsonl", synthetic()[:3],
-                       ["{not json\n", "[1, 2]\n", '{"ts": "yesterday"}\n', "\n"])
+    path = write_jsonl(
+        tmp_path / "m.jsonl",
+        synthetic()[:3],
+        ["{not json\n", "[1, 2]\n", '{"ts": "yesterday"}\n', "\n"],
+    )
 
     records, problems = load_records([path])
 
     assert len(records) == 3
-    assert problems == [f"{path}:4: not JSON (Expecting property name enclosed in double "
-                        "quotes)", f"{path}:5: not a JSON object", f"{path}:6: no numeric 'ts'"]
+    assert problems == [
+        f"{path}:4: not JSON (Expecting property name enclosed in double quotes)",
+        f"{path}:5: not a JSON object",
+        f"{path}:6: no numeric 'ts'",
+    ]
 
 
 def test_rotated_files_are_found_and_read_in_time_order(tmp_path):

@@ -38,10 +38,15 @@ def test_cli_as_a_subprocess(tmp_path, repo_root):
     leak = write_jsonl(tmp_path / "leak.jsonl", synthetic(leak_kb_per_h=2048))
     script = str(repo_root / "tools" / "soak_report.py")
 
-    failed = subprocess.run([sys.executable, script, str(leak)], capture_output=True,
-                            text=True, timeout=50)
-    missing = subprocess.run([sys.executable, script, str(tmp_path / "none.jsonl")],
-                             capture_output=True, text=True, timeout=50)
+    failed = subprocess.run(
+        [sys.executable, script, str(leak)], capture_output=True, text=True, timeout=50
+    )
+    missing = subprocess.run(
+        [sys.executable, script, str(tmp_path / "none.jsonl")],
+        capture_output=True,
+        text=True,
+        timeout=50,
+    )
 
     assert failed.returncode == EXIT_FAIL, failed.stderr
     assert "verdict: FAIL (memory)" in failed.stdout

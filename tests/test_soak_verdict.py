@@ -29,18 +29,33 @@ def _with_run(records: list[dict], planned: int, done: int, end: dict | None) ->
     out = []
     for i, record in enumerate(records):
         cycles = done * (i + 1) // len(records)
-        out.append({**record, "run": {"pid": 100, "cycles_done": cycles,
-                                      "planned_cycles": planned, "planned_s": 0}})
+        out.append(
+            {
+                **record,
+                "run": {
+                    "pid": 100,
+                    "cycles_done": cycles,
+                    "planned_cycles": planned,
+                    "planned_s": 0,
+                },
+            }
+        )
     if end is not None:
-        out.append({"ts": out[-1]["ts"] + 1, "mono": out[-1]["mono"] + 1, "processes": {},
-                    "buffers": {}, "cycle": None,
-                    "run": {**out[-1]["run"], "ended": True, **end}})
+        out.append(
+            {
+                "ts": out[-1]["ts"] + 1,
+                "mono": out[-1]["mono"] + 1,
+                "processes": {},
+                "buffers": {},
+                "cycle": None,
+                "run": {**out[-1]["run"], "ended": True, **end},
+            }
+        )
     return out
 
 
 def test_a_soak_stopped_by_a_signal_before_its_length_is_incomplete() -> None:
-    records = _with_run(synthetic(), planned=2000, done=30,
-                        end={"exit_code": 0, "by_signal": True})
+    records = _with_run(synthetic(), planned=2000, done=30, end={"exit_code": 0, "by_signal": True})
     report = analyse(records)
     assert report.verdict == "INCOMPLETE" and not report.passed
     assert report.incomplete == "stopped by a signal after 30 of 2000 planned cycles"
@@ -69,8 +84,10 @@ def test_a_failed_check_is_fail_even_when_also_incomplete() -> None:
 
 def test_two_runs_on_one_file_count_both_and_the_last_decides() -> None:
     first = _with_run(synthetic()[:100], 0, 50, {"exit_code": 0, "by_signal": True})
-    second = [{**r, "run": {**r["run"], "pid": 200}} for r in
-              _with_run(synthetic()[100:], 0, 70, {"exit_code": 0, "by_signal": True})]
+    second = [
+        {**r, "run": {**r["run"], "pid": 200}}
+        for r in _with_run(synthetic()[100:], 0, 70, {"exit_code": 0, "by_signal": True})
+    ]
     length = run_length(first + second)
     assert length is not None and length.cycles == 120 and length.incomplete is None
 
@@ -81,8 +98,15 @@ def test_the_absolute_budget_catches_what_a_short_run_slope_cannot() -> None:
     for i in range(121):
         t = i * 5.0
         rss = 80_000 + (20_480 if i >= 118 else 0)
-        records.append({"ts": 1e9 + t, "mono": t, "buffers": {}, "cycle": None,
-                        "processes": {"supervisor": {"pid": 1, "rss_kb": rss}}})
+        records.append(
+            {
+                "ts": 1e9 + t,
+                "mono": t,
+                "buffers": {},
+                "cycle": None,
+                "processes": {"supervisor": {"pid": 1, "rss_kb": rss}},
+            }
+        )
     thresholds = soak_thresholds(records, soak_s=0, budget_kb=8192)
     report = analyse(records, thresholds)
     # the slope per hour of a late jump stays under the compressed slope limit ...
@@ -96,8 +120,7 @@ def test_the_absolute_budget_catches_what_a_short_run_slope_cannot() -> None:
 
 
 def test_soak_report_judges_with_the_thresholds_phases_wrote(tmp_path: Path, capsys) -> None:
-    records = _with_run(synthetic(leak_kb_per_h=1500), 0, 481, {"exit_code": 0,
-                                                                 "by_signal": False})
+    records = _with_run(synthetic(leak_kb_per_h=1500), 0, 481, {"exit_code": 0, "by_signal": False})
     path = write_jsonl(tmp_path / "metrics.jsonl", records)
     assert soak_report.main([str(path)]) == 1  # the default 1024 KB/h fails it
     with open(path, "a", encoding="utf-8") as f:  # as phases appends after its verdict
@@ -109,9 +132,14 @@ def test_soak_report_judges_with_the_thresholds_phases_wrote(tmp_path: Path, cap
 
 
 def _phases(tmp_path: Path, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "supervisor", "phases", *args],
-                            cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
-                            text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, "-m", "supervisor", "phases", *args],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
 
 
 @pytest.mark.slow
@@ -129,7 +157,12 @@ def test_phases_stopped_early_says_incomplete_and_soak_report_agrees(tmp_path: P
     assert run.returncode == 1, out[-2000:] + err[-2000:]
     assert "INCOMPLETE run length: stopped by a signal after" in out
     assert out.rstrip().endswith("verdict: INCOMPLETE")
-    later = subprocess.run([sys.executable, "tools/soak_report.py", str(metrics), "--json"],
-                           cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    later = subprocess.run(
+        [sys.executable, "tools/soak_report.py", str(metrics), "--json"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert later.returncode == 1
     assert json.loads(later.stdout)["verdict"] == "INCOMPLETE"

@@ -73,9 +73,13 @@ def test_a_killed_worker_that_cannot_be_respawned_is_retried_until_it_is(tmp_pat
     async def scenario() -> WorkerPool:
         loop = asyncio.get_running_loop()
         loop.set_exception_handler(lambda _loop, context: unhandled.append(context))
-        pool = WorkerPool(settings, lambda m: pool.mark_ready(m.worker_id),
-                          lambda h, f: deaths.append((h.worker_id, f)), lambda r: None,
-                          alert=lambda kind, text: alerts.append((kind, text)))
+        pool = WorkerPool(
+            settings,
+            lambda m: pool.mark_ready(m.worker_id),
+            lambda h, f: deaths.append((h.worker_id, f)),
+            lambda r: None,
+            alert=lambda kind, text: alerts.append((kind, text)),
+        )
         pool.start(loop)
         try:
             await pool.wait_ready(60)
@@ -85,8 +89,9 @@ def test_a_killed_worker_that_cannot_be_respawned_is_retried_until_it_is(tmp_pat
             # When its only worker is killed
             os.kill(victim.pid or 0, signal.SIGKILL)
             # Then its death is reported at once, and a new worker comes up once it can
-            while not any(w.worker_id != victim.worker_id and w.ready
-                          for w in pool.workers.values()):
+            while not any(
+                w.worker_id != victim.worker_id and w.ready for w in pool.workers.values()
+            ):
                 await asyncio.sleep(0.02)
             return pool
         finally:
@@ -98,8 +103,7 @@ def test_a_killed_worker_that_cannot_be_respawned_is_retried_until_it_is(tmp_pat
     assert deaths == [(1, None)] and pool.respawns == 1
     assert pool.owed.failures == 3 and pool.owed.count == 0
     failed = [r for r in caplog.records if getattr(r, "event", "") == "worker_spawn_failed"]
-    assert len(failed) == 3 and all(r.levelno == logging.ERROR and not r.exc_info
-                                     for r in failed)
+    assert len(failed) == 3 and all(r.levelno == logging.ERROR and not r.exc_info for r in failed)
     assert [kind for kind, _ in alerts] == ["worker_spawn", "worker_spawn"]
     assert "could not be started (Too many open files" in alerts[0][1]
     assert "started after 3 failed attempts; 0 still missing" in alerts[1][1]
@@ -128,4 +132,3 @@ def test_a_spawn_that_fails_half_way_closes_what_it_opened(tmp_path) -> None:
     pool = asyncio.run(scenario())
     assert pool.owed.count == 1 and pool.workers == {}
     assert len(opened) == 2 and all(end.closed for end in opened)
-

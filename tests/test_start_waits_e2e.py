@@ -25,8 +25,7 @@ from tests.conftest_sim import write_scenario
 from tests.external_sim import bot_env
 from tests.sessions import TUESDAY_MORNING
 
-pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.slow,
-              pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(180)]
 
 
 def free_port() -> int:
@@ -42,9 +41,14 @@ class Bot:
     def __init__(self, home: Path, *args: str) -> None:
         self.stdout_path = home / "bot.stdout"
         with open(self.stdout_path, "w") as stdout:
-            self.proc = subprocess.Popen([sys.executable, "-m", "supervisor", *args], cwd=home,
-                                         env=bot_env(home), text=True, stdout=stdout,
-                                         stderr=subprocess.PIPE)
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "supervisor", *args],
+                cwd=home,
+                env=bot_env(home),
+                text=True,
+                stdout=stdout,
+                stderr=subprocess.PIPE,
+            )
         self.lines: list[str] = []
         self._new = threading.Condition()
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -71,12 +75,14 @@ class Bot:
                 if found is not None:
                     return found
                 if self.proc.poll() is not None and not self._reader.is_alive():
-                    raise AssertionError(f"exited {self.proc.returncode} before {text!r}:\n"
-                                         + self.stderr[-3000:])
+                    raise AssertionError(
+                        f"exited {self.proc.returncode} before {text!r}:\n" + self.stderr[-3000:]
+                    )
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise AssertionError(f"no {text!r} within {timeout_s:g}s:\n"
-                                         + self.stderr[-3000:])
+                    raise AssertionError(
+                        f"no {text!r} within {timeout_s:g}s:\n" + self.stderr[-3000:]
+                    )
                 self._new.wait(min(left, 0.5))
 
     def finish(self, timeout_s: float) -> tuple[int, str]:
@@ -113,25 +119,59 @@ def test_a_run_started_before_its_gateway_waits_for_it_then_trades(tmp_path: Pat
     port, status_port = free_port(), free_port()
     clock_file = tmp_path / "sim.clock.json"
     config = tmp_path / "settings.yaml"
-    config.write_text(f"monitoring:\n  http_port: {status_port}\n"
-                      "ibkr:\n  reconnect_max_s: 1\n  circuit_cooldown_s: 1\n")
-    bot = Bot(tmp_path, "run", "--broker", "sim", "--sim-clock", str(clock_file), "--port",
-              str(port), "--config", str(config), "--cycles", "2", "--interval", "0.3")
+    config.write_text(
+        f"monitoring:\n  http_port: {status_port}\n"
+        "ibkr:\n  reconnect_max_s: 1\n  circuit_cooldown_s: 1\n"
+    )
+    bot = Bot(
+        tmp_path,
+        "run",
+        "--broker",
+        "sim",
+        "--sim-clock",
+        str(clock_file),
+        "--port",
+        str(port),
+        "--config",
+        str(config),
+        "--cycles",
+        "2",
+        "--interval",
+        "0.3",
+    )
     sim = None
     try:
         # When it has said it waits, once, and the status endpoint says so too
         bot.wait_for_line(f"waiting for the gateway at 127.0.0.1:{port}")
-        wait_until(lambda: (healthz(status_port) or {}).get("state") == "waiting for gateway",
-                   30, "the status endpoint saying 'waiting for gateway'")
+        wait_until(
+            lambda: (healthz(status_port) or {}).get("state") == "waiting for gateway",
+            30,
+            "the status endpoint saying 'waiting for gateway'",
+        )
         health = healthz(status_port)
         assert health is not None and not health["healthy"] and not health["connected"]
         # and the simulator comes up on that port only then
         scenario = write_scenario(tmp_path / "scenario.yaml", TUESDAY_MORNING)
         sim = subprocess.Popen(
-            [sys.executable, "-m", "tools.gateway_sim", "--scenario", str(scenario), "--port",
-             str(port), "--clock-file", str(clock_file), "--log-level", "WARNING"],
-            cwd=REPO_ROOT, env=bot_env(tmp_path), text=True, stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL)
+            [
+                sys.executable,
+                "-m",
+                "tools.gateway_sim",
+                "--scenario",
+                str(scenario),
+                "--port",
+                str(port),
+                "--clock-file",
+                str(clock_file),
+                "--log-level",
+                "WARNING",
+            ],
+            cwd=REPO_ROOT,
+            env=bot_env(tmp_path),
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
         assert sim.stdout is not None
         assert f"listening on 127.0.0.1:{port}" in sim.stdout.readline()
         # Then the run connects, follows the simulator's clock and completes its cycles

@@ -99,8 +99,11 @@ def test_a_client_gone_mid_answer_is_counted_and_never_a_traceback(capsys, caplo
     server.start()
     try:
         assert server._server is not None
-        for gone in (BrokenPipeError(errno.EPIPE, "Broken pipe"),
-                     ConnectionResetError(errno.ECONNRESET, "reset"), TimeoutError()):
+        for gone in (
+            BrokenPipeError(errno.EPIPE, "Broken pipe"),
+            ConnectionResetError(errno.ECONNRESET, "reset"),
+            TimeoutError(),
+        ):
             try:
                 raise gone
             except OSError:  # what socketserver does with a request that raised
@@ -126,8 +129,9 @@ class Starved:
 
 
 def test_out_of_descriptors_the_reserve_refuses_the_waiting_one_else_it_waits(monkeypatch):
-    server = http_status._Server(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler,
-                                 ConnectionGate(4))
+    server = http_status._Server(
+        ("127.0.0.1", 0), http.server.BaseHTTPRequestHandler, ConnectionGate(4)
+    )
     listening, sleeps = server.socket, []
     monkeypatch.setattr(http_status.time, "sleep", sleeps.append)
     try:
@@ -171,8 +175,13 @@ time.sleep(60)
 @pytest.mark.integration
 def test_a_process_out_of_descriptors_still_answers_each_connection() -> None:
     # Given a status server in a process that has used every descriptor it may have
-    child = subprocess.Popen([sys.executable, "-c", CHILD], cwd=REPO_ROOT, text=True,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD],
+        cwd=REPO_ROOT,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         assert child.stdout is not None
         port = int(child.stdout.readline())

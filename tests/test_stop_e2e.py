@@ -34,8 +34,7 @@ from tests.sessions import TUESDAY_MORNING
 from tests.test_live_e2e import journal_rows, journaled
 from tests.wire_recorder import CANCEL_ORDER, PLACE_ORDER, Sent, WireRecorder
 
-pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.slow,
-              pytest.mark.timeout(150)]
+pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(150)]
 
 # Brackets on every symbol at once (SPY, AAPL calls, QQQ puts), entries at the ask (most fill
 # at once: their exits stay working), exits far away (nothing closes meanwhile)
@@ -65,33 +64,54 @@ IN_FLIGHT_S = 0.5
 def setup(home: Path) -> tuple[Path, Path]:
     config = home / "live.yaml"
     config.write_text(SETTINGS)
-    scenario = write_scenario(home / "scenario.yaml", TUESDAY_MORNING, clock=CLOCK,
-                              market_data={"stream_interval_s": 1.0})
+    scenario = write_scenario(
+        home / "scenario.yaml", TUESDAY_MORNING, clock=CLOCK, market_data={"stream_interval_s": 1.0}
+    )
     return config, scenario
 
 
-def start_bot(home: Path, config: Path, clock_file: Path, port: int, stderr: Any,
-              *extra: str) -> subprocess.Popen[bytes]:
+def start_bot(
+    home: Path, config: Path, clock_file: Path, port: int, stderr: Any, *extra: str
+) -> subprocess.Popen[bytes]:
     args = ["--broker", "sim", "--sim-clock", str(clock_file), "--port", str(port)]
     return subprocess.Popen(
-        [sys.executable, "-m", "supervisor", "run", *args, "--config", str(config), "--live",
-         "--interval", "0.3", *extra], cwd=home, env=bot_env(home),
-        stdout=subprocess.DEVNULL, stderr=stderr)
+        [
+            sys.executable,
+            "-m",
+            "supervisor",
+            "run",
+            *args,
+            "--config",
+            str(config),
+            "--live",
+            "--interval",
+            "0.3",
+            *extra,
+        ],
+        cwd=home,
+        env=bot_env(home),
+        stdout=subprocess.DEVNULL,
+        stderr=stderr,
+    )
 
 
 def ours_at_gateway(port: int, refs: set[str]) -> list[tuple[str, str, int, str]]:
     """(orderRef, action, order id, status) of every order working at the gateway whose
     orderRef is one of ``refs``, as a client of its own sees them (all client ids)."""
+
     async def look() -> list[tuple[str, str, int, str]]:
         ib = IB()
         await ib.connectAsync("127.0.0.1", port, clientId=next_client_id(), timeout=20)
         try:
             trades = await ib.reqAllOpenOrdersAsync()
-            return sorted((t.order.orderRef, t.order.action, t.order.orderId,
-                           t.orderStatus.status) for t in trades
-                          if t.order.orderRef.split(":")[0].split(".")[0] in refs)
+            return sorted(
+                (t.order.orderRef, t.order.action, t.order.orderId, t.orderStatus.status)
+                for t in trades
+                if t.order.orderRef.split(":")[0].split(".")[0] in refs
+            )
         finally:
             ib.disconnect()
+
     return run_client(look)
 
 
@@ -116,21 +136,27 @@ def late_orders(placed: list[Sent], signal_at: float, handled_at: float) -> list
     wrong = []
     for m in placed:
         if m.is_parent and m.at > handled_at + (LOG_TICK_S if m.exact else IN_FLIGHT_S):
-            wrong.append(f"parent {m.order_id} ({m.order_ref}) reached the proxy "
-                         f"{m.at - handled_at:+.4f}s after the bot took the signal "
-                         f"({'its send' if m.exact else 'a bound'})")
+            wrong.append(
+                f"parent {m.order_id} ({m.order_ref}) reached the proxy "
+                f"{m.at - handled_at:+.4f}s after the bot took the signal "
+                f"({'its send' if m.exact else 'a bound'})"
+            )
         if m.at <= signal_at or m.order_ref.endswith(":expiry"):
             continue
         if m.is_parent:
             exits = [c for c in placed if c.conn == m.conn and c.parent_id == m.order_id]
             if len(exits) != 2:
-                wrong.append(f"parent {m.order_id} ({m.order_ref}) sent after the signal "
-                             f"with {len(exits)} exit(s)")
+                wrong.append(
+                    f"parent {m.order_id} ({m.order_ref}) sent after the signal "
+                    f"with {len(exits)} exit(s)"
+                )
             continue
         parent = parents.get((m.conn, m.parent_id))
         if parent is None or parent.at > m.at or parent.order_ref != m.order_ref:
-            wrong.append(f"order {m.order_id} ({m.order_ref}, {m.action}) sent after the "
-                         "signal without its bracket's parent before it")
+            wrong.append(
+                f"order {m.order_id} ({m.order_ref}, {m.action}) sent after the "
+                "signal without its bracket's parent before it"
+            )
     return wrong
 
 
@@ -143,8 +169,9 @@ def order_row(journal: Path) -> bool:
         return False
 
 
-def when_to_stop(moment: str, home: Path) -> tuple[Callable[[Sent], bool] | None,
-                                                     Callable[[], bool] | None, str]:
+def when_to_stop(
+    moment: str, home: Path
+) -> tuple[Callable[[Sent], bool] | None, Callable[[], bool] | None, str]:
     """The signal's moment: a proxy record that fires it (checked as the message arrives,
     before it is forwarded), or a journal condition the test waits for; and its name."""
     journal = home / "var" / "journal-sim.sqlite"
@@ -160,6 +187,7 @@ def when_to_stop(moment: str, home: Path) -> tuple[Callable[[Sent], bool] | None
         if seen or m.msg_id == PLACE_ORDER:
             seen.append(m)
         return len(seen) == k + 1
+
     return kth, None, f"message {k} after the first placeOrder"
 
 
@@ -169,8 +197,11 @@ def test_after_sigterm_no_new_bracket_reaches_the_gateway(tmp_path: Path, moment
     journal = tmp_path / "var" / "journal-sim.sqlite"
     err = tmp_path / "bot.stderr"
     fire, condition, what = when_to_stop(moment, tmp_path)
-    with ExternalSim(tmp_path, scenario) as sim, WireRecorder(sim.port) as wire, \
-            err.open("w") as stderr:
+    with (
+        ExternalSim(tmp_path, scenario) as sim,
+        WireRecorder(sim.port) as wire,
+        err.open("w") as stderr,
+    ):
         sent_at: list[float] = []  # when SIGTERM was sent (time.time())
         bots: list[subprocess.Popen[bytes]] = []
 
@@ -210,16 +241,24 @@ def test_after_sigterm_no_new_bracket_reaches_the_gateway(tmp_path: Path, moment
     # Then no new bracket left after the bot took the signal: a parent that arrived after
     # the signal was written before, its exits with it; every other order follows its parent
     assert not late_orders(placed, signal_at, handled_at), (
-        what, late_orders(placed, signal_at, handled_at),
-        [(round(m.at - signal_at, 3), m.order_id, m.order_ref, m.action) for m in placed])
+        what,
+        late_orders(placed, signal_at, handled_at),
+        [(round(m.at - signal_at, 3), m.order_id, m.order_ref, m.action) for m in placed],
+    )
     # and every bracket reached the gateway whole, once
     assert all(n == 3 for n in stats["orders_by_ref"].values()), stats["orders_by_ref"]
     # A bracket decided but not sent is journaled so: its row not_sent, its decision refused
     rows = journal_rows(journal, "SELECT intent_id, status, broker_order_id FROM orders")
-    assert {status for _, status, _ in rows} <= {"submitted", "working", "done", "cancelled",
-                                                 "not_sent"}, rows
+    assert {status for _, status, _ in rows} <= {
+        "submitted",
+        "working",
+        "done",
+        "cancelled",
+        "not_sent",
+    }, rows
     assert {ref for ref, status, _ in rows if status == "not_sent"}.isdisjoint(
-        stats["orders_by_ref"]), (rows, stats["orders_by_ref"])
+        stats["orders_by_ref"]
+    ), (rows, stats["orders_by_ref"])
     # The entries still working at the stop were cancelled (cancelOrder for each, after the
     # signal): no BUY of ours works at the gateway now
     cancelled = {order_id for _, status, order_id in rows if status == "cancelled"}
@@ -228,8 +267,9 @@ def test_after_sigterm_no_new_bracket_reaches_the_gateway(tmp_path: Path, moment
     assert not [o for o in working if o[1] == "BUY"], working
     # and what stays working (the exits of what was bought) is journaled, order by order
     left = journal_rows(journal, "SELECT text FROM alerts WHERE kind = 'left_working'")
-    said_left = {int(m.group(1)) for (text,) in left
-                 if (m := re.search(r"\(order (\d+), ref ", str(text)))}
+    said_left = {
+        int(m.group(1)) for (text,) in left if (m := re.search(r"\(order (\d+), ref ", str(text)))
+    }
     assert said_left == {order_id for _, _, order_id, _ in working}, (left, working)
     assert {action for _, action, _, _ in working} <= {"SELL"}
 
@@ -238,15 +278,21 @@ def test_a_bracket_cut_after_its_parent_by_sigkill_is_not_left_half_sent(tmp_pat
     config, scenario = setup(tmp_path)
     journal = tmp_path / "var" / "journal-sim.sqlite"
     err = tmp_path / "bot.stderr"
-    with ExternalSim(tmp_path, scenario) as sim, WireRecorder(sim.port) as wire, \
-            err.open("w") as stderr:
+    with (
+        ExternalSim(tmp_path, scenario) as sim,
+        WireRecorder(sim.port) as wire,
+        err.open("w") as stderr,
+    ):
         # Given a live bot whose first bracket's parent (BUY, transmit=False) has reached the
         # gateway, its take-profit and stop held back on the way
         wire.hold_after = lambda m: m.is_parent
         proc = start_bot(tmp_path, config, sim.clock_file, wire.port, stderr, "--cycles", "0")
         try:
-            wait_for(lambda: wire.holding.is_set() or proc.poll() is not None, 60,
-                     "a bracket's parent forwarded")
+            wait_for(
+                lambda: wire.holding.is_set() or proc.poll() is not None,
+                60,
+                "a bracket's parent forwarded",
+            )
             # When the bot is killed right then (SIGKILL: no stop, no cancel), its connection
             # closing at both ends
         finally:
@@ -259,8 +305,18 @@ def test_a_bracket_cut_after_its_parent_by_sigkill_is_not_left_half_sent(tmp_pat
         # the simulator keeps it untransmitted (Held): never working, listed to no client
         assert ours_at_gateway(sim.port, {cut.order_ref}) == []
         # When the bot starts again on the same journal and gateway, for a few cycles
-        again = bot(tmp_path, "run", *sim.args, "--config", str(config), "--live", "--cycles",
-                    "4", "--interval", "0.3")
+        again = bot(
+            tmp_path,
+            "run",
+            *sim.args,
+            "--config",
+            str(config),
+            "--live",
+            "--cycles",
+            "4",
+            "--interval",
+            "0.3",
+        )
         assert again.returncode == 0, again.stderr[-3000:]
         after = ours_at_gateway(sim.port, {cut.order_ref})
         check = bot(tmp_path, "reconcile", *sim.args, "--config", str(config))
@@ -270,16 +326,22 @@ def test_a_bracket_cut_after_its_parent_by_sigkill_is_not_left_half_sent(tmp_pat
     assert after == [], after
     assert stats["orders_by_ref"][cut.order_ref] == 1, stats["orders_by_ref"]
     assert all(n == 3 for ref, n in stats["orders_by_ref"].items() if ref != cut.order_ref)
-    (symbol, expiry, strike, right), = journal_rows(journal, (
-        "SELECT contract_symbol, expiry, strike, option_right FROM intents "
-        f"WHERE intent_id = '{cut.order_ref}'"))
-    held = [p for p in stats["account"]["positions"] if p["quantity"]
-            and (p["symbol"], p["expiry"], p["strike"], p["right"]) == (symbol, expiry, strike,
-                                                                        right)]
+    ((symbol, expiry, strike, right),) = journal_rows(
+        journal,
+        (
+            "SELECT contract_symbol, expiry, strike, option_right FROM intents "
+            f"WHERE intent_id = '{cut.order_ref}'"
+        ),
+    )
+    held = [
+        p
+        for p in stats["account"]["positions"]
+        if p["quantity"]
+        and (p["symbol"], p["expiry"], p["strike"], p["right"]) == (symbol, expiry, strike, right)
+    ]
     assert held == [], held
     # and the journal says it was never sent (the row the crash left 'sending' is not_sent)
-    rows = journal_rows(journal, "SELECT status FROM orders WHERE intent_id = "
-                        f"'{cut.order_ref}'")
+    rows = journal_rows(journal, f"SELECT status FROM orders WHERE intent_id = '{cut.order_ref}'")
     assert rows == [("not_sent",)], rows
     # and reconcile, with the same settings, finds the journal and the broker matching
     assert check.returncode == 0, check.stdout[-3000:] + check.stderr[-3000:]

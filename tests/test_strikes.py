@@ -148,14 +148,25 @@ def test_window_empty_chain() -> None:
 
 TODAY = date(2024, 6, 3)  # a Monday
 # SPY-like: a daily expiry every weekday, the Friday weekly, then Fridays and a monthly
-DAILIES = ["20240603", "20240604", "20240605", "20240606", "20240607", "20240610",
-           "20240614", "20240621", "20240719"]
+DAILIES = [
+    "20240603",
+    "20240604",
+    "20240605",
+    "20240606",
+    "20240607",
+    "20240610",
+    "20240614",
+    "20240621",
+    "20240719",
+]
 
 
-def opts(rule: str = "weekly", min_dte: int = 1, max_dte: int = 7,
-         min_minutes: float = 60.0) -> OptionsSettings:
-    return OptionsSettings(expiry_rule=rule, min_dte=min_dte, max_dte=max_dte,
-                           min_minutes_to_expiry=min_minutes)
+def opts(
+    rule: str = "weekly", min_dte: int = 1, max_dte: int = 7, min_minutes: float = 60.0
+) -> OptionsSettings:
+    return OptionsSettings(
+        expiry_rule=rule, min_dte=min_dte, max_dte=max_dte, min_minutes_to_expiry=min_minutes
+    )
 
 
 def test_the_defaults_never_pick_a_same_day_expiry() -> None:
@@ -193,7 +204,8 @@ def test_dte_window_keeps_to_bounds() -> None:
     exps = ["20240603", "20240607", "20240614", "20240621", "20240719"]
     assert pick_expiry(exps, TODAY, opts("dte_window", 10, 30)) == "20240614"
     assert pick_expiry(exps, TODAY, opts("dte_window", 0, 0), minutes_left_today=300) == (
-        "20240603")
+        "20240603"
+    )
     assert pick_expiry(exps, TODAY, opts("dte_window", 18, 18)) == "20240621"
     with pytest.raises(ChainError, match="no expiry 5..6 dte"):
         pick_expiry(exps, TODAY, opts("dte_window", 5, 6))
@@ -201,8 +213,9 @@ def test_dte_window_keeps_to_bounds() -> None:
 
 def test_past_expiries_never_chosen() -> None:
     with pytest.raises(ChainError, match="no expiry"):
-        pick_expiry(["20240531", "20240601"], TODAY, opts("nearest", min_dte=0),
-                    minutes_left_today=300)
+        pick_expiry(
+            ["20240531", "20240601"], TODAY, opts("nearest", min_dte=0), minutes_left_today=300
+        )
 
 
 def test_no_expiry_in_range_names_symbol() -> None:
@@ -225,7 +238,6 @@ def test_all_malformed_expiries() -> None:
 def test_the_old_rule_name_is_refused_with_the_new_ones() -> None:
     with pytest.raises(ValueError, match="renamed: use 'nearest'.*'weekly'"):
         OptionsSettings(expiry_rule="nearest_weekly")
-
 
 
 # --- target_strike / nearest_strikes ---------------------------------------------------------

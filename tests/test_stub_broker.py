@@ -101,11 +101,16 @@ def test_overlapping_windows_agree() -> None:
         if ts in shared:
             j = shared[ts]
             assert (first.open[i], first.high[i], first.low[i], first.close[i]) == (
-                later.open[j], later.high[j], later.low[j], later.close[j])
+                later.open[j],
+                later.high[j],
+                later.low[j],
+                later.close[j],
+            )
 
 
 def test_a_large_universe_computes_each_bar_once_and_stays_bounded(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     # Given 1,200 symbols asking for 20 one-minute bars every cycle (24,000 bars a cycle: a
     # cache capped at 20,000 would clear itself and compute everything again each time)
     clock = MovingClock(NOW)
@@ -226,8 +231,15 @@ def test_spy_and_qqq_list_a_daily_expiry_every_session_as_ibkr_does() -> None:
     for symbol in ("SPY", "QQQ"):
         chain = run(broker().chain(symbol))
         # today (0-DTE), then every session of two weeks; Monday 01-19 is MLK Day (closed)
-        assert chain.expirations[:7] == ("20260108", "20260109", "20260112", "20260113",
-                                         "20260114", "20260115", "20260116")
+        assert chain.expirations[:7] == (
+            "20260108",
+            "20260109",
+            "20260112",
+            "20260113",
+            "20260114",
+            "20260115",
+            "20260116",
+        )
         assert "20260119" not in chain.expirations and "20260120" in chain.expirations
 
 
@@ -264,8 +276,11 @@ def test_option_quotes_near_the_money_are_sane() -> None:
     stub = broker()
     spot = run(stub.quote("SPY")).last
     atm = round(spot)
-    contracts = [OptionContract("SPY", "20260116", float(k), right)
-                 for k in range(atm - 10, atm + 11) for right in (Right.CALL, Right.PUT)]
+    contracts = [
+        OptionContract("SPY", "20260116", float(k), right)
+        for k in range(atm - 10, atm + 11)
+        for right in (Right.CALL, Right.PUT)
+    ]
 
     quotes = run(stub.option_quotes(contracts))
 
@@ -286,10 +301,12 @@ def test_option_quotes_near_the_money_are_sane() -> None:
 def test_call_delta_falls_and_put_price_rises_with_the_strike() -> None:
     stub = broker()
     strikes = [660.0, 680.0, 700.0]
-    calls = run(stub.option_quotes([OptionContract("SPY", "20260116", k, Right.CALL)
-                                    for k in strikes]))
-    puts = run(stub.option_quotes([OptionContract("SPY", "20260116", k, Right.PUT)
-                                   for k in strikes]))
+    calls = run(
+        stub.option_quotes([OptionContract("SPY", "20260116", k, Right.CALL) for k in strikes])
+    )
+    puts = run(
+        stub.option_quotes([OptionContract("SPY", "20260116", k, Right.PUT) for k in strikes])
+    )
     assert calls[0].delta > calls[1].delta > calls[2].delta
     assert puts[0].ask < puts[1].ask < puts[2].ask
 
@@ -320,8 +337,7 @@ def test_a_session_produces_buy_sell_and_hold() -> None:
         for symbol in ("SPY", "QQQ", "AAPL"):
             minute = run(stub.bars(symbol, 120))
             hourly = run(stub.bars(symbol, 22 * 60, 60))
-            decision = combined_signal(minute, hourly, strategy, clock.t,
-                                       whale_last.get(symbol))
+            decision = combined_signal(minute, hourly, strategy, clock.t, whale_last.get(symbol))
             if decision.whale_fired_ts is not None:
                 whale_last[symbol] = decision.whale_fired_ts
             seen[decision.signal] += 1

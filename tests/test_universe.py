@@ -28,8 +28,7 @@ class ListingBroker:
         self.calls += 1
         if self.down:
             raise ConnectionLost("gateway restarting")
-        return {s: f"{s}: error 200: No security definition" for s in symbols
-                if s in self.unknown}
+        return {s: f"{s}: error 200: No security definition" for s in symbols if s in self.unknown}
 
 
 def known(universe: Universe, broker: ListingBroker) -> tuple[str, ...]:
@@ -50,10 +49,13 @@ def test_unknown_symbols_are_named_once_and_dropped_for_the_run(caplog):
     assert record.levelno == logging.WARNING
     assert record.getMessage() == (
         "2 of 4 symbols unknown to ibkr, dropped from the universe for this run: "
-        "ZZZZ: error 200: No security definition; SPYY: error 200: No security definition")
+        "ZZZZ: error 200: No security definition; SPYY: error 200: No security definition"
+    )
     assert record.symbols == ["ZZZZ", "SPYY"]  # type: ignore[attr-defined]
-    assert universe.unknown == {"ZZZZ": "ZZZZ: error 200: No security definition",
-                                "SPYY": "SPYY: error 200: No security definition"}
+    assert universe.unknown == {
+        "ZZZZ": "ZZZZ: error 200: No security definition",
+        "SPYY": "SPYY: error 200: No security definition",
+    }
 
 
 def test_a_universe_the_venue_knows_entirely_logs_nothing(caplog):
@@ -72,6 +74,7 @@ def test_a_lost_connection_leaves_the_check_for_the_next_cycle():
 
 
 def test_a_universe_of_unknown_symbols_only_stops_the_run():
-    with pytest.raises(NoKnownSymbols, match="no symbol of universe.symbols is known to "
-                       "ibkr: ZZZZ, SPYY"):
+    with pytest.raises(
+        NoKnownSymbols, match="no symbol of universe.symbols is known to ibkr: ZZZZ, SPYY"
+    ):
         known(Universe(["ZZZZ", "SPYY"]), ListingBroker(["ZZZZ", "SPYY"]))

@@ -35,8 +35,7 @@ CTX = multiprocessing.get_context("spawn")
 class WorkerUnderTest:
     def __init__(self, settings: Any) -> None:
         self.inbox, self.outbox = CTX.Queue(), CTX.Queue()
-        self.process = CTX.Process(target=worker_main,
-                                   args=(7, self.inbox, self.outbox, settings))
+        self.process = CTX.Process(target=worker_main, args=(7, self.inbox, self.outbox, settings))
         self.process.start()
         ready = self.outbox.get(timeout=30)
         assert isinstance(ready, WorkerReady) and ready.worker_id == 7
@@ -83,7 +82,11 @@ def test_worker_turns_a_task_into_a_result_with_an_intent(tmp_path, make_worker)
     assert (result.cycle_id, result.symbol, result.worker_id) == (3, "SPY", 7)
     assert result.signal is Signal.SELL and len(result.intents) == 1
     assert {type(r).__name__ for r in fake.seen} == {
-        "QuoteRequest", "BarsRequest", "ChainRequest", "OptionQuotesRequest"}
+        "QuoteRequest",
+        "BarsRequest",
+        "ChainRequest",
+        "OptionQuotesRequest",
+    }
     assert worker.stop() == 0
 
 
@@ -211,7 +214,8 @@ def test_a_steps_requests_go_out_as_one_message_and_its_replies_come_back_as_one
 
 
 def test_a_finished_symbol_is_sent_before_the_next_message_can_kill_its_worker(
-        tmp_path, monkeypatch):
+    tmp_path, monkeypatch
+):
     # Given a worker whose strategy kills it on AAPL, writing to a pipe as in the pool
     monkeypatch.setenv(KILL_SYMBOL_ENV, "AAPL")
     settings = make_settings(tmp_path, strategy={"name": "tests.strategies:AlwaysDie"})
@@ -232,8 +236,11 @@ def test_a_finished_symbol_is_sent_before_the_next_message_can_kill_its_worker(
         assert isinstance(steps, Bundle)
         assert [m.requests[0].symbol for m in steps.messages] == ["SPY", "AAPL"]
         # When both are answered in one bundle, SPY's replies first
-        inbox.put(Bundle(tuple(Replies(tuple(fake.answer(r) for r in m.requests))
-                               for m in steps.messages)))
+        inbox.put(
+            Bundle(
+                tuple(Replies(tuple(fake.answer(r) for r in m.requests)) for m in steps.messages)
+            )
+        )
         # Then SPY's result was sent before AAPL's replies killed the worker
         assert channel.poll(30)
         result = channel.recv()

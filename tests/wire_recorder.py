@@ -59,8 +59,12 @@ class Sent:
     @property
     def is_parent(self) -> bool:
         """A bracket's entry: a BUY with no parent, not transmitted (its exits send it)."""
-        return self.msg_id == PLACE_ORDER and self.parent_id == 0 and not self.transmit \
+        return (
+            self.msg_id == PLACE_ORDER
+            and self.parent_id == 0
+            and not self.transmit
             and self.action == "BUY"
+        )
 
 
 def describe(fields: list[str], at: float, exact: bool, conn: int) -> Sent:
@@ -73,10 +77,17 @@ def describe(fields: list[str], at: float, exact: bool, conn: int) -> Sent:
             order_id, _contract, o = decode_place_order(FieldReader(fields, 1), SERVER_VERSION)
         except Exception:  # noqa: BLE001 - an odd message is still recorded, by its id field
             return Sent(at, exact, conn, msg_id, order_id=int(fields[1] or 0))
-        return Sent(at, exact, conn, msg_id, order_id=order_id,
-                    order_ref=o.get("orderRef", ""), action=o.get("action", ""),
-                    transmit=o.get("transmit", "1") not in ("", "0"),
-                    parent_id=int(o.get("parentId") or 0))
+        return Sent(
+            at,
+            exact,
+            conn,
+            msg_id,
+            order_id=order_id,
+            order_ref=o.get("orderRef", ""),
+            action=o.get("action", ""),
+            transmit=o.get("transmit", "1") not in ("", "0"),
+            parent_id=int(o.get("parentId") or 0),
+        )
     if msg_id == CANCEL_ORDER:  # 4, version, orderId, manualCancelOrderTime
         order_id = int(fields[2] or 0) if len(fields) > 2 else 0
         return Sent(at, exact, conn, msg_id, order_id=order_id)
@@ -95,7 +106,7 @@ class _Frames:
         start = 0 if self.handshaken else len(API_PREFIX)
         if len(self.data) < start + 4:
             return start + 4 - len(self.data)
-        (size,) = struct.unpack(">I", self.data[start:start + 4])
+        (size,) = struct.unpack(">I", self.data[start : start + 4])
         return max(1, start + 4 + size - len(self.data))
 
     def feed(self, chunk: bytes) -> list[tuple[bytes, list[str] | None]]:
@@ -106,7 +117,7 @@ class _Frames:
             start = 0 if self.handshaken else len(API_PREFIX)
             if len(self.data) < start + 4:
                 return out
-            (size,) = struct.unpack(">I", self.data[start:start + 4])
+            (size,) = struct.unpack(">I", self.data[start : start + 4])
             end = start + 4 + size
             if len(self.data) < end:
                 return out
@@ -170,10 +181,12 @@ class WireRecorder:
                 conn = self._conns
                 self._conns += 1
                 self._sockets += [client, upstream]
-            threading.Thread(target=self._up, args=(conn, client, upstream),
-                             name=f"wire-up-{conn}", daemon=True).start()
-            threading.Thread(target=self._down, args=(upstream, client),
-                             name=f"wire-down-{conn}", daemon=True).start()
+            threading.Thread(
+                target=self._up, args=(conn, client, upstream), name=f"wire-up-{conn}", daemon=True
+            ).start()
+            threading.Thread(
+                target=self._down, args=(upstream, client), name=f"wire-down-{conn}", daemon=True
+            ).start()
 
     def _up(self, conn: int, client: socket.socket, upstream: socket.socket) -> None:
         """Client -> gateway, frame by frame, each message recorded before it goes on."""

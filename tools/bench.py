@@ -57,14 +57,22 @@ class RssSampler(threading.Thread):
 
 def stub_settings(symbols: int, cycles: int, workers: int, concurrency: int) -> Settings:
     universe = [f"S{i:04d}" for i in range(symbols)]
-    return parse_settings({
-        "universe": {"symbols": universe, "max_concurrent_symbols": concurrency},
-        "schedule": {"cycles": cycles, "interval_s": 0, "regular_hours_only": False,
-                     "cycle_deadline_s": 600},
-        "workers": {"count": workers},
-        "logging": {"level": "WARNING", "json_path": "var/bench.jsonl", "console": False},
-        "execution": {"journal_path": "var/bench-journal.sqlite"},
-    }, "bench", environ={})
+    return parse_settings(
+        {
+            "universe": {"symbols": universe, "max_concurrent_symbols": concurrency},
+            "schedule": {
+                "cycles": cycles,
+                "interval_s": 0,
+                "regular_hours_only": False,
+                "cycle_deadline_s": 600,
+            },
+            "workers": {"count": workers},
+            "logging": {"level": "WARNING", "json_path": "var/bench.jsonl", "console": False},
+            "execution": {"journal_path": "var/bench-journal.sqlite"},
+        },
+        "bench",
+        environ={},
+    )
 
 
 def bench(symbols: int, cycles: int, workers: int, concurrency: int) -> dict[str, Any]:
@@ -81,8 +89,14 @@ def bench(symbols: int, cycles: int, workers: int, concurrency: int) -> dict[str
         failed.append(len(summary.failed))
         rss_mb.append(round(me.memory_info().rss / 2**20, 1))
 
-    supervisor = Supervisor(settings, StubBroker(settings.stub, clock.now), clock, logs.handle,
-                            echo=lambda line: None, on_cycle=on_cycle)
+    supervisor = Supervisor(
+        settings,
+        StubBroker(settings.stub, clock.now),
+        clock,
+        logs.handle,
+        echo=lambda line: None,
+        on_cycle=on_cycle,
+    )
     sampler = RssSampler()
     sampler.start()
     try:
@@ -94,8 +108,12 @@ def bench(symbols: int, cycles: int, workers: int, concurrency: int) -> dict[str
     cycle_s = sorted(seconds)
     busy = sum(cycle_s)
     return {
-        "symbols": symbols, "cycles": len(cycle_s), "workers": workers,
-        "max_concurrent_symbols": concurrency, "exit_code": code, "failed_symbols": sum(failed),
+        "symbols": symbols,
+        "cycles": len(cycle_s),
+        "workers": workers,
+        "max_concurrent_symbols": concurrency,
+        "exit_code": code,
+        "failed_symbols": sum(failed),
         "symbol_cycles_per_s": round(symbols * len(cycle_s) / busy, 1) if busy else None,
         "cycle_s_first": round(seconds[0], 4) if cycle_s else None,
         "cycle_s_p50": round(cycle_s[len(cycle_s) // 2], 4) if cycle_s else None,
@@ -109,15 +127,15 @@ def bench(symbols: int, cycles: int, workers: int, concurrency: int) -> dict[str
 def rss_growth(rss_mb: list[float]) -> dict[str, Any]:
     """The supervisor's RSS growth per cycle over the second half of the run (the first
     half warms the caches up): about 0 when memory is flat."""
-    half = rss_mb[len(rss_mb) // 2:]
+    half = rss_mb[len(rss_mb) // 2 :]
     if len(half) < 2:
         return {"supervisor_rss_mb_per_cycle_late": None}
-    return {"supervisor_rss_mb_per_cycle_late": round((half[-1] - half[0]) / (len(half) - 1),
-                                                      3)}
+    return {"supervisor_rss_mb_per_cycle_late": round((half[-1] - half[0]) / (len(half) - 1), 3)}
 
 
-def bench_stub(symbols: int, cycles: int, workers: int, concurrency: int,
-               repeat: int) -> dict[str, Any]:
+def bench_stub(
+    symbols: int, cycles: int, workers: int, concurrency: int, repeat: int
+) -> dict[str, Any]:
     """The pool and the sequential baseline ``repeat`` times each, alternating which goes
     first (a shared machine's speed drifts by a fifth from one run to the next): the median
     pool run's figures, the median baseline's, and their ratios."""
@@ -128,26 +146,39 @@ def bench_stub(symbols: int, cycles: int, workers: int, concurrency: int,
         pools.append(bench(symbols, cycles, workers, concurrency))
 
     def baseline() -> None:
-        baselines.append(sequential(stub_settings(symbols, cycles, workers, concurrency),
-                                    cycles, Path("var/bench-sequential.sqlite")))
+        baselines.append(
+            sequential(
+                stub_settings(symbols, cycles, workers, concurrency),
+                cycles,
+                Path("var/bench-sequential.sqlite"),
+            )
+        )
 
     for n in range(max(1, repeat)):
-        for run in ((pool, baseline) if n % 2 == 0 else (baseline, pool)):
+        for run in (pool, baseline) if n % 2 == 0 else (baseline, pool):
             run()
-    figures = {**median_run(pools), "repeat": len(pools),
-               "runs_symbol_cycles_per_s": [p["symbol_cycles_per_s"] for p in pools]}
-    figures["sequential"] = {**median_run(baselines), "runs_symbol_cycles_per_s": [
-        b["symbol_cycles_per_s"] for b in baselines]}
+    figures = {
+        **median_run(pools),
+        "repeat": len(pools),
+        "runs_symbol_cycles_per_s": [p["symbol_cycles_per_s"] for p in pools],
+    }
+    figures["sequential"] = {
+        **median_run(baselines),
+        "runs_symbol_cycles_per_s": [b["symbol_cycles_per_s"] for b in baselines],
+    }
     figures["exit_code"] = max(p["exit_code"] for p in pools)
     figures["failed_symbols"] = sum(p["failed_symbols"] for p in pools)
     seq = figures["sequential"]
     if figures["symbol_cycles_per_s"] and seq["symbol_cycles_per_s"]:
         figures["pool_vs_sequential"] = round(
-            figures["symbol_cycles_per_s"] / seq["symbol_cycles_per_s"], 2)
+            figures["symbol_cycles_per_s"] / seq["symbol_cycles_per_s"], 2
+        )
         # steady cycles alone (the first of a run computes every bar's history)
         figures["pool_vs_sequential_p50"] = round(
             statistics.median(b["cycle_s_p50"] for b in baselines)
-            / statistics.median(p["cycle_s_p50"] for p in pools), 2)
+            / statistics.median(p["cycle_s_p50"] for p in pools),
+            2,
+        )
     return figures
 
 
@@ -165,16 +196,36 @@ def main() -> int:
     parser.add_argument("--symbols", type=int, default=200, help="universe size (default 200)")
     parser.add_argument("--cycles", type=int, default=20, help="cycles (default 20)")
     parser.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
-    parser.add_argument("--concurrency", type=int, default=None,
-                        help="max_concurrent_symbols (default: the settings' default)")
-    parser.add_argument("--quote-mode", choices=("snapshot", "stream"), default="snapshot",
-                        help="--sim: ibkr.quote_mode (default snapshot)")
-    parser.add_argument("--line-reserve", type=int, default=None,
-                        help="--sim: pacing.line_reserve (default: the settings' default)")
-    parser.add_argument("--underlying-price", choices=("snapshot", "last_bar"), default=None,
-                        help="--sim: quotes.underlying_price (default: the settings' default)")
-    parser.add_argument("--repeat", type=int, default=3,
-                        help="--stub: pool and sequential runs, alternated (default 3)")
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=None,
+        help="max_concurrent_symbols (default: the settings' default)",
+    )
+    parser.add_argument(
+        "--quote-mode",
+        choices=("snapshot", "stream"),
+        default="snapshot",
+        help="--sim: ibkr.quote_mode (default snapshot)",
+    )
+    parser.add_argument(
+        "--line-reserve",
+        type=int,
+        default=None,
+        help="--sim: pacing.line_reserve (default: the settings' default)",
+    )
+    parser.add_argument(
+        "--underlying-price",
+        choices=("snapshot", "last_bar"),
+        default=None,
+        help="--sim: quotes.underlying_price (default: the settings' default)",
+    )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="--stub: pool and sequential runs, alternated (default 3)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--out", default="var/bench.json", help="default var/bench.json")
     args = parser.parse_args()
@@ -186,12 +237,14 @@ def main() -> int:
             extra["pacing"] = {"line_reserve": args.line_reserve}
         if args.underlying_price is not None:
             extra["quotes"] = {"underlying_price": args.underlying_price}
-        figures = bench_sim(args.symbols, args.cycles, args.workers, args.concurrency,
-                            args.quote_mode, extra)
+        figures = bench_sim(
+            args.symbols, args.cycles, args.workers, args.concurrency, args.quote_mode, extra
+        )
         ok = figures["exit_code"] == 0 and not figures["violations"]
     else:
-        figures = bench_stub(args.symbols, args.cycles, args.workers, args.concurrency or 64,
-                             args.repeat)
+        figures = bench_stub(
+            args.symbols, args.cycles, args.workers, args.concurrency or 64, args.repeat
+        )
         ok = figures["exit_code"] == 0 and not figures["failed_symbols"]
     text = json.dumps(figures, indent=None if args.json else 2)
     print(text)

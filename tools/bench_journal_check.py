@@ -31,8 +31,9 @@ from supervisor.journal.store import Journal  # noqa: E402 - after the path fix 
 CYCLES_PER_DAY = 390  # 09:30-16:00 at one cycle a minute
 INTENT_SHARE = 0.05
 ORDERS_PER_DAY = 10
-REASONS = json.dumps(["ema_fast 101.23 > ema_slow 100.87", "rsi 55.1 in 45-70",
-                      "volume 1.4x the 20-bar mean"])
+REASONS = json.dumps(
+    ["ema_fast 101.23 > ema_slow 100.87", "rsi 55.1 in 45-70", "volume 1.4x the 20-bar mean"]
+)
 
 
 def build(path: Path, symbols: int, days: int, seed: int = 5) -> dict[str, int]:
@@ -53,37 +54,102 @@ def build(path: Path, symbols: int, days: int, seed: int = 5) -> dict[str, int]:
     return counts
 
 
-def _day(db: sqlite3.Connection, rng: random.Random, names: list[str], day: str,
-         day_index: int, ts: float, counts: dict[str, int]) -> None:
+def _day(
+    db: sqlite3.Connection,
+    rng: random.Random,
+    names: list[str],
+    day: str,
+    day_index: int,
+    ts: float,
+    counts: dict[str, int],
+) -> None:
     first = day_index * CYCLES_PER_DAY + 1
-    cycles = [(first + c, day, ts + 60 * c, ts + 60 * c + 2.5, len(names), 0, 2.5)
-              for c in range(CYCLES_PER_DAY)]
+    cycles = [
+        (first + c, day, ts + 60 * c, ts + 60 * c + 2.5, len(names), 0, 2.5)
+        for c in range(CYCLES_PER_DAY)
+    ]
     db.executemany("INSERT INTO cycles VALUES (?, ?, ?, ?, ?, ?, ?)", cycles)
-    signals = [(cycle[0], day, name, rng.choice(("BUY", "SELL", "HOLD")),
-                round(rng.random(), 3), REASONS, None, None)
-               for cycle in cycles for name in names]
-    db.executemany("INSERT INTO signals (cycle_id, day, symbol, signal, confidence, reasons,"
-                   " skipped, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", signals)
+    signals = [
+        (
+            cycle[0],
+            day,
+            name,
+            rng.choice(("BUY", "SELL", "HOLD")),
+            round(rng.random(), 3),
+            REASONS,
+            None,
+            None,
+        )
+        for cycle in cycles
+        for name in names
+    ]
+    db.executemany(
+        "INSERT INTO signals (cycle_id, day, symbol, signal, confidence, reasons,"
+        " skipped, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        signals,
+    )
     picked = [s for s in signals if rng.random() < INTENT_SHARE]
-    intents = [(f"{day_index}-{s[0]}-{s[2]}", day, s[0], s[2], s[2], "20260116", 500.0 + i,
-                "C", 100, "SMART", s[2], s[3], 1.2, 1.8, 0.6, 1.2, s[4], REASONS, 1.15, 1.25,
-                ts) for i, s in enumerate(picked)]
-    db.executemany("INSERT INTO intents (intent_id, day, cycle_id, symbol, contract_symbol, "
-                   "expiry, strike, option_right, multiplier, exchange, trading_class, signal,"
-                   " entry_limit, take_profit, stop_loss, premium, confidence, reasons, bid, "
-                   "ask, quote_ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
-                   "?, ?, ?, ?)", intents)
+    intents = [
+        (
+            f"{day_index}-{s[0]}-{s[2]}",
+            day,
+            s[0],
+            s[2],
+            s[2],
+            "20260116",
+            500.0 + i,
+            "C",
+            100,
+            "SMART",
+            s[2],
+            s[3],
+            1.2,
+            1.8,
+            0.6,
+            1.2,
+            s[4],
+            REASONS,
+            1.15,
+            1.25,
+            ts,
+        )
+        for i, s in enumerate(picked)
+    ]
+    db.executemany(
+        "INSERT INTO intents (intent_id, day, cycle_id, symbol, contract_symbol, "
+        "expiry, strike, option_right, multiplier, exchange, trading_class, signal,"
+        " entry_limit, take_profit, stop_loss, premium, confidence, reasons, bid, "
+        "ask, quote_ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+        "?, ?, ?, ?)",
+        intents,
+    )
     accepted = {intent[0] for intent in intents[:ORDERS_PER_DAY]}
-    db.executemany("INSERT INTO decisions (intent_id, day, ts, accepted, quantity, rule, reason,"
-                   " values_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                   [(i[0], day, ts, i[0] in accepted, 1 if i[0] in accepted else 0,
-                     "ok" if i[0] in accepted else "max_orders_per_day", "within limits",
-                     '{"orders_today": 3, "limit": 10}') for i in intents])
-    db.executemany("INSERT INTO orders (intent_id, mode, status, quantity, broker_order_id, "
-                   "details, created_ts, updated_ts, perm_id) VALUES (?, 'live', 'filled', 1, "
-                   "?, '{}', ?, ?, ?)",
-                   [(i, n + day_index * 100, ts, ts, n + day_index * 100)
-                    for n, i in enumerate(sorted(accepted))])
+    db.executemany(
+        "INSERT INTO decisions (intent_id, day, ts, accepted, quantity, rule, reason,"
+        " values_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            (
+                i[0],
+                day,
+                ts,
+                i[0] in accepted,
+                1 if i[0] in accepted else 0,
+                "ok" if i[0] in accepted else "max_orders_per_day",
+                "within limits",
+                '{"orders_today": 3, "limit": 10}',
+            )
+            for i in intents
+        ],
+    )
+    db.executemany(
+        "INSERT INTO orders (intent_id, mode, status, quantity, broker_order_id, "
+        "details, created_ts, updated_ts, perm_id) VALUES (?, 'live', 'filled', 1, "
+        "?, '{}', ?, ?, ?)",
+        [
+            (i, n + day_index * 100, ts, ts, n + day_index * 100)
+            for n, i in enumerate(sorted(accepted))
+        ],
+    )
     counts["cycles"] += len(cycles)
     counts["signals"] += len(signals)
     counts["intents"] += len(intents)
@@ -116,10 +182,17 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         Journal(path).close()
         open_s = time.perf_counter() - started
-        figures = {"symbols": args.symbols, "days": args.days, **counts,
-                   "size_mb": round(path.stat().st_size / 1e6, 1), "build_s": round(built_s, 1),
-                   "quick_check_s": round(quick_s, 3), "integrity_check_s": round(integrity_s, 3),
-                   "journal_open_s": round(open_s, 3), "result": [quick, integrity]}
+        figures = {
+            "symbols": args.symbols,
+            "days": args.days,
+            **counts,
+            "size_mb": round(path.stat().st_size / 1e6, 1),
+            "build_s": round(built_s, 1),
+            "quick_check_s": round(quick_s, 3),
+            "integrity_check_s": round(integrity_s, 3),
+            "journal_open_s": round(open_s, 3),
+            "result": [quick, integrity],
+        }
         if args.keep:
             kept = Path(args.out).with_suffix(".sqlite")
             kept.parent.mkdir(parents=True, exist_ok=True)

@@ -28,8 +28,16 @@ from common.messages import Signal, SymbolResult
 
 REQ_MKT_DATA, CANCEL_MKT_DATA, REQ_CONTRACT_DETAILS, REQ_HISTORICAL = 1, 2, 9, 20
 REQ_SEC_DEF_OPT_PARAMS = 78
-KINDS = ("stock_snapshot", "stock_cancel", "option_snapshot", "option_cancel", "bars",
-         "chain", "contract_details", "other")
+KINDS = (
+    "stock_snapshot",
+    "stock_cancel",
+    "option_snapshot",
+    "option_cancel",
+    "bars",
+    "chain",
+    "contract_details",
+    "other",
+)
 NO_SYMBOL = ""
 # snapshots left to end are never cancelled: their reqIds are forgotten, oldest first, past
 # this many (far more than the lines a client may hold), so the tally itself stays flat
@@ -72,8 +80,11 @@ class MessageTally:
         contract = next((f for f in fields if hasattr(f, "secType")), None)
         symbol = str(getattr(contract, "symbol", "") or NO_SYMBOL)
         if msg_id == REQ_MKT_DATA and len(fields) > 2:
-            kind = "option_snapshot" if contract is not None and (
-                contract.secType in ("OPT", "FOP")) else "stock_snapshot"
+            kind = (
+                "option_snapshot"
+                if contract is not None and (contract.secType in ("OPT", "FOP"))
+                else "stock_snapshot"
+            )
             self._market[int(fields[2])] = (symbol, kind)
             if len(self._market) > REMEMBERED_REQUESTS:
                 del self._market[next(iter(self._market))]
@@ -128,12 +139,12 @@ def per_symbol_cycle(cycles: Sequence[CycleMessages], symbols: int) -> dict[str,
         return round(messages / count, 3) if count else None
 
     return {
-        "msg_per_symbol_cycle_by_kind": {k: round(by_kind[k] / symbol_cycles, 3)
-                                         for k in KINDS},
+        "msg_per_symbol_cycle_by_kind": {k: round(by_kind[k] / symbol_cycles, 3) for k in KINDS},
         "client_msg_per_symbol_cycle": round(sum(by_kind.values()) / symbol_cycles, 3),
         "msg_per_hold_symbol_cycle": ratio(sum(c.hold_messages for c in steady), held),
         "msg_per_directional_symbol_cycle": ratio(
-            sum(c.directional_messages for c in steady), directional),
+            sum(c.directional_messages for c in steady), directional
+        ),
         "hold_symbol_cycles": held,
         "directional_symbol_cycles": directional,
     }

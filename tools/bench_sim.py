@@ -55,8 +55,13 @@ class ProcessSampler(threading.Thread):
                 times, rss = proc.cpu_times(), proc.memory_info().rss
                 if proc.pid not in self.role:
                     cmd = " ".join(proc.cmdline())
-                    self.role[proc.pid] = ("supervisor" if proc.pid == me else
-                                           "gateway_sim" if "gateway_sim" in cmd else "worker")
+                    self.role[proc.pid] = (
+                        "supervisor"
+                        if proc.pid == me
+                        else "gateway_sim"
+                        if "gateway_sim" in cmd
+                        else "worker"
+                    )
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             return
         self.cpu_s[proc.pid] = times.user + times.system
@@ -89,9 +94,14 @@ def write_scenario(directory: Path, symbols: int) -> tuple[Path, list[str]]:
     return path, names
 
 
-def bench_sim(symbols: int, cycles: int, workers: int, concurrency: int | None,
-              quote_mode: str = "snapshot", extra: dict[str, dict[str, Any]] | None = None
-              ) -> dict[str, Any]:
+def bench_sim(
+    symbols: int,
+    cycles: int,
+    workers: int,
+    concurrency: int | None,
+    quote_mode: str = "snapshot",
+    extra: dict[str, dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     """``extra``: more settings by section (``{"pacing": {"line_reserve": 8}}``)."""
     BENCH_DIR.mkdir(parents=True, exist_ok=True)
     journal = BENCH_DIR / "journal-{broker}.sqlite"
@@ -102,17 +112,24 @@ def bench_sim(symbols: int, cycles: int, workers: int, concurrency: int | None,
         universe_cfg: dict[str, Any] = {"symbols": universe}
         if concurrency is not None:
             universe_cfg["max_concurrent_symbols"] = concurrency
-        settings = parse_settings({
-            "universe": universe_cfg,
-            "schedule": {"cycles": cycles, "interval_s": 0, "regular_hours_only": False},
-            "workers": {"count": workers},
-            "ibkr": {"quote_mode": quote_mode},
-            **(extra or {}),
-            "logging": {"level": "INFO", "json_path": str(BENCH_DIR / "bot.jsonl"),
-                        "console": False},
-            "execution": {"journal_path": str(journal)},
-            "monitoring": {"metrics_path": str(BENCH_DIR / "metrics.jsonl")},
-        }, "bench", environ={})
+        settings = parse_settings(
+            {
+                "universe": universe_cfg,
+                "schedule": {"cycles": cycles, "interval_s": 0, "regular_hours_only": False},
+                "workers": {"count": workers},
+                "ibkr": {"quote_mode": quote_mode},
+                **(extra or {}),
+                "logging": {
+                    "level": "INFO",
+                    "json_path": str(BENCH_DIR / "bot.jsonl"),
+                    "console": False,
+                },
+                "execution": {"journal_path": str(journal)},
+                "monitoring": {"metrics_path": str(BENCH_DIR / "metrics.jsonl")},
+            },
+            "bench",
+            environ={},
+        )
         ends: list[float] = []
         tally = MessageTally()
         seen: list[dict[str, Any]] = []  # per cycle: seconds, failed, skipped (no summary)
@@ -123,30 +140,45 @@ def bench_sim(symbols: int, cycles: int, workers: int, concurrency: int | None,
             with broker_session(settings, "sim", str(scenario), sim_dir=BENCH_DIR) as session:
                 broker, clock, run_settings = session
                 tally.install(broker.ib.client)  # type: ignore[attr-defined]
-                code, _ = run_supervisor(run_settings, broker, clock, console=False,
-                                         echo=lambda _line: ends.append(time.time()),
-                                         on_cycle=lambda s: seen.append(cycle_figures(s,
-                                                                                      tally)))
+                code, _ = run_supervisor(
+                    run_settings,
+                    broker,
+                    clock,
+                    console=False,
+                    echo=lambda _line: ends.append(time.time()),
+                    on_cycle=lambda s: seen.append(cycle_figures(s, tally)),
+                )
         finally:
             sampler.done.set()
             sampler.join()
         wall_s = time.time() - started
         gateway = json.loads((BENCH_DIR / "gateway_sim_stats.json").read_text())
-    return {**figures(symbols, seen, ends, gateway, code, sampler.by_role(wall_s),
-                      run_settings), **per_symbol_cycle(tally.cycles, symbols)}
+    return {
+        **figures(symbols, seen, ends, gateway, code, sampler.by_role(wall_s), run_settings),
+        **per_symbol_cycle(tally.cycles, symbols),
+    }
 
 
 def cycle_figures(summary: Any, tally: MessageTally) -> dict[str, Any]:
     """A cycle's figures as it ends (its summary is not kept), its messages closed."""
     tally.end_cycle(summary.results)
-    return {"seconds": summary.seconds, "failed": len(summary.failed),
-            "skipped": sum(1 for r in summary.results if r.ok and r.skipped),
-            "rss_mb": round(psutil.Process().memory_info().rss / 2**20, 1)}
+    return {
+        "seconds": summary.seconds,
+        "failed": len(summary.failed),
+        "skipped": sum(1 for r in summary.results if r.ok and r.skipped),
+        "rss_mb": round(psutil.Process().memory_info().rss / 2**20, 1),
+    }
 
 
-def figures(symbols: int, cycles: list[dict[str, Any]], ends: list[float],
-            gateway: dict[str, Any], code: int, processes: dict[str, Any], settings: Any
-            ) -> dict[str, Any]:
+def figures(
+    symbols: int,
+    cycles: list[dict[str, Any]],
+    ends: list[float],
+    gateway: dict[str, Any],
+    code: int,
+    processes: dict[str, Any],
+    settings: Any,
+) -> dict[str, Any]:
     seconds = [c["seconds"] for c in cycles]
     budget = cycle_budget(settings, symbols)
     windows = [(end - s, end) for s, end in zip(seconds, ends, strict=False)]
@@ -155,7 +187,9 @@ def figures(symbols: int, cycles: list[dict[str, Any]], ends: list[float],
     steady_s = sum(b - a for a, b in steady) / len(steady) if steady else 0.0
     steady_msgs = sum(_messages(by_second, a, b) for a, b in steady) / max(1, len(steady))
     return {
-        "symbols": symbols, "cycles": len(cycles), "exit_code": code,
+        "symbols": symbols,
+        "cycles": len(cycles),
+        "exit_code": code,
         # as the cycles used them (auto: from the pace and the lines, budget.py)
         "max_concurrent_symbols": budget.in_flight,
         "cycle_deadline_s": round(budget.deadline_s, 1),
@@ -169,7 +203,8 @@ def figures(symbols: int, cycles: list[dict[str, Any]], ends: list[float],
         "symbols_per_180s": round(symbols * 180 / steady_s) if steady_s else None,
         "msg_per_symbol_cycle": round(steady_msgs / symbols, 2),
         "first_msg_per_symbol_cycle": round(_messages(by_second, *windows[0]) / symbols, 2)
-        if windows else None,
+        if windows
+        else None,
         "sustained_msg_per_s": round(steady_msgs / steady_s, 2) if steady_s else None,
         "peak_msg_per_s": gateway.get("peak_messages_per_s"),
         "peak_lines": gateway.get("market_data_lines_peak"),

@@ -51,11 +51,19 @@ def sequential(settings: Settings, cycles: int, journal_path: Path) -> dict[str,
         executions: list[Execution] = []
         failed = 0
         for task in await symbol_tasks(cycle_id, now, symbols, sessions, {}):
-            result = await _drive(process_symbol(task, 1, settings, strategy, request_ids()),
-                                  service)
-            journal.record_signal(cycle_id, state.day, task.symbol, result.signal.value,
-                                  result.confidence, result.reasons, result.skipped,
-                                  result.error)
+            result = await _drive(
+                process_symbol(task, 1, settings, strategy, request_ids()), service
+            )
+            journal.record_signal(
+                cycle_id,
+                state.day,
+                task.symbol,
+                result.signal.value,
+                result.confidence,
+                result.reasons,
+                result.skipped,
+                result.error,
+            )
             executions.extend(await desk.act_on((result,), clock.now(), prior=executions))
             failed += not result.ok
         journal.end_cycle(cycle_id, clock.now(), len(symbols) - failed, failed, 0.0)
@@ -76,9 +84,12 @@ def sequential(settings: Settings, cycles: int, journal_path: Path) -> dict[str,
         journal.close()
     busy = sum(seconds)
     ordered = sorted(seconds)
-    return {"symbol_cycles_per_s": round(len(symbols) * cycles / busy, 1) if busy else None,
-            "cycle_s_first": round(seconds[0], 4),
-            "cycle_s_p50": round(ordered[len(ordered) // 2], 4), "failed_symbols": failed}
+    return {
+        "symbol_cycles_per_s": round(len(symbols) * cycles / busy, 1) if busy else None,
+        "cycle_s_first": round(seconds[0], 4),
+        "cycle_s_p50": round(ordered[len(ordered) // 2], 4),
+        "failed_symbols": failed,
+    }
 
 
 async def _drive(pipeline: Any, service: DataService) -> SymbolResult:

@@ -53,34 +53,47 @@ MAX_NAMED_PROBLEMS = 20  # malformed lines named on stderr; the rest are only co
 
 # ---- command line ----------------------------------------------------------------------------
 
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("metrics", nargs="+", type=Path, help="metrics JSONL file(s)")
     d = Thresholds()
     # default None: the thresholds written into the metrics file (by phases), else d's
     parser.add_argument("--warmup-s", type=float, help=f"default {d.warmup_s:g}")
-    parser.add_argument("--max-buffer-growth-kb", type=float,
-                        help=f"default {d.max_buffer_growth_kb:g}")
-    parser.add_argument("--max-rss-slope-kb-per-h", type=float,
-                        help=f"default {d.max_rss_slope_kb_per_h:g}")
-    parser.add_argument("--max-rss-growth-kb", type=float,
-                        help=f"RSS growth allowed after warm-up (default {d.max_rss_growth_kb:g})")
-    parser.add_argument("--max-buffer-warnings", type=int,
-                        help=f"default {d.max_buffer_warnings}")
-    parser.add_argument("--min-span-s", type=float,
-                        help="steady-state seconds a process needs before its slope is judged "
-                             f"(default {d.min_span_s:g})")
+    parser.add_argument(
+        "--max-buffer-growth-kb", type=float, help=f"default {d.max_buffer_growth_kb:g}"
+    )
+    parser.add_argument(
+        "--max-rss-slope-kb-per-h", type=float, help=f"default {d.max_rss_slope_kb_per_h:g}"
+    )
+    parser.add_argument(
+        "--max-rss-growth-kb",
+        type=float,
+        help=f"RSS growth allowed after warm-up (default {d.max_rss_growth_kb:g})",
+    )
+    parser.add_argument("--max-buffer-warnings", type=int, help=f"default {d.max_buffer_warnings}")
+    parser.add_argument(
+        "--min-span-s",
+        type=float,
+        help="steady-state seconds a process needs before its slope is judged "
+        f"(default {d.min_span_s:g})",
+    )
     parser.add_argument("--plot", type=Path, help="write RSS and buffer levels to this PNG")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     return parser.parse_args(argv)
 
 
-FLAGS = ("warmup_s", "max_buffer_growth_kb", "max_rss_slope_kb_per_h", "max_rss_growth_kb",
-         "max_buffer_warnings", "min_span_s")
+FLAGS = (
+    "warmup_s",
+    "max_buffer_growth_kb",
+    "max_rss_slope_kb_per_h",
+    "max_rss_growth_kb",
+    "max_buffer_warnings",
+    "min_span_s",
+)
 
 
-def _thresholds(args: argparse.Namespace,
-                records: list[dict[str, Any]]) -> tuple[Thresholds, str]:
+def _thresholds(args: argparse.Namespace, records: list[dict[str, Any]]) -> tuple[Thresholds, str]:
     """The file's recorded thresholds (a verdict already given), else the defaults; any flag
     given overrides either."""
     recorded = recorded_thresholds(records)
@@ -114,8 +127,9 @@ def main(argv: list[str] | None = None) -> int:
     for problem in problems[:MAX_NAMED_PROBLEMS]:
         print(f"skipped {problem}", file=sys.stderr)
     if len(problems) > MAX_NAMED_PROBLEMS:
-        print(f"skipped {len(problems) - MAX_NAMED_PROBLEMS} more malformed line(s)",
-              file=sys.stderr)
+        print(
+            f"skipped {len(problems) - MAX_NAMED_PROBLEMS} more malformed line(s)", file=sys.stderr
+        )
     thresholds, source = _thresholds(args, records)
     report = analyse(records, thresholds, [str(p) for p in paths], len(problems))
     report.thresholds_from = source
@@ -124,8 +138,9 @@ def main(argv: list[str] | None = None) -> int:
         try:
             plot(records, args.plot, thresholds.warmup_s, report.verdict)
         except OSError as exc:
-            print(f"soak_report: cannot write the plot {args.plot}: {exc.strerror}",
-                  file=sys.stderr)
+            print(
+                f"soak_report: cannot write the plot {args.plot}: {exc.strerror}", file=sys.stderr
+            )
             return EXIT_USAGE
     return EXIT_PASS if report.passed else EXIT_FAIL
 

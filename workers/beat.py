@@ -26,7 +26,7 @@ class Beat:
         self._symbol = ctx.RawArray("c", SYMBOL_BYTES)
 
     def begin(self, symbol: str, cycle_id: int = 0) -> None:
-        self._symbol.value = symbol.encode("utf-8", "replace")[:SYMBOL_BYTES - 1]
+        self._symbol.value = symbol.encode("utf-8", "replace")[: SYMBOL_BYTES - 1]
         self._cycle.value = cycle_id
         self._seq.value += 1  # odd: inside a step (symbol and cycle are written first)
 

@@ -46,8 +46,9 @@ def liquidity(oq: OptionQuote, opts: OptionsSettings) -> str | None:
     return None
 
 
-def fill_greeks(oq: OptionQuote, today: date, rate: float = 0.04,
-                spot: float | None = None) -> OptionQuote:
+def fill_greeks(
+    oq: OptionQuote, today: date, rate: float = 0.04, spot: float | None = None
+) -> OptionQuote:
     """Black–Scholes greeks where IBKR sent none; the quote unchanged when they can't be had.
 
     The underlying's price comes with IBKR's model greeks, so a quote without them usually

@@ -65,7 +65,11 @@ class TaskDriver:
     """Runs pipelines: a task starts one, replies advance it, its return value is sent."""
 
     def __init__(
-        self, worker_id: int, settings: Settings, strategy: Strategy, send: Callable[[Any], None],
+        self,
+        worker_id: int,
+        settings: Settings,
+        strategy: Strategy,
+        send: Callable[[Any], None],
         beat: Beat | None = None,
     ) -> None:
         self.worker_id = worker_id
@@ -124,10 +128,17 @@ class TaskDriver:
         self.send(result)
 
     def _fail(self, task: SymbolTask, text: str) -> None:
-        log.error("symbol %s failed in worker %s", task.symbol, self.worker_id,
-                  extra={"event": "symbol_error", "symbol": task.symbol, "cycle": task.cycle_id})
-        self.send(SymbolResult(task.cycle_id, task.symbol, self.worker_id, error=text,
-                               attempt=task.attempt))
+        log.error(
+            "symbol %s failed in worker %s",
+            task.symbol,
+            self.worker_id,
+            extra={"event": "symbol_error", "symbol": task.symbol, "cycle": task.cycle_id},
+        )
+        self.send(
+            SymbolResult(
+                task.cycle_id, task.symbol, self.worker_id, error=text, attempt=task.attempt
+            )
+        )
 
 
 def _exit_when_parent_dies() -> None:
@@ -177,7 +188,11 @@ def receiver(inbox: Any) -> Callable[[], Any]:
 
 
 def worker_main(
-    worker_id: int, inbox: Any, outbox: Any, settings: Settings, forward_logs: bool = False,
+    worker_id: int,
+    inbox: Any,
+    outbox: Any,
+    settings: Settings,
+    forward_logs: bool = False,
     beat: Beat | None = None,
 ) -> None:
     """The process target. Channels are arguments, so a test can drive it with plain queues."""

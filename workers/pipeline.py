@@ -102,8 +102,12 @@ def process_symbol(
         return replace(result, skipped=view, timings=tuple(timer.marks))
     decision = strategy.decide(view)
     timer.lap("signal")
-    result = replace(result, signal=decision.signal, confidence=decision.confidence,
-                     whale_fired_ts=decision.whale_fired_ts)
+    result = replace(
+        result,
+        signal=decision.signal,
+        confidence=decision.confidence,
+        whale_fired_ts=decision.whale_fired_ts,
+    )
     if decision.signal is Signal.HOLD:
         return replace(result, reasons=decision.reasons, timings=tuple(timer.marks))
     return (yield from _option_side(view, decision, result, settings, strategy, ids, timer))
@@ -114,15 +118,27 @@ def decides_on_quote(strategy: Strategy) -> bool:
     return bool(getattr(strategy, "decides_on_quote", False))
 
 
-def _market_view(task: SymbolTask, worker_id: int, settings: Settings, strategy: Strategy,
-                 ids: Iterator[int], timer: _Timer) -> Step:
+def _market_view(
+    task: SymbolTask,
+    worker_id: int,
+    settings: Settings,
+    strategy: Strategy,
+    ids: Iterator[int],
+    timer: _Timer,
+) -> Step:
     """Bars (hourly too, for the whale rule) and, only for a strategy that decides on it,
     the quote: the view, why the data is unusable (a skip), or why there is none (a
     failure)."""
     rth = not settings.strategy.extended_hours
     requests: list[Request] = [
-        BarsRequest(next(ids), worker_id, task.symbol,
-                    minute_bars_wanted(task, settings.strategy.scalp.bars_minutes), 1, rth),
+        BarsRequest(
+            next(ids),
+            worker_id,
+            task.symbol,
+            minute_bars_wanted(task, settings.strategy.scalp.bars_minutes),
+            1,
+            rth,
+        ),
     ]
     hourly_too = bool(getattr(strategy, "wants_hourly_bars", False))
     if hourly_too:
@@ -140,8 +156,16 @@ def _market_view(task: SymbolTask, worker_id: int, settings: Settings, strategy:
     except RemoteError as exc:
         return DataFailure(f"market data: {exc}")
     assert isinstance(bars, Bars)
-    view = MarketView(task, task.day, None, None, last_close(bars), BAR_CLOSE, bars,
-                      hourly if isinstance(hourly, Bars) else None)
+    view = MarketView(
+        task,
+        task.day,
+        None,
+        None,
+        last_close(bars),
+        BAR_CLOSE,
+        bars,
+        hourly if isinstance(hourly, Bars) else None,
+    )
     if quote is None:
         return view
     assert isinstance(quote, Quote)
@@ -178,10 +202,11 @@ def minute_bars_wanted(task: SymbolTask, lookback: int) -> int:
     return min(MAX_MINUTE_BARS, int(since_open))
 
 
-def _chain_and_price(view: MarketView, worker_id: int, settings: Settings,
-                     ids: Iterator[int], timer: _Timer
-                     ) -> Generator[tuple[Request, ...], tuple[Reply, ...],
-                                    tuple[MarketView | DataFailure | str, object]]:
+def _chain_and_price(
+    view: MarketView, worker_id: int, settings: Settings, ids: Iterator[int], timer: _Timer
+) -> Generator[
+    tuple[Request, ...], tuple[Reply, ...], tuple[MarketView | DataFailure | str, object]
+]:
     """The chain, and the underlying's snapshot unless the view already has it: asked in one
     step (the option side needs both). The priced view (or why there is no price, or no
     snapshot), and the chain (or the RemoteError that stands for it)."""
@@ -208,9 +233,15 @@ def _chain_and_price(view: MarketView, worker_id: int, settings: Settings,
     return priced(view, quote, settings), chain
 
 
-def _option_side(view: MarketView, decision: SignalDecision, result: SymbolResult,
-                 settings: Settings, strategy: Strategy, ids: Iterator[int], timer: _Timer
-                 ) -> Pipeline:
+def _option_side(
+    view: MarketView,
+    decision: SignalDecision,
+    result: SymbolResult,
+    settings: Settings,
+    strategy: Strategy,
+    ids: Iterator[int],
+    timer: _Timer,
+) -> Pipeline:
     """Chain and the snapshot, ATM and window, the candidates' snapshots, then the
     strategy's intents."""
     symbol, worker_id = view.task.symbol, result.worker_id
@@ -218,22 +249,39 @@ def _option_side(view: MarketView, decision: SignalDecision, result: SymbolResul
     # no price is no decision (as when the snapshot came first): a whale break is not spent
     # on a symbol that could not be traded, it may fire again next cycle
     if isinstance(with_price, DataFailure):
-        return replace(result, reasons=decision.reasons, error=with_price.reason,
-                       whale_fired_ts=None, timings=tuple(timer.marks))
+        return replace(
+            result,
+            reasons=decision.reasons,
+            error=with_price.reason,
+            whale_fired_ts=None,
+            timings=tuple(timer.marks),
+        )
     if isinstance(with_price, str):
-        return replace(result, reasons=decision.reasons, skipped=with_price,
-                       whale_fired_ts=None, timings=tuple(timer.marks))
+        return replace(
+            result,
+            reasons=decision.reasons,
+            skipped=with_price,
+            whale_fired_ts=None,
+            timings=tuple(timer.marks),
+        )
     view = with_price
     right = Right.CALL if decision.signal is Signal.BUY else Right.PUT
     try:
         if isinstance(chain, RemoteError):
             raise chain
         assert isinstance(chain, OptionChain)
-        selection = select_contracts(chain, view.price, right, view.today, settings.options,
-                                     minutes_left_today=view.task.minutes_left)
+        selection = select_contracts(
+            chain,
+            view.price,
+            right,
+            view.today,
+            settings.options,
+            minutes_left_today=view.task.minutes_left,
+        )
     except (RemoteError, ChainError) as exc:
-        return replace(result, reasons=decision.reasons, skipped=f"chain: {exc}",
-                       timings=tuple(timer.marks))
+        return replace(
+            result, reasons=decision.reasons, skipped=f"chain: {exc}", timings=tuple(timer.marks)
+        )
     timer.lap("strikes")
     (quotes_reply,) = yield (
         OptionQuotesRequest(next(ids), worker_id, symbol, selection.candidates),
@@ -242,15 +290,20 @@ def _option_side(view: MarketView, decision: SignalDecision, result: SymbolResul
     try:
         quotes = _value(quotes_reply)
     except RemoteError as exc:
-        return replace(result, reasons=decision.reasons, skipped=f"option quotes: {exc}",
-                       timings=tuple(timer.marks))
+        return replace(
+            result,
+            reasons=decision.reasons,
+            skipped=f"option quotes: {exc}",
+            timings=tuple(timer.marks),
+        )
     assert isinstance(quotes, tuple)
     intents, rejected = strategy.choose(view, decision, selection, quotes)
     timer.lap("intents")
     reasons = decision.reasons + selection.reasons + rejected
     skipped = None if intents else "no liquid candidate"
-    return replace(result, intents=intents, reasons=reasons, skipped=skipped,
-                   timings=tuple(timer.marks))
+    return replace(
+        result, intents=intents, reasons=reasons, skipped=skipped, timings=tuple(timer.marks)
+    )
 
 
 def request_ids() -> Iterator[int]:

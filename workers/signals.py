@@ -129,8 +129,9 @@ def _dropped_reason(what: str, dropped: list[int]) -> tuple[str, ...]:
 # --- scalp -----------------------------------------------------------------------------------
 
 
-def scalp_signal(bars: Bars, s: ScalpSettings,
-                 session_open_ts: float | None = None) -> SignalDecision:
+def scalp_signal(
+    bars: Bars, s: ScalpSettings, session_open_ts: float | None = None
+) -> SignalDecision:
     """EMA cross + VWAP + RSI band on 1-minute bars.
 
     Bars whose close is not a usable price (NaN, inf, <= 0) are dropped, not fatal: IBKR leaves
@@ -150,8 +151,11 @@ def scalp_signal(bars: Bars, s: ScalpSettings,
         return _hold(*pre, f"not enough bars (have {len(closes)}, need {need})")
 
     session = lookback if session_open_ts is None else range(len(bars))
-    today = [i for i in session if usable(bars.close[i])
-             and (session_open_ts is None or bars.ts[i] >= session_open_ts)]
+    today = [
+        i
+        for i in session
+        if usable(bars.close[i]) and (session_open_ts is None or bars.ts[i] >= session_open_ts)
+    ]
     if not today:
         return _hold(*pre, "no bar of today's session yet (vwap undefined)")
     vw = vwap(
@@ -180,8 +184,15 @@ def scalp_signal(bars: Bars, s: ScalpSettings,
     return _scalp_verdict(fast, slow, r, last, vw, s, tuple(reasons))
 
 
-def _scalp_verdict(fast: float, slow: float, r: float, last: float, vw: float,
-                   s: ScalpSettings, reasons: tuple[str, ...]) -> SignalDecision:
+def _scalp_verdict(
+    fast: float,
+    slow: float,
+    r: float,
+    last: float,
+    vw: float,
+    s: ScalpSettings,
+    reasons: tuple[str, ...],
+) -> SignalDecision:
     """BUY on an up-cross above VWAP with RSI in the band, SELL on a down-cross or RSI under
     the floor, else HOLD; confidence from the EMA gap and the RSI's place."""
     gap_score = _clamp01(abs(fast - slow) / last / EMA_GAP_FULL)

@@ -48,7 +48,6 @@ class Strategy(Protocol):
     # optional (default False): True makes ``decide`` see the underlying's snapshot, at the
     # cost of one snapshot (and often its cancel) for every symbol, HOLDs included
 
-
     def decide(self, view: MarketView) -> SignalDecision: ...
 
     def choose(
@@ -71,8 +70,14 @@ class ScalpWhaleStrategy:
 
     def decide(self, view: MarketView) -> SignalDecision:
         hourly = view.hourly if view.hourly is not None else Bars(view.task.symbol)
-        return combined_signal(view.bars, hourly, self.settings.strategy, view.task.now_ts,
-                               view.task.whale_last_ts, view.task.session_open_ts)
+        return combined_signal(
+            view.bars,
+            hourly,
+            self.settings.strategy,
+            view.task.now_ts,
+            view.task.whale_last_ts,
+            view.task.session_open_ts,
+        )
 
     def choose(
         self,
@@ -105,9 +110,7 @@ def load_strategy(settings: Settings) -> Strategy:
         return ScalpWhaleStrategy(settings)
     module_name, _, attr = name.replace(":", ".").rpartition(".")
     if not module_name:
-        raise StrategyLoadError(
-            f"strategy.name: {name!r}: not {BUILTIN!r} and not a dotted path"
-        )
+        raise StrategyLoadError(f"strategy.name: {name!r}: not {BUILTIN!r} and not a dotted path")
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:  # the user's module: a SyntaxError or its own raise is theirs

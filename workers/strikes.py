@@ -83,10 +83,14 @@ def pick_expiry(
     if not parsed:
         shown = list(expirations)[:5]
         raise ChainError(f"{_who(symbol)}: no valid expiry listed (got {shown})")
-    same_day_ok = (minutes_left_today is not None
-                   and minutes_left_today >= opts.min_minutes_to_expiry)
-    eligible = [(d, e) for d, e in parsed if (d - today).days >= max(opts.min_dte, 0)
-                and (d != today or same_day_ok)]
+    same_day_ok = (
+        minutes_left_today is not None and minutes_left_today >= opts.min_minutes_to_expiry
+    )
+    eligible = [
+        (d, e)
+        for d, e in parsed
+        if (d - today).days >= max(opts.min_dte, 0) and (d != today or same_day_ok)
+    ]
     if opts.expiry_rule == "dte_window":
         eligible = [(d, e) for d, e in eligible if (d - today).days <= opts.max_dte]
     if not eligible:
@@ -98,15 +102,28 @@ def pick_expiry(
     return [e for d, e in eligible if d.isocalendar()[:2] == week][-1]
 
 
-def _no_expiry(symbol: str, today: date, opts: OptionsSettings,
-               parsed: Sequence[tuple[date, str]], same_day_ok: bool) -> str:
-    window = (f"{opts.min_dte}..{opts.max_dte}" if opts.expiry_rule == "dte_window"
-              else f">= {opts.min_dte}")
-    same_day = "" if opts.min_dte > 0 or same_day_ok else (
-        f"; today's only with {opts.min_minutes_to_expiry:g}+ min to the close")
+def _no_expiry(
+    symbol: str,
+    today: date,
+    opts: OptionsSettings,
+    parsed: Sequence[tuple[date, str]],
+    same_day_ok: bool,
+) -> str:
+    window = (
+        f"{opts.min_dte}..{opts.max_dte}"
+        if opts.expiry_rule == "dte_window"
+        else f">= {opts.min_dte}"
+    )
+    same_day = (
+        ""
+        if opts.min_dte > 0 or same_day_ok
+        else (f"; today's only with {opts.min_minutes_to_expiry:g}+ min to the close")
+    )
     nearest = [e for _, e in parsed][:5]
-    return (f"{_who(symbol)}: no expiry {window} dte ({opts.expiry_rule}, today "
-            f"{today.isoformat()}{same_day}); listed {len(parsed)}, first {nearest}")
+    return (
+        f"{_who(symbol)}: no expiry {window} dte ({opts.expiry_rule}, today "
+        f"{today.isoformat()}{same_day}); listed {len(parsed)}, first {nearest}"
+    )
 
 
 def target_strike(window: Sequence[float], atm: float, right: Right, moneyness: str) -> float:
@@ -146,13 +163,18 @@ class Selection:
 
 
 def select_contracts(
-    chain: OptionChain, price: float, right: Right, today: date, opts: OptionsSettings,
+    chain: OptionChain,
+    price: float,
+    right: Right,
+    today: date,
+    opts: OptionsSettings,
     minutes_left_today: float | None = None,
 ) -> Selection:
     """Expiry, ATM, window, target and the candidate contracts to quote, with the reasons."""
     symbol = chain.symbol
-    expiry = pick_expiry(chain.expirations, today, opts, minutes_left_today=minutes_left_today,
-                         symbol=symbol)
+    expiry = pick_expiry(
+        chain.expirations, today, opts, minutes_left_today=minutes_left_today, symbol=symbol
+    )
     atm = atm_strike(chain.strikes, price, symbol=symbol)
     window = strike_window(chain.strikes, atm, opts.strikes_each_side, symbol=symbol)
     target = target_strike(window, atm, right, opts.moneyness)

@@ -50,8 +50,9 @@ class EntriesStopped(BrokerError):
 class OrderRejected(BrokerError):
     """The gateway refused an order: its error code and text (201 and the reason, say)."""
 
-    def __init__(self, message: str, code: int, order_ids: Sequence[int] = (),
-                 filled: bool = False) -> None:
+    def __init__(
+        self, message: str, code: int, order_ids: Sequence[int] = (), filled: bool = False
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.order_ids = tuple(order_ids)
@@ -169,8 +170,9 @@ class Broker(Protocol):
 
     async def quote(self, symbol: str) -> Quote: ...
 
-    async def bars(self, symbol: str, minutes: int, bar_minutes: int = 1,
-                   rth: bool = False) -> Bars:
+    async def bars(
+        self, symbol: str, minutes: int, bar_minutes: int = 1, rth: bool = False
+    ) -> Bars:
         """Completed bars starting within the last ``minutes``, oldest first; ``rth``: the
         regular session's only (what IBKR calls useRTH)."""
         ...
@@ -200,11 +202,13 @@ class Broker(Protocol):
 
     # --- orders --------------------------------------------------------------------------------
 
-    async def what_if(self, contract: OptionContract, action: str, quantity: int,
-                      limit: float) -> WhatIf: ...
+    async def what_if(
+        self, contract: OptionContract, action: str, quantity: int, limit: float
+    ) -> WhatIf: ...
 
-    async def place_bracket(self, intent: OrderIntent, quantity: int,
-                            account: str) -> PlacedBracket:
+    async def place_bracket(
+        self, intent: OrderIntent, quantity: int, account: str
+    ) -> PlacedBracket:
         """A bracket (one OCA group), once the gateway accepted it; OrderRejected with the
         code if it refused; BrokerError if its fate is not known in time; EntriesStopped if
         ``stop_entries`` came first."""
@@ -215,20 +219,35 @@ class Broker(Protocol):
         the socket; exits (``place_order``) and cancels still are. Called from a signal."""
         ...
 
-    async def place_order(self, contract: OptionContract, action: str, quantity: int,
-                          limit: float, account: str, order_ref: str) -> int:
+    async def place_order(
+        self,
+        contract: OptionContract,
+        action: str,
+        quantity: int,
+        limit: float,
+        account: str,
+        order_ref: str,
+    ) -> int:
         """One DAY limit order (an exit before expiry); returns its id."""
         ...
 
-    async def place_stock_order(self, symbol: str, action: str, quantity: int, limit: float,
-                                account: str, order_ref: str) -> int:
+    async def place_stock_order(
+        self, symbol: str, action: str, quantity: int, limit: float, account: str, order_ref: str
+    ) -> int:
         """One DAY limit order for shares, regular hours only (shares an exercise delivered,
         closed); returns its id."""
         ...
 
-    async def place_exit(self, contract: OptionContract, order_type: str, quantity: int,
-                         price: float, account: str, order_ref: str,
-                         oca_group: str) -> tuple[int, int]:
+    async def place_exit(
+        self,
+        contract: OptionContract,
+        order_type: str,
+        quantity: int,
+        price: float,
+        account: str,
+        order_ref: str,
+        oca_group: str,
+    ) -> tuple[int, int]:
         """One exit of a bracket placed again: SELL ``LMT`` at ``price`` or ``STP`` triggered
         at ``price``, GTC, in the OCA group ``oca_group`` (a fill reduces the other exits);
         (order id, permId) once the gateway accepted it; OrderRejected if it refused;

@@ -25,8 +25,9 @@ Clock = Callable[[], float]
 class Backoff:
     """Exponential delays with jitter: initial * 2**attempt, capped, times (1 +- jitter)."""
 
-    def __init__(self, initial_s: float, max_s: float, jitter: float,
-                 rng: random.Random | None = None) -> None:
+    def __init__(
+        self, initial_s: float, max_s: float, jitter: float, rng: random.Random | None = None
+    ) -> None:
         self.initial_s = initial_s
         self.max_s = max(max_s, initial_s)
         self.jitter = jitter

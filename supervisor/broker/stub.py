@@ -86,8 +86,12 @@ class StubBroker:
 
     name = "stub"
 
-    def __init__(self, settings: StubSettings, now: Callable[[], float],
-                 calendar: ExchangeCalendar | None = None) -> None:
+    def __init__(
+        self,
+        settings: StubSettings,
+        now: Callable[[], float],
+        calendar: ExchangeCalendar | None = None,
+    ) -> None:
         self.settings = settings
         self.now = now
         self._calendar = calendar  # NYSE's unless told otherwise (loaded when first needed)
@@ -155,8 +159,9 @@ class StubBroker:
             self._calendar = nyse()
         return self._calendar
 
-    async def bars(self, symbol: str, minutes: int, bar_minutes: int = 1,
-                   rth: bool = False) -> Bars:
+    async def bars(
+        self, symbol: str, minutes: int, bar_minutes: int = 1, rth: bool = False
+    ) -> Bars:
         """Completed bars starting within the last ``minutes``, oldest first; ``rth``: only
         the minutes of NYSE's regular sessions count (a bar of none is not sent)."""
         await self._round_trip()
@@ -189,18 +194,28 @@ class StubBroker:
         self._built[key] = ((first, last_start), bars)
         return bars
 
-    def _bar(self, path: PricePath, start: int, bar_minutes: int,
-             sessions: list[Session] | None) -> tuple[float, ...] | None:
+    def _bar(
+        self, path: PricePath, start: int, bar_minutes: int, sessions: list[Session] | None
+    ) -> tuple[float, ...] | None:
         """One completed bar (None: no regular minute in it); ``sessions``: the regular
         sessions its minutes must fall in (None: every minute counts)."""
-        minutes = [m for m in range(start, start + bar_minutes)
-                   if sessions is None or any(s.contains(m * 60.0) for s in sessions)]
+        minutes = [
+            m
+            for m in range(start, start + bar_minutes)
+            if sessions is None or any(s.contains(m * 60.0) for s in sessions)
+        ]
         bar = None
         if minutes:
             prices = [path.at(m) for m in (*minutes, minutes[-1] + 1)]
             volume = sum(path.volume(m) for m in minutes)
-            bar = (start * 60.0, prices[0], max(prices) * 1.0002, min(prices) * 0.9998,
-                   prices[-1], volume)
+            bar = (
+                start * 60.0,
+                prices[0],
+                max(prices) * 1.0002,
+                min(prices) * 0.9998,
+                prices[-1],
+                volume,
+            )
         return bar
 
     def _sessions(self, start_ts: float, end_ts: float) -> list[Session]:
@@ -272,40 +287,57 @@ class StubBroker:
     async def account(self) -> AccountSnapshot:
         await self._round_trip()
         equity = self.settings.equity
-        return AccountSnapshot(account=STUB_ACCOUNT, net_liquidation=equity,
-                               available_funds=equity)
+        return AccountSnapshot(account=STUB_ACCOUNT, net_liquidation=equity, available_funds=equity)
 
     def managed_accounts(self) -> list[str]:
         return [STUB_ACCOUNT]
 
-    async def what_if(self, contract: OptionContract, action: str, quantity: int,
-                      limit: float) -> WhatIf:
+    async def what_if(
+        self, contract: OptionContract, action: str, quantity: int, limit: float
+    ) -> WhatIf:
         """A margin check the IBKR way: a long option's margin is its premium."""
         await self._round_trip()
         outlay = limit * contract.multiplier * quantity
-        return WhatIf(init_margin_change=outlay, maint_margin_change=outlay,
-                      commission=0.65 * quantity)
+        return WhatIf(
+            init_margin_change=outlay, maint_margin_change=outlay, commission=0.65 * quantity
+        )
 
     # The stub is a market for dry-run and what-if only: it places no orders and holds none.
 
-    async def place_bracket(self, intent: OrderIntent, quantity: int,
-                            account: str) -> PlacedBracket:
+    async def place_bracket(
+        self, intent: OrderIntent, quantity: int, account: str
+    ) -> PlacedBracket:
         raise BrokerError("the stub places no orders (live trading needs the IBKR broker)")
 
     def stop_entries(self) -> None:
         return None  # it sends none anyway
 
-    async def place_order(self, contract: OptionContract, action: str, quantity: int,
-                          limit: float, account: str, order_ref: str) -> int:
+    async def place_order(
+        self,
+        contract: OptionContract,
+        action: str,
+        quantity: int,
+        limit: float,
+        account: str,
+        order_ref: str,
+    ) -> int:
         raise BrokerError("the stub places no orders (live trading needs the IBKR broker)")
 
-    async def place_stock_order(self, symbol: str, action: str, quantity: int, limit: float,
-                                account: str, order_ref: str) -> int:
+    async def place_stock_order(
+        self, symbol: str, action: str, quantity: int, limit: float, account: str, order_ref: str
+    ) -> int:
         raise BrokerError("the stub places no orders (live trading needs the IBKR broker)")
 
-    async def place_exit(self, contract: OptionContract, order_type: str, quantity: int,
-                         price: float, account: str, order_ref: str,
-                         oca_group: str) -> tuple[int, int]:
+    async def place_exit(
+        self,
+        contract: OptionContract,
+        order_type: str,
+        quantity: int,
+        price: float,
+        account: str,
+        order_ref: str,
+        oca_group: str,
+    ) -> tuple[int, int]:
         raise BrokerError("the stub places no orders (live trading needs the IBKR broker)")
 
     async def cancel_order(self, order_id: int) -> None:
@@ -340,8 +372,11 @@ class StubBroker:
         return round(self._path(symbol).at(session.close_ts / 60.0), 2)
 
     def stats(self) -> dict[str, float]:
-        return {"requests_total": float(self.requests), "live_tickers": 0.0,
-                "leaked_bytes": float(len(self._leak) * self.settings.leak_bytes_per_request)}
+        return {
+            "requests_total": float(self.requests),
+            "live_tickers": 0.0,
+            "leaked_bytes": float(len(self._leak) * self.settings.leak_bytes_per_request),
+        }
 
 
 DAILY_EXPIRIES = frozenset({"SPY", "QQQ", "IWM"})  # IBKR lists an expiry every weekday
@@ -363,8 +398,11 @@ def stub_expiries(symbol: str, today: date, calendar: ExchangeCalendar) -> tuple
             friday -= timedelta(days=1)
         days.add(friday)
     if symbol in DAILY_EXPIRIES:
-        days |= {today + timedelta(days=n) for n in range(14)
-                 if calendar.session(today + timedelta(days=n)) is not None}
+        days |= {
+            today + timedelta(days=n)
+            for n in range(14)
+            if calendar.session(today + timedelta(days=n)) is not None
+        }
     return tuple(sorted(d.strftime("%Y%m%d") for d in days if d >= today))
 
 
@@ -373,8 +411,11 @@ def stub_strikes(spot: float) -> tuple[float, ...]:
     step = 1.0 if spot >= 50 else 0.5
     lo, hi = spot * 0.8, spot * 1.2
     near = {round(i * step, 2) for i in range(math.floor(lo / step), math.floor(hi / step) + 1)}
-    far = {float(k) for k in range(max(5, math.floor(spot * 0.4 / 5) * 5),
-                                   math.floor(spot * 1.6) + 1, 5) if not lo <= k <= hi}
+    far = {
+        float(k)
+        for k in range(max(5, math.floor(spot * 0.4 / 5) * 5), math.floor(spot * 1.6) + 1, 5)
+        if not lo <= k <= hi
+    }
     return tuple(sorted(near | far))
 
 

@@ -72,24 +72,50 @@ HANG_S = 90.0  # no cycle line for this long (nothing being restarted): a hung b
 NOTICE_S = 30.0  # a hang cue not taken, a journal fault not noticed, within this: a finding
 FLOOD_CONNECTIONS, FLOOD_S = 1_100, 10.0
 STARTS_IN_VAIN = 3
-RUN_FILES = ("journal.sqlite", "journal.sqlite.lock", "metrics.jsonl", "bot.jsonl",
-             "sim.stats.json", "gateway_sim.log", "sim.clock", "sim.port", "sim-orders.jsonl",
-             "hang.cue", "hang.cue.taken", "journal-backup.sqlite")
+RUN_FILES = (
+    "journal.sqlite",
+    "journal.sqlite.lock",
+    "metrics.jsonl",
+    "bot.jsonl",
+    "sim.stats.json",
+    "gateway_sim.log",
+    "sim.clock",
+    "sim.port",
+    "sim-orders.jsonl",
+    "hang.cue",
+    "hang.cue.taken",
+    "journal-backup.sqlite",
+)
 
 
 def add_chaos_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cycles", type=int, required=True, help="cycles to complete")
     parser.add_argument("--seed", type=int, default=1, help="the fault schedule's seed")
     parser.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
-    parser.add_argument("--live", action="store_true",
-                        help="live mode on the simulator's paper account: real brackets")
+    parser.add_argument(
+        "--live",
+        action="store_true",
+        help="live mode on the simulator's paper account: real brackets",
+    )
     parser.add_argument("--out", default="var/chaos", help="where the run's files go")
-    parser.add_argument("--max-rss-growth-mb", type=float, default=64.0,
-                        help="RSS growth over the run allowed per process role (default 64)")
-    parser.add_argument("--recovery-limit-s", type=float, default=60.0,
-                        help="to the first cycle every symbol decided after a fault (60)")
-    parser.add_argument("--without", default="", metavar="KIND[,KIND]",
-                        help="leave these fault kinds out of the plan (e.g. journal_replace)")
+    parser.add_argument(
+        "--max-rss-growth-mb",
+        type=float,
+        default=64.0,
+        help="RSS growth over the run allowed per process role (default 64)",
+    )
+    parser.add_argument(
+        "--recovery-limit-s",
+        type=float,
+        default=60.0,
+        help="to the first cycle every symbol decided after a fault (60)",
+    )
+    parser.add_argument(
+        "--without",
+        default="",
+        metavar="KIND[,KIND]",
+        help="leave these fault kinds out of the plan (e.g. journal_replace)",
+    )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
 
 
@@ -99,21 +125,34 @@ def cmd_chaos(args: argparse.Namespace) -> int:
         return 2
     left_out = sorted({k.strip() for k in args.without.split(",") if k.strip()})
     if set(left_out) - set(KINDS):
-        print(f"chaos: --without: not a fault kind: {', '.join(set(left_out) - set(KINDS))} "
-              f"(kinds: {', '.join(KINDS)})", file=sys.stderr)
+        print(
+            f"chaos: --without: not a fault kind: {', '.join(set(left_out) - set(KINDS))} "
+            f"(kinds: {', '.join(KINDS)})",
+            file=sys.stderr,
+        )
         return 2
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     for name in RUN_FILES:
         (out / name).unlink(missing_ok=True)
-    for old in [*out.glob("bot-*.stderr"), *out.glob("metrics.jsonl.*"), *out.glob(
-            "bot.jsonl.*"), *out.glob("journal-gone-*"), *out.glob("journal.sqlite-*")]:
+    for old in [
+        *out.glob("bot-*.stderr"),
+        *out.glob("metrics.jsonl.*"),
+        *out.glob("bot.jsonl.*"),
+        *out.glob("journal-gone-*"),
+        *out.glob("journal.sqlite-*"),
+    ]:
         old.unlink()
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)  # the flood's connections
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    report = ChaosReport(args.cycles, args.seed, live=args.live, without=left_out,
-                         max_rss_growth_mb=args.max_rss_growth_mb,
-                         recovery_limit_s=args.recovery_limit_s)
+    report = ChaosReport(
+        args.cycles,
+        args.seed,
+        live=args.live,
+        without=left_out,
+        max_rss_growth_mb=args.max_rss_growth_mb,
+        recovery_limit_s=args.recovery_limit_s,
+    )
     driver = Driver(args, out, report)
     try:
         driver.run()
@@ -137,13 +176,18 @@ class Driver:
         self.out = out
         self.report = report
         self.rng = random.Random(args.seed)
-        self.faults: deque[Fault] = deque(f for f in plan(args.cycles, args.seed)
-                                          if f.kind not in report.without)
+        self.faults: deque[Fault] = deque(
+            f for f in plan(args.cycles, args.seed) if f.kind not in report.without
+        )
         self.gateway = Gateway(write_scenario(out), out)
         self.webhook, self.heartbeat = SilentEndpoint(), PingCounter()
         self.status_port = free_port()
-        self.settings = write_settings(out, args.workers, Wiring(
-            self.status_port, self.webhook.url, self.heartbeat.url), live=args.live)
+        self.settings = write_settings(
+            out,
+            args.workers,
+            Wiring(self.status_port, self.webhook.url, self.heartbeat.url),
+            live=args.live,
+        )
         self.journal = out / "journal.sqlite"
         self.journals: list[Path] = []  # journals a fault took away (linked aside)
         self.kept: set[str] = set()  # intents journaled before some kill: none may be lost
@@ -185,19 +229,24 @@ class Driver:
                 backup(self.journal, self.out / "journal-backup.sqlite")  # a replacement
         if self.active is not None:
             self._go_on(self.active, bot, now)
-        elif self.pending is not None and self.fault_t0 is not None and (
-                now - self.fault_t0 > 2 * self.args.recovery_limit_s):
+        elif (
+            self.pending is not None
+            and self.fault_t0 is not None
+            and (now - self.fault_t0 > 2 * self.args.recovery_limit_s)
+        ):
             self.pending = None  # never recovered (seconds None): the next fault may come
         elif not bot.alive():
-            self._crash(f"bot run {self.report.bot_runs} exited with code {bot.proc.poll()} "
-                        "by itself")
+            self._crash(
+                f"bot run {self.report.bot_runs} exited with code {bot.proc.poll()} by itself"
+            )
             self._finish_bot(bot)
             self.bot = self._new_bot()
         elif now - self.last_progress > HANG_S:
             self.report.hung_cycles += 1
             self._kill_bot(bot)
-        elif self.pending is None and self.faults and self.faults[0].at_cycle <= (
-                self.report.cycles):
+        elif (
+            self.pending is None and self.faults and self.faults[0].at_cycle <= (self.report.cycles)
+        ):
             self._inject(self.faults.popleft(), self.bot or bot)
 
     def _counted(self) -> None:
@@ -217,8 +266,11 @@ class Driver:
             return
         self.progress_t = now
         done = progress(self.report.cycles, self.args.cycles, now - self.started)
-        print(f"chaos:{done.removeprefix(' ·')} · {len(self.report.recoveries)} faults",
-              file=sys.stderr, flush=True)
+        print(
+            f"chaos:{done.removeprefix(' ·')} · {len(self.report.recoveries)} faults",
+            file=sys.stderr,
+            flush=True,
+        )
 
     # --- faults ------------------------------------------------------------------------------
 
@@ -286,8 +338,9 @@ class Driver:
             taken = active.flood.release() if active.flood else 0
             self.report.flood_connections = max(self.report.flood_connections, taken)
             if not answers(self.status_port):
-                self.report.findings.append(f"fd_flood ({taken} connections): /healthz does "
-                                            "not answer after they closed")
+                self.report.findings.append(
+                    f"fd_flood ({taken} connections): /healthz does not answer after they closed"
+                )
         self.active = None
         self.fault_t0 = now  # over (or noticed) now: what follows is the bot's recovery
         self.last_progress = time.monotonic()
@@ -330,8 +383,10 @@ class Driver:
         over (a bot that cannot start any more is the verdict, not something to retry)."""
         ended = [b for b in self.bots[-STARTS_IN_VAIN:] if not b.alive()]
         if len(ended) == STARTS_IN_VAIN and not any(b.cycles for b in ended):
-            raise CannotStart(f"{STARTS_IN_VAIN} bot runs in a row ended without a cycle "
-                              f"(the last: {last_error(ended[-1].stderr_path)})")
+            raise CannotStart(
+                f"{STARTS_IN_VAIN} bot runs in a row ended without a cycle "
+                f"(the last: {last_error(ended[-1].stderr_path)})"
+            )
         self.last_progress = time.monotonic()
         self.report.bot_runs += 1
         bot = Bot(self.settings, self.gateway, self.out, self.report.bot_runs, self.args.live)
@@ -374,6 +429,12 @@ class Driver:
         self.heartbeat.close()
         self.report.heartbeats = len(self.heartbeat.times)
         self.report.orphans += sum(1 for pid in self.gateway.pids if running(pid))
-        judge(self.report, self.out, [*self.journals, self.journal], self.kept,
-              [(t - 30 * CLOCK_RATE, t) for t in self.kills_at], self.watch.samples)
+        judge(
+            self.report,
+            self.out,
+            [*self.journals, self.journal],
+            self.kept,
+            [(t - 30 * CLOCK_RATE, t) for t in self.kills_at],
+            self.watch.samples,
+        )
         self.report.wall_s = round(time.monotonic() - self.started, 1)

@@ -33,24 +33,37 @@ def journal_findings(journal: Path) -> dict[str, Any]:
         try:
             integrity = db.execute("PRAGMA integrity_check").fetchone()[0]
         except sqlite3.DatabaseError as exc:  # damaged past what the check can read
-            return {"integrity": f"cannot be read: {exc}", "duplicates": 0, "intents": 0,
-                    "journal_cycles": 0}
+            return {
+                "integrity": f"cannot be read: {exc}",
+                "duplicates": 0,
+                "intents": 0,
+                "journal_cycles": 0,
+            }
         if not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'decisions'").fetchone():
-            return {"integrity": integrity, "duplicates": 0, "intents": 0,
-                    "journal_cycles": 0}  # taken away before its tables were made
+            return {
+                "integrity": integrity,
+                "duplicates": 0,
+                "intents": 0,
+                "journal_cycles": 0,
+            }  # taken away before its tables were made
         twice_accepted = db.execute(
             "SELECT COUNT(*) FROM (SELECT intent_id FROM decisions WHERE accepted = 1 "
-            "GROUP BY intent_id HAVING COUNT(*) > 1)").fetchone()[0]
+            "GROUP BY intent_id HAVING COUNT(*) > 1)"
+        ).fetchone()[0]
         twice_ordered = db.execute(
             "SELECT COUNT(*) FROM (SELECT intent_id FROM orders GROUP BY intent_id "
-            "HAVING COUNT(*) > 1)").fetchone()[0]
+            "HAVING COUNT(*) > 1)"
+        ).fetchone()[0]
         intents = db.execute("SELECT COUNT(*) FROM intents").fetchone()[0]
-        cycles = db.execute("SELECT COUNT(*) FROM cycles WHERE ended_ts IS NOT NULL"
-                            ).fetchone()[0]
+        cycles = db.execute("SELECT COUNT(*) FROM cycles WHERE ended_ts IS NOT NULL").fetchone()[0]
     finally:
         db.close()
-    return {"integrity": integrity, "duplicates": twice_accepted + twice_ordered,
-            "intents": intents, "journal_cycles": cycles}
+    return {
+        "integrity": integrity,
+        "duplicates": twice_accepted + twice_ordered,
+        "intents": intents,
+        "journal_cycles": cycles,
+    }
 
 
 RECOVERY_LIMIT_S = 60.0  # a fault is recovered from once every symbol decides again
@@ -110,23 +123,38 @@ class ChaosReport:
         if self.duplicates:
             found.append(f"{self.duplicates} intent(s) decided or ordered twice")
         if self.logged_not_journaled:
-            found.append(f"{len(self.logged_not_journaled)} accepted decision(s) in the log "
-                         f"and in no journal: {', '.join(self.logged_not_journaled[:3])}")
+            found.append(
+                f"{len(self.logged_not_journaled)} accepted decision(s) in the log "
+                f"and in no journal: {', '.join(self.logged_not_journaled[:3])}"
+            )
         if self.journaled_not_logged:
-            found.append(f"{len(self.journaled_not_logged)} journaled intent(s) the log never "
-                         f"accepted: {', '.join(self.journaled_not_logged[:3])}")
+            found.append(
+                f"{len(self.journaled_not_logged)} journaled intent(s) the log never "
+                f"accepted: {', '.join(self.journaled_not_logged[:3])}"
+            )
         if self.broker_duplicates:
-            found.append(f"{self.broker_duplicates} orderRef(s) reached the gateway as more "
-                         f"than one bracket: {', '.join(list(self.duplicate_refs)[:3])}")
+            found.append(
+                f"{self.broker_duplicates} orderRef(s) reached the gateway as more "
+                f"than one bracket: {', '.join(list(self.duplicate_refs)[:3])}"
+            )
         if self.orphans:
             found.append(f"{self.orphans} orphan process(es)")
-        found += [f"{role} RSS grew {mb:.1f} MB over the run > {self.max_rss_growth_mb:g} MB"
-                  for role, mb in self.rss_growth_mb.items() if mb > self.max_rss_growth_mb]
-        found += [f"no recovery after {r.kind} at cycle {r.at_cycle}"
-                  for r in self.recoveries if r.seconds is None]
-        found += [f"recovery after {r.kind} at cycle {r.at_cycle} took {r.seconds:.1f} s > "
-                  f"{self.recovery_limit_s:g} s" for r in self.recoveries
-                  if r.seconds is not None and r.seconds > self.recovery_limit_s]
+        found += [
+            f"{role} RSS grew {mb:.1f} MB over the run > {self.max_rss_growth_mb:g} MB"
+            for role, mb in self.rss_growth_mb.items()
+            if mb > self.max_rss_growth_mb
+        ]
+        found += [
+            f"no recovery after {r.kind} at cycle {r.at_cycle}"
+            for r in self.recoveries
+            if r.seconds is None
+        ]
+        found += [
+            f"recovery after {r.kind} at cycle {r.at_cycle} took {r.seconds:.1f} s > "
+            f"{self.recovery_limit_s:g} s"
+            for r in self.recoveries
+            if r.seconds is not None and r.seconds > self.recovery_limit_s
+        ]
         if self.faults.get("alert_hang") and self.wall_s > 60 and not self.heartbeats:
             found.append("no heartbeat went out beside the hanging webhook")
         return found
@@ -161,9 +189,12 @@ class ChaosReport:
             f"{self.max_rss_growth_mb:g} MB per role)",
         ]
         for kind, seconds in sorted(by_kind.items()):
-            out.append(f"  recovery after {kind}: n {len(seconds)}, max {max(seconds):.1f} s, "
-                       f"mean {sum(seconds) / len(seconds):.1f} s")
+            out.append(
+                f"  recovery after {kind}: n {len(seconds)}, max {max(seconds):.1f} s, "
+                f"mean {sum(seconds) / len(seconds):.1f} s"
+            )
         problems = self.problems()
-        out.append("verdict: PASS" if not problems else "verdict: FAIL (" + "; ".join(
-            problems) + ")")
+        out.append(
+            "verdict: PASS" if not problems else "verdict: FAIL (" + "; ".join(problems) + ")"
+        )
         return out

@@ -103,14 +103,12 @@ class Flood:
         self.held: list[socket.socket] = []
         self.failed = 0
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._open, args=(port, count, open_s),
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._open, args=(port, count, open_s), daemon=True)
         self._thread.start()
 
     def _open(self, port: int, count: int, open_s: float) -> None:
         deadline = time.monotonic() + open_s
-        while len(self.held) < count and time.monotonic() < deadline and (
-                not self._stop.is_set()):
+        while len(self.held) < count and time.monotonic() < deadline and (not self._stop.is_set()):
             s = socket.socket()
             s.settimeout(0.5)
             try:

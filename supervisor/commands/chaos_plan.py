@@ -26,11 +26,29 @@ from supervisor.commands.chaos_hang import STRATEGY
 
 SOAK_SCENARIO = PROJECT_ROOT / "configs" / "scenarios" / "soak.yaml"
 WORKER_KILL, GATEWAY_RESTART, SUPERVISOR_TERM, SUPERVISOR_KILL = (
-    "worker_kill", "gateway_restart", "supervisor_term", "supervisor_kill")
+    "worker_kill",
+    "gateway_restart",
+    "supervisor_term",
+    "supervisor_kill",
+)
 WORKER_HANG, GATEWAY_FREEZE, JOURNAL_DELETE, JOURNAL_REPLACE, FD_FLOOD = (
-    "worker_hang", "gateway_freeze", "journal_delete", "journal_replace", "fd_flood")
-KINDS = (WORKER_KILL, GATEWAY_RESTART, SUPERVISOR_TERM, SUPERVISOR_KILL, WORKER_HANG,
-         GATEWAY_FREEZE, JOURNAL_DELETE, JOURNAL_REPLACE, FD_FLOOD)
+    "worker_hang",
+    "gateway_freeze",
+    "journal_delete",
+    "journal_replace",
+    "fd_flood",
+)
+KINDS = (
+    WORKER_KILL,
+    GATEWAY_RESTART,
+    SUPERVISOR_TERM,
+    SUPERVISOR_KILL,
+    WORKER_HANG,
+    GATEWAY_FREEZE,
+    JOURNAL_DELETE,
+    JOURNAL_REPLACE,
+    FD_FLOOD,
+)
 ALERT_HANG = "alert_hang"  # not scheduled: the webhook hangs for the whole run
 SIM_ACCOUNT = "DU1234567"  # the soak scenario's paper account (live runs trade it)
 BOT_CLIENT_ID = 1
@@ -44,8 +62,13 @@ SIM_FAULTS: list[dict[str, Any]] = [
     {"kind": "error", "code": 1102, "at_s": 7.0},
     {"kind": "error", "code": 1100, "at_s": 12.0},
     {"kind": "error", "code": 1101, "at_s": 14.0},
-    {"kind": "snapshot_never_ends", "symbol": "QQQ", "sec_type": "STK", "at_s": 18.0,
-     "until_s": 22.0},
+    {
+        "kind": "snapshot_never_ends",
+        "symbol": "QQQ",
+        "sec_type": "STK",
+        "at_s": 18.0,
+        "until_s": 22.0,
+    },
     {"kind": "disconnect", "at_s": 60.0},
 ]
 for _fault in SIM_FAULTS:
@@ -66,12 +89,16 @@ class Fault:
 def plan(cycles: int, seed: int) -> list[Fault]:
     """Faults spread over the run, in seeded order: the same seed, the same schedule."""
     rng = random.Random(seed)
-    kinds = ([WORKER_KILL] * max(3, cycles // 40) + [GATEWAY_RESTART] * max(1, cycles // 250)
-             + [SUPERVISOR_TERM] * max(1, cycles // 500)
-             + [SUPERVISOR_KILL] * max(1, cycles // 500)
-             + [WORKER_HANG] * max(1, cycles // 100) + [GATEWAY_FREEZE] * max(1, cycles // 150)
-             + [JOURNAL_DELETE, JOURNAL_REPLACE] * max(1, cycles // 500)
-             + [FD_FLOOD] * max(1, cycles // 300))
+    kinds = (
+        [WORKER_KILL] * max(3, cycles // 40)
+        + [GATEWAY_RESTART] * max(1, cycles // 250)
+        + [SUPERVISOR_TERM] * max(1, cycles // 500)
+        + [SUPERVISOR_KILL] * max(1, cycles // 500)
+        + [WORKER_HANG] * max(1, cycles // 100)
+        + [GATEWAY_FREEZE] * max(1, cycles // 150)
+        + [JOURNAL_DELETE, JOURNAL_REPLACE] * max(1, cycles // 500)
+        + [FD_FLOOD] * max(1, cycles // 300)
+    )
     rng.shuffle(kinds)
     first, last = 3, max(4, int(cycles * 0.9))  # a quiet start and end to judge against
     spots = sorted(rng.sample(range(first, last), min(len(kinds), last - first)))
@@ -105,10 +132,16 @@ def write_settings(out: Path, workers: int, wiring: Wiring, live: bool = False) 
         "workers": {"count": workers, "max_respawns_per_minute": 60, "step_timeout_s": 5},
         "strategy": {"name": STRATEGY},
         "execution": {"journal_path": str(out / "journal.sqlite")},
-        "monitoring": {"metrics_path": str(out / "metrics.jsonl"), "interval_s": 2,
-                       "http_port": wiring.status_port},
-        "alerts": {"webhook_url": wiring.webhook_url, "heartbeat_url": wiring.heartbeat_url,
-                   "heartbeat_interval_s": 2},
+        "monitoring": {
+            "metrics_path": str(out / "metrics.jsonl"),
+            "interval_s": 2,
+            "http_port": wiring.status_port,
+        },
+        "alerts": {
+            "webhook_url": wiring.webhook_url,
+            "heartbeat_url": wiring.heartbeat_url,
+            "heartbeat_interval_s": 2,
+        },
         "logging": {"json_path": str(out / "bot.jsonl"), "console": True},
     }
     if live:  # the file, the command line (--live) and the connected account agree

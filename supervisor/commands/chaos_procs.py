@@ -27,8 +27,10 @@ from supervisor.commands.chaos_records import all_decided
 from supervisor.runtime.clock import PinnedClock
 
 ORDER_LOG = "sim-orders.jsonl"
-CYCLE_LINE = re.compile(r"symbols ok (?P<ok>\d+)/(?P<n>\d+) failed (?P<failed>\d+) "
-                        r"skipped (?P<skipped>\d+)")
+CYCLE_LINE = re.compile(
+    r"symbols ok (?P<ok>\d+)/(?P<n>\d+) failed (?P<failed>\d+) "
+    r"skipped (?P<skipped>\d+)"
+)
 BOT_NOFILE = 1024  # systemd's default limit of open files: what a flood runs into
 
 
@@ -48,18 +50,39 @@ class Gateway:
     def start(self, session_start: datetime | None = None) -> None:
         port_file = self.out / "sim.port"
         port_file.unlink(missing_ok=True)
-        cmd = [sys.executable, "-m", "tools.gateway_sim", "--scenario", str(self.scenario),
-               "--port", str(self.port), "--port-file", str(port_file), "--clock-file",
-               str(self.clock_file), "--stats-file", str(self.out / "sim.stats.json"),
-               "--order-log", str(self.out / ORDER_LOG), "--log-level", "WARNING",
-               # the account outlives a restart, as IBKR's server-side orders do
-               "--state-file", str(self.out / "sim.state.json")]
+        cmd = [
+            sys.executable,
+            "-m",
+            "tools.gateway_sim",
+            "--scenario",
+            str(self.scenario),
+            "--port",
+            str(self.port),
+            "--port-file",
+            str(port_file),
+            "--clock-file",
+            str(self.clock_file),
+            "--stats-file",
+            str(self.out / "sim.stats.json"),
+            "--order-log",
+            str(self.out / ORDER_LOG),
+            "--log-level",
+            "WARNING",
+            # the account outlives a restart, as IBKR's server-side orders do
+            "--state-file",
+            str(self.out / "sim.state.json"),
+        ]
         if session_start is not None:
             cmd += ["--start", session_start.isoformat()]
         with open(self.out / "gateway_sim.log", "ab") as log:
-            self.proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, stdin=subprocess.DEVNULL,
-                                         stdout=subprocess.DEVNULL, stderr=log,
-                                         start_new_session=True)
+            self.proc = subprocess.Popen(
+                cmd,
+                cwd=PROJECT_ROOT,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+                start_new_session=True,
+            )
         self.pids.append(self.proc.pid)
         deadline = time.monotonic() + 30
         while not port_file.exists():
@@ -103,20 +126,42 @@ class Gateway:
 class Bot:
     """One ``python -m supervisor run`` against the gateway; its cycle lines are counted."""
 
-    def __init__(self, settings: Path, gateway: Gateway, out: Path, number: int,
-                 live: bool = False) -> None:
-        cmd = [sys.executable, "-m", "supervisor", "run", "--config", str(settings),
-               "--broker", "sim", "--sim-clock", str(gateway.clock_file), "--port",
-               str(gateway.port), "--cycles", "0", *(["--live"] if live else [])]
+    def __init__(
+        self, settings: Path, gateway: Gateway, out: Path, number: int, live: bool = False
+    ) -> None:
+        cmd = [
+            sys.executable,
+            "-m",
+            "supervisor",
+            "run",
+            "--config",
+            str(settings),
+            "--broker",
+            "sim",
+            "--sim-clock",
+            str(gateway.clock_file),
+            "--port",
+            str(gateway.port),
+            "--cycles",
+            "0",
+            *(["--live"] if live else []),
+        ]
         self.stderr_path = out / f"bot-{number}.stderr"
         # the file names the account: none may come from the environment
         env = {k: v for k, v in os.environ.items() if not k.startswith("IBKR_")}
         env.update(PYTHONUNBUFFERED="1", **{HANG_CUE_ENV: str(out / "hang.cue")})
         with open(self.stderr_path, "w") as stderr:
-            self.proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, stdin=subprocess.DEVNULL,
-                                         stdout=subprocess.PIPE, stderr=stderr, text=True,
-                                         start_new_session=True, env=env,
-                                         preexec_fn=_nofile_limit)
+            self.proc = subprocess.Popen(
+                cmd,
+                cwd=PROJECT_ROOT,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                text=True,
+                start_new_session=True,
+                env=env,
+                preexec_fn=_nofile_limit,
+            )
         self.lines: queue.Queue[str] = queue.Queue()
         self.cycles = 0
         self.healthy = 0
@@ -159,8 +204,11 @@ class Bot:
 
     def workers(self) -> list[int]:
         try:
-            return [c.pid for c in psutil.Process(self.proc.pid).children(recursive=True)
-                    if "spawn_main" in " ".join(c.cmdline())]
+            return [
+                c.pid
+                for c in psutil.Process(self.proc.pid).children(recursive=True)
+                if "spawn_main" in " ".join(c.cmdline())
+            ]
         except psutil.Error:
             return []
 

@@ -1,17 +1,17 @@
 """The independent records ``chaos`` holds the bot to, and the pure verdicts on them.
 
-    JSON log (bot.jsonl*)     accepted decisions, as the bot said them (``logged_accepted``)
-    journals                  the file at the path now, and each one a fault took away
-                              (``journal_intents``: what their ``intents`` tables hold)
-    simulator's order log     every placeOrder message that reached the gateway, one JSON
-                              line each, written as it arrives (survives a SIGKILL of it)
+JSON log (bot.jsonl*)     accepted decisions, as the bot said them (``logged_accepted``)
+journals                  the file at the path now, and each one a fault took away
+                          (``journal_intents``: what their ``intents`` tables hold)
+simulator's order log     every placeOrder message that reached the gateway, one JSON
+                          line each, written as it arrives (survives a SIGKILL of it)
 
-    record_mismatch(logged, journaled, excused) -> (logged, not journaled), (journaled, not
-                              logged and not excused)
-    broker_duplicates(orders) -> orderRefs that reached the gateway as more than one bracket
-    all_decided(ok, n)        a cycle in which every symbol decided
-    rss_growth_mb(samples)    per role, over the whole run: each process's growth after its
-                              warm-up, summed over the processes of the role
+record_mismatch(logged, journaled, excused) -> (logged, not journaled), (journaled, not
+                          logged and not excused)
+broker_duplicates(orders) -> orderRefs that reached the gateway as more than one bracket
+all_decided(ok, n)        a cycle in which every symbol decided
+rss_growth_mb(samples)    per role, over the whole run: each process's growth after its
+                          warm-up, summed over the processes of the role
 """
 
 from __future__ import annotations
@@ -32,8 +32,9 @@ def all_decided(ok: int, n: int) -> bool:
     return n > 0 and ok == n
 
 
-def record_mismatch(logged: set[str], journaled: set[str],
-                    excused: set[str]) -> tuple[list[str], list[str]]:
+def record_mismatch(
+    logged: set[str], journaled: set[str], excused: set[str]
+) -> tuple[list[str], list[str]]:
     """Accepted decisions the log has and no journal has; and intents a journal has that the
     log never said (``excused``: journaled in the instant before a SIGKILL, whose log line
     the kill may have taken)."""
@@ -48,13 +49,15 @@ def broker_duplicates(orders: Iterable[dict[str, Any]]) -> dict[str, int]:
     for o in orders:
         if o.get("parentId") or str(o.get("action", "")).upper() != "BUY":
             continue
-        entries[str(o.get("orderRef", ""))].add((o.get("pid"), o.get("client_id"),
-                                                o.get("order_id")))
+        entries[str(o.get("orderRef", ""))].add(
+            (o.get("pid"), o.get("client_id"), o.get("order_id"))
+        )
     return {ref: len(keys) for ref, keys in entries.items() if ref and len(keys) > 1}
 
 
-def rss_growth_mb(samples: dict[tuple[str, int], list[tuple[float, float]]],
-                  warmup_s: float = 20.0) -> dict[str, float]:
+def rss_growth_mb(
+    samples: dict[tuple[str, int], list[tuple[float, float]]], warmup_s: float = 20.0
+) -> dict[str, float]:
     """``samples[(role, pid)] = [(seconds since the process was first seen, rss MB)]`` ->
     growth per role: each process's last figure minus its first after ``warmup_s`` (the
     median of three at each end, so one sample's noise is not growth), summed over the
@@ -74,6 +77,7 @@ def _median(values: list[float]) -> float:
 
 
 # --- readers --------------------------------------------------------------------------------
+
 
 def logged_accepted(log: Path) -> set[str]:
     """Intent ids of the accepted decisions in the JSON log and its rotated files."""
@@ -97,14 +101,15 @@ def logged_accepted(log: Path) -> set[str]:
 def journal_intents(journals: Iterable[Path]) -> set[str]:
     """Intents the bot journaled as its own decision (not rebuilt from the broker's orders:
     rule ``adopted``), over every journal file."""
-    sql = ("SELECT DISTINCT i.intent_id FROM intents i JOIN decisions d USING (intent_id) "
-           "WHERE d.rule != 'adopted'")
+    sql = (
+        "SELECT DISTINCT i.intent_id FROM intents i JOIN decisions d USING (intent_id) "
+        "WHERE d.rule != 'adopted'"
+    )
     return {str(row[0]) for path in journals for row in _query(path, sql, ())}
 
 
 def intents_decided_between(journals: Iterable[Path], start: float, end: float) -> set[str]:
-    sql = ("SELECT DISTINCT intent_id FROM decisions WHERE rule != 'adopted' AND ts >= ? "
-           "AND ts <= ?")
+    sql = "SELECT DISTINCT intent_id FROM decisions WHERE rule != 'adopted' AND ts >= ? AND ts <= ?"
     return {str(r[0]) for path in journals for r in _query(path, sql, (start, end))}
 
 

@@ -1,10 +1,10 @@
 """The end of a ``chaos`` run: every record read, every figure put into the report.
 
-    journals    the file at the path and each one a fault took away (linked aside): integrity,
-                decided or ordered twice, intents lost since a snapshot before a kill
-    JSON log    its accepted decisions against the journals' intents, both ways
-    gateway     the simulator's order log (sim-orders.jsonl): brackets, orderRefs sent twice
-    memory      RSS growth per role over the whole run
+journals    the file at the path and each one a fault took away (linked aside): integrity,
+            decided or ordered twice, intents lost since a snapshot before a kill
+JSON log    its accepted decisions against the journals' intents, both ways
+gateway     the simulator's order log (sim-orders.jsonl): brackets, orderRefs sent twice
+memory      RSS growth per role over the whole run
 """
 
 from __future__ import annotations
@@ -38,9 +38,14 @@ class Active:
     flood: Flood | None = None
 
 
-def judge(report: ChaosReport, out: Path, journals: list[Path], kept: set[str],
-          kill_windows: list[tuple[float, float]],
-          samples: dict[tuple[str, int], list[tuple[float, float]]]) -> None:
+def judge(
+    report: ChaosReport,
+    out: Path,
+    journals: list[Path],
+    kept: set[str],
+    kill_windows: list[tuple[float, float]],
+    samples: dict[tuple[str, int], list[tuple[float, float]]],
+) -> None:
     present = [j for j in journals if j.exists()]
     _journals(report, present, kept)
     logged = logged_accepted(out / "bot.jsonl")
@@ -49,12 +54,17 @@ def judge(report: ChaosReport, out: Path, journals: list[Path], kept: set[str],
         excused |= intents_decided_between(present, start, end)
     journaled = journal_intents(present)
     report.logged_not_journaled, report.journaled_not_logged = record_mismatch(
-        logged, journaled, excused)
+        logged, journaled, excused
+    )
     report.unlogged_excused = len((journaled - logged) & excused)
     orders = gateway_orders(out / ORDER_LOG)
-    report.broker_brackets = len({(o.get("pid"), o.get("client_id"), o.get("order_id"))
-                                  for o in orders if not o.get("parentId")
-                                  and str(o.get("action", "")).upper() == "BUY"})
+    report.broker_brackets = len(
+        {
+            (o.get("pid"), o.get("client_id"), o.get("order_id"))
+            for o in orders
+            if not o.get("parentId") and str(o.get("action", "")).upper() == "BUY"
+        }
+    )
     report.duplicate_refs = broker_duplicates(orders)
     report.broker_duplicates = len(report.duplicate_refs)
     report.rss_growth_mb = rss_growth_mb(samples)

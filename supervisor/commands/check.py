@@ -93,14 +93,18 @@ class ProbeStrategy:
         self.view = view
         return SignalDecision(Signal.BUY, 1.0, ("check: the option side is probed",))
 
-    def choose(self, view: MarketView, decision: SignalDecision, selection: Selection,
-               quotes: Sequence[OptionQuote]) -> tuple[tuple[OrderIntent, ...], tuple[str, ...]]:
+    def choose(
+        self,
+        view: MarketView,
+        decision: SignalDecision,
+        selection: Selection,
+        quotes: Sequence[OptionQuote],
+    ) -> tuple[tuple[OrderIntent, ...], tuple[str, ...]]:
         self.selection, self.quotes = selection, tuple(quotes)
         return (), ()
 
 
-async def drive(pipeline: Pipeline, service: DataService,
-                 served: list[ReplyValue]) -> SymbolResult:
+async def drive(pipeline: Pipeline, service: DataService, served: list[ReplyValue]) -> SymbolResult:
     """Answer the pipeline's requests as the supervisor answers a worker's, to its end."""
     replies: tuple[Reply, ...] | None = None
     while True:
@@ -113,8 +117,9 @@ async def drive(pipeline: Pipeline, service: DataService,
         served += [r.value for r in replies if r.value is not None]
 
 
-def _fill(report: CheckReport, result: SymbolResult, probe: ProbeStrategy,
-          served: list[ReplyValue]) -> None:
+def _fill(
+    report: CheckReport, result: SymbolResult, probe: ProbeStrategy, served: list[ReplyValue]
+) -> None:
     if probe.view is not None:
         report.price, report.price_source = probe.view.price, probe.view.price_source
         check = probe.view.check
@@ -141,8 +146,7 @@ async def run_check(broker: Broker, settings: Settings, symbol: str, now_ts: flo
         calendar = exchange_calendar(settings.schedule)
         task = await symbol_task(0, symbol, now_ts, SessionBook(broker, calendar))
         pipeline = process_symbol(task, 0, settings, probe, request_ids())
-        service = DataService(broker, settings.ibkr.request_timeout_s, calendar,
-                              lambda: now_ts)
+        service = DataService(broker, settings.ibkr.request_timeout_s, calendar, lambda: now_ts)
         result = await drive(pipeline, service, served)
         _fill(report, result, probe, served)
     except BrokerError as exc:
@@ -165,8 +169,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     if market is None:
         return exitcodes.USAGE
     try:
-        with broker_session(settings, market, args.scenario, start=args.start,
-                            sim_clock=args.sim_clock) as (broker, clock, used):
+        with broker_session(
+            settings, market, args.scenario, start=args.start, sim_clock=args.sim_clock
+        ) as (broker, clock, used):
             report = asyncio.run(run_check(broker, used, symbol, clock.now()))
     except MARKET_ERRORS as exc:
         return market_error(exc)

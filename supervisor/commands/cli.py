@@ -41,8 +41,9 @@ def version() -> str:
 
 
 def build_parser(prog: str = "python -m supervisor") -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--version", action="version", version=f"{PACKAGE} {version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run = commands.add_parser("run", help="run trading cycles (dry run unless told otherwise)")
@@ -50,26 +51,38 @@ def build_parser(prog: str = "python -m supervisor") -> argparse.ArgumentParser:
     check = commands.add_parser("check", help="phase 1: one symbol's price, chain, ATM, window")
     add_market_options(check)
     check.add_argument("--symbol", help="default: the first symbol of the universe")
-    phases = commands.add_parser("phases", help="phase 1 check, phase 2 cycles, phase 3 soak, "
-                                                "then the soak report")
+    phases = commands.add_parser(
+        "phases", help="phase 1 check, phase 2 cycles, phase 3 soak, then the soak report"
+    )
     add_phase_arguments(phases)
     report = commands.add_parser("report", help="print a day from the journal")
     report.add_argument("--config", help="settings file (for the journal path and time zone)")
-    report.add_argument("--broker", choices=["stub", "sim", "ibkr"],
-                        help="whose journal (default: the only one there is)")
+    report.add_argument(
+        "--broker",
+        choices=["stub", "sim", "ibkr"],
+        help="whose journal (default: the only one there is)",
+    )
     report.add_argument("--day", help="YYYY-MM-DD (default: the latest day in the journal)")
-    report.add_argument("--from", dest="from_day", help="first day YYYY-MM-DD of a range "
-                                                        "(default: the journal's first)")
-    report.add_argument("--to", dest="to_day", help="last day YYYY-MM-DD of a range "
-                                                    "(default: the journal's last)")
+    report.add_argument(
+        "--from",
+        dest="from_day",
+        help="first day YYYY-MM-DD of a range (default: the journal's first)",
+    )
+    report.add_argument(
+        "--to", dest="to_day", help="last day YYYY-MM-DD of a range (default: the journal's last)"
+    )
     report.add_argument("--json", action="store_true", help="machine-readable output")
-    reconcile = commands.add_parser("reconcile", help="the journal against the broker's open "
-                                                      "orders, executions and positions")
+    reconcile = commands.add_parser(
+        "reconcile", help="the journal against the broker's open orders, executions and positions"
+    )
     add_market_options(reconcile)
     validate = commands.add_parser("validate", help="check a settings file and exit")
     validate.add_argument("--config", help="settings file (default: the embedded one)")
-    chaos = commands.add_parser("chaos", help="the bot against the simulator under injected "
-                                              "faults, then the checks (exit 0: all hold)")
+    chaos = commands.add_parser(
+        "chaos",
+        help="the bot against the simulator under injected "
+        "faults, then the checks (exit 0: all hold)",
+    )
     add_chaos_arguments(chaos)
     return parser
 

@@ -44,31 +44,49 @@ def instant(text: str) -> datetime:
     return moment
 
 
-def add_market_options(parser: argparse.ArgumentParser,
-                       default_broker: str = "settings") -> None:
+def add_market_options(parser: argparse.ArgumentParser, default_broker: str = "settings") -> None:
     parser.add_argument("--config", help="settings file (default: the embedded one)")
-    parser.add_argument("--broker", choices=["stub", "sim", "ibkr"],
-                        default=None if default_broker == "settings" else default_broker,
-                        help="stub: an in-memory market; sim: the simulated gateway (as --sim); "
-                             "ibkr: IB Gateway/TWS at --host/--port (default: "
-                             + ("the settings' broker key, stub" if default_broker == "settings"
-                                else default_broker) + ")")
-    parser.add_argument("--sim", action="store_true",
-                        help="start the simulated IB Gateway on a free loopback port and use it")
-    parser.add_argument("--scenario", help="the simulator's scenario file (with --sim; "
-                                           "default: configs/scenarios/default.yaml)")
-    parser.add_argument("--sim-clock", metavar="FILE",
-                        help="with --broker sim --port P: use a simulator already running "
-                             "there, on the session clock it writes (its --clock-file)")
-    parser.add_argument("--start", type=instant, metavar="ISO",
-                        help="pin the simulated session (stub or --sim) at this instant, e.g. "
-                             "2026-12-04T15:45:00-05:00 (default: stub.start, or the "
-                             "scenario's clock.start)")
+    parser.add_argument(
+        "--broker",
+        choices=["stub", "sim", "ibkr"],
+        default=None if default_broker == "settings" else default_broker,
+        help="stub: an in-memory market; sim: the simulated gateway (as --sim); "
+        "ibkr: IB Gateway/TWS at --host/--port (default: "
+        + ("the settings' broker key, stub" if default_broker == "settings" else default_broker)
+        + ")",
+    )
+    parser.add_argument(
+        "--sim",
+        action="store_true",
+        help="start the simulated IB Gateway on a free loopback port and use it",
+    )
+    parser.add_argument(
+        "--scenario",
+        help="the simulator's scenario file (with --sim; default: configs/scenarios/default.yaml)",
+    )
+    parser.add_argument(
+        "--sim-clock",
+        metavar="FILE",
+        help="with --broker sim --port P: use a simulator already running "
+        "there, on the session clock it writes (its --clock-file)",
+    )
+    parser.add_argument(
+        "--start",
+        type=instant,
+        metavar="ISO",
+        help="pin the simulated session (stub or --sim) at this instant, e.g. "
+        "2026-12-04T15:45:00-05:00 (default: stub.start, or the "
+        "scenario's clock.start)",
+    )
     parser.add_argument("--host", help="gateway host (default: ibkr.host, 127.0.0.1)")
-    parser.add_argument("--port", type=non_negative_int,
-                        help="gateway port (default: ibkr.port, 4002: IB Gateway paper)")
-    parser.add_argument("--client-id", type=non_negative_int,
-                        help="API client id (default: ibkr.client_id, 1)")
+    parser.add_argument(
+        "--port",
+        type=non_negative_int,
+        help="gateway port (default: ibkr.port, 4002: IB Gateway paper)",
+    )
+    parser.add_argument(
+        "--client-id", type=non_negative_int, help="API client id (default: ibkr.client_id, 1)"
+    )
 
 
 CONNECTION_FLAGS = ("host", "port", "client_id")
@@ -85,22 +103,27 @@ def broker_name(args: argparse.Namespace, settings: Settings | None = None) -> s
     return settings.broker if settings is not None else "stub"
 
 
-def market_for(args: argparse.Namespace, settings: Settings,
-               environ: dict[str, str] | None = None) -> str | None:
+def market_for(
+    args: argparse.Namespace, settings: Settings, environ: dict[str, str] | None = None
+) -> str | None:
     """The market to use, or None after saying why the command line contradicts itself:
     connection options are for a gateway, and silently running the stub instead hides it."""
     market = broker_name(args, settings)
     attached = market == "sim" and getattr(args, "sim_clock", None)
     if market == "ibkr" or attached:
         return market
-    given = [f"--{f.replace('_', '-')}" for f in CONNECTION_FLAGS
-             if getattr(args, f, None) is not None]
+    given = [
+        f"--{f.replace('_', '-')}" for f in CONNECTION_FLAGS if getattr(args, f, None) is not None
+    ]
     env = os.environ if environ is None else environ
     given += [f"{v} (environment)" for v in CONNECTION_ENV if env.get(v)]
     if given:
-        print(f"{', '.join(given)}: for a gateway, but the broker is {market}; add --broker "
-              "ibkr (or broker: ibkr in the settings), or --broker sim --sim-clock F for a "
-              "running simulator", file=sys.stderr)
+        print(
+            f"{', '.join(given)}: for a gateway, but the broker is {market}; add --broker "
+            "ibkr (or broker: ibkr in the settings), or --broker sim --sim-clock F for a "
+            "running simulator",
+            file=sys.stderr,
+        )
         return None
     return market
 
@@ -118,9 +141,13 @@ def with_overrides(settings: Settings, args: argparse.Namespace) -> Settings:
         raw["workers"]["count"] = args.workers
     if getattr(args, "mode", None) == "live":
         # live is one of three keys and the settings file holds it; a flag cannot stand in
-        raise ConfigError("command line", [
-            "--mode live: refused; live trading needs execution.mode: live in the settings "
-            "file, --live on the command line and ibkr.account equal to the connected account"])
+        raise ConfigError(
+            "command line",
+            [
+                "--mode live: refused; live trading needs execution.mode: live in the settings "
+                "file, --live on the command line and ibkr.account equal to the connected account"
+            ],
+        )
     changed = {}
     if getattr(args, "mode", None) is not None:
         raw["execution"]["mode"] = args.mode

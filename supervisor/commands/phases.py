@@ -36,27 +36,49 @@ from supervisor.runtime.sessions import broker_session, run_supervisor, with_val
 
 def add_phase_arguments(parser: argparse.ArgumentParser) -> None:
     add_market_options(parser, default_broker="sim")
-    parser.add_argument("--phase2-cycles", type=int, default=3,
-                        help="phase 2 length in cycles (default: 3)")
-    parser.add_argument("--soak-s", type=float, default=0.0,
-                        help="phase 3 length in seconds (e.g. 14400 for the 4-hour soak)")
-    parser.add_argument("--soak-cycles", type=int, default=0,
-                        help="phase 3 length in cycles instead (e.g. 2000, compressed)")
-    parser.add_argument("--interval", type=float, default=None,
-                        help="seconds between cycles in phases 2 and 3 (default: back to back; "
-                             "the stub's simulated clock still moves 60 s a cycle)")
-    parser.add_argument("--metrics-interval-s", type=float, default=0.0,
-                        help="monitor sampling (default: 30 s, 0.5 s for compressed soaks)")
-    parser.add_argument("--memory-budget-kb", type=float, default=8192.0,
-                        help="compressed soaks: RSS growth allowed over the steady state "
-                             "(default: 8192)")
-    parser.add_argument("--out", default="var/phases",
-                        help="journal, logs, metrics, report (default: var/phases)")
+    parser.add_argument(
+        "--phase2-cycles", type=int, default=3, help="phase 2 length in cycles (default: 3)"
+    )
+    parser.add_argument(
+        "--soak-s",
+        type=float,
+        default=0.0,
+        help="phase 3 length in seconds (e.g. 14400 for the 4-hour soak)",
+    )
+    parser.add_argument(
+        "--soak-cycles",
+        type=int,
+        default=0,
+        help="phase 3 length in cycles instead (e.g. 2000, compressed)",
+    )
+    parser.add_argument(
+        "--interval",
+        type=float,
+        default=None,
+        help="seconds between cycles in phases 2 and 3 (default: back to back; "
+        "the stub's simulated clock still moves 60 s a cycle)",
+    )
+    parser.add_argument(
+        "--metrics-interval-s",
+        type=float,
+        default=0.0,
+        help="monitor sampling (default: 30 s, 0.5 s for compressed soaks)",
+    )
+    parser.add_argument(
+        "--memory-budget-kb",
+        type=float,
+        default=8192.0,
+        help="compressed soaks: RSS growth allowed over the steady state (default: 8192)",
+    )
+    parser.add_argument(
+        "--out", default="var/phases", help="journal, logs, metrics, report (default: var/phases)"
+    )
     parser.add_argument("--plot", help="write the soak plot PNG here (needs matplotlib)")
 
 
-def _phase_settings(settings: Settings, args: argparse.Namespace, out: Path,
-                    phase: str) -> Settings:
+def _phase_settings(
+    settings: Settings, args: argparse.Namespace, out: Path, phase: str
+) -> Settings:
     compressed = not args.soak_s or args.soak_s < COMPRESSED_BELOW_S
     metrics_s = args.metrics_interval_s or (0.5 if compressed else 30.0)
     interval = args.interval
@@ -67,13 +89,18 @@ def _phase_settings(settings: Settings, args: argparse.Namespace, out: Path,
         schedule.update(cycles=args.phase2_cycles, max_runtime_s=0.0)
     else:
         schedule.update(cycles=args.soak_cycles, max_runtime_s=args.soak_s)
-    return with_values(settings, {
-        "schedule": schedule,
-        "monitoring": {"interval_s": metrics_s,
-                       "metrics_path": str(out / f"{phase}.metrics.jsonl")},
-        "logging": {"json_path": str(out / "bot.jsonl"), "console": False},
-        "execution": {"journal_path": str(out / "journal.sqlite")},
-    })
+    return with_values(
+        settings,
+        {
+            "schedule": schedule,
+            "monitoring": {
+                "interval_s": metrics_s,
+                "metrics_path": str(out / f"{phase}.metrics.jsonl"),
+            },
+            "logging": {"json_path": str(out / "bot.jsonl"), "console": False},
+            "execution": {"journal_path": str(out / "journal.sqlite")},
+        },
+    )
 
 
 def _can_plot() -> bool:
@@ -90,8 +117,7 @@ def _say(line: str) -> None:
 
 def cmd_phases(args: argparse.Namespace, settings: Settings) -> int:
     if not args.soak_s and not args.soak_cycles:
-        print("phases: give phase 3 a length: --soak-s SECONDS or --soak-cycles N",
-              file=sys.stderr)
+        print("phases: give phase 3 a length: --soak-s SECONDS or --soak-cycles N", file=sys.stderr)
         return exitcodes.USAGE
     if args.plot and not _can_plot():  # said before the soak, not after an hour of it
         print("phases --plot: matplotlib cannot be imported (pip install -e .)", file=sys.stderr)
@@ -108,8 +134,11 @@ def cmd_phases(args: argparse.Namespace, settings: Settings) -> int:
 def _run_phases(settings: Settings, args: argparse.Namespace, out: Path, broker_name: str) -> int:
     symbol = settings.universe.symbols[0]
     _say(f"== phase 1: check {symbol} ({broker_name})")
-    with broker_session(settings, broker_name, args.scenario, out, args.start,
-                        args.sim_clock) as (broker, clock, used):
+    with broker_session(settings, broker_name, args.scenario, out, args.start, args.sim_clock) as (
+        broker,
+        clock,
+        used,
+    ):
         report = asyncio.run(run_check(broker, used, symbol, clock.now()))
     for line in report.lines():
         _say(line)
@@ -121,11 +150,14 @@ def _run_phases(settings: Settings, args: argparse.Namespace, out: Path, broker_
         phase_settings = _phase_settings(settings, args, out, phase)
         for old in out.glob(f"{phase}.metrics.jsonl*"):  # a verdict speaks of this run only
             old.unlink()
-        with broker_session(phase_settings, broker_name, args.scenario, out, args.start,
-                            args.sim_clock) as (b, c, used):
+        with broker_session(
+            phase_settings, broker_name, args.scenario, out, args.start, args.sim_clock
+        ) as (b, c, used):
             code, sup = run_supervisor(used, b, c, echo=_say, console=False)
-        _say(f"{phase}: exit {code}, {sup.cycles_done} cycles, "
-             f"{sup.failed_symbols_total} failed symbols")
+        _say(
+            f"{phase}: exit {code}, {sup.cycles_done} cycles, "
+            f"{sup.failed_symbols_total} failed symbols"
+        )
         if code != exitcodes.OK:
             return code
     return _verdict(args, out)
@@ -137,8 +169,9 @@ def _verdict(args: argparse.Namespace, out: Path) -> int:
     for problem in problems:
         print(problem, file=sys.stderr)
     thresholds = soak_thresholds(records, args.soak_s, args.memory_budget_kb)
-    verdict = analyse(records, thresholds, files=[str(f) for f in files],
-                      malformed_lines=len(problems))
+    verdict = analyse(
+        records, thresholds, files=[str(f) for f in files], malformed_lines=len(problems)
+    )
     verdict.thresholds_from = "phases (written into the metrics file)"
     with open(files[0], "a", encoding="utf-8") as metrics:  # any later soak_report agrees
         last_ts = records[-1]["ts"] if records else 0.0

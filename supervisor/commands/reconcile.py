@@ -36,8 +36,9 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     if market is None:
         return exitcodes.USAGE
     try:
-        with broker_session(settings, market, args.scenario, start=args.start,
-                            sim_clock=args.sim_clock) as (broker, clock, used):
+        with broker_session(
+            settings, market, args.scenario, start=args.start, sim_clock=args.sim_clock
+        ) as (broker, clock, used):
             return asyncio.run(compare(broker, used, clock))
     except MARKET_ERRORS as exc:
         return market_error(exc)
@@ -58,16 +59,19 @@ async def compare(broker: Broker, settings: Settings, clock: Clock) -> int:
         with Journal(path, readonly=True) as journal:
             found = reconcile(broker, journal, clock.now(), adopt=False)
             owner = journal.owner()
-        found.problems[:0] = account_problems(broker.managed_accounts(),
-                                              owner[1] if owner else "", settings.ibkr.account)
+        found.problems[:0] = account_problems(
+            broker.managed_accounts(), owner[1] if owner else "", settings.ibkr.account
+        )
     except (BrokerError, JournalError, TimeoutError) as exc:
         print(f"reconcile failed: {exc}", file=sys.stderr)
         return exitcodes.CANNOT_CONNECT
     finally:
         await broker.disconnect()
-    print(f"reconcile {path.resolve()} against {broker.name} "
-          f"{','.join(broker.managed_accounts())}: {len(found.ours)} matching, "
-          f"{len(found.adopted)} to adopt at the next start, {len(found.problems)} problems")
+    print(
+        f"reconcile {path.resolve()} against {broker.name} "
+        f"{','.join(broker.managed_accounts())}: {len(found.ours)} matching, "
+        f"{len(found.adopted)} to adopt at the next start, {len(found.problems)} problems"
+    )
     for line in found.lines():
         print(f"  {line}")
     return exitcodes.OK if not found.problems else exitcodes.FAILED
@@ -79,12 +83,17 @@ def account_problems(accounts: list[str], journal_account: str, wanted: str) -> 
     problems = []
     shown = ", ".join(accounts) or "none reported"
     if journal_account and journal_account not in accounts:
-        problems.append(f"the gateway manages {shown}, not the journal's account "
-                        f"{journal_account}: run would refuse this journal")
+        problems.append(
+            f"the gateway manages {shown}, not the journal's account "
+            f"{journal_account}: run would refuse this journal"
+        )
     if wanted and wanted not in accounts:
-        problems.append(f"the gateway manages {shown}, not ibkr.account {wanted}: run would "
-                        "refuse live trading")
+        problems.append(
+            f"the gateway manages {shown}, not ibkr.account {wanted}: run would refuse live trading"
+        )
     if journal_account and wanted and journal_account != wanted:
-        problems.append(f"the journal belongs to account {journal_account}, the settings name "
-                        f"ibkr.account {wanted}: run would refuse this journal")
+        problems.append(
+            f"the journal belongs to account {journal_account}, the settings name "
+            f"ibkr.account {wanted}: run would refuse this journal"
+        )
     return problems

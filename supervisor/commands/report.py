@@ -63,8 +63,7 @@ def _cycles(s: Mapping[str, Any], zone: ZoneInfo) -> list[str]:
 def _decisions(s: Mapping[str, Any]) -> list[str]:
     sig, d = s["signals"], s["decisions"]
     return [
-        f"signals: {_counts(sig['by_kind'])} | skipped {sig['skipped']} | "
-        f"errors {sig['errors']}",
+        f"signals: {_counts(sig['by_kind'])} | skipped {sig['skipped']} | errors {sig['errors']}",
         f"intents: {s['intents']['recorded']} journaled | decisions: accepted {d['accepted']} "
         f"({d['contracts']} contracts), refused {d['refused']}",
         f"rejections by rule: {_counts(d['refused_by_rule'])}",
@@ -72,16 +71,25 @@ def _decisions(s: Mapping[str, Any]) -> list[str]:
 
 
 def _orders(s: Mapping[str, Any], zone: ZoneInfo) -> list[str]:
-    orders = ", ".join(f"{o['mode']} {o['status']} {o['count']} ({o['quantity']} contracts)"
-                       for o in s["orders"]) or "none"
+    orders = (
+        ", ".join(
+            f"{o['mode']} {o['status']} {o['count']} ({o['quantity']} contracts)"
+            for o in s["orders"]
+        )
+        or "none"
+    )
     fills = s["fills"]
-    lines = [f"orders: {orders}",
-             f"fills: {fills['count']}, commission {_price(fills['commission'])}",
-             f"what-if: {len(s['whatifs'])}"]
-    lines += [f"  {w['contract']}: init margin {_money(w['init_margin_change'])}, "
-              f"maint margin {_money(w['maint_margin_change'])}, "
-              f"commission {_price(w['commission'])} at {_time(w['ts'], zone)}"
-              for w in s["whatifs"]]
+    lines = [
+        f"orders: {orders}",
+        f"fills: {fills['count']}, commission {_price(fills['commission'])}",
+        f"what-if: {len(s['whatifs'])}",
+    ]
+    lines += [
+        f"  {w['contract']}: init margin {_money(w['init_margin_change'])}, "
+        f"maint margin {_money(w['maint_margin_change'])}, "
+        f"commission {_price(w['commission'])} at {_time(w['ts'], zone)}"
+        for w in s["whatifs"]
+    ]
     return lines
 
 
@@ -92,22 +100,30 @@ def _position(p: Mapping[str, Any], label: str) -> str:
         how = f"held at the day's end, closed {p['closed_day']} ({p['exit_reason']})"
     else:
         how = f"{p['status']} mark {_price(p['mark'])} unrealized {_money(p['pnl'])}"
-    why = (f" (signal {p['signal']}, confidence {p['confidence']:.2f})"
-           if p.get("signal") and p.get("confidence") is not None else "")
-    return (f"  {label:<6} {p.get('action', 'BUY')} {p['quantity']} x {p['contract']}{why} "
-            f"entry {_price(p['entry_price'])} (limit {_price(p['entry_limit'])}) "
-            f"tp {_price(p['take_profit'])} sl {_price(p['stop_loss'])} {how}")
+    why = (
+        f" (signal {p['signal']}, confidence {p['confidence']:.2f})"
+        if p.get("signal") and p.get("confidence") is not None
+        else ""
+    )
+    return (
+        f"  {label:<6} {p.get('action', 'BUY')} {p['quantity']} x {p['contract']}{why} "
+        f"entry {_price(p['entry_price'])} (limit {_price(p['entry_limit'])}) "
+        f"tp {_price(p['take_profit'])} sl {_price(p['stop_loss'])} {how}"
+    )
 
 
 def _positions(s: Mapping[str, Any]) -> list[str]:
     ps, pnl = s["positions"], s["pnl"]
-    lines = [f"positions: opened {ps['opened']}, open {len(ps['open'])}, "
-             f"closed {len(ps['closed'])}"]
+    lines = [
+        f"positions: opened {ps['opened']}, open {len(ps['open'])}, closed {len(ps['closed'])}"
+    ]
     lines += [_position(p, "open") for p in ps["open"]]
     lines += [_position(p, "closed") for p in ps["closed"]]
     lines += _shares(s.get("shares", ()))
-    lines.append(f"P&L: realized {_money(pnl['realized'])}, unrealized "
-                 f"{_money(pnl['unrealized'])}, total {_money(pnl['total'])}")
+    lines.append(
+        f"P&L: realized {_money(pnl['realized'])}, unrealized "
+        f"{_money(pnl['unrealized'])}, total {_money(pnl['total'])}"
+    )
     return lines
 
 
@@ -118,11 +134,15 @@ def _shares(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     for r in rows:
         what = f"{r['quantity']:+d} {r['symbol']} from {r['intent_id']} at {_price(r['cost'])}"
         if r["status"] == "closed":
-            lines.append(f"  closed {what}: {r['exit_reason']} at {_price(r['exit_price'])} "
-                         f"realized {_money(r['pnl'])}")
+            lines.append(
+                f"  closed {what}: {r['exit_reason']} at {_price(r['exit_price'])} "
+                f"realized {_money(r['pnl'])}"
+            )
         else:
-            lines.append(f"  held   {what}: {r['held']:+d} held, last {_price(r['mark'])} "
-                         f"unrealized {_money(r['pnl'])}")
+            lines.append(
+                f"  held   {what}: {r['held']:+d} held, last {_price(r['mark'])} "
+                f"unrealized {_money(r['pnl'])}"
+            )
     return lines
 
 
@@ -131,9 +151,11 @@ def _broker(s: Mapping[str, Any], zone: ZoneInfo) -> list[str]:
     b = s.get("broker")
     if not b:
         return []
-    return [f"broker P&L (IBKR, as of {_time(b['ts'], zone)}): daily {_money(b['daily'])}, "
-            f"realized {_money(b['realized'])}, unrealized {_money(b['unrealized'])}, "
-            f"net liquidation {_amount(b['net_liquidation'])}"]
+    return [
+        f"broker P&L (IBKR, as of {_time(b['ts'], zone)}): daily {_money(b['daily'])}, "
+        f"realized {_money(b['realized'])}, unrealized {_money(b['unrealized'])}, "
+        f"net liquidation {_amount(b['net_liquidation'])}"
+    ]
 
 
 def _risk(s: Mapping[str, Any], zone: ZoneInfo) -> list[str]:
@@ -145,9 +167,11 @@ def _risk(s: Mapping[str, Any], zone: ZoneInfo) -> list[str]:
         state = f"off ({equity})"
     alerts: Sequence[Mapping[str, Any]] = s["alerts"]
     lines = [f"kill switch: {state}", f"alerts: {len(alerts)}"]
-    lines += [f"  {_time(a['ts'], zone)} {a['kind']}"
-              f"{'' if a['key'] is None else ' [' + a['key'] + ']'}: {a['text']}"
-              for a in alerts]
+    lines += [
+        f"  {_time(a['ts'], zone)} {a['kind']}"
+        f"{'' if a['key'] is None else ' [' + a['key'] + ']'}: {a['text']}"
+        for a in alerts
+    ]
     return lines
 
 
@@ -174,16 +198,22 @@ def journal_to_read(settings: Settings, broker: str | None) -> Path | None:
     ``{broker}`` filled in with each market). None after saying why there is none."""
     template = settings.execution.journal_path
     markets = [broker] if broker else ["stub", "sim", "ibkr"]
-    found = [Path(template.format(broker=m)) for m in markets
-             if Path(template.format(broker=m)).exists()]
+    found = [
+        Path(template.format(broker=m)) for m in markets if Path(template.format(broker=m)).exists()
+    ]
     if len(found) == 1:
         return found[0]
     if not found:
-        print(f"no journal at {template.format(broker=broker or '<broker>')}: run the bot "
-              "first", file=sys.stderr)
+        print(
+            f"no journal at {template.format(broker=broker or '<broker>')}: run the bot first",
+            file=sys.stderr,
+        )
     else:
-        print("several journals (" + ", ".join(map(str, found)) + "): name one with "
-              "--broker stub|sim|ibkr", file=sys.stderr)
+        print(
+            "several journals (" + ", ".join(map(str, found)) + "): name one with "
+            "--broker stub|sim|ibkr",
+            file=sys.stderr,
+        )
     return None
 
 
@@ -202,8 +232,11 @@ def _date(flag: str, value: str | None) -> date | None:
 def _days(args: argparse.Namespace, journal: Journal) -> list[str]:
     """The days asked for: --day, --from/--to (each day of the range the journal knows),
     else the latest."""
-    day, first, last = (_date("--day", args.day), _date("--from", args.from_day),
-                        _date("--to", args.to_day))
+    day, first, last = (
+        _date("--day", args.day),
+        _date("--from", args.from_day),
+        _date("--to", args.to_day),
+    )
     if day is not None and (first or last):
         raise ValueError("--day and --from/--to: give one or the other")
     if first or last:
@@ -244,9 +277,12 @@ def _write(summaries: list[dict[str, Any]], as_json: bool, tz: str) -> int:
     if as_json:
         text = render_json(summaries[0] if len(summaries) == 1 else summaries)
     else:
-        text = "\n".join(render_text(s, tz=tz) if s["cycles"]["count"] else
-                         f"day report {s['day']}: nothing journaled that day\n"
-                         for s in summaries)
+        text = "\n".join(
+            render_text(s, tz=tz)
+            if s["cycles"]["count"]
+            else f"day report {s['day']}: nothing journaled that day\n"
+            for s in summaries
+        )
     try:
         sys.stdout.write(text)
         sys.stdout.flush()

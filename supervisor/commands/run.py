@@ -21,21 +21,36 @@ SIM_INTERVAL_S = 5.0  # --sim without --interval
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     add_market_options(parser)
-    parser.add_argument("--cycles", type=non_negative_int,
-                        help="cycles to run, 0 = until stopped (default: schedule.cycles, 0)")
-    parser.add_argument("--interval", type=non_negative_float,
-                        help="seconds between cycles (default: schedule.interval_s, 60; "
-                             f"{SIM_INTERVAL_S:g} with the simulator)")
-    parser.add_argument("--symbols", help="comma-separated universe, e.g. SPY,QQQ (default: "
-                                          "universe.symbols, SPY,QQQ,AAPL)")
-    parser.add_argument("--workers", type=non_negative_int,
-                        help="worker processes (default: workers.count, 2)")
-    parser.add_argument("--mode", choices=["dry_run", "whatif", "live"],
-                        help="execution mode (default: the file's execution.mode, dry_run); "
-                             "live is refused here: it is set in the settings file only")
-    parser.add_argument("--live", action="store_true",
-                        help="allow live orders; also needs execution.mode live and "
-                             "ibkr.account equal to the connected account")
+    parser.add_argument(
+        "--cycles",
+        type=non_negative_int,
+        help="cycles to run, 0 = until stopped (default: schedule.cycles, 0)",
+    )
+    parser.add_argument(
+        "--interval",
+        type=non_negative_float,
+        help="seconds between cycles (default: schedule.interval_s, 60; "
+        f"{SIM_INTERVAL_S:g} with the simulator)",
+    )
+    parser.add_argument(
+        "--symbols",
+        help="comma-separated universe, e.g. SPY,QQQ (default: universe.symbols, SPY,QQQ,AAPL)",
+    )
+    parser.add_argument(
+        "--workers", type=non_negative_int, help="worker processes (default: workers.count, 2)"
+    )
+    parser.add_argument(
+        "--mode",
+        choices=["dry_run", "whatif", "live"],
+        help="execution mode (default: the file's execution.mode, dry_run); "
+        "live is refused here: it is set in the settings file only",
+    )
+    parser.add_argument(
+        "--live",
+        action="store_true",
+        help="allow live orders; also needs execution.mode live and "
+        "ibkr.account equal to the connected account",
+    )
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -50,11 +65,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         interval = min(settings.schedule.interval_s, SIM_INTERVAL_S)
         settings = with_values(settings, {"schedule": {"interval_s": interval}})
     try:
-        with broker_session(settings, market, args.scenario, start=args.start,
-                            sim_clock=args.sim_clock) as (broker, clock, used):
-            code, _ = run_supervisor(used, broker, clock, cli_live=args.live,
-                                     echo=lambda line: print(line, flush=True),
-                                     wait_for_gateway=True)
+        with broker_session(
+            settings, market, args.scenario, start=args.start, sim_clock=args.sim_clock
+        ) as (broker, clock, used):
+            code, _ = run_supervisor(
+                used,
+                broker,
+                clock,
+                cli_live=args.live,
+                echo=lambda line: print(line, flush=True),
+                wait_for_gateway=True,
+            )
             return code
     except MARKET_ERRORS as exc:
         return market_error(exc)

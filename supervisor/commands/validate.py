@@ -14,8 +14,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
     settings = load(args, overrides=False)
     if settings is None:
         return exitcodes.USAGE
-    print(f"OK: {args.config or 'embedded configs/settings.yaml'} "
-          f"({len(settings.universe.symbols)} symbols, mode {settings.execution.mode})")
+    print(
+        f"OK: {args.config or 'embedded configs/settings.yaml'} "
+        f"({len(settings.universe.symbols)} symbols, mode {settings.execution.mode})"
+    )
     keys = origins_text(settings)
     if keys:  # the environment is part of what runs: say what it supplies
         print(f"note: {keys}")

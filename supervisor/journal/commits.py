@@ -38,8 +38,10 @@ class Commits:
         if not self._pending:
             self._pending_since = time.monotonic()
         self._pending.append((sql, params))
-        if (len(self._pending) >= PENDING_ROWS
-                or time.monotonic() - self._pending_since >= PENDING_S):
+        if (
+            len(self._pending) >= PENDING_ROWS
+            or time.monotonic() - self._pending_since >= PENDING_S
+        ):
             self.flush()
 
     def flush(self) -> None:
@@ -54,8 +56,12 @@ class Commits:
                 for sql, params in rows:
                     db.execute(sql, params)
         except sqlite3.Error as exc:
-            log.error("journal %s: %d signal and refusal rows could not be written: %s",
-                      self.path, len(rows), exc)
+            log.error(
+                "journal %s: %d signal and refusal rows could not be written: %s",
+                self.path,
+                len(rows),
+                exc,
+            )
             raise
 
     @contextmanager

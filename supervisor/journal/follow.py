@@ -85,10 +85,15 @@ class Follow(Commits):
             self._relocate(self._at_id)
         except (sqlite3.Error, OSError) as exc:
             self._at_id = None  # said once; SQLite goes on as before
-            log.error("journal %s: cannot follow the file it writes, moved away from %s "
-                      "(%s): it goes on writing through %s; after the bot stops, that WAL "
-                      "is set aside at the next start", self.path, self._at, exc,
-                      wal_of(self._at))
+            log.error(
+                "journal %s: cannot follow the file it writes, moved away from %s "
+                "(%s): it goes on writing through %s; after the bot stops, that WAL "
+                "is set aside at the next start",
+                self.path,
+                self._at,
+                exc,
+                wal_of(self._at),
+            )
 
     def _relocate(self, opened: FileIdentity) -> None:
         old, now = self._at, time.time()
@@ -113,18 +118,33 @@ class Follow(Commits):
         self._opened(target)
         also = f"; the WAL it wrote at {old.name} is set aside as {kept}" if kept else ""
         if target == self.path:
-            log.warning("the journal file opened is back at %s: the bot writes there again%s",
-                        target, also, extra={"event": "journal_followed", "to": str(target)})
+            log.warning(
+                "the journal file opened is back at %s: the bot writes there again%s",
+                target,
+                also,
+                extra={"event": "journal_followed", "to": str(target)},
+            )
         # WARNING: the loss itself is the one ERROR (and alert) of journal_watch; this says
         # where the rows are
         elif found is not None:
-            log.warning("journal %s: the file the bot opened was moved or replaced under it; "
-                      "everything it journaled is in %s (WAL checkpointed into it), and what "
-                      "it journals until it stops goes there too, never to the file at the "
-                      "path%s", self.path, target, also,
-                      extra={"event": "journal_followed", "to": str(target)})
+            log.warning(
+                "journal %s: the file the bot opened was moved or replaced under it; "
+                "everything it journaled is in %s (WAL checkpointed into it), and what "
+                "it journals until it stops goes there too, never to the file at the "
+                "path%s",
+                self.path,
+                target,
+                also,
+                extra={"event": "journal_followed", "to": str(target)},
+            )
         else:
-            log.warning("journal %s: the file the bot opened was deleted (or moved out of %s) "
-                      "under it; everything it journaled is copied to %s, and what it "
-                      "journals until it stops goes there too%s", self.path, self.path.parent,
-                      target, also, extra={"event": "journal_followed", "to": str(target)})
+            log.warning(
+                "journal %s: the file the bot opened was deleted (or moved out of %s) "
+                "under it; everything it journaled is copied to %s, and what it "
+                "journals until it stops goes there too%s",
+                self.path,
+                self.path.parent,
+                target,
+                also,
+                extra={"event": "journal_followed", "to": str(target)},
+            )

@@ -47,6 +47,8 @@ class FileIdentity:
         if now is None:
             return f"{self.path} is gone (deleted or moved away under the running bot)"
         if now != self.opened:
-            return (f"{self.path} is another file now (replaced under the running bot: "
-                    f"inode {self.opened[1]} at open, {now[1]} now)")
+            return (
+                f"{self.path} is another file now (replaced under the running bot: "
+                f"inode {self.opened[1]} at open, {now[1]} now)"
+            )
         return None

@@ -51,7 +51,7 @@ class JournalLock:
             self.previous = handle.read()
         self.release()  # the lock file held before, if this takes it again
         self._file = handle
-        self._since = time.strftime('%Y-%m-%dT%H:%M:%S%z')
+        self._since = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         self._write()
 
     def note(self, text: str) -> None:
@@ -63,8 +63,10 @@ class JournalLock:
         if self._file is not None:
             self._file.seek(0)
             self._file.truncate()
-            self._file.write(f"pid {os.getpid()} since {self._since}\n"
-                             + (f"{self._note}\n" if self._note else ""))
+            self._file.write(
+                f"pid {os.getpid()} since {self._since}\n"
+                + (f"{self._note}\n" if self._note else "")
+            )
             self._file.flush()
 
     def check(self) -> str | None:
@@ -86,8 +88,11 @@ class JournalLock:
             self.acquire()
         except (JournalError, OSError) as exc:
             return f"the lock file {self.path} was deleted or replaced, and {exc}"
-        log.warning("the lock file %s was deleted or replaced under the running bot: taken "
-                    "again", self.path, extra={"event": "journal_lock_retaken"})
+        log.warning(
+            "the lock file %s was deleted or replaced under the running bot: taken again",
+            self.path,
+            extra={"event": "journal_lock_retaken"},
+        )
         return None
 
     def release(self) -> None:

@@ -21,13 +21,20 @@ Status = Literal["pending", "open", "closed", "expired", "short"]
 # expiry: closed at the bid before the expiry's close; expired: settled at intrinsic value
 # (live: worthless, the broker no longer holds it); exercised: live, the account got its
 # shares at the expiry's close, booked at intrinsic value (the shares: journal/shares.py)
-ExitReason = Literal["take_profit", "stop_loss", "expiry", "expired", "exercised", "cancelled",
-                     "closed"]
+ExitReason = Literal[
+    "take_profit", "stop_loss", "expiry", "expired", "exercised", "cancelled", "closed"
+]
 
 STATUSES: tuple[Status, ...] = ("pending", "open", "closed", "expired", "short")
-EXIT_REASONS: tuple[ExitReason, ...] = ("take_profit", "stop_loss", "expiry", "expired",
-                                        "exercised", "cancelled",
-                                        "closed")  # closed: sold otherwise
+EXIT_REASONS: tuple[ExitReason, ...] = (
+    "take_profit",
+    "stop_loss",
+    "expiry",
+    "expired",
+    "exercised",
+    "cancelled",
+    "closed",
+)  # closed: sold otherwise
 ACTIVE: tuple[Status, ...] = ("pending", "open", "short")
 
 

@@ -37,24 +37,42 @@ def nan_if_null(x: float | None) -> float:
 
 
 def contract_values(c: OptionContract) -> tuple[Any, ...]:
-    return (c.symbol, c.expiry, c.strike, c.right.value, c.multiplier, c.exchange,
-            c.trading_class)
+    return (c.symbol, c.expiry, c.strike, c.right.value, c.multiplier, c.exchange, c.trading_class)
 
 
 def contract_from(row: sqlite3.Row) -> OptionContract:
-    return OptionContract(row["contract_symbol"], row["expiry"], row["strike"],
-                          Right(row["option_right"]), row["multiplier"], row["exchange"],
-                          row["trading_class"])
+    return OptionContract(
+        row["contract_symbol"],
+        row["expiry"],
+        row["strike"],
+        Right(row["option_right"]),
+        row["multiplier"],
+        row["exchange"],
+        row["trading_class"],
+    )
 
 
 def position_from(row: sqlite3.Row) -> Position:
     status, reason = row["status"], row["exit_reason"]
     if status not in STATUSES or (reason is not None and reason not in EXIT_REASONS):
-        raise JournalError(f"position {row['intent_id']}: unknown status "
-                           f"{status!r}/{reason!r}")
-    return Position(row["intent_id"], row["symbol"], contract_from(row), row["quantity"],
-                    nan_if_null(row["entry_limit"]), nan_if_null(row["take_profit"]),
-                    nan_if_null(row["stop_loss"]),
-                    status, row["opened_ts"], row["entry_price"], row["filled_ts"], row["mark"],
-                    row["exit_price"], row["closed_ts"], reason, row["commission"],
-                    row["exited"], row["exit_commission"])
+        raise JournalError(f"position {row['intent_id']}: unknown status {status!r}/{reason!r}")
+    return Position(
+        row["intent_id"],
+        row["symbol"],
+        contract_from(row),
+        row["quantity"],
+        nan_if_null(row["entry_limit"]),
+        nan_if_null(row["take_profit"]),
+        nan_if_null(row["stop_loss"]),
+        status,
+        row["opened_ts"],
+        row["entry_price"],
+        row["filled_ts"],
+        row["mark"],
+        row["exit_price"],
+        row["closed_ts"],
+        reason,
+        row["commission"],
+        row["exited"],
+        row["exit_commission"],
+    )

@@ -3,8 +3,9 @@ user_version`` counts those applied, and a file written by newer code is refused
 
 from __future__ import annotations
 
-CONTRACT_COLUMNS = ("contract_symbol, expiry, strike, option_right, multiplier, exchange, "
-                    "trading_class")
+CONTRACT_COLUMNS = (
+    "contract_symbol, expiry, strike, option_right, multiplier, exchange, trading_class"
+)
 CONTRACT_DDL = """contract_symbol TEXT NOT NULL, expiry TEXT NOT NULL, strike REAL NOT NULL,
     option_right TEXT NOT NULL, multiplier INTEGER NOT NULL, exchange TEXT NOT NULL,
     trading_class TEXT NOT NULL"""
@@ -81,6 +82,8 @@ CREATE TABLE stock_seen (symbol TEXT PRIMARY KEY, quantity REAL NOT NULL, ts REA
 )
 SCHEMA_VERSION = len(MIGRATIONS)  # 5
 
-POSITION_COLUMNS = (f"intent_id, symbol, {CONTRACT_COLUMNS}, quantity, entry_limit, "
-                    "take_profit, stop_loss, status, opened_ts, entry_price, filled_ts, mark, "
-                    "exit_price, closed_ts, exit_reason, commission, exited, exit_commission")
+POSITION_COLUMNS = (
+    f"intent_id, symbol, {CONTRACT_COLUMNS}, quantity, entry_limit, "
+    "take_profit, stop_loss, status, opened_ts, entry_price, filled_ts, mark, "
+    "exit_price, closed_ts, exit_reason, commission, exited, exit_commission"
+)

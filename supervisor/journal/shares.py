@@ -28,8 +28,10 @@ from typing import Any, Literal
 from supervisor.journal.rows import JournalError
 
 SHARES_SUFFIX = ":shares"
-SHARE_COLUMNS = ("share_id, intent_id, symbol, quantity, cost, status, opened_ts, mark, closed, "
-                 "exit_price, commission, exit_reason, closed_ts")
+SHARE_COLUMNS = (
+    "share_id, intent_id, symbol, quantity, cost, status, opened_ts, mark, closed, "
+    "exit_price, commission, exit_reason, closed_ts"
+)
 ShareStatus = Literal["held", "closed"]
 ShareExit = Literal["closed", "gone"]  # closed by our order; gone: not held any more
 
@@ -93,9 +95,21 @@ class Shares:
 def shares_from(row: sqlite3.Row) -> Shares:
     if row["status"] not in ("held", "closed"):
         raise JournalError(f"shares {row['share_id']}: unknown status {row['status']!r}")
-    return Shares(row["share_id"], row["intent_id"], row["symbol"], row["quantity"],
-                  row["cost"], row["status"], row["opened_ts"], row["mark"], row["closed"],
-                  row["exit_price"], row["commission"], row["exit_reason"], row["closed_ts"])
+    return Shares(
+        row["share_id"],
+        row["intent_id"],
+        row["symbol"],
+        row["quantity"],
+        row["cost"],
+        row["status"],
+        row["opened_ts"],
+        row["mark"],
+        row["closed"],
+        row["exit_price"],
+        row["commission"],
+        row["exit_reason"],
+        row["closed_ts"],
+    )
 
 
 class ShareRows:
@@ -110,8 +124,23 @@ class ShareRows:
             cur = db.execute(
                 f"INSERT INTO shares ({SHARE_COLUMNS}, opened_day) VALUES "
                 f"({', '.join('?' * 14)}) ON CONFLICT (share_id) DO NOTHING",
-                (s.share_id, s.intent_id, s.symbol, s.quantity, s.cost, s.status, s.opened_ts,
-                 s.mark, s.closed, s.exit_price, s.commission, s.exit_reason, s.closed_ts, day))
+                (
+                    s.share_id,
+                    s.intent_id,
+                    s.symbol,
+                    s.quantity,
+                    s.cost,
+                    s.status,
+                    s.opened_ts,
+                    s.mark,
+                    s.closed,
+                    s.exit_price,
+                    s.commission,
+                    s.exit_reason,
+                    s.closed_ts,
+                    day,
+                ),
+            )
             return cur.rowcount == 1
 
     def save_shares(self, s: Shares, day: str) -> None:
@@ -119,15 +148,26 @@ class ShareRows:
         with self._tx(True) as db:
             _update(db, s, day)
 
-    def book_share_fill(self, s: Shares, side: str, quantity: int, price: float, ts: float,
-                        commission: float, exec_id: str, day: str) -> bool:
+    def book_share_fill(
+        self,
+        s: Shares,
+        side: str,
+        quantity: int,
+        price: float,
+        ts: float,
+        commission: float,
+        exec_id: str,
+        day: str,
+    ) -> bool:
         """A closing execution and the row it leaves, in one transaction; False (nothing
         written) if booked before."""
         with self._tx(True) as db:
-            cur = db.execute("INSERT INTO fills (intent_id, side, quantity, price, commission, "
-                             "exec_id, ts) VALUES (?, ?, ?, ?, ?, ?, ?) "
-                             "ON CONFLICT (exec_id) DO NOTHING",
-                             (s.share_id, side, quantity, price, commission, exec_id, ts))
+            cur = db.execute(
+                "INSERT INTO fills (intent_id, side, quantity, price, commission, "
+                "exec_id, ts) VALUES (?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (exec_id) DO NOTHING",
+                (s.share_id, side, quantity, price, commission, exec_id, ts),
+            )
             if cur.rowcount != 1:
                 return False
             _update(db, s, day)
@@ -135,27 +175,33 @@ class ShareRows:
 
     def held_shares(self) -> list[Shares]:
         """Every share row not closed yet, oldest first."""
-        rows = self._db.execute("SELECT * FROM shares WHERE status = 'held' "
-                                "ORDER BY opened_ts, share_id")
+        rows = self._db.execute(
+            "SELECT * FROM shares WHERE status = 'held' ORDER BY opened_ts, share_id"
+        )
         return [shares_from(r) for r in rows]
 
     def shares_of_day(self, day: str) -> list[Shares]:
         """Rows opened or closed on ``day``, or held at its end."""
         rows = self._db.execute(
             "SELECT * FROM shares WHERE opened_day <= ? AND (closed_day IS NULL OR "
-            "closed_day >= ?) ORDER BY opened_ts, share_id", (day, day))
+            "closed_day >= ?) ORDER BY opened_ts, share_id",
+            (day, day),
+        )
         return [shares_from(r) for r in rows]
 
     def share_orders(self, share_id: str) -> list[dict[str, Any]]:
         """The closing orders of one share row, oldest first; ``details`` as stored."""
         rows = self._db.execute(
             "SELECT id, status, quantity, broker_order_id, created_ts, details FROM orders "
-            "WHERE mode = 'shares' AND intent_id = ? ORDER BY id", (share_id,))
+            "WHERE mode = 'shares' AND intent_id = ? ORDER BY id",
+            (share_id,),
+        )
         return [dict(r) for r in rows]
 
     def stock_seen(self, symbol: str) -> float | None:
-        row = self._db.execute("SELECT quantity FROM stock_seen WHERE symbol = ?",
-                               (symbol,)).fetchone()
+        row = self._db.execute(
+            "SELECT quantity FROM stock_seen WHERE symbol = ?", (symbol,)
+        ).fetchone()
         return None if row is None else float(row[0])
 
     def see_stock(self, seen: Mapping[str, float], ts: float) -> None:
@@ -164,14 +210,29 @@ class ShareRows:
         if not changed:
             return
         with self._tx(False) as db:
-            db.executemany("INSERT INTO stock_seen (symbol, quantity, ts) VALUES (?, ?, ?) "
-                           "ON CONFLICT (symbol) DO UPDATE SET quantity = excluded.quantity, "
-                           "ts = excluded.ts", [(s, q, ts) for s, q in changed.items()])
+            db.executemany(
+                "INSERT INTO stock_seen (symbol, quantity, ts) VALUES (?, ?, ?) "
+                "ON CONFLICT (symbol) DO UPDATE SET quantity = excluded.quantity, "
+                "ts = excluded.ts",
+                [(s, q, ts) for s, q in changed.items()],
+            )
 
 
 def _update(db: sqlite3.Connection, s: Shares, day: str) -> None:
-    db.execute("UPDATE shares SET status = ?, mark = ?, closed = ?, exit_price = ?, "
-               "commission = ?, exit_reason = ?, closed_ts = ?, closed_day = CASE WHEN ? = "
-               "'closed' THEN COALESCE(closed_day, ?) END WHERE share_id = ?",
-               (s.status, s.mark, s.closed, s.exit_price, s.commission, s.exit_reason,
-                s.closed_ts, s.status, day, s.share_id))
+    db.execute(
+        "UPDATE shares SET status = ?, mark = ?, closed = ?, exit_price = ?, "
+        "commission = ?, exit_reason = ?, closed_ts = ?, closed_day = CASE WHEN ? = "
+        "'closed' THEN COALESCE(closed_day, ?) END WHERE share_id = ?",
+        (
+            s.status,
+            s.mark,
+            s.closed,
+            s.exit_price,
+            s.commission,
+            s.exit_reason,
+            s.closed_ts,
+            s.status,
+            day,
+            s.share_id,
+        ),
+    )

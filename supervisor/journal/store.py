@@ -70,8 +70,12 @@ class Journal(Follow, OrderRows, ShareRows):
         try:
             if readonly:
                 # a report may read while the bot writes: WAL lets it, without a second writer
-                self._db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True,
-                                           isolation_level=None, timeout=5.0)
+                self._db = sqlite3.connect(
+                    f"{self.path.resolve().as_uri()}?mode=ro",
+                    uri=True,
+                    isolation_level=None,
+                    timeout=5.0,
+                )
                 self._db.row_factory = sqlite3.Row
             else:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -102,24 +106,31 @@ class Journal(Follow, OrderRows, ShareRows):
             # tools/bench_journal_check.py)
             problems = [r[0] for r in self._db.execute("PRAGMA integrity_check(5)")]
             if problems != ["ok"]:
-                raise JournalError(f"{self.path}: the journal is damaged ({'; '.join(problems)})"
-                                   "; it is left as it is: restore a copy, or move it aside "
-                                   "and start a new one")
+                raise JournalError(
+                    f"{self.path}: the journal is damaged ({'; '.join(problems)})"
+                    "; it is left as it is: restore a copy, or move it aside "
+                    "and start a new one"
+                )
         if version > SCHEMA_VERSION:
-            raise JournalError(f"{self.path}: schema version {version} is newer than this "
-                               f"code's {SCHEMA_VERSION}; upgrade the bot or use another path")
+            raise JournalError(
+                f"{self.path}: schema version {version} is newer than this "
+                f"code's {SCHEMA_VERSION}; upgrade the bot or use another path"
+            )
         if readonly:
             if version != SCHEMA_VERSION:
-                raise JournalError(f"{self.path}: schema version {version}, expected "
-                                   f"{SCHEMA_VERSION}; open it read-write once to migrate")
+                raise JournalError(
+                    f"{self.path}: schema version {version}, expected "
+                    f"{SCHEMA_VERSION}; open it read-write once to migrate"
+                )
             return
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
             # user_version lives in the file header, so it commits atomically with the script
             try:
-                self._db.executescript(f"BEGIN IMMEDIATE;\n{script}\n"
-                                       f"PRAGMA user_version = {number};\nCOMMIT;")
+                self._db.executescript(
+                    f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;"
+                )
             except sqlite3.Error:
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
@@ -134,8 +145,7 @@ class Journal(Follow, OrderRows, ShareRows):
         try:
             self._db.close()
         except sqlite3.Error as exc:
-            log.error("closing the journal %s failed: %s (committed rows are kept)",
-                      self.path, exc)
+            log.error("closing the journal %s failed: %s (committed rows are kept)", self.path, exc)
         if self._lock is not None and file_id(wal_of(self.path)) is None:
             self._lock.note("")  # checkpointed and deleted: no WAL left to tell apart
         self._release()
@@ -146,8 +156,11 @@ class Journal(Follow, OrderRows, ShareRows):
 
     def owner(self) -> tuple[str, str] | None:
         """(broker, account) the journal belongs to (its first run's), None before one."""
-        owner = dict(self._db.execute("SELECT key, value FROM meta WHERE key IN "
-                                      "('broker', 'account')").fetchall())
+        owner = dict(
+            self._db.execute(
+                "SELECT key, value FROM meta WHERE key IN ('broker', 'account')"
+            ).fetchall()
+        )
         return (owner["broker"], owner.get("account", "")) if "broker" in owner else None
 
     def claim(self, broker: str, account: str) -> None:
@@ -157,11 +170,14 @@ class Journal(Follow, OrderRows, ShareRows):
         if owner and owner != (broker, account):
             raise JournalError(
                 f"{self.path} belongs to broker {owner[0]!r} account {owner[1]!r}, not "
-                f"{broker!r} account {account!r}: give this run its own execution.journal_path")
+                f"{broker!r} account {account!r}: give this run its own execution.journal_path"
+            )
         if not owner:
             with self._tx(True) as db:
-                db.executemany("INSERT INTO meta (key, value) VALUES (?, ?)",
-                               [("broker", broker), ("account", account)])
+                db.executemany(
+                    "INSERT INTO meta (key, value) VALUES (?, ?)",
+                    [("broker", broker), ("account", account)],
+                )
 
     def __enter__(self) -> Journal:
         return self
@@ -180,21 +196,44 @@ class Journal(Follow, OrderRows, ShareRows):
 
     def start_cycle(self, cycle_id: int, day: str, ts: float) -> None:
         with self._tx(False) as db:
-            db.execute("INSERT INTO cycles (cycle_id, day, started_ts) VALUES (?, ?, ?)",
-                       (cycle_id, day, ts))
+            db.execute(
+                "INSERT INTO cycles (cycle_id, day, started_ts) VALUES (?, ?, ?)",
+                (cycle_id, day, ts),
+            )
 
     def end_cycle(self, cycle_id: int, ts: float, ok: int, failed: int, seconds: float) -> None:
         with self._tx(True) as db:  # the fsync of the cycle's signals and refusals too
-            db.execute("UPDATE cycles SET ended_ts = ?, ok = ?, failed = ?, seconds = ? "
-                       "WHERE cycle_id = ?", (ts, ok, failed, seconds, cycle_id))
+            db.execute(
+                "UPDATE cycles SET ended_ts = ?, ok = ?, failed = ?, seconds = ? "
+                "WHERE cycle_id = ?",
+                (ts, ok, failed, seconds, cycle_id),
+            )
 
-    def record_signal(self, cycle_id: int, day: str, symbol: str, signal: str,
-                      confidence: float, reasons: Sequence[str], skipped: str | None = None,
-                      error: str | None = None) -> None:
-        self._later("INSERT INTO signals (cycle_id, day, symbol, signal, confidence, reasons,"
-                    " skipped, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (cycle_id, day, symbol, str(signal), confidence, to_json(list(reasons)),
-                     skipped, error))
+    def record_signal(
+        self,
+        cycle_id: int,
+        day: str,
+        symbol: str,
+        signal: str,
+        confidence: float,
+        reasons: Sequence[str],
+        skipped: str | None = None,
+        error: str | None = None,
+    ) -> None:
+        self._later(
+            "INSERT INTO signals (cycle_id, day, symbol, signal, confidence, reasons,"
+            " skipped, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                cycle_id,
+                day,
+                symbol,
+                str(signal),
+                confidence,
+                to_json(list(reasons)),
+                skipped,
+                error,
+            ),
+        )
 
     # --- intents, decisions, orders ------------------------------------------------------------
 
@@ -207,28 +246,55 @@ class Journal(Follow, OrderRows, ShareRows):
                 "signal, entry_limit, take_profit, stop_loss, premium, confidence, reasons, bid, "
                 f"ask, quote_ts, action) VALUES ({', '.join('?' * 22)}) "
                 "ON CONFLICT (intent_id) DO NOTHING",
-                (i.intent_id, day, i.cycle_id, i.symbol, *contract_values(i.contract),
-                 i.signal.value, i.entry_limit, i.take_profit, i.stop_loss, i.premium,
-                 i.confidence, to_json(list(i.reasons)), i.bid, i.ask, i.quote_ts, i.action))
+                (
+                    i.intent_id,
+                    day,
+                    i.cycle_id,
+                    i.symbol,
+                    *contract_values(i.contract),
+                    i.signal.value,
+                    i.entry_limit,
+                    i.take_profit,
+                    i.stop_loss,
+                    i.premium,
+                    i.confidence,
+                    to_json(list(i.reasons)),
+                    i.bid,
+                    i.ask,
+                    i.quote_ts,
+                    i.action,
+                ),
+            )
             return cur.rowcount == 1
 
     def load_intent(self, intent_id: str) -> OrderIntent | None:
-        row = self._db.execute("SELECT * FROM intents WHERE intent_id = ?",
-                               (intent_id,)).fetchone()
+        row = self._db.execute("SELECT * FROM intents WHERE intent_id = ?", (intent_id,)).fetchone()
         if row is None:
             return None
-        return OrderIntent(row["intent_id"], row["cycle_id"], row["symbol"], contract_from(row),
-                           Signal(row["signal"]), nan_if_null(row["entry_limit"]),
-                           nan_if_null(row["take_profit"]), nan_if_null(row["stop_loss"]),
-                           nan_if_null(row["premium"]), nan_if_null(row["confidence"]),
-                           tuple(json.loads(row["reasons"])), nan_if_null(row["bid"]),
-                           nan_if_null(row["ask"]), nan_if_null(row["quote_ts"]), row["action"])
+        return OrderIntent(
+            row["intent_id"],
+            row["cycle_id"],
+            row["symbol"],
+            contract_from(row),
+            Signal(row["signal"]),
+            nan_if_null(row["entry_limit"]),
+            nan_if_null(row["take_profit"]),
+            nan_if_null(row["stop_loss"]),
+            nan_if_null(row["premium"]),
+            nan_if_null(row["confidence"]),
+            tuple(json.loads(row["reasons"])),
+            nan_if_null(row["bid"]),
+            nan_if_null(row["ask"]),
+            nan_if_null(row["quote_ts"]),
+            row["action"],
+        )
 
     def bought_contracts(self) -> dict[str, str]:
         """Contract key -> intent id of every intent with a journaled BOT fill (ours to exit)."""
         rows = self._db.execute(
             f"SELECT DISTINCT i.intent_id, {CONTRACT_COLUMNS} FROM intents i JOIN fills f "
-            "USING (intent_id) WHERE f.side = 'BOT' ORDER BY i.intent_id")
+            "USING (intent_id) WHERE f.side = 'BOT' ORDER BY i.intent_id"
+        )
         return {contract_from(r).key: r["intent_id"] for r in rows}
 
     def working_intents(self) -> list[OrderIntent]:
@@ -238,10 +304,20 @@ class Journal(Follow, OrderRows, ShareRows):
 
     def record_decision(self, decision: DecisionRecord, day: str, ts: float) -> None:
         d = decision
-        sql = ("INSERT INTO decisions (intent_id, day, ts, accepted, quantity, rule, reason, "
-               "values_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
-        params = (d.intent_id, day, ts, int(d.accepted), d.quantity, d.rule, d.reason,
-                  to_json(dict(d.values)))
+        sql = (
+            "INSERT INTO decisions (intent_id, day, ts, accepted, quantity, rule, reason, "
+            "values_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+        )
+        params = (
+            d.intent_id,
+            day,
+            ts,
+            int(d.accepted),
+            d.quantity,
+            d.rule,
+            d.reason,
+            to_json(dict(d.values)),
+        )
         if not d.accepted:  # a refusal sent nothing: it waits, and the cycle's end fsyncs it
             self._later(sql, params)
             return
@@ -250,14 +326,16 @@ class Journal(Follow, OrderRows, ShareRows):
 
     def sent_intents(self, day: str) -> frozenset[str]:
         """Intent ids of ``day`` with an accepted decision: RiskState.sent_today."""
-        rows = self._db.execute("SELECT DISTINCT intent_id FROM decisions "
-                                "WHERE day = ? AND accepted = 1", (day,))
+        rows = self._db.execute(
+            "SELECT DISTINCT intent_id FROM decisions WHERE day = ? AND accepted = 1", (day,)
+        )
         return frozenset(r[0] for r in rows)
 
     def orders_count(self, day: str) -> int:
         """Accepted decisions of ``day``: RiskState.orders_today."""
-        return int(self._one("SELECT COUNT(*) FROM decisions WHERE day = ? AND accepted = 1",
-                             (day,)))
+        return int(
+            self._one("SELECT COUNT(*) FROM decisions WHERE day = ? AND accepted = 1", (day,))
+        )
 
     # --- positions and the day's state ---------------------------------------------------------
 
@@ -266,17 +344,29 @@ class Journal(Follow, OrderRows, ShareRows):
         with self._tx(True) as db:
             _save_position(db, p, day)
 
-    def book_fill(self, order_ref: str, side: str, quantity: int, price: float, ts: float,
-                  commission: float, exec_id: str, after: Position, day: str,
-                  also: Sequence[Position] = ()) -> bool:
+    def book_fill(
+        self,
+        order_ref: str,
+        side: str,
+        quantity: int,
+        price: float,
+        ts: float,
+        commission: float,
+        exec_id: str,
+        after: Position,
+        day: str,
+        also: Sequence[Position] = (),
+    ) -> bool:
         """A live execution and the position(s) it leaves (``also``: a short row it opened),
         in one transaction: a crash cannot journal the one without the other. False (nothing
         written) if booked before."""
         with self._tx(True) as db:
-            cur = db.execute("INSERT INTO fills (intent_id, side, quantity, price, commission, "
-                             "exec_id, ts) VALUES (?, ?, ?, ?, ?, ?, ?) "
-                             "ON CONFLICT (exec_id) DO NOTHING",
-                             (order_ref, side, quantity, price, commission, exec_id, ts))
+            cur = db.execute(
+                "INSERT INTO fills (intent_id, side, quantity, price, commission, "
+                "exec_id, ts) VALUES (?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (exec_id) DO NOTHING",
+                (order_ref, side, quantity, price, commission, exec_id, ts),
+            )
             if cur.rowcount != 1:
                 return False
             _save_position(db, after, day)
@@ -285,15 +375,18 @@ class Journal(Follow, OrderRows, ShareRows):
             return True
 
     def position(self, intent_id: str) -> Position | None:
-        row = self._db.execute("SELECT * FROM positions WHERE intent_id = ?",
-                               (intent_id,)).fetchone()
+        row = self._db.execute(
+            "SELECT * FROM positions WHERE intent_id = ?", (intent_id,)
+        ).fetchone()
         return None if row is None else position_from(row)
 
     def open_positions(self) -> list[Position]:
         """Every position not yet closed (pending entries included), oldest first."""
         marks = ", ".join("?" * len(ACTIVE))
-        rows = self._db.execute(f"SELECT * FROM positions WHERE status IN ({marks}) "
-                                "ORDER BY opened_ts, intent_id", ACTIVE)
+        rows = self._db.execute(
+            f"SELECT * FROM positions WHERE status IN ({marks}) ORDER BY opened_ts, intent_id",
+            ACTIVE,
+        )
         return [position_from(r) for r in rows]
 
     def positions(self, day: str) -> list[Position]:
@@ -308,56 +401,77 @@ class Journal(Follow, OrderRows, ShareRows):
             "SELECT * FROM positions WHERE opened_day = ? OR closed_day = ? "
             f"OR (opened_day <= ? AND (status IN ({marks}) OR closed_day > ?)) "
             "ORDER BY opened_ts, intent_id",
-            (day, day, day, *ACTIVE, day))
+            (day, day, day, *ACTIVE, day),
+        )
         return [(position_from(r), r["opened_day"], r["closed_day"]) for r in rows]
 
-    def record_broker_pnl(self, day: str, ts: float, daily: float, realized: float,
-                          unrealized: float, net_liquidation: float) -> None:
+    def record_broker_pnl(
+        self,
+        day: str,
+        ts: float,
+        daily: float,
+        realized: float,
+        unrealized: float,
+        net_liquidation: float,
+    ) -> None:
         """The broker's own figures for the account (live), the latest of the day kept; a
         missing one (NaN) is stored as NULL."""
+
         def value(x: float) -> float | None:
             return x if math.isfinite(x) else None
 
         with self._tx(False) as db:
-            db.execute("INSERT INTO broker_pnl (day, ts, daily, realized, unrealized, "
-                       "net_liquidation) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (day) DO UPDATE "
-                       "SET ts = excluded.ts, daily = excluded.daily, realized = "
-                       "excluded.realized, unrealized = excluded.unrealized, net_liquidation = "
-                       "excluded.net_liquidation",
-                       (day, ts, value(daily), value(realized), value(unrealized),
-                        value(net_liquidation)))
+            db.execute(
+                "INSERT INTO broker_pnl (day, ts, daily, realized, unrealized, "
+                "net_liquidation) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (day) DO UPDATE "
+                "SET ts = excluded.ts, daily = excluded.daily, realized = "
+                "excluded.realized, unrealized = excluded.unrealized, net_liquidation = "
+                "excluded.net_liquidation",
+                (day, ts, value(daily), value(realized), value(unrealized), value(net_liquidation)),
+            )
 
     def day_state(self, day: str) -> DayState | None:
         row = self._db.execute("SELECT * FROM day_state WHERE day = ?", (day,)).fetchone()
         if row is None:
             return None
-        return DayState(row["day"], row["start_equity"], bool(row["halted"]),
-                        row["halted_reason"], row["halted_ts"])
+        return DayState(
+            row["day"],
+            row["start_equity"],
+            bool(row["halted"]),
+            row["halted_reason"],
+            row["halted_ts"],
+        )
 
     def save_day_state(self, state: DayState) -> None:
         s = state
         with self._tx(True) as db:
-            db.execute("INSERT INTO day_state (day, start_equity, halted, halted_reason, "
-                       "halted_ts) VALUES (?, ?, ?, ?, ?) ON CONFLICT (day) DO UPDATE SET "
-                       "start_equity = excluded.start_equity, halted = excluded.halted, "
-                       "halted_reason = excluded.halted_reason, halted_ts = excluded.halted_ts",
-                       (s.day, s.start_equity, int(s.halted), s.halted_reason, s.halted_ts))
+            db.execute(
+                "INSERT INTO day_state (day, start_equity, halted, halted_reason, "
+                "halted_ts) VALUES (?, ?, ?, ?, ?) ON CONFLICT (day) DO UPDATE SET "
+                "start_equity = excluded.start_equity, halted = excluded.halted, "
+                "halted_reason = excluded.halted_reason, halted_ts = excluded.halted_ts",
+                (s.day, s.start_equity, int(s.halted), s.halted_reason, s.halted_ts),
+            )
 
     # --- alerts --------------------------------------------------------------------------------
 
     def record_alert(self, day: str, kind: str, text: str, ts: float) -> bool:
         """Always journaled (no key: never deduplicated); True."""
         with self._tx(True) as db:
-            db.execute("INSERT INTO alerts (day, kind, key, text, ts) VALUES (?, ?, NULL, ?, ?)",
-                       (day, kind, text, ts))
+            db.execute(
+                "INSERT INTO alerts (day, kind, key, text, ts) VALUES (?, ?, NULL, ?, ?)",
+                (day, kind, text, ts),
+            )
         return True
 
     def record_alert_once(self, day: str, kind: str, key: str, text: str, ts: float) -> bool:
         """True the first time (day, kind, key) is seen, across restarts; then False."""
         with self._tx(True) as db:
-            cur = db.execute("INSERT INTO alerts (day, kind, key, text, ts) VALUES "
-                             "(?, ?, ?, ?, ?) ON CONFLICT (day, kind, key) DO NOTHING",
-                             (day, kind, key, text, ts))
+            cur = db.execute(
+                "INSERT INTO alerts (day, kind, key, text, ts) VALUES "
+                "(?, ?, ?, ?, ?) ON CONFLICT (day, kind, key) DO NOTHING",
+                (day, kind, key, text, ts),
+            )
             return cur.rowcount == 1
 
     # --- the day report's numbers --------------------------------------------------------------
@@ -369,9 +483,13 @@ class Journal(Follow, OrderRows, ShareRows):
 
     def days_between(self, first: str, last: str) -> list[str]:
         """The days with a cycle from ``first`` to ``last`` (YYYY-MM-DD, both included)."""
-        return [str(r[0]) for r in self._db.execute(
-            "SELECT DISTINCT day FROM cycles WHERE day BETWEEN ? AND ? ORDER BY day",
-            (first, last))]
+        return [
+            str(r[0])
+            for r in self._db.execute(
+                "SELECT DISTINCT day FROM cycles WHERE day BETWEEN ? AND ? ORDER BY day",
+                (first, last),
+            )
+        ]
 
     def day_summary(self, day: str) -> dict[str, Any]:
         """Everything the report renders for ``day`` (supervisor/journal/summary.py)."""
@@ -393,7 +511,26 @@ def _save_position(db: sqlite3.Connection, p: Position, day: str) -> None:
         # the first save that saw it closed dates the closing; re-saves keep that day
         "closed_day = CASE WHEN excluded.closed_day IS NULL THEN NULL "
         "ELSE COALESCE(positions.closed_day, excluded.closed_day) END",
-        (p.intent_id, p.symbol, *contract_values(p.contract), p.quantity,
-         p.entry_limit, p.take_profit, p.stop_loss, p.status, p.opened_ts,
-         p.entry_price, p.filled_ts, p.mark, p.exit_price, p.closed_ts, p.exit_reason,
-         p.commission, p.exited, p.exit_commission, day, closed_day))
+        (
+            p.intent_id,
+            p.symbol,
+            *contract_values(p.contract),
+            p.quantity,
+            p.entry_limit,
+            p.take_profit,
+            p.stop_loss,
+            p.status,
+            p.opened_ts,
+            p.entry_price,
+            p.filled_ts,
+            p.mark,
+            p.exit_price,
+            p.closed_ts,
+            p.exit_reason,
+            p.commission,
+            p.exited,
+            p.exit_commission,
+            day,
+            closed_day,
+        ),
+    )

@@ -77,11 +77,16 @@ def stale_reason(db: Path, note: str) -> str | None:
     if st.st_size == 0:
         return f"{db.name} is empty (SQLite would drop its frames)"
     recorded = _parse(note)
-    if (recorded is not None and recorded[1] == (wal.st_dev, wal.st_ino)
-            and recorded[0] != (st.st_dev, st.st_ino)):
-        return (f"it was written for the file that was at the path before (inode "
-                f"{recorded[0][1]}), not the one there now (inode {st.st_ino}); applied to "
-                "it, it would damage it")
+    if (
+        recorded is not None
+        and recorded[1] == (wal.st_dev, wal.st_ino)
+        and recorded[0] != (st.st_dev, st.st_ino)
+    ):
+        return (
+            f"it was written for the file that was at the path before (inode "
+            f"{recorded[0][1]}), not the one there now (inode {st.st_ino}); applied to "
+            "it, it would damage it"
+        )
     return None
 
 
@@ -105,11 +110,17 @@ def set_aside(db: Path, note: str) -> Path | None:
     wal = wal_of(db)
     aside = aside_name(wal, "stale", time.time())
     os.replace(wal, aside)
-    log.error("%s does not belong to the journal %s: %s. Set aside as %s and not applied; "
-              "the journal opens without it. Its rows belong to the journal file that was "
-              "replaced or deleted: to read them, put that file next to it as X and it as "
-              "X-wal, and open X", wal, db, why, aside,
-              extra={"event": "journal_wal_stale", "path": str(db), "aside": str(aside)})
+    log.error(
+        "%s does not belong to the journal %s: %s. Set aside as %s and not applied; "
+        "the journal opens without it. Its rows belong to the journal file that was "
+        "replaced or deleted: to read them, put that file next to it as X and it as "
+        "X-wal, and open X",
+        wal,
+        db,
+        why,
+        aside,
+        extra={"event": "journal_wal_stale", "path": str(db), "aside": str(aside)},
+    )
     return aside
 
 

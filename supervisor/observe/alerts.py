@@ -112,8 +112,9 @@ class Alerter:
     def start(self) -> None:
         for lane in self._lanes.values():
             if lane.thread is None:
-                lane.thread = threading.Thread(target=self._run, args=(lane,),
-                                               name=f"alerts-{lane.channel}", daemon=True)
+                lane.thread = threading.Thread(
+                    target=self._run, args=(lane,), name=f"alerts-{lane.channel}", daemon=True
+                )
                 lane.thread.start()
 
     def send(self, kind: str, text: str, fields: dict[str, Any] | None = None) -> int:
@@ -125,8 +126,9 @@ class Alerter:
             queued += self._enqueue(Delivery(name, "POST", url, body))
         return queued
 
-    def send_once(self, key: str, kind: str, text: str,
-                  fields: dict[str, Any] | None = None) -> bool:
+    def send_once(
+        self, key: str, kind: str, text: str, fields: dict[str, Any] | None = None
+    ) -> bool:
         """Send ``key`` at most once per day (the kill switch must not alert every cycle)."""
         today = self._today()
         with self._lock:
@@ -155,8 +157,10 @@ class Alerter:
 
     def stats(self) -> dict[str, int]:
         with self._lock:
-            return {**self._stats,
-                    "queued": sum(lane.queue.qsize() for lane in self._lanes.values())}
+            return {
+                **self._stats,
+                "queued": sum(lane.queue.qsize() for lane in self._lanes.values()),
+            }
 
     def dropped_by_channel(self) -> dict[str, int]:
         with self._lock:
@@ -180,12 +184,18 @@ class Alerter:
         for lane in self._lanes.values():
             if lane.thread is not None:
                 lane.thread.join(max(0.0, self._stop_at - time.monotonic()))
-        busy = [lane.channel for lane in self._lanes.values()
-                if lane.thread is not None and lane.thread.is_alive()]
+        busy = [
+            lane.channel
+            for lane in self._lanes.values()
+            if lane.thread is not None and lane.thread.is_alive()
+        ]
         if busy:
-            log.warning("alerts via %s still busy after %.1f s; undelivered alerts are dropped "
-                        "(daemon threads, they end with the process)", ", ".join(busy),
-                        timeout_s)
+            log.warning(
+                "alerts via %s still busy after %.1f s; undelivered alerts are dropped "
+                "(daemon threads, they end with the process)",
+                ", ".join(busy),
+                timeout_s,
+            )
 
     def _enqueue(self, delivery: Delivery) -> bool:
         lane = self._lanes[delivery.channel]
@@ -203,8 +213,11 @@ class Alerter:
             lane.streak += 1
             first = lane.streak == 1
         if first:  # one line per run of drops, its count when it ends (_log_streak_end)
-            log.warning("alerts via %s are being dropped (%s); counted in alerts_dropped_total",
-                        delivery.channel, reason)
+            log.warning(
+                "alerts via %s are being dropped (%s); counted in alerts_dropped_total",
+                delivery.channel,
+                reason,
+            )
         return False
 
     # ---- the delivery threads, one per lane --------------------------------------------------
@@ -226,8 +239,11 @@ class Alerter:
                 self._deliver(item)
             except Exception as exc:  # the thread must outlive any one alert
                 self._count("failed")
-                log.error("alert via %s failed unexpectedly (%s); the thread carries on",
-                          item.channel, self._redact(type(exc).__name__))
+                log.error(
+                    "alert via %s failed unexpectedly (%s); the thread carries on",
+                    item.channel,
+                    self._redact(type(exc).__name__),
+                )
             finally:
                 if item.channel == "heartbeat":
                     with self._lock:
@@ -238,8 +254,12 @@ class Alerter:
         with self._lock:
             streak, lane.streak = lane.streak, 0
         if streak:
-            log.warning("alerts via %s: %d dropped while the queue was full (%d in all)",
-                        lane.channel, streak, lane.dropped)
+            log.warning(
+                "alerts via %s: %d dropped while the queue was full (%d in all)",
+                lane.channel,
+                streak,
+                lane.dropped,
+            )
 
     def _deliver(self, delivery: Delivery) -> None:
         attempts = 1 + self.settings.retries
@@ -256,8 +276,9 @@ class Alerter:
                 break
             self._count("retries")
             self._stopping.wait(min(self._backoff_s * 2 ** (attempt - 1), MAX_BACKOFF_S))
-        log.warning("alert via %s failed after %d attempt(s): %s", delivery.channel, attempt,
-                    reason)
+        log.warning(
+            "alert via %s failed after %d attempt(s): %s", delivery.channel, attempt, reason
+        )
         self._count("failed")  # after the log: whoever sees the count can read why
 
     def _classify(self, exc: Exception) -> tuple[str, bool]:
@@ -314,21 +335,26 @@ class Alerter:
         if s.slack_webhook is not None:
             channels.append(("slack", (s.slack_webhook.get_secret_value(), _slack)))
         if s.telegram_bot_token is not None and s.telegram_chat_id:
-            url = (f"{s.telegram_api.rstrip('/')}/bot{s.telegram_bot_token.get_secret_value()}"
-                   "/sendMessage")
+            url = (
+                f"{s.telegram_api.rstrip('/')}/bot{s.telegram_bot_token.get_secret_value()}"
+                "/sendMessage"
+            )
             chat_id = s.telegram_chat_id
             channels.append(("telegram", (url, lambda k, t, f, ts: _telegram(chat_id, t, f))))
         elif s.telegram_bot_token is not None:
-            log.warning("alerts: telegram_bot_token is set but telegram_chat_id is empty; "
-                        "Telegram alerts are off")
+            log.warning(
+                "alerts: telegram_bot_token is set but telegram_chat_id is empty; "
+                "Telegram alerts are off"
+            )
         if s.webhook_url is not None:
             channels.append(("webhook", (s.webhook_url.get_secret_value(), _webhook)))
         return channels
 
 
 def _urlopen(delivery: Delivery, timeout_s: float) -> None:
-    request = urllib.request.Request(delivery.url, data=delivery.body, method=delivery.method,
-                                     headers={"User-Agent": USER_AGENT})
+    request = urllib.request.Request(
+        delivery.url, data=delivery.body, method=delivery.method, headers={"User-Agent": USER_AGENT}
+    )
     if delivery.body is not None:
         request.add_header("Content-Type", "application/json")
     with urllib.request.urlopen(request, timeout=timeout_s) as response:
@@ -371,8 +397,13 @@ def _secret_values(settings: AlertsSettings) -> list[str]:
     """Every secret string, longest first so a URL is masked whole before its token."""
     secrets = [
         value.get_secret_value()
-        for value in (settings.discord_webhook, settings.slack_webhook,
-                      settings.telegram_bot_token, settings.webhook_url, settings.heartbeat_url)
+        for value in (
+            settings.discord_webhook,
+            settings.slack_webhook,
+            settings.telegram_bot_token,
+            settings.webhook_url,
+            settings.heartbeat_url,
+        )
         if value is not None and value.get_secret_value()
     ]
     return sorted(set(secrets), key=len, reverse=True)

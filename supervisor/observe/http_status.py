@@ -41,8 +41,10 @@ STALE_AFTER_S = 600.0  # /healthz: a cycle older than this (market open) is unhe
 MAX_CONNECTIONS = 16  # served at once: a scraper or two and a person with curl
 READ_TIMEOUT_S = 5.0  # a request not sent (or an answer not read) within this: dropped
 ACCEPT_BACKOFF_S = 0.1  # accept() out of descriptors and no reserve left: waited, not spun
-BUSY = (b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
-        b"Content-Length: 5\r\nConnection: close\r\n\r\nbusy\n")
+BUSY = (
+    b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
+    b"Content-Length: 5\r\nConnection: close\r\n\r\nbusy\n"
+)
 GONE = (ConnectionError, TimeoutError)  # a client that went away or stalled: no error
 
 log = logging.getLogger(__name__)
@@ -73,10 +75,16 @@ class Status:
         age = None if self.last_cycle_mono is None else round(now_mono - self.last_cycle_mono, 1)
         stale = self.market_open and (age is None or age > STALE_AFTER_S)
         healthy = self.connected and not stale
-        return {"healthy": healthy, "state": self.state, "connected": self.connected,
-                "market_open": self.market_open, "last_cycle_age_s": age,
-                "cycles": self.cycles, "kill_switch": self.halted,
-                "kill_switch_reason": self.halted_reason}
+        return {
+            "healthy": healthy,
+            "state": self.state,
+            "connected": self.connected,
+            "market_open": self.market_open,
+            "last_cycle_age_s": age,
+            "cycles": self.cycles,
+            "kill_switch": self.halted,
+            "kill_switch_reason": self.halted_reason,
+        }
 
 
 class ConnectionGate:
@@ -113,8 +121,12 @@ class ConnectionGate:
 class StatusServer:
     """Serves the last published Status; ``start()`` binds, ``stop()`` closes."""
 
-    def __init__(self, port: int, max_connections: int = MAX_CONNECTIONS,
-                 read_timeout_s: float = READ_TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        port: int,
+        max_connections: int = MAX_CONNECTIONS,
+        read_timeout_s: float = READ_TIMEOUT_S,
+    ) -> None:
         self.port = port
         self.gate = ConnectionGate(max_connections)
         self.read_timeout_s = read_timeout_s
@@ -130,11 +142,11 @@ class StatusServer:
         try:
             self._server = _Server((HOST, self.port), handler, self.gate)
         except OSError as exc:
-            raise StatusPortError(f"monitoring.http_port {self.port}: cannot listen on "
-                                  f"{HOST}: {exc.strerror or exc}") from None
+            raise StatusPortError(
+                f"monitoring.http_port {self.port}: cannot listen on {HOST}: {exc.strerror or exc}"
+            ) from None
         self.port = self._server.server_address[1]
-        threading.Thread(target=self._server.serve_forever, name="http-status",
-                         daemon=True).start()
+        threading.Thread(target=self._server.serve_forever, name="http-status", daemon=True).start()
         return self.port
 
     def stop(self) -> None:
@@ -154,30 +166,47 @@ class StatusServer:
                 Gauge(f"ibkr_bot_{name}", text, registry=registry).set(value)
 
         gauge("up", "1 while connected to the broker", float(status.connected))
-        gauge("market_open", "1 while the first symbol's session is open",
-              float(status.market_open))
-        gauge("kill_switch", "1 once the daily loss limit halted new entries",
-              float(status.halted))
+        gauge(
+            "market_open", "1 while the first symbol's session is open", float(status.market_open)
+        )
+        gauge("kill_switch", "1 once the daily loss limit halted new entries", float(status.halted))
         gauge("cycles", "cycles completed in this run", float(status.cycles))
         gauge("cycle_seconds", "the last cycle's duration", status.cycle_seconds)
-        gauge("last_cycle_age_seconds", "seconds since the last cycle ended",
-              None if status.last_cycle_mono is None
-              else time.monotonic() - status.last_cycle_mono)
+        gauge(
+            "last_cycle_age_seconds",
+            "seconds since the last cycle ended",
+            None if status.last_cycle_mono is None else time.monotonic() - status.last_cycle_mono,
+        )
         gauge("symbols_ok", "symbols that reported in the last cycle", float(status.symbols_ok))
-        gauge("symbols_failed", "symbols that failed in the last cycle",
-              float(status.symbols_failed))
-        gauge("symbols_skipped", "symbols skipped (no decision) in the last cycle",
-              float(status.symbols_skipped))
-        gauge("open_positions", "positions open or pending in the journal",
-              float(status.open_positions))
+        gauge(
+            "symbols_failed", "symbols that failed in the last cycle", float(status.symbols_failed)
+        )
+        gauge(
+            "symbols_skipped",
+            "symbols skipped (no decision) in the last cycle",
+            float(status.symbols_skipped),
+        )
+        gauge(
+            "open_positions",
+            "positions open or pending in the journal",
+            float(status.open_positions),
+        )
         gauge("day_pnl", "today's P&L in the account currency", status.day_pnl)
-        gauge("rss_bytes", "the supervisor's resident memory",
-              float(self._process.memory_info().rss))
-        gauge("http_refused_total", "status connections refused: over the cap, or shed for "
-              "want of file descriptors", float(self.gate.refused))
-        broker = Gauge("ibkr_bot_broker", "the broker adapter's own measures (pacing, "
-                       "market-data lines, IBKR error codes, reconnects)", ["stat"],
-                       registry=registry)
+        gauge(
+            "rss_bytes", "the supervisor's resident memory", float(self._process.memory_info().rss)
+        )
+        gauge(
+            "http_refused_total",
+            "status connections refused: over the cap, or shed for want of file descriptors",
+            float(self.gate.refused),
+        )
+        broker = Gauge(
+            "ibkr_bot_broker",
+            "the broker adapter's own measures (pacing, "
+            "market-data lines, IBKR error codes, reconnects)",
+            ["stat"],
+            registry=registry,
+        )
         for name, value in sorted(status.broker.items()):
             if math.isfinite(value):
                 broker.labels(stat=name).set(value)
@@ -191,9 +220,12 @@ class _Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 64  # a burst waits in the kernel, not in SYN retries
 
-    def __init__(self, address: tuple[str, int],
-                 handler: type[http.server.BaseHTTPRequestHandler], gate: ConnectionGate,
-                 ) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        handler: type[http.server.BaseHTTPRequestHandler],
+        gate: ConnectionGate,
+    ) -> None:
         self.gate = gate
         self._reserve: int | None = _reserve()
         self._starved = False
@@ -218,8 +250,11 @@ class _Server(http.server.ThreadingHTTPServer):
         refuse it (it would be readable again at once, a spin); without a reserve, a pause."""
         if not self._starved:
             self._starved = True
-            log.warning("status endpoint: %s; connections refused until descriptors are "
-                        "free", exc.strerror, extra={"event": "http_status_starved"})
+            log.warning(
+                "status endpoint: %s; connections refused until descriptors are free",
+                exc.strerror,
+                extra={"event": "http_status_starved"},
+            )
         if self._reserve is None:
             self._reserve = _reserve()
         accepted = False
@@ -295,8 +330,11 @@ def _handler(server: StatusServer) -> type[http.server.BaseHTTPRequestHandler]:
         def do_GET(self) -> None:  # noqa: N802 - the http.server API
             if self.path.split("?")[0] == "/healthz":
                 health = server.health()
-                self._send(200 if health["healthy"] else 503, "application/json",
-                           json.dumps(health).encode())
+                self._send(
+                    200 if health["healthy"] else 503,
+                    "application/json",
+                    json.dumps(health).encode(),
+                )
             elif self.path.split("?")[0] == "/metrics":
                 self._send(200, CONTENT_TYPE_LATEST, server.metrics())
             else:

@@ -40,8 +40,10 @@ class _LogFile(logging.handlers.RotatingFileHandler):
     def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's API
         self.failures += 1
         if self.failures == 1:
-            sys.stderr.write(f"cannot write the log file {self.baseFilename}: "
-                             f"{sys.exc_info()[1]}; its later lines are lost\n")
+            sys.stderr.write(
+                f"cannot write the log file {self.baseFilename}: "
+                f"{sys.exc_info()[1]}; its later lines are lost\n"
+            )
 
     def flush(self) -> None:
         try:
@@ -66,10 +68,12 @@ class LogService:
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 file_handler: logging.Handler = _LogFile(
-                    path, maxBytes=50_000_000, backupCount=5, encoding="utf-8")
+                    path, maxBytes=50_000_000, backupCount=5, encoding="utf-8"
+                )
             except OSError as exc:
-                raise LogPathError(f"logging.json_path: cannot write the log file {path}: "
-                                   f"{exc.strerror or exc}") from None
+                raise LogPathError(
+                    f"logging.json_path: cannot write the log file {path}: {exc.strerror or exc}"
+                ) from None
             file_handler.setFormatter(JsonFormatter(JSON_FIELDS))
             self.handlers.append(file_handler)
         if settings.console:

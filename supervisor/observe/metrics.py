@@ -165,8 +165,9 @@ class MetricsWriter:
             line = json.dumps(record, separators=(",", ":"), allow_nan=False) + "\n"
         except (TypeError, ValueError) as exc:
             self.write_errors += 1
-            self._not_json.failed(str(exc), "the caller's measure needs fixing, the next "
-                                  "sample is unaffected")
+            self._not_json.failed(
+                str(exc), "the caller's measure needs fixing, the next sample is unaffected"
+            )
             return False
         try:
             handle = self._open()

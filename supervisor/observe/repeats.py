@@ -15,8 +15,7 @@ import logging
 class Repeated:
     """One thing that may fail again and again (``what``, e.g. "metrics line not written")."""
 
-    def __init__(self, logger: logging.Logger, what: str, *, level: int = logging.WARNING
-                 ) -> None:
+    def __init__(self, logger: logging.Logger, what: str, *, level: int = logging.WARNING) -> None:
         self.logger = logger
         self.what = what
         self.level = level
@@ -28,24 +27,43 @@ class Repeated:
         """Count a failure; True when this one was logged."""
         self.total += 1
         if reason != self.kind:
-            before = (f" (the previous failure, {self.kind}, happened {self.count} time(s))"
-                      if self.kind is not None else "")
+            before = (
+                f" (the previous failure, {self.kind}, happened {self.count} time(s))"
+                if self.kind is not None
+                else ""
+            )
             self.kind, self.count = reason, 1
-            self.logger.log(self.level, "%s: %s%s%s; repeats are counted, not logged",
-                            self.what, reason, f"; {hint}" if hint else "", before)
+            self.logger.log(
+                self.level,
+                "%s: %s%s%s; repeats are counted, not logged",
+                self.what,
+                reason,
+                f"; {hint}" if hint else "",
+                before,
+            )
             return True
         self.count += 1
         if _round(self.count):
-            self.logger.log(self.level, "%s: still failing (%s), %d times in a row", self.what,
-                            reason, self.count)
+            self.logger.log(
+                self.level,
+                "%s: still failing (%s), %d times in a row",
+                self.what,
+                reason,
+                self.count,
+            )
             return True
         return False
 
     def succeeded(self) -> None:
         """The thing works again: say after how many failures, once."""
         if self.kind is not None:
-            self.logger.log(self.level, "%s: works again after %d failure(s) (%s)", self.what,
-                            self.count, self.kind)
+            self.logger.log(
+                self.level,
+                "%s: works again after %d failure(s) (%s)",
+                self.what,
+                self.count,
+                self.kind,
+            )
             self.kind, self.count = None, 0
 
 

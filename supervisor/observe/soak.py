@@ -123,6 +123,7 @@ class Report:
 
 # ---- reading ---------------------------------------------------------------------------------
 
+
 def expand_rotated(paths: Iterable[Path]) -> list[Path]:
     """Each path plus its rotated siblings (path.1, path.2 …), each file once."""
     seen: dict[Path, None] = {}
@@ -173,6 +174,7 @@ def load_records(paths: Iterable[Path]) -> tuple[list[dict[str, Any]], list[str]
 
 # ---- computing -------------------------------------------------------------------------------
 
+
 def least_squares_slope(points: Iterable[tuple[float, ...]]) -> float | None:
     """Slope of y over x for (x, y, ...) points; None with fewer than 2 distinct x values."""
     pts = list(points)
@@ -208,13 +210,22 @@ def is_counter(name: str) -> bool:
     return name.startswith(COUNTER_PREFIXES) or name.endswith("_total")
 
 
-def analyse(records: list[dict[str, Any]], thresholds: Thresholds | None = None,
-            files: list[str] | None = None, malformed_lines: int = 0) -> Report:
+def analyse(
+    records: list[dict[str, Any]],
+    thresholds: Thresholds | None = None,
+    files: list[str] | None = None,
+    malformed_lines: int = 0,
+) -> Report:
     """The whole report from records in time order (see ``load_records``)."""
     thresholds = thresholds or Thresholds()
     duration_s = records[-1]["ts"] - records[0]["ts"] if records else 0.0
-    report = Report(files=files or [], records=len(records), malformed_lines=malformed_lines,
-                    duration_s=duration_s, thresholds=thresholds)
+    report = Report(
+        files=files or [],
+        records=len(records),
+        malformed_lines=malformed_lines,
+        duration_s=duration_s,
+        thresholds=thresholds,
+    )
     _cycles(report, records)
     length = run_length(records)
     if length is not None:  # the runs' own count: samples miss cycles between them
@@ -275,11 +286,19 @@ def _processes(records: list[dict[str, Any]], thresholds: Thresholds) -> list[Pr
         judged = span_s >= thresholds.min_span_s
         slope = least_squares_slope(steady) if judged else None
         growth = _growth([v for _, v in steady]) if judged else None
-        stats.append(ProcessStats(
-            name=name, pid=pid, samples=len(points), rss_start_kb=points[0][1],
-            rss_end_kb=points[-1][1], rss_max_kb=max(v for _, v in points),
-            steady_span_s=span_s, slope_kb_per_h=None if slope is None else slope * 3600.0,
-            growth_kb=growth))
+        stats.append(
+            ProcessStats(
+                name=name,
+                pid=pid,
+                samples=len(points),
+                rss_start_kb=points[0][1],
+                rss_end_kb=points[-1][1],
+                rss_max_kb=max(v for _, v in points),
+                steady_span_s=span_s,
+                slope_kb_per_h=None if slope is None else slope * 3600.0,
+                growth_kb=growth,
+            )
+        )
     return stats
 
 
@@ -295,7 +314,8 @@ def _rss_lines(records: list[dict[str, Any]]) -> dict[tuple[str, int], list[tupl
         for name, figures in (record.get("processes") or {}).items():
             if isinstance(figures, dict) and _is_number(figures.get("rss_kb")):
                 lines.setdefault((name, int(figures.get("pid") or 0)), []).append(
-                    (record["ts"], float(figures["rss_kb"])))
+                    (record["ts"], float(figures["rss_kb"]))
+                )
     return lines
 
 
@@ -325,52 +345,80 @@ def _checks(report: Report, thresholds: Thresholds) -> list[Check]:
     checks = []
     judged = [p for p in report.processes if p.slope_kb_per_h is not None]
     if not judged:
-        checks.append(Check("steady-state data", "FAIL",
-                            f"no process has {thresholds.min_span_s:.0f} s of samples after "
-                            f"the {thresholds.warmup_s:.0f} s warm-up"))
+        checks.append(
+            Check(
+                "steady-state data",
+                "FAIL",
+                f"no process has {thresholds.min_span_s:.0f} s of samples after "
+                f"the {thresholds.warmup_s:.0f} s warm-up",
+            )
+        )
     else:
-        limit = (f"{thresholds.max_rss_slope_kb_per_h:g} KB/h and "
-                 f"{thresholds.max_rss_growth_kb:g} KB")
+        limit = (
+            f"{thresholds.max_rss_slope_kb_per_h:g} KB/h and {thresholds.max_rss_growth_kb:g} KB"
+        )
         problems = [_memory_problem(p, thresholds) for p in judged]
         leaking = [p for p in problems if p]
-        checks.append(Check("memory", "FAIL" if leaking else "PASS",
-                            "; ".join(leaking) or f"{len(judged)} process(es) within {limit}"))
+        checks.append(
+            Check(
+                "memory",
+                "FAIL" if leaking else "PASS",
+                "; ".join(leaking) or f"{len(judged)} process(es) within {limit}",
+            )
+        )
     bytes_levels = [b for b in report.buffers if b.unit == "KB"]
     if not bytes_levels:
         checks.append(Check("buffer growth", "SKIP", "no *_bytes buffer measures recorded"))
     else:
         grown = [b for b in bytes_levels if b.growth > thresholds.max_buffer_growth_kb]
         limit = f"{thresholds.max_buffer_growth_kb:g} KB"
-        checks.append(Check(
-            "buffer growth", "FAIL" if grown else "PASS",
-            "; ".join(f"{b.name} grew {b.growth:.1f} KB > {limit}" for b in grown)
-            or f"{len(bytes_levels)} buffer(s) within {limit}"))
+        checks.append(
+            Check(
+                "buffer growth",
+                "FAIL" if grown else "PASS",
+                "; ".join(f"{b.name} grew {b.growth:.1f} KB > {limit}" for b in grown)
+                or f"{len(bytes_levels)} buffer(s) within {limit}",
+            )
+        )
     if report.gateway_warnings is None:
-        checks.append(Check("buffer warnings", "SKIP",
-                            "gateway log not watched (monitoring.gateway_log_path unset)"))
+        checks.append(
+            Check(
+                "buffer warnings",
+                "SKIP",
+                "gateway log not watched (monitoring.gateway_log_path unset)",
+            )
+        )
     else:
         total = sum(report.gateway_warnings.values())
         detail = ", ".join(f"{k} {v:g}" for k, v in sorted(report.gateway_warnings.items()))
         ok = total <= thresholds.max_buffer_warnings
-        checks.append(Check("buffer warnings", "PASS" if ok else "FAIL",
-                            f"{detail} (allowed {thresholds.max_buffer_warnings})"))
+        checks.append(
+            Check(
+                "buffer warnings",
+                "PASS" if ok else "FAIL",
+                f"{detail} (allowed {thresholds.max_buffer_warnings})",
+            )
+        )
     return checks
 
 
 def _memory_problem(p: ProcessStats, thresholds: Thresholds) -> str:
     slope, growth = p.slope_kb_per_h or 0.0, p.growth_kb or 0.0
     if slope > thresholds.max_rss_slope_kb_per_h:
-        return (f"{p.name} (pid {p.pid}) RSS grows {slope:.0f} KB/h > "
-                f"{thresholds.max_rss_slope_kb_per_h:g} KB/h")
+        return (
+            f"{p.name} (pid {p.pid}) RSS grows {slope:.0f} KB/h > "
+            f"{thresholds.max_rss_slope_kb_per_h:g} KB/h"
+        )
     if growth > thresholds.max_rss_growth_kb:
-        return (f"{p.name} (pid {p.pid}) RSS grew {growth:.0f} KB after warm-up > "
-                f"{thresholds.max_rss_growth_kb:g} KB")
+        return (
+            f"{p.name} (pid {p.pid}) RSS grew {growth:.0f} KB after warm-up > "
+            f"{thresholds.max_rss_growth_kb:g} KB"
+        )
     return ""
 
 
 def _is_number(value: Any) -> bool:
-    return (isinstance(value, int | float) and not isinstance(value, bool)
-            and math.isfinite(value))
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def soak_thresholds(records: list[dict[str, Any]], soak_s: float, budget_kb: float) -> Thresholds:
@@ -381,5 +429,9 @@ def soak_thresholds(records: list[dict[str, Any]], soak_s: float, budget_kb: flo
     span = (max(monos) - min(monos)) if monos else 0.0
     warmup = 0.2 * span
     steady_h = max(span - warmup, 1.0) / 3600
-    return Thresholds(warmup_s=warmup, min_span_s=0.5 * span,
-                      max_rss_slope_kb_per_h=budget_kb / steady_h, max_rss_growth_kb=budget_kb)
+    return Thresholds(
+        warmup_s=warmup,
+        min_span_s=0.5 * span,
+        max_rss_slope_kb_per_h=budget_kb / steady_h,
+        max_rss_growth_kb=budget_kb,
+    )

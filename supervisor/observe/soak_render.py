@@ -18,22 +18,26 @@ def format_report(report: Report) -> str:
         f"cycles: {report.cycles}, time p50 {_s(report.cycle_p50_s)} p95 "
         f"{_s(report.cycle_p95_s)} max {_s(report.cycle_max_s)}; symbols ok "
         f"{report.symbols_ok} failed {report.symbols_failed}",
-        "errors by code: " + (", ".join(f"{k} {v:g}" for k, v in report.errors_by_code.items())
-                              or "none"),
+        "errors by code: "
+        + (", ".join(f"{k} {v:g}" for k, v in report.errors_by_code.items()) or "none"),
     ]
     if report.counters:
-        lines.append("counters (run total): "
-                     + ", ".join(f"{k} {v:g}" for k, v in report.counters.items()))
+        lines.append(
+            "counters (run total): " + ", ".join(f"{k} {v:g}" for k, v in report.counters.items())
+        )
     lines.append(f"{'process RSS (KB)':<28}{'start':>10}{'end':>10}{'max':>10}{'slope KB/h':>12}")
     for p in report.processes:
         slope = "too short" if p.slope_kb_per_h is None else f"{p.slope_kb_per_h:.0f}"
-        lines.append(f"  {p.name + f' (pid {p.pid})':<26}{p.rss_start_kb:>10.0f}"
-                     f"{p.rss_end_kb:>10.0f}{p.rss_max_kb:>10.0f}{slope:>12}")
+        lines.append(
+            f"  {p.name + f' (pid {p.pid})':<26}{p.rss_start_kb:>10.0f}"
+            f"{p.rss_end_kb:>10.0f}{p.rss_max_kb:>10.0f}{slope:>12}"
+        )
     if report.buffers:
         lines.append(f"{'buffers after warm-up':<28}{'first':>10}{'last':>10}{'growth':>10}")
         for b in report.buffers:
-            lines.append(f"  {b.name:<26}{b.first:>10.1f}{b.last:>10.1f}{b.growth:>10.1f} "
-                         f"{b.unit}".rstrip())
+            lines.append(
+                f"  {b.name:<26}{b.first:>10.1f}{b.last:>10.1f}{b.growth:>10.1f} {b.unit}".rstrip()
+            )
     lines.append("checks:")
     lines += [f"  {c.status:<4} {c.name}: {c.detail}" for c in report.checks]
     if report.incomplete:
@@ -65,8 +69,9 @@ def time_unit(span_s: float) -> tuple[str, float]:
     return ("minutes", 60.0) if span_s < 3 * 3600 else ("hours", 3600.0)
 
 
-def plot(records: list[dict[str, Any]], out: Path, warmup_s: float = 0.0,
-         verdict: str = "") -> None:
+def plot(
+    records: list[dict[str, Any]], out: Path, warmup_s: float = 0.0, verdict: str = ""
+) -> None:
     """RSS per process (top); buffer levels (bottom: _bytes in KB left, the levels that
     moved on the right); the verdict in the title, the warm-up marked."""
     import matplotlib

@@ -47,8 +47,15 @@ class FrameReader:
         while (frame := self._frame()) is not None:
             try:
                 messages.append(pickle.loads(frame))
-            except (pickle.UnpicklingError, AttributeError, EOFError, ImportError,
-                    IndexError, TypeError, ValueError) as exc:
+            except (
+                pickle.UnpicklingError,
+                AttributeError,
+                EOFError,
+                ImportError,
+                IndexError,
+                TypeError,
+                ValueError,
+            ) as exc:
                 raise ChannelBroken(f"not a message: {type(exc).__name__}: {exc}") from None
         return messages
 
@@ -81,8 +88,8 @@ class FrameReader:
             raise ChannelBroken(f"a frame of {size} bytes")
         if len(self.buffer) < start + size:
             return None
-        frame = bytes(self.buffer[start:start + size])
-        del self.buffer[:start + size]
+        frame = bytes(self.buffer[start : start + size])
+        del self.buffer[: start + size]
         return frame
 
 
@@ -124,7 +131,7 @@ class FrameWriter:
         while self.frames:
             head = self.frames[0]
             try:
-                self.offset += os.write(self.fd, memoryview(head)[self.offset:])
+                self.offset += os.write(self.fd, memoryview(head)[self.offset :])
             except BlockingIOError:
                 break
             except OSError:  # EPIPE: the worker's end is closed

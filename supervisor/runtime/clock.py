@@ -70,9 +70,12 @@ class WallClock:
         step = None if self._last is None else clock_jump(self._last, reading)
         if step is not None:
             self.jumps += 1
-            log.warning("the wall clock jumped %+.1f s (set by hand, stepped by NTP, or the "
-                        "machine slept); timestamps and the trading day follow it",
-                        step, extra={"event": "clock_jump", "step_s": round(step, 3)})
+            log.warning(
+                "the wall clock jumped %+.1f s (set by hand, stepped by NTP, or the "
+                "machine slept); timestamps and the trading day follow it",
+                step,
+                extra={"event": "clock_jump", "step_s": round(step, 3)},
+            )
         self._last = reading
         return reading[0]
 
@@ -85,9 +88,13 @@ class PinnedClock:
     ``origin_monotonic``, then each of ``jumps`` (at, to): from ``at`` on it reads ``to``
     (a simulator's weekend in a moment): the same function the simulator computes."""
 
-    def __init__(self, start_ts: float, rate: float = 1.0,
-                 origin_monotonic: float | None = None,
-                 jumps: tuple[tuple[float, float], ...] = ()) -> None:
+    def __init__(
+        self,
+        start_ts: float,
+        rate: float = 1.0,
+        origin_monotonic: float | None = None,
+        jumps: tuple[tuple[float, float], ...] = (),
+    ) -> None:
         if rate <= 0:
             raise ValueError(f"clock rate must be > 0, got {rate}")
         self.start_ts = start_ts
@@ -102,8 +109,12 @@ class PinnedClock:
         if start is None:
             return WallClock()
         jumps = tuple((float(at), float(to)) for at, to in description.get("jumps", ()))
-        return cls(float(start), float(description.get("rate", 1.0)),
-                   float(description["origin_monotonic"]), jumps)
+        return cls(
+            float(start),
+            float(description.get("rate", 1.0)),
+            float(description["origin_monotonic"]),
+            jumps,
+        )
 
     def now(self) -> float:
         ts = self.start_ts + max(0.0, time.monotonic() - self.origin) * self.rate

@@ -91,8 +91,12 @@ class CycleRun:
         if result.cycle_id != self.cycle_id or entry is None or entry[0] != result.worker_id:
             # late (an ended cycle) or stale (sent by a worker that died after sending it,
             # whose symbol is already being retried elsewhere)
-            log.info("late result for %s of cycle %s from worker %s dropped", result.symbol,
-                     result.cycle_id, result.worker_id)
+            log.info(
+                "late result for %s of cycle %s from worker %s dropped",
+                result.symbol,
+                result.cycle_id,
+                result.worker_id,
+            )
             return
         worker_id, task = self.inflight.pop(result.symbol)
         handle = self.pool.workers.get(worker_id)
@@ -117,8 +121,12 @@ class CycleRun:
                 # a retry would only get another worker stuck
                 self._fail(symbol, f"worker {handle.worker_id} {handle.killed_for}: killed")
             elif task.attempt == 1:
-                log.warning("retrying %s after worker %s died", symbol, handle.worker_id,
-                            extra={"event": "symbol_retry", "symbol": symbol})
+                log.warning(
+                    "retrying %s after worker %s died",
+                    symbol,
+                    handle.worker_id,
+                    extra={"event": "symbol_retry", "symbol": symbol},
+                )
                 self.pending.appendleft(replace(task, attempt=2))
             else:
                 self._fail(symbol, f"worker {handle.worker_id} died (attempt {task.attempt})")
@@ -139,17 +147,18 @@ class CycleRun:
         runs = self.lost_runs[result.symbol] = self.lost_runs.get(result.symbol, 0) + 1
         if runs >= MAX_LOST_RUNS or time.monotonic() >= self.deadline:
             return False
-        log.warning("%s lost to the connection in cycle %s: run again once it is back",
-                    result.symbol, self.cycle_id,
-                    extra={"event": "symbol_retry", "symbol": result.symbol,
-                           "cause": "connection"})
+        log.warning(
+            "%s lost to the connection in cycle %s: run again once it is back",
+            result.symbol,
+            self.cycle_id,
+            extra={"event": "symbol_retry", "symbol": result.symbol, "cause": "connection"},
+        )
         self.pending.appendleft(task)
         return True
 
     def _wait_for_link(self) -> None:
         if self._link_poll is None:
-            self._link_poll = asyncio.get_running_loop().call_later(LINK_POLL_S,
-                                                                    self._link_looked)
+            self._link_poll = asyncio.get_running_loop().call_later(LINK_POLL_S, self._link_looked)
 
     def _link_looked(self) -> None:
         self._link_poll = None
@@ -184,8 +193,13 @@ class CycleRun:
         self.inflight.clear()
 
     def _fail(self, symbol: str, reason: str) -> None:
-        log.error("%s failed in cycle %s: %s", symbol, self.cycle_id, reason,
-                  extra={"event": "symbol_failed", "symbol": symbol, "cycle": self.cycle_id})
+        log.error(
+            "%s failed in cycle %s: %s",
+            symbol,
+            self.cycle_id,
+            reason,
+            extra={"event": "symbol_failed", "symbol": symbol, "cycle": self.cycle_id},
+        )
         self.results[symbol] = SymbolResult(self.cycle_id, symbol, worker_id=0, error=reason)
         self.arrivals.put_nowait(self.results[symbol])
 
@@ -200,22 +214,39 @@ class CycleRun:
             self.done.set()
 
 
-async def symbol_task(cycle_id: int, symbol: str, now: float, sessions: SessionBook,
-                      whale_last_ts: float | None = None) -> SymbolTask:
+async def symbol_task(
+    cycle_id: int,
+    symbol: str,
+    now: float,
+    sessions: SessionBook,
+    whale_last_ts: float | None = None,
+) -> SymbolTask:
     """One symbol's task: the exchange's trading day and the symbol's session today, computed
     here in the exchange's zone so that no worker ever needs a zone of its own."""
     session = await sessions.today(symbol, now)
-    return SymbolTask(cycle_id, symbol, now, sessions.day_of(now), whale_last_ts=whale_last_ts,
-                      session_open_ts=session.open_ts if session else None,
-                      session_close_ts=session.close_ts if session else None)
+    return SymbolTask(
+        cycle_id,
+        symbol,
+        now,
+        sessions.day_of(now),
+        whale_last_ts=whale_last_ts,
+        session_open_ts=session.open_ts if session else None,
+        session_close_ts=session.close_ts if session else None,
+    )
 
 
-async def symbol_tasks(cycle_id: int, now: float, symbols: Sequence[str],
-                       sessions: SessionBook, whale_last: dict[str, float]
-                       ) -> list[SymbolTask]:
+async def symbol_tasks(
+    cycle_id: int,
+    now: float,
+    symbols: Sequence[str],
+    sessions: SessionBook,
+    whale_last: dict[str, float],
+) -> list[SymbolTask]:
     """The cycle's tasks, each with its symbol's session today and its last whale signal."""
-    return [await symbol_task(cycle_id, symbol, now, sessions, whale_last.get(symbol))
-            for symbol in symbols]
+    return [
+        await symbol_task(cycle_id, symbol, now, sessions, whale_last.get(symbol))
+        for symbol in symbols
+    ]
 
 
 class ActOnArrival:
@@ -226,8 +257,12 @@ class ActOnArrival:
     once, the cycle stops sending symbols out, and ``finish`` raises it; every result not
     acted on is still handed to ``record`` (journaled), in universe order."""
 
-    def __init__(self, cycle: CycleRun, act: Callable[[SymbolResult], Awaitable[None]],
-                 record: Callable[[SymbolResult], None]) -> None:
+    def __init__(
+        self,
+        cycle: CycleRun,
+        act: Callable[[SymbolResult], Awaitable[None]],
+        record: Callable[[SymbolResult], None],
+    ) -> None:
         self.cycle, self.act, self.record = cycle, act, record
         self.seen: set[str] = set()
         self.error: BaseException | None = None
@@ -241,8 +276,13 @@ class ActOnArrival:
             try:
                 await self.act(result)
             except Exception as exc:  # noqa: BLE001 - raised again by finish()
-                log.error("acting on %s failed, cycle %s stops here: %r", result.symbol,
-                          self.cycle.cycle_id, exc, extra={"event": "act_failed"})
+                log.error(
+                    "acting on %s failed, cycle %s stops here: %r",
+                    result.symbol,
+                    self.cycle.cycle_id,
+                    exc,
+                    extra={"event": "act_failed"},
+                )
                 self.error = exc
                 self.cycle.stop_dispatching()
 
@@ -307,16 +347,31 @@ def _state(result: SymbolResult) -> str:
 
 def log_result(log: logging.Logger, result: SymbolResult) -> None:
     """One structured event per symbol result: ERROR failed, INFO otherwise."""
-    fields = {"event": "symbol_result", "cycle": result.cycle_id, "symbol": result.symbol,
-              "signal": result.signal.value, "confidence": round(result.confidence, 3),
-              "intents": len(result.intents), "skipped": result.skipped,
-              "reasons": list(result.reasons), "worker": result.worker_id,
-              "attempt": result.attempt, "timings": dict(result.timings)}
+    fields = {
+        "event": "symbol_result",
+        "cycle": result.cycle_id,
+        "symbol": result.symbol,
+        "signal": result.signal.value,
+        "confidence": round(result.confidence, 3),
+        "intents": len(result.intents),
+        "skipped": result.skipped,
+        "reasons": list(result.reasons),
+        "worker": result.worker_id,
+        "attempt": result.attempt,
+        "timings": dict(result.timings),
+    }
     if not result.ok:
         log.error("%s failed: %s", result.symbol, result.error, extra=fields)
     elif result.skipped:
-        log.info("%s %s skipped: %s", result.symbol, result.signal.value, result.skipped,
-                 extra=fields)
+        log.info(
+            "%s %s skipped: %s", result.symbol, result.signal.value, result.skipped, extra=fields
+        )
     else:
-        log.info("%s %s (%.2f) %s", result.symbol, result.signal.value, result.confidence,
-                 "; ".join(result.reasons[:3]), extra=fields)
+        log.info(
+            "%s %s (%.2f) %s",
+            result.symbol,
+            result.signal.value,
+            result.confidence,
+            "; ".join(result.reasons[:3]),
+            extra=fields,
+        )

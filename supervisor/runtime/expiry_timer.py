@@ -42,8 +42,12 @@ async def _due(guard: ExpiryGuard, now: float) -> float | None:
     try:
         held = await guard.held(now)
     except (BrokerError, TimeoutError) as exc:
-        log.warning("expiry guard: what is held is not known now (%s); looked at again in "
-                    "%.0fs", exc, RERUN_S, extra={"event": "expiry_guard_failed"})
+        log.warning(
+            "expiry guard: what is held is not known now (%s); looked at again in %.0fs",
+            exc,
+            RERUN_S,
+            extra={"event": "expiry_guard_failed"},
+        )
         return now + RERUN_S
     times = [h.exit_at if now < h.exit_at else now for h in held if now < h.close]
     return min(times, default=None)
@@ -56,12 +60,17 @@ async def _run(guard: ExpiryGuard, lock: asyncio.Lock, now: float) -> None:
         try:
             await guard.run(now)
         except (BrokerError, TimeoutError) as exc:
-            log.warning("expiry guard: %s; tried again in %.0fs", exc, RERUN_S,
-                        extra={"event": "expiry_guard_failed"})
+            log.warning(
+                "expiry guard: %s; tried again in %.0fs",
+                exc,
+                RERUN_S,
+                extra={"event": "expiry_guard_failed"},
+            )
 
 
-async def sleep_between_cycles(clock: Clock, seconds: float, stop: asyncio.Event,
-                               guard: ExpiryGuard | None, lock: asyncio.Lock) -> None:
+async def sleep_between_cycles(
+    clock: Clock, seconds: float, stop: asyncio.Event, guard: ExpiryGuard | None, lock: asyncio.Lock
+) -> None:
     """``clock.sleep(seconds)``, cut at every exit time on the way to run the guard."""
     end = clock.now() + seconds
     while not stop.is_set() and (now := clock.now()) < end:
@@ -74,8 +83,9 @@ async def sleep_between_cycles(clock: Clock, seconds: float, stop: asyncio.Event
 
 
 @contextlib.asynccontextmanager
-async def during_cycle(clock: Clock, guard: ExpiryGuard | None,
-                       lock: asyncio.Lock) -> AsyncIterator[None]:
+async def during_cycle(
+    clock: Clock, guard: ExpiryGuard | None, lock: asyncio.Lock
+) -> AsyncIterator[None]:
     """While the block runs (a cycle), the guard runs at each exit time. At the block's end
     the timer is asked to stop (an event, not a cancel: a run in progress ends whole, never
     between an exit's journal row and its order) and waited for, at most ``END_WAIT_S``."""
@@ -96,14 +106,18 @@ async def _end(task: asyncio.Task[None]) -> None:
     3.11's wait_for may swallow one) once it overran ``END_WAIT_S``."""
     finished, _ = await asyncio.wait({task}, timeout=END_WAIT_S)
     while not finished:
-        log.error("the expiry guard's run overran the cycle's end by %.0fs: cancelled",
-                  END_WAIT_S, extra={"event": "expiry_guard_failed"})
+        log.error(
+            "the expiry guard's run overran the cycle's end by %.0fs: cancelled",
+            END_WAIT_S,
+            extra={"event": "expiry_guard_failed"},
+        )
         task.cancel()
         finished, _ = await asyncio.wait({task}, timeout=0.1)
 
 
-async def _guard_until(done: asyncio.Event, clock: Clock, guard: ExpiryGuard,
-                       lock: asyncio.Lock) -> None:
+async def _guard_until(
+    done: asyncio.Event, clock: Clock, guard: ExpiryGuard, lock: asyncio.Lock
+) -> None:
     try:
         while not done.is_set():
             now = clock.now()
@@ -117,40 +131,53 @@ async def _guard_until(done: asyncio.Event, clock: Clock, guard: ExpiryGuard,
                 await asyncio.wait_for(done.wait(), max(wait_s, 0.05))
     except Exception:  # noqa: BLE001 - a bug here must not end the cycle; the loop's next
         # sleep between cycles runs the guard again
-        log.exception("the expiry guard's timer failed during a cycle",
-                      extra={"event": "expiry_guard_failed"})
+        log.exception(
+            "the expiry guard's timer failed during a cycle", extra={"event": "expiry_guard_failed"}
+        )
 
 
-async def close_before_stop(clock: Clock, guard: ExpiryGuard, lock: asyncio.Lock,
-                            alerter: Alerter, connected: Callable[[], bool]) -> None:
+async def close_before_stop(
+    clock: Clock,
+    guard: ExpiryGuard,
+    lock: asyncio.Lock,
+    alerter: Alerter,
+    connected: Callable[[], bool],
+) -> None:
     """A stop inside an expiry's exit window closes what is held in it first; what could not
     be closed within ``STOP_CLOSE_S`` (or at all: no connection) is logged and alerted by
     name. (The systemd unit and compose file give a stop 120 s before a SIGKILL.)"""
     expiring = await guard.expiring(clock.now())
     if not expiring:
         return
-    log.warning("stopping inside the exit window of %d position(s): closing them before "
-                "exit (execution.close_expiring_on_stop): %s", len(expiring),
-                ", ".join(h.key for h in expiring), extra={"event": "close_before_stop"})
+    log.warning(
+        "stopping inside the exit window of %d position(s): closing them before "
+        "exit (execution.close_expiring_on_stop): %s",
+        len(expiring),
+        ", ".join(h.key for h in expiring),
+        extra={"event": "close_before_stop"},
+    )
     deadline = time.monotonic() + STOP_CLOSE_S
     while expiring and connected() and time.monotonic() < deadline:
         await _run(guard, lock, clock.now())
         await asyncio.sleep(STOP_RETRY_S)
         expiring = await guard.expiring(clock.now())
     if expiring:
-        text = (f"stopped with {len(expiring)} position(s) still held into their expiry: "
-                f"{', '.join(h.key for h in expiring)}: close them by hand or they may be "
-                "exercised")
-        log.error(text, extra={"event": "expiring_left_open",
-                               "contracts": [h.key for h in expiring]})
+        text = (
+            f"stopped with {len(expiring)} position(s) still held into their expiry: "
+            f"{', '.join(h.key for h in expiring)}: close them by hand or they may be "
+            "exercised"
+        )
+        log.error(
+            text, extra={"event": "expiring_left_open", "contracts": [h.key for h in expiring]}
+        )
         alerter.send("expiring_left_open", text)
     else:
-        log.info("every expiring position closed before exit",
-                 extra={"event": "close_before_stop_done"})
+        log.info(
+            "every expiring position closed before exit", extra={"event": "close_before_stop_done"}
+        )
 
 
-async def close_desk(desk: Desk, guard: ExpiryGuard | None, clock: Clock,
-                     alerter: Alerter) -> None:
+async def close_desk(desk: Desk, guard: ExpiryGuard | None, clock: Clock, alerter: Alerter) -> None:
     """At exit, each step whatever became of the one before: what is held in an expiry's
     exit window closed (``execution.close_expiring_on_stop``), then the live book's close-out
     (entries cancelled, the last fills booked, what stays working said)."""
@@ -159,10 +186,16 @@ async def close_desk(desk: Desk, guard: ExpiryGuard | None, clock: Clock,
         try:
             await close_before_stop(clock, guard, desk.lock, alerter, connected)
         except (BrokerError, TimeoutError, sqlite3.Error) as exc:
-            log.error("closing expiring positions at the stop failed: %s", exc,
-                      extra={"event": "expiring_left_open"})
-            alerter.send("expiring_left_open", f"closing expiring positions at the stop "
-                         f"failed ({exc}): check what is held before the close")
+            log.error(
+                "closing expiring positions at the stop failed: %s",
+                exc,
+                extra={"event": "expiring_left_open"},
+            )
+            alerter.send(
+                "expiring_left_open",
+                f"closing expiring positions at the stop "
+                f"failed ({exc}): check what is held before the close",
+            )
     try:
         await desk.close_out(clock.now())
     except (BrokerError, TimeoutError, sqlite3.Error) as exc:

@@ -48,11 +48,18 @@ class GatewayAbsent(BrokerError):
 class GatewayWait:
     """Connect, waiting for a gateway that is not there yet; see the module docstring."""
 
-    def __init__(self, stop: asyncio.Event, broker: Broker, cfg: IBKRSettings, alerter: Alerter,
-                 on_waiting: Callable[[str], None], *,
-                 clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[asyncio.Event, float], Awaitable[None]] = pause,
-                 rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        stop: asyncio.Event,
+        broker: Broker,
+        cfg: IBKRSettings,
+        alerter: Alerter,
+        on_waiting: Callable[[str], None],
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[asyncio.Event, float], Awaitable[None]] = pause,
+        rng: random.Random | None = None,
+    ) -> None:
         self.stop = stop
         self.broker = broker
         self.cfg = cfg
@@ -60,8 +67,9 @@ class GatewayWait:
         self.on_waiting = on_waiting
         self.clock = clock
         self.sleep = sleep
-        self.backoff = Backoff(cfg.reconnect_initial_s, cfg.reconnect_max_s,
-                               cfg.reconnect_jitter, rng)
+        self.backoff = Backoff(
+            cfg.reconnect_initial_s, cfg.reconnect_max_s, cfg.reconnect_jitter, rng
+        )
         self.breaker = CircuitBreaker(cfg.circuit_failures, cfg.circuit_cooldown_s, clock)
         self.where = f"{cfg.host}:{cfg.port}"
         self.failures = 0
@@ -83,9 +91,13 @@ class GatewayWait:
                     return False
                 continue
             if self.failures:
-                log.info("the gateway at %s answered after %s of waiting (%d probes)",
-                         self.where, duration(self.clock() - self._started), self.failures + 1,
-                         extra={"event": "gateway_answered", "probes": self.failures + 1})
+                log.info(
+                    "the gateway at %s answered after %s of waiting (%d probes)",
+                    self.where,
+                    duration(self.clock() - self._started),
+                    self.failures + 1,
+                    extra={"event": "gateway_answered", "probes": self.failures + 1},
+                )
             return True
 
     def _failed(self, exc: GatewayUnavailable) -> None:
@@ -93,46 +105,75 @@ class GatewayWait:
         self.breaker.failure()
         waited_s = self.clock() - self._started
         if self.failures == 1:
-            limit = (f"for up to {self.cfg.connect_wait_s:g}s (ibkr.connect_wait_s)"
-                     if self.cfg.connect_wait_s else "until it answers (ibkr.connect_wait_s: 0)")
-            log.warning("waiting for the gateway at %s %s: %s; probing again after %gs "
-                        "doubling to %gs, then every %gs after %d failures in a row", self.where,
-                        limit, exc, self.cfg.reconnect_initial_s, self.cfg.reconnect_max_s,
-                        self.cfg.circuit_cooldown_s, self.cfg.circuit_failures,
-                        extra={"event": "gateway_waiting", "where": self.where})
-            self.alerter.send("connection", f"waiting for the gateway at {self.where}: {exc}",
-                              {"where": self.where})
+            limit = (
+                f"for up to {self.cfg.connect_wait_s:g}s (ibkr.connect_wait_s)"
+                if self.cfg.connect_wait_s
+                else "until it answers (ibkr.connect_wait_s: 0)"
+            )
+            log.warning(
+                "waiting for the gateway at %s %s: %s; probing again after %gs "
+                "doubling to %gs, then every %gs after %d failures in a row",
+                self.where,
+                limit,
+                exc,
+                self.cfg.reconnect_initial_s,
+                self.cfg.reconnect_max_s,
+                self.cfg.circuit_cooldown_s,
+                self.cfg.circuit_failures,
+                extra={"event": "gateway_waiting", "where": self.where},
+            )
+            self.alerter.send(
+                "connection",
+                f"waiting for the gateway at {self.where}: {exc}",
+                {"where": self.where},
+            )
             self.on_waiting(f"waiting for the gateway at {self.where}")
         elif waited_s >= self._next_progress_s:
-            log.info("still waiting for the gateway at %s: %s, %d probes; the last: %s",
-                     self.where, duration(waited_s), self.failures, exc,
-                     extra={"event": "gateway_waiting_progress", "probes": self.failures})
+            log.info(
+                "still waiting for the gateway at %s: %s, %d probes; the last: %s",
+                self.where,
+                duration(waited_s),
+                self.failures,
+                exc,
+                extra={"event": "gateway_waiting_progress", "probes": self.failures},
+            )
             self._progress_every_s = min(self._progress_every_s * 2, MAX_PROGRESS_S)
             self._next_progress_s = waited_s + self._progress_every_s
 
     async def _pause_before_next_probe(self, exc: GatewayUnavailable) -> bool:
         """The reconnect policy's pause, cut short by the wait's end; False on a stop."""
-        delay_s = (self.breaker.remaining_s() if not self.breaker.allow()
-                   else self.backoff.delay(self.failures - 1))
+        delay_s = (
+            self.breaker.remaining_s()
+            if not self.breaker.allow()
+            else self.backoff.delay(self.failures - 1)
+        )
         if self.cfg.connect_wait_s:
             left_s = self._started + self.cfg.connect_wait_s - self.clock()
             if left_s <= 0:
                 raise GatewayAbsent(
                     f"no gateway at {self.where} after {duration(self.cfg.connect_wait_s)} "
                     f"(ibkr.connect_wait_s: {self.cfg.connect_wait_s:g}; 0 waits until it "
-                    f"answers); the last attempt: {exc}")
+                    f"answers); the last attempt: {exc}"
+                )
             delay_s = min(delay_s, left_s)
         await self.sleep(self.stop, delay_s)
         if self.stop.is_set():
-            log.info("stopped while waiting for the gateway at %s", self.where,
-                     extra={"event": "stopped_starting"})
+            log.info(
+                "stopped while waiting for the gateway at %s",
+                self.where,
+                extra={"event": "stopped_starting"},
+            )
             return False
         return True
 
 
-
-async def connect(stop: asyncio.Event, broker: Broker, cfg: IBKRSettings, alerter: Alerter,
-                  on_waiting: Callable[[str], None] | None) -> bool:
+async def connect(
+    stop: asyncio.Event,
+    broker: Broker,
+    cfg: IBKRSettings,
+    alerter: Alerter,
+    on_waiting: Callable[[str], None] | None,
+) -> bool:
     """The broker's connection; False if a stop came first. With ``on_waiting`` (``run``) a
     gateway not there yet is waited for; without it (phases, the tools) the first failure is
     raised (exit 3), as check and reconcile do."""

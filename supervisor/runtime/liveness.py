@@ -28,8 +28,9 @@ class StepWatch:
     since: float = 0.0
 
 
-def stuck_on(watch: StepWatch, seq: int, symbol: str | None, now: float,
-             timeout_s: float) -> str | None:
+def stuck_on(
+    watch: StepWatch, seq: int, symbol: str | None, now: float, timeout_s: float
+) -> str | None:
     """The symbol a worker has been computing for longer than ``timeout_s``, or None.
     ``seq``/``symbol`` are its beat as read now; ``watch`` is updated."""
     if seq != watch.seq:

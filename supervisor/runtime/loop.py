@@ -99,10 +99,12 @@ class Supervisor:
         self.calendar = exchange_calendar(settings.schedule)
         self.sessions = SessionBook(broker, self.calendar)
         self.universe = Universe(settings.universe.symbols)  # checked at the first cycle
-        self.service = DataService(broker, settings.ibkr.request_timeout_s, self.calendar,
-                                   clock.now)
-        self.pool = WorkerPool(settings, self._on_message, self._on_death, on_log, mp_context,
-                               alert=self.alerter.send)  # a worker it cannot start
+        self.service = DataService(
+            broker, settings.ibkr.request_timeout_s, self.calendar, clock.now
+        )
+        self.pool = WorkerPool(
+            settings, self._on_message, self._on_death, on_log, mp_context, alert=self.alerter.send
+        )  # a worker it cannot start
         self.stop = asyncio.Event()
         self.exit_code = exitcodes.OK
         self.cycle: CycleRun | None = None
@@ -117,8 +119,9 @@ class Supervisor:
         self._started = time.monotonic()
         self.watcher: MonitorLoop | None = None
         self.http: StatusServer | None = None
-        self.feed = StatusFeed(settings, broker, lambda: self.last_cycle,
-                               lambda: self.cycles_done, lambda: self.desk)
+        self.feed = StatusFeed(
+            settings, broker, lambda: self.last_cycle, lambda: self.cycles_done, lambda: self.desk
+        )
         self.by_signal = False
         self._disconnects: list[float] = []
 
@@ -145,10 +148,13 @@ class Supervisor:
             log.error("cannot start: %s", exc)
             self.exit_code = exitcodes.USAGE
         except sqlite3.Error as exc:  # disk full, I/O: what was committed stays committed
-            log.error("the journal %s cannot be written (%s): stopping before any new order; "
-                      "everything committed is kept and the next start resumes from it",
-                      self.settings.execution.journal_path, exc,
-                      extra={"event": "journal_failed"})
+            log.error(
+                "the journal %s cannot be written (%s): stopping before any new order; "
+                "everything committed is kept and the next start resumes from it",
+                self.settings.execution.journal_path,
+                exc,
+                extra={"event": "journal_failed"},
+            )
             self.exit_code = exitcodes.STORAGE
         except Exception as exc:  # noqa: BLE001 - a bug: said once, then a clean shutdown
             log.exception("unhandled error, stopping: %r", exc, extra={"event": "crash"})
@@ -159,17 +165,24 @@ class Supervisor:
 
     async def _cycles(self) -> None:
         while self._more_cycles() and await wait_for_market(
-                self.stop, self.clock, self.sessions, self.settings, self.feed):
+            self.stop, self.clock, self.sessions, self.settings, self.feed
+        ):
             started = time.monotonic()
             try:
                 summary = await self._run_cycle()
             except ConnectionLost as exc:
                 self._disconnects = await wait_for_reconnect(
-                    self.stop, self.broker, self.alerter, self._disconnects, exc)
+                    self.stop, self.broker, self.alerter, self._disconnects, exc
+                )
                 continue
-            self.echo(summary.line() + progress(
-                self.cycles_done, self.settings.schedule.cycles,
-                time.monotonic() - self._started))
+            self.echo(
+                summary.line()
+                + progress(
+                    self.cycles_done,
+                    self.settings.schedule.cycles,
+                    time.monotonic() - self._started,
+                )
+            )
             if self.on_cycle is not None:
                 self.on_cycle(summary)
             del summary  # nothing holds the cycle's results through the sleep
@@ -177,57 +190,98 @@ class Supervisor:
                 break  # no sleep after the last of --cycles N
             interval = self.settings.schedule.interval_s  # market seconds
             elapsed = (time.monotonic() - started) * self.clock.rate
-            await sleep_between_cycles(self.clock, interval - elapsed, self.stop, self.guard,
-                                       self.desk.lock if self.desk else asyncio.Lock())
+            await sleep_between_cycles(
+                self.clock,
+                interval - elapsed,
+                self.stop,
+                self.guard,
+                self.desk.lock if self.desk else asyncio.Lock(),
+            )
 
     async def _start(self) -> bool:
         """Workers, connection, journal and desk; False if a stop came first (honoured at
         once: a connect to a gateway that does not answer is not waited out)."""
         self.journal = Journal(self.settings.execution.journal_path)
         # from the start: a wait for the gateway is said on /healthz and to systemd
-        self.http, self._status_task = serve_status(self.settings.monitoring.http_port,
-                                                    self.stop, self.feed)
-        self._watchdog_task = asyncio.ensure_future(systemd_watchdog(self.stop,
-                                                                     self.feed.announced))
+        self.http, self._status_task = serve_status(
+            self.settings.monitoring.http_port, self.stop, self.feed
+        )
+        self._watchdog_task = asyncio.ensure_future(
+            systemd_watchdog(self.stop, self.feed.announced)
+        )
         self.pool.start(asyncio.get_running_loop())
         if not await unless_stopped(
-                self.stop, self.pool.wait_ready(self.settings.workers.start_timeout_s)):
+            self.stop, self.pool.wait_ready(self.settings.workers.start_timeout_s)
+        ):
             return False
-        if not await connect(self.stop, self.broker, self.settings.ibkr, self.alerter,
-                             self.feed.waiting if self.wait_for_gateway else None):
+        if not await connect(
+            self.stop,
+            self.broker,
+            self.settings.ibkr,
+            self.alerter,
+            self.feed.waiting if self.wait_for_gateway else None,
+        ):
             return False
         accounts = self.broker.managed_accounts()
         refusal = live_refusal(self.settings, self.cli_live, self.broker.name, accounts)
         if refusal is not None:
             raise ModeNotAvailable(f"live trading refused: {refusal}")
-        self.journal.claim(self.broker.name,
-                           self.settings.ibkr.account or (accounts[0] if accounts else ""))
-        executor = Executor(self.settings.execution.mode, self.broker, self.journal,
-                            self.settings.ibkr.account)
-        self.desk = Desk(self.settings, self.broker, self.journal, executor, self.sessions,
-                         self.alerter)
+        self.journal.claim(
+            self.broker.name, self.settings.ibkr.account or (accounts[0] if accounts else "")
+        )
+        executor = Executor(
+            self.settings.execution.mode, self.broker, self.journal, self.settings.ibkr.account
+        )
+        self.desk = Desk(
+            self.settings, self.broker, self.journal, executor, self.sessions, self.alerter
+        )
         await self.desk.start_live(self.clock.now())
         self.guard = ExpiryGuard(self.desk)
-        self.watcher = MonitorLoop(self.settings.monitoring, self.monitor, self.alerter,
-                                   self.pool, self.broker, self.service,
-                                   lambda: len(self._serving),
-                                   lambda: self.last_cycle,
-                                   self.feed.run_info)
+        self.watcher = MonitorLoop(
+            self.settings.monitoring,
+            self.monitor,
+            self.alerter,
+            self.pool,
+            self.broker,
+            self.service,
+            lambda: len(self._serving),
+            lambda: self.last_cycle,
+            self.feed.run_info,
+        )
         self._monitor_task = asyncio.ensure_future(self.watcher.run(self.stop))
-        self._heartbeat_task = asyncio.ensure_future(heartbeats(
-            self.stop, self.alerter, self.feed.healthy, self.settings.alerts.heartbeat_interval_s))
+        self._heartbeat_task = asyncio.ensure_future(
+            heartbeats(
+                self.stop,
+                self.alerter,
+                self.feed.healthy,
+                self.settings.alerts.heartbeat_interval_s,
+            )
+        )
         self.cycles_run = self.journal.next_cycle_id() - 1
         where = self.journal.path.resolve()
         keys = origins_text(self.settings)  # what the environment or a flag supplied
         said = f"; {keys}" if keys else ""
-        log.info("supervisor ready: %d workers, broker %s, mode %s, journal %s%s",
-                 len(self.pool.workers), self.broker.name, executor.mode, where, said,
-                 extra={"event": "ready", "mode": executor.mode, "broker": self.broker.name,
-                        "origins": self.settings.origins()})
+        log.info(
+            "supervisor ready: %d workers, broker %s, mode %s, journal %s%s",
+            len(self.pool.workers),
+            self.broker.name,
+            executor.mode,
+            where,
+            said,
+            extra={
+                "event": "ready",
+                "mode": executor.mode,
+                "broker": self.broker.name,
+                "origins": self.settings.origins(),
+            },
+        )
         self.feed.say("trading", f"trading ({executor.mode}) on {self.broker.name}")
-        self.alerter.send("start", f"bot started: broker {self.broker.name}, mode "
-                          f"{executor.mode}, {len(self.settings.universe.symbols)} symbols, "
-                          f"journal {where}{said}")
+        self.alerter.send(
+            "start",
+            f"bot started: broker {self.broker.name}, mode "
+            f"{executor.mode}, {len(self.settings.universe.symbols)} symbols, "
+            f"journal {where}{said}",
+        )
         return True
 
     def _more_cycles(self) -> bool:
@@ -248,16 +302,22 @@ class Supervisor:
         cycle_id = self.cycles_run
         journal.start_cycle(cycle_id, state.day, now)
         tasks = await symbol_tasks(cycle_id, now, symbols, self.sessions, self.whale_last)
-        self.cycle = CycleRun(cycle_id, tasks, self.pool,
-                              *cycle_budget(self.settings, len(tasks)), RETRY_GRACE_S,
-                              link_up=self.broker.is_connected)
+        self.cycle = CycleRun(
+            cycle_id,
+            tasks,
+            self.pool,
+            *cycle_budget(self.settings, len(tasks)),
+            RETRY_GRACE_S,
+            link_up=self.broker.is_connected,
+        )
         executions: list[Execution] = []
 
         async def act(result: SymbolResult) -> None:
             self._record_result(result, state.day)
             async with desk.lock:  # one step at a time with the expiry guard's runs
-                executions.extend(await desk.act_on((result,), self.clock.now(),
-                                                    self.stop.is_set, executions))
+                executions.extend(
+                    await desk.act_on((result,), self.clock.now(), self.stop.is_set, executions)
+                )
 
         acting = ActOnArrival(self.cycle, act, lambda r: self._record_result(r, state.day))
         async with during_cycle(self.clock, self.guard, desk.lock):
@@ -266,10 +326,16 @@ class Supervisor:
             self.cycle = None
             ordered = tuple(results[t.symbol] for t in tasks if t.symbol in results)
             await acting.finish(ordered)
-        summary = CycleSummary(cycle_id, ordered, tuple(e.decision for e in executions),
-                               time.monotonic() - started)
-        journal.end_cycle(cycle_id, self.clock.now(), len(ordered) - len(summary.failed),
-                          len(summary.failed), summary.seconds)
+        summary = CycleSummary(
+            cycle_id, ordered, tuple(e.decision for e in executions), time.monotonic() - started
+        )
+        journal.end_cycle(
+            cycle_id,
+            self.clock.now(),
+            len(ordered) - len(summary.failed),
+            len(summary.failed),
+            summary.seconds,
+        )
         self.last_cycle = CycleFigures.of(summary)
         self.feed.last_cycle_mono = time.monotonic()
         self.cycles_done += 1
@@ -295,9 +361,16 @@ class Supervisor:
         log_result(log, result)
         if result.whale_fired_ts is not None:
             self.whale_last[result.symbol] = result.whale_fired_ts
-        self.journal.record_signal(result.cycle_id, day, result.symbol, result.signal.value,
-                                   result.confidence, result.reasons, result.skipped,
-                                   result.error)
+        self.journal.record_signal(
+            result.cycle_id,
+            day,
+            result.symbol,
+            result.signal.value,
+            result.confidence,
+            result.reasons,
+            result.skipped,
+            result.error,
+        )
 
     # --- messages from workers -----------------------------------------------------------------
 
@@ -325,9 +398,12 @@ class Supervisor:
         if self.cycle is not None:
             self.cycle.on_worker_death(handle)
         if handle.killed_for is not None and self.pool.hangs > 1:  # once is logged; again
-            self.alerter.send_once("worker_stuck", "worker_stuck",  # is worth a look
-                                   f"{self.pool.hangs} workers killed for being stuck in this "
-                                   f"run; the latest {handle.killed_for}")
+            self.alerter.send_once(
+                "worker_stuck",
+                "worker_stuck",  # is worth a look
+                f"{self.pool.hangs} workers killed for being stuck in this "
+                f"run; the latest {handle.killed_for}",
+            )
         if failure is not None:
             self.broker.stop_entries()  # as a signal does: nothing more leaves
             log.error("stopping: %s", failure, extra={"event": "boot_failure"})
@@ -342,8 +418,11 @@ class Supervisor:
             loop.add_signal_handler(signum, self._on_signal, signum)
 
     def _on_signal(self, signum: int) -> None:
-        log.info("%s received: stopping after the current step", signal.Signals(signum).name,
-                 extra={"event": "signal", "signal": signal.Signals(signum).name})
+        log.info(
+            "%s received: stopping after the current step",
+            signal.Signals(signum).name,
+            extra={"event": "signal", "signal": signal.Signals(signum).name},
+        )
         self.pool.stopping = True  # a worker that dies now is not replaced
         self.broker.stop_entries()  # even a bracket already waiting for its pacing slot
         self.by_signal = True
@@ -387,8 +466,13 @@ class Supervisor:
 
     def _say_stopped(self) -> None:
         code = self.exit_code
-        log.info("supervisor stopped after %d cycles", self.cycles_done,
-                 extra={"event": "stopped", "exit_code": code})
-        self.alerter.send("stop" if code == exitcodes.OK else "exit",
-                          stopped_text(code, self.cycles_done),
-                          {"exit_code": code, "cycles": self.cycles_done})
+        log.info(
+            "supervisor stopped after %d cycles",
+            self.cycles_done,
+            extra={"event": "stopped", "exit_code": code},
+        )
+        self.alerter.send(
+            "stop" if code == exitcodes.OK else "exit",
+            stopped_text(code, self.cycles_done),
+            {"exit_code": code, "cycles": self.cycles_done},
+        )

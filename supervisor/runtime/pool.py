@@ -132,8 +132,7 @@ class WorkerPool:
         except TimeoutError:
             slow = [w.worker_id for w in self.workers.values() if not w.ready]
             missing = f"; {self.owed.count} could not be started" if self.owed.count else ""
-            raise BootFailure(f"workers {slow} not ready after {timeout_s:g}s{missing}"
-                              ) from None
+            raise BootFailure(f"workers {slow} not ready after {timeout_s:g}s{missing}") from None
 
     def _spawn(self) -> WorkerHandle | None:
         """A new worker; or None when it cannot be started now: then it is owed, and
@@ -152,8 +151,11 @@ class WorkerPool:
     def _spawn_failed(self, exc: Exception) -> None:
         assert self._loop is not None
         text, retry_in, first = self.owed.failed(exc)
-        log.error(text, exc_info=not isinstance(exc, OSError),  # else a bug: its traceback
-                  extra={"event": "worker_spawn_failed", "owed": self.owed.count})
+        log.error(
+            text,
+            exc_info=not isinstance(exc, OSError),  # else a bug: its traceback
+            extra={"event": "worker_spawn_failed", "owed": self.owed.count},
+        )
         if first:  # once per streak; each attempt is logged
             self.alert("worker_spawn", text)
         if self._retry is None:
@@ -198,13 +200,18 @@ class WorkerPool:
             raise
         finally:
             inbox_writer.close()
-        handle = WorkerHandle(worker_id, process, inbox, channel, FrameReader(channel.fileno()),
-                              beat)
+        handle = WorkerHandle(
+            worker_id, process, inbox, channel, FrameReader(channel.fileno()), beat
+        )
         self.workers[worker_id] = handle
         self._loop.add_reader(channel.fileno(), self._drain, handle)
         self._loop.add_reader(process.sentinel, self._reap, worker_id)
-        log.info("worker %s started (pid %s)", worker_id, process.pid,
-                 extra={"event": "worker_started", "worker": worker_id, "pid": process.pid})
+        log.info(
+            "worker %s started (pid %s)",
+            worker_id,
+            process.pid,
+            extra={"event": "worker_started", "worker": worker_id, "pid": process.pid},
+        )
         return handle
 
     # --- what workers say ----------------------------------------------------------------------
@@ -231,8 +238,11 @@ class WorkerPool:
         if handle.reader.eof:
             if handle.reader.torn:
                 self.torn_messages += 1
-                log.warning("worker %s's channel ended mid-message: %d bytes dropped",
-                            handle.worker_id, len(handle.reader.buffer))
+                log.warning(
+                    "worker %s's channel ended mid-message: %d bytes dropped",
+                    handle.worker_id,
+                    len(handle.reader.buffer),
+                )
             self._close_channel(handle)
 
     def _close_channel(self, handle: WorkerHandle) -> None:
@@ -247,8 +257,9 @@ class WorkerPool:
     def ready_workers(self) -> list[WorkerHandle]:
         """Ready and alive: when two workers die together, the first one's symbols must not
         be "retried" on the second before its death has been noticed."""
-        return [w for w in self.workers.values()
-                if w.ready and not w.retiring and w.process.is_alive()]
+        return [
+            w for w in self.workers.values() if w.ready and not w.retiring and w.process.is_alive()
+        ]
 
     def mark_ready(self, worker_id: int) -> None:
         if worker_id in self.workers:
@@ -269,7 +280,8 @@ class WorkerPool:
         if isinstance(message, SymbolTask):
             handle.tasks += 1
             if not handle.retiring and due_for_retirement(
-                    handle.tasks, self.settings.workers.max_tasks_per_worker):
+                handle.tasks, self.settings.workers.max_tasks_per_worker
+            ):
                 self._retire(handle)
         return True
 
@@ -297,11 +309,17 @@ class WorkerPool:
             seq, symbol = handle.beat.read()
             stuck = stuck_on(handle.watch, seq, symbol, now, timeout_s)
             if stuck is not None:
-                self._kill(handle, f"stuck for over {timeout_s:g}s on {stuck} "
-                           "(workers.step_timeout_s)", stuck)
+                self._kill(
+                    handle,
+                    f"stuck for over {timeout_s:g}s on {stuck} (workers.step_timeout_s)",
+                    stuck,
+                )
             elif overfull(handle.inbox.qsize()):
-                self._kill(handle, f"not reading its inbox ({handle.inbox.qsize()} messages "
-                           "waiting)", symbol)
+                self._kill(
+                    handle,
+                    f"not reading its inbox ({handle.inbox.qsize()} messages waiting)",
+                    symbol,
+                )
             else:
                 self._release_if_done(handle)  # its symbols ended with a cycle's deadline
 
@@ -313,18 +331,30 @@ class WorkerPool:
     def _kill(self, handle: WorkerHandle, reason: str, symbol: str | None) -> None:
         handle.killed_for, handle.stuck_symbol = reason, symbol
         handle.stuck_cycle = handle.beat.cycle()
-        log.error("worker %s (pid %s) %s: killed and replaced", handle.worker_id, handle.pid,
-                  reason, extra={"event": "worker_stuck", "worker": handle.worker_id,
-                                 "symbol": symbol, "reason": reason})
+        log.error(
+            "worker %s (pid %s) %s: killed and replaced",
+            handle.worker_id,
+            handle.pid,
+            reason,
+            extra={
+                "event": "worker_stuck",
+                "worker": handle.worker_id,
+                "symbol": symbol,
+                "reason": reason,
+            },
+        )
         handle.process.kill()
 
     def _retire(self, handle: WorkerHandle) -> None:
         """No new symbol for it; a fresh worker beside it; stopped once its own are done."""
         handle.retiring = True
         self.retired += 1
-        log.info("worker %s retires after %d tasks (workers.max_tasks_per_worker)",
-                 handle.worker_id, handle.tasks,
-                 extra={"event": "worker_retiring", "worker": handle.worker_id})
+        log.info(
+            "worker %s retires after %d tasks (workers.max_tasks_per_worker)",
+            handle.worker_id,
+            handle.tasks,
+            extra={"event": "worker_retiring", "worker": handle.worker_id},
+        )
         self._spawn()
 
     # --- death and respawn -------------------------------------------------------------------
@@ -342,8 +372,12 @@ class WorkerPool:
         if self.stopping:
             return
         if handle.retiring and handle.stop_sent and handle.killed_for is None:
-            log.info("worker %s retired (pid %s)", worker_id, handle.pid,
-                     extra={"event": "worker_retired", "worker": worker_id})
+            log.info(
+                "worker %s retired (pid %s)",
+                worker_id,
+                handle.pid,
+                extra={"event": "worker_retired", "worker": worker_id},
+            )
             return  # its replacement is running already, and it held no symbol
         if handle.killed_for is not None:
             self.hangs += 1  # said when it was killed; a known cause, not a crash
@@ -352,10 +386,17 @@ class WorkerPool:
                 self._spawn()
             self.on_death(handle, None)
             return
-        log.error("worker %s (pid %s) died with exit code %s", worker_id, handle.pid,
-                  handle.process.exitcode,
-                  extra={"event": "worker_died", "worker": worker_id,
-                         "exitcode": handle.process.exitcode})
+        log.error(
+            "worker %s (pid %s) died with exit code %s",
+            worker_id,
+            handle.pid,
+            handle.process.exitcode,
+            extra={
+                "event": "worker_died",
+                "worker": worker_id,
+                "exitcode": handle.process.exitcode,
+            },
+        )
         failure = self._respawn_refused()
         if failure is None and not handle.retiring:  # a retiring one's successor runs
             self.respawns += 1
@@ -370,8 +411,10 @@ class WorkerPool:
             self._deaths.popleft()
         limit = self.settings.workers.max_respawns_per_minute
         if len(self._deaths) > limit:
-            return (f"{len(self._deaths)} worker deaths within a minute "
-                    f"(workers.max_respawns_per_minute = {limit})")
+            return (
+                f"{len(self._deaths)} worker deaths within a minute "
+                f"(workers.max_respawns_per_minute = {limit})"
+            )
         return None
 
     # --- stop ----------------------------------------------------------------------------------

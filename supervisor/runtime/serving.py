@@ -47,8 +47,13 @@ class SymbolBackoff:
     hide bars that fail every cycle (the symbol would then never rest).
     """
 
-    def __init__(self, after: int = 3, base_s: float = 60.0, max_s: float = 1800.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        after: int = 3,
+        base_s: float = 60.0,
+        max_s: float = 1800.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.after, self.base_s, self.max_s, self.clock = after, base_s, max_s, clock
         self.failures: dict[str, dict[str, int]] = {}  # symbol -> step -> failures in a row
         self.until: dict[str, float] = {}
@@ -65,9 +70,14 @@ class SymbolBackoff:
             rest = min(self.base_s * 2 ** (n - self.after), self.max_s)
             self.until[symbol] = self.clock() + rest
             self.why[symbol] = step
-            log.warning("%s: %s failed %d times in a row: resting %.0fs", symbol, step, n,
-                        rest, extra={"event": "symbol_backoff", "symbol": symbol,
-                                     "step": step, "rest_s": rest})
+            log.warning(
+                "%s: %s failed %d times in a row: resting %.0fs",
+                symbol,
+                step,
+                n,
+                rest,
+                extra={"event": "symbol_backoff", "symbol": symbol, "step": step, "rest_s": rest},
+            )
 
     def succeeded(self, symbol: str, step: str) -> None:
         steps = self.failures.get(symbol, {})
@@ -91,8 +101,14 @@ def step_of(request: Request) -> str:
 
 
 class DataService:
-    def __init__(self, broker: Broker, timeout_s: float, calendar: ExchangeCalendar,
-                 now: Callable[[], float], backoff: SymbolBackoff | None = None) -> None:
+    def __init__(
+        self,
+        broker: Broker,
+        timeout_s: float,
+        calendar: ExchangeCalendar,
+        now: Callable[[], float],
+        backoff: SymbolBackoff | None = None,
+    ) -> None:
         self.broker = broker
         self.timeout_s = timeout_s
         self.calendar = calendar  # counts bars over trading days, not clock hours
@@ -113,8 +129,11 @@ class DataService:
         resting = self.backoff.resting(symbol)
         if resting:
             self.served += 1
-            return Reply(request.request_id, error=f"{symbol} rests {resting:.0f}s after "
-                         f"repeated failures ({self.backoff.why.get(symbol, step)})")
+            return Reply(
+                request.request_id,
+                error=f"{symbol} rests {resting:.0f}s after "
+                f"repeated failures ({self.backoff.why.get(symbol, step)})",
+            )
         started = time.monotonic()
         try:
             async with asyncio.timeout(self.timeout_s):  # no task of its own, as wait_for has
@@ -145,8 +164,13 @@ class DataService:
 
     def _error(self, request: Request, text: str) -> Reply:
         self.failed += 1
-        log.warning("%s for %s: %s", type(request).__name__, request.symbol, text,
-                    extra={"event": "request_failed", "symbol": request.symbol})
+        log.warning(
+            "%s for %s: %s",
+            type(request).__name__,
+            request.symbol,
+            text,
+            extra={"event": "request_failed", "symbol": request.symbol},
+        )
         return Reply(request.request_id, error=text)
 
     async def _fetch(self, request: Request) -> ReplyValue:
@@ -154,8 +178,9 @@ class DataService:
             case QuoteRequest(symbol=symbol):
                 return await self.broker.quote(symbol)
             case BarsRequest(symbol=symbol, count=count, bar_minutes=bar_minutes, rth=rth):
-                return await fetch_bars(self.broker, self.calendar, self.now(), symbol, count,
-                                        bar_minutes, rth)
+                return await fetch_bars(
+                    self.broker, self.calendar, self.now(), symbol, count, bar_minutes, rth
+                )
             case ChainRequest(symbol=symbol):
                 return await self.broker.chain(symbol)
             case OptionQuotesRequest(contracts=contracts):
@@ -163,8 +188,15 @@ class DataService:
         raise TypeError(f"not a request: {request!r}")
 
 
-async def fetch_bars(broker: Broker, calendar: ExchangeCalendar, now_ts: float, symbol: str,
-                     count: int, bar_minutes: int, rth: bool) -> Bars:
+async def fetch_bars(
+    broker: Broker,
+    calendar: ExchangeCalendar,
+    now_ts: float,
+    symbol: str,
+    count: int,
+    bar_minutes: int,
+    rth: bool,
+) -> Bars:
     """The newest ``count`` completed bars, however many trading days they span."""
     start = bars_start(calendar, now_ts, count, bar_minutes * 60, rth)
     minutes = max(bar_minutes, math.ceil((now_ts - start) / 60))

@@ -1,13 +1,13 @@
 """Where the market comes from, and one supervisor run with its logging around it.
 
-    stub  -> StubBroker on a SimClock (a seeded session replayed without waiting)
-    --sim -> the gateway simulator as a child process on a free loopback port, IBKRBroker,
-             both on the simulator's session clock (its scenario pins the session)
-    --broker sim --sim-clock F --port P -> a simulator already running (started with
-             ``--clock-file F``): IBKRBroker on 127.0.0.1:P, on that simulator's clock; it
-             outlives the bot, so a killed bot can be restarted against the same account
-             (or one started later: ``run`` waits for it, then follows F once written)
-    ibkr  -> IBKRBroker against ibkr.host:ibkr.port (a real IB Gateway / TWS), wall clock
+stub  -> StubBroker on a SimClock (a seeded session replayed without waiting)
+--sim -> the gateway simulator as a child process on a free loopback port, IBKRBroker,
+         both on the simulator's session clock (its scenario pins the session)
+--broker sim --sim-clock F --port P -> a simulator already running (started with
+         ``--clock-file F``): IBKRBroker on 127.0.0.1:P, on that simulator's clock; it
+         outlives the bot, so a killed bot can be restarted against the same account
+         (or one started later: ``run`` waits for it, then follows F once written)
+ibkr  -> IBKRBroker against ibkr.host:ibkr.port (a real IB Gateway / TWS), wall clock
 """
 
 from __future__ import annotations
@@ -31,8 +31,14 @@ from supervisor.runtime.cycle import CycleSummary
 from supervisor.runtime.loop import Supervisor
 from supervisor.runtime.simproc import SimStartError
 
-__all__ = ["SessionStartError", "SimStartError", "broker_session", "run_supervisor",
-           "sim_summary", "with_values"]
+__all__ = [
+    "SessionStartError",
+    "SimStartError",
+    "broker_session",
+    "run_supervisor",
+    "sim_summary",
+    "with_values",
+]
 
 DEFAULT_SCENARIO = Path(__file__).resolve().parents[2] / "configs" / "scenarios" / "default.yaml"
 
@@ -40,10 +46,12 @@ DEFAULT_SCENARIO = Path(__file__).resolve().parents[2] / "configs" / "scenarios"
 def sim_summary(stats: dict[str, Any]) -> str:
     """One line of what the simulated gateway saw: the rules' violations above all."""
     violations = stats.get("violations") or {}
-    return (f"gateway_sim: {stats.get('messages_total', 0)} messages, peak "
-            f"{stats.get('peak_messages_per_s', 0)}/s, peak market-data lines "
-            f"{stats.get('market_data_lines_peak', 0)}, violations "
-            f"{stats.get('violations_total', 0)} {violations or ''}".rstrip())
+    return (
+        f"gateway_sim: {stats.get('messages_total', 0)} messages, peak "
+        f"{stats.get('peak_messages_per_s', 0)}/s, peak market-data lines "
+        f"{stats.get('market_data_lines_peak', 0)}, violations "
+        f"{stats.get('violations_total', 0)} {violations or ''}".rstrip()
+    )
 
 
 def with_values(settings: Settings, changes: dict[str, dict[str, Any]]) -> Settings:
@@ -59,10 +67,14 @@ class SessionStartError(ValueError):
 
 
 @contextlib.contextmanager
-def broker_session(settings: Settings, broker: str, scenario: str | None = None,
-                   sim_dir: Path | None = None, start: datetime | None = None,
-                   sim_clock: str | None = None,
-                   ) -> Iterator[tuple[Broker, Clock, Settings]]:
+def broker_session(
+    settings: Settings,
+    broker: str,
+    scenario: str | None = None,
+    sim_dir: Path | None = None,
+    start: datetime | None = None,
+    sim_clock: str | None = None,
+) -> Iterator[tuple[Broker, Clock, Settings]]:
     """The broker, its clock and the settings it runs with (the sim's port filled in).
 
     ``start`` pins a simulated session (the stub's or the simulator's) at that instant; the
@@ -75,8 +87,10 @@ def broker_session(settings: Settings, broker: str, scenario: str | None = None,
         yield StubBroker(settings.stub, clock.now), clock, settings
         return
     if broker != "sim" and start is not None:
-        raise SessionStartError("it pins a simulated session (the stub or --sim); a real "
-                                "gateway's clock is the exchange's")
+        raise SessionStartError(
+            "it pins a simulated session (the stub or --sim); a real "
+            "gateway's clock is the exchange's"
+        )
     from supervisor.broker.ibkr.broker import IBKRBroker  # ib_insync is loaded only when needed
 
     if broker == "sim" and sim_clock is not None:
@@ -117,16 +131,30 @@ def attached_clock(path: Path) -> Clock:
         raise SimStartError(f"cannot read the simulator's clock file {path}: {exc}") from None
 
 
-def run_supervisor(settings: Settings, broker: Broker, clock: Clock, *,
-                   echo: Callable[[str], None], cli_live: bool = False,
-                   console: bool = True, wait_for_gateway: bool = False,
-                   on_cycle: Callable[[CycleSummary], None] | None = None,
-                   ) -> tuple[int, Supervisor]:
+def run_supervisor(
+    settings: Settings,
+    broker: Broker,
+    clock: Clock,
+    *,
+    echo: Callable[[str], None],
+    cli_live: bool = False,
+    console: bool = True,
+    wait_for_gateway: bool = False,
+    on_cycle: Callable[[CycleSummary], None] | None = None,
+) -> tuple[int, Supervisor]:
     """One supervisor run with its log listener; returns the exit code and the supervisor.
     ``wait_for_gateway``: a gateway not there yet is waited for (``run``), not exit 3."""
     logs = LogService(settings.logging, sys.stderr if console else None)
-    supervisor = Supervisor(settings, broker, clock, logs.handle, cli_live=cli_live, echo=echo,
-                            wait_for_gateway=wait_for_gateway, on_cycle=on_cycle)
+    supervisor = Supervisor(
+        settings,
+        broker,
+        clock,
+        logs.handle,
+        cli_live=cli_live,
+        echo=echo,
+        wait_for_gateway=wait_for_gateway,
+        on_cycle=on_cycle,
+    )
     try:
         code = asyncio.run(supervisor.run())
     finally:

@@ -72,9 +72,16 @@ class SimProcess:
     """Start with ``start()`` (blocking, bounded) or ``await astart()``; use as a (async)
     context manager; ``port`` once started; ``stats()`` reads the stats file."""
 
-    def __init__(self, scenario_path: str | Path, stats_path: Path, *,
-                 start_timeout_s: float = 15.0, log_path: Path | None = None,
-                 log_level: str = "WARNING", start: datetime | None = None) -> None:
+    def __init__(
+        self,
+        scenario_path: str | Path,
+        stats_path: Path,
+        *,
+        start_timeout_s: float = 15.0,
+        log_path: Path | None = None,
+        log_level: str = "WARNING",
+        start: datetime | None = None,
+    ) -> None:
         self.scenario_path = str(scenario_path)
         self.session_start = start  # None: the scenario's clock.start
         self.stats_path = Path(stats_path)
@@ -96,18 +103,42 @@ class SimProcess:
         clock_file = self._tmp / "sim.clock"
         self.stats_path.parent.mkdir(parents=True, exist_ok=True)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "tools.gateway_sim", "--scenario", self.scenario_path,
-               "--port", "0", "--port-file", str(port_file), "--clock-file", str(clock_file),
-               "--stats-file", str(self.stats_path), "--log-level", self.log_level]
+        cmd = [
+            sys.executable,
+            "-m",
+            "tools.gateway_sim",
+            "--scenario",
+            self.scenario_path,
+            "--port",
+            "0",
+            "--port-file",
+            str(port_file),
+            "--clock-file",
+            str(clock_file),
+            "--stats-file",
+            str(self.stats_path),
+            "--log-level",
+            self.log_level,
+        ]
         if self.session_start is not None:
             cmd += ["--start", self.session_start.isoformat()]
         with open(self.log_path, "ab") as log_file:
             self.proc = subprocess.Popen(
-                cmd, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                stderr=log_file, start_new_session=True, preexec_fn=_parent_death_signal(),
-                env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        log.info("gateway_sim started (pid %d, scenario %s, log %s)", self.proc.pid,
-                 self.scenario_path, self.log_path)
+                cmd,
+                cwd=ROOT,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=log_file,
+                start_new_session=True,
+                preexec_fn=_parent_death_signal(),
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+        log.info(
+            "gateway_sim started (pid %d, scenario %s, log %s)",
+            self.proc.pid,
+            self.scenario_path,
+            self.log_path,
+        )
         return port_file
 
     def _check_port(self, port_file: Path) -> bool:
@@ -120,14 +151,17 @@ class SimProcess:
         code = self.proc.poll()
         if code is not None:
             self._cleanup_tmp()
-            raise SimStartError(f"gateway_sim exited with code {code} before listening "
-                                f"(scenario {self.scenario_path}): {self._log_tail()}")
+            raise SimStartError(
+                f"gateway_sim exited with code {code} before listening "
+                f"(scenario {self.scenario_path}): {self._log_tail()}"
+            )
         return False
 
     def _give_up(self) -> SimStartError:
         self.stop()
-        return SimStartError(f"gateway_sim did not listen within {self.start_timeout_s:g}s: "
-                             f"{self._log_tail()}")
+        return SimStartError(
+            f"gateway_sim did not listen within {self.start_timeout_s:g}s: {self._log_tail()}"
+        )
 
     def start(self) -> int:
         """Spawn the child and wait (bounded) for its port."""
@@ -189,8 +223,9 @@ class SimProcess:
             try:
                 proc.wait(timeout_s)
             except subprocess.TimeoutExpired:
-                log.warning("gateway_sim (pid %d) ignored SIGTERM for %gs: killing it",
-                            proc.pid, timeout_s)
+                log.warning(
+                    "gateway_sim (pid %d) ignored SIGTERM for %gs: killing it", proc.pid, timeout_s
+                )
                 proc.kill()
                 proc.wait(timeout_s)
         self._cleanup_tmp()

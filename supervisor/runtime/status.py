@@ -1,11 +1,11 @@
 """What the running bot tells the person watching it: progress, heartbeats, the last word.
 
-    cycle line + progress(" · 1823/2000, ETA 1m12s")  --> console
-    heartbeats(healthy?) every alerts.heartbeat_interval_s --> Alerter.heartbeat (GET)
-    stopped_text(exit code, cycles)                    --> the "stop"/"exit" alert
-    StatusFeed: healthy() / run_info() / status()      --> heartbeats, metrics, /healthz
-    StatusFeed.say(phase): READY=1 + STATUS=           --> systemd (trading, or waiting for
-                                                           the gateway), then its watchdog
+cycle line + progress(" · 1823/2000, ETA 1m12s")  --> console
+heartbeats(healthy?) every alerts.heartbeat_interval_s --> Alerter.heartbeat (GET)
+stopped_text(exit code, cycles)                    --> the "stop"/"exit" alert
+StatusFeed: healthy() / run_info() / status()      --> heartbeats, metrics, /healthz
+StatusFeed.say(phase): READY=1 + STATUS=           --> systemd (trading, or waiting for
+                                                       the gateway), then its watchdog
 """
 
 from __future__ import annotations
@@ -45,9 +45,13 @@ class CycleFigures:
 
     @classmethod
     def of(cls, summary: CycleSummary) -> CycleFigures:
-        return cls(summary.cycle_id, summary.seconds, len(summary.results),
-                   len(summary.failed),
-                   sum(1 for r in summary.results if r.ok and r.skipped))
+        return cls(
+            summary.cycle_id,
+            summary.seconds,
+            len(summary.results),
+            len(summary.failed),
+            sum(1 for r in summary.results if r.ok and r.skipped),
+        )
 
 
 def progress(done: int, planned: int, elapsed_s: float) -> str:
@@ -71,8 +75,9 @@ def stopped_text(code: int, cycles: int) -> str:
     return f"bot {exitcodes.NAMES.get(code, 'exited')} after {cycles} cycles (exit {code})"
 
 
-async def heartbeats(stop: asyncio.Event, alerter: Alerter, healthy: Callable[[], bool],
-                     interval_s: float) -> None:
+async def heartbeats(
+    stop: asyncio.Event, alerter: Alerter, healthy: Callable[[], bool], interval_s: float
+) -> None:
     """The heartbeat URL every ``interval_s`` while ``healthy()``, market open or closed: a
     dead-man monitor then fires only when something is wrong, never every night."""
     while not stop.is_set():
@@ -85,9 +90,14 @@ class StatusFeed:
     """What the loop owns, read on the loop: for the heartbeat, the metrics' run record and
     the status endpoint (each gets plain values, never the loop's own objects)."""
 
-    def __init__(self, settings: Settings, broker: Broker,
-                 last_cycle: Callable[[], CycleFigures | None],
-                 cycles_done: Callable[[], int], desk: Callable[[], Desk | None]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        broker: Broker,
+        last_cycle: Callable[[], CycleFigures | None],
+        cycles_done: Callable[[], int],
+        desk: Callable[[], Desk | None],
+    ) -> None:
         self.settings = settings
         self.broker = broker
         self.last_cycle = last_cycle
@@ -124,8 +134,12 @@ class StatusFeed:
 
     def run_info(self) -> dict[str, Any]:
         schedule = self.settings.schedule
-        return {"pid": os.getpid(), "cycles_done": self.cycles_done(),
-                "planned_cycles": schedule.cycles, "planned_s": schedule.max_runtime_s}
+        return {
+            "pid": os.getpid(),
+            "cycles_done": self.cycles_done(),
+            "planned_cycles": schedule.cycles,
+            "planned_s": schedule.max_runtime_s,
+        }
 
     def status(self) -> Status:
         desk = self.desk()
@@ -133,19 +147,26 @@ class StatusFeed:
         last = self.last_cycle()
         pnl = None
         if state is not None:
-            pnl = state.daily_pnl if state.daily_pnl is not None else (
-                state.equity - state.start_equity)
+            pnl = (
+                state.daily_pnl
+                if state.daily_pnl is not None
+                else (state.equity - state.start_equity)
+            )
         return Status(
-            state=self.state(), connected=self.broker.is_connected(),
+            state=self.state(),
+            connected=self.broker.is_connected(),
             market_open=self.market_open,
-            halted=bool(state and state.halted), cycles=self.cycles_done(),
+            halted=bool(state and state.halted),
+            cycles=self.cycles_done(),
             last_cycle_mono=self.last_cycle_mono,
             cycle_seconds=last.seconds if last else None,
             symbols_ok=last.symbols - last.failed if last else 0,
             symbols_failed=last.failed if last else 0,
             symbols_skipped=last.skipped if last else 0,
             open_positions=len(desk.journal.open_positions()) if desk is not None else 0,
-            day_pnl=pnl, broker=dict(self.broker.stats()))
+            day_pnl=pnl,
+            broker=dict(self.broker.stats()),
+        )
 
 
 async def publish_status(stop: asyncio.Event, server: StatusServer, feed: StatusFeed) -> None:
@@ -158,15 +179,21 @@ async def publish_status(stop: asyncio.Event, server: StatusServer, feed: Status
         await pause(stop, 1.0)
 
 
-def serve_status(port: int, stop: asyncio.Event, feed: StatusFeed,
-                 ) -> tuple[StatusServer | None, asyncio.Task[None] | None]:
+def serve_status(
+    port: int,
+    stop: asyncio.Event,
+    feed: StatusFeed,
+) -> tuple[StatusServer | None, asyncio.Task[None] | None]:
     """The status endpoint on ``port`` (monitoring.http_port; 0: none) and the task feeding
     it, from the start: it says "starting", "waiting for gateway", then "trading"."""
     if not port:
         return None, None
     server = StatusServer(port)
-    log.info("status endpoint on http://127.0.0.1:%d (/healthz, /metrics)", server.start(),
-             extra={"event": "http_status"})
+    log.info(
+        "status endpoint on http://127.0.0.1:%d (/healthz, /metrics)",
+        server.start(),
+        extra={"event": "http_status"},
+    )
     return server, asyncio.ensure_future(publish_status(stop, server, feed))
 
 

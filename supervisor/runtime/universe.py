@@ -39,13 +39,18 @@ class Universe:
             known = tuple(s for s in self.configured if s not in unknown)
             self.unknown = {s: unknown[s] for s in self.configured if s in unknown}
             if self.unknown:
-                log.warning("%d of %d symbols unknown to %s, dropped from the universe for "
-                            "this run: %s", len(self.unknown), len(self.configured),
-                            broker.name, "; ".join(self.unknown.values()),
-                            extra={"event": "unknown_symbols",
-                                   "symbols": list(self.unknown)})
+                log.warning(
+                    "%d of %d symbols unknown to %s, dropped from the universe for this run: %s",
+                    len(self.unknown),
+                    len(self.configured),
+                    broker.name,
+                    "; ".join(self.unknown.values()),
+                    extra={"event": "unknown_symbols", "symbols": list(self.unknown)},
+                )
             if not known:
-                raise NoKnownSymbols(f"no symbol of universe.symbols is known to "
-                                     f"{broker.name}: {', '.join(self.configured)}")
+                raise NoKnownSymbols(
+                    f"no symbol of universe.symbols is known to "
+                    f"{broker.name}: {', '.join(self.configured)}"
+                )
             self._known = known
         return self._known

@@ -49,17 +49,22 @@ async def unless_stopped(stop: asyncio.Event, step: Awaitable[Any]) -> bool:
     return False
 
 
-async def wait_for_reconnect(stop: asyncio.Event, broker: Broker, alerter: Alerter,
-                             disconnects: list[float], exc: Exception) -> list[float]:
+async def wait_for_reconnect(
+    stop: asyncio.Event, broker: Broker, alerter: Alerter, disconnects: list[float], exc: Exception
+) -> list[float]:
     """The broker reconnects by itself (gateways restart daily): cycles wait until it has.
     Returns the disconnects of the last hour, this one included (three alert once)."""
     now = time.monotonic()
     disconnects = [t for t in disconnects if now - t < 3600] + [now]
-    log.warning("connection lost (%s): cycles paused until the broker reconnects", exc,
-                extra={"event": "connection_lost", "disconnects_last_hour": len(disconnects)})
+    log.warning(
+        "connection lost (%s): cycles paused until the broker reconnects",
+        exc,
+        extra={"event": "connection_lost", "disconnects_last_hour": len(disconnects)},
+    )
     if len(disconnects) >= 3:
-        alerter.send_once("disconnects", "connection",
-                          f"{len(disconnects)} disconnects within an hour")
+        alerter.send_once(
+            "disconnects", "connection", f"{len(disconnects)} disconnects within an hour"
+        )
     while not stop.is_set() and not broker.is_connected():
         await pause(stop, 1.0)
     if broker.is_connected():
@@ -67,8 +72,9 @@ async def wait_for_reconnect(stop: asyncio.Event, broker: Broker, alerter: Alert
     return disconnects
 
 
-async def wait_for_market(stop: asyncio.Event, clock: Clock, sessions: SessionBook,
-                          settings: Settings, feed: StatusFeed) -> bool:
+async def wait_for_market(
+    stop: asyncio.Event, clock: Clock, sessions: SessionBook, settings: Settings, feed: StatusFeed
+) -> bool:
     """With ``regular_hours_only``, cycles run inside the first symbol's regular session
     (the broker's hours, else the exchange calendar); each intent's own symbol's session
     is judged again by the risk step. False if a stop came first."""
@@ -78,10 +84,16 @@ async def wait_for_market(stop: asyncio.Event, clock: Clock, sessions: SessionBo
         feed.market_open = session is not None and session.contains(now)
         if feed.market_open:
             return True
-        opens = (session.open_ts if session is not None and now < session.open_ts
-                 else next_open(sessions.calendar, now))
+        opens = (
+            session.open_ts
+            if session is not None and now < session.open_ts
+            else next_open(sessions.calendar, now)
+        )
         wait_s = opens - now
-        log.info("market closed; next regular open in %.0f min", wait_s / 60,
-                 extra={"event": "market_closed"})
+        log.info(
+            "market closed; next regular open in %.0f min",
+            wait_s / 60,
+            extra={"event": "market_closed"},
+        )
         await clock.sleep(min(wait_s, 300.0), stop)
     return not stop.is_set()

@@ -30,9 +30,15 @@ log = logging.getLogger("supervisor.trading.book")
 
 
 class PaperBook:
-    def __init__(self, broker: Broker, journal: Journal, sessions: SessionBook,
-                 entry_timeout_s: float, exit_before_expiry_min: float,
-                 on_close: Callable[[Position], None]) -> None:
+    def __init__(
+        self,
+        broker: Broker,
+        journal: Journal,
+        sessions: SessionBook,
+        entry_timeout_s: float,
+        exit_before_expiry_min: float,
+        on_close: Callable[[Position], None],
+    ) -> None:
         self.broker = broker
         self.journal = journal
         self.sessions = sessions
@@ -75,8 +81,9 @@ class PaperBook:
         fallback = expiry_close(p.contract.expiry)  # 16:00 New York on the expiry date
         return close if close is not None else fallback if fallback is not None else 0.0
 
-    async def _step(self, marked: list[Position], closes: dict[str, float], now_ts: float,
-                    day: str) -> None:
+    async def _step(
+        self, marked: list[Position], closes: dict[str, float], now_ts: float, day: str
+    ) -> None:
         try:
             quotes = await self.broker.option_quotes(tuple({p.contract for p in marked}))
         except BrokerError as exc:
@@ -85,8 +92,13 @@ class PaperBook:
         by_key = {q.contract.key: q for q in quotes}
         for p in marked:
             exit_at = closes[p.intent_id] - self.exit_before_s
-            self._save(p, step(p, by_key.get(p.contract.key), now_ts, self.entry_timeout_s,
-                               exit_at_ts=exit_at), day)
+            self._save(
+                p,
+                step(
+                    p, by_key.get(p.contract.key), now_ts, self.entry_timeout_s, exit_at_ts=exit_at
+                ),
+                day,
+            )
 
     async def _settle(self, p: Position, close_ts: float) -> None:
         """At intrinsic value, as of the expiry's close and on its day, whenever it runs."""
@@ -100,14 +112,22 @@ class PaperBook:
         if price is None:
             if p.intent_id not in self._waiting:
                 self._waiting.add(p.intent_id)
-                log.warning("%s is past its expiry's close: settles once the close of %s on "
-                            "%s is known", p.contract.key, p.symbol, expiry_day,
-                            extra={"event": "settlement_waiting", "intent_id": p.intent_id})
+                log.warning(
+                    "%s is past its expiry's close: settles once the close of %s on %s is known",
+                    p.contract.key,
+                    p.symbol,
+                    expiry_day,
+                    extra={"event": "settlement_waiting", "intent_id": p.intent_id},
+                )
             return
         self._waiting.discard(p.intent_id)
-        log.info("%s settles at intrinsic value from %s's close %.2f", p.contract.key,
-                 p.symbol, price, extra={"event": "settlement", "intent_id": p.intent_id,
-                                         "underlying_close": price})
+        log.info(
+            "%s settles at intrinsic value from %s's close %.2f",
+            p.contract.key,
+            p.symbol,
+            price,
+            extra={"event": "settlement", "intent_id": p.intent_id, "underlying_close": price},
+        )
         day = self.sessions.day_of(close_ts).isoformat()
         self._save(p, settle(p, price, close_ts), day)
 

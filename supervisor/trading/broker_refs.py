@@ -34,8 +34,9 @@ def intent_ref(order_ref: str) -> str | None:
     return base if INTENT_ID.fullmatch(base) else None
 
 
-def sent_at(orders: Iterable[OpenOrder], fills: Iterable[Fill], account: str = ""
-            ) -> frozenset[str]:
+def sent_at(
+    orders: Iterable[OpenOrder], fills: Iterable[Fill], account: str = ""
+) -> frozenset[str]:
     """Intent ids with an open order (of ``account``, when orders say theirs) or an
     execution today at the broker."""
     refs = [o.order_ref for o in orders if not account or o.account in ("", account)]
@@ -59,12 +60,19 @@ class Parts:
     def ids(self) -> dict[str, list[int]]:
         """(entry, take-profit, stop) order ids and permIds, 0 where not known: the exit
         reason of a sale is told by its position in these lists (live_fills.py)."""
-        entry_id = self.entry.order_id if self.entry else next(
-            (o.parent_id for o in self.listed if o.parent_id), 0)
+        entry_id = (
+            self.entry.order_id
+            if self.entry
+            else next((o.parent_id for o in self.listed if o.parent_id), 0)
+        )
         parts = (self.take_profit, self.stop)
-        return {"order_ids": [entry_id, *(o.order_id if o else 0 for o in parts)],
-                "perm_ids": [self.entry.perm_id if self.entry else 0,
-                             *(o.perm_id if o else 0 for o in parts)]}
+        return {
+            "order_ids": [entry_id, *(o.order_id if o else 0 for o in parts)],
+            "perm_ids": [
+                self.entry.perm_id if self.entry else 0,
+                *(o.perm_id if o else 0 for o in parts),
+            ],
+        }
 
 
 def bracket_parts(orders: Sequence[OpenOrder], intent_id: str) -> Parts:
@@ -76,8 +84,7 @@ def bracket_parts(orders: Sequence[OpenOrder], intent_id: str) -> Parts:
     def belongs(o: OpenOrder) -> bool:
         if o.oca_group == f"oca-{intent_id}":
             return True
-        return entry is None or (o.parent_id == entry.order_id
-                                 and o.client_id == entry.client_id)
+        return entry is None or (o.parent_id == entry.order_id and o.client_id == entry.client_id)
 
     exits = [o for o in ours if o.action == "SELL" and belongs(o)]
     tp = next((o for o in exits if o.order_type == "LMT"), None)
@@ -92,11 +99,23 @@ def intent_from(parts: Parts) -> OrderIntent | None:
     if first is None or first.sec_type != "OPT" or first.right not in ("C", "P"):
         return None
     right = Right(first.right)
-    contract = OptionContract(first.symbol, first.expiry, first.strike, right,
-                              first.multiplier or 100)
+    contract = OptionContract(
+        first.symbol, first.expiry, first.strike, right, first.multiplier or 100
+    )
     entry = parts.entry.limit if parts.entry else math.nan
     tp = parts.take_profit.limit if parts.take_profit else math.nan
     sl = parts.stop.aux if parts.stop else math.nan
     signal = Signal.BUY if right is Right.CALL else Signal.SELL
-    return OrderIntent(parts.intent_id, 0, first.symbol, contract, signal, entry, tp, sl,
-                       entry, math.nan, (ADOPTED,))
+    return OrderIntent(
+        parts.intent_id,
+        0,
+        first.symbol,
+        contract,
+        signal,
+        entry,
+        tp,
+        sl,
+        entry,
+        math.nan,
+        (ADOPTED,),
+    )

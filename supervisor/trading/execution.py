@@ -32,8 +32,9 @@ class ModeNotAvailable(ValueError):
     """The configured execution mode cannot be used: the message says which guard refused."""
 
 
-def live_refusal(settings: Settings, cli_live: bool, broker_name: str,
-                 accounts: Sequence[str]) -> str | None:
+def live_refusal(
+    settings: Settings, cli_live: bool, broker_name: str, accounts: Sequence[str]
+) -> str | None:
     """Why live trading is not allowed, or None when every guard agrees; each reason names
     the fix for where the refused value came from (the file, a flag, the environment)."""
     mode = settings.execution.mode
@@ -43,34 +44,48 @@ def live_refusal(settings: Settings, cli_live: bool, broker_name: str,
         return None if not cli_live else _mode_refusal(mode, mode_from)
     if not cli_live:
         came = f" (from {mode_from})" if mode_from else ""
-        return (f"execution.mode is live{came} but the command line lacks --live: add --live "
-                "to trade live, or set execution.mode to dry_run or whatif")
+        return (
+            f"execution.mode is live{came} but the command line lacks --live: add --live "
+            "to trade live, or set execution.mode to dry_run or whatif"
+        )
     if broker_name != "ibkr":
-        return (f"live trading needs the IBKR broker, not {broker_name!r}: use --broker ibkr "
-                "(or broker: ibkr in the settings file)")
+        return (
+            f"live trading needs the IBKR broker, not {broker_name!r}: use --broker ibkr "
+            "(or broker: ibkr in the settings file)"
+        )
     wanted = settings.ibkr.account
     if not wanted:
-        return ("execution.mode is live but ibkr.account is empty: name the account to trade "
-                "in the settings file (ibkr.account)")
+        return (
+            "execution.mode is live but ibkr.account is empty: name the account to trade "
+            "in the settings file (ibkr.account)"
+        )
     if wanted not in accounts:
         came = f" (from {origins['ibkr.account']})" if "ibkr.account" in origins else ""
-        return (f"ibkr.account {wanted!r}{came} is not the connected account "
-                f"({', '.join(accounts) or 'none reported'}): log the gateway in to {wanted!r}, "
-                "or name the connected account in ibkr.account")
+        return (
+            f"ibkr.account {wanted!r}{came} is not the connected account "
+            f"({', '.join(accounts) or 'none reported'}): log the gateway in to {wanted!r}, "
+            "or name the connected account in ibkr.account"
+        )
     return None
 
 
 def _mode_refusal(mode: str, mode_from: str) -> str:
     """--live given while the mode is not live: the fix depends on who set the mode."""
     if mode_from.startswith("--mode"):
-        return (f"--live given with {mode_from}: drop {mode_from} to trade live (the settings "
-                f"file's execution.mode must say live), or drop --live to run {mode}")
+        return (
+            f"--live given with {mode_from}: drop {mode_from} to trade live (the settings "
+            f"file's execution.mode must say live), or drop --live to run {mode}"
+        )
     if mode_from:
         variable = mode_from.split(",")[0].lstrip("$")
-        return (f"--live given but execution.mode is {mode!r} from {mode_from} in the "
-                f"environment: set {variable}=live, or drop --live")
-    return (f"--live given but execution.mode is {mode!r}: set execution.mode: live in the "
-            "settings file, or drop --live")
+        return (
+            f"--live given but execution.mode is {mode!r} from {mode_from} in the "
+            f"environment: set {variable}=live, or drop --live"
+        )
+    return (
+        f"--live given but execution.mode is {mode!r}: set execution.mode: live in the "
+        "settings file, or drop --live"
+    )
 
 
 @dataclass(frozen=True)
@@ -91,107 +106,213 @@ class Executor:
         self.journal = journal
         self.account = account
 
-    async def execute(self, intent: OrderIntent, decision: RiskDecision, day: str,
-                      ts: float, stopping: bool = False) -> Execution:
+    async def execute(
+        self,
+        intent: OrderIntent,
+        decision: RiskDecision,
+        day: str,
+        ts: float,
+        stopping: bool = False,
+    ) -> Execution:
         if decision.accepted and stopping:
-            decision = replace(decision, accepted=False, quantity=0, rule="stopping",
-                               reason="a stop was asked for: no new order is sent")
+            decision = replace(
+                decision,
+                accepted=False,
+                quantity=0,
+                rule="stopping",
+                reason="a stop was asked for: no new order is sent",
+            )
         if decision.accepted and not self.journal.record_intent(intent, day):
-            decision = replace(decision, accepted=False, quantity=0, rule="duplicate",
-                               reason="already in the journal (sent before a restart)")
+            decision = replace(
+                decision,
+                accepted=False,
+                quantity=0,
+                rule="duplicate",
+                reason="already in the journal (sent before a restart)",
+            )
         self.journal.record_decision(decision, day, ts)
         fields = _fields(intent, decision, self.mode)
         if not decision.accepted:
-            log.info("refused %s %s (signal %s): %s (%s)", intent.action, intent.contract.key,
-                     intent.signal.value, decision.rule, decision.reason, extra=fields)
+            log.info(
+                "refused %s %s (signal %s): %s (%s)",
+                intent.action,
+                intent.contract.key,
+                intent.signal.value,
+                decision.rule,
+                decision.reason,
+                extra=fields,
+            )
             return Execution(intent.intent_id, self.mode, "refused", 0, decision)
         try:
             status = await self._send(intent, decision, ts)
         except OrderRejected as exc:
             return self._rejected(intent, decision, day, ts, exc, fields)
         except EntriesStopped as exc:  # nothing left: the stop came while it waited its turn
-            stopped = replace(decision, accepted=False, quantity=0, rule="stopping",
-                              reason=str(exc))
+            stopped = replace(
+                decision, accepted=False, quantity=0, rule="stopping", reason=str(exc)
+            )
             self.journal.reject_decision(intent.intent_id, day, stopped.reason, "stopping")
-            log.info("refused %s %s: stopping (%s)", intent.action, intent.contract.key, exc,
-                     extra={**fields, "rule": "stopping"})
+            log.info(
+                "refused %s %s: stopping (%s)",
+                intent.action,
+                intent.contract.key,
+                exc,
+                extra={**fields, "rule": "stopping"},
+            )
             return Execution(intent.intent_id, self.mode, "refused", 0, stopped)
         except BrokerError as exc:
             if self.mode != "live":  # live orders have their row already ("unconfirmed")
-                self.journal.record_order(intent.intent_id, self.mode, "error",
-                                          decision.quantity, ts, details={"error": str(exc)})
-            log.error("%s %s failed: %s", self.mode, intent.contract.key, exc,
-                      extra={**fields, "event": "execution_error"})
+                self.journal.record_order(
+                    intent.intent_id,
+                    self.mode,
+                    "error",
+                    decision.quantity,
+                    ts,
+                    details={"error": str(exc)},
+                )
+            log.error(
+                "%s %s failed: %s",
+                self.mode,
+                intent.contract.key,
+                exc,
+                extra={**fields, "event": "execution_error"},
+            )
             return Execution(intent.intent_id, self.mode, "error", 0, decision)
-        log.info("%s %s tp %.2f sl %.2f", self.mode.upper(), describe(intent, decision.quantity),
-                 intent.take_profit, intent.stop_loss, extra={**fields, "status": status})
+        log.info(
+            "%s %s tp %.2f sl %.2f",
+            self.mode.upper(),
+            describe(intent, decision.quantity),
+            intent.take_profit,
+            intent.stop_loss,
+            extra={**fields, "status": status},
+        )
         return Execution(intent.intent_id, self.mode, status, decision.quantity, decision)
 
     async def _send(self, intent: OrderIntent, decision: RiskDecision, ts: float) -> str:
-        prices = {"entry_limit": intent.entry_limit, "take_profit": intent.take_profit,
-                  "stop_loss": intent.stop_loss}
+        prices = {
+            "entry_limit": intent.entry_limit,
+            "take_profit": intent.take_profit,
+            "stop_loss": intent.stop_loss,
+        }
         if self.mode == "dry_run":
-            self.journal.record_order(intent.intent_id, "dry_run", "simulated",
-                                      decision.quantity, ts, details=prices)
+            self.journal.record_order(
+                intent.intent_id, "dry_run", "simulated", decision.quantity, ts, details=prices
+            )
             return "simulated"
         if self.mode == "whatif":
-            result = await self.broker.what_if(intent.contract, "BUY", decision.quantity,
-                                               intent.entry_limit)
-            self.journal.record_whatif(intent.intent_id, result.init_margin_change,
-                                       result.maint_margin_change, result.commission, ts)
-            self.journal.record_order(intent.intent_id, "whatif", "checked", decision.quantity,
-                                      ts, details={**prices, **asdict(result)})
+            result = await self.broker.what_if(
+                intent.contract, "BUY", decision.quantity, intent.entry_limit
+            )
+            self.journal.record_whatif(
+                intent.intent_id,
+                result.init_margin_change,
+                result.maint_margin_change,
+                result.commission,
+                ts,
+            )
+            self.journal.record_order(
+                intent.intent_id,
+                "whatif",
+                "checked",
+                decision.quantity,
+                ts,
+                details={**prices, **asdict(result)},
+            )
             return "checked"
         # journal, then send: a crash in between leaves a "sending" row whose orderRef the
         # start-up reconcile finds at the broker and adopts
-        row = self.journal.record_order(intent.intent_id, "live", "sending", decision.quantity,
-                                        ts, details=prices)
+        row = self.journal.record_order(
+            intent.intent_id, "live", "sending", decision.quantity, ts, details=prices
+        )
         try:
             placed = await self.broker.place_bracket(intent, decision.quantity, self.account)
         except EntriesStopped as exc:
             self.journal.update_order(row, "not_sent", ts, details={"error": str(exc)})
             raise
         except OrderRejected as exc:
-            self.journal.update_order(row, "rejected", ts, details={
-                "error_code": exc.code, "error": str(exc), "order_ids": list(exc.order_ids)})
+            self.journal.update_order(
+                row,
+                "rejected",
+                ts,
+                details={
+                    "error_code": exc.code,
+                    "error": str(exc),
+                    "order_ids": list(exc.order_ids),
+                },
+            )
             raise
         except BrokerError as exc:  # its fate is unknown: followed by orderRef from now on
             self.journal.update_order(row, "unconfirmed", ts, details={"error": str(exc)})
             raise
-        self.journal.update_order(row, "submitted", ts, broker_order_id=placed.order_ids[0],
-                                  perm_id=placed.perm_ids[0],
-                                  details={"order_ids": list(placed.order_ids),
-                                           "perm_ids": list(placed.perm_ids)})
+        self.journal.update_order(
+            row,
+            "submitted",
+            ts,
+            broker_order_id=placed.order_ids[0],
+            perm_id=placed.perm_ids[0],
+            details={"order_ids": list(placed.order_ids), "perm_ids": list(placed.perm_ids)},
+        )
         return "submitted"
 
-    def _rejected(self, intent: OrderIntent, decision: RiskDecision, day: str, ts: float,
-                  exc: OrderRejected, fields: dict[str, Any]) -> Execution:
+    def _rejected(
+        self,
+        intent: OrderIntent,
+        decision: RiskDecision,
+        day: str,
+        ts: float,
+        exc: OrderRejected,
+        fields: dict[str, Any],
+    ) -> Execution:
         """The gateway refused the bracket: the decision says so, with its code."""
-        held = (" (a part had filled: what was bought is held without its exits; the live "
-                "book follows it and the expiry exit closes it)" if exc.filled else "")
-        rejected = replace(decision, accepted=False, quantity=0, rule="rejected",
-                           reason=f"error {exc.code}: {exc}{held}")
+        held = (
+            " (a part had filled: what was bought is held without its exits; the live "
+            "book follows it and the expiry exit closes it)"
+            if exc.filled
+            else ""
+        )
+        rejected = replace(
+            decision,
+            accepted=False,
+            quantity=0,
+            rule="rejected",
+            reason=f"error {exc.code}: {exc}{held}",
+        )
         self.journal.reject_decision(intent.intent_id, day, rejected.reason)
-        log.error("%s %s rejected by the gateway: %s", self.mode.upper(),
-                  describe(intent, decision.quantity), rejected.reason,
-                  extra={**fields, "event": "order_rejected", "code": exc.code})
+        log.error(
+            "%s %s rejected by the gateway: %s",
+            self.mode.upper(),
+            describe(intent, decision.quantity),
+            rejected.reason,
+            extra={**fields, "event": "order_rejected", "code": exc.code},
+        )
         return Execution(intent.intent_id, self.mode, "rejected", 0, rejected)
 
 
 def describe(intent: OrderIntent, quantity: int) -> str:
     """The order as a trader reads it: ``BUY 10 x QQQ 20261204 606P @ 0.50 (signal SELL,
     confidence 0.04)`` -- the side of the order, not the direction of the signal."""
-    return (f"{intent.action} {quantity} x {intent.contract.key} @ {intent.entry_limit:.2f} "
-            f"(signal {intent.signal.value}, confidence {intent.confidence:.2f})")
+    return (
+        f"{intent.action} {quantity} x {intent.contract.key} @ {intent.entry_limit:.2f} "
+        f"(signal {intent.signal.value}, confidence {intent.confidence:.2f})"
+    )
 
 
 def _fields(intent: OrderIntent, decision: RiskDecision, mode: str) -> dict[str, Any]:
     return {
-        "event": "execution", "mode": mode, "intent_id": intent.intent_id,
-        "symbol": intent.symbol, "contract": intent.contract.key, "action": intent.action,
-        "signal": intent.signal.value, "accepted": decision.accepted,
-        "quantity": decision.quantity, "rule": decision.rule, "reason": decision.reason,
-        "values": dict(decision.values), "entry_limit": intent.entry_limit,
-        "take_profit": intent.take_profit, "stop_loss": intent.stop_loss,
+        "event": "execution",
+        "mode": mode,
+        "intent_id": intent.intent_id,
+        "symbol": intent.symbol,
+        "contract": intent.contract.key,
+        "action": intent.action,
+        "signal": intent.signal.value,
+        "accepted": decision.accepted,
+        "quantity": decision.quantity,
+        "rule": decision.rule,
+        "reason": decision.reason,
+        "values": dict(decision.values),
+        "entry_limit": intent.entry_limit,
+        "take_profit": intent.take_profit,
+        "stop_loss": intent.stop_loss,
         "confidence": round(intent.confidence, 3),
     }

@@ -48,15 +48,22 @@ class ExpiryGuard:
                 # is held, and ours to close, before the next cycle would book it
                 desk.live_positions.follow(now_ts)
             ours = desk.journal.bought_contracts()
-            contracts = [(p.symbol, p.expiry, key) for p in desk.broker.positions()
-                         if p.sec_type == "OPT" and p.quantity > 0
-                         and (key := Desk.contract_key(p)) in ours]
+            contracts = [
+                (p.symbol, p.expiry, key)
+                for p in desk.broker.positions()
+                if p.sec_type == "OPT" and p.quantity > 0 and (key := Desk.contract_key(p)) in ours
+            ]
             # and our entries still working: one filling in the window would be held into
             # the expiry (the guard cancels them)
-            contracts += [(o.symbol, o.expiry, entry_key(o)) for o in desk.broker.open_orders()
-                          if o.sec_type == "OPT" and o.action == "BUY" and o.order_ref
-                          and ":" not in o.order_ref
-                          and desk.journal.load_intent(o.order_ref) is not None]
+            contracts += [
+                (o.symbol, o.expiry, entry_key(o))
+                for o in desk.broker.open_orders()
+                if o.sec_type == "OPT"
+                and o.action == "BUY"
+                and o.order_ref
+                and ":" not in o.order_ref
+                and desk.journal.load_intent(o.order_ref) is not None
+            ]
         found = []
         for symbol, expiry, key in dict.fromkeys(contracts):  # held and working: once
             close = await desk.sessions.expiry_close(symbol, expiry, now_ts)
@@ -79,9 +86,12 @@ class ExpiryGuard:
         due = [h for h in await self.held(now_ts) if h.exit_at <= now_ts]
         if not due:
             return
-        log.info("expiry guard: %d position(s) at or past their exit time: %s", len(due),
-                 ", ".join(h.key for h in due),
-                 extra={"event": "expiry_guard", "contracts": [h.key for h in due]})
+        log.info(
+            "expiry guard: %d position(s) at or past their exit time: %s",
+            len(due),
+            ", ".join(h.key for h in due),
+            extra={"event": "expiry_guard", "contracts": [h.key for h in due]},
+        )
         if desk.simulated:
             await desk.book.drive(now_ts, desk.day_of(now_ts), only_due=True)
         elif desk.live is not None:
@@ -92,11 +102,16 @@ class ExpiryGuard:
                 await desk.live.cancel_entries_in({h.key for h in due}, now_ts)
                 await desk.live_exits.step(now_ts)
             else:
-                log.warning("expiry guard: the account's orders could not be refreshed: no "
-                            "exit sent this time, tried again in 30 s",
-                            extra={"event": "expiry_guard_failed"})
+                log.warning(
+                    "expiry guard: the account's orders could not be refreshed: no "
+                    "exit sent this time, tried again in 30 s",
+                    extra={"event": "expiry_guard_failed"},
+                )
         left = [h.key for h in await self.expiring(now_ts)]
         if left and desk.simulated:  # (live: an exit order may be working; live_exits says)
-            log.warning("expiry guard: still held after its exit time (no bid to sell to "
-                        "yet): %s; tried again until the close", ", ".join(left),
-                        extra={"event": "expiry_guard_held", "contracts": left})
+            log.warning(
+                "expiry guard: still held after its exit time (no bid to sell to "
+                "yet): %s; tried again until the close",
+                ", ".join(left),
+                extra={"event": "expiry_guard_held", "contracts": left},
+            )

@@ -33,14 +33,23 @@ class JournalWatch:
     def check(self) -> str:
         lost = self.journal.lost() or ""
         if lost and lost != self.said:
-            log.error("journal lost: %s; no new entry from now on (exits and the expiry "
-                      "guard go on) until the bot is restarted", lost,
-                      extra={"event": "journal_lost", "path": str(self.journal.path)})
+            log.error(
+                "journal lost: %s; no new entry from now on (exits and the expiry "
+                "guard go on) until the bot is restarted",
+                lost,
+                extra={"event": "journal_lost", "path": str(self.journal.path)},
+            )
             if self.alerter is not None:
-                self.alerter.send_once("journal_lost", "journal_lost",
-                                       f"journal lost: {lost}; no new entry until a restart")
+                self.alerter.send_once(
+                    "journal_lost",
+                    "journal_lost",
+                    f"journal lost: {lost}; no new entry until a restart",
+                )
         elif self.said and not lost:
-            log.warning("the journal %s is the file opened again: entries resume",
-                        self.journal.path, extra={"event": "journal_back"})
+            log.warning(
+                "the journal %s is the file opened again: entries resume",
+                self.journal.path,
+                extra={"event": "journal_back"},
+            )
         self.said = lost
         return lost

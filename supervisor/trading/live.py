@@ -34,8 +34,9 @@ WORKING = ("Submitted", "PreSubmitted", "PendingSubmit", "ApiPending")
 
 
 class LiveBook:
-    def __init__(self, broker: Broker, journal: Journal, entry_timeout_s: float,
-                 positions: LivePositions) -> None:
+    def __init__(
+        self, broker: Broker, journal: Journal, entry_timeout_s: float, positions: LivePositions
+    ) -> None:
         self.broker = broker
         self.journal = journal
         self.entry_timeout_s = entry_timeout_s
@@ -47,8 +48,11 @@ class LiveBook:
             await self.broker.refresh_orders()
             return True
         except (BrokerError, TimeoutError) as exc:
-            log.warning("could not refresh the account's orders: %s (statuses kept as they "
-                        "were this cycle)", exc)
+            log.warning(
+                "could not refresh the account's orders: %s (statuses kept as they "
+                "were this cycle)",
+                exc,
+            )
             return False
 
     async def refresh_acknowledged(self, attempts: int = 3, pause_s: float = 0.5) -> bool:
@@ -56,8 +60,10 @@ class LiveBook:
         acknowledged it yet), a few times; whether the last refresh succeeded."""
         complete = await self.refresh()
         for _ in range(attempts):
-            if all(o.perm_id or not is_ours(o.order_ref, self.journal)
-                   for o in self.broker.open_orders()):
+            if all(
+                o.perm_id or not is_ours(o.order_ref, self.journal)
+                for o in self.broker.open_orders()
+            ):
                 break
             await asyncio.sleep(pause_s)
             complete = await self.refresh()
@@ -73,8 +79,11 @@ class LiveBook:
         try:
             completed = await self.broker.completed_refs()
         except (BrokerError, TimeoutError) as exc:
-            log.warning("IBKR's completed orders could not be listed: %s (an entry cancelled "
-                        "unfilled today is not known as sent unless the journal says so)", exc)
+            log.warning(
+                "IBKR's completed orders could not be listed: %s (an entry cancelled "
+                "unfilled today is not known as sent unless the journal says so)",
+                exc,
+            )
             completed = []
         return self.sent(account) | {i for r in completed if (i := intent_ref(r)) is not None}
 
@@ -95,8 +104,9 @@ class LiveBook:
                     self.positions.entry_gone(row["intent_id"], now_ts)
                 continue
             if order.status in WORKING and row["status"] != "working":
-                self.journal.update_order(row["id"], "working", now_ts,
-                                          details={"broker_status": order.status})
+                self.journal.update_order(
+                    row["id"], "working", now_ts, details={"broker_status": order.status}
+                )
             if row["intent_id"].endswith(EXIT_SUFFIX):
                 continue  # a closing order before expiry is an exit: never cancelled here
             stale = now_ts - row["created_ts"] > self.entry_timeout_s
@@ -121,22 +131,31 @@ class LiveBook:
             if adopt_bracket(orders, ref, self.journal, now_ts, day) == "recorded exits":
                 self.positions.entry_gone(ref, now_ts)  # what it bought opens its position
 
-    async def _cancel(self, row: dict[str, Any], order: OpenOrder, now_ts: float,
-                      why: str) -> None:
+    async def _cancel(self, row: dict[str, Any], order: OpenOrder, now_ts: float, why: str) -> None:
         try:
             await self.broker.cancel_order(order.order_id)
         except BrokerError as exc:
             key = order.perm_id or order.order_id
             level = logging.INFO if key in self._cancel_refused else logging.ERROR
             self._cancel_refused.add(key)
-            log.log(level, "cancelling entry %s (%s) for its %s failed: %s", order.order_id,
-                    row["intent_id"], why, exc,
-                    extra={"event": "cancel_failed", "intent_id": row["intent_id"]})
+            log.log(
+                level,
+                "cancelling entry %s (%s) for its %s failed: %s",
+                order.order_id,
+                row["intent_id"],
+                why,
+                exc,
+                extra={"event": "cancel_failed", "intent_id": row["intent_id"]},
+            )
             return
         self.journal.update_order(row["id"], "cancelled", now_ts, details={"cancel": why})
-        log.warning("entry %s (%s) cancelled: %s", order.order_id, row["intent_id"],
-                    why, extra={"event": "order_cancelled", "intent_id": row["intent_id"],
-                                "reason": why})
+        log.warning(
+            "entry %s (%s) cancelled: %s",
+            order.order_id,
+            row["intent_id"],
+            why,
+            extra={"event": "order_cancelled", "intent_id": row["intent_id"], "reason": why},
+        )
 
     async def cancel_entries_in(self, keys: set[str], now_ts: float) -> None:
         """Our entries still working in these contracts, whose expiry's exit time has come:
@@ -144,14 +163,21 @@ class LiveBook:
         orders = self.broker.open_orders()
         for row in self.journal.live_orders(FOLLOWED):
             order = find(orders, row)
-            if (order is not None and order.action == "BUY" and ":" not in row["intent_id"]
-                    and entry_key(order) in keys):
+            if (
+                order is not None
+                and order.action == "BUY"
+                and ":" not in row["intent_id"]
+                and entry_key(order) in keys
+            ):
                 await self._cancel(row, order, now_ts, "its expiry's exit time")
 
     def ours_working(self) -> list[OpenOrder]:
         """The open orders at the broker that carry one of our intent ids."""
-        return [o for o in self.broker.open_orders()
-                if self.journal.load_intent(o.order_ref.removesuffix(EXIT_SUFFIX))]
+        return [
+            o
+            for o in self.broker.open_orders()
+            if self.journal.load_intent(o.order_ref.removesuffix(EXIT_SUFFIX))
+        ]
 
 
 def entry_key(order: OpenOrder) -> str:

@@ -47,8 +47,9 @@ FOLLOWED = ("submitted", "working")
 
 
 def is_ours(order_ref: str, journal: Journal) -> bool:
-    return bool(order_ref) and (intent_ref(order_ref) is not None
-                                or journal.load_intent(intent_of(order_ref)) is not None)
+    return bool(order_ref) and (
+        intent_ref(order_ref) is not None or journal.load_intent(intent_of(order_ref)) is not None
+    )
 
 
 def find(orders: list[OpenOrder], row: dict[str, Any]) -> OpenOrder | None:
@@ -59,13 +60,16 @@ def find(orders: list[OpenOrder], row: dict[str, Any]) -> OpenOrder | None:
 
 
 def describe(order: OpenOrder) -> str:
-    return (f"{order.action} {order.remaining:g} {order.symbol} {order.expiry} "
-            f"{order.strike:g}{order.right} {order.order_type} (order {order.order_id}, "
-            f"permId {order.perm_id}, client {order.client_id}, ref {order.order_ref!r})")
+    return (
+        f"{order.action} {order.remaining:g} {order.symbol} {order.expiry} "
+        f"{order.strike:g}{order.right} {order.order_type} (order {order.order_id}, "
+        f"permId {order.perm_id}, client {order.client_id}, ref {order.order_ref!r})"
+    )
 
 
-def adopt_bracket(orders: list[OpenOrder], ref: str, journal: Journal, now_ts: float,
-                  day: str, adopt: bool = True) -> str:
+def adopt_bracket(
+    orders: list[OpenOrder], ref: str, journal: Journal, now_ts: float, day: str, adopt: bool = True
+) -> str:
     """Make sure the bracket (or expiry sale) ``ref`` names at the broker is followed; its
     outcome (module docstring)."""
     if ref.endswith(EXIT_SUFFIX):  # the sale before expiry: one order, its own row
@@ -91,12 +95,22 @@ def adopt_bracket(orders: list[OpenOrder], ref: str, journal: Journal, now_ts: f
     if not acknowledged:
         return "unacknowledged"
     if adopt:  # the entry is over ("done"); what it bought opens the pending position
-        row_id = journal.record_order(ref, "live", "done", int(parts.listed[0].quantity),
-                                      now_ts, broker_order_id=parts.ids()["order_ids"][0],
-                                      details={**parts.ids(), "adopted_ts": now_ts})
-        log.warning("exits of %s at IBKR without their entry (filled earlier) and without a "
-                    "journal row: recorded (row %d)", ref, row_id,
-                    extra={"event": "order_adopted", "intent_id": ref, "outcome": "recorded"})
+        row_id = journal.record_order(
+            ref,
+            "live",
+            "done",
+            int(parts.listed[0].quantity),
+            now_ts,
+            broker_order_id=parts.ids()["order_ids"][0],
+            details={**parts.ids(), "adopted_ts": now_ts},
+        )
+        log.warning(
+            "exits of %s at IBKR without their entry (filled earlier) and without a "
+            "journal row: recorded (row %d)",
+            ref,
+            row_id,
+            extra={"event": "order_adopted", "intent_id": ref, "outcome": "recorded"},
+        )
     return "recorded exits"
 
 
@@ -108,22 +122,48 @@ def _record_intent(parts: Parts, journal: Journal, now_ts: float, day: str) -> N
     journal.record_intent(intent, day)
     quantity = int(max(o.quantity for o in parts.listed))
     if parts.entry is not None:  # an entry works only on its own day: today's decision
-        journal.record_decision(RiskDecision(intent.intent_id, True, quantity, "adopted",
-                                             ADOPTED), day, now_ts)
+        journal.record_decision(
+            RiskDecision(intent.intent_id, True, quantity, "adopted", ADOPTED), day, now_ts
+        )
     if journal.position(intent.intent_id) is None:
-        journal.save_position(Position(intent.intent_id, intent.symbol, intent.contract,
-                                       quantity, intent.entry_limit, intent.take_profit,
-                                       intent.stop_loss, "pending", now_ts), day)
-    log.warning("intent %s (%s) is not in the journal but IBKR works its orders: journaled "
-                "as adopted", intent.intent_id, intent.contract.key,
-                extra={"event": "intent_adopted", "intent_id": intent.intent_id})
+        journal.save_position(
+            Position(
+                intent.intent_id,
+                intent.symbol,
+                intent.contract,
+                quantity,
+                intent.entry_limit,
+                intent.take_profit,
+                intent.stop_loss,
+                "pending",
+                now_ts,
+            ),
+            day,
+        )
+    log.warning(
+        "intent %s (%s) is not in the journal but IBKR works its orders: journaled as adopted",
+        intent.intent_id,
+        intent.contract.key,
+        extra={"event": "intent_adopted", "intent_id": intent.intent_id},
+    )
 
 
-def _follow(order: OpenOrder, ids: dict[str, list[int]], journal: Journal, now_ts: float,
-            adopt: bool, acknowledged: bool) -> str:
+def _follow(
+    order: OpenOrder,
+    ids: dict[str, list[int]],
+    journal: Journal,
+    now_ts: float,
+    adopt: bool,
+    acknowledged: bool,
+) -> str:
     rows = journal.orders_for(order.order_ref)
-    same = [r for r in rows if order.perm_id and r["perm_id"] == order.perm_id
-            or (not r["perm_id"] and r["broker_order_id"] == order.order_id)]
+    same = [
+        r
+        for r in rows
+        if order.perm_id
+        and r["perm_id"] == order.perm_id
+        or (not r["perm_id"] and r["broker_order_id"] == order.order_id)
+    ]
     followed = [r for r in same if r["status"] in FOLLOWED]
     if followed:
         if adopt and ids:
@@ -140,23 +180,35 @@ def _follow(order: OpenOrder, ids: dict[str, list[int]], journal: Journal, now_t
         outcome, row_id = "recorded", 0
     if adopt:
         if not row_id:
-            row_id = journal.record_order(order.order_ref, "live", "working",
-                                          int(order.quantity), now_ts, details=details)
-        journal.update_order(row_id, "working", now_ts, details=details,
-                             broker_order_id=order.order_id, perm_id=order.perm_id)
-        log.warning("%s at IBKR and %s: followed from now on", describe(order), outcome,
-                    extra={"event": "order_adopted", "intent_id": order.order_ref,
-                           "outcome": outcome})
+            row_id = journal.record_order(
+                order.order_ref, "live", "working", int(order.quantity), now_ts, details=details
+            )
+        journal.update_order(
+            row_id,
+            "working",
+            now_ts,
+            details=details,
+            broker_order_id=order.order_id,
+            perm_id=order.perm_id,
+        )
+        log.warning(
+            "%s at IBKR and %s: followed from now on",
+            describe(order),
+            outcome,
+            extra={"event": "order_adopted", "intent_id": order.order_ref, "outcome": outcome},
+        )
     return outcome
 
 
-def _complete_ids(journal: Journal, row: dict[str, Any], ids: dict[str, list[int]],
-                  now_ts: float) -> None:
+def _complete_ids(
+    journal: Journal, row: dict[str, Any], ids: dict[str, list[int]], now_ts: float
+) -> None:
     """Fill in the part ids a row lacks (0 or missing) from what the broker lists now."""
     details: dict[str, Any] = row.get("details") or {}
     if isinstance(details, str):  # live_orders() rows carry it as stored
-        details = next((r["details"] for r in journal.orders_for(row["intent_id"])
-                        if r["id"] == row["id"]), {})
+        details = next(
+            (r["details"] for r in journal.orders_for(row["intent_id"]) if r["id"] == row["id"]), {}
+        )
     merged: dict[str, list[int]] = {}
     for name, new in ids.items():
         old = list(details.get(name) or ())

@@ -49,8 +49,15 @@ class Checked:
 
 
 class BracketCheck:
-    def __init__(self, broker: Broker, journal: Journal, positions: LivePositions,
-                 exits: ExpiryExits, how: str, account: str) -> None:
+    def __init__(
+        self,
+        broker: Broker,
+        journal: Journal,
+        positions: LivePositions,
+        exits: ExpiryExits,
+        how: str,
+        account: str,
+    ) -> None:
         self.broker = broker
         self.journal = journal
         self.positions = positions
@@ -62,13 +69,18 @@ class BracketCheck:
         found = Checked()
         orders = self.broker.open_orders()
         ours = {o.order_ref for o in orders if self.journal.load_intent(o.order_ref)}
-        ours |= {p.intent_id for p in self.journal.open_positions()
-                 if self.journal.orders_for(p.intent_id)}  # live positions (an order row)
+        ours |= {
+            p.intent_id
+            for p in self.journal.open_positions()
+            if self.journal.orders_for(p.intent_id)
+        }  # live positions (an order row)
         for intent_id in sorted(ours):
             parts = bracket_parts(orders, intent_id)
             if any(not o.perm_id for o in parts.listed):
-                found.problems.append(f"{intent_id}: a part of its bracket has no permId yet "
-                                      "(IBKR has not acknowledged it): not checked")
+                found.problems.append(
+                    f"{intent_id}: a part of its bracket has no permId yet "
+                    "(IBKR has not acknowledged it): not checked"
+                )
             elif parts.entry is not None:
                 if parts.take_profit is None or parts.stop is None:
                     await self._entry_alone(parts, now_ts, found)
@@ -85,8 +97,10 @@ class BracketCheck:
         assert entry is not None
         what = f"{parts.intent_id}: its entry works at IBKR without its {missing}"
         if entry.filled:
-            found.problems.append(f"{what}, {entry.filled:g} of {entry.quantity:g} filled: "
-                                  "left as it is, a human must decide")
+            found.problems.append(
+                f"{what}, {entry.filled:g} of {entry.quantity:g} filled: "
+                "left as it is, a human must decide"
+            )
             return
         try:
             await self.broker.cancel_order(entry.order_id)
@@ -95,10 +109,15 @@ class BracketCheck:
             return
         for row in self.journal.live_orders(FOLLOWED):
             if row["intent_id"] == parts.intent_id and find([entry], row) is not None:
-                self.journal.update_order(row["id"], "cancelled", now_ts,
-                                          details={"cancel": f"bracket without its {missing}"})
-        found.repaired.append(f"{what}: the entry is cancelled (nothing was bought; the "
-                              "intent is not sent again)")
+                self.journal.update_order(
+                    row["id"],
+                    "cancelled",
+                    now_ts,
+                    details={"cancel": f"bracket without its {missing}"},
+                )
+        found.repaired.append(
+            f"{what}: the entry is cancelled (nothing was bought; the intent is not sent again)"
+        )
 
     async def _held(self, parts: Parts, now_ts: float, found: Checked) -> None:
         p = self.journal.position(parts.intent_id)
@@ -109,8 +128,10 @@ class BracketCheck:
         missing = _missing(parts)
         if held <= 0:
             if parts.listed:
-                found.problems.append(f"{parts.intent_id}: its exits work at IBKR with "
-                                      "nothing of it held: left working, check them")
+                found.problems.append(
+                    f"{parts.intent_id}: its exits work at IBKR with "
+                    "nothing of it held: left working, check them"
+                )
             return
         assert p is not None
         if not missing or await self._expiring(p, now_ts):
@@ -118,8 +139,10 @@ class BracketCheck:
         what = f"{parts.intent_id}: {held} x {p.contract.key} held without its {missing}"
         if self.how == "close":
             self.exits.close_now.add(parts.intent_id)
-            found.repaired.append(f"{what}: closed (its other exit cancelled, then sold at "
-                                  "the bid; execution.incomplete_bracket: close)")
+            found.repaired.append(
+                f"{what}: closed (its other exit cancelled, then sold at "
+                "the bid; execution.incomplete_bracket: close)"
+            )
             return
         for name, order_type, place in EXITS:
             if name in missing:
@@ -128,49 +151,74 @@ class BracketCheck:
     async def _expiring(self, p: Position, now_ts: float) -> bool:
         """Its expiry exit has the position (it cancels the bracket's exits on purpose)."""
         ref = f"{p.intent_id}{EXIT_SUFFIX}"
-        return (any(o.order_ref == ref for o in self.broker.open_orders())
-                or p.intent_id in self.exits.close_now
-                or await self.exits.due(p.symbol, p.contract.expiry, now_ts))
+        return (
+            any(o.order_ref == ref for o in self.broker.open_orders())
+            or p.intent_id in self.exits.close_now
+            or await self.exits.due(p.symbol, p.contract.expiry, now_ts)
+        )
 
     def _held_now(self, p: Position | None) -> int:
         """What this bot holds of the contract: the journal's, at most the account's."""
         if p is None or p.status != "open":
             return 0
         c = p.contract
-        at_broker = sum(b.quantity for b in self.broker.positions()
-                        if b.sec_type == "OPT" and b.account in ("", self.account)
-                        and (b.symbol, b.expiry, b.strike, b.right)
-                        == (c.symbol, c.expiry, c.strike, c.right.value))
+        at_broker = sum(
+            b.quantity
+            for b in self.broker.positions()
+            if b.sec_type == "OPT"
+            and b.account in ("", self.account)
+            and (b.symbol, b.expiry, b.strike, b.right)
+            == (c.symbol, c.expiry, c.strike, c.right.value)
+        )
         return int(min(p.held, at_broker))
 
-    async def _replace(self, p: Position, held: int, name: str, order_type: str, place: int,
-                       now_ts: float, what: str, found: Checked) -> None:
+    async def _replace(
+        self,
+        p: Position,
+        held: int,
+        name: str,
+        order_type: str,
+        place: int,
+        now_ts: float,
+        what: str,
+        found: Checked,
+    ) -> None:
         price = p.take_profit if name == "take-profit" else p.stop_loss
         intent = self.journal.load_intent(p.intent_id)
         if intent is not None:
             price = intent.take_profit if name == "take-profit" else intent.stop_loss
         if not (math.isfinite(price) and price > 0):
-            found.problems.append(f"{what}: the {name}'s price is not in the journal, so it "
-                                  "is not placed again: a human must decide")
+            found.problems.append(
+                f"{what}: the {name}'s price is not in the journal, so it "
+                "is not placed again: a human must decide"
+            )
             return
         try:
             order_id, perm_id = await self.broker.place_exit(
-                p.contract, order_type, held, price, self.account, p.intent_id,
-                f"oca-{p.intent_id}")
+                p.contract, order_type, held, price, self.account, p.intent_id, f"oca-{p.intent_id}"
+            )
         except BrokerError as exc:
             found.problems.append(f"{what}: placing the {name} again failed: {exc}")
             return
         self._record(p.intent_id, place, order_id, perm_id, now_ts)
-        found.repaired.append(f"{what}: the {name} placed again ({order_type} {held} @ "
-                              f"{price:g}, order {order_id}, permId {perm_id})")
+        found.repaired.append(
+            f"{what}: the {name} placed again ({order_type} {held} @ "
+            f"{price:g}, order {order_id}, permId {perm_id})"
+        )
 
-    def _record(self, intent_id: str, place: int, order_id: int, perm_id: int,
-                now_ts: float) -> None:
+    def _record(
+        self, intent_id: str, place: int, order_id: int, perm_id: int, now_ts: float
+    ) -> None:
         """The new exit's ids in the bracket's row, where the lost one's were."""
         rows = self.journal.orders_for(intent_id)
         if not rows:
-            rows = [{"id": self.journal.record_order(intent_id, "live", "done", 0, now_ts),
-                     "status": "done", "details": {}}]
+            rows = [
+                {
+                    "id": self.journal.record_order(intent_id, "live", "done", 0, now_ts),
+                    "status": "done",
+                    "details": {},
+                }
+            ]
         row = next((r for r in rows if r["details"].get("order_ids")), rows[0])
         ids = {}
         for name, new in (("order_ids", order_id), ("perm_ids", perm_id)):
@@ -178,11 +226,15 @@ class BracketCheck:
             known += [0] * (3 - len(known))
             known[place] = new
             ids[name] = known[:3]
-        self.journal.update_order(row["id"], row["status"], now_ts,
-                                  details={**ids, "replaced_ts": now_ts})
+        self.journal.update_order(
+            row["id"], row["status"], now_ts, details={**ids, "replaced_ts": now_ts}
+        )
 
 
 def _missing(parts: Parts) -> str:
     """The exits a bracket lacks, as words ("" when it has both)."""
-    return " and ".join(name for name, part in (("take-profit", parts.take_profit),
-                                                 ("stop", parts.stop)) if part is None)
+    return " and ".join(
+        name
+        for name, part in (("take-profit", parts.take_profit), ("stop", parts.stop))
+        if part is None
+    )

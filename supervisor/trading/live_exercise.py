@@ -84,8 +84,14 @@ def verdict(p: Position, close: float | None, moved: float, later_session: bool)
 
 
 class Exercises:
-    def __init__(self, broker: Broker, journal: Journal, sessions: SessionBook,
-                 settings: Settings, alerter: Alerter | None = None) -> None:
+    def __init__(
+        self,
+        broker: Broker,
+        journal: Journal,
+        sessions: SessionBook,
+        settings: Settings,
+        alerter: Alerter | None = None,
+    ) -> None:
         self.broker = broker
         self.journal = journal
         self.sessions = sessions
@@ -115,23 +121,28 @@ class Exercises:
             shares = exercise_shares(p)
             base[p.symbol] += shares  # the next option of this underlying: what is left
             self.shares.opened(p, shares, close, close_ts, now_ts)
-            settled.append(Settled(p, "exercised", intrinsic(p.contract, close), close_ts,
-                                   shares, close))
+            settled.append(
+                Settled(p, "exercised", intrinsic(p.contract, close), close_ts, shares, close)
+            )
         return settled
 
     async def follow(self, open_live: Sequence[Position], now_ts: float) -> None:
         """The account's stock position in each underlying where every option of ours is
         still held (one gone and not settled may be in the next change), then the shares."""
-        listed = {(b.symbol, b.expiry, b.strike, b.right) for b in self.broker.positions()
-                  if b.sec_type == "OPT" and b.quantity}
+        listed = {
+            (b.symbol, b.expiry, b.strike, b.right)
+            for b in self.broker.positions()
+            if b.sec_type == "OPT" and b.quantity
+        }
         symbols: dict[str, bool] = {}
         for p in open_live:
             c = p.contract
             held = (c.symbol, c.expiry, c.strike, c.right.value) in listed
             symbols[p.symbol] = symbols.get(p.symbol, True) and held
         stock = self.shares.stock()
-        self.journal.see_stock({s: stock.get(s, 0.0) for s, all_held in symbols.items()
-                                if all_held}, now_ts)
+        self.journal.see_stock(
+            {s: stock.get(s, 0.0) for s, all_held in symbols.items() if all_held}, now_ts
+        )
         await self.shares.step(now_ts)
 
     async def _close_ts(self, p: Position, now_ts: float) -> float:
@@ -153,16 +164,27 @@ class Exercises:
         """A regular session of a day after the expiry has opened: a delivery would be in."""
         day = parse_expiry(p.contract.expiry)
         session = await self.sessions.today(p.symbol, now_ts)
-        return (day is not None and session is not None and session.day > day
-                and session.open_ts <= now_ts)
+        return (
+            day is not None
+            and session is not None
+            and session.day > day
+            and session.open_ts <= now_ts
+        )
 
     def _wait(self, p: Position, close: float | None) -> None:
         if p.intent_id in self._waiting:
             return
         self._waiting.add(p.intent_id)
-        why = (f"the close of {p.symbol} on its expiry day is not known yet" if close is None
-               else f"it was in the money ({p.symbol} closed at {close:.2f}) and its shares "
-               "have not arrived (IBKR delivers overnight); booked at 0 if none have by the "
-               "next session's open")
-        log.warning("%s is no longer held after its expiry: %s", p.contract.key, why,
-                    extra={"event": "settlement_waiting", "intent_id": p.intent_id})
+        why = (
+            f"the close of {p.symbol} on its expiry day is not known yet"
+            if close is None
+            else f"it was in the money ({p.symbol} closed at {close:.2f}) and its shares "
+            "have not arrived (IBKR delivers overnight); booked at 0 if none have by the "
+            "next session's open"
+        )
+        log.warning(
+            "%s is no longer held after its expiry: %s",
+            p.contract.key,
+            why,
+            extra={"event": "settlement_waiting", "intent_id": p.intent_id},
+        )

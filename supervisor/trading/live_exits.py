@@ -35,12 +35,22 @@ EXIT_SUFFIX = ":expiry"
 
 def _same(order: OpenOrder, position: BrokerPosition) -> bool:
     return (order.symbol, order.expiry, order.strike, order.right) == (
-        position.symbol, position.expiry, position.strike, position.right)
+        position.symbol,
+        position.expiry,
+        position.strike,
+        position.right,
+    )
 
 
 class ExpiryExits:
-    def __init__(self, broker: Broker, journal: Journal, sessions: SessionBook,
-                 exit_before_expiry_min: float, account: str) -> None:
+    def __init__(
+        self,
+        broker: Broker,
+        journal: Journal,
+        sessions: SessionBook,
+        exit_before_expiry_min: float,
+        account: str,
+    ) -> None:
         self.broker = broker
         self.journal = journal
         self.sessions = sessions
@@ -54,13 +64,15 @@ class ExpiryExits:
         for position in self.broker.positions():
             if position.sec_type != "OPT" or position.quantity <= 0:
                 continue
-            contract = OptionContract(position.symbol, position.expiry, position.strike,
-                                      Right(position.right))
+            contract = OptionContract(
+                position.symbol, position.expiry, position.strike, Right(position.right)
+            )
             intent_id = ours.get(contract.key)
             if intent_id is None:
                 continue  # not bought by this bot: the user's own
-            if intent_id in self.close_now or await self.due(position.symbol,
-                                                              position.expiry, now_ts):
+            if intent_id in self.close_now or await self.due(
+                position.symbol, position.expiry, now_ts
+            ):
                 await self._exit(position, contract, intent_id, now_ts)
 
     async def due(self, symbol: str, expiry: str, now_ts: float) -> bool:
@@ -68,20 +80,25 @@ class ExpiryExits:
         close = await self.sessions.expiry_close(symbol, expiry, now_ts)
         return close is not None and now_ts >= close - self.exit_before_s
 
-    async def _exit(self, position: BrokerPosition, contract: OptionContract, intent_id: str,
-                    now_ts: float) -> None:
+    async def _exit(
+        self, position: BrokerPosition, contract: OptionContract, intent_id: str, now_ts: float
+    ) -> None:
         working = [o for o in self.broker.open_orders() if _same(o, position)]
         exits = [o for o in working if o.order_ref.endswith(EXIT_SUFFIX)]
-        bracket = [o for o in working if o not in exits and o.action == "SELL"
-                   and o.order_ref == intent_id]
+        bracket = [
+            o for o in working if o not in exits and o.action == "SELL" and o.order_ref == intent_id
+        ]
         for order in bracket:
             await self._cancel(order, "expiry exit replaces the bracket's exits")
         if bracket:
             return  # sell once they are gone (next cycle): both working could oversell
         bid = await self._bid(contract)
         if bid is None:
-            log.warning("%s: no bid to close %g before expiry; tried again next cycle",
-                        contract.key, position.quantity)
+            log.warning(
+                "%s: no bid to close %g before expiry; tried again next cycle",
+                contract.key,
+                position.quantity,
+            )
             return
         stale = [o for o in exits if o.limit > bid]
         for order in stale:
@@ -90,13 +107,18 @@ class ExpiryExits:
             return  # working at the bid, or cancelled to be placed again once it is gone
         ref = f"{intent_id}{EXIT_SUFFIX}"
         quantity = int(position.quantity)
-        row = self.journal.record_order(ref, "live", "submitted", quantity, now_ts,
-                                        details={"exit": "expiry", "limit": bid})
-        order_id = await self.broker.place_order(contract, "SELL", quantity, bid,
-                                                 self.account, ref)
+        row = self.journal.record_order(
+            ref, "live", "submitted", quantity, now_ts, details={"exit": "expiry", "limit": bid}
+        )
+        order_id = await self.broker.place_order(contract, "SELL", quantity, bid, self.account, ref)
         self.journal.update_order(row, "submitted", now_ts, broker_order_id=order_id)
-        log.warning("SELL %d x %s @ %.2f before its expiry (exit reason expiry)", quantity,
-                    contract.key, bid, extra={"event": "expiry_exit", "intent_id": intent_id})
+        log.warning(
+            "SELL %d x %s @ %.2f before its expiry (exit reason expiry)",
+            quantity,
+            contract.key,
+            bid,
+            extra={"event": "expiry_exit", "intent_id": intent_id},
+        )
 
     async def _bid(self, contract: OptionContract) -> float | None:
         try:
@@ -113,7 +135,6 @@ class ExpiryExits:
             key = order.perm_id or order.order_id
             level = logging.INFO if key in self._cancel_refused else logging.ERROR
             self._cancel_refused.add(key)
-            log.log(level, "cancelling %s (%s) failed: %s", order.order_id, order.order_ref,
-                    exc)
+            log.log(level, "cancelling %s (%s) failed: %s", order.order_id, order.order_ref, exc)
             return
         log.info("order %s (%s) cancelled: %s", order.order_id, order.order_ref, why)

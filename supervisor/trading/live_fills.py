@@ -24,16 +24,30 @@ from supervisor.trading.live_exits import EXIT_SUFFIX
 SHORT_SUFFIX = ":short"
 
 
-def apply_fill(p: Position, side: str, quantity: int, price: float, commission: float,
-               ts: float, reason: ExitReason) -> Position:
+def apply_fill(
+    p: Position,
+    side: str,
+    quantity: int,
+    price: float,
+    commission: float,
+    ts: float,
+    reason: ExitReason,
+) -> Position:
     if side == "BOT":
         bought = 0 if p.filled_ts is None else p.quantity
         total = bought + quantity
         entry = ((p.entry_price or 0.0) * bought + price * quantity) / total
-        return replace(p, quantity=total, entry_price=entry, status="open",
-                       filled_ts=p.filled_ts if p.filled_ts is not None else ts,
-                       commission=p.commission + commission, exited=p.exited or 0,
-                       closed_ts=None, exit_reason=None)
+        return replace(
+            p,
+            quantity=total,
+            entry_price=entry,
+            status="open",
+            filled_ts=p.filled_ts if p.filled_ts is not None else ts,
+            commission=p.commission + commission,
+            exited=p.exited or 0,
+            closed_ts=None,
+            exit_reason=None,
+        )
     beyond = sold_beyond(p, side, quantity)
     closing = quantity - beyond
     if closing <= 0:
@@ -42,11 +56,16 @@ def apply_fill(p: Position, side: str, quantity: int, price: float, commission: 
     sold = (p.exited or 0) + closing
     exit_price = ((p.exit_price or 0.0) * (p.exited or 0) + price * closing) / sold
     done = p.filled_ts is not None and sold >= p.quantity
-    return replace(p, exited=sold, exit_price=exit_price,
-                   commission=p.commission + commission,
-                   exit_commission=p.exit_commission + commission,
-                   status="closed" if done else p.status,
-                   closed_ts=ts if done else None, exit_reason=reason if done else None)
+    return replace(
+        p,
+        exited=sold,
+        exit_price=exit_price,
+        commission=p.commission + commission,
+        exit_commission=p.exit_commission + commission,
+        status="closed" if done else p.status,
+        closed_ts=ts if done else None,
+        exit_reason=reason if done else None,
+    )
 
 
 def sold_beyond(p: Position, side: str, quantity: int) -> int:
@@ -62,23 +81,43 @@ def short_id(intent_id: str) -> str:
     return f"{intent_id}{SHORT_SUFFIX}"
 
 
-def short_row(short: Position | None, long: Position, quantity: int, price: float,
-              commission: float, ts: float) -> Position:
+def short_row(
+    short: Position | None,
+    long: Position,
+    quantity: int,
+    price: float,
+    commission: float,
+    ts: float,
+) -> Position:
     """The short row after ``quantity`` more contracts were sold beyond what ``long`` held:
     opened at the sale's price, growing at the average."""
     if short is None:
-        return replace(long, intent_id=short_id(long.intent_id), quantity=quantity,
-                       status="short", opened_ts=ts, entry_price=price, filled_ts=ts,
-                       mark=None, exit_price=None, closed_ts=None, exit_reason=None,
-                       commission=commission, exited=None, exit_commission=0.0)
+        return replace(
+            long,
+            intent_id=short_id(long.intent_id),
+            quantity=quantity,
+            status="short",
+            opened_ts=ts,
+            entry_price=price,
+            filled_ts=ts,
+            mark=None,
+            exit_price=None,
+            closed_ts=None,
+            exit_reason=None,
+            commission=commission,
+            exited=None,
+            exit_commission=0.0,
+        )
     total = short.quantity + quantity
     entry = ((short.entry_price or 0.0) * short.quantity + price * quantity) / total
-    return replace(short, quantity=total, entry_price=entry,
-                   commission=short.commission + commission)
+    return replace(
+        short, quantity=total, entry_price=entry, commission=short.commission + commission
+    )
 
 
-def exit_reason_of(order_ref: str, order_id: int, perm_id: int,
-                   bracket: Mapping[str, Any]) -> ExitReason:
+def exit_reason_of(
+    order_ref: str, order_id: int, perm_id: int, bracket: Mapping[str, Any]
+) -> ExitReason:
     """The exit a sale came from, given the bracket's journaled ``order_ids``/``perm_ids``
     (entry, take-profit, stop)."""
     if order_ref.endswith(EXIT_SUFFIX):

@@ -48,10 +48,15 @@ def intent_of(order_ref: str) -> str:
 
 
 class LivePositions:
-    def __init__(self, broker: Broker, journal: Journal, day_of: Callable[[float], str],
-                 on_change: Callable[[Position], None],
-                 on_net_short: Callable[[Position, int], None],
-                 exercises: Exercises | None = None) -> None:
+    def __init__(
+        self,
+        broker: Broker,
+        journal: Journal,
+        day_of: Callable[[float], str],
+        on_change: Callable[[Position], None],
+        on_net_short: Callable[[Position, int], None],
+        exercises: Exercises | None = None,
+    ) -> None:
         self.broker = broker
         self.journal = journal
         self.day_of = day_of
@@ -65,9 +70,20 @@ class LivePositions:
     def opened(self, intent: OrderIntent, quantity: int, ts: float) -> None:
         """A bracket was accepted: its position waits (pending) for the entry's fills."""
         if self.journal.position(intent.intent_id) is None:
-            self.journal.save_position(Position(
-                intent.intent_id, intent.symbol, intent.contract, quantity, intent.entry_limit,
-                intent.take_profit, intent.stop_loss, "pending", ts), self.day_of(ts))
+            self.journal.save_position(
+                Position(
+                    intent.intent_id,
+                    intent.symbol,
+                    intent.contract,
+                    quantity,
+                    intent.entry_limit,
+                    intent.take_profit,
+                    intent.stop_loss,
+                    "pending",
+                    ts,
+                ),
+                self.day_of(ts),
+            )
 
     def follow(self, now_ts: float, wait_s: float = COMMISSION_WAIT_S) -> int:
         """Book every new execution of ours, in time order per intent; returns how many.
@@ -95,37 +111,72 @@ class LivePositions:
     def waiting(self) -> int:
         """Executions of ours still without their commission report."""
         seen = self.journal.fill_ids()
-        return sum(1 for f in self.broker.fills() if f.commission is None
-                   and f.exec_id not in seen
-                   and self.journal.load_intent(intent_of(f.order_ref)) is not None)
+        return sum(
+            1
+            for f in self.broker.fills()
+            if f.commission is None
+            and f.exec_id not in seen
+            and self.journal.load_intent(intent_of(f.order_ref)) is not None
+        )
 
     def _book(self, intent: OrderIntent, fill: Fill) -> bool:
         commission = fill.commission if fill.commission is not None else 0.0
         if not math.isfinite(commission):
             commission = 0.0
         held = self.journal.position(intent.intent_id) or Position(
-            intent.intent_id, intent.symbol, intent.contract, int(fill.shares),
-            intent.entry_limit, intent.take_profit, intent.stop_loss, "pending", fill.ts)
+            intent.intent_id,
+            intent.symbol,
+            intent.contract,
+            int(fill.shares),
+            intent.entry_limit,
+            intent.take_profit,
+            intent.stop_loss,
+            "pending",
+            fill.ts,
+        )
         rows = self.journal.orders_for(intent.intent_id)
-        bracket: dict[str, Any] = next((r["details"] for r in rows
-                                        if r["details"].get("order_ids")), {})
+        bracket: dict[str, Any] = next(
+            (r["details"] for r in rows if r["details"].get("order_ids")), {}
+        )
         reason = exit_reason_of(fill.order_ref, fill.order_id, fill.perm_id, bracket)
-        after = apply_fill(held, fill.side, int(fill.shares), fill.price, commission, fill.ts,
-                           reason)
+        after = apply_fill(
+            held, fill.side, int(fill.shares), fill.price, commission, fill.ts, reason
+        )
         short = self._short_after(held, fill, commission)
-        if not self.journal.book_fill(fill.order_ref, fill.side, int(fill.shares), fill.price,
-                                      fill.ts, commission, fill.exec_id, after,
-                                      self.day_of(fill.ts),
-                                      also=() if short is None else (short,)):
+        if not self.journal.book_fill(
+            fill.order_ref,
+            fill.side,
+            int(fill.shares),
+            fill.price,
+            fill.ts,
+            commission,
+            fill.exec_id,
+            after,
+            self.day_of(fill.ts),
+            also=() if short is None else (short,),
+        ):
             return False  # booked meanwhile
         if fill.commission is None:
-            log.warning("fill %s of %s booked without its commission report",
-                        fill.exec_id, fill.order_ref)
-        log.info("fill %s %s %d @ %.2f: %s", fill.order_ref, fill.side, fill.shares,
-                 fill.price, _state(after),
-                 extra={"event": "fill", "intent_id": intent.intent_id, "side": fill.side,
-                        "quantity": fill.shares, "price": fill.price,
-                        "commission": commission, "exec_id": fill.exec_id})
+            log.warning(
+                "fill %s of %s booked without its commission report", fill.exec_id, fill.order_ref
+            )
+        log.info(
+            "fill %s %s %d @ %.2f: %s",
+            fill.order_ref,
+            fill.side,
+            fill.shares,
+            fill.price,
+            _state(after),
+            extra={
+                "event": "fill",
+                "intent_id": intent.intent_id,
+                "side": fill.side,
+                "quantity": fill.shares,
+                "price": fill.price,
+                "commission": commission,
+                "exec_id": fill.exec_id,
+            },
+        )
         if after.status != held.status:
             self.on_change(after)
         if short is not None:
@@ -137,27 +188,42 @@ class LivePositions:
         beyond = sold_beyond(held, fill.side, int(fill.shares))
         if not beyond:
             return None
-        log.error("fill %s sells %d x %s beyond what was held: net short", fill.exec_id,
-                  beyond, held.contract.key,
-                  extra={"event": "net_short", "intent_id": held.intent_id, "short": beyond})
-        return short_row(self.journal.position(short_id(held.intent_id)), held, beyond,
-                         fill.price, commission * beyond / fill.shares, fill.ts)
+        log.error(
+            "fill %s sells %d x %s beyond what was held: net short",
+            fill.exec_id,
+            beyond,
+            held.contract.key,
+            extra={"event": "net_short", "intent_id": held.intent_id, "short": beyond},
+        )
+        return short_row(
+            self.journal.position(short_id(held.intent_id)),
+            held,
+            beyond,
+            fill.price,
+            commission * beyond / fill.shares,
+            fill.ts,
+        )
 
     def settle_shorts(self, now_ts: float) -> None:
         """A short row whose contract the account no longer holds short was bought back (by
         hand: the bot never does): closed, the buy-back price not known to it. The client
         library drops a position that went to 0, so not listed counts too, once the row is
         older than ``SHORT_GRACE_S`` (a position update comes after the executions)."""
-        listed = {OptionContract(b.symbol, b.expiry, b.strike, Right(b.right)).key: b.quantity
-                  for b in self.broker.positions() if b.sec_type == "OPT"}
+        listed = {
+            OptionContract(b.symbol, b.expiry, b.strike, Right(b.right)).key: b.quantity
+            for b in self.broker.positions()
+            if b.sec_type == "OPT"
+        }
         for p in self.journal.open_positions():
             settled = now_ts - p.opened_ts > SHORT_GRACE_S
             if p.status == "short" and listed.get(p.contract.key, 0 if settled else -1) >= 0:
                 after = replace(p, status="closed", exit_reason="closed", closed_ts=now_ts)
                 self.journal.save_position(after, self.day_of(now_ts))
-                log.warning("%s is no longer held short at IBKR: its short row closed",
-                            p.contract.key, extra={"event": "position", "status": "closed",
-                                                   "intent_id": p.intent_id})
+                log.warning(
+                    "%s is no longer held short at IBKR: its short row closed",
+                    p.contract.key,
+                    extra={"event": "position", "status": "closed", "intent_id": p.intent_id},
+                )
 
     def entry_gone(self, intent_id: str, now_ts: float) -> None:
         """The entry no longer works at the broker. Never filled: its position is cancelled.
@@ -169,18 +235,41 @@ class LivePositions:
         if p is None or p.status != "pending" or bought:
             return
         c = p.contract
-        held = next((b for b in self.broker.positions() if b.sec_type == "OPT"
-                     and (b.symbol, b.expiry, b.strike, b.right)
-                     == (c.symbol, c.expiry, c.strike, c.right.value) and b.quantity > 0), None)
+        held = next(
+            (
+                b
+                for b in self.broker.positions()
+                if b.sec_type == "OPT"
+                and (b.symbol, b.expiry, b.strike, b.right)
+                == (c.symbol, c.expiry, c.strike, c.right.value)
+                and b.quantity > 0
+            ),
+            None,
+        )
         if held is not None:
             quantity = min(int(held.quantity), p.quantity)
             price = held.avg_cost / p.multiplier  # IBKR's avgCost, commission included
             after = apply_fill(p, "BOT", quantity, price, 0.0, now_ts, "closed")
-            self.journal.book_fill(intent_id, "BOT", quantity, price, now_ts, 0.0,
-                                   f"position:{intent_id}", after, self.day_of(now_ts))
-            log.warning("%s: its entry filled unseen; IBKR holds %g x %s at %.2f: opened from "
-                        "the account's position", intent_id, held.quantity, c.key, price,
-                        extra={"event": "position_adopted", "intent_id": intent_id})
+            self.journal.book_fill(
+                intent_id,
+                "BOT",
+                quantity,
+                price,
+                now_ts,
+                0.0,
+                f"position:{intent_id}",
+                after,
+                self.day_of(now_ts),
+            )
+            log.warning(
+                "%s: its entry filled unseen; IBKR holds %g x %s at %.2f: opened from "
+                "the account's position",
+                intent_id,
+                held.quantity,
+                c.key,
+                price,
+                extra={"event": "position_adopted", "intent_id": intent_id},
+            )
         else:
             after = replace(p, status="closed", closed_ts=now_ts, exit_reason="cancelled")
             self.journal.save_position(after, self.day_of(now_ts))
@@ -190,7 +279,8 @@ class LivePositions:
         """Options this bot bought that the account now holds short (both exits filled, or a
         sale by hand on top of an exit): the bot never sells to open."""
         ours = set(self.journal.bought_contracts()) | {
-            p.contract.key for p in self.journal.open_positions()}
+            p.contract.key for p in self.journal.open_positions()
+        }
         found = []
         for b in self.broker.positions():
             if b.sec_type == "OPT" and b.quantity < 0:
@@ -201,13 +291,21 @@ class LivePositions:
 
     def mark(self, now_ts: float) -> None:
         """Open live positions marked at the broker's price for them (unrealized P&L)."""
-        prices = {(p.symbol, p.expiry, p.strike, p.right): p.market_price
-                  for p in self.broker.positions() if p.sec_type == "OPT"}
+        prices = {
+            (p.symbol, p.expiry, p.strike, p.right): p.market_price
+            for p in self.broker.positions()
+            if p.sec_type == "OPT"
+        }
         for p in self.journal.open_positions():
             c = p.contract
             price = prices.get((c.symbol, c.expiry, c.strike, c.right.value))
-            if p.exited is not None and p.status == "open" and price is not None \
-                    and math.isfinite(price) and price != p.mark:
+            if (
+                p.exited is not None
+                and p.status == "open"
+                and price is not None
+                and math.isfinite(price)
+                and price != p.mark
+            ):
                 self.journal.save_position(replace(p, mark=price), self.day_of(now_ts))
 
     async def settle_expired(self, now_ts: float) -> None:
@@ -215,13 +313,20 @@ class LivePositions:
         expiry exit should have sold it; no bid, say, or the bot was down): exercised into
         shares, booked at intrinsic value, or expired worthless, at 0, as of the expiry's
         close (live_exercise.py); then the shares exercises left are followed."""
-        held = {(p.symbol, p.expiry, p.strike, p.right) for p in self.broker.positions()
-                if p.sec_type == "OPT" and p.quantity}
-        live = [p for p in self.journal.open_positions()
-                if p.exited is not None and p.status == "open"]
-        gone = [p for p in live if is_expired(p.contract.expiry, now_ts)
-                and (p.symbol, p.contract.expiry, p.contract.strike,
-                     p.contract.right.value) not in held]
+        held = {
+            (p.symbol, p.expiry, p.strike, p.right)
+            for p in self.broker.positions()
+            if p.sec_type == "OPT" and p.quantity
+        }
+        live = [
+            p for p in self.journal.open_positions() if p.exited is not None and p.status == "open"
+        ]
+        gone = [
+            p
+            for p in live
+            if is_expired(p.contract.expiry, now_ts)
+            and (p.symbol, p.contract.expiry, p.contract.strike, p.contract.right.value) not in held
+        ]
         if self.exercises is None:
             settled = [Settled(p, "expired", 0.0, now_ts) for p in gone]
         else:
@@ -235,11 +340,21 @@ class LivePositions:
         p, left = s.position, s.position.held
         after = apply_fill(p, "SLD", left, s.price, 0.0, s.ts, s.reason)
         self.journal.save_position(after, self.day_of(s.ts))
-        log.warning("%s %s with %d held: booked at %.2f%s", p.contract.key, s.reason, left,
-                    s.price, f" ({p.symbol} closed at {s.close:.2f})" if s.close else "",
-                    extra={"event": "position", "intent_id": p.intent_id,
-                           "status": after.status, "exit_reason": s.reason,
-                           "realized_pnl": after.realized_pnl})
+        log.warning(
+            "%s %s with %d held: booked at %.2f%s",
+            p.contract.key,
+            s.reason,
+            left,
+            s.price,
+            f" ({p.symbol} closed at {s.close:.2f})" if s.close else "",
+            extra={
+                "event": "position",
+                "intent_id": p.intent_id,
+                "status": after.status,
+                "exit_reason": s.reason,
+                "realized_pnl": after.realized_pnl,
+            },
+        )
         self.on_change(after)
 
 

@@ -48,13 +48,21 @@ class Reconciliation:
     problems: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
-        return ([f"ok: {line}" for line in self.ours]
-                + [f"adopted: {line}" for line in self.adopted]
-                + [f"PROBLEM: {line}" for line in self.problems])
+        return (
+            [f"ok: {line}" for line in self.ours]
+            + [f"adopted: {line}" for line in self.adopted]
+            + [f"PROBLEM: {line}" for line in self.problems]
+        )
 
 
-def reconcile(broker: Broker, journal: Journal, now_ts: float, adopt: bool = True,
-              complete: bool = True, day: str = "") -> Reconciliation:
+def reconcile(
+    broker: Broker,
+    journal: Journal,
+    now_ts: float,
+    adopt: bool = True,
+    complete: bool = True,
+    day: str = "",
+) -> Reconciliation:
     """``complete``: the broker's lists were refreshed; without that, nothing is concluded
     from an order's absence (no row becomes not_sent). ``day``: today, for what is adopted
     into the journal."""
@@ -73,74 +81,112 @@ def reconcile(broker: Broker, journal: Journal, now_ts: float, adopt: bool = Tru
     return found
 
 
-def _orders(orders: list[OpenOrder], journal: Journal, now_ts: float, adopt: bool, day: str,
-            found: Reconciliation) -> None:
+def _orders(
+    orders: list[OpenOrder],
+    journal: Journal,
+    now_ts: float,
+    adopt: bool,
+    day: str,
+    found: Reconciliation,
+) -> None:
     refs: dict[str, OpenOrder] = {}  # a bracket at a time, by its entry if listed
     for order in orders:
         if order.order_ref.endswith(SHARES_SUFFIX) and is_ours(
-                order.order_ref.removesuffix(SHARES_SUFFIX), journal):
-            found.ours.append(f"{describe(order)}: closes shares an exercise delivered "
-                              "(followed by the shares book, live_shares.py)")
+            order.order_ref.removesuffix(SHARES_SUFFIX), journal
+        ):
+            found.ours.append(
+                f"{describe(order)}: closes shares an exercise delivered "
+                "(followed by the shares book, live_shares.py)"
+            )
         elif is_ours(order.order_ref, journal):
             if order.action == "BUY" or order.order_ref not in refs:
                 refs[order.order_ref] = order
         else:
-            found.problems.append(f"open order not placed by this bot, left alone: "
-                                  f"{describe(order)}")
+            found.problems.append(
+                f"open order not placed by this bot, left alone: {describe(order)}"
+            )
     for ref, first in refs.items():
         outcome = adopt_bracket(orders, ref, journal, now_ts, day, adopt)
-        what = describe(first) if first.action == "BUY" or ref != intent_ref(ref) else (
-            f"exits of {ref} ({describe(first)})")
+        what = (
+            describe(first)
+            if first.action == "BUY" or ref != intent_ref(ref)
+            else (f"exits of {ref} ({describe(first)})")
+        )
         if outcome == "followed":
             found.ours.append(what)
         elif outcome == "unacknowledged":
-            found.problems.append(f"{what}: a part has no permId yet (IBKR has not "
-                                  "acknowledged it): not adopted, looked for again")
+            found.problems.append(
+                f"{what}: a part has no permId yet (IBKR has not "
+                "acknowledged it): not adopted, looked for again"
+            )
         elif outcome == "foreign":
             found.problems.append(f"open order not placed by this bot, left alone: {what}")
         else:
             found.adopted.append(f"{what} ({outcome})")
 
 
-def _unsure_rows(broker: Broker, journal: Journal, orders: list[OpenOrder], now_ts: float,
-                 adopt: bool, complete: bool, found: Reconciliation) -> None:
+def _unsure_rows(
+    broker: Broker,
+    journal: Journal,
+    orders: list[OpenOrder],
+    now_ts: float,
+    adopt: bool,
+    complete: bool,
+    found: Reconciliation,
+) -> None:
     refs = {o.order_ref for o in orders} | {f.order_ref for f in broker.fills()}
     for row in journal.live_orders(UNSURE):
         if row["intent_id"] in refs:
             if adopt:  # filled already: its executions tell the rest
                 journal.update_order(row["id"], "done", now_ts, details={"adopted_ts": now_ts})
-            found.adopted.append(f"{row['intent_id']}: {row['status']} row, found at IBKR "
-                                 "(an open order or an execution carries its orderRef)")
+            found.adopted.append(
+                f"{row['intent_id']}: {row['status']} row, found at IBKR "
+                "(an open order or an execution carries its orderRef)"
+            )
             continue
         if not complete:
-            found.problems.append(f"{row['intent_id']}: journaled as {row['status']}; IBKR's "
-                                  "orders could not be listed, so it is looked for again")
+            found.problems.append(
+                f"{row['intent_id']}: journaled as {row['status']}; IBKR's "
+                "orders could not be listed, so it is looked for again"
+            )
             continue
         if adopt:
-            journal.update_order(row["id"], "not_sent", now_ts,
-                                 details={"reconcile": "nothing at IBKR carries its orderRef"})
-        found.problems.append(f"{row['intent_id']}: journaled as {row['status']} but IBKR has "
-                              "no order or execution with its orderRef: never sent (and never "
-                              "sent again)")
+            journal.update_order(
+                row["id"],
+                "not_sent",
+                now_ts,
+                details={"reconcile": "nothing at IBKR carries its orderRef"},
+            )
+        found.problems.append(
+            f"{row['intent_id']}: journaled as {row['status']} but IBKR has "
+            "no order or execution with its orderRef: never sent (and never "
+            "sent again)"
+        )
 
 
-def _gone_rows(broker: Broker, journal: Journal, orders: list[OpenOrder],
-               found: Reconciliation) -> None:
+def _gone_rows(
+    broker: Broker, journal: Journal, orders: list[OpenOrder], found: Reconciliation
+) -> None:
     """Rows the journal still follows that IBKR no longer lists: filled (an execution
     says so) is fine; otherwise it was cancelled or expired while nobody watched."""
     executed = {f.order_ref for f in broker.fills()}
     for row in journal.live_orders(FOLLOWED):
         if find(orders, row) is not None:
             continue
-        what = (f"{row['intent_id']}: journaled as {row['status']} (order "
-                f"{row['broker_order_id']}, permId {row['perm_id'] or 0})")
+        what = (
+            f"{row['intent_id']}: journaled as {row['status']} (order "
+            f"{row['broker_order_id']}, permId {row['perm_id'] or 0})"
+        )
         if row["intent_id"] in executed:
-            found.ours.append(f"{what}, executed and no longer working (marked done at the "
-                              "next cycle)")
+            found.ours.append(
+                f"{what}, executed and no longer working (marked done at the next cycle)"
+            )
         else:
-            found.problems.append(f"{what} but IBKR no longer lists it and has no execution "
-                                  "of it today: cancelled or expired unseen (the next cycle "
-                                  "marks it done)")
+            found.problems.append(
+                f"{what} but IBKR no longer lists it and has no execution "
+                "of it today: cancelled or expired unseen (the next cycle "
+                "marks it done)"
+            )
 
 
 def _executions(broker: Broker, journal: Journal, found: Reconciliation) -> None:
@@ -148,13 +194,17 @@ def _executions(broker: Broker, journal: Journal, found: Reconciliation) -> None
     as it runs: at start, before this, so these show only when it is not running)."""
     booked = journal.fill_ids()
     for fill in broker.fills():
-        what = (f"execution {fill.exec_id} {fill.side} {fill.shares:g} @ {fill.price:g} "
-                f"(ref {fill.order_ref})")
+        what = (
+            f"execution {fill.exec_id} {fill.side} {fill.shares:g} @ {fill.price:g} "
+            f"(ref {fill.order_ref})"
+        )
         if journal.load_intent(intent_of(fill.order_ref)) is None:
             if intent_ref(fill.order_ref) is not None:
-                found.problems.append(f"{what}: an intent of ours the journal does not "
-                                      "know (lost?): refused as a duplicate today, its "
-                                      "position not followed")
+                found.problems.append(
+                    f"{what}: an intent of ours the journal does not "
+                    "know (lost?): refused as a duplicate today, its "
+                    "position not followed"
+                )
             continue
         if fill.exec_id in booked:
             found.ours.append(what)
@@ -163,8 +213,11 @@ def _executions(broker: Broker, journal: Journal, found: Reconciliation) -> None
 
 
 def _positions(broker: Broker, journal: Journal, found: Reconciliation) -> None:
-    ours = {(p.contract.symbol, p.contract.expiry, p.contract.strike, p.contract.right.value):
-            p for p in journal.open_positions() if p.exited is not None}
+    ours = {
+        (p.contract.symbol, p.contract.expiry, p.contract.strike, p.contract.right.value): p
+        for p in journal.open_positions()
+        if p.exited is not None
+    }
     for held in broker.positions():
         if held.sec_type != "OPT" or not held.quantity:
             continue
@@ -172,13 +225,15 @@ def _positions(broker: Broker, journal: Journal, found: Reconciliation) -> None:
         p = ours.pop(key, None)
         what = f"{held.quantity:g} x {held.symbol} {held.expiry} {held.strike:g}{held.right}"
         if p is None:
-            found.problems.append(f"position {what} is not in the journal: counted in the "
-                                  "caps, never traded by this bot")
+            found.problems.append(
+                f"position {what} is not in the journal: counted in the "
+                "caps, never traded by this bot"
+            )
         elif p.held != held.quantity:
-            found.problems.append(f"position {what}: the journal holds {p.held} "
-                                  f"({p.intent_id})")
+            found.problems.append(f"position {what}: the journal holds {p.held} ({p.intent_id})")
         else:
             found.ours.append(f"position {what} ({p.intent_id})")
     for p in ours.values():
-        found.problems.append(f"journal position {p.intent_id} holds {p.held} x "
-                              f"{p.contract.key}; IBKR holds none")
+        found.problems.append(
+            f"journal position {p.intent_id} holds {p.held} x {p.contract.key}; IBKR holds none"
+        )

@@ -1,22 +1,22 @@
 """Shares an exercise of one of our options delivered, followed until they are closed (live).
 
-    opened(...)   the row "<intent id>:shares" (journal/shares.py): + shares for a call, -
-                  for a put, at the underlying's close; said once (log, journal, alert)
-    step(now)     every cycle:
-      fills       executions whose orderRef is a row's id close it, in part or whole (realized
-                  P&L: (price - cost) x shares x side, less commissions), once per exec id
-      marks       the broker's price for the stock (the notional limit counts it)
-      gone        the account no longer holds them (sold by hand) and nothing of ours works:
-                  closed, exit reason "gone", no price
-      close       execution.close_exercised_shares (default): at the first step inside a
-                  regular session after the exercise, a DAY limit order at the bid (a sale) or
-                  the ask (a buy-back), orderRef "<intent id>:shares", journaled (orders,
-                  mode "shares") before it is sent; repriced (cancelled, placed again once gone)
-                  while the market moves away from it; never a second one while one of ours
-                  works or one of today's left unseen (a refusal waits for the next session)
-      held        close_exercised_shares false: held, counted, said once a day
-    with_shares   the caps' view: 100 shares count as one contract (rounded up), their value
-                  (shares x price) counts in the notional limit
+opened(...)   the row "<intent id>:shares" (journal/shares.py): + shares for a call, -
+              for a put, at the underlying's close; said once (log, journal, alert)
+step(now)     every cycle:
+  fills       executions whose orderRef is a row's id close it, in part or whole (realized
+              P&L: (price - cost) x shares x side, less commissions), once per exec id
+  marks       the broker's price for the stock (the notional limit counts it)
+  gone        the account no longer holds them (sold by hand) and nothing of ours works:
+              closed, exit reason "gone", no price
+  close       execution.close_exercised_shares (default): at the first step inside a
+              regular session after the exercise, a DAY limit order at the bid (a sale) or
+              the ask (a buy-back), orderRef "<intent id>:shares", journaled (orders,
+              mode "shares") before it is sent; repriced (cancelled, placed again once gone)
+              while the market moves away from it; never a second one while one of ours
+              works or one of today's left unseen (a refusal waits for the next session)
+  held        close_exercised_shares false: held, counted, said once a day
+with_shares   the caps' view: 100 shares count as one contract (rounded up), their value
+              (shares x price) counts in the notional limit
 """
 
 from __future__ import annotations
@@ -40,8 +40,9 @@ log = logging.getLogger("supervisor.trading.live_shares")
 COMMISSION_WAIT_S = 30.0  # as live_positions.py: a fill waits this long for its commission
 
 
-def with_shares(held: dict[str, int], notional: float,
-                shares: Iterable[Shares]) -> tuple[dict[str, int], float]:
+def with_shares(
+    held: dict[str, int], notional: float, shares: Iterable[Shares]
+) -> tuple[dict[str, int], float]:
     """The caps' count (contracts by underlying) and notional with the shares added."""
     out = dict(held)
     for s in shares:
@@ -51,8 +52,14 @@ def with_shares(held: dict[str, int], notional: float,
 
 
 class ExercisedShares:
-    def __init__(self, broker: Broker, journal: Journal, sessions: SessionBook,
-                 settings: Settings, alerter: Alerter | None = None) -> None:
+    def __init__(
+        self,
+        broker: Broker,
+        journal: Journal,
+        sessions: SessionBook,
+        settings: Settings,
+        alerter: Alerter | None = None,
+    ) -> None:
         self.broker = broker
         self.journal = journal
         self.sessions = sessions
@@ -75,24 +82,50 @@ class ExercisedShares:
 
     # --- an exercise ------------------------------------------------------------------------
 
-    def opened(self, p: Position, shares: int, close: float, close_ts: float,
-               now_ts: float) -> None:
+    def opened(
+        self, p: Position, shares: int, close: float, close_ts: float, now_ts: float
+    ) -> None:
         """The shares an exercise of ``p`` delivered at ``close_ts``, at ``close``."""
-        row = Shares(shares_id(p.intent_id), p.intent_id, p.symbol, shares, close, "held",
-                     close_ts, mark=close)
+        row = Shares(
+            shares_id(p.intent_id),
+            p.intent_id,
+            p.symbol,
+            shares,
+            close,
+            "held",
+            close_ts,
+            mark=close,
+        )
         if not self.journal.open_shares(row, self.day_of(close_ts)):
             return  # journaled before (a crash before the option was booked)
-        what = ("closed at the next regular session (execution.close_exercised_shares)"
-                if self.close else "held (execution.close_exercised_shares: false) and said "
-                "every day until you close them")
-        text = (f"{p.contract.key} x{p.held} was exercised at its expiry's close ({p.symbol} "
-                f"closed at {close:.2f}): the account got {shares:+d} {p.symbol}; they count "
-                f"in the caps as {row.contracts} contract(s) and {row.notional:,.0f} of "
-                f"notional, and are {what}")
-        log.warning(text, extra={"event": "exercised", "intent_id": p.intent_id,
-                                 "symbol": p.symbol, "shares": shares, "close": close})
-        if self.journal.record_alert_once(self.day_of(now_ts), "exercised", row.share_id,
-                                          text, now_ts) and self.alerter is not None:
+        what = (
+            "closed at the next regular session (execution.close_exercised_shares)"
+            if self.close
+            else "held (execution.close_exercised_shares: false) and said "
+            "every day until you close them"
+        )
+        text = (
+            f"{p.contract.key} x{p.held} was exercised at its expiry's close ({p.symbol} "
+            f"closed at {close:.2f}): the account got {shares:+d} {p.symbol}; they count "
+            f"in the caps as {row.contracts} contract(s) and {row.notional:,.0f} of "
+            f"notional, and are {what}"
+        )
+        log.warning(
+            text,
+            extra={
+                "event": "exercised",
+                "intent_id": p.intent_id,
+                "symbol": p.symbol,
+                "shares": shares,
+                "close": close,
+            },
+        )
+        if (
+            self.journal.record_alert_once(
+                self.day_of(now_ts), "exercised", row.share_id, text, now_ts
+            )
+            and self.alerter is not None
+        ):
             self.alerter.send("exercised", text)
 
     # --- every step -------------------------------------------------------------------------
@@ -100,8 +133,11 @@ class ExercisedShares:
     async def step(self, now_ts: float) -> None:
         self._book_fills(now_ts)
         stock = self.stock()
-        marks = {p.symbol: p.market_price for p in self.broker.positions()
-                 if p.sec_type == "STK" and p.account in ("", self.account)}
+        marks = {
+            p.symbol: p.market_price
+            for p in self.broker.positions()
+            if p.sec_type == "STK" and p.account in ("", self.account)
+        }
         left = dict(stock)  # what the account holds, shared out among our rows in order
         for s in self.journal.held_shares():
             s = self._mark(s, marks.get(s.symbol), now_ts)
@@ -128,23 +164,33 @@ class ExercisedShares:
     def _gone(self, s: Shares, now_ts: float) -> None:
         """The account holds none of them: sold (bought back) by hand, unless an order or an
         execution of ours still has to say so."""
-        pending = [f for f in self.broker.fills() if f.order_ref == s.share_id
-                   and f.exec_id not in self.journal.fill_ids()]
+        pending = [
+            f
+            for f in self.broker.fills()
+            if f.order_ref == s.share_id and f.exec_id not in self.journal.fill_ids()
+        ]
         if self._ours(s) or pending:
             return
         after = replace(s, status="closed", exit_reason="gone", closed_ts=now_ts)
         self.journal.save_shares(after, self.day_of(now_ts))
-        log.warning("%s: the account no longer holds the %d %s exercised from %s: closed "
-                    "(by hand: no price, no P&L booked for them)", s.share_id, s.remaining,
-                    s.symbol, s.intent_id,
-                    extra={"event": "shares_gone", "share_id": s.share_id})
+        log.warning(
+            "%s: the account no longer holds the %d %s exercised from %s: closed "
+            "(by hand: no price, no P&L booked for them)",
+            s.share_id,
+            s.remaining,
+            s.symbol,
+            s.intent_id,
+            extra={"event": "shares_gone", "share_id": s.share_id},
+        )
 
     def _say_held(self, s: Shares, now_ts: float) -> None:
         day = self.day_of(now_ts)
-        text = (f"held: {s.quantity - s.side * s.closed:+d} {s.symbol} exercised from "
-                f"{s.intent_id} at {s.cost:.2f} (last {s.mark if s.mark else s.cost:.2f}, "
-                f"unrealized {s.unrealized_pnl:+.2f}); counted in the caps as {s.contracts} "
-                "contract(s); execution.close_exercised_shares is false: close them by hand")
+        text = (
+            f"held: {s.quantity - s.side * s.closed:+d} {s.symbol} exercised from "
+            f"{s.intent_id} at {s.cost:.2f} (last {s.mark if s.mark else s.cost:.2f}, "
+            f"unrealized {s.unrealized_pnl:+.2f}); counted in the caps as {s.contracts} "
+            "contract(s); execution.close_exercised_shares is false: close them by hand"
+        )
         if self.journal.record_alert_once(day, "shares_held", s.share_id, text, now_ts):
             log.warning(text, extra={"event": "shares_held", "share_id": s.share_id})
             if self.alerter is not None:
@@ -152,8 +198,7 @@ class ExercisedShares:
 
     async def _in_a_later_session(self, s: Shares, now_ts: float) -> bool:
         session = await self.sessions.today(s.symbol, now_ts)
-        return session is not None and session.contains(now_ts) \
-            and session.open_ts > s.opened_ts
+        return session is not None and session.contains(now_ts) and session.open_ts > s.opened_ts
 
     # --- closing them -----------------------------------------------------------------------
 
@@ -163,31 +208,60 @@ class ExercisedShares:
         working = self._ours(s)
         if working:
             for order in working:
-                if price is not None and (order.limit > price if action == "SELL"
-                                          else order.limit < price):
+                if price is not None and (
+                    order.limit > price if action == "SELL" else order.limit < price
+                ):
                     await self._cancel(s, order, f"the market moved to {price:.2f}", now_ts)
             return
         if self._unresolved(s, now_ts):
             return
         if price is None:
-            self._once(s, now_ts, f"{s.share_id}: no {'bid' if action == 'SELL' else 'ask'} "
-                       f"for {s.symbol} to close {quantity} shares at; tried again next cycle")
+            self._once(
+                s,
+                now_ts,
+                f"{s.share_id}: no {'bid' if action == 'SELL' else 'ask'} "
+                f"for {s.symbol} to close {quantity} shares at; tried again next cycle",
+            )
             return
-        row = self.journal.record_order(s.share_id, "shares", "submitted", quantity, now_ts,
-                                        details={"action": action, "limit": price})
+        row = self.journal.record_order(
+            s.share_id,
+            "shares",
+            "submitted",
+            quantity,
+            now_ts,
+            details={"action": action, "limit": price},
+        )
         try:
-            order_id = await self.broker.place_stock_order(s.symbol, action, quantity, price,
-                                                           self.account, s.share_id)
+            order_id = await self.broker.place_stock_order(
+                s.symbol, action, quantity, price, self.account, s.share_id
+            )
         except BrokerError as exc:
             self.journal.update_order(row, "error", now_ts, details={"error": str(exc)})
-            log.error("%s %d %s for %s failed: %s", action, quantity, s.symbol, s.share_id,
-                      exc, extra={"event": "shares_order_failed", "share_id": s.share_id})
+            log.error(
+                "%s %d %s for %s failed: %s",
+                action,
+                quantity,
+                s.symbol,
+                s.share_id,
+                exc,
+                extra={"event": "shares_order_failed", "share_id": s.share_id},
+            )
             return
         self.journal.update_order(row, "submitted", now_ts, broker_order_id=order_id)
-        log.warning("%s %d %s @ %.2f: closing the shares exercised from %s", action, quantity,
-                    s.symbol, price, s.intent_id,
-                    extra={"event": "shares_close", "share_id": s.share_id,
-                           "quantity": quantity, "limit": price})
+        log.warning(
+            "%s %d %s @ %.2f: closing the shares exercised from %s",
+            action,
+            quantity,
+            s.symbol,
+            price,
+            s.intent_id,
+            extra={
+                "event": "shares_close",
+                "share_id": s.share_id,
+                "quantity": quantity,
+                "limit": price,
+            },
+        )
 
     def _unresolved(self, s: Shares, now_ts: float) -> bool:
         """An order of ours sent today that IBKR no longer lists: done when its executions
@@ -209,8 +283,12 @@ class ExercisedShares:
                 self.journal.update_order(row["id"], "cancelled", now_ts)
             elif self.day_of(row["created_ts"]) == day:
                 blocked = True
-                self._once(s, now_ts, f"{s.share_id}: order {row['broker_order_id']} is no "
-                           "longer listed and has not filled whole: no new order today")
+                self._once(
+                    s,
+                    now_ts,
+                    f"{s.share_id}: order {row['broker_order_id']} is no "
+                    "longer listed and has not filled whole: no new order today",
+                )
             else:  # a DAY order of an earlier session: over (its fills were booked then)
                 self.journal.update_order(row["id"], "expired", now_ts)
         return blocked
@@ -224,8 +302,9 @@ class ExercisedShares:
         for row in self.journal.share_orders(s.share_id):
             if row["broker_order_id"] == order.order_id and row["status"] == "submitted":
                 self.journal.update_order(row["id"], "cancelling", now_ts)
-        log.info("order %s (%s) cancelled: %s; placed again once gone", order.order_id,
-                 s.share_id, why)
+        log.info(
+            "order %s (%s) cancelled: %s; placed again once gone", order.order_id, s.share_id, why
+        )
 
     async def _price(self, symbol: str, action: str) -> float | None:
         try:
@@ -257,28 +336,61 @@ class ExercisedShares:
             self._first_seen.pop(fill.exec_id, None)
 
     def _book(self, s: Shares, fill: Fill) -> Shares:
-        commission = fill.commission if fill.commission is not None and math.isfinite(
-            fill.commission) else 0.0
+        commission = (
+            fill.commission
+            if fill.commission is not None and math.isfinite(fill.commission)
+            else 0.0
+        )
         quantity = min(int(fill.shares), s.remaining)
         closed = s.closed + quantity
-        price = ((s.exit_price or 0.0) * s.closed + fill.price * quantity) / closed \
-            if closed else fill.price
+        price = (
+            ((s.exit_price or 0.0) * s.closed + fill.price * quantity) / closed
+            if closed
+            else fill.price
+        )
         done = closed >= abs(s.quantity)
-        after = replace(s, closed=closed, exit_price=price, commission=s.commission + commission,
-                        status="closed" if done else "held",
-                        exit_reason="closed" if done else None,
-                        closed_ts=fill.ts if done else None)
-        if not self.journal.book_share_fill(after, fill.side, int(fill.shares), fill.price,
-                                            fill.ts, commission, fill.exec_id,
-                                            self.day_of(fill.ts)):
+        after = replace(
+            s,
+            closed=closed,
+            exit_price=price,
+            commission=s.commission + commission,
+            status="closed" if done else "held",
+            exit_reason="closed" if done else None,
+            closed_ts=fill.ts if done else None,
+        )
+        if not self.journal.book_share_fill(
+            after,
+            fill.side,
+            int(fill.shares),
+            fill.price,
+            fill.ts,
+            commission,
+            fill.exec_id,
+            self.day_of(fill.ts),
+        ):
             return s
-        log.warning("fill %s %s %g %s @ %.2f: %d of %d closed%s", s.share_id, fill.side,
-                    fill.shares, s.symbol, fill.price, closed, abs(s.quantity),
-                    f", P&L {after.realized_pnl:+.2f}" if done else "",
-                    extra={"event": "shares_fill", "share_id": s.share_id,
-                           "realized_pnl": after.realized_pnl, "closed": done})
+        log.warning(
+            "fill %s %s %g %s @ %.2f: %d of %d closed%s",
+            s.share_id,
+            fill.side,
+            fill.shares,
+            s.symbol,
+            fill.price,
+            closed,
+            abs(s.quantity),
+            f", P&L {after.realized_pnl:+.2f}" if done else "",
+            extra={
+                "event": "shares_fill",
+                "share_id": s.share_id,
+                "realized_pnl": after.realized_pnl,
+                "closed": done,
+            },
+        )
         if done and self.alerter is not None:
-            self.alerter.send("trade", f"{fill.side} {closed} {s.symbol} exercised from "
-                              f"{s.intent_id}: closed at {price:.2f} (cost {s.cost:.2f}), "
-                              f"P&L {after.realized_pnl:+.2f}")
+            self.alerter.send(
+                "trade",
+                f"{fill.side} {closed} {s.symbol} exercised from "
+                f"{s.intent_id}: closed at {price:.2f} (cost {s.cost:.2f}), "
+                f"P&L {after.realized_pnl:+.2f}",
+            )
         return after

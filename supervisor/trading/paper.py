@@ -44,8 +44,17 @@ def open_from(intent: OrderIntent, quantity: int, ts: float) -> Position:
     for a whole interval, past an expiry's exit time with a long one)."""
     if quantity < 1:
         raise ValueError(f"{intent.intent_id}: quantity must be >= 1, got {quantity}")
-    pending = Position(intent.intent_id, intent.symbol, intent.contract, quantity,
-                       intent.entry_limit, intent.take_profit, intent.stop_loss, "pending", ts)
+    pending = Position(
+        intent.intent_id,
+        intent.symbol,
+        intent.contract,
+        quantity,
+        intent.entry_limit,
+        intent.take_profit,
+        intent.stop_loss,
+        "pending",
+        ts,
+    )
     ask = clean(intent.ask)
     if ask is None or ask > intent.entry_limit:
         return pending
@@ -84,8 +93,7 @@ def _market(quote: OptionQuote | None) -> _Market:
 def _close(p: Position, ts: float, reason: ExitReason, price: float | None) -> Position:
     status: Status = "expired" if reason == "expired" else "closed"
     mark = price if p.status == "open" and price is not None else p.mark
-    return replace(p, status=status, exit_reason=reason, exit_price=price, closed_ts=ts,
-                   mark=mark)
+    return replace(p, status=status, exit_reason=reason, exit_price=price, closed_ts=ts, mark=mark)
 
 
 def _step_pending(p: Position, m: _Market, ts: float, entry_timeout_s: float) -> Position:
@@ -95,8 +103,13 @@ def _step_pending(p: Position, m: _Market, ts: float, entry_timeout_s: float) ->
     if m.ask is None or m.ask > p.entry_limit:
         return p
     price = min(p.entry_limit, m.ask)
-    return replace(p, status="open", entry_price=price, filled_ts=ts,
-                   mark=m.mark if m.mark is not None else price)
+    return replace(
+        p,
+        status="open",
+        entry_price=price,
+        filled_ts=ts,
+        mark=m.mark if m.mark is not None else price,
+    )
 
 
 def _step_open(p: Position, m: _Market, ts: float) -> Position:
@@ -125,8 +138,9 @@ def step(
     if not p.active:
         return p
     if quote is not None and quote.contract.key != p.contract.key:
-        raise ValueError(f"{p.intent_id}: quote for {quote.contract.key}, "
-                         f"position in {p.contract.key}")
+        raise ValueError(
+            f"{p.intent_id}: quote for {quote.contract.key}, position in {p.contract.key}"
+        )
     market = _market(quote)
     if exit_at_ts is not None and ts >= exit_at_ts:
         if p.status == "pending":

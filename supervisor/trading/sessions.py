@@ -64,8 +64,7 @@ class SessionBook:
         try:
             hours = await self.broker.regular_hours(symbol)
         except BrokerError as exc:  # the exchange calendar still answers
-            log.info("hours of %s not available (%s): using the exchange calendar", symbol,
-                     exc)
+            log.info("hours of %s not available (%s): using the exchange calendar", symbol, exc)
             hours = known[1] if known is not None else None
         self._hours[symbol] = (today, hours)
         return hours

@@ -37,26 +37,38 @@ DEFAULT_SCENARIO = Path(__file__).resolve().parents[2] / "configs" / "scenarios"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m tools.gateway_sim",
-                                description="Simulated IB Gateway (TWS API) on 127.0.0.1")
+    p = argparse.ArgumentParser(
+        prog="python -m tools.gateway_sim",
+        description="Simulated IB Gateway (TWS API) on 127.0.0.1",
+    )
     p.add_argument("--scenario", default=str(DEFAULT_SCENARIO), help="scenario YAML file")
     p.add_argument("--port", type=int, default=4002, help="TCP port; 0 picks a free one")
     p.add_argument("--port-file", help="write the bound port to this file")
     p.add_argument("--stats-file", help="JSON stats, written on exit and on every disconnect")
-    p.add_argument("--order-log", help="append one JSON line per order received (what-ifs "
-                   "aside) to this file, as it arrives")
-    p.add_argument("--state-file", help="keep the account's orders, today's executions, "
-                   "positions and cash in this JSON file across restarts (written on every "
-                   "order event, loaded at start)")
+    p.add_argument(
+        "--order-log",
+        help="append one JSON line per order received (what-ifs aside) to this file, as it arrives",
+    )
+    p.add_argument(
+        "--state-file",
+        help="keep the account's orders, today's executions, "
+        "positions and cash in this JSON file across restarts (written on every "
+        "order event, loaded at start)",
+    )
     p.add_argument("--clock-file", help="write the session clock (JSON) to this file")
-    p.add_argument("--start", help="pin the session at this ISO instant with a UTC offset "
-                   "(or 'wall' to follow the wall clock); default: the scenario's clock.start")
+    p.add_argument(
+        "--start",
+        help="pin the session at this ISO instant with a UTC offset "
+        "(or 'wall' to follow the wall clock); default: the scenario's clock.start",
+    )
     p.add_argument("--rate", type=float, help="sim seconds per real second (default: scenario)")
-    p.add_argument("--market-step-s", type=float, help="prices move in whole steps of this "
-                   "many sim seconds (default: scenario)")
+    p.add_argument(
+        "--market-step-s",
+        type=float,
+        help="prices move in whole steps of this many sim seconds (default: scenario)",
+    )
     p.add_argument("--check", action="store_true", help="validate the scenario and exit")
-    p.add_argument("--log-level", default="INFO",
-                   choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return p.parse_args(argv)
 
 
@@ -87,8 +99,9 @@ def with_clock(scenario: Scenario, args: argparse.Namespace) -> Scenario:
 
 async def serve(scenario: Scenario, args: argparse.Namespace) -> int:
     try:
-        server = await start_server(scenario, args.port, args.stats_file, args.order_log,
-                                    args.state_file)
+        server = await start_server(
+            scenario, args.port, args.stats_file, args.order_log, args.state_file
+        )
     except OSError as exc:
         print(f"gateway_sim: cannot listen on {HOST}:{args.port}: {exc}", file=sys.stderr)
         return EXIT_CANNOT_BIND
@@ -110,8 +123,11 @@ async def serve(scenario: Scenario, args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=args.log_level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=args.log_level,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     try:
         scenario = with_clock(load_scenario(args.scenario), args)
     except ScenarioError as exc:

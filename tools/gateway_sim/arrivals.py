@@ -55,18 +55,18 @@ class FrameCutter:
         start = 0 if self.handshaken else len(API_PREFIX)
         if len(self.data) < start + 4:
             return start + 4 - len(self.data)
-        (size,) = struct.unpack(">I", self.data[start:start + 4])
+        (size,) = struct.unpack(">I", self.data[start : start + 4])
         return min(CHUNK_BYTES, max(1, start + 4 + size - len(self.data)))
 
     def feed(self, chunk: bytes) -> list[bytes]:
         self.data += chunk
-        if not self.handshaken and not self.data.startswith(API_PREFIX[:len(self.data)]):
+        if not self.handshaken and not self.data.startswith(API_PREFIX[: len(self.data)]):
             frames, self.data = [bytes(self.data)], bytearray()  # not the API: the session
             return frames  # says so (ProtocolError)
         start = 0 if self.handshaken else len(API_PREFIX)
         if len(self.data) < start + 4:
             return []
-        (size,) = struct.unpack(">I", self.data[start:start + 4])
+        (size,) = struct.unpack(">I", self.data[start : start + 4])
         end = start + 4 + size
         if len(self.data) < end:
             return []
@@ -131,8 +131,13 @@ def kernel_stamp(ancillary: list[tuple[int, int, bytes]]) -> float | None:
 class ArrivalReader:
     """Delivers ``on_data(frame, arrived)`` and, once, ``on_end()`` on ``loop``."""
 
-    def __init__(self, sock: socket.socket, loop: asyncio.AbstractEventLoop,
-                 on_data: Callable[[bytes, float], None], on_end: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        sock: socket.socket,
+        loop: asyncio.AbstractEventLoop,
+        on_data: Callable[[bytes, float], None],
+        on_end: Callable[[], None],
+    ) -> None:
         self._sock = sock.dup()
         with contextlib.suppress(OSError):  # no kernel stamps: each read's own time
             self._sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
@@ -143,8 +148,7 @@ class ArrivalReader:
         self._spreader = Spreader()
         self._wall_offset = realtime() - time.monotonic()
         self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="gateway_sim-reader",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._run, name="gateway_sim-reader", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
@@ -184,8 +188,9 @@ class ArrivalReader:
         False once the client has closed."""
         while True:
             try:
-                data, ancillary, _flags, _addr = self._sock.recvmsg(self._cutter.missing(),
-                                                                     ANCILLARY_BYTES)
+                data, ancillary, _flags, _addr = self._sock.recvmsg(
+                    self._cutter.missing(), ANCILLARY_BYTES
+                )
             except (BlockingIOError, InterruptedError):
                 self._hand_on(self._spreader.flush())  # all read: the last stamp is whole
                 self._wall_offset = realtime() - time.monotonic()

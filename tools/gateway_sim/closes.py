@@ -61,8 +61,11 @@ class CloseKeeper:
         self.swept_until = ts
 
     def _settle_options(self, ts: float) -> None:
-        due = [(self._expiry_close(p.inst), p.inst) for p in self.book.positions.values()
-               if p.inst.is_option and p.quantity]
+        due = [
+            (self._expiry_close(p.inst), p.inst)
+            for p in self.book.positions.values()
+            if p.inst.is_option and p.quantity
+        ]
         for close_ts, inst in sorted(due, key=lambda d: d[0]):
             if self.swept_until < close_ts <= ts:
                 self.settle(inst, close_ts)
@@ -83,8 +86,16 @@ class CloseKeeper:
         for pos in ledger.exercise(inst, stock, shares, close_ts):  # both moved, then told
             self.book.on_position(pos)
         self.book.stats.bump("options_exercised")
-        log.info("%s x%g %s at %.2f (underlying %.2f): %+g %s", inst.local_symbol, qty,
-                 "exercised" if qty > 0 else "assigned", inst.strike, spot, shares, inst.symbol)
+        log.info(
+            "%s x%g %s at %.2f (underlying %.2f): %+g %s",
+            inst.local_symbol,
+            qty,
+            "exercised" if qty > 0 else "assigned",
+            inst.strike,
+            spot,
+            shares,
+            inst.symbol,
+        )
 
     def _cancel_orders_on_expired(self, ts: float) -> None:
         for order in self._working():
@@ -94,8 +105,7 @@ class CloseKeeper:
                     self.book.cancel_at(order, max(close_ts, order.placed_ts))
 
     def _expire_day_orders(self, ts: float) -> None:
-        due = [o for o in self._working() if o.day_deadline is not None
-               and o.day_deadline <= ts]
+        due = [o for o in self._working() if o.day_deadline is not None and o.day_deadline <= ts]
         for order in sorted(due, key=lambda o: o.day_deadline or 0.0):
             if order.status in WORKING:  # a parent's cancel may have taken it already
                 self.book.stats.bump("orders_expired")
@@ -109,8 +119,11 @@ class CloseKeeper:
         """The next instant a sweep has work to do, if any is known now."""
         times = [o.day_deadline for o in self._working() if o.day_deadline is not None]
         times += [self._expiry_close(o.inst) for o in self._working() if o.inst.is_option]
-        times += [self._expiry_close(p.inst) for p in self.book.positions.values()
-                  if p.inst.is_option and p.quantity]
+        times += [
+            self._expiry_close(p.inst)
+            for p in self.book.positions.values()
+            if p.inst.is_option and p.quantity
+        ]
         later = [t for t in times if t > after_ts]
         return min(later) if later else None
 

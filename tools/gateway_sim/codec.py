@@ -75,7 +75,7 @@ class FrameBuffer:
         """(min version, max version, options) once ``API\0`` + the version frame are in."""
         if len(self.data) < len(API_PREFIX):
             return None
-        if bytes(self.data[:len(API_PREFIX)]) != API_PREFIX:
+        if bytes(self.data[: len(API_PREFIX)]) != API_PREFIX:
             raise ProtocolError(f"expected API prefix, got {bytes(self.data[:4])!r}")
         body = self._frame(len(API_PREFIX))
         if body is None:
@@ -85,7 +85,7 @@ class FrameBuffer:
         match = _VERSION_RANGE.match(text)
         if not match:
             raise ProtocolError(f"bad version string {text!r}")
-        return int(match.group(1)), int(match.group(2)), text[match.end():].strip()
+        return int(match.group(1)), int(match.group(2)), text[match.end() :].strip()
 
     def messages(self) -> list[list[str]]:
         """All complete messages buffered so far, each as its fields."""
@@ -97,13 +97,13 @@ class FrameBuffer:
     def _frame(self, offset: int) -> bytes | None:
         if len(self.data) < offset + 4:
             return None
-        (size,) = struct.unpack(">I", self.data[offset:offset + 4])
+        (size,) = struct.unpack(">I", self.data[offset : offset + 4])
         if size > MAX_MESSAGE_BYTES:
             raise ProtocolError(f"message of {size} bytes exceeds the limit")
         end = offset + 4 + size
         if len(self.data) < end:
             return None
-        body = bytes(self.data[offset + 4:end])
+        body = bytes(self.data[offset + 4 : end])
         del self.data[:end]
         return body
 

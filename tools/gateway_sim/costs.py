@@ -21,15 +21,17 @@ def commission(spec: OrdersSpec, inst: Instrument, qty: float) -> float:
     return round(max(spec.min_commission, rate * abs(qty)), 4)
 
 
-def part_commission(spec: OrdersSpec, inst: Instrument, filled_after: float,
-                    paid_before: float) -> float:
+def part_commission(
+    spec: OrdersSpec, inst: Instrument, filled_after: float, paid_before: float
+) -> float:
     """What one execution adds, given the order's cumulative fill after it and what its
     earlier executions were charged."""
     return round(max(0.0, commission(spec, inst, filled_after) - paid_before), 4)
 
 
-def what_if_state(scenario: Scenario, market: Market, inst: Instrument,
-                  fields: dict[str, str]) -> dict[str, FieldValue]:
+def what_if_state(
+    scenario: Scenario, market: Market, inst: Instrument, fields: dict[str, str]
+) -> dict[str, FieldValue]:
     """The OrderState of a what-if answer: margin and equity before, change, after."""
     qty = number(fields, "totalQuantity") or 0.0
     now = market.now()
@@ -44,12 +46,18 @@ def what_if_state(scenario: Scenario, market: Market, inst: Instrument,
         change = spec.stock_margin_pct / 100 * price * qty
     values = scenario.account.values
     fee = commission(spec, inst, qty)
-    before = (values.get("InitMarginReq", 0.0), values.get("MaintMarginReq", 0.0),
-              values.get("EquityWithLoanValue", values.get("NetLiquidation", 0.0)))
+    before = (
+        values.get("InitMarginReq", 0.0),
+        values.get("MaintMarginReq", 0.0),
+        values.get("EquityWithLoanValue", values.get("NetLiquidation", 0.0)),
+    )
     changes = (change, change * 0.8, -fee)
-    state: dict[str, FieldValue] = {"commission": fee, "minCommission": fee,
-                                    "maxCommission": fee,
-                                    "commissionCurrency": scenario.account.currency}
+    state: dict[str, FieldValue] = {
+        "commission": fee,
+        "minCommission": fee,
+        "maxCommission": fee,
+        "commissionCurrency": scenario.account.currency,
+    }
     for i, part in enumerate(("initMargin", "maintMargin", "equityWithLoan")):
         state[f"{part}Before"] = f"{before[i]:.2f}"
         state[f"{part}Change"] = f"{changes[i]:.2f}"

@@ -25,8 +25,14 @@ class FaultOwners(Protocol):
 
 
 class FaultPlan:
-    def __init__(self, faults: list[FaultSpec], owners: FaultOwners, serial: int,
-                 client_id: int, fire: Callable[[FaultSpec], None]) -> None:
+    def __init__(
+        self,
+        faults: list[FaultSpec],
+        owners: FaultOwners,
+        serial: int,
+        client_id: int,
+        fire: Callable[[FaultSpec], None],
+    ) -> None:
         self.fire = fire
         self.started = time.monotonic()
         self.md_requests = 0
@@ -62,8 +68,10 @@ class FaultPlan:
                 continue
             if fault.at_s is not None and elapsed < fault.at_s:
                 continue
-            if (fault.after_mktdata_requests is not None
-                    and self.md_requests < fault.after_mktdata_requests):
+            if (
+                fault.after_mktdata_requests is not None
+                and self.md_requests < fault.after_mktdata_requests
+            ):
                 continue
             if fault.until_s is not None and elapsed >= fault.until_s:
                 continue

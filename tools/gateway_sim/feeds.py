@@ -31,8 +31,7 @@ if TYPE_CHECKING:
     from tools.gateway_sim.session import Session
 
 # what IBKR's account window changes as trades happen (the rest stays as the scenario says)
-KEY_VALUES = ("NetLiquidation", "TotalCashValue", "AvailableFunds", "RealizedPnL",
-              "UnrealizedPnL")
+KEY_VALUES = ("NetLiquidation", "TotalCashValue", "AvailableFunds", "RealizedPnL", "UnrealizedPnL")
 
 
 def value_text(key: str, value: float) -> str:
@@ -46,8 +45,12 @@ def value_text(key: str, value: float) -> str:
 def account_values(values: dict[str, float], fig: AccountFigures) -> dict[str, float]:
     """The scenario's account values with the ledger's figures in place (RealizedPnL: today)."""
     merged = dict(values)
-    merged.update(NetLiquidation=fig.net_liquidation, TotalCashValue=fig.cash,
-                  RealizedPnL=fig.realized_pnl_today, UnrealizedPnL=fig.unrealized_pnl)
+    merged.update(
+        NetLiquidation=fig.net_liquidation,
+        TotalCashValue=fig.cash,
+        RealizedPnL=fig.realized_pnl_today,
+        UnrealizedPnL=fig.unrealized_pnl,
+    )
     if fig.available_funds is not None:
         merged["AvailableFunds"] = fig.available_funds
     return merged
@@ -102,8 +105,7 @@ class Feeds:
             await asyncio.sleep(interval)
             self._send_account(s, self.figures(), KEY_VALUES)
 
-    def _send_account(self, s: Session, fig: AccountFigures,
-                      keys: tuple[str, ...] | None) -> None:
+    def _send_account(self, s: Session, fig: AccountFigures, keys: tuple[str, ...] | None) -> None:
         """Values, every open position's portfolio row (marks move), the account time."""
         self._send_values(s, fig, keys)
         for row in fig.positions:
@@ -120,8 +122,7 @@ class Feeds:
     # ---- after a fill or a settlement -------------------------------------------------------
     def changed(self, pos: Position) -> None:
         """Tell every subscriber: the position, its portfolio row, the key values, PnL."""
-        watching = [s for s in self.server.clients.values()
-                    if s.wants_positions or s.wants_account]
+        watching = [s for s in self.server.clients.values() if s.wants_positions or s.wants_account]
         if not watching and not self._pnl:
             return  # nobody listens: skip marking every position
         fig = self.figures()
@@ -139,11 +140,18 @@ class Feeds:
     def _send_values(self, s: Session, fig: AccountFigures, keys: tuple[str, ...] | None) -> None:
         """Account values (6): ``keys`` only, or (None) the whole dump with the header rows."""
         values = account_values(self.server.scenario.account.values, fig)
-        rows = [(k, value_text(k, v), self.currency) for k, v in values.items()
-                if keys is None or k in keys]
+        rows = [
+            (k, value_text(k, v), self.currency)
+            for k, v in values.items()
+            if keys is None or k in keys
+        ]
         if keys is None:
-            rows = [("AccountCode", self.account_id, ""), ("AccountType", "INDIVIDUAL", ""),
-                    ("Currency", self.currency, self.currency), *rows]
+            rows = [
+                ("AccountCode", self.account_id, ""),
+                ("AccountType", "INDIVIDUAL", ""),
+                ("Currency", self.currency, self.currency),
+                *rows,
+            ]
         for key, text, currency in rows:
             s.send([6, 2, key, text, currency, self.account_id])
 
@@ -154,8 +162,9 @@ class Feeds:
         pos = self.server.orders.positions[con_id]
         row = fig.position(con_id)
         assert row is not None  # figures list every position the book holds
-        return out.portfolio(self.account_id, pos.inst, row.quantity, row.mark, row.avg_cost,
-                             row.realized_pnl_today)
+        return out.portfolio(
+            self.account_id, pos.inst, row.quantity, row.mark, row.avg_cost, row.realized_pnl_today
+        )
 
     @staticmethod
     def _pnl_message(req_id: int, con_id: int | None, fig: AccountFigures) -> list[FieldValue]:
@@ -164,5 +173,12 @@ class Feeds:
         row = fig.position(con_id)
         if row is None:  # never held: IBKR answers zeros too
             return [95, req_id, 0.0, 0.0, 0.0, 0.0, 0.0]
-        return [95, req_id, row.quantity, row.daily_pnl, row.unrealized_pnl,
-                row.realized_pnl_today, row.market_value]
+        return [
+            95,
+            req_id,
+            row.quantity,
+            row.daily_pnl,
+            row.unrealized_pnl,
+            row.realized_pnl_today,
+            row.market_value,
+        ]

@@ -91,8 +91,10 @@ class Chain:
 
 def _strike_grid(price: float, cfg: ChainSpec) -> list[float]:
     near = (price * (1 - cfg.near_range_pct / 100), price * (1 + cfg.near_range_pct / 100))
-    far = (max(cfg.far_increment, price * (1 - cfg.far_range_pct / 100)),
-           price * (1 + cfg.far_range_pct / 100))
+    far = (
+        max(cfg.far_increment, price * (1 - cfg.far_range_pct / 100)),
+        price * (1 + cfg.far_range_pct / 100),
+    )
     strikes = set()
     for inc, (lo, hi) in ((cfg.near_increment, near), (cfg.far_increment, far)):
         k = math.ceil(lo / inc) * inc
@@ -162,8 +164,9 @@ class InstrumentBook:
     def today(self, now_ts: float) -> date:
         return self.clock.local(now_ts).date()
 
-    def option(self, symbol: str, expiry: date, strike: float, right: str,
-               expiry_index: int) -> Instrument:
+    def option(
+        self, symbol: str, expiry: date, strike: float, right: str, expiry_index: int
+    ) -> Instrument:
         chain = self.chains[symbol]
         stamp = expiry.strftime("%Y%m%d")
         ident = (symbol, stamp, strike, right)
@@ -173,9 +176,19 @@ class InstrumentBook:
             while con_id in self.by_con_id:
                 con_id += 1
             self._option_ids[ident] = con_id
-        inst = Instrument("OPT", symbol, con_id, chain.spec, stamp, strike, right,
-                          chain.cfg.multiplier, chain.cfg.min_tick,
-                          chain.index.get(strike, -1), expiry_index)
+        inst = Instrument(
+            "OPT",
+            symbol,
+            con_id,
+            chain.spec,
+            stamp,
+            strike,
+            right,
+            chain.cfg.multiplier,
+            chain.cfg.min_tick,
+            chain.index.get(strike, -1),
+            expiry_index,
+        )
         self.by_con_id[con_id] = inst
         return inst
 
@@ -210,7 +223,7 @@ class InstrumentBook:
             for strike in strikes:
                 if not chain.has_strike(idx, strike):
                     continue
-                for right in ([c.right] if c.right else ["C", "P"]):
+                for right in [c.right] if c.right else ["C", "P"]:
                     out.append(self.option(c.symbol, day, strike, right, idx))
         return out
 

@@ -106,8 +106,9 @@ class Ledger:
         self.cash = self.opening_cash
 
     # ---- events -----------------------------------------------------------------------------
-    def trade(self, inst: Instrument, signed_qty: float, price: float, commission: float,
-              ts: float) -> tuple[Position, float | None]:
+    def trade(
+        self, inst: Instrument, signed_qty: float, price: float, commission: float, ts: float
+    ) -> tuple[Position, float | None]:
         """A fill: cash and the position move; returns the position and the realized P&L of
         the fill (None if it only opened or added)."""
         self.roll(ts)
@@ -115,10 +116,14 @@ class Ledger:
         realized = apply_trade(pos, signed_qty, price, commission)
         self._book(inst, -signed_qty * price * inst.multiplier - commission, realized)
         if inst.sec_type == "OPT":
-            held = sum(p.quantity for p in self.positions.values() if p.inst.sec_type == "OPT"
-                       and p.inst.symbol == inst.symbol and p.quantity > 0)
+            held = sum(
+                p.quantity
+                for p in self.positions.values()
+                if p.inst.sec_type == "OPT" and p.inst.symbol == inst.symbol and p.quantity > 0
+            )
             self.peak_long_options[inst.symbol] = max(
-                self.peak_long_options.get(inst.symbol, 0.0), held)
+                self.peak_long_options.get(inst.symbol, 0.0), held
+            )
         return pos, realized
 
     def expire(self, inst: Instrument, ts: float) -> Position:
@@ -128,8 +133,9 @@ class Ledger:
         self._book(inst, 0.0, apply_trade(pos, -pos.quantity, 0.0))
         return pos
 
-    def exercise(self, option: Instrument, stock: Instrument, shares: float,
-                 ts: float) -> tuple[Position, Position]:
+    def exercise(
+        self, option: Instrument, stock: Instrument, shares: float, ts: float
+    ) -> tuple[Position, Position]:
         """An exercise or assignment: the option leaves at its cost (no realized P&L, no
         cash), ``shares`` (+ delivered, - taken) change hands at the strike."""
         self.roll(ts)
@@ -156,8 +162,11 @@ class Ledger:
         if self.day_start_ts is not None and start <= self.day_start_ts:
             return
         self.day_start_ts = start
-        self._days = {con_id: _Day(value_at_start=self._value(p, start))
-                      for con_id, p in self.positions.items() if p.quantity}
+        self._days = {
+            con_id: _Day(value_at_start=self._value(p, start))
+            for con_id, p in self.positions.items()
+            if p.quantity
+        }
         self.day_net_liquidation = self.cash + sum(d.value_at_start for d in self._days.values())
 
     def _value(self, pos: Position, ts: float) -> float:
@@ -172,12 +181,17 @@ class Ledger:
         net = self.cash + value
         funds = self.scenario.account.values.get("AvailableFunds")
         return AccountFigures(
-            ts=ts, cash=self.cash, net_liquidation=net,
+            ts=ts,
+            cash=self.cash,
+            net_liquidation=net,
             available_funds=None if funds is None else funds + self.cash - self.opening_cash,
             unrealized_pnl=sum(p.unrealized_pnl for p in rows),
             realized_pnl_today=sum(d.realized for d in self._days.values()),
-            realized_pnl=self.realized_total, daily_pnl=net - self.day_net_liquidation,
-            day_start_ts=self.day_start_ts or ts, positions=rows)
+            realized_pnl=self.realized_total,
+            daily_pnl=net - self.day_net_liquidation,
+            day_start_ts=self.day_start_ts or ts,
+            positions=rows,
+        )
 
     def _position_figures(self, pos: Position, ts: float) -> PositionFigures:
         inst = pos.inst
@@ -185,9 +199,18 @@ class Ledger:
         value = mark * pos.quantity * inst.multiplier
         day = self._days.get(inst.con_id, _Day())
         return PositionFigures(
-            con_id=inst.con_id, symbol=inst.symbol, sec_type=inst.sec_type,
-            expiry=inst.expiry, strike=inst.strike, right=inst.right, quantity=pos.quantity,
-            avg_cost=pos.avg_cost, mark=mark, market_value=value,
+            con_id=inst.con_id,
+            symbol=inst.symbol,
+            sec_type=inst.sec_type,
+            expiry=inst.expiry,
+            strike=inst.strike,
+            right=inst.right,
+            quantity=pos.quantity,
+            avg_cost=pos.avg_cost,
+            mark=mark,
+            market_value=value,
             unrealized_pnl=value - pos.avg_cost * pos.quantity,
-            realized_pnl_today=day.realized, realized_pnl=pos.realized_pnl,
-            daily_pnl=value - day.value_at_start + day.cash_flow)
+            realized_pnl_today=day.realized,
+            realized_pnl=pos.realized_pnl,
+            daily_pnl=value - day.value_at_start + day.cash_flow,
+        )

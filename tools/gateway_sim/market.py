@@ -37,8 +37,9 @@ class Quote:
 
 
 class Market:
-    def __init__(self, scenario: Scenario, clock: SessionClock,
-                 time_source: ScenarioClock | None = None) -> None:
+    def __init__(
+        self, scenario: Scenario, clock: SessionClock, time_source: ScenarioClock | None = None
+    ) -> None:
         self.scenario = scenario
         self.clock = clock
         self.time = time_source or ScenarioClock(scenario.clock)
@@ -46,8 +47,12 @@ class Market:
         self.paths: dict[str, PricePath] = {}
         for spec in scenario.all_symbols():
             self.paths[spec.symbol] = PricePath(
-                spec.price, symbol_key(scenario.seed, spec.symbol), spec.path or scenario.path,
-                spec.volume_per_min, events=spec.events)
+                spec.price,
+                symbol_key(scenario.seed, spec.symbol),
+                spec.path or scenario.path,
+                spec.volume_per_min,
+                events=spec.events,
+            )
 
     def now(self) -> float:
         return self.time.now()
@@ -91,8 +96,17 @@ class Market:
         start = self.clock.session_start(ts)
         sizes = _sizes(path.key, ts)
         close = path.round(path.price(self.clock.previous_close(ts)))
-        return Quote(bid, ask, path.round(price), close, path.round(path.price(start)),
-                     sizes[0], sizes[1], sizes[2], float(path.day_volume(start, ts) // 100))
+        return Quote(
+            bid,
+            ask,
+            path.round(price),
+            close,
+            path.round(path.price(start)),
+            sizes[0],
+            sizes[1],
+            sizes[2],
+            float(path.day_volume(start, ts) // 100),
+        )
 
     def _option_quote(self, inst: Instrument, ts: float) -> Quote:
         g = self.greeks(inst, ts)
@@ -107,15 +121,21 @@ class Market:
         atm = math.exp(-((math.log(inst.strike / g.und_price) / 0.06) ** 2))
         volume = float(int(4000 * atm * unit(key, 3)))
         sizes = _sizes(key, ts)
-        return Quote(bid, ask, last, max(close, 0.0), None, sizes[0], sizes[1], sizes[2],
-                     volume, g)
+        return Quote(bid, ask, last, max(close, 0.0), None, sizes[0], sizes[1], sizes[2], volume, g)
 
     def quirks_for(self, inst: Instrument) -> list[QuirkSpec]:
         return [q for q in self.scenario.quirks if _quirk_matches(q, inst)]
 
     # ---- bars ---------------------------------------------------------------------------
-    def bars(self, inst: Instrument, end_ts: float, duration_s: float, bar_s: int,
-             rth: bool, now_ts: float) -> list[Bar]:
+    def bars(
+        self,
+        inst: Instrument,
+        end_ts: float,
+        duration_s: float,
+        bar_s: int,
+        rth: bool,
+        now_ts: float,
+    ) -> list[Bar]:
         """Bars of ``bar_s`` seconds (a multiple of 60) covering ``duration_s`` up to end.
 
         Bars of an hour or more align to local time (a daily bar starts at local midnight);
@@ -131,8 +151,11 @@ class Market:
         out = []
         for i in range(max(1, int(duration_s // bar_s)) - 1, -1, -1):
             start = int(last_start - i * bar_s)
-            minutes = [m for m in range(start // 60, (start + bar_s) // 60, step)
-                       if m * 60 < now_ts and self._in_session(m * 60, rth)]
+            minutes = [
+                m
+                for m in range(start // 60, (start + bar_s) // 60, step)
+                if m * 60 < now_ts and self._in_session(m * 60, rth)
+            ]
             if minutes:
                 bar = aggregate([self._minute(inst, m, now_ts) for m in minutes], start)
                 if step > 1:
@@ -152,8 +175,16 @@ class Market:
         ends = (bar.start, min(bar.start + 60.0, now_ts))
         o, c = (_round(self.greeks(inst, t, path.price(t)).price, inst.min_tick) for t in ends)
         volume = bar.volume // 200
-        return replace(bar, open=o, close=c, high=max(o, c), low=min(o, c), volume=volume,
-                       wap=round((o + c) / 2, 4), count=max(1, volume // 10) if volume else 0)
+        return replace(
+            bar,
+            open=o,
+            close=c,
+            high=max(o, c),
+            low=min(o, c),
+            volume=volume,
+            wap=round((o + c) / 2, 4),
+            count=max(1, volume // 10) if volume else 0,
+        )
 
 
 def _quirk_matches(q: QuirkSpec, inst: Instrument) -> bool:
@@ -190,17 +221,20 @@ def _apply_quirk(quote: Quote, quirk: QuirkSpec, tick: float) -> Quote:
         return quote
     mid, half = (quote.bid + quote.ask) / 2, max(tick, (quote.ask - quote.bid) / 2)
     if kind == "crossed":
-        return replace(quote, bid=_round(mid + 2 * tick, tick),
-                       ask=max(tick, _round(mid - 2 * tick, tick)))
+        return replace(
+            quote, bid=_round(mid + 2 * tick, tick), ask=max(tick, _round(mid - 2 * tick, tick))
+        )
     wide = half * quirk.factor  # kind == "wide"
     return replace(quote, bid=max(0.0, _floor(mid - wide, tick)), ask=_ceil(mid + wide, tick))
 
 
 def _sizes(key: int, ts: float) -> tuple[float, float, float]:
     slot = int(ts // 5)
-    return (float(1 + int(unit(key, slot) * 20)),
-            float(1 + int(unit(key, slot + 1) * 20)),
-            float(1 + int(unit(key, slot + 2) * 5)))
+    return (
+        float(1 + int(unit(key, slot) * 20)),
+        float(1 + int(unit(key, slot + 1) * 20)),
+        float(1 + int(unit(key, slot + 2) * 5)),
+    )
 
 
 def _round(value: float, tick: float) -> float:

@@ -96,8 +96,9 @@ def block_key(order: SimOrder) -> tuple[str, ...] | None:
     return None
 
 
-def plan_pass(working: list[SimOrder], market: Market, fill_mode: str, max_fill: int,
-              ts: float) -> list[Planned]:
+def plan_pass(
+    working: list[SimOrder], market: Market, fill_mode: str, max_fill: int, ts: float
+) -> list[Planned]:
     """The executions of one pass, decided on the state the pass started with."""
     plan: list[Planned] = []
     routed: set[tuple[str, ...]] = set()

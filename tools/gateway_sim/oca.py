@@ -49,8 +49,9 @@ class Consequence:
 class OcaBook:
     executed_share: dict[str, float] = field(default_factory=dict)  # group -> share
 
-    def after_execution(self, order: SimOrder, qty: float,
-                        orders: Iterable[SimOrder]) -> list[Consequence]:
+    def after_execution(
+        self, order: SimOrder, qty: float, orders: Iterable[SimOrder]
+    ) -> list[Consequence]:
         everyone = list(orders)
         if not order.oca_group:
             return _bracket_siblings(order, everyone)
@@ -77,6 +78,12 @@ def _rebalanced(order: SimOrder, share: float) -> Consequence | None:
 def _bracket_siblings(order: SimOrder, everyone: list[SimOrder]) -> list[Consequence]:
     if not order.parent_id:
         return []
-    return [Consequence(o, None) for o in everyone
-            if o is not order and o.client_id == order.client_id
-            and o.parent_id == order.parent_id and not o.oca_group and o.status in WORKING]
+    return [
+        Consequence(o, None)
+        for o in everyone
+        if o is not order
+        and o.client_id == order.client_id
+        and o.parent_id == order.parent_id
+        and not o.oca_group
+        and o.status in WORKING
+    ]

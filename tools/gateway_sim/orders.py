@@ -142,21 +142,39 @@ class OrderBook:
         self.ledger = Ledger(self.scenario, self.market, self.positions)
 
     # ---- recording --------------------------------------------------------------------------
-    def record(self, client_id: int, order_id: int, inst: Instrument | None,
-               fields: dict[str, str], contract_text: str) -> None:
+    def record(
+        self,
+        client_id: int,
+        order_id: int,
+        inst: Instrument | None,
+        fields: dict[str, str],
+        contract_text: str,
+    ) -> None:
         """Keep what the client sent, decoded, for tests to inspect field by field."""
         entry: dict[str, Any] = {
-            "order_id": order_id, "client_id": client_id, "contract": contract_text,
-            "symbol": inst.symbol if inst else "", "sec_type": inst.sec_type if inst else "",
-            "con_id": inst.con_id if inst else 0, "expiry": inst.expiry if inst else "",
-            "strike": inst.strike if inst else 0.0, "right": inst.right if inst else "",
-            "action": fields.get("action", ""), "totalQuantity": number(fields, "totalQuantity"),
-            "orderType": fields.get("orderType", ""), "lmtPrice": number(fields, "lmtPrice"),
-            "auxPrice": number(fields, "auxPrice"), "tif": fields.get("tif", ""),
-            "parentId": int(fields.get("parentId") or 0), "ocaGroup": fields.get("ocaGroup", ""),
-            "ocaType": int(fields.get("ocaType") or 0), "orderRef": fields.get("orderRef", ""),
-            "transmit": is_flag(fields, "transmit"), "whatIf": is_flag(fields, "whatIf"),
-            "account": fields.get("account", ""), "outsideRth": is_flag(fields, "outsideRth"),
+            "order_id": order_id,
+            "client_id": client_id,
+            "contract": contract_text,
+            "symbol": inst.symbol if inst else "",
+            "sec_type": inst.sec_type if inst else "",
+            "con_id": inst.con_id if inst else 0,
+            "expiry": inst.expiry if inst else "",
+            "strike": inst.strike if inst else 0.0,
+            "right": inst.right if inst else "",
+            "action": fields.get("action", ""),
+            "totalQuantity": number(fields, "totalQuantity"),
+            "orderType": fields.get("orderType", ""),
+            "lmtPrice": number(fields, "lmtPrice"),
+            "auxPrice": number(fields, "auxPrice"),
+            "tif": fields.get("tif", ""),
+            "parentId": int(fields.get("parentId") or 0),
+            "ocaGroup": fields.get("ocaGroup", ""),
+            "ocaType": int(fields.get("ocaType") or 0),
+            "orderRef": fields.get("orderRef", ""),
+            "transmit": is_flag(fields, "transmit"),
+            "whatIf": is_flag(fields, "whatIf"),
+            "account": fields.get("account", ""),
+            "outsideRth": is_flag(fields, "outsideRth"),
             "raw": dict(fields),
         }
         self.received.append(entry)
@@ -166,8 +184,7 @@ class OrderBook:
         return costs.what_if_state(self.scenario, self.market, inst, fields)
 
     # ---- placing ----------------------------------------------------------------------------
-    def place(self, client_id: int, order_id: int, inst: Instrument,
-              fields: dict[str, str]) -> str:
+    def place(self, client_id: int, order_id: int, inst: Instrument, fields: dict[str, str]) -> str:
         """Accept a (non what-if) order; returns "" or "duplicate" (error 103)."""
         if (client_id, order_id) in self.what_if_ids:
             return "duplicate"
@@ -217,28 +234,50 @@ class OrderBook:
 
     def _bracket(self, order: SimOrder) -> list[SimOrder]:
         root_id = order.parent_id or order.order_id
-        members = [o for o in self.orders.values()
-                   if o.client_id == order.client_id
-                   and (o.order_id == root_id or o.parent_id == root_id)]
+        members = [
+            o
+            for o in self.orders.values()
+            if o.client_id == order.client_id and (o.order_id == root_id or o.parent_id == root_id)
+        ]
         return sorted(members, key=lambda o: o.order_id)
 
     def _ack(self, order: SimOrder) -> None:
         self.send(order.client_id, self.open_order_message(order))
         self.send(order.client_id, self.status_message(order))
 
-    def open_order_message(self, order: SimOrder,
-                           state: dict[str, FieldValue] | None = None) -> list[FieldValue]:
-        return encode_open_order(order.order_id, out.contract_head(order.inst), order.fields,
-                                 order.status, state or {}, self.scenario.server_version)
+    def open_order_message(
+        self, order: SimOrder, state: dict[str, FieldValue] | None = None
+    ) -> list[FieldValue]:
+        return encode_open_order(
+            order.order_id,
+            out.contract_head(order.inst),
+            order.fields,
+            order.status,
+            state or {},
+            self.scenario.server_version,
+        )
 
     def completed_message(self, order: SimOrder) -> list[FieldValue]:
-        return encode_completed_order(out.contract_head(order.inst), order.fields, order.status,
-                                      order.completed_time, self.scenario.server_version)
+        return encode_completed_order(
+            out.contract_head(order.inst),
+            order.fields,
+            order.status,
+            order.completed_time,
+            self.scenario.server_version,
+        )
 
     def status_message(self, order: SimOrder) -> list[FieldValue]:
-        return out.order_status(order.order_id, order.status, order.filled, order.remaining,
-                                order.avg_price, order.perm_id, order.parent_id,
-                                order.last_price, order.client_id)
+        return out.order_status(
+            order.order_id,
+            order.status,
+            order.filled,
+            order.remaining,
+            order.avg_price,
+            order.perm_id,
+            order.parent_id,
+            order.last_price,
+            order.client_id,
+        )
 
     # ---- cancelling and resizing ------------------------------------------------------------
     def cancel(self, client_id: int, order_id: int) -> str:
@@ -271,8 +310,11 @@ class OrderBook:
         if not with_children:
             return
         for child in list(self.orders.values()):
-            if (child.client_id == order.client_id and child.parent_id == order.order_id
-                    and child.status not in DONE):
+            if (
+                child.client_id == order.client_id
+                and child.parent_id == order.order_id
+                and child.status not in DONE
+            ):
                 self.cancel_at(child, ts)
 
     def set_quantity(self, order: SimOrder, total: float) -> None:
@@ -281,12 +323,18 @@ class OrderBook:
         self._ack(order)
 
     def active_for(self, client_id: int | None) -> list[SimOrder]:
-        return [o for o in self.orders.values() if o.status in WORKING
-                and (client_id is None or o.client_id == client_id)]
+        return [
+            o
+            for o in self.orders.values()
+            if o.status in WORKING and (client_id is None or o.client_id == client_id)
+        ]
 
     def done_for(self, client_id: int | None) -> list[SimOrder]:
-        return [o for o in self.orders.values() if o.status in DONE
-                and (client_id is None or o.client_id == client_id)]
+        return [
+            o
+            for o in self.orders.values()
+            if o.status in DONE and (client_id is None or o.client_id == client_id)
+        ]
 
     # ---- tasks ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -340,14 +388,26 @@ class OrderBook:
         order.last_price = price
         if order.remaining <= 1e-9:
             order.status, order.completed_time = "Filled", self._stamp(ts)
-        fee = costs.part_commission(self.scenario.orders, order.inst, order.filled,
-                                    order.commission_paid)
+        fee = costs.part_commission(
+            self.scenario.orders, order.inst, order.filled, order.commission_paid
+        )
         order.commission_paid += fee
-        pos, realized = self.ledger.trade(order.inst, qty if order.action == "BUY" else -qty,
-                                          price, fee, ts)
+        pos, realized = self.ledger.trade(
+            order.inst, qty if order.action == "BUY" else -qty, price, fee, ts
+        )
         serial = len(self.executions) + 1
-        execution = Execution(f"{order.perm_id:08x}.{serial:04d}.01.01", order, qty, price,
-                              self._stamp(ts), fee, order.filled, order.avg_price, ts, realized)
+        execution = Execution(
+            f"{order.perm_id:08x}.{serial:04d}.01.01",
+            order,
+            qty,
+            price,
+            self._stamp(ts),
+            fee,
+            order.filled,
+            order.avg_price,
+            ts,
+            realized,
+        )
         self.executions.append(execution)
         self.stats.bump("fills")
         self.send(order.client_id, self.exec_message(execution, -1))
@@ -358,8 +418,11 @@ class OrderBook:
     def _after_execution(self, order: SimOrder, qty: float, ts: float) -> None:
         if order.status == "Filled":  # attached children start working
             for child in self.orders.values():
-                if (child.client_id == order.client_id and child.parent_id == order.order_id
-                        and child.status == "PreSubmitted"):
+                if (
+                    child.client_id == order.client_id
+                    and child.parent_id == order.order_id
+                    and child.status == "PreSubmitted"
+                ):
                     child.status = "Submitted"
                     self.send(child.client_id, self.status_message(child))
         for consequence in self.oca.after_execution(order, qty, self.orders.values()):
@@ -370,15 +433,28 @@ class OrderBook:
 
     def exec_message(self, e: Execution, req_id: int) -> list[FieldValue]:
         o = e.order
-        return out.exec_details(req_id, o.order_id, o.inst, e.exec_id, e.when,
-                                self.scenario.account.id, o.action, e.shares, e.price,
-                                o.perm_id, o.client_id, o.fields.get("orderRef", ""),
-                                e.cum_qty, e.avg_price)
+        return out.exec_details(
+            req_id,
+            o.order_id,
+            o.inst,
+            e.exec_id,
+            e.when,
+            self.scenario.account.id,
+            o.action,
+            e.shares,
+            e.price,
+            o.perm_id,
+            o.client_id,
+            o.fields.get("orderRef", ""),
+            e.cum_qty,
+            e.avg_price,
+        )
 
     def commission_message(self, e: Execution) -> list[FieldValue]:
         """IBKR's commissionReport carries the realized P&L of a closing execution."""
-        return out.commission_report(e.exec_id, e.commission, self.scenario.account.currency,
-                                     e.realized)
+        return out.commission_report(
+            e.exec_id, e.commission, self.scenario.account.currency, e.realized
+        )
 
     def _stamp(self, ts: float) -> str:
         local = self.market.clock.local(ts)
@@ -392,5 +468,7 @@ def _quantity_text(qty: float) -> str:
 
 def _log_failure(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
-        log.error("order task stopped; working orders will not fill or expire until the "
-                  "next order", exc_info=task.exception())
+        log.error(
+            "order task stopped; working orders will not fill or expire until the next order",
+            exc_info=task.exception(),
+        )

@@ -50,8 +50,9 @@ class InstrumentKey:
 
     @staticmethod
     def of(inst: Instrument) -> InstrumentKey:
-        return InstrumentKey(inst.sec_type, inst.symbol, inst.expiry, inst.strike, inst.right,
-                             inst.expiry_index)
+        return InstrumentKey(
+            inst.sec_type, inst.symbol, inst.expiry, inst.strike, inst.right, inst.expiry_index
+        )
 
     def build(self, book: InstrumentBook) -> Instrument:
         if self.sec_type != "OPT":
@@ -60,11 +61,31 @@ class InstrumentKey:
         return book.option(self.symbol, day, self.strike, self.right, self.expiry_index)
 
 
-_ORDER_SCALARS = ("order_id", "client_id", "perm_id", "status", "filled", "avg_price",
-                  "last_price", "completed_time", "base_qty", "commission_paid", "placed_ts",
-                  "day_deadline")
-_EXEC_SCALARS = ("exec_id", "shares", "price", "when", "commission", "cum_qty", "avg_price",
-                 "ts", "realized")
+_ORDER_SCALARS = (
+    "order_id",
+    "client_id",
+    "perm_id",
+    "status",
+    "filled",
+    "avg_price",
+    "last_price",
+    "completed_time",
+    "base_qty",
+    "commission_paid",
+    "placed_ts",
+    "day_deadline",
+)
+_EXEC_SCALARS = (
+    "exec_id",
+    "shares",
+    "price",
+    "when",
+    "commission",
+    "cum_qty",
+    "avg_price",
+    "ts",
+    "realized",
+)
 
 
 def snapshot(book: OrderBook) -> dict[str, Any]:
@@ -74,21 +95,39 @@ def snapshot(book: OrderBook) -> dict[str, Any]:
         "version": VERSION,
         "next_perm_id": book.next_perm_id,
         "what_if_ids": sorted(list(k) for k in book.what_if_ids),
-        "orders": [{**{k: getattr(o, k) for k in _ORDER_SCALARS},
-                    "inst": asdict(InstrumentKey.of(o.inst)), "fields": o.fields}
-                   for o in book.orders.values()],
-        "executions": [{**{k: getattr(e, k) for k in _EXEC_SCALARS},
-                        "order": [e.order.client_id, e.order.order_id]}
-                       for e in book.executions],
-        "positions": [{"inst": asdict(InstrumentKey.of(p.inst)), "quantity": p.quantity,
-                       "avg_cost": p.avg_cost, "realized_pnl": p.realized_pnl}
-                      for p in book.positions.values()],
+        "orders": [
+            {
+                **{k: getattr(o, k) for k in _ORDER_SCALARS},
+                "inst": asdict(InstrumentKey.of(o.inst)),
+                "fields": o.fields,
+            }
+            for o in book.orders.values()
+        ],
+        "executions": [
+            {
+                **{k: getattr(e, k) for k in _EXEC_SCALARS},
+                "order": [e.order.client_id, e.order.order_id],
+            }
+            for e in book.executions
+        ],
+        "positions": [
+            {
+                "inst": asdict(InstrumentKey.of(p.inst)),
+                "quantity": p.quantity,
+                "avg_cost": p.avg_cost,
+                "realized_pnl": p.realized_pnl,
+            }
+            for p in book.positions.values()
+        ],
         "oca_shares": dict(book.oca.executed_share),
-        "ledger": {"cash": ledger.cash, "realized_total": ledger.realized_total,
-                   "day_start_ts": ledger.day_start_ts,
-                   "day_net_liquidation": ledger.day_net_liquidation,
-                   "peak_long_options": dict(ledger.peak_long_options),
-                   "days": {str(c): asdict(d) for c, d in ledger._days.items()}},
+        "ledger": {
+            "cash": ledger.cash,
+            "realized_total": ledger.realized_total,
+            "day_start_ts": ledger.day_start_ts,
+            "day_net_liquidation": ledger.day_net_liquidation,
+            "peak_long_options": dict(ledger.peak_long_options),
+            "days": {str(c): asdict(d) for c, d in ledger._days.items()},
+        },
     }
 
 
@@ -97,20 +136,21 @@ def restore(book: OrderBook, data: dict[str, Any], now: float) -> None:
     instruments = book.market.book
     for raw in data["orders"]:
         inst = InstrumentKey(**raw["inst"]).build(instruments)
-        order = SimOrder(inst=inst, fields=dict(raw["fields"]),
-                         **{k: raw[k] for k in _ORDER_SCALARS})
+        order = SimOrder(
+            inst=inst, fields=dict(raw["fields"]), **{k: raw[k] for k in _ORDER_SCALARS}
+        )
         book.orders[(order.client_id, order.order_id)] = order
     today = book.market.clock.trading_day_start(now)
     for raw in data["executions"]:
         owner = book.orders.get((raw["order"][0], raw["order"][1]))
         if owner is not None and raw["ts"] >= today:
-            book.executions.append(Execution(order=owner,
-                                             **{k: raw[k] for k in _EXEC_SCALARS}))
+            book.executions.append(Execution(order=owner, **{k: raw[k] for k in _EXEC_SCALARS}))
     book.positions.clear()  # the ledger holds the same dict
     for raw in data["positions"]:
         inst = InstrumentKey(**raw["inst"]).build(instruments)
-        book.positions[inst.con_id] = Position(inst, raw["quantity"], raw["avg_cost"],
-                                               raw["realized_pnl"])
+        book.positions[inst.con_id] = Position(
+            inst, raw["quantity"], raw["avg_cost"], raw["realized_pnl"]
+        )
     book.next_perm_id = max(book.next_perm_id, int(data["next_perm_id"]))
     book.what_if_ids.update((int(c), int(o)) for c, o in data["what_if_ids"])
     book.oca.executed_share.update(data["oca_shares"])
@@ -135,12 +175,17 @@ class StateFile:
             return False
         data = json.loads(text)
         if data.get("version") != VERSION:
-            raise ValueError(f"state file {self.path}: version {data.get('version')!r}, "
-                             f"expected {VERSION}")
+            raise ValueError(
+                f"state file {self.path}: version {data.get('version')!r}, expected {VERSION}"
+            )
         restore(book, data, now)
         self._last = text
-        log.info("state restored from %s: %d orders, %d executions today", self.path,
-                 len(book.orders), len(book.executions))
+        log.info(
+            "state restored from %s: %d orders, %d executions today",
+            self.path,
+            len(book.orders),
+            len(book.executions),
+        )
         return True
 
     def save(self, book: OrderBook) -> None:

@@ -29,8 +29,9 @@ class Position:
     realized_pnl: float = 0.0  # since the sim started (the ledger keeps the day's share)
 
 
-def apply_trade(pos: Position, signed_qty: float, price: float,
-                commission: float = 0.0) -> float | None:
+def apply_trade(
+    pos: Position, signed_qty: float, price: float, commission: float = 0.0
+) -> float | None:
     """Book ``signed_qty`` (+ bought, - sold) at ``price`` per share/contract unit; returns the
     realized P&L of the part that reduced the position, or None if the trade only opened or
     added (IBKR reports no realizedPNL for those)."""
@@ -38,8 +39,9 @@ def apply_trade(pos: Position, signed_qty: float, price: float,
         return None
     unit = price * pos.inst.multiplier
     held = pos.quantity
-    closing = 0.0 if held == 0 or (held > 0) == (signed_qty > 0) else min(abs(held),
-                                                                          abs(signed_qty))
+    closing = (
+        0.0 if held == 0 or (held > 0) == (signed_qty > 0) else min(abs(held), abs(signed_qty))
+    )
     opening = abs(signed_qty) - closing
     closing_fee = commission * closing / abs(signed_qty)
     side = 1.0 if signed_qty > 0 else -1.0
@@ -52,8 +54,7 @@ def apply_trade(pos: Position, signed_qty: float, price: float,
     if opening:
         # the opening part's cost per unit: price plus (long) or minus (short) its commission
         cost = unit + side * (commission - closing_fee) / opening
-        pos.avg_cost = (pos.avg_cost * abs(remaining) + cost * opening) / (abs(remaining)
-                                                                           + opening)
+        pos.avg_cost = (pos.avg_cost * abs(remaining) + cost * opening) / (abs(remaining) + opening)
     elif remaining == 0:
         pos.avg_cost = 0.0
     pos.quantity = held + signed_qty

@@ -65,13 +65,27 @@ class _Wave:
 class PricePath:
     """One symbol's path; ``price(t)`` for any epoch second, ``minute_bar(i)`` per minute."""
 
-    def __init__(self, base: float, key: int, spec: PathSpec, volume_per_min: int,
-                 tick: float = 0.01, events: Sequence[EventSpec] = ()) -> None:
+    def __init__(
+        self,
+        base: float,
+        key: int,
+        spec: PathSpec,
+        volume_per_min: int,
+        tick: float = 0.01,
+        events: Sequence[EventSpec] = (),
+    ) -> None:
         self.base = base
         # news: (from epoch s, log move, volume factor until epoch s), ramped over a minute
         # so the price stays continuous
-        self.events = [(e.at.timestamp(), math.log1p(e.move_pct / 100.0), e.volume_x,
-                        e.at.timestamp() + e.duration_min * 60.0) for e in events]
+        self.events = [
+            (
+                e.at.timestamp(),
+                math.log1p(e.move_pct / 100.0),
+                e.volume_x,
+                e.at.timestamp() + e.duration_min * 60.0,
+            )
+            for e in events
+        ]
         self.key = key
         self.tick = tick
         self.noise = spec.noise_pct / 100.0
@@ -84,8 +98,11 @@ class PricePath:
 
     def _waves(self, specs: list, stretch: float, salt: int) -> list[_Wave]:
         return [
-            _Wave(w.period_min * 60.0 * stretch, w.amplitude_pct / 100.0,
-                  TWO_PI * unit(self.key, salt + i))
+            _Wave(
+                w.period_min * 60.0 * stretch,
+                w.amplitude_pct / 100.0,
+                TWO_PI * unit(self.key, salt + i),
+            )
             for i, w in enumerate(specs)
         ]
 
@@ -102,8 +119,9 @@ class PricePath:
         noise = (1.0 - frac) * self._noise_knot(minute) + frac * self._noise_knot(minute + 1)
         fast = sum(w.at(t) for w in self.fast)
         slow = sum(w.at(t) for w in self.slow)
-        news = sum(move * min(1.0, (t - at) / 60.0) for at, move, _x, _until in self.events
-                   if t > at)
+        news = sum(
+            move * min(1.0, (t - at) / 60.0) for at, move, _x, _until in self.events if t > at
+        )
         return self.envelope(t) * fast + slow + noise + news
 
     def price(self, t: float) -> float:
@@ -125,8 +143,16 @@ class PricePath:
         o, c = self.round(o), self.round(c)
         volume = int(self._volume(minute, o, c) * share)
         wap = round((o + high + low + c) / 4.0, 4)
-        return Bar(start, o, max(high, o, c), min(low, o, c), c, volume, wap,
-                   max(1, volume // 100) if volume else 0)
+        return Bar(
+            start,
+            o,
+            max(high, o, c),
+            min(low, o, c),
+            c,
+            volume,
+            wap,
+            max(1, volume // 100) if volume else 0,
+        )
 
     def _volume(self, minute: int, o: float, c: float) -> float:
         move = abs(c - o) / (o * max(self.noise, 1e-6) * 2.0)
@@ -152,7 +178,12 @@ def aggregate(bars: list[Bar], start: int) -> Bar:
     else:
         wap = sum(b.wap for b in bars) / len(bars)
     return Bar(
-        start=start, open=bars[0].open, high=max(b.high for b in bars),
-        low=min(b.low for b in bars), close=bars[-1].close, volume=volume,
-        wap=round(wap, 4), count=sum(b.count for b in bars),
+        start=start,
+        open=bars[0].open,
+        high=max(b.high for b in bars),
+        low=min(b.low for b in bars),
+        close=bars[-1].close,
+        volume=volume,
+        wap=round(wap, 4),
+        count=sum(b.count for b in bars),
     )

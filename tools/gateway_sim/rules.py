@@ -128,6 +128,8 @@ class HistoricalPacing:
             return f"more than {self.rules.hist_same_contract_max} requests for one contract in 2 s"
         total = sum(1 for ts, _i, _c in self.requests if t - ts < self.rules.hist_window_s)
         if total >= self.rules.hist_max_requests:
-            return (f"more than {self.rules.hist_max_requests} requests in "
-                    f"{self.rules.hist_window_s:g} s")
+            return (
+                f"more than {self.rules.hist_max_requests} requests in "
+                f"{self.rules.hist_window_s:g} s"
+            )
         return ""

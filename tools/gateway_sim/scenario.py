@@ -41,11 +41,20 @@ class PositionSpec(Model):
 
 def _default_account_values() -> dict[str, float]:
     return {
-        "NetLiquidation": 100_000.0, "TotalCashValue": 100_000.0, "SettledCash": 100_000.0,
-        "AvailableFunds": 95_000.0, "BuyingPower": 380_000.0, "ExcessLiquidity": 96_000.0,
-        "EquityWithLoanValue": 100_000.0, "GrossPositionValue": 0.0, "InitMarginReq": 5_000.0,
-        "MaintMarginReq": 4_000.0, "FullAvailableFunds": 95_000.0, "Cushion": 0.96,
-        "DayTradesRemaining": -1.0, "Leverage": 0.0,
+        "NetLiquidation": 100_000.0,
+        "TotalCashValue": 100_000.0,
+        "SettledCash": 100_000.0,
+        "AvailableFunds": 95_000.0,
+        "BuyingPower": 380_000.0,
+        "ExcessLiquidity": 96_000.0,
+        "EquityWithLoanValue": 100_000.0,
+        "GrossPositionValue": 0.0,
+        "InitMarginReq": 5_000.0,
+        "MaintMarginReq": 4_000.0,
+        "FullAvailableFunds": 95_000.0,
+        "Cushion": 0.96,
+        "DayTradesRemaining": -1.0,
+        "Leverage": 0.0,
     }
 
 
@@ -67,7 +76,8 @@ class SessionSpec(Model):
     liquid_hours: str = Field("09:30-16:00", pattern=HHMM_RANGE.pattern)
     trading_hours: str = Field("04:00-20:00", pattern=HHMM_RANGE.pattern)
     holidays: list[Annotated[str, Field(pattern=r"^\d{8}$")]] = Field(
-        default_factory=lambda: ["20261126", "20261225"])
+        default_factory=lambda: ["20261126", "20261225"]
+    )
     days_listed: int = Field(7, ge=1, le=60)
     # always_open: list the day this many days ahead as CLOSED too, so every hours string
     # carries a holiday for the client's parser (None: only the listed holidays)
@@ -92,11 +102,12 @@ class SessionSpec(Model):
         # "HH:MM" strings of one width compare in time order
         opens, closes = self.liquid_hours.split("-")
         if not opens < self.early_close_time <= closes:
-            raise ValueError(f"early_close_time {self.early_close_time} must fall in "
-                             f"the liquid hours {self.liquid_hours}")
+            raise ValueError(
+                f"early_close_time {self.early_close_time} must fall in "
+                f"the liquid hours {self.liquid_hours}"
+            )
         if not self.early_close_time <= self.early_close_trading_time:
-            raise ValueError("early_close_trading_time must not be before "
-                             "early_close_time")
+            raise ValueError("early_close_trading_time must not be before early_close_time")
         return self
 
 
@@ -108,10 +119,18 @@ class WaveSpec(Model):
 class PathSpec(Model):
     """Log-price = envelope x fast waves + slow waves + interpolated minute noise."""
 
-    fast_waves: list[WaveSpec] = Field(default_factory=lambda: [
-        WaveSpec(period_min=37, amplitude_pct=0.20), WaveSpec(period_min=113, amplitude_pct=0.40)])
-    slow_waves: list[WaveSpec] = Field(default_factory=lambda: [
-        WaveSpec(period_min=467, amplitude_pct=0.5), WaveSpec(period_min=5011, amplitude_pct=1.0)])
+    fast_waves: list[WaveSpec] = Field(
+        default_factory=lambda: [
+            WaveSpec(period_min=37, amplitude_pct=0.20),
+            WaveSpec(period_min=113, amplitude_pct=0.40),
+        ]
+    )
+    slow_waves: list[WaveSpec] = Field(
+        default_factory=lambda: [
+            WaveSpec(period_min=467, amplitude_pct=0.5),
+            WaveSpec(period_min=5011, amplitude_pct=1.0),
+        ]
+    )
     envelope_period_min: float = Field(300.0, gt=0)
     noise_pct: float = Field(0.03, ge=0, le=10)
     period_jitter: float = Field(0.25, ge=0, le=0.9)  # per-symbol stretch of the periods
@@ -135,11 +154,39 @@ class ChainSpec(Model):
 
 # Exchange-traded funds with listed options that IBKR's contract details call stockType "ETF"
 # (a symbol's own ``stock_type`` wins; any other symbol is "COMMON" unless it says otherwise)
-KNOWN_ETFS = frozenset({
-    "SPY", "QQQ", "IWM", "DIA", "VOO", "IVV", "VTI", "EEM", "EFA", "GLD", "SLV", "TLT", "HYG",
-    "LQD", "XLF", "XLE", "XLK", "XLV", "XLI", "XLY", "XLP", "XLU", "XLB", "SMH", "XBI", "KRE",
-    "GDX", "USO", "ARKK",
-})
+KNOWN_ETFS = frozenset(
+    {
+        "SPY",
+        "QQQ",
+        "IWM",
+        "DIA",
+        "VOO",
+        "IVV",
+        "VTI",
+        "EEM",
+        "EFA",
+        "GLD",
+        "SLV",
+        "TLT",
+        "HYG",
+        "LQD",
+        "XLF",
+        "XLE",
+        "XLK",
+        "XLV",
+        "XLI",
+        "XLY",
+        "XLP",
+        "XLU",
+        "XLB",
+        "SMH",
+        "XBI",
+        "KRE",
+        "GDX",
+        "USO",
+        "ARKK",
+    }
+)
 
 
 class SymbolSpec(Model):
@@ -179,7 +226,14 @@ class ExtraSymbols(Model):
 
 
 QuirkKind = Literal[
-    "minus_one", "zero", "missing", "crossed", "wide", "no_last", "no_close", "no_greeks",
+    "minus_one",
+    "zero",
+    "missing",
+    "crossed",
+    "wide",
+    "no_last",
+    "no_close",
+    "no_greeks",
     "no_volume",
 ]
 
@@ -198,12 +252,16 @@ class QuirkSpec(Model):
 
 
 FaultKind = Literal[
-    "disconnect", "error", "no_market_data", "no_security_definition",
-    "snapshot_never_ends", "historical_never_answers",
+    "disconnect",
+    "error",
+    "no_market_data",
+    "no_security_definition",
+    "snapshot_never_ends",
+    "historical_never_answers",
 ]
 SYMBOL_FAULTS = frozenset(
-    {"no_market_data", "no_security_definition", "snapshot_never_ends",
-     "historical_never_answers"})
+    {"no_market_data", "no_security_definition", "snapshot_never_ends", "historical_never_answers"}
+)
 
 
 class FaultSpec(Model):
@@ -250,8 +308,16 @@ class RulesSpec(Model):
     client_id_in_use_close_s: Seconds = 0.7
 
 
-LatencyKind = Literal["current_time", "contract_details", "sec_def", "historical",
-                      "market_data", "snapshot_end", "order", "account"]
+LatencyKind = Literal[
+    "current_time",
+    "contract_details",
+    "sec_def",
+    "historical",
+    "market_data",
+    "snapshot_end",
+    "order",
+    "account",
+]
 
 
 class LatencySpec(Model):
@@ -288,8 +354,10 @@ class RejectSpec(Model):
     symbol: str = ""  # "" = every symbol
     sec_type: Literal["ANY", "STK", "OPT"] = "ANY"
     action: Literal["", "BUY", "SELL"] = ""
-    reason: str = "YOUR ORDER IS NOT ACCEPTED. IN ORDER TO OBTAIN THE DESIRED POSITION YOUR " \
-                  "EQUITY WITH LOAN VALUE [0 USD] MUST EXCEED THE INITIAL MARGIN"
+    reason: str = (
+        "YOUR ORDER IS NOT ACCEPTED. IN ORDER TO OBTAIN THE DESIRED POSITION YOUR "
+        "EQUITY WITH LOAN VALUE [0 USD] MUST EXCEED THE INITIAL MARGIN"
+    )
 
 
 class OrdersSpec(Model):
@@ -350,13 +418,24 @@ def _extra_symbols(extra: ExtraSymbols, seed: int) -> list[SymbolSpec]:
     for i in range(1, extra.count + 1):
         frac = ((i * 2654435761 + seed * 40503) % 1000) / 999.0
         price = extra.price_min * (extra.price_max / extra.price_min) ** frac
-        out.append(SymbolSpec(
-            symbol=f"{extra.prefix}{i:0{width}d}", price=round(price, 2),
-            long_name=f"SIMULATED COMPANY {i}", options=extra.options,
-            volatility=0.2 + 0.3 * frac, spread_bps=3.0 + 10 * frac,
-            chain=ChainSpec(near_increment=1.0 if price < 150 else 2.5, near_range_pct=15,
-                            far_increment=5.0 if price < 150 else 10.0, far_range_pct=40,
-                            weekly_expiries=4, monthly_expiries=2)))
+        out.append(
+            SymbolSpec(
+                symbol=f"{extra.prefix}{i:0{width}d}",
+                price=round(price, 2),
+                long_name=f"SIMULATED COMPANY {i}",
+                options=extra.options,
+                volatility=0.2 + 0.3 * frac,
+                spread_bps=3.0 + 10 * frac,
+                chain=ChainSpec(
+                    near_increment=1.0 if price < 150 else 2.5,
+                    near_range_pct=15,
+                    far_increment=5.0 if price < 150 else 10.0,
+                    far_range_pct=40,
+                    weekly_expiries=4,
+                    monthly_expiries=2,
+                ),
+            )
+        )
     return out
 
 

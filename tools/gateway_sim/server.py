@@ -57,9 +57,13 @@ HOST = "127.0.0.1"
 
 
 class SimServer:
-    def __init__(self, scenario: Scenario, stats_file: str | Path | None = None,
-                 order_log: str | Path | None = None,
-                 state_file: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        scenario: Scenario,
+        stats_file: str | Path | None = None,
+        order_log: str | Path | None = None,
+        state_file: str | Path | None = None,
+    ) -> None:
         self.scenario = scenario
         self.stats_file = Path(stats_file) if stats_file else None
         self.order_log = Path(order_log) if order_log else None
@@ -71,8 +75,9 @@ class SimServer:
         self.lines = LineBook(scenario.rules.max_market_data_lines)
         self.hist_pacing = HistoricalPacing(scenario.rules)
         self.handlers = all_handlers()
-        self.orders = OrderBook(scenario, self.market, self.counters, self._order_event,
-                                self._position_changed)
+        self.orders = OrderBook(
+            scenario, self.market, self.counters, self._order_event, self._position_changed
+        )
         self.feeds = Feeds(self)
         self.clients: dict[int, Session] = {}
         self.sessions: set[Session] = set()
@@ -95,8 +100,13 @@ class SimServer:
         self.orders.start()  # the close timer: DAY orders expire, options settle
         if self.orders.active_for(None):  # restored working orders go on matching
             self.orders._ensure_matcher()
-        log.info("gateway_sim listening on %s:%d (scenario %s, %s)", HOST, self.port,
-                 self.scenario.name, self._clock_text())
+        log.info(
+            "gateway_sim listening on %s:%d (scenario %s, %s)",
+            HOST,
+            self.port,
+            self.scenario.name,
+            self._clock_text(),
+        )
         return self.port
 
     def _clock_text(self) -> str:
@@ -258,8 +268,17 @@ class SimServer:
         does not take (chaos counts the brackets each orderRef got from it)."""
         if self.order_log is None or entry["whatIf"]:
             return
-        keys = ("order_id", "client_id", "parentId", "orderRef", "action", "sec_type",
-                "symbol", "totalQuantity", "transmit")
+        keys = (
+            "order_id",
+            "client_id",
+            "parentId",
+            "orderRef",
+            "action",
+            "sec_type",
+            "symbol",
+            "totalQuantity",
+            "transmit",
+        )
         line = {"pid": os.getpid(), **{k: entry[k] for k in keys}}
         try:
             with self.order_log.open("a", encoding="utf-8") as out:
@@ -279,10 +298,13 @@ class SimServer:
             log.error("cannot write stats file %s: %s", self.stats_file, exc)
 
 
-async def start_server(scenario: Scenario, port: int = 0,
-                       stats_file: str | Path | None = None,
-                       order_log: str | Path | None = None,
-                       state_file: str | Path | None = None) -> SimServer:
+async def start_server(
+    scenario: Scenario,
+    port: int = 0,
+    stats_file: str | Path | None = None,
+    order_log: str | Path | None = None,
+    state_file: str | Path | None = None,
+) -> SimServer:
     """Create and start a simulator on 127.0.0.1 (port 0 = a free port, see ``.port``)."""
     server = SimServer(scenario, stats_file, order_log, state_file)
     await server.start(port)

@@ -97,8 +97,9 @@ class Session(asyncio.Protocol):
         sock = transport.get_extra_info("socket")
         if sock is not None:
             transport.pause_reading()  # the reader thread reads and stamps instead
-            self.reader = ArrivalReader(sock, asyncio.get_running_loop(), self.chunk_arrived,
-                                        self._close)
+            self.reader = ArrivalReader(
+                sock, asyncio.get_running_loop(), self.chunk_arrived, self._close
+            )
             self.reader.start()
 
     def data_received(self, data: bytes) -> None:
@@ -227,7 +228,8 @@ class Session(asyncio.Protocol):
             self._dispatch(msg_id, fields)
         if self.paced and not self.dropping:
             self.pace_timer = asyncio.get_running_loop().call_later(
-                self.paced[0][0] - now, self._handle_paced)
+                self.paced[0][0] - now, self._handle_paced
+            )
 
     def _dispatch(self, msg_id: int, fields: list[str]) -> None:
         if self.client_id is None and msg_id != 71:
@@ -252,8 +254,9 @@ class Session(asyncio.Protocol):
         self.rate_tripped = True
         self.error(-1, 100)
         if self.server.scenario.rules.drop_on_rate_violation:
-            log.warning("client %s over %d msg/s: dropping the connection", self.client_id,
-                        self.rate.limit)
+            log.warning(
+                "client %s over %d msg/s: dropping the connection", self.client_id, self.rate.limit
+            )
             self.drop()
 
     def send(self, fields: list[FieldValue]) -> None:
@@ -312,8 +315,9 @@ class Session(asyncio.Protocol):
     # ---- faults -------------------------------------------------------------------------------
     def start_faults(self) -> None:
         assert self.client_id is not None
-        self.faults = FaultPlan(self.server.scenario.faults, self.server, self.serial,
-                                self.client_id, self.fire_fault)
+        self.faults = FaultPlan(
+            self.server.scenario.faults, self.server, self.serial, self.client_id, self.fire_fault
+        )
         self.faults.start()
 
     def fire_fault(self, fault: FaultSpec) -> None:

@@ -54,5 +54,9 @@ class ScenarioClock:
 
     def describe(self) -> dict[str, Any]:
         """What another process needs to follow this clock exactly."""
-        return {"start_ts": self.start_ts, "rate": self.spec.rate,
-                "origin_monotonic": self.origin, "jumps": [list(j) for j in self.jumps]}
+        return {
+            "start_ts": self.start_ts,
+            "rate": self.spec.rate,
+            "origin_monotonic": self.origin,
+            "jumps": [list(j) for j in self.jumps],
+        }

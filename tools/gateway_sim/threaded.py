@@ -25,16 +25,22 @@ T = TypeVar("T")
 
 
 class ThreadedSim:
-    def __init__(self, scenario: Scenario, port: int = 0,
-                 stats_file: str | Path | None = None, start_timeout_s: float = 10.0,
-                 state_file: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        scenario: Scenario,
+        port: int = 0,
+        stats_file: str | Path | None = None,
+        start_timeout_s: float = 10.0,
+        state_file: str | Path | None = None,
+    ) -> None:
         self.scenario = scenario
         self.server = SimServer(scenario, stats_file, state_file=state_file)
         self.loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, args=(port,), name="gateway_sim",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, args=(port,), name="gateway_sim", daemon=True
+        )
         self._thread.start()
         if not self._ready.wait(start_timeout_s):
             raise TimeoutError("gateway_sim did not start in time")
@@ -64,6 +70,7 @@ class ThreadedSim:
 
     def call(self, fn: Callable[[], T], timeout_s: float = 5.0) -> T:
         """Run ``fn`` on the sim's loop and return its result (thread-safe state access)."""
+
         async def wrapper() -> T:
             return fn()
 

@@ -55,8 +55,10 @@ class ClockSpec(Model):
         after = self.start
         for jump in self.jumps:
             if jump.to <= jump.at or (after is not None and jump.at <= after):
-                raise ValueError(f"jump {jump.at.isoformat()} -> {jump.to.isoformat()}: each "
-                                 "leaps forward, after the start and the jump before it")
+                raise ValueError(
+                    f"jump {jump.at.isoformat()} -> {jump.to.isoformat()}: each "
+                    "leaps forward, after the start and the jump before it"
+                )
             after = jump.to
         return self
 

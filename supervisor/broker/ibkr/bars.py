@@ -31,9 +31,21 @@ from supervisor.broker.ibkr.contracts import Contracts
 from supervisor.broker.ibkr.link import Link
 from supervisor.broker.ibkr.requests import IBKRRequestError, Requests
 
-BAR_SIZES = {1: "1 min", 2: "2 mins", 3: "3 mins", 5: "5 mins", 10: "10 mins", 15: "15 mins",
-             20: "20 mins", 30: "30 mins", 60: "1 hour", 120: "2 hours", 180: "3 hours",
-             240: "4 hours", 480: "8 hours"}
+BAR_SIZES = {
+    1: "1 min",
+    2: "2 mins",
+    3: "3 mins",
+    5: "5 mins",
+    10: "10 mins",
+    15: "15 mins",
+    20: "20 mins",
+    30: "30 mins",
+    60: "1 hour",
+    120: "2 hours",
+    180: "3 hours",
+    240: "4 hours",
+    480: "8 hours",
+}
 Row = tuple[float, float, float, float, float, float]
 PACING_VIOLATION = 162
 # 60 s clears IBKR's 15 s identical-request and 2 s same-contract rules with room to spare;
@@ -59,8 +71,12 @@ class BarCache:
 class PacingCooldown:
     """Requests IBKR refused with error 162, each resting until its cooldown is over."""
 
-    def __init__(self, base_s: float = PACING_COOLDOWN_S, max_s: float = PACING_COOLDOWN_MAX_S,
-                 mono: Callable[[], float] = clock.monotonic) -> None:
+    def __init__(
+        self,
+        base_s: float = PACING_COOLDOWN_S,
+        max_s: float = PACING_COOLDOWN_MAX_S,
+        mono: Callable[[], float] = clock.monotonic,
+    ) -> None:
         self.base_s, self.max_s, self.mono = base_s, max_s, mono  # wall seconds: IBKR's
         self._refusals: dict[tuple[str, int, bool], tuple[int, float, str]] = {}
 
@@ -72,8 +88,11 @@ class PacingCooldown:
         _n, until, reason = refused
         left = until - self.mono()
         if left > 0:
-            raise IBKRRequestError(f"{what}: not sent, cooling down {left:.0f}s more after "
-                                   f"IBKR's pacing refusal ({reason})", PACING_VIOLATION)
+            raise IBKRRequestError(
+                f"{what}: not sent, cooling down {left:.0f}s more after "
+                f"IBKR's pacing refusal ({reason})",
+                PACING_VIOLATION,
+            )
 
     def refused(self, key: tuple[str, int, bool], exc: IBKRRequestError) -> IBKRRequestError:
         """Start (or double) the cooldown of ``key``; the error, saying how long it rests."""
@@ -89,9 +108,17 @@ class PacingCooldown:
 class BarHistory:
     """Bars per (symbol, bar size), fetched incrementally; see the module docstring."""
 
-    def __init__(self, link: Link, requests: Requests, contracts: Contracts,
-                 cfg: IBKRSettings, *, tz: str, now: Callable[[], float],
-                 cooldown: PacingCooldown | None = None) -> None:
+    def __init__(
+        self,
+        link: Link,
+        requests: Requests,
+        contracts: Contracts,
+        cfg: IBKRSettings,
+        *,
+        tz: str,
+        now: Callable[[], float],
+        cooldown: PacingCooldown | None = None,
+    ) -> None:
         self._link = link
         self._requests = requests
         self._contracts = contracts
@@ -101,8 +128,9 @@ class BarHistory:
         self._bars: dict[tuple[str, int, bool], BarCache] = {}
         self.cooldown = cooldown or PacingCooldown()
 
-    async def bars(self, symbol: str, minutes: int, bar_minutes: int = 1,
-                   rth: bool = False) -> Bars:
+    async def bars(
+        self, symbol: str, minutes: int, bar_minutes: int = 1, rth: bool = False
+    ) -> Bars:
         """Completed TRADES bars covering the last ``minutes``, oldest first (``rth``: the
         regular session's only, IBKR's useRTH).
 
@@ -131,8 +159,9 @@ class BarHistory:
         cols = [array("d", col) for col in zip(*rows, strict=True)] if rows else []
         return Bars(symbol, *cols) if cols else Bars(symbol)
 
-    async def _fetch_bars(self, symbol: str, bar_s: int, rth: bool, need_from: float,
-                          end: float, cache: BarCache) -> BarCache:
+    async def _fetch_bars(
+        self, symbol: str, bar_s: int, rth: bool, need_from: float, end: float, cache: BarCache
+    ) -> BarCache:
         contiguous = cache.covered_from <= need_from and cache.covered_to >= need_from
         start = max(need_from, cache.covered_to - bar_s) if contiguous else need_from
         # An explicit end (UTC) rather than "now": the window is the broker's, whatever the
@@ -149,10 +178,14 @@ class BarHistory:
             got = await self._requests.request(
                 f"bars {symbol} {size} {duration} to {end_text}",
                 lambda rid: ib.client.reqHistoricalData(
-                    rid, contract, end_text, duration, size, "TRADES", rth, 2, False, []),
-                self._cfg.historical_timeout_s, contract=contract,
-                on_timeout=lambda rid: self._link.spawn(self._requests.paced_send(
-                    lambda: ib.client.cancelHistoricalData(rid))))
+                    rid, contract, end_text, duration, size, "TRADES", rth, 2, False, []
+                ),
+                self._cfg.historical_timeout_s,
+                contract=contract,
+                on_timeout=lambda rid: self._link.spawn(
+                    self._requests.paced_send(lambda: ib.client.cancelHistoricalData(rid))
+                ),
+            )
         except IBKRRequestError as exc:
             # 162 also says "HMDS query returned no data": an answer, not a pacing refusal
             if exc.code == PACING_VIOLATION and "no data" not in str(exc):
@@ -173,8 +206,14 @@ class BarHistory:
             ts = when.timestamp()
         else:  # daily bars come as dates: the day starts at midnight in the exchange's zone
             ts = datetime.combine(when, datetime.min.time(), self._zone).timestamp()
-        return (ts, float(bar.open), float(bar.high), float(bar.low), float(bar.close),
-                float(bar.volume))
+        return (
+            ts,
+            float(bar.open),
+            float(bar.high),
+            float(bar.low),
+            float(bar.close),
+            float(bar.volume),
+        )
 
     async def _resampled(self, symbol: str, minutes: int, bar_minutes: int, rth: bool) -> Bars:
         width = bar_minutes * 60
@@ -183,12 +222,16 @@ class BarHistory:
             return ones
         done = math.floor(self._now() / 60) * 60  # every minute before this is complete
         out = resample(ones, bar_minutes)
-        keep = [i for i in range(len(out))
-                if out.ts[i] + width <= done and out.ts[i] >= ones.ts[0]]
+        keep = [i for i in range(len(out)) if out.ts[i] + width <= done and out.ts[i] >= ones.ts[0]]
         if not keep:
             return Bars(symbol)
-        sliced = Bars(symbol, *(col[keep[0]:keep[-1] + 1] for col in
-                                (out.ts, out.open, out.high, out.low, out.close, out.volume)))
+        sliced = Bars(
+            symbol,
+            *(
+                col[keep[0] : keep[-1] + 1]
+                for col in (out.ts, out.open, out.high, out.low, out.close, out.volume)
+            ),
+        )
         return tail(sliced, max(1, minutes // bar_minutes))
 
     async def closing_price(self, symbol: str, day: date) -> float | None:
@@ -202,11 +245,17 @@ class BarHistory:
         ib = self._link.ib
         got = await self._requests.request(
             f"closing price {symbol} {day}",
-            lambda rid: ib.client.reqHistoricalData(rid, contract, end_text, "1 D", "1 min",
-                                                    "TRADES", True, 2, False, []),
-            self._cfg.historical_timeout_s, contract=contract)
-        rows = [row for row in map(self._bar_row, got)
-                if datetime.fromtimestamp(row[0], self._zone).date() == day]
+            lambda rid: ib.client.reqHistoricalData(
+                rid, contract, end_text, "1 D", "1 min", "TRADES", True, 2, False, []
+            ),
+            self._cfg.historical_timeout_s,
+            contract=contract,
+        )
+        rows = [
+            row
+            for row in map(self._bar_row, got)
+            if datetime.fromtimestamp(row[0], self._zone).date() == day
+        ]
         return rows[-1][4] if rows else None
 
     def stats(self) -> dict[str, float]:

@@ -68,10 +68,22 @@ from supervisor.broker.ibkr.stock_orders import place_stock_order
 
 # The order the monitor has always recorded the measures in; the *_total counters follow.
 STATS_ORDER = (
-    "connected", "live_tickers", "pending_requests", "lines_in_use", "background_tasks",
-    "circuit_state", "bars_cached", "recv_buffer_bytes", "wrapper_results",
-    "messages_sent_total", "bytes_received_total", "paced_messages_total",
-    "pacing_waits_total", "pacing_wait_s_total", "line_waits_total", "circuit_opened_total",
+    "connected",
+    "live_tickers",
+    "pending_requests",
+    "lines_in_use",
+    "background_tasks",
+    "circuit_state",
+    "bars_cached",
+    "recv_buffer_bytes",
+    "wrapper_results",
+    "messages_sent_total",
+    "bytes_received_total",
+    "paced_messages_total",
+    "pacing_waits_total",
+    "pacing_wait_s_total",
+    "line_waits_total",
+    "circuit_opened_total",
 )
 
 
@@ -85,17 +97,23 @@ class IBKRBroker:
         tz = calendar_tz(settings.schedule)  # the exchange's trading day, not a display zone
         self.now = now
         self._cfg = cfg
-        self.pacer = PacingGovernor(settings.pacing.max_messages_per_s,
-                                    settings.pacing.max_market_data_lines)
+        self.pacer = PacingGovernor(
+            settings.pacing.max_messages_per_s, settings.pacing.max_market_data_lines
+        )
         self._link = Link(cfg, self.pacer)
         self._requests = Requests(self._link)
         self._contracts = Contracts(self._link, self._requests, cfg, tz=tz, now=now)
-        self._market = MarketData(self._link, self._requests, self._contracts, self.pacer,
-                                  cfg, now=now,
-                                  option_needs=option_fields(settings.options.min_volume),
-                                  line_reserve=settings.pacing.line_reserve)
-        self._bars = BarHistory(self._link, self._requests, self._contracts, cfg, tz=tz,
-                                now=now)
+        self._market = MarketData(
+            self._link,
+            self._requests,
+            self._contracts,
+            self.pacer,
+            cfg,
+            now=now,
+            option_needs=option_fields(settings.options.min_volume),
+            line_reserve=settings.pacing.line_reserve,
+        )
+        self._bars = BarHistory(self._link, self._requests, self._contracts, cfg, tz=tz, now=now)
         self._orders = Orders(self._link, self._requests, self._contracts, cfg, now=now)
 
     @property
@@ -125,12 +143,12 @@ class IBKRBroker:
     async def quote(self, symbol: str) -> Quote:
         return await self._market.quote(symbol)
 
-    async def option_quotes(self, contracts: Sequence[OptionContract]
-                            ) -> tuple[OptionQuote, ...]:
+    async def option_quotes(self, contracts: Sequence[OptionContract]) -> tuple[OptionQuote, ...]:
         return await self._market.option_quotes(contracts)
 
-    async def bars(self, symbol: str, minutes: int, bar_minutes: int = 1,
-                   rth: bool = False) -> Bars:
+    async def bars(
+        self, symbol: str, minutes: int, bar_minutes: int = 1, rth: bool = False
+    ) -> Bars:
         return await self._bars.bars(symbol, minutes, bar_minutes, rth)
 
     async def closing_price(self, symbol: str, day: date) -> float | None:
@@ -150,32 +168,59 @@ class IBKRBroker:
     async def account(self) -> AccountSnapshot:
         return await self._orders.account()
 
-    async def what_if(self, contract: OptionContract, action: str, quantity: int,
-                      limit: float) -> WhatIf:
+    async def what_if(
+        self, contract: OptionContract, action: str, quantity: int, limit: float
+    ) -> WhatIf:
         return await self._orders.what_if(contract, action, quantity, limit)
 
-    async def place_bracket(self, intent: OrderIntent, quantity: int, account: str
-                            ) -> PlacedBracket:
+    async def place_bracket(
+        self, intent: OrderIntent, quantity: int, account: str
+    ) -> PlacedBracket:
         return await self._orders.place_bracket(intent, quantity, account)
 
     def stop_entries(self) -> None:
         self._orders.entries_stopped = True
 
-    async def place_order(self, contract: OptionContract, action: str, quantity: int,
-                          limit: float, account: str, order_ref: str) -> int:
-        return await self._orders.place_order(contract, action, quantity, limit, account,
-                                              order_ref)
+    async def place_order(
+        self,
+        contract: OptionContract,
+        action: str,
+        quantity: int,
+        limit: float,
+        account: str,
+        order_ref: str,
+    ) -> int:
+        return await self._orders.place_order(contract, action, quantity, limit, account, order_ref)
 
-    async def place_stock_order(self, symbol: str, action: str, quantity: int, limit: float,
-                                account: str, order_ref: str) -> int:
-        return await place_stock_order(self._link, self._contracts, symbol, action, quantity,
-                                       limit, account, order_ref)
+    async def place_stock_order(
+        self, symbol: str, action: str, quantity: int, limit: float, account: str, order_ref: str
+    ) -> int:
+        return await place_stock_order(
+            self._link, self._contracts, symbol, action, quantity, limit, account, order_ref
+        )
 
-    async def place_exit(self, contract: OptionContract, order_type: str, quantity: int,
-                         price: float, account: str, order_ref: str,
-                         oca_group: str) -> tuple[int, int]:
-        return await place_exit(self._link, self._contracts, self._cfg, contract, order_type,
-                                quantity, price, account, order_ref, oca_group)
+    async def place_exit(
+        self,
+        contract: OptionContract,
+        order_type: str,
+        quantity: int,
+        price: float,
+        account: str,
+        order_ref: str,
+        oca_group: str,
+    ) -> tuple[int, int]:
+        return await place_exit(
+            self._link,
+            self._contracts,
+            self._cfg,
+            contract,
+            order_type,
+            quantity,
+            price,
+            account,
+            order_ref,
+            oca_group,
+        )
 
     async def cancel_order(self, order_id: int) -> None:
         await self._orders.cancel_order(order_id)
@@ -198,8 +243,13 @@ class IBKRBroker:
     # --- stats -------------------------------------------------------------------------------
 
     def stats(self) -> dict[str, float]:
-        parts = {**self._link.stats(), **self._requests.stats(), **self._market.stats(),
-                 **self._bars.stats(), **self._contracts.stats()}
+        parts = {
+            **self._link.stats(),
+            **self._requests.stats(),
+            **self._market.stats(),
+            **self._bars.stats(),
+            **self._contracts.stats(),
+        }
         out = {key: parts.pop(key) for key in STATS_ORDER}
         out.update(parts)  # a measure a layer adds later, after the known ones
         out.update({k: float(v) for k, v in self._link.counts.items()})

@@ -34,15 +34,18 @@ def _import_library() -> ModuleType:
 ibi: Any = _import_library()
 
 
-
 class _SaidByTheLink(logging.Filter):
     """The library logs ERROR for every failed connect ("API connection failed: …", "Make
     sure API port …") and for a reset socket; the link layer says each of these itself, once
     and clearer (a probe every 10 s through a gateway restart is not 18 errors a minute). A
     cancelled connect is our stop during a connect, asked for, not a failure."""
 
-    SAID = ("API connection failed", "Make sure API port", "Connection reset by peer",
-            "Peer closed connection")
+    SAID = (
+        "API connection failed",
+        "Make sure API port",
+        "Connection reset by peer",
+        "Peer closed connection",
+    )
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()

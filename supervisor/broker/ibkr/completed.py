@@ -17,6 +17,7 @@ async def completed_refs(link: Link, cfg: IBKRSettings) -> list[str]:
     """orderRefs of the account's completed API orders (empty ones left out)."""
     link.require_connected()
     await link.pace(1)
-    trades = await listed("completed orders", link.ib.reqCompletedOrdersAsync(apiOnly=True),
-                          cfg.request_timeout_s)
+    trades = await listed(
+        "completed orders", link.ib.reqCompletedOrdersAsync(apiOnly=True), cfg.request_timeout_s
+    )
     return [t.order.orderRef for t in trades if t.order.orderRef]

@@ -37,8 +37,14 @@ log = logging.getLogger("supervisor.broker.ibkr.broker")
 
 # Abbreviations some gateways send as timeZoneId ("EST (Eastern Standard Time)"): the zone
 # with daylight saving, not the fixed-offset zone of the same name.
-TZ_ALIASES = {"EST": "America/New_York", "EDT": "America/New_York", "CST": "America/Chicago",
-              "CDT": "America/Chicago", "MST": "America/Denver", "PST": "America/Los_Angeles"}
+TZ_ALIASES = {
+    "EST": "America/New_York",
+    "EDT": "America/New_York",
+    "CST": "America/Chicago",
+    "CDT": "America/Chicago",
+    "MST": "America/Denver",
+    "PST": "America/Los_Angeles",
+}
 # A bound, not a working size: the simulator's 1,000-symbol day (~31 strikes an expiry, ~1
 # expiry and right a symbol) is ~30,000-50,000; below a day's set, every expiry is evicted
 # before it is used again (symbols come in the same order each cycle): one request each.
@@ -56,8 +62,16 @@ class Stock:
 class Contracts:
     """Qualified contracts, chains and hours, cached; see the module docstring."""
 
-    def __init__(self, link: Link, requests: Requests, cfg: IBKRSettings, *, tz: str,
-                 now: Callable[[], float], max_options: int = MAX_CACHED_OPTIONS) -> None:
+    def __init__(
+        self,
+        link: Link,
+        requests: Requests,
+        cfg: IBKRSettings,
+        *,
+        tz: str,
+        now: Callable[[], float],
+        max_options: int = MAX_CACHED_OPTIONS,
+    ) -> None:
         self._link = link
         self._requests = requests
         self._cfg = cfg
@@ -85,9 +99,14 @@ class Contracts:
         return day
 
     async def _details(self, contract: Any, what: str) -> list[Any]:
-        return list(await self._requests.request(
-            what, lambda rid: self._link.ib.client.reqContractDetails(rid, contract),
-            self._cfg.request_timeout_s, contract=contract))
+        return list(
+            await self._requests.request(
+                what,
+                lambda rid: self._link.ib.client.reqContractDetails(rid, contract),
+                self._cfg.request_timeout_s,
+                contract=contract,
+            )
+        )
 
     # --- stocks and their hours --------------------------------------------------------------
 
@@ -112,8 +131,12 @@ class Contracts:
                 self._unknown[symbol] = f"{symbol}: no such stock at IBKR (SMART, USD)"
                 raise SymbolDataError(self._unknown[symbol])
             if len(found) > 1:
-                log.warning("%s: %d contracts match; using conId %s", symbol, len(found),
-                            found[0].contract.conId)
+                log.warning(
+                    "%s: %d contracts match; using conId %s",
+                    symbol,
+                    len(found),
+                    found[0].contract.conId,
+                )
             contract = found[0].contract
             contract.exchange = "SMART"  # a primary exchange here would bypass smart routing
             info = self._stocks[symbol] = Stock(contract, self._hours(found[0]), day)
@@ -123,15 +146,13 @@ class Contracts:
         """The symbols IBKR has no stock for (error 200, or no match), each with why; all
         asked at once. One that could not be checked (a timeout) is not among them: its own
         requests will say what is wrong. ConnectionLost if the link went down meanwhile."""
-        outcomes = await asyncio.gather(*(self.stock(s) for s in symbols),
-                                        return_exceptions=True)
+        outcomes = await asyncio.gather(*(self.stock(s) for s in symbols), return_exceptions=True)
         for symbol, outcome in zip(symbols, outcomes, strict=True):
             if isinstance(outcome, ConnectionLost):
                 raise outcome
             if isinstance(outcome, BrokerError):
                 if symbol not in self._unknown:
-                    log.info("%s not checked at IBKR (%s): kept in the universe", symbol,
-                             outcome)
+                    log.info("%s not checked at IBKR (%s): kept in the universe", symbol, outcome)
             elif isinstance(outcome, BaseException):  # a bug, or a cancel: not swallowed
                 raise outcome
         return {s: self._unknown[s] for s in symbols if s in self._unknown}
@@ -197,8 +218,16 @@ class Contracts:
             self._link.counts["option_expiries_evicted_total"] += 1
 
     async def _qualify_expiry(self, oc: OptionContract, group: Group) -> None:
-        wanted = ibi.Option(oc.symbol, oc.expiry, 0.0, oc.right.value, oc.exchange,
-                            str(oc.multiplier), "USD", tradingClass=oc.trading_class)
+        wanted = ibi.Option(
+            oc.symbol,
+            oc.expiry,
+            0.0,
+            oc.right.value,
+            oc.exchange,
+            str(oc.multiplier),
+            "USD",
+            tradingClass=oc.trading_class,
+        )
         what = f"options {oc.symbol} {oc.expiry} {oc.right.value}"
         try:
             found = await self._details(wanted, what)
@@ -247,20 +276,24 @@ class Contracts:
             counts["chain_requests_total"] += 1
             params = await self._requests.request(
                 f"chain {symbol}",
-                lambda rid: self._link.ib.client.reqSecDefOptParams(rid, symbol, "", "STK",
-                                                                    con_id),
-                self._cfg.request_timeout_s)
+                lambda rid: self._link.ib.client.reqSecDefOptParams(rid, symbol, "", "STK", con_id),
+                self._cfg.request_timeout_s,
+            )
             if not params:
                 raise SymbolDataError(f"chain {symbol}: IBKR lists no options")
             smart = [p for p in params if p.exchange == "SMART"] or list(params)
-            best = max(smart, key=lambda p: (len(p.strikes), len(p.expirations),
-                                             p.tradingClass == symbol))
+            best = max(
+                smart, key=lambda p: (len(p.strikes), len(p.expirations), p.tradingClass == symbol)
+            )
             multiplier = num(best.multiplier)
             chain = OptionChain(
-                symbol=symbol, expirations=tuple(sorted(best.expirations)),
+                symbol=symbol,
+                expirations=tuple(sorted(best.expirations)),
                 strikes=tuple(sorted({float(k) for k in best.strikes})),
                 multiplier=int(multiplier) if math.isfinite(multiplier) else 100,
-                exchange=best.exchange, trading_class=best.tradingClass)
+                exchange=best.exchange,
+                trading_class=best.tradingClass,
+            )
             self._chains[symbol] = chain
             return chain
 

@@ -40,32 +40,35 @@ class Kind(Enum):
 NOTICES = frozenset({1300, 2200})
 # ib_insync treats these as warnings: the request they name is not ended by them.
 WARNINGS = frozenset({110, 165, 202, 399, 404, 434, 492, 10167})
-SYMBOL_ERRORS = frozenset({
-    101,    # max number of tickers reached (a pacing bug: the line semaphore should prevent it)
-    102,    # duplicate ticker id
-    162,    # historical data pacing violation / query returned no data
-    200,    # no security definition found (unknown symbol, strike not listed)
-    300,    # cannot find EId with ticker id (cancel of a finished snapshot)
-    321,    # error validating request (bad duration, bar size, data type ...)
-    322,    # duplicate ticker id (gateway variant) / server error validating
-    354,    # requested market data is not subscribed
-    366,    # no historical data query found for ticker id
-    414,    # snapshot requested with generic ticks
-    10090,  # part of requested market data is not subscribed
-    10168,  # not subscribed, delayed market data not enabled
-    10197,  # no market data during competing live session
-})
-ORDER_ERRORS = frozenset({103, 104, 105, 106, 107, 109, 135, 161, 201, 203, 10147, 10148,
-                          10149})
-CONNECTION_ERRORS = frozenset({
-    100,   # max rate of messages per second exceeded (the gateway may disconnect)
-    326,   # client id already in use
-    502,   # could not connect to TWS / gateway
-    504,   # not connected
-    1100,  # connectivity between the gateway and IBKR lost
-    1101,  # connectivity restored, data lost: market data type and subscriptions again
-    1102,  # connectivity restored, data maintained
-})
+SYMBOL_ERRORS = frozenset(
+    {
+        101,  # max number of tickers reached (a pacing bug: the line semaphore should prevent it)
+        102,  # duplicate ticker id
+        162,  # historical data pacing violation / query returned no data
+        200,  # no security definition found (unknown symbol, strike not listed)
+        300,  # cannot find EId with ticker id (cancel of a finished snapshot)
+        321,  # error validating request (bad duration, bar size, data type ...)
+        322,  # duplicate ticker id (gateway variant) / server error validating
+        354,  # requested market data is not subscribed
+        366,  # no historical data query found for ticker id
+        414,  # snapshot requested with generic ticks
+        10090,  # part of requested market data is not subscribed
+        10168,  # not subscribed, delayed market data not enabled
+        10197,  # no market data during competing live session
+    }
+)
+ORDER_ERRORS = frozenset({103, 104, 105, 106, 107, 109, 135, 161, 201, 203, 10147, 10148, 10149})
+CONNECTION_ERRORS = frozenset(
+    {
+        100,  # max rate of messages per second exceeded (the gateway may disconnect)
+        326,  # client id already in use
+        502,  # could not connect to TWS / gateway
+        504,  # not connected
+        1100,  # connectivity between the gateway and IBKR lost
+        1101,  # connectivity restored, data lost: market data type and subscriptions again
+        1102,  # connectivity restored, data maintained
+    }
+)
 
 LINK_LOST = 1100
 LINK_RESTORED_DATA_LOST = 1101
@@ -117,13 +120,15 @@ def log_level(code: int, *, ours: bool) -> int:
 # request's error text. Without a market-data subscription IBKR answers 354, or 10168
 # ("delayed market data is not enabled": live data was asked for), where with the delayed
 # data type it would have sent its free delayed data.
-NO_SUBSCRIPTION_HINT = ("no market-data subscription for it: set `ibkr.market_data_type: "
-                        "delayed` (or `ibkr.delayed_fallback: true`) to use IBKR's delayed "
-                        "data, or subscribe to this market in the IBKR account")
+NO_SUBSCRIPTION_HINT = (
+    "no market-data subscription for it: set `ibkr.market_data_type: "
+    "delayed` (or `ibkr.delayed_fallback: true`) to use IBKR's delayed "
+    "data, or subscribe to this market in the IBKR account"
+)
 HINTS = {
     **dict.fromkeys(NO_SUBSCRIPTION, NO_SUBSCRIPTION_HINT),
     10197: "another session of this IBKR login (TWS, mobile, web) holds the market data: "
-           "log it out, or give the bot a login of its own",
+    "log it out, or give the bot a login of its own",
 }
 
 

@@ -37,7 +37,7 @@ def handshake_answer(data: bytes) -> str:
     length = int.from_bytes(data[:4], "big")
     if not 0 < length <= FIRST_MESSAGE_MAX_BYTES:
         return NOT_API
-    body = data[4:4 + length]
+    body = data[4 : 4 + length]
     version, sep, _ = body.partition(b"\0")
     if (version and not version.isdigit()) or (sep and not version):
         return NOT_API
@@ -46,35 +46,47 @@ def handshake_answer(data: bytes) -> str:
     return API
 
 
-def connect_error(exc: BaseException, where: str, timeout_s: float, answer: bytes,
-                  closed: bool) -> BrokerError:
+def connect_error(
+    exc: BaseException, where: str, timeout_s: float, answer: bytes, closed: bool
+) -> BrokerError:
     """What a failed connect to ``where`` found, from its exception, its first bytes and
     whether the gateway closed it: GatewayUnavailable when waiting can fix it."""
     kind = handshake_answer(answer)
     if kind == NOT_API:
-        return NotAGateway(f"{where} does not speak the TWS API (it answered {answer[:24]!r}): "
-                           f"another program holds the port; fix ibkr.host / ibkr.port ({PORTS})")
+        return NotAGateway(
+            f"{where} does not speak the TWS API (it answered {answer[:24]!r}): "
+            f"another program holds the port; fix ibkr.host / ibkr.port ({PORTS})"
+        )
     if isinstance(exc, ConnectionRefusedError):
         return GatewayUnavailable(
             f"cannot connect to IB Gateway/TWS at {where}: nothing listening there (connection "
             f"refused); start the gateway with the API enabled or fix ibkr.host / ibkr.port "
-            f"({PORTS})")
+            f"({PORTS})"
+        )
     if kind == API:
         return GatewayUnavailable(
             f"IB Gateway/TWS at {where} answered the API handshake but "
-            + ("closed the connection before it was ready" if closed
-               else f"was not ready within {timeout_s:g}s") + " (not logged in yet?)")
+            + (
+                "closed the connection before it was ready"
+                if closed
+                else f"was not ready within {timeout_s:g}s"
+            )
+            + " (not logged in yet?)"
+        )
     if kind == PARTIAL:
-        return GatewayUnavailable(f"the connection to {where} ended in the middle of the API "
-                                  "handshake")
+        return GatewayUnavailable(
+            f"the connection to {where} ended in the middle of the API handshake"
+        )
     if closed:
         return GatewayUnavailable(
             f"{where} closed the connection without answering the API handshake (the gateway "
-            "still starting behind a relay, or this host not one of its trusted API clients)")
+            "still starting behind a relay, or this host not one of its trusted API clients)"
+        )
     if isinstance(exc, TimeoutError):
         return GatewayUnavailable(
             f"IB Gateway/TWS at {where} did not finish the API handshake within {timeout_s:g}s "
-            "(not logged in yet, or 127.0.0.1 not a trusted API client?)")
+            "(not logged in yet, or 127.0.0.1 not a trusted API client?)"
+        )
     if isinstance(exc, asyncio.CancelledError):
         return BrokerError(f"connecting to {where} was cancelled")
     if isinstance(exc, OSError):  # reset, unreachable, a name not resolved (yet)

@@ -52,8 +52,7 @@ class Link:
     def __init__(self, cfg: IBKRSettings, pacer: PacingGovernor) -> None:
         self.cfg = cfg
         self.pacer = pacer
-        self.backoff = Backoff(cfg.reconnect_initial_s, cfg.reconnect_max_s,
-                               cfg.reconnect_jitter)
+        self.backoff = Backoff(cfg.reconnect_initial_s, cfg.reconnect_max_s, cfg.reconnect_jitter)
         self.breaker = CircuitBreaker(cfg.circuit_failures, cfg.circuit_cooldown_s)
         self.ib = ibi.IB()
         # One governor, not two stacked: ib_insync's own throttle would release queued
@@ -130,17 +129,26 @@ class Link:
             try:
                 await self._connect_once(client_id)
                 if self._placed_under not in (None, client_id):
-                    log.error("reconnected as client id %d, not %d: IBKR lets only the "
-                              "placing client id cancel an order, so entries placed before "
-                              "cannot be cancelled from here (their exits still work)",
-                              client_id, self._placed_under,
-                              extra={"event": "client_id_changed", "client_id": client_id})
+                    log.error(
+                        "reconnected as client id %d, not %d: IBKR lets only the "
+                        "placing client id cancel an order, so entries placed before "
+                        "cannot be cancelled from here (their exits still work)",
+                        client_id,
+                        self._placed_under,
+                        extra={"event": "client_id_changed", "client_id": client_id},
+                    )
                 return
             except _ClientIdInUse:
-                log.warning("client id %d is in use at %s (error 326)%s", client_id,
-                            self.where(), "; trying the next" if client_id != ids[-1] else "")
-        raise ClientIdsInUse(f"client ids {ids[0]}..{ids[-1]} are all in use at {self.where()} "
-                          "(error 326): another session holds them")
+                log.warning(
+                    "client id %d is in use at %s (error 326)%s",
+                    client_id,
+                    self.where(),
+                    "; trying the next" if client_id != ids[-1] else "",
+                )
+        raise ClientIdsInUse(
+            f"client ids {ids[0]}..{ids[-1]} are all in use at {self.where()} "
+            "(error 326): another session holds them"
+        )
 
     async def _connect_once(self, client_id: int) -> None:
         self._id_rejected.clear()
@@ -152,8 +160,11 @@ class Link:
         conn.numMsgSent = 0
         await self.pacer.acquire(CONNECT_MESSAGES)
         self.ib.client.setConnectOptions(PACE_API)  # ib_insync and ib_async alike
-        connecting = asyncio.ensure_future(self.ib.connectAsync(
-            self.cfg.host, self.cfg.port, clientId=client_id, timeout=self.cfg.connect_timeout_s))
+        connecting = asyncio.ensure_future(
+            self.ib.connectAsync(
+                self.cfg.host, self.cfg.port, clientId=client_id, timeout=self.cfg.connect_timeout_s
+            )
+        )
         self._connecting = connecting
         rejected = asyncio.ensure_future(self._id_rejected.wait())
         over = asyncio.ensure_future(self._attempt_over.wait())
@@ -163,15 +174,19 @@ class Link:
             for task in (connecting, rejected, over):
                 task.cancel()
             # ib_insync's cleanup may itself raise (disconnect before "ready"): collected here
-            outcome = (await asyncio.gather(connecting, rejected, over,
-                                            return_exceptions=True))[0]
+            outcome = (await asyncio.gather(connecting, rejected, over, return_exceptions=True))[0]
             self._connecting = None
         if self._id_rejected.is_set() or isinstance(outcome, BaseException):
             self.ib.client.disconnect()
             if self._id_rejected.is_set():
                 raise _ClientIdInUse(f"client id {client_id} in use")
-            raise connect_error(outcome, self.where(), self.cfg.connect_timeout_s,
-                                bytes(self._answer), self._attempt_over.is_set()) from None
+            raise connect_error(
+                outcome,
+                self.where(),
+                self.cfg.connect_timeout_s,
+                bytes(self._answer),
+                self._attempt_over.is_set(),
+            ) from None
         self.client_id = client_id
         if self._placed_under is None:
             self._placed_under = client_id
@@ -179,15 +194,20 @@ class Link:
         await self._apply_market_data_type()
         if not self.ib.isConnected():  # dropped while we were finishing: no event will come
             raise GatewayUnavailable(
-                f"the connection to {self.where()} dropped right after connecting")
+                f"the connection to {self.where()} dropped right after connecting"
+            )
         self.breaker.success()
         self.generation += 1  # reqIds start over: what names an older one must not send
-        self.liveness = LinkWatch(self.policy, asyncio.get_running_loop().time(),
-                                conn.numMsgSent)
+        self.liveness = LinkWatch(self.policy, asyncio.get_running_loop().time(), conn.numMsgSent)
         self.spawn(watch_link(self, self.generation))
-        log.info("connected to %s as client id %d; accounts %s; market data %s",
-                 self.where(), client_id, ",".join(self.accounts), self.cfg.market_data_type,
-                 extra={"event": "broker_connected", "client_id": client_id})
+        log.info(
+            "connected to %s as client id %d; accounts %s; market data %s",
+            self.where(),
+            client_id,
+            ",".join(self.accounts),
+            self.cfg.market_data_type,
+            extra={"event": "broker_connected", "client_id": client_id},
+        )
 
     def where(self) -> str:
         return f"{self.cfg.host}:{self.cfg.port}"
@@ -202,9 +222,12 @@ class Link:
         if self.data_type in ("delayed", "delayed_frozen"):
             return
         self.data_type = "delayed_frozen" if self.data_type == "frozen" else "delayed"
-        log.warning("%s: switching to IBKR's delayed market data (ibkr.delayed_fallback); "
-                    "symbols with a live subscription still get live data", why,
-                    extra={"event": "delayed_fallback"})
+        log.warning(
+            "%s: switching to IBKR's delayed market data (ibkr.delayed_fallback); "
+            "symbols with a live subscription still get live data",
+            why,
+            extra={"event": "delayed_fallback"},
+        )
         await self._apply_market_data_type()
 
     # --- reconnect (upkeep.py runs the loop) ----------------------------------------------------
@@ -220,8 +243,12 @@ class Link:
     def reconnected(self, failed_attempts: int) -> None:
         self._state = "connected"
         self.counts["reconnects_total"] += 1
-        log.warning("reconnected to %s after %d failed attempts", self.where(),
-                    failed_attempts, extra={"event": "broker_reconnected"})
+        log.warning(
+            "reconnected to %s after %d failed attempts",
+            self.where(),
+            failed_attempts,
+            extra={"event": "broker_reconnected"},
+        )
 
     def _on_disconnected(self) -> None:
         if self._state != "connected":
@@ -230,8 +257,12 @@ class Link:
         self.liveness = None
         self._heard.set()
         self.counts["disconnects_total"] += 1
-        log.warning("lost the connection to %s (client id %s); reconnecting", self.where(),
-                    self.client_id, extra={"event": "broker_disconnected"})
+        log.warning(
+            "lost the connection to %s (client id %s); reconnecting",
+            self.where(),
+            self.client_id,
+            extra={"event": "broker_disconnected"},
+        )
         self.spawn(reconnect_loop(self))
 
     # --- liveness: a gateway that stops answering is a lost connection (liveness.py) ---------
@@ -270,12 +301,19 @@ class Link:
         self.liveness = None
         self.counts["gateway_silent_total"] += 1
         self.counts["disconnects_total"] += 1
-        log.warning("gateway silent for %.0f s: reconnecting to %s (a probe got no answer "
-                    "within %g s; %d messages unanswered, none sent since)",
-                    watch.silent_s(now), self.where(), self.policy.timeout_s,
-                    watch.unanswered(),
-                    extra={"event": "gateway_silent", "silent_s": round(watch.silent_s(now), 1),
-                           "client_id": self.client_id})
+        log.warning(
+            "gateway silent for %.0f s: reconnecting to %s (a probe got no answer "
+            "within %g s; %d messages unanswered, none sent since)",
+            watch.silent_s(now),
+            self.where(),
+            self.policy.timeout_s,
+            watch.unanswered(),
+            extra={
+                "event": "gateway_silent",
+                "silent_s": round(watch.silent_s(now), 1),
+                "client_id": self.client_id,
+            },
+        )
         self._heard.set()  # writes held for the probe now fail with ConnectionLost
         abort_socket(self.ib.client.conn)
         self.spawn(reconnect_loop(self))
@@ -288,9 +326,13 @@ class Link:
         if watched is not None:
             watched.append(code)
         ours = watched is not None or (code == errors.NO_SUCH_TICKER and req_id in self._cancelled)
-        log.log(errors.log_level(code, ours=ours), "IBKR %s (reqId %s)",
-                errors.describe(code, message), req_id,
-                extra={"event": "ibkr_error", "code": code, "req_id": req_id})
+        log.log(
+            errors.log_level(code, ours=ours),
+            "IBKR %s (reqId %s)",
+            errors.describe(code, message),
+            req_id,
+            extra={"event": "ibkr_error", "code": code, "req_id": req_id},
+        )
         if code == errors.CLIENT_ID_IN_USE:
             self._id_rejected.set()
         elif code == errors.LINK_LOST:
@@ -308,7 +350,7 @@ class Link:
             self.liveness.heard(asyncio.get_running_loop().time())
             self._heard.set()
         if len(self._answer) < ANSWER_BYTES:  # a connect's first bytes: is it the TWS API?
-            self._answer += data[:ANSWER_BYTES - len(self._answer)]
+            self._answer += data[: ANSWER_BYTES - len(self._answer)]
             if handshake_answer(bytes(self._answer)) == NOT_API:
                 self._attempt_over.set()
 
@@ -327,8 +369,9 @@ class Link:
         if self.is_connected():
             return
         if self._state == "connected" and not self.link_up:
-            raise ConnectionLost("IB Gateway lost its link to IBKR (error 1100); waiting "
-                                 "for 1101/1102")
+            raise ConnectionLost(
+                "IB Gateway lost its link to IBKR (error 1100); waiting for 1101/1102"
+            )
         if self._state in ("reconnecting", "connecting"):
             raise ConnectionLost(f"disconnected from {self.where()}; reconnecting")
         raise ConnectionLost(f"not connected to {self.where()}")

@@ -52,10 +52,18 @@ log = logging.getLogger("supervisor.broker.ibkr.broker")
 class MarketData:
     """Quotes from snapshots; see the module docstring."""
 
-    def __init__(self, link: Link, requests: Requests, contracts: Contracts,
-                 pacer: PacingGovernor, cfg: IBKRSettings, *, now: Callable[[], float],
-                 option_needs: Sequence[str] = OPTION_FIELDS,
-                 line_reserve: int = LINE_RESERVE) -> None:
+    def __init__(
+        self,
+        link: Link,
+        requests: Requests,
+        contracts: Contracts,
+        pacer: PacingGovernor,
+        cfg: IBKRSettings,
+        *,
+        now: Callable[[], float],
+        option_needs: Sequence[str] = OPTION_FIELDS,
+        line_reserve: int = LINE_RESERVE,
+    ) -> None:
         self._link = link
         self._requests = requests
         self._contracts = contracts
@@ -68,19 +76,27 @@ class MarketData:
     async def quote(self, symbol: str) -> Quote:
         stock = await self._contracts.stock(symbol)
         t = await self._quote(stock.contract, f"quote {symbol}", STOCK_FIELDS)
-        return Quote(symbol=symbol, bid=float(t.bid), ask=float(t.ask), last=float(t.last),
-                     close=float(t.close), bid_size=float(t.bidSize),
-                     ask_size=float(t.askSize), volume=float(t.volume), ts=self._stamp(t))
+        return Quote(
+            symbol=symbol,
+            bid=float(t.bid),
+            ask=float(t.ask),
+            last=float(t.last),
+            close=float(t.close),
+            bid_size=float(t.bidSize),
+            ask_size=float(t.askSize),
+            volume=float(t.volume),
+            ts=self._stamp(t),
+        )
 
-    async def option_quotes(self, contracts: Sequence[OptionContract]
-                            ) -> tuple[OptionQuote, ...]:
+    async def option_quotes(self, contracts: Sequence[OptionContract]) -> tuple[OptionQuote, ...]:
         """Snapshots with model greeks. A contract IBKR does not list, or whose snapshot
         fails, comes back as an all-NaN OptionQuote; only when none succeeds does the call
         fail (SymbolDataError naming the first reason)."""
         if not contracts:
             return ()
-        outcomes = await asyncio.gather(*(self._option_quote(oc) for oc in contracts),
-                                        return_exceptions=True)
+        outcomes = await asyncio.gather(
+            *(self._option_quote(oc) for oc in contracts), return_exceptions=True
+        )
         quotes: list[OptionQuote] = []
         reasons: list[str] = []
         for oc, outcome in zip(contracts, outcomes, strict=True):
@@ -103,13 +119,28 @@ class MarketData:
         if g is not None:
             # ib_insync keeps vega/theta -2 ("not computed") where it makes the rest None
             computed = g.delta is not None or g.gamma is not None
-            iv, delta, gamma, und = (or_nan(g.impliedVol), or_nan(g.delta), or_nan(g.gamma),
-                                     or_nan(g.undPrice))
+            iv, delta, gamma, und = (
+                or_nan(g.impliedVol),
+                or_nan(g.delta),
+                or_nan(g.gamma),
+                or_nan(g.undPrice),
+            )
             vega = or_nan(g.vega) if computed else NAN
             theta = or_nan(g.theta) if computed else NAN
-        return OptionQuote(contract=oc, bid=float(t.bid), ask=float(t.ask), last=float(t.last),
-                           volume=float(t.volume), iv=iv, delta=delta, gamma=gamma, vega=vega,
-                           theta=theta, und_price=und, ts=self._stamp(t))
+        return OptionQuote(
+            contract=oc,
+            bid=float(t.bid),
+            ask=float(t.ask),
+            last=float(t.last),
+            volume=float(t.volume),
+            iv=iv,
+            delta=delta,
+            gamma=gamma,
+            vega=vega,
+            theta=theta,
+            und_price=und,
+            ts=self._stamp(t),
+        )
 
     # --- snapshots ---------------------------------------------------------------------------
 
@@ -119,8 +150,11 @@ class MarketData:
         try:
             return await self._snapshot(contract, what, needs)
         except IBKRRequestError as exc:
-            if (exc.code not in errors.NO_SUBSCRIPTION or not self._cfg.delayed_fallback
-                    or asked in ("delayed", "delayed_frozen")):  # delayed already: no cure
+            if (
+                exc.code not in errors.NO_SUBSCRIPTION
+                or not self._cfg.delayed_fallback
+                or asked in ("delayed", "delayed_frozen")
+            ):  # delayed already: no cure
                 raise
             await self._link.fall_back_to_delayed(str(exc))
             return await self._snapshot(contract, what, needs)
@@ -158,21 +192,22 @@ class MarketData:
                 else:
                     line_passed = True
                     to_end = snapshot and not missing(ticker, needs)
-                    link.spawn(self._let_go(req_id, contract, future, to_end,
-                                            link.generation))
+                    link.spawn(self._let_go(req_id, contract, future, to_end, link.generation))
             if not line_passed:
                 self._pacer.release_line()
 
-    async def _let_go(self, req_id: int, contract: Any, future: asyncio.Future[Any],
-                      to_end: bool, generation: int) -> None:
+    async def _let_go(
+        self, req_id: int, contract: Any, future: asyncio.Future[Any], to_end: bool, generation: int
+    ) -> None:
         """Give a request's line back: while lines are plentiful a complete snapshot is left
         to end by itself (IBKR ends it within ~11 s; no message spent), else it is
         cancelled now (one message, the line back at once); a stream is always cancelled."""
         try:
             if to_end and self._pacer.lines_free() >= self._line_reserve():
                 try:
-                    await asyncio.wait_for(asyncio.shield(future),
-                                           self._cfg.snapshot_timeout_s + END_GRACE_S)
+                    await asyncio.wait_for(
+                        asyncio.shield(future), self._cfg.snapshot_timeout_s + END_GRACE_S
+                    )
                     self._link.counts["snapshots_left_to_end_total"] += 1
                     return
                 except TimeoutError:
@@ -189,8 +224,9 @@ class MarketData:
         """Free lines kept for new requests: snapshots waiting for their end use no more."""
         return self._reserve
 
-    async def _until_complete(self, future: asyncio.Future[Any], ticker: Any,
-                              needs: Sequence[str]) -> bool:
+    async def _until_complete(
+        self, future: asyncio.Future[Any], ticker: Any, needs: Sequence[str]
+    ) -> bool:
         """Wait for the needed fields, the snapshot's end or the timeout, whichever is
         first; True when the gateway ended the snapshot (an error raises from here)."""
         loop = asyncio.get_running_loop()
@@ -228,11 +264,17 @@ class MarketData:
         counts["snapshot_timeouts_total"] += 1
         if any(_present(getattr(ticker, f, None)) for f in ("bid", "ask", "last", "close")):
             counts["snapshots_partial_total"] += 1
-            log.debug("%s: no %s within %gs; using what came", what, ", ".join(lacking),
-                      self._cfg.snapshot_timeout_s)
+            log.debug(
+                "%s: no %s within %gs; using what came",
+                what,
+                ", ".join(lacking),
+                self._cfg.snapshot_timeout_s,
+            )
             return ticker
-        raise SymbolDataError(f"{what}: no data within {self._cfg.snapshot_timeout_s:g}s "
-                              f"(missing {', '.join(lacking)}); cancelled")
+        raise SymbolDataError(
+            f"{what}: no data within {self._cfg.snapshot_timeout_s:g}s "
+            f"(missing {', '.join(lacking)}); cancelled"
+        )
 
     def _stamp(self, ticker: Any) -> float:
         """When the quote was true: a delayed quote is ``DELAYED_AGE_S`` old on arrival."""
@@ -243,9 +285,11 @@ class MarketData:
         codes = self._link.codes(req_id)
         wanted = MARKET_DATA_TYPES[self._link.data_type]
         if errors.DELAYED_DATA_SHOWN in codes and wanted in (1, 2):
-            raise IBKRRequestError(f"{what}: error 10167: only delayed data, but "
-                                   f"market_data_type is {self._link.data_type}",
-                                   errors.DELAYED_DATA_SHOWN)
+            raise IBKRRequestError(
+                f"{what}: error 10167: only delayed data, but "
+                f"market_data_type is {self._link.data_type}",
+                errors.DELAYED_DATA_SHOWN,
+            )
 
     def _drop_ticker(self, req_id: int, contract: Any) -> None:
         wrapper = self._link.ib.wrapper

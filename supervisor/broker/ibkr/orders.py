@@ -42,8 +42,15 @@ ACCEPTED = frozenset({"PreSubmitted", "Submitted", "Filled"})
 class Orders:
     """Orders and account state over one link; see the module docstring."""
 
-    def __init__(self, link: Link, requests: Requests, contracts: Contracts,
-                 cfg: IBKRSettings, *, now: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        link: Link,
+        requests: Requests,
+        contracts: Contracts,
+        cfg: IBKRSettings,
+        *,
+        now: Callable[[], float],
+    ) -> None:
         self._link = link
         self._requests = requests
         self._contracts = contracts
@@ -62,16 +69,25 @@ class Orders:
         account = self._order_account("", strict=False) or self._cfg.account
         values = {(v.tag, v.account): v for v in self._link.ib.accountValues()}
         # the configured account only: another one's equity would size and guard this one
-        wanted = ([self._cfg.account] if self._cfg.account
-                  else [a for a in (account, *self._link.accounts) if a])
+        wanted = (
+            [self._cfg.account]
+            if self._cfg.account
+            else [a for a in (account, *self._link.accounts) if a]
+        )
         for acct in wanted:
             net = values.get(("NetLiquidation", acct))
             funds = values.get(("AvailableFunds", acct))
             if net is not None:
                 daily, realized, unrealized = await self._pnl(acct)
-                return AccountSnapshot(acct, num(net.value),
-                                       num(funds.value) if funds else NAN,
-                                       net.currency or "USD", daily, realized, unrealized)
+                return AccountSnapshot(
+                    acct,
+                    num(net.value),
+                    num(funds.value) if funds else NAN,
+                    net.currency or "USD",
+                    daily,
+                    realized,
+                    unrealized,
+                )
         raise SymbolDataError(f"no account values received for {wanted or 'any account'}")
 
     async def _pnl(self, account: str) -> tuple[float, float, float]:
@@ -88,8 +104,7 @@ class Orders:
         accounts = self._link.accounts
         if account:
             if accounts and account not in accounts:
-                raise BrokerError(f"account {account} is not one of this login's "
-                                  f"{accounts}")
+                raise BrokerError(f"account {account} is not one of this login's {accounts}")
             return account
         if self._cfg.account and self._cfg.account in accounts:
             return self._cfg.account
@@ -101,29 +116,42 @@ class Orders:
 
     # --- orders ------------------------------------------------------------------------------
 
-    async def what_if(self, contract: OptionContract, action: str, quantity: int,
-                      limit: float) -> WhatIf:
+    async def what_if(
+        self, contract: OptionContract, action: str, quantity: int, limit: float
+    ) -> WhatIf:
         """IBKR's margin check for a limit order: margin changes and commission."""
         qualified = await self._contracts.tradable(contract)
-        order = ibi.LimitOrder(action, quantity, limit, whatIf=True, tif="DAY",
-                               account=self._order_account("", strict=False))
+        order = ibi.LimitOrder(
+            action,
+            quantity,
+            limit,
+            whatIf=True,
+            tif="DAY",
+            account=self._order_account("", strict=False),
+        )
 
         def send(req_id: int) -> None:
             order.orderId = req_id
             self._link.ib.client.placeOrder(req_id, qualified, order)
 
-        state = await self._requests.request(f"what-if {action} {quantity} {contract.key}",
-                                             send, self._cfg.request_timeout_s,
-                                             contract=qualified)
-        return WhatIf(init_margin_change=num(state.initMarginChange),
-                      maint_margin_change=num(state.maintMarginChange),
-                      commission=num(state.commission),
-                      equity_with_loan_change=num(state.equityWithLoanChange),
-                      init_margin_after=num(state.initMarginAfter),
-                      maint_margin_after=num(state.maintMarginAfter))
+        state = await self._requests.request(
+            f"what-if {action} {quantity} {contract.key}",
+            send,
+            self._cfg.request_timeout_s,
+            contract=qualified,
+        )
+        return WhatIf(
+            init_margin_change=num(state.initMarginChange),
+            maint_margin_change=num(state.maintMarginChange),
+            commission=num(state.commission),
+            equity_with_loan_change=num(state.equityWithLoanChange),
+            init_margin_after=num(state.initMarginAfter),
+            maint_margin_after=num(state.maintMarginAfter),
+        )
 
-    async def place_bracket(self, intent: OrderIntent, quantity: int, account: str
-                            ) -> PlacedBracket:
+    async def place_bracket(
+        self, intent: OrderIntent, quantity: int, account: str
+    ) -> PlacedBracket:
         """Parent BUY limit (DAY, not transmitted), take-profit SELL limit and stop SELL (both
         GTC: a multi-day hold keeps its exits), one OCA group of type 2, orderRef = intent id;
         the stop's transmit sends all three. Returns the ids.
@@ -140,22 +168,40 @@ class Orders:
             raise EntriesStopped(f"bracket {intent.intent_id} not sent: a stop was asked for")
         parent_id, tp_id, sl_id = (self._link.new_req_id() for _ in range(3))
         common = {"orderRef": intent.intent_id, "account": acct}
-        oca = {"ocaGroup": f"oca-{intent.intent_id}", "ocaType": OCA_REDUCE_WITH_BLOCK,
-               "parentId": parent_id, "tif": "GTC"}
+        oca = {
+            "ocaGroup": f"oca-{intent.intent_id}",
+            "ocaType": OCA_REDUCE_WITH_BLOCK,
+            "parentId": parent_id,
+            "tif": "GTC",
+        }
         orders = [
-            ibi.LimitOrder("BUY", quantity, intent.entry_limit, orderId=parent_id,
-                           transmit=False, tif="DAY", **common),
-            ibi.LimitOrder("SELL", quantity, intent.take_profit, orderId=tp_id,
-                           transmit=False, **common, **oca),
-            ibi.StopOrder("SELL", quantity, intent.stop_loss, orderId=sl_id, transmit=True,
-                          **common, **oca),
+            ibi.LimitOrder(
+                "BUY",
+                quantity,
+                intent.entry_limit,
+                orderId=parent_id,
+                transmit=False,
+                tif="DAY",
+                **common,
+            ),
+            ibi.LimitOrder(
+                "SELL", quantity, intent.take_profit, orderId=tp_id, transmit=False, **common, **oca
+            ),
+            ibi.StopOrder(
+                "SELL", quantity, intent.stop_loss, orderId=sl_id, transmit=True, **common, **oca
+            ),
         ]
         trades = [self._link.ib.placeOrder(contract, order) for order in orders]
         await self._fate(intent.intent_id, trades)
-        placed = PlacedBracket((parent_id, tp_id, sl_id),
-                               tuple(int(t.order.permId) for t in trades))  # type: ignore[arg-type]
-        log.info("bracket %s accepted: %s (permIds %s)", intent.intent_id,
-                 list(placed.order_ids), list(placed.perm_ids))
+        placed = PlacedBracket(
+            (parent_id, tp_id, sl_id), tuple(int(t.order.permId) for t in trades)
+        )  # type: ignore[arg-type]
+        log.info(
+            "bracket %s accepted: %s (permIds %s)",
+            intent.intent_id,
+            list(placed.order_ids),
+            list(placed.perm_ids),
+        )
         return placed
 
     async def _fate(self, ref: str, trades: list[Any]) -> None:
@@ -168,8 +214,11 @@ class Orders:
         IBKR may still work it); the live book keeps looking for the orderRef after that."""
         deadline = asyncio.get_running_loop().time() + self._cfg.request_timeout_s
         while True:
-            refused = [t for t in trades if t.orderStatus.status in ("Cancelled", "Inactive")
-                       and not _worked(t)]
+            refused = [
+                t
+                for t in trades
+                if t.orderStatus.status in ("Cancelled", "Inactive") and not _worked(t)
+            ]
             if refused:
                 errors = [e for t in refused for e in t.log if e.errorCode]
                 code = errors[0].errorCode if errors else 0
@@ -177,19 +226,31 @@ class Orders:
                 for trade in trades:
                     if trade.orderStatus.status != "Filled":
                         self._link.ib.client.cancelOrder(trade.order.orderId, "")
-                raise OrderRejected(f"bracket {ref} refused: {text}", code,
-                                    [t.order.orderId for t in trades],
-                                    filled=any(t.orderStatus.filled for t in trades))
+                raise OrderRejected(
+                    f"bracket {ref} refused: {text}",
+                    code,
+                    [t.order.orderId for t in trades],
+                    filled=any(t.orderStatus.filled for t in trades),
+                )
             if all(_worked(t) and t.order.permId for t in trades):
                 return
             if asyncio.get_running_loop().time() > deadline:
-                raise BrokerError(f"bracket {ref}: no answer from the gateway within "
-                                  f"{self._cfg.request_timeout_s:g}s; its fate is unknown "
-                                  "(it is followed by orderRef)")
+                raise BrokerError(
+                    f"bracket {ref}: no answer from the gateway within "
+                    f"{self._cfg.request_timeout_s:g}s; its fate is unknown "
+                    "(it is followed by orderRef)"
+                )
             await asyncio.sleep(0.02)
 
-    async def place_order(self, contract: OptionContract, action: str, quantity: int,
-                          limit: float, account: str, order_ref: str) -> int:
+    async def place_order(
+        self,
+        contract: OptionContract,
+        action: str,
+        quantity: int,
+        limit: float,
+        account: str,
+        order_ref: str,
+    ) -> int:
         """One DAY limit order (an exit before expiry); returns its id."""
         if quantity < 1:
             raise BrokerError(f"order {order_ref}: quantity {quantity} < 1")
@@ -197,24 +258,41 @@ class Orders:
         qualified = await self._contracts.tradable(contract)
         await self._link.pace(1)
         order_id = self._link.new_req_id()
-        self._link.ib.placeOrder(qualified, ibi.LimitOrder(
-            action, quantity, limit, orderId=order_id, tif="DAY", orderRef=order_ref,
-            account=acct))
-        log.info("order %s placed: %s %d x %s @ %.2f", order_ref, action, quantity,
-                 contract.key, limit)
+        self._link.ib.placeOrder(
+            qualified,
+            ibi.LimitOrder(
+                action,
+                quantity,
+                limit,
+                orderId=order_id,
+                tif="DAY",
+                orderRef=order_ref,
+                account=acct,
+            ),
+        )
+        log.info(
+            "order %s placed: %s %d x %s @ %.2f", order_ref, action, quantity, contract.key, limit
+        )
         return order_id
 
     async def cancel_order(self, order_id: int) -> None:
-        trades = [t for t in self._link.ib.openTrades() if t.order.orderId == order_id
-                  and t.order.clientId in (0, self._link.client_id)]
+        trades = [
+            t
+            for t in self._link.ib.openTrades()
+            if t.order.orderId == order_id and t.order.clientId in (0, self._link.client_id)
+        ]
         order = trades[0].order if trades else ibi.Order(orderId=order_id)
-        foreign = [t for t in self._link.ib.openTrades() if t.order.orderId == order_id
-                   and t.order.clientId not in (0, self._link.client_id)]
+        foreign = [
+            t
+            for t in self._link.ib.openTrades()
+            if t.order.orderId == order_id and t.order.clientId not in (0, self._link.client_id)
+        ]
         if foreign and not trades:
             raise BrokerError(
                 f"order {order_id} was placed by client id {foreign[0].order.clientId}, this "
                 f"connection is client id {self._link.client_id}: IBKR lets only the placing "
-                "client id cancel it; reconnect with that ibkr.client_id or cancel it in TWS")
+                "client id cancel it; reconnect with that ibkr.client_id or cancel it in TWS"
+            )
         await self._link.pace(1)
         self._link.ib.cancelOrder(order)
 
@@ -230,41 +308,63 @@ class Orders:
     # --- what the account holds --------------------------------------------------------------
 
     def open_orders(self) -> list[OpenOrder]:
-        return [OpenOrder(order_id=t.order.orderId, order_ref=t.order.orderRef,
-                          status=t.orderStatus.status, action=t.order.action,
-                          quantity=float(t.order.totalQuantity), order_type=t.order.orderType,
-                          symbol=t.contract.symbol, sec_type=t.contract.secType,
-                          expiry=t.contract.lastTradeDateOrContractMonth,
-                          strike=float(t.contract.strike), right=t.contract.right,
-                          limit=num(t.order.lmtPrice), aux=num(t.order.auxPrice),
-                          perm_id=t.order.permId, parent_id=t.order.parentId,
-                          oca_group=t.order.ocaGroup, account=t.order.account,
-                          filled=float(t.orderStatus.filled), client_id=t.order.clientId,
-                          multiplier=int(t.contract.multiplier or 1) if t.contract.secType
-                          != "STK" else 1)
-                for t in self._open_trades()]
+        return [
+            OpenOrder(
+                order_id=t.order.orderId,
+                order_ref=t.order.orderRef,
+                status=t.orderStatus.status,
+                action=t.order.action,
+                quantity=float(t.order.totalQuantity),
+                order_type=t.order.orderType,
+                symbol=t.contract.symbol,
+                sec_type=t.contract.secType,
+                expiry=t.contract.lastTradeDateOrContractMonth,
+                strike=float(t.contract.strike),
+                right=t.contract.right,
+                limit=num(t.order.lmtPrice),
+                aux=num(t.order.auxPrice),
+                perm_id=t.order.permId,
+                parent_id=t.order.parentId,
+                oca_group=t.order.ocaGroup,
+                account=t.order.account,
+                filled=float(t.orderStatus.filled),
+                client_id=t.order.clientId,
+                multiplier=int(t.contract.multiplier or 1) if t.contract.secType != "STK" else 1,
+            )
+            for t in self._open_trades()
+        ]
 
     def _open_trades(self) -> list[Any]:
         """ib_insync's open trades, less other client ids' that IBKR no longer lists."""
         own = (0, self._link.client_id)
-        return [t for t in self._link.ib.openTrades()
-                if t.order.clientId in own or self._listed is None
-                or t.order.permId in self._listed]
+        return [
+            t
+            for t in self._link.ib.openTrades()
+            if t.order.clientId in own or self._listed is None or t.order.permId in self._listed
+        ]
 
     def fills(self) -> list[Fill]:
         """This session's executions (IBKR replays the day's on reconnect), each at its own
         time as IBKR stamped it: ib_insync's ``Fill.time`` of a live execution is when the
         library received it, on this machine's wall clock (only a reqExecutions reply carries
         the execution's time there), and a trade's day is the session's, not the machine's."""
-        return [Fill(exec_id=f.execution.execId, order_id=f.execution.orderId,
-                     order_ref=f.execution.orderRef, side=f.execution.side,
-                     shares=float(f.execution.shares), price=float(f.execution.price),
-                     ts=self._executed_at(f.execution),
-                     # ib_insync keeps an empty report until IBKR's arrives (after the fill)
-                     commission=(num(f.commissionReport.commission)
-                                 if f.commissionReport.execId else None),
-                     perm_id=f.execution.permId)
-                for f in self._link.ib.fills()]
+        return [
+            Fill(
+                exec_id=f.execution.execId,
+                order_id=f.execution.orderId,
+                order_ref=f.execution.orderRef,
+                side=f.execution.side,
+                shares=float(f.execution.shares),
+                price=float(f.execution.price),
+                ts=self._executed_at(f.execution),
+                # ib_insync keeps an empty report until IBKR's arrives (after the fill)
+                commission=(
+                    num(f.commissionReport.commission) if f.commissionReport.execId else None
+                ),
+                perm_id=f.execution.permId,
+            )
+            for f in self._link.ib.fills()
+        ]
 
     def _executed_at(self, execution: Any) -> float:
         """The execution's time (the decoder parses IBKR's "20261204 15:40:12 US/Eastern",
@@ -278,13 +378,21 @@ class Orders:
         """The account's positions; the price each is marked at, from the portfolio updates
         (NaN until IBKR has sent one)."""
         marks = {(i.account, i.contract.conId): i.marketPrice for i in self._link.ib.portfolio()}
-        return [BrokerPosition(account=p.account, symbol=p.contract.symbol,
-                               sec_type=p.contract.secType, quantity=float(p.position),
-                               avg_cost=float(p.avgCost), con_id=p.contract.conId,
-                               expiry=p.contract.lastTradeDateOrContractMonth,
-                               strike=float(p.contract.strike), right=p.contract.right,
-                               market_price=num(marks.get((p.account, p.contract.conId))))
-                for p in self._link.ib.positions()]
+        return [
+            BrokerPosition(
+                account=p.account,
+                symbol=p.contract.symbol,
+                sec_type=p.contract.secType,
+                quantity=float(p.position),
+                avg_cost=float(p.avgCost),
+                con_id=p.contract.conId,
+                expiry=p.contract.lastTradeDateOrContractMonth,
+                strike=float(p.contract.strike),
+                right=p.contract.right,
+                market_price=num(marks.get((p.account, p.contract.conId))),
+            )
+            for p in self._link.ib.positions()
+        ]
 
 
 def _worked(trade: Any) -> bool:

@@ -80,8 +80,14 @@ __all__ = ["Backoff", "CircuitBreaker", "PacingGovernor"]
 class PacingGovernor:
     """A sliding one-second message window with even spacing, plus a market-data line cap."""
 
-    def __init__(self, max_messages_per_s: float, max_lines: int, *,
-                 clock: Clock = time.monotonic, sleep: Sleep = asyncio.sleep) -> None:
+    def __init__(
+        self,
+        max_messages_per_s: float,
+        max_lines: int,
+        *,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
         if max_messages_per_s <= 0:
             raise ValueError(f"max_messages_per_s must be > 0, got {max_messages_per_s}")
         if max_lines < 1:
@@ -149,10 +155,12 @@ class PacingGovernor:
     def _wait_s(self, now: float, n: int) -> float:
         while self._sent and now - self._sent[0] >= WINDOW_S:
             self._sent.popleft()
-        return max(self._next_at - now,  # the slot
-                   self._window_wait(now, n, WINDOW_S, self.limit),
-                   self._window_wait(now, n, BURST_WINDOW_S, self.burst_limit),
-                   self._window_wait(now, n, SHORT_WINDOW_S, SHORT_LIMIT))
+        return max(
+            self._next_at - now,  # the slot
+            self._window_wait(now, n, WINDOW_S, self.limit),
+            self._window_wait(now, n, BURST_WINDOW_S, self.burst_limit),
+            self._window_wait(now, n, SHORT_WINDOW_S, SHORT_LIMIT),
+        )
 
     def _window_wait(self, now: float, n: int, span_s: float, cap: int) -> float:
         """How long until ``n`` more fit ``cap`` messages in any ``span_s`` (a batch bigger
@@ -191,4 +199,3 @@ class PacingGovernor:
             yield
         finally:
             self.release_line()
-

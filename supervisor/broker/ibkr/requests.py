@@ -44,7 +44,8 @@ class Requests:
     def __init__(self, link: Link) -> None:
         self._link = link
         self._locks: weakref.WeakValueDictionary[Hashable, asyncio.Lock] = (
-            weakref.WeakValueDictionary())
+            weakref.WeakValueDictionary()
+        )
 
     def lock_for(self, key: Hashable) -> asyncio.Lock:
         lock = self._locks.get(key)
@@ -59,9 +60,15 @@ class Requests:
         wrapper._reqId2Contract.pop(req_id, None)
         self._link.unwatch(req_id)
 
-    async def request(self, what: str, send: Callable[[int], None], timeout_s: float, *,
-                      contract: Any = None,
-                      on_timeout: Callable[[int], object] | None = None) -> Any:
+    async def request(
+        self,
+        what: str,
+        send: Callable[[int], None],
+        timeout_s: float,
+        *,
+        contract: Any = None,
+        on_timeout: Callable[[int], object] | None = None,
+    ) -> Any:
         """Send one request through the wrapper's future for its reqId; bounded, cleaned up."""
         link = self._link
         await link.pace(1)
@@ -96,8 +103,10 @@ class Requests:
 
     def stats(self) -> dict[str, float]:
         wrapper = self._link.ib.wrapper
-        return {"pending_requests": float(len(wrapper._futures)),
-                "wrapper_results": float(len(getattr(wrapper, "_results", {})))}
+        return {
+            "pending_requests": float(len(wrapper._futures)),
+            "wrapper_results": float(len(getattr(wrapper, "_results", {}))),
+        }
 
 
 async def listed(what: str, listing: Awaitable[T], timeout_s: float) -> T:

@@ -20,8 +20,16 @@ from supervisor.broker.ibkr.link import Link
 log = logging.getLogger("supervisor.broker.ibkr.broker")
 
 
-async def place_stock_order(link: Link, contracts: Contracts, symbol: str, action: str,
-                            quantity: int, limit: float, account: str, order_ref: str) -> int:
+async def place_stock_order(
+    link: Link,
+    contracts: Contracts,
+    symbol: str,
+    action: str,
+    quantity: int,
+    limit: float,
+    account: str,
+    order_ref: str,
+) -> int:
     """The order's id once it is handed to the gateway (its fate is followed by orderRef)."""
     if action not in ("BUY", "SELL") or quantity < 1:
         raise BrokerError(f"order {order_ref}: {action} x {quantity} is no stock order")
@@ -30,8 +38,18 @@ async def place_stock_order(link: Link, contracts: Contracts, symbol: str, actio
     contract = (await contracts.stock(symbol)).contract
     await link.pace(1)
     order_id = link.new_req_id()
-    link.ib.placeOrder(contract, ibi.LimitOrder(
-        action, quantity, limit, orderId=order_id, tif="DAY", outsideRth=False,
-        orderRef=order_ref, account=account))
+    link.ib.placeOrder(
+        contract,
+        ibi.LimitOrder(
+            action,
+            quantity,
+            limit,
+            orderId=order_id,
+            tif="DAY",
+            outsideRth=False,
+            orderRef=order_ref,
+            account=account,
+        ),
+    )
     log.info("order %s placed: %s %d %s @ %.2f", order_ref, action, quantity, symbol, limit)
     return order_id

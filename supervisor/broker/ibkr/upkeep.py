@@ -33,8 +33,12 @@ class ClientIdsInUse(BrokerError):
     """Every client id tried is in use (326): the gateway answered; it still holds them."""
 
 
-async def reconnect_loop(link: Link, *, clock: Callable[[], float] = time.monotonic,
-                         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+async def reconnect_loop(
+    link: Link,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> None:
     """Connect again until it works or the link is closed. The backoff spaces attempt
     *starts*: an attempt that itself waited ``connect_timeout_s`` on a gateway that accepts
     the socket but does not answer (hung, stopped) has waited, so the next one follows at
@@ -49,9 +53,13 @@ async def reconnect_loop(link: Link, *, clock: Callable[[], float] = time.monoto
     while link.reconnecting:
         if not breaker.allow():
             if not announced:
-                log.error("%s unreachable after %d failed connects: probing every %.0f s",
-                          link.where(), breaker.failures, link.cfg.circuit_cooldown_s,
-                          extra={"event": "broker_circuit_open"})
+                log.error(
+                    "%s unreachable after %d failed connects: probing every %.0f s",
+                    link.where(),
+                    breaker.failures,
+                    link.cfg.circuit_cooldown_s,
+                    extra={"event": "broker_circuit_open"},
+                )
                 announced = True
             await sleep(breaker.remaining_s())
             continue
@@ -73,9 +81,13 @@ async def reconnect_loop(link: Link, *, clock: Callable[[], float] = time.monoto
                 attempt += 1
                 breaker.failure(started_at=started)
             link.counts["connect_failures_total"] += 1
-            log.log(logging.DEBUG if announced else logging.WARNING,
-                    "reconnect attempt %d failed: %s", failed, exc,
-                    exc_info=not isinstance(exc, BrokerError))
+            log.log(
+                logging.DEBUG if announced else logging.WARNING,
+                "reconnect attempt %d failed: %s",
+                failed,
+                exc,
+                exc_info=not isinstance(exc, BrokerError),
+            )
             continue
         if not link.reconnecting:  # disconnect() was called meanwhile
             link.ib.disconnect()

@@ -48,8 +48,11 @@ def req_account_updates_multi(s: Session, r: FieldReader) -> None:
 
     async def answer() -> None:
         await s.delay("account")
-        rows = [("AccountCode", account, ""), ("AccountType", "INDIVIDUAL", ""),
-                ("Currency", currency, currency)]
+        rows = [
+            ("AccountCode", account, ""),
+            ("AccountType", "INDIVIDUAL", ""),
+            ("Currency", currency, currency),
+        ]
         rows += [(k, value_text(k, v), currency) for k, v in _values(s).items()]
         for key, value, ccy in rows:
             s.send([73, 1, req_id, account, model_code, key, value, ccy])

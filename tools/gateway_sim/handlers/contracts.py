@@ -49,8 +49,11 @@ def req_sec_def_opt_params(s: Session, r: FieldReader) -> None:
         await s.data_ready("sec_def")
         book = s.server.market.book
         stock = book.stocks.get(symbol)
-        if stock is None or (con_id and con_id != stock.con_id) or s.fault_state(
-                "no_security_definition", stock):
+        if (
+            stock is None
+            or (con_id and con_id != stock.con_id)
+            or s.fault_state("no_security_definition", stock)
+        ):
             s.error(req_id, 200, f"{out.ERROR_TEXT[200]} (options of {symbol})")
             return
         chain = book.chains.get(symbol)
@@ -59,8 +62,17 @@ def req_sec_def_opt_params(s: Session, r: FieldReader) -> None:
             expiries = [d.strftime("%Y%m%d") for d in days]
             strikes = sorted({k for i in range(len(days)) for k in chain.strikes_for(i)})
             for exchange in chain.cfg.exchanges:
-                s.send(out.sec_def_param(req_id, exchange, stock.con_id, symbol,
-                                         chain.cfg.multiplier, expiries, strikes))
+                s.send(
+                    out.sec_def_param(
+                        req_id,
+                        exchange,
+                        stock.con_id,
+                        symbol,
+                        chain.cfg.multiplier,
+                        expiries,
+                        strikes,
+                    )
+                )
         s.send([76, req_id])
 
     s.spawn(answer())

@@ -56,8 +56,7 @@ def parse_end(text: str, now: float, default_zone: ZoneInfo) -> float:
             return stamp.replace(tzinfo=UTC).timestamp()
         day, clock, *zone = raw.split()
         stamp = datetime.strptime(f"{day} {clock}", "%Y%m%d %H:%M:%S")
-        tz = ZoneInfo(zone[0]) if zone and zone[0] != "UTC" else (
-            UTC if zone else default_zone)
+        tz = ZoneInfo(zone[0]) if zone and zone[0] != "UTC" else (UTC if zone else default_zone)
         return stamp.replace(tzinfo=tz).timestamp()
     except (ValueError, ZoneInfoNotFoundError) as exc:
         raise BadRequest(f"Invalid end date/time: {text!r}") from exc
@@ -73,19 +72,30 @@ def req_historical_data(s: Session, r: FieldReader) -> None:
         r.skip(4 * r.integer())
     s.server.counters.bump("historical_requests")
     identity = (contract, end_text, bar_text, duration_text, use_rth, what)
-    reason = s.server.hist_pacing.check(identity, (contract.con_id, contract.symbol,
-                                                   contract.sec_type, what))
+    reason = s.server.hist_pacing.check(
+        identity, (contract.con_id, contract.symbol, contract.sec_type, what)
+    )
     if reason:
         s.error(req_id, 162, f"{out.ERROR_TEXT[162]} ({reason})")
         return
-    task = s.spawn(_answer(s, req_id, contract, (end_text, bar_text, duration_text),
-                           use_rth, what, format_date))
+    task = s.spawn(
+        _answer(
+            s, req_id, contract, (end_text, bar_text, duration_text), use_rth, what, format_date
+        )
+    )
     s.pending_history[req_id] = task
     task.add_done_callback(lambda _t: s.pending_history.pop(req_id, None))
 
 
-async def _answer(s: Session, req_id: int, contract: ContractFields, texts: tuple[str, str, str],
-                  use_rth: bool, what: str, format_date: int) -> None:
+async def _answer(
+    s: Session,
+    req_id: int,
+    contract: ContractFields,
+    texts: tuple[str, str, str],
+    use_rth: bool,
+    what: str,
+    format_date: int,
+) -> None:
     await s.data_ready("historical")
     market = s.server.market
     found = market.book.resolve(contract, market.now())
@@ -110,8 +120,15 @@ async def _answer(s: Session, req_id: int, contract: ContractFields, texts: tupl
     _send_bars(s, req_id, inst, bars, bar_s, format_date, (min(end, now) - duration_s, end))
 
 
-def _send_bars(s: Session, req_id: int, inst: Instrument, bars: list[Bar], bar_s: int,
-               format_date: int, window: tuple[float, float]) -> None:
+def _send_bars(
+    s: Session,
+    req_id: int,
+    inst: Instrument,
+    bars: list[Bar],
+    bar_s: int,
+    format_date: int,
+    window: tuple[float, float],
+) -> None:
     clock = s.server.clock
     zone = s.server.scenario.session.timezone
 

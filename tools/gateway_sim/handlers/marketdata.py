@@ -95,13 +95,19 @@ async def _stream(s: Session, sub: Subscription, delayed: bool) -> None:
     while True:
         await asyncio.sleep(interval)
         await s.link.wait()
-        _send_quote(s, sub.req_id, sub.inst, s.server.market.quote(sub.inst, s.server.market.now()),
-                    delayed)
+        _send_quote(
+            s, sub.req_id, sub.inst, s.server.market.quote(sub.inst, s.server.market.now()), delayed
+        )
 
 
 def _send_quote(s: Session, req_id: int, inst: Instrument, q: Quote, delayed: bool) -> None:
-    prices = ((out.BID, q.bid, q.bid_size), (out.ASK, q.ask, q.ask_size),
-              (out.LAST, q.last, q.last_size), (out.CLOSE, q.close, 0.0), (out.OPEN, q.open, 0.0))
+    prices = (
+        (out.BID, q.bid, q.bid_size),
+        (out.ASK, q.ask, q.ask_size),
+        (out.LAST, q.last, q.last_size),
+        (out.CLOSE, q.close, 0.0),
+        (out.OPEN, q.open, 0.0),
+    )
     for tick, price, size in prices:
         if price is not None:
             s.send(out.tick_price(req_id, tick, price, size, delayed))

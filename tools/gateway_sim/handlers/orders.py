@@ -26,11 +26,19 @@ def place_order(s: Session, r: FieldReader) -> None:
     s.in_order(lambda: _place(s, order_id, contract, inst, fields), latency="order")
 
 
-def _place(s: Session, order_id: int, contract: ContractFields, inst: Instrument | None,
-           fields: dict[str, str]) -> None:
+def _place(
+    s: Session,
+    order_id: int,
+    contract: ContractFields,
+    inst: Instrument | None,
+    fields: dict[str, str],
+) -> None:
     if inst is None or s.fault_state("no_security_definition", inst):
-        s.error(order_id, 200, f"No security definition has been found for the request "
-                f"({contract.describe()})")
+        s.error(
+            order_id,
+            200,
+            f"No security definition has been found for the request ({contract.describe()})",
+        )
         return
     reason = _reject_reason(s, fields) or _scenario_reject(s, inst, fields)
     if reason:
@@ -65,8 +73,12 @@ def _scenario_reject(s: Session, inst: Instrument, fields: dict[str, str]) -> st
         return "the parent order was not accepted"
     action = fields.get("action", "").upper()
     for rule in s.server.scenario.orders.rejects:
-        if (rule.symbol in ("", inst.symbol) and rule.sec_type in ("ANY", inst.sec_type)
-                and rule.action in ("", action) and not is_flag(fields, "whatIf")):
+        if (
+            rule.symbol in ("", inst.symbol)
+            and rule.sec_type in ("ANY", inst.sec_type)
+            and rule.action in ("", action)
+            and not is_flag(fields, "whatIf")
+        ):
             return rule.reason
     return ""
 
@@ -95,9 +107,11 @@ def _cancel(s: Session, order_id: int) -> None:
     if result == "unknown":
         s.error(order_id, 10147, f"OrderId {order_id} that needs to be cancelled is not found.")
     elif result == "done":
-        s.error(order_id, 10148,
-                f"OrderId {order_id} that needs to be cancelled cannot be cancelled, "
-                "state: Filled.")
+        s.error(
+            order_id,
+            10148,
+            f"OrderId {order_id} that needs to be cancelled cannot be cancelled, state: Filled.",
+        )
 
 
 def _send_open_orders(s: Session, client_id: int | None) -> None:
@@ -140,8 +154,9 @@ def req_executions(s: Session, r: FieldReader) -> None:
     s.in_order(lambda: _send_executions(s, req_id, client_filter, symbol, sec_type, side))
 
 
-def _send_executions(s: Session, req_id: int, client_filter: int, symbol: str, sec_type: str,
-                     side: str) -> None:
+def _send_executions(
+    s: Session, req_id: int, client_filter: int, symbol: str, sec_type: str, side: str
+) -> None:
     book = s.server.orders
     today = s.server.clock.trading_day_start(s.server.market.now())
     for e in book.executions:
