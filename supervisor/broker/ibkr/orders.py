@@ -193,9 +193,8 @@ class Orders:
         ]
         trades = [self._link.ib.placeOrder(contract, order) for order in orders]
         await self._fate(intent.intent_id, trades)
-        placed = PlacedBracket(
-            (parent_id, tp_id, sl_id), tuple(int(t.order.permId) for t in trades)
-        )  # type: ignore[arg-type]
+        parent_perm, tp_perm, sl_perm = (int(t.order.permId) for t in trades)
+        placed = PlacedBracket((parent_id, tp_id, sl_id), (parent_perm, tp_perm, sl_perm))
         log.info(
             "bracket %s accepted: %s (permIds %s)",
             intent.intent_id,
