@@ -170,10 +170,10 @@ def test_a_timeout_while_the_connection_went_down_is_not_charged(failure: Except
     async def scenario() -> None:
         broker = DownBroker(failure or TimeoutError())
         service = DataService(
-            broker,
+            broker,  # type: ignore[arg-type]
             5.0,
             nyse(),
-            lambda: 0.0,  # type: ignore[arg-type]
+            lambda: 0.0,
             backoff=SymbolBackoff(after=1),
         )
         reply = await service.answer(QuoteRequest(1, 1, "SPY"))
@@ -193,10 +193,10 @@ def test_a_timeout_on_a_live_connection_is_still_the_symbols() -> None:
     async def scenario() -> None:
         broker = UpBroker(SymbolDataError("quote SPY: no answer within 15s"))
         service = DataService(
-            broker,
+            broker,  # type: ignore[arg-type]
             5.0,
             nyse(),
-            lambda: 0.0,  # type: ignore[arg-type]
+            lambda: 0.0,
             backoff=SymbolBackoff(after=1),
         )
         reply = await service.answer(QuoteRequest(1, 1, "SPY"))

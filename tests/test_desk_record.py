@@ -56,8 +56,8 @@ def desk_for(tmp_path: Path, mode: str = "live") -> tuple[Desk, LiveFakeBroker, 
         journal,
         Executor(mode, broker, journal, "DU111"),
         SessionBook(broker, nyse()),
-        alerts,
-    )  # type: ignore[arg-type]
+        alerts,  # type: ignore[arg-type]
+    )
     return desk, broker, alerts
 
 

@@ -104,9 +104,13 @@ def test_a_stop_inside_the_window_closes_first(tmp_path):
     alerts = Alerts()
     run(
         close_before_stop(
-            SimClock(FRIDAY_1550.timestamp()), ExpiryGuard(desk), desk.lock, alerts, lambda: True
+            SimClock(FRIDAY_1550.timestamp()),
+            ExpiryGuard(desk),
+            desk.lock,
+            alerts,  # type: ignore[arg-type]
+            lambda: True,
         )
-    )  # type: ignore[arg-type]
+    )
     assert {p.exit_reason for p in desk.book.positions.values()} == {"expiry"}
     assert alerts.sent == []
 
@@ -119,9 +123,13 @@ def test_a_stop_that_cannot_close_says_what_is_left(tmp_path, monkeypatch):
     alerts = Alerts()
     run(
         close_before_stop(
-            SimClock(FRIDAY_1550.timestamp()), ExpiryGuard(desk), desk.lock, alerts, lambda: True
+            SimClock(FRIDAY_1550.timestamp()),
+            ExpiryGuard(desk),
+            desk.lock,
+            alerts,  # type: ignore[arg-type]
+            lambda: True,
         )
-    )  # type: ignore[arg-type]
+    )
     ((kind, text),) = alerts.sent
     assert kind == "expiring_left_open" and FRIDAY_CALL.key in text
 
@@ -131,9 +139,13 @@ def test_a_stop_outside_any_window_closes_nothing(tmp_path):
     broker.marks = {FRIDAY_CALL.key: (2.40, 2.50)}
     run(
         close_before_stop(
-            SimClock(FRIDAY_1540.timestamp()), ExpiryGuard(desk), desk.lock, Alerts(), lambda: True
+            SimClock(FRIDAY_1540.timestamp()),
+            ExpiryGuard(desk),
+            desk.lock,
+            Alerts(),  # type: ignore[arg-type]
+            lambda: True,
         )
-    )  # type: ignore[arg-type]
+    )
     assert all(p.active for p in desk.book.positions.values())
 
 
@@ -186,9 +198,13 @@ def test_a_stop_without_a_connection_does_not_wait_and_says_what_is_left(tmp_pat
     alerts = Alerts()
     run(
         close_before_stop(
-            SimClock(FRIDAY_1550.timestamp()), ExpiryGuard(desk), desk.lock, alerts, lambda: False
+            SimClock(FRIDAY_1550.timestamp()),
+            ExpiryGuard(desk),
+            desk.lock,
+            alerts,  # type: ignore[arg-type]
+            lambda: False,
         )
-    )  # type: ignore[arg-type]
+    )
     ((kind, text),) = alerts.sent
     assert kind == "expiring_left_open" and FRIDAY_CALL.key in text
 
@@ -231,7 +247,7 @@ def test_live_exits_wait_for_a_complete_view_of_the_accounts_orders(tmp_path):
         broker=broker,
         live_positions=None,
         journal=SimpleNamespace(bought_contracts=lambda: {FRIDAY_CALL.key: "i-1"}),
-        sessions=SessionBook(broker, nyse()),  # type: ignore[arg-type]
+        sessions=SessionBook(broker, nyse()),
         live=SimpleNamespace(step=live_step, cancel_entries_in=cancel_entries_in),
         live_exits=SimpleNamespace(step=exits_step),
     )

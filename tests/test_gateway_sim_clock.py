@@ -177,7 +177,7 @@ def test_two_sims_of_one_pinned_session_answer_identically() -> None:
 def test_a_jump_leaps_the_weekend_and_the_bot_follows_it() -> None:
     # Given a session from Friday 15:55 at 60x that leaps from 16:05 to Monday 09:31
     friday_1605 = FRIDAY_1555 + timedelta(minutes=10)
-    spec = ClockSpec(start=FRIDAY_1555, rate=60.0, jumps=({"at": friday_1605, "to": MONDAY_0931},))  # type: ignore[arg-type]
+    spec = ClockSpec(start=FRIDAY_1555, rate=60.0, jumps=({"at": friday_1605, "to": MONDAY_0931},))
     # When 9 real seconds have passed (16:04), then 11 (16:06 before the leap)
     for elapsed, expected in (
         (9.0, FRIDAY_1555.timestamp() + 540),

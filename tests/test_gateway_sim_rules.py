@@ -89,7 +89,7 @@ def test_a_client_that_asks_for_paceapi_is_paced_not_dropped() -> None:
                 if len(answered) == 60:
                     all_in.set()
 
-            ib.wrapper.currentTime = on_time  # type: ignore[method-assign]
+            ib.wrapper.currentTime = on_time
             # When it sends 60 messages back to back (8 more went out at connect)
             sent = loop.time()
             for _ in range(60):

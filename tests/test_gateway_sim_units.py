@@ -257,7 +257,7 @@ def _client_fields(send: Any) -> list[str]:
     client.connState = Client.CONNECTED
     client._serverVersion = 176
     captured: list[str] = []
-    client.sendMsg = captured.append  # type: ignore[method-assign,assignment]
+    client.sendMsg = captured.append
     send(client)
     return captured[0].split("\0")[:-1]
 
@@ -311,7 +311,7 @@ def test_open_order_echo_parses_back_in_ib_insync() -> None:
         def openOrder(self, order_id: int, c: Any, o: Any, st: Any) -> None:  # noqa: N802
             seen.update(order_id=order_id, contract=c, order=o, state=st)
 
-    decoder = Decoder(Wrapper(), 176)  # type: ignore[arg-type]
+    decoder = Decoder(Wrapper(), 176)
     decoder.interpret(decode_body(encode_message(message)[4:]))
     o, st = seen["order"], seen["state"]
     assert seen["order_id"] == 10 and seen["contract"].conId == 756733
@@ -329,7 +329,7 @@ def test_fixed_count_messages_parse_in_ib_insync() -> None:
         def __getattr__(self, name: str) -> Any:
             return lambda *args: calls.append((name, args))
 
-    decoder = Decoder(Wrapper(), 176)  # type: ignore[arg-type]
+    decoder = Decoder(Wrapper(), 176)
     greeks = market.greeks(
         market.book.option("SPY", market.today() + timedelta(days=7), 680.0, "C", 1), market.now()
     )

@@ -234,10 +234,10 @@ def test_a_strike_listed_twice_in_one_expiry_is_not_guessed() -> None:
 
     link = SimpleNamespace(counts=Counter(), ib=SimpleNamespace(client=None))
     contracts = Contracts(
-        link,
-        Requests(),
+        link,  # type: ignore[arg-type]
+        Requests(),  # type: ignore[arg-type]
         IBKRSettings(),
-        tz="America/New_York",  # type: ignore[arg-type]
+        tz="America/New_York",
         now=lambda: TUESDAY_MORNING.timestamp(),
     )
     # an exit's contract: no trading class, so every class of the expiry comes back
@@ -263,10 +263,10 @@ def test_a_strike_listed_twice_in_one_expiry_is_not_guessed() -> None:
 def _orders_over(ib: Any, now: float) -> Orders:
     """The order layer over a bare client: fills() reads only the library's state."""
     return Orders(
-        SimpleNamespace(ib=ib),
-        None,
-        None,
-        IBKRSettings(),  # type: ignore[arg-type]
+        SimpleNamespace(ib=ib),  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]
+        IBKRSettings(),
         now=lambda: now,
     )
 

@@ -69,10 +69,10 @@ def contracts(max_options: int) -> tuple[Contracts, FakeRequests, Clock]:
     requests, clock = FakeRequests(), Clock()
     link = SimpleNamespace(counts=Counter())
     layer = Contracts(
-        link,
-        requests,
+        link,  # type: ignore[arg-type]
+        requests,  # type: ignore[arg-type]
         IBKRSettings(),
-        tz="America/New_York",  # type: ignore[arg-type]
+        tz="America/New_York",
         now=clock,
         max_options=max_options,
     )
@@ -97,7 +97,7 @@ def test_the_options_cache_keeps_at_most_its_cap_dropping_the_least_recently_use
         await layer.tradable(option("BBB", 110.0))  # dropped: asked again, still right
         assert requests.asked[-1] == "options BBB 20261204 C"
         assert layer.stats()["options_cached"] <= 2 * len(STRIKES)
-        assert layer._link.counts["option_expiries_evicted_total"] == 2  # type: ignore[attr-defined]
+        assert layer._link.counts["option_expiries_evicted_total"] == 2
 
     asyncio.run(run())
 

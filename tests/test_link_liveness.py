@@ -217,7 +217,7 @@ def test_a_cancel_waits_like_every_other_write_while_the_link_holds():
     async def scenario() -> list[str]:
         link = Link(IBKRSettings(), PacingGovernor(45, 90))
         link._state = "connected"
-        link.ib.isConnected = lambda: True  # type: ignore[method-assign]
+        link.ib.isConnected = lambda: True
         link.ib.client.conn.numMsgSent = 28
         now = asyncio.get_running_loop().time()
         link.liveness = LinkWatch(LivenessPolicy(), now, sent_total=8)

@@ -71,10 +71,10 @@ def book(tmp_path: Path):
     journal = Journal(tmp_path / "j.sqlite")
     broker = FakeLiveBroker()
     positions = LivePositions(
-        broker,
+        broker,  # type: ignore[arg-type]
         journal,
         lambda ts: DAY,
-        lambda p: None,  # type: ignore
+        lambda p: None,
         lambda p, n: None,
     )
     return LiveBook(broker, journal, 300, positions), broker, journal
@@ -141,7 +141,7 @@ def test_exits_whose_entry_filled_unseen_are_adopted_with_their_position(book):
     # and a stop-out is booked as one
     broker.executions.append(Fill("e2", 23, ID, "SLD", 5, 1.4, T0 + 30, 1.0, 923))
     asyncio.run(lb.step(T0 + 31, False))
-    assert journal.position(ID).exit_reason == "stop_loss"  # type: ignore[union-attr]
+    assert journal.position(ID).exit_reason == "stop_loss"
 
 
 def test_a_row_left_sending_whose_entry_filled_gets_all_three_ids(book):
@@ -161,7 +161,7 @@ def test_a_row_left_sending_whose_entry_filled_gets_all_three_ids(book):
     lb.positions.follow(T0 + 11)
     (row,) = journal.orders_for(ID)
     assert row["details"]["perm_ids"] == [0, 922, 923]
-    assert journal.position(ID).exit_reason == "stop_loss"  # type: ignore[union-attr]
+    assert journal.position(ID).exit_reason == "stop_loss"
 
 
 def test_a_followed_row_no_longer_listed_and_never_executed_is_a_problem(book):
@@ -191,7 +191,7 @@ def test_an_entry_another_client_id_placed_is_said_once_at_error(book, caplog):
     async def refuse(order_id: int) -> None:
         raise BrokerError(f"order {order_id} was placed by client id 1")
 
-    broker.cancel_order = refuse  # type: ignore[method-assign]
+    broker.cancel_order = refuse
     with caplog.at_level(logging.INFO, logger="supervisor.trading.live"):
         for n in range(3):
             asyncio.run(lb.step(T0 + 400 + n, False))

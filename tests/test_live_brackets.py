@@ -141,10 +141,10 @@ def desk(tmp_path: Path):
     )
     broker = FakeBroker()
     positions = LivePositions(
-        broker,
+        broker,  # type: ignore[arg-type]
         journal,
         lambda ts: DAY,
-        lambda p: None,  # type: ignore
+        lambda p: None,
         lambda p, n: None,
     )
     positions.opened(journal.load_intent(ID), 4, T0)  # type: ignore[arg-type]
@@ -173,7 +173,7 @@ def check(desk, how: str = "replace"):
             journal,
             positions,
             exits,
-            how,  # type: ignore
+            how,
             "DU1",
         ).run(T0 + 60)
     )

@@ -276,8 +276,8 @@ def test_a_stop_cancels_working_entries_and_keeps_the_exits_of_what_is_held(tmp_
         journal,
         Executor("live", broker, journal, "DU111"),
         SessionBook(broker, nyse()),
-        alerts,
-    )  # type: ignore[arg-type]
+        alerts,  # type: ignore[arg-type]
+    )
     assert cycle(desk, NOW, result(spy_intent(1))) == [10]
     (entry,) = broker.working
     held_exit = OpenOrder(
@@ -321,8 +321,8 @@ def test_a_stop_can_leave_entries_working_by_choice(tmp_path):
         journal,
         Executor("live", broker, journal, "DU111"),
         SessionBook(broker, nyse()),
-        Alerts(),
-    )  # type: ignore[arg-type]
+        Alerts(),  # type: ignore[arg-type]
+    )
     assert cycle(desk, NOW, result(spy_intent(1))) == [10]
     asyncio.run(desk.close_out(NOW + 30))
     assert broker.cancelled == [] and len(broker.working) == 1

@@ -115,8 +115,8 @@ def exercise_desk(
         journal,
         Executor("live", broker, journal, "DU111"),
         SessionBook(broker, nyse()),
-        alerts,
-    )  # type: ignore[arg-type]
+        alerts,  # type: ignore[arg-type]
+    )
     return desk, broker, journal, alerts
 
 

@@ -193,7 +193,7 @@ def test_a_cancel_only_another_client_id_may_make_is_an_error_once(setup, caplog
 
         raise BrokerError(f"order {order_id} was placed by client id 1")
 
-    broker.cancel_order = refuse  # type: ignore[method-assign]
+    broker.cancel_order = refuse
     with caplog.at_level("INFO", logger="supervisor.trading.live_exits"):
         for n in range(3):  # the guard tries every 30 s inside the window
             step(exits, FRIDAY_1550.timestamp() + 30 * n)

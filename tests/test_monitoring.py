@@ -48,12 +48,12 @@ def watcher(tmp_path, broker: Any) -> tuple[MonitorLoop, Any]:
         settings.monitoring,
         Monitor(settings.monitoring),
         alerter,  # type: ignore[arg-type]
-        pool,
+        pool,  # type: ignore[arg-type]
         broker,
-        service,
+        service,  # type: ignore[arg-type]
         lambda: 0,
         lambda: None,
-    )  # type: ignore[arg-type]
+    )
     return loop, settings
 
 

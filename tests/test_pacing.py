@@ -260,8 +260,10 @@ def test_the_default_reconnect_policy_finds_a_gateway_back_within_seconds() -> N
         now = [0.0]
         backoff = Backoff(cfg.reconnect_initial_s, cfg.reconnect_max_s, 0.0)
         breaker = CircuitBreaker(
-            cfg.circuit_failures, cfg.circuit_cooldown_s, clock=lambda now=now: now[0]
-        )  # type: ignore[misc]
+            cfg.circuit_failures,
+            cfg.circuit_cooldown_s,
+            clock=lambda now=now: now[0],  # type: ignore[misc]
+        )
         attempt = 0
         while True:  # the loop of upkeep.reconnect_loop, time advanced instead of slept
             if not breaker.allow():

@@ -266,16 +266,16 @@ class _WhaleBuys:
 
     wants_hourly_bars = False
 
-    def decide(self, view):  # type: ignore[no-untyped-def]
+    def decide(self, view):
         return SignalDecision(
             Signal.BUY, 0.9, ("whale break",), whale=True, whale_fired_ts=view.task.now_ts
         )
 
-    def choose(self, view, decision, selection, quotes):  # type: ignore[no-untyped-def]
+    def choose(self, view, decision, selection, quotes):
         return (), ()
 
 
-def _drive(gen, answer):  # type: ignore[no-untyped-def]
+def _drive(gen, answer):
     try:
         batch = next(gen)
         while True:
@@ -293,7 +293,7 @@ def test_a_whale_whose_snapshot_fails_is_not_spent(tmp_path, snapshot):
     now = settings.stub.start.timestamp()
     fake = FakeSupervisor(settings, now)
 
-    def answer(request):  # type: ignore[no-untyped-def]
+    def answer(request):
         if isinstance(request, QuoteRequest):
             if snapshot == "unusable":
                 return Reply(request.request_id, value=Quote("SPY", -1, 0, math.nan, -1))

@@ -103,12 +103,12 @@ def test_a_worker_killed_while_writing_never_leaves_the_supervisor_deaf(tmp_path
                 # Given the victim in the middle of writing its chatter
                 logs = harness.logs
                 harness.pool.send(victim.worker_id, stub_task(cycle, "QQQ"))
-                await until(lambda logs=logs: harness.logs > logs)  # type: ignore[misc]
+                await until(lambda logs=logs: harness.logs > logs)
                 # When it is killed outright, from outside, a moment later
                 await asyncio.to_thread(kill_soon, victim.pid or 0, random.uniform(0, 0.004))
                 # Then the other worker is still heard, results and all
                 await harness.result_from(witness, 10_000 + cycle)
-                await until(lambda v=victim: v.worker_id not in harness.pool.workers)  # type: ignore[misc]
+                await until(lambda v=victim: v.worker_id not in harness.pool.workers)
             return harness.pool.respawns, harness.pool.torn_messages, len(harness.results)
         finally:
             await harness.pool.stop()

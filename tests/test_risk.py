@@ -49,8 +49,8 @@ def state(equity: float = 48_000.0, start_equity: float | None = None, **kw: obj
         day="2026-01-08",
         start_equity=equity if start_equity is None else start_equity,
         equity=equity,
-        **kw,
-    )  # type: ignore[arg-type]
+        **kw,  # type: ignore[arg-type]
+    )
 
 
 RISK = RiskSettings(

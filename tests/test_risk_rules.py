@@ -87,8 +87,12 @@ def at(
 ):
     the_intent = intent(quote_ts=when)
     context = RiskContext(
-        now_ts=when, check_hours=True, session=session, expiry_close_ts=expiry_close, **changes
-    )  # type: ignore[arg-type]
+        now_ts=when,
+        check_hours=True,
+        session=session,
+        expiry_close_ts=expiry_close,
+        **changes,  # type: ignore[arg-type]
+    )
     return evaluate(the_intent, STATE, risk, OPTIONS, ctx=context)
 
 

@@ -57,10 +57,10 @@ def make(after: int = 3):
     broker, clock = FlakyBroker(), FakeClock()
     backoff = SymbolBackoff(after=after, base_s=60, max_s=300, clock=clock)
     service = DataService(
-        broker,
+        broker,  # type: ignore[arg-type]
         timeout_s=0.2,
         calendar=nyse(),
-        now=clock,  # type: ignore[arg-type]
+        now=clock,
         backoff=backoff,
     )
     return broker, clock, service

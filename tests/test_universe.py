@@ -51,7 +51,7 @@ def test_unknown_symbols_are_named_once_and_dropped_for_the_run(caplog):
         "2 of 4 symbols unknown to ibkr, dropped from the universe for this run: "
         "ZZZZ: error 200: No security definition; SPYY: error 200: No security definition"
     )
-    assert record.symbols == ["ZZZZ", "SPYY"]  # type: ignore[attr-defined]
+    assert record.symbols == ["ZZZZ", "SPYY"]
     assert universe.unknown == {
         "ZZZZ": "ZZZZ: error 200: No security definition",
         "SPYY": "SPYY: error 200: No security definition",
