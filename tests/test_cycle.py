@@ -42,7 +42,8 @@ class FakeWorker:
 
 
 class FakePool:
-    """What CycleRun uses of WorkerPool: workers, ready_workers(), send(); sends are recorded."""
+    """What CycleRun uses of WorkerPool: workers, ready_workers(), send(), release(); sends
+    are recorded, and a task sent is in its worker's inflight until released, as in the pool."""
 
     def __init__(self, count: int) -> None:
         self.workers: dict[int, FakeWorker] = {}
@@ -68,7 +69,13 @@ class FakePool:
         if worker_id not in self.workers:
             return False
         self.sent.append((worker_id, message))
+        if isinstance(message, SymbolTask):
+            self.workers[worker_id].inflight.add(message.symbol)
         return True
+
+    def release(self, worker_id: int, symbol: str) -> None:
+        if worker_id in self.workers:
+            self.workers[worker_id].inflight.discard(symbol)
 
     def tasks_sent(self) -> list[tuple[int, str, int]]:
         return [(wid, m.symbol, m.attempt) for wid, m in self.sent if isinstance(m, SymbolTask)]

@@ -82,9 +82,8 @@ class CycleRun:
                 return  # a respawned worker's WorkerReady calls dispatch again
             worker = min(workers, key=lambda w: len(w.inflight))
             task = self.pending.popleft()
-            worker.inflight.add(task.symbol)
             self.inflight[task.symbol] = (worker.worker_id, task)
-            self.pool.send(worker.worker_id, task)
+            self.pool.send(worker.worker_id, task)  # the pool counts it in the worker's inflight
 
     def on_result(self, result: SymbolResult) -> None:
         entry = self.inflight.get(result.symbol)
@@ -99,9 +98,7 @@ class CycleRun:
             )
             return
         worker_id, task = self.inflight.pop(result.symbol)
-        handle = self.pool.workers.get(worker_id)
-        if handle is not None:
-            handle.inflight.discard(result.symbol)
+        self.pool.release(worker_id, result.symbol)
         if self._run_again(result, task):
             self.dispatch()
             return
@@ -130,7 +127,6 @@ class CycleRun:
                 self.pending.appendleft(replace(task, attempt=2))
             else:
                 self._fail(symbol, f"worker {handle.worker_id} died (attempt {task.attempt})")
-        handle.inflight.clear()
         if self.retry_grace_s > 0:
             token = self._holding = self._holding + 1
             asyncio.get_running_loop().call_later(self.retry_grace_s, self._release, token)
@@ -187,9 +183,7 @@ class CycleRun:
 
     def _forget_inflight(self) -> None:
         for worker_id, task in self.inflight.values():
-            handle = self.pool.workers.get(worker_id)
-            if handle is not None:
-                handle.inflight.discard(task.symbol)
+            self.pool.release(worker_id, task.symbol)
         self.inflight.clear()
 
     def _fail(self, symbol: str, reason: str) -> None:

@@ -71,7 +71,8 @@ class WorkerHandle:
     reader: FrameReader
     beat: Beat
     ready: bool = False
-    inflight: set[str] = field(default_factory=set)  # symbols of the current cycle
+    # symbols of the current cycle: the pool's to write (send, release, death), a cycle asks
+    inflight: set[str] = field(default_factory=set)
     outgoing: list[Any] = field(default_factory=list)  # due this pass of the loop, in order
     tasks: int = 0  # symbol tasks sent to it
     retiring: bool = False  # no new symbols: stopped once its own are done
@@ -278,12 +279,19 @@ class WorkerPool:
             self._loop.call_soon(self._flush, handle)
         handle.outgoing.append(message)
         if isinstance(message, SymbolTask):
+            handle.inflight.add(message.symbol)
             handle.tasks += 1
             if not handle.retiring and due_for_retirement(
                 handle.tasks, self.settings.workers.max_tasks_per_worker
             ):
                 self._retire(handle)
         return True
+
+    def release(self, worker_id: int, symbol: str) -> None:
+        """The worker holds ``symbol`` no more: its cycle has its result, or gave up on it."""
+        handle = self.workers.get(worker_id)
+        if handle is not None:
+            handle.inflight.discard(symbol)
 
     def _flush(self, handle: WorkerHandle) -> None:
         messages, handle.outgoing = handle.outgoing, []
@@ -384,7 +392,7 @@ class WorkerPool:
             if not handle.retiring:
                 self.respawns += 1
                 self._spawn()
-            self.on_death(handle, None)
+            self._died(handle, None)
             return
         log.error(
             "worker %s (pid %s) died with exit code %s",
@@ -401,7 +409,12 @@ class WorkerPool:
         if failure is None and not handle.retiring:  # a retiring one's successor runs
             self.respawns += 1
             self._spawn()
+        self._died(handle, failure)
+
+    def _died(self, handle: WorkerHandle, failure: str | None) -> None:
+        """The cycle is told which symbols died with the worker, then they are forgotten."""
         self.on_death(handle, failure)
+        handle.inflight.clear()
 
     def _respawn_refused(self) -> str | None:
         """Why no new worker should be started, or None: more deaths a minute than allowed."""
