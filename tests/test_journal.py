@@ -109,7 +109,7 @@ def test_reopening_keeps_everything(path: Path) -> None:
             DAY,
             101.0,
         )
-        row_id = j.record_order("abc123", "dry_run", "logged", 4, 101.0)
+        row_id = j.record_order("abc123", "live", "submitted", 4, 101.0)
         j.save_position(open_from(make_intent(), 4, 101.0), DAY)
         j.save_day_state(DayState(DAY, 48000.0))
         j.record_alert_once(DAY, "kill_switch", "daily_loss", "halted", 102.0)
@@ -128,9 +128,7 @@ def test_reopening_keeps_everything(path: Path) -> None:
     assert summary["cycles"]["count"] == 1
     assert summary["cycles"]["failed_symbols"] == {"AAPL": 1}
     assert summary["signals"]["by_kind"] == {"BUY": 1}
-    assert summary["orders"] == [
-        {"mode": "dry_run", "status": "cancelled", "count": 1, "quantity": 4}
-    ]
+    assert summary["orders"] == [{"mode": "live", "status": "cancelled", "count": 1, "quantity": 4}]
 
 
 def test_next_cycle_id_grows_across_reopen(path: Path) -> None:
@@ -255,19 +253,17 @@ def test_sent_intents_and_orders_count_rebuild_the_risk_state(path: Path) -> Non
 
 def test_orders_update_by_row_or_broker_id_and_merge_details(path: Path) -> None:
     with Journal(path) as j:
-        row = j.record_order("abc123", "live", "submitting", 2, 10.0, details={"limit": 2.05})
+        row = j.record_order("abc123", "live", "sending", 2, 10.0, details={"limit": 2.05})
         assert j.update_order(row, "submitted", 11.0, {"perm_id": 99}, broker_order_id=42)
-        assert j.update_order_by_broker_id(42, "filled", 12.0, {"avg_price": 2.04})
-        assert not j.update_order(row + 100, "filled", 12.0)
-        assert not j.update_order_by_broker_id(7, "filled", 12.0)
+        assert j.update_order_by_broker_id(42, "done", 12.0, {"avg_price": 2.04})
+        assert not j.update_order(row + 100, "done", 12.0)
+        assert not j.update_order_by_broker_id(7, "done", 12.0)
         stored = (
             sqlite3.connect(path)
             .execute("SELECT status, broker_order_id, details, created_ts, updated_ts FROM orders")
             .fetchall()
         )
-    assert stored == [
-        ("filled", 42, '{"limit": 2.05, "perm_id": 99, "avg_price": 2.04}', 10.0, 12.0)
-    ]
+    assert stored == [("done", 42, '{"limit": 2.05, "perm_id": 99, "avg_price": 2.04}', 10.0, 12.0)]
 
 
 def test_a_replayed_execution_is_recorded_once(path: Path) -> None:

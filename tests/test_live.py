@@ -100,14 +100,14 @@ def setup(tmp_path, events):
     )
     broker = FakeLiveBroker()
     positions = LivePositions(
-        broker,
+        broker,  # type: ignore[arg-type]
         journal,
         lambda ts: DAY,
         events.changes.append,
         lambda p, n: events.short.append((p.intent_id, n)),
     )
     positions.opened(intent, 5, T0)
-    return LiveBook(broker, journal, 300, positions), broker, journal, row
+    return LiveBook(broker, journal, 300, positions), broker, journal, row  # type: ignore[arg-type]
 
 
 def step(book: LiveBook, ts: float, halted: bool = False) -> None:
@@ -341,9 +341,15 @@ def test_an_entry_gone_without_a_fill_cancels_its_position(setup):
 # --- the start-up reconcile adopts what a crash left behind ----------------------------------
 
 
+def left_as(journal: Journal, row: int, status: str) -> None:
+    """The row as a crash or a lost answer leaves it, written into the file directly (the
+    journal allows no submitted row to go back to sending)."""
+    journal._db.execute("UPDATE orders SET status = ? WHERE id = ?", (status, row))
+
+
 def test_a_row_left_sending_by_a_crash_is_adopted_from_the_open_orders(setup):
     _book, broker, journal, row = setup
-    journal.update_order(row, "sending", T0)  # journaled, then killed before the answer
+    left_as(journal, row, "sending")  # journaled, then killed before the answer
     broker.open = [
         order(21, "ours", perm_id=921),
         order(22, "ours", parent_id=21, perm_id=922),
@@ -359,7 +365,7 @@ def test_a_row_left_sending_by_a_crash_is_adopted_from_the_open_orders(setup):
 
 def test_a_row_left_sending_with_nothing_at_ibkr_is_marked_not_sent(setup):
     _book, broker, journal, row = setup
-    journal.update_order(row, "unconfirmed", T0)
+    left_as(journal, row, "unconfirmed")
     found = reconcile(broker, journal, T0 + 30)
     assert statuses(journal) == ["not_sent"]
     assert any("never sent" in p for p in found.problems)
@@ -399,7 +405,7 @@ def test_open_live_positions_are_marked_at_the_brokers_price(setup):
 
 def test_a_bracket_of_unknown_fate_is_followed_as_soon_as_ibkr_lists_it(setup):
     book, broker, journal, row = setup
-    journal.update_order(row, "unconfirmed", T0)  # the answer was lost
+    left_as(journal, row, "unconfirmed")  # the answer was lost
     broker.open = [order(31, "ours", perm_id=931)]
     step(book, T0 + 5, halted=True)  # the kill switch, at runtime (not only at the next start)
     assert broker.cancelled == [31]
@@ -408,7 +414,7 @@ def test_a_bracket_of_unknown_fate_is_followed_as_soon_as_ibkr_lists_it(setup):
 
 def test_a_refused_bracket_that_ibkr_works_after_all_is_followed_again(setup):
     book, broker, journal, row = setup
-    journal.update_order(row, "rejected", T0, details={"error_code": 10349})
+    left_as(journal, row, "rejected")
     broker.open = [order(31, "ours", perm_id=931)]
     step(book, T0 + 5)
     (followed,) = journal.live_orders(("working",))
@@ -444,7 +450,7 @@ def test_an_entry_filled_unseen_opens_from_the_accounts_position(setup):
 
 def test_an_incomplete_refresh_concludes_nothing_from_an_order_missing(setup):
     _book, broker, journal, row = setup
-    journal.update_order(row, "unconfirmed", T0)
+    left_as(journal, row, "unconfirmed")
     found = reconcile(broker, journal, T0 + 30, complete=False)
     assert statuses(journal) == ["unconfirmed"]  # not concluded "never sent"
     assert len(found.problems) == 1 and "looked for again" in found.problems[0]

@@ -67,8 +67,8 @@ def fill_journal(j: Journal) -> None:
     j.record_decision(RiskDecision("i4", False, 0, "sizing", "< 1"), DAY, T + 61)
     j.record_decision(RiskDecision("i9", False, 0, "sizing", "< 1"), "2026-01-07", T - 86400)
     # orders and a what-if
-    j.record_order("i1", "dry_run", "logged", 3, T + 1)
-    j.record_order("i2", "whatif", "accepted", 2, T + 1)
+    j.record_order("i1", "dry_run", "simulated", 3, T + 1)
+    j.record_order("i2", "whatif", "checked", 2, T + 1)
     j.record_whatif("i2", 1234.5, 1000.0, 1.3, T + 1)
     # the book: SPY filled at 1.98, marked 2.45 (open, +141); QQQ filled at 2.00, stopped at
     # the 1.20 bid (closed, (1.20 - 2.00) x 2 x 100 = -160)
@@ -133,7 +133,7 @@ def test_render_text(summary: dict[str, Any]) -> None:
         "signals: BUY 2, HOLD 2, SELL 1 | skipped 1 | errors 1",
         "intents: 2 journaled | decisions: accepted 2 (5 contracts), refused 3",
         "rejections by rule: duplicate 1, max_orders_per_cycle 1, sizing 1",
-        "orders: dry_run logged 1 (3 contracts), whatif accepted 1 (2 contracts)",
+        "orders: dry_run simulated 1 (3 contracts), whatif checked 1 (2 contracts)",
         "fills: 0, commission 0.00",
         "what-if: 1",
         "  QQQ 20260109 610P: init margin +1,234.50, maint margin +1,000.00, "
@@ -165,8 +165,8 @@ def test_render_json_parses_and_matches(summary: dict[str, Any]) -> None:
     assert parsed["positions"]["open"][0]["pnl"] == pytest.approx(141.0)
     assert parsed["whatifs"][0]["init_margin_change"] == 1234.5
     assert parsed["orders"] == [
-        {"mode": "dry_run", "status": "logged", "count": 1, "quantity": 3},
-        {"mode": "whatif", "status": "accepted", "count": 1, "quantity": 2},
+        {"mode": "dry_run", "status": "simulated", "count": 1, "quantity": 3},
+        {"mode": "whatif", "status": "checked", "count": 1, "quantity": 2},
     ]
 
 

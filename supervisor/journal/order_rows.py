@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
+from supervisor.journal.order_status import OrderStatus, check_initial, check_transition
 from supervisor.journal.rows import json_ready, to_json
 
 
@@ -27,13 +28,15 @@ class OrderRows:
         self,
         intent_id: str,
         mode: str,
-        status: str,
+        status: OrderStatus,
         quantity: int,
         ts: float,
         broker_order_id: int | None = None,
         details: Mapping[str, Any] | None = None,
     ) -> int:
         """A new order row (dry-run, what-if or live); returns its row id for update_order."""
+        status = OrderStatus(status)
+        check_initial(status, f"order of {intent_id}")
         with self._tx(True) as db:
             cur = db.execute(
                 "INSERT INTO orders (intent_id, mode, status, quantity, "
@@ -56,7 +59,7 @@ class OrderRows:
     def update_order(
         self,
         row_id: int,
-        status: str,
+        status: OrderStatus,
         ts: float,
         details: Mapping[str, Any] | None = None,
         broker_order_id: int | None = None,
@@ -83,7 +86,11 @@ class OrderRows:
             )
 
     def update_order_by_broker_id(
-        self, broker_order_id: int, status: str, ts: float, details: Mapping[str, Any] | None = None
+        self,
+        broker_order_id: int,
+        status: OrderStatus,
+        ts: float,
+        details: Mapping[str, Any] | None = None,
     ) -> bool:
         """As update_order, for the order IBKR knows as ``broker_order_id`` (latest row)."""
         return self._update_order("broker_order_id = ?", broker_order_id, status, ts, details, None)
@@ -92,19 +99,24 @@ class OrderRows:
         self,
         where: str,
         key: int,
-        status: str,
+        status: OrderStatus,
         ts: float,
         details: Mapping[str, Any] | None,
         broker_order_id: int | None,
     ) -> bool:
         with self._tx(True) as db:
             row = db.execute(
-                f"SELECT id, details, broker_order_id FROM orders WHERE {where} "
-                "ORDER BY id DESC LIMIT 1",
+                f"SELECT id, intent_id, status, details, broker_order_id FROM orders "
+                f"WHERE {where} ORDER BY id DESC LIMIT 1",
                 (key,),
             ).fetchone()
             if row is None:
                 return False
+            check_transition(
+                OrderStatus(row["status"]),
+                OrderStatus(status),
+                f"order row {row['id']} ({row['intent_id']})",
+            )
             merged = {**json.loads(row["details"]), **json_ready(details or {})}
             db.execute(
                 "UPDATE orders SET status = ?, updated_ts = ?, details = ?, "
@@ -120,7 +132,7 @@ class OrderRows:
             return True
 
     def live_orders(
-        self, statuses: Sequence[str] = ("submitted", "working")
+        self, statuses: Sequence[OrderStatus] = (OrderStatus.SUBMITTED, OrderStatus.WORKING)
     ) -> list[dict[str, Any]]:
         """Live orders still in one of ``statuses``: what the live lifecycle watches."""
         marks = ", ".join("?" for _ in statuses)

@@ -20,6 +20,7 @@ from typing import Any
 from common.config import Settings
 from common.messages import OrderIntent
 from supervisor.broker.base import Broker, BrokerError, EntriesStopped, OrderRejected
+from supervisor.journal.order_status import OrderStatus
 from supervisor.journal.store import Journal
 from supervisor.trading.risk import RiskDecision
 
@@ -165,7 +166,7 @@ class Executor:
                 self.journal.record_order(
                     intent.intent_id,
                     self.mode,
-                    "error",
+                    OrderStatus.ERROR,
                     decision.quantity,
                     ts,
                     details={"error": str(exc)},
@@ -196,7 +197,12 @@ class Executor:
         }
         if self.mode == "dry_run":
             self.journal.record_order(
-                intent.intent_id, "dry_run", "simulated", decision.quantity, ts, details=prices
+                intent.intent_id,
+                "dry_run",
+                OrderStatus.SIMULATED,
+                decision.quantity,
+                ts,
+                details=prices,
             )
             return "simulated"
         if self.mode == "whatif":
@@ -213,7 +219,7 @@ class Executor:
             self.journal.record_order(
                 intent.intent_id,
                 "whatif",
-                "checked",
+                OrderStatus.CHECKED,
                 decision.quantity,
                 ts,
                 details={**prices, **asdict(result)},
@@ -222,17 +228,17 @@ class Executor:
         # journal, then send: a crash in between leaves a "sending" row whose orderRef the
         # start-up reconcile finds at the broker and adopts
         row = self.journal.record_order(
-            intent.intent_id, "live", "sending", decision.quantity, ts, details=prices
+            intent.intent_id, "live", OrderStatus.SENDING, decision.quantity, ts, details=prices
         )
         try:
             placed = await self.broker.place_bracket(intent, decision.quantity, self.account)
         except EntriesStopped as exc:
-            self.journal.update_order(row, "not_sent", ts, details={"error": str(exc)})
+            self.journal.update_order(row, OrderStatus.NOT_SENT, ts, details={"error": str(exc)})
             raise
         except OrderRejected as exc:
             self.journal.update_order(
                 row,
-                "rejected",
+                OrderStatus.REJECTED,
                 ts,
                 details={
                     "error_code": exc.code,
@@ -242,11 +248,11 @@ class Executor:
             )
             raise
         except BrokerError as exc:  # its fate is unknown: followed by orderRef from now on
-            self.journal.update_order(row, "unconfirmed", ts, details={"error": str(exc)})
+            self.journal.update_order(row, OrderStatus.UNCONFIRMED, ts, details={"error": str(exc)})
             raise
         self.journal.update_order(
             row,
-            "submitted",
+            OrderStatus.SUBMITTED,
             ts,
             broker_order_id=placed.order_ids[0],
             perm_id=placed.perm_ids[0],

@@ -22,6 +22,7 @@ import logging
 from typing import Any
 
 from supervisor.broker.base import Broker, BrokerError, OpenOrder
+from supervisor.journal.order_status import OrderStatus
 from supervisor.journal.store import Journal
 from supervisor.trading.broker_refs import intent_ref, sent_at
 from supervisor.trading.live_adopt import FOLLOWED, adopt_bracket, find, is_ours
@@ -100,19 +101,19 @@ class LiveBook:
             order = find(orders, row)
             if order is None:
                 if complete:
-                    self.journal.update_order(row["id"], "done", now_ts)
+                    self.journal.update_order(row["id"], OrderStatus.DONE, now_ts)
                     self.positions.entry_gone(row["intent_id"], now_ts)
                 continue
-            if order.status in WORKING and row["status"] != "working":
+            if order.status in WORKING and row["status"] != OrderStatus.WORKING:
                 self.journal.update_order(
-                    row["id"], "working", now_ts, details={"broker_status": order.status}
+                    row["id"], OrderStatus.WORKING, now_ts, details={"broker_status": order.status}
                 )
             if row["intent_id"].endswith(EXIT_SUFFIX):
                 continue  # a closing order before expiry is an exit: never cancelled here
             stale = now_ts - row["created_ts"] > self.entry_timeout_s
             if halted or stale:
                 await self._cancel(row, order, now_ts, why if halted else "entry timeout")
-        for row in self.journal.live_orders(("cancelled",)):
+        for row in self.journal.live_orders((OrderStatus.CANCELLED,)):
             if not any(o.order_ref == row["intent_id"] for o in orders):
                 self.positions.entry_gone(row["intent_id"], now_ts)
         self.positions.mark(now_ts)
@@ -148,7 +149,7 @@ class LiveBook:
                 extra={"event": "cancel_failed", "intent_id": row["intent_id"]},
             )
             return
-        self.journal.update_order(row["id"], "cancelled", now_ts, details={"cancel": why})
+        self.journal.update_order(row["id"], OrderStatus.CANCELLED, now_ts, details={"cancel": why})
         log.warning(
             "entry %s (%s) cancelled: %s",
             order.order_id,

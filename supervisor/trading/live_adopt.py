@@ -32,6 +32,7 @@ import logging
 from typing import Any
 
 from supervisor.broker.base import OpenOrder
+from supervisor.journal.order_status import OrderStatus
 from supervisor.journal.records import Position
 from supervisor.journal.store import Journal
 from supervisor.trading.broker_refs import ADOPTED, Parts, bracket_parts, intent_from, intent_ref
@@ -41,9 +42,9 @@ from supervisor.trading.risk import RiskDecision
 
 log = logging.getLogger("supervisor.trading.live_adopt")
 
-UNSURE = ("sending", "unconfirmed")  # journaled, fate unknown
-ADOPTABLE = (*UNSURE, "rejected")  # ib_insync may call an order refused that IBKR works
-FOLLOWED = ("submitted", "working")
+UNSURE = (OrderStatus.SENDING, OrderStatus.UNCONFIRMED)  # journaled, fate unknown
+ADOPTABLE = (*UNSURE, OrderStatus.REJECTED)  # ib_insync may call an order refused that IBKR works
+FOLLOWED = (OrderStatus.SUBMITTED, OrderStatus.WORKING)
 
 
 def is_ours(order_ref: str, journal: Journal) -> bool:
@@ -98,7 +99,7 @@ def adopt_bracket(
         row_id = journal.record_order(
             ref,
             "live",
-            "done",
+            OrderStatus.DONE,
             int(parts.listed[0].quantity),
             now_ts,
             broker_order_id=parts.ids()["order_ids"][0],
@@ -181,11 +182,16 @@ def _follow(
     if adopt:
         if not row_id:
             row_id = journal.record_order(
-                order.order_ref, "live", "working", int(order.quantity), now_ts, details=details
+                order.order_ref,
+                "live",
+                OrderStatus.WORKING,
+                int(order.quantity),
+                now_ts,
+                details=details,
             )
         journal.update_order(
             row_id,
-            "working",
+            OrderStatus.WORKING,
             now_ts,
             details=details,
             broker_order_id=order.order_id,

@@ -30,6 +30,7 @@ import math
 from dataclasses import dataclass, field
 
 from supervisor.broker.base import Broker, BrokerError
+from supervisor.journal.order_status import OrderStatus
 from supervisor.journal.records import Position
 from supervisor.journal.store import Journal
 from supervisor.trading.broker_refs import Parts, bracket_parts
@@ -111,7 +112,7 @@ class BracketCheck:
             if row["intent_id"] == parts.intent_id and find([entry], row) is not None:
                 self.journal.update_order(
                     row["id"],
-                    "cancelled",
+                    OrderStatus.CANCELLED,
                     now_ts,
                     details={"cancel": f"bracket without its {missing}"},
                 )
@@ -214,8 +215,8 @@ class BracketCheck:
         if not rows:
             rows = [
                 {
-                    "id": self.journal.record_order(intent_id, "live", "done", 0, now_ts),
-                    "status": "done",
+                    "id": self.journal.record_order(intent_id, "live", OrderStatus.DONE, 0, now_ts),
+                    "status": OrderStatus.DONE,
                     "details": {},
                 }
             ]

@@ -25,6 +25,7 @@ import logging
 from common.messages import OptionContract, Right
 from common.quotes import clean
 from supervisor.broker.base import Broker, BrokerError, BrokerPosition, OpenOrder
+from supervisor.journal.order_status import OrderStatus
 from supervisor.journal.store import Journal
 from supervisor.trading.sessions import SessionBook
 
@@ -108,10 +109,15 @@ class ExpiryExits:
         ref = f"{intent_id}{EXIT_SUFFIX}"
         quantity = int(position.quantity)
         row = self.journal.record_order(
-            ref, "live", "submitted", quantity, now_ts, details={"exit": "expiry", "limit": bid}
+            ref,
+            "live",
+            OrderStatus.SUBMITTED,
+            quantity,
+            now_ts,
+            details={"exit": "expiry", "limit": bid},
         )
         order_id = await self.broker.place_order(contract, "SELL", quantity, bid, self.account, ref)
-        self.journal.update_order(row, "submitted", now_ts, broker_order_id=order_id)
+        self.journal.update_order(row, OrderStatus.SUBMITTED, now_ts, broker_order_id=order_id)
         log.warning(
             "SELL %d x %s @ %.2f before its expiry (exit reason expiry)",
             quantity,

@@ -25,6 +25,7 @@ import logging
 from dataclasses import dataclass, field
 
 from supervisor.broker.base import Broker, OpenOrder
+from supervisor.journal.order_status import OrderStatus
 from supervisor.journal.shares import SHARES_SUFFIX
 from supervisor.journal.store import Journal
 from supervisor.trading.broker_refs import intent_ref
@@ -138,7 +139,9 @@ def _unsure_rows(
     for row in journal.live_orders(UNSURE):
         if row["intent_id"] in refs:
             if adopt:  # filled already: its executions tell the rest
-                journal.update_order(row["id"], "done", now_ts, details={"adopted_ts": now_ts})
+                journal.update_order(
+                    row["id"], OrderStatus.DONE, now_ts, details={"adopted_ts": now_ts}
+                )
             found.adopted.append(
                 f"{row['intent_id']}: {row['status']} row, found at IBKR "
                 "(an open order or an execution carries its orderRef)"
@@ -153,7 +156,7 @@ def _unsure_rows(
         if adopt:
             journal.update_order(
                 row["id"],
-                "not_sent",
+                OrderStatus.NOT_SENT,
                 now_ts,
                 details={"reconcile": "nothing at IBKR carries its orderRef"},
             )

@@ -29,6 +29,7 @@ from dataclasses import replace
 from common.config import Settings
 from common.quotes import clean
 from supervisor.broker.base import Broker, BrokerError, Fill, OpenOrder
+from supervisor.journal.order_status import OrderStatus
 from supervisor.journal.records import Position
 from supervisor.journal.shares import Shares, shares_id
 from supervisor.journal.store import Journal
@@ -226,7 +227,7 @@ class ExercisedShares:
         row = self.journal.record_order(
             s.share_id,
             "shares",
-            "submitted",
+            OrderStatus.SUBMITTED,
             quantity,
             now_ts,
             details={"action": action, "limit": price},
@@ -236,7 +237,7 @@ class ExercisedShares:
                 s.symbol, action, quantity, price, self.account, s.share_id
             )
         except BrokerError as exc:
-            self.journal.update_order(row, "error", now_ts, details={"error": str(exc)})
+            self.journal.update_order(row, OrderStatus.ERROR, now_ts, details={"error": str(exc)})
             log.error(
                 "%s %d %s for %s failed: %s",
                 action,
@@ -247,7 +248,7 @@ class ExercisedShares:
                 extra={"event": "shares_order_failed", "share_id": s.share_id},
             )
             return
-        self.journal.update_order(row, "submitted", now_ts, broker_order_id=order_id)
+        self.journal.update_order(row, OrderStatus.SUBMITTED, now_ts, broker_order_id=order_id)
         log.warning(
             "%s %d %s @ %.2f: closing the shares exercised from %s",
             action,
@@ -275,12 +276,12 @@ class ExercisedShares:
                 executed[f.order_id] = executed.get(f.order_id, 0.0) + f.shares
         blocked = False
         for row in self.journal.share_orders(s.share_id):
-            if row["status"] not in ("submitted", "cancelling"):
+            if row["status"] not in (OrderStatus.SUBMITTED, OrderStatus.CANCELLING):
                 continue
             if executed.get(row["broker_order_id"], 0.0) >= row["quantity"]:
-                self.journal.update_order(row["id"], "done", now_ts)
-            elif row["status"] == "cancelling":
-                self.journal.update_order(row["id"], "cancelled", now_ts)
+                self.journal.update_order(row["id"], OrderStatus.DONE, now_ts)
+            elif row["status"] == OrderStatus.CANCELLING:
+                self.journal.update_order(row["id"], OrderStatus.CANCELLED, now_ts)
             elif self.day_of(row["created_ts"]) == day:
                 blocked = True
                 self._once(
@@ -290,7 +291,7 @@ class ExercisedShares:
                     "longer listed and has not filled whole: no new order today",
                 )
             else:  # a DAY order of an earlier session: over (its fills were booked then)
-                self.journal.update_order(row["id"], "expired", now_ts)
+                self.journal.update_order(row["id"], OrderStatus.EXPIRED, now_ts)
         return blocked
 
     async def _cancel(self, s: Shares, order: OpenOrder, why: str, now_ts: float) -> None:
@@ -300,8 +301,8 @@ class ExercisedShares:
             log.error("cancelling %s (%s) failed: %s", order.order_id, s.share_id, exc)
             return
         for row in self.journal.share_orders(s.share_id):
-            if row["broker_order_id"] == order.order_id and row["status"] == "submitted":
-                self.journal.update_order(row["id"], "cancelling", now_ts)
+            if row["broker_order_id"] == order.order_id and row["status"] == OrderStatus.SUBMITTED:
+                self.journal.update_order(row["id"], OrderStatus.CANCELLING, now_ts)
         log.info(
             "order %s (%s) cancelled: %s; placed again once gone", order.order_id, s.share_id, why
         )

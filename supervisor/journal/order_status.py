@@ -1,0 +1,84 @@
+"""An order row's status, and the changes of status the journal allows.
+
+    dry_run   simulated                         (the position book plays it; never changes)
+    whatif    checked                           (IBKR's what-if; nothing sent)
+    dry_run/whatif error                        (the broker failed the call)
+    live      sending --> submitted --> working --> done | cancelled
+                 |  \\--> rejected ---\\     ^   \\--> (revived: done/cancelled -> working)
+                 |   \\-> unconfirmed -+-----/
+                 \\-----> not_sent (never left: a stop, or nothing at IBKR at start)
+              done | working   a row recorded from what IBKR works (adopted at start)
+              submitted        the sale before expiry (live_exits.py)
+    shares    submitted --> cancelling --> cancelled | done
+                  \\--> done | expired (a DAY order of an earlier session) | error
+
+A row keeping its status is always allowed (its details or ids change). What works at the
+broker outranks the row (live_adopt.py), so a row that said over or refused may become
+working again; a row that was never sent (not_sent, error) or was only simulated never
+changes. An illegal change is a bug: ``IllegalTransition`` names both states and the row.
+The values are the strings the journal has always stored, so old files read as before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from enum import StrEnum
+
+
+class OrderStatus(StrEnum):
+    SIMULATED = "simulated"  # dry_run: journaled, played by the paper book
+    CHECKED = "checked"  # whatif: IBKR's margin check, nothing sent
+    SENDING = "sending"  # live: journaled before it is sent; fate unknown until answered
+    SUBMITTED = "submitted"  # IBKR took it (order ids known)
+    WORKING = "working"  # IBKR lists it working (Submitted, PreSubmitted, ...)
+    UNCONFIRMED = "unconfirmed"  # sent, the answer lost: followed by orderRef
+    REJECTED = "rejected"  # the gateway refused it
+    NOT_SENT = "not_sent"  # never left: a stop came first, or nothing at IBKR carries it
+    CANCELLING = "cancelling"  # shares: a cancel asked, not yet taken
+    CANCELLED = "cancelled"  # we cancelled it
+    DONE = "done"  # IBKR no longer lists it (filled, or over)
+    EXPIRED = "expired"  # shares: a DAY order of an earlier session
+    ERROR = "error"  # the broker failed the call: nothing is working
+
+
+S = OrderStatus
+
+# the statuses a new row may be written with
+INITIAL: frozenset[OrderStatus] = frozenset(
+    {S.SIMULATED, S.CHECKED, S.ERROR, S.SENDING, S.SUBMITTED, S.WORKING, S.DONE}
+)
+
+# status -> the other statuses it may change to (keeping one's status is always allowed)
+TRANSITIONS: Mapping[OrderStatus, frozenset[OrderStatus]] = {
+    S.SIMULATED: frozenset(),
+    S.CHECKED: frozenset(),
+    S.ERROR: frozenset(),
+    S.NOT_SENT: frozenset(),
+    S.EXPIRED: frozenset(),
+    S.SENDING: frozenset({S.SUBMITTED, S.REJECTED, S.UNCONFIRMED, S.NOT_SENT, S.WORKING, S.DONE}),
+    S.UNCONFIRMED: frozenset({S.WORKING, S.DONE, S.NOT_SENT}),
+    S.REJECTED: frozenset({S.WORKING}),  # ib_insync may call refused what IBKR works
+    S.SUBMITTED: frozenset({S.WORKING, S.DONE, S.CANCELLED, S.CANCELLING, S.EXPIRED, S.ERROR}),
+    S.WORKING: frozenset({S.DONE, S.CANCELLED}),
+    S.CANCELLING: frozenset({S.CANCELLED, S.DONE}),
+    S.CANCELLED: frozenset({S.WORKING}),  # a cancel that did not take
+    S.DONE: frozenset({S.WORKING}),  # listed again at IBKR: revived
+}
+
+
+class IllegalTransition(ValueError):
+    """An order row asked to change to a status its current one does not allow."""
+
+
+def check_initial(status: OrderStatus, what: str) -> None:
+    if status not in INITIAL:
+        raise IllegalTransition(f"{what}: a new order row cannot start as {status.value!r}")
+
+
+def check_transition(old: OrderStatus, new: OrderStatus, what: str) -> None:
+    """Raises ``IllegalTransition`` naming both states and ``what`` (the row)."""
+    if new != old and new not in TRANSITIONS[old]:
+        raise IllegalTransition(
+            f"{what}: status {old.value!r} cannot change to {new.value!r} "
+            f"(allowed: {', '.join(sorted(TRANSITIONS[old])) or 'none'})"
+        )
