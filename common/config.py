@@ -67,8 +67,8 @@ class IBKRSettings(Model):
     market_data_type: Literal["live", "frozen", "delayed", "delayed_frozen"] = "live"
     snapshot_timeout_s: float = Field(11.0, gt=0, le=120)  # real gateways end one in <= ~11 s
     # how a quote is taken: a snapshot (left to end, or cancelled once complete when lines
-    # run short) or a stream cancelled once complete; measured alike (README), snapshot is
-    # the safer: a cancel lost to a drop still ends by itself
+    # run short) or a stream cancelled once complete (6 % slower, docs/benchmarks.md); the
+    # snapshot is also the safer: a cancel lost to a drop still ends by itself
     quote_mode: Literal["snapshot", "stream"] = "snapshot"
     # true: the first symbol without a live subscription (354/10168) switches the connection
     # to delayed data (IBKR still sends live data where it is subscribed) and is asked again;
@@ -259,7 +259,8 @@ class QuoteSettings(Model):
     price_sources: list[PriceSource] = Field(
         default_factory=lambda: list(DEFAULT_SOURCES), min_length=1
     )
-    # the ATM's price on BUY/SELL: the snapshot, or the last bar's close (no snapshot; README)
+    # the ATM's price on BUY/SELL: the snapshot, or the last bar's close (no snapshot; see
+    # docs/strategy-and-risk.md)
     underlying_price: Literal["snapshot", "last_bar"] = "snapshot"
     max_spread_pct: Pct = 2.0  # wider underlying markets are flagged "wide"
 
@@ -325,7 +326,7 @@ class PacingSettings(Model):
     max_messages_per_s: float = Field(45.0, ge=10, le=50)
     max_market_data_lines: int = Field(90, ge=1, le=10_000)
     # a complete snapshot is left to end by itself (no message) while this many lines are
-    # free, else cancelled (one message, the line back now); measured in the README
+    # free, else cancelled (one message, the line back now); measured in docs/benchmarks.md
     line_reserve: int = Field(8, ge=1, le=10_000)
 
 
