@@ -215,6 +215,7 @@ def test_live_exits_wait_for_a_complete_view_of_the_accounts_orders(tmp_path):
 
     from common.calendar import nyse
     from supervisor.broker.base import BrokerPosition
+    from supervisor.trading.live_book import LivePositionBook
     from supervisor.trading.sessions import SessionBook
 
     calls: list[str] = []
@@ -242,15 +243,18 @@ def test_live_exits_wait_for_a_complete_view_of_the_accounts_orders(tmp_path):
     )
     desk = SimpleNamespace(
         settings=make_settings(tmp_path),
-        simulated=False,
         state=None,
         broker=broker,
-        live_positions=None,
         journal=SimpleNamespace(bought_contracts=lambda: {FRIDAY_CALL.key: "i-1"}),
         sessions=SessionBook(broker, nyse()),
-        live=SimpleNamespace(step=live_step, cancel_entries_in=cancel_entries_in),
-        live_exits=SimpleNamespace(step=exits_step),
+        alerter=None,
     )
+    # the live book's own exits, its parts played by the test
+    book = LivePositionBook(desk)
+    book.followed = SimpleNamespace(follow=lambda now: 0)  # type: ignore[assignment]
+    book.orders = SimpleNamespace(step=live_step, cancel_entries_in=cancel_entries_in)  # type: ignore[assignment]
+    book.exits = SimpleNamespace(step=exits_step)  # type: ignore[assignment]
+    desk.book = book
     guard = ExpiryGuard(desk)  # type: ignore[arg-type]
     # When the account's orders cannot be refreshed, nothing is sold (an exit of another
     # client id could be working unseen); once they are, the exit goes

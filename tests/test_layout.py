@@ -31,7 +31,6 @@ MAX_FUNCTION_LINES = 60
 TO_SPLIT = {
     "supervisor/runtime/loop.py:_start",
     "supervisor/journal/store.py",
-    "supervisor/trading/desk.py",
     "supervisor/trading/execution.py:execute",
     "supervisor/trading/execution.py:_send",
     "supervisor/trading/live_positions.py:_book",

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 
 from common.calendar import expiry_close
 from supervisor.trading.desk import Desk
-from supervisor.trading.live import entry_key
 
 log = logging.getLogger("supervisor.trading.expiry_guard")
 
@@ -40,36 +39,13 @@ class ExpiryGuard:
 
     async def held(self, now_ts: float) -> list[Held]:
         desk = self.desk
-        if desk.simulated:
-            contracts = [(p.symbol, p.contract.expiry, p.contract.key) for p in desk.book.active()]
-        else:
-            if desk.live_positions is not None:
-                # fills since the cycle began booked first: an entry filled during a cycle
-                # is held, and ours to close, before the next cycle would book it
-                desk.live_positions.follow(now_ts)
-            ours = desk.journal.bought_contracts()
-            contracts = [
-                (p.symbol, p.expiry, key)
-                for p in desk.broker.positions()
-                if p.sec_type == "OPT" and p.quantity > 0 and (key := Desk.contract_key(p)) in ours
-            ]
-            # and our entries still working: one filling in the window would be held into
-            # the expiry (the guard cancels them)
-            contracts += [
-                (o.symbol, o.expiry, entry_key(o))
-                for o in desk.broker.open_orders()
-                if o.sec_type == "OPT"
-                and o.action == "BUY"
-                and o.order_ref
-                and ":" not in o.order_ref
-                and desk.journal.load_intent(o.order_ref) is not None
-            ]
+        candidates = await desk.book.exit_candidates(now_ts)
         found = []
-        for symbol, expiry, key in dict.fromkeys(contracts):  # held and working: once
-            close = await desk.sessions.expiry_close(symbol, expiry, now_ts)
-            close = close if close is not None else expiry_close(expiry)
+        for c in dict.fromkeys(candidates):  # held and working: once
+            close = await desk.sessions.expiry_close(c.symbol, c.expiry, now_ts)
+            close = close if close is not None else expiry_close(c.expiry)
             if close is not None:
-                found.append(Held(key, close - self.exit_before_s, close))
+                found.append(Held(c.key, close - self.exit_before_s, close))
         return found
 
     async def next_exit_at(self, now_ts: float) -> float | None:
@@ -92,23 +68,11 @@ class ExpiryGuard:
             ", ".join(h.key for h in due),
             extra={"event": "expiry_guard", "contracts": [h.key for h in due]},
         )
-        if desk.simulated:
-            await desk.book.drive(now_ts, desk.day_of(now_ts), only_due=True)
-        elif desk.live is not None:
-            halted = desk.state.halted if desk.state is not None else False
-            # fills first: sell only what is held; and only with every open order in sight
-            # (an exit placed under another client id must not be sold over a second time)
-            if await desk.live.step(now_ts, halted):
-                await desk.live.cancel_entries_in({h.key for h in due}, now_ts)
-                await desk.live_exits.step(now_ts)
-            else:
-                log.warning(
-                    "expiry guard: the account's orders could not be refreshed: no "
-                    "exit sent this time, tried again in 30 s",
-                    extra={"event": "expiry_guard_failed"},
-                )
+        halted = desk.state.halted if desk.state is not None else False
+        # the book's exits (paper: stepped or settled; live: orders followed first, then sold)
+        for_want_of_a_bid = await desk.book.run_exits(now_ts, {h.key for h in due}, halted)
         left = [h.key for h in await self.expiring(now_ts)]
-        if left and desk.simulated:  # (live: an exit order may be working; live_exits says)
+        if left and for_want_of_a_bid:  # (live: an exit order may be working; live_exits says)
             log.warning(
                 "expiry guard: still held after its exit time (no bid to sell to "
                 "yet): %s; tried again until the close",

@@ -1,0 +1,298 @@
+"""The position book of live mode: IBKR's orders, fills and positions, as the desk sees them.
+
+Composes the live parts (H1's modules, each with its own docstring):
+
+    orders    LiveBook (live.py): statuses and fills followed, stale entries cancelled
+    followed  LivePositions (live_positions.py): fills booked into positions, exercises
+    exits     ExpiryExits (live_exits.py): held positions sold at the bid before expiry
+    brackets  BracketCheck (live_brackets.py): incomplete brackets repaired at start
+
+    start      the journal reconciled with the broker (live_reconcile.py) before the
+               first cycle; the intent ids IBKR knows of today are duplicates
+    value      the account's net liquidation; IBKR's own P&L of the day journaled beside ours
+    follow     orders and fills followed, entries cancelled when halted, a net short trips
+               the kill switch, expiry exits placed
+    held       the broker's positions and working BUYs for the account (ours or not) or the
+               journal's, whichever is more per symbol, plus exercised shares
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections.abc import Iterator, Mapping
+
+from common.messages import OptionContract, OrderIntent, Right
+from supervisor.broker.base import AccountSnapshot, BrokerPosition
+from supervisor.journal.records import Position
+from supervisor.trading.execution import Execution
+from supervisor.trading.live import LiveBook, entry_key
+from supervisor.trading.live_brackets import BracketCheck
+from supervisor.trading.live_exercise import Exercises, with_shares
+from supervisor.trading.live_exits import ExpiryExits
+from supervisor.trading.live_positions import LivePositions
+from supervisor.trading.live_reconcile import Reconciliation, reconcile
+from supervisor.trading.position_book import (
+    Candidate,
+    DeskSide,
+    Valuation,
+    count_held,
+    transition,
+)
+
+log = logging.getLogger("supervisor.trading.live_book")
+
+
+def contract_key(p: BrokerPosition) -> str:
+    return OptionContract(p.symbol, p.expiry, p.strike, Right(p.right)).key
+
+
+class LivePositionBook:
+    def __init__(self, desk: DeskSide) -> None:
+        self.desk = desk
+        broker, journal, sessions = desk.broker, desk.journal, desk.sessions
+        settings = desk.settings
+        self.account = settings.ibkr.account
+        self.followed = LivePositions(
+            broker,
+            journal,
+            self._day_of,
+            lambda p: transition(p, desk.alerter),
+            self._net_short,
+            Exercises(broker, journal, sessions, settings, desk.alerter),
+        )
+        self.orders = LiveBook(broker, journal, settings.execution.entry_timeout_s, self.followed)
+        self.exits = ExpiryExits(
+            broker, journal, sessions, settings.risk.exit_before_expiry_min, self.account
+        )
+        self.brackets = BracketCheck(
+            broker,
+            journal,
+            self.followed,
+            self.exits,
+            settings.execution.incomplete_bracket,
+            self.account,
+        )
+
+    @property
+    def positions(self) -> Mapping[str, Position]:
+        return {p.intent_id: p for p in self.desk.journal.open_positions()}
+
+    def _day_of(self, ts: float) -> str:
+        return self.desk.sessions.day_of(ts).isoformat()
+
+    def _net_short(self, p: Position, short: int) -> None:
+        why = (
+            f"net short {short} x {p.contract.key} ({p.intent_id}): the bracket's exits "
+            "sold more than was bought"
+        )
+        self.desk.trip(
+            why, p.closed_ts or p.filled_ts or p.opened_ts, key=f"net_short {p.intent_id}"
+        )
+
+    # --- at start and each cycle ------------------------------------------------------------
+
+    async def start(self, now_ts: float) -> Reconciliation | None:
+        """The journal reconciled with the broker before the first cycle."""
+        desk, journal = self.desk, self.desk.journal
+        await desk.open_day(now_ts)  # a trip needs the day
+        day = self._day_of(now_ts)
+        complete = await self.orders.refresh_acknowledged()
+        self.followed.follow(now_ts)
+        found = reconcile(desk.broker, journal, now_ts, complete=complete, day=day)
+        desk.add_at_broker(await self.orders.sent_before(self.account))
+        self.followed.follow(now_ts)  # the fills of what was adopted just now
+        repaired: list[str] = []
+        if complete:  # whole brackets or none (an incomplete list proves nothing missing)
+            checked = await self.brackets.run(now_ts)
+            repaired, found.problems = checked.repaired, found.problems + checked.problems
+            found.adopted += [f"repaired: {line}" for line in repaired]
+        for problem in found.problems:
+            journal.record_alert_once(day, "reconcile", problem[:120], problem, now_ts)
+        if desk.alerter is not None and (found.problems or repaired):
+            desk.alerter.send("reconcile", "; ".join([*found.problems, *repaired])[:1500])
+        return found
+
+    def new_day(self, day: str) -> None:
+        return None  # positions are the journal's and the broker's: nothing kept in memory
+
+    async def value(self, account: AccountSnapshot, now_ts: float, day: str) -> Valuation:
+        """The account's P&L today as the broker reports it, journaled beside ours."""
+        self.desk.journal.record_broker_pnl(
+            day,
+            now_ts,
+            account.daily_pnl,
+            account.realized_pnl,
+            account.unrealized_pnl,
+            account.net_liquidation,
+        )
+        pnl = account.daily_pnl if math.isfinite(account.daily_pnl) else None
+        return Valuation(account.net_liquidation, pnl)
+
+    async def follow(self, now_ts: float, halted: bool) -> None:
+        await self.orders.step(now_ts, halted)
+        for short in self.followed.shorts():
+            self.desk.trip(f"net short at IBKR: {short}", now_ts, key=f"short {short}")
+        await self.exits.step(now_ts)
+        self.desk.add_at_broker(self.orders.sent(self.account))
+
+    # --- what the risk rules see ------------------------------------------------------------
+
+    def entry_id(self, intent: OrderIntent, sent: frozenset[str]) -> OrderIntent:
+        return intent  # a re-entry waits for fills to be followed into positions
+
+    def positioned(self) -> frozenset[tuple[str, str]]:
+        journal = self.desk.journal
+        held = {(p.symbol, p.contract.right.value) for p in journal.open_positions()}
+        held |= {
+            (p.symbol, p.right)
+            for p in self.desk.broker.positions()
+            if p.sec_type == "OPT" and p.quantity > 0
+        }
+        held |= {(i.symbol, i.contract.right.value) for i in journal.working_intents()}
+        return frozenset(held)
+
+    def held(self, now_ts: float, day: str) -> tuple[dict[str, int], float]:
+        """The broker's for the account (not only this run's) or the journal's, whichever is
+        more per symbol (a fill can leave the open orders before the position update)."""
+        journal = self.desk.journal
+        live = [
+            p for p in journal.open_positions() if p.exited is not None or p.status == "pending"
+        ]
+        journal_held, journal_notional = count_held(
+            (
+                p.symbol,
+                p.held if p.status == "open" else p.quantity,
+                (p.entry_price or p.entry_limit) * p.multiplier,
+            )
+            for p in live
+        )
+        broker_held, broker_notional = count_held(self._at_broker(now_ts, day))
+        symbols = set(journal_held) | set(broker_held)
+        held = {s: max(journal_held.get(s, 0), broker_held.get(s, 0)) for s in symbols}
+        # exercised shares of ours: 100 a contract (rounded up), shares x price (live_shares)
+        return with_shares(held, max(journal_notional, broker_notional), journal.held_shares())
+
+    def _at_broker(self, now_ts: float, day: str) -> Iterator[tuple[str, int, float]]:
+        """(symbol, contracts, premium per contract) of the account's option positions and
+        working option BUYs, ours or not; a position the journal does not know is reported."""
+        journal, broker, account = self.desk.journal, self.desk.broker, self.account
+        # ours: bought (a booked fill) or still followed (a fill not booked yet)
+        known = set(journal.bought_contracts()) | {p.contract.key for p in journal.open_positions()}
+        for p in broker.positions():
+            if p.sec_type == "OPT" and p.quantity > 0 and p.account in ("", account):
+                key = f"{p.symbol} {p.expiry} {p.strike:g}{p.right}"
+                if contract_key(p) not in known:
+                    self._report_unknown(key, p.quantity, now_ts, day)
+                yield p.symbol, int(p.quantity), p.avg_cost  # IBKR's avgCost has the multiplier
+        for o in broker.open_orders():
+            if o.sec_type == "OPT" and o.action == "BUY" and o.account in ("", account):
+                limit = o.limit if math.isfinite(o.limit) else 0.0
+                yield o.symbol, int(o.remaining), limit * o.multiplier
+
+    def _report_unknown(self, key: str, quantity: float, now_ts: float, day: str) -> None:
+        text = (
+            f"the account holds {quantity:g} x {key}, which this bot did not buy: "
+            "counted in the caps, never traded"
+        )
+        if self.desk.journal.record_alert_once(day, "unknown_position", key, text, now_ts):
+            log.warning(text, extra={"event": "unknown_position", "contract": key})
+
+    def opened(self, intent: OrderIntent, done: Execution, now_ts: float, day: str) -> None:
+        if done.status == "submitted":
+            self.followed.opened(intent, done.quantity, now_ts)
+
+    # --- the expiry guard -------------------------------------------------------------------
+
+    async def exit_candidates(self, now_ts: float) -> list[Candidate]:
+        """The account's option positions this bot bought, and its entries still working."""
+        journal, broker = self.desk.journal, self.desk.broker
+        # fills since the cycle began booked first: an entry filled during a cycle is held,
+        # and ours to close, before the next cycle would book it
+        self.followed.follow(now_ts)
+        ours = journal.bought_contracts()
+        found = [
+            Candidate(p.symbol, p.expiry, key)
+            for p in broker.positions()
+            if p.sec_type == "OPT" and p.quantity > 0 and (key := contract_key(p)) in ours
+        ]
+        # and our entries still working: one filling in the window would be held into the
+        # expiry (the guard cancels them)
+        return found + [
+            Candidate(o.symbol, o.expiry, entry_key(o))
+            for o in broker.open_orders()
+            if o.sec_type == "OPT"
+            and o.action == "BUY"
+            and o.order_ref
+            and ":" not in o.order_ref
+            and journal.load_intent(o.order_ref) is not None
+        ]
+
+    async def run_exits(self, now_ts: float, due: set[str], halted: bool) -> bool:
+        # fills first: sell only what is held; and only with every open order in sight
+        # (an exit placed under another client id must not be sold over a second time)
+        if await self.orders.step(now_ts, halted):
+            await self.orders.cancel_entries_in(due, now_ts)
+            await self.exits.step(now_ts)
+        else:
+            log.warning(
+                "expiry guard: the account's orders could not be refreshed: no "
+                "exit sent this time, tried again in 30 s",
+                extra={"event": "expiry_guard_failed"},
+            )
+        return False  # an exit order may be working for what is left: live_exits says
+
+    # --- at exit ----------------------------------------------------------------------------
+
+    async def close_out(self, now_ts: float) -> None:
+        """Working entries cancelled (``execution.cancel_entries_on_stop``; exits protecting
+        what is held stay), the last fills booked, and what stays working at IBKR said."""
+        if not self.desk.broker.is_connected():
+            return
+        if self.desk.settings.execution.cancel_entries_on_stop:
+            await self.orders.step(now_ts, halted=True, why="stop")
+        await self._book_last_fills(now_ts)
+        self._left_working(now_ts)
+
+    async def _book_last_fills(self, now_ts: float) -> None:
+        """Executions that came in since the last cycle reach the journal before exit, with
+        their commission reports (waited for, briefly; then booked without)."""
+        if not await self.orders.refresh():
+            return
+        for _ in range(25):
+            if not self.followed.waiting():
+                break
+            await asyncio.sleep(0.2)
+        self.followed.follow(now_ts, wait_s=0.0)
+
+    def _left_working(self, now_ts: float) -> None:
+        """What stays working after we are gone, in the log and the journal (a bracket's
+        exits are meant to; an entry is worth a look)."""
+        left = self.orders.ours_working()
+        for order in left:
+            text = (
+                f"left working at IBKR: {order.action} {order.remaining:g} x "
+                f"{order.symbol} {order.expiry} {order.strike:g}{order.right} "
+                f"{order.order_type} (order {order.order_id}, ref {order.order_ref})"
+            )
+            log.warning(text, extra={"event": "left_working", "order_ref": order.order_ref})
+            self.desk.journal.record_alert(self._day_of(now_ts), "left_working", text, now_ts)
+        if not left:
+            return
+        log.warning(
+            "%d order(s) of ours left working at IBKR (exits protect what is "
+            "held; entries may still fill)",
+            len(left),
+            extra={"event": "left_working_total", "count": len(left)},
+        )
+        if self.desk.alerter is not None:
+            self.desk.alerter.send(
+                "left_working",
+                f"stopped with {len(left)} order(s) of ours working at IBKR: "
+                + "; ".join(
+                    f"{o.action} {o.remaining:g} x {o.symbol} {o.expiry} "
+                    f"{o.strike:g}{o.right} {o.order_type}"
+                    for o in left
+                ),
+            )
