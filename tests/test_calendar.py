@@ -256,8 +256,8 @@ def test_the_nyse_rules_agree_with_exchange_calendars_on_every_weekday_2015_to_2
     golden: dict[date, str] = {}
     for line in (REPO_ROOT / "tests" / "data" / "xnys_2015_2035.txt").read_text().splitlines():
         if line and not line.startswith("#"):
-            day, hours = line.split()
-            golden[date.fromisoformat(day)] = hours
+            iso_day, hours = line.split()
+            golden[date.fromisoformat(iso_day)] = hours
     assert len(golden) > 200 and "2025-01-09" in {d.isoformat() for d in golden}
     # Then every weekday of the range gets the same hours from our rules
     day, wrong = date(2015, 1, 1), []

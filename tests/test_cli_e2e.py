@@ -318,7 +318,7 @@ def test_falling_prices_trip_the_kill_switch_which_survives_a_restart(tmp_path):
     assert report.stdout.count("kill_switch [daily_loss]") == 1
 
 
-def _expiring(journal: Path, expiry: str) -> tuple[list[tuple[object, ...]], int]:
+def _expiring(journal: Path, expiry: str) -> tuple[list[tuple[str, str, float]], int]:
     """Positions in contracts of ``expiry`` (status, reason, closed_ts), and accepted entries."""
     import sqlite3
 

@@ -199,7 +199,7 @@ def friday_intent(
 
 def held(tmp_path, *contracts: OptionContract, **risk: float):
     """A desk holding one filled position per contract, entered Tuesday morning."""
-    desk, broker, journal = desk_for(tmp_path, **risk)
+    desk, broker, journal = desk_for(tmp_path, "dry_run", **risk)
     t0 = TUESDAY_MORNING.timestamp()
     run(desk.begin_cycle(t0))
     intents = [friday_intent(c, t0, f"i-{i}") for i, c in enumerate(contracts)]
@@ -331,4 +331,5 @@ def test_an_order_says_its_side_not_the_signal(tmp_path, caplog):
     line = next(r.getMessage() for r in caplog.records if "DRY_RUN" in r.getMessage())
     assert line.startswith("DRY_RUN BUY 10 x SPY 20261204 690P @ 2.00")
     assert "(signal SELL, confidence 0.70)" in line
-    assert journal.load_intent("i-fri").action == "BUY"
+    loaded = journal.load_intent("i-fri")
+    assert loaded is not None and loaded.action == "BUY"

@@ -99,7 +99,7 @@ def wait_with(
     async def main() -> Any:
         waiter = GatewayWait(
             asyncio.Event(),
-            broker,
+            broker,  # type: ignore[arg-type]
             cfg or ibkr(),
             alerts,  # type: ignore[arg-type]
             statuses.append,
@@ -200,7 +200,7 @@ def test_a_stop_during_a_probe_cancels_it() -> None:
     async def main() -> bool:
         waiter = GatewayWait(
             stop,
-            broker,
+            broker,  # type: ignore[arg-type]
             ibkr(),
             alerts,  # type: ignore[arg-type]
             lambda _: None,

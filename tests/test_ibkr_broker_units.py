@@ -397,8 +397,8 @@ def test_a_bracket_waiting_for_its_pacing_slot_is_not_sent_after_a_stop() -> Non
         return contract
 
     orders = Orders(
-        link,
-        None,
+        link,  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]
         SimpleNamespace(tradable=tradable),  # type: ignore[arg-type]
         IBKRSettings(account="DU1"),
         now=time.time,

@@ -71,16 +71,20 @@ def _events(tmp_path: Path) -> list[dict[str, Any]]:
         return [json.loads(line) for line in f]
 
 
+class _Watched(Supervisor):
+    lines: list[str]  # what it printed, kept by the test
+
+
 def _run(
     settings,
     broker,
     clock: Clock,
     stop_when: Callable[[], bool] | None = None,
     deadline_s: float = 30.0,
-) -> Supervisor:
+) -> _Watched:
     logs = LogService(settings.logging, None)
     lines: list[str] = []
-    sup = Supervisor(settings, broker, clock, logs.handle, echo=lines.append)
+    sup = _Watched(settings, broker, clock, logs.handle, echo=lines.append)
 
     async def stop_once_seen() -> None:  # as the signal handler would, SIGTERM
         assert stop_when is not None
@@ -102,7 +106,7 @@ def _run(
         sup.exit_code = asyncio.run(main())
     finally:
         logs.close()
-    sup.lines = lines  # type: ignore[attr-defined]
+    sup.lines = lines
     return sup
 
 
@@ -265,6 +269,7 @@ def test_a_log_file_that_stops_taking_writes_is_said_once(tmp_path, capsys) -> N
 
     logs = LogService(LoggingSettings(json_path=str(tmp_path / "bot.jsonl"), console=False), None)
     (handler,) = logs.handlers
+    assert isinstance(handler, logging.StreamHandler)  # the file's, the console off
     handler.stream.close()  # as a full disk would make every write fail
     try:
         for n in range(5):

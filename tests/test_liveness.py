@@ -73,7 +73,8 @@ class _Peeking:
     wants_hourly_bars = False
 
     def __init__(self, settings: Any, beat: Beat) -> None:
-        self.beat, self.seen = beat, []
+        self.beat = beat
+        self.seen: list[tuple[int, str | None]] = []
         self.inner = load_strategy(settings)
 
     def decide(self, view: Any) -> Any:

@@ -42,12 +42,19 @@ class ListingStub(StubBroker):
         return {s: f"{s}: error 200: No security definition" for s in symbols if s in self.unknown}
 
 
-def run_supervisor(settings, tmp_path, unknown=()) -> Supervisor:
+class Watched(Supervisor):
+    """The supervisor with what the test saw of it: its printed lines and its cycles."""
+
+    lines: list[str]
+    summaries: list[CycleSummary]
+
+
+def run_supervisor(settings, tmp_path, unknown=()) -> Watched:
     clock = SimClock(settings.stub.start.timestamp())
     logs = LogService(settings.logging, None)
     lines: list[str] = []
     summaries: list[CycleSummary] = []  # the supervisor keeps none: the test does
-    supervisor = Supervisor(
+    supervisor = Watched(
         settings,
         ListingStub(settings.stub, clock.now, unknown=unknown),
         clock,
@@ -59,8 +66,8 @@ def run_supervisor(settings, tmp_path, unknown=()) -> Supervisor:
         supervisor.exit_code = asyncio.run(supervisor.run())
     finally:
         logs.close()
-    supervisor.lines = lines  # type: ignore[attr-defined]
-    supervisor.summaries = summaries  # type: ignore[attr-defined]
+    supervisor.lines = lines
+    supervisor.summaries = summaries
     return supervisor
 
 

@@ -87,7 +87,7 @@ def test_a_gateway_gone_silent_is_alerted_once_per_silence(tmp_path):
     broker = Silent()
     loop, _ = watcher(tmp_path, broker)
     sent: list[tuple[Any, ...]] = []
-    loop.alerter.send = lambda *a: sent.append(a)  # type: ignore[method-assign]
+    loop.alerter.send = lambda *a: sent.append(a)  # type: ignore[assignment, method-assign]
     loop.snapshot()
     assert sent == []
     # When the count goes up, one alert; samples after it, none; a second silence, one more

@@ -132,7 +132,8 @@ def test_out_of_descriptors_the_reserve_refuses_the_waiting_one_else_it_waits(mo
     server = http_status._Server(
         ("127.0.0.1", 0), http.server.BaseHTTPRequestHandler, ConnectionGate(4)
     )
-    listening, sleeps = server.socket, []
+    listening = server.socket
+    sleeps: list[float] = []
     monkeypatch.setattr(http_status.time, "sleep", sleeps.append)
     try:
         ours, theirs = socket.socketpair()
