@@ -77,7 +77,7 @@ def book(tmp_path: Path):
         lambda p: None,
         lambda p, n: None,
     )
-    return LiveBook(broker, journal, 300, positions), broker, journal
+    return LiveBook(broker, journal, 300, positions), broker, journal  # type: ignore[arg-type]
 
 
 def test_a_bracket_of_ours_the_journal_does_not_know_is_adopted_not_left_alone(book):

@@ -149,7 +149,7 @@ def desk(tmp_path: Path):
     )
     positions.opened(journal.load_intent(ID), 4, T0)  # type: ignore[arg-type]
     exits = ExpiryExits(
-        broker,
+        broker,  # type: ignore[arg-type]
         journal,
         SessionBook(broker, nyse()),  # type: ignore[arg-type]
         exit_before_expiry_min=15,

@@ -106,7 +106,7 @@ def setup(tmp_path: Path):
     journal.record_fill("ours", "BOT", 10, 2.0, TUESDAY_MORNING.timestamp(), 6.5, "e1")
     broker = FakeBroker()
     exits = ExpiryExits(
-        broker,
+        broker,  # type: ignore[arg-type]
         journal,
         SessionBook(broker, nyse()),  # type: ignore[arg-type]
         exit_before_expiry_min=15,

@@ -105,6 +105,7 @@ def test_a_directional_signal_asks_for_the_snapshot_with_the_chain_after_the_bar
     ]
     # and the ATM is read from the snapshot's price, not from a bar
     quote = next(fake.answer(r) for r in fake.seen if isinstance(r, QuoteRequest)).value
+    assert isinstance(quote, Quote)
     assert any(f"for price {(quote.bid + quote.ask) / 2:g}" in r for r in result.reasons)
 
 
@@ -129,6 +130,7 @@ def test_with_the_price_from_the_last_bar_no_snapshot_is_asked_at_all(tmp_path):
     assert QuoteRequest not in kinds and OptionQuotesRequest in kinds
     (bars_request,) = [r for r in fake.seen if isinstance(r, BarsRequest) and r.bar_minutes == 1]
     bars = fake.answer(bars_request).value
+    assert isinstance(bars, Bars)
     assert any(f"for price {bars.close[-1]:g}" in r for r in result.reasons)
 
 
@@ -246,6 +248,7 @@ def test_vwap_is_anchored_to_the_open_however_old_the_session(settings):
     assert bars_request.count == 270
     # and its VWAP is the one computed by hand from the session's bars, open to 14:00
     bars = fake.answer(BarsRequest(0, 1, "SPY", 400)).value
+    assert isinstance(bars, Bars)
     session = [i for i in range(len(bars)) if opens <= bars.ts[i] < now]
     assert len(session) == 270
 
