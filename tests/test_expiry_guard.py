@@ -303,7 +303,9 @@ def test_a_live_entry_still_working_in_the_exit_window_is_cancelled(tmp_path):
     (entry,) = broker.working
     guard = ExpiryGuard(desk)
     # Then it counts as held for the guard, and inside its window the guard cancels it
-    exit_at = expiry_close(CALL.expiry) - 15 * 60
+    close = expiry_close(CALL.expiry)
+    assert close is not None
+    exit_at = close - 15 * 60
     assert run(guard.next_exit_at(NOW)) == exit_at
     run(guard.run(exit_at + 1))
     assert broker.cancelled == [entry.order_id] and broker.working == []
