@@ -176,7 +176,8 @@ def _risk(s: Mapping[str, Any], zone: ZoneInfo) -> list[str]:
 
 
 def render_text(summary: Mapping[str, Any], *, tz: str = "UTC") -> str:
-    """The report as lines of text; clock times in ``tz`` (the exchange's zone, usually)."""
+    """The report as lines of text; clock times in ``tz`` (``report`` passes schedule.timezone,
+    the display zone: the day itself is the journal's, counted in the exchange's zone)."""
     zone = ZoneInfo(tz)
     lines = [f"day report {summary['day']} (times {tz})"]
     lines += _cycles(summary, zone)

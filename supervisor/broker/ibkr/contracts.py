@@ -1,8 +1,10 @@
 """The contract layer: symbols and options qualified once, chains, and trading hours.
 
 A stock is qualified once per session (its conId does not change); an option, an unknown
-symbol and a chain are remembered for the trading day (schedule.timezone), because listings
-change overnight: the first call of a new day clears those caches. The options are also
+symbol and a chain are remembered for the trading day, because listings change overnight:
+the first call of a new day clears those caches. The day is the exchange's (``tz``, from
+``calendar_tz``: New York for schedule.calendar XNYS; schedule.timezone, whose other use is
+how reports show times, counts only with calendar: weekdays). The options are also
 capped at ``MAX_CACHED_OPTIONS`` contracts, the expiries least recently used dropped first:
 each expiry asked brings every strike listed, and the day's set keeps growing as signals
 reach more symbols and expiries (200 symbols against the simulator: 5,180 contracts after
@@ -88,7 +90,7 @@ class Contracts:
         self._day: date | None = None
 
     def _today(self) -> date:
-        """The trading day (schedule.timezone); a new day drops the per-day caches."""
+        """The exchange's trading day (``tz``); a new day drops the per-day caches."""
         day = trading_day(self._now(), self._tz)
         if day != self._day:
             self._day = day
