@@ -3,19 +3,34 @@
 No ib_insync object ever appears here. Bulk data (bars) travels as columns (``array('d')``),
 one per field, because one object per bar costs more than half the throughput.
 
-    supervisor --inbox[w]--> worker w      SymbolTask, Reply
-    worker w   --outbox----> supervisor    Request (QuoteRequest, BarsRequest, ChainRequest,
-                                           OptionQuotesRequest), SymbolResult
+Each worker has two pipes of its own, and no other process writes to either (spawned in
+supervisor/runtime/pool.py, framed in supervisor/runtime/channels.py, served by
+workers/main.py):
+
+    supervisor event loop                                          worker w (spawned)
+    pool.send(w, m) -> FrameWriter ----- inbox[w] pipe ---------> Connection.recv
+        ToWorker:   SymbolTask, Replies (one per Requests), Stop
+    pool._drain <- FrameReader <-------- channel[w] pipe -------- Connection.send
+        FromWorker: WorkerReady (first), Requests (one per pipeline step), SymbolResult;
+                    and the worker's log records (logging.LogRecord), when it forwards them
+
+What becomes due together (in one pass of the supervisor's loop, or from one inbox message
+in the worker) goes as one Bundle. A Requests holds one pipeline step's requests (each a
+QuoteRequest, BarsRequest, ChainRequest or OptionQuotesRequest); its Replies holds one reply
+of the matching kind for each (QuoteReply, BarsReply, ChainReply, OptionQuotesReply), found
+by request id.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from array import array
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
-from typing import Any
+from typing import Generic, Protocol, TypeVar, overload
 
 NAN = math.nan
 
@@ -54,12 +69,12 @@ class Bars:
     """1-minute bars as columns; ``ts`` is the bar's start in epoch seconds, oldest first."""
 
     symbol: str
-    ts: array = field(default_factory=lambda: array("d"))
-    open: array = field(default_factory=lambda: array("d"))
-    high: array = field(default_factory=lambda: array("d"))
-    low: array = field(default_factory=lambda: array("d"))
-    close: array = field(default_factory=lambda: array("d"))
-    volume: array = field(default_factory=lambda: array("d"))
+    ts: array[float] = field(default_factory=lambda: array("d"))
+    open: array[float] = field(default_factory=lambda: array("d"))
+    high: array[float] = field(default_factory=lambda: array("d"))
+    low: array[float] = field(default_factory=lambda: array("d"))
+    close: array[float] = field(default_factory=lambda: array("d"))
+    volume: array[float] = field(default_factory=lambda: array("d"))
 
     def __len__(self) -> int:
         return len(self.ts)
@@ -111,6 +126,49 @@ class OptionQuote:
 
 
 # --- worker -> supervisor requests, supervisor -> worker replies -----------------------------
+#
+# Each request kind has its own reply kind, and says which (``answered_by``): a pipeline takes
+# a reply's value with ``value_of(replies, request)``, typed by the request it asked, so no
+# reader narrows a value by hand. Replies are matched to requests by id, not by position.
+
+V = TypeVar("V")
+
+
+@dataclass(frozen=True)
+class ReplyOf(Generic[V]):
+    """The answer to one request: a value, or an error crossing the boundary as text."""
+
+    request_id: int
+    value: V | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass(frozen=True)
+class QuoteReply(ReplyOf[Quote]):
+    pass
+
+
+@dataclass(frozen=True)
+class BarsReply(ReplyOf[Bars]):
+    pass
+
+
+@dataclass(frozen=True)
+class ChainReply(ReplyOf[OptionChain]):
+    pass
+
+
+@dataclass(frozen=True)
+class OptionQuotesReply(ReplyOf[tuple[OptionQuote, ...]]):
+    pass
+
+
+Reply = QuoteReply | BarsReply | ChainReply | OptionQuotesReply
+ReplyValue = Quote | Bars | OptionChain | tuple[OptionQuote, ...]
 
 
 @dataclass(frozen=True)
@@ -118,6 +176,10 @@ class QuoteRequest:
     request_id: int
     worker_id: int
     symbol: str
+
+    @property
+    def answered_by(self) -> type[QuoteReply]:
+        return QuoteReply
 
 
 @dataclass(frozen=True)
@@ -129,12 +191,20 @@ class BarsRequest:
     bar_minutes: int = 1  # 1 for the scalp rule, 60 for the whale rule
     rth: bool = True  # regular-session bars only (no pre- or post-market)
 
+    @property
+    def answered_by(self) -> type[BarsReply]:
+        return BarsReply
+
 
 @dataclass(frozen=True)
 class ChainRequest:
     request_id: int
     worker_id: int
     symbol: str
+
+    @property
+    def answered_by(self) -> type[ChainReply]:
+        return ChainReply
 
 
 @dataclass(frozen=True)
@@ -144,8 +214,48 @@ class OptionQuotesRequest:
     symbol: str
     contracts: tuple[OptionContract, ...]
 
+    @property
+    def answered_by(self) -> type[OptionQuotesReply]:
+        return OptionQuotesReply
+
 
 Request = QuoteRequest | BarsRequest | ChainRequest | OptionQuotesRequest
+
+
+class Asks(Protocol[V]):
+    """A request whose reply carries a ``V`` (each request kind above is one)."""
+
+    @property
+    def request_id(self) -> int: ...
+
+    @property
+    def answered_by(self) -> type[ReplyOf[V]]: ...
+
+
+class RemoteError(Exception):
+    """The supervisor answered a request with an error."""
+
+
+def value_of(replies: Sequence[Reply], request: Asks[V]) -> V:
+    """The value answering ``request``; RemoteError when the supervisor sent an error.
+
+    A reply missing, or of another kind than the request's, is a bug on the channel, not a
+    symbol's bad data: it raises TypeError (the worker fails the symbol with the traceback)."""
+    kind = request.answered_by
+    reply = next((r for r in replies if r.request_id == request.request_id), None)
+    if not isinstance(reply, kind):
+        got = "none" if reply is None else type(reply).__name__
+        raise TypeError(f"request {request.request_id} wants a {kind.__name__}, got {got}")
+    if reply.error is not None:
+        raise RemoteError(reply.error)
+    if reply.value is None:
+        raise TypeError(f"{kind.__name__} {request.request_id} has neither value nor error")
+    return reply.value
+
+
+def failed(request: Request, error: str) -> Reply:
+    """The reply saying ``request`` could not be answered, of the kind it expects."""
+    return request.answered_by(request.request_id, error=error)
 
 
 @dataclass(frozen=True)
@@ -155,22 +265,6 @@ class Requests:
 
     worker_id: int
     requests: tuple[Request, ...]
-
-
-ReplyValue = Quote | Bars | OptionChain | tuple[OptionQuote, ...]
-
-
-@dataclass(frozen=True)
-class Reply:
-    """The answer to one request: a value, or an error crossing the boundary as text."""
-
-    request_id: int
-    value: ReplyValue | None = None
-    error: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
 
 
 @dataclass(frozen=True)
@@ -259,24 +353,6 @@ class SymbolResult:
 
 
 @dataclass(frozen=True)
-class Bundle:
-    """Messages for one process that became due together, sent as one: a pickle and a pipe
-    trip each cost more than most of the messages carry."""
-
-    messages: tuple[Any, ...]
-
-
-def unbundled(message: Any) -> tuple[Any, ...]:
-    """The messages a received one stands for."""
-    return message.messages if isinstance(message, Bundle) else (message,)
-
-
-def bundled(messages: list[Any]) -> Any:
-    """What to send for ``messages`` (not empty): the one itself, or a Bundle of them."""
-    return messages[0] if len(messages) == 1 else Bundle(tuple(messages))
-
-
-@dataclass(frozen=True)
 class WorkerReady:
     """A worker's first message: it imported everything and waits for tasks."""
 
@@ -287,3 +363,43 @@ class WorkerReady:
 @dataclass(frozen=True)
 class Stop:
     """Asks a worker to finish: put on its inbox at shutdown."""
+
+
+# --- what each way of the channel carries ----------------------------------------------------
+
+ToWorker = SymbolTask | Replies | Stop
+FromWorker = SymbolResult | Requests | WorkerReady
+
+M = TypeVar("M")
+
+
+@dataclass(frozen=True)
+class Bundle(Generic[M]):
+    """Messages for one process that became due together, sent as one: a pickle and a pipe
+    trip each cost more than most of the messages carry."""
+
+    messages: tuple[M, ...]
+
+
+# what a worker's inbox pipe carries, and what its own channel to the supervisor carries
+# (its log records too, when it forwards them)
+ToWorkerFrame = ToWorker | Bundle[ToWorker]
+FromWorkerFrame = FromWorker | Bundle[FromWorker] | logging.LogRecord
+
+
+@overload
+def unbundled(message: Bundle[M]) -> tuple[M, ...]: ...
+
+
+@overload
+def unbundled(message: M) -> tuple[M, ...]: ...
+
+
+def unbundled(message: M | Bundle[M]) -> tuple[M, ...]:
+    """The messages a received one stands for."""
+    return message.messages if isinstance(message, Bundle) else (message,)
+
+
+def bundled(messages: Sequence[M]) -> M | Bundle[M]:
+    """What to send for ``messages`` (not empty): the one itself, or a Bundle of them."""
+    return messages[0] if len(messages) == 1 else Bundle(tuple(messages))

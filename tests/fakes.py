@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 from common.calendar import nyse
 from common.config import Settings
 from common.messages import (
+    BarsReply,
     BarsRequest,
+    ChainReply,
     ChainRequest,
+    OptionQuotesReply,
     OptionQuotesRequest,
+    QuoteReply,
     QuoteRequest,
     Reply,
+    Request,
 )
 from supervisor.broker.stub import StubBroker
 from supervisor.runtime.serving import fetch_bars
@@ -22,17 +26,18 @@ class FakeSupervisor:
     def __init__(self, settings: Settings, now: float) -> None:
         self.now = now
         self.broker = StubBroker(settings.stub, lambda: self.now)
-        self.seen: list[Any] = []
+        self.seen: list[Request] = []
 
-    def answer(self, request: Any) -> Reply:
+    def answer(self, request: Request) -> Reply:
         self.seen.append(request)
-        return Reply(request.request_id, value=asyncio.run(self._fetch(request)))
+        return asyncio.run(self._fetch(request))
 
-    async def _fetch(self, request: Any) -> Any:
+    async def _fetch(self, request: Request) -> Reply:
+        rid = request.request_id
         if isinstance(request, QuoteRequest):
-            return await self.broker.quote(request.symbol)
+            return QuoteReply(rid, await self.broker.quote(request.symbol))
         if isinstance(request, BarsRequest):
-            return await fetch_bars(
+            bars = await fetch_bars(
                 self.broker,
                 nyse(),
                 self.now,
@@ -41,8 +46,9 @@ class FakeSupervisor:
                 request.bar_minutes,
                 request.rth,
             )
+            return BarsReply(rid, bars)
         if isinstance(request, ChainRequest):
-            return await self.broker.chain(request.symbol)
+            return ChainReply(rid, await self.broker.chain(request.symbol))
         if isinstance(request, OptionQuotesRequest):
-            return await self.broker.option_quotes(request.contracts)
+            return OptionQuotesReply(rid, await self.broker.option_quotes(request.contracts))
         raise AssertionError(f"not a request: {request!r}")

@@ -4,13 +4,16 @@ never a blocked read or write."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import multiprocessing
 import os
 import struct
+from datetime import date
 from multiprocessing.connection import Connection
 
 import pytest
 
+from common.messages import Bundle, Replies, Requests, SymbolResult, SymbolTask, WorkerReady
 from supervisor.runtime.channels import ChannelBroken, FrameReader, FrameWriter, frame
 
 pytestmark = pytest.mark.timeout(30)
@@ -27,10 +30,34 @@ def pipe() -> tuple[FrameReader, object, int]:
 
 def test_whole_messages_small_and_large_come_out_in_order() -> None:
     frames, writer, _ = pipe()
-    writer.send({"n": 1})  # type: ignore[attr-defined]
-    writer.send("x" * 30_000)  # type: ignore[attr-defined]  # > 16 KB: header and body apart
-    assert frames.read() == [{"n": 1}, "x" * 30_000]
+    big = SymbolResult(1, "SPY", 3, reasons=("x" * 30_000,))  # > 16 KB: header and body apart
+    writer.send(WorkerReady(3, 99))  # type: ignore[attr-defined]
+    writer.send(big)  # type: ignore[attr-defined]
+    assert frames.read() == [WorkerReady(3, 99), big]
     assert frames.read() == [] and not frames.eof  # nothing more, and no blocking
+
+
+def test_bundles_are_opened_and_what_is_no_workers_message_is_dropped(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Given a bundle, a log record, and between them two objects no worker sends
+    frames, writer, _ = pipe()
+    record = logging.LogRecord("workers.main", logging.INFO, "w.py", 1, "hello", None, None)
+    writer.send(Bundle((WorkerReady(3, 99), SymbolResult(1, "SPY", 3))))  # type: ignore[attr-defined]
+    writer.send({"n": 1})  # type: ignore[attr-defined]
+    writer.send(Bundle(("stray", Requests(3, ()))))  # type: ignore[attr-defined]
+    writer.send(record)  # type: ignore[attr-defined]
+    # Then the messages come out one by one, in order; the strays are logged and dropped,
+    # and the channel is not broken by them
+    got = frames.read()
+    assert got[:3] == [WorkerReady(3, 99), SymbolResult(1, "SPY", 3), Requests(3, ())]
+    assert isinstance(got[3], logging.LogRecord) and got[3].getMessage() == "hello"
+    assert len(got) == 4
+    dropped = [r.getMessage() for r in caplog.records if "not a worker's message" in r.message]
+    assert dropped == [
+        "not a worker's message, dropped: {'n': 1}",
+        "not a worker's message, dropped: 'stray'",
+    ]
 
 
 def test_a_frame_that_is_not_a_pickle_breaks_the_channel() -> None:
@@ -66,13 +93,13 @@ def writer_pair(loop: asyncio.AbstractEventLoop) -> tuple[FrameWriter, Connectio
 
 
 def test_what_the_pipe_cannot_take_waits_and_goes_out_in_order_once_it_drains() -> None:
-    async def scenario() -> tuple[list[object], bool, int]:
+    async def scenario() -> tuple[list[SymbolTask], bool, int]:
         loop = asyncio.get_running_loop()
         inbox, reader = writer_pair(loop)
         # Given a worker that reads nothing while 200 messages of 2 KB are put (the pipe
         # holds 64 KB): put returns at once every time
         for n in range(200):
-            inbox.put((n, "x" * 2000))
+            inbox.put(SymbolTask(n, "S" * 2000, 0.0, date(2026, 1, 2)))
         waiting = inbox.qsize()
         # When the worker reads again (a thread: Connection.recv blocks), the loop writes
         # the rest whenever the pipe has room
@@ -85,7 +112,7 @@ def test_what_the_pipe_cannot_take_waits_and_goes_out_in_order_once_it_drains() 
     got, waited, left = asyncio.run(scenario())
     # Then some had to wait, all arrived whole, in order, and none is left
     assert waited
-    assert [n for n, _ in got] == list(range(200))  # type: ignore[misc]
+    assert [task.cycle_id for task in got] == list(range(200))
     assert left == 0
 
 
@@ -93,8 +120,8 @@ def test_a_worker_that_is_gone_breaks_the_inbox_without_an_error() -> None:
     async def scenario() -> tuple[bool, int]:
         inbox, reader = writer_pair(asyncio.get_running_loop())
         reader.close()  # the worker died: its end is closed
-        inbox.put("task")
-        inbox.put("replies")
+        inbox.put(SymbolTask(1, "SPY", 0.0, date(2026, 1, 2)))
+        inbox.put(Replies(()))
         broken, left = inbox.broken, inbox.qsize()
         inbox.close()
         return broken, left

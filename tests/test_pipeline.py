@@ -11,16 +11,19 @@ import pytest
 from common.calendar import trading_day
 from common.messages import (
     Bars,
+    BarsReply,
     BarsRequest,
+    ChainReply,
     ChainRequest,
     OptionChain,
     OptionQuotesRequest,
     Quote,
+    QuoteReply,
     QuoteRequest,
-    Reply,
     Signal,
     SymbolResult,
     SymbolTask,
+    failed,
 )
 from tests.conftest import make_settings
 from tests.fakes import FakeSupervisor
@@ -146,9 +149,9 @@ def test_with_the_price_from_the_last_bar_a_symbol_without_a_usable_close_is_ski
 
     def answer(request):
         if isinstance(request, BarsRequest):
-            return Reply(
+            return BarsReply(
                 request.request_id,
-                value=Bars("SPY", ts=array("d", [now - 60]), close=array("d", [math.nan])),
+                Bars("SPY", ts=array("d", [now - 60]), close=array("d", [math.nan])),
             )
         return fake.answer(request)
 
@@ -165,7 +168,7 @@ def test_the_snapshot_failing_after_a_signal_is_a_failure(settings):
 
     def answer(request):
         if isinstance(request, QuoteRequest):
-            return Reply(request.request_id, error="timed out after 15s")
+            return failed(request, "timed out after 15s")
         return fake.answer(request)
 
     result, kinds = drive(pipeline(settings, "SPY", now), answer)
@@ -180,7 +183,7 @@ def test_no_usable_price_skips_with_the_reason(settings):
 
     def answer(request):
         if isinstance(request, QuoteRequest):  # IBKR's "no quote": -1, 0 and NaN
-            return Reply(request.request_id, value=Quote("SPY", -1, 0, math.nan, -1))
+            return QuoteReply(request.request_id, Quote("SPY", -1, 0, math.nan, -1))
         return fake.answer(request)
 
     result, kinds = drive(pipeline(settings, "SPY", now), answer)
@@ -193,7 +196,7 @@ def test_no_market_data_is_a_failure_with_its_reason_not_a_hold(settings):
     now = settings.stub.start.timestamp()
 
     def answer(request):
-        return Reply(request.request_id, error="SymbolDataError: 354 not subscribed")
+        return failed(request, "SymbolDataError: 354 not subscribed")
 
     result, _ = drive(pipeline(settings, "SPY", now), answer)
     # the cycle line counts it failed, not ok with a HOLD
@@ -207,7 +210,7 @@ def test_empty_chain_is_a_clear_skip(settings):
 
     def answer(request):
         if isinstance(request, ChainRequest):
-            return Reply(request.request_id, value=OptionChain("SPY", ("20260109",), ()))
+            return ChainReply(request.request_id, OptionChain("SPY", ("20260109",), ()))
         return fake.answer(request)
 
     result, kinds = drive(pipeline(settings, "SPY", now), answer)
@@ -299,8 +302,8 @@ def test_a_whale_whose_snapshot_fails_is_not_spent(tmp_path, snapshot):
     def answer(request):
         if isinstance(request, QuoteRequest):
             if snapshot == "unusable":
-                return Reply(request.request_id, value=Quote("SPY", -1, 0, math.nan, -1))
-            return Reply(request.request_id, error="timed out after 15s")
+                return QuoteReply(request.request_id, Quote("SPY", -1, 0, math.nan, -1))
+            return failed(request, "timed out after 15s")
         return fake.answer(request)
 
     task = SymbolTask(cycle_id=1, symbol="SPY", now_ts=now, day=trading_day(now))

@@ -7,7 +7,14 @@ import asyncio
 import pytest
 
 from common.calendar import nyse
-from common.messages import BarsRequest, ChainRequest, OptionQuotesRequest, QuoteRequest
+from common.messages import (
+    BarsRequest,
+    ChainReply,
+    ChainRequest,
+    OptionQuotesRequest,
+    QuoteReply,
+    QuoteRequest,
+)
 from supervisor.broker.base import ConnectionLost, SymbolDataError
 from supervisor.runtime.serving import DataService, SymbolBackoff, step_of
 
@@ -150,7 +157,9 @@ def test_a_steps_requests_are_answered_together_each_in_its_place():
     replies = asyncio.run(
         service.answer_all((QuoteRequest(5, 1, "XYZ"), ChainRequest(6, 1, "XYZ")))
     )
-    # Then each has its own answer, in the step's order: the timeout costs only the quote
+    # Then each has its own answer, in the step's order and of its request's kind: the
+    # timeout costs only the quote
     assert [r.request_id for r in replies.replies] == [5, 6]
+    assert [type(r) for r in replies.replies] == [QuoteReply, ChainReply]
     assert "timed out after 0.2s" in (replies.replies[0].error or "")
     assert replies.replies[1].value == "chain of XYZ" and replies.replies[1].ok

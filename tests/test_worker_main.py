@@ -12,8 +12,8 @@ import pytest
 from common.calendar import trading_day
 from common.messages import (
     Bundle,
+    QuoteReply,
     Replies,
-    Reply,
     Requests,
     Signal,
     Stop,
@@ -188,7 +188,7 @@ def test_driver_interleaves_symbols_and_routes_replies_by_id(tmp_path):
 def test_unknown_reply_is_dropped(tmp_path):
     settings = make_settings(tmp_path)
     driver = TaskDriver(1, settings, load_strategy(settings), lambda m: None)
-    driver.on_reply(Reply(999, error="late"))
+    driver.on_reply(QuoteReply(999, error="late"))
     assert driver.by_request == {}
 
 

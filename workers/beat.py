@@ -13,13 +13,13 @@ is compared across processes (a test's shifted clock may differ between them).
 
 from __future__ import annotations
 
-from typing import Any
+from multiprocessing.context import BaseContext
 
 SYMBOL_BYTES = 64
 
 
 class Beat:
-    def __init__(self, ctx: Any) -> None:
+    def __init__(self, ctx: BaseContext) -> None:
         """``ctx``: the multiprocessing context the worker is spawned with."""
         self._seq = ctx.RawValue("q", 0)
         self._cycle = ctx.RawValue("q", 0)

@@ -31,17 +31,21 @@ import threading
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from multiprocessing.connection import wait
-from typing import Any
+from multiprocessing.connection import Connection, wait
+from typing import Protocol
 
 from common.config import Settings
 from common.messages import (
+    FromWorker,
+    FromWorkerFrame,
     Replies,
     Reply,
+    Request,
     Requests,
     Stop,
     SymbolResult,
     SymbolTask,
+    ToWorkerFrame,
     WorkerReady,
     bundled,
     unbundled,
@@ -69,7 +73,7 @@ class TaskDriver:
         worker_id: int,
         settings: Settings,
         strategy: Strategy,
-        send: Callable[[Any], None],
+        send: Callable[[FromWorker], None],
         beat: Beat | None = None,
     ) -> None:
         self.worker_id = worker_id
@@ -97,7 +101,7 @@ class TaskDriver:
         if all(rid in active.got for rid in active.waiting):
             self._advance(active, tuple(active.got[rid] for rid in active.waiting))
 
-    def _step(self, active: _Active, replies: tuple[Reply, ...] | None) -> tuple[Any, ...]:
+    def _step(self, active: _Active, replies: tuple[Reply, ...] | None) -> tuple[Request, ...]:
         """One step of a pipeline (the strategy's code runs here), marked in the beat so a
         step that never returns is seen from outside."""
         beat = self.beat
@@ -122,7 +126,7 @@ class TaskDriver:
         active.got = {}
         for request_id in active.waiting:
             self.by_request[request_id] = active
-        self.send(Requests(self.worker_id, tuple(requests)))
+        self.send(Requests(self.worker_id, requests))
 
     def _finish(self, result: SymbolResult) -> None:
         self.send(result)
@@ -157,7 +161,7 @@ def _exit_when_parent_dies() -> None:
 class _Forward(logging.handlers.QueueHandler):
     """Log records out through the worker's own channel, ready for the supervisor's handlers."""
 
-    def __init__(self, send: Callable[[Any], None]) -> None:
+    def __init__(self, send: Callable[[FromWorkerFrame], None]) -> None:
         super().__init__(None)  # type: ignore[arg-type]  # enqueue below uses ``send``
         self._send = send
 
@@ -165,32 +169,43 @@ class _Forward(logging.handlers.QueueHandler):
         self._send(record)
 
 
-def sender(outbox: Any) -> Callable[[Any], None]:
+class Puts(Protocol):
+    """A test's outbox: a queue."""
+
+    def put(self, message: FromWorkerFrame) -> None: ...
+
+
+class Gets(Protocol):
+    """A test's inbox: a queue (what comes out is checked by kind, as from a pipe)."""
+
+    def get(self) -> object: ...
+
+
+def sender(outbox: Connection[FromWorkerFrame, object] | Puts) -> Callable[[FromWorkerFrame], None]:
     """One way to write to the outbox, safe from any thread of this process: a pipe end's
     ``send`` (under a lock, so two threads never interleave a message) or a queue's ``put``."""
-    if not hasattr(outbox, "send"):
-        put: Callable[[Any], None] = outbox.put
-        return put
+    if not isinstance(outbox, Connection):
+        return outbox.put
     lock = threading.Lock()
+    pipe = outbox
 
-    def send(message: Any) -> None:
+    def send(message: FromWorkerFrame) -> None:
         with lock:
-            outbox.send(message)
+            pipe.send(message)
 
     return send
 
 
-def receiver(inbox: Any) -> Callable[[], Any]:
+def receiver(inbox: Connection[ToWorkerFrame, object] | Gets) -> Callable[[], object]:
     """The next message, waiting for it: a pipe end's ``recv`` (the pool's) or a queue's
     ``get`` (a test's)."""
-    receive: Callable[[], Any] = inbox.recv if hasattr(inbox, "recv") else inbox.get
-    return receive
+    return inbox.recv if isinstance(inbox, Connection) else inbox.get
 
 
 def worker_main(
     worker_id: int,
-    inbox: Any,
-    outbox: Any,
+    inbox: Connection[ToWorkerFrame, object] | Gets,
+    outbox: Connection[FromWorkerFrame, object] | Puts,
     settings: Settings,
     forward_logs: bool = False,
     beat: Beat | None = None,
@@ -204,7 +219,7 @@ def worker_main(
         root = logging.getLogger()
         root.handlers[:] = [_Forward(send)]
         root.setLevel(settings.logging.level)
-    due: list[Any] = []
+    due: list[FromWorker] = []
     driver = TaskDriver(worker_id, settings, load_strategy(settings), due.append, beat)
     send(WorkerReady(worker_id, os.getpid()))
     receive = receiver(inbox)
@@ -213,22 +228,23 @@ def worker_main(
             received = receive()
         except EOFError:  # the supervisor is gone
             return
-        for message in unbundled(received):
-            if isinstance(message, SymbolTask):
-                driver.start(message)
-            elif isinstance(message, Replies):
-                driver.on_replies(message)
-            elif isinstance(message, Stop) or message is None:
-                return
-            else:
-                log.error("worker %s got an unknown message %r; ignored", worker_id, message)
+        for message in unbundled(received):  # a pipe's object: its kind is checked here
+            match message:
+                case SymbolTask():
+                    driver.start(message)
+                case Replies():
+                    driver.on_replies(message)
+                case Stop() | None:
+                    return
+                case _:
+                    log.error("worker %s got an unknown message %r; ignored", worker_id, message)
             if due and isinstance(due[-1], SymbolResult):
                 _send_due(send, due)  # a finished symbol is not held back: if the next
                 # message kills this worker, only the symbols still in flight are retried
         _send_due(send, due)
 
 
-def _send_due(send: Callable[[Any], None], due: list[Any]) -> None:
+def _send_due(send: Callable[[FromWorkerFrame], None], due: list[FromWorker]) -> None:
     if due:
         send(bundled(due))
         due.clear()

@@ -36,25 +36,23 @@ from common.messages import (
     OptionQuotesRequest,
     Quote,
     QuoteRequest,
+    RemoteError,
     Reply,
     Request,
     Right,
     Signal,
     SymbolResult,
     SymbolTask,
+    value_of,
 )
 from common.quotes import check_underlying, usable
 from workers.signals import SignalDecision
 from workers.strategy import MarketView, Strategy
-from workers.strikes import ChainError, select_contracts
+from workers.strikes import ChainError, Selection, select_contracts
 
 Pipeline = Generator[tuple[Request, ...], tuple[Reply, ...], SymbolResult]
 
 BAR_CLOSE = "bar close"  # a view's price_source before (or without) the snapshot
-
-
-class RemoteError(Exception):
-    """The supervisor answered a request with an error."""
 
 
 @dataclass(frozen=True)
@@ -66,12 +64,6 @@ class DataFailure:
 
 # a step that ends with the view, why the data is unusable (a skip), or why there is none
 Step = Generator[tuple[Request, ...], tuple[Reply, ...], MarketView | DataFailure | str]
-
-
-def _value(reply: Reply) -> object:
-    if reply.error is not None:
-        raise RemoteError(reply.error)
-    return reply.value
 
 
 class _Timer:
@@ -130,46 +122,34 @@ def _market_view(
     the quote: the view, why the data is unusable (a skip), or why there is none (a
     failure)."""
     rth = not settings.strategy.extended_hours
-    requests: list[Request] = [
-        BarsRequest(
-            next(ids),
-            worker_id,
-            task.symbol,
-            minute_bars_wanted(task, settings.strategy.scalp.bars_minutes),
-            1,
-            rth,
-        ),
-    ]
-    hourly_too = bool(getattr(strategy, "wants_hourly_bars", False))
-    if hourly_too:
+    minute_bars = BarsRequest(
+        next(ids),
+        worker_id,
+        task.symbol,
+        minute_bars_wanted(task, settings.strategy.scalp.bars_minutes),
+        1,
+        rth,
+    )
+    requests: list[Request] = [minute_bars]
+    hourly_bars = None
+    if getattr(strategy, "wants_hourly_bars", False):
         hours = settings.strategy.whale.lookback_bars + 2
-        requests.append(BarsRequest(next(ids), worker_id, task.symbol, hours, 60, rth))
-    with_quote = decides_on_quote(strategy)
-    if with_quote:
-        requests.append(QuoteRequest(next(ids), worker_id, task.symbol))
+        hourly_bars = BarsRequest(next(ids), worker_id, task.symbol, hours, 60, rth)
+        requests.append(hourly_bars)
+    quote_request = None
+    if decides_on_quote(strategy):
+        quote_request = QuoteRequest(next(ids), worker_id, task.symbol)
+        requests.append(quote_request)
     replies = yield tuple(requests)
     timer.lap("market_data")
     try:
-        bars = _value(replies[0])
-        hourly = _value(replies[1]) if hourly_too else None
-        quote = _value(replies[-1]) if with_quote else None
+        bars = value_of(replies, minute_bars)
+        hourly = None if hourly_bars is None else value_of(replies, hourly_bars)
+        quote = None if quote_request is None else value_of(replies, quote_request)
     except RemoteError as exc:
         return DataFailure(f"market data: {exc}")
-    assert isinstance(bars, Bars)
-    view = MarketView(
-        task,
-        task.day,
-        None,
-        None,
-        last_close(bars),
-        BAR_CLOSE,
-        bars,
-        hourly if isinstance(hourly, Bars) else None,
-    )
-    if quote is None:
-        return view
-    assert isinstance(quote, Quote)
-    return priced(view, quote, settings)
+    view = MarketView(task, task.day, None, None, last_close(bars), BAR_CLOSE, bars, hourly)
+    return view if quote is None else priced(view, quote, settings)
 
 
 def last_close(bars: Bars) -> float:
@@ -205,31 +185,36 @@ def minute_bars_wanted(task: SymbolTask, lookback: int) -> int:
 def _chain_and_price(
     view: MarketView, worker_id: int, settings: Settings, ids: Iterator[int], timer: _Timer
 ) -> Generator[
-    tuple[Request, ...], tuple[Reply, ...], tuple[MarketView | DataFailure | str, object]
+    tuple[Request, ...],
+    tuple[Reply, ...],
+    tuple[MarketView | DataFailure | str, OptionChain | RemoteError],
 ]:
     """The chain, and the underlying's snapshot unless the view already has it: asked in one
     step (the option side needs both). The priced view (or why there is no price, or no
     snapshot), and the chain (or the RemoteError that stands for it)."""
     symbol = view.task.symbol
     from_bar = settings.quotes.underlying_price == "last_bar"
-    requests: list[Request] = [ChainRequest(next(ids), worker_id, symbol)]
-    if view.quote is None and not from_bar:
-        requests.append(QuoteRequest(next(ids), worker_id, symbol))
-    replies = yield tuple(requests)
+    chain_request = ChainRequest(next(ids), worker_id, symbol)
+    if view.quote is not None or from_bar:
+        replies = yield (chain_request,)
+        quote_request = None
+    else:
+        quote_request = QuoteRequest(next(ids), worker_id, symbol)
+        replies = yield (chain_request, quote_request)
     timer.lap("chain")
+    chain: OptionChain | RemoteError
     try:
-        chain = _value(replies[0])
+        chain = value_of(replies, chain_request)
     except RemoteError as exc:
         chain = exc
     if view.quote is not None:
         return view, chain
-    if from_bar:  # quotes.underlying_price: last_bar: no snapshot at all
+    if quote_request is None:  # quotes.underlying_price: last_bar: no snapshot at all
         return (view if usable(view.price) else "no usable price (no bar close)"), chain
     try:
-        quote = _value(replies[1])
+        quote = value_of(replies, quote_request)
     except RemoteError as exc:  # as before the reorder: no snapshot is a failure
         return DataFailure(f"market data: {exc}"), chain
-    assert isinstance(quote, Quote)
     return priced(view, quote, settings), chain
 
 
@@ -244,33 +229,55 @@ def _option_side(
 ) -> Pipeline:
     """Chain and the snapshot, ATM and window, the candidates' snapshots, then the
     strategy's intents."""
-    symbol, worker_id = view.task.symbol, result.worker_id
+    worker_id = result.worker_id
     with_price, chain = yield from _chain_and_price(view, worker_id, settings, ids, timer)
-    # no price is no decision (as when the snapshot came first): a whale break is not spent
-    # on a symbol that could not be traded, it may fire again next cycle
-    if isinstance(with_price, DataFailure):
-        return replace(
-            result,
-            reasons=decision.reasons,
-            error=with_price.reason,
-            whale_fired_ts=None,
-            timings=tuple(timer.marks),
-        )
-    if isinstance(with_price, str):
-        return replace(
-            result,
-            reasons=decision.reasons,
-            skipped=with_price,
-            whale_fired_ts=None,
-            timings=tuple(timer.marks),
-        )
+    result = replace(result, reasons=decision.reasons)
+    if not isinstance(with_price, MarketView):
+        return _unpriced(result, with_price, timer)
     view = with_price
+    selection = _selection(view, decision, chain, settings)
+    if isinstance(selection, str):
+        return replace(result, skipped=f"chain: {selection}", timings=tuple(timer.marks))
+    timer.lap("strikes")
+    request = OptionQuotesRequest(next(ids), worker_id, view.task.symbol, selection.candidates)
+    replies = yield (request,)
+    timer.lap("option_quotes")
+    try:
+        quotes = value_of(replies, request)
+    except RemoteError as exc:
+        return replace(result, skipped=f"option quotes: {exc}", timings=tuple(timer.marks))
+    intents, rejected = strategy.choose(view, decision, selection, quotes)
+    timer.lap("intents")
+    return replace(
+        result,
+        intents=intents,
+        reasons=decision.reasons + selection.reasons + rejected,
+        skipped=None if intents else "no liquid candidate",
+        timings=tuple(timer.marks),
+    )
+
+
+def _unpriced(result: SymbolResult, why: DataFailure | str, timer: _Timer) -> SymbolResult:
+    """No price is no decision (as when the snapshot came first): a whale break is not spent
+    on a symbol that could not be traded, it may fire again next cycle."""
+    result = replace(result, whale_fired_ts=None, timings=tuple(timer.marks))
+    if isinstance(why, DataFailure):
+        return replace(result, error=why.reason)
+    return replace(result, skipped=why)
+
+
+def _selection(
+    view: MarketView,
+    decision: SignalDecision,
+    chain: OptionChain | RemoteError,
+    settings: Settings,
+) -> Selection | str:
+    """The expiry, the ATM and the candidates on the signal's side, or why there are none."""
+    if isinstance(chain, RemoteError):
+        return str(chain)
     right = Right.CALL if decision.signal is Signal.BUY else Right.PUT
     try:
-        if isinstance(chain, RemoteError):
-            raise chain
-        assert isinstance(chain, OptionChain)
-        selection = select_contracts(
+        return select_contracts(
             chain,
             view.price,
             right,
@@ -278,32 +285,8 @@ def _option_side(
             settings.options,
             minutes_left_today=view.task.minutes_left,
         )
-    except (RemoteError, ChainError) as exc:
-        return replace(
-            result, reasons=decision.reasons, skipped=f"chain: {exc}", timings=tuple(timer.marks)
-        )
-    timer.lap("strikes")
-    (quotes_reply,) = yield (
-        OptionQuotesRequest(next(ids), worker_id, symbol, selection.candidates),
-    )
-    timer.lap("option_quotes")
-    try:
-        quotes = _value(quotes_reply)
-    except RemoteError as exc:
-        return replace(
-            result,
-            reasons=decision.reasons,
-            skipped=f"option quotes: {exc}",
-            timings=tuple(timer.marks),
-        )
-    assert isinstance(quotes, tuple)
-    intents, rejected = strategy.choose(view, decision, selection, quotes)
-    timer.lap("intents")
-    reasons = decision.reasons + selection.reasons + rejected
-    skipped = None if intents else "no liquid candidate"
-    return replace(
-        result, intents=intents, reasons=reasons, skipped=skipped, timings=tuple(timer.marks)
-    )
+    except ChainError as exc:
+        return str(exc)
 
 
 def request_ids() -> Iterator[int]:

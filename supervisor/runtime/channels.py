@@ -9,19 +9,33 @@ message: the worker died writing. ``Connection.send`` would block once the pipe 
 worker busy or stopped); ``FrameWriter`` instead keeps what the pipe cannot take yet and
 writes it when the pipe is writable again — on the loop itself, with no feeder thread (a
 ``multiprocessing.Queue`` pickles on one, which costs a thread switch and the GIL a message).
+
+What crosses is typed where it is unpickled: ``FrameReader`` gives a worker's messages
+(``FromWorker``, its bundles opened) and its log records, and drops, logged, anything else a
+pickle might hold; ``FrameWriter`` takes what a worker's inbox carries (``ToWorkerFrame``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import pickle
 import struct
 from collections import deque
-from typing import Any
+
+from common.messages import (
+    FromWorker,
+    Requests,
+    SymbolResult,
+    ToWorkerFrame,
+    WorkerReady,
+    unbundled,
+)
 
 MAX_FRAME = 64 << 20  # a larger frame is not one a worker would send: the channel is broken
 CHUNK = 1 << 16
+log = logging.getLogger("supervisor.runtime.channels")
 
 
 class ChannelBroken(Exception):
@@ -40,13 +54,14 @@ class FrameReader:
         """The writer is gone with part of a message unsent."""
         return self.eof and bool(self.buffer)
 
-    def read(self) -> list[Any]:
-        """Every whole message that has arrived; raises ChannelBroken on garbage."""
+    def read(self) -> list[FromWorker | logging.LogRecord]:
+        """Every whole message that has arrived, bundles opened; raises ChannelBroken on
+        garbage."""
         self._fill()
-        messages = []
+        messages: list[FromWorker | logging.LogRecord] = []
         while (frame := self._frame()) is not None:
             try:
-                messages.append(pickle.loads(frame))
+                received: object = pickle.loads(frame)
             except (
                 pickle.UnpicklingError,
                 AttributeError,
@@ -57,6 +72,7 @@ class FrameReader:
                 ValueError,
             ) as exc:
                 raise ChannelBroken(f"not a message: {type(exc).__name__}: {exc}") from None
+            messages += from_worker(received)
         return messages
 
     def _fill(self) -> None:
@@ -93,7 +109,20 @@ class FrameReader:
         return frame
 
 
-def frame(message: Any) -> bytes:
+def from_worker(received: object) -> list[FromWorker | logging.LogRecord]:
+    """What one frame from a worker holds; anything else is a bug, logged and dropped (the
+    worker is still heard: its next message may be fine)."""
+    messages: list[FromWorker | logging.LogRecord] = []
+    for message in unbundled(received):
+        match message:
+            case SymbolResult() | Requests() | WorkerReady() | logging.LogRecord():
+                messages.append(message)
+            case _:
+                log.error("not a worker's message, dropped: %.200r", message)
+    return messages
+
+
+def frame(message: object) -> bytes:
     """``message`` as one Connection frame."""
     payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
     if len(payload) > 0x7FFFFFFF:
@@ -116,7 +145,7 @@ class FrameWriter:
         self.closed = False
         self._watching = False
 
-    def put(self, message: Any) -> None:
+    def put(self, message: ToWorkerFrame) -> None:
         if self.broken or self.closed:
             return
         self.frames.append(frame(message))

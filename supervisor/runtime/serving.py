@@ -20,14 +20,18 @@ from common.bars import tail
 from common.calendar import ExchangeCalendar, bars_start
 from common.messages import (
     Bars,
+    BarsReply,
     BarsRequest,
+    ChainReply,
     ChainRequest,
+    OptionQuotesReply,
     OptionQuotesRequest,
+    QuoteReply,
     QuoteRequest,
     Replies,
     Reply,
-    ReplyValue,
     Request,
+    failed,
 )
 from supervisor.broker.base import Broker, BrokerError, ConnectionLost
 
@@ -129,16 +133,15 @@ class DataService:
         resting = self.backoff.resting(symbol)
         if resting:
             self.served += 1
-            return Reply(
-                request.request_id,
-                error=f"{symbol} rests {resting:.0f}s after "
+            return failed(
+                request,
+                f"{symbol} rests {resting:.0f}s after "
                 f"repeated failures ({self.backoff.why.get(symbol, step)})",
             )
         started = time.monotonic()
         try:
             async with asyncio.timeout(self.timeout_s):  # no task of its own, as wait_for has
-                value = await self._fetch(request)
-            reply = Reply(request.request_id, value=value)
+                reply = await self._fetch(request)
             self.backoff.succeeded(symbol, step)
         except TimeoutError:
             reply = self._failed(request, f"timed out after {self.timeout_s:g}s")
@@ -171,20 +174,23 @@ class DataService:
             text,
             extra={"event": "request_failed", "symbol": request.symbol},
         )
-        return Reply(request.request_id, error=text)
+        return failed(request, text)
 
-    async def _fetch(self, request: Request) -> ReplyValue:
+    async def _fetch(self, request: Request) -> Reply:
+        """The broker's answer, in the reply kind the request expects."""
+        rid = request.request_id
         match request:
             case QuoteRequest(symbol=symbol):
-                return await self.broker.quote(symbol)
+                return QuoteReply(rid, await self.broker.quote(symbol))
             case BarsRequest(symbol=symbol, count=count, bar_minutes=bar_minutes, rth=rth):
-                return await fetch_bars(
+                bars = await fetch_bars(
                     self.broker, self.calendar, self.now(), symbol, count, bar_minutes, rth
                 )
+                return BarsReply(rid, bars)
             case ChainRequest(symbol=symbol):
-                return await self.broker.chain(symbol)
+                return ChainReply(rid, await self.broker.chain(symbol))
             case OptionQuotesRequest(contracts=contracts):
-                return await self.broker.option_quotes(contracts)
+                return OptionQuotesReply(rid, await self.broker.option_quotes(contracts))
         raise TypeError(f"not a request: {request!r}")
 
 
