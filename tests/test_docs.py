@@ -9,12 +9,15 @@ silently when code is added.
 from __future__ import annotations
 
 import re
+import shlex
 from pathlib import Path
 
 import pytest
 from pydantic import BaseModel
 
 from common.config import Settings
+from supervisor.commands.cli import build_parser
+from tools.gateway_sim.__main__ import parse_args as gateway_sim_args
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -167,3 +170,34 @@ def test_the_configuration_page_lists_every_settings_key() -> None:
     keys = _keys(Settings())
     assert "execution.mode" in keys
     assert [key for key in keys if f"`{key}`" not in text] == []
+
+
+def _commands() -> list[tuple[str, list[str]]]:
+    """Every bot or simulator command line in a fenced shell block: (page, its arguments)."""
+    found = []
+    for page in PAGES:
+        blocks = re.findall(r"```bash\n(.*?)```", page.read_text(encoding="utf-8"), re.S)
+        for line in "\n".join(blocks).splitlines():
+            for part in line.split("#", 1)[0].split("&&"):
+                words = shlex.split(part)
+                for i, word in enumerate(words):
+                    if word.endswith("ibkr-bot") or words[i - 1 : i + 1] == ["-m", "supervisor"]:
+                        found.append((page.name, ["bot", *words[i + 1 :]]))
+                    elif words[i - 1 : i + 1] == ["-m", "tools.gateway_sim"]:
+                        found.append((page.name, ["sim", *words[i + 1 :]]))
+    return found
+
+
+def test_every_command_in_the_docs_parses_with_the_bot_s_own_command_line() -> None:
+    commands = _commands()
+    assert ("README.md", ["bot", "run", "--sim", "--cycles", "3"]) in commands
+    refused = []
+    for page, (kind, *argv) in commands:
+        try:
+            if kind == "bot":
+                build_parser().parse_args(argv)
+            else:
+                gateway_sim_args(argv)
+        except SystemExit:
+            refused.append(f"{page}: {' '.join(argv)}")
+    assert refused == []
