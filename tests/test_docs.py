@@ -3,7 +3,7 @@
 Every relative link must resolve to a file of the repository (and a heading, when it names
 one); the README stays a map (at most 250 lines, its two commands in the first 40); the module
 map names every module and the configuration page every settings key, so neither goes stale
-silently when code is added.
+silently when code is added; and every command in a shell block parses with its own parser.
 """
 
 from __future__ import annotations
