@@ -17,6 +17,7 @@ import socket
 import struct
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from supervisor.broker.base import BrokerError
@@ -33,6 +34,17 @@ class ClientIdsInUse(BrokerError):
     """Every client id tried is in use (326): the gateway answered; it still holds them."""
 
 
+@dataclass
+class _Outage:
+    """What one outage has counted so far, from the drop to the connect that ends it."""
+
+    lost_at: float
+    attempt: int = 0  # the backoff's step (a 326 starts it over)
+    failed: int = 0
+    spent: float = 0.0  # the last attempt's own duration
+    announced: bool = False  # the open circuit is said once per outage, not every probe
+
+
 async def reconnect_loop(
     link: Link,
     *,
@@ -45,55 +57,64 @@ async def reconnect_loop(
     once, and a gateway that wakes up finds an attempt waiting for it. A 326 is an answer:
     the gateway still holds the dead socket's client id, so it is asked again soon. (``clock``
     and ``sleep``: for tests; the breaker's clock must be the same.)"""
-    attempt = failed = 0  # attempt: the backoff's step (a 326 starts it over)
-    spent = 0.0  # the last attempt's own duration
-    lost_at = clock()
-    announced = False  # the open circuit is said once per outage, not every probe
+    outage = _Outage(lost_at=clock())
     breaker = link.breaker
     while link.reconnecting:
         if not breaker.allow():
-            if not announced:
-                log.error(
-                    "%s unreachable after %d failed connects: probing every %.0f s",
-                    link.where(),
-                    breaker.failures,
-                    link.cfg.circuit_cooldown_s,
-                    extra={"event": "broker_circuit_open"},
-                )
-                announced = True
+            _say_circuit_open(link, outage)
             await sleep(breaker.remaining_s())
             continue
         if breaker.state != CircuitBreaker.HALF_OPEN:
-            await sleep(max(0.0, link.backoff.delay(attempt) - spent))
+            await sleep(max(0.0, link.backoff.delay(outage.attempt) - outage.spent))
         if not link.reconnecting:
             return
         started = clock()
-        keep = started - lost_at < link.cfg.reconnect_same_client_id_s
+        keep = started - outage.lost_at < link.cfg.reconnect_same_client_id_s
         try:
             await link.connect_any_client_id(link.client_id if keep else None)
         except Exception as exc:  # every failure counts; the loop is the retry
-            spent = clock() - started
-            failed += 1
-            if isinstance(exc, ClientIdsInUse):  # an answer: the gateway is there
-                attempt = 0
-                breaker.success()
-            else:
-                attempt += 1
-                breaker.failure(started_at=started)
-            link.counts["connect_failures_total"] += 1
-            log.log(
-                logging.DEBUG if announced else logging.WARNING,
-                "reconnect attempt %d failed: %s",
-                failed,
-                exc,
-                exc_info=not isinstance(exc, BrokerError),
-            )
+            _attempt_failed(link, outage, exc, started, clock())
             continue
         if not link.reconnecting:  # disconnect() was called meanwhile
             link.ib.disconnect()
             return
-        link.reconnected(failed)
+        link.reconnected(outage.failed)
         return
+
+
+def _say_circuit_open(link: Link, outage: _Outage) -> None:
+    if not outage.announced:
+        log.error(
+            "%s unreachable after %d failed connects: probing every %.0f s",
+            link.where(),
+            link.breaker.failures,
+            link.cfg.circuit_cooldown_s,
+            extra={"event": "broker_circuit_open"},
+        )
+        outage.announced = True
+
+
+def _attempt_failed(
+    link: Link, outage: _Outage, exc: Exception, started: float, ended: float
+) -> None:
+    """Count a failed connect: a 326 is the gateway answering (the backoff starts over, the
+    breaker hears a success); anything else steps the backoff and the breaker on."""
+    outage.spent = ended - started
+    outage.failed += 1
+    if isinstance(exc, ClientIdsInUse):
+        outage.attempt = 0
+        link.breaker.success()
+    else:
+        outage.attempt += 1
+        link.breaker.failure(started_at=started)
+    link.counts["connect_failures_total"] += 1
+    log.log(
+        logging.DEBUG if outage.announced else logging.WARNING,
+        "reconnect attempt %d failed: %s",
+        outage.failed,
+        exc,
+        exc_info=not isinstance(exc, BrokerError),
+    )
 
 
 async def watch_link(link: Link, generation: int) -> None:
