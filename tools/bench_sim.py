@@ -15,12 +15,14 @@ import json
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psutil
 import yaml
 
+from common.config import Settings
 from common.settings_file import parse_settings
 from supervisor.runtime.budget import cycle_budget
 from supervisor.runtime.sessions import DEFAULT_SCENARIO, broker_session, run_supervisor
@@ -104,59 +106,86 @@ def bench_sim(
 ) -> dict[str, Any]:
     """``extra``: more settings by section (``{"pacing": {"line_reserve": 8}}``)."""
     BENCH_DIR.mkdir(parents=True, exist_ok=True)
-    journal = BENCH_DIR / "journal-{broker}.sqlite"
     for old in BENCH_DIR.glob("journal-*"):
         old.unlink()
     with tempfile.TemporaryDirectory(prefix="bench-sim.") as tmp:
         scenario, universe = write_scenario(Path(tmp), symbols)
-        universe_cfg: dict[str, Any] = {"symbols": universe}
-        if concurrency is not None:
-            universe_cfg["max_concurrent_symbols"] = concurrency
-        settings = parse_settings(
-            {
-                "universe": universe_cfg,
-                "schedule": {"cycles": cycles, "interval_s": 0, "regular_hours_only": False},
-                "workers": {"count": workers},
-                "ibkr": {"quote_mode": quote_mode},
-                **(extra or {}),
-                "logging": {
-                    "level": "INFO",
-                    "json_path": str(BENCH_DIR / "bot.jsonl"),
-                    "console": False,
-                },
-                "execution": {"journal_path": str(journal)},
-                "monitoring": {"metrics_path": str(BENCH_DIR / "metrics.jsonl")},
-            },
-            "bench",
-            environ={},
-        )
-        ends: list[float] = []
+        settings = bench_settings(universe, cycles, workers, concurrency, quote_mode, extra)
         tally = MessageTally()
-        seen: list[dict[str, Any]] = []  # per cycle: seconds, failed, skipped (no summary)
         sampler = ProcessSampler()
         started = time.time()
         sampler.start()
         try:
-            with broker_session(settings, "sim", str(scenario), sim_dir=BENCH_DIR) as session:
-                broker, clock, run_settings = session
-                tally.install(broker.ib.client)  # type: ignore[attr-defined]
-                code, _ = run_supervisor(
-                    run_settings,
-                    broker,
-                    clock,
-                    console=False,
-                    echo=lambda _line: ends.append(time.time()),
-                    on_cycle=lambda s: seen.append(cycle_figures(s, tally)),
-                )
+            run = _run(settings, scenario, tally)
         finally:
             sampler.done.set()
             sampler.join()
         wall_s = time.time() - started
         gateway = json.loads((BENCH_DIR / "gateway_sim_stats.json").read_text())
+    processes = sampler.by_role(wall_s)
     return {
-        **figures(symbols, seen, ends, gateway, code, sampler.by_role(wall_s), run_settings),
+        **figures(symbols, run.cycles, run.ends, gateway, run.code, processes, run.settings),
         **per_symbol_cycle(tally.cycles, symbols),
     }
+
+
+def bench_settings(
+    universe: list[str],
+    cycles: int,
+    workers: int,
+    concurrency: int | None,
+    quote_mode: str,
+    extra: dict[str, dict[str, Any]] | None,
+) -> Settings:
+    """The bot's settings for the run: ``cycles`` back to back over ``universe``, its log,
+    journal and metrics in BENCH_DIR."""
+    universe_cfg: dict[str, Any] = {"symbols": universe}
+    if concurrency is not None:
+        universe_cfg["max_concurrent_symbols"] = concurrency
+    return parse_settings(
+        {
+            "universe": universe_cfg,
+            "schedule": {"cycles": cycles, "interval_s": 0, "regular_hours_only": False},
+            "workers": {"count": workers},
+            "ibkr": {"quote_mode": quote_mode},
+            **(extra or {}),
+            "logging": {
+                "level": "INFO",
+                "json_path": str(BENCH_DIR / "bot.jsonl"),
+                "console": False,
+            },
+            "execution": {"journal_path": str(BENCH_DIR / "journal-{broker}.sqlite")},
+            "monitoring": {"metrics_path": str(BENCH_DIR / "metrics.jsonl")},
+        },
+        "bench",
+        environ={},
+    )
+
+
+@dataclass(frozen=True)
+class _Run:
+    code: int  # the supervisor's exit code
+    cycles: list[dict[str, Any]]  # per cycle: seconds, failed, skipped, rss (no summary kept)
+    ends: list[float]  # wall time at each cycle's printed line
+    settings: Settings  # as the session ran the bot (the sim's port, this journal filled in)
+
+
+def _run(settings: Settings, scenario: Path, tally: MessageTally) -> _Run:
+    """The supervisor against a simulator of ``scenario``, the client's messages tallied."""
+    ends: list[float] = []
+    seen: list[dict[str, Any]] = []
+    with broker_session(settings, "sim", str(scenario), sim_dir=BENCH_DIR) as session:
+        broker, clock, run_settings = session
+        tally.install(broker.ib.client)  # type: ignore[attr-defined]
+        code, _ = run_supervisor(
+            run_settings,
+            broker,
+            clock,
+            console=False,
+            echo=lambda _line: ends.append(time.time()),
+            on_cycle=lambda s: seen.append(cycle_figures(s, tally)),
+        )
+    return _Run(code, seen, ends, run_settings)
 
 
 def cycle_figures(summary: Any, tally: MessageTally) -> dict[str, Any]:
