@@ -23,6 +23,7 @@ import tempfile
 import time
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -54,6 +55,9 @@ def build(path: Path, symbols: int, days: int, seed: int = 5) -> dict[str, int]:
     return counts
 
 
+Row = tuple[Any, ...]
+
+
 def _day(
     db: sqlite3.Connection,
     rng: random.Random,
@@ -63,6 +67,28 @@ def _day(
     ts: float,
     counts: dict[str, int],
 ) -> None:
+    """One day's rows: its cycles, a signal per symbol and cycle, an intent for a share of the
+    signals with a risk decision each, and the first ORDERS_PER_DAY intents ordered."""
+    cycles, signals = _cycles(db, rng, names, day, day_index, ts)
+    picked = [s for s in signals if rng.random() < INTENT_SHARE]
+    intents = _intents(db, picked, day, day_index, ts)
+    accepted = {intent[0] for intent in intents[:ORDERS_PER_DAY]}
+    _decisions(db, intents, accepted, day, ts)
+    _orders(db, accepted, day_index, ts)
+    counts["cycles"] += len(cycles)
+    counts["signals"] += len(signals)
+    counts["intents"] += len(intents)
+    counts["orders"] += len(accepted)
+
+
+def _cycles(
+    db: sqlite3.Connection,
+    rng: random.Random,
+    names: list[str],
+    day: str,
+    day_index: int,
+    ts: float,
+) -> tuple[list[Row], list[Row]]:
     first = day_index * CYCLES_PER_DAY + 1
     cycles = [
         (first + c, day, ts + 60 * c, ts + 60 * c + 2.5, len(names), 0, 2.5)
@@ -88,7 +114,12 @@ def _day(
         " skipped, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         signals,
     )
-    picked = [s for s in signals if rng.random() < INTENT_SHARE]
+    return cycles, signals
+
+
+def _intents(
+    db: sqlite3.Connection, picked: list[Row], day: str, day_index: int, ts: float
+) -> list[Row]:
     intents = [
         (
             f"{day_index}-{s[0]}-{s[2]}",
@@ -123,7 +154,12 @@ def _day(
         "?, ?, ?, ?)",
         intents,
     )
-    accepted = {intent[0] for intent in intents[:ORDERS_PER_DAY]}
+    return intents
+
+
+def _decisions(
+    db: sqlite3.Connection, intents: list[Row], accepted: set[str], day: str, ts: float
+) -> None:
     db.executemany(
         "INSERT INTO decisions (intent_id, day, ts, accepted, quantity, rule, reason,"
         " values_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -141,19 +177,19 @@ def _day(
             for i in intents
         ],
     )
+
+
+def _orders(db: sqlite3.Connection, accepted: set[str], day_index: int, ts: float) -> None:
+    """A live bracket filled and over: 'done', as the bot leaves it."""
     db.executemany(
         "INSERT INTO orders (intent_id, mode, status, quantity, broker_order_id, "
-        "details, created_ts, updated_ts, perm_id) VALUES (?, 'live', 'filled', 1, "
+        "details, created_ts, updated_ts, perm_id) VALUES (?, 'live', 'done', 1, "
         "?, '{}', ?, ?, ?)",
         [
             (i, n + day_index * 100, ts, ts, n + day_index * 100)
             for n, i in enumerate(sorted(accepted))
         ],
     )
-    counts["cycles"] += len(cycles)
-    counts["signals"] += len(signals)
-    counts["intents"] += len(intents)
-    counts["orders"] += len(accepted)
 
 
 def timed(path: Path, pragma: str) -> tuple[float, str]:
