@@ -12,6 +12,8 @@ import pytest
 from common.calendar import trading_day
 from common.messages import (
     Bundle,
+    FromWorker,
+    Quote,
     QuoteReply,
     Replies,
     Requests,
@@ -190,6 +192,26 @@ def test_unknown_reply_is_dropped(tmp_path):
     driver = TaskDriver(1, settings, load_strategy(settings), lambda m: None)
     driver.on_reply(QuoteReply(999, error="late"))
     assert driver.by_request == {}
+
+
+def test_a_reply_of_another_kind_than_its_request_fails_the_symbol_with_the_traceback(tmp_path):
+    # Given a task whose first step asks for bars
+    settings = make_settings(tmp_path)
+    now = settings.stub.start.timestamp()
+    sent: list[FromWorker] = []
+    driver = TaskDriver(1, settings, load_strategy(settings), sent.append)
+    driver.start(SymbolTask(1, "SPY", now, trading_day(now)))
+    (first,) = sent
+    assert isinstance(first, Requests)
+    # When each bars request is answered with a quote (a bug on the channel, not bad data)
+    driver.on_replies(
+        Replies(tuple(QuoteReply(r.request_id, Quote("SPY")) for r in first.requests))
+    )
+    # Then the symbol fails with the traceback naming the mismatch, and nothing waits on it
+    result = sent[-1]
+    assert isinstance(result, SymbolResult) and not result.ok
+    assert "TypeError" in (result.error or "") and "wants a BarsReply" in (result.error or "")
+    assert not driver.by_request
 
 
 def test_a_steps_requests_go_out_as_one_message_and_its_replies_come_back_as_one(tmp_path):
