@@ -1,9 +1,9 @@
 """Worker process main: drives one pipeline generator per symbol task it is given.
 
     supervisor --inbox------> [ worker_main ] --outbox--> supervisor
-               SymbolTask      TaskDriver         Requests, SymbolResult, WorkerReady,
-               Replies         (generators by     and (forward_logs) its log records
-               Stop             request id)
+      ToWorker: SymbolTask     TaskDriver        FromWorker: WorkerReady (first), Requests,
+                Replies        (generators by               SymbolResult; and (forward_logs)
+                Stop            request id)                 its log records
 
 A pipeline step's requests travel as one ``Requests`` and come back as one ``Replies``: the
 step needs them all before it goes on, and a message costs more than the work it carries
@@ -12,12 +12,12 @@ For the same reason what one inbox message makes due (a Bundle of replies can ad
 several symbols) is sent back as one Bundle.
 
 The inbox is a pipe end in the pool (a queue in a test); the outbox is this worker's own
-channel (a pipe end in the pool; any object with ``put`` or ``send`` in a test): no other
-process writes to it, so a worker killed in the middle of a
-write can cost only its own messages, never another's. The worker never touches the network
-or ib_insync: every piece of market data is a request answered by the supervisor. It ignores
-SIGINT and SIGTERM (the supervisor stops it, in order) and exits on Stop, or on its own when
-the supervisor is gone.
+channel (a pipe end in the pool, a queue in a test): no other process writes to it, so a
+worker killed in the middle of a write can cost only its own messages, never another's.
+What the inbox gives is an unpickled object: its kind is matched here, and anything else is
+logged and ignored. The worker never touches the network or ib_insync: every piece of market
+data is a request answered by the supervisor. It ignores SIGINT and SIGTERM (the supervisor
+stops it, in order) and exits on Stop, or on its own when the supervisor is gone.
 """
 
 from __future__ import annotations
