@@ -35,7 +35,6 @@ TO_SPLIT = {
     "supervisor/trading/execution.py:_send",
     "supervisor/trading/live_positions.py:_book",
     "supervisor/trading/live_shares.py:_close",
-    "tools/bench.py:main",
 }
 
 

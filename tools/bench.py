@@ -189,6 +189,24 @@ def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def main() -> int:
+    args = _parser().parse_args()
+    if args.sim:
+        figures = _sim(args)
+        ok = figures["exit_code"] == 0 and not figures["violations"]
+    else:
+        figures = bench_stub(
+            args.symbols, args.cycles, args.workers, args.concurrency or 64, args.repeat
+        )
+        ok = figures["exit_code"] == 0 and not figures["failed_symbols"]
+    text = json.dumps(figures, indent=None if args.json else 2)
+    print(text)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(figures, indent=2) + "\n")
+    return 0 if ok else 1
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     market = parser.add_mutually_exclusive_group()
     market.add_argument("--sim", action="store_true", help="the simulated gateway")
@@ -228,30 +246,21 @@ def main() -> int:
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--out", default="var/bench.json", help="default var/bench.json")
-    args = parser.parse_args()
-    if args.sim:
-        from tools.bench_sim import bench_sim  # ib_insync and the simulator only here
+    return parser
 
-        extra: dict[str, dict[str, Any]] = {}
-        if args.line_reserve is not None:
-            extra["pacing"] = {"line_reserve": args.line_reserve}
-        if args.underlying_price is not None:
-            extra["quotes"] = {"underlying_price": args.underlying_price}
-        figures = bench_sim(
-            args.symbols, args.cycles, args.workers, args.concurrency, args.quote_mode, extra
-        )
-        ok = figures["exit_code"] == 0 and not figures["violations"]
-    else:
-        figures = bench_stub(
-            args.symbols, args.cycles, args.workers, args.concurrency or 64, args.repeat
-        )
-        ok = figures["exit_code"] == 0 and not figures["failed_symbols"]
-    text = json.dumps(figures, indent=None if args.json else 2)
-    print(text)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(figures, indent=2) + "\n")
-    return 0 if ok else 1
+
+def _sim(args: argparse.Namespace) -> dict[str, Any]:
+    """``--sim``: the settings the command line names passed on by section."""
+    from tools.bench_sim import bench_sim  # ib_insync and the simulator only here
+
+    extra: dict[str, dict[str, Any]] = {}
+    if args.line_reserve is not None:
+        extra["pacing"] = {"line_reserve": args.line_reserve}
+    if args.underlying_price is not None:
+        extra["quotes"] = {"underlying_price": args.underlying_price}
+    return bench_sim(
+        args.symbols, args.cycles, args.workers, args.concurrency, args.quote_mode, extra
+    )
 
 
 if __name__ == "__main__":
