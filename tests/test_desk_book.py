@@ -152,3 +152,32 @@ def test_the_factory_picks_the_book_from_the_execution_gate(
     desk = Desk(settings, broker, journal, executor, SessionBook(broker, nyse()))
     assert type(desk.book) is kind
     assert type(book_for(desk)) is kind
+
+
+def test_a_live_position_closed_since_the_start_no_longer_holds_its_direction(
+    tmp_path: Path,
+) -> None:
+    # Given a live position left open by an earlier run, known to the journal at start
+    from dataclasses import replace
+
+    from tests.test_live_desk import LiveFakeBroker
+
+    settings = make_settings(tmp_path, execution={"mode": "live"}, ibkr={"account": "DU111"})
+    broker = LiveFakeBroker(settings)
+    journal = Journal(settings.execution.journal_path)
+    held = Position("i-0", "SPY", CALL, 2, 2.0, 3.0, 1.4, "open", NOW - 86_400, 2.0, exited=0)
+    journal.save_position(held, "2026-01-07")
+    executor = Executor("live", broker, journal, "DU111")
+    desk = Desk(settings, broker, journal, executor, SessionBook(broker, nyse()))
+    asyncio.run(desk.begin_cycle(NOW))
+    (refused,) = asyncio.run(desk.act_on([result(intent(CALL, "i-1"))], NOW))
+    assert refused.decision.rule == "already_positioned"
+    # When it closes (its take-profit filled) and the same direction comes again
+    closed = replace(
+        held, status="closed", exit_reason="take_profit", exit_price=3.0, closed_ts=NOW, exited=2
+    )
+    journal.save_position(closed, "2026-01-08")
+    asyncio.run(desk.begin_cycle(NOW + 1))
+    (done,) = asyncio.run(desk.act_on([result(intent(CALL, "i-2"))], NOW + 1))
+    # Then it is sent: what is positioned is read now, not from a copy taken at start
+    assert done.status == "submitted" and done.quantity > 0
