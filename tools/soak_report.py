@@ -6,7 +6,7 @@
 
 Each file's rotated siblings (``metrics.jsonl.1`` … ``.N``) are read too; records are put in
 time order by ``ts``. Malformed lines are skipped, counted and named (file:line) on stderr.
-The line schema is documented in ``supervisor/monitor.py``; the buffer naming convention:
+The line schema is documented in ``supervisor/observe/metrics.py``; the buffer naming convention:
 ``errors.<code>`` / ``warnings.<code>`` and names ending ``_total`` are cumulative counters
 (reported as run totals, a drop means the process restarted); every other buffer is a level,
 and a level ending ``_bytes`` is a buffer size judged against ``--max-buffer-growth-kb``.
