@@ -11,6 +11,7 @@ import pytest
 
 from common.calendar import nyse
 from supervisor.broker.base import OpenOrder
+from supervisor.journal.order_status import OrderStatus
 from supervisor.journal.store import Journal
 from supervisor.trading.desk import Desk
 from supervisor.trading.execution import Executor
@@ -133,7 +134,7 @@ def test_an_intent_working_at_ibkr_is_not_sent_again_on_a_fresh_journal(tmp_path
     assert outcome == [("refused", "duplicate")] and broker.placed == []
     # and the bracket is the journal's now: adopted, followed
     assert desk.journal.load_intent(ID) is not None
-    assert desk.journal.live_orders(("working",))[0]["perm_id"] == 901
+    assert desk.journal.orders.live((OrderStatus.WORKING,))[0].perm_id == 901
 
 
 def test_an_execution_today_blocks_its_intent_too(tmp_path):

@@ -100,8 +100,8 @@ def test_a_live_bracket_is_journaled_as_sending_before_it_goes_out(tmp_path):
     done, broker, journal = live_send(tmp_path, PlacedBracket((7, 8, 9), (71, 72, 73)))
     assert broker.rows_when_sent == [["sending"]]  # a crash now leaves a row to adopt
     assert done.status == "submitted" and done.quantity == 3
-    (row,) = journal.live_orders()
-    assert (row["broker_order_id"], row["perm_id"]) == (7, 71)
+    (row,) = journal.orders.live()
+    assert (row.broker_order_id, row.perm_id) == (7, 71)
 
 
 def test_a_refused_bracket_turns_the_decision_into_a_rejection_with_the_code(tmp_path):

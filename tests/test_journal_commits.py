@@ -105,7 +105,7 @@ def test_rows_that_cannot_be_written_are_said_lost_and_do_not_block_later_writes
     with Journal(path) as j:
         # Given a waiting row that the database refuses (its table is gone)
         j.record_signal(1, DAY, "GOOD", "HOLD", 0.0, ())
-        j._later("INSERT INTO no_such_table VALUES (?)", (1,))
+        j.store.later("INSERT INTO no_such_table VALUES (?)", (1,))
         # When the next write comes
         with caplog.at_level(logging.ERROR), pytest.raises(sqlite3.OperationalError):
             j.record_decision(RiskDecision("a1", True, 2, "ok", ""), DAY, 2.0)

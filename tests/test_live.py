@@ -94,8 +94,8 @@ def setup(tmp_path, events):
     contract = OptionContract("SPY", "20260109", 680.0, Right.CALL)
     intent = OrderIntent("ours", 1, "SPY", contract, Signal.BUY, 2.0, 3.0, 1.4, 2.0, 0.5, ())
     journal.record_intent(intent, DAY)
-    row = journal.record_order("ours", "live", "submitted", 5, T0, broker_order_id=11)
-    journal.update_order(
+    row = journal.orders.record("ours", "live", "submitted", 5, T0, broker_order_id=11)
+    journal.orders.update(
         row, "submitted", T0, details={"order_ids": [11, 12, 13], "perm_ids": [911, 912, 913]}
     )
     broker = FakeLiveBroker()
@@ -171,7 +171,7 @@ def test_reconcile_reports_orders_the_journal_does_not_know_and_leaves_them(setu
 
 def test_an_order_is_followed_by_perm_id_after_a_reconnect_under_another_client_id(setup):
     book, broker, journal, row = setup
-    journal.update_order(row, "submitted", T0, perm_id=911)
+    journal.orders.update(row, "submitted", T0, perm_id=911)
     # the same order, now listed with the id another client id would see
     broker.open = [order(7, "ours", perm_id=911, client_id=2)]
     step(book, T0 + 10)
@@ -356,10 +356,10 @@ def test_a_row_left_sending_by_a_crash_is_adopted_from_the_open_orders(setup):
         order(23, "ours", parent_id=21, perm_id=923, order_type="STP"),
     ]
     found = reconcile(broker, journal, T0 + 30)
-    (adopted,) = journal.live_orders(("working",))
-    assert (adopted["broker_order_id"], adopted["perm_id"]) == (21, 921)
+    (adopted,) = journal.orders.live(("working",))
+    assert (adopted.broker_order_id, adopted.perm_id) == (21, 921)
     assert len(found.adopted) == 1 and found.problems == []
-    (details,) = [r["details"] for r in journal.orders_for("ours")]
+    (details,) = [r.details for r in journal.orders.of_intent("ours")]
     assert details["order_ids"] == [21, 22, 23] and details["perm_ids"] == [921, 922, 923]
 
 
@@ -417,8 +417,8 @@ def test_a_refused_bracket_that_ibkr_works_after_all_is_followed_again(setup):
     left_as(journal, row, "rejected")
     broker.open = [order(31, "ours", perm_id=931)]
     step(book, T0 + 5)
-    (followed,) = journal.live_orders(("working",))
-    assert (followed["id"], followed["perm_id"]) == (row, 931)
+    (followed,) = journal.orders.live(("working",))
+    assert (followed.id, followed.perm_id) == (row, 931)
 
 
 def test_a_sale_waits_behind_its_entry_until_the_entry_is_booked(setup, events):

@@ -99,9 +99,9 @@ def test_a_bracket_of_ours_the_journal_does_not_know_is_adopted_not_left_alone(b
     assert journal.sent_intents(DAY) == {ID}
     rule = journal._db.execute("SELECT rule FROM decisions").fetchone()[0]
     assert rule == "adopted"
-    (row,) = journal.live_orders(("working",))
-    assert (row["broker_order_id"], row["perm_id"]) == (21, 921)
-    (details,) = [r["details"] for r in journal.orders_for(ID)]
+    (row,) = journal.orders.live(("working",))
+    assert (row.broker_order_id, row.perm_id) == (21, 921)
+    (details,) = [r.details for r in journal.orders.of_intent(ID)]
     assert details["order_ids"] == [21, 22, 23] and details["perm_ids"] == [921, 922, 923]
     p = journal.position(ID)
     assert p is not None and (p.status, p.quantity) == ("pending", 5)
@@ -123,7 +123,7 @@ def test_an_order_without_a_perm_id_is_not_adopted_until_ibkr_lists_it(book):
     assert "no permId" in found.problems[0] and journal.load_intent(ID) is None
     broker.open = list(BRACKET)  # acknowledged: the next cycle's refresh lists it
     asyncio.run(lb.step(T0 + 5, False))
-    assert journal.load_intent(ID) is not None and journal.live_orders(("working",))
+    assert journal.load_intent(ID) is not None and journal.orders.live(("working",))
 
 
 def test_exits_whose_entry_filled_unseen_are_adopted_with_their_position(book):
@@ -136,8 +136,8 @@ def test_exits_whose_entry_filled_unseen_are_adopted_with_their_position(book):
     # Then the intent and its row are journaled, the purchase booked
     p = journal.position(ID)
     assert p is not None and (p.status, p.held) == ("open", 5)
-    (row,) = journal.orders_for(ID)
-    assert row["details"]["order_ids"] == [21, 22, 23]
+    (row,) = journal.orders.of_intent(ID)
+    assert row.details["order_ids"] == [21, 22, 23]
     # and a stop-out is booked as one
     broker.executions.append(Fill("e2", 23, ID, "SLD", 5, 1.4, T0 + 30, 1.0, 923))
     asyncio.run(lb.step(T0 + 31, False))
@@ -151,7 +151,7 @@ def test_a_row_left_sending_whose_entry_filled_gets_all_three_ids(book):
     journal.record_intent(
         OrderIntent(ID, 1, "SPY", CALL, Signal.BUY, 2.0, 3.0, 1.4, 2.0, 0.5, ()), DAY
     )
-    journal.record_order(ID, "live", "sending", 5, T0)
+    journal.orders.record(ID, "live", "sending", 5, T0)
     broker.open = list(BRACKET[1:])
     broker.executions = [
         Fill("e1", 21, ID, "BOT", 5, 2.0, T0 + 1, 1.0, 921),
@@ -159,8 +159,8 @@ def test_a_row_left_sending_whose_entry_filled_gets_all_three_ids(book):
     ]
     reconcile(broker, journal, T0 + 10, day=DAY)
     lb.positions.follow(T0 + 11)
-    (row,) = journal.orders_for(ID)
-    assert row["details"]["perm_ids"] == [0, 922, 923]
+    (row,) = journal.orders.of_intent(ID)
+    assert row.details["perm_ids"] == [0, 922, 923]
     assert journal.position(ID).exit_reason == "stop_loss"
 
 
@@ -169,8 +169,8 @@ def test_a_followed_row_no_longer_listed_and_never_executed_is_a_problem(book):
     journal.record_intent(
         OrderIntent(ID, 1, "SPY", CALL, Signal.BUY, 2.0, 3.0, 1.4, 2.0, 0.5, ()), DAY
     )
-    row = journal.record_order(ID, "live", "submitted", 5, T0, broker_order_id=21)
-    journal.update_order(row, "working", T0, perm_id=921)
+    row = journal.orders.record(ID, "live", "submitted", 5, T0, broker_order_id=21)
+    journal.orders.update(row, "working", T0, perm_id=921)
     found = reconcile(broker, journal, T0 + 60, adopt=False, day=DAY)
     assert any("no longer lists it" in p for p in found.problems)
     # executed (filled): not a problem
@@ -184,8 +184,8 @@ def test_an_entry_another_client_id_placed_is_said_once_at_error(book, caplog):
     journal.record_intent(
         OrderIntent(ID, 1, "SPY", CALL, Signal.BUY, 2.0, 3.0, 1.4, 2.0, 0.5, ()), DAY
     )
-    row = journal.record_order(ID, "live", "submitted", 5, T0, broker_order_id=21)
-    journal.update_order(row, "submitted", T0, perm_id=921)
+    row = journal.orders.record(ID, "live", "submitted", 5, T0, broker_order_id=21)
+    journal.orders.update(row, "submitted", T0, perm_id=921)
     broker.open = list(BRACKET)
 
     async def refuse(order_id: int) -> None:
@@ -218,4 +218,4 @@ def test_an_order_closing_exercised_shares_is_ours_and_never_adopted_as_a_bracke
     found = reconcile(broker, journal, T0, day=DAY)
     assert found.problems == [] and "shares" in found.ours[0]
     asyncio.run(lb.step(T0 + 400, False))  # past the entry timeout: nothing cancels it
-    assert journal.orders_for(f"{ID}:shares") == [] and broker.cancelled == []
+    assert journal.orders.of_intent(f"{ID}:shares") == [] and broker.cancelled == []

@@ -131,8 +131,8 @@ def desk(tmp_path: Path):
     journal.record_intent(
         OrderIntent(ID, 1, "QQQ", PUT, Signal.SELL, 0.50, 0.75, 0.35, 0.50, 0.5, ()), DAY
     )
-    row = journal.record_order(ID, "live", "submitted", 4, T0, broker_order_id=1)
-    journal.update_order(
+    row = journal.orders.record(ID, "live", "submitted", 4, T0, broker_order_id=1)
+    journal.orders.update(
         row,
         "submitted",
         T0,
@@ -190,9 +190,9 @@ def test_a_held_position_without_its_take_profit_gets_it_placed_again(desk):
     # the bracket's OCA group, and the row names it where the lost one was
     assert broker.exits == [("QQQ 20261204 606P", "LMT", 4, 0.75, ID, f"oca-{ID}")]
     assert found.problems == [] and "take-profit placed again" in found.repaired[0]
-    (row,) = journal.orders_for(ID)
-    assert row["details"]["order_ids"] == [1, 50, 3]
-    assert row["details"]["perm_ids"] == [901, 950, 903]
+    (row,) = journal.orders.of_intent(ID)
+    assert row.details["order_ids"] == [1, 50, 3]
+    assert row.details["perm_ids"] == [901, 950, 903]
     # and its fill is booked as the take-profit it is
     broker.executions.append(Fill("e2", 50, ID, "SLD", 4, 0.75, T0 + 90, 1.0, 950))
     positions.follow(T0 + 91)
@@ -219,7 +219,7 @@ def test_an_unfilled_entry_without_both_exits_is_cancelled(desk):
     found = check(desk)
     assert broker.cancelled == [1] and broker.exits == []
     assert "entry is cancelled" in found.repaired[0]
-    assert [r["status"] for r in journal.orders_for(ID)] == ["cancelled"]
+    assert [r.status for r in journal.orders.of_intent(ID)] == ["cancelled"]
 
 
 @pytest.mark.parametrize(

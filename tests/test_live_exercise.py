@@ -172,7 +172,7 @@ def test_a_call_held_over_its_close_is_booked_exercised_and_its_shares_sold_at_t
     )
     assert p.realized_pnl == pytest.approx((5.0 - 2.0) * 500 - 1.0)
     # and the shares have a row of their own, at the close, alerted once
-    (s,) = journal.held_shares()
+    (s,) = journal.shares.held()
     assert (s.share_id, s.quantity, s.cost) == (f"{intent_id}:shares", 500, 685.0)
     assert [k for k, _ in alerts.sent].count("exercised") == 1
     # and, the market open, they are sold with a DAY limit at the bid, orderRef <id>:shares
@@ -185,8 +185,8 @@ def test_a_call_held_over_its_close_is_booked_exercised_and_its_shares_sold_at_t
     broker.stock(0)
     cycle(desk, MONDAY_0931 + 60)
     # Then the row is closed with its P&L (690 - 685) x 500 less the commission, once
-    assert journal.held_shares() == []
-    (row,) = journal.shares_of_day("2026-01-12")
+    assert journal.shares.held() == []
+    (row,) = journal.shares.of_day("2026-01-12")
     assert (row.status, row.exit_reason, row.realized_pnl) == ("closed", "closed", 2497.5)
     cycle(desk, MONDAY_0931 + 120)
     assert len(broker.stock_orders) == 1
@@ -247,7 +247,7 @@ def test_an_option_gone_out_of_the_money_expired_at_zero(tmp_path):
     cycle(desk, MONDAY_0931)
     p = position(journal, intent_id)
     assert (p.exit_reason, p.exit_price, p.closed_ts) == ("expired", 0.0, FRIDAY_CLOSE)
-    assert journal.held_shares() == [] and broker.stock_orders == []
+    assert journal.shares.held() == [] and broker.stock_orders == []
 
 
 def test_in_the_money_without_shares_waits_for_the_delivery_until_the_next_open(tmp_path):
@@ -313,7 +313,7 @@ def test_an_order_gone_unseen_is_not_sent_again_the_same_day(tmp_path):
     assert len(broker.stock_orders) == 1
     cycle(desk, at(13, 9, 31))
     assert len(broker.stock_orders) == 2
-    statuses = [r["status"] for r in journal.share_orders(journal.held_shares()[0].share_id)]
+    statuses = [r.status for r in journal.orders.of_intent(journal.shares.held()[0].share_id, "shares")]
     assert statuses == ["expired", "submitted"]
 
 
@@ -324,7 +324,7 @@ def test_shares_sold_by_hand_close_their_row_without_a_price(tmp_path):
     cycle(desk, MONDAY_0931)
     broker.stock(0)
     cycle(desk, MONDAY_0931 + 60)
-    (row,) = journal.shares_of_day("2026-01-12")
+    (row,) = journal.shares.of_day("2026-01-12")
     assert (row.status, row.exit_reason, row.realized_pnl) == ("closed", "gone", 0.0)
     assert desk._held(MONDAY_0931 + 60)[0].get("SPY", 0) == 0
 

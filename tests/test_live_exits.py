@@ -103,7 +103,7 @@ def setup(tmp_path: Path):
     journal = Journal(tmp_path / "j.sqlite")
     intent = OrderIntent("ours", 1, "SPY", CALL, Signal.BUY, 2.0, 3.0, 1.4, 2.0, 0.5, ())
     journal.record_intent(intent, "2026-12-01")
-    journal.record_fill("ours", "BOT", 10, 2.0, TUESDAY_MORNING.timestamp(), 6.5, "e1")
+    journal.orders.record_fill("ours", "BOT", 10, 2.0, TUESDAY_MORNING.timestamp(), 6.5, "e1")
     broker = FakeBroker()
     exits = ExpiryExits(
         broker,  # type: ignore[arg-type]

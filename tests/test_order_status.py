@@ -32,20 +32,20 @@ def test_the_values_are_the_strings_journals_store() -> None:
 
 def test_a_live_entry_goes_through_its_lifecycle(tmp_path: Path) -> None:
     with Journal(tmp_path / "j.sqlite") as j:
-        row = j.record_order("i1", "live", OrderStatus.SENDING, 2, 1.0)
+        row = j.orders.record("i1", "live", OrderStatus.SENDING, 2, 1.0)
         for status in (OrderStatus.SUBMITTED, OrderStatus.WORKING, OrderStatus.WORKING):
-            assert j.update_order(row, status, 2.0)
-        assert j.update_order(row, OrderStatus.DONE, 3.0)
-        assert j.update_order(row, OrderStatus.WORKING, 4.0)  # listed again: revived
+            assert j.orders.update(row, status, 2.0)
+        assert j.orders.update(row, OrderStatus.DONE, 3.0)
+        assert j.orders.update(row, OrderStatus.WORKING, 4.0)  # listed again: revived
 
 
 def test_an_illegal_transition_names_both_states_and_the_row(tmp_path: Path) -> None:
     path = tmp_path / "j.sqlite"
     with Journal(path) as j:
-        row = j.record_order("i1", "live", OrderStatus.SENDING, 2, 1.0)
-        j.update_order(row, OrderStatus.SUBMITTED, 2.0)
+        row = j.orders.record("i1", "live", OrderStatus.SENDING, 2, 1.0)
+        j.orders.update(row, OrderStatus.SUBMITTED, 2.0)
         with pytest.raises(IllegalTransition) as caught:
-            j.update_order(row, OrderStatus.SENDING, 3.0)
+            j.orders.update(row, OrderStatus.SENDING, 3.0)
     text = str(caught.value)
     assert "'submitted'" in text and "'sending'" in text and "i1" in text
     (stored,) = sqlite3.connect(path).execute("SELECT status FROM orders").fetchone()
@@ -61,4 +61,4 @@ def test_a_row_never_sent_never_changes() -> None:
 
 def test_a_row_cannot_start_half_way(tmp_path: Path) -> None:
     with Journal(tmp_path / "j.sqlite") as j, pytest.raises(IllegalTransition, match="cancelled"):
-        j.record_order("i1", "live", OrderStatus.CANCELLED, 2, 1.0)
+        j.orders.record("i1", "live", OrderStatus.CANCELLED, 2, 1.0)

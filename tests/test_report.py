@@ -67,9 +67,9 @@ def fill_journal(j: Journal) -> None:
     j.record_decision(RiskDecision("i4", False, 0, "sizing", "< 1"), DAY, T + 61)
     j.record_decision(RiskDecision("i9", False, 0, "sizing", "< 1"), "2026-01-07", T - 86400)
     # orders and a what-if
-    j.record_order("i1", "dry_run", "simulated", 3, T + 1)
-    j.record_order("i2", "whatif", "checked", 2, T + 1)
-    j.record_whatif("i2", 1234.5, 1000.0, 1.3, T + 1)
+    j.orders.record("i1", "dry_run", "simulated", 3, T + 1)
+    j.orders.record("i2", "whatif", "checked", 2, T + 1)
+    j.orders.record_whatif("i2", 1234.5, 1000.0, 1.3, T + 1)
     # the book: SPY filled at 1.98, marked 2.45 (open, +141); QQQ filled at 2.00, stopped at
     # the 1.20 bid (closed, (1.20 - 2.00) x 2 x 100 = -160)
     p1 = step(open_from(spy, 3, T), OptionQuote(SPY_CALL, bid=1.90, ask=1.98), T + 5, 60)

@@ -1,12 +1,17 @@
-"""The journal's transactions, and the rows that wait to share one.
+"""The journal's store: its one connection, its transactions, and the rows that wait for one.
 
-Part of ``Journal`` (supervisor/journal/store.py), which owns the connection. A transaction
-commits on exit; a durable one is fsynced (synchronous=FULL), which also covers every commit
-before it. Signals and refusals (a row per symbol, thousands a cycle, nothing sent for them)
-are not a transaction each: they wait, at most ``PENDING_ROWS`` rows or ``PENDING_S``
-seconds, and are committed together before any other write, before a summary reads them,
-at the cycle's end (durable) and at close. A SIGKILL can so lose the last second of them,
-whose events the JSON log holds too; never an intent, an order, a fill or a position.
+``Journal`` (supervisor/journal/store.py) owns one ``Store``; each table's writer is a part
+given that store (orders: order_rows.py, shares: shares.py), never a connection of its own.
+The connection may be replaced under the parts when the file moves (follow.py): they read
+``store.db`` at each call and never keep it.
+
+A transaction commits on exit; a durable one is fsynced (synchronous=FULL), which also
+covers every commit before it. Signals and refusals (a row per symbol, thousands a cycle,
+nothing sent for them) are not a transaction each: they wait, at most ``PENDING_ROWS`` rows
+or ``PENDING_S`` seconds, and are committed together before any other write, before a
+summary reads them, at the cycle's end (durable) and at close. A SIGKILL can so lose the
+last second of them, whose events the JSON log holds too; never an intent, an order, a fill
+or a position.
 """
 
 from __future__ import annotations
@@ -15,24 +20,78 @@ import contextlib
 import logging
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+
+from supervisor.journal.rows import JournalError
+from supervisor.journal.schema import MIGRATIONS, SCHEMA_VERSION
 
 log = logging.getLogger("supervisor.journal.store")
 
 PENDING_ROWS = 64  # signals and refusals that wait for one commit together ...
 PENDING_S = 1.0  # ... or for at most this long, counted from the oldest
 
+SqlValue = int | float | str | bytes | None
+Params = Sequence[SqlValue]
 
-class Commits:
-    _db: sqlite3.Connection
-    path: Path
-    _pending: list[tuple[str, tuple[Any, ...]]]  # rows for the next commit, in order
-    _pending_since: float
 
-    def _later(self, sql: str, params: tuple[Any, ...]) -> None:
+class Store:
+    """The connection every part of the journal writes through. Not thread-safe."""
+
+    def __init__(self, path: Path, db: sqlite3.Connection) -> None:
+        self.path = path
+        self.db = db  # replaced when the file the bot writes moves (follow.py)
+        self._pending: list[tuple[str, Params]] = []  # rows for the next commit, in order
+        self._pending_since = 0.0
+
+    def prepare(self, readonly: bool) -> None:
+        """Check the file, then migrate it (read-write): refused when damaged, written by
+        newer code, or (read-only) not migrated yet."""
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        if version:
+            # a damaged file with a valid header would be read, and written into, as if whole;
+            # integrity_check, not quick_check: it also finds an index out of step with its
+            # table (a year of cycles: 0.6 s at 3 symbols, 4.2 s at 20;
+            # tools/bench_journal_check.py)
+            problems = [r[0] for r in self.db.execute("PRAGMA integrity_check(5)")]
+            if problems != ["ok"]:
+                raise JournalError(
+                    f"{self.path}: the journal is damaged ({'; '.join(problems)})"
+                    "; it is left as it is: restore a copy, or move it aside "
+                    "and start a new one"
+                )
+        if version > SCHEMA_VERSION:
+            raise JournalError(
+                f"{self.path}: schema version {version} is newer than this "
+                f"code's {SCHEMA_VERSION}; upgrade the bot or use another path"
+            )
+        if readonly:
+            if version != SCHEMA_VERSION:
+                raise JournalError(
+                    f"{self.path}: schema version {version}, expected "
+                    f"{SCHEMA_VERSION}; open it read-write once to migrate"
+                )
+            return
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            # user_version lives in the file header, so it commits atomically with the script
+            try:
+                self.db.executescript(
+                    f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;"
+                )
+            except sqlite3.Error:
+                if self.db.in_transaction:
+                    self.db.execute("ROLLBACK")
+                raise
+
+    def one(self, sql: str, params: Params = ()) -> SqlValue:
+        """The first column of the first row."""
+        value: SqlValue = self.db.execute(sql, params).fetchone()[0]
+        return value
+
+    def later(self, sql: str, params: Params) -> None:
         """A row nothing waits on (a signal, a refusal): written with others by one commit,
         soon (see PENDING_ROWS), instead of a transaction of its own."""
         if not self._pending:
@@ -52,7 +111,7 @@ class Commits:
         if not rows:
             return
         try:
-            with self._tx(False) as db:
+            with self.tx(False) as db:
                 for sql, params in rows:
                     db.execute(sql, params)
         except sqlite3.Error as exc:
@@ -65,24 +124,25 @@ class Commits:
             raise
 
     @contextmanager
-    def _tx(self, durable: bool) -> Iterator[sqlite3.Connection]:
+    def tx(self, durable: bool) -> Iterator[sqlite3.Connection]:
         """One transaction, committed on exit; ``durable`` fsyncs it (synchronous=FULL).
         Rows that wait are committed first, so the journal keeps the order things happened."""
         self.flush()
+        db = self.db
         if durable:
-            self._db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA synchronous=FULL")
         try:
-            self._db.execute("BEGIN IMMEDIATE")
+            db.execute("BEGIN IMMEDIATE")
             try:
-                yield self._db
-                self._db.execute("COMMIT")
+                yield db
+                db.execute("COMMIT")
             except BaseException:
                 # SQLite may have rolled back already (a full disk does): the first error is
                 # the one worth saying, never "cannot rollback"
-                if self._db.in_transaction:
+                if db.in_transaction:
                     with contextlib.suppress(sqlite3.Error):
-                        self._db.execute("ROLLBACK")
+                        db.execute("ROLLBACK")
                 raise
         finally:
             if durable:
-                self._db.execute("PRAGMA synchronous=NORMAL")
+                db.execute("PRAGMA synchronous=NORMAL")

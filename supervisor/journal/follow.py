@@ -1,9 +1,10 @@
 """The running bot's journal connection follows the file it opened, never the path.
 
-Part of ``Journal`` (supervisor/journal/store.py). SQLite writes a journal's WAL by path
-(``<journal>-wal``): moved, replaced or deleted under the bot, the file takes nothing of
-what the bot writes after, which lands in a WAL the path's next file inherits (a replacement
-then reads "database disk image is malformed"; a new file drops it). So each cycle
+A part of ``Journal`` (supervisor/journal/store.py), given its store. SQLite writes a
+journal's WAL by path (``<journal>-wal``): moved, replaced or deleted under the bot, the file
+takes nothing of what the bot writes after, which lands in a WAL the path's next file
+inherits (a replacement then reads "database disk image is malformed"; a new file drops it).
+So each cycle
 (``lost``) and at close, if the file the connection writes is no longer at its path:
 
     1  the rows that wait are written, and the WAL checkpointed into the file opened
@@ -29,7 +30,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from supervisor.journal.commits import Commits
+from supervisor.journal.commits import Store
 from supervisor.journal.identity import FileIdentity
 from supervisor.journal.lock import JournalLock
 from supervisor.journal.wal import FileId, aside_name, clear_own_wal, file_id, owner_note, wal_of
@@ -39,6 +40,15 @@ log = logging.getLogger("supervisor.journal.store")
 
 def connect(path: Path) -> sqlite3.Connection:
     db = sqlite3.connect(path, isolation_level=None, timeout=5.0)
+    db.row_factory = sqlite3.Row
+    return db
+
+
+def connect_readonly(path: Path) -> sqlite3.Connection:
+    # a report may read while the bot writes: WAL lets it, without a second writer
+    db = sqlite3.connect(
+        f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None, timeout=5.0
+    )
     db.row_factory = sqlite3.Row
     return db
 
@@ -56,12 +66,21 @@ def find_file(folder: Path, wanted: FileId, prefer: Path) -> Path | None:
     return None
 
 
-class Follow(Commits):
-    _lock: JournalLock | None
-    _identity: FileIdentity | None  # the path's file as opened (None: readonly)
-    _at: Path  # the file the connection writes (the path, until it moved)
-    _at_id: FileIdentity | None  # None: readonly, or following gave up
-    _wal_id: FileId | None  # the WAL the connection writes, at _at
+class Follow:
+    """Follows the file the store's connection writes; replaces ``store.db`` when it moved."""
+
+    def __init__(self, store: Store, lock: JournalLock | None) -> None:
+        self.store = store
+        self._lock = lock
+        self._identity: FileIdentity | None = None  # the path's file as opened (None: readonly)
+        self._at = store.path  # the file the connection writes (the path, until it moved)
+        self._at_id: FileIdentity | None = None  # None: readonly, or following gave up
+        self._wal_id: FileId | None = None  # the WAL the connection writes, at _at
+
+    def start(self) -> None:
+        """The file is opened read-write and migrated (WAL mode set): followed from now on."""
+        self._identity = FileIdentity(self.store.path)  # what lost() compares
+        self._opened(self.store.path)
 
     def lost(self) -> str | None:
         """What became of this journal's file (deleted, moved away, replaced) or its lock
@@ -69,16 +88,16 @@ class Follow(Commits):
         writing into a file unlinked under it, so only this tells."""
         if self._identity is None:
             return None
-        self._follow()  # the connection goes on with the file opened, wherever it went
+        self.follow()  # the connection goes on with the file opened, wherever it went
         return self._identity.changed() or (self._lock.check() if self._lock else None)
 
     def _opened(self, at: Path) -> None:
         """The connection writes ``at`` now (WAL mode set): what each look compares with."""
         self._at, self._at_id, self._wal_id = at, FileIdentity(at), file_id(wal_of(at))
-        if at == self.path and self._lock is not None:
+        if at == self.store.path and self._lock is not None:
             self._lock.note(owner_note(at))
 
-    def _follow(self) -> None:
+    def follow(self) -> None:
         if self._at_id is None or self._at_id.changed() is None:
             return
         try:
@@ -89,35 +108,35 @@ class Follow(Commits):
                 "journal %s: cannot follow the file it writes, moved away from %s "
                 "(%s): it goes on writing through %s; after the bot stops, that WAL "
                 "is set aside at the next start",
-                self.path,
+                self.store.path,
                 self._at,
                 exc,
                 wal_of(self._at),
             )
 
     def _relocate(self, opened: FileIdentity) -> None:
-        old, now = self._at, time.time()
+        old, now, path = self._at, time.time(), self.store.path
         with contextlib.suppress(sqlite3.Error):
-            self.flush()  # says what it could not write
-        busy = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+            self.store.flush()  # says what it could not write
+        busy = self.store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
         assert opened.opened is not None  # (the file existed when it was opened)
-        found = None if busy else find_file(self.path.parent, opened.opened, self.path)
-        target = found or aside_name(self.path, "lost", now)
+        found = None if busy else find_file(path.parent, opened.opened, path)
+        target = found or aside_name(path, "lost", now)
         db = connect(target)
         try:
             if found is None:
-                self._db.backup(db)
+                self.store.db.backup(db)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
         except sqlite3.Error:
             db.close()
             raise
-        self._db.close()
-        self._db = db
+        self.store.db.close()
+        self.store.db = db
         kept = clear_own_wal(old, self._wal_id, now)
         self._opened(target)
         also = f"; the WAL it wrote at {old.name} is set aside as {kept}" if kept else ""
-        if target == self.path:
+        if target == path:
             log.warning(
                 "the journal file opened is back at %s: the bot writes there again%s",
                 target,
@@ -132,7 +151,7 @@ class Follow(Commits):
                 "everything it journaled is in %s (WAL checkpointed into it), and what "
                 "it journals until it stops goes there too, never to the file at the "
                 "path%s",
-                self.path,
+                path,
                 target,
                 also,
                 extra={"event": "journal_followed", "to": str(target)},
@@ -142,8 +161,8 @@ class Follow(Commits):
                 "journal %s: the file the bot opened was deleted (or moved out of %s) "
                 "under it; everything it journaled is copied to %s, and what it "
                 "journals until it stops goes there too%s",
-                self.path,
-                self.path.parent,
+                path,
+                path.parent,
                 target,
                 also,
                 extra={"event": "journal_followed", "to": str(target)},

@@ -11,9 +11,10 @@
                                         seen while an option of ours in it was held: what
                                         tells an exercise (trading/live_exercise.py)
 
-Part of ``Journal`` (supervisor/journal/store.py), which owns the connection and transactions.
-The order rows of the closing orders are in ``orders`` with mode "shares" (the live order
-lifecycle follows mode "live" only: a closing order is never an entry to cancel).
+A part of ``Journal`` (supervisor/journal/store.py) as ``journal.shares``, given its store
+(the connection and the transactions). The order rows of the closing orders are in
+``orders`` with mode "shares" (``journal.orders.of_intent(share_id, "shares")``; the live
+order lifecycle follows mode "live" only: a closing order is never an entry to cancel).
 """
 
 from __future__ import annotations
@@ -21,10 +22,10 @@ from __future__ import annotations
 import math
 import sqlite3
 from collections.abc import Mapping
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
+from supervisor.journal.commits import Store
 from supervisor.journal.rows import JournalError
 
 SHARES_SUFFIX = ":shares"
@@ -113,14 +114,12 @@ def shares_from(row: sqlite3.Row) -> Shares:
 
 
 class ShareRows:
-    _db: sqlite3.Connection
+    def __init__(self, store: Store) -> None:
+        self._store = store
 
-    def _tx(self, durable: bool) -> AbstractContextManager[sqlite3.Connection]:
-        raise NotImplementedError  # the Journal's
-
-    def open_shares(self, s: Shares, day: str) -> bool:
+    def open(self, s: Shares, day: str) -> bool:
         """A new row for shares an exercise delivered; False (nothing written) if there."""
-        with self._tx(True) as db:
+        with self._store.tx(True) as db:
             cur = db.execute(
                 f"INSERT INTO shares ({SHARE_COLUMNS}, opened_day) VALUES "
                 f"({', '.join('?' * 14)}) ON CONFLICT (share_id) DO NOTHING",
@@ -143,12 +142,12 @@ class ShareRows:
             )
             return cur.rowcount == 1
 
-    def save_shares(self, s: Shares, day: str) -> None:
+    def save(self, s: Shares, day: str) -> None:
         """The row's state now; ``day`` (today) dates a closing."""
-        with self._tx(True) as db:
+        with self._store.tx(True) as db:
             _update(db, s, day)
 
-    def book_share_fill(
+    def book_fill(
         self,
         s: Shares,
         side: str,
@@ -161,7 +160,7 @@ class ShareRows:
     ) -> bool:
         """A closing execution and the row it leaves, in one transaction; False (nothing
         written) if booked before."""
-        with self._tx(True) as db:
+        with self._store.tx(True) as db:
             cur = db.execute(
                 "INSERT INTO fills (intent_id, side, quantity, price, commission, "
                 "exec_id, ts) VALUES (?, ?, ?, ?, ?, ?, ?) "
@@ -173,33 +172,24 @@ class ShareRows:
             _update(db, s, day)
             return True
 
-    def held_shares(self) -> list[Shares]:
+    def held(self) -> list[Shares]:
         """Every share row not closed yet, oldest first."""
-        rows = self._db.execute(
+        rows = self._store.db.execute(
             "SELECT * FROM shares WHERE status = 'held' ORDER BY opened_ts, share_id"
         )
         return [shares_from(r) for r in rows]
 
-    def shares_of_day(self, day: str) -> list[Shares]:
+    def of_day(self, day: str) -> list[Shares]:
         """Rows opened or closed on ``day``, or held at its end."""
-        rows = self._db.execute(
+        rows = self._store.db.execute(
             "SELECT * FROM shares WHERE opened_day <= ? AND (closed_day IS NULL OR "
             "closed_day >= ?) ORDER BY opened_ts, share_id",
             (day, day),
         )
         return [shares_from(r) for r in rows]
 
-    def share_orders(self, share_id: str) -> list[dict[str, Any]]:
-        """The closing orders of one share row, oldest first; ``details`` as stored."""
-        rows = self._db.execute(
-            "SELECT id, status, quantity, broker_order_id, created_ts, details FROM orders "
-            "WHERE mode = 'shares' AND intent_id = ? ORDER BY id",
-            (share_id,),
-        )
-        return [dict(r) for r in rows]
-
     def stock_seen(self, symbol: str) -> float | None:
-        row = self._db.execute(
+        row = self._store.db.execute(
             "SELECT quantity FROM stock_seen WHERE symbol = ?", (symbol,)
         ).fetchone()
         return None if row is None else float(row[0])
@@ -209,7 +199,7 @@ class ShareRows:
         changed = {s: q for s, q in seen.items() if self.stock_seen(s) != q}
         if not changed:
             return
-        with self._tx(False) as db:
+        with self._store.tx(False) as db:
             db.executemany(
                 "INSERT INTO stock_seen (symbol, quantity, ts) VALUES (?, ?, ?) "
                 "ON CONFLICT (symbol) DO UPDATE SET quantity = excluded.quantity, "

@@ -1,7 +1,9 @@
 """The crash-safe journal: one SQLite file (stdlib sqlite3, WAL) written by the supervisor only.
 
-    supervisor --record_*/save_*--> Journal --autocommit--> var/journal.sqlite3 (+ -wal)
+    supervisor --record_*/save_*--> Journal --autocommit--> var/journal-<broker>.sqlite
     restart    <--next_cycle_id, day_state, sent_intents, orders_count, open_positions--
+                                          (+ -wal; execution.journal_path, one per broker:
+                                           stub, sim or ibkr)
 
 Every call that matters is its own transaction and has committed when it returns: a SIGKILL
 right after ``record_intent`` leaves the intent in the file. Durability against power loss
@@ -25,68 +27,59 @@ many were applied, and a file written by newer code is refused instead of misrea
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-from common.messages import OrderIntent, Signal
-from supervisor.journal.follow import Follow, connect
-from supervisor.journal.identity import FileIdentity
+from common.messages import OrderIntent
+from supervisor.journal.commits import SqlValue, Store
+from supervisor.journal.follow import Follow, connect, connect_readonly
 from supervisor.journal.lock import JournalLock
 from supervisor.journal.order_rows import OrderRows
 from supervisor.journal.records import ACTIVE, DayState, DecisionRecord, Position
 from supervisor.journal.rows import (
     JournalError,
+    JsonObject,
     contract_from,
     contract_values,
-    nan_if_null,
+    intent_from,
     position_from,
+    save_position,
     to_json,
 )
-from supervisor.journal.schema import CONTRACT_COLUMNS, MIGRATIONS, POSITION_COLUMNS, SCHEMA_VERSION
-from supervisor.journal.shares import ShareRows
+from supervisor.journal.schema import CONTRACT_COLUMNS
+from supervisor.journal.shares import ShareRows, Shares
 from supervisor.journal.summary import day_summary
 from supervisor.journal.wal import file_id, set_aside, wal_of
 
 log = logging.getLogger(__name__)
 
 
-class Journal(Follow, OrderRows, ShareRows):
-    """The supervisor's journal. Not thread-safe: one writer, on the thread that opened it."""
+class Journal:
+    """The supervisor's journal. Not thread-safe: one writer, on the thread that opened it.
+
+    One ``store`` (the connection, its transactions, the rows that wait) and the parts that
+    write through it: ``orders`` (order_rows.py), ``shares`` (shares.py); cycles, signals,
+    intents, decisions, positions, the day's state and alerts are written here."""
 
     def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
         self.path = Path(path)
-        self._pending: list[tuple[str, tuple[Any, ...]]] = []  # rows for the next commit
-        self._pending_since = 0.0
-        self._identity: FileIdentity | None = None
-        self._at_id = None  # the file the connection writes, followed (follow.py)
         self._lock = None if readonly else JournalLock(self.path)
         if self._lock is not None:
             self._lock.acquire()  # before anything is read or written
         try:
-            if readonly:
-                # a report may read while the bot writes: WAL lets it, without a second writer
-                self._db = sqlite3.connect(
-                    f"{self.path.resolve().as_uri()}?mode=ro",
-                    uri=True,
-                    isolation_level=None,
-                    timeout=5.0,
-                )
-                self._db.row_factory = sqlite3.Row
-            else:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                assert self._lock is not None
-                set_aside(self.path, self._lock.previous)  # another file's WAL: never applied
-                self._db = connect(self.path)
+            db = connect_readonly(self.path) if readonly else self._connect()
         except (sqlite3.DatabaseError, OSError) as exc:
             self._release()
             raise JournalError(f"{self.path}: cannot open the journal: {exc}") from exc
+        self.store = Store(self.path, db)
+        self._follow = Follow(self.store, self._lock)
+        self.orders = OrderRows(self.store)
+        self.shares = ShareRows(self.store)
         try:
-            self._open(readonly)
+            self.store.prepare(readonly)
         except sqlite3.DatabaseError as exc:
             self.close()
             raise JournalError(f"{self.path}: cannot open the journal: {exc}") from exc
@@ -94,56 +87,35 @@ class Journal(Follow, OrderRows, ShareRows):
             self.close()
             raise
         if not readonly:
-            self._identity = FileIdentity(self.path)  # created by now: what lost() compares
-            self._opened(self.path)
+            self._follow.start()
 
-    def _open(self, readonly: bool) -> None:
-        version = self._db.execute("PRAGMA user_version").fetchone()[0]
-        if version:
-            # a damaged file with a valid header would be read, and written into, as if whole;
-            # integrity_check, not quick_check: it also finds an index out of step with its
-            # table (a year of cycles: 0.6 s at 3 symbols, 4.2 s at 20;
-            # tools/bench_journal_check.py)
-            problems = [r[0] for r in self._db.execute("PRAGMA integrity_check(5)")]
-            if problems != ["ok"]:
-                raise JournalError(
-                    f"{self.path}: the journal is damaged ({'; '.join(problems)})"
-                    "; it is left as it is: restore a copy, or move it aside "
-                    "and start a new one"
-                )
-        if version > SCHEMA_VERSION:
-            raise JournalError(
-                f"{self.path}: schema version {version} is newer than this "
-                f"code's {SCHEMA_VERSION}; upgrade the bot or use another path"
-            )
-        if readonly:
-            if version != SCHEMA_VERSION:
-                raise JournalError(
-                    f"{self.path}: schema version {version}, expected "
-                    f"{SCHEMA_VERSION}; open it read-write once to migrate"
-                )
-            return
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-            # user_version lives in the file header, so it commits atomically with the script
-            try:
-                self._db.executescript(
-                    f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;"
-                )
-            except sqlite3.Error:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-                raise
+    def _connect(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        assert self._lock is not None
+        set_aside(self.path, self._lock.previous)  # another file's WAL: never applied
+        return connect(self.path)
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        """The connection as it is now (tests read and write the file through it)."""
+        return self.store.db
+
+    def lost(self) -> str | None:
+        """What became of the journal's file or lock under the running bot (follow.py)."""
+        return self._follow.lost()
+
+    def flush(self) -> None:
+        """Commit the signal and refusal rows that wait (commits.py)."""
+        self.store.flush()
 
     def close(self) -> None:
         """Write what waits, close and let go of the lock; a failing close (a full disk)
         loses nothing committed, so it is said, not raised into the shutdown."""
-        self._follow()  # moved away since the last look: not left in the path's WAL
+        self._follow.follow()  # moved away since the last look: not left in the path's WAL
         with contextlib.suppress(sqlite3.Error):  # flush says what it lost
-            self.flush()
+            self.store.flush()
         try:
-            self._db.close()
+            self.store.db.close()
         except sqlite3.Error as exc:
             log.error("closing the journal %s failed: %s (committed rows are kept)", self.path, exc)
         if self._lock is not None and file_id(wal_of(self.path)) is None:
@@ -157,7 +129,7 @@ class Journal(Follow, OrderRows, ShareRows):
     def owner(self) -> tuple[str, str] | None:
         """(broker, account) the journal belongs to (its first run's), None before one."""
         owner = dict(
-            self._db.execute(
+            self.store.db.execute(
                 "SELECT key, value FROM meta WHERE key IN ('broker', 'account')"
             ).fetchall()
         )
@@ -173,7 +145,7 @@ class Journal(Follow, OrderRows, ShareRows):
                 f"{broker!r} account {account!r}: give this run its own execution.journal_path"
             )
         if not owner:
-            with self._tx(True) as db:
+            with self.store.tx(True) as db:
                 db.executemany(
                     "INSERT INTO meta (key, value) VALUES (?, ?)",
                     [("broker", broker), ("account", account)],
@@ -185,24 +157,21 @@ class Journal(Follow, OrderRows, ShareRows):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _one(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        return self._db.execute(sql, params).fetchone()[0]
-
     # --- cycles and signals ------------------------------------------------------------------
 
     def next_cycle_id(self) -> int:
         """One more than any cycle ever journaled: ids keep growing across restarts."""
-        return int(self._one("SELECT COALESCE(MAX(cycle_id), 0) + 1 FROM cycles"))
+        return _int(self.store.one("SELECT COALESCE(MAX(cycle_id), 0) + 1 FROM cycles"))
 
     def start_cycle(self, cycle_id: int, day: str, ts: float) -> None:
-        with self._tx(False) as db:
+        with self.store.tx(False) as db:
             db.execute(
                 "INSERT INTO cycles (cycle_id, day, started_ts) VALUES (?, ?, ?)",
                 (cycle_id, day, ts),
             )
 
     def end_cycle(self, cycle_id: int, ts: float, ok: int, failed: int, seconds: float) -> None:
-        with self._tx(True) as db:  # the fsync of the cycle's signals and refusals too
+        with self.store.tx(True) as db:  # the fsync of the cycle's signals and refusals too
             db.execute(
                 "UPDATE cycles SET ended_ts = ?, ok = ?, failed = ?, seconds = ? "
                 "WHERE cycle_id = ?",
@@ -220,7 +189,7 @@ class Journal(Follow, OrderRows, ShareRows):
         skipped: str | None = None,
         error: str | None = None,
     ) -> None:
-        self._later(
+        self.store.later(
             "INSERT INTO signals (cycle_id, day, symbol, signal, confidence, reasons,"
             " skipped, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
@@ -240,7 +209,7 @@ class Journal(Follow, OrderRows, ShareRows):
     def record_intent(self, intent: OrderIntent, day: str) -> bool:
         """Journal an intent before it is executed; False (nothing written) if already there."""
         i = intent
-        with self._tx(True) as db:
+        with self.store.tx(True) as db:
             cur = db.execute(
                 f"INSERT INTO intents (intent_id, day, cycle_id, symbol, {CONTRACT_COLUMNS}, "
                 "signal, entry_limit, take_profit, stop_loss, premium, confidence, reasons, bid, "
@@ -268,30 +237,14 @@ class Journal(Follow, OrderRows, ShareRows):
             return cur.rowcount == 1
 
     def load_intent(self, intent_id: str) -> OrderIntent | None:
-        row = self._db.execute("SELECT * FROM intents WHERE intent_id = ?", (intent_id,)).fetchone()
-        if row is None:
-            return None
-        return OrderIntent(
-            row["intent_id"],
-            row["cycle_id"],
-            row["symbol"],
-            contract_from(row),
-            Signal(row["signal"]),
-            nan_if_null(row["entry_limit"]),
-            nan_if_null(row["take_profit"]),
-            nan_if_null(row["stop_loss"]),
-            nan_if_null(row["premium"]),
-            nan_if_null(row["confidence"]),
-            tuple(json.loads(row["reasons"])),
-            nan_if_null(row["bid"]),
-            nan_if_null(row["ask"]),
-            nan_if_null(row["quote_ts"]),
-            row["action"],
-        )
+        row = self.store.db.execute(
+            "SELECT * FROM intents WHERE intent_id = ?", (intent_id,)
+        ).fetchone()
+        return None if row is None else intent_from(row)
 
     def bought_contracts(self) -> dict[str, str]:
         """Contract key -> intent id of every intent with a journaled BOT fill (ours to exit)."""
-        rows = self._db.execute(
+        rows = self.store.db.execute(
             f"SELECT DISTINCT i.intent_id, {CONTRACT_COLUMNS} FROM intents i JOIN fills f "
             "USING (intent_id) WHERE f.side = 'BOT' ORDER BY i.intent_id"
         )
@@ -299,7 +252,7 @@ class Journal(Follow, OrderRows, ShareRows):
 
     def working_intents(self) -> list[OrderIntent]:
         """Intents whose live order is still submitted or working at the broker."""
-        loaded = (self.load_intent(row["intent_id"]) for row in self.live_orders())
+        loaded = (self.load_intent(row.intent_id) for row in self.orders.live())
         return [intent for intent in loaded if intent is not None]
 
     def record_decision(self, decision: DecisionRecord, day: str, ts: float) -> None:
@@ -319,30 +272,43 @@ class Journal(Follow, OrderRows, ShareRows):
             to_json(dict(d.values)),
         )
         if not d.accepted:  # a refusal sent nothing: it waits, and the cycle's end fsyncs it
-            self._later(sql, params)
+            self.store.later(sql, params)
             return
-        with self._tx(True) as db:
+        with self.store.tx(True) as db:
             db.execute(sql, params)
+
+    def reject_decision(
+        self, intent_id: str, day: str, reason: str, rule: str = "rejected"
+    ) -> None:
+        """What risk accepted was not sent after all: the gateway refused it (``rejected``),
+        or a stop came before it left (``stopping``)."""
+        with self.store.tx(True) as db:
+            db.execute(
+                "UPDATE decisions SET accepted = 0, quantity = 0, rule = ?, "
+                "reason = ? WHERE id = (SELECT MAX(id) FROM decisions WHERE "
+                "intent_id = ? AND day = ?)",
+                (rule, reason, intent_id, day),
+            )
 
     def sent_intents(self, day: str) -> frozenset[str]:
         """Intent ids of ``day`` with an accepted decision: RiskState.sent_today."""
-        rows = self._db.execute(
+        rows = self.store.db.execute(
             "SELECT DISTINCT intent_id FROM decisions WHERE day = ? AND accepted = 1", (day,)
         )
         return frozenset(r[0] for r in rows)
 
     def orders_count(self, day: str) -> int:
         """Accepted decisions of ``day``: RiskState.orders_today."""
-        return int(
-            self._one("SELECT COUNT(*) FROM decisions WHERE day = ? AND accepted = 1", (day,))
+        return _int(
+            self.store.one("SELECT COUNT(*) FROM decisions WHERE day = ? AND accepted = 1", (day,))
         )
 
     # --- positions and the day's state ---------------------------------------------------------
 
     def save_position(self, p: Position, day: str) -> None:
         """Insert or update by intent id; ``day`` (today) dates the opening and the closing."""
-        with self._tx(True) as db:
-            _save_position(db, p, day)
+        with self.store.tx(True) as db:
+            save_position(db, p, day)
 
     def book_fill(
         self,
@@ -360,7 +326,7 @@ class Journal(Follow, OrderRows, ShareRows):
         """A live execution and the position(s) it leaves (``also``: a short row it opened),
         in one transaction: a crash cannot journal the one without the other. False (nothing
         written) if booked before."""
-        with self._tx(True) as db:
+        with self.store.tx(True) as db:
             cur = db.execute(
                 "INSERT INTO fills (intent_id, side, quantity, price, commission, "
                 "exec_id, ts) VALUES (?, ?, ?, ?, ?, ?, ?) "
@@ -369,13 +335,13 @@ class Journal(Follow, OrderRows, ShareRows):
             )
             if cur.rowcount != 1:
                 return False
-            _save_position(db, after, day)
+            save_position(db, after, day)
             for other in also:
-                _save_position(db, other, day)
+                save_position(db, other, day)
             return True
 
     def position(self, intent_id: str) -> Position | None:
-        row = self._db.execute(
+        row = self.store.db.execute(
             "SELECT * FROM positions WHERE intent_id = ?", (intent_id,)
         ).fetchone()
         return None if row is None else position_from(row)
@@ -383,7 +349,7 @@ class Journal(Follow, OrderRows, ShareRows):
     def open_positions(self) -> list[Position]:
         """Every position not yet closed (pending entries included), oldest first."""
         marks = ", ".join("?" * len(ACTIVE))
-        rows = self._db.execute(
+        rows = self.store.db.execute(
             f"SELECT * FROM positions WHERE status IN ({marks}) ORDER BY opened_ts, intent_id",
             ACTIVE,
         )
@@ -397,7 +363,7 @@ class Journal(Follow, OrderRows, ShareRows):
     def _day_positions(self, day: str) -> list[tuple[Position, str, str | None]]:
         """(position, opened_day, closed_day) for ``positions``."""
         marks = ", ".join("?" * len(ACTIVE))
-        rows = self._db.execute(
+        rows = self.store.db.execute(
             "SELECT * FROM positions WHERE opened_day = ? OR closed_day = ? "
             f"OR (opened_day <= ? AND (status IN ({marks}) OR closed_day > ?)) "
             "ORDER BY opened_ts, intent_id",
@@ -420,7 +386,7 @@ class Journal(Follow, OrderRows, ShareRows):
         def value(x: float) -> float | None:
             return x if math.isfinite(x) else None
 
-        with self._tx(False) as db:
+        with self.store.tx(False) as db:
             db.execute(
                 "INSERT INTO broker_pnl (day, ts, daily, realized, unrealized, "
                 "net_liquidation) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (day) DO UPDATE "
@@ -431,7 +397,7 @@ class Journal(Follow, OrderRows, ShareRows):
             )
 
     def day_state(self, day: str) -> DayState | None:
-        row = self._db.execute("SELECT * FROM day_state WHERE day = ?", (day,)).fetchone()
+        row = self.store.db.execute("SELECT * FROM day_state WHERE day = ?", (day,)).fetchone()
         if row is None:
             return None
         return DayState(
@@ -444,7 +410,7 @@ class Journal(Follow, OrderRows, ShareRows):
 
     def save_day_state(self, state: DayState) -> None:
         s = state
-        with self._tx(True) as db:
+        with self.store.tx(True) as db:
             db.execute(
                 "INSERT INTO day_state (day, start_equity, halted, halted_reason, "
                 "halted_ts) VALUES (?, ?, ?, ?, ?) ON CONFLICT (day) DO UPDATE SET "
@@ -453,11 +419,15 @@ class Journal(Follow, OrderRows, ShareRows):
                 (s.day, s.start_equity, int(s.halted), s.halted_reason, s.halted_ts),
             )
 
+    def held_shares(self) -> list[Shares]:
+        """Every share row not closed yet (``shares.held``), for the position book."""
+        return self.shares.held()
+
     # --- alerts --------------------------------------------------------------------------------
 
     def record_alert(self, day: str, kind: str, text: str, ts: float) -> bool:
         """Always journaled (no key: never deduplicated); True."""
-        with self._tx(True) as db:
+        with self.store.tx(True) as db:
             db.execute(
                 "INSERT INTO alerts (day, kind, key, text, ts) VALUES (?, ?, NULL, ?, ?)",
                 (day, kind, text, ts),
@@ -466,7 +436,7 @@ class Journal(Follow, OrderRows, ShareRows):
 
     def record_alert_once(self, day: str, kind: str, key: str, text: str, ts: float) -> bool:
         """True the first time (day, kind, key) is seen, across restarts; then False."""
-        with self._tx(True) as db:
+        with self.store.tx(True) as db:
             cur = db.execute(
                 "INSERT INTO alerts (day, kind, key, text, ts) VALUES "
                 "(?, ?, ?, ?, ?) ON CONFLICT (day, kind, key) DO NOTHING",
@@ -478,59 +448,25 @@ class Journal(Follow, OrderRows, ShareRows):
 
     def latest_day(self) -> str | None:
         """The most recent day with a cycle, or None for an empty journal."""
-        day = self._one("SELECT MAX(day) FROM cycles")
+        day = self.store.one("SELECT MAX(day) FROM cycles")
         return str(day) if day is not None else None
 
     def days_between(self, first: str, last: str) -> list[str]:
         """The days with a cycle from ``first`` to ``last`` (YYYY-MM-DD, both included)."""
         return [
             str(r[0])
-            for r in self._db.execute(
+            for r in self.store.db.execute(
                 "SELECT DISTINCT day FROM cycles WHERE day BETWEEN ? AND ? ORDER BY day",
                 (first, last),
             )
         ]
 
-    def day_summary(self, day: str) -> dict[str, Any]:
+    def day_summary(self, day: str) -> JsonObject:
         """Everything the report renders for ``day`` (supervisor/journal/summary.py)."""
-        self.flush()
-        return day_summary(self._db, day, self._day_positions(day), self.day_state(day))
+        self.store.flush()
+        return day_summary(self.store.db, day, self._day_positions(day), self.day_state(day))
 
 
-def _save_position(db: sqlite3.Connection, p: Position, day: str) -> None:
-    closed_day = None if p.active else day
-    db.execute(
-        f"INSERT INTO positions ({POSITION_COLUMNS}, opened_day, closed_day) VALUES "
-        f"({', '.join('?' * 26)}) "
-        "ON CONFLICT (intent_id) DO UPDATE SET status = excluded.status, "
-        "quantity = excluded.quantity, entry_price = excluded.entry_price, "
-        "filled_ts = excluded.filled_ts, mark = excluded.mark, "
-        "exit_price = excluded.exit_price, closed_ts = excluded.closed_ts, "
-        "exit_reason = excluded.exit_reason, commission = excluded.commission, "
-        "exited = excluded.exited, exit_commission = excluded.exit_commission, "
-        # the first save that saw it closed dates the closing; re-saves keep that day
-        "closed_day = CASE WHEN excluded.closed_day IS NULL THEN NULL "
-        "ELSE COALESCE(positions.closed_day, excluded.closed_day) END",
-        (
-            p.intent_id,
-            p.symbol,
-            *contract_values(p.contract),
-            p.quantity,
-            p.entry_limit,
-            p.take_profit,
-            p.stop_loss,
-            p.status,
-            p.opened_ts,
-            p.entry_price,
-            p.filled_ts,
-            p.mark,
-            p.exit_price,
-            p.closed_ts,
-            p.exit_reason,
-            p.commission,
-            p.exited,
-            p.exit_commission,
-            day,
-            closed_day,
-        ),
-    )
+def _int(value: SqlValue) -> int:
+    assert isinstance(value, int), value  # COUNT and COALESCE(MAX(...), 0): never NULL
+    return value

@@ -7,7 +7,7 @@ from typing import Any
 
 from common.calendar import trading_day
 from supervisor.journal.records import DayState, Position
-from supervisor.journal.rows import contract_from, json_ready
+from supervisor.journal.rows import JsonObject, contract_from, json_object
 from supervisor.journal.schema import CONTRACT_COLUMNS
 from supervisor.journal.shares import Shares, shares_from
 
@@ -20,13 +20,13 @@ def _one(db: sqlite3.Connection, sql: str, params: tuple[str, ...]) -> Any:
 
 def day_summary(
     db: sqlite3.Connection, day: str, held: DayPositions, state: DayState | None
-) -> dict[str, Any]:
+) -> JsonObject:
     """Everything the report renders for ``day``; ``held`` are the day's positions with their
     opening and closing days, ``state`` its kill-switch state."""
     alerts = db.execute(
         "SELECT kind, key, text, ts FROM alerts WHERE day = ? ORDER BY ts, id", (day,)
     ).fetchall()
-    return json_ready(
+    return json_object(
         {
             "day": day,
             **_cycles_and_signals(db, day),

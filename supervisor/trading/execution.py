@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
-from typing import Any
+from typing import Literal
 
 from common.config import Settings
 from common.messages import OrderIntent
@@ -26,7 +26,9 @@ from supervisor.trading.risk import RiskDecision
 
 log = logging.getLogger("supervisor.trading.execution")
 
-MODES = ("dry_run", "whatif", "live")
+ExecutionMode = Literal["dry_run", "whatif", "live"]
+MODES: tuple[ExecutionMode, ...] = ("dry_run", "whatif", "live")
+Fields = dict[str, object]  # a log record's extra fields
 
 
 class ModeNotAvailable(ValueError):
@@ -89,20 +91,32 @@ def _mode_refusal(mode: str, mode_from: str) -> str:
     )
 
 
+# simulated (dry_run) | checked (whatif) | submitted (live): sent as the mode sends;
+# refused: risk, a stop or a duplicate; rejected: the gateway refused it; error: the broker
+# failed the call
+ExecutionStatus = Literal["simulated", "checked", "submitted", "refused", "rejected", "error"]
+
+
 @dataclass(frozen=True)
 class Execution:
     intent_id: str
-    mode: str
-    status: str  # simulated | checked | submitted | refused | duplicate | error
+    mode: ExecutionMode
+    status: ExecutionStatus
     quantity: int
     decision: RiskDecision
 
 
+def execution_mode(mode: str) -> ExecutionMode:
+    """``mode`` as one of MODES; ModeNotAvailable otherwise."""
+    for known in MODES:
+        if known == mode:
+            return known
+    raise ModeNotAvailable(f"execution.mode {mode!r} is not one of {MODES}")
+
+
 class Executor:
     def __init__(self, mode: str, broker: Broker, journal: Journal, account: str = "") -> None:
-        if mode not in MODES:
-            raise ModeNotAvailable(f"execution.mode {mode!r} is not one of {MODES}")
-        self.mode = mode
+        self.mode = execution_mode(mode)
         self.broker = broker
         self.journal = journal
         self.account = account
@@ -115,22 +129,7 @@ class Executor:
         ts: float,
         stopping: bool = False,
     ) -> Execution:
-        if decision.accepted and stopping:
-            decision = replace(
-                decision,
-                accepted=False,
-                quantity=0,
-                rule="stopping",
-                reason="a stop was asked for: no new order is sent",
-            )
-        if decision.accepted and not self.journal.record_intent(intent, day):
-            decision = replace(
-                decision,
-                accepted=False,
-                quantity=0,
-                rule="duplicate",
-                reason="already in the journal (sent before a restart)",
-            )
+        decision = self._gate(intent, decision, day, stopping)
         self.journal.record_decision(decision, day, ts)
         fields = _fields(intent, decision, self.mode)
         if not decision.accepted:
@@ -149,36 +148,9 @@ class Executor:
         except OrderRejected as exc:
             return self._rejected(intent, decision, day, ts, exc, fields)
         except EntriesStopped as exc:  # nothing left: the stop came while it waited its turn
-            stopped = replace(
-                decision, accepted=False, quantity=0, rule="stopping", reason=str(exc)
-            )
-            self.journal.reject_decision(intent.intent_id, day, stopped.reason, "stopping")
-            log.info(
-                "refused %s %s: stopping (%s)",
-                intent.action,
-                intent.contract.key,
-                exc,
-                extra={**fields, "rule": "stopping"},
-            )
-            return Execution(intent.intent_id, self.mode, "refused", 0, stopped)
+            return self._stopped(intent, decision, day, exc, fields)
         except BrokerError as exc:
-            if self.mode != "live":  # live orders have their row already ("unconfirmed")
-                self.journal.record_order(
-                    intent.intent_id,
-                    self.mode,
-                    OrderStatus.ERROR,
-                    decision.quantity,
-                    ts,
-                    details={"error": str(exc)},
-                )
-            log.error(
-                "%s %s failed: %s",
-                self.mode,
-                intent.contract.key,
-                exc,
-                extra={**fields, "event": "execution_error"},
-            )
-            return Execution(intent.intent_id, self.mode, "error", 0, decision)
+            return self._failed(intent, decision, ts, exc, fields)
         log.info(
             "%s %s tp %.2f sl %.2f",
             self.mode.upper(),
@@ -189,14 +161,85 @@ class Executor:
         )
         return Execution(intent.intent_id, self.mode, status, decision.quantity, decision)
 
-    async def _send(self, intent: OrderIntent, decision: RiskDecision, ts: float) -> str:
+    def _gate(
+        self, intent: OrderIntent, decision: RiskDecision, day: str, stopping: bool
+    ) -> RiskDecision:
+        """Risk's decision, refused after all when a stop was asked for, or when the intent
+        is journaled already (sent before a restart); an accepted one's intent is journaled
+        here, before anything is sent."""
+        if decision.accepted and stopping:
+            decision = replace(
+                decision,
+                accepted=False,
+                quantity=0,
+                rule="stopping",
+                reason="a stop was asked for: no new order is sent",
+            )
+        if decision.accepted and not self.journal.record_intent(intent, day):
+            decision = replace(
+                decision,
+                accepted=False,
+                quantity=0,
+                rule="duplicate",
+                reason="already in the journal (sent before a restart)",
+            )
+        return decision
+
+    def _stopped(
+        self,
+        intent: OrderIntent,
+        decision: RiskDecision,
+        day: str,
+        exc: EntriesStopped,
+        fields: Fields,
+    ) -> Execution:
+        stopped = replace(decision, accepted=False, quantity=0, rule="stopping", reason=str(exc))
+        self.journal.reject_decision(intent.intent_id, day, stopped.reason, "stopping")
+        log.info(
+            "refused %s %s: stopping (%s)",
+            intent.action,
+            intent.contract.key,
+            exc,
+            extra={**fields, "rule": "stopping"},
+        )
+        return Execution(intent.intent_id, self.mode, "refused", 0, stopped)
+
+    def _failed(
+        self,
+        intent: OrderIntent,
+        decision: RiskDecision,
+        ts: float,
+        exc: BrokerError,
+        fields: Fields,
+    ) -> Execution:
+        if self.mode != "live":  # live orders have their row already ("unconfirmed")
+            self.journal.orders.record(
+                intent.intent_id,
+                self.mode,
+                OrderStatus.ERROR,
+                decision.quantity,
+                ts,
+                details={"error": str(exc)},
+            )
+        log.error(
+            "%s %s failed: %s",
+            self.mode,
+            intent.contract.key,
+            exc,
+            extra={**fields, "event": "execution_error"},
+        )
+        return Execution(intent.intent_id, self.mode, "error", 0, decision)
+
+    async def _send(
+        self, intent: OrderIntent, decision: RiskDecision, ts: float
+    ) -> Literal["simulated", "checked", "submitted"]:
         prices = {
             "entry_limit": intent.entry_limit,
             "take_profit": intent.take_profit,
             "stop_loss": intent.stop_loss,
         }
         if self.mode == "dry_run":
-            self.journal.record_order(
+            self.journal.orders.record(
                 intent.intent_id,
                 "dry_run",
                 OrderStatus.SIMULATED,
@@ -206,37 +249,48 @@ class Executor:
             )
             return "simulated"
         if self.mode == "whatif":
-            result = await self.broker.what_if(
-                intent.contract, "BUY", decision.quantity, intent.entry_limit
-            )
-            self.journal.record_whatif(
-                intent.intent_id,
-                result.init_margin_change,
-                result.maint_margin_change,
-                result.commission,
-                ts,
-            )
-            self.journal.record_order(
-                intent.intent_id,
-                "whatif",
-                OrderStatus.CHECKED,
-                decision.quantity,
-                ts,
-                details={**prices, **asdict(result)},
-            )
+            await self._what_if(intent, decision, ts, prices)
             return "checked"
-        # journal, then send: a crash in between leaves a "sending" row whose orderRef the
-        # start-up reconcile finds at the broker and adopts
-        row = self.journal.record_order(
+        await self._place(intent, decision, ts, prices)
+        return "submitted"
+
+    async def _what_if(
+        self, intent: OrderIntent, decision: RiskDecision, ts: float, prices: dict[str, float]
+    ) -> None:
+        result = await self.broker.what_if(
+            intent.contract, "BUY", decision.quantity, intent.entry_limit
+        )
+        self.journal.orders.record_whatif(
+            intent.intent_id,
+            result.init_margin_change,
+            result.maint_margin_change,
+            result.commission,
+            ts,
+        )
+        self.journal.orders.record(
+            intent.intent_id,
+            "whatif",
+            OrderStatus.CHECKED,
+            decision.quantity,
+            ts,
+            details={**prices, **asdict(result)},
+        )
+
+    async def _place(
+        self, intent: OrderIntent, decision: RiskDecision, ts: float, prices: dict[str, float]
+    ) -> None:
+        """Journal, then send: a crash in between leaves a "sending" row whose orderRef the
+        start-up reconcile finds at the broker and adopts."""
+        row = self.journal.orders.record(
             intent.intent_id, "live", OrderStatus.SENDING, decision.quantity, ts, details=prices
         )
         try:
             placed = await self.broker.place_bracket(intent, decision.quantity, self.account)
         except EntriesStopped as exc:
-            self.journal.update_order(row, OrderStatus.NOT_SENT, ts, details={"error": str(exc)})
+            self.journal.orders.update(row, OrderStatus.NOT_SENT, ts, details={"error": str(exc)})
             raise
         except OrderRejected as exc:
-            self.journal.update_order(
+            self.journal.orders.update(
                 row,
                 OrderStatus.REJECTED,
                 ts,
@@ -248,9 +302,11 @@ class Executor:
             )
             raise
         except BrokerError as exc:  # its fate is unknown: followed by orderRef from now on
-            self.journal.update_order(row, OrderStatus.UNCONFIRMED, ts, details={"error": str(exc)})
+            self.journal.orders.update(
+                row, OrderStatus.UNCONFIRMED, ts, details={"error": str(exc)}
+            )
             raise
-        self.journal.update_order(
+        self.journal.orders.update(
             row,
             OrderStatus.SUBMITTED,
             ts,
@@ -258,7 +314,6 @@ class Executor:
             perm_id=placed.perm_ids[0],
             details={"order_ids": list(placed.order_ids), "perm_ids": list(placed.perm_ids)},
         )
-        return "submitted"
 
     def _rejected(
         self,
@@ -267,7 +322,7 @@ class Executor:
         day: str,
         ts: float,
         exc: OrderRejected,
-        fields: dict[str, Any],
+        fields: Fields,
     ) -> Execution:
         """The gateway refused the bracket: the decision says so, with its code."""
         held = (
@@ -303,7 +358,7 @@ def describe(intent: OrderIntent, quantity: int) -> str:
     )
 
 
-def _fields(intent: OrderIntent, decision: RiskDecision, mode: str) -> dict[str, Any]:
+def _fields(intent: OrderIntent, decision: RiskDecision, mode: str) -> Fields:
     return {
         "event": "execution",
         "mode": mode,

@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
 
 from supervisor.broker.base import Broker, BrokerError, OpenOrder
+from supervisor.journal.order_rows import OrderRow
 from supervisor.journal.order_status import OrderStatus
 from supervisor.journal.store import Journal
 from supervisor.trading.broker_refs import intent_ref, sent_at
@@ -97,25 +97,25 @@ class LiveBook:
         if complete:
             self._adopt(orders, now_ts)
         self.positions.follow(now_ts)
-        for row in self.journal.live_orders(FOLLOWED):
+        for row in self.journal.orders.live(FOLLOWED):
             order = find(orders, row)
             if order is None:
                 if complete:
-                    self.journal.update_order(row["id"], OrderStatus.DONE, now_ts)
-                    self.positions.entry_gone(row["intent_id"], now_ts)
+                    self.journal.orders.update(row.id, OrderStatus.DONE, now_ts)
+                    self.positions.entry_gone(row.intent_id, now_ts)
                 continue
-            if order.status in WORKING and row["status"] != OrderStatus.WORKING:
-                self.journal.update_order(
-                    row["id"], OrderStatus.WORKING, now_ts, details={"broker_status": order.status}
+            if order.status in WORKING and row.status != OrderStatus.WORKING:
+                self.journal.orders.update(
+                    row.id, OrderStatus.WORKING, now_ts, details={"broker_status": order.status}
                 )
-            if row["intent_id"].endswith(EXIT_SUFFIX):
+            if row.intent_id.endswith(EXIT_SUFFIX):
                 continue  # a closing order before expiry is an exit: never cancelled here
-            stale = now_ts - row["created_ts"] > self.entry_timeout_s
+            stale = now_ts - row.created_ts > self.entry_timeout_s
             if halted or stale:
                 await self._cancel(row, order, now_ts, why if halted else "entry timeout")
-        for row in self.journal.live_orders((OrderStatus.CANCELLED,)):
-            if not any(o.order_ref == row["intent_id"] for o in orders):
-                self.positions.entry_gone(row["intent_id"], now_ts)
+        for row in self.journal.orders.live((OrderStatus.CANCELLED,)):
+            if not any(o.order_ref == row.intent_id for o in orders):
+                self.positions.entry_gone(row.intent_id, now_ts)
         self.positions.mark(now_ts)
         await self.positions.settle_expired(now_ts)
         self.positions.settle_shorts(now_ts)
@@ -132,7 +132,7 @@ class LiveBook:
             if adopt_bracket(orders, ref, self.journal, now_ts, day) == "recorded exits":
                 self.positions.entry_gone(ref, now_ts)  # what it bought opens its position
 
-    async def _cancel(self, row: dict[str, Any], order: OpenOrder, now_ts: float, why: str) -> None:
+    async def _cancel(self, row: OrderRow, order: OpenOrder, now_ts: float, why: str) -> None:
         try:
             await self.broker.cancel_order(order.order_id)
         except BrokerError as exc:
@@ -143,31 +143,31 @@ class LiveBook:
                 level,
                 "cancelling entry %s (%s) for its %s failed: %s",
                 order.order_id,
-                row["intent_id"],
+                row.intent_id,
                 why,
                 exc,
-                extra={"event": "cancel_failed", "intent_id": row["intent_id"]},
+                extra={"event": "cancel_failed", "intent_id": row.intent_id},
             )
             return
-        self.journal.update_order(row["id"], OrderStatus.CANCELLED, now_ts, details={"cancel": why})
+        self.journal.orders.update(row.id, OrderStatus.CANCELLED, now_ts, details={"cancel": why})
         log.warning(
             "entry %s (%s) cancelled: %s",
             order.order_id,
-            row["intent_id"],
+            row.intent_id,
             why,
-            extra={"event": "order_cancelled", "intent_id": row["intent_id"], "reason": why},
+            extra={"event": "order_cancelled", "intent_id": row.intent_id, "reason": why},
         )
 
     async def cancel_entries_in(self, keys: set[str], now_ts: float) -> None:
         """Our entries still working in these contracts, whose expiry's exit time has come:
         cancelled (a resting limit filling at 15:59 would be held into the expiry)."""
         orders = self.broker.open_orders()
-        for row in self.journal.live_orders(FOLLOWED):
+        for row in self.journal.orders.live(FOLLOWED):
             order = find(orders, row)
             if (
                 order is not None
                 and order.action == "BUY"
-                and ":" not in row["intent_id"]
+                and ":" not in row.intent_id
                 and entry_key(order) in keys
             ):
                 await self._cancel(row, order, now_ts, "its expiry's exit time")

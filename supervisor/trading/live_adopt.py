@@ -29,9 +29,9 @@ exit reason of the part that sold (live_fills.py).
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from supervisor.broker.base import OpenOrder
+from supervisor.journal.order_rows import OrderRow
 from supervisor.journal.order_status import OrderStatus
 from supervisor.journal.records import Position
 from supervisor.journal.store import Journal
@@ -53,11 +53,11 @@ def is_ours(order_ref: str, journal: Journal) -> bool:
     )
 
 
-def find(orders: list[OpenOrder], row: dict[str, Any]) -> OpenOrder | None:
+def find(orders: list[OpenOrder], row: OrderRow) -> OpenOrder | None:
     """The broker's order behind a journal row: by permId, else (no permId known) by id."""
-    if row.get("perm_id"):
-        return next((o for o in orders if o.perm_id == row["perm_id"]), None)
-    return next((o for o in orders if o.order_id == row["broker_order_id"]), None)
+    if row.perm_id:
+        return next((o for o in orders if o.perm_id == row.perm_id), None)
+    return next((o for o in orders if o.order_id == row.broker_order_id), None)
 
 
 def describe(order: OpenOrder) -> str:
@@ -88,7 +88,7 @@ def adopt_bracket(
         _record_intent(parts, journal, now_ts, day)
     if parts.entry is not None:
         return _follow(parts.entry, parts.ids(), journal, now_ts, adopt, acknowledged)
-    rows = journal.orders_for(ref)
+    rows = journal.orders.of_intent(ref)
     if rows:  # the entry filled and left the list: the exits belong to its row
         if adopt:
             _complete_ids(journal, rows[0], parts.ids(), now_ts)
@@ -96,7 +96,7 @@ def adopt_bracket(
     if not acknowledged:
         return "unacknowledged"
     if adopt:  # the entry is over ("done"); what it bought opens the pending position
-        row_id = journal.record_order(
+        row_id = journal.orders.record(
             ref,
             "live",
             OrderStatus.DONE,
@@ -157,15 +157,15 @@ def _follow(
     adopt: bool,
     acknowledged: bool,
 ) -> str:
-    rows = journal.orders_for(order.order_ref)
+    rows = journal.orders.of_intent(order.order_ref)
     same = [
         r
         for r in rows
         if order.perm_id
-        and r["perm_id"] == order.perm_id
-        or (not r["perm_id"] and r["broker_order_id"] == order.order_id)
+        and r.perm_id == order.perm_id
+        or (not r.perm_id and r.broker_order_id == order.order_id)
     ]
-    followed = [r for r in same if r["status"] in FOLLOWED]
+    followed = [r for r in same if r.status in FOLLOWED]
     if followed:
         if adopt and ids:
             _complete_ids(journal, followed[0], ids, now_ts)
@@ -174,14 +174,14 @@ def _follow(
         return "unacknowledged"
     details = {**ids, "adopted_ts": now_ts}
     if same:
-        outcome, row_id = "revived", same[0]["id"]
-    elif unsure := [r for r in rows if r["status"] in ADOPTABLE and not r["perm_id"]]:
-        outcome, row_id = "adopted", unsure[0]["id"]
+        outcome, row_id = "revived", same[0].id
+    elif unsure := [r for r in rows if r.status in ADOPTABLE and not r.perm_id]:
+        outcome, row_id = "adopted", unsure[0].id
     else:
         outcome, row_id = "recorded", 0
     if adopt:
         if not row_id:
-            row_id = journal.record_order(
+            row_id = journal.orders.record(
                 order.order_ref,
                 "live",
                 OrderStatus.WORKING,
@@ -189,7 +189,7 @@ def _follow(
                 now_ts,
                 details=details,
             )
-        journal.update_order(
+        journal.orders.update(
             row_id,
             OrderStatus.WORKING,
             now_ts,
@@ -207,20 +207,15 @@ def _follow(
 
 
 def _complete_ids(
-    journal: Journal, row: dict[str, Any], ids: dict[str, list[int]], now_ts: float
+    journal: Journal, row: OrderRow, ids: dict[str, list[int]], now_ts: float
 ) -> None:
     """Fill in the part ids a row lacks (0 or missing) from what the broker lists now."""
-    details: dict[str, Any] = row.get("details") or {}
-    if isinstance(details, str):  # live_orders() rows carry it as stored
-        details = next(
-            (r["details"] for r in journal.orders_for(row["intent_id"]) if r["id"] == row["id"]), {}
-        )
     merged: dict[str, list[int]] = {}
     for name, new in ids.items():
-        old = list(details.get(name) or ())
-        old += [0] * (3 - len(old))
+        known = row.part_ids(name)
+        old = known + [0] * (3 - len(known))
         both = [a or b for a, b in zip(old[:3], new, strict=True)]
-        if both != list(details.get(name) or ()):
+        if both != known:
             merged[name] = both
     if merged:
-        journal.update_order(row["id"], row["status"], now_ts, details=merged)
+        journal.orders.update(row.id, row.status, now_ts, details=merged)

@@ -73,7 +73,7 @@ class BracketCheck:
         ours |= {
             p.intent_id
             for p in self.journal.open_positions()
-            if self.journal.orders_for(p.intent_id)
+            if self.journal.orders.of_intent(p.intent_id)
         }  # live positions (an order row)
         for intent_id in sorted(ours):
             parts = bracket_parts(orders, intent_id)
@@ -108,10 +108,10 @@ class BracketCheck:
         except BrokerError as exc:
             found.problems.append(f"{what} and cannot be cancelled: {exc}")
             return
-        for row in self.journal.live_orders(FOLLOWED):
-            if row["intent_id"] == parts.intent_id and find([entry], row) is not None:
-                self.journal.update_order(
-                    row["id"],
+        for row in self.journal.orders.live(FOLLOWED):
+            if row.intent_id == parts.intent_id and find([entry], row) is not None:
+                self.journal.orders.update(
+                    row.id,
                     OrderStatus.CANCELLED,
                     now_ts,
                     details={"cancel": f"bracket without its {missing}"},
@@ -211,24 +211,19 @@ class BracketCheck:
         self, intent_id: str, place: int, order_id: int, perm_id: int, now_ts: float
     ) -> None:
         """The new exit's ids in the bracket's row, where the lost one's were."""
-        rows = self.journal.orders_for(intent_id)
+        rows = self.journal.orders.of_intent(intent_id)
         if not rows:
-            rows = [
-                {
-                    "id": self.journal.record_order(intent_id, "live", OrderStatus.DONE, 0, now_ts),
-                    "status": OrderStatus.DONE,
-                    "details": {},
-                }
-            ]
-        row = next((r for r in rows if r["details"].get("order_ids")), rows[0])
-        ids = {}
+            self.journal.orders.record(intent_id, "live", OrderStatus.DONE, 0, now_ts)
+            rows = self.journal.orders.of_intent(intent_id)
+        row = next((r for r in rows if r.part_ids("order_ids")), rows[0])
+        ids: dict[str, list[int]] = {}
         for name, new in (("order_ids", order_id), ("perm_ids", perm_id)):
-            known = list(row["details"].get(name) or ())
+            known = row.part_ids(name)
             known += [0] * (3 - len(known))
             known[place] = new
             ids[name] = known[:3]
-        self.journal.update_order(
-            row["id"], row["status"], now_ts, details={**ids, "replaced_ts": now_ts}
+        self.journal.orders.update(
+            row.id, row.status, now_ts, details={**ids, "replaced_ts": now_ts}
         )
 
 

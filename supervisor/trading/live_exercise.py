@@ -103,7 +103,7 @@ class Exercises:
         are journaled here, before the caller books the option (a crash between is repaired
         by the next step: the row is journaled once)."""
         stock = self.shares.stock()
-        base = {p.symbol: self.journal.stock_seen(p.symbol) or 0.0 for p in gone}
+        base = {p.symbol: self.journal.shares.stock_seen(p.symbol) or 0.0 for p in gone}
         settled = []
         for p in gone:
             close_ts = await self._close_ts(p, now_ts)
@@ -140,7 +140,7 @@ class Exercises:
             held = (c.symbol, c.expiry, c.strike, c.right.value) in listed
             symbols[p.symbol] = symbols.get(p.symbol, True) and held
         stock = self.shares.stock()
-        self.journal.see_stock(
+        self.journal.shares.see_stock(
             {s: stock.get(s, 0.0) for s, all_held in symbols.items() if all_held}, now_ts
         )
         await self.shares.step(now_ts)

@@ -108,7 +108,7 @@ class ExpiryExits:
             return  # working at the bid, or cancelled to be placed again once it is gone
         ref = f"{intent_id}{EXIT_SUFFIX}"
         quantity = int(position.quantity)
-        row = self.journal.record_order(
+        row = self.journal.orders.record(
             ref,
             "live",
             OrderStatus.SUBMITTED,
@@ -117,7 +117,7 @@ class ExpiryExits:
             details={"exit": "expiry", "limit": bid},
         )
         order_id = await self.broker.place_order(contract, "SELL", quantity, bid, self.account, ref)
-        self.journal.update_order(row, OrderStatus.SUBMITTED, now_ts, broker_order_id=order_id)
+        self.journal.orders.update(row, OrderStatus.SUBMITTED, now_ts, broker_order_id=order_id)
         log.warning(
             "SELL %d x %s @ %.2f before its expiry (exit reason expiry)",
             quantity,

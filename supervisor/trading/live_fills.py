@@ -14,10 +14,9 @@ or permId, so a reconnect under another client id does not lose it), the expiry 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any
 
+from supervisor.journal.order_rows import OrderRow
 from supervisor.journal.records import ExitReason, Position
 from supervisor.trading.live_exits import EXIT_SUFFIX
 
@@ -116,14 +115,14 @@ def short_row(
 
 
 def exit_reason_of(
-    order_ref: str, order_id: int, perm_id: int, bracket: Mapping[str, Any]
+    order_ref: str, order_id: int, perm_id: int, bracket: OrderRow | None
 ) -> ExitReason:
-    """The exit a sale came from, given the bracket's journaled ``order_ids``/``perm_ids``
-    (entry, take-profit, stop)."""
+    """The exit a sale came from, given the bracket's row and its journaled
+    ``order_ids``/``perm_ids`` (entry, take-profit, stop)."""
     if order_ref.endswith(EXIT_SUFFIX):
         return "expiry"
     for name, key in (("perm_ids", perm_id), ("order_ids", order_id)):
-        ids: list[int] = list(bracket.get(name) or ())
+        ids = bracket.part_ids(name) if bracket is not None else []
         if len(ids) == 3 and key:
             if key == ids[1]:
                 return "take_profit"

@@ -19,7 +19,6 @@ import logging
 import math
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
 
 from common.calendar import is_expired
 from common.messages import OptionContract, OrderIntent, Right
@@ -90,7 +89,7 @@ class LivePositions:
         An intent whose next execution still waits for its commission waits whole: a sale
         booked before the purchase it closes would look like a net short."""
         booked, waiting = 0, set()
-        seen = self.journal.fill_ids()
+        seen = self.journal.orders.fill_ids()
         # IBKR stamps an execution to the second: within one, a purchase goes before the
         # sales (an exit cannot fill before its entry), else the broker's order (arrival)
         for fill in sorted(self.broker.fills(), key=lambda f: (f.ts, f.side != "BOT")):
@@ -110,7 +109,7 @@ class LivePositions:
 
     def waiting(self) -> int:
         """Executions of ours still without their commission report."""
-        seen = self.journal.fill_ids()
+        seen = self.journal.orders.fill_ids()
         return sum(
             1
             for f in self.broker.fills()
@@ -134,10 +133,8 @@ class LivePositions:
             "pending",
             fill.ts,
         )
-        rows = self.journal.orders_for(intent.intent_id)
-        bracket: dict[str, Any] = next(
-            (r["details"] for r in rows if r["details"].get("order_ids")), {}
-        )
+        rows = self.journal.orders.of_intent(intent.intent_id)
+        bracket = next((r for r in rows if r.part_ids("order_ids")), None)
         reason = exit_reason_of(fill.order_ref, fill.order_id, fill.perm_id, bracket)
         after = apply_fill(
             held, fill.side, int(fill.shares), fill.price, commission, fill.ts, reason
@@ -156,27 +153,7 @@ class LivePositions:
             also=() if short is None else (short,),
         ):
             return False  # booked meanwhile
-        if fill.commission is None:
-            log.warning(
-                "fill %s of %s booked without its commission report", fill.exec_id, fill.order_ref
-            )
-        log.info(
-            "fill %s %s %d @ %.2f: %s",
-            fill.order_ref,
-            fill.side,
-            fill.shares,
-            fill.price,
-            _state(after),
-            extra={
-                "event": "fill",
-                "intent_id": intent.intent_id,
-                "side": fill.side,
-                "quantity": fill.shares,
-                "price": fill.price,
-                "commission": commission,
-                "exec_id": fill.exec_id,
-            },
-        )
+        _say_booked(intent, fill, commission, after)
         if after.status != held.status:
             self.on_change(after)
         if short is not None:
@@ -356,6 +333,30 @@ class LivePositions:
             },
         )
         self.on_change(after)
+
+
+def _say_booked(intent: OrderIntent, fill: Fill, commission: float, after: Position) -> None:
+    if fill.commission is None:
+        log.warning(
+            "fill %s of %s booked without its commission report", fill.exec_id, fill.order_ref
+        )
+    log.info(
+        "fill %s %s %d @ %.2f: %s",
+        fill.order_ref,
+        fill.side,
+        fill.shares,
+        fill.price,
+        _state(after),
+        extra={
+            "event": "fill",
+            "intent_id": intent.intent_id,
+            "side": fill.side,
+            "quantity": fill.shares,
+            "price": fill.price,
+            "commission": commission,
+            "exec_id": fill.exec_id,
+        },
+    )
 
 
 def _state(p: Position) -> str:

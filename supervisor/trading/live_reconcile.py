@@ -136,32 +136,32 @@ def _unsure_rows(
     found: Reconciliation,
 ) -> None:
     refs = {o.order_ref for o in orders} | {f.order_ref for f in broker.fills()}
-    for row in journal.live_orders(UNSURE):
-        if row["intent_id"] in refs:
+    for row in journal.orders.live(UNSURE):
+        if row.intent_id in refs:
             if adopt:  # filled already: its executions tell the rest
-                journal.update_order(
-                    row["id"], OrderStatus.DONE, now_ts, details={"adopted_ts": now_ts}
+                journal.orders.update(
+                    row.id, OrderStatus.DONE, now_ts, details={"adopted_ts": now_ts}
                 )
             found.adopted.append(
-                f"{row['intent_id']}: {row['status']} row, found at IBKR "
+                f"{row.intent_id}: {row.status} row, found at IBKR "
                 "(an open order or an execution carries its orderRef)"
             )
             continue
         if not complete:
             found.problems.append(
-                f"{row['intent_id']}: journaled as {row['status']}; IBKR's "
+                f"{row.intent_id}: journaled as {row.status}; IBKR's "
                 "orders could not be listed, so it is looked for again"
             )
             continue
         if adopt:
-            journal.update_order(
-                row["id"],
+            journal.orders.update(
+                row.id,
                 OrderStatus.NOT_SENT,
                 now_ts,
                 details={"reconcile": "nothing at IBKR carries its orderRef"},
             )
         found.problems.append(
-            f"{row['intent_id']}: journaled as {row['status']} but IBKR has "
+            f"{row.intent_id}: journaled as {row.status} but IBKR has "
             "no order or execution with its orderRef: never sent (and never "
             "sent again)"
         )
@@ -173,14 +173,14 @@ def _gone_rows(
     """Rows the journal still follows that IBKR no longer lists: filled (an execution
     says so) is fine; otherwise it was cancelled or expired while nobody watched."""
     executed = {f.order_ref for f in broker.fills()}
-    for row in journal.live_orders(FOLLOWED):
+    for row in journal.orders.live(FOLLOWED):
         if find(orders, row) is not None:
             continue
         what = (
-            f"{row['intent_id']}: journaled as {row['status']} (order "
-            f"{row['broker_order_id']}, permId {row['perm_id'] or 0})"
+            f"{row.intent_id}: journaled as {row.status} (order "
+            f"{row.broker_order_id}, permId {row.perm_id or 0})"
         )
-        if row["intent_id"] in executed:
+        if row.intent_id in executed:
             found.ours.append(
                 f"{what}, executed and no longer working (marked done at the next cycle)"
             )
@@ -195,7 +195,7 @@ def _gone_rows(
 def _executions(broker: Broker, journal: Journal, found: Reconciliation) -> None:
     """Today's executions of ours the journal has not booked (the bot books them as soon
     as it runs: at start, before this, so these show only when it is not running)."""
-    booked = journal.fill_ids()
+    booked = journal.orders.fill_ids()
     for fill in broker.fills():
         what = (
             f"execution {fill.exec_id} {fill.side} {fill.shares:g} @ {fill.price:g} "

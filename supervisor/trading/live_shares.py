@@ -97,7 +97,7 @@ class ExercisedShares:
             close_ts,
             mark=close,
         )
-        if not self.journal.open_shares(row, self.day_of(close_ts)):
+        if not self.journal.shares.open(row, self.day_of(close_ts)):
             return  # journaled before (a crash before the option was booked)
         what = (
             "closed at the next regular session (execution.close_exercised_shares)"
@@ -140,7 +140,7 @@ class ExercisedShares:
             if p.sec_type == "STK" and p.account in ("", self.account)
         }
         left = dict(stock)  # what the account holds, shared out among our rows in order
-        for s in self.journal.held_shares():
+        for s in self.journal.shares.held():
             s = self._mark(s, marks.get(s.symbol), now_ts)
             held = max(int(left.get(s.symbol, 0.0) * s.side), 0)
             mine = min(held, s.remaining)
@@ -156,7 +156,7 @@ class ExercisedShares:
         if price is None or not math.isfinite(price) or price == s.mark:
             return s
         marked = replace(s, mark=price)
-        self.journal.save_shares(marked, self.day_of(now_ts))
+        self.journal.shares.save(marked, self.day_of(now_ts))
         return marked
 
     def _ours(self, s: Shares) -> list[OpenOrder]:
@@ -168,12 +168,12 @@ class ExercisedShares:
         pending = [
             f
             for f in self.broker.fills()
-            if f.order_ref == s.share_id and f.exec_id not in self.journal.fill_ids()
+            if f.order_ref == s.share_id and f.exec_id not in self.journal.orders.fill_ids()
         ]
         if self._ours(s) or pending:
             return
         after = replace(s, status="closed", exit_reason="gone", closed_ts=now_ts)
-        self.journal.save_shares(after, self.day_of(now_ts))
+        self.journal.shares.save(after, self.day_of(now_ts))
         log.warning(
             "%s: the account no longer holds the %d %s exercised from %s: closed "
             "(by hand: no price, no P&L booked for them)",
@@ -224,7 +224,13 @@ class ExercisedShares:
                 f"for {s.symbol} to close {quantity} shares at; tried again next cycle",
             )
             return
-        row = self.journal.record_order(
+        await self._place(s, action, quantity, price, now_ts)
+
+    async def _place(
+        self, s: Shares, action: str, quantity: int, price: float, now_ts: float
+    ) -> None:
+        """The closing order, journaled before it is sent."""
+        row = self.journal.orders.record(
             s.share_id,
             "shares",
             OrderStatus.SUBMITTED,
@@ -237,7 +243,7 @@ class ExercisedShares:
                 s.symbol, action, quantity, price, self.account, s.share_id
             )
         except BrokerError as exc:
-            self.journal.update_order(row, OrderStatus.ERROR, now_ts, details={"error": str(exc)})
+            self.journal.orders.update(row, OrderStatus.ERROR, now_ts, details={"error": str(exc)})
             log.error(
                 "%s %d %s for %s failed: %s",
                 action,
@@ -248,7 +254,7 @@ class ExercisedShares:
                 extra={"event": "shares_order_failed", "share_id": s.share_id},
             )
             return
-        self.journal.update_order(row, OrderStatus.SUBMITTED, now_ts, broker_order_id=order_id)
+        self.journal.orders.update(row, OrderStatus.SUBMITTED, now_ts, broker_order_id=order_id)
         log.warning(
             "%s %d %s @ %.2f: closing the shares exercised from %s",
             action,
@@ -275,23 +281,26 @@ class ExercisedShares:
             if f.order_ref == s.share_id:
                 executed[f.order_id] = executed.get(f.order_id, 0.0) + f.shares
         blocked = False
-        for row in self.journal.share_orders(s.share_id):
-            if row["status"] not in (OrderStatus.SUBMITTED, OrderStatus.CANCELLING):
+        for row in self.journal.orders.of_intent(s.share_id, "shares"):
+            if row.status not in (OrderStatus.SUBMITTED, OrderStatus.CANCELLING):
                 continue
-            if executed.get(row["broker_order_id"], 0.0) >= row["quantity"]:
-                self.journal.update_order(row["id"], OrderStatus.DONE, now_ts)
-            elif row["status"] == OrderStatus.CANCELLING:
-                self.journal.update_order(row["id"], OrderStatus.CANCELLED, now_ts)
-            elif self.day_of(row["created_ts"]) == day:
+            done = (
+                executed.get(row.broker_order_id, 0.0) if row.broker_order_id is not None else 0.0
+            )
+            if done >= row.quantity:
+                self.journal.orders.update(row.id, OrderStatus.DONE, now_ts)
+            elif row.status == OrderStatus.CANCELLING:
+                self.journal.orders.update(row.id, OrderStatus.CANCELLED, now_ts)
+            elif self.day_of(row.created_ts) == day:
                 blocked = True
                 self._once(
                     s,
                     now_ts,
-                    f"{s.share_id}: order {row['broker_order_id']} is no "
+                    f"{s.share_id}: order {row.broker_order_id} is no "
                     "longer listed and has not filled whole: no new order today",
                 )
             else:  # a DAY order of an earlier session: over (its fills were booked then)
-                self.journal.update_order(row["id"], OrderStatus.EXPIRED, now_ts)
+                self.journal.orders.update(row.id, OrderStatus.EXPIRED, now_ts)
         return blocked
 
     async def _cancel(self, s: Shares, order: OpenOrder, why: str, now_ts: float) -> None:
@@ -300,9 +309,9 @@ class ExercisedShares:
         except BrokerError as exc:
             log.error("cancelling %s (%s) failed: %s", order.order_id, s.share_id, exc)
             return
-        for row in self.journal.share_orders(s.share_id):
-            if row["broker_order_id"] == order.order_id and row["status"] == OrderStatus.SUBMITTED:
-                self.journal.update_order(row["id"], OrderStatus.CANCELLING, now_ts)
+        for row in self.journal.orders.of_intent(s.share_id, "shares"):
+            if row.broker_order_id == order.order_id and row.status == OrderStatus.SUBMITTED:
+                self.journal.orders.update(row.id, OrderStatus.CANCELLING, now_ts)
         log.info(
             "order %s (%s) cancelled: %s; placed again once gone", order.order_id, s.share_id, why
         )
@@ -324,8 +333,8 @@ class ExercisedShares:
     # --- their fills ------------------------------------------------------------------------
 
     def _book_fills(self, now_ts: float) -> None:
-        rows = {s.share_id: s for s in self.journal.held_shares()}
-        booked = self.journal.fill_ids()
+        rows = {s.share_id: s for s in self.journal.shares.held()}
+        booked = self.journal.orders.fill_ids()
         for fill in sorted(self.broker.fills(), key=lambda f: f.ts):
             s = rows.get(fill.order_ref)
             if s is None or fill.exec_id in booked:
@@ -359,7 +368,7 @@ class ExercisedShares:
             exit_reason="closed" if done else None,
             closed_ts=fill.ts if done else None,
         )
-        if not self.journal.book_share_fill(
+        if not self.journal.shares.book_fill(
             after,
             fill.side,
             int(fill.shares),
