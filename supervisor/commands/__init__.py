@@ -1,1 +1,2 @@
-"""The command line: one module per verb (run, check, phases, report, validate)."""
+"""The command line: one module per verb (run, check, phases, report, reconcile, validate,
+chaos; cli.py lists them)."""

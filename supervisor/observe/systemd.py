@@ -1,5 +1,6 @@
 """systemd's notify protocol (``Type=notify``), for the unit in configs/deploy/: READY=1 once
-the bot is connected, WATCHDOG=1 from the event loop, STOPPING=1 at shutdown. A datagram to
+the bot is connected or waits for a gateway not up yet (STATUS= says which: StatusFeed.say),
+WATCHDOG=1 from the event loop, STOPPING=1 at shutdown. A datagram to
 ``$NOTIFY_SOCKET``; nothing at all when systemd did not start us. Never raises: a watchdog
 that cannot be told is logged, and the bot trades on."""
 
