@@ -2,8 +2,9 @@
 client id placed them), for their orderRefs: an entry cancelled unfilled leaves the open
 orders and has no execution, and only this list still says it was sent.
 
-Asked once at a live start (supervisor/trading/desk.py): the running bot's own journal
-knows what it sent since; a start on a lost or fresh journal does not.
+Asked once at a live start (the live position book's start, supervisor/trading/live_book.py,
+through LiveBook.sent_before): the running bot's own journal knows what it sent since; a
+start on a lost or fresh journal does not.
 """
 
 from __future__ import annotations
