@@ -7,8 +7,10 @@
 symbols per 180 s, messages per symbol-cycle, sustained and peak msg/s and lines at the
 gateway, violations, CPU and RSS per process. ``--stub`` (the default): the real supervisor,
 real spawned workers and the StubBroker with no pause between cycles, and peak RSS per
-process. Both print the figures and write them as JSON (``--out``, default var/bench.json).
-This is a benchmark, not a test: its numbers depend on the machine.
+process, beside the same cycles run in one process (tools/bench_stub.py), ``--repeat`` times
+each, alternated: the median runs and their ratio (pool_vs_sequential). Both print the
+figures and write them as JSON (``--out``, default var/bench.json). This is a benchmark, not
+a test: its numbers depend on the machine.
 """
 
 from __future__ import annotations
