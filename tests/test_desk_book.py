@@ -181,3 +181,15 @@ def test_a_live_position_closed_since_the_start_no_longer_holds_its_direction(
     (done,) = asyncio.run(desk.act_on([result(intent(CALL, "i-2"))], NOW + 1))
     # Then it is sent: what is positioned is read now, not from a copy taken at start
     assert done.status == "submitted" and done.quantity > 0
+
+
+def test_the_desk_never_asks_for_the_mode() -> None:
+    # the execution gate is the only part that knows it; the factory reads it once
+    import ast
+
+    from tests.conftest import REPO_ROOT
+
+    tree = ast.parse((REPO_ROOT / "supervisor/trading/desk.py").read_text(encoding="utf-8"))
+    names = {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
+    names |= {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+    assert not names & {"mode", "simulated", "is_live", "MODES"}
