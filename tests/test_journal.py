@@ -59,7 +59,7 @@ def test_creates_parents_wal_and_schema_version(path: Path) -> None:
     Journal(path).close()
     raw = sqlite3.connect(path)
     assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
     tables = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {
         "cycles",
@@ -74,6 +74,7 @@ def test_creates_parents_wal_and_schema_version(path: Path) -> None:
         "alerts",
         "shares",
         "stock_seen",
+        "strategy_memory",
     } <= tables
     raw.close()
 
@@ -81,9 +82,9 @@ def test_creates_parents_wal_and_schema_version(path: Path) -> None:
 def test_a_newer_schema_is_refused(path: Path) -> None:
     Journal(path).close()
     raw = sqlite3.connect(path)
-    raw.execute("PRAGMA user_version = 6")
+    raw.execute("PRAGMA user_version = 7")
     raw.close()
-    with pytest.raises(JournalError, match="schema version 6 is newer than this code's 5"):
+    with pytest.raises(JournalError, match="schema version 7 is newer than this code's 6"):
         Journal(path)
 
 

@@ -79,8 +79,14 @@ CREATE TABLE shares (share_id TEXT PRIMARY KEY, intent_id TEXT NOT NULL, symbol 
 CREATE INDEX shares_status ON shares (status);
 CREATE TABLE stock_seen (symbol TEXT PRIMARY KEY, quantity REAL NOT NULL, ts REAL NOT NULL);
 """,
+    # 6: what a strategy's rules remember across a restart: the whale rule's last firing per
+    # symbol (journal/strategy_rows.py)
+    """
+CREATE TABLE strategy_memory (rule TEXT NOT NULL, symbol TEXT NOT NULL, ts REAL NOT NULL,
+    PRIMARY KEY (rule, symbol));
+""",
 )
-SCHEMA_VERSION = len(MIGRATIONS)  # 5
+SCHEMA_VERSION = len(MIGRATIONS)  # 6
 
 POSITION_COLUMNS = (
     f"intent_id, symbol, {CONTRACT_COLUMNS}, quantity, entry_limit, "

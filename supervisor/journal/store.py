@@ -51,6 +51,7 @@ from supervisor.journal.rows import (
 )
 from supervisor.journal.schema import CONTRACT_COLUMNS
 from supervisor.journal.shares import ShareRows, Shares
+from supervisor.journal.strategy_rows import StrategyRows
 from supervisor.journal.summary import day_summary
 from supervisor.journal.wal import file_id, set_aside, wal_of
 
@@ -61,8 +62,9 @@ class Journal:
     """The supervisor's journal. Not thread-safe: one writer, on the thread that opened it.
 
     One ``store`` (the connection, its transactions, the rows that wait) and the parts that
-    write through it: ``orders`` (order_rows.py), ``shares`` (shares.py); cycles, signals,
-    intents, decisions, positions, the day's state and alerts are written here."""
+    write through it: ``orders`` (order_rows.py), ``shares`` (shares.py), ``strategy``
+    (strategy_rows.py); cycles, signals, intents, decisions, positions, the day's state and
+    alerts are written here."""
 
     def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
         self.path = Path(path)
@@ -78,6 +80,7 @@ class Journal:
         self._follow = Follow(self.store, self._lock)
         self.orders = OrderRows(self.store)
         self.shares = ShareRows(self.store)
+        self.strategy = StrategyRows(self.store)
         try:
             self.store.prepare(readonly)
         except sqlite3.DatabaseError as exc:

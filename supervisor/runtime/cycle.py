@@ -17,9 +17,9 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from common.messages import Signal, SymbolResult, SymbolTask
 from supervisor.runtime.pool import WorkerHandle, WorkerPool
@@ -35,7 +35,29 @@ LINK_POLL_S = 0.2  # how often a cycle held for the connection looks whether it 
 MAX_LOST_RUNS = 4  # a symbol runs at most this often in one cycle for lost connections
 
 
+class SymbolRun(Protocol):
+    """One cycle's symbols being run (by the worker pool: CycleRun; in this process:
+    symbol_runs.InProcessRun). Every result, a failure's too, is put on ``arrivals`` as it
+    is ready and kept in ``results``; ``arrivals.task_done()`` says it was acted on."""
+
+    cycle_id: int
+    results: dict[str, SymbolResult]
+    arrivals: asyncio.Queue[SymbolResult | None]
+
+    def dispatch(self) -> None: ...
+
+    async def wait(self) -> dict[str, SymbolResult]: ...
+
+    def stop_dispatching(self) -> None: ...
+
+    def unfinished(self) -> list[str]:
+        """The symbols handed out or waiting, in that order: what a stop abandons."""
+        ...
+
+
 class CycleRun:
+    """One cycle's symbols run by the worker pool (a SymbolRun)."""
+
     def __init__(
         self,
         cycle_id: int,
@@ -203,6 +225,9 @@ class CycleRun:
         self.pending.clear()
         self._maybe_done()
 
+    def unfinished(self) -> list[str]:
+        return [*self.inflight, *(t.symbol for t in self.pending)]
+
     def _maybe_done(self) -> None:
         if not self.pending and not self.inflight:
             self.done.set()
@@ -234,7 +259,7 @@ async def symbol_tasks(
     now: float,
     symbols: Sequence[str],
     sessions: SessionBook,
-    whale_last: dict[str, float],
+    whale_last: Mapping[str, float],
 ) -> list[SymbolTask]:
     """The cycle's tasks, each with its symbol's session today and its last whale signal."""
     return [
@@ -253,7 +278,7 @@ class ActOnArrival:
 
     def __init__(
         self,
-        cycle: CycleRun,
+        cycle: SymbolRun,
         act: Callable[[SymbolResult], Awaitable[None]],
         record: Callable[[SymbolResult], None],
     ) -> None:
@@ -264,21 +289,26 @@ class ActOnArrival:
 
     async def _run(self) -> None:
         while (result := await self.cycle.arrivals.get()) is not None:
-            if self.error is not None:
-                continue  # left for finish() to record
-            self.seen.add(result.symbol)
             try:
-                await self.act(result)
-            except Exception as exc:  # noqa: BLE001 - raised again by finish()
-                log.error(
-                    "acting on %s failed, cycle %s stops here: %r",
-                    result.symbol,
-                    self.cycle.cycle_id,
-                    exc,
-                    extra={"event": "act_failed"},
-                )
-                self.error = exc
-                self.cycle.stop_dispatching()
+                if self.error is None:  # else left for finish() to record
+                    await self._act(result)
+            finally:  # an in-process run waits for it before its next symbol
+                self.cycle.arrivals.task_done()
+
+    async def _act(self, result: SymbolResult) -> None:
+        self.seen.add(result.symbol)
+        try:
+            await self.act(result)
+        except Exception as exc:  # noqa: BLE001 - raised again by finish()
+            log.error(
+                "acting on %s failed, cycle %s stops here: %r",
+                result.symbol,
+                self.cycle.cycle_id,
+                exc,
+                extra={"event": "act_failed"},
+            )
+            self.error = exc
+            self.cycle.stop_dispatching()
 
     async def finish(self, results: Sequence[SymbolResult]) -> None:
         """Wait until every result that arrived was acted on, record the rest of

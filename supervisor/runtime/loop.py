@@ -18,13 +18,13 @@ import logging
 import signal
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from datetime import date
 from typing import Any
 
 from common.calendar import calendar_tz, exchange_calendar, trading_day
 from common.config import Settings
-from common.messages import Requests, SymbolResult, WorkerReady
+from common.messages import FromWorker, Requests, SymbolResult
 from common.settings_file import journal_for, origins_text
 from common.settings_warnings import settings_warnings
 from supervisor import exitcodes
@@ -35,17 +35,10 @@ from supervisor.observe.alerts import Alerter
 from supervisor.observe.http_status import StatusPortError, StatusServer
 from supervisor.observe.metrics import Monitor
 from supervisor.observe.systemd import notify
-from supervisor.runtime.budget import cycle_budget
 from supervisor.runtime.clock import Clock
-from supervisor.runtime.cycle import (
-    ABANDONED,
-    ActOnArrival,
-    CycleRun,
-    CycleSummary,
-    log_result,
-    symbol_tasks,
-)
-from supervisor.runtime.expiry_timer import close_desk, during_cycle, sleep_between_cycles
+from supervisor.runtime.cycle import CycleSummary
+from supervisor.runtime.cycle_runner import CycleRunner
+from supervisor.runtime.expiry_timer import close_desk, sleep_between_cycles
 from supervisor.runtime.gateway_wait import connect
 from supervisor.runtime.monitoring import MonitorLoop
 from supervisor.runtime.pool import BootFailure, WorkerHandle, WorkerPool
@@ -59,16 +52,16 @@ from supervisor.runtime.status import (
     stopped_text,
     systemd_watchdog,
 )
+from supervisor.runtime.symbol_runs import PoolSymbols
 from supervisor.runtime.universe import NoKnownSymbols, Universe
 from supervisor.runtime.waits import unless_stopped, wait_for_market, wait_for_reconnect
+from supervisor.trading.cycle_record import CycleRecord
 from supervisor.trading.desk import Desk
-from supervisor.trading.execution import Execution, Executor, ModeNotAvailable, live_refusal
+from supervisor.trading.execution import Executor, ModeNotAvailable, live_refusal
 from supervisor.trading.expiry_guard import ExpiryGuard
 from supervisor.trading.sessions import SessionBook
 
 log = logging.getLogger("supervisor.runtime.loop")
-
-RETRY_GRACE_S = 0.25  # see CycleRun: deaths at one moment are all seen before a retry
 
 
 class Supervisor:
@@ -105,17 +98,18 @@ class Supervisor:
         self.pool = WorkerPool(
             settings, self._on_message, self._on_death, on_log, mp_context, alert=self.alerter.send
         )  # a worker it cannot start
+        self.symbols = PoolSymbols(self.pool, settings, broker.is_connected)  # the cycle's
+        self.runner: CycleRunner | None = None  # the cycle, once the desk is there
         self.stop = asyncio.Event()
         self.exit_code = exitcodes.OK
-        self.cycle: CycleRun | None = None
-        self.cycles_run = 0
         # only the last cycle's figures are read: its results go once journaled (status.py)
         self.last_cycle: CycleFigures | None = None
         self.on_cycle = on_cycle  # a test's or a benchmark's look at each summary
         self.cycles_done = 0
         self.failed_symbols_total = 0
-        self.whale_last: dict[str, float] = {}
         self._serving: set[asyncio.Task[None]] = set()
+        # its own tasks by name (status page, watchdog, monitor, heartbeats): ended at shutdown
+        self._background: dict[str, asyncio.Task[None]] = {}
         self._started = time.monotonic()
         self.watcher: MonitorLoop | None = None
         self.http: StatusServer | None = None
@@ -203,12 +197,12 @@ class Supervisor:
         once: a connect to a gateway that does not answer is not waited out)."""
         self.journal = Journal(self.settings.execution.journal_path)
         # from the start: a wait for the gateway is said on /healthz and to systemd
-        self.http, self._status_task = serve_status(
+        self.http, status_task = serve_status(
             self.settings.monitoring.http_port, self.stop, self.feed
         )
-        self._watchdog_task = asyncio.ensure_future(
-            systemd_watchdog(self.stop, self.feed.announced)
-        )
+        if status_task is not None:
+            self._background["status"] = status_task
+        self._run_in_background("watchdog", systemd_watchdog(self.stop, self.feed.announced))
         self.pool.start(asyncio.get_running_loop())
         if not await unless_stopped(
             self.stop, self.pool.wait_ready(self.settings.workers.start_timeout_s)
@@ -222,21 +216,41 @@ class Supervisor:
             self.feed.waiting if self.wait_for_gateway else None,
         ):
             return False
+        executor = await self._open_desk(self.journal)
+        self._watch()
+        self._say_ready(executor.mode)
+        return True
+
+    async def _open_desk(self, journal: Journal) -> Executor:
+        """The account checked against the mode and claimed in the journal; the desk, its
+        expiry guard and the cycle on top of it."""
         accounts = self.broker.managed_accounts()
         refusal = live_refusal(self.settings, self.cli_live, self.broker.name, accounts)
         if refusal is not None:
             raise ModeNotAvailable(f"live trading refused: {refusal}")
-        self.journal.claim(
+        journal.claim(
             self.broker.name, self.settings.ibkr.account or (accounts[0] if accounts else "")
         )
         executor = Executor(
-            self.settings.execution.mode, self.broker, self.journal, self.settings.ibkr.account
+            self.settings.execution.mode, self.broker, journal, self.settings.ibkr.account
         )
-        self.desk = Desk(
-            self.settings, self.broker, self.journal, executor, self.sessions, self.alerter
-        )
+        self.desk = Desk(self.settings, self.broker, journal, executor, self.sessions, self.alerter)
         await self.desk.start_live(self.clock.now())
         self.guard = ExpiryGuard(self.desk)
+        self.runner = CycleRunner(
+            self.desk,
+            CycleRecord(journal),  # the strategy's memory restored from the journal
+            self.sessions,
+            self.symbols,
+            self.clock,
+            lambda: self.universe.symbols(self.broker),
+            self.stop,
+            self.guard,
+        )
+        return executor
+
+    def _watch(self) -> None:
+        """The monitor's samples and the heartbeats, from now on until the stop."""
         self.watcher = MonitorLoop(
             self.settings.monitoring,
             self.monitor,
@@ -248,16 +262,16 @@ class Supervisor:
             lambda: self.last_cycle,
             self.feed.run_info,
         )
-        self._monitor_task = asyncio.ensure_future(self.watcher.run(self.stop))
-        self._heartbeat_task = asyncio.ensure_future(
-            heartbeats(
-                self.stop,
-                self.alerter,
-                self.feed.healthy,
-                self.settings.alerts.heartbeat_interval_s,
-            )
-        )
-        self.cycles_run = self.journal.next_cycle_id() - 1
+        self._run_in_background("monitor", self.watcher.run(self.stop))
+        interval = self.settings.alerts.heartbeat_interval_s
+        heartbeat = heartbeats(self.stop, self.alerter, self.feed.healthy, interval)
+        self._run_in_background("heartbeat", heartbeat)
+
+    def _run_in_background(self, name: str, job: Coroutine[Any, Any, None]) -> None:
+        self._background[name] = asyncio.ensure_future(job)
+
+    def _say_ready(self, mode: str) -> None:
+        assert self.journal is not None
         where = self.journal.path.resolve()
         keys = origins_text(self.settings)  # what the environment or a flag supplied
         said = f"; {keys}" if keys else ""
@@ -265,24 +279,23 @@ class Supervisor:
             "supervisor ready: %d workers, broker %s, mode %s, journal %s%s",
             len(self.pool.workers),
             self.broker.name,
-            executor.mode,
+            mode,
             where,
             said,
             extra={
                 "event": "ready",
-                "mode": executor.mode,
+                "mode": mode,
                 "broker": self.broker.name,
                 "origins": self.settings.origins(),
             },
         )
-        self.feed.say("trading", f"trading ({executor.mode}) on {self.broker.name}")
+        self.feed.say("trading", f"trading ({mode}) on {self.broker.name}")
         self.alerter.send(
             "start",
             f"bot started: broker {self.broker.name}, mode "
-            f"{executor.mode}, {len(self.settings.universe.symbols)} symbols, "
+            f"{mode}, {len(self.settings.universe.symbols)} symbols, "
             f"journal {where}{said}",
         )
-        return True
 
     def _more_cycles(self) -> bool:
         schedule = self.settings.schedule
@@ -292,102 +305,26 @@ class Supervisor:
         return not self.stop.is_set() and not 0 < schedule.cycles <= self.cycles_done
 
     async def _run_cycle(self) -> CycleSummary:
-        desk, journal = self.desk, self.journal
-        assert desk is not None and journal is not None
-        started = time.monotonic()
-        now = self.clock.now()
-        symbols = await self.universe.symbols(self.broker)  # the venue asked once, here
-        state = await desk.begin_cycle(now)  # ConnectionLost here skips the cycle
-        self.cycles_run += 1
-        cycle_id = self.cycles_run
-        journal.start_cycle(cycle_id, state.day, now)
-        tasks = await symbol_tasks(cycle_id, now, symbols, self.sessions, self.whale_last)
-        self.cycle = CycleRun(
-            cycle_id,
-            tasks,
-            self.pool,
-            *cycle_budget(self.settings, len(tasks)),
-            RETRY_GRACE_S,
-            link_up=self.broker.is_connected,
-        )
-        executions: list[Execution] = []
-
-        async def act(result: SymbolResult) -> None:
-            self._record_result(result, state.day)
-            async with desk.lock:  # one step at a time with the expiry guard's runs
-                executions.extend(
-                    await desk.act_on((result,), self.clock.now(), self.stop.is_set, executions)
-                )
-
-        acting = ActOnArrival(self.cycle, act, lambda r: self._record_result(r, state.day))
-        async with during_cycle(self.clock, self.guard, desk.lock):
-            self.cycle.dispatch()
-            results = await acting.during(self._wait_cycle(self.cycle))
-            self.cycle = None
-            ordered = tuple(results[t.symbol] for t in tasks if t.symbol in results)
-            await acting.finish(ordered)
-        summary = CycleSummary(
-            cycle_id, ordered, tuple(e.decision for e in executions), time.monotonic() - started
-        )
-        journal.end_cycle(
-            cycle_id,
-            self.clock.now(),
-            len(ordered) - len(summary.failed),
-            len(summary.failed),
-            summary.seconds,
-        )
+        assert self.runner is not None
+        summary = await self.runner.run()
         self.last_cycle = CycleFigures.of(summary)
         self.feed.last_cycle_mono = time.monotonic()
         self.cycles_done += 1
         self.failed_symbols_total += len(summary.failed)
         return summary
 
-    async def _wait_cycle(self, cycle: CycleRun) -> dict[str, SymbolResult]:
-        waiter = asyncio.ensure_future(cycle.wait())
-        stopper = asyncio.ensure_future(self.stop.wait())
-        await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        stopper.cancel()
-        if waiter.done():
-            return waiter.result()
-        waiter.cancel()
-        for symbol in [*cycle.inflight, *(t.symbol for t in cycle.pending)]:
-            cycle.results[symbol] = SymbolResult(cycle.cycle_id, symbol, 0, skipped=ABANDONED)
-        return cycle.results
-
-    # --- results ---------------------------------------------------------------------------------
-
-    def _record_result(self, result: SymbolResult, day: str) -> None:
-        assert self.journal is not None
-        log_result(log, result)
-        if result.whale_fired_ts is not None:
-            self.whale_last[result.symbol] = result.whale_fired_ts
-        self.journal.record_signal(
-            result.cycle_id,
-            day,
-            result.symbol,
-            result.signal.value,
-            result.confidence,
-            result.reasons,
-            result.skipped,
-            result.error,
-        )
-
     # --- messages from workers -----------------------------------------------------------------
 
-    def _on_message(self, message: Any) -> None:
+    def _on_message(self, message: FromWorker) -> None:
         if isinstance(message, SymbolResult):
-            if self.cycle is not None:
-                self.cycle.on_result(message)
+            self.symbols.on_result(message)
         elif isinstance(message, Requests):
             task = asyncio.ensure_future(self._serve(message))
             self._serving.add(task)
             task.add_done_callback(self._serving.discard)
-        elif isinstance(message, WorkerReady):
-            self.pool.mark_ready(message.worker_id)
-            if self.cycle is not None:
-                self.cycle.dispatch()
         else:
-            log.error("unknown message from a worker: %r", message)
+            self.pool.mark_ready(message.worker_id)  # WorkerReady
+            self.symbols.on_ready()
 
     async def _serve(self, batch: Requests) -> None:
         replies = await self.service.answer_all(batch.requests)
@@ -395,8 +332,7 @@ class Supervisor:
             log.debug("replies for gone worker %s dropped", batch.worker_id)
 
     def _on_death(self, handle: WorkerHandle, failure: str | None) -> None:
-        if self.cycle is not None:
-            self.cycle.on_worker_death(handle)
+        self.symbols.on_death(handle)
         if handle.killed_for is not None and self.pool.hangs > 1:  # once is logged; again
             self.alerter.send_once(
                 "worker_stuck",
@@ -435,15 +371,13 @@ class Supervisor:
         notify("STOPPING=1")
         for task in list(self._serving):
             task.cancel()
-        for name in ("_monitor_task", "_heartbeat_task", "_status_task", "_watchdog_task"):
-            running: asyncio.Task[None] | None = getattr(self, name, None)
-            if running is not None:
-                try:
-                    await running
-                except asyncio.CancelledError:
-                    pass
-                except Exception:  # noqa: BLE001 - whatever it was, the shutdown goes on
-                    log.exception("%s ended with an error", name.strip("_"))
+        for name, running in self._background.items():
+            try:
+                await running
+            except asyncio.CancelledError:
+                pass
+            except Exception:  # noqa: BLE001 - whatever it was, the shutdown goes on
+                log.exception("%s task ended with an error", name)
         await self.pool.stop()
         if self.desk is not None and self.exit_code != exitcodes.STORAGE:
             await close_desk(self.desk, self.guard, self.clock, self.alerter)

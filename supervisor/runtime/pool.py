@@ -42,7 +42,7 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from common.config import Settings
-from common.messages import Stop, SymbolTask, bundled, unbundled
+from common.messages import FromWorker, Stop, SymbolTask, bundled, unbundled
 from supervisor.runtime.channels import ChannelBroken, FrameReader, FrameWriter
 from supervisor.runtime.liveness import (
     StepWatch,
@@ -91,7 +91,7 @@ class WorkerPool:
     def __init__(
         self,
         settings: Settings,
-        on_message: Callable[[Any], None],
+        on_message: Callable[[FromWorker], None],
         on_death: Callable[[WorkerHandle, str | None], None],
         on_log: Callable[[logging.LogRecord], None],
         context: str = "spawn",
