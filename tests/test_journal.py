@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from common.messages import OptionContract, OrderIntent, Right, Signal
+from supervisor.journal.order_status import OrderStatus
 from supervisor.journal.records import DayState
 from supervisor.journal.rows import JournalError
 from supervisor.journal.schema import SCHEMA_VERSION
@@ -110,7 +111,7 @@ def test_reopening_keeps_everything(path: Path) -> None:
             DAY,
             101.0,
         )
-        row_id = j.orders.record("abc123", "live", "submitted", 4, 101.0)
+        row_id = j.orders.record("abc123", "live", OrderStatus.SUBMITTED, 4, 101.0)
         j.save_position(open_from(make_intent(), 4, 101.0), DAY)
         j.save_day_state(DayState(DAY, 48000.0))
         j.record_alert_once(DAY, "kill_switch", "daily_loss", "halted", 102.0)
@@ -124,7 +125,7 @@ def test_reopening_keeps_everything(path: Path) -> None:
         assert [p.intent_id for p in j.open_positions()] == ["abc123"]
         assert j.day_state(DAY) == DayState(DAY, 48000.0)
         assert not j.record_alert_once(DAY, "kill_switch", "daily_loss", "halted", 103.0)
-        assert j.orders.update(row_id, "cancelled", 105.0)
+        assert j.orders.update(row_id, OrderStatus.CANCELLED, 105.0)
         summary = j.day_summary(DAY)
     assert summary["cycles"]["count"] == 1
     assert summary["cycles"]["failed_symbols"] == {"AAPL": 1}
@@ -254,11 +255,15 @@ def test_sent_intents_and_orders_count_rebuild_the_risk_state(path: Path) -> Non
 
 def test_orders_update_by_row_or_broker_id_and_merge_details(path: Path) -> None:
     with Journal(path) as j:
-        row = j.orders.record("abc123", "live", "sending", 2, 10.0, details={"limit": 2.05})
-        assert j.orders.update(row, "submitted", 11.0, {"perm_id": 99}, broker_order_id=42)
-        assert j.orders.update_by_broker_id(42, "done", 12.0, {"avg_price": 2.04})
-        assert not j.orders.update(row + 100, "done", 12.0)
-        assert not j.orders.update_by_broker_id(7, "done", 12.0)
+        row = j.orders.record(
+            "abc123", "live", OrderStatus.SENDING, 2, 10.0, details={"limit": 2.05}
+        )
+        assert j.orders.update(
+            row, OrderStatus.SUBMITTED, 11.0, {"perm_id": 99}, broker_order_id=42
+        )
+        assert j.orders.update_by_broker_id(42, OrderStatus.DONE, 12.0, {"avg_price": 2.04})
+        assert not j.orders.update(row + 100, OrderStatus.DONE, 12.0)
+        assert not j.orders.update_by_broker_id(7, OrderStatus.DONE, 12.0)
         stored = (
             sqlite3.connect(path)
             .execute("SELECT status, broker_order_id, details, created_ts, updated_ts FROM orders")

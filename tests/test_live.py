@@ -10,6 +10,7 @@ import pytest
 
 from common.messages import OptionContract, OrderIntent, Right, Signal
 from supervisor.broker.base import BrokerError, BrokerPosition, Fill, OpenOrder
+from supervisor.journal.order_status import OrderStatus
 from supervisor.journal.records import Position
 from supervisor.journal.store import Journal
 from supervisor.trading.live import LiveBook
@@ -94,9 +95,12 @@ def setup(tmp_path, events):
     contract = OptionContract("SPY", "20260109", 680.0, Right.CALL)
     intent = OrderIntent("ours", 1, "SPY", contract, Signal.BUY, 2.0, 3.0, 1.4, 2.0, 0.5, ())
     journal.record_intent(intent, DAY)
-    row = journal.orders.record("ours", "live", "submitted", 5, T0, broker_order_id=11)
+    row = journal.orders.record("ours", "live", OrderStatus.SUBMITTED, 5, T0, broker_order_id=11)
     journal.orders.update(
-        row, "submitted", T0, details={"order_ids": [11, 12, 13], "perm_ids": [911, 912, 913]}
+        row,
+        OrderStatus.SUBMITTED,
+        T0,
+        details={"order_ids": [11, 12, 13], "perm_ids": [911, 912, 913]},
     )
     broker = FakeLiveBroker()
     positions = LivePositions(
@@ -171,7 +175,7 @@ def test_reconcile_reports_orders_the_journal_does_not_know_and_leaves_them(setu
 
 def test_an_order_is_followed_by_perm_id_after_a_reconnect_under_another_client_id(setup):
     book, broker, journal, row = setup
-    journal.orders.update(row, "submitted", T0, perm_id=911)
+    journal.orders.update(row, OrderStatus.SUBMITTED, T0, perm_id=911)
     # the same order, now listed with the id another client id would see
     broker.open = [order(7, "ours", perm_id=911, client_id=2)]
     step(book, T0 + 10)

@@ -14,6 +14,7 @@ import pytest
 from common.calendar import nyse
 from common.messages import OptionContract, OptionQuote, OrderIntent, Right, Signal
 from supervisor.broker.base import BrokerError, BrokerPosition, Fill, OpenOrder
+from supervisor.journal.order_status import OrderStatus
 from supervisor.journal.store import Journal
 from supervisor.trading.live_brackets import BracketCheck
 from supervisor.trading.live_exits import ExpiryExits
@@ -131,10 +132,10 @@ def desk(tmp_path: Path):
     journal.record_intent(
         OrderIntent(ID, 1, "QQQ", PUT, Signal.SELL, 0.50, 0.75, 0.35, 0.50, 0.5, ()), DAY
     )
-    row = journal.orders.record(ID, "live", "submitted", 4, T0, broker_order_id=1)
+    row = journal.orders.record(ID, "live", OrderStatus.SUBMITTED, 4, T0, broker_order_id=1)
     journal.orders.update(
         row,
-        "submitted",
+        OrderStatus.SUBMITTED,
         T0,
         perm_id=901,
         details={"order_ids": [1, 2, 3], "perm_ids": [901, 902, 903]},

@@ -12,8 +12,10 @@ import pytest
 
 from common.messages import OptionContract, OptionQuote, OrderIntent, Right, Signal
 from supervisor.commands.report import render_json, render_text
+from supervisor.journal.order_status import OrderStatus
 from supervisor.journal.records import DayState
 from supervisor.journal.store import Journal
+from supervisor.journal.summary_types import DaySummary
 from supervisor.trading.paper import open_from, step
 from supervisor.trading.risk import RiskDecision
 
@@ -67,8 +69,8 @@ def fill_journal(j: Journal) -> None:
     j.record_decision(RiskDecision("i4", False, 0, "sizing", "< 1"), DAY, T + 61)
     j.record_decision(RiskDecision("i9", False, 0, "sizing", "< 1"), "2026-01-07", T - 86400)
     # orders and a what-if
-    j.orders.record("i1", "dry_run", "simulated", 3, T + 1)
-    j.orders.record("i2", "whatif", "checked", 2, T + 1)
+    j.orders.record("i1", "dry_run", OrderStatus.SIMULATED, 3, T + 1)
+    j.orders.record("i2", "whatif", OrderStatus.CHECKED, 2, T + 1)
     j.orders.record_whatif("i2", 1234.5, 1000.0, 1.3, T + 1)
     # the book: SPY filled at 1.98, marked 2.45 (open, +141); QQQ filled at 2.00, stopped at
     # the 1.20 bid (closed, (1.20 - 2.00) x 2 x 100 = -160)
@@ -86,7 +88,7 @@ def fill_journal(j: Journal) -> None:
 
 
 @pytest.fixture
-def summary(tmp_path: Path) -> dict[str, Any]:
+def summary(tmp_path: Path) -> DaySummary:
     with Journal(tmp_path / "journal.sqlite3") as j:
         fill_journal(j)
         return j.day_summary(DAY)

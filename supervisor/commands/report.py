@@ -25,6 +25,7 @@ from supervisor import exitcodes
 from supervisor.commands.options import load
 from supervisor.journal.rows import JournalError, json_ready
 from supervisor.journal.store import Journal
+from supervisor.journal.summary_types import DaySummary
 
 NONE = "n/a"
 
@@ -273,7 +274,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     return _write(summaries, args.json, settings.schedule.timezone)
 
 
-def _write(summaries: list[dict[str, Any]], as_json: bool, tz: str) -> int:
+def _write(summaries: list[DaySummary], as_json: bool, tz: str) -> int:
     """Print the reports; a reader that goes away (``report | head``) is not an error."""
     if as_json:
         text = render_json(summaries[0] if len(summaries) == 1 else summaries)

@@ -41,7 +41,6 @@ from supervisor.journal.order_rows import OrderRows
 from supervisor.journal.records import ACTIVE, DayState, DecisionRecord, Position
 from supervisor.journal.rows import (
     JournalError,
-    JsonObject,
     contract_from,
     contract_values,
     intent_from,
@@ -53,6 +52,7 @@ from supervisor.journal.schema import CONTRACT_COLUMNS
 from supervisor.journal.shares import ShareRows, Shares
 from supervisor.journal.strategy_rows import StrategyRows
 from supervisor.journal.summary import day_summary
+from supervisor.journal.summary_types import DaySummary
 from supervisor.journal.wal import file_id, set_aside, wal_of
 
 log = logging.getLogger(__name__)
@@ -464,7 +464,7 @@ class Journal:
             )
         ]
 
-    def day_summary(self, day: str) -> JsonObject:
+    def day_summary(self, day: str) -> DaySummary:
         """Everything the report renders for ``day`` (supervisor/journal/summary.py)."""
         self.store.flush()
         return day_summary(self.store.db, day, self._day_positions(day), self.day_state(day))
