@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import queue
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from common.messages import Bundle, unbundled
+from common.calendar import trading_day
+from common.messages import Bundle, SymbolResult, SymbolTask, unbundled
+from supervisor.runtime.cycle import CycleRun
 from supervisor.runtime.pool import WorkerHandle, WorkerPool
 from tests.conftest import make_settings
 
 pytestmark = pytest.mark.timeout(30)
+
+NOW = 1_767_886_200.0  # 2026-01-08 10:30 ET
 
 
 def test_messages_due_together_go_as_one_bundle_in_order_and_a_lone_one_as_itself(tmp_path):
@@ -40,3 +45,44 @@ def test_messages_due_together_go_as_one_bundle_in_order_and_a_lone_one_as_itsel
     assert inbox.empty()
     # and a worker that is gone is told so, nothing queued for it
     assert pool.send(99, "late") is False
+
+
+class _Alive:
+    """A worker's process that is alive (none is started here)."""
+
+    def is_alive(self) -> bool:
+        return True
+
+
+def test_a_workers_inflight_is_the_pools_to_write_and_a_cycle_asks(tmp_path: Path) -> None:
+    # Given a real pool's worker (no process) and a cycle run over the pool
+    seen_at_death: list[set[str]] = []
+    pool = WorkerPool(make_settings(tmp_path), lambda m: None, lambda h, f: None, lambda r: None)
+    handle = WorkerHandle(1, _Alive(), queue.Queue(), None, None, None)  # type: ignore[arg-type]
+    handle.ready = True
+
+    async def scenario() -> None:
+        pool._loop = asyncio.get_running_loop()
+        pool.workers[1] = handle
+        day = trading_day(NOW)
+        tasks = [SymbolTask(5, s, NOW, day) for s in ("SPY", "QQQ")]
+        run = CycleRun(5, tasks, pool, max_concurrent=2, deadline_s=30.0)
+        # When the cycle hands both out: the pool counted them in the worker's inflight
+        run.dispatch()
+        assert handle.inflight == {"SPY", "QQQ"}
+        # and one result comes back: the cycle asked the pool to release it
+        run.on_result(SymbolResult(5, "SPY", 1))
+        assert handle.inflight == {"QQQ"}
+        # and the worker dies: the cycle is told with QQQ still there, then the pool forgets it
+        pool.workers.pop(1)
+
+        def on_death(dead: WorkerHandle, failure: str | None) -> None:
+            seen_at_death.append(set(dead.inflight))
+            run.on_worker_death(dead)
+
+        pool.on_death = on_death
+        pool._died(handle, None)
+        assert seen_at_death == [{"QQQ"}] and handle.inflight == set()
+        assert list(run.pending) and run.pending[0].attempt == 2  # retried once elsewhere
+
+    asyncio.run(scenario())
