@@ -1,7 +1,7 @@
 """``report``: a day of the journal (``Journal.day_summary(day)``) rendered as text or JSON.
 
-    journal.day_summary(day) --> dict --render_text--> lines for a person
-                                      '--render_json-> one JSON document for a program
+    journal.day_summary(day) --> DaySummary --render_text--> lines for a person
+                                            '--render_json-> one JSON document for a program
 
 The numbers are computed by the journal (supervisor/journal/summary.py); this module only
 lays them out, so the text and the JSON always say the same thing.
