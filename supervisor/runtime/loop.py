@@ -1,14 +1,15 @@
-"""The supervisor: owns the broker connection, the worker pool, the risk step and the executor.
+"""The supervisor: owns the broker connection, the worker pool, the desk and the journal.
 
-    broker <-- DataService <-- Requests ------ outbox <-- workers (spawned pool)
-                    |                                        ^
-                    +--> Replies -------------- inbox[w] ----+
-    scheduler --> CycleRun --> SymbolTask ----- inbox[w] ----+
-    SymbolResult --> Desk: risk.evaluate --> Executor (mode) --> Journal (SQLite), log events
+    broker <-- DataService <-- Requests --------- channel[w] <-- worker w (spawned pool)
+                    +--------> Replies ---------- inbox[w] ----> worker w
+    CycleRunner --> PoolSymbols: CycleRun --> SymbolTask --> inbox[w]
+    SymbolResult (channel[w]) --> CycleRun --> CycleRunner: CycleRecord (journal, the
+        strategy's memory) and Desk: risk.evaluate --> Executor (mode) --> Journal (SQLite)
     Monitor (psutil + buffers -> metrics JSONL) every monitoring.interval_s; Alerter thread
 
 The main loop reads top to bottom: start workers, connect, then per cycle wait for the
-market, run the cycle, act on its results, sleep; signal handlers only set the stop event.
+market, run the cycle (runtime/cycle_runner.py), sleep; signal handlers only set the stop
+event.
 """
 
 from __future__ import annotations
