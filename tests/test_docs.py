@@ -201,3 +201,24 @@ def test_every_command_in_the_docs_parses_with_the_bot_s_own_command_line() -> N
         except SystemExit:
             refused.append(f"{page}: {' '.join(argv)}")
     assert refused == []
+
+
+REPO_PATH = re.compile(r"`((?:common|workers|supervisor|tools|tests|configs|\.ci)/[\w./*-]*)")
+SUPERVISOR_BASES = ("supervisor", "supervisor/broker")
+SHORT_PATH = re.compile(r"`((?:commands|runtime|trading|journal|broker|observe|ibkr)/[\w.]+\.py)`")
+
+
+def test_every_file_the_docs_name_exists() -> None:
+    # a stale name (a test file that was renamed, a module that moved) is caught here
+    missing = []
+    for page in PAGES:
+        text = page.read_text(encoding="utf-8")
+        for name in REPO_PATH.findall(text):
+            if not list(ROOT.glob(name.rstrip("/"))):
+                missing.append(f"{page.name}: {name}")
+        for name in SHORT_PATH.findall(text):
+            if not any((ROOT / base / name).exists() for base in SUPERVISOR_BASES):
+                missing.append(f"{page.name}: {name}")
+    assert missing == []
+    assert REPO_PATH.findall("`tests/test_supervisor.py`") == ["tests/test_supervisor.py"]
+    assert not (ROOT / "tests" / "test_supervisor.py").exists()
