@@ -1,22 +1,24 @@
 """An order row's status, and the changes of status the journal allows.
 
-    dry_run   simulated                         (the position book plays it; never changes)
-    whatif    checked                           (IBKR's what-if; nothing sent)
-    dry_run/whatif error                        (the broker failed the call)
-    live      sending --> submitted --> working --> done | cancelled
-                 |  \\--> rejected ---\\     ^   \\--> (revived: done/cancelled -> working)
-                 |   \\-> unconfirmed -+-----/
-                 \\-----> not_sent (never left: a stop, or nothing at IBKR at start)
-              done | working   a row recorded from what IBKR works (adopted at start)
-              submitted        the sale before expiry (live_exits.py)
-    shares    submitted --> cancelling --> cancelled | done
-                  \\--> done | expired (a DAY order of an earlier session) | error
+    dry_run   simulated                      the paper book plays it; never changes
+    whatif    checked                        IBKR's what-if; nothing sent; never changes
+              error                          (dry_run, whatif) the broker failed the call
+    live      sending  -> submitted, rejected, unconfirmed, not_sent; working, done (a
+                          crash's row, adopted or resolved at start: live_reconcile.py)
+              submitted -> working; submitted, working -> done | cancelled
+              unconfirmed -> working | done | not_sent      (the answer was lost)
+              rejected, done, cancelled -> working           (IBKR works it after all)
+              working, done                 a row recorded from what IBKR works (adopted)
+              submitted                     the sale before expiry (live_exits.py)
+    shares    submitted -> cancelling -> cancelled | done
+              submitted -> done | expired (a DAY order of an earlier day) | error
 
 A row keeping its status is always allowed (its details or ids change). What works at the
 broker outranks the row (live_adopt.py), so a row that said over or refused may become
-working again; a row that was never sent (not_sent, error) or was only simulated never
-changes. An illegal change is a bug: ``IllegalTransition`` names both states and the row.
-The values are the strings the journal has always stored, so old files read as before.
+working again; a row that never left (not_sent, error) or was only simulated never changes.
+An illegal change is a bug: ``IllegalTransition`` names both states and the row, and nothing
+is written. The values are the strings the journal has always stored: old files read as
+before.
 """
 
 from __future__ import annotations
