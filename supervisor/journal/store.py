@@ -49,7 +49,7 @@ from supervisor.journal.rows import (
     to_json,
 )
 from supervisor.journal.schema import CONTRACT_COLUMNS
-from supervisor.journal.shares import ShareRows, Shares
+from supervisor.journal.shares import ShareRows
 from supervisor.journal.strategy_rows import StrategyRows
 from supervisor.journal.summary import day_summary
 from supervisor.journal.summary_types import DaySummary
@@ -421,10 +421,6 @@ class Journal:
                 "halted_reason = excluded.halted_reason, halted_ts = excluded.halted_ts",
                 (s.day, s.start_equity, int(s.halted), s.halted_reason, s.halted_ts),
             )
-
-    def held_shares(self) -> list[Shares]:
-        """Every share row not closed yet (``shares.held``), for the position book."""
-        return self.shares.held()
 
     # --- alerts --------------------------------------------------------------------------------
 

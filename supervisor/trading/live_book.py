@@ -172,7 +172,7 @@ class LivePositionBook:
         symbols = set(journal_held) | set(broker_held)
         held = {s: max(journal_held.get(s, 0), broker_held.get(s, 0)) for s in symbols}
         # exercised shares of ours: 100 a contract (rounded up), shares x price (live_shares)
-        return with_shares(held, max(journal_notional, broker_notional), journal.held_shares())
+        return with_shares(held, max(journal_notional, broker_notional), journal.shares.held())
 
     def _at_broker(self, now_ts: float, day: str) -> Iterator[tuple[str, int, float]]:
         """(symbol, contracts, premium per contract) of the account's option positions and
