@@ -28,10 +28,9 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any
 
 from common.config import AlertsSettings
 
@@ -54,8 +53,11 @@ class Delivery:
     body: bytes | None = field(default=None, repr=False)
 
 
+# an alert's extra facts (values are printed or JSON-encoded with str() as the fallback)
+Fields = Mapping[str, object]
+Payload = dict[str, object]
 # (kind, text, fields, ts) -> the channel's JSON payload
-Builder = Callable[[str, str, "dict[str, Any] | None", float], dict[str, Any]]
+Builder = Callable[[str, str, "Fields | None", float], Payload]
 # (delivery, timeout_s) -> None, or raises what urllib raises; tests pass a fake
 Transport = Callable[[Delivery, float], None]
 
@@ -67,7 +69,7 @@ class _Lane:
 
     def __init__(self, channel: str, size: int) -> None:
         self.channel = channel
-        self.queue: queue.Queue[Any] = queue.Queue(maxsize=size)
+        self.queue: queue.Queue[Delivery | object] = queue.Queue(maxsize=size)
         self.thread: threading.Thread | None = None
         self.dropped = 0  # this lane's total
         self.streak = 0  # dropped since the last one that got in: logged once, when it ends
@@ -117,7 +119,7 @@ class Alerter:
                 )
                 lane.thread.start()
 
-    def send(self, kind: str, text: str, fields: dict[str, Any] | None = None) -> int:
+    def send(self, kind: str, text: str, fields: Fields | None = None) -> int:
         """Queue the alert for every configured channel; returns how many were queued."""
         ts = self._wall_clock()
         queued = 0
@@ -126,9 +128,7 @@ class Alerter:
             queued += self._enqueue(Delivery(name, "POST", url, body))
         return queued
 
-    def send_once(
-        self, key: str, kind: str, text: str, fields: dict[str, Any] | None = None
-    ) -> bool:
+    def send_once(self, key: str, kind: str, text: str, fields: Fields | None = None) -> bool:
         """Send ``key`` at most once per day (the kill switch must not alert every cycle)."""
         today = self._today()
         with self._lock:
@@ -229,7 +229,7 @@ class Alerter:
             except queue.Empty:
                 return
             self._log_streak_end(lane)
-            if item is _STOP:
+            if not isinstance(item, Delivery):  # _STOP, the only other thing queued
                 return
             if self._past_stop_deadline():
                 self._count_drop(lane)
@@ -361,29 +361,29 @@ def _urlopen(delivery: Delivery, timeout_s: float) -> None:
         response.read(RESPONSE_READ_BYTES)
 
 
-def _discord(kind: str, text: str, fields: dict[str, Any] | None, ts: float) -> dict[str, Any]:
+def _discord(kind: str, text: str, fields: Fields | None, ts: float) -> Payload:
     return {"content": _chat_text(text, fields, TEXT_LIMITS["discord"])}
 
 
-def _slack(kind: str, text: str, fields: dict[str, Any] | None, ts: float) -> dict[str, Any]:
+def _slack(kind: str, text: str, fields: Fields | None, ts: float) -> Payload:
     return {"text": _chat_text(text, fields, TEXT_LIMITS["slack"])}
 
 
-def _telegram(chat_id: str, text: str, fields: dict[str, Any] | None) -> dict[str, Any]:
+def _telegram(chat_id: str, text: str, fields: Fields | None) -> Payload:
     return {"chat_id": chat_id, "text": _chat_text(text, fields, TEXT_LIMITS["telegram"])}
 
 
-def _webhook(kind: str, text: str, fields: dict[str, Any] | None, ts: float) -> dict[str, Any]:
+def _webhook(kind: str, text: str, fields: Fields | None, ts: float) -> Payload:
     return {"kind": kind, "text": text, "fields": fields or {}, "ts": ts}
 
 
-def _chat_text(text: str, fields: dict[str, Any] | None, limit: int) -> str:
+def _chat_text(text: str, fields: Fields | None, limit: int) -> str:
     if fields:
         text = text + "\n" + "\n".join(f"{key}: {value}" for key, value in fields.items())
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _json_body(payload: dict[str, Any]) -> bytes:
+def _json_body(payload: Payload) -> bytes:
     # default=str: an odd field value (a Decimal, a datetime) must not raise in the caller.
     return json.dumps(payload, default=str).encode("utf-8")
 
