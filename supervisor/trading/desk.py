@@ -14,6 +14,7 @@
 The desk holds one position book (``position_book.PositionBook``), chosen once from what
 the execution gate says (``books.book_for``): the gate is the only part that knows whether
 orders reach IBKR.
+
 The kill switch trips when the daily loss limit is breached: no new entries for the rest of
 the trading day (also after a restart, through the journal), one ERROR log and one alert.
 """
