@@ -10,16 +10,17 @@ journal: a settings file's own directory, or for the embedded default SUPERVISOR
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from common.config import DEFAULT_CONFIG, HOME_ENV, PROJECT_ROOT, Settings
 from common.masking import redacted, scrubbed, secret_name, secret_strings
-from common.yaml_file import YamlFileError, read_yaml_file
+from common.yaml_file import Sexagesimal, YamlFileError, read_yaml_file
 
 SHOWN_CHARS = 80  # an error shows at most this much of the bad value
 
@@ -41,7 +42,11 @@ ENV_OVERRIDES = {
 }
 
 
-def _env_overrides(raw: dict[str, Any], environ: dict[str, str], source: str) -> dict[str, Any]:
+def _env_overrides(
+    raw: dict[str, Any], environ: dict[str, str], problems: list[str]
+) -> dict[str, Any]:
+    """``raw`` with the connection's variables applied; a bad one is added to ``problems``
+    (and left out) so it is reported with every other mistake."""
     section = raw.get("ibkr") or {}
     if not isinstance(section, dict):
         return raw  # not a mapping: validation names the problem
@@ -51,10 +56,8 @@ def _env_overrides(raw: dict[str, Any], environ: dict[str, str], source: str) ->
             try:
                 ibkr[key] = kind(environ[var])
             except ValueError:
-                raise ConfigError(
-                    source,
-                    [f"env {var}: {_shown(redacted(environ[var]))}: not a valid {kind.__name__}"],
-                ) from None
+                shown = _shown(redacted(environ[var]))
+                problems.append(f"env {var}: {shown}: not a valid {kind.__name__}")
     return {**raw, "ibkr": ibkr} if ibkr else raw
 
 
@@ -70,9 +73,24 @@ def _format_errors(exc: ValidationError) -> list[str]:
         # a validator may quote the value
         reason = _capped(scrubbed(err["msg"], secret_strings(value, secret)), 3 * SHOWN_CHARS)
         if err["type"] == "extra_forbidden":
-            reason = "unknown key"
+            reason = "unknown key" + _did_you_mean(names)
+        elif isinstance(value, Sexagesimal):
+            reason = f"{reason}; {value.hint()}"
         lines.append(f"{path}: {shown}: {reason}")
     return lines
+
+
+def _did_you_mean(names: list[str]) -> str:
+    """'; did you mean 'symbols'?' when the unknown key is close to a real one beside it."""
+    model: type[BaseModel] = Settings
+    for name in names[:-1]:
+        field = model.model_fields.get(name)
+        kind = field.annotation if field else None
+        if not (isinstance(kind, type) and issubclass(kind, BaseModel)):
+            return ""  # inside a list or a mapping: no fixed set of keys to compare with
+        model = kind
+    close = difflib.get_close_matches(names[-1], list(model.model_fields), n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else ""
 
 
 def _shown(value: object) -> str:
@@ -100,11 +118,14 @@ def parse_settings(
     if not isinstance(raw, dict):
         raise ConfigError(source, [f"(top level): {type(raw).__name__}: expected a mapping"])
     env = dict(os.environ) if environ is None else environ
-    overridden = _env_overrides(raw, env, source)
+    problems: list[str] = []
+    overridden = _env_overrides(raw, env, problems)
     try:
         settings = Settings.model_validate(overridden)
     except ValidationError as exc:
-        raise ConfigError(source, _format_errors(exc)) from None
+        problems += _format_errors(exc)
+    if problems:
+        raise ConfigError(source, problems)
     found = {key: var for key, var in (origins or {}).items() if key in ORIGIN_KEYS}
     named = _file_account(raw)
     if env.get("IBKR_ACCOUNT") and env["IBKR_ACCOUNT"] != named:
@@ -163,30 +184,52 @@ def origins_text(settings: Settings) -> str:
 ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
+_UNRESOLVED = object()  # a value whose ${NAME} could not be filled in: left out, reported
+
+
 def expand_env(
     raw: Any,
     environ: dict[str, str],
     source: str,
     where: str = "",
     found: dict[str, str] | None = None,
+    problems: list[str] | None = None,
 ) -> Any:
     """``${NAME}`` in any string value replaced by the environment's NAME, so secrets (alert
-    URLs, tokens) live in the environment, not the file; an unset NAME is an error naming the
-    key. The values never reach a log: the secret fields are SecretStr. ``found`` collects
-    which variables each key's value came from ({"execution.mode": "$BOT_MODE"})."""
+    URLs, tokens) live in the environment, not the file; an unset or empty NAME is an error
+    naming the variable and the key (empty is never a value: ``https://hooks.slack.com/${P}``
+    with P="" would be a wrong webhook that looks right). Given ``problems``, each such error
+    is added there and its key left out, so validation still reports the rest; else the first
+    one raises. The values never reach a log: the secret fields are SecretStr. ``found``
+    collects which variables each key's value came from ({"execution.mode": "$BOT_MODE"})."""
+    collected: list[str] = [] if problems is None else problems
+    expanded = _expanded(raw, environ, where, found, collected)
+    if problems is None and collected:
+        raise ConfigError(source, collected[:1])
+    return {} if expanded is _UNRESOLVED else expanded
+
+
+def _expanded(
+    raw: Any, environ: dict[str, str], where: str, found: dict[str, str] | None, problems: list[str]
+) -> Any:
     if isinstance(raw, dict):
-        return {
-            k: expand_env(v, environ, source, f"{where}.{k}" if where else str(k), found)
+        pairs = (
+            (k, _expanded(v, environ, f"{where}.{k}" if where else str(k), found, problems))
             for k, v in raw.items()
-        }
+        )
+        return {k: v for k, v in pairs if v is not _UNRESOLVED}
     if isinstance(raw, list):
-        return [expand_env(v, environ, source, f"{where}.{i}", found) for i, v in enumerate(raw)]
+        items = (_expanded(v, environ, f"{where}.{i}", found, problems) for i, v in enumerate(raw))
+        return [v for v in items if v is not _UNRESOLVED]
     if not isinstance(raw, str) or "${" not in raw:
         return raw
     names = ENV_REFERENCE.findall(raw)
-    missing = [name for name in names if name not in environ]
-    if missing:
-        raise ConfigError(source, [f"{where}: ${{{missing[0]}}} is not set in the environment"])
+    unusable = [name for name in dict.fromkeys(names) if not environ.get(name)]
+    for name in unusable:
+        state = "is not set" if name not in environ else "is empty"
+        problems.append(f"{where}: ${{{name}}} {state} in the environment")
+    if unusable:
+        return _UNRESOLVED
     if found is not None and names:
         found[where] = ", ".join(f"${name}" for name in dict.fromkeys(names))
     return ENV_REFERENCE.sub(lambda m: environ[m.group(1)], raw)
@@ -249,5 +292,13 @@ def load_settings(
     if raw is None and notes is not None:
         notes.append(f"{path} is empty: every setting takes its default")
     found: dict[str, str] = {}
-    raw = expand_env(raw, dict(os.environ) if environ is None else environ, str(path), "", found)
-    return anchored(parse_settings(raw, str(path), environ, found), settings_home(path, environ))
+    problems: list[str] = []  # every mistake at once: an unset variable hides none of the rest
+    env = dict(os.environ) if environ is None else environ
+    raw = expand_env(raw, env, str(path), "", found, problems)
+    try:
+        settings = parse_settings(raw, str(path), environ, found)
+    except ConfigError as exc:
+        raise ConfigError(str(path), problems + exc.problems) from None
+    if problems:
+        raise ConfigError(str(path), problems)
+    return anchored(settings, settings_home(path, environ))

@@ -22,6 +22,22 @@ MAX_NODES = 200_000  # scalars and collections after expanding every alias
 MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
+class Sexagesimal(int):
+    """A bare ``16:00`` as YAML 1.1 reads it (the base-60 number 960), remembering how it was
+    written so an error can say to quote it: a time of day is never meant as a number."""
+
+    text: str
+
+    def __new__(cls, value: int, text: str) -> Sexagesimal:
+        number = super().__new__(cls, value)
+        number.text = text
+        return number
+
+    def hint(self) -> str:
+        number, text = int(self), self.text
+        return f"YAML reads a bare {text} as the number {number}: write '{text}' in quotes"
+
+
 class YamlFileError(ValueError):
     """The file cannot be taken as YAML: ``problem`` says where and why, in one line."""
 
@@ -96,6 +112,11 @@ class _StrictLoader(yaml.SafeLoader):
         finally:
             self._depth -= 1
 
+    def construct_yaml_int(self, node: Node) -> int:
+        number = super().construct_yaml_int(node)
+        text = str(node.value).strip()
+        return Sexagesimal(number, text) if ":" in text else number
+
     def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: dict[Any, int] = {}
         for key_node, _ in node.value:
@@ -111,6 +132,9 @@ class _StrictLoader(yaml.SafeLoader):
             if isinstance(key, (str, int, float, bool)):
                 seen[key] = line
         return super().construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor("tag:yaml.org,2002:int", _StrictLoader.construct_yaml_int)
 
 
 def _check_expansion(root: Node) -> None:

@@ -95,7 +95,9 @@ def test_unknown_nested_key_names_its_full_path(tmp_path: Path) -> None:
 
     # Then the problem names options.strike_cnt, its value and "unknown key"
     assert info.value.source == str(path)
-    assert info.value.problems == ["options.strike_cnt: 3: unknown key"]
+    assert info.value.problems == [
+        "options.strike_cnt: 3: unknown key; did you mean 'strike_count'?"
+    ]
     assert "options.strike_cnt" in str(info.value)
 
 
@@ -200,6 +202,38 @@ def test_unquoted_time_is_refused_not_misread(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_settings(path, environ={})
     assert info.value.problems[0].startswith("schedule.close_time: 960: ")
+    # and it says what happened and what to write instead
+    assert info.value.problems[0].endswith(
+        "YAML reads a bare 16:00 as the number 960: write '16:00' in quotes"
+    )
+
+
+def test_a_quoted_time_and_a_plain_number_carry_no_hint(tmp_path: Path) -> None:
+    path = write(tmp_path, "schedule:\n  close_time: '16:00'\n  cycles: -1\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings(path, environ={})
+    assert info.value.problems == [
+        "schedule.cycles: -1: Input should be greater than or equal to 0"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (
+            {"universe": {"symbol": ["SPY"]}},
+            "universe.symbol: ['SPY']: unknown key; did you mean 'symbols'?",
+        ),
+        ({"shedule": {}}, "shedule: {...}: unknown key; did you mean 'schedule'?"),
+        (
+            {"options": {"strike_cnt": 3}},
+            "options.strike_cnt: 3: unknown key; did you mean 'strike_count'?",
+        ),
+        ({"risk": {"zzz": 1}}, "risk.zzz: 1: unknown key"),
+    ],
+)
+def test_an_unknown_key_close_to_a_real_one_names_it(raw: Any, expected: str) -> None:
+    assert only_problem(raw) == expected
 
 
 # --- the file itself -------------------------------------------------------------------------
@@ -406,3 +440,25 @@ def test_secrets_come_from_the_environment_and_an_unset_one_is_named(tmp_path: P
     assert caught.value.problems == [
         "alerts.slack_webhook: ${SLACK_PATH} is not set in the environment"
     ]
+
+
+def test_an_unset_or_empty_variable_is_reported_with_every_other_mistake(tmp_path: Path) -> None:
+    # Given a webhook whose variable is empty, a token whose variable is unset, an unknown key
+    # and an unquoted time
+    path = write(
+        tmp_path,
+        "universe:\n  symbol: [SPY]\nschedule:\n  close_time: 16:00\n"
+        "alerts:\n  slack_webhook: https://hooks.slack.com/${SLACK_PATH}\n"
+        "  telegram_bot_token: ${BOT_TOKEN}\n",
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, environ={"SLACK_PATH": ""})
+    # Then all four are reported, each naming its key (and the variable)
+    problems = caught.value.problems
+    assert problems[:2] == [
+        "alerts.slack_webhook: ${SLACK_PATH} is empty in the environment",
+        "alerts.telegram_bot_token: ${BOT_TOKEN} is not set in the environment",
+    ]
+    assert [p.split(":")[0] for p in problems[2:]] == ["universe.symbol", "schedule.close_time"]
+    # and an empty value never becomes part of the URL
+    assert not any("hooks.slack.com" in p for p in problems)

@@ -109,7 +109,10 @@ def test_no_settings_error_echoes_a_secret(tmp_path, text):
 
 def test_the_masked_error_still_says_where(tmp_path):
     said = problems(tmp_path, f"alerts:\n  slack_webhok: {SLACK}\n")
-    assert said == "alerts.slack_webhok: 'https://hooks.slack.com/***': unknown key"
+    assert said == (
+        "alerts.slack_webhok: 'https://hooks.slack.com/***': unknown key; "
+        "did you mean 'slack_webhook'?"
+    )
 
 
 def test_an_environment_override_is_masked_too(tmp_path):
