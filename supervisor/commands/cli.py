@@ -24,7 +24,7 @@ from supervisor.commands.chaos import add_chaos_arguments, cmd_chaos
 from supervisor.commands.check import cmd_check
 from supervisor.commands.options import add_market_options, load
 from supervisor.commands.phases import add_phase_arguments, cmd_phases
-from supervisor.commands.reconcile import cmd_reconcile
+from supervisor.commands.reconcile import add_reconcile_arguments, cmd_reconcile
 from supervisor.commands.report import cmd_report
 from supervisor.commands.run import add_run_arguments, cmd_run
 from supervisor.commands.validate import cmd_validate
@@ -75,7 +75,7 @@ def build_parser(prog: str = "python -m supervisor") -> argparse.ArgumentParser:
     reconcile = commands.add_parser(
         "reconcile", help="the journal against the broker's open orders, executions and positions"
     )
-    add_market_options(reconcile)
+    add_reconcile_arguments(reconcile)
     validate = commands.add_parser("validate", help="check a settings file and exit")
     validate.add_argument("--config", help="settings file (default: the embedded one)")
     chaos = commands.add_parser(

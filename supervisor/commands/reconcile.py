@@ -6,8 +6,10 @@ may be running) and prints what matches, what the bot would adopt at its next st
 what does not belong (orders and positions the bot did not make, journal positions the broker
 does not hold, rows the journal still follows that IBKR no longer lists, a gateway whose
 account is not the journal's or the settings' ibkr.account, which ``run`` would refuse). It
-changes nothing, at the broker or in the journal. Exit 0 when everything matches, 1 when
-there are problems, 2/3 when it could not look.
+changes nothing, at the broker or in the journal. Orders and positions that are not the bot's
+(the trader's own) are listed as "not ours": the bot leaves them alone, so they are no
+problem unless ``--strict``. Exit 0 when everything matches, 1 when there are problems, 2/3
+when it could not look.
 """
 
 from __future__ import annotations
@@ -20,7 +22,13 @@ from pathlib import Path
 from common.config import Settings
 from supervisor import exitcodes
 from supervisor.broker.base import Broker, BrokerError
-from supervisor.commands.options import MARKET_ERRORS, load, market_error, market_for
+from supervisor.commands.options import (
+    MARKET_ERRORS,
+    add_market_options,
+    load,
+    market_error,
+    market_for,
+)
 from supervisor.journal.rows import JournalError
 from supervisor.journal.store import Journal
 from supervisor.runtime.clock import Clock
@@ -39,12 +47,12 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
         with broker_session(
             settings, market, args.scenario, start=args.start, sim_clock=args.sim_clock
         ) as (broker, clock, used):
-            return asyncio.run(compare(broker, used, clock))
+            return asyncio.run(compare(broker, used, clock, strict=args.strict))
     except MARKET_ERRORS as exc:
         return market_error(exc)
 
 
-async def compare(broker: Broker, settings: Settings, clock: Clock) -> int:
+async def compare(broker: Broker, settings: Settings, clock: Clock, strict: bool = False) -> int:
     path = Path(settings.execution.journal_path)
     if not path.exists():
         print(f"no journal at {path}: nothing to reconcile", file=sys.stderr)
@@ -67,14 +75,25 @@ async def compare(broker: Broker, settings: Settings, clock: Clock) -> int:
         return exitcodes.CANNOT_CONNECT
     finally:
         await broker.disconnect()
+    problems = found.problems if strict else found.real_problems()
     print(
         f"reconcile {path.resolve()} against {broker.name} "
         f"{','.join(broker.managed_accounts())}: {len(found.ours)} matching, "
-        f"{len(found.adopted)} to adopt at the next start, {len(found.problems)} problems"
+        f"{len(found.adopted)} to adopt at the next start, {len(found.not_ours)} not ours, "
+        f"{len(found.real_problems())} problems"
     )
-    for line in found.lines():
+    for line in found.lines(strict):
         print(f"  {line}")
-    return exitcodes.OK if not found.problems else exitcodes.FAILED
+    return exitcodes.FAILED if problems else exitcodes.OK
+
+
+def add_reconcile_arguments(parser: argparse.ArgumentParser) -> None:
+    add_market_options(parser)
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="orders and positions the bot did not make are problems too (exit 1)",
+    )
 
 
 def account_problems(accounts: list[str], journal_account: str, wanted: str) -> list[str]:

@@ -47,12 +47,25 @@ class Reconciliation:
     ours: list[str] = field(default_factory=list)  # matched, one line each
     adopted: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    # those of the problems that are orders and positions the bot did not make (the trader's
+    # own, another program's): left alone and counted, a problem only to a strict reconcile
+    not_ours: list[str] = field(default_factory=list)
 
-    def lines(self) -> list[str]:
+    def foreign(self, line: str) -> None:
+        self.problems.append(line)
+        self.not_ours.append(line)
+
+    def real_problems(self) -> list[str]:
+        return [line for line in self.problems if line not in self.not_ours]
+
+    def lines(self, strict: bool = False) -> list[str]:
+        """One line per finding; ``strict``: what is not ours is a PROBLEM too."""
+        foreign = "PROBLEM: not ours" if strict else "not ours"
         return (
             [f"ok: {line}" for line in self.ours]
             + [f"adopted: {line}" for line in self.adopted]
-            + [f"PROBLEM: {line}" for line in self.problems]
+            + [f"{foreign}: {line}" for line in self.not_ours]
+            + [f"PROBLEM: {line}" for line in self.real_problems()]
         )
 
 
@@ -103,9 +116,7 @@ def _orders(
             if order.action == "BUY" or order.order_ref not in refs:
                 refs[order.order_ref] = order
         else:
-            found.problems.append(
-                f"open order not placed by this bot, left alone: {describe(order)}"
-            )
+            found.foreign(f"open order not placed by this bot, left alone: {describe(order)}")
     for ref, first in refs.items():
         outcome = adopt_bracket(orders, ref, journal, now_ts, day, adopt)
         what = (
@@ -121,7 +132,7 @@ def _orders(
                 "acknowledged it): not adopted, looked for again"
             )
         elif outcome == "foreign":
-            found.problems.append(f"open order not placed by this bot, left alone: {what}")
+            found.foreign(f"open order not placed by this bot, left alone: {what}")
         else:
             found.adopted.append(f"{what} ({outcome})")
 
@@ -228,7 +239,7 @@ def _positions(broker: Broker, journal: Journal, found: Reconciliation) -> None:
         p = ours.pop(key, None)
         what = f"{held.quantity:g} x {held.symbol} {held.expiry} {held.strike:g}{held.right}"
         if p is None:
-            found.problems.append(
+            found.foreign(
                 f"position {what} is not in the journal: counted in the "
                 "caps, never traded by this bot"
             )
