@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from common.messages import OptionChain
+from supervisor import exitcodes
 from supervisor.broker.base import SymbolDataError
 from supervisor.broker.stub import StubBroker
-from supervisor.commands.check import run_check
+from supervisor.commands.check import exit_code, run_check
 from tests.conftest import make_settings
 from tests.sessions import STUB_SESSION
 
@@ -49,5 +50,26 @@ def test_check_runs_the_pipeline_through_to_the_option_snapshots(tmp_path: Path)
 def test_a_failing_step_is_named_and_fails_the_check(tmp_path: Path) -> None:
     report, _ = check(tmp_path, NoChainStub)
     assert not report.ok and report.price is not None and report.window == ()
-    assert report.warnings == ["chain: SymbolDataError: chain SPY: IBKR lists no options"]
+    assert report.warnings == ["chain: chain SPY: IBKR lists no options"]  # no class names
     assert "FAILED" in report.lines()[0]
+
+
+class UnknownSymbolStub(StubBroker):
+    """A gateway that lists no such stock, in IBKR's words (error 200)."""
+
+    async def unknown_symbols(self, symbols) -> dict[str, str]:
+        return {
+            s: f"{s}: error 200: No security definition has been found for the request (STK {s})"
+            for s in symbols
+        }
+
+
+def test_an_unknown_symbol_is_named_not_called_a_connection_failure(tmp_path: Path) -> None:
+    report, broker = check(tmp_path, UnknownSymbolStub, "SPYY")
+    assert report.lines() == [
+        "check SPYY via stub: FAILED: SPYY is unknown at the gateway (error 200: No security "
+        "definition has been found for the request (STK SPYY)); check the ticker (--symbol, "
+        "universe.symbols)"
+    ]
+    assert exit_code(report) == exitcodes.USAGE  # not CANNOT_CONNECT: the gateway answered
+    assert broker.requests == 0 and not broker.is_connected()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -61,8 +62,14 @@ class CheckReport:
     option_quotes_usable: int = 0
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    unknown: str = ""  # the venue's words when it lists no such symbol
 
     def lines(self) -> list[str]:
+        if self.unknown:
+            return [
+                f"check {self.symbol} via {self.broker}: FAILED: {self.symbol} is unknown at "
+                f"the gateway ({self.unknown}); check the ticker (--symbol, universe.symbols)"
+            ]
         window = ", ".join(f"{k:g}" for k in self.window)
         price = self.price if self.price is not None else "n/a"
         return [
@@ -132,8 +139,17 @@ def _fill(
         report.expiry, report.atm, report.window = selection.expiry, selection.atm, selection.window
         report.option_quotes_usable = sum(1 for q in probe.quotes if q.bid > 0 and q.ask > 0)
     report.ok = selection is not None and bool(probe.quotes)
-    if not report.ok and result.skipped:  # where the pipeline stopped, and why
-        report.warnings.append(result.skipped)
+    stopped = result.skipped or (result.error or "").partition("\n")[0]
+    if not report.ok and stopped:  # where the pipeline stopped, and why
+        report.warnings.append(plain(stopped))
+
+
+CLASS_NAME = re.compile(r"\b[A-Z][A-Za-z]*(?:Error|Lost|Unavailable|Gateway): ")
+
+
+def plain(text: str) -> str:
+    """``text`` without the exception class names the code adds ('SymbolDataError: ')."""
+    return CLASS_NAME.sub("", text)
 
 
 async def run_check(broker: Broker, settings: Settings, symbol: str, now_ts: float) -> CheckReport:
@@ -141,6 +157,10 @@ async def run_check(broker: Broker, settings: Settings, symbol: str, now_ts: flo
     started = time.monotonic()
     try:
         await broker.connect()
+        unknown = await broker.unknown_symbols([symbol])
+        if symbol in unknown:  # a typo: no pipeline step would say more than this
+            report.unknown = unknown[symbol].removeprefix(f"{symbol}: ")
+            return report
         probe = ProbeStrategy()
         served: list[ReplyValue] = []
         calendar = exchange_calendar(settings.schedule)
@@ -150,7 +170,7 @@ async def run_check(broker: Broker, settings: Settings, symbol: str, now_ts: flo
         result = await drive(pipeline, service, served)
         _fill(report, result, probe, served)
     except BrokerError as exc:
-        report.warnings.append(f"{type(exc).__name__}: {exc}")
+        report.warnings.append(plain(str(exc)))
     finally:
         report.seconds = time.monotonic() - started
         try:
@@ -176,4 +196,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     except MARKET_ERRORS as exc:
         return market_error(exc)
     print("\n".join(report.lines()))
+    return exit_code(report)
+
+
+def exit_code(report: CheckReport) -> int:
+    if report.unknown:
+        return exitcodes.USAGE  # a bad --symbol (or universe), not a connection problem
     return exitcodes.OK if report.ok else exitcodes.CANNOT_CONNECT
