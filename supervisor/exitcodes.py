@@ -10,6 +10,7 @@ CANNOT_CONNECT = 3  # the broker could not be reached
 HALTED = 4
 STORAGE = 5  # the journal could not be written (disk full, I/O error): stopped before any
 # new order; everything committed is kept, and the next start resumes from it
+CHECKS_FAILED = 6  # doctor: the gateway answered, but a check failed (its line says the fix)
 
 NAMES = {
     OK: "stopped",
@@ -18,4 +19,5 @@ NAMES = {
     CANNOT_CONNECT: "cannot connect",
     HALTED: "halted",
     STORAGE: "journal failed",
+    CHECKS_FAILED: "checks failed",
 }

@@ -7,6 +7,7 @@
     reconcile supervisor/commands/reconcile.py the journal against the broker, changing nothing
     validate  supervisor/commands/validate.py  a settings file, checked
     chaos     supervisor/commands/chaos.py     N cycles against the simulator under faults
+    doctor    supervisor/commands/doctor.py    a gateway checked step by step, each failure's fix
 
 User mistakes (a bad file, a bad flag) print what is wrong and where, and exit 2 with no
 traceback; exit codes live in supervisor.exitcodes. ``ibkr-bot`` (installed with the package)
@@ -22,6 +23,7 @@ from importlib import metadata
 from supervisor import exitcodes
 from supervisor.commands.chaos import add_chaos_arguments, cmd_chaos
 from supervisor.commands.check import cmd_check
+from supervisor.commands.doctor import add_doctor_arguments, cmd_doctor
 from supervisor.commands.options import add_market_options, load
 from supervisor.commands.phases import add_phase_arguments, cmd_phases
 from supervisor.commands.reconcile import add_reconcile_arguments, cmd_reconcile
@@ -84,6 +86,10 @@ def build_parser(prog: str = "python -m supervisor") -> argparse.ArgumentParser:
         "faults, then the checks (exit 0: all hold)",
     )
     add_chaos_arguments(chaos)
+    doctor = commands.add_parser(
+        "doctor", help="check a gateway step by step: ok, warn or fail, each failure's fix"
+    )
+    add_doctor_arguments(doctor)
     return parser
 
 
@@ -104,6 +110,8 @@ def main(argv: list[str] | None = None, prog: str = "python -m supervisor") -> i
         return cmd_check(args)
     if args.command == "chaos":
         return cmd_chaos(args)
+    if args.command == "doctor":
+        return cmd_doctor(args)
     if args.command == "phases":
         settings = load(args)
         return exitcodes.USAGE if settings is None else cmd_phases(args, settings)
