@@ -48,7 +48,6 @@ def test_the_compose_file_runs_the_bot_beside_the_gateway_on_loopback() -> None:
     assert all(p.startswith("127.0.0.1:") for p in gateway.get("ports", []))
     # the bot lives in the gateway's network namespace: 127.0.0.1 is the gateway
     assert bot["network_mode"] == "service:ib-gateway" and bot["depends_on"] == ["ib-gateway"]
-    assert bot["volumes"] == ["./data:/data"]
     args = build_parser().parse_args(bot["command"])
     assert args.command == "run" and args.broker == "ibkr" and args.port == 4002
     assert args.config == "/data/settings.yaml"
@@ -69,7 +68,8 @@ def test_the_container_runs_the_console_command_the_tests_run() -> None:
     lines = (DEPLOY / "Dockerfile").read_text().splitlines()
     entry = next(line for line in lines if line.startswith("ENTRYPOINT"))
     cmd = next(line for line in lines if line.startswith("CMD"))
-    assert entry == 'ENTRYPOINT ["ibkr-bot"]'
+    # the wrapper runs `ibkr-bot ARGS` (tests/test_deploy_container.py)
+    assert entry == 'ENTRYPOINT ["ibkr-bot-entrypoint"]'
     args = build_parser().parse_args(yaml.safe_load(cmd.removeprefix("CMD ")))
     assert args.command == "run" and args.config == "/data/settings.yaml"
     for copied in ("common", "workers", "supervisor", "tools", "configs"):

@@ -1,0 +1,120 @@
+#!/usr/bin/env python3
+"""The container's entry point and health check (stdlib and PyYAML only; the Dockerfile
+installs it as /usr/local/bin/ibkr-bot-entrypoint).
+
+    ibkr-bot-entrypoint run --config /data/settings.yaml ...   runs `ibkr-bot run ...`
+    ibkr-bot-entrypoint --healthcheck                           asks /healthz (HEALTHCHECK)
+
+Why a wrapper: compose's `restart: on-failure` restarts on every non-zero exit, and no
+restart policy can leave one code out. Exit 2 (bad settings) and 4 (workers that do not come
+up or keep dying) need a person, as the systemd unit's RestartPreventExitStatus=2 4 says;
+restarted every few seconds they would alert and log forever. So on 2 or 4 this process
+stays up, *parked*: it says why once, the health check reports unhealthy (nothing serves
+/healthz), and a `docker compose stop` or `restart` (SIGTERM) ends it with the bot's own
+code, so `docker compose ps -a` still shows exit 2. Every other code is passed on as it is:
+a crash (1), a gateway that never came (3) or a full disk (5) is restarted by the policy.
+SIGTERM and SIGINT are passed to the bot, which stops in its documented order.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+from types import FrameType
+
+NEEDS_A_PERSON = {2: "bad command line or settings", 4: "workers not up or dying: halted"}
+CONFIG_ENV = "IBKR_BOT_CONFIG"  # the settings file the health check reads the port from
+DEFAULT_CONFIG = "/data/settings.yaml"
+DATA = os.environ.get("IBKR_BOT_DATA", "/data")  # the volume the bot must be able to write
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["--healthcheck"]:
+        return healthcheck(os.environ.get(CONFIG_ENV, DEFAULT_CONFIG))
+    problem = unwritable(Path(DATA))
+    if problem:  # the bot would fail on its journal, less plainly: said here, parked
+        return park(2, problem)
+    code = run_bot(["ibkr-bot", *argv])
+    if code in NEEDS_A_PERSON:
+        return park(code, f"the bot exited {code} ({NEEDS_A_PERSON[code]}); the log above says why")
+    return code
+
+
+def unwritable(data: Path) -> str:
+    """'' when the bot can write its state folder, else what to do about it."""
+    if not data.is_dir() or os.access(data, os.W_OK | os.X_OK):
+        return ""  # no volume (a plain `docker run` with another --config): the bot says
+    owner = data.stat()
+    return (
+        f"{data} (owner {owner.st_uid}:{owner.st_gid}) is not writable by this container's "
+        f"user {os.getuid()}:{os.getgid()}: on the host, chown the data folder to that user "
+        f"(sudo chown -R {os.getuid()}:{os.getgid()} data), or run the container as the "
+        f"folder's owner (compose: BOT_UID={owner.st_uid} BOT_GID={owner.st_gid})"
+    )
+
+
+def run_bot(command: list[str]) -> int:
+    """The bot as a child, SIGTERM/SIGINT passed on; its exit code (128+n for a signal)."""
+    bot = subprocess.Popen(command)
+
+    def forward(signum: int, _frame: FrameType | None) -> None:
+        bot.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    code = bot.wait()
+    return 128 - code if code < 0 else code
+
+
+def park(code: int, why: str) -> int:
+    """Up and idle until stopped, so the restart policy does not loop; then ``code``."""
+    stopped: list[int] = []  # the handlers first: a stop right after the message counts
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda s, _f: stopped.append(s))
+    print(
+        f"ibkr-bot-entrypoint: {why}. Not restarted: this needs a person. Fix it, then "
+        f"`docker compose restart bot`; until then the container stays up, unhealthy, idle.",
+        file=sys.stderr,
+        flush=True,
+    )
+    while not stopped:
+        signal.pause()
+    return code
+
+
+def healthcheck(config: str) -> int:
+    """0 when /healthz answers 200; 1 otherwise, saying why (docker inspect shows it)."""
+    port = status_port(Path(config))
+    if port <= 0:
+        print(f"monitoring.http_port is not set in {config}: no /healthz to ask")
+        return 1
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=4) as answer:
+            print(answer.read().decode(errors="replace"))
+            return 0
+    except urllib.error.HTTPError as exc:  # 503: waiting for the gateway, stale, ...
+        print(exc.read().decode(errors="replace"))
+    except OSError as exc:
+        print(f"no answer on 127.0.0.1:{port}: {exc}")
+    return 1
+
+
+def status_port(config: Path) -> int:
+    """monitoring.http_port from the settings file (0, off, when absent or unreadable)."""
+    import yaml  # the bot's own dependency, so in the image; only the health check needs it
+
+    try:
+        raw = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
+        port = (raw.get("monitoring") or {}).get("http_port", 0)
+    except (OSError, yaml.YAMLError, AttributeError):
+        return 0
+    return port if isinstance(port, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
