@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -24,9 +23,10 @@ from pydantic import (
     model_validator,
 )
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_CONFIG = PROJECT_ROOT / "configs" / "settings.yaml"
-HOME_ENV = "SUPERVISOR_HOME"  # where the embedded default keeps its files
+# where the files are (package data, the state folder) is common.locations' business
+from common.locations import DEFAULT_CONFIG as DEFAULT_CONFIG
+from common.locations import HOME_ENV as HOME_ENV
+from common.locations import PROJECT_ROOT as PROJECT_ROOT
 
 Pct = Annotated[float, Field(ge=0, le=100)]
 

@@ -4,8 +4,9 @@ ConfigError whose lines each name the key (or the line) that is wrong.
 Environment variables override the connection (IBKR_HOST, IBKR_PORT, IBKR_CLIENT_ID,
 IBKR_ACCOUNT). Relative file paths (journal, metrics, logs) are anchored where the settings
 live, never at the working directory, so cron or systemd starting elsewhere finds the same
-journal: a settings file's own directory, or for the embedded default SUPERVISOR_HOME
-(default: the project root).
+journal: a settings file's own directory, or for the embedded default $SUPERVISOR_HOME, else
+the project root of a source checkout, else a per-user state folder (common.locations): never
+the installed code.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from common.config import DEFAULT_CONFIG, HOME_ENV, PROJECT_ROOT, Settings
+from common.config import Settings
+from common.locations import DEFAULT_CONFIG, HOME_ENV, default_home
 from common.masking import redacted, scrubbed, secret_name, secret_strings
 from common.yaml_file import Sexagesimal, YamlFileError, read_yaml_file
 
@@ -236,10 +238,12 @@ def _expanded(
 
 
 def settings_home(path: Path, environ: dict[str, str] | None = None) -> Path:
-    """Where relative paths in the settings at ``path`` point from."""
-    if path.resolve() == DEFAULT_CONFIG:
+    """Where relative paths in the settings at ``path`` point from: its own folder, or for
+    the embedded default $SUPERVISOR_HOME, else ``default_home`` (the checkout, or a
+    per-user state folder when installed)."""
+    if path.resolve() == DEFAULT_CONFIG.resolve():
         env = dict(os.environ) if environ is None else environ
-        return Path(env.get(HOME_ENV) or PROJECT_ROOT).resolve()
+        return Path(env.get(HOME_ENV) or default_home(env)).resolve()
     return path.resolve().parent
 
 

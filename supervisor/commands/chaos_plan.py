@@ -21,10 +21,10 @@ from typing import Any
 
 import yaml
 
-from common.config import PROJECT_ROOT
+from common.locations import scenario
 from supervisor.commands.chaos_hang import STRATEGY
 
-SOAK_SCENARIO = PROJECT_ROOT / "configs" / "scenarios" / "soak.yaml"
+SOAK_SCENARIO = scenario("soak")
 WORKER_KILL, GATEWAY_RESTART, SUPERVISOR_TERM, SUPERVISOR_KILL = (
     "worker_kill",
     "gateway_restart",

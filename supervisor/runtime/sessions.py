@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from common.config import Settings
+from common.locations import DEFAULT_SCENARIO
 from common.settings_file import journal_for, reparsed
 from supervisor.broker.base import Broker
 from supervisor.broker.stub import StubBroker
@@ -32,6 +33,7 @@ from supervisor.runtime.loop import Supervisor
 from supervisor.runtime.simproc import SimStartError
 
 __all__ = [
+    "DEFAULT_SCENARIO",
     "SessionStartError",
     "SimStartError",
     "broker_session",
@@ -39,8 +41,6 @@ __all__ = [
     "sim_summary",
     "with_values",
 ]
-
-DEFAULT_SCENARIO = Path(__file__).resolve().parents[2] / "configs" / "scenarios" / "default.yaml"
 
 
 def sim_summary(stats: dict[str, Any]) -> str:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from common.locations import DEFAULT_SCENARIO
 from tools.gateway_sim.scenario import (
     ClockSpec,
     Scenario,
@@ -33,7 +34,6 @@ from tools.gateway_sim.server import HOST, start_server
 EXIT_OK = 0
 EXIT_USAGE = 2
 EXIT_CANNOT_BIND = 3
-DEFAULT_SCENARIO = Path(__file__).resolve().parents[2] / "configs" / "scenarios" / "default.yaml"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
