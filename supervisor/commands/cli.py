@@ -6,6 +6,7 @@
     report    supervisor/commands/report.py    a day from the journal
     reconcile supervisor/commands/reconcile.py the journal against the broker, changing nothing
     validate  supervisor/commands/validate.py  a settings file, checked
+    init      supervisor/commands/init.py      a first settings file (paper, dry run)
     chaos     supervisor/commands/chaos.py     N cycles against the simulator under faults
     doctor    supervisor/commands/doctor.py    a gateway checked step by step, each failure's fix
 
@@ -24,6 +25,7 @@ from supervisor import exitcodes
 from supervisor.commands.chaos import add_chaos_arguments, cmd_chaos
 from supervisor.commands.check import cmd_check
 from supervisor.commands.doctor import add_doctor_arguments, cmd_doctor
+from supervisor.commands.init import add_init_arguments, cmd_init
 from supervisor.commands.options import add_market_options, load
 from supervisor.commands.phases import add_phase_arguments, cmd_phases
 from supervisor.commands.reconcile import add_reconcile_arguments, cmd_reconcile
@@ -80,6 +82,10 @@ def build_parser(prog: str = "python -m supervisor") -> argparse.ArgumentParser:
     add_reconcile_arguments(reconcile)
     validate = commands.add_parser("validate", help="check a settings file and exit")
     validate.add_argument("--config", help="settings file (default: the embedded one)")
+    init = commands.add_parser(
+        "init", help="write DIR/settings.yaml for a paper account (dry run), then say what next"
+    )
+    add_init_arguments(init)
     chaos = commands.add_parser(
         "chaos",
         help="the bot against the simulator under injected "
@@ -102,6 +108,8 @@ def main(argv: list[str] | None = None, prog: str = "python -m supervisor") -> i
     args = build_parser(prog).parse_args(argv)
     if args.command == "validate":
         return cmd_validate(args)
+    if args.command == "init":
+        return cmd_init(args, prog)
     if args.command == "report":
         return cmd_report(args)
     if args.command == "reconcile":

@@ -1,0 +1,100 @@
+"""``init DIR``: a first settings file for a paper account, and what to run next.
+
+DIR/settings.yaml is written short and commented: the keys a first account needs (the paper
+port, dry run, the account left for the user to fill); every other key keeps the embedded
+default (``validate`` lists them, docs/configuration.md explains them). The file's relative
+paths put the bot's state under DIR/var. An existing file is never overwritten (exit 2): it
+may hold the only copy of someone's settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from supervisor import exitcodes
+
+SETTINGS_NAME = "settings.yaml"
+
+TEMPLATE = """\
+# IBKR options bot settings, written by `init`. Check with: {prog} validate --config {path}
+# Only what a first paper account needs is here; every other key keeps the embedded default
+# (docs/configuration.md lists them all). Relative paths (journal, logs) are anchored at this
+# file's folder: the bot's state goes to var/ beside it, wherever the command is started.
+
+broker: ibkr               # the market: ibkr (the gateway below) | sim (the simulated gateway)
+                           #   | stub (in memory); --broker / --sim override it
+
+ibkr:                      # env overrides: IBKR_HOST, IBKR_PORT, IBKR_CLIENT_ID, IBKR_ACCOUNT
+  host: 127.0.0.1          # IB Gateway or TWS on this machine
+  port: 4002               # paper IB Gateway (live gateway 4001, TWS 7497 paper / 7496 live)
+  client_id: 1             # another API client already using it: "client id in use" (326)
+  account: ""              # FILL IN your paper account id (DU...; the gateway's login shows
+                           #   it, or `doctor` lists the managed accounts). Dry run and
+                           #   what-if work without it; live refuses to trade unless the
+                           #   connected account equals this
+  market_data_type: live   # live needs the subscriptions (US equities, OPRA options; a paper
+                           #   account shares them only with market data sharing on);
+                           #   without them: delayed
+
+universe:
+  symbols: [SPY]           # the underlyings to trade options on
+
+execution:
+  mode: dry_run            # dry_run (decide and journal, send nothing) | whatif (IBKR checks
+                           #   each order, none is placed) | live (also needs --live and the
+                           #   account above)
+  journal_path: var/journal-{{broker}}.sqlite   # one journal per market (stub | sim | ibkr)
+
+logging:
+  level: INFO
+  json_path: var/bot.jsonl
+"""
+
+
+def add_init_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("dir", metavar="DIR", help=f"folder for {SETTINGS_NAME} (created)")
+
+
+def settings_text(path: Path, prog: str) -> str:
+    """The file ``init`` writes at ``path``."""
+    return TEMPLATE.format(prog=prog, path=path)
+
+
+def next_commands(path: Path, prog: str) -> list[str]:
+    """What to run after ``init``: the gateway checked, a dry run, the phases on paper."""
+    config = shlex.quote(str(path))
+    phases_out = shlex.quote(str(path.parent / "var" / "phases"))
+    return [
+        f"{prog} doctor --config {config}",
+        f"{prog} run --config {config} --sim --cycles 2",
+        f"{prog} phases --config {config} --broker ibkr --out {phases_out}",
+    ]
+
+
+def cmd_init(args: argparse.Namespace, prog: str = "python -m supervisor") -> int:
+    path = Path(args.dir) / SETTINGS_NAME
+    if path.exists() or path.is_symlink():
+        print(
+            f"{path} already exists: not overwritten (edit it, or init another folder)",
+            file=sys.stderr,
+        )
+        return exitcodes.USAGE
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # "x": the existence check above and the write cannot race into an overwrite
+        with open(path, "x", encoding="utf-8") as out:
+            out.write(settings_text(path, prog))
+    except FileExistsError:
+        print(f"{path} already exists: not overwritten", file=sys.stderr)
+        return exitcodes.USAGE
+    except OSError as exc:
+        print(f"cannot write {path}: {exc.strerror or exc}", file=sys.stderr)
+        return exitcodes.USAGE
+    print(f"wrote {path}: a paper account (port 4002), dry run; fill in ibkr.account")
+    print("next:")
+    for number, command in enumerate(next_commands(path, prog), start=1):
+        print(f"  {number}. {command}")
+    return exitcodes.OK
