@@ -219,3 +219,40 @@ def test_a_failed_symbol_check_is_exit_6_and_warnings_alone_are_exit_0() -> None
     assert verdict(gateway_checks(ON_SIM, bad, "", "live", ["SPY"])) == exitcodes.CHECKS_FAILED
     live = gateway(accounts=("U123",))
     assert verdict(gateway_checks(ON_SIM, live, "", "live", ["SPY"])) == exitcodes.OK
+
+
+def test_the_socket_probe_reads_the_handshake_answer_and_its_server_version() -> None:
+    from supervisor.broker.ibkr.probes import answered
+
+    api = answered("127.0.0.1", 4002, API_ANSWER, closed=False)
+    assert (api.kind, api.server_version) == ("api", 176)
+    assert answered("h", 1, b"SSH-2.0-OpenSSH_9.6\r\n", closed=False).kind == "not_api"
+    assert answered("h", 1, b"", closed=True).kind == "nothing"
+
+
+def test_the_option_asked_about_is_the_first_expiry_from_today_nearest_the_price() -> None:
+    from common.messages import OptionChain
+    from supervisor.broker.ibkr.probes import pick_option
+
+    chain = OptionChain("SPY", ("20261130", "20261202", "20261204"), (595.0, 600.0, 605.0))
+    today = 1_796_139_000.0  # 2026-12-01 10:30 EST
+    picked = pick_option(chain, 601.0, today)
+    assert picked is not None and picked.key == "SPY 20261202 600C"
+    middle = pick_option(chain, math.nan, today)
+    assert middle is not None and middle.strike == 600.0
+    assert pick_option(OptionChain("SPY", ("20261130",), (600.0,)), 600.0, today) is None
+
+
+def test_a_failure_keeps_its_code_and_loses_the_adapters_hint() -> None:
+    from supervisor.broker.base import SymbolDataError
+    from supervisor.broker.ibkr import errors
+    from supervisor.broker.ibkr.probes import _code, _text
+
+    wrapped = SymbolDataError(
+        "no option of 1 quoted; first: option SPY 20261202 600C: error 354: Requested market "
+        f"data is not subscribed. ({errors.hint(354)})"
+    )
+    assert _code(wrapped) == 354
+    assert _text(wrapped) == (
+        "option SPY 20261202 600C: error 354: Requested market data is not subscribed."
+    )

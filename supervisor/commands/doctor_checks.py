@@ -266,7 +266,9 @@ def option_check(found: SymbolFinding, market_data_type: str) -> Check:
             fix = market_data_fix(code, "option", market_data_type)
         else:
             fix = "run doctor again; see the error"
-        return Check(FAIL, name, f"{found.option}: {found.option_error}", fix)
+        said = found.option_error
+        detail = said if found.option in said else f"{found.option}: {said}"
+        return Check(FAIL, name, detail, fix)
     bid, ask = found.option_bid, found.option_ask
     if not (bid > 0 and ask > 0):
         return Check(

@@ -373,6 +373,8 @@ class OrdersSpec(Model):
     # part its own execution (partial fills); 0: the whole remaining quantity at once
     max_fill_per_match: int = Field(0, ge=0)
     rejects: list[RejectSpec] = Field(default_factory=list)
+    # IBKR's "Read-Only API" ticked: every order, what-if included, is refused with 321
+    read_only_api: bool = False
 
 
 class Scenario(Model):

@@ -38,6 +38,9 @@ class ClockSpec(Model):
     # replay) while time itself flows; every request inside one step sees the same market
     market_step_s: float = Field(0.0, ge=0, le=86_400)
     jumps: tuple[JumpSpec, ...] = ()  # in time order, each after the one before has landed
+    # reqCurrentTime answers this far off the session clock: a gateway host whose clock is
+    # wrong, for the doctor's clock check (the market itself keeps the session clock)
+    current_time_skew_s: float = Field(0.0, ge=-86_400, le=86_400)
 
     @field_validator("start")
     @classmethod

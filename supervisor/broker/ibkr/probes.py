@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -38,6 +39,7 @@ from supervisor.broker.findings import (
     SocketFinding,
     SymbolFinding,
 )
+from supervisor.broker.ibkr import errors
 from supervisor.broker.ibkr.broker import IBKRBroker
 from supervisor.broker.ibkr.handshake import ANSWER_BYTES, API, PARTIAL, handshake_answer
 from supervisor.broker.ibkr.marketdata import DELAYED_AGE_S
@@ -46,6 +48,8 @@ from supervisor.broker.ibkr.upkeep import ClientIdsInUse
 
 # what ib_insync sends first: the prefix, then the client's range of server versions
 HANDSHAKE = b"API\0" + len(b"v100..176").to_bytes(4, "big") + b"v100..176"
+CODE = re.compile(r"\berror (\d+):")
+ONE_OF_ONE = re.compile(r"^no option of 1 quoted; first: ")
 WHAT_IF_LIMIT = 0.05  # a what-if is never placed; any limit price gets its margin answer
 
 
@@ -145,7 +149,7 @@ async def _on_connection(
         try:
             await broker.what_if(contract, "BUY", 1, WHAT_IF_LIMIT)
         except BrokerError as exc:
-            what_if_error, what_if_code = str(exc), getattr(exc, "code", 0)
+            what_if_error, what_if_code = _text(exc), _code(exc)
     return GatewayFinding(
         CONNECTED,
         broker.client_id if broker.client_id is not None else client_id,
@@ -187,7 +191,7 @@ async def probe_symbol(broker: IBKRBroker, symbol: str) -> SymbolFinding:
         delayed = broker.now() - quote.ts >= DELAYED_AGE_S / 2
         price = _price(quote.bid, quote.ask, quote.last, quote.close)
     except BrokerError as exc:
-        quote_error, quote_code = str(exc), _code(exc)
+        quote_error, quote_code = _text(exc), _code(exc)
     head = SymbolFinding(
         symbol, quote_error=quote_error, quote_code=quote_code, delayed=delayed, price=price
     )
@@ -202,7 +206,7 @@ async def probe_symbol(broker: IBKRBroker, symbol: str) -> SymbolFinding:
     try:
         (oq,) = await broker.option_quotes([contract])
     except BrokerError as exc:
-        return replace(head, option=contract.key, option_error=str(exc), option_code=_code(exc))
+        return replace(head, option=contract.key, option_error=_text(exc), option_code=_code(exc))
     return replace(
         head,
         option=contract.key,
@@ -251,4 +255,18 @@ def _price(*candidates: float) -> float:
 
 
 def _code(exc: BrokerError) -> int:
-    return exc.code if isinstance(exc, IBKRRequestError) else 0
+    """The gateway's error code behind a failure (0: none), also through a wrapping one."""
+    if isinstance(exc, IBKRRequestError):
+        return exc.code
+    found = CODE.search(str(exc))
+    return int(found.group(1)) if found else 0
+
+
+def _text(exc: BrokerError) -> str:
+    """The failure without the adapter's own hint (the doctor's fix says more) and without
+    option_quotes' wrapping of its single contract."""
+    text = str(exc)
+    code = _code(exc)
+    if errors.hint(code):
+        text = text.replace(f" ({errors.hint(code)})", "")
+    return ONE_OF_ONE.sub("", text)

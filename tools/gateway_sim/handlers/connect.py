@@ -38,7 +38,8 @@ def req_managed_accounts(s: Session, r: FieldReader) -> None:
 def req_current_time(s: Session, r: FieldReader) -> None:
     async def answer() -> None:
         await s.delay("current_time")
-        s.send([49, 1, int(s.server.market.now())])
+        skew = s.server.scenario.clock.current_time_skew_s
+        s.send([49, 1, int(s.server.market.now() + skew)])
 
     s.spawn(answer())
 

@@ -16,6 +16,11 @@ from tools.gateway_sim.order_codec import decode_place_order, is_flag, number
 from tools.gateway_sim.orders import SimOrder
 from tools.gateway_sim.session import Handler, Session
 
+# what TWS answers every placeOrder while its API settings have "Read-Only API" ticked
+READ_ONLY = (
+    "Error validating request.-'bN' : cause - The API interface is currently in Read-Only mode."
+)
+
 
 def place_order(s: Session, r: FieldReader) -> None:
     order_id, contract, fields = decode_place_order(r, s.version)
@@ -39,6 +44,9 @@ def _place(
             200,
             f"No security definition has been found for the request ({contract.describe()})",
         )
+        return
+    if s.server.scenario.orders.read_only_api:
+        s.error(order_id, 321, READ_ONLY)
         return
     reason = _reject_reason(s, fields) or _scenario_reject(s, inst, fields)
     if reason:
