@@ -103,7 +103,7 @@ def test_simulated_faults_give_the_right_fail_and_warn_lines(tmp_path: Path) -> 
     assert "US equities" in names["QQQ market data"]
     assert "ibkr.market_data_type: delayed" in names["QQQ market data"]
     assert names["AAPL option quote"].startswith("ok")
-    # the what-if asks about AAPL's option, the first one quoted
+    # the what-if asks about QQQ's option, the first one quoted
     assert names["read-only API"].startswith("warn") and "untick" in names["read-only API"]
     assert names["clock"].startswith("warn") and "120 s behind" in names["clock"]
 

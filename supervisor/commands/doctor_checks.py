@@ -152,7 +152,7 @@ def account_check(accounts: Sequence[str], configured: str) -> Check:
 def read_only_check(found: GatewayFinding) -> Check:
     """A what-if: IBKR refuses it, as every order, while "Read-Only API" is ticked."""
     if not found.what_if_tried:
-        return Check(SKIP, "read-only API", "no option quoted to ask a what-if about")
+        return Check(SKIP, "read-only API", "no option found to ask a what-if about")
     if not found.what_if_error:
         return Check(
             OK, "read-only API", f"orders allowed (what-if {found.what_if_tried} answered)"

@@ -141,7 +141,9 @@ async def _on_connection(
     found = []
     for symbol in symbols:
         found.append(await probe_symbol(broker, symbol))
-    option = next((f.option for f in found if f.option and not f.option_error), "")
+    # a quoted option first; else one whose quote failed (a what-if needs no market data)
+    listed = [f for f in found if f.option and "not listed" not in f.option_error]
+    option = min(listed, key=lambda f: bool(f.option_error)).option if listed else ""
     tried, what_if_error, what_if_code = "", "", 0
     contract = _parse_key(option)
     if contract is not None:
