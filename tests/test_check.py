@@ -12,7 +12,7 @@ from common.messages import OptionChain
 from supervisor import exitcodes
 from supervisor.broker.base import SymbolDataError
 from supervisor.broker.stub import StubBroker
-from supervisor.commands.check import exit_code, run_check
+from supervisor.commands.check import CheckReport, exit_code, run_check
 from tests.conftest import make_settings
 from tests.sessions import STUB_SESSION
 
@@ -73,3 +73,9 @@ def test_an_unknown_symbol_is_named_not_called_a_connection_failure(tmp_path: Pa
     ]
     assert exit_code(report) == exitcodes.USAGE  # not CANNOT_CONNECT: the gateway answered
     assert broker.requests == 0 and not broker.is_connected()
+
+
+def test_the_price_and_the_atm_are_shown_rounded() -> None:
+    report = CheckReport("SPY", "ibkr", price=609.0699999999999, atm=609.0, window=(608.0, 609.0))
+    assert report.lines()[1] == "  price 609.07 (-)"
+    assert report.lines()[3] == "  ATM 609; window (2): 608, 609"

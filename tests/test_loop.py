@@ -224,7 +224,11 @@ def test_closed_market_waits_for_the_open(tmp_path):
     assert len(sup.summaries) == 1
     assert sup.desk is not None and sup.desk.state is not None
     assert sup.desk.state.day == "2026-01-12"
-    assert events(tmp_path, "market_closed")
+    # and the wait is said once, as a date and a duration (not every five simulated minutes)
+    closed = events(tmp_path, "market_closed")
+    assert [e["message"] for e in closed] == [
+        "market closed; next regular open Mon 2026-01-12 09:30 ET, in 45 h"
+    ]
 
 
 def test_the_monitor_follows_a_respawned_worker(tmp_path, monkeypatch):

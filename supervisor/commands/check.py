@@ -71,14 +71,14 @@ class CheckReport:
                 f"the gateway ({self.unknown}); check the ticker (--symbol, universe.symbols)"
             ]
         window = ", ".join(f"{k:g}" for k in self.window)
-        price = self.price if self.price is not None else "n/a"
+        price = f"{self.price:.2f}" if self.price is not None else "n/a"
         return [
             f"check {self.symbol} via {self.broker}: {'OK' if self.ok else 'FAILED'} "
             f"in {self.seconds:.2f}s",
             f"  price {price} ({self.price_source or '-'})",
             f"  chain: {self.strikes} strikes, {self.expirations} expirations; "
             f"expiry {self.expiry}",
-            f"  ATM {self.atm if self.atm is not None else 'n/a'}; window "
+            f"  ATM {f'{self.atm:g}' if self.atm is not None else 'n/a'}; window "
             f"({len(self.window)}): {window}",
             f"  option snapshots with a usable bid and ask: {self.option_quotes_usable}",
             *(f"  warning: {w}" for w in self.warnings),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import logging.handlers
+import math
 import sys
 from pathlib import Path
 from typing import TextIO
@@ -58,6 +59,23 @@ class _LogFile(logging.handlers.RotatingFileHandler):
             self.handleError(None)  # type: ignore[arg-type]
 
 
+def tidy(value: float) -> float:
+    """``value`` rounded to 12 significant digits: what a sum of prices leaves in the last
+    bits (609.0699999999999) goes, the value itself stays (609.07)."""
+    return float(f"{value:.12g}") if math.isfinite(value) else value
+
+
+class TidyFloats(logging.Filter):
+    """A float argument shown with %s prints its binary noise; every handler gets it tidied
+    (a %.2f or %g of it is unchanged)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and any(type(a) is float for a in args):
+            record.args = tuple(tidy(a) if type(a) is float else a for a in args)
+        return True
+
+
 class LogService:
     """Owns the handlers and the listener that drains the workers' log queue."""
 
@@ -80,6 +98,8 @@ class LogService:
             console_handler = logging.StreamHandler(console or sys.stderr)
             console_handler.setFormatter(logging.Formatter(CONSOLE_FORMAT, "%H:%M:%S"))
             self.handlers.append(console_handler)
+        for handler in self.handlers:
+            handler.addFilter(TidyFloats())
         root = logging.getLogger()
         self._saved = (root.handlers[:], root.level)
         root.handlers[:] = self.handlers

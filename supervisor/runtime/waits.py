@@ -8,9 +8,11 @@ import logging
 import time
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 from common.calendar import next_open
 from common.config import Settings
+from common.timetext import due
 from supervisor.broker.base import Broker
 from supervisor.observe.alerts import Alerter
 from supervisor.runtime.clock import Clock
@@ -77,7 +79,9 @@ async def wait_for_market(
 ) -> bool:
     """With ``regular_hours_only``, cycles run inside the first symbol's regular session
     (the broker's hours, else the exchange calendar); each intent's own symbol's session
-    is judged again by the risk step. False if a stop came first."""
+    is judged again by the risk step. False if a stop came first. The wait is said once per
+    closed spell (a replayed weekend is not a line every five simulated minutes)."""
+    zone, said = ZoneInfo(settings.schedule.timezone), 0.0
     while settings.schedule.regular_hours_only and not stop.is_set():
         now = clock.now()
         session = await sessions.today(settings.universe.symbols[0], now)
@@ -89,11 +93,12 @@ async def wait_for_market(
             if session is not None and now < session.open_ts
             else next_open(sessions.calendar, now)
         )
-        wait_s = opens - now
-        log.info(
-            "market closed; next regular open in %.0f min",
-            wait_s / 60,
-            extra={"event": "market_closed"},
+        log.log(
+            logging.INFO if opens != said else logging.DEBUG,
+            "market closed; next regular open %s",
+            due(opens, now, zone),
+            extra={"event": "market_closed", "opens_ts": opens},
         )
-        await clock.sleep(min(wait_s, 300.0), stop)
+        said = opens
+        await clock.sleep(min(opens - now, 300.0), stop)
     return not stop.is_set()
