@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
+from common.config import Settings
 from common.messages import OptionContract, OptionQuote, OrderIntent, Right, Signal
-from supervisor.commands.report import render_json, render_text
+from supervisor.commands.report import journal_to_read, render_json, render_text
 from supervisor.journal.order_status import OrderStatus
 from supervisor.journal.records import DayState
 from supervisor.journal.store import Journal
@@ -268,3 +269,25 @@ def test_a_reader_that_goes_away_is_not_a_traceback(tmp_path: Path, journal_file
     )
     assert pipeline.stdout.startswith("day report 2025-01-01")
     assert "Traceback" not in pipeline.stderr and "BrokenPipe" not in pipeline.stderr
+
+
+def test_a_journal_a_failed_connect_left_empty_is_not_a_second_choice(
+    tmp_path: Path, journal_file: Path
+) -> None:
+    # Given the stub's journal with days, and the ibkr one a run that never connected created
+    Journal(tmp_path / "journal-ibkr.sqlite").close()
+    settings = Settings().model_copy(deep=True)
+    template = str(tmp_path / "journal-{broker}.sqlite")
+    settings = settings.model_copy(
+        update={"execution": settings.execution.model_copy(update={"journal_path": template})}
+    )
+    # Then report reads the one with days, without asking for --broker
+    assert journal_to_read(settings, None) == journal_file
+    assert journal_to_read(settings, "ibkr") == tmp_path / "journal-ibkr.sqlite"
+
+
+def test_an_empty_journal_says_nothing_yet(tmp_path: Path) -> None:
+    Journal(tmp_path / "journal-ibkr.sqlite").close()
+    done = _report_cli(tmp_path)
+    assert done.returncode == 0 and "nothing journaled in" in done.stderr
+    assert done.stderr.rstrip().endswith("journal-ibkr.sqlite yet"), done.stderr

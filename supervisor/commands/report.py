@@ -197,12 +197,16 @@ def render_json(summary: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> str
 
 def journal_to_read(settings: Settings, broker: str | None) -> Path | None:
     """The journal ``--broker`` names; without it, the only one there is (the path's
-    ``{broker}`` filled in with each market). None after saying why there is none."""
+    ``{broker}`` filled in with each market), one with nothing journaled yet (a run that
+    never connected left it) counting only when it is the only one. None after saying why
+    there is none."""
     template = settings.execution.journal_path
     markets = [broker] if broker else ["stub", "sim", "ibkr"]
     found = [
         Path(template.format(broker=m)) for m in markets if Path(template.format(broker=m)).exists()
     ]
+    if len(found) > 1:
+        found = [path for path in found if _has_days(path)] or found[:1]
     if len(found) == 1:
         return found[0]
     if not found:
@@ -217,6 +221,15 @@ def journal_to_read(settings: Settings, broker: str | None) -> Path | None:
             file=sys.stderr,
         )
     return None
+
+
+def _has_days(path: Path) -> bool:
+    """Whether the journal at ``path`` holds a day (one it cannot read says so later)."""
+    try:
+        with Journal(path, readonly=True) as journal:
+            return journal.latest_day() is not None
+    except JournalError:
+        return True
 
 
 def _date(flag: str, value: str | None) -> date | None:
@@ -269,7 +282,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         print(f"cannot read the journal: {exc}", file=sys.stderr)
         return exitcodes.USAGE
     if not days:
-        print(f"nothing journaled in {path} for the days asked", file=sys.stderr)
+        what = "for the days asked" if args.day or args.from_day or args.to_day else "yet"
+        print(f"nothing journaled in {path} {what}", file=sys.stderr)
         return exitcodes.OK
     return _write(summaries, args.json, settings.schedule.timezone)
 
