@@ -44,10 +44,21 @@ def version() -> str:
         return "unknown (not installed: pip install -e .)"
 
 
+# --help is read by a user, not a developer: no source paths, no markup (the module docstring
+# above is the developers' map)
+DESCRIPTION = (
+    "An options trading bot for Interactive Brokers: dry run unless told otherwise. "
+    "Each command has its own --help."
+)
+EPILOG = (
+    "exit codes: 0 done, 1 internal error (a bug: the log has it), 2 bad command line or "
+    "settings, 3 cannot connect, 4 halted (the workers failed), 5 the journal could not be "
+    "written, 6 doctor: a check failed"
+)
+
+
 def build_parser(prog: str = "python -m supervisor") -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(prog=prog, description=DESCRIPTION, epilog=EPILOG)
     parser.add_argument("--version", action="version", version=f"{PACKAGE} {version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run = commands.add_parser("run", help="run trading cycles (dry run unless told otherwise)")

@@ -17,6 +17,18 @@ from supervisor.commands.options import (
 from supervisor.runtime.sessions import broker_session, run_supervisor, with_values
 
 SIM_INTERVAL_S = 5.0  # --sim without --interval
+# live is one of three keys and the settings file holds it: a flag cannot stand in for it, so
+# --mode does not offer it (docs/live-trading.md)
+FLAG_MODES = ("dry_run", "whatif")
+
+
+def flag_mode(value: str) -> str:
+    if value == "live":
+        raise argparse.ArgumentTypeError(
+            "live is not a --mode: live trading needs execution.mode: live in the settings "
+            "file, --live, and ibkr.account equal to the connected account"
+        )
+    return value
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,9 +53,10 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--mode",
-        choices=["dry_run", "whatif", "live"],
-        help="execution mode (default: the file's execution.mode, dry_run); "
-        "live is refused here: it is set in the settings file only",
+        type=flag_mode,
+        choices=FLAG_MODES,
+        help="execution mode (default: execution.mode, dry_run); live trading is set in "
+        "the settings file, with --live",
     )
     parser.add_argument(
         "--live",
