@@ -385,7 +385,10 @@ def test_whale_only_looks_back_lookback_bars() -> None:
     assert d.signal is Signal.BUY
 
 
-@pytest.mark.parametrize("ago_days, fires", [(0.0, False), (2.99, False), (3.0, True), (4.0, True)])
+# a negative age: the journal remembers a firing from a later day than the one replayed now
+@pytest.mark.parametrize(
+    "ago_days, fires", [(-10.0, True), (0.0, False), (2.99, False), (3.0, True), (4.0, True)]
+)
 def test_whale_debounce(ago_days: float, fires: bool) -> None:
     bars = hourly((102.5, 100.0, 102.0, 2000.0))
     d = whale_signal(bars, W, NOW, NOW - ago_days * DAY)

@@ -231,7 +231,9 @@ def whale_signal(
     if not s.enabled:
         return _hold("whale disabled")
     window = s.debounce_days * DAY_S
-    if last_fired_ts is not None and now_ts - last_fired_ts < window:
+    # a firing later than now (a replay of an earlier day on the same journal, a clock set
+    # back) debounces nothing: only one in the window before now does
+    if last_fired_ts is not None and 0 <= now_ts - last_fired_ts < window:
         ago_h = (now_ts - last_fired_ts) / 3600
         return _hold(f"whale debounced (fired {ago_h:.1f}h ago, window {s.debounce_days:g}d)")
 

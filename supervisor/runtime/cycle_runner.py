@@ -7,8 +7,10 @@
       --> the run over (or abandoned by a stop) --> what was not acted on is recorded
       --> record.end (durable) --> CycleSummary
 
-A ConnectionLost from the desk (its start of cycle, or acting on a result) is raised to the
-caller, which waits for the connection; the cycle's rows stay as far as they were written.
+A ConnectionLost from the desk's start of cycle is raised to the caller, which waits for the
+connection; the cycle's rows stay as far as they were written. One while acting on a result
+is the execution gate's: it answers an execution with status ``error`` (a live row stays
+``unconfirmed`` until the next start settles it), and the cycle goes on.
 """
 
 from __future__ import annotations
