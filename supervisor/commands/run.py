@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from zoneinfo import ZoneInfo
 
+from common.timetext import when
 from supervisor import exitcodes
 from supervisor.commands.options import (
     MARKET_ERRORS,
@@ -14,6 +17,7 @@ from supervisor.commands.options import (
     non_negative_float,
     non_negative_int,
 )
+from supervisor.runtime.clock import Clock
 from supervisor.runtime.sessions import broker_session, run_supervisor, with_values
 
 SIM_INTERVAL_S = 5.0  # --sim without --interval
@@ -86,9 +90,17 @@ def cmd_run(args: argparse.Namespace) -> int:
                 broker,
                 clock,
                 cli_live=args.live,
-                echo=lambda line: print(line, flush=True),
+                echo=cycle_echo(market, clock, ZoneInfo(used.schedule.timezone)),
                 wait_for_gateway=True,
             )
             return code
     except MARKET_ERRORS as exc:
         return market_error(exc)
+
+
+def cycle_echo(market: str, clock: Clock, zone: ZoneInfo) -> Callable[[str], None]:
+    """How a cycle line is printed: the stub's each say it is a simulated market and when
+    (plain ``run`` replays days of it in seconds: no line may pass for a real one)."""
+    if market != "stub":
+        return lambda line: print(line, flush=True)
+    return lambda line: print(f"{line} · simulated market {when(clock.now(), zone)}", flush=True)

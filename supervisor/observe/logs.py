@@ -10,6 +10,7 @@ attribute names it; its other ``extra`` fields become JSON keys.
 
 from __future__ import annotations
 
+import copy
 import logging
 import logging.handlers
 import math
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import TextIO
 
 from common.config import LoggingSettings
+from supervisor.observe.refusals import RefusalRepeats
 
 try:  # python-json-logger >= 3 moved the formatter
     from pythonjsonlogger.json import JsonFormatter
@@ -76,6 +78,23 @@ class TidyFloats(logging.Filter):
         return True
 
 
+class _Console(logging.StreamHandler[TextIO]):
+    """The console: a refusal repeated cycle after cycle is shown once, then counted."""
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__(stream)
+        self.repeats = RefusalRepeats()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        note = self.repeats.note(record)
+        if note is None:
+            return
+        if note:  # a copy: the other handlers see the record as it was logged
+            record = copy.copy(record)
+            record.msg, record.args = f"{record.getMessage()} [{note}]", None
+        super().emit(record)
+
+
 class LogService:
     """Owns the handlers and the listener that drains the workers' log queue."""
 
@@ -95,7 +114,7 @@ class LogService:
             file_handler.setFormatter(JsonFormatter(JSON_FIELDS))
             self.handlers.append(file_handler)
         if settings.console:
-            console_handler = logging.StreamHandler(console or sys.stderr)
+            console_handler = _Console(console or sys.stderr)
             console_handler.setFormatter(logging.Formatter(CONSOLE_FORMAT, "%H:%M:%S"))
             self.handlers.append(console_handler)
         for handler in self.handlers:
