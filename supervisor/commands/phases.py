@@ -29,6 +29,7 @@ from common.config import Settings
 from supervisor import exitcodes
 from supervisor.commands.check import run_check
 from supervisor.commands.options import MARKET_ERRORS, add_market_options, market_error
+from supervisor.observe.progress import cycle_echo
 from supervisor.observe.soak import COMPRESSED_BELOW_S, analyse, load_records, soak_thresholds
 from supervisor.observe.soak_render import format_report, plot
 from supervisor.runtime.sessions import broker_session, run_supervisor, with_values
@@ -150,10 +151,18 @@ def _run_phases(settings: Settings, args: argparse.Namespace, out: Path, broker_
         phase_settings = _phase_settings(settings, args, out, phase)
         for old in out.glob(f"{phase}.metrics.jsonl*"):  # a verdict speaks of this run only
             old.unlink()
-        with broker_session(
-            phase_settings, broker_name, args.scenario, out, args.start, args.sim_clock
-        ) as (b, c, used):
-            code, sup = run_supervisor(used, b, c, echo=_say, console=False)
+        planned = phase_settings.schedule
+        echo, bar = cycle_echo(
+            phase, sys.stderr, _say, cycles=planned.cycles, seconds=planned.max_runtime_s
+        )
+        try:
+            with broker_session(
+                phase_settings, broker_name, args.scenario, out, args.start, args.sim_clock
+            ) as (b, c, used):
+                code, sup = run_supervisor(used, b, c, echo=echo, console=False)
+        finally:
+            if bar is not None:
+                bar.close()
         _say(
             f"{phase}: exit {code}, {sup.cycles_done} cycles, "
             f"{sup.failed_symbols_total} failed symbols"
