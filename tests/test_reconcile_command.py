@@ -95,3 +95,30 @@ def test_orders_and_positions_not_the_bots_are_not_ours_unless_strict(
     foreign = [line.strip() for line in out.splitlines() if "not ours:" in line]
     assert len(foreign) == 2 and "40" in foreign[0] and "QQQ" in foreign[1]
     assert all(line.startswith("PROBLEM") == strict for line in foreign)
+
+
+# --- a journal that cannot be read is exit 2 (as report), not 3 (cannot connect) ------------
+
+
+@pytest.mark.parametrize("content", ["junk", "schema 3"])
+def test_a_journal_it_cannot_read_is_exit_2(tmp_path, capsys, content):
+    import sqlite3
+
+    from supervisor.journal.schema import MIGRATIONS
+
+    journal = tmp_path / "journal.sqlite"
+    if content == "junk":
+        journal.write_bytes(b"this is not sqlite, just some bytes long enough for a header" * 4)
+    else:  # older than a read-only open reads: run must migrate it first
+        raw = sqlite3.connect(journal, isolation_level=None)
+        for script in MIGRATIONS[:3]:
+            raw.executescript(script)
+        raw.execute("PRAGMA user_version = 3")
+        raw.close()
+    settings = Settings().model_copy(deep=True)
+    settings = settings.model_copy(
+        update={"execution": settings.execution.model_copy(update={"journal_path": str(journal)})}
+    )
+    done = asyncio.run(compare(ForeignBroker(), settings, FixedClock()))  # type: ignore[arg-type]
+    assert done == exitcodes.USAGE
+    assert "cannot read the journal" in capsys.readouterr().err

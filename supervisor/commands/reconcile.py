@@ -8,8 +8,9 @@ does not hold, rows the journal still follows that IBKR no longer lists, a gatew
 account is not the journal's or the settings' ibkr.account, which ``run`` would refuse). It
 changes nothing, at the broker or in the journal. Orders and positions that are not the bot's
 (the trader's own) are listed as "not ours": the bot leaves them alone, so they are no
-problem unless ``--strict``. Exit 0 when everything matches, 1 when there are problems, 2/3
-when it could not look.
+problem unless ``--strict``. Exit 0 when everything matches, 1 when there are problems, 2
+when there is no journal or it cannot be read (or bad settings), 3 when the broker cannot be
+reached. An older journal is read as it is, without migrating it (journal/schema.py).
 """
 
 from __future__ import annotations
@@ -70,7 +71,10 @@ async def compare(broker: Broker, settings: Settings, clock: Clock, strict: bool
         found.problems[:0] = account_problems(
             broker.managed_accounts(), owner[1] if owner else "", settings.ibkr.account
         )
-    except (BrokerError, JournalError, TimeoutError) as exc:
+    except JournalError as exc:  # as report: the journal, not the broker (exit 2)
+        print(f"cannot read the journal: {exc}", file=sys.stderr)
+        return exitcodes.USAGE
+    except (BrokerError, TimeoutError) as exc:
         print(f"reconcile failed: {exc}", file=sys.stderr)
         return exitcodes.CANNOT_CONNECT
     finally:

@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from supervisor.journal.rows import JournalError
-from supervisor.journal.schema import MIGRATIONS, SCHEMA_VERSION
+from supervisor.journal.schema import MIGRATIONS, READABLE_FROM, SCHEMA_VERSION, as_temporary
 
 log = logging.getLogger("supervisor.journal.store")
 
@@ -47,7 +47,8 @@ class Store:
 
     def prepare(self, readonly: bool) -> None:
         """Check the file, then migrate it (read-write): refused when damaged, written by
-        newer code, or (read-only) not migrated yet."""
+        newer code, or (read-only) older than ``READABLE_FROM`` (schema.py); read-only, the
+        tables of the migrations it lacks are read as empty and the file is not touched."""
         version = self.db.execute("PRAGMA user_version").fetchone()[0]
         if version:
             # a damaged file with a valid header would be read, and written into, as if whole;
@@ -67,11 +68,16 @@ class Store:
                 f"code's {SCHEMA_VERSION}; upgrade the bot or use another path"
             )
         if readonly:
-            if version != SCHEMA_VERSION:
+            # an older file whose later migrations only add tables is read as it is, those
+            # tables empty: report and reconcile work on it before run has migrated it
+            if version < READABLE_FROM:
                 raise JournalError(
                     f"{self.path}: schema version {version}, expected "
-                    f"{SCHEMA_VERSION}; open it read-write once to migrate"
+                    f"{READABLE_FROM} to {SCHEMA_VERSION}; open it read-write once "
+                    "(start the bot) to migrate"
                 )
+            for number in range(version + 1, SCHEMA_VERSION + 1):
+                self.db.executescript(as_temporary(number))
             return
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")

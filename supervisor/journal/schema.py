@@ -1,7 +1,16 @@
 """The journal's tables. Changes are appended to ``MIGRATIONS``, never edited: ``PRAGMA
-user_version`` counts those applied, and a file written by newer code is refused."""
+user_version`` counts those applied, and a file written by newer code is refused.
+
+A migration that only creates tables (and their indexes) is listed in ``ADDS_TABLES`` with
+the tables it creates. A file that lacks only such migrations is read without migrating it
+(``report``, ``reconcile``: a read-only open never writes) as if those tables were empty
+(``as_temporary``);
+``READABLE_FROM`` is the oldest version so read. A read-write open (``run``) migrates it.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 CONTRACT_COLUMNS = (
     "contract_symbol, expiry, strike, option_right, multiplier, exchange, trading_class"
@@ -87,6 +96,32 @@ CREATE TABLE strategy_memory (rule TEXT NOT NULL, symbol TEXT NOT NULL, ts REAL 
 """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)  # 6
+
+# migration number -> the tables it creates, for the migrations that do nothing else
+ADDS_TABLES: Mapping[int, tuple[str, ...]] = {
+    5: ("shares", "stock_seen"),
+    6: ("strategy_memory",),
+}
+
+
+def readable_from() -> int:
+    """The oldest version a read-only open accepts: every later migration only adds tables."""
+    version = SCHEMA_VERSION
+    while version > 1 and version in ADDS_TABLES:
+        version -= 1
+    return version
+
+
+READABLE_FROM = readable_from()  # 4
+
+
+def as_temporary(number: int) -> str:
+    """Migration ``number`` (one of ``ADDS_TABLES``) creating its tables, empty, in the
+    connection's temporary schema: a read-only open of an older file reads them as empty
+    (an unqualified name finds temp first), and the file is not touched."""
+    assert number in ADDS_TABLES, number
+    return MIGRATIONS[number - 1].replace("CREATE TABLE ", "CREATE TEMP TABLE ")
+
 
 POSITION_COLUMNS = (
     f"intent_id, symbol, {CONTRACT_COLUMNS}, quantity, entry_limit, "
