@@ -21,6 +21,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 
 from supervisor.broker.base import BrokerError
+from supervisor.journal.order_status import IllegalTransition
 from supervisor.observe.alerts import Alerter
 from supervisor.runtime.clock import Clock
 from supervisor.trading.desk import Desk
@@ -185,7 +186,7 @@ async def close_desk(desk: Desk, guard: ExpiryGuard | None, clock: Clock, alerte
     if guard is not None and desk.settings.execution.close_expiring_on_stop:
         try:
             await close_before_stop(clock, guard, desk.lock, alerter, connected)
-        except (BrokerError, TimeoutError, sqlite3.Error) as exc:
+        except (BrokerError, TimeoutError, sqlite3.Error, IllegalTransition) as exc:
             log.error(
                 "closing expiring positions at the stop failed: %s",
                 exc,
@@ -198,5 +199,5 @@ async def close_desk(desk: Desk, guard: ExpiryGuard | None, clock: Clock, alerte
             )
     try:
         await desk.close_out(clock.now())
-    except (BrokerError, TimeoutError, sqlite3.Error) as exc:
+    except (BrokerError, TimeoutError, sqlite3.Error, IllegalTransition) as exc:
         log.error("closing out the live book failed: %s", exc)

@@ -22,6 +22,7 @@ from common.messages import OrderIntent
 from supervisor.broker.base import Broker, BrokerError, EntriesStopped, OrderRejected
 from supervisor.journal.order_status import OrderStatus
 from supervisor.journal.store import Journal
+from supervisor.trading.order_moves import move_keeping_ids
 from supervisor.trading.risk import RiskDecision
 
 log = logging.getLogger("supervisor.trading.execution")
@@ -306,13 +307,16 @@ class Executor:
                 row, OrderStatus.UNCONFIRMED, ts, details={"error": str(exc)}
             )
             raise
-        self.journal.orders.update(
+        # IBKR works it now: a row that may not become submitted still gets its ids
+        move_keeping_ids(
+            self.journal,
+            intent.intent_id,
             row,
             OrderStatus.SUBMITTED,
             ts,
-            broker_order_id=placed.order_ids[0],
-            perm_id=placed.perm_ids[0],
-            details={"order_ids": list(placed.order_ids), "perm_ids": list(placed.perm_ids)},
+            {"order_ids": list(placed.order_ids), "perm_ids": list(placed.perm_ids)},
+            placed.order_ids[0],
+            placed.perm_ids[0],
         )
 
     def _rejected(

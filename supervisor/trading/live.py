@@ -28,6 +28,7 @@ from supervisor.trading.broker_refs import intent_ref, sent_at
 from supervisor.trading.live_adopt import FOLLOWED, adopt_bracket, find, is_ours
 from supervisor.trading.live_exits import EXIT_SUFFIX
 from supervisor.trading.live_positions import LivePositions
+from supervisor.trading.order_moves import move
 
 log = logging.getLogger("supervisor.trading.live")
 
@@ -101,12 +102,16 @@ class LiveBook:
             order = find(orders, row)
             if order is None:
                 if complete:
-                    self.journal.orders.update(row.id, OrderStatus.DONE, now_ts)
+                    move(self.journal, row.id, OrderStatus.DONE, now_ts)
                     self.positions.entry_gone(row.intent_id, now_ts)
                 continue
             if order.status in WORKING and row.status != OrderStatus.WORKING:
-                self.journal.orders.update(
-                    row.id, OrderStatus.WORKING, now_ts, details={"broker_status": order.status}
+                move(
+                    self.journal,
+                    row.id,
+                    OrderStatus.WORKING,
+                    now_ts,
+                    details={"broker_status": order.status},
                 )
             if row.intent_id.endswith(EXIT_SUFFIX):
                 continue  # a closing order before expiry is an exit: never cancelled here
@@ -149,7 +154,7 @@ class LiveBook:
                 extra={"event": "cancel_failed", "intent_id": row.intent_id},
             )
             return
-        self.journal.orders.update(row.id, OrderStatus.CANCELLED, now_ts, details={"cancel": why})
+        move(self.journal, row.id, OrderStatus.CANCELLED, now_ts, details={"cancel": why})
         log.warning(
             "entry %s (%s) cancelled: %s",
             order.order_id,

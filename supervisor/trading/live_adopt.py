@@ -38,6 +38,7 @@ from supervisor.journal.store import Journal
 from supervisor.trading.broker_refs import ADOPTED, Parts, bracket_parts, intent_from, intent_ref
 from supervisor.trading.live_exits import EXIT_SUFFIX
 from supervisor.trading.live_positions import intent_of
+from supervisor.trading.order_moves import move
 from supervisor.trading.risk import RiskDecision
 
 log = logging.getLogger("supervisor.trading.live_adopt")
@@ -189,7 +190,8 @@ def _follow(
                 now_ts,
                 details=details,
             )
-        journal.orders.update(
+        move(
+            journal,
             row_id,
             OrderStatus.WORKING,
             now_ts,
@@ -218,4 +220,4 @@ def _complete_ids(
         if both != known:
             merged[name] = both
     if merged:
-        journal.orders.update(row.id, row.status, now_ts, details=merged)
+        move(journal, row.id, row.status, now_ts, details=merged)

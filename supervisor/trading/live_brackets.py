@@ -37,6 +37,7 @@ from supervisor.trading.broker_refs import Parts, bracket_parts
 from supervisor.trading.live_adopt import FOLLOWED, find
 from supervisor.trading.live_exits import EXIT_SUFFIX, ExpiryExits
 from supervisor.trading.live_positions import LivePositions
+from supervisor.trading.order_moves import move
 
 log = logging.getLogger("supervisor.trading.live_brackets")
 
@@ -110,7 +111,8 @@ class BracketCheck:
             return
         for row in self.journal.orders.live(FOLLOWED):
             if row.intent_id == parts.intent_id and find([entry], row) is not None:
-                self.journal.orders.update(
+                move(
+                    self.journal,
                     row.id,
                     OrderStatus.CANCELLED,
                     now_ts,
@@ -222,9 +224,7 @@ class BracketCheck:
             known += [0] * (3 - len(known))
             known[place] = new
             ids[name] = known[:3]
-        self.journal.orders.update(
-            row.id, row.status, now_ts, details={**ids, "replaced_ts": now_ts}
-        )
+        move(self.journal, row.id, row.status, now_ts, details={**ids, "replaced_ts": now_ts})
 
 
 def _missing(parts: Parts) -> str:

@@ -27,6 +27,7 @@ from common.quotes import clean
 from supervisor.broker.base import Broker, BrokerError, BrokerPosition, OpenOrder
 from supervisor.journal.order_status import OrderStatus
 from supervisor.journal.store import Journal
+from supervisor.trading.order_moves import move
 from supervisor.trading.sessions import SessionBook
 
 log = logging.getLogger("supervisor.trading.live_exits")
@@ -117,7 +118,7 @@ class ExpiryExits:
             details={"exit": "expiry", "limit": bid},
         )
         order_id = await self.broker.place_order(contract, "SELL", quantity, bid, self.account, ref)
-        self.journal.orders.update(row, OrderStatus.SUBMITTED, now_ts, broker_order_id=order_id)
+        move(self.journal, row, OrderStatus.SUBMITTED, now_ts, broker_order_id=order_id)
         log.warning(
             "SELL %d x %s @ %.2f before its expiry (exit reason expiry)",
             quantity,

@@ -38,6 +38,7 @@ from supervisor.trading.live_adopt import (
     is_ours,
 )
 from supervisor.trading.live_positions import intent_of
+from supervisor.trading.order_moves import move
 
 log = logging.getLogger("supervisor.trading.live_reconcile")
 
@@ -150,9 +151,7 @@ def _unsure_rows(
     for row in journal.orders.live(UNSURE):
         if row.intent_id in refs:
             if adopt:  # filled already: its executions tell the rest
-                journal.orders.update(
-                    row.id, OrderStatus.DONE, now_ts, details={"adopted_ts": now_ts}
-                )
+                move(journal, row.id, OrderStatus.DONE, now_ts, details={"adopted_ts": now_ts})
             found.adopted.append(
                 f"{row.intent_id}: {row.status} row, found at IBKR "
                 "(an open order or an execution carries its orderRef)"
@@ -165,7 +164,8 @@ def _unsure_rows(
             )
             continue
         if adopt:
-            journal.orders.update(
+            move(
+                journal,
                 row.id,
                 OrderStatus.NOT_SENT,
                 now_ts,

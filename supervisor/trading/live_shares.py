@@ -34,6 +34,7 @@ from supervisor.journal.records import Position
 from supervisor.journal.shares import Shares, shares_id
 from supervisor.journal.store import Journal
 from supervisor.observe.alerts import Alerter
+from supervisor.trading.order_moves import move
 from supervisor.trading.sessions import SessionBook
 
 log = logging.getLogger("supervisor.trading.live_shares")
@@ -243,7 +244,7 @@ class ExercisedShares:
                 s.symbol, action, quantity, price, self.account, s.share_id
             )
         except BrokerError as exc:
-            self.journal.orders.update(row, OrderStatus.ERROR, now_ts, details={"error": str(exc)})
+            move(self.journal, row, OrderStatus.ERROR, now_ts, details={"error": str(exc)})
             log.error(
                 "%s %d %s for %s failed: %s",
                 action,
@@ -254,7 +255,7 @@ class ExercisedShares:
                 extra={"event": "shares_order_failed", "share_id": s.share_id},
             )
             return
-        self.journal.orders.update(row, OrderStatus.SUBMITTED, now_ts, broker_order_id=order_id)
+        move(self.journal, row, OrderStatus.SUBMITTED, now_ts, broker_order_id=order_id)
         log.warning(
             "%s %d %s @ %.2f: closing the shares exercised from %s",
             action,
@@ -288,9 +289,9 @@ class ExercisedShares:
                 executed.get(row.broker_order_id, 0.0) if row.broker_order_id is not None else 0.0
             )
             if done >= row.quantity:
-                self.journal.orders.update(row.id, OrderStatus.DONE, now_ts)
+                move(self.journal, row.id, OrderStatus.DONE, now_ts)
             elif row.status == OrderStatus.CANCELLING:
-                self.journal.orders.update(row.id, OrderStatus.CANCELLED, now_ts)
+                move(self.journal, row.id, OrderStatus.CANCELLED, now_ts)
             elif self.day_of(row.created_ts) == day:
                 blocked = True
                 self._once(
@@ -300,7 +301,7 @@ class ExercisedShares:
                     "longer listed and has not filled whole: no new order today",
                 )
             else:  # a DAY order of an earlier session: over (its fills were booked then)
-                self.journal.orders.update(row.id, OrderStatus.EXPIRED, now_ts)
+                move(self.journal, row.id, OrderStatus.EXPIRED, now_ts)
         return blocked
 
     async def _cancel(self, s: Shares, order: OpenOrder, why: str, now_ts: float) -> None:
@@ -311,7 +312,7 @@ class ExercisedShares:
             return
         for row in self.journal.orders.of_intent(s.share_id, "shares"):
             if row.broker_order_id == order.order_id and row.status == OrderStatus.SUBMITTED:
-                self.journal.orders.update(row.id, OrderStatus.CANCELLING, now_ts)
+                move(self.journal, row.id, OrderStatus.CANCELLING, now_ts)
         log.info(
             "order %s (%s) cancelled: %s; placed again once gone", order.order_id, s.share_id, why
         )
