@@ -268,6 +268,15 @@ def test_check_against_the_simulated_gateway(tmp_path):
     assert "window (11)" in done.stdout
 
 
+@pytest.mark.integration
+def test_check_of_a_symbol_the_gateway_does_not_know_says_so(tmp_path):
+    done = run(tmp_path, "check", "--sim", "--symbol", "SPYY")
+    assert done.returncode == 2, done.stdout + done.stderr[-3000:]  # a bad flag, not exit 3
+    assert "SPYY is unknown at the gateway (error 200" in done.stdout
+    assert "cannot connect" not in done.stdout + done.stderr
+    assert "Error" not in done.stdout + done.stderr and "Request" not in done.stderr
+
+
 def test_check_against_nothing_listening_fails_clearly(tmp_path):
     done = run(tmp_path, "check", "--broker", "ibkr", "--port", "1")
     assert done.returncode == 3
