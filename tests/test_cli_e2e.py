@@ -277,6 +277,14 @@ def test_check_of_a_symbol_the_gateway_does_not_know_says_so(tmp_path):
     assert "Error" not in done.stdout + done.stderr and "Request" not in done.stderr
 
 
+def test_a_run_whose_gateway_never_answers_leaves_no_empty_journal(tmp_path):
+    config = tmp_path / "settings.yaml"
+    config.write_text("ibkr:\n  connect_wait_s: 0.5\n")
+    done = run(tmp_path, "run", "--config", str(config), "--broker", "ibkr", "--port", "1")
+    assert done.returncode == 3, done.stderr[-2000:]
+    assert not list((tmp_path / "var").glob("journal-*"))
+
+
 def test_check_against_nothing_listening_fails_clearly(tmp_path):
     done = run(tmp_path, "check", "--broker", "ibkr", "--port", "1")
     assert done.returncode == 3

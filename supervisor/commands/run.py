@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from common.timetext import when
@@ -17,6 +18,8 @@ from supervisor.commands.options import (
     non_negative_float,
     non_negative_int,
 )
+from supervisor.journal.rows import JournalError
+from supervisor.journal.store import Journal
 from supervisor.runtime.clock import Clock
 from supervisor.runtime.sessions import broker_session, run_supervisor, with_values
 
@@ -85,6 +88,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         with broker_session(
             settings, market, args.scenario, start=args.start, sim_clock=args.sim_clock
         ) as (broker, clock, used):
+            journal = Path(used.execution.journal_path)
+            fresh = not journal.exists()
             code, _ = run_supervisor(
                 used,
                 broker,
@@ -93,6 +98,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                 echo=cycle_echo(market, clock, ZoneInfo(used.schedule.timezone)),
                 wait_for_gateway=True,
             )
+            if fresh:
+                drop_if_empty(journal)
             return code
     except MARKET_ERRORS as exc:
         return market_error(exc)
@@ -104,3 +111,18 @@ def cycle_echo(market: str, clock: Clock, zone: ZoneInfo) -> Callable[[str], Non
     if market != "stub":
         return lambda line: print(line, flush=True)
     return lambda line: print(f"{line} · simulated market {when(clock.now(), zone)}", flush=True)
+
+
+def drop_if_empty(path: Path) -> bool:
+    """Remove the journal this run created if it holds nothing (no account, no day: the
+    gateway never answered, or a stop came first), so no empty journal is left for
+    ``report`` to trip over. True if it was removed."""
+    try:
+        with Journal(path, readonly=True) as journal:
+            empty = journal.owner() is None and journal.latest_day() is None
+    except JournalError:
+        return False  # not ours to judge: left as it is
+    if empty:
+        for part in (path, Path(f"{path}-wal"), Path(f"{path}-shm"), Path(f"{path}.lock")):
+            part.unlink(missing_ok=True)
+    return empty
