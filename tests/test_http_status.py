@@ -63,10 +63,11 @@ def test_health_says_why_and_metrics_carry_every_figure() -> None:
         code, text = _get(port, "/metrics")
         samples = _samples(text)
         assert code == 200
-        assert samples["ibkr_bot_cycles"] == 7 and samples["ibkr_bot_cycle_seconds"] == 0.42
+        assert samples["ibkr_bot_cycles_total"] == 7 and samples["ibkr_bot_cycle_seconds"] == 0.42
         assert samples["ibkr_bot_symbols_failed"] == 1 and samples["ibkr_bot_day_pnl"] == -12.5
-        assert samples['ibkr_bot_broker{stat="pacing_waits_total"}'] == 4
-        assert samples['ibkr_bot_broker{stat="errors.100"}'] == 0
+        assert samples['ibkr_bot_broker_events_total{stat="pacing_waits"}'] == 4
+        assert samples['ibkr_bot_broker{stat="lines_in_use"}'] == 6
+        assert samples['ibkr_bot_ibkr_messages_total{code="100",kind="error"}'] == 0
         assert samples["ibkr_bot_rss_bytes"] > 1e6
         assert _get(port, "/")[0] == 404
         with pytest.raises(StatusPortError, match=f"monitoring.http_port {port}"):
@@ -126,8 +127,12 @@ def test_metrics_during_a_sim_run(tmp_path: Path) -> None:
         bot.send_signal(signal.SIGTERM)
         bot.wait(timeout=30)
     assert code == 200 and samples["ibkr_bot_up"] == 1
-    assert samples["ibkr_bot_cycles"] >= 2 and samples["ibkr_bot_cycle_seconds"] > 0
-    assert samples['ibkr_bot_broker{stat="messages_sent_total"}'] > 0
-    assert 'ibkr_bot_broker{stat="pacing_waits_total"}' in samples
+    assert samples["ibkr_bot_cycles_total"] >= 2 and samples["ibkr_bot_cycle_seconds"] > 0
+    # every cycle in the histogram, though the status is published once a second
+    assert samples["ibkr_bot_cycle_duration_seconds_count"] == samples["ibkr_bot_cycles_total"]
+    assert samples['ibkr_bot_broker_events_total{stat="messages_sent"}'] > 0
+    assert 'ibkr_bot_broker_events_total{stat="pacing_waits"}' in samples
+    assert samples['ibkr_bot_process_rss_bytes{process="worker-1",role="worker"}'] > 1e6
+    assert samples["process_resident_memory_bytes"] > 1e6
     assert 'ibkr_bot_broker{stat="lines_in_use"}' in samples
     assert bot.returncode == 0

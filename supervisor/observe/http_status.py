@@ -3,8 +3,8 @@
     supervisor loop --publish(Status) after every cycle and every second--> StatusServer
         GET /healthz  JSON: state, connected, last cycle age, kill switch (HTTP 503 when
                       unhealthy: also while waiting for the gateway)
-        GET /metrics  Prometheus text (prometheus_client): cycles, symbols, the broker's
-                      pacing / lines / errors, open positions, day P&L, RSS
+        GET /metrics  Prometheus text (prometheus_client): counters, the cycle-time
+                      histogram and gauges (supervisor/observe/exposition.py), process_*
 
 The server runs on its own thread and only reads the last published Status (a frozen
 dataclass replaced whole), so a slow or hostile scraper never touches the loop's state.
@@ -23,7 +23,6 @@ import errno
 import http.server
 import json
 import logging
-import math
 import os
 import socket
 import sys
@@ -33,8 +32,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import psutil
-from prometheus_client import CollectorRegistry, Gauge, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    GCCollector,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from supervisor.observe.exposition import CycleTotals, StatusCollector
 
 HOST = "127.0.0.1"  # never another address: the endpoint says what the account is doing
 STALE_AFTER_S = 600.0  # /healthz: a cycle older than this (market open) is unhealthy
@@ -70,6 +77,8 @@ class Status:
     open_positions: int = 0
     day_pnl: float | None = None
     broker: dict[str, float] = field(default_factory=dict)
+    totals: CycleTotals = CycleTotals()  # every cycle so far: the counters and the histogram
+    processes: tuple[tuple[str, int], ...] = ()  # (supervisor | worker-N, pid): RSS per role
 
     def health(self, now_mono: float) -> dict[str, Any]:
         age = None if self.last_cycle_mono is None else round(now_mono - self.last_cycle_mono, 1)
@@ -132,7 +141,19 @@ class StatusServer:
         self.read_timeout_s = read_timeout_s
         self._status = Status()
         self._server: _Server | None = None
-        self._process = psutil.Process()
+        # one registry for the server's life: the counters' Monotonic state lives in it
+        self._registry = CollectorRegistry(auto_describe=True)
+        self._registry.register(
+            StatusCollector(
+                lambda: self._status,
+                lambda: (self.gate.refused, self.gate.dropped),
+                _rss_bytes,
+                self._age_s,
+            )
+        )
+        ProcessCollector(registry=self._registry)  # process_* of the supervisor
+        PlatformCollector(registry=self._registry)  # python_info
+        GCCollector(registry=self._registry)  # python_gc_*
 
     def publish(self, status: Status) -> None:
         self._status = status  # one reference swap: the reader sees the old or the new
@@ -159,58 +180,19 @@ class StatusServer:
         return self._status.health(time.monotonic())
 
     def metrics(self) -> bytes:
-        status, registry = self._status, CollectorRegistry()
+        return bytes(generate_latest(self._registry))
 
-        def gauge(name: str, text: str, value: float | None) -> None:
-            if value is not None and math.isfinite(value):
-                Gauge(f"ibkr_bot_{name}", text, registry=registry).set(value)
+    def _age_s(self, status: Status) -> float | None:
+        if status.last_cycle_mono is None:
+            return None
+        return time.monotonic() - status.last_cycle_mono
 
-        gauge("up", "1 while connected to the broker", float(status.connected))
-        gauge(
-            "market_open", "1 while the first symbol's session is open", float(status.market_open)
-        )
-        gauge("kill_switch", "1 once the daily loss limit halted new entries", float(status.halted))
-        gauge("cycles", "cycles completed in this run", float(status.cycles))
-        gauge("cycle_seconds", "the last cycle's duration", status.cycle_seconds)
-        gauge(
-            "last_cycle_age_seconds",
-            "seconds since the last cycle ended",
-            None if status.last_cycle_mono is None else time.monotonic() - status.last_cycle_mono,
-        )
-        gauge("symbols_ok", "symbols that reported in the last cycle", float(status.symbols_ok))
-        gauge(
-            "symbols_failed", "symbols that failed in the last cycle", float(status.symbols_failed)
-        )
-        gauge(
-            "symbols_skipped",
-            "symbols skipped (no decision) in the last cycle",
-            float(status.symbols_skipped),
-        )
-        gauge(
-            "open_positions",
-            "positions open or pending in the journal",
-            float(status.open_positions),
-        )
-        gauge("day_pnl", "today's P&L in the account currency", status.day_pnl)
-        gauge(
-            "rss_bytes", "the supervisor's resident memory", float(self._process.memory_info().rss)
-        )
-        gauge(
-            "http_refused_total",
-            "status connections refused: over the cap, or shed for want of file descriptors",
-            float(self.gate.refused),
-        )
-        broker = Gauge(
-            "ibkr_bot_broker",
-            "the broker adapter's own measures (pacing, "
-            "market-data lines, IBKR error codes, reconnects)",
-            ["stat"],
-            registry=registry,
-        )
-        for name, value in sorted(status.broker.items()):
-            if math.isfinite(value):
-                broker.labels(stat=name).set(value)
-        return bytes(generate_latest(registry))
+
+def _rss_bytes(pid: int) -> float | None:
+    try:
+        return float(psutil.Process(pid).memory_info().rss)
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return None  # a worker gone between the publish and the scrape
 
 
 class _Server(http.server.ThreadingHTTPServer):

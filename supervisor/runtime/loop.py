@@ -115,10 +115,19 @@ class Supervisor:
         self.watcher: MonitorLoop | None = None
         self.http: StatusServer | None = None
         self.feed = StatusFeed(
-            settings, broker, lambda: self.last_cycle, lambda: self.cycles_done, lambda: self.desk
+            settings,
+            broker,
+            lambda: self.last_cycle,
+            lambda: self.cycles_done,
+            lambda: self.desk,
+            self._worker_pids,
         )
         self.by_signal = False
         self._disconnects: list[float] = []
+
+    def _worker_pids(self) -> dict[str, int]:
+        workers = list(self.pool.workers.values())  # a copy: read on the loop, built here
+        return {f"worker-{w.worker_id}": w.pid for w in workers if w.pid is not None}
 
     def _market_day(self) -> date:
         return trading_day(self.clock.now(), calendar_tz(self.settings.schedule))
@@ -309,7 +318,7 @@ class Supervisor:
         assert self.runner is not None
         summary = await self.runner.run()
         self.last_cycle = CycleFigures.of(summary)
-        self.feed.last_cycle_mono = time.monotonic()
+        self.feed.cycle_ended(summary)
         self.cycles_done += 1
         self.failed_symbols_total += len(summary.failed)
         return summary

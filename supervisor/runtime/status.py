@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,7 @@ from common.config import Settings
 from supervisor import exitcodes
 from supervisor.broker.base import Broker
 from supervisor.observe.alerts import Alerter
+from supervisor.observe.exposition import CycleTotals
 from supervisor.observe.http_status import Status, StatusServer
 from supervisor.observe.systemd import notify, watchdog_interval_s
 from supervisor.runtime.cycle import CycleSummary
@@ -97,8 +99,10 @@ class StatusFeed:
         last_cycle: Callable[[], CycleFigures | None],
         cycles_done: Callable[[], int],
         desk: Callable[[], Desk | None],
+        workers: Callable[[], dict[str, int]] = dict,
     ) -> None:
         self.settings = settings
+        self.workers = workers  # worker-N -> pid, for the RSS per role on /metrics
         self.broker = broker
         self.last_cycle = last_cycle
         self.cycles_done = cycles_done
@@ -107,6 +111,20 @@ class StatusFeed:
         self.phase = "starting"  # starting | waiting for gateway | trading: see say()
         self.announced = asyncio.Event()  # READY=1 said: systemd's watchdog runs from then on
         self.last_cycle_mono: float | None = None
+        self.totals = CycleTotals()  # every cycle of the run, counted (counters, histogram)
+
+    def cycle_ended(self, summary: CycleSummary) -> None:
+        """Told once per cycle, on the loop: its end time, and its figures counted."""
+        self.last_cycle_mono = time.monotonic()
+        skipped = sum(1 for r in summary.results if r.ok and r.skipped)
+        failed = len(summary.failed)
+        self.totals = self.totals.add(
+            summary.seconds,
+            decided=len(summary.results) - failed - skipped,
+            skipped=skipped,
+            failed=failed,
+            decisions=[(d.accepted, d.rule) for d in summary.decisions],
+        )
 
     def say(self, phase: str, status: str) -> None:
         """The phase for /healthz, and systemd's READY=1 with STATUS=: the bot is up and doing
@@ -166,6 +184,8 @@ class StatusFeed:
             open_positions=len(desk.journal.open_positions()) if desk is not None else 0,
             day_pnl=pnl,
             broker=dict(self.broker.stats()),
+            totals=self.totals,
+            processes=(("supervisor", os.getpid()), *sorted(self.workers().items())),
         )
 
 
