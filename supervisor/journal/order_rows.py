@@ -72,7 +72,7 @@ class OrderRows:
     ) -> int:
         """A new order row (dry-run, what-if, live or shares); returns its row id."""
         status = OrderStatus(status)
-        check_initial(status, f"order of {intent_id}")
+        check_initial(mode, status, f"order of {intent_id}")
         with self._store.tx(True) as db:
             cur = db.execute(
                 "INSERT INTO orders (intent_id, mode, status, quantity, "
@@ -126,13 +126,14 @@ class OrderRows:
     ) -> bool:
         with self._store.tx(True) as db:
             row = db.execute(
-                f"SELECT id, intent_id, status, details, broker_order_id FROM orders "
+                f"SELECT id, intent_id, mode, status, details, broker_order_id FROM orders "
                 f"WHERE {where} ORDER BY id DESC LIMIT 1",
                 (key,),
             ).fetchone()
             if row is None:
                 return False
             check_transition(
+                row["mode"],
                 OrderStatus(row["status"]),
                 OrderStatus(status),
                 f"order row {row['id']} ({row['intent_id']})",

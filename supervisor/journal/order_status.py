@@ -13,12 +13,15 @@
     shares    submitted -> cancelling -> cancelled | done
               submitted -> done | expired (a DAY order of an earlier day) | error
 
-A row keeping its status is always allowed (its details or ids change). What works at the
-broker outranks the row (live_adopt.py), so a row that said over or refused may become
-working again; a row that never left (not_sent, error) or was only simulated never changes.
-An illegal change is a bug: ``IllegalTransition`` names both states and the row, and nothing
-is written. The values are the strings the journal has always stored: old files read as
-before.
+The check is keyed by the row's mode and status, as this table: a live row never goes to
+cancelling, expired or error, a share order's row is never working, and each mode starts only
+in its own first statuses (``INITIAL``). A row keeping its status is always allowed (its
+details or ids change). What works at the broker outranks the row (live_adopt.py), so a row
+that said over or refused may become working again; a row that never left (not_sent, error)
+or was only simulated never changes. An illegal change is a bug: ``IllegalTransition`` names
+both states, the mode and the row, and nothing is written; where the broker drives the change
+it is said once and the row skipped (trading/order_moves.py). The values are the strings the
+journal has always stored: old files read as before.
 """
 
 from __future__ import annotations
@@ -44,27 +47,36 @@ class OrderStatus(StrEnum):
 
 
 S = OrderStatus
+NONE: frozenset[OrderStatus] = frozenset()
 
-# the statuses a new row may be written with
-INITIAL: frozenset[OrderStatus] = frozenset(
-    {S.SIMULATED, S.CHECKED, S.ERROR, S.SENDING, S.SUBMITTED, S.WORKING, S.DONE}
-)
+# an order row's mode (order_rows.OrderMode) -> the statuses a new row may be written with
+INITIAL: Mapping[str, frozenset[OrderStatus]] = {
+    "dry_run": frozenset({S.SIMULATED, S.ERROR}),
+    "whatif": frozenset({S.CHECKED, S.ERROR}),
+    "live": frozenset({S.SENDING, S.SUBMITTED, S.WORKING, S.DONE}),
+    "shares": frozenset({S.SUBMITTED}),
+}
 
-# status -> the other statuses it may change to (keeping one's status is always allowed)
-TRANSITIONS: Mapping[OrderStatus, frozenset[OrderStatus]] = {
-    S.SIMULATED: frozenset(),
-    S.CHECKED: frozenset(),
-    S.ERROR: frozenset(),
-    S.NOT_SENT: frozenset(),
-    S.EXPIRED: frozenset(),
-    S.SENDING: frozenset({S.SUBMITTED, S.REJECTED, S.UNCONFIRMED, S.NOT_SENT, S.WORKING, S.DONE}),
-    S.UNCONFIRMED: frozenset({S.WORKING, S.DONE, S.NOT_SENT}),
-    S.REJECTED: frozenset({S.WORKING}),  # ib_insync may call refused what IBKR works
-    S.SUBMITTED: frozenset({S.WORKING, S.DONE, S.CANCELLED, S.CANCELLING, S.EXPIRED, S.ERROR}),
-    S.WORKING: frozenset({S.DONE, S.CANCELLED}),
-    S.CANCELLING: frozenset({S.CANCELLED, S.DONE}),
-    S.CANCELLED: frozenset({S.WORKING}),  # a cancel that did not take
-    S.DONE: frozenset({S.WORKING}),  # listed again at IBKR: revived
+# mode -> status -> the other statuses it may change to (keeping one's status is always
+# allowed; a status a mode does not list changes to nothing)
+TRANSITIONS: Mapping[str, Mapping[OrderStatus, frozenset[OrderStatus]]] = {
+    "dry_run": {},  # simulated, or error: never changes
+    "whatif": {},  # checked, or error: never changes
+    "live": {
+        S.SENDING: frozenset(
+            {S.SUBMITTED, S.REJECTED, S.UNCONFIRMED, S.NOT_SENT, S.WORKING, S.DONE}
+        ),
+        S.UNCONFIRMED: frozenset({S.WORKING, S.DONE, S.NOT_SENT}),
+        S.REJECTED: frozenset({S.WORKING}),  # ib_insync may call refused what IBKR works
+        S.SUBMITTED: frozenset({S.WORKING, S.DONE, S.CANCELLED}),
+        S.WORKING: frozenset({S.DONE, S.CANCELLED}),
+        S.CANCELLED: frozenset({S.WORKING}),  # a cancel that did not take
+        S.DONE: frozenset({S.WORKING}),  # listed again at IBKR: revived
+    },
+    "shares": {
+        S.SUBMITTED: frozenset({S.CANCELLING, S.DONE, S.EXPIRED, S.ERROR}),
+        S.CANCELLING: frozenset({S.CANCELLED, S.DONE}),
+    },
 }
 
 
@@ -72,15 +84,20 @@ class IllegalTransition(ValueError):
     """An order row asked to change to a status its current one does not allow."""
 
 
-def check_initial(status: OrderStatus, what: str) -> None:
-    if status not in INITIAL:
-        raise IllegalTransition(f"{what}: a new order row cannot start as {status.value!r}")
+def check_initial(mode: str, status: OrderStatus, what: str) -> None:
+    if status not in INITIAL.get(mode, NONE):
+        raise IllegalTransition(f"{what}: a new {mode} order row cannot start as {status.value!r}")
 
 
-def check_transition(old: OrderStatus, new: OrderStatus, what: str) -> None:
-    """Raises ``IllegalTransition`` naming both states and ``what`` (the row)."""
-    if new != old and new not in TRANSITIONS[old]:
+def allowed(mode: str, old: OrderStatus) -> frozenset[OrderStatus]:
+    """The statuses a ``mode`` row in ``old`` may change to (besides keeping ``old``)."""
+    return TRANSITIONS.get(mode, {}).get(old, NONE)
+
+
+def check_transition(mode: str, old: OrderStatus, new: OrderStatus, what: str) -> None:
+    """Raises ``IllegalTransition`` naming both states, the mode and ``what`` (the row)."""
+    if new != old and new not in allowed(mode, old):
         raise IllegalTransition(
-            f"{what}: status {old.value!r} cannot change to {new.value!r} "
-            f"(allowed: {', '.join(sorted(TRANSITIONS[old])) or 'none'})"
+            f"{what}: status {old.value!r} cannot change to {new.value!r} for a {mode} order "
+            f"(allowed: {', '.join(sorted(allowed(mode, old))) or 'none'})"
         )
