@@ -313,7 +313,9 @@ def test_an_order_gone_unseen_is_not_sent_again_the_same_day(tmp_path):
     assert len(broker.stock_orders) == 1
     cycle(desk, at(13, 9, 31))
     assert len(broker.stock_orders) == 2
-    statuses = [r.status for r in journal.orders.of_intent(journal.shares.held()[0].share_id, "shares")]
+    statuses = [
+        r.status for r in journal.orders.of_intent(journal.shares.held()[0].share_id, "shares")
+    ]
     assert statuses == ["expired", "submitted"]
 
 
