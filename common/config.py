@@ -339,6 +339,9 @@ class MonitoringSettings(Model):
     memory_growth_alert_mb_per_h: float = Field(50.0, gt=0)
     # the status endpoint on 127.0.0.1: /healthz and /metrics (Prometheus); 0 = off
     http_port: int = Field(0, ge=0, le=65_535)
+    # the bearer token of POST /api/pause|resume|flatten|kill (``${ENV}`` allowed); unset: a
+    # new one at each start in control.token beside the journal (mode 0600)
+    control_token: SecretStr | None = None
 
 
 class AlertsSettings(Model):

@@ -9,6 +9,8 @@
     init      supervisor/commands/init.py      a first settings file (paper, dry run)
     chaos     supervisor/commands/chaos.py     N cycles against the simulator under faults
     doctor    supervisor/commands/doctor.py    a gateway checked step by step, each failure's fix
+    pause, resume, flatten, kill
+              supervisor/commands/control.py   the running bot's controls (its status port)
 
 User mistakes (a bad file, a bad flag) print what is wrong and where, and exit 2 with no
 traceback; exit codes live in supervisor.exitcodes. ``ibkr-bot`` (installed with the package)
@@ -24,6 +26,8 @@ from importlib import metadata
 from supervisor import exitcodes
 from supervisor.commands.chaos import add_chaos_arguments, cmd_chaos
 from supervisor.commands.check import cmd_check
+from supervisor.commands.control import HELP as CONTROLS
+from supervisor.commands.control import add_control_arguments, cmd_control
 from supervisor.commands.doctor import add_doctor_arguments, cmd_doctor
 from supervisor.commands.init import add_init_arguments, cmd_init
 from supervisor.commands.options import add_market_options, load
@@ -107,6 +111,8 @@ def build_parser(prog: str = "python -m supervisor") -> argparse.ArgumentParser:
         "doctor", help="check a gateway step by step: ok, warn or fail, each failure's fix"
     )
     add_doctor_arguments(doctor)
+    for action, text in CONTROLS.items():
+        add_control_arguments(commands.add_parser(action, help=text))
     return parser
 
 
@@ -131,6 +137,8 @@ def main(argv: list[str] | None = None, prog: str = "python -m supervisor") -> i
         return cmd_chaos(args)
     if args.command == "doctor":
         return cmd_doctor(args)
+    if args.command in CONTROLS:
+        return cmd_control(args)
     if args.command == "phases":
         settings = load(args)
         return exitcodes.USAGE if settings is None else cmd_phases(args, settings)

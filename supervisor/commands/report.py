@@ -173,6 +173,12 @@ def _risk(s: Mapping[str, Any], zone: ZoneInfo) -> list[str]:
         f"{'' if a['key'] is None else ' [' + a['key'] + ']'}: {a['text']}"
         for a in alerts
     ]
+    controls: Sequence[Mapping[str, Any]] = s.get("controls", ())
+    lines += [f"controls: {len(controls)}"] if controls else []
+    lines += [
+        f"  {_time(c['ts'], zone)} {c['action']} by {c['source']} from {c['peer']}: {c['result']}"
+        for c in controls
+    ]
     return lines
 
 

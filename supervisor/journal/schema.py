@@ -94,13 +94,21 @@ CREATE TABLE stock_seen (symbol TEXT PRIMARY KEY, quantity REAL NOT NULL, ts REA
 CREATE TABLE strategy_memory (rule TEXT NOT NULL, symbol TEXT NOT NULL, ts REAL NOT NULL,
     PRIMARY KEY (rule, symbol));
 """,
+    # 7: the trader's controls (pause, resume, flatten, kill): who asked, when, from where, and
+    # what came of it; the latest pause or resume is restored at start (journal/control_rows.py)
+    """
+CREATE TABLE controls (id INTEGER PRIMARY KEY, day TEXT NOT NULL, ts REAL NOT NULL,
+    action TEXT NOT NULL, source TEXT NOT NULL, peer TEXT NOT NULL, result TEXT NOT NULL);
+CREATE INDEX controls_day ON controls (day);
+""",
 )
-SCHEMA_VERSION = len(MIGRATIONS)  # 6
+SCHEMA_VERSION = len(MIGRATIONS)  # 7
 
 # migration number -> the tables it creates, for the migrations that do nothing else
 ADDS_TABLES: Mapping[int, tuple[str, ...]] = {
     5: ("shares", "stock_seen"),
     6: ("strategy_memory",),
+    7: ("controls",),
 }
 
 

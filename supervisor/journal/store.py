@@ -35,6 +35,7 @@ from pathlib import Path
 
 from common.messages import OrderIntent
 from supervisor.journal.commits import SqlValue, Store
+from supervisor.journal.control_rows import ControlRows
 from supervisor.journal.follow import Follow, connect, connect_readonly
 from supervisor.journal.lock import JournalLock
 from supervisor.journal.order_rows import OrderRows
@@ -63,8 +64,8 @@ class Journal:
 
     One ``store`` (the connection, its transactions, the rows that wait) and the parts that
     write through it: ``orders`` (order_rows.py), ``shares`` (shares.py), ``strategy``
-    (strategy_rows.py); cycles, signals, intents, decisions, positions, the day's state and
-    alerts are written here."""
+    (strategy_rows.py), ``controls`` (control_rows.py); cycles, signals, intents, decisions,
+    positions, the day's state and alerts are written here."""
 
     def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
         self.path = Path(path)
@@ -81,6 +82,7 @@ class Journal:
         self.orders = OrderRows(self.store)
         self.shares = ShareRows(self.store)
         self.strategy = StrategyRows(self.store)
+        self.controls = ControlRows(self.store)
         try:
             self.store.prepare(readonly)
         except sqlite3.DatabaseError as exc:
@@ -463,7 +465,9 @@ class Journal:
     def day_summary(self, day: str) -> DaySummary:
         """Everything the report renders for ``day`` (supervisor/journal/summary.py)."""
         self.store.flush()
-        return day_summary(self.store.db, day, self._day_positions(day), self.day_state(day))
+        summary = day_summary(self.store.db, day, self._day_positions(day), self.day_state(day))
+        summary["controls"] = self.controls.day(day)
+        return summary
 
 
 def _int(value: SqlValue) -> int:

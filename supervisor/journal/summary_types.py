@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 from typing import NotRequired, TypedDict
 
+from supervisor.journal.control_rows import ControlRow
+
 
 def num(x: float | None) -> float | None:
     """A figure as JSON holds it: NaN and infinities are None."""
@@ -150,3 +152,4 @@ class DaySummary(TypedDict):
     kill_switch: KillSwitch
     alerts: list[Alert]
     broker: BrokerFigures | None
+    controls: NotRequired[list[ControlRow]]  # pause, resume, flatten, kill of the day

@@ -5,6 +5,8 @@
                       unhealthy: also while waiting for the gateway)
         GET /metrics  Prometheus text (prometheus_client): counters, the cycle-time
                       histogram and gauges (supervisor/observe/exposition.py), process_*
+        POST /api/pause|resume|flatten|kill  the trader's controls, with a bearer token
+                      (``control``: set by runtime/controls.py, which hands them to the loop)
 
 The server runs on its own thread and only reads the last published Status (a frozen
 dataclass replaced whole), so a slow or hostile scraper never touches the loop's state.
@@ -28,6 +30,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -141,6 +144,9 @@ class StatusServer:
         self.read_timeout_s = read_timeout_s
         self._status = Status()
         self._server: _Server | None = None
+        # POST /api/<action>: (action, Authorization, X-Control-Source, peer) -> (code, JSON)
+        # (runtime/controls.py: the token checked, the control handed to the loop)
+        self.control: Callable[[str, str, str, str], tuple[int, bytes]] | None = None
         # one registry for the server's life: the counters' Monotonic state lives in it
         self._registry = CollectorRegistry(auto_describe=True)
         self._registry.register(
@@ -321,6 +327,22 @@ def _handler(server: StatusServer) -> type[http.server.BaseHTTPRequestHandler]:
                 self._send(200, CONTENT_TYPE_LATEST, server.metrics())
             else:
                 self._send(404, "text/plain", b"try /healthz or /metrics\n")
+
+        def do_POST(self) -> None:  # noqa: N802 - the http.server API
+            length = self.headers.get("Content-Length", "0")
+            # a control has no body worth reading: what is sent is read (a little) and dropped
+            self.rfile.read(min(int(length), 4096) if length.isdigit() else 0)
+            path = self.path.split("?")[0]
+            if server.control is None or not path.startswith("/api/"):
+                self._send(404, "text/plain", b"no controls here\n")
+                return
+            code, body = server.control(
+                path.removeprefix("/api/"),
+                self.headers.get("Authorization", ""),
+                self.headers.get("X-Control-Source", "http"),
+                f"{self.client_address[0]}:{self.client_address[1]}",
+            )
+            self._send(code, "application/json", body)
 
         def _send(self, code: int, kind: str, body: bytes) -> None:
             self.send_response(code)

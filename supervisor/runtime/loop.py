@@ -37,6 +37,7 @@ from supervisor.observe.http_status import StatusPortError, StatusServer
 from supervisor.observe.metrics import Monitor
 from supervisor.observe.systemd import notify
 from supervisor.runtime.clock import Clock
+from supervisor.runtime.controls import attach as attach_controls
 from supervisor.runtime.cycle import CycleSummary
 from supervisor.runtime.cycle_runner import CycleRunner
 from supervisor.runtime.expiry_timer import close_desk, sleep_between_cycles
@@ -56,6 +57,7 @@ from supervisor.runtime.status import (
 from supervisor.runtime.symbol_runs import PoolSymbols
 from supervisor.runtime.universe import NoKnownSymbols, Universe
 from supervisor.runtime.waits import unless_stopped, wait_for_market, wait_for_reconnect
+from supervisor.trading.controls import Controls
 from supervisor.trading.cycle_record import CycleRecord
 from supervisor.trading.desk import Desk
 from supervisor.trading.execution import Executor, ModeNotAvailable, live_refusal
@@ -227,6 +229,8 @@ class Supervisor:
         ):
             return False
         executor = await self._open_desk(self.journal)
+        assert self.desk is not None
+        attach_controls(self.http, self.settings, Controls(self.desk, self.alerter), self.clock.now)
         self._watch()
         self._say_ready(executor.mode)
         return True

@@ -23,7 +23,7 @@ from common.messages import OrderIntent
 from supervisor.broker.base import Broker, BrokerError
 from supervisor.journal.records import Position
 from supervisor.journal.store import Journal
-from supervisor.trading.paper import open_from, settle, step
+from supervisor.trading.paper import flatten, open_from, settle, step
 from supervisor.trading.sessions import SessionBook
 
 log = logging.getLogger("supervisor.trading.book")
@@ -75,6 +75,22 @@ class PaperBook:
         marked = [p for p in active if now_ts < closes[p.intent_id]]
         if marked:
             await self._step(marked, closes, now_ts, day)
+
+    async def flatten(self, now_ts: float, day: str) -> list[Position]:
+        """Every active position out at once (the trader's flatten): pending entries
+        cancelled, open ones sold at the bid; what is left for want of a bid is returned."""
+        active = self.active()
+        if not active:
+            return []
+        try:
+            quotes = await self.broker.option_quotes(tuple({p.contract for p in active}))
+        except BrokerError as exc:
+            log.warning("flatten: no quotes for %d positions: %s", len(active), exc)
+            quotes = ()
+        by_key = {q.contract.key: q for q in quotes}
+        for p in active:
+            self._save(p, flatten(p, by_key.get(p.contract.key), now_ts), day)
+        return self.active()
 
     async def _close_of(self, p: Position, now_ts: float) -> float:
         close = await self.sessions.expiry_close(p.symbol, p.contract.expiry, now_ts)

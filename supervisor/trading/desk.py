@@ -65,6 +65,8 @@ class Desk:
         self.lock = asyncio.Lock()  # acting on a result and the expiry guard: one at a time
         self.journal_watch = JournalWatch(journal, alerter)
         self.book = book(self)
+        # the trader's pause (trading/controls.py): journaled, so it holds across a restart
+        self.paused = journal.controls.paused()
 
     def day_of(self, ts: float) -> str:
         return self.sessions.day_of(ts).isoformat()
@@ -95,7 +97,11 @@ class Desk:
             self.state = self._restore_day(day, account.net_liquidation)
         valued = await self.book.value(account, now_ts, day)
         self.state = replace(
-            self.state, equity=valued.equity, journal_lost=lost, daily_pnl=valued.daily_pnl
+            self.state,
+            equity=valued.equity,
+            journal_lost=lost,
+            daily_pnl=valued.daily_pnl,
+            paused=self.paused,
         )
         breached, why, _ = daily_loss(self.state, self.settings.risk)
         if breached and not self.state.halted:
@@ -129,6 +135,7 @@ class Desk:
             self.journal.orders_count(day),
             self.journal.sent_intents(day),
             saved.halted,
+            paused=self.paused,
         )
 
     def trip(self, why: str, ts: float, key: str = "daily_loss") -> None:
@@ -147,6 +154,16 @@ class Desk:
             )
             if self.alerter is not None:
                 self.alerter.send("kill_switch", f"Kill switch tripped: {why}")
+
+    def pause(self, paused: bool) -> None:
+        """The trader's pause or resume: the risk step reads it from the next intent on."""
+        self.paused = paused
+        if self.state is not None:
+            self.state = replace(self.state, paused=paused)
+
+    async def flatten(self, now_ts: float) -> str:
+        """Working entries cancelled and every position closed (the caller holds ``lock``)."""
+        return await self.book.flatten(now_ts)
 
     # --- after the cycle --------------------------------------------------------------------
 

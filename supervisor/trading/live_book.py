@@ -243,6 +243,21 @@ class LivePositionBook:
             )
         return False  # an exit order may be working for what is left: live_exits says
 
+    async def flatten(self, now_ts: float) -> str:
+        """The trader's flatten: our working entries cancelled, and every option position this
+        bot bought sold with a DAY limit at the bid (the expiry exit's sale, ``close_now``:
+        its bracket's exits cancelled first, the sale placed once they are gone)."""
+        await self.orders.step(now_ts, halted=True, why="flatten")
+        ours = self.desk.journal.bought_contracts()
+        held = [
+            ours[key]
+            for p in self.desk.broker.positions()
+            if p.sec_type == "OPT" and p.quantity > 0 and (key := contract_key(p)) in ours
+        ]
+        self.exits.close_now.update(held)
+        await self.exits.step(now_ts)
+        return f"entries cancelled, {len(held)} position(s) closing with limit orders at the bid"
+
     # --- at exit ----------------------------------------------------------------------------
 
     async def close_out(self, now_ts: float) -> None:

@@ -153,6 +153,20 @@ def step(
     return _step_open(p, market, ts)
 
 
+def flatten(p: Position, quote: OptionQuote | None, ts: float) -> Position:
+    """The trader's flatten (supervisor/trading/controls.py): a pending entry is cancelled,
+    an open position sold at the bid (exit reason ``closed``); with no bid it stays held (the
+    next cycle's exits go on)."""
+    if not p.active:
+        return p
+    if p.status == "pending":
+        return _close(p, ts, "cancelled", None)
+    market = _market(quote)
+    if market.bid is None:
+        return p
+    return _close(p, ts, "closed", market.bid)
+
+
 def settle(p: Position, underlying_close: float, ts: float) -> Position:
     """A position still active after its expiry's close: an open one settles at its intrinsic
     value from the underlying's regular-session close that day (exercised if in the money,

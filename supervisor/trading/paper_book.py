@@ -117,5 +117,11 @@ class PaperPositions:
         await self.book.drive(now_ts, self._day_of(now_ts), only_due=True)
         return True  # what is left is held for want of a bid: no order is working for it
 
+    async def flatten(self, now_ts: float) -> str:
+        before = len(self.book.active())
+        left = await self.book.flatten(now_ts, self._day_of(now_ts))
+        held = f", {len(left)} held for want of a bid" if left else ""
+        return f"{before - len(left)} paper position(s) closed at the bid or cancelled{held}"
+
     async def close_out(self, now_ts: float) -> None:
         return None  # paper positions stay in the journal; the next start picks them up

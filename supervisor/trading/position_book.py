@@ -112,6 +112,10 @@ class PositionBook(Protocol):
         """The exits due now (``due``: their contract keys), without a cycle; True when what
         is still inside its window afterwards is held for want of a bid."""
 
+    async def flatten(self, now_ts: float) -> str:
+        """The trader's flatten: working entries cancelled, every position closed (paper: at
+        the bid; live: closing limit orders); what was done, said in a line."""
+
     async def close_out(self, now_ts: float) -> None:
         """At exit: what must be done before the process goes (live: entries cancelled,
         the last fills booked, what stays working said)."""

@@ -1,8 +1,9 @@
 """The central risk check: sizing and the rules every intent passes. Pure, no I/O.
 
 Rules, in the order they are checked (the first that refuses decides):
-journal lost (the journal file was deleted or replaced under the running bot), kill switch,
-daily loss limit, market hours (the symbol's own regular session), entry window
+paused (the trader's pause: ``python -m supervisor pause`` or POST /api/pause), journal lost
+(the journal file was deleted or replaced under the running bot), kill switch, daily loss
+limit, market hours (the symbol's own regular session), entry window
 (not in the first minutes after the open nor the last before the close), expiry (too little
 left before the contract's expiry close), duplicate (sent today by the journal's record, or
 live: named by an order or execution at the broker), already positioned (one position per
@@ -45,6 +46,8 @@ class RiskState:
     at_broker: frozenset[str] = frozenset()
     # what became of the journal file this run writes to ("" while it is still at its path)
     journal_lost: str = ""
+    # the trader's pause (supervisor/trading/controls.py): no new entry until a resume
+    paused: bool = False
 
 
 @dataclass(frozen=True)
@@ -123,6 +126,8 @@ def _gates(
     ctx: RiskContext,
 ) -> None:
     """The rules that refuse outright, whatever the size."""
+    if state.paused:  # first: a trader who paused wants no entry, whatever else holds
+        raise _Refusal("paused", "paused by the trader: no new entry until resume")
     if state.journal_lost:
         raise _Refusal(
             "journal_lost",
