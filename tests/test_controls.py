@@ -17,7 +17,7 @@ import pytest
 
 from supervisor.journal.store import Journal
 from supervisor.observe.http_status import StatusServer
-from supervisor.runtime.controls import ControlGate, read_token, start_token, token_path
+from supervisor.runtime.controls import attach, read_token, start_token, token_path
 from supervisor.trading.controls import Controls
 from supervisor.trading.paper import flatten, open_from
 from supervisor.trading.risk import RiskState, evaluate
@@ -131,16 +131,18 @@ def test_a_wrong_or_missing_token_is_refused_401_and_counted(tmp_path: Path) -> 
 
     journal = on_loop(lambda: Journal(tmp_path / "journal.sqlite"))
     desk = FakeDesk(journal)
-    gate = ControlGate("s3cret", loop, Controls(desk, None), lambda: 5.0)  # type: ignore[arg-type]
+    settings = make_settings(tmp_path, monitoring={"control_token": "s3cret"})
     server = StatusServer(0)
-    server.control = gate.handle
     port = server.start()
+    controls = Controls(desk, None)  # type: ignore[arg-type]
+    gate = on_loop(lambda: attach(server, settings, controls, lambda: 5.0))
     try:
         assert _post(port, "pause", None)[0] == 401
         assert _post(port, "pause", "wrong")[0] == 401
         assert _post(port, "kill", "s3cret!")[0] == 401
         # Then nothing changed, and each refusal was counted
         assert gate.refused == 3 and desk.done == []
+        assert b"ibkr_bot_control_refused_total 3.0" in server.metrics()
         assert on_loop(lambda: journal.controls.day("2026-12-01")) == []
         # With the token: acted on the loop's thread, journaled, answered
         code, body = _post(port, "pause", "s3cret")

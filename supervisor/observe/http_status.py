@@ -43,6 +43,7 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
 
 from supervisor.observe.exposition import CycleTotals, StatusCollector
 
@@ -187,6 +188,10 @@ class StatusServer:
 
     def metrics(self) -> bytes:
         return bytes(generate_latest(self._registry))
+
+    def add_collector(self, collector: Collector) -> None:
+        """More families on /metrics (runtime/controls.py: the controls refused)."""
+        self._registry.register(collector)
 
     def _age_s(self, status: Status) -> float | None:
         if status.last_cycle_mono is None:

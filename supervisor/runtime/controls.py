@@ -3,7 +3,8 @@ supervisor's event loop.
 
     POST /api/<action> (http_status.py, a thread per connection)
         --> ControlGate.handle: the bearer token checked (a wrong or missing one: 401, counted
-            in ``refused``, logged, nothing changed)
+            in ``refused``, on /metrics as ibkr_bot_control_refused_total, logged, nothing
+            changed)
         --> asyncio.run_coroutine_threadsafe onto the loop: Controls.apply (trading/controls.py)
             runs there, never on the HTTP thread; the answer waited for up to WAIT_S (a
             flatten waits for the desk's lock: a cycle acting may hold it), else 202
@@ -22,9 +23,12 @@ import logging
 import os
 import secrets
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Protocol
+
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from common.config import Settings
 from supervisor.trading.controls import ACTIONS, Control, Controls
@@ -43,6 +47,8 @@ class ControlServer(Protocol):
 
     port: int
     control: Handler | None
+
+    def add_collector(self, collector: Collector) -> None: ...
 
 
 def token_path(settings: Settings) -> Path:
@@ -137,6 +143,20 @@ class ControlGate:
         return await self.controls.apply(control, self.now())
 
 
+class RefusedCollector(Collector):
+    """``ibkr_bot_control_refused_total``: control requests refused for their token."""
+
+    def __init__(self, gate: ControlGate) -> None:
+        self.gate = gate
+
+    def collect(self) -> Iterator[Metric]:
+        yield CounterMetricFamily(
+            "ibkr_bot_control_refused",
+            "control requests refused (401): a wrong or missing token",
+            value=self.gate.refused,
+        )
+
+
 def _body(**fields: str) -> bytes:
     return json.dumps(fields).encode() + b"\n"
 
@@ -152,6 +172,7 @@ def attach(
         return None
     gate = ControlGate(start_token(settings), asyncio.get_running_loop(), controls, now)
     server.control = gate.handle
+    server.add_collector(RefusedCollector(gate))
     where = "monitoring.control_token" if configured_token(settings) else token_path(settings)
     log.info(
         "controls on POST http://127.0.0.1:%d/api/pause|resume|flatten|kill (token: %s)",
