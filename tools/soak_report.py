@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(report.to_dict(), indent=2) if args.json else format_report(report))
     if args.plot is not None:
         try:
-            plot(records, args.plot, thresholds.warmup_s, report.verdict)
+            plot(records, args.plot, report)
         except OSError as exc:
             print(
                 f"soak_report: cannot write the plot {args.plot}: {exc.strerror}", file=sys.stderr

@@ -190,6 +190,6 @@ def _verdict(args: argparse.Namespace, out: Path) -> int:
     _say(text)
     (out / "soak_report.txt").write_text(text + "\n")
     if args.plot:
-        plot(records, Path(args.plot), thresholds.warmup_s, verdict.verdict)
+        plot(records, Path(args.plot), verdict)
         _say(f"plot written to {args.plot}")
     return 0 if verdict.passed else 1  # FAIL and INCOMPLETE alike

@@ -354,9 +354,8 @@ def _checks(report: Report, thresholds: Thresholds) -> list[Check]:
             )
         )
     else:
-        limit = (
-            f"{thresholds.max_rss_slope_kb_per_h:g} KB/h and {thresholds.max_rss_growth_kb:g} KB"
-        )
+        slope, budget = thresholds.max_rss_slope_kb_per_h, thresholds.max_rss_growth_kb
+        limit = f"{_figure(slope)} KB/h and {_figure(budget)} KB"
         problems = [_memory_problem(p, thresholds) for p in judged]
         leaking = [p for p in problems if p]
         checks.append(
@@ -371,7 +370,7 @@ def _checks(report: Report, thresholds: Thresholds) -> list[Check]:
         checks.append(Check("buffer growth", "SKIP", "no *_bytes buffer measures recorded"))
     else:
         grown = [b for b in bytes_levels if b.growth > thresholds.max_buffer_growth_kb]
-        limit = f"{thresholds.max_buffer_growth_kb:g} KB"
+        limit = f"{_figure(thresholds.max_buffer_growth_kb)} KB"
         checks.append(
             Check(
                 "buffer growth",
@@ -407,14 +406,19 @@ def _memory_problem(p: ProcessStats, thresholds: Thresholds) -> str:
     if slope > thresholds.max_rss_slope_kb_per_h:
         return (
             f"{p.name} (pid {p.pid}) RSS grows {slope:.0f} KB/h > "
-            f"{thresholds.max_rss_slope_kb_per_h:g} KB/h"
+            f"{_figure(thresholds.max_rss_slope_kb_per_h)} KB/h"
         )
     if growth > thresholds.max_rss_growth_kb:
         return (
             f"{p.name} (pid {p.pid}) RSS grew {growth:.0f} KB after warm-up > "
-            f"{thresholds.max_rss_growth_kb:g} KB"
+            f"{_figure(thresholds.max_rss_growth_kb)} KB"
         )
     return ""
+
+
+def _figure(value: float) -> str:
+    """A limit as a person reads it: 5494552, not 5.49455e+06; 0.5 stays 0.5."""
+    return f"{value:.0f}" if abs(value) >= 100 else f"{value:g}"
 
 
 def _is_number(value: Any) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from supervisor.observe.soak import Report, _rss_lines, _series, is_counter
+from supervisor.observe.soak import Report
 
 
 def format_report(report: Report) -> str:
@@ -13,8 +13,8 @@ def format_report(report: Report) -> str:
     lines = [
         f"soak report: {len(report.files)} file(s), {report.records} records, "
         f"{report.malformed_lines} malformed line(s) skipped",
-        f"duration: {_hms(report.duration_s)} (warm-up {t.warmup_s:g} s excluded from slopes "
-        f"and growth)",
+        f"duration: {_hms(report.duration_s)} (warm-up {seconds(t.warmup_s)} excluded from "
+        f"slopes and growth)",
         f"cycles: {report.cycles}, time p50 {_s(report.cycle_p50_s)} p95 "
         f"{_s(report.cycle_p95_s)} max {_s(report.cycle_max_s)}; symbols ok "
         f"{report.symbols_ok} failed {report.symbols_failed}",
@@ -55,11 +55,15 @@ def _hms(seconds: float) -> str:
     return f"{whole // 3600}h{whole % 3600 // 60:02d}m{whole % 60:02d}s"
 
 
+def seconds(value: float) -> str:
+    """A duration to the precision a person reads: 0.17 s, 4.2 s, 300 s."""
+    if value >= 10:
+        return f"{value:.0f} s"
+    return f"{value:.1f} s" if value >= 1 else f"{value:.2f} s"
+
+
 def _s(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f} s"
-
-
-MAX_COUNT_LINES = 8  # level series drawn beside the buffers; more would be an unreadable key
 
 
 def time_unit(span_s: float) -> tuple[str, float]:
@@ -69,49 +73,17 @@ def time_unit(span_s: float) -> tuple[str, float]:
     return ("minutes", 60.0) if span_s < 3 * 3600 else ("hours", 3600.0)
 
 
-def plot(
-    records: list[dict[str, Any]], out: Path, warmup_s: float = 0.0, verdict: str = ""
-) -> None:
-    """RSS per process (top); buffer levels (bottom: _bytes in KB left, the levels that
-    moved on the right); the verdict in the title, the warm-up marked."""
+def plot(records: list[dict[str, Any]], out: Path, report: Report) -> None:
+    """The verdict drawn where it is judged, written to ``out`` (PNG, see soak_plot.draw)."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only: no display needed on a server
     import matplotlib.pyplot as plt
 
-    start = records[0]["ts"] if records else 0.0
-    span_s = records[-1]["ts"] - start if records else 0.0
-    unit, per = time_unit(span_s)
+    from supervisor.observe.soak_plot import draw
 
-    def at(points: list[tuple[float, float]]) -> list[float]:
-        return [(ts - start) / per for ts, _ in points]
-
-    fig, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(12, 8))
-    counts = bottom.twinx()  # counts (tickers, requests) would vanish beside byte sizes
-    palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    counts.set_prop_cycle(color=palette[3:] + palette[:3])  # not the byte lines' colours
-    for (name, pid), points in _rss_lines(records).items():
-        top.plot(at(points), [v / 1024 for _, v in points], label=f"{name} (pid {pid})")
-    levels = []
-    for name, points in sorted(_series(records, "buffers").items()):
-        if name.endswith("_bytes") and not is_counter(name):
-            bottom.plot(at(points), [v / 1024 for _, v in points], label=f"{name} (KB)")
-        elif not is_counter(name) and len({v for _, v in points}) > 1:
-            levels.append((name, points))  # a level that never moved says nothing here
-    for name, points in levels[:MAX_COUNT_LINES]:
-        counts.plot(at(points), [v for _, v in points], "--", label=name)
-    title = f"soak over {_hms(span_s)}, {len(records)} samples"
-    fig.suptitle(title + (f" · verdict: {verdict}" if verdict else ""), fontsize="large")
-    top.set_ylabel("RSS (MB)")
-    bottom.set_ylabel("buffer size (KB)")
-    counts.set_ylabel("count (levels that moved)")
-    bottom.set_xlabel(f"{unit} since the first sample (dotted: end of warm-up)")
-    for axes in (top, bottom):
-        axes.axvline(warmup_s / per, color="grey", linewidth=0.8, linestyle=":")
-        axes.grid(alpha=0.3)
-    for axes, where in ((top, "upper left"), (bottom, "upper left"), (counts, "upper right")):
-        if axes.get_legend_handles_labels()[0]:
-            axes.legend(fontsize="small", loc=where, framealpha=0.8)
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    fig = draw(records, report)
+    try:
+        fig.savefig(out, dpi=110, bbox_inches="tight")  # the labels right of the axes too
+    finally:
+        plt.close(fig)
