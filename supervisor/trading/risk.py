@@ -134,7 +134,9 @@ def _gates(
             f"{state.journal_lost}: no new entry until the bot is restarted on a journal",
         )
     if state.halted:
-        raise _Refusal("kill_switch", "daily loss limit tripped earlier today")
+        raise _Refusal(
+            "kill_switch", "the kill switch tripped earlier today (daily loss, net short or kill)"
+        )
     breached, why, values = daily_loss(state, risk)
     if breached:
         raise _Refusal("daily_loss_limit", why, values)
