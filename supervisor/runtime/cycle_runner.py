@@ -1,6 +1,7 @@
 """One cycle, as the supervisor's loop, the benchmark's baseline and a replay run it.
 
-    universe --> desk.begin_cycle --> record.start --> tasks (sessions, the strategy's memory)
+    universe --> desk.begin_cycle (under desk.lock: a control's flatten waits for it)
+      --> record.start --> tasks (sessions, the strategy's memory)
       --> symbols.start(tasks).dispatch()   (the worker pool, or this process: symbol_runs.py)
       --> each result as it arrives: recorded, then acted on under desk.lock (the expiry
           guard's runs wait for it); the cycle's executions so far count in the risk caps
@@ -73,7 +74,8 @@ class CycleRunner:
     async def run(self) -> CycleSummary:
         started, now = time.monotonic(), self.clock.now()
         symbols = await self.universe()  # the venue asked once, here
-        state = await self.desk.begin_cycle(now)  # ConnectionLost here skips the cycle
+        async with self.desk.lock:  # a control's flatten never meets the book half-driven
+            state = await self.desk.begin_cycle(now)  # ConnectionLost here skips the cycle
         self.cycles_run += 1
         cycle = Cycle(self.cycles_run, state.day, started)
         self.record.start(cycle.cycle_id, cycle.day, now)

@@ -383,6 +383,8 @@ class Supervisor:
         logs flush last (the CLI closes them). Each step runs whatever the one before did."""
         self.stop.set()
         notify("STOPPING=1")
+        if self.http is not None:
+            self.http.control = None  # no control from here on: the desk is being closed
         for task in list(self._serving):
             task.cancel()
         for name, running in self._background.items():
