@@ -115,7 +115,11 @@ def _post(port: int, action: str, token: str | None) -> tuple[int, dict[str, str
         with urllib.request.urlopen(request, timeout=10) as answer:
             return answer.status, json.loads(answer.read())
     except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
+        body = exc.read()
+        try:
+            return exc.code, json.loads(body)
+        except ValueError:
+            return exc.code, {"text": body.decode()}
 
 
 def test_a_wrong_or_missing_token_is_refused_401_and_counted(tmp_path: Path) -> None:
@@ -134,6 +138,7 @@ def test_a_wrong_or_missing_token_is_refused_401_and_counted(tmp_path: Path) -> 
     settings = make_settings(tmp_path, monitoring={"control_token": "s3cret"})
     server = StatusServer(0)
     port = server.start()
+    assert _post(port, "pause", "s3cret")[0] == 503  # not attached yet: the bot is starting
     controls = Controls(desk, None)  # type: ignore[arg-type]
     gate = on_loop(lambda: attach(server, settings, controls, lambda: 5.0))
     try:

@@ -338,8 +338,11 @@ def _handler(server: StatusServer) -> type[http.server.BaseHTTPRequestHandler]:
             # a control has no body worth reading: what is sent is read (a little) and dropped
             self.rfile.read(min(int(length), 4096) if length.isdigit() else 0)
             path = self.path.split("?")[0]
-            if server.control is None or not path.startswith("/api/"):
-                self._send(404, "text/plain", b"no controls here\n")
+            if not path.startswith("/api/"):
+                self._send(404, "text/plain", b"controls are POST /api/<action>\n")
+                return
+            if server.control is None:  # before the desk is open, or stopping
+                self._send(503, "text/plain", b"controls are taken once the bot trades\n")
                 return
             code, body = server.control(
                 path.removeprefix("/api/"),
