@@ -202,7 +202,7 @@ def test_a_live_flatten_cancels_entries_then_sells_what_is_held_at_the_bid(tmp_p
     from tests.test_desk import CALL, NOW
     from tests.test_live_desk import CancellingBroker, cycle, result, spy_intent
 
-    class Selling(CancellingBroker):  # type: ignore[misc]
+    class Selling(CancellingBroker):
         def __init__(self, settings: Any) -> None:
             super().__init__(settings)
             self.sold: list[tuple[str, str, int, float, str]] = []

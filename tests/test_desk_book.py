@@ -81,6 +81,10 @@ class FakeBook:
     async def run_exits(self, now_ts: float, due: set[str], halted: bool) -> bool:
         return True
 
+    async def flatten(self, now_ts: float) -> str:
+        self.calls.append("flatten")
+        return "flattened"
+
     async def close_out(self, now_ts: float) -> None:
         self.calls.append("close_out")
 

@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 matplotlib = pytest.importorskip("matplotlib")
@@ -15,10 +16,19 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 
 from supervisor.observe.soak import Thresholds, analyse  # noqa: E402
 from supervisor.observe.soak_plot import draw  # noqa: E402
 from supervisor.observe.soak_render import format_report, plot, seconds  # noqa: E402
+
+
+def _xy(line: Line2D) -> tuple[list[float], list[float]]:
+    """A line's points as floats (matplotlib types them as any array-like)."""
+    xs = np.asarray(line.get_xdata(), dtype=float)
+    ys = np.asarray(line.get_ydata(), dtype=float)
+    return [float(x) for x in xs], [float(y) for y in ys]
+
 
 START_TS = 1_767_886_200.0  # a fixed instant: nothing here reads the clock
 STEP_S = 30.0
@@ -82,11 +92,11 @@ def test_the_verdict_is_drawn_where_it_is_judged() -> None:
         memory = fig.axes[0]
         budget_mb = 16_384 / 1024
         assert any(  # the budget line at +16 MB on the memory axes
-            list(line.get_ydata()) == [budget_mb, budget_mb] for line in memory.lines
+            _xy(line)[1] == [budget_mb, budget_mb] for line in memory.lines
         )
         fitted = [line for line in memory.lines if line.get_linestyle() == "--"]
         assert len(fitted) == 1  # the leaker's fitted slope, over its steady state only
-        xs, ys = fitted[0].get_data()
+        xs, ys = _xy(fitted[0])
         assert xs[0] == pytest.approx(300 / 60)  # minutes: from the end of the warm-up
         rise_mb = (ys[1] - ys[0]) * 1024
         assert rise_mb / ((xs[1] - xs[0]) / 60) == pytest.approx(leaker.slope_kb_per_h)
@@ -98,7 +108,7 @@ def test_flat_series_are_said_not_drawn_and_the_key_is_outside() -> None:
     fig, texts = _drawn(soak())
     try:
         memory = fig.axes[0]
-        drawn = [line for line in memory.lines if len(line.get_xdata()) > 2]
+        drawn = [line for line in memory.lines if len(_xy(line)[0]) > 2]
         assert len(drawn) == 1  # only worker-3: the flat processes are not lines
         joined = "\n".join(texts)
         assert "supervisor (pid 100): flat, 41.2 MB ± 20 KB · PASS" in joined
@@ -126,7 +136,7 @@ def test_a_pass_says_what_passed_and_the_png_is_written(tmp_path: Path) -> None:
         title = fig.get_suptitle()
         assert title.startswith("soak over 2h00m00s, 241 samples: PASS")
         assert "memory: 4 process(es) within 1024 KB/h and 16384 KB" in title
-        assert not [line for line in fig.axes[0].lines if len(line.get_xdata()) > 2]
+        assert not [line for line in fig.axes[0].lines if len(_xy(line)[0]) > 2]
     finally:
         plt.close(fig)
     out = tmp_path / "soak.png"
