@@ -248,3 +248,24 @@ def test_the_healthcheck_asks_healthz_on_the_settings_port(
     settings.write_text("broker: ibkr\n")  # no port: nothing to ask, said
     assert entry.healthcheck(str(settings)) == 1
     assert "monitoring.http_port is not set" in capsys.readouterr().out
+
+
+def test_the_healthcheck_reads_the_port_as_the_bot_does(
+    tmp_path: Path,
+    healthz: tuple[int, list[int]],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # the bot's loader takes a quoted port and ${VAR}; a raw YAML read said "not set" and
+    # kept a serving bot unhealthy forever
+    port, _ = healthz
+    entry = _entrypoint()
+    settings = tmp_path / "settings.yaml"
+    settings.write_text(f'monitoring:\n  http_port: "{port}"\n')
+    assert entry.healthcheck(str(settings)) == 0
+    monkeypatch.setenv("STATUS_PORT", str(port))
+    settings.write_text("monitoring:\n  http_port: ${STATUS_PORT}\n")
+    assert entry.healthcheck(str(settings)) == 0
+    monkeypatch.delenv("STATUS_PORT")  # the bot refuses this file: so does the check, saying why
+    assert entry.healthcheck(str(settings)) == 1
+    assert "${STATUS_PORT} is not set" in capsys.readouterr().out

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""The container's entry point and health check (stdlib and PyYAML only; the Dockerfile
-installs it as /usr/local/bin/ibkr-bot-entrypoint).
+"""The container's entry point and health check (the Dockerfile installs it as
+/usr/local/bin/ibkr-bot-entrypoint, beside the installed bot, whose settings loader it uses).
 
     ibkr-bot-entrypoint run --config /data/settings.yaml ...   runs `ibkr-bot run ...`
     ibkr-bot-entrypoint --healthcheck                           asks /healthz (HEALTHCHECK)
@@ -89,7 +89,10 @@ def park(code: int, why: str) -> int:
 
 def healthcheck(config: str) -> int:
     """0 when /healthz answers 200; 1 otherwise, saying why (docker inspect shows it)."""
-    port = status_port(Path(config))
+    port, problem = status_port(Path(config))
+    if problem:
+        print(problem)
+        return 1
     if port <= 0:
         print(f"monitoring.http_port is not set in {config}: no /healthz to ask")
         return 1
@@ -104,16 +107,18 @@ def healthcheck(config: str) -> int:
     return 1
 
 
-def status_port(config: Path) -> int:
-    """monitoring.http_port from the settings file (0, off, when absent or unreadable)."""
-    import yaml  # the bot's own dependency, so in the image; only the health check needs it
+def status_port(config: Path) -> tuple[int, str]:
+    """(monitoring.http_port, '') as the bot reads it, or (0, why the file cannot be read).
+
+    Read by the bot's own loader (installed in the image): the same YAML rules, ${VAR}
+    expansion and validation, so a quoted "9108" or ${STATUS_PORT} is the port the bot serves
+    on; a raw YAML read disagreed with the bot and kept a healthy bot unhealthy forever."""
+    from common.settings_file import ConfigError, load_settings
 
     try:
-        raw = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
-        port = (raw.get("monitoring") or {}).get("http_port", 0)
-    except (OSError, yaml.YAMLError, AttributeError):
-        return 0
-    return port if isinstance(port, int) else 0
+        return load_settings(config).monitoring.http_port, ""
+    except ConfigError as exc:  # the bot refuses these settings too (exit 2: parked)
+        return 0, f"{config}: " + "; ".join(exc.problems)
 
 
 if __name__ == "__main__":
