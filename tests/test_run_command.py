@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from supervisor.commands.cli import main
 from supervisor.commands.run import cycle_echo, drop_if_empty
 from supervisor.journal.store import Journal
 
@@ -41,3 +42,17 @@ def test_an_empty_journal_is_removed_and_one_with_a_day_is_kept(tmp_path: Path) 
     assert drop_if_empty(empty) and not empty.exists()
     assert not list(tmp_path.glob("journal-ibkr*"))  # its WAL, index and lock too
     assert not drop_if_empty(used) and used.exists()
+
+
+@pytest.mark.parametrize("command", ["run", "check", "doctor", "reconcile"])
+def test_a_state_folder_that_cannot_be_made_is_exit_2_naming_it(
+    tmp_path: Path, command: str, capsys
+) -> None:
+    # `var` is a file where the state folder should be: mkdir fails before any process starts
+    (tmp_path / "settings.yaml").write_text("broker: stub\n", encoding="utf-8")
+    (tmp_path / "var").write_text("not a folder\n", encoding="utf-8")
+    code = main([command, "--sim", "--config", str(tmp_path / "settings.yaml")])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert f"cannot write the simulator's files in {tmp_path / 'var'}" in err
+    assert "Traceback" not in err and "make that folder writable" in err

@@ -16,7 +16,7 @@ from common.config import Settings
 from common.settings_file import ConfigError, load_settings, reparsed
 from supervisor import exitcodes
 from supervisor.observe.logs import LogPathError
-from supervisor.runtime.sessions import SessionStartError, SimStartError
+from supervisor.runtime.sessions import SessionStartError, SimFolderError, SimStartError
 from workers.strategy import StrategyLoadError, load_strategy
 
 
@@ -178,13 +178,16 @@ def load(args: argparse.Namespace, overrides: bool = True) -> Settings | None:
     return None
 
 
-MARKET_ERRORS = (SessionStartError, SimStartError, LogPathError)
+MARKET_ERRORS = (SessionStartError, SimStartError, SimFolderError, LogPathError)
 
 
 def market_error(exc: Exception) -> int:
     """Say why the market (or the log beside it) could not be had; the exit code that fits."""
     if isinstance(exc, SessionStartError):
         print(f"--start: {exc}", file=sys.stderr)
+        return exitcodes.USAGE
+    if isinstance(exc, SimFolderError):
+        print(exc, file=sys.stderr)
         return exitcodes.USAGE
     if isinstance(exc, LogPathError):
         print(f"invalid settings: {exc}", file=sys.stderr)

@@ -30,11 +30,12 @@ from supervisor.observe.logs import LogService
 from supervisor.runtime.clock import Clock, ClockFile, PinnedClock, SimClock, WallClock
 from supervisor.runtime.cycle import CycleSummary
 from supervisor.runtime.loop import Supervisor
-from supervisor.runtime.simproc import SimStartError
+from supervisor.runtime.simproc import SimFolderError, SimStartError
 
 __all__ = [
     "DEFAULT_SCENARIO",
     "SessionStartError",
+    "SimFolderError",
     "SimStartError",
     "broker_session",
     "run_supervisor",

@@ -47,6 +47,20 @@ class SimStartError(RuntimeError):
     """The simulator did not come up (bad scenario, cannot listen, too slow)."""
 
 
+class SimFolderError(ValueError):
+    """The folder for the simulator's stats and log cannot be written: a user's setup to fix
+    (exit 2), not a simulator that failed to start."""
+
+    def __init__(self, folder: Path, exc: OSError) -> None:
+        super().__init__(
+            f"cannot write the simulator's files in {folder} ({exc.strerror or exc}): make "
+            "that folder writable (or remove a file in its place), or point --config at a "
+            "settings file in a folder you can write (state goes beside it), or set "
+            "SUPERVISOR_HOME"
+        )
+        self.folder = folder
+
+
 def _parent_death_signal() -> Any:
     """A preexec function asking Linux to SIGTERM the child when its parent dies, or None.
 
@@ -98,11 +112,18 @@ class SimProcess:
     def _spawn(self) -> Path:
         if self.proc is not None:
             raise RuntimeError("the simulator was already started")
+        for folder in (self.stats_path.parent, self.log_path.parent):
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:  # not writable, or a file where the folder should be
+                raise SimFolderError(folder, exc) from None
+        try:
+            log_file = open(self.log_path, "ab")  # noqa: SIM115 - closed below, once spawned
+        except OSError as exc:
+            raise SimFolderError(self.log_path.parent, exc) from None
         self._tmp = Path(tempfile.mkdtemp(prefix="gateway_sim."))
         port_file = self._tmp / "sim.port"
         clock_file = self._tmp / "sim.clock"
-        self.stats_path.parent.mkdir(parents=True, exist_ok=True)
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
         cmd = [
             sys.executable,
             "-m",
@@ -122,7 +143,7 @@ class SimProcess:
         ]
         if self.session_start is not None:
             cmd += ["--start", self.session_start.isoformat()]
-        with open(self.log_path, "ab") as log_file:
+        with log_file:
             self.proc = subprocess.Popen(
                 cmd,
                 cwd=ROOT,
