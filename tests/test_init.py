@@ -66,3 +66,10 @@ def test_init_into_a_folder_that_cannot_be_made_says_so(
     (tmp_path / "file").write_text("", encoding="utf-8")
     assert main(["init", str(tmp_path / "file" / "bot")]) == 2
     assert "cannot write" in capsys.readouterr().err
+
+
+def test_the_printed_phases_step_gives_phase_3_a_length(tmp_path: Path) -> None:
+    # phases refuses to start without --soak-s or --soak-cycles: the printed step must run
+    command = next_commands(tmp_path / "bot" / "settings.yaml", "ibkr-bot")[2]
+    args = build_parser().parse_args(shlex.split(command)[1:])
+    assert args.soak_s > 0 or args.soak_cycles > 0

@@ -17,7 +17,8 @@ schedule, then the checks; exit 0 only if every one holds.
 ``--live`` runs the bot in live mode on the simulator's paper account (the settings file,
 ``--live`` and the account the gateway reports agree), so the gateway sees real brackets.
 
-Everything of a run lives in ``--out`` (default var/chaos), emptied first: the verdict speaks
+Everything of a run lives in ``--out`` (default var/chaos in the bot's state folder, as the
+embedded default's journal: never the working directory), emptied first: the verdict speaks
 of this run only.
 """
 
@@ -66,6 +67,7 @@ from supervisor.commands.chaos_plan import (
 )
 from supervisor.commands.chaos_procs import Bot, Gateway, RssWatch, last_error, running, tail
 from supervisor.commands.chaos_verdict import Active, judge
+from supervisor.commands.phases import out_folder, writable_folder
 from supervisor.runtime.status import progress
 
 HANG_S = 90.0  # no cycle line for this long (nothing being restarted): a hung bot
@@ -97,7 +99,9 @@ def add_chaos_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="live mode on the simulator's paper account: real brackets",
     )
-    parser.add_argument("--out", default="var/chaos", help="where the run's files go")
+    parser.add_argument(
+        "--out", help="where the run's files go (default: var/chaos in the bot's state folder)"
+    )
     parser.add_argument(
         "--max-rss-growth-mb",
         type=float,
@@ -131,8 +135,9 @@ def cmd_chaos(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    out = Path(args.out).resolve()
-    out.mkdir(parents=True, exist_ok=True)
+    out = out_folder(args.out, None, "chaos").resolve()
+    if not writable_folder(out, "chaos"):
+        return 2
     for name in RUN_FILES:
         (out / name).unlink(missing_ok=True)
     for old in [

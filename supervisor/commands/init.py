@@ -64,13 +64,13 @@ def settings_text(path: Path, prog: str) -> str:
 
 
 def next_commands(path: Path, prog: str) -> list[str]:
-    """What to run after ``init``: the gateway checked, a dry run, the phases on paper."""
+    """What to run after ``init``: the gateway checked, a dry run, the phases on paper (a
+    ten-minute soak: phases needs a length, and its files go to var/phases beside ``path``)."""
     config = shlex.quote(str(path))
-    phases_out = shlex.quote(str(path.parent / "var" / "phases"))
     return [
         f"{prog} doctor --config {config}",
         f"{prog} run --config {config} --sim --cycles 2",
-        f"{prog} phases --config {config} --broker ibkr --out {phases_out}",
+        f"{prog} phases --config {config} --broker ibkr --soak-s 600",
     ]
 
 

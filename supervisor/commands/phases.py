@@ -21,11 +21,14 @@ import argparse
 import asyncio
 import json
 import sys
+import tempfile
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from common.config import Settings
+from common.locations import DEFAULT_CONFIG
+from common.settings_file import settings_home
 from supervisor import exitcodes
 from supervisor.commands.check import run_check
 from supervisor.commands.options import MARKET_ERRORS, add_market_options, market_error
@@ -72,9 +75,36 @@ def add_phase_arguments(parser: argparse.ArgumentParser) -> None:
         help="compressed soaks: RSS growth allowed over the steady state (default: 8192)",
     )
     parser.add_argument(
-        "--out", default="var/phases", help="journal, logs, metrics, report (default: var/phases)"
+        "--out",
+        help="journal, logs, metrics, report (default: var/phases beside the --config "
+        "file, else in the bot's state folder)",
     )
     parser.add_argument("--plot", help="write the soak plot PNG here (needs matplotlib)")
+
+
+def out_folder(given: str | None, config: str | None, name: str) -> Path:
+    """``--out`` as given, else ``var/NAME`` in the state folder of the settings: beside the
+    ``--config`` file (its var/, where its journal goes), else the embedded default's state
+    folder ($SUPERVISOR_HOME, the checkout, or the per-user one): never the working directory,
+    which may be read-only or the installed code."""
+    if given:
+        return Path(given)
+    return settings_home(Path(config) if config else DEFAULT_CONFIG) / "var" / name
+
+
+def writable_folder(out: Path, command: str) -> bool:
+    """Whether ``out`` is (made) a folder we can write into; False after saying why not."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):  # an existing read-only folder fails here
+            pass
+    except OSError as exc:
+        print(
+            f"{command}: cannot write into {out}: {exc.strerror or exc} (give --out DIR)",
+            file=sys.stderr,
+        )
+        return False
+    return True
 
 
 def _phase_settings(
@@ -118,13 +148,18 @@ def _say(line: str) -> None:
 
 def cmd_phases(args: argparse.Namespace, settings: Settings) -> int:
     if not args.soak_s and not args.soak_cycles:
-        print("phases: give phase 3 a length: --soak-s SECONDS or --soak-cycles N", file=sys.stderr)
+        print(
+            "phases: give phase 3 a length: --soak-s SECONDS or --soak-cycles N "
+            "(e.g. --soak-s 600 for ten minutes, 14400 for the 4-hour soak)",
+            file=sys.stderr,
+        )
         return exitcodes.USAGE
     if args.plot and not _can_plot():  # said before the soak, not after an hour of it
         print("phases --plot: matplotlib cannot be imported (pip install -e .)", file=sys.stderr)
         return exitcodes.USAGE
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = out_folder(args.out, args.config, "phases")
+    if not writable_folder(out, "phases"):
+        return exitcodes.USAGE
     broker_name = "sim" if args.sim else args.broker
     try:
         return _run_phases(settings, args, out, broker_name)
