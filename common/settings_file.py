@@ -183,7 +183,12 @@ def origins_text(settings: Settings) -> str:
     )
 
 
-ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# ${NAME}, ${NAME:-default}, $$ (a literal $); anything else after a $ that looks like a shell
+# form (${NAME:?msg}, ${NAME-x}, a bare $NAME, an unclosed ${) is refused, never taken
+# literally: `host: ${H:-localhost}` kept as text was a host nobody meant
+ENV_TOKEN = re.compile(r"\$\$|\$\{(?P<inner>[^}]*)\}|\$\{|\$(?P<bare>[A-Za-z_][A-Za-z0-9_]*)")
+ENV_REFERENCE = re.compile(r"(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>.*))?", re.DOTALL)
+SUPPORTED = "supported: ${NAME}, ${NAME:-default} (unset or empty: the default), $$ for a literal $"
 
 
 _UNRESOLVED = object()  # a value whose ${NAME} could not be filled in: left out, reported
@@ -200,10 +205,13 @@ def expand_env(
     """``${NAME}`` in any string value replaced by the environment's NAME, so secrets (alert
     URLs, tokens) live in the environment, not the file; an unset or empty NAME is an error
     naming the variable and the key (empty is never a value: ``https://hooks.slack.com/${P}``
-    with P="" would be a wrong webhook that looks right). Given ``problems``, each such error
-    is added there and its key left out, so validation still reports the rest; else the first
-    one raises. The values never reach a log: the secret fields are SecretStr. ``found``
-    collects which variables each key's value came from ({"execution.mode": "$BOT_MODE"})."""
+    with P="" would be a wrong webhook that looks right). ``${NAME:-default}`` takes the
+    default when NAME is unset or empty (an empty default is refused: it is the same trap);
+    ``$$`` is a literal ``$``; other shell forms are errors (see ``ENV_TOKEN``). Given
+    ``problems``, each such error is added there and its key left out, so validation still
+    reports the rest; else the first one raises. The values never reach a log: the secret
+    fields are SecretStr. ``found`` collects which variables each key's value came from
+    ({"execution.mode": "$BOT_MODE"})."""
     collected: list[str] = [] if problems is None else problems
     expanded = _expanded(raw, environ, where, found, collected)
     if problems is None and collected:
@@ -223,18 +231,50 @@ def _expanded(
     if isinstance(raw, list):
         items = (_expanded(v, environ, f"{where}.{i}", found, problems) for i, v in enumerate(raw))
         return [v for v in items if v is not _UNRESOLVED]
-    if not isinstance(raw, str) or "${" not in raw:
+    if not isinstance(raw, str) or "$" not in raw:
         return raw
-    names = ENV_REFERENCE.findall(raw)
-    unusable = [name for name in dict.fromkeys(names) if not environ.get(name)]
-    for name in unusable:
-        state = "is not set" if name not in environ else "is empty"
-        problems.append(f"{where}: ${{{name}}} {state} in the environment")
-    if unusable:
+    wrong: list[str] = []
+    used: list[str] = []
+    text = ENV_TOKEN.sub(lambda m: _filled(m, environ, where, wrong, used), raw)
+    problems += [f"{where}: {problem}" for problem in dict.fromkeys(wrong)]
+    if wrong:
         return _UNRESOLVED
-    if found is not None and names:
-        found[where] = ", ".join(f"${name}" for name in dict.fromkeys(names))
-    return ENV_REFERENCE.sub(lambda m: environ[m.group(1)], raw)
+    if found is not None and used:
+        found[where] = ", ".join(f"${name}" for name in dict.fromkeys(used))
+    return text
+
+
+def _filled(
+    token: re.Match[str], environ: dict[str, str], where: str, wrong: list[str], used: list[str]
+) -> str:
+    """What one ``$`` token stands for; a mistake is appended to ``wrong`` instead."""
+    inner, bare = token.group("inner"), token.group("bare")
+    secret = secret_name(where.rsplit(".", 1)[-1])
+    if token.group(0) == "$$":
+        return "$"
+    if bare is not None:
+        # the text after a $ may be part of a secret (a password): shown for no secret's key
+        shown = "a bare $NAME" if secret else f"${bare}"
+        wrong.append(f"{shown} is not expanded: write ${{NAME}} ({SUPPORTED})")
+        return ""
+    ref = ENV_REFERENCE.fullmatch(inner) if inner is not None else None
+    if ref is None or "$" in (ref.group("default") or ""):
+        form = "'${' without a closing '}'" if inner is None else f"${{{inner}}}"
+        form = "this ${...}" if secret and inner is not None else form
+        wrong.append(f"{form}: not a supported form ({SUPPORTED})")
+        return ""
+    name, default = ref.group("name"), ref.group("default")
+    if default == "":  # refused even when set: the trap would wait for the day it is not
+        wrong.append(f"${{{name}:-}}: an empty default is no value: give one, or write ${{{name}}}")
+    elif environ.get(name):
+        used.append(name)
+        return environ[name]
+    elif default is not None:
+        return default
+    else:
+        state = "is not set" if name not in environ else "is empty"
+        wrong.append(f"${{{name}}} {state} in the environment")
+    return ""
 
 
 def settings_home(path: Path, environ: dict[str, str] | None = None) -> Path:

@@ -462,3 +462,44 @@ def test_an_unset_or_empty_variable_is_reported_with_every_other_mistake(tmp_pat
     assert [p.split(":")[0] for p in problems[2:]] == ["universe.symbol", "schedule.close_time"]
     # and an empty value never becomes part of the URL
     assert not any("hooks.slack.com" in p for p in problems)
+
+
+def test_a_default_fills_an_unset_or_empty_variable(tmp_path: Path) -> None:
+    # compose's ${VAR:-default}, which users copy: taken literally it was a host named
+    # '${H:-localhost}' with only a non-loopback warning
+    path = write(tmp_path, "ibkr:\n  host: ${H:-localhost}\n  port: ${P:-4002}\n")
+    for environ in ({}, {"H": "", "P": ""}):
+        settings = load_settings(path, environ=environ)
+        assert (settings.ibkr.host, settings.ibkr.port) == ("localhost", 4002)
+    settings = load_settings(path, environ={"H": "127.0.0.2", "P": "4001"})
+    assert (settings.ibkr.host, settings.ibkr.port) == ("127.0.0.2", 4001)
+    # a literal $ is $$; a plain ${VAR} unset stays an error
+    path = write(tmp_path, "ibkr:\n  host: $$H\n  account: ${ACCOUNT}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, environ={})
+    assert caught.value.problems[0] == "ibkr.account: ${ACCOUNT} is not set in the environment"
+
+
+def test_other_shell_forms_are_refused_naming_the_key_and_what_works(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "ibkr:\n  host: ${H:?set H}\n  account: $ACCOUNT\n"
+        "alerts:\n  slack_webhook: https://hooks.slack.com/${SLACK_PATH:-}\n"
+        "  telegram_bot_token: pa$sword\n  telegram_chat_id: '${CHAT'\n",
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, environ={"H": "localhost", "SLACK_PATH": "x"})
+    problems = caught.value.problems
+    assert [p.split(":")[0] for p in problems] == [
+        "ibkr.host",
+        "ibkr.account",
+        "alerts.slack_webhook",
+        "alerts.telegram_bot_token",
+        "alerts.telegram_chat_id",
+    ]
+    assert problems[0].startswith("ibkr.host: ${H:?set H}: not a supported form (supported: ")
+    assert "${NAME:-default}" in problems[0]
+    assert problems[1].startswith("ibkr.account: $ACCOUNT is not expanded: write ${NAME}")
+    assert "${SLACK_PATH:-}: an empty default is no value" in problems[2]
+    assert "sword" not in problems[3]  # part of a secret is never echoed
+    assert "without a closing '}'" in problems[4]
