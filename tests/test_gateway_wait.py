@@ -302,3 +302,48 @@ def test_without_waiting_a_missing_gateway_is_exit_3_at_once(tmp_path, notify_so
     sup, broker = run_supervisor(tmp_path, refusals=2, wait=False)
     assert sup.exit_code == exitcodes.CANNOT_CONNECT and broker.attempts == 1
     assert said(notify_socket) == ["STOPPING=1"]
+
+
+class LateIBKR(LateGateway):
+    name = "ibkr"  # the live keys' broker check passes: only the keys themselves are judged
+
+
+@pytest.mark.parametrize(
+    ("mode", "cli_live", "account", "said"),
+    [
+        ("dry_run", True, "DU1234567", "--live"),  # --live with a file that is not live
+        ("live", False, "DU1234567", "lacks --live"),  # live in the file, no --live
+        ("live", True, "", "ibkr.account is empty"),  # live with no account named
+    ],
+)
+def test_live_keys_the_file_and_flags_decide_are_refused_before_workers_or_a_gateway(
+    tmp_path, mode, cli_live, account, said
+) -> None:
+    settings = make_settings(tmp_path, execution={"mode": mode}, ibkr={"account": account})
+    clock = SimClock(settings.stub.start.timestamp())
+    broker = LateIBKR(settings, clock, refusals=10**6)  # a gateway that never answers
+    logs = LogService(settings.logging, None)
+    sup = Supervisor(settings, broker, clock, logs.handle, echo=lambda _: None, cli_live=cli_live)
+    try:
+        code = asyncio.run(sup.run())
+    finally:
+        logs.close()
+    logged = (tmp_path / "bot.jsonl").read_text(encoding="utf-8")
+    assert code == exitcodes.USAGE  # as the refusal after connecting always was
+    assert broker.attempts == 0 and not sup.pool.workers  # no connect, no worker
+    assert said in logged and "live trading refused" in logged
+
+
+def test_the_account_is_still_checked_against_the_connected_one(tmp_path) -> None:
+    settings = make_settings(tmp_path, execution={"mode": "live"}, ibkr={"account": "DU1234567"})
+    clock = SimClock(settings.stub.start.timestamp())
+    broker = LateIBKR(settings, clock, refusals=0)  # manages the stub's account only
+    logs = LogService(settings.logging, None)
+    sup = Supervisor(settings, broker, clock, logs.handle, echo=lambda _: None, cli_live=True)
+    try:
+        code = asyncio.run(sup.run())
+    finally:
+        logs.close()
+    logged = (tmp_path / "bot.jsonl").read_text(encoding="utf-8")
+    assert code == exitcodes.USAGE and broker.attempts == 1 and sup.cycles_done == 0
+    assert "is not the connected account" in logged

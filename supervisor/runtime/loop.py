@@ -207,6 +207,11 @@ class Supervisor:
     async def _start(self) -> bool:
         """Workers, connection, journal and desk; False if a stop came first (honoured at
         once: a connect to a gateway that does not answer is not waited out)."""
+        # the live keys the file and the command line decide are refused before a worker
+        # starts or a gateway is waited for; the account is checked again once connected
+        refusal = live_refusal(self.settings, self.cli_live, self.broker.name, None)
+        if refusal is not None:
+            raise ModeNotAvailable(f"live trading refused: {refusal}")
         self.journal = Journal(self.settings.execution.journal_path)
         # from the start: a wait for the gateway is said on /healthz and to systemd
         self.http, status_task = serve_status(

@@ -37,10 +37,14 @@ class ModeNotAvailable(ValueError):
 
 
 def live_refusal(
-    settings: Settings, cli_live: bool, broker_name: str, accounts: Sequence[str]
+    settings: Settings, cli_live: bool, broker_name: str, accounts: Sequence[str] | None
 ) -> str | None:
     """Why live trading is not allowed, or None when every guard agrees; each reason names
-    the fix for where the refused value came from (the file, a flag, the environment)."""
+    the fix for where the refused value came from (the file, a flag, the environment).
+
+    ``accounts`` None: not connected yet, so every refusal the settings and the command line
+    alone decide, and the account-against-the-gateway check is left for after the connect
+    (called again then, with the accounts the gateway manages)."""
     mode = settings.execution.mode
     origins = settings.origins()
     mode_from = origins.get("execution.mode", "")
@@ -63,7 +67,7 @@ def live_refusal(
             "execution.mode is live but ibkr.account is empty: name the account to trade "
             "in the settings file (ibkr.account)"
         )
-    if wanted not in accounts:
+    if accounts is not None and wanted not in accounts:
         came = f" (from {origins['ibkr.account']})" if "ibkr.account" in origins else ""
         return (
             f"ibkr.account {wanted!r}{came} is not the connected account "
