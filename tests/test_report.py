@@ -187,7 +187,7 @@ def test_an_empty_day_renders_and_json_has_no_nan(tmp_path: Path) -> None:
     }
 
 
-def _report_cli(tmp_path: Path, *args: str) -> Any:
+def _report_cli(tmp_path: Path, *args: str, extra: str = "") -> Any:
     import os
     import subprocess
     import sys
@@ -195,7 +195,9 @@ def _report_cli(tmp_path: Path, *args: str) -> Any:
     from tests.conftest import REPO_ROOT
 
     config = tmp_path / "settings.yaml"
-    config.write_text(f"execution:\n  journal_path: {tmp_path / 'journal-{broker}.sqlite'}\n")
+    config.write_text(
+        f"{extra}execution:\n  journal_path: {tmp_path / 'journal-{broker}.sqlite'}\n"
+    )
     return subprocess.run(
         [sys.executable, "-m", "supervisor", "report", "--config", str(config), *args],
         cwd=REPO_ROOT,
@@ -239,7 +241,9 @@ def test_a_range_reports_each_journaled_day_and_an_empty_day_says_so(
     assert [d["day"] for d in json.loads(done.stdout)] == ["2026-01-07", DAY]
     empty = _report_cli(tmp_path, "--day", "2026-01-20")
     assert empty.returncode == 0
-    assert empty.stdout.strip() == "day report 2026-01-20: nothing journaled that day"
+    assert empty.stdout.strip() == (
+        f"day report 2026-01-20: nothing journaled that day in {journal_file}"
+    )
     none = _report_cli(tmp_path, "--from", "2027-01-01")
     assert none.returncode == 0 and "nothing journaled" in none.stderr
 
@@ -291,3 +295,35 @@ def test_an_empty_journal_says_nothing_yet(tmp_path: Path) -> None:
     done = _report_cli(tmp_path)
     assert done.returncode == 0 and "nothing journaled in" in done.stderr
     assert done.stderr.rstrip().endswith("journal-ibkr.sqlite yet"), done.stderr
+
+
+def test_report_reads_the_journal_of_the_settings_broker_and_names_it(
+    tmp_path: Path, journal_file: Path
+) -> None:
+    # Given the stub's journal with days, and an ibkr one a run that never connected left
+    ibkr = tmp_path / "journal-ibkr.sqlite"
+    Journal(ibkr).close()
+    # When the settings trade ibkr: their journal, not the stub's day (with a hint to it)
+    empty = _report_cli(tmp_path, extra="broker: ibkr\n")
+    assert empty.returncode == 0 and empty.stdout == "", empty.stdout
+    assert f"nothing journaled in {ibkr} yet ({journal_file} has days: --broker stub)" in (
+        empty.stderr
+    )
+    # and once both hold days, still theirs (not "several journals: name one"), named
+    with Journal(ibkr) as j:
+        fill_journal(j)
+    both = _report_cli(tmp_path, extra="broker: ibkr\n")
+    assert both.returncode == 0, both.stderr
+    assert both.stdout.splitlines()[1] == f"journal: {ibkr}"
+    # --broker says otherwise; the JSON names its journal too
+    stub = _report_cli(tmp_path, "--broker", "stub", "--json", extra="broker: ibkr\n")
+    assert json.loads(stub.stdout)["journal"] == str(journal_file)
+
+
+def test_no_journal_of_the_settings_broker_names_the_one_there_is(
+    tmp_path: Path, journal_file: Path
+) -> None:
+    done = _report_cli(tmp_path, extra="broker: sim\n")
+    assert done.returncode == 2
+    assert f"no journal at {tmp_path / 'journal-sim.sqlite'}: run the bot first" in done.stderr
+    assert f"({journal_file} has days: --broker stub)" in done.stderr

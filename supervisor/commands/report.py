@@ -28,6 +28,7 @@ from supervisor.journal.store import Journal
 from supervisor.journal.summary_types import DaySummary
 
 NONE = "n/a"
+MARKETS = ("stub", "sim", "ibkr")
 
 
 def _time(ts: float | None, zone: ZoneInfo) -> str:
@@ -182,11 +183,14 @@ def _risk(s: Mapping[str, Any], zone: ZoneInfo) -> list[str]:
     return lines
 
 
-def render_text(summary: Mapping[str, Any], *, tz: str = "UTC") -> str:
+def render_text(summary: Mapping[str, Any], *, tz: str = "UTC", journal: Path | None = None) -> str:
     """The report as lines of text; clock times in ``tz`` (``report`` passes schedule.timezone,
-    the display zone: the day itself is the journal's, counted in the exchange's zone)."""
+    the display zone: the day itself is the journal's, counted in the exchange's zone); the
+    header names the ``journal`` file when given."""
     zone = ZoneInfo(tz)
     lines = [f"day report {summary['day']} (times {tz})"]
+    if journal is not None:
+        lines.append(f"journal: {journal}")
     lines += _cycles(summary, zone)
     lines += _decisions(summary)
     lines += _orders(summary, zone)
@@ -202,22 +206,27 @@ def render_json(summary: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> str
 
 
 def journal_to_read(settings: Settings, broker: str | None) -> Path | None:
-    """The journal ``--broker`` names; without it, the only one there is (the path's
-    ``{broker}`` filled in with each market), one with nothing journaled yet (a run that
-    never connected left it) counting only when it is the only one. None after saying why
-    there is none."""
+    """The journal of ``broker`` (``report`` passes --broker, else with --config the
+    settings' ``broker`` key: the market that file trades); without one, the only one
+    there is (the path's ``{broker}`` filled in with each market), one with nothing
+    journaled yet (a run that never connected left it) counting only when it is the only
+    one. None after saying why there is none."""
     template = settings.execution.journal_path
-    markets = [broker] if broker else ["stub", "sim", "ibkr"]
-    found = [
-        Path(template.format(broker=m)) for m in markets if Path(template.format(broker=m)).exists()
-    ]
+    if broker:
+        path = Path(template.format(broker=broker))
+        if path.exists():
+            return path
+        print(f"no journal at {path}: run the bot first{others(template, broker)}", file=sys.stderr)
+        return None
+    found = [Path(template.format(broker=m)) for m in MARKETS]
+    found = [path for path in found if path.exists()]
     if len(found) > 1:
         found = [path for path in found if _has_days(path)] or found[:1]
     if len(found) == 1:
         return found[0]
     if not found:
         print(
-            f"no journal at {template.format(broker=broker or '<broker>')}: run the bot first",
+            f"no journal at {template.format(broker='<broker>')}: run the bot first",
             file=sys.stderr,
         )
     else:
@@ -227,6 +236,26 @@ def journal_to_read(settings: Settings, broker: str | None) -> Path | None:
             file=sys.stderr,
         )
     return None
+
+
+def settings_market(args: argparse.Namespace, settings: Settings) -> str | None:
+    """The ``broker:`` a --config file sets (the market it trades: its journal, even when
+    another market's holds days), None when it sets none."""
+    if args.config is not None and "broker" in settings.model_fields_set:
+        return settings.broker
+    return None
+
+
+def others(template: str, broker: str) -> str:
+    """A hint naming the other markets' journals that hold days, "" when none does."""
+    if "{broker}" not in template:  # one journal for every market: there is no other
+        return ""
+    with_days = [
+        (m, path)
+        for m in MARKETS
+        if m != broker and (path := Path(template.format(broker=m))).exists() and _has_days(path)
+    ]
+    return "".join(f" ({path} has days: --broker {m})" for m, path in with_days)
 
 
 def _has_days(path: Path) -> bool:
@@ -274,7 +303,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     settings = load(args, overrides=False)
     if settings is None:
         return exitcodes.USAGE
-    path = journal_to_read(settings, args.broker)
+    market = args.broker or settings_market(args, settings)
+    path = journal_to_read(settings, market)
     if path is None:
         return exitcodes.USAGE
     try:
@@ -289,20 +319,23 @@ def cmd_report(args: argparse.Namespace) -> int:
         return exitcodes.USAGE
     if not days:
         what = "for the days asked" if args.day or args.from_day or args.to_day else "yet"
-        print(f"nothing journaled in {path} {what}", file=sys.stderr)
+        hint = others(settings.execution.journal_path, market) if market else ""
+        print(f"nothing journaled in {path} {what}{hint}", file=sys.stderr)
         return exitcodes.OK
-    return _write(summaries, args.json, settings.schedule.timezone)
+    return _write(summaries, args.json, settings.schedule.timezone, path)
 
 
-def _write(summaries: list[DaySummary], as_json: bool, tz: str) -> int:
-    """Print the reports; a reader that goes away (``report | head``) is not an error."""
+def _write(summaries: list[DaySummary], as_json: bool, tz: str, path: Path) -> int:
+    """Print the reports, each naming the journal it was read from (several journals can be
+    beside each other); a reader that goes away (``report | head``) is not an error."""
     if as_json:
-        text = render_json(summaries[0] if len(summaries) == 1 else summaries)
+        named = [{**s, "journal": str(path)} for s in summaries]
+        text = render_json(named[0] if len(named) == 1 else named)
     else:
         text = "\n".join(
-            render_text(s, tz=tz)
+            render_text(s, tz=tz, journal=path)
             if s["cycles"]["count"]
-            else f"day report {s['day']}: nothing journaled that day\n"
+            else f"day report {s['day']}: nothing journaled that day in {path}\n"
             for s in summaries
         )
     try:
