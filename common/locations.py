@@ -46,6 +46,32 @@ def scenario(name: str) -> Path:
     return SCENARIOS_DIR / f"{name}.yaml"
 
 
+def scenario_names() -> list[str]:
+    """The shipped scenarios' names, sorted: what ``--scenario NAME`` accepts."""
+    return sorted(path.stem for path in SCENARIOS_DIR.glob("*.yaml"))
+
+
+def find_scenario(text: str | None, cwd: Path | None = None) -> tuple[Path | None, list[Path]]:
+    """``--scenario``: a file (relative to ``cwd``) or a shipped name (``faults`` or
+    ``faults.yaml``); None is the shipped ``default``. Returns the file found (None if none)
+    and every place looked at, for the message that says so: an installed copy has no
+    ``configs/scenarios/`` in the user's folder, so a name is how its scenarios are reached."""
+    if text is None:
+        return DEFAULT_SCENARIO, [DEFAULT_SCENARIO]
+    given = Path(text).expanduser()
+    if not given.is_absolute():
+        given = (cwd or Path.cwd()) / given
+    looked = [given]
+    if given.is_file():
+        return given.resolve(), looked
+    if "/" not in text and "\\" not in text:  # a bare name: one of the shipped scenarios
+        shipped = scenario(text.removesuffix(".yaml"))
+        looked.append(shipped)
+        if shipped.is_file():
+            return shipped, looked
+    return None, looked
+
+
 def is_checkout(root: Path = PROJECT_ROOT) -> bool:
     """True when the code runs from a source checkout (or an editable install of one)."""
     return all((root / marker).is_file() for marker in CHECKOUT_MARKERS)

@@ -13,10 +13,16 @@ from datetime import datetime
 from typing import Any
 
 from common.config import Settings
+from common.locations import scenario_names
 from common.settings_file import ConfigError, load_settings, reparsed
 from supervisor import exitcodes
 from supervisor.observe.logs import LogPathError
-from supervisor.runtime.sessions import SessionStartError, SimFolderError, SimStartError
+from supervisor.runtime.sessions import (
+    ScenarioNotFound,
+    SessionStartError,
+    SimFolderError,
+    SimStartError,
+)
 from workers.strategy import StrategyLoadError, load_strategy
 
 
@@ -62,7 +68,10 @@ def add_market_options(parser: argparse.ArgumentParser, default_broker: str = "s
     )
     parser.add_argument(
         "--scenario",
-        help="the simulator's scenario file (with --sim; default: configs/scenarios/default.yaml)",
+        metavar="NAME|FILE",
+        help="the simulator's scenario (with --sim): a shipped one by name ("
+        + ", ".join(scenario_names())
+        + ") or a YAML file (default: the shipped default)",
     )
     parser.add_argument(
         "--sim-clock",
@@ -178,7 +187,7 @@ def load(args: argparse.Namespace, overrides: bool = True) -> Settings | None:
     return None
 
 
-MARKET_ERRORS = (SessionStartError, SimStartError, SimFolderError, LogPathError)
+MARKET_ERRORS = (SessionStartError, ScenarioNotFound, SimStartError, SimFolderError, LogPathError)
 
 
 def market_error(exc: Exception) -> int:
@@ -186,7 +195,7 @@ def market_error(exc: Exception) -> int:
     if isinstance(exc, SessionStartError):
         print(f"--start: {exc}", file=sys.stderr)
         return exitcodes.USAGE
-    if isinstance(exc, SimFolderError):
+    if isinstance(exc, (SimFolderError, ScenarioNotFound)):
         print(exc, file=sys.stderr)
         return exitcodes.USAGE
     if isinstance(exc, LogPathError):

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from common.config import Settings
-from common.locations import DEFAULT_SCENARIO
+from common.locations import DEFAULT_SCENARIO, find_scenario, scenario_names
 from common.settings_file import journal_for, reparsed
 from supervisor.broker.base import Broker
 from supervisor.broker.stub import StubBroker
@@ -34,6 +34,7 @@ from supervisor.runtime.simproc import SimFolderError, SimStartError
 
 __all__ = [
     "DEFAULT_SCENARIO",
+    "ScenarioNotFound",
     "SessionStartError",
     "SimFolderError",
     "SimStartError",
@@ -61,6 +62,17 @@ def with_values(settings: Settings, changes: dict[str, dict[str, Any]]) -> Setti
     for section, values in changes.items():
         raw[section] = {**raw[section], **values}
     return reparsed(settings, raw)
+
+
+class ScenarioNotFound(ValueError):
+    """``--scenario`` names neither a file nor a shipped scenario: a user mistake (exit 2)."""
+
+    def __init__(self, text: str, looked: list[Path]) -> None:
+        super().__init__(
+            f"--scenario {text}: no such scenario (looked for "
+            f"{' and '.join(str(p) for p in looked)}); give a YAML file or one of the shipped "
+            f"names: {', '.join(scenario_names())}"
+        )
 
 
 class SessionStartError(ValueError):
@@ -107,9 +119,9 @@ def broker_session(
         # absolute: the child runs from the project root, not from our working directory
         home = sim_dir or Path(settings.execution.journal_path).parent
         stats = (home / "gateway_sim_stats.json").resolve()
-        scenario_path = Path(scenario).resolve() if scenario else DEFAULT_SCENARIO
-        if not scenario_path.is_file():
-            raise SimStartError(f"no scenario file at {scenario_path}")
+        scenario_path, looked = find_scenario(scenario)
+        if scenario_path is None:
+            raise ScenarioNotFound(scenario or "", looked)
         with SimProcess(scenario_path, stats, start=start) as sim:
             settings = with_values(settings, {"ibkr": {"host": "127.0.0.1", "port": sim.port}})
             # the bot's "now" is its gateway's: a pinned scenario replays the same session
