@@ -79,3 +79,11 @@ def test_the_price_and_the_atm_are_shown_rounded() -> None:
     report = CheckReport("SPY", "ibkr", price=609.0699999999999, atm=609.0, window=(608.0, 609.0))
     assert report.lines()[1] == "  price 609.07 (-)"
     assert report.lines()[3] == "  ATM 609; window (2): 608, 609"
+
+
+def test_a_check_that_found_nothing_leads_with_the_cause_not_empty_fields() -> None:
+    cause = "cannot connect to 127.0.0.1:4002: connection refused"
+    report = CheckReport("SPY", "ibkr", seconds=0.01, warnings=[cause])
+    assert report.lines() == [f"check SPY via ibkr: FAILED in 0.01s: {cause}"]
+    partial = CheckReport("SPY", "ibkr", price=600.0, price_source="last").lines()
+    assert "expiry n/a" in partial[2] and partial[3].endswith("window (0): none")

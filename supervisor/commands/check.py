@@ -70,14 +70,20 @@ class CheckReport:
                 f"check {self.symbol} via {self.broker}: FAILED: {self.symbol} is unknown at "
                 f"the gateway ({self.unknown}); check the ticker (--symbol, universe.symbols)"
             ]
-        window = ", ".join(f"{k:g}" for k in self.window)
+        head = f"check {self.symbol} via {self.broker}: {'OK' if self.ok else 'FAILED'} "
+        head += f"in {self.seconds:.2f}s"
+        if self.price is None and not self.strikes:
+            # nothing was found (no connection, no quote): the cause is the report, not a
+            # "warning" after a screenful of empty fields
+            cause, *rest = self.warnings or ["nothing found"]
+            return [f"{head}: {cause}", *(f"  warning: {w}" for w in rest)]
+        window = ", ".join(f"{k:g}" for k in self.window) or "none"
         price = f"{self.price:.2f}" if self.price is not None else "n/a"
         return [
-            f"check {self.symbol} via {self.broker}: {'OK' if self.ok else 'FAILED'} "
-            f"in {self.seconds:.2f}s",
+            head,
             f"  price {price} ({self.price_source or '-'})",
             f"  chain: {self.strikes} strikes, {self.expirations} expirations; "
-            f"expiry {self.expiry}",
+            f"expiry {self.expiry or 'n/a'}",
             f"  ATM {f'{self.atm:g}' if self.atm is not None else 'n/a'}; window "
             f"({len(self.window)}): {window}",
             f"  option snapshots with a usable bid and ask: {self.option_quotes_usable}",
