@@ -73,3 +73,27 @@ def test_the_printed_phases_step_gives_phase_3_a_length(tmp_path: Path) -> None:
     command = next_commands(tmp_path / "bot" / "settings.yaml", "ibkr-bot")[2]
     args = build_parser().parse_args(shlex.split(command)[1:])
     assert args.soak_s > 0 or args.soak_cycles > 0
+
+
+def test_init_into_a_regular_file_says_it_is_a_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "afile").write_text("keep\n", encoding="utf-8")
+    assert main(["init", str(tmp_path / "afile")]) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'afile'} is a file, not a folder" in err and "already exists" not in err
+    assert (tmp_path / "afile").read_text(encoding="utf-8") == "keep\n"
+
+
+def test_init_keeps_the_folder_out_of_git_and_quotes_its_path(tmp_path: Path) -> None:
+    folder = tmp_path / "my bot"
+    assert main(["init", str(folder)]) == 0
+    assert (folder / ".gitignore").read_text(encoding="utf-8").splitlines()[-1] == "*"
+    first = (folder / "settings.yaml").read_text(encoding="utf-8").splitlines()[0]
+    assert first.endswith(f"validate --config {shlex.quote(str(folder / 'settings.yaml'))}")
+    # a .gitignore of the user's own is left alone
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / ".gitignore").write_text("var/\n", encoding="utf-8")
+    assert main(["init", str(mine)]) == 0
+    assert (mine / ".gitignore").read_text(encoding="utf-8") == "var/\n"

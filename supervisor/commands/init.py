@@ -5,6 +5,11 @@ port, dry run, the account left for the user to fill); every other key keeps the
 default (``validate`` lists them, docs/configuration.md explains them). The file's relative
 paths put the bot's state under DIR/var. An existing file is never overwritten (exit 2): it
 may hold the only copy of someone's settings.
+
+DIR also gets a ``.gitignore`` of ``*`` (unless it has one): the settings name the account
+and var/ holds the journal, and DIR is wherever the user chose (inside this checkout under
+any name, or inside their own repository), so no ignore list of ours could name it; one in
+DIR itself keeps it out of whatever repository it lands in.
 """
 
 from __future__ import annotations
@@ -17,6 +22,11 @@ from pathlib import Path
 from supervisor import exitcodes
 
 SETTINGS_NAME = "settings.yaml"
+GITIGNORE = """\
+# written by `init`: the settings (the account id) and var/ (the journal) stay out of git;
+# delete this file to commit them
+*
+"""
 
 TEMPLATE = """\
 # IBKR options bot settings, written by `init`. Check with: {prog} validate --config {path}
@@ -60,7 +70,7 @@ def add_init_arguments(parser: argparse.ArgumentParser) -> None:
 
 def settings_text(path: Path, prog: str) -> str:
     """The file ``init`` writes at ``path``."""
-    return TEMPLATE.format(prog=prog, path=path)
+    return TEMPLATE.format(prog=prog, path=shlex.quote(str(path)))
 
 
 def next_commands(path: Path, prog: str) -> list[str]:
@@ -75,7 +85,11 @@ def next_commands(path: Path, prog: str) -> list[str]:
 
 
 def cmd_init(args: argparse.Namespace, prog: str = "python -m supervisor") -> int:
-    path = Path(args.dir) / SETTINGS_NAME
+    folder = Path(args.dir)
+    path = folder / SETTINGS_NAME
+    if folder.exists() and not folder.is_dir():
+        print(f"{folder} is a file, not a folder: init another folder", file=sys.stderr)
+        return exitcodes.USAGE
     if path.exists() or path.is_symlink():
         print(
             f"{path} already exists: not overwritten (edit it, or init another folder)",
@@ -83,7 +97,7 @@ def cmd_init(args: argparse.Namespace, prog: str = "python -m supervisor") -> in
         )
         return exitcodes.USAGE
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True)
         # "x": the existence check above and the write cannot race into an overwrite
         with open(path, "x", encoding="utf-8") as out:
             out.write(settings_text(path, prog))
@@ -93,8 +107,20 @@ def cmd_init(args: argparse.Namespace, prog: str = "python -m supervisor") -> in
     except OSError as exc:
         print(f"cannot write {path}: {exc.strerror or exc}", file=sys.stderr)
         return exitcodes.USAGE
+    _ignore(folder)
     print(f"wrote {path}: a paper account (port 4002), dry run; fill in ibkr.account")
     print("next:")
     for number, command in enumerate(next_commands(path, prog), start=1):
         print(f"  {number}. {command}")
     return exitcodes.OK
+
+
+def _ignore(folder: Path) -> None:
+    """DIR/.gitignore, unless DIR has one (the user's own is theirs)."""
+    try:
+        with open(folder / ".gitignore", "x", encoding="utf-8") as out:
+            out.write(GITIGNORE)
+    except FileExistsError:
+        pass
+    except OSError as exc:  # the settings are written: say it, don't fail for it
+        print(f"note: cannot write {folder / '.gitignore'}: {exc.strerror or exc}", file=sys.stderr)
