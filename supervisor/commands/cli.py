@@ -20,6 +20,7 @@ is the same command line.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from importlib import metadata
 
@@ -122,7 +123,20 @@ def console() -> None:
 
 
 def main(argv: list[str] | None = None, prog: str = "python -m supervisor") -> int:
-    args = build_parser(prog).parse_args(argv)
+    """The command's exit code. A reader that goes away (``ibkr-bot init x | head -3``) ends
+    it quietly with exit 0, as ``report`` always did: what was wanted was read, and 141 (the
+    shell's SIGPIPE code) is none of the documented codes a deployment keys on."""
+    try:
+        try:
+            return _dispatch(build_parser(prog).parse_args(argv), prog)
+        finally:  # buffered output fails here, not at exit ("Exception ignored ...", exit 120)
+            sys.stdout.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return exitcodes.OK
+
+
+def _dispatch(args: argparse.Namespace, prog: str) -> int:
     if args.command == "validate":
         return cmd_validate(args)
     if args.command == "init":
