@@ -122,3 +122,20 @@ def test_a_journal_it_cannot_read_is_exit_2(tmp_path, capsys, content):
     done = asyncio.run(compare(ForeignBroker(), settings, FixedClock()))  # type: ignore[arg-type]
     assert done == exitcodes.USAGE
     assert "cannot read the journal" in capsys.readouterr().err
+
+
+class UnreachableBroker(ForeignBroker):
+    async def connect(self) -> None:
+        raise AssertionError("no journal: nothing to compare, no connection")
+
+
+def test_no_journal_is_exit_2_saying_which_it_looked_for(tmp_path, capsys):
+    missing = tmp_path / "journal-ibkr.sqlite"
+    settings = Settings().model_copy(deep=True)
+    settings = settings.model_copy(
+        update={"execution": settings.execution.model_copy(update={"journal_path": str(missing)})}
+    )
+    done = asyncio.run(compare(UnreachableBroker(), settings, FixedClock()))  # type: ignore[arg-type]
+    err = capsys.readouterr().err
+    assert done == exitcodes.USAGE
+    assert f"no journal at {missing}: nothing to reconcile" in err and "--broker" in err

@@ -56,9 +56,9 @@ DESCRIPTION = (
     "Each command has its own --help."
 )
 EPILOG = (
-    "exit codes: 0 done, 1 internal error (a bug: the log has it), 2 bad command line or "
-    "settings, 3 cannot connect, 4 halted (the workers failed), 5 the journal could not be "
-    "written, 6 doctor: a check failed"
+    "exit codes: 0 done, 1 internal error (a bug: the log has it; reconcile: problems found; "
+    "phases: soak FAIL), 2 bad command line or settings, 3 cannot connect, 4 halted (the "
+    "workers failed), 5 the journal could not be written, 6 doctor: a check failed"
 )
 
 

@@ -10,7 +10,9 @@ changes nothing, at the broker or in the journal. Orders and positions that are 
 (the trader's own) are listed as "not ours": the bot leaves them alone, so they are no
 problem unless ``--strict``. Exit 0 when everything matches, 1 when there are problems, 2
 when there is no journal or it cannot be read (or bad settings), 3 when the broker cannot be
-reached. An older journal is read as it is, without migrating it (journal/schema.py).
+reached. No journal stays 2, not 0: it nearly always means other settings or another market
+than the bot ran with (a nightly ``reconcile || alert`` would otherwise pass comparing
+nothing), and the message says which journal it looked for. An older journal is read as it is, without migrating it (journal/schema.py).
 """
 
 from __future__ import annotations
@@ -56,7 +58,11 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
 async def compare(broker: Broker, settings: Settings, clock: Clock, strict: bool = False) -> int:
     path = Path(settings.execution.journal_path)
     if not path.exists():
-        print(f"no journal at {path}: nothing to reconcile", file=sys.stderr)
+        print(
+            f"no journal at {path}: nothing to reconcile (the bot has not run with these "
+            "settings on this market: --config and --broker name the ones it ran with)",
+            file=sys.stderr,
+        )
         return exitcodes.USAGE
     try:
         await broker.connect()
