@@ -12,7 +12,8 @@ problem unless ``--strict``. Exit 0 when everything matches, 1 when there are pr
 when there is no journal or it cannot be read (or bad settings), 3 when the broker cannot be
 reached. No journal stays 2, not 0: it nearly always means other settings or another market
 than the bot ran with (a nightly ``reconcile || alert`` would otherwise pass comparing
-nothing), and the message says which journal it looked for. An older journal is read as it is, without migrating it (journal/schema.py).
+nothing), and the message says which journal it looked for. An older journal is read as it
+is, without migrating it (journal/schema.py).
 """
 
 from __future__ import annotations
