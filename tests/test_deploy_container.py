@@ -74,7 +74,9 @@ def test_the_status_endpoint_is_relayed_to_the_hosts_loopback_only() -> None:
     port = port["http_port"]
     relay = services["status"]
     assert relay["network_mode"] == "service:ib-gateway"
-    listen, target = relay["entrypoint"][1:]
+    assert relay["entrypoint"][:2] == ["sh", "-c"]
+    (socat,) = [line for line in relay["entrypoint"][2].splitlines() if line.startswith("socat")]
+    listen, target = socat.split()[1:3]
     assert listen.startswith("TCP-LISTEN:9109,") and "max-children=16" in listen
     assert target == f"TCP:127.0.0.1:{port}"  # where the bot serves, in the shared namespace
     published = services["ib-gateway"]["ports"]
@@ -154,16 +156,22 @@ def _entrypoint() -> ModuleType:
     return module
 
 
-def _start(tmp_path: Path, bot_script: str) -> subprocess.Popen[str]:
-    """The entry point with a fake `ibkr-bot` first on PATH."""
+def _start(
+    tmp_path: Path, bot_script: str, env: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
+    """The entry point with a fake `ibkr-bot` first on PATH (``env`` added)."""
     fake = tmp_path / "bin" / "ibkr-bot"
     fake.parent.mkdir()
     fake.write_text(f"#!{sys.executable}\n{bot_script}")
     fake.chmod(0o755)
-    env = os.environ | {
-        "PATH": f"{fake.parent}{os.pathsep}{os.environ['PATH']}",
-        "IBKR_BOT_DATA": str(tmp_path),
-    }
+    env = (
+        os.environ
+        | (env or {})
+        | {
+            "PATH": f"{fake.parent}{os.pathsep}{os.environ['PATH']}",
+            "IBKR_BOT_DATA": str(tmp_path),
+        }
+    )
     return subprocess.Popen(
         [sys.executable, str(ENTRYPOINT), "run"],
         env=env,
@@ -269,3 +277,73 @@ def test_the_healthcheck_reads_the_port_as_the_bot_does(
     monkeypatch.delenv("STATUS_PORT")  # the bot refuses this file: so does the check, saying why
     assert entry.healthcheck(str(settings)) == 1
     assert "${STATUS_PORT} is not set" in capsys.readouterr().out
+
+
+NET_DEV = """Inter-|   Receive                            |  Transmit
+ face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets
+    lo:  1296      16    0    0    0     0          0         0     1296      16
+"""
+ETH0 = "  eth0: 9012      70    0    0    0     0          0         0     3712      40\n"
+
+
+def test_a_namespace_left_behind_by_a_gateway_restart_stops_the_bot_for_a_restart(
+    tmp_path: Path,
+) -> None:
+    # a restarted gateway container has a new namespace; the bot's old one keeps only lo and
+    # the gateway never comes back there (docker/compose#6626): stopped, exit 3, restarted
+    net_dev = tmp_path / "net_dev"
+    net_dev.write_text(NET_DEV + ETH0)
+    bot = (
+        "import signal, sys, time\n"
+        "signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))\n"
+        "print('running', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    env = {"IBKR_BOT_NET_DEV": str(net_dev), "IBKR_BOT_ORPHANED_AFTER_S": "0.3"}
+    wrapper = _start(tmp_path, bot, env)
+    assert wrapper.stdout is not None and wrapper.stdout.readline() == "running\n"
+    assert wrapper.poll() is None  # eth0 there: the bot runs on
+    net_dev.write_text(NET_DEV)  # the gateway's container restarted: only lo left here
+    assert wrapper.wait(timeout=30) == 3
+    assert wrapper.stderr is not None
+    said = wrapper.stderr.read()
+    assert "no interface but lo" in said and "--force-recreate bot status" in said
+
+
+def test_the_interfaces_of_a_namespace_leave_out_lo(tmp_path: Path) -> None:
+    entry = _entrypoint()
+    table = tmp_path / "net_dev"
+    table.write_text(NET_DEV + ETH0)
+    assert entry.outside_interfaces(str(table)) == {"eth0"}
+    table.write_text(NET_DEV)
+    assert entry.outside_interfaces(str(table)) == set()
+    assert entry.outside_interfaces(str(tmp_path / "absent")) is None  # no watch at all
+
+
+def test_bot_and_status_follow_a_restarted_gateway_into_its_namespace(tmp_path: Path) -> None:
+    services = _compose()["services"]
+    for name in ("bot", "status"):  # compose restarting the gateway restarts them too
+        assert services[name]["depends_on"] == {
+            "ib-gateway": {"condition": "service_started", "restart": True}
+        }
+    assert _compose()["name"] == "ibkr-bot"  # not "deploy", the folder's name
+    # the relay's script, as compose hands it to sh ($$ is a $), with a fake socat and
+    # interface list: it ends (for its restart policy) once only lo is left
+    script = services["status"]["entrypoint"][2].replace("$$", "$")
+    net_dev = tmp_path / "net_dev"
+    net_dev.write_text(NET_DEV + ETH0)
+    script = script.replace("/proc/net/dev", str(net_dev)).replace("sleep 30", "sleep 0.1")
+    socat = tmp_path / "bin" / "socat"
+    socat.parent.mkdir()
+    socat.write_text("#!/bin/sh\nexec sleep 60\n")
+    socat.chmod(0o755)
+    env = os.environ | {"PATH": f"{socat.parent}{os.pathsep}{os.environ['PATH']}"}
+    relay = subprocess.Popen(["sh", "-c", script], env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        with pytest.raises(subprocess.TimeoutExpired):  # eth0 there: it relays on
+            relay.wait(timeout=0.5)
+        net_dev.write_text(NET_DEV)
+        assert relay.wait(timeout=30) == 1
+        assert relay.stderr is not None and "no interface but lo" in relay.stderr.read()
+    finally:
+        relay.kill()

@@ -14,6 +14,15 @@ stays up, *parked*: it says why once, the health check reports unhealthy (nothin
 code, so `docker compose ps -a` still shows exit 2. Every other code is passed on as it is:
 a crash (1), a gateway that never came (3) or a full disk (5) is restarted by the policy.
 SIGTERM and SIGINT are passed to the bot, which stops in its documented order.
+
+The bot lives in the gateway container's network namespace (compose: network_mode
+service:ib-gateway). When Docker restarts that container (a crash, IBC exiting) it gets a new
+namespace and the bot is left in the old one, where nothing but `lo` remains and the gateway
+never comes back (docker/compose#6626). So while the bot runs, this process watches the
+namespace's interfaces (/proc/net/dev): every one but `lo` gone for ORPHANED_AFTER_S, it
+stops the bot and exits 3, which the restart policy restarts, and a restarted container joins
+the gateway's current namespace. Not verified against a Docker engine (none runs where this
+was written): the tests replay the interface list.
 """
 
 from __future__ import annotations
@@ -22,6 +31,8 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -31,6 +42,11 @@ NEEDS_A_PERSON = {2: "bad command line or settings", 4: "workers not up or dying
 CONFIG_ENV = "IBKR_BOT_CONFIG"  # the settings file the health check reads the port from
 DEFAULT_CONFIG = "/data/settings.yaml"
 DATA = os.environ.get("IBKR_BOT_DATA", "/data")  # the volume the bot must be able to write
+NET_DEV = os.environ.get("IBKR_BOT_NET_DEV", "/proc/net/dev")  # this namespace's interfaces
+# long enough for no blip to count (the namespace never loses its interface while it lives)
+ORPHANED_AFTER_S = float(os.environ.get("IBKR_BOT_ORPHANED_AFTER_S", "90"))
+GATEWAY_GONE = 3  # as the bot's own "gateway never came": the restart policy restarts it
+RECREATE = "docker compose -f configs/deploy/docker-compose.yml up -d --force-recreate bot status"
 
 
 def main(argv: list[str]) -> int:
@@ -59,7 +75,8 @@ def unwritable(data: Path) -> str:
 
 
 def run_bot(command: list[str]) -> int:
-    """The bot as a child, SIGTERM/SIGINT passed on; its exit code (128+n for a signal)."""
+    """The bot as a child, SIGTERM/SIGINT passed on; its exit code (128+n for a signal), or
+    GATEWAY_GONE when it was stopped because its network namespace was left behind."""
     bot = subprocess.Popen(command)
 
     def forward(signum: int, _frame: FrameType | None) -> None:
@@ -67,8 +84,51 @@ def run_bot(command: list[str]) -> int:
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
+    done, orphaned = threading.Event(), threading.Event()
+    watch = (bot, done, orphaned)
+    threading.Thread(target=watch_namespace, args=watch, daemon=True).start()
     code = bot.wait()
+    done.set()
+    if orphaned.is_set():
+        return GATEWAY_GONE
     return 128 - code if code < 0 else code
+
+
+def outside_interfaces(path: str = NET_DEV) -> set[str] | None:
+    """This network namespace's interfaces but `lo` (None: unreadable, nothing to judge)."""
+    try:
+        with open(path, encoding="utf-8") as table:
+            lines = table.read().splitlines()
+    except OSError:
+        return None
+    # two header lines, then 'name: counters' per interface
+    return {line.split(":", 1)[0].strip() for line in lines if ":" in line} - {"lo"}
+
+
+def watch_namespace(
+    bot: subprocess.Popen[bytes], done: threading.Event, orphaned: threading.Event
+) -> None:
+    """Stops the bot once every interface but `lo` has been gone for ORPHANED_AFTER_S."""
+    if not outside_interfaces():  # no network to lose (network none, no /proc): no watch
+        return
+    gone_since: float | None = None
+    while not done.wait(ORPHANED_AFTER_S / 6):
+        if outside_interfaces() != set():
+            gone_since = None
+            continue
+        gone_since = gone_since if gone_since is not None else time.monotonic()
+        if time.monotonic() - gone_since >= ORPHANED_AFTER_S:
+            print(
+                f"ibkr-bot-entrypoint: this network namespace has had no interface but lo "
+                f"for {ORPHANED_AFTER_S:.0f} s: the gateway's container was restarted and "
+                f"left the bot behind. Stopping it; exit {GATEWAY_GONE} lets the restart "
+                f"policy start it in the gateway's new namespace (by hand: {RECREATE})",
+                file=sys.stderr,
+                flush=True,
+            )
+            orphaned.set()
+            bot.send_signal(signal.SIGTERM)
+            return
 
 
 def park(code: int, why: str) -> int:
@@ -104,6 +164,11 @@ def healthcheck(config: str) -> int:
         print(exc.read().decode(errors="replace"))
     except OSError as exc:
         print(f"no answer on 127.0.0.1:{port}: {exc}")
+    if outside_interfaces() == set():
+        print(
+            f"this network namespace has no interface but lo: the gateway's container was "
+            f"restarted and left this one behind; {RECREATE}"
+        )
     return 1
 
 
