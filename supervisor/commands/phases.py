@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shlex
 import sys
 import tempfile
 from dataclasses import asdict
@@ -155,7 +156,12 @@ def cmd_phases(args: argparse.Namespace, settings: Settings) -> int:
         )
         return exitcodes.USAGE
     if args.plot and not _can_plot():  # said before the soak, not after an hour of it
-        print("phases --plot: matplotlib cannot be imported (pip install -e .)", file=sys.stderr)
+        # the interpreter named: the fix goes into the bot's environment, installed or not
+        print(
+            "phases --plot: matplotlib cannot be imported "
+            f"({shlex.quote(sys.executable)} -m pip install matplotlib)",
+            file=sys.stderr,
+        )
         return exitcodes.USAGE
     out = out_folder(args.out, args.config, "phases")
     if not writable_folder(out, "phases"):
@@ -195,6 +201,8 @@ def _run_phases(settings: Settings, args: argparse.Namespace, out: Path, broker_
                 phase_settings, broker_name, args.scenario, out, args.start, args.sim_clock
             ) as (b, c, used):
                 code, sup = run_supervisor(used, b, c, echo=echo, console=False)
+                if bar is not None:  # before the market is shut: the simulator's summary
+                    bar.close()  # must not run on from the bar's line
         finally:
             if bar is not None:
                 bar.close()

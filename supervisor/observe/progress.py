@@ -48,6 +48,7 @@ class ProgressBar:
         self.cycles, self.seconds, self.now = cycles, seconds, now
         self.started = now()
         self.done = 0
+        self.closed = False
 
     def fraction(self) -> float | None:
         elapsed = self.now() - self.started
@@ -73,10 +74,12 @@ class ProgressBar:
         self.stream.flush()
 
     def close(self) -> None:
-        """The bar's line ended, so what is printed next starts on a line of its own."""
-        if self.done:
+        """The bar's line ended, so what is printed next starts on a line of its own; once
+        (the run's end closes it before its market is shut, and a failure closes it again)."""
+        if self.done and not self.closed:
             self.stream.write("\n")
             self.stream.flush()
+        self.closed = True
 
 
 def cycle_echo(
