@@ -75,14 +75,26 @@ def parse_yaml(text: str) -> Any:
     except YamlFileError:
         raise
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(exc, "problem", None) or exc
-        raise YamlFileError(f"{where}not valid YAML ({problem})") from None
+        raise YamlFileError(_yaml_problem(exc)) from None
     except RecursionError:
         raise YamlFileError(f"nested deeper than {MAX_DEPTH} levels") from None
     finally:
         loader.dispose()
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """'line L, column C: not valid YAML (...)', L the line to fix: where the construct
+    that went wrong was opened (an unclosed '[' on line 22) when PyYAML names it, not the
+    later line where the parser gave up, which is also said."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or exc
+    context, opened = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+    if context and opened and (not mark or opened.line != mark.line):
+        found = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        where = f"line {opened.line + 1}, column {opened.column + 1}: "
+        return f"{where}not valid YAML ({context} started here: {problem}{found})"
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+    return f"{where}not valid YAML ({problem})"
 
 
 def _decoded(data: bytes) -> str:

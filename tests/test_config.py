@@ -252,6 +252,16 @@ def test_invalid_yaml_names_the_line(tmp_path: Path) -> None:
     assert info.value.source == str(path)
 
 
+def test_an_unclosed_bracket_is_placed_where_it_was_opened(tmp_path: Path) -> None:
+    # PyYAML gives up lines later (here on line 5); the line to fix is the '[' on line 3
+    path = write(tmp_path, "broker: stub\nuniverse:\n  symbols: [SPY, QQQ\n\nschedule: {}\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings(path, environ={})
+    [problem] = info.value.problems
+    assert problem.startswith("line 3, column 12: not valid YAML (while parsing a flow sequence")
+    assert problem.endswith("at line 5, column 9)")
+
+
 def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
     path = tmp_path / "nowhere.yaml"
     with pytest.raises(ConfigError) as info:
