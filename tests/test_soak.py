@@ -221,3 +221,12 @@ def test_rotated_files_are_found_and_read_in_time_order(tmp_path):
     assert [p.name for p in paths] == ["metrics.jsonl", "metrics.jsonl.1", "metrics.jsonl.2"]
     assert problems == []
     assert [r["ts"] for r in loaded] == [r["ts"] for r in records]
+
+
+def test_report_figures_read_as_a_person_writes_them() -> None:
+    # T1 saw 'warm-up 0.472047 s' and 'within 1.56188e+07 KB/h' (fixed in 94d88f2)
+    from supervisor.observe.soak import _figure
+    from supervisor.observe.soak_render import seconds
+
+    assert seconds(0.472047) == "0.47 s" and seconds(4.24) == "4.2 s" and seconds(300.4) == "300 s"
+    assert _figure(15_618_800.4) == "15618800" and _figure(0.5) == "0.5" and _figure(50.0) == "50"
