@@ -95,8 +95,15 @@ def test_an_answer_that_is_not_the_api_fails_as_not_an_ibkr_api_port() -> None:
 def test_a_port_that_closes_without_answering_points_at_trusted_ips() -> None:
     closed = SocketFinding("10.0.0.5", 4002, ANSWERED, b"", closed=True, kind="nothing")
     check = socket_checks(closed)[1]
-    assert check.status == FAIL and "closed the connection" in check.detail
+    assert check.status == FAIL and check.detail == (
+        "10.0.0.5:4002 closed the connection without answering the API handshake: not an "
+        "IBKR API port, or this host is not a trusted API client"
+    )
     assert "Trusted IPs" in check.fix
+    silent = SocketFinding("10.0.0.5", 4002, ANSWERED, b"", closed=False, kind="nothing")
+    assert socket_checks(silent)[1].detail.startswith(  # said once, in plain words
+        "10.0.0.5:4002 accepted the connection but never answered the API handshake: "
+    )
 
 
 def test_the_api_handshake_is_ok_with_its_server_version() -> None:
@@ -118,12 +125,23 @@ def test_a_gateway_not_logged_in_fails_saying_to_log_in() -> None:
 
 
 def test_paper_accounts_are_ok_live_ones_warn_and_a_missing_configured_one_fails() -> None:
-    assert account_check(["DU1234567"], "").line() == "ok   accounts: DU1234567 (paper)"
-    live = account_check(["U7654321"], "")
+    assert account_check(["DU1234567"], "DU1234567").line() == "ok   accounts: DU1234567 (paper)"
+    assert account_check(["DU1234567"], None).status == OK  # the simulator's: nothing to fill
+    live = account_check(["U7654321"], "U7654321")
     assert live.status == WARN and "LIVE" in live.detail
     missing = account_check(["DU1234567"], "DU999")
     assert missing.status == FAIL and "DU1234567" in missing.fix
     assert account_check([], "").status == FAIL
+
+
+def test_an_empty_configured_account_warns_naming_the_managed_ones() -> None:
+    # init leaves ibkr.account empty; doctor said "ok accounts" and nobody filled it in
+    empty = account_check(["DU1234567", "DU7654321"], "")
+    assert empty.status == WARN and "ibkr.account is empty" in empty.detail
+    assert empty.fix.startswith("fill in ibkr.account") and "DU1234567, DU7654321" in empty.fix
+    live = account_check(["U7654321"], "")
+    assert live.status == WARN and "LIVE" in live.detail and "fill in ibkr.account" in live.fix
+    assert "paper port 4002" in live.fix
 
 
 def test_read_only_api_warns_with_untick_read_only() -> None:
@@ -198,7 +216,7 @@ def test_pacing_within_limits_is_ok_and_out_of_them_is_said() -> None:
 
 
 def test_everything_healthy_is_all_ok_and_exit_0() -> None:
-    checks = gateway_checks(ON_SIM, gateway(), "", "live", ["SPY"])
+    checks = gateway_checks(ON_SIM, gateway(), "DU1234567", "live", ["SPY"])
     assert all(c.status == OK for c in checks), [c.line() for c in checks]
     assert len(checks) == 3 + 3 + 4
     assert verdict(checks) == exitcodes.OK

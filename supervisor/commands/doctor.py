@@ -51,9 +51,10 @@ def add_doctor_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 async def examine(
-    settings: Settings, symbols: Sequence[str], now: Callable[[], float]
+    settings: Settings, symbols: Sequence[str], now: Callable[[], float], simulated: bool = False
 ) -> list[Check]:
-    """Probe the gateway at ibkr.host:ibkr.port and judge what was found."""
+    """Probe the gateway at ibkr.host:ibkr.port and judge what was found; ``simulated``: the
+    simulator's, whose account is not one to fill in ibkr.account."""
     from supervisor.broker.ibkr.probes import probe_gateway, probe_socket  # loads ib_insync
 
     cfg = settings.ibkr
@@ -63,7 +64,8 @@ async def examine(
     gateway: GatewayFinding | None = None
     if socket.kind == "api":
         gateway = await probe_gateway(settings, symbols, now)
-    checks = gateway_checks(socket, gateway, cfg.account, cfg.market_data_type, symbols)
+    account = cfg.account or (None if simulated else "")
+    checks = gateway_checks(socket, gateway, account, cfg.market_data_type, symbols)
     return checks + pacing_checks(settings.pacing)
 
 
@@ -93,7 +95,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         with broker_session(
             settings, market, args.scenario, start=args.start, sim_clock=args.sim_clock
         ) as (_unused, clock, used):
-            checks = asyncio.run(examine(used, symbols, clock.now))
+            checks = asyncio.run(examine(used, symbols, clock.now, market == "sim"))
     except MARKET_ERRORS as exc:
         return market_error(exc)
     for check in checks:

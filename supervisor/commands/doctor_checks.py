@@ -90,12 +90,15 @@ def handshake_check(found: SocketFinding) -> Check:
             f"the answer from {where} was cut off mid-handshake",
             "run doctor again; if it persists, restart the gateway",
         )
-    said = "closed the connection" if found.closed else "accepted but never answered"
+    said = (
+        "closed the connection without answering the API handshake"
+        if found.closed
+        else "accepted the connection but never answered the API handshake"
+    )
     return Check(
         FAIL,
         "API handshake",
-        f"{where} {said} without answering the API handshake: not an IBKR API port, or "
-        "this host is not a trusted API client",
+        f"{where} {said}: not an IBKR API port, or this host is not a trusted API client",
         f"{API_SETTINGS}; a gateway still starting or waiting for its login (2FA) answers "
         "once logged in",
     )
@@ -123,8 +126,9 @@ def connection_check(found: GatewayFinding) -> Check:
     return Check(FAIL, "client id", found.error, fix)
 
 
-def account_check(accounts: Sequence[str], configured: str) -> Check:
-    """Managed accounts, and paper or live: IBKR's paper account ids start with D (DU...)."""
+def account_check(accounts: Sequence[str], configured: str | None) -> Check:
+    """Managed accounts, and paper or live: IBKR's paper account ids start with D (DU...).
+    ``configured`` is ibkr.account; None: not the user's to fill (the simulator's accounts)."""
     if not accounts:
         return Check(
             FAIL, "accounts", "the gateway manages no account", "log in to the gateway again"
@@ -138,15 +142,22 @@ def account_check(accounts: Sequence[str], configured: str) -> Check:
             f"set ibkr.account to one of {listed}, or log in with the account's user",
         )
     live = [a for a in accounts if not a.startswith("D")]
-    if live:
-        return Check(
-            WARN,
-            "accounts",
-            f"{listed}: LIVE (real money; paper account ids start with D)",
-            "for first runs log in to the paper account (IB Gateway paper port 4002); keep "
-            "execution.mode: dry_run until phases and what-if pass",
+    kind = "LIVE (real money; paper account ids start with D)" if live else "(paper)"
+    fixes = []
+    if configured == "":
+        fixes.append(
+            f"fill in ibkr.account (or IBKR_ACCOUNT) with the account the bot trades, one of "
+            f"the managed accounts {listed}: live mode refuses to trade without it"
         )
-    return Check(OK, "accounts", f"{listed} (paper)")
+    if live:
+        fixes.append(
+            "for first runs log in to the paper account (IB Gateway paper port 4002); keep "
+            "execution.mode: dry_run until phases and what-if pass"
+        )
+    if fixes:
+        empty = "; ibkr.account is empty" if configured == "" else ""
+        return Check(WARN, "accounts", f"{listed}: {kind}{empty}", "; ".join(fixes))
+    return Check(OK, "accounts", f"{listed} {kind}")
 
 
 def read_only_check(found: GatewayFinding) -> Check:
@@ -307,7 +318,7 @@ def pacing_checks(pacing: PacingSettings) -> list[Check]:
 
 
 def gateway_checks(
-    socket: SocketFinding, gateway: GatewayFinding | None, configured_account: str,
+    socket: SocketFinding, gateway: GatewayFinding | None, configured_account: str | None,
     market_data_type: str, symbols: Sequence[str],
 ) -> list[Check]:  # fmt: skip
     """Every gateway check in order; what cannot run after a failure is ``skip``."""
