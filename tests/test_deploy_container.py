@@ -345,5 +345,11 @@ def test_bot_and_status_follow_a_restarted_gateway_into_its_namespace(tmp_path: 
         net_dev.write_text(NET_DEV)
         assert relay.wait(timeout=30) == 1
         assert relay.stderr is not None and "no interface but lo" in relay.stderr.read()
+        net_dev.write_text(NET_DEV + ETH0)  # a stop (SIGTERM: sh is PID 1 there) ends it, 0
+        relay = subprocess.Popen(["sh", "-c", script], env=env)
+        with pytest.raises(subprocess.TimeoutExpired):
+            relay.wait(timeout=0.5)
+        relay.terminate()
+        assert relay.wait(timeout=30) == 0
     finally:
         relay.kill()
