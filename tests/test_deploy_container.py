@@ -346,7 +346,7 @@ def test_bot_and_status_follow_a_restarted_gateway_into_its_namespace(tmp_path: 
         assert relay.wait(timeout=30) == 1
         assert relay.stderr is not None and "no interface but lo" in relay.stderr.read()
         net_dev.write_text(NET_DEV + ETH0)  # a stop (SIGTERM: sh is PID 1 there) ends it, 0
-        relay = subprocess.Popen(["sh", "-c", script], env=env)
+        relay = subprocess.Popen(["sh", "-c", script], env=env, text=True)
         with pytest.raises(subprocess.TimeoutExpired):
             relay.wait(timeout=0.5)
         relay.terminate()

@@ -70,8 +70,8 @@ def test_a_state_folder_that_cannot_be_made_is_exit_2_naming_it(
     assert "Traceback" not in err and "make that folder writable" in err
 
 
-def ts(*when: int) -> float:
-    return datetime(*when, tzinfo=NEW_YORK).timestamp()
+def ts(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> float:
+    return datetime(year, month, day, hour, minute, tzinfo=NEW_YORK).timestamp()
 
 
 def test_the_stub_replay_is_five_sessions_of_cycles_as_the_loop_runs_them() -> None:
