@@ -18,7 +18,9 @@ def phases(tmp_path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "supervisor", "phases", *args],
         cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        # the run's state (and phases' default --out, var/phases) in this test's folder: from
+        # a checkout the embedded default keeps it in the project, shared by parallel tests
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT), "SUPERVISOR_HOME": str(tmp_path)},
         text=True,
         capture_output=True,
         timeout=280,

@@ -135,7 +135,9 @@ def _phases(tmp_path: Path, *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "supervisor", "phases", *args],
         cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        # the run's state (and phases' default --out, var/phases) in this test's folder: from
+        # a checkout the embedded default keeps it in the project, shared by parallel tests
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT), "SUPERVISOR_HOME": str(tmp_path)},
         text=True,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
