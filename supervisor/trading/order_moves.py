@@ -19,13 +19,14 @@ import logging
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from common.calendar import EXCHANGE_TZ
 from supervisor.journal.order_rows import Details
 from supervisor.journal.order_status import IllegalTransition, OrderStatus
 from supervisor.journal.store import Journal
 
 log = logging.getLogger("supervisor.trading.order_moves")
 
-EXCHANGE_TZ = ZoneInfo("America/New_York")  # the alert's day: the trading day it happened on
+_EXCHANGE = ZoneInfo(EXCHANGE_TZ)  # the alert's day: the trading day it happened on
 
 
 def move(
@@ -57,7 +58,7 @@ def refused(
     journal: Journal, row_id: int, status: OrderStatus, now_ts: float, exc: IllegalTransition
 ) -> None:
     """Say an illegal change once per row and status (an ERROR and a journal alert)."""
-    day = datetime.fromtimestamp(now_ts, EXCHANGE_TZ).date().isoformat()
+    day = datetime.fromtimestamp(now_ts, _EXCHANGE).date().isoformat()
     text = f"{exc}: the row is left as it is (the broker's state is met again next refresh)"
     key = f"{row_id} -> {OrderStatus(status).value}"
     if journal.record_alert_once(day, "order_transition", key, text, now_ts):
