@@ -359,6 +359,21 @@ class AlertsSettings(Model):
     timeout_s: float = Field(5.0, gt=0, le=60)
     retries: int = Field(2, ge=0, le=10)
     queue_size: int = Field(1000, ge=1)  # per channel; beyond it alerts are dropped, and counted
+    # the Telegram command bot (/status, /pause, /flatten …: runtime/telegram_commands.py),
+    # off by default; it answers only the chats listed (their numeric ids) and needs the token
+    telegram_commands: bool = False
+    telegram_allowed_chats: list[int] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _commands_need_a_bot_and_a_chat(self) -> AlertsSettings:
+        if self.telegram_commands and self.telegram_bot_token is None:
+            raise ValueError("telegram_commands needs telegram_bot_token (the bot to poll)")
+        if self.telegram_commands and not self.telegram_allowed_chats:
+            raise ValueError(
+                "telegram_commands needs telegram_allowed_chats: the chat ids it may answer "
+                "(none listed would answer nobody)"
+            )
+        return self
 
 
 class LoggingSettings(Model):
