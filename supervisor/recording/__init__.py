@@ -1,0 +1,1 @@
+"""The flight recorder: every broker answer of a run, in Parquet files a replay reads back."""

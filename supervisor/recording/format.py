@@ -1,0 +1,222 @@
+"""The flight recorder's on-disk format (version 1): what a recording holds, column by column.
+
+One recording per run is a directory ``<recording.dir>/<market>-<YYYYmmddTHHMMSSZ>/`` (the
+run's start, UTC) holding ``meta.json`` and one Parquet file per kind below. The writer
+(supervisor/recording/writer.py) appends row groups as the run goes, so a crash loses at most
+the rows of the last unflushed buffer; the replay (supervisor/recording/reader.py) reads the
+same files. docs/recording.md is the prose version of this module.
+
+Every row has ``ts``: float64 epoch seconds of the *session clock* when the broker answered
+(the simulated clock on ``--sim``, the wall clock on ``ibkr``), then the request's identity,
+then the answer's plain values (the fields of common/messages.py's frozen dataclasses), and an
+``error`` string: null when the request was answered, the broker error's text when it failed
+(a replay answers the same request with the same failure). A float that the venue did not
+send is NaN, as in the dataclasses; a value that is absent as a whole (``regular_hours``
+returning None, ``closing_price`` not known yet) is null.
+
+Why Parquet: it is what pandas, polars, duckdb and Spark open without a converter, it is
+columnar and compressed (repeated symbols and prices cost little), and it is written in row
+groups, which is how a recorder appends safely while the run goes.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import pyarrow as pa
+
+FORMAT_VERSION: Final = 1
+
+META_FILE: Final = "meta.json"
+# the name of a recording's directory: market, then the run's start in UTC
+DIR_TIME_FORMAT: Final = "%Y%m%dT%H%M%SZ"
+
+# file stems (``<kind>.parquet``)
+QUOTES: Final = "quotes"
+BARS: Final = "bars"
+CHAINS: Final = "chains"
+OPTION_QUOTES: Final = "option_quotes"
+HOURS: Final = "hours"
+ORDERS: Final = "orders"
+CYCLES: Final = "cycles"
+
+# hours.parquet ``kind``: the two calendar answers share one file
+HOURS_REGULAR: Final = "regular_hours"
+HOURS_CLOSE: Final = "closing_price"
+
+# orders.parquet ``event``: what the bot asked of the venue, and what the venue reported
+EV_BRACKET: Final = "place_bracket"  # an entry bracket (intent in the columns + detail)
+EV_ORDER: Final = "place_order"  # a DAY limit exit of an option
+EV_STOCK: Final = "place_stock_order"  # shares an exercise delivered, closed
+EV_EXIT: Final = "place_exit"  # one exit of a bracket placed again (LMT or STP)
+EV_CANCEL: Final = "cancel"
+EV_WHAT_IF: Final = "what_if"  # IBKR's margin check (result in detail)
+EV_FILL: Final = "fill"  # an execution, first time the venue listed it
+ORDER_EVENTS: Final = (EV_BRACKET, EV_ORDER, EV_STOCK, EV_EXIT, EV_CANCEL, EV_WHAT_IF, EV_FILL)
+
+_F = pa.float64()
+_S = pa.string()
+_I = pa.int64()
+
+
+def _schema(*fields: tuple[str, pa.DataType]) -> pa.Schema:
+    # ts first, error last: the two every kind shares
+    return pa.schema([("ts", _F), *fields, ("error", _S)])
+
+
+# Broker.quote(symbol) -> Quote. ``quote_ts`` is the Quote's own ts (when the snapshot was
+# taken), ``ts`` when the broker answered.
+QUOTES_SCHEMA: Final = _schema(
+    ("symbol", _S),
+    ("bid", _F),
+    ("ask", _F),
+    ("last", _F),
+    ("close", _F),
+    ("bid_size", _F),
+    ("ask_size", _F),
+    ("volume", _F),
+    ("quote_ts", _F),
+)
+
+# Broker.bars(symbol, minutes, bar_minutes, rth) -> Bars: one row per answer, the bars as
+# lists (the Bars columns, oldest first); ``minutes``/``bar_minutes``/``rth`` as requested.
+BARS_SCHEMA: Final = _schema(
+    ("symbol", _S),
+    ("minutes", _I),
+    ("bar_minutes", _I),
+    ("rth", pa.bool_()),
+    ("bar_ts", pa.list_(_F)),
+    ("open", pa.list_(_F)),
+    ("high", pa.list_(_F)),
+    ("low", pa.list_(_F)),
+    ("close", pa.list_(_F)),
+    ("volume", pa.list_(_F)),
+)
+
+# Broker.chain(symbol) -> OptionChain
+CHAINS_SCHEMA: Final = _schema(
+    ("symbol", _S),
+    ("expirations", pa.list_(_S)),
+    ("strikes", pa.list_(_F)),
+    ("multiplier", _I),
+    ("exchange", _S),
+    ("trading_class", _S),
+)
+
+# Broker.option_quotes(contracts) -> tuple[OptionQuote, ...]: one row per *requested*
+# contract. ``call`` numbers the broker calls (rows of one call share it); ``answered`` is
+# false when the answer left that contract out (the replay leaves it out too). On an error
+# every requested contract gets a row with ``error`` set and NaN values.
+OPTION_QUOTES_SCHEMA: Final = _schema(
+    ("call", _I),
+    ("symbol", _S),
+    ("expiry", _S),  # YYYYMMDD
+    ("strike", _F),
+    ("right", _S),  # C | P
+    ("multiplier", _I),
+    ("exchange", _S),
+    ("trading_class", _S),
+    ("answered", pa.bool_()),
+    ("bid", _F),
+    ("ask", _F),
+    ("last", _F),
+    ("volume", _F),
+    ("iv", _F),
+    ("delta", _F),
+    ("gamma", _F),
+    ("vega", _F),
+    ("theta", _F),
+    ("und_price", _F),
+    ("quote_ts", _F),
+)
+
+# Broker.regular_hours(symbol) -> TradingHours | None  (kind "regular_hours": sessions as
+# [start, end) epoch-second pairs in two lists, ``days`` every listed day (ISO), ``zone`` the
+# IANA zone; all four null when the venue said nothing) and
+# Broker.closing_price(symbol, day) -> float | None  (kind "closing_price": ``day`` as asked,
+# ``close`` null until the venue has it).
+HOURS_SCHEMA: Final = _schema(
+    ("kind", _S),
+    ("symbol", _S),
+    ("session_start", pa.list_(_F)),
+    ("session_end", pa.list_(_F)),
+    ("days", pa.list_(_S)),
+    ("zone", _S),
+    ("day", _S),  # YYYY-MM-DD
+    ("close", _F),
+)
+
+# Order events and fills. The contract columns are empty for a cancel; ``order_ids`` /
+# ``perm_ids`` hold what the venue assigned (three for a bracket, one otherwise, two for a
+# placed exit: order id and permId); ``detail`` is JSON of the rest (the whole OrderIntent of
+# a bracket, a what-if's result). A fill row: ``order_id``, ``exec_id``, ``side`` (BOT|SLD),
+# ``quantity`` (shares), ``price``, ``fill_ts`` (the venue's time), ``commission``.
+# ``error_code`` is the venue's code of a refusal (OrderRejected), else null.
+ORDERS_SCHEMA: Final = _schema(
+    ("event", _S),
+    ("symbol", _S),
+    ("expiry", _S),
+    ("strike", _F),
+    ("right", _S),
+    ("action", _S),  # BUY | SELL
+    ("quantity", _F),
+    ("order_type", _S),  # LMT | STP | bracket
+    ("limit", _F),
+    ("account", _S),
+    ("order_ref", _S),  # our intent id
+    ("oca_group", _S),
+    ("order_id", _I),
+    ("order_ids", pa.list_(_I)),
+    ("perm_ids", pa.list_(_I)),
+    ("exec_id", _S),
+    ("side", _S),
+    ("price", _F),
+    ("fill_ts", _F),
+    ("commission", _F),
+    ("error_code", _I),
+    ("detail", _S),
+)
+
+# One row per cycle, written when it starts: ``ts`` the session clock at its start (a replay
+# runs its cycles at these times), ``day`` the session's day (YYYY-MM-DD, exchange zone),
+# ``wall_ts`` the wall clock then.
+CYCLES_SCHEMA: Final = _schema(
+    ("cycle", _I),
+    ("day", _S),
+    ("wall_ts", _F),
+)
+
+SCHEMAS: Final[dict[str, pa.Schema]] = {
+    QUOTES: QUOTES_SCHEMA,
+    BARS: BARS_SCHEMA,
+    CHAINS: CHAINS_SCHEMA,
+    OPTION_QUOTES: OPTION_QUOTES_SCHEMA,
+    HOURS: HOURS_SCHEMA,
+    ORDERS: ORDERS_SCHEMA,
+    CYCLES: CYCLES_SCHEMA,
+}
+
+
+def file_name(kind: str) -> str:
+    return f"{kind}.parquet"
+
+
+# meta.json keys: format_version (int), market (stub|sim|ibkr), started (epoch s, session
+# clock), started_wall (epoch s), ended / ended_wall (null until the run ended cleanly),
+# version (the package's), commit (git HEAD when run from a checkout, else null), settings (as
+# loaded, secrets masked: a SecretStr is null), symbols (the universe at start), files (the
+# kinds written, by file name), rows (per kind, at the end).
+META_KEYS: Final = (
+    "format_version",
+    "market",
+    "started",
+    "started_wall",
+    "ended",
+    "ended_wall",
+    "version",
+    "commit",
+    "settings",
+    "symbols",
+    "files",
+    "rows",
+)
