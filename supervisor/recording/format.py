@@ -21,15 +21,24 @@ groups, which is how a recorder appends safely while the run goes.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Final
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 FORMAT_VERSION: Final = 1
 
 META_FILE: Final = "meta.json"
 # the name of a recording's directory: market, then the run's start in UTC
 DIR_TIME_FORMAT: Final = "%Y%m%dT%H%M%SZ"
+
+# While the run goes, each flush of a kind is one part file (one row group, written to a
+# temporary name and renamed, so a crash never leaves half a part): ``parts/<kind>/NNNNNNNN
+# .parquet``. At the end of the run they are compacted into ``<kind>.parquet`` and ``parts/``
+# goes; a recording cut short by a crash keeps its parts until the next run's start (or
+# ``writer.complete``) compacts them. ``read_kind`` below reads either state.
+PARTS_DIR: Final = "parts"
 
 # file stems (``<kind>.parquet``)
 QUOTES: Final = "quotes"
@@ -199,6 +208,31 @@ SCHEMAS: Final[dict[str, pa.Schema]] = {
 
 def file_name(kind: str) -> str:
     return f"{kind}.parquet"
+
+
+def error_text(exc: BaseException) -> str:
+    """An ``error`` cell: the exception's class name, then its text (``SymbolDataError: no
+    permission``), so a replay can raise the same kind (ConnectionLost is not SymbolDataError;
+    a request the caller cancelled, e.g. on its timeout, is ``CancelledError``)."""
+    return f"{type(exc).__name__}: {exc}"
+
+
+def error_parts(text: str) -> tuple[str, str]:
+    """(class name, text) of an ``error`` cell written by ``error_text``."""
+    name, _, message = text.partition(": ")
+    return name, message
+
+
+def read_kind(root: Path, kind: str) -> pa.Table:
+    """One kind of a recording as a table: its compacted file, else the parts a crashed or
+    still running recording has so far (an empty table of the schema when neither)."""
+    final = root / file_name(kind)
+    if final.exists():
+        return pq.read_table(final, schema=SCHEMAS[kind])
+    parts = sorted((root / PARTS_DIR / kind).glob("*.parquet"))
+    if not parts:
+        return SCHEMAS[kind].empty_table()
+    return pa.concat_tables(pq.read_table(p, schema=SCHEMAS[kind]) for p in parts)
 
 
 # meta.json keys: format_version (int), market (stub|sim|ibkr), started (epoch s, session
