@@ -4,7 +4,8 @@
     PinnedClock  --sim runs: the simulated gateway's own session clock, followed exactly, so
                  the bot's "now" (trading day, expiries, bar ends) is its gateway's "now"
     ClockFile    --sim-clock F before that simulator has written F: its clock once it has
-    SimClock     the stub: a seeded session replayed without waiting (sleeping jumps ahead)
+    SimClock     the stub: a seeded session replayed without waiting (sleeping jumps ahead);
+                 frozen, an offline run's (replay, backtest): set to each cycle's instant
 
 Deadlines and durations always use ``time.monotonic()``; ``rate`` is market seconds per real
 second, so a cycle interval (market seconds) can be turned into a real wait.
@@ -161,16 +162,26 @@ _WALL = WallClock()
 
 
 class SimClock:
-    """Starts at ``start`` (epoch seconds); sleeping moves it forward at once."""
+    """Starts at ``start`` (epoch seconds); sleeping moves it forward at once, and so does
+    ``set``. ``frozen``: between those moves it stands still (an offline run's clock: every
+    step of a cycle sees the instant the cycle was set to, so a replay or a backtest gives
+    the same journal however busy the machine is); else it runs with the monotonic clock."""
 
     rate = 1.0
 
-    def __init__(self, start: float) -> None:
-        self._start_mono = time.monotonic()
-        self._offset = start - self._start_mono
+    def __init__(self, start: float, frozen: bool = False) -> None:
+        self.frozen = frozen
+        self._offset = start - self._running()
+
+    def _running(self) -> float:
+        return 0.0 if self.frozen else time.monotonic()
 
     def now(self) -> float:
-        return time.monotonic() + self._offset
+        return self._running() + self._offset
+
+    def set(self, ts: float) -> None:
+        """From now on the clock reads ``ts`` (and runs on from there unless frozen)."""
+        self._offset = ts - self._running()
 
     async def sleep(self, seconds: float, wake: asyncio.Event) -> None:
         if seconds > 0 and not wake.is_set():
