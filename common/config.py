@@ -376,6 +376,18 @@ class AlertsSettings(Model):
         return self
 
 
+class RecordingSettings(Model):
+    """The flight recorder (supervisor/recording/): every broker answer, order event and
+    cycle of a ``run`` on the sim or ibkr market, as Parquet files (never on the stub)."""
+
+    enabled: bool = True
+    # one folder per run inside it, <market>-<start, UTC>; relative: anchored like the journal
+    dir: str = "var/recordings"
+    # recordings that started more than this many days ago are deleted at a run's start;
+    # 0 keeps every one
+    keep_days: int = Field(30, ge=0, le=36_500)
+
+
 class LoggingSettings(Model):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     json_path: str = "var/bot.jsonl"
@@ -419,6 +431,7 @@ class Settings(Model):
     monitoring: MonitoringSettings = MonitoringSettings()
     alerts: AlertsSettings = AlertsSettings()
     logging: LoggingSettings = LoggingSettings()
+    recording: RecordingSettings = RecordingSettings()
     stub: StubSettings = StubSettings()
     # Where a key's value came from when it was not written in the file itself, e.g.
     # {"ibkr.account": "$IBKR_ACCOUNT", "execution.mode": "--mode whatif"}: the start line and

@@ -308,6 +308,7 @@ def anchored(settings: Settings, home: Path) -> Settings:
             "logging": settings.logging.model_copy(
                 update={"json_path": at(settings.logging.json_path)}
             ),
+            "recording": settings.recording.model_copy(update={"dir": at(settings.recording.dir)}),
         }
     )
 
