@@ -24,17 +24,9 @@ from common.calendar import (
 )
 from common.config import StubSettings
 from common.greeks import bs_greeks, bs_price
-from common.messages import Bars, OptionChain, OptionContract, OptionQuote, OrderIntent, Quote
-from supervisor.broker.base import (
-    AccountSnapshot,
-    BrokerError,
-    BrokerPosition,
-    Fill,
-    OpenOrder,
-    PlacedBracket,
-    SymbolDataError,
-    WhatIf,
-)
+from common.messages import Bars, OptionChain, OptionContract, OptionQuote, Quote
+from supervisor.broker.base import AccountSnapshot, SymbolDataError, WhatIf
+from supervisor.broker.paper_venue import PaperVenue
 
 STUB_ACCOUNT = "STUB0001"
 DEFAULT_BASES = {"SPY": 680.0, "QQQ": 600.0, "AAPL": 270.0, "IWM": 240.0, "MSFT": 480.0}
@@ -81,10 +73,12 @@ class PricePath:
         return round(1000 * hour_spike * (1.2 + _unit_noise(self.key ^ (minute * 31))))
 
 
-class StubBroker:
-    """Deterministic from ``settings.seed``; time comes from the injected ``now`` function."""
+class StubBroker(PaperVenue):
+    """Deterministic from ``settings.seed``; time comes from the injected ``now`` function.
+    A market for dry-run and what-if only: it places no orders and holds none."""
 
     name = "stub"
+    no_orders = "the stub places no orders (live trading needs the IBKR broker)"
 
     def __init__(
         self,
@@ -295,68 +289,10 @@ class StubBroker:
     async def what_if(
         self, contract: OptionContract, action: str, quantity: int, limit: float
     ) -> WhatIf:
-        """A margin check the IBKR way: a long option's margin is its premium."""
+        """The paper venue's margin check (a long option's: its premium), a request like
+        any other."""
         await self._round_trip()
-        outlay = limit * contract.multiplier * quantity
-        return WhatIf(
-            init_margin_change=outlay, maint_margin_change=outlay, commission=0.65 * quantity
-        )
-
-    # The stub is a market for dry-run and what-if only: it places no orders and holds none.
-
-    async def place_bracket(
-        self, intent: OrderIntent, quantity: int, account: str
-    ) -> PlacedBracket:
-        raise BrokerError("the stub places no orders (live trading needs the IBKR broker)")
-
-    def stop_entries(self) -> None:
-        return None  # it sends none anyway
-
-    async def place_order(
-        self,
-        contract: OptionContract,
-        action: str,
-        quantity: int,
-        limit: float,
-        account: str,
-        order_ref: str,
-    ) -> int:
-        raise BrokerError("the stub places no orders (live trading needs the IBKR broker)")
-
-    async def place_stock_order(
-        self, symbol: str, action: str, quantity: int, limit: float, account: str, order_ref: str
-    ) -> int:
-        raise BrokerError("the stub places no orders (live trading needs the IBKR broker)")
-
-    async def place_exit(
-        self,
-        contract: OptionContract,
-        order_type: str,
-        quantity: int,
-        price: float,
-        account: str,
-        order_ref: str,
-        oca_group: str,
-    ) -> tuple[int, int]:
-        raise BrokerError("the stub places no orders (live trading needs the IBKR broker)")
-
-    async def cancel_order(self, order_id: int) -> None:
-        raise BrokerError("the stub holds no orders to cancel")
-
-    async def refresh_orders(self) -> None:
-        return None  # the stub holds no orders
-
-    async def completed_refs(self) -> list[str]:
-        return []  # the stub holds no orders
-
-    def open_orders(self) -> list[OpenOrder]:
-        return []
-
-    def fills(self) -> list[Fill]:
-        return []
-
-    def positions(self) -> list[BrokerPosition]:
-        return []
+        return await super().what_if(contract, action, quantity, limit)
 
     async def regular_hours(self, symbol: str) -> TradingHours | None:
         return None  # the stub publishes no hours: the exchange calendar decides
