@@ -171,6 +171,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 cli_live=args.live,
                 echo=cycle_echo(market, clock, ZoneInfo(used.schedule.timezone)),
                 wait_for_gateway=True,
+                record=market,  # the flight recorder: sim and ibkr, if recording.enabled
             )
             if replay is not None:
                 print(

@@ -65,10 +65,13 @@ class CycleRunner:
         universe: Callable[[], Awaitable[Sequence[str]]],
         stop: asyncio.Event,
         guard: ExpiryGuard | None = None,
+        on_start: Callable[[int, str, float], None] | None = None,
     ) -> None:
         self.desk, self.record, self.sessions = desk, record, sessions
         self.symbols, self.clock, self.universe = symbols, clock, universe
         self.stop, self.guard = stop, guard
+        # told (cycle id, day, session clock) as a cycle starts: the flight recorder's cycles
+        self.on_start = on_start
         self.cycles_run = record.last_cycle_id()
 
     async def run(self) -> CycleSummary:
@@ -79,6 +82,8 @@ class CycleRunner:
         self.cycles_run += 1
         cycle = Cycle(self.cycles_run, state.day, started)
         self.record.start(cycle.cycle_id, cycle.day, now)
+        if self.on_start is not None:
+            self.on_start(cycle.cycle_id, cycle.day, now)
         memory = self.record.memory.whale_last
         tasks = await symbol_tasks(cycle.cycle_id, now, symbols, self.sessions, memory)
         run = self.symbols.start(cycle.cycle_id, tasks)

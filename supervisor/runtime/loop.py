@@ -79,6 +79,8 @@ class Supervisor:
         cli_live: bool = False,
         wait_for_gateway: bool = False,  # `run`: a gateway not there yet is waited for
         on_cycle: Callable[[CycleSummary], None] | None = None,
+        # each cycle's start (id, day, session clock): the flight recorder's cycles row
+        on_cycle_start: Callable[[int, str, float], None] | None = None,
     ) -> None:
         self.settings = journal_for(settings, broker.name)  # a no-op once the session did it
         self.broker = broker
@@ -108,6 +110,7 @@ class Supervisor:
         # only the last cycle's figures are read: its results go once journaled (status.py)
         self.last_cycle: CycleFigures | None = None
         self.on_cycle = on_cycle  # a test's or a benchmark's look at each summary
+        self.on_cycle_start = on_cycle_start
         self.cycles_done = 0
         self.failed_symbols_total = 0
         self._serving: set[asyncio.Task[None]] = set()
@@ -265,6 +268,7 @@ class Supervisor:
             lambda: self.universe.symbols(self.broker),
             self.stop,
             self.guard,
+            self.on_cycle_start,
         )
         return executor
 

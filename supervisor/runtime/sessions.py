@@ -27,6 +27,7 @@ from common.settings_file import journal_for, reparsed
 from supervisor.broker.base import Broker
 from supervisor.broker.stub import StubBroker
 from supervisor.observe.logs import LogService
+from supervisor.recording.recorder import open_recording
 from supervisor.runtime.clock import Clock, ClockFile, PinnedClock, SimClock, WallClock
 from supervisor.runtime.cycle import CycleSummary
 from supervisor.runtime.loop import Supervisor
@@ -154,10 +155,17 @@ def run_supervisor(
     console: bool = True,
     wait_for_gateway: bool = False,
     on_cycle: Callable[[CycleSummary], None] | None = None,
+    record: str | None = None,
 ) -> tuple[int, Supervisor]:
     """One supervisor run with its log listener; returns the exit code and the supervisor.
-    ``wait_for_gateway``: a gateway not there yet is waited for (``run``), not exit 3."""
+    ``wait_for_gateway``: a gateway not there yet is waited for (``run``), not exit 3.
+    ``record``: the market (sim, ibkr) whose answers the flight recorder keeps, if
+    ``recording.enabled`` (``run`` only; never the stub's)."""
     logs = LogService(settings.logging, sys.stderr if console else None)
+    recording = open_recording(settings, record, broker, clock.now) if record else None
+    if recording is not None:
+        broker = recording.broker  # every answer and order through the recorder
+        on_cycle = recording.flushing(on_cycle)  # each cycle's rows on disk at its end
     supervisor = Supervisor(
         settings,
         broker,
@@ -167,9 +175,12 @@ def run_supervisor(
         echo=echo,
         wait_for_gateway=wait_for_gateway,
         on_cycle=on_cycle,
+        on_cycle_start=recording.cycle_started if recording is not None else None,
     )
     try:
         code = asyncio.run(supervisor.run())
     finally:
+        if recording is not None:
+            recording.close()
         logs.close()
     return code, supervisor
