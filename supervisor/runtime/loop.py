@@ -55,6 +55,7 @@ from supervisor.runtime.status import (
     systemd_watchdog,
 )
 from supervisor.runtime.symbol_runs import PoolSymbols
+from supervisor.runtime.telegram_commands import TelegramCommands, start_commands
 from supervisor.runtime.universe import NoKnownSymbols, Universe
 from supervisor.runtime.waits import unless_stopped, wait_for_market, wait_for_reconnect
 from supervisor.trading.controls import Controls
@@ -119,6 +120,7 @@ class Supervisor:
         self._started = time.monotonic()
         self.watcher: MonitorLoop | None = None
         self.http: StatusServer | None = None
+        self.telegram: TelegramCommands | None = None  # alerts.telegram_commands
         self.feed = StatusFeed(
             settings,
             broker,
@@ -238,7 +240,11 @@ class Supervisor:
             return False
         executor = await self._open_desk(self.journal)
         assert self.desk is not None
-        attach_controls(self.http, self.settings, Controls(self.desk, self.alerter), self.clock.now)
+        controls = Controls(self.desk, self.alerter)
+        attach_controls(self.http, self.settings, controls, self.clock.now)
+        self.telegram = start_commands(
+            self.settings, self.http, self.desk, controls, self.feed.status, self.clock.now
+        )
         self._watch()
         self._say_ready(executor.mode)
         return True
@@ -394,6 +400,8 @@ class Supervisor:
         notify("STOPPING=1")
         if self.http is not None:
             self.http.control = None  # no control from here on: the desk is being closed
+        if self.telegram is not None:
+            self.telegram.stop()  # nor from a chat
         for task in list(self._serving):
             task.cancel()
         for name, running in self._background.items():
