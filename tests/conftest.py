@@ -22,6 +22,7 @@ def make_settings(tmp_path: Path, **sections: dict[str, Any]) -> Settings:
         "logging": {"json_path": str(tmp_path / "bot.jsonl"), "console": False},
         "monitoring": {"metrics_path": str(tmp_path / "metrics.jsonl")},
         "execution": {"journal_path": str(tmp_path / "journal.sqlite")},
+        "recording": {"dir": str(tmp_path / "recordings")},
     }
     for name, values in sections.items():
         raw[name] = {**raw.get(name, {}), **values}
