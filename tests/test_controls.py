@@ -69,7 +69,7 @@ def test_the_latest_pause_or_resume_is_restored(tmp_path: Path) -> None:
 def test_flatten_sells_an_open_position_at_the_bid_and_cancels_a_pending_one() -> None:
     held = filled()
     closed = flatten(held, quote(1.70, 1.80), T0 + 5)
-    assert (closed.status, closed.exit_reason, closed.exit_price) == ("closed", "closed", 1.70)
+    assert (closed.status, closed.exit_reason, closed.exit_price) == ("closed", "flatten", 1.70)
     pending = open_from(intent(), 1, T0)  # no ask given: not filled
     assert pending.status == "pending"
     assert flatten(pending, None, T0 + 5).exit_reason == "cancelled"
@@ -191,71 +191,3 @@ def test_a_configured_token_is_used_and_nothing_is_written(tmp_path: Path) -> No
     settings = make_settings(tmp_path, monitoring={"control_token": "from-the-file"})
     assert start_token(settings) == read_token(settings) == "from-the-file"
     assert not token_path(settings).exists()
-
-
-def test_a_live_flatten_cancels_entries_then_sells_what_is_held_at_the_bid(tmp_path: Path) -> None:
-    from common.calendar import nyse
-    from supervisor.broker.base import BrokerPosition, Fill, OpenOrder
-    from supervisor.trading.desk import Desk
-    from supervisor.trading.execution import Executor
-    from supervisor.trading.sessions import SessionBook
-    from tests.test_desk import CALL, NOW
-    from tests.test_live_desk import CancellingBroker, cycle, result, spy_intent
-
-    class Selling(CancellingBroker):
-        def __init__(self, settings: Any) -> None:
-            super().__init__(settings)
-            self.sold: list[tuple[str, str, int, float, str]] = []
-
-        async def place_order(
-            self, contract: Any, action: str, quantity: int, limit: float, account: str, ref: str
-        ) -> int:
-            self.sold.append((contract.key, action, quantity, limit, ref))
-            return 77
-
-    settings = make_settings(tmp_path, execution={"mode": "live"}, ibkr={"account": "DU111"})
-    broker = Selling(settings)
-    journal = Journal(settings.execution.journal_path)
-    desk = Desk(
-        settings,
-        broker,
-        journal,
-        Executor("live", broker, journal, "DU111"),
-        SessionBook(broker, nyse()),
-    )
-    # Given a call of ours bought (its bracket's stop working) and a put entry still working
-    assert cycle(desk, NOW, result(spy_intent(1))) == [10]
-    broker.executions = [Fill("e1", 1, "i-1", "BOT", 10, 2.0, NOW + 1, 1.0, 901)]
-    broker.held = [
-        BrokerPosition("DU111", "SPY", "OPT", 10, 200.0, 1, CALL.expiry, CALL.strike, "C")
-    ]
-    stop = OpenOrder(
-        2,
-        "i-1",
-        "Submitted",
-        "SELL",
-        10,
-        "STP",
-        "SPY",
-        "OPT",
-        CALL.expiry,
-        CALL.strike,
-        "C",
-        1.4,
-        perm_id=902,
-        parent_id=1,
-        account="DU111",
-    )
-    broker.working = [stop]
-    assert cycle(desk, NOW + 10, result(spy_intent(2))) == [10]
-    (entry,) = [o for o in broker.working if o.action == "BUY"]
-    # When the trader flattens: the entry and the bracket's stop are cancelled first
-    asyncio.run(desk.flatten(NOW + 20))
-    assert sorted(broker.cancelled) == sorted([entry.order_id, stop.order_id])
-    assert broker.sold == []  # a sale beside a working stop could sell twice
-    # Then, once they are gone (the next step), what is held is sold at the bid
-    asyncio.run(desk.book.follow(NOW + 30, False))
-    ((key, action, quantity, limit, ref),) = broker.sold
-    assert (key, action, quantity, ref) == (CALL.key, "SELL", 10, "i-1:expiry")
-    assert limit > 0
-    journal.close()

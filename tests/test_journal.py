@@ -60,7 +60,7 @@ def test_creates_parents_wal_and_schema_version(path: Path) -> None:
     Journal(path).close()
     raw = sqlite3.connect(path)
     assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 7
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 8
     tables = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {
         "cycles",
@@ -83,9 +83,9 @@ def test_creates_parents_wal_and_schema_version(path: Path) -> None:
 def test_a_newer_schema_is_refused(path: Path) -> None:
     Journal(path).close()
     raw = sqlite3.connect(path)
-    raw.execute("PRAGMA user_version = 8")
+    raw.execute("PRAGMA user_version = 9")
     raw.close()
-    with pytest.raises(JournalError, match="schema version 8 is newer than this code's 7"):
+    with pytest.raises(JournalError, match="schema version 9 is newer than this code's 8"):
         Journal(path)
 
 

@@ -22,7 +22,7 @@ Status = Literal["pending", "open", "closed", "expired", "short"]
 # (live: worthless, the broker no longer holds it); exercised: live, the account got its
 # shares at the expiry's close, booked at intrinsic value (the shares: journal/shares.py)
 ExitReason = Literal[
-    "take_profit", "stop_loss", "expiry", "expired", "exercised", "cancelled", "closed"
+    "take_profit", "stop_loss", "expiry", "expired", "exercised", "cancelled", "closed", "flatten"
 ]
 
 STATUSES: tuple[Status, ...] = ("pending", "open", "closed", "expired", "short")
@@ -34,7 +34,8 @@ EXIT_REASONS: tuple[ExitReason, ...] = (
     "exercised",
     "cancelled",
     "closed",
-)  # closed: sold otherwise
+    "flatten",
+)  # closed: sold otherwise; flatten: the trader's flatten (trading/controls.py)
 ACTIVE: tuple[Status, ...] = ("pending", "open", "short")
 
 

@@ -101,14 +101,26 @@ CREATE TABLE controls (id INTEGER PRIMARY KEY, day TEXT NOT NULL, ts REAL NOT NU
     action TEXT NOT NULL, source TEXT NOT NULL, peer TEXT NOT NULL, result TEXT NOT NULL);
 CREATE INDEX controls_day ON controls (day);
 """,
+    # 8: the positions a flatten (or an incomplete bracket) is closing, until they are closed:
+    # a restart between the exits' cancels and the sale finishes it (journal/closing_rows.py);
+    # the gateway's outages, so a restart during one does not alert it again (outage_rows.py)
+    """
+CREATE TABLE closing (intent_id TEXT PRIMARY KEY, reason TEXT NOT NULL, day TEXT NOT NULL,
+    ts REAL NOT NULL);
+CREATE TABLE outages (id INTEGER PRIMARY KEY, kind TEXT NOT NULL, started_ts REAL NOT NULL,
+    text TEXT NOT NULL, alerted INTEGER NOT NULL DEFAULT 0, restarts INTEGER NOT NULL DEFAULT 0,
+    ended_ts REAL);
+CREATE INDEX outages_open ON outages (kind, ended_ts);
+""",
 )
-SCHEMA_VERSION = len(MIGRATIONS)  # 7
+SCHEMA_VERSION = len(MIGRATIONS)  # 8
 
 # migration number -> the tables it creates, for the migrations that do nothing else
 ADDS_TABLES: Mapping[int, tuple[str, ...]] = {
     5: ("shares", "stock_seen"),
     6: ("strategy_memory",),
     7: ("controls",),
+    8: ("closing", "outages"),
 }
 
 

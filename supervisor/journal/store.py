@@ -34,11 +34,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from common.messages import OrderIntent
+from supervisor.journal.closing_rows import ClosingRows
 from supervisor.journal.commits import SqlValue, Store
 from supervisor.journal.control_rows import ControlRows
 from supervisor.journal.follow import Follow, connect, connect_readonly
 from supervisor.journal.lock import JournalLock
 from supervisor.journal.order_rows import OrderRows
+from supervisor.journal.outage_rows import OutageRows
 from supervisor.journal.records import ACTIVE, DayState, DecisionRecord, Position
 from supervisor.journal.rows import (
     JournalError,
@@ -64,7 +66,8 @@ class Journal:
 
     One ``store`` (the connection, its transactions, the rows that wait) and the parts that
     write through it: ``orders`` (order_rows.py), ``shares`` (shares.py), ``strategy``
-    (strategy_rows.py), ``controls`` (control_rows.py); cycles, signals, intents, decisions,
+    (strategy_rows.py), ``controls`` (control_rows.py), ``closing`` (closing_rows.py),
+    ``outages`` (outage_rows.py); cycles, signals, intents, decisions,
     positions, the day's state and alerts are written here."""
 
     def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
@@ -83,6 +86,8 @@ class Journal:
         self.shares = ShareRows(self.store)
         self.strategy = StrategyRows(self.store)
         self.controls = ControlRows(self.store)
+        self.closing = ClosingRows(self.store)
+        self.outages = OutageRows(self.store)
         try:
             self.store.prepare(readonly)
         except sqlite3.DatabaseError as exc:

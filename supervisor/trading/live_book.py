@@ -23,14 +23,14 @@ import logging
 import math
 from collections.abc import Iterator, Mapping
 
-from common.messages import OptionContract, OrderIntent, Right
-from supervisor.broker.base import AccountSnapshot, BrokerPosition
+from common.messages import OrderIntent
+from supervisor.broker.base import AccountSnapshot
 from supervisor.journal.records import Position
 from supervisor.trading.execution import Execution
 from supervisor.trading.live import LiveBook, entry_key
 from supervisor.trading.live_brackets import BracketCheck
 from supervisor.trading.live_exercise import Exercises, with_shares
-from supervisor.trading.live_exits import ExpiryExits
+from supervisor.trading.live_exits import ExpiryExits, contract_key
 from supervisor.trading.live_positions import LivePositions
 from supervisor.trading.live_reconcile import Reconciliation, reconcile
 from supervisor.trading.position_book import (
@@ -43,9 +43,8 @@ from supervisor.trading.position_book import (
 
 log = logging.getLogger("supervisor.trading.live_book")
 
-
-def contract_key(p: BrokerPosition) -> str:
-    return OptionContract(p.symbol, p.expiry, p.strike, Right(p.right)).key
+FLATTEN_CONFIRM_S = 5.0  # what a flatten waits for IBKR to confirm its cancels (real seconds)
+CONFIRM_POLL_S = 0.25
 
 
 class LivePositionBook:
@@ -66,6 +65,7 @@ class LivePositionBook:
         self.exits = ExpiryExits(
             broker, journal, sessions, settings.risk.exit_before_expiry_min, self.account
         )
+        self.confirm_s = FLATTEN_CONFIRM_S
         self.brackets = BracketCheck(
             broker,
             journal,
@@ -245,8 +245,11 @@ class LivePositionBook:
 
     async def flatten(self, now_ts: float) -> str:
         """The trader's flatten: our working entries cancelled, and every option position this
-        bot bought sold with a DAY limit at the bid (the expiry exit's sale, ``close_now``:
-        its bracket's exits cancelled first, the sale placed once they are gone)."""
+        bot bought sold with a DAY limit at the bid, exit reason "flatten" (live_exits.py's
+        sale, ``close_now``). The positions are journaled first (a restart finishes the
+        flatten), their brackets' exits cancelled, and the sale placed in this same call once
+        IBKR's open orders no longer list them (waited for ``confirm_s``; else the next cycle
+        or expiry guard run sells: never a sale beside a working stop)."""
         await self.orders.step(now_ts, halted=True, why="flatten")
         ours = self.desk.journal.bought_contracts()
         held = [
@@ -254,9 +257,37 @@ class LivePositionBook:
             for p in self.desk.broker.positions()
             if p.sec_type == "OPT" and p.quantity > 0 and (key := contract_key(p)) in ours
         ]
-        self.exits.close_now.update(held)
-        await self.exits.step(now_ts)
-        return f"entries cancelled, {len(held)} position(s) closing with limit orders at the bid"
+        day = self._day_of(now_ts)
+        for intent_id in held:
+            self.exits.close(intent_id, "flatten", day, now_ts)
+        await self.exits.step(now_ts)  # the exits cancelled (or, with none, the sale placed)
+        waiting = await self._cancels_confirmed(self.confirm_s)
+        if waiting:
+            log.warning(
+                "flatten: %d bracket exit(s) still listed after %.0f s: the sale waits for "
+                "their cancels (the next cycle places it)",
+                waiting,
+                self.confirm_s,
+                extra={"event": "flatten_waiting", "orders": waiting},
+            )
+        else:
+            await self.exits.step(now_ts)  # the sale, now that no exit of theirs works
+        sold = sum(1 for i in held if self.exits.selling(i))
+        said = f"entries cancelled, {len(held)} position(s) closing with limit orders at the bid"
+        if len(held) > sold:
+            said += f" ({len(held) - sold} sale(s) placed once their exits' cancels are confirmed)"
+        return said
+
+    async def _cancels_confirmed(self, within_s: float) -> int:
+        """Refresh the open orders until no bracket exit of a position being closed is listed,
+        for ``within_s`` at most; how many are still listed."""
+        deadline = asyncio.get_running_loop().time() + within_s
+        while True:
+            waiting = len(self.exits.cancels_pending())
+            if not waiting or asyncio.get_running_loop().time() >= deadline:
+                return waiting
+            await asyncio.sleep(CONFIRM_POLL_S)
+            await self.orders.refresh()
 
     # --- at exit ----------------------------------------------------------------------------
 

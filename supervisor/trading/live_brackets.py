@@ -16,7 +16,8 @@
                           bracket's OCA group; its ids take the lost one's place in the row,
                           so its fill is booked with the right exit reason
               close       the remaining exit cancelled, then what is held sold at the bid
-                          (the expiry exit's way: live_exits.py ``close_now``)
+                          (the expiry exit's way: live_exits.py ``close_now``, journaled,
+                          so a restart finishes it; exit reason "closed")
       exits working with nothing held: reported (they would sell what is not there)
 
 A price the journal does not know (an intent adopted from the broker without that exit) is
@@ -141,7 +142,7 @@ class BracketCheck:
             return
         what = f"{parts.intent_id}: {held} x {p.contract.key} held without its {missing}"
         if self.how == "close":
-            self.exits.close_now.add(parts.intent_id)
+            self.exits.close(parts.intent_id, "closed", self.positions.day_of(now_ts), now_ts)
             found.repaired.append(
                 f"{what}: closed (its other exit cancelled, then sold at "
                 "the bid; execution.incomplete_bracket: close)"

@@ -8,16 +8,18 @@
     opens (or grows) a short row of its own (``short_row``) and the desk trips the kill switch
 
 Which order sold is told by ``exit_reason_of``: the bracket's take-profit or stop (by order id
-or permId, so a reconnect under another client id does not lose it), the expiry exit
-(``<intent>:expiry``), otherwise "closed".
+or permId, so a reconnect under another client id does not lose it), a sale of live_exits.py
+(``<intent>:expiry``: the reason its order row journaled, "expiry", "flatten" or "closed"),
+otherwise "closed".
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 
 from supervisor.journal.order_rows import OrderRow
-from supervisor.journal.records import ExitReason, Position
+from supervisor.journal.records import EXIT_REASONS, ExitReason, Position
 from supervisor.trading.live_exits import EXIT_SUFFIX
 
 SHORT_SUFFIX = ":short"
@@ -115,12 +117,17 @@ def short_row(
 
 
 def exit_reason_of(
-    order_ref: str, order_id: int, perm_id: int, bracket: OrderRow | None
+    order_ref: str,
+    order_id: int,
+    perm_id: int,
+    bracket: OrderRow | None,
+    sales: Sequence[OrderRow] = (),
 ) -> ExitReason:
     """The exit a sale came from, given the bracket's row and its journaled
-    ``order_ids``/``perm_ids`` (entry, take-profit, stop)."""
+    ``order_ids``/``perm_ids`` (entry, take-profit, stop), and the rows of the sales at the
+    bid (``sales``: the orderRef's rows)."""
     if order_ref.endswith(EXIT_SUFFIX):
-        return "expiry"
+        return sale_reason(sales, order_id, perm_id)
     for name, key in (("perm_ids", perm_id), ("order_ids", order_id)):
         ids = bracket.part_ids(name) if bracket is not None else []
         if len(ids) == 3 and key:
@@ -129,3 +136,16 @@ def exit_reason_of(
             if key == ids[2]:
                 return "stop_loss"
     return "closed"
+
+
+def sale_reason(sales: Sequence[OrderRow], order_id: int, perm_id: int) -> ExitReason:
+    """The reason journaled on the sale that filled (matched by permId or order id; else the
+    latest sale's): "expiry" when none says (a row of older code, an adopted one)."""
+    matched = [
+        r
+        for r in sales
+        if (perm_id and r.perm_id == perm_id) or (order_id and r.broker_order_id == order_id)
+    ]
+    rows = matched or list(sales)
+    said = rows[-1].details.get("exit") if rows else None
+    return next((r for r in EXIT_REASONS if r == said), "expiry")

@@ -135,7 +135,9 @@ class LivePositions:
         )
         rows = self.journal.orders.of_intent(intent.intent_id)
         bracket = next((r for r in rows if r.part_ids("order_ids")), None)
-        reason = exit_reason_of(fill.order_ref, fill.order_id, fill.perm_id, bracket)
+        selling = fill.order_ref.endswith(EXIT_SUFFIX)  # a sale at the bid: its row's reason
+        sales = self.journal.orders.of_intent(fill.order_ref) if selling else []
+        reason = exit_reason_of(fill.order_ref, fill.order_id, fill.perm_id, bracket, sales)
         after = apply_fill(
             held, fill.side, int(fill.shares), fill.price, commission, fill.ts, reason
         )

@@ -155,8 +155,8 @@ def step(
 
 def flatten(p: Position, quote: OptionQuote | None, ts: float) -> Position:
     """The trader's flatten (supervisor/trading/controls.py): a pending entry is cancelled,
-    an open position sold at the bid (exit reason ``closed``); with no bid it stays held (the
-    next cycle's exits go on)."""
+    an open position sold at the bid (exit reason ``flatten``, as live's); with no bid it stays
+    held (the next cycle's exits go on)."""
     if not p.active:
         return p
     if p.status == "pending":
@@ -164,7 +164,7 @@ def flatten(p: Position, quote: OptionQuote | None, ts: float) -> Position:
     market = _market(quote)
     if market.bid is None:
         return p
-    return _close(p, ts, "closed", market.bid)
+    return _close(p, ts, "flatten", market.bid)
 
 
 def settle(p: Position, underlying_close: float, ts: float) -> Position:
