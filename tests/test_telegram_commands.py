@@ -441,7 +441,7 @@ def _query(journal: Path, sql: str) -> list[tuple[Any, ...]]:
 @pytest.mark.integration
 @pytest.mark.slow
 @pytest.mark.timeout(150)
-def test_run_sim_answers_the_allowed_chat_and_pauses_from_telegram(
+def test_run_sim_answers_only_the_allowed_chat_and_pauses_and_flattens_from_telegram(
     api: FakeBotApi, tmp_path: Path
 ) -> None:
     (tmp_path / "s.yaml").write_text(
@@ -462,6 +462,10 @@ def test_run_sim_answers_the_allowed_chat_and_pauses_from_telegram(
     )
     try:
         api.wait_polls(2, timeout_s=90)  # started: the old commands dropped, polling
+        deadline = time.monotonic() + 60  # the pinned session enters AAPL at once
+        while not _query(journal, "SELECT 1 FROM positions"):
+            assert bot.poll() is None and time.monotonic() < deadline
+            time.sleep(0.2)
         api.say(STRANGER, "/status")
         api.say(ALLOWED, "/status")
         api.say(ALLOWED, "/pause")
@@ -477,8 +481,18 @@ def test_run_sim_answers_the_allowed_chat_and_pauses_from_telegram(
         assert _query(journal, f"SELECT DISTINCT rule FROM decisions WHERE id > {last}") == [
             ("paused",)
         ]
-        assert _query(journal, "SELECT action, source, peer FROM controls") == [
-            ("pause", "telegram", "42")
+        # and a confirmed /flatten closes the paper position
+        api.say(ALLOWED, "/flatten")
+        api.say(ALLOWED, "/flatten confirm")
+        sent = api.wait_sent(4, timeout_s=60)
+        assert sent[2]["text"] == FLATTEN_ASK
+        assert sent[3]["text"].startswith("flatten: flattened: 1 paper position(s)")
+        assert _query(
+            journal, "SELECT COUNT(*) FROM positions WHERE status IN ('pending', 'open')"
+        ) == [(0,)]
+        assert _query(journal, "SELECT action, source, peer FROM controls ORDER BY id") == [
+            ("pause", "telegram", "42"),
+            ("flatten", "telegram", "42"),
         ]
     finally:
         stopping = time.monotonic()

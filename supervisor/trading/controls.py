@@ -32,7 +32,7 @@ ACTIONS = ("pause", "resume", "flatten", "kill")
 @dataclass(frozen=True)
 class Control:
     action: str  # one of ACTIONS
-    source: str  # who asked: "cli" (python -m supervisor pause) or "http"
+    source: str  # who asked: "cli" (python -m supervisor pause), "http" or "telegram"
     peer: str  # from where: the peer's address, "127.0.0.1:53122"
 
 
