@@ -15,7 +15,7 @@ the original cycle got, in its order. What the recording cannot answer:
   exchange calendar decides; a settlement waits), as a venue that says nothing.
 
 Orders are never sent anywhere: a replay runs the paper book (dry run), as the offline
-driver builds it; the order methods refuse like the stub's.
+driver builds it; the order methods refuse as every paper market's (broker/paper_venue.py).
 """
 
 from __future__ import annotations
@@ -27,19 +27,14 @@ from datetime import date
 from typing import TypeVar
 
 from common.calendar import TradingHours
-from common.messages import Bars, OptionChain, OptionContract, OptionQuote, OrderIntent, Quote
+from common.messages import Bars, OptionChain, OptionContract, OptionQuote, Quote
 from common.quotes import usable
 from supervisor.broker.base import (
     AccountSnapshot,
     BrokerError,
-    BrokerPosition,
     ConnectionLost,
-    Fill,
     GatewayUnavailable,
-    OpenOrder,
-    PlacedBracket,
     SymbolDataError,
-    WhatIf,
 )
 from supervisor.broker.modelled import (
     SmilePoint,
@@ -48,6 +43,7 @@ from supervisor.broker.modelled import (
     model_quote,
     quote_iv,
 )
+from supervisor.broker.paper_venue import PaperVenue
 from supervisor.broker.replay_index import Answer, AnswerIndex, Timeline
 
 V = TypeVar("V")
@@ -133,11 +129,12 @@ def _books(recorded: Recorded) -> _Books:
     return books
 
 
-class ReplayBroker:
+class ReplayBroker(PaperVenue):
     """A recording's answers at ``now``; ``equity``: the account's net liquidation when the
-    recording holds no account answer."""
+    recording holds no account answer. Orders: none sent (the paper book fills them)."""
 
     name = "replay"
+    no_orders = "a replay places no orders (its paper book fills them from the recorded quotes)"
 
     def __init__(self, recorded: Recorded, now: Callable[[], float], equity: float) -> None:
         self.recorded = recorded
@@ -288,71 +285,6 @@ class ReplayBroker:
 
     async def unknown_symbols(self, symbols: Sequence[str]) -> dict[str, str]:
         return {}  # a symbol never recorded fails request by request
-
-    # --- orders: never sent (the paper book decides fills from the quotes) -------------------
-
-    async def what_if(
-        self, contract: OptionContract, action: str, quantity: int, limit: float
-    ) -> WhatIf:
-        """A long option's margin is its premium (as the stub answers)."""
-        outlay = limit * contract.multiplier * quantity
-        return WhatIf(
-            init_margin_change=outlay, maint_margin_change=outlay, commission=0.65 * quantity
-        )
-
-    async def place_bracket(
-        self, intent: OrderIntent, quantity: int, account: str
-    ) -> PlacedBracket:
-        raise BrokerError("a replay places no orders (its paper book fills them)")
-
-    def stop_entries(self) -> None:
-        return None
-
-    async def place_order(
-        self,
-        contract: OptionContract,
-        action: str,
-        quantity: int,
-        limit: float,
-        account: str,
-        order_ref: str,
-    ) -> int:
-        raise BrokerError("a replay places no orders (its paper book fills them)")
-
-    async def place_stock_order(
-        self, symbol: str, action: str, quantity: int, limit: float, account: str, order_ref: str
-    ) -> int:
-        raise BrokerError("a replay places no orders (its paper book fills them)")
-
-    async def place_exit(
-        self,
-        contract: OptionContract,
-        order_type: str,
-        quantity: int,
-        price: float,
-        account: str,
-        order_ref: str,
-        oca_group: str,
-    ) -> tuple[int, int]:
-        raise BrokerError("a replay places no orders (its paper book fills them)")
-
-    async def cancel_order(self, order_id: int) -> None:
-        raise BrokerError("a replay holds no orders to cancel")
-
-    async def refresh_orders(self) -> None:
-        return None
-
-    async def completed_refs(self) -> list[str]:
-        return []
-
-    def open_orders(self) -> list[OpenOrder]:
-        return []
-
-    def fills(self) -> list[Fill]:
-        return []
-
-    def positions(self) -> list[BrokerPosition]:
-        return []
 
     def stats(self) -> dict[str, float]:
         return {

@@ -9,6 +9,7 @@
     init      supervisor/commands/init.py      a first settings file (paper, dry run)
     chaos     supervisor/commands/chaos.py     N cycles against the simulator under faults
     doctor    supervisor/commands/doctor.py    a gateway checked step by step, each failure's fix
+    replay    supervisor/commands/replay.py    a recording's cycles again, into a journal of its own
     pause, resume, flatten, kill
               supervisor/commands/control.py   the running bot's controls (its status port)
 
@@ -34,6 +35,7 @@ from supervisor.commands.init import add_init_arguments, cmd_init
 from supervisor.commands.options import add_market_options, load
 from supervisor.commands.phases import add_phase_arguments, cmd_phases
 from supervisor.commands.reconcile import add_reconcile_arguments, cmd_reconcile
+from supervisor.commands.replay import add_replay_arguments, cmd_replay
 from supervisor.commands.report import cmd_report
 from supervisor.commands.run import add_run_arguments, cmd_run
 from supervisor.commands.validate import cmd_validate
@@ -112,6 +114,11 @@ def build_parser(prog: str = "python -m supervisor") -> argparse.ArgumentParser:
         "doctor", help="check a gateway step by step: ok, warn or fail, each failure's fix"
     )
     add_doctor_arguments(doctor)
+    replay = commands.add_parser(
+        "replay",
+        help="a recorded run's cycles again, as fast as they go, into a journal of its own",
+    )
+    add_replay_arguments(replay)
     for action, text in CONTROLS.items():
         add_control_arguments(commands.add_parser(action, help=text))
     return parser
@@ -151,6 +158,8 @@ def _dispatch(args: argparse.Namespace, prog: str) -> int:
         return cmd_chaos(args)
     if args.command == "doctor":
         return cmd_doctor(args)
+    if args.command == "replay":
+        return cmd_replay(args)
     if args.command in CONTROLS:
         return cmd_control(args)
     if args.command == "phases":
