@@ -102,11 +102,17 @@ class LineBook:
 
 
 class HistoricalPacing:
+    """IBKR's historical-data pacing (TWS API "Historical Data Limitations"): error 162 for an
+    identical request within 15 s, six or more for one contract, exchange and tick type within
+    2 s, more than 60 in any 10 minutes; a BID_ASK request counts twice."""
+
     def __init__(self, rules: RulesSpec) -> None:
         self.rules = rules
-        self.requests: deque[tuple[float, Hashable, Hashable]] = deque()
+        self.requests: deque[tuple[float, Hashable, Hashable, int]] = deque()
 
-    def check(self, identity: Hashable, contract_key: Hashable, now: float | None = None) -> str:
+    def check(
+        self, identity: Hashable, contract_key: Hashable, now: float | None = None, weight: int = 1
+    ) -> str:
         """Record a request; return "" if allowed, else the reason for error 162."""
         if not self.rules.historical_pacing:
             return ""
@@ -114,20 +120,20 @@ class HistoricalPacing:
         horizon = max(self.rules.hist_window_s, self.rules.hist_identical_window_s, 2.0)
         while self.requests and t - self.requests[0][0] > horizon:
             self.requests.popleft()
-        reason = self._reason(t, identity, contract_key)
+        reason = self._reason(t, identity, contract_key, weight)
         if not reason:
-            self.requests.append((t, identity, contract_key))
+            self.requests.append((t, identity, contract_key, weight))
         return reason
 
-    def _reason(self, t: float, identity: Hashable, contract_key: Hashable) -> str:
+    def _reason(self, t: float, identity: Hashable, contract_key: Hashable, weight: int) -> str:
         window = self.rules.hist_identical_window_s
-        if any(i == identity and t - ts < window for ts, i, _c in self.requests):
+        if any(i == identity and t - ts < window for ts, i, _c, _w in self.requests):
             return f"identical request within {window:g} s"
-        recent = sum(1 for ts, _i, c in self.requests if c == contract_key and t - ts < 2.0)
-        if recent >= self.rules.hist_same_contract_max:
+        recent = sum(w for ts, _i, c, w in self.requests if c == contract_key and t - ts < 2.0)
+        if recent + weight > self.rules.hist_same_contract_max:
             return f"more than {self.rules.hist_same_contract_max} requests for one contract in 2 s"
-        total = sum(1 for ts, _i, _c in self.requests if t - ts < self.rules.hist_window_s)
-        if total >= self.rules.hist_max_requests:
+        total = sum(w for ts, _i, _c, w in self.requests if t - ts < self.rules.hist_window_s)
+        if total + weight > self.rules.hist_max_requests:
             return (
                 f"more than {self.rules.hist_max_requests} requests in "
                 f"{self.rules.hist_window_s:g} s"

@@ -304,6 +304,7 @@ class RulesSpec(Model):
     hist_max_requests: int = Field(60, ge=1)
     hist_window_s: Seconds = 600.0
     hist_same_contract_max: int = Field(5, ge=1)  # more than this within 2 s -> 162
+    hist_max_open: int = Field(50, ge=1)  # historical requests open at once; more -> 322
     duplicate_ticker_code: Literal[322, 102] = 322
     client_id_in_use_close_s: Seconds = 0.7
 

@@ -3,7 +3,10 @@
 endDateTime "" means now (the last bar is the partial current one); explicit ends are
 ``YYYYMMDD HH:MM:SS [zone]`` or ``YYYYMMDD-HH:MM:SS`` (UTC). Durations ``N S|D|W|M|Y``; bar
 sizes from 1 min to 1 day. formatDate 1 gives ``YYYYMMDD HH:MM:SS zone`` (daily: ``YYYYMMDD``),
-2 gives epoch seconds. With pacing switched on, violations get error 162.
+2 gives epoch seconds. With pacing switched on (``rules.historical_pacing``), IBKR's limits
+hold: violations get error 162 (rules.py; a BID_ASK request counts twice) and a request beyond
+``rules.hist_max_open`` (50) of the connection's still unanswered ones gets 322, as IBKR's
+"Only 50 simultaneous API historical data requests allowed".
 """
 
 from __future__ import annotations
@@ -72,8 +75,15 @@ def req_historical_data(s: Session, r: FieldReader) -> None:
         r.skip(4 * r.integer())
     s.server.counters.bump("historical_requests")
     identity = (contract, end_text, bar_text, duration_text, use_rth, what)
+    rules = s.server.scenario.rules
+    if rules.historical_pacing and len(s.pending_history) >= rules.hist_max_open:
+        cause = f"Only {rules.hist_max_open} simultaneous API historical data requests allowed."
+        s.error(req_id, 322, f"Error processing request.-'bX' : cause - {cause}")
+        return
     reason = s.server.hist_pacing.check(
-        identity, (contract.con_id, contract.symbol, contract.sec_type, what)
+        identity,
+        (contract.con_id, contract.symbol, contract.sec_type, contract.exchange, what),
+        weight=2 if what == "BID_ASK" else 1,
     )
     if reason:
         s.error(req_id, 162, f"{out.ERROR_TEXT[162]} ({reason})")
