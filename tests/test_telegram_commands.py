@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from supervisor.journal.store import Journal
-from supervisor.observe.http_status import Status
+from supervisor.observe.http_status import Status, StatusServer
 from supervisor.observe.telegram_answers import (
     FLATTEN_ASK,
     FLATTEN_EXPIRED,
@@ -38,9 +38,14 @@ from supervisor.observe.telegram_answers import (
     report_text,
     updates,
 )
-from supervisor.runtime.telegram_commands import BotApi, DeskAnswers, TelegramCommands
+from supervisor.runtime.telegram_commands import (
+    BotApi,
+    DeskAnswers,
+    TelegramCommands,
+    start_commands,
+)
 from supervisor.trading.controls import Controls
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, make_settings
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -67,7 +72,7 @@ class FakeBotApi:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
 
     def close(self) -> None:
         self.server.shutdown()
@@ -419,6 +424,44 @@ def test_controls_from_telegram_are_journaled_with_the_chat_as_peer(tmp_path: Pa
     assert said[2] == "flatten: flattened: 1 closed; paused"
     assert rows == [("pause", "telegram", "42"), ("flatten", "telegram", "42")]
     assert paused
+
+
+def test_the_hook_starts_only_when_on_and_counts_strangers_on_metrics(
+    api: FakeBotApi, tmp_path: Path
+) -> None:
+    async def scenario() -> tuple[bool, int, bytes]:
+        journal = Journal(tmp_path / "journal.sqlite")
+        desk: Any = FakeDesk(journal)
+        desk.broker = type("Broker", (), {"name": "stub"})()
+        controls = Controls(desk, None)
+        off = make_settings(tmp_path)
+        on = make_settings(
+            tmp_path,
+            alerts={
+                "telegram_api": api.url,
+                "telegram_bot_token": TOKEN,
+                "telegram_commands": True,
+                "telegram_allowed_chats": [ALLOWED],
+            },
+        )
+        server = StatusServer(0)
+        none = start_commands(off, server, desk, controls, Status, lambda: 5.0) is None
+        commands = start_commands(on, server, desk, controls, Status, lambda: 5.0)
+        assert commands is not None
+        try:
+            await asyncio.to_thread(api.wait_polls, 2)
+            api.say(STRANGER, "/status")
+            api.say(STRANGER, "/pnl")
+            while commands.refused < 2:
+                await asyncio.sleep(0.02)
+        finally:
+            commands.stop()
+            journal.close()
+        return none, len(api.sent), server.metrics()
+
+    off_is_none, sent, metrics = asyncio.run(scenario())
+    assert off_is_none and sent == 0
+    assert b"ibkr_bot_telegram_refused_total 2.0" in metrics
 
 
 # --- end to end: run --sim with the commands on ---------------------------------------------------
