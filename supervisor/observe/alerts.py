@@ -23,6 +23,7 @@ import contextlib
 import http.client
 import json
 import logging
+import math
 import queue
 import threading
 import time
@@ -349,6 +350,17 @@ class Alerter:
         if s.webhook_url is not None:
             channels.append(("webhook", (s.webhook_url.get_secret_value(), _webhook)))
         return channels
+
+
+def mode_label(mode: str) -> str:
+    """How a trade alert names its execution mode: ``dry_run``, ``whatif``, or ``LIVE`` in
+    capitals (real money: the one a glance must never mistake)."""
+    return "LIVE" if mode == "live" else mode
+
+
+def cents(price: float | None) -> str:
+    """A price as a trader reads it: two decimals ("n/a" when there is none)."""
+    return "n/a" if price is None or not math.isfinite(price) else f"{price:.2f}"
 
 
 def _urlopen(delivery: Delivery, timeout_s: float) -> None:

@@ -5,6 +5,10 @@ buries everything else in the log. ``Repeated`` logs the first failure of a kind
 counts, with a reminder at 10, 100, 1,000 … failures; a failure of another kind is said at
 once (with how often the last one happened), and the end of the run of failures is said with
 its count.
+
+``PerWindow`` does the same for alerts on a clock: the first of a kind (a risk rule's refusal)
+is said at once, the repeats within the window only counted, and the window's end says how many
+were held back (once; a quiet window says nothing). Pure: the caller passes the time.
 """
 
 from __future__ import annotations
@@ -65,6 +69,32 @@ class Repeated:
                 self.kind,
             )
             self.kind, self.count = None, 0
+
+
+class PerWindow:
+    """At most one saying per key per ``every_s``, with the count of those held back."""
+
+    def __init__(self, every_s: float) -> None:
+        self.every_s = every_s
+        self._windows: dict[str, tuple[float, int]] = {}  # key -> (said at, held back since)
+
+    def note(self, key: str, now: float) -> int | None:
+        """One more of ``key`` at ``now``: None when it is only counted; else say it now, with
+        the number held back in the window before (0: none, or the window's end said them)."""
+        said_at, held = self._windows.get(key, (None, 0))
+        if said_at is not None and now - said_at < self.every_s:
+            self._windows[key] = (said_at, held + 1)
+            return None
+        self._windows[key] = (now, 0)
+        return held
+
+    def due(self, now: float) -> dict[str, int]:
+        """The windows over by ``now`` that held some back: key -> how many (said once: the
+        next of the key is said at once)."""
+        over = {k: held for k, (at, held) in self._windows.items() if now - at >= self.every_s}
+        for key in over:
+            del self._windows[key]
+        return {k: held for k, held in over.items() if held}
 
 
 def os_reason(exc: OSError) -> str:

@@ -57,7 +57,7 @@ class LivePositionBook:
             broker,
             journal,
             self._day_of,
-            lambda p: transition(p, desk.alerter),
+            lambda p: transition(p, desk.alerter, "live"),
             self._net_short,
             Exercises(broker, journal, sessions, settings, desk.alerter),
         )

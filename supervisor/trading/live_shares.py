@@ -400,7 +400,7 @@ class ExercisedShares:
         if done and self.alerter is not None:
             self.alerter.send(
                 "trade",
-                f"{fill.side} {closed} {s.symbol} exercised from "
+                f"LIVE {fill.side} {closed} {s.symbol} exercised from "
                 f"{s.intent_id}: closed at {price:.2f} (cost {s.cost:.2f}), "
                 f"P&L {after.realized_pnl:+.2f}",
             )

@@ -43,7 +43,7 @@ class PaperPositions:
             desk.sessions,
             settings.execution.entry_timeout_s,
             settings.risk.exit_before_expiry_min,
-            lambda p: transition(p, desk.alerter),
+            lambda p: transition(p, desk.alerter, desk.settings.execution.mode),
         )
 
     @property

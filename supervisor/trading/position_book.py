@@ -25,7 +25,7 @@ from common.messages import OrderIntent
 from supervisor.broker.base import AccountSnapshot, Broker
 from supervisor.journal.records import Position
 from supervisor.journal.store import Journal
-from supervisor.observe.alerts import Alerter
+from supervisor.observe.alerts import Alerter, cents, mode_label
 from supervisor.trading.execution import Execution, Executor, describe
 from supervisor.trading.live_reconcile import Reconciliation
 from supervisor.trading.sessions import SessionBook
@@ -33,7 +33,7 @@ from supervisor.trading.sessions import SessionBook
 log = logging.getLogger("supervisor.trading.position_book")
 
 # the exits whose closing a trader wants to hear of at once (an alert, not only the log)
-ALERTED_EXITS = ("take_profit", "stop_loss", "expiry", "expired", "exercised")
+ALERTED_EXITS = ("take_profit", "stop_loss", "expiry", "expired", "exercised", "flatten")
 
 
 @dataclass(frozen=True)
@@ -121,8 +121,9 @@ class PositionBook(Protocol):
         the last fills booked, what stays working said)."""
 
 
-def transition(p: Position, alerter: Alerter | None) -> None:
-    """A position changed status: logged, and alerted when it closed by an exit."""
+def transition(p: Position, alerter: Alerter | None, mode: str) -> None:
+    """A position changed status: logged, and alerted when it closed by an exit (saying the
+    execution mode: a paper exit must never read as a live one)."""
     log.info(
         "position %s %s: %s%s",
         p.contract.key,
@@ -140,14 +141,15 @@ def transition(p: Position, alerter: Alerter | None) -> None:
     if p.exit_reason in ALERTED_EXITS and alerter:
         alerter.send(
             "trade",
-            f"SELL {p.quantity} x {p.contract.key} closed "
-            f"({p.exit_reason}) at {p.exit_price}: P&L {p.realized_pnl:.2f}",
+            f"{mode_label(mode)} SELL {p.exited or p.quantity} x {p.contract.key} closed "
+            f"({p.exit_reason}) at {cents(p.exit_price)}: P&L {p.realized_pnl:+.2f}",
         )
 
 
 def traded(intent: OrderIntent, done: Execution) -> str:
-    """The trade alert's text: the execution's kind, then the order as a trader reads it."""
-    return f"{done.mode} {describe(intent, done.quantity)}"
+    """The trade alert's text: the execution's kind (``dry_run``, ``whatif``, ``LIVE``), then
+    the order as a trader reads it (prices in cents)."""
+    return f"{mode_label(done.mode)} {describe(intent, done.quantity)}"
 
 
 def count_held(items: Iterable[tuple[str, int, float]]) -> tuple[dict[str, int], float]:
