@@ -9,6 +9,8 @@
     init      supervisor/commands/init.py      a first settings file (paper, dry run)
     chaos     supervisor/commands/chaos.py     N cycles against the simulator under faults
     doctor    supervisor/commands/doctor.py    a gateway checked step by step, each failure's fix
+    fetch-history
+              supervisor/commands/fetch_history.py  1-minute bars from IBKR into backtest files
     replay    supervisor/commands/replay.py    a recording's cycles again, into a journal of its own
     pause, resume, flatten, kill
               supervisor/commands/control.py   the running bot's controls (its status port)
@@ -31,6 +33,7 @@ from supervisor.commands.check import cmd_check
 from supervisor.commands.control import HELP as CONTROLS
 from supervisor.commands.control import add_control_arguments, cmd_control
 from supervisor.commands.doctor import add_doctor_arguments, cmd_doctor
+from supervisor.commands.fetch_history import add_fetch_history_arguments, cmd_fetch_history
 from supervisor.commands.init import add_init_arguments, cmd_init
 from supervisor.commands.options import add_market_options, load
 from supervisor.commands.phases import add_phase_arguments, cmd_phases
@@ -104,12 +107,7 @@ def build_parser(prog: str = "python -m supervisor") -> argparse.ArgumentParser:
         "init", help="write DIR/settings.yaml for a paper account (dry run), then say what next"
     )
     add_init_arguments(init)
-    chaos = commands.add_parser(
-        "chaos",
-        help="the bot against the simulator under injected "
-        "faults, then the checks (exit 0: all hold)",
-    )
-    add_chaos_arguments(chaos)
+    add_simulated_and_history(commands)
     doctor = commands.add_parser(
         "doctor", help="check a gateway step by step: ok, warn or fail, each failure's fix"
     )
@@ -122,6 +120,23 @@ def build_parser(prog: str = "python -m supervisor") -> argparse.ArgumentParser:
     for action, text in CONTROLS.items():
         add_control_arguments(commands.add_parser(action, help=text))
     return parser
+
+
+def add_simulated_and_history(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> None:
+    """``chaos`` and ``fetch-history``: their parsers, out of ``build_parser`` (kept short)."""
+    chaos = commands.add_parser(
+        "chaos",
+        help="the bot against the simulator under injected "
+        "faults, then the checks (exit 0: all hold)",
+    )
+    add_chaos_arguments(chaos)
+    fetch = commands.add_parser(
+        "fetch-history",
+        help="1-minute bars of the underlyings from IBKR into DIR/<SYMBOL>.csv for backtest",
+    )
+    add_fetch_history_arguments(fetch)
 
 
 def console() -> None:
@@ -158,6 +173,8 @@ def _dispatch(args: argparse.Namespace, prog: str) -> int:
         return cmd_chaos(args)
     if args.command == "doctor":
         return cmd_doctor(args)
+    if args.command == "fetch-history":
+        return cmd_fetch_history(args)
     if args.command == "replay":
         return cmd_replay(args)
     if args.command in CONTROLS:

@@ -59,6 +59,7 @@ from supervisor.broker.ibkr.client import ibi
 from supervisor.broker.ibkr.completed import completed_refs
 from supervisor.broker.ibkr.contracts import Contracts
 from supervisor.broker.ibkr.exits import place_exit
+from supervisor.broker.ibkr.history import HistoricalBars
 from supervisor.broker.ibkr.link import Link
 from supervisor.broker.ibkr.marketdata import MarketData, option_fields
 from supervisor.broker.ibkr.orders import Orders
@@ -115,6 +116,8 @@ class IBKRBroker:
         )
         self._bars = BarHistory(self._link, self._requests, self._contracts, cfg, tz=tz, now=now)
         self._orders = Orders(self._link, self._requests, self._contracts, cfg, now=now)
+        # whole days of 1-minute bars for fetch-history, on their own pacing (history.py)
+        self.history = HistoricalBars(self._link, self._requests, self._contracts, cfg)
 
     @property
     def ib(self) -> ibi.IB:
