@@ -50,7 +50,8 @@ def test_a_replay_journals_its_cycles_in_a_journal_of_its_own(
     for key in ("signals", "decisions", "trades", "pnl", "modelled", "results"):
         assert key in out
     # the account is not in the recording: modelled, said once, journaled as an alert
-    assert out["modelled"] == 1 and out["modelled_contracts"] == 1
+    assert out["modelled"] == 1 and out["modelled_by_kind"] == {"account": 1}
+    assert out["modelled_contracts"] == 0
     with sqlite3.connect(journal) as db:
         assert db.execute("SELECT COUNT(*) FROM cycles").fetchone() == (2,)
         (alert,) = db.execute("SELECT kind, key, text FROM alerts").fetchall()

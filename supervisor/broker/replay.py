@@ -52,6 +52,7 @@ RAISED: dict[str, type[BrokerError]] = {
 }
 OPTION_MAX_AGE_S = 300.0  # an older recorded option quote is not "now": modelled instead
 REPLAY_ACCOUNT = "REPLAY"  # the account id when the recording names none
+OPTION_QUOTE, ACCOUNT = "option_quote", "account"  # what a ModelledAnswer stands for
 
 OptionKey = tuple[str, str, float, str]  # symbol, expiry, strike, right
 BarsKey = tuple[str, int, bool]  # symbol, bar minutes, regular hours only
@@ -214,7 +215,7 @@ class ReplayBroker(PaperVenue):
                 spread = half_spread([q for q, _ in smile])
                 quote = model_quote(contract, spot, iv, now, spread)
                 self.modelled.append(
-                    ModelledAnswer(now, "option_quote", contract.key, f"{how}, IV {iv:.4f}")
+                    ModelledAnswer(now, OPTION_QUOTE, contract.key, f"{how}, IV {iv:.4f}")
                 )
                 return quote
         raise SymbolDataError(f"{contract.key}: no recorded option quote to model it from")
@@ -268,9 +269,9 @@ class ReplayBroker(PaperVenue):
         answer = self._books.accounts.at("", self.now())
         if answer is not None and answer.value is not None:
             return answer.value
-        if not any(m.kind == "account" for m in self.modelled):
+        if not any(m.kind == ACCOUNT for m in self.modelled):
             how = f"none recorded: net liquidation {self.equity:g} (stub.equity)"
-            self.modelled.append(ModelledAnswer(self.now(), "account", self.recorded.account, how))
+            self.modelled.append(ModelledAnswer(self.now(), ACCOUNT, self.recorded.account, how))
         return AccountSnapshot(self.recorded.account, self.equity, self.equity)
 
     async def regular_hours(self, symbol: str) -> TradingHours | None:

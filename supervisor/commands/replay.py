@@ -39,7 +39,7 @@ from common.settings_file import (
     settings_home,
 )
 from supervisor import exitcodes
-from supervisor.broker.replay import ModelledAnswer, ReplayBroker
+from supervisor.broker.replay import OPTION_QUOTE, ModelledAnswer, ReplayBroker
 from supervisor.commands.options import load
 from supervisor.journal.results import run_results
 from supervisor.journal.rows import JournalError, json_ready
@@ -226,7 +226,8 @@ def summarize(replayed: Replayed) -> dict[str, Any]:
         "trades": results.run.trades,
         "pnl": round(results.run.net_pnl + results.unrealized, 2),
         "modelled": len(replayed.modelled),
-        "modelled_contracts": len({(m.kind, m.key) for m in replayed.modelled}),
+        "modelled_by_kind": dict(Counter(m.kind for m in replayed.modelled)),
+        "modelled_contracts": len({m.key for m in replayed.modelled if m.kind == OPTION_QUOTE}),
         "results": results.as_json(),
     }
 
@@ -240,8 +241,13 @@ def summary_text(s: dict[str, Any]) -> str:
         f"signals {signals} | intents {s['intents']} | decisions accepted "
         f"{d.get('accepted', 0)} refused {d.get('refused', 0)} | trades {s['trades']} | "
         f"P&L {s['pnl']:+.2f}",
-        f"modelled answers {s['modelled']} ({s['modelled_contracts']} contracts): "
-        + ("none, every answer was recorded" if not s["modelled"] else "journaled as alerts"),
+        "modelled answers: "
+        + (
+            ", ".join(f"{k} {v}" for k, v in sorted(s["modelled_by_kind"].items()))
+            + f" ({s['modelled_contracts']} option contracts), journaled as 'modelled' alerts"
+            if s["modelled"]
+            else "none, the recording answered every request"
+        ),
         f"journal {s['journal']} (python -m supervisor report --journal {s['journal']})",
     ]
     return "\n".join(lines)
