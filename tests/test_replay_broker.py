@@ -207,3 +207,26 @@ def test_what_is_not_a_recording_is_refused_with_the_reason(tmp_path: Path) -> N
     empty = write_recording(tmp_path / "empty", {})
     with pytest.raises(RecordingError, match="no cycle was recorded"):
         read_recording(empty)
+
+
+def test_a_recording_cut_short_reads_its_part_files(tmp_path: Path) -> None:
+    """A crashed run leaves each flush as a part file: the bars of every part, each row's
+    own (the columns are copied from Arrow's buffers chunk by chunk)."""
+    root = write_recording(tmp_path / "crashed", {fmt.CYCLES: [{"ts": C1, "cycle": 1}]})
+    (root / fmt.file_name(fmt.BARS)).unlink()
+    parts = root / fmt.PARTS_DIR / fmt.BARS
+    parts.mkdir(parents=True)
+    names = ("bar_ts", "open", "high", "low", "close", "volume")
+    for n, rows in enumerate(([[1.0, 2.0], None, [3.0]], [[4.0, 5.0, 6.0]]), 1):
+        columns: dict[str, list[Any]] = {name: [] for name in fmt.BARS_SCHEMA.names}
+        for i, bars in enumerate(rows):
+            row = {"ts": C1 + n + i / 10, "symbol": "SPY", "bar_minutes": 1, "rth": True}
+            row |= {name: bars for name in names} | {"error": None if bars else "TimeoutError: "}
+            for name in columns:
+                columns[name].append(row.get(name))
+        pq.write_table(pa.table(columns, schema=fmt.BARS_SCHEMA), parts / f"{n:08d}.parquet")
+    got = [
+        (a.value.close.tolist() if a.value else a.error)
+        for _, a in read_recording(root).recorded.bars
+    ]
+    assert got == [[1.0, 2.0], "TimeoutError: ", [3.0], [4.0, 5.0, 6.0]]
