@@ -359,6 +359,9 @@ class AlertsSettings(Model):
     timeout_s: float = Field(5.0, gt=0, le=60)
     retries: int = Field(2, ge=0, le=10)
     queue_size: int = Field(1000, ge=1)  # per channel; beyond it alerts are dropped, and counted
+    # refusals by one risk rule (or IBKR's rejections) alerted at most once per this many
+    # minutes, with the count held back (trading/refusal_alerts.py); 0: none alerted
+    refusal_every_min: float = Field(60.0, ge=0, le=1440)
     # the Telegram command bot (/status, /pause, /flatten …: runtime/telegram_commands.py),
     # off by default; it answers only the chats listed (their numeric ids) and needs the token
     telegram_commands: bool = False

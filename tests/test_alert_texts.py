@@ -11,6 +11,7 @@ from supervisor.observe.alerts import cents, mode_label
 from supervisor.observe.repeats import PerWindow
 from supervisor.trading.execution import Execution, execution_mode
 from supervisor.trading.position_book import traded, transition
+from supervisor.trading.refusal_alerts import RefusalAlerts
 from supervisor.trading.risk import RiskDecision
 from tests.test_paper import T0, filled, intent
 
@@ -81,3 +82,51 @@ def test_the_first_of_a_kind_is_said_then_repeats_are_counted_for_the_window() -
     # a repeat after the window that nobody flushed carries the count held back
     window.note("max_positions", 7310.0)
     assert window.note("max_positions", 7300.0 + 3600.0) == 1
+
+
+def _refused(rule: str, status: str = "refused") -> Execution:
+    decision = RiskDecision("i-1", False, 0, rule, f"why {rule}")
+    return Execution("i-1", "live", status, 0, decision)  # type: ignore[arg-type]
+
+
+def test_refusals_by_a_rule_are_one_alert_then_a_count_per_window() -> None:
+    alerts = Alerts()
+    refusals = RefusalAlerts(alerts, 60, "live")  # type: ignore[arg-type]
+    # Given the same rule refusing an intent every cycle for an hour, and IBKR rejecting twice
+    for minute in range(60):
+        refusals.tick(T0 + 60 * minute)
+        refusals.after(intent(), _refused("max_positions"), T0 + 60 * minute)
+    refusals.after(intent(), _refused("ibkr: 201", "rejected"), T0 + 100)
+    refusals.after(intent(), _refused("ibkr: 201", "rejected"), T0 + 200)
+    # and the trader's pause and the kill switch refusing
+    refusals.after(intent(), _refused("paused"), T0 + 300)
+    refusals.after(intent(), _refused("kill_switch"), T0 + 400)
+    # Then the first of each rule was said at once, with the mode, the rule and its reason
+    assert [kind for kind, _ in alerts.sent] == ["refused", "order_rejected"]
+    assert alerts.sent[0][1].startswith("LIVE refused BUY for ")
+    assert "max_positions: why max_positions" in alerts.sent[0][1]
+    assert alerts.sent[1][1].startswith("LIVE IBKR refused the BUY bracket for ")
+    # and the window's end says how many were held back, per rule, once
+    refusals.tick(T0 + 3700)  # both windows over (IBKR's began at T0 + 100)
+    assert alerts.sent[2:] == [
+        (
+            "refused",
+            "LIVE: 59 more intent(s) refused by max_positions in the last 60 min "
+            "(the first was alerted)",
+        ),
+        (
+            "order_rejected",
+            "LIVE: 1 more intent(s) refused by order_rejected in the last "
+            "60 min (the first was alerted)",
+        ),
+    ]
+    refusals.tick(T0 + 7200)
+    assert len(alerts.sent) == 4
+
+
+def test_refusal_alerts_can_be_switched_off() -> None:
+    alerts = Alerts()
+    refusals = RefusalAlerts(alerts, 0, "dry_run")  # type: ignore[arg-type]
+    refusals.after(intent(), _refused("max_positions"), T0)
+    refusals.tick(T0 + 99_999)
+    assert alerts.sent == []

@@ -37,6 +37,7 @@ from supervisor.trading.execution import Execution, Executor
 from supervisor.trading.journal_watch import JournalWatch
 from supervisor.trading.live_reconcile import Reconciliation
 from supervisor.trading.position_book import DeskSide, PositionBook, traded
+from supervisor.trading.refusal_alerts import RefusalAlerts
 from supervisor.trading.risk import RiskContext, RiskState, daily_loss, evaluate, record
 from supervisor.trading.sessions import SessionBook
 
@@ -64,6 +65,10 @@ class Desk:
         self.state: RiskState | None = None
         self.lock = asyncio.Lock()  # acting on a result and the expiry guard: one at a time
         self.journal_watch = JournalWatch(journal, alerter)
+        # refusals alerted the first of a rule at once, then counted (refusal_alerts.py)
+        self.refusals = RefusalAlerts(
+            alerter, settings.alerts.refusal_every_min, settings.execution.mode
+        )
         self.book = book(self)
         # the trader's pause (trading/controls.py): journaled, so it holds across a restart
         self.paused = journal.controls.paused()
@@ -90,6 +95,7 @@ class Desk:
 
     async def begin_cycle(self, now_ts: float) -> RiskState:
         lost = self.journal_watch.check()  # deleted or replaced: no entry until a restart
+        self.refusals.tick(now_ts)  # refusals held back in a window now over: said
         day = self.day_of(now_ts)
         account = await self.broker.account()
         if self.state is None or self.state.day != day:
@@ -202,13 +208,7 @@ class Desk:
         self.book.opened(intent, done, now_ts, self.state.day)
         if done.status in ("simulated", "checked", "submitted") and self.alerter:
             self.alerter.send("trade", traded(intent, done))
-        if done.status == "rejected" and self.alerter:
-            self.alerter.send(
-                "order_rejected",
-                f"IBKR refused the {intent.action} bracket "
-                f"for {intent.contract.key} ({intent.intent_id}): "
-                f"{done.decision.reason}",
-            )
+        self.refusals.after(intent, done, now_ts)
 
     async def _context(
         self, intent: OrderIntent, now_ts: float, executions: Sequence[Execution]
