@@ -15,6 +15,7 @@ import os
 import re
 import sys
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,16 @@ from zoneinfo import ZoneInfo
 from common.config import Settings
 from supervisor import exitcodes
 from supervisor.commands.options import load
+from supervisor.commands.report_html import write_html
+from supervisor.commands.report_results import (
+    compare_json,
+    compare_text,
+    day_lines,
+    plot_title,
+    run_text,
+)
+from supervisor.journal.day_chart import DayChart, day_chart
+from supervisor.journal.results import RunResults, run_results
 from supervisor.journal.rows import JournalError, json_ready
 from supervisor.journal.store import Journal
 from supervisor.journal.summary_types import DaySummary
@@ -303,14 +314,19 @@ def cmd_report(args: argparse.Namespace) -> int:
     settings = load(args, overrides=False)
     if settings is None:
         return exitcodes.USAGE
+    if args.compare:
+        return _compare(args)
     market = args.broker or settings_market(args, settings)
-    path = journal_to_read(settings, market)
+    path = _given(args.journal) if args.journal else journal_to_read(settings, market)
     if path is None:
         return exitcodes.USAGE
     try:
         with Journal(path, readonly=True) as journal:
             days = _days(args, journal)
+            if args.html:  # the dashboard's page of the day, one file (report_html.py)
+                return write_html(journal, days, Path(args.html))
             summaries = [journal.day_summary(d) for d in days]
+            read = _results(args, journal, days)
     except ValueError as exc:  # a bad date on the command line
         print(f"report: {exc}", file=sys.stderr)
         return exitcodes.USAGE
@@ -322,22 +338,110 @@ def cmd_report(args: argparse.Namespace) -> int:
         hint = others(settings.execution.journal_path, market) if market else ""
         print(f"nothing journaled in {path} {what}{hint}", file=sys.stderr)
         return exitcodes.OK
-    return _write(summaries, args.json, settings.schedule.timezone, path)
+    tz = settings.schedule.timezone
+    if args.plot and not _plot(Path(args.plot), read, tz):
+        return exitcodes.USAGE
+    if args.results:
+        run = read.run
+        assert run is not None
+        as_json = render_json({"journal": str(path), **run.as_json()})
+        return _print(as_json if args.json else run_text(run, path))
+    return _write(summaries, args.json, tz, path, read.days)
 
 
-def _write(summaries: list[DaySummary], as_json: bool, tz: str, path: Path) -> int:
+@dataclass(frozen=True)
+class _Read:
+    """What ``report`` read besides the day summaries: each day's results, the run's (over
+    the days asked, or every day without --day/--from/--to), the days' charts (--plot)."""
+
+    days: list[RunResults]  # none with --results
+    run: RunResults | None  # with --results or --plot
+    charts: list[DayChart]
+
+
+def _results(args: argparse.Namespace, journal: Journal, days: list[str]) -> _Read:
+    asked = bool(args.day or args.from_day or args.to_day)
+    each = [] if args.results else [run_results(journal, [d]) for d in days]
+    run = run_results(journal, days if asked else None) if args.results or args.plot else None
+    charts = [day_chart(journal, d) for d in days] if args.plot else []
+    return _Read(each, run, charts)
+
+
+def _given(name: str) -> Path | None:
+    """--journal's file, None after saying it is not there."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    print(f"no journal at {path}", file=sys.stderr)
+    return None
+
+
+def _plot(out: Path, read: _Read, tz: str) -> bool:
+    """Write the pictures (--plot DIR) and say where on stderr (stdout stays the report)."""
+    try:
+        from supervisor.observe.results_plot import write_plots
+
+        run = read.run
+        assert run is not None
+        label = "equity" if run.start_equity else "net P&L"
+        written = write_plots(out, run.equity, plot_title(run), read.charts, tz, equity_label=label)
+    except ImportError as exc:
+        print(f"report --plot: matplotlib cannot be imported ({exc})", file=sys.stderr)
+        return False
+    except OSError as exc:
+        print(f"report --plot: cannot write into {out}: {exc}", file=sys.stderr)
+        return False
+    names = ", ".join(p.name for p in written)
+    print(f"report: {len(written)} pictures in {out}: {names}", file=sys.stderr)
+    return True
+
+
+def _compare(args: argparse.Namespace) -> int:
+    """--compare J1 J2: the two runs' results side by side (each over the days asked,
+    default every day it journaled)."""
+    names = [Path(n) for n in args.compare]
+    runs: list[RunResults] = []
+    for name in names:
+        if _given(str(name)) is None:
+            return exitcodes.USAGE
+        try:
+            with Journal(name, readonly=True) as journal:
+                asked = bool(args.day or args.from_day or args.to_day)
+                runs.append(run_results(journal, _days(args, journal) if asked else None))
+        except ValueError as exc:
+            print(f"report: {exc}", file=sys.stderr)
+            return exitcodes.USAGE
+        except JournalError as exc:
+            print(f"cannot read the journal: {exc}", file=sys.stderr)
+            return exitcodes.USAGE
+    a, b = runs
+    text = render_json(compare_json(a, b, names)) if args.json else compare_text(a, b, names)
+    return _print(text)
+
+
+def _write(
+    summaries: list[DaySummary], as_json: bool, tz: str, path: Path, results: list[RunResults]
+) -> int:
     """Print the reports, each naming the journal it was read from (several journals can be
-    beside each other); a reader that goes away (``report | head``) is not an error."""
+    beside each other) and with its day's results."""
     if as_json:
-        named = [{**s, "journal": str(path)} for s in summaries]
+        named = [
+            {**s, "journal": str(path), "results": r.as_json()}
+            for s, r in zip(summaries, results, strict=True)
+        ]
         text = render_json(named[0] if len(named) == 1 else named)
     else:
         text = "\n".join(
-            render_text(s, tz=tz, journal=path)
+            render_text(s, tz=tz, journal=path) + "\n".join(day_lines(r)) + "\n"
             if s["cycles"]["count"]
             else f"day report {s['day']}: nothing journaled that day in {path}\n"
-            for s in summaries
+            for s, r in zip(summaries, results, strict=True)
         )
+    return _print(text)
+
+
+def _print(text: str) -> int:
+    """Print ``text``; a reader that goes away (``report | head``) is not an error."""
     try:
         sys.stdout.write(text)
         sys.stdout.flush()
