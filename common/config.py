@@ -391,6 +391,17 @@ class RecordingSettings(Model):
     keep_days: int = Field(30, ge=0, le=36_500)
 
 
+class BacktestSettings(Model):
+    """``backtest`` (supervisor/backtest/): the market a data folder does not give. Options
+    without quotes in the folder are priced by Black-Scholes at ``iv`` (DIR/IV.csv wins for
+    the days it lists), bid and ask ``option_half_spread`` of the price either side (at
+    least a cent); the account starts at ``equity``."""
+
+    iv: float = Field(0.20, gt=0, le=5)  # a fraction: 0.20 is 20 %
+    option_half_spread: float = Field(0.02, ge=0, le=0.5)  # of the model price
+    equity: float = Field(100_000.0, gt=0)
+
+
 class LoggingSettings(Model):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     json_path: str = "var/bot.jsonl"
@@ -435,6 +446,7 @@ class Settings(Model):
     alerts: AlertsSettings = AlertsSettings()
     logging: LoggingSettings = LoggingSettings()
     recording: RecordingSettings = RecordingSettings()
+    backtest: BacktestSettings = BacktestSettings()
     stub: StubSettings = StubSettings()
     # Where a key's value came from when it was not written in the file itself, e.g.
     # {"ibkr.account": "$IBKR_ACCOUNT", "execution.mode": "--mode whatif"}: the start line and

@@ -12,6 +12,7 @@
     fetch-history
               supervisor/commands/fetch_history.py  1-minute bars from IBKR into backtest files
     replay    supervisor/commands/replay.py    a recording's cycles again, into a journal of its own
+    backtest  supervisor/commands/backtest.py  the cycles over historical 1-minute bars
     pause, resume, flatten, kill
               supervisor/commands/control.py   the running bot's controls (its status port)
 
@@ -28,6 +29,7 @@ import sys
 from importlib import metadata
 
 from supervisor import exitcodes
+from supervisor.commands.backtest import add_backtest_parser, cmd_backtest
 from supervisor.commands.chaos import add_chaos_arguments, cmd_chaos
 from supervisor.commands.check import cmd_check
 from supervisor.commands.control import HELP as CONTROLS
@@ -119,6 +121,7 @@ def build_parser(prog: str = "python -m supervisor") -> argparse.ArgumentParser:
         help="a recorded run's cycles again, as fast as they go, into a journal of its own",
     )
     add_replay_arguments(replay)
+    add_backtest_parser(commands)
     for action, text in CONTROLS.items():
         add_control_arguments(commands.add_parser(action, help=text))
     return parser
@@ -179,6 +182,8 @@ def _dispatch(args: argparse.Namespace, prog: str) -> int:
         return cmd_fetch_history(args)
     if args.command == "replay":
         return cmd_replay(args)
+    if args.command == "backtest":
+        return cmd_backtest(args)
     if args.command in CONTROLS:
         return cmd_control(args)
     if args.command == "phases":

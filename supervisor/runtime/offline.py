@@ -81,10 +81,13 @@ async def run_offline(
     times: Iterable[float],
     journal_path: Path,
     progress: Callable[[int, float], None] | None = None,
+    close_day: bool = True,
 ) -> OfflineRun:
     """One cycle at each of ``times`` (epoch seconds, ascending) into a fresh journal at
-    ``journal_path``; ``progress(cycles done, the clock)`` after each. Raises JournalExists
-    when the file is there, before anything is connected or written."""
+    ``journal_path``; ``progress(cycles done, the clock)`` after each; ``close_day``: the
+    last session driven to its close after the last cycle (a replay of a run that stopped
+    at its last cycle says False). Raises JournalExists when the file is there, before
+    anything is connected or written."""
     if journal_path.exists():
         raise JournalExists(f"{journal_path} exists: an offline run writes a journal of its own")
     journal_path.parent.mkdir(parents=True, exist_ok=True)
@@ -105,7 +108,7 @@ async def run_offline(
             failed += len(summary.failed)
             if progress is not None:
                 progress(len(seconds), t)
-        if seconds:
+        if seconds and close_day:
             await _close_day(clock, parts, settings.universe.symbols)
         return OfflineRun(
             journal_path, len(seconds), sum(seconds), symbol_cycles, failed, tuple(seconds)
