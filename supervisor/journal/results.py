@@ -164,13 +164,23 @@ def compute(
     intervals = [_interval(h) for h in held]
     returns_on = dict(start_equity) if all(start_equity.get(d) for d in days) else None
     run = _figures(days, ts, trades, intervals, curve, base, returns_on)
-    by_day = tuple(
-        DayResults(d, _part(days, cycles, trades, intervals, day=d))
-        for d in days  # a day's figures: its own cycles and trades, its curve from 0
-    )
+    day_cycles: dict[str, list[float]] = {d: [] for d in days}
+    for d, t in cycles:
+        day_cycles.setdefault(d, []).append(t)
+    day_trades: dict[str, list[Trade]] = {d: [] for d in days}
+    for trade in trades:
+        day_trades[trade.day].append(trade)
+    # a day's figures: its own cycles and trades, its curve from 0
+    by_day = tuple(DayResults(d, _part([d], day_cycles[d], day_trades[d], intervals)) for d in days)
     symbols = sorted({t.symbol for t in trades} | {h.position.symbol for h in held if _in(h, ts)})
     by_symbol = tuple(
-        SymbolResults(s, _part(days, cycles, trades, intervals, symbol=s)) for s in symbols
+        SymbolResults(
+            s,
+            _part(
+                days, ts, [t for t in trades if t.symbol == s], [i for i in intervals if i[0] == s]
+            ),
+        )
+        for s in symbols
     )
     return RunResults(
         tuple(days),
@@ -214,19 +224,15 @@ def trade_of(h: Held) -> Trade:
 
 def _part(
     days: Sequence[str],
-    cycles: Sequence[tuple[str, float]],
+    ts: Sequence[float],
     trades: Sequence[Trade],
     intervals: Sequence[tuple[str, float, float]],
-    *,
-    day: str | None = None,
-    symbol: str | None = None,
 ) -> Figures:
-    """The figures of one day or one symbol: its curve starts at 0 (no equity share)."""
-    own = [t for t in trades if (day is None or t.day == day) and symbol in (None, t.symbol)]
-    ts = [t for d, t in cycles if day is None or d == day]
-    spans = [i for i in intervals if symbol in (None, i[0])]
-    curve = _curve(own, 0.0, ts, 0.0)
-    return _figures([day] if day else days, ts, own, spans, curve, None, None)
+    """The figures of one day or one symbol (its cycles ``ts``, its trades, the holdings
+    that count): its curve starts at 0 (no equity share)."""
+    if ts:  # only the holdings that overlap these cycles
+        intervals = [i for i in intervals if i[1] <= ts[-1] and i[2] > ts[0]]
+    return _figures(days, ts, trades, intervals, _curve(trades, 0.0, ts, 0.0), None, None)
 
 
 def _figures(
