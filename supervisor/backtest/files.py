@@ -58,8 +58,9 @@ class Problems:
         return len(self.found) >= LIMIT
 
     def all(self) -> list[Problem]:
-        if self.more:
-            return [*self.found, Problem(self.path, "", f"... and {self.more} more problems")]
+        if self.more:  # the rest of the file is not read: the first ones say what to fix
+            more = Problem(self.path, "", f"more problems after these {LIMIT}: not all said")
+            return [*self.found, more]
         return list(self.found)
 
 
