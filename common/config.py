@@ -362,6 +362,9 @@ class AlertsSettings(Model):
     # refusals by one risk rule (or IBKR's rejections) alerted at most once per this many
     # minutes, with the count held back (trading/refusal_alerts.py); 0: none alerted
     refusal_every_min: float = Field(60.0, ge=0, le=1440)
+    # a connection lost mid-run for this long is an outage: alerted once (not again by a
+    # restart during it), and its end once (runtime/outages.py)
+    outage_after_s: float = Field(120.0, ge=0, le=86_400)
     # the Telegram command bot (/status, /pause, /flatten …: runtime/telegram_commands.py),
     # off by default; it answers only the chats listed (their numeric ids) and needs the token
     telegram_commands: bool = False

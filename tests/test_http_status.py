@@ -69,7 +69,7 @@ def test_health_says_why_and_metrics_carry_every_figure() -> None:
         assert samples['ibkr_bot_broker{stat="lines_in_use"}'] == 6
         assert samples['ibkr_bot_ibkr_messages_total{code="100",kind="error"}'] == 0
         assert samples["ibkr_bot_rss_bytes"] > 1e6
-        assert _get(port, "/")[0] == 404
+        assert _get(port, "/")[0] == 200  # the dashboard (tests/test_dashboard.py)
         with pytest.raises(StatusPortError, match=f"monitoring.http_port {port}"):
             StatusServer(port).start()  # taken: said, not a traceback
     finally:

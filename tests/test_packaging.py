@@ -113,6 +113,8 @@ def test_the_wheel_carries_the_settings_and_scenarios_and_no_tests_or_state(
     scenarios = {n for n in names if n.startswith("configs/scenarios/")}
     expected = {f"configs/scenarios/{p.name}" for p in (CONFIGS_DIR / "scenarios").glob("*")}
     assert scenarios == expected and "configs/scenarios/default.yaml" in scenarios
+    static = {f"supervisor/observe/static/{n}" for n in ("index.html", "app.js", "app.css")}
+    assert static <= set(names)  # the dashboard works installed
     tops = {n.split("/")[0] for n in names}
     assert {"common", "workers", "supervisor", "tools", "configs"} <= tops
     assert not tops & {"tests", "var", "docs", "build"}, tops

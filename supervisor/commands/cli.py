@@ -42,6 +42,7 @@ from supervisor.commands.phases import add_phase_arguments, cmd_phases
 from supervisor.commands.reconcile import add_reconcile_arguments, cmd_reconcile
 from supervisor.commands.replay import add_replay_arguments, cmd_replay
 from supervisor.commands.report import cmd_report
+from supervisor.commands.report_html import add_html_argument
 from supervisor.commands.report_results import add_results_arguments
 from supervisor.commands.run import add_run_arguments, cmd_run
 from supervisor.commands.validate import cmd_validate
@@ -100,6 +101,7 @@ def build_parser(prog: str = "python -m supervisor") -> argparse.ArgumentParser:
         "--to", dest="to_day", help="last day YYYY-MM-DD of a range (default: the journal's last)"
     )
     report.add_argument("--json", action="store_true", help="machine-readable output")
+    add_html_argument(report)
     add_results_arguments(report)
     reconcile = commands.add_parser(
         "reconcile", help="the journal against the broker's open orders, executions and positions"

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import inspect
 import json
 import logging
 import sys
@@ -163,9 +162,6 @@ async def replay(
     echo, bar = cycle_echo(
         f"replay {recording.name}", sys.stderr, lambda line: None, cycles=len(cycles)
     )
-    options: dict[str, Any] = {}
-    if "close_day" in inspect.signature(run_offline).parameters:
-        options["close_day"] = False  # the original run stopped at its last cycle too
     try:
         run = await run_offline(
             settings,
@@ -174,7 +170,7 @@ async def replay(
             cycles,
             journal,
             progress=None if quiet else lambda done, _: echo(f"cycle {done}"),
-            **options,
+            close_day=False,  # the recorded run stopped at its last cycle: so does its replay
         )
     finally:
         if bar is not None:

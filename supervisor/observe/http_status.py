@@ -1,8 +1,11 @@
-"""The status endpoint on 127.0.0.1 (``monitoring.http_port``; 0 = off, the default).
+"""The status endpoint on 127.0.0.1 (``monitoring.http_port``; 0 = off, the default;
+``monitoring.bind`` another address, only with a control token: common/config.py).
 
     supervisor loop --publish(Status) after every cycle and every second--> StatusServer
-        GET /healthz  JSON: state, connected, last cycle age, kill switch (HTTP 503 when
-                      unhealthy: also while waiting for the gateway)
+        GET /         the dashboard (observe/dashboard.py: index.html, /static/app.js|css,
+                      GET /api/state polled by the page); reads only
+        GET /healthz  JSON: state, connected, last cycle age, kill switch, paused (HTTP 503
+                      when unhealthy: also while waiting for the gateway)
         GET /metrics  Prometheus text (prometheus_client): counters, the cycle-time
                       histogram and gauges (supervisor/observe/exposition.py), process_*
         POST /api/pause|resume|flatten|kill  the trader's controls, with a bearer token
@@ -45,9 +48,12 @@ from prometheus_client import (
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
+from supervisor.observe.dashboard import ASSETS as ASSETS_KIND
+from supervisor.observe.dashboard import CSP, Dashboard, DayState, asset
 from supervisor.observe.exposition import CycleTotals, StatusCollector
 
-HOST = "127.0.0.1"  # never another address: the endpoint says what the account is doing
+HOST = "127.0.0.1"  # the default: the endpoint says what the account is doing
+LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 STALE_AFTER_S = 600.0  # /healthz: a cycle older than this (market open) is unhealthy
 MAX_CONNECTIONS = 16  # served at once: a scraper or two and a person with curl
 READ_TIMEOUT_S = 5.0  # a request not sent (or an answer not read) within this: dropped
@@ -83,6 +89,9 @@ class Status:
     broker: dict[str, float] = field(default_factory=dict)
     totals: CycleTotals = CycleTotals()  # every cycle so far: the counters and the histogram
     processes: tuple[tuple[str, int], ...] = ()  # (supervisor | worker-N, pid): RSS per role
+    paused: bool = False  # the trader's pause: new entries refused (trading/controls.py)
+    session_ts: float | None = None  # the session clock (a sim's is pinned)
+    next_open_ts: float | None = None  # the next regular open, while the market is closed
 
     def health(self, now_mono: float) -> dict[str, Any]:
         age = None if self.last_cycle_mono is None else round(now_mono - self.last_cycle_mono, 1)
@@ -97,6 +106,7 @@ class Status:
             "cycles": self.cycles,
             "kill_switch": self.halted,
             "kill_switch_reason": self.halted_reason,
+            "paused": self.paused,
         }
 
 
@@ -139,8 +149,13 @@ class StatusServer:
         port: int,
         max_connections: int = MAX_CONNECTIONS,
         read_timeout_s: float = READ_TIMEOUT_S,
+        host: str = HOST,
+        day_state: DayState | None = None,
     ) -> None:
         self.port = port
+        self.host = host
+        # GET /api/state: the live Status and the journal's day (journal/dashboard_rows.py)
+        self.dashboard = Dashboard(day_state)
         self.gate = ConnectionGate(max_connections)
         self.read_timeout_s = read_timeout_s
         self._status = Status()
@@ -168,10 +183,11 @@ class StatusServer:
     def start(self) -> int:
         handler = _handler(self)
         try:
-            self._server = _Server((HOST, self.port), handler, self.gate)
+            self._server = _Server((self.host, self.port), handler, self.gate)
         except OSError as exc:
             raise StatusPortError(
-                f"monitoring.http_port {self.port}: cannot listen on {HOST}: {exc.strerror or exc}"
+                f"monitoring.http_port {self.port}: cannot listen on {self.host}: "
+                f"{exc.strerror or exc}"
             ) from None
         self.port = self._server.server_address[1]
         threading.Thread(target=self._server.serve_forever, name="http-status", daemon=True).start()
@@ -188,6 +204,23 @@ class StatusServer:
 
     def metrics(self) -> bytes:
         return bytes(generate_latest(self._registry))
+
+    def page(self, path: str, host_header: str) -> tuple[int, str, bytes]:
+        """GET of one of PAGES: (HTTP status, content type, body)."""
+        if not self.host_allowed(host_header):
+            return 403, "text/plain", b"the dashboard answers to 127.0.0.1 only\n"
+        if path == "/api/state":
+            return 200, "application/json", self.dashboard.state(self._status, _rss_bytes)
+        return 200, ASSETS_KIND[PAGES[path]], asset(PAGES[path])
+
+    def host_allowed(self, host_header: str) -> bool:
+        """Bound to loopback, a page is served only to a Host naming loopback: a web page
+        elsewhere cannot rebind its own name to 127.0.0.1 and read the account through
+        the visitor's browser. Bound to another address, it was asked for (with a token)."""
+        if self.host not in ("127.0.0.1", "::1"):
+            return True
+        name = host_header.rsplit(":", 1)[0] if not host_header.endswith("]") else host_header
+        return name in LOOPBACK
 
     def add_collector(self, collector: Collector) -> None:
         """More families on /metrics (runtime/controls.py: the controls refused)."""
@@ -316,22 +349,35 @@ def _refuse(conn: socket.socket) -> None:
         conn.close()
 
 
+# GET path -> the asset it serves (or the state): nothing else of the disk is reachable
+PAGES = {
+    "/": "index.html",
+    "/index.html": "index.html",
+    "/static/app.js": "app.js",
+    "/static/app.css": "app.css",
+    "/api/state": "",
+}
+
+
 def _handler(server: StatusServer) -> type[http.server.BaseHTTPRequestHandler]:
     class Handler(http.server.BaseHTTPRequestHandler):
         timeout = server.read_timeout_s  # a slow or silent client holds a slot this long
 
         def do_GET(self) -> None:  # noqa: N802 - the http.server API
-            if self.path.split("?")[0] == "/healthz":
+            path = self.path.split("?")[0]
+            if path in PAGES:
+                self._send(*server.page(path, self.headers.get("Host", "")), page=True)
+            elif path == "/healthz":
                 health = server.health()
                 self._send(
                     200 if health["healthy"] else 503,
                     "application/json",
                     json.dumps(health).encode(),
                 )
-            elif self.path.split("?")[0] == "/metrics":
+            elif path == "/metrics":
                 self._send(200, CONTENT_TYPE_LATEST, server.metrics())
             else:
-                self._send(404, "text/plain", b"try /healthz or /metrics\n")
+                self._send(404, "text/plain", b"try /, /healthz or /metrics\n")
 
         def do_POST(self) -> None:  # noqa: N802 - the http.server API
             length = self.headers.get("Content-Length", "0")
@@ -352,10 +398,14 @@ def _handler(server: StatusServer) -> type[http.server.BaseHTTPRequestHandler]:
             )
             self._send(code, "application/json", body)
 
-        def _send(self, code: int, kind: str, body: bytes) -> None:
+        def _send(self, code: int, kind: str, body: bytes, page: bool = False) -> None:
             self.send_response(code)
             self.send_header("Content-Type", kind)
             self.send_header("Content-Length", str(len(body)))
+            if page:  # the page loads only itself; nothing of it is cached or framed
+                self.send_header("Content-Security-Policy", CSP)
+                self.send_header("Cache-Control", "no-store")
+                self.send_header("X-Content-Type-Options", "nosniff")
             self.end_headers()
             self.wfile.write(body)
 

@@ -220,7 +220,7 @@ class Supervisor:
         self.journal = Journal(self.settings.execution.journal_path)
         # from the start: a wait for the gateway is said on /healthz and to systemd
         self.http, status_task = serve_status(
-            self.settings.monitoring.http_port, self.stop, self.feed
+            self.settings.monitoring.http_port, self.stop, self.feed, self.clock.now
         )
         if status_task is not None:
             self._background["status"] = status_task

@@ -3,7 +3,9 @@
 cycle line + progress(" · 1823/2000, ETA 1m12s")  --> console
 heartbeats(healthy?) every alerts.heartbeat_interval_s --> Alerter.heartbeat (GET)
 stopped_text(exit code, cycles)                    --> the "stop"/"exit" alert
-StatusFeed: healthy() / run_info() / status()      --> heartbeats, metrics, /healthz
+StatusFeed: healthy() / run_info() / status()      --> heartbeats, metrics, /healthz,
+                                                       the dashboard (with the journal's
+                                                       day, journal/dashboard_rows.py)
 StatusFeed.say(phase): READY=1 + STATUS=           --> systemd (trading, or waiting for
                                                        the gateway), then its watchdog
 """
@@ -18,9 +20,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from common.calendar import exchange_calendar, next_open
 from common.config import Settings
 from supervisor import exitcodes
 from supervisor.broker.base import Broker
+from supervisor.journal.dashboard_rows import read_day_state
 from supervisor.observe.alerts import Alerter
 from supervisor.observe.exposition import CycleTotals
 from supervisor.observe.http_status import Status, StatusServer
@@ -102,6 +106,7 @@ class StatusFeed:
         workers: Callable[[], dict[str, int]] = dict,
     ) -> None:
         self.settings = settings
+        self.calendar = exchange_calendar(settings.schedule)
         self.workers = workers  # worker-N -> pid, for the RSS per role on /metrics
         self.broker = broker
         self.last_cycle = last_cycle
@@ -159,7 +164,9 @@ class StatusFeed:
             "planned_s": schedule.max_runtime_s,
         }
 
-    def status(self) -> Status:
+    def status(self, session_ts: float | None = None) -> Status:
+        """The Status of now; ``session_ts``, the session clock's reading (a sim's is pinned),
+        dates the dashboard's clock and the next open."""
         desk = self.desk()
         state = desk.state if desk is not None else None
         last = self.last_cycle()
@@ -186,14 +193,28 @@ class StatusFeed:
             broker=dict(self.broker.stats()),
             totals=self.totals,
             processes=(("supervisor", os.getpid()), *sorted(self.workers().items())),
+            paused=bool(desk and desk.paused),
+            session_ts=session_ts,
+            next_open_ts=self._next_open(session_ts),
         )
 
+    def _next_open(self, now: float | None) -> float | None:
+        if now is None or self.market_open:
+            return None
+        try:
+            return next_open(self.calendar, now)
+        except ValueError:  # none within 15 days (a calendar without sessions)
+            return None
 
-async def publish_status(stop: asyncio.Event, server: StatusServer, feed: StatusFeed) -> None:
-    """A fresh Status for the endpoint every second, built on the loop."""
+
+async def publish_status(
+    stop: asyncio.Event, server: StatusServer, feed: StatusFeed, now: Callable[[], float]
+) -> None:
+    """A fresh Status for the endpoint every second, built on the loop (``now``: the
+    session clock)."""
     while not stop.is_set():
         try:
-            server.publish(feed.status())
+            server.publish(feed.status(now()))
         except Exception:  # noqa: BLE001 - the endpoint must never take the bot down
             log.exception("building the status for the endpoint failed")
         await pause(stop, 1.0)
@@ -203,18 +224,23 @@ def serve_status(
     port: int,
     stop: asyncio.Event,
     feed: StatusFeed,
+    now: Callable[[], float] = time.time,
 ) -> tuple[StatusServer | None, asyncio.Task[None] | None]:
     """The status endpoint on ``port`` (monitoring.http_port; 0: none) and the task feeding
-    it, from the start: it says "starting", "waiting for gateway", then "trading"."""
+    it, from the start: it says "starting", "waiting for gateway", then "trading". The
+    dashboard's day is read from the journal's file on the server's thread, read-only."""
     if not port:
         return None, None
-    server = StatusServer(port)
+    journal = feed.settings.execution.journal_path
+    bind = feed.settings.monitoring.bind
+    server = StatusServer(port, host=bind, day_state=lambda: read_day_state(journal))
     log.info(
-        "status endpoint on http://127.0.0.1:%d (/healthz, /metrics)",
+        "status endpoint on http://%s:%d (the dashboard at /, /healthz, /metrics)",
+        bind,
         server.start(),
         extra={"event": "http_status"},
     )
-    return server, asyncio.ensure_future(publish_status(stop, server, feed))
+    return server, asyncio.ensure_future(publish_status(stop, server, feed, now))
 
 
 async def systemd_watchdog(stop: asyncio.Event, announced: asyncio.Event) -> None:

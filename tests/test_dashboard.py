@@ -1,0 +1,217 @@
+"""The dashboard's parts without a browser: the day read from a hand-built journal (every
+figure worked out by hand), the served page, its state and its headers, the Host check, the
+static export (report --html) and monitoring.bind. The browser test is test_dashboard_e2e.py."""
+
+from __future__ import annotations
+
+import json
+import re
+import urllib.error
+import urllib.request
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from common.config import Settings
+from common.messages import OptionContract, OptionQuote, OrderIntent, Right, Signal
+from supervisor.commands.report_html import write_html
+from supervisor.journal.dashboard_rows import day_state, price_of, read_day_state
+from supervisor.journal.order_status import OrderStatus
+from supervisor.journal.records import DayState
+from supervisor.journal.store import Journal
+from supervisor.observe.dashboard import Rate, export_html
+from supervisor.observe.http_status import Status, StatusServer
+from supervisor.trading.paper import open_from, step
+from supervisor.trading.risk import RiskDecision
+
+pytestmark = pytest.mark.timeout(30)
+
+DAY = "2026-01-08"
+T = datetime(2026, 1, 8, 15, 30, tzinfo=UTC).timestamp()  # 10:30 in New York
+SPY_CALL = OptionContract("SPY", "20260109", 680.0, Right.CALL)
+QQQ_CALL = OptionContract("QQQ", "20260109", 610.0, Right.CALL)
+HOSTILE = "</script><script>alert(1)</script>"
+
+
+def _intent(intent_id: str, contract: OptionContract) -> OrderIntent:
+    return OrderIntent(
+        intent_id,
+        1,
+        contract.symbol,
+        contract,
+        Signal.BUY,
+        entry_limit=2.00,
+        take_profit=3.00,
+        stop_loss=1.40,
+        premium=2.00,
+        confidence=0.6,
+        reasons=("hand-built",),
+    )
+
+
+def _fill(j: Journal) -> None:
+    """Three cycles a minute apart; SPY bought at 1.98 in the first, sold at its 3.00 take
+    profit in the second ((3.00 - 1.98) x 2 x 100 = +204); the third refused as paused. A
+    QQQ entry placed in the second waits in the paper book, never filled."""
+    for n in (1, 2, 3):
+        j.start_cycle(n, DAY, T + 60 * (n - 1))
+    j.record_signal(1, DAY, "SPY", "BUY", 0.6, ("ema8 1 > ema21 0", "close 680.50 > vwap 679"))
+    j.record_signal(1, DAY, "QQQ", "HOLD", 0.0, ("atm 610 for price 609.90",))
+    j.record_signal(2, DAY, "SPY", "BUY", 0.6, ("close 681.25 > vwap 680",))
+    j.record_signal(2, DAY, "QQQ", "HOLD", 0.0, (), skipped="no usable price")
+    j.record_signal(3, DAY, "SPY", "BUY", 0.6, ("close 682.00 > vwap 680",))
+    j.end_cycle(1, T + 2, ok=2, failed=0, seconds=2.0)
+    j.end_cycle(2, T + 62, ok=2, failed=0, seconds=2.0)
+    j.end_cycle(3, T + 122, ok=1, failed=0, seconds=2.0)
+    spy = _intent("i1", SPY_CALL)
+    assert j.record_intent(spy, DAY)
+    j.record_decision(RiskDecision("i1", True, 2, "ok", "2 contracts"), DAY, T + 1)
+    j.record_decision(RiskDecision("i1", False, 0, "paused", HOSTILE), DAY, T + 121)
+    j.orders.record("i1", "dry_run", OrderStatus.SIMULATED, 2, T + 1)
+    p = step(open_from(spy, 2, T + 1), OptionQuote(SPY_CALL, bid=1.90, ask=1.98), T + 5, 60)
+    j.save_position(p, DAY)
+    p = step(p, OptionQuote(SPY_CALL, bid=3.05, ask=3.10), T + 61, 60)
+    assert p.status == "closed"
+    j.save_position(p, DAY)
+    qqq = _intent("i2", QQQ_CALL)
+    assert j.record_intent(qqq, DAY)
+    j.record_decision(RiskDecision("i2", True, 1, "ok", "1 contract"), DAY, T + 61)
+    j.save_position(open_from(qqq, 1, T + 61), DAY)
+    j.save_day_state(DayState(DAY, 50000.0, False, "", None))
+    j.controls.record(DAY, T + 100, "pause", "http", "127.0.0.1:5", "paused")
+
+
+@pytest.fixture
+def journal(tmp_path: Path) -> Path:
+    path = tmp_path / "journal.sqlite"
+    with Journal(path) as j:
+        _fill(j)
+    return path
+
+
+def test_price_is_read_from_the_reasons_the_strategy_wrote() -> None:
+    assert price_of(["ema8 1 > ema21 0", "close 269.93 > vwap 268.90"]) == 269.93
+    assert price_of(["atm 270 for price 269.93"]) == 269.93
+    assert price_of(["rsi 88.9 not in [45, 75]", "whale: close 605.90 inside"]) is None
+    assert price_of([]) is None
+
+
+def test_the_day_from_a_journal(journal: Path) -> None:
+    state: Any = read_day_state(journal)  # JSON: read by key, as the page does
+    assert state is not None and state["day"] == DAY and state["paused"] is True
+    symbols = {s["symbol"]: s for s in state["symbols"]}
+    assert symbols["SPY"]["price"] == 682.00 and symbols["SPY"]["signal"] == "BUY"
+    assert symbols["SPY"]["decision"]["rule"] == "paused"  # the latest decision
+    assert symbols["QQQ"]["skipped"] == "no usable price" and symbols["QQQ"]["price"] is None
+    assert state["series"] == {
+        "SPY": [[T, 680.50], [T + 60, 681.25], [T + 120, 682.00]],
+        "QQQ": [[T, 609.90]],
+    }
+    marks = state["marks"]
+    assert [(m[0], m[1], m[2], m[3]) for m in marks] == [
+        (T + 1, "SPY", "entry", 1.98),
+        (T + 61, "QQQ", "order", 2.00),  # placed at its limit, not filled: no exit either
+        (T + 61, "SPY", "exit", 3.00),
+    ]
+    assert marks[2][5] == "take_profit"
+    # the start equity, then +204 from the cycle the exit closed in
+    assert state["equity"] == [[T + 2, 50000.0], [T + 62, 50204.0], [T + 122, 50204.0]]
+    assert [d["rule"] for d in state["decisions"]] == ["paused", "ok", "ok"]  # newest first
+    assert [(w["symbol"], w["mode"], w["status"]) for w in state["working"]] == [
+        ("QQQ", "paper", "entry waiting")
+    ]
+    assert [o["status"] for o in state["brackets"]["i1"]] == ["simulated"]
+    assert state["summary"]["decisions"]["refused_by_rule"] == {"paused": 1}
+
+
+def test_nothing_to_show_without_a_journal_or_a_cycle(tmp_path: Path) -> None:
+    assert read_day_state(tmp_path / "none.sqlite") is None
+    with Journal(tmp_path / "empty.sqlite") as j:
+        assert day_state(j) is None
+
+
+def test_the_export_is_one_file_that_cannot_be_broken_out_of(journal: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out" / "day.html"
+    with Journal(journal, readonly=True) as j:
+        assert write_html(j, [DAY], out) == 0
+        assert write_html(j, [DAY, "2026-01-09"], tmp_path / "two.html") == 2
+    page = out.read_text()
+    assert 'src="/static' not in page and 'href="/static' not in page  # all inlined
+    assert "<script" in page and HOSTILE not in page
+    embedded = re.search(r'<script type="application/json" id="state">(.*?)</script>', page, re.S)
+    assert embedded is not None
+    state = json.loads(embedded.group(1))  # "<\/" is JSON for "</"
+    assert state["live"] is None and state["day"]["day"] == DAY
+    assert state["day"]["decisions"][0]["reason"] == HOSTILE  # the text kept, as text
+
+
+def test_export_html_drops_non_finite_numbers() -> None:
+    page = export_html({"live": None, "day": {"equity": [[1.0, float("nan")]]}})
+    assert "NaN" not in page and "[[1.0, null]]" in page
+
+
+def _get(port: int, path: str, host: str | None = None) -> tuple[int, dict[str, str], bytes]:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}")
+    if host is not None:
+        request.add_header("Host", host)
+    try:
+        with urllib.request.urlopen(request, timeout=5) as answer:
+            return answer.status, dict(answer.headers), answer.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), exc.read()
+
+
+def test_the_server_serves_the_page_its_state_and_nothing_else(journal: Path) -> None:
+    server = StatusServer(0, day_state=lambda: read_day_state(journal))
+    port = server.start()
+    try:
+        server.publish(
+            Status(
+                state="trading",
+                connected=True,
+                market_open=False,
+                paused=True,
+                next_open_ts=T + 86400,
+                broker={"lines_in_use": 4.0, "messages_sent_total": 120.0},
+                processes=(("supervisor", 1),),
+            )
+        )
+        code, headers, body = _get(port, "/")
+        assert code == 200 and b'<script src="/static/app.js">' in body
+        assert "script-src 'self'" in headers["Content-Security-Policy"]
+        assert _get(port, "/static/app.js")[0] == 200 and _get(port, "/static/app.css")[0] == 200
+        for path in ("/static/../dashboard.py", "/static/index.py", "/api/other"):
+            assert _get(port, path)[0] == 404, path
+        code, _, body = _get(port, "/api/state")
+        state: dict[str, Any] = json.loads(body)
+        assert code == 200 and state["live"]["paused"] is True
+        assert state["live"]["next_open_ts"] == T + 86400
+        assert state["live"]["soak"]["lines_in_use"] == 4
+        assert state["day"]["day"] == DAY
+        assert json.loads(_get(port, "/healthz")[2])["paused"] is True
+        # a page elsewhere that rebinds its name to 127.0.0.1 reads nothing
+        assert _get(port, "/api/state", host=f"evil.example:{port}")[0] == 403
+        assert _get(port, "/", host=f"localhost:{port}")[0] == 200
+    finally:
+        server.stop()
+
+
+def test_messages_per_second_between_two_reads() -> None:
+    now = [100.0]
+    rate = Rate(lambda: now[0])
+    assert rate.update(1000.0) is None  # one read: no rate yet
+    now[0] = 102.0
+    assert rate.update(1100.0) == 50.0
+    assert rate.update(None) is None
+
+
+def test_bind_beyond_loopback_needs_a_token() -> None:
+    assert Settings().monitoring.bind == "127.0.0.1"
+    with pytest.raises(ValueError, match="set monitoring.control_token"):
+        Settings.model_validate({"monitoring": {"bind": "0.0.0.0"}})
+    with pytest.raises(ValueError, match="not an IPv4 address"):
+        Settings.model_validate({"monitoring": {"bind": "everywhere"}})
+    wide = Settings.model_validate({"monitoring": {"bind": "0.0.0.0", "control_token": "t0k"}})
+    assert wide.monitoring.bind == "0.0.0.0"
