@@ -2,10 +2,12 @@
 reconnect policy until it does, as a mid-run outage is waited out.
 
     Supervisor._start --> connect() --> GatewayWait.connect() --> broker.connect(), repeated
-        connected                               --> True
+        connected                               --> True (an outage's end alerted once)
         GatewayUnavailable (refused, no answer, closed unanswered, answered but not ready)
-            first time: one WARNING "waiting for the gateway at H:P …", one alert, and
-                        on_waiting() (status "waiting for gateway", systemd STATUS=)
+            first time: one WARNING "waiting for the gateway at H:P …", one alert (not
+                        when a restart comes inside an outage already alerted:
+                        runtime/outages.py), and on_waiting() (status "waiting for
+                        gateway", systemd STATUS=)
             then: a progress line after 1, 3, 7, 15 min, then every 15, never per probe
             the next probe after Backoff (1 s doubling to reconnect_max_s, with jitter), or,
             after circuit_failures in a row, every circuit_cooldown_s (CircuitBreaker)
@@ -32,6 +34,7 @@ from common.config import IBKRSettings
 from supervisor.broker.base import Broker, BrokerError, GatewayUnavailable
 from supervisor.broker.retry import Backoff, CircuitBreaker
 from supervisor.observe.alerts import Alerter
+from supervisor.runtime.outages import OutageAlerts
 from supervisor.runtime.status import duration
 from supervisor.runtime.waits import pause, unless_stopped
 
@@ -59,11 +62,13 @@ class GatewayWait:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[asyncio.Event, float], Awaitable[None]] = pause,
         rng: random.Random | None = None,
+        outages: OutageAlerts | None = None,
     ) -> None:
         self.stop = stop
         self.broker = broker
         self.cfg = cfg
         self.alerter = alerter
+        self.outages = outages or OutageAlerts(alerter, None)  # no journal: each one alerted
         self.on_waiting = on_waiting
         self.clock = clock
         self.sleep = sleep
@@ -90,6 +95,7 @@ class GatewayWait:
                 if not await self._pause_before_next_probe(exc):
                     return False
                 continue
+            self.outages.up(self.where)  # an outage alerted before (this start's or not)
             if self.failures:
                 log.info(
                     "the gateway at %s answered after %s of waiting (%d probes)",
@@ -122,10 +128,8 @@ class GatewayWait:
                 self.cfg.circuit_failures,
                 extra={"event": "gateway_waiting", "where": self.where},
             )
-            self.alerter.send(
-                "connection",
-                f"waiting for the gateway at {self.where}: {exc}",
-                {"where": self.where},
+            self.outages.down(
+                f"waiting for the gateway at {self.where}: {exc}", {"where": self.where}
             )
             self.on_waiting(f"waiting for the gateway at {self.where}")
         elif waited_s >= self._next_progress_s:
@@ -173,10 +177,11 @@ async def connect(
     cfg: IBKRSettings,
     alerter: Alerter,
     on_waiting: Callable[[str], None] | None,
+    outages: OutageAlerts | None = None,
 ) -> bool:
     """The broker's connection; False if a stop came first. With ``on_waiting`` (``run``) a
     gateway not there yet is waited for; without it (phases, the tools) the first failure is
     raised (exit 3), as check and reconcile do."""
     if on_waiting is None:
         return await unless_stopped(stop, broker.connect())
-    return await GatewayWait(stop, broker, cfg, alerter, on_waiting).connect()
+    return await GatewayWait(stop, broker, cfg, alerter, on_waiting, outages=outages).connect()

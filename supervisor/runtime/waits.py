@@ -18,7 +18,8 @@ from supervisor.observe.alerts import Alerter
 from supervisor.runtime.clock import Clock
 from supervisor.trading.sessions import SessionBook
 
-if TYPE_CHECKING:  # status.py waits with ``pause`` from here
+if TYPE_CHECKING:  # status.py waits with ``pause`` from here (and outages.py uses status.py)
+    from supervisor.runtime.outages import OutageAlerts
     from supervisor.runtime.status import StatusFeed
 
 log = logging.getLogger("supervisor.runtime.loop")
@@ -52,10 +53,18 @@ async def unless_stopped(stop: asyncio.Event, step: Awaitable[Any]) -> bool:
 
 
 async def wait_for_reconnect(
-    stop: asyncio.Event, broker: Broker, alerter: Alerter, disconnects: list[float], exc: Exception
+    stop: asyncio.Event,
+    broker: Broker,
+    alerter: Alerter,
+    disconnects: list[float],
+    exc: Exception,
+    outages: OutageAlerts | None = None,
+    outage_after_s: float = 120.0,
 ) -> list[float]:
     """The broker reconnects by itself (gateways restart daily): cycles wait until it has.
-    Returns the disconnects of the last hour, this one included (three alert once)."""
+    Returns the disconnects of the last hour, this one included (three alert once). A loss
+    that lasts ``outage_after_s`` is an outage (``outages``: alerted once, however often the
+    bot restarts during it; its end alerted once)."""
     now = time.monotonic()
     disconnects = [t for t in disconnects if now - t < 3600] + [now]
     log.warning(
@@ -67,10 +76,17 @@ async def wait_for_reconnect(
         alerter.send_once(
             "disconnects", "connection", f"{len(disconnects)} disconnects within an hour"
         )
+    said = False
     while not stop.is_set() and not broker.is_connected():
         await pause(stop, 1.0)
+        lost_s = time.monotonic() - now
+        if outages is not None and not said and lost_s >= outage_after_s:
+            outages.lost(lost_s, exc)
+            said = True
     if broker.is_connected():
         log.info("connection back: cycles resume", extra={"event": "connection_back"})
+        if outages is not None:
+            outages.up(broker.name)
     return disconnects
 
 
