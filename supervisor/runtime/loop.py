@@ -43,6 +43,7 @@ from supervisor.runtime.cycle_runner import CycleRunner
 from supervisor.runtime.expiry_timer import close_desk, sleep_between_cycles
 from supervisor.runtime.gateway_wait import connect
 from supervisor.runtime.monitoring import MonitorLoop
+from supervisor.runtime.outages import OutageAlerts
 from supervisor.runtime.pool import BootFailure, WorkerHandle, WorkerPool
 from supervisor.runtime.serving import DataService
 from supervisor.runtime.status import (
@@ -131,6 +132,7 @@ class Supervisor:
         )
         self.by_signal = False
         self._disconnects: list[float] = []
+        self.outages: OutageAlerts | None = None  # once the journal is open (outages.py)
 
     def _worker_pids(self) -> dict[str, int]:
         workers = list(self.pool.workers.values())  # a copy: read on the loop, built here
@@ -183,7 +185,13 @@ class Supervisor:
                 summary = await self._run_cycle()
             except ConnectionLost as exc:
                 self._disconnects = await wait_for_reconnect(
-                    self.stop, self.broker, self.alerter, self._disconnects, exc
+                    self.stop,
+                    self.broker,
+                    self.alerter,
+                    self._disconnects,
+                    exc,
+                    self.outages,
+                    self.settings.alerts.outage_after_s,
                 )
                 continue
             self.echo(
@@ -218,6 +226,8 @@ class Supervisor:
         if refusal is not None:
             raise ModeNotAvailable(f"live trading refused: {refusal}")
         self.journal = Journal(self.settings.execution.journal_path)
+        # before the connect: a restart inside an outage already alerted does not alert again
+        self.outages = OutageAlerts(self.alerter, self.journal.outages)
         # from the start: a wait for the gateway is said on /healthz and to systemd
         self.http, status_task = serve_status(
             self.settings.monitoring.http_port, self.stop, self.feed, self.clock.now
@@ -236,6 +246,7 @@ class Supervisor:
             self.settings.ibkr,
             self.alerter,
             self.feed.waiting if self.wait_for_gateway else None,
+            self.outages,
         ):
             return False
         executor = await self._open_desk(self.journal)
@@ -438,6 +449,8 @@ class Supervisor:
             self.cycles_done,
             extra={"event": "stopped", "exit_code": code},
         )
+        if code == exitcodes.CANNOT_CONNECT and self.outages and self.outages.ongoing:
+            return  # the outage's alert said it (once, not per restart); its end will be
         self.alerter.send(
             "stop" if code == exitcodes.OK else "exit",
             stopped_text(code, self.cycles_done),
