@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from supervisor.broker.stub import StubBroker
+from supervisor.journal.store import Journal
 from supervisor.runtime.clock import SimClock
 from supervisor.runtime.offline import JournalExists, run_offline
 from tests.conftest import make_settings
@@ -69,3 +70,15 @@ def test_set_moves_a_running_clock_and_a_frozen_one_stands_still() -> None:
     frozen.set(5000.0)
     assert 5000.0 <= running.now() < 5001.0
     assert frozen.now() == 5000.0 == frozen.now()
+
+
+def test_an_offline_journal_commits_without_fsync(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.sqlite")
+    try:
+        with journal.store.tx(True) as db:  # a durable commit: FULL (2), fsynced
+            assert db.execute("PRAGMA synchronous").fetchone()[0] == 2
+        journal.store.fsync = False  # as run_offline sets it
+        with journal.store.tx(True) as db:
+            assert db.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+    finally:
+        journal.close()

@@ -44,6 +44,9 @@ class Store:
         self.db = db  # replaced when the file the bot writes moves (follow.py)
         self._pending: list[tuple[str, Params]] = []  # rows for the next commit, in order
         self._pending_since = 0.0
+        # False: no commit is fsynced (an offline run's journal: a replay or a backtest
+        # that a crash interrupts is run again, and a cycle's fsync was half its time)
+        self.fsync = True
 
     def prepare(self, readonly: bool) -> None:
         """Check the file, then migrate it (read-write): refused when damaged, written by
@@ -135,6 +138,7 @@ class Store:
         Rows that wait are committed first, so the journal keeps the order things happened."""
         self.flush()
         db = self.db
+        durable = durable and self.fsync
         if durable:
             db.execute("PRAGMA synchronous=FULL")
         try:

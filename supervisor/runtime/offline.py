@@ -93,6 +93,7 @@ async def run_offline(
     journal_path.parent.mkdir(parents=True, exist_ok=True)
     await broker.connect()
     journal = Journal(journal_path)
+    journal.store.fsync = False  # a run a crash interrupts is run again: no commit waits on disk
     try:
         parts = await _build(settings, broker, clock, journal)
         seconds: list[float] = []
