@@ -11,6 +11,8 @@ import math
 from dataclasses import dataclass, replace
 from datetime import date
 
+from tools.gateway_sim.datapath import DataPath
+from tools.gateway_sim.dataset import scenario_data
 from tools.gateway_sim.hours import SessionClock
 from tools.gateway_sim.instruments import Instrument, InstrumentBook
 from tools.gateway_sim.optionmath import SECONDS_PER_YEAR, Greeks, black_scholes, smile_vol
@@ -44,8 +46,14 @@ class Market:
         self.clock = clock
         self.time = time_source or ScenarioClock(scenario.clock)
         self.book = InstrumentBook(scenario, clock)
-        self.paths: dict[str, PricePath] = {}
+        self.paths: dict[str, PricePath | DataPath] = {}
+        data = scenario_data(scenario).bars if scenario.market.data else {}
         for spec in scenario.all_symbols():
+            if spec.symbol in data:  # yesterday's market: the data set's bars
+                self.paths[spec.symbol] = DataPath(
+                    data[spec.symbol], symbol_key(scenario.seed, spec.symbol)
+                )
+                continue
             self.paths[spec.symbol] = PricePath(
                 spec.price,
                 symbol_key(scenario.seed, spec.symbol),
@@ -148,13 +156,14 @@ class Market:
             offset = int(delta.total_seconds()) if delta else 0
         last_start = (math.ceil((end_ts + offset) / bar_s) - 1) * bar_s - offset
         step = 1 if bar_s <= 3600 else 15
+        path = self.paths[inst.symbol]
         out = []
         for i in range(max(1, int(duration_s // bar_s)) - 1, -1, -1):
             start = int(last_start - i * bar_s)
             minutes = [
                 m
                 for m in range(start // 60, (start + bar_s) // 60, step)
-                if m * 60 < now_ts and self._in_session(m * 60, rth)
+                if m * 60 < now_ts and self._in_session(m * 60, rth) and path.has_minute(m)
             ]
             if minutes:
                 bar = aggregate([self._minute(inst, m, now_ts) for m in minutes], start)

@@ -127,6 +127,10 @@ class PricePath:
     def price(self, t: float) -> float:
         return self.base * math.exp(self.log_level(t))
 
+    def has_minute(self, minute: int) -> bool:
+        """Whether the minute has a bar (a synthetic path trades every minute)."""
+        return True
+
     def round(self, value: float) -> float:
         return round(round(value / self.tick) * self.tick, 6)
 

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from common.yaml_file import YamlFileError, read_yaml_file
+from tools.gateway_sim.dataset import DataSetError, MarketSpec, with_market_data
 from tools.gateway_sim.timing import ClockSpec, EventSpec, Model
 
 Seconds = Annotated[float, Field(ge=0, le=86_400)]
@@ -396,6 +397,7 @@ class Scenario(Model):
     extra_symbols: ExtraSymbols = Field(default_factory=ExtraSymbols)
     quirks: list[QuirkSpec] = Field(default_factory=list)
     faults: list[FaultSpec] = Field(default_factory=list)
+    market: MarketSpec = Field(default_factory=MarketSpec)  # a data set's prices (dataset.py)
 
     @model_validator(mode="after")
     def _references(self) -> Scenario:
@@ -445,9 +447,13 @@ def _extra_symbols(extra: ExtraSymbols, seed: int) -> list[SymbolSpec]:
 def scenario_from_dict(data: dict[str, Any]) -> Scenario:
     """Validate a dict; raise ScenarioError naming every bad key."""
     try:
-        return Scenario.model_validate(data)
+        scenario = Scenario.model_validate(data)
     except ValidationError as exc:
         raise ScenarioError(describe_errors(exc)) from None
+    try:
+        return with_market_data(scenario) if scenario.market.data else scenario
+    except DataSetError as exc:
+        raise ScenarioError(str(exc)) from None
 
 
 def load_scenario(path: str | Path) -> Scenario:
@@ -459,6 +465,9 @@ def load_scenario(path: str | Path) -> Scenario:
     data = {} if data is None else data
     if not isinstance(data, dict):
         raise ScenarioError(f"scenario {file}: top level must be a mapping")
+    market = data.get("market")
+    if isinstance(market, dict) and isinstance(market.get("data"), str):  # beside the file
+        market["data"] = str(file.parent / Path(market["data"]).expanduser())
     try:
         return scenario_from_dict(data)
     except ScenarioError as exc:
