@@ -11,7 +11,10 @@ from typing import Any
 import pytest
 
 from supervisor import exitcodes
+from supervisor.broker.replay import ModelledAnswer
 from supervisor.commands.cli import main
+from supervisor.commands.replay import journal_modelled
+from supervisor.journal.store import Journal
 from supervisor.recording import format as fmt
 from tests.test_replay_broker import C1, C2, write_recording
 
@@ -102,3 +105,34 @@ def test_other_settings_come_from_config(
     assert main(["replay", str(root), "--config", str(config), "--journal", str(journal)]) == 0
     out = capsys.readouterr().out
     assert "4 symbol-cycles" in out  # QQQ too: never recorded, so its symbol fails each cycle
+
+
+def test_modelled_answers_are_one_alert_per_kind_contract_and_day_with_their_count(
+    tmp_path: Path,
+) -> None:
+    how = "Black-Scholes at the IV of 20261204's recorded quotes, IV 0.2000"
+    day2 = C1 + 86_400
+    modelled = tuple(
+        ModelledAnswer(ts, "option_quote", key, how)
+        for ts, key in (
+            (C1, "SPY 20261204 690C"),
+            (C2, "SPY 20261204 690C"),
+            (C2, "SPY 20261204 695C"),
+            (day2, "SPY 20261204 690C"),
+        )
+    )
+    path = tmp_path / "j.sqlite"
+    Journal(path).close()
+    journal_modelled(path, modelled, "America/New_York")
+    journal_modelled(path, (), "America/New_York")  # nothing modelled: nothing written
+    with sqlite3.connect(path) as db:
+        rows = db.execute(
+            "SELECT day, kind, key, text, ts FROM alerts ORDER BY day, key"
+        ).fetchall()
+    assert [r[:3] for r in rows] == [
+        ("2026-12-01", "modelled", "option_quote SPY 20261204 690C"),
+        ("2026-12-01", "modelled", "option_quote SPY 20261204 695C"),
+        ("2026-12-02", "modelled", "option_quote SPY 20261204 690C"),
+    ]
+    assert "2 answer(s) modelled" in rows[0][3] and how in rows[0][3] and rows[0][4] == C1
+    assert "1 answer(s) modelled" in rows[1][3]
