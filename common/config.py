@@ -365,6 +365,9 @@ class AlertsSettings(Model):
     # a connection lost mid-run for this long is an outage: alerted once (not again by a
     # restart during it), and its end once (runtime/outages.py)
     outage_after_s: float = Field(120.0, ge=0, le=86_400)
+    # the day's summary (trades, P&L, refusals by rule, health) alerted after the session's
+    # close, once a day (runtime/day_end.py)
+    day_summary: bool = True
     # the Telegram command bot (/status, /pause, /flatten …: runtime/telegram_commands.py),
     # off by default; it answers only the chats listed (their numeric ids) and needs the token
     telegram_commands: bool = False

@@ -23,7 +23,7 @@ from collections.abc import Callable, Coroutine
 from datetime import date
 from typing import Any
 
-from common.calendar import calendar_tz, exchange_calendar, trading_day
+from common.calendar import Session, calendar_tz, exchange_calendar, trading_day
 from common.config import Settings
 from common.messages import FromWorker, Requests, SymbolResult
 from common.settings_file import journal_for, origins_text
@@ -40,6 +40,7 @@ from supervisor.runtime.clock import Clock
 from supervisor.runtime.controls import attach as attach_controls
 from supervisor.runtime.cycle import CycleSummary
 from supervisor.runtime.cycle_runner import CycleRunner
+from supervisor.runtime.day_end import send_day_summary
 from supervisor.runtime.expiry_timer import close_desk, sleep_between_cycles
 from supervisor.runtime.gateway_wait import connect
 from supervisor.runtime.monitoring import MonitorLoop
@@ -133,10 +134,19 @@ class Supervisor:
         self.by_signal = False
         self._disconnects: list[float] = []
         self.outages: OutageAlerts | None = None  # once the journal is open (outages.py)
+        self._days_over: set[date] = set()  # days whose end-of-day summary was looked at
 
     def _worker_pids(self) -> dict[str, int]:
         workers = list(self.pool.workers.values())  # a copy: read on the loop, built here
         return {f"worker-{w.worker_id}": w.pid for w in workers if w.pid is not None}
+
+    def _day_over(self, session: Session, now: float) -> None:
+        """Today's session is over: its summary alerted (once a day, across restarts)."""
+        if self.journal is None or not self.settings.alerts.day_summary:
+            return
+        if session.day not in self._days_over:
+            self._days_over.add(session.day)
+            send_day_summary(self.journal, self.alerter, session, self.settings.execution.mode, now)
 
     def _market_day(self) -> date:
         return trading_day(self.clock.now(), calendar_tz(self.settings.schedule))
@@ -178,7 +188,7 @@ class Supervisor:
 
     async def _cycles(self) -> None:
         while self._more_cycles() and await wait_for_market(
-            self.stop, self.clock, self.sessions, self.settings, self.feed
+            self.stop, self.clock, self.sessions, self.settings, self.feed, self._day_over
         ):
             started = time.monotonic()
             try:

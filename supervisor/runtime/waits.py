@@ -6,11 +6,11 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from common.calendar import next_open
+from common.calendar import Session, next_open
 from common.config import Settings
 from common.timetext import due
 from supervisor.broker.base import Broker
@@ -91,12 +91,19 @@ async def wait_for_reconnect(
 
 
 async def wait_for_market(
-    stop: asyncio.Event, clock: Clock, sessions: SessionBook, settings: Settings, feed: StatusFeed
+    stop: asyncio.Event,
+    clock: Clock,
+    sessions: SessionBook,
+    settings: Settings,
+    feed: StatusFeed,
+    day_over: Callable[[Session, float], None] | None = None,
 ) -> bool:
     """With ``regular_hours_only``, cycles run inside the first symbol's regular session
     (the broker's hours, else the exchange calendar); each intent's own symbol's session
     is judged again by the risk step. False if a stop came first. The wait is said once per
-    closed spell (a replayed weekend is not a line every five simulated minutes)."""
+    closed spell (a replayed weekend is not a line every five simulated minutes).
+    ``day_over(session, now)``: today's session is over (the end-of-day summary, which says
+    each day once)."""
     zone, said = ZoneInfo(settings.schedule.timezone), 0.0
     while settings.schedule.regular_hours_only and not stop.is_set():
         now = clock.now()
@@ -104,6 +111,8 @@ async def wait_for_market(
         feed.market_open = session is not None and session.contains(now)
         if feed.market_open:
             return True
+        if session is not None and now >= session.close_ts and day_over is not None:
+            day_over(session, now)
         opens = (
             session.open_ts
             if session is not None and now < session.open_ts
