@@ -20,6 +20,7 @@ from supervisor.journal.results import (
     run_results,
     sharpe,
     sortino,
+    trade_of,
 )
 from supervisor.journal.store import Journal
 
@@ -164,3 +165,15 @@ def test_read_from_a_journal_matches_the_day_report(tmp_path: Path) -> None:
             assert d.figures.net_pnl == pytest.approx(j.day_summary(d.day)["pnl"]["realized"])
         first = run_results(j, [D1, "2026-02-01"])  # a day without cycles is none
         assert first.days == (D1,) and first.unrealized == 0.0 and first.run.trades == 1
+
+
+def test_a_live_trade_sold_in_parts_counts_its_commissions_as_ibkr_does() -> None:
+    # 4 bought at 2.00 (entry commission 2.60), sold 4 at 2.50 in parts (exit commission 2.60)
+    p = replace(
+        closed(position("live", SPY, 4, T, 2.0), T + 60, 2.5, "take_profit", commission=5.2),
+        exited=4,
+        exit_commission=2.6,
+    )
+    trade = trade_of(Held(p, D1))
+    assert (trade.quantity, trade.gross_pnl, trade.commission) == (4, 200.0, pytest.approx(5.2))
+    assert trade.net_pnl == pytest.approx(p.realized_pnl) == pytest.approx(194.8)
