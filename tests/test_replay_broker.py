@@ -236,3 +236,27 @@ def test_a_recording_cut_short_reads_its_part_files(tmp_path: Path) -> None:
         for _, a in read_recording(root).recorded.bars
     ]
     assert got == [[1.0, 2.0], "TimeoutError: ", [3.0], [4.0, 5.0, 6.0]]
+
+
+def test_account_answers_are_read_once_the_format_records_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Format 1 holds none (the replay models the account); a kind ``account`` with the
+    AccountSnapshot's fields as columns is read and answered from, with no other change."""
+    schema = pa.schema(
+        [("ts", pa.float64()), ("account", pa.string()), ("net_liquidation", pa.float64())]
+        + [("available_funds", pa.float64()), ("error", pa.string())]
+    )
+    monkeypatch.setitem(fmt.SCHEMAS, "account", schema)
+    rows = {fmt.CYCLES: [{"ts": C1, "cycle": 1}]}
+    root = write_recording(tmp_path / "with-account", rows)
+    table = pa.table(
+        {"ts": [C1 - 1.0], "account": ["DU9"], "net_liquidation": [123_456.0]}
+        | {"available_funds": [100_000.0], "error": [None]},
+        schema=schema,
+    )
+    pq.write_table(table, root / fmt.file_name("account"))
+    broker = ReplayBroker(read_recording(root).recorded, lambda: C1, equity=1.0)
+    account = asyncio.run(broker.account())
+    assert (account.account, account.net_liquidation) == ("DU9", 123_456.0)
+    assert broker.modelled == []

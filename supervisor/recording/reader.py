@@ -15,7 +15,7 @@ import json
 import math
 from array import array
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ import pyarrow as pa
 
 from common.calendar import TradingHours
 from common.messages import Bars, OptionChain, OptionContract, OptionQuote, Quote, Right
+from supervisor.broker.base import AccountSnapshot
 from supervisor.broker.replay import (
     REPLAY_ACCOUNT,
     BarsKey,
@@ -36,6 +37,7 @@ from supervisor.broker.replay_index import Answer
 from supervisor.recording import format as fmt
 
 NAN = math.nan
+ACCOUNT_KIND = "account"  # not in format 1: read once the recorder records Broker.account()
 QUOTE_FIELDS = ("bid", "ask", "last", "close", "bid_size", "ask_size", "volume")
 OPTION_FIELDS = (
     "bid",
@@ -91,6 +93,7 @@ def read_recording(path: Path) -> Recording:
         option_quotes=list(_option_quotes(tables[fmt.OPTION_QUOTES])),
         hours=hours,
         closes=closes,
+        accounts=list(_accounts(tables[ACCOUNT_KIND])) if ACCOUNT_KIND in tables else [],
         account=str(meta.get("account") or REPLAY_ACCOUNT),
     )
     return Recording(path, meta, recorded)
@@ -209,6 +212,16 @@ def _hours(
         elif r["kind"] == fmt.HOURS_REGULAR:
             hours.append((r["symbol"], _answer(r, _trading_hours(r))))
     return closes, hours
+
+
+def _accounts(table: pa.Table) -> Iterator[Answer[AccountSnapshot]]:
+    """Broker.account() answers, once the format has a kind of them (``account``: the
+    AccountSnapshot's fields as columns); without it the replay models the account."""
+    names = [f.name for f in fields(AccountSnapshot)]
+    for r in _rows(table):
+        known = {n: r[n] for n in names if r.get(n) is not None}
+        value = AccountSnapshot(**known) if r.get("error") is None and "account" in known else None
+        yield Answer(float(r["ts"]), value, r.get("error"))
 
 
 def _trading_hours(r: Row) -> TradingHours | None:
