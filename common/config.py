@@ -7,6 +7,7 @@ Reading the file and turning errors into lines lives in ``common.settings_file``
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Annotated, Literal
@@ -342,6 +343,29 @@ class MonitoringSettings(Model):
     # the bearer token of POST /api/pause|resume|flatten|kill (``${ENV}`` allowed); unset: a
     # new one at each start in control.token beside the journal (mode 0600)
     control_token: SecretStr | None = None
+    # the IPv4 address the status endpoint and the dashboard listen on: 127.0.0.1, this
+    # machine only; another (0.0.0.0: every interface) only with control_token set, as the
+    # generated token's file is on this machine only
+    bind: str = "127.0.0.1"
+
+    @field_validator("bind")
+    @classmethod
+    def _ipv4(cls, bind: str) -> str:
+        try:
+            ipaddress.IPv4Address(bind)
+        except ValueError:
+            raise ValueError("not an IPv4 address (127.0.0.1, 0.0.0.0, 192.168.1.5)") from None
+        return bind
+
+    @model_validator(mode="after")
+    def _bind_needs_token(self) -> MonitoringSettings:
+        token = self.control_token.get_secret_value() if self.control_token else ""
+        if not ipaddress.IPv4Address(self.bind).is_loopback and not token:
+            raise ValueError(
+                f"bind {self.bind} serves the dashboard and the controls beyond this machine: "
+                "set monitoring.control_token (e.g. ${BOT_CONTROL_TOKEN}) or bind 127.0.0.1"
+            )
+        return self
 
 
 class AlertsSettings(Model):
