@@ -25,7 +25,6 @@ from common.config import Settings
 from supervisor import exitcodes
 from supervisor.commands.options import load
 from supervisor.commands.report_html import write_html
-from supervisor.commands.report_html import write_html
 from supervisor.commands.report_results import (
     compare_json,
     compare_text,
@@ -324,8 +323,6 @@ def cmd_report(args: argparse.Namespace) -> int:
     try:
         with Journal(path, readonly=True) as journal:
             days = _days(args, journal)
-            if args.html:  # the dashboard's page of the day, one file (report_html.py)
-                return write_html(journal, days, Path(args.html))
             if args.html:  # the dashboard's page of the day, one file (report_html.py)
                 return write_html(journal, days, Path(args.html))
             summaries = [journal.day_summary(d) for d in days]
