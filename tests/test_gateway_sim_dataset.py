@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import sqlite3
 import subprocess
 import sys
 from array import array
+from contextlib import closing
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -136,7 +138,7 @@ def test_a_data_path_between_and_inside_bars() -> None:
 
 @pytest.mark.e2e
 @pytest.mark.timeout(120)
-def test_run_sim_trades_the_data_sets_day(tmp_path: Path) -> None:
+def test_run_sim_trades_the_data_sets_day_with_the_backtests_signals(tmp_path: Path) -> None:
     # Given a data set at twice the synthetic prices and a scenario that serves it
     write_data(tmp_path / "data", scale=2.0)
     scenario = tmp_path / "day.yaml"
@@ -164,3 +166,31 @@ def test_run_sim_trades_the_data_sets_day(tmp_path: Path) -> None:
         if found
     ]
     assert len(closes) == 2 and all(1_200 < c < 1_500 for c in closes), closes  # ~2 x 670
+    # And a backtest of the same data signals the same at the same minute (the bars and the
+    # price the signal reads are the data's on both paths; the chains differ, so the
+    # strike reasons after the first four may too)
+    backtest = [sys.executable, "-m", "supervisor", "backtest", "--data", "data"]
+    backtest += ["--from", "2026-12-01", "--to", "2026-12-01", "--journal", "bt.sqlite"]
+    done = subprocess.run(
+        backtest,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT), "SUPERVISOR_HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    at = TUESDAY_MORNING.timestamp()
+    sim_signals = signals(tmp_path / "var" / "journal-sim.sqlite", "c.cycle_id = 1", ())
+    bt_signals = signals(tmp_path / "bt.sqlite", "c.started_ts = ?", (at,))
+    assert sim_signals == bt_signals and len(sim_signals) == 3, (sim_signals, bt_signals)
+
+
+def signals(journal: Path, where: str, args: tuple[float, ...]) -> list[tuple[Any, ...]]:
+    query = (
+        "SELECT s.symbol, s.signal, s.confidence, s.reasons FROM signals s "
+        f"JOIN cycles c USING (cycle_id) WHERE {where} ORDER BY s.symbol"
+    )
+    with closing(sqlite3.connect(journal)) as db:
+        rows = db.execute(query, args).fetchall()
+    return [(sym, sig, conf, json.loads(reasons)[:4]) for sym, sig, conf, reasons in rows]
