@@ -29,7 +29,8 @@ def sequential(settings: Settings, cycles: int, journal_path: Path) -> dict[str,
     broker = StubBroker(settings.stub, clock.now)
     # each cycle at the clock's now, as the pool's loop with interval_s 0 starts them
     times = (clock.now() for _ in range(cycles))
-    run = asyncio.run(run_offline(settings, broker, clock, times, journal_path))
+    # fsynced as the pool's journal is: the same work, so pool / sequential compares them
+    run = asyncio.run(run_offline(settings, broker, clock, times, journal_path, fsync=True))
     ordered = sorted(run.cycle_seconds)
     per_s = run.symbol_cycles_per_s
     return {

@@ -82,18 +82,22 @@ async def run_offline(
     journal_path: Path,
     progress: Callable[[int, float], None] | None = None,
     close_day: bool = True,
+    fsync: bool = False,
 ) -> OfflineRun:
     """One cycle at each of ``times`` (epoch seconds, ascending) into a fresh journal at
     ``journal_path``; ``progress(cycles done, the clock)`` after each; ``close_day``: the
     last session driven to its close after the last cycle (a replay of a run that stopped
-    at its last cycle says False). Raises JournalExists when the file is there, before
+    at its last cycle says False); ``fsync``: the journal's durable commits fsynced as the
+    live loop's are (the benchmark's baseline: the pool's work, not less; a replay or a
+    backtest that a crash interrupts is run again, so by default none waits on the disk:
+    half a backtest's wall time). Raises JournalExists when the file is there, before
     anything is connected or written."""
     if journal_path.exists():
         raise JournalExists(f"{journal_path} exists: an offline run writes a journal of its own")
     journal_path.parent.mkdir(parents=True, exist_ok=True)
     await broker.connect()
     journal = Journal(journal_path)
-    journal.store.fsync = False  # a run a crash interrupts is run again: no commit waits on disk
+    journal.store.fsync = fsync
     try:
         parts = await _build(settings, broker, clock, journal)
         seconds: list[float] = []
