@@ -58,7 +58,9 @@ def test_a_replay_journals_its_cycles_in_a_journal_of_its_own(
     with sqlite3.connect(journal) as db:
         assert db.execute("SELECT COUNT(*) FROM cycles").fetchone() == (2,)
         (alert,) = db.execute("SELECT kind, key, text FROM alerts").fetchall()
-    assert alert[:2] == ("modelled", "account REPLAY") and "1 answer(s) modelled" in alert[2]
+    assert alert[:2] == ("modelled", "account REPLAY") and alert[2].startswith(
+        "1 answer(s) not in the recording"
+    )
     assert not (home / "var" / "journal-sim.sqlite").exists()  # no market's journal touched
 
     # again: the journal is there, refused, and left as it was
@@ -134,5 +136,9 @@ def test_modelled_answers_are_one_alert_per_kind_contract_and_day_with_their_cou
         ("2026-12-01", "modelled", "option_quote SPY 20261204 695C"),
         ("2026-12-02", "modelled", "option_quote SPY 20261204 690C"),
     ]
-    assert "2 answer(s) modelled" in rows[0][3] and how in rows[0][3] and rows[0][4] == C1
-    assert "1 answer(s) modelled" in rows[1][3]
+    assert (
+        rows[0][3].startswith("2 answer(s) not in the recording, modelled")
+        and how in rows[0][3]
+        and rows[0][4] == C1
+    )
+    assert rows[1][3].startswith("1 answer(s)")

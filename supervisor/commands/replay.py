@@ -190,7 +190,7 @@ def journal_modelled(path: Path, modelled: tuple[ModelledAnswer, ...], tz: str) 
     with Journal(path) as journal:
         for (day, kind, key), m in first.items():
             n = counts[(day, kind, key)]
-            text = f"{kind} {key}: {n} answer(s) modelled, not recorded ({m.how})"
+            text = f"{n} answer(s) not in the recording, modelled: {m.how}"  # the key names it
             journal.record_alert_once(day, MODELLED, f"{kind} {key}", text, m.ts)
 
 
