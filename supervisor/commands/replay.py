@@ -4,7 +4,7 @@
       --> ReplayBroker (supervisor/broker/replay.py) on a frozen SimClock
       --> run_offline (supervisor/runtime/offline.py): the same workers' pipelines, risk step,
           paper book and journal, one cycle at each recorded cycle's instant, no waiting
-      --> a fresh journal (default: var/replays/<recording>.sqlite under the settings' home;
+      --> a fresh journal (default: replays/<recording>.sqlite beside the settings' journal;
           never a market's own journal, never an existing file)
       --> each modelled answer journaled as an alert of kind ``modelled`` (one per contract
           and day, its count in the text) --> the summary, text or ``--json``
@@ -62,7 +62,8 @@ def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--journal",
         metavar="J",
-        help="the replay's journal, a new file (default: var/replays/<recording>.sqlite)",
+        help="the replay's journal, a new file (default: replays/<recording>.sqlite beside the "
+        "settings' journal)",
     )
     parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
 
@@ -133,13 +134,13 @@ def replay_settings(args: argparse.Namespace, recording: Recording) -> Settings 
 
 
 def journal_path(args: argparse.Namespace, recording: Recording, settings: Settings) -> Path | None:
-    """The replay's journal: ``--journal`` or var/replays/<recording>.sqlite under the
-    settings' home; None (said) when it is one of the markets' own journals."""
+    """The replay's journal: ``--journal``, or replays/<recording>.sqlite beside the settings'
+    journal (var/replays/ of their home); None (said) when it is a market's own journal."""
     if args.journal:
         path = Path(args.journal).resolve()
     else:
-        home = settings_home(Path(args.config) if args.config else DEFAULT_CONFIG)
-        path = home / "var" / "replays" / f"{recording.name}.sqlite"
+        beside = Path(journal_for(settings, "replay").execution.journal_path).resolve().parent
+        path = beside / "replays" / f"{recording.name}.sqlite"
     own = {
         Path(journal_for(settings, market).execution.journal_path).resolve() for market in MARKETS
     }
