@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+from array import array
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 from pydantic import SecretStr
 
-from common.messages import OptionContract, OrderIntent, Right, Signal
+from common.messages import Bars, OptionContract, OrderIntent, Right, Signal
 from supervisor.broker.base import ConnectionLost, Fill, OrderRejected, PlacedBracket
 from supervisor.broker.stub import StubBroker
 from supervisor.recording import format as fmt
@@ -263,3 +264,77 @@ def test_a_recording_that_cannot_be_written_stops_without_failing_the_broker(tmp
     assert writer.failure is not None and writer.closed
     quote = asyncio.run(broker.quote("SPY"))  # still answers, records nothing more
     assert quote.symbol == "SPY" and writer.rows[fmt.QUOTES] == 1
+
+
+def bars_of(symbol: str, rows: list[tuple[float, float]]) -> Bars:
+    """Bars whose open/high/low/close are the row's price, volume 10."""
+    prices = [p for _, p in rows]
+    return Bars(
+        symbol,
+        array("d", [t for t, _ in rows]),
+        array("d", prices),
+        array("d", prices),
+        array("d", prices),
+        array("d", prices),
+        array("d", [10.0] * len(rows)),
+    )
+
+
+class Scripted(StubBroker):
+    """Bars answers as scripted, one a call."""
+
+    def __init__(self, *args: Any, answers: list[Bars], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.answers = answers
+
+    async def bars(self, symbol: str, minutes: int, bar_minutes: int = 1, rth: bool = False) -> Any:
+        return self.answers.pop(0)
+
+
+def test_bars_are_stored_once_each_and_every_answer_reads_back_whole(tmp_path):
+    m = 60.0
+    answers = [
+        bars_of("SPY", [(0, 1.0), (m, 2.0), (2 * m, 3.0)]),
+        bars_of("SPY", [(m, 2.0), (2 * m, 3.5), (3 * m, 4.0)]),  # last bar revised, one new
+        bars_of("SPY", [(0, 1.0), (m, 2.0), (2 * m, 3.5), (3 * m, 4.0)]),  # longer: all known
+        bars_of("SPY", []),
+        bars_of("SPY", [(0, 1.0), (2 * m, 3.5), (3 * m, 4.0)]),  # a known bar left out
+        bars_of("SPY", [(2 * m, 3.5), (3 * m, 4.0), (4 * m, 5.0)]),
+    ]
+    clock = Clock()
+    writer = RecordingWriter(tmp_path / "rec")
+    inner = Scripted(make_settings(tmp_path).stub, clock.now, answers=list(answers))
+    broker = RecordingBroker(inner, writer, clock.now)
+
+    async def session() -> None:
+        for _ in answers:
+            await broker.bars("SPY", 30, 1, True)
+            writer.flush()  # a part per answer: the crash case reads them so
+
+    asyncio.run(session())
+    before = fmt.read_kind(writer.root, fmt.BARS)  # from the parts, as a crash leaves them
+    writer.close()
+    stored = pq.read_table(writer.root / fmt.file_name(fmt.BARS))
+    values = pq.read_table(writer.root / fmt.file_name(fmt.BAR_VALUES)).to_pylist()
+    # 3 first bars, the revised one and the new one, the last answer's new one
+    assert [(v["answer"], v["bar_ts"], v["close"]) for v in values] == [
+        (0, 0.0, 1.0),
+        (0, m, 2.0),
+        (0, 2 * m, 3.0),
+        (1, 2 * m, 3.5),
+        (1, 3 * m, 4.0),
+        (5, 4 * m, 5.0),
+    ]
+    # only the answer that left a known bar out carries its own lists
+    assert [row is not None for row in stored.column("close").to_pylist()] == [
+        False,
+        False,
+        False,
+        False,
+        True,
+        False,
+    ]
+    for table in (before, fmt.read_kind(writer.root, fmt.BARS)):
+        got = [(r["bar_ts"], r["close"]) for r in table.to_pylist()]
+        assert got == [(list(a.ts), list(a.close)) for a in answers]
+        assert table.column("n_bars").to_pylist() == [len(a) for a in answers]

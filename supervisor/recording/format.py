@@ -27,6 +27,8 @@ from typing import Final
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from supervisor.recording.bars_delta import expand
+
 FORMAT_VERSION: Final = 1
 
 META_FILE: Final = "meta.json"
@@ -43,6 +45,7 @@ PARTS_DIR: Final = "parts"
 # file stems (``<kind>.parquet``)
 QUOTES: Final = "quotes"
 BARS: Final = "bars"
+BAR_VALUES: Final = "bar_values"  # the bars of bars.parquet's answers, once each (bars_delta)
 CHAINS: Final = "chains"
 OPTION_QUOTES: Final = "option_quotes"
 HOURS: Final = "hours"
@@ -87,19 +90,44 @@ QUOTES_SCHEMA: Final = _schema(
     ("quote_ts", _F),
 )
 
-# Broker.bars(symbol, minutes, bar_minutes, rth) -> Bars: one row per answer, the bars as
-# lists (the Bars columns, oldest first); ``minutes``/``bar_minutes``/``rth`` as requested.
+# Broker.bars(symbol, minutes, bar_minutes, rth) -> Bars: one row per answer;
+# ``minutes``/``bar_minutes``/``rth`` as requested, ``n_bars`` how many bars it gave, from
+# ``first_bar_ts`` to ``last_bar_ts``. The bars themselves (the Bars columns, oldest first)
+# are in the list columns as ``read_kind`` returns them; on disk those are null and the bars
+# are in bar_values.parquet, each bar once (recording/bars_delta.py: a cycle's answer repeats
+# the last one's but for a bar or two), except in the rare row whose bars could not be
+# derived from there, which carries them itself.
 BARS_SCHEMA: Final = _schema(
     ("symbol", _S),
     ("minutes", _I),
     ("bar_minutes", _I),
     ("rth", pa.bool_()),
+    ("n_bars", _I),
+    ("first_bar_ts", _F),
+    ("last_bar_ts", _F),
     ("bar_ts", pa.list_(_F)),
     ("open", pa.list_(_F)),
     ("high", pa.list_(_F)),
     ("low", pa.list_(_F)),
     ("close", pa.list_(_F)),
     ("volume", pa.list_(_F)),
+)
+
+# A bar of a bars request (symbol, bar_minutes, rth) as first answered, or again when its
+# values changed: ``answer`` is the row of bars.parquet (0-based) that carried it first,
+# ``ts`` when. Sorted by ``answer``; one symbol's 1-minute bars of the day are
+# ``bar_values[(symbol == S) & (bar_minutes == 1)].drop_duplicates("bar_ts", keep="last")``.
+BAR_VALUES_SCHEMA: Final = _schema(
+    ("answer", _I),
+    ("symbol", _S),
+    ("bar_minutes", _I),
+    ("rth", pa.bool_()),
+    ("bar_ts", _F),
+    ("open", _F),
+    ("high", _F),
+    ("low", _F),
+    ("close", _F),
+    ("volume", _F),
 )
 
 # Broker.chain(symbol) -> OptionChain
@@ -198,6 +226,7 @@ CYCLES_SCHEMA: Final = _schema(
 SCHEMAS: Final[dict[str, pa.Schema]] = {
     QUOTES: QUOTES_SCHEMA,
     BARS: BARS_SCHEMA,
+    BAR_VALUES: BAR_VALUES_SCHEMA,
     CHAINS: CHAINS_SCHEMA,
     OPTION_QUOTES: OPTION_QUOTES_SCHEMA,
     HOURS: HOURS_SCHEMA,
@@ -225,7 +254,15 @@ def error_parts(text: str) -> tuple[str, str]:
 
 def read_kind(root: Path, kind: str) -> pa.Table:
     """One kind of a recording as a table: its compacted file, else the parts a crashed or
-    still running recording has so far (an empty table of the schema when neither)."""
+    still running recording has so far (an empty table of the schema when neither). Bars
+    come with their lists filled in from bar_values."""
+    table = _stored(root, kind)
+    if kind == BARS:
+        return expand(table, _stored(root, BAR_VALUES))
+    return table
+
+
+def _stored(root: Path, kind: str) -> pa.Table:
     final = root / file_name(kind)
     if final.exists():
         return pq.read_table(final, schema=SCHEMAS[kind])
@@ -233,24 +270,3 @@ def read_kind(root: Path, kind: str) -> pa.Table:
     if not parts:
         return SCHEMAS[kind].empty_table()
     return pa.concat_tables(pq.read_table(p, schema=SCHEMAS[kind]) for p in parts)
-
-
-# meta.json keys: format_version (int), market (stub|sim|ibkr), started (epoch s, session
-# clock), started_wall (epoch s), ended / ended_wall (null until the run ended cleanly),
-# version (the package's), commit (git HEAD when run from a checkout, else null), settings (as
-# loaded, secrets masked: a SecretStr is null), symbols (the universe at start), files (the
-# kinds written, by file name), rows (per kind, at the end).
-META_KEYS: Final = (
-    "format_version",
-    "market",
-    "started",
-    "started_wall",
-    "ended",
-    "ended_wall",
-    "version",
-    "commit",
-    "settings",
-    "symbols",
-    "files",
-    "rows",
-)

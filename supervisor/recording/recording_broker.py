@@ -30,6 +30,7 @@ from supervisor.broker.base import (
     WhatIf,
 )
 from supervisor.recording import format as fmt
+from supervisor.recording.bars_delta import COLUMNS, BarsEncoder
 from supervisor.recording.writer import RecordingWriter
 
 T = TypeVar("T")
@@ -88,6 +89,7 @@ class RecordingBroker:
         self.inner, self.writer, self.now = inner, writer, now
         self.name = inner.name
         self._calls = 0  # option_quotes calls, numbering their rows
+        self._bars = BarsEncoder()  # each bar recorded once
         self._fills: dict[str, float | None] = {}  # exec id -> commission as recorded
 
     async def _recorded(
@@ -164,19 +166,22 @@ class RecordingBroker:
     async def bars(
         self, symbol: str, minutes: int, bar_minutes: int = 1, rth: bool = False
     ) -> Bars:
-        def row(b: Bars) -> dict[str, Any]:
-            return {
-                "bar_ts": b.ts.tolist(),
-                "open": b.open.tolist(),
-                "high": b.high.tolist(),
-                "low": b.low.tolist(),
-                "close": b.close.tolist(),
-                "volume": b.volume.tolist(),
-            }
-
         identity = {"symbol": symbol, "minutes": minutes, "bar_minutes": bar_minutes, "rth": rth}
-        ask = self.inner.bars(symbol, minutes, bar_minutes, rth)
-        return await self._recorded(fmt.BARS, identity, ask, row)
+        try:
+            answer = await self.inner.bars(symbol, minutes, bar_minutes, rth)
+        except (Exception, asyncio.CancelledError) as exc:
+            self.writer.add(fmt.BARS, {"ts": self.now(), **identity, **_failure(identity, exc)})
+            raise
+        ts, number = self.now(), self.writer.rows[fmt.BARS]  # this answer's row
+        row, new = self._bars.encode((symbol, bar_minutes, rth), answer)
+        count = len(new[0])  # bars not recorded before (most answers: the newest one)
+        if count:
+            same = {"ts": ts, "answer": number, "symbol": symbol, "bar_minutes": bar_minutes}
+            constant = {name: [value] * count for name, value in same.items()}
+            values = dict(zip(COLUMNS, new, strict=True))
+            self.writer.extend(fmt.BAR_VALUES, count, {**constant, "rth": [rth] * count, **values})
+        self.writer.add(fmt.BARS, {"ts": ts, **identity, **row})
+        return answer
 
     async def chain(self, symbol: str) -> OptionChain:
         def row(c: OptionChain) -> dict[str, Any]:

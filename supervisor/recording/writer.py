@@ -13,22 +13,24 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from supervisor.recording.format import META_FILE, PARTS_DIR, SCHEMAS, file_name
+from supervisor.recording.bars_delta import float_lists
+from supervisor.recording.format import BAR_VALUES, BARS, META_FILE, PARTS_DIR, SCHEMAS, file_name
 
 log = logging.getLogger("supervisor.recording")
 
 COMPRESSION = "zstd"  # the smallest files of the codecs every Parquet reader has
 # a kind's buffer is flushed at this many rows even inside a cycle (1,000 symbols' bars)
 FLUSH_ROWS = 20_000
-# rows per row group of a compacted file: large enough for the columns to compress well
-COMPACT_ROWS = 200_000
+# a compacted file's row groups: parts joined up to this many bytes in memory (a day of
+# 1,000 symbols' bars is gigabytes uncompressed: never read whole)
+COMPACT_BYTES = 32_000_000
 # held (flock) by the writer while the run goes: another run's retention pass leaves a
 # recording in progress alone (its parts are not a crash's)
 LOCK_FILE = ".lock"
@@ -47,6 +49,12 @@ def in_progress(root: Path) -> bool:
     finally:
         os.close(fd)  # also lets go of the lock just taken
     return False
+
+
+FLOAT_LIST = pa.list_(pa.float64())
+# a kind whose rows refer to another's: that one goes to disk first (a crash between the
+# two leaves bars rows whose bar values are all there)
+FLUSH_FIRST = {BARS: BAR_VALUES}
 
 
 class RecordingWriter:
@@ -85,13 +93,30 @@ class RecordingWriter:
         if self._buffered[kind] >= self.flush_rows:
             self._flush_kind(kind)
 
+    def extend(self, kind: str, count: int, columns: Mapping[str, Sequence[Any]]) -> None:
+        """``count`` rows given as columns (each of that length); one left out is null."""
+        if self.closed:
+            return
+        for name, column in self._columns[kind].items():
+            values = columns.get(name)
+            column.extend(values if values is not None else [None] * count)
+        self._buffered[kind] += count
+        self.rows[kind] += count
+        if self._buffered[kind] >= self.flush_rows:
+            self._flush_kind(kind)
+
     def flush(self) -> None:
         """Every kind's buffer to disk, each as one part file (a cycle's end)."""
-        for kind in SCHEMAS:
+        for kind in SCHEMAS:  # bar values before bars (FLUSH_FIRST): SCHEMAS' order
             if self._buffered[kind] and not self.closed:
                 self._flush_kind(kind)
 
     def _flush_kind(self, kind: str) -> None:
+        first = FLUSH_FIRST.get(kind)
+        if first is not None and self._buffered[first]:
+            self._flush_kind(first)
+        if self.closed:
+            return
         try:
             self._write_part(kind)
         except (OSError, pa.ArrowException) as exc:
@@ -105,7 +130,14 @@ class RecordingWriter:
             )
 
     def _write_part(self, kind: str) -> None:
-        table = pa.table(self._columns[kind], schema=SCHEMAS[kind])
+        schema, columns = SCHEMAS[kind], self._columns[kind]
+        arrays = [
+            float_lists(columns[f.name])
+            if f.type == FLOAT_LIST
+            else pa.array(columns[f.name], f.type)
+            for f in schema
+        ]
+        table = pa.Table.from_arrays(arrays, schema=schema)
         self._reset(kind)
         self._parts[kind] += 1
         folder = self.root / PARTS_DIR / kind
@@ -161,15 +193,15 @@ def complete(root: Path) -> bool:
         temporary = final.with_suffix(".tmp")
         with pq.ParquetWriter(temporary, schema, compression=COMPRESSION) as out:
             pending: list[pa.Table] = []
-            count = 0
+            size = 0
             for part in parts:
                 pending.append(pq.read_table(part, schema=schema))
-                count += pending[-1].num_rows
-                if count >= COMPACT_ROWS:
-                    out.write_table(pa.concat_tables(pending), row_group_size=COMPACT_ROWS)
-                    pending, count = [], 0
+                size += pending[-1].nbytes
+                if size >= COMPACT_BYTES:
+                    out.write_table(pa.concat_tables(pending), row_group_size=1 << 30)
+                    pending, size = [], 0
             if pending:
-                out.write_table(pa.concat_tables(pending), row_group_size=COMPACT_ROWS)
+                out.write_table(pa.concat_tables(pending), row_group_size=1 << 30)
         os.replace(temporary, final)
     if had_parts:
         shutil.rmtree(parts_root)
