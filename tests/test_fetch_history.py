@@ -244,3 +244,66 @@ def test_a_backwards_range_and_the_stub_are_refused(tmp_path: Path) -> None:
     base = ["fetch-history", "--out", str(tmp_path)]
     assert main([*base, "--from", "2026-12-02", "--to", "2026-12-01"]) == 2
     assert main([*base, "--broker", "stub", "--from", "2026-12-01", "--to", "2026-12-01"]) == 2
+
+
+# --- the run's bookkeeping, on a fake gateway --------------------------------------------------
+
+
+class FakeHistory:
+    """``HistoricalBars``' interface: a day's rows, a failure, or the connection lost."""
+
+    def __init__(self, answers: dict[tuple[str, date], Any]) -> None:
+        self.answers = answers
+        self.asked: list[tuple[str, date]] = []
+        self.pacer, self.refusals = HistoricalPacer(IBKR), 0
+
+    async def day(self, symbol: str, session: Any) -> list[Any]:
+        self.asked.append((symbol, session.day))
+        answer = self.answers.get((symbol, session.day), [])
+        if isinstance(answer, Exception):
+            raise answer
+        return [(session.open_ts + 60 * i, 1.0, 1.0, 1.0, 1.0, 5.0) for i in range(answer)]
+
+
+def test_a_failed_day_is_named_and_a_lost_connection_keeps_what_was_fetched(
+    tmp_path: Path,
+) -> None:
+    from supervisor.broker.base import ConnectionLost, SymbolDataError
+
+    days = sessions(nyse(), date(2026, 11, 30), date(2026, 12, 2))  # Mon, Tue, Wed
+    first, second, third = (s.day for s in days)
+    fake = FakeHistory(
+        {
+            ("SPY", first): 2,
+            ("SPY", second): SymbolDataError("history SPY: error 162: no permissions"),
+            ("SPY", third): 3,
+            ("QQQ", first): 1,
+            ("QQQ", second): ConnectionLost("history QQQ: connection lost"),
+        }
+    )
+
+    async def main() -> Any:
+        return await fetch(
+            fake,  # type: ignore[arg-type]
+            ["SPY", "QQQ"],
+            days,
+            tmp_path,
+            now=days[-1].close_ts - 1,  # Wednesday is not over yet
+            tz=TZ,
+            echo=lambda _line: None,
+        )
+
+    with pytest.raises(ConnectionLost):
+        asyncio.run(main())
+    # Then Wednesday was never asked (not over), SPY's failed day is missing from its file,
+    # and QQQ's Monday, fetched before the connection went, is on disk
+    assert fake.asked == [("SPY", first), ("SPY", second), ("QQQ", first), ("QQQ", second)]
+    assert sorted(read_days(tmp_path / "SPY.csv", TZ)) == [first]
+    assert sorted(read_days(tmp_path / "QQQ.csv", TZ)) == [first]
+    # And a run after it asks only for what is missing, and names the failure again
+    fake.asked.clear()
+    fake.answers[("QQQ", second)] = 4
+    result = asyncio.run(main())
+    assert fake.asked == [("SPY", second), ("QQQ", second)]
+    assert result.failed == [f"SPY {second}: history SPY: error 162: no permissions"]
+    assert result.not_over == [str(third)] and result.kept == {"SPY": 1, "QQQ": 1}

@@ -150,25 +150,33 @@ async def fetch(
     for sym in symbols:
         result.kept[sym] = sum(1 for s in over if s.day in files[sym])
         result.days[sym], result.bars[sym] = 0, 0
+    dirty: set[str] = set()  # symbols with days fetched but not yet on disk
+
+    def save(*symbols: str) -> None:
+        for sym in symbols:
+            write_days(out / f"{sym}.csv", files[sym])
+            dirty.discard(sym)
+
     for done, (sym, session) in enumerate(todo, start=1):
+        failed = False
         try:
             rows = await history.day(sym, session)
         except ConnectionLost:
-            write_days(out / f"{sym}.csv", files[sym])
+            save(*sorted(dirty))  # what was fetched is kept; a later run asks for the rest
             raise
         except BrokerError as exc:
             result.failed.append(f"{sym} {session.day}: {exc}")
-            rows = []
-        else:
-            if not rows:
-                result.empty.append(f"{sym} {session.day}")
+            rows, failed = [], True
         if rows:
             files[sym][session.day] = [row_text(r, tz) for r in rows]
             result.days[sym] += 1
             result.bars[sym] += len(rows)
+            dirty.add(sym)
+        elif not failed:
+            result.empty.append(f"{sym} {session.day}")
         last_of_symbol = done == len(todo) or todo[done][0] != sym
-        if rows and (last_of_symbol or result.days[sym] % SAVE_EVERY == 0):
-            write_days(out / f"{sym}.csv", files[sym])
+        if sym in dirty and (last_of_symbol or result.days[sym] % SAVE_EVERY == 0):
+            save(sym)
         eta = history.pacer.eta_s(len(todo) - done)
         echo(f"{sym} {session.day}: {len(rows)} bars ({done}/{len(todo)}, ETA {span(eta)})")
     result.refusals = history.refusals
