@@ -46,13 +46,17 @@ def add_results_arguments(report: argparse.ArgumentParser) -> None:
 def plot_title(r: RunResults) -> str:
     """The equity picture's title: the run's figures."""
     f = r.run
-    days = f"{r.days[0]}..{r.days[-1]} ({len(r.days)} days)" if r.days else "no days"
+    days = f"{r.days[0]}..{r.days[-1]} ({_days(len(r.days))})" if r.days else "no days"
     return (
         f"{days}: {f.trades} trades, win rate {_share(f.win_rate)}, net {_money(f.net_pnl)} "
         f"(commissions {f.commissions:,.2f})\nmax drawdown {_drawdown(f)}, "
         f"daily Sharpe {_ratio(f.sharpe_daily)}, open at the end {r.open_positions} "
         f"(unrealized {_money(r.unrealized)})"
     )
+
+
+def _days(n: int) -> str:
+    return f"{n} day" if n == 1 else f"{n} days"
 
 
 def _money(x: float) -> str:
@@ -97,7 +101,7 @@ def run_text(r: RunResults, journal: Path) -> str:
     f = r.run
     span = f"{r.days[0]}..{r.days[-1]}" if r.days else "no days"
     lines = [
-        f"results {span} ({len(r.days)} days, {f.cycles} cycles)",
+        f"results {span} ({_days(len(r.days))}, {f.cycles} cycles)",
         f"journal: {journal}",
         f"run: {figures_line(f)}",
         f"  daily Sharpe {_ratio(f.sharpe_daily)}, Sortino {_ratio(f.sortino_daily)}; "

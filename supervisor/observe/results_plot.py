@@ -114,6 +114,7 @@ def equity_figure(points: Points, title: str, zone: ZoneInfo, label: str = "equi
 def day_figure(chart: DayChart, symbol: str, zone: ZoneInfo) -> Figure:
     """One underlying's day: its price and our entries and exits on it."""
     import matplotlib.pyplot as plt
+    from matplotlib.dates import DateFormatter
 
     fig, ax = plt.subplots(figsize=(12, 5))
     points = chart.prices.get(symbol, ())
@@ -129,12 +130,13 @@ def day_figure(chart: DayChart, symbol: str, zone: ZoneInfo) -> Figure:
     for m in markers:
         _marker(ax, m, points, zone, label=len(markers) <= MAX_LABELS)
     ax.set_title(
-        f"{symbol} {chart.day}: {sum(m.kind == 'entry' for m in markers)} entries, "
-        f"{sum(m.kind == 'exit' for m in markers)} exits",
+        f"{symbol} {chart.day}: entries {sum(m.kind == 'entry' for m in markers)}, "
+        f"exits {sum(m.kind == 'exit' for m in markers)}",
         loc="left",
     )
     ax.set_xlabel(f"time ({zone.key})")
     ax.xaxis_date(zone)
+    ax.xaxis.set_major_formatter(DateFormatter("%H:%M", tz=zone))  # one day: the hour says it
     ax.set_ylabel(f"{symbol} price")
     ax.grid(alpha=0.3)
     if points:
@@ -146,6 +148,8 @@ def day_figure(chart: DayChart, symbol: str, zone: ZoneInfo) -> Figure:
 def _marker(
     ax: Axes, m: Marker, points: Sequence[tuple[float, float]], zone: ZoneInfo, *, label: bool
 ) -> None:
+    from matplotlib.patheffects import withStroke
+
     y = at(points, m.ts)
     if y is None:
         return  # no price line to sit on
@@ -162,6 +166,7 @@ def _marker(
             xytext=(4, 8 if m.kind == "entry" else -12),
             fontsize="x-small",
             color=color,
+            path_effects=[withStroke(linewidth=2.5, foreground="white")],  # legible over the line
         )
 
 
