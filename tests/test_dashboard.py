@@ -104,7 +104,8 @@ def test_the_day_from_a_journal(journal: Path) -> None:
     symbols = {s["symbol"]: s for s in state["symbols"]}
     assert symbols["SPY"]["price"] == 682.00 and symbols["SPY"]["signal"] == "BUY"
     assert symbols["SPY"]["decision"]["rule"] == "paused"  # the latest decision
-    assert symbols["QQQ"]["skipped"] == "no usable price" and symbols["QQQ"]["price"] is None
+    assert symbols["QQQ"]["skipped"] == "no usable price"
+    assert symbols["QQQ"]["price"] == 609.90  # the skipped cycle stated none: the one before
     assert state["series"] == {
         "SPY": [[T, 680.50], [T + 60, 681.25], [T + 120, 682.00]],
         "QQQ": [[T, 609.90]],
@@ -215,3 +216,24 @@ def test_bind_beyond_loopback_needs_a_token() -> None:
         Settings.model_validate({"monitoring": {"bind": "everywhere"}})
     wide = Settings.model_validate({"monitoring": {"bind": "0.0.0.0", "control_token": "t0k"}})
     assert wide.monitoring.bind == "0.0.0.0"
+
+
+def test_report_html_from_the_command_line(
+    journal: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from supervisor.commands.cli import main
+
+    monkeypatch.setenv("SUPERVISOR_HOME", str(tmp_path))
+    out = tmp_path / "day.html"
+    assert main(["report", "--journal", str(journal), "--html", str(out)]) == 0
+    assert f"dashboard of {DAY} written to {out}" in capsys.readouterr().out
+    assert '<script type="application/json" id="state">' in out.read_text()
+    empty = tmp_path / "empty.html"
+    assert (
+        main(["report", "--journal", str(journal), "--day", "2026-01-09", "--html", str(empty)])
+        == 0
+    )
+    assert "nothing journaled in" in capsys.readouterr().err and not empty.exists()

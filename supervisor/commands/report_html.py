@@ -34,6 +34,9 @@ def write_html(journal: Journal, days: list[str], out: Path) -> int:
         print(f"report --html: one day at a time ({what}): give --day", file=sys.stderr)
         return exitcodes.USAGE
     state = day_state(journal, days[0])
+    if state is None:  # as report says it: not an error, and no empty page written
+        print(f"nothing journaled in {journal.path} on {days[0]}", file=sys.stderr)
+        return exitcodes.OK
     page = export_html({"live": None, "day": state, "journal": str(journal.path)})
     temporary = out.with_name(f".{out.name}.{os.getpid()}")
     try:

@@ -61,11 +61,14 @@ def read_day_state(path: str | Path, day: str | None = None) -> Json | None:
 
 
 def day_state(journal: Journal, day: str | None = None) -> Json | None:
-    """Everything the dashboard shows of ``day`` (default: the latest with a cycle)."""
+    """Everything the dashboard shows of ``day`` (default: the latest with a cycle); None
+    for a day without cycles."""
     day = day or journal.latest_day()
     if day is None:
         return None
     summary = journal.day_summary(day)
+    if not summary["cycles"]["count"]:
+        return None  # a day asked for that had no cycle
     db = journal.store.db
     series, last = _series(db, day)
     positions = summary["positions"]["open"] + summary["positions"]["closed"]
@@ -74,7 +77,7 @@ def day_state(journal: Journal, day: str | None = None) -> Json | None:
         "day": day,
         "paused": journal.controls.paused(),
         "summary": summary,
-        "symbols": _symbols(db, day, last),
+        "symbols": _symbols(db, day, last, series),
         "series": series,
         "marks": _marks(positions),
         "equity": _equity(db, day, positions, start),
@@ -112,8 +115,14 @@ def _reasons(text: str) -> list[str]:
     return [str(v) for v in value] if isinstance(value, list) else [str(value)]
 
 
-def _symbols(db: sqlite3.Connection, day: str, last: dict[str, sqlite3.Row]) -> list[Json]:
-    """A line per symbol: its latest signal and price, and its latest intent's decision."""
+def _symbols(
+    db: sqlite3.Connection,
+    day: str,
+    last: dict[str, sqlite3.Row],
+    series: dict[str, list[list[float]]],
+) -> list[Json]:
+    """A line per symbol: its latest signal, its latest price (a skipped cycle states none:
+    the one before), and its latest intent's decision."""
     decided = {
         r["symbol"]: r
         for r in db.execute(
@@ -131,7 +140,7 @@ def _symbols(db: sqlite3.Connection, day: str, last: dict[str, sqlite3.Row]) -> 
                 "symbol": symbol,
                 "cycle_id": row["cycle_id"],
                 "ts": row["ts"],
-                "price": price_of(_reasons(row["reasons"])),
+                "price": series[symbol][-1][1] if symbol in series else None,
                 "signal": row["signal"],
                 "confidence": row["confidence"],
                 "skipped": row["skipped"],
