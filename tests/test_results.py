@@ -115,6 +115,9 @@ def test_days_chosen_and_an_empty_run() -> None:
     only = compute([D2], [c for c in CYCLES if c[0] == D2], HELD, EQUITY)
     assert [t.intent_id for t in only.trades] == ["b"]
     assert only.run.sharpe_daily is None  # one day: no ratio, not a made-up one
+    assert isinstance(only.by_symbol[0].figures.gross_pnl, float)
+    quiet = compute([D1], CYCLES[:1], [], EQUITY).run  # no trade: money is 0.00, not 0
+    assert [type(x) for x in (quiet.gross_pnl, quiet.commissions, quiet.net_pnl)] == [float] * 3
     empty = compute([], [], [], {})
     assert (empty.run.trades, empty.run.win_rate, empty.run.exposure, empty.equity) == (
         0,
