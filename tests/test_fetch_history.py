@@ -238,12 +238,23 @@ def test_the_command_writes_the_backtest_files_from_the_simulator(tmp_path: Path
     assert lines[1].startswith("2026-11-30T09:30:00-05:00,")
 
 
-def test_a_backwards_range_and_the_stub_are_refused(tmp_path: Path) -> None:
+def test_the_command_refuses_what_it_cannot_do_before_asking(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from supervisor.commands.cli import main
 
-    base = ["fetch-history", "--out", str(tmp_path)]
+    base = ["fetch-history", "--out", str(tmp_path), "--symbols", "SPY"]
+    day = ["--from", "2026-12-01", "--to", "2026-12-01"]
+    # a backwards range, the stub (no history to fetch): exit 2
     assert main([*base, "--from", "2026-12-02", "--to", "2026-12-01"]) == 2
-    assert main([*base, "--broker", "stub", "--from", "2026-12-01", "--to", "2026-12-01"]) == 2
+    assert main([*base, "--broker", "stub", *day]) == 2
+    # no gateway: exit 3, and no claim that anything was kept
+    assert main([*base, "--port", "9", *day]) == 3
+    assert "nothing listening" in capsys.readouterr().err
+    # a file it did not write: exit 2 naming it, before connecting (port 9 is never tried)
+    (tmp_path / "SPY.csv").write_text("date,price\n")
+    assert main([*base, "--port", "9", *day]) == 2
+    assert "SPY.csv: line 1: header 'date,price'" in capsys.readouterr().err
 
 
 # --- the run's bookkeeping, on a fake gateway --------------------------------------------------

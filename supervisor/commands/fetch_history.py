@@ -250,7 +250,8 @@ def cmd_fetch_history(args: argparse.Namespace) -> int:
     except MARKET_ERRORS as exc:
         return market_error(exc)
     except BrokerError as exc:  # the connection: refused, or lost on the way
-        print(f"fetch-history: {exc}; what was fetched is kept", file=sys.stderr)
+        kept = "; what was fetched is kept" if isinstance(exc, ConnectionLost) else ""
+        print(f"fetch-history: {exc}{kept}", file=sys.stderr)
         return exitcodes.CANNOT_CONNECT
     print("\n".join(summary(result, args.out)))
     return exitcodes.FAILED if result.failed else exitcodes.OK
