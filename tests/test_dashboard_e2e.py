@@ -172,10 +172,16 @@ def test_dashboard_shows_the_bot_and_pause_refuses_the_next_entries(
         assert "market open" in _text(driver, "#b-market")
         assert "$" in _text(driver, "#f-pnl")
         driver.save_screenshot(str(tmp_path / "dashboard.png"))
-        # When the trader clicks pause and types the token once
+        # When the trader clicks pause and types a wrong token: refused, nothing changed, and
+        # the token asked for again
         driver.find_element(By.ID, "btn-pause").click()
         box = driver.find_element(By.ID, "token-box")
         assert box.is_displayed()
+        driver.find_element(By.ID, "token-input").send_keys("not-the-token")
+        driver.find_element(By.ID, "token-save").click()
+        _until("the 401", lambda: "401" in _text(driver, "#control-result"), process)
+        assert box.is_displayed() and _query(journal, "SELECT COUNT(*) FROM controls") == [(0,)]
+        # and then the right one, once
         driver.find_element(By.ID, "token-input").send_keys(token_file.read_text().strip())
         driver.find_element(By.ID, "token-save").click()
         _until("the pause answer", lambda: "paused" in _text(driver, "#control-result"), process)
