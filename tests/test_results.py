@@ -180,3 +180,14 @@ def test_a_live_trade_sold_in_parts_counts_its_commissions_as_ibkr_does() -> Non
     trade = trade_of(Held(p, D1))
     assert (trade.quantity, trade.gross_pnl, trade.commission) == (4, 200.0, pytest.approx(5.2))
     assert trade.net_pnl == pytest.approx(p.realized_pnl) == pytest.approx(194.8)
+
+
+def test_the_sessions_of_the_run_for_a_picture_without_nights() -> None:
+    from supervisor.observe.results_plot import session_x
+
+    r = compute([D1, D2], CYCLES, HELD, EQUITY)
+    assert r.sessions == ((D1, T, T + 180), (D2, U, U + 60))
+    # D1's start at 0, its last cycle at the end of its step; the night after it stays there;
+    # D2 from 1
+    x = session_x([T, T + 90, T + 180, T + 3600, U, U + 30], r.sessions)
+    assert x == pytest.approx([0.0, 0.49, 0.98, 0.98, 1.0, 1.49])

@@ -384,7 +384,15 @@ def _plot(out: Path, read: _Read, tz: str) -> bool:
         run = read.run
         assert run is not None
         label = "equity" if run.start_equity else "net P&L"
-        written = write_plots(out, run.equity, plot_title(run), read.charts, tz, equity_label=label)
+        written = write_plots(
+            out,
+            run.equity,
+            plot_title(run),
+            read.charts,
+            tz,
+            equity_label=label,
+            sessions=run.sessions,
+        )
     except ImportError as exc:
         print(f"report --plot: matplotlib cannot be imported ({exc})", file=sys.stderr)
         return False

@@ -91,6 +91,9 @@ class RunResults:
     trades: tuple[Trade, ...]
     open_positions: int  # filled and still held at the end (their P&L is not in the trades)
     unrealized: float  # of those, at their last mark (in the curve's last point)
+    # (day, its first cycle's ts, its last cycle's ts): where the sessions were, for a
+    # picture that leaves the nights out
+    sessions: tuple[tuple[str, float, float], ...] = ()
 
     def as_json(self) -> dict[str, object]:
         """A JSON-ready dict (money to cents, ratios to 4 places, no NaN)."""
@@ -164,12 +167,7 @@ def compute(
     intervals = [_interval(h) for h in held]
     returns_on = dict(start_equity) if all(start_equity.get(d) for d in days) else None
     run = _figures(days, ts, trades, intervals, curve, base, returns_on)
-    day_cycles: dict[str, list[float]] = {d: [] for d in days}
-    for d, t in cycles:
-        day_cycles.setdefault(d, []).append(t)
-    day_trades: dict[str, list[Trade]] = {d: [] for d in days}
-    for trade in trades:
-        day_trades[trade.day].append(trade)
+    day_cycles, day_trades = _by_day(days, cycles, trades)
     # a day's figures: its own cycles and trades, its curve from 0
     by_day = tuple(DayResults(d, _part([d], day_cycles[d], day_trades[d], intervals)) for d in days)
     symbols = sorted({t.symbol for t in trades} | {h.position.symbol for h in held if _in(h, ts)})
@@ -192,7 +190,21 @@ def compute(
         trades,
         len(still),
         unrealized,
+        tuple((d, day_cycles[d][0], day_cycles[d][-1]) for d in days if day_cycles[d]),
     )
+
+
+def _by_day(
+    days: Sequence[str], cycles: Sequence[tuple[str, float]], trades: Sequence[Trade]
+) -> tuple[dict[str, list[float]], dict[str, list[Trade]]]:
+    """Each day's cycle times and trades."""
+    day_cycles: dict[str, list[float]] = {d: [] for d in days}
+    for d, t in cycles:
+        day_cycles.setdefault(d, []).append(t)
+    day_trades: dict[str, list[Trade]] = {d: [] for d in days}
+    for trade in trades:
+        day_trades[trade.day].append(trade)
+    return day_cycles, day_trades
 
 
 def trade_of(h: Held) -> Trade:

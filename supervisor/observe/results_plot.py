@@ -13,6 +13,7 @@ at its moment (interpolated between the cycles' prices).
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -61,6 +62,7 @@ def write_plots(
     tz: str = "UTC",
     *,
     equity_label: str = "equity",
+    sessions: Sequence[tuple[str, float, float]] = (),
 ) -> list[Path]:
     """Write the equity curve (titled ``title``) and each chart's symbols into ``out`` (made
     if missing); the files written, in order."""
@@ -71,7 +73,7 @@ def write_plots(
 
     out.mkdir(parents=True, exist_ok=True)
     zone = ZoneInfo(tz)
-    figures = [(out / "equity.png", equity_figure(equity, title, zone, equity_label))]
+    figures = [(out / "equity.png", equity_figure(equity, title, zone, equity_label, sessions))]
     for chart in charts:
         for symbol in sorted({*chart.prices, *(m.symbol for m in chart.markers)}):
             figures.append((out / f"{chart.day}-{symbol}.png", day_figure(chart, symbol, zone)))
@@ -85,14 +87,22 @@ def write_plots(
     return written
 
 
-def equity_figure(points: Points, title: str, zone: ZoneInfo, label: str = "equity") -> Figure:
-    """Equity above, drawdown below, over the run's time."""
+def equity_figure(
+    points: Points,
+    title: str,
+    zone: ZoneInfo,
+    label: str = "equity",
+    sessions: Sequence[tuple[str, float, float]] = (),
+) -> Figure:
+    """Equity above, drawdown below, over the run's time: with several ``sessions`` (day,
+    first cycle, last cycle) each day is one step of the axis, the nights left out."""
     import matplotlib.pyplot as plt
 
     fig, (top, bottom) = plt.subplots(
         2, 1, sharex=True, figsize=(12, 6), gridspec_kw={"height_ratios": [3, 1]}
     )
-    when = _x([t for t, _ in points], zone)
+    days = len(sessions) > 1
+    when = session_x([t for t, _ in points], sessions) if days else _x([t for t, _ in points], zone)
     equity = [e for _, e in points]
     peaks = [max(equity[: i + 1]) for i in range(len(equity))]
     drawdown = [e - p for e, p in zip(equity, peaks, strict=True)]
@@ -101,14 +111,33 @@ def equity_figure(points: Points, title: str, zone: ZoneInfo, label: str = "equi
     bottom.fill_between(when, drawdown, 0, step="post", color="tab:red", alpha=0.35, linewidth=0)
     bottom.step(when, drawdown, where="post", color="tab:red", linewidth=0.8)
     bottom.set_ylabel("drawdown")
-    bottom.set_xlabel(f"time ({zone.key})")
-    for ax in (top, bottom):
-        ax.xaxis_date(zone)
+    if days:  # a tick at each day's start, at most about a dozen labelled
+        every = max(1, round(len(sessions) / 12))
+        bottom.set_xticks([i for i in range(len(sessions)) if i % every == 0])
+        bottom.set_xticklabels([d for i, (d, _, _) in enumerate(sessions) if i % every == 0])
+        bottom.set_xlabel("trading days (each session one step, nights left out)")
+    else:
+        bottom.set_xlabel(f"time ({zone.key})")
+        for ax in (top, bottom):
+            ax.xaxis_date(zone)
     for ax in (top, bottom):
         ax.grid(alpha=0.3)
     fig.suptitle(title, x=0.02, ha="left", fontsize="medium")
     fig.autofmt_xdate()
     return fig
+
+
+def session_x(ts: Sequence[float], sessions: Sequence[tuple[str, float, float]]) -> list[float]:
+    """Each time as its day's place on a session axis: day i spans [i, i + 1), its first
+    cycle at i; a time between sessions sits at the end of the one before."""
+    starts = [first for _, first, _ in sessions]
+    out = []
+    for t in ts:
+        i = max(0, bisect.bisect_right(starts, t) - 1)
+        _, first, last = sessions[i]
+        span = max(last - first, 1.0)
+        out.append(i + min(max((t - first) / span, 0.0), 1.0) * 0.98)
+    return out
 
 
 def day_figure(chart: DayChart, symbol: str, zone: ZoneInfo) -> Figure:
