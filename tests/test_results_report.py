@@ -99,6 +99,8 @@ def test_two_runs_side_by_side(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert rows["SPY net P&L"][3:] == ["100.00", "(1)", "200.00", "(1)", "+100.00"]
     code, _, err = report(capsys, "--compare", str(a), str(tmp_path / "missing.sqlite"))
     assert code == 2 and "no journal at" in err
+    code, _, err = report(capsys, "--compare", str(a), str(b), "--plot", str(tmp_path), "--results")
+    assert code == 2 and "not with --plot, --results" in err
 
 
 def test_the_day_chart_reads_the_prices_the_signals_named(tmp_path: Path) -> None:

@@ -407,6 +407,15 @@ def _plot(out: Path, read: _Read, tz: str) -> bool:
 def _compare(args: argparse.Namespace) -> int:
     """--compare J1 J2: the two runs' results side by side (each over the days asked,
     default every day it journaled)."""
+    flags = {"--journal": args.journal, "--plot": args.plot, "--results": args.results}
+    flags["--html"] = args.html
+    clash = [flag for flag, given in flags.items() if given]
+    if clash:
+        print(
+            f"report --compare reads its own two journals: not with {', '.join(clash)}",
+            file=sys.stderr,
+        )
+        return exitcodes.USAGE
     names = [Path(n) for n in args.compare]
     runs: list[RunResults] = []
     for name in names:
