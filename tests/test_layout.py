@@ -19,7 +19,15 @@ from tests.conftest import REPO_ROOT
 pytestmark = pytest.mark.timeout(60)
 
 # Rooms of supervisor/ and their rank: a module may import its own room or a lower rank.
-RANKS = {"commands": 4, "runtime": 3, "trading": 2, "journal": 1, "broker": 1, "observe": 1}
+RANKS = {
+    "commands": 4,
+    "runtime": 3,
+    "trading": 2,
+    "recording": 2,  # wraps a broker (and reads one back): above broker, below the run
+    "journal": 1,
+    "broker": 1,
+    "observe": 1,
+}
 LEAVES = {"supervisor.exitcodes"}  # constants any room may use
 IB_LIBRARIES = {"ib_insync", "ib_async", "eventkit"}
 # Measured on ruff-formatted code, which puts every argument of a call that does not fit on
