@@ -13,18 +13,10 @@ from supervisor.trading.execution import Execution, execution_mode
 from supervisor.trading.position_book import traded, transition
 from supervisor.trading.refusal_alerts import RefusalAlerts
 from supervisor.trading.risk import RiskDecision
+from tests.test_gateway_wait import Alerts
 from tests.test_paper import T0, filled, intent
 
 pytestmark = pytest.mark.timeout(10)
-
-
-class Alerts:
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, str]] = []
-
-    def send(self, kind: str, text: str, fields: object = None) -> int:
-        self.sent.append((kind, text))
-        return 1
 
 
 def test_modes_and_prices_as_a_trader_reads_them() -> None:
