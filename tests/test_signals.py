@@ -466,3 +466,16 @@ def test_scalp_confidence_grows_with_the_ema_gap() -> None:
     d_small, d_big = scalp_signal(minute_bars(small), S), scalp_signal(minute_bars(big), S)
     assert d_small.signal is d_big.signal is Signal.BUY
     assert d_small.confidence < d_big.confidence
+
+
+def test_usable_each_reads_a_float_column_as_usable_does() -> None:
+    from array import array
+    from typing import Any
+
+    from common.quotes import usable
+    from workers.signals import _usable_each
+
+    values = [1.5, 0.0, -1.0, math.nan, math.inf, -math.inf, 1e-9, 680.25]
+    assert _usable_each(array("d", values)) == [usable(v) for v in values]
+    odd: list[Any] = [*values, None, True]  # a list from a caller: usable's own checks
+    assert _usable_each(odd) == [usable(v) for v in odd]

@@ -381,3 +381,20 @@ def test_property_nearest_strikes(strikes: list[float], target: float, count: in
     assert list(chosen) == sorted(set(chosen))
     worst = max(abs(s - target) for s in chosen)
     assert all(abs(s - target) >= worst for s in set(strikes) - set(chosen))
+
+
+@given(
+    st.lists(st.floats(0.5, 2000, allow_nan=False).map(lambda x: round(x * 2) / 2), min_size=1),
+    st.floats(0.01, 2500, allow_nan=False),
+)
+def test_the_nearest_strike_by_bisection_is_the_nearest_with_ties_to_the_lower(
+    strikes: list[float], price: float
+) -> None:
+    from workers.strikes import _listed, _nearest
+
+    listed = _listed(strikes)
+    assert listed == _listed(tuple(strikes))  # the chain's tuple, sorted once and cached
+    expected = min(listed, key=lambda s: (abs(s - price), s))
+    assert listed[_nearest(listed, price)] == expected
+    tie = [100.0, 101.0]
+    assert tie[_nearest(tie, 100.5)] == 100.0

@@ -7,6 +7,7 @@ decision can be replayed from the logged inputs.
 from __future__ import annotations
 
 import math
+from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -129,6 +130,15 @@ def _dropped_reason(what: str, dropped: list[int]) -> tuple[str, ...]:
 # --- scalp -----------------------------------------------------------------------------------
 
 
+def _usable_each(values: Sequence[float]) -> list[bool]:
+    """``usable`` of each value, once: a session's bars are looked at several times a cycle.
+    A float column (array 'd', what the broker sends) needs no type check: 0 < x < inf is
+    False for NaN, the infinities, zero and IBKR's -1, as ``usable`` is."""
+    if isinstance(values, array) and values.typecode == "d":
+        return [0.0 < x < math.inf for x in values]
+    return [usable(x) for x in values]
+
+
 def scalp_signal(
     bars: Bars, s: ScalpSettings, session_open_ts: float | None = None
 ) -> SignalDecision:
@@ -142,8 +152,9 @@ def scalp_signal(
     session is known.
     """
     lookback = range(max(0, len(bars) - s.bars_minutes), len(bars))
-    kept = [i for i in lookback if usable(bars.close[i])]
-    dropped = [i for i in lookback if not usable(bars.close[i])]
+    good = _usable_each(bars.close)
+    kept = [i for i in lookback if good[i]]
+    dropped = [i for i in lookback if not good[i]]
     pre = _dropped_reason("scalp", dropped)
     closes = [bars.close[i] for i in kept]
     need = max(s.ema_slow, s.rsi_period + 1)
@@ -152,9 +163,7 @@ def scalp_signal(
 
     session = lookback if session_open_ts is None else range(len(bars))
     today = [
-        i
-        for i in session
-        if usable(bars.close[i]) and (session_open_ts is None or bars.ts[i] >= session_open_ts)
+        i for i in session if good[i] and (session_open_ts is None or bars.ts[i] >= session_open_ts)
     ]
     if not today:
         return _hold(*pre, "no bar of today's session yet (vwap undefined)")

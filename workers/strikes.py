@@ -7,9 +7,11 @@ increments, gaps), so nothing here assumes a regular grid.
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
+from functools import lru_cache
 
 from common.calendar import days_to_expiry, parse_expiry
 from common.config import EXPIRY_RULES, OptionsSettings
@@ -26,7 +28,26 @@ def _who(symbol: str) -> str:
 
 def _listed(strikes: Sequence[float]) -> list[float]:
     """Sorted unique strikes, without the NaN / zero placeholders a feed may send."""
+    if isinstance(strikes, tuple):  # a chain's: the same tuple each cycle of the day
+        return list(_listed_once(strikes))
     return sorted({float(s) for s in strikes if math.isfinite(s) and s > 0})
+
+
+@lru_cache(maxsize=256)
+def _listed_once(strikes: tuple[float, ...]) -> tuple[float, ...]:
+    # a chain holds hundreds of strikes, looked at several times a symbol-cycle: sorted once
+    return tuple(sorted({float(s) for s in strikes if math.isfinite(s) and s > 0}))
+
+
+def _nearest(listed: Sequence[float], x: float) -> int:
+    """The index of the sorted ``listed`` strike nearest ``x``, a tie to the lower one (what
+    ``min(listed, key=(abs(s - x), s))`` picks, by bisection)."""
+    i = bisect_left(listed, x)
+    if i == 0:
+        return 0
+    if i == len(listed):
+        return i - 1
+    return i - 1 if x - listed[i - 1] <= listed[i] - x else i
 
 
 def atm_strike(strikes: Sequence[float], price: float, *, symbol: str = "") -> float:
@@ -36,7 +57,7 @@ def atm_strike(strikes: Sequence[float], price: float, *, symbol: str = "") -> f
         raise ChainError(f"{_who(symbol)}: no strikes listed")
     if not (math.isfinite(price) and price > 0):
         raise ChainError(f"{_who(symbol)}: reference price {price!r} is not usable")
-    return min(listed, key=lambda s: (abs(s - price), s))
+    return listed[_nearest(listed, price)]
 
 
 def strike_window(
@@ -53,7 +74,7 @@ def strike_window(
     if each_side < 0:
         raise ValueError(f"each_side must be >= 0, got {each_side}")
     # ``atm`` normally is listed; if not, centre on the listed strike nearest it.
-    centre = listed.index(min(listed, key=lambda s: (abs(s - atm), s)))
+    centre = _nearest(listed, atm)
     size = min(2 * each_side + 1, len(listed))
     start = min(max(centre - each_side, 0), len(listed) - size)
     return tuple(listed[start : start + size])
