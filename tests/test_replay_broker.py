@@ -260,3 +260,42 @@ def test_account_answers_are_read_once_the_format_records_them(
     account = asyncio.run(broker.account())
     assert (account.account, account.net_liquidation) == ("DU9", 123_456.0)
     assert broker.modelled == []
+
+
+def test_the_clock_follows_the_answers_given_never_backwards() -> None:
+    """The replay's clock moves on to when the original got each answer, so what it does
+    next is stamped (and timed out) when the original's was."""
+    now = [C1]
+    later = Quote("SPY", bid=1.0, ts=C1 + 7)
+    quotes = [("SPY", Answer(C1 - 30, Quote("SPY"))), ("SPY", Answer(C1 + 7, later))]
+
+    def advance(ts: float) -> None:
+        now[0] = ts
+
+    broker = ReplayBroker(recorded(quotes=quotes), lambda: now[0], 1.0, advance)
+    asyncio.run(broker.quote("SPY"))
+    assert now[0] == C1 + 7
+    asyncio.run(broker.option_quotes([contract(685.0)]))  # recorded at C1 + 0.3: no step back
+    assert now[0] == C1 + 7
+    now[0] = C2  # the next cycle: nothing of it recorded, the latest before is older
+    asyncio.run(broker.quote("SPY"))
+    assert now[0] == C2
+
+
+def test_symbols_come_in_the_order_the_run_acted_on_them() -> None:
+    """The live runner acts on each result as it arrives (the per-cycle caps count in that
+    order): right after the symbol's last answer of the cycle."""
+    quote = Quote("X")
+    rec = Recorded(
+        cycles=(C1, C2),
+        quotes=[
+            ("AAPL", Answer(C1 + 0.1, quote)),
+            ("SPY", Answer(C1 + 0.2, quote)),
+            ("QQQ", Answer(C2 + 0.1, quote)),
+            ("SPY", Answer(C2 + 0.5, quote)),
+        ],
+        option_quotes=[(option_key(contract(680.0)), Answer(C1 + 0.9, None))],  # SPY's last
+    )
+    broker = ReplayBroker(rec, lambda: C1, 1.0)
+    assert broker.arrival_order(["SPY", "QQQ", "AAPL", "IWM"], C1) == ["AAPL", "SPY", "QQQ", "IWM"]
+    assert broker.arrival_order(["SPY", "QQQ", "AAPL"], C2 + 1) == ["QQQ", "SPY", "AAPL"]

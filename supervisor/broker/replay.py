@@ -24,7 +24,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from common.calendar import TradingHours
 from common.messages import Bars, OptionChain, OptionContract, OptionQuote, Quote
@@ -104,6 +104,7 @@ class ModelledAnswer:
 class _Books:
     """The per-kind indexes over one timeline."""
 
+    timeline: Timeline
     quotes: AnswerIndex[str, Quote]
     bars: AnswerIndex[BarsKey, Bars]
     chains: AnswerIndex[str, OptionChain]
@@ -112,11 +113,14 @@ class _Books:
     closes: AnswerIndex[CloseKey, float]
     accounts: AnswerIndex[str, AccountSnapshot]
     expiries: dict[tuple[str, str], list[OptionKey]] = field(default_factory=dict)
+    # (window, symbol) -> the time of the symbol's last market answer in that cycle's window
+    last_answer: dict[tuple[int, str], float] = field(default_factory=dict)
 
 
 def _books(recorded: Recorded) -> _Books:
     timeline = Timeline(recorded.cycles)
     books = _Books(
+        timeline,
         AnswerIndex(timeline, recorded.quotes),
         AnswerIndex(timeline, recorded.bars),
         AnswerIndex(timeline, recorded.chains),
@@ -127,6 +131,16 @@ def _books(recorded: Recorded) -> _Books:
     )
     for key in books.options.keys():  # noqa: SIM118 (an index, not a dict)
         books.expiries.setdefault(key[:2], []).append(key)
+    kinds: tuple[Sequence[tuple[Any, Answer[Any]]], ...] = (
+        recorded.quotes,
+        recorded.bars,
+        recorded.chains,
+        recorded.option_quotes,
+    )
+    for answers in kinds:
+        for key, answer in answers:
+            at = (timeline.index(answer.ts), key if isinstance(key, str) else key[0])
+            books.last_answer[at] = max(books.last_answer.get(at, answer.ts), answer.ts)
     return books
 
 
@@ -137,9 +151,16 @@ class ReplayBroker(PaperVenue):
     name = "replay"
     no_orders = "a replay places no orders (its paper book fills them from the recorded quotes)"
 
-    def __init__(self, recorded: Recorded, now: Callable[[], float], equity: float) -> None:
+    def __init__(
+        self,
+        recorded: Recorded,
+        now: Callable[[], float],
+        equity: float,
+        advance: Callable[[float], None] | None = None,
+    ) -> None:
         self.recorded = recorded
         self.now = now
+        self.advance = advance  # moves the replay's clock on (an offline run's frozen one)
         self.equity = equity
         self._books = _books(recorded)
         self._connected = False
@@ -160,11 +181,31 @@ class ReplayBroker(PaperVenue):
     def managed_accounts(self) -> list[str]:
         return [self.recorded.account]
 
+    def arrival_order(self, symbols: Sequence[str], now: float) -> list[str]:
+        """``symbols`` in the order the recorded run acted on them in ``now``'s cycle: the live
+        runner acts on each result as it arrives (the per-cycle caps count in that order), and
+        a symbol's result arrived right after its last answer. Those the cycle never asked for
+        follow, in their own order."""
+        window = self._books.timeline.index(now)
+        last = self._books.last_answer
+        asked = sorted((s for s in symbols if (window, s) in last), key=lambda s: last[window, s])
+        return asked + [s for s in symbols if (window, s) not in last]
+
     # --- market data -------------------------------------------------------------------------
+
+    def _follow(self, answer: Answer[V] | None) -> Answer[V] | None:
+        """The clock moved on to when the original got ``answer``, if that is later: what
+        the replay does next (a decision, an entry) is stamped when the original's was, near
+        enough (an entry's timeout counts from it). Never backwards, never past the cycle:
+        a cycle's answers were all given before the next cycle started."""
+        if answer is not None and self.advance is not None and answer.ts > self.now():
+            self.advance(answer.ts)
+        return answer
 
     def _value(self, answer: Answer[V] | None, what: str) -> V:
         """A recorded answer's value; its error raised again as the kind it was."""
         self.requests += 1
+        self._follow(answer)
         if answer is None:
             raise SymbolDataError(f"the recording has no {what} at {self.now():.0f}")
         if answer.error is not None:
@@ -193,7 +234,9 @@ class ReplayBroker(PaperVenue):
         now = self.now()
         quotes = []
         for contract in contracts:
-            answer = self._books.options.at(option_key(contract), now, OPTION_MAX_AGE_S)
+            answer = self._follow(
+                self._books.options.at(option_key(contract), now, OPTION_MAX_AGE_S)
+            )
             if answer is None:
                 quotes.append(self._model(contract, now))
             elif answer.error is not None:
@@ -266,7 +309,7 @@ class ReplayBroker(PaperVenue):
     # --- account and hours -------------------------------------------------------------------
 
     async def account(self) -> AccountSnapshot:
-        answer = self._books.accounts.at("", self.now())
+        answer = self._follow(self._books.accounts.at("", self.now()))
         if answer is not None and answer.value is not None:
             return answer.value
         if not any(m.kind == ACCOUNT for m in self.modelled):
@@ -275,11 +318,11 @@ class ReplayBroker(PaperVenue):
         return AccountSnapshot(self.recorded.account, self.equity, self.equity)
 
     async def regular_hours(self, symbol: str) -> TradingHours | None:
-        answer = self._books.hours.at(symbol, self.now())
+        answer = self._follow(self._books.hours.at(symbol, self.now()))
         return None if answer is None else answer.value
 
     async def closing_price(self, symbol: str, day: date) -> float | None:
-        answer = self._books.closes.at((symbol, day.isoformat()), self.now())
+        answer = self._follow(self._books.closes.at((symbol, day.isoformat()), self.now()))
         if answer is None or answer.value is None or math.isnan(answer.value):
             return None
         return answer.value

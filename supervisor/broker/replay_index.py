@@ -2,9 +2,9 @@
 
 A recording (supervisor/recording/format.py) is a run's broker answers, each stamped with
 the session clock when it was given, and the times its cycles started. A replay runs its
-cycles at those times on a frozen clock (supervisor/runtime/offline.py), so "now" during
-replayed cycle k is cycle k's start, while the answers the original cycle k got were given a
-little after it. The rule, per request (the same symbol; bars of the same size; the same
+cycles at those times on a frozen clock (supervisor/runtime/offline.py), so "now" at the
+start of replayed cycle k is cycle k's start (then it follows the answers given: broker/
+replay.py), while the answers the original cycle k got were given a little after it. The rule, per request (the same symbol; bars of the same size; the same
 option contract):
 
 - the cycle's window is [its start, the next cycle's start) (before the first cycle: what the
@@ -45,6 +45,10 @@ class Timeline:
 
     def __init__(self, starts: Iterable[float]) -> None:
         self.starts = sorted(starts)
+
+    def index(self, now: float) -> int:
+        """Which window ``now`` falls in: -1 before the first cycle, else the cycle's index."""
+        return bisect.bisect_right(self.starts, now) - 1
 
     def window(self, now: float) -> tuple[float, float]:
         """[start, end) of the window ``now`` falls in."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import inspect
 import json
 import logging
 import sys
@@ -159,10 +160,18 @@ async def replay(
     """The recording's cycles through the offline driver, at their recorded instants."""
     cycles = recording.recorded.cycles
     clock = SimClock(cycles[0], frozen=True)
-    broker = ReplayBroker(recording.recorded, clock.now, settings.stub.equity)
+    broker = ReplayBroker(recording.recorded, clock.now, settings.stub.equity, clock.set)
     echo, bar = cycle_echo(
         f"replay {recording.name}", sys.stderr, lambda line: None, cycles=len(cycles)
     )
+    symbols = list(settings.universe.symbols)
+
+    async def arrived() -> list[str]:  # the order the run acted on its symbols' results
+        return broker.arrival_order(symbols, clock.now())
+
+    options: dict[str, Any] = {}
+    if "universe" in inspect.signature(run_offline).parameters:  # until the driver has it
+        options["universe"] = arrived
     try:
         run = await run_offline(
             settings,
@@ -172,6 +181,7 @@ async def replay(
             journal,
             progress=None if quiet else lambda done, _: echo(f"cycle {done}"),
             close_day=False,  # the recorded run stopped at its last cycle: so does its replay
+            **options,
         )
     finally:
         if bar is not None:
