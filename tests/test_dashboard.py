@@ -21,7 +21,7 @@ from supervisor.journal.dashboard_rows import day_state, price_of, read_day_stat
 from supervisor.journal.order_status import OrderStatus
 from supervisor.journal.records import DayState
 from supervisor.journal.store import Journal
-from supervisor.observe.dashboard import Rate, export_html
+from supervisor.observe.dashboard import PnlTrail, Rate, export_html
 from supervisor.observe.http_status import Status, StatusServer
 from supervisor.trading.paper import open_from, step
 from supervisor.trading.risk import RiskDecision
@@ -175,6 +175,8 @@ def test_the_server_serves_the_page_its_state_and_nothing_else(journal: Path) ->
                 market_open=False,
                 paused=True,
                 next_open_ts=T + 86400,
+                session_ts=T + 30,
+                day_pnl=-12.345,
                 broker={"lines_in_use": 4.0, "messages_sent_total": 120.0},
                 processes=(("supervisor", 1),),
             )
@@ -190,6 +192,7 @@ def test_the_server_serves_the_page_its_state_and_nothing_else(journal: Path) ->
         assert code == 200 and state["live"]["paused"] is True
         assert state["live"]["next_open_ts"] == T + 86400
         assert state["live"]["soak"]["lines_in_use"] == 4
+        assert state["live"]["pnl_trail"] == [[T + 30, -12.35]]  # kept from publish, in cents
         assert state["day"]["day"] == DAY
         assert json.loads(_get(port, "/healthz")[2])["paused"] is True
         # a page elsewhere that rebinds its name to 127.0.0.1 reads nothing
@@ -237,3 +240,16 @@ def test_report_html_from_the_command_line(
         == 0
     )
     assert "nothing journaled in" in capsys.readouterr().err and not empty.exists()
+
+
+def test_the_pnl_trail_keeps_a_point_per_interval_of_the_session_clock() -> None:
+    trail = PnlTrail(every_s=10, points=3)
+    for ts, pnl in ((T, 0.0), (T + 5, 1.0), (T + 10, 2.0), (T + 20, None), (T + 21, 3.0)):
+        trail.add(Status(session_ts=ts, day_pnl=pnl))
+    assert trail.points() == [[T, 0.0], [T + 10, 2.0], [T + 21, 3.0]]
+    trail.add(Status(session_ts=T + 40, day_pnl=4.0))  # at most 3: the oldest goes
+    assert trail.points()[0] == [T + 10, 2.0]
+    trail.add(Status(session_ts=T - 600, day_pnl=0.0))  # the clock went back: a new session
+    assert trail.points() == [[T - 600, 0.0]]
+    trail.add(Status(session_ts=None, day_pnl=9.0))  # no clock: nothing to place it at
+    assert len(trail.points()) == 1

@@ -19,6 +19,7 @@ import json
 import math
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from importlib import resources
 from typing import TYPE_CHECKING, Any
@@ -37,6 +38,8 @@ CSP = (
     "connect-src 'self'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'"
 )
 DAY_EVERY_S = 1.0  # the journal read at most this often (the page polls every 2 s)
+TRAIL_EVERY_S = 10.0  # session seconds between two points of the day's P&L trail
+TRAIL_POINTS = 2400  # a regular session (6.5 h) at one point per 10 s: ~60 KB
 
 DayState = Callable[[], dict[str, Any] | None]
 
@@ -106,6 +109,32 @@ class Rate:
             return self._rate
 
 
+class PnlTrail:
+    """The day's P&L as the bot published it (paper: marked at the latest quotes; live: IBKR's
+    figure), a point per TRAIL_EVERY_S of the session clock: the equity curve between the
+    journal's realized steps, which keep no marks. In memory only: a restart starts it again
+    (the journal's curve remains); the page keeps the points of its day."""
+
+    def __init__(self, every_s: float = TRAIL_EVERY_S, points: int = TRAIL_POINTS) -> None:
+        self.every_s = every_s
+        self._points: deque[tuple[float, float]] = deque(maxlen=points)
+        self._lock = threading.Lock()
+
+    def add(self, status: Status) -> None:
+        ts, pnl = status.session_ts, status.day_pnl
+        if ts is None or pnl is None or not math.isfinite(pnl):
+            return
+        with self._lock:
+            if self._points and ts < self._points[-1][0]:
+                self._points.clear()  # the session clock went back: another session
+            if not self._points or ts - self._points[-1][0] >= self.every_s:
+                self._points.append((ts, round(pnl, 2)))
+
+    def points(self) -> list[list[float]]:
+        with self._lock:
+            return [[ts, pnl] for ts, pnl in self._points]
+
+
 class Dashboard:
     """The state the page polls: the live Status and the journal's day (cached)."""
 
@@ -115,6 +144,7 @@ class Dashboard:
         self.day_state = day_state
         self.clock = clock
         self.rate = Rate(clock)
+        self.trail = PnlTrail()  # fed by StatusServer.publish, every second
         self._day: dict[str, Any] | None = None
         self._read_at: float | None = None
         self._lock = threading.Lock()
@@ -131,7 +161,8 @@ class Dashboard:
 
     def state(self, status: Status, rss_bytes: Callable[[int], float | None]) -> bytes:
         rate = self.rate.update(status.broker.get("messages_sent_total"))
-        body = {"live": live_state(status, rss_bytes, rate), "day": self.day()}
+        live = {**live_state(status, rss_bytes, rate), "pnl_trail": self.trail.points()}
+        body = {"live": live, "day": self.day()}
         return json.dumps(finite(body), allow_nan=False, default=str).encode()
 
 

@@ -179,6 +179,7 @@ class StatusServer:
 
     def publish(self, status: Status) -> None:
         self._status = status  # one reference swap: the reader sees the old or the new
+        self.dashboard.trail.add(status)  # the day's P&L curve, kept while the bot runs
 
     def start(self) -> int:
         handler = _handler(self)

@@ -228,10 +228,22 @@ function renderWorking(day) {
   fill(tbody, rows, 7, "nothing working");
 }
 
-function renderEquity(day) {
+// The journal's curve (the start equity plus what was realized by each cycle) and, while the
+// bot runs, its published P&L (marked) from the first point it kept on.
+function equityPoints(day, live) {
+  if (!day) return [];
+  const start = day.summary.kill_switch.start_equity;
+  const first = day.summary.cycles.first_ts;
+  if (!live || !isNum(start) || !isNum(first)) return day.equity;
+  const trail = (live.pnl_trail || []).filter((p) => p[0] >= first).map((p) => [p[0], start + p[1]]);
+  if (!trail.length) return day.equity;
+  return day.equity.filter((p) => p[0] < trail[0][0]).concat(trail);
+}
+
+function renderEquity(day, live) {
   const box = document.getElementById("equity");
   const width = Math.max(280, Math.min(box.clientWidth || 560, 900));
-  box.replaceChildren(lineChart(day ? day.equity : [], {width: width, height: 160, cls: "equity",
+  box.replaceChildren(lineChart(equityPoints(day, live), {width: width, height: 160, cls: "equity",
     axis: true, left: 70, pad: 6, format: money, label: "equity today"}));
 }
 
@@ -298,7 +310,7 @@ function render(state) {
   renderSymbols(day);
   renderPositions(day);
   renderWorking(day);
-  renderEquity(day);
+  renderEquity(day, state.live);
   renderCounts(day);
   renderDecisions(day);
   renderSoak(state.live);
