@@ -194,3 +194,54 @@ def signals(journal: Path, where: str, args: tuple[float, ...]) -> list[tuple[An
     with closing(sqlite3.connect(journal)) as db:
         rows = db.execute(query, args).fetchall()
     return [(sym, sig, conf, json.loads(reasons)[:4]) for sym, sig, conf, reasons in rows]
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(180)
+def test_run_sim_on_its_own_recording_decides_as_the_recorded_run(tmp_path: Path) -> None:
+    # Given a run on the default scenario, recorded (recording.enabled is on for sim)
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    base = [sys.executable, "-m", "supervisor", "run", "--sim", "--cycles", "2"]
+    base += ["--interval", "0.5"]
+    first, second = tmp_path / "first", tmp_path / "second"
+    for home in (first, second):
+        home.mkdir()
+    done = subprocess.run(
+        base,
+        cwd=first,
+        env={**env, "SUPERVISOR_HOME": str(first)},
+        capture_output=True,
+        text=True,
+        timeout=80,
+    )
+    assert done.returncode == 0, done.stderr
+    (recording,) = (first / "var" / "recordings").iterdir()
+    # When the simulator serves that recording as its market (clock: its first cycle)
+    scenario = yaml.safe_load(DEFAULT_SCENARIO.read_text())
+    scenario["clock"]["start"] = None
+    scenario["market"] = {"recording": str(recording.relative_to(tmp_path))}
+    (tmp_path / "again.yaml").write_text(yaml.safe_dump(scenario))
+    done = subprocess.run(
+        [*base, "--scenario", str(tmp_path / "again.yaml")],
+        cwd=second,
+        env={**env, "SUPERVISOR_HOME": str(second)},
+        capture_output=True,
+        text=True,
+        timeout=80,
+    )
+    assert done.returncode == 0, done.stderr
+
+    # Then the second run journals the same signals (hourly whale figures included), the
+    # same intents and the same risk decisions
+    def journal(home: Path) -> tuple[list[Any], ...]:
+        queries = (
+            "SELECT cycle_id, symbol, signal, confidence, reasons FROM signals",
+            "SELECT intent_id, cycle_id, symbol, strike, option_right, entry_limit, take_profit,"
+            " stop_loss, bid, ask FROM intents",
+            "SELECT intent_id, accepted, quantity, rule FROM decisions",
+        )
+        with closing(sqlite3.connect(home / "var" / "journal-sim.sqlite")) as db:
+            return tuple(sorted(db.execute(q).fetchall()) for q in queries)
+
+    recorded, served = journal(first), journal(second)
+    assert served == recorded and len(recorded[0]) == 6 and recorded[1], (recorded, served)

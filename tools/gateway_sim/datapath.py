@@ -8,6 +8,7 @@ the 1-minute bars served are the file's rows exactly.
 from __future__ import annotations
 
 from bisect import bisect_left
+from collections.abc import Mapping
 from itertools import accumulate
 from typing import TYPE_CHECKING
 
@@ -20,13 +21,29 @@ if TYPE_CHECKING:
 class DataPath:
     """One symbol's prices from its minute bars; ``PricePath``'s interface (see above)."""
 
-    def __init__(self, bars: MinuteBars, key: int, tick: float = 0.01) -> None:
+    def __init__(
+        self,
+        bars: MinuteBars,
+        key: int,
+        tick: float = 0.01,
+        hours: Mapping[int, tuple[float, ...]] | None = None,
+    ) -> None:
         self.bars, self.key, self.tick = bars, key, tick
+        self.hours = hours or {}  # a recording's hourly bars by start: served as recorded
         self.minutes = {int(ts) // 60: i for i, ts in enumerate(bars.ts)}
         self.cumulative = [0.0, *accumulate(bars.volume)]  # volume before bar i
 
     def has_minute(self, minute: int) -> bool:
         return minute in self.minutes
+
+    def recorded_bar(self, start: int, bar_s: int) -> Bar | None:
+        """A recorded hourly bar starting at ``start`` (None: make it from the minutes)."""
+        found = self.hours.get(start) if bar_s == 3600 else None
+        if found is None:
+            return None
+        o, h, low, c, volume = found
+        wap = round((o + h + low + c) / 4.0, 4)
+        return Bar(start, o, h, low, c, int(volume), wap, max(1, int(volume) // 100))
 
     def price(self, t: float) -> float:
         b = self.bars

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from datetime import date
 
 from tools.gateway_sim.datapath import DataPath
-from tools.gateway_sim.dataset import scenario_data
+from tools.gateway_sim.dataset import scenario_bars, scenario_hours
 from tools.gateway_sim.hours import SessionClock
 from tools.gateway_sim.instruments import Instrument, InstrumentBook
 from tools.gateway_sim.optionmath import SECONDS_PER_YEAR, Greeks, black_scholes, smile_vol
@@ -47,11 +47,13 @@ class Market:
         self.time = time_source or ScenarioClock(scenario.clock)
         self.book = InstrumentBook(scenario, clock)
         self.paths: dict[str, PricePath | DataPath] = {}
-        data = scenario_data(scenario).bars if scenario.market.data else {}
+        data = scenario_bars(scenario) if scenario.market.source else {}
+        hours = scenario_hours(scenario)
         for spec in scenario.all_symbols():
-            if spec.symbol in data:  # yesterday's market: the data set's bars
+            if spec.symbol in data:  # yesterday's market: a data set's or a recording's bars
+                key = symbol_key(scenario.seed, spec.symbol)
                 self.paths[spec.symbol] = DataPath(
-                    data[spec.symbol], symbol_key(scenario.seed, spec.symbol)
+                    data[spec.symbol], key, hours=hours.get(spec.symbol)
                 )
                 continue
             self.paths[spec.symbol] = PricePath(
@@ -160,6 +162,10 @@ class Market:
         out = []
         for i in range(max(1, int(duration_s // bar_s)) - 1, -1, -1):
             start = int(last_start - i * bar_s)
+            recorded = None if inst.is_option else path.recorded_bar(start, bar_s)
+            if recorded is not None and recorded.start + bar_s <= now_ts:
+                out.append(recorded)
+                continue
             minutes = [
                 m
                 for m in range(start // 60, (start + bar_s) // 60, step)

@@ -131,6 +131,10 @@ class PricePath:
         """Whether the minute has a bar (a synthetic path trades every minute)."""
         return True
 
+    def recorded_bar(self, start: int, bar_s: int) -> Bar | None:
+        """A bar served as recorded rather than made from minutes: none on a synthetic path."""
+        return None
+
     def round(self, value: float) -> float:
         return round(round(value / self.tick) * self.tick, 6)
 

@@ -451,7 +451,7 @@ def scenario_from_dict(data: dict[str, Any]) -> Scenario:
     except ValidationError as exc:
         raise ScenarioError(describe_errors(exc)) from None
     try:
-        return with_market_data(scenario) if scenario.market.data else scenario
+        return with_market_data(scenario) if scenario.market.source else scenario
     except DataSetError as exc:
         raise ScenarioError(str(exc)) from None
 
@@ -466,8 +466,9 @@ def load_scenario(path: str | Path) -> Scenario:
     if not isinstance(data, dict):
         raise ScenarioError(f"scenario {file}: top level must be a mapping")
     market = data.get("market")
-    if isinstance(market, dict) and isinstance(market.get("data"), str):  # beside the file
-        market["data"] = str(file.parent / Path(market["data"]).expanduser())
+    for key in ("data", "recording"):  # a folder named relative to the scenario file
+        if isinstance(market, dict) and isinstance(market.get(key), str):
+            market[key] = str(file.parent / Path(market[key]).expanduser())
     try:
         return scenario_from_dict(data)
     except ScenarioError as exc:
