@@ -211,3 +211,94 @@ def test_the_sale_s_reason_is_its_rows_and_an_old_row_reads_expiry(tmp_path: Pat
     assert exit_reason_of("i-1:expiry", 71, 0, None, flat) == "flatten"
     assert exit_reason_of("i-2:expiry", 72, 0, None, old) == "expiry"
     assert exit_reason_of("i-3:expiry", 73, 0, None, ()) == "expiry"
+
+
+@pytest.mark.e2e
+@pytest.mark.integration
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_a_live_flatten_on_the_simulator_sells_in_the_same_call_once(tmp_path: Path) -> None:
+    """``flatten`` from the CLI against ``run --sim --live``: the real adapter's cancels (IBKR's
+    PendingCancel, then Cancelled) confirmed within the call, one sale per position, filled
+    and booked as flatten."""
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    from tests.conftest_sim import write_scenario
+    from tests.external_sim import ExternalSim, bot, bot_env, wait_for
+    from tests.sessions import TUESDAY_1500
+    from tests.test_live_e2e import LIVE, journal_rows, journaled
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = tmp_path / "live.yaml"
+    config.write_text(
+        LIVE.replace("mode: live\n", "mode: live\n  entry_timeout_s: 3600\n")
+        + "risk:\n  max_position_per_symbol: 5\n  one_position_per_direction: false\n"
+        + "options:\n  entry_price: ask\n  take_profit_pct: 1000\n  stop_loss_pct: 95\n"
+        + f"schedule:\n  regular_hours_only: false\nmonitoring:\n  http_port: {port}\n"
+    )
+    scenario = write_scenario(
+        tmp_path / "scenario.yaml",
+        TUESDAY_1500,
+        clock={"rate": 30, "market_step_s": 60},
+        market_data={"stream_interval_s": 1.0},
+    )
+    journal = tmp_path / "var" / "journal-sim.sqlite"
+    with ExternalSim(tmp_path, scenario) as sim:
+        run = [*sim.args, "--config", str(config), "--live", "--interval", "0.5"]
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "supervisor", "run", *run, "--cycles", "0"],
+            cwd=tmp_path,
+            env=bot_env(tmp_path),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        try:
+            # Given a live position of ours held (its bracket's exits working at the gateway)
+            wait_for(
+                lambda: (
+                    journaled(journal, "SELECT 1 FROM positions WHERE status = 'open'")
+                    and (tmp_path / "var" / "control.token").exists()
+                ),
+                120,
+                "a live position held",
+            )
+            # When the trader flattens
+            flat = bot(tmp_path, "flatten", "--config", str(config))
+            assert flat.returncode == 0, flat.stderr[-2000:]
+            # Then the sale was placed in that same call (the cancels confirmed within it)
+            assert "position(s) closing with limit orders at the bid" in flat.stdout
+            assert "placed once" not in flat.stdout, flat.stdout
+            sales = journal_rows(
+                journal,
+                "SELECT intent_id FROM orders WHERE intent_id LIKE '%:expiry' "
+                "AND json_extract(details, '$.exit') = 'flatten'",
+            )
+            assert sales
+            # and each filled, booked with exit reason flatten
+            wait_for(
+                lambda: (
+                    len(
+                        journal_rows(
+                            journal,
+                            "SELECT 1 FROM positions WHERE status = 'closed' "
+                            "AND exit_reason = 'flatten'",
+                        )
+                    )
+                    >= len(sales)
+                ),
+                90,
+                "the flatten's sales filled",
+            )
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=60)
+        stats = sim.stop()
+    # never two sales of one position
+    assert all(n == 1 for ref, n in stats["orders_by_ref"].items() if ref.endswith(":expiry"))
+    assert sum(1 for ref in stats["orders_by_ref"] if ref.endswith(":expiry")) == len(sales)
