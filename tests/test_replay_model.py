@@ -92,7 +92,8 @@ def test_model_quote_is_black_scholes_with_the_spread_around_it() -> None:
     assert t is not None
     price = bs_price(681.0, 680.0, t, RATE, 0.2, Right.PUT)
     assert q.last == round(price, 2)
-    assert q.bid == round(price * 0.95, 2) and q.ask == round(price * 1.05, 2)
+    half = round(price * 0.05, 2)
+    assert q.bid == round(price - half, 2) and q.ask == round(price + half, 2)
     assert q.iv == 0.2 and q.und_price == 681.0 and q.ts == NOW
     assert -0.6 < q.delta < -0.4  # a put at the money
     far = model_quote(contract(900.0), 681.0, 0.2, NOW, 0.05)  # worth nothing: a cent wide

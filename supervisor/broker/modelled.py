@@ -102,7 +102,7 @@ def model_quote(
         raise ValueError(f"{contract.key}: no such expiry")
     price = bs_price(spot, contract.strike, t_years, RATE, iv, contract.right)
     greeks = bs_greeks(spot, contract.strike, t_years, RATE, iv, contract.right)
-    half = max(MIN_HALF_SPREAD, price * spread)
+    half = max(MIN_HALF_SPREAD, round(price * spread, 2))  # a cent grid, as the stub quotes
     return OptionQuote(
         contract=contract,
         bid=round(max(price - half, 0.0), 2),
