@@ -123,7 +123,7 @@ def test_the_sale_is_placed_in_the_same_flatten_once_the_cancels_are_confirmed(
     # Then the entry and the stop are cancelled, and the sale placed in the same call
     assert sorted(broker.cancelled) == sorted([entry.order_id, stop.order_id])
     assert _sales(broker) == [(CALL.key, "SELL", 10, "i-1:expiry")]
-    assert broker.sold[0][3] > 0 and "1 position(s) closing" in said and "once" not in said
+    assert broker.sold[0][3] > 0 and "1 position(s) closing" in said and "not placed" not in said
     assert journal.closing.pending() == {"i-1": "flatten"}
     # and the cycles after place no second sale while it works
     asyncio.run(desk.book.follow(NOW + 30, False))
@@ -152,7 +152,7 @@ def test_unconfirmed_cancels_leave_the_sale_to_the_next_cycle_never_beside_the_s
     desk.book.confirm_s = 0.3  # IBKR does not confirm the cancel within the flatten's wait
     said = asyncio.run(desk.flatten(NOW + 20))
     assert broker.cancelled == [stop.order_id] and broker.sold == []
-    assert "1 sale(s) placed once their exits' cancels are confirmed" in said
+    assert "(1 not placed yet: the next cycle places them)" in said
     # a cycle while the stop is still listed: still no sale (it could sell twice)
     asyncio.run(desk.book.follow(NOW + 30, False))
     assert broker.sold == []
@@ -273,7 +273,7 @@ def test_a_live_flatten_on_the_simulator_sells_in_the_same_call_once(tmp_path: P
             assert flat.returncode == 0, flat.stderr[-2000:]
             # Then the sale was placed in that same call (the cancels confirmed within it)
             assert "position(s) closing with limit orders at the bid" in flat.stdout
-            assert "placed once" not in flat.stdout, flat.stdout
+            assert "not placed yet" not in flat.stdout, flat.stdout
             sales = journal_rows(
                 journal,
                 "SELECT intent_id FROM orders WHERE intent_id LIKE '%:expiry' "

@@ -274,8 +274,8 @@ class LivePositionBook:
             await self.exits.step(now_ts)  # the sale, now that no exit of theirs works
         sold = sum(1 for i in held if self.exits.selling(i))
         said = f"entries cancelled, {len(held)} position(s) closing with limit orders at the bid"
-        if len(held) > sold:
-            said += f" ({len(held) - sold} sale(s) placed once their exits' cancels are confirmed)"
+        if len(held) > sold:  # the cancels not confirmed in time, or no bid to sell at
+            said += f" ({len(held) - sold} not placed yet: the next cycle places them)"
         return said
 
     async def _cancels_confirmed(self, within_s: float) -> int:
