@@ -253,3 +253,36 @@ def test_the_pnl_trail_keeps_a_point_per_interval_of_the_session_clock() -> None
     assert trail.points() == [[T - 600, 0.0]]
     trail.add(Status(session_ts=None, day_pnl=9.0))  # no clock: nothing to place it at
     assert len(trail.points()) == 1
+
+
+def test_the_cli_reaches_a_bot_bound_elsewhere_and_its_page_answers_there(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from supervisor.commands.cli import main
+
+    # Given a bot's endpoint bound to another address (a loopback one, as a test can bind)
+    asked: list[tuple[str, str]] = []
+
+    def control(action: str, auth: str, source: str, peer: str) -> tuple[int, bytes]:
+        asked.append((action, auth))
+        return 200, b'{"result": "paused: new entries refused"}'
+
+    server = StatusServer(0, host="127.0.0.2")
+    server.control = control
+    port = server.start()
+    try:
+        settings = tmp_path / "s.yaml"
+        settings.write_text(
+            f"monitoring:\n  http_port: {port}\n  bind: 127.0.0.2\n  control_token: t0k\n"
+        )
+        monkeypatch.setenv("SUPERVISOR_HOME", str(tmp_path))
+        # When the CLI pauses it: it posts to that address, not 127.0.0.1
+        assert main(["pause", "--config", str(settings)]) == 0
+        assert asked == [("pause", "Bearer t0k")]
+        assert "pause: paused: new entries refused" in capsys.readouterr().out
+        # and the page answers a Host naming that address
+        request = urllib.request.Request(f"http://127.0.0.2:{port}/")
+        with urllib.request.urlopen(request, timeout=5) as answer:
+            assert answer.status == 200
+    finally:
+        server.stop()

@@ -3,7 +3,8 @@
     settings file (--config) --> its status port (monitoring.http_port) and its token
         (monitoring.control_token, or control.token beside the journal, written by the bot
         at start: runtime/controls.py)
-    --> POST http://127.0.0.1:PORT/api/<action>, Authorization: Bearer <token>,
+    --> POST http://127.0.0.1:PORT/api/<action> (or monitoring.bind's address),
+        Authorization: Bearer <token>,
         X-Control-Source: cli --> the bot's answer printed
 
 Exit codes: 0 done (or accepted, acting once the desk is free), 2 the settings name no
@@ -20,6 +21,7 @@ import urllib.request
 
 from supervisor import exitcodes
 from supervisor.commands.options import load
+from supervisor.observe.http_status import reachable
 from supervisor.runtime.controls import read_token, token_path
 from supervisor.trading.controls import ACTIONS
 
@@ -59,12 +61,12 @@ def cmd_control(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return exitcodes.USAGE
-    return _post(action, port, token)
+    return _post(action, f"{reachable(settings.monitoring.bind)}:{port}", token)
 
 
-def _post(action: str, port: int, token: str) -> int:
+def _post(action: str, where: str, token: str) -> int:
     request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/api/{action}",
+        f"http://{where}/api/{action}",
         data=b"",
         method="POST",
         headers={"Authorization": f"Bearer {token}", "X-Control-Source": "cli"},
@@ -79,7 +81,7 @@ def _post(action: str, port: int, token: str) -> int:
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         print(
-            f"{action}: no bot answers on 127.0.0.1:{port} ({reason}): is it running?",
+            f"{action}: no bot answers on {where} ({reason}): is it running?",
             file=sys.stderr,
         )
         return exitcodes.CANNOT_CONNECT

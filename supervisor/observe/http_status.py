@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import errno
 import http.server
+import ipaddress
 import json
 import logging
 import os
@@ -218,10 +219,10 @@ class StatusServer:
         """Bound to loopback, a page is served only to a Host naming loopback: a web page
         elsewhere cannot rebind its own name to 127.0.0.1 and read the account through
         the visitor's browser. Bound to another address, it was asked for (with a token)."""
-        if self.host not in ("127.0.0.1", "::1"):
+        if not ipaddress.ip_address(self.host).is_loopback:
             return True
         name = host_header.rsplit(":", 1)[0] if not host_header.endswith("]") else host_header
-        return name in LOOPBACK
+        return name in (*LOOPBACK, self.host)
 
     def add_collector(self, collector: Collector) -> None:
         """More families on /metrics (runtime/controls.py: the controls refused)."""
@@ -231,6 +232,12 @@ class StatusServer:
         if status.last_cycle_mono is None:
             return None
         return time.monotonic() - status.last_cycle_mono
+
+
+def reachable(bind: str) -> str:
+    """Where a client on this machine finds a server bound to ``bind`` (``monitoring.bind``):
+    every interface includes loopback; any other address is itself."""
+    return HOST if bind == "0.0.0.0" else bind
 
 
 def _rss_bytes(pid: int) -> float | None:
