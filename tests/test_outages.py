@@ -136,3 +136,25 @@ def test_a_loss_mid_run_is_an_outage_once_it_lasts_outage_after_s(tmp_path: Path
     assert [kind for kind, _ in alerts.sent] == ["connection", "connection_back"]
     assert "connection to the gateway lost" in alerts.sent[0][1]
     assert "reset by peer" in alerts.sent[0][1]
+
+
+@pytest.mark.parametrize("ongoing, alerted", [(True, []), (False, ["exit"])])
+def test_exit_3_inside_an_alerted_outage_is_not_alerted_again(
+    tmp_path: Path, ongoing: bool, alerted: list[str]
+) -> None:
+    from supervisor import exitcodes
+    from supervisor.broker.stub import StubBroker
+    from supervisor.runtime.clock import SimClock
+    from supervisor.runtime.loop import Supervisor
+    from tests.conftest import make_settings
+
+    settings = make_settings(tmp_path)
+    clock = SimClock(settings.stub.start.timestamp())
+    sup = Supervisor(settings, StubBroker(settings.stub, clock.now), clock, lambda _: None)
+    alerts = Alerts()
+    sup.alerter = alerts  # type: ignore[assignment]
+    sup.outages = OutageAlerts(alerts, None)  # type: ignore[arg-type]
+    sup.outages.ongoing = ongoing
+    sup.exit_code = exitcodes.CANNOT_CONNECT
+    sup._say_stopped()
+    assert [kind for kind, _ in alerts.sent] == alerted
