@@ -20,6 +20,7 @@ from pydantic import (
     PlainValidator,
     PrivateAttr,
     SecretStr,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -350,22 +351,18 @@ class MonitoringSettings(Model):
 
     @field_validator("bind")
     @classmethod
-    def _ipv4(cls, bind: str) -> str:
+    def _ipv4(cls, bind: str, info: ValidationInfo) -> str:
         try:
-            ipaddress.IPv4Address(bind)
+            address = ipaddress.IPv4Address(bind)
         except ValueError:
             raise ValueError("not an IPv4 address (127.0.0.1, 0.0.0.0, 192.168.1.5)") from None
-        return bind
-
-    @model_validator(mode="after")
-    def _bind_needs_token(self) -> MonitoringSettings:
-        token = self.control_token.get_secret_value() if self.control_token else ""
-        if not ipaddress.IPv4Address(self.bind).is_loopback and not token:
+        token = info.data.get("control_token")  # declared above: already checked
+        if not address.is_loopback and not (token and token.get_secret_value()):
             raise ValueError(
-                f"bind {self.bind} serves the dashboard and the controls beyond this machine: "
-                "set monitoring.control_token (e.g. ${BOT_CONTROL_TOKEN}) or bind 127.0.0.1"
+                "serves the dashboard and the controls beyond this machine: set "
+                "monitoring.control_token (e.g. ${BOT_CONTROL_TOKEN}) or bind 127.0.0.1"
             )
-        return self
+        return bind
 
 
 class AlertsSettings(Model):
