@@ -120,17 +120,17 @@ def test_the_day_chart_reads_the_prices_the_signals_named(tmp_path: Path) -> Non
 
 @pytest.mark.slow
 def test_plot_writes_the_equity_curve_and_the_day_charts(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = build(tmp_path / "j.sqlite")
+    monkeypatch.setattr("supervisor.commands.report.MAX_DAY_CHARTS", 1)  # of the 2 days
     out = tmp_path / "plots"
     code, _, err = report(
         capsys, "--journal", str(path), "--from", D1, "--to", D2, "--plot", str(out)
     )
     assert code == 0, err
     names = sorted(p.name for p in out.iterdir())
-    assert names == sorted(
-        ["equity.png", f"{D1}-QQQ.png", f"{D1}-SPY.png", f"{D2}-QQQ.png", f"{D2}-SPY.png"]
-    )
+    assert names == sorted(["equity.png", f"{D2}-QQQ.png", f"{D2}-SPY.png"])
     assert all((out / n).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for n in names)
-    assert f"report: 5 pictures in {out}" in err
+    assert "day charts of the latest 1 of the 2 days" in err
+    assert f"report: 3 pictures in {out}" in err

@@ -40,6 +40,7 @@ from supervisor.journal.summary_types import DaySummary
 
 NONE = "n/a"
 MARKETS = ("stub", "sim", "ibkr")
+MAX_DAY_CHARTS = 31  # --plot draws a chart per symbol of at most this many days
 
 
 def _time(ts: float | None, zone: ZoneInfo) -> str:
@@ -363,7 +364,13 @@ def _results(args: argparse.Namespace, journal: Journal, days: list[str]) -> _Re
     asked = bool(args.day or args.from_day or args.to_day)
     each = [] if args.results else [run_results(journal, [d]) for d in days]
     run = run_results(journal, days if asked else None) if args.results or args.plot else None
-    charts = [day_chart(journal, d) for d in days] if args.plot else []
+    if args.plot and len(days) > MAX_DAY_CHARTS:  # a year is a thousand pictures: the latest
+        print(
+            f"report --plot: day charts of the latest {MAX_DAY_CHARTS} of the {len(days)} days "
+            "(--day or a shorter --from/--to for others)",
+            file=sys.stderr,
+        )
+    charts = [day_chart(journal, d) for d in days[-MAX_DAY_CHARTS:]] if args.plot else []
     return _Read(each, run, charts)
 
 
