@@ -1,6 +1,7 @@
 """The dashboard in a real headless browser (Debian's chromium through chromedriver) against a
 running ``run --sim`` (issue 25): every symbol shown, a position and its P&L after a fill,
-pause clicked (the token typed once) and the next cycle's entries journaled as ``paused``,
+pause clicked (a wrong token refused, then the right one typed once) and the next cycle's
+entries journaled as ``paused``, resume and flatten (confirmed) clicked,
 screenshots saved, and no request of the page leaving 127.0.0.1.
 
 Skipped, saying why, where chromium, chromedriver or selenium is missing (.ci/run installs
@@ -198,6 +199,17 @@ def test_dashboard_shows_the_bot_and_pause_refuses_the_next_entries(
         _until("the paused badge", lambda: "PAUSED" in _text(driver, "#b-paused"), process)
         _until("paused in the refusals", lambda: "paused" in _text(driver, "#refusals"), process)
         driver.save_screenshot(str(tmp_path / "dashboard-paused.png"))
+        # When it resumes, then flattens (confirmed): no token asked again (this tab keeps it)
+        driver.find_element(By.ID, "btn-resume").click()
+        _until("resumed", lambda: "resumed" in _text(driver, "#control-result"), process)
+        _until("entries allowed", lambda: "entries allowed" in _text(driver, "#b-paused"), process)
+        driver.find_element(By.ID, "btn-flatten").click()
+        driver.switch_to.alert.accept()
+        _until("flattened", lambda: "flattened" in _text(driver, "#control-result"), process)
+        held = "SELECT COUNT(*) FROM positions WHERE status IN ('pending', 'open')"
+        assert _query(journal, held) == [(0,)]
+        actions = _query(journal, "SELECT action FROM controls ORDER BY id")
+        assert actions == [("pause",), ("resume",), ("flatten",)]
         # And nothing the page asked for left 127.0.0.1 (the token not in sessionStorage's
         # page either: the served page carries no secret)
         requests = [
