@@ -123,18 +123,22 @@ class Supervisor:
         self.watcher: MonitorLoop | None = None
         self.http: StatusServer | None = None
         self.telegram: TelegramCommands | None = None  # alerts.telegram_commands
-        self.feed = StatusFeed(
+        self.feed = self._status_feed(settings)
+        self.by_signal = False
+        self._disconnects: list[float] = []
+        self.outages: OutageAlerts | None = None  # once the journal is open (outages.py)
+        self._days_over: set[date] = set()  # days whose end-of-day summary was looked at
+
+    def _status_feed(self, settings: Settings) -> StatusFeed:
+        """What /healthz, the dashboard and systemd are told, read from this supervisor."""
+        return StatusFeed(
             settings,
-            broker,
+            self.broker,
             lambda: self.last_cycle,
             lambda: self.cycles_done,
             lambda: self.desk,
             self._worker_pids,
         )
-        self.by_signal = False
-        self._disconnects: list[float] = []
-        self.outages: OutageAlerts | None = None  # once the journal is open (outages.py)
-        self._days_over: set[date] = set()  # days whose end-of-day summary was looked at
 
     def _worker_pids(self) -> dict[str, int]:
         workers = list(self.pool.workers.values())  # a copy: read on the loop, built here
