@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
+import sys
 
 import pytest
 
@@ -15,7 +17,7 @@ from supervisor.broker.stub import StubBroker
 from supervisor.recording import format as fmt
 from supervisor.runtime.clock import SimClock
 from supervisor.runtime.sessions import run_supervisor
-from tests.conftest import make_settings
+from tests.conftest import REPO_ROOT, make_settings
 from tests.sessions import TUESDAY_MORNING
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(120)]
@@ -52,3 +54,21 @@ def test_a_run_records_its_cycles_and_answers_and_names_the_folder(tmp_path):
     logged = [json.loads(line) for line in (tmp_path / "bot.jsonl").read_text().splitlines()]
     said = {e["event"]: e.get("path") for e in logged if e.get("event", "").startswith("recording")}
     assert said == {"recording_started": str(folder), "recording_ended": str(folder)}
+
+
+def test_the_recorder_benchmark_prints_and_writes_its_figures(tmp_path):
+    out = tmp_path / "bench_recording.json"
+    done = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "tools" / "bench_recording.py")]
+        + ["--symbols", "3", "--cycles", "2", "--repeat", "1", "--json", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=110,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    printed = json.loads(done.stdout)
+    assert printed == json.loads(out.read_text())
+    for figure in ("recorder_cpu_s_per_cycle", "share_of_a_core", "bytes_per_symbol_day"):
+        assert isinstance(printed[figure], int | float)
+    assert printed["bytes_per_symbol_day"] > 0 and printed["rows_per_cycle"]["bars"] > 0
