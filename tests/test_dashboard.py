@@ -17,11 +17,11 @@ import pytest
 from common.config import Settings
 from common.messages import OptionContract, OptionQuote, OrderIntent, Right, Signal
 from supervisor.commands.report_html import write_html
-from supervisor.journal.dashboard_rows import day_state, price_of, read_day_state
+from supervisor.journal.dashboard_rows import Prices, day_state, price_of, read_day_state
 from supervisor.journal.order_status import OrderStatus
 from supervisor.journal.records import DayState
 from supervisor.journal.store import Journal
-from supervisor.observe.dashboard import PnlTrail, Rate, export_html
+from supervisor.observe.dashboard import Dashboard, PnlTrail, Rate, export_html
 from supervisor.observe.http_status import Status, StatusServer
 from supervisor.trading.paper import open_from, step
 from supervisor.trading.risk import RiskDecision
@@ -286,3 +286,44 @@ def test_the_cli_reaches_a_bot_bound_elsewhere_and_its_page_answers_there(
             assert answer.status == 200
     finally:
         server.stop()
+
+
+def test_prices_are_read_once_and_sampled(journal: Path) -> None:
+    prices = Prices()
+    with Journal(journal, readonly=True) as j:
+        assert day_state(j, DAY, prices) is not None
+        seen = prices.seen
+        assert seen > 0 and day_state(j, DAY, prices) is not None
+        assert prices.seen == seen and len(prices.series["SPY"]) == 3  # nothing read twice
+    with Journal(journal) as j:  # a signal journaled since: read alone, appended
+        j.start_cycle(4, DAY, T + 180)
+        j.record_signal(4, DAY, "SPY", "HOLD", 0.0, ("close 683.00 > vwap 680",))
+        j.end_cycle(4, T + 182, ok=1, failed=0, seconds=2.0)
+    state: Any = read_day_state(journal, DAY, prices)
+    assert prices.series["SPY"][-1] == (T + 180, 683.00) and len(prices.series["SPY"]) == 4
+    assert [s["price"] for s in state["symbols"] if s["symbol"] == "SPY"] == [683.00]
+    # a long day is sampled for the page: at most SERIES_POINTS, first and last kept
+    prices.series["SPY"] = [(T + n, 600.0 + n) for n in range(1000)]
+    sampled = prices.sampled(most=120)["SPY"]
+    assert len(sampled) <= 120 and sampled[0] == [T, 600.0] and sampled[-1] == [T + 999, 1599.0]
+    # another day starts from its own start
+    with Journal(journal, readonly=True) as j:
+        prices.read(j.store.db, "2026-01-09")
+    assert prices.day == "2026-01-09" and prices.series == {} and prices.seen == 0
+
+
+def test_a_slow_day_read_is_made_less_often() -> None:
+    now = [0.0]
+    reads: list[float] = []
+
+    def read() -> dict[str, Any]:
+        reads.append(now[0])
+        now[0] += 0.5  # a big day: half a second to read
+        return {"day": DAY}
+
+    board = Dashboard(read, clock=lambda: now[0])
+    for at in (0.0, 2.0, 4.0, 5.6, 6.0):
+        now[0] = max(now[0], at)
+        assert board.day() == {"day": DAY}
+    # read at 0 (0.5 s: then at most 10 % of the time: every 5 s), again at 5.6, not between
+    assert reads == [0.0, 5.6]

@@ -37,7 +37,8 @@ CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'"
 )
-DAY_EVERY_S = 1.0  # the journal read at most this often (the page polls every 2 s)
+DAY_EVERY_S = 1.0  # the journal read at most this often (the page polls every 2 s) ...
+DAY_SHARE = 0.1  # ... and at most this share of the time: a big day's read takes longer
 TRAIL_EVERY_S = 10.0  # session seconds between two points of the day's P&L trail
 TRAIL_POINTS = 2400  # a regular session (6.5 h) at one point per 10 s: ~60 KB
 
@@ -147,6 +148,7 @@ class Dashboard:
         self.trail = PnlTrail()  # fed by StatusServer.publish, every second
         self._day: dict[str, Any] | None = None
         self._read_at: float | None = None
+        self._every_s = DAY_EVERY_S
         self._lock = threading.Lock()
 
     def day(self) -> dict[str, Any] | None:
@@ -154,9 +156,10 @@ class Dashboard:
             return None
         with self._lock:  # one reader of the journal at a time; the others get its answer
             now = self.clock()
-            if self._read_at is None or now - self._read_at >= DAY_EVERY_S:
+            if self._read_at is None or now - self._read_at >= self._every_s:
                 self._day = self.day_state()
-                self._read_at = now
+                self._read_at = self.clock()
+                self._every_s = max(DAY_EVERY_S, (self._read_at - now) / DAY_SHARE)
             return self._day
 
     def state(self, status: Status, rss_bytes: Callable[[int], float | None]) -> bytes:

@@ -24,7 +24,7 @@ from common.calendar import exchange_calendar, next_open
 from common.config import Settings
 from supervisor import exitcodes
 from supervisor.broker.base import Broker
-from supervisor.journal.dashboard_rows import read_day_state
+from supervisor.journal.dashboard_rows import Prices, read_day_state
 from supervisor.observe.alerts import Alerter
 from supervisor.observe.exposition import CycleTotals
 from supervisor.observe.http_status import Status, StatusServer
@@ -233,7 +233,8 @@ def serve_status(
         return None, None
     journal = feed.settings.execution.journal_path
     bind = feed.settings.monitoring.bind
-    server = StatusServer(port, host=bind, day_state=lambda: read_day_state(journal))
+    prices = Prices()  # kept between reads: each parses only the signals journaled since
+    server = StatusServer(port, host=bind, day_state=lambda: read_day_state(journal, None, prices))
     log.info(
         "status endpoint on http://%s:%d (the dashboard at /, /healthz, /metrics)",
         bind,
