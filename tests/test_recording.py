@@ -64,6 +64,8 @@ def test_every_market_answer_is_recorded_as_given_with_the_session_clock(tmp_pat
         contract = OptionContract("SPY", chain.expirations[1], chain.strikes[200], Right.CALL)
         quotes = await broker.option_quotes([contract])
         close = await broker.closing_price("SPY", date(2026, 11, 30))
+        await broker.account()
+        await broker.unknown_symbols(["SPY", "QQQ"])
         return quote, bars, chain, quotes, close
 
     quote, bars, chain, quotes, close = asyncio.run(session())
@@ -93,6 +95,10 @@ def test_every_market_answer_is_recorded_as_given_with_the_session_clock(tmp_pat
     (h,) = rows(root, fmt.HOURS)
     assert (h["kind"], h["day"], h["close"]) == (fmt.HOURS_CLOSE, "2026-11-30", close)
     assert close is not None
+    (a,) = rows(root, fmt.ACCOUNT)
+    assert a["account"] and a["net_liquidation"] == 100_000.0 and a["currency"] == "USD"
+    (k,) = rows(root, fmt.CONTRACTS)
+    assert (k["symbols"], k["unknown"], k["reasons"]) == (["SPY", "QQQ"], [], [])
     # every kind has its file, the empty ones too; no parts left
     assert sorted(p.name for p in root.glob("*.parquet")) == sorted(
         fmt.file_name(k) for k in fmt.SCHEMAS

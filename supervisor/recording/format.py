@@ -49,6 +49,8 @@ BAR_VALUES: Final = "bar_values"  # the bars of bars.parquet's answers, once eac
 CHAINS: Final = "chains"
 OPTION_QUOTES: Final = "option_quotes"
 HOURS: Final = "hours"
+ACCOUNT: Final = "account"
+CONTRACTS: Final = "contracts"
 ORDERS: Final = "orders"
 CYCLES: Final = "cycles"
 
@@ -183,6 +185,26 @@ HOURS_SCHEMA: Final = _schema(
     ("close", _F),
 )
 
+# Broker.account() -> AccountSnapshot (the desk asks at each cycle's start): its fields.
+ACCOUNT_SCHEMA: Final = _schema(
+    ("account", _S),
+    ("net_liquidation", _F),
+    ("available_funds", _F),
+    ("currency", _S),
+    ("daily_pnl", _F),
+    ("realized_pnl", _F),
+    ("unrealized_pnl", _F),
+)
+
+# Broker.unknown_symbols(symbols) -> {symbol: the venue's words} (the universe checked once
+# against the venue's contract details): ``symbols`` as asked, ``unknown`` and ``reasons``
+# in the same order.
+CONTRACTS_SCHEMA: Final = _schema(
+    ("symbols", pa.list_(_S)),
+    ("unknown", pa.list_(_S)),
+    ("reasons", pa.list_(_S)),
+)
+
 # Order events and fills. The contract columns are empty for a cancel; ``order_ids`` /
 # ``perm_ids`` hold what the venue assigned (three for a bracket, one otherwise, two for a
 # placed exit: order id and permId); ``detail`` is JSON of the rest (the whole OrderIntent of
@@ -230,6 +252,8 @@ SCHEMAS: Final[dict[str, pa.Schema]] = {
     CHAINS: CHAINS_SCHEMA,
     OPTION_QUOTES: OPTION_QUOTES_SCHEMA,
     HOURS: HOURS_SCHEMA,
+    ACCOUNT: ACCOUNT_SCHEMA,
+    CONTRACTS: CONTRACTS_SCHEMA,
     ORDERS: ORDERS_SCHEMA,
     CYCLES: CYCLES_SCHEMA,
 }

@@ -4,8 +4,8 @@ Sits at the broker boundary (every market answer the supervisor gives its worker
 order the desk sends, passes through it), so recording needs nothing of the code above it.
 Each answer becomes a row of recording/format.py's kind, stamped with the session clock; a
 failure is recorded with its error and raised unchanged. What is only passed through
-(connection, accounts, open orders, positions, stats) is not recorded: a replay trades on
-the paper book.
+(connection, managed accounts, open orders, positions, completed orders, stats) is not
+recorded: a replay trades on the paper book.
 """
 
 from __future__ import annotations
@@ -123,10 +123,19 @@ class RecordingBroker:
         return self.inner.managed_accounts()
 
     async def account(self) -> AccountSnapshot:
-        return await self.inner.account()
+        def row(a: AccountSnapshot) -> dict[str, Any]:
+            return {f.name: getattr(a, f.name) for f in dataclasses.fields(a)}
+
+        return await self._recorded(fmt.ACCOUNT, {}, self.inner.account(), row)
 
     async def unknown_symbols(self, symbols: Sequence[str]) -> dict[str, str]:
-        return await self.inner.unknown_symbols(symbols)
+        def row(unknown: dict[str, str]) -> dict[str, Any]:
+            return {"unknown": list(unknown), "reasons": list(unknown.values())}
+
+        identity = {"symbols": list(symbols)}
+        return await self._recorded(
+            fmt.CONTRACTS, identity, self.inner.unknown_symbols(symbols), row
+        )
 
     def stop_entries(self) -> None:
         self.inner.stop_entries()
