@@ -52,22 +52,12 @@ class HistoryBroker(PaperVenue):
         self.modelled_days: Counter[str] = Counter()  # of them, by trading day
         self.quoted = 0  # option quotes the data answered
         self.requests = 0
-        self._connected = False
         self._sessions: dict[date, Session | None] = {}
         self._longer: dict[tuple[str, int], MinuteBars] = {}
         self._volume: dict[str, array[float]] = {}  # running sums of each symbol's volume
         self._chains: dict[tuple[str, date], OptionChain] = {}
 
-    # --- connection --------------------------------------------------------------------------
-
-    async def connect(self) -> None:
-        self._connected = True
-
-    async def disconnect(self) -> None:
-        self._connected = False
-
-    def is_connected(self) -> bool:
-        return self._connected
+    # --- the account (the connection is PaperVenue's flag) -----------------------------------
 
     def managed_accounts(self) -> list[str]:
         return [ACCOUNT]

@@ -3,7 +3,8 @@
 The stub, a backtest's history and a replay's recording answer market data only; the paper
 book (trading/paper.py) decides their fills from the quotes. Each class that mixes this in
 names itself in ``no_orders`` (what an order sent to it is told) and answers the order
-methods the Broker protocol asks for with that refusal, or with nothing held.
+methods the Broker protocol asks for with that refusal, or with nothing held; connecting to
+it is a flag.
 """
 
 from __future__ import annotations
@@ -21,6 +22,18 @@ from supervisor.broker.base import (
 
 class PaperVenue:
     no_orders = "this market places no orders (live trading needs the IBKR broker)"
+    _connected = False
+
+    # --- connection: a market in this process is there as soon as it is asked for ----------
+
+    async def connect(self) -> None:
+        self._connected = True
+
+    async def disconnect(self) -> None:
+        self._connected = False
+
+    def is_connected(self) -> bool:
+        return self._connected
 
     async def what_if(
         self, contract: OptionContract, action: str, quantity: int, limit: float

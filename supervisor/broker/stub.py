@@ -95,20 +95,10 @@ class StubBroker(PaperVenue):
         self._built: dict[tuple[str, int, bool], tuple[tuple[int, int], Bars]] = {}
         self._chains_day: date | None = None
         self._chains: dict[str, OptionChain] = {}  # the day's, by symbol
-        self._connected = False
         self.requests = 0
         self._leak: list[bytes] = []  # stays empty unless the test-only leak is switched on
 
-    # --- connection --------------------------------------------------------------------------
-
-    async def connect(self) -> None:
-        self._connected = True
-
-    async def disconnect(self) -> None:
-        self._connected = False
-
-    def is_connected(self) -> bool:
-        return self._connected
+    # --- requests (the connection is PaperVenue's flag) ----------------------------------------
 
     async def _round_trip(self) -> None:
         self.requests += 1
