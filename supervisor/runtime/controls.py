@@ -46,6 +46,7 @@ class ControlServer(Protocol):
     """What the controls need of the status server (observe/http_status.StatusServer)."""
 
     port: int
+    host: str  # monitoring.bind
     control: Handler | None
 
     def add_collector(self, collector: Collector) -> None: ...
@@ -175,7 +176,8 @@ def attach(
     server.add_collector(RefusedCollector(gate))
     where = "monitoring.control_token" if configured_token(settings) else token_path(settings)
     log.info(
-        "controls on POST http://127.0.0.1:%d/api/pause|resume|flatten|kill (token: %s)",
+        "controls on POST http://%s:%d/api/pause|resume|flatten|kill (token: %s)",
+        server.host,
         server.port,
         where,
         extra={"event": "controls"},
