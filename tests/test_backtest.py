@@ -9,6 +9,7 @@ import math
 import sqlite3
 from datetime import date, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -215,3 +216,38 @@ def test_bad_data_is_exit_2_naming_the_line_and_nothing_is_journaled(
         "--journal", str(journal), capsys=capsys,
     )  # fmt: skip
     assert code == 2 and "exists; name another with --journal" in err
+
+
+def offline_friday(tmp_path: Path, close_day: bool) -> list[Any]:
+    """SPY bought at 10:00 on Friday 2026-12-04 (a same-day expiry), cycles until 10:02."""
+    from supervisor.runtime.clock import SimClock
+    from supervisor.runtime.offline import run_offline
+    from tests.conftest import make_settings
+
+    write_bars(tmp_path / "data", "SPY", FRIDAY, FRIDAY)
+    settings = make_settings(
+        tmp_path,
+        universe={"symbols": ["SPY"]},
+        strategy={"name": "tests.strategies:BuysEverySymbol"},
+        options={"min_dte": 0, "expiry_rule": "nearest", "entry_price": "ask"},
+    )
+    data = load(tmp_path / "data", ["SPY"], FRIDAY, FRIDAY, nyse())
+    times = [at(FRIDAY, 10, m) for m in range(3)]
+    clock = SimClock(times[0], frozen=True)
+    broker = HistoryBroker(data, clock.now, settings.backtest, nyse())
+    journal = tmp_path / f"close-{close_day}.sqlite"
+    asyncio.run(run_offline(settings, broker, clock, times, journal, close_day=close_day))
+    with Journal(journal, readonly=True) as j:
+        return j.positions("2026-12-04")
+
+
+FRIDAY = date(2026, 12, 4)
+
+
+def test_the_last_day_is_driven_to_its_close_by_the_expiry_exit(tmp_path: Path) -> None:
+    [held] = offline_friday(tmp_path / "open", close_day=False)
+    assert held.status == "open" and held.contract.expiry == "20261204"
+    [closed] = offline_friday(tmp_path / "closed", close_day=True)
+    exit_at = at(FRIDAY, 16, 0) - 15 * 60  # the close less risk.exit_before_expiry_min
+    assert (closed.status, closed.exit_reason, closed.closed_ts) == ("closed", "expiry", exit_at)
+    assert closed.intent_id == held.intent_id and closed.entry_price == held.entry_price
