@@ -260,6 +260,10 @@ def test_only_sim_and_ibkr_runs_record_and_only_when_enabled(tmp_path):
     assert meta["started"] == NOW and meta["ended"] == NOW and meta["rows"]["cycles"] == 1
     assert meta["settings"]["alerts"]["slack_webhook"] is None
     assert "secret" not in (recording.path / fmt.META_FILE).read_text()
+    idle = open_recording(secret, "ibkr", stub_broker, Clock().now)
+    assert idle is not None and idle.path.exists()
+    idle.close()  # no cycle ran (no gateway, say): nothing left behind
+    assert not idle.path.exists() and recordings(tmp_path / "r") == [recording.path]
 
 
 def test_a_recording_that_cannot_be_written_stops_without_failing_the_broker(tmp_path):

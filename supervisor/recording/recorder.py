@@ -10,6 +10,7 @@ cycles at those instants) and end (every buffer to disk).
 from __future__ import annotations
 
 import logging
+import shutil
 import subprocess
 import time
 from collections.abc import Callable
@@ -123,11 +124,21 @@ class Recording:
         return ended
 
     def close(self) -> None:
-        """Every row to disk, the files compacted, meta.json given its end; said in the log."""
+        """Every row to disk, the files compacted, meta.json given its end; said in the log.
+        A run in which no cycle ran (no gateway, stopped before the open) leaves nothing: a
+        replay of it would have nothing to run, as ``run`` leaves no empty journal."""
         if self.ended:
             return
         self.ended = True
         self.writer.close()
+        if self.cycles == 0:
+            shutil.rmtree(self.path, ignore_errors=True)
+            log.info(
+                "recording %s removed: no cycle ran",
+                self.path,
+                extra={"event": "recording_ended", "path": str(self.path), "bytes": 0},
+            )
+            return
         self.meta.update(ended=self.now(), ended_wall=time.time(), rows=dict(self.writer.rows))
         if self.writer.failure is not None:
             self.meta["failure"] = self.writer.failure
