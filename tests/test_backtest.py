@@ -191,8 +191,12 @@ def test_a_day_of_bars_trades_at_the_quote_and_says_it_was_model_priced(
             [q] = asyncio.run(broker.option_quotes([p.contract]))
             assert p.exit_price == p.take_profit <= q.bid
     with sqlite3.connect(journal) as db:
-        kinds = db.execute("SELECT kind, key FROM alerts WHERE kind = 'model_priced'").fetchall()
-    assert kinds == [("model_priced", "options")]
+        kinds = db.execute(
+            "SELECT kind, key, ts FROM alerts WHERE kind = 'model_priced'"
+        ).fetchall()
+    first_cycle = at(MON, 9, 30)
+    assert [(k, key) for k, key, _ in kinds] == [("model_priced", "options")]
+    assert first_cycle <= kinds[0][2] < at(MON, 16, 0)  # the session clock's, not the wall's
 
 
 def test_bad_data_is_exit_2_naming_the_line_and_nothing_is_journaled(

@@ -50,6 +50,7 @@ class HistoryBroker(PaperVenue):
         self.data, self.now, self.settings, self.calendar = data, now, settings, calendar
         self.modelled = 0  # option quotes the model answered
         self.modelled_days: Counter[str] = Counter()  # of them, by trading day
+        self.modelled_first: dict[str, float] = {}  # each such day's first, on the clock
         self.quoted = 0  # option quotes the data answered
         self.requests = 0
         self._sessions: dict[date, Session | None] = {}
@@ -173,6 +174,7 @@ class HistoryBroker(PaperVenue):
         self.modelled += 1
         day = trading_day(now, self.calendar.tz)
         self.modelled_days[day.isoformat()] += 1
+        self.modelled_first.setdefault(day.isoformat(), now)
         iv = iv_for(contract.symbol, day, self.data.iv, self.settings)
         return model(contract, spot, iv, now, self.settings)
 

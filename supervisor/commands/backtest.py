@@ -26,7 +26,6 @@ import asyncio
 import json
 import logging
 import sys
-import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -197,7 +196,8 @@ def journal_model_priced(path: Path, broker: HistoryBroker) -> None:
                 f"{n} option quote(s) priced by the model (Black-Scholes), not by a market: "
                 "the day's P&L is the model's"
             )
-            journal.record_alert_once(day, MODEL_PRICED, "options", text, time.time())
+            first = broker.modelled_first[day]  # the session clock's, as every row's
+            journal.record_alert_once(day, MODEL_PRICED, "options", text, first)
 
 
 def summarize(settings: Settings, run: OfflineRun, broker: HistoryBroker) -> dict[str, Any]:
