@@ -166,6 +166,7 @@ def _get(port: int, path: str, host: str | None = None) -> tuple[int, dict[str, 
 
 def test_the_server_serves_the_page_its_state_and_nothing_else(journal: Path) -> None:
     server = StatusServer(0, day_state=lambda: read_day_state(journal))
+    server.dashboard.universe = ("SPY", "QQQ", "IWM")
     port = server.start()
     try:
         server.publish(
@@ -194,6 +195,7 @@ def test_the_server_serves_the_page_its_state_and_nothing_else(journal: Path) ->
         assert state["live"]["soak"]["lines_in_use"] == 4
         assert state["live"]["pnl_trail"] == [[T + 30, -12.35]]  # kept from publish, in cents
         assert state["day"]["day"] == DAY
+        assert state["live"]["universe"] == ["SPY", "QQQ", "IWM"]  # IWM: no cycle yet
         assert json.loads(_get(port, "/healthz")[2])["paused"] is True
         # a page elsewhere that rebinds its name to 127.0.0.1 reads nothing
         assert _get(port, "/api/state", host=f"evil.example:{port}")[0] == 403

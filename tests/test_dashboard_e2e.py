@@ -227,6 +227,9 @@ def test_dashboard_shows_the_bot_and_pause_refuses_the_next_entries(
         network = [u for u in urls if u.split(":", 1)[0] in ("http", "https", "ws", "wss", "ftp")]
         assert network and all(u.startswith(f"http://127.0.0.1:{port}/") for u in network), urls
         assert token_file.read_text().strip() not in driver.page_source
+        # and the page ran without an error (a script error, a failed load) but the 401 asked for
+        said = [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+        assert [m for m in said if "/api/pause" not in m or "401" not in m] == [], said
     finally:
         driver.quit()
     for shot in ("dashboard.png", "dashboard-paused.png"):

@@ -146,6 +146,7 @@ class Dashboard:
         self.clock = clock
         self.rate = Rate(clock)
         self.trail = PnlTrail()  # fed by StatusServer.publish, every second
+        self.universe: tuple[str, ...] = ()  # universe.symbols: shown before their first cycle
         self._day: dict[str, Any] | None = None
         self._read_at: float | None = None
         self._every_s = DAY_EVERY_S
@@ -164,7 +165,11 @@ class Dashboard:
 
     def state(self, status: Status, rss_bytes: Callable[[int], float | None]) -> bytes:
         rate = self.rate.update(status.broker.get("messages_sent_total"))
-        live = {**live_state(status, rss_bytes, rate), "pnl_trail": self.trail.points()}
+        live = {
+            **live_state(status, rss_bytes, rate),
+            "pnl_trail": self.trail.points(),
+            "universe": list(self.universe),
+        }
         body = {"live": live, "day": self.day()}
         return json.dumps(finite(body), allow_nan=False, default=str).encode()
 

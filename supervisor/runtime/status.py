@@ -235,6 +235,7 @@ def serve_status(
     bind = feed.settings.monitoring.bind
     prices = Prices()  # kept between reads: each parses only the signals journaled since
     server = StatusServer(port, host=bind, day_state=lambda: read_day_state(journal, None, prices))
+    server.dashboard.universe = tuple(feed.settings.universe.symbols)
     log.info(
         "status endpoint on http://%s:%d (the dashboard at /, /healthz, /metrics)",
         bind,

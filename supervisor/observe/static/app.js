@@ -168,8 +168,13 @@ function lineChart(points, opts) {
   return root;
 }
 
-function renderSymbols(day) {
+function renderSymbols(day, live) {
   const tbody = document.querySelector("#symbols tbody");
+  const seen = new Set((day ? day.symbols : []).map((s) => s.symbol));
+  // the universe's symbols no cycle of the day decided yet (live only: an export has none)
+  const waiting = (live ? live.universe || [] : []).filter((u) => !seen.has(u))
+    .map((u) => el("tr", {"data-symbol": u}, el("td", {}, el("b", {}, u)), el("td", {class: "num"}, "–"),
+      el("td", {}, "–"), el("td", {}, ""), el("td", {class: "muted"}, "not in a cycle today yet"), el("td", {})));
   const rows = (day ? day.symbols : []).map((s) => {
     const d = s.decision;
     const decision = s.error ? "error: " + s.error
@@ -187,7 +192,7 @@ function renderSymbols(day) {
       el("td", {title: d ? d.reason : ""}, decision),
       el("td", {}, chart));
   });
-  fill(tbody, rows, 6, "no cycle journaled yet");
+  fill(tbody, rows.concat(waiting), 6, "no cycle journaled yet");
 }
 
 function orderText(o) {
@@ -307,7 +312,7 @@ function render(state) {
   document.getElementById("day").textContent = day ? day.day : "";
   renderBadges(state);
   renderFigures(state);
-  renderSymbols(day);
+  renderSymbols(day, state.live);
   renderPositions(day);
   renderWorking(day);
   renderEquity(day, state.live);
