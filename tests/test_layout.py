@@ -24,6 +24,7 @@ RANKS = {
     "runtime": 3,
     "trading": 2,
     "recording": 2,  # wraps a broker (and reads one back): above broker, below the run
+    "backtest": 2,  # a market over history files: a broker's peer, below the commands
     "journal": 1,
     "broker": 1,
     "observe": 1,
