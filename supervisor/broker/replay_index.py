@@ -4,8 +4,8 @@ A recording (supervisor/recording/format.py) is a run's broker answers, each sta
 the session clock when it was given, and the times its cycles started. A replay runs its
 cycles at those times on a frozen clock (supervisor/runtime/offline.py), so "now" at the
 start of replayed cycle k is cycle k's start (then it follows the answers given: broker/
-replay.py), while the answers the original cycle k got were given a little after it. The rule, per request (the same symbol; bars of the same size; the same
-option contract):
+replay.py), while the answers the original cycle k got were given a little after it. The
+rule, per request (the same symbol; bars of the same size; the same option contract):
 
 - the cycle's window is [its start, the next cycle's start) (before the first cycle: what the
   run asked before it, e.g. the day's account; the last runs on to the recording's end);
