@@ -255,3 +255,45 @@ def test_the_last_day_is_driven_to_its_close_by_the_expiry_exit(tmp_path: Path) 
     exit_at = at(FRIDAY, 16, 0) - 15 * 60  # the close less risk.exit_before_expiry_min
     assert (closed.status, closed.exit_reason, closed.closed_ts) == ("closed", "expiry", exit_at)
     assert closed.intent_id == held.intent_id and closed.entry_price == held.entry_price
+
+
+def test_a_range_without_a_session_is_exit_2_and_journals_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data_dir, journal = tmp_path / "data", tmp_path / "bt.sqlite"
+    write_bars(data_dir, "SPY", MON, MON)
+    code, out, err = run_cli(
+        "--data", str(data_dir), "--from", "2026-12-05", "--to", "2026-12-06",
+        "--journal", str(journal), capsys=capsys,
+    )  # fmt: skip
+    assert code == 2 and out == ""
+    assert "no trading session from 2026-12-05 to 2026-12-06" in err
+    assert not journal.exists()
+
+
+def test_ctrl_c_mid_backtest_leaves_no_half_written_journal(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import supervisor.commands.backtest as command
+
+    real = command.run_offline
+
+    async def interrupted(settings: Any, broker: Any, clock: Any, times: Any, *a: Any, **k: Any):
+        def until_ctrl_c() -> Any:  # Ctrl-C after three cycles, as asyncio.run raises it
+            for n, t in enumerate(times):
+                if n == 3:
+                    raise KeyboardInterrupt
+                yield t
+
+        return await real(settings, broker, clock, until_ctrl_c(), *a, **k)
+
+    monkeypatch.setattr(command, "run_offline", interrupted)
+    data_dir, journal = tmp_path / "data", tmp_path / "bt.sqlite"
+    write_bars(data_dir, "SPY", MON, MON)
+    code, out, err = run_cli(
+        "--data", str(data_dir), "--from", "2026-11-30", "--to", "2026-11-30",
+        "--journal", str(journal), capsys=capsys,
+    )  # fmt: skip
+    assert code == 0 and out == ""
+    assert "interrupted" in err and f"{journal} removed" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]  # no journal, -wal, .lock

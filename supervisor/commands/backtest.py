@@ -15,8 +15,9 @@
       --> the summary (supervisor/journal/results.py's figures), text with a banner when
           options were model-priced, or ``--json``
 
-Exit 0 done, 2 a bad command line, settings or data folder, 5 the journal could not be
-written.
+Exit 0 done (or stopped by Ctrl-C / SIGTERM: the half-written journal removed, since a
+backtest is run again, never resumed), 2 a bad command line, settings or data folder or a
+range without a session, 5 the journal could not be written.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import argparse
 import asyncio
 import json
 import logging
+import signal
 import sys
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -103,6 +105,13 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     if plan is None:
         return exitcodes.USAGE
     calendar = exchange_calendar(settings.schedule)
+    if count_cycles(calendar, plan.first, plan.last) == 0:
+        print(
+            f"backtest: no trading session from {plan.first} to {plan.last} "
+            "(weekends and exchange holidays only)",
+            file=sys.stderr,
+        )
+        return exitcodes.USAGE
     try:
         data = load(plan.folder, plan.symbols, plan.first, plan.last, calendar)
     except DataError as exc:
@@ -114,18 +123,32 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     settings = settings.model_copy(
         update={"universe": settings.universe.model_copy(update={"symbols": list(plan.symbols)})}
     )
+    # SIGTERM stops it as Ctrl-C does (asyncio.run raises KeyboardInterrupt for both)
+    before = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         run, broker = asyncio.run(backtest(settings, data, plan))
         journal_model_priced(plan.journal, broker)
         summary = summarize(settings, run, broker)
+    except KeyboardInterrupt:
+        remove_journal(plan.journal)
+        print(f"backtest: interrupted; the half-written {plan.journal} removed", file=sys.stderr)
+        return exitcodes.OK
     except JournalExists as exc:
         print(f"backtest: {exc}; name another with --journal", file=sys.stderr)
         return exitcodes.USAGE
     except JournalError as exc:
         print(f"backtest: the journal {plan.journal} could not be written: {exc}", file=sys.stderr)
         return exitcodes.STORAGE
+    finally:
+        signal.signal(signal.SIGTERM, before)
     print(json.dumps(summary, indent=2) if args.json else summary_text(summary))
     return exitcodes.OK
+
+
+def remove_journal(path: Path) -> None:
+    """The journal file and its companions (WAL, shared memory, lock): this run made them."""
+    for name in (path, *(path.with_name(path.name + end) for end in ("-wal", "-shm", ".lock"))):
+        name.unlink(missing_ok=True)
 
 
 def make_plan(args: argparse.Namespace, settings: Settings) -> Plan | None:
