@@ -12,6 +12,13 @@ version of every bar of its request in its range, carried by it or an earlier an
 The encoder checks that reading back gives exactly the answer (a bar it once gave and now
 leaves out inside the range would come back); when it would not, the row carries its bars
 whole, as lists, and nothing is derived for it.
+
+A run of many days must not keep every bar it ever recorded: per request the encoder forgets
+all but its newest bars, twice as many as the widest answer of that request held (a cycle's
+answer ends at the newest bar: none reaches back that far), and remembers the first bar it
+kept, its ``horizon``; a series is at most three times that widest answer. Above it the
+encoder knows exactly what a reader derives, so the check above stays exact; an answer that
+does reach below it (a wider request than any before) carries its bars whole.
 """
 
 from __future__ import annotations
@@ -52,6 +59,10 @@ class Series:
     columns: tuple[array[float], ...] = field(
         default_factory=lambda: tuple(array("d") for _ in COLUMNS)
     )
+    # bars before this were forgotten (the encoder's side only): below it a reader may hold
+    # bars the series no longer does
+    horizon: float = float("-inf")
+    widest: int = 0  # the most bars an answer of this request held so far
 
     @property
     def ts(self) -> array[float]:
@@ -75,6 +86,16 @@ class Series:
         lo, hi = self.bounds(first, last)
         return tuple(column[lo:hi] for column in self.columns)
 
+    def forget_old(self, n: int) -> None:
+        """An answer of ``n`` bars was encoded: past three times the widest answer's bars,
+        the oldest dropped down to twice that (each bar moved a bounded number of times)."""
+        self.widest = max(self.widest, n)
+        cut = len(self.ts) - 2 * self.widest
+        if len(self.ts) > 3 * self.widest:
+            self.horizon = self.ts[cut]
+            for column in self.columns:
+                del column[:cut]
+
     def replace_tail(self, start: int, tail: tuple[array[float], ...]) -> None:
         """Everything from ``start`` on replaced by ``tail`` (bytes copied, no floats)."""
         for column, values in zip(self.columns, tail, strict=True):
@@ -94,8 +115,8 @@ def _empty() -> Columns:
 
 
 class BarsEncoder:
-    """The writer's side: per request, every bar recorded so far (bar values, ~3 MB a day
-    for 1,000 symbols' 1-minute bars)."""
+    """The writer's side: per request, the bars recorded so far that an answer can still
+    reach (bounded: see the module's docstring)."""
 
     def __init__(self) -> None:
         self.known: dict[BarsKey, Series] = {}
@@ -119,8 +140,11 @@ class BarsEncoder:
             for bar in zip(*new, strict=True):
                 series.put(bar)
         row: dict[str, object] = {"n_bars": n, "first_bar_ts": first, "last_bar_ts": last}
-        if series.span(first, last)[0] != bars.ts:  # a bar once given, left out now
+        # a bar once given, left out now; or below the horizon, where a reader may hold a bar
+        # forgotten here
+        if first < series.horizon or series.span(first, last)[0] != bars.ts:
             row.update({name: array("d", c) for name, c in zip(COLUMNS, columns, strict=True)})
+        series.forget_old(n)
         return row, new
 
 
