@@ -36,11 +36,14 @@ META_FILE: Final = "meta.json"
 DIR_TIME_FORMAT: Final = "%Y%m%dT%H%M%SZ"
 
 # While the run goes, each flush of a kind is one part file (one row group, written to a
-# temporary name and renamed, so a crash never leaves half a part): ``parts/<kind>/NNNNNNNN
-# .parquet``. At the end of the run they are compacted into ``<kind>.parquet`` and ``parts/``
-# goes; a recording cut short by a crash keeps its parts until the next run's start (or
-# ``writer.complete``) compacts them. ``read_kind`` below reads either state.
+# temporary name and renamed, so a crash never leaves half a part): ``parts/<kind>/
+# <first row>.parquet``, the kind's row number of its first row in 12 digits; the writer
+# merges them as the run goes (every few cycles, and a session's at its end). At the end of
+# the run they are compacted into ``<kind>.parquet`` and ``parts/`` goes; a recording cut
+# short by a crash keeps its parts until the next run's start (or ``writer.complete``)
+# compacts them. ``read_kind`` below reads either state.
 PARTS_DIR: Final = "parts"
+PART_DIGITS: Final = 12
 
 # file stems (``<kind>.parquet``)
 QUOTES: Final = "quotes"
@@ -276,6 +279,26 @@ def error_parts(text: str) -> tuple[str, str]:
     return name, message
 
 
+def part_name(first_row: int) -> str:
+    return f"{first_row:0{PART_DIGITS}d}.parquet"
+
+
+def part_files(root: Path, kind: str) -> list[Path]:
+    """A kind's part files in row order, less any whose rows a merged part before it already
+    holds (a merge cut short between writing the merged file and deleting its parts). Names
+    of the earlier counter form (8 digits) are taken as they are."""
+    kept: list[Path] = []
+    covered = 0  # rows up to here are in the parts kept so far
+    for path in sorted((root / PARTS_DIR / kind).glob("*.parquet")):
+        if len(path.stem) == PART_DIGITS and path.stem.isdigit():
+            first = int(path.stem)
+            if first < covered:
+                continue
+            covered = first + pq.read_metadata(path).num_rows
+        kept.append(path)
+    return kept
+
+
 def read_kind(root: Path, kind: str) -> pa.Table:
     """One kind of a recording as a table: its compacted file, else the parts a crashed or
     still running recording has so far (an empty table of the schema when neither). Bars
@@ -290,7 +313,7 @@ def _stored(root: Path, kind: str) -> pa.Table:
     final = root / file_name(kind)
     if final.exists():
         return pq.read_table(final, schema=SCHEMAS[kind])
-    parts = sorted((root / PARTS_DIR / kind).glob("*.parquet"))
+    parts = part_files(root, kind)
     if not parts:
         return SCHEMAS[kind].empty_table()
     return pa.concat_tables(pq.read_table(p, schema=SCHEMAS[kind]) for p in parts)

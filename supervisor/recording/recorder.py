@@ -102,16 +102,20 @@ class Recording:
         }
         self.writer.write_meta(self.meta)
         self.cycles = 0
+        self.day: str | None = None  # the session of the last cycle
         self.ended = False
 
     def cycle_started(self, cycle_id: int, day: str, ts: float) -> None:
+        if self.day is not None and day != self.day:
+            self.writer.session_ended()  # the last session's files merged into one per kind
+        self.day = day
         self.cycles += 1
         self.writer.add(
             fmt.CYCLES, {"ts": ts, "cycle": cycle_id, "day": day, "wall_ts": time.time()}
         )
 
     def cycle_ended(self) -> None:
-        self.writer.flush()  # a crash from here on loses nothing of this cycle
+        self.writer.cycle_ended()  # a crash from here on loses nothing of this cycle
 
     def flushing(self, then: Callable[[T], None] | None) -> Callable[[T], None]:
         """A cycle's end callback that flushes, then calls ``then`` (the caller's own)."""

@@ -4,6 +4,14 @@ Rows are buffered per kind as columns (one Python list per column: appending is 
 cost on the broker's path); ``flush`` writes each kind's buffer as one part file, which is
 what a crash can lose at most; ``close`` compacts the parts into ``<kind>.parquet``. Only
 the supervisor's event loop writes, so nothing here locks.
+
+A run of days must not pile up a part per kind per cycle until its end: every
+``COMPACT_CYCLES`` cycles the parts since the last such merge become one, and at a session's
+end the session's files become one, so a kind keeps one file per past session, a few of
+today's merges and at most ``COMPACT_CYCLES`` parts. A part is named by the kind's row
+number of its first row; a merge writes the merged file under its first part's name, then
+deletes the others, and a crash between the two leaves parts whose rows the merged file
+already holds, which ``format.part_files`` leaves out by their names.
 """
 
 from __future__ import annotations
@@ -14,7 +22,7 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +30,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from supervisor.recording.bars_delta import float_lists
-from supervisor.recording.format import BAR_VALUES, BARS, META_FILE, PARTS_DIR, SCHEMAS, file_name
+from supervisor.recording.format import (
+    BAR_VALUES,
+    BARS,
+    META_FILE,
+    PARTS_DIR,
+    SCHEMAS,
+    file_name,
+    part_files,
+    part_name,
+)
 
 log = logging.getLogger("supervisor.recording")
 
@@ -32,6 +49,9 @@ FLUSH_ROWS = 20_000
 # a compacted file's row groups: parts joined up to this many bytes in memory (a day of
 # 1,000 symbols' bars is gigabytes uncompressed: never read whole)
 COMPACT_BYTES = 32_000_000
+# every this many cycles each kind's parts since the last merge are merged into one file
+# (a cycle a minute: ~13 merged files a session, then one at its end)
+COMPACT_CYCLES = 30
 # held (flock) by the writer while the run goes: another run's retention pass leaves a
 # recording in progress alone (its parts are not a crash's)
 LOCK_FILE = ".lock"
@@ -70,7 +90,12 @@ class RecordingWriter:
         self._names = {kind: schema.names for kind, schema in SCHEMAS.items()}
         self._columns: dict[str, dict[str, list[Any]]] = {k: {} for k in SCHEMAS}
         self._buffered = dict.fromkeys(SCHEMAS, 0)
-        self._parts = dict.fromkeys(SCHEMAS, 0)
+        # (first row, rows) of each part on disk; merges start at these indexes: the parts
+        # since the last merge of COMPACT_CYCLES, the files since the session's start
+        self._parts: dict[str, list[tuple[int, int]]] = {kind: [] for kind in SCHEMAS}
+        self._merge_from = dict.fromkeys(SCHEMAS, 0)
+        self._session_from = dict.fromkeys(SCHEMAS, 0)
+        self._cycles = 0  # cycle ends since the last merge
         self.rows = dict.fromkeys(SCHEMAS, 0)  # written or buffered, per kind
         self.closed = False
         # why the recording stopped early (a full disk, a value Parquet refused): the run
@@ -113,14 +138,55 @@ class RecordingWriter:
             if self._buffered[kind] and not self.closed:
                 self._flush_kind(kind)
 
+    def cycle_ended(self) -> None:
+        """Every buffer to disk; every ``COMPACT_CYCLES`` calls, each kind's parts since the
+        last merge merged into one file."""
+        self.flush()
+        self._cycles += 1
+        if self._cycles >= COMPACT_CYCLES:
+            self._cycles = 0
+            for kind in SCHEMAS:
+                self._guarded(kind, self._merge, kind, self._merge_from)
+
+    def session_ended(self) -> None:
+        """The files of the session that ended merged into one per kind (called at the next
+        session's first cycle: what is buffered then is the new session's)."""
+        self._cycles = 0
+        for kind in SCHEMAS:
+            self._guarded(kind, self._merge, kind, self._session_from)
+
+    def _merge(self, kind: str, since: dict[str, int]) -> None:
+        start = since[kind]
+        parts = self._parts[kind][start:]
+        if len(parts) > 1:
+            began = time.thread_time()
+            try:
+                folder = self.root / PARTS_DIR / kind
+                paths = [folder / part_name(first) for first, _ in parts]
+                temporary = folder / "merge.tmp"
+                merge_into(paths, SCHEMAS[kind], temporary)
+                os.replace(temporary, paths[0])  # from here its rows are in it: see part_files
+                for path in paths[1:]:
+                    path.unlink()
+                self._parts[kind][start:] = [(parts[0][0], sum(n for _, n in parts))]
+            finally:
+                self.busy_s += time.thread_time() - began
+        self._merge_from[kind] = len(self._parts[kind])
+        if since is self._session_from:
+            self._session_from[kind] = len(self._parts[kind])
+
     def _flush_kind(self, kind: str) -> None:
         first = FLUSH_FIRST.get(kind)
         if first is not None and self._buffered[first]:
             self._flush_kind(first)
+        self._guarded(kind, self._write_part, kind)
+
+    def _guarded(self, kind: str, write: Callable[..., None], *args: Any) -> None:
+        """``write(*args)``; a failure stops the recording (said once), never the run."""
         if self.closed:
             return
         try:
-            self._write_part(kind)
+            write(*args)
         except (OSError, pa.ArrowException) as exc:
             self.failure = f"{kind}: {exc!r}"
             self.closed = True  # nothing more is buffered: the rows so far stay on disk
@@ -148,13 +214,15 @@ class RecordingWriter:
         ]
         table = pa.Table.from_arrays(arrays, schema=schema)
         self._reset(kind)
-        self._parts[kind] += 1
+        parts = self._parts[kind]
+        first = parts[-1][0] + parts[-1][1] if parts else 0
         folder = self.root / PARTS_DIR / kind
         folder.mkdir(parents=True, exist_ok=True)
-        final = folder / f"{self._parts[kind]:08d}.parquet"
+        final = folder / part_name(first)
         temporary = final.with_suffix(".tmp")
         pq.write_table(table, temporary, compression=COMPRESSION)
         os.replace(temporary, final)  # a crash never leaves half a part under its name
+        parts.append((first, table.num_rows))
 
     def write_meta(self, meta: Mapping[str, Any]) -> None:
         write_meta(self.root, meta)
@@ -172,6 +240,10 @@ class RecordingWriter:
         finally:
             self._lock.close()
             (self.root / LOCK_FILE).unlink(missing_ok=True)
+
+    def part_count(self) -> int:
+        """Part files on disk (bounded: see the module's docstring)."""
+        return sum(len(parts) for parts in self._parts.values())
 
     def size_bytes(self) -> int:
         return sum(p.stat().st_size for p in self.root.rglob("*") if p.is_file())
@@ -196,22 +268,28 @@ def complete(root: Path) -> bool:
     had_parts = parts_root.exists()
     for kind, schema in SCHEMAS.items():
         final = root / file_name(kind)
-        parts = sorted((parts_root / kind).glob("*.parquet"))
+        parts = part_files(root, kind)
         if final.exists() and not parts:
             continue
         temporary = final.with_suffix(".tmp")
-        with pq.ParquetWriter(temporary, schema, compression=COMPRESSION) as out:
-            pending: list[pa.Table] = []
-            size = 0
-            for part in parts:
-                pending.append(pq.read_table(part, schema=schema))
-                size += pending[-1].nbytes
-                if size >= COMPACT_BYTES:
-                    out.write_table(pa.concat_tables(pending), row_group_size=1 << 30)
-                    pending, size = [], 0
-            if pending:
-                out.write_table(pa.concat_tables(pending), row_group_size=1 << 30)
+        merge_into(parts, schema, temporary)
         os.replace(temporary, final)
     if had_parts:
         shutil.rmtree(parts_root)
     return had_parts
+
+
+def merge_into(parts: Sequence[Path], schema: pa.Schema, target: Path) -> None:
+    """``parts``' rows, in order, into one file (row groups of up to COMPACT_BYTES in
+    memory: a day of 1,000 symbols' bars is never read whole)."""
+    with pq.ParquetWriter(target, schema, compression=COMPRESSION) as out:
+        pending: list[pa.Table] = []
+        size = 0
+        for part in parts:
+            pending.append(pq.read_table(part, schema=schema))
+            size += pending[-1].nbytes
+            if size >= COMPACT_BYTES:
+                out.write_table(pa.concat_tables(pending), row_group_size=1 << 30)
+                pending, size = [], 0
+        if pending:
+            out.write_table(pa.concat_tables(pending), row_group_size=1 << 30)
