@@ -92,6 +92,15 @@ async def heartbeats(
         await pause(stop, interval_s)
 
 
+def halted_reason(desk: Desk | None) -> str:
+    """Why the kill switch tripped today: the desk keeps only the flag, the journal's day
+    state the reason (a kill's who and whence, the daily loss), as report reads it."""
+    if desk is None or desk.state is None or not desk.state.halted:
+        return ""
+    saved = desk.journal.day_state(desk.state.day)
+    return saved.halted_reason if saved is not None else ""
+
+
 class StatusFeed:
     """What the loop owns, read on the loop: for the heartbeat, the metrics' run record and
     the status endpoint (each gets plain values, never the loop's own objects)."""
@@ -182,6 +191,7 @@ class StatusFeed:
             connected=self.broker.is_connected(),
             market_open=self.market_open,
             halted=bool(state and state.halted),
+            halted_reason=halted_reason(desk),
             cycles=self.cycles_done(),
             last_cycle_mono=self.last_cycle_mono,
             cycle_seconds=last.seconds if last else None,
