@@ -333,3 +333,14 @@ def test_an_order_says_its_side_not_the_signal(tmp_path, caplog):
     assert "(signal SELL, confidence 0.70)" in line
     loaded = journal.load_intent("i-fri")
     assert loaded is not None and loaded.action == "BUY"
+
+
+def test_a_second_trip_keeps_the_first_reason_and_time(tmp_path):
+    # a kill from the CLI, then another (or the daily loss later): the day stays halted by
+    # the first, as report's "HALTED at" and the first kill_switch alert say
+    desk, _, journal = desk_for(tmp_path)
+    run(desk.begin_cycle(NOW))
+    desk.trip("kill by cli from 127.0.0.1:1", NOW + 1, key="control")
+    desk.trip("kill by cli from 127.0.0.1:2", NOW + 5, key="control")
+    saved = journal.day_state("2026-01-08")
+    assert (saved.halted_reason, saved.halted_ts) == ("kill by cli from 127.0.0.1:1", NOW + 1)

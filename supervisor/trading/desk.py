@@ -150,7 +150,10 @@ class Desk:
         saved = self.journal.day_state(self.state.day) or DayState(
             self.state.day, self.state.start_equity
         )
-        self.journal.save_day_state(replace(saved, halted=True, halted_reason=why, halted_ts=ts))
+        if not saved.halted:  # the first trip's reason and time stand (a second kill says no more)
+            self.journal.save_day_state(
+                replace(saved, halted=True, halted_reason=why, halted_ts=ts)
+            )
         if self.journal.record_alert_once(self.state.day, "kill_switch", key, why, ts):
             log.error(
                 "KILL SWITCH: %s; no new entries for the rest of %s",
