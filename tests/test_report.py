@@ -327,3 +327,18 @@ def test_no_journal_of_the_settings_broker_names_the_one_there_is(
     assert done.returncode == 2
     assert f"no journal at {tmp_path / 'journal-sim.sqlite'}: run the bot first" in done.stderr
     assert f"({journal_file} has days: --broker stub)" in done.stderr
+
+
+@pytest.mark.parametrize("flag", [["--json"], ["--results"], ["--plot", "plots"]])
+def test_html_with_a_flag_it_would_ignore_is_refused(
+    flag: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # a script's `report --html F --json | jq` got the page's text line on stdout, not JSON
+    from supervisor.commands.cli import main
+
+    journal, out = tmp_path / "j.sqlite", tmp_path / "day.html"
+    Journal(journal).close()
+    assert main(["report", "--journal", str(journal), "--html", str(out), *flag]) == 2
+    _, err = capsys.readouterr()
+    assert f"report --html writes one day's page: not with {flag[0]}" in err
+    assert not out.exists()

@@ -317,6 +317,11 @@ def cmd_report(args: argparse.Namespace) -> int:
         return exitcodes.USAGE
     if args.compare:
         return _compare(args)
+    ignored = [f for f, on in (("--json", args.json), ("--results", args.results)) if on]
+    if args.html and (ignored or args.plot):  # else silently dropped: --json's stdout not JSON
+        clash = ", ".join([*ignored, *(["--plot"] if args.plot else [])])
+        print(f"report --html writes one day's page: not with {clash}", file=sys.stderr)
+        return exitcodes.USAGE
     market = args.broker or settings_market(args, settings)
     path = _given(args.journal) if args.journal else journal_to_read(settings, market)
     if path is None:
