@@ -63,6 +63,8 @@ def test_a_run_of_days_keeps_a_bounded_number_of_files_and_of_remembered_bars(
             # one per past session, today's merges, the parts since the last merge
             bound = len(kinds) * (day + CYCLES_A_DAY // EVERY + EVERY)
             assert on_disk == recording.writer.part_count() <= bound
+            if k % CYCLES_A_DAY == 0:  # a session's first cycle: each past one is one file
+                assert len(os.listdir(recording.path / fmt.PARTS_DIR / fmt.CYCLES)) == day + 1
             series = recording.broker._bars.known[("SPY", 1, True)]
             assert len(series.ts) <= 3 * WIDE
 

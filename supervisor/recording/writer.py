@@ -96,6 +96,8 @@ class RecordingWriter:
         self._merge_from = dict.fromkeys(SCHEMAS, 0)
         self._session_from = dict.fromkeys(SCHEMAS, 0)
         self._cycles = 0  # cycle ends since the last merge
+        # where the session that ended stops in each kind's parts, until merged
+        self._session_end: dict[str, int] | None = None
         self.rows = dict.fromkeys(SCHEMAS, 0)  # written or buffered, per kind
         self.closed = False
         # why the recording stopped early (a full disk, a value Parquet refused): the run
@@ -139,25 +141,33 @@ class RecordingWriter:
                 self._flush_kind(kind)
 
     def cycle_ended(self) -> None:
-        """Every buffer to disk; every ``COMPACT_CYCLES`` calls, each kind's parts since the
-        last merge merged into one file."""
+        """Every buffer to disk; then the session that ended, if one did, merged into one
+        file per kind, else every ``COMPACT_CYCLES`` calls each kind's parts since the last
+        merge. After the cycle, not before it: a merge of a day takes seconds at 1,000
+        symbols, and the first cycle of a session should not wait for it."""
         self.flush()
         self._cycles += 1
-        if self._cycles >= COMPACT_CYCLES:
+        ended, self._session_end = self._session_end, None
+        if ended is not None:
+            for kind in SCHEMAS:
+                self._guarded(kind, self._merge, kind, self._session_from[kind], ended[kind])
+                self._session_from[kind] = self._merge_from[kind]
+        elif self._cycles >= COMPACT_CYCLES:
             self._cycles = 0
             for kind in SCHEMAS:
-                self._guarded(kind, self._merge, kind, self._merge_from)
+                self._guarded(kind, self._merge, kind, self._merge_from[kind], None)
 
     def session_ended(self) -> None:
-        """The files of the session that ended merged into one per kind (called at the next
-        session's first cycle: what is buffered then is the new session's)."""
+        """The session of the parts on disk has ended (said at the next session's first
+        cycle: what is buffered then is the new one's); they are merged at the next
+        ``cycle_ended``."""
         self._cycles = 0
-        for kind in SCHEMAS:
-            self._guarded(kind, self._merge, kind, self._session_from)
+        self._session_end = {kind: len(parts) for kind, parts in self._parts.items()}
 
-    def _merge(self, kind: str, since: dict[str, int]) -> None:
-        start = since[kind]
-        parts = self._parts[kind][start:]
+    def _merge(self, kind: str, start: int, end: int | None) -> None:
+        """The parts ``start:end`` of a kind into one file; the next merge of COMPACT_CYCLES
+        starts after it."""
+        parts = self._parts[kind][start:end]
         if len(parts) > 1:
             began = time.thread_time()
             try:
@@ -168,12 +178,10 @@ class RecordingWriter:
                 os.replace(temporary, paths[0])  # from here its rows are in it: see part_files
                 for path in paths[1:]:
                     path.unlink()
-                self._parts[kind][start:] = [(parts[0][0], sum(n for _, n in parts))]
+                self._parts[kind][start:end] = [(parts[0][0], sum(n for _, n in parts))]
             finally:
                 self.busy_s += time.thread_time() - began
-        self._merge_from[kind] = len(self._parts[kind])
-        if since is self._session_from:
-            self._session_from[kind] = len(self._parts[kind])
+        self._merge_from[kind] = start + min(len(parts), 1)
 
     def _flush_kind(self, kind: str) -> None:
         first = FLUSH_FIRST.get(kind)
