@@ -257,6 +257,19 @@ def test_the_command_refuses_what_it_cannot_do_before_asking(
     assert "SPY.csv: line 1: header 'date,price'" in capsys.readouterr().err
 
 
+def test_a_range_without_a_session_is_exit_2_before_asking(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # a weekend: it connected, fetched nothing and said "-> SPY.csv", a file it never wrote
+    from supervisor.commands.cli import main
+
+    out = tmp_path / "bars"
+    weekend = ["--from", "2026-12-05", "--to", "2026-12-06", "--port", "9"]
+    assert main(["fetch-history", "--out", str(out), "--symbols", "SPY", *weekend]) == 2
+    assert "no trading session from 2026-12-05 to 2026-12-06" in capsys.readouterr().err
+    assert not out.exists()
+
+
 # --- the run's bookkeeping, on a fake gateway --------------------------------------------------
 
 

@@ -227,6 +227,13 @@ def cmd_fetch_history(args: argparse.Namespace) -> int:
     if args.to_day < args.from_day:
         print(f"--to {args.to_day} is before --from {args.from_day}", file=sys.stderr)
         return exitcodes.USAGE
+    if not sessions(exchange_calendar(settings.schedule), args.from_day, args.to_day):
+        print(
+            f"fetch-history: no trading session from {args.from_day} to {args.to_day} "
+            "(weekends and exchange holidays only)",
+            file=sys.stderr,
+        )
+        return exitcodes.USAGE
     market = market_for(args, settings)
     if market is None:
         return exitcodes.USAGE
