@@ -142,3 +142,27 @@ def test_modelled_answers_are_one_alert_per_kind_contract_and_day_with_their_cou
         and rows[0][4] == C1
     )
     assert rows[1][3].startswith("1 answer(s)")
+
+
+def test_ctrl_c_mid_replay_leaves_no_half_written_journal(
+    home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import supervisor.commands.replay as command
+
+    real = command.run_offline
+
+    async def interrupted(settings: Any, broker: Any, clock: Any, times: Any, *a: Any, **k: Any):
+        def until_ctrl_c() -> Any:  # Ctrl-C after the first cycle, as asyncio.run raises it
+            for n, t in enumerate(times):
+                if n == 1:
+                    raise KeyboardInterrupt
+                yield t
+
+        return await real(settings, broker, clock, until_ctrl_c(), *a, **k)
+
+    monkeypatch.setattr(command, "run_offline", interrupted)
+    root, journal = recording(tmp_path / "rec"), tmp_path / "out" / "j.sqlite"
+    assert main(["replay", str(root), "--journal", str(journal), "--json"]) == exitcodes.OK
+    out, err = capsys.readouterr()
+    assert out == "" and f"interrupted; the half-written {journal} removed" in err
+    assert list(journal.parent.iterdir()) == []  # no journal, -wal, -shm or .lock

@@ -45,7 +45,7 @@ from supervisor.journal.rows import JournalError
 from supervisor.journal.store import Journal
 from supervisor.observe.progress import cycle_echo
 from supervisor.runtime.clock import SimClock
-from supervisor.runtime.offline import JournalExists, OfflineRun, run_offline
+from supervisor.runtime.offline import JournalExists, OfflineRun, remove_journal, run_offline
 
 MODEL_PRICED = "model_priced"  # the journal alert kind: a day's options priced by the model
 BANNER = (
@@ -143,12 +143,6 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGTERM, before)
     print(json.dumps(summary, indent=2) if args.json else summary_text(summary))
     return exitcodes.OK
-
-
-def remove_journal(path: Path) -> None:
-    """The journal file and its companions (WAL, shared memory, lock): this run made them."""
-    for name in (path, *(path.with_name(path.name + end) for end in ("-wal", "-shm", ".lock"))):
-        name.unlink(missing_ok=True)
 
 
 def make_plan(args: argparse.Namespace, settings: Settings) -> Plan | None:

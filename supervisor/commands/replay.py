@@ -22,6 +22,7 @@ import asyncio
 import inspect
 import json
 import logging
+import signal
 import sys
 from collections import Counter
 from dataclasses import dataclass
@@ -47,7 +48,7 @@ from supervisor.journal.store import Journal
 from supervisor.observe.progress import cycle_echo
 from supervisor.recording.reader import Recording, RecordingError, read_recording
 from supervisor.runtime.clock import SimClock
-from supervisor.runtime.offline import JournalExists, OfflineRun, run_offline
+from supervisor.runtime.offline import JournalExists, OfflineRun, remove_journal, run_offline
 from workers.strategy import StrategyLoadError, load_strategy
 
 MODELLED = "modelled"  # the journal alert kind of an answer the recording could not give
@@ -91,16 +92,24 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if journal is None:
         return exitcodes.USAGE
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # SIGTERM stops it as Ctrl-C does (asyncio.run raises KeyboardInterrupt for both)
+    before = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         replayed = asyncio.run(replay(settings, recording, journal, args.json))
         journal_modelled(journal, replayed.modelled, calendar_tz(settings.schedule))
         summary = summarize(replayed)
+    except KeyboardInterrupt:  # a replay is run again, never resumed
+        remove_journal(journal)
+        print(f"replay: interrupted; the half-written {journal} removed", file=sys.stderr)
+        return exitcodes.OK
     except JournalExists as exc:
         print(f"replay: {exc}; name another with --journal", file=sys.stderr)
         return exitcodes.USAGE
     except JournalError as exc:
         print(f"replay: the journal {journal} could not be written: {exc}", file=sys.stderr)
         return exitcodes.STORAGE
+    finally:
+        signal.signal(signal.SIGTERM, before)
     print(json.dumps(json_ready(summary), indent=2) if args.json else summary_text(summary))
     return exitcodes.OK
 

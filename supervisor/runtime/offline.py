@@ -123,6 +123,13 @@ async def run_offline(
         await broker.disconnect()
 
 
+def remove_journal(path: Path) -> None:
+    """An interrupted run's journal and its companions (WAL, shared memory, lock): it made
+    them, and half a run's days would read as a whole run's."""
+    for name in (path, *(path.with_name(path.name + end) for end in ("-wal", "-shm", ".lock"))):
+        name.unlink(missing_ok=True)
+
+
 async def _build(settings: Settings, broker: Broker, clock: SimClock, journal: Journal) -> _Parts:
     calendar = exchange_calendar(settings.schedule)
     service = DataService(broker, settings.ibkr.request_timeout_s, calendar, clock.now)
