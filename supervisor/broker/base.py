@@ -27,6 +27,11 @@ class SymbolDataError(BrokerError):
     """One symbol's data could not be had (no permission, unknown contract, timeout)."""
 
 
+class NoDataPermission(SymbolDataError):
+    """The account lacks the market-data subscription a symbol's data needs: asking again
+    (another day, later) cannot help until the subscription is bought."""
+
+
 class ConnectionLost(BrokerError):
     """The connection to the gateway is down; the supervisor waits for the reconnect."""
 

@@ -30,7 +30,7 @@ from common.calendar import ExchangeCalendar, Session, calendar_tz, exchange_cal
 from common.config import Settings
 from common.timetext import span
 from supervisor import exitcodes
-from supervisor.broker.base import BrokerError, ConnectionLost
+from supervisor.broker.base import BrokerError, ConnectionLost, NoDataPermission
 from supervisor.commands.options import (
     MARKET_ERRORS,
     add_market_options,
@@ -151,6 +151,7 @@ async def fetch(
         result.kept[sym] = sum(1 for s in over if s.day in files[sym])
         result.days[sym], result.bars[sym] = 0, 0
     dirty: set[str] = set()  # symbols with days fetched but not yet on disk
+    hopeless: set[str] = set()  # no data permission: no later day of them is asked
 
     def save(*symbols: str) -> None:
         for sym in symbols:
@@ -158,12 +159,19 @@ async def fetch(
             dirty.discard(sym)
 
     for done, (sym, session) in enumerate(todo, start=1):
+        if sym in hopeless:
+            continue
         failed = False
         try:
             rows = await history.day(sym, session)
         except ConnectionLost:
             save(*sorted(dirty))  # what was fetched is kept; a later run asks for the rest
             raise
+        except NoDataPermission as exc:  # each of its days would fail the same way
+            left = sum(1 for s, _ in todo[done - 1 :] if s == sym)
+            result.failed.append(f"{sym}: {left} days from {session.day} not fetched: {exc}")
+            rows, failed = [], True
+            hopeless.add(sym)
         except BrokerError as exc:
             result.failed.append(f"{sym} {session.day}: {exc}")
             rows, failed = [], True
@@ -174,7 +182,7 @@ async def fetch(
             dirty.add(sym)
         elif not failed:
             result.empty.append(f"{sym} {session.day}")
-        last_of_symbol = done == len(todo) or todo[done][0] != sym
+        last_of_symbol = done == len(todo) or todo[done][0] != sym or sym in hopeless
         if sym in dirty and (last_of_symbol or result.days[sym] % SAVE_EVERY == 0):
             save(sym)
         eta = history.pacer.eta_s(len(todo) - done)

@@ -259,10 +259,20 @@ FaultKind = Literal[
     "no_security_definition",
     "snapshot_never_ends",
     "historical_never_answers",
+    "historical_refused",
 ]
 SYMBOL_FAULTS = frozenset(
-    {"no_market_data", "no_security_definition", "snapshot_never_ends", "historical_never_answers"}
+    {
+        "no_market_data",
+        "no_security_definition",
+        "snapshot_never_ends",
+        "historical_never_answers",
+        "historical_refused",
+    }
 )
+# historical_refused: error 162 with this text unless the fault gives its own ``message``
+# (IBKR's answer for an exchange the account has no market-data subscription for)
+HISTORICAL_REFUSED_TEXT = "No market data permissions for NYSE STK"
 
 
 class FaultSpec(Model):

@@ -137,6 +137,26 @@ def hint(code: int) -> str:
     return HINTS.get(code, "")
 
 
+# Error 162 is the historical-data service's one code for different answers; only its text
+# tells them apart (IBKR's texts, after "Historical Market Data Service error message:").
+HMDS_NO_DATA = "no data"  # "HMDS query returned no data": an answer, the day is empty
+HMDS_PACING = "pacing"  # "Historical data request pacing violation": wait and ask again
+HMDS_PERMISSION = "permission"  # "No market data permissions for NYSE STK": never, any day
+HMDS_OTHER = "other"  # "API historical data query cancelled", "... different IP", ...
+
+
+def hmds_refusal(message: str) -> str:
+    """Which of the HMDS_* answers an error 162's text is."""
+    text = message.lower()
+    if "no data" in text:
+        return HMDS_NO_DATA
+    if "pacing violation" in text:
+        return HMDS_PACING
+    if "permission" in text:
+        return HMDS_PERMISSION
+    return HMDS_OTHER
+
+
 def describe(code: int, message: str) -> str:
     """``error 354: Requested market data is not subscribed`` (the text trimmed)."""
     text = " ".join(message.split())

@@ -18,8 +18,11 @@ IBKR's documented limits (TWS API, "Historical Data Limitations"; ../shared/TWS_
 IBKR has said the limits for bars of a minute and more are "lifted" in favour of a softer
 throttle; we keep to the documented ones anyway: a refusal costs far more than the wait, and
 the gateway also counts what other clients of the account ask (a running bot's own bars).
-A refusal nevertheless (error 162 naming pacing, not "no data") is waited out
-(``REFUSAL_WAIT_S``, doubling up to the whole window) and the day asked again.
+A refusal nevertheless (error 162 whose text says "pacing violation") is waited out
+(``REFUSAL_WAIT_S``, doubling up to the whole window) and the day asked again. Error 162 also
+carries other answers (errors.hmds_refusal): "no data" is an empty day; "No market data
+permissions" fails at once as ``NoDataPermission`` (no day of the symbol can come); anything
+else (query cancelled, connected from a different IP) fails the day at once.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ from typing import Any
 
 from common.calendar import Session
 from common.config import IBKRSettings
+from supervisor.broker.base import NoDataPermission
+from supervisor.broker.ibkr import errors
 from supervisor.broker.ibkr.contracts import Contracts
 from supervisor.broker.ibkr.link import Link
 from supervisor.broker.ibkr.requests import IBKRRequestError, Requests
@@ -41,7 +46,11 @@ from supervisor.broker.ibkr.requests import IBKRRequestError, Requests
 Row = tuple[float, float, float, float, float, float]  # ts (bar start), o, h, l, c, volume
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
-PACING_VIOLATION = 162
+HMDS_ERROR = 162  # pacing violation, no data, no permission ...: errors.hmds_refusal
+PERMISSION_HINT = (
+    "no market-data subscription for this symbol's exchange, so no historical data either: "
+    "subscribe to it in the IBKR account; every day of the symbol is skipped"
+)
 REFUSAL_WAIT_S = 60.0  # a refusal rests this long, doubling to the window's length
 REFUSALS_MAX = 4  # then the day fails (something else is spending the account's budget)
 # a day's bars take IBKR a second or two, but its softer throttle answers late rather than
@@ -194,10 +203,15 @@ class HistoricalBars:
                     await self._ask(contract, f"history {symbol} {end}", end), session
                 )
             except IBKRRequestError as exc:
-                if exc.code != PACING_VIOLATION:
+                if exc.code != HMDS_ERROR:
                     raise
-                if "no data" in str(exc):  # HMDS query returned no data: an answer
+                answer = errors.hmds_refusal(str(exc))
+                if answer == errors.HMDS_NO_DATA:  # HMDS query returned no data: an answer
                     return []
+                if answer == errors.HMDS_PERMISSION:
+                    raise NoDataPermission(f"{exc} ({PERMISSION_HINT})") from exc
+                if answer != errors.HMDS_PACING:  # cancelled, another IP ...: waiting won't do
+                    raise
                 refused += 1
                 self.refusals += 1
                 if refused > REFUSALS_MAX:

@@ -6,7 +6,8 @@ sizes from 1 min to 1 day. formatDate 1 gives ``YYYYMMDD HH:MM:SS zone`` (daily:
 2 gives epoch seconds. With pacing switched on (``rules.historical_pacing``), IBKR's limits
 hold: violations get error 162 (rules.py; a BID_ASK request counts twice) and a request beyond
 ``rules.hist_max_open`` (50) of the connection's still unanswered ones gets 322, as IBKR's
-"Only 50 simultaneous API historical data requests allowed".
+"Only 50 simultaneous API historical data requests allowed". The ``historical_refused``
+fault answers a symbol's requests with 162 and a text (default: no market-data permissions).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from tools.gateway_sim import outgoing as out
 from tools.gateway_sim.codec import ContractFields, FieldReader
 from tools.gateway_sim.instruments import Instrument
 from tools.gateway_sim.pricepath import Bar
+from tools.gateway_sim.scenario import HISTORICAL_REFUSED_TEXT
 from tools.gateway_sim.session import Handler, Session
 
 DURATION_UNITS = {"S": 1, "D": 86_400, "W": 7 * 86_400, "M": 30 * 86_400, "Y": 365 * 86_400}
@@ -114,6 +116,11 @@ async def _answer(
         return
     inst = found[0]
     if s.fault_state("historical_never_answers", inst):
+        return
+    refused = s.fault_state("historical_refused", inst)
+    if refused is not None:
+        text = refused.message or HISTORICAL_REFUSED_TEXT
+        s.error(req_id, 162, f"Historical Market Data Service error message:{text}")
         return
     now = market.now()
     try:
