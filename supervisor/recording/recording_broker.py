@@ -6,6 +6,11 @@ Each answer becomes a row of recording/format.py's kind, stamped with the sessio
 failure is recorded with its error and raised unchanged. What is only passed through
 (connection, managed accounts, open orders, positions, completed orders, stats) is not
 recorded: a replay trades on the paper book.
+
+The recorder never fails, delays or changes a broker call: its own work after an answer (the
+row, the bars' encoding, the writer) is guarded, and whatever it raises switches the
+recording off (``recording_off``); the answer or the broker's own exception reaches the
+caller as the wrapped broker gave it (an order placed at IBKR is never reported failed).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from datetime import date
@@ -35,8 +41,25 @@ from supervisor.recording import format as fmt
 from supervisor.recording.bars_delta import COLUMNS, BarsEncoder
 from supervisor.recording.writer import RecordingWriter
 
+log = logging.getLogger("supervisor.recording")
+
 T = TypeVar("T")
 NAN = float("nan")
+
+
+def recording_off(writer: RecordingWriter, where: str, exc: BaseException) -> None:
+    """The recording stops where it is (its rows so far stay on disk; ``writer.failure``
+    says why), said once as an ERROR; the run goes on without it."""
+    writer.closed = True  # nothing more is buffered
+    if writer.failure is not None:
+        return  # already off (the writer's own failure, or an earlier one): said then
+    writer.failure = f"{where}: {exc!r}"
+    log.error(
+        "recording %s off, the run goes on without it: %s",
+        writer.root,
+        writer.failure,
+        extra={"event": "recording_failed", "path": str(writer.root)},
+    )
 
 
 def _contract(contract: OptionContract) -> dict[str, Any]:
@@ -98,27 +121,34 @@ class RecordingBroker:
     async def _recorded(
         self,
         kind: str,
-        identity: dict[str, Any],
+        identity: Callable[[], dict[str, Any]],
         ask: Awaitable[T],
         row: Callable[[T], dict[str, Any]],
     ) -> T:
+        """``ask``'s answer or exception, as it came; the request's ``identity`` and the
+        ``row`` of its answer are built after it, in the recorder's guard."""
         try:
             answer = await ask
         except (Exception, asyncio.CancelledError) as exc:
             # a cancel is the caller giving up (its timeout): recorded, so a replay knows
-            with self._busy():
-                self.writer.add(kind, {"ts": self.now(), **identity, **_failure(identity, exc)})
+            with self._busy(kind):
+                asked = identity()
+                self.writer.add(kind, {"ts": self.now(), **asked, **_failure(asked, exc)})
             raise
-        with self._busy():
-            self.writer.add(kind, {"ts": self.now(), **identity, **row(answer)})
+        with self._busy(kind):
+            self.writer.add(kind, {"ts": self.now(), **identity(), **row(answer)})
         return answer
 
     @contextlib.contextmanager
-    def _busy(self) -> Iterator[None]:
-        """This thread's CPU in the recorder's own work, summed (the benchmark's figure)."""
+    def _busy(self, kind: str) -> Iterator[None]:
+        """The recorder's own work on an answer of ``kind``: an exception of it switches the
+        recording off and goes no further (the caller gets the broker's answer); this
+        thread's CPU in it summed (the benchmark's figure)."""
         began = time.thread_time()
         try:
             yield
+        except Exception as exc:  # noqa: BLE001 - the recorder must never fail a broker call
+            recording_off(self.writer, kind, exc)
         finally:
             self.busy_s += time.thread_time() - began
 
@@ -140,13 +170,15 @@ class RecordingBroker:
         def row(a: AccountSnapshot) -> dict[str, Any]:
             return {f.name: getattr(a, f.name) for f in dataclasses.fields(a)}
 
-        return await self._recorded(fmt.ACCOUNT, {}, self.inner.account(), row)
+        return await self._recorded(fmt.ACCOUNT, dict, self.inner.account(), row)
 
     async def unknown_symbols(self, symbols: Sequence[str]) -> dict[str, str]:
         def row(unknown: dict[str, str]) -> dict[str, Any]:
             return {"unknown": list(unknown), "reasons": list(unknown.values())}
 
-        identity = {"symbols": list(symbols)}
+        def identity() -> dict[str, Any]:
+            return {"symbols": list(symbols)}
+
         return await self._recorded(
             fmt.CONTRACTS, identity, self.inner.unknown_symbols(symbols), row
         )
@@ -184,7 +216,8 @@ class RecordingBroker:
                 "quote_ts": q.ts,
             }
 
-        return await self._recorded(fmt.QUOTES, {"symbol": symbol}, self.inner.quote(symbol), row)
+        identity = {"symbol": symbol}
+        return await self._recorded(fmt.QUOTES, identity.copy, self.inner.quote(symbol), row)
 
     async def bars(
         self, symbol: str, minutes: int, bar_minutes: int = 1, rth: bool = False
@@ -193,10 +226,12 @@ class RecordingBroker:
         try:
             answer = await self.inner.bars(symbol, minutes, bar_minutes, rth)
         except (Exception, asyncio.CancelledError) as exc:
-            self.writer.add(fmt.BARS, {"ts": self.now(), **identity, **_failure(identity, exc)})
+            with self._busy(fmt.BARS):
+                self.writer.add(fmt.BARS, {"ts": self.now(), **identity, **_failure(identity, exc)})
             raise
-        with self._busy():
-            self._record_bars(identity, answer)
+        if not self.writer.closed:  # off: the bars are not even encoded
+            with self._busy(fmt.BARS):
+                self._record_bars(identity, answer)
         return answer
 
     def _record_bars(self, identity: dict[str, Any], answer: Bars) -> None:
@@ -221,7 +256,8 @@ class RecordingBroker:
                 "trading_class": c.trading_class,
             }
 
-        return await self._recorded(fmt.CHAINS, {"symbol": symbol}, self.inner.chain(symbol), row)
+        identity = {"symbol": symbol}
+        return await self._recorded(fmt.CHAINS, identity.copy, self.inner.chain(symbol), row)
 
     async def option_quotes(self, contracts: Sequence[OptionContract]) -> tuple[OptionQuote, ...]:
         self._calls += 1
@@ -229,12 +265,13 @@ class RecordingBroker:
         try:
             answer = await self.inner.option_quotes(contracts)
         except (Exception, asyncio.CancelledError) as exc:
-            error, ts = fmt.error_text(exc), self.now()
-            for contract in contracts:
-                row = _option_row(call, contract, None)
-                self.writer.add(fmt.OPTION_QUOTES, {**row, "ts": ts, "error": error})
+            with self._busy(fmt.OPTION_QUOTES):
+                error, ts = fmt.error_text(exc), self.now()
+                for contract in contracts:
+                    row = _option_row(call, contract, None)
+                    self.writer.add(fmt.OPTION_QUOTES, {**row, "ts": ts, "error": error})
             raise
-        with self._busy():
+        with self._busy(fmt.OPTION_QUOTES):
             ts = self.now()
             by_contract = {q.contract: q for q in answer}
             for contract in contracts:
@@ -253,11 +290,15 @@ class RecordingBroker:
                 "zone": hours.zone.key,
             }
 
-        identity = {"kind": fmt.HOURS_REGULAR, "symbol": symbol}
+        def identity() -> dict[str, Any]:
+            return {"kind": fmt.HOURS_REGULAR, "symbol": symbol}
+
         return await self._recorded(fmt.HOURS, identity, self.inner.regular_hours(symbol), row)
 
     async def closing_price(self, symbol: str, day: date) -> float | None:
-        identity = {"kind": fmt.HOURS_CLOSE, "symbol": symbol, "day": day.isoformat()}
+        def identity() -> dict[str, Any]:
+            return {"kind": fmt.HOURS_CLOSE, "symbol": symbol, "day": day.isoformat()}
+
         ask = self.inner.closing_price(symbol, day)
         return await self._recorded(fmt.HOURS, identity, ask, lambda c: {"close": c})
 
@@ -266,14 +307,16 @@ class RecordingBroker:
     async def what_if(
         self, contract: OptionContract, action: str, quantity: int, limit: float
     ) -> WhatIf:
-        identity = {
-            "event": fmt.EV_WHAT_IF,
-            **_contract(contract),
-            "action": action,
-            "quantity": float(quantity),
-            "order_type": "LMT",
-            "limit": limit,
-        }
+        def identity() -> dict[str, Any]:
+            return {
+                "event": fmt.EV_WHAT_IF,
+                **_contract(contract),
+                "action": action,
+                "quantity": float(quantity),
+                "order_type": "LMT",
+                "limit": limit,
+            }
+
         ask = self.inner.what_if(contract, action, quantity, limit)
         return await self._recorded(
             fmt.ORDERS, identity, ask, lambda w: {"detail": json.dumps(_plain(w))}
@@ -282,17 +325,18 @@ class RecordingBroker:
     async def place_bracket(
         self, intent: OrderIntent, quantity: int, account: str
     ) -> PlacedBracket:
-        identity = {
-            "event": fmt.EV_BRACKET,
-            **_contract(intent.contract),
-            "action": intent.action,
-            "quantity": float(quantity),
-            "order_type": "bracket",
-            "limit": intent.entry_limit,
-            "account": account,
-            "order_ref": intent.intent_id,
-            "detail": json.dumps(_plain(intent)),
-        }
+        def identity() -> dict[str, Any]:
+            return {
+                "event": fmt.EV_BRACKET,
+                **_contract(intent.contract),
+                "action": intent.action,
+                "quantity": float(quantity),
+                "order_type": "bracket",
+                "limit": intent.entry_limit,
+                "account": account,
+                "order_ref": intent.intent_id,
+                "detail": json.dumps(_plain(intent)),
+            }
 
         def row(placed: PlacedBracket) -> dict[str, Any]:
             ids = list(placed.order_ids)
@@ -310,16 +354,18 @@ class RecordingBroker:
         account: str,
         order_ref: str,
     ) -> int:
-        identity = {
-            "event": fmt.EV_ORDER,
-            **_contract(contract),
-            "action": action,
-            "quantity": float(quantity),
-            "order_type": "LMT",
-            "limit": limit,
-            "account": account,
-            "order_ref": order_ref,
-        }
+        def identity() -> dict[str, Any]:
+            return {
+                "event": fmt.EV_ORDER,
+                **_contract(contract),
+                "action": action,
+                "quantity": float(quantity),
+                "order_type": "LMT",
+                "limit": limit,
+                "account": account,
+                "order_ref": order_ref,
+            }
+
         ask = self.inner.place_order(contract, action, quantity, limit, account, order_ref)
         return await self._recorded(
             fmt.ORDERS, identity, ask, lambda i: {"order_id": i, "order_ids": [i]}
@@ -328,16 +374,18 @@ class RecordingBroker:
     async def place_stock_order(
         self, symbol: str, action: str, quantity: int, limit: float, account: str, order_ref: str
     ) -> int:
-        identity = {
-            "event": fmt.EV_STOCK,
-            "symbol": symbol,
-            "action": action,
-            "quantity": float(quantity),
-            "order_type": "LMT",
-            "limit": limit,
-            "account": account,
-            "order_ref": order_ref,
-        }
+        def identity() -> dict[str, Any]:
+            return {
+                "event": fmt.EV_STOCK,
+                "symbol": symbol,
+                "action": action,
+                "quantity": float(quantity),
+                "order_type": "LMT",
+                "limit": limit,
+                "account": account,
+                "order_ref": order_ref,
+            }
+
         ask = self.inner.place_stock_order(symbol, action, quantity, limit, account, order_ref)
         return await self._recorded(
             fmt.ORDERS, identity, ask, lambda i: {"order_id": i, "order_ids": [i]}
@@ -353,17 +401,18 @@ class RecordingBroker:
         order_ref: str,
         oca_group: str,
     ) -> tuple[int, int]:
-        identity = {
-            "event": fmt.EV_EXIT,
-            **_contract(contract),
-            "action": "SELL",
-            "quantity": float(quantity),
-            "order_type": order_type,
-            "limit": price,
-            "account": account,
-            "order_ref": order_ref,
-            "oca_group": oca_group,
-        }
+        def identity() -> dict[str, Any]:
+            return {
+                "event": fmt.EV_EXIT,
+                **_contract(contract),
+                "action": "SELL",
+                "quantity": float(quantity),
+                "order_type": order_type,
+                "limit": price,
+                "account": account,
+                "order_ref": order_ref,
+                "oca_group": oca_group,
+            }
 
         def row(ids: tuple[int, int]) -> dict[str, Any]:
             return {"order_id": ids[0], "order_ids": [ids[0]], "perm_ids": [ids[1]]}
@@ -374,13 +423,15 @@ class RecordingBroker:
         return await self._recorded(fmt.ORDERS, identity, ask, row)
 
     async def cancel_order(self, order_id: int) -> None:
-        identity = {"event": fmt.EV_CANCEL, "order_id": order_id}
+        def identity() -> dict[str, Any]:
+            return {"event": fmt.EV_CANCEL, "order_id": order_id}
+
         await self._recorded(fmt.ORDERS, identity, self.inner.cancel_order(order_id), lambda _: {})
 
     def fills(self) -> list[Fill]:
         """The venue's executions; each new one (or one whose commission came) recorded."""
         fills = self.inner.fills()
-        with self._busy():
+        with self._busy(fmt.ORDERS):
             for fill in fills:
                 if fill.exec_id in self._fills and self._fills[fill.exec_id] == fill.commission:
                     continue

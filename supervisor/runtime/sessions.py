@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import sys
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -27,11 +28,14 @@ from common.settings_file import journal_for, reparsed
 from supervisor.broker.base import Broker
 from supervisor.broker.stub import StubBroker
 from supervisor.observe.logs import LogService
-from supervisor.recording.recorder import open_recording
+from supervisor.recording.recorder import Recording, open_recording
+from supervisor.recording.recording_broker import recording_off
 from supervisor.runtime.clock import Clock, ClockFile, PinnedClock, SimClock, WallClock
 from supervisor.runtime.cycle import CycleSummary
 from supervisor.runtime.loop import Supervisor
 from supervisor.runtime.simproc import SimFolderError, SimStartError
+
+log = logging.getLogger("supervisor.recording")
 
 __all__ = [
     "DEFAULT_SCENARIO",
@@ -162,10 +166,11 @@ def run_supervisor(
     ``record``: the market (sim, ibkr) whose answers the flight recorder keeps, if
     ``recording.enabled`` (``run`` only; never the stub's)."""
     logs = LogService(settings.logging, sys.stderr if console else None)
-    recording = open_recording(settings, record, broker, clock.now) if record else None
-    if recording is not None:
+    recorder = Recorder(settings, record, broker, clock.now) if record else None
+    recording = recorder.recording if recorder is not None else None
+    if recorder is not None and recording is not None:
         broker = recording.broker  # every answer and order through the recorder
-        on_cycle = recording.flushing(on_cycle)  # each cycle's rows on disk at its end
+        on_cycle = recorder.flushing(on_cycle)  # each cycle's rows on disk at its end
     supervisor = Supervisor(
         settings,
         broker,
@@ -175,12 +180,93 @@ def run_supervisor(
         echo=echo,
         wait_for_gateway=wait_for_gateway,
         on_cycle=on_cycle,
-        on_cycle_start=recording.cycle_started if recording is not None else None,
+        on_cycle_start=recorder.cycle_started if recorder is not None else None,
     )
+    if recorder is not None:
+        recorder.supervisor = supervisor  # its alerter and journal say "recording off"
     try:
         code = asyncio.run(supervisor.run())
     finally:
-        if recording is not None:
-            recording.close()
+        if recorder is not None:
+            recorder.close()
         logs.close()
     return code, supervisor
+
+
+class Recorder:
+    """The flight recorder as ``run`` drives it: opened, told each cycle's start and end,
+    closed. The recorder must never stop, fail or delay trading: whatever one of these steps
+    raises (a file where the recording's folder goes, a full disk, no permission, a value
+    Parquet refuses) switches the recording off, said once as an ERROR, then at the next
+    cycle alerted and journaled (kind ``recording``) as "recording off: <why>"; the run
+    trades on without it. (The broker's path guards itself: recording_broker.py.)"""
+
+    def __init__(
+        self, settings: Settings, market: str, broker: Broker, now: Callable[[], float]
+    ) -> None:
+        self.now = now
+        self.recording: Recording | None = None
+        self.why: str | None = None  # why the recording could not be opened
+        self.told = False  # alerted and journaled
+        self.day: str | None = None  # the session of the last cycle started
+        self.supervisor: Supervisor | None = None
+        try:
+            self.recording = open_recording(settings, market, broker, now)
+        except Exception as exc:  # noqa: BLE001 - never the run's end
+            self.why = f"cannot open it under {settings.recording.dir}: {exc!r}"
+            log.error(
+                "recording off, the run goes on without it: %s",
+                self.why,
+                extra={"event": "recording_failed", "path": str(settings.recording.dir)},
+            )
+
+    def _guarded(self, step: str, work: Callable[[Recording], None]) -> None:
+        recording = self.recording
+        if recording is not None:
+            try:
+                work(recording)
+            except Exception as exc:  # noqa: BLE001 - never the run's end
+                recording_off(recording.writer, step, exc)
+
+    def off(self) -> str | None:
+        """Why the recording is off, or None while it records."""
+        if self.recording is not None:
+            return self.recording.writer.failure
+        return self.why
+
+    def _tell(self) -> None:
+        """The recording being off, alerted and journaled once (from the first cycle on:
+        the journal is open then)."""
+        why = self.off()
+        supervisor = self.supervisor
+        if why is None or self.told or supervisor is None or supervisor.journal is None:
+            return
+        self.told = True
+        text = f"recording off: {why}"
+        try:
+            supervisor.alerter.send("recording", text)
+            supervisor.journal.record_alert(self.day or "", "recording", text, self.now())
+        except Exception:  # noqa: BLE001 - the journal's own failure is the loop's to meet
+            log.exception("recording off: not journaled", extra={"event": "recording_failed"})
+
+    def cycle_started(self, cycle_id: int, day: str, ts: float) -> None:
+        self.day = day
+        self._guarded("cycle start", lambda r: r.cycle_started(cycle_id, day, ts))
+        self._tell()
+
+    def flushing(
+        self, then: Callable[[CycleSummary], None] | None
+    ) -> Callable[[CycleSummary], None]:
+        """A cycle's end callback: the recording's rows on disk, then ``then`` (the
+        caller's own, unguarded: a test's or a benchmark's)."""
+
+        def ended(summary: CycleSummary) -> None:
+            self._guarded("cycle end", Recording.cycle_ended)
+            self._tell()
+            if then is not None:
+                then(summary)
+
+        return ended
+
+    def close(self) -> None:
+        self._guarded("close", Recording.close)
