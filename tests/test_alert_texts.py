@@ -7,6 +7,7 @@ from dataclasses import replace
 
 import pytest
 
+from common.messages import Right
 from supervisor.observe.alerts import cents, mode_label
 from supervisor.observe.repeats import PerWindow
 from supervisor.trading.execution import Execution, execution_mode
@@ -76,20 +77,21 @@ def test_the_first_of_a_kind_is_said_then_repeats_are_counted_for_the_window() -
     assert window.note("max_positions", 7300.0 + 3600.0) == 1
 
 
-def _refused(rule: str, status: str = "refused") -> Execution:
+def _refused(rule: str, status: str = "refused", mode: str = "live") -> Execution:
     decision = RiskDecision("i-1", False, 0, rule, f"why {rule}")
-    return Execution("i-1", "live", status, 0, decision)  # type: ignore[arg-type]
+    return Execution("i-1", mode, status, 0, decision)  # type: ignore[arg-type]
 
 
 def test_refusals_by_a_rule_are_one_alert_then_a_count_per_window() -> None:
     alerts = Alerts()
     refusals = RefusalAlerts(alerts, 60, "live")  # type: ignore[arg-type]
     # Given the same rule refusing an intent every cycle for an hour, and IBKR rejecting twice
+    # a whatif check (live rejections are each alerted: the test below)
     for minute in range(60):
         refusals.tick(T0 + 60 * minute)
         refusals.after(intent(), _refused("max_positions"), T0 + 60 * minute)
-    refusals.after(intent(), _refused("ibkr: 201", "rejected"), T0 + 100)
-    refusals.after(intent(), _refused("ibkr: 201", "rejected"), T0 + 200)
+    refusals.after(intent(), _refused("ibkr: 201", "rejected", "whatif"), T0 + 100)
+    refusals.after(intent(), _refused("ibkr: 201", "rejected", "whatif"), T0 + 200)
     # and the trader's pause and the kill switch refusing
     refusals.after(intent(), _refused("paused"), T0 + 300)
     refusals.after(intent(), _refused("kill_switch"), T0 + 400)
@@ -114,6 +116,31 @@ def test_refusals_by_a_rule_are_one_alert_then_a_count_per_window() -> None:
     ]
     refusals.tick(T0 + 7200)
     assert len(alerts.sent) == 4
+
+
+def test_every_live_rejection_is_alerted_at_once_never_counted_away() -> None:
+    alerts = Alerts()
+    refusals = RefusalAlerts(alerts, 60, "live")  # type: ignore[arg-type]
+    # Given IBKR rejecting a bracket, then another contract's within the minute, the second
+    # after a part of it had filled (held without its exits)
+    put = replace(intent(), intent_id="i-2", contract=replace(intent().contract, right=Right.PUT))
+    after_fill = replace(
+        _refused("rejected", "rejected"),
+        decision=RiskDecision("i-2", False, 0, "rejected", "error 201: margin (a part had filled"),
+    )
+    refusals.after(intent(), _refused("rejected", "rejected"), T0 + 10)
+    refusals.after(put, after_fill, T0 + 20)
+    # Then each is its own alert at once, naming its contract and its reason
+    assert [kind for kind, _ in alerts.sent] == ["order_rejected", "order_rejected"]
+    assert intent().contract.key in alerts.sent[0][1]
+    assert put.contract.key in alerts.sent[1][1] and "a part had filled" in alerts.sent[1][1]
+    # and no count follows them; even with the refusal alerts off, a live rejection is said
+    refusals.tick(T0 + 7200)
+    assert len(alerts.sent) == 2
+    quiet = Alerts()
+    off = RefusalAlerts(quiet, 0, "live")  # type: ignore[arg-type]
+    off.after(intent(), _refused("rejected", "rejected"), T0)
+    assert [kind for kind, _ in quiet.sent] == ["order_rejected"]
 
 
 def test_refusal_alerts_can_be_switched_off() -> None:

@@ -3,7 +3,11 @@
     risk.evaluate refused an intent (rule R)  --> the first of R in alerts.refusal_every_min:
                                                   alerted at once ("refused"), with the rule's
                                                   reason; the next ones only counted
-    IBKR refused a bracket                    --> the same, as "order_rejected"
+    IBKR refused a live bracket               --> alerted at once, each ("order_rejected"),
+                                                  never counted away: another symbol's, or one
+                                                  after a part filled (held without its exits)
+                                                  is a trader's matter now
+    whatif: IBKR refused a bracket            --> windowed as a rule, as "order_rejected"
     each cycle's start (``tick``)             --> a window over with some held back: one
                                                   alert "N more refused by R in the last M min"
 
@@ -11,7 +15,8 @@ A rule that refuses every intent of every cycle (a cap reached, a wide market) i
 hour, not one per intent. Not alerted at all: ``paused`` (the trader asked for it),
 ``kill_switch``, ``daily_loss_limit`` and ``journal_lost`` (each alerted once by its own
 alert); the end-of-day summary counts every refusal by
-rule (runtime/day_end.py). ``alerts.refusal_every_min: 0`` alerts none.
+rule (runtime/day_end.py). ``alerts.refusal_every_min: 0`` alerts none but IBKR's live
+rejections.
 """
 
 from __future__ import annotations
@@ -44,15 +49,20 @@ class RefusalAlerts:
             what = f"refused {intent.action}"
         else:
             return
+        text = (
+            f"{self.mode} {what} for {intent.contract.key} ({intent.intent_id}): "
+            f"{done.decision.rule}: {done.decision.reason}"
+        )
+        if self.alerter is not None and done.status == "rejected" and done.mode == "live":
+            # each its own alert: a later one may be another contract's, or leave something
+            # held without its exits (a part filled), which a count an hour later would hide
+            self.alerter.send(kind, text, {"rule": key})
+            return
         if self.alerter is None or self.window is None:
             return
         held = self.window.note(key, now_ts)
         if held is None:
             return  # counted: said at the window's end
-        text = (
-            f"{self.mode} {what} for {intent.contract.key} ({intent.intent_id}): "
-            f"{done.decision.rule}: {done.decision.reason}"
-        )
         if held:
             text += f"; {held} more by {key} in the {self.every_min:g} min before"
         text += f" (more by {key} are counted for {self.every_min:g} min, then said)"
