@@ -4,7 +4,7 @@ alert after the session's close, once a day across restarts."""
 from __future__ import annotations
 
 import asyncio
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -103,3 +103,117 @@ def test_the_wait_for_the_next_open_says_the_day_is_over(tmp_path: Path) -> None
         )
     )
     assert stopped and over == [(SESSION, CLOSE + 120)]
+
+
+def _day_end(tmp_path: Path, alerts: Alerts, regular_hours_only: bool = True) -> Any:
+    from common.calendar import nyse
+    from supervisor.runtime.day_end import DayEnd
+
+    settings = make_settings(tmp_path, schedule={"regular_hours_only": regular_hours_only})
+    return DayEnd(settings, alerts, nyse())  # type: ignore[arg-type]
+
+
+def test_the_latest_day_is_told_at_start_or_stop_once_its_session_is_over(
+    tmp_path: Path,
+) -> None:
+    # Given a journal whose latest day is Friday 2026-12-04 (a stop at the close, a crash
+    # after it, or an outage that ran past midnight: no wait for the next open said it)
+    alerts = Alerts()
+    with Journal(tmp_path / "j.sqlite") as journal:
+        _traded_day(journal)
+        day_end = _day_end(tmp_path, alerts)
+        # a stop before the close says nothing: the session is not over
+        day_end.latest(journal, CLOSE - 60)
+        assert alerts.sent == []
+        # at the close (or Monday's start) the day is told, once
+        _day_end(tmp_path, alerts).latest(journal, CLOSE)
+        _day_end(tmp_path, alerts).latest(journal, CLOSE + 3 * 86_400)
+        assert [kind for kind, _ in alerts.sent] == ["day_summary"]
+        assert alerts.sent[0][1].startswith("dry_run day 2026-12-04:")
+    with Journal(tmp_path / "empty.sqlite") as empty:  # nothing ever ran: nothing to tell
+        _day_end(tmp_path, alerts).latest(empty, CLOSE + 60)
+    assert len(alerts.sent) == 1
+
+
+@pytest.mark.parametrize("regular_hours_only, told", [(False, ["day_summary"]), (True, [])])
+def test_without_regular_hours_only_the_exchange_close_tells_the_day(
+    tmp_path: Path, regular_hours_only: bool, told: list[str]
+) -> None:
+    alerts = Alerts()
+    with Journal(tmp_path / "j.sqlite") as journal:
+        _traded_day(journal)
+        day_end = _day_end(tmp_path, alerts, regular_hours_only)
+        day_end.at_close(journal, CLOSE - 1)  # cycles after the close go on: not yet
+        assert alerts.sent == []
+        day_end.at_close(journal, CLOSE + 1)
+        day_end.at_close(journal, CLOSE + 61)  # the next cycle: said already
+    # with regular_hours_only the wait for the next open tells it (wait_for_market)
+    assert [kind for kind, _ in alerts.sent] == told
+
+
+def _line(contract: str) -> dict[str, Any]:
+    return {"contract": contract, "pnl": None}
+
+
+def test_positions_past_their_expiry_are_said_settled_at_the_next_start(tmp_path: Path) -> None:
+    with Journal(tmp_path / "j.sqlite") as journal:
+        _traded_day(journal)
+        summary = journal.day_summary(DAY.isoformat())
+    # Given two positions open at Friday's close: one expiring that day, one next Friday
+    summary["positions"]["opened"] = 2
+    summary["positions"]["open"] = [
+        _line("SPY 20261204 680C"),  # type: ignore[list-item]
+        _line("QQQ 20261211 600P"),  # type: ignore[list-item]
+    ]
+    trades = day_summary_text(summary, "live", [], CLOSE + 60).split("\n")[0]
+    assert trades.startswith(
+        "LIVE day 2026-12-04: 2 trade(s), 0 closed (0 won), 1 open, "
+        "1 expired/settled at the next start; P&L"
+    )
+
+
+def _summaries(path: Path | str) -> list[str]:
+    import sqlite3
+
+    with sqlite3.connect(path) as db:
+        rows = db.execute("SELECT day FROM alerts WHERE kind = 'day_summary' ORDER BY day")
+        return [str(day) for (day,) in rows]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_a_run_tells_the_last_day_at_start_and_without_regular_hours_at_the_close(
+    tmp_path: Path,
+) -> None:
+    from tests.sessions import TUESDAY_CLOSE
+    from tests.test_loop import run_supervisor
+
+    # Given a journal whose latest day, Monday 2026-11-30, was never told (a crash after
+    # the close), and a run without regular_hours_only from Tuesday 15:59 to 16:01
+    settings = make_settings(
+        tmp_path,
+        schedule={"regular_hours_only": False, "cycles": 3, "interval_s": 60},
+        stub={"start": (TUESDAY_CLOSE - timedelta(seconds=60)).isoformat()},
+    )
+    monday_open = SESSION.open_ts - 4 * 86_400  # 2026-11-30 09:30 New York
+    with Journal(settings.execution.journal_path) as journal:
+        journal.start_cycle(1, "2026-11-30", monday_open + 60)
+        journal.end_cycle(1, monday_open + 61, 3, 0, 1.0)
+    sup = run_supervisor(settings, tmp_path)
+    assert len(sup.summaries) == 3
+    # Then Monday was told at the start, and Tuesday at its close although cycles went on
+    assert _summaries(settings.execution.journal_path) == ["2026-11-30", "2026-12-01"]
+
+
+def test_a_stop_after_the_close_tells_the_day(tmp_path: Path) -> None:
+    from supervisor.broker.stub import StubBroker
+    from supervisor.runtime.clock import SimClock
+    from supervisor.runtime.loop import Supervisor
+
+    settings = make_settings(tmp_path)
+    clock = SimClock(CLOSE + 30)  # the bot stopped (or crashed) just after Friday's close
+    sup = Supervisor(settings, StubBroker(settings.stub, clock.now), clock, lambda _: None)
+    sup.journal = Journal(settings.execution.journal_path)
+    _traded_day(sup.journal)
+    asyncio.run(sup._shutdown())
+    assert _summaries(settings.execution.journal_path) == ["2026-12-04"]

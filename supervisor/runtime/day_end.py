@@ -1,6 +1,9 @@
 """The end-of-day summary alert: the day a trader reads on the phone after the close.
 
     the loop finds the market closed after today's session (waits.wait_for_market)
+    regular_hours_only false: a cycle after the exchange's close (``DayEnd.at_close``)
+    at start, at shutdown, after a reconnect: the journal's latest day, if its session is
+    over (``DayEnd.latest``: a stop or crash after the close, an outage past midnight)
         --> ``send_day_summary``: the journal's day (the report's numbers) and the outages of
             the session, in one alert ("day_summary"), once a day: journaled with its key
             first, so a restart after the close does not send it again
@@ -11,16 +14,19 @@
     health: 390 cycles, 2 unfinished, 3 symbol failures (QQQ 3); 1 outage (12m00s); kill
     switch not tripped
 
-``alerts.day_summary: false`` sends none. ``day_summary_text`` is pure (tests give it a
-summary).
+A position still open whose expiry is the day or before is said "expired/settled at the next
+start" (the next start settles it), not "open". ``alerts.day_summary: false`` sends none.
+``day_summary_text`` is pure (tests give it a summary).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from datetime import date
 
-from common.calendar import Session
+from common.calendar import ExchangeCalendar, Session, parse_expiry, trading_day
+from common.config import Settings
 from supervisor.journal.outage_rows import Outage
 from supervisor.journal.store import Journal
 from supervisor.journal.summary_types import DaySummary
@@ -51,6 +57,45 @@ def send_day_summary(
     return True
 
 
+class DayEnd:
+    """The days whose summary this process looked at (each day looked at once a run; the
+    journal keeps each day sent once across runs)."""
+
+    def __init__(self, settings: Settings, alerter: Alerter, calendar: ExchangeCalendar) -> None:
+        self.on = settings.alerts.day_summary
+        self.mode = settings.execution.mode
+        self.regular_hours_only = settings.schedule.regular_hours_only
+        self.alerter = alerter
+        self.calendar = calendar  # the exchange's sessions: no broker asked (it may be away)
+        self._looked: set[date] = set()
+
+    def over(self, journal: Journal | None, session: Session, now_ts: float) -> None:
+        """``session`` is over by ``now_ts``: its summary alerted (once a day)."""
+        if journal is None or not self.on or session.day in self._looked:
+            return
+        self._looked.add(session.day)
+        send_day_summary(journal, self.alerter, session, self.mode, now_ts)
+
+    def latest(self, journal: Journal | None, now_ts: float) -> None:
+        """The journal's latest day, if its session is over: at start, at shutdown and after a
+        reconnect (a stop or crash after the close, an outage past midnight)."""
+        day = journal.latest_day() if journal is not None and self.on else None
+        if day is None:
+            return
+        session = self.calendar.session(date.fromisoformat(day))
+        if session is not None and now_ts >= session.close_ts:
+            self.over(journal, session, now_ts)
+
+    def at_close(self, journal: Journal | None, now_ts: float) -> None:
+        """regular_hours_only false: cycles go on after the close, and the day's summary is
+        sent at the exchange's close all the same (with it true, the wait for the open does)."""
+        if self.regular_hours_only:
+            return
+        session = self.calendar.session(trading_day(now_ts, self.calendar.tz))
+        if session is not None and now_ts >= session.close_ts:
+            self.over(journal, session, now_ts)
+
+
 def day_summary_text(
     summary: DaySummary, mode: str, outages: Sequence[Outage], now_ts: float
 ) -> str:
@@ -63,11 +108,14 @@ def _trades(s: DaySummary, mode: str) -> str:
     positions = s["positions"]
     closed, still = positions["closed"], positions["open"]
     won = sum(1 for p in closed if (p["pnl"] or 0.0) > 0)
+    expired = sum(1 for p in still if _expired(p["contract"], s["day"]))
     pnl = s["pnl"]
     commissions = s["fills"]["commission"]
     line = (
         f"{mode_label(mode)} day {s['day']}: {positions['opened']} trade(s), "
-        f"{len(closed)} closed ({won} won), {len(still)} open; P&L {_signed(pnl['total'])} "
+        f"{len(closed)} closed ({won} won), {len(still) - expired} open"
+        + (f", {expired} expired/settled at the next start" if expired else "")
+        + f"; P&L {_signed(pnl['total'])} "
         f"(realized {_signed(pnl['realized'])}, unrealized {_signed(pnl['unrealized'])}"
         + (f", commissions {commissions:.2f}" if commissions else "")
         + ")"
@@ -76,6 +124,13 @@ def _trades(s: DaySummary, mode: str) -> str:
     if broker is not None and broker["daily"] is not None:
         line += f"; IBKR's day {_signed(broker['daily'])}"
     return line
+
+
+def _expired(contract: str, day: str) -> bool:
+    """The contract ("SPY 20261204 680C") expired by the close of ``day``."""
+    parts = contract.split()
+    expiry = parse_expiry(parts[1]) if len(parts) > 1 else None
+    return expiry is not None and expiry <= date.fromisoformat(day)
 
 
 def _decisions(s: DaySummary) -> str:

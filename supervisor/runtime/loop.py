@@ -23,7 +23,7 @@ from collections.abc import Callable, Coroutine
 from datetime import date
 from typing import Any
 
-from common.calendar import Session, calendar_tz, exchange_calendar, trading_day
+from common.calendar import calendar_tz, exchange_calendar, trading_day
 from common.config import Settings
 from common.messages import FromWorker, Requests, SymbolResult
 from common.settings_file import journal_for, origins_text
@@ -40,7 +40,7 @@ from supervisor.runtime.clock import Clock
 from supervisor.runtime.controls import attach as attach_controls
 from supervisor.runtime.cycle import CycleSummary
 from supervisor.runtime.cycle_runner import CycleRunner
-from supervisor.runtime.day_end import send_day_summary
+from supervisor.runtime.day_end import DayEnd
 from supervisor.runtime.expiry_timer import close_desk, sleep_between_cycles
 from supervisor.runtime.gateway_wait import connect
 from supervisor.runtime.monitoring import MonitorLoop
@@ -127,7 +127,7 @@ class Supervisor:
         self.by_signal = False
         self._disconnects: list[float] = []
         self.outages: OutageAlerts | None = None  # once the journal is open (outages.py)
-        self._days_over: set[date] = set()  # days whose end-of-day summary was looked at
+        self.day_end = DayEnd(settings, self.alerter, self.calendar)  # its summary alerts
 
     def _status_feed(self, settings: Settings) -> StatusFeed:
         """What /healthz, the dashboard and systemd are told, read from this supervisor."""
@@ -143,14 +143,6 @@ class Supervisor:
     def _worker_pids(self) -> dict[str, int]:
         workers = list(self.pool.workers.values())  # a copy: read on the loop, built here
         return {f"worker-{w.worker_id}": w.pid for w in workers if w.pid is not None}
-
-    def _day_over(self, session: Session, now: float) -> None:
-        """Today's session is over: its summary alerted (once a day, across restarts)."""
-        if self.journal is None or not self.settings.alerts.day_summary:
-            return
-        if session.day not in self._days_over:
-            self._days_over.add(session.day)
-            send_day_summary(self.journal, self.alerter, session, self.settings.execution.mode, now)
 
     def _market_day(self) -> date:
         return trading_day(self.clock.now(), calendar_tz(self.settings.schedule))
@@ -192,9 +184,15 @@ class Supervisor:
 
     async def _cycles(self) -> None:
         while self._more_cycles() and await wait_for_market(
-            self.stop, self.clock, self.sessions, self.settings, self.feed, self._day_over
+            self.stop,
+            self.clock,
+            self.sessions,
+            self.settings,
+            self.feed,
+            lambda session, now: self.day_end.over(self.journal, session, now),
         ):
             started = time.monotonic()
+            self.day_end.at_close(self.journal, self.clock.now())  # regular_hours_only false
             try:
                 summary = await self._run_cycle()
             except ConnectionLost as exc:
@@ -207,6 +205,7 @@ class Supervisor:
                     self.outages,
                     self.settings.alerts.outage_after_s,
                 )
+                self.day_end.latest(self.journal, self.clock.now())  # an outage past the close
                 continue
             self.echo(
                 summary.line()
@@ -242,6 +241,7 @@ class Supervisor:
         self.journal = Journal(self.settings.execution.journal_path)
         # before the connect: a restart inside an outage already alerted does not alert again
         self.outages = OutageAlerts(self.alerter, self.journal.outages)
+        self.day_end.latest(self.journal, self.clock.now())  # a stop or crash after a close
         # from the start: a wait for the gateway is said on /healthz and to systemd
         self.http, status_task = serve_status(
             self.settings.monitoring.http_port, self.stop, self.feed, self.clock.now
@@ -447,6 +447,11 @@ class Supervisor:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
         if self.journal is not None:
+            try:  # a day whose session is over: said before the stop (a stop after a close)
+                if self.exit_code != exitcodes.STORAGE:
+                    self.day_end.latest(self.journal, self.clock.now())
+            except sqlite3.Error as exc:  # the stop goes on
+                log.warning("day summary not read at stop: %s", exc)
             self.journal.close()
         if self.watcher is not None:
             self.watcher.final(self.exit_code, self.by_signal)
