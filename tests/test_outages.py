@@ -158,3 +158,75 @@ def test_exit_3_inside_an_alerted_outage_is_not_alerted_again(
     sup.exit_code = exitcodes.CANNOT_CONNECT
     sup._say_stopped()
     assert [kind for kind, _ in alerts.sent] == alerted
+
+
+# Friday 2026-12-04, a weekly expiry: exits from 15:45 (exit_before_expiry_min 15), close 16:00
+CLOSE = 1_796_418_000.0
+EXIT_AT = CLOSE - 15 * 60
+
+
+def test_positions_expiring_today_near_their_exit_window_make_a_loss_urgent() -> None:
+    from supervisor.runtime.outages import at_stake
+    from supervisor.trading.expiry_guard import Held
+
+    today = Held("SPY 20261204 680C", EXIT_AT, CLOSE)
+    next_week = Held("QQQ 20261211 600P", EXIT_AT + 7 * 86_400, CLOSE + 7 * 86_400)
+    assert at_stake([today, next_week], EXIT_AT - 300, 120) is None  # 15:40: time enough
+    for now in (EXIT_AT - 120, EXIT_AT + 60, CLOSE - 120):  # 15:43, 15:46, 15:58
+        assert at_stake([today, next_week], now, 120) == (
+            "positions expiring today inside their exit window (SPY 20261204 680C)"
+        )
+    assert at_stake([today], CLOSE, 120) is None  # closed: the exits are over
+    assert at_stake([next_week], CLOSE - 120, 120) is None
+
+
+class Guard:
+    """An expiry guard holding the given positions."""
+
+    def __init__(self, held: list[Any]) -> None:
+        self.held_now = held
+
+    async def held(self, now_ts: float) -> list[Any]:
+        return self.held_now
+
+
+def test_a_loss_at_1558_with_positions_expiring_today_is_alerted_at_once(tmp_path: Path) -> None:
+    from supervisor.runtime.outages import exits_at_stake
+    from supervisor.trading.expiry_guard import Held
+
+    alerts = Alerts()
+    with Journal(tmp_path / "journal.sqlite") as journal:
+        outages = OutageAlerts(alerts, journal.outages, Wall())  # type: ignore[arg-type]
+        broker = Reconnecting()
+        held = [Held("SPY 20261204 680C", EXIT_AT, CLOSE)]
+
+        async def main(now: float) -> None:
+            async def reconnect() -> None:
+                await asyncio.sleep(0.2)
+                broker.connected = True
+
+            task = asyncio.ensure_future(reconnect())
+            urgent = await exits_at_stake(Guard(held), lambda: now, 120.0)  # type: ignore[arg-type]
+            await wait_for_reconnect(
+                asyncio.Event(),
+                broker,  # type: ignore[arg-type]
+                alerts,  # type: ignore[arg-type]
+                [],
+                ConnectionError("reset by peer"),
+                outages,
+                120.0,
+                urgent,
+            )
+            await task
+
+        # a 0.2 s loss at 15:30 is no outage (outage_after_s 120 s): nothing alerted
+        asyncio.run(main(EXIT_AT - 900))
+        assert alerts.sent == []
+        # the same loss at 15:58, inside the exit window: alerted at once, saying why
+        broker.connected = False
+        asyncio.run(main(CLOSE - 120))
+    assert [kind for kind, _ in alerts.sent] == ["connection", "connection_back"]
+    assert (
+        "alerted at once: positions expiring today inside their exit window "
+        "(SPY 20261204 680C)" in alerts.sent[0][1]
+    )

@@ -44,7 +44,7 @@ from supervisor.runtime.day_end import DayEnd
 from supervisor.runtime.expiry_timer import close_desk, sleep_between_cycles
 from supervisor.runtime.gateway_wait import connect
 from supervisor.runtime.monitoring import MonitorLoop
-from supervisor.runtime.outages import OutageAlerts
+from supervisor.runtime.outages import OutageAlerts, exits_at_stake
 from supervisor.runtime.pool import BootFailure, WorkerHandle, WorkerPool
 from supervisor.runtime.serving import DataService
 from supervisor.runtime.status import (
@@ -204,6 +204,9 @@ class Supervisor:
                     exc,
                     self.outages,
                     self.settings.alerts.outage_after_s,
+                    await exits_at_stake(
+                        self.guard, self.clock.now, self.settings.alerts.outage_after_s
+                    ),
                 )
                 self.day_end.latest(self.journal, self.clock.now())  # an outage past the close
                 continue

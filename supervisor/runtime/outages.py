@@ -7,6 +7,9 @@
     connected (start or mid-run)        --> ``up()``: the open outage ended; its end alerted
                                               ("connection_back": how long, restarts) if its
                                               start was
+    lost mid-run while positions expiring --> alerted at once, saying why (``exits_at_stake``:
+    today are inside (or within               a 15:58 loss would otherwise be said at 16:00,
+    outage_after_s of) their exit window      after the exits could have run)
     the bot stops with exit 3 during an --> ``ongoing``: the stop's own "exit" alert is left out
     alerted outage                            (the outage alert said it; the end will say more)
 
@@ -20,11 +23,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
+from supervisor.broker.base import BrokerError
 from supervisor.journal.outage_rows import Outage, OutageRows
 from supervisor.observe.alerts import Alerter, Fields
 from supervisor.runtime.status import duration
+from supervisor.trading.expiry_guard import ExpiryGuard, Held
 
 log = logging.getLogger("supervisor.runtime.outages")
 
@@ -72,11 +77,13 @@ class OutageAlerts:
         self.ongoing = True
         return True
 
-    def lost(self, lost_s: float, exc: Exception) -> bool:
-        """A connection lost mid-run ``lost_s`` ago (``alerts.outage_after_s``): an outage."""
+    def lost(self, lost_s: float, exc: Exception, why: str | None = None) -> bool:
+        """A connection lost mid-run ``lost_s`` ago (``alerts.outage_after_s``): an outage;
+        ``why``: why it is alerted at once (``exits_at_stake``)."""
+        urgent = f", alerted at once: {why}" if why else ""
         return self.down(
-            f"connection to the gateway lost {duration(lost_s)} ago ({exc}): no cycles until "
-            "it is back"
+            f"connection to the gateway lost {duration(lost_s)} ago ({exc}){urgent}: no cycles "
+            "until it is back"
         )
 
     def up(self, where: str) -> Outage | None:
@@ -97,3 +104,27 @@ class OutageAlerts:
             {"where": where, "since_ts": ended.started_ts},
         )
         return ended
+
+
+def at_stake(held: Sequence[Held], now_ts: float, after_s: float) -> str | None:
+    """Why a lost connection is alerted at once: positions expiring today whose exit window
+    (exit time to close) has come, or comes within ``after_s``; None when none."""
+    due = [h.key for h in held if h.exit_at - after_s <= now_ts < h.close]
+    if not due:
+        return None
+    return f"positions expiring today inside their exit window ({', '.join(due)})"
+
+
+async def exits_at_stake(
+    guard: ExpiryGuard | None, now: Callable[[], float], after_s: float
+) -> Callable[[], str | None] | None:
+    """What is held when the connection is lost, judged again each second of the wait by
+    ``at_stake`` on the market clock ``now`` (a 15:40 loss becomes urgent at 15:43)."""
+    if guard is None:
+        return None
+    try:
+        held = await guard.held(now())
+    except BrokerError as exc:  # what is held is not known: the outage waits outage_after_s
+        log.info("held positions not known during the outage: %s", exc)
+        return None
+    return lambda: at_stake(held, now(), after_s) if held else None

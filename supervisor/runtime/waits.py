@@ -60,11 +60,13 @@ async def wait_for_reconnect(
     exc: Exception,
     outages: OutageAlerts | None = None,
     outage_after_s: float = 120.0,
+    urgent: Callable[[], str | None] | None = None,
 ) -> list[float]:
     """The broker reconnects by itself (gateways restart daily): cycles wait until it has.
     Returns the disconnects of the last hour, this one included (three alert once). A loss
     that lasts ``outage_after_s`` is an outage (``outages``: alerted once, however often the
-    bot restarts during it; its end alerted once)."""
+    bot restarts during it; its end alerted once); at once while ``urgent()`` says why
+    (positions expiring today inside their exit window: outages.exits_at_stake)."""
     now = time.monotonic()
     disconnects = [t for t in disconnects if now - t < 3600] + [now]
     log.warning(
@@ -78,11 +80,13 @@ async def wait_for_reconnect(
         )
     said = False
     while not stop.is_set() and not broker.is_connected():
+        if outages is not None and not said:
+            lost_s = time.monotonic() - now
+            why = urgent() if urgent is not None else None
+            if why is not None or lost_s >= outage_after_s:
+                outages.lost(lost_s, exc, why)
+                said = True
         await pause(stop, 1.0)
-        lost_s = time.monotonic() - now
-        if outages is not None and not said and lost_s >= outage_after_s:
-            outages.lost(lost_s, exc)
-            said = True
     if broker.is_connected():
         log.info("connection back: cycles resume", extra={"event": "connection_back"})
         if outages is not None:
