@@ -15,13 +15,15 @@ from typing import Any
 
 import pytest
 
+from supervisor.broker.base import BrokerError
 from supervisor.journal.store import Journal
 from supervisor.observe.http_status import StatusServer
 from supervisor.runtime.controls import attach, read_token, start_token, token_path
-from supervisor.trading.controls import Controls
+from supervisor.trading.controls import Control, Controls
 from supervisor.trading.paper import flatten, open_from
 from supervisor.trading.risk import RiskState, evaluate
 from tests.conftest import make_settings
+from tests.test_gateway_wait import Alerts
 from tests.test_paper import T0, filled, intent, quote
 from tests.test_risk_rules import OPTIONS, RISK, STATE
 from tests.test_risk_rules import intent as risk_intent
@@ -104,6 +106,38 @@ class FakeDesk:
     def trip(self, why: str, ts: float, key: str = "") -> None:
         assert self.lock.locked()
         self.done.append(("kill", threading.current_thread().name))
+
+
+class FailingDesk(FakeDesk):
+    """A flatten whose order fails midway (a cancel or a sale raising)."""
+
+    async def flatten(self, now_ts: float) -> str:
+        # journaled before it acts: a restart from here on stays paused
+        self.done.append(("paused in the journal", str(self.journal.controls.paused())))
+        raise BrokerError("place_order: the connection was lost")
+
+
+def test_a_flatten_is_journaled_before_it_acts_and_its_failure_said(tmp_path: Path) -> None:
+    alerts = Alerts()
+    with Journal(tmp_path / "journal.sqlite") as journal:
+        desk = FailingDesk(journal)
+        controls = Controls(desk, alerts)  # type: ignore[arg-type]
+        # When a flatten fails midway
+        with pytest.raises(BrokerError, match="connection was lost"):
+            asyncio.run(controls.apply(Control("flatten", "cli", "127.0.0.1:1"), 5.0))
+        # Then it was paused in the journal before it acted, and is still (a restart stays)
+        assert ("paused in the journal", "True") in desk.done
+        assert journal.controls.paused()
+        # and its one row says it failed, as its alert does
+        failed = "flatten failed: place_order: the connection was lost (paused: check what is held)"
+        rows = journal.controls.day("2026-12-01")
+        assert [(r["action"], r["result"]) for r in rows] == [("flatten", failed)]
+        assert alerts.sent == [("control", f"flatten by cli from 127.0.0.1:1: {failed}")]
+        # A flatten that works leaves one row too, with its result
+        ok = Controls(FakeDesk(journal), alerts)  # type: ignore[arg-type]
+        asyncio.run(ok.apply(Control("flatten", "http", "127.0.0.1:2"), 6.0))
+        rows = journal.controls.day("2026-12-01")
+        assert rows[-1]["result"] == "flattened: 1 closed; paused" and len(rows) == 2
 
 
 def _post(port: int, action: str, token: str | None) -> tuple[int, dict[str, str]]:

@@ -29,14 +29,21 @@ class ControlRows:
     def __init__(self, store: Store) -> None:
         self.store = store  # its connection is read at each call: it follows a moved file
 
-    def record(self, day: str, ts: float, action: str, source: str, peer: str, result: str) -> None:
-        """A control acted on; durable at once (a pause must survive a crash right after)."""
+    def record(self, day: str, ts: float, action: str, source: str, peer: str, result: str) -> int:
+        """A control acted on (or about to be: a flatten's row is written first, it pauses);
+        durable at once (a pause must survive a crash right after). Its row id."""
         with self.store.tx(True) as db:
-            db.execute(
+            cur = db.execute(
                 "INSERT INTO controls (day, ts, action, source, peer, result) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
                 (day, ts, action, source, peer, result),
             )
+            return int(cur.lastrowid or 0)
+
+    def finish(self, row_id: int, result: str) -> None:
+        """What came of a control whose row was written before it acted."""
+        with self.store.tx(True) as db:
+            db.execute("UPDATE controls SET result = ? WHERE id = ?", (result, row_id))
 
     def paused(self) -> bool:
         """Whether the latest pause, flatten (which pauses) or resume was not a resume (none:

@@ -10,10 +10,13 @@
              of the day, journaled in the day's state)
 
 Each control is journaled (journal/control_rows.py: who, when, from where, what came of it),
-logged and alerted. ``apply`` runs on the supervisor's event loop only (the HTTP thread hands
-a control over through runtime/controls.py): flatten and kill take the desk's lock, so they
-act between a cycle's steps, never in the middle of one; pause and resume are a flag the risk
-step reads.
+logged and alerted; a flatten's row first, before it acts (it pauses, and a restart must stay
+paused while positions are being closed), finished with its result, or "flatten failed: ..."
+(journaled, alerted, then raised to the caller: the CLI's 500, Telegram's answer).
+
+``apply`` runs on the supervisor's event loop only (the HTTP thread hands a control over
+through runtime/controls.py): flatten and kill take the desk's lock, so they act between a
+cycle's steps, never in the middle of one; pause and resume are a flag the risk step reads.
 """
 
 from __future__ import annotations
@@ -54,8 +57,24 @@ class Controls:
             desk.pause(False)
         else:
             async with desk.lock:  # between a cycle's steps and the expiry guard's runs
-                result = await self._locked(control, now_ts)
+                return await self._acted(control, now_ts)
         self._say(control, result, now_ts)
+        return result
+
+    async def _acted(self, control: Control, now_ts: float) -> str:
+        """A flatten or kill, said whatever comes of it: a flatten's row is journaled before
+        it acts (the pause it leaves holds across a restart even if it fails midway), and a
+        failure is journaled, logged and alerted, then raised to the caller."""
+        row = None
+        if control.action == "flatten":
+            row = self._journal(control, "started: paused, closing (not finished)", now_ts)
+        try:
+            result = await self._locked(control, now_ts)
+        except Exception as exc:
+            paused = " (paused: check what is held)" if control.action == "flatten" else ""
+            self._say(control, f"{control.action} failed: {exc}{paused}", now_ts, row)
+            raise
+        self._say(control, result, now_ts, row)
         return result
 
     async def _locked(self, control: Control, now_ts: float) -> str:
@@ -69,12 +88,19 @@ class Controls:
         done = await desk.flatten(now_ts)
         return f"flattened: {done}; paused"
 
-    def _say(self, control: Control, result: str, now_ts: float) -> None:
+    def _journal(self, control: Control, result: str, now_ts: float) -> int:
         desk = self.desk
         day = desk.state.day if desk.state is not None else desk.day_of(now_ts)
-        desk.journal.controls.record(
+        return desk.journal.controls.record(
             day, now_ts, control.action, control.source, control.peer, result
         )
+
+    def _say(self, control: Control, result: str, now_ts: float, row: int | None = None) -> None:
+        """Journaled (``row``: its row written before, now finished), logged, alerted."""
+        if row is None:
+            self._journal(control, result, now_ts)
+        else:
+            self.desk.journal.controls.finish(row, result)
         log.warning(
             "control %s by %s from %s: %s",
             control.action,
