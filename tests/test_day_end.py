@@ -141,8 +141,9 @@ def test_without_regular_hours_only_the_exchange_close_tells_the_day(
 ) -> None:
     alerts = Alerts()
     with Journal(tmp_path / "j.sqlite") as journal:
-        _traded_day(journal)
         day_end = _day_end(tmp_path, alerts, regular_hours_only)
+        day_end.at_close(journal, CLOSE + 1)  # a run started after the close: no cycle yet
+        _traded_day(journal)
         day_end.at_close(journal, CLOSE - 1)  # cycles after the close go on: not yet
         assert alerts.sent == []
         day_end.at_close(journal, CLOSE + 1)

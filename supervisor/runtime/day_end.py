@@ -73,6 +73,8 @@ class DayEnd:
         """``session`` is over by ``now_ts``: its summary alerted (once a day)."""
         if journal is None or not self.on or session.day in self._looked:
             return
+        if not journal.days_between(session.day.isoformat(), session.day.isoformat()):
+            return  # no cycle that day yet (a run started after the close): asked again later
         self._looked.add(session.day)
         send_day_summary(journal, self.alerter, session, self.mode, now_ts)
 
