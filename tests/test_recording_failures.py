@@ -18,7 +18,10 @@ from common.messages import OptionContract, OrderIntent, Right, Signal
 from supervisor import exitcodes
 from supervisor.broker.base import Fill, OrderRejected, PlacedBracket
 from supervisor.broker.stub import StubBroker
+from supervisor.recording import format as fmt
+from supervisor.recording import retention
 from supervisor.recording.recording_broker import RecordingBroker
+from supervisor.recording.retention import complete_crashed, new_path
 from supervisor.recording.writer import RecordingWriter
 from supervisor.runtime.clock import SimClock
 from supervisor.runtime.sessions import Recorder, run_supervisor
@@ -147,3 +150,36 @@ def test_a_recording_that_cannot_be_opened_leaves_the_run_trading(tmp_path: Path
     logged = [json.loads(line) for line in (tmp_path / "bot.jsonl").read_text().splitlines()]
     failed = [e for e in logged if e.get("event") == "recording_failed"]
     assert len(failed) == 1 and failed[0]["levelname"] == "ERROR"
+
+
+def test_a_recording_whose_meta_cannot_be_written_leaves_no_folder_and_the_run_its_reason(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full(self: RecordingWriter, meta: Any) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(RecordingWriter, "write_meta", full)
+    settings = make_settings(tmp_path)
+    recorder = Recorder(settings, "sim", StubBroker(settings.stub, lambda: NOW), lambda: NOW)
+    assert recorder.recording is None and "No space left" in (recorder.off() or "")
+    assert list((tmp_path / "recordings").iterdir()) == []  # no half-made recording
+    recorder.cycle_started(1, "2026-12-01", NOW)  # the run's calls go on, doing nothing
+    recorder.close()
+
+
+def test_a_crashed_recording_that_cannot_be_completed_is_skipped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "recordings"
+    crashed = new_path(root, "sim", NOW)
+    writer = RecordingWriter(crashed)
+    writer.write_meta({"market": "sim"})
+    writer.add(fmt.CYCLES, {"ts": NOW, "cycle": 1, "day": "2026-12-01"})
+    writer.flush()
+    writer._lock.close()  # killed: its lock let go, its parts left
+
+    def broken(path: Path) -> bool:
+        raise OverflowError("a part no reader can take")
+
+    monkeypatch.setattr(retention, "complete", broken)
+    assert complete_crashed(root) == []  # said, skipped: this run's recording still opens

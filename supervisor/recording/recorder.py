@@ -4,7 +4,9 @@
 ``run_supervisor``); it decides whether this run records (``recording.enabled``, and the
 market is ``sim`` or ``ibkr``: the stub's market is a seeded function, nothing to record).
 The supervisor's loop tells it each cycle's start (a ``cycles`` row: a replay runs its
-cycles at those instants) and end (every buffer to disk).
+cycles at those instants) and end (every buffer to disk). ``run`` drives it through
+runtime/sessions.py's ``Recorder``, which guards each step: a recording that fails goes
+off and the run trades on (docs/recording.md, "What a recorder failure does").
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import time
 from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from pydantic import SecretStr
 from pydantic_core import to_jsonable_python
@@ -31,7 +33,6 @@ from supervisor.recording.writer import RecordingWriter
 
 log = logging.getLogger("supervisor.recording")
 
-T = TypeVar("T")
 RECORDED_MARKETS = ("sim", "ibkr")
 PACKAGE = "ibkr-options-bot"
 
@@ -86,7 +87,19 @@ class Recording:
         self.path, self.now = path, now
         self.writer = RecordingWriter(path)
         self.broker = RecordingBroker(inner, self.writer, now)
-        self.meta: dict[str, Any] = {
+        try:
+            self.meta = self._started(market, settings)
+        except BaseException:  # a full disk, no permission: no half-made folder left
+            self.writer.discard()
+            raise
+        self.cycles = 0
+        self.day: str | None = None  # the session of the last cycle
+        self.ended = False
+
+    def _started(self, market: str, settings: Settings) -> dict[str, Any]:
+        """meta.json as the run starts (written at once: a crash leaves it)."""
+        now = self.now
+        meta: dict[str, Any] = {
             "format_version": fmt.FORMAT_VERSION,
             "market": market,
             "started": now(),
@@ -100,10 +113,8 @@ class Recording:
             "files": [fmt.file_name(kind) for kind in fmt.SCHEMAS],
             "rows": None,
         }
-        self.writer.write_meta(self.meta)
-        self.cycles = 0
-        self.day: str | None = None  # the session of the last cycle
-        self.ended = False
+        self.writer.write_meta(meta)
+        return meta
 
     def cycle_started(self, cycle_id: int, day: str, ts: float) -> None:
         if self.day is not None and day != self.day:
@@ -116,16 +127,6 @@ class Recording:
 
     def cycle_ended(self) -> None:
         self.writer.cycle_ended()  # a crash from here on loses nothing of this cycle
-
-    def flushing(self, then: Callable[[T], None] | None) -> Callable[[T], None]:
-        """A cycle's end callback that flushes, then calls ``then`` (the caller's own)."""
-
-        def ended(summary: T) -> None:
-            self.cycle_ended()
-            if then is not None:
-                then(summary)
-
-        return ended
 
     def close(self) -> None:
         """Every row to disk, the files compacted, meta.json given its end; said in the log.

@@ -78,7 +78,8 @@ def complete_crashed(root: Path) -> list[Path]:
         if (path / PARTS_DIR).exists() and not in_progress(path):
             try:
                 complete(path)
-            except (OSError, ValueError) as exc:  # one unreadable part: the rest of the runs go on
+            except Exception as exc:  # noqa: BLE001 - any: one unreadable part must not
+                # turn every later run's recording off
                 log.warning("recording %s could not be completed: %s", path, exc)
                 continue
             log.info(

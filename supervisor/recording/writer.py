@@ -195,7 +195,7 @@ class RecordingWriter:
             return
         try:
             write(*args)
-        except (OSError, pa.ArrowException) as exc:
+        except Exception as exc:  # noqa: BLE001 - not only OSError/Arrow: pa.array's OverflowError
             self.failure = f"{kind}: {exc!r}"
             self.closed = True  # nothing more is buffered: the rows so far stay on disk
             log.error(
@@ -243,11 +243,18 @@ class RecordingWriter:
         self.closed = True
         try:
             complete(self.root)
-        except (OSError, pa.ArrowException) as exc:  # the parts stay: the next start retries
+        except Exception as exc:  # noqa: BLE001 - the parts stay: the next start retries
             log.error("recording %s not compacted: %r", self.root, exc)
         finally:
             self._lock.close()
             (self.root / LOCK_FILE).unlink(missing_ok=True)
+
+    def discard(self) -> None:
+        """The folder gone, the lock let go: a recording that could not even be started
+        (its meta.json not written) leaves nothing behind."""
+        self.closed = True
+        self._lock.close()
+        shutil.rmtree(self.root, ignore_errors=True)
 
     def part_count(self) -> int:
         """Part files on disk (bounded: see the module's docstring)."""
