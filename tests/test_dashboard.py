@@ -223,6 +223,26 @@ def test_bind_beyond_loopback_needs_a_token() -> None:
     assert wide.monitoring.bind == "0.0.0.0"
 
 
+def test_beyond_loopback_the_state_needs_the_token_and_the_page_does_not() -> None:
+    # Given a server bound to a LAN address (never started: page() is what the thread calls)
+    server = StatusServer(0, host="192.168.1.5", token="t0k")
+    # When the state is asked for without the token, or with a wrong one: 401, counted
+    assert server.page("/api/state", "192.168.1.5:8080")[0] == 401
+    code, _, body = server.page("/api/state", "192.168.1.5", "Bearer nope", "10.0.0.9:5")
+    assert code == 401 and b"Bearer" in body and server.state_refused == 2
+    assert b"ibkr_bot_state_refused_total 2.0" in server.metrics()
+    # Then with it, the state; the page and its assets hold no data: open
+    code, kind, body = server.page("/api/state", "192.168.1.5", "Bearer t0k")
+    assert code == 200 and kind == "application/json" and "live" in json.loads(body)
+    assert server.page("/", "192.168.1.5")[0] == 200
+    assert server.page("/static/app.js", "192.168.1.5")[0] == 200
+    # And without a token configured (the settings refuse that bind) the state is never served
+    assert StatusServer(0, host="0.0.0.0").page("/api/state", "h", "Bearer ")[0] == 401
+    # And bound to loopback the state is this machine's, as before
+    assert StatusServer(0, token="t0k").page("/api/state", "127.0.0.1")[0] == 200
+    assert server.state_refused == 2
+
+
 def test_report_html_from_the_command_line(
     journal: Path,
     tmp_path: Path,

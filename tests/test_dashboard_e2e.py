@@ -234,3 +234,48 @@ def test_dashboard_shows_the_bot_and_pause_refuses_the_next_entries(
         driver.quit()
     for shot in ("dashboard.png", "dashboard-paused.png"):
         assert (tmp_path / shot).stat().st_size > 10_000
+
+
+def test_beyond_loopback_the_page_asks_for_the_token_before_it_shows_the_state(
+    tmp_path: Path,
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    from supervisor.observe.http_status import StatusServer
+
+    # Given a status server that needs the token for its state, as one bound beyond loopback
+    # does (a test binds loopback only: the need is switched on by hand)
+    server = StatusServer(0, token="t0k")
+    server.state_needs_token = True
+    port = server.start()
+    driver = _browser(tmp_path)
+
+    def until(what: str, check: Callable[[], Any]) -> None:
+        deadline = time.monotonic() + WAIT_S
+        while not check():
+            assert time.monotonic() < deadline, f"no {what} within {WAIT_S:.0f} s"
+            time.sleep(0.1)
+
+    try:
+        # When the page opens: it asks for the token and draws nothing of the state
+        driver.get(f"http://127.0.0.1:{port}/")
+        box = driver.find_element(By.ID, "token-box")
+        until("the token asked for", box.is_displayed)
+        assert "needs the control token" in _text(driver, "#b-token")
+        assert driver.execute_script("return document.body.dataset.ready") is None
+        # and a wrong token is refused and asked for again (polling waits for it)
+        driver.find_element(By.ID, "token-input").send_keys("not-the-token")
+        driver.find_element(By.ID, "token-save").click()
+        until("the second refusal", lambda: server.state_refused == 2 and box.is_displayed())
+        # Then with the right one the state is drawn, and stays (the next polls carry it)
+        driver.find_element(By.ID, "token-input").send_keys("t0k")
+        driver.find_element(By.ID, "token-save").click()
+        until(
+            "the state drawn", lambda: driver.execute_script("return document.body.dataset.ready")
+        )
+        assert not box.is_displayed() and server.state_refused == 2
+        said = [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+        assert [m for m in said if "/api/state" not in m or "401" not in m] == [], said
+    finally:
+        driver.quit()
+        server.stop()

@@ -3,7 +3,10 @@
 
     supervisor loop --publish(Status) after every cycle and every second--> StatusServer
         GET /         the dashboard (observe/dashboard.py: index.html, /static/app.js|css,
-                      GET /api/state polled by the page); reads only
+                      GET /api/state polled by the page); reads only. Bound beyond
+                      loopback, /api/state (positions, P&L) needs the control token as
+                      Authorization: Bearer (401 otherwise, counted on /metrics as
+                      ibkr_bot_state_refused_total); the page and its assets hold no data
         GET /healthz  JSON: state, connected, last cycle age, kill switch, paused (HTTP 503
                       when unhealthy: also while waiting for the gateway)
         GET /metrics  Prometheus text (prometheus_client): counters, the cycle-time
@@ -25,6 +28,7 @@ accept and close the waiting connection, so the server thread never spins on it.
 from __future__ import annotations
 
 import errno
+import hmac
 import http.server
 import ipaddress
 import json
@@ -34,7 +38,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +50,7 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
+from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
@@ -152,9 +157,16 @@ class StatusServer:
         read_timeout_s: float = READ_TIMEOUT_S,
         host: str = HOST,
         day_state: DayState | None = None,
+        token: str | None = None,
     ) -> None:
         self.port = port
         self.host = host
+        # bound beyond loopback, GET /api/state needs "Bearer <token>" (monitoring.control_token;
+        # the settings refuse such a bind without one; None there: the state is never served)
+        self._expected = f"Bearer {token}".encode() if token else None
+        self.state_needs_token = not ipaddress.ip_address(host).is_loopback
+        self.state_refused = 0  # GET /api/state without the right token (401)
+        self._refused_lock = threading.Lock()
         # GET /api/state: the live Status and the journal's day (journal/dashboard_rows.py)
         self.dashboard = Dashboard(day_state)
         self.gate = ConnectionGate(max_connections)
@@ -174,6 +186,7 @@ class StatusServer:
                 self._age_s,
             )
         )
+        self._registry.register(_StateRefused(self))
         ProcessCollector(registry=self._registry)  # process_* of the supervisor
         PlatformCollector(registry=self._registry)  # python_info
         GCCollector(registry=self._registry)  # python_gc_*
@@ -207,13 +220,41 @@ class StatusServer:
     def metrics(self) -> bytes:
         return bytes(generate_latest(self._registry))
 
-    def page(self, path: str, host_header: str) -> tuple[int, str, bytes]:
+    def page(
+        self, path: str, host_header: str, authorization: str = "", peer: str = ""
+    ) -> tuple[int, str, bytes]:
         """GET of one of PAGES: (HTTP status, content type, body)."""
         if not self.host_allowed(host_header):
             return 403, "text/plain", b"the dashboard answers to 127.0.0.1 only\n"
         if path == "/api/state":
+            if not self.state_allowed(authorization, peer):
+                error = (
+                    b'{"error": "beyond loopback the state needs Authorization: Bearer <token>"}'
+                )
+                return 401, "application/json", error + b"\n"
             return 200, "application/json", self.dashboard.state(self._status, _rss_bytes)
         return 200, ASSETS_KIND[PAGES[path]], asset(PAGES[path])
+
+    def state_allowed(self, authorization: str, peer: str) -> bool:
+        """Bound to loopback, the state is this machine's to read; beyond it, the positions
+        and the P&L go over the network only to whoever holds the control token."""
+        if not self.state_needs_token:
+            return True
+        if self._expected is not None and hmac.compare_digest(
+            authorization.encode(), self._expected
+        ):
+            return True
+        with self._refused_lock:
+            self.state_refused += 1
+            refused = self.state_refused
+        if refused == 1 or refused % 100 == 0:  # an open page without it would log each poll
+            log.warning(
+                "GET /api/state from %s refused: wrong or missing token (%d so far)",
+                peer,
+                refused,
+                extra={"event": "state_refused", "peer": peer},
+            )
+        return False
 
     def host_allowed(self, host_header: str) -> bool:
         """Bound to loopback, a page is served only to a Host naming loopback: a web page
@@ -232,6 +273,20 @@ class StatusServer:
         if status.last_cycle_mono is None:
             return None
         return time.monotonic() - status.last_cycle_mono
+
+
+class _StateRefused(Collector):
+    """``ibkr_bot_state_refused_total``: GET /api/state refused for its token."""
+
+    def __init__(self, server: StatusServer) -> None:
+        self.server = server
+
+    def collect(self) -> Iterator[Metric]:
+        yield CounterMetricFamily(
+            "ibkr_bot_state_refused",
+            "GET /api/state refused (401): bound beyond loopback, a wrong or missing token",
+            value=self.server.state_refused,
+        )
 
 
 def reachable(bind: str) -> str:
@@ -374,7 +429,9 @@ def _handler(server: StatusServer) -> type[http.server.BaseHTTPRequestHandler]:
         def do_GET(self) -> None:  # noqa: N802 - the http.server API
             path = self.path.split("?")[0]
             if path in PAGES:
-                self._send(*server.page(path, self.headers.get("Host", "")), page=True)
+                host, auth = self.headers.get("Host", ""), self.headers.get("Authorization", "")
+                peer = f"{self.client_address[0]}:{self.client_address[1]}"
+                self._send(*server.page(path, host, auth, peer), page=True)
             elif path == "/healthz":
                 health = server.health()
                 self._send(

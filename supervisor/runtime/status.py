@@ -29,6 +29,7 @@ from supervisor.observe.alerts import Alerter
 from supervisor.observe.exposition import CycleTotals
 from supervisor.observe.http_status import Status, StatusServer
 from supervisor.observe.systemd import notify, watchdog_interval_s
+from supervisor.runtime.controls import configured_token
 from supervisor.runtime.cycle import CycleSummary
 from supervisor.runtime.waits import pause
 from supervisor.trading.desk import Desk
@@ -244,7 +245,12 @@ def serve_status(
     journal = feed.settings.execution.journal_path
     bind = feed.settings.monitoring.bind
     prices = Prices()  # kept between reads: each parses only the signals journaled since
-    server = StatusServer(port, host=bind, day_state=lambda: read_day_state(journal, None, prices))
+    server = StatusServer(
+        port,
+        host=bind,
+        day_state=lambda: read_day_state(journal, None, prices),
+        token=configured_token(feed.settings),  # bound beyond loopback: the state needs it
+    )
     server.dashboard.universe = tuple(feed.settings.universe.symbols)
     log.info(
         "status endpoint on http://%s:%d (the dashboard at /, /healthz, /metrics)",

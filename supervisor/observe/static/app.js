@@ -2,13 +2,16 @@
 // the journal is ever parsed as HTML) and SVG charts of our own. A static export
 // (report --html) carries its state in <script id="state"> and draws it once, without
 // controls. Controls POST /api/<action> with the token the trader types once; it is kept
-// in sessionStorage (this tab only), never in the page.
+// in sessionStorage (this tab only), never in the page. A bot bound beyond loopback
+// (monitoring.bind) answers /api/state only with that token too: the page asks for it
+// before it shows anything (a 401), and polls again once it is given.
 "use strict";
 
 const POLL_MS = 2000;
 const TOKEN_KEY = "ibkr-bot-control-token";
 const ZONE = "America/New_York"; // the exchange's clock: the journal's days are its days
 let pending = null; // the control waiting for a token
+let polling = true; // a poll loop runs; false: stopped until a token is given (a 401)
 
 function el(tag, attrs, ...children) {
   const node = document.createElement(tag);
@@ -326,20 +329,33 @@ function render(state) {
   document.body.dataset.ready = "1"; // the browser test waits for a first render
 }
 
+function authorization() {
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  return token ? {"Authorization": "Bearer " + token} : {};
+}
+
+// false: the state needs a token this tab does not have (asked for; polling stops)
 async function refresh() {
+  const box = document.getElementById("badges");
   try {
-    const answer = await fetch("/api/state", {cache: "no-store"});
+    const answer = await fetch("/api/state", {cache: "no-store", headers: authorization()});
+    if (answer.status === 401) {
+      sessionStorage.removeItem(TOKEN_KEY);
+      box.replaceChildren(badge("the bot's state needs the control token", "bad", "b-token"));
+      askToken(null, "this bot is reachable beyond its machine: its state needs the token");
+      return false;
+    }
     if (!answer.ok) throw new Error("HTTP " + answer.status);
     render(await answer.json());
   } catch (err) {
-    const box = document.getElementById("badges");
     box.replaceChildren(badge("no answer from the bot: " + err.message, "bad", "b-connection"));
   }
+  return true;
 }
 
 async function poll() {
-  await refresh();
-  setTimeout(poll, POLL_MS);
+  polling = await refresh();
+  if (polling) setTimeout(poll, POLL_MS);
 }
 
 // --- controls -------------------------------------------------------------------------------
@@ -375,7 +391,7 @@ async function control(action) {
   } catch (err) {
     out.textContent = `${action} failed: ${err.message}`;
   }
-  refresh();
+  if (polling) refresh();
 }
 
 function wireControls() {
@@ -388,6 +404,7 @@ function wireControls() {
     sessionStorage.setItem(TOKEN_KEY, value);
     document.getElementById("token-box").hidden = true;
     if (pending) { const action = pending; pending = null; control(action); }
+    if (!polling) poll();
   });
   document.getElementById("token-input").addEventListener("keydown", (e) => {
     if (e.key === "Enter") document.getElementById("token-save").click();
