@@ -20,6 +20,8 @@ StubBroker as it is ("off") and wrapped in the RecordingBroker writing a real re
   first (the first cycle's chains, hours and bar lookbacks are once a run, counted apart as
   ``first_cycle_bytes_per_symbol``), times the cycles of a regular session at that interval
   (390 at 60 s) plus that first cycle — the goal is about 1 MB or less;
+- ``merge_cpu_s``: what a cycle that ends in merging the parts of the last
+  ``COMPACT_CYCLES`` cycles costs over the others (with ``--cycles`` at least that many);
 - ``close_s``: the compaction at the run's end (once per run, not per cycle).
 
 Prints one JSON object (or a summary) and writes it to var/bench_recording.json.
@@ -46,7 +48,7 @@ from supervisor.broker.base import Broker  # noqa: E402
 from supervisor.broker.stub import StubBroker  # noqa: E402
 from supervisor.recording import format as fmt  # noqa: E402
 from supervisor.recording.recording_broker import RecordingBroker  # noqa: E402
-from supervisor.recording.writer import RecordingWriter  # noqa: E402
+from supervisor.recording.writer import COMPACT_CYCLES, RecordingWriter  # noqa: E402
 from supervisor.runtime.clock import SimClock  # noqa: E402
 from supervisor.runtime.offline import run_offline  # noqa: E402
 
@@ -81,7 +83,7 @@ def one_run(settings: Settings, cycles: int, interval_s: float, work: Path, reco
 
     def flushed(done: int, _t: float) -> None:  # the cycle's end, as the run's loop does it
         if writer is not None and isinstance(broker, RecordingBroker):
-            writer.flush()
+            writer.cycle_ended()  # its buffers to disk, its parts merged every COMPACT_CYCLES
             busy.append(broker.busy_s + writer.busy_s - sum(busy))
 
     start = clock.now()
@@ -124,6 +126,9 @@ def bench(symbols: int, cycles: int, repeat: int, interval_s: float) -> dict[str
     last = ons[-1]
     first_busy = statistics.median(r["busy_s"][0] for r in ons)
     steady_busy = statistics.median(s for r in ons for s in r["busy_s"][1:])
+    # the cycles that end in a merge of the parts since the last (the COMPACT_CYCLES-th...)
+    merging = [s for r in ons for s in r["busy_s"][COMPACT_CYCLES - 1 :: COMPACT_CYCLES]]
+    merge_extra = max(statistics.median(merging) - steady_busy, 0.0) if merging else None
     per_symbol_cycle = (last["bytes"] - first["bytes"]) / (symbols * (last["cycles"] - 1))
     first_cycle = first["bytes"] / symbols
     cycles_per_day = SESSION_S / interval_s
@@ -138,10 +143,20 @@ def bench(symbols: int, cycles: int, repeat: int, interval_s: float) -> dict[str
         "recorder_cpu_s_first_cycle": round(first_busy, 4),
         "recorder_cpu_s_per_cycle": round(steady_busy, 4),
         "recorder_share_of_cycle_cpu": round(steady_busy / off, 4) if off else None,
-        # a session's recorder CPU (its first cycle, the rest, the compaction at the end)
-        # over the session's seconds
+        # a merge of COMPACT_CYCLES cycles' parts, over a cycle's own recording (None when
+        # --cycles is fewer than COMPACT_CYCLES: not measured, not counted below)
+        "merge_cpu_s": None if merge_extra is None else round(merge_extra, 4),
+        # a session's recorder CPU (its first cycle, the rest, its merges, the compaction at
+        # the end) over the session's seconds
         "share_of_a_core": round(
-            (first_busy + steady_busy * (cycles_per_day - 1) + last["close_s"]) / SESSION_S, 5
+            (
+                first_busy
+                + steady_busy * (cycles_per_day - 1)
+                + (merge_extra or 0.0) * cycles_per_day / COMPACT_CYCLES
+                + last["close_s"]
+            )
+            / SESSION_S,
+            5,
         ),
         "bytes_per_symbol_cycle": round(per_symbol_cycle, 1),
         "first_cycle_bytes_per_symbol": round(first_cycle),
