@@ -82,3 +82,29 @@ def test_an_offline_journal_commits_without_fsync(tmp_path: Path) -> None:
             assert db.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
     finally:
         journal.close()
+
+
+def test_each_cycle_asks_the_given_universe_after_its_clock_is_set(tmp_path: Path) -> None:
+    """A replay's symbols come per cycle, in the order its run acted on them."""
+    settings = make_settings(tmp_path, universe={"symbols": ["SPY", "QQQ"]})
+    start = settings.stub.start.timestamp()
+    clock = SimClock(start, frozen=True)
+    times = [start, start + 60]
+    asked: list[float] = []
+
+    async def universe() -> list[str]:
+        asked.append(clock.now())
+        return ["QQQ"] if len(asked) == 1 else ["QQQ", "SPY"]
+
+    path = tmp_path / "run.sqlite"
+    run = asyncio.run(
+        run_offline(
+            settings, StubBroker(settings.stub, clock.now), clock, times, path, universe=universe
+        )
+    )
+    assert asked == times and run.symbol_cycles == 3
+    with sqlite3.connect(path) as db:
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        assert "signals" in tables, tables
+        rows = db.execute("SELECT cycle_id, symbol FROM signals ORDER BY rowid").fetchall()
+    assert rows == [(1, "QQQ"), (2, "QQQ"), (2, "SPY")]

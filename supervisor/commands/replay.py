@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import inspect
 import json
 import logging
 import signal
@@ -178,9 +177,6 @@ async def replay(
     async def arrived() -> list[str]:  # the order the run acted on its symbols' results
         return broker.arrival_order(symbols, clock.now())
 
-    options: dict[str, Any] = {}
-    if "universe" in inspect.signature(run_offline).parameters:  # until the driver has it
-        options["universe"] = arrived
     try:
         run = await run_offline(
             settings,
@@ -190,7 +186,7 @@ async def replay(
             journal,
             progress=None if quiet else lambda done, _: echo(f"cycle {done}"),
             close_day=False,  # the recorded run stopped at its last cycle: so does its replay
-            **options,
+            universe=arrived,
         )
     finally:
         if bar is not None:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,6 +83,7 @@ async def run_offline(
     progress: Callable[[int, float], None] | None = None,
     close_day: bool = True,
     fsync: bool = False,
+    universe: Callable[[], Awaitable[Sequence[str]]] | None = None,
 ) -> OfflineRun:
     """One cycle at each of ``times`` (epoch seconds, ascending) into a fresh journal at
     ``journal_path``; ``progress(cycles done, the clock)`` after each; ``close_day``: the
@@ -90,8 +91,10 @@ async def run_offline(
     at its last cycle says False); ``fsync``: the journal's durable commits fsynced as the
     live loop's are (the benchmark's baseline: the pool's work, not less; a replay or a
     backtest that a crash interrupts is run again, so by default none waits on the disk:
-    half a backtest's wall time). Raises JournalExists when the file is there, before
-    anything is connected or written."""
+    half a backtest's wall time); ``universe``: each cycle's symbols, asked after the clock is
+    set (a replay gives them in the order its run acted on them, which the per-cycle caps
+    depend on), by default the settings' universe. Raises JournalExists when the file is
+    there, before anything is connected or written."""
     if journal_path.exists():
         raise JournalExists(f"{journal_path} exists: an offline run writes a journal of its own")
     journal_path.parent.mkdir(parents=True, exist_ok=True)
@@ -99,7 +102,7 @@ async def run_offline(
     journal = Journal(journal_path)
     journal.store.fsync = fsync
     try:
-        parts = await _build(settings, broker, clock, journal)
+        parts = await _build(settings, broker, clock, journal, universe)
         seconds: list[float] = []
         symbol_cycles = failed = 0
         for t in times:
@@ -130,7 +133,13 @@ def remove_journal(path: Path) -> None:
         name.unlink(missing_ok=True)
 
 
-async def _build(settings: Settings, broker: Broker, clock: SimClock, journal: Journal) -> _Parts:
+async def _build(
+    settings: Settings,
+    broker: Broker,
+    clock: SimClock,
+    journal: Journal,
+    universe: Callable[[], Awaitable[Sequence[str]]] | None,
+) -> _Parts:
     calendar = exchange_calendar(settings.schedule)
     service = DataService(broker, settings.ibkr.request_timeout_s, calendar, clock.now)
     sessions = SessionBook(broker, calendar)
@@ -141,7 +150,7 @@ async def _build(settings: Settings, broker: Broker, clock: SimClock, journal: J
     await desk.start_live(clock.now())
     symbols = list(settings.universe.symbols)
 
-    async def universe() -> list[str]:
+    async def settings_universe() -> list[str]:
         return symbols
 
     stop = asyncio.Event()  # never set: every cycle runs whole
@@ -151,7 +160,7 @@ async def _build(settings: Settings, broker: Broker, clock: SimClock, journal: J
         sessions,
         InProcessSymbols(settings, service),
         clock,
-        universe,
+        universe or settings_universe,
         stop,
     )
     return _Parts(desk, sessions, runner, ExpiryGuard(desk), stop)
