@@ -11,7 +11,8 @@ import pytest
 
 from common.calendar import nyse
 from common.messages import OptionContract, OptionQuote, OrderIntent, Right, Signal
-from supervisor.broker.base import BrokerPosition, OpenOrder
+from supervisor.broker.base import BrokerPosition, Fill, OpenOrder
+from supervisor.journal.records import Position
 from supervisor.journal.store import Journal
 from supervisor.trading.live_exits import ExpiryExits
 from supervisor.trading.sessions import SessionBook
@@ -73,6 +74,9 @@ class FakeBroker:
     def open_orders(self) -> list[OpenOrder]:
         return list(self.working)
 
+    def fills(self) -> list[Fill]:
+        return []  # the bracket's exits never filled
+
     async def option_quotes(self, contracts: Sequence[OptionContract]):
         return tuple(OptionQuote(c, bid=self.bid, ask=self.bid + 0.1) for c in contracts)
 
@@ -103,7 +107,10 @@ def setup(tmp_path: Path):
     journal = Journal(tmp_path / "j.sqlite")
     intent = OrderIntent("ours", 1, "SPY", CALL, Signal.BUY, 2.0, 3.0, 1.4, 2.0, 0.5, ())
     journal.record_intent(intent, "2026-12-01")
-    journal.orders.record_fill("ours", "BOT", 10, 2.0, TUESDAY_MORNING.timestamp(), 6.5, "e1")
+    bought = TUESDAY_MORNING.timestamp()
+    journal.orders.record_fill("ours", "BOT", 10, 2.0, bought, 6.5, "e1")
+    held = Position("ours", "SPY", CALL, 10, 2.0, 3.0, 1.4, "open", bought, 2.0, bought, exited=0)
+    journal.save_position(held, "2026-12-01")  # what a booked BOT fill leaves
     broker = FakeBroker()
     exits = ExpiryExits(
         broker,  # type: ignore[arg-type]

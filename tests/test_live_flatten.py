@@ -8,13 +8,14 @@ are confirmed at once or only when the test says."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from common.calendar import nyse
-from supervisor.broker.base import BrokerPosition, Fill, OpenOrder
+from supervisor.broker.base import BrokerError, BrokerPosition, Fill, OpenOrder
 from supervisor.journal.store import Journal
 from supervisor.trading.desk import Desk
 from supervisor.trading.execution import Executor
@@ -23,6 +24,7 @@ from supervisor.trading.live_fills import exit_reason_of
 from supervisor.trading.sessions import SessionBook
 from tests.conftest import make_settings
 from tests.test_desk import CALL, NOW
+from tests.test_gateway_wait import Alerts
 from tests.test_live_desk import LiveFakeBroker, cycle, result, spy_intent
 
 pytestmark = pytest.mark.timeout(30)
@@ -37,14 +39,25 @@ class Selling(LiveFakeBroker):
         self.slow = slow
         self.cancelled: list[int] = []
         self.sold: list[tuple[str, str, int, float, str]] = []
+        self.no_bid = False  # a quote outage
 
     def is_connected(self) -> bool:
         return True
+
+    async def option_quotes(self, contracts: Any) -> Any:
+        if self.no_bid:
+            raise BrokerError("no market data")
+        return await super().option_quotes(contracts)
 
     async def cancel_order(self, order_id: int) -> None:
         self.cancelled.append(order_id)
         if not self.slow:
             self.confirm()
+        else:  # listed PendingCancel until IBKR confirms it
+            self.working = [
+                replace(o, status="PendingCancel") if o.order_id == order_id else o
+                for o in self.working
+            ]
 
     def confirm(self) -> None:
         self.working = [o for o in self.working if o.order_id not in self.cancelled]
@@ -80,7 +93,9 @@ def _order(
     )
 
 
-def _desk(tmp_path: Path, broker: Selling | None = None) -> tuple[Desk, Selling, Journal]:
+def _desk(
+    tmp_path: Path, broker: Selling | None = None, alerts: Alerts | None = None
+) -> tuple[Desk, Selling, Journal]:
     settings = make_settings(tmp_path, execution={"mode": "live"}, ibkr={"account": "DU111"})
     broker = broker or Selling(settings)
     journal = Journal(settings.execution.journal_path)
@@ -90,17 +105,28 @@ def _desk(tmp_path: Path, broker: Selling | None = None) -> tuple[Desk, Selling,
         journal,
         Executor("live", broker, journal, "DU111"),
         SessionBook(broker, nyse()),
+        alerts,  # type: ignore[arg-type]
     )
     return desk, broker, journal
+
+
+def _slow(tmp_path: Path, alerts: Alerts | None = None) -> tuple[Desk, Selling, Journal]:
+    """A desk whose broker confirms cancels only at ``confirm()``, and does not wait for it."""
+    settings = make_settings(tmp_path, execution={"mode": "live"}, ibkr={"account": "DU111"})
+    desk, broker, journal = _desk(tmp_path, Selling(settings, slow=True), alerts)
+    assert isinstance(desk.book, LivePositionBook)
+    desk.book.confirm_s = 0.0
+    return desk, broker, journal
+
+
+HELD = BrokerPosition("DU111", "SPY", "OPT", 10, 200.0, 1, CALL.expiry, CALL.strike, "C")
 
 
 def _held_with_its_stop(desk: Desk, broker: Selling) -> OpenOrder:
     """A call of ours bought (its bracket's stop working at IBKR); the stop."""
     assert cycle(desk, NOW, result(spy_intent(1))) == [10]
     broker.executions = [Fill("e1", 1, "i-1", "BOT", 10, 2.0, NOW + 1, 1.0, 901)]
-    broker.held = [
-        BrokerPosition("DU111", "SPY", "OPT", 10, 200.0, 1, CALL.expiry, CALL.strike, "C")
-    ]
+    broker.held = [HELD]
     stop = _order(2, "i-1", "SELL", "STP", 1.4, 902)
     broker.working = [stop]
     asyncio.run(desk.book.follow(NOW + 5, False))  # the entry's fill booked: held
@@ -124,9 +150,11 @@ def test_the_sale_is_placed_in_the_same_flatten_once_the_cancels_are_confirmed(
     assert sorted(broker.cancelled) == sorted([entry.order_id, stop.order_id])
     assert _sales(broker) == [(CALL.key, "SELL", 10, "i-1:expiry")]
     assert broker.sold[0][3] > 0 and "1 position(s) closing" in said and "not placed" not in said
-    assert journal.closing.pending() == {"i-1": "flatten"}
+    # the entry's too (it could fill while its cancel is on its way): done once it is gone
+    assert journal.closing.pending() == {"i-1": "flatten", "i-2": "flatten"}
     # and the cycles after place no second sale while it works
     asyncio.run(desk.book.follow(NOW + 30, False))
+    assert journal.closing.pending() == {"i-1": "flatten"}
     asyncio.run(desk.book.follow(NOW + 40, False))
     assert len(broker.sold) == 1
     # When it fills: the position is closed with exit reason flatten, the closing row gone
@@ -211,6 +239,120 @@ def test_the_sale_s_reason_is_its_rows_and_an_old_row_reads_expiry(tmp_path: Pat
     assert exit_reason_of("i-1:expiry", 71, 0, None, flat) == "flatten"
     assert exit_reason_of("i-2:expiry", 72, 0, None, old) == "expiry"
     assert exit_reason_of("i-3:expiry", 73, 0, None, ()) == "expiry"
+
+
+def test_with_no_bid_the_flatten_keeps_the_stop_and_says_so(tmp_path: Path) -> None:
+    alerts = Alerts()
+    desk, broker, journal = _desk(tmp_path, alerts=alerts)
+    stop = _held_with_its_stop(desk, broker)
+    broker.no_bid = True  # a quote outage
+    said = asyncio.run(desk.flatten(NOW + 20))
+    # Then nothing is sold and the stop is not cancelled: the position keeps its protection
+    assert broker.cancelled == [] and broker.sold == [] and stop in broker.working
+    assert "(1 kept its stop: no bid (i-1): the next cycle places them)" in said
+    # and a stop now says nothing is left unprotected (the stop works at IBKR)
+    asyncio.run(desk.book.close_out(NOW + 25))
+    assert not [k for k, _ in alerts.sent if k == "left_unprotected"]
+    # once a bid is back, the next cycles cancel the stop, then sell
+    broker.no_bid = False
+    asyncio.run(desk.book.follow(NOW + 30, False))
+    asyncio.run(desk.book.follow(NOW + 40, False))
+    assert broker.cancelled == [stop.order_id]
+    assert _sales(broker) == [(CALL.key, "SELL", 10, "i-1:expiry")]
+    journal.close()
+
+
+def test_a_stop_while_closing_with_neither_stop_nor_sale_alerts_it(tmp_path: Path) -> None:
+    alerts = Alerts()
+    desk, broker, journal = _slow(tmp_path, alerts)
+    _held_with_its_stop(desk, broker)
+    asyncio.run(desk.flatten(NOW + 20))  # the stop's cancel asked, not confirmed yet
+    # When the trader stops the bot now (the stop PendingCancel), or once IBKR cancelled it
+    asyncio.run(desk.book.close_out(NOW + 25))
+    broker.confirm()  # no sale yet (the next cycle's)
+    asyncio.run(desk.book.close_out(NOW + 26))
+    # Then the position held with nothing working for it is said, to close by hand
+    said = [t for k, t in alerts.sent if k == "left_unprotected"]
+    assert len(said) == 2 and all("i-1" in t for t in said)
+    assert "held with no stop and no sale: close it by hand" in said[0]
+    journal.close()
+
+
+def _filled_instead(broker: Selling, shares: int, commission: float | None) -> None:
+    """IBKR fills the stop as its cancel goes out: gone from the open orders, its execution
+    in, the account's position not updated yet (still HELD)."""
+
+    async def cancel_order(order_id: int) -> None:
+        broker.cancelled.append(order_id)
+        broker.working = [o for o in broker.working if o.order_id != order_id]
+        fill = Fill("e2", order_id, "i-1", "SLD", shares, 1.4, NOW + 21, commission, 902)
+        broker.executions.append(fill)
+
+    broker.cancel_order = cancel_order  # type: ignore[method-assign]
+
+
+def test_a_stop_that_filled_instead_of_cancelling_is_not_sold_again(tmp_path: Path) -> None:
+    desk, broker, journal = _desk(tmp_path)
+    _held_with_its_stop(desk, broker)
+    _filled_instead(broker, 10, None)  # its commission report not in yet: not booked
+    said = asyncio.run(desk.flatten(NOW + 20))
+    # Then no sale: what is left is not known until the stop's fill is booked
+    assert broker.sold == [] and "1 not placed yet" in said
+    asyncio.run(desk.book.follow(NOW + 30, False))
+    assert broker.sold == []
+    # once booked (its report in, the position gone): closed by its stop, nothing sold
+    broker.executions[-1] = replace(broker.executions[-1], commission=1.0)
+    broker.held = []
+    asyncio.run(desk.book.follow(NOW + 40, False))
+    asyncio.run(desk.book.follow(NOW + 50, False))
+    closed = journal.position("i-1")
+    assert broker.sold == [] and closed is not None and closed.status == "closed"
+    assert journal.closing.pending() == {}
+    journal.close()
+
+
+def test_a_stop_that_partly_filled_leaves_only_the_journal_s_rest_to_sell(tmp_path: Path) -> None:
+    desk, broker, journal = _desk(tmp_path)
+    _held_with_its_stop(desk, broker)
+    _filled_instead(broker, 4, 1.0)  # 4 sold by the stop, booked at once; IBKR still says 10
+    asyncio.run(desk.flatten(NOW + 20))
+    assert _sales(broker) == [(CALL.key, "SELL", 6, "i-1:expiry")]  # not 10: no net short
+    journal.close()
+
+
+def test_a_position_the_broker_does_not_list_yet_is_closed_once_it_does(tmp_path: Path) -> None:
+    desk, broker, journal = _desk(tmp_path)
+    stop = _held_with_its_stop(desk, broker)
+    broker.held = []  # right after a reconnect: the account's positions not in yet
+    said = asyncio.run(desk.flatten(NOW + 20))
+    assert journal.closing.pending() == {"i-1": "flatten"} and broker.sold == []
+    assert "1 position(s) closing" in said and "1 not placed yet" in said
+    broker.held = [HELD]
+    asyncio.run(desk.book.follow(NOW + 30, False))
+    asyncio.run(desk.book.follow(NOW + 40, False))
+    assert broker.cancelled == [stop.order_id]
+    assert _sales(broker) == [(CALL.key, "SELL", 10, "i-1:expiry")]
+    journal.close()
+
+
+def test_an_entry_filling_while_its_cancel_is_on_its_way_is_closed(tmp_path: Path) -> None:
+    desk, broker, journal = _slow(tmp_path)
+    assert cycle(desk, NOW, result(spy_intent(1))) == [10]  # an entry working, nothing held
+    (entry,) = broker.working
+    asyncio.run(desk.flatten(NOW + 20))
+    assert broker.cancelled == [entry.order_id] and journal.closing.pending() == {"i-1": "flatten"}
+    # When it fills before the cancel takes: held, its bracket's stop working
+    stop = _order(2, "i-1", "SELL", "STP", 1.4, 902)
+    broker.working = [stop]
+    broker.executions = [Fill("e1", entry.order_id, "i-1", "BOT", 10, 2.0, NOW + 21, 1.0, 901)]
+    broker.held = [HELD]
+    asyncio.run(desk.book.follow(NOW + 30, False))  # booked; its stop's cancel asked
+    broker.confirm()
+    asyncio.run(desk.book.follow(NOW + 40, False))
+    # Then the flatten goes on: sold, once
+    assert stop.order_id in broker.cancelled
+    assert _sales(broker) == [(CALL.key, "SELL", 10, "i-1:expiry")]
+    journal.close()
 
 
 @pytest.mark.e2e

@@ -3,9 +3,9 @@
     pause    no new entry from the next intent on (risk rule ``paused``, checked before every
              other rule); exits keep working; journaled, so a restart stays paused
     resume   lifts the pause
-    flatten  the desk's working entries cancelled and every position it holds closed (paper:
-             at the bid; live: closing limit orders at the bid, position_book.flatten), then
-             paused, so the next cycle does not enter again
+    flatten  the desk's working entries cancelled and every option position it holds closed
+             (paper: at the bid; live: closing limit orders at the bid, position_book.flatten;
+             not exercised shares), then paused, so the next cycle does not enter again
     kill     the kill switch tripped (the one the daily loss trips: no new entry for the rest
              of the day, journaled in the day's state)
 

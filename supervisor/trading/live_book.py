@@ -27,10 +27,10 @@ from common.messages import OrderIntent
 from supervisor.broker.base import AccountSnapshot
 from supervisor.journal.records import Position
 from supervisor.trading.execution import Execution
-from supervisor.trading.live import LiveBook, entry_key
+from supervisor.trading.live import WORKING, LiveBook, entry_key
 from supervisor.trading.live_brackets import BracketCheck
 from supervisor.trading.live_exercise import Exercises, with_shares
-from supervisor.trading.live_exits import ExpiryExits, contract_key
+from supervisor.trading.live_exits import EXIT_SUFFIX, ExpiryExits, contract_key
 from supervisor.trading.live_positions import LivePositions
 from supervisor.trading.live_reconcile import Reconciliation, reconcile
 from supervisor.trading.position_book import (
@@ -246,20 +246,17 @@ class LivePositionBook:
     async def flatten(self, now_ts: float) -> str:
         """The trader's flatten: our working entries cancelled, and every option position this
         bot bought sold with a DAY limit at the bid, exit reason "flatten" (live_exits.py's
-        sale, ``close_now``). The positions are journaled first (a restart finishes the
-        flatten), their brackets' exits cancelled, and the sale placed in this same call once
-        IBKR's open orders no longer list them (waited for ``confirm_s``; else the next cycle
-        or expiry guard run sells: never a sale beside a working stop)."""
+        sale, ``close_now``). Every live position the journal has active, pending entries
+        included (one may fill while its cancel is on its way; one the broker's positions do
+        not list yet, after a reconnect, is sold once they do), is journaled to close first (a
+        restart finishes the flatten), their brackets' exits cancelled (kept with no bid to
+        sell at), and the sale placed in this same call once IBKR's open orders no longer list
+        them (waited for ``confirm_s``; else the next cycle or expiry guard run sells: never a
+        sale beside a working stop), after the fills of the meanwhile are booked (a stop that
+        filled is not listed either). Exercised shares are not sold."""
+        self._to_close(now_ts)
         await self.orders.step(now_ts, halted=True, why="flatten")
-        ours = self.desk.journal.bought_contracts()
-        held = [
-            ours[key]
-            for p in self.desk.broker.positions()
-            if p.sec_type == "OPT" and p.quantity > 0 and (key := contract_key(p)) in ours
-        ]
-        day = self._day_of(now_ts)
-        for intent_id in held:
-            self.exits.close(intent_id, "flatten", day, now_ts)
+        self._to_close(now_ts)  # what was adopted or filled meanwhile
         await self.exits.step(now_ts)  # the exits cancelled (or, with none, the sale placed)
         waiting = await self._cancels_confirmed(self.confirm_s)
         if waiting:
@@ -271,11 +268,41 @@ class LivePositionBook:
                 extra={"event": "flatten_waiting", "orders": waiting},
             )
         else:
+            self.followed.follow(now_ts)  # a stop that filled instead is booked first
             await self.exits.step(now_ts)  # the sale, now that no exit of theirs works
-        sold = sum(1 for i in held if self.exits.selling(i))
+        return self._flattened()
+
+    def _to_close(self, now_ts: float) -> None:
+        """A closing row for every live position of ours still active (not a short row)."""
+        journal, day = self.desk.journal, self._day_of(now_ts)
+        for p in journal.open_positions():
+            live = (p.status == "open" and p.exited is not None) or (
+                p.status == "pending"
+                and any(r.mode == "live" for r in journal.orders.of_intent(p.intent_id))
+            )
+            if live:
+                self.exits.close(p.intent_id, "flatten", day, now_ts)
+
+    def _flattened(self) -> str:
+        """The flatten's answer: what is being sold, and what is not yet and why."""
+        journal, exits = self.desk.journal, self.exits
+        closing = exits.close_now
+        held = [p.intent_id for p in journal.open_positions() if p.intent_id in closing]
+        held = [i for i in held if (p := journal.position(i)) is not None and p.held > 0]
+        sold = [i for i in held if exits.selling(i)]
+        kept = [i for i in held if i not in sold and exits.no_bid.get(i) is True]
+        bare = [i for i in held if i not in sold and exits.no_bid.get(i) is False]
+        later = len(held) - len(sold) - len(kept) - len(bare)
         said = f"entries cancelled, {len(held)} position(s) closing with limit orders at the bid"
-        if len(held) > sold:  # the cancels not confirmed in time, or no bid to sell at
-            said += f" ({len(held) - sold} not placed yet: the next cycle places them)"
+        notes = []
+        if kept:
+            notes.append(f"{len(kept)} kept its stop: no bid ({', '.join(kept)})")
+        if bare:
+            notes.append(f"{len(bare)} with no stop and no bid ({', '.join(bare)})")
+        if later:  # the cancels not confirmed in time, or not listed at IBKR yet
+            notes.append(f"{later} not placed yet")
+        if notes:
+            said += f" ({'; '.join(notes)}: the next cycle places them)"
         return said
 
     async def _cancels_confirmed(self, within_s: float) -> int:
@@ -300,6 +327,7 @@ class LivePositionBook:
             await self.orders.step(now_ts, halted=True, why="stop")
         await self._book_last_fills(now_ts)
         self._left_working(now_ts)
+        self._left_unprotected(now_ts)
 
     async def _book_last_fills(self, now_ts: float) -> None:
         """Executions that came in since the last cycle reach the journal before exit, with
@@ -342,3 +370,30 @@ class LivePositionBook:
                     for o in left
                 ),
             )
+
+    def _left_unprotected(self, now_ts: float) -> None:
+        """A position being closed (flatten, repair) that stays held with no SELL of ours
+        working, neither its stop nor its sale (its exits cancelled, no bid to sell at): held
+        at IBKR with nothing to limit the loss while the bot is down. Said to the trader."""
+        journal, broker = self.desk.journal, self.desk.broker
+        held = {contract_key(p): p.quantity for p in broker.positions() if p.sec_type == "OPT"}
+        selling = {
+            (o.order_ref.removesuffix(EXIT_SUFFIX), entry_key(o))
+            for o in broker.open_orders()
+            if o.action == "SELL" and o.status in WORKING  # a cancel asked: not protecting
+        }
+        for intent_id, reason in journal.closing.pending().items():
+            p = journal.position(intent_id)
+            if p is None or not p.active or p.status == "short":
+                continue
+            key = p.contract.key
+            if (p.held <= 0 and held.get(key, 0) <= 0) or (intent_id, key) in selling:
+                continue
+            text = (
+                f"{key} ({intent_id}) held with no stop and no sale: close it by hand "
+                f"(the bot stopped while closing it for {reason})"
+            )
+            log.error(text, extra={"event": "left_unprotected", "intent_id": intent_id})
+            journal.record_alert(self._day_of(now_ts), "left_unprotected", text, now_ts)
+            if self.desk.alerter is not None:
+                self.desk.alerter.send("left_unprotected", text, {"intent_id": intent_id})

@@ -7,13 +7,18 @@
       2. once they are gone (a later cycle: a cancel is not a fill's guarantee, and both
          working could sell twice), sell what is held with a DAY limit at the bid, orderRef
          "<intent id>:expiry", journaled before it is sent; repriced while the bid falls
-         below it (cancelled, then placed again once the cancel has taken)
+         below it (cancelled, then placed again once the cancel has taken). What is sold is
+         the broker's position but never more than the journal's (IBKR's position may lag a
+         stop's fill), and nothing while an execution of the bracket's exits is not booked
+         yet: an exit "gone" from the open orders may have filled, not been cancelled
 
 The same sale closes, at any time, a position in ``close_now``: the trader's flatten (reason
 "flatten", live_book.py) or a bracket that lost an exit with ``execution.incomplete_bracket:
-close`` (reason "closed", live_brackets.py at start). ``close_now`` is the journal's closing
-rows (journal/closing_rows.py), written before the first cancel and dropped once the position
-is closed: a restart between the cancels and the sale finishes it. The sale's orderRef is
+close`` (reason "closed", live_brackets.py at start). Its bid is asked before the bracket's
+exits are cancelled: with none (a quote outage) the stop is kept and the next cycle tries
+again (``no_bid``, what the flatten answers). ``close_now`` is the journal's closing rows
+(journal/closing_rows.py), written before the first cancel and dropped once the position is
+closed: a restart between the cancels and the sale finishes it. The sale's orderRef is
 ``<intent id>:expiry`` whatever the reason (what IBKR lists and the adoption at start know);
 its order row's details say the reason, and its fill is booked with it (live_fills.py).
 
@@ -73,6 +78,9 @@ class ExpiryExits:
         self.exit_before_s = exit_before_expiry_min * 60
         self.account = account
         self._cancel_refused: set[int] = set()
+        # intent id -> whether its bracket's exits were kept, for positions whose last sale
+        # found no bid (cleared once one is found): what a flatten answers
+        self.no_bid: dict[str, bool] = {}
 
     @property
     def close_now(self) -> Mapping[str, str]:
@@ -142,26 +150,43 @@ class ExpiryExits:
         bracket = [
             o for o in working if o not in exits and o.action == "SELL" and o.order_ref == intent_id
         ]
+        # a flatten's (or a repair's) sale may come at any time: its bid asked before the stop
+        # goes, so a quote outage keeps the stop rather than leave the position with neither
+        if bracket and reason != "expiry" and await self._bid(contract) is None:
+            self._no_bid(intent_id, contract, position.quantity, reason, kept_stop=True)
+            return
         for order in bracket:
-            await self._cancel(order, "expiry exit replaces the bracket's exits")
+            await self._cancel(order, f"the {reason} exit replaces the bracket's exits")
         if bracket:
             return  # sell once they are gone (a later call): both working could oversell
+        if self._sold_unbooked(intent_id):
+            return  # an exit of the bracket filled (not booked yet): what is left is unknown
         bid = await self._bid(contract)
         if bid is None:
-            log.warning(
-                "%s: no bid to close %g before expiry; tried again next cycle",
-                contract.key,
-                position.quantity,
-            )
+            self._no_bid(intent_id, contract, position.quantity, reason, kept_stop=False)
             return
+        self.no_bid.pop(intent_id, None)
         stale = [o for o in exits if o.limit > bid]
         for order in stale:
             if await self._cancel(order, f"the bid fell to {bid:.2f}: repriced next cycle"):
                 self._cancelled(order, now_ts)
-        ref = f"{intent_id}{EXIT_SUFFIX}"
         if exits or self.selling(intent_id):
             return  # working at the bid, or cancelled to be placed again once it is gone
-        quantity = int(position.quantity)
+        quantity = self._to_sell(intent_id, position)
+        if quantity > 0:
+            await self._sell(contract, intent_id, quantity, bid, reason, now_ts)
+
+    async def _sell(
+        self,
+        contract: OptionContract,
+        intent_id: str,
+        quantity: int,
+        bid: float,
+        reason: str,
+        now_ts: float,
+    ) -> None:
+        """The sale at the bid: journaled, then sent."""
+        ref = f"{intent_id}{EXIT_SUFFIX}"
         row = self.journal.orders.record(
             ref,
             "live",
@@ -180,6 +205,66 @@ class ExpiryExits:
             "before its expiry" if reason == "expiry" else "at the bid",
             reason,
             extra={"event": f"{reason}_exit", "intent_id": intent_id},
+        )
+
+    def _to_sell(self, intent_id: str, position: BrokerPosition) -> int:
+        """What the broker holds, but never more than the journal's position holds: the
+        broker's position may lag a stop's fill (IBKR sends it after the execution), and a
+        sale of both would open a short."""
+        p = self.journal.position(intent_id)
+        held = p.held if p is not None else 0
+        if held < position.quantity:
+            log.log(
+                logging.WARNING if held > 0 else logging.INFO,
+                "%s: IBKR holds %g, the journal's %s %d: %d sold",
+                contract_key(position),
+                position.quantity,
+                intent_id,
+                held,
+                max(held, 0),
+                extra={"event": "exit_sized", "intent_id": intent_id},
+            )
+        return min(int(position.quantity), held)
+
+    def _sold_unbooked(self, intent_id: str) -> bool:
+        """An execution of the bracket's exits the journal has not booked yet (its commission
+        report on its way): a stop that filled stops being listed as a cancelled one does,
+        and the broker's position may not show the fill yet. The sale waits for the booking."""
+        booked = self.journal.orders.fill_ids()
+        sold = [
+            f
+            for f in self.broker.fills()
+            if f.order_ref == intent_id and f.side == "SLD" and f.exec_id not in booked
+        ]
+        if sold:
+            log.warning(
+                "%s: an exit of its bracket filled (%s) and is not booked yet: the sale waits "
+                "for it",
+                intent_id,
+                ", ".join(f.exec_id for f in sold),
+                extra={"event": "exit_waits_for_fill", "intent_id": intent_id},
+            )
+        return bool(sold)
+
+    def _no_bid(
+        self,
+        intent_id: str,
+        contract: OptionContract,
+        quantity: float,
+        reason: str,
+        kept_stop: bool,
+    ) -> None:
+        """No bid to sell at: tried again next cycle; said in the flatten's answer."""
+        self.no_bid[intent_id] = kept_stop
+        what = "before its expiry" if reason == "expiry" else f"for the {reason}"
+        kept = "; its bracket's exits kept" if kept_stop else ""
+        log.warning(
+            "%s: no bid to close %g %s%s; tried again next cycle",
+            contract.key,
+            quantity,
+            what,
+            kept,
+            extra={"event": "exit_no_bid", "intent_id": intent_id, "reason": reason},
         )
 
     def selling(self, intent_id: str) -> bool:
