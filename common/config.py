@@ -393,6 +393,9 @@ class AlertsSettings(Model):
     # off by default; it answers only the chats listed (their numeric ids) and needs the token
     telegram_commands: bool = False
     telegram_allowed_chats: list[int] = Field(default_factory=list)
+    # and, when set, only these users (their numeric ids, Telegram's from.id) in those chats:
+    # without it, every member of an allowed group chat may /pause or /flatten
+    telegram_allowed_users: list[int] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _commands_need_a_bot_and_a_chat(self) -> AlertsSettings:

@@ -32,6 +32,7 @@ from supervisor.observe.telegram_answers import (
     ChatMessage,
     Command,
     flatten_step,
+    for_another_bot,
     parse,
     pnl_text,
     positions_text,
@@ -52,6 +53,7 @@ pytestmark = pytest.mark.timeout(30)
 TOKEN = "123:s3cret-token"
 ALLOWED = 42
 STRANGER = 666
+TRADER = 7  # a user (from.id)
 
 
 # --- a fake Bot API on 127.0.0.1 ----------------------------------------------------------------
@@ -59,7 +61,8 @@ STRANGER = 666
 
 class FakeBotApi:
     """getUpdates (long polling: held until an update at or past the offset, or the timeout;
-    offset -1: the latest only; an offset confirms what is before it) and sendMessage."""
+    offset -1: the latest only; an offset confirms what is before it), sendMessage and getMe
+    (the bot is @OurBot)."""
 
     def __init__(self, token: str = TOKEN) -> None:
         self.token = token
@@ -78,14 +81,11 @@ class FakeBotApi:
         self.server.shutdown()
         self.server.server_close()
 
-    def say(self, chat_id: int, text: str) -> None:
+    def say(self, chat_id: int, text: str, user: int = TRADER) -> None:
+        message = {"message_id": self.next_id, "chat": {"id": chat_id}, "text": text}
+        message["from"] = {"id": user, "is_bot": False, "first_name": "T"}
         with self.cond:
-            self.pending.append(
-                {
-                    "update_id": self.next_id,
-                    "message": {"message_id": self.next_id, "chat": {"id": chat_id}, "text": text},
-                }
-            )
+            self.pending.append({"update_id": self.next_id, "message": message})
             self.next_id += 1
             self.cond.notify_all()
 
@@ -138,6 +138,9 @@ class FakeBotApi:
                     code, answer = api.get_updates(body)
                 elif method == "sendMessage":
                     code, answer = api.send_message(body)
+                elif method == "getMe":
+                    me = {"id": 123, "is_bot": True, "first_name": "Our", "username": "OurBot"}
+                    code, answer = 200, {"ok": True, "result": me}
                 else:
                     code, answer = 404, {"ok": False, "description": "Not Found"}
                 data = json.dumps(answer).encode()
@@ -183,13 +186,22 @@ def test_updates_are_read_and_the_offset_confirms_every_one() -> None:
         {"update_id": "x"},
     ]
     assert updates(result) == ([ChatMessage(7, 42, "/status")], 10)
+    sent = [{"update_id": 3, "message": {"chat": {"id": -5}, "from": {"id": 7}, "text": "/pnl"}}]
+    assert updates(sent) == ([ChatMessage(3, -5, "/pnl", 7)], 4)
     assert updates([]) == ([], None)
     assert updates({"not": "a list"}) == ([], None)
 
 
 def test_a_command_is_parsed_with_the_bots_name_and_its_argument() -> None:
     assert parse("/pnl") == Command("pnl", "")
-    assert parse("  /Flatten@MyBot   CONFIRM ") == Command("flatten", "confirm")
+    assert parse("  /Flatten@MyBot   CONFIRM ") == Command("flatten", "confirm", "mybot")
+    assert parse("/pnl") == Command("pnl", "", "")
+
+
+def test_a_command_for_another_bot_is_not_ours() -> None:
+    assert for_another_bot(Command("flatten", "confirm", "otherbot"), "OurBot")
+    assert not for_another_bot(Command("flatten", "confirm", "ourbot"), "OurBot")
+    assert not for_another_bot(Command("flatten", "confirm", ""), "OurBot")  # every bot's
     assert parse("hello") is None
     assert parse("/") is None
     assert parse("") is None
@@ -342,6 +354,37 @@ def test_flatten_needs_a_confirmation_within_60_s(
         sent = _texts(api, 7)
         assert sent[-2] == (ALLOWED, FLATTEN_NONE) and sent[-1][1].startswith("unknown command")
         assert [c[0] for c in answer.calls] == ["flatten"]
+    finally:
+        bot.stop()
+
+
+def test_only_allowed_users_are_answered_and_another_bots_commands_are_ignored(
+    api: FakeBotApi, loop: asyncio.AbstractEventLoop
+) -> None:
+    # Given a group chat shared with another bot, and only TRADER allowed in it
+    answer = Recorded()
+    bot = TelegramCommands(
+        BotApi(api.url, TOKEN, timeout_s=5),
+        [ALLOWED],
+        loop,
+        answer,
+        poll_s=2,
+        allowed_users=[TRADER],
+    )
+    bot.start()
+    try:
+        api.wait_polls(2)
+        assert bot.username == "ourbot"  # learned with getMe before the first poll
+        # When another member pauses, and the trader flattens through the other bot
+        api.say(ALLOWED, "/pause", user=STRANGER)
+        api.say(ALLOWED, "/flatten@OtherBot")
+        api.say(ALLOWED, "/flatten@otherbot confirm")
+        api.say(ALLOWED, "/pause@OurBot")
+        # Then only the trader's command for us is answered and acted on
+        assert _texts(api, 1) == [(ALLOWED, "did pause")]
+        api.wait_offset(104)
+        assert answer.calls == [("pause", ALLOWED, "the-loop")] and len(api.sent) == 1
+        assert bot.refused == 1 and bot.elsewhere == 2
     finally:
         bot.stop()
 

@@ -1,7 +1,8 @@
 """The Telegram command bot's words, as pure functions: what a chat sent, what it is told.
 
     getUpdates' ``result`` --updates()--> ChatMessage(update_id, chat_id, text), next offset
-    a message's text --parse()--> Command(name, arg) ("/pnl@MyBot" is /pnl)
+    a message's text --parse()--> Command(name, arg, bot) ("/pnl@MyBot" is /pnl for MyBot;
+        for_another_bot(): a command addressed to another bot of a group is not ours)
     /flatten, /flatten confirm --flatten_step(arg, deadline, now)--> ask | act | expired | none
     a StatusView / a day's summary (Journal.day_summary, read by key) --*_text()--> the answer
 
@@ -48,12 +49,14 @@ class ChatMessage:
     update_id: int
     chat_id: int
     text: str
+    user_id: int | None = None  # who sent it (``from.id``; none: a channel, an anonymous admin)
 
 
 @dataclass(frozen=True)
 class Command:
     name: str  # lower case, without the slash and the bot's @name
     arg: str  # the rest of the line, stripped and lower case ("confirm")
+    bot: str = ""  # the @name it was addressed to, lower case ("": every bot of the chat)
 
 
 @dataclass(frozen=True)
@@ -93,8 +96,11 @@ def updates(result: object) -> tuple[list[ChatMessage], int | None]:
             continue
         chat = message.get("chat")
         text = message.get("text")
+        sender = message.get("from")
+        user = sender.get("id") if isinstance(sender, dict) else None
         if isinstance(chat, dict) and isinstance(chat.get("id"), int) and isinstance(text, str):
-            messages.append(ChatMessage(update_id, chat["id"], text))
+            user_id = user if isinstance(user, int) else None
+            messages.append(ChatMessage(update_id, chat["id"], text, user_id))
     return messages, None if last is None else last + 1
 
 
@@ -103,8 +109,14 @@ def parse(text: str) -> Command | None:
     words = text.strip().split(maxsplit=1)
     if not words or not words[0].startswith("/") or len(words[0]) < 2:
         return None
-    name = words[0][1:].split("@", 1)[0].lower()
-    return Command(name, words[1].strip().lower() if len(words) > 1 else "")
+    name, _, bot = words[0][1:].lower().partition("@")
+    return Command(name, words[1].strip().lower() if len(words) > 1 else "", bot)
+
+
+def for_another_bot(command: Command, username: str) -> bool:
+    """``/flatten@OtherBot confirm`` in a group both bots are in is the other bot's: Telegram
+    names the bot a command is for only so (a bare ``/flatten`` is for every bot there)."""
+    return bool(command.bot) and command.bot != username.lower().lstrip("@")
 
 
 def flatten_step(arg: str, deadline: float | None, now: float) -> FlattenStep:

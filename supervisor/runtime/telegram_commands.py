@@ -2,8 +2,11 @@
 from a phone (``alerts.telegram_commands``, off by default).
 
     "telegram-commands" thread --getUpdates (long polling, offset)--> alerts.telegram_api
-        a chat not in alerts.telegram_allowed_chats: no answer, counted
-            (ibkr_bot_telegram_refused_total), logged once per chat
+        a chat not in alerts.telegram_allowed_chats, or (when set) a sender not in
+            alerts.telegram_allowed_users: no answer, counted
+            (ibkr_bot_telegram_refused_total), logged once per chat or user
+        a command addressed to another bot (/flatten@OtherBot, our name from getMe at the
+            start): not ours, ignored
         /flatten: asks for "/flatten confirm" within CONFIRM_S real seconds
         --asyncio.run_coroutine_threadsafe--> DeskAnswers on the supervisor's loop:
             /pause /resume /flatten -> Controls.apply (trading/controls.py) as the HTTP
@@ -49,6 +52,7 @@ from supervisor.observe.telegram_answers import (
     ChatMessage,
     StatusView,
     flatten_step,
+    for_another_bot,
     parse,
     pnl_text,
     positions_text,
@@ -79,7 +83,7 @@ class BotApiError(Exception):
 
 
 class BotApi:
-    """The two Bot API methods the commands use, blocking (called on the poller's thread)."""
+    """The Bot API methods the commands use, blocking (called on the poller's thread)."""
 
     def __init__(self, base_url: str, token: str, timeout_s: float) -> None:
         self._base = f"{base_url.rstrip('/')}/bot{token}"
@@ -92,6 +96,14 @@ class BotApi:
         if offset is not None:
             payload["offset"] = offset
         return self._call("getUpdates", payload, poll_s + self.timeout_s)
+
+    def get_me(self) -> str:
+        """Our bot's username, lower case (a command naming another bot is not ours)."""
+        me = self._call("getMe", {}, self.timeout_s)
+        name = me.get("username") if isinstance(me, dict) else None
+        if not isinstance(name, str) or not name:
+            raise BotApiError("getMe: no username in the answer")
+        return name.lower()
 
     def send(self, chat_id: int, text: str) -> None:
         self._call("sendMessage", {"chat_id": chat_id, "text": text}, self.timeout_s)
@@ -137,19 +149,23 @@ class TelegramCommands:
         wait_s: float = WAIT_S,
         monotonic: Callable[[], float] = time.monotonic,
         backoff_s: float = 2.0,  # after the first failure; doubled per failure up to 60 s
+        allowed_users: Iterable[int] = (),  # empty: every member of an allowed chat
     ) -> None:
         self.api = api
         self.allowed = frozenset(allowed)
+        self.allowed_users = frozenset(allowed_users)
+        self.username: str | None = None  # ours, from getMe before the first poll
         self.loop = loop
         self.answer = answer
         self.poll_s = poll_s
         self.wait_s = wait_s
         self.monotonic = monotonic  # the confirmation's 60 s are a person's, not the market's
         self.backoff_s = backoff_s
-        self.refused = 0  # messages from chats not allowed: never answered
+        self.refused = 0  # messages from chats (or users) not allowed: never answered
+        self.elsewhere = 0  # commands addressed to another bot: not ours, never answered
         self.answered = 0
         self.offset: int | None = None  # None until the commands sent before the start are dropped
-        self._refused_chats: set[int] = set()
+        self._refused: set[str] = set()  # "chat 42", "user 7": each logged once
         self._deadlines: dict[int, float] = {}  # chat -> until when a "/flatten confirm" acts
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -166,6 +182,8 @@ class TelegramCommands:
         failures = 0
         while not self._stopping.is_set():
             try:
+                if self.username is None:
+                    self.username = self.api.get_me()
                 if self.offset is None:
                     self._drop_pending()
                     continue
@@ -206,15 +224,14 @@ class TelegramCommands:
 
     def _handle(self, message: ChatMessage) -> None:
         if message.chat_id not in self.allowed:
-            self.refused += 1
-            if message.chat_id not in self._refused_chats:
-                self._refused_chats.add(message.chat_id)
-                log.warning(
-                    "telegram commands: chat %d is not in alerts.telegram_allowed_chats: "
-                    "not answered (said once per chat; all counted)",
-                    message.chat_id,
-                    extra={"event": "telegram_refused", "chat": message.chat_id},
-                )
+            self._refuse(f"chat {message.chat_id}", "alerts.telegram_allowed_chats", message)
+            return
+        if self.allowed_users and message.user_id not in self.allowed_users:
+            self._refuse(f"user {message.user_id}", "alerts.telegram_allowed_users", message)
+            return
+        command = parse(message.text)
+        if command is not None and for_another_bot(command, self.username or ""):
+            self.elsewhere += 1  # another bot's, in a group both are in: not a refusal
             return
         text = self.reply(message)
         try:
@@ -222,6 +239,17 @@ class TelegramCommands:
             self.answered += 1
         except BotApiError as exc:
             log.warning("telegram commands: the answer to %d failed: %s", message.chat_id, exc)
+
+    def _refuse(self, who: str, setting: str, message: ChatMessage) -> None:
+        self.refused += 1
+        if who not in self._refused:
+            self._refused.add(who)
+            log.warning(
+                "telegram commands: %s is not in %s: not answered (said once each; all counted)",
+                who,
+                setting,
+                extra={"event": "telegram_refused", "chat": message.chat_id},
+            )
 
     def reply(self, message: ChatMessage) -> str:
         """The answer to an allowed chat's message (acting first when it is a control)."""
@@ -315,7 +343,7 @@ class RefusedChatsCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         yield CounterMetricFamily(
             "ibkr_bot_telegram_refused",
-            "Telegram messages from chats not in alerts.telegram_allowed_chats (not answered)",
+            "Telegram messages from chats (or users) not allowed (not answered)",
             value=self.commands.refused,
         )
 
@@ -338,15 +366,20 @@ def start_commands(
     )
     answers = DeskAnswers(desk, controls, status, desk.broker.name, now)
     commands = TelegramCommands(
-        api, alerts.telegram_allowed_chats, asyncio.get_running_loop(), answers
+        api,
+        alerts.telegram_allowed_chats,
+        asyncio.get_running_loop(),
+        answers,
+        allowed_users=alerts.telegram_allowed_users,
     )
     if server is not None:
         server.add_collector(RefusedChatsCollector(commands))
     commands.start()
     log.info(
-        "telegram commands: polling %s for chats %s",
+        "telegram commands: polling %s for chats %s, users %s",
         api.host,
         ", ".join(map(str, sorted(commands.allowed))),
+        ", ".join(map(str, sorted(commands.allowed_users))) or "any member",
         extra={"event": "telegram_commands"},
     )
     return commands
