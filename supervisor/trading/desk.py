@@ -37,7 +37,7 @@ from supervisor.trading.execution import Execution, Executor
 from supervisor.trading.journal_watch import JournalWatch
 from supervisor.trading.live_reconcile import Reconciliation
 from supervisor.trading.position_book import DeskSide, PositionBook, traded
-from supervisor.trading.refusal_alerts import RefusalAlerts
+from supervisor.trading.refusal_alerts import refusal_alerts_for
 from supervisor.trading.risk import RiskContext, RiskState, daily_loss, evaluate, record
 from supervisor.trading.sessions import SessionBook
 
@@ -66,9 +66,7 @@ class Desk:
         self.lock = asyncio.Lock()  # acting on a result and the expiry guard: one at a time
         self.journal_watch = JournalWatch(journal, alerter)
         # refusals alerted the first of a rule at once, then counted (refusal_alerts.py)
-        self.refusals = RefusalAlerts(
-            alerter, settings.alerts.refusal_every_min, settings.execution.mode
-        )
+        self.refusals = refusal_alerts_for(alerter, settings.alerts.refusal_every_min, executor)
         self.book = book(self)
         # the trader's pause (trading/controls.py): journaled, so it holds across a restart
         self.paused = journal.controls.paused()

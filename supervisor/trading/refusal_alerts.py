@@ -24,12 +24,20 @@ from __future__ import annotations
 from common.messages import OrderIntent
 from supervisor.observe.alerts import Alerter, mode_label
 from supervisor.observe.repeats import PerWindow
-from supervisor.trading.execution import Execution
+from supervisor.trading.execution import Execution, Executor
 
 # asked for (the trader's pause), or alerted once already by their own alert (the kill switch
 # and the daily loss that trips it, a journal lost)
 QUIET_RULES = ("paused", "kill_switch", "daily_loss_limit", "journal_lost")
 REJECTED = "order_rejected"  # IBKR's refusal of a bracket: its own key and alert kind
+
+
+def refusal_alerts_for(
+    alerter: Alerter | None, every_min: float, executor: Executor
+) -> RefusalAlerts:
+    """The desk's refusal alerts, labelled with the execution gate's mode (the gate is the one
+    part that knows it: the desk never reads it, tests/test_desk_book.py)."""
+    return RefusalAlerts(alerter, every_min, executor.mode)
 
 
 class RefusalAlerts:
