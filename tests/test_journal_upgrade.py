@@ -101,6 +101,15 @@ def test_a_journal_older_than_readable_from_asks_for_a_read_write_open(tmp_path:
     assert version_of(path) == READABLE_FROM - 1
 
 
+def test_a_stray_file_is_not_a_journal_and_is_not_said_to_be_migrated(tmp_path: Path) -> None:
+    path = tmp_path / "e.sqlite"
+    path.write_text("\n")  # echo '' > e.sqlite
+    with pytest.raises(JournalError, match="not a bot journal") as raised:
+        Journal(path, readonly=True)
+    assert "migrate" not in str(raised.value) and "start the bot" not in str(raised.value)
+    assert path.read_text() == "\n"
+
+
 def test_report_reads_a_schema_5_journal(tmp_path: Path) -> None:
     old_journal(tmp_path / "journal-stub.sqlite", 5)
     config = tmp_path / "settings.yaml"

@@ -73,6 +73,11 @@ class Store:
         if readonly:
             # an older file whose later migrations only add tables is read as it is, those
             # tables empty: report and reconcile work on it before run has migrated it
+            if version == 0:  # the bot migrates a file it creates in the same transaction
+                raise JournalError(
+                    f"{self.path}: not a bot journal (schema version 0, no meta or owner "
+                    "tables); it is left as it is: give the path of a journal the bot wrote"
+                )
             if version < READABLE_FROM:
                 raise JournalError(
                     f"{self.path}: schema version {version}, expected "
