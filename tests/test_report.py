@@ -245,7 +245,10 @@ def test_a_range_reports_each_journaled_day_and_an_empty_day_says_so(
         f"day report 2026-01-20: nothing journaled that day in {journal_file}"
     )
     none = _report_cli(tmp_path, "--from", "2027-01-01")
-    assert none.returncode == 0 and "nothing journaled" in none.stderr
+    assert none.returncode == 0 and none.stdout == f"no days in {journal_file} from 2027-01-01\n"
+    # a script reading --json gets a value, not nothing: no days, []
+    none_json = _report_cli(tmp_path, "--from", "2027-01-01", "--json")
+    assert none_json.returncode == 0 and json.loads(none_json.stdout) == []
 
 
 def test_a_reader_that_goes_away_is_not_a_traceback(tmp_path: Path, journal_file: Path) -> None:
@@ -290,11 +293,15 @@ def test_a_journal_a_failed_connect_left_empty_is_not_a_second_choice(
     assert journal_to_read(settings, "ibkr") == tmp_path / "journal-ibkr.sqlite"
 
 
-def test_an_empty_journal_says_nothing_yet(tmp_path: Path) -> None:
-    Journal(tmp_path / "journal-ibkr.sqlite").close()
+def test_an_empty_journal_says_no_days_and_its_json_is_a_value(tmp_path: Path) -> None:
+    path = tmp_path / "journal-ibkr.sqlite"
+    Journal(path).close()
     done = _report_cli(tmp_path)
-    assert done.returncode == 0 and "nothing journaled in" in done.stderr
-    assert done.stderr.rstrip().endswith("journal-ibkr.sqlite yet"), done.stderr
+    assert done.returncode == 0 and done.stdout == f"no days in {path}\n", done.stdout
+    as_json = _report_cli(tmp_path, "--json")
+    assert as_json.returncode == 0 and json.loads(as_json.stdout) == [], as_json.stdout
+    results = _report_cli(tmp_path, "--json", "--results")
+    assert json.loads(results.stdout)["run"]["trades"] == 0, results.stdout
 
 
 def test_report_reads_the_journal_of_the_settings_broker_and_names_it(
@@ -305,10 +312,8 @@ def test_report_reads_the_journal_of_the_settings_broker_and_names_it(
     Journal(ibkr).close()
     # When the settings trade ibkr: their journal, not the stub's day (with a hint to it)
     empty = _report_cli(tmp_path, extra="broker: ibkr\n")
-    assert empty.returncode == 0 and empty.stdout == "", empty.stdout
-    assert f"nothing journaled in {ibkr} yet ({journal_file} has days: --broker stub)" in (
-        empty.stderr
-    )
+    assert empty.returncode == 0, empty.stderr
+    assert empty.stdout == f"no days in {ibkr} ({journal_file} has days: --broker stub)\n"
     # and once both hold days, still theirs (not "several journals: name one"), named
     with Journal(ibkr) as j:
         fill_journal(j)

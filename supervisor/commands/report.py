@@ -340,10 +340,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         print(f"cannot read the journal: {exc}", file=sys.stderr)
         return exitcodes.USAGE
     if not days:
-        what = "for the days asked" if args.day or args.from_day or args.to_day else "yet"
         hint = others(settings.execution.journal_path, market) if market else ""
-        print(f"nothing journaled in {path} {what}{hint}", file=sys.stderr)
-        return exitcodes.OK
+        return _no_days(args, path, hint, read.run)
     tz = settings.schedule.timezone
     if args.plot and not _plot(Path(args.plot), read, tz):
         return exitcodes.USAGE
@@ -353,6 +351,19 @@ def cmd_report(args: argparse.Namespace) -> int:
         as_json = render_json({"journal": str(path), **run.as_json()})
         return _print(as_json if args.json else run_text(run, path))
     return _write(summaries, args.json, tz, path, read.days)
+
+
+def _no_days(args: argparse.Namespace, path: Path, hint: str, run: RunResults | None) -> int:
+    """No day in the journal (or the range asked): --json still prints a value for the script
+    reading stdout, ``[]`` (the days, none), or with --results the run's empty results."""
+    if args.json:
+        if hint:
+            print(f"report: no days in {path}{hint}", file=sys.stderr)
+        none: list[Mapping[str, Any]] = []
+        ran = {"journal": str(path), **run.as_json()} if args.results and run else none
+        return _print(render_json(ran))
+    asked = [f"{f} {v}" for f, v in (("from", args.from_day), ("to", args.to_day)) if v]
+    return _print(f"no days in {path}{''.join(' ' + a for a in asked)}{hint}\n")
 
 
 @dataclass(frozen=True)
