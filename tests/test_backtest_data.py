@@ -89,6 +89,22 @@ def test_rows_out_of_order_and_a_gap_inside_a_session(tmp_path: Path) -> None:
     ]
 
 
+def test_a_row_with_a_bad_value_is_its_only_problem_not_also_a_gap(tmp_path: Path) -> None:
+    path = write_bars(tmp_path, "SPY", MON, MON)
+    rows = lines_of(path)
+    ts, _, *rest = rows[4].split(",")  # line 5: 09:33
+    bad_close = rows[-1].rsplit(",", 2)
+    path.write_text(
+        "".join([*rows[:4], ",".join([ts, "x", *rest]), *rows[5:-1]])
+        + ",".join([bad_close[0], "y", bad_close[2]])
+    )
+    found = problems(tmp_path)
+    assert found == [
+        f"{path}: line 5: open 'x' is not a number",
+        f"{path}: line 391: close 'y' is not a number",
+    ], found
+
+
 def test_a_byte_that_is_not_utf8_is_named_by_line_and_column(tmp_path: Path) -> None:
     path = write_bars(tmp_path, "SPY", MON, MON)
     raw = path.read_bytes().split(b"\n")

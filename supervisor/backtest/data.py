@@ -147,7 +147,9 @@ def load_bars(
             if said.full():
                 break
             row = _bar(where, values, said)
-            if row is not None and check.bar(where, row[0]):
+            if row is None:
+                check.excused = True  # a row said bad is not also a missing minute
+            elif check.bar(where, row[0]):
                 for col, value in zip(cols, row, strict=True):
                     col.append(value)
         check.end()
@@ -186,6 +188,9 @@ class _Sessions:
         self.last: float | None = None
         self.session: Session | None = None
         self.where = ""
+        # a row dropped for a bad value since the last bar kept: the gap it leaves is not
+        # said too (its minute may be there, its time unreadable; the file is refused anyway)
+        self.excused = False
 
     def bar(self, where: str, ts: float) -> bool:
         """Whether the bar at ``ts`` can be kept (a problem said if not)."""
@@ -210,27 +215,27 @@ class _Sessions:
         if session != self.session:
             self.end()
             self.session = session
-            if ts != session.open_ts:
+            if ts != session.open_ts and not self.excused:
                 self.said.add(
                     where,
                     f"gap: the session of {day} opens at "
                     f"{_hm(session.open_ts)}, its first bar is at {_hm(ts)}",
                 )
-        elif self.last is not None and ts - self.last > BAR_S:
+        elif self.last is not None and ts - self.last > BAR_S and not self.excused:
             self.said.add(
                 where,
                 f"gap: no bars from {_hm(self.last + BAR_S)} to {_hm(ts - BAR_S)} "
                 f"inside the session of {day}",
             )
         self.days.add(day)
-        self.last, self.where = ts, where
+        self.last, self.where, self.excused = ts, where, False
         return True
 
     def end(self) -> None:
         """The session so far ended: its last bar must be the one before its close."""
         if self.session is None or self.last is None:
             return
-        if self.last != self.session.close_ts - BAR_S:
+        if self.last != self.session.close_ts - BAR_S and not self.excused:
             self.said.add(
                 self.where,
                 f"gap: the session of {self.session.day} closes at "
