@@ -208,3 +208,24 @@ def test_a_wal_copied_with_its_journal_is_its_own(path: Path, tmp_path: Path) ->
     wal_of(path).write_bytes(b"w" * 32)  # a header and no frame: nothing to apply
     path.unlink()
     assert stale_reason(path, note) is None
+
+
+def test_a_read_only_close_leaves_no_wal_nor_shm_but_never_under_a_writer(path: Path) -> None:
+    with Journal(path) as j:
+        j.record_alert("2026-12-01", "a", "one", 1.0)
+    # a report (or a backtest's summary) read after the run: nothing left beside the journal
+    with Journal(path, readonly=True) as r:
+        assert r._db.execute("SELECT count(*) FROM alerts").fetchone()[0] == 1
+    assert sorted(p.name for p in path.parent.iterdir()) == [
+        "journal.sqlite",
+        "journal.sqlite.lock",
+    ]
+    # read while the bot writes: its WAL and shm stay, and it writes on
+    with Journal(path) as j:
+        with Journal(path, readonly=True):
+            pass
+        assert wal_of(path).exists() and Path(f"{path}-shm").exists()
+        j.record_alert("2026-12-01", "b", "two", 2.0)
+    with Journal(path, readonly=True) as r:
+        assert r._db.execute("SELECT count(*) FROM alerts").fetchone()[0] == 2
+    assert not wal_of(path).exists() and not Path(f"{path}-shm").exists()

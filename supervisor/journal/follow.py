@@ -53,6 +53,23 @@ def connect_readonly(path: Path) -> sqlite3.Connection:
     return db
 
 
+def drop_empty_wal(path: Path) -> None:
+    """After a read-only close: a read-only connection cannot delete the -wal and -shm it made,
+    so each report (or a run's summary read after it) left them beside the journal. A
+    read-write open and close deletes them when it is the last connection (SQLite's rule: never
+    under a running bot), only for an empty WAL (one with frames is the bot's start's, wal.py)."""
+    try:
+        if wal_of(path).stat().st_size:
+            return
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=rw", uri=True, timeout=0)
+        try:
+            db.execute("PRAGMA schema_version").fetchone()  # connects: the close then tidies
+        finally:
+            db.close()
+    except (OSError, sqlite3.Error):
+        return  # none there, a read-only folder, the bot busy: left as it is
+
+
 def find_file(folder: Path, wanted: FileId, prefer: Path) -> Path | None:
     """A name in ``folder`` for the file ``wanted`` (``prefer`` first), or None."""
     if file_id(prefer) == wanted:

@@ -37,7 +37,7 @@ from common.messages import OrderIntent
 from supervisor.journal.closing_rows import ClosingRows
 from supervisor.journal.commits import SqlValue, Store
 from supervisor.journal.control_rows import ControlRows
-from supervisor.journal.follow import Follow, connect, connect_readonly
+from supervisor.journal.follow import Follow, connect, connect_readonly, drop_empty_wal
 from supervisor.journal.lock import JournalLock
 from supervisor.journal.order_rows import OrderRows
 from supervisor.journal.outage_rows import OutageRows
@@ -130,6 +130,8 @@ class Journal:
             log.error("closing the journal %s failed: %s (committed rows are kept)", self.path, exc)
         if self._lock is not None and file_id(wal_of(self.path)) is None:
             self._lock.note("")  # checkpointed and deleted: no WAL left to tell apart
+        if self._lock is None:
+            drop_empty_wal(self.path)
         self._release()
 
     def _release(self) -> None:
