@@ -76,6 +76,21 @@ def test_health_says_why_and_metrics_carry_every_figure() -> None:
         server.stop()
 
 
+def test_a_get_of_a_control_is_405_post_only_not_404() -> None:
+    server = StatusServer(0)
+    port = server.start()
+    try:
+        asked = urllib.request.Request(
+            f"http://127.0.0.1:{port}/api/resume", headers={"Authorization": "Bearer t"}
+        )
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(asked, timeout=5)
+        assert refused.value.code == 405 and refused.value.headers["Allow"] == "POST"
+        assert _get(port, "/api/nothing")[0] == 404  # an unknown path is still not found
+    finally:
+        server.stop()
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -420,6 +420,8 @@ PAGES = {
     "/static/app.css": "app.css",
     "/api/state": "",
 }
+# POST only (controls.ACTIONS, above this layer): a GET is told so (405), not "not found"
+CONTROL_PATHS = frozenset(f"/api/{a}" for a in ("pause", "resume", "flatten", "kill"))
 
 
 def _handler(server: StatusServer) -> type[http.server.BaseHTTPRequestHandler]:
@@ -441,6 +443,8 @@ def _handler(server: StatusServer) -> type[http.server.BaseHTTPRequestHandler]:
                 )
             elif path == "/metrics":
                 self._send(200, CONTENT_TYPE_LATEST, server.metrics())
+            elif path in CONTROL_PATHS:
+                self._send(405, "text/plain", f"{path} is POST only\n".encode(), allow="POST")
             else:
                 self._send(404, "text/plain", b"try /, /healthz or /metrics\n")
 
@@ -463,9 +467,13 @@ def _handler(server: StatusServer) -> type[http.server.BaseHTTPRequestHandler]:
             )
             self._send(code, "application/json", body)
 
-        def _send(self, code: int, kind: str, body: bytes, page: bool = False) -> None:
+        def _send(
+            self, code: int, kind: str, body: bytes, page: bool = False, allow: str = ""
+        ) -> None:
             self.send_response(code)
             self.send_header("Content-Type", kind)
+            if allow:  # 405: the methods the path takes
+                self.send_header("Allow", allow)
             self.send_header("Content-Length", str(len(body)))
             if page:  # the page loads only itself; nothing of it is cached or framed
                 self.send_header("Content-Security-Policy", CSP)
