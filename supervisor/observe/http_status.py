@@ -424,6 +424,13 @@ PAGES = {
 CONTROL_PATHS = frozenset(f"/api/{a}" for a in ("pause", "resume", "flatten", "kill"))
 
 
+def _not_a_page(path: str) -> tuple[int, str, bytes]:
+    """A GET of no page: a control is POST only (405, sent with Allow: POST), else 404."""
+    if path in CONTROL_PATHS:
+        return 405, "text/plain", f"{path} is POST only\n".encode()
+    return 404, "text/plain", b"try /, /healthz or /metrics\n"
+
+
 def _handler(server: StatusServer) -> type[http.server.BaseHTTPRequestHandler]:
     class Handler(http.server.BaseHTTPRequestHandler):
         timeout = server.read_timeout_s  # a slow or silent client holds a slot this long
@@ -443,10 +450,8 @@ def _handler(server: StatusServer) -> type[http.server.BaseHTTPRequestHandler]:
                 )
             elif path == "/metrics":
                 self._send(200, CONTENT_TYPE_LATEST, server.metrics())
-            elif path in CONTROL_PATHS:
-                self._send(405, "text/plain", f"{path} is POST only\n".encode(), allow="POST")
             else:
-                self._send(404, "text/plain", b"try /, /healthz or /metrics\n")
+                self._send(*_not_a_page(path))
 
         def do_POST(self) -> None:  # noqa: N802 - the http.server API
             length = self.headers.get("Content-Length", "0")
@@ -467,13 +472,11 @@ def _handler(server: StatusServer) -> type[http.server.BaseHTTPRequestHandler]:
             )
             self._send(code, "application/json", body)
 
-        def _send(
-            self, code: int, kind: str, body: bytes, page: bool = False, allow: str = ""
-        ) -> None:
+        def _send(self, code: int, kind: str, body: bytes, page: bool = False) -> None:
             self.send_response(code)
             self.send_header("Content-Type", kind)
-            if allow:  # 405: the methods the path takes
-                self.send_header("Allow", allow)
+            if code == 405:  # only a GET of a control: the method it takes
+                self.send_header("Allow", "POST")
             self.send_header("Content-Length", str(len(body)))
             if page:  # the page loads only itself; nothing of it is cached or framed
                 self.send_header("Content-Security-Policy", CSP)
