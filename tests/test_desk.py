@@ -343,4 +343,5 @@ def test_a_second_trip_keeps_the_first_reason_and_time(tmp_path):
     desk.trip("kill by cli from 127.0.0.1:1", NOW + 1, key="control")
     desk.trip("kill by cli from 127.0.0.1:2", NOW + 5, key="control")
     saved = journal.day_state("2026-01-08")
+    assert saved is not None
     assert (saved.halted_reason, saved.halted_ts) == ("kill by cli from 127.0.0.1:1", NOW + 1)
