@@ -233,6 +233,7 @@ def test_bad_dates_are_exit_2_naming_the_flag(
     assert done.returncode == 2 and said in done.stderr and "Traceback" not in done.stderr
 
 
+@pytest.mark.timeout(150)  # four cold starts of the CLI (~1.7 s each alone): CPU-bound
 def test_a_range_reports_each_journaled_day_and_an_empty_day_says_so(
     tmp_path: Path, journal_file: Path
 ) -> None:

@@ -108,6 +108,7 @@ def test_overlapping_windows_agree() -> None:
             )
 
 
+@pytest.mark.timeout(150)  # 61 cycles of 1,200 symbols: CPU-bound, ~6 s alone, 4x under load
 def test_a_large_universe_computes_each_bar_once_and_stays_bounded(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
