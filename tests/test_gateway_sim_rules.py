@@ -20,6 +20,7 @@ from tests.conftest_sim import ErrorLog, connect, make_scenario, next_client_id,
 from tests.ibclient import IB, LimitOrder, Stock
 from tests.sessions import TUESDAY_MORNING
 from tools.gateway_sim import ThreadedSim, arrivals
+from tools.gateway_sim.rules import ApiPacer
 from tools.gateway_sim.server import SimServer
 from tools.gateway_sim.session import Session
 
@@ -109,6 +110,19 @@ def test_a_client_that_asks_for_paceapi_is_paced_not_dropped() -> None:
     assert stats["messages_paced"] >= 10 and stats["paced_delay_max_s"] > 0.5
     assert delays[-1] > 0.5 and delays[0] < 0.5
     assert stats["peak_messages_per_s"] > 50  # what the client sent, counted as it came
+
+
+@pytest.mark.parametrize("clock_s", [1_000.0, 40_000.0, 140_000.0])
+def test_the_pacer_admits_late_whatever_the_clocks_magnitude(clock_s: float) -> None:
+    # Given the gateway's window of 0.95 s (1 s less its tolerance) and a monotonic clock at
+    # a host's uptime (at 40,000 s, t - (t - 0.95) rounds under 0.95)
+    pacer = ApiPacer(50, 1.0 - 0.05)
+    arrived = [clock_s + i * 1e-4 for i in range(60)]
+    # When 60 messages arrive at once, then every one is given a time, in order
+    when = [pacer.admit(t) for t in arrived]
+    assert when[:50] == arrived[:50]
+    # the 51st and later when the oldest has left the window
+    assert when[50:] == [t + (1.0 - 0.05) for t in arrived[:10]]
 
 
 def test_ib_insync_throttle_stays_under_the_limit() -> None:

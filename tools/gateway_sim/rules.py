@@ -62,7 +62,10 @@ class ApiPacer:
     def admit(self, arrived: float) -> float:
         t = max(arrived, self.admitted[-1]) if self.admitted else arrived  # in order
         while True:
-            while self.admitted and t - self.admitted[0] >= self.window_s:
+            # admitted[0] + window_s, not t - admitted[0]: the sum is what t is set to below,
+            # and the difference is rounded (0.95 s at a monotonic clock in 2**15..2**16 s,
+            # a host up 9 to 18 hours, came back under 0.95: the oldest never left, a hang)
+            while self.admitted and self.admitted[0] + self.window_s <= t:
                 self.admitted.popleft()
             if len(self.admitted) < self.limit:
                 break
