@@ -163,20 +163,10 @@ class ReplayBroker(PaperVenue):
         self.advance = advance  # moves the replay's clock on (an offline run's frozen one)
         self.equity = equity
         self._books = _books(recorded)
-        self._connected = False
         self.requests = 0
         self.modelled: list[ModelledAnswer] = []
 
-    # --- connection --------------------------------------------------------------------------
-
-    async def connect(self) -> None:
-        self._connected = True
-
-    async def disconnect(self) -> None:
-        self._connected = False
-
-    def is_connected(self) -> bool:
-        return self._connected
+    # connect, disconnect, is_connected and the order half: PaperVenue's
 
     def managed_accounts(self) -> list[str]:
         return [self.recorded.account]
